@@ -1,0 +1,32 @@
+"""One adapter per framework. Importing this package imports no framework."""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+from comparator.errors import FrameworkUnavailable
+
+_ADAPTERS = {
+    "pytorch": ("adapters.pytorch", "PyTorchAdapter"),
+    "keras": ("adapters.keras3", "Keras3Adapter"),
+}
+
+
+def adapter_names() -> list[str]:
+    return list(_ADAPTERS)
+
+
+def load_adapter(name: str, **options):
+    """Import the adapter's module only now, so a run imports only what it uses."""
+    module_name, class_name = _ADAPTERS[name]
+    # Keras fixes its device when it is imported, so the device travels ahead of the import.
+    os.environ.setdefault("XFRAME_DEVICE", options.get("device", "cpu"))
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise FrameworkUnavailable(
+            f"the {name} adapter needs a framework that is not installed ({exc.name or exc}); "
+            "install the project with: pip install -e '.[dev]'"
+        ) from None
+    return getattr(module, class_name)(**options)

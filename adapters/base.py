@@ -1,0 +1,183 @@
+"""The contract every framework adapter meets.
+
+Public methods live here once (validation, timing, state bookkeeping); a
+framework implements only the `_*_impl` hooks. Arrays cross this boundary as
+numpy in the canonical layout (torchvision names, PyTorch shapes).
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+from comparator.data import Batch
+from comparator.errors import NumericalError, UsageError
+from comparator.models import ModelSpec
+from comparator.recipes import Recipe
+from comparator.results import Losses, Modes, RunResult, State
+
+BN_STAT_SUFFIXES = (".running_mean", ".running_var")
+
+
+def split_state(arrays: dict[str, np.ndarray]) -> tuple[dict, dict]:
+    """(parameters, BatchNorm running statistics) of a canonical state."""
+    stats = {k: v for k, v in arrays.items() if k.endswith(BN_STAT_SUFFIXES)}
+    params = {k: v for k, v in arrays.items() if k not in stats}
+    return params, stats
+
+
+def max_abs_delta(before: dict, after: dict) -> float:
+    return max((float(np.max(np.abs(after[k].astype(np.float64) - before[k])))
+                for k in before if before[k].size), default=0.0)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One recipe's result plus its final canonical state, kept for cross-framework checks."""
+
+    result: RunResult
+    final_state: dict
+
+
+class FrameworkAdapter(ABC):
+    name: str = ""
+
+    def __init__(self, device: str = "cpu"):
+        self.device = device
+        self.spec: ModelSpec | None = None
+        self.scenario: str | None = None
+        self._initial_state: object = None
+        self._inference_before: dict[int, float] = {}
+
+    # ----- public API -----------------------------------------------------------------
+
+    def build(self, spec: ModelSpec, scenario: str, seed: int, image_size: int) -> None:
+        """Build the model with the framework's own initialisation."""
+        self.spec, self.scenario = spec, scenario
+        self._build_impl(spec, scenario, seed, image_size)
+
+    def load_weights(self, arrays: dict[str, np.ndarray]) -> None:
+        """Load canonical arrays; the result becomes the state every recipe starts from."""
+        self._load_impl(arrays)
+        self._initial_state = self._snapshot_impl()
+        self._inference_before.clear()
+
+    def canonical_weights(self) -> dict[str, np.ndarray]:
+        return self._canonical_impl()
+
+    def logits(self, batch: Batch) -> np.ndarray:
+        """Outputs in inference mode of the unfrozen model in its initial state."""
+        self._check_batch(batch)
+        self._restore_impl(self._initial_state)
+        return self._finite(self._logits_impl(batch), "inference outputs")
+
+    def inference_loss(self, batch: Batch) -> float:
+        """The initial state's inference loss, through the framework's own inference API."""
+        key = id(batch)
+        if key not in self._inference_before:
+            self._check_batch(batch)
+            self._restore_impl(self._initial_state)
+            self._apply_impl(None)
+            self._prepare_optimizer_impl(0.0)
+            self._inference_before[key] = self._finite(self._inference_loss_impl(batch),
+                                                       "inference loss")
+        return self._inference_before[key]
+
+    def run_recipe(self, recipe: Recipe, batch: Batch, steps: int, lr: float) -> Measurement:
+        """Apply a recipe to the initial state, take `steps` train steps, measure."""
+        if recipe.framework != self.name:
+            raise UsageError(f"recipe {recipe.id} is not a {self.name} recipe")
+        before_loss = self.inference_loss(batch)
+        started = time.perf_counter()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            self._restore_impl(self._initial_state)
+            self._apply_impl(recipe)
+            self._prepare_optimizer_impl(lr)
+            trainable, frozen = self._param_counts_impl()
+            params_before, stats_before = split_state(self._canonical_impl())
+            train_losses = tuple(self._finite(self._train_step_impl(batch), "train-step loss")
+                                 for _ in range(steps))
+            modes = self._audit_impl()
+            after_loss = self._finite(self._inference_loss_impl(batch), "inference loss")
+            final = self._canonical_impl()
+        params_after, stats_after = split_state(final)
+        weight_delta = max_abs_delta(params_before, params_after)
+        stat_delta = max_abs_delta(stats_before, stats_after)
+        result = RunResult(
+            id=recipe.id, framework=self.name, recipe=recipe.name,
+            description=recipe.description,
+            losses=Losses(before_loss, train_losses, after_loss),
+            state=State(trainable, frozen, weight_delta > 0, weight_delta,
+                        stat_delta > 0, stat_delta),
+            modes=modes,
+            seconds=round(time.perf_counter() - started, 3),
+            warnings=tuple(sorted({str(w.message).strip() for w in caught
+                                   if not issubclass(w.category, DeprecationWarning)})),
+        )
+        return Measurement(result, final)
+
+    def environment(self) -> dict[str, str]:
+        return self._environment_impl()
+
+    # ----- shared helpers -------------------------------------------------------------
+
+    def _check_batch(self, batch: Batch) -> None:
+        if batch.x.ndim != 4 or batch.x.shape[1] != 3:
+            raise UsageError(f"expected a batch of shape (N, 3, H, W), got {batch.x.shape}")
+        if not np.all(np.isfinite(batch.x)):
+            raise NumericalError("the input batch contains NaN or infinite values")
+
+    @staticmethod
+    def _finite(value, what: str):
+        if not np.all(np.isfinite(value)):
+            raise NumericalError(f"the model produced a non-finite {what}")
+        return value
+
+    # ----- hooks a framework implements ----------------------------------------------
+
+    @abstractmethod
+    def _build_impl(self, spec: ModelSpec, scenario: str, seed: int, image_size: int): ...
+
+    @abstractmethod
+    def _load_impl(self, arrays: dict[str, np.ndarray]) -> None: ...
+
+    @abstractmethod
+    def _canonical_impl(self) -> dict[str, np.ndarray]: ...
+
+    @abstractmethod
+    def _snapshot_impl(self) -> object: ...
+
+    @abstractmethod
+    def _restore_impl(self, state: object) -> None: ...
+
+    @abstractmethod
+    def _apply_impl(self, recipe: Recipe | None) -> None:
+        """Apply a recipe (None: nothing frozen) to the freshly restored model."""
+
+    @abstractmethod
+    def _prepare_optimizer_impl(self, lr: float) -> None: ...
+
+    @abstractmethod
+    def _param_counts_impl(self) -> tuple[int, int]: ...
+
+    @abstractmethod
+    def _logits_impl(self, batch: Batch) -> np.ndarray: ...
+
+    @abstractmethod
+    def _inference_loss_impl(self, batch: Batch) -> float: ...
+
+    @abstractmethod
+    def _train_step_impl(self, batch: Batch) -> float:
+        """One step; returns the loss exactly as the framework reports it."""
+
+    @abstractmethod
+    def _audit_impl(self) -> Modes:
+        """What BatchNorm and Dropout layers did in the last train-step pass."""
+
+    @abstractmethod
+    def _environment_impl(self) -> dict[str, str]: ...

@@ -1,0 +1,268 @@
+"""Keras 3 adapter, on the PyTorch backend. The only module that imports Keras."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+
+import numpy as np
+
+from comparator.errors import FrameworkUnavailable
+
+BACKEND = "torch"
+
+
+def import_keras(backend: str = BACKEND, device: str = "cpu"):
+    """Import Keras with the given backend, or explain why that is impossible now."""
+    loaded = sys.modules.get("keras")
+    if loaded is not None:
+        current = loaded.backend.backend()
+        if current != backend:
+            raise FrameworkUnavailable(
+                f"Keras was already imported with the {current!r} backend in this process; "
+                f"this adapter needs {backend!r}: set KERAS_BACKEND={backend} before importing "
+                "Keras, or run the comparison in a fresh process")
+        return loaded
+    os.environ["KERAS_BACKEND"] = backend
+    if backend == "torch":
+        os.environ["KERAS_TORCH_DEVICE"] = device
+    try:
+        import keras
+    except ImportError as exc:
+        raise FrameworkUnavailable(f"Keras is not installed ({exc})") from None
+    return keras
+
+
+keras = import_keras(device=os.environ.get("XFRAME_DEVICE", "cpu"))
+from keras import layers, ops  # noqa: E402
+
+from adapters.base import FrameworkAdapter  # noqa: E402
+from comparator.data import Batch  # noqa: E402
+from comparator.errors import UsageError  # noqa: E402
+from comparator.models import ModelSpec  # noqa: E402
+from comparator.observe import used_batch_statistics  # noqa: E402
+from comparator.portmaps import from_keras_layout, port_plan, to_keras_layout  # noqa: E402
+from comparator.recipes import Recipe  # noqa: E402
+from comparator.results import Modes  # noqa: E402
+
+HEAD_HIDDEN = 64
+HEAD_DROPOUT = 0.5
+
+
+def tiny_cnn(spec: ModelSpec, image_size: int, include_top: bool):
+    """The Keras twin of adapters.pytorch.TinyCNN (explicit padding, as PyTorch pads)."""
+    eps, momentum = spec.bn_epsilon["keras"], spec.bn_momentum["keras"]
+    inputs = keras.Input((image_size, image_size, 3))
+    x = inputs
+    for i, (filters, stride) in enumerate(((8, 1), (16, 2), (32, 2)), start=1):
+        x = layers.ZeroPadding2D(1, name=f"pad{i}")(x)
+        x = layers.Conv2D(filters, 3, strides=stride, use_bias=False, name=f"conv{i}")(x)
+        x = layers.BatchNormalization(epsilon=eps, momentum=momentum, name=f"bn{i}")(x)
+        x = layers.ReLU(name=f"relu{i}")(x)
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    if include_top:
+        x = layers.Dropout(0.2, name="dropout")(x)
+        x = layers.Dense(spec.num_classes, name="classifier")(x)
+    return keras.Model(inputs, x, name="tiny_cnn")
+
+
+def build_base(spec: ModelSpec, image_size: int, include_top: bool):
+    if spec.family == "tiny":
+        return tiny_cnn(spec, image_size, include_top)
+    builder = getattr(keras.applications, spec.keras_builder)
+    shape = (image_size, image_size, 3)
+    if include_top:
+        return builder(weights=None, classifier_activation=None, input_shape=shape)
+    return builder(weights=None, include_top=False, pooling="avg", input_shape=shape)
+
+
+def _is_concrete(tensor) -> bool:
+    # Keras builds models by calling layers on meta tensors first; those carry no values.
+    return "meta" not in str(getattr(tensor, "device", ""))
+
+
+class Keras3Adapter(FrameworkAdapter):
+    name = "keras"
+
+    def __init__(self, device: str = "cpu"):
+        super().__init__(device)
+        if keras.backend.backend() != BACKEND:
+            raise FrameworkUnavailable(f"Keras runs on {keras.backend.backend()!r}, not torch")
+        keras_device = os.environ.get("KERAS_TORCH_DEVICE", "cpu")
+        if keras_device.split(":")[0] != device.split(":")[0]:
+            raise FrameworkUnavailable(f"Keras was imported for device {keras_device!r}; "
+                                       f"run the comparison for {device!r} in a fresh process")
+        self._observing = False
+        self._bn_seen: dict[str, bool] = {}
+        self._dropout_seen: dict[str, bool] = {}
+        self._plan = []
+        self._model = None
+
+    # ----- building and weights -------------------------------------------------------
+
+    def _build_impl(self, spec, scenario, seed, image_size):
+        keras.utils.set_random_seed(seed)
+        self.base = build_base(spec, image_size, include_top=(scenario != "head"))
+        self.head_layers = []
+        if scenario == "head":
+            self.head_layers = [
+                layers.Dense(HEAD_HIDDEN, activation="relu", name="head_dense"),
+                layers.Dropout(HEAD_DROPOUT, name="head_dropout"),
+                layers.Dense(1, name="head_output"),
+            ]
+        self._wrappers = {flag: self._wrap(image_size, flag) for flag in (False, True)}
+        self._variables = list(self._wrappers[False].weights)
+        self._by_name = {layer.name: layer for layer in self._all_layers()}
+        self._bn_layers = [l for l in self._all_layers()
+                           if isinstance(l, layers.BatchNormalization)]
+        self._dropout_layers = [l for l in self._all_layers() if isinstance(l, layers.Dropout)]
+        stats = {id(v) for bn in self._bn_layers for v in (bn.moving_mean, bn.moving_variance)}
+        self._parameters = [v for v in self._variables if id(v) not in stats]
+
+    def _wrap(self, image_size: int, training_false: bool):
+        """The model fit() sees: the base, called with training=False when asked, then the head."""
+        inputs = keras.Input((image_size, image_size, 3))
+        x = self.base(inputs, training=False) if training_false else self.base(inputs)
+        for layer in self.head_layers:
+            x = layer(x)
+        return keras.Model(inputs, x)
+
+    def _all_layers(self):
+        return list(self.base.layers) + list(self.head_layers)
+
+    def _layer(self, name: str):
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise UsageError(f"the Keras model has no layer named {name!r}") from None
+
+    def _load_impl(self, arrays):
+        self._plan = port_plan(self.spec.port_map, arrays)
+        covered = set()
+        for port in self._plan:
+            layer = self._layer(port.keras_layer)
+            values = [to_keras_layout(port.kind, n, arrays[n]) for n in port.canonical_names]
+            current = layer.get_weights()
+            if len(current) != len(values):
+                raise UsageError(f"{port.module} has {len(values)} arrays but Keras layer "
+                                 f"{layer.name} has {len(current)}")
+            for name, have, want in zip(port.canonical_names, current, values):
+                if have.shape != want.shape:
+                    raise UsageError(f"shape mismatch: PyTorch {name} {want.shape} (Keras layout)"
+                                     f" vs Keras {layer.name} {have.shape}")
+            layer.set_weights(values)
+            covered.add(layer.name)
+        unported = [l.name for l in self._all_layers() if l.weights and l.name not in covered]
+        if unported:
+            raise UsageError(f"Keras layers without ported weights: {', '.join(unported[:5])}")
+
+    def _canonical_impl(self):
+        arrays = {}
+        for port in self._plan:
+            values = self._layer(port.keras_layer).get_weights()
+            for name, value in zip(port.canonical_names, values):
+                arrays[name] = from_keras_layout(port.kind, name, value)
+        return arrays
+
+    def _snapshot_impl(self):
+        return [ops.convert_to_numpy(v).copy() for v in self._variables]
+
+    def _restore_impl(self, state):
+        for variable, value in zip(self._variables, state):
+            variable.assign(value)
+        self.base.trainable = True
+        for layer in self._all_layers():
+            layer.trainable = True
+
+    # ----- recipes ---------------------------------------------------------------------
+
+    def _apply_impl(self, recipe: Recipe | None):
+        self._model = self._wrappers[bool(recipe and recipe.training_false)]
+        if recipe is None or not recipe.trainable_false:
+            return
+        if recipe.bn_stays_trainable:
+            for layer in self.base.layers:
+                layer.trainable = isinstance(layer, layers.BatchNormalization)
+        else:
+            self.base.trainable = False
+
+    def _loss(self):
+        if self.scenario == "head":
+            return keras.losses.MeanSquaredError()
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def _prepare_optimizer_impl(self, lr):
+        self._model.compile(optimizer=keras.optimizers.SGD(learning_rate=lr), loss=self._loss(),
+                            jit_compile=False)
+
+    def _param_counts_impl(self):
+        trainable_ids = {id(v) for v in self._model.trainable_weights}
+        trainable = sum(int(np.prod(v.shape)) for v in self._parameters if id(v) in trainable_ids)
+        total = sum(int(np.prod(v.shape)) for v in self._parameters)
+        return trainable, total - trainable
+
+    # ----- passes ----------------------------------------------------------------------
+
+    def _data(self, batch: Batch):
+        return batch.x_channels_last, batch.y
+
+    def _logits_impl(self, batch):
+        x, _ = self._data(batch)
+        return np.asarray(self._wrappers[False].predict(x, batch_size=len(x), verbose=0))
+
+    def _inference_loss_impl(self, batch):
+        x, y = self._data(batch)
+        return float(self._model.evaluate(x, y, batch_size=len(x), verbose=0))
+
+    def _train_step_impl(self, batch):
+        x, y = self._data(batch)
+        with self._observe():
+            history = self._model.fit(x, y, batch_size=len(x), epochs=1, shuffle=False,
+                                      verbose=0)
+        return float(history.history["loss"][0])
+
+    # ----- observation -----------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _observe(self):
+        adapter = self
+        bn_call, dropout_call = layers.BatchNormalization.call, layers.Dropout.call
+
+        def observed_bn(layer, inputs, *args, **kwargs):
+            if not _is_concrete(inputs):
+                return bn_call(layer, inputs, *args, **kwargs)
+            moving = (ops.convert_to_numpy(layer.moving_mean).copy(),
+                      ops.convert_to_numpy(layer.moving_variance).copy())
+            outputs = bn_call(layer, inputs, *args, **kwargs)
+            axes = [a for a in range(len(inputs.shape)) if a != layer.axis % len(inputs.shape)]
+            x_mean, x_var = ops.moments(ops.stop_gradient(inputs), axes)
+            y_mean, y_var = ops.moments(ops.stop_gradient(outputs), axes)
+            gamma = ops.convert_to_numpy(layer.gamma) if layer.scale else None
+            beta = ops.convert_to_numpy(layer.beta) if layer.center else None
+            adapter._bn_seen[layer.name] = used_batch_statistics(
+                *(ops.convert_to_numpy(t) for t in (x_mean, x_var, y_mean, y_var)),
+                gamma, beta, *moving, eps=layer.epsilon)
+            return outputs
+
+        def observed_dropout(layer, inputs, *args, **kwargs):
+            outputs = dropout_call(layer, inputs, *args, **kwargs)
+            if _is_concrete(inputs):
+                same = ops.all(ops.equal(ops.stop_gradient(inputs), ops.stop_gradient(outputs)))
+                adapter._dropout_seen[layer.name] = not bool(ops.convert_to_numpy(same))
+            return outputs
+
+        layers.BatchNormalization.call, layers.Dropout.call = observed_bn, observed_dropout
+        try:
+            yield
+        finally:
+            layers.BatchNormalization.call, layers.Dropout.call = bn_call, dropout_call
+
+    def _audit_impl(self):
+        modes = Modes(len(self._bn_layers), sum(self._bn_seen.values()),
+                      len(self._dropout_layers), sum(self._dropout_seen.values()))
+        self._bn_seen, self._dropout_seen = {}, {}
+        return modes
+
+    def _environment_impl(self):
+        return {"keras": keras.__version__, "keras_backend": keras.backend.backend()}

@@ -1,0 +1,298 @@
+"""PyTorch (torchvision) adapter: the only module besides the other adapters that imports torch."""
+
+from __future__ import annotations
+
+import copy
+import os
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+from adapters.base import FrameworkAdapter
+from comparator.data import Batch
+from comparator.errors import UsageError
+from comparator.models import ModelSpec
+from comparator.observe import used_batch_statistics
+from comparator.recipes import Recipe
+from comparator.results import Modes
+
+HEAD_HIDDEN = 64
+HEAD_DROPOUT = 0.5
+
+
+class TinyCNN(nn.Module):
+    """Three conv-BN-ReLU blocks, global pooling, Dropout and a classifier."""
+
+    def __init__(self, num_classes: int = 10, dropout: float = 0.2):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.conv2 = nn.Conv2d(8, 16, 3, stride=2, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(16)
+        self.conv3 = nn.Conv2d(16, 32, 3, stride=2, padding=1, bias=False)
+        self.bn3 = nn.BatchNorm2d(32)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(32, num_classes)
+
+    def features(self, x):
+        for conv, bn in ((self.conv1, self.bn1), (self.conv2, self.bn2), (self.conv3, self.bn3)):
+            x = F.relu(bn(conv(x)))
+        return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+
+    def forward(self, x):
+        return self.classifier(self.dropout(self.features(x)))
+
+
+def _densenet_features(module, x):
+    return torch.flatten(F.adaptive_avg_pool2d(F.relu(module.features(x)), 1), 1)
+
+
+def _tiny_features(module, x):
+    return TinyCNN.features(module, x)
+
+
+class FeatureExtractor(nn.Module):
+    """A network without its classifier; keeps the network's own submodule names."""
+
+    def __init__(self, net: nn.Module, forward_features, dropped=("classifier", "dropout")):
+        super().__init__()
+        for name, child in net.named_children():
+            if name not in dropped:
+                self.add_module(name, child)
+        self._forward_features = forward_features
+
+    def forward(self, x):
+        return self._forward_features(self, x)
+
+
+class HeadModel(nn.Module):
+    def __init__(self, backbone: nn.Module, feature_dim: int):
+        super().__init__()
+        self.backbone = backbone
+        self.head = nn.Sequential(nn.Linear(feature_dim, HEAD_HIDDEN), nn.ReLU(),
+                                  nn.Dropout(HEAD_DROPOUT), nn.Linear(HEAD_HIDDEN, 1))
+
+    def forward(self, x):
+        return self.head(self.backbone(x))
+
+
+_FEATURES = {"densenet": _densenet_features, "tiny": _tiny_features}
+
+
+def build_network(spec: ModelSpec) -> nn.Module:
+    """The full classification network of a spec, with PyTorch's own initialisation."""
+    if spec.family == "tiny":
+        return TinyCNN(num_classes=spec.num_classes)
+    return getattr(torchvision.models, spec.torchvision_builder)(weights=None)
+
+
+def _canonical_name(name: str) -> str:
+    return name[len("backbone."):] if name.startswith("backbone.") else name
+
+
+class PyTorchAdapter(FrameworkAdapter):
+    name = "pytorch"
+
+    def __init__(self, device: str = "cpu", threads: int | None = None):
+        super().__init__(device)
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise UsageError("--device cuda was given but PyTorch sees no CUDA device")
+        if threads:
+            torch.set_num_threads(threads)
+        self._torch_device = torch.device(device)
+        self._bn_seen: dict[str, bool] = {}
+        self._dropout_seen: dict[str, bool] = {}
+        self._optimizer = None
+
+    # ----- building and weights -------------------------------------------------------
+
+    def _build_impl(self, spec, scenario, seed, image_size):
+        torch.manual_seed(seed)
+        self.net = build_network(spec)
+        if scenario == "head":
+            backbone = FeatureExtractor(self.net, _FEATURES[spec.family])
+            self.model = HeadModel(backbone, spec.feature_dim)
+            self.frozen = backbone
+        else:
+            self.model = self.net
+            self.frozen = self.net
+        self.model.to(self._torch_device)
+        self._install_observers()
+
+    def randomise_affine(self, seed: int) -> None:
+        """Draw BatchNorm gamma and beta away from 1 and 0, so a port that swaps them fails."""
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for module in self.model.modules():
+                if isinstance(module, nn.BatchNorm2d):
+                    shape = module.weight.shape
+                    module.weight.copy_(0.75 + 0.5 * torch.rand(shape, generator=generator))
+                    module.bias.copy_(0.1 * torch.randn(shape, generator=generator))
+
+    def calibrate(self, images: np.ndarray, chunk: int) -> None:
+        """Set running statistics to the average batch statistics over `images`."""
+        bns = [m for m in self.model.modules() if isinstance(m, nn.BatchNorm2d)]
+        momenta = [bn.momentum for bn in bns]
+        for bn in bns:
+            bn.reset_running_stats()
+            bn.momentum = None  # cumulative average over the calibration chunks
+        self.model.train()
+        with torch.no_grad():
+            for start in range(0, len(images), chunk):
+                self.model(torch.from_numpy(images[start:start + chunk]).to(self._torch_device))
+        for bn, momentum in zip(bns, momenta):
+            bn.momentum = momentum
+
+    def _state_items(self):
+        for name, tensor in self.model.state_dict().items():
+            if not name.endswith("num_batches_tracked"):
+                yield _canonical_name(name), name, tensor
+
+    def _load_impl(self, arrays):
+        state = self.model.state_dict()
+        expected = {canonical: name for canonical, name, _ in self._state_items()}
+        missing = sorted(set(expected) - set(arrays))
+        extra = sorted(set(arrays) - set(expected))
+        if missing or extra:
+            raise UsageError(f"weights do not fit the PyTorch model: missing {missing[:5]}, "
+                             f"unexpected {extra[:5]}")
+        for canonical, name in expected.items():
+            target = state[name]
+            if tuple(target.shape) != arrays[canonical].shape:
+                raise UsageError(f"shape mismatch for {canonical}: PyTorch {tuple(target.shape)},"
+                                 f" weights {arrays[canonical].shape}")
+            target.copy_(torch.from_numpy(np.asarray(arrays[canonical])))
+
+    def _canonical_impl(self):
+        return {canonical: t.detach().cpu().numpy().copy()
+                for canonical, _, t in self._state_items()}
+
+    def _snapshot_impl(self):
+        return copy.deepcopy(self.model.state_dict())
+
+    def _restore_impl(self, state):
+        self.model.load_state_dict(state)
+        for p in self.model.parameters():
+            p.requires_grad_(True)
+            p.grad = None
+        self.model.train()
+
+    def save_state_dict(self, directory: str) -> list[str]:
+        """Files loadable with torch.load(..., weights_only=True) into plain PyTorch models."""
+        self._restore_impl(self._initial_state)
+        written = [os.path.join(directory, "pytorch_state_dict.pt")]
+        torch.save(self.net.state_dict(), written[0])
+        if self.scenario == "head":
+            written.append(os.path.join(directory, "pytorch_head_state_dict.pt"))
+            torch.save(self.model.head.state_dict(), written[1])
+        return written
+
+    # ----- recipes ---------------------------------------------------------------------
+
+    def _apply_impl(self, recipe: Recipe | None):
+        self.model.train()
+        if recipe is None:
+            return
+        if recipe.requires_grad_false:
+            for p in self.frozen.parameters():
+                p.requires_grad_(False)
+        if recipe.eval_mode:
+            self.frozen.eval()
+
+    def _prepare_optimizer_impl(self, lr):
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self._optimizer = torch.optim.SGD(params, lr=lr) if params else None
+
+    def _param_counts_impl(self):
+        trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in self.model.parameters())
+        return trainable, total - trainable
+
+    # ----- passes ----------------------------------------------------------------------
+
+    def _tensors(self, batch: Batch):
+        x = torch.from_numpy(batch.x).to(self._torch_device)
+        y = torch.from_numpy(batch.y).to(self._torch_device)
+        return x, y
+
+    def _loss(self, outputs, y):
+        if self.scenario == "head":
+            return F.mse_loss(outputs, y)
+        return F.cross_entropy(outputs, y)
+
+    def _logits_impl(self, batch):
+        self.model.eval()
+        with torch.no_grad():
+            return self.model(self._tensors(batch)[0]).cpu().numpy()
+
+    def _inference_loss_impl(self, batch):
+        self.model.eval()
+        x, y = self._tensors(batch)
+        with torch.no_grad():
+            return float(self._loss(self.model(x), y))
+
+    def _train_step_impl(self, batch):
+        # A standard loop: the mode the recipe set, forward, loss, backward, step.
+        x, y = self._tensors(batch)
+        self._observing = True
+        try:
+            loss = self._loss(self.model(x), y)
+        finally:
+            self._observing = False
+        if self._optimizer is not None:
+            self._optimizer.zero_grad()
+            loss.backward()
+            self._optimizer.step()
+        return float(loss.detach())
+
+    # ----- observation -----------------------------------------------------------------
+
+    def _install_observers(self):
+        self._observing = False
+        for name, module in self.model.named_modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.register_forward_pre_hook(self._bn_pre_hook)
+                module.register_forward_hook(self._make_bn_hook(name))
+            elif isinstance(module, nn.Dropout):
+                module.register_forward_hook(self._make_dropout_hook(name))
+
+    def _bn_pre_hook(self, module, args):
+        if self._observing:
+            module._xframe_stats = (module.running_mean.detach().clone(),
+                                    module.running_var.detach().clone())
+
+    def _make_bn_hook(self, name):
+        def hook(module, args, output):
+            if not self._observing:
+                return
+            x, y = args[0].detach(), output.detach()
+            dims = [d for d in range(x.ndim) if d != 1]
+            x_var, x_mean = torch.var_mean(x, dim=dims, correction=0)
+            y_var, y_mean = torch.var_mean(y, dim=dims, correction=0)
+            moving_mean, moving_var = module._xframe_stats
+            as_numpy = [t.detach().cpu().numpy() for t in
+                        (x_mean, x_var, y_mean, y_var, module.weight, module.bias,
+                         moving_mean, moving_var)]
+            self._bn_seen[name] = used_batch_statistics(*as_numpy, eps=module.eps)
+        return hook
+
+    def _make_dropout_hook(self, name):
+        def hook(module, args, output):
+            if self._observing:
+                self._dropout_seen[name] = not torch.equal(args[0].detach(), output.detach())
+        return hook
+
+    def _audit_impl(self):
+        bn_layers = sum(isinstance(m, nn.modules.batchnorm._BatchNorm)
+                        for m in self.model.modules())
+        dropout_layers = sum(isinstance(m, nn.Dropout) for m in self.model.modules())
+        modes = Modes(bn_layers, sum(self._bn_seen.values()), dropout_layers,
+                      sum(self._dropout_seen.values()))
+        self._bn_seen, self._dropout_seen = {}, {}
+        return modes
+
+    def _environment_impl(self):
+        return {"torch": torch.__version__, "torchvision": torchvision.__version__}

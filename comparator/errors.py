@@ -1,0 +1,35 @@
+"""Errors a user can cause or fix, each with its exit code.
+
+The command line turns these into one line on stderr and a non-zero exit;
+anything else is a bug and keeps its traceback.
+"""
+
+EXIT_OK = 0
+EXIT_CHECK_FAILED = 1
+EXIT_USAGE = 2
+EXIT_FRAMEWORK_MISSING = 3
+EXIT_REFEREE_FAILED = 4
+
+
+class ComparatorError(Exception):
+    """A failure with a message meant for the user."""
+
+    exit_code = EXIT_USAGE
+
+
+class UsageError(ComparatorError):
+    """Bad input: unknown names, impossible sizes, unwritable paths, bad files."""
+
+    exit_code = EXIT_USAGE
+
+
+class FrameworkUnavailable(ComparatorError):
+    """An optional framework is missing or was imported in an unusable state."""
+
+    exit_code = EXIT_FRAMEWORK_MISSING
+
+
+class NumericalError(ComparatorError):
+    """A model produced NaN or infinite values where a number was needed."""
+
+    exit_code = EXIT_USAGE

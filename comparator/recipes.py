@@ -1,0 +1,87 @@
+"""Freezing recipes: names, what each framework is told, and which pairs should agree.
+
+The adapters turn a recipe's flags into framework calls; the flags say what the
+user asked for, never what happened (the measurements say that).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from comparator.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Recipe:
+    framework: str
+    name: str
+    description: str
+    requires_grad_false: bool = False
+    eval_mode: bool = False
+    trainable_false: bool = False
+    training_false: bool = False
+    bn_stays_trainable: bool = False
+
+    @property
+    def id(self) -> str:
+        return f"{self.framework}:{self.name}"
+
+
+RECIPES: tuple[Recipe, ...] = (
+    Recipe("pytorch", "train",
+           "nothing frozen: model.train(), every parameter requires_grad"),
+    Recipe("pytorch", "requires_grad",
+           "frozen part's parameters get requires_grad=False; the module stays in train()",
+           requires_grad_false=True),
+    Recipe("pytorch", "eval",
+           "frozen part put in eval(); its parameters still require grad",
+           eval_mode=True),
+    Recipe("pytorch", "eval_requires_grad",
+           "frozen part in eval() and its parameters requires_grad=False",
+           requires_grad_false=True, eval_mode=True),
+    Recipe("keras", "train",
+           "nothing frozen: every layer trainable, fit() as is"),
+    Recipe("keras", "trainable_false",
+           "frozen part: trainable = False",
+           trainable_false=True),
+    Recipe("keras", "training_false",
+           "frozen part called with training=False in a functional model (the transfer-learning "
+           "guide's recipe); its weights stay trainable",
+           training_false=True),
+    Recipe("keras", "bn_trainable",
+           "every layer of the frozen part trainable = False except its BatchNormalization layers",
+           trainable_false=True, bn_stays_trainable=True),
+)
+
+# Pairs a user would expect to behave alike, with the reason a user expects it.
+EXPECTED_PAIRS: tuple[tuple[str, str, str], ...] = (
+    ("keras:train", "pytorch:train", "nothing frozen in either framework"),
+    ("keras:trainable_false", "pytorch:eval_requires_grad",
+     "the frozen part neither trains nor moves its BatchNorm statistics"),
+    ("keras:training_false", "pytorch:eval",
+     "the guide's intent: frozen part in inference mode, weights trainable"),
+    ("keras:bn_trainable", "pytorch:requires_grad",
+     "frozen weights, BatchNorm layers in training mode"),
+)
+
+
+def recipes_for(framework: str) -> list[Recipe]:
+    return [r for r in RECIPES if r.framework == framework]
+
+
+def recipe_ids() -> list[str]:
+    return [r.id for r in RECIPES]
+
+
+def select(ids: list[str] | None, frameworks: list[str]) -> list[Recipe]:
+    """The recipes to run, in table order; ids are validated against the table."""
+    available = [r for r in RECIPES if r.framework in frameworks]
+    if not ids:
+        return available
+    known = {r.id: r for r in available}
+    unknown = [i for i in ids if i not in known]
+    if unknown:
+        raise UsageError(
+            f"unknown recipe {', '.join(unknown)}; known recipes: {', '.join(known)}"
+        )
+    return [r for r in available if r.id in set(ids)]
