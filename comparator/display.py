@@ -1,0 +1,78 @@
+"""The terminal view of a report: a matrix of runs, checks and equivalences (rich)."""
+
+from __future__ import annotations
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from comparator.results import Report
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4f}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
+
+
+def run_table(report: Report) -> Table:
+    table = Table(title=f"{report.model} · {report.scenario} · batch "
+                        f"{report.settings['batch_size']} · {report.settings['image_size']} px",
+                  title_justify="left", header_style="bold", box=box.SIMPLE_HEAD,
+                  pad_edge=False)
+    table.add_column("run", no_wrap=True)
+    for header in ("before", "train step", "after", "BN batch", "drop", "weights Δ",
+                   "BN stats Δ"):
+        table.add_column(header, justify="right", no_wrap=True)
+    previous = None
+    for run in report.runs:
+        if previous and previous != run.framework:
+            table.add_section()
+        previous = run.framework
+        steps = ", ".join(_fmt(v) for v in run.losses.train_step)
+        table.add_row(run.id, _fmt(run.losses.inference_before), steps,
+                      _fmt(run.losses.inference_after),
+                      f"{run.modes.bn_batch_stats}/{run.modes.bn_layers}",
+                      f"{run.modes.dropout_active}/{run.modes.dropout_layers}",
+                      _delta(run.state.weights_changed, run.state.max_weight_delta),
+                      _delta(run.state.bn_stats_changed, run.state.max_bn_stat_delta))
+    return table
+
+
+def _delta(flag: bool, delta: float) -> str:
+    return f"{delta:.1e}" if flag else "-"
+
+
+LEGEND = ("before/after: inference loss before and after the step; train step: the loss the "
+          "framework reported; BN batch: BatchNorm layers that normalised with the batch's "
+          "statistics in the train-step pass (observed, not assumed); drop: active Dropout "
+          "layers; Δ: largest change, '-' for none.")
+
+
+def render_equivalences(report: Report, console: Console) -> None:
+    console.print("[bold]Recipe equivalence (measured)[/]")
+    for eq in report.equivalences:
+        mark = "[green]same[/]" if eq.equivalent else "[red]differ[/]"
+        console.print(f"  {mark}  {eq.a} ~ {eq.b}  (max loss diff {eq.max_diff:.1e})")
+        for difference in eq.differences:
+            console.print(f"          - {difference}", style="dim", highlight=False)
+
+
+def render(report: Report, console: Console, quiet: bool = False) -> None:
+    if not quiet:
+        console.print(run_table(report))
+        console.print(LEGEND, style="dim", highlight=False)
+        console.print()
+        render_equivalences(report, console)
+        console.print()
+        for check in report.checks:
+            mark = "[green]pass[/]" if check.passed else "[red]FAIL[/]"
+            console.print(f"{mark} {check.name}: {check.value:.3g} (tolerance {check.tolerance:g})")
+    console.print(verdict_line(report), highlight=False)
+
+
+def verdict_line(report: Report) -> str:
+    failed = [c.name for c in report.checks if not c.passed]
+    same = sum(e.equivalent for e in report.equivalences)
+    status = "checks passed" if not failed else f"checks FAILED: {', '.join(failed)}"
+    return (f"{report.model}/{report.scenario}: {len(report.runs)} runs, {status}; "
+            f"{same} of {len(report.equivalences)} listed recipe pairs equivalent; "
+            f"{report.timings.get('total_seconds', 0):.1f} s")

@@ -1,0 +1,42 @@
+import pytest
+
+
+def _pair(outcome, a, b):
+    (eq,) = [e for e in outcome.report.equivalences if (e.a, e.b) == (a, b)]
+    return eq
+
+
+def test_keras_trainable_false_is_pytorch_eval_requires_grad(densenet_classify):
+    eq = _pair(densenet_classify, "keras:trainable_false", "pytorch:eval_requires_grad")
+    assert eq.equivalent and eq.expected
+    assert eq.max_diff < 1e-4
+
+
+def test_train_recipes_agree_on_the_step_but_not_on_running_statistics(densenet_classify):
+    report = densenet_classify.report
+    keras_run, torch_run = report.run("keras:train"), report.run("pytorch:train")
+    assert keras_run.losses.train_step[0] == pytest.approx(torch_run.losses.train_step[0],
+                                                           abs=1e-4)
+    eq = _pair(densenet_classify, "keras:train", "pytorch:train")
+    assert not eq.equivalent
+    # Keras momentum 0.99 against torchvision's 0.1: the running statistics part ways.
+    assert eq.max_bn_stat_diff > 1e-3
+    assert any("running statistics" in d for d in eq.differences)
+
+
+def test_the_guides_training_false_does_not_act_like_pytorch_eval(densenet_classify):
+    eq = _pair(densenet_classify, "keras:training_false", "pytorch:eval")
+    assert not eq.equivalent
+    assert any("BatchNorm layers using batch statistics: 121 vs 0" in d for d in eq.differences)
+
+
+def test_training_false_behaves_like_nothing_frozen_in_keras(densenet_classify):
+    report = densenet_classify.report
+    a, b = report.run("keras:training_false"), report.run("keras:train")
+    assert a.losses.train_step == b.losses.train_step
+    assert a.losses.inference_after == pytest.approx(b.losses.inference_after, abs=1e-6)
+
+
+def test_dropout_makes_cross_framework_losses_incomparable(tiny_head):
+    eq = _pair(tiny_head, "keras:trainable_false", "pytorch:eval_requires_grad")
+    assert any("Dropout was active" in d for d in eq.differences)
