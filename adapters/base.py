@@ -37,10 +37,12 @@ def max_abs_delta(before: dict, after: dict) -> float:
 
 @dataclass(frozen=True)
 class Measurement:
-    """One recipe's result plus its final canonical state, kept for cross-framework checks."""
+    """One recipe's result, its states before and after, and the ablation passes' losses."""
 
     result: RunResult
     final_state: dict
+    initial_state: dict
+    ablations: dict
 
 
 class FrameworkAdapter(ABC):
@@ -99,12 +101,17 @@ class FrameworkAdapter(ABC):
             self._apply_impl(recipe)
             self._prepare_optimizer_impl(lr)
             trainable, frozen = self._param_counts_impl()
-            params_before, stats_before = split_state(self._canonical_impl())
-            train_losses = tuple(self._finite(self._train_step_impl(batch), "train-step loss")
-                                 for _ in range(steps))
-            modes = self._audit_impl()
+            initial = self._canonical_impl()
+            self._reset_rng_impl()
+            train_losses, step_modes = [], []
+            for _ in range(steps):
+                train_losses.append(self._finite(self._train_step_impl(batch), "train-step loss"))
+                step_modes.append(self._audit_impl())
+            modes, train_losses = step_modes[0], tuple(train_losses)
             after_loss = self._finite(self._inference_loss_impl(batch), "inference loss")
             final = self._canonical_impl()
+            ablations = self._ablations(recipe, batch, modes, initial, final)
+        params_before, stats_before = split_state(initial)
         params_after, stats_after = split_state(final)
         weight_delta = max_abs_delta(params_before, params_after)
         stat_delta = max_abs_delta(stats_before, stats_after)
@@ -119,7 +126,32 @@ class FrameworkAdapter(ABC):
             warnings=tuple(sorted({str(w.message).strip() for w in caught
                                    if not issubclass(w.category, DeprecationWarning)})),
         )
-        return Measurement(result, final)
+        return Measurement(result, final, initial, ablations)
+
+    def _ablations(self, recipe, batch, modes, initial, final) -> dict:
+        """Passes that switch one cause off at a time; a pass is run only when it says more
+        than the measurements already taken (with one cause active, switching it off gives
+        the inference pass itself)."""
+        found = {}
+        if modes.bn_batch_stats and modes.dropout_active:
+            for key, bn_moving, dropout_off in (("bn_moving_statistics", True, False),
+                                                ("dropout_off", False, True)):
+                self._restore_impl(self._initial_state)
+                self._apply_impl(recipe)
+                self._reset_rng_impl()
+                found[key] = self._finite(self._forward_loss_impl(batch, bn_moving, dropout_off),
+                                          "ablation loss")
+        params_before, stats_before = split_state(initial)
+        params_after, stats_after = split_state(final)
+        weights_moved = max_abs_delta(params_before, params_after) > 0
+        stats_moved = max_abs_delta(stats_before, stats_after) > 0
+        if weights_moved and stats_moved:
+            self._load_impl({**params_before, **stats_after})
+            self._apply_impl(recipe)
+            found["stats_update_only"] = self._finite(self._inference_loss_impl(batch),
+                                                      "ablation loss")
+        self._restore_impl(self._initial_state)
+        return found
 
     def environment(self) -> dict[str, str]:
         return self._environment_impl()
@@ -181,3 +213,12 @@ class FrameworkAdapter(ABC):
 
     @abstractmethod
     def _environment_impl(self) -> dict[str, str]: ...
+
+    @abstractmethod
+    def _reset_rng_impl(self) -> None:
+        """Put the random state (Dropout masks) where every run and ablation starts."""
+
+    @abstractmethod
+    def _forward_loss_impl(self, batch: Batch, bn_moving: bool, dropout_off: bool) -> float:
+        """A training-mode forward pass as the recipe set it, with BatchNorm layers forced to
+        moving statistics and/or Dropout switched off; nothing is updated."""

@@ -77,6 +77,26 @@ def build_base(spec: ModelSpec, image_size: int, include_top: bool):
     return builder(weights=None, include_top=False, pooling="avg", input_shape=shape)
 
 
+@contextlib.contextmanager
+def _inference_calls(classes):
+    """Within the block, layers of these classes are called with training=False."""
+    originals = {cls: cls.call for cls in classes}
+
+    def forcing(original):
+        def call(layer, inputs, *args, **kwargs):
+            kwargs["training"] = False
+            return original(layer, inputs, *args, **kwargs)
+        return call
+
+    for cls, original in originals.items():
+        cls.call = forcing(original)
+    try:
+        yield
+    finally:
+        for cls, original in originals.items():
+            cls.call = original
+
+
 def _is_concrete(tensor) -> bool:
     # Keras builds models by calling layers on meta tensors first; those carry no values.
     return "meta" not in str(getattr(tensor, "device", ""))
@@ -102,6 +122,7 @@ class Keras3Adapter(FrameworkAdapter):
     # ----- building and weights -------------------------------------------------------
 
     def _build_impl(self, spec, scenario, seed, image_size):
+        self._seed = seed
         keras.utils.set_random_seed(seed)
         self.base = build_base(spec, image_size, include_top=(scenario != "head"))
         self.head_layers = []
@@ -119,6 +140,9 @@ class Keras3Adapter(FrameworkAdapter):
         self._dropout_layers = [l for l in self._all_layers() if isinstance(l, layers.Dropout)]
         stats = {id(v) for bn in self._bn_layers for v in (bn.moving_mean, bn.moving_variance)}
         self._parameters = [v for v in self._variables if id(v) not in stats]
+        self._seed_states = [layer.seed_generator.state for layer in self._all_layers()
+                             if getattr(layer, "seed_generator", None) is not None]
+        self._seed_start = [ops.convert_to_numpy(v).copy() for v in self._seed_states]
 
     def _wrap(self, image_size: int, training_false: bool):
         """The model fit() sees: the base, called with training=False when asked, then the head."""
@@ -221,6 +245,22 @@ class Keras3Adapter(FrameworkAdapter):
             history = self._model.fit(x, y, batch_size=len(x), epochs=1, shuffle=False,
                                       verbose=0)
         return float(history.history["loss"][0])
+
+    def _reset_rng_impl(self):
+        for variable, value in zip(self._seed_states, self._seed_start):
+            variable.assign(value)
+
+    def _forward_loss_impl(self, batch, bn_moving, dropout_off):
+        # What fit()'s train step does before the update: call the model with training=True.
+        x, y = (ops.convert_to_tensor(a) for a in self._data(batch))
+        forced = []
+        if bn_moving:
+            forced.append(layers.BatchNormalization)
+        if dropout_off:
+            forced.append(layers.Dropout)
+        with _inference_calls(forced):
+            y_pred = self._model(x, training=True)
+        return float(ops.convert_to_numpy(self._loss()(y, y_pred)))
 
     # ----- observation -----------------------------------------------------------------
 

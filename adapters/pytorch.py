@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 
@@ -110,6 +111,7 @@ class PyTorchAdapter(FrameworkAdapter):
     # ----- building and weights -------------------------------------------------------
 
     def _build_impl(self, spec, scenario, seed, image_size):
+        self._seed = seed
         torch.manual_seed(seed)
         self.net = build_network(spec)
         if scenario == "head":
@@ -180,6 +182,19 @@ class PyTorchAdapter(FrameworkAdapter):
             p.grad = None
         self.model.train()
 
+    @contextlib.contextmanager
+    def bn_momentum(self, momentum: float):
+        """Within the block every BatchNorm layer uses this (PyTorch-convention) momentum."""
+        bns = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        saved = [bn.momentum for bn in bns]
+        for bn in bns:
+            bn.momentum = momentum
+        try:
+            yield
+        finally:
+            for bn, value in zip(bns, saved):
+                bn.momentum = value
+
     def save_state_dict(self, directory: str) -> list[str]:
         """Files loadable with torch.load(..., weights_only=True) into plain PyTorch models."""
         self._restore_impl(self._initial_state)
@@ -247,6 +262,23 @@ class PyTorchAdapter(FrameworkAdapter):
             loss.backward()
             self._optimizer.step()
         return float(loss.detach())
+
+    def _reset_rng_impl(self):
+        torch.manual_seed(self._seed)
+
+    def _forward_loss_impl(self, batch, bn_moving, dropout_off):
+        switched = [m for m in self.model.modules() if m.training and (
+            (bn_moving and isinstance(m, nn.modules.batchnorm._BatchNorm))
+            or (dropout_off and isinstance(m, nn.Dropout)))]
+        x, y = self._tensors(batch)
+        try:
+            for module in switched:
+                module.eval()
+            with torch.no_grad():
+                return float(self._loss(self.model(x), y))
+        finally:
+            for module in switched:
+                module.train()
 
     # ----- observation -----------------------------------------------------------------
 

@@ -47,6 +47,20 @@ LEGEND = ("before/after: inference loss before and after the step; train step: t
           "layers; Δ: largest change, '-' for none.")
 
 
+def render_explanations(report: Report, console: Console) -> None:
+    if not report.explanations:
+        return
+    console.print("[bold]Why the reported loss and the inference loss differ (measured)[/]")
+    for explanation in report.explanations:
+        console.print(f"  {explanation['summary']}", highlight=False)
+        for cause in explanation["causes"]:
+            console.print(f"    {cause['loss_delta']:+.4g}  {cause['text']}", style="dim",
+                          highlight=False)
+        for note in explanation.get("notes", []):
+            console.print(f"    note: {note}", style="dim", highlight=False)
+    console.print()
+
+
 def render_equivalences(report: Report, console: Console) -> None:
     console.print("[bold]Recipe equivalence (measured)[/]")
     for eq in report.equivalences:
@@ -54,6 +68,8 @@ def render_equivalences(report: Report, console: Console) -> None:
         console.print(f"  {mark}  {eq.a} ~ {eq.b}  (max loss diff {eq.max_diff:.1e})")
         for difference in eq.differences:
             console.print(f"          - {difference}", style="dim", highlight=False)
+        for cause in eq.causes:
+            console.print(f"          why: {cause['text']}", style="dim", highlight=False)
 
 
 def render(report: Report, console: Console, quiet: bool = False) -> None:
@@ -61,6 +77,7 @@ def render(report: Report, console: Console, quiet: bool = False) -> None:
         console.print(run_table(report))
         console.print(LEGEND, style="dim", highlight=False)
         console.print()
+        render_explanations(report, console)
         render_equivalences(report, console)
         console.print()
         for check in report.checks:

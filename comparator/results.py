@@ -87,6 +87,7 @@ class Equivalence(_Serialisable):
     differences: tuple[str, ...] = ()
     max_weight_diff: float | None = None
     max_bn_stat_diff: float | None = None
+    causes: tuple[dict, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,10 @@ from importlib import metadata
 
 import numpy as np
 
+import dataclasses
+
 from comparator.data import Batch, make_batch
+from comparator.diagnosis import explain_bn_conventions, explain_run
 from comparator.equivalence import equivalences
 from comparator.errors import UsageError
 from comparator.models import ModelSpec, get_spec
@@ -84,6 +87,31 @@ def _noop(*_args, **_kwargs):
     pass
 
 
+def _explain_pair(eq, spec, recipes, adapters, batch, config, runs, states):
+    """Measure why two runs' running statistics differ when both runs updated them with
+    the same batch statistics: re-run the PyTorch recipe with Keras's momentum."""
+    if eq.max_bn_stat_diff is None or eq.max_bn_stat_diff <= 1e-5:
+        return eq
+    if not eq.a.startswith("keras:") or not eq.b.startswith("pytorch:"):
+        return eq
+    a, b = runs[eq.a], runs[eq.b]
+    if not (a.state.bn_stats_changed and b.state.bn_stats_changed
+            and a.modes.bn_batch_stats == b.modes.bn_batch_stats):
+        return eq
+    keras_momentum = spec.bn_momentum["keras"]
+    torch_momentum = spec.bn_momentum["pytorch"]
+    matched_state = states[eq.b]
+    if abs((1.0 - keras_momentum) - torch_momentum) > 1e-12:
+        by_id = {r.id: r for r in recipes}
+        torch_adapter = adapters["pytorch"]
+        with torch_adapter.bn_momentum(1.0 - keras_momentum):
+            matched_state = torch_adapter.run_recipe(by_id[eq.b], batch, config.steps,
+                                                     config.lr).final_state
+    causes = explain_bn_conventions(states[eq.a], states[eq.b], matched_state,
+                                    keras_momentum, torch_momentum)
+    return dataclasses.replace(eq, causes=tuple(causes))
+
+
 def compare(config: CompareConfig, progress=_noop) -> Outcome:
     """Run the comparison. `progress(message, advance)` is told about each phase."""
     from adapters import load_adapter  # adapters import frameworks: only now
@@ -124,15 +152,21 @@ def compare(config: CompareConfig, progress=_noop) -> Outcome:
                    "float32 port of the same function stays within 1e-4"))
         t = phase("port", t)
 
-    runs, states = {}, {}
+    runs, states, explanations = {}, {}, []
     for recipe in recipes:
         progress(f"running {recipe.id}", 1)
         measurement = adapters[recipe.framework].run_recipe(recipe, batch, config.steps,
                                                             config.lr)
         runs[recipe.id], states[recipe.id] = measurement.result, measurement.final_state
+        explanation = explain_run(measurement.result, measurement.ablations, config.batch_size)
+        if explanation:
+            explanations.append(explanation)
         t = phase(f"recipe:{recipe.id}", t)
 
-    found = equivalences(runs, states)
+    progress("explaining cross-framework differences", 1)
+    found = [_explain_pair(eq, spec, recipes, adapters, batch, config, runs, states)
+             for eq in equivalences(runs, states)]
+    t = phase("diagnosis", t)
     environment = _package_versions()
     for adapter in adapters.values():
         environment.update(adapter.environment())
@@ -148,7 +182,7 @@ def compare(config: CompareConfig, progress=_noop) -> Outcome:
     phases["total_seconds"] = round(time.perf_counter() - started, 3)
     report = Report(model=spec.name, scenario=config.scenario, settings=settings,
                     environment=environment, runs=tuple(runs.values()), checks=tuple(checks),
-                    equivalences=tuple(found),
+                    explanations=tuple(explanations), equivalences=tuple(found),
                     timings={"total_seconds": phases.pop("total_seconds"), "phases": phases})
     progress("done", 1)
     return Outcome(report=report, batch=batch, adapters=adapters)

@@ -1,0 +1,89 @@
+"""Explanations come from measured passes; these tests pin what was measured."""
+
+import math
+
+import pytest
+
+from comparator.diagnosis import SATURATED_LOSS, saturation_note
+
+
+def _explanation(outcome, run_id):
+    (found,) = [e for e in outcome.report.explanations if e["run"] == run_id]
+    return found
+
+
+def _causes(explanation):
+    return {c["cause"]: c for c in explanation["causes"]}
+
+
+def test_batch_statistics_explain_the_requires_grad_gap(densenet_classify):
+    run = densenet_classify.report.run("pytorch:requires_grad")
+    explanation = _explanation(densenet_classify, "pytorch:requires_grad")
+    causes = _causes(explanation)
+    bn = causes["bn_batch_statistics"]
+    assert bn["loss_delta"] == pytest.approx(run.losses.inference_before
+                                             - run.losses.train_step[0])
+    assert "121 of 121 BatchNorm layers" in bn["text"]
+    # No weight trains, yet the step moved running statistics: that is the rest of the gap.
+    moved = causes["bn_running_statistics_moved"]
+    assert "although no weight was trainable" in moved["text"]
+    assert "update" not in causes
+    assert explanation["residual"] == pytest.approx(0, abs=1e-9)
+
+
+def test_shares_add_up_to_the_gap(densenet_classify, tiny_head):
+    for outcome in (densenet_classify, tiny_head):
+        for explanation in outcome.report.explanations:
+            total = sum(c["loss_delta"] for c in explanation["causes"])
+            assert total == pytest.approx(explanation["gap"], abs=1e-9)
+            assert sum(c["share"] for c in explanation["causes"]) == pytest.approx(1.0)
+
+
+def test_dropout_and_batch_statistics_are_separated_by_ablation(tiny_head):
+    run = tiny_head.report.run("pytorch:requires_grad")
+    causes = _causes(_explanation(tiny_head, "pytorch:requires_grad"))
+    assert {"bn_batch_statistics", "dropout"} <= set(causes)
+    mode_gap = run.losses.inference_before - run.losses.train_step[0]
+    assert causes["bn_batch_statistics"]["loss_delta"] + causes["dropout"]["loss_delta"] == \
+        pytest.approx(mode_gap, abs=1e-9)
+    assert "1 of 1 Dropout layers were active" in causes["dropout"]["text"]
+
+
+def test_dropout_alone_explains_the_head_gap_in_keras_trainable_false(tiny_head):
+    causes = _causes(_explanation(tiny_head, "keras:trainable_false"))
+    assert "bn_batch_statistics" not in causes
+    assert "dropout" in causes
+
+
+def test_momentum_and_variance_conventions_explain_running_statistics(densenet_classify):
+    (eq,) = [e for e in densenet_classify.report.equivalences
+             if (e.a, e.b) == ("keras:train", "pytorch:train")]
+    causes = {c["cause"]: c for c in eq.causes}
+    momentum = causes["bn_momentum_convention"]
+    assert momentum["value"] < 1e-5 < momentum["before"]
+    variance = causes["bn_variance_bias"]
+    assert variance["value"] > 1e-5
+    assert variance["fraction_larger"] > 0.99  # unbiased > biased, channel by channel
+
+
+def test_batch_size_one_is_noted():
+    from tests.conftest import run_once
+
+    outcome = run_once(model="tiny_cnn", batch_size=1, image_size=16,
+                       recipes=("pytorch:requires_grad",))
+    (explanation,) = outcome.report.explanations
+    assert any(note.startswith("Batch size 1 with batch statistics") for note in
+               explanation["notes"])
+
+
+def test_saturated_keras_cross_entropy_is_recognised():
+    from adapters.keras3 import keras
+
+    # A constructed case: probabilities that give the label (nearly) nothing.
+    probabilities = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
+    labels = [[0.0, 0.0, 1.0], [0.0, 0.0, 1.0]]
+    loss = float(keras.losses.CategoricalCrossentropy(from_logits=False)(labels, probabilities))
+    assert loss == pytest.approx(-math.log(1e-7), abs=1e-4)
+    assert abs(loss - SATURATED_LOSS) < 1e-3
+    assert "clips them to [1e-7, 1 - 1e-7]" in saturation_note(loss)
+    assert saturation_note(2.5) is None
