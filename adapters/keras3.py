@@ -38,44 +38,13 @@ keras = import_keras(device=os.environ.get("XFRAME_DEVICE", "cpu"))
 from keras import layers, ops  # noqa: E402
 
 from adapters.base import FrameworkAdapter  # noqa: E402
+from adapters.keras3_models import HEAD_DROPOUT, HEAD_HIDDEN, build_base  # noqa: E402
 from comparator.data import Batch  # noqa: E402
 from comparator.errors import UsageError  # noqa: E402
-from comparator.models import ModelSpec  # noqa: E402
 from comparator.observe import used_batch_statistics  # noqa: E402
 from comparator.portmaps import from_keras_layout, port_plan, to_keras_layout  # noqa: E402
 from comparator.recipes import Recipe  # noqa: E402
 from comparator.results import Modes  # noqa: E402
-
-HEAD_HIDDEN = 64
-HEAD_DROPOUT = 0.5
-
-
-def tiny_cnn(spec: ModelSpec, image_size: int, include_top: bool):
-    """The Keras twin of adapters.pytorch.TinyCNN (explicit padding, as PyTorch pads)."""
-    eps, momentum = spec.bn_epsilon["keras"], spec.bn_momentum["keras"]
-    inputs = keras.Input((image_size, image_size, 3))
-    x = inputs
-    for i, (filters, stride) in enumerate(((8, 1), (16, 2), (32, 2)), start=1):
-        x = layers.ZeroPadding2D(1, name=f"pad{i}")(x)
-        x = layers.Conv2D(filters, 3, strides=stride, use_bias=False, name=f"conv{i}")(x)
-        x = layers.BatchNormalization(epsilon=eps, momentum=momentum, name=f"bn{i}")(x)
-        x = layers.ReLU(name=f"relu{i}")(x)
-    x = layers.GlobalAveragePooling2D(name="pool")(x)
-    if include_top:
-        x = layers.Dropout(0.2, name="dropout")(x)
-        x = layers.Dense(spec.num_classes, name="classifier")(x)
-    return keras.Model(inputs, x, name="tiny_cnn")
-
-
-def build_base(spec: ModelSpec, image_size: int, include_top: bool):
-    if spec.family == "tiny":
-        return tiny_cnn(spec, image_size, include_top)
-    builder = getattr(keras.applications, spec.keras_builder)
-    shape = (image_size, image_size, 3)
-    if include_top:
-        return builder(weights=None, classifier_activation=None, input_shape=shape)
-    return builder(weights=None, include_top=False, pooling="avg", input_shape=shape)
-
 
 @contextlib.contextmanager
 def _inference_calls(classes):
@@ -135,9 +104,9 @@ class Keras3Adapter(FrameworkAdapter):
         self._wrappers = {flag: self._wrap(image_size, flag) for flag in (False, True)}
         self._variables = list(self._wrappers[False].weights)
         self._by_name = {layer.name: layer for layer in self._all_layers()}
-        self._bn_layers = [l for l in self._all_layers()
-                           if isinstance(l, layers.BatchNormalization)]
-        self._dropout_layers = [l for l in self._all_layers() if isinstance(l, layers.Dropout)]
+        every = self._all_layers()
+        self._bn_layers = [x for x in every if isinstance(x, layers.BatchNormalization)]
+        self._dropout_layers = [x for x in every if isinstance(x, layers.Dropout)]
         stats = {id(v) for bn in self._bn_layers for v in (bn.moving_mean, bn.moving_variance)}
         self._parameters = [v for v in self._variables if id(v) not in stats]
         self._seed_states = [layer.seed_generator.state for layer in self._all_layers()
@@ -177,7 +146,7 @@ class Keras3Adapter(FrameworkAdapter):
                                      f" vs Keras {layer.name} {have.shape}")
             layer.set_weights(values)
             covered.add(layer.name)
-        unported = [l.name for l in self._all_layers() if l.weights and l.name not in covered]
+        unported = [x.name for x in self._all_layers() if x.weights and x.name not in covered]
         if unported:
             raise UsageError(f"Keras layers without ported weights: {', '.join(unported[:5])}")
 
