@@ -84,13 +84,17 @@ class FrameworkAdapter(ABC):
             self._check_batch(batch)
             self._restore_impl(self._initial_state)
             self._apply_impl(None)
-            self._prepare_optimizer_impl(0.0)
+            self._prepare_optimizer_impl("sgd", 0.0)
             self._inference_before[key] = self._finite(self._inference_loss_impl(batch),
                                                        "inference loss")
         return self._inference_before[key]
 
-    def run_recipe(self, recipe: Recipe, batch: Batch, steps: int, lr: float) -> Measurement:
-        """Apply a recipe to the initial state, take `steps` train steps, measure."""
+    def run_recipe(self, recipe: Recipe, batch: Batch, steps: int, lr: float,
+                   optimizer: str = "sgd", validate: bool = False) -> Measurement:
+        """Apply a recipe to the initial state, take `steps` train steps, measure.
+
+        With `validate`, frameworks whose training API evaluates validation data after
+        each step (Keras's fit(validation_data=...)) report that value too."""
         if recipe.framework != self.name:
             raise UsageError(f"recipe {recipe.id} is not a {self.name} recipe")
         before_loss = self.inference_loss(batch)
@@ -99,13 +103,16 @@ class FrameworkAdapter(ABC):
             warnings.simplefilter("always")
             self._restore_impl(self._initial_state)
             self._apply_impl(recipe)
-            self._prepare_optimizer_impl(lr)
+            self._prepare_optimizer_impl(optimizer, lr)
             trainable, frozen = self._param_counts_impl()
             initial = self._canonical_impl()
             self._reset_rng_impl()
-            train_losses, step_modes = [], []
+            train_losses, step_modes, validation = [], [], []
             for _ in range(steps):
-                train_losses.append(self._finite(self._train_step_impl(batch), "train-step loss"))
+                loss, validation_loss = self._train_step_impl(batch, validate)
+                train_losses.append(self._finite(loss, "train-step loss"))
+                if validation_loss is not None:
+                    validation.append(validation_loss)
                 step_modes.append(self._audit_impl())
             modes, train_losses = step_modes[0], tuple(train_losses)
             after_loss = self._finite(self._inference_loss_impl(batch), "inference loss")
@@ -118,7 +125,8 @@ class FrameworkAdapter(ABC):
         result = RunResult(
             id=recipe.id, framework=self.name, recipe=recipe.name,
             description=recipe.description,
-            losses=Losses(before_loss, train_losses, after_loss),
+            losses=Losses(before_loss, train_losses, after_loss,
+                          tuple(validation) if validation else None),
             state=State(trainable, frozen, weight_delta > 0, weight_delta,
                         stat_delta > 0, stat_delta),
             modes=modes,
@@ -159,7 +167,10 @@ class FrameworkAdapter(ABC):
     # ----- shared helpers -------------------------------------------------------------
 
     def _check_batch(self, batch: Batch) -> None:
-        if batch.x.ndim != 4 or batch.x.shape[1] != 3:
+        width = self.spec.input_features if self.spec else None
+        if width and (batch.x.ndim != 2 or batch.x.shape[1] != width):
+            raise UsageError(f"expected a batch of shape (N, {width}), got {batch.x.shape}")
+        if not width and (batch.x.ndim != 4 or batch.x.shape[1] != 3):
             raise UsageError(f"expected a batch of shape (N, 3, H, W), got {batch.x.shape}")
         if not np.all(np.isfinite(batch.x)):
             raise NumericalError("the input batch contains NaN or infinite values")
@@ -192,7 +203,8 @@ class FrameworkAdapter(ABC):
         """Apply a recipe (None: nothing frozen) to the freshly restored model."""
 
     @abstractmethod
-    def _prepare_optimizer_impl(self, lr: float) -> None: ...
+    def _prepare_optimizer_impl(self, optimizer: str, lr: float) -> None:
+        """A fresh optimizer ("sgd" without momentum, or "adam") with framework defaults."""
 
     @abstractmethod
     def _param_counts_impl(self) -> tuple[int, int]: ...
@@ -204,8 +216,9 @@ class FrameworkAdapter(ABC):
     def _inference_loss_impl(self, batch: Batch) -> float: ...
 
     @abstractmethod
-    def _train_step_impl(self, batch: Batch) -> float:
-        """One step; returns the loss exactly as the framework reports it."""
+    def _train_step_impl(self, batch: Batch, validate: bool) -> tuple[float, float | None]:
+        """One step: the loss exactly as the framework reports it, and the validation loss
+        its training API reports after the step when asked (None where it has none)."""
 
     @abstractmethod
     def _audit_impl(self) -> Modes:

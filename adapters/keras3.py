@@ -38,8 +38,13 @@ keras = import_keras(device=os.environ.get("XFRAME_DEVICE", "cpu"))
 from keras import layers, ops  # noqa: E402
 
 from adapters.base import FrameworkAdapter  # noqa: E402
-from adapters.keras3_models import HEAD_DROPOUT, HEAD_HIDDEN, build_base  # noqa: E402
-from comparator.data import Batch  # noqa: E402
+from adapters.keras3_models import (  # noqa: E402
+    HEAD_DROPOUT,
+    HEAD_HIDDEN,
+    build_base,
+    input_shape,
+)
+from comparator.data import REGRESSION_SCENARIOS, Batch  # noqa: E402
 from comparator.errors import UsageError  # noqa: E402
 from comparator.observe import used_batch_statistics  # noqa: E402
 from comparator.portmaps import from_keras_layout, port_plan, to_keras_layout  # noqa: E402
@@ -87,6 +92,10 @@ class Keras3Adapter(FrameworkAdapter):
         self._dropout_seen: dict[str, bool] = {}
         self._plan = []
         self._model = None
+        self._fit_model = None
+        self._head_model = None
+        self._features = None
+        self.optimizer_overrides: dict = {}
 
     # ----- building and weights -------------------------------------------------------
 
@@ -115,7 +124,7 @@ class Keras3Adapter(FrameworkAdapter):
 
     def _wrap(self, image_size: int, training_false: bool):
         """The model fit() sees: the base, called with training=False when asked, then the head."""
-        inputs = keras.Input((image_size, image_size, 3))
+        inputs = keras.Input(input_shape(self.spec, image_size))
         x = self.base(inputs, training=False) if training_false else self.base(inputs)
         for layer in self.head_layers:
             x = layer(x)
@@ -172,6 +181,11 @@ class Keras3Adapter(FrameworkAdapter):
 
     def _apply_impl(self, recipe: Recipe | None):
         self._model = self._wrappers[bool(recipe and recipe.training_false)]
+        self._fit_model, self._features = self._model, None
+        if recipe is not None and recipe.feature_extraction:
+            self.base.trainable = False
+            self._fit_model = self._head_only()
+            return
         if recipe is None or not recipe.trainable_false:
             return
         if recipe.bn_stays_trainable:
@@ -180,17 +194,33 @@ class Keras3Adapter(FrameworkAdapter):
         else:
             self.base.trainable = False
 
+    def _head_only(self):
+        """A model of the head alone, fit on features the base computed beforehand."""
+        if self._head_model is None:
+            inputs = keras.Input((self.spec.feature_dim,))
+            x = inputs
+            for layer in self.head_layers:
+                x = layer(x)
+            self._head_model = keras.Model(inputs, x)
+        return self._head_model
+
     def _loss(self):
-        if self.scenario == "head":
+        if self.scenario in REGRESSION_SCENARIOS:
             return keras.losses.MeanSquaredError()
         return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
-    def _prepare_optimizer_impl(self, lr):
-        self._model.compile(optimizer=keras.optimizers.SGD(learning_rate=lr), loss=self._loss(),
-                            jit_compile=False)
+    def _optimizer(self, optimizer, lr):
+        if optimizer == "adam":
+            return keras.optimizers.Adam(learning_rate=lr, **self.optimizer_overrides)
+        return keras.optimizers.SGD(learning_rate=lr, **self.optimizer_overrides)
+
+    def _prepare_optimizer_impl(self, optimizer, lr):
+        for model in {id(m): m for m in (self._model, self._fit_model)}.values():
+            model.compile(optimizer=self._optimizer(optimizer, lr), loss=self._loss(),
+                          jit_compile=False)
 
     def _param_counts_impl(self):
-        trainable_ids = {id(v) for v in self._model.trainable_weights}
+        trainable_ids = {id(v) for v in self._fit_model.trainable_weights}
         trainable = sum(int(np.prod(v.shape)) for v in self._parameters if id(v) in trainable_ids)
         total = sum(int(np.prod(v.shape)) for v in self._parameters)
         return trainable, total - trainable
@@ -208,12 +238,22 @@ class Keras3Adapter(FrameworkAdapter):
         x, y = self._data(batch)
         return float(self._model.evaluate(x, y, batch_size=len(x), verbose=0))
 
-    def _train_step_impl(self, batch):
+    def _fit_inputs(self, x):
+        if self._fit_model is self._model:
+            return x
+        if self._features is None:
+            self._features = self.base.predict(x, batch_size=len(x), verbose=0)
+        return self._features
+
+    def _train_step_impl(self, batch, validate=False):
         x, y = self._data(batch)
+        inputs = self._fit_inputs(x)
+        extra = {"validation_data": (inputs, y)} if validate else {}
         with self._observe():
-            history = self._model.fit(x, y, batch_size=len(x), epochs=1, shuffle=False,
-                                      verbose=0)
-        return float(history.history["loss"][0])
+            history = self._fit_model.fit(inputs, y, batch_size=len(x), epochs=1,
+                                          shuffle=False, verbose=0, **extra)
+        validation = history.history.get("val_loss", [None])[0]
+        return float(history.history["loss"][0]), validation
 
     def _reset_rng_impl(self):
         for variable, value in zip(self._seed_states, self._seed_start):
@@ -227,8 +267,9 @@ class Keras3Adapter(FrameworkAdapter):
             forced.append(layers.BatchNormalization)
         if dropout_off:
             forced.append(layers.Dropout)
+        inputs = ops.convert_to_tensor(self._fit_inputs(self._data(batch)[0]))
         with _inference_calls(forced):
-            y_pred = self._model(x, training=True)
+            y_pred = self._fit_model(inputs, training=True)
         return float(ops.convert_to_numpy(self._loss()(y, y_pred)))
 
     # ----- observation -----------------------------------------------------------------

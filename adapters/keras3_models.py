@@ -30,7 +30,22 @@ def tiny_cnn(spec: ModelSpec, image_size: int, include_top: bool):
     return keras.Model(inputs, x, name="tiny_cnn")
 
 
+def input_shape(spec: ModelSpec, image_size: int) -> tuple[int, ...]:
+    if spec.input_features:
+        return (spec.input_features,)
+    return (image_size, image_size, 3)
+
+
+def dense_mlp(spec: ModelSpec):
+    """The Keras twin of adapters.pytorch_models.DenseMLP."""
+    inputs = keras.Input((spec.input_features,))
+    x = layers.Dense(spec.feature_dim, activation="relu", name="fc1")(inputs)
+    return keras.Model(inputs, layers.Dense(1, name="fc2")(x), name="dense_mlp")
+
+
 def build_base(spec: ModelSpec, image_size: int, include_top: bool):
+    if spec.family == "mlp":
+        return dense_mlp(spec)
     if spec.family == "tiny":
         return tiny_cnn(spec, image_size, include_top)
     builder = getattr(keras.applications, spec.keras_builder)

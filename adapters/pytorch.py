@@ -14,7 +14,7 @@ from torch import nn
 
 from adapters.base import FrameworkAdapter
 from adapters.pytorch_models import FEATURES, FeatureExtractor, HeadModel, build_network
-from comparator.data import Batch
+from comparator.data import REGRESSION_SCENARIOS, Batch
 from comparator.errors import UsageError
 from comparator.observe import used_batch_statistics
 from comparator.recipes import Recipe
@@ -37,6 +37,9 @@ class PyTorchAdapter(FrameworkAdapter):
         self._bn_seen: dict[str, bool] = {}
         self._dropout_seen: dict[str, bool] = {}
         self._optimizer = None
+        self._feature_extraction = False
+        self._features = None
+        self.optimizer_overrides: dict = {}
 
     # ----- building and weights -------------------------------------------------------
 
@@ -139,17 +142,24 @@ class PyTorchAdapter(FrameworkAdapter):
 
     def _apply_impl(self, recipe: Recipe | None):
         self.model.train()
+        self._features = None
+        self._feature_extraction = bool(recipe and recipe.feature_extraction)
         if recipe is None:
             return
-        if recipe.requires_grad_false:
+        if recipe.requires_grad_false or recipe.feature_extraction:
             for p in self.frozen.parameters():
                 p.requires_grad_(False)
-        if recipe.eval_mode:
+        if recipe.eval_mode or recipe.feature_extraction:
             self.frozen.eval()
 
-    def _prepare_optimizer_impl(self, lr):
+    def _prepare_optimizer_impl(self, optimizer, lr):
         params = [p for p in self.model.parameters() if p.requires_grad]
-        self._optimizer = torch.optim.SGD(params, lr=lr) if params else None
+        if not params:
+            self._optimizer = None
+        elif optimizer == "adam":
+            self._optimizer = torch.optim.Adam(params, lr=lr, **self.optimizer_overrides)
+        else:
+            self._optimizer = torch.optim.SGD(params, lr=lr, **self.optimizer_overrides)
 
     def _param_counts_impl(self):
         trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
@@ -164,7 +174,7 @@ class PyTorchAdapter(FrameworkAdapter):
         return x, y
 
     def _loss(self, outputs, y):
-        if self.scenario == "head":
+        if self.scenario in REGRESSION_SCENARIOS:
             return F.mse_loss(outputs, y)
         return F.cross_entropy(outputs, y)
 
@@ -179,19 +189,29 @@ class PyTorchAdapter(FrameworkAdapter):
         with torch.no_grad():
             return float(self._loss(self.model(x), y))
 
-    def _train_step_impl(self, batch):
+    def _forward(self, x):
+        """The train-step forward pass; with feature extraction, the head on features that
+        the frozen part computed once, in eval() and without gradients."""
+        if not self._feature_extraction:
+            return self.model(x)
+        if self._features is None:
+            with torch.no_grad():
+                self._features = self.frozen(x)
+        return self.model.head(self._features)
+
+    def _train_step_impl(self, batch, validate=False):
         # A standard loop: the mode the recipe set, forward, loss, backward, step.
         x, y = self._tensors(batch)
         self._observing = True
         try:
-            loss = self._loss(self.model(x), y)
+            loss = self._loss(self._forward(x), y)
         finally:
             self._observing = False
         if self._optimizer is not None:
             self._optimizer.zero_grad()
             loss.backward()
             self._optimizer.step()
-        return float(loss.detach())
+        return float(loss.detach()), None
 
     def _reset_rng_impl(self):
         torch.manual_seed(self._seed)
@@ -205,7 +225,7 @@ class PyTorchAdapter(FrameworkAdapter):
             for module in switched:
                 module.eval()
             with torch.no_grad():
-                return float(self._loss(self.model(x), y))
+                return float(self._loss(self._forward(x), y))
         finally:
             for module in switched:
                 module.train()

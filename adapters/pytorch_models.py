@@ -73,8 +73,22 @@ class HeadModel(nn.Module):
 FEATURES = {"densenet": _densenet_features, "tiny": _tiny_features}
 
 
+class DenseMLP(nn.Module):
+    """Dense(hidden, relu) on a vector, then Dense(1): the seed report's model."""
+
+    def __init__(self, inputs: int = 100, hidden: int = 1000):
+        super().__init__()
+        self.fc1 = nn.Linear(inputs, hidden)
+        self.fc2 = nn.Linear(hidden, 1)
+
+    def forward(self, x):
+        return self.fc2(F.relu(self.fc1(x)))
+
+
 def build_network(spec: ModelSpec) -> nn.Module:
-    """The full classification network of a spec, with PyTorch's own initialisation."""
+    """The full network of a spec, with PyTorch's own initialisation."""
+    if spec.family == "mlp":
+        return DenseMLP(spec.input_features, spec.feature_dim)
     if spec.family == "tiny":
         return TinyCNN(num_classes=spec.num_classes)
     return getattr(torchvision.models, spec.torchvision_builder)(weights=None)

@@ -21,27 +21,40 @@ def _csv(value: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in value.split(",") if v.strip())
 
 
+DEFAULTS = dict(scenario="classify", batch_size=8, image_size=None, steps=1, seed=0, lr=0.01,
+                recipes=(), device="cpu", optimizer="sgd", validate=False)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from comparator.models import known_models
+    from comparator.presets import PRESETS
 
     parser = _Parser(
         prog="compare.py",
         description="Load the same backbone in PyTorch and Keras 3 (torch backend), apply each "
                     "framework's freezing recipes, take a train step on one batch and report "
                     "what every recipe did.")
-    parser.add_argument("model", help=f"one of: {', '.join(known_models())}")
-    parser.add_argument("--scenario", default="classify", choices=["classify", "head"],
-                        help="classify: whole network with its classifier, cross-entropy; "
-                             "head: frozen backbone plus a new regression head, MSE")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--image-size", type=int, default=None,
+    # Defaults are None here so that a preset can fill what the user did not give.
+    parser.add_argument("model", nargs="?", help=f"one of: {', '.join(known_models())}")
+    parser.add_argument("--preset", choices=list(PRESETS),
+                        help="a case from the reports behind the project; flags override it")
+    parser.add_argument("--scenario", choices=["classify", "head", "regress"],
+                        help="classify (default): whole network with its classifier, "
+                             "cross-entropy; head: frozen backbone plus a new regression head, "
+                             "MSE; regress: vector models (dense_mlp), MSE")
+    parser.add_argument("--batch-size", type=int, help="default 8")
+    parser.add_argument("--image-size", type=int,
                         help="pixels per side (default: the model's own, 224 for DenseNet)")
-    parser.add_argument("--steps", type=int, default=1, help="train steps on the same batch")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--lr", type=float, default=0.01, help="plain SGD learning rate")
-    parser.add_argument("--recipes", type=_csv, default=(),
+    parser.add_argument("--steps", type=int, help="train steps on the same batch (default 1)")
+    parser.add_argument("--seed", type=int, help="default 0")
+    parser.add_argument("--lr", type=float, help="learning rate (default 0.01)")
+    parser.add_argument("--optimizer", choices=["sgd", "adam"],
+                        help="sgd (default, no momentum) or adam, each framework's defaults")
+    parser.add_argument("--validate", action="store_true", default=None,
+                        help="also pass the batch as fit(validation_data=...) in Keras")
+    parser.add_argument("--recipes", type=_csv,
                         help="comma-separated run ids, e.g. pytorch:eval,keras:trainable_false")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--device", help="cpu (default) or cuda")
     parser.add_argument("--json", metavar="PATH", help="write the JSON report here")
     parser.add_argument("--save-artifacts", metavar="DIR",
                         help="write batch.npz, pytorch_state_dict.pt and report.json here")
@@ -51,11 +64,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config(args):
+    from comparator.presets import get_preset
     from comparator.runner import CompareConfig
 
-    return CompareConfig(model=args.model, scenario=args.scenario, batch_size=args.batch_size,
-                         image_size=args.image_size, steps=args.steps, seed=args.seed,
-                         lr=args.lr, recipes=args.recipes, device=args.device)
+    values = dict(DEFAULTS)
+    if args.preset:
+        values.update(get_preset(args.preset).settings)
+    for key in DEFAULTS:
+        given = getattr(args, key)
+        if given is not None:
+            values[key] = given
+    model = args.model or values.pop("model", None)
+    values.pop("model", None)
+    if not model:
+        raise UsageError("give a model (or --preset); see --help")
+    return CompareConfig(model=model, **values)
 
 
 def run(args) -> int:
@@ -69,21 +92,22 @@ def run(args) -> int:
 
     config = _config(args)
     resolve(config)
+    preset = args.preset
     if args.json:
         check_writable_file(args.json, "--json")
     if args.save_artifacts:
         check_writable_dir(args.save_artifacts, "--save-artifacts")
-    stderr = Console(stderr=True)
+    stderr = Console(stderr=True, emoji=False)
     with progress_display(stderr) as progress:
-        outcome = compare(config, progress=progress)
+        outcome = compare(config, progress=progress, preset=preset)
     report = outcome.report
     if args.json:
         write_atomic(args.json, report.to_json())
     if args.save_artifacts:
         save_artifacts(outcome, args.save_artifacts)
-    stdout = Console()
+    stdout = Console(emoji=False)
     if not stdout.is_terminal:
-        stdout = Console(width=100)
+        stdout = Console(width=100, emoji=False)
     render(report, stdout, quiet=args.quiet)
     return EXIT_OK if report.checks_passed else EXIT_CHECK_FAILED
 

@@ -18,6 +18,9 @@ _STREAM_LABELS = 3
 _STREAM_TARGETS = 4
 _STREAM_INIT = 5
 
+# Scenarios whose loss is mean squared error on float targets.
+REGRESSION_SCENARIOS = ("head", "regress")
+
 
 def rng_for(seed: int, stream: int) -> np.random.Generator:
     return np.random.default_rng([seed, stream])
@@ -60,6 +63,8 @@ class Batch:
 
     @property
     def x_channels_last(self) -> np.ndarray:
+        if self.x.ndim != 4:
+            return self.x
         return np.ascontiguousarray(self.x.transpose(0, 2, 3, 1))
 
     def __len__(self) -> int:
@@ -68,10 +73,15 @@ class Batch:
 
 def make_batch(spec: ModelSpec, scenario: str, batch_size: int, image_size: int,
                seed: int) -> Batch:
+    if spec.input_features:
+        # As in the seed report: uniform inputs and uniform targets.
+        x = rng_for(seed, _STREAM_BATCH).random((batch_size, spec.input_features))
+        y = rng_for(seed, _STREAM_TARGETS).random((batch_size, 1))
+        return Batch(x=x.astype(np.float32), y=y.astype(np.float32))
     pre = spec.preprocessing["pytorch"]
     x = normalize(synthetic_images(batch_size, image_size, rng_for(seed, _STREAM_BATCH)),
                   pre.mean, pre.std)
-    if scenario == "head":
+    if scenario in REGRESSION_SCENARIOS:
         y = rng_for(seed, _STREAM_TARGETS).normal(0.0, 1.0, size=(batch_size, 1))
         y = y.astype(np.float32)
     else:
@@ -81,6 +91,9 @@ def make_batch(spec: ModelSpec, scenario: str, batch_size: int, image_size: int,
 
 
 def calibration_images(spec: ModelSpec, n: int, image_size: int, seed: int) -> np.ndarray:
+    if spec.input_features:
+        return rng_for(seed, _STREAM_CALIBRATION).random((n, spec.input_features)).astype(
+            np.float32)
     pre = spec.preprocessing["pytorch"]
     return normalize(synthetic_images(n, image_size, rng_for(seed, _STREAM_CALIBRATION)),
                      pre.mean, pre.std)

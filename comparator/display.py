@@ -14,8 +14,10 @@ def _fmt(value: float) -> str:
 
 
 def run_table(report: Report) -> Table:
+    size = report.settings["image_size"]
+    inputs = f"{size} px" if size else "vector input"
     table = Table(title=f"{report.model} · {report.scenario} · batch "
-                        f"{report.settings['batch_size']} · {report.settings['image_size']} px",
+                        f"{report.settings['batch_size']} · {inputs}",
                   title_justify="left", header_style="bold", box=box.SIMPLE_HEAD,
                   pad_edge=False)
     table.add_column("run", no_wrap=True)

@@ -39,6 +39,7 @@ class ModelSpec:
     bn_momentum: dict[str, float]
     preprocessing: dict[str, Preprocessing]
     known_differences: tuple[str, ...] = field(default_factory=tuple)
+    input_features: int | None = None  # vector input of this width instead of images
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -105,4 +106,23 @@ register(ModelSpec(
         "keras": Preprocessing("imagenet mean/std"),
     },
     known_differences=("Defined in both frameworks by this project to keep tests fast.",),
+))
+
+
+register(ModelSpec(
+    name="dense_mlp",
+    family="mlp",
+    torchvision_builder=None,
+    keras_builder=None,
+    port_map="mlp",
+    default_image_size=0,
+    min_image_size=0,
+    num_classes=1,
+    feature_dim=1000,
+    bn_epsilon={},
+    bn_momentum={},
+    preprocessing={},
+    known_differences=("The seed report's Dense(1000, relu) -> Dense(1) on 100 inputs; "
+                       "no BatchNorm, no Dropout.",),
+    input_features=100,
 ))

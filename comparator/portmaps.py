@@ -57,7 +57,11 @@ def _tiny_layer_name(module: str) -> str | None:
 
 HEAD_LAYERS = {"head.0": "head_dense", "head.3": "head_output"}
 
-_NAMERS = {"densenet": _densenet_layer_name, "tiny": _tiny_layer_name}
+def _mlp_layer_name(module: str) -> str | None:
+    return module if re.fullmatch(r"fc\d+", module) else None
+
+
+_NAMERS = {"densenet": _densenet_layer_name, "tiny": _tiny_layer_name, "mlp": _mlp_layer_name}
 
 
 def _kind(module: str, names: list[str], arrays: dict[str, np.ndarray]) -> str:

@@ -21,6 +21,8 @@ class Recipe:
     trainable_false: bool = False
     training_false: bool = False
     bn_stays_trainable: bool = False
+    feature_extraction: bool = False
+    scenarios: tuple[str, ...] = ("classify", "head", "regress")
 
     @property
     def id(self) -> str:
@@ -51,6 +53,12 @@ RECIPES: tuple[Recipe, ...] = (
     Recipe("keras", "bn_trainable",
            "every layer of the frozen part trainable = False except its BatchNormalization layers",
            trainable_false=True, bn_stays_trainable=True),
+    Recipe("pytorch", "feature_extraction",
+           "features computed once by the frozen part in eval() under no_grad; only the head "
+           "trains on them", feature_extraction=True, scenarios=("head",)),
+    Recipe("keras", "feature_extraction",
+           "features computed once with base.predict() (inference mode); a head-only model "
+           "is fit on them", feature_extraction=True, scenarios=("head",)),
 )
 
 # Pairs a user would expect to behave alike, with the reason a user expects it.
@@ -62,6 +70,8 @@ EXPECTED_PAIRS: tuple[tuple[str, str, str], ...] = (
      "the guide's intent: frozen part in inference mode, weights trainable"),
     ("keras:bn_trainable", "pytorch:requires_grad",
      "frozen weights, BatchNorm layers in training mode"),
+    ("keras:feature_extraction", "pytorch:feature_extraction",
+     "features from the frozen part in inference mode; only the head trains"),
 )
 
 
@@ -73,15 +83,17 @@ def recipe_ids() -> list[str]:
     return [r.id for r in RECIPES]
 
 
-def select(ids: list[str] | None, frameworks: list[str]) -> list[Recipe]:
+def select(ids: list[str] | None, frameworks: list[str], scenario: str = "classify"
+           ) -> list[Recipe]:
     """The recipes to run, in table order; ids are validated against the table."""
-    available = [r for r in RECIPES if r.framework in frameworks]
+    available = [r for r in RECIPES if r.framework in frameworks and scenario in r.scenarios]
     if not ids:
         return available
     known = {r.id: r for r in available}
     unknown = [i for i in ids if i not in known]
     if unknown:
         raise UsageError(
-            f"unknown recipe {', '.join(unknown)}; known recipes: {', '.join(known)}"
+            f"unknown recipe {', '.join(unknown)} for the {scenario} scenario; known recipes: "
+            f"{', '.join(known)}"
         )
     return [r for r in available if r.id in set(ids)]

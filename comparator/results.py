@@ -34,6 +34,7 @@ class Losses(_Serialisable):
     inference_before: float
     train_step: tuple[float, ...]
     inference_after: float
+    fit_validation: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,9 @@ import numpy as np
 
 import dataclasses
 
-from comparator.data import Batch, make_batch
-from comparator.diagnosis import explain_bn_conventions, explain_run
+from comparator.data import REGRESSION_SCENARIOS, Batch, make_batch
+from comparator.crosscheck import explain_pair
+from comparator.diagnosis import explain_run
 from comparator.equivalence import equivalences
 from comparator.errors import UsageError
 from comparator.models import ModelSpec, get_spec
@@ -20,7 +21,10 @@ from comparator.recipes import Recipe, select
 from comparator.results import Check, Report
 from comparator.sources import random_calibrated
 
-SCENARIOS = ("classify", "head")
+SCENARIOS = ("classify", "head", "regress")
+OPTIMIZERS = ("sgd", "adam")
+# Each framework's default Adam epsilon, which this tool leaves as the framework sets it.
+ADAM_EPSILON = {"pytorch": 1e-8, "keras": 1e-7}
 FRAMEWORKS = ("pytorch", "keras")
 PORT_TOLERANCE = 1e-4  # max abs logit difference of a faithful float32 port
 
@@ -37,6 +41,8 @@ class CompareConfig:
     recipes: tuple[str, ...] = ()
     device: str = "cpu"
     frameworks: tuple[str, ...] = FRAMEWORKS
+    optimizer: str = "sgd"
+    validate: bool = False
 
 
 @dataclass
@@ -53,12 +59,20 @@ def resolve(config: CompareConfig) -> tuple[ModelSpec, CompareConfig, list[Recip
     spec = get_spec(config.model)
     if config.scenario not in SCENARIOS:
         raise UsageError(f"unknown scenario {config.scenario!r}; known: {', '.join(SCENARIOS)}")
-    image_size = config.image_size or spec.default_image_size
-    for label, value in (("batch size", config.batch_size), ("image size", image_size),
-                         ("steps", config.steps)):
+    vector = bool(spec.input_features)
+    if vector != (config.scenario == "regress"):
+        raise UsageError(f"{spec.name} takes the scenario "
+                         f"{'regress' if vector else 'classify or head'}, not {config.scenario}")
+    image_size = 0 if vector else (config.image_size or spec.default_image_size)
+    sizes = [("batch size", config.batch_size), ("steps", config.steps)]
+    if not vector:
+        sizes.append(("image size", image_size))
+    for label, value in sizes:
         if value <= 0:
             raise UsageError(f"{label} must be positive, got {value}")
-    if image_size < spec.min_image_size:
+    if config.optimizer not in OPTIMIZERS:
+        raise UsageError(f"unknown optimizer {config.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
+    if not vector and image_size < spec.min_image_size:
         raise UsageError(f"image size {image_size} is too small for {spec.name}: "
                          f"it needs at least {spec.min_image_size} px")
     if not (config.lr > 0 and np.isfinite(config.lr)):
@@ -68,7 +82,7 @@ def resolve(config: CompareConfig) -> tuple[ModelSpec, CompareConfig, list[Recip
         raise UsageError(f"frameworks must include pytorch and be among {', '.join(FRAMEWORKS)}")
     if config.device != "cpu" and not config.device.startswith("cuda"):
         raise UsageError(f"unknown device {config.device!r}; use cpu or cuda")
-    recipes = select(list(config.recipes), list(config.frameworks))
+    recipes = select(list(config.recipes), list(config.frameworks), config.scenario)
     resolved = CompareConfig(**{**config.__dict__, "image_size": image_size})
     return spec, resolved, recipes
 
@@ -83,36 +97,32 @@ def _package_versions() -> dict[str, str]:
     return versions
 
 
+def _optimizer_settings(config: CompareConfig) -> dict:
+    if config.optimizer == "adam":
+        return {"name": "adam", "lr": config.lr,
+                "epsilon": {f: ADAM_EPSILON[f] for f in config.frameworks}}
+    return {"name": "sgd", "lr": config.lr, "momentum": 0.0}
+
+
 def _noop(*_args, **_kwargs):
     pass
 
 
-def _explain_pair(eq, spec, recipes, adapters, batch, config, runs, states):
-    """Measure why two runs' running statistics differ when both runs updated them with
-    the same batch statistics: re-run the PyTorch recipe with Keras's momentum."""
-    if eq.max_bn_stat_diff is None or eq.max_bn_stat_diff <= 1e-5:
-        return eq
-    if not eq.a.startswith("keras:") or not eq.b.startswith("pytorch:"):
-        return eq
-    a, b = runs[eq.a], runs[eq.b]
-    if not (a.state.bn_stats_changed and b.state.bn_stats_changed
-            and a.modes.bn_batch_stats == b.modes.bn_batch_stats):
-        return eq
-    keras_momentum = spec.bn_momentum["keras"]
-    torch_momentum = spec.bn_momentum["pytorch"]
-    matched_state = states[eq.b]
-    if abs((1.0 - keras_momentum) - torch_momentum) > 1e-12:
-        by_id = {r.id: r for r in recipes}
-        torch_adapter = adapters["pytorch"]
-        with torch_adapter.bn_momentum(1.0 - keras_momentum):
-            matched_state = torch_adapter.run_recipe(by_id[eq.b], batch, config.steps,
-                                                     config.lr).final_state
-    causes = explain_bn_conventions(states[eq.a], states[eq.b], matched_state,
-                                    keras_momentum, torch_momentum)
-    return dataclasses.replace(eq, causes=tuple(causes))
+def _validation_checks(runs) -> list[Check]:
+    """fit(validation_data=...) evaluates after the update: it must equal inference_after."""
+    checks = []
+    for run in runs.values():
+        if run.losses.fit_validation:
+            diff = abs(run.losses.fit_validation[-1] - run.losses.inference_after)
+            checks.append(Check(
+                name=f"{run.id}:fit_validation_equals_inference_after", passed=diff <= 1e-5,
+                value=diff, tolerance=1e-5,
+                detail="Keras evaluates validation data after the epoch's update, so val_loss "
+                       "is the inference loss after the step, not the reported train loss"))
+    return checks
 
 
-def compare(config: CompareConfig, progress=_noop) -> Outcome:
+def compare(config: CompareConfig, progress=_noop, preset: str | None = None) -> Outcome:
     """Run the comparison. `progress(message, advance)` is told about each phase."""
     from adapters import load_adapter  # adapters import frameworks: only now
 
@@ -155,8 +165,8 @@ def compare(config: CompareConfig, progress=_noop) -> Outcome:
     runs, states, explanations = {}, {}, []
     for recipe in recipes:
         progress(f"running {recipe.id}", 1)
-        measurement = adapters[recipe.framework].run_recipe(recipe, batch, config.steps,
-                                                            config.lr)
+        measurement = adapters[recipe.framework].run_recipe(
+            recipe, batch, config.steps, config.lr, config.optimizer, config.validate)
         runs[recipe.id], states[recipe.id] = measurement.result, measurement.final_state
         explanation = explain_run(measurement.result, measurement.ablations, config.batch_size)
         if explanation:
@@ -164,9 +174,10 @@ def compare(config: CompareConfig, progress=_noop) -> Outcome:
         t = phase(f"recipe:{recipe.id}", t)
 
     progress("explaining cross-framework differences", 1)
-    found = [_explain_pair(eq, spec, recipes, adapters, batch, config, runs, states)
+    found = [explain_pair(eq, spec, recipes, adapters, batch, config, runs, states)
              for eq in equivalences(runs, states)]
     t = phase("diagnosis", t)
+    checks += _validation_checks(runs)
     environment = _package_versions()
     for adapter in adapters.values():
         environment.update(adapter.environment())
@@ -174,9 +185,11 @@ def compare(config: CompareConfig, progress=_noop) -> Outcome:
         "batch_size": config.batch_size, "image_size": config.image_size, "seed": config.seed,
         "steps": config.steps, "weights": weights.source, "weights_sha256": weights.sha256,
         "weights_description": weights.description,
-        "optimizer": {"name": "sgd", "lr": config.lr, "momentum": 0.0},
-        "loss": ("mean squared error" if config.scenario == "head"
+        "optimizer": _optimizer_settings(config),
+        "loss": ("mean squared error" if config.scenario in REGRESSION_SCENARIOS
                  else "mean cross-entropy from logits, integer labels"),
+        "scenario": config.scenario, "fit_validation_data": config.validate,
+        "preset": preset,
         "device": config.device, "frameworks": list(config.frameworks),
     }
     phases["total_seconds"] = round(time.perf_counter() - started, 3)

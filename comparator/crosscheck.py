@@ -1,0 +1,99 @@
+"""Reruns that test a suspected cross-framework cause of a difference.
+
+When two recipes that should agree part ways, the PyTorch recipe is run again
+with one framework convention switched to Keras's (BatchNorm momentum, Adam
+epsilon); if the difference then vanishes, that convention is measured to be
+the cause.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from comparator.diagnosis import explain_bn_conventions
+
+STATE_TOLERANCE = 1e-5
+
+
+def _keras_torch_pair(eq, runs):
+    if not (eq.a.startswith("keras:") and eq.b.startswith("pytorch:")):
+        return None
+    return runs[eq.a], runs[eq.b]
+
+
+def _bn_causes(eq, spec, rerun, runs, states) -> list[dict]:
+    if eq.max_bn_stat_diff is None or eq.max_bn_stat_diff <= STATE_TOLERANCE:
+        return []
+    a, b = runs[eq.a], runs[eq.b]
+    if not (a.state.bn_stats_changed and b.state.bn_stats_changed
+            and a.modes.bn_batch_stats == b.modes.bn_batch_stats):
+        return []
+    keras_momentum, torch_momentum = spec.bn_momentum["keras"], spec.bn_momentum["pytorch"]
+    matched = states[eq.b]
+    if abs((1.0 - keras_momentum) - torch_momentum) > 1e-12:
+        with rerun.adapter.bn_momentum(1.0 - keras_momentum):
+            matched = rerun().final_state
+    return explain_bn_conventions(states[eq.a], states[eq.b], matched, keras_momentum,
+                                  torch_momentum)
+
+
+def _max_param_diff(a: dict, b: dict) -> float:
+    names = [k for k in a if k in b and not k.endswith((".running_mean", ".running_var"))]
+    return max(float(np.max(np.abs(a[k].astype(np.float64) - b[k]))) for k in names)
+
+
+def _adam_causes(eq, config, rerun, states, keras_epsilon: float) -> list[dict]:
+    if config.optimizer != "adam" or eq.max_weight_diff is None:
+        return []
+    if eq.max_weight_diff <= STATE_TOLERANCE:
+        return []
+
+    def weights_diff_with(eps: float) -> float:
+        rerun.adapter.optimizer_overrides = {"eps": eps}
+        try:
+            return _max_param_diff(states[eq.a], rerun().final_state)
+        finally:
+            rerun.adapter.optimizer_overrides = {}
+
+    same_value = weights_diff_with(keras_epsilon)
+    causes = [{"cause": "adam_epsilon", "value": same_value, "before": eq.max_weight_diff,
+               "text": f"Adam epsilon: Keras {keras_epsilon:g}, PyTorch 1e-08. Re-run with "
+                       f"PyTorch eps={keras_epsilon:g}, the weights after the step differ by "
+                       f"up to {same_value:.2g} (were {eq.max_weight_diff:.2g})."}]
+    if config.steps == 1:
+        # Keras adds epsilon to sqrt(v) before bias correction, PyTorch after it; at step 1
+        # Keras's epsilon then acts like PyTorch's eps / sqrt(1 - beta_2).
+        placed = keras_epsilon / np.sqrt(1.0 - 0.999)
+        placed_value = weights_diff_with(placed)
+        causes.append({
+            "cause": "adam_epsilon_placement", "value": placed_value,
+            "before": eq.max_weight_diff,
+            "text": f"Keras adds epsilon to the square root of the uncorrected second moment, "
+                    f"PyTorch to the bias-corrected one: at step 1 Keras's {keras_epsilon:g} "
+                    f"acts as PyTorch eps={placed:.3g}. Re-run with that value, the weights "
+                    f"agree to {placed_value:.2g}."})
+    return causes
+
+
+class _Rerun:
+    def __init__(self, adapter, recipe, batch, config):
+        self.adapter, self.recipe, self.batch, self.config = adapter, recipe, batch, config
+
+    def __call__(self):
+        c = self.config
+        return self.adapter.run_recipe(self.recipe, self.batch, c.steps, c.lr, c.optimizer)
+
+
+def explain_pair(eq, spec, recipes, adapters, batch, config, runs, states):
+    """The equivalence with measured causes attached, when a rerun can test one."""
+    if _keras_torch_pair(eq, runs) is None or "pytorch" not in adapters:
+        return eq
+    recipe = {r.id: r for r in recipes}[eq.b]
+    rerun = _Rerun(adapters["pytorch"], recipe, batch, config)
+    from comparator.runner import ADAM_EPSILON
+
+    causes = (_bn_causes(eq, spec, rerun, runs, states)
+              + _adam_causes(eq, config, rerun, states, ADAM_EPSILON["keras"]))
+    return dataclasses.replace(eq, causes=tuple(causes)) if causes else eq

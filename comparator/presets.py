@@ -1,0 +1,48 @@
+"""The cases from the reports that motivated the project (../shared/seeds), as settings.
+
+A preset fills the comparison's settings; flags given on the command line still
+override them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from comparator.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    question: str
+    settings: dict = field(default_factory=dict)
+
+
+PRESETS = {p.name: p for p in (
+    Preset(
+        "seed-densenet-regression",
+        "A DenseNet121 base frozen with trainable=False, a regression head trained with MSE "
+        "on 32 images: why does fit report one loss and evaluate on the same batch another?",
+        dict(model="densenet121", scenario="head", batch_size=32)),
+    Preset(
+        "seed-dense-update",
+        "Dense(1000, relu) on 100 inputs, then Dense(1), MSE, Adam, batch 32 of random data: "
+        "the train loss is reported before the update, evaluate runs after it, and "
+        "fit(validation_data=...) equals the later evaluation.",
+        dict(model="dense_mlp", scenario="regress", batch_size=32, optimizer="adam", lr=0.001,
+             validate=True, recipes=("pytorch:train", "keras:train"))),
+    Preset(
+        "seed-split-features",
+        "The feature-extraction recipe: features computed once by the frozen base in "
+        "inference mode, only the head trained; against freezing inside one model.",
+        dict(model="densenet121", scenario="head", batch_size=32,
+             recipes=("pytorch:feature_extraction", "pytorch:eval_requires_grad",
+                      "keras:feature_extraction", "keras:trainable_false"))),
+)}
+
+
+def get_preset(name: str) -> Preset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise UsageError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}") from None

@@ -1,0 +1,56 @@
+"""The seed cases, reproduced with today's frameworks at small sizes."""
+
+import subprocess
+import sys
+
+import pytest
+
+from comparator.cli import _config, build_parser
+from tests.conftest import run_once
+
+
+def test_flags_override_a_preset():
+    config = _config(build_parser().parse_args(["--preset", "seed-densenet-regression",
+                                                "--image-size", "32"]))
+    assert (config.model, config.scenario, config.batch_size, config.image_size) == (
+        "densenet121", "head", 32, 32)
+
+
+def test_seed_dense_update_loss_is_reported_before_the_update():
+    config = _config(build_parser().parse_args(["--preset", "seed-dense-update"]))
+    outcome = run_once(**{k: v for k, v in config.__dict__.items()})
+    report = outcome.report
+    for run in report.runs:
+        # The step reports the loss of the weights it started from ...
+        assert run.losses.train_step[0] == pytest.approx(run.losses.inference_before, abs=1e-6)
+        # ... and evaluation afterwards sees the updated weights.
+        assert abs(run.losses.inference_after - run.losses.train_step[0]) > 1e-2
+        (explanation,) = [e for e in report.explanations if e["run"] == run.id]
+        assert [c["cause"] for c in explanation["causes"]] == ["update"]
+    keras_run = report.run("keras:train")
+    assert keras_run.losses.fit_validation[0] == pytest.approx(keras_run.losses.inference_after,
+                                                               abs=1e-6)
+    assert all(c.passed for c in report.checks)
+    # Adam: Keras adds epsilon before bias correction; matching that placement closes the gap.
+    (eq,) = report.equivalences
+    causes = {c["cause"]: c for c in eq.causes}
+    assert causes["adam_epsilon_placement"]["value"] < 1e-6 < causes["adam_epsilon"]["value"]
+
+
+def test_seed_split_features_matches_freezing_in_place_in_pytorch():
+    outcome = run_once(model="densenet121", scenario="head", batch_size=4, image_size=32,
+                       recipes=("pytorch:feature_extraction", "pytorch:eval_requires_grad",
+                                "keras:feature_extraction", "keras:trainable_false"))
+    report = outcome.report
+    split, frozen = report.run("pytorch:feature_extraction"), report.run(
+        "pytorch:eval_requires_grad")
+    assert split.losses == frozen.losses  # same RNG start, same passes, same numbers
+    for run in report.runs:
+        assert run.modes.bn_batch_stats == 0 and not run.state.bn_stats_changed
+        assert run.state.trainable_params == 1024 * 64 + 64 + 64 + 1
+
+
+def test_unknown_preset_is_one_line():
+    result = subprocess.run([sys.executable, "scripts/compare.py", "--preset", "nope"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
