@@ -1,0 +1,389 @@
+"""ONNX export and ONNX Runtime: the only module that imports onnx and onnxruntime.
+
+Both are imported inside the functions that need them (so a missing onnxruntime
+fails the run of a reference, not the import of this module), and so is torch,
+for the PyTorch exporters. A Keras model reaches this module as an object and
+is exported with its own `model.export(..., format="onnx")`.
+
+What was measured with torch 2.14.1, onnx 1.23, onnxscript 0.7.2, onnxruntime 1.32
+and Keras 3.15.1 on the torch backend, and what the code below does about it:
+
+* TorchScript exporter (`dynamo=False`) with `training=TrainingMode.TRAINING`:
+  every BatchNorm becomes `BatchNormalization(training_mode=1)`, which ONNX Runtime
+  runs with batch statistics; an `nn.Dropout` in train() is written as
+  `Dropout(ratio, training_mode=True)`, even when the module was put in eval()
+  first, since that exporter calls model.train() on the whole model. ONNX Runtime's
+  default graph optimisations delete Dropout nodes; with them disabled it draws
+  random masks. So Dropout modules are replaced by Identity for a training-mode
+  export, and the graph holds no Dropout whatever the optimisation level
+  (`graph_facts` counts active Dropout nodes).
+* Dynamo exporter: `training=` is deprecated and ignored; a model in train() is
+  traced to `aten._native_batch_norm_legit_functional(training=True)`, which
+  onnxscript's torch_lib writes as an inference-mode BatchNormalization (it forces
+  training=False). A "training-mode" dynamo export therefore computes inference
+  mode; `graph_facts` finds no BatchNormalization in training mode and the referee
+  reports that, rather than a wrong reference.
+* Keras `model.export(path, format="onnx")` on the torch backend works; with the
+  batch dimension left dynamic (the default input signature) Keras takes its
+  TorchScript path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from importlib import metadata
+
+import numpy as np
+
+CACHE_FORMAT = 1  # bump when what is written (or how it is exported) changes
+EXPORTERS = ("torchscript", "dynamo")
+MODES = ("eval", "train_forward")
+KEY_PROPERTY = "xframe_compare.cache_key"
+FIELDS_PROPERTY = "xframe_compare.cache_fields"
+
+
+# ----- the export cache --------------------------------------------------------------------
+
+
+def default_cache_dir() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "xframe-compare", "onnx")
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def cache_fields(*, framework: str, model: str, scenario: str, weights_sha256: str,
+                 input_shape, exporter: str, mode: str) -> dict:
+    """Everything an export depends on: same fields, same graph."""
+    packages = ("torch", "onnx", "onnxscript") + (("keras",) if framework == "keras" else ())
+    return {
+        "format": CACHE_FORMAT, "framework": framework, "model": model, "scenario": scenario,
+        "weights_sha256": weights_sha256, "input_shape": [int(d) for d in input_shape],
+        "exporter": exporter, "mode": mode,
+        "versions": {p: _version(p) for p in packages},
+    }
+
+
+def cache_key(fields: dict) -> str:
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class CachedExport:
+    """One ONNX file in the cache and how it got there."""
+
+    path: str
+    key: str
+    cached: bool  # True: a valid entry was found and nothing was exported
+    export_seconds: float  # time spent in the exporter (0 when cached)
+    check_seconds: float  # loading and validating the file
+    rebuilt: str | None = None  # why an existing entry was not used
+    export_notes: dict = field(default_factory=dict)  # what the exporter was told to do
+    facts: dict = field(default_factory=dict)  # what the graph contains
+
+
+class ExportCache:
+    """ONNX files keyed by the sha256 of their cache fields, written atomically.
+
+    The key is also stored inside the file (model metadata, serialised after the
+    graph), so a truncated or foreign file never passes for an entry; a file that
+    does not load, lacks the key or fails onnx.checker is rebuilt.
+    """
+
+    def __init__(self, directory: str | None = None):
+        self.directory = os.path.abspath(directory or default_cache_dir())
+
+    def path_for(self, fields: dict) -> str:
+        key = cache_key(fields)
+        stem = "-".join(str(fields[k]) for k in ("model", "scenario", "framework", "mode",
+                                                 "exporter"))
+        return os.path.join(self.directory, f"{stem}-{key[:20]}.onnx")
+
+    def lookup(self, fields: dict):
+        """(model, None) for a valid entry; (None, why it is not usable or None) otherwise."""
+        path, key = self.path_for(fields), cache_key(fields)
+        if not os.path.exists(path):
+            return None, None
+        try:
+            model = load_checked(path)
+        except Exception as exc:  # noqa: BLE001 - any failure means "rebuild"
+            return None, f"cache entry {os.path.basename(path)} is unusable ({_one_line(exc)})"
+        if _properties(model).get(KEY_PROPERTY) != key:
+            return None, (f"cache entry {os.path.basename(path)} does not carry its key "
+                          "(partial or foreign file)")
+        return model, None
+
+    def get_or_build(self, fields: dict, build) -> CachedExport:
+        """The entry for `fields`, exporting with `build(path) -> notes` when needed."""
+        started = time.perf_counter()
+        final, key = self.path_for(fields), cache_key(fields)
+        model, problem = self.lookup(fields)
+        if model is not None:
+            notes = _stored_notes(model)
+            return CachedExport(final, key, True, 0.0, round(time.perf_counter() - started, 3),
+                                None, notes, graph_facts(model))
+        import onnx
+
+        os.makedirs(self.directory, exist_ok=True)
+        staging = tempfile.mkdtemp(prefix=".export-", dir=self.directory)
+        try:
+            raw = os.path.join(staging, "raw.onnx")
+            t = time.perf_counter()
+            notes = build(raw) or {}
+            export_seconds = time.perf_counter() - t
+            t = time.perf_counter()
+            model = load_checked(raw)
+            _set_properties(model, {KEY_PROPERTY: key,
+                                    FIELDS_PROPERTY: json.dumps({"fields": fields,
+                                                                 "notes": notes})})
+            tmp = os.path.join(staging, "final.onnx")
+            onnx.save(model, tmp)
+            os.replace(tmp, final)  # atomic: readers see the old entry or the whole new one
+            check_seconds = time.perf_counter() - t
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return CachedExport(final, key, False, round(export_seconds, 3), round(check_seconds, 3),
+                            problem, notes, graph_facts(model))
+
+
+def _properties(model) -> dict:
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def _set_properties(model, values: dict) -> None:
+    existing = {p.key: p for p in model.metadata_props}
+    for key, value in values.items():
+        entry = existing.get(key) or model.metadata_props.add()
+        entry.key, entry.value = key, value
+
+
+def _stored_notes(model) -> dict:
+    raw = _properties(model).get(FIELDS_PROPERTY)
+    try:
+        return json.loads(raw).get("notes", {}) if raw else {}
+    except ValueError:
+        return {}
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".strip().rstrip(":")
+
+
+# ----- validation and graph facts ----------------------------------------------------------
+
+
+def load_checked(path: str, check: bool = True):
+    """Load an ONNX file and run onnx.checker on it; raises on any problem."""
+    import onnx
+
+    model = onnx.load(path)
+    if check:
+        onnx.checker.check_model(model)
+    return model
+
+
+def _constant_values(graph) -> dict:
+    import onnx
+    from onnx import numpy_helper
+
+    values = {init.name: init for init in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.attribute:
+            attr = node.attribute[0]
+            if attr.type == onnx.AttributeProto.TENSOR:
+                values[node.output[0]] = attr.t
+    return {name: numpy_helper.to_array(t) for name, t in values.items()}
+
+
+def graph_facts(model) -> dict:
+    """What a graph will compute, counted from its nodes: BatchNormalization nodes in
+    training mode (batch statistics) and Dropout nodes told to be active."""
+    graph = model.graph
+    constants = _constant_values(graph)
+    bn = [n for n in graph.node if n.op_type == "BatchNormalization"]
+    bn_training = [n for n in bn if any(a.name == "training_mode" and a.i == 1
+                                        for a in n.attribute)]
+    dropout = [n for n in graph.node if n.op_type == "Dropout"]
+    active = []
+    for node in dropout:
+        flag = node.input[2] if len(node.input) > 2 and node.input[2] else None
+        if flag is not None and (flag not in constants or bool(np.all(constants[flag]))):
+            active.append(node)  # an unknown flag counts as active: it could be
+    inputs = [i for i in graph.input if i.name not in {x.name for x in graph.initializer}]
+    return {
+        "opset": max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")),
+                     default=None),
+        "producer": f"{model.producer_name} {model.producer_version}".strip(),
+        "nodes": len(graph.node),
+        "batchnorm_nodes": len(bn),
+        "batchnorm_training_nodes": len(bn_training),
+        "dropout_nodes": len(dropout),
+        "active_dropout_nodes": len(active),
+        "inputs": [[d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim]
+                   for i in inputs],
+    }
+
+
+# ----- exporters ---------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Exporters print progress and warn at length; keep the caller's terminal clean."""
+    sink = io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stdout(sink):
+        warnings.simplefilter("ignore")
+        yield
+
+
+@contextlib.contextmanager
+def kept_module_modes(module):
+    """Put every submodule's train()/eval() flag back as it was on leaving the block."""
+    saved = [(m, m.training) for m in module.modules()] if hasattr(module, "modules") else []
+    try:
+        yield
+    finally:
+        for m, training in saved:
+            m.training = training
+
+
+@contextlib.contextmanager
+def _without(model, kinds):
+    """Within the block, submodules of these kinds are replaced by nn.Identity."""
+    from torch import nn
+
+    swapped = [(parent, name, child) for parent in model.modules()
+               for name, child in parent.named_children() if isinstance(child, kinds)]
+    for parent, name, _ in swapped:
+        setattr(parent, name, nn.Identity())
+    try:
+        yield len(swapped)
+    finally:
+        for parent, name, child in swapped:
+            setattr(parent, name, child)
+
+
+def export_torch(model, example: np.ndarray, path: str, *, exporter: str = "torchscript",
+                 mode: str = "eval", dropout_off: bool = True) -> dict:
+    """Export a torch module at `example`'s shape; returns notes on what was done.
+
+    mode "eval": inference mode (BatchNorm moving statistics, Dropout off).
+    mode "train_forward": the module in train(); TorchScript is given
+    training=TrainingMode.TRAINING, BatchNorm uses batch statistics. That exporter
+    puts every module in train() (measured: a Dropout module left in eval() is
+    switched back and exported as Dropout(training_mode=True)), so with
+    `dropout_off` the Dropout modules are replaced by Identity for the export.
+    The module's train/eval flags are restored afterwards; its weights are not
+    touched, but a training-mode trace runs forward passes, which move BatchNorm
+    running statistics: the caller restores the state it wants.
+    """
+    import torch
+    from torch import nn
+
+    if exporter not in EXPORTERS:
+        raise ValueError(f"unknown exporter {exporter!r}; known: {', '.join(EXPORTERS)}")
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; known: {', '.join(MODES)}")
+    device = next(model.parameters()).device
+    x = torch.from_numpy(np.ascontiguousarray(example)).to(device)
+    dropout_kinds = nn.modules.dropout._DropoutNd
+    notes = {"exporter": exporter, "mode": mode,
+             "batchnorm_modules": sum(isinstance(m, nn.modules.batchnorm._BatchNorm)
+                                      for m in model.modules()),
+             "dropout_modules": sum(isinstance(m, dropout_kinds) for m in model.modules()),
+             "dropout_modules_removed": 0}
+    removed = _without(model, dropout_kinds) if mode == "train_forward" and dropout_off \
+        else contextlib.nullcontext(0)
+    with kept_module_modes(model), _quiet(), removed as count:
+        notes["dropout_modules_removed"] = count
+        model.train(mode == "train_forward")
+        common = dict(input_names=["input"], output_names=["output"])
+        if exporter == "torchscript":
+            training = (torch.onnx.TrainingMode.EVAL if mode == "eval"
+                        else torch.onnx.TrainingMode.TRAINING)
+            torch.onnx.export(model, (x,), path, dynamo=False, training=training,
+                              do_constant_folding=(mode == "eval"), **common)
+        else:
+            # The dynamo exporter ignores training=: the module's own mode is what it traces.
+            torch.onnx.export(model, (x,), path, dynamo=True, external_data=False,
+                              verbose=False, **common)
+    return notes
+
+
+def export_keras(model, path: str) -> dict:
+    """Keras's own exporter, `model.export(path, format="onnx")`, default input signature."""
+    with kept_module_modes(model), _quiet():
+        model.export(path, format="onnx", verbose=False)
+    return {"exporter": "keras model.export(format='onnx')", "mode": "eval"}
+
+
+# ----- ONNX Runtime --------------------------------------------------------------------------
+
+
+def providers_for(device: str) -> tuple[list, str | None]:
+    """Execution providers for a device, and a note when the device cannot be had."""
+    import onnxruntime as ort
+
+    if device.startswith("cuda"):
+        available = ort.get_available_providers()
+        if "CUDAExecutionProvider" in available:
+            index = int(device.split(":")[1]) if ":" in device else 0
+            # TF32 would cost about three decimal digits; the referee compares float32.
+            return [("CUDAExecutionProvider", {"device_id": index, "use_tf32": 0}),
+                    "CPUExecutionProvider"], None
+        return ["CPUExecutionProvider"], (
+            f"device {device} asked for, but this onnxruntime has no CUDAExecutionProvider "
+            f"(available: {', '.join(available)}); ran on CPU")
+    return ["CPUExecutionProvider"], None
+
+
+@dataclass(frozen=True)
+class RunOutput:
+    outputs: np.ndarray
+    seconds: float  # session creation and one run
+    provider: str
+    note: str | None = None
+
+
+def run_onnx(path: str, x: np.ndarray, device: str = "cpu") -> RunOutput:
+    """Run the graph's first output on one input array in ONNX Runtime."""
+    import onnxruntime as ort
+
+    providers, note = providers_for(device)
+    started = time.perf_counter()
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(path, options, providers=providers)
+    except Exception:
+        if providers == ["CPUExecutionProvider"]:
+            raise
+        # A CUDA provider that does not accept an option falls back to its defaults.
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        session = ort.InferenceSession(path, options, providers=providers)
+    feed = {session.get_inputs()[0].name: np.ascontiguousarray(x, dtype=np.float32)}
+    outputs = session.run([session.get_outputs()[0].name], feed)[0]
+    seconds = time.perf_counter() - started
+    provider = session.get_providers()[0]
+    if device.startswith("cuda") and provider != "CUDAExecutionProvider" and note is None:
+        note = f"device {device} asked for, but ONNX Runtime ran on {provider}"
+    return RunOutput(np.asarray(outputs), round(seconds, 3), provider, note)
+
+
+def versions() -> dict[str, str]:
+    return {p: _version(p) for p in ("onnx", "onnxruntime", "onnxscript")}

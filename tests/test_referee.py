@@ -1,0 +1,269 @@
+"""The ONNX Runtime referee: agreement, selection of runs by measured modes, the export
+cache, and failures that become failed references instead of exceptions."""
+
+import json
+import os
+import shutil
+import sys
+
+import numpy as np
+import pytest
+
+from comparator.errors import UsageError
+from comparator.referee import (TRAIN_FORWARD_DESCRIPTION, cross_entropy, mean_squared_error,
+                                run_referee, with_referee)
+
+onnxrt = pytest.importorskip("adapters.onnxrt")
+
+
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("onnx-cache"))
+
+
+@pytest.fixture(scope="module")
+def tiny_result(tiny_classify, shared_cache):
+    return run_referee(tiny_classify, cache_dir=shared_cache)
+
+
+def _checks(result):
+    return {c.name: c for c in result.checks}
+
+
+def _exports(result):
+    refs = result.references
+    return {**{f"eval:{k}": v for k, v in refs["onnx:eval"]["exports"].items()},
+            "train_forward:pytorch": refs["onnx:train_forward"]["export"]}
+
+
+def test_inference_graphs_agree_with_each_other_and_both_frameworks(tiny_result):
+    assert not tiny_result.failed, tiny_result.reasons
+    checks = _checks(tiny_result)
+    for name in ("pytorch_graph_vs_pytorch", "pytorch_graph_vs_keras", "keras_graph_vs_keras",
+                 "keras_graph_vs_pytorch", "pytorch_graph_vs_keras_graph"):
+        check = checks[f"referee:onnx_eval_{name}"]
+        assert check.passed and check.tolerance == 1e-4 and check.detail
+    for framework in ("pytorch", "keras"):
+        assert checks[f"referee:onnx_eval_loss_vs_{framework}_inference"].passed
+    refs = json.loads(json.dumps(tiny_result.to_dict(), allow_nan=False))["references"]
+    assert refs["onnx:eval"]["ok"] and refs["onnx:train_forward"]["ok"]
+    assert refs["onnx:eval"]["inference_before"] == pytest.approx(
+        refs["onnx:eval"]["losses"]["keras"], abs=1e-5)
+    assert set(tiny_result.seconds) >= {"export", "run"}
+
+
+def test_train_forward_is_batch_statistics_without_dropout(tiny_classify, tiny_result):
+    import torch
+    from torch import nn
+
+    ref = tiny_result.references["onnx:train_forward"]
+    assert ref["description"].startswith(TRAIN_FORWARD_DESCRIPTION)
+    graph, notes = ref["export"]["graph"], ref["export"]["exported_with"]
+    assert graph["batchnorm_training_nodes"] == notes["batchnorm_modules"] == 3
+    assert graph["active_dropout_nodes"] == 0 and notes["dropout_modules_removed"] == 1
+    # PyTorch's own train-mode forward pass with Dropout off, on the initial weights.
+    adapter = tiny_classify.adapters["pytorch"]
+    adapter._restore_impl(adapter._initial_state)
+    for module in adapter.model.modules():
+        if isinstance(module, nn.Dropout):
+            module.eval()
+    with torch.no_grad():
+        outputs = adapter.model(torch.from_numpy(tiny_classify.batch.x)).numpy()
+    adapter._restore_impl(adapter._initial_state)
+    expected = cross_entropy(outputs, tiny_classify.batch.y)
+    assert ref["train_forward"] == pytest.approx(expected, abs=1e-5)
+
+
+def test_runs_are_picked_by_their_measured_modes(tiny_classify, tiny_result):
+    checks = _checks(tiny_result)
+    skipped = tiny_result.references["onnx:train_forward"]["skipped_runs"]
+    for run in tiny_classify.report.runs:
+        modes = run.modes
+        if modes.bn_batch_stats == modes.bn_layers and not modes.dropout_active:
+            assert checks[f"referee:train_forward_vs_{run.id}"].passed
+        elif modes.bn_batch_stats == 0:
+            assert f"referee:moving_stats_differ_{run.id}" in checks
+        else:
+            assert "Dropout" in skipped[run.id] or "only" in skipped[run.id]
+            assert not any(name.endswith(f"_{run.id}") for name in checks)
+    # tiny_cnn's Dropout is active in every train() pass: those runs are not compared.
+    assert "Dropout layers were active" in skipped["pytorch:train"]
+
+
+def test_moving_statistics_disagree_with_train_forward(tiny_classify, tiny_result):
+    checks = _checks(tiny_result)
+    train_forward = tiny_result.references["onnx:train_forward"]["train_forward"]
+    for run_id in ("pytorch:eval_requires_grad", "keras:trainable_false"):
+        run = tiny_classify.report.run(run_id)
+        assert run.modes.bn_batch_stats == 0
+        check = checks[f"referee:moving_stats_differ_{run_id}"]
+        assert check.passed and check.value > check.tolerance
+        assert check.value == pytest.approx(abs(run.losses.train_step[0] - train_forward))
+        assert f"by {check.value:.4g}" in check.detail
+    # With no Dropout active either, the step was an inference pass: it matches onnx:eval.
+    assert checks["referee:onnx_eval_vs_pytorch:eval_requires_grad"].passed
+    assert "referee:onnx_eval_vs_keras:trainable_false" not in checks  # its Dropout was active
+
+
+def test_models_are_left_in_their_initial_state(tiny_classify, tiny_result):
+    from torch import nn
+
+    torch_adapter = tiny_classify.adapters["pytorch"]
+    model = torch_adapter.model
+    assert all(m.training for m in model.modules())
+    assert isinstance(model.dropout, nn.Dropout)  # put back after the training-mode export
+    state = model.state_dict()
+    for name, value in torch_adapter._initial_state.items():
+        assert np.array_equal(state[name].cpu().numpy(), value.cpu().numpy()), name
+
+
+def test_head_scenario_uses_mean_squared_error(tiny_head, shared_cache):
+    result = run_referee(tiny_head, cache_dir=shared_cache)
+    assert not result.failed, result.reasons
+    assert all(c.passed for c in result.checks)
+    ref = result.references["onnx:train_forward"]
+    assert ref["export"]["exported_with"]["dropout_modules_removed"] == 1  # the head's
+    assert mean_squared_error(np.ones((2, 1)), np.zeros((2, 1))) == 1.0
+
+
+def test_model_without_batchnorm_or_dropout(shared_cache):
+    from tests.conftest import run_once
+
+    outcome = run_once(model="dense_mlp", scenario="regress", batch_size=4)
+    result = run_referee(outcome, cache_dir=shared_cache)
+    assert not result.failed, result.reasons
+    assert all(c.passed for c in result.checks)
+    refs = result.references
+    # Without BatchNorm or Dropout, the training-mode forward pass is the inference pass.
+    assert refs["onnx:train_forward"]["train_forward"] == pytest.approx(
+        refs["onnx:eval"]["inference_before"], abs=1e-6)
+    assert all(reason == "the model has no BatchNorm layers"
+               for reason in refs["onnx:train_forward"]["skipped_runs"].values())
+
+
+def test_densenet_train_steps_with_batch_statistics_match(densenet_classify, shared_cache):
+    result = run_referee(densenet_classify, cache_dir=shared_cache)
+    assert not result.failed, result.reasons
+    checks = _checks(result)
+    for run_id in ("pytorch:train", "pytorch:requires_grad", "keras:train"):
+        assert checks[f"referee:train_forward_vs_{run_id}"].passed
+    for run_id in ("pytorch:eval_requires_grad", "keras:trainable_false"):
+        assert checks[f"referee:moving_stats_differ_{run_id}"].passed
+        assert checks[f"referee:onnx_eval_vs_{run_id}"].passed
+    assert all(c.passed for c in result.checks)
+    graph = result.references["onnx:train_forward"]["export"]["graph"]
+    assert graph["batchnorm_training_nodes"] == 121
+
+
+def test_second_run_exports_nothing(tiny_classify, tiny_result, shared_cache, monkeypatch):
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("exported although the cache holds the file")
+
+    monkeypatch.setattr(onnxrt, "export_torch", refuse)
+    monkeypatch.setattr(onnxrt, "export_keras", refuse)
+    again = run_referee(tiny_classify, cache_dir=shared_cache)
+    assert not again.failed, again.reasons
+    assert all(e["cached"] and e["export_seconds"] == 0 for e in _exports(again).values())
+    assert [c.to_dict() for c in again.checks] == [c.to_dict() for c in tiny_result.checks]
+
+
+def test_corrupt_or_foreign_cache_entries_are_rebuilt(tiny_classify, tiny_result, tmp_path):
+    first = _exports(tiny_result)
+    cache = str(tmp_path)
+    for entry in first.values():
+        shutil.copy(entry["file"], cache)
+    train_file = os.path.join(cache, os.path.basename(first["train_forward:pytorch"]["file"]))
+    eval_file = os.path.join(cache, os.path.basename(first["eval:pytorch"]["file"]))
+    with open(eval_file, "rb") as handle:
+        data = handle.read()
+    with open(eval_file, "wb") as handle:
+        handle.write(data[: len(data) // 2])  # an interrupted write
+    keras_file = os.path.join(cache, os.path.basename(first["eval:keras"]["file"]))
+    shutil.copy(train_file, keras_file)  # a valid ONNX file, but not this entry
+    result = run_referee(tiny_classify, cache_dir=cache)
+    assert not result.failed, result.reasons
+    exports = _exports(result)
+    assert exports["train_forward:pytorch"]["cached"]
+    assert not exports["eval:pytorch"]["cached"]
+    assert "unusable" in exports["eval:pytorch"]["rebuilt"]
+    assert not exports["eval:keras"]["cached"]
+    assert "does not carry its key" in exports["eval:keras"]["rebuilt"]
+    onnxrt.load_checked(eval_file)
+    assert not [n for n in os.listdir(cache) if n.startswith(".")]  # no staging left behind
+    assert [c.to_dict() for c in result.checks] == [c.to_dict() for c in tiny_result.checks]
+
+
+@pytest.mark.parametrize("exporter", ["export_torch", "export_keras"])
+def test_export_failure_is_a_failed_reference(tiny_classify, tmp_path, monkeypatch, exporter):
+    def broken(*_args, **_kwargs):
+        raise RuntimeError("exporter exploded\nsecond line")
+
+    monkeypatch.setattr(onnxrt, exporter, broken)
+    result = run_referee(tiny_classify, cache_dir=str(tmp_path))
+    assert result.failed
+    failed = ["onnx:eval", "onnx:train_forward"] if exporter == "export_torch" else ["onnx:eval"]
+    for name, ref in result.references.items():
+        assert ref["ok"] == (name not in failed)
+        if name in failed:
+            assert "export failed: RuntimeError: exporter exploded" in ref["error"]
+            assert "\n" not in ref["error"]
+    assert [r.split(":")[0] + ":" + r.split(":")[1] for r in result.reasons] == failed
+    # The other graph still referees inference.
+    other = "keras" if exporter == "export_torch" else "pytorch"
+    assert _checks(result)[f"referee:onnx_eval_{other}_graph_vs_pytorch"].passed
+
+
+@pytest.mark.parametrize("module", ["onnxruntime", "adapters.onnxrt"])
+def test_missing_onnxruntime_is_a_failed_reference(tiny_classify, shared_cache, tiny_result,
+                                                   monkeypatch, module):
+    monkeypatch.setitem(sys.modules, module, None)  # `import module` now raises ImportError
+    if module == "adapters.onnxrt":
+        monkeypatch.delattr(sys.modules["adapters"], "onnxrt", raising=False)
+    result = run_referee(tiny_classify, cache_dir=shared_cache)
+    assert result.failed and not result.checks
+    for ref in result.references.values():
+        assert not ref["ok"] and "cannot be imported" in ref["error"]
+        assert f"import of {module} halted" in ref["error"]
+    assert len(result.reasons) == 2
+
+
+def test_dynamo_training_export_is_refused_not_trusted(tiny_classify, shared_cache):
+    result = run_referee(tiny_classify, cache_dir=shared_cache, exporter="dynamo")
+    assert result.references["onnx:eval"]["ok"]
+    assert _checks(result)["referee:onnx_eval_pytorch_graph_vs_pytorch"].passed
+    ref = result.references["onnx:train_forward"]
+    assert result.failed and not ref["ok"] and ref["train_forward"] is None
+    assert "0 of 3 BatchNorm layers in training mode" in ref["error"]
+    assert not any("train_forward_vs" in c.name or "moving_stats" in c.name
+                   for c in result.checks)
+
+
+def test_training_export_switches_dropout_back_on(tiny_classify, tmp_path):
+    """Why Dropout is removed, not put in eval(): the TorchScript exporter in TRAINING mode
+    calls train() on the whole model."""
+    adapter = tiny_classify.adapters["pytorch"]
+    model = adapter.model
+    model.dropout.eval()
+    path = str(tmp_path / "with_dropout.onnx")
+    try:
+        onnxrt.export_torch(model, tiny_classify.batch.x, path, mode="train_forward",
+                            dropout_off=False)
+        assert not model.dropout.training  # the module's own flags are restored
+    finally:
+        adapter._restore_impl(adapter._initial_state)  # the trace moved running statistics
+    facts = onnxrt.graph_facts(onnxrt.load_checked(path))
+    assert facts["active_dropout_nodes"] == 1 and facts["batchnorm_training_nodes"] == 3
+
+
+def test_options_and_report_merge(tiny_classify, tiny_result, monkeypatch, tmp_path):
+    with pytest.raises(UsageError):
+        run_referee(tiny_classify, exporter="tf2onnx")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert onnxrt.default_cache_dir() == os.path.join(str(tmp_path), "xframe-compare", "onnx")
+    merged = with_referee(tiny_classify.report, tiny_result)
+    assert set(merged.references) == {"onnx:eval", "onnx:train_forward"}
+    assert len(merged.checks) == len(tiny_classify.report.checks) + len(tiny_result.checks)
+    assert merged.timings["referee"] == tiny_result.seconds
+    logits = np.array([[2.0, 0.0], [0.0, 0.0]])
+    assert cross_entropy(logits, np.array([0, 1])) == pytest.approx(
+        0.5 * (np.log(1 + np.exp(-2.0)) + np.log(2.0)))
