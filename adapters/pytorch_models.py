@@ -45,10 +45,23 @@ def _tiny_features(module, x):
     return TinyCNN.features(module, x)
 
 
+def _resnet_features(module, x):
+    x = module.maxpool(module.relu(module.bn1(module.conv1(x))))
+    x = module.layer4(module.layer3(module.layer2(module.layer1(x))))
+    return torch.flatten(module.avgpool(x), 1)
+
+
+def _pooled_features(module, x):
+    """VGG and MobileNetV2: the `features` Sequential, then global average pooling (what
+    Keras's include_top=False, pooling="avg" computes)."""
+    return torch.flatten(F.adaptive_avg_pool2d(module.features(x), 1), 1)
+
+
 class FeatureExtractor(nn.Module):
     """A network without its classifier; keeps the network's own submodule names."""
 
-    def __init__(self, net: nn.Module, forward_features, dropped=("classifier", "dropout")):
+    def __init__(self, net: nn.Module, forward_features,
+                 dropped=("classifier", "dropout", "fc")):
         super().__init__()
         for name, child in net.named_children():
             if name not in dropped:
@@ -70,7 +83,9 @@ class HeadModel(nn.Module):
         return self.head(self.backbone(x))
 
 
-FEATURES = {"densenet": _densenet_features, "tiny": _tiny_features}
+FEATURES = {"densenet": _densenet_features, "tiny": _tiny_features,
+            "resnet": _resnet_features, "vgg": _pooled_features,
+            "mobilenet_v2": _pooled_features}
 
 
 class DenseMLP(nn.Module):
