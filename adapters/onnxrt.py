@@ -67,15 +67,50 @@ def _version(package: str) -> str:
 
 
 def cache_fields(*, framework: str, model: str, scenario: str, weights_sha256: str,
-                 input_shape, exporter: str, mode: str) -> dict:
-    """Everything an export depends on: same fields, same graph."""
+                 input_shape, exporter: str, mode: str, structure: str | None = None) -> dict:
+    """Everything an export depends on: same fields, same graph.
+
+    `structure` (see `structure_fingerprint`) covers what the weights hash cannot:
+    layer types and hyper-parameters such as BatchNorm epsilon or the Dropout rate.
+    """
     packages = ("torch", "onnx", "onnxscript") + (("keras",) if framework == "keras" else ())
     return {
         "format": CACHE_FORMAT, "framework": framework, "model": model, "scenario": scenario,
         "weights_sha256": weights_sha256, "input_shape": [int(d) for d in input_shape],
-        "exporter": exporter, "mode": mode,
+        "exporter": exporter, "mode": mode, "structure": structure,
         "versions": {p: _version(p) for p in packages},
     }
+
+
+_VOLATILE_KEYS = frozenset({"name", "inbound_nodes", "keras_history", "trainable",
+                            "input_layers", "output_layers"})
+
+
+def _scrub(value):
+    """A Keras config without what changes from process to process (auto-numbered names)."""
+    if isinstance(value, dict):
+        return {k: _scrub(v) for k, v in value.items() if k not in _VOLATILE_KEYS}
+    if isinstance(value, (list, tuple)):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def structure_fingerprint(model) -> str:
+    """sha256 (20 hex digits) of a model's structure and hyper-parameters, not its weights.
+
+    A torch module: its repr (layer types, eps, momentum, Dropout p, ...). A Keras
+    model: its config with names removed, since Keras numbers auto-named layers per
+    process. Never raises: an unreadable structure falls back to the class name.
+    """
+    try:
+        # Keras first: on the torch backend a Keras model is a torch Module as well.
+        if hasattr(model, "get_config") and hasattr(model, "layers"):
+            text = json.dumps(_scrub(model.get_config()), sort_keys=True, default=str)
+        else:
+            text = repr(model)
+    except Exception:  # noqa: BLE001 - a weaker key, never a failed referee
+        text = type(model).__qualname__
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
 def cache_key(fields: dict) -> str:

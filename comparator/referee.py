@@ -166,9 +166,12 @@ class _Referee:
     # exports --------------------------------------------------------------------------------
 
     def _fields(self, framework: str, exporter: str, mode: str, shape) -> dict:
+        adapter = self.adapters[framework]
+        exported = adapter.model if framework == "pytorch" else adapter._wrappers[False]
         return self.onnxrt.cache_fields(
             framework=framework, model=self.report.model, scenario=self.scenario,
-            weights_sha256=self.sha, input_shape=shape, exporter=exporter, mode=mode)
+            weights_sha256=self.sha, input_shape=shape, exporter=exporter, mode=mode,
+            structure=self.onnxrt.structure_fingerprint(exported))
 
     def _torch_builder(self, mode: str):
         def build(path: str) -> dict:

@@ -267,3 +267,26 @@ def test_options_and_report_merge(tiny_classify, tiny_result, monkeypatch, tmp_p
     logits = np.array([[2.0, 0.0], [0.0, 0.0]])
     assert cross_entropy(logits, np.array([0, 1])) == pytest.approx(
         0.5 * (np.log(1 + np.exp(-2.0)) + np.log(2.0)))
+
+
+def test_a_structure_change_with_the_same_weights_is_not_served_from_cache(
+        tiny_classify, tiny_result, shared_cache):
+    """The weights hash covers numbers only; a changed hyper-parameter must miss the cache."""
+    torch_model = tiny_classify.adapters["pytorch"].model
+    keras_adapter = tiny_classify.adapters["keras"]
+    before = onnxrt.structure_fingerprint(torch_model)
+    # Keras numbers auto-named layers per process; a rebuilt twin has the same fingerprint.
+    assert onnxrt.structure_fingerprint(keras_adapter._wrap(16, False)) == \
+        onnxrt.structure_fingerprint(keras_adapter._wrappers[False])
+    bn = torch_model.bn1
+    bn.eps = 1e-3
+    try:
+        assert onnxrt.structure_fingerprint(torch_model) != before
+        changed = run_referee(tiny_classify, cache_dir=shared_cache)
+    finally:
+        bn.eps = 1e-5
+    exports = _exports(changed)
+    assert not exports["eval:pytorch"]["cached"]
+    assert not exports["train_forward:pytorch"]["cached"]
+    assert exports["eval:keras"]["cached"]
+    assert exports["eval:pytorch"]["file"] != _exports(tiny_result)["eval:pytorch"]["file"]
