@@ -52,6 +52,7 @@ _NOISE = (layers.Dropout, layers.SpatialDropout1D, layers.SpatialDropout2D,
           layers.AlphaDropout)
 _TORCH_NOISE = (nn.modules.dropout._DropoutNd,)
 _STAT_SUFFIXES = ("running_mean", "running_var")
+_KERAS_CONVS = (layers.Conv2D, layers.DepthwiseConv2D)
 
 
 # ----- layouts ---------------------------------------------------------------------------
@@ -431,7 +432,7 @@ def _torch_padding(module, size) -> tuple | None:
 
 def _keras_padding(layer, size) -> tuple | None:
     """Zero padding before the conv (ZeroPadding2D chain) plus its own, per side."""
-    if not isinstance(layer, layers.Conv2D) or layer.data_format != "channels_last":
+    if not isinstance(layer, _KERAS_CONVS) or layer.data_format != "channels_last":
         return None
     pads = [[0, 0], [0, 0]]
     op, inputs = _inbound(layer._inbound_nodes[0].input_tensors[0])
@@ -469,7 +470,7 @@ def _between(layer, paired: set[str]) -> list[str]:
 def _facts(pair: Pair, module, layer, trace, state, paired) -> dict:
     facts = {"names": (pair.torch_module, pair.keras_layer)}
     torch_in = trace[pair.torch_module][0]
-    if isinstance(module, nn.Conv2d) and isinstance(layer, layers.Conv2D):
+    if isinstance(module, nn.Conv2d) and isinstance(layer, _KERAS_CONVS):
         facts["torch_stride"] = tuple(module.stride)
         facts["keras_stride"] = tuple(layer.strides)
         size = torch_in.shape[2:]

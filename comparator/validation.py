@@ -115,7 +115,8 @@ def judge(against64: Metrics | None, noise: Metrics | None, against32: Metrics |
     """(diverges, inconclusive) for Keras's value. Against the float64 reference when there
     is one: Keras diverges beyond the tolerance and beyond NOISE_FACTOR times PyTorch
     float32's own error; where that error itself exceeds NOISE_CAP, the comparison proves
-    nothing either way (inconclusive: the reference is rounding noise). Without a reference: against PyTorch float32 and the tolerance."""
+    nothing either way (inconclusive: the reference is rounding noise). Without a
+    reference: against PyTorch float32 and the tolerance."""
     if against64 is None or noise is None:
         return diverges(against32, tolerance), False
     if not noise.max_rel <= NOISE_CAP:
