@@ -295,17 +295,6 @@ def port_weights(torch_model: nn.Module, keras_model, *, direction: str = "torch
     return pairs
 
 
-def canonical_from_keras(keras_model, pairs: list[Pair], naive: bool = False) -> dict:
-    """The Keras model's weights under the pairs' canonical names, in PyTorch's layout."""
-    by_name = {layer.name: layer for layer in _functional(keras_model).layers}
-    arrays = {}
-    for pair in pairs:
-        values = by_name[pair.keras_layer].get_weights()
-        for name, value in zip(pair.canonical_names, values):
-            arrays[name] = from_keras_layout(_port_kind(pair, naive), name, value)
-    return arrays
-
-
 # ----- running the models ------------------------------------------------------------------
 
 
@@ -378,7 +367,9 @@ def _run_keras(fn: Functional, x, training: bool, watch: set[str],
         inputs = [values.get(id(t)) for t in node.input_tensors]
         failed = next((v for v in inputs if isinstance(v, _Failed) or v is None), False)
         if failed is not False:
-            result = failed if isinstance(failed, _Failed) else _Failed("input not computed")
+            cause = failed.message if isinstance(failed, _Failed) else "input missing"
+            result = _Failed(cause if cause.startswith("not computed") else
+                             f"not computed, an earlier Keras operation failed ({cause})")
         else:
             args, kwargs = node.arguments.fill_in(values)
             if "training" in getattr(op, "_call_context_args", ()):

@@ -303,7 +303,8 @@ class PortValidation(_Serialisable):
                 lines.append(f"      ... and {len(bad) - max_rows} more")
         if self.gradients:
             bad = self.gradient_divergences
-            worst = max(self.gradients, key=lambda g: g.metrics.max_rel if g.metrics else np.inf)
+            judged = [g for g in self.gradients if not g.inconclusive] or list(self.gradients)
+            worst = max(judged, key=lambda g: g.metrics.max_rel if g.metrics else np.inf)
             unsure = sum(g.inconclusive for g in self.gradients)
             lines.append(f"  gradients ({self.gradient_mode}) {len(bad):3d}/"
                          f"{len(self.gradients)} parameters diverge"
@@ -320,8 +321,9 @@ class PortValidation(_Serialisable):
         if self.inconclusive:
             lines.append(f"  note: {self.inconclusive} comparisons are inconclusive: PyTorch's "
                          f"own float32 result is more than {NOISE_CAP:g} (relative) from "
-                         "float64 there (BatchNorm on a few values per channel); use a larger "
-                         "batch or image size")
+                         "float64 there (a gradient that is zero in exact arithmetic, such as "
+                         "a bias followed by a training-mode BatchNorm, or BatchNorm over a "
+                         "few values per channel)")
         finding = self.first_divergence
         if finding is not None:
             lines.append(finding.text)
