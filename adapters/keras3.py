@@ -256,6 +256,9 @@ class Keras3Adapter(FrameworkAdapter):
         return float(history.history["loss"][0]), validation
 
     def _reset_rng_impl(self):
+        # Unseeded Keras Dropout on the torch backend draws from torch's global generator
+        # (torch.nn.functional.dropout); seeded layers draw from their SeedGenerator state.
+        keras.utils.set_random_seed(self._seed)
         for variable, value in zip(self._seed_states, self._seed_start):
             variable.assign(value)
 
