@@ -18,6 +18,7 @@ demo: $(STAMP)
 	$(PY) scripts/compare.py densenet121
 
 test: $(STAMP)
+	-sh scripts/install_chromium.sh
 	$(PY) -m pytest -q
 
 lint: $(STAMP)

@@ -91,8 +91,9 @@ def render(reports: dict) -> str:
         "",
         *_recipe_table(head),
         "",
-        f"`keras:trainable_false` still had {head.run('keras:trainable_false').modes.dropout_active}"
-        " active Dropout layer(s) in the train step: Dropout has no weights, and only "
+        "`keras:trainable_false` still had "
+        f"{head.run('keras:trainable_false').modes.dropout_active} active Dropout layer(s) in "
+        "the train step: Dropout has no weights, and only "
         "`training=False` switches it off.",
         "",
         "## What a train step reports",

@@ -6,7 +6,13 @@ import argparse
 import os
 import sys
 
-from comparator.errors import EXIT_CHECK_FAILED, EXIT_OK, ComparatorError, UsageError
+from comparator.errors import (
+    EXIT_CHECK_FAILED,
+    EXIT_OK,
+    EXIT_REFEREE_FAILED,
+    ComparatorError,
+    UsageError,
+)
 
 EXIT_INTERNAL = 5
 EXIT_INTERRUPTED = 130
@@ -55,7 +61,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--recipes", type=_csv,
                         help="comma-separated run ids, e.g. pytorch:eval,keras:trainable_false")
     parser.add_argument("--device", help="cpu (default) or cuda")
+    parser.add_argument("--no-onnx", action="store_true",
+                        help="skip the ONNX Runtime referee")
+    parser.add_argument("--onnx-exporter", choices=["torchscript", "dynamo"],
+                        default="torchscript",
+                        help="PyTorch ONNX exporter for the referee (default torchscript)")
+    parser.add_argument("--cache-dir", metavar="DIR",
+                        help="where ONNX exports are cached (default ~/.cache/xframe-compare)")
     parser.add_argument("--json", metavar="PATH", help="write the JSON report here")
+    parser.add_argument("--markdown", metavar="PATH",
+                        help="write a GitHub-flavoured Markdown report here")
+    parser.add_argument("--html", metavar="PATH",
+                        help="write a self-contained HTML report with plots here")
     parser.add_argument("--save-artifacts", metavar="DIR",
                         help="write batch.npz, pytorch_state_dict.pt and report.json here")
     parser.add_argument("--quiet", action="store_true", help="print only the verdict line")
@@ -81,7 +98,7 @@ def _config(args):
     return CompareConfig(model=model, **values)
 
 
-def run(args) -> int:
+def run(args, argv: list[str]) -> int:
     from rich.console import Console
 
     from comparator.artifacts import save_artifacts
@@ -93,29 +110,56 @@ def run(args) -> int:
     config = _config(args)
     resolve(config)
     preset = args.preset
-    if args.json:
-        check_writable_file(args.json, "--json")
+    for flag in ("json", "markdown", "html"):
+        if getattr(args, flag):
+            check_writable_file(getattr(args, flag), f"--{flag}")
+    if args.cache_dir:
+        check_writable_dir(args.cache_dir, "--cache-dir")
     if args.save_artifacts:
         check_writable_dir(args.save_artifacts, "--save-artifacts")
     stderr = Console(stderr=True, emoji=False)
+    referee = None
     with progress_display(stderr) as progress:
         outcome = compare(config, progress=progress, preset=preset)
+        if not args.no_onnx:
+            from comparator.referee import run_referee, with_referee
+
+            progress("ONNX Runtime referee: exporting and running", 1)
+            referee = run_referee(outcome, cache_dir=args.cache_dir,
+                                  exporter=args.onnx_exporter, device=config.device)
+            outcome.report = with_referee(outcome.report, referee)
     report = outcome.report
+    command = ["python", "scripts/compare.py", *argv]
     if args.json:
         write_atomic(args.json, report.to_json())
+    if args.markdown:
+        from comparator.report_markdown import write_markdown
+
+        write_markdown(report, args.markdown, command=command)
+    if args.html:
+        from comparator.report_html import write_html
+
+        write_html(report, args.html, command=command)
     if args.save_artifacts:
         save_artifacts(outcome, args.save_artifacts)
     stdout = Console(emoji=False)
     if not stdout.is_terminal:
         stdout = Console(width=100, emoji=False)
     render(report, stdout, quiet=args.quiet)
-    return EXIT_OK if report.checks_passed else EXIT_CHECK_FAILED
+    if not report.checks_passed:
+        return EXIT_CHECK_FAILED
+    if referee is not None and referee.failed:
+        for reason in referee.reasons:
+            print(f"compare.py: referee failed: {reason}", file=sys.stderr)
+        return EXIT_REFEREE_FAILED
+    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     try:
-        return run(args)
+        return run(args, argv)
     except ComparatorError as exc:
         print(f"compare.py: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -49,6 +49,23 @@ LEGEND = ("before/after: inference loss before and after the step; train step: t
           "layers; Δ: largest change, '-' for none.")
 
 
+def render_references(report: Report, console: Console) -> None:
+    if not report.references:
+        console.print("ONNX Runtime referee: not run (--no-onnx)", style="dim")
+        return
+    console.print("[bold]ONNX Runtime referee[/]")
+    for name, ref in report.references.items():
+        if not ref.get("ok", True):
+            console.print(f"  [red]{name}: failed[/] {ref.get('error', '')}", highlight=False)
+            continue
+        value = ref.get("inference_before", ref.get("train_forward"))
+        shown = f"{value:.6g}" if isinstance(value, (int, float)) else "-"
+        summary = str(ref.get("description", "")).split(":")[0]
+        console.print(f"  {name}: loss {shown}  ({summary})",
+                      highlight=False)
+    console.print()
+
+
 def render_explanations(report: Report, console: Console) -> None:
     if not report.explanations:
         return
@@ -82,6 +99,7 @@ def render(report: Report, console: Console, quiet: bool = False) -> None:
         render_explanations(report, console)
         render_equivalences(report, console)
         console.print()
+        render_references(report, console)
         for check in report.checks:
             mark = "[green]pass[/]" if check.passed else "[red]FAIL[/]"
             console.print(f"{mark} {check.name}: {check.value:.3g} (tolerance {check.tolerance:g})")

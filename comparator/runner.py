@@ -9,7 +9,6 @@ from importlib import metadata
 
 import numpy as np
 
-import dataclasses
 
 from comparator.data import REGRESSION_SCENARIOS, Batch, make_batch
 from comparator.crosscheck import explain_pair

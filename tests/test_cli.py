@@ -49,6 +49,16 @@ def test_unwritable_report_path_is_refused_before_any_work(tmp_path):
         directory.chmod(0o700)
 
 
+def test_referee_failure_exits_4_with_the_reason(tmp_path):
+    # The dynamo exporter writes BatchNorm in inference mode even in train(): the referee
+    # refuses its training-mode graph, and the exit code says the referee failed.
+    result = compare("tiny_cnn", "--image-size", "8", "--batch-size", "2", "--quiet",
+                     "--recipes", "pytorch:eval", "--onnx-exporter", "dynamo",
+                     "--cache-dir", str(tmp_path))
+    assert result.returncode == 4, result.stderr
+    assert "referee failed" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_json_path_that_is_a_directory_is_refused(tmp_path):
     result = compare("tiny_cnn", "--json", str(tmp_path))
     assert result.returncode == 2 and "is a directory" in result.stderr
@@ -68,6 +78,7 @@ def test_end_to_end_json_and_artifacts(tmp_path):
     report_path, artifacts = tmp_path / "r.json", tmp_path / "art"
     result = compare("tiny_cnn", "--image-size", "16", "--batch-size", "4",
                      "--recipes", "pytorch:eval,keras:trainable_false",
+                     "--cache-dir", str(tmp_path / "cache"), "--markdown", str(tmp_path / "r.md"),
                      "--json", str(report_path), "--save-artifacts", str(artifacts))
     assert result.returncode == 0, result.stderr
     assert "tiny_cnn/classify: 2 runs, checks passed" in result.stdout
@@ -83,12 +94,15 @@ def test_end_to_end_json_and_artifacts(tmp_path):
     assert set(run["modes"]) == {"bn_layers", "bn_batch_stats", "dropout_layers",
                                  "dropout_active"}
     assert report["environment"]["keras_backend"] == "torch"
+    assert set(report["references"]) == {"onnx:eval", "onnx:train_forward"}
+    assert any(c["name"].startswith("referee:") for c in report["checks"])
+    assert "| `pytorch:eval` |" in (tmp_path / "r.md").read_text()
     assert sorted(os.listdir(artifacts)) == ["batch.npz", "pytorch_state_dict.pt", "report.json"]
 
 
 def test_quiet_prints_only_the_verdict(tmp_path):
     result = compare("tiny_cnn", "--image-size", "8", "--batch-size", "2", "--quiet",
-                     "--recipes", "pytorch:train")
+                     "--recipes", "pytorch:train", "--no-onnx")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().count("\n") == 0
     assert result.stdout.startswith("tiny_cnn/classify: 1 runs")
