@@ -11,7 +11,7 @@ $(PY):
 
 $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e '.[dev]' 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
-	$(PY) -c "import torch, torchvision, keras, onnx, onnxruntime, rich, pytest"
+	KERAS_BACKEND=torch $(PY) -c "import torch, torchvision, keras, onnx, onnxruntime, rich, matplotlib, pytest"
 	touch $(STAMP)
 
 demo: $(STAMP)
