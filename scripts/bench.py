@@ -1,0 +1,58 @@
+#!/usr/bin/env python
+"""Benchmark compare.py against the irreducible compute of its default matrix.
+
+See comparator/bench.py for exactly what is measured and what counts as irreducible.
+"""
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from comparator.errors import ComparatorError  # noqa: E402
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not argparse's usage block
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def main(argv=None) -> int:
+    parser = _Parser(prog="bench.py", description=__doc__.splitlines()[0])
+    parser.add_argument("model", nargs="?", default="densenet121",
+                        help="model to benchmark (default densenet121)")
+    parser.add_argument("--image-size", type=int, help="pixels per side (default: the model's)")
+    parser.add_argument("--batch-size", type=int, default=8, help="default 8")
+    parser.add_argument("--output", default="benchmarks/results.json",
+                        help="JSON output path (default benchmarks/results.json)")
+    parser.add_argument("--runs", type=int, default=1,
+                        help="repetitions of the irreducible compute; the median is kept "
+                             "(default 1)")
+    args = parser.parse_args(argv)
+    from comparator.bench import benchmark, resolve, table
+    from comparator.io import check_writable_file, write_atomic
+
+    try:
+        resolve(args.model, args.image_size, args.batch_size, args.runs)
+        check_writable_file(args.output, "--output")
+        result = benchmark(args.model, args.image_size, args.batch_size, args.runs)
+    except ComparatorError as exc:
+        print(f"bench.py: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    import json
+
+    write_atomic(args.output, json.dumps(result, indent=2) + "\n")
+    print(table(result))
+    print(f"written: {args.output}")
+    failed = [k for k, v in result["exit_codes"].items() if v != 0]
+    if failed:
+        tail = result["runs"][failed[0]]["stderr_tail"].strip().splitlines()
+        print(f"bench.py: compare.py exited non-zero ({', '.join(failed)})"
+              + (f": {tail[-1]}" if tail else ""), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

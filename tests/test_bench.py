@@ -1,0 +1,82 @@
+"""scripts/bench.py: the JSON's structure and the consistency of its numbers, not timings."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "scripts", "bench.py")
+
+
+def bench(*args):
+    return subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory):
+    output = tmp_path_factory.mktemp("bench") / "results.json"
+    done = bench("tiny_cnn", "--image-size", "16", "--batch-size", "2", "--output", str(output))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "ratio wall/irreducible" in done.stdout
+    return json.loads(output.read_text())
+
+
+def test_structure(result):
+    assert result["model"] == "tiny_cnn"
+    assert (result["image_size"], result["batch_size"]) == (16, 2)
+    assert result["command"].startswith("python scripts/compare.py tiny_cnn --image-size 16 "
+                                        "--batch-size 2 --json")
+    assert "--quiet" in result["command"] and "--cache-dir" in result["command"]
+    for key in ("wall_seconds", "ratio_wall_to_irreducible", "peak_rss_mib", "exit_codes",
+                "runs"):
+        assert set(result[key]) == {"cold", "warm"}, key
+    assert result["exit_codes"] == {"cold": 0, "warm": 0}
+    assert set(result["machine"]) >= {"platform", "cpu_count", "torch_threads", "python"}
+    passes = result["irreducible"]["passes"]
+    assert "pytorch:inference_before" in passes and "keras:inference_before" in passes
+    for recipe in ("train", "requires_grad", "eval", "eval_requires_grad"):
+        assert f"pytorch:{recipe}:train_pass" in passes
+        assert f"pytorch:{recipe}:inference_after" in passes
+    for recipe in ("train", "trainable_false", "training_false", "bn_trainable"):
+        assert f"keras:{recipe}:train_pass" in passes
+        assert f"keras:{recipe}:inference_after" in passes
+    for mode in ("eval", "train_forward"):
+        assert f"onnx:{mode}:export" in passes and f"onnx:{mode}:run" in passes
+    assert set(result["irreducible"]["by_framework"]) == {"pytorch", "keras", "onnx"}
+
+
+def test_numbers_positive_and_consistent(result):
+    base = result["irreducible_seconds"]
+    assert base > 0 and result["help_wall_seconds"] > 0
+    assert all(v > 0 for v in result["irreducible"]["passes"].values())
+    assert sum(result["irreducible"]["by_framework"].values()) == pytest.approx(base, abs=0.01)
+    for label in ("cold", "warm"):
+        wall = result["wall_seconds"][label]
+        run = result["runs"][label]
+        assert wall > 0 and result["peak_rss_mib"][label] > 0
+        assert result["ratio_wall_to_irreducible"][label] == pytest.approx(wall / base,
+                                                                            abs=1e-3)
+        assert run["wall_seconds"] == wall
+        # the child's own total is part of its wall time, and its phases part of that total
+        assert 0 < run["total_seconds"] <= wall
+        assert run["phases"] and all(v >= 0 for v in run["phases"].values())
+        assert sum(run["phases"].values()) <= run["total_seconds"] + 0.05
+        assert run["referee"]["total"] > 0
+
+
+@pytest.mark.parametrize("args,message", [
+    (["resnet9"], "unknown model 'resnet9'"),
+    (["tiny_cnn", "--batch-size", "0"], "batch size must be positive"),
+    (["tiny_cnn", "--image-size", "4"], "too small for tiny_cnn"),
+    (["tiny_cnn", "--output", "/nonexistent-dir/r.json"], "does not exist"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, message):
+    done = bench(*args)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], done.stderr
+    assert done.stdout == ""
