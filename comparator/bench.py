@@ -33,9 +33,11 @@ Two measurements, put side by side:
      (`TrainingMode.EVAL`) and one in training mode (`TrainingMode.TRAINING`), each followed
      by one ONNX Runtime session creation and run on the batch (CPU).
 
-   Not counted: interpreter start, imports, model construction, weight initialisation,
-   calibration and porting, the comparator's ablation and diagnosis passes, the check of
-   the port, report rendering. Those are what the tool adds, and the ratio
+   Not counted: the referee's export of the Keras model (`model.export`) and its check of
+   the frameworks' own outputs against ONNX Runtime (so the ratio slightly overstates the
+   tool's overhead there), interpreter start, imports, model construction, weight
+   initialisation, calibration and porting, the comparator's ablation and diagnosis passes,
+   the check of the port, report rendering. Those are what the tool adds, and the ratio
    wall / irreducible shows how much that is. With `runs > 1` the irreducible compute is
    repeated on the same models and the median is kept; the first repetition includes the
    frameworks' warm-up, which the tool also pays once.
@@ -182,7 +184,7 @@ def _pytorch_passes(net, x, y, clock: _Clock) -> None:
             "eval": (False, True), "eval_requires_grad": (False, False)}
     for recipe in PYTORCH_RECIPES:
         train_mode, trains = plan[recipe]
-        clock.add(f"pytorch:{recipe}:train_pass", lambda: forward_loss(train_mode, trains))
+        clock.add(f"pytorch:{recipe}:train_pass", lambda m=train_mode, t=trains: forward_loss(m, t))
         clock.add(f"pytorch:{recipe}:inference_after", lambda: forward_loss(False, False))
     net.eval()
 
@@ -217,9 +219,10 @@ def _keras_passes(keras, model, x, y, clock: _Clock) -> None:
         fitted = wrapper if recipe == "training_false" else model
         compile_(fitted)
         clock.add(f"keras:{recipe}:train_pass",
-                  lambda: fitted.fit(x, y, batch_size=n, epochs=1, shuffle=False, verbose=0))
+                  lambda f=fitted: f.fit(x, y, batch_size=n, epochs=1, shuffle=False,
+                                         verbose=0))
         clock.add(f"keras:{recipe}:inference_after",
-                  lambda: fitted.evaluate(x, y, batch_size=n, verbose=0))
+                  lambda f=fitted: f.evaluate(x, y, batch_size=n, verbose=0))
     set_trainable("train")
 
 
@@ -233,11 +236,11 @@ def _onnx_passes(net, x_nchw, workdir: str, clock: _Clock) -> None:
                            ("train_forward", torch.onnx.TrainingMode.TRAINING)):
         path = os.path.join(workdir, f"{mode}.onnx")
         net.train(mode != "eval")
-        clock.add(f"onnx:{mode}:export", lambda: torch.onnx.export(
-            net, (x_nchw,), path, dynamo=False, training=training,
-            do_constant_folding=(mode == "eval"), input_names=["x"], output_names=["y"]))
+        clock.add(f"onnx:{mode}:export", lambda p=path, t=training, m=mode: torch.onnx.export(
+            net, (x_nchw,), p, dynamo=False, training=t,
+            do_constant_folding=(m == "eval"), input_names=["x"], output_names=["y"]))
 
-        def run_session():
+        def run_session(path=path):
             options = ort.SessionOptions()
             options.log_severity_level = 3
             session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
