@@ -312,6 +312,7 @@ def machine() -> dict:
 
 def benchmark(model: str, image_size: int | None, batch_size: int, runs: int = 1) -> dict:
     spec, image_size = resolve(model, image_size, batch_size, runs)
+    load_before = [round(v, 2) for v in os.getloadavg()]  # the machine may be shared
     tool = time_tool(spec.name, image_size, batch_size)
     help_seconds = time_help()
     irreducible = time_irreducible(spec, image_size, batch_size, runs)
@@ -329,7 +330,8 @@ def benchmark(model: str, image_size: int | None, batch_size: int, runs: int = 1
         "runs": {"cold": tool["cold"], "warm": tool["warm"]},
         "irreducible": irreducible,
         "help_wall_seconds": help_seconds,
-        "machine": machine(),
+        "machine": {**machine(), "load_average_before": load_before,
+                    "load_average_after": [round(v, 2) for v in os.getloadavg()]},
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 
@@ -356,5 +358,7 @@ def table(result: dict) -> str:
                          + (f", referee {referee:.2f}" if referee is not None else ""))
     m = result["machine"]
     lines.append(f"machine: {m['platform']}, {m['cpu_count']} CPUs, "
-                 f"{m['torch_threads']} torch threads, Python {m['python']}")
+                 f"{m['torch_threads']} torch threads, Python {m['python']}, load average "
+                 f"{m['load_average_before'][0]:.2f} before, {m['load_average_after'][0]:.2f} "
+                 "after (1 min)")
     return "\n".join(lines)
