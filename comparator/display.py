@@ -89,6 +89,8 @@ def render_equivalences(report: Report, console: Console) -> None:
             console.print(f"          - {difference}", style="dim", highlight=False)
         for cause in eq.causes:
             console.print(f"          why: {cause['text']}", style="dim", highlight=False)
+    for finding in report.findings:
+        console.print(f"  {finding}", highlight=False)
 
 
 def render(report: Report, console: Console, quiet: bool = False) -> None:

@@ -61,6 +61,27 @@ def compare_runs(a: RunResult, b: RunResult, state_a: dict, state_b: dict,
                        max_weight_diff=weight_diff, max_bn_stat_diff=stat_diff)
 
 
+def old_keras_frozen_bn_findings(runs: dict[str, RunResult]) -> list[str]:
+    """Which runs behave like Keras 2.1-era `trainable = False` on BatchNorm (the seed report):
+    weights frozen, yet BatchNorm normalising with the batch's statistics in training."""
+    twins = [r for r in runs.values() if r.modes.bn_batch_stats and not r.state.weights_changed]
+    if not any(r.modes.bn_layers for r in runs.values()):
+        return []
+    findings = []
+    for framework in sorted({r.framework for r in runs.values()}):
+        mine = [r.id for r in twins if r.framework == framework]
+        if mine:
+            findings.append(
+                f"{', '.join(mine)} reproduce{'s' if len(mine) == 1 else ''} the old Keras "
+                "(2.1 era) frozen-BatchNorm behaviour of the seed report: no weight changed, "
+                "yet BatchNorm normalised with the batch's statistics in the train step.")
+        else:
+            findings.append(
+                f"No {framework} recipe run here reproduces the old Keras frozen-BatchNorm "
+                "behaviour (frozen weights with BatchNorm on batch statistics).")
+    return findings
+
+
 def equivalences(runs: dict[str, RunResult], states: dict[str, dict]) -> list[Equivalence]:
     """The expected pairs (always listed) and any other cross-framework pair that agrees."""
     found = []

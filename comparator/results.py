@@ -103,6 +103,7 @@ class Report(_Serialisable):
     explanations: tuple[dict, ...] = ()
     equivalences: tuple[Equivalence, ...] = ()
     timings: dict = field(default_factory=dict)
+    findings: tuple[str, ...] = ()
     schema: str = SCHEMA
 
     def to_dict(self) -> dict:

@@ -13,7 +13,7 @@ import numpy as np
 from comparator.data import REGRESSION_SCENARIOS, Batch, make_batch
 from comparator.crosscheck import explain_pair
 from comparator.diagnosis import explain_run
-from comparator.equivalence import equivalences
+from comparator.equivalence import equivalences, old_keras_frozen_bn_findings
 from comparator.errors import UsageError
 from comparator.models import ModelSpec, get_spec
 from comparator.recipes import Recipe, select
@@ -195,6 +195,7 @@ def compare(config: CompareConfig, progress=_noop, preset: str | None = None) ->
     report = Report(model=spec.name, scenario=config.scenario, settings=settings,
                     environment=environment, runs=tuple(runs.values()), checks=tuple(checks),
                     explanations=tuple(explanations), equivalences=tuple(found),
+                    findings=tuple(old_keras_frozen_bn_findings(runs)),
                     timings={"total_seconds": phases.pop("total_seconds"), "phases": phases})
     progress("done", 1)
     return Outcome(report=report, batch=batch, adapters=adapters)

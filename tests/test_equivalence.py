@@ -40,3 +40,10 @@ def test_training_false_behaves_like_nothing_frozen_in_keras(densenet_classify):
 def test_dropout_makes_cross_framework_losses_incomparable(tiny_head):
     eq = _pair(tiny_head, "keras:trainable_false", "pytorch:eval_requires_grad")
     assert any("Dropout was active" in d for d in eq.differences)
+
+
+def test_old_keras_frozen_batchnorm_has_a_pytorch_twin_and_no_keras_recipe(densenet_classify):
+    findings = densenet_classify.report.findings
+    assert any(f.startswith("pytorch:requires_grad reproduces the old Keras") for f in findings)
+    assert "No keras recipe run here reproduces the old Keras frozen-BatchNorm behaviour " \
+        "(frozen weights with BatchNorm on batch statistics)." in findings
