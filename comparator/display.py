@@ -21,8 +21,8 @@ def run_table(report: Report) -> Table:
                   title_justify="left", header_style="bold", box=box.SIMPLE_HEAD,
                   pad_edge=False)
     table.add_column("run", no_wrap=True)
-    for header in ("before", "train step", "after", "BN batch", "drop", "weights Δ",
-                   "BN stats Δ"):
+    for header in ("before", "train step", "after", "BN batch", "drop", "Δ weight",
+                   "Δ BN stat"):
         table.add_column(header, justify="right", no_wrap=True)
     previous = None
     for run in report.runs:
@@ -46,7 +46,7 @@ def _delta(flag: bool, delta: float) -> str:
 LEGEND = ("before/after: inference loss before and after the step; train step: the loss the "
           "framework reported; BN batch: BatchNorm layers that normalised with the batch's "
           "statistics in the train-step pass (observed, not assumed); drop: active Dropout "
-          "layers; Δ: largest change, '-' for none.")
+          "layers; Δ: largest change of a weight or a BatchNorm running statistic, '-' for none.")
 
 
 def render_references(report: Report, console: Console) -> None:
