@@ -139,7 +139,7 @@ def run(args, argv: list[str]) -> int:
     if args.html:
         from comparator.report_html import write_html
 
-        write_html(report, args.html, command=command)
+        write_html(report, args.html, command=command, bn_deltas=outcome.bn_deltas)
     if args.save_artifacts:
         save_artifacts(outcome, args.save_artifacts)
     stdout = Console(emoji=False)

@@ -51,6 +51,7 @@ class Outcome:
     report: Report
     batch: Batch
     adapters: dict = field(default_factory=dict)
+    bn_deltas: dict = field(default_factory=dict)  # run id -> per-BN-layer change, by depth
 
 
 def resolve(config: CompareConfig) -> tuple[ModelSpec, CompareConfig, list[Recipe]]:
@@ -101,6 +102,18 @@ def _optimizer_settings(config: CompareConfig) -> dict:
         return {"name": "adam", "lr": config.lr,
                 "epsilon": {f: ADAM_EPSILON[f] for f in config.frameworks}}
     return {"name": "sgd", "lr": config.lr, "momentum": 0.0}
+
+
+def bn_layer_deltas(before: dict, after: dict) -> list[float]:
+    """The largest change of each BatchNorm layer's running statistics, in network order
+    (canonical names follow the torchvision module order, which is depth order)."""
+    layers: dict[str, float] = {}
+    for name, value in before.items():
+        if name.endswith((".running_mean", ".running_var")):
+            layer = name.rsplit(".", 1)[0]
+            delta = float(np.max(np.abs(after[name].astype(np.float64) - value)))
+            layers[layer] = max(layers.get(layer, 0.0), delta)
+    return list(layers.values())
 
 
 def _noop(*_args, **_kwargs):
@@ -161,12 +174,15 @@ def compare(config: CompareConfig, progress=_noop, preset: str | None = None) ->
                    "float32 port of the same function stays within 1e-4"))
         t = phase("port", t)
 
-    runs, states, explanations = {}, {}, []
+    runs, states, explanations, bn_deltas = {}, {}, [], {}
     for recipe in recipes:
         progress(f"running {recipe.id}", 1)
         measurement = adapters[recipe.framework].run_recipe(
             recipe, batch, config.steps, config.lr, config.optimizer, config.validate)
         runs[recipe.id], states[recipe.id] = measurement.result, measurement.final_state
+        deltas = bn_layer_deltas(measurement.initial_state, measurement.final_state)
+        if any(deltas):
+            bn_deltas[recipe.id] = deltas
         explanation = explain_run(measurement.result, measurement.ablations, config.batch_size)
         if explanation:
             explanations.append(explanation)
@@ -198,4 +214,4 @@ def compare(config: CompareConfig, progress=_noop, preset: str | None = None) ->
                     findings=tuple(old_keras_frozen_bn_findings(runs)),
                     timings={"total_seconds": phases.pop("total_seconds"), "phases": phases})
     progress("done", 1)
-    return Outcome(report=report, batch=batch, adapters=adapters)
+    return Outcome(report=report, batch=batch, adapters=adapters, bn_deltas=bn_deltas)

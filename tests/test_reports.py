@@ -330,3 +330,13 @@ def test_plots_are_skipped_without_data_and_drawn_with_it():
     assert plots.reference_lines(made_report(references=False)) == {}
     assert plots.reference_lines(made_report()) == {"onnx:eval": 2.3801453,
                                                     "onnx:train_forward": 2.36345}
+
+
+def test_html_plots_bn_changes_by_depth_from_the_runner(tiny_classify, tmp_path):
+    from comparator.report_html import write_html
+
+    assert set(tiny_classify.bn_deltas) >= {"pytorch:train", "keras:train"}
+    assert all(len(v) == 3 for v in tiny_classify.bn_deltas.values())
+    path = tmp_path / "r.html"
+    write_html(tiny_classify.report, str(path), bn_deltas=tiny_classify.bn_deltas)
+    assert path.read_text().count("data:image/png") == 2
