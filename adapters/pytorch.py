@@ -129,10 +129,12 @@ class PyTorchAdapter(FrameworkAdapter):
         """Within the block the model and its inputs are float64: reruns that measure how far
         float32 rounding alone moves a result."""
         self.model.double()
+        self._cache_outputs = False
         try:
             yield
         finally:
             self.model.float()
+            self._cache_outputs = True
 
     @contextlib.contextmanager
     def bn_momentum(self, momentum: float):

@@ -15,6 +15,7 @@ from comparator.crosscheck import FLOAT32_FACTOR, explain_pair
 from comparator.diagnosis import explain_run
 from comparator.equivalence import equivalences, old_keras_frozen_bn_findings
 from comparator.errors import UsageError
+from comparator.memory import release_memory
 from comparator.models import ModelSpec, get_spec
 from comparator.recipes import Recipe, select
 from comparator.results import Check, Report
@@ -194,6 +195,7 @@ def compare(config: CompareConfig, progress=_noop, preset: str | None = None) ->
     phases: dict[str, float] = {}
 
     def phase(name: str, since: float) -> float:
+        release_memory()
         now = time.perf_counter()
         phases[name] = round(phases.get(name, 0.0) + now - since, 3)
         return now
