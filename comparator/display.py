@@ -95,6 +95,8 @@ def render_equivalences(report: Report, console: Console) -> None:
 
 def render(report: Report, console: Console, quiet: bool = False) -> None:
     if not quiet:
+        for note in report.settings.get("notes", ()):
+            console.print(f"note: {note}", style="yellow", highlight=False)
         console.print(run_table(report))
         console.print(LEGEND, style="dim", highlight=False)
         console.print()

@@ -10,7 +10,7 @@ from importlib import metadata
 import numpy as np
 
 
-from comparator.data import REGRESSION_SCENARIOS, Batch, make_batch
+from comparator.data import REGRESSION_SCENARIOS, Batch
 from comparator.crosscheck import explain_pair
 from comparator.diagnosis import explain_run
 from comparator.equivalence import equivalences, old_keras_frozen_bn_findings
@@ -18,7 +18,8 @@ from comparator.errors import UsageError
 from comparator.models import ModelSpec, get_spec
 from comparator.recipes import Recipe, select
 from comparator.results import Check, Report
-from comparator.sources import random_calibrated
+from comparator.inputs import check_inputs, prepare
+from comparator.checkpoints import record_distance
 
 SCENARIOS = ("classify", "head", "regress")
 OPTIMIZERS = ("sgd", "adam")
@@ -42,6 +43,11 @@ class CompareConfig:
     frameworks: tuple[str, ...] = FRAMEWORKS
     optimizer: str = "sgd"
     validate: bool = False
+    # Real checkpoints and photos (comparator/inputs.py); the defaults are the offline ones.
+    weights: str = "random-calibrated"
+    images: tuple[str, ...] = ()
+    labels: str | None = None
+    targets: str | None = None
 
 
 @dataclass
@@ -84,6 +90,7 @@ def resolve(config: CompareConfig) -> tuple[ModelSpec, CompareConfig, list[Recip
         raise UsageError(f"unknown device {config.device!r}; use cpu or cuda")
     recipes = select(list(config.recipes), list(config.frameworks), config.scenario)
     resolved = CompareConfig(**{**config.__dict__, "image_size": image_size})
+    check_inputs(spec, resolved)
     return spec, resolved, recipes
 
 
@@ -153,9 +160,9 @@ def compare(config: CompareConfig, progress=_noop, preset: str | None = None) ->
     t = phase("imports", t)
 
     progress("building and calibrating PyTorch weights", 1)
-    weights = random_calibrated(spec, config.scenario, config.seed, config.image_size,
-                                adapters["pytorch"])
-    batch = make_batch(spec, config.scenario, config.batch_size, config.image_size, config.seed)
+    prepared = prepare(spec, config, adapters["pytorch"])
+    weights, batch = prepared.weights, prepared.batch
+    config = CompareConfig(**{**config.__dict__, "batch_size": len(batch)})
     t = phase("build_and_calibrate", t)
 
     checks = []
@@ -164,7 +171,12 @@ def compare(config: CompareConfig, progress=_noop, preset: str | None = None) ->
             continue
         progress(f"porting weights to {name}", 1)
         adapter.build(spec, config.scenario, config.seed, config.image_size)
-        adapter.load_weights(weights.arrays)
+        adapter.load_weights(prepared.arrays_for(name))
+        if prepared.separate:  # two trainings: how far apart, not a port check
+            record_distance(prepared.settings, name, adapters["pytorch"].logits(batch),
+                            adapter.logits(batch))
+            t = phase("port", t)
+            continue
         diff = float(np.max(np.abs(adapters["pytorch"].logits(batch).astype(np.float64)
                                    - adapter.logits(batch))))
         checks.append(Check(
@@ -207,6 +219,7 @@ def compare(config: CompareConfig, progress=_noop, preset: str | None = None) ->
         "preset": preset,
         "device": config.device, "frameworks": list(config.frameworks),
     }
+    settings.update(prepared.settings)
     phases["total_seconds"] = round(time.perf_counter() - started, 3)
     report = Report(model=spec.name, scenario=config.scenario, settings=settings,
                     environment=environment, runs=tuple(runs.values()), checks=tuple(checks),
