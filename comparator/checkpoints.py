@@ -113,7 +113,8 @@ def missing_checkpoint(what: str, path: str, url: str, env: str, reason: str = "
 
 
 def unreadable_checkpoint(path: str, exc: BaseException) -> UsageError:
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    first = " ".join(lines[:2]) or type(exc).__name__
     return UsageError(f"cannot load the checkpoint {path}: truncated, corrupt or not a "
                       f"checkpoint of this kind ({first[:200]})")
 

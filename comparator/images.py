@@ -104,6 +104,21 @@ def decode(path: str, size: int) -> np.ndarray:
         raise UsageError(f"--images: {path} cannot be decoded ({exc})") from None
 
 
+def probe(path: str) -> None:
+    """Check that a file is a readable JPEG or PNG image without decoding its pixels."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            if image.format not in ("JPEG", "PNG"):
+                raise UsageError(f"--images: {path} is a {image.format} image, not JPEG or PNG")
+            image.verify()
+    except UnidentifiedImageError:
+        raise UsageError(f"--images: {path} is not a readable image") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise UsageError(f"--images: {path} cannot be decoded ({exc})") from None
+
+
 def is_caffe(pre: Preprocessing) -> bool:
     return pre.mode.startswith("caffe")
 

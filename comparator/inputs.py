@@ -28,6 +28,7 @@ from comparator.images import (
     parse_labels,
     parse_targets,
     preprocess,
+    probe,
 )
 from comparator.models import ModelSpec
 from comparator.sources import HEAD_HIDDEN, random_calibrated
@@ -56,7 +57,10 @@ def check_inputs(spec: ModelSpec, config) -> None:
         return
     if spec.input_features:
         raise UsageError(f"{spec.name} takes vectors, not images")
-    count = len(collect_images(images))
+    paths = collect_images(images)
+    for path in paths:
+        probe(path)
+    count = len(paths)
     if labels is not None:
         if config.scenario in REGRESSION_SCENARIOS:
             raise UsageError(f"--labels is for the classify scenario; {config.scenario} "
