@@ -10,7 +10,6 @@ is located as keras.utils.get_file names it and given to the same builder as a p
 
 from __future__ import annotations
 
-import hashlib
 import os
 
 import numpy as np
@@ -19,6 +18,7 @@ from adapters.keras3 import keras
 from adapters.keras3_models import build_base
 from comparator.checkpoints import (
     checkpoint_record,
+    file_digest,
     missing_checkpoint,
     offline,
     unreadable_checkpoint,
@@ -39,14 +39,6 @@ def keras_home() -> str:
 
 def imagenet_cache_path(spec: ModelSpec) -> str:
     return os.path.join(keras_home(), "models", KERAS_IMAGENET_CHECKPOINTS[spec.name][0])
-
-
-def _md5(path: str) -> str:
-    digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def load_imagenet(spec: ModelSpec, image_size: int):
@@ -70,7 +62,7 @@ def load_imagenet(spec: ModelSpec, image_size: int):
         raise unreadable_checkpoint(path, exc) from None
     record = checkpoint_record("keras", f"keras.applications {spec.keras_builder} imagenet",
                                path, url=url, published_md5=md5)
-    record["matches_published_hash"] = _md5(path) == md5
+    record["matches_published_hash"] = file_digest(path, "md5") == md5
     return model, record
 
 

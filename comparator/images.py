@@ -153,44 +153,36 @@ def describe_preprocessing(spec: ModelSpec, used: str) -> dict:
             "same_tensor_for_both": True, "note": note}
 
 
-def _numbers(value: str, what: str) -> list[str]:
-    """Comma or whitespace separated values, given inline or in a file."""
+def _values(value: str, flag: str, count: int, convert, expected: str) -> np.ndarray:
+    """`count` values, comma or whitespace separated, given inline or in a file."""
     text = value
     if os.path.isfile(value):
         try:
             with open(value, encoding="utf-8") as handle:
                 text = handle.read()
         except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"{what}: cannot read {value} ({exc})") from None
+            raise UsageError(f"{flag}: cannot read {value} ({exc})") from None
     elif os.path.sep in value or value.endswith(".txt"):
-        raise UsageError(f"{what}: {value} does not exist")
+        raise UsageError(f"{flag}: {value} does not exist")
     items = [t for t in text.replace(",", " ").split() if t]
-    if not items:
-        raise UsageError(f"{what}: no values in {value!r}")
-    return items
+    try:
+        values = np.array([convert(t) for t in items])
+    except ValueError:
+        raise UsageError(f"{flag}: expected {expected}, got {value!r}") from None
+    if len(values) != count:
+        raise UsageError(f"{flag}: {len(values)} values for {count} images")
+    return values
 
 
 def parse_labels(value: str, count: int, num_classes: int) -> np.ndarray:
-    items = _numbers(value, "--labels")
-    try:
-        labels = np.array([int(t) for t in items], dtype=np.int64)
-    except ValueError:
-        raise UsageError(f"--labels: expected integer class indices, got {value!r}") from None
-    if len(labels) != count:
-        raise UsageError(f"--labels: {len(labels)} labels for {count} images")
+    labels = _values(value, "--labels", count, int, "integer class indices").astype(np.int64)
     if labels.min() < 0 or labels.max() >= num_classes:
         raise UsageError(f"--labels: class indices must lie in 0..{num_classes - 1}")
     return labels
 
 
 def parse_targets(value: str, count: int) -> np.ndarray:
-    items = _numbers(value, "--targets")
-    try:
-        targets = np.array([float(t) for t in items], dtype=np.float32)
-    except ValueError:
-        raise UsageError(f"--targets: expected numbers, got {value!r}") from None
-    if len(targets) != count:
-        raise UsageError(f"--targets: {len(targets)} targets for {count} images")
+    targets = _values(value, "--targets", count, float, "numbers").astype(np.float32)
     if not np.all(np.isfinite(targets)):
         raise UsageError("--targets: values must be finite")
     return targets.reshape(count, 1)

@@ -256,7 +256,7 @@ def test_missing_checkpoint_offline_names_the_file_and_exits_2(tmp_path):
     (lambda d: (d / "folder").mkdir(), ["--images", "folder"],
      "the folder folder has no JPEG or PNG file"),
     (None, ["--images", "nowhere.jpg"], "nowhere.jpg does not exist"),
-    (None, ["--images", "samples", "--labels", "1,2"], "2 labels for"),
+    (None, ["--images", "samples", "--labels", "1,2"], "--labels: 2 values for 6 images"),
     (None, ["--images", "samples", "--scenario", "head", "--labels", "1"], "--labels is for"),
     (None, ["--labels", "1,2"], "--labels and --targets go with --images"),
     (None, ["--weights", "nothing.pt"], "nothing.pt does not exist"),
