@@ -294,3 +294,15 @@ def test_cli_json_records_images_and_checkpoints(tmp_path):
     assert settings["checkpoints"][0]["sha256"] == file_sha256(weights)
     assert settings["labels"] == {"source": "--labels", "values": [0, 1, 2, 3, 4, 5]}
     assert settings["preprocessing"]["used"] == "pytorch"
+
+
+def test_missing_keras_checkpoint_offline_names_the_file(tmp_path, monkeypatch):
+    _keras_home(monkeypatch, tmp_path)
+    from adapters.keras3_pretrained import load_imagenet
+
+    name, url, _ = KERAS_IMAGENET_CHECKPOINTS["densenet121"]
+    expected = os.path.join(str(tmp_path), "models", name)
+    with pytest.raises(UsageError, match="no cached keras.applications checkpoint") as error:
+        load_imagenet(get_spec("densenet121"), 32)
+    assert expected in str(error.value) and url in str(error.value)
+    assert "KERAS_HOME" in str(error.value) and "\n" not in str(error.value)
