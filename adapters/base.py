@@ -54,6 +54,7 @@ class FrameworkAdapter(ABC):
         self.scenario: str | None = None
         self._initial_state: object = None
         self._inference_before: dict[int, float] = {}
+        self.loss_kind = "logits"  # classification: "logits" or "probabilities" (LOSS_KINDS)
 
     # ----- public API -----------------------------------------------------------------
 

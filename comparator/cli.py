@@ -28,8 +28,21 @@ def _csv(value: str) -> tuple[str, ...]:
 
 
 DEFAULTS = dict(scenario="classify", batch_size=8, image_size=None, steps=1, seed=0, lr=0.01,
-                recipes=(), device="cpu", optimizer="sgd", validate=False,
-                weights="random-calibrated", images=(), labels=None, targets=None)
+                recipes=(), device="cpu", optimizer="sgd", validate=False, loss="logits",
+                weights="random-calibrated", images=(), labels=(), targets=())
+
+
+def _values(convert):
+    """An argparse type: values inline or in a file (comparator.images), one-line errors."""
+    def parse(value: str):
+        from comparator import images
+
+        try:
+            return getattr(images, convert)(value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    parse.__name__ = convert
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -57,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=float, help="learning rate (default 0.01)")
     parser.add_argument("--optimizer", choices=["sgd", "adam"],
                         help="sgd (default, no momentum) or adam, each framework's defaults")
+    parser.add_argument("--loss", choices=["logits", "probabilities"],
+                        help="classify: cross-entropy from logits (default) or on softmax "
+                             "probabilities with a one-hot label, clipped to [1e-7, 1-1e-7] "
+                             "as Keras's CategoricalCrossentropy does")
     parser.add_argument("--validate", action="store_true", default=None,
                         help="also pass the batch as fit(validation_data=...) in Keras")
     parser.add_argument("--recipes", type=_csv,
@@ -70,10 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--images", nargs="+", metavar="PATH",
                         help="JPEG/PNG files or folders, or 'samples' (photos shipped in "
                              "installed packages); the batch is these images")
-    parser.add_argument("--labels", metavar="INTS|FILE",
-                        help="class indices for --images, comma-separated or a file "
-                             "(default: the reference model's own predictions)")
-    parser.add_argument("--targets", metavar="FLOATS|FILE",
+    parser.add_argument("--labels", metavar="INTS|FILE", type=_values("label_values"),
+                        help="class indices, comma-separated or in a file: one for every image "
+                             "or one per image (default with --images: the reference model's "
+                             "own predictions)")
+    parser.add_argument("--targets", metavar="FLOATS|FILE", type=_values("target_values"),
                         help="regression targets for --images with --scenario head "
                              "(default: seeded)")
     parser.add_argument("--no-onnx", action="store_true",

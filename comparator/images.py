@@ -153,39 +153,36 @@ def describe_preprocessing(spec: ModelSpec, used: str) -> dict:
             "same_tensor_for_both": True, "note": note}
 
 
-def _values(value: str, flag: str, count: int, convert, expected: str) -> np.ndarray:
-    """`count` values, comma or whitespace separated, given inline or in a file."""
+def read_values(value: str, convert, expected: str) -> tuple:
+    """Values separated by commas or whitespace, given inline or in a file (for --labels
+    and --targets); ValueError with a one-line reason otherwise."""
     text = value
     if os.path.isfile(value):
         try:
             with open(value, encoding="utf-8") as handle:
                 text = handle.read()
         except (OSError, UnicodeDecodeError) as exc:
-            raise UsageError(f"{flag}: cannot read {value} ({exc})") from None
+            raise ValueError(f"cannot read {value} ({exc})") from None
     elif os.path.sep in value or value.endswith(".txt"):
-        raise UsageError(f"{flag}: {value} does not exist")
+        raise ValueError(f"{value} does not exist")
     items = [t for t in text.replace(",", " ").split() if t]
+    if not items:
+        raise ValueError(f"no values in {value!r}")
     try:
-        values = np.array([convert(t) for t in items])
+        values = tuple(convert(t) for t in items)
     except ValueError:
-        raise UsageError(f"{flag}: expected {expected}, got {value!r}") from None
-    if len(values) != count:
-        raise UsageError(f"{flag}: {len(values)} values for {count} images")
+        raise ValueError(f"expected {expected}, got {value!r}") from None
+    if not all(np.isfinite(values)):
+        raise ValueError("values must be finite")
     return values
 
 
-def parse_labels(value: str, count: int, num_classes: int) -> np.ndarray:
-    labels = _values(value, "--labels", count, int, "integer class indices").astype(np.int64)
-    if labels.min() < 0 or labels.max() >= num_classes:
-        raise UsageError(f"--labels: class indices must lie in 0..{num_classes - 1}")
-    return labels
+def label_values(value: str) -> tuple[int, ...]:
+    return read_values(value, int, "integer class indices")
 
 
-def parse_targets(value: str, count: int) -> np.ndarray:
-    targets = _values(value, "--targets", count, float, "numbers").astype(np.float32)
-    if not np.all(np.isfinite(targets)):
-        raise UsageError("--targets: values must be finite")
-    return targets.reshape(count, 1)
+def target_values(value: str) -> tuple[float, ...]:
+    return read_values(value, float, "numbers")
 
 
 @dataclass(frozen=True)
@@ -209,5 +206,5 @@ def load_images(given, size: int) -> Images:
     return Images(np.stack([decode(p, size) for p in paths]), tuple(paths))
 
 
-__all__ = ["Images", "load_images", "preprocess",
-           "parse_labels", "parse_targets", "describe_preprocessing", "collect_images"]
+__all__ = ["Images", "load_images", "preprocess", "label_values", "target_values",
+           "describe_preprocessing", "collect_images"]

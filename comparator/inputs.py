@@ -25,8 +25,6 @@ from comparator.images import (
     collect_images,
     describe_preprocessing,
     load_images,
-    parse_labels,
-    parse_targets,
     preprocess,
     probe,
 )
@@ -46,30 +44,30 @@ class Prepared:
         return self.framework_arrays.get(framework, self.weights.arrays)
 
 
-def check_inputs(spec: ModelSpec, config) -> None:
-    """Validate --weights, --images, --labels and --targets before any framework loads."""
+def check_inputs(spec: ModelSpec, config):
+    """Validate --weights, --images and --targets before any framework loads; with images,
+    the configuration's batch size becomes the number of images."""
+    from dataclasses import replace
+
     parse_weights(getattr(config, "weights", None), spec)
     images = tuple(getattr(config, "images", ()) or ())
-    labels, targets = getattr(config, "labels", None), getattr(config, "targets", None)
+    targets = tuple(getattr(config, "targets", ()) or ())
     if not images:
-        if labels is not None or targets is not None:
-            raise UsageError("--labels and --targets go with --images")
-        return
+        if targets:
+            raise UsageError("--targets goes with --images")
+        return config
     if spec.input_features:
         raise UsageError(f"{spec.name} takes vectors, not images")
     paths = collect_images(images)
     for path in paths:
         probe(path)
-    count = len(paths)
-    if labels is not None:
-        if config.scenario in REGRESSION_SCENARIOS:
-            raise UsageError(f"--labels is for the classify scenario; {config.scenario} "
-                             "takes --targets")
-        parse_labels(labels, count, spec.num_classes)
-    if targets is not None:
+    if targets:
         if config.scenario not in REGRESSION_SCENARIOS:
             raise UsageError("--targets is for the head scenario; classify takes --labels")
-        parse_targets(targets, count)
+        if len(targets) not in (1, len(paths)):
+            raise UsageError(f"--targets: give one target or {len(paths)} (one per image), "
+                             f"got {len(targets)}")
+    return replace(config, batch_size=len(paths))
 
 
 def _fit_scenario(arrays: dict, template: dict, scenario: str, seed: int,
@@ -151,26 +149,25 @@ def _image_batch(spec, config, prepared: Prepared, torch_adapter, used: str) -> 
     settings = prepared.settings
     settings["images"] = images.settings()
     settings["preprocessing"] = describe_preprocessing(spec, used)
-    settings["batch_size"] = count
     if config.scenario in REGRESSION_SCENARIOS:
-        if config.targets is not None:
-            y = parse_targets(config.targets, count)
-            settings["targets"] = {"source": "--targets", "values": y[:, 0].tolist()}
+        if config.targets:
+            y = np.resize(np.asarray(config.targets, np.float32), count).reshape(count, 1)
+            settings["targets"] = {"source": "given", "values": y[:, 0].tolist()}
         else:
             y = rng_for(config.seed, _STREAM_TARGETS).normal(0.0, 1.0, size=(count, 1))
             y = y.astype(np.float32)
             settings["targets"] = {"source": f"seeded N(0, 1), seed {config.seed}"}
         return Batch(x=x, y=y)
-    if config.labels is not None:
-        y = parse_labels(config.labels, count, spec.num_classes)
-        settings["labels"] = {"source": "--labels", "values": y.tolist()}
+    if config.labels:
+        y = np.resize(np.asarray(config.labels, np.int64), count)
+        settings["labels"], source = "given", "given"
     else:
         logits = torch_adapter.logits(Batch(x=x, y=np.zeros(count, np.int64)))
         y = logits.argmax(axis=1).astype(np.int64)
-        settings["labels"] = {
-            "source": "the reference model's own predictions (top-1 of the PyTorch model in "
-                      f"inference mode, holding the {prepared.weights.source} weights)",
-            "values": y.tolist()}
+        settings["labels"] = "predicted"
+        source = ("the reference model's own predictions (top-1 of the PyTorch model in "
+                  f"inference mode, holding the {prepared.weights.source} weights)")
+    settings["label_values"] = {"source": source, "values": y.tolist()}
     return Batch(x=x, y=y)
 
 
@@ -188,7 +185,7 @@ def prepare(spec: ModelSpec, config, torch_adapter) -> Prepared:
         prepared.batch = _image_batch(spec, config, prepared, torch_adapter, used)
     else:
         prepared.batch = make_batch(spec, config.scenario, config.batch_size,
-                                    config.image_size, config.seed)
+                                    config.image_size, config.seed, labels=config.labels)
     prepared.settings["notes"] = _notes(prepared) + prepared.settings.get("notes", [])
     return prepared
 
@@ -204,7 +201,7 @@ def _notes(prepared: Prepared) -> list[str]:
         notes.append(f"images: {settings['images']['count']} photos "
                      f"({', '.join(settings['images']['files'])}); preprocessing: "
                      f"{pre['mode']} ({pre['note']})")
-    for key in ("labels", "targets"):
+    for key, shown in (("label_values", "labels"), ("targets", "targets")):
         if key in settings:
-            notes.append(f"{key}: {settings[key]['source']}")
+            notes.append(f"{shown}: {settings[key]['source']}")
     return notes

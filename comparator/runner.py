@@ -11,18 +11,27 @@ import numpy as np
 
 
 from comparator.data import REGRESSION_SCENARIOS, Batch
-from comparator.crosscheck import explain_pair
+from comparator.crosscheck import FLOAT32_FACTOR, explain_pair
 from comparator.diagnosis import explain_run
 from comparator.equivalence import equivalences, old_keras_frozen_bn_findings
 from comparator.errors import UsageError
 from comparator.models import ModelSpec, get_spec
 from comparator.recipes import Recipe, select
 from comparator.results import Check, Report
-from comparator.inputs import check_inputs, prepare
 from comparator.checkpoints import record_distance
+from comparator.inputs import check_inputs, prepare
 
 SCENARIOS = ("classify", "head", "regress")
 OPTIMIZERS = ("sgd", "adam")
+# Classification losses: cross-entropy from logits (integer labels), or on softmax
+# probabilities with a one-hot label, clipped to [1e-7, 1 - 1e-7] as Keras does.
+LOSS_KINDS = ("logits", "probabilities")
+LOSS_DESCRIPTIONS = {
+    "logits": "mean cross-entropy from logits, integer labels",
+    "probabilities": "mean categorical cross-entropy on softmax probabilities clipped to "
+                     "[1e-7, 1 - 1e-7], one-hot labels (Keras: softmax output and "
+                     "CategoricalCrossentropy(); PyTorch: the same function written out)",
+}
 # Each framework's default Adam epsilon, which this tool leaves as the framework sets it.
 ADAM_EPSILON = {"pytorch": 1e-8, "keras": 1e-7}
 FRAMEWORKS = ("pytorch", "keras")
@@ -43,11 +52,12 @@ class CompareConfig:
     frameworks: tuple[str, ...] = FRAMEWORKS
     optimizer: str = "sgd"
     validate: bool = False
+    loss: str = "logits"
+    labels: tuple[int, ...] = ()  # one label for every image, or one per image
     # Real checkpoints and photos (comparator/inputs.py); the defaults are the offline ones.
     weights: str = "random-calibrated"
-    images: tuple[str, ...] = ()
-    labels: str | None = None
-    targets: str | None = None
+    images: tuple[str, ...] = ()  # with images, the batch is these images
+    targets: tuple[float, ...] = ()  # head-scenario targets for the images
 
 
 @dataclass
@@ -81,6 +91,8 @@ def resolve(config: CompareConfig) -> tuple[ModelSpec, CompareConfig, list[Recip
     if not vector and image_size < spec.min_image_size:
         raise UsageError(f"image size {image_size} is too small for {spec.name}: "
                          f"it needs at least {spec.min_image_size} px")
+    config = check_inputs(spec, config)
+    _check_loss_and_labels(spec, config)
     if not (config.lr > 0 and np.isfinite(config.lr)):
         raise UsageError(f"learning rate must be a positive number, got {config.lr}")
     unknown = [f for f in config.frameworks if f not in FRAMEWORKS]
@@ -90,8 +102,27 @@ def resolve(config: CompareConfig) -> tuple[ModelSpec, CompareConfig, list[Recip
         raise UsageError(f"unknown device {config.device!r}; use cpu or cuda")
     recipes = select(list(config.recipes), list(config.frameworks), config.scenario)
     resolved = CompareConfig(**{**config.__dict__, "image_size": image_size})
-    check_inputs(spec, resolved)
     return spec, resolved, recipes
+
+
+def _check_loss_and_labels(spec: ModelSpec, config: CompareConfig) -> None:
+    if config.loss not in LOSS_KINDS:
+        raise UsageError(f"unknown loss {config.loss!r}; known: {', '.join(LOSS_KINDS)}")
+    classify = config.scenario == "classify"
+    if config.loss != "logits" and not classify:
+        raise UsageError(f"the {config.loss} loss is for the classify scenario, "
+                         f"not {config.scenario}")
+    if not config.labels:
+        return
+    if not classify:
+        raise UsageError(f"labels are for the classify scenario, not {config.scenario}")
+    if len(config.labels) not in (1, config.batch_size):
+        raise UsageError(f"give one label or {config.batch_size} (the batch size), "
+                         f"got {len(config.labels)}")
+    wrong = [label for label in config.labels if not 0 <= label < spec.num_classes]
+    if wrong:
+        raise UsageError(f"label {wrong[0]} is outside {spec.name}'s classes "
+                         f"0..{spec.num_classes - 1}")
 
 
 def _package_versions() -> dict[str, str]:
@@ -121,6 +152,26 @@ def bn_layer_deltas(before: dict, after: dict) -> list[float]:
             delta = float(np.max(np.abs(after[name].astype(np.float64) - value)))
             layers[layer] = max(layers.get(layer, 0.0), delta)
     return list(layers.values())
+
+
+def _port_check(name: str, reference, ported, batch: Batch) -> Check:
+    """Inference outputs of the port against PyTorch's. Where they differ by more than 1e-4,
+    PyTorch in float64 says how much float32 rounding alone explains: deep networks with
+    random weights at small image sizes amplify it past 1e-4."""
+    theirs = reference.logits(batch).astype(np.float64)
+    diff = float(np.max(np.abs(theirs - ported.logits(batch))))
+    tolerance = PORT_TOLERANCE
+    detail = ("max abs difference of inference-mode outputs on the batch; a faithful float32 "
+              "port of the same function stays within 1e-4")
+    if diff > PORT_TOLERANCE:
+        with reference.float64():
+            exact = reference.logits(batch)
+        own_error = float(np.max(np.abs(theirs - exact)))
+        tolerance = max(PORT_TOLERANCE, FLOAT32_FACTOR * own_error)
+        detail += (f"; here PyTorch's own float32 outputs are {own_error:.2g} from float64, so "
+                   f"the tolerance is {FLOAT32_FACTOR}x that")
+    return Check(name=f"port:{name}_vs_pytorch_eval_logits", passed=diff <= tolerance,
+                 value=diff, tolerance=tolerance, detail=detail)
 
 
 def _noop(*_args, **_kwargs):
@@ -162,7 +213,8 @@ def compare(config: CompareConfig, progress=_noop, preset: str | None = None) ->
     progress("building and calibrating PyTorch weights", 1)
     prepared = prepare(spec, config, adapters["pytorch"])
     weights, batch = prepared.weights, prepared.batch
-    config = CompareConfig(**{**config.__dict__, "batch_size": len(batch)})
+    for adapter in adapters.values():
+        adapter.loss_kind = config.loss
     t = phase("build_and_calibrate", t)
 
     checks = []
@@ -175,15 +227,8 @@ def compare(config: CompareConfig, progress=_noop, preset: str | None = None) ->
         if prepared.separate:  # two trainings: how far apart, not a port check
             record_distance(prepared.settings, name, adapters["pytorch"].logits(batch),
                             adapter.logits(batch))
-            t = phase("port", t)
-            continue
-        diff = float(np.max(np.abs(adapters["pytorch"].logits(batch).astype(np.float64)
-                                   - adapter.logits(batch))))
-        checks.append(Check(
-            name=f"port:{name}_vs_pytorch_eval_logits", passed=diff <= PORT_TOLERANCE,
-            value=diff, tolerance=PORT_TOLERANCE,
-            detail="max abs difference of inference-mode outputs on the batch; a faithful "
-                   "float32 port of the same function stays within 1e-4"))
+        else:
+            checks.append(_port_check(name, adapters["pytorch"], adapter, batch))
         t = phase("port", t)
 
     runs, states, explanations, bn_deltas = {}, {}, [], {}
@@ -195,7 +240,8 @@ def compare(config: CompareConfig, progress=_noop, preset: str | None = None) ->
         deltas = bn_layer_deltas(measurement.initial_state, measurement.final_state)
         if any(deltas):
             bn_deltas[recipe.id] = deltas
-        explanation = explain_run(measurement.result, measurement.ablations, config.batch_size)
+        explanation = explain_run(measurement.result, measurement.ablations, config.batch_size,
+                                  clipped_probabilities=config.loss == "probabilities")
         if explanation:
             explanations.append(explanation)
         t = phase(f"recipe:{recipe.id}", t)
@@ -214,7 +260,10 @@ def compare(config: CompareConfig, progress=_noop, preset: str | None = None) ->
         "weights_description": weights.description,
         "optimizer": _optimizer_settings(config),
         "loss": ("mean squared error" if config.scenario in REGRESSION_SCENARIOS
-                 else "mean cross-entropy from logits, integer labels"),
+                 else LOSS_DESCRIPTIONS[config.loss]),
+        "loss_kind": config.loss,
+        "labels": ("given" if config.labels else "seeded") if config.scenario == "classify"
+        else None,
         "scenario": config.scenario, "fit_validation_data": config.validate,
         "preset": preset,
         "device": config.device, "frameworks": list(config.frameworks),

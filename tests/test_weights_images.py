@@ -216,7 +216,8 @@ def test_sample_photos_with_labels_from_the_reference_model():
     assert count >= 5 and settings["batch_size"] == count == len(outcome.batch)
     assert "chelsea.png" in settings["images"]["files"]
     logits = outcome.adapters["pytorch"].logits(outcome.batch)
-    assert settings["labels"]["values"] == logits.argmax(axis=1).tolist()
+    assert settings["labels"] == "predicted"
+    assert settings["label_values"]["values"] == logits.argmax(axis=1).tolist()
     assert outcome.batch.x.shape == (count, 3, 16, 16)
 
 
@@ -256,9 +257,12 @@ def test_missing_checkpoint_offline_names_the_file_and_exits_2(tmp_path):
     (lambda d: (d / "folder").mkdir(), ["--images", "folder"],
      "the folder folder has no JPEG or PNG file"),
     (None, ["--images", "nowhere.jpg"], "nowhere.jpg does not exist"),
-    (None, ["--images", "samples", "--labels", "1,2"], "--labels: 2 values for 6 images"),
-    (None, ["--images", "samples", "--scenario", "head", "--labels", "1"], "--labels is for"),
-    (None, ["--labels", "1,2"], "--labels and --targets go with --images"),
+    (None, ["--images", "samples", "--labels", "1,2"], "give one label or 6 (the batch size)"),
+    (None, ["--images", "samples", "--labels", "1,x"], "expected integer class indices"),
+    (None, ["--images", "samples", "--scenario", "head", "--targets", "1,2"],
+     "give one target or 6"),
+    (None, ["--images", "samples", "--targets", "1"], "--targets is for the head scenario"),
+    (None, ["--scenario", "head", "--targets", "1,2"], "--targets goes with --images"),
     (None, ["--weights", "nothing.pt"], "nothing.pt does not exist"),
     (lambda d: (d / "w.pt").write_bytes(b""), ["--weights", "w.pt"], "w.pt is empty"),
     (None, ["--weights", "weights.bin"], "neither one of"),
@@ -292,7 +296,8 @@ def test_cli_json_records_images_and_checkpoints(tmp_path):
     assert result.returncode == 0, result.stderr
     settings = json.loads((tmp_path / "r.json").read_text())["settings"]
     assert settings["checkpoints"][0]["sha256"] == file_sha256(weights)
-    assert settings["labels"] == {"source": "--labels", "values": [0, 1, 2, 3, 4, 5]}
+    assert settings["labels"] == "given" and settings["batch_size"] == 6
+    assert settings["label_values"] == {"source": "given", "values": [0, 1, 2, 3, 4, 5]}
     assert settings["preprocessing"]["used"] == "pytorch"
 
 
