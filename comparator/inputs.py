@@ -165,8 +165,10 @@ def _image_batch(spec, config, prepared: Prepared, torch_adapter, used: str) -> 
         logits = torch_adapter.logits(Batch(x=x, y=np.zeros(count, np.int64)))
         y = logits.argmax(axis=1).astype(np.int64)
         settings["labels"] = "predicted"
+        held = ("torchvision's checkpoint" if prepared.separate
+                else f"the {prepared.weights.source} weights")
         source = ("the reference model's own predictions (top-1 of the PyTorch model in "
-                  f"inference mode, holding the {prepared.weights.source} weights)")
+                  f"inference mode, holding {held})")
     settings["label_values"] = {"source": source, "values": y.tolist()}
     return Batch(x=x, y=y)
 
