@@ -28,7 +28,21 @@ def _csv(value: str) -> tuple[str, ...]:
 
 
 DEFAULTS = dict(scenario="classify", batch_size=8, image_size=None, steps=1, seed=0, lr=0.01,
-                recipes=(), device="cpu", optimizer="sgd", validate=False, loss="logits")
+                recipes=(), device="cpu", optimizer="sgd", validate=False, loss="logits",
+                weights="random-calibrated", images=(), labels=(), targets=())
+
+
+def _values(convert):
+    """An argparse type: values inline or in a file (comparator.images), one-line errors."""
+    def parse(value: str):
+        from comparator import images
+
+        try:
+            return getattr(images, convert)(value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    parse.__name__ = convert
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,6 +79,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--recipes", type=_csv,
                         help="comma-separated run ids, e.g. pytorch:eval,keras:trainable_false")
     parser.add_argument("--device", help="cpu (default) or cuda")
+    parser.add_argument("--weights", metavar="SOURCE",
+                        help="random-calibrated (default, offline), imagenet (torchvision's "
+                             "checkpoint, ported to Keras), imagenet-keras (keras.applications', "
+                             "ported to PyTorch), imagenet-both (each its own, not ported), or a "
+                             "file: .pt/.pth/.safetensors state_dict, .weights.h5/.keras")
+    parser.add_argument("--images", nargs="+", metavar="PATH",
+                        help="JPEG/PNG files or folders, or 'samples' (photos shipped in "
+                             "installed packages); the batch is these images")
+    parser.add_argument("--labels", metavar="INTS|FILE", type=_values("label_values"),
+                        help="class indices, comma-separated or in a file: one for every image "
+                             "or one per image (default with --images: the reference model's "
+                             "own predictions)")
+    parser.add_argument("--targets", metavar="FLOATS|FILE", type=_values("target_values"),
+                        help="regression targets for --images with --scenario head "
+                             "(default: seeded)")
     parser.add_argument("--no-onnx", action="store_true",
                         help="skip the ONNX Runtime referee")
     parser.add_argument("--onnx-exporter", choices=["torchscript", "dynamo"],
@@ -94,7 +123,7 @@ def _config(args):
     for key in DEFAULTS:
         given = getattr(args, key)
         if given is not None:
-            values[key] = given
+            values[key] = tuple(given) if isinstance(given, list) else given
     model = args.model or values.pop("model", None)
     values.pop("model", None)
     if not model:
@@ -132,6 +161,10 @@ def run(args, argv: list[str]) -> int:
             referee = run_referee(outcome, cache_dir=args.cache_dir,
                                   exporter=args.onnx_exporter, device=config.device)
             outcome.report = with_referee(outcome.report, referee)
+            if outcome.report.settings.get("weights") == "imagenet-both":
+                from comparator.checkpoints import without_cross_training_checks
+
+                outcome.report = without_cross_training_checks(outcome.report)
     report = outcome.report
     command = ["python", "scripts/compare.py", *argv]
     if args.json:

@@ -109,6 +109,8 @@ def render(report: Report, console: Console, quiet: bool = False) -> None:
         console.print(f"[bold]Preset {preset}[/]: {question}", highlight=False)
         console.print()
     if not quiet:
+        for note in report.settings.get("notes", ()):
+            console.print(f"note: {note}", style="yellow", highlight=False)
         console.print(run_table(report))
         console.print(LEGEND, style="dim", highlight=False)
         console.print()

@@ -248,3 +248,19 @@ register(ModelSpec(
                        "no BatchNorm, no Dropout.",),
     input_features=100,
 ))
+
+
+# keras.applications' own ImageNet checkpoints, named and checked as keras.applications
+# does: (file under $KERAS_HOME/models, its URL, the md5 keras.applications verifies when it
+# downloads). Listed only where the Keras side is keras.applications' own architecture and
+# so computes the function the checkpoint was trained for; ResNet50 (v1 in Keras),
+# MobileNetV2 (asymmetric padding, epsilon 1e-3) and VGG16 (no adaptive pool) are rebuilt
+# here, so their Keras checkpoints would be loaded into another function.
+_KERAS_DENSENET_URL = "https://storage.googleapis.com/tensorflow/keras-applications/densenet/"
+KERAS_IMAGENET_CHECKPOINTS = {
+    name: (f"{name}_weights_tf_dim_ordering_tf_kernels.h5",
+           f"{_KERAS_DENSENET_URL}{name}_weights_tf_dim_ordering_tf_kernels.h5", md5)
+    for name, md5 in (("densenet121", "9d60b8095a5708f2dcce2bca79d332c7"),
+                      ("densenet169", "d699b8f76981ab1b30698df4c175e90b"),
+                      ("densenet201", "1ceb130c1ea1b78c3bf6114dbdfd8807"))
+}

@@ -10,7 +10,7 @@ from importlib import metadata
 import numpy as np
 
 
-from comparator.data import REGRESSION_SCENARIOS, Batch, make_batch
+from comparator.data import REGRESSION_SCENARIOS, Batch
 from comparator.crosscheck import FLOAT32_FACTOR, explain_pair
 from comparator.diagnosis import explain_run
 from comparator.equivalence import equivalences, old_keras_frozen_bn_findings
@@ -19,7 +19,8 @@ from comparator.memory import release_memory
 from comparator.models import ModelSpec, get_spec
 from comparator.recipes import Recipe, select
 from comparator.results import Check, Report
-from comparator.sources import random_calibrated
+from comparator.checkpoints import record_distance
+from comparator.inputs import check_inputs, prepare
 
 SCENARIOS = ("classify", "head", "regress")
 OPTIMIZERS = ("sgd", "adam")
@@ -54,6 +55,10 @@ class CompareConfig:
     validate: bool = False
     loss: str = "logits"
     labels: tuple[int, ...] = ()  # one label for every image, or one per image
+    # Real checkpoints and photos (comparator/inputs.py); the defaults are the offline ones.
+    weights: str = "random-calibrated"
+    images: tuple[str, ...] = ()  # with images, the batch is these images
+    targets: tuple[float, ...] = ()  # head-scenario targets for the images
 
 
 @dataclass
@@ -87,6 +92,7 @@ def resolve(config: CompareConfig) -> tuple[ModelSpec, CompareConfig, list[Recip
     if not vector and image_size < spec.min_image_size:
         raise UsageError(f"image size {image_size} is too small for {spec.name}: "
                          f"it needs at least {spec.min_image_size} px")
+    config = check_inputs(spec, config)
     _check_loss_and_labels(spec, config)
     if not (config.lr > 0 and np.isfinite(config.lr)):
         raise UsageError(f"learning rate must be a positive number, got {config.lr}")
@@ -207,10 +213,8 @@ def compare(config: CompareConfig, progress=_noop, preset: str | None = None) ->
     t = phase("imports", t)
 
     progress("building and calibrating PyTorch weights", 1)
-    weights = random_calibrated(spec, config.scenario, config.seed, config.image_size,
-                                adapters["pytorch"])
-    batch = make_batch(spec, config.scenario, config.batch_size, config.image_size, config.seed,
-                       labels=config.labels)
+    prepared = prepare(spec, config, adapters["pytorch"])
+    weights, batch = prepared.weights, prepared.batch
     for adapter in adapters.values():
         adapter.loss_kind = config.loss
     t = phase("build_and_calibrate", t)
@@ -221,8 +225,12 @@ def compare(config: CompareConfig, progress=_noop, preset: str | None = None) ->
             continue
         progress(f"porting weights to {name}", 1)
         adapter.build(spec, config.scenario, config.seed, config.image_size)
-        adapter.load_weights(weights.arrays)
-        checks.append(_port_check(name, adapters["pytorch"], adapter, batch))
+        adapter.load_weights(prepared.arrays_for(name))
+        if prepared.separate:  # two trainings: how far apart, not a port check
+            record_distance(prepared.settings, name, adapters["pytorch"].logits(batch),
+                            adapter.logits(batch))
+        else:
+            checks.append(_port_check(name, adapters["pytorch"], adapter, batch))
         t = phase("port", t)
 
     runs, states, explanations, bn_deltas = {}, {}, [], {}
@@ -262,6 +270,7 @@ def compare(config: CompareConfig, progress=_noop, preset: str | None = None) ->
         "preset": preset,
         "device": config.device, "frameworks": list(config.frameworks),
     }
+    settings.update(prepared.settings)
     phases["total_seconds"] = round(time.perf_counter() - started, 3)
     report = Report(model=spec.name, scenario=config.scenario, settings=settings,
                     environment=environment, runs=tuple(runs.values()), checks=tuple(checks),
