@@ -35,9 +35,6 @@ def import_keras(backend: str = BACKEND, device: str = "cpu"):
                 "Keras, or run the comparison in a fresh process")
         return loaded
     os.environ["KERAS_BACKEND"] = backend
-    # Keras 3.15's set_random_seed imports TensorFlow, when installed, on every backend:
-    # keep its C++ start-up log lines off the comparison's stderr.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if backend == "torch":
         os.environ["KERAS_TORCH_DEVICE"] = device
     try:
