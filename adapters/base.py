@@ -54,6 +54,9 @@ class FrameworkAdapter(ABC):
         self.scenario: str | None = None
         self._initial_state: object = None
         self._inference_before: dict[int, float] = {}
+        self._logits: dict[int, tuple[Batch, np.ndarray]] = {}
+        self._cache_outputs = True  # off while a rerun changes precision
+        self.loss_kind = "logits"  # classification: "logits" or "probabilities" (LOSS_KINDS)
 
     # ----- public API -----------------------------------------------------------------
 
@@ -67,15 +70,23 @@ class FrameworkAdapter(ABC):
         self._load_impl(arrays)
         self._initial_state = self._snapshot_impl()
         self._inference_before.clear()
+        self._logits.clear()
 
     def canonical_weights(self) -> dict[str, np.ndarray]:
         return self._canonical_impl()
 
     def logits(self, batch: Batch) -> np.ndarray:
-        """Outputs in inference mode of the unfrozen model in its initial state."""
+        """Outputs in inference mode of the unfrozen model in its initial state (computed
+        once per batch: the port check and the referee both need them)."""
+        cached = self._logits.get(id(batch))
+        if cached and cached[0] is batch and self._cache_outputs:
+            return cached[1]
         self._check_batch(batch)
         self._restore_impl(self._initial_state)
-        return self._finite(self._logits_impl(batch), "inference outputs")
+        outputs = self._finite(self._logits_impl(batch), "inference outputs")
+        if self._cache_outputs:
+            self._logits[id(batch)] = (batch, outputs)  # the batch kept: its id stays unique
+        return outputs
 
     def inference_loss(self, batch: Batch) -> float:
         """The initial state's inference loss, through the framework's own inference API."""

@@ -82,6 +82,13 @@ def _inference_calls(classes):
             cls.call = original
 
 
+def _softmax_categorical_crossentropy(y_true, logits):
+    """What a model ending in softmax compiled with CategoricalCrossentropy() computes:
+    Keras renormalises the probabilities and clips them to [1e-7, 1 - 1e-7]."""
+    probabilities = keras.activations.softmax(logits)
+    return keras.losses.categorical_crossentropy(y_true, probabilities, from_logits=False)
+
+
 class _BackendHooks:
     """The backend-specific parts of the adapter; everything else uses keras.ops."""
 
@@ -148,6 +155,7 @@ class Keras3Adapter(FrameworkAdapter):
         self._fit_model = None
         self._head_model = None
         self._features = None
+        self._forced_inference: tuple = ()
         self.optimizer_overrides: dict = {}
 
     # ----- building and weights -------------------------------------------------------
@@ -235,6 +243,8 @@ class Keras3Adapter(FrameworkAdapter):
     def _apply_impl(self, recipe: Recipe | None):
         self._model = self._wrappers[bool(recipe and recipe.training_false)]
         self._fit_model, self._features = self._model, None
+        self._forced_inference = ((layers.BatchNormalization, layers.Dropout)
+                                  if recipe is not None and recipe.inference_everywhere else ())
         if recipe is not None and recipe.feature_extraction:
             self.base.trainable = False
             self._fit_model = self._head_only()
@@ -260,6 +270,8 @@ class Keras3Adapter(FrameworkAdapter):
     def _loss(self):
         if self.scenario in REGRESSION_SCENARIOS:
             return keras.losses.MeanSquaredError()
+        if self.loss_kind == "probabilities":
+            return _softmax_categorical_crossentropy
         return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
     def _optimizer(self, optimizer, lr):
@@ -281,6 +293,8 @@ class Keras3Adapter(FrameworkAdapter):
     # ----- passes ----------------------------------------------------------------------
 
     def _data(self, batch: Batch):
+        if self.loss_kind == "probabilities":
+            return batch.x_channels_last, np.eye(self.spec.num_classes, dtype=np.float32)[batch.y]
         return batch.x_channels_last, batch.y
 
     def _logits_impl(self, batch):
@@ -302,7 +316,7 @@ class Keras3Adapter(FrameworkAdapter):
         x, y = self._data(batch)
         inputs = self._fit_inputs(x)
         extra = {"validation_data": (inputs, y)} if validate else {}
-        with self._observe():
+        with _inference_calls(self._forced_inference), self._observe():
             history = self._fit_model.fit(inputs, y, batch_size=len(x), epochs=1,
                                           shuffle=False, verbose=0, **extra)
         validation = history.history.get("val_loss", [None])[0]
@@ -319,7 +333,7 @@ class Keras3Adapter(FrameworkAdapter):
     def _forward_loss_impl(self, batch, bn_moving, dropout_off):
         # What fit()'s train step does before the update: call the model with training=True.
         x, y = (ops.convert_to_tensor(a) for a in self._data(batch))
-        forced = []
+        forced = list(self._forced_inference)
         if bn_moving:
             forced.append(layers.BatchNormalization)
         if dropout_off:

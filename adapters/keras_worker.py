@@ -90,6 +90,7 @@ def _build(request: dict, directory: str):
     from comparator.models import get_spec
 
     adapter = _adapter(request["framework"], request["backend"], request.get("device", "cpu"))
+    adapter.loss_kind = request.get("loss_kind", "logits")
     spec = get_spec(request["model"])
     adapter.build(spec, request["scenario"], request["seed"], request["image_size"])
     adapter.load_weights(_load(directory, "weights.npz"))

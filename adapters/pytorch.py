@@ -20,6 +20,15 @@ from comparator.observe import used_batch_statistics
 from comparator.recipes import Recipe
 from comparator.results import Modes
 
+def _clipped_probability_cross_entropy(logits, labels, epsilon: float = 1e-7):
+    """Cross-entropy on softmax probabilities clipped to [epsilon, 1 - epsilon], the same
+    function (and gradient) as Keras's CategoricalCrossentropy on a softmax output."""
+    probabilities = F.softmax(logits, dim=-1)
+    probabilities = probabilities / probabilities.sum(dim=-1, keepdim=True)
+    picked = probabilities.clamp(epsilon, 1.0 - epsilon).gather(1, labels[:, None])
+    return -picked.log().mean()
+
+
 def _canonical_name(name: str) -> str:
     return name[len("backbone."):] if name.startswith("backbone.") else name
 
@@ -116,6 +125,18 @@ class PyTorchAdapter(FrameworkAdapter):
         self.model.train()
 
     @contextlib.contextmanager
+    def float64(self):
+        """Within the block the model and its inputs are float64: reruns that measure how far
+        float32 rounding alone moves a result."""
+        self.model.double()
+        self._cache_outputs = False
+        try:
+            yield
+        finally:
+            self.model.float()
+            self._cache_outputs = True
+
+    @contextlib.contextmanager
     def bn_momentum(self, momentum: float):
         """Within the block every BatchNorm layer uses this (PyTorch-convention) momentum."""
         bns = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
@@ -169,13 +190,16 @@ class PyTorchAdapter(FrameworkAdapter):
     # ----- passes ----------------------------------------------------------------------
 
     def _tensors(self, batch: Batch):
-        x = torch.from_numpy(batch.x).to(self._torch_device)
+        dtype = next(self.model.parameters()).dtype
+        x = torch.from_numpy(batch.x).to(self._torch_device, dtype)
         y = torch.from_numpy(batch.y).to(self._torch_device)
-        return x, y
+        return x, (y.to(dtype) if y.is_floating_point() else y)
 
     def _loss(self, outputs, y):
         if self.scenario in REGRESSION_SCENARIOS:
             return F.mse_loss(outputs, y)
+        if self.loss_kind == "probabilities":
+            return _clipped_probability_cross_entropy(outputs, y)
         return F.cross_entropy(outputs, y)
 
     def _logits_impl(self, batch):

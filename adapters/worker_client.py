@@ -145,6 +145,7 @@ class WorkerAdapter:
         self.name, self.backend = name, WORKERS[name]
         self.device, self.timeout = device, timeout
         self.failure: WorkerFailure | None = None
+        self.loss_kind = "logits"  # set by the runner, as on every adapter
         self._initial_state = None
         self._request: dict = {}
         self._weights: dict = {}
@@ -188,7 +189,7 @@ class WorkerAdapter:
 
     def _base_request(self, task: str) -> dict:
         return {"task": task, "framework": self.name, "backend": self.backend,
-                "device": self.device, **self._request}
+                "device": self.device, "loss_kind": self.loss_kind, **self._request}
 
     def _arrays(self) -> dict:
         return {"weights.npz": self._weights,

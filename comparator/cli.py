@@ -30,7 +30,7 @@ def _csv(value: str) -> tuple[str, ...]:
 
 
 DEFAULTS = dict(scenario="classify", batch_size=8, image_size=None, steps=1, seed=0, lr=0.01,
-                recipes=(), device="cpu", optimizer="sgd", validate=False,
+                recipes=(), device="cpu", optimizer="sgd", validate=False, loss="logits",
                 frameworks=("pytorch", "keras"), worker_timeout=600.0)
 
 
@@ -59,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lr", type=float, help="learning rate (default 0.01)")
     parser.add_argument("--optimizer", choices=["sgd", "adam"],
                         help="sgd (default, no momentum) or adam, each framework's defaults")
+    parser.add_argument("--loss", choices=["logits", "probabilities"],
+                        help="classify: cross-entropy from logits (default) or on softmax "
+                             "probabilities with a one-hot label, clipped to [1e-7, 1-1e-7] "
+                             "as Keras's CategoricalCrossentropy does")
     parser.add_argument("--validate", action="store_true", default=None,
                         help="also pass the batch as fit(validation_data=...) in Keras")
     parser.add_argument("--recipes", type=_csv,

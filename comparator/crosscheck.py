@@ -15,6 +15,7 @@ import numpy as np
 from comparator.diagnosis import explain_bn_conventions
 
 STATE_TOLERANCE = 1e-5
+FLOAT32_FACTOR = 4  # a second float32 implementation may round up to a few times as far
 
 
 def _keras_torch_pair(eq, runs):
@@ -77,6 +78,26 @@ def _adam_causes(eq, config, rerun, states, keras_epsilon: float) -> list[dict]:
     return causes
 
 
+def _float32_causes(eq, rerun, states) -> list[dict]:
+    """Weights that differ after the same SGD step can be float32 rounding amplified by an
+    ill-conditioned gradient; a float64 rerun of the PyTorch recipe measures how far."""
+    if eq.max_weight_diff is None or eq.max_weight_diff <= STATE_TOLERANCE:
+        return []
+    with rerun.adapter.float64():
+        exact = rerun().final_state
+    torch_error = _max_param_diff(states[eq.b], exact)
+    keras_error = _max_param_diff(states[eq.a], exact)
+    within = keras_error <= max(FLOAT32_FACTOR * torch_error, STATE_TOLERANCE)
+    verdict = ("both frameworks are as close to the float64 result as float32 allows: the "
+               "difference is rounding, not a different computation" if within else
+               "Keras is further from it than float32 rounding explains")
+    return [{"cause": "float32_rounding", "value": keras_error, "before": eq.max_weight_diff,
+             "torch_float32_error": torch_error, "explains": within,
+             "text": f"Re-run of {eq.b} in float64: PyTorch's float32 weights after the step "
+                     f"are up to {torch_error:.2g} from it, Keras's up to {keras_error:.2g}; "
+                     f"{verdict}."}]
+
+
 class _Rerun:
     def __init__(self, adapter, recipe, batch, config):
         self.adapter, self.recipe, self.batch, self.config = adapter, recipe, batch, config
@@ -96,4 +117,11 @@ def explain_pair(eq, spec, recipes, adapters, batch, config, runs, states):
 
     causes = (_bn_causes(eq, spec, rerun, runs, states)
               + _adam_causes(eq, config, rerun, states, ADAM_EPSILON["keras"]))
-    return dataclasses.replace(eq, causes=tuple(causes)) if causes else eq
+    if not causes:
+        causes = _float32_causes(eq, rerun, states)
+    if not causes:
+        return eq
+    weights_only = all(d.startswith("weights after the step") for d in eq.differences)
+    rounding = any(c["cause"] == "float32_rounding" and c["explains"] for c in causes)
+    return dataclasses.replace(eq, causes=tuple(causes),
+                               equivalent=eq.equivalent or (weights_only and rounding))

@@ -72,7 +72,7 @@ class Batch:
 
 
 def make_batch(spec: ModelSpec, scenario: str, batch_size: int, image_size: int,
-               seed: int) -> Batch:
+               seed: int, labels: tuple[int, ...] = ()) -> Batch:
     if spec.input_features:
         # As in the seed report: uniform inputs and uniform targets.
         x = rng_for(seed, _STREAM_BATCH).random((batch_size, spec.input_features))
@@ -84,6 +84,8 @@ def make_batch(spec: ModelSpec, scenario: str, batch_size: int, image_size: int,
     if scenario in REGRESSION_SCENARIOS:
         y = rng_for(seed, _STREAM_TARGETS).normal(0.0, 1.0, size=(batch_size, 1))
         y = y.astype(np.float32)
+    elif labels:
+        y = np.resize(np.asarray(labels, dtype=np.int64), batch_size)
     else:
         y = rng_for(seed, _STREAM_LABELS).integers(0, spec.num_classes, size=batch_size)
         y = y.astype(np.int64)

@@ -92,7 +92,7 @@ def _update_causes(run, ablations) -> list[tuple[str, float, str]]:
     return []
 
 
-def notes_for(run, batch_size: int) -> list[str]:
+def notes_for(run, batch_size: int, clipped_probabilities: bool = False) -> list[str]:
     notes = []
     if batch_size == 1 and run.modes.bn_batch_stats:
         notes.append("Batch size 1 with batch statistics: each BatchNorm channel's mean and "
@@ -101,7 +101,8 @@ def notes_for(run, batch_size: int) -> list[str]:
                      "1x1: the variance is 0 and the layer outputs beta).")
     for label, value in (("train-step", run.losses.train_step[0]),
                          ("inference", run.losses.inference_after)):
-        note = saturation_note(value, label)
+        note = saturation_note(value, label) or (
+            clipped_probabilities and certainty_note(value, label))
         if note:
             notes.append(note)
     return notes
@@ -117,13 +118,28 @@ def saturation_note(loss: float, label: str = "") -> str | None:
             "1e-7 (saturated), and the loss cannot grow further.")
 
 
-def explain_run(run, ablations: dict, batch_size: int) -> dict | None:
+# -ln of the float32 value nearest 1 - 1e-7, the upper clip of a probability.
+CERTAIN_LOSS = -math.log(float(np.float32(1.0 - 1e-7)))
+
+
+def certainty_note(loss: float, label: str = "") -> str | None:
+    """Recognise the other end of the clipped cross-entropy: a label probability of 1."""
+    if abs(loss - CERTAIN_LOSS) > 1e-9:
+        return None
+    return (f"The {label + ' ' if label else ''}loss {loss:.3g} is the floor of cross-entropy "
+            "on probabilities clipped to [1e-7, 1 - 1e-7]: the label's probability reached "
+            f"1 - 1e-7 (float32 {np.float32(1.0 - 1e-7):.8f}), the prediction is saturated "
+            "and the loss cannot fall further.")
+
+
+def explain_run(run, ablations: dict, batch_size: int,
+                clipped_probabilities: bool = False) -> dict | None:
     """The causes of gaps between reported and inference losses of one run, or None."""
     before, train, after = (run.losses.inference_before, run.losses.train_step[0],
                             run.losses.inference_after)
     gap = after - train
     tolerance = loss_tolerance(max(abs(before), abs(train)))
-    notes = notes_for(run, batch_size)
+    notes = notes_for(run, batch_size, clipped_probabilities)
     if max(abs(gap), abs(before - train), abs(after - before)) <= tolerance and not notes:
         return None
     raw = _mode_causes(run, ablations) + _update_causes(run, ablations)

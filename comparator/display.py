@@ -22,8 +22,12 @@ def run_table(report: Report) -> Table:
                   title_justify="left", header_style="bold", box=box.SIMPLE_HEAD,
                   pad_edge=False)
     table.add_column("run", no_wrap=True)
-    for header in ("before", "train step", "after", "BN batch", "drop", "Δ weight",
-                   "Δ BN stat"):
+    validated = any(run.losses.fit_validation for run in report.runs)
+    # The extra column fits 100 columns with shorter headers (the legend names both).
+    headers = (("before", "step", "val_loss", "after", "BN batch", "drop", "Δ w", "Δ BN")
+               if validated else
+               ("before", "train step", "after", "BN batch", "drop", "Δ weight", "Δ BN stat"))
+    for header in headers:
         table.add_column(header, justify="right", no_wrap=True)
     previous = None
     for run in report.runs:
@@ -31,8 +35,9 @@ def run_table(report: Report) -> Table:
             table.add_section()
         previous = run.framework
         steps = ", ".join(_fmt(v) for v in run.losses.train_step)
+        validation = (", ".join(_fmt(v) for v in run.losses.fit_validation or ()) or "-",)
         table.add_row(run.id, _fmt(run.losses.inference_before), steps,
-                      _fmt(run.losses.inference_after),
+                      *(validation if validated else ()), _fmt(run.losses.inference_after),
                       f"{run.modes.bn_batch_stats}/{run.modes.bn_layers}",
                       f"{run.modes.dropout_active}/{run.modes.dropout_layers}",
                       _delta(run.state.weights_changed, run.state.max_weight_delta),
@@ -45,9 +50,11 @@ def _delta(flag: bool, delta: float) -> str:
 
 
 LEGEND = ("before/after: inference loss before and after the step; train step: the loss the "
-          "framework reported; BN batch: BatchNorm layers that normalised with the batch's "
+          "framework reported (step, with val_loss); val_loss: what fit(validation_data=...) "
+          "reported; BN batch: BatchNorm layers that normalised with the batch's "
           "statistics in the train-step pass (observed, not assumed); drop: active Dropout "
-          "layers; Δ: largest change of a weight or a BatchNorm running statistic, '-' for none.")
+          "layers; Δ weight (w), Δ BN stat (BN): largest change of a weight or a BatchNorm running "
+          "statistic, '-' for none.")
 
 
 def render_references(report: Report, console: Console) -> None:
@@ -95,6 +102,13 @@ def render_equivalences(report: Report, console: Console) -> None:
 
 
 def render(report: Report, console: Console, quiet: bool = False) -> None:
+    preset = report.settings.get("preset")
+    if preset and not quiet:
+        from comparator.presets import PRESETS
+
+        question = PRESETS[preset].question if preset in PRESETS else ""
+        console.print(f"[bold]Preset {preset}[/]: {question}", highlight=False)
+        console.print()
     if not quiet:
         console.print(run_table(report))
         for line in unavailable_lines(report):

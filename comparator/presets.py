@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 from comparator.errors import UsageError
 
+SEED_LABEL = 386  # the report's class index ("African elephant" in ImageNet)
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -38,6 +40,27 @@ PRESETS = {p.name: p for p in (
         dict(model="densenet121", scenario="head", batch_size=32,
              recipes=("pytorch:feature_extraction", "pytorch:eval_requires_grad",
                       "keras:feature_extraction", "keras:trainable_false"))),
+    Preset(
+        "seed-resnet50-single-image",
+        "ResNet50 with every layer trainable=False, one image, categorical cross-entropy on "
+        "softmax outputs with a one-hot label, SGD: evaluate, fit(validation_data=...), "
+        "evaluate again. Does fit report a different loss than evaluate on the same image, "
+        "and why does val_loss equal the next evaluate? pytorch:requires_grad is the "
+        "behaviour the report saw in Keras 2 (BatchNorm on one image's statistics).",
+        dict(model="resnet50", scenario="classify", batch_size=1, loss="probabilities",
+             labels=(SEED_LABEL,), validate=True,
+             recipes=("pytorch:requires_grad", "pytorch:eval_requires_grad",
+                      "keras:trainable_false"))),
+    Preset(
+        "seed-resnet50-inference-everywhere",
+        "The same image with the report's fix, Keras 2's set_learning_phase(0): nothing "
+        "frozen and every layer in inference mode, also inside fit. The train loss now "
+        "equals evaluate's, but one SGD step on all 25M unfrozen weights saturates the "
+        "prediction: the clipped loss sits at one of its bounds (the report saw "
+        "-ln(1e-7) = 16.118; the seeded weights here reach the other bound, 1.19e-7).",
+        dict(model="resnet50", scenario="classify", batch_size=1, loss="probabilities",
+             labels=(SEED_LABEL,), validate=True,
+             recipes=("pytorch:eval", "keras:inference_everywhere"))),
 )}
 
 

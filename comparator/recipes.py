@@ -23,7 +23,9 @@ class Recipe:
     training_false: bool = False
     bn_stays_trainable: bool = False
     feature_extraction: bool = False
+    inference_everywhere: bool = False
     scenarios: tuple[str, ...] = ("classify", "head", "regress")
+    in_default_matrix: bool = True
 
     @property
     def id(self) -> str:
@@ -60,6 +62,10 @@ _BASE_RECIPES: tuple[Recipe, ...] = (
     Recipe("keras", "feature_extraction",
            "features computed once with base.predict() (inference mode); a head-only model "
            "is fit on them", feature_extraction=True, scenarios=("head",)),
+    Recipe("keras", "inference_everywhere",
+           "nothing frozen, every BatchNormalization and Dropout layer called with "
+           "training=False inside fit() too (Keras 2's set_learning_phase(0))",
+           inference_everywhere=True, scenarios=("classify",), in_default_matrix=False),
 )
 
 
@@ -83,6 +89,8 @@ _KERAS_PYTORCH_PAIRS: tuple[tuple[str, str, str], ...] = (
      "frozen weights, BatchNorm layers in training mode"),
     ("keras:feature_extraction", "pytorch:feature_extraction",
      "features from the frozen part in inference mode; only the head trains"),
+    ("keras:inference_everywhere", "pytorch:eval",
+     "BatchNorm and Dropout in inference mode while the weights train"),
 )
 
 
@@ -117,7 +125,7 @@ def select(ids: list[str] | None, frameworks: list[str], scenario: str = "classi
     """The recipes to run, in table order; ids are validated against the table."""
     available = [r for r in RECIPES if r.framework in frameworks and scenario in r.scenarios]
     if not ids:
-        return available
+        return [r for r in available if r.in_default_matrix]
     known = {r.id: r for r in available}
     unknown = [i for i in ids if i not in known]
     if unknown:

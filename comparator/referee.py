@@ -81,11 +81,23 @@ def mean_squared_error(outputs: np.ndarray, targets: np.ndarray) -> float:
     return float(np.mean(diff ** 2))
 
 
-def loss_of(scenario: str, outputs: np.ndarray, y: np.ndarray) -> float:
+def clipped_probability_cross_entropy(logits: np.ndarray, labels: np.ndarray,
+                                      epsilon: float = 1e-7) -> float:
+    """Cross-entropy on softmax probabilities clipped to [epsilon, 1 - epsilon] (float64)."""
+    z = np.asarray(logits, dtype=np.float64)
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    labels = np.asarray(labels).astype(np.int64).ravel()
+    return float(np.mean(-np.log(np.clip(p[np.arange(len(p)), labels], epsilon, 1 - epsilon))))
+
+
+def loss_of(scenario: str, outputs: np.ndarray, y: np.ndarray, kind: str = "logits") -> float:
     """The comparison's loss: mean squared error for regression scenarios, else
-    cross-entropy from logits."""
+    cross-entropy from logits or on clipped probabilities (`kind`)."""
     if scenario in REGRESSION_SCENARIOS:
         return mean_squared_error(outputs, np.reshape(y, np.shape(outputs)))
+    if kind == "probabilities":
+        return clipped_probability_cross_entropy(outputs, y)
     return cross_entropy(outputs, y)
 
 
@@ -118,6 +130,7 @@ class _Referee:
         self.report, self.batch = outcome.report, outcome.batch
         self.adapters = dict(outcome.adapters or {})
         self.scenario = self.report.scenario
+        self.loss_kind = self.report.settings.get("loss_kind", "logits")
         self.exporter, self.device = exporter, device
         self.cache_dir = cache_dir
         self.seconds = {"export": 0.0, "run": 0.0, "framework_outputs": 0.0}
@@ -296,7 +309,7 @@ class _Referee:
                                       f"{facts['active_dropout_nodes']} active Dropout nodes")
             if outputs is not None:
                 graphs[name] = outputs
-                entry["loss"] = loss_of(self.scenario, outputs, self.batch.y)
+                entry["loss"] = loss_of(self.scenario, outputs, self.batch.y, self.loss_kind)
                 ref["losses"][name] = entry["loss"]
             else:
                 errors.append(f"{name} graph: {entry['error']}")
@@ -359,7 +372,7 @@ class _Referee:
         ref["description"] = (f"{TRAIN_FORWARD_DESCRIPTION}: {how}; the graph has "
                               f"{facts['batchnorm_training_nodes']} of {bn_modules} "
                               "BatchNormalization nodes in training mode and no active Dropout")
-        ref["train_forward"] = loss_of(self.scenario, outputs, self.batch.y)
+        ref["train_forward"] = loss_of(self.scenario, outputs, self.batch.y, self.loss_kind)
         ref["ok"] = True
         return ref
 

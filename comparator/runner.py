@@ -11,10 +11,11 @@ import numpy as np
 
 
 from comparator.data import REGRESSION_SCENARIOS, Batch, make_batch
-from comparator.crosscheck import explain_pair
+from comparator.crosscheck import FLOAT32_FACTOR, explain_pair
 from comparator.diagnosis import explain_run
 from comparator.equivalence import equivalences, old_keras_frozen_bn_findings
 from comparator.errors import UsageError
+from comparator.memory import release_memory
 from comparator.frameworks import DEFAULT as FRAMEWORKS
 from comparator.frameworks import resolve_frameworks, unavailable_runs
 from comparator.models import ModelSpec, get_spec
@@ -24,6 +25,15 @@ from comparator.sources import random_calibrated
 
 SCENARIOS = ("classify", "head", "regress")
 OPTIMIZERS = ("sgd", "adam")
+# Classification losses: cross-entropy from logits (integer labels), or on softmax
+# probabilities with a one-hot label, clipped to [1e-7, 1 - 1e-7] as Keras does.
+LOSS_KINDS = ("logits", "probabilities")
+LOSS_DESCRIPTIONS = {
+    "logits": "mean cross-entropy from logits, integer labels",
+    "probabilities": "mean categorical cross-entropy on softmax probabilities clipped to "
+                     "[1e-7, 1 - 1e-7], one-hot labels (Keras: softmax output and "
+                     "CategoricalCrossentropy(); PyTorch: the same function written out)",
+}
 # Each framework's default Adam epsilon, which this tool leaves as the framework sets it.
 ADAM_EPSILON = {"pytorch": 1e-8, "keras": 1e-7, "keras-tensorflow": 1e-7, "keras-jax": 1e-7}
 PORT_TOLERANCE = 1e-4  # max abs logit difference of a faithful float32 port
@@ -43,6 +53,8 @@ class CompareConfig:
     frameworks: tuple[str, ...] = FRAMEWORKS
     optimizer: str = "sgd"
     validate: bool = False
+    loss: str = "logits"
+    labels: tuple[int, ...] = ()  # one label for every image, or one per image
     worker_timeout: float = 600.0  # seconds a Keras worker (TensorFlow, JAX) may take
 
 
@@ -77,6 +89,7 @@ def resolve(config: CompareConfig) -> tuple[ModelSpec, CompareConfig, list[Recip
     if not vector and image_size < spec.min_image_size:
         raise UsageError(f"image size {image_size} is too small for {spec.name}: "
                          f"it needs at least {spec.min_image_size} px")
+    _check_loss_and_labels(spec, config)
     if not (config.lr > 0 and np.isfinite(config.lr)):
         raise UsageError(f"learning rate must be a positive number, got {config.lr}")
     frameworks = resolve_frameworks(config.frameworks)
@@ -89,6 +102,26 @@ def resolve(config: CompareConfig) -> tuple[ModelSpec, CompareConfig, list[Recip
     resolved = CompareConfig(**{**config.__dict__, "image_size": image_size,
                                 "frameworks": frameworks})
     return spec, resolved, recipes
+
+
+def _check_loss_and_labels(spec: ModelSpec, config: CompareConfig) -> None:
+    if config.loss not in LOSS_KINDS:
+        raise UsageError(f"unknown loss {config.loss!r}; known: {', '.join(LOSS_KINDS)}")
+    classify = config.scenario == "classify"
+    if config.loss != "logits" and not classify:
+        raise UsageError(f"the {config.loss} loss is for the classify scenario, "
+                         f"not {config.scenario}")
+    if not config.labels:
+        return
+    if not classify:
+        raise UsageError(f"labels are for the classify scenario, not {config.scenario}")
+    if len(config.labels) not in (1, config.batch_size):
+        raise UsageError(f"give one label or {config.batch_size} (the batch size), "
+                         f"got {len(config.labels)}")
+    wrong = [label for label in config.labels if not 0 <= label < spec.num_classes]
+    if wrong:
+        raise UsageError(f"label {wrong[0]} is outside {spec.name}'s classes "
+                         f"0..{spec.num_classes - 1}")
 
 
 def _package_versions() -> dict[str, str]:
@@ -120,6 +153,26 @@ def bn_layer_deltas(before: dict, after: dict) -> list[float]:
     return list(layers.values())
 
 
+def _port_check(name: str, reference, ported, batch: Batch) -> Check:
+    """Inference outputs of the port against PyTorch's. Where they differ by more than 1e-4,
+    PyTorch in float64 says how much float32 rounding alone explains: deep networks with
+    random weights at small image sizes amplify it past 1e-4."""
+    theirs = reference.logits(batch).astype(np.float64)
+    diff = float(np.max(np.abs(theirs - ported.logits(batch))))
+    tolerance = PORT_TOLERANCE
+    detail = ("max abs difference of inference-mode outputs on the batch; a faithful float32 "
+              "port of the same function stays within 1e-4")
+    if diff > PORT_TOLERANCE:
+        with reference.float64():
+            exact = reference.logits(batch)
+        own_error = float(np.max(np.abs(theirs - exact)))
+        tolerance = max(PORT_TOLERANCE, FLOAT32_FACTOR * own_error)
+        detail += (f"; here PyTorch's own float32 outputs are {own_error:.2g} from float64, so "
+                   f"the tolerance is {FLOAT32_FACTOR}x that")
+    return Check(name=f"port:{name}_vs_pytorch_eval_logits", passed=diff <= tolerance,
+                 value=diff, tolerance=tolerance, detail=detail)
+
+
 def _noop(*_args, **_kwargs):
     pass
 
@@ -146,6 +199,7 @@ def compare(config: CompareConfig, progress=_noop, preset: str | None = None) ->
     phases: dict[str, float] = {}
 
     def phase(name: str, since: float) -> float:
+        release_memory()
         now = time.perf_counter()
         phases[name] = round(phases.get(name, 0.0) + now - since, 3)
         return now
@@ -161,7 +215,10 @@ def compare(config: CompareConfig, progress=_noop, preset: str | None = None) ->
     progress("building and calibrating PyTorch weights", 1)
     weights = random_calibrated(spec, config.scenario, config.seed, config.image_size,
                                 adapters["pytorch"])
-    batch = make_batch(spec, config.scenario, config.batch_size, config.image_size, config.seed)
+    batch = make_batch(spec, config.scenario, config.batch_size, config.image_size, config.seed,
+                       labels=config.labels)
+    for adapter in adapters.values():
+        adapter.loss_kind = config.loss
     t = phase("build_and_calibrate", t)
 
     checks = []
@@ -178,13 +235,7 @@ def compare(config: CompareConfig, progress=_noop, preset: str | None = None) ->
             t = phase(f"worker:{name}", t)
             if adapter.failure is not None:
                 continue
-        diff = float(np.max(np.abs(adapters["pytorch"].logits(batch).astype(np.float64)
-                                   - adapter.logits(batch))))
-        checks.append(Check(
-            name=f"port:{name}_vs_pytorch_eval_logits", passed=diff <= PORT_TOLERANCE,
-            value=diff, tolerance=PORT_TOLERANCE,
-            detail="max abs difference of inference-mode outputs on the batch; a faithful "
-                   "float32 port of the same function stays within 1e-4"))
+        checks.append(_port_check(name, adapters["pytorch"], adapter, batch))
         t = phase("port", t)
 
     runs, states, explanations, bn_deltas = {}, {}, [], {}
@@ -199,7 +250,8 @@ def compare(config: CompareConfig, progress=_noop, preset: str | None = None) ->
         deltas = bn_layer_deltas(measurement.initial_state, measurement.final_state)
         if any(deltas):
             bn_deltas[recipe.id] = deltas
-        explanation = explain_run(measurement.result, measurement.ablations, config.batch_size)
+        explanation = explain_run(measurement.result, measurement.ablations, config.batch_size,
+                                  clipped_probabilities=config.loss == "probabilities")
         if explanation:
             explanations.append(explanation)
         t = phase(f"recipe:{recipe.id}", t)
@@ -218,7 +270,10 @@ def compare(config: CompareConfig, progress=_noop, preset: str | None = None) ->
         "weights_description": weights.description,
         "optimizer": _optimizer_settings(config),
         "loss": ("mean squared error" if config.scenario in REGRESSION_SCENARIOS
-                 else "mean cross-entropy from logits, integer labels"),
+                 else LOSS_DESCRIPTIONS[config.loss]),
+        "loss_kind": config.loss,
+        "labels": ("given" if config.labels else "seeded") if config.scenario == "classify"
+        else None,
         "scenario": config.scenario, "fit_validation_data": config.validate,
         "preset": preset,
         "device": config.device, "frameworks": list(config.frameworks),

@@ -26,6 +26,8 @@ def compare(*args, cwd=None):
     (["tiny_cnn", "--lr", "nan"], "learning rate must be a positive number"),
     (["tiny_cnn", "--json", "/nonexistent-dir/r.json"], "does not exist"),
     (["tiny_cnn", "--scenario", "segment"], "invalid choice"),
+    (["tiny_cnn", "--scenario", "head", "--loss", "probabilities"],
+     "the probabilities loss is for the classify scenario"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
     result = compare(*args, cwd=tmp_path)

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 
@@ -47,3 +48,35 @@ def test_old_keras_frozen_batchnorm_has_a_pytorch_twin_and_no_keras_recipe(dense
     assert any(f.startswith("pytorch:requires_grad reproduces the old Keras") for f in findings)
     assert "No keras recipe run here reproduces the old Keras frozen-BatchNorm behaviour " \
         "(frozen weights with BatchNorm on batch statistics)." in findings
+
+
+def test_float32_rounding_explains_weight_differences_only_within_a_few_times_torchs_own():
+    import contextlib
+    import types
+
+    from comparator.crosscheck import _float32_causes
+
+    exact = {"w": np.array([1.0, 2.0])}
+    states = {"keras:x": {"w": np.array([1.0, 2.003])}, "pytorch:y": {"w": np.array([1.0, 2.002])}}
+    adapter = types.SimpleNamespace(float64=contextlib.nullcontext)
+
+    def rerun():
+        return types.SimpleNamespace(final_state=exact)
+
+    rerun.adapter = adapter
+    eq = types.SimpleNamespace(a="keras:x", b="pytorch:y", max_weight_diff=1e-3)
+    (cause,) = _float32_causes(eq, rerun, states)
+    assert cause["explains"] and cause["torch_float32_error"] == pytest.approx(2e-3)
+    states["keras:x"]["w"] = np.array([1.0, 2.1])
+    (cause,) = _float32_causes(eq, rerun, states)
+    assert not cause["explains"] and "further" in cause["text"]
+
+
+def test_pytorch_float64_rerun_is_float32_within_rounding(tiny_classify):
+    torch_adapter = tiny_classify.adapters["pytorch"]
+    single = torch_adapter.logits(tiny_classify.batch)
+    with torch_adapter.float64():
+        double = torch_adapter.logits(tiny_classify.batch)
+    assert double.dtype == np.float64 and single.dtype == np.float32
+    assert np.abs(double - single).max() < 1e-5
+    assert torch_adapter.logits(tiny_classify.batch).dtype == np.float32

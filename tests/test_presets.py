@@ -54,3 +54,59 @@ def test_unknown_preset_is_one_line():
     result = subprocess.run([sys.executable, "scripts/compare.py", "--preset", "nope"],
                             capture_output=True, text=True)
     assert result.returncode == 2 and result.stderr.count("\n") == 1
+
+
+# ----- the ResNet50 single-image report (seed 3), at 64 px --------------------------------
+
+
+@pytest.fixture(scope="module")
+def resnet_single_image():
+    settings = dict(_config(build_parser().parse_args(
+        ["--preset", "seed-resnet50-single-image", "--image-size", "64"])).__dict__)
+    settings["recipes"] += ("pytorch:eval", "keras:inference_everywhere")
+    return run_once(**settings)
+
+
+def test_single_image_preset_is_the_reports_setup():
+    config = _config(build_parser().parse_args(["--preset", "seed-resnet50-single-image"]))
+    assert (config.model, config.batch_size, config.loss, config.labels, config.validate) == (
+        "resnet50", 1, "probabilities", (386,), True)
+
+
+def test_frozen_keras_resnet50_reports_the_same_loss_in_fit_and_evaluate(resnet_single_image):
+    report = resnet_single_image.report
+    assert resnet_single_image.batch.y.tolist() == [386]
+    assert "clipped" in report.settings["loss"] and report.settings["loss_kind"] == "probabilities"
+    keras_run = report.run("keras:trainable_false")
+    losses = keras_run.losses
+    assert losses.train_step[0] == pytest.approx(losses.inference_before, abs=1e-6)
+    assert losses.fit_validation[0] == pytest.approx(losses.inference_after, abs=1e-6)
+    assert keras_run.modes.bn_batch_stats == 0 and not keras_run.state.bn_stats_changed
+    assert keras_run.state.trainable_params == 0
+    # The Keras 2 behaviour of the report is PyTorch's requires_grad=False in train():
+    old = report.run("pytorch:requires_grad")
+    assert old.modes.bn_batch_stats == old.modes.bn_layers == 53
+    assert old.state.bn_stats_changed and not old.state.weights_changed
+    assert abs(old.losses.train_step[0] - old.losses.inference_before) > 1e-3
+    pairs = {(e.a, e.b): e for e in report.equivalences}
+    assert pairs[("keras:trainable_false", "pytorch:eval_requires_grad")].equivalent
+    assert all(c.passed for c in report.checks)
+
+
+def test_inference_everywhere_keeps_batchnorm_on_moving_statistics_inside_fit(
+        resnet_single_image):
+    report = resnet_single_image.report
+    run = report.run("keras:inference_everywhere")
+    assert run.modes.bn_batch_stats == 0 and not run.state.bn_stats_changed
+    assert run.state.weights_changed and run.state.frozen_params == 0
+    assert run.losses.train_step[0] == pytest.approx(run.losses.inference_before, abs=1e-6)
+    pairs = {(e.a, e.b): e for e in report.equivalences}
+    assert pairs[("keras:inference_everywhere", "pytorch:eval")].equivalent
+
+
+def test_inference_everywhere_is_not_in_the_default_matrix():
+    from comparator.recipes import select
+
+    assert "keras:inference_everywhere" not in [r.id for r in select([], ["keras"])]
+    assert [r.id for r in select(["keras:inference_everywhere"], ["keras"])] == [
+        "keras:inference_everywhere"]

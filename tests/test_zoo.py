@@ -135,8 +135,11 @@ def _float32_error(outcome):
 def test_zoo_entry_computes_torchvisions_function_in_keras(model):
     outcome = _compare(model)
     check = _port_check(outcome)
-    # 1e-4 holds at 224 px; at 32 px, within a few times PyTorch's own float32 error.
-    assert check.value <= max(1e-4, 4 * _float32_error(outcome)), check
+    # 1e-4 holds at 224 px; at 32 px, within a few times PyTorch's own float32 error,
+    # which the port check measures itself when 1e-4 is exceeded.
+    own_error = _float32_error(outcome)
+    assert check.value <= max(1e-4, 4 * own_error), check
+    assert check.passed and check.tolerance == pytest.approx(max(1e-4, 4 * own_error), rel=1e-6)
     before = {r.framework: r.losses.inference_before for r in outcome.report.runs}
     assert before["pytorch"] == pytest.approx(before["keras"], abs=1e-3)
 
