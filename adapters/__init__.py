@@ -18,7 +18,20 @@ def adapter_names() -> list[str]:
 
 
 def load_adapter(name: str, **options):
-    """Import the adapter's module only now, so a run imports only what it uses."""
+    """Import the adapter's module only now, so a run imports only what it uses.
+
+    Keras on TensorFlow or JAX runs in a worker subprocess; its adapter here is a
+    client (adapters.worker_client) that imports no framework. `worker_timeout`
+    (seconds) applies to those only."""
+    from comparator.frameworks import WORKERS, canonical
+
+    name = canonical(name)
+    timeout = options.pop("worker_timeout", None)
+    if name in WORKERS:
+        from adapters.worker_client import DEFAULT_TIMEOUT, WorkerAdapter
+
+        return WorkerAdapter(name, device=options.get("device", "cpu"),
+                             timeout=timeout or DEFAULT_TIMEOUT)
     module_name, class_name = _ADAPTERS[name]
     # Keras fixes its device when it is imported, so the device travels ahead of the import.
     os.environ.setdefault("XFRAME_DEVICE", options.get("device", "cpu"))

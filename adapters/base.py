@@ -144,6 +144,7 @@ class FrameworkAdapter(ABC):
             seconds=round(time.perf_counter() - started, 3),
             warnings=tuple(sorted({str(w.message).strip() for w in caught
                                    if not issubclass(w.category, DeprecationWarning)})),
+            backend=getattr(self, "backend", None),
         )
         return Measurement(result, final, initial, ablations)
 

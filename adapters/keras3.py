@@ -1,4 +1,12 @@
-"""Keras 3 adapter, on the PyTorch backend. The only module that imports Keras."""
+"""Keras 3 adapter. The only module that imports Keras.
+
+In the comparison's own process Keras runs on the PyTorch backend (`keras`, also
+called `keras-torch`). The same class runs Keras on TensorFlow or JAX inside a
+worker subprocess (adapters.keras_worker), which names the backend in
+XFRAME_KERAS_BACKEND before importing this module. What differs between backends
+is kept to `_BackendHooks`: when a tensor carries values, how values reach the
+host from inside a train step, and how `compile` is told to run.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +18,9 @@ import numpy as np
 
 from comparator.errors import FrameworkUnavailable
 
-BACKEND = "torch"
+BACKEND = "torch"  # the in-process adapter's backend
+# Set only by adapters.keras_worker, in a subprocess of its own.
+WORKER_BACKEND_VARIABLE = "XFRAME_KERAS_BACKEND"
 
 
 def import_keras(backend: str = BACKEND, device: str = "cpu"):
@@ -34,7 +44,8 @@ def import_keras(backend: str = BACKEND, device: str = "cpu"):
     return keras
 
 
-keras = import_keras(device=os.environ.get("XFRAME_DEVICE", "cpu"))
+keras = import_keras(os.environ.get(WORKER_BACKEND_VARIABLE) or BACKEND,
+                     device=os.environ.get("XFRAME_DEVICE", "cpu"))
 from keras import layers, ops  # noqa: E402
 
 from adapters.base import FrameworkAdapter  # noqa: E402
@@ -78,20 +89,62 @@ def _softmax_categorical_crossentropy(y_true, logits):
     return keras.losses.categorical_crossentropy(y_true, probabilities, from_logits=False)
 
 
-def _is_concrete(tensor) -> bool:
-    # Keras builds models by calling layers on meta tensors first; those carry no values.
-    return "meta" not in str(getattr(tensor, "device", ""))
+class _BackendHooks:
+    """The backend-specific parts of the adapter; everything else uses keras.ops."""
+
+    def __init__(self, backend: str):
+        self.backend = backend
+
+    def is_concrete(self, tensor) -> bool:
+        """Whether a layer is called on values (not while Keras traces shapes)."""
+        if self.backend == "torch":
+            # Keras builds models by calling layers on meta tensors; those carry no values.
+            return "meta" not in str(getattr(tensor, "device", ""))
+        if self.backend == "tensorflow":
+            import tensorflow as tf
+
+            return tf.executing_eagerly()
+        # JAX: values arrive through jax.debug.callback, which shape tracing never runs.
+        return True
+
+    def host(self, fn, *tensors) -> None:
+        """Call fn with the tensors' values as numpy arrays. Under JAX a train step's
+        tensors are tracers of jax.value_and_grad, so the values come by callback."""
+        if self.backend == "jax":
+            import jax
+
+            jax.debug.callback(lambda *values: fn(*(np.asarray(v) for v in values)),
+                               *tensors)
+            return
+        fn(*(None if t is None else ops.convert_to_numpy(t) for t in tensors))
+
+    def snapshot(self, variable):
+        """A value of the variable that a later in-place update does not change."""
+        if self.backend == "jax":
+            return variable.value  # immutable
+        return ops.convert_to_numpy(variable).copy()
+
+    def compile_options(self) -> dict:
+        # The layers are observed from Python inside the train step: TensorFlow must run it
+        # eagerly rather than as a tf.function; JAX runs it un-jitted (still under
+        # jax.value_and_grad). Torch's trainer is eager unless told to compile.
+        if self.backend == "torch":
+            return {"jit_compile": False}
+        return {"jit_compile": False, "run_eagerly": True}
 
 
 class Keras3Adapter(FrameworkAdapter):
     name = "keras"
+    backend = BACKEND
 
     def __init__(self, device: str = "cpu"):
         super().__init__(device)
-        if keras.backend.backend() != BACKEND:
-            raise FrameworkUnavailable(f"Keras runs on {keras.backend.backend()!r}, not torch")
+        if keras.backend.backend() != self.backend:
+            raise FrameworkUnavailable(
+                f"Keras runs on {keras.backend.backend()!r}, not {self.backend}")
+        self._hooks = _BackendHooks(self.backend)
         keras_device = os.environ.get("KERAS_TORCH_DEVICE", "cpu")
-        if keras_device.split(":")[0] != device.split(":")[0]:
+        if self.backend == "torch" and keras_device.split(":")[0] != device.split(":")[0]:
             raise FrameworkUnavailable(f"Keras was imported for device {keras_device!r}; "
                                        f"run the comparison for {device!r} in a fresh process")
         self._observing = False
@@ -229,7 +282,7 @@ class Keras3Adapter(FrameworkAdapter):
     def _prepare_optimizer_impl(self, optimizer, lr):
         for model in {id(m): m for m in (self._model, self._fit_model)}.values():
             model.compile(optimizer=self._optimizer(optimizer, lr), loss=self._loss(),
-                          jit_compile=False)
+                          **self._hooks.compile_options())
 
     def _param_counts_impl(self):
         trainable_ids = {id(v) for v in self._fit_model.trainable_weights}
@@ -270,8 +323,9 @@ class Keras3Adapter(FrameworkAdapter):
         return float(history.history["loss"][0]), validation
 
     def _reset_rng_impl(self):
-        # Unseeded Keras Dropout on the torch backend draws from torch's global generator
-        # (torch.nn.functional.dropout); seeded layers draw from their SeedGenerator state.
+        # keras.utils.set_random_seed seeds Python, numpy, the backend's global generator
+        # (unseeded torch dropout draws from torch's) and Keras's global SeedGenerator;
+        # each Dropout layer's own SeedGenerator state is put back explicitly.
         keras.utils.set_random_seed(self._seed)
         for variable, value in zip(self._seed_states, self._seed_start):
             variable.assign(value)
@@ -296,27 +350,36 @@ class Keras3Adapter(FrameworkAdapter):
         adapter = self
         bn_call, dropout_call = layers.BatchNormalization.call, layers.Dropout.call
 
+        hooks = self._hooks
+
         def observed_bn(layer, inputs, *args, **kwargs):
-            if not _is_concrete(inputs):
+            if not hooks.is_concrete(inputs):
                 return bn_call(layer, inputs, *args, **kwargs)
-            moving = (ops.convert_to_numpy(layer.moving_mean).copy(),
-                      ops.convert_to_numpy(layer.moving_variance).copy())
+            moving = (hooks.snapshot(layer.moving_mean), hooks.snapshot(layer.moving_variance))
             outputs = bn_call(layer, inputs, *args, **kwargs)
             axes = [a for a in range(len(inputs.shape)) if a != layer.axis % len(inputs.shape)]
             x_mean, x_var = ops.moments(ops.stop_gradient(inputs), axes)
             y_mean, y_var = ops.moments(ops.stop_gradient(outputs), axes)
-            gamma = ops.convert_to_numpy(layer.gamma) if layer.scale else None
-            beta = ops.convert_to_numpy(layer.beta) if layer.center else None
-            adapter._bn_seen[layer.name] = used_batch_statistics(
-                *(ops.convert_to_numpy(t) for t in (x_mean, x_var, y_mean, y_var)),
-                gamma, beta, *moving, eps=layer.epsilon)
+            gamma = layer.gamma.value if layer.scale else ops.ones_like(x_mean)
+            beta = layer.beta.value if layer.center else ops.zeros_like(x_mean)
+
+            def record(x_mean, x_var, y_mean, y_var, gamma, beta, mean, variance):
+                adapter._bn_seen[layer.name] = used_batch_statistics(
+                    x_mean, x_var, y_mean, y_var, gamma, beta, mean, variance,
+                    eps=layer.epsilon)
+
+            hooks.host(record, x_mean, x_var, y_mean, y_var, gamma, beta, *moving)
             return outputs
 
         def observed_dropout(layer, inputs, *args, **kwargs):
             outputs = dropout_call(layer, inputs, *args, **kwargs)
-            if _is_concrete(inputs):
+            if hooks.is_concrete(inputs):
                 same = ops.all(ops.equal(ops.stop_gradient(inputs), ops.stop_gradient(outputs)))
-                adapter._dropout_seen[layer.name] = not bool(ops.convert_to_numpy(same))
+
+                def record(same):
+                    adapter._dropout_seen[layer.name] = not bool(same)
+
+                hooks.host(record, same)
             return outputs
 
         layers.BatchNormalization.call, layers.Dropout.call = observed_bn, observed_dropout
@@ -333,3 +396,16 @@ class Keras3Adapter(FrameworkAdapter):
 
     def _environment_impl(self):
         return {"keras": keras.__version__, "keras_backend": keras.backend.backend()}
+
+    def backend_versions(self) -> dict[str, str]:
+        """The backend framework's own version (torch's is reported by its adapter)."""
+        if self.backend == "tensorflow":
+            import tensorflow as tf
+
+            return {"tensorflow": tf.__version__}
+        if self.backend == "jax":
+            import jax
+            import jaxlib
+
+            return {"jax": jax.__version__, "jaxlib": jaxlib.__version__}
+        return {}

@@ -73,7 +73,10 @@ def cache_fields(*, framework: str, model: str, scenario: str, weights_sha256: s
     `structure` (see `structure_fingerprint`) covers what the weights hash cannot:
     layer types and hyper-parameters such as BatchNorm epsilon or the Dropout rate.
     """
-    packages = ("torch", "onnx", "onnxscript") + (("keras",) if framework == "keras" else ())
+    packages = ("torch", "onnx", "onnxscript") + (("keras",) if framework.startswith("keras")
+                                                  else ())
+    if framework == "keras-tensorflow":
+        packages += ("tensorflow", "tf2onnx")
     return {
         "format": CACHE_FORMAT, "framework": framework, "model": model, "scenario": scenario,
         "weights_sha256": weights_sha256, "input_shape": [int(d) for d in input_shape],

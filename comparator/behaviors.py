@@ -17,7 +17,15 @@ RUNS = {
     "dense_update": CompareConfig(model="dense_mlp", scenario="regress", batch_size=32,
                                   optimizer="adam", lr=0.001, validate=True,
                                   recipes=("pytorch:train", "keras:train")),
+    # The same Keras recipes on Keras's three backends (TensorFlow and JAX in workers).
+    "backends": CompareConfig(model="tiny_cnn", batch_size=8, image_size=32,
+                              frameworks=("pytorch", "keras", "keras-tensorflow", "keras-jax"),
+                              recipes=tuple(f"{f}:{r}" for f in ("keras", "keras-tensorflow",
+                                                                  "keras-jax")
+                                            for r in ("train", "trainable_false",
+                                                      "training_false"))),
 }
+KERAS_FRAMEWORKS = ("keras", "keras-tensorflow", "keras-jax")
 
 
 def g(value: float) -> str:
@@ -121,6 +129,7 @@ def render(reports: dict) -> str:
     out += ["", "## Adam", ""]
     for cause in _pair(update, "keras:train", "pytorch:train").causes:
         out.append(f"* {cause['text']}")
+    out += _backends_section(reports["backends"])
     out += [
         "",
         "## Saturated cross-entropy",
@@ -131,6 +140,52 @@ def render(reports: dict) -> str:
         "",
     ]
     return "\n".join(out)
+
+
+def _yes_no(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def _backends_section(report) -> list[str]:
+    env = report.environment
+    if report.unavailable_runs:  # the extras are missing: say so rather than guess
+        return ["", "## Keras backends compared", "",
+                *(f"* `{r['id']}` {r['status']}: {r['reason']}" for r in report.unavailable_runs)]
+    out = ["", "## Keras backends compared", "",
+           f"The same Keras recipes on the torch backend (in process) and on TensorFlow "
+           f"{env['tensorflow']} and JAX {env['jax']} (each in a worker process with its own "
+           f"`KERAS_BACKEND`), {_settings_line(RUNS['backends'])}. The tool runs TensorFlow's "
+           "and JAX's train step eagerly (`run_eagerly=True`) so that it can observe each "
+           "layer.", "", *_recipe_table(report), ""]
+    rows = ["| backend | `training=False` at build: BN layers on batch statistics in `fit` "
+            "| its BN statistics moved | `trainable = False`: BN layers on batch statistics "
+            "| its BN statistics moved |", "|---|---|---|---|---|"]
+    for framework in KERAS_FRAMEWORKS:
+        guide, frozen = report.run(f"{framework}:training_false"), report.run(
+            f"{framework}:trainable_false")
+        rows.append(f"| {guide.backend} | {guide.modes.bn_batch_stats} of {guide.modes.bn_layers}"
+                    f" | {_yes_no(guide.state.bn_stats_changed)} | {frozen.modes.bn_batch_stats}"
+                    f" of {frozen.modes.bn_layers} | {_yes_no(frozen.state.bn_stats_changed)} |")
+    out += rows + [""]
+    survives = [report.run(f"{f}:training_false").backend for f in KERAS_FRAMEWORKS
+                if report.run(f"{f}:training_false").modes.bn_batch_stats == 0]
+    out.append("* `training=False` given when building the functional model survives `fit` on "
+               + (", ".join(survives) if survives else "none of the three backends")
+               + ": `fit` calls the model with `training=True`, which overrides it.")
+    before = [report.run(f"{f}:train").losses.inference_before for f in KERAS_FRAMEWORKS]
+    spread = max(before) - min(before)
+    out.append("* Inference losses before the step agree across backends "
+               + ("within 1e-05: the ported function is the same." if spread <= 1e-5 else
+                  f"only to {spread:.1e}."))
+    steps = {report.run(f"{f}:train").backend: report.run(f"{f}:train").losses.train_step[0]
+             for f in KERAS_FRAMEWORKS}
+    dropout = report.run("keras:train").modes.dropout_active
+    if dropout and len({g(v) for v in steps.values()}) > 1:
+        out.append("* With the same `keras.utils.set_random_seed`, the train step with Dropout "
+                   "active reported " + ", ".join(f"{g(v)} on {b}" for b, v in steps.items())
+                   + ": each backend draws its own Dropout mask from the seed, so losses of a "
+                   "step with active Dropout are not comparable across backends.")
+    return out
 
 
 def _keras_saturated_loss() -> float:

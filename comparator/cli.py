@@ -10,9 +10,11 @@ from comparator.errors import (
     EXIT_CHECK_FAILED,
     EXIT_OK,
     EXIT_REFEREE_FAILED,
+    EXIT_WORKER_FAILED,
     ComparatorError,
     UsageError,
 )
+from comparator.frameworks import worker_problems
 
 EXIT_INTERNAL = 5
 EXIT_INTERRUPTED = 130
@@ -29,7 +31,8 @@ def _csv(value: str) -> tuple[str, ...]:
 
 DEFAULTS = dict(scenario="classify", batch_size=8, image_size=None, steps=1, seed=0, lr=0.01,
                 recipes=(), device="cpu", optimizer="sgd", validate=False, loss="logits",
-                weights="random-calibrated", images=(), labels=(), targets=())
+                weights="random-calibrated", images=(), labels=(), targets=(),
+                frameworks=("pytorch", "keras"), worker_timeout=600.0)
 
 
 def _values(convert):
@@ -94,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--targets", metavar="FLOATS|FILE", type=_values("target_values"),
                         help="regression targets for --images with --scenario head "
                              "(default: seeded)")
+    parser.add_argument("--frameworks", type=_csv,
+                        help="comma-separated, among pytorch, keras-torch (alias keras), "
+                             "keras-tensorflow, keras-jax (default: pytorch,keras-torch); "
+                             "Keras on TensorFlow and JAX run in worker subprocesses")
+    parser.add_argument("--worker-timeout", type=float, metavar="SECONDS",
+                        help="how long a Keras worker may run before its runs are marked "
+                             "failed (default 600)")
     parser.add_argument("--no-onnx", action="store_true",
                         help="skip the ONNX Runtime referee")
     parser.add_argument("--onnx-exporter", choices=["torchscript", "dynamo"],
@@ -183,6 +193,8 @@ def run(args, argv: list[str]) -> int:
     if not stdout.is_terminal:
         stdout = Console(width=100, emoji=False)
     render(report, stdout, quiet=args.quiet)
+    if worker_problems(report):
+        return EXIT_WORKER_FAILED
     if not report.checks_passed:
         return EXIT_CHECK_FAILED
     if referee is not None and referee.failed:

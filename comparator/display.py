@@ -6,6 +6,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from comparator.frameworks import unavailable_lines
 from comparator.results import Report
 
 
@@ -112,6 +113,9 @@ def render(report: Report, console: Console, quiet: bool = False) -> None:
         for note in report.settings.get("notes", ()):
             console.print(f"note: {note}", style="yellow", highlight=False)
         console.print(run_table(report))
+        for line in unavailable_lines(report):
+            console.print(line, style="red" if "failed" in line.split(":")[1] else "yellow",
+                          highlight=False)
         console.print(LEGEND, style="dim", highlight=False)
         console.print()
         render_explanations(report, console)
@@ -128,6 +132,12 @@ def verdict_line(report: Report) -> str:
     failed = [c.name for c in report.checks if not c.passed]
     same = sum(e.equivalent for e in report.equivalences)
     status = "checks passed" if not failed else f"checks FAILED: {', '.join(failed)}"
-    return (f"{report.model}/{report.scenario}: {len(report.runs)} runs, {status}; "
+    missing = ""
+    if report.unavailable_runs:
+        failed_runs = sum(r["status"] == "failed" for r in report.unavailable_runs)
+        skipped_runs = len(report.unavailable_runs) - failed_runs
+        missing = "".join(f" ({n} {what})" for n, what in ((failed_runs, "FAILED"),
+                                                            (skipped_runs, "skipped")) if n)
+    return (f"{report.model}/{report.scenario}: {len(report.runs)} runs{missing}, {status}; "
             f"{same} of {len(report.equivalences)} listed recipe pairs equivalent; "
             f"{report.timings.get('total_seconds', 0):.1f} s")

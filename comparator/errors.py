@@ -9,6 +9,7 @@ EXIT_CHECK_FAILED = 1
 EXIT_USAGE = 2
 EXIT_FRAMEWORK_MISSING = 3
 EXIT_REFEREE_FAILED = 4
+EXIT_WORKER_FAILED = 6  # a Keras worker crashed, hung or answered nonsense; the report says
 
 
 class ComparatorError(Exception):

@@ -6,9 +6,10 @@ user asked for, never what happened (the measurements say that).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from comparator.errors import UsageError
+from comparator.frameworks import KERAS_BACKENDS
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class Recipe:
         return f"{self.framework}:{self.name}"
 
 
-RECIPES: tuple[Recipe, ...] = (
+_BASE_RECIPES: tuple[Recipe, ...] = (
     Recipe("pytorch", "train",
            "nothing frozen: model.train(), every parameter requires_grad"),
     Recipe("pytorch", "requires_grad",
@@ -67,8 +68,18 @@ RECIPES: tuple[Recipe, ...] = (
            inference_everywhere=True, scenarios=("classify",), in_default_matrix=False),
 )
 
+
+def _on_every_keras_backend(recipes):
+    """The Keras recipes again for Keras on each other backend (keras-tensorflow, ...)."""
+    others = [f for f in KERAS_BACKENDS if f != "keras"]
+    return tuple(recipes) + tuple(replace(r, framework=f) for f in others
+                                  for r in recipes if r.framework == "keras")
+
+
+RECIPES: tuple[Recipe, ...] = _on_every_keras_backend(_BASE_RECIPES)
+
 # Pairs a user would expect to behave alike, with the reason a user expects it.
-EXPECTED_PAIRS: tuple[tuple[str, str, str], ...] = (
+_KERAS_PYTORCH_PAIRS: tuple[tuple[str, str, str], ...] = (
     ("keras:train", "pytorch:train", "nothing frozen in either framework"),
     ("keras:trainable_false", "pytorch:eval_requires_grad",
      "the frozen part neither trains nor moves its BatchNorm statistics"),
@@ -81,6 +92,24 @@ EXPECTED_PAIRS: tuple[tuple[str, str, str], ...] = (
     ("keras:inference_everywhere", "pytorch:eval",
      "BatchNorm and Dropout in inference mode while the weights train"),
 )
+
+
+def _expected_pairs():
+    pairs = []
+    for framework in KERAS_BACKENDS:  # every Keras backend against PyTorch
+        for a, b, reason in _KERAS_PYTORCH_PAIRS:
+            pairs.append((a.replace("keras:", f"{framework}:", 1), b, reason))
+    names = [r.name for r in _BASE_RECIPES if r.framework == "keras"]
+    frameworks = list(KERAS_BACKENDS)
+    for i, first in enumerate(frameworks):  # the same Keras recipe on two backends
+        for second in frameworks[i + 1:]:
+            pairs += [(f"{first}:{n}", f"{second}:{n}",
+                       f"the same Keras recipe on the {KERAS_BACKENDS[first]} and "
+                       f"{KERAS_BACKENDS[second]} backends") for n in names]
+    return tuple(pairs)
+
+
+EXPECTED_PAIRS: tuple[tuple[str, str, str], ...] = _expected_pairs()
 
 
 def recipes_for(framework: str) -> list[Recipe]:

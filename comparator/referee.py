@@ -2,7 +2,9 @@
 
 The PyTorch model is exported twice from the initial weights, in inference mode
 and with training=TrainingMode.TRAINING (BatchNorm with batch statistics, Dropout
-removed), and the Keras model with its own exporter; ONNX Runtime runs the graphs
+removed), and the Keras model with its own exporter (on the torch backend in this
+process; on TensorFlow, when keras-tensorflow runs, in its worker, through tf2onnx:
+a third, independently exported graph); ONNX Runtime runs the graphs
 on the comparison batch and the losses are computed here, in numpy. Then:
 
 * the inference graphs must agree with each other and with each framework's
@@ -35,6 +37,7 @@ EXPORTERS = ("torchscript", "dynamo")
 LOGIT_TOLERANCE = 1e-4  # float32 kernels of two runtimes on the same function
 TRAIN_FORWARD_DESCRIPTION = "BatchNorm with batch statistics, dropout off"
 EVAL = "onnx:eval"
+TF_GRAPH = "keras-tensorflow"  # the framework whose worker exports the third graph
 TRAIN_FORWARD = "onnx:train_forward"
 
 
@@ -165,9 +168,9 @@ class _Referee:
         """Each framework's inference-mode outputs of the initial state, on the batch."""
         outputs = {}
         started = time.perf_counter()
-        for name in ("pytorch", "keras"):
-            if name not in self.adapters:
-                continue
+        for name, adapter in self.adapters.items():
+            if getattr(adapter, "failure", None) is not None:
+                continue  # a worker that could not run has no outputs; the report says why
             self.touched.add(name)
             try:
                 outputs[name] = np.asarray(self.adapters[name].logits(self.batch))
@@ -180,11 +183,15 @@ class _Referee:
 
     def _fields(self, framework: str, exporter: str, mode: str, shape) -> dict:
         adapter = self.adapters[framework]
-        exported = adapter.model if framework == "pytorch" else adapter._wrappers[False]
+        if hasattr(adapter, "export_onnx"):  # a worker measured its model's structure
+            structure = adapter.structure
+        else:
+            exported = adapter.model if framework == "pytorch" else adapter._wrappers[False]
+            structure = self.onnxrt.structure_fingerprint(exported)
         return self.onnxrt.cache_fields(
             framework=framework, model=self.report.model, scenario=self.scenario,
             weights_sha256=self.sha, input_shape=shape, exporter=exporter, mode=mode,
-            structure=self.onnxrt.structure_fingerprint(exported))
+            structure=structure)
 
     def _torch_builder(self, mode: str):
         def build(path: str) -> dict:
@@ -206,6 +213,26 @@ class _Referee:
             finally:
                 self._reset("keras")
         return build
+
+    def _worker_builder(self, name: str):
+        def build(path: str) -> dict:
+            return self.adapters[name].export_onnx(path)
+        return build
+
+    def _worker_graph_unavailable(self, name: str) -> str | None:
+        """Why the worker's graph cannot be had: an optional extra is missing, or the worker
+        failed (its runs already report that). The graph is then skipped, or None."""
+        adapter = self.adapters[name]
+        failure = getattr(adapter, "failure", None)
+        if failure is not None:
+            return f"the {name} worker {failure.status}: {failure.reason}"
+        from comparator.frameworks import ONNX_EXTRA_MODULES, missing_modules
+
+        missing = missing_modules(ONNX_EXTRA_MODULES)
+        if missing:
+            return (f"{', '.join(missing)} is not installed (install the optional extra: "
+                    "pip install -e '.[tensorflow]')")
+        return None
 
     def attempt(self, fields: dict, build, x: np.ndarray, cache) -> tuple[dict, np.ndarray | None]:
         """Export (or take from the cache), run in ONNX Runtime; an entry and the outputs."""
@@ -247,7 +274,9 @@ class _Referee:
             "ONNX Runtime on inference-mode exports of the initial weights (BatchNorm with "
             f"moving statistics, Dropout off): PyTorch via the {self.exporter} exporter"
             + (", Keras via its own model.export(format='onnx')" if "keras" in self.adapters
-               else "")),
+               else "")
+            + (", Keras on TensorFlow via model.export(format='onnx'), which uses tf2onnx, in "
+               "its worker" if TF_GRAPH in self.adapters else "")),
             "exports": {}, "losses": {}, "max_abs_diff": {}}
         graphs = {}
         plans = [("pytorch", self._fields("pytorch", self.exporter, "eval", self.batch.x.shape),
@@ -256,6 +285,18 @@ class _Referee:
             x = self.batch.x_channels_last
             plans.append(("keras", self._fields("keras", "keras", "eval", x.shape),
                           self._keras_builder(), x))
+        skipped = {}
+        if TF_GRAPH in self.adapters:
+            reason = self._worker_graph_unavailable(TF_GRAPH)
+            if reason:
+                skipped[TF_GRAPH] = reason
+            else:
+                x = self.batch.x_channels_last
+                plans.append((TF_GRAPH, self._fields(TF_GRAPH, "keras-tf2onnx", "eval",
+                                                     x.shape), self._worker_builder(TF_GRAPH), x))
+        for name, reason in skipped.items():
+            ref["exports"][name] = {"ok": False, "skipped": True, "error": None,
+                                    "reason": reason}
         errors = []
         for name, fields, build, x in plans:
             entry, outputs = self.attempt(fields, build, x, cache)
@@ -277,9 +318,11 @@ class _Referee:
             for framework, reference in logits.items():
                 ref["max_abs_diff"][f"{graph}_graph_vs_{framework}"] = _max_abs(outputs,
                                                                                 reference)
-        if len(graphs) == 2:
-            ref["max_abs_diff"]["pytorch_graph_vs_keras_graph"] = _max_abs(graphs["pytorch"],
-                                                                           graphs["keras"])
+        names = list(graphs)  # every pair of graphs: pytorch, keras, keras-tensorflow
+        for i, first in enumerate(names):
+            for second in names[i + 1:]:
+                ref["max_abs_diff"][f"{first}_graph_vs_{second}_graph"] = _max_abs(
+                    graphs[first], graphs[second])
         for framework, problem in self.output_errors.items():
             errors.append(f"{framework} inference outputs for comparison: {problem}")
         primary = "pytorch" if "pytorch" in graphs else next(iter(graphs), None)
@@ -349,7 +392,7 @@ class _Referee:
         loss = ref["inference_before"]
         if loss is None:
             return checks
-        for framework in ("pytorch", "keras"):
+        for framework in dict.fromkeys(r.framework for r in self.report.runs):
             runs = [r for r in self.report.runs if r.framework == framework]
             if not runs:
                 continue

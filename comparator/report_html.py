@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from html import escape
 
 from comparator import plots
+from comparator.frameworks import unavailable_lines
 from comparator.io import write_atomic
 from comparator.report_markdown import (
     LEGEND,
@@ -299,6 +300,7 @@ def render_html(report: Report, command: str | Sequence[str] | None = None,
 {_kv(weight_rows(report), code_keys=("sha256",), css="kv weights")}
 <h2>Matrix</h2>
 {_matrix(report)}
+{"".join(f'<p class="bad">not measured, {_e(line)}</p>' for line in unavailable_lines(report))}
 {_warnings(report)}
 {_recipes(report)}
 {_explanations(report)}

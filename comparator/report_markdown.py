@@ -11,6 +11,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 
+from comparator.frameworks import unavailable_lines
 from comparator.io import write_atomic
 from comparator.results import Report
 
@@ -294,6 +295,9 @@ def render_markdown(report: Report, command: str | Sequence[str] | None = None) 
     lines += ["", "## Weights", ""]
     lines += _kv_table(("", "value"), weight_rows(report), code_keys=("sha256",)) + [""]
     lines += ["## Matrix", "", *_matrix(report), "", f"<sub>{_inline(LEGEND)}</sub>", ""]
+    unavailable = unavailable_lines(report)
+    lines += [f"- not measured, {_inline(line)}" for line in unavailable]
+    lines += [""] if unavailable else []
     warned = [run for run in report.runs if run.warnings]
     for run in warned:
         for warning in run.warnings:

@@ -66,6 +66,7 @@ class RunResult(_Serialisable):
     modes: Modes
     seconds: float
     warnings: tuple[str, ...] = ()
+    backend: str | None = None  # Keras's backend for Keras runs; None for PyTorch
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,9 @@ class Report(_Serialisable):
     equivalences: tuple[Equivalence, ...] = ()
     timings: dict = field(default_factory=dict)
     findings: tuple[str, ...] = ()
+    # Runs that could not be measured: {"id", "framework", "backend", "recipe",
+    # "status": "skipped" (an optional extra is missing) or "failed", "reason"}.
+    unavailable_runs: tuple[dict, ...] = ()
     schema: str = SCHEMA
 
     def to_dict(self) -> dict:
@@ -150,6 +154,7 @@ def report_from_dict(data: dict) -> Report:
     body["checks"] = tuple(_build(Check, c) for c in data.get("checks", []))
     body["equivalences"] = tuple(_build(Equivalence, e) for e in data.get("equivalences", []))
     body["explanations"] = tuple(data.get("explanations", []))
+    body["unavailable_runs"] = tuple(data.get("unavailable_runs", []))
     return _build(Report, body)
 
 

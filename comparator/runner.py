@@ -16,6 +16,8 @@ from comparator.diagnosis import explain_run
 from comparator.equivalence import equivalences, old_keras_frozen_bn_findings
 from comparator.errors import UsageError
 from comparator.memory import release_memory
+from comparator.frameworks import DEFAULT as FRAMEWORKS
+from comparator.frameworks import resolve_frameworks, unavailable_runs
 from comparator.models import ModelSpec, get_spec
 from comparator.recipes import Recipe, select
 from comparator.results import Check, Report
@@ -34,8 +36,7 @@ LOSS_DESCRIPTIONS = {
                      "CategoricalCrossentropy(); PyTorch: the same function written out)",
 }
 # Each framework's default Adam epsilon, which this tool leaves as the framework sets it.
-ADAM_EPSILON = {"pytorch": 1e-8, "keras": 1e-7}
-FRAMEWORKS = ("pytorch", "keras")
+ADAM_EPSILON = {"pytorch": 1e-8, "keras": 1e-7, "keras-tensorflow": 1e-7, "keras-jax": 1e-7}
 PORT_TOLERANCE = 1e-4  # max abs logit difference of a faithful float32 port
 
 
@@ -59,6 +60,7 @@ class CompareConfig:
     weights: str = "random-calibrated"
     images: tuple[str, ...] = ()  # with images, the batch is these images
     targets: tuple[float, ...] = ()  # head-scenario targets for the images
+    worker_timeout: float = 600.0  # seconds a Keras worker (TensorFlow, JAX) may take
 
 
 @dataclass
@@ -96,13 +98,15 @@ def resolve(config: CompareConfig) -> tuple[ModelSpec, CompareConfig, list[Recip
     _check_loss_and_labels(spec, config)
     if not (config.lr > 0 and np.isfinite(config.lr)):
         raise UsageError(f"learning rate must be a positive number, got {config.lr}")
-    unknown = [f for f in config.frameworks if f not in FRAMEWORKS]
-    if unknown or "pytorch" not in config.frameworks:
-        raise UsageError(f"frameworks must include pytorch and be among {', '.join(FRAMEWORKS)}")
+    frameworks = resolve_frameworks(config.frameworks)
+    if not (config.worker_timeout > 0 and np.isfinite(config.worker_timeout)):
+        raise UsageError(f"worker timeout must be a positive number of seconds, got "
+                         f"{config.worker_timeout}")
     if config.device != "cpu" and not config.device.startswith("cuda"):
         raise UsageError(f"unknown device {config.device!r}; use cpu or cuda")
-    recipes = select(list(config.recipes), list(config.frameworks), config.scenario)
-    resolved = CompareConfig(**{**config.__dict__, "image_size": image_size})
+    recipes = select(list(config.recipes), list(frameworks), config.scenario)
+    resolved = CompareConfig(**{**config.__dict__, "image_size": image_size,
+                                "frameworks": frameworks})
     return spec, resolved, recipes
 
 
@@ -209,7 +213,9 @@ def compare(config: CompareConfig, progress=_noop, preset: str | None = None) ->
     spec, config, recipes = resolve(config)
     t = time.perf_counter()
     progress("importing frameworks", 0)
-    adapters = {name: load_adapter(name, device=config.device) for name in config.frameworks}
+    adapters = {name: load_adapter(name, device=config.device,
+                                   worker_timeout=config.worker_timeout)
+                for name in config.frameworks}
     t = phase("imports", t)
 
     progress("building and calibrating PyTorch weights", 1)
@@ -225,7 +231,16 @@ def compare(config: CompareConfig, progress=_noop, preset: str | None = None) ->
             continue
         progress(f"porting weights to {name}", 1)
         adapter.build(spec, config.scenario, config.seed, config.image_size)
-        adapter.load_weights(prepared.arrays_for(name))
+        # Every Keras backend receives what the Keras side was given (its own checkpoint
+        # with imagenet-both, else the ported arrays).
+        adapter.load_weights(prepared.arrays_for("keras" if name.startswith("keras") else name))
+        if hasattr(adapter, "start"):  # a worker: every recipe of it runs now, in one call
+            progress(f"running {name} in a worker", 0)
+            adapter.start([r for r in recipes if r.framework == name], batch, config.steps,
+                          config.lr, config.optimizer, config.validate)
+            t = phase(f"worker:{name}", t)
+            if adapter.failure is not None:
+                continue
         if prepared.separate:  # two trainings: how far apart, not a port check
             record_distance(prepared.settings, name, adapters["pytorch"].logits(batch),
                             adapter.logits(batch))
@@ -234,7 +249,10 @@ def compare(config: CompareConfig, progress=_noop, preset: str | None = None) ->
         t = phase("port", t)
 
     runs, states, explanations, bn_deltas = {}, {}, [], {}
+    unavailable = unavailable_runs(recipes, adapters)
     for recipe in recipes:
+        if getattr(adapters[recipe.framework], "failure", None) is not None:
+            continue
         progress(f"running {recipe.id}", 1)
         measurement = adapters[recipe.framework].run_recipe(
             recipe, batch, config.steps, config.lr, config.optimizer, config.validate)
@@ -276,6 +294,7 @@ def compare(config: CompareConfig, progress=_noop, preset: str | None = None) ->
                     environment=environment, runs=tuple(runs.values()), checks=tuple(checks),
                     explanations=tuple(explanations), equivalences=tuple(found),
                     findings=tuple(old_keras_frozen_bn_findings(runs)),
+                    unavailable_runs=tuple(unavailable),
                     timings={"total_seconds": phases.pop("total_seconds"), "phases": phases})
     progress("done", 1)
     return Outcome(report=report, batch=batch, adapters=adapters, bn_deltas=bn_deltas)
