@@ -207,6 +207,9 @@ def run(args, argv: list[str]) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
+    from comparator.frameworks import keep_worker_backends_out
+
+    keep_worker_backends_out()
     try:
         return run(args, argv)
     except ComparatorError as exc:
