@@ -101,7 +101,8 @@ class FrameworkAdapter(ABC):
         return self._inference_before[key]
 
     def run_recipe(self, recipe: Recipe, batch: Batch, steps: int, lr: float,
-                   optimizer: str = "sgd", validate: bool = False) -> Measurement:
+                   optimizer: str = "sgd", validate: bool = False,
+                   ablate: bool = True) -> Measurement:
         """Apply a recipe to the initial state, take `steps` train steps, measure.
 
         With `validate`, frameworks whose training API evaluates validation data after
@@ -128,7 +129,8 @@ class FrameworkAdapter(ABC):
             modes, train_losses = step_modes[0], tuple(train_losses)
             after_loss = self._finite(self._inference_loss_impl(batch), "inference loss")
             final = self._canonical_impl()
-            ablations = self._ablations(recipe, batch, modes, initial, final)
+            # Reruns that only need the final state skip the explanation passes.
+            ablations = self._ablations(recipe, batch, modes, initial, final) if ablate else {}
         params_before, stats_before = split_state(initial)
         params_after, stats_after = split_state(final)
         weight_delta = max_abs_delta(params_before, params_after)

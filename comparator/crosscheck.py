@@ -104,7 +104,8 @@ class _Rerun:
 
     def __call__(self):
         c = self.config
-        return self.adapter.run_recipe(self.recipe, self.batch, c.steps, c.lr, c.optimizer)
+        return self.adapter.run_recipe(self.recipe, self.batch, c.steps, c.lr, c.optimizer,
+                                       ablate=False)
 
 
 def explain_pair(eq, spec, recipes, adapters, batch, config, runs, states):
@@ -117,11 +118,12 @@ def explain_pair(eq, spec, recipes, adapters, batch, config, runs, states):
 
     causes = (_bn_causes(eq, spec, rerun, runs, states)
               + _adam_causes(eq, config, rerun, states, ADAM_EPSILON["keras"]))
-    if not causes:
+    # Only a pair that differs in nothing but its weights after the step can be rounding.
+    weights_only = all(d.startswith("weights after the step") for d in eq.differences)
+    if not causes and weights_only:
         causes = _float32_causes(eq, rerun, states)
     if not causes:
         return eq
-    weights_only = all(d.startswith("weights after the step") for d in eq.differences)
     rounding = any(c["cause"] == "float32_rounding" and c["explains"] for c in causes)
     return dataclasses.replace(eq, causes=tuple(causes),
                                equivalent=eq.equivalent or (weights_only and rounding))
