@@ -11,6 +11,10 @@ from dataclasses import dataclass, field
 from comparator.errors import UsageError
 
 SEED_LABEL = 386  # the report's class index ("African elephant" in ImageNet)
+# The third report's setup: one image, its one-hot label, softmax cross-entropy, and fit
+# with validation_data on the same image.
+_SINGLE_IMAGE = dict(model="resnet50", scenario="classify", batch_size=1, loss="probabilities",
+                     labels=(SEED_LABEL,), validate=True)
 
 
 @dataclass(frozen=True)
@@ -47,10 +51,8 @@ PRESETS = {p.name: p for p in (
         "evaluate again. Does fit report a different loss than evaluate on the same image, "
         "and why does val_loss equal the next evaluate? pytorch:requires_grad is the "
         "behaviour the report saw in Keras 2 (BatchNorm on one image's statistics).",
-        dict(model="resnet50", scenario="classify", batch_size=1, loss="probabilities",
-             labels=(SEED_LABEL,), validate=True,
-             recipes=("pytorch:requires_grad", "pytorch:eval_requires_grad",
-                      "keras:trainable_false"))),
+        dict(_SINGLE_IMAGE, recipes=("pytorch:requires_grad", "pytorch:eval_requires_grad",
+                                     "keras:trainable_false"))),
     Preset(
         "seed-resnet50-inference-everywhere",
         "The same image with the report's fix, Keras 2's set_learning_phase(0): nothing "
@@ -58,9 +60,7 @@ PRESETS = {p.name: p for p in (
         "equals evaluate's, but one SGD step on all 25M unfrozen weights saturates the "
         "prediction: the clipped loss sits at one of its bounds (the report saw "
         "-ln(1e-7) = 16.118; the seeded weights here reach the other bound, 1.19e-7).",
-        dict(model="resnet50", scenario="classify", batch_size=1, loss="probabilities",
-             labels=(SEED_LABEL,), validate=True,
-             recipes=("pytorch:eval", "keras:inference_everywhere"))),
+        dict(_SINGLE_IMAGE, recipes=("pytorch:eval", "keras:inference_everywhere"))),
 )}
 
 
