@@ -49,8 +49,8 @@ def _delta(flag: bool, delta: float) -> str:
     return f"{delta:.1e}" if flag else "-"
 
 
-LEGEND = ("before/after: inference loss before and after the step; train step: the loss the "
-          "framework reported (step, with val_loss); val_loss: what fit(validation_data=...) "
+LEGEND = ("before/after: inference loss before and after the step; train step (step): the loss "
+          "the framework reported; val_loss, when asked: what fit(validation_data=...) "
           "reported; BN batch: BatchNorm layers that normalised with the batch's "
           "statistics in the train-step pass (observed, not assumed); drop: active Dropout "
           "layers; Δ weight (w), Δ BN stat (BN): largest change of a weight or a BatchNorm running "
