@@ -7,6 +7,7 @@ numpy in the canonical layout (torchvision names, PyTorch shapes).
 
 from __future__ import annotations
 
+import hashlib
 import time
 import warnings
 from abc import ABC, abstractmethod
@@ -28,6 +29,16 @@ def split_state(arrays: dict[str, np.ndarray]) -> tuple[dict, dict]:
     stats = {k: v for k, v in arrays.items() if k.endswith(BN_STAT_SUFFIXES)}
     params = {k: v for k, v in arrays.items() if k not in stats}
     return params, stats
+
+
+def state_digest(arrays: dict[str, np.ndarray]) -> str:
+    """A digest of every array's name, dtype, shape and bytes: equal digests, same state."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        array = np.ascontiguousarray(arrays[name])
+        digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
+        digest.update(memoryview(array).cast("B"))
+    return digest.hexdigest()
 
 
 def max_abs_delta(before: dict, after: dict) -> float:
@@ -53,7 +64,10 @@ class FrameworkAdapter(ABC):
         self.spec: ModelSpec | None = None
         self.scenario: str | None = None
         self._initial_state: object = None
-        self._inference_before: dict[int, float] = {}
+        self._initial_canonical: dict | None = None
+        # (batch id, loss kind, state digest) -> (the batch, kept so its id stays unique, loss)
+        self._inference_losses: dict[tuple, tuple[Batch, float]] = {}
+        self.reused_inference_passes = 0
         self._logits: dict[int, tuple[Batch, np.ndarray]] = {}
         self._cache_outputs = True  # off while a rerun changes precision
         self.loss_kind = "logits"  # classification: "logits" or "probabilities" (LOSS_KINDS)
@@ -69,7 +83,8 @@ class FrameworkAdapter(ABC):
         """Load canonical arrays; the result becomes the state every recipe starts from."""
         self._load_impl(arrays)
         self._initial_state = self._snapshot_impl()
-        self._inference_before.clear()
+        self._initial_canonical = self._canonical_impl()
+        self._inference_losses.clear()
         self._logits.clear()
 
     def canonical_weights(self) -> dict[str, np.ndarray]:
@@ -90,15 +105,37 @@ class FrameworkAdapter(ABC):
 
     def inference_loss(self, batch: Batch) -> float:
         """The initial state's inference loss, through the framework's own inference API."""
-        key = id(batch)
-        if key not in self._inference_before:
-            self._check_batch(batch)
+        def compute():
+            cached = self._logits.get(id(batch))
+            if cached and cached[0] is batch and self._cache_outputs:
+                loss = self._loss_from_outputs_impl(cached[1], batch)
+                if loss is not None:
+                    return loss
             self._restore_impl(self._initial_state)
             self._apply_impl(None)
             self._prepare_optimizer_impl("sgd", 0.0)
-            self._inference_before[key] = self._finite(self._inference_loss_impl(batch),
-                                                       "inference loss")
-        return self._inference_before[key]
+            return self._inference_loss_impl(batch)
+
+        self._check_batch(batch)
+        return self._inference_of(self._initial_canonical, batch, compute, count=False)
+
+    def _inference_of(self, state: dict, batch: Batch, compute, count: bool = True) -> float:
+        """The inference loss of the model holding `state`, from `compute()` unless the same
+        state (bitwise) was evaluated on this batch before. An inference pass depends on the
+        weights and running statistics alone (BatchNorm on moving statistics, Dropout off,
+        nothing drawn at random, whatever the recipe froze), so the earlier loss is the one
+        the pass would give: a recipe that changes nothing reuses the inference loss before
+        its step, and recipes that end in the same state share one pass."""
+        if not self._cache_outputs:  # another precision: nothing earlier applies
+            return self._finite(compute(), "inference loss")
+        key = (id(batch), self.loss_kind, state_digest(state))
+        known = self._inference_losses.get(key)
+        if known is not None and known[0] is batch:
+            self.reused_inference_passes += count  # asking for the loss before is no reuse
+            return known[1]
+        loss = self._finite(compute(), "inference loss")
+        self._inference_losses[key] = (batch, loss)
+        return loss
 
     def run_recipe(self, recipe: Recipe, batch: Batch, steps: int, lr: float,
                    optimizer: str = "sgd", validate: bool = False,
@@ -127,8 +164,9 @@ class FrameworkAdapter(ABC):
                     validation.append(validation_loss)
                 step_modes.append(self._audit_impl())
             modes, train_losses = step_modes[0], tuple(train_losses)
-            after_loss = self._finite(self._inference_loss_impl(batch), "inference loss")
             final = self._canonical_impl()
+            after_loss = self._inference_of(final, batch,
+                                            lambda: self._inference_loss_impl(batch))
             # Reruns that only need the final state skip the explanation passes.
             ablations = self._ablations(recipe, batch, modes, initial, final) if ablate else {}
         params_before, stats_before = split_state(initial)
@@ -168,12 +206,30 @@ class FrameworkAdapter(ABC):
         weights_moved = max_abs_delta(params_before, params_after) > 0
         stats_moved = max_abs_delta(stats_before, stats_after) > 0
         if weights_moved and stats_moved:
-            self._load_impl({**params_before, **stats_after})
-            self._apply_impl(recipe)
-            found["stats_update_only"] = self._finite(self._inference_loss_impl(batch),
-                                                      "ablation loss")
+            mixed = {**params_before, **stats_after}
+
+            def stats_update_only():
+                self._load_impl(mixed)
+                self._apply_impl(recipe)
+                return self._inference_loss_impl(batch)
+
+            found["stats_update_only"] = self._inference_of(mixed, batch, stats_update_only)
         self._restore_impl(self._initial_state)
         return found
+
+    def statistics_after_forward(self, recipe: Recipe, batch: Batch) -> dict:
+        """The canonical state after one train-step-mode forward pass of the recipe from
+        the initial state, without an update. BatchNorm running statistics move in the
+        forward pass, so with one step these are the statistics the step leaves, at the
+        cost of a forward pass instead of a whole run."""
+        self._restore_impl(self._initial_state)
+        self._apply_impl(recipe)
+        self._reset_rng_impl()
+        self._finite(self._forward_loss_impl(batch, bn_moving=False, dropout_off=False),
+                     "forward loss")
+        state = self._canonical_impl()
+        self._restore_impl(self._initial_state)
+        return state
 
     def environment(self) -> dict[str, str]:
         return self._environment_impl()
@@ -228,6 +284,12 @@ class FrameworkAdapter(ABC):
 
     @abstractmethod
     def _inference_loss_impl(self, batch: Batch) -> float: ...
+
+    def _loss_from_outputs_impl(self, outputs: np.ndarray, batch: Batch) -> float | None:
+        """The inference loss from inference outputs already computed, where the framework's
+        own inference API is that same forward pass followed by the loss (PyTorch); None
+        where the loss must come from the framework's own evaluation call (Keras)."""
+        return None
 
     @abstractmethod
     def _train_step_impl(self, batch: Batch, validate: bool) -> tuple[float, float | None]:

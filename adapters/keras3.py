@@ -57,7 +57,7 @@ from adapters.keras3_models import (  # noqa: E402
 )
 from comparator.data import REGRESSION_SCENARIOS, Batch  # noqa: E402
 from comparator.errors import UsageError  # noqa: E402
-from comparator.observe import used_batch_statistics  # noqa: E402
+from comparator.observe import used_batch_statistics, variance  # noqa: E402
 from comparator.portmaps import from_keras_layout, port_plan, to_keras_layout  # noqa: E402
 from comparator.recipes import Recipe  # noqa: E402
 from comparator.results import Modes  # noqa: E402
@@ -358,17 +358,17 @@ class Keras3Adapter(FrameworkAdapter):
             moving = (hooks.snapshot(layer.moving_mean), hooks.snapshot(layer.moving_variance))
             outputs = bn_call(layer, inputs, *args, **kwargs)
             axes = [a for a in range(len(inputs.shape)) if a != layer.axis % len(inputs.shape)]
-            x_mean, x_var = ops.moments(ops.stop_gradient(inputs), axes)
-            y_mean, y_var = ops.moments(ops.stop_gradient(outputs), axes)
-            gamma = layer.gamma.value if layer.scale else ops.ones_like(x_mean)
-            beta = layer.beta.value if layer.center else ops.zeros_like(x_mean)
+            sums = [ops.mean(f(ops.stop_gradient(t)), axes) for t in (inputs, outputs)
+                    for f in (lambda t: t, ops.square)]
+            gamma = layer.gamma.value if layer.scale else ops.ones_like(sums[0])
+            beta = layer.beta.value if layer.center else ops.zeros_like(sums[0])
 
-            def record(x_mean, x_var, y_mean, y_var, gamma, beta, mean, variance):
+            def record(x_mean, x_square, y_mean, y_square, gamma, beta, mean, moving_var):
                 adapter._bn_seen[layer.name] = used_batch_statistics(
-                    x_mean, x_var, y_mean, y_var, gamma, beta, mean, variance,
-                    eps=layer.epsilon)
+                    x_mean, variance(x_mean, x_square), y_mean, variance(y_mean, y_square),
+                    gamma, beta, mean, moving_var, eps=layer.epsilon)
 
-            hooks.host(record, x_mean, x_var, y_mean, y_var, gamma, beta, *moving)
+            hooks.host(record, *sums, gamma, beta, *moving)
             return outputs
 
         def observed_dropout(layer, inputs, *args, **kwargs):

@@ -16,7 +16,7 @@ from adapters.base import FrameworkAdapter
 from adapters.pytorch_models import FEATURES, FeatureExtractor, HeadModel, build_network
 from comparator.data import REGRESSION_SCENARIOS, Batch
 from comparator.errors import UsageError
-from comparator.observe import used_batch_statistics
+from comparator.observe import used_batch_statistics, variance
 from comparator.recipes import Recipe
 from comparator.results import Modes
 
@@ -213,6 +213,12 @@ class PyTorchAdapter(FrameworkAdapter):
         with torch.no_grad():
             return float(self._loss(self.model(x), y))
 
+    def _loss_from_outputs_impl(self, outputs, batch):
+        # The same eval() forward pass as _inference_loss_impl, whose outputs were kept.
+        _, y = self._tensors(batch)
+        with torch.no_grad():
+            return float(self._loss(torch.from_numpy(outputs).to(y.device), y))
+
     def _forward(self, x):
         """The train-step forward pass; with feature extraction, the head on features that
         the frozen part computed once, in eval() and without gradients."""
@@ -274,14 +280,15 @@ class PyTorchAdapter(FrameworkAdapter):
         def hook(module, args, output):
             if not self._observing:
                 return
-            x, y = args[0].detach(), output.detach()
-            dims = [d for d in range(x.ndim) if d != 1]
-            x_var, x_mean = torch.var_mean(x, dim=dims, correction=0)
-            y_var, y_mean = torch.var_mean(y, dim=dims, correction=0)
+            dims = [d for d in range(output.ndim) if d != 1]
+            with torch.no_grad():
+                sums = [f(t).mean(dim=dims) for t in (args[0], output)
+                        for f in (lambda t: t, torch.square)]
+            x_mean, x_square, y_mean, y_square = [s.cpu().numpy() for s in sums]
             moving_mean, moving_var = module._xframe_stats
-            as_numpy = [t.detach().cpu().numpy() for t in
-                        (x_mean, x_var, y_mean, y_var, module.weight, module.bias,
-                         moving_mean, moving_var)]
+            as_numpy = [x_mean, variance(x_mean, x_square), y_mean, variance(y_mean, y_square)]
+            as_numpy += [t.detach().cpu().numpy() for t in
+                         (module.weight, module.bias, moving_mean, moving_var)]
             self._bn_seen[name] = used_batch_statistics(*as_numpy, eps=module.eps)
         return hook
 

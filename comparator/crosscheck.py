@@ -35,7 +35,7 @@ def _bn_causes(eq, spec, rerun, runs, states) -> list[dict]:
     matched = states[eq.b]
     if abs((1.0 - keras_momentum) - torch_momentum) > 1e-12:
         with rerun.adapter.bn_momentum(1.0 - keras_momentum):
-            matched = rerun().final_state
+            matched = rerun.running_statistics()
     return explain_bn_conventions(states[eq.a], states[eq.b], matched, keras_momentum,
                                   torch_momentum)
 
@@ -106,6 +106,13 @@ class _Rerun:
         c = self.config
         return self.adapter.run_recipe(self.recipe, self.batch, c.steps, c.lr, c.optimizer,
                                        ablate=False)
+
+    def running_statistics(self) -> dict:
+        """The state whose BatchNorm running statistics the rerun leaves: after one step
+        they come from its forward pass alone, so no backward pass or update is run."""
+        if self.config.steps == 1:
+            return self.adapter.statistics_after_forward(self.recipe, self.batch)
+        return self().final_state
 
 
 def explain_pair(eq, spec, recipes, adapters, batch, config, runs, states):

@@ -15,7 +15,7 @@ from comparator.crosscheck import FLOAT32_FACTOR, explain_pair
 from comparator.diagnosis import explain_run
 from comparator.equivalence import equivalences, old_keras_frozen_bn_findings
 from comparator.errors import UsageError
-from comparator.memory import release_memory
+from comparator.memory import long_lived_objects_frozen
 from comparator.frameworks import DEFAULT as FRAMEWORKS
 from comparator.frameworks import resolve_frameworks, unavailable_runs
 from comparator.models import ModelSpec, get_spec
@@ -205,7 +205,6 @@ def compare(config: CompareConfig, progress=_noop, preset: str | None = None) ->
     phases: dict[str, float] = {}
 
     def phase(name: str, since: float) -> float:
-        release_memory()
         now = time.perf_counter()
         phases[name] = round(phases.get(name, 0.0) + now - since, 3)
         return now
@@ -249,27 +248,28 @@ def compare(config: CompareConfig, progress=_noop, preset: str | None = None) ->
         t = phase("port", t)
 
     runs, states, explanations, bn_deltas = {}, {}, [], {}
-    unavailable = unavailable_runs(recipes, adapters)
-    for recipe in recipes:
-        if getattr(adapters[recipe.framework], "failure", None) is not None:
-            continue
-        progress(f"running {recipe.id}", 1)
-        measurement = adapters[recipe.framework].run_recipe(
-            recipe, batch, config.steps, config.lr, config.optimizer, config.validate)
-        runs[recipe.id], states[recipe.id] = measurement.result, measurement.final_state
-        deltas = bn_layer_deltas(measurement.initial_state, measurement.final_state)
-        if any(deltas):
-            bn_deltas[recipe.id] = deltas
-        explanation = explain_run(measurement.result, measurement.ablations, config.batch_size,
-                                  clipped_probabilities=config.loss == "probabilities")
-        if explanation:
-            explanations.append(explanation)
-        t = phase(f"recipe:{recipe.id}", t)
+    with long_lived_objects_frozen():
+        unavailable = unavailable_runs(recipes, adapters)
+        for recipe in recipes:
+            if getattr(adapters[recipe.framework], "failure", None) is not None:
+                continue
+            progress(f"running {recipe.id}", 1)
+            measurement = adapters[recipe.framework].run_recipe(
+                recipe, batch, config.steps, config.lr, config.optimizer, config.validate)
+            runs[recipe.id], states[recipe.id] = measurement.result, measurement.final_state
+            deltas = bn_layer_deltas(measurement.initial_state, measurement.final_state)
+            if any(deltas):
+                bn_deltas[recipe.id] = deltas
+            explanation = explain_run(measurement.result, measurement.ablations, config.batch_size,
+                                      clipped_probabilities=config.loss == "probabilities")
+            if explanation:
+                explanations.append(explanation)
+            t = phase(f"recipe:{recipe.id}", t)
 
-    progress("explaining cross-framework differences", 1)
-    found = [explain_pair(eq, spec, recipes, adapters, batch, config, runs, states)
-             for eq in equivalences(runs, states)]
-    t = phase("diagnosis", t)
+        progress("explaining cross-framework differences", 1)
+        found = [explain_pair(eq, spec, recipes, adapters, batch, config, runs, states)
+                 for eq in equivalences(runs, states)]
+        t = phase("diagnosis", t)
     checks += _validation_checks(runs)
     environment = _package_versions()
     for adapter in adapters.values():
@@ -295,6 +295,9 @@ def compare(config: CompareConfig, progress=_noop, preset: str | None = None) ->
                     explanations=tuple(explanations), equivalences=tuple(found),
                     findings=tuple(old_keras_frozen_bn_findings(runs)),
                     unavailable_runs=tuple(unavailable),
-                    timings={"total_seconds": phases.pop("total_seconds"), "phases": phases})
+                    timings={"total_seconds": phases.pop("total_seconds"), "phases": phases,
+                             "reused_inference_passes": sum(
+                                 getattr(a, "reused_inference_passes", 0)
+                                 for a in adapters.values())})
     progress("done", 1)
     return Outcome(report=report, batch=batch, adapters=adapters, bn_deltas=bn_deltas)

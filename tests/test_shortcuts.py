@@ -1,0 +1,55 @@
+"""The shortcuts that make a comparison fast must give exactly what the long way gives."""
+
+import numpy as np
+import pytest
+
+from comparator.observe import variance
+from comparator.recipes import RECIPES
+
+RECIPE = {r.id: r for r in RECIPES}
+STAT_SUFFIXES = (".running_mean", ".running_var")
+
+
+@pytest.mark.parametrize("fixture", ["tiny_classify", "densenet_classify"])
+def test_one_forward_pass_leaves_the_running_statistics_of_a_one_step_rerun(request, fixture):
+    outcome = request.getfixturevalue(fixture)
+    adapter, batch = outcome.adapters["pytorch"], outcome.batch
+    recipe = RECIPE["pytorch:train"]
+    try:
+        with adapter.bn_momentum(0.01):
+            fast = adapter.statistics_after_forward(recipe, batch)
+            full = adapter.run_recipe(recipe, batch, 1, 0.01, ablate=False).final_state
+    finally:
+        adapter._restore_impl(adapter._initial_state)  # the session's outcome stays as it was
+    stats = [name for name in full if name.endswith(STAT_SUFFIXES)]
+    assert stats
+    for name in stats:
+        np.testing.assert_array_equal(fast[name], full[name], err_msg=name)
+    initial = adapter._initial_canonical
+    assert any(not np.array_equal(fast[name], initial[name]) for name in stats)
+
+
+def test_a_reused_inference_loss_is_what_a_fresh_pass_gives(tiny_classify):
+    report = tiny_classify.report
+    assert report.timings["reused_inference_passes"] > 0
+    # keras:trainable_false changes nothing: its inference loss after the step is the one
+    # before, reused; keras:training_false ends where keras:train ends.
+    for run_id in ("keras:trainable_false", "keras:training_false", "pytorch:eval_requires_grad"):
+        framework = run_id.split(":")[0]
+        adapter = tiny_classify.adapters[framework]
+        reused = report.run(run_id).losses.inference_after
+        adapter._inference_losses.clear()
+        before = adapter.reused_inference_passes
+        fresh = adapter.run_recipe(RECIPE[run_id], tiny_classify.batch, 1, 0.01)
+        assert fresh.result.losses.inference_after == reused, run_id
+        assert adapter.reused_inference_passes == before + (run_id != "keras:training_false")
+
+
+def test_variance_from_moments_keeps_float32_precision():
+    rng = np.random.default_rng(0)
+    x = rng.normal(5.0, 3.0, size=(8, 4, 16, 16)).astype(np.float32)
+    dims = (0, 2, 3)
+    mean, mean_of_squares = x.mean(axis=dims), (x * x).mean(axis=dims)
+    exact = x.astype(np.float64).var(axis=dims)
+    np.testing.assert_allclose(variance(mean, mean_of_squares), exact, rtol=1e-5)
+    assert np.all(variance(np.ones(3), np.ones(3) - 1e-9) == 0.0)  # rounding never negative
