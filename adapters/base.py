@@ -31,14 +31,25 @@ def split_state(arrays: dict[str, np.ndarray]) -> tuple[dict, dict]:
     return params, stats
 
 
-def state_digest(arrays: dict[str, np.ndarray]) -> str:
-    """A digest of every array's name, dtype, shape and bytes: equal digests, same state."""
-    digest = hashlib.sha256()
-    for name in sorted(arrays):
-        array = np.ascontiguousarray(arrays[name])
-        digest.update(f"{name}|{array.dtype.str}|{array.shape}|".encode())
-        digest.update(memoryview(array).cast("B"))
-    return digest.hexdigest()
+def array_digests(arrays: dict[str, np.ndarray]) -> dict[str, bytes]:
+    """A digest of each array's dtype, shape, memory order and bytes. Arrays are read in
+    memory order, so a transposed view (Keras kernels in the canonical layout) is hashed
+    without a copy; the order is part of the digest, so equal digests mean equal values."""
+    digests = {}
+    for name, array in arrays.items():
+        order = tuple(np.argsort(array.strides, kind="stable")) if array.ndim else ()
+        digest = hashlib.sha256(f"{array.dtype.str}|{array.shape}|{order}|".encode())
+        digest.update(memoryview(np.ascontiguousarray(array.ravel(order="K"))).cast("B"))
+        digests[name] = digest.digest()
+    return digests
+
+
+def state_digest(digests: dict[str, bytes]) -> str:
+    """One digest of a whole state from its arrays' digests (array_digests)."""
+    combined = hashlib.sha256()
+    for name in sorted(digests):
+        combined.update(name.encode() + b"|" + digests[name])
+    return combined.hexdigest()
 
 
 def max_abs_delta(before: dict, after: dict) -> float:
@@ -65,9 +76,11 @@ class FrameworkAdapter(ABC):
         self.scenario: str | None = None
         self._initial_state: object = None
         self._initial_canonical: dict | None = None
+        self._initial_digests: dict[str, bytes] = {}
         # (batch id, loss kind, state digest) -> (the batch, kept so its id stays unique, loss)
         self._inference_losses: dict[tuple, tuple[Batch, float]] = {}
         self.reused_inference_passes = 0
+        self._forward_states: dict[tuple, tuple[Batch, dict]] = {}
         self._logits: dict[int, tuple[Batch, np.ndarray]] = {}
         self._cache_outputs = True  # off while a rerun changes precision
         self.loss_kind = "logits"  # classification: "logits" or "probabilities" (LOSS_KINDS)
@@ -84,7 +97,9 @@ class FrameworkAdapter(ABC):
         self._load_impl(arrays)
         self._initial_state = self._snapshot_impl()
         self._initial_canonical = self._canonical_impl()
+        self._initial_digests = array_digests(self._initial_canonical)
         self._inference_losses.clear()
+        self._forward_states.clear()
         self._logits.clear()
 
     def canonical_weights(self) -> dict[str, np.ndarray]:
@@ -117,18 +132,20 @@ class FrameworkAdapter(ABC):
             return self._inference_loss_impl(batch)
 
         self._check_batch(batch)
-        return self._inference_of(self._initial_canonical, batch, compute, count=False)
+        return self._inference_of(self._initial_digests, batch, compute, count=False)
 
-    def _inference_of(self, state: dict, batch: Batch, compute, count: bool = True) -> float:
-        """The inference loss of the model holding `state`, from `compute()` unless the same
-        state (bitwise) was evaluated on this batch before. An inference pass depends on the
-        weights and running statistics alone (BatchNorm on moving statistics, Dropout off,
-        nothing drawn at random, whatever the recipe froze), so the earlier loss is the one
-        the pass would give: a recipe that changes nothing reuses the inference loss before
-        its step, and recipes that end in the same state share one pass."""
+    def _inference_of(self, digests: dict, batch: Batch, compute, count: bool = True) -> float:
+        """The inference loss of the model holding the state of these array digests, from
+        `compute()` unless the same state (bitwise) was evaluated on this batch before.
+
+        An inference pass depends on the weights and running statistics alone (BatchNorm
+        on moving statistics, Dropout off, nothing drawn at random, whatever the recipe
+        froze), so the earlier loss is the one the pass would give: a recipe that changes
+        nothing reuses the inference loss before its step, and recipes that end in the
+        same state share one pass."""
         if not self._cache_outputs:  # another precision: nothing earlier applies
             return self._finite(compute(), "inference loss")
-        key = (id(batch), self.loss_kind, state_digest(state))
+        key = (id(batch), self.loss_kind, state_digest(digests))
         known = self._inference_losses.get(key)
         if known is not None and known[0] is batch:
             self.reused_inference_passes += count  # asking for the loss before is no reuse
@@ -154,7 +171,7 @@ class FrameworkAdapter(ABC):
             self._apply_impl(recipe)
             self._prepare_optimizer_impl(optimizer, lr)
             trainable, frozen = self._param_counts_impl()
-            initial = self._canonical_impl()
+            initial = self._initial_canonical  # what restoring the initial state gives
             self._reset_rng_impl()
             train_losses, step_modes, validation = [], [], []
             for _ in range(steps):
@@ -165,14 +182,18 @@ class FrameworkAdapter(ABC):
                 step_modes.append(self._audit_impl())
             modes, train_losses = step_modes[0], tuple(train_losses)
             final = self._canonical_impl()
-            after_loss = self._inference_of(final, batch,
+            final_digests = array_digests(final)
+            after_loss = self._inference_of(final_digests, batch,
                                             lambda: self._inference_loss_impl(batch))
+            params_before, stats_before = split_state(initial)
+            params_after, stats_after = split_state(final)
+            weight_delta = max_abs_delta(params_before, params_after)
+            stat_delta = max_abs_delta(stats_before, stats_after)
             # Reruns that only need the final state skip the explanation passes.
-            ablations = self._ablations(recipe, batch, modes, initial, final) if ablate else {}
-        params_before, stats_before = split_state(initial)
-        params_after, stats_after = split_state(final)
-        weight_delta = max_abs_delta(params_before, params_after)
-        stat_delta = max_abs_delta(stats_before, stats_after)
+            ablations = {}
+            if ablate:
+                ablations = self._ablations(recipe, batch, modes, params_before, stats_after,
+                                            final_digests, weight_delta > 0 and stat_delta > 0)
         result = RunResult(
             id=recipe.id, framework=self.name, recipe=recipe.name,
             description=recipe.description,
@@ -188,7 +209,8 @@ class FrameworkAdapter(ABC):
         )
         return Measurement(result, final, initial, ablations)
 
-    def _ablations(self, recipe, batch, modes, initial, final) -> dict:
+    def _ablations(self, recipe, batch, modes, params_before, stats_after, final_digests,
+                   weights_and_stats_moved: bool) -> dict:
         """Passes that switch one cause off at a time; a pass is run only when it says more
         than the measurements already taken (with one cause active, switching it off gives
         the inference pass itself)."""
@@ -201,11 +223,7 @@ class FrameworkAdapter(ABC):
                 self._reset_rng_impl()
                 found[key] = self._finite(self._forward_loss_impl(batch, bn_moving, dropout_off),
                                           "ablation loss")
-        params_before, stats_before = split_state(initial)
-        params_after, stats_after = split_state(final)
-        weights_moved = max_abs_delta(params_before, params_after) > 0
-        stats_moved = max_abs_delta(stats_before, stats_after) > 0
-        if weights_moved and stats_moved:
+        if weights_and_stats_moved:
             mixed = {**params_before, **stats_after}
 
             def stats_update_only():
@@ -213,7 +231,9 @@ class FrameworkAdapter(ABC):
                 self._apply_impl(recipe)
                 return self._inference_loss_impl(batch)
 
-            found["stats_update_only"] = self._inference_of(mixed, batch, stats_update_only)
+            digests = {name: (final_digests if name in stats_after else self._initial_digests)
+                       [name] for name in mixed}
+            found["stats_update_only"] = self._inference_of(digests, batch, stats_update_only)
         self._restore_impl(self._initial_state)
         return found
 
@@ -225,9 +245,17 @@ class FrameworkAdapter(ABC):
         self._restore_impl(self._initial_state)
         self._apply_impl(recipe)
         self._reset_rng_impl()
-        self._finite(self._forward_loss_impl(batch, bn_moving=False, dropout_off=False),
-                     "forward loss")
-        state = self._canonical_impl()
+        configuration = self._forward_configuration_impl()
+        key = (id(batch), configuration)
+        known = self._forward_states.get(key) if configuration is not None else None
+        if known is not None and known[0] is batch:
+            state = known[1]
+        else:
+            self._finite(self._forward_loss_impl(batch, bn_moving=False, dropout_off=False),
+                         "forward loss")
+            state = self._canonical_impl()
+            if configuration is not None:
+                self._forward_states[key] = (batch, state)
         self._restore_impl(self._initial_state)
         return state
 
@@ -284,6 +312,11 @@ class FrameworkAdapter(ABC):
 
     @abstractmethod
     def _inference_loss_impl(self, batch: Batch) -> float: ...
+
+    def _forward_configuration_impl(self) -> tuple | None:
+        """Everything, besides the initial state and the batch, that a forward pass without
+        gradients computes from (for statistics_after_forward), or None when unknown."""
+        return None
 
     def _loss_from_outputs_impl(self, outputs: np.ndarray, batch: Batch) -> float | None:
         """The inference loss from inference outputs already computed, where the framework's

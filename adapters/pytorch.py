@@ -213,6 +213,14 @@ class PyTorchAdapter(FrameworkAdapter):
         with torch.no_grad():
             return float(self._loss(self.model(x), y))
 
+    def _forward_configuration_impl(self):
+        # Without gradients, requires_grad flags change nothing a forward pass computes;
+        # which modules are in train() and the BatchNorm momenta do.
+        return (tuple(m.training for m in self.model.modules()),
+                tuple(m.momentum for m in self.model.modules()
+                      if isinstance(m, nn.modules.batchnorm._BatchNorm)),
+                self._feature_extraction, next(self.model.parameters()).dtype)
+
     def _loss_from_outputs_impl(self, outputs, batch):
         # The same eval() forward pass as _inference_loss_impl, whose outputs were kept.
         _, y = self._tensors(batch)
