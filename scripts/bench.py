@@ -27,10 +27,13 @@ def main(argv=None) -> int:
     parser.add_argument("--output", default="benchmarks/results.json",
                         help="JSON output path (default benchmarks/results.json)")
     parser.add_argument("--runs", type=int, default=1,
-                        help="repetitions of the irreducible compute; the median is kept "
-                             "(default 1)")
+                        help="repetitions of the tool's cold and warm runs and of the "
+                             "irreducible compute; medians are kept (default 1)")
     args = parser.parse_args(argv)
     from comparator.bench import benchmark, resolve, table
+    from comparator.frameworks import keep_worker_backends_out
+
+    keep_worker_backends_out()  # the plain passes run Keras on torch, as compare.py does
     from comparator.io import check_writable_file, write_atomic
 
     try:
