@@ -11,8 +11,9 @@ Two measurements, put side by side:
    report's own timings (`timings.phases`, `timings.total_seconds`, `timings.referee`).
 
 2. **The irreducible compute** of that default matrix (classify scenario, the 4 PyTorch and
-   the 4 Keras recipes, one SGD step, plus the ONNX referee), as plain framework code in this
-   process, with no comparator around it. What counts, and nothing else:
+   the 4 Keras recipes, one SGD step, plus the ONNX referee), as plain framework code in a
+   fresh Python process of its own (Keras on torch, TensorFlow and JAX kept out as
+   compare.py keeps them), with no comparator around it. What counts, and nothing else:
 
    * PyTorch (the project's torchvision model of the same name, same image and batch size):
      one eval-mode forward pass with the loss (`inference_before`, shared by the 4 recipes);
@@ -43,11 +44,12 @@ Two measurements, put side by side:
    evaluated (a recipe that changes nothing, recipes that end alike; the report counts them
    in `timings.reused_inference_passes`), which plain code run recipe by recipe does not.
 
-With `runs > 1` the tool's cold and warm runs are repeated (each pair with its own fresh
-cache directory) and the run with the median wall time is reported per label, with every
-run's wall time; the irreducible compute is repeated on the same models and the median is
-kept. Its first repetition includes the frameworks' warm-up, which the tool pays once in
-every run, so medians over several repetitions make the ratio stricter, not looser.
+A repetition is a cold run, a warm run and a run of the irreducible compute, in that
+order, so that both sides of a ratio meet the same machine: the speed of the same command
+here drifts by 20 % and more within minutes. With `runs > 1` the run with the median wall
+time is reported per label, with every run's wall time, the repetition with the median
+irreducible compute is reported, and `ratio_per_repetition` gives each repetition's own
+ratios. Both sides pay the frameworks' warm-up in every repetition.
 """
 
 from __future__ import annotations
@@ -112,10 +114,13 @@ def compare_command(model: str, image_size: int, batch_size: int) -> list[str]:
             "--cache-dir", "<fresh tmp dir>"]
 
 
-def time_tool(model: str, image_size: int, batch_size: int, runs: int = 1) -> dict:
-    """Cold (fresh cache dir) and warm (same dir again) runs of compare.py, `runs` pairs of
-    them; per label the run with the median wall time, and every run's wall time."""
+def time_repetitions(model: str, image_size: int, batch_size: int, runs: int = 1):
+    """`runs` repetitions of: compare.py cold (fresh cache dir), compare.py warm (same dir),
+    the irreducible compute in a fresh process. Interleaving them exposes each to the same
+    machine: on this shared machine the speed of the same command drifts by 20 % and more
+    within minutes. Per label, the run with the median wall time, and every run's."""
     results = {"cold": [], "warm": []}
+    irreducible = []
     for _ in range(runs):
         workdir = tempfile.mkdtemp(prefix="xframe-bench-")
         try:
@@ -126,12 +131,13 @@ def time_tool(model: str, image_size: int, batch_size: int, runs: int = 1) -> di
                                                  os.path.join(workdir, f"{label}.json")))
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
+        irreducible.append(irreducible_in_child(model, image_size, batch_size))
     chosen = {}
     for label, done in results.items():
         walls = [run["wall_seconds"] for run in done]
         chosen[label] = {**done[walls.index(statistics.median_low(walls))],
                          "all_wall_seconds": walls}
-    return chosen
+    return chosen, _median_repetition(irreducible), results
 
 
 def _time_one(model: str, image_size: int, batch_size: int, cache: str,
@@ -269,8 +275,9 @@ def _onnx_passes(net, x_nchw, workdir: str, clock: _Clock) -> None:
     net.eval()
 
 
-def time_irreducible(spec, image_size: int, batch_size: int, runs: int = 1) -> dict:
-    """Seconds of the plain-framework passes (see the module docstring); median over runs."""
+def time_irreducible(spec, image_size: int, batch_size: int) -> dict:
+    """Seconds of the plain-framework passes (see the module docstring), once, in this
+    process: run it in a fresh process (irreducible_in_child), as compare.py runs."""
     os.environ["KERAS_BACKEND"] = "torch"
     os.environ.setdefault("KERAS_TORCH_DEVICE", "cpu")
     import keras  # noqa: F401  (torch backend, set above)
@@ -289,23 +296,42 @@ def time_irreducible(spec, image_size: int, batch_size: int, runs: int = 1) -> d
     y_t = torch.from_numpy(y)
     keras.utils.set_random_seed(0)
     kmodel = build_base(spec, image_size, include_top=True)
-    initial_torch = {k: v.clone() for k, v in net.state_dict().items()}
-    initial_keras = kmodel.get_weights()
 
     warnings.filterwarnings("ignore", category=UserWarning)  # exporter/Keras chatter
-    repetitions = []
     workdir = tempfile.mkdtemp(prefix="xframe-bench-onnx-")
     try:
-        for _ in range(runs):
-            net.load_state_dict(initial_torch)
-            kmodel.set_weights(initial_keras)
-            clock = _Clock()
-            _pytorch_passes(net, x_nchw, y_t, clock)
-            _keras_passes(keras, kmodel, x, y, clock)
-            _onnx_passes(net, x_nchw, workdir, clock)
-            repetitions.append(clock.seconds)
+        clock = _Clock()
+        _pytorch_passes(net, x_nchw, y_t, clock)
+        _keras_passes(keras, kmodel, x, y, clock)
+        _onnx_passes(net, x_nchw, workdir, clock)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    return clock.seconds
+
+
+_CHILD = """
+import json, sys
+sys.path.insert(0, {root!r})
+from comparator.frameworks import keep_worker_backends_out
+keep_worker_backends_out()  # Keras on torch alone, as in compare.py
+from comparator.bench import time_irreducible
+from comparator.models import get_spec
+print(json.dumps(time_irreducible(get_spec({model!r}), {image_size}, {batch_size})))
+"""
+
+
+def irreducible_in_child(model: str, image_size: int, batch_size: int) -> dict[str, float]:
+    """One repetition of the irreducible compute in a fresh Python process."""
+    code = _CHILD.format(root=ROOT, model=model, image_size=image_size, batch_size=batch_size)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT)
+    if done.returncode != 0:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"the irreducible-compute process failed: {tail}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _median_repetition(repetitions: list[dict[str, float]]) -> dict:
     totals = [sum(r.values()) for r in repetitions]
     chosen = repetitions[totals.index(statistics.median_low(totals))]
     groups = {}
@@ -315,7 +341,7 @@ def time_irreducible(spec, image_size: int, batch_size: int, runs: int = 1) -> d
     return {"seconds": round(sum(chosen.values()), 3),
             "by_framework": {k: round(v, 3) for k, v in groups.items()},
             "passes": {k: round(v, 4) for k, v in chosen.items()},
-            "runs": runs, "all_runs_seconds": [round(t, 3) for t in totals]}
+            "runs": len(repetitions), "all_runs_seconds": [round(t, 3) for t in totals]}
 
 
 # ----- the whole benchmark ------------------------------------------------------------------
@@ -332,10 +358,13 @@ def machine() -> dict:
 def benchmark(model: str, image_size: int | None, batch_size: int, runs: int = 1) -> dict:
     spec, image_size = resolve(model, image_size, batch_size, runs)
     load_before = [round(v, 2) for v in os.getloadavg()]  # the machine may be shared
-    tool = time_tool(spec.name, image_size, batch_size, runs)
+    tool, irreducible, every_run = time_repetitions(spec.name, image_size, batch_size, runs)
     help_seconds = time_help()
-    irreducible = time_irreducible(spec, image_size, batch_size, runs)
     base = irreducible["seconds"]
+    # Each repetition's own ratio: tool and plain passes measured minutes apart, not hours.
+    paired = {label: [round(run["wall_seconds"] / total, 3) for run, total
+                      in zip(every_run[label], irreducible["all_runs_seconds"])]
+              for label in ("cold", "warm")}
     return {
         "command": " ".join(compare_command(spec.name, image_size, batch_size)),
         "model": spec.name, "image_size": image_size, "batch_size": batch_size,
@@ -348,6 +377,7 @@ def benchmark(model: str, image_size: int | None, batch_size: int, runs: int = 1
         "exit_codes": {label: tool[label]["exit_code"] for label in ("cold", "warm")},
         "runs": {"cold": tool["cold"], "warm": tool["warm"]},
         "irreducible": irreducible,
+        "ratio_per_repetition": paired,
         "help_wall_seconds": help_seconds,
         "machine": {**machine(), "load_average_before": load_before,
                     "load_average_after": [round(v, 2) for v in os.getloadavg()]},

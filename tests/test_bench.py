@@ -63,6 +63,7 @@ def test_numbers_positive_and_consistent(result):
                                                                             abs=1e-3)
         assert run["wall_seconds"] == wall
         assert run["all_wall_seconds"] == [wall]  # one run per label by default
+        assert result["ratio_per_repetition"][label] == [pytest.approx(wall / base, abs=1e-3)]
         assert run["reused_inference_passes"] >= 0
         # the child's own total is part of its wall time, and its phases part of that total
         assert 0 < run["total_seconds"] <= wall
