@@ -7,7 +7,7 @@ as the comparison, so they are frozen out of collections while recipes run.
 Returning freed heap to the OS between phases (gc plus malloc_trim) was tried and
 removed: for DenseNet121 at 224 px, batch 8 (no referee) the comparison took 30.7 s
 with it and 26.0 s without, as every pass after a trim faults its pages in again, and
-the peak resident memory was the same (4.14 GB): the peak is one Keras train step,
+the peak resident memory was the same (3.9 GiB): the peak is one Keras train step,
 not phases stacking up.
 """
 
