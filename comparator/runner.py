@@ -197,6 +197,28 @@ def _validation_checks(runs) -> list[Check]:
     return checks
 
 
+def _run_recipes(recipes, adapters, batch, config, progress, phase, t):
+    """Every recipe of an in-process adapter: results, final states, per-run explanations
+    and per-layer BatchNorm changes (runs of a failed worker are left out)."""
+    runs, states, explanations, bn_deltas = {}, {}, [], {}
+    for recipe in recipes:
+        if getattr(adapters[recipe.framework], "failure", None) is not None:
+            continue
+        progress(f"running {recipe.id}", 1)
+        measurement = adapters[recipe.framework].run_recipe(
+            recipe, batch, config.steps, config.lr, config.optimizer, config.validate)
+        runs[recipe.id], states[recipe.id] = measurement.result, measurement.final_state
+        deltas = bn_layer_deltas(measurement.initial_state, measurement.final_state)
+        if any(deltas):
+            bn_deltas[recipe.id] = deltas
+        explanation = explain_run(measurement.result, measurement.ablations, config.batch_size,
+                                  clipped_probabilities=config.loss == "probabilities")
+        if explanation:
+            explanations.append(explanation)
+        t = phase(f"recipe:{recipe.id}", t)
+    return runs, states, explanations, bn_deltas, t
+
+
 def compare(config: CompareConfig, progress=_noop, preset: str | None = None) -> Outcome:
     """Run the comparison. `progress(message, advance)` is told about each phase."""
     from adapters import load_adapter  # adapters import frameworks: only now
@@ -247,25 +269,10 @@ def compare(config: CompareConfig, progress=_noop, preset: str | None = None) ->
             checks.append(_port_check(name, adapters["pytorch"], adapter, batch))
         t = phase("port", t)
 
-    runs, states, explanations, bn_deltas = {}, {}, [], {}
     with long_lived_objects_frozen():
         unavailable = unavailable_runs(recipes, adapters)
-        for recipe in recipes:
-            if getattr(adapters[recipe.framework], "failure", None) is not None:
-                continue
-            progress(f"running {recipe.id}", 1)
-            measurement = adapters[recipe.framework].run_recipe(
-                recipe, batch, config.steps, config.lr, config.optimizer, config.validate)
-            runs[recipe.id], states[recipe.id] = measurement.result, measurement.final_state
-            deltas = bn_layer_deltas(measurement.initial_state, measurement.final_state)
-            if any(deltas):
-                bn_deltas[recipe.id] = deltas
-            explanation = explain_run(measurement.result, measurement.ablations, config.batch_size,
-                                      clipped_probabilities=config.loss == "probabilities")
-            if explanation:
-                explanations.append(explanation)
-            t = phase(f"recipe:{recipe.id}", t)
-
+        runs, states, explanations, bn_deltas, t = _run_recipes(recipes, adapters, batch,
+                                                                 config, progress, phase, t)
         progress("explaining cross-framework differences", 1)
         found = [explain_pair(eq, spec, recipes, adapters, batch, config, runs, states)
                  for eq in equivalences(runs, states)]

@@ -31,9 +31,6 @@ def main(argv=None) -> int:
                              "irreducible compute; medians are kept (default 1)")
     args = parser.parse_args(argv)
     from comparator.bench import benchmark, resolve, table
-    from comparator.frameworks import keep_worker_backends_out
-
-    keep_worker_backends_out()  # the plain passes run Keras on torch, as compare.py does
     from comparator.io import check_writable_file, write_atomic
 
     try:
