@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from comparator.analysis.kernel_layout import LayoutMistake
+from comparator.analysis.training_side import DropoutComparison, StatisticsComparison
 from comparator.errors import UsageError
 from comparator.results import _Serialisable
 
@@ -58,6 +60,11 @@ CAUSE_TEXT = {
     "epsilon": "BatchNorm epsilon differs",
     "flatten_order": "flatten order differs (channels-last vs channels-first)",
     "weights": "the layer's weights differ",
+    "kernel_layout": "the kernel was ported in the wrong layout",
+    "arrays_swapped": "the layer's arrays were set in the wrong order",
+    "momentum": "BatchNorm momentum differs",
+    "statistics": "the running statistics update differently",
+    "dropout": "a Dropout rate or kind differs",
     "frozen_batchnorm": "a frozen Keras BatchNormalization ignores training=True",
     "one_pass_variance": "Keras computes the batch variance as E[x^2] - E[x]^2",
     "between_layers": "the operations between the matched layers differ",
@@ -240,15 +247,27 @@ class PortValidation(_Serialisable):
     notes: tuple[str, ...] = ()
     float64_reference: bool = False
     schema: str = SCHEMA
+    statistics: tuple[StatisticsComparison, ...] = ()  # BatchNorm after one training step
+    dropout: tuple[DropoutComparison, ...] = ()
 
     @property
     def first_divergence(self) -> Finding | None:
-        """From the isolated passes first (a layer wrong by itself), then the forward ones."""
+        """From the isolated passes first (a layer wrong by itself), then the forward ones,
+        then the training step's running statistics, then the Dropout layers."""
         ordered = sorted(self.passes, key=lambda p: (not p.isolated, MODES.index(p.mode)))
         for result in ordered:
             first = result.first_divergence
             if first is not None:
                 return Finding(first.torch_module, first.keras_layer, result.name, first.causes)
+        stats = next((s for s in self.statistics if s.diverges), None)
+        if stats is not None:
+            return Finding(stats.torch_module, stats.keras_layer,
+                           "training step, running statistics",
+                           (Cause(stats.cause, stats.text, stats.detail),))
+        drop = next((d for d in self.dropout if d.diverges), None)
+        if drop is not None:
+            return Finding(drop.torch_module or "(none)", drop.keras_layer or "(none)",
+                           "Dropout layers", (Cause("dropout", drop.text),))
         return None
 
     @property
@@ -265,6 +284,14 @@ class PortValidation(_Serialisable):
         return (self.first_divergence is None
                 and not any(p.output_diverges for p in self.passes)
                 and not self.gradient_divergences)
+
+    @property
+    def statistics_divergences(self) -> tuple[StatisticsComparison, ...]:
+        return tuple(s for s in self.statistics if s.diverges)
+
+    @property
+    def dropout_divergences(self) -> tuple[DropoutComparison, ...]:
+        return tuple(d for d in self.dropout if d.diverges)
 
     def pass_result(self, mode: str, isolated: bool) -> PassResult:
         for result in self.passes:
@@ -316,6 +343,7 @@ class PortValidation(_Serialisable):
                 lines.append(f"      {g.name} ({g.keras_layer}): "
                              f"{_metric_text(g.metrics, g.noise_rel)}"
                              + (f" [{g.note}]" if g.note else ""))
+        lines.extend(self._render_training_side(max_rows))
         for note in self.notes:
             lines.append(f"  note: {note}")
         if self.inconclusive:
@@ -332,6 +360,32 @@ class PortValidation(_Serialisable):
         else:
             lines.append("every layer agrees: the port computes the same function")
         return "\n".join(lines)
+
+
+    def _render_training_side(self, max_rows: int) -> list[str]:
+        lines = []
+        if self.statistics:
+            bad = self.statistics_divergences
+            lines.append(f"  training step: {len(bad)}/{len(self.statistics)} BatchNorm "
+                         "running statistics diverge (each layer one step on PyTorch's input; "
+                         "momentum in PyTorch's convention)")
+            for s in bad[:max_rows]:
+                lines.append(f"      {s.label}: mean rel {s.mean_rel:.3g}, variance rel "
+                             f"{s.variance_rel:.3g} -- {s.text}")
+            kept = max(self.statistics, key=lambda s: s.kept_variance_rel)
+            if kept.kept_variance_rel > 0:
+                lines.append(f"      running variance: PyTorch keeps the {kept.torch_variance} "
+                             f"batch variance, Keras the {kept.keras_variance} one; alone "
+                             f"that moves them apart by up to {kept.kept_variance_rel:.3g} "
+                             f"(relative, {kept.label}, {kept.values_per_channel} values per "
+                             "channel), a framework property taken out before comparing")
+        if self.dropout:
+            bad = self.dropout_divergences
+            lines.append(f"  dropout: {len(bad)}/{len(self.dropout)} Dropout layers differ "
+                         "(paired in the order they run)")
+            for d in bad[:max_rows]:
+                lines.append(f"      {d.label}: {d.text}")
+        return lines
 
 
 def _metric_text(m: Metrics | None, noise: float | None = None) -> str:
@@ -411,6 +465,12 @@ def likely_causes(facts: dict, isolated: bool, mode: str) -> tuple[Cause, ...]:
             "flatten_order", "flatten order: the kernel expects channels-first (c, h, w) rows",
             "Keras's Flatten is channels-last (h, w, c), PyTorch's channels-first; permute "
             "the dense kernel's rows when porting (port-map kind flatten_dense:C,H,W)"))
+    elif facts.get("layout_mistake"):
+        mistake: LayoutMistake = facts["layout_mistake"]
+        causes.append(Cause(
+            "kernel_layout" if mistake.code != "arrays_swapped" else "arrays_swapped",
+            f"{mistake.text} (weights differ by up to {facts.get('weights_max_diff', 0):.3g})",
+            mistake.fix))
     elif facts.get("weights_max_diff"):
         causes.append(Cause(
             "weights", f"weights differ from PyTorch's by up to {facts['weights_max_diff']:.3g}",

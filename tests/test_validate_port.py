@@ -64,12 +64,12 @@ def _keras_small(fw, eps=1e-5, same_padding=False, filters=4):
     layers = keras.layers
     inputs = keras.Input((8, 8, 3))
     x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name="conv")(inputs)
-    x = layers.ReLU()(layers.BatchNormalization(epsilon=eps, name="bn")(x))
+    x = layers.ReLU()(layers.BatchNormalization(epsilon=eps, momentum=0.9, name="bn")(x))
     if not same_padding:
         x = layers.ZeroPadding2D(1)(x)
     x = layers.DepthwiseConv2D(3, strides=2, use_bias=False, name="dw",
                                padding="same" if same_padding else "valid")(x)
-    x = layers.ReLU()(layers.BatchNormalization(epsilon=1e-5, name="bn2")(x))
+    x = layers.ReLU()(layers.BatchNormalization(epsilon=1e-5, momentum=0.9, name="bn2")(x))
     x = layers.Flatten()(x)
     return keras.Model(inputs, layers.Dense(5, name="fc")(x))
 

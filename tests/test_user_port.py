@@ -1,0 +1,136 @@
+"""validate_port on a user's own pair (tests/user_port_models.py: a residual block,
+BatchNorm, Dropout; not in the zoo) with planted porting mistakes: each is located and
+named, the training side included."""
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+from tests import user_port_models as pair  # noqa: E402
+
+FAST = dict(modes=("inference",), gradients=False, reference64=False)
+
+
+@pytest.fixture(scope="module")
+def layerwise():
+    import adapters.layerwise as layerwise
+
+    return layerwise
+
+
+def _inputs(n=2):
+    return np.random.default_rng(1).normal(size=(n, 3, pair.SIZE, pair.SIZE)).astype(np.float32)
+
+
+def _validate(layerwise, keras_model, plant=None, **options):
+    torch_model = pair.torch_net()
+    layerwise.port_weights(torch_model, keras_model)
+    if plant is not None:
+        plant(keras_model)
+    return layerwise.validate_port(torch_model, keras_model, _inputs(), **options)
+
+
+def test_the_correct_port_agrees_in_training_too(layerwise):
+    result = _validate(layerwise, pair.keras_net())
+    assert result.passed, result.render()
+    assert [s.keras_layer for s in result.statistics] == ["bn", "bn1", "bn2"]
+    assert all(not s.diverges for s in result.statistics)
+    # Read off the step: PyTorch keeps the unbiased batch variance, Keras the biased one;
+    # with 2 x 8 x 8 = 128 values per channel that alone moves them apart.
+    first = result.statistics[0]
+    assert (first.torch_variance, first.keras_variance) == ("unbiased", "biased")
+    assert first.values_per_channel == 128 and first.kept_variance_rel > 1e-4
+    assert (first.torch_momentum, first.keras_momentum) == pytest.approx((0.1, 0.1))
+    assert [(d.torch_module, d.keras_layer, d.torch_rate, d.keras_rate)
+            for d in result.dropout] == [("drop", "drop", 0.25, 0.25)]
+    data = result.to_dict()
+    assert data["statistics"][0]["torch_variance"] == "unbiased" and data["passed"] is True
+    assert "every layer agrees" in result.render()
+
+
+def test_a_momentum_left_at_keras_default_is_named_with_both_momenta(layerwise):
+    result = _validate(layerwise, pair.keras_net(momentum=0.99, wrong_bn="bn1"))
+    # Inference and the training-mode passes agree: only the running statistics do not.
+    assert not any(p.diverging for p in result.passes) and not result.gradient_divergences
+    assert not result.passed
+    assert [s.keras_layer for s in result.statistics_divergences] == ["bn1"]
+    finding = result.first_divergence
+    assert (finding.torch_module, finding.keras_layer) == ("bn1", "bn1")
+    assert finding.causes[0].code == "momentum"
+    assert "PyTorch bn1 0.1, Keras bn1 0.01 (PyTorch's convention" in finding.text
+    assert "Keras states momentum=0.99" in finding.text
+    assert finding.text in result.render()
+
+
+def test_a_wrong_epsilon_is_named_with_both_values(layerwise):
+    result = _validate(layerwise, pair.keras_net(epsilon=1e-3, wrong_bn="bn2"), **FAST)
+    finding = result.first_divergence
+    assert finding.keras_layer == "bn2" and finding.causes[0].code == "epsilon"
+    assert "PyTorch 1e-05, Keras 0.001" in finding.text
+    assert not result.statistics_divergences  # epsilon does not enter the statistics
+
+
+def test_a_wrong_dropout_rate_is_named(layerwise):
+    result = _validate(layerwise, pair.keras_net(dropout=0.5), **FAST)
+    assert not any(p.diverging for p in result.passes) and not result.passed
+    finding = result.first_divergence
+    assert finding.causes[0].code == "dropout" and finding.seen_in == "Dropout layers"
+    assert "PyTorch drop p=0.25, Keras drop rate=0.5" in finding.text
+
+
+def _transpose_all(layer_name):
+    def plant(model):
+        layer = model.get_layer(layer_name)
+        kernel = layer.get_weights()[0]
+        # The classic hand port: PyTorch's (out, in, kh, kw) reversed by .T into
+        # (kw, kh, in, out) instead of transpose(2, 3, 1, 0) into (kh, kw, in, out).
+        canonical = kernel.transpose(3, 2, 0, 1)
+        layer.set_weights([np.ascontiguousarray(canonical.T)])
+    return plant
+
+
+@pytest.mark.parametrize("mistake,code,words", [
+    ("spatial", "kernel_layout", "spatial axes are swapped"),
+    ("channels", "kernel_layout", "input and output channels are swapped"),
+    ("flipped", "kernel_layout", "flipped in both spatial axes"),
+    ("reshaped", "kernel_layout", "reshaped to Keras's shape, not transposed"),
+    ("bn_order", "arrays_swapped", "Keras's running_mean holds PyTorch's running_var"),
+])
+def test_a_kernel_layout_mistake_is_named(layerwise, mistake, code, words):
+    def plant(model):
+        if mistake == "spatial":
+            return _transpose_all("conv1")(model)
+        if mistake == "bn_order":
+            layer = model.get_layer("bn1")
+            gamma, beta, mean, var = layer.get_weights()
+            return layer.set_weights([gamma, beta, var, mean])
+        layer = model.get_layer("conv1")
+        kernel = layer.get_weights()[0]  # (kh, kw, in, out)
+        canonical = kernel.transpose(3, 2, 0, 1)
+        if mistake == "channels":
+            wrong = kernel.transpose(0, 1, 3, 2)
+        elif mistake == "flipped":
+            wrong = kernel[::-1, ::-1]
+        else:
+            wrong = canonical.reshape(kernel.shape)
+        layer.set_weights([np.ascontiguousarray(wrong)])
+
+    result = _validate(layerwise, pair.keras_net(), plant, **FAST)
+    finding = result.first_divergence
+    assert finding.keras_layer == ("bn1" if mistake == "bn_order" else "conv1")
+    assert finding.causes[0].code == code, finding.text
+    assert words in finding.text
+
+
+def test_a_weight_change_no_layout_explains_stays_generic(layerwise):
+    def plant(model):
+        layer = model.get_layer("conv2")
+        kernel = layer.get_weights()[0]
+        kernel[0, 0, 0, 0] += 0.5
+        layer.set_weights([kernel])
+
+    finding = _validate(layerwise, pair.keras_net(), plant, **FAST).first_divergence
+    assert finding.keras_layer == "conv2" and finding.causes[0].code == "weights"
