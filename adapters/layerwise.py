@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import os
 
 import numpy as np
 import torch
@@ -124,6 +125,45 @@ def _torch_layers(model: nn.Module) -> dict[str, tuple[nn.Module, LayerInfo, tup
     return found
 
 
+def _torch_side(model, weights: str | None):
+    """The PyTorch module to trace, from an object or a SPEC, and its name."""
+    from adapters.user_models import as_pytorch
+
+    _refuse_onnx(model)
+    loaded = as_pytorch(model, weights)
+    if loaded.inference_only or _exported(loaded.model):
+        where = f" {loaded.source}" if loaded.source != "<object>" else ""
+        raise UsageError(f"cannot trace the PyTorch model{where}: it is a torch.export program, "
+                         "whose modules are flattened into one graph of ATen operations "
+                         "(no Conv2d or BatchNorm module runs, so none can be paired with a "
+                         "Keras layer); give the nn.Module itself (file.py:callable, with "
+                         "its state_dict as weights)")
+    return loaded.model, loaded.name
+
+
+def _exported(model) -> bool:
+    """A torch.export program's module(): a graph whose weights sit on bare nn.Module
+    holders, where a traced (torch.fx) model keeps its Conv2d, BatchNorm2d, ..."""
+    return isinstance(model, torch.fx.GraphModule) and any(
+        type(sub) is nn.Module and any(True for _ in sub.parameters(recurse=False))
+        for sub in model.modules())
+
+
+def _keras_side(model, weights: str | None, x_channels_last: np.ndarray):
+    from adapters.user_models import as_keras
+
+    _refuse_onnx(model)
+    loaded = as_keras(model, weights, tuple(x_channels_last.shape[1:]))
+    return loaded.model, loaded.name
+
+
+def _refuse_onnx(model) -> None:
+    if isinstance(model, (str, os.PathLike)) and os.fspath(model).lower().endswith(".onnx"):
+        raise UsageError(f"{os.fspath(model)} is an ONNX file: the validator traces a PyTorch "
+                         "module and a Keras model layer by layer, which an ONNX graph is "
+                         "neither of (compare.py takes it as the referee, --onnx)")
+
+
 def _functional(model) -> Functional:
     if isinstance(model, keras.Sequential):
         inner = getattr(model, "_functional", None)
@@ -137,10 +177,15 @@ def _functional(model) -> Functional:
                              f"one input and one output, it has {len(model.inputs)} and "
                              f"{len(model.outputs)}")
         return model
+    held = [layer.name for layer in getattr(model, "layers", [])]
     raise UsageError(f"cannot trace Keras model {getattr(model, 'name', model)!r} "
-                     f"({type(model).__name__}): layer-by-layer validation needs the graph of "
-                     "a functional or Sequential model, and a subclassed model's call() hides "
-                     "it; rebuild it with the functional API")
+                     f"({type(model).__name__}, subclassed): layer-by-layer validation needs "
+                     "the graph of a functional or Sequential model, and a subclassed "
+                     "model's call() hides how its layers"
+                     + (f" ({', '.join(held[:6])}{', ...' if len(held) > 6 else ''})"
+                        if held else "")
+                     + " connect; rebuild it with the functional API (compare.py still "
+                     "compares it as a whole)")
 
 
 def _nodes(fn: Functional):
@@ -678,10 +723,15 @@ def validate_port(torch_model: nn.Module, keras_model, inputs, *, mapping: dict 
                   pairs: list[Pair] | None = None, modes=MODES, isolation: bool = True,
                   gradients: bool = True, tolerance: float = DEFAULT_TOLERANCE,
                   gradient_tolerance: float = DEFAULT_GRADIENT_TOLERANCE,
-                  reference64: bool = True, seed: int = 0,
-                  train_step: bool = True) -> PortValidation:
+                  reference64: bool = True, seed: int = 0, train_step: bool = True,
+                  pytorch_weights: str | None = None,
+                  keras_weights: str | None = None) -> PortValidation:
     """Compare a PyTorch module and a Keras functional model layer by layer on `inputs`
     (PyTorch's layout: N, C, H, W for images; Keras gets them channels-last).
+
+    Either model may be given as a SPEC instead (adapters/user_models.py: file.py:callable,
+    package.module:callable, a .keras file for Keras), with a state_dict file as
+    pytorch_weights and a .weights.h5 file as keras_weights.
 
     Layers are paired by `pairs` (a zoo port plan), else by `mapping` ({torch module name:
     Keras layer name}, which must name every layer with weights), else in order by kind
@@ -695,10 +745,12 @@ def validate_port(torch_model: nn.Module, keras_model, inputs, *, mapping: dict 
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:
         raise UsageError(f"modes must be among {', '.join(MODES)}, got {list(modes)}")
-    fn = _functional(keras_model)
     if isinstance(inputs, torch.Tensor):
         inputs = inputs.detach().cpu().numpy()
     x = np.ascontiguousarray(np.asarray(inputs, dtype=np.float32))
+    torch_model, torch_name = _torch_side(torch_model, pytorch_weights)
+    keras_model, keras_name = _keras_side(keras_model, keras_weights, to_keras_values(x))
+    fn = _functional(keras_model)
     expected = tuple(fn.inputs[0].shape[1:])
     given = to_keras_values(x).shape[1:]
     if len(expected) != len(given) or any(e is not None and e != g
@@ -770,7 +822,7 @@ def validate_port(torch_model: nn.Module, keras_model, inputs, *, mapping: dict 
                      "frameworks (their random masks cannot match); weights and running "
                      "statistics restored afterwards")
     return PortValidation(
-        torch_model=type(torch_model).__name__, keras_model=keras_model.name,
+        torch_model=torch_name, keras_model=keras_name,
         input_shape=tuple(x.shape), pairing=pairing, pairs=len(pairs), tolerance=tolerance,
         gradient_tolerance=gradient_tolerance, passes=tuple(passes), gradients=grads,
         gradient_mode="training" if gradients else None, notes=tuple(notes),

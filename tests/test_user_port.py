@@ -134,3 +134,55 @@ def test_a_weight_change_no_layout_explains_stays_generic(layerwise):
 
     finding = _validate(layerwise, pair.keras_net(), plant, **FAST).first_divergence
     assert finding.keras_layer == "conv2" and finding.causes[0].code == "weights"
+
+
+# ----- models given as files and SPECs ------------------------------------------------------
+
+MODELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "user_port_models.py")
+
+
+def test_specs_and_files_validate_like_objects(layerwise, tmp_path):
+    import torch
+
+    state = tmp_path / "net.pt"
+    torch.save(pair.torch_net().state_dict(), state)
+    keras_file = tmp_path / "net.keras"
+    pair.ported_keras_net().save(keras_file)
+    result = layerwise.validate_port(f"{MODELS}:torch_net", str(keras_file), _inputs(),
+                                     pytorch_weights=str(state), **FAST)
+    assert result.passed, result.render()
+    assert (result.torch_model, result.keras_model) == ("torch_net", "net")
+    result = layerwise.validate_port(pair.torch_net(), f"{MODELS}:ported_keras_net",
+                                     _inputs(), **FAST)
+    assert result.passed and result.keras_model == "ported_keras_net"
+
+
+def test_models_it_cannot_trace_are_named_in_one_line(layerwise, tmp_path):
+    import keras
+    import torch
+
+    from comparator.errors import UsageError
+
+    onnx_path = tmp_path / "net.onnx"
+    onnx_path.write_bytes(b"")
+    with pytest.raises(UsageError, match="is an ONNX file: the validator traces"):
+        layerwise.validate_port(pair.torch_net(), str(onnx_path), _inputs())
+    program = torch.export.export(pair.torch_net(), (torch.from_numpy(_inputs()),))
+    for exported in (program, program.module()):
+        with pytest.raises(UsageError, match="it is a torch.export program"):
+            layerwise.validate_port(exported, pair.keras_net(), _inputs())
+
+    class Subclassed(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.conv = keras.layers.Conv2D(4, 3, name="conv")
+            self.head = keras.layers.Dense(4, name="head")
+
+        def call(self, x):
+            return self.head(keras.ops.mean(self.conv(x), axis=(1, 2)))
+
+    # Built by the validator from the inputs' shape, then refused with what it holds.
+    with pytest.raises(UsageError) as err:
+        layerwise.validate_port(pair.torch_net(), Subclassed(), _inputs())
+    message = str(err.value)
+    assert "subclassed" in message and "(conv, head)" in message and "\n" not in message
