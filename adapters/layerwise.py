@@ -830,7 +830,8 @@ def validate_port(torch_model: nn.Module, keras_model, inputs, *, mapping: dict 
 
 
 def _statistics(modules, keras_layers, pairs, trace, tolerance):
-    """Each BatchNorm pair after one training-mode step on PyTorch's recorded input."""
+    """Each BatchNorm pair after one training-mode step on PyTorch's recorded input, both
+    from PyTorch's running statistics."""
     results = []
     for pair in pairs:
         module, layer = modules[pair.torch_module], keras_layers[pair.keras_layer]
@@ -840,7 +841,7 @@ def _statistics(modules, keras_layers, pairs, trace, tolerance):
             continue
         x = trace[pair.torch_module][0]
         torch_step = torch_batchnorm_step(pair.torch_module, module, x)
-        keras_step = keras_batchnorm_step(layer, to_keras_values(x))
+        keras_step = keras_batchnorm_step(layer, to_keras_values(x), torch_step)
         results.append(compare_statistics(torch_step, keras_step, x, tolerance,
                                           torch_batches_seen(module)))
     return tuple(results)

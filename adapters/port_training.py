@@ -3,7 +3,8 @@ step in each framework and the Dropout layers of both models, read off the layer
 themselves (comparator/analysis/training_side.py compares them).
 
 Each BatchNorm pair steps on the same input, the one PyTorch's module saw in the
-training-mode trace, so a difference upstream does not show up here as well.
+training-mode trace, from the same statistics, PyTorch's: a difference upstream or in the
+ported statistics (which the passes report) does not show up here as well.
 """
 
 from __future__ import annotations
@@ -58,17 +59,23 @@ def torch_batches_seen(module: nn.Module) -> int:
     return int(tracked) if tracked is not None else 0
 
 
-def keras_batchnorm_step(layer, x_channels_last: np.ndarray) -> BatchNormStep:
-    """One training-mode call of the Keras layer on x; its moving statistics restored."""
-    before_mean, before_var = _numpy(layer.moving_mean), _numpy(layer.moving_variance)
+def keras_batchnorm_step(layer, x_channels_last: np.ndarray, start: BatchNormStep
+                         ) -> BatchNormStep:
+    """One training-mode call of the Keras layer on x, from the statistics PyTorch's
+    layer started at (so a statistic ported wrong, which the inference passes report, does
+    not show here again); its own moving statistics restored afterwards."""
+    kept_mean, kept_var = _numpy(layer.moving_mean), _numpy(layer.moving_variance)
+    before_mean, before_var = start.mean_before, start.var_before
     try:
+        layer.moving_mean.assign(before_mean.astype(np.float32))
+        layer.moving_variance.assign(before_var.astype(np.float32))
         with torch.no_grad():
             layer(ops.convert_to_tensor(np.asarray(x_channels_last, np.float32)),
                   training=True)
         after_mean, after_var = _numpy(layer.moving_mean), _numpy(layer.moving_variance)
     finally:
-        layer.moving_mean.assign(before_mean.astype(np.float32))
-        layer.moving_variance.assign(before_var.astype(np.float32))
+        layer.moving_mean.assign(kept_mean.astype(np.float32))
+        layer.moving_variance.assign(kept_var.astype(np.float32))
     return BatchNormStep(
         layer.name, 1.0 - float(layer.momentum), f"momentum={layer.momentum:g}",
         float(layer.epsilon), bool(layer.trainable), before_mean, before_var,

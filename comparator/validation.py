@@ -628,20 +628,45 @@ def validate_model(model: str, image_size: int | None = None, batch_size: int = 
     if size < spec.min_image_size:
         raise UsageError(f"image size {size} is too small for {model}: it needs at least "
                          f"{spec.min_image_size} px")
+    _check_modes_and_batch(batch_size, options)
+    from adapters.layerwise import validate_zoo_model
+
+    return validate_zoo_model(spec, size, batch_size, seed, naive=naive, **options)
+
+
+def _check_modes_and_batch(batch_size: int, options: dict) -> None:
     modes = tuple(options.get("modes", MODES))
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:
         raise UsageError(f"unknown mode {', '.join(unknown) or '(none given)'}; modes are "
                          f"{', '.join(MODES)}")
-    needs_batch_statistics = "training" in modes or options.get("gradients", True)
+    needs_batch_statistics = ("training" in modes or options.get("gradients", True)
+                              or options.get("train_step", True))
     if batch_size < (2 if needs_batch_statistics else 1):
         raise UsageError(f"batch size must be at least 2, got {batch_size}: training mode "
                          "and gradients need batch statistics (or give --modes inference "
-                         "--no-gradients)" if batch_size > 0 else
+                         "--no-gradients --no-train-step)" if batch_size > 0 else
                          f"batch size must be positive, got {batch_size}")
-    from adapters.layerwise import validate_zoo_model
 
-    return validate_zoo_model(spec, size, batch_size, seed, naive=naive, **options)
+
+def validate_pair(pytorch: str, keras: str, *, pytorch_weights: str | None = None,
+                  keras_weights: str | None = None, input_shape: tuple[int, ...] | None = None,
+                  inputs: str | None = None, batch_size: int = 2, seed: int = 0,
+                  **options) -> PortValidation:
+    """Validate the user's own pair, given as SPECs (adapters/user_models.py), on a batch
+    from an .npz file or a seeded one of input_shape (C,H,W). Checks the batch before
+    importing any framework."""
+    from comparator.inputs_file import read_inputs, seeded_inputs
+
+    if (input_shape is None) == (inputs is None):
+        raise UsageError("give the batch as --input-shape C,H,W or as --inputs FILE.npz "
+                         "(one of them)")
+    x = read_inputs(inputs)[0] if inputs else seeded_inputs(input_shape, batch_size, seed)
+    _check_modes_and_batch(len(x), options)
+    from adapters.layerwise import validate_port
+
+    return validate_port(pytorch, keras, x, pytorch_weights=pytorch_weights,
+                         keras_weights=keras_weights, seed=seed, **options)
 
 
 _IMAGE_PORT_MAPS = ("densenet", "tiny", "resnet", "vgg", "mobilenet_v2")

@@ -186,3 +186,84 @@ def test_models_it_cannot_trace_are_named_in_one_line(layerwise, tmp_path):
         layerwise.validate_port(pair.torch_net(), Subclassed(), _inputs())
     message = str(err.value)
     assert "subclassed" in message and "(conv, head)" in message and "\n" not in message
+
+
+# ----- the command line -------------------------------------------------------------------
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "scripts", "validate_port.py")
+
+
+def _script(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=300)
+
+
+def test_script_validates_a_pair_of_file_py_callables(tmp_path):
+    out = tmp_path / "result.json"
+    done = _script("--pytorch", "tests/user_port_models.py:torch_net",
+                   "--keras", "tests/user_port_models.py:ported_with_keras_momentum",
+                   "--input-shape", f"3,{pair.SIZE},{pair.SIZE}", "--batch-size", "3",
+                   "--no-float64", "--json", str(out))
+    assert done.returncode == 1, done.stderr
+    last = done.stdout.strip().splitlines()[-1]
+    assert last.startswith("first diverging layer: PyTorch bn1 <-> Keras bn1 (training step")
+    assert "BatchNorm momentum: PyTorch bn1 0.1, Keras bn1 0.01" in last
+    import json
+
+    data = json.loads(out.read_text())
+    assert data["passed"] is False and data["input_shape"] == [3, 3, pair.SIZE, pair.SIZE]
+    assert data["first_divergence"]["causes"][0]["code"] == "momentum"
+    assert [s["diverges"] for s in data["statistics"]] == [False, True, False]
+
+
+def test_script_validates_a_keras_file_against_a_state_dict(tmp_path):
+    import torch
+
+    state, keras_file, batch = tmp_path / "net.pth", tmp_path / "net.keras", tmp_path / "x.npz"
+    torch.save(pair.torch_net().state_dict(), state)
+    model = pair.ported_keras_net()
+    _transpose_all("conv2")(model)
+    model.save(keras_file)
+    np.savez(batch, x=_inputs(n=2))
+    done = _script("--pytorch", "tests/user_port_models.py:torch_net", "--pytorch-weights",
+                   str(state), "--keras", str(keras_file), "--inputs", str(batch),
+                   "--modes", "inference", "--no-gradients", "--no-float64")
+    assert done.returncode == 1, done.stderr
+    assert ("first diverging layer: PyTorch conv2 <-> Keras conv2 (inference, isolated): the "
+            "kernel's spatial axes are swapped") in done.stdout
+    assert "PyTorch torch_net vs Keras net" in done.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (("tiny_cnn", "--pytorch", "a.py:f"), "--pytorch belong to your own pair"),
+    (("--pytorch", "a.py:f"), "your own pair needs --keras SPEC"),
+    (("--pytorch", "a.py:f", "--keras", "b.py:g"), "give the batch as --input-shape"),
+    (("--pytorch", "a.py:f", "--keras", "b.py:g", "--input-shape", "3,x"),
+     "--input-shape takes comma-separated sizes"),
+    (("--pytorch", "a.py:f", "--keras", "b.py:g", "--input-shape", "3,8,8",
+      "--batch-size", "1"), "batch size must be at least 2"),
+    (("--pytorch", "a.py:f", "--keras", "b.py:g", "--inputs", "NOX"), "has no array 'x'"),
+    (("--pytorch", "a.py:f", "--keras", "b.py:g", "--inputs", "INT"), "x is int64"),
+    (("--pytorch", "tests/user_port_models.py:torch_net", "--keras", "net.onnx",
+      "--input-shape", "3,8,8"), "net.onnx is an ONNX file"),
+    (("--pytorch", "tests/user_port_models.py:nothing", "--keras", "b.py:g",
+      "--input-shape", "3,8,8"), "has no attribute 'nothing'"),
+])
+def test_script_refuses_a_bad_pair_in_one_line(tmp_path, monkeypatch, capsys, args, message):
+    import importlib.util
+
+    np.savez(tmp_path / "nox.npz", y=np.zeros(2))
+    np.savez(tmp_path / "int.npz", x=np.zeros((2, 3, 8, 8), dtype=np.int64))
+    paths = {"NOX": str(tmp_path / "nox.npz"), "INT": str(tmp_path / "int.npz")}
+    spec = importlib.util.spec_from_file_location("validate_port_script", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    monkeypatch.chdir(ROOT)
+    code = script.main([paths.get(a, a) for a in args])
+    err = capsys.readouterr()
+    assert code == 2 and message in err.err, err.err
+    assert len(err.err.strip().splitlines()) == 1 and err.out == ""

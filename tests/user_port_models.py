@@ -66,10 +66,15 @@ def keras_net(momentum=0.9, epsilon=1e-5, dropout=0.25, wrong_bn=None):
     return keras.Model(inputs, layers.Dense(CLASSES, name="head")(x), name="residual_net")
 
 
-def ported_keras_net():
-    """The correct port, with the PyTorch model's weights."""
+def ported_keras_net(model=None):
+    """The Keras model (by default the correct port) holding the PyTorch model's weights."""
     from adapters.layerwise import port_weights
 
-    model = keras_net()
+    model = keras_net() if model is None else model
     port_weights(torch_net(), model)
     return model
+
+
+def ported_with_keras_momentum():
+    """The classic mistake: Keras's default momentum 0.99 left in bn1 (PyTorch's 0.01)."""
+    return ported_keras_net(keras_net(momentum=0.99, wrong_bn="bn1"))

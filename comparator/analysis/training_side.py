@@ -178,8 +178,9 @@ def _with_cause(c: StatisticsComparison, torch_step, keras_step, p_torch, p_kera
                    text=f"running statistics differ after one step with the same momentum "
                         f"{p_torch:g} (mean rel {c.mean_rel:.3g}, variance rel "
                         f"{c.variance_rel:.3g})",
-                   detail="the layers see the same input: look for renorm, a custom "
-                          "update or statistics that are reset")
+                   detail="the layers start from the same statistics and see the same "
+                          "input: look for renorm, a custom update or statistics that are "
+                          "reset")
 
 
 # ----- Dropout ----------------------------------------------------------------------------
