@@ -5,6 +5,7 @@ _LAZY = {
     "validate_port": ("adapters.layerwise", "validate_port"),
     "port_weights": ("adapters.layerwise", "port_weights"),
     "validate_model": ("comparator.validation", "validate_model"),
+    "validate_pair": ("comparator.validation", "validate_pair"),
 }
 
 __all__ = list(_LAZY)

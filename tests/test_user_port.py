@@ -267,3 +267,29 @@ def test_script_refuses_a_bad_pair_in_one_line(tmp_path, monkeypatch, capsys, ar
     err = capsys.readouterr()
     assert code == 2 and message in err.err, err.err
     assert len(err.err.strip().splitlines()) == 1 and err.out == ""
+
+
+# ----- assert_port ----------------------------------------------------------------------------
+
+
+def test_assert_port_passes_a_good_port_and_names_the_layer_of_a_bad_one():
+    import subprocess
+    import sys
+
+    # Importing comparator.testing loads no framework.
+    done = subprocess.run([sys.executable, "-c", "import sys, comparator.testing; "
+                           "print(sorted({'torch', 'keras'} & set(sys.modules)))"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.stdout.strip() == "[]", done.stderr
+    from comparator.testing import assert_port
+
+    result = assert_port(pair.torch_net(), pair.ported_keras_net(), _inputs(), **FAST)
+    assert result.passed
+    with pytest.raises(AssertionError) as err:
+        assert_port(pair.torch_net(), pair.ported_with_keras_momentum(), _inputs(), **FAST)
+    first = str(err.value).splitlines()[0]
+    assert first.startswith("first diverging layer: PyTorch bn1 <-> Keras bn1")
+    assert "momentum" in first
+    # Without the training step the same port passes: inference cannot tell.
+    assert assert_port(pair.torch_net(), pair.ported_with_keras_momentum(), _inputs(),
+                       train_step=False, **FAST).passed
