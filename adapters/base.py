@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from comparator.data import Batch
-from comparator.errors import NumericalError, UsageError
+from comparator.errors import Diverged, NumericalError, UsageError
 from comparator.models import ModelSpec
 from comparator.recipes import Recipe
 from comparator.results import Losses, Modes, RunResult, State
@@ -174,17 +174,24 @@ class FrameworkAdapter(ABC):
             initial = self._initial_canonical  # what restoring the initial state gives
             self._reset_rng_impl()
             train_losses, step_modes, validation = [], [], []
-            for _ in range(steps):
+            for step in range(1, steps + 1):
                 loss, validation_loss = self._train_step_impl(batch, validate)
-                train_losses.append(self._finite(loss, "train-step loss"))
+                if not np.isfinite(loss):
+                    raise Diverged(f"the train-step loss became {loss} at step {step}", step)
+                train_losses.append(loss)
                 if validation_loss is not None:
                     validation.append(validation_loss)
                 step_modes.append(self._audit_impl())
             modes, train_losses = step_modes[0], tuple(train_losses)
             final = self._canonical_impl()
             final_digests = array_digests(final)
-            after_loss = self._inference_of(final_digests, batch,
-                                            lambda: self._inference_loss_impl(batch))
+            try:
+                after_loss = self._inference_of(final_digests, batch,
+                                                lambda: self._inference_loss_impl(batch))
+            except NumericalError:
+                raise Diverged(f"the inference loss after step {steps} is not finite "
+                               "(the update left non-finite weights or statistics)",
+                               steps) from None
             params_before, stats_before = split_state(initial)
             params_after, stats_after = split_state(final)
             weight_delta = max_abs_delta(params_before, params_after)

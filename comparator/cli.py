@@ -14,7 +14,7 @@ from comparator.errors import (
     ComparatorError,
     UsageError,
 )
-from comparator.frameworks import worker_problems
+from comparator.frameworks import diverged_runs, worker_problems
 
 EXIT_INTERNAL = 5
 EXIT_INTERRUPTED = 130
@@ -195,6 +195,7 @@ def run(args, argv: list[str]) -> int:
     render(report, stdout, quiet=args.quiet)
     if worker_problems(report):
         return EXIT_WORKER_FAILED
+    diverged_runs(report)  # named on stderr; their failed checks give exit status 1
     if not report.checks_passed:
         return EXIT_CHECK_FAILED
     if referee is not None and referee.failed:

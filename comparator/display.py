@@ -134,9 +134,11 @@ def verdict_line(report: Report) -> str:
     status = "checks passed" if not failed else f"checks FAILED: {', '.join(failed)}"
     missing = ""
     if report.unavailable_runs:
-        failed_runs = sum(r["status"] == "failed" for r in report.unavailable_runs)
-        skipped_runs = len(report.unavailable_runs) - failed_runs
+        statuses = [r["status"] for r in report.unavailable_runs]
+        failed_runs, diverged = statuses.count("failed"), statuses.count("diverged")
+        skipped_runs = len(statuses) - failed_runs - diverged
         missing = "".join(f" ({n} {what})" for n, what in ((failed_runs, "FAILED"),
+                                                            (diverged, "DIVERGED"),
                                                             (skipped_runs, "skipped")) if n)
     return (f"{report.model}/{report.scenario}: {len(report.runs)} runs{missing}, {status}; "
             f"{same} of {len(report.equivalences)} listed recipe pairs equivalent; "
