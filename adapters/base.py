@@ -205,7 +205,8 @@ class FrameworkAdapter(ABC):
             id=recipe.id, framework=self.name, recipe=recipe.name,
             description=recipe.description,
             losses=Losses(before_loss, train_losses, after_loss,
-                          tuple(validation) if validation else None),
+                          tuple(validation) if validation else None,
+                          ablations.get("dropout_off")),
             state=State(trainable, frozen, weight_delta > 0, weight_delta,
                         stat_delta > 0, stat_delta),
             modes=modes,
@@ -222,14 +223,21 @@ class FrameworkAdapter(ABC):
         than the measurements already taken (with one cause active, switching it off gives
         the inference pass itself)."""
         found = {}
+        passes = []
         if modes.bn_batch_stats and modes.dropout_active:
-            for key, bn_moving, dropout_off in (("bn_moving_statistics", True, False),
-                                                ("dropout_off", False, True)):
-                self._restore_impl(self._initial_state)
-                self._apply_impl(recipe)
-                self._reset_rng_impl()
-                found[key] = self._finite(self._forward_loss_impl(batch, bn_moving, dropout_off),
-                                          "ablation loss")
+            passes.append(("bn_moving_statistics", True, False))
+        if modes.dropout_active:
+            # Also what the frameworks are compared on (their masks differ), with the
+            # running statistics this pass leaves.
+            passes.append(("dropout_off", False, True))
+        for key, bn_moving, dropout_off in passes:
+            self._restore_impl(self._initial_state)
+            self._apply_impl(recipe)
+            self._reset_rng_impl()
+            found[key] = self._finite(self._forward_loss_impl(batch, bn_moving, dropout_off),
+                                      "ablation loss")
+            if dropout_off:
+                found["dropout_off_statistics"] = split_state(self._canonical_impl())[1]
         if weights_and_stats_moved:
             mixed = {**params_before, **stats_after}
 

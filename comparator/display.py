@@ -92,7 +92,12 @@ def render_equivalences(report: Report, console: Console) -> None:
     console.print("[bold]Recipe equivalence (measured)[/]")
     for eq in report.equivalences:
         mark = "[green]same[/]" if eq.equivalent else "[red]differ[/]"
-        console.print(f"  {mark}  {eq.a} ~ {eq.b}  (max loss diff {eq.max_diff:.1e})")
+        # A pair can differ in modes or states while every loss compared agrees.
+        amount = (f"max loss diff {eq.max_diff:.1e}" if eq.equivalent or eq.max_diff > 0
+                  else "the losses compared agree; it differs in")
+        console.print(f"  {mark}  {eq.a} ~ {eq.b}  ({amount})")
+        if eq.judged_on:
+            console.print(f"          note: {eq.judged_on}", style="dim", highlight=False)
         for difference in eq.differences:
             console.print(f"          - {difference}", style="dim", highlight=False)
         for cause in eq.causes:

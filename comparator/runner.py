@@ -13,7 +13,7 @@ import numpy as np
 from comparator.data import REGRESSION_SCENARIOS, Batch
 from comparator.crosscheck import FLOAT32_FACTOR, explain_pair
 from comparator.diagnosis import explain_run
-from comparator.equivalence import equivalences, old_keras_frozen_bn_findings
+from comparator.equivalence import compared_states, equivalences, old_keras_frozen_bn_findings
 from comparator.errors import Diverged, UsageError
 from comparator.memory import long_lived_objects_frozen
 from comparator.frameworks import DEFAULT as FRAMEWORKS
@@ -209,7 +209,7 @@ def _run_recipes(recipes, adapters, batch, config, progress, phase, t):
     """Every recipe of an in-process adapter: results, final states, per-run explanations
     and per-layer BatchNorm changes (runs of a failed worker are left out)."""
     runs, states, explanations, bn_deltas = {}, {}, [], {}
-    diverged = []
+    diverged, dropout_free = [], {}
     for recipe in recipes:
         if getattr(adapters[recipe.framework], "failure", None) is not None:
             continue
@@ -224,6 +224,9 @@ def _run_recipes(recipes, adapters, batch, config, progress, phase, t):
             t = phase(f"recipe:{recipe.id}", t)
             continue
         runs[recipe.id], states[recipe.id] = measurement.result, measurement.final_state
+        if "dropout_off_statistics" in measurement.ablations:
+            dropout_free[recipe.id] = {**measurement.final_state,
+                                       **measurement.ablations["dropout_off_statistics"]}
         deltas = bn_layer_deltas(measurement.initial_state, measurement.final_state)
         if any(deltas):
             bn_deltas[recipe.id] = deltas
@@ -232,7 +235,7 @@ def _run_recipes(recipes, adapters, batch, config, progress, phase, t):
         if explanation:
             explanations.append(explanation)
         t = phase(f"recipe:{recipe.id}", t)
-    return runs, states, explanations, bn_deltas, diverged, t
+    return runs, states, explanations, bn_deltas, (diverged, dropout_free), t
 
 
 def compare(config: CompareConfig, progress=_noop, preset: str | None = None) -> Outcome:
@@ -287,15 +290,16 @@ def compare(config: CompareConfig, progress=_noop, preset: str | None = None) ->
 
     with long_lived_objects_frozen():
         unavailable = unavailable_runs(recipes, adapters)
-        runs, states, explanations, bn_deltas, diverged, t = _run_recipes(
+        runs, states, explanations, bn_deltas, (diverged, dropout_free), t = _run_recipes(
             recipes, adapters, batch, config, progress, phase, t)
         unavailable += diverged
         checks += _divergence_checks(diverged)
         progress("explaining cross-framework differences", 1)
         conventions = {name: a.conventions() for name, a in adapters.items()
                        if hasattr(a, "conventions")}
-        found = [explain_pair(eq, conventions, recipes, adapters, batch, config, runs, states)
-                 for eq in equivalences(runs, states)]
+        compared = compared_states(runs, states, dropout_free)
+        found = [explain_pair(eq, conventions, recipes, adapters, batch, config, runs, compared)
+                 for eq in equivalences(runs, compared)]
         t = phase("diagnosis", t)
     checks += _validation_checks(runs)
     environment = _package_versions()
@@ -424,14 +428,15 @@ def compare_user_pair(pair, config: CompareConfig, progress=_noop) -> Outcome:
     checks = [_pair_port_check(adapters, batch)]
     t = phase("port", t)
     with long_lived_objects_frozen():
-        runs, states, explanations, bn_deltas, diverged, t = _run_recipes(
+        runs, states, explanations, bn_deltas, (diverged, dropout_free), t = _run_recipes(
             recipes, adapters, batch, config, progress, phase, t)
         unavailable += diverged
         checks += _divergence_checks(diverged)
         progress("explaining cross-framework differences", 1)
         conventions = {name: a.conventions() for name, a in adapters.items()}
-        found = [explain_pair(eq, conventions, recipes, adapters, batch, config, runs, states)
-                 for eq in equivalences(runs, states)]
+        compared = compared_states(runs, states, dropout_free)
+        found = [explain_pair(eq, conventions, recipes, adapters, batch, config, runs, compared)
+                 for eq in equivalences(runs, compared)]
         t = phase("diagnosis", t)
     checks += _validation_checks(runs)
     environment = _package_versions()
