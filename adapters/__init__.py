@@ -43,3 +43,16 @@ def load_adapter(name: str, **options):
             "install the project with: pip install -e '.[dev]'"
         ) from None
     return getattr(module, class_name)(**options)
+
+
+def open_user_pair(pair, config):
+    """Load a user's pair (comparator.config.pair.UserPair) into adapters: the models as
+    given, Keras on torch in this process (adapters.user_pair)."""
+    os.environ.setdefault("XFRAME_DEVICE", config.device)
+    try:
+        from adapters.user_pair import open_pair
+    except ImportError as exc:
+        raise FrameworkUnavailable(
+            f"a user pair needs PyTorch and Keras ({exc.name or exc}); install the project "
+            "with: pip install -e '.[dev]'") from None
+    return open_pair(pair, config)

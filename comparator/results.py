@@ -35,6 +35,9 @@ class Losses(_Serialisable):
     train_step: tuple[float, ...]
     inference_after: float
     fit_validation: tuple[float, ...] | None = None
+    # The first train step's forward pass with Dropout off (BatchNorm as the recipe set it),
+    # measured where Dropout was active: what the frameworks are compared on then.
+    train_step_without_dropout: float | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,7 @@ class Equivalence(_Serialisable):
     max_weight_diff: float | None = None
     max_bn_stat_diff: float | None = None
     causes: tuple[dict, ...] = ()
+    judged_on: str = ""  # what the verdict rests on, where that is not every measurement
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,11 @@ import numpy as np
 from comparator.data import REGRESSION_SCENARIOS, Batch
 from comparator.crosscheck import FLOAT32_FACTOR, explain_pair
 from comparator.diagnosis import explain_run
-from comparator.equivalence import equivalences, old_keras_frozen_bn_findings
-from comparator.errors import UsageError
+from comparator.equivalence import compared_states, equivalences, old_keras_frozen_bn_findings
+from comparator.errors import Diverged, UsageError
 from comparator.memory import long_lived_objects_frozen
 from comparator.frameworks import DEFAULT as FRAMEWORKS
-from comparator.frameworks import resolve_frameworks, unavailable_runs
+from comparator.frameworks import backend_of, resolve_frameworks, unavailable_runs
 from comparator.models import ModelSpec, get_spec
 from comparator.recipes import Recipe, select
 from comparator.results import Check, Report
@@ -197,17 +197,36 @@ def _validation_checks(runs) -> list[Check]:
     return checks
 
 
+def _divergence_checks(diverged: list[dict]) -> list[Check]:
+    """A failed check per run whose loss became NaN or infinite (the exit status says 1)."""
+    return [Check(name=f"{record['id']}:loss_finite", passed=False, value=float(record["step"]),
+                  tolerance=0.0,
+                  detail=f"diverged at step {record['step']}: {record['reason']} (value: the "
+                         "step)") for record in diverged]
+
+
 def _run_recipes(recipes, adapters, batch, config, progress, phase, t):
     """Every recipe of an in-process adapter: results, final states, per-run explanations
     and per-layer BatchNorm changes (runs of a failed worker are left out)."""
     runs, states, explanations, bn_deltas = {}, {}, [], {}
+    diverged, dropout_free = [], {}
     for recipe in recipes:
         if getattr(adapters[recipe.framework], "failure", None) is not None:
             continue
         progress(f"running {recipe.id}", 1)
-        measurement = adapters[recipe.framework].run_recipe(
-            recipe, batch, config.steps, config.lr, config.optimizer, config.validate)
+        try:
+            measurement = adapters[recipe.framework].run_recipe(
+                recipe, batch, config.steps, config.lr, config.optimizer, config.validate)
+        except Diverged as exc:  # the other runs go on; the report says where it happened
+            diverged.append({"id": recipe.id, "framework": recipe.framework,
+                             "backend": backend_of(recipe.framework), "recipe": recipe.name,
+                             "status": "diverged", "step": exc.step, "reason": str(exc)})
+            t = phase(f"recipe:{recipe.id}", t)
+            continue
         runs[recipe.id], states[recipe.id] = measurement.result, measurement.final_state
+        if "dropout_off_statistics" in measurement.ablations:
+            dropout_free[recipe.id] = {**measurement.final_state,
+                                       **measurement.ablations["dropout_off_statistics"]}
         deltas = bn_layer_deltas(measurement.initial_state, measurement.final_state)
         if any(deltas):
             bn_deltas[recipe.id] = deltas
@@ -216,7 +235,7 @@ def _run_recipes(recipes, adapters, batch, config, progress, phase, t):
         if explanation:
             explanations.append(explanation)
         t = phase(f"recipe:{recipe.id}", t)
-    return runs, states, explanations, bn_deltas, t
+    return runs, states, explanations, bn_deltas, (diverged, dropout_free), t
 
 
 def compare(config: CompareConfig, progress=_noop, preset: str | None = None) -> Outcome:
@@ -271,11 +290,16 @@ def compare(config: CompareConfig, progress=_noop, preset: str | None = None) ->
 
     with long_lived_objects_frozen():
         unavailable = unavailable_runs(recipes, adapters)
-        runs, states, explanations, bn_deltas, t = _run_recipes(recipes, adapters, batch,
-                                                                 config, progress, phase, t)
+        runs, states, explanations, bn_deltas, (diverged, dropout_free), t = _run_recipes(
+            recipes, adapters, batch, config, progress, phase, t)
+        unavailable += diverged
+        checks += _divergence_checks(diverged)
         progress("explaining cross-framework differences", 1)
-        found = [explain_pair(eq, spec, recipes, adapters, batch, config, runs, states)
-                 for eq in equivalences(runs, states)]
+        conventions = {name: a.conventions() for name, a in adapters.items()
+                       if hasattr(a, "conventions")}
+        compared = compared_states(runs, states, dropout_free)
+        found = [explain_pair(eq, conventions, recipes, adapters, batch, config, runs, compared)
+                 for eq in equivalences(runs, compared)]
         t = phase("diagnosis", t)
     checks += _validation_checks(runs)
     environment = _package_versions()
@@ -295,6 +319,7 @@ def compare(config: CompareConfig, progress=_noop, preset: str | None = None) ->
         "preset": preset,
         "device": config.device, "frameworks": list(config.frameworks),
     }
+    settings["conventions"] = conventions
     settings.update(prepared.settings)
     phases["total_seconds"] = round(time.perf_counter() - started, 3)
     report = Report(model=spec.name, scenario=config.scenario, settings=settings,
@@ -308,3 +333,137 @@ def compare(config: CompareConfig, progress=_noop, preset: str | None = None) ->
                                  for a in adapters.values())})
     progress("done", 1)
     return Outcome(report=report, batch=batch, adapters=adapters, bn_deltas=bn_deltas)
+
+
+# ----- a user's own pair ------------------------------------------------------------------
+
+PAIR_FRAMEWORKS = ("pytorch", "keras")
+
+
+def resolve_pair_config(config: CompareConfig) -> tuple[CompareConfig, list[Recipe]]:
+    """The settings a user pair takes (no zoo model, no image size, Keras on torch only)."""
+    if config.scenario not in SCENARIOS:
+        raise UsageError(f"unknown scenario {config.scenario!r}; known: {', '.join(SCENARIOS)}")
+    for label, value in (("batch size", config.batch_size), ("steps", config.steps)):
+        if value <= 0:
+            raise UsageError(f"{label} must be positive, got {value}")
+    if config.optimizer not in OPTIMIZERS:
+        raise UsageError(f"unknown optimizer {config.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
+    if config.loss not in LOSS_KINDS:
+        raise UsageError(f"unknown loss {config.loss!r}; known: {', '.join(LOSS_KINDS)}")
+    if config.loss != "logits" and config.scenario != "classify":
+        raise UsageError(f"the {config.loss} loss is for the classify scenario")
+    if not (config.lr > 0 and np.isfinite(config.lr)):
+        raise UsageError(f"learning rate must be a positive number, got {config.lr}")
+    if config.device != "cpu" and not config.device.startswith("cuda"):
+        raise UsageError(f"unknown device {config.device!r}; use cpu or cuda")
+    frameworks = resolve_frameworks(config.frameworks)
+    if set(frameworks) != set(PAIR_FRAMEWORKS):
+        raise UsageError("a user pair runs on PyTorch and Keras on torch in this process "
+                         f"(--frameworks pytorch,keras), not {', '.join(frameworks)}")
+    # Feature extraction needs the model cut into a backbone and a head that takes its
+    # features, which a user's model does not offer.
+    recipes = [r for r in select(list(config.recipes), list(PAIR_FRAMEWORKS), config.scenario)
+               if not r.feature_extraction]
+    return CompareConfig(**{**config.__dict__, "frameworks": PAIR_FRAMEWORKS}), recipes
+
+
+def _not_representable(recipes, blocked: dict) -> tuple[list, list[dict]]:
+    """Recipes the pair can run, and a record for each it cannot represent."""
+    runnable, records = [], []
+    for recipe in recipes:
+        reason = blocked.get(recipe.id) or blocked.get(recipe.framework)
+        if reason is None:
+            runnable.append(recipe)
+            continue
+        records.append({"id": recipe.id, "framework": recipe.framework,
+                        "backend": backend_of(recipe.framework), "recipe": recipe.name,
+                        "status": "not representable", "reason": reason})
+    return runnable, records
+
+
+def _pair_settings(config: CompareConfig, opened) -> dict:
+    x = opened.batch.x
+    return {
+        "batch_size": len(x), "image_size": int(x.shape[-1]) if x.ndim == 4 else None,
+        "seed": config.seed, "steps": config.steps, "weights": "user",
+        "weights_sha256": None,
+        "weights_description": opened.settings["pair"]["weights"],
+        "optimizer": _optimizer_settings(config),
+        "loss": ("mean squared error" if config.scenario in REGRESSION_SCENARIOS
+                 else LOSS_DESCRIPTIONS[config.loss]),
+        "loss_kind": config.loss, "scenario": config.scenario,
+        "fit_validation_data": config.validate, "preset": None, "device": config.device,
+        "frameworks": list(config.frameworks),
+        "labels": opened.settings["labels_source"] if config.scenario == "classify" else None,
+        **opened.settings,
+    }
+
+
+def compare_user_pair(pair, config: CompareConfig, progress=_noop) -> Outcome:
+    """The comparison on a user's own pair (comparator.config.pair.UserPair): the models as
+    given, the recipes applied to the whole model or to the part named by pair.freeze."""
+    from adapters import open_user_pair  # adapters import frameworks: only now
+
+    from comparator.config.pair import check_pair
+
+    started = time.perf_counter()
+    phases: dict[str, float] = {}
+
+    def phase(name: str, since: float) -> float:
+        now = time.perf_counter()
+        phases[name] = round(phases.get(name, 0.0) + now - since, 3)
+        return now
+
+    config, recipes = resolve_pair_config(config)
+    check_pair(pair)
+    t = time.perf_counter()
+    progress("loading the two models", 1)
+    opened = open_user_pair(pair, config)
+    adapters, batch = opened.adapters, opened.batch
+    for adapter in adapters.values():
+        adapter.loss_kind = config.loss
+    t = phase("load", t)
+    recipes, unavailable = _not_representable(recipes, opened.not_representable)
+    checks = [_pair_port_check(adapters, batch)]
+    t = phase("port", t)
+    with long_lived_objects_frozen():
+        runs, states, explanations, bn_deltas, (diverged, dropout_free), t = _run_recipes(
+            recipes, adapters, batch, config, progress, phase, t)
+        unavailable += diverged
+        checks += _divergence_checks(diverged)
+        progress("explaining cross-framework differences", 1)
+        conventions = {name: a.conventions() for name, a in adapters.items()}
+        compared = compared_states(runs, states, dropout_free)
+        found = [explain_pair(eq, conventions, recipes, adapters, batch, config, runs, compared)
+                 for eq in equivalences(runs, compared)]
+        t = phase("diagnosis", t)
+    checks += _validation_checks(runs)
+    environment = _package_versions()
+    for adapter in adapters.values():
+        environment.update(adapter.environment())
+    phases["total_seconds"] = round(time.perf_counter() - started, 3)
+    report = Report(model=opened.name, scenario=config.scenario,
+                    settings=_pair_settings(config, opened), environment=environment,
+                    runs=tuple(runs.values()), checks=tuple(checks),
+                    explanations=tuple(explanations), equivalences=tuple(found),
+                    findings=tuple(old_keras_frozen_bn_findings(runs)),
+                    unavailable_runs=tuple(unavailable),
+                    timings={"total_seconds": phases.pop("total_seconds"), "phases": phases,
+                             "reused_inference_passes": sum(
+                                 a.reused_inference_passes for a in adapters.values())})
+    progress("done", 1)
+    return Outcome(report=report, batch=batch, adapters=adapters, bn_deltas=bn_deltas)
+
+
+def _pair_port_check(adapters: dict, batch: Batch) -> Check:
+    """The user's port as given: inference outputs of Keras against PyTorch's. A torch.export
+    program has no float64 rerun, so its tolerance stays the fixed one."""
+    reference = adapters["pytorch"]
+    if getattr(reference, "inference_only", None):
+        theirs = reference.logits(batch).astype(np.float64)
+        diff = float(np.max(np.abs(theirs - adapters["keras"].logits(batch))))
+        return Check(name="port:keras_vs_pytorch_eval_logits", passed=diff <= PORT_TOLERANCE,
+                     value=diff, tolerance=PORT_TOLERANCE,
+                     detail="max abs difference of inference-mode outputs on the batch")
+    return _port_check("keras", reference, adapters["keras"], batch)
