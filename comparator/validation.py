@@ -656,12 +656,12 @@ def validate_pair(pytorch: str, keras: str, *, pytorch_weights: str | None = Non
     """Validate the user's own pair, given as SPECs (adapters/user_models.py), on a batch
     from an .npz file or a seeded one of input_shape (C,H,W). Checks the batch before
     importing any framework."""
-    from comparator.inputs_file import read_inputs, seeded_inputs
+    from comparator.config.pair import load_inputs, seeded_inputs
 
     if (input_shape is None) == (inputs is None):
         raise UsageError("give the batch as --input-shape C,H,W or as --inputs FILE.npz "
                          "(one of them)")
-    x = read_inputs(inputs)[0] if inputs else seeded_inputs(input_shape, batch_size, seed)
+    x = load_inputs(inputs)[0] if inputs else seeded_inputs(input_shape, batch_size, seed)
     _check_modes_and_batch(len(x), options)
     from adapters.layerwise import validate_port
 

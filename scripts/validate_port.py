@@ -102,7 +102,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         from comparator.errors import UsageError
-        from comparator.inputs_file import parse_input_shape
+        from comparator.config.pair import parse_input_shape
         from comparator.validation import DEFAULT_TOLERANCE, validate_model, validate_pair
 
         modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
