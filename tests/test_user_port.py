@@ -293,3 +293,20 @@ def test_assert_port_passes_a_good_port_and_names_the_layer_of_a_bad_one():
     # Without the training step the same port passes: inference cannot tell.
     assert assert_port(pair.torch_net(), pair.ported_with_keras_momentum(), _inputs(),
                        train_step=False, **FAST).passed
+
+
+def test_a_frozen_keras_batchnorm_and_a_cumulative_pytorch_momentum_are_named(layerwise):
+    def freeze(model):
+        model.get_layer("bn2").trainable = False
+
+    result = _validate(layerwise, pair.keras_net(), freeze, **FAST)
+    assert [(s.keras_layer, s.cause, s.keras_variance) for s in result.statistics_divergences] \
+        == [("bn2", "frozen_batchnorm", "not updated")]
+    torch_model, keras_model = pair.torch_net(), pair.keras_net()
+    layerwise.port_weights(torch_model, keras_model)
+    torch_model.bn.momentum = None
+    torch_model.bn.num_batches_tracked.fill_(3)
+    result = layerwise.validate_port(torch_model, keras_model, _inputs(), **FAST)
+    (found,) = result.statistics_divergences
+    assert found.keras_layer == "bn" and found.cause == "momentum"
+    assert "PyTorch bn 0.25 (momentum=None: a cumulative average" in found.text

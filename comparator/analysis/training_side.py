@@ -167,7 +167,9 @@ def _with_cause(c: StatisticsComparison, torch_step, keras_step, p_torch, p_kera
                        text=f"PyTorch {c.torch_module} does not update its running statistics")
     if abs(p_torch - p_keras) > MOMENTUM_TOLERANCE:
         return replace(c, cause="momentum",
-                       text=f"BatchNorm momentum: PyTorch {c.torch_module} {p_torch:g}, "
+                       text=f"BatchNorm momentum: PyTorch {c.torch_module} {p_torch:g}"
+                            + (" (momentum=None: a cumulative average, 1/(batches seen + 1) "
+                               "at this step)" if torch_step.momentum is None else "") + ", "
                             f"Keras {c.keras_layer} {p_keras:g} (PyTorch's convention, the "
                             f"weight of the new batch; Keras states {keras_step.declared})",
                        detail=f"Keras's momentum m is PyTorch's 1 - m: PyTorch's momentum="
