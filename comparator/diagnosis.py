@@ -184,13 +184,15 @@ def explain_bn_conventions(keras_final: dict, torch_final: dict, torch_matched: 
     mean_after = diff(keras_final, torch_matched, ".running_mean")
     var_after = diff(keras_final, torch_matched, ".running_var")
     names = [k for k in keras_final if k.endswith(".running_var") and k in torch_matched]
-    larger = np.mean(np.concatenate([(torch_matched[k] > keras_final[k]).ravel()
-                                     for k in names]))
+    torch_var, keras_var = (np.concatenate([s[k].ravel() for k in names])
+                            for s in (torch_matched, keras_final))
+    differ = torch_var != keras_var  # channels of layers that did not move say nothing
+    larger = np.mean(torch_var[differ] > keras_var[differ]) if differ.any() else 0.0
     variance = {
         "cause": "bn_variance_bias", "value": var_after, "fraction_larger": float(larger),
         "text": f"With matched momentum the running variances still differ by up to "
-                f"{var_after:.2g}, and PyTorch's is the larger in {100 * larger:.0f}% of "
-                "channels: PyTorch updates it with the unbiased batch variance, Keras with "
+                f"{var_after:.2g}, and PyTorch's is the larger in {100 * larger:.0f}% of the "
+                "channels that differ: PyTorch updates it with the unbiased batch variance, Keras with "
                 "the biased one."}
     if already_matched:
         return [variance]

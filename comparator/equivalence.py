@@ -59,8 +59,7 @@ def compare_runs(a: RunResult, b: RunResult, state_a: dict, state_b: dict,
         max_diff = max(max_diff, diff)
         if diff > loss_tolerance(max(abs(x), abs(y))):
             differences.append(f"{label}: {x:.6g} vs {y:.6g} (differ by {diff:.3g})")
-    flags = ("bn_stats_changed",) if dropout else ("weights_changed", "bn_stats_changed")
-    for flag in flags:
+    for flag in ("weights_changed", "bn_stats_changed"):
         fa, fb = getattr(a.state, flag), getattr(b.state, flag)
         if fa != fb:
             differences.append(f"{flag}: {a.id} {fa}, {b.id} {fb}")

@@ -467,3 +467,42 @@ def _pair_port_check(adapters: dict, batch: Batch) -> Check:
                      value=diff, tolerance=PORT_TOLERANCE,
                      detail="max abs difference of inference-mode outputs on the batch")
     return _port_check("keras", reference, adapters["keras"], batch)
+
+
+PAIR_LOSSES = ("logits", "probabilities", "mse")
+
+
+def compare_pair(torch_module, keras_model, inputs, labels_or_targets=None, *,
+                 loss: str = "logits", recipes=(), freeze: str | None = None,
+                 onnx: str | None = None, steps: int = 1, lr: float = 0.01,
+                 optimizer: str = "sgd", dropout: str = "on", seed: int = 0,
+                 device: str = "cpu", port_weights: str | None = None) -> Report:
+    """Compare the freezing recipes of PyTorch and Keras on your own pair; the Report of
+    compare.py (same JSON schema, `model` names the pair).
+
+    torch_module: a torch.nn.Module (or a torch.export program, or a SPEC string);
+    keras_model: a keras.Model (or a SPEC string), on the torch backend in this process;
+    inputs: one batch in PyTorch's layout (N,C,H,W or N,F), numpy or a tensor; Keras gets
+    the channels-last copy. labels_or_targets: class indices (loss "logits" or
+    "probabilities") or regression targets (loss "mse"); default: the PyTorch model's own
+    predictions. freeze: the submodule and layer that play the frozen backbone ("NAME" or
+    "TORCH_NAME:KERAS_NAME"); default: the whole model. onnx: an ONNX file of the model,
+    run in ONNX Runtime as the referee. Weights are used as given unless port_weights
+    ("pytorch-to-keras" or "keras-to-pytorch")."""
+    from comparator.config.pair import UserPair
+
+    if loss not in PAIR_LOSSES:
+        raise UsageError(f"unknown loss {loss!r}; known: {', '.join(PAIR_LOSSES)}")
+    pair = UserPair(pytorch=torch_module, keras=keras_model, freeze=freeze, onnx=onnx,
+                    port_weights=port_weights, dropout=dropout, x=inputs,
+                    y=None if labels_or_targets is None else np.asarray(labels_or_targets))
+    config = CompareConfig(model="user pair", scenario="regress" if loss == "mse" else "classify",
+                           batch_size=len(inputs), steps=steps, seed=seed, lr=lr,
+                           recipes=tuple(recipes), device=device, optimizer=optimizer,
+                           loss="logits" if loss == "mse" else loss)
+    outcome = compare_user_pair(pair, config)
+    if onnx:
+        from comparator.referee import referee_file, with_referee
+
+        outcome.report = with_referee(outcome.report, referee_file(outcome, onnx, device))
+    return outcome.report
