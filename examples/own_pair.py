@@ -52,9 +52,15 @@ def small_resnet_keras():
     return keras.Model(inputs, layers.Dense(CLASSES, name="fc")(x), name="small_resnet")
 
 
-def main() -> int:
+def seeded_small_resnet():
+    """The PyTorch model with seeded weights, for `compare.py --pytorch
+    examples/own_pair.py:seeded_small_resnet`."""
     torch.manual_seed(0)
-    torch_model, keras_model = SmallResNet(), small_resnet_keras()
+    return SmallResNet()
+
+
+def main() -> int:
+    torch_model, keras_model = seeded_small_resnet(), small_resnet_keras()
     comparator.port_weights(torch_model, keras_model)  # your own port would be here
     x = np.random.default_rng(0).standard_normal((4, 3, 16, 16)).astype(np.float32)
 
