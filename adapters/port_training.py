@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from adapters.keras3 import keras  # fixes the torch backend before Keras is imported
+from adapters.keras.backend import keras  # noqa: F401 (fixes the torch backend first)
 from keras import layers, ops  # noqa: E402
 
 from comparator.analysis.training_side import (  # noqa: E402

@@ -113,8 +113,8 @@ def _build(target, name: str, is_model, expected: str):
     if is_model(target):
         return target
     if not callable(target):
-        raise UsageError(f"{name} is of type {type(target).__name__}, not {expected} nor a class or "
-                         "factory that returns one")
+        raise UsageError(f"{name} is of type {type(target).__name__}, not {expected} nor a "
+                         "class or factory that returns one")
     try:
         model = target()
     except Exception as exc:
@@ -260,7 +260,7 @@ def pytorch_submodule(model, name: str):
 
 
 def _keras():
-    from adapters.keras3 import import_keras  # the torch backend, or a clear refusal
+    from adapters.keras.backend import import_keras  # the torch backend, or a refusal
 
     return import_keras()
 

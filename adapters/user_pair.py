@@ -8,15 +8,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from adapters.keras3 import keras
-from adapters.keras3_user import KerasUserAdapter
-from adapters.pytorch_user import PyTorchUserAdapter
+from adapters.keras.backend import keras
+from adapters.keras.user import KerasUserAdapter
+from adapters.pytorch.user import PyTorchUserAdapter
 from adapters.user_models import as_keras, as_pytorch, keras_layer, pytorch_submodule
 from adapters.weight_pairing import pair_weights
 from comparator.config.pair import UserPair, pair_inputs
-from comparator.data import REGRESSION_SCENARIOS, Batch
+from comparator.inputs.batch import REGRESSION_SCENARIOS, Batch
 from comparator.errors import UsageError
-from comparator.portmaps import from_keras_layout, to_keras_layout
+from comparator.zoo.portmaps import from_keras_layout, to_keras_layout
 
 
 @dataclass

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from adapters.keras3 import keras
-from comparator.portmaps import BN_SUFFIXES, LayerPort, to_keras_layout
+from adapters.keras.backend import keras
+from comparator.zoo.portmaps import BN_SUFFIXES, LayerPort, to_keras_layout
 
 layers = keras.layers
 

@@ -19,7 +19,7 @@ def assert_port(torch_module, keras_model, inputs, train_step: bool = True, **op
 
     train_step: also step every BatchNorm pair once in training mode and compare their
     running statistics (momentum, kept variance), and compare the Dropout rates."""
-    from adapters.layerwise import validate_port
+    from comparator import validate_port
 
     result = validate_port(torch_module, keras_model, inputs, train_step=train_step, **options)
     if not result.passed:

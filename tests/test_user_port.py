@@ -15,26 +15,26 @@ FAST = dict(modes=("inference",), gradients=False, reference64=False)
 
 
 @pytest.fixture(scope="module")
-def layerwise():
-    import adapters.layerwise as layerwise
+def validator():
+    import adapters.port_validator as validator
 
-    return layerwise
+    return validator
 
 
 def _inputs(n=2):
     return np.random.default_rng(1).normal(size=(n, 3, pair.SIZE, pair.SIZE)).astype(np.float32)
 
 
-def _validate(layerwise, keras_model, plant=None, **options):
+def _validate(validator, keras_model, plant=None, **options):
     torch_model = pair.torch_net()
-    layerwise.port_weights(torch_model, keras_model)
+    validator.port_weights(torch_model, keras_model)
     if plant is not None:
         plant(keras_model)
-    return layerwise.validate_port(torch_model, keras_model, _inputs(), **options)
+    return validator.validate_port(torch_model, keras_model, _inputs(), **options)
 
 
-def test_the_correct_port_agrees_in_training_too(layerwise):
-    result = _validate(layerwise, pair.keras_net())
+def test_the_correct_port_agrees_in_training_too(validator):
+    result = _validate(validator, pair.keras_net())
     assert result.passed, result.render()
     assert [s.keras_layer for s in result.statistics] == ["bn", "bn1", "bn2"]
     assert all(not s.diverges for s in result.statistics)
@@ -51,8 +51,8 @@ def test_the_correct_port_agrees_in_training_too(layerwise):
     assert "every layer agrees" in result.render()
 
 
-def test_a_momentum_left_at_keras_default_is_named_with_both_momenta(layerwise):
-    result = _validate(layerwise, pair.keras_net(momentum=0.99, wrong_bn="bn1"))
+def test_a_momentum_left_at_keras_default_is_named_with_both_momenta(validator):
+    result = _validate(validator, pair.keras_net(momentum=0.99, wrong_bn="bn1"))
     # Inference and the training-mode passes agree: only the running statistics do not.
     assert not any(p.diverging for p in result.passes) and not result.gradient_divergences
     assert not result.passed
@@ -65,16 +65,16 @@ def test_a_momentum_left_at_keras_default_is_named_with_both_momenta(layerwise):
     assert finding.text in result.render()
 
 
-def test_a_wrong_epsilon_is_named_with_both_values(layerwise):
-    result = _validate(layerwise, pair.keras_net(epsilon=1e-3, wrong_bn="bn2"), **FAST)
+def test_a_wrong_epsilon_is_named_with_both_values(validator):
+    result = _validate(validator, pair.keras_net(epsilon=1e-3, wrong_bn="bn2"), **FAST)
     finding = result.first_divergence
     assert finding.keras_layer == "bn2" and finding.causes[0].code == "epsilon"
     assert "PyTorch 1e-05, Keras 0.001" in finding.text
     assert not result.statistics_divergences  # epsilon does not enter the statistics
 
 
-def test_a_wrong_dropout_rate_is_named(layerwise):
-    result = _validate(layerwise, pair.keras_net(dropout=0.5), **FAST)
+def test_a_wrong_dropout_rate_is_named(validator):
+    result = _validate(validator, pair.keras_net(dropout=0.5), **FAST)
     assert not any(p.diverging for p in result.passes) and not result.passed
     finding = result.first_divergence
     assert finding.causes[0].code == "dropout" and finding.seen_in == "Dropout layers"
@@ -99,7 +99,7 @@ def _transpose_all(layer_name):
     ("reshaped", "kernel_layout", "reshaped to Keras's shape, not transposed"),
     ("bn_order", "arrays_swapped", "Keras's running_mean holds PyTorch's running_var"),
 ])
-def test_a_kernel_layout_mistake_is_named(layerwise, mistake, code, words):
+def test_a_kernel_layout_mistake_is_named(validator, mistake, code, words):
     def plant(model):
         if mistake == "spatial":
             return _transpose_all("conv1")(model)
@@ -118,21 +118,21 @@ def test_a_kernel_layout_mistake_is_named(layerwise, mistake, code, words):
             wrong = canonical.reshape(kernel.shape)
         layer.set_weights([np.ascontiguousarray(wrong)])
 
-    result = _validate(layerwise, pair.keras_net(), plant, **FAST)
+    result = _validate(validator, pair.keras_net(), plant, **FAST)
     finding = result.first_divergence
     assert finding.keras_layer == ("bn1" if mistake == "bn_order" else "conv1")
     assert finding.causes[0].code == code, finding.text
     assert words in finding.text
 
 
-def test_a_weight_change_no_layout_explains_stays_generic(layerwise):
+def test_a_weight_change_no_layout_explains_stays_generic(validator):
     def plant(model):
         layer = model.get_layer("conv2")
         kernel = layer.get_weights()[0]
         kernel[0, 0, 0, 0] += 0.5
         layer.set_weights([kernel])
 
-    finding = _validate(layerwise, pair.keras_net(), plant, **FAST).first_divergence
+    finding = _validate(validator, pair.keras_net(), plant, **FAST).first_divergence
     assert finding.keras_layer == "conv2" and finding.causes[0].code == "weights"
 
 
@@ -141,23 +141,23 @@ def test_a_weight_change_no_layout_explains_stays_generic(layerwise):
 MODELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "user_port_models.py")
 
 
-def test_specs_and_files_validate_like_objects(layerwise, tmp_path):
+def test_specs_and_files_validate_like_objects(validator, tmp_path):
     import torch
 
     state = tmp_path / "net.pt"
     torch.save(pair.torch_net().state_dict(), state)
     keras_file = tmp_path / "net.keras"
     pair.ported_keras_net().save(keras_file)
-    result = layerwise.validate_port(f"{MODELS}:torch_net", str(keras_file), _inputs(),
+    result = validator.validate_port(f"{MODELS}:torch_net", str(keras_file), _inputs(),
                                      pytorch_weights=str(state), **FAST)
     assert result.passed, result.render()
     assert (result.torch_model, result.keras_model) == ("torch_net", "net")
-    result = layerwise.validate_port(pair.torch_net(), f"{MODELS}:ported_keras_net",
+    result = validator.validate_port(pair.torch_net(), f"{MODELS}:ported_keras_net",
                                      _inputs(), **FAST)
     assert result.passed and result.keras_model == "ported_keras_net"
 
 
-def test_models_it_cannot_trace_are_named_in_one_line(layerwise, tmp_path):
+def test_models_it_cannot_trace_are_named_in_one_line(validator, tmp_path):
     import keras
     import torch
 
@@ -166,11 +166,11 @@ def test_models_it_cannot_trace_are_named_in_one_line(layerwise, tmp_path):
     onnx_path = tmp_path / "net.onnx"
     onnx_path.write_bytes(b"")
     with pytest.raises(UsageError, match="is an ONNX file: the validator traces"):
-        layerwise.validate_port(pair.torch_net(), str(onnx_path), _inputs())
+        validator.validate_port(pair.torch_net(), str(onnx_path), _inputs())
     program = torch.export.export(pair.torch_net(), (torch.from_numpy(_inputs()),))
     for exported in (program, program.module()):
         with pytest.raises(UsageError, match="it is a torch.export program"):
-            layerwise.validate_port(exported, pair.keras_net(), _inputs())
+            validator.validate_port(exported, pair.keras_net(), _inputs())
 
     class Subclassed(keras.Model):
         def __init__(self):
@@ -183,7 +183,7 @@ def test_models_it_cannot_trace_are_named_in_one_line(layerwise, tmp_path):
 
     # Built by the validator from the inputs' shape, then refused with what it holds.
     with pytest.raises(UsageError) as err:
-        layerwise.validate_port(pair.torch_net(), Subclassed(), _inputs())
+        validator.validate_port(pair.torch_net(), Subclassed(), _inputs())
     message = str(err.value)
     assert "subclassed" in message and "(conv, head)" in message and "\n" not in message
 
@@ -247,7 +247,8 @@ def test_script_validates_a_keras_file_against_a_state_dict(tmp_path):
     (("--pytorch", "a.py:f", "--keras", "b.py:g", "--input-shape", "3,8,8",
       "--batch-size", "1"), "batch size must be at least 2"),
     (("--pytorch", "a.py:f", "--keras", "b.py:g", "--inputs", "NOX"), "has no array named x"),
-    (("--pytorch", "a.py:f", "--keras", "b.py:g", "--inputs", "INT"), "x is int64; it must be float32"),
+    (("--pytorch", "a.py:f", "--keras", "b.py:g", "--inputs", "INT"),
+     "x is int64; it must be float32"),
     (("--pytorch", "tests/user_port_models.py:torch_net", "--keras", "net.onnx",
       "--input-shape", "3,8,8"), "net.onnx is an ONNX file"),
     (("--pytorch", "tests/user_port_models.py:nothing", "--keras", "b.py:g",
@@ -295,18 +296,18 @@ def test_assert_port_passes_a_good_port_and_names_the_layer_of_a_bad_one():
                        train_step=False, **FAST).passed
 
 
-def test_a_frozen_keras_batchnorm_and_a_cumulative_pytorch_momentum_are_named(layerwise):
+def test_a_frozen_keras_batchnorm_and_a_cumulative_pytorch_momentum_are_named(validator):
     def freeze(model):
         model.get_layer("bn2").trainable = False
 
-    result = _validate(layerwise, pair.keras_net(), freeze, **FAST)
+    result = _validate(validator, pair.keras_net(), freeze, **FAST)
     assert [(s.keras_layer, s.cause, s.keras_variance) for s in result.statistics_divergences] \
         == [("bn2", "frozen_batchnorm", "not updated")]
     torch_model, keras_model = pair.torch_net(), pair.keras_net()
-    layerwise.port_weights(torch_model, keras_model)
+    validator.port_weights(torch_model, keras_model)
     torch_model.bn.momentum = None
     torch_model.bn.num_batches_tracked.fill_(3)
-    result = layerwise.validate_port(torch_model, keras_model, _inputs(), **FAST)
+    result = validator.validate_port(torch_model, keras_model, _inputs(), **FAST)
     (found,) = result.statistics_divergences
     assert found.keras_layer == "bn" and found.cause == "momentum"
     assert "PyTorch bn 0.25 (momentum=None: a cumulative average" in found.text

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from comparator.results import _Serialisable
+from comparator.schema import _Serialisable
 
 # Keras's one-pass variance loses float32 digits: a statistic diverges beyond this many
 # times that loss, measured on the layer's own input.

@@ -11,11 +11,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from comparator.config import LOSS_KINDS, OPTIMIZERS, SCENARIOS, CompareConfig
+from comparator.config.frameworks import resolve_frameworks
+from comparator.config.recipes import Recipe, select
 from comparator.errors import UsageError
 
 PORT_DIRECTIONS = ("pytorch-to-keras", "keras-to-pytorch")
 DROPOUT_MODES = ("on", "off")
-_STREAM_PAIR_INPUTS = 6  # a seed stream of its own (comparator/data.py numbers the others)
+_STREAM_PAIR_INPUTS = 6  # a seed stream of its own (inputs/batch.py numbers the others)
 
 
 @dataclass(frozen=True)
@@ -124,3 +127,36 @@ def pair_inputs(pair: UserPair, batch_size: int, seed: int) -> tuple[np.ndarray,
     if pair.input_shape is None:
         raise UsageError("give --inputs FILE.npz or --input-shape C,H,W for the batch")
     return seeded_inputs(pair.input_shape, batch_size, seed), None, "seeded standard normal"
+
+
+PAIR_FRAMEWORKS = ("pytorch", "keras")
+
+
+def resolve_pair_config(config: CompareConfig) -> tuple[CompareConfig, list[Recipe]]:
+    """The CompareConfig a user pair takes (no zoo model, no image size, Keras on torch
+    only), and its recipes."""
+
+    if config.scenario not in SCENARIOS:
+        raise UsageError(f"unknown scenario {config.scenario!r}; known: {', '.join(SCENARIOS)}")
+    for label, value in (("batch size", config.batch_size), ("steps", config.steps)):
+        if value <= 0:
+            raise UsageError(f"{label} must be positive, got {value}")
+    if config.optimizer not in OPTIMIZERS:
+        raise UsageError(f"unknown optimizer {config.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
+    if config.loss not in LOSS_KINDS:
+        raise UsageError(f"unknown loss {config.loss!r}; known: {', '.join(LOSS_KINDS)}")
+    if config.loss != "logits" and config.scenario != "classify":
+        raise UsageError(f"the {config.loss} loss is for the classify scenario")
+    if not (config.lr > 0 and np.isfinite(config.lr)):
+        raise UsageError(f"learning rate must be a positive number, got {config.lr}")
+    if config.device != "cpu" and not config.device.startswith("cuda"):
+        raise UsageError(f"unknown device {config.device!r}; use cpu or cuda")
+    frameworks = resolve_frameworks(config.frameworks)
+    if set(frameworks) != set(PAIR_FRAMEWORKS):
+        raise UsageError("a user pair runs on PyTorch and Keras on torch in this process "
+                         f"(--frameworks pytorch,keras), not {', '.join(frameworks)}")
+    # Feature extraction needs the model cut into a backbone and a head that takes its
+    # features, which a user's model does not offer.
+    recipes = [r for r in select(list(config.recipes), list(PAIR_FRAMEWORKS), config.scenario)
+               if not r.feature_extraction]
+    return CompareConfig(**{**config.__dict__, "frameworks": PAIR_FRAMEWORKS}), recipes
