@@ -126,3 +126,16 @@ def _three_class_keras():
     inputs = pair.keras.Input((None, None, 3))
     x = pair.keras.layers.GlobalAveragePooling2D()(inputs)
     return pair.keras.Model(inputs, pair.keras.layers.Dense(3)(x))
+
+
+def test_an_exported_program_keeps_the_inference_side():
+    import torch
+
+    program = torch.export.export(pair.seeded_torch_net().eval(), (torch.from_numpy(X),))
+    report = comparator.compare_pair(program, pair.ported_keras_net(), X,
+                                     recipes=("pytorch:train", "keras:trainable_false"))
+    (skipped,) = report.unavailable_runs
+    assert skipped["id"] == "pytorch:train" and skipped["status"] == "not representable"
+    assert "training-mode runs cannot be represented" in skipped["reason"]
+    assert [r.id for r in report.runs] == ["keras:trainable_false"]
+    assert report.checks[0].passed and report.checks[0].value < 1e-6

@@ -162,7 +162,9 @@ def _momentum_words(momenta: dict) -> str:
         return f"Keras {1.0 - keras:.4g} (its momentum={keras:g}), PyTorch {torch_text}"
     values = set(momenta.values())
     if len(values) == 1:
-        return f"{pair(*next(iter(values)))} on all {len(momenta)} BatchNorm layers"
+        count = {1: "its one BatchNorm layer", 2: "both BatchNorm layers"}.get(
+            len(momenta), f"all {len(momenta)} BatchNorm layers")
+        return f"{pair(*next(iter(values)))} on {count}"
     differing = [(name, k, t) for name, (k, t) in momenta.items()
                  if t is None or abs((1.0 - k) - t) > 1e-12]
     listed = "; ".join(f"{name}: {pair(k, t)}" for name, k, t in differing[:3])

@@ -94,7 +94,7 @@ def render_equivalences(report: Report, console: Console) -> None:
         mark = "[green]same[/]" if eq.equivalent else "[red]differ[/]"
         # A pair can differ in modes or states while every loss compared agrees.
         amount = (f"max loss diff {eq.max_diff:.1e}" if eq.equivalent or eq.max_diff > 0
-                  else "the losses compared agree; it differs in")
+                  else "the compared losses agree; the differences are below")
         console.print(f"  {mark}  {eq.a} ~ {eq.b}  ({amount})")
         if eq.judged_on:
             console.print(f"          note: {eq.judged_on}", style="dim", highlight=False)
