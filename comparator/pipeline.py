@@ -12,7 +12,8 @@ import numpy as np
 from comparator.analysis.crosscheck import FLOAT32_FACTOR, explain_pair
 from comparator.analysis.diagnosis import explain_run
 from comparator.analysis.equivalence import equivalences, old_keras_frozen_bn_findings
-from comparator.config import ADAM_EPSILON, LOSS_DESCRIPTIONS, PORT_TOLERANCE, CompareConfig, resolve
+from comparator.config import (ADAM_EPSILON, LOSS_DESCRIPTIONS, PORT_TOLERANCE, CompareConfig,
+                               resolve)
 from comparator.config.frameworks import unavailable_runs
 from comparator.inputs.prepare import prepare
 from comparator.inputs.batch import REGRESSION_SCENARIOS, Batch

@@ -172,7 +172,7 @@ class Keras3Adapter(FrameworkAdapter):
             raise UsageError(f"the Keras model has no layer named {name!r}") from None
 
     def _load_impl(self, arrays):
-        self._plan = port_plan(self.spec.port_map, arrays)
+        self._plan = port_plan(self.spec.layer_names, arrays)
         covered = set()
         for port in self._plan:
             layer = self._layer(port.keras_layer)

@@ -155,7 +155,7 @@ class WorkerAdapter:
         self._measurements: dict[str, Measurement] = {}
         self._environment: dict = {}
         self.seconds: float | None = None
-        self.structure: str | None = None  # adapters.onnx.runtime.structure_fingerprint, by the worker
+        self.structure: str | None = None  # by the worker: onnx.runtime.structure_fingerprint
         reason = missing_extra_reason(self.backend)
         if reason:
             self.failure = WorkerFailure("skipped", reason)

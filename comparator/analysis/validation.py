@@ -552,7 +552,7 @@ def check_zoo_request(model: str, image_size: int | None, batch_size: int, naive
         raise UsageError(f"unknown model {model!r}; port validation takes one of: "
                          f"{', '.join(zoo_models())}")
     spec = get_spec(model)
-    if spec.input_features or spec.port_map not in _IMAGE_PORT_MAPS:
+    if not spec.takes_images:
         raise UsageError(f"{model} is not an image backbone; port validation takes one of: "
                          f"{', '.join(zoo_models())}")
     if naive and not spec.naive_keras_builder:
@@ -582,10 +582,7 @@ def check_zoo_request(model: str, image_size: int | None, batch_size: int, naive
     return spec, size
 
 
-_IMAGE_PORT_MAPS = ("densenet", "tiny", "resnet", "vgg", "mobilenet_v2")
-
-
 def zoo_models() -> list[str]:
     from comparator.zoo import get_spec, known_models
 
-    return [m for m in known_models() if get_spec(m).port_map in _IMAGE_PORT_MAPS]
+    return [m for m in known_models() if get_spec(m).takes_images]
