@@ -24,7 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from adapters.base import Measurement
+from adapters.base import Adapter, Measurement
+from comparator.errors import Diverged
 from comparator.config.frameworks import WORKERS, missing_extra_reason, missing_modules
 from comparator.schema import Losses, Modes, RunResult, State
 
@@ -123,13 +124,15 @@ def _run_result(data: dict) -> RunResult:
     try:
         losses = data["losses"]
         validation = losses.get("fit_validation")
+        without_dropout = losses.get("train_step_without_dropout")
         return RunResult(
             id=data["id"], framework=data["framework"], recipe=data["recipe"],
             description=data["description"],
             losses=Losses(float(losses["inference_before"]),
                           tuple(float(v) for v in losses["train_step"]),
                           float(losses["inference_after"]),
-                          None if validation is None else tuple(float(v) for v in validation)),
+                          None if validation is None else tuple(float(v) for v in validation),
+                          None if without_dropout is None else float(without_dropout)),
             state=State(**data["state"]), modes=Modes(**data["modes"]),
             seconds=float(data["seconds"]), warnings=tuple(data.get("warnings", ())),
             backend=data.get("backend"))
@@ -138,24 +141,25 @@ def _run_result(data: dict) -> RunResult:
                           ) from None
 
 
-class WorkerAdapter:
-    """Keras on TensorFlow or JAX through a worker, with the in-process adapters' surface
-    that the runner and the referee use."""
+class WorkerAdapter(Adapter):
+    """Keras on TensorFlow or JAX through a worker: every recipe runs in one worker call
+    (`start`), and the pipeline reads the measurements back."""
+
+    runs_in_worker = True
 
     def __init__(self, name: str, device: str = "cpu", timeout: float = DEFAULT_TIMEOUT):
+        super().__init__(device)
         self.name, self.backend = name, WORKERS[name]
-        self.device, self.timeout = device, timeout
-        self.failure: WorkerFailure | None = None
-        self.loss_kind = "logits"  # set by the runner, as on every adapter
-        self._initial_state = None
+        self.timeout = timeout
         self._request: dict = {}
         self._weights: dict = {}
         self._batch = None
         self._logits = None
         self._measurements: dict[str, Measurement] = {}
+        self._diverged: dict[str, dict] = {}  # run id -> {"id", "step", "reason"}
         self._environment: dict = {}
         self.seconds: float | None = None
-        self.structure: str | None = None  # adapters.onnx.runtime.structure_fingerprint, by the worker
+        self.structure: str | None = None  # by the worker: onnx.runtime.structure_fingerprint
         reason = missing_extra_reason(self.backend)
         if reason:
             self.failure = WorkerFailure("skipped", reason)
@@ -203,18 +207,22 @@ class WorkerAdapter:
         except (OSError, ValueError) as exc:
             raise WorkerError("failed", f"the worker's arrays cannot be read ({exc})") from None
         runs = [_run_result(r) for r in response.get("runs", [])]
-        if [r.id for r in runs] != expected or "logits" not in arrays:
+        self._diverged = {d["id"]: d for d in response.get("diverged", [])}
+        if sorted([r.id for r in runs] + list(self._diverged)) != sorted(expected) or \
+                "logits" not in arrays:
             raise WorkerError("failed", "the worker's response does not hold the runs asked "
                                         "for")
         for run in runs:
             states = {}
-            for which in ("initial", "final"):
+            for which in ("initial", "final", "dropout_free"):
                 prefix = f"{which}/{run.id}/"
                 states[which] = {k[len(prefix):]: v for k, v in arrays.items()
                                  if k.startswith(prefix)}
-            self._measurements[run.id] = Measurement(
-                run, states["final"], states["initial"],
-                dict(response.get("ablations", {}).get(run.id, {})))
+            ablations = dict(response.get("ablations", {}).get(run.id, {}))
+            if states["dropout_free"]:
+                ablations["dropout_off_statistics"] = states["dropout_free"]
+            self._measurements[run.id] = Measurement(run, states["final"], states["initial"],
+                                                     ablations)
         self._logits = arrays["logits"]
         self._environment = {k: str(v) for k, v in response.get("environment", {}).items()
                              if k not in ("keras_backend",)}
@@ -227,7 +235,10 @@ class WorkerAdapter:
                               else f"the {self.name} worker has not run")
         return self._logits
 
-    def run_recipe(self, recipe, *_args, **_kwargs) -> Measurement:
+    def run_recipe(self, recipe, *_args, **_kwargs) -> Measurement:  # ran in start()
+        if recipe.id in self._diverged:
+            record = self._diverged[recipe.id]
+            raise Diverged(record["reason"], record["step"])
         return self._measurements[recipe.id]
 
     def environment(self) -> dict[str, str]:
@@ -235,8 +246,8 @@ class WorkerAdapter:
 
     # the referee's side ---------------------------------------------------------------
 
-    def _restore_impl(self, _state) -> None:
-        """Nothing to restore: the worker's model lives and dies in its process."""
+    def reset(self) -> None:
+        """Nothing to reset: the worker's model lives and dies in its process."""
 
     def export_onnx(self, path: str) -> dict:
         """Keras's ONNX export on this backend (tf2onnx on TensorFlow), in a worker call."""

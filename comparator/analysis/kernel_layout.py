@@ -13,8 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# A copy is exact; this only absorbs a float32 round trip through another dtype.
-MATCH_TOLERANCE = 1e-6
+from comparator.analysis.tolerances import LAYOUT_MATCH_TOLERANCE
 
 _TRANSPOSE_HINT = ("PyTorch (out, in, kh, kw) goes to Keras (kh, kw, in, out) with "
                    "kernel.transpose(2, 3, 1, 0)")
@@ -84,7 +83,7 @@ def _same(value: np.ndarray, reference: np.ndarray) -> bool:
         return False
     scale = float(np.max(np.abs(reference))) if reference.size else 0.0
     gap = float(np.max(np.abs(value.astype(np.float64) - reference))) if value.size else 0.0
-    return gap <= MATCH_TOLERANCE * scale if scale > 0 else gap == 0
+    return gap <= LAYOUT_MATCH_TOLERANCE * scale if scale > 0 else gap == 0
 
 
 def diagnose_kernel(kind: str, torch_kernel: np.ndarray,
