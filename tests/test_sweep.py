@@ -12,16 +12,11 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "scripts", "sweep.py")
-FOUR_CELLS = """
-[sweep]
-models = ["tiny_cnn"]
-scenarios = ["classify", "head"]
-seeds = [0, 1]
-frameworks = ["pytorch,keras-torch"]
-image_size = 32
-batch_size = 2
-no_onnx = true
-"""
+DATA = os.path.join(ROOT, "tests", "data")
+# Four cells: tiny CNN, classify and head, seeds 0 and 1; also the small spec whose document
+# (tests/data/sweep-tiny.md) must regenerate identically.
+with open(os.path.join(DATA, "sweep-tiny.toml")) as _handle:
+    FOUR_CELLS = _handle.read()
 
 
 def sweep(*args, timeout=600):
@@ -103,6 +98,44 @@ def test_ray_executor_gives_the_same_numbers(local_sweep, tmp_path):
     assert "local instance with 2 CPUs" in result.stderr
     assert {c["status"] for c in index(tmp_path / "ray").values()} == {"done"}
     assert measurements(tmp_path / "ray") == measurements(out)
+
+
+def test_document_regenerates_identically(local_sweep, tmp_path):
+    """The small-spec twin of docs/behaviors.md (python scripts/sweep.py
+    docs/behaviors.toml --out DIR --document docs/behaviors.md)."""
+    _, out, _ = local_sweep
+    spec = os.path.join(DATA, "sweep-tiny.toml")
+    document = tmp_path / "sweep-tiny.md"
+    result = sweep(spec, "--out", out, "--document", document)
+    assert result.returncode == 0, result.stderr
+    with open(os.path.join(DATA, "sweep-tiny.md")) as handle:
+        committed = handle.read()
+    # The page names the path it was written to; here that is a temporary one.
+    regenerated = document.read_text().replace("--document sweep-tiny.md",
+                                               "--document tests/data/sweep-tiny.md")
+    assert regenerated == committed, (
+        "tests/data/sweep-tiny.md is stale: python scripts/sweep.py tests/data/sweep-tiny.toml "
+        "--out DIR --document tests/data/sweep-tiny.md")
+
+
+def test_documented_specs_are_valid():
+    from comparator.sweep.spec import load_spec
+
+    spec = load_spec(os.path.join(ROOT, "docs", "behaviors.toml"))
+    assert len(spec.groups) == len(spec.cells) == 5
+    assert all(group["title"] for group in spec.groups)
+
+
+def test_ray_executor_without_ray_is_one_line_and_exit_3(tmp_path, monkeypatch, capsys):
+    from comparator.sweep.cli import main
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if the extra were not installed
+    out = tmp_path / "out"
+    code = main([str(write_spec(tmp_path, FOUR_CELLS)), "--out", str(out), "--executor", "ray"])
+    assert code == 3
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == ["sweep.py: error: the ray executor needs Ray: pip install -e '.[sweep]'"]
+    assert not out.exists()
 
 
 def _cell_process(seed):

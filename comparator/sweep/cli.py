@@ -86,11 +86,12 @@ def run(args) -> int:
         check_writable_file(args.document, "--document")
     executor = _executor(args, spec, load_index(args.out))
     console = Console(stderr=True, emoji=False)
-    console.print(f"{PROG}: {len(spec.cells)} cells from {args.spec}; {executor.describe()}",
-                  highlight=False, markup=False, soft_wrap=True)
     _interrupt_on_sigterm()
-    with sweep_progress(console, len(spec.cells)) as progress:
-        result = run_sweep(spec, args.out, executor, progress=progress)
+    with executor:  # a cluster that cannot be joined is an error before anything is written
+        console.print(f"{PROG}: {len(spec.cells)} cells from {args.spec}; "
+                      f"{executor.describe()}", highlight=False, markup=False, soft_wrap=True)
+        with sweep_progress(console, len(spec.cells)) as progress:
+            result = run_sweep(spec, args.out, executor, progress=progress)
     counts = ", ".join(f"{n} {status}" for status, n in sorted(result.counts.items()))
     if result.interrupted:
         print(f"{PROG}: interrupted after {result.seconds:.1f} s ({counts}); finished cells "

@@ -2,9 +2,10 @@
 they finish, to a callback in the caller's thread.
 
 * `LocalExecutor`: processes on this machine, as many at once as the CPUs allow and as
-  the memory allows, judged from measured peaks: a model's first cell runs alone and its
-  measured peak (its process tree's resident memory) is what each later cell of that
-  model is assumed to need. Peaks measured by earlier runs (sweep.json) count too.
+  the memory allows, judged from measured peaks: the first cell of each kind (same
+  settings but the seed) runs alone, and its measured peak (the largest resident memory of
+  its process tree, Keras workers included, sampled every 0.2 s) is what each later cell of
+  that kind is assumed to need. Peaks measured by earlier runs (sweep.json) count too.
 * `RayExecutor`: one Ray task per cell, `num_cpus` per task, the cell's variables in the
   task's runtime_env; the task runs the same subprocess (Ray reuses worker processes, and a
   Keras backend cannot change inside one). Ray is imported only in its methods.
@@ -38,16 +39,22 @@ def available_memory() -> int | None:
 class LocalExecutor:
     name = "local"
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_exc):
+        return False
+
     def __init__(self, jobs: int | None = None, known_peaks: dict[str, int] | None = None):
         self.cpus = os.cpu_count() or 1
         self.jobs = jobs
-        self.peaks = dict(known_peaks or {})  # model -> measured peak bytes
+        self.peaks = dict(known_peaks or {})  # Cell.memory_key -> measured peak bytes
         self.memory = available_memory()
 
     def describe(self) -> str:
         memory = f"{self.memory / 2**30:.1f} GiB available" if self.memory else "memory unknown"
         width = (f"at most {self.jobs} cells at once" if self.jobs else
-                 "cells at once sized from the CPUs and each model's measured peak memory")
+                 "cells at once from the CPUs and the measured peak memory of each kind of cell")
         return f"local: {self.cpus} CPUs, {memory}, {width}"
 
     def _has_cpus(self, cell, running: dict) -> bool:
@@ -57,13 +64,13 @@ class LocalExecutor:
 
     def _can_start(self, cell, running: dict) -> bool:
         if not running:
-            return True  # alone, a cell always runs (and measures what its model needs)
+            return True  # alone, a cell always runs (and measures what its kind needs)
         if not self._has_cpus(cell, running) or self.memory is None:
             return False
-        models = [c.model for c in running.values()] + [cell.model]
-        if any(model not in self.peaks for model in models):
+        keys = [c.memory_key for c in running.values()] + [cell.memory_key]
+        if any(key not in self.peaks for key in keys):
             return False  # not measured yet: that cell runs alone
-        return sum(self.peaks[m] for m in models) <= self.memory * MEMORY_SHARE
+        return sum(self.peaks[k] for k in keys) <= self.memory * MEMORY_SHARE
 
     def run(self, cells, on_result, stop: threading.Event) -> None:
         pending = list(cells)
@@ -85,7 +92,7 @@ class LocalExecutor:
                         continue
                     del running[cell.id]
                     result = future.result()
-                    self.peaks[cell.model] = max(self.peaks.get(cell.model, 0),
+                    self.peaks[cell.memory_key] = max(self.peaks.get(cell.memory_key, 0),
                                                  result["peak_rss_bytes"])
                     on_result(cell, result)
             finally:
@@ -108,6 +115,15 @@ class RayExecutor:
         return (f"ray: cluster at {self.address}" if self.address else
                 f"ray: local instance with {self.cpus} CPUs")
 
+    def __enter__(self):
+        """Join the cluster or start the local instance before anything is written."""
+        self.ray = self._start()
+        return self
+
+    def __exit__(self, *_exc):
+        self.ray.shutdown()  # from a cluster: disconnects; a local instance: stops it
+        return False
+
     def _start(self):
         import ray
 
@@ -124,7 +140,7 @@ class RayExecutor:
         return ray
 
     def run(self, cells, on_result, stop: threading.Event) -> None:
-        ray = self._start()
+        ray = self.ray
         try:
             task = ray.remote(max_retries=0)(execute_cell)
             refs = {}
@@ -147,7 +163,6 @@ class RayExecutor:
                     on_result(cell, result)
         finally:
             self._cancel(ray, list(locals().get("refs", {})))
-            ray.shutdown()
 
     @staticmethod
     def _cancel(ray, refs) -> None:

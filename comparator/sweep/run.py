@@ -74,13 +74,13 @@ def _finished(cell, result: dict, out_dir: str, environment: dict) -> dict:
 
 
 def known_peaks(previous: dict[str, dict], cells) -> dict[str, int]:
-    """Peaks measured by earlier runs of these models, for the local pool's sizing."""
+    """Peaks measured by earlier runs of these kinds of cell, for the local pool's sizing."""
     peaks: dict[str, int] = {}
-    models = {c.id: c.model for c in cells}
+    kinds = {c.id: c.memory_key for c in cells}
     for entry in previous.values():
-        model = models.get(entry.get("id"))
-        if model and entry.get("peak_rss_bytes") and entry.get("status") == "done":
-            peaks[model] = max(peaks.get(model, 0), entry["peak_rss_bytes"])
+        kind = kinds.get(entry.get("id"))
+        if kind and entry.get("peak_rss_bytes") and entry.get("status") in ("done", "reused"):
+            peaks[kind] = max(peaks.get(kind, 0), entry["peak_rss_bytes"])
     return peaks
 
 

@@ -5,7 +5,8 @@ Axes are lists, and the cells are their product: `models`, `scenarios`, `presets
 "pytorch,keras-torch@nightly"), `seeds`, and any other `compare.py` option under its
 option name with underscores (`image_size`, `batch_size`, `lr`, `no_onnx`, ...), given as a
 single value or as a list (a list is an axis; a comma-separated string is one value).
-Each `[[include]]` table is one more group of cells: its keys replace those of `[sweep]`.
+Each `[[include]]` table is one more group of cells: its keys replace those of `[sweep]`;
+a `[sweep]` without `models` or `presets` then only holds the groups' shared settings.
 `title` and `note` label a group in documents; `cpus_per_cell` is the threads a cell uses.
 
 Every cell is checked with the parser and `resolve()` that `compare.py` itself uses, so an
@@ -42,8 +43,11 @@ class Cell:
     group: int = 0
 
     @property
-    def model(self) -> str:
-        return self.settings.get("model") or f"preset:{self.settings.get('preset')}"
+    def memory_key(self) -> str:
+        """Cells that differ only in their seed need the same memory; any other setting
+        (model, frameworks and their workers, sizes, ...) may change it."""
+        return json.dumps({k: v for k, v in self.settings.items() if k != "seed"},
+                          sort_keys=True)
 
 
 @dataclass(frozen=True)
@@ -166,16 +170,18 @@ def parse_spec(text: str, path: str = "<spec>") -> Spec:
         raise UsageError(f"{path}: include must be an array of tables ([[include]])")
     parser = _compare_parser()
     options = _options(parser)
-    groups = [base] + [{**{k: v for k, v in base.items() if k not in GROUP_KEYS}, **extra}
-                       for extra in includes]
+    shared = {k: v for k, v in base.items() if k not in GROUP_KEYS}
+    groups = [(f"{path} [[include]] #{n}", {**shared, **extra})
+              for n, extra in enumerate(includes, 1)]
+    if not includes or "models" in base or "presets" in base:
+        groups.insert(0, (f"{path} [sweep]", base))
     cells: dict[str, Cell] = {}
-    for number, table in enumerate(groups):
-        where = f"{path} [sweep]" if number == 0 else f"{path} [[include]] #{number}"
+    for number, (where, table) in enumerate(groups):
         for cell in _group_cells(table, options, number, where):
             cells.setdefault(cell.id, cell)
     for cell in cells.values():
         validate_cell(cell, parser)
-    described = tuple({k: g.get(k) for k in GROUP_KEYS} for g in groups)
+    described = tuple({k: table.get(k) for k in GROUP_KEYS} for _, table in groups)
     return Spec(path=path, cells=tuple(cells.values()), groups=described)
 
 

@@ -41,16 +41,31 @@ def _loss_relation(losses: dict) -> str:
     return "equal" if same else "differs"
 
 
+NOT_COMPARED = "not compared"  # crosscheck's difference when Dropout masks differ
+
+
+def _verdict(pair: dict) -> str:
+    if pair.get("equivalent"):
+        return "equivalent"
+    differences = pair.get("differences") or []
+    if differences and all(NOT_COMPARED in d for d in differences):
+        return NOT_COMPARED
+    return "differs"
+
+
 def _twins(report: dict, run: dict) -> str:
+    """The PyTorch recipes this run is expected to match, or found to match, and whether it
+    does: `eval_requires_grad: equivalent`, `eval: differs`, or `... not compared` (Dropout
+    active: the frameworks draw different masks, so losses after the step cannot agree)."""
     if run["framework"] == "pytorch":
         return MISSING
     twins = set()
     for pair in report.get("equivalences", []):
-        if not pair.get("equivalent"):
+        if not (pair.get("expected") or pair.get("equivalent")):
             continue
         for mine, other in ((pair["a"], pair["b"]), (pair["b"], pair["a"])):
             if mine == run["id"] and other.startswith("pytorch:"):
-                twins.add(other.split(":", 1)[1])
+                twins.add(f"{other.split(':', 1)[1]}: {_verdict(pair)}")
     return ", ".join(sorted(twins)) or "none"
 
 
@@ -83,15 +98,36 @@ def _varying(entries: list[dict]) -> list[str]:
             if len({json.dumps(e["settings"].get(k)) for e in entries}) > 1]
 
 
-def _label(settings: dict, varying: list[str]) -> str:
+SHORT = {"image_size": "{} px", "batch_size": "batch {}", "seed": "seed {}", "scenario": "{}"}
+# Not in labels: the column names its framework, the name its preset, and a recipe list is
+# long and already visible in the rows.
+UNLABELLED = ("model", "preset", "recipes", "frameworks")
+
+
+def _label(settings: dict, varying: list[str], with_frameworks: bool = False) -> str:
     name = settings.get("model") or f"preset {settings.get('preset')}"
-    rest = [f"{k}={settings[k]}" for k in varying if k in settings and k != "model"]
+    keys = [k for k in varying if k in settings and k not in UNLABELLED]
+    keys += ["frameworks"] if with_frameworks and "frameworks" in settings else []
+    rest = [SHORT[k].format(settings[k]) if k in SHORT else f"{k}={settings[k]}" for k in keys]
     return " ".join([name, *rest])
+
+
+def _labels(finished: list[dict], varying: list[str]) -> dict[str, str]:
+    """A cell's label, naming its framework list only where cells would look alike."""
+    labels = {e["id"]: _label(e["settings"], varying) for e in finished}
+    seen = Counter(labels.values())
+    for entry in finished:
+        if seen[labels[entry["id"]]] > 1:
+            labels[entry["id"]] = _label(entry["settings"], varying, with_frameworks=True)
+    seen = Counter(labels.values())
+    return {cell: label if seen[label] == 1 else f"{label} ({cell})"
+            for cell, label in labels.items()}
 
 
 def build_summary(entries: list[dict], reports: dict[str, dict]) -> dict:
     finished = [e for e in entries if e["id"] in reports]
     varying = _varying(finished)
+    labels = _labels(finished, varying)
     columns, values = [], {}
     for entry in finished:
         report = reports[entry["id"]]
@@ -101,7 +137,7 @@ def build_summary(entries: list[dict], reports: dict[str, dict]) -> dict:
         for framework in frameworks:
             column = f"{entry['id']}/{framework}"
             columns.append({"id": column, "cell": entry["id"], "framework": framework,
-                            "label": f"{_label(entry['settings'], varying)} · {framework}"})
+                            "label": f"{labels[entry['id']]} · {framework}"})
             for run in report["runs"]:
                 if run["framework"] == framework:
                     for behaviour, value in run_behaviours(report, run).items():
