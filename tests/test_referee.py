@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from comparator.errors import UsageError
-from comparator.referee import (TRAIN_FORWARD_DESCRIPTION, cross_entropy, mean_squared_error,
-                                run_referee, with_referee)
+from comparator.analysis.referee import (TRAIN_FORWARD_DESCRIPTION, cross_entropy,
+                                         mean_squared_error, with_referee)
+from comparator.pipeline import referee as run_referee
 
-onnxrt = pytest.importorskip("adapters.onnxrt")
+onnxrt = pytest.importorskip("adapters.onnx.runtime")
 
 
 @pytest.fixture(scope="module")
@@ -63,13 +64,13 @@ def test_train_forward_is_batch_statistics_without_dropout(tiny_classify, tiny_r
     assert graph["active_dropout_nodes"] == 0 and notes["dropout_modules_removed"] == 1
     # PyTorch's own train-mode forward pass with Dropout off, on the initial weights.
     adapter = tiny_classify.adapters["pytorch"]
-    adapter._restore_impl(adapter._initial_state)
+    adapter.reset()
     for module in adapter.model.modules():
         if isinstance(module, nn.Dropout):
             module.eval()
     with torch.no_grad():
         outputs = adapter.model(torch.from_numpy(tiny_classify.batch.x)).numpy()
-    adapter._restore_impl(adapter._initial_state)
+    adapter.reset()
     expected = cross_entropy(outputs, tiny_classify.batch.y)
     assert ref["train_forward"] == pytest.approx(expected, abs=1e-5)
 
@@ -213,12 +214,12 @@ def test_export_failure_is_a_failed_reference(tiny_classify, tmp_path, monkeypat
     assert _checks(result)[f"referee:onnx_eval_{other}_graph_vs_pytorch"].passed
 
 
-@pytest.mark.parametrize("module", ["onnxruntime", "adapters.onnxrt"])
+@pytest.mark.parametrize("module", ["onnxruntime", "adapters.onnx.runtime"])
 def test_missing_onnxruntime_is_a_failed_reference(tiny_classify, shared_cache, tiny_result,
                                                    monkeypatch, module):
     monkeypatch.setitem(sys.modules, module, None)  # `import module` now raises ImportError
-    if module == "adapters.onnxrt":
-        monkeypatch.delattr(sys.modules["adapters"], "onnxrt", raising=False)
+    if module == "adapters.onnx.runtime":
+        monkeypatch.delattr(sys.modules["adapters.onnx"], "runtime", raising=False)
     result = run_referee(tiny_classify, cache_dir=shared_cache)
     assert result.failed and not result.checks
     for ref in result.references.values():
@@ -250,7 +251,7 @@ def test_training_export_switches_dropout_back_on(tiny_classify, tmp_path):
                             dropout_off=False)
         assert not model.dropout.training  # the module's own flags are restored
     finally:
-        adapter._restore_impl(adapter._initial_state)  # the trace moved running statistics
+        adapter.reset()  # the trace moved running statistics
     facts = onnxrt.graph_facts(onnxrt.load_checked(path))
     assert facts["active_dropout_nodes"] == 1 and facts["batchnorm_training_nodes"] == 3
 
@@ -277,7 +278,7 @@ def test_a_structure_change_with_the_same_weights_is_not_served_from_cache(
     before = onnxrt.structure_fingerprint(torch_model)
     # Keras numbers auto-named layers per process; a rebuilt twin has the same fingerprint.
     assert onnxrt.structure_fingerprint(keras_adapter._wrap(16, False)) == \
-        onnxrt.structure_fingerprint(keras_adapter._wrappers[False])
+        onnxrt.structure_fingerprint(keras_adapter.exportable_model())
     bn = torch_model.bn1
     bn.eps = 1e-3
     try:

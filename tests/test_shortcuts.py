@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from comparator.observe import variance
-from comparator.recipes import RECIPES
+from comparator.analysis.observe import variance
+from comparator.config.recipes import RECIPES
 
 RECIPE = {r.id: r for r in RECIPES}
 STAT_SUFFIXES = (".running_mean", ".running_var")
@@ -20,7 +20,7 @@ def test_one_forward_pass_leaves_the_running_statistics_of_a_one_step_rerun(requ
             fast = adapter.statistics_after_forward(recipe, batch)
             full = adapter.run_recipe(recipe, batch, 1, 0.01, ablate=False).final_state
     finally:
-        adapter._restore_impl(adapter._initial_state)  # the session's outcome stays as it was
+        adapter.reset()  # the session's outcome stays as it was
     stats = [name for name in full if name.endswith(STAT_SUFFIXES)]
     assert stats
     for name in stats:

@@ -127,7 +127,7 @@ def test_documented_specs_are_valid():
 
 
 def test_ray_executor_without_ray_is_one_line_and_exit_3(tmp_path, monkeypatch, capsys):
-    from comparator.sweep.cli import main
+    from comparator.cli.sweep import main
 
     monkeypatch.setitem(sys.modules, "ray", None)  # as if the extra were not installed
     out = tmp_path / "out"

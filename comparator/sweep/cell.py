@@ -5,7 +5,7 @@ import os
 import sys
 
 if __name__ == "__main__":
-    from comparator.cli import main
+    from comparator.cli.compare import main
 
     code = main()
     # As scripts/compare.py: every file is written by now; the interpreter's teardown of

@@ -58,7 +58,7 @@ class Spec:
 
 
 def _compare_parser():
-    from comparator.cli import build_parser
+    from comparator.cli.compare import build_parser
 
     parser = build_parser()
 
@@ -143,8 +143,8 @@ def _group_cells(table: dict, options: dict, group: int, where: str) -> list[Cel
 
 def validate_cell(cell: Cell, parser) -> None:
     """The checks compare.py makes before it loads anything, as one-line errors."""
-    from comparator.cli import _config
-    from comparator.runner import resolve
+    from comparator.cli.compare import _config
+    from comparator.config import resolve
 
     try:
         resolve(_config(parser.parse_args(list(cell.argv))))

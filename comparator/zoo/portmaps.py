@@ -1,0 +1,116 @@
+"""Weight porting between the canonical layout (torchvision names, PyTorch
+array layouts) and Keras layers, by structure.
+
+A port plan names, for every canonical module, the Keras layer that receives
+it and how its arrays are laid out. The plan is derived from the module names
+(block and layer numbers, by the family's namer in comparator/zoo/<family>.py),
+never from the order in which layers happen to be listed, and it must cover both
+models completely.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from comparator.errors import UsageError
+from comparator.zoo.head import HEAD_LAYERS
+from comparator.zoo.spec import LayerNamer
+
+BN_SUFFIXES = ("weight", "bias", "running_mean", "running_var")
+
+
+@dataclass(frozen=True)
+class LayerPort:
+    module: str
+    keras_layer: str
+    kind: str  # "conv", "dense" or "bn"
+    canonical_names: tuple[str, ...]
+
+
+
+
+def _kind(module: str, names: list[str], arrays: dict[str, np.ndarray]) -> str:
+    suffixes = {n[len(module) + 1:] for n in names}
+    if suffixes == set(BN_SUFFIXES):
+        return "bn"
+    ndim = arrays[f"{module}.weight"].ndim
+    if ndim == 4:
+        return "conv"
+    if ndim == 2:
+        return "dense"
+    raise UsageError(f"cannot port module {module!r}: weight of rank {ndim}")
+
+
+def _ordered(module: str, kind: str, present: set[str]) -> tuple[str, ...]:
+    suffixes = BN_SUFFIXES if kind == "bn" else ("weight", "bias")
+    return tuple(f"{module}.{s}" for s in suffixes if f"{module}.{s}" in present)
+
+
+def port_plan(namer: LayerNamer, arrays: dict[str, np.ndarray]) -> list[LayerPort]:
+    """Every canonical module with the Keras layer it maps to (the namer is a zoo
+    spec's `layer_names`)."""
+    modules: dict[str, list[str]] = {}
+    for name in arrays:
+        modules.setdefault(name.rsplit(".", 1)[0], []).append(name)
+    plan = []
+    for module, names in modules.items():
+        named = HEAD_LAYERS.get(module) or namer(module)
+        if named is None:
+            raise UsageError(f"no Keras layer corresponds to PyTorch module {module!r}")
+        keras_name, kind = named if isinstance(named, tuple) else (named, None)
+        kind = kind or _kind(module, names, arrays)
+        plan.append(LayerPort(module, keras_name, kind, _ordered(module, kind, set(names))))
+    return plan
+
+
+def _flatten_chw(kind: str) -> tuple[int, int, int]:
+    c, h, w = (int(v) for v in kind.split(":", 1)[1].split(","))
+    return c, h, w
+
+
+def to_keras_layout(kind: str, name: str, array: np.ndarray) -> np.ndarray:
+    """One canonical (PyTorch-layout) array in the layout of the Keras layer's weight.
+
+    Kinds: "conv" (O,I,H,W -> H,W,I,O), "depthwise" (C,1,H,W -> H,W,C,1: depth multiplier
+    1, as in MobileNetV2), "dense"
+    (out,in -> in,out), "flatten_dense:C,H,W" (a dense layer fed by a flattened C,H,W
+    map: its input rows are reordered from channels-first to channels-last flattening),
+    "bn" (vectors, unchanged).
+    """
+    if not name.endswith(".weight"):
+        return array
+    if kind == "conv":
+        return np.ascontiguousarray(array.transpose(2, 3, 1, 0))  # O,I,H,W -> H,W,I,O
+    if kind == "depthwise":
+        return np.ascontiguousarray(array.transpose(2, 3, 0, 1))  # C,1,H,W -> H,W,C,1
+    if kind == "dense":
+        return np.ascontiguousarray(array.T)  # out,in -> in,out
+    if kind.startswith("flatten_dense:"):
+        c, h, w = _flatten_chw(kind)
+        out = array.shape[0]
+        if array.shape[1] != c * h * w:
+            raise UsageError(f"{name} has {array.shape[1]} inputs, not {c}x{h}x{w}")
+        # Keras flattens (h, w, c); torch flattens (c, h, w).
+        return np.ascontiguousarray(
+            array.reshape(out, c, h, w).transpose(2, 3, 1, 0).reshape(h * w * c, out))
+    return array
+
+
+def from_keras_layout(kind: str, name: str, array: np.ndarray) -> np.ndarray:
+    """The inverse of to_keras_layout: a round trip returns the array bit for bit."""
+    if not name.endswith(".weight"):
+        return array
+    if kind == "conv":
+        return np.ascontiguousarray(array.transpose(3, 2, 0, 1))  # H,W,I,O -> O,I,H,W
+    if kind == "depthwise":
+        return np.ascontiguousarray(array.transpose(2, 3, 0, 1))  # H,W,C,1 -> C,1,H,W
+    if kind == "dense":
+        return np.ascontiguousarray(array.T)
+    if kind.startswith("flatten_dense:"):
+        c, h, w = _flatten_chw(kind)
+        out = array.shape[1]
+        return np.ascontiguousarray(
+            array.reshape(h, w, c, out).transpose(3, 2, 0, 1).reshape(out, c * h * w))
+    return array
