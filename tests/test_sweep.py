@@ -172,6 +172,27 @@ def test_killed_cell_is_failed_and_the_others_finish(tmp_path):
     assert f"cell {cells[0]['id']} failed: killed by signal 9" in stderr
 
 
+def test_sigterm_keeps_finished_cells_and_ends_running_ones(tmp_path):
+    spec = write_spec(tmp_path, FOUR_CELLS.replace('["classify", "head"]', '["classify"]'))
+    out = tmp_path / "out"
+    process = subprocess.Popen([sys.executable, SCRIPT, str(spec), "--out", str(out),
+                                "--jobs", "1"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    deadline, running = time.monotonic() + 180, None
+    while running is None and time.monotonic() < deadline and process.poll() is None:
+        running = _cell_process(seed=1)  # the first cell has finished by then
+        time.sleep(0.1)
+    assert running is not None, "the second cell never started"
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    cells = {c["settings"]["seed"]: c for c in index(out).values()}
+    assert cells[0]["status"] == "done" and os.path.exists(out / cells[0]["report"])
+    assert cells[1]["status"] == "skipped" and "interrupted" in cells[1]["reason"]
+    assert not os.path.exists(f"/proc/{running}") or _cell_process(seed=1) is None
+
+
 @pytest.mark.parametrize("text,message", [
     ("[sweep]\nmodels = ['tiny_cnn']\ncolour = 'red'\n", "unknown key 'colour'"),
     ("[sweep]\nmodels = ['tiny_cnn']\nseed = 1\n", "the axis is 'seeds'"),

@@ -80,8 +80,8 @@ def run(args) -> int:
         check_writable_file(args.document, "--document")
     executor = _executor(args, spec, load_index(args.out))
     console = Console(stderr=True, emoji=False)
-    _interrupt_on_sigterm()
     with executor:  # a cluster that cannot be joined is an error before anything is written
+        _interrupt_on_sigterm()  # after ray.init, which installs a handler that aborts
         console.print(f"{PROG}: {len(spec.cells)} cells from {args.spec}; "
                       f"{executor.describe()}", highlight=False, markup=False, soft_wrap=True)
         with sweep_progress(console, len(spec.cells)) as progress:
