@@ -212,6 +212,12 @@ def test_naive_mobilenet_v2_parts_at_the_asymmetric_padding(fw):
     assert result.first_divergence.causes[0].code == "padding"
     isolated = result.pass_result("inference", isolated=True)
     assert {c.code for c in isolated.layers[1].causes} == {"epsilon"}  # bn_Conv1, 1e-3
+    # The zoo keeps torchvision's classifier Dropout and Keras's momentum 0.999 on purpose:
+    # both are measured and noted, neither counted.
+    assert [d.torch_module for d in result.dropout] == ["classifier.0"]
+    assert not result.dropout_divergences and not result.statistics_divergences
+    assert any(n.startswith("Dropout differs in 1 of 1 pairs") for n in result.notes)
+    assert any("Keras 0.001 in PyTorch's convention" in n for n in result.notes)
 
 
 # ----- bad input ----------------------------------------------------------------------------
