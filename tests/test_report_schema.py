@@ -1,10 +1,12 @@
 """The typed report schema: real reports round-trip through JSON, every key they hold is
 declared in comparator/schema.py, and docs/report-schema.md is the generated one."""
 
+import dataclasses
 import json
 import os
 import subprocess
 import sys
+import types
 import typing
 
 import pytest
@@ -41,7 +43,7 @@ def _undeclared(hint, value, where: str) -> list[str]:
     hint = typing.get_args(hint)[0] if typing.get_origin(hint) is typing.Annotated else hint
     if value is None:
         return []
-    if typing.get_origin(hint) in (typing.Union, __import__("types").UnionType):
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
         hint = next(a for a in typing.get_args(hint) if a is not type(None))
     origin = typing.get_origin(hint)
     if origin in (list, tuple):
@@ -50,7 +52,7 @@ def _undeclared(hint, value, where: str) -> list[str]:
     if origin is dict:
         item = typing.get_args(hint)[1]
         return [k for n, v in value.items() for k in _undeclared(item, v, f"{where}.{n}")]
-    if isinstance(hint, type) and (typing.is_typeddict(hint) or hasattr(hint, "__dataclass_fields__")):
+    if typing.is_typeddict(hint) or dataclasses.is_dataclass(hint):
         declared = typing.get_type_hints(hint, include_extras=True)
         found = [f"{where}.{k}" for k in value if k not in declared]
         return found + [k for n, v in value.items() if n in declared
