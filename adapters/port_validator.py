@@ -20,6 +20,7 @@ from adapters.keras.backend import keras  # fixes the torch backend before Keras
 from keras import layers, ops, tree  # noqa: E402
 from keras.src.models.functional import Functional  # noqa: E402
 
+from comparator.analysis.states import is_bn_statistic  # noqa: E402
 from comparator.errors import UsageError  # noqa: E402
 from comparator.zoo.portmaps import (  # noqa: E402
     BN_SUFFIXES,
@@ -51,7 +52,6 @@ _NOISE = (layers.Dropout, layers.SpatialDropout1D, layers.SpatialDropout2D,
           layers.SpatialDropout3D, layers.GaussianNoise, layers.GaussianDropout,
           layers.AlphaDropout)
 _TORCH_NOISE = (nn.modules.dropout._DropoutNd,)
-_STAT_SUFFIXES = ("running_mean", "running_var")
 _KERAS_CONVS = (layers.Conv2D, layers.DepthwiseConv2D)
 
 
@@ -625,7 +625,7 @@ def _gradients(torch_model, model64, fn, pairs, x, seed, tolerance):
         module = modules[pair.torch_module]
         for name, variable in zip(pair.canonical_names, layer.weights):
             suffix = name.rsplit(".", 1)[-1]
-            if suffix in _STAT_SUFFIXES:
+            if is_bn_statistic(name):
                 continue
             shape = tuple(module.get_parameter(suffix).shape)
             mine = variable.value.grad if id(variable) in trainable else None

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import re
 
-from comparator.zoo.spec import KerasCheckpoint, ModelSpec, Preprocessing, register
+from comparator.zoo.spec import (VARIANCE_UPDATE, KerasCheckpoint, ModelSpec, Preprocessing,
+                                  TORCHVISION_INPUT, register)
 
 
 def keras_layer_name(module: str) -> str | None:
@@ -43,19 +44,16 @@ def _keras_checkpoint(name: str, md5: str) -> KerasCheckpoint:
 _COMMON = dict(
     family="densenet",
     layer_names=keras_layer_name,
-    default_image_size=224,
-    min_image_size=32,
-    num_classes=1000,
     bn_epsilon={"pytorch": 1e-5, "keras": 1.001e-5},
     bn_momentum={"pytorch": 0.1, "keras": 0.99},
     preprocessing={
-        "pytorch": Preprocessing("imagenet mean/std"),
+        "pytorch": TORCHVISION_INPUT,
         "keras": Preprocessing("torch (imagenet mean/std)"),
     },
     known_differences=(
         "BatchNorm epsilon: Keras 1.001e-5, PyTorch 1e-5.",
         "BatchNorm momentum: Keras 0.99 (old-value weight) is PyTorch 0.01; torchvision uses 0.1.",
-        "Running variance update: PyTorch uses the unbiased batch variance, Keras the biased one.",
+        VARIANCE_UPDATE,
     ),
 )
 

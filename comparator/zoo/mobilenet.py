@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-from comparator.zoo.spec import ModelSpec, Preprocessing, register
+from comparator.zoo.spec import (TORCHVISION_INPUT, VARIANCE_UPDATE, ModelSpec, Preprocessing,
+                                  register)
 
 
 def keras_layer_name(module: str):
@@ -31,24 +32,17 @@ def keras_layer_name(module: str):
     return f"block_{block}_{part}"
 
 
+# keras.applications' "tf" mode: scaled to [-1, 1].
+KERAS_TF_INPUT = Preprocessing("tf (scaled to [-1, 1])", mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
+
+
 register(ModelSpec(
-    name="mobilenet_v2",
-    family="mobilenet_v2",
-    torchvision_builder="mobilenet_v2",
-    keras_builder="mobilenet_v2_symmetric",
-    naive_keras_builder="MobileNetV2",
-    layer_names=keras_layer_name,
-    default_image_size=224,
-    min_image_size=32,
-    num_classes=1000,
+    name="mobilenet_v2", family="mobilenet_v2", layer_names=keras_layer_name,
     feature_dim=1280,
-    bn_epsilon={"pytorch": 1e-5, "keras": 1e-5},
-    bn_momentum={"pytorch": 0.1, "keras": 0.999},
-    preprocessing={
-        "pytorch": Preprocessing("imagenet mean/std"),
-        "keras": Preprocessing("tf (scaled to [-1, 1])", mean=(0.5, 0.5, 0.5),
-                               std=(0.5, 0.5, 0.5)),
-    },
+    torchvision_builder="mobilenet_v2", keras_builder="mobilenet_v2_symmetric",
+    naive_keras_builder="MobileNetV2",
+    bn_epsilon={"pytorch": 1e-5, "keras": 1e-5}, bn_momentum={"pytorch": 0.1, "keras": 0.999},
+    preprocessing={"pytorch": TORCHVISION_INPUT, "keras": KERAS_TF_INPUT},
     known_differences=(
         "Padding: keras.applications.MobileNetV2 pads stride-2 convs asymmetrically "
         "((0, 1), (0, 1) on even sizes: 'same' on Conv1, correct_pad before strided "
@@ -60,7 +54,7 @@ register(ModelSpec(
         "here uses 1e-5, since the epsilon changes the function.",
         "BatchNorm momentum: Keras's MobileNetV2 0.999 (old-value weight, kept here) is "
         "PyTorch 0.001; torchvision uses 0.1.",
-        "Running variance update: PyTorch uses the unbiased batch variance, Keras the biased one.",
+        VARIANCE_UPDATE,
         "Dropout: torchvision's classifier has Dropout(0.2) before the last Linear, "
         "keras.applications' none (kept): in training mode only PyTorch drops units.",
         "Preprocessing: keras.applications' MobileNetV2 expects [-1, 1] input; the ported "

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from comparator.errors import UsageError
+from comparator.zoo.head import HEAD_LAYERS
 from comparator.zoo.spec import LayerNamer
 
 BN_SUFFIXES = ("weight", "bias", "running_mean", "running_var")
@@ -28,7 +29,6 @@ class LayerPort:
     canonical_names: tuple[str, ...]
 
 
-HEAD_LAYERS = {"head.0": "head_dense", "head.3": "head_output"}
 
 
 def _kind(module: str, names: list[str], arrays: dict[str, np.ndarray]) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from comparator.zoo.spec import ModelSpec, Preprocessing, register
+from comparator.zoo.spec import CAFFE_INPUT, TORCHVISION_INPUT, VARIANCE_UPDATE, ModelSpec, register
 
 
 def keras_layer_name(module: str) -> str | None:
@@ -26,23 +26,11 @@ def keras_layer_name(module: str) -> str | None:
 
 
 register(ModelSpec(
-    name="resnet50",
-    family="resnet",
-    torchvision_builder="resnet50",
-    keras_builder="resnet50_v1_5",
+    name="resnet50", family="resnet", layer_names=keras_layer_name, feature_dim=2048,
+    torchvision_builder="resnet50", keras_builder="resnet50_v1_5",
     naive_keras_builder="ResNet50",
-    layer_names=keras_layer_name,
-    default_image_size=224,
-    min_image_size=32,
-    num_classes=1000,
-    feature_dim=2048,
-    bn_epsilon={"pytorch": 1e-5, "keras": 1e-5},
-    bn_momentum={"pytorch": 0.1, "keras": 0.99},
-    preprocessing={
-        "pytorch": Preprocessing("imagenet mean/std"),
-        "keras": Preprocessing("caffe (RGB->BGR, ImageNet mean subtracted on 0-255, no scaling)",
-                               mean=(103.939, 116.779, 123.68), std=(1.0, 1.0, 1.0)),
-    },
+    bn_epsilon={"pytorch": 1e-5, "keras": 1e-5}, bn_momentum={"pytorch": 0.1, "keras": 0.99},
+    preprocessing={"pytorch": TORCHVISION_INPUT, "keras": CAFFE_INPUT},
     known_differences=(
         "Architecture: keras.applications.ResNet50 is ResNet v1 (stride 2 on the first 1x1 "
         "conv of a strided block, convs with bias); torchvision's resnet50 is v1.5 (stride 2 "
@@ -56,7 +44,7 @@ register(ModelSpec(
         "difference is visible).",
         "BatchNorm momentum: Keras 0.99 (old-value weight, kept) is PyTorch 0.01; torchvision "
         "uses 0.1.",
-        "Running variance update: PyTorch uses the unbiased batch variance, Keras the biased one.",
+        VARIANCE_UPDATE,
         "Preprocessing: keras.applications' ResNet50 expects caffe-style input; the ported "
         "torchvision weights expect ImageNet mean/std, which both frameworks get here.",
     ),

@@ -42,22 +42,33 @@ class KerasCheckpoint:
     md5: str
 
 
-@dataclass(frozen=True)
+# The input both frameworks get with torchvision's weights, and keras.applications' caffe
+# mode (RGB->BGR, mean subtracted on 0-255, no scaling) for the models that expect it.
+TORCHVISION_INPUT = Preprocessing("imagenet mean/std")
+CAFFE_INPUT = Preprocessing("caffe (RGB->BGR, ImageNet mean subtracted on 0-255, no scaling)",
+                            mean=(103.939, 116.779, 123.68), std=(1.0, 1.0, 1.0))
+VARIANCE_UPDATE = ("Running variance update: PyTorch uses the unbiased batch variance, Keras "
+                   "the biased one.")
+
+
+@dataclass(frozen=True, kw_only=True)
 class ModelSpec:
+    """Defaults are an ImageNet classifier's (224 px, 1000 classes, no BatchNorm)."""
+
     name: str
     family: str
-    torchvision_builder: str | None
-    keras_builder: str | None
     layer_names: LayerNamer  # the port map: torchvision module -> Keras layer
-    default_image_size: int
-    min_image_size: int
-    num_classes: int
     feature_dim: int
+    torchvision_builder: str | None = None
+    keras_builder: str | None = None
+    default_image_size: int = 224
+    min_image_size: int = 32
+    num_classes: int = 1000
     # Momenta in each framework's own convention: PyTorch's weight of the new batch
     # statistic, Keras's weight of the old moving value.
-    bn_epsilon: dict[str, float]
-    bn_momentum: dict[str, float]
-    preprocessing: dict[str, Preprocessing]
+    bn_epsilon: dict[str, float] = field(default_factory=dict)
+    bn_momentum: dict[str, float] = field(default_factory=dict)
+    preprocessing: dict[str, Preprocessing] = field(default_factory=dict)
     known_differences: tuple[str, ...] = field(default_factory=tuple)
     input_features: int | None = None  # vector input of this width instead of images
     # keras.applications' own builder when `keras_builder` is this project's equivalent

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from comparator.zoo.spec import ModelSpec, Preprocessing, register
+from comparator.zoo.spec import CAFFE_INPUT, TORCHVISION_INPUT, ModelSpec, register
 
 
 # torchvision's VGG16 configuration "D": channels per conv, "M" a max pool. The index of
@@ -40,24 +40,10 @@ def keras_layer_name(module: str):
 
 
 register(ModelSpec(
-    name="vgg16",
-    family="vgg",
-    torchvision_builder="vgg16",
-    keras_builder="vgg16_adaptive_pool",
-    naive_keras_builder="VGG16",
-    naive_image_size=224,
-    layer_names=keras_layer_name,
-    default_image_size=224,
-    min_image_size=32,
-    num_classes=1000,
-    feature_dim=512,
-    bn_epsilon={},
-    bn_momentum={},
-    preprocessing={
-        "pytorch": Preprocessing("imagenet mean/std"),
-        "keras": Preprocessing("caffe (RGB->BGR, ImageNet mean subtracted on 0-255, no scaling)",
-                               mean=(103.939, 116.779, 123.68), std=(1.0, 1.0, 1.0)),
-    },
+    name="vgg16", family="vgg", layer_names=keras_layer_name, feature_dim=512,
+    torchvision_builder="vgg16", keras_builder="vgg16_adaptive_pool",
+    naive_keras_builder="VGG16", naive_image_size=224,
+    preprocessing={"pytorch": TORCHVISION_INPUT, "keras": CAFFE_INPUT},
     known_differences=(
         "Dropout: torchvision's classifier has two Dropout(0.5) layers, keras.applications' "
         "VGG16 none. Not matched here: in training mode PyTorch drops units and Keras does "
