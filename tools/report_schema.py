@@ -28,8 +28,8 @@ not edit by hand (tests/test_report_schema.py fails when this file is stale).
 
 Keys are a stable interface: they are added, never renamed or removed. **Adding a key** is
 one line in the type that holds it, `name: Annotated[type, "one-line meaning"]`, then
-`python tools/report_schema.py` to regenerate this page. A real report holding a key the
-schema does not declare fails tests/test_report_schema.py.
+`python tools/report_schema.py` to regenerate this page. tests/test_report_schema.py fails
+when a report its fixtures make holds a key the schema does not declare.
 
 Keys of a TypedDict object (every object below except `Report`, `RunResult`, `Losses`,
 `State`, `Modes`, `Check` and `Equivalence`) are optional: a report holds those that apply
