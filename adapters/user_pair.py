@@ -64,7 +64,7 @@ def _labels(scenario: str, given, config_labels, config_targets, outputs) -> tup
         if config_targets:
             y = np.resize(np.asarray(config_targets, dtype=np.float32), outputs.size)
             return y.reshape(outputs.shape), "given"
-        return outputs.astype(np.float32), "the PyTorch model's own outputs (inference mode)"
+        return outputs.astype(np.float32), "predicted: the PyTorch model's own outputs (inference mode)"
     if outputs.ndim != 2:
         raise UsageError(f"the classify scenario needs outputs of shape (N, classes); the "
                          f"models give {outputs.shape}: use --scenario regress")
@@ -77,7 +77,7 @@ def _labels(scenario: str, given, config_labels, config_targets, outputs) -> tup
     elif config_labels:
         y = np.resize(np.asarray(config_labels), n)
     else:
-        y, source = outputs.argmax(axis=1), "the PyTorch model's own predictions"
+        y, source = outputs.argmax(axis=1), "predicted: the PyTorch model's own predictions"
     wrong = [int(v) for v in y if not 0 <= v < outputs.shape[1]]
     if wrong:
         raise UsageError(f"label {wrong[0]} is outside the models' classes "

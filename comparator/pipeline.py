@@ -262,7 +262,8 @@ def _pair_settings(config: CompareConfig, opened) -> dict:
         "loss_kind": config.loss, "scenario": config.scenario,
         "fit_validation_data": config.validate, "preset": None, "device": config.device,
         "frameworks": list(config.frameworks),
-        "labels": opened.settings["labels_source"] if config.scenario == "classify" else None,
+        "labels": (opened.settings["labels_source"].split(":")[0]
+                   if config.scenario == "classify" else None),
         **opened.settings,
     }
 

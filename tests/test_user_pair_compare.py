@@ -39,7 +39,8 @@ def test_the_users_weights_are_tested_as_given(faithful):
     assert port.name == "port:keras_vs_pytorch_eval_logits" and port.value < 1e-6
     assert faithful.settings["pair"]["weights"] == "as given (not ported)"
     assert faithful.settings["pair"]["pairing"] == {"paired_layers": 7}
-    assert faithful.settings["labels"] == "the PyTorch model's own predictions"
+    assert faithful.settings["labels"] == "predicted"
+    assert faithful.settings["labels_source"] == "predicted: the PyTorch model's own predictions"
     assert len(faithful.runs) == 8  # feature extraction needs a zoo head: not listed
     assert faithful.to_dict()["schema"] == "xframe-compare/report/1"
 
