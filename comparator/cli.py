@@ -32,7 +32,7 @@ def _csv(value: str) -> tuple[str, ...]:
 DEFAULTS = dict(scenario="classify", batch_size=8, image_size=None, steps=1, seed=0, lr=0.01,
                 recipes=(), device="cpu", optimizer="sgd", validate=False, loss="logits",
                 weights="random-calibrated", images=(), labels=(), targets=(),
-                frameworks=("pytorch", "keras"), worker_timeout=600.0)
+                frameworks=("pytorch", "keras"), worker_timeout=600.0, max_memory=None)
 
 
 def _values(convert):
@@ -46,6 +46,15 @@ def _values(convert):
             raise argparse.ArgumentTypeError(str(exc)) from None
     parse.__name__ = convert
     return parse
+
+
+def _size(value: str) -> int:
+    from comparator.config.limits import parse_size
+
+    try:
+        return parse_size(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--worker-timeout", type=float, metavar="SECONDS",
                         help="how long a Keras worker may run before its runs are marked "
                              "failed (default 600)")
+    parser.add_argument("--max-memory", type=_size, metavar="SIZE",
+                        help="refuse runs whose estimated peak memory exceeds this (e.g. 16G; "
+                             "default: this machine's memory)")
     parser.add_argument("--no-onnx", action="store_true",
                         help="skip the ONNX Runtime referee")
     parser.add_argument("--onnx-exporter", choices=["torchscript", "dynamo"],

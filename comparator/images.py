@@ -54,8 +54,11 @@ def sample_photos() -> list[str]:
     return paths
 
 
-def collect_images(given: list[str] | tuple[str, ...]) -> list[str]:
-    """Image files from files and folders (a folder: its JPEG/PNG files, sorted by name)."""
+def collect_images(given: list[str] | tuple[str, ...], notes: list | None = None) -> list[str]:
+    """Image files from files and folders (a folder: its JPEG/PNG files, sorted by name, at
+    most FOLDER_IMAGE_CAP of them; `notes` is told of any left out)."""
+    from comparator.config.limits import FOLDER_IMAGE_CAP
+
     if list(given) == [SAMPLES]:
         return sample_photos()
     found = []
@@ -68,7 +71,11 @@ def collect_images(given: list[str] | tuple[str, ...]) -> list[str]:
                             and os.path.isfile(os.path.join(item, n)))
             if not inside:
                 raise UsageError(f"--images: the folder {item} has no JPEG or PNG file")
-            found += inside
+            if len(inside) > FOLDER_IMAGE_CAP and notes is not None:
+                notes.append(f"the folder {item} holds {len(inside)} images; the first "
+                             f"{FOLDER_IMAGE_CAP} by name were used (name files one by one "
+                             "to use more)")
+            found += inside[:FOLDER_IMAGE_CAP]
         elif os.path.isfile(item):
             found.append(item)
         else:
@@ -191,19 +198,22 @@ class Images:
 
     pixels: np.ndarray
     paths: tuple[str, ...]
+    notes: tuple[str, ...] = ()
 
     def settings(self) -> dict:
         return {"files": [os.path.basename(p) for p in self.paths],
                 "paths": list(self.paths), "count": len(self.paths),
+                "notes": list(self.notes),
                 "transform": f"shorter side resized (bilinear) to {RESIZE_RATIO:.4f} x the "
                              "crop, centre crop, RGB in [0, 1]"}
 
 
 def load_images(given, size: int) -> Images:
-    paths = collect_images(given)
+    notes: list[str] = []
+    paths = collect_images(given, notes)
     if not paths:
         raise UsageError("--images: no image given")
-    return Images(np.stack([decode(p, size) for p in paths]), tuple(paths))
+    return Images(np.stack([decode(p, size) for p in paths]), tuple(paths), tuple(notes))
 
 
 __all__ = ["Images", "load_images", "preprocess", "label_values", "target_values",

@@ -203,6 +203,7 @@ def _notes(prepared: Prepared) -> list[str]:
         notes.append(f"images: {settings['images']['count']} photos "
                      f"({', '.join(settings['images']['files'])}); preprocessing: "
                      f"{pre['mode']} ({pre['note']})")
+        notes += [f"images: {note}" for note in settings["images"].get("notes", [])]
     for key, shown in (("label_values", "labels"), ("targets", "targets")):
         if key in settings:
             notes.append(f"{shown}: {settings[key]['source']}")

@@ -546,6 +546,7 @@ def validate_model(model: str, image_size: int | None = None, batch_size: int = 
                    seed: int = 0, naive: bool = False, **options) -> PortValidation:
     """Validate a zoo entry's port (or, with naive, keras.applications' model under the
     naive same-shape port). Checks the input before importing any framework."""
+    from comparator.config.limits import check_memory, check_seed
     from comparator.models import get_spec, known_models
 
     if model not in known_models():
@@ -559,9 +560,9 @@ def validate_model(model: str, image_size: int | None = None, batch_size: int = 
         with_naive = [m for m in zoo_models() if get_spec(m).naive_keras_builder]
         raise UsageError(f"{model} has no naive keras.applications twin: its Keras model "
                          f"already is keras.applications'; --naive takes {', '.join(with_naive)}")
-    size = image_size or spec.default_image_size
+    size = spec.default_image_size if image_size is None else image_size
     if naive and spec.naive_image_size and size != spec.naive_image_size:
-        if image_size:
+        if image_size is not None:
             raise UsageError(f"keras.applications' {spec.naive_keras_builder} classifier only "
                              f"takes {spec.naive_image_size} px, not {image_size}")
         size = spec.naive_image_size
@@ -579,6 +580,9 @@ def validate_model(model: str, image_size: int | None = None, batch_size: int = 
                          "and gradients need batch statistics (or give --modes inference "
                          "--no-gradients)" if batch_size > 0 else
                          f"batch size must be positive, got {batch_size}")
+    check_seed(seed)
+    check_memory(spec.name, batch_size, size, None, options.pop("max_memory", None),
+                 what="this validation")
     from adapters.layerwise import validate_zoo_model
 
     return validate_zoo_model(spec, size, batch_size, seed, naive=naive, **options)

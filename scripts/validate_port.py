@@ -21,6 +21,15 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def _size(value: str) -> int:
+    from comparator.config.limits import parse_size
+
+    try:
+        return parse_size(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     from comparator.validation import zoo_models
 
@@ -47,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-float64", action="store_true",
                         help="skip the float64 PyTorch reference that measures rounding")
     parser.add_argument("--json", metavar="PATH", help="also write the result as JSON here")
+    parser.add_argument("--max-memory", type=_size, metavar="SIZE",
+                        help="refuse runs whose estimated peak memory exceeds this (e.g. 16G; "
+                             "default: this machine's memory)")
     parser.add_argument("--rows", type=int, default=8,
                         help="diverging layers listed per pass (default 8)")
     return parser
@@ -59,8 +71,11 @@ def main(argv=None) -> int:
         from comparator.validation import DEFAULT_TOLERANCE, validate_model
 
         modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
-        if args.tolerance is not None and not args.tolerance > 0:
-            raise UsageError(f"--tolerance must be positive, got {args.tolerance}")
+        if args.tolerance is not None and not 0 < args.tolerance < 1:
+            raise UsageError(f"--tolerance is a relative difference in (0, 1), got "
+                             f"{args.tolerance}")
+        if args.rows < 0:
+            raise UsageError(f"--rows must be 0 or more, got {args.rows}")
         if args.json:
             from comparator.io import check_writable_file
 
@@ -68,7 +83,7 @@ def main(argv=None) -> int:
         result = validate_model(
             args.model, image_size=args.image_size, batch_size=args.batch_size, seed=args.seed,
             naive=args.naive, modes=modes, gradients=not args.no_gradients,
-            reference64=not args.no_float64,
+            reference64=not args.no_float64, max_memory=args.max_memory,
             tolerance=args.tolerance if args.tolerance is not None else DEFAULT_TOLERANCE)
     except ComparatorError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
@@ -76,6 +91,11 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug: one line, never exit 1 ("a layer diverges")
+        if os.environ.get("XFRAME_DEBUG"):
+            raise
+        print(f"{PROG}: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 5
     print(result.render(max_rows=args.rows))
     if args.json:
         import json
