@@ -55,8 +55,9 @@ FIELDS_PROPERTY = "xframe_compare.cache_fields"
 
 
 def default_cache_dir() -> str:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "xframe-compare", "onnx")
+    from comparator.io import default_cache_dir as default
+
+    return default()
 
 
 def _version(package: str) -> str:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
+import signal
 import sys
 
 from comparator.errors import (
@@ -18,6 +20,7 @@ from comparator.frameworks import worker_problems
 
 EXIT_INTERNAL = 5
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, what a shell reports for a process TERM ended
 
 
 class _Parser(argparse.ArgumentParser):
@@ -153,58 +156,154 @@ def _config(args):
     return CompareConfig(model=model, **values)
 
 
-def run(args, argv: list[str]) -> int:
+def _inputs(args, config) -> dict[str, list[str]]:
+    """The files a run reads, which no report may overwrite."""
+    from comparator.images import SAMPLES
+
+    inputs = {}
+    if config.weights and os.path.isfile(config.weights):
+        inputs["--weights"] = [config.weights]
+    images = []
+    for item in config.images:
+        if item != SAMPLES and os.path.isdir(item):
+            images += [os.path.join(item, n) for n in os.listdir(item)]
+        elif item != SAMPLES:
+            images.append(item)
+    if images:
+        inputs["--images"] = images
+    return inputs
+
+
+def _check_targets(args, config) -> None:
+    from comparator.io import check_outputs
+
+    files = {f"--{flag}": getattr(args, flag) for flag in ("json", "markdown", "html")
+             if getattr(args, flag) is not None}
+    folders = {"--save-artifacts": args.save_artifacts} if args.save_artifacts is not None \
+        else {}
+    check_outputs(files, folders, _inputs(args, config))
+    if args.cache_dir is not None:
+        check_outputs({}, {"--cache-dir": args.cache_dir})
+
+
+def _cache_dir(args, stderr) -> tuple[str | None, str | None]:
+    """(the ONNX cache folder, a temporary folder to remove at the end or None). The
+    default cache under HOME falls back to a folder for this run only when HOME cannot
+    hold it (read-only, missing), and says so in one line."""
+    import tempfile
+
+    from comparator.io import default_cache_dir, shown
+
+    if args.no_onnx or args.cache_dir is not None:
+        return args.cache_dir, None
+    default = default_cache_dir()
+    try:
+        os.makedirs(default, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".xframe-probe-", dir=default)
+        os.close(fd)
+        os.unlink(probe)
+        return None, None
+    except OSError as exc:
+        temporary = tempfile.mkdtemp(prefix="xframe-cache-")
+        print(f"compare.py: note: the default ONNX cache {shown(default)} is not writable "
+              f"({exc.strerror or exc}); exports are kept in {temporary} for this run only "
+              "(--cache-dir DIR keeps them)", file=stderr)
+        return temporary, temporary
+
+
+def _write_reports(args, outcome, command, state: dict) -> list[str]:
+    """Every requested report, staged and then renamed into place as one set."""
+    from comparator.artifacts import write_artifacts
+    from comparator.io import ReportSet
+
+    report = outcome.report
+    with ReportSet() as reports:
+        if args.json:
+            reports.add(args.json, report.to_json())
+        if args.markdown:
+            from comparator.report_markdown import render_markdown
+
+            reports.add(args.markdown, render_markdown(report, command=command))
+        if args.html:
+            from comparator.report_html import render_html
+
+            reports.add(args.html, render_html(report, command=command,
+                                               bn_deltas=outcome.bn_deltas))
+        if args.save_artifacts:
+            write_artifacts(outcome, reports.directory(args.save_artifacts))
+        state["written"] = reports.written  # filled as renames land, for an interrupt
+        return reports.commit()
+
+
+def _show(report, quiet: bool) -> None:
+    """The terminal summary; a closed or broken stdout (`>&-`, `| head`) is not an error:
+    the reports are written and the exit code stays the comparison's."""
     from rich.console import Console
 
-    from comparator.artifacts import save_artifacts
     from comparator.display import render
-    from comparator.io import check_writable_dir, check_writable_file, write_atomic
+
+    if sys.stdout is None:
+        return
+    try:
+        stdout = Console(emoji=False)
+        if not stdout.is_terminal:
+            stdout = Console(width=100, emoji=False)
+        render(report, stdout, quiet=quiet)
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError, OSError) as exc:
+        if isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError) \
+                and exc.errno not in (errno.EPIPE, errno.EBADF):
+            raise
+        _silence_stdout()
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's last flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.close(devnull)
+    except OSError:
+        pass
+    sys.stdout = None
+
+
+def run(args, argv: list[str], state: dict) -> int:
+    import shutil
+
+    from rich.console import Console
+
     from comparator.progress import progress_display
     from comparator.runner import compare, resolve
 
     config = _config(args)
     resolve(config)
     preset = args.preset
-    for flag in ("json", "markdown", "html"):
-        if getattr(args, flag):
-            check_writable_file(getattr(args, flag), f"--{flag}")
-    if args.cache_dir:
-        check_writable_dir(args.cache_dir, "--cache-dir")
-    if args.save_artifacts:
-        check_writable_dir(args.save_artifacts, "--save-artifacts")
+    _check_targets(args, config)
     stderr = Console(stderr=True, emoji=False)
     referee = None
-    with progress_display(stderr) as progress:
-        outcome = compare(config, progress=progress, preset=preset)
-        if not args.no_onnx:
-            from comparator.referee import run_referee, with_referee
+    cache_dir, temporary_cache = _cache_dir(args, sys.stderr)
+    try:
+        with progress_display(stderr) as progress:
+            outcome = compare(config, progress=progress, preset=preset)
+            if not args.no_onnx:
+                from comparator.referee import run_referee, with_referee
 
-            progress("ONNX Runtime referee: exporting and running", 1)
-            referee = run_referee(outcome, cache_dir=args.cache_dir,
-                                  exporter=args.onnx_exporter, device=config.device)
-            outcome.report = with_referee(outcome.report, referee)
-            if outcome.report.settings.get("weights") == "imagenet-both":
-                from comparator.checkpoints import without_cross_training_checks
+                progress("ONNX Runtime referee: exporting and running", 1)
+                referee = run_referee(outcome, cache_dir=cache_dir,
+                                      exporter=args.onnx_exporter, device=config.device)
+                outcome.report = with_referee(outcome.report, referee)
+                if outcome.report.settings.get("weights") == "imagenet-both":
+                    from comparator.checkpoints import without_cross_training_checks
 
-                outcome.report = without_cross_training_checks(outcome.report)
+                    outcome.report = without_cross_training_checks(outcome.report)
+    finally:
+        if temporary_cache:
+            shutil.rmtree(temporary_cache, ignore_errors=True)
     report = outcome.report
     command = ["python", "scripts/compare.py", *argv]
-    if args.json:
-        write_atomic(args.json, report.to_json())
-    if args.markdown:
-        from comparator.report_markdown import write_markdown
-
-        write_markdown(report, args.markdown, command=command)
-    if args.html:
-        from comparator.report_html import write_html
-
-        write_html(report, args.html, command=command, bn_deltas=outcome.bn_deltas)
-    if args.save_artifacts:
-        save_artifacts(outcome, args.save_artifacts)
-    stdout = Console(emoji=False)
-    if not stdout.is_terminal:
-        stdout = Console(width=100, emoji=False)
-    render(report, stdout, quiet=args.quiet)
+    _write_reports(args, outcome, command, state)
+    _show(report, args.quiet)
     if worker_problems(report):
         return EXIT_WORKER_FAILED
     if not report.checks_passed:
@@ -216,24 +315,52 @@ def run(args, argv: list[str]) -> int:
     return EXIT_OK
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (kill, docker stop, systemd, CI runners), unwound like Ctrl-C: children are
+    ended and temporary folders removed by the same `finally` blocks."""
+
+
+def _raise_terminated(_signum, _frame):
+    raise Terminated()
+
+
+def handle_sigterm() -> None:
+    signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def _interrupted(exc: KeyboardInterrupt, written: list[str]) -> int:
+    from comparator.io import shown
+
+    what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+    done = (f"the reports were written before it: {', '.join(shown(p) for p in written)}"
+            if written else "no report was written")
+    print(f"compare.py: {what}; {done}", file=sys.stderr)
+    return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
-    from comparator.frameworks import keep_worker_backends_out
-
-    keep_worker_backends_out()
+    handle_sigterm()
+    state: dict = {"written": []}
     try:
-        return run(args, argv)
+        args = build_parser().parse_args(argv)
+        from comparator.frameworks import keep_worker_backends_out
+
+        keep_worker_backends_out()
+        return run(args, argv, state)
     except ComparatorError as exc:
-        print(f"compare.py: error: {exc}", file=sys.stderr)
+        from comparator.io import shown
+
+        print(f"compare.py: error: {shown(exc)}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("compare.py: interrupted; no report was written", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:
+        return _interrupted(exc, state["written"])
     except Exception as exc:  # a bug: say so in one line unless asked for details
-        if args.debug or os.environ.get("XFRAME_DEBUG"):
+        if "--debug" in argv or os.environ.get("XFRAME_DEBUG"):
             raise
-        print(f"compare.py: internal error: {type(exc).__name__}: {exc} "
+        from comparator.io import shown
+
+        print(f"compare.py: internal error: {type(exc).__name__}: {shown(exc)} "
               "(rerun with --debug for the traceback)", file=sys.stderr)
         return EXIT_INTERNAL
 

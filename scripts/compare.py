@@ -13,6 +13,10 @@ if __name__ == "__main__":
     # Every file is written and closed by now. The interpreter's own teardown of torch,
     # Keras and ONNX Runtime took about a second more (measured) and does nothing the
     # user needs, so the process ends here.
-    sys.stdout.flush()
-    sys.stderr.flush()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):  # closed or broken: the exit code still tells
+            pass
     os._exit(code)
