@@ -338,16 +338,40 @@ def _interrupted(exc: KeyboardInterrupt, written: list[str]) -> int:
     return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
 
 
+def _capture_warnings() -> list[str]:
+    """Library warnings (torch on a legacy pickle, Keras on a checkpoint of another model)
+    span many lines: each is kept as one line, shown once after a finished run and left
+    out when the run ends in an error, so that an error stays one line."""
+    import warnings
+
+    from comparator.io import shown
+
+    captured: list[str] = []
+
+    def keep(message, category, *_args, **_kwargs):
+        lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+        text = f"{category.__name__}: {shown(lines[0] if lines else '')}"
+        if text not in captured:
+            captured.append(text)
+
+    warnings.showwarning = keep
+    return captured
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     handle_sigterm()
     state: dict = {"written": []}
+    captured = _capture_warnings()
     try:
         args = build_parser().parse_args(argv)
         from comparator.frameworks import keep_worker_backends_out
 
         keep_worker_backends_out()
-        return run(args, argv, state)
+        code = run(args, argv, state)
+        for warning in captured:
+            print(f"compare.py: warning: {warning}", file=sys.stderr)
+        return code
     except ComparatorError as exc:
         from comparator.io import shown
 

@@ -197,7 +197,8 @@ def _notes(prepared: Prepared) -> list[str]:
     settings, notes = prepared.settings, []
     for record in settings.get("checkpoints", []):
         notes.append(f"weights: {record['framework']} checkpoint {record['file']} "
-                     f"({record['source']}; {record['role']}), sha256 {record['sha256'][:16]}…")
+                     f"({record['source']}; {record['role']}), sha256 {record['sha256'][:16]}…"
+                     + (f"; {record['note']}" if record.get("note") else ""))
     if "images" in settings:
         pre = settings["preprocessing"]
         notes.append(f"images: {settings['images']['count']} photos "

@@ -10,8 +10,6 @@ import time
 
 import pytest
 
-from comparator.io import ReportSet, write_atomic
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMPARE = os.path.join(ROOT, "scripts", "compare.py")
 TINY = ["tiny_cnn", "--image-size", "32", "--batch-size", "2", "--no-onnx", "--quiet"]
@@ -106,6 +104,8 @@ def test_a_read_only_working_directory_is_refused_even_as_root(out):
 
 
 def test_reports_follow_the_umask_and_keep_an_existing_mode(tmp_path):
+    from comparator.io import write_atomic
+
     old = os.umask(0o027)
     try:
         write_atomic(str(tmp_path / "new.json"), "{}")
@@ -120,6 +120,8 @@ def test_reports_follow_the_umask_and_keep_an_existing_mode(tmp_path):
 
 
 def test_an_unfinished_report_set_leaves_nothing(tmp_path):
+    from comparator.io import ReportSet
+
     with pytest.raises(RuntimeError):
         with ReportSet() as reports:
             reports.add(str(tmp_path / "a.json"), "{}")
