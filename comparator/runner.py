@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from dataclasses import dataclass, field
@@ -38,6 +39,8 @@ LOSS_DESCRIPTIONS = {
 }
 # Each framework's default Adam epsilon, which this tool leaves as the framework sets it.
 ADAM_EPSILON = {"pytorch": 1e-8, "keras": 1e-7, "keras-tensorflow": 1e-7, "keras-jax": 1e-7}
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                    "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
 PORT_TOLERANCE = 1e-4  # max abs logit difference of a faithful float32 port
 
 
@@ -138,6 +141,11 @@ def _package_versions() -> dict[str, str]:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             versions[package] = "not installed"
+    # Thread settings change float32 summation order: two reports whose numbers differ in
+    # their last bits can be told apart by these.
+    for variable in THREAD_VARIABLES:
+        versions[variable] = os.environ.get(variable, "unset")
+    versions["cpu_count"] = str(os.cpu_count())
     return versions
 
 

@@ -31,8 +31,10 @@ def main(argv=None) -> int:
                              "irreducible compute; medians are kept (default 1)")
     args = parser.parse_args(argv)
     from comparator.bench import benchmark, resolve, table
+    from comparator.cli import Terminated, handle_sigterm
     from comparator.io import check_writable_file, write_atomic
 
+    handle_sigterm()
     try:
         resolve(args.model, args.image_size, args.batch_size, args.runs)
         check_writable_file(args.output, "--output")
@@ -40,6 +42,11 @@ def main(argv=None) -> int:
     except ComparatorError as exc:
         print(f"bench.py: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: children ended, folders removed
+        terminated = isinstance(exc, Terminated)
+        print(f"bench.py: {'terminated (SIGTERM)' if terminated else 'interrupted'}; "
+              "nothing was written", file=sys.stderr)
+        return 143 if terminated else 130
     import json
 
     write_atomic(args.output, json.dumps(result, indent=2) + "\n")

@@ -9,13 +9,19 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from comparator.behaviors import generate  # noqa: E402
-from comparator.io import write_atomic  # noqa: E402
+from comparator.errors import ComparatorError  # noqa: E402
+from comparator.io import check_writable_file, write_atomic  # noqa: E402
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--output", default=os.path.join(ROOT, "docs", "behaviors.md"))
     args = parser.parse_args()
+    try:
+        check_writable_file(args.output, "--output")  # before the runs, not after
+    except ComparatorError as exc:
+        print(f"document_behaviors.py: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     write_atomic(args.output, generate())
     print(f"wrote {args.output}")
     return 0

@@ -119,3 +119,29 @@ def test_a_flooding_worker_costs_the_parent_a_bounded_tail(tmp_path):
     result = json.loads(done.stdout)
     assert result["reason"].endswith("exited with status 1: keras_worker: the last words")
     assert result["peak_kib"] < 200 * 1024  # 300 MB went through it
+
+
+def test_bench_interrupted_ends_in_one_line_and_leaves_no_folder(tmp_path):
+    env, folder = _env(tmp_path)
+    process = subprocess.Popen([sys.executable, os.path.join(ROOT, "scripts", "bench.py"),
+                                "tiny_cnn", "--image-size", "32", "--batch-size", "2",
+                                "--output", "b.json"], cwd=tmp_path, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    seen = _wait_for(lambda: [n for n in os.listdir(folder) if n.startswith("xframe-bench")]
+                     or process.poll() is not None)
+    assert seen is not True and process.poll() is None, "bench never made its folder"
+    time.sleep(1.0)  # let its compare.py child start
+    process.send_signal(signal.SIGINT)
+    stderr = process.communicate(timeout=120)[1]
+    assert process.returncode == 130, stderr
+    assert stderr.strip().splitlines() == ["bench.py: interrupted; nothing was written"]
+    assert _ours(folder) == [] and not (tmp_path / "b.json").exists()
+
+
+def test_document_behaviors_refuses_a_folder_as_output_at_once(tmp_path):
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "scripts",
+                                                        "document_behaviors.py"),
+                           "--output", str(tmp_path)], capture_output=True, text=True,
+                          timeout=60)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and "is a directory" in lines[0]
