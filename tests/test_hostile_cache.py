@@ -11,7 +11,7 @@ import pytest
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from adapters.onnxrt import DIGEST_SUFFIX, ExportCache, cache_fields  # noqa: E402
+from adapters.onnx.runtime import DIGEST_SUFFIX, ExportCache, cache_fields  # noqa: E402
 
 FIELDS = cache_fields(framework="pytorch", model="tiny_cnn", scenario="classify",
                       weights_sha256="0" * 64, input_shape=(1, 2), exporter="torchscript",

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from comparator.errors import UsageError
-from comparator.images import decode, probe
+from comparator.inputs.images import decode, probe
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMPARE = os.path.join(ROOT, "scripts", "compare.py")
@@ -71,8 +71,8 @@ def test_a_decompression_bomb_through_the_command_line_exits_2(tmp_path):
 def tiny_state():
     import torch  # noqa: F401
 
-    from adapters.pytorch_models import build_network
-    from comparator.models import get_spec
+    from adapters.pytorch.models import build_network
+    from comparator.zoo import get_spec
 
     return build_network(get_spec("tiny_cnn")).state_dict()
 
@@ -80,8 +80,8 @@ def tiny_state():
 def test_an_integer_checkpoint_is_refused(tmp_path, tiny_state):
     import torch
 
-    from adapters.pytorch_pretrained import load_file
-    from comparator.models import get_spec
+    from adapters.pytorch.pretrained import load_file
+    from comparator.zoo import get_spec
 
     for dtype in (torch.int64, torch.bool):
         path = tmp_path / f"{dtype}.pth"
@@ -93,8 +93,8 @@ def test_an_integer_checkpoint_is_refused(tmp_path, tiny_state):
 def test_other_float_dtypes_are_converted_with_a_note(tmp_path, tiny_state):
     import torch
 
-    from adapters.pytorch_pretrained import load_file
-    from comparator.models import get_spec
+    from adapters.pytorch.pretrained import load_file
+    from comparator.zoo import get_spec
 
     path = tmp_path / "f64.pth"
     torch.save({k: v.double() if v.is_floating_point() else v for k, v in tiny_state.items()},
@@ -122,7 +122,7 @@ def test_a_zip_bomb_checkpoint_is_refused_before_reading(tmp_path):
 
 
 def test_library_warnings_become_one_line_each():
-    from comparator.cli import _capture_warnings
+    from comparator.cli.compare import _capture_warnings
 
     saved = warnings.showwarning
     try:

@@ -65,7 +65,7 @@ def test_memory_estimate_names_the_estimate_and_the_limit(tmp_path):
 
 
 def test_memory_override_lets_a_small_run_through():
-    from comparator.config.limits import GIB, check_memory
+    from comparator.limits import GIB, check_memory
 
     assert check_memory("tiny_cnn", 2, 32, None, max_memory=2 * GIB) < 2 * GIB
     assert check_memory("densenet121", 8, 224, None, None) > 3.5 * GIB  # measured 3.9 GiB
@@ -93,8 +93,8 @@ def _png(path, pixels, mode=None):
 
 
 def test_an_image_folder_is_capped_and_the_report_says_so(tmp_path):
-    from comparator.config.limits import FOLDER_IMAGE_CAP
-    from comparator.images import collect_images
+    from comparator.limits import FOLDER_IMAGE_CAP
+    from comparator.inputs.images import collect_images
 
     for i in range(FOLDER_IMAGE_CAP + 3):
         (tmp_path / f"{i:04d}.png").write_bytes(b"x")

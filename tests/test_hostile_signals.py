@@ -31,7 +31,7 @@ def _workers_of(tmp_folder):
                 argv = handle.read().split(b"\0")
         except OSError:
             continue
-        if b"adapters.keras_worker" in argv and any(str(tmp_folder).encode() in a for a in argv):
+        if b"adapters.keras.worker" in argv and any(str(tmp_folder).encode() in a for a in argv):
             found.append(int(pid))
     return found
 
@@ -107,7 +107,7 @@ def test_a_flooding_worker_costs_the_parent_a_bounded_tail(tmp_path):
     env, _ = _env(tmp_path, XFRAME_WORKER_FAULT="flood", XFRAME_WORKER_FLOOD_MB="300")
     code = (
         "import json, resource\n"
-        "from adapters.worker_client import WorkerError, call_worker\n"
+        "from adapters.keras.client import WorkerError, call_worker\n"
         "try:\n"
         "    call_worker({'backend': 'jax', 'framework': 'keras-jax', 'task': 'run'}, {}, 120)\n"
         "except WorkerError as exc:\n"

@@ -1,0 +1,210 @@
+"""Keras on one backend, in a subprocess of its own: `python -m adapters.keras.worker DIR`.
+
+A Keras process picks its backend once, at import, so Keras on TensorFlow or JAX
+cannot run beside the comparison's Keras-on-torch. The parent
+(adapters.keras.client) writes into DIR:
+
+* request.json: {"task": "run" | "export", "framework", "backend", "model",
+  "scenario", "seed", "image_size", "device", and for "run" "recipes" (names),
+  "steps", "lr", "optimizer", "validate"}
+* weights.npz (canonical arrays) and batch.npz (x, y);
+
+and starts this module with KERAS_BACKEND set. The worker runs the same adapter
+class as the in-process Keras adapter (adapters.keras.adapter.Keras3Adapter) on its
+backend and writes response.json ({"status": "ok" | "missing", ...}) and, for a
+run, arrays.npz (the inference outputs and each run's states before and after).
+For "export" it writes model.onnx: Keras's own ONNX export, which on the TensorFlow
+backend goes through tf2onnx.
+
+Exit status: 0 done, 3 the backend (an optional extra) is not installed, anything
+else a failure the parent reports with the worker's last stderr line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+FAULT_VARIABLE = "XFRAME_WORKER_FAULT"  # tests only: crash | hang | garbage
+EXIT_MISSING = 3
+MODULES = {"tensorflow": "tensorflow", "jax": "jax"}
+
+
+def _write_json(directory: str, name: str, data: dict) -> None:
+    tmp = os.path.join(directory, name + ".tmp")
+    with open(tmp, "w") as handle:
+        json.dump(data, handle)
+    os.replace(tmp, os.path.join(directory, name))
+
+
+def _simulate_fault(directory: str) -> None:
+    """Let tests exercise the parent's handling of a bad worker, cheaply and for real."""
+    fault = os.environ.get(FAULT_VARIABLE)
+    if fault == "crash":
+        print("keras_worker: simulated crash", file=sys.stderr, flush=True)
+        os.abort()
+    if fault == "hang":
+        time.sleep(3600)
+    if fault == "flood":  # a worker that writes without bound to stderr, then fails
+        block = "x" * (1 << 20) + "\n"
+        for _ in range(int(os.environ.get("XFRAME_WORKER_FLOOD_MB", "300"))):
+            sys.stderr.write(block)
+        print("keras_worker: the last words", file=sys.stderr, flush=True)
+        sys.exit(1)
+    if fault == "garbage":
+        with open(os.path.join(directory, "response.json"), "w") as handle:
+            handle.write("this is not JSON {")
+        sys.exit(0)
+
+
+def _import_backend(backend: str, task: str) -> str | None:
+    """Import the backend framework first: a missing extra is a reason, not a crash."""
+    modules = [MODULES[backend]] + (["tf2onnx"] if task == "export" else [])
+    for module in modules:
+        try:
+            __import__(module)
+        except ImportError as exc:
+            extra = "tensorflow" if module == "tf2onnx" else backend
+            return (f"{module} cannot be imported ({exc}); install the optional extra: "
+                    f"pip install -e '.[{extra}]'")
+    return None
+
+
+def _adapter(framework: str, backend: str, device: str):
+    os.environ["KERAS_BACKEND"] = backend
+    os.environ["XFRAME_KERAS_BACKEND"] = backend
+    from adapters.keras.adapter import Keras3Adapter
+
+    class WorkerKerasAdapter(Keras3Adapter):
+        name = framework
+
+    WorkerKerasAdapter.backend = backend
+    return WorkerKerasAdapter(device=device)
+
+
+def _load(directory: str, name: str) -> dict:
+    with np.load(os.path.join(directory, name), allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+def _build(request: dict, directory: str):
+    from comparator.inputs.batch import Batch
+    from comparator.zoo import get_spec
+
+    adapter = _adapter(request["framework"], request["backend"], request.get("device", "cpu"))
+    adapter.loss_kind = request.get("loss_kind", "logits")
+    spec = get_spec(request["model"])
+    adapter.build(spec, request["scenario"], request["seed"], request["image_size"])
+    adapter.load_weights(_load(directory, "weights.npz"))
+    arrays = _load(directory, "batch.npz")
+    return adapter, Batch(x=arrays["x"], y=arrays["y"])
+
+
+def run(request: dict, directory: str) -> dict:
+    from comparator.config.recipes import RECIPES
+
+    started = time.perf_counter()
+    adapter, batch = _build(request, directory)
+    recipes = {r.name: r for r in RECIPES if r.framework == request["framework"]}
+    arrays = {"logits": adapter.logits(batch)}
+    runs, ablations = [], {}
+    for name in request["recipes"]:
+        measurement = adapter.run_recipe(recipes[name], batch, request["steps"], request["lr"],
+                                         request["optimizer"], request["validate"])
+        result = measurement.result
+        runs.append(result.to_dict())
+        ablations[result.id] = measurement.ablations
+        for which, state in (("initial", measurement.initial_state),
+                             ("final", measurement.final_state)):
+            for key, value in state.items():
+                arrays[f"{which}/{result.id}/{key}"] = value
+    np.savez(os.path.join(directory, "arrays.npz"), **arrays)
+    from adapters.onnx.runtime import structure_fingerprint
+
+    return {"status": "ok", "runs": runs, "ablations": ablations,
+            "structure": structure_fingerprint(adapter._wrappers[False]),
+            "environment": {**adapter.environment(), **adapter.backend_versions()},
+            "seconds": round(time.perf_counter() - started, 3)}
+
+
+def export(request: dict, directory: str) -> dict:
+    """Keras's ONNX export of the inference model in its initial state."""
+    from adapters.onnx.runtime import structure_fingerprint
+
+    adapter, batch = _build(request, directory)
+    model = adapter._wrappers[False]
+    adapter.logits(batch)  # on TensorFlow, Keras exports only a model that has been called
+    adapter._restore_impl(adapter._initial_state)
+    started = time.perf_counter()
+    model.export(os.path.join(directory, "model.onnx"), format="onnx", verbose=False)
+    import tf2onnx
+
+    return {"status": "ok", "export_seconds": round(time.perf_counter() - started, 3),
+            "structure": structure_fingerprint(model),
+            "notes": {"exporter": f"keras model.export(format='onnx') on the {request['backend']}"
+                                  f" backend (tf2onnx {tf2onnx.__version__})", "mode": "eval"}}
+
+
+PARENT_VARIABLE = "XFRAME_PARENT_PID"  # set by adapters.keras.client
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _quit(directory: str) -> None:
+    """End now, removing the request folder (the parent's, named xframe-worker-*) so that
+    a parent that was killed outright leaves no temporary folder behind."""
+    import shutil
+
+    if os.path.basename(os.path.normpath(directory)).startswith("xframe-worker-"):
+        shutil.rmtree(directory, ignore_errors=True)
+    os._exit(143)
+
+
+def _end_with_parent(directory: str) -> None:
+    """Die with the parent: Linux sends SIGTERM when it goes (prctl PR_SET_PDEATHSIG);
+    elsewhere a thread notices that the parent changed."""
+    import signal
+    import threading
+
+    signal.signal(signal.SIGTERM, lambda *_: _quit(directory))
+    parent = os.environ.get(PARENT_VARIABLE)
+    if not parent:
+        return
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM))
+        except (OSError, AttributeError):
+            pass
+
+    def watch():
+        while os.getppid() == int(parent):
+            time.sleep(1.0)
+        _quit(directory)
+
+    if os.getppid() != int(parent):  # the parent died before the watch began
+        _quit(directory)
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def main(argv: list[str]) -> int:
+    directory = argv[0]
+    _end_with_parent(directory)
+    with open(os.path.join(directory, "request.json")) as handle:
+        request = json.load(handle)
+    _simulate_fault(directory)
+    missing = _import_backend(request["backend"], request["task"])
+    if missing:
+        _write_json(directory, "response.json", {"status": "missing", "reason": missing})
+        return EXIT_MISSING
+    task = {"run": run, "export": export}[request["task"]]
+    _write_json(directory, "response.json", task(request, directory))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
