@@ -12,8 +12,9 @@ TINY = f"{sys.executable} {COMPARE} tiny_cnn --image-size 32 --batch-size 2 --no
 
 
 def shell(command, cwd, **env):
+    # head -c may cut a UTF-8 character in two
     return subprocess.run(["bash", "-c", command], capture_output=True, text=True, cwd=cwd,
-                          timeout=300, env={**os.environ, **env})
+                          timeout=300, env={**os.environ, **env}, errors="replace")
 
 
 def test_closed_stdout_still_writes_the_report_and_exits_0(tmp_path):

@@ -237,6 +237,8 @@ def _show(report, quiet: bool) -> None:
             stdout = Console(width=100, emoji=False)
         render(report, stdout, quiet=quiet)
         sys.stdout.flush()
+    except SystemExit:  # rich's answer to a broken pipe: stdout to /dev/null, then exit 1
+        _silence_stdout()
     except (BrokenPipeError, ValueError, OSError) as exc:
         if isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError) \
                 and exc.errno not in (errno.EPIPE, errno.EBADF):
