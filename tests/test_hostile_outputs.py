@@ -166,3 +166,19 @@ def test_an_unwritable_home_falls_back_to_a_temporary_cache_in_one_line(out):
     # matplotlib, without a writable HOME, keeps its config in a temporary folder that
     # only its exit-time cleanup removes
     assert [n for n in os.listdir(tmp) if n.startswith(("xframe-", "matplotlib-"))] == []
+
+
+def test_a_folder_that_os_access_calls_writable_but_takes_no_file_is_refused(out):
+    # a tmpfs without a free inode: os.access says yes, creating a file fails (ENOSPC)
+    folder = out / "full"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1M,nr_inodes=1", "tmpfs",
+                              str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        assert os.access(folder, os.W_OK)
+        line = refused(compare(*TINY, "--json", "r.json", cwd=folder), "is not writable")
+        assert "No space left on device" in line
+    finally:
+        subprocess.run(["umount", str(folder)], capture_output=True)
