@@ -151,7 +151,7 @@ def check_numbers(config) -> None:
     check_float32(config.lr, "learning rate", positive=True)
     for target in config.targets:
         check_float32(target, "--targets")
-    check_timeout(config.worker_timeout, "--worker-timeout")
+    check_timeout(config.worker_timeout, "worker timeout")
     if config.max_memory is not None and not (isinstance(config.max_memory, int)
                                               and config.max_memory > 0):
         from comparator.errors import UsageError

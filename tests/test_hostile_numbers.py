@@ -34,7 +34,7 @@ def assert_refused(result, message, folder):
     (["--lr", "1e-50"], "learning rate must be a positive number that float32 can hold"),
     (["--lr", "-0.1"], "learning rate must be a positive number"),
     (["--image-size", "0"], "image size must be positive, got 0"),
-    (["--worker-timeout", "1e300"], "--worker-timeout must be a positive number of seconds"),
+    (["--worker-timeout", "1e300"], "worker timeout must be a positive number of seconds"),
     (["--batch-size", "100000", "--max-memory", "4G"], "needs an estimated"),
     (["--image-size", "100000"], "more than this machine's memory"),
     (["--batch-size", str(10 ** 12)], "more than this machine's memory"),
