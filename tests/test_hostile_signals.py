@@ -137,11 +137,3 @@ def test_bench_interrupted_ends_in_one_line_and_leaves_no_folder(tmp_path):
     assert stderr.strip().splitlines() == ["bench.py: interrupted; nothing was written"]
     assert _ours(folder) == [] and not (tmp_path / "b.json").exists()
 
-
-def test_document_behaviors_refuses_a_folder_as_output_at_once(tmp_path):
-    done = subprocess.run([sys.executable, os.path.join(ROOT, "scripts",
-                                                        "document_behaviors.py"),
-                           "--output", str(tmp_path)], capture_output=True, text=True,
-                          timeout=60)
-    lines = done.stderr.strip().splitlines()
-    assert done.returncode == 2 and len(lines) == 1 and "is a directory" in lines[0]
