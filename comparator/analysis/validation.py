@@ -610,9 +610,9 @@ def check_zoo_request(model: str, image_size: int | None, batch_size: int, naive
         with_naive = [m for m in zoo_models() if get_spec(m).naive_keras_builder]
         raise UsageError(f"{model} has no naive keras.applications twin: its Keras model "
                          f"already is keras.applications'; --naive takes {', '.join(with_naive)}")
-    size = image_size or spec.default_image_size
+    size = spec.default_image_size if image_size is None else image_size
     if naive and spec.naive_image_size and size != spec.naive_image_size:
-        if image_size:
+        if image_size is not None:
             raise UsageError(f"keras.applications' {spec.naive_keras_builder} classifier only "
                              f"takes {spec.naive_image_size} px, not {image_size}")
         size = spec.naive_image_size
@@ -620,6 +620,10 @@ def check_zoo_request(model: str, image_size: int | None, batch_size: int, naive
         raise UsageError(f"image size {size} is too small for {model}: it needs at least "
                          f"{spec.min_image_size} px")
     _check_modes_and_batch(batch_size, options)
+    from comparator.limits import check_memory
+
+    check_memory(spec.name, batch_size, size, None, options.pop("max_memory", None),
+                 what="this validation")
     return spec, size
 
 
