@@ -34,6 +34,7 @@ def _canonical_name(name: str) -> str:
 
 
 class PyTorchAdapter(FrameworkAdapter):
+    version_key = "torch"
     name = "pytorch"
 
     def __init__(self, device: str = "cpu", threads: int | None = None):

@@ -67,6 +67,9 @@ class RunResult(_Serialisable):
     seconds: float
     warnings: tuple[str, ...] = ()
     backend: str | None = None  # Keras's backend for Keras runs; None for PyTorch
+    # The exact version of the framework that ran (torch's for PyTorch, Keras's or
+    # tf_keras's for Keras): 3.16.0.dev2026102704 for keras-torch@nightly.
+    framework_version: str | None = None
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ LOSS_DESCRIPTIONS = {
                      "CategoricalCrossentropy(); PyTorch: the same function written out)",
 }
 # Each framework's default Adam epsilon, which this tool leaves as the framework sets it.
+# Every Keras, tf_keras 2.21 and the Keras 3 releases included, defaults to 1e-7.
 ADAM_EPSILON = {"pytorch": 1e-8, "keras": 1e-7, "keras-tensorflow": 1e-7, "keras-jax": 1e-7}
 PORT_TOLERANCE = 1e-4  # max abs logit difference of a faithful float32 port
 
@@ -143,7 +144,8 @@ def _package_versions() -> dict[str, str]:
 def _optimizer_settings(config: CompareConfig) -> dict:
     if config.optimizer == "adam":
         return {"name": "adam", "lr": config.lr,
-                "epsilon": {f: ADAM_EPSILON[f] for f in config.frameworks}}
+                "epsilon": {f: ADAM_EPSILON.get(f, ADAM_EPSILON["keras"])
+                            for f in config.frameworks}}
     return {"name": "sgd", "lr": config.lr, "momentum": 0.0}
 
 
