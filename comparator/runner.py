@@ -13,6 +13,7 @@ import numpy as np
 from comparator.data import REGRESSION_SCENARIOS, Batch
 from comparator.crosscheck import FLOAT32_FACTOR, explain_pair
 from comparator.diagnosis import explain_run
+from comparator.analysis.versions import version_findings
 from comparator.equivalence import equivalences, old_keras_frozen_bn_findings
 from comparator.errors import UsageError
 from comparator.memory import long_lived_objects_frozen
@@ -302,7 +303,8 @@ def compare(config: CompareConfig, progress=_noop, preset: str | None = None) ->
     report = Report(model=spec.name, scenario=config.scenario, settings=settings,
                     environment=environment, runs=tuple(runs.values()), checks=tuple(checks),
                     explanations=tuple(explanations), equivalences=tuple(found),
-                    findings=tuple(old_keras_frozen_bn_findings(runs)),
+                    findings=tuple(old_keras_frozen_bn_findings(runs))
+                    + tuple(version_findings(runs.values())),
                     unavailable_runs=tuple(unavailable),
                     timings={"total_seconds": phases.pop("total_seconds"), "phases": phases,
                              "reused_inference_passes": sum(
