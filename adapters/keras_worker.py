@@ -16,8 +16,16 @@ run, arrays.npz (the inference outputs and each run's states before and after).
 For "export" it writes model.onnx: Keras's own ONNX export, which on the TensorFlow
 backend goes through tf2onnx.
 
-Exit status: 0 done, 3 the backend (an optional extra) is not installed, anything
-else a failure the parent reports with the worker's last stderr line.
+For "probe" it measures this Keras's defaults (adapters/keras/probe.py).
+
+A Keras version (keras-torch@3.6.0, nightly) runs here from an overlay the parent puts
+first on PYTHONPATH (adapters/keras/overlays.py; XFRAME_KERAS_OVERLAY=1); Keras 2
+(tf-keras) is imported as `keras` when XFRAME_KERAS2=1 (adapters/keras/keras2.py).
+
+Exit status: 0 done, 3 the backend (an optional extra) is not installed, 4 this
+overlay's Keras cannot import or run with the installed backend (response.json has
+its own error), anything else a failure the parent reports with the worker's last
+stderr line.
 """
 
 from __future__ import annotations
@@ -162,6 +170,16 @@ def export(request: dict, directory: str) -> dict:
                                   f" backend (tf2onnx {tf2onnx.__version__})", "mode": "eval"}}
 
 
+def probe(request: dict, directory: str) -> dict:
+    """This Keras's defaults, measured (adapters/keras/probe.py)."""
+    from adapters.keras.probe import probe as measure
+
+    _adapter(request["framework"], request["backend"], request.get("device", "cpu"))
+    from adapters.keras3 import keras
+
+    return measure(keras)
+
+
 def main(argv: list[str]) -> int:
     directory = argv[0]
     with open(os.path.join(directory, "request.json")) as handle:
@@ -171,13 +189,13 @@ def main(argv: list[str]) -> int:
     if missing:
         _write_json(directory, "response.json", {"status": "missing", "reason": missing})
         return EXIT_MISSING
-    unavailable = _import_keras(request)
+    unavailable = _import_keras(request) if os.environ.get(OVERLAY_VARIABLE) == "1" else None
     if unavailable:
         _write_json(directory, "response.json", {"status": "unavailable", "reason": (
             f"{request['framework']} cannot run with the installed {request['backend']}: "
             f"{unavailable}")})
         return EXIT_UNAVAILABLE
-    task = {"run": run, "export": export}[request["task"]]
+    task = {"run": run, "export": export, "probe": probe}[request["task"]]
     try:
         response = task(request, directory)
     except Exception as exc:
