@@ -137,3 +137,17 @@ def test_findings_and_the_side_by_side_table_say_where_training_false_changed(
                            .framework_version]
     assert rows[0][0] == "training_false" and rows[0][1].endswith("overridden")
     assert "## Versions side by side" in render_markdown(versions_side_by_side)
+
+
+@pytest.mark.parametrize("name", ["seed-densenet-regression-keras2",
+                                  "seed-resnet50-single-image-keras2",
+                                  "seed-resnet50-learning-phase-keras2"])
+def test_keras2_presets_name_tf_keras_recipes_and_what_they_cannot_reproduce(name):
+    from comparator.presets import get_preset
+    from comparator.runner import resolve
+
+    preset = get_preset(name)
+    _, config, recipes = resolve(CompareConfig(**preset.settings))
+    assert "tf-keras" in config.frameworks
+    assert {r.framework for r in recipes} == {"pytorch", "tf-keras"}
+    assert "cannot reproduce the report's magnitudes" in preset.question
