@@ -380,7 +380,9 @@ class Keras3Adapter(FrameworkAdapter):
         inputs = ops.convert_to_tensor(self._fit_inputs(self._data(batch)[0]))
         with _inference_calls(forced):
             y_pred = self._fit_model(inputs, training=True)
-        return float(ops.convert_to_numpy(self._loss()(y, y_pred)))
+        # A loss class reduces over the batch already; the probabilities loss is a function
+        # with one value per sample, which compile() averages the same way.
+        return float(np.mean(ops.convert_to_numpy(self._loss()(y, y_pred))))
 
     # ----- observation -----------------------------------------------------------------
 
@@ -405,9 +407,12 @@ class Keras3Adapter(FrameworkAdapter):
             beta = hooks.value(layer.beta) if layer.center else ops.zeros_like(sums[0])
 
             def record(x_mean, x_square, y_mean, y_square, gamma, beta, mean, moving_var):
-                adapter._bn_seen[layer.name] = used_batch_statistics(
-                    x_mean, variance(x_mean, x_square), y_mean, variance(y_mean, y_square),
-                    gamma, beta, mean, moving_var, eps=layer.epsilon)
+                # Any call in the step counts: fit(validation_data=...) calls the layer
+                # again, in inference mode, after the train step.
+                adapter._bn_seen[layer.name] = adapter._bn_seen.get(layer.name, False) or \
+                    used_batch_statistics(x_mean, variance(x_mean, x_square), y_mean,
+                                          variance(y_mean, y_square), gamma, beta, mean,
+                                          moving_var, eps=layer.epsilon)
 
             hooks.host(record, *sums, gamma, beta, *moving)
             return outputs
@@ -418,7 +423,8 @@ class Keras3Adapter(FrameworkAdapter):
                 same = ops.all(ops.equal(ops.stop_gradient(inputs), ops.stop_gradient(outputs)))
 
                 def record(same):
-                    adapter._dropout_seen[layer.name] = not bool(same)
+                    adapter._dropout_seen[layer.name] = \
+                        adapter._dropout_seen.get(layer.name, False) or not bool(same)
 
                 hooks.host(record, same)
             return outputs

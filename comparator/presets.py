@@ -96,9 +96,12 @@ PRESETS.update({p.name: p for p in (
         "The third report's fix on Keras 2 (tf_keras): keras.backend.set_learning_phase(0), "
         "which tf_keras 2.21 still offers, before fit on the same image, nothing frozen "
         "(tf-keras:set_learning_phase), beside every BatchNorm and Dropout layer called with "
-        "training=False (tf-keras:inference_everywhere) and PyTorch's eval(). Shows whether "
-        "the old fix still puts fit in inference mode (the report: the train loss then "
-        "equals evaluate's, and the loss lands at -ln(1e-7) = 16.118). " + _RANDOM_WEIGHTS,
+        "training=False (tf-keras:inference_everywhere, what the fix did in Keras 2.1) and "
+        "PyTorch's eval(). Measured on the tiny CNN: tf_keras 2.21's fit passes "
+        "training=True itself, so set_learning_phase(0) no longer changes it (BatchNorm on "
+        "the batch's statistics, moving statistics updated, Dropout active). Cannot "
+        "reproduce the report's 16.118 (-ln(1e-7), a saturated prediction of ImageNet "
+        "weights on its photo). " + _RANDOM_WEIGHTS,
         dict(_SINGLE_IMAGE, frameworks=_KERAS2,
              recipes=("pytorch:eval", "tf-keras:set_learning_phase",
                       "tf-keras:inference_everywhere"))),

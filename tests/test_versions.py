@@ -21,7 +21,8 @@ from comparator.runner import CompareConfig, compare
 
 TINY = dict(model="tiny_cnn", batch_size=4, image_size=16)
 RECIPES = ("pytorch:eval", "keras:training_false", "keras-torch@nightly:training_false",
-           "tf-keras:training_false", "tf-keras:v1_frozen", "keras-torch@3.99.0:training_false")
+           "tf-keras:training_false", "tf-keras:v1_frozen", "tf-keras:set_learning_phase",
+           "keras-torch@3.99.0:training_false")
 
 
 def test_versioned_names_parse_and_carry_the_version_into_run_ids():
@@ -106,6 +107,12 @@ def test_v1_batch_norm_frozen_uses_batch_statistics_and_keeps_its_moving_ones(
     assert run.losses.inference_after == pytest.approx(run.losses.inference_before, abs=1e-6)
 
 
+def test_set_learning_phase_0_no_longer_reaches_fit_in_tf_keras(versions_side_by_side):
+    run = versions_side_by_side.run("tf-keras:set_learning_phase")
+    assert run.modes.bn_batch_stats == 3 and run.modes.dropout_active == 1
+    assert run.state.bn_stats_changed
+
+
 def test_every_run_records_framework_backend_and_version(versions_side_by_side):
     import torch
 
@@ -151,3 +158,14 @@ def test_keras2_presets_name_tf_keras_recipes_and_what_they_cannot_reproduce(nam
     assert "tf-keras" in config.frameworks
     assert {r.framework for r in recipes} == {"pytorch", "tf-keras"}
     assert "cannot reproduce the report's magnitudes" in preset.question
+
+
+def test_fit_with_validation_data_still_shows_the_train_steps_batch_statistics():
+    """fit(validation_data=...) calls every layer again in inference mode after the step;
+    the audit must keep what the train step did."""
+    report = compare(CompareConfig(**{**TINY, "batch_size": 1}, frameworks=("pytorch", "keras"),
+                                   loss="probabilities", labels=(3,), validate=True,
+                                   recipes=("keras:train",))).report
+    run = report.run("keras:train")
+    assert run.modes.bn_batch_stats == 3 and run.modes.dropout_active == 1
+    assert run.losses.fit_validation[-1] == pytest.approx(run.losses.inference_after, abs=1e-5)
