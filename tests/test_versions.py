@@ -15,9 +15,10 @@ from adapters.keras.overlays import OFFLINE_VARIABLE, cached_versions, ensure
 from adapters.keras.overlays import OverlayUnavailable
 from comparator.config.flavours import parse
 from comparator.errors import UsageError
-from comparator.frameworks import canonical, resolve_frameworks
-from comparator.recipes import select
-from comparator.runner import CompareConfig, compare
+from comparator.config.frameworks import canonical, resolve_frameworks
+from comparator.config.recipes import select
+from comparator.config import CompareConfig
+from comparator.pipeline import compare
 
 TINY = dict(model="tiny_cnn", batch_size=4, image_size=16)
 RECIPES = ("pytorch:eval", "keras:training_false", "keras-torch@nightly:training_false",
@@ -132,7 +133,7 @@ def test_a_version_without_an_overlay_is_skipped_with_its_reason(versions_side_b
 def test_findings_and_the_side_by_side_table_say_where_training_false_changed(
         versions_side_by_side):
     from comparator.analysis.versions import side_by_side
-    from comparator.report_markdown import render_markdown
+    from comparator.report.markdown import render_markdown
 
     finding, = [f for f in versions_side_by_side.findings if f.startswith("`training=False`")]
     assert "overridden in 3.15.1; honoured in 3.16.0.dev" in finding
@@ -150,8 +151,8 @@ def test_findings_and_the_side_by_side_table_say_where_training_false_changed(
                                   "seed-resnet50-single-image-keras2",
                                   "seed-resnet50-learning-phase-keras2"])
 def test_keras2_presets_name_tf_keras_recipes_and_what_they_cannot_reproduce(name):
-    from comparator.presets import get_preset
-    from comparator.runner import resolve
+    from comparator.config.presets import get_preset
+    from comparator.config import resolve
 
     preset = get_preset(name)
     _, config, recipes = resolve(CompareConfig(**preset.settings))

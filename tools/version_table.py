@@ -43,7 +43,7 @@ def _frameworks(releases) -> list[str]:
 
 def _probe(name: str, timeout: float = 300.0) -> dict:
     """Run adapters/keras/probe.py in the framework's worker; {"unavailable": reason}."""
-    from adapters.worker_client import WorkerAdapter, WorkerError, call_worker
+    from adapters.keras.client import WorkerAdapter, WorkerError, call_worker
     import shutil
 
     adapter = WorkerAdapter(name)
@@ -177,9 +177,10 @@ def main(argv=None) -> int:
     releases = (RELEASES if args.versions == "all" else
                 tuple(args.versions.split(",")) if args.versions else DEFAULT_RELEASES)
     os.environ.setdefault("KERAS_BACKEND", "torch")
-    from comparator.frameworks import keep_worker_backends_out
-    from comparator.recipes import recipes_for
-    from comparator.runner import CompareConfig, compare
+    from comparator.config.frameworks import keep_worker_backends_out
+    from comparator.config.recipes import recipes_for
+    from comparator.config import CompareConfig
+    from comparator.pipeline import compare
 
     keep_worker_backends_out()
     started = time.perf_counter()

@@ -1,0 +1,218 @@
+"""Keras on one backend, in a subprocess of its own: `python -m adapters.keras.worker DIR`.
+
+A Keras process picks its backend once, at import, so Keras on TensorFlow or JAX
+cannot run beside the comparison's Keras-on-torch. The parent
+(adapters.keras.client) writes into DIR:
+
+* request.json: {"task": "run" | "export", "framework", "backend", "model",
+  "scenario", "seed", "image_size", "device", and for "run" "recipes" (names),
+  "steps", "lr", "optimizer", "validate"}
+* weights.npz (canonical arrays) and batch.npz (x, y);
+
+and starts this module with KERAS_BACKEND set. The worker runs the same adapter
+class as the in-process Keras adapter (adapters.keras.adapter.Keras3Adapter) on its
+backend and writes response.json ({"status": "ok" | "missing", ...}) and, for a
+run, arrays.npz (the inference outputs and each run's states before and after).
+For "export" it writes model.onnx: Keras's own ONNX export, which on the TensorFlow
+backend goes through tf2onnx.
+
+For "probe" it measures this Keras's defaults (adapters/keras/probe.py).
+
+A Keras version (keras-torch@3.6.0, nightly) runs here from an overlay the parent puts
+first on PYTHONPATH (adapters/keras/overlays.py; XFRAME_KERAS_OVERLAY=1); Keras 2
+(tf-keras) is imported as `keras` when XFRAME_KERAS2=1 (adapters/keras/keras2.py).
+
+Exit status: 0 done, 3 the backend (an optional extra) is not installed, 4 this
+overlay's Keras cannot import or run with the installed backend (response.json has
+its own error), anything else a failure the parent reports with the worker's last
+stderr line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+FAULT_VARIABLE = "XFRAME_WORKER_FAULT"  # tests only: crash | hang | garbage
+EXIT_MISSING = 3
+EXIT_UNAVAILABLE = 4  # this Keras (an overlay's version) cannot be imported here
+KERAS2_VARIABLE = "XFRAME_KERAS2"  # set by the client for tf-keras
+MODULES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+OVERLAY_VARIABLE = "XFRAME_KERAS_OVERLAY"  # set by the client: the overlay's Keras runs here
+
+
+def _write_json(directory: str, name: str, data: dict) -> None:
+    tmp = os.path.join(directory, name + ".tmp")
+    with open(tmp, "w") as handle:
+        json.dump(data, handle)
+    os.replace(tmp, os.path.join(directory, name))
+
+
+def _simulate_fault(directory: str) -> None:
+    """Let tests exercise the parent's handling of a bad worker, cheaply and for real."""
+    fault = os.environ.get(FAULT_VARIABLE)
+    if fault == "crash":
+        print("keras_worker: simulated crash", file=sys.stderr, flush=True)
+        os.abort()
+    if fault == "hang":
+        time.sleep(3600)
+    if fault == "garbage":
+        with open(os.path.join(directory, "response.json"), "w") as handle:
+            handle.write("this is not JSON {")
+        sys.exit(0)
+
+
+def _import_backend(backend: str, task: str) -> str | None:
+    """Import the backend framework first: a missing extra is a reason, not a crash."""
+    modules = [MODULES[backend]] + (["tf2onnx"] if task == "export" else [])
+    if os.environ.get(KERAS2_VARIABLE) == "1":
+        modules.append("tf_keras")
+    for module in modules:
+        try:
+            __import__(module)
+        except ImportError as exc:
+            extra = "tensorflow" if module in ("tf2onnx", "tf_keras") else backend
+            return (f"{module} cannot be imported ({exc}); install the optional extra: "
+                    f"pip install -e '.[{extra}]'")
+    return None
+
+
+def _adapter(framework: str, backend: str, device: str):
+    os.environ["KERAS_BACKEND"] = backend
+    os.environ["XFRAME_KERAS_BACKEND"] = backend
+    if os.environ.get(KERAS2_VARIABLE) == "1":
+        from adapters.keras.keras2 import install_as_keras
+
+        install_as_keras()
+    from adapters.keras.adapter import Keras3Adapter
+
+    class WorkerKerasAdapter(Keras3Adapter):
+        name = framework
+
+    WorkerKerasAdapter.backend = backend
+    return WorkerKerasAdapter(device=device)
+
+
+def _load(directory: str, name: str) -> dict:
+    with np.load(os.path.join(directory, name), allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+def _build(request: dict, directory: str):
+    from comparator.inputs.batch import Batch
+    from comparator.zoo import get_spec
+
+    adapter = _adapter(request["framework"], request["backend"], request.get("device", "cpu"))
+    adapter.loss_kind = request.get("loss_kind", "logits")
+    spec = get_spec(request["model"])
+    adapter.build(spec, request["scenario"], request["seed"], request["image_size"])
+    adapter.load_weights(_load(directory, "weights.npz"))
+    arrays = _load(directory, "batch.npz")
+    return adapter, Batch(x=arrays["x"], y=arrays["y"])
+
+
+def _import_keras(request: dict) -> str | None:
+    """Import this worker's Keras (an overlay's version may not run with the installed
+    backend): None, or the framework's own message."""
+    try:
+        _adapter(request["framework"], request["backend"], request.get("device", "cpu"))
+    except Exception as exc:  # noqa: BLE001 - any import failure is the version's verdict
+        return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+    return None
+
+
+def run(request: dict, directory: str) -> dict:
+    from comparator.config.recipes import recipes_for
+
+    started = time.perf_counter()
+    adapter, batch = _build(request, directory)
+    recipes = {r.name: r for r in recipes_for(request["framework"])}
+    arrays = {"logits": adapter.logits(batch)}
+    runs, ablations = [], {}
+    for name in request["recipes"]:
+        measurement = adapter.run_recipe(recipes[name], batch, request["steps"], request["lr"],
+                                         request["optimizer"], request["validate"])
+        result = measurement.result
+        runs.append(result.to_dict())
+        ablations[result.id] = measurement.ablations
+        for which, state in (("initial", measurement.initial_state),
+                             ("final", measurement.final_state)):
+            for key, value in state.items():
+                arrays[f"{which}/{result.id}/{key}"] = value
+    np.savez(os.path.join(directory, "arrays.npz"), **arrays)
+    from adapters.onnx.runtime import structure_fingerprint
+
+    return {"status": "ok", "runs": runs, "ablations": ablations,
+            "structure": structure_fingerprint(adapter._wrappers[False]),
+            "environment": {**adapter.environment(), **adapter.backend_versions()},
+            "seconds": round(time.perf_counter() - started, 3)}
+
+
+def export(request: dict, directory: str) -> dict:
+    """Keras's ONNX export of the inference model in its initial state."""
+    from adapters.onnx.runtime import structure_fingerprint
+
+    adapter, batch = _build(request, directory)
+    model = adapter._wrappers[False]
+    adapter.logits(batch)  # on TensorFlow, Keras exports only a model that has been called
+    adapter._restore_impl(adapter._initial_state)
+    started = time.perf_counter()
+    model.export(os.path.join(directory, "model.onnx"), format="onnx", verbose=False)
+    import tf2onnx
+
+    return {"status": "ok", "export_seconds": round(time.perf_counter() - started, 3),
+            "structure": structure_fingerprint(model),
+            "notes": {"exporter": f"keras model.export(format='onnx') on the {request['backend']}"
+                                  f" backend (tf2onnx {tf2onnx.__version__})", "mode": "eval"}}
+
+
+def probe(request: dict, directory: str) -> dict:
+    """This Keras's defaults, measured (adapters/keras/probe.py)."""
+    from adapters.keras.probe import probe as measure
+
+    _adapter(request["framework"], request["backend"], request.get("device", "cpu"))
+    from adapters.keras.backend import keras
+
+    return measure(keras)
+
+
+def main(argv: list[str]) -> int:
+    directory = argv[0]
+    with open(os.path.join(directory, "request.json")) as handle:
+        request = json.load(handle)
+    _simulate_fault(directory)
+    missing = _import_backend(request["backend"], request["task"])
+    if missing:
+        _write_json(directory, "response.json", {"status": "missing", "reason": missing})
+        return EXIT_MISSING
+    unavailable = _import_keras(request) if os.environ.get(OVERLAY_VARIABLE) == "1" else None
+    if unavailable:
+        _write_json(directory, "response.json", {"status": "unavailable", "reason": (
+            f"{request['framework']} cannot run with the installed {request['backend']}: "
+            f"{unavailable}")})
+        return EXIT_UNAVAILABLE
+    task = {"run": run, "export": export, "probe": probe}[request["task"]]
+    try:
+        response = task(request, directory)
+    except Exception as exc:
+        if os.environ.get(OVERLAY_VARIABLE) != "1":
+            raise
+        # An older or newer Keras than the adapter was written against, on today's backend:
+        # its own error is the verdict on that version, not a crash of the tool.
+        import traceback
+
+        traceback.print_exc()
+        _write_json(directory, "response.json", {"status": "unavailable", "reason": (
+            f"{request['framework']} fails with the installed {request['backend']}: "
+            f"{type(exc).__name__}: {exc}".splitlines()[0][:400])})
+        return EXIT_UNAVAILABLE
+    _write_json(directory, "response.json", response)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
