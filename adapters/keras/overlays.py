@@ -7,8 +7,10 @@ pure-Python packages the version needs that the environment lacks; torch,
 TensorFlow, JAX, numpy and the rest come from the project's environment.
 
 Measured here (torch 2.14.1): Keras 3.1.0, 3.1.1, 3.3.3, 3.4.1, 3.6.0, 3.10.0 and
-keras-nightly 3.16.0.dev2026102704 import and fit on torch from such an overlay; Keras 3.0.0 and 3.0.5 also import `tree` (dm-tree), which the environment
-lacks ("No module named 'tree'"), so their overlay gets dm-tree too (EXTRA_PACKAGES).
+keras-nightly 3.16.0.dev2026102704 import and fit on torch from such an overlay.
+Keras 3.0.0 and 3.0.5 also import `tree` (dm-tree, a compiled package from the
+registry), which the environment lacks ("No module named 'tree'"), so their overlay
+gets dm-tree too (EXTRA_PACKAGES).
 
 Overlays are built on first use and kept, keyed by the exact resolved version
 (`nightly` resolves to the newest keras-nightly build the registry has). Without
