@@ -170,3 +170,22 @@ def test_fit_with_validation_data_still_shows_the_train_steps_batch_statistics()
     run = report.run("keras:train")
     assert run.modes.bn_batch_stats == 3 and run.modes.dropout_active == 1
     assert run.losses.fit_validation[-1] == pytest.approx(run.losses.inference_after, abs=1e-5)
+
+
+def test_the_cache_dir_flag_is_where_overlays_are_looked_for(tmp_path, capsys, monkeypatch):
+    from comparator.cli.compare import main
+
+    monkeypatch.setenv(OFFLINE_VARIABLE, "1")
+    # compare.py sets it from --cache-dir; monkeypatch puts the test process's value back.
+    monkeypatch.setenv("XFRAME_CACHE_DIR", str(tmp_path / "not-this-one"))
+    out = tmp_path / "r.json"
+    code = main(["tiny_cnn", "--image-size", "16", "--batch-size", "2", "--no-onnx",
+                 "--frameworks", "pytorch,keras-torch@3.6.0", "--cache-dir", str(tmp_path),
+                 "--recipes", "pytorch:eval,keras-torch@3.6.0:train", "--json", str(out),
+                 "--quiet"])
+    import json
+
+    record, = json.loads(out.read_text())["unavailable_runs"]
+    assert code == 0 and record["status"] == "skipped"
+    assert "python -m adapters.keras.overlays keras-torch@3.6.0" in record["reason"]
+    assert "keras-torch@3.6.0 runs skipped" in capsys.readouterr().err

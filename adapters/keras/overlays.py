@@ -62,8 +62,10 @@ class Overlay:
 
 
 def default_cache_dir() -> str:
-    return os.environ.get(CACHE_VARIABLE) or os.path.join(
-        os.path.expanduser("~"), ".cache", "xframe-compare")
+    """$XFRAME_CACHE_DIR (compare.py --cache-dir sets it), else the tool's folder in the
+    user's cache, beside the ONNX exports (adapters/onnx/runtime.py)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.environ.get(CACHE_VARIABLE) or os.path.join(base, "xframe-compare")
 
 
 def overlays_dir(cache_dir: str | None = None) -> str:

@@ -101,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
                         default="torchscript",
                         help="PyTorch ONNX exporter for the referee (default torchscript)")
     parser.add_argument("--cache-dir", metavar="DIR",
-                        help="where ONNX exports are cached (default ~/.cache/xframe-compare)")
+                        help="where ONNX exports and Keras version overlays are cached "
+                             "(default $XFRAME_CACHE_DIR or ~/.cache/xframe-compare)")
     parser.add_argument("--json", metavar="PATH", help="write the JSON report here")
     parser.add_argument("--markdown", metavar="PATH",
                         help="write a GitHub-flavoured Markdown report here")
@@ -150,6 +151,8 @@ def run(args, argv: list[str]) -> int:
             check_writable_file(getattr(args, flag), f"--{flag}")
     if args.cache_dir:
         check_writable_dir(args.cache_dir, "--cache-dir")
+        # Overlays of Keras versions (adapters/keras/overlays.py) are found through it.
+        os.environ["XFRAME_CACHE_DIR"] = os.path.abspath(args.cache_dir)
     if args.save_artifacts:
         check_writable_dir(args.save_artifacts, "--save-artifacts")
     stderr = Console(stderr=True, emoji=False)
