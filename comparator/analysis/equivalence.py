@@ -6,7 +6,7 @@ import itertools
 
 import numpy as np
 
-from comparator.config.recipes import EXPECTED_PAIRS
+from comparator.config.recipes import EXPECTED_PAIRS, version_pairs
 from comparator.schema import Equivalence, RunResult
 
 LOSS_RTOL = 1e-4  # float32 kernels of two frameworks differ around 1e-6 relative
@@ -87,7 +87,8 @@ def equivalences(runs: dict[str, RunResult], states: dict[str, dict]) -> list[Eq
     another framework's that agrees."""
     found = []
     listed = set()
-    for a, b, reason in EXPECTED_PAIRS:
+    frameworks = list(dict.fromkeys(r.framework for r in runs.values()))
+    for a, b, reason in (*EXPECTED_PAIRS, *version_pairs(frameworks)):
         if a in runs and b in runs:
             found.append(compare_runs(runs[a], runs[b], states[a], states[b], True, reason))
             listed.add((a, b))

@@ -116,6 +116,24 @@ def _expected_pairs():
 EXPECTED_PAIRS: tuple[tuple[str, str, str], ...] = _expected_pairs()
 
 
+def version_pairs(frameworks) -> list[tuple[str, str, str]]:
+    """Expected pairs of the Keras versions and Keras 2 among these frameworks: each against
+    PyTorch as the environment's Keras is, and each Keras recipe against the environment's
+    Keras on the same backend (the comparison that shows a behaviour change)."""
+    pairs = []
+    for framework in frameworks:
+        flavour = parse_flavour(framework)
+        if flavour is None or not (flavour.overlay or flavour.keras2):
+            continue
+        for a, b, reason in _KERAS_PYTORCH_PAIRS:
+            pairs.append((a.replace("keras:", f"{framework}:", 1), b, reason))
+        same_backend = "keras" if flavour.backend == "torch" else f"keras-{flavour.backend}"
+        pairs += [(f"{same_backend}:{r.name}", f"{framework}:{r.name}",
+                   f"the same Keras recipe in the environment's Keras and in {framework}")
+                  for r in _BASE_RECIPES if r.framework == "keras"]
+    return pairs
+
+
 # Keras 2 (tf-keras) runs the Keras recipes and two of its own, from the seed reports' era.
 _KERAS2_RECIPES: tuple[Recipe, ...] = (
     Recipe(TF_KERAS, "v1_frozen",
