@@ -5,10 +5,10 @@ from __future__ import annotations
 from comparator.inputs.batch import calibration_images, init_rng
 from comparator.zoo import ModelSpec
 from comparator.inputs.weights import CanonicalWeights, head_init_arrays
+from comparator.zoo.head import HEAD_HIDDEN
 
 CALIBRATION_IMAGES = 16
 CALIBRATION_CHUNK = 8
-HEAD_HIDDEN = 64
 
 
 def random_calibrated(spec: ModelSpec, scenario: str, seed: int, image_size: int,
