@@ -189,3 +189,10 @@ def test_the_cache_dir_flag_is_where_overlays_are_looked_for(tmp_path, capsys, m
     assert code == 0 and record["status"] == "skipped"
     assert "python -m adapters.keras.overlays keras-torch@3.6.0" in record["reason"]
     assert "keras-torch@3.6.0 runs skipped" in capsys.readouterr().err
+
+
+def test_keras2_stem_layer_names_meet_the_keras3_port_maps():
+    from adapters.keras.keras2 import Keras2Hooks
+
+    assert Keras2Hooks.layer_name("conv1/conv") == "conv1_conv"
+    assert Keras2Hooks.layer_name("conv2_block1_0_bn") == "conv2_block1_0_bn"

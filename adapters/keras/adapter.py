@@ -105,6 +105,11 @@ class _BackendHooks:
     def channel_axis(layer, rank: int) -> int:
         return layer.axis % rank
 
+    @staticmethod
+    def layer_name(name: str) -> str:
+        """A layer's name as the port maps (Keras 3's keras.applications) spell it."""
+        return name
+
     def use_v1_batch_norm(self, bn_layers) -> None:
         raise UsageError("the v1 BatchNormalization is Keras 2's (tf-keras)")
 
@@ -178,7 +183,8 @@ class Keras3Adapter(FrameworkAdapter):
             ]
         self._wrappers = {flag: self._wrap(image_size, flag) for flag in (False, True)}
         self._variables = list(self._wrappers[False].weights)
-        self._by_name = {layer.name: layer for layer in self._all_layers()}
+        self._by_name = {self._hooks.layer_name(layer.name): layer
+                         for layer in self._all_layers()}
         every = self._all_layers()
         self._bn_layers = [x for x in every if isinstance(x, self._hooks.batch_norm_class)]
         self._dropout_layers = [x for x in every if isinstance(x, layers.Dropout)]

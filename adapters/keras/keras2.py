@@ -119,6 +119,12 @@ class Keras2Hooks:
         return contextlib.nullcontext()
 
     @staticmethod
+    def layer_name(name: str) -> str:
+        """Keras 2's applications name a few stem layers with a slash (DenseNet's
+        conv1/conv, conv1/bn); Keras 3 renamed them with an underscore."""
+        return name.replace("/", "_")
+
+    @staticmethod
     def channel_axis(layer, rank: int) -> int:
         """Keras 2 keeps BatchNormalization's axis as a list once built."""
         axis = layer.axis[0] if isinstance(layer.axis, (list, tuple)) else layer.axis
