@@ -196,3 +196,35 @@ def test_keras2_stem_layer_names_meet_the_keras3_port_maps():
 
     assert Keras2Hooks.layer_name("conv1/conv") == "conv1_conv"
     assert Keras2Hooks.layer_name("conv2_block1_0_bn") == "conv2_block1_0_bn"
+
+
+def _run(framework, version, recipe, bn_batch, moved, backend="torch"):
+    from comparator.schema import Losses, Modes, RunResult, State
+
+    return RunResult(id=f"{framework}:{recipe}", framework=framework, recipe=recipe,
+                     description="", losses=Losses(1.0, (1.0,), 1.0),
+                     state=State(0, 0, True, 0.1, moved, 0.1 if moved else 0.0),
+                     modes=Modes(3, bn_batch, 0, 0), seconds=0.0, backend=backend,
+                     framework_version=version)
+
+
+def test_version_findings_order_releases_numerically_and_keep_keras_2_apart():
+    from comparator.analysis.versions import version_findings
+
+    runs = [_run("tf-keras", "2.21.0", "training_false", 0, False, "tensorflow"),
+            _run("keras-torch@3.10.0", "3.10.0", "training_false", 3, True),
+            _run("keras-torch@nightly", "3.16.0.dev2026102704", "training_false", 0, False),
+            _run("keras-torch@3.9.2", "3.9.2", "training_false", 3, True),
+            _run("keras", "3.15.1", "training_false", 3, True)]
+    finding, = version_findings(runs)
+    assert finding.startswith("`training=False` inside `fit` (training_false): overridden in "
+                              "3.9.2 to 3.15.1; honoured in 3.16.0.dev2026102704; honoured in "
+                              "tf_keras 2.21.0")
+
+
+def test_no_version_finding_when_every_version_behaves_alike():
+    from comparator.analysis.versions import version_findings
+
+    assert version_findings([_run("keras", "3.15.1", "trainable_false", 0, False),
+                             _run("keras-torch@3.6.0", "3.6.0", "trainable_false", 0,
+                                  False)]) == []
