@@ -175,7 +175,11 @@ def compare(config: CompareConfig, progress=_noop, preset: str | None = None) ->
     checks += _validation_checks(runs)
     environment = _package_versions()
     for adapter in adapters.values():
-        environment.update(adapter.environment())
+        for key, value in adapter.environment().items():
+            if isinstance(value, dict):  # one entry per framework (keras_versions, ...)
+                environment.setdefault(key, {}).update(value)
+            else:
+                environment[key] = value
     settings = {
         "batch_size": config.batch_size, "image_size": config.image_size, "seed": config.seed,
         "steps": config.steps, "weights": weights.source, "weights_sha256": weights.sha256,

@@ -258,11 +258,12 @@ class WorkerAdapter(Adapter):
                              if k not in ("keras_backend",)}
         if self.flavour.overlay or self.flavour.keras2:
             # Not the environment's Keras: the report's `keras` stays the in-process one's.
-            self._environment[self.name] = self._environment.pop("keras", "unknown")
+            version = self._environment.pop("keras", "unknown")
+            self._environment["keras_versions"] = {self.name: version}
             if self.overlay is not None:
-                self._environment[f"{self.name}:overlay"] = self.overlay.path
+                self._environment["keras_overlays"] = {self.name: self.overlay.path}
                 if self.overlay.note:
-                    self._environment[f"{self.name}:note"] = self.overlay.note
+                    self._environment["keras_overlay_notes"] = {self.name: self.overlay.note}
         self.seconds = response.get("wall_seconds")
         self.structure = response.get("structure")
 

@@ -40,20 +40,6 @@ DEFAULT_GRADIENT_TOLERANCE = GRADIENT_TOLERANCE
 NOISE_CAP = 0.1
 MODES = ("inference", "training")
 
-CAUSE_TEXT = {
-    "shape": "the output shapes differ",
-    "stride_placement": "stride placement differs",
-    "padding": "padding differs",
-    "epsilon": "BatchNorm epsilon differs",
-    "flatten_order": "flatten order differs (channels-last vs channels-first)",
-    "weights": "the layer's weights differ",
-    "frozen_batchnorm": "a frozen Keras BatchNormalization ignores training=True",
-    "one_pass_variance": "Keras computes the batch variance as E[x^2] - E[x]^2",
-    "between_layers": "the operations between the matched layers differ",
-    "failed": "the Keras layer failed on PyTorch's input",
-    "upstream": "an earlier layer's difference propagated here",
-}
-
 
 # ----- metrics ---------------------------------------------------------------------------
 

@@ -160,10 +160,6 @@ def recipes_for(framework: str) -> list[Recipe]:
     return recipes
 
 
-def recipe_ids() -> list[str]:
-    return [r.id for r in RECIPES]
-
-
 def select(ids: list[str] | None, frameworks: list[str], scenario: str = "classify"
            ) -> list[Recipe]:
     """The recipes to run, in table order; ids are validated against the table."""

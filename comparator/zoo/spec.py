@@ -81,11 +81,6 @@ class ModelSpec:
     keras_imagenet: KerasCheckpoint | None = None
 
     @property
-    def port_map(self) -> str:
-        """The name of the port map, for messages: the family's."""
-        return self.family
-
-    @property
     def takes_images(self) -> bool:
         return self.input_features is None
 
