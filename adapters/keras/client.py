@@ -19,18 +19,23 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
 from adapters.base import Adapter, Measurement
+from comparator.errors import Diverged
 from comparator.config.flavours import parse as parse_flavour
 from comparator.config.frameworks import missing_extra_reason, missing_modules
 from comparator.schema import Losses, Modes, RunResult, State
 
 DEFAULT_TIMEOUT = 600.0
 KERAS2_VARIABLE = "XFRAME_KERAS2"  # 1: the worker runs Keras 2 (tf_keras) as `keras`
+WORKER_MODULE = "adapters.keras.worker"
+PARENT_VARIABLE = "XFRAME_PARENT_PID"  # the worker ends itself when this process is gone
+STDERR_TAIL_BYTES = 64 * 1024
 EXIT_MISSING = 3  # adapters.keras.worker: the backend is not installed
 EXIT_UNAVAILABLE = 4  # adapters.keras.worker: this Keras cannot import or run with this backend
 # The repository root (this file is adapters/keras/client.py): the worker imports from it.
@@ -69,6 +74,46 @@ def _describe_exit(code: int) -> str:
     return f"exited with status {code}"
 
 
+class _Tail:
+    """The last `limit` bytes of a stream: a worker may write without bound to stderr
+    (one wrote 400 MB), and only its last line is reported."""
+
+    def __init__(self, limit: int):
+        self.limit, self.data = limit, b""
+
+    def read_from(self, stream) -> None:
+        for chunk in iter(lambda: stream.read1(1 << 16), b""):
+            self.data = (self.data + chunk)[-self.limit:]
+        stream.close()
+
+
+def run_bounded(command: list[str], env: dict, timeout: float):
+    """Run the worker; (returncode, stderr's tail as text). The worker is killed if this
+    process is interrupted (Ctrl-C, SIGTERM) or the timeout passes, and it ends itself if
+    this process dies (adapters.keras.worker watches its parent)."""
+    process = subprocess.Popen(command, cwd=ROOT, env={**env, PARENT_VARIABLE: str(os.getpid())},
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+    tail = _Tail(STDERR_TAIL_BYTES)
+    reader = threading.Thread(target=tail.read_from, args=(process.stderr,), daemon=True)
+    reader.start()
+    try:
+        process.wait(timeout=timeout)
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+    finally:
+        reader.join(timeout=10)
+    return Finished(process.returncode, tail.data.decode("utf-8", "replace"))
+
+
+@dataclass(frozen=True)
+class Finished:
+    returncode: int
+    stderr: str
+
+
 def call_worker(request: dict, arrays: dict[str, dict], timeout: float,
                 extra_env: dict | None = None) -> tuple[dict, str]:
     """Run one worker task; (response, directory holding its files). The caller removes
@@ -86,10 +131,8 @@ def call_worker(request: dict, arrays: dict[str, dict], timeout: float,
         env.pop("XFRAME_KERAS_BACKEND", None)
         started = time.perf_counter()
         try:
-            done = subprocess.run([sys.executable, "-m", "adapters.keras.worker", directory],
-                                  cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:  # subprocess.run has killed the worker
+            done = run_bounded([sys.executable, "-m", WORKER_MODULE, directory], env, timeout)
+        except subprocess.TimeoutExpired:  # run_bounded has killed the worker
             raise WorkerError("failed", f"the {request['framework']} worker did not finish "
                                         f"within the worker timeout of {timeout:g} s; it was "
                                         "stopped") from None
@@ -132,13 +175,15 @@ def _run_result(data: dict) -> RunResult:
     try:
         losses = data["losses"]
         validation = losses.get("fit_validation")
+        without_dropout = losses.get("train_step_without_dropout")
         return RunResult(
             id=data["id"], framework=data["framework"], recipe=data["recipe"],
             description=data["description"],
             losses=Losses(float(losses["inference_before"]),
                           tuple(float(v) for v in losses["train_step"]),
                           float(losses["inference_after"]),
-                          None if validation is None else tuple(float(v) for v in validation)),
+                          None if validation is None else tuple(float(v) for v in validation),
+                          None if without_dropout is None else float(without_dropout)),
             state=State(**data["state"]), modes=Modes(**data["modes"]),
             seconds=float(data["seconds"]), warnings=tuple(data.get("warnings", ())),
             backend=data.get("backend"), framework_version=data.get("framework_version"))
@@ -164,6 +209,7 @@ class WorkerAdapter(Adapter):
         self._batch = None
         self._logits = None
         self._measurements: dict[str, Measurement] = {}
+        self._diverged: dict[str, dict] = {}  # run id -> {"id", "step", "reason"}
         self._environment: dict = {}
         self.seconds: float | None = None
         self.structure: str | None = None  # by the worker: onnx.runtime.structure_fingerprint
@@ -241,18 +287,22 @@ class WorkerAdapter(Adapter):
         except (OSError, ValueError) as exc:
             raise WorkerError("failed", f"the worker's arrays cannot be read ({exc})") from None
         runs = [_run_result(r) for r in response.get("runs", [])]
-        if [r.id for r in runs] != expected or "logits" not in arrays:
+        self._diverged = {d["id"]: d for d in response.get("diverged", [])}
+        if sorted([r.id for r in runs] + list(self._diverged)) != sorted(expected) or \
+                "logits" not in arrays:
             raise WorkerError("failed", "the worker's response does not hold the runs asked "
                                         "for")
         for run in runs:
             states = {}
-            for which in ("initial", "final"):
+            for which in ("initial", "final", "dropout_free"):
                 prefix = f"{which}/{run.id}/"
                 states[which] = {k[len(prefix):]: v for k, v in arrays.items()
                                  if k.startswith(prefix)}
-            self._measurements[run.id] = Measurement(
-                run, states["final"], states["initial"],
-                dict(response.get("ablations", {}).get(run.id, {})))
+            ablations = dict(response.get("ablations", {}).get(run.id, {}))
+            if states["dropout_free"]:
+                ablations["dropout_off_statistics"] = states["dropout_free"]
+            self._measurements[run.id] = Measurement(run, states["final"], states["initial"],
+                                                     ablations)
         self._logits = arrays["logits"]
         self._environment = {k: str(v) for k, v in response.get("environment", {}).items()
                              if k not in ("keras_backend",)}
@@ -274,6 +324,9 @@ class WorkerAdapter(Adapter):
         return self._logits
 
     def run_recipe(self, recipe, *_args, **_kwargs) -> Measurement:  # ran in start()
+        if recipe.id in self._diverged:
+            record = self._diverged[recipe.id]
+            raise Diverged(record["reason"], record["step"])
         return self._measurements[recipe.id]
 
     def environment(self) -> dict[str, str]:

@@ -60,6 +60,12 @@ def _simulate_fault(directory: str) -> None:
         os.abort()
     if fault == "hang":
         time.sleep(3600)
+    if fault == "flood":  # a worker that writes without bound to stderr, then fails
+        block = "x" * (1 << 20) + "\n"
+        for _ in range(int(os.environ.get("XFRAME_WORKER_FLOOD_MB", "300"))):
+            sys.stderr.write(block)
+        print("keras_worker: the last words", file=sys.stderr, flush=True)
+        sys.exit(1)
     if fault == "garbage":
         with open(os.path.join(directory, "response.json"), "w") as handle:
             handle.write("this is not JSON {")
@@ -127,26 +133,36 @@ def _import_keras(request: dict) -> str | None:
 
 def run(request: dict, directory: str) -> dict:
     from comparator.config.recipes import recipes_for
+    from comparator.errors import Diverged
 
     started = time.perf_counter()
     adapter, batch = _build(request, directory)
     recipes = {r.name: r for r in recipes_for(request["framework"])}
     arrays = {"logits": adapter.logits(batch)}
-    runs, ablations = [], {}
+    runs, ablations, diverged = [], {}, []
     for name in request["recipes"]:
-        measurement = adapter.run_recipe(recipes[name], batch, request["steps"], request["lr"],
-                                         request["optimizer"], request["validate"])
+        try:
+            measurement = adapter.run_recipe(recipes[name], batch, request["steps"],
+                                             request["lr"], request["optimizer"],
+                                             request["validate"])
+        except Diverged as exc:  # one run's finding: the others go on
+            diverged.append({"id": recipes[name].id, "step": exc.step, "reason": str(exc)})
+            continue
         result = measurement.result
         runs.append(result.to_dict())
-        ablations[result.id] = measurement.ablations
+        losses = dict(measurement.ablations)
+        # Arrays travel in the .npz, numbers in the JSON.
+        statistics = losses.pop("dropout_off_statistics", {})
+        ablations[result.id] = losses
         for which, state in (("initial", measurement.initial_state),
-                             ("final", measurement.final_state)):
+                             ("final", measurement.final_state),
+                             ("dropout_free", statistics)):
             for key, value in state.items():
                 arrays[f"{which}/{result.id}/{key}"] = value
     np.savez(os.path.join(directory, "arrays.npz"), **arrays)
     from adapters.onnx.runtime import structure_fingerprint
 
-    return {"status": "ok", "runs": runs, "ablations": ablations,
+    return {"status": "ok", "runs": runs, "ablations": ablations, "diverged": diverged,
             "structure": structure_fingerprint(adapter.exportable_model()),
             "environment": {**adapter.environment(), **adapter.backend_versions()},
             "seconds": round(time.perf_counter() - started, 3)}
@@ -180,8 +196,51 @@ def probe(request: dict, directory: str) -> dict:
     return measure(keras)
 
 
+PARENT_VARIABLE = "XFRAME_PARENT_PID"  # set by adapters.keras.client
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _quit(directory: str) -> None:
+    """End now, removing the request folder (the parent's, named xframe-worker-*) so that
+    a parent that was killed outright leaves no temporary folder behind."""
+    import shutil
+
+    if os.path.basename(os.path.normpath(directory)).startswith("xframe-worker-"):
+        shutil.rmtree(directory, ignore_errors=True)
+    os._exit(143)
+
+
+def _end_with_parent(directory: str) -> None:
+    """Die with the parent: Linux sends SIGTERM when it goes (prctl PR_SET_PDEATHSIG);
+    elsewhere a thread notices that the parent changed."""
+    import signal
+    import threading
+
+    signal.signal(signal.SIGTERM, lambda *_: _quit(directory))
+    parent = os.environ.get(PARENT_VARIABLE)
+    if not parent:
+        return
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM))
+        except (OSError, AttributeError):
+            pass
+
+    def watch():
+        while os.getppid() == int(parent):
+            time.sleep(1.0)
+        _quit(directory)
+
+    if os.getppid() != int(parent):  # the parent died before the watch began
+        _quit(directory)
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def main(argv: list[str]) -> int:
     directory = argv[0]
+    _end_with_parent(directory)
     with open(os.path.join(directory, "request.json")) as handle:
         request = json.load(handle)
     _simulate_fault(directory)

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from comparator.analysis.kernel_layout import LayoutMistake
+from comparator.analysis.training_side import DropoutComparison, StatisticsComparison
 from comparator.analysis.tolerances import (FLOAT32_FACTOR, GRADIENT_COSINE_GAP,
                                              GRADIENT_TOLERANCE, LAYER_TOLERANCE)
 from comparator.errors import UsageError
@@ -215,15 +217,27 @@ class PortValidation(_Serialisable):
     notes: tuple[str, ...] = ()
     float64_reference: bool = False
     schema: str = SCHEMA
+    statistics: tuple[StatisticsComparison, ...] = ()  # BatchNorm after one training step
+    dropout: tuple[DropoutComparison, ...] = ()
 
     @property
     def first_divergence(self) -> Finding | None:
-        """From the isolated passes first (a layer wrong by itself), then the forward ones."""
+        """From the isolated passes first (a layer wrong by itself), then the forward ones,
+        then the training step's running statistics, then the Dropout layers."""
         ordered = sorted(self.passes, key=lambda p: (not p.isolated, MODES.index(p.mode)))
         for result in ordered:
             first = result.first_divergence
             if first is not None:
                 return Finding(first.torch_module, first.keras_layer, result.name, first.causes)
+        stats = next((s for s in self.statistics if s.diverges), None)
+        if stats is not None:
+            return Finding(stats.torch_module, stats.keras_layer,
+                           "training step, running statistics",
+                           (Cause(stats.cause, stats.text, stats.detail),))
+        drop = next((d for d in self.dropout if d.diverges), None)
+        if drop is not None:
+            return Finding(drop.torch_module or "(none)", drop.keras_layer or "(none)",
+                           "Dropout layers", (Cause("dropout", drop.text),))
         return None
 
     @property
@@ -240,6 +254,14 @@ class PortValidation(_Serialisable):
         return (self.first_divergence is None
                 and not any(p.output_diverges for p in self.passes)
                 and not self.gradient_divergences)
+
+    @property
+    def statistics_divergences(self) -> tuple[StatisticsComparison, ...]:
+        return tuple(s for s in self.statistics if s.diverges)
+
+    @property
+    def dropout_divergences(self) -> tuple[DropoutComparison, ...]:
+        return tuple(d for d in self.dropout if d.diverges)
 
     def pass_result(self, mode: str, isolated: bool) -> PassResult:
         for result in self.passes:
@@ -291,6 +313,7 @@ class PortValidation(_Serialisable):
                 lines.append(f"      {g.name} ({g.keras_layer}): "
                              f"{_metric_text(g.metrics, g.noise_rel)}"
                              + (f" [{g.note}]" if g.note else ""))
+        lines.extend(self._render_training_side(max_rows))
         for note in self.notes:
             lines.append(f"  note: {note}")
         if self.inconclusive:
@@ -307,6 +330,32 @@ class PortValidation(_Serialisable):
         else:
             lines.append("every layer agrees: the port computes the same function")
         return "\n".join(lines)
+
+
+    def _render_training_side(self, max_rows: int) -> list[str]:
+        lines = []
+        if self.statistics:
+            bad = self.statistics_divergences
+            lines.append(f"  training step: {len(bad)}/{len(self.statistics)} BatchNorm "
+                         "running statistics diverge (each layer one step on PyTorch's input; "
+                         "momentum in PyTorch's convention)")
+            for s in bad[:max_rows]:
+                lines.append(f"      {s.label}: mean rel {s.mean_rel:.3g}, variance rel "
+                             f"{s.variance_rel:.3g} -- {s.text}")
+            kept = max(self.statistics, key=lambda s: s.kept_variance_rel)
+            if kept.kept_variance_rel > 0:
+                lines.append(f"      running variance: PyTorch keeps the {kept.torch_variance} "
+                             f"batch variance, Keras the {kept.keras_variance} one; alone "
+                             f"that moves them apart by up to {kept.kept_variance_rel:.3g} "
+                             f"(relative, {kept.label}, {kept.values_per_channel} values per "
+                             "channel), a framework property taken out before comparing")
+        if self.dropout:
+            bad = self.dropout_divergences
+            lines.append(f"  dropout: {len(bad)}/{len(self.dropout)} Dropout layers differ "
+                         "(paired in the order they run)")
+            for d in bad[:max_rows]:
+                lines.append(f"      {d.label}: {d.text}")
+        return lines
 
 
 def _metric_text(m: Metrics | None, noise: float | None = None) -> str:
@@ -341,8 +390,31 @@ def likely_causes(facts: dict, isolated: bool, mode: str) -> tuple[Cause, ...]:
     output), weights_max_diff, between (the Keras operations since the last pair),
     failed (an error message), shape (both output shapes).
     """
-    causes = []
     torch_name, keras_name = facts.get("names", ("PyTorch", "Keras"))
+    causes = (_structure_causes(facts, torch_name, keras_name)
+              + _batchnorm_causes(facts, mode, keras_name) + _weight_causes(facts))
+    if facts.get("shape") and not any(c.code in ("stride_placement", "padding", "failed")
+                                      for c in causes):
+        t, k = facts["shape"]
+        causes.append(Cause("shape", f"output shapes differ: PyTorch {torch_name} "
+                                     f"{tuple(t)}, Keras {keras_name} {tuple(k)}"))
+    if not causes and isolated and facts.get("between"):
+        causes.append(Cause(
+            "between_layers",
+            f"the Keras operations before it differ ({', '.join(facts['between'])})",
+            "this layer matches PyTorch's on its own; the padding, pooling, activation or "
+            "order of the weightless operations since the previous matched layers does not"))
+    if not causes and not isolated:
+        causes.append(Cause("upstream", "carried over from an earlier layer",
+                            "the isolated pass shows the layer that introduces it"))
+    return tuple(causes)
+
+
+
+
+def _structure_causes(facts: dict, torch_name: str, keras_name: str) -> list[Cause]:
+    """A failed layer, or one that strides or pads differently."""
+    causes = []
     if facts.get("failed"):
         causes.append(Cause("failed", f"Keras {keras_name} failed: {facts['failed']}"))
     if facts.get("torch_stride") is not None and \
@@ -361,6 +433,12 @@ def likely_causes(facts: dict, isolated: bool, mode: str) -> tuple[Cause, ...]:
             f"{_pad_text(facts['keras_padding'])}",
             "Keras 'same' pads a stride-2 conv on an even size by (0, 1), PyTorch "
             "symmetrically: pad explicitly with ZeroPadding2D and use 'valid'"))
+    return causes
+
+
+def _batchnorm_causes(facts: dict, mode: str, keras_name: str) -> list[Cause]:
+    """BatchNorm conventions: epsilon, a frozen Keras layer, Keras's one-pass variance."""
+    causes = []
     teps, keps = facts.get("torch_eps"), facts.get("keras_eps")
     if teps is not None and keps is not None and not np.isclose(teps, keps, rtol=1e-9, atol=0):
         causes.append(Cause(
@@ -381,30 +459,28 @@ def likely_causes(facts: dict, isolated: bool, mode: str) -> tuple[Cause, ...]:
             "numerically stable way; with few values per channel, or a mean large against "
             "the spread, Keras's float32 variance loses digits. A Keras property, not a port "
             "error: a larger batch or image shrinks it"))
+    return causes
+
+
+def _weight_causes(facts: dict) -> list[Cause]:
+    """Weights that differ: the flatten order, a named layout mistake, or unexplained."""
+    causes = []
     if facts.get("flatten_order"):
         causes.append(Cause(
             "flatten_order", "flatten order: the kernel expects channels-first (c, h, w) rows",
             "Keras's Flatten is channels-last (h, w, c), PyTorch's channels-first; permute "
             "the dense kernel's rows when porting (port-map kind flatten_dense:C,H,W)"))
+    elif facts.get("layout_mistake"):
+        mistake: LayoutMistake = facts["layout_mistake"]
+        causes.append(Cause(
+            "kernel_layout" if mistake.code != "arrays_swapped" else "arrays_swapped",
+            f"{mistake.text} (weights differ by up to {facts.get('weights_max_diff', 0):.3g})",
+            mistake.fix))
     elif facts.get("weights_max_diff"):
         causes.append(Cause(
             "weights", f"weights differ from PyTorch's by up to {facts['weights_max_diff']:.3g}",
             "ported from another layer, in the wrong layout, or changed since"))
-    if facts.get("shape") and not any(c.code in ("stride_placement", "padding", "failed")
-                                      for c in causes):
-        t, k = facts["shape"]
-        causes.append(Cause("shape", f"output shapes differ: PyTorch {torch_name} "
-                                     f"{tuple(t)}, Keras {keras_name} {tuple(k)}"))
-    if not causes and isolated and facts.get("between"):
-        causes.append(Cause(
-            "between_layers",
-            f"the Keras operations before it differ ({', '.join(facts['between'])})",
-            "this layer matches PyTorch's on its own; the padding, pooling, activation or "
-            "order of the weightless operations since the previous matched layers does not"))
-    if not causes and not isolated:
-        causes.append(Cause("upstream", "carried over from an earlier layer",
-                            "the isolated pass shows the layer that introduces it"))
-    return tuple(causes)
+    return causes
 
 
 def _pairs(padding) -> tuple[tuple[int, int], ...]:
@@ -534,27 +610,54 @@ def check_zoo_request(model: str, image_size: int | None, batch_size: int, naive
         with_naive = [m for m in zoo_models() if get_spec(m).naive_keras_builder]
         raise UsageError(f"{model} has no naive keras.applications twin: its Keras model "
                          f"already is keras.applications'; --naive takes {', '.join(with_naive)}")
-    size = image_size or spec.default_image_size
+    size = spec.default_image_size if image_size is None else image_size
     if naive and spec.naive_image_size and size != spec.naive_image_size:
-        if image_size:
+        if image_size is not None:
             raise UsageError(f"keras.applications' {spec.naive_keras_builder} classifier only "
                              f"takes {spec.naive_image_size} px, not {image_size}")
         size = spec.naive_image_size
     if size < spec.min_image_size:
         raise UsageError(f"image size {size} is too small for {model}: it needs at least "
                          f"{spec.min_image_size} px")
+    _check_modes_and_batch(batch_size, options)
+    from comparator.limits import check_memory
+
+    check_memory(spec.name, batch_size, size, None, options.pop("max_memory", None),
+                 what="this validation")
+    return spec, size
+
+
+def _check_modes_and_batch(batch_size: int, options: dict) -> None:
     modes = tuple(options.get("modes", MODES))
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:
         raise UsageError(f"unknown mode {', '.join(unknown) or '(none given)'}; modes are "
                          f"{', '.join(MODES)}")
-    needs_batch_statistics = "training" in modes or options.get("gradients", True)
+    needs_batch_statistics = ("training" in modes or options.get("gradients", True)
+                              or options.get("train_step", True))
     if batch_size < (2 if needs_batch_statistics else 1):
         raise UsageError(f"batch size must be at least 2, got {batch_size}: training mode "
                          "and gradients need batch statistics (or give --modes inference "
-                         "--no-gradients)" if batch_size > 0 else
+                         "--no-gradients --no-train-step)" if batch_size > 0 else
                          f"batch size must be positive, got {batch_size}")
-    return spec, size
+
+
+def pair_request_inputs(options: dict) -> tuple[np.ndarray, dict]:
+    """The batch of a validation request on the user's own pair (inputs: an .npz path,
+    or input_shape C,H,W with batch_size and seed), checked before any framework is
+    imported, and the options left for validate_port (comparator.validate_pair runs it)."""
+    from comparator.config.pair import load_inputs, seeded_inputs
+
+    options = dict(options)
+    inputs, input_shape = options.pop("inputs", None), options.pop("input_shape", None)
+    batch_size = options.pop("batch_size", 2)
+    if (input_shape is None) == (inputs is None):
+        raise UsageError("give the batch as --input-shape C,H,W or as --inputs FILE.npz "
+                         "(one of them)")
+    x = (load_inputs(inputs)[0] if inputs else
+         seeded_inputs(tuple(input_shape), batch_size, options.get("seed", 0)))
+    _check_modes_and_batch(len(x), options)
+    return x, options
 
 
 def zoo_models() -> list[str]:

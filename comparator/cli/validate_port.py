@@ -1,16 +1,21 @@
-"""`validate_port.py`: validate a zoo backbone's port layer by layer.
+"""`validate_port.py`: validate a port layer by layer, a zoo backbone's
+(`validate_port.py MODEL [--naive]`) or the user's own pair
+(`validate_port.py --pytorch SPEC --keras SPEC --input-shape C,H,W`).
 
-Exit codes: 0 every layer agrees, 1 a layer, the output or a gradient diverges,
-2 bad input (one line on stderr), 3 a framework is missing.
+Exit codes: 0 every layer agrees, 1 a layer, the output, a gradient, a BatchNorm's running
+statistics or a Dropout rate diverges, 2 bad input (one line on stderr), 3 a framework is
+missing.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from comparator.cli.common import EXIT_INTERRUPTED, OneLineParser
+from comparator.cli.common import EXIT_INTERNAL, EXIT_INTERRUPTED, OneLineParser, size_argument
 from comparator.errors import EXIT_CHECK_FAILED, EXIT_OK, ComparatorError
+from comparator.io import shown
 
 PROG = "validate_port.py"
 
@@ -24,7 +29,26 @@ def build_parser() -> argparse.ArgumentParser:
                     "seeded weights and compare them layer by layer: forward and isolated "
                     "passes in inference and training mode, and every parameter's gradient. "
                     "Names the first layer that differs and its likely cause.")
-    parser.add_argument("model", help=f"one of: {', '.join(zoo_models())}")
+    parser.add_argument("model", nargs="?",
+                        help=f"a zoo model, one of: {', '.join(zoo_models())}; or give your "
+                             "own pair with --pytorch and --keras")
+    own = parser.add_argument_group(
+        "your own pair (instead of MODEL)",
+        "SPEC: path/to/file.py:callable or package.module:callable (a model, a class or a "
+        "factory), or a .keras file for --keras (loaded with safe_mode)")
+    own.add_argument("--pytorch", metavar="SPEC", help="the PyTorch model")
+    own.add_argument("--keras", metavar="SPEC",
+                     help="its Keras 3 port (run on the torch backend in this process)")
+    own.add_argument("--pytorch-weights", metavar="FILE",
+                     help="a state_dict (.pt/.pth, read with weights_only=True, or "
+                          ".safetensors) loaded into the PyTorch model")
+    own.add_argument("--keras-weights", metavar="FILE",
+                     help="a .weights.h5 file loaded into the Keras model")
+    own.add_argument("--input-shape", metavar="C,H,W",
+                     help="run on a seeded standard normal batch of this shape (PyTorch's "
+                          "order, F for vectors; Keras gets it channels-last)")
+    own.add_argument("--inputs", metavar="FILE.npz",
+                     help="run on the array x of this file (float32, PyTorch's layout)")
     parser.add_argument("--naive", action="store_true",
                         help="validate keras.applications' own model under the naive "
                              "same-shape port instead of the zoo's equivalent one "
@@ -38,12 +62,42 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--modes", default="inference,training",
                         help="inference, training or both (default)")
     parser.add_argument("--no-gradients", action="store_true", help="skip the backward pass")
+    parser.add_argument("--no-train-step", action="store_true",
+                        help="skip the BatchNorm running-statistics step and the Dropout "
+                             "comparison")
     parser.add_argument("--no-float64", action="store_true",
                         help="skip the float64 PyTorch reference that measures rounding")
     parser.add_argument("--json", metavar="PATH", help="also write the result as JSON here")
+    parser.add_argument("--max-memory", type=size_argument, metavar="SIZE",
+                        help="refuse runs whose estimated peak memory exceeds this (e.g. 16G; "
+                             "default: this machine's memory)")
     parser.add_argument("--rows", type=int, default=8,
                         help="diverging layers listed per pass (default 8)")
     return parser
+
+
+_OWN_OPTIONS = ("pytorch", "keras", "pytorch_weights", "keras_weights", "input_shape", "inputs")
+
+
+def _own_pair(args) -> bool:
+    """True for the --pytorch/--keras form; refuses a mix of the two forms."""
+    from comparator.errors import UsageError
+
+    given = [f"--{o.replace('_', '-')}" for o in _OWN_OPTIONS if getattr(args, o)]
+    if args.model is None and not given:
+        raise UsageError("give a zoo MODEL, or your own pair as --pytorch SPEC --keras SPEC")
+    if args.model is not None:
+        if given:
+            raise UsageError(f"{', '.join(given)} belong to your own pair; a zoo model "
+                             f"({args.model}) builds both sides itself")
+        return False
+    missing = [f for f in ("--pytorch", "--keras") if f not in given]
+    if missing:
+        raise UsageError(f"your own pair needs {' and '.join(missing)} SPEC")
+    if args.naive or args.image_size:
+        raise UsageError("--naive and --image-size are for zoo models; give your pair's batch "
+                         "with --input-shape or --inputs")
+    return True
 
 
 def main(argv=None) -> int:
@@ -54,23 +108,42 @@ def main(argv=None) -> int:
         from comparator.analysis.validation import DEFAULT_TOLERANCE
 
         modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
-        if args.tolerance is not None and not args.tolerance > 0:
-            raise UsageError(f"--tolerance must be positive, got {args.tolerance}")
+        if args.tolerance is not None and not 0 < args.tolerance < 1:
+            raise UsageError(f"--tolerance is a relative difference in (0, 1), got "
+                             f"{args.tolerance}")
+        if args.rows < 0:
+            raise UsageError(f"--rows must be 0 or more, got {args.rows}")
         if args.json:
             from comparator.io import check_writable_file
 
             check_writable_file(args.json, "--json")
-        result = validate_model(
-            args.model, image_size=args.image_size, batch_size=args.batch_size, seed=args.seed,
-            naive=args.naive, modes=modes, gradients=not args.no_gradients,
-            reference64=not args.no_float64,
-            tolerance=args.tolerance if args.tolerance is not None else DEFAULT_TOLERANCE)
+        options = dict(modes=modes, gradients=not args.no_gradients,
+                       train_step=not args.no_train_step, reference64=not args.no_float64,
+                       tolerance=args.tolerance if args.tolerance is not None
+                       else DEFAULT_TOLERANCE, batch_size=args.batch_size, seed=args.seed)
+        if _own_pair(args):
+            from comparator import validate_pair
+            from comparator.config.pair import parse_input_shape
+
+            result = validate_pair(
+                args.pytorch, args.keras, pytorch_weights=args.pytorch_weights,
+                keras_weights=args.keras_weights, inputs=args.inputs,
+                input_shape=parse_input_shape(args.input_shape) if args.input_shape else None,
+                **options)
+        else:
+            result = validate_model(args.model, image_size=args.image_size,
+                                    naive=args.naive, max_memory=args.max_memory, **options)
     except ComparatorError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {shown(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug: one line, never exit 1 ("a layer diverges")
+        if os.environ.get("XFRAME_DEBUG"):
+            raise
+        print(f"{PROG}: internal error: {type(exc).__name__}: {shown(exc)}", file=sys.stderr)
+        return EXIT_INTERNAL
     print(result.render(max_rows=args.rows))
     if args.json:
         import json
