@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.xframe-installed
+OVERLAYS := $(VENV)/.xframe-overlays
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint clean overlays
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +18,18 @@ $(STAMP): pyproject.toml | $(PY)
 demo: $(STAMP)
 	$(PY) scripts/compare.py densenet121
 
-test: $(STAMP)
+# Framework versions the tests compare: Keras 2 (tf_keras, which declares a dependency on
+# the full `tensorflow` package, so it goes in without dependencies beside the tensorflow
+# extra's tensorflow-cpu) and the keras-nightly overlay in the tool's cache
+# (~/.cache/xframe-compare or $$XFRAME_CACHE_DIR). Offline, the tests that need them skip.
+$(OVERLAYS): $(STAMP)
+	-$(PY) -m pip install -q --no-deps 'tf-keras>=2.21,<2.22' 2>&1 | grep -v "is ignored: it is neither" || true
+	-$(PY) -m adapters.keras.overlays keras-torch@nightly
+	touch $(OVERLAYS)
+
+overlays: $(OVERLAYS)
+
+test: $(STAMP) $(OVERLAYS)
 	-sh scripts/install_chromium.sh
 	$(PY) -m pytest -q
 

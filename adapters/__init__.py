@@ -24,11 +24,11 @@ def load_adapter(name: str, **options):
     Keras on TensorFlow or JAX runs in a worker subprocess; its adapter here is a
     client (adapters.keras.client) that imports no framework. `worker_timeout`
     (seconds) applies to those only."""
-    from comparator.config.frameworks import WORKERS, canonical
+    from comparator.config.frameworks import canonical, runs_in_worker
 
     name = canonical(name)
     timeout = options.pop("worker_timeout", None)
-    if name in WORKERS:
+    if runs_in_worker(name):
         from adapters.keras.client import DEFAULT_TIMEOUT, WorkerAdapter
 
         return WorkerAdapter(name, device=options.get("device", "cpu"),

@@ -261,6 +261,7 @@ class FrameworkAdapter(Adapter):
             warnings=tuple(sorted({str(w.message).strip() for w in caught
                                    if not issubclass(w.category, DeprecationWarning)})),
             backend=getattr(self, "backend", None),
+            framework_version=self.framework_version(),
         )
         return Measurement(result, final, initial, ablations)
 
@@ -323,6 +324,11 @@ class FrameworkAdapter(Adapter):
 
     def environment(self) -> dict[str, str]:
         return self._environment_impl()
+
+    version_key = ""  # the environment() entry that is this framework's own version
+
+    def framework_version(self) -> str | None:
+        return self._environment_impl().get(self.version_key)
 
     # ----- shared helpers -------------------------------------------------------------
 

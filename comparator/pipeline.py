@@ -18,6 +18,7 @@ from comparator.analysis.equivalence import (
     equivalences,
     old_keras_frozen_bn_findings,
 )
+from comparator.analysis.versions import version_findings
 from comparator.analysis.tolerances import (FIT_VALIDATION_TOLERANCE, FLOAT32_FACTOR,
                                              PORT_TOLERANCE)
 from comparator.config import ADAM_EPSILON, LOSS_DESCRIPTIONS, CompareConfig, resolve
@@ -62,7 +63,8 @@ def _package_versions() -> dict[str, str]:
 def _optimizer_settings(config: CompareConfig) -> dict:
     if config.optimizer == "adam":
         return {"name": "adam", "lr": config.lr,
-                "epsilon": {f: ADAM_EPSILON[f] for f in config.frameworks}}
+                "epsilon": {f: ADAM_EPSILON.get(f, ADAM_EPSILON["keras"])
+                            for f in config.frameworks}}
     return {"name": "sgd", "lr": config.lr, "momentum": 0.0}
 
 
@@ -212,7 +214,11 @@ def compare(config: CompareConfig, progress=_noop, preset: str | None = None) ->
     checks += _validation_checks(runs)
     environment = _package_versions()
     for adapter in adapters.values():
-        environment.update(adapter.environment())
+        for key, value in adapter.environment().items():
+            if isinstance(value, dict):  # one entry per framework (keras_versions, ...)
+                environment.setdefault(key, {}).update(value)
+            else:
+                environment[key] = value
     settings = {
         "batch_size": config.batch_size, "image_size": config.image_size, "seed": config.seed,
         "steps": config.steps, "weights": weights.source, "weights_sha256": weights.sha256,
@@ -233,7 +239,8 @@ def compare(config: CompareConfig, progress=_noop, preset: str | None = None) ->
     report = Report(model=spec.name, scenario=config.scenario, settings=settings,
                     environment=environment, runs=tuple(runs.values()), checks=tuple(checks),
                     explanations=tuple(explanations), equivalences=tuple(found),
-                    findings=tuple(old_keras_frozen_bn_findings(runs)),
+                    findings=tuple(old_keras_frozen_bn_findings(runs))
+                    + tuple(version_findings(runs.values())),
                     unavailable_runs=tuple(unavailable),
                     timings={"total_seconds": phases.pop("total_seconds"), "phases": phases,
                              "reused_inference_passes": sum(

@@ -120,6 +120,14 @@ class Environment(TypedDict, total=False):
     tensorflow: Annotated[str, "TensorFlow version (a keras-tensorflow worker ran)"]
     jax: Annotated[str, "JAX version (a keras-jax worker ran)"]
     jaxlib: Annotated[str, "jaxlib version (a keras-jax worker ran)"]
+    keras_versions: Annotated[dict[str, str], "framework -> the exact Keras that ran, for "
+                                              "Keras versions and Keras 2 (`keras-torch@nightly`"
+                                              ": `3.16.0.dev2026102704`, `tf-keras`: `2.21.0`); "
+                                              "`keras` stays the environment's own"]
+    keras_overlays: Annotated[dict[str, str], "framework -> the overlay folder its Keras was "
+                                              "imported from (adapters/keras/overlays.py)"]
+    keras_overlay_notes: Annotated[dict[str, str], "framework -> why this overlay stands for "
+                                                   "the version asked (nightly, offline)"]
 
 
 class RefereeSeconds(TypedDict, total=False):
@@ -236,7 +244,7 @@ class UnavailableRun(TypedDict, total=False):
     framework: Annotated[str, "its framework"]
     backend: Annotated[str | None, "its Keras backend, or null"]
     recipe: Annotated[str, "its recipe"]
-    status: Annotated[str, "`skipped` (an optional extra is missing), `failed` (the worker crashed, hung or answered nonsense), `diverged` (its loss became NaN or infinite) or `not representable` (a user's torch.export program cannot run in training mode)"]
+    status: Annotated[str, "`skipped` (an optional extra or a Keras version's overlay is missing), `unavailable` (that Keras version cannot run with the installed backend), `failed` (the worker crashed, hung or answered nonsense), `diverged` (its loss became NaN or infinite) or `not representable` (a user's torch.export program cannot run in training mode)"]
     step: Annotated[int, "diverged: the step after which the loss was not finite"]
     reason: Annotated[str, "why, in one line"]
 
@@ -290,7 +298,9 @@ class Modes(_Serialisable):
 @dataclass(frozen=True)
 class RunResult(_Serialisable):
     id: Annotated[str, "`<framework>:<recipe>`, e.g. `keras:trainable_false`"]
-    framework: Annotated[str, "`pytorch`, `keras` (Keras on torch), `keras-tensorflow` or `keras-jax`"]
+    framework: Annotated[str, "`pytorch`, `keras` (Keras on torch), `keras-tensorflow`, "
+                              "`keras-jax`, a Keras version (`keras-torch@3.6.0`, "
+                              "`keras-jax@nightly`) or `tf-keras` (Keras 2)"]
     recipe: Annotated[str, "the recipe's name"]
     description: Annotated[str, "the recipe in words (what the user's code does)"]
     losses: Annotated[Losses, "the losses measured"]
@@ -299,6 +309,9 @@ class RunResult(_Serialisable):
     seconds: Annotated[float, "wall time of the run"]
     warnings: Annotated[tuple[str, ...], "warnings the framework emitted during the run"] = ()
     backend: Annotated[str | None, "Keras's backend for Keras runs; null for PyTorch"] = None
+    framework_version: Annotated[str | None, "the exact version of the framework that ran: "
+                                 "torch's for PyTorch, Keras's or tf_keras's for Keras "
+                                 "(`3.16.0.dev2026102704` for `keras-torch@nightly`)"] = None
 
 
 @dataclass(frozen=True)

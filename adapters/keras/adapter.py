@@ -94,6 +94,31 @@ class _BackendHooks:
             return variable.value  # immutable
         return ops.convert_to_numpy(variable).copy()
 
+    batch_norm_class = None  # keras.layers.BatchNormalization, set once Keras is imported
+    keras_generation = 3
+
+    @staticmethod
+    def value(variable):
+        return variable.value
+
+    @staticmethod
+    def channel_axis(layer, rank: int) -> int:
+        return layer.axis % rank
+
+    @staticmethod
+    def layer_name(name: str) -> str:
+        """A layer's name as the port maps (Keras 3's keras.applications) spell it."""
+        return name
+
+    def use_v1_batch_norm(self, bn_layers) -> None:
+        raise UsageError("the v1 BatchNormalization is Keras 2's (tf-keras)")
+
+    def restore_layers(self) -> None:
+        """Undo use_v1_batch_norm (nothing to undo in Keras 3)."""
+
+    def train_context(self, recipe):
+        return contextlib.nullcontext()
+
     def compile_options(self) -> dict:
         # The layers are observed from Python inside the train step: TensorFlow must run it
         # eagerly rather than as a tf.function; JAX runs it un-jitted (still under
@@ -103,8 +128,21 @@ class _BackendHooks:
         return {"jit_compile": False, "run_eagerly": True}
 
 
+def _hooks_for(backend: str):
+    """Keras 3's hooks on this backend, or Keras 2's (a tf-keras worker, where `keras` is
+    tf_keras: adapters/keras/keras2.py)."""
+    hooks = _BackendHooks(backend)
+    hooks.batch_norm_class = layers.BatchNormalization
+    if keras.__version__.startswith("2."):
+        from adapters.keras.keras2 import Keras2Hooks
+
+        return Keras2Hooks(hooks)
+    return hooks
+
+
 class Keras3Adapter(FrameworkAdapter):
     name = "keras"
+    version_key = "keras"
     backend = BACKEND
     capabilities = frozenset({"optimizer_overrides"})
 
@@ -113,7 +151,7 @@ class Keras3Adapter(FrameworkAdapter):
         if keras.backend.backend() != self.backend:
             raise FrameworkUnavailable(
                 f"Keras runs on {keras.backend.backend()!r}, not {self.backend}")
-        self._hooks = _BackendHooks(self.backend)
+        self._hooks = _hooks_for(self.backend)
         keras_device = os.environ.get("KERAS_TORCH_DEVICE", "cpu")
         if self.backend == "torch" and keras_device.split(":")[0] != device.split(":")[0]:
             raise FrameworkUnavailable(f"Keras was imported for device {keras_device!r}; "
@@ -127,6 +165,7 @@ class Keras3Adapter(FrameworkAdapter):
         self._head_model = None
         self._features = None
         self._forced_inference: tuple = ()
+        self._recipe: Recipe | None = None
         self.optimizer_overrides: dict = {}
 
     # ----- building and weights -------------------------------------------------------
@@ -148,9 +187,10 @@ class Keras3Adapter(FrameworkAdapter):
     def _index_layers(self) -> None:
         """Variables, layers by kind and Dropout seeds of the model in self._wrappers."""
         self._variables = list(self._wrappers[False].weights)
-        self._by_name = {layer.name: layer for layer in self._all_layers()}
+        self._by_name = {self._hooks.layer_name(layer.name): layer
+                         for layer in self._all_layers()}
         every = self._all_layers()
-        self._bn_layers = [x for x in every if isinstance(x, layers.BatchNormalization)]
+        self._bn_layers = [x for x in every if isinstance(x, self._hooks.batch_norm_class)]
         self._dropout_layers = [x for x in every if isinstance(x, layers.Dropout)]
         stats = {id(v) for bn in self._bn_layers for v in (bn.moving_mean, bn.moving_variance)}
         self._parameters = [v for v in self._variables if id(v) not in stats]
@@ -212,6 +252,7 @@ class Keras3Adapter(FrameworkAdapter):
     def _restore_impl(self, state):
         for variable, value in zip(self._variables, state):
             variable.assign(value)
+        self._hooks.restore_layers()
         self.base.trainable = True
         for layer in self._all_layers():
             layer.trainable = True
@@ -220,8 +261,9 @@ class Keras3Adapter(FrameworkAdapter):
 
     def _apply_impl(self, recipe: Recipe | None):
         self._model = self._wrappers[bool(recipe and recipe.training_false)]
+        self._recipe = recipe
         self._fit_model, self._features = self._model, None
-        self._forced_inference = ((layers.BatchNormalization, layers.Dropout)
+        self._forced_inference = ((self._hooks.batch_norm_class, layers.Dropout)
                                   if recipe is not None and recipe.inference_everywhere else ())
         if recipe is not None and recipe.feature_extraction:
             self.base.trainable = False
@@ -229,6 +271,8 @@ class Keras3Adapter(FrameworkAdapter):
             return
         if recipe is None or not recipe.trainable_false:
             return
+        if recipe.v1_batch_norm:
+            self._hooks.use_v1_batch_norm([x for x in self.base.layers if x in self._bn_layers])
         if recipe.bn_stays_trainable:
             for layer in self._frozen_layers():
                 layer.trainable = isinstance(layer, layers.BatchNormalization)
@@ -294,7 +338,8 @@ class Keras3Adapter(FrameworkAdapter):
         x, y = self._data(batch)
         inputs = self._fit_inputs(x)
         extra = {"validation_data": (inputs, y)} if validate else {}
-        with _inference_calls(self._forced_inference), self._observe():
+        with _inference_calls(self._forced_inference), self._observe(), \
+                self._hooks.train_context(self._recipe):
             history = self._fit_model.fit(inputs, y, batch_size=len(x), epochs=1,
                                           shuffle=False, verbose=0, **extra)
         validation = history.history.get("val_loss", [None])[0]
@@ -313,20 +358,23 @@ class Keras3Adapter(FrameworkAdapter):
         x, y = (ops.convert_to_tensor(a) for a in self._data(batch))
         forced = list(self._forced_inference)
         if bn_moving:
-            forced.append(layers.BatchNormalization)
+            forced.append(self._hooks.batch_norm_class)
         if dropout_off:
             forced.append(layers.Dropout)
         inputs = ops.convert_to_tensor(self._fit_inputs(self._data(batch)[0]))
         with _inference_calls(forced):
             y_pred = self._fit_model(inputs, training=True)
-        return float(ops.convert_to_numpy(self._loss()(y, y_pred)))
+        # A loss class reduces over the batch already; the probabilities loss is a function
+        # with one value per sample, which compile() averages the same way.
+        return float(np.mean(ops.convert_to_numpy(self._loss()(y, y_pred))))
 
     # ----- observation -----------------------------------------------------------------
 
     @contextlib.contextmanager
     def _observe(self):
         adapter = self
-        bn_call, dropout_call = layers.BatchNormalization.call, layers.Dropout.call
+        bn_class = self._hooks.batch_norm_class
+        bn_call, dropout_call = bn_class.call, layers.Dropout.call
 
         hooks = self._hooks
 
@@ -335,16 +383,20 @@ class Keras3Adapter(FrameworkAdapter):
                 return bn_call(layer, inputs, *args, **kwargs)
             moving = (hooks.snapshot(layer.moving_mean), hooks.snapshot(layer.moving_variance))
             outputs = bn_call(layer, inputs, *args, **kwargs)
-            axes = [a for a in range(len(inputs.shape)) if a != layer.axis % len(inputs.shape)]
+            rank = len(inputs.shape)
+            axes = [a for a in range(rank) if a != hooks.channel_axis(layer, rank)]
             sums = [ops.mean(f(ops.stop_gradient(t)), axes) for t in (inputs, outputs)
                     for f in (lambda t: t, ops.square)]
-            gamma = layer.gamma.value if layer.scale else ops.ones_like(sums[0])
-            beta = layer.beta.value if layer.center else ops.zeros_like(sums[0])
+            gamma = hooks.value(layer.gamma) if layer.scale else ops.ones_like(sums[0])
+            beta = hooks.value(layer.beta) if layer.center else ops.zeros_like(sums[0])
 
             def record(x_mean, x_square, y_mean, y_square, gamma, beta, mean, moving_var):
-                adapter._bn_seen[layer.name] = used_batch_statistics(
-                    x_mean, variance(x_mean, x_square), y_mean, variance(y_mean, y_square),
-                    gamma, beta, mean, moving_var, eps=layer.epsilon)
+                # Any call in the step counts: fit(validation_data=...) calls the layer
+                # again, in inference mode, after the train step.
+                adapter._bn_seen[layer.name] = adapter._bn_seen.get(layer.name, False) or \
+                    used_batch_statistics(x_mean, variance(x_mean, x_square), y_mean,
+                                          variance(y_mean, y_square), gamma, beta, mean,
+                                          moving_var, eps=layer.epsilon)
 
             hooks.host(record, *sums, gamma, beta, *moving)
             return outputs
@@ -355,16 +407,17 @@ class Keras3Adapter(FrameworkAdapter):
                 same = ops.all(ops.equal(ops.stop_gradient(inputs), ops.stop_gradient(outputs)))
 
                 def record(same):
-                    adapter._dropout_seen[layer.name] = not bool(same)
+                    adapter._dropout_seen[layer.name] = \
+                        adapter._dropout_seen.get(layer.name, False) or not bool(same)
 
                 hooks.host(record, same)
             return outputs
 
-        layers.BatchNormalization.call, layers.Dropout.call = observed_bn, observed_dropout
+        bn_class.call, layers.Dropout.call = observed_bn, observed_dropout
         try:
             yield
         finally:
-            layers.BatchNormalization.call, layers.Dropout.call = bn_call, dropout_call
+            bn_class.call, layers.Dropout.call = bn_call, dropout_call
 
     def _audit_impl(self):
         modes = Modes(len(self._bn_layers), sum(self._bn_seen.values()),

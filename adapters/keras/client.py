@@ -27,21 +27,27 @@ import numpy as np
 
 from adapters.base import Adapter, Measurement
 from comparator.errors import Diverged
-from comparator.config.frameworks import WORKERS, missing_extra_reason, missing_modules
+from comparator.config.flavours import parse as parse_flavour
+from comparator.config.frameworks import missing_extra_reason, missing_modules
 from comparator.schema import Losses, Modes, RunResult, State
 
 DEFAULT_TIMEOUT = 600.0
+KERAS2_VARIABLE = "XFRAME_KERAS2"  # 1: the worker runs Keras 2 (tf_keras) as `keras`
 WORKER_MODULE = "adapters.keras.worker"
 PARENT_VARIABLE = "XFRAME_PARENT_PID"  # the worker ends itself when this process is gone
 STDERR_TAIL_BYTES = 64 * 1024
 EXIT_MISSING = 3  # adapters.keras.worker: the backend is not installed
+EXIT_UNAVAILABLE = 4  # adapters.keras.worker: this Keras cannot import or run with this backend
 # The repository root (this file is adapters/keras/client.py): the worker imports from it.
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 @dataclass(frozen=True)
 class WorkerFailure:
-    status: str  # "skipped" (an optional extra is missing) or "failed"
+    # "skipped" (an optional extra or an overlay is missing), "unavailable" (this Keras
+    # version cannot run with the installed backend; the reason is its own message) or
+    # "failed"
+    status: str
     reason: str
 
 
@@ -153,6 +159,9 @@ def _read_response(directory: str, request: dict, done) -> dict:
     if done.returncode == EXIT_MISSING and isinstance(response, dict) \
             and response.get("status") == "missing":
         raise WorkerError("skipped", str(response.get("reason")))
+    if done.returncode == EXIT_UNAVAILABLE and isinstance(response, dict) \
+            and response.get("status") == "unavailable":
+        raise WorkerError("unavailable", str(response.get("reason")))
     if done.returncode != 0:
         detail = _last_line(done.stderr)
         raise WorkerError("failed", f"{who} {_describe_exit(done.returncode)}"
@@ -177,7 +186,7 @@ def _run_result(data: dict) -> RunResult:
                           None if without_dropout is None else float(without_dropout)),
             state=State(**data["state"]), modes=Modes(**data["modes"]),
             seconds=float(data["seconds"]), warnings=tuple(data.get("warnings", ())),
-            backend=data.get("backend"))
+            backend=data.get("backend"), framework_version=data.get("framework_version"))
     except (KeyError, TypeError, ValueError) as exc:
         raise WorkerError("failed", f"a run in the worker's response is malformed ({exc!r})"
                           ) from None
@@ -191,7 +200,9 @@ class WorkerAdapter(Adapter):
 
     def __init__(self, name: str, device: str = "cpu", timeout: float = DEFAULT_TIMEOUT):
         super().__init__(device)
-        self.name, self.backend = name, WORKERS[name]
+        self.flavour = parse_flavour(name)
+        self.name, self.backend = name, self.flavour.backend
+        self.overlay = None  # adapters.keras.overlays.Overlay, once built or found
         self.timeout = timeout
         self._request: dict = {}
         self._weights: dict = {}
@@ -203,8 +214,33 @@ class WorkerAdapter(Adapter):
         self.seconds: float | None = None
         self.structure: str | None = None  # by the worker: onnx.runtime.structure_fingerprint
         reason = missing_extra_reason(self.backend)
+        if not reason and self.flavour.keras2 and missing_modules(["tf_keras"]):
+            reason = ("tf_keras is not installed (install the optional extra: "
+                      "pip install -e '.[tensorflow]')")
         if reason:
             self.failure = WorkerFailure("skipped", reason)
+
+    def _find_overlay(self) -> None:
+        """A Keras version's overlay, built now if needed (adapters/keras/overlays.py)."""
+        if not self.flavour.overlay or self.overlay is not None or self.failure is not None:
+            return
+        from adapters.keras.overlays import OverlayUnavailable, ensure
+
+        try:
+            self.overlay = ensure(self.flavour)
+        except OverlayUnavailable as exc:
+            self.failure = WorkerFailure(exc.status, exc.reason)
+
+    def _worker_env(self) -> dict:
+        """The overlay ahead of everything else on the worker's path; the Keras 2 switch."""
+        env = {}
+        if self.overlay is not None:
+            env["XFRAME_KERAS_OVERLAY"] = "1"
+            env["PYTHONPATH"] = os.pathsep.join(
+                p for p in (self.overlay.path, ROOT, os.environ.get("PYTHONPATH")) if p)
+        if self.flavour.keras2:
+            env[KERAS2_VARIABLE] = "1"
+        return env
 
     # the runner's side ----------------------------------------------------------------
 
@@ -218,12 +254,14 @@ class WorkerAdapter(Adapter):
     def start(self, recipes, batch, steps, lr, optimizer, validate) -> None:
         """Run every recipe of this framework in one worker call (unless it cannot run)."""
         self._batch = batch
+        self._find_overlay()
         if self.failure is not None:
             return
         request = {**self._base_request("run"), "recipes": [r.name for r in recipes],
                    "steps": steps, "lr": lr, "optimizer": optimizer, "validate": validate}
         try:
-            response, directory = call_worker(request, self._arrays(), self.timeout)
+            response, directory = call_worker(request, self._arrays(), self.timeout,
+                                              self._worker_env())
         except WorkerError as exc:
             self.failure = exc.failure
             return
@@ -268,6 +306,14 @@ class WorkerAdapter(Adapter):
         self._logits = arrays["logits"]
         self._environment = {k: str(v) for k, v in response.get("environment", {}).items()
                              if k not in ("keras_backend",)}
+        if self.flavour.overlay or self.flavour.keras2:
+            # Not the environment's Keras: the report's `keras` stays the in-process one's.
+            version = self._environment.pop("keras", "unknown")
+            self._environment["keras_versions"] = {self.name: version}
+            if self.overlay is not None:
+                self._environment["keras_overlays"] = {self.name: self.overlay.path}
+                if self.overlay.note:
+                    self._environment["keras_overlay_notes"] = {self.name: self.overlay.note}
         self.seconds = response.get("wall_seconds")
         self.structure = response.get("structure")
 
@@ -303,7 +349,7 @@ class WorkerAdapter(Adapter):
                                           {"weights.npz": self._weights,
                                            "batch.npz": {"x": self._batch.x,
                                                          "y": self._batch.y}},
-                                          self.timeout)
+                                          self.timeout, self._worker_env())
         try:
             shutil.copyfile(os.path.join(directory, "model.onnx"), path)
         except OSError as exc:

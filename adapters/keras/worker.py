@@ -16,8 +16,16 @@ run, arrays.npz (the inference outputs and each run's states before and after).
 For "export" it writes model.onnx: Keras's own ONNX export, which on the TensorFlow
 backend goes through tf2onnx.
 
-Exit status: 0 done, 3 the backend (an optional extra) is not installed, anything
-else a failure the parent reports with the worker's last stderr line.
+For "probe" it measures this Keras's defaults (adapters/keras/probe.py).
+
+A Keras version (keras-torch@3.6.0, nightly) runs here from an overlay the parent puts
+first on PYTHONPATH (adapters/keras/overlays.py; XFRAME_KERAS_OVERLAY=1); Keras 2
+(tf-keras) is imported as `keras` when XFRAME_KERAS2=1 (adapters/keras/keras2.py).
+
+Exit status: 0 done, 3 the backend (an optional extra) is not installed, 4 this
+overlay's Keras cannot import or run with the installed backend (response.json has
+its own error), anything else a failure the parent reports with the worker's last
+stderr line.
 """
 
 from __future__ import annotations
@@ -31,7 +39,10 @@ import numpy as np
 
 FAULT_VARIABLE = "XFRAME_WORKER_FAULT"  # tests only: crash | hang | garbage
 EXIT_MISSING = 3
-MODULES = {"tensorflow": "tensorflow", "jax": "jax"}
+EXIT_UNAVAILABLE = 4  # this Keras (an overlay's version) cannot be imported here
+KERAS2_VARIABLE = "XFRAME_KERAS2"  # set by the client for tf-keras
+MODULES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+OVERLAY_VARIABLE = "XFRAME_KERAS_OVERLAY"  # set by the client: the overlay's Keras runs here
 
 
 def _write_json(directory: str, name: str, data: dict) -> None:
@@ -64,11 +75,13 @@ def _simulate_fault(directory: str) -> None:
 def _import_backend(backend: str, task: str) -> str | None:
     """Import the backend framework first: a missing extra is a reason, not a crash."""
     modules = [MODULES[backend]] + (["tf2onnx"] if task == "export" else [])
+    if os.environ.get(KERAS2_VARIABLE) == "1":
+        modules.append("tf_keras")
     for module in modules:
         try:
             __import__(module)
         except ImportError as exc:
-            extra = "tensorflow" if module == "tf2onnx" else backend
+            extra = "tensorflow" if module in ("tf2onnx", "tf_keras") else backend
             return (f"{module} cannot be imported ({exc}); install the optional extra: "
                     f"pip install -e '.[{extra}]'")
     return None
@@ -77,6 +90,10 @@ def _import_backend(backend: str, task: str) -> str | None:
 def _adapter(framework: str, backend: str, device: str):
     os.environ["KERAS_BACKEND"] = backend
     os.environ["XFRAME_KERAS_BACKEND"] = backend
+    if os.environ.get(KERAS2_VARIABLE) == "1":
+        from adapters.keras.keras2 import install_as_keras
+
+        install_as_keras()
     from adapters.keras.adapter import Keras3Adapter
 
     class WorkerKerasAdapter(Keras3Adapter):
@@ -104,13 +121,23 @@ def _build(request: dict, directory: str):
     return adapter, Batch(x=arrays["x"], y=arrays["y"])
 
 
+def _import_keras(request: dict) -> str | None:
+    """Import this worker's Keras (an overlay's version may not run with the installed
+    backend): None, or the framework's own message."""
+    try:
+        _adapter(request["framework"], request["backend"], request.get("device", "cpu"))
+    except Exception as exc:  # noqa: BLE001 - any import failure is the version's verdict
+        return f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+    return None
+
+
 def run(request: dict, directory: str) -> dict:
-    from comparator.config.recipes import RECIPES
+    from comparator.config.recipes import recipes_for
     from comparator.errors import Diverged
 
     started = time.perf_counter()
     adapter, batch = _build(request, directory)
-    recipes = {r.name: r for r in RECIPES if r.framework == request["framework"]}
+    recipes = {r.name: r for r in recipes_for(request["framework"])}
     arrays = {"logits": adapter.logits(batch)}
     runs, ablations, diverged = [], {}, []
     for name in request["recipes"]:
@@ -157,6 +184,16 @@ def export(request: dict, directory: str) -> dict:
             "structure": structure_fingerprint(model),
             "notes": {"exporter": f"keras model.export(format='onnx') on the {request['backend']}"
                                   f" backend (tf2onnx {tf2onnx.__version__})", "mode": "eval"}}
+
+
+def probe(request: dict, directory: str) -> dict:
+    """This Keras's defaults, measured (adapters/keras/probe.py)."""
+    from adapters.keras.probe import probe as measure
+
+    _adapter(request["framework"], request["backend"], request.get("device", "cpu"))
+    from adapters.keras.backend import keras
+
+    return measure(keras)
 
 
 PARENT_VARIABLE = "XFRAME_PARENT_PID"  # set by adapters.keras.client
@@ -211,8 +248,28 @@ def main(argv: list[str]) -> int:
     if missing:
         _write_json(directory, "response.json", {"status": "missing", "reason": missing})
         return EXIT_MISSING
-    task = {"run": run, "export": export}[request["task"]]
-    _write_json(directory, "response.json", task(request, directory))
+    unavailable = _import_keras(request) if os.environ.get(OVERLAY_VARIABLE) == "1" else None
+    if unavailable:
+        _write_json(directory, "response.json", {"status": "unavailable", "reason": (
+            f"{request['framework']} cannot run with the installed {request['backend']}: "
+            f"{unavailable}")})
+        return EXIT_UNAVAILABLE
+    task = {"run": run, "export": export, "probe": probe}[request["task"]]
+    try:
+        response = task(request, directory)
+    except Exception as exc:
+        if os.environ.get(OVERLAY_VARIABLE) != "1":
+            raise
+        # An older or newer Keras than the adapter was written against, on today's backend:
+        # its own error is the verdict on that version, not a crash of the tool.
+        import traceback
+
+        traceback.print_exc()
+        _write_json(directory, "response.json", {"status": "unavailable", "reason": (
+            f"{request['framework']} fails with the installed {request['backend']}: "
+            f"{type(exc).__name__}: {exc}".splitlines()[0][:400])})
+        return EXIT_UNAVAILABLE
+    _write_json(directory, "response.json", response)
     return 0
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 
 
-from comparator.config.recipes import EXPECTED_PAIRS
+from comparator.config.recipes import EXPECTED_PAIRS, version_pairs
 from comparator.analysis.tolerances import STATE_TOLERANCE, loss_tolerance
 from comparator.analysis.states import max_bn_stat_diff, max_weight_diff
 from comparator.schema import Equivalence, RunResult
@@ -97,7 +97,8 @@ def equivalences(runs: dict[str, RunResult], states: dict[str, dict]) -> list[Eq
     running statistics of its Dropout-free pass (compared_states)."""
     found = []
     listed = set()
-    for a, b, reason in EXPECTED_PAIRS:
+    frameworks = list(dict.fromkeys(r.framework for r in runs.values()))
+    for a, b, reason in (*EXPECTED_PAIRS, *version_pairs(frameworks)):
         if a in runs and b in runs:
             found.append(compare_runs(runs[a], runs[b], states[a], states[b], True, reason))
             listed.add((a, b))

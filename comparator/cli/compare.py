@@ -112,7 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
                         default="torchscript",
                         help="PyTorch ONNX exporter for the referee (default torchscript)")
     parser.add_argument("--cache-dir", metavar="DIR",
-                        help="where ONNX exports are cached (default ~/.cache/xframe-compare)")
+                        help="where ONNX exports and Keras version overlays are cached "
+                             "(default $XFRAME_CACHE_DIR or ~/.cache/xframe-compare)")
     parser.add_argument("--json", metavar="PATH", help="write the JSON report here")
     parser.add_argument("--markdown", metavar="PATH",
                         help="write a GitHub-flavoured Markdown report here")
@@ -321,6 +322,8 @@ def _measure(args, pair, config):
     from comparator.pipeline import compare
 
     cache_dir, temporary_cache = _cache_dir(args, sys.stderr)
+    if args.cache_dir:  # Keras version overlays (adapters/keras/overlays.py) are kept there too
+        os.environ["XFRAME_CACHE_DIR"] = os.path.abspath(args.cache_dir)
     try:
         with progress_display(Console(stderr=True, emoji=False)) as progress:
             if pair is None:

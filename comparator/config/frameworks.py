@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.machinery
 import sys
 
+from comparator.config.flavours import parse as parse_flavour
 from comparator.errors import UsageError
 
 DEFAULT = ("pytorch", "keras")
@@ -27,7 +28,10 @@ ONNX_EXTRA_MODULES = ("tf2onnx",)  # the third ONNX graph: Keras on TensorFlow v
 
 
 def canonical(name: str) -> str:
-    return ALIASES.get(name, name)
+    """keras-torch is keras; a versioned name keeps its version (keras@3.6.0 is
+    keras-torch@3.6.0)."""
+    flavour = parse_flavour(name)
+    return flavour.name if flavour is not None else ALIASES.get(name, name)
 
 
 def resolve_frameworks(names) -> tuple[str, ...]:
@@ -35,9 +39,11 @@ def resolve_frameworks(names) -> tuple[str, ...]:
     found: list[str] = []
     for name in names:
         name = canonical(name)
-        if name not in KNOWN:
+        if name not in KNOWN and parse_flavour(name) is None:
             raise UsageError(f"unknown framework {name!r}; known: "
-                             f"{', '.join(['pytorch', 'keras-torch', *WORKERS])}")
+                             f"{', '.join(['pytorch', 'keras-torch', *WORKERS])}, "
+                             "keras-<backend>@<version> (a Keras 3 release or nightly), "
+                             "tf-keras")
         if name not in found:
             found.append(name)
     if "pytorch" not in found:
@@ -47,7 +53,14 @@ def resolve_frameworks(names) -> tuple[str, ...]:
 
 
 def backend_of(framework: str) -> str | None:
-    return KERAS_BACKENDS.get(framework)
+    flavour = parse_flavour(framework)
+    return flavour.backend if flavour is not None else None
+
+
+def runs_in_worker(framework: str) -> bool:
+    """Every Keras but the in-process one (Keras 3 of this environment, on torch)."""
+    flavour = parse_flavour(framework)
+    return flavour is not None and framework != "keras"
 
 
 def missing_modules(modules) -> list[str]:
@@ -72,7 +85,10 @@ def keep_worker_backends_out() -> None:
 
 
 def missing_extra_reason(backend: str) -> str | None:
-    """Why Keras on this backend cannot run here, or None when its extra is installed."""
+    """Why Keras on this backend cannot run here, or None when its extra is installed
+    (torch is the project's own)."""
+    if backend not in EXTRAS:
+        return None
     extra, modules = EXTRAS[backend]
     missing = missing_modules(modules)
     if not missing:

@@ -63,6 +63,50 @@ PRESETS = {p.name: p for p in (
         dict(_SINGLE_IMAGE, recipes=("pytorch:eval", "keras:inference_everywhere"))),
 )}
 
+# The same three cases on the Keras 2 lineage (tf_keras), where the reports' own Keras
+# behaviour still ships: the v1 BatchNormalization (adapters/keras/keras2.py).
+_KERAS2 = ("pytorch", "tf-keras")
+_RANDOM_WEIGHTS = ("It cannot reproduce the report's magnitudes: the weights here are seeded "
+                   "random ones, not ImageNet's, and the batch is not the report's images.")
+PRESETS.update({p.name: p for p in (
+    Preset(
+        "seed-densenet-regression-keras2",
+        "The first report on Keras 2 (tf_keras): DenseNet121 base frozen with trainable=False, "
+        "a regression head trained with MSE on 32 images. Reproduces the report's gap between "
+        "the loss fit reports (~2.56) and evaluate on the same batch (29.28): with Keras "
+        "2.1's BatchNormalization (tf-keras:v1_frozen) the frozen base normalises with the "
+        "batch's statistics inside fit, while tf-keras:trainable_false (TensorFlow 2's "
+        "layer) and pytorch:eval_requires_grad do not; pytorch:requires_grad is PyTorch's "
+        "twin of the old behaviour. " + _RANDOM_WEIGHTS,
+        dict(model="densenet121", scenario="head", batch_size=32, frameworks=_KERAS2,
+             recipes=("pytorch:requires_grad", "pytorch:eval_requires_grad",
+                      "tf-keras:v1_frozen", "tf-keras:trainable_false"))),
+    Preset(
+        "seed-resnet50-single-image-keras2",
+        "The third report on Keras 2 (tf_keras): ResNet50 with every layer frozen, one image, "
+        "its one-hot label, softmax cross-entropy, SGD, fit(validation_data=...) on the same "
+        "image. Reproduces that fit reports a different loss than evaluate on the same image "
+        "(the report: 6.19 against 0.52) when BatchNorm is Keras 2.1's (tf-keras:v1_frozen), "
+        "and that val_loss equals the evaluation after the step. " + _RANDOM_WEIGHTS,
+        dict(_SINGLE_IMAGE, frameworks=_KERAS2,
+             recipes=("pytorch:requires_grad", "pytorch:eval_requires_grad",
+                      "tf-keras:v1_frozen", "tf-keras:trainable_false"))),
+    Preset(
+        "seed-resnet50-learning-phase-keras2",
+        "The third report's fix on Keras 2 (tf_keras): keras.backend.set_learning_phase(0), "
+        "which tf_keras 2.21 still offers, before fit on the same image, nothing frozen "
+        "(tf-keras:set_learning_phase), beside every BatchNorm and Dropout layer called with "
+        "training=False (tf-keras:inference_everywhere, what the fix did in Keras 2.1) and "
+        "PyTorch's eval(). Measured on the tiny CNN: tf_keras 2.21's fit passes "
+        "training=True itself, so set_learning_phase(0) no longer changes it (BatchNorm on "
+        "the batch's statistics, moving statistics updated, Dropout active). Cannot "
+        "reproduce the report's 16.118 (-ln(1e-7), a saturated prediction of ImageNet "
+        "weights on its photo). " + _RANDOM_WEIGHTS,
+        dict(_SINGLE_IMAGE, frameworks=_KERAS2,
+             recipes=("pytorch:eval", "tf-keras:set_learning_phase",
+                      "tf-keras:inference_everywhere"))),
+)})
+
 
 def get_preset(name: str) -> Preset:
     try:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from comparator.config.flavours import TF_KERAS, base_framework
+from comparator.config.flavours import parse as parse_flavour
 from comparator.errors import UsageError
 from comparator.config.frameworks import KERAS_BACKENDS
 
@@ -24,6 +26,8 @@ class Recipe:
     bn_stays_trainable: bool = False
     feature_extraction: bool = False
     inference_everywhere: bool = False
+    v1_batch_norm: bool = False  # tf-keras: the frozen part's BatchNorm layers become v1's
+    learning_phase_zero: bool = False  # tf-keras: keras.backend.set_learning_phase(0) first
     scenarios: tuple[str, ...] = ("classify", "head", "regress")
     in_default_matrix: bool = True
 
@@ -112,10 +116,57 @@ def _expected_pairs():
 EXPECTED_PAIRS: tuple[tuple[str, str, str], ...] = _expected_pairs()
 
 
+def version_pairs(frameworks) -> list[tuple[str, str, str]]:
+    """Expected pairs of the Keras versions and Keras 2 among these frameworks: each against
+    PyTorch as the environment's Keras is, and each Keras recipe against the environment's
+    Keras on the same backend (the comparison that shows a behaviour change)."""
+    pairs = []
+    for framework in frameworks:
+        flavour = parse_flavour(framework)
+        if flavour is None or not (flavour.overlay or flavour.keras2):
+            continue
+        for a, b, reason in _KERAS_PYTORCH_PAIRS:
+            pairs.append((a.replace("keras:", f"{framework}:", 1), b, reason))
+        same_backend = "keras" if flavour.backend == "torch" else f"keras-{flavour.backend}"
+        pairs += [(f"{same_backend}:{r.name}", f"{framework}:{r.name}",
+                   f"the same Keras recipe in the environment's Keras and in {framework}")
+                  for r in _BASE_RECIPES if r.framework == "keras"]
+    return pairs
+
+
+# Keras 2 (tf-keras) runs the Keras recipes and two of its own, from the seed reports' era.
+_KERAS2_RECIPES: tuple[Recipe, ...] = (
+    Recipe(TF_KERAS, "v1_frozen",
+           "frozen part: trainable = False, with its BatchNormalization layers made Keras "
+           "2.1's (tf_keras's batch_normalization_v1 class, weights unchanged): the seed "
+           "reports' Keras", trainable_false=True, v1_batch_norm=True),
+    Recipe(TF_KERAS, "set_learning_phase",
+           "nothing frozen, keras.backend.set_learning_phase(0) before fit (the seed "
+           "report's fix in Keras 2.1)", learning_phase_zero=True, scenarios=("classify",),
+           in_default_matrix=False),
+)
+
+
+def recipes_for(framework: str) -> list[Recipe]:
+    """A framework's recipes; a Keras version (keras-torch@3.6.0) runs its backend's Keras
+    recipes, tf-keras those and its own."""
+    own = [r for r in RECIPES if r.framework == framework]
+    if own or parse_flavour(framework) is None:
+        return own
+    template = "keras" if framework == TF_KERAS else base_framework(framework)
+    recipes = [replace(r, framework=framework) for r in RECIPES if r.framework == template]
+    if framework == TF_KERAS:
+        recipes += list(_KERAS2_RECIPES)
+    return recipes
+
+
 def select(ids: list[str] | None, frameworks: list[str], scenario: str = "classify"
            ) -> list[Recipe]:
     """The recipes to run, in table order; ids are validated against the table."""
-    available = [r for r in RECIPES if r.framework in frameworks and scenario in r.scenarios]
+    static = {r.framework for r in RECIPES}
+    available = [r for r in RECIPES if r.framework in frameworks] + [
+        r for f in frameworks if f not in static for r in recipes_for(f)]
+    available = [r for r in available if scenario in r.scenarios]
     if not ids:
         return [r for r in available if r.in_default_matrix]
     known = {r.id: r for r in available}

@@ -284,6 +284,21 @@ def _equivalences(report: Report) -> list:
                            "differences"), body, "llcrll") + [""]
 
 
+def _versions(report: Report) -> list:
+    from comparator.analysis.versions import side_by_side, version_findings
+
+    headers, rows = side_by_side(report.runs)
+    if not rows:
+        return []
+    lines = ["## Versions side by side", "",
+             "Loss `fit` reported / inference loss after the step; BatchNorm layers on batch "
+             "statistics in the train step.", ""]
+    lines += _table(headers, [[_code(row[0])] + [_cell(c) for c in row[1:]] for row in rows],
+                    "l" * len(headers))
+    lines += [""] + [f"- {_inline(f)}" for f in version_findings(report.runs)]
+    return lines + [""]
+
+
 def render_markdown(report: Report, command: str | Sequence[str] | None = None) -> str:
     """The whole report as GitHub-flavoured Markdown."""
     lines = [f"# xframe-compare: {_inline(report.model)} · {_inline(report.scenario)}", "",
@@ -305,6 +320,7 @@ def render_markdown(report: Report, command: str | Sequence[str] | None = None) 
             lines.append(f"- warning, {_code(run.id, cell=False)}: {_inline(warning)}")
     if warned:
         lines.append("")
+    lines += _versions(report)
     lines += ["<details><summary>What each run did</summary>", ""]
     lines += _table(("run", "recipe"), [[_code(r.id), _cell(r.description)]
                                         for r in report.runs], "ll")

@@ -106,6 +106,22 @@ def render_equivalences(report: Report, console: Console) -> None:
         console.print(f"  {finding}", highlight=False)
 
 
+def render_versions(report: Report, console: Console) -> None:
+    """The same recipe across Keras versions (comparator/analysis/versions.py)."""
+    from comparator.analysis.versions import side_by_side
+
+    headers, rows = side_by_side(report.runs)
+    if not rows:
+        return
+    table = Table(title="Versions side by side: loss fit reported / inference after; "
+                        "BatchNorm layers on batch statistics", title_justify="left")
+    for header in headers:
+        table.add_column(header, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
 def render(report: Report, console: Console, quiet: bool = False) -> None:
     preset = report.settings.get("preset")
     if preset and not quiet:
@@ -122,6 +138,7 @@ def render(report: Report, console: Console, quiet: bool = False) -> None:
             console.print(line, style="red" if "failed" in line.split(":")[1] else "yellow",
                           highlight=False)
         console.print(LEGEND, style="dim", highlight=False)
+        render_versions(report, console)
         console.print()
         render_explanations(report, console)
         render_equivalences(report, console)

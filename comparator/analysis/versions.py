@@ -1,0 +1,139 @@
+"""The same recipe across framework versions: where a behaviour changed.
+
+Reads measured runs only (modes and state), so it says what happened, not what a
+changelog promised. Keras 3 versions are ordered by version, Keras 2 (tf_keras)
+after them. Standard library only.
+"""
+
+from __future__ import annotations
+
+import re
+
+# What a recipe's measurements mean, for the recipes whose meaning changed across versions.
+_SUBJECTS = {
+    "training_false": "`training=False` inside `fit`",
+    "trainable_false": "BatchNorm under `trainable=False`",
+    "bn_trainable": "BatchNorm left trainable in a frozen base",
+    "train": "nothing frozen",
+}
+
+
+def _version_key(version: str) -> tuple:
+    return tuple(int(p) for p in re.findall(r"\d+", version))
+
+
+def is_keras(run) -> bool:
+    return run.framework != "pytorch"
+
+
+def version_label(run) -> str:
+    """3.15.1, 3.16.0.dev2026102704, tf_keras 2.21.0, or PyTorch 2.14.1."""
+    version = run.framework_version or "unknown version"
+    if run.framework == "tf-keras":
+        return f"tf_keras {version}"
+    if run.framework == "pytorch":
+        return f"PyTorch {version}"
+    return version
+
+
+def behaviour(run) -> str:
+    """The measured behaviour of one run, in words that are equal when behaviours are."""
+    modes, state = run.modes, run.state
+    if run.recipe == "training_false":
+        inference = modes.bn_batch_stats == 0 and modes.dropout_active == 0
+        return "honoured" if inference and not state.bn_stats_changed else "overridden"
+    if not modes.bn_layers:
+        return "no BatchNorm"
+    stats = "batch statistics" if modes.bn_batch_stats else "moving statistics"
+    moved = "moving statistics updated" if state.bn_stats_changed else "moving statistics kept"
+    return f"{stats}, {moved}"
+
+
+def _ordered(runs) -> list:
+    def key(run):
+        keras2 = run.framework == "tf-keras"
+        return (keras2, _version_key(run.framework_version or ""), run.backend or "")
+    return sorted(runs, key=key)
+
+
+def _groups(runs, with_backend: bool) -> list[tuple[str, list[str]]]:
+    """Consecutive versions that behave alike: [(behaviour, [labels])]."""
+    groups: list[tuple[str, list[str]]] = []
+    for run in _ordered(runs):
+        shown = with_backend and run.framework != "tf-keras"  # Keras 2 is TensorFlow's
+        label = version_label(run) + (f" ({run.backend})" if shown else "")
+        said = behaviour(run)
+        keras2 = run.framework == "tf-keras"
+        if groups and groups[-1][0] == said and not keras2 and not groups[-1][2]:
+            if label not in groups[-1][1]:
+                groups[-1][1].append(label)
+            continue
+        groups.append((said, [label], keras2))
+    return [(said, labels) for said, labels, _ in groups]
+
+
+def _span(labels: list[str]) -> str:
+    if len(labels) == 1:
+        return labels[0]
+    return f"{labels[0]} to {labels[-1]}" if len(labels) > 2 else " and ".join(labels)
+
+
+def versions_compared(runs) -> bool:
+    """Whether the runs hold one Keras recipe in more than one Keras version."""
+    versions = {(r.framework == "tf-keras", r.framework_version) for r in runs if is_keras(r)}
+    return len(versions) > 1
+
+
+def version_findings(runs) -> list[str]:
+    """One line per recipe whose measured behaviour differs between Keras versions:
+    "`training=False` inside `fit`: overridden in 3.6.0 and 3.15.1; honoured in
+    3.16.0.dev2026102704; honoured in tf_keras 2.21.0"."""
+    runs = [r for r in runs if is_keras(r)]
+    if not versions_compared(runs):
+        return []
+    findings = []
+    by_recipe: dict[str, list] = {}
+    for run in runs:
+        by_recipe.setdefault(run.recipe, []).append(run)
+    for recipe, group in by_recipe.items():
+        if len({behaviour(r) for r in group}) < 2:
+            continue
+        with_backend = len({r.backend for r in group if r.framework != "tf-keras"}) > 1
+        parts = [f"{said} in {_span(labels)}" for said, labels in _groups(group, with_backend)]
+        subject = _SUBJECTS.get(recipe, f"`{recipe}`")
+        findings.append(f"{subject} ({recipe}): {'; '.join(parts)} (measured in this run)")
+    return findings
+
+
+def side_by_side(runs) -> tuple[list[str], list[list[str]]]:
+    """Headers and rows: one row per recipe run by two or more Keras flavours, one column
+    per flavour ("keras-torch@nightly 3.16.0.dev..."); empty when no versions are compared."""
+    keras = [r for r in runs if is_keras(r)]
+    if not versions_compared(keras):
+        return [], []
+    frameworks = []
+    for run in _ordered(keras):
+        if run.framework not in frameworks:
+            frameworks.append(run.framework)
+    version = {r.framework: version_label(r) for r in keras}
+    cells = {(r.recipe, r.framework): r for r in keras}
+    recipes = [name for name in dict.fromkeys(r.recipe for r in keras)
+               if sum((name, f) in cells for f in frameworks) > 1]
+    headers = ["recipe"] + [f if f.endswith(version[f]) else
+                            f"{f} {version[f].removeprefix('tf_keras ')}" for f in frameworks]
+    rows = []
+    for name in recipes:
+        row = [name]
+        for framework in frameworks:
+            run = cells.get((name, framework))
+            row.append("-" if run is None else _cell(run))
+        rows.append(row)
+    return headers, rows
+
+
+def _cell(run) -> str:
+    train = run.losses.train_step[-1] if run.losses.train_step else float("nan")
+    text = (f"fit {train:.4g} / eval {run.losses.inference_after:.4g}; "
+            f"BN batch {run.modes.bn_batch_stats}/{run.modes.bn_layers}"
+            f"{', stats moved' if run.state.bn_stats_changed else ''}")
+    return text + (f"; {behaviour(run)}" if run.recipe == "training_false" else "")
