@@ -128,6 +128,16 @@ class Environment(TypedDict, total=False):
                                               "imported from (adapters/keras/overlays.py)"]
     keras_overlay_notes: Annotated[dict[str, str], "framework -> why this overlay stands for "
                                                    "the version asked (nightly, offline)"]
+    # Thread settings change the float32 summation order: two reports whose numbers differ
+    # in their last bits can be told apart by them.
+    OMP_NUM_THREADS: Annotated[str, "the variable as the comparison saw it, or `unset`"]
+    MKL_NUM_THREADS: Annotated[str, "the variable as the comparison saw it, or `unset`"]
+    OPENBLAS_NUM_THREADS: Annotated[str, "the variable as the comparison saw it, or `unset`"]
+    TF_NUM_INTRAOP_THREADS: Annotated[str, "the variable as the comparison saw it, or `unset`"]
+    TF_NUM_INTEROP_THREADS: Annotated[str, "the variable as the comparison saw it, or `unset`"]
+    cpu_count: Annotated[str, "CPUs the operating system reports"]
+    torch_threads: Annotated[str, "torch.get_num_threads() in the comparison's process"]
+    torch_interop_threads: Annotated[str, "torch.get_num_interop_threads()"]
 
 
 class RefereeSeconds(TypedDict, total=False):
