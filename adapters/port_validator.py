@@ -30,6 +30,7 @@ from adapters.port_training import (  # noqa: E402
 )
 from comparator.analysis.kernel_layout import diagnose_arrays, diagnose_kernel  # noqa: E402
 from comparator.analysis.training_side import compare_dropout, compare_statistics  # noqa: E402
+from adapters.weight_pairing import flattened_from, keras_kind, torch_kind  # noqa: E402
 from comparator.analysis.states import is_bn_statistic  # noqa: E402
 from comparator.errors import UsageError  # noqa: E402
 from comparator.zoo.portmaps import (  # noqa: E402
@@ -90,20 +91,6 @@ def _numpy(value) -> np.ndarray:
 # ----- the two models' weighted layers ---------------------------------------------------
 
 
-def _torch_kind(module: nn.Module) -> str:
-    if isinstance(module, nn.Conv2d):
-        if module.groups == 1:
-            return "conv"
-        if module.groups == module.in_channels == module.out_channels:
-            return "depthwise"
-        return "other"
-    if isinstance(module, nn.Linear):
-        return "dense"
-    if isinstance(module, nn.modules.batchnorm._BatchNorm):
-        return "bn"
-    return "other"
-
-
 def _torch_layers(model: nn.Module) -> dict[str, tuple[nn.Module, LayerInfo, tuple[str, ...]]]:
     """Every module holding weights itself: (module, info, canonical names)."""
     found = {}
@@ -113,7 +100,7 @@ def _torch_layers(model: nn.Module) -> dict[str, tuple[nn.Module, LayerInfo, tup
                     if n != "num_batches_tracked"})
         if not own:
             continue
-        kind = _torch_kind(module)
+        kind = torch_kind(module)
         suffixes = BN_SUFFIXES if kind == "bn" else ("weight", "bias")
         if set(own) - set(suffixes):
             kind = "other"
@@ -205,27 +192,6 @@ def _inbound(tensor):
     return op, list(node.input_tensors)
 
 
-def _keras_kind(layer) -> str:
-    if isinstance(layer, layers.DepthwiseConv2D):
-        return "depthwise"
-    if isinstance(layer, layers.Conv2D):
-        return "conv"
-    if isinstance(layer, layers.Dense):
-        shape = _flattened_from(layer)
-        return f"flatten_dense:{shape[2]},{shape[0]},{shape[1]}" if shape else "dense"
-    if isinstance(layer, layers.BatchNormalization):
-        return "bn"
-    return "other"
-
-
-def _flattened_from(layer) -> tuple[int, ...] | None:
-    """(h, w, c) when the Dense layer's input is Keras's Flatten of a 4-D map."""
-    op, inputs = _inbound(layer._inbound_nodes[0].input_tensors[0])
-    if isinstance(op, layers.Flatten) and len(inputs[0].shape) == 4:
-        return tuple(int(d) for d in inputs[0].shape[1:])
-    return None
-
-
 def _canonical_shape(kind: str, index: int, shape: tuple[int, ...]) -> tuple[int, ...]:
     if index > 0 or kind == "bn":
         return tuple(shape)
@@ -251,7 +217,7 @@ def _keras_layers(fn: Functional) -> dict[str, tuple[object, LayerInfo]]:
         if calls.get(layer.name, 0) > 1:
             raise UsageError(f"Keras layer {layer.name!r} is called {calls[layer.name]} times; "
                              "a shared layer cannot be matched to one PyTorch module")
-        kind = _keras_kind(layer)
+        kind = keras_kind(layer)
         shapes = tuple(_canonical_shape(kind, i, tuple(w.shape))
                        for i, w in enumerate(layer.weights))
         found[layer.name] = (layer, LayerInfo(layer.name, kind, shapes, type(layer).__name__))
@@ -558,7 +524,7 @@ def _layout_mistake(pair: Pair, torch_arrays, keras_arrays):
 def _flatten_order_explains(pair: Pair, layer, trace, tolerance: float) -> bool:
     """Does the Keras kernel, read as expecting PyTorch's (c, h, w) flattening, give
     PyTorch's output? Then the rows were not permuted for Keras's (h, w, c) Flatten."""
-    if not isinstance(layer, layers.Dense) or _flattened_from(layer) is None:
+    if not isinstance(layer, layers.Dense) or flattened_from(layer) is None:
         return False
     x, y = trace[pair.torch_module]
     weights = layer.get_weights()

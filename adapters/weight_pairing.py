@@ -53,7 +53,7 @@ def keras_kind(layer) -> str:
     if isinstance(layer, layers.Conv2D):
         return "conv"
     if isinstance(layer, layers.Dense):
-        flattened = _flattened_from(layer)
+        flattened = flattened_from(layer)
         return f"flatten_dense:{flattened[2]},{flattened[0]},{flattened[1]}" if flattened \
             else "dense"
     if isinstance(layer, layers.BatchNormalization):
@@ -61,7 +61,7 @@ def keras_kind(layer) -> str:
     return "other"
 
 
-def _flattened_from(layer) -> tuple[int, ...] | None:
+def flattened_from(layer) -> tuple[int, ...] | None:
     """(h, w, c) when a Dense layer is fed by Flatten of a 4-D map (rows ordered h, w, c)."""
     try:
         history = layer._inbound_nodes[0].input_tensors[0]._keras_history

@@ -115,7 +115,7 @@ def _divergence_checks(diverged: list[dict]) -> list[Check]:
                          "step)") for record in diverged]
 
 
-def _run_recipes(recipes, adapters, batch, config, progress, phase, t):
+def _run_recipes(recipes, adapters, batch, config, progress, clock):
     """Every recipe of an in-process adapter: results, final states, per-run explanations
     and per-layer BatchNorm changes (runs of a failed worker are left out)."""
     runs, states, explanations, bn_deltas = {}, {}, [], {}
@@ -131,7 +131,7 @@ def _run_recipes(recipes, adapters, batch, config, progress, phase, t):
             diverged.append({"id": recipe.id, "framework": recipe.framework,
                              "backend": backend_of(recipe.framework), "recipe": recipe.name,
                              "status": "diverged", "step": exc.step, "reason": str(exc)})
-            t = phase(f"recipe:{recipe.id}", t)
+            clock.phase(f"recipe:{recipe.id}")
             continue
         runs[recipe.id], states[recipe.id] = measurement.result, measurement.final_state
         if "dropout_off_statistics" in measurement.ablations:
@@ -144,38 +144,89 @@ def _run_recipes(recipes, adapters, batch, config, progress, phase, t):
                                   clipped_probabilities=config.loss == "probabilities")
         if explanation:
             explanations.append(explanation)
-        t = phase(f"recipe:{recipe.id}", t)
-    return runs, states, explanations, bn_deltas, (diverged, dropout_free), t
+        clock.phase(f"recipe:{recipe.id}")
+    return runs, states, explanations, bn_deltas, (diverged, dropout_free)
 
 
-def compare(config: CompareConfig, progress=_noop, preset: str | None = None) -> Outcome:
-    """Run the comparison. `progress(message, advance)` is told about each phase."""
-    from adapters import checkpoint_loader, load_adapter  # frameworks load only now
+class _Clock:
+    """Wall seconds by phase, for the report's timings."""
 
-    started = time.perf_counter()
-    phases: dict[str, float] = {}
+    def __init__(self):
+        self.started = self.last = time.perf_counter()
+        self.phases: dict[str, float] = {}
 
-    def phase(name: str, since: float) -> float:
+    def phase(self, name: str) -> None:
         now = time.perf_counter()
-        phases[name] = round(phases.get(name, 0.0) + now - since, 3)
-        return now
+        self.phases[name] = round(self.phases.get(name, 0.0) + now - self.last, 3)
+        self.last = now
 
-    spec, config, recipes = resolve(config)
-    t = time.perf_counter()
-    progress("importing frameworks", 0)
-    adapters = {name: load_adapter(name, device=config.device,
-                                   worker_timeout=config.worker_timeout)
-                for name in config.frameworks}
-    t = phase("imports", t)
+    def timings(self, adapters: dict) -> dict:
+        return {"total_seconds": round(time.perf_counter() - self.started, 3),
+                "phases": self.phases,
+                "reused_inference_passes": sum(a.reused_inference_passes
+                                               for a in adapters.values())}
 
-    progress("building and calibrating PyTorch weights", 1)
-    prepared = prepare(spec, config, adapters["pytorch"], loaders=checkpoint_loader)
-    weights, batch = prepared.weights, prepared.batch
+
+@dataclass
+class _Measured:
+    """What the recipes measured, with the checks and explanations that follow from it."""
+
+    runs: dict
+    explanations: list
+    equivalences: list
+    checks: list
+    unavailable: list
+    conventions: dict
+    bn_deltas: dict
+
+
+def _measure(recipes, adapters, batch, config, progress, clock) -> _Measured:
+    """Every recipe run, then the cross-framework equivalences with their measured causes."""
+    with long_lived_objects_frozen():
+        unavailable = unavailable_runs(recipes, adapters)
+        runs, states, explanations, bn_deltas, (diverged, dropout_free) = _run_recipes(
+            recipes, adapters, batch, config, progress, clock)
+        progress("explaining cross-framework differences", 1)
+        # A worker's layers live in its own process: their conventions are not read here.
+        conventions = {name: a.conventions() for name, a in adapters.items()
+                       if not a.runs_in_worker}
+        compared = compared_states(runs, states, dropout_free)
+        found = [explain_pair(eq, conventions, recipes, adapters, batch, config, runs, compared)
+                 for eq in equivalences(runs, compared)]
+        clock.phase("diagnosis")
+    checks = _divergence_checks(diverged) + _validation_checks(runs)
+    return _Measured(runs, explanations, found, checks, unavailable + diverged, conventions,
+                     bn_deltas)
+
+
+def _environment(adapters: dict) -> dict:
+    environment = _package_versions()
     for adapter in adapters.values():
-        adapter.loss_kind = config.loss
-    t = phase("build_and_calibrate", t)
+        for key, value in adapter.environment().items():
+            if isinstance(value, dict):  # one entry per framework (keras_versions, ...)
+                environment.setdefault(key, {}).update(value)
+            else:
+                environment[key] = value
+    return environment
 
-    checks = []
+
+def _report(name: str, config, settings: dict, adapters: dict, measured: _Measured,
+            port_checks: list, clock: _Clock, findings: tuple) -> Report:
+    runs = measured.runs
+    return Report(model=name, scenario=config.scenario, settings=settings,
+                  environment=_environment(adapters), runs=tuple(runs.values()),
+                  checks=tuple(port_checks + measured.checks),
+                  explanations=tuple(measured.explanations),
+                  equivalences=tuple(measured.equivalences),
+                  findings=tuple(old_keras_frozen_bn_findings(runs)) + findings,
+                  unavailable_runs=tuple(measured.unavailable),
+                  timings=clock.timings(adapters))
+
+
+def _port(spec, config, recipes, adapters, prepared, progress, clock) -> list[Check]:
+    """Every non-PyTorch side built and given its weights (a worker also runs its recipes
+    now); the port check of each against PyTorch, or with two trainings their distance."""
+    checks, batch = [], prepared.batch
     for name, adapter in adapters.items():
         if name == "pytorch":
             continue
@@ -188,7 +239,7 @@ def compare(config: CompareConfig, progress=_noop, preset: str | None = None) ->
             progress(f"running {name} in a worker", 0)
             adapter.start([r for r in recipes if r.framework == name], batch, config.steps,
                           config.lr, config.optimizer, config.validate)
-            t = phase(f"worker:{name}", t)
+            clock.phase(f"worker:{name}")
             if adapter.failure is not None:
                 continue
         if prepared.separate:  # two trainings: how far apart, not a port check
@@ -196,36 +247,17 @@ def compare(config: CompareConfig, progress=_noop, preset: str | None = None) ->
                             adapter.logits(batch))
         else:
             checks.append(_port_check(name, adapters["pytorch"], adapter, batch))
-        t = phase("port", t)
+        clock.phase("port")
+    return checks
 
-    with long_lived_objects_frozen():
-        unavailable = unavailable_runs(recipes, adapters)
-        runs, states, explanations, bn_deltas, (diverged, dropout_free), t = _run_recipes(
-            recipes, adapters, batch, config, progress, phase, t)
-        unavailable += diverged
-        checks += _divergence_checks(diverged)
-        progress("explaining cross-framework differences", 1)
-        conventions = {name: a.conventions() for name, a in adapters.items()
-                       if hasattr(a, "conventions")}
-        compared = compared_states(runs, states, dropout_free)
-        found = [explain_pair(eq, conventions, recipes, adapters, batch, config, runs, compared)
-                 for eq in equivalences(runs, compared)]
-        t = phase("diagnosis", t)
-    checks += _validation_checks(runs)
-    environment = _package_versions()
-    for adapter in adapters.values():
-        for key, value in adapter.environment().items():
-            if isinstance(value, dict):  # one entry per framework (keras_versions, ...)
-                environment.setdefault(key, {}).update(value)
-            else:
-                environment[key] = value
-    settings = {
+
+def _settings(config: CompareConfig, weights, preset: str | None) -> dict:
+    return {
         "batch_size": config.batch_size, "image_size": config.image_size, "seed": config.seed,
         "steps": config.steps, "weights": weights.source, "weights_sha256": weights.sha256,
         "weights_description": weights.description,
         "optimizer": _optimizer_settings(config),
-        "loss": ("mean squared error" if config.scenario in REGRESSION_SCENARIOS
-                 else LOSS_DESCRIPTIONS[config.loss]),
+        "loss": _loss_description(config),
         "loss_kind": config.loss,
         "labels": ("given" if config.labels else "seeded") if config.scenario == "classify"
         else None,
@@ -233,21 +265,41 @@ def compare(config: CompareConfig, progress=_noop, preset: str | None = None) ->
         "preset": preset,
         "device": config.device, "frameworks": list(config.frameworks),
     }
-    settings["conventions"] = conventions
+
+
+def _loss_description(config: CompareConfig) -> str:
+    return ("mean squared error" if config.scenario in REGRESSION_SCENARIOS
+            else LOSS_DESCRIPTIONS[config.loss])
+
+
+def compare(config: CompareConfig, progress=_noop, preset: str | None = None) -> Outcome:
+    """Run the comparison. `progress(message, advance)` is told about each phase."""
+    from adapters import checkpoint_loader, load_adapter  # frameworks load only now
+
+    clock = _Clock()
+    spec, config, recipes = resolve(config)
+    clock.last = time.perf_counter()
+    progress("importing frameworks", 0)
+    adapters = {name: load_adapter(name, device=config.device,
+                                   worker_timeout=config.worker_timeout)
+                for name in config.frameworks}
+    clock.phase("imports")
+
+    progress("building and calibrating PyTorch weights", 1)
+    prepared = prepare(spec, config, adapters["pytorch"], loaders=checkpoint_loader)
+    for adapter in adapters.values():
+        adapter.loss_kind = config.loss
+    clock.phase("build_and_calibrate")
+    port_checks = _port(spec, config, recipes, adapters, prepared, progress, clock)
+    measured = _measure(recipes, adapters, prepared.batch, config, progress, clock)
+    settings = _settings(config, prepared.weights, preset)
+    settings["conventions"] = measured.conventions
     settings.update(prepared.settings)
-    phases["total_seconds"] = round(time.perf_counter() - started, 3)
-    report = Report(model=spec.name, scenario=config.scenario, settings=settings,
-                    environment=environment, runs=tuple(runs.values()), checks=tuple(checks),
-                    explanations=tuple(explanations), equivalences=tuple(found),
-                    findings=tuple(old_keras_frozen_bn_findings(runs))
-                    + tuple(version_findings(runs.values())),
-                    unavailable_runs=tuple(unavailable),
-                    timings={"total_seconds": phases.pop("total_seconds"), "phases": phases,
-                             "reused_inference_passes": sum(
-                                 a.reused_inference_passes
-                                 for a in adapters.values())})
+    report = _report(spec.name, config, settings, adapters, measured, port_checks, clock,
+                     tuple(version_findings(measured.runs.values())))
     progress("done", 1)
-    return Outcome(report=report, batch=batch, adapters=adapters, bn_deltas=bn_deltas)
+    return Outcome(report=report, batch=prepared.batch, adapters=adapters,
+                   bn_deltas=measured.bn_deltas)
 
 
 # ----- a user's own pair ------------------------------------------------------------------
@@ -274,8 +326,7 @@ def _pair_settings(config: CompareConfig, opened) -> dict:
         "weights_sha256": None,
         "weights_description": opened.settings["pair"]["weights"],
         "optimizer": _optimizer_settings(config),
-        "loss": ("mean squared error" if config.scenario in REGRESSION_SCENARIOS
-                 else LOSS_DESCRIPTIONS[config.loss]),
+        "loss": _loss_description(config),
         "loss_kind": config.loss, "scenario": config.scenario,
         "fit_validation_data": config.validate, "preset": None, "device": config.device,
         "frameworks": list(config.frameworks),
@@ -292,53 +343,25 @@ def compare_user_pair(pair, config: CompareConfig, progress=_noop) -> Outcome:
 
     from comparator.config.pair import check_pair, resolve_pair_config
 
-    started = time.perf_counter()
-    phases: dict[str, float] = {}
-
-    def phase(name: str, since: float) -> float:
-        now = time.perf_counter()
-        phases[name] = round(phases.get(name, 0.0) + now - since, 3)
-        return now
-
+    clock = _Clock()
     config, recipes = resolve_pair_config(config)
     check_pair(pair)
-    t = time.perf_counter()
+    clock.last = time.perf_counter()
     progress("loading the two models", 1)
     opened = open_user_pair(pair, config)
     adapters, batch = opened.adapters, opened.batch
     for adapter in adapters.values():
         adapter.loss_kind = config.loss
-    t = phase("load", t)
-    recipes, unavailable = _not_representable(recipes, opened.not_representable)
-    checks = [_pair_port_check(adapters, batch)]
-    t = phase("port", t)
-    with long_lived_objects_frozen():
-        runs, states, explanations, bn_deltas, (diverged, dropout_free), t = _run_recipes(
-            recipes, adapters, batch, config, progress, phase, t)
-        unavailable += diverged
-        checks += _divergence_checks(diverged)
-        progress("explaining cross-framework differences", 1)
-        conventions = {name: a.conventions() for name, a in adapters.items()}
-        compared = compared_states(runs, states, dropout_free)
-        found = [explain_pair(eq, conventions, recipes, adapters, batch, config, runs, compared)
-                 for eq in equivalences(runs, compared)]
-        t = phase("diagnosis", t)
-    checks += _validation_checks(runs)
-    environment = _package_versions()
-    for adapter in adapters.values():
-        environment.update(adapter.environment())
-    phases["total_seconds"] = round(time.perf_counter() - started, 3)
-    report = Report(model=opened.name, scenario=config.scenario,
-                    settings=_pair_settings(config, opened), environment=environment,
-                    runs=tuple(runs.values()), checks=tuple(checks),
-                    explanations=tuple(explanations), equivalences=tuple(found),
-                    findings=tuple(old_keras_frozen_bn_findings(runs)),
-                    unavailable_runs=tuple(unavailable),
-                    timings={"total_seconds": phases.pop("total_seconds"), "phases": phases,
-                             "reused_inference_passes": sum(
-                                 a.reused_inference_passes for a in adapters.values())})
+    clock.phase("load")
+    recipes, not_representable = _not_representable(recipes, opened.not_representable)
+    port_checks = [_pair_port_check(adapters, batch)]
+    clock.phase("port")
+    measured = _measure(recipes, adapters, batch, config, progress, clock)
+    measured.unavailable[:0] = not_representable
+    report = _report(opened.name, config, _pair_settings(config, opened), adapters, measured,
+                     port_checks, clock, ())
     progress("done", 1)
-    return Outcome(report=report, batch=batch, adapters=adapters, bn_deltas=bn_deltas)
+    return Outcome(report=report, batch=batch, adapters=adapters, bn_deltas=measured.bn_deltas)
 
 
 def _pair_port_check(adapters: dict, batch: Batch) -> Check:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from comparator.io import shown
+
 EXIT_INTERNAL = 5
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143  # 128 + SIGTERM, what a shell reports for a process TERM ended
@@ -44,3 +46,28 @@ def handle_sigterm() -> None:
     import signal
 
     signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def guarded(prog: str, run, debug: bool = False) -> int:
+    """`run()`'s exit code, with what goes wrong said in one line on stderr: bad input
+    and missing frameworks with their own codes, Ctrl-C as 130, a bug as 5 (the traceback
+    with `debug` or XFRAME_DEBUG set)."""
+    import os
+    import sys
+
+    from comparator.errors import ComparatorError
+
+    try:
+        return run()
+    except ComparatorError as exc:
+        print(f"{prog}: error: {shown(exc)}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug: one line, never an exit code that means a finding
+        if debug or os.environ.get("XFRAME_DEBUG"):
+            raise
+        print(f"{prog}: internal error: {type(exc).__name__}: {shown(exc)} "
+              "(rerun with --debug or XFRAME_DEBUG=1 for the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL

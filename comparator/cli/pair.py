@@ -11,28 +11,35 @@ PAIR_ONLY = ("pytorch_weights", "keras_weights", "onnx", "input_shape", "inputs"
 ZOO_ONLY = ("preset", "image_size", "weights", "images")
 
 
+def add_model_arguments(group) -> None:
+    """The options that name a user's pair and its batch, shared by compare.py and
+    validate_port.py."""
+    group.add_argument("--pytorch", metavar="SPEC", help="the PyTorch model")
+    group.add_argument("--keras", metavar="SPEC",
+                       help="its Keras 3 counterpart (run on the torch backend in this process)")
+    group.add_argument("--pytorch-weights", metavar="FILE",
+                       help="a state_dict loaded into the PyTorch model: .pt/.pth "
+                            "(read with weights_only=True) or .safetensors")
+    group.add_argument("--keras-weights", metavar="FILE",
+                       help="a .weights.h5 file loaded into the Keras model")
+    group.add_argument("--input-shape", metavar="C,H,W",
+                       help="a seeded standard normal batch of this shape (PyTorch's order, "
+                            "F for vectors; Keras gets it channels-last)")
+    group.add_argument("--inputs", metavar="FILE.npz",
+                       help="the batch: x float32 in PyTorch's layout (N,C,H,W or N,F), "
+                            "optional y (labels or targets)")
+
+
 def add_pair_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group(
         "your own models (instead of MODEL)",
         "SPEC: path/to/file.py:callable or package.module:callable (a class or a factory "
         "returning the model), or a model file: .keras (Keras, loaded with safe_mode) or .pt2 "
         "(PyTorch, torch.export; inference only). The models' weights are tested as given.")
-    group.add_argument("--pytorch", metavar="SPEC", help="the PyTorch model")
-    group.add_argument("--keras", metavar="SPEC",
-                       help="the Keras 3 model (run on the torch backend in this process)")
-    group.add_argument("--pytorch-weights", metavar="FILE",
-                       help="a state_dict loaded into the PyTorch model: .pt/.pth "
-                            "(weights_only=True) or .safetensors")
-    group.add_argument("--keras-weights", metavar="FILE",
-                       help="a .weights.h5 file loaded into the Keras model")
+    add_model_arguments(group)
     group.add_argument("--onnx", metavar="FILE",
                        help="an ONNX file of the model: ONNX Runtime runs it as the referee "
                             "instead of exporting the models")
-    group.add_argument("--input-shape", metavar="C,H,W",
-                       help="a seeded batch of this shape (PyTorch's order; F for vectors)")
-    group.add_argument("--inputs", metavar="FILE.npz",
-                       help="the batch: x float32 in PyTorch's layout (N,C,H,W or N,F), "
-                            "optional y (labels or targets)")
     group.add_argument("--freeze", metavar="NAME",
                        help="the submodule (PyTorch) and layer (Keras) that play the frozen "
                             "backbone; the rest trains (default: the whole model is frozen). "

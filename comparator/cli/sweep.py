@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import threading
 
-from comparator.cli.common import EXIT_INTERNAL, EXIT_INTERRUPTED, OneLineParser
-from comparator.errors import EXIT_CHECK_FAILED, EXIT_OK, ComparatorError, UsageError
+from comparator.cli.common import EXIT_INTERRUPTED, OneLineParser, guarded
+from comparator.errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
 
 PROG = "sweep.py"
 
@@ -106,17 +105,4 @@ def run(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return run(args)
-    except ComparatorError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except Exception as exc:
-        if args.debug or os.environ.get("XFRAME_DEBUG"):
-            raise
-        print(f"{PROG}: internal error: {type(exc).__name__}: {exc} "
-              "(rerun with --debug for the traceback)", file=sys.stderr)
-        return EXIT_INTERNAL
+    return guarded(PROG, lambda: run(args), debug=args.debug)

@@ -10,12 +10,9 @@ missing.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 
-from comparator.cli.common import EXIT_INTERNAL, EXIT_INTERRUPTED, OneLineParser, size_argument
-from comparator.errors import EXIT_CHECK_FAILED, EXIT_OK, ComparatorError
-from comparator.io import shown
+from comparator.cli.common import OneLineParser, guarded, size_argument
+from comparator.errors import EXIT_CHECK_FAILED, EXIT_OK
 
 PROG = "validate_port.py"
 
@@ -36,19 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
         "your own pair (instead of MODEL)",
         "SPEC: path/to/file.py:callable or package.module:callable (a model, a class or a "
         "factory), or a .keras file for --keras (loaded with safe_mode)")
-    own.add_argument("--pytorch", metavar="SPEC", help="the PyTorch model")
-    own.add_argument("--keras", metavar="SPEC",
-                     help="its Keras 3 port (run on the torch backend in this process)")
-    own.add_argument("--pytorch-weights", metavar="FILE",
-                     help="a state_dict (.pt/.pth, read with weights_only=True, or "
-                          ".safetensors) loaded into the PyTorch model")
-    own.add_argument("--keras-weights", metavar="FILE",
-                     help="a .weights.h5 file loaded into the Keras model")
-    own.add_argument("--input-shape", metavar="C,H,W",
-                     help="run on a seeded standard normal batch of this shape (PyTorch's "
-                          "order, F for vectors; Keras gets it channels-last)")
-    own.add_argument("--inputs", metavar="FILE.npz",
-                     help="run on the array x of this file (float32, PyTorch's layout)")
+    from comparator.cli.pair import add_model_arguments
+
+    add_model_arguments(own)
     parser.add_argument("--naive", action="store_true",
                         help="validate keras.applications' own model under the naive "
                              "same-shape port instead of the zoo's equivalent one "
@@ -102,48 +89,45 @@ def _own_pair(args) -> bool:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        from comparator.errors import UsageError
-        from comparator import validate_model
-        from comparator.analysis.validation import DEFAULT_TOLERANCE
+    return guarded(PROG, lambda: _run(args))
 
-        modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
-        if args.tolerance is not None and not 0 < args.tolerance < 1:
-            raise UsageError(f"--tolerance is a relative difference in (0, 1), got "
-                             f"{args.tolerance}")
-        if args.rows < 0:
-            raise UsageError(f"--rows must be 0 or more, got {args.rows}")
-        if args.json:
-            from comparator.io import check_writable_file
 
-            check_writable_file(args.json, "--json")
-        options = dict(modes=modes, gradients=not args.no_gradients,
-                       train_step=not args.no_train_step, reference64=not args.no_float64,
-                       tolerance=args.tolerance if args.tolerance is not None
-                       else DEFAULT_TOLERANCE, batch_size=args.batch_size, seed=args.seed)
-        if _own_pair(args):
-            from comparator import validate_pair
-            from comparator.config.pair import parse_input_shape
+def _options(args) -> dict:
+    from comparator.analysis.validation import DEFAULT_TOLERANCE
+    from comparator.errors import UsageError
 
-            result = validate_pair(
-                args.pytorch, args.keras, pytorch_weights=args.pytorch_weights,
-                keras_weights=args.keras_weights, inputs=args.inputs,
-                input_shape=parse_input_shape(args.input_shape) if args.input_shape else None,
-                **options)
-        else:
-            result = validate_model(args.model, image_size=args.image_size,
-                                    naive=args.naive, max_memory=args.max_memory, **options)
-    except ComparatorError as exc:
-        print(f"{PROG}: error: {shown(exc)}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except Exception as exc:  # a bug: one line, never exit 1 ("a layer diverges")
-        if os.environ.get("XFRAME_DEBUG"):
-            raise
-        print(f"{PROG}: internal error: {type(exc).__name__}: {shown(exc)}", file=sys.stderr)
-        return EXIT_INTERNAL
+    if args.tolerance is not None and not 0 < args.tolerance < 1:
+        raise UsageError(f"--tolerance is a relative difference in (0, 1), got "
+                         f"{args.tolerance}")
+    if args.rows < 0:
+        raise UsageError(f"--rows must be 0 or more, got {args.rows}")
+    return dict(modes=tuple(m.strip() for m in args.modes.split(",") if m.strip()),
+                gradients=not args.no_gradients, train_step=not args.no_train_step,
+                reference64=not args.no_float64,
+                tolerance=args.tolerance if args.tolerance is not None else DEFAULT_TOLERANCE,
+                batch_size=args.batch_size, seed=args.seed)
+
+
+def _run(args) -> int:
+    from comparator import validate_model
+
+    options = _options(args)
+    if args.json:
+        from comparator.io import check_writable_file
+
+        check_writable_file(args.json, "--json")
+    if _own_pair(args):
+        from comparator import validate_pair
+        from comparator.config.pair import parse_input_shape
+
+        result = validate_pair(
+            args.pytorch, args.keras, pytorch_weights=args.pytorch_weights,
+            keras_weights=args.keras_weights, inputs=args.inputs,
+            input_shape=parse_input_shape(args.input_shape) if args.input_shape else None,
+            **options)
+    else:
+        result = validate_model(args.model, image_size=args.image_size,
+                                naive=args.naive, max_memory=args.max_memory, **options)
     print(result.render(max_rows=args.rows))
     if args.json:
         import json
