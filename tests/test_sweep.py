@@ -152,12 +152,18 @@ def _cell_process(seed):
     return None
 
 
-def test_killed_cell_is_failed_and_the_others_finish(tmp_path):
+def _two_cells_one_at_a_time(tmp_path):
+    """A sweep of two classify cells (seeds 0 and 1) started in the background, one cell at
+    a time: (its output folder, the process)."""
     spec = write_spec(tmp_path, FOUR_CELLS.replace('["classify", "head"]', '["classify"]'))
     out = tmp_path / "out"
-    process = subprocess.Popen([sys.executable, SCRIPT, str(spec), "--out", str(out),
-                                "--jobs", "1"], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    return out, subprocess.Popen([sys.executable, SCRIPT, str(spec), "--out", str(out),
+                                  "--jobs", "1"], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+
+
+def test_killed_cell_is_failed_and_the_others_finish(tmp_path):
+    out, process = _two_cells_one_at_a_time(tmp_path)
     deadline, victim = time.monotonic() + 120, None
     while victim is None and time.monotonic() < deadline and process.poll() is None:
         victim = _cell_process(seed=0)
@@ -173,11 +179,7 @@ def test_killed_cell_is_failed_and_the_others_finish(tmp_path):
 
 
 def test_sigterm_keeps_finished_cells_and_ends_running_ones(tmp_path):
-    spec = write_spec(tmp_path, FOUR_CELLS.replace('["classify", "head"]', '["classify"]'))
-    out = tmp_path / "out"
-    process = subprocess.Popen([sys.executable, SCRIPT, str(spec), "--out", str(out),
-                                "--jobs", "1"], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    out, process = _two_cells_one_at_a_time(tmp_path)
     deadline, running = time.monotonic() + 180, None
     while running is None and time.monotonic() < deadline and process.poll() is None:
         running = _cell_process(seed=1)  # the first cell has finished by then

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import re
 
-from comparator.zoo.spec import (VARIANCE_UPDATE, KerasCheckpoint, ModelSpec, Preprocessing,
-                                  TORCHVISION_INPUT, register)
+from comparator.zoo.spec import (TORCHVISION_INPUT, VARIANCE_UPDATE, KerasCheckpoint, ModelSpec,
+                                 Preprocessing, batchnorm, register)
 
 
 def keras_layer_name(module: str) -> str | None:
@@ -44,8 +44,7 @@ def _keras_checkpoint(name: str, md5: str) -> KerasCheckpoint:
 _COMMON = dict(
     family="densenet",
     layer_names=keras_layer_name,
-    bn_epsilon={"pytorch": 1e-5, "keras": 1.001e-5},
-    bn_momentum={"pytorch": 0.1, "keras": 0.99},
+    **batchnorm(keras_epsilon=1.001e-5, keras_momentum=0.99),
     preprocessing={
         "pytorch": TORCHVISION_INPUT,
         "keras": Preprocessing("torch (imagenet mean/std)"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from comparator.zoo.spec import (TORCHVISION_INPUT, VARIANCE_UPDATE, ModelSpec, Preprocessing,
-                                  register)
+                                 batchnorm, register)
 
 
 def keras_layer_name(module: str):
@@ -41,7 +41,7 @@ register(ModelSpec(
     feature_dim=1280,
     torchvision_builder="mobilenet_v2", keras_builder="mobilenet_v2_symmetric",
     naive_keras_builder="MobileNetV2",
-    bn_epsilon={"pytorch": 1e-5, "keras": 1e-5}, bn_momentum={"pytorch": 0.1, "keras": 0.999},
+    **batchnorm(keras_epsilon=1e-5, keras_momentum=0.999),
     preprocessing={"pytorch": TORCHVISION_INPUT, "keras": KERAS_TF_INPUT},
     known_differences=(
         "Padding: keras.applications.MobileNetV2 pads stride-2 convs asymmetrically "

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import re
 
-from comparator.zoo.spec import CAFFE_INPUT, TORCHVISION_INPUT, VARIANCE_UPDATE, ModelSpec, register
+from comparator.zoo.spec import (CAFFE_INPUT, TORCHVISION_INPUT, VARIANCE_UPDATE, ModelSpec,
+                                 batchnorm, register)
 
 
 def keras_layer_name(module: str) -> str | None:
@@ -29,7 +30,7 @@ register(ModelSpec(
     name="resnet50", family="resnet", layer_names=keras_layer_name, feature_dim=2048,
     torchvision_builder="resnet50", keras_builder="resnet50_v1_5",
     naive_keras_builder="ResNet50",
-    bn_epsilon={"pytorch": 1e-5, "keras": 1e-5}, bn_momentum={"pytorch": 0.1, "keras": 0.99},
+    **batchnorm(keras_epsilon=1e-5, keras_momentum=0.99),
     preprocessing={"pytorch": TORCHVISION_INPUT, "keras": CAFFE_INPUT},
     known_differences=(
         "Architecture: keras.applications.ResNet50 is ResNet v1 (stride 2 on the first 1x1 "

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from comparator.zoo.spec import TORCHVISION_INPUT, ModelSpec, register
+from comparator.zoo.spec import TORCHVISION_INPUT, ModelSpec, batchnorm, register
 
 
 def _tiny_layer_name(module: str) -> str | None:
@@ -19,7 +19,7 @@ def _mlp_layer_name(module: str) -> str | None:
 register(ModelSpec(
     name="tiny_cnn", family="tiny", layer_names=_tiny_layer_name, feature_dim=32,
     default_image_size=32, min_image_size=8, num_classes=10,
-    bn_epsilon={"pytorch": 1e-5, "keras": 1e-5}, bn_momentum={"pytorch": 0.1, "keras": 0.9},
+    **batchnorm(keras_epsilon=1e-5, keras_momentum=0.9),
     preprocessing={"pytorch": TORCHVISION_INPUT, "keras": TORCHVISION_INPUT},
     known_differences=("Defined in both frameworks by this project to keep tests fast.",),
 ))

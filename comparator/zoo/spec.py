@@ -47,6 +47,13 @@ class KerasCheckpoint:
 TORCHVISION_INPUT = Preprocessing("imagenet mean/std")
 CAFFE_INPUT = Preprocessing("caffe (RGB->BGR, ImageNet mean subtracted on 0-255, no scaling)",
                             mean=(103.939, 116.779, 123.68), std=(1.0, 1.0, 1.0))
+def batchnorm(keras_epsilon: float, keras_momentum: float) -> dict:
+    """bn_epsilon and bn_momentum for a model whose PyTorch side keeps torch.nn.BatchNorm2d's
+    defaults (epsilon 1e-5, momentum 0.1) and whose Keras side uses these."""
+    return {"bn_epsilon": {"pytorch": 1e-5, "keras": keras_epsilon},
+            "bn_momentum": {"pytorch": 0.1, "keras": keras_momentum}}
+
+
 VARIANCE_UPDATE = ("Running variance update: PyTorch uses the unbiased batch variance, Keras "
                    "the biased one.")
 
