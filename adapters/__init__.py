@@ -63,18 +63,17 @@ def onnx_runtime():
 
 def load_port_validator():
     """The layer-by-layer port validator (`validate_port`, `port_weights`,
-    `validate_zoo_model`). Not named `port_validator`: importing the submodule of that name
-    (a test, a user) rebinds the package attribute to the module, which shadowed the
-    function ("'module' object is not callable")."""
-    return importlib.import_module("adapters.port_validator")
+    `validate_zoo_model`). A registry function is never named like a submodule: importing
+    the submodule rebinds the package attribute and shadows the function."""
+    return importlib.import_module("adapters.port_validation.validator")
 
 
 def open_user_pair(pair, config):
     """Load a user's pair (comparator.config.pair.UserPair) into adapters: the models as
-    given, Keras on torch in this process (adapters.user_pair)."""
+    given, Keras on torch in this process (adapters.own_pair.setup)."""
     os.environ.setdefault("XFRAME_DEVICE", config.device)
     try:
-        from adapters.user_pair import open_pair
+        from adapters.own_pair.setup import open_pair
     except ImportError as exc:
         raise FrameworkUnavailable(
             f"a user pair needs PyTorch and Keras ({exc.name or exc}); install the project "

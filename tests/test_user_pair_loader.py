@@ -1,4 +1,4 @@
-"""Loading the user's own models from SPECs and files (adapters/user_models.py)."""
+"""Loading the user's own models from SPECs and files (adapters/own_pair/loader.py)."""
 
 import os
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from adapters import user_models
+from adapters.own_pair import loader as user_models
 from comparator.errors import UsageError
 from tests import user_pair_models as pair
 from tests.user_pair_models import keras

@@ -16,7 +16,7 @@ FAST = dict(modes=("inference",), gradients=False, reference64=False)
 
 @pytest.fixture(scope="module")
 def validator():
-    import adapters.port_validator as validator
+    import adapters.port_validation.validator as validator
 
     return validator
 

@@ -23,7 +23,7 @@ def fw():
     import torch
     from torch import nn
 
-    import adapters.port_validator as layerwise
+    import adapters.port_validation.validator as layerwise
     from adapters.keras.backend import keras
 
     return torch, nn, keras, layerwise

@@ -68,7 +68,7 @@ def keras_net(momentum=0.9, epsilon=1e-5, dropout=0.25, wrong_bn=None):
 
 def ported_keras_net(model=None):
     """The Keras model (by default the correct port) holding the PyTorch model's weights."""
-    from adapters.port_validator import port_weights
+    from adapters.port_validation.validator import port_weights
 
     model = keras_net() if model is None else model
     port_weights(torch_net(), model)

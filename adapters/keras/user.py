@@ -1,7 +1,7 @@
 """The Keras adapter over a model the user brought, as given: no zoo build, no porting.
 
 The frozen part is the whole model, or the layer (often a nested model) named by
---freeze. States are named as PyTorch names the paired modules (adapters.weight_pairing),
+--freeze. States are named as PyTorch names the paired modules (adapters.own_pair.pairing),
 so that both frameworks' weights after a step can be compared; without a pairing they keep
 Keras's layer names and are compared within Keras only."""
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from adapters.keras.adapter import Keras3Adapter, keras, layers
-from adapters.user_models import keras_layer
-from adapters.weight_pairing import leaf_layers, weighted_keras_layers
+from adapters.own_pair.loader import keras_layer
+from adapters.own_pair.pairing import leaf_layers, weighted_keras_layers
 from comparator.zoo.portmaps import from_keras_layout, to_keras_layout
 
 _BN_NAMES = ("weight", "bias", "running_mean", "running_var")
@@ -22,7 +22,7 @@ class KerasUserAdapter(Keras3Adapter):
     def adopt(self, loaded, freeze: str | None, scenario: str, seed: int,
               input_shape: tuple[int, ...], pairing=None, dropout_off: bool = False,
               classes: int | None = None) -> None:
-        """Take the user's model (adapters.user_models.LoadedModel) as the initial state.
+        """Take the user's model (adapters.own_pair.loader.LoadedModel) as the initial state.
         input_shape: one input, channels-last, without the batch axis."""
         self.spec, self.scenario, self._seed = None, scenario, seed
         self.user_model = loaded.model

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from adapters.pytorch.adapter import PyTorchAdapter
-from adapters.user_models import pytorch_submodule
+from adapters.own_pair.loader import pytorch_submodule
 
 _DROPOUTS = (nn.modules.dropout._DropoutNd,)
 _BATCHNORMS = (nn.modules.batchnorm._BatchNorm,)
@@ -35,7 +35,7 @@ class _FixedModes(nn.Module):
 class PyTorchUserAdapter(PyTorchAdapter):
     def adopt(self, loaded, freeze: str | None, scenario: str, seed: int,
               dropout_off: bool = False) -> None:
-        """Take the user's model (adapters.user_models.LoadedModel) as the initial state."""
+        """Take the user's model (adapters.own_pair.loader.LoadedModel) as the initial state."""
         self.spec, self.scenario, self._seed = None, scenario, seed
         self.inference_only = loaded.inference_only
         model = _FixedModes(loaded.model) if loaded.inference_only else loaded.model

@@ -1,7 +1,7 @@
 """Port validation, layer by layer: the framework-free half.
 
 `comparator.validate_port(torch_module, keras_model, inputs)` runs both models
-and compares them at every pair of matched layers (adapters/port_validator.py does
+and compares them at every pair of matched layers (adapters/port_validation/validator.py does
 the running). This module holds what needs no framework: how two arrays are
 compared, when a layer counts as diverging, which cause a divergence most likely
 has, how layers are paired when the user gives no port map, and the results.

@@ -1,6 +1,6 @@
 """A user's own model pair: what the comparison runs on instead of a zoo model.
 
-Framework-free: the models are SPEC strings (adapters.user_models reads them) or the
+Framework-free: the models are SPEC strings (adapters.own_pair.loader reads them) or the
 objects the Python API was given; inputs are numpy arrays in PyTorch's layout.
 """
 

@@ -11,8 +11,8 @@ import torch
 from adapters.keras.backend import keras
 from adapters.keras.user import KerasUserAdapter
 from adapters.pytorch.user import PyTorchUserAdapter
-from adapters.user_models import as_keras, as_pytorch, keras_layer, pytorch_submodule
-from adapters.weight_pairing import pair_weights
+from adapters.own_pair.loader import as_keras, as_pytorch, keras_layer, pytorch_submodule
+from adapters.own_pair.pairing import pair_weights
 from comparator.config.pair import UserPair, pair_inputs
 from comparator.inputs.batch import REGRESSION_SCENARIOS, Batch
 from comparator.errors import UsageError

@@ -21,7 +21,7 @@ from adapters.keras.backend import keras  # fixes the torch backend before Keras
 from keras import layers, ops, tree  # noqa: E402
 from keras.src.models.functional import Functional  # noqa: E402
 
-from adapters.port_training import (  # noqa: E402
+from adapters.port_validation.training import (  # noqa: E402
     keras_batchnorm_step,
     keras_dropout_layers,
     torch_batches_seen,
@@ -30,7 +30,7 @@ from adapters.port_training import (  # noqa: E402
 )
 from comparator.analysis.kernel_layout import diagnose_arrays, diagnose_kernel  # noqa: E402
 from comparator.analysis.training_side import compare_dropout, compare_statistics  # noqa: E402
-from adapters.weight_pairing import flattened_from, keras_kind, torch_kind  # noqa: E402
+from adapters.own_pair.pairing import flattened_from, keras_kind, torch_kind  # noqa: E402
 from comparator.analysis.states import is_bn_statistic  # noqa: E402
 from comparator.errors import UsageError  # noqa: E402
 from comparator.zoo.portmaps import (  # noqa: E402
@@ -114,7 +114,7 @@ def _torch_layers(model: nn.Module) -> dict[str, tuple[nn.Module, LayerInfo, tup
 
 def _torch_side(model, weights: str | None):
     """The PyTorch module to trace, from an object or a SPEC, and its name."""
-    from adapters.user_models import as_pytorch
+    from adapters.own_pair.loader import as_pytorch
 
     _refuse_onnx(model)
     loaded = as_pytorch(model, weights)
@@ -137,7 +137,7 @@ def _exported(model) -> bool:
 
 
 def _keras_side(model, weights: str | None, x_channels_last: np.ndarray):
-    from adapters.user_models import as_keras
+    from adapters.own_pair.loader import as_keras
 
     _refuse_onnx(model)
     loaded = as_keras(model, weights, tuple(x_channels_last.shape[1:]))
@@ -696,7 +696,7 @@ def validate_port(torch_model: nn.Module, keras_model, inputs, *, mapping: dict 
     """Compare a PyTorch module and a Keras functional model layer by layer on `inputs`
     (PyTorch's layout: N, C, H, W for images; Keras gets them channels-last).
 
-    Either model may be given as a SPEC instead (adapters/user_models.py: file.py:callable,
+    Either model may be given as a SPEC instead (adapters/own_pair/loader.py: file.py:callable,
     package.module:callable, a .keras file for Keras), with a state_dict file as
     pytorch_weights and a .weights.h5 file as keras_weights.
 
