@@ -26,10 +26,12 @@ import numpy as np
 
 from adapters.base import Measurement
 from comparator.frameworks import WORKERS, missing_extra_reason, missing_modules
+from comparator.io import cache_folder
 from comparator.results import Losses, Modes, RunResult, State
 
 DEFAULT_TIMEOUT = 600.0
 EXIT_MISSING = 3  # adapters.keras_worker: the backend is not installed
+COMPILATION_CACHE = "jax-compilation"  # the cache folder of JAX's XLA compilations
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -141,9 +143,12 @@ class WorkerAdapter:
     """Keras on TensorFlow or JAX through a worker, with the in-process adapters' surface
     that the runner and the referee use."""
 
-    def __init__(self, name: str, device: str = "cpu", timeout: float = DEFAULT_TIMEOUT):
+    def __init__(self, name: str, device: str = "cpu", timeout: float = DEFAULT_TIMEOUT,
+                 cache_dir: str | None = None, eager: bool = False):
         self.name, self.backend = name, WORKERS[name]
         self.device, self.timeout = device, timeout
+        self.eager = eager  # Keras's steps op by op (the compiled step's reference)
+        self.compilation_cache = cache_folder(cache_dir, COMPILATION_CACHE)
         self.failure: WorkerFailure | None = None
         self.loss_kind = "logits"  # set by the runner, as on every adapter
         self._initial_state = None
@@ -189,7 +194,8 @@ class WorkerAdapter:
 
     def _base_request(self, task: str) -> dict:
         return {"task": task, "framework": self.name, "backend": self.backend,
-                "device": self.device, "loss_kind": self.loss_kind, **self._request}
+                "device": self.device, "loss_kind": self.loss_kind, "eager": self.eager,
+                "compilation_cache": self.compilation_cache, **self._request}
 
     def _arrays(self) -> dict:
         return {"weights.npz": self._weights,
@@ -215,7 +221,10 @@ class WorkerAdapter:
                 run, states["final"], states["initial"],
                 dict(response.get("ablations", {}).get(run.id, {})))
         self._logits = arrays["logits"]
-        self._environment = {k: str(v) for k, v in response.get("environment", {}).items()
+        # Keys that name this worker's Keras, not the in-process one, get its name.
+        own = {"keras_train_step": f"{self.name}_train_step"}
+        self._environment = {own.get(k, k): str(v)
+                             for k, v in response.get("environment", {}).items()
                              if k not in ("keras_backend",)}
         self.seconds = response.get("wall_seconds")
         self.structure = response.get("structure")
