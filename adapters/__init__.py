@@ -1,4 +1,9 @@
-"""One adapter per framework. Importing this package imports no framework."""
+"""The adapter registry: the one entry from the core to framework code.
+
+PyTorch is the reference side (`adapters.pytorch`), a Keras flavour the subject side
+(`adapters.keras`), ONNX Runtime the referee (`adapters.onnx`), and `port_validator`
+compares a port layer by layer. Importing this package imports no framework; each
+function below imports what it needs when called."""
 
 from __future__ import annotations
 
@@ -8,30 +13,26 @@ import os
 from comparator.errors import FrameworkUnavailable
 
 _ADAPTERS = {
-    "pytorch": ("adapters.pytorch", "PyTorchAdapter"),
-    "keras": ("adapters.keras3", "Keras3Adapter"),
+    "pytorch": ("adapters.pytorch.adapter", "PyTorchAdapter"),
+    "keras": ("adapters.keras.adapter", "Keras3Adapter"),
 }
-
-
-def adapter_names() -> list[str]:
-    return list(_ADAPTERS)
 
 
 def load_adapter(name: str, **options):
     """Import the adapter's module only now, so a run imports only what it uses.
 
     Keras on TensorFlow or JAX runs in a worker subprocess; its adapter here is a
-    client (adapters.worker_client) that imports no framework. `worker_timeout`
+    client (adapters.keras.client) that imports no framework. `worker_timeout`
     (seconds), `cache_dir` (where JAX keeps its compilations) and `eager` (Keras's
     steps op by op, the compiled steps' reference) apply to those only."""
-    from comparator.frameworks import WORKERS, canonical
+    from comparator.config.frameworks import WORKERS, canonical
 
     name = canonical(name)
     timeout = options.pop("worker_timeout", None)
     cache_dir = options.pop("cache_dir", None)  # workers keep compilations there
     eager = options.pop("eager", False)  # workers run Keras's steps op by op
     if name in WORKERS:
-        from adapters.worker_client import DEFAULT_TIMEOUT, WorkerAdapter
+        from adapters.keras.client import DEFAULT_TIMEOUT, WorkerAdapter
 
         return WorkerAdapter(name, device=options.get("device", "cpu"),
                              timeout=timeout or DEFAULT_TIMEOUT,
@@ -48,3 +49,23 @@ def load_adapter(name: str, **options):
             "install the project with: pip install -e '.[dev]'"
         ) from None
     return getattr(module, class_name)(**options)
+
+
+_CHECKPOINT_LOADERS = {"pytorch": "adapters.pytorch.pretrained", "keras": "adapters.keras.pretrained"}
+
+
+def checkpoint_loader(framework: str):
+    """The module that loads a framework's pretrained checkpoints (`load_imagenet`,
+    `load_file`, and for Keras `canonical_arrays`)."""
+    return importlib.import_module(_CHECKPOINT_LOADERS[framework])
+
+
+def onnx_runtime():
+    """The ONNX referee's framework side: exports, their cache, ONNX Runtime sessions."""
+    return importlib.import_module("adapters.onnx.runtime")
+
+
+def port_validator():
+    """The layer-by-layer port validator (`validate_port`, `port_weights`,
+    `validate_zoo_model`)."""
+    return importlib.import_module("adapters.port_validator")

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from comparator.data import Batch
+from comparator.inputs.batch import Batch
 from comparator.errors import NumericalError, UsageError
-from comparator.models import ModelSpec
-from comparator.recipes import Recipe
-from comparator.results import Losses, Modes, RunResult, State
+from comparator.zoo import ModelSpec
+from comparator.config.recipes import Recipe
+from comparator.schema import Losses, Modes, RunResult, State
 
 BN_STAT_SUFFIXES = (".running_mean", ".running_var")
 

@@ -1,19 +1,37 @@
-"""The framework-free core. Importing it imports no framework: the port validator's
-entry points below load their adapter (torch and Keras) on first use."""
+"""The framework-free core, and its public API.
 
-_LAZY = {
-    "validate_port": ("adapters.layerwise", "validate_port"),
-    "port_weights": ("adapters.layerwise", "port_weights"),
-    "validate_model": ("comparator.validation", "validate_model"),
-}
+Importing `comparator` imports no framework: each function below loads the adapters
+(torch and Keras on the torch backend) through their registry when it is called.
+"""
 
-__all__ = list(_LAZY)
+from __future__ import annotations
 
 
-def __getattr__(name):
-    if name not in _LAZY:
-        raise AttributeError(f"module 'comparator' has no attribute {name!r}")
-    import importlib
+def validate_port(torch_module, keras_model, inputs, **options):
+    """Compare a PyTorch module and its Keras port layer by layer (see README)."""
+    import adapters
 
-    module_name, attribute = _LAZY[name]
-    return getattr(importlib.import_module(module_name), attribute)
+    return adapters.port_validator().validate_port(torch_module, keras_model, inputs, **options)
+
+
+def port_weights(torch_module, keras_model, **options):
+    """Copy a PyTorch module's weights into its Keras twin, layer by layer."""
+    import adapters
+
+    return adapters.port_validator().port_weights(torch_module, keras_model, **options)
+
+
+def validate_model(model: str, image_size: int | None = None, batch_size: int = 2,
+                   seed: int = 0, naive: bool = False, **options):
+    """Validate a zoo entry's port (or, with naive, keras.applications' model under the
+    naive same-shape port). Checks the input before importing any framework."""
+    from comparator.analysis.validation import check_zoo_request
+
+    spec, size = check_zoo_request(model, image_size, batch_size, naive, options)
+    import adapters
+
+    return adapters.port_validator().validate_zoo_model(spec, size, batch_size, seed,
+                                                         naive=naive, **options)
+
+
+__all__ = ["validate_port", "port_weights", "validate_model"]

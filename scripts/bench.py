@@ -1,25 +1,20 @@
 #!/usr/bin/env python
 """Benchmark compare.py against the irreducible compute of its default matrix.
 
-See comparator/bench.py for exactly what is measured and what counts as irreducible.
+See tools/bench.py for exactly what is measured and what counts as irreducible.
 """
 
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from comparator.cli.common import OneLineParser  # noqa: E402
 from comparator.errors import ComparatorError  # noqa: E402
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, not argparse's usage block
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
 def main(argv=None) -> int:
-    parser = _Parser(prog="bench.py", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="bench.py", description=__doc__.splitlines()[0])
     parser.add_argument("model", nargs="?", default="densenet121",
                         help="model to benchmark (default densenet121)")
     parser.add_argument("--image-size", type=int, help="pixels per side (default: the model's)")
@@ -30,7 +25,7 @@ def main(argv=None) -> int:
                         help="repetitions of the tool's cold and warm runs and of the "
                              "irreducible compute; medians are kept (default 1)")
     args = parser.parse_args(argv)
-    from comparator.bench import benchmark, resolve, table
+    from tools.bench import benchmark, resolve, table
     from comparator.io import check_writable_file, write_atomic
 
     try:

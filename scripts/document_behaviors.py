@@ -8,7 +8,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from comparator.behaviors import generate  # noqa: E402
+from tools.behaviors import generate  # noqa: E402
 from comparator.io import write_atomic  # noqa: E402
 
 

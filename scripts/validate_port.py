@@ -1,90 +1,12 @@
 #!/usr/bin/env python
-"""Validate a zoo backbone's port layer by layer: `validate_port.py MODEL [--naive]`.
+"""Validate a port layer by layer: see comparator/cli/validate_port.py and README.md."""
 
-Exit codes: 0 every layer agrees, 1 a layer, the output or a gradient diverges,
-2 bad input (one line on stderr), 3 a framework is missing.
-"""
-
-import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from comparator.errors import EXIT_CHECK_FAILED, EXIT_OK, ComparatorError  # noqa: E402
-
-PROG = "validate_port.py"
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, not argparse's usage block
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from comparator.validation import zoo_models
-
-    parser = _Parser(
-        prog=PROG,
-        description="Build a backbone in PyTorch and Keras 3 (torch backend) with the same "
-                    "seeded weights and compare them layer by layer: forward and isolated "
-                    "passes in inference and training mode, and every parameter's gradient. "
-                    "Names the first layer that differs and its likely cause.")
-    parser.add_argument("model", help=f"one of: {', '.join(zoo_models())}")
-    parser.add_argument("--naive", action="store_true",
-                        help="validate keras.applications' own model under the naive "
-                             "same-shape port instead of the zoo's equivalent one "
-                             "(resnet50, mobilenet_v2, vgg16)")
-    parser.add_argument("--image-size", type=int,
-                        help="pixels per side (default: the model's own, 224)")
-    parser.add_argument("--batch-size", type=int, default=2, help="default 2")
-    parser.add_argument("--seed", type=int, default=0, help="default 0")
-    parser.add_argument("--tolerance", type=float,
-                        help="largest relative difference per layer (default 1e-4)")
-    parser.add_argument("--modes", default="inference,training",
-                        help="inference, training or both (default)")
-    parser.add_argument("--no-gradients", action="store_true", help="skip the backward pass")
-    parser.add_argument("--no-float64", action="store_true",
-                        help="skip the float64 PyTorch reference that measures rounding")
-    parser.add_argument("--json", metavar="PATH", help="also write the result as JSON here")
-    parser.add_argument("--rows", type=int, default=8,
-                        help="diverging layers listed per pass (default 8)")
-    return parser
-
-
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        from comparator.errors import UsageError
-        from comparator.validation import DEFAULT_TOLERANCE, validate_model
-
-        modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
-        if args.tolerance is not None and not args.tolerance > 0:
-            raise UsageError(f"--tolerance must be positive, got {args.tolerance}")
-        if args.json:
-            from comparator.io import check_writable_file
-
-            check_writable_file(args.json, "--json")
-        result = validate_model(
-            args.model, image_size=args.image_size, batch_size=args.batch_size, seed=args.seed,
-            naive=args.naive, modes=modes, gradients=not args.no_gradients,
-            reference64=not args.no_float64,
-            tolerance=args.tolerance if args.tolerance is not None else DEFAULT_TOLERANCE)
-    except ComparatorError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-    print(result.render(max_rows=args.rows))
-    if args.json:
-        import json
-
-        from comparator.io import write_atomic
-
-        write_atomic(args.json, json.dumps(result.to_dict(), indent=2))
-    return EXIT_OK if result.passed else EXIT_CHECK_FAILED
-
+from comparator.cli.validate_port import main  # noqa: E402
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -6,7 +6,9 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 
 import pytest  # noqa: E402
 
-from comparator.runner import CompareConfig, compare  # noqa: E402
+from comparator.config import CompareConfig  # noqa: E402
+
+from comparator.pipeline import compare  # noqa: E402
 
 _CACHE = {}
 

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from comparator.artifacts import save_artifacts
+from comparator.report.artifacts import save_artifacts
 
 
 def test_artifacts_reproduce_pytorch_losses(densenet_classify, tmp_path):

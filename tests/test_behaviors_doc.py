@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from comparator.behaviors import generate
+from tools.behaviors import generate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from adapters import load_adapter
-from comparator.frameworks import missing_modules
+from comparator.config.frameworks import missing_modules
 from comparator.inputs import prepare
-from comparator.runner import CompareConfig, resolve
+from comparator.config import CompareConfig, resolve
 
 # Checked without importing: TensorFlow and JAX run in the workers, never in this process.
 pytestmark = pytest.mark.skipif(bool(missing_modules(["tensorflow", "jax"])),

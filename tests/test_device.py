@@ -30,7 +30,7 @@ def test_cuda_without_a_gpu_is_one_line_and_no_report(tmp_path):
 @pytest.mark.skipif("CUDAExecutionProvider" in ort.get_available_providers(),
                     reason="this onnxruntime has a CUDA provider")
 def test_onnxruntime_without_cuda_runs_on_cpu_and_says_so():
-    from adapters.onnxrt import providers_for
+    from adapters.onnx.runtime import providers_for
 
     providers, note = providers_for("cuda")
     assert providers == ["CPUExecutionProvider"]

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from comparator.diagnosis import SATURATED_LOSS, saturation_note
+from comparator.analysis.diagnosis import SATURATED_LOSS, saturation_note
 
 
 def _explanation(outcome, run_id):
@@ -77,7 +77,7 @@ def test_batch_size_one_is_noted():
 
 
 def test_saturated_keras_cross_entropy_is_recognised():
-    from adapters.keras3 import keras
+    from adapters.keras.backend import keras
 
     # A constructed case: probabilities that give the label (nearly) nothing.
     probabilities = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]

@@ -54,7 +54,7 @@ def test_float32_rounding_explains_weight_differences_only_within_a_few_times_to
     import contextlib
     import types
 
-    from comparator.crosscheck import _float32_causes
+    from comparator.analysis.crosscheck import _float32_causes
 
     exact = {"w": np.array([1.0, 2.0])}
     states = {"keras:x": {"w": np.array([1.0, 2.003])}, "pytorch:y": {"w": np.array([1.0, 2.002])}}

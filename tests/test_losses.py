@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from adapters.pytorch import _clipped_probability_cross_entropy
-from comparator.diagnosis import CERTAIN_LOSS, SATURATED_LOSS, certainty_note
+from adapters.pytorch.adapter import _clipped_probability_cross_entropy
+from comparator.analysis.diagnosis import CERTAIN_LOSS, SATURATED_LOSS, certainty_note
 from comparator.errors import UsageError
-from comparator.referee import clipped_probability_cross_entropy
-from comparator.runner import CompareConfig, resolve
+from comparator.analysis.referee import clipped_probability_cross_entropy
+from comparator.config import CompareConfig, resolve
 
 
 def _logits():
@@ -22,7 +22,7 @@ def _logits():
 def _keras_loss(logits, labels):
     import keras
 
-    from adapters.keras3 import _softmax_categorical_crossentropy
+    from adapters.keras.adapter import _softmax_categorical_crossentropy
 
     one_hot = np.eye(logits.shape[1], dtype=np.float32)[labels]
     per_sample = _softmax_categorical_crossentropy(one_hot, keras.ops.convert_to_tensor(logits))
@@ -44,7 +44,7 @@ def test_keras_pytorch_and_numpy_compute_the_same_clipped_loss():
 def test_clipping_stops_the_gradient_in_both_frameworks():
     import keras
 
-    from adapters.keras3 import _softmax_categorical_crossentropy
+    from adapters.keras.adapter import _softmax_categorical_crossentropy
 
     logits, labels = _logits()
     x = torch.from_numpy(logits).requires_grad_(True)

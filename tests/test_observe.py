@@ -1,6 +1,6 @@
 import numpy as np
 
-from comparator.observe import used_batch_statistics
+from comparator.analysis.observe import used_batch_statistics
 
 
 def _bn_pass(x, gamma, beta, mean, var, eps=1e-5):

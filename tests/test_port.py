@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from comparator.errors import UsageError
-from comparator.portmaps import from_keras_layout, port_plan, to_keras_layout
+from comparator.zoo.portmaps import from_keras_layout, port_plan, to_keras_layout
 
 
 def test_densenet_modules_map_to_keras_layers_by_block_and_layer_number():

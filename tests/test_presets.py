@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from comparator.cli import _config, build_parser
+from comparator.cli.compare import _config, build_parser
 from tests.conftest import run_once
 
 
@@ -105,7 +105,7 @@ def test_inference_everywhere_keeps_batchnorm_on_moving_statistics_inside_fit(
 
 
 def test_inference_everywhere_is_not_in_the_default_matrix():
-    from comparator.recipes import select
+    from comparator.config.recipes import select
 
     assert "keras:inference_everywhere" not in [r.id for r in select([], ["keras"])]
     assert [r.id for r in select(["keras:inference_everywhere"], ["keras"])] == [

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from comparator.errors import UsageError
-from comparator.referee import (TRAIN_FORWARD_DESCRIPTION, cross_entropy, mean_squared_error,
-                                run_referee, with_referee)
+from comparator.analysis.referee import (TRAIN_FORWARD_DESCRIPTION, cross_entropy,
+                                         mean_squared_error, with_referee)
+from comparator.pipeline import referee as run_referee
 
-onnxrt = pytest.importorskip("adapters.onnxrt")
+onnxrt = pytest.importorskip("adapters.onnx.runtime")
 
 
 @pytest.fixture(scope="module")
@@ -213,12 +214,12 @@ def test_export_failure_is_a_failed_reference(tiny_classify, tmp_path, monkeypat
     assert _checks(result)[f"referee:onnx_eval_{other}_graph_vs_pytorch"].passed
 
 
-@pytest.mark.parametrize("module", ["onnxruntime", "adapters.onnxrt"])
+@pytest.mark.parametrize("module", ["onnxruntime", "adapters.onnx.runtime"])
 def test_missing_onnxruntime_is_a_failed_reference(tiny_classify, shared_cache, tiny_result,
                                                    monkeypatch, module):
     monkeypatch.setitem(sys.modules, module, None)  # `import module` now raises ImportError
-    if module == "adapters.onnxrt":
-        monkeypatch.delattr(sys.modules["adapters"], "onnxrt", raising=False)
+    if module == "adapters.onnx.runtime":
+        monkeypatch.delattr(sys.modules["adapters.onnx"], "runtime", raising=False)
     result = run_referee(tiny_classify, cache_dir=shared_cache)
     assert result.failed and not result.checks
     for ref in result.references.values():

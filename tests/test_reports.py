@@ -19,9 +19,9 @@ import sys
 
 import pytest
 
-from comparator.report_html import CSP, render_html, write_html
-from comparator.report_markdown import render_markdown, write_markdown
-from comparator.results import Check, Equivalence, Losses, Modes, Report, RunResult, State
+from comparator.report.html import CSP, render_html, write_html
+from comparator.report.markdown import render_markdown, write_markdown
+from comparator.schema import Check, Equivalence, Losses, Modes, Report, RunResult, State
 
 HOSTILE = "<img src=x onerror=\"console.error('escaped?')\"> a|b & c"
 COMMAND = ["python", "scripts/compare.py", "tiny_cnn", "--batch-size", "4", "--image-size", "16"]
@@ -227,7 +227,7 @@ def test_html_is_self_contained_and_escaped(tmp_path):
 
 
 def test_modules_import_without_matplotlib():
-    code = ("import sys, comparator.report_html, comparator.report_markdown, comparator.plots; "
+    code = ("import sys, comparator.report.html, comparator.report.markdown, comparator.report.plots; "
             "sys.exit('matplotlib' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
 
@@ -320,7 +320,7 @@ def test_html_opens_in_headless_chromium(tmp_path):
 
 
 def test_plots_are_skipped_without_data_and_drawn_with_it():
-    from comparator import plots
+    from comparator.report import plots
 
     assert plots.bn_delta_plot(None) is None
     assert plots.bn_delta_plot({"pytorch:eval": [0.0, 0.0]}) is None  # nothing moved
@@ -333,7 +333,7 @@ def test_plots_are_skipped_without_data_and_drawn_with_it():
 
 
 def test_html_plots_bn_changes_by_depth_from_the_runner(tiny_classify, tmp_path):
-    from comparator.report_html import write_html
+    from comparator.report.html import write_html
 
     assert set(tiny_classify.bn_deltas) >= {"pytorch:train", "keras:train"}
     assert all(len(v) == 3 for v in tiny_classify.bn_deltas.values())

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from comparator.observe import variance
-from comparator.recipes import RECIPES
+from comparator.analysis.observe import variance
+from comparator.config.recipes import RECIPES
 
 RECIPE = {r.id: r for r in RECIPES}
 STAT_SUFFIXES = (".running_mean", ".running_var")

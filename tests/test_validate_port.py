@@ -23,8 +23,8 @@ def fw():
     import torch
     from torch import nn
 
-    import adapters.layerwise as layerwise
-    from adapters.keras3 import keras
+    import adapters.port_validator as layerwise
+    from adapters.keras.backend import keras
 
     return torch, nn, keras, layerwise
 
@@ -122,7 +122,7 @@ def test_round_trips_return_the_arrays_bit_for_bit(fw):
 
 
 def test_gradients_of_the_tiny_cnn_agree(fw):
-    from comparator.validation import validate_model
+    from comparator import validate_model
 
     result = validate_model("tiny_cnn", image_size=16, batch_size=2)
     assert result.passed, result.render()
@@ -137,9 +137,9 @@ def test_gradients_of_the_tiny_cnn_agree(fw):
 
 def test_isolation_finds_a_single_corrupted_layer(fw):
     _, _, keras, layerwise = fw
-    from adapters.keras3_models import tiny_cnn
-    from adapters.pytorch_models import TinyCNN
-    from comparator.models import get_spec
+    from adapters.keras.models import tiny_cnn
+    from adapters.pytorch.models import TinyCNN
+    from comparator.zoo import get_spec
 
     import torch
 
@@ -189,7 +189,7 @@ def test_causes_epsilon_padding_flatten_order_and_frozen_batchnorm(fw):
 
 
 def test_naive_resnet50_parts_at_the_first_strided_block(fw):
-    from comparator.validation import validate_model
+    from comparator import validate_model
 
     result = validate_model("resnet50", image_size=32, naive=True, **INFERENCE_ONLY)
     finding = result.first_divergence
@@ -205,7 +205,7 @@ def test_naive_resnet50_parts_at_the_first_strided_block(fw):
 
 
 def test_naive_mobilenet_v2_parts_at_the_asymmetric_padding(fw):
-    from comparator.validation import validate_model
+    from comparator import validate_model
 
     result = validate_model("mobilenet_v2", image_size=32, naive=True, **INFERENCE_ONLY)
     assert result.first_divergence.keras_layer == "Conv1"

@@ -10,11 +10,12 @@ import sys
 import numpy as np
 import pytest
 
-from comparator.checkpoints import OFFLINE_ENV, file_sha256, without_cross_training_checks
+from comparator.inputs.checkpoints import OFFLINE_ENV, file_sha256, without_cross_training_checks
 from comparator.errors import UsageError
-from comparator.models import KERAS_IMAGENET_CHECKPOINTS, get_spec
-from comparator.results import Check, Report
-from comparator.runner import CompareConfig, compare
+from comparator.zoo import KERAS_IMAGENET_CHECKPOINTS, get_spec
+from comparator.schema import Check, Report
+from comparator.config import CompareConfig
+from comparator.pipeline import compare
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "scripts", "compare.py")
@@ -56,7 +57,7 @@ def keras_checkpoint(tmp_path_factory):
     import h5py
     from keras.src.legacy.saving.legacy_h5_format import save_weights_to_hdf5_group
 
-    from adapters.keras3 import keras
+    from adapters.keras.backend import keras
 
     keras.utils.set_random_seed(2)
     model = keras.applications.DenseNet121(weights=None, input_shape=(32, 32, 3),
@@ -152,7 +153,7 @@ def test_malicious_pickle_is_refused_and_never_runs(tmp_path, monkeypatch):
     cache.mkdir(parents=True)
     (cache / TORCH_FILE).write_bytes(evil.read_bytes())
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    from adapters.pytorch_pretrained import load_imagenet
+    from adapters.pytorch.pretrained import load_imagenet
 
     with pytest.raises(UsageError, match="refused the checkpoint .*" + TORCH_FILE):
         load_imagenet(get_spec("densenet121"))
@@ -162,7 +163,7 @@ def test_malicious_pickle_is_refused_and_never_runs(tmp_path, monkeypatch):
 def test_truncated_checkpoints_get_a_clear_error(tmp_path, keras_checkpoint, monkeypatch):
     import torch
 
-    from adapters.pytorch_models import build_network
+    from adapters.pytorch.models import build_network
 
     whole = tmp_path / "tiny.pt"
     torch.save(build_network(get_spec("tiny_cnn")).state_dict(), whole)
@@ -175,7 +176,7 @@ def test_truncated_checkpoints_get_a_clear_error(tmp_path, keras_checkpoint, mon
     name = KERAS_IMAGENET_CHECKPOINTS["densenet121"][0]
     (home / "models" / name).write_bytes(keras_checkpoint[1].read_bytes()[:4096])
     _keras_home(monkeypatch, home)
-    from adapters.keras3_pretrained import load_imagenet
+    from adapters.keras.pretrained import load_imagenet
 
     with pytest.raises(UsageError, match=f"cannot load the checkpoint .*{name}: truncated"):
         load_imagenet(get_spec("densenet121"), 32)
@@ -187,9 +188,9 @@ def test_state_dict_files_from_both_frameworks(tmp_path):
     import torch
     from safetensors.torch import save_file
 
-    from adapters.keras3 import keras
-    from adapters.keras3_models import build_base
-    from adapters.pytorch_models import build_network
+    from adapters.keras.backend import keras
+    from adapters.keras.models import build_base
+    from adapters.pytorch.models import build_network
 
     torch.manual_seed(3)
     state = build_network(get_spec("tiny_cnn")).state_dict()
@@ -222,8 +223,8 @@ def test_sample_photos_with_labels_from_the_reference_model():
 
 
 def test_preprocessing_matches_keras_applications():
-    from adapters.keras3 import keras
-    from comparator.images import preprocess, sample_photos, decode
+    from adapters.keras.backend import keras
+    from comparator.inputs.images import preprocess, sample_photos, decode
 
     pixels = np.stack([decode(p, 24) for p in sample_photos()[:2]])
     for model, mode in (("resnet50", "caffe"), ("mobilenet_v2", "tf"), ("densenet121", "torch")):
@@ -286,7 +287,7 @@ def test_keras_imagenet_is_refused_where_keras_trains_another_function():
 def test_cli_json_records_images_and_checkpoints(tmp_path):
     import torch
 
-    from adapters.pytorch_models import build_network
+    from adapters.pytorch.models import build_network
 
     weights = tmp_path / "tiny.pt"
     torch.save(build_network(get_spec("tiny_cnn")).state_dict(), weights)
@@ -303,7 +304,7 @@ def test_cli_json_records_images_and_checkpoints(tmp_path):
 
 def test_missing_keras_checkpoint_offline_names_the_file(tmp_path, monkeypatch):
     _keras_home(monkeypatch, tmp_path)
-    from adapters.keras3_pretrained import load_imagenet
+    from adapters.keras.pretrained import load_imagenet
 
     name, url, _ = KERAS_IMAGENET_CHECKPOINTS["densenet121"]
     expected = os.path.join(str(tmp_path), "models", name)

@@ -13,10 +13,11 @@ import sys
 
 import pytest
 
-from comparator.cli import main
+from comparator.cli.compare import main
 from comparator.errors import EXIT_OK, EXIT_WORKER_FAILED
-from comparator.results import report_from_dict
-from comparator.runner import CompareConfig, compare
+from comparator.schema import report_from_dict
+from comparator.config import CompareConfig
+from comparator.pipeline import compare
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(model="tiny_cnn", batch_size=4, image_size=16)
@@ -25,7 +26,7 @@ ALL = ("pytorch", "keras", "keras-tensorflow", "keras-jax")
 
 def _with_extras_assumed(monkeypatch):
     """Let the parent start a worker even where the extra is missing: the fault fires first."""
-    monkeypatch.setattr("adapters.worker_client.missing_extra_reason", lambda backend: None)
+    monkeypatch.setattr("adapters.keras.client.missing_extra_reason", lambda backend: None)
 
 
 def _tiny_with_worker(monkeypatch, fault, **options):
@@ -90,7 +91,7 @@ def test_a_missing_extra_skips_its_runs_with_the_reason(monkeypatch, tmp_path, c
 
 
 def test_the_parent_skips_a_framework_whose_extra_is_not_installed(monkeypatch):
-    monkeypatch.setattr("comparator.frameworks.EXTRAS",
+    monkeypatch.setattr("comparator.config.frameworks.EXTRAS",
                         {"tensorflow": ("tensorflow", ("no_such_module_xframe",))})
     report = compare(CompareConfig(**TINY, frameworks=("pytorch", "keras-tensorflow"))).report
     assert {r["status"] for r in report.unavailable_runs} == {"skipped"}
@@ -114,7 +115,7 @@ def test_bad_framework_options_are_one_line_and_exit_2(args, message, tmp_path):
 
 
 def test_keras_torch_is_the_in_process_keras():
-    from comparator.frameworks import resolve_frameworks
+    from comparator.config.frameworks import resolve_frameworks
 
     assert resolve_frameworks(["pytorch", "keras-torch", "keras"]) == ("pytorch", "keras")
 
@@ -178,7 +179,7 @@ def test_cross_backend_pairs_are_listed(four_frameworks):
 
 
 def test_three_onnx_graphs_agree(four_frameworks, tmp_path):
-    from comparator.referee import run_referee
+    from comparator.pipeline import referee as run_referee
 
     result = run_referee(four_frameworks, cache_dir=str(tmp_path))
     assert not result.failed, result.reasons

@@ -6,8 +6,8 @@ import copy
 import numpy as np
 import pytest
 
-from comparator.models import get_spec, known_models
-from comparator.portmaps import from_keras_layout, port_plan, to_keras_layout
+from comparator.zoo import get_spec, known_models
+from comparator.zoo.portmaps import from_keras_layout, port_plan, to_keras_layout
 
 ZOO = ("densenet169", "densenet201", "resnet50", "vgg16", "mobilenet_v2")
 FROZEN = ("pytorch:eval_requires_grad", "keras:trainable_false")
@@ -106,7 +106,8 @@ _RUNS = {}
 
 
 def _compare(model, scenario="classify", image_size=32, recipes=FROZEN):
-    from comparator.runner import CompareConfig, compare
+    from comparator.config import CompareConfig
+    from comparator.pipeline import compare
 
     key = (model, scenario, image_size, recipes)
     if key not in _RUNS:

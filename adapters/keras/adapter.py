@@ -1,0 +1,423 @@
+"""Keras 3 adapter (Keras itself is imported by adapters.keras.backend).
+
+In the comparison's own process Keras runs on the PyTorch backend (`keras`, also
+called `keras-torch`). The same class runs Keras on TensorFlow or JAX inside a
+worker subprocess (adapters.keras.worker), which names the backend in
+XFRAME_KERAS_BACKEND before importing this module. What differs between backends
+is kept to `_BackendHooks`: when a tensor carries values, how values reach the
+host from inside a train step, and how `compile` is told to run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import numpy as np
+
+from adapters.keras.backend import BACKEND, keras  # noqa: F401  (re-exported)
+from comparator.errors import FrameworkUnavailable
+from keras import layers, ops  # noqa: E402
+
+from adapters.base import FrameworkAdapter  # noqa: E402
+from adapters.keras.models import (  # noqa: E402
+    HEAD_DROPOUT,
+    HEAD_HIDDEN,
+    build_base,
+    input_shape,
+)
+from comparator.inputs.batch import REGRESSION_SCENARIOS, Batch  # noqa: E402
+from comparator.errors import UsageError  # noqa: E402
+from comparator.analysis.observe import used_batch_statistics, variance  # noqa: E402
+from comparator.zoo.portmaps import from_keras_layout, port_plan, to_keras_layout  # noqa: E402
+from comparator.config.recipes import Recipe  # noqa: E402
+from comparator.schema import Modes  # noqa: E402
+
+@contextlib.contextmanager
+def _inference_calls(classes):
+    """Within the block, layers of these classes are called with training=False."""
+    originals = {cls: cls.call for cls in classes}
+
+    def forcing(original):
+        def call(layer, inputs, *args, **kwargs):
+            kwargs["training"] = False
+            return original(layer, inputs, *args, **kwargs)
+        return call
+
+    for cls, original in originals.items():
+        cls.call = forcing(original)
+    try:
+        yield
+    finally:
+        for cls, original in originals.items():
+            cls.call = original
+
+
+def _softmax_categorical_crossentropy(y_true, logits):
+    """What a model ending in softmax compiled with CategoricalCrossentropy() computes:
+    Keras renormalises the probabilities and clips them to [1e-7, 1 - 1e-7]."""
+    probabilities = keras.activations.softmax(logits)
+    return keras.losses.categorical_crossentropy(y_true, probabilities, from_logits=False)
+
+
+class _BackendHooks:
+    """The backend-specific parts of the adapter; everything else uses keras.ops.
+
+    TensorFlow and JAX run `fit`'s train step compiled, as Keras defaults it (a
+    tf.function; jax.jit), unless `eager` asks for the step run op by op. The layer
+    observations then live inside the compiled step and hand their per-channel
+    statistics to the host as the step runs: by tf.numpy_function in TensorFlow's graph,
+    by jax.debug.callback in JAX's. Torch's trainer is eager unless told to compile."""
+
+    def __init__(self, backend: str, eager: bool = False):
+        self.backend = backend
+        self.eager = eager
+
+    def is_concrete(self, tensor) -> bool:
+        """Whether a layer call carries values that a host callback will see."""
+        if self.backend == "torch":
+            # Keras builds models by calling layers on meta tensors; those carry no values.
+            return "meta" not in str(getattr(tensor, "device", ""))
+        # TensorFlow and JAX: a callback runs only when the step runs, never while
+        # Keras traces shapes.
+        return True
+
+    def _in_graph(self) -> bool:
+        if self.backend != "tensorflow":
+            return False
+        import tensorflow as tf
+
+        return not tf.executing_eagerly()
+
+    def host(self, fn, *tensors) -> None:
+        """Call fn with the tensors' values as numpy arrays, when the step runs them."""
+        if self.backend == "jax":
+            import jax
+
+            jax.debug.callback(lambda *values: fn(*(np.asarray(v) for v in values)),
+                               *tensors)
+            return
+        if self._in_graph():
+            import tensorflow as tf
+
+            def call(*values):
+                fn(*(np.asarray(v) for v in values))
+                return np.zeros((), np.bool_)
+
+            # A stateful op: tf.function's automatic control dependencies run it.
+            tf.numpy_function(call, [ops.convert_to_tensor(t) for t in tensors], tf.bool,
+                              stateful=True)
+            return
+        fn(*(None if t is None else ops.convert_to_numpy(t) for t in tensors))
+
+    def snapshot(self, variable):
+        """A value of the variable that a later in-place update does not change."""
+        if self.backend == "jax":
+            return variable.value  # immutable
+        if self._in_graph():
+            import tensorflow as tf
+
+            return tf.identity(variable.value)  # ordered before the layer's update
+        return ops.convert_to_numpy(variable).copy()
+
+    def compile_options(self) -> dict:
+        if self.backend == "torch":
+            return {"jit_compile": False}
+        if self.eager:
+            return {"jit_compile": False, "run_eagerly": True}
+        if self.backend == "tensorflow":
+            # Keras's default on CPU. With a GPU Keras would add XLA, which cannot hold the
+            # observations' tf.numpy_function; the step stays a tf.function there too.
+            return {"jit_compile": False}
+        return {}  # JAX: Keras's defaults, a jax.jit-compiled step
+
+    def train_step_kind(self, model) -> str:
+        """How fit() runs the step, in words, from the compiled model itself."""
+        if model.run_eagerly:
+            return "eager (run_eagerly=True)"
+        if self.backend == "torch":
+            return "eager (Keras's default on torch)"
+        if self.backend == "jax":
+            return "compiled (jax.jit)"
+        return "compiled (tf.function, XLA)" if model.jit_compile else "compiled (tf.function)"
+
+
+class Keras3Adapter(FrameworkAdapter):
+    name = "keras"
+    backend = BACKEND
+
+    def __init__(self, device: str = "cpu", eager: bool = False):
+        super().__init__(device)
+        if keras.backend.backend() != self.backend:
+            raise FrameworkUnavailable(
+                f"Keras runs on {keras.backend.backend()!r}, not {self.backend}")
+        self._hooks = _BackendHooks(self.backend, eager)
+        keras_device = os.environ.get("KERAS_TORCH_DEVICE", "cpu")
+        if self.backend == "torch" and keras_device.split(":")[0] != device.split(":")[0]:
+            raise FrameworkUnavailable(f"Keras was imported for device {keras_device!r}; "
+                                       f"run the comparison for {device!r} in a fresh process")
+        self._observing = False
+        self._bn_seen: dict[str, bool] = {}
+        self._dropout_seen: dict[str, bool] = {}
+        self._plan = []
+        self._model = None
+        self._fit_model = None
+        self._head_model = None
+        self._features = None
+        self._forced_inference: tuple = ()
+        self.optimizer_overrides: dict = {}
+
+    # ----- building and weights -------------------------------------------------------
+
+    def _build_impl(self, spec, scenario, seed, image_size):
+        self._seed = seed
+        keras.utils.set_random_seed(seed)
+        self.base = build_base(spec, image_size, include_top=(scenario != "head"))
+        self.head_layers = []
+        if scenario == "head":
+            self.head_layers = [
+                layers.Dense(HEAD_HIDDEN, activation="relu", name="head_dense"),
+                layers.Dropout(HEAD_DROPOUT, name="head_dropout"),
+                layers.Dense(1, name="head_output"),
+            ]
+        self._wrappers = {flag: self._wrap(image_size, flag) for flag in (False, True)}
+        self._variables = list(self._wrappers[False].weights)
+        self._by_name = {layer.name: layer for layer in self._all_layers()}
+        every = self._all_layers()
+        self._bn_layers = [x for x in every if isinstance(x, layers.BatchNormalization)]
+        self._dropout_layers = [x for x in every if isinstance(x, layers.Dropout)]
+        stats = {id(v) for bn in self._bn_layers for v in (bn.moving_mean, bn.moving_variance)}
+        self._parameters = [v for v in self._variables if id(v) not in stats]
+        self._seed_states = [layer.seed_generator.state for layer in self._all_layers()
+                             if getattr(layer, "seed_generator", None) is not None]
+        self._seed_start = [ops.convert_to_numpy(v).copy() for v in self._seed_states]
+
+    def _wrap(self, image_size: int, training_false: bool):
+        """The model fit() sees: the base, called with training=False when asked, then the head."""
+        inputs = keras.Input(input_shape(self.spec, image_size))
+        x = self.base(inputs, training=False) if training_false else self.base(inputs)
+        for layer in self.head_layers:
+            x = layer(x)
+        return keras.Model(inputs, x)
+
+    def _all_layers(self):
+        return list(self.base.layers) + list(self.head_layers)
+
+    def _layer(self, name: str):
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise UsageError(f"the Keras model has no layer named {name!r}") from None
+
+    def _load_impl(self, arrays):
+        self._plan = port_plan(self.spec.port_map, arrays)
+        covered = set()
+        for port in self._plan:
+            layer = self._layer(port.keras_layer)
+            values = [to_keras_layout(port.kind, n, arrays[n]) for n in port.canonical_names]
+            current = layer.get_weights()
+            if len(current) != len(values):
+                raise UsageError(f"{port.module} has {len(values)} arrays but Keras layer "
+                                 f"{layer.name} has {len(current)}")
+            for name, have, want in zip(port.canonical_names, current, values):
+                if have.shape != want.shape:
+                    raise UsageError(f"shape mismatch: PyTorch {name} {want.shape} (Keras layout)"
+                                     f" vs Keras {layer.name} {have.shape}")
+            layer.set_weights(values)
+            covered.add(layer.name)
+        unported = [x.name for x in self._all_layers() if x.weights and x.name not in covered]
+        if unported:
+            raise UsageError(f"Keras layers without ported weights: {', '.join(unported[:5])}")
+
+    def _canonical_impl(self):
+        arrays = {}
+        for port in self._plan:
+            values = self._layer(port.keras_layer).get_weights()
+            for name, value in zip(port.canonical_names, values):
+                arrays[name] = from_keras_layout(port.kind, name, value)
+        return arrays
+
+    def _snapshot_impl(self):
+        return [ops.convert_to_numpy(v).copy() for v in self._variables]
+
+    def _restore_impl(self, state):
+        for variable, value in zip(self._variables, state):
+            variable.assign(value)
+        self.base.trainable = True
+        for layer in self._all_layers():
+            layer.trainable = True
+
+    # ----- recipes ---------------------------------------------------------------------
+
+    def _apply_impl(self, recipe: Recipe | None):
+        self._model = self._wrappers[bool(recipe and recipe.training_false)]
+        self._fit_model, self._features = self._model, None
+        self._forced_inference = ((layers.BatchNormalization, layers.Dropout)
+                                  if recipe is not None and recipe.inference_everywhere else ())
+        if recipe is not None and recipe.feature_extraction:
+            self.base.trainable = False
+            self._fit_model = self._head_only()
+            return
+        if recipe is None or not recipe.trainable_false:
+            return
+        if recipe.bn_stays_trainable:
+            for layer in self.base.layers:
+                layer.trainable = isinstance(layer, layers.BatchNormalization)
+        else:
+            self.base.trainable = False
+
+    def _head_only(self):
+        """A model of the head alone, fit on features the base computed beforehand."""
+        if self._head_model is None:
+            inputs = keras.Input((self.spec.feature_dim,))
+            x = inputs
+            for layer in self.head_layers:
+                x = layer(x)
+            self._head_model = keras.Model(inputs, x)
+        return self._head_model
+
+    def _loss(self):
+        if self.scenario in REGRESSION_SCENARIOS:
+            return keras.losses.MeanSquaredError()
+        if self.loss_kind == "probabilities":
+            return _softmax_categorical_crossentropy
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+    def _optimizer(self, optimizer, lr):
+        if optimizer == "adam":
+            return keras.optimizers.Adam(learning_rate=lr, **self.optimizer_overrides)
+        return keras.optimizers.SGD(learning_rate=lr, **self.optimizer_overrides)
+
+    def _prepare_optimizer_impl(self, optimizer, lr):
+        for model in {id(m): m for m in (self._model, self._fit_model)}.values():
+            model.compile(optimizer=self._optimizer(optimizer, lr), loss=self._loss(),
+                          **self._hooks.compile_options())
+
+    def _param_counts_impl(self):
+        trainable_ids = {id(v) for v in self._fit_model.trainable_weights}
+        trainable = sum(int(np.prod(v.shape)) for v in self._parameters if id(v) in trainable_ids)
+        total = sum(int(np.prod(v.shape)) for v in self._parameters)
+        return trainable, total - trainable
+
+    # ----- passes ----------------------------------------------------------------------
+
+    def _data(self, batch: Batch):
+        if self.loss_kind == "probabilities":
+            return batch.x_channels_last, np.eye(self.spec.num_classes, dtype=np.float32)[batch.y]
+        return batch.x_channels_last, batch.y
+
+    def _logits_impl(self, batch):
+        x, _ = self._data(batch)
+        return np.asarray(self._wrappers[False].predict(x, batch_size=len(x), verbose=0))
+
+    def _inference_loss_impl(self, batch):
+        x, y = self._data(batch)
+        return float(self._model.evaluate(x, y, batch_size=len(x), verbose=0))
+
+    def _fit_inputs(self, x):
+        if self._fit_model is self._model:
+            return x
+        if self._features is None:
+            self._features = self.base.predict(x, batch_size=len(x), verbose=0)
+        return self._features
+
+    def _train_step_impl(self, batch, validate=False):
+        x, y = self._data(batch)
+        inputs = self._fit_inputs(x)
+        extra = {"validation_data": (inputs, y)} if validate else {}
+        with _inference_calls(self._forced_inference), self._observe():
+            history = self._fit_model.fit(inputs, y, batch_size=len(x), epochs=1,
+                                          shuffle=False, verbose=0, **extra)
+        validation = history.history.get("val_loss", [None])[0]
+        return float(history.history["loss"][0]), validation
+
+    def _reset_rng_impl(self):
+        # keras.utils.set_random_seed seeds Python, numpy, the backend's global generator
+        # (unseeded torch dropout draws from torch's) and Keras's global SeedGenerator;
+        # each Dropout layer's own SeedGenerator state is put back explicitly.
+        keras.utils.set_random_seed(self._seed)
+        for variable, value in zip(self._seed_states, self._seed_start):
+            variable.assign(value)
+
+    def _forward_loss_impl(self, batch, bn_moving, dropout_off):
+        # What fit()'s train step does before the update: call the model with training=True.
+        x, y = (ops.convert_to_tensor(a) for a in self._data(batch))
+        forced = list(self._forced_inference)
+        if bn_moving:
+            forced.append(layers.BatchNormalization)
+        if dropout_off:
+            forced.append(layers.Dropout)
+        inputs = ops.convert_to_tensor(self._fit_inputs(self._data(batch)[0]))
+        with _inference_calls(forced):
+            y_pred = self._fit_model(inputs, training=True)
+        return float(ops.convert_to_numpy(self._loss()(y, y_pred)))
+
+    # ----- observation -----------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _observe(self):
+        adapter = self
+        bn_call, dropout_call = layers.BatchNormalization.call, layers.Dropout.call
+
+        hooks = self._hooks
+
+        def observed_bn(layer, inputs, *args, **kwargs):
+            if not hooks.is_concrete(inputs):
+                return bn_call(layer, inputs, *args, **kwargs)
+            moving = (hooks.snapshot(layer.moving_mean), hooks.snapshot(layer.moving_variance))
+            outputs = bn_call(layer, inputs, *args, **kwargs)
+            axes = [a for a in range(len(inputs.shape)) if a != layer.axis % len(inputs.shape)]
+            sums = [ops.mean(f(ops.stop_gradient(t)), axes) for t in (inputs, outputs)
+                    for f in (lambda t: t, ops.square)]
+            gamma = layer.gamma.value if layer.scale else ops.ones_like(sums[0])
+            beta = layer.beta.value if layer.center else ops.zeros_like(sums[0])
+
+            def record(x_mean, x_square, y_mean, y_square, gamma, beta, mean, moving_var):
+                adapter._bn_seen[layer.name] = used_batch_statistics(
+                    x_mean, variance(x_mean, x_square), y_mean, variance(y_mean, y_square),
+                    gamma, beta, mean, moving_var, eps=layer.epsilon)
+
+            hooks.host(record, *sums, gamma, beta, *moving)
+            return outputs
+
+        def observed_dropout(layer, inputs, *args, **kwargs):
+            outputs = dropout_call(layer, inputs, *args, **kwargs)
+            if hooks.is_concrete(inputs):
+                same = ops.all(ops.equal(ops.stop_gradient(inputs), ops.stop_gradient(outputs)))
+
+                def record(same):
+                    adapter._dropout_seen[layer.name] = not bool(same)
+
+                hooks.host(record, same)
+            return outputs
+
+        layers.BatchNormalization.call, layers.Dropout.call = observed_bn, observed_dropout
+        try:
+            yield
+        finally:
+            layers.BatchNormalization.call, layers.Dropout.call = bn_call, dropout_call
+
+    def _audit_impl(self):
+        modes = Modes(len(self._bn_layers), sum(self._bn_seen.values()),
+                      len(self._dropout_layers), sum(self._dropout_seen.values()))
+        self._bn_seen, self._dropout_seen = {}, {}
+        return modes
+
+    def _environment_impl(self):
+        found = {"keras": keras.__version__, "keras_backend": keras.backend.backend()}
+        if self._fit_model is not None and getattr(self._fit_model, "compiled", False):
+            found["keras_train_step"] = self._hooks.train_step_kind(self._fit_model)
+        return found
+
+    def backend_versions(self) -> dict[str, str]:
+        """The backend framework's own version (torch's is reported by its adapter)."""
+        if self.backend == "tensorflow":
+            import tensorflow as tf
+
+            return {"tensorflow": tf.__version__}
+        if self.backend == "jax":
+            import jax
+            import jaxlib
+
+            return {"jax": jax.__version__, "jaxlib": jaxlib.__version__}
+        return {}

@@ -1,0 +1,269 @@
+"""The comparison's side of a Keras worker (adapters.keras.worker): Keras on TensorFlow or
+JAX, each in a subprocess with its own KERAS_BACKEND.
+
+`WorkerAdapter` stands where an in-process adapter stands in the runner and the
+referee: it is built and loaded like one, and its first use starts the worker,
+which runs every recipe of its framework in one call (TensorFlow's import is paid
+once). Whatever goes wrong with the worker (a crash, a hang past the timeout,
+output that is not what the protocol says) becomes `failure`, a reason in one
+line; a missing optional extra becomes a `skipped` failure. Nothing here raises
+for a worker's fault, and no framework is imported in this process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from adapters.base import Measurement
+from comparator.config.frameworks import WORKERS, missing_extra_reason, missing_modules
+from comparator.io import cache_folder
+from comparator.schema import Losses, Modes, RunResult, State
+
+DEFAULT_TIMEOUT = 600.0
+EXIT_MISSING = 3  # adapters.keras.worker: the backend is not installed
+COMPILATION_CACHE = "jax-compilation"  # the cache folder of JAX's XLA compilations
+# The repository root (this file is adapters/keras/client.py): the worker imports from it.
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@dataclass(frozen=True)
+class WorkerFailure:
+    status: str  # "skipped" (an optional extra is missing) or "failed"
+    reason: str
+
+
+class WorkerError(Exception):
+    """The worker did not produce a usable answer; the message says why, in one line."""
+
+    def __init__(self, status: str, reason: str):
+        super().__init__(reason)
+        self.failure = WorkerFailure(status, reason)
+
+
+def _last_line(text: str) -> str:
+    lines = [x.strip() for x in text.strip().splitlines() if x.strip()]
+    line = lines[-1] if lines else ""
+    return line if len(line) <= 300 else line[:297] + "..."
+
+
+def _describe_exit(code: int) -> str:
+    if code < 0:
+        try:
+            return f"was killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with status {code}"
+
+
+def call_worker(request: dict, arrays: dict[str, dict], timeout: float,
+                extra_env: dict | None = None) -> tuple[dict, str]:
+    """Run one worker task; (response, directory holding its files). The caller removes
+    the directory. Raises WorkerError for anything but a well-formed answer."""
+    directory = tempfile.mkdtemp(prefix="xframe-worker-")
+    try:
+        with open(os.path.join(directory, "request.json"), "w") as handle:
+            json.dump(request, handle)
+        for name, content in arrays.items():
+            np.savez(os.path.join(directory, name), **content)
+        env = {**os.environ, "KERAS_BACKEND": request["backend"],
+               "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": os.pathsep.join(
+                   p for p in (ROOT, os.environ.get("PYTHONPATH")) if p),
+               **(extra_env or {})}
+        env.pop("XFRAME_KERAS_BACKEND", None)
+        started = time.perf_counter()
+        try:
+            done = subprocess.run([sys.executable, "-m", "adapters.keras.worker", directory],
+                                  cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:  # subprocess.run has killed the worker
+            raise WorkerError("failed", f"the {request['framework']} worker did not finish "
+                                        f"within the worker timeout of {timeout:g} s; it was "
+                                        "stopped") from None
+        seconds = time.perf_counter() - started
+        response = _read_response(directory, request, done)
+        response.setdefault("wall_seconds", round(seconds, 3))
+        return response, directory
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+
+
+def _read_response(directory: str, request: dict, done) -> dict:
+    who = f"the {request['framework']} worker"
+    path = os.path.join(directory, "response.json")
+    response = None
+    if os.path.exists(path):
+        try:
+            with open(path) as handle:
+                response = json.load(handle)
+        except (OSError, ValueError) as exc:
+            raise WorkerError("failed", f"{who} wrote a response that is not JSON ({exc})"
+                              ) from None
+    if done.returncode == EXIT_MISSING and isinstance(response, dict) \
+            and response.get("status") == "missing":
+        raise WorkerError("skipped", str(response.get("reason")))
+    if done.returncode != 0:
+        detail = _last_line(done.stderr)
+        raise WorkerError("failed", f"{who} {_describe_exit(done.returncode)}"
+                                    + (f": {detail}" if detail else ""))
+    if not isinstance(response, dict) or response.get("status") != "ok":
+        raise WorkerError("failed", f"{who} exited without a valid response")
+    return response
+
+
+def _run_result(data: dict) -> RunResult:
+    try:
+        losses = data["losses"]
+        validation = losses.get("fit_validation")
+        return RunResult(
+            id=data["id"], framework=data["framework"], recipe=data["recipe"],
+            description=data["description"],
+            losses=Losses(float(losses["inference_before"]),
+                          tuple(float(v) for v in losses["train_step"]),
+                          float(losses["inference_after"]),
+                          None if validation is None else tuple(float(v) for v in validation)),
+            state=State(**data["state"]), modes=Modes(**data["modes"]),
+            seconds=float(data["seconds"]), warnings=tuple(data.get("warnings", ())),
+            backend=data.get("backend"))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise WorkerError("failed", f"a run in the worker's response is malformed ({exc!r})"
+                          ) from None
+
+
+class WorkerAdapter:
+    """Keras on TensorFlow or JAX through a worker, with the in-process adapters' surface
+    that the runner and the referee use."""
+
+    def __init__(self, name: str, device: str = "cpu", timeout: float = DEFAULT_TIMEOUT,
+                 cache_dir: str | None = None, eager: bool = False):
+        self.name, self.backend = name, WORKERS[name]
+        self.device, self.timeout = device, timeout
+        self.eager = eager  # Keras's steps op by op (the compiled step's reference)
+        self.compilation_cache = cache_folder(cache_dir, COMPILATION_CACHE)
+        self.failure: WorkerFailure | None = None
+        self.loss_kind = "logits"  # set by the runner, as on every adapter
+        self._initial_state = None
+        self._request: dict = {}
+        self._weights: dict = {}
+        self._batch = None
+        self._logits = None
+        self._measurements: dict[str, Measurement] = {}
+        self._environment: dict = {}
+        self.seconds: float | None = None
+        self.structure: str | None = None  # adapters.onnx.runtime.structure_fingerprint, by the worker
+        reason = missing_extra_reason(self.backend)
+        if reason:
+            self.failure = WorkerFailure("skipped", reason)
+
+    # the runner's side ----------------------------------------------------------------
+
+    def build(self, spec, scenario, seed, image_size) -> None:
+        self._request.update(model=spec.name, scenario=scenario, seed=seed,
+                             image_size=image_size)
+
+    def load_weights(self, arrays) -> None:
+        self._weights = dict(arrays)
+
+    def start(self, recipes, batch, steps, lr, optimizer, validate) -> None:
+        """Run every recipe of this framework in one worker call (unless it cannot run)."""
+        self._batch = batch
+        if self.failure is not None:
+            return
+        request = {**self._base_request("run"), "recipes": [r.name for r in recipes],
+                   "steps": steps, "lr": lr, "optimizer": optimizer, "validate": validate}
+        try:
+            response, directory = call_worker(request, self._arrays(), self.timeout)
+        except WorkerError as exc:
+            self.failure = exc.failure
+            return
+        try:
+            self._take(response, directory, [r.id for r in recipes])
+        except WorkerError as exc:
+            self.failure = exc.failure
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+
+    def _base_request(self, task: str) -> dict:
+        return {"task": task, "framework": self.name, "backend": self.backend,
+                "device": self.device, "loss_kind": self.loss_kind, "eager": self.eager,
+                "compilation_cache": self.compilation_cache, **self._request}
+
+    def _arrays(self) -> dict:
+        return {"weights.npz": self._weights,
+                "batch.npz": {"x": self._batch.x, "y": self._batch.y}}
+
+    def _take(self, response: dict, directory: str, expected: list[str]) -> None:
+        try:
+            with np.load(os.path.join(directory, "arrays.npz"), allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+        except (OSError, ValueError) as exc:
+            raise WorkerError("failed", f"the worker's arrays cannot be read ({exc})") from None
+        runs = [_run_result(r) for r in response.get("runs", [])]
+        if [r.id for r in runs] != expected or "logits" not in arrays:
+            raise WorkerError("failed", "the worker's response does not hold the runs asked "
+                                        "for")
+        for run in runs:
+            states = {}
+            for which in ("initial", "final"):
+                prefix = f"{which}/{run.id}/"
+                states[which] = {k[len(prefix):]: v for k, v in arrays.items()
+                                 if k.startswith(prefix)}
+            self._measurements[run.id] = Measurement(
+                run, states["final"], states["initial"],
+                dict(response.get("ablations", {}).get(run.id, {})))
+        self._logits = arrays["logits"]
+        # Keys that name this worker's Keras, not the in-process one, get its name.
+        own = {"keras_train_step": f"{self.name}_train_step"}
+        self._environment = {own.get(k, k): str(v)
+                             for k, v in response.get("environment", {}).items()
+                             if k not in ("keras_backend",)}
+        self.seconds = response.get("wall_seconds")
+        self.structure = response.get("structure")
+
+    def logits(self, batch) -> np.ndarray:
+        if self._logits is None:
+            raise WorkerError("failed", self.failure.reason if self.failure
+                              else f"the {self.name} worker has not run")
+        return self._logits
+
+    def run_recipe(self, recipe, *_args, **_kwargs) -> Measurement:
+        return self._measurements[recipe.id]
+
+    def environment(self) -> dict[str, str]:
+        return dict(self._environment)
+
+    # the referee's side ---------------------------------------------------------------
+
+    def _restore_impl(self, _state) -> None:
+        """Nothing to restore: the worker's model lives and dies in its process."""
+
+    def export_onnx(self, path: str) -> dict:
+        """Keras's ONNX export on this backend (tf2onnx on TensorFlow), in a worker call."""
+        missing = missing_modules(["tf2onnx"]) if self.backend == "tensorflow" else []
+        if missing:
+            raise WorkerError("skipped", "tf2onnx is not installed (install the optional "
+                                         "extra: pip install -e '.[tensorflow]')")
+        if self.failure is not None:
+            raise WorkerError(self.failure.status, self.failure.reason)
+        response, directory = call_worker(self._base_request("export"),
+                                          {"weights.npz": self._weights,
+                                           "batch.npz": {"x": self._batch.x,
+                                                         "y": self._batch.y}},
+                                          self.timeout)
+        try:
+            shutil.copyfile(os.path.join(directory, "model.onnx"), path)
+        except OSError as exc:
+            raise WorkerError("failed", f"the worker wrote no ONNX file ({exc})") from None
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+        return dict(response.get("notes", {}))

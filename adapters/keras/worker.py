@@ -1,0 +1,179 @@
+"""Keras on one backend, in a subprocess of its own: `python -m adapters.keras.worker DIR`.
+
+A Keras process picks its backend once, at import, so Keras on TensorFlow or JAX
+cannot run beside the comparison's Keras-on-torch. The parent
+(adapters.keras.client) writes into DIR:
+
+* request.json: {"task": "run" | "export", "framework", "backend", "model",
+  "scenario", "seed", "image_size", "device", optionally "eager" (run Keras's steps
+  op by op instead of compiled, as `fit` runs them by default) and "compilation_cache"
+  (a folder for JAX's compilations), and for "run" "recipes" (names), "steps", "lr",
+  "optimizer", "validate"}
+* weights.npz (canonical arrays) and batch.npz (x, y);
+
+and starts this module with KERAS_BACKEND set. The worker runs the same adapter
+class as the in-process Keras adapter (adapters.keras.adapter.Keras3Adapter) on its
+backend and writes response.json ({"status": "ok" | "missing", ...}) and, for a
+run, arrays.npz (the inference outputs and each run's states before and after).
+For "export" it writes model.onnx: Keras's own ONNX export, which on the TensorFlow
+backend goes through tf2onnx.
+
+Exit status: 0 done, 3 the backend (an optional extra) is not installed, anything
+else a failure the parent reports with the worker's last stderr line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+FAULT_VARIABLE = "XFRAME_WORKER_FAULT"  # tests only: crash | hang | garbage
+EXIT_MISSING = 3
+MODULES = {"tensorflow": "tensorflow", "jax": "jax"}
+
+
+def _write_json(directory: str, name: str, data: dict) -> None:
+    tmp = os.path.join(directory, name + ".tmp")
+    with open(tmp, "w") as handle:
+        json.dump(data, handle)
+    os.replace(tmp, os.path.join(directory, name))
+
+
+def _simulate_fault(directory: str) -> None:
+    """Let tests exercise the parent's handling of a bad worker, cheaply and for real."""
+    fault = os.environ.get(FAULT_VARIABLE)
+    if fault == "crash":
+        print("keras_worker: simulated crash", file=sys.stderr, flush=True)
+        os.abort()
+    if fault == "hang":
+        time.sleep(3600)
+    if fault == "garbage":
+        with open(os.path.join(directory, "response.json"), "w") as handle:
+            handle.write("this is not JSON {")
+        sys.exit(0)
+
+
+def _import_backend(backend: str, task: str) -> str | None:
+    """Import the backend framework first: a missing extra is a reason, not a crash."""
+    modules = [MODULES[backend]] + (["tf2onnx"] if task == "export" else [])
+    for module in modules:
+        try:
+            __import__(module)
+        except ImportError as exc:
+            extra = "tensorflow" if module == "tf2onnx" else backend
+            return (f"{module} cannot be imported ({exc}); install the optional extra: "
+                    f"pip install -e '.[{extra}]'")
+    return None
+
+
+def _adapter(framework: str, backend: str, device: str, eager: bool = False):
+    os.environ["KERAS_BACKEND"] = backend
+    os.environ["XFRAME_KERAS_BACKEND"] = backend
+    from adapters.keras.adapter import Keras3Adapter
+
+    class WorkerKerasAdapter(Keras3Adapter):
+        name = framework
+
+    WorkerKerasAdapter.backend = backend
+    return WorkerKerasAdapter(device=device, eager=eager)
+
+
+def _load(directory: str, name: str) -> dict:
+    with np.load(os.path.join(directory, name), allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
+
+
+def _use_compilation_cache(request: dict) -> None:
+    """JAX keeps its XLA compilations in the cache folder, so a second run of the same
+    model and settings compiles nothing (measured on DenseNet121, 96 px, batch 4: 71 s of
+    CPU cold, 16 s warm). Every compilation is kept, also the small ones of eager ops."""
+    folder = request.get("compilation_cache")
+    if request["backend"] != "jax" or not folder:
+        return
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", folder)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def _build(request: dict, directory: str):
+    from comparator.inputs.batch import Batch
+    from comparator.zoo import get_spec
+
+    _use_compilation_cache(request)
+    adapter = _adapter(request["framework"], request["backend"], request.get("device", "cpu"),
+                       eager=bool(request.get("eager", False)))
+    adapter.loss_kind = request.get("loss_kind", "logits")
+    spec = get_spec(request["model"])
+    adapter.build(spec, request["scenario"], request["seed"], request["image_size"])
+    adapter.load_weights(_load(directory, "weights.npz"))
+    arrays = _load(directory, "batch.npz")
+    return adapter, Batch(x=arrays["x"], y=arrays["y"])
+
+
+def run(request: dict, directory: str) -> dict:
+    from comparator.config.recipes import RECIPES
+
+    started = time.perf_counter()
+    adapter, batch = _build(request, directory)
+    recipes = {r.name: r for r in RECIPES if r.framework == request["framework"]}
+    arrays = {"logits": adapter.logits(batch)}
+    runs, ablations = [], {}
+    for name in request["recipes"]:
+        measurement = adapter.run_recipe(recipes[name], batch, request["steps"], request["lr"],
+                                         request["optimizer"], request["validate"])
+        result = measurement.result
+        runs.append(result.to_dict())
+        ablations[result.id] = measurement.ablations
+        for which, state in (("initial", measurement.initial_state),
+                             ("final", measurement.final_state)):
+            for key, value in state.items():
+                arrays[f"{which}/{result.id}/{key}"] = value
+    np.savez(os.path.join(directory, "arrays.npz"), **arrays)
+    from adapters.onnx.runtime import structure_fingerprint
+
+    return {"status": "ok", "runs": runs, "ablations": ablations,
+            "structure": structure_fingerprint(adapter._wrappers[False]),
+            "environment": {**adapter.environment(), **adapter.backend_versions()},
+            "seconds": round(time.perf_counter() - started, 3)}
+
+
+def export(request: dict, directory: str) -> dict:
+    """Keras's ONNX export of the inference model in its initial state."""
+    from adapters.onnx.runtime import structure_fingerprint
+
+    adapter, batch = _build(request, directory)
+    model = adapter._wrappers[False]
+    adapter.logits(batch)  # on TensorFlow, Keras exports only a model that has been called
+    adapter._restore_impl(adapter._initial_state)
+    started = time.perf_counter()
+    model.export(os.path.join(directory, "model.onnx"), format="onnx", verbose=False)
+    import tf2onnx
+
+    return {"status": "ok", "export_seconds": round(time.perf_counter() - started, 3),
+            "structure": structure_fingerprint(model),
+            "notes": {"exporter": f"keras model.export(format='onnx') on the {request['backend']}"
+                                  f" backend (tf2onnx {tf2onnx.__version__})", "mode": "eval"}}
+
+
+def main(argv: list[str]) -> int:
+    directory = argv[0]
+    with open(os.path.join(directory, "request.json")) as handle:
+        request = json.load(handle)
+    _simulate_fault(directory)
+    missing = _import_backend(request["backend"], request["task"])
+    if missing:
+        _write_json(directory, "response.json", {"status": "missing", "reason": missing})
+        return EXIT_MISSING
+    task = {"run": run, "export": export}[request["task"]]
+    _write_json(directory, "response.json", task(request, directory))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,1 @@
+"""ONNX Runtime, the referee: exports, their cache, and inference sessions."""

@@ -1,0 +1,319 @@
+"""PyTorch (torchvision) adapter: the only module besides the other adapters that imports torch."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision
+from torch import nn
+
+from adapters.base import FrameworkAdapter
+from adapters.pytorch.models import FEATURES, FeatureExtractor, HeadModel, build_network
+from comparator.inputs.batch import REGRESSION_SCENARIOS, Batch
+from comparator.errors import UsageError
+from comparator.analysis.observe import used_batch_statistics, variance
+from comparator.config.recipes import Recipe
+from comparator.schema import Modes
+
+def _clipped_probability_cross_entropy(logits, labels, epsilon: float = 1e-7):
+    """Cross-entropy on softmax probabilities clipped to [epsilon, 1 - epsilon], the same
+    function (and gradient) as Keras's CategoricalCrossentropy on a softmax output."""
+    probabilities = F.softmax(logits, dim=-1)
+    probabilities = probabilities / probabilities.sum(dim=-1, keepdim=True)
+    picked = probabilities.clamp(epsilon, 1.0 - epsilon).gather(1, labels[:, None])
+    return -picked.log().mean()
+
+
+def _canonical_name(name: str) -> str:
+    return name[len("backbone."):] if name.startswith("backbone.") else name
+
+
+class PyTorchAdapter(FrameworkAdapter):
+    name = "pytorch"
+
+    def __init__(self, device: str = "cpu", threads: int | None = None):
+        super().__init__(device)
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise UsageError("--device cuda was given but PyTorch sees no CUDA device")
+        if threads:
+            torch.set_num_threads(threads)
+        self._torch_device = torch.device(device)
+        self._bn_seen: dict[str, bool] = {}
+        self._dropout_seen: dict[str, bool] = {}
+        self._optimizer = None
+        self._feature_extraction = False
+        self._features = None
+        self.optimizer_overrides: dict = {}
+
+    # ----- building and weights -------------------------------------------------------
+
+    def _build_impl(self, spec, scenario, seed, image_size):
+        self._seed = seed
+        torch.manual_seed(seed)
+        self.net = build_network(spec)
+        if scenario == "head":
+            backbone = FeatureExtractor(self.net, FEATURES[spec.family])
+            self.model = HeadModel(backbone, spec.feature_dim)
+            self.frozen = backbone
+        else:
+            self.model = self.net
+            self.frozen = self.net
+        self.model.to(self._torch_device)
+        self._install_observers()
+
+    def randomise_affine(self, seed: int) -> None:
+        """Draw BatchNorm gamma and beta away from 1 and 0, so a port that swaps them fails."""
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            for module in self.model.modules():
+                if isinstance(module, nn.BatchNorm2d):
+                    shape = module.weight.shape
+                    module.weight.copy_(0.75 + 0.5 * torch.rand(shape, generator=generator))
+                    module.bias.copy_(0.1 * torch.randn(shape, generator=generator))
+
+    def calibrate(self, images: np.ndarray, chunk: int) -> None:
+        """Set running statistics to the average batch statistics over `images`."""
+        bns = [m for m in self.model.modules() if isinstance(m, nn.BatchNorm2d)]
+        momenta = [bn.momentum for bn in bns]
+        for bn in bns:
+            bn.reset_running_stats()
+            bn.momentum = None  # cumulative average over the calibration chunks
+        self.model.train()
+        with torch.no_grad():
+            for start in range(0, len(images), chunk):
+                self.model(torch.from_numpy(images[start:start + chunk]).to(self._torch_device))
+        for bn, momentum in zip(bns, momenta):
+            bn.momentum = momentum
+
+    def _state_items(self):
+        for name, tensor in self.model.state_dict().items():
+            if not name.endswith("num_batches_tracked"):
+                yield _canonical_name(name), name, tensor
+
+    def _load_impl(self, arrays):
+        state = self.model.state_dict()
+        expected = {canonical: name for canonical, name, _ in self._state_items()}
+        missing = sorted(set(expected) - set(arrays))
+        extra = sorted(set(arrays) - set(expected))
+        if missing or extra:
+            raise UsageError(f"weights do not fit the PyTorch model: missing {missing[:5]}, "
+                             f"unexpected {extra[:5]}")
+        for canonical, name in expected.items():
+            target = state[name]
+            if tuple(target.shape) != arrays[canonical].shape:
+                raise UsageError(f"shape mismatch for {canonical}: PyTorch {tuple(target.shape)},"
+                                 f" weights {arrays[canonical].shape}")
+            target.copy_(torch.from_numpy(np.asarray(arrays[canonical])))
+
+    def _canonical_impl(self):
+        return {canonical: t.detach().cpu().numpy().copy()
+                for canonical, _, t in self._state_items()}
+
+    def _snapshot_impl(self):
+        return copy.deepcopy(self.model.state_dict())
+
+    def _restore_impl(self, state):
+        self.model.load_state_dict(state)
+        for p in self.model.parameters():
+            p.requires_grad_(True)
+            p.grad = None
+        self.model.train()
+
+    @contextlib.contextmanager
+    def float64(self):
+        """Within the block the model and its inputs are float64: reruns that measure how far
+        float32 rounding alone moves a result."""
+        self.model.double()
+        self._cache_outputs = False
+        try:
+            yield
+        finally:
+            self.model.float()
+            self._cache_outputs = True
+
+    @contextlib.contextmanager
+    def bn_momentum(self, momentum: float):
+        """Within the block every BatchNorm layer uses this (PyTorch-convention) momentum."""
+        bns = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        saved = [bn.momentum for bn in bns]
+        for bn in bns:
+            bn.momentum = momentum
+        try:
+            yield
+        finally:
+            for bn, value in zip(bns, saved):
+                bn.momentum = value
+
+    def save_state_dict(self, directory: str) -> list[str]:
+        """Files loadable with torch.load(..., weights_only=True) into plain PyTorch models."""
+        self._restore_impl(self._initial_state)
+        written = [os.path.join(directory, "pytorch_state_dict.pt")]
+        torch.save(self.net.state_dict(), written[0])
+        if self.scenario == "head":
+            written.append(os.path.join(directory, "pytorch_head_state_dict.pt"))
+            torch.save(self.model.head.state_dict(), written[1])
+        return written
+
+    # ----- recipes ---------------------------------------------------------------------
+
+    def _apply_impl(self, recipe: Recipe | None):
+        self.model.train()
+        self._features = None
+        self._feature_extraction = bool(recipe and recipe.feature_extraction)
+        if recipe is None:
+            return
+        if recipe.requires_grad_false or recipe.feature_extraction:
+            for p in self.frozen.parameters():
+                p.requires_grad_(False)
+        if recipe.eval_mode or recipe.feature_extraction:
+            self.frozen.eval()
+
+    def _prepare_optimizer_impl(self, optimizer, lr):
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if not params:
+            self._optimizer = None
+        elif optimizer == "adam":
+            self._optimizer = torch.optim.Adam(params, lr=lr, **self.optimizer_overrides)
+        else:
+            self._optimizer = torch.optim.SGD(params, lr=lr, **self.optimizer_overrides)
+
+    def _param_counts_impl(self):
+        trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in self.model.parameters())
+        return trainable, total - trainable
+
+    # ----- passes ----------------------------------------------------------------------
+
+    def _tensors(self, batch: Batch):
+        dtype = next(self.model.parameters()).dtype
+        x = torch.from_numpy(batch.x).to(self._torch_device, dtype)
+        y = torch.from_numpy(batch.y).to(self._torch_device)
+        return x, (y.to(dtype) if y.is_floating_point() else y)
+
+    def _loss(self, outputs, y):
+        if self.scenario in REGRESSION_SCENARIOS:
+            return F.mse_loss(outputs, y)
+        if self.loss_kind == "probabilities":
+            return _clipped_probability_cross_entropy(outputs, y)
+        return F.cross_entropy(outputs, y)
+
+    def _logits_impl(self, batch):
+        self.model.eval()
+        with torch.no_grad():
+            return self.model(self._tensors(batch)[0]).cpu().numpy()
+
+    def _inference_loss_impl(self, batch):
+        self.model.eval()
+        x, y = self._tensors(batch)
+        with torch.no_grad():
+            return float(self._loss(self.model(x), y))
+
+    def _forward_configuration_impl(self):
+        # Without gradients, requires_grad flags change nothing a forward pass computes;
+        # which modules are in train() and the BatchNorm momenta do.
+        return (tuple(m.training for m in self.model.modules()),
+                tuple(m.momentum for m in self.model.modules()
+                      if isinstance(m, nn.modules.batchnorm._BatchNorm)),
+                self._feature_extraction, next(self.model.parameters()).dtype)
+
+    def _loss_from_outputs_impl(self, outputs, batch):
+        # The same eval() forward pass as _inference_loss_impl, whose outputs were kept.
+        _, y = self._tensors(batch)
+        with torch.no_grad():
+            return float(self._loss(torch.from_numpy(outputs).to(y.device), y))
+
+    def _forward(self, x):
+        """The train-step forward pass; with feature extraction, the head on features that
+        the frozen part computed once, in eval() and without gradients."""
+        if not self._feature_extraction:
+            return self.model(x)
+        if self._features is None:
+            with torch.no_grad():
+                self._features = self.frozen(x)
+        return self.model.head(self._features)
+
+    def _train_step_impl(self, batch, validate=False):
+        # A standard loop: the mode the recipe set, forward, loss, backward, step.
+        x, y = self._tensors(batch)
+        self._observing = True
+        try:
+            loss = self._loss(self._forward(x), y)
+        finally:
+            self._observing = False
+        if self._optimizer is not None:
+            self._optimizer.zero_grad()
+            loss.backward()
+            self._optimizer.step()
+        return float(loss.detach()), None
+
+    def _reset_rng_impl(self):
+        torch.manual_seed(self._seed)
+
+    def _forward_loss_impl(self, batch, bn_moving, dropout_off):
+        switched = [m for m in self.model.modules() if m.training and (
+            (bn_moving and isinstance(m, nn.modules.batchnorm._BatchNorm))
+            or (dropout_off and isinstance(m, nn.Dropout)))]
+        x, y = self._tensors(batch)
+        try:
+            for module in switched:
+                module.eval()
+            with torch.no_grad():
+                return float(self._loss(self._forward(x), y))
+        finally:
+            for module in switched:
+                module.train()
+
+    # ----- observation -----------------------------------------------------------------
+
+    def _install_observers(self):
+        self._observing = False
+        for name, module in self.model.named_modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.register_forward_pre_hook(self._bn_pre_hook)
+                module.register_forward_hook(self._make_bn_hook(name))
+            elif isinstance(module, nn.Dropout):
+                module.register_forward_hook(self._make_dropout_hook(name))
+
+    def _bn_pre_hook(self, module, args):
+        if self._observing:
+            module._xframe_stats = (module.running_mean.detach().clone(),
+                                    module.running_var.detach().clone())
+
+    def _make_bn_hook(self, name):
+        def hook(module, args, output):
+            if not self._observing:
+                return
+            dims = [d for d in range(output.ndim) if d != 1]
+            with torch.no_grad():
+                sums = [f(t).mean(dim=dims) for t in (args[0], output)
+                        for f in (lambda t: t, torch.square)]
+            x_mean, x_square, y_mean, y_square = [s.cpu().numpy() for s in sums]
+            moving_mean, moving_var = module._xframe_stats
+            as_numpy = [x_mean, variance(x_mean, x_square), y_mean, variance(y_mean, y_square)]
+            as_numpy += [t.detach().cpu().numpy() for t in
+                         (module.weight, module.bias, moving_mean, moving_var)]
+            self._bn_seen[name] = used_batch_statistics(*as_numpy, eps=module.eps)
+        return hook
+
+    def _make_dropout_hook(self, name):
+        def hook(module, args, output):
+            if self._observing:
+                self._dropout_seen[name] = not torch.equal(args[0].detach(), output.detach())
+        return hook
+
+    def _audit_impl(self):
+        bn_layers = sum(isinstance(m, nn.modules.batchnorm._BatchNorm)
+                        for m in self.model.modules())
+        dropout_layers = sum(isinstance(m, nn.Dropout) for m in self.model.modules())
+        modes = Modes(bn_layers, sum(self._bn_seen.values()), dropout_layers,
+                      sum(self._dropout_seen.values()))
+        self._bn_seen, self._dropout_seen = {}, {}
+        return modes
+
+    def _environment_impl(self):
+        return {"torch": torch.__version__, "torchvision": torchvision.__version__}

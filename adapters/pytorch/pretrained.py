@@ -1,0 +1,134 @@
+"""Pretrained PyTorch checkpoints: torchvision's ImageNet weights through torchvision's own
+loader, and state_dict files (.pt/.pth with weights_only=True, .safetensors).
+
+Every load is weights-only: torchvision's loader passes weights_only=False to torch.load
+(torch 2.14.1), so it is called with TORCH_FORCE_WEIGHTS_ONLY_LOAD=1, which torch.load
+reads at each call. A pickle that would run code is refused, never executed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+from urllib.parse import urlparse
+
+import numpy as np
+import torch
+import torchvision
+
+from adapters.pytorch.models import build_network
+from comparator.inputs.checkpoints import (
+    checkpoint_record,
+    missing_checkpoint,
+    offline,
+    refused_pickle,
+    unreadable_checkpoint,
+)
+from comparator.errors import UsageError
+from comparator.zoo import ModelSpec
+
+
+def imagenet_weights(spec: ModelSpec):
+    """torchvision's ImageNet weights enum member for the model (IMAGENET1K_V1)."""
+    return torchvision.models.get_model_weights(spec.torchvision_builder).IMAGENET1K_V1
+
+
+def imagenet_cache_path(weights) -> str:
+    """Where torch.hub.load_state_dict_from_url keeps the file: $TORCH_HOME/hub/checkpoints."""
+    name = os.path.basename(urlparse(weights.url).path)
+    return os.path.join(torch.hub.get_dir(), "checkpoints", name)
+
+
+@contextlib.contextmanager
+def _weights_only():
+    names = ("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")
+    saved = {name: os.environ.pop(name, None) for name in names}
+    os.environ[names[0]] = "1"
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            os.environ.pop(name, None)
+            if value is not None:
+                os.environ[name] = value
+
+
+def _arrays(net: torch.nn.Module) -> dict[str, np.ndarray]:
+    return {name: t.detach().cpu().numpy().copy() for name, t in net.state_dict().items()
+            if not name.endswith("num_batches_tracked")}
+
+
+def load_imagenet(spec: ModelSpec) -> tuple[dict[str, np.ndarray], dict]:
+    """torchvision's ImageNet checkpoint as canonical arrays, and its record for the report.
+
+    The file is read from torch.hub's cache; it is downloaded (hash-checked by torchvision)
+    only when missing and a download is allowed."""
+    weights = imagenet_weights(spec)
+    path = imagenet_cache_path(weights)
+    cached = os.path.isfile(path)
+    what = f"torchvision checkpoint {type(weights).__name__}.IMAGENET1K_V1 of {spec.name}"
+    if not cached and offline():
+        raise missing_checkpoint(what, path, weights.url, "TORCH_HOME")
+    builder = getattr(torchvision.models, spec.torchvision_builder)
+    try:
+        with _weights_only():
+            net = builder(weights=weights, progress=False)
+    except pickle.UnpicklingError as exc:
+        raise refused_pickle(path, exc) from None
+    except Exception as exc:  # noqa: BLE001 - a missing download or an unreadable file
+        if not cached and not os.path.isfile(path):
+            raise missing_checkpoint(what, path, weights.url, "TORCH_HOME",
+                                     reason=str(exc).splitlines()[0][:120]) from None
+        raise unreadable_checkpoint(path, exc) from None
+    # Checked only on download by torch.hub; a cached file is not: say whether it matches.
+    record = checkpoint_record("pytorch", f"torchvision {type(weights).__name__}.IMAGENET1K_V1",
+                               path, url=weights.url)
+    prefix = os.path.basename(path).rsplit("-", 1)[-1].split(".")[0]
+    record["published_hash_prefix"] = prefix
+    record["matches_published_hash"] = record["sha256"].startswith(prefix)
+    return _arrays(net), record
+
+
+def _read_state_dict(path: str) -> dict:
+    if path.lower().endswith(".safetensors"):
+        try:
+            from safetensors.torch import load_file
+        except ImportError:
+            raise UsageError("reading .safetensors needs the safetensors package: "
+                             "pip install safetensors") from None
+        try:
+            return load_file(path)
+        except Exception as exc:  # noqa: BLE001 - SafetensorError and friends
+            raise unreadable_checkpoint(path, exc) from None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise refused_pickle(path, exc) from None
+    except Exception as exc:  # noqa: BLE001 - truncated or not a torch file
+        raise unreadable_checkpoint(path, exc) from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
+                                              for v in state.values()):
+        raise UsageError(f"{path} is not a state_dict (a mapping of names to tensors)")
+    return state
+
+
+def load_file(spec: ModelSpec, path: str) -> tuple[dict[str, np.ndarray], dict]:
+    """A state_dict file loaded into the model's torchvision (or own) architecture."""
+    state = _read_state_dict(path)
+    net = build_network(spec)
+    expected = set(net.state_dict())
+    missing = sorted(expected - set(state))
+    unexpected = sorted(set(state) - expected)
+    if [m for m in missing if not m.endswith("num_batches_tracked")] or unexpected:
+        raise UsageError(f"{os.path.basename(path)} does not fit {spec.name}: "
+                         f"{len(missing)} missing keys (e.g. {missing[:2]}), {len(unexpected)} "
+                         f"unexpected (e.g. {unexpected[:2]})")
+    try:
+        net.load_state_dict(state, strict=False)
+    except RuntimeError as exc:
+        raise UsageError(f"{os.path.basename(path)} does not fit {spec.name}: "
+                         f"{str(exc).splitlines()[-1].strip()[:200]}") from None
+    return _arrays(net), checkpoint_record("pytorch", "file", path)

@@ -1,0 +1,136 @@
+"""Reruns that test a suspected cross-framework cause of a difference.
+
+When two recipes that should agree part ways, the PyTorch recipe is run again
+with one framework convention switched to Keras's (BatchNorm momentum, Adam
+epsilon); if the difference then vanishes, that convention is measured to be
+the cause.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from comparator.analysis.diagnosis import explain_bn_conventions
+
+STATE_TOLERANCE = 1e-5
+FLOAT32_FACTOR = 4  # a second float32 implementation may round up to a few times as far
+
+
+def _keras_torch_pair(eq, runs):
+    if not (eq.a.startswith("keras:") and eq.b.startswith("pytorch:")):
+        return None
+    return runs[eq.a], runs[eq.b]
+
+
+def _bn_causes(eq, spec, rerun, runs, states) -> list[dict]:
+    if eq.max_bn_stat_diff is None or eq.max_bn_stat_diff <= STATE_TOLERANCE:
+        return []
+    a, b = runs[eq.a], runs[eq.b]
+    if not (a.state.bn_stats_changed and b.state.bn_stats_changed
+            and a.modes.bn_batch_stats == b.modes.bn_batch_stats):
+        return []
+    keras_momentum, torch_momentum = spec.bn_momentum["keras"], spec.bn_momentum["pytorch"]
+    matched = states[eq.b]
+    if abs((1.0 - keras_momentum) - torch_momentum) > 1e-12:
+        with rerun.adapter.bn_momentum(1.0 - keras_momentum):
+            matched = rerun.running_statistics()
+    return explain_bn_conventions(states[eq.a], states[eq.b], matched, keras_momentum,
+                                  torch_momentum)
+
+
+def _max_param_diff(a: dict, b: dict) -> float:
+    names = [k for k in a if k in b and not k.endswith((".running_mean", ".running_var"))]
+    return max(float(np.max(np.abs(a[k].astype(np.float64) - b[k]))) for k in names)
+
+
+def _adam_causes(eq, config, rerun, states, keras_epsilon: float) -> list[dict]:
+    if config.optimizer != "adam" or eq.max_weight_diff is None:
+        return []
+    if eq.max_weight_diff <= STATE_TOLERANCE:
+        return []
+
+    def weights_diff_with(eps: float) -> float:
+        rerun.adapter.optimizer_overrides = {"eps": eps}
+        try:
+            return _max_param_diff(states[eq.a], rerun().final_state)
+        finally:
+            rerun.adapter.optimizer_overrides = {}
+
+    same_value = weights_diff_with(keras_epsilon)
+    causes = [{"cause": "adam_epsilon", "value": same_value, "before": eq.max_weight_diff,
+               "text": f"Adam epsilon: Keras {keras_epsilon:g}, PyTorch 1e-08. Re-run with "
+                       f"PyTorch eps={keras_epsilon:g}, the weights after the step differ by "
+                       f"up to {same_value:.2g} (were {eq.max_weight_diff:.2g})."}]
+    if config.steps == 1:
+        # Keras adds epsilon to sqrt(v) before bias correction, PyTorch after it; at step 1
+        # Keras's epsilon then acts like PyTorch's eps / sqrt(1 - beta_2).
+        placed = keras_epsilon / np.sqrt(1.0 - 0.999)
+        placed_value = weights_diff_with(placed)
+        causes.append({
+            "cause": "adam_epsilon_placement", "value": placed_value,
+            "before": eq.max_weight_diff,
+            "text": f"Keras adds epsilon to the square root of the uncorrected second moment, "
+                    f"PyTorch to the bias-corrected one: at step 1 Keras's {keras_epsilon:g} "
+                    f"acts as PyTorch eps={placed:.3g}. Re-run with that value, the weights "
+                    f"agree to {placed_value:.2g}."})
+    return causes
+
+
+def _float32_causes(eq, rerun, states) -> list[dict]:
+    """Weights that differ after the same SGD step can be float32 rounding amplified by an
+    ill-conditioned gradient; a float64 rerun of the PyTorch recipe measures how far."""
+    if eq.max_weight_diff is None or eq.max_weight_diff <= STATE_TOLERANCE:
+        return []
+    with rerun.adapter.float64():
+        exact = rerun().final_state
+    torch_error = _max_param_diff(states[eq.b], exact)
+    keras_error = _max_param_diff(states[eq.a], exact)
+    within = keras_error <= max(FLOAT32_FACTOR * torch_error, STATE_TOLERANCE)
+    verdict = ("both frameworks are as close to the float64 result as float32 allows: the "
+               "difference is rounding, not a different computation" if within else
+               "Keras is further from it than float32 rounding explains")
+    return [{"cause": "float32_rounding", "value": keras_error, "before": eq.max_weight_diff,
+             "torch_float32_error": torch_error, "explains": within,
+             "text": f"Re-run of {eq.b} in float64: PyTorch's float32 weights after the step "
+                     f"are up to {torch_error:.2g} from it, Keras's up to {keras_error:.2g}; "
+                     f"{verdict}."}]
+
+
+class _Rerun:
+    def __init__(self, adapter, recipe, batch, config):
+        self.adapter, self.recipe, self.batch, self.config = adapter, recipe, batch, config
+
+    def __call__(self):
+        c = self.config
+        return self.adapter.run_recipe(self.recipe, self.batch, c.steps, c.lr, c.optimizer,
+                                       ablate=False)
+
+    def running_statistics(self) -> dict:
+        """The state whose BatchNorm running statistics the rerun leaves: after one step
+        they come from its forward pass alone, so no backward pass or update is run."""
+        if self.config.steps == 1:
+            return self.adapter.statistics_after_forward(self.recipe, self.batch)
+        return self().final_state
+
+
+def explain_pair(eq, spec, recipes, adapters, batch, config, runs, states):
+    """The equivalence with measured causes attached, when a rerun can test one."""
+    if _keras_torch_pair(eq, runs) is None or "pytorch" not in adapters:
+        return eq
+    recipe = {r.id: r for r in recipes}[eq.b]
+    rerun = _Rerun(adapters["pytorch"], recipe, batch, config)
+    from comparator.config import ADAM_EPSILON
+
+    causes = (_bn_causes(eq, spec, rerun, runs, states)
+              + _adam_causes(eq, config, rerun, states, ADAM_EPSILON["keras"]))
+    # Only a pair that differs in nothing but its weights after the step can be rounding.
+    weights_only = all(d.startswith("weights after the step") for d in eq.differences)
+    if not causes and weights_only:
+        causes = _float32_causes(eq, rerun, states)
+    if not causes:
+        return eq
+    rounding = any(c["cause"] == "float32_rounding" and c["explains"] for c in causes)
+    return dataclasses.replace(eq, causes=tuple(causes),
+                               equivalent=eq.equivalent or (weights_only and rounding))

@@ -1,0 +1,105 @@
+"""Which recipe of one framework behaves like which recipe of the other, measured."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from comparator.config.recipes import EXPECTED_PAIRS
+from comparator.schema import Equivalence, RunResult
+
+LOSS_RTOL = 1e-4  # float32 kernels of two frameworks differ around 1e-6 relative
+STATE_ATOL = 1e-5  # weights and running statistics after the same step
+
+
+def loss_tolerance(value: float) -> float:
+    return LOSS_RTOL * max(1.0, abs(value))
+
+
+def _max_state_diff(a: dict, b: dict, stats: bool) -> float | None:
+    names = [k for k in a if k in b and k.endswith((".running_mean", ".running_var")) == stats]
+    if not names:
+        return None
+    return max(float(np.max(np.abs(a[k].astype(np.float64) - b[k]))) for k in names)
+
+
+def compare_runs(a: RunResult, b: RunResult, state_a: dict, state_b: dict,
+                 expected: bool = False, reason: str = "") -> Equivalence:
+    differences = []
+    dropout = a.modes.dropout_active or b.modes.dropout_active
+    pairs = [("inference_before", a.losses.inference_before, b.losses.inference_before)]
+    if dropout:
+        differences.append("train-step and later losses not compared: Dropout was active, and "
+                           "the frameworks draw different random masks")
+    else:
+        pairs += [(f"train_step[{i}]", x, y)
+                  for i, (x, y) in enumerate(zip(a.losses.train_step, b.losses.train_step))]
+        pairs.append(("inference_after", a.losses.inference_after, b.losses.inference_after))
+    max_diff = 0.0
+    for label, x, y in pairs:
+        diff = abs(x - y)
+        max_diff = max(max_diff, diff)
+        if diff > loss_tolerance(max(abs(x), abs(y))):
+            differences.append(f"{label}: {x:.6g} vs {y:.6g} (differ by {diff:.3g})")
+    for flag in ("weights_changed", "bn_stats_changed"):
+        fa, fb = getattr(a.state, flag), getattr(b.state, flag)
+        if fa != fb:
+            differences.append(f"{flag}: {a.id} {fa}, {b.id} {fb}")
+    if a.modes.bn_batch_stats != b.modes.bn_batch_stats:
+        differences.append(f"BatchNorm layers using batch statistics: {a.modes.bn_batch_stats} "
+                           f"vs {b.modes.bn_batch_stats}")
+    weight_diff = None if dropout else _max_state_diff(state_a, state_b, stats=False)
+    stat_diff = _max_state_diff(state_a, state_b, stats=True)
+    if weight_diff is not None and weight_diff > STATE_ATOL:
+        differences.append(f"weights after the step differ by up to {weight_diff:.3g}")
+    if stat_diff is not None and stat_diff > STATE_ATOL:
+        differences.append(f"BatchNorm running statistics after the step differ by up to "
+                           f"{stat_diff:.3g}")
+    return Equivalence(a=a.id, b=b.id, equivalent=not differences, max_diff=max_diff,
+                       expected=expected, reason=reason, differences=tuple(differences),
+                       max_weight_diff=weight_diff, max_bn_stat_diff=stat_diff)
+
+
+def old_keras_frozen_bn_findings(runs: dict[str, RunResult]) -> list[str]:
+    """Which runs behave like Keras 2.1-era `trainable = False` on BatchNorm (the seed report):
+    weights frozen, yet BatchNorm normalising with the batch's statistics in training."""
+    twins = [r for r in runs.values() if r.modes.bn_batch_stats and not r.state.weights_changed]
+    if not any(r.modes.bn_layers for r in runs.values()):
+        return []
+    findings = []
+    for framework in sorted({r.framework for r in runs.values()}):
+        mine = [r.id for r in twins if r.framework == framework]
+        if mine:
+            findings.append(
+                f"{', '.join(mine)} reproduce{'s' if len(mine) == 1 else ''} the old Keras "
+                "(2.1 era) frozen-BatchNorm behaviour of the seed report: no weight changed, "
+                "yet BatchNorm normalised with the batch's statistics in the train step.")
+        else:
+            findings.append(
+                f"No {framework} recipe run here reproduces the old Keras frozen-BatchNorm "
+                "behaviour (frozen weights with BatchNorm on batch statistics).")
+    return findings
+
+
+def equivalences(runs: dict[str, RunResult], states: dict[str, dict]) -> list[Equivalence]:
+    """The expected pairs (always listed) and any other pair of a PyTorch recipe with
+    another framework's that agrees."""
+    found = []
+    listed = set()
+    for a, b, reason in EXPECTED_PAIRS:
+        if a in runs and b in runs:
+            found.append(compare_runs(runs[a], runs[b], states[a], states[b], True, reason))
+            listed.add((a, b))
+    for a, b in itertools.combinations(runs, 2):
+        if runs[a].framework == runs[b].framework or (a, b) in listed or (b, a) in listed:
+            continue
+        if "pytorch" not in (runs[a].framework, runs[b].framework):
+            continue  # Keras backends against each other: the expected pairs say it
+        if runs[a].framework == "pytorch":
+            a, b = b, a
+        result = compare_runs(runs[a], runs[b], states[a], states[b], False,
+                              "not an expected pair; listed because the measurements agree")
+        if result.equivalent:
+            found.append(result)
+    return found

@@ -1,0 +1,527 @@
+"""ONNX Runtime as a neutral referee for a finished comparison.
+
+The PyTorch model is exported twice from the initial weights, in inference mode
+and with training=TrainingMode.TRAINING (BatchNorm with batch statistics, Dropout
+removed), and the Keras model with its own exporter (on the torch backend in this
+process; on TensorFlow, when keras-tensorflow runs, in its worker, through tf2onnx:
+a third, independently exported graph); ONNX Runtime runs the graphs
+on the comparison batch and the losses are computed here, in numpy. Then:
+
+* the inference graphs must agree with each other and with each framework's
+  inference outputs (`onnx:eval`);
+* every run whose train step normalised with batch statistics in all BatchNorm
+  layers and had no active Dropout must report the loss of the training-mode
+  graph (`onnx:train_forward`);
+* every run whose BatchNorm layers all used moving statistics must differ from
+  it, by the amount shown (and, with no Dropout active, match `onnx:eval`).
+
+A failed export or ONNX Runtime failure marks its reference failed with a
+one-line reason; nothing raises. Only numpy is imported here; adapters.onnx.runtime
+(which imports onnx, onnxruntime and torch) is imported when the referee runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from comparator.inputs.batch import REGRESSION_SCENARIOS
+from comparator.analysis.equivalence import loss_tolerance
+from comparator.errors import UsageError
+from comparator.schema import Check, Report, _clean
+
+EXPORTERS = ("torchscript", "dynamo")
+LOGIT_TOLERANCE = 1e-4  # float32 kernels of two runtimes on the same function
+TRAIN_FORWARD_DESCRIPTION = "BatchNorm with batch statistics, dropout off"
+EVAL = "onnx:eval"
+TF_GRAPH = "keras-tensorflow"  # the framework whose worker exports the third graph
+TRAIN_FORWARD = "onnx:train_forward"
+
+
+@dataclass(frozen=True)
+class RefereeResult:
+    references: dict  # JSON-ready, under "onnx:eval" and "onnx:train_forward"
+    checks: tuple[Check, ...]
+    failed: bool  # a reference could not be computed (see reasons)
+    reasons: tuple[str, ...]
+    seconds: dict  # per phase: export, run, framework_outputs, total
+
+    def to_dict(self) -> dict:
+        return _clean({"references": self.references,
+                       "checks": [c.to_dict() for c in self.checks],
+                       "failed": self.failed, "reasons": list(self.reasons),
+                       "seconds": self.seconds})
+
+
+def with_referee(report: Report, result: RefereeResult) -> Report:
+    """The report with the referee's references, checks and timings added."""
+    return dataclasses.replace(
+        report, references={**report.references, **result.references},
+        checks=tuple(report.checks) + tuple(result.checks),
+        timings={**report.timings, "referee": dict(result.seconds)})
+
+
+# ----- losses, in numpy ----------------------------------------------------------------------
+
+
+def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Mean cross-entropy from logits with integer labels (float64)."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    log_norm = np.log(np.exp(z).sum(axis=1))
+    labels = np.asarray(labels).astype(np.int64).ravel()
+    return float(np.mean(log_norm - z[np.arange(len(z)), labels]))
+
+
+def mean_squared_error(outputs: np.ndarray, targets: np.ndarray) -> float:
+    diff = np.asarray(outputs, dtype=np.float64) - np.asarray(targets, dtype=np.float64)
+    return float(np.mean(diff ** 2))
+
+
+def clipped_probability_cross_entropy(logits: np.ndarray, labels: np.ndarray,
+                                      epsilon: float = 1e-7) -> float:
+    """Cross-entropy on softmax probabilities clipped to [epsilon, 1 - epsilon] (float64)."""
+    z = np.asarray(logits, dtype=np.float64)
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    labels = np.asarray(labels).astype(np.int64).ravel()
+    return float(np.mean(-np.log(np.clip(p[np.arange(len(p)), labels], epsilon, 1 - epsilon))))
+
+
+def loss_of(scenario: str, outputs: np.ndarray, y: np.ndarray, kind: str = "logits") -> float:
+    """The comparison's loss: mean squared error for regression scenarios, else
+    cross-entropy from logits or on clipped probabilities (`kind`)."""
+    if scenario in REGRESSION_SCENARIOS:
+        return mean_squared_error(outputs, np.reshape(y, np.shape(outputs)))
+    if kind == "probabilities":
+        return clipped_probability_cross_entropy(outputs, y)
+    return cross_entropy(outputs, y)
+
+
+def _max_abs(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        return float("inf")
+    return float(np.max(np.abs(a - b))) if a.size else 0.0
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = [x.strip() for x in str(exc).strip().splitlines() if x.strip()]
+    text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.6g}"
+
+
+# ----- the referee -----------------------------------------------------------------------
+
+
+class _Unavailable(Exception):
+    """The referee cannot start; the message is the reason."""
+
+
+class _Referee:
+    def __init__(self, outcome, cache_dir, exporter, device):
+        self.report, self.batch = outcome.report, outcome.batch
+        self.adapters = dict(outcome.adapters or {})
+        self.scenario = self.report.scenario
+        self.loss_kind = self.report.settings.get("loss_kind", "logits")
+        self.exporter, self.device = exporter, device
+        self.cache_dir = cache_dir
+        self.seconds = {"export": 0.0, "run": 0.0, "framework_outputs": 0.0}
+        self.onnxrt = None
+        self.touched = set()
+        self.output_errors: dict[str, str] = {}
+
+    # framework state ---------------------------------------------------------------------
+
+    def _reset(self, name: str) -> None:
+        """Initial weights; for PyTorch also train() and requires_grad, as every run starts."""
+        adapter = self.adapters[name]
+        adapter._restore_impl(adapter._initial_state)
+
+    def _restore_all(self) -> list[str]:
+        problems = []
+        for name in sorted(self.touched):
+            try:
+                self._reset(name)
+            except Exception as exc:  # noqa: BLE001 - reported, never raised
+                problems.append(f"could not restore the {name} model: {_one_line(exc)}")
+        return problems
+
+    def _weights_sha256(self) -> str:
+        found = self.report.settings.get("weights_sha256")
+        if found:
+            return found
+        from comparator.inputs.weights import weights_sha256
+
+        self.touched.add("pytorch")
+        self._reset("pytorch")
+        return weights_sha256(self.adapters["pytorch"].canonical_weights())
+
+    def framework_outputs(self) -> dict[str, np.ndarray]:
+        """Each framework's inference-mode outputs of the initial state, on the batch."""
+        outputs = {}
+        started = time.perf_counter()
+        for name, adapter in self.adapters.items():
+            if getattr(adapter, "failure", None) is not None:
+                continue  # a worker that could not run has no outputs; the report says why
+            self.touched.add(name)
+            try:
+                outputs[name] = np.asarray(self.adapters[name].logits(self.batch))
+            except Exception as exc:  # noqa: BLE001 - reported with the reference
+                self.output_errors[name] = _one_line(exc)
+        self.seconds["framework_outputs"] += time.perf_counter() - started
+        return outputs
+
+    # exports --------------------------------------------------------------------------------
+
+    def _fields(self, framework: str, exporter: str, mode: str, shape) -> dict:
+        adapter = self.adapters[framework]
+        if hasattr(adapter, "export_onnx"):  # a worker measured its model's structure
+            structure = adapter.structure
+        else:
+            exported = adapter.model if framework == "pytorch" else adapter._wrappers[False]
+            structure = self.onnxrt.structure_fingerprint(exported)
+        return self.onnxrt.cache_fields(
+            framework=framework, model=self.report.model, scenario=self.scenario,
+            weights_sha256=self.sha, input_shape=shape, exporter=exporter, mode=mode,
+            structure=structure)
+
+    def _torch_builder(self, mode: str):
+        def build(path: str) -> dict:
+            self.touched.add("pytorch")
+            self._reset("pytorch")
+            try:
+                return self.onnxrt.export_torch(self.adapters["pytorch"].model, self.batch.x,
+                                                path, exporter=self.exporter, mode=mode)
+            finally:
+                self._reset("pytorch")
+        return build
+
+    def _keras_builder(self):
+        def build(path: str) -> dict:
+            self.touched.add("keras")
+            self._reset("keras")
+            try:
+                return self.onnxrt.export_keras(self.adapters["keras"]._wrappers[False], path)
+            finally:
+                self._reset("keras")
+        return build
+
+    def _worker_builder(self, name: str):
+        def build(path: str) -> dict:
+            return self.adapters[name].export_onnx(path)
+        return build
+
+    def _worker_graph_unavailable(self, name: str) -> str | None:
+        """Why the worker's graph cannot be had: an optional extra is missing, or the worker
+        failed (its runs already report that). The graph is then skipped, or None."""
+        adapter = self.adapters[name]
+        failure = getattr(adapter, "failure", None)
+        if failure is not None:
+            return f"the {name} worker {failure.status}: {failure.reason}"
+        from comparator.config.frameworks import ONNX_EXTRA_MODULES, missing_modules
+
+        missing = missing_modules(ONNX_EXTRA_MODULES)
+        if missing:
+            return (f"{', '.join(missing)} is not installed (install the optional extra: "
+                    "pip install -e '.[tensorflow]')")
+        return None
+
+    def attempt(self, fields: dict, build, x: np.ndarray, cache) -> tuple[dict, np.ndarray | None]:
+        """Export (or take from the cache), run in ONNX Runtime; an entry and the outputs."""
+        entry = {"ok": False, "error": None, "exporter": fields["exporter"]}
+        started = time.perf_counter()
+        try:
+            export = cache.get_or_build(fields, build)
+        except Exception as exc:  # noqa: BLE001 - a failed export is a result
+            entry["error"] = f"export failed: {_one_line(exc)}"
+            return entry, None
+        finally:
+            self.seconds["export"] += time.perf_counter() - started
+        entry.update(file=export.path, cached=export.cached,
+                     export_seconds=export.export_seconds, check_seconds=export.check_seconds,
+                     rebuilt=export.rebuilt, exported_with=export.export_notes,
+                     graph=export.facts)
+        try:
+            run = self.onnxrt.run_onnx(export.path, x, self.device)
+        except ImportError as exc:
+            entry["error"] = f"ONNX Runtime cannot be imported ({_one_line(exc)})"
+            return entry, None
+        except Exception as exc:  # noqa: BLE001
+            entry["error"] = f"ONNX Runtime failed: {_one_line(exc)}"
+            return entry, None
+        self.seconds["run"] += run.seconds
+        entry.update(run_seconds=run.seconds, provider=run.provider)
+        if run.note:
+            entry["provider_note"] = run.note
+        if not np.all(np.isfinite(run.outputs)):
+            entry["error"] = "ONNX Runtime produced non-finite outputs"
+            return entry, None
+        entry["ok"] = True
+        return entry, run.outputs
+
+    # references ---------------------------------------------------------------------------
+
+    def eval_reference(self, cache, logits: dict) -> tuple[dict, dict]:
+        ref = {"ok": False, "error": None, "inference_before": None, "description": (
+            "ONNX Runtime on inference-mode exports of the initial weights (BatchNorm with "
+            f"moving statistics, Dropout off): PyTorch via the {self.exporter} exporter"
+            + (", Keras via its own model.export(format='onnx')" if "keras" in self.adapters
+               else "")
+            + (", Keras on TensorFlow via model.export(format='onnx'), which uses tf2onnx, in "
+               "its worker" if TF_GRAPH in self.adapters else "")),
+            "exports": {}, "losses": {}, "max_abs_diff": {}}
+        graphs = {}
+        plans = [("pytorch", self._fields("pytorch", self.exporter, "eval", self.batch.x.shape),
+                  self._torch_builder("eval"), self.batch.x)]
+        if "keras" in self.adapters:
+            x = self.batch.x_channels_last
+            plans.append(("keras", self._fields("keras", "keras", "eval", x.shape),
+                          self._keras_builder(), x))
+        skipped = {}
+        if TF_GRAPH in self.adapters:
+            reason = self._worker_graph_unavailable(TF_GRAPH)
+            if reason:
+                skipped[TF_GRAPH] = reason
+            else:
+                x = self.batch.x_channels_last
+                plans.append((TF_GRAPH, self._fields(TF_GRAPH, "keras-tf2onnx", "eval",
+                                                     x.shape), self._worker_builder(TF_GRAPH), x))
+        for name, reason in skipped.items():
+            ref["exports"][name] = {"ok": False, "skipped": True, "error": None,
+                                    "reason": reason}
+        errors = []
+        for name, fields, build, x in plans:
+            entry, outputs = self.attempt(fields, build, x, cache)
+            if entry["ok"]:
+                facts = entry["graph"]
+                if facts["batchnorm_training_nodes"] or facts["active_dropout_nodes"]:
+                    entry["ok"], outputs = False, None
+                    entry["error"] = (f"the inference graph has {facts['batchnorm_training_nodes']}"
+                                      " BatchNormalization nodes in training mode and "
+                                      f"{facts['active_dropout_nodes']} active Dropout nodes")
+            if outputs is not None:
+                graphs[name] = outputs
+                entry["loss"] = loss_of(self.scenario, outputs, self.batch.y, self.loss_kind)
+                ref["losses"][name] = entry["loss"]
+            else:
+                errors.append(f"{name} graph: {entry['error']}")
+            ref["exports"][name] = entry
+        for graph, outputs in graphs.items():
+            for framework, reference in logits.items():
+                ref["max_abs_diff"][f"{graph}_graph_vs_{framework}"] = _max_abs(outputs,
+                                                                                reference)
+        names = list(graphs)  # every pair of graphs: pytorch, keras, keras-tensorflow
+        for i, first in enumerate(names):
+            for second in names[i + 1:]:
+                ref["max_abs_diff"][f"{first}_graph_vs_{second}_graph"] = _max_abs(
+                    graphs[first], graphs[second])
+        for framework, problem in self.output_errors.items():
+            errors.append(f"{framework} inference outputs for comparison: {problem}")
+        primary = "pytorch" if "pytorch" in graphs else next(iter(graphs), None)
+        if primary is not None:
+            ref["inference_before"] = ref["losses"][primary]
+            ref["inference_before_from"] = f"{primary} graph"
+        ref["ok"] = not errors
+        ref["error"] = "; ".join(errors) or None
+        return ref, graphs
+
+    def train_reference(self, cache) -> dict:
+        ref = {"ok": False, "error": None, "train_forward": None,
+               "description": TRAIN_FORWARD_DESCRIPTION}
+        fields = self._fields("pytorch", self.exporter, "train_forward", self.batch.x.shape)
+        entry, outputs = self.attempt(fields, self._torch_builder("train_forward"),
+                                      self.batch.x, cache)
+        ref["export"] = entry
+        if not entry["ok"]:
+            ref["error"] = f"pytorch graph: {entry['error']}"
+            return ref
+        facts, notes = entry["graph"], entry.get("exported_with", {})
+        bn_modules = int(notes.get("batchnorm_modules", facts["batchnorm_nodes"]))
+        removed = int(notes.get("dropout_modules_removed", 0))
+        problems = []
+        if facts["batchnorm_training_nodes"] < bn_modules:
+            problem = (f"the {self.exporter} export has {facts['batchnorm_training_nodes']} of "
+                       f"{bn_modules} BatchNorm layers in training mode, so it would compute "
+                       "moving statistics, not the training-mode forward pass")
+            if self.exporter == "dynamo":
+                problem += (" (onnxscript's torch_lib writes aten._native_batch_norm_legit_"
+                            "functional as inference BatchNormalization; use the torchscript "
+                            "exporter)")
+            problems.append(problem)
+        if facts["active_dropout_nodes"]:
+            problems.append(f"the export has {facts['active_dropout_nodes']} active Dropout "
+                            "nodes")
+        if problems:
+            ref["error"] = "; ".join(problems)
+            return ref
+        how = ("the PyTorch model in train(), exported by the TorchScript exporter with "
+               "training=TrainingMode.TRAINING" if self.exporter == "torchscript" else
+               "the PyTorch model in train(), exported by the dynamo exporter")
+        if removed:
+            how += (f", its {removed} Dropout module{'s' if removed > 1 else ''} replaced by "
+                    "Identity for the export (that exporter switches every module to train(),"
+                    " so eval() alone would leave Dropout active in the graph)")
+        ref["description"] = (f"{TRAIN_FORWARD_DESCRIPTION}: {how}; the graph has "
+                              f"{facts['batchnorm_training_nodes']} of {bn_modules} "
+                              "BatchNormalization nodes in training mode and no active Dropout")
+        ref["train_forward"] = loss_of(self.scenario, outputs, self.batch.y, self.loss_kind)
+        ref["ok"] = True
+        return ref
+
+    # checks -----------------------------------------------------------------------------
+
+    def eval_checks(self, ref: dict) -> list[Check]:
+        checks = []
+        for label, diff in ref["max_abs_diff"].items():
+            graph, _, other = label.partition("_vs_")
+            checks.append(Check(
+                name=f"referee:onnx_eval_{label}", passed=diff <= LOGIT_TOLERANCE, value=diff,
+                tolerance=LOGIT_TOLERANCE,
+                detail=f"max abs difference of inference outputs, ONNX Runtime on the "
+                       f"{graph.replace('_', ' ')} vs {other.replace('_', ' ')}"
+                       f"{'' if other.endswith('graph') else ' inference'}; the same float32 "
+                       "function in two runtimes agrees within 1e-4"))
+        loss = ref["inference_before"]
+        if loss is None:
+            return checks
+        for framework in dict.fromkeys(r.framework for r in self.report.runs):
+            runs = [r for r in self.report.runs if r.framework == framework]
+            if not runs:
+                continue
+            theirs = runs[0].losses.inference_before
+            diff, tol = abs(loss - theirs), loss_tolerance(max(abs(loss), abs(theirs)))
+            checks.append(Check(
+                name=f"referee:onnx_eval_loss_vs_{framework}_inference", passed=diff <= tol,
+                value=diff, tolerance=tol,
+                detail=f"inference loss before any step: {framework} {_fmt(theirs)}, ONNX "
+                       f"Runtime {_fmt(loss)}; the same outputs give the same loss to 1e-4 "
+                       "relative"))
+        return checks
+
+    def run_checks(self, eval_ref: dict, train_ref: dict) -> list[Check]:
+        checks, compared, skipped = [], [], {}
+        train, inference = train_ref["train_forward"], eval_ref["inference_before"]
+        for run in self.report.runs:
+            modes, reported = run.modes, run.losses.train_step[0]
+            if modes.bn_layers == 0:
+                skipped[run.id] = "the model has no BatchNorm layers"
+                continue
+            bn_text = f"{modes.bn_batch_stats} of {modes.bn_layers} BatchNorm layers"
+            if modes.bn_batch_stats == modes.bn_layers and not modes.dropout_active:
+                if train is None:
+                    skipped[run.id] = "onnx:train_forward is unavailable"
+                    continue
+                diff, tol = abs(reported - train), loss_tolerance(max(abs(reported),
+                                                                      abs(train)))
+                compared.append(run.id)
+                checks.append(Check(
+                    name=f"referee:train_forward_vs_{run.id}", passed=diff <= tol, value=diff,
+                    tolerance=tol,
+                    detail=f"train-step loss {_fmt(reported)} vs onnx:train_forward "
+                           f"{_fmt(train)}: the step used batch statistics in {bn_text} and "
+                           "no Dropout, the pass the reference computes; 1e-4 relative "
+                           "allows float32 kernels"))
+            elif modes.bn_batch_stats == 0:
+                dropout = (f"; {modes.dropout_active} of {modes.dropout_layers} Dropout layers "
+                           "were also active, part of the gap" if modes.dropout_active else "")
+                if train is not None:
+                    diff, tol = abs(reported - train), loss_tolerance(max(abs(reported),
+                                                                          abs(train)))
+                    compared.append(run.id)
+                    checks.append(Check(
+                        name=f"referee:moving_stats_differ_{run.id}", passed=diff > tol,
+                        value=diff, tolerance=tol,
+                        detail=f"train-step loss {_fmt(reported)} differs from "
+                               f"onnx:train_forward {_fmt(train)} by {diff:.4g}, as expected: "
+                               f"all {modes.bn_layers} BatchNorm layers used moving statistics"
+                               f"{dropout}; passes when the difference exceeds the tolerance"))
+                if inference is not None and not modes.dropout_active:
+                    diff, tol = abs(reported - inference), loss_tolerance(
+                        max(abs(reported), abs(inference)))
+                    checks.append(Check(
+                        name=f"referee:onnx_eval_vs_{run.id}", passed=diff <= tol, value=diff,
+                        tolerance=tol,
+                        detail=f"train-step loss {_fmt(reported)} vs onnx:eval "
+                               f"{_fmt(inference)}: moving statistics and no Dropout make the "
+                               "train-step pass an inference pass; 1e-4 relative"))
+            elif modes.bn_batch_stats == modes.bn_layers:
+                skipped[run.id] = (f"{modes.dropout_active} of {modes.dropout_layers} Dropout "
+                                   "layers were active: a random mask, not comparable to a "
+                                   "dropout-off reference")
+            else:
+                skipped[run.id] = f"only {bn_text} used batch statistics"
+        train_ref["compared_runs"] = compared
+        train_ref["skipped_runs"] = skipped
+        return checks
+
+    # all of it ------------------------------------------------------------------------------
+
+    def run(self) -> RefereeResult:
+        started = time.perf_counter()
+        eval_ref = {"ok": False, "error": None, "inference_before": None,
+                    "description": "ONNX Runtime on inference-mode exports of the initial "
+                                   "weights"}
+        train_ref = {"ok": False, "error": None, "train_forward": None,
+                     "description": TRAIN_FORWARD_DESCRIPTION}
+        checks: list[Check] = []
+        problems: list[str] = []
+        try:
+            if "pytorch" not in self.adapters:
+                raise _Unavailable("the comparison has no PyTorch model to export")
+            try:
+                onnxrt = self.load_runtime()
+            except ImportError as exc:
+                raise _Unavailable(f"the ONNX adapter cannot be imported ({_one_line(exc)}); "
+                                   "it needs onnx and onnxruntime") from None
+            self.onnxrt = onnxrt
+            cache = onnxrt.ExportCache(self.cache_dir)
+            self.sha = self._weights_sha256()
+            logits = self.framework_outputs()
+            eval_ref, _ = self.eval_reference(cache, logits)
+            train_ref = self.train_reference(cache)
+            checks = self.eval_checks(eval_ref) + self.run_checks(eval_ref, train_ref)
+        except Exception as exc:  # noqa: BLE001 - the referee reports, it never raises
+            reason = str(exc) if isinstance(exc, _Unavailable) else _one_line(exc)
+            placed = False
+            for ref in (eval_ref, train_ref):
+                if not ref["ok"] and ref["error"] is None:
+                    ref["error"], placed = reason, True
+            if not placed:  # both references stand; the checks could not be made
+                checks, problems = [], [f"referee checks: {reason}"]
+        finally:
+            problems = problems + self._restore_all()
+        reasons = [f"{name}: {ref['error']}" for name, ref in ((EVAL, eval_ref),
+                                                                (TRAIN_FORWARD, train_ref))
+                   if not ref["ok"]] + problems
+        self.seconds = {k: round(v, 3) for k, v in self.seconds.items()}
+        self.seconds["total"] = round(time.perf_counter() - started, 3)
+        return RefereeResult(references=_clean({EVAL: eval_ref, TRAIN_FORWARD: train_ref}),
+                             checks=tuple(checks), failed=bool(reasons),
+                             reasons=tuple(reasons), seconds=dict(self.seconds))
+
+
+def run_referee(outcome, load_runtime, *, cache_dir: str | None = None,
+                exporter: str = "torchscript", device: str = "cpu") -> RefereeResult:
+    """Referee a finished comparison (`comparator.pipeline.Outcome`) with ONNX Runtime.
+
+    cache_dir: where exports are kept (default $XDG_CACHE_HOME/xframe-compare/onnx,
+    else ~/.cache/xframe-compare/onnx); exporter: "torchscript" (default) or
+    "dynamo" for the PyTorch exports; device: "cpu" or "cuda[:N]" for ONNX Runtime;
+    load_runtime: imports the ONNX adapter (adapters.onnx_runtime), called only now.
+    Both models are left in their initial state (PyTorch in train()).
+    """
+    if exporter not in EXPORTERS:
+        raise UsageError(f"unknown ONNX exporter {exporter!r}; known: {', '.join(EXPORTERS)}")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise UsageError(f"unknown device {device!r}; use cpu or cuda")
+    referee = _Referee(outcome, cache_dir, exporter, device)
+    referee.load_runtime = load_runtime
+    return referee.run()

@@ -1,0 +1,591 @@
+"""Port validation, layer by layer: the framework-free half.
+
+`comparator.validate_port(torch_module, keras_model, inputs)` runs both models
+and compares them at every pair of matched layers (adapters/port_validator.py does
+the running). This module holds what needs no framework: how two arrays are
+compared, when a layer counts as diverging, which cause a divergence most likely
+has, how layers are paired when the user gives no port map, and the results.
+
+Passes. Each pass runs both models on the same input:
+
+* forward: Keras runs its own graph end to end, so an early error reaches every
+  later layer;
+* isolated: every paired Keras layer runs on what PyTorch computed just before
+  it (PyTorch's recorded outputs of the preceding paired layers, through the
+  Keras operations in between), so the first layer that is wrong by itself is
+  found even where errors would otherwise pile up.
+
+Each in inference mode and in training mode (BatchNorm on batch statistics;
+Dropout off in both frameworks, since their random masks cannot match), and the
+gradients of every parameter after one backward pass of the same loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from comparator.errors import UsageError
+from comparator.schema import _Serialisable
+
+SCHEMA = "xframe-compare/port-validation/1"
+
+# A layer diverges when Keras's value differs from PyTorch's by more than this fraction
+# of PyTorch's largest magnitude, and by more than NOISE_FACTOR times PyTorch's own
+# float32 rounding error (measured against a float64 run of the PyTorch model). A wrong
+# stride, padding, epsilon or flatten order shows up at 1e-3 and far above; rounding
+# alone stays near 1e-6 per layer, but grows with depth, in BatchNorm on few values per
+# channel and in gradients, which is what the float64 reference tells apart.
+DEFAULT_TOLERANCE = 1e-4
+DEFAULT_GRADIENT_TOLERANCE = 1e-3
+NOISE_FACTOR = 4.0
+# A gradient also has to point elsewhere: 1 - cosine beyond this (and beyond NOISE_FACTOR
+# times PyTorch float32's own). Gradients through ReLU flip where a pre-activation sits
+# within rounding of zero, so one element can differ by a lot while the direction holds:
+# measured at 224 px on the zoo, correct ports stay above cosine 0.9998, the naive ResNet50
+# port is near 0.
+GRADIENT_COSINE_GAP = 1e-3
+# Where PyTorch float32 is itself this far from float64 (BatchNorm on a handful of values
+# per channel, gradients through them), agreement within the noise proves nothing.
+NOISE_CAP = 0.1
+MODES = ("inference", "training")
+
+CAUSE_TEXT = {
+    "shape": "the output shapes differ",
+    "stride_placement": "stride placement differs",
+    "padding": "padding differs",
+    "epsilon": "BatchNorm epsilon differs",
+    "flatten_order": "flatten order differs (channels-last vs channels-first)",
+    "weights": "the layer's weights differ",
+    "frozen_batchnorm": "a frozen Keras BatchNormalization ignores training=True",
+    "one_pass_variance": "Keras computes the batch variance as E[x^2] - E[x]^2",
+    "between_layers": "the operations between the matched layers differ",
+    "failed": "the Keras layer failed on PyTorch's input",
+    "upstream": "an earlier layer's difference propagated here",
+}
+
+
+# ----- metrics ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Metrics(_Serialisable):
+    """How far `value` is from `reference`: max abs, max relative (to the reference's
+    largest magnitude, since elementwise ratios explode at zeros) and cosine similarity."""
+
+    max_abs: float
+    max_rel: float
+    cosine: float
+
+
+_CHUNK = 1 << 22  # elements per float64 chunk: large kernels' gradients stay cheap
+
+
+def metrics(value: np.ndarray, reference: np.ndarray) -> Metrics:
+    a = np.asarray(value).reshape(-1)
+    b = np.asarray(reference).reshape(-1)
+    if np.shape(value) != np.shape(reference):
+        raise ValueError(f"shapes differ: {np.shape(value)} vs {np.shape(reference)}")
+    if a.size == 0:
+        return Metrics(0.0, 0.0, 1.0)
+    max_abs = scale = dot = norm_a = norm_b = 0.0
+    for start in range(0, a.size, _CHUNK):
+        x = a[start:start + _CHUNK].astype(np.float64)
+        y = b[start:start + _CHUNK].astype(np.float64)
+        if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
+            return Metrics(float("inf"), float("inf"), float("nan"))
+        max_abs = max(max_abs, float(np.max(np.abs(x - y))))
+        scale = max(scale, float(np.max(np.abs(y))))
+        dot += float(np.dot(x, y))
+        norm_a += float(np.dot(x, x))
+        norm_b += float(np.dot(y, y))
+    max_rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))
+    norms = float(np.sqrt(norm_a) * np.sqrt(norm_b))
+    cosine = (1.0 if max_abs == 0 else 0.0) if norms == 0 else dot / norms
+    return Metrics(max_abs, max_rel, cosine)
+
+
+def diverges(m: Metrics | None, tolerance: float) -> bool:
+    return m is None or not (m.max_rel <= tolerance)
+
+
+def judge(against64: Metrics | None, noise: Metrics | None, against32: Metrics | None,
+          tolerance: float) -> tuple[bool, bool]:
+    """(diverges, inconclusive) for Keras's value. Against the float64 reference when there
+    is one: Keras diverges beyond the tolerance and beyond NOISE_FACTOR times PyTorch
+    float32's own error; where that error itself exceeds NOISE_CAP, the comparison proves
+    nothing either way (inconclusive: the reference is rounding noise). Without a
+    reference: against PyTorch float32 and the tolerance."""
+    if against64 is None or noise is None:
+        return diverges(against32, tolerance), False
+    if not noise.max_rel <= NOISE_CAP:
+        return False, True
+    return not (against64.max_rel <= max(tolerance, NOISE_FACTOR * noise.max_rel)), False
+
+
+def judge_gradient(against64: Metrics | None, noise: Metrics | None,
+                   against32: Metrics | None, tolerance: float) -> tuple[bool, bool]:
+    """(diverges, inconclusive) for a gradient: its size beyond the tolerance and PyTorch's
+    own rounding, and its direction beyond GRADIENT_COSINE_GAP."""
+    if against64 is None or noise is None:
+        if against32 is None:
+            return True, False
+        return (against32.max_rel > tolerance
+                and 1 - against32.cosine > GRADIENT_COSINE_GAP), False
+    if not noise.max_rel <= NOISE_CAP:
+        return False, True
+    size = against64.max_rel > max(tolerance, NOISE_FACTOR * noise.max_rel)
+    direction = 1 - against64.cosine > max(GRADIENT_COSINE_GAP,
+                                           NOISE_FACTOR * (1 - noise.cosine))
+    return size and direction, False
+
+
+# ----- results ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cause(_Serialisable):
+    code: str
+    text: str  # what differs, with the numbers
+    detail: str = ""  # why it matters and what to do
+
+
+@dataclass(frozen=True)
+class LayerComparison(_Serialisable):
+    """One pair of layers in one pass. Shapes are each framework's own (NCHW, NHWC)."""
+
+    torch_module: str
+    keras_layer: str
+    kind: str
+    torch_shape: tuple[int, ...]
+    keras_shape: tuple[int, ...]
+    metrics: Metrics | None  # Keras against PyTorch (float32)
+    diverges: bool
+    causes: tuple[Cause, ...] = ()
+    note: str = ""
+    float64_rel: float | None = None  # Keras against PyTorch run in float64
+    noise_rel: float | None = None  # PyTorch float32 against PyTorch float64
+    inconclusive: bool = False  # PyTorch's own float32 error above NOISE_CAP
+
+    @property
+    def label(self) -> str:
+        return f"{self.torch_module} <-> {self.keras_layer}"
+
+
+@dataclass(frozen=True)
+class PassResult(_Serialisable):
+    mode: str  # "inference" or "training"
+    isolated: bool
+    layers: tuple[LayerComparison, ...]
+    output: Metrics | None
+    output_diverges: bool
+    output_noise_rel: float | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.mode}, {'isolated' if self.isolated else 'forward'}"
+
+    @property
+    def first_divergence(self) -> LayerComparison | None:
+        return next((c for c in self.layers if c.diverges), None)
+
+    @property
+    def diverging(self) -> tuple[LayerComparison, ...]:
+        return tuple(c for c in self.layers if c.diverges)
+
+
+@dataclass(frozen=True)
+class GradientComparison(_Serialisable):
+    name: str
+    keras_layer: str
+    shape: tuple[int, ...]
+    metrics: Metrics | None
+    diverges: bool
+    note: str = ""
+    float64_rel: float | None = None
+    noise_rel: float | None = None
+    inconclusive: bool = False
+
+
+@dataclass(frozen=True)
+class Finding(_Serialisable):
+    """The first layer that differs, where it was seen, and why it most likely differs."""
+
+    torch_module: str
+    keras_layer: str
+    seen_in: str
+    causes: tuple[Cause, ...]
+
+    @property
+    def text(self) -> str:
+        why = "; ".join(c.text + (f" ({c.detail})" if c.detail else "")
+                        for c in self.causes) or "cause unknown"
+        return (f"first diverging layer: PyTorch {self.torch_module} <-> Keras "
+                f"{self.keras_layer} ({self.seen_in}): {why}")
+
+
+@dataclass(frozen=True)
+class PortValidation(_Serialisable):
+    torch_model: str
+    keras_model: str
+    input_shape: tuple[int, ...]
+    pairing: str
+    pairs: int
+    tolerance: float
+    gradient_tolerance: float
+    passes: tuple[PassResult, ...]
+    gradients: tuple[GradientComparison, ...] = ()
+    gradient_mode: str | None = None
+    notes: tuple[str, ...] = ()
+    float64_reference: bool = False
+    schema: str = SCHEMA
+
+    @property
+    def first_divergence(self) -> Finding | None:
+        """From the isolated passes first (a layer wrong by itself), then the forward ones."""
+        ordered = sorted(self.passes, key=lambda p: (not p.isolated, MODES.index(p.mode)))
+        for result in ordered:
+            first = result.first_divergence
+            if first is not None:
+                return Finding(first.torch_module, first.keras_layer, result.name, first.causes)
+        return None
+
+    @property
+    def inconclusive(self) -> int:
+        return (sum(c.inconclusive for p in self.passes for c in p.layers)
+                + sum(g.inconclusive for g in self.gradients))
+
+    @property
+    def gradient_divergences(self) -> tuple[GradientComparison, ...]:
+        return tuple(g for g in self.gradients if g.diverges)
+
+    @property
+    def passed(self) -> bool:
+        return (self.first_divergence is None
+                and not any(p.output_diverges for p in self.passes)
+                and not self.gradient_divergences)
+
+    def pass_result(self, mode: str, isolated: bool) -> PassResult:
+        for result in self.passes:
+            if result.mode == mode and result.isolated == isolated:
+                return result
+        raise KeyError((mode, isolated))
+
+    def to_dict(self) -> dict:
+        body = super().to_dict()
+        ordered = {"schema": body.pop("schema")}
+        ordered.update(body)
+        finding = self.first_divergence
+        ordered["first_divergence"] = finding.to_dict() if finding else None
+        ordered["passed"] = self.passed
+        ordered["inconclusive"] = self.inconclusive
+        return ordered
+
+    def render(self, max_rows: int = 8) -> str:
+        """A report for a terminal: one line per pass, the first divergences, the verdict."""
+        lines = [f"port validation: PyTorch {self.torch_model} vs Keras {self.keras_model}",
+                 f"  input {tuple(self.input_shape)}, {self.pairs} layer pairs "
+                 f"({self.pairing}); a layer diverges beyond {self.tolerance:g} of the largest "
+                 f"PyTorch value and {NOISE_FACTOR:g}x PyTorch's own float32 error"]
+        for result in self.passes:
+            out = ("PyTorch's (substituted)" if result.isolated else
+                   "not comparable" if result.output is None else
+                   f"max abs {result.output.max_abs:.3g}, cos {result.output.cosine:.6f}")
+            bad = result.diverging
+            unsure = sum(c.inconclusive for c in result.layers)
+            lines.append(f"  {result.name:22s} {len(bad):3d}/{len(result.layers)} layers "
+                         f"diverge" + (f", {unsure} inconclusive" if unsure else "")
+                         + f"; output {out}")
+            for comparison in bad[:max_rows]:
+                lines.append("      " + _row(comparison))
+            if len(bad) > max_rows:
+                lines.append(f"      ... and {len(bad) - max_rows} more")
+        if self.gradients:
+            bad = self.gradient_divergences
+            judged = [g for g in self.gradients if not g.inconclusive] or list(self.gradients)
+            worst = max(judged, key=lambda g: g.metrics.max_rel if g.metrics else np.inf)
+            unsure = sum(g.inconclusive for g in self.gradients)
+            lines.append(f"  gradients ({self.gradient_mode}) {len(bad):3d}/"
+                         f"{len(self.gradients)} parameters diverge"
+                         + (f", {unsure} inconclusive" if unsure else "") + " "
+                         f"(beyond {self.gradient_tolerance:g} and cosine "
+                         f"{1 - GRADIENT_COSINE_GAP:g}); largest difference "
+                         f"{worst.name}: " + _metric_text(worst.metrics, worst.noise_rel))
+            for g in bad[:max_rows]:
+                lines.append(f"      {g.name} ({g.keras_layer}): "
+                             f"{_metric_text(g.metrics, g.noise_rel)}"
+                             + (f" [{g.note}]" if g.note else ""))
+        for note in self.notes:
+            lines.append(f"  note: {note}")
+        if self.inconclusive:
+            lines.append(f"  note: {self.inconclusive} comparisons are inconclusive: PyTorch's "
+                         f"own float32 result is more than {NOISE_CAP:g} (relative) from "
+                         "float64 there (a gradient that is zero in exact arithmetic, such as "
+                         "a bias followed by a training-mode BatchNorm, or BatchNorm over a "
+                         "few values per channel)")
+        finding = self.first_divergence
+        if finding is not None:
+            lines.append(finding.text)
+        elif not self.passed:
+            lines.append("no single layer diverges, but the outputs or gradients do")
+        else:
+            lines.append("every layer agrees: the port computes the same function")
+        return "\n".join(lines)
+
+
+def _metric_text(m: Metrics | None, noise: float | None = None) -> str:
+    if m is None:
+        return "not comparable"
+    text = f"max abs {m.max_abs:.3g}, rel {m.max_rel:.3g}, cos {m.cosine:.6f}"
+    if noise is not None:
+        text += f" (PyTorch float32 vs float64: rel {noise:.3g})"
+    return text
+
+
+def _row(c: LayerComparison) -> str:
+    if c.metrics is None:
+        body = f"PyTorch {tuple(c.torch_shape)} vs Keras {tuple(c.keras_shape)}"
+    else:
+        body = _metric_text(c.metrics, c.noise_rel)
+    why = "; ".join(x.text for x in c.causes)
+    return f"{c.label}: {body}" + (f" -- {why}" if why else "") + (
+        f" [{c.note}]" if c.note else "")
+
+
+# ----- causes ----------------------------------------------------------------------------
+
+
+def likely_causes(facts: dict, isolated: bool, mode: str) -> tuple[Cause, ...]:
+    """The likely causes of a divergence, from facts about the pair of layers.
+
+    facts (all optional): names (torch, keras), torch_stride/keras_stride,
+    torch_padding/keras_padding (((top, bottom), (left, right))), torch_eps/keras_eps,
+    keras_frozen_bn, one_pass_variance (Keras's output is what E[x^2] - E[x]^2 gives),
+    values_per_channel, flatten_order (a channels-first kernel explains PyTorch's
+    output), weights_max_diff, between (the Keras operations since the last pair),
+    failed (an error message), shape (both output shapes).
+    """
+    causes = []
+    torch_name, keras_name = facts.get("names", ("PyTorch", "Keras"))
+    if facts.get("failed"):
+        causes.append(Cause("failed", f"Keras {keras_name} failed: {facts['failed']}"))
+    if facts.get("torch_stride") is not None and \
+            tuple(facts["torch_stride"]) != tuple(facts.get("keras_stride") or ()):
+        causes.append(Cause(
+            "stride_placement",
+            f"stride placement: PyTorch {torch_name} strides {tuple(facts['torch_stride'])}, "
+            f"Keras {keras_name} {tuple(facts['keras_stride'])}",
+            "ResNet v1 (keras.applications) strides the first 1x1 conv of a downsampling "
+            "block, v1.5 (torchvision) its 3x3 conv: same weight shapes, another function"))
+    if facts.get("torch_padding") is not None and facts.get("keras_padding") is not None and \
+            _pairs(facts["torch_padding"]) != _pairs(facts["keras_padding"]):
+        causes.append(Cause(
+            "padding",
+            f"padding: PyTorch pads {_pad_text(facts['torch_padding'])}, Keras "
+            f"{_pad_text(facts['keras_padding'])}",
+            "Keras 'same' pads a stride-2 conv on an even size by (0, 1), PyTorch "
+            "symmetrically: pad explicitly with ZeroPadding2D and use 'valid'"))
+    teps, keps = facts.get("torch_eps"), facts.get("keras_eps")
+    if teps is not None and keps is not None and not np.isclose(teps, keps, rtol=1e-9, atol=0):
+        causes.append(Cause(
+            "epsilon", f"BatchNorm epsilon: PyTorch {teps:g}, Keras {keps:g}",
+            "epsilon is added to the variance: it changes the function, most where "
+            "variances are small"))
+    if facts.get("keras_frozen_bn") and mode == "training":
+        causes.append(Cause(
+            "frozen_batchnorm", f"Keras {keras_name} has trainable=False",
+            "a frozen Keras BatchNormalization normalises with its moving statistics even "
+            "when called with training=True; PyTorch in train() uses batch statistics"))
+    if facts.get("one_pass_variance"):
+        causes.append(Cause(
+            "one_pass_variance",
+            f"batch variance: Keras computes E[x^2] - E[x]^2 over "
+            f"{facts.get('values_per_channel', 'few')} values per channel",
+            "Keras's torch backend computes the batch variance in one pass, PyTorch in a "
+            "numerically stable way; with few values per channel, or a mean large against "
+            "the spread, Keras's float32 variance loses digits. A Keras property, not a port "
+            "error: a larger batch or image shrinks it"))
+    if facts.get("flatten_order"):
+        causes.append(Cause(
+            "flatten_order", "flatten order: the kernel expects channels-first (c, h, w) rows",
+            "Keras's Flatten is channels-last (h, w, c), PyTorch's channels-first; permute "
+            "the dense kernel's rows when porting (port-map kind flatten_dense:C,H,W)"))
+    elif facts.get("weights_max_diff"):
+        causes.append(Cause(
+            "weights", f"weights differ from PyTorch's by up to {facts['weights_max_diff']:.3g}",
+            "ported from another layer, in the wrong layout, or changed since"))
+    if facts.get("shape") and not any(c.code in ("stride_placement", "padding", "failed")
+                                      for c in causes):
+        t, k = facts["shape"]
+        causes.append(Cause("shape", f"output shapes differ: PyTorch {torch_name} "
+                                     f"{tuple(t)}, Keras {keras_name} {tuple(k)}"))
+    if not causes and isolated and facts.get("between"):
+        causes.append(Cause(
+            "between_layers",
+            f"the Keras operations before it differ ({', '.join(facts['between'])})",
+            "this layer matches PyTorch's on its own; the padding, pooling, activation or "
+            "order of the weightless operations since the previous matched layers does not"))
+    if not causes and not isolated:
+        causes.append(Cause("upstream", "carried over from an earlier layer",
+                            "the isolated pass shows the layer that introduces it"))
+    return tuple(causes)
+
+
+def _pairs(padding) -> tuple[tuple[int, int], ...]:
+    return tuple((int(a), int(b)) for a, b in padding)
+
+
+def _pad_text(padding) -> str:
+    (top, bottom), (left, right) = _pairs(padding)
+    return f"(top {top}, bottom {bottom}, left {left}, right {right})"
+
+
+# ----- pairing ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """A weighted layer as the pairing sees it: a name, a kind and its weight shapes in
+    the canonical (PyTorch) layout. kind: conv, depthwise, dense, bn or other."""
+
+    name: str
+    kind: str
+    shapes: tuple[tuple[int, ...], ...]
+    type_name: str = ""
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A PyTorch module and the Keras layer that holds its weights."""
+
+    torch_module: str
+    keras_layer: str
+    kind: str  # a portmaps layout kind: conv, depthwise, dense, flatten_dense:C,H,W, bn
+    canonical_names: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _describe(info: LayerInfo) -> str:
+    return f"{info.name} ({info.type_name or info.kind}, weights {list(info.shapes)})"
+
+
+def _base_kind(kind: str) -> str:
+    return "dense" if kind.startswith("flatten_dense") else kind
+
+
+def pair_layers(torch_layers: list[LayerInfo], keras_layers: list[LayerInfo],
+                mapping: dict[str, str] | None = None) -> list[tuple[LayerInfo, LayerInfo]]:
+    """Pair weighted layers: by an explicit mapping (torch name -> Keras name) that must
+    name every layer, or else in order, each PyTorch layer with the next unused Keras
+    layer of the same kind and weight shapes."""
+    torch_by_name = {t.name: t for t in torch_layers}
+    keras_by_name = {k.name: k for k in keras_layers}
+    if mapping is not None:
+        unknown_t = [t for t in mapping if t not in torch_by_name]
+        unknown_k = [k for k in mapping.values() if k not in keras_by_name]
+        if unknown_t or unknown_k:
+            raise UsageError("the mapping names layers that hold no weights or do not exist: "
+                             + "; ".join(filter(None, [
+                                 unknown_t and f"PyTorch {', '.join(unknown_t)}",
+                                 unknown_k and f"Keras {', '.join(unknown_k)}"])))
+        missed_t = [t.name for t in torch_layers if t.name not in mapping]
+        used = set(mapping.values())
+        missed_k = [k.name for k in keras_layers if k.name not in used]
+        if missed_t or missed_k:
+            raise UsageError("the mapping leaves out layers with weights: " + "; ".join(
+                filter(None, [missed_t and f"PyTorch {', '.join(missed_t)}",
+                              missed_k and f"Keras {', '.join(missed_k)}"])))
+        twice = sorted({k for k in mapping.values() if list(mapping.values()).count(k) > 1})
+        if twice:
+            raise UsageError(f"the mapping gives Keras layers {', '.join(twice)} twice")
+        pairs = [(torch_by_name[t], keras_by_name[k]) for t, k in mapping.items()]
+        for t, k in pairs:
+            check_pair(t, k)
+        return sorted(pairs, key=lambda p: torch_layers.index(p[0]))
+    pairs, used = [], set()
+    for t in torch_layers:
+        match = next((k for k in keras_layers if k.name not in used and _fits(t, k)), None)
+        if match is None:
+            remaining = [k for k in keras_layers if k.name not in used]
+            nearest = f"; the next unused Keras layer is {_describe(remaining[0])}" \
+                if remaining else "; every Keras layer is taken"
+            raise UsageError(f"no Keras layer fits PyTorch {_describe(t)} by order and "
+                             f"shape{nearest}: pass mapping={{torch_name: keras_name}}")
+        used.add(match.name)
+        pairs.append((t, match))
+    left = [k.name for k in keras_layers if k.name not in used]
+    if left:
+        raise UsageError(f"Keras layers with weights that no PyTorch module matches: "
+                         f"{', '.join(left)}")
+    return pairs
+
+
+def _fits(t: LayerInfo, k: LayerInfo) -> bool:
+    if _base_kind(t.kind) != _base_kind(k.kind):
+        return False
+    n = len(t.shapes)
+    return tuple(k.shapes[:n]) == tuple(t.shapes) and len(k.shapes) in (n, n + 1)
+
+
+def check_pair(t: LayerInfo, k: LayerInfo) -> None:
+    """Refuse a pair whose kinds or weight shapes cannot correspond, naming both."""
+    if _base_kind(t.kind) != _base_kind(k.kind):
+        raise UsageError(f"PyTorch {_describe(t)} cannot hold the weights of Keras "
+                         f"{_describe(k)}: different kinds of layer")
+    for i, shape in enumerate(t.shapes):
+        if i >= len(k.shapes) or tuple(k.shapes[i]) != tuple(shape):
+            theirs = tuple(k.shapes[i]) if i < len(k.shapes) else "nothing"
+            raise UsageError(f"shape mismatch: PyTorch {t.name} weight {i} has shape "
+                             f"{tuple(shape)}, Keras {k.name} {theirs} (in PyTorch's layout)")
+
+
+# ----- the zoo, from the command line -------------------------------------------------------
+
+
+def check_zoo_request(model: str, image_size: int | None, batch_size: int, naive: bool,
+                      options: dict):
+    """The zoo entry and image size a port validation request names, checked before any
+    framework is imported (comparator.validate_model runs it)."""
+    from comparator.zoo import get_spec, known_models
+
+    if model not in known_models():
+        raise UsageError(f"unknown model {model!r}; port validation takes one of: "
+                         f"{', '.join(zoo_models())}")
+    spec = get_spec(model)
+    if spec.input_features or spec.port_map not in _IMAGE_PORT_MAPS:
+        raise UsageError(f"{model} is not an image backbone; port validation takes one of: "
+                         f"{', '.join(zoo_models())}")
+    if naive and not spec.naive_keras_builder:
+        with_naive = [m for m in zoo_models() if get_spec(m).naive_keras_builder]
+        raise UsageError(f"{model} has no naive keras.applications twin: its Keras model "
+                         f"already is keras.applications'; --naive takes {', '.join(with_naive)}")
+    size = image_size or spec.default_image_size
+    if naive and spec.naive_image_size and size != spec.naive_image_size:
+        if image_size:
+            raise UsageError(f"keras.applications' {spec.naive_keras_builder} classifier only "
+                             f"takes {spec.naive_image_size} px, not {image_size}")
+        size = spec.naive_image_size
+    if size < spec.min_image_size:
+        raise UsageError(f"image size {size} is too small for {model}: it needs at least "
+                         f"{spec.min_image_size} px")
+    modes = tuple(options.get("modes", MODES))
+    unknown = [m for m in modes if m not in MODES]
+    if unknown or not modes:
+        raise UsageError(f"unknown mode {', '.join(unknown) or '(none given)'}; modes are "
+                         f"{', '.join(MODES)}")
+    needs_batch_statistics = "training" in modes or options.get("gradients", True)
+    if batch_size < (2 if needs_batch_statistics else 1):
+        raise UsageError(f"batch size must be at least 2, got {batch_size}: training mode "
+                         "and gradients need batch statistics (or give --modes inference "
+                         "--no-gradients)" if batch_size > 0 else
+                         f"batch size must be positive, got {batch_size}")
+    return spec, size
+
+
+_IMAGE_PORT_MAPS = ("densenet", "tiny", "resnet", "vgg", "mobilenet_v2")
+
+
+def zoo_models() -> list[str]:
+    from comparator.zoo import get_spec, known_models
+
+    return [m for m in known_models() if get_spec(m).port_map in _IMAGE_PORT_MAPS]

@@ -1,0 +1,1 @@
+"""Command lines: argument parsing with one-line errors, progress, exit codes."""

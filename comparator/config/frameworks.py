@@ -1,0 +1,121 @@
+"""The frameworks a comparison can run, where each runs, and what it needs installed.
+
+`keras` is Keras 3 on the PyTorch backend, in the comparison's own process (the
+command line also accepts `keras-torch` for it). Keras picks its backend once, at
+import, so Keras on TensorFlow and on JAX run in worker subprocesses of their own
+(adapters.keras.worker), each with its KERAS_BACKEND. Only the standard library
+is imported here.
+"""
+
+from __future__ import annotations
+
+import importlib.machinery
+import sys
+
+from comparator.errors import UsageError
+
+DEFAULT = ("pytorch", "keras")
+# Framework name -> Keras backend, for every Keras framework.
+KERAS_BACKENDS = {"keras": "torch", "keras-tensorflow": "tensorflow", "keras-jax": "jax"}
+# Frameworks that run in a worker subprocess, by the Keras backend they use.
+WORKERS = {"keras-tensorflow": "tensorflow", "keras-jax": "jax"}
+KNOWN = ("pytorch", *KERAS_BACKENDS)
+ALIASES = {"keras-torch": "keras"}
+# Backend -> (pyproject extra, the modules that extra provides and a run needs).
+EXTRAS = {"tensorflow": ("tensorflow", ("tensorflow",)), "jax": ("jax", ("jax",))}
+ONNX_EXTRA_MODULES = ("tf2onnx",)  # the third ONNX graph: Keras on TensorFlow via tf2onnx
+
+
+def canonical(name: str) -> str:
+    return ALIASES.get(name, name)
+
+
+def resolve_frameworks(names) -> tuple[str, ...]:
+    """Canonical names in the given order, duplicates dropped; pytorch is required."""
+    found: list[str] = []
+    for name in names:
+        name = canonical(name)
+        if name not in KNOWN:
+            raise UsageError(f"unknown framework {name!r}; known: "
+                             f"{', '.join(['pytorch', 'keras-torch', *WORKERS])}")
+        if name not in found:
+            found.append(name)
+    if "pytorch" not in found:
+        raise UsageError("frameworks must include pytorch (it makes the weights every other "
+                         "framework is compared on)")
+    return tuple(found)
+
+
+def backend_of(framework: str) -> str | None:
+    return KERAS_BACKENDS.get(framework)
+
+
+def missing_modules(modules) -> list[str]:
+    """The top-level modules that cannot be found, without importing any of them (and
+    whether or not keep_worker_backends_out blocked them in this process)."""
+    return [m for m in modules if importlib.machinery.PathFinder.find_spec(m) is None]
+
+
+def keep_worker_backends_out() -> None:
+    """Block TensorFlow and JAX imports in this process.
+
+    Keras 3.15 on the torch backend imports TensorFlow inside keras.utils.set_random_seed
+    and JAX at `import keras` whenever they are installed (measured with the extras
+    installed: 2.2 s for set_random_seed, 0.5 s more for the import). The comparison's own
+    process never runs either: their Keras runs happen in worker subprocesses. So the
+    command line, and only it, makes both unimportable here before Keras is imported; Keras
+    then treats them as not installed.
+    """
+    for name in ("tensorflow", "jax"):
+        if name not in sys.modules:
+            sys.modules[name] = None
+
+
+def missing_extra_reason(backend: str) -> str | None:
+    """Why Keras on this backend cannot run here, or None when its extra is installed."""
+    extra, modules = EXTRAS[backend]
+    missing = missing_modules(modules)
+    if not missing:
+        return None
+    return (f"{', '.join(missing)} is not installed (install the optional extra: "
+            f"pip install -e '.[{extra}]')")
+
+
+def unavailable_runs(recipes, adapters) -> list[dict]:
+    """A record per recipe whose framework could not run: skipped (an extra is missing)
+    or failed (the worker crashed, hung or answered nonsense), with the reason."""
+    records = []
+    for recipe in recipes:
+        failure = getattr(adapters.get(recipe.framework), "failure", None)
+        if failure is None:
+            continue
+        records.append({"id": recipe.id, "framework": recipe.framework,
+                        "backend": backend_of(recipe.framework), "recipe": recipe.name,
+                        "status": failure.status, "reason": failure.reason})
+    return records
+
+
+def unavailable_lines(report) -> list[str]:
+    """One line per framework whose runs could not be measured, with the reason."""
+    by_framework: dict[str, list[dict]] = {}
+    for record in report.unavailable_runs:
+        by_framework.setdefault(record["framework"], []).append(record)
+    return [f"{framework}: {len(records)} run{'s' if len(records) > 1 else ''} "
+            f"{records[0]['status']} ({', '.join(r['recipe'] for r in records)}): "
+            f"{records[0]['reason']}" for framework, records in by_framework.items()]
+
+
+def worker_problems(report) -> bool:
+    """Tell stderr, one line per framework, about runs that were skipped or failed; True
+    when any failed (the exit status then says so)."""
+    import sys
+
+    seen, failed = set(), False
+    for record in report.unavailable_runs:
+        if record["framework"] in seen:
+            continue
+        seen.add(record["framework"])
+        failed |= record["status"] == "failed"
+        print(f"compare.py: {record['framework']} runs {record['status']}: {record['reason']}",
+              file=sys.stderr)
+    return failed

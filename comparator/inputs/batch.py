@@ -1,0 +1,105 @@
+"""Seeded inputs: smooth synthetic images, labels and regression targets.
+
+Every stream has its own seed tuple, so the calibration images can never be the
+comparison batch, and both frameworks receive the very same tensor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from comparator.zoo import ModelSpec
+
+_STREAM_BATCH = 1
+_STREAM_CALIBRATION = 2
+_STREAM_LABELS = 3
+_STREAM_TARGETS = 4
+_STREAM_INIT = 5
+
+# Scenarios whose loss is mean squared error on float targets.
+REGRESSION_SCENARIOS = ("head", "regress")
+
+
+def rng_for(seed: int, stream: int) -> np.random.Generator:
+    return np.random.default_rng([seed, stream])
+
+
+def synthetic_images(n: int, size: int, rng: np.random.Generator) -> np.ndarray:
+    """Images in [0, 1], NCHW float32, each a sum of a few random plane waves.
+
+    Plane waves give spatially correlated pixels, as photos have, so BatchNorm
+    statistics look like those of real inputs rather than of white noise.
+    """
+    yy, xx = np.meshgrid(np.linspace(0, 1, size), np.linspace(0, 1, size), indexing="ij")
+    images = np.empty((n, 3, size, size), dtype=np.float64)
+    for i in range(n):
+        for c in range(3):
+            freq = rng.uniform(0.5, 6.0, size=(4, 2))
+            phase = rng.uniform(0, 2 * np.pi, size=4)
+            amp = rng.uniform(0.05, 0.25, size=4)
+            waves = amp[:, None, None] * np.sin(
+                2 * np.pi * (freq[:, 0, None, None] * xx + freq[:, 1, None, None] * yy)
+                + phase[:, None, None]
+            )
+            images[i, c] = rng.uniform(0.3, 0.7) + waves.sum(axis=0)
+    images += rng.normal(0, 0.02, size=images.shape)
+    return np.clip(images, 0, 1).astype(np.float32)
+
+
+def normalize(images: np.ndarray, mean, std) -> np.ndarray:
+    mean = np.asarray(mean, dtype=np.float32)[None, :, None, None]
+    std = np.asarray(std, dtype=np.float32)[None, :, None, None]
+    return ((images - mean) / std).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """The comparison batch: x in NCHW exactly as fed to PyTorch, y labels or targets."""
+
+    x: np.ndarray
+    y: np.ndarray
+
+    @property
+    def x_channels_last(self) -> np.ndarray:
+        if self.x.ndim != 4:
+            return self.x
+        return np.ascontiguousarray(self.x.transpose(0, 2, 3, 1))
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+
+def make_batch(spec: ModelSpec, scenario: str, batch_size: int, image_size: int,
+               seed: int, labels: tuple[int, ...] = ()) -> Batch:
+    if spec.input_features:
+        # As in the seed report: uniform inputs and uniform targets.
+        x = rng_for(seed, _STREAM_BATCH).random((batch_size, spec.input_features))
+        y = rng_for(seed, _STREAM_TARGETS).random((batch_size, 1))
+        return Batch(x=x.astype(np.float32), y=y.astype(np.float32))
+    pre = spec.preprocessing["pytorch"]
+    x = normalize(synthetic_images(batch_size, image_size, rng_for(seed, _STREAM_BATCH)),
+                  pre.mean, pre.std)
+    if scenario in REGRESSION_SCENARIOS:
+        y = rng_for(seed, _STREAM_TARGETS).normal(0.0, 1.0, size=(batch_size, 1))
+        y = y.astype(np.float32)
+    elif labels:
+        y = np.resize(np.asarray(labels, dtype=np.int64), batch_size)
+    else:
+        y = rng_for(seed, _STREAM_LABELS).integers(0, spec.num_classes, size=batch_size)
+        y = y.astype(np.int64)
+    return Batch(x=x, y=y)
+
+
+def calibration_images(spec: ModelSpec, n: int, image_size: int, seed: int) -> np.ndarray:
+    if spec.input_features:
+        return rng_for(seed, _STREAM_CALIBRATION).random((n, spec.input_features)).astype(
+            np.float32)
+    pre = spec.preprocessing["pytorch"]
+    return normalize(synthetic_images(n, image_size, rng_for(seed, _STREAM_CALIBRATION)),
+                     pre.mean, pre.std)
+
+
+def init_rng(seed: int) -> np.random.Generator:
+    return rng_for(seed, _STREAM_INIT)

@@ -1,0 +1,177 @@
+"""Which checkpoint a comparison starts from (`--weights`), and facts about checkpoint files.
+
+Framework-free: the loaders live in adapters/pytorch_pretrained.py and
+adapters/keras/pretrained.py; this module names the choices, checks paths before any
+framework is imported, hashes files and words the errors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from comparator.errors import UsageError
+from comparator.zoo import KERAS_IMAGENET_CHECKPOINTS, ModelSpec
+
+RANDOM = "random-calibrated"
+IMAGENET = "imagenet"  # torchvision's checkpoint, ported to Keras
+IMAGENET_KERAS = "imagenet-keras"  # keras.applications' checkpoint, ported to PyTorch
+IMAGENET_BOTH = "imagenet-both"  # each framework its own checkpoint, not ported
+CHOICES = (RANDOM, IMAGENET, IMAGENET_KERAS, IMAGENET_BOTH)
+TORCH_SUFFIXES = (".pt", ".pth", ".safetensors")
+KERAS_SUFFIXES = (".weights.h5", ".keras")
+# Set to 1 to never try a download (tests set it): a missing cached checkpoint is an error.
+OFFLINE_ENV = "XFRAME_OFFLINE"
+
+
+@dataclass(frozen=True)
+class WeightsChoice:
+    kind: str  # one of CHOICES, or "file"
+    path: str | None = None
+    source: str = "pytorch"  # the framework whose checkpoint is the source
+
+    @property
+    def pretrained(self) -> bool:
+        return self.kind != RANDOM
+
+    @property
+    def separate(self) -> bool:
+        """Each framework keeps its own checkpoint: different trainings, not a port."""
+        return self.kind == IMAGENET_BOTH
+
+    @property
+    def label(self) -> str:
+        if self.kind == "file":
+            return f"file:{self.source}"
+        if self.kind == IMAGENET:
+            return "imagenet:pytorch"
+        if self.kind == IMAGENET_KERAS:
+            return "imagenet:keras"
+        return self.kind
+
+
+def parse_weights(value: str | None, spec: ModelSpec) -> WeightsChoice:
+    """The --weights value, checked before anything heavy runs."""
+    value = value or RANDOM
+    if value in (RANDOM, IMAGENET, IMAGENET_KERAS, IMAGENET_BOTH):
+        choice = WeightsChoice(value, source="keras" if value == IMAGENET_KERAS else "pytorch")
+        if value != RANDOM and not spec.torchvision_builder:
+            raise UsageError(f"{spec.name} has no ImageNet checkpoint (it is this project's own "
+                             "model); give a checkpoint file with --weights PATH")
+        if value in (IMAGENET_KERAS, IMAGENET_BOTH) and spec.name not in KERAS_IMAGENET_CHECKPOINTS:
+            raise UsageError(
+                f"--weights {value}: keras.applications' ImageNet checkpoint of {spec.name} was "
+                "trained for a different function than the Keras model compared here (see the "
+                "model's known differences); use --weights imagenet (torchvision's, ported)")
+        return choice
+    lower = value.lower()
+    if lower.endswith(TORCH_SUFFIXES):
+        source = "pytorch"
+    elif lower.endswith(KERAS_SUFFIXES):
+        source = "keras"
+    elif lower.endswith(".h5"):
+        source = "keras"
+    else:
+        raise UsageError(f"--weights: {value!r} is neither one of {', '.join(CHOICES)} nor a "
+                         "checkpoint file (.pt, .pth, .safetensors, .weights.h5, .keras)")
+    if os.path.isdir(value):
+        raise UsageError(f"--weights: {value} is a directory, not a checkpoint file")
+    if not os.path.isfile(value):
+        raise UsageError(f"--weights: {value} does not exist")
+    if os.path.getsize(value) == 0:
+        raise UsageError(f"--weights: {value} is empty (0 bytes)")
+    return WeightsChoice("file", path=os.path.abspath(value), source=source)
+
+
+def offline() -> bool:
+    return os.environ.get(OFFLINE_ENV, "").lower() in ("1", "true", "yes")
+
+
+def file_sha256(path: str) -> str:
+    return file_digest(path, "sha256")
+
+
+def file_digest(path: str, algorithm: str) -> str:
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def checkpoint_record(framework: str, source: str, path: str, **extra) -> dict:
+    """One checkpoint as the report lists it."""
+    return {"framework": framework, "source": source, "file": os.path.basename(path),
+            "path": path, "sha256": file_sha256(path), **extra}
+
+
+def missing_checkpoint(what: str, path: str, url: str, env: str, reason: str = "") -> UsageError:
+    """The one line for a checkpoint that is not in the framework's cache."""
+    why = f"the download failed ({reason})" if reason else f"{OFFLINE_ENV} is set, so nothing "\
+        "is downloaded"
+    return UsageError(f"no cached {what}: expected the file {path} ({env} sets the cache "
+                      f"folder); {why}; copy {url} there from a machine with a network")
+
+
+def unreadable_checkpoint(path: str, exc: BaseException) -> UsageError:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    first = " ".join(lines[:2]) or type(exc).__name__
+    return UsageError(f"cannot load the checkpoint {path}: truncated, corrupt or not a "
+                      f"checkpoint of this kind ({first[:200]})")
+
+
+def refused_pickle(path: str, exc: BaseException) -> UsageError:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    named = [line for line in lines if "GLOBAL" in line or "global" in line.split(":")[0]]
+    first = (named or lines or [type(exc).__name__])[0]
+    return UsageError(f"refused the checkpoint {path}: it holds pickled objects other than "
+                      "tensors (loading it would run code); only weights are loaded, with "
+                      f"weights_only=True ({first[:160]})")
+
+
+def record_distance(settings: dict, framework: str, reference, other) -> None:
+    """Put the distance between PyTorch's and another framework's training in the settings,
+    with a note the terminal shows."""
+    found = training_distance(reference, other)
+    settings.setdefault("trainings_distance", {})[f"{framework}_vs_pytorch"] = found
+    agreement = found["top1_agreement"]
+    agree = f"top-1 agreement {agreement:.0%}, " if agreement is not None else ""
+    settings.setdefault("notes", []).append(
+        f"different trainings: {framework} vs pytorch on this batch: {agree}max abs logit "
+        f"difference {found['max_abs_logit_diff']:.3g} (mean {found['mean_abs_logit_diff']:.3g})")
+
+
+def training_distance(reference: np.ndarray, other: np.ndarray) -> dict:
+    """How far apart two differently trained models' predictions are on the batch."""
+    reference, other = np.asarray(reference, np.float64), np.asarray(other, np.float64)
+    agreement = float(np.mean(reference.argmax(axis=1) == other.argmax(axis=1))) \
+        if reference.ndim == 2 and reference.shape[1] > 1 else None
+    return {"max_abs_logit_diff": float(np.max(np.abs(reference - other))),
+            "mean_abs_logit_diff": float(np.mean(np.abs(reference - other))),
+            "top1_agreement": agreement}
+
+
+def _applies_to_separate_trainings(name: str) -> bool:
+    """A referee check that compares within one framework (or PyTorch's graph with PyTorch)."""
+    if not name.startswith("referee:"):
+        return True
+    if name.startswith("referee:onnx_eval_") and not name.startswith("referee:onnx_eval_vs_"):
+        graph, _, other = name[len("referee:onnx_eval_"):].partition("_vs_")
+        graph = graph.replace("_graph", "").replace("loss", "pytorch")
+        other = other.replace("_graph", "").replace("_inference", "")
+        return graph == other
+    return "keras" not in name
+
+
+def without_cross_training_checks(report):
+    """With each framework on its own checkpoint, the referee's cross-framework checks
+    compare two trainings: they are left out of the checks and named in the settings."""
+    from dataclasses import replace
+
+    kept = tuple(c for c in report.checks if _applies_to_separate_trainings(c.name))
+    left = [c.name for c in report.checks if c not in kept]
+    settings = {**report.settings, "checks_not_applicable": left}
+    return replace(report, checks=kept, settings=settings)

@@ -1,0 +1,1 @@
+"""Rendering of a report: terminal, Markdown, HTML (with plots), artifacts."""

@@ -1,0 +1,143 @@
+"""The terminal view of a report: a matrix of runs, checks and equivalences (rich)."""
+
+from __future__ import annotations
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from comparator.config.frameworks import unavailable_lines
+from comparator.schema import Report
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4f}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
+
+
+def run_table(report: Report) -> Table:
+    size = report.settings["image_size"]
+    inputs = f"{size} px" if size else "vector input"
+    table = Table(title=f"{report.model} · {report.scenario} · batch "
+                        f"{report.settings['batch_size']} · {inputs}",
+                  title_justify="left", header_style="bold", box=box.SIMPLE_HEAD,
+                  pad_edge=False)
+    table.add_column("run", no_wrap=True)
+    validated = any(run.losses.fit_validation for run in report.runs)
+    # The extra column fits 100 columns with shorter headers (the legend names both).
+    headers = (("before", "step", "val_loss", "after", "BN batch", "drop", "Δ w", "Δ BN")
+               if validated else
+               ("before", "train step", "after", "BN batch", "drop", "Δ weight", "Δ BN stat"))
+    for header in headers:
+        table.add_column(header, justify="right", no_wrap=True)
+    previous = None
+    for run in report.runs:
+        if previous and previous != run.framework:
+            table.add_section()
+        previous = run.framework
+        steps = ", ".join(_fmt(v) for v in run.losses.train_step)
+        validation = (", ".join(_fmt(v) for v in run.losses.fit_validation or ()) or "-",)
+        table.add_row(run.id, _fmt(run.losses.inference_before), steps,
+                      *(validation if validated else ()), _fmt(run.losses.inference_after),
+                      f"{run.modes.bn_batch_stats}/{run.modes.bn_layers}",
+                      f"{run.modes.dropout_active}/{run.modes.dropout_layers}",
+                      _delta(run.state.weights_changed, run.state.max_weight_delta),
+                      _delta(run.state.bn_stats_changed, run.state.max_bn_stat_delta))
+    return table
+
+
+def _delta(flag: bool, delta: float) -> str:
+    return f"{delta:.1e}" if flag else "-"
+
+
+LEGEND = ("before/after: inference loss before and after the step; train step (step): the loss "
+          "the framework reported; val_loss, when asked: what fit(validation_data=...) "
+          "reported; BN batch: BatchNorm layers that normalised with the batch's "
+          "statistics in the train-step pass (observed, not assumed); drop: active Dropout "
+          "layers; Δ weight (w), Δ BN stat (BN): largest change of a weight or a BatchNorm running "
+          "statistic, '-' for none.")
+
+
+def render_references(report: Report, console: Console) -> None:
+    if not report.references:
+        console.print("ONNX Runtime referee: not run (--no-onnx)", style="dim")
+        return
+    console.print("[bold]ONNX Runtime referee[/]")
+    for name, ref in report.references.items():
+        if not ref.get("ok", True):
+            console.print(f"  [red]{name}: failed[/] {ref.get('error', '')}", highlight=False)
+            continue
+        value = ref.get("inference_before", ref.get("train_forward"))
+        shown = f"{value:.6g}" if isinstance(value, (int, float)) else "-"
+        summary = str(ref.get("description", "")).split(":")[0]
+        console.print(f"  {name}: loss {shown}  ({summary})",
+                      highlight=False)
+    console.print()
+
+
+def render_explanations(report: Report, console: Console) -> None:
+    if not report.explanations:
+        return
+    console.print("[bold]Why the reported loss and the inference loss differ (measured)[/]")
+    for explanation in report.explanations:
+        console.print(f"  {explanation['summary']}", highlight=False)
+        for cause in explanation["causes"]:
+            console.print(f"    {cause['loss_delta']:+.4g}  {cause['text']}", style="dim",
+                          highlight=False)
+        for note in explanation.get("notes", []):
+            console.print(f"    note: {note}", style="dim", highlight=False)
+    console.print()
+
+
+def render_equivalences(report: Report, console: Console) -> None:
+    console.print("[bold]Recipe equivalence (measured)[/]")
+    for eq in report.equivalences:
+        mark = "[green]same[/]" if eq.equivalent else "[red]differ[/]"
+        console.print(f"  {mark}  {eq.a} ~ {eq.b}  (max loss diff {eq.max_diff:.1e})")
+        for difference in eq.differences:
+            console.print(f"          - {difference}", style="dim", highlight=False)
+        for cause in eq.causes:
+            console.print(f"          why: {cause['text']}", style="dim", highlight=False)
+    for finding in report.findings:
+        console.print(f"  {finding}", highlight=False)
+
+
+def render(report: Report, console: Console, quiet: bool = False) -> None:
+    preset = report.settings.get("preset")
+    if preset and not quiet:
+        from comparator.config.presets import PRESETS
+
+        question = PRESETS[preset].question if preset in PRESETS else ""
+        console.print(f"[bold]Preset {preset}[/]: {question}", highlight=False)
+        console.print()
+    if not quiet:
+        for note in report.settings.get("notes", ()):
+            console.print(f"note: {note}", style="yellow", highlight=False)
+        console.print(run_table(report))
+        for line in unavailable_lines(report):
+            console.print(line, style="red" if "failed" in line.split(":")[1] else "yellow",
+                          highlight=False)
+        console.print(LEGEND, style="dim", highlight=False)
+        console.print()
+        render_explanations(report, console)
+        render_equivalences(report, console)
+        console.print()
+        render_references(report, console)
+        for check in report.checks:
+            mark = "[green]pass[/]" if check.passed else "[red]FAIL[/]"
+            console.print(f"{mark} {check.name}: {check.value:.3g} (tolerance {check.tolerance:g})")
+    console.print(verdict_line(report), highlight=False)
+
+
+def verdict_line(report: Report) -> str:
+    failed = [c.name for c in report.checks if not c.passed]
+    same = sum(e.equivalent for e in report.equivalences)
+    status = "checks passed" if not failed else f"checks FAILED: {', '.join(failed)}"
+    missing = ""
+    if report.unavailable_runs:
+        failed_runs = sum(r["status"] == "failed" for r in report.unavailable_runs)
+        skipped_runs = len(report.unavailable_runs) - failed_runs
+        missing = "".join(f" ({n} {what})" for n, what in ((failed_runs, "FAILED"),
+                                                            (skipped_runs, "skipped")) if n)
+    return (f"{report.model}/{report.scenario}: {len(report.runs)} runs{missing}, {status}; "
+            f"{same} of {len(report.equivalences)} listed recipe pairs equivalent; "
+            f"{report.timings.get('total_seconds', 0):.1f} s")

@@ -1,0 +1,1 @@
+"""Development tools (benchmark, behaviours-document generator); not installed."""

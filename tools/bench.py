@@ -1,0 +1,412 @@
+"""Benchmark of `scripts/compare.py` against the irreducible compute of its default matrix.
+
+Two measurements, put side by side:
+
+1. **The tool as a user runs it**, in a child process:
+   `python scripts/compare.py MODEL --image-size PX --batch-size N --json TMP --quiet
+   --cache-dir DIR`, once with a fresh, empty cache directory (cold: the ONNX exports are made)
+   and once more with the same directory (warm: the exports come from the cache). For each run:
+   wall time of the child (start to exit, including interpreter start and imports), its peak
+   resident memory (`ru_maxrss` of that child alone, from `os.wait4`), its exit code, and the
+   report's own timings (`timings.phases`, `timings.total_seconds`, `timings.referee`).
+
+2. **The irreducible compute** of that default matrix (classify scenario, the 4 PyTorch and
+   the 4 Keras recipes, one SGD step, plus the ONNX referee), as plain framework code in a
+   fresh Python process of its own (Keras on torch, TensorFlow and JAX kept out as
+   compare.py keeps them), with no comparator around it. What counts, and nothing else:
+
+   * PyTorch (the project's torchvision model of the same name, same image and batch size):
+     one eval-mode forward pass with the loss (`inference_before`, shared by the 4 recipes);
+     then per recipe the train pass — `train`: train() forward + backward + SGD step;
+     `requires_grad`: train() forward only (nothing trains); `eval`: eval() forward + backward +
+     SGD step; `eval_requires_grad`: eval() forward only (nothing trains) — and one eval-mode
+     forward with the loss (`inference_after`). 1 + 4 + 4 = 9 passes, 2 of them with a
+     backward pass and a step.
+   * Keras 3 on the torch backend (`KERAS_BACKEND=torch`), the project's Keras model: one
+     `model.evaluate` on the batch (`inference_before`, shared); per recipe one `model.fit` of
+     one epoch on the batch (one step) — `train`: everything trainable; `trainable_false`:
+     `model.trainable = False`; `training_false`: a functional wrapper calling the model with
+     `training=False`; `bn_trainable`: only BatchNormalization layers trainable — and one
+     `model.evaluate` (`inference_after`). The timed calls are `fit` and `evaluate`
+     themselves, with Keras's own per-call overhead, which a user cannot avoid either;
+     `compile` and the setting of `trainable` flags are not timed.
+   * ONNX: one `torch.onnx.export(dynamo=False)` of the PyTorch model in eval mode
+     (`TrainingMode.EVAL`) and one in training mode (`TrainingMode.TRAINING`), each followed
+     by one ONNX Runtime session creation and run on the batch (CPU).
+
+   Not counted: the referee's export of the Keras model (`model.export`) and its check of
+   the frameworks' own outputs against ONNX Runtime (so the ratio slightly overstates the
+   tool's overhead there), interpreter start, imports, model construction, weight
+   initialisation, calibration and porting, the comparator's ablation and diagnosis passes,
+   the check of the port, report rendering. Those are what the tool adds, and the ratio
+   wall / irreducible shows how much that is. Every pass above is counted even where the
+   tool skips it: the tool reuses an inference loss when a state is bitwise one it has
+   evaluated (a recipe that changes nothing, recipes that end alike; the report counts them
+   in `timings.reused_inference_passes`), which plain code run recipe by recipe does not.
+
+A repetition is a cold run, a warm run and a run of the irreducible compute, in that
+order, so that both sides of a ratio meet the same machine: the speed of the same command
+here drifts by 20 % and more within minutes. With `runs > 1` the run with the median wall
+time is reported per label, with every run's wall time, the repetition with the median
+irreducible compute is reported, and `ratio_per_repetition` gives each repetition's own
+ratios. Both sides pay the frameworks' warm-up in every repetition.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+
+from comparator.errors import UsageError
+from comparator.zoo import get_spec
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COMPARE = os.path.join(ROOT, "scripts", "compare.py")
+PYTORCH_RECIPES = ("train", "requires_grad", "eval", "eval_requires_grad")
+KERAS_RECIPES = ("train", "trainable_false", "training_false", "bn_trainable")
+
+
+def resolve(model: str, image_size: int | None, batch_size: int, runs: int):
+    """Validate the arguments before anything heavy happens; UsageError on bad input."""
+    spec = get_spec(model)
+    if spec.input_features:
+        raise UsageError(f"{spec.name} is a vector model (regress scenario); the benchmark "
+                         "covers image models in the default classify scenario")
+    image_size = image_size or spec.default_image_size
+    if image_size < spec.min_image_size:
+        raise UsageError(f"image size {image_size} is too small for {spec.name}: "
+                         f"it needs at least {spec.min_image_size} px")
+    if batch_size <= 0:
+        raise UsageError(f"batch size must be positive, got {batch_size}")
+    if runs <= 0:
+        raise UsageError(f"runs must be positive, got {runs}")
+    return spec, image_size
+
+
+# ----- the tool, as a user runs it --------------------------------------------------------
+
+def run_child(argv: list[str]) -> dict:
+    """Run a command; its wall time, exit code and peak RSS (this child's own ru_maxrss)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=out, stderr=err, cwd=ROOT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - started
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        stderr = err.read().decode(errors="replace")
+    return {"wall_seconds": round(wall, 3), "exit_code": proc.returncode,
+            "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),  # Linux: KiB
+            "stderr_tail": stderr[-500:] if proc.returncode else ""}
+
+
+def compare_command(model: str, image_size: int, batch_size: int) -> list[str]:
+    return ["python", "scripts/compare.py", model, "--image-size", str(image_size),
+            "--batch-size", str(batch_size), "--json", "<tmp>", "--quiet",
+            "--cache-dir", "<fresh tmp dir>"]
+
+
+def time_repetitions(model: str, image_size: int, batch_size: int, runs: int = 1):
+    """`runs` repetitions of: compare.py cold (fresh cache dir), compare.py warm (same dir),
+    the irreducible compute in a fresh process. Interleaving them exposes each to the same
+    machine: on this shared machine the speed of the same command drifts by 20 % and more
+    within minutes. Per label, the run with the median wall time, and every run's."""
+    results = {"cold": [], "warm": []}
+    irreducible = []
+    for _ in range(runs):
+        workdir = tempfile.mkdtemp(prefix="xframe-bench-")
+        try:
+            cache = os.path.join(workdir, "cache")
+            os.mkdir(cache)
+            for label in ("cold", "warm"):
+                results[label].append(_time_one(model, image_size, batch_size, cache,
+                                                 os.path.join(workdir, f"{label}.json")))
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+        irreducible.append(irreducible_in_child(model, image_size, batch_size))
+    chosen = {}
+    for label, done in results.items():
+        walls = [run["wall_seconds"] for run in done]
+        chosen[label] = {**done[walls.index(statistics.median_low(walls))],
+                         "all_wall_seconds": walls}
+    return chosen, _median_repetition(irreducible), results
+
+
+def _time_one(model: str, image_size: int, batch_size: int, cache: str,
+              report_path: str) -> dict:
+    argv = [sys.executable, COMPARE, model, "--image-size", str(image_size),
+            "--batch-size", str(batch_size), "--json", report_path, "--quiet",
+            "--cache-dir", cache]
+    run = run_child(argv)
+    if os.path.exists(report_path):
+        with open(report_path) as handle:
+            timings = json.load(handle).get("timings", {})
+        run.update(total_seconds=timings.get("total_seconds"),
+                   phases=timings.get("phases", {}), referee=timings.get("referee", {}),
+                   reused_inference_passes=timings.get("reused_inference_passes"))
+    else:
+        run.update(total_seconds=None, phases={}, referee={})
+    return run
+
+
+def time_help(repeats: int = 3) -> float:
+    """Median wall time of `python scripts/compare.py --help` in a child process."""
+    return round(statistics.median(
+        run_child([sys.executable, COMPARE, "--help"])["wall_seconds"]
+        for _ in range(repeats)), 3)
+
+
+# ----- the irreducible compute --------------------------------------------------------------
+
+def _batch(spec, image_size: int, batch_size: int, seed: int = 0):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch_size, image_size, image_size, 3)).astype(np.float32)
+    y = rng.integers(0, spec.num_classes, size=batch_size).astype(np.int64)
+    return x, y
+
+
+class _Clock:
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    def add(self, name: str, fn):
+        started = time.perf_counter()
+        value = fn()
+        self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+        return value
+
+
+def _pytorch_passes(net, x, y, clock: _Clock) -> None:
+    import torch
+    import torch.nn.functional as F
+
+    def forward_loss(mode_train: bool, step: bool):
+        net.train(mode_train)
+        params = [p for p in net.parameters() if p.requires_grad]
+        if step:
+            optimizer = torch.optim.SGD(params, lr=0.01)
+            optimizer.zero_grad()
+            loss = F.cross_entropy(net(x), y)
+            loss.backward()
+            optimizer.step()
+        else:
+            with torch.no_grad():
+                loss = F.cross_entropy(net(x), y)
+        return float(loss.detach())
+
+    clock.add("pytorch:inference_before", lambda: forward_loss(False, False))
+    plan = {"train": (True, True), "requires_grad": (True, False),
+            "eval": (False, True), "eval_requires_grad": (False, False)}
+    for recipe in PYTORCH_RECIPES:
+        train_mode, trains = plan[recipe]
+        clock.add(f"pytorch:{recipe}:train_pass", lambda m=train_mode, t=trains: forward_loss(m, t))
+        clock.add(f"pytorch:{recipe}:inference_after", lambda: forward_loss(False, False))
+    net.eval()
+
+
+def _keras_passes(keras, model, x, y, clock: _Clock) -> None:
+    from keras import layers
+
+    def compile_(m):
+        m.compile(optimizer=keras.optimizers.SGD(learning_rate=0.01),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  jit_compile=False)
+
+    def set_trainable(recipe):
+        model.trainable = True
+        for layer in model.layers:
+            layer.trainable = True
+        if recipe == "trainable_false":
+            model.trainable = False
+        elif recipe == "bn_trainable":
+            for layer in model.layers:
+                layer.trainable = isinstance(layer, layers.BatchNormalization)
+
+    n = len(x)
+    set_trainable("train")
+    compile_(model)
+    clock.add("keras:inference_before",
+              lambda: model.evaluate(x, y, batch_size=n, verbose=0))
+    inputs = keras.Input(model.input_shape[1:])
+    wrapper = keras.Model(inputs, model(inputs, training=False))
+    for recipe in KERAS_RECIPES:
+        set_trainable(recipe)
+        fitted = wrapper if recipe == "training_false" else model
+        compile_(fitted)
+        clock.add(f"keras:{recipe}:train_pass",
+                  lambda f=fitted: f.fit(x, y, batch_size=n, epochs=1, shuffle=False,
+                                         verbose=0))
+        clock.add(f"keras:{recipe}:inference_after",
+                  lambda f=fitted: f.evaluate(x, y, batch_size=n, verbose=0))
+    set_trainable("train")
+
+
+def _onnx_passes(net, x_nchw, workdir: str, clock: _Clock) -> None:
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+
+    feed = np.ascontiguousarray(x_nchw.numpy(), dtype=np.float32)
+    for mode, training in (("eval", torch.onnx.TrainingMode.EVAL),
+                           ("train_forward", torch.onnx.TrainingMode.TRAINING)):
+        path = os.path.join(workdir, f"{mode}.onnx")
+        net.train(mode != "eval")
+        clock.add(f"onnx:{mode}:export", lambda p=path, t=training, m=mode: torch.onnx.export(
+            net, (x_nchw,), p, dynamo=False, training=t,
+            do_constant_folding=(m == "eval"), input_names=["x"], output_names=["y"]))
+
+        def run_session(path=path):
+            options = ort.SessionOptions()
+            options.log_severity_level = 3
+            session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+            return session.run(None, {session.get_inputs()[0].name: feed})
+
+        clock.add(f"onnx:{mode}:run", run_session)
+    net.eval()
+
+
+def time_irreducible(spec, image_size: int, batch_size: int) -> dict:
+    """Seconds of the plain-framework passes (see the module docstring), once, in this
+    process: run it in a fresh process (irreducible_in_child), as compare.py runs."""
+    os.environ["KERAS_BACKEND"] = "torch"
+    os.environ.setdefault("KERAS_TORCH_DEVICE", "cpu")
+    import keras  # noqa: F401  (torch backend, set above)
+    import torch
+
+    if keras.backend.backend() != "torch":
+        raise UsageError("Keras was imported with another backend before the benchmark")
+    from adapters.keras.models import build_base
+    from adapters.pytorch.models import build_network
+
+    x, y = _batch(spec, image_size, batch_size)
+    torch.manual_seed(0)
+    net = build_network(spec)
+    x_nchw = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
+    y_t = torch.from_numpy(y)
+    keras.utils.set_random_seed(0)
+    kmodel = build_base(spec, image_size, include_top=True)
+
+    warnings.filterwarnings("ignore", category=UserWarning)  # exporter/Keras chatter
+    workdir = tempfile.mkdtemp(prefix="xframe-bench-onnx-")
+    try:
+        clock = _Clock()
+        _pytorch_passes(net, x_nchw, y_t, clock)
+        _keras_passes(keras, kmodel, x, y, clock)
+        _onnx_passes(net, x_nchw, workdir, clock)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return clock.seconds
+
+
+_CHILD = """
+import json, sys
+sys.path.insert(0, {root!r})
+from comparator.config.frameworks import keep_worker_backends_out
+keep_worker_backends_out()  # Keras on torch alone, as in compare.py
+from tools.bench import time_irreducible
+from comparator.zoo import get_spec
+print(json.dumps(time_irreducible(get_spec({model!r}), {image_size}, {batch_size})))
+"""
+
+
+def irreducible_in_child(model: str, image_size: int, batch_size: int) -> dict[str, float]:
+    """One repetition of the irreducible compute in a fresh Python process."""
+    code = _CHILD.format(root=ROOT, model=model, image_size=image_size, batch_size=batch_size)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT)
+    if done.returncode != 0:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"the irreducible-compute process failed: {tail}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _median_repetition(repetitions: list[dict[str, float]]) -> dict:
+    totals = [sum(r.values()) for r in repetitions]
+    chosen = repetitions[totals.index(statistics.median_low(totals))]
+    groups = {}
+    for name, seconds in chosen.items():
+        framework = name.split(":")[0]
+        groups[framework] = groups.get(framework, 0.0) + seconds
+    return {"seconds": round(sum(chosen.values()), 3),
+            "by_framework": {k: round(v, 3) for k, v in groups.items()},
+            "passes": {k: round(v, 4) for k, v in chosen.items()},
+            "runs": len(repetitions), "all_runs_seconds": [round(t, 3) for t in totals]}
+
+
+# ----- the whole benchmark ------------------------------------------------------------------
+
+def machine() -> dict:
+    import torch
+
+    return {"platform": platform.platform(), "machine": platform.machine(),
+            "processor": platform.processor(), "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "python": platform.python_version()}
+
+
+def benchmark(model: str, image_size: int | None, batch_size: int, runs: int = 1) -> dict:
+    spec, image_size = resolve(model, image_size, batch_size, runs)
+    load_before = [round(v, 2) for v in os.getloadavg()]  # the machine may be shared
+    tool, irreducible, every_run = time_repetitions(spec.name, image_size, batch_size, runs)
+    help_seconds = time_help()
+    base = irreducible["seconds"]
+    # Each repetition's own ratio: tool and plain passes measured minutes apart, not hours.
+    paired = {label: [round(run["wall_seconds"] / total, 3) for run, total
+                      in zip(every_run[label], irreducible["all_runs_seconds"])]
+              for label in ("cold", "warm")}
+    return {
+        "command": " ".join(compare_command(spec.name, image_size, batch_size)),
+        "model": spec.name, "image_size": image_size, "batch_size": batch_size,
+        "wall_seconds": {"cold": tool["cold"]["wall_seconds"],
+                         "warm": tool["warm"]["wall_seconds"]},
+        "irreducible_seconds": base,
+        "ratio_wall_to_irreducible": {
+            label: round(tool[label]["wall_seconds"] / base, 3) for label in ("cold", "warm")},
+        "peak_rss_mib": {label: tool[label]["peak_rss_mib"] for label in ("cold", "warm")},
+        "exit_codes": {label: tool[label]["exit_code"] for label in ("cold", "warm")},
+        "runs": {"cold": tool["cold"], "warm": tool["warm"]},
+        "irreducible": irreducible,
+        "ratio_per_repetition": paired,
+        "help_wall_seconds": help_seconds,
+        "machine": {**machine(), "load_average_before": load_before,
+                    "load_average_after": [round(v, 2) for v in os.getloadavg()]},
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def table(result: dict) -> str:
+    wall, ratio, rss = (result["wall_seconds"], result["ratio_wall_to_irreducible"],
+                        result["peak_rss_mib"])
+    lines = [f"{result['command']}",
+             f"{'':26}{'cold':>10}{'warm':>10}",
+             f"{'wall time (s)':26}{wall['cold']:>10.2f}{wall['warm']:>10.2f}",
+             f"{'ratio wall/irreducible':26}{ratio['cold']:>10.2f}{ratio['warm']:>10.2f}",
+             f"{'peak RSS (MiB)':26}{rss['cold']:>10.0f}{rss['warm']:>10.0f}",
+             f"{'exit code':26}{result['exit_codes']['cold']:>10}"
+             f"{result['exit_codes']['warm']:>10}",
+             f"irreducible compute: {result['irreducible_seconds']:.2f} s "
+             + ", ".join(f"{k} {v:.2f}" for k, v in result["irreducible"]["by_framework"].items()),
+             f"compare.py --help: {result['help_wall_seconds']:.2f} s (median of 3)"]
+    for label in ("cold", "warm"):
+        phases = result["runs"][label]["phases"]
+        referee = result["runs"][label]["referee"].get("total")
+        if phases:
+            top = sorted(phases.items(), key=lambda kv: -kv[1])[:4]
+            lines.append(f"{label} phases: " + ", ".join(f"{k} {v:.2f}" for k, v in top)
+                         + (f", referee {referee:.2f}" if referee is not None else ""))
+    m = result["machine"]
+    lines.append(f"machine: {m['platform']}, {m['cpu_count']} CPUs, "
+                 f"{m['torch_threads']} torch threads, Python {m['python']}, load average "
+                 f"{m['load_average_before'][0]:.2f} before, {m['load_average_after'][0]:.2f} "
+                 "after (1 min)")
+    return "\n".join(lines)
