@@ -129,7 +129,7 @@ def _config(args):
     values.pop("model", None)
     if not model:
         raise UsageError("give a model (or --preset); see --help")
-    return CompareConfig(model=model, **values)
+    return CompareConfig(model=model, cache_dir=getattr(args, "cache_dir", None), **values)
 
 
 def run(args, argv: list[str]) -> int:
