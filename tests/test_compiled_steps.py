@@ -8,18 +8,19 @@ import numpy as np
 import pytest
 
 from adapters import load_adapter
-from comparator.config.frameworks import missing_modules
-from comparator.inputs import prepare
 from comparator.config import CompareConfig, resolve
+from comparator.config.frameworks import missing_modules
+from comparator.inputs.prepare import prepare
 
 # Checked without importing: TensorFlow and JAX run in the workers, never in this process.
 pytestmark = pytest.mark.skipif(bool(missing_modules(["tensorflow", "jax"])),
                                 reason="the tensorflow and jax extras are not installed")
 
 
-def _worker_runs(framework, model, image_size, batch_size, names, eager, cache_dir):
+def _worker_runs(framework, model, image_size, batch_size, names, eager, cache_dir,
+                 validate=False):
     config = CompareConfig(model=model, image_size=image_size, batch_size=batch_size,
-                           frameworks=("pytorch", framework))
+                           frameworks=("pytorch", framework), validate=validate)
     spec, config, recipes = resolve(config)
     prepared = prepare(spec, config, load_adapter("pytorch"))
     selected = [r for r in recipes if r.framework == framework and r.name in names]
@@ -62,3 +63,22 @@ def test_densenet121_compiled_observes_what_eager_observes(framework, tmp_path):
     runs = _compare(framework, "densenet121", 32, 2, ["train", "trainable_false"], tmp_path)
     assert runs["train"].modes.bn_batch_stats == runs["train"].modes.bn_layers == 121
     assert runs["trainable_false"].modes.bn_batch_stats == 0
+
+
+@pytest.mark.parametrize("framework", ["keras", "keras-tensorflow", "keras-jax"])
+def test_fit_validation_does_not_overwrite_the_steps_observations(framework, tmp_path):
+    """fit(validation_data=...) calls every layer again in inference mode after the step."""
+    if framework == "keras":
+        from comparator.pipeline import compare
+
+        report = compare(CompareConfig(model="tiny_cnn", image_size=32, batch_size=2,
+                                       validate=True, frameworks=("pytorch", "keras"),
+                                       recipes=("keras:train",))).report
+        run = report.run("keras:train")
+    else:
+        runs, _ = _worker_runs(framework, "tiny_cnn", 32, 2, ["train"], False, tmp_path,
+                               validate=True)
+        run = runs["train"]
+    assert run.losses.fit_validation is not None
+    assert run.modes.bn_batch_stats == run.modes.bn_layers == 3
+    assert run.modes.dropout_active == run.modes.dropout_layers == 1

@@ -156,9 +156,12 @@ def _backends_section(report) -> list[str]:
     out = ["", "## Keras backends compared", "",
            f"The same Keras recipes on the torch backend (in process) and on TensorFlow "
            f"{env['tensorflow']} and JAX {env['jax']} (each in a worker process with its own "
-           f"`KERAS_BACKEND`), {_settings_line(RUNS['backends'])}. The tool runs TensorFlow's "
-           "and JAX's train step eagerly (`run_eagerly=True`) so that it can observe each "
-           "layer.", "", *_recipe_table(report), ""]
+           f"`KERAS_BACKEND`), {_settings_line(RUNS['backends'])}. `fit` runs the train step "
+           f"as Keras compiles it by default (TensorFlow: "
+           f"{env.get('keras-tensorflow_train_step', 'not recorded')}; JAX: "
+           f"{env.get('keras-jax_train_step', 'not recorded')}); the tool observes each "
+           "BatchNorm and Dropout layer inside the compiled step.", "",
+           *_recipe_table(report), ""]
     rows = ["| backend | `training=False` at build: BN layers on batch statistics in `fit` "
             "| its BN statistics moved | `trainable = False`: BN layers on batch statistics "
             "| its BN statistics moved |", "|---|---|---|---|---|"]

@@ -373,9 +373,11 @@ class Keras3Adapter(FrameworkAdapter):
             beta = layer.beta.value if layer.center else ops.zeros_like(sums[0])
 
             def record(x_mean, x_square, y_mean, y_square, gamma, beta, mean, moving_var):
-                adapter._bn_seen[layer.name] = used_batch_statistics(
+                # The step's own call comes first; fit's validation pass (validation_data,
+                # in inference mode) calls the layer again afterwards and must not count.
+                adapter._bn_seen.setdefault(layer.name, used_batch_statistics(
                     x_mean, variance(x_mean, x_square), y_mean, variance(y_mean, y_square),
-                    gamma, beta, mean, moving_var, eps=layer.epsilon)
+                    gamma, beta, mean, moving_var, eps=layer.epsilon))
 
             hooks.host(record, *sums, gamma, beta, *moving)
             return outputs
@@ -386,7 +388,7 @@ class Keras3Adapter(FrameworkAdapter):
                 same = ops.all(ops.equal(ops.stop_gradient(inputs), ops.stop_gradient(outputs)))
 
                 def record(same):
-                    adapter._dropout_seen[layer.name] = not bool(same)
+                    adapter._dropout_seen.setdefault(layer.name, not bool(same))
 
                 hooks.host(record, same)
             return outputs
