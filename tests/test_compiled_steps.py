@@ -58,9 +58,12 @@ def test_the_tiny_cnn_compiled_observes_what_eager_observes(framework, tmp_path)
     assert runs["trainable_false"].modes.bn_batch_stats == 0
 
 
-@pytest.mark.parametrize("framework", ["keras-tensorflow", "keras-jax"])
-def test_densenet121_compiled_observes_what_eager_observes(framework, tmp_path):
-    runs = _compare(framework, "densenet121", 32, 2, ["train", "trainable_false"], tmp_path)
+# At 32 px, batch 2, Keras on JAX gives DenseNet121 a non-finite inference loss, run
+# eagerly as well as compiled (measured); 64 px is the smallest size tried that it runs.
+@pytest.mark.parametrize("framework,image_size", [("keras-tensorflow", 32), ("keras-jax", 64)])
+def test_densenet121_compiled_observes_what_eager_observes(framework, image_size, tmp_path):
+    runs = _compare(framework, "densenet121", image_size, 2, ["train", "trainable_false"],
+                    tmp_path)
     assert runs["train"].modes.bn_batch_stats == runs["train"].modes.bn_layers == 121
     assert runs["trainable_false"].modes.bn_batch_stats == 0
 
