@@ -10,7 +10,7 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e '.[dev,tensorflow,jax]' 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
+	$(PY) -m pip install -q -e '.[dev,tensorflow,jax,sweep]' 2>&1 | grep -v "is ignored: it is neither a file nor a directory" || true
 	KERAS_BACKEND=torch $(PY) -c "import torch, torchvision, keras, onnx, onnxruntime, rich, matplotlib, pytest"
 	touch $(STAMP)
 

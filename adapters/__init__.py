@@ -51,7 +51,8 @@ def load_adapter(name: str, **options):
     return getattr(module, class_name)(**options)
 
 
-_CHECKPOINT_LOADERS = {"pytorch": "adapters.pytorch.pretrained", "keras": "adapters.keras.pretrained"}
+_CHECKPOINT_LOADERS = {"pytorch": "adapters.pytorch.pretrained",
+                       "keras": "adapters.keras.pretrained"}
 
 
 def checkpoint_loader(framework: str):

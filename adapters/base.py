@@ -1,8 +1,15 @@
-"""The contract every framework adapter meets.
+"""The contract every framework adapter meets, and the in-process implementation of it.
 
-Public methods live here once (validation, timing, state bookkeeping); a
-framework implements only the `_*_impl` hooks. Arrays cross this boundary as
-numpy in the canonical layout (torchvision names, PyTorch shapes).
+`Adapter` is what the pipeline and the referee may call on any framework, the worker
+client (adapters.keras.client) included. `FrameworkAdapter` implements it for a model
+in this process: its public methods live here once (validation, timing, state
+bookkeeping) and a framework implements only the `_*_impl` hooks. Arrays cross this
+boundary as numpy in the canonical layout (torchvision names, PyTorch shapes).
+
+PyTorch is the reference side: its adapter also offers the optional capabilities the
+diagnosis reruns need (`float64`, `bn_momentum`, `optimizer_overrides`) and the seeded
+weights need (`randomise_affine`, `calibrate`, `save_state_dict`), declared in
+`capabilities`.
 """
 
 from __future__ import annotations
@@ -15,21 +22,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from comparator.analysis.states import max_abs_diff, split_state
 from comparator.inputs.batch import Batch
 from comparator.errors import NumericalError, UsageError
 from comparator.zoo import ModelSpec
 from comparator.config.recipes import Recipe
 from comparator.schema import Losses, Modes, RunResult, State
-
-BN_STAT_SUFFIXES = (".running_mean", ".running_var")
-
-
-def split_state(arrays: dict[str, np.ndarray]) -> tuple[dict, dict]:
-    """(parameters, BatchNorm running statistics) of a canonical state."""
-    stats = {k: v for k, v in arrays.items() if k.endswith(BN_STAT_SUFFIXES)}
-    params = {k: v for k, v in arrays.items() if k not in stats}
-    return params, stats
-
 
 def array_digests(arrays: dict[str, np.ndarray]) -> dict[str, bytes]:
     """A digest of each array's dtype, shape, memory order and bytes. Arrays are read in
@@ -52,11 +50,6 @@ def state_digest(digests: dict[str, bytes]) -> str:
     return combined.hexdigest()
 
 
-def max_abs_delta(before: dict, after: dict) -> float:
-    return max((float(np.max(np.abs(after[k].astype(np.float64) - before[k])))
-                for k in before if before[k].size), default=0.0)
-
-
 @dataclass(frozen=True)
 class Measurement:
     """One recipe's result, its states before and after, and the ablation passes' losses."""
@@ -67,11 +60,62 @@ class Measurement:
     ablations: dict
 
 
-class FrameworkAdapter(ABC):
+class Adapter(ABC):
+    """What the pipeline and the referee call on any framework's adapter."""
+
     name: str = ""
+    backend: str | None = None  # Keras's backend for a Keras flavour; None for PyTorch
+    runs_in_worker = False  # True: `start` runs every recipe at once, in another process
+    # Optional methods this adapter offers beyond the contract (see the module docstring).
+    capabilities: frozenset[str] = frozenset()
 
     def __init__(self, device: str = "cpu"):
         self.device = device
+        self.failure = None  # why the framework could not run (status, reason), or None
+        self.loss_kind = "logits"  # classification: "logits" or "probabilities" (LOSS_KINDS)
+        self.reused_inference_passes = 0  # inference passes answered from an earlier one
+
+    @abstractmethod
+    def build(self, spec: ModelSpec, scenario: str, seed: int, image_size: int) -> None:
+        """Build the model with the framework's own initialisation."""
+
+    @abstractmethod
+    def load_weights(self, arrays: dict[str, np.ndarray]) -> None:
+        """Load canonical arrays; the result is the state every recipe starts from."""
+
+    def start(self, recipes, batch: Batch, steps: int, lr: float, optimizer: str,
+              validate: bool) -> None:
+        """Run these recipes now (an adapter that runs in a worker); an in-process adapter
+        runs each recipe when `run_recipe` asks, so this does nothing."""
+        return None
+
+    @abstractmethod
+    def run_recipe(self, recipe: Recipe, batch: Batch, steps: int, lr: float,
+                   optimizer: str = "sgd", validate: bool = False,
+                   ablate: bool = True) -> Measurement:
+        """The recipe applied to the initial state, `steps` train steps, measured."""
+
+    @abstractmethod
+    def logits(self, batch: Batch) -> np.ndarray:
+        """Inference-mode outputs of the unfrozen model in its initial state."""
+
+    @abstractmethod
+    def reset(self) -> None:
+        """Put the model back in its initial state, as every run starts."""
+
+    @abstractmethod
+    def environment(self) -> dict[str, str]:
+        """Framework versions for the report's environment."""
+
+    def has(self, capability: str) -> bool:
+        return capability in self.capabilities
+
+
+class FrameworkAdapter(Adapter):
+    """An adapter whose model lives in this process."""
+
+    def __init__(self, device: str = "cpu"):
+        super().__init__(device)
         self.spec: ModelSpec | None = None
         self.scenario: str | None = None
         self._initial_state: object = None
@@ -79,21 +123,17 @@ class FrameworkAdapter(ABC):
         self._initial_digests: dict[str, bytes] = {}
         # (batch id, loss kind, state digest) -> (the batch, kept so its id stays unique, loss)
         self._inference_losses: dict[tuple, tuple[Batch, float]] = {}
-        self.reused_inference_passes = 0
         self._forward_states: dict[tuple, tuple[Batch, dict]] = {}
         self._logits: dict[int, tuple[Batch, np.ndarray]] = {}
         self._cache_outputs = True  # off while a rerun changes precision
-        self.loss_kind = "logits"  # classification: "logits" or "probabilities" (LOSS_KINDS)
 
     # ----- public API -----------------------------------------------------------------
 
     def build(self, spec: ModelSpec, scenario: str, seed: int, image_size: int) -> None:
-        """Build the model with the framework's own initialisation."""
         self.spec, self.scenario = spec, scenario
         self._build_impl(spec, scenario, seed, image_size)
 
     def load_weights(self, arrays: dict[str, np.ndarray]) -> None:
-        """Load canonical arrays; the result becomes the state every recipe starts from."""
         self._load_impl(arrays)
         self._initial_state = self._snapshot_impl()
         self._initial_canonical = self._canonical_impl()
@@ -104,6 +144,13 @@ class FrameworkAdapter(ABC):
 
     def canonical_weights(self) -> dict[str, np.ndarray]:
         return self._canonical_impl()
+
+    def reset(self) -> None:
+        self._restore_impl(self._initial_state)
+
+    def exportable_model(self):
+        """The framework model an in-process ONNX export takes, in its current state."""
+        return self._exportable_model_impl()
 
     def logits(self, batch: Batch) -> np.ndarray:
         """Outputs in inference mode of the unfrozen model in its initial state (computed
@@ -187,8 +234,8 @@ class FrameworkAdapter(ABC):
                                             lambda: self._inference_loss_impl(batch))
             params_before, stats_before = split_state(initial)
             params_after, stats_after = split_state(final)
-            weight_delta = max_abs_delta(params_before, params_after)
-            stat_delta = max_abs_delta(stats_before, stats_after)
+            weight_delta = max_abs_diff(params_before, params_after) or 0.0
+            stat_delta = max_abs_diff(stats_before, stats_after) or 0.0
             # Reruns that only need the final state skip the explanation passes.
             ablations = {}
             if ablate:
@@ -335,6 +382,9 @@ class FrameworkAdapter(ABC):
 
     @abstractmethod
     def _environment_impl(self) -> dict[str, str]: ...
+
+    @abstractmethod
+    def _exportable_model_impl(self): ...
 
     @abstractmethod
     def _reset_rng_impl(self) -> None:

@@ -20,6 +20,7 @@ from adapters.keras.backend import keras  # fixes the torch backend before Keras
 from keras import layers, ops, tree  # noqa: E402
 from keras.src.models.functional import Functional  # noqa: E402
 
+from comparator.analysis.states import is_bn_statistic  # noqa: E402
 from comparator.errors import UsageError  # noqa: E402
 from comparator.zoo.portmaps import (  # noqa: E402
     BN_SUFFIXES,
@@ -51,7 +52,6 @@ _NOISE = (layers.Dropout, layers.SpatialDropout1D, layers.SpatialDropout2D,
           layers.SpatialDropout3D, layers.GaussianNoise, layers.GaussianDropout,
           layers.AlphaDropout)
 _TORCH_NOISE = (nn.modules.dropout._DropoutNd,)
-_STAT_SUFFIXES = ("running_mean", "running_var")
 _KERAS_CONVS = (layers.Conv2D, layers.DepthwiseConv2D)
 
 
@@ -235,13 +235,14 @@ def resolve_pairs(torch_model: nn.Module, keras_model, mapping: dict | None = No
     return sorted(pairs, key=lambda p: order.index(p.torch_module))
 
 
-def plan_pairs(port_map: str, torch_model: nn.Module) -> list[Pair]:
-    """The pairs of a zoo port map (comparator/zoo/portmaps.py), for this PyTorch model."""
+def plan_pairs(layer_names, torch_model: nn.Module) -> list[Pair]:
+    """The pairs of a zoo family's port map (its spec's `layer_names`), for this PyTorch
+    model."""
     # The plan needs names and ranks only: zero-size broadcasts stand in for the arrays.
     arrays = {name: np.broadcast_to(np.float32(0), tuple(t.shape))
               for name, t in _state(torch_model).items()}
     return [Pair(p.module, p.keras_layer, p.kind, p.canonical_names)
-            for p in port_plan(port_map, arrays)]
+            for p in port_plan(layer_names, arrays)]
 
 
 def _state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -624,7 +625,7 @@ def _gradients(torch_model, model64, fn, pairs, x, seed, tolerance):
         module = modules[pair.torch_module]
         for name, variable in zip(pair.canonical_names, layer.weights):
             suffix = name.rsplit(".", 1)[-1]
-            if suffix in _STAT_SUFFIXES:
+            if is_bn_statistic(name):
                 continue
             shape = tuple(module.get_parameter(suffix).shape)
             mine = variable.value.grad if id(variable) in trainable else None
@@ -789,7 +790,7 @@ def validate_zoo_model(spec, image_size: int, batch_size: int, seed: int, naive:
         builder = spec.keras_builder or spec.name
         keras_name = (f"keras.applications.{builder}" if builder[0].isupper() else
                       f"{builder} (adapters/keras/models.py)")
-    pairs = plan_pairs(spec.port_map, torch_model)
+    pairs = plan_pairs(spec.layer_names, torch_model)
     port_weights(torch_model, keras_model, pairs=pairs, naive=naive)
     batch = make_batch(spec, "classify", batch_size, image_size, seed)
     result = validate_port(torch_model, keras_model, batch.x, pairs=pairs, seed=seed, **options)

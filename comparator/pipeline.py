@@ -9,10 +9,13 @@ from importlib import metadata
 
 import numpy as np
 
-from comparator.analysis.crosscheck import FLOAT32_FACTOR, explain_pair
+from comparator.analysis.crosscheck import explain_pair
 from comparator.analysis.diagnosis import explain_run
+from comparator.analysis.states import bn_layer_deltas
 from comparator.analysis.equivalence import equivalences, old_keras_frozen_bn_findings
-from comparator.config import ADAM_EPSILON, LOSS_DESCRIPTIONS, PORT_TOLERANCE, CompareConfig, resolve
+from comparator.analysis.tolerances import (FIT_VALIDATION_TOLERANCE, FLOAT32_FACTOR,
+                                             PORT_TOLERANCE)
+from comparator.config import ADAM_EPSILON, LOSS_DESCRIPTIONS, CompareConfig, resolve
 from comparator.config.frameworks import unavailable_runs
 from comparator.inputs.prepare import prepare
 from comparator.inputs.batch import REGRESSION_SCENARIOS, Batch
@@ -48,18 +51,6 @@ def _optimizer_settings(config: CompareConfig) -> dict:
     return {"name": "sgd", "lr": config.lr, "momentum": 0.0}
 
 
-def bn_layer_deltas(before: dict, after: dict) -> list[float]:
-    """The largest change of each BatchNorm layer's running statistics, in network order
-    (canonical names follow the torchvision module order, which is depth order)."""
-    layers: dict[str, float] = {}
-    for name, value in before.items():
-        if name.endswith((".running_mean", ".running_var")):
-            layer = name.rsplit(".", 1)[0]
-            delta = float(np.max(np.abs(after[name].astype(np.float64) - value)))
-            layers[layer] = max(layers.get(layer, 0.0), delta)
-    return list(layers.values())
-
-
 def _port_check(name: str, reference, ported, batch: Batch) -> Check:
     """Inference outputs of the port against PyTorch's. Where they differ by more than 1e-4,
     PyTorch in float64 says how much float32 rounding alone explains: deep networks with
@@ -91,8 +82,9 @@ def _validation_checks(runs) -> list[Check]:
         if run.losses.fit_validation:
             diff = abs(run.losses.fit_validation[-1] - run.losses.inference_after)
             checks.append(Check(
-                name=f"{run.id}:fit_validation_equals_inference_after", passed=diff <= 1e-5,
-                value=diff, tolerance=1e-5,
+                name=f"{run.id}:fit_validation_equals_inference_after",
+                passed=diff <= FIT_VALIDATION_TOLERANCE, value=diff,
+                tolerance=FIT_VALIDATION_TOLERANCE,
                 detail="Keras evaluates validation data after the epoch's update, so val_loss "
                        "is the inference loss after the step, not the reported train loss"))
     return checks
@@ -103,7 +95,7 @@ def _run_recipes(recipes, adapters, batch, config, progress, phase, t):
     and per-layer BatchNorm changes (runs of a failed worker are left out)."""
     runs, states, explanations, bn_deltas = {}, {}, [], {}
     for recipe in recipes:
-        if getattr(adapters[recipe.framework], "failure", None) is not None:
+        if adapters[recipe.framework].failure is not None:
             continue
         progress(f"running {recipe.id}", 1)
         measurement = adapters[recipe.framework].run_recipe(
@@ -157,7 +149,7 @@ def compare(config: CompareConfig, progress=_noop, preset: str | None = None) ->
         # Every Keras backend receives what the Keras side was given (its own checkpoint
         # with imagenet-both, else the ported arrays).
         adapter.load_weights(prepared.arrays_for("keras" if name.startswith("keras") else name))
-        if hasattr(adapter, "start"):  # a worker: every recipe of it runs now, in one call
+        if adapter.runs_in_worker:  # every recipe of it runs now, in one call
             progress(f"running {name} in a worker", 0)
             adapter.start([r for r in recipes if r.framework == name], batch, config.steps,
                           config.lr, config.optimizer, config.validate)
@@ -206,7 +198,7 @@ def compare(config: CompareConfig, progress=_noop, preset: str | None = None) ->
                     unavailable_runs=tuple(unavailable),
                     timings={"total_seconds": phases.pop("total_seconds"), "phases": phases,
                              "reused_inference_passes": sum(
-                                 getattr(a, "reused_inference_passes", 0)
+                                 a.reused_inference_passes
                                  for a in adapters.values())})
     progress("done", 1)
     return Outcome(report=report, batch=batch, adapters=adapters, bn_deltas=bn_deltas)

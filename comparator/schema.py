@@ -1,16 +1,241 @@
-"""Results as frozen dataclasses that serialise to the report schema of DESIGN.md.
+"""The report schema `xframe-compare/report/1`, typed: every nested object has a definition
+here, each key annotated with its type and a one-line meaning.
 
-Keys are part of a stable interface: extend, never rename.
+Keys are a stable interface: add, never rename or remove. Adding a key is one line in the
+type that holds it (`name: Annotated[type, "meaning"]`; in a TypedDict every key is
+optional, total=False) followed by `python tools/report_schema.py` to regenerate
+docs/report-schema.md (tests/test_report_schema.py checks that the file is current).
+
+Dataclasses are the objects the pipeline builds in one place; TypedDicts are the objects
+several modules fill in (they stay plain dicts at run time). `Report.to_dict` is the one
+serialiser and `report_from_dict` its inverse.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from typing import Annotated, Any, TypedDict
 
 SCHEMA = "xframe-compare/report/1"
+
+
+# ----- settings ------------------------------------------------------------------------------
+
+
+class Optimizer(TypedDict, total=False):
+    name: Annotated[str, "`sgd` or `adam`"]
+    lr: Annotated[float, "learning rate"]
+    momentum: Annotated[float, "SGD momentum (0.0: plain SGD)"]
+    epsilon: Annotated[dict[str, float], "Adam's epsilon by framework, each its own default"]
+
+
+class CheckpointRecord(TypedDict, total=False):
+    framework: Annotated[str, "the framework whose checkpoint this is (`pytorch`, `keras`)"]
+    source: Annotated[str, "where it comes from (torchvision weights enum, keras.applications builder, file)"]
+    file: Annotated[str, "the file's name"]
+    path: Annotated[str, "the file's full path"]
+    sha256: Annotated[str, "SHA-256 of the file"]
+    role: Annotated[str, "what the comparison did with it (source ported to the other framework, or one side's own training)"]
+    url: Annotated[str, "where the framework's loader downloads it from (ImageNet checkpoints)"]
+    published_hash_prefix: Annotated[str, "the hash prefix torchvision publishes in the file name"]
+    published_md5: Annotated[str, "the MD5 keras.applications publishes"]
+    matches_published_hash: Annotated[bool, "whether the cached file matches the published hash (loaders do not check cached files)"]
+
+
+class ImagesSetting(TypedDict, total=False):
+    files: Annotated[list[str], "file names of the photos, in batch order"]
+    paths: Annotated[list[str], "their full paths"]
+    count: Annotated[int, "how many photos (the batch size)"]
+    transform: Annotated[str, "how they were resized and cropped"]
+
+
+class Preprocessing(TypedDict, total=False):
+    used: Annotated[str, "the framework whose application's preprocessing fed both frameworks"]
+    mode: Annotated[str, "that preprocessing mode (`torch`, `caffe`, `tf`)"]
+    pytorch_expects: Annotated[str, "the mode torchvision's checkpoint expects"]
+    keras_expects: Annotated[str, "the mode keras.applications' checkpoint expects"]
+    same_tensor_for_both: Annotated[bool, "both frameworks received the one tensor (always true)"]
+    note: Annotated[str, "a sentence on whether the applications differ"]
+
+
+class GivenValues(TypedDict, total=False):
+    source: Annotated[str, "`given`, seeded (with the seed), or the reference model's predictions"]
+    values: Annotated[list[Any], "the labels (integers) or targets (floats), one per image"]
+
+
+class TrainingsDistance(TypedDict, total=False):
+    max_abs_logit_diff: Annotated[float, "largest absolute difference of the two trainings' outputs on the batch"]
+    mean_abs_logit_diff: Annotated[float, "mean absolute difference of those outputs"]
+    top1_agreement: Annotated[float | None, "share of images whose top-1 class agrees (null for one output)"]
+
+
+class Settings(TypedDict, total=False):
+    batch_size: Annotated[int, "images in the batch"]
+    image_size: Annotated[int, "height and width in pixels"]
+    seed: Annotated[int, "seed of the weights, batch, labels and dropout masks"]
+    steps: Annotated[int, "training steps per run"]
+    weights: Annotated[str, "`random-calibrated`, `imagenet:pytorch`, `imagenet:keras`, `imagenet-both`, `file:pytorch` or `file:keras`"]
+    weights_sha256: Annotated[str, "SHA-256 of the canonical initial weights"]
+    weights_description: Annotated[str, "where the weights come from, in words"]
+    optimizer: Annotated[Optimizer, "the optimizer every run used"]
+    loss: Annotated[str, "the loss, in words"]
+    loss_kind: Annotated[str, "`logits` or `probabilities` (cross-entropy on clipped softmax probabilities)"]
+    labels: Annotated[str | None, "`seeded`, `given` or `predicted` (classify); null for regression"]
+    scenario: Annotated[str, "`classify`, `head` or `regress`"]
+    fit_validation_data: Annotated[bool, "whether Keras's fit got validation data (`--validate`)"]
+    preset: Annotated[str | None, "the preset that filled the settings, or null"]
+    device: Annotated[str, "`cpu` or `cuda[:N]`"]
+    frameworks: Annotated[list[str], "the frameworks compared (`pytorch`, `keras-torch`, ...)"]
+    notes: Annotated[list[str], "input facts the terminal shows above the matrix, one line each"]
+    checkpoints: Annotated[list[CheckpointRecord], "one entry per checkpoint used (pretrained weights)"]
+    weights_source_framework: Annotated[str, "the framework whose checkpoint was ported (`both` for imagenet-both)"]
+    images: Annotated[ImagesSetting, "the photos of `--images`"]
+    preprocessing: Annotated[Preprocessing, "how the photos were preprocessed"]
+    targets: Annotated[GivenValues, "regression targets of photos (`--targets` or seeded)"]
+    label_values: Annotated[GivenValues, "class labels of photos (`--labels` or predicted)"]
+    trainings_distance: Annotated[dict[str, TrainingsDistance], "imagenet-both: distance of each framework's training from PyTorch's, by `<framework>_vs_pytorch`"]
+    checks_not_applicable: Annotated[list[str], "imagenet-both: referee checks left out because they compare two trainings"]
+
+
+# ----- environment and timings -------------------------------------------------------------
+
+
+class Environment(TypedDict, total=False):
+    python: Annotated[str, "Python version"]
+    numpy: Annotated[str, "NumPy version"]
+    onnx: Annotated[str, "onnx version, or `not installed`"]
+    onnxruntime: Annotated[str, "onnxruntime version, or `not installed`"]
+    torch: Annotated[str, "PyTorch version"]
+    torchvision: Annotated[str, "torchvision version"]
+    keras: Annotated[str, "Keras version"]
+    keras_backend: Annotated[str, "the in-process Keras's backend (`torch`)"]
+    tensorflow: Annotated[str, "TensorFlow version (a keras-tensorflow worker ran)"]
+    jax: Annotated[str, "JAX version (a keras-jax worker ran)"]
+    jaxlib: Annotated[str, "jaxlib version (a keras-jax worker ran)"]
+
+
+class RefereeSeconds(TypedDict, total=False):
+    export: Annotated[float, "exporting graphs (or reading them from the cache)"]
+    run: Annotated[float, "running them in ONNX Runtime"]
+    framework_outputs: Annotated[float, "the frameworks' own inference outputs to compare with"]
+    total: Annotated[float, "the whole referee"]
+
+
+class Timings(TypedDict, total=False):
+    total_seconds: Annotated[float, "wall time of the comparison, referee excluded"]
+    phases: Annotated[dict[str, float], "wall seconds by phase (`imports`, `port`, `recipe:<run id>`, `worker:<framework>`, `diagnosis`, ...)"]
+    reused_inference_passes: Annotated[int, "inference passes not run again because the state was bitwise one already evaluated"]
+    referee: Annotated[RefereeSeconds, "the ONNX referee's seconds by phase"]
+
+
+# ----- references (the ONNX Runtime referee) -------------------------------------------------
+
+
+class GraphFacts(TypedDict, total=False):
+    opset: Annotated[int | None, "the ONNX opset"]
+    producer: Annotated[str, "the exporter that wrote the graph, with its version"]
+    nodes: Annotated[int, "node count"]
+    batchnorm_nodes: Annotated[int, "BatchNormalization nodes"]
+    batchnorm_training_nodes: Annotated[int, "of them, in training mode (batch statistics)"]
+    dropout_nodes: Annotated[int, "Dropout nodes"]
+    active_dropout_nodes: Annotated[int, "of them, told to be active (or with an unknown flag)"]
+    inputs: Annotated[list[list[Any]], "the shape of each graph input (a name for a dynamic dimension)"]
+
+
+class OnnxExport(TypedDict, total=False):
+    ok: Annotated[bool, "exported and run with finite outputs"]
+    error: Annotated[str | None, "why not, or null"]
+    skipped: Annotated[bool, "the graph could not be had (an extra is missing, its worker failed)"]
+    reason: Annotated[str, "why it was skipped"]
+    exporter: Annotated[str, "`torchscript`, `dynamo`, `keras` or `keras-tf2onnx`"]
+    file: Annotated[str, "the exported graph in the cache"]
+    cached: Annotated[bool, "taken from the cache, not exported now"]
+    export_seconds: Annotated[float, "seconds exporting"]
+    check_seconds: Annotated[float, "seconds checking the graph"]
+    rebuilt: Annotated[str | None, "why a cached graph was exported again, or null"]
+    exported_with: Annotated[dict[str, Any], "the exporter's notes (exporter, mode, BatchNorm modules, Dropout modules removed)"]
+    graph: Annotated[GraphFacts, "what the graph computes, counted from its nodes"]
+    run_seconds: Annotated[float, "seconds in ONNX Runtime"]
+    provider: Annotated[str, "the ONNX Runtime execution provider used"]
+    provider_note: Annotated[str, "why another provider than asked ran it"]
+    loss: Annotated[float, "the loss of the graph's outputs on the batch"]
+
+
+class EvalReference(TypedDict, total=False):
+    ok: Annotated[bool, "every graph exported and ran"]
+    error: Annotated[str | None, "what went wrong, or null"]
+    inference_before: Annotated[float | None, "the inference loss of the initial weights in ONNX Runtime"]
+    inference_before_from: Annotated[str, "the graph that loss comes from"]
+    description: Annotated[str, "what was exported and how"]
+    exports: Annotated[dict[str, OnnxExport], "each graph by framework"]
+    losses: Annotated[dict[str, float], "each graph's loss by framework"]
+    max_abs_diff: Annotated[dict[str, float], "max abs output difference, by `<graph>_graph_vs_<framework>` and `<graph>_graph_vs_<graph>_graph`"]
+
+
+class TrainForwardReference(TypedDict, total=False):
+    ok: Annotated[bool, "the training-mode forward graph exported and ran"]
+    error: Annotated[str | None, "what went wrong, or null"]
+    train_forward: Annotated[float | None, "the loss of the training-mode forward pass (batch statistics, Dropout off)"]
+    description: Annotated[str, "what was exported and how"]
+    export: Annotated[OnnxExport, "the PyTorch graph"]
+    compared_runs: Annotated[list[str], "run ids whose train-step loss was compared with it"]
+    skipped_runs: Annotated[dict[str, str], "run ids not compared, with the reason"]
+
+
+References = TypedDict("References", {
+    "onnx:eval": Annotated[EvalReference, "ONNX Runtime on inference-mode exports of the initial weights"],
+    "onnx:train_forward": Annotated[TrainForwardReference, "ONNX Runtime on PyTorch's training-mode forward pass"],
+}, total=False)
+
+
+# ----- explanations, causes, unavailable runs ------------------------------------------------
+
+
+class GapCause(TypedDict, total=False):
+    cause: Annotated[str, "the cause's name (`bn_batch_statistics`, `dropout`, `unexplained_mode`, `bn_running_statistics_moved`, `update`)"]
+    share: Annotated[float, "its share of the gap"]
+    loss_delta: Annotated[float, "the loss change it accounts for"]
+    text: Annotated[str, "the cause in a sentence, with the measured numbers"]
+
+
+class Explanation(TypedDict, total=False):
+    run: Annotated[str, "the run id"]
+    gap: Annotated[float, "inference_after - train_step"]
+    train_step: Annotated[float, "the loss the train step reported"]
+    inference_before: Annotated[float, "the inference loss before the step"]
+    inference_after: Annotated[float, "the inference loss after the step"]
+    mode_gap: Annotated[float, "inference_before - train_step: the mode of the pass"]
+    update_gap: Annotated[float, "inference_after - inference_before: the update"]
+    causes: Annotated[list[GapCause], "the measured causes; their loss deltas add up to the gap less the residual"]
+    residual: Annotated[float, "the part of the gap no cause accounts for"]
+    notes: Annotated[list[str], "facts about the losses (saturated or certain clipped cross-entropy, ...)"]
+    summary: Annotated[str, "the explanation in a sentence"]
+
+
+class EquivalenceCause(TypedDict, total=False):
+    cause: Annotated[str, "`bn_momentum_convention`, `bn_variance_bias`, `adam_epsilon`, `adam_epsilon_placement` or `float32_rounding`"]
+    value: Annotated[float, "the difference left when a rerun removes the cause"]
+    before: Annotated[float, "the difference before that rerun"]
+    fraction_larger: Annotated[float, "bn_variance_bias: share of channels where PyTorch's running variance is the larger"]
+    torch_float32_error: Annotated[float, "float32_rounding: PyTorch's float32 weights' distance from the float64 rerun"]
+    explains: Annotated[bool, "float32_rounding: whether float32 rounding explains the difference"]
+    text: Annotated[str, "the cause in a sentence, with the measured numbers"]
+
+
+class UnavailableRun(TypedDict, total=False):
+    id: Annotated[str, "the run id"]
+    framework: Annotated[str, "its framework"]
+    backend: Annotated[str | None, "its Keras backend, or null"]
+    recipe: Annotated[str, "its recipe"]
+    status: Annotated[str, "`skipped` (an optional extra is missing) or `failed` (the worker crashed, hung or answered nonsense)"]
+    reason: Annotated[str, "why, in one line"]
+
+
+# ----- the report's objects ------------------------------------------------------------------
 
 
 def _clean(value: Any) -> Any:
@@ -31,84 +256,82 @@ class _Serialisable:
 
 @dataclass(frozen=True)
 class Losses(_Serialisable):
-    inference_before: float
-    train_step: tuple[float, ...]
-    inference_after: float
-    fit_validation: tuple[float, ...] | None = None
+    inference_before: Annotated[float, "inference-mode loss of the initial weights"]
+    train_step: Annotated[tuple[float, ...], "the loss each train step reported (what fit() or the loop shows)"]
+    inference_after: Annotated[float, "inference-mode loss after the steps (what evaluate() shows next)"]
+    fit_validation: Annotated[tuple[float, ...] | None, "Keras's val_loss per epoch with `--validate`, else null"] = None
 
 
 @dataclass(frozen=True)
 class State(_Serialisable):
-    trainable_params: int
-    frozen_params: int
-    weights_changed: bool
-    max_weight_delta: float
-    bn_stats_changed: bool
-    max_bn_stat_delta: float
+    trainable_params: Annotated[int, "parameters the optimizer could change"]
+    frozen_params: Annotated[int, "parameters it could not"]
+    weights_changed: Annotated[bool, "whether any weight changed in the step"]
+    max_weight_delta: Annotated[float, "the largest absolute change of a weight"]
+    bn_stats_changed: Annotated[bool, "whether any BatchNorm running statistic moved"]
+    max_bn_stat_delta: Annotated[float, "the largest absolute change of a running statistic"]
 
 
 @dataclass(frozen=True)
 class Modes(_Serialisable):
-    bn_layers: int
-    bn_batch_stats: int
-    dropout_layers: int
-    dropout_active: int
+    bn_layers: Annotated[int, "BatchNorm layers in the model"]
+    bn_batch_stats: Annotated[int, "of them, normalising with batch statistics in the train step"]
+    dropout_layers: Annotated[int, "Dropout layers in the model"]
+    dropout_active: Annotated[int, "of them, active in the train step"]
 
 
 @dataclass(frozen=True)
 class RunResult(_Serialisable):
-    id: str
-    framework: str
-    recipe: str
-    description: str
-    losses: Losses
-    state: State
-    modes: Modes
-    seconds: float
-    warnings: tuple[str, ...] = ()
-    backend: str | None = None  # Keras's backend for Keras runs; None for PyTorch
+    id: Annotated[str, "`<framework>:<recipe>`, e.g. `keras:trainable_false`"]
+    framework: Annotated[str, "`pytorch`, `keras` (Keras on torch), `keras-tensorflow` or `keras-jax`"]
+    recipe: Annotated[str, "the recipe's name"]
+    description: Annotated[str, "the recipe in words (what the user's code does)"]
+    losses: Annotated[Losses, "the losses measured"]
+    state: Annotated[State, "what the step changed"]
+    modes: Annotated[Modes, "the layers' modes in the train step"]
+    seconds: Annotated[float, "wall time of the run"]
+    warnings: Annotated[tuple[str, ...], "warnings the framework emitted during the run"] = ()
+    backend: Annotated[str | None, "Keras's backend for Keras runs; null for PyTorch"] = None
 
 
 @dataclass(frozen=True)
 class Check(_Serialisable):
-    name: str
-    passed: bool
-    value: float
-    tolerance: float
-    detail: str = ""
+    name: Annotated[str, "`port:...`, `referee:...` or `<run id>:...`"]
+    passed: Annotated[bool, "whether value is within the tolerance (or beyond it, where the detail says so)"]
+    value: Annotated[float, "the measured quantity"]
+    tolerance: Annotated[float, "its tolerance"]
+    detail: Annotated[str, "what was compared and why the tolerance holds"] = ""
 
 
 @dataclass(frozen=True)
 class Equivalence(_Serialisable):
-    a: str
-    b: str
-    equivalent: bool
-    max_diff: float
-    expected: bool = False
-    reason: str = ""
-    differences: tuple[str, ...] = ()
-    max_weight_diff: float | None = None
-    max_bn_stat_diff: float | None = None
-    causes: tuple[dict, ...] = ()
+    a: Annotated[str, "one run id"]
+    b: Annotated[str, "the other run id"]
+    equivalent: Annotated[bool, "same losses, weights and BatchNorm statistics within tolerance"]
+    max_diff: Annotated[float, "the largest difference found"]
+    expected: Annotated[bool, "whether the recipes are meant to be equivalent"] = False
+    reason: Annotated[str, "why they are expected to match, or differ"] = ""
+    differences: Annotated[tuple[str, ...], "what differs, one line each"] = ()
+    max_weight_diff: Annotated[float | None, "largest difference of the weights after the step"] = None
+    max_bn_stat_diff: Annotated[float | None, "largest difference of the BatchNorm running statistics after the step"] = None
+    causes: Annotated[tuple[EquivalenceCause, ...], "causes a rerun measured"] = ()
 
 
 @dataclass(frozen=True)
 class Report(_Serialisable):
-    model: str
-    scenario: str
-    settings: dict
-    environment: dict
-    runs: tuple[RunResult, ...]
-    references: dict = field(default_factory=dict)
-    checks: tuple[Check, ...] = ()
-    explanations: tuple[dict, ...] = ()
-    equivalences: tuple[Equivalence, ...] = ()
-    timings: dict = field(default_factory=dict)
-    findings: tuple[str, ...] = ()
-    # Runs that could not be measured: {"id", "framework", "backend", "recipe",
-    # "status": "skipped" (an optional extra is missing) or "failed", "reason"}.
-    unavailable_runs: tuple[dict, ...] = ()
-    schema: str = SCHEMA
+    model: Annotated[str, "the model's name (`densenet121`, `tiny_cnn`, ...)"]
+    scenario: Annotated[str, "`classify`, `head` or `regress`"]
+    settings: Annotated[Settings, "what was compared and with which inputs"]
+    environment: Annotated[Environment, "package versions"]
+    runs: Annotated[tuple[RunResult, ...], "one per recipe that ran"]
+    references: Annotated[References, "the ONNX Runtime referee's numbers (empty with `--no-onnx`)"] = field(default_factory=dict)  # type: ignore[assignment]
+    checks: Annotated[tuple[Check, ...], "port, validation and referee checks"] = ()
+    explanations: Annotated[tuple[Explanation, ...], "runs whose reported and inference losses differ, with measured causes"] = ()
+    equivalences: Annotated[tuple[Equivalence, ...], "recipe pairs compared across frameworks"] = ()
+    timings: Annotated[Timings, "wall seconds"] = field(default_factory=dict)  # type: ignore[assignment]
+    findings: Annotated[tuple[str, ...], "facts found about the frameworks, one line each"] = ()
+    unavailable_runs: Annotated[tuple[UnavailableRun, ...], "runs that could not be measured"] = ()
+    schema: Annotated[str, f"`{SCHEMA}`"] = SCHEMA
 
     def to_dict(self) -> dict:
         body = super().to_dict()
@@ -130,31 +353,37 @@ class Report(_Serialisable):
         return all(c.passed for c in self.checks)
 
 
+# ----- loading -------------------------------------------------------------------------------
+
+
+def _without_annotation(hint):
+    return typing.get_args(hint)[0] if typing.get_origin(hint) is Annotated else hint
+
+
+def _load(hint, value):
+    """A JSON value as the typed field holds it: nested dataclasses built, lists that the
+    type declares as tuples made tuples; TypedDicts and other values stay as they are."""
+    hint = _without_annotation(hint)
+    if value is None:
+        return None
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if is_dataclass(hint):
+        return _build(hint, value)
+    if typing.get_origin(hint) is tuple:
+        item = typing.get_args(hint)[0]
+        return tuple(_load(item, v) for v in value)
+    return value
+
+
 def _build(cls, data: dict):
-    kwargs = {}
-    for f in fields(cls):
-        if f.name not in data:
-            continue
-        value = data[f.name]
-        nested = {"losses": Losses, "state": State, "modes": Modes}.get(f.name)
-        if nested is not None and cls is RunResult:
-            value = _build(nested, value)
-        elif isinstance(value, list):
-            value = tuple(value)
-        kwargs[f.name] = value
-    return cls(**kwargs)
+    hints = typing.get_type_hints(cls, include_extras=True)
+    return cls(**{f.name: _load(hints[f.name], data[f.name]) for f in fields(cls)
+                  if f.name in data})
 
 
 def report_from_dict(data: dict) -> Report:
     """Load a report written by to_dict (the inverse, for tools reading JSON)."""
     if data.get("schema") != SCHEMA:
         raise ValueError(f"not a {SCHEMA} report")
-    body = dict(data)
-    body["runs"] = tuple(_build(RunResult, r) for r in data.get("runs", []))
-    body["checks"] = tuple(_build(Check, c) for c in data.get("checks", []))
-    body["equivalences"] = tuple(_build(Equivalence, e) for e in data.get("equivalences", []))
-    body["explanations"] = tuple(data.get("explanations", []))
-    body["unavailable_runs"] = tuple(data.get("unavailable_runs", []))
-    return _build(Report, body)
-
-
+    return _build(Report, data)

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from comparator.errors import UsageError
+from comparator.zoo import get_spec
 from comparator.zoo.portmaps import from_keras_layout, port_plan, to_keras_layout
 
 
@@ -14,7 +15,7 @@ def test_densenet_modules_map_to_keras_layers_by_block_and_layer_number():
         "features.transition2.norm.running_var": np.ones(4),
         "classifier.weight": np.zeros((1000, 1024)), "classifier.bias": np.zeros(1000),
     }
-    plan = {p.module: p for p in port_plan("densenet", arrays)}
+    plan = {p.module: p for p in port_plan(get_spec("densenet121").layer_names, arrays)}
     assert plan["features.conv0"].keras_layer == "conv1_conv"
     assert plan["features.denseblock3.denselayer12.conv2"].keras_layer == "conv4_block12_2_conv"
     assert plan["features.transition2.norm"].keras_layer == "pool3_bn"
@@ -29,7 +30,8 @@ def test_densenet_modules_map_to_keras_layers_by_block_and_layer_number():
 
 def test_unknown_module_is_refused_with_its_name():
     with pytest.raises(UsageError, match="features.mystery"):
-        port_plan("densenet", {"features.mystery.weight": np.zeros((2, 2, 1, 1))})
+        port_plan(get_spec("densenet121").layer_names,
+                  {"features.mystery.weight": np.zeros((2, 2, 1, 1))})
 
 
 @pytest.mark.parametrize("kind,shape", [("conv", (5, 3, 7, 2)), ("dense", (10, 4))])

@@ -64,13 +64,13 @@ def test_train_forward_is_batch_statistics_without_dropout(tiny_classify, tiny_r
     assert graph["active_dropout_nodes"] == 0 and notes["dropout_modules_removed"] == 1
     # PyTorch's own train-mode forward pass with Dropout off, on the initial weights.
     adapter = tiny_classify.adapters["pytorch"]
-    adapter._restore_impl(adapter._initial_state)
+    adapter.reset()
     for module in adapter.model.modules():
         if isinstance(module, nn.Dropout):
             module.eval()
     with torch.no_grad():
         outputs = adapter.model(torch.from_numpy(tiny_classify.batch.x)).numpy()
-    adapter._restore_impl(adapter._initial_state)
+    adapter.reset()
     expected = cross_entropy(outputs, tiny_classify.batch.y)
     assert ref["train_forward"] == pytest.approx(expected, abs=1e-5)
 
@@ -251,7 +251,7 @@ def test_training_export_switches_dropout_back_on(tiny_classify, tmp_path):
                             dropout_off=False)
         assert not model.dropout.training  # the module's own flags are restored
     finally:
-        adapter._restore_impl(adapter._initial_state)  # the trace moved running statistics
+        adapter.reset()  # the trace moved running statistics
     facts = onnxrt.graph_facts(onnxrt.load_checked(path))
     assert facts["active_dropout_nodes"] == 1 and facts["batchnorm_training_nodes"] == 3
 
@@ -278,7 +278,7 @@ def test_a_structure_change_with_the_same_weights_is_not_served_from_cache(
     before = onnxrt.structure_fingerprint(torch_model)
     # Keras numbers auto-named layers per process; a rebuilt twin has the same fingerprint.
     assert onnxrt.structure_fingerprint(keras_adapter._wrap(16, False)) == \
-        onnxrt.structure_fingerprint(keras_adapter._wrappers[False])
+        onnxrt.structure_fingerprint(keras_adapter.exportable_model())
     bn = torch_model.bn1
     bn.eps = 1e-3
     try:

@@ -227,7 +227,8 @@ def test_html_is_self_contained_and_escaped(tmp_path):
 
 
 def test_modules_import_without_matplotlib():
-    code = ("import sys, comparator.report.html, comparator.report.markdown, comparator.report.plots; "
+    code = ("import sys, comparator.report.html, comparator.report.markdown, "
+            "comparator.report.plots; "
             "sys.exit('matplotlib' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
 

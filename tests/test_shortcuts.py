@@ -20,7 +20,7 @@ def test_one_forward_pass_leaves_the_running_statistics_of_a_one_step_rerun(requ
             fast = adapter.statistics_after_forward(recipe, batch)
             full = adapter.run_recipe(recipe, batch, 1, 0.01, ablate=False).final_state
     finally:
-        adapter._restore_impl(adapter._initial_state)  # the session's outcome stays as it was
+        adapter.reset()  # the session's outcome stays as it was
     stats = [name for name in full if name.endswith(STAT_SUFFIXES)]
     assert stats
     for name in stats:

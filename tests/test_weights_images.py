@@ -12,7 +12,7 @@ import pytest
 
 from comparator.inputs.checkpoints import OFFLINE_ENV, file_sha256, without_cross_training_checks
 from comparator.errors import UsageError
-from comparator.zoo import KERAS_IMAGENET_CHECKPOINTS, get_spec
+from comparator.zoo import get_spec
 from comparator.schema import Check, Report
 from comparator.config import CompareConfig
 from comparator.pipeline import compare
@@ -63,7 +63,7 @@ def keras_checkpoint(tmp_path_factory):
     model = keras.applications.DenseNet121(weights=None, input_shape=(32, 32, 3),
                                            classifier_activation=None)
     home = tmp_path_factory.mktemp("keras_home")
-    path = home / "models" / KERAS_IMAGENET_CHECKPOINTS["densenet121"][0]
+    path = home / "models" / get_spec("densenet121").keras_imagenet.file
     path.parent.mkdir(parents=True)
     with h5py.File(path, "w") as handle:
         save_weights_to_hdf5_group(handle, model)
@@ -173,7 +173,7 @@ def test_truncated_checkpoints_get_a_clear_error(tmp_path, keras_checkpoint, mon
         compare(CompareConfig(model="tiny_cnn", weights=str(cut), **SMALL))
     home = tmp_path / "keras_home"
     (home / "models").mkdir(parents=True)
-    name = KERAS_IMAGENET_CHECKPOINTS["densenet121"][0]
+    name = get_spec("densenet121").keras_imagenet.file
     (home / "models" / name).write_bytes(keras_checkpoint[1].read_bytes()[:4096])
     _keras_home(monkeypatch, home)
     from adapters.keras.pretrained import load_imagenet
@@ -306,7 +306,8 @@ def test_missing_keras_checkpoint_offline_names_the_file(tmp_path, monkeypatch):
     _keras_home(monkeypatch, tmp_path)
     from adapters.keras.pretrained import load_imagenet
 
-    name, url, _ = KERAS_IMAGENET_CHECKPOINTS["densenet121"]
+    checkpoint = get_spec("densenet121").keras_imagenet
+    name, url = checkpoint.file, checkpoint.url
     expected = os.path.join(str(tmp_path), "models", name)
     with pytest.raises(UsageError, match="no cached keras.applications checkpoint") as error:
         load_imagenet(get_spec("densenet121"), 32)

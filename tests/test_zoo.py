@@ -13,16 +13,16 @@ ZOO = ("densenet169", "densenet201", "resnet50", "vgg16", "mobilenet_v2")
 FROZEN = ("pytorch:eval_requires_grad", "keras:trainable_false")
 
 
-def _plan(port_map, shapes):
+def _plan(model, shapes):
     arrays = {name: np.zeros(shape, dtype=np.float32) for name, shape in shapes.items()}
-    return {p.module: p for p in port_plan(port_map, arrays)}
+    return {p.module: p for p in port_plan(get_spec(model).layer_names, arrays)}
 
 
 # ----- port maps (numpy only) ------------------------------------------------------------
 
 
 def test_resnet_modules_map_by_stage_and_block_number():
-    plan = _plan("resnet", {
+    plan = _plan("resnet50", {
         "conv1.weight": (64, 3, 7, 7), "fc.weight": (1000, 2048), "fc.bias": (1000,),
         "layer2.0.conv2.weight": (128, 128, 3, 3),
         "layer3.5.bn3.weight": (4,), "layer3.5.bn3.bias": (4,),
@@ -40,7 +40,7 @@ def test_resnet_modules_map_by_stage_and_block_number():
 
 
 def test_vgg_features_map_from_the_configuration_and_fc1_rows_are_permuted():
-    plan = _plan("vgg", {"features.0.weight": (64, 3, 3, 3), "features.28.weight":
+    plan = _plan("vgg16", {"features.0.weight": (64, 3, 3, 3), "features.28.weight":
                          (512, 512, 3, 3), "features.17.weight": (512, 256, 3, 3),
                          "classifier.0.weight": (4096, 25088), "classifier.6.weight":
                          (1000, 4096)})
@@ -161,3 +161,44 @@ def test_vgg16_port_agrees_and_dropout_is_active_in_pytorch_only():
     assert keras_run.modes.dropout_layers == 0
     assert torch_run.losses.inference_before == pytest.approx(
         keras_run.losses.inference_before, abs=1e-4)
+
+
+# ----- the registry ---------------------------------------------------------------------
+
+
+def test_every_family_has_a_builder_in_both_frameworks():
+    import torchvision
+
+    from adapters.keras import models as keras_models
+    from adapters.pytorch import models as torch_models
+
+    for name in known_models():
+        spec = get_spec(name)
+        if spec.torchvision_builder:
+            assert hasattr(torchvision.models, spec.torchvision_builder), name
+        if spec.takes_images:
+            assert spec.family in torch_models.FEATURES, name
+        builder = spec.keras_builder
+        assert (builder is None and hasattr(keras_models, spec.name)
+                or builder in keras_models.BUILDERS or hasattr(keras_models.keras.applications,
+                                                               builder or "")), name
+
+
+def test_register_refuses_facts_that_do_not_fit_together():
+    import dataclasses
+
+    from comparator.zoo import register
+    from comparator.zoo.spec import _REGISTRY
+
+    tiny = get_spec("tiny_cnn")
+    with pytest.raises(ValueError, match="registered twice"):
+        register(tiny)
+    with pytest.raises(ValueError, match="unknown frameworks"):
+        register(dataclasses.replace(tiny, name="odd", bn_epsilon={"jax": 1e-3},
+                                     bn_momentum={"jax": 0.9}))
+    with pytest.raises(ValueError, match="min_image_size"):
+        register(dataclasses.replace(tiny, name="small", min_image_size=64))
+    with pytest.raises(ValueError, match="keras.applications' own builders"):
+        register(dataclasses.replace(tiny, name="ckpt",
+                                     keras_imagenet=get_spec("densenet121").keras_imagenet))
+    assert not {"odd", "small", "ckpt"} & set(_REGISTRY)

@@ -21,14 +21,13 @@ from keras import layers, ops  # noqa: E402
 
 from adapters.base import FrameworkAdapter  # noqa: E402
 from adapters.keras.models import (  # noqa: E402
-    HEAD_DROPOUT,
-    HEAD_HIDDEN,
     build_base,
     input_shape,
 )
 from comparator.inputs.batch import REGRESSION_SCENARIOS, Batch  # noqa: E402
 from comparator.errors import UsageError  # noqa: E402
 from comparator.analysis.observe import used_batch_statistics, variance  # noqa: E402
+from comparator.zoo.head import HEAD_DROPOUT, HEAD_DROPOUT_LAYER, HEAD_HIDDEN, HEAD_LAYERS
 from comparator.zoo.portmaps import from_keras_layout, port_plan, to_keras_layout  # noqa: E402
 from comparator.config.recipes import Recipe  # noqa: E402
 from comparator.schema import Modes  # noqa: E402
@@ -145,6 +144,7 @@ class _BackendHooks:
 class Keras3Adapter(FrameworkAdapter):
     name = "keras"
     backend = BACKEND
+    capabilities = frozenset({"optimizer_overrides"})
 
     def __init__(self, device: str = "cpu", eager: bool = False):
         super().__init__(device)
@@ -176,9 +176,9 @@ class Keras3Adapter(FrameworkAdapter):
         self.head_layers = []
         if scenario == "head":
             self.head_layers = [
-                layers.Dense(HEAD_HIDDEN, activation="relu", name="head_dense"),
-                layers.Dropout(HEAD_DROPOUT, name="head_dropout"),
-                layers.Dense(1, name="head_output"),
+                layers.Dense(HEAD_HIDDEN, activation="relu", name=HEAD_LAYERS["head.0"]),
+                layers.Dropout(HEAD_DROPOUT, name=HEAD_DROPOUT_LAYER),
+                layers.Dense(1, name=HEAD_LAYERS["head.3"]),
             ]
         self._wrappers = {flag: self._wrap(image_size, flag) for flag in (False, True)}
         self._variables = list(self._wrappers[False].weights)
@@ -210,7 +210,7 @@ class Keras3Adapter(FrameworkAdapter):
             raise UsageError(f"the Keras model has no layer named {name!r}") from None
 
     def _load_impl(self, arrays):
-        self._plan = port_plan(self.spec.port_map, arrays)
+        self._plan = port_plan(self.spec.layer_names, arrays)
         covered = set()
         for port in self._plan:
             layer = self._layer(port.keras_layer)
@@ -404,6 +404,10 @@ class Keras3Adapter(FrameworkAdapter):
                       len(self._dropout_layers), sum(self._dropout_seen.values()))
         self._bn_seen, self._dropout_seen = {}, {}
         return modes
+
+    def _exportable_model_impl(self):
+        """The inference-mode model (BatchNorm on moving statistics, Dropout off)."""
+        return self._wrappers[False]
 
     def _environment_impl(self):
         found = {"keras": keras.__version__, "keras_backend": keras.backend.backend()}

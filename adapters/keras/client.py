@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from adapters.base import Measurement
+from adapters.base import Adapter, Measurement
 from comparator.config.frameworks import WORKERS, missing_extra_reason, missing_modules
 from comparator.io import cache_folder
 from comparator.schema import Losses, Modes, RunResult, State
@@ -140,19 +140,19 @@ def _run_result(data: dict) -> RunResult:
                           ) from None
 
 
-class WorkerAdapter:
-    """Keras on TensorFlow or JAX through a worker, with the in-process adapters' surface
-    that the runner and the referee use."""
+class WorkerAdapter(Adapter):
+    """Keras on TensorFlow or JAX through a worker: every recipe runs in one worker call
+    (`start`), and the pipeline reads the measurements back."""
+
+    runs_in_worker = True
 
     def __init__(self, name: str, device: str = "cpu", timeout: float = DEFAULT_TIMEOUT,
                  cache_dir: str | None = None, eager: bool = False):
+        super().__init__(device)
         self.name, self.backend = name, WORKERS[name]
-        self.device, self.timeout = device, timeout
+        self.timeout = timeout
         self.eager = eager  # Keras's steps op by op (the compiled step's reference)
         self.compilation_cache = cache_folder(cache_dir, COMPILATION_CACHE)
-        self.failure: WorkerFailure | None = None
-        self.loss_kind = "logits"  # set by the runner, as on every adapter
-        self._initial_state = None
         self._request: dict = {}
         self._weights: dict = {}
         self._batch = None
@@ -160,7 +160,7 @@ class WorkerAdapter:
         self._measurements: dict[str, Measurement] = {}
         self._environment: dict = {}
         self.seconds: float | None = None
-        self.structure: str | None = None  # adapters.onnx.runtime.structure_fingerprint, by the worker
+        self.structure: str | None = None  # by the worker: onnx.runtime.structure_fingerprint
         reason = missing_extra_reason(self.backend)
         if reason:
             self.failure = WorkerFailure("skipped", reason)
@@ -236,7 +236,7 @@ class WorkerAdapter:
                               else f"the {self.name} worker has not run")
         return self._logits
 
-    def run_recipe(self, recipe, *_args, **_kwargs) -> Measurement:
+    def run_recipe(self, recipe, *_args, **_kwargs) -> Measurement:  # ran in start()
         return self._measurements[recipe.id]
 
     def environment(self) -> dict[str, str]:
@@ -244,8 +244,8 @@ class WorkerAdapter:
 
     # the referee's side ---------------------------------------------------------------
 
-    def _restore_impl(self, _state) -> None:
-        """Nothing to restore: the worker's model lives and dies in its process."""
+    def reset(self) -> None:
+        """Nothing to reset: the worker's model lives and dies in its process."""
 
     def export_onnx(self, path: str) -> dict:
         """Keras's ONNX export on this backend (tf2onnx on TensorFlow), in a worker call."""

@@ -9,8 +9,6 @@ from keras import layers
 
 from comparator.zoo import ModelSpec
 
-HEAD_HIDDEN = 64
-HEAD_DROPOUT = 0.5
 
 
 def tiny_cnn(spec: ModelSpec, image_size: int, include_top: bool):

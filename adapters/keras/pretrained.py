@@ -24,7 +24,7 @@ from comparator.inputs.checkpoints import (
     unreadable_checkpoint,
 )
 from comparator.errors import UsageError
-from comparator.zoo import KERAS_IMAGENET_CHECKPOINTS, ModelSpec
+from comparator.zoo import ModelSpec
 from comparator.zoo.portmaps import from_keras_layout, port_plan
 
 
@@ -38,12 +38,13 @@ def keras_home() -> str:
 
 
 def imagenet_cache_path(spec: ModelSpec) -> str:
-    return os.path.join(keras_home(), "models", KERAS_IMAGENET_CHECKPOINTS[spec.name][0])
+    return os.path.join(keras_home(), "models", spec.keras_imagenet.file)
 
 
 def load_imagenet(spec: ModelSpec, image_size: int):
     """keras.applications' model with its ImageNet checkpoint, and the checkpoint's record."""
-    file_name, url, md5 = KERAS_IMAGENET_CHECKPOINTS[spec.name]
+    file_name, url, md5 = (spec.keras_imagenet.file, spec.keras_imagenet.url,
+                           spec.keras_imagenet.md5)
     path = imagenet_cache_path(spec)
     what = f"keras.applications checkpoint of {spec.keras_builder}"
     if not os.path.isfile(path):
@@ -95,7 +96,7 @@ def canonical_arrays(model, spec: ModelSpec, template: dict[str, np.ndarray]) ->
     in PyTorch layout (the template gives names, shapes and ranks)."""
     layers = {layer.name: layer for layer in model.layers}
     arrays = {}
-    for port in port_plan(spec.port_map, template):
+    for port in port_plan(spec.layer_names, template):
         layer = layers.get(port.keras_layer)
         if layer is None:
             raise UsageError(f"the Keras checkpoint's model has no layer {port.keras_layer!r}")

@@ -138,7 +138,7 @@ def run(request: dict, directory: str) -> dict:
     from adapters.onnx.runtime import structure_fingerprint
 
     return {"status": "ok", "runs": runs, "ablations": ablations,
-            "structure": structure_fingerprint(adapter._wrappers[False]),
+            "structure": structure_fingerprint(adapter.exportable_model()),
             "environment": {**adapter.environment(), **adapter.backend_versions()},
             "seconds": round(time.perf_counter() - started, 3)}
 
@@ -148,9 +148,9 @@ def export(request: dict, directory: str) -> dict:
     from adapters.onnx.runtime import structure_fingerprint
 
     adapter, batch = _build(request, directory)
-    model = adapter._wrappers[False]
+    model = adapter.exportable_model()
     adapter.logits(batch)  # on TensorFlow, Keras exports only a model that has been called
-    adapter._restore_impl(adapter._initial_state)
+    adapter.reset()
     started = time.perf_counter()
     model.export(os.path.join(directory, "model.onnx"), format="onnx", verbose=False)
     import tf2onnx

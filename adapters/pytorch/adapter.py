@@ -35,6 +35,8 @@ def _canonical_name(name: str) -> str:
 
 class PyTorchAdapter(FrameworkAdapter):
     name = "pytorch"
+    capabilities = frozenset({"float64", "bn_momentum", "optimizer_overrides",
+                              "randomise_affine", "calibrate", "save_state_dict"})
 
     def __init__(self, device: str = "cpu", threads: int | None = None):
         super().__init__(device)
@@ -314,6 +316,9 @@ class PyTorchAdapter(FrameworkAdapter):
                       sum(self._dropout_seen.values()))
         self._bn_seen, self._dropout_seen = {}, {}
         return modes
+
+    def _exportable_model_impl(self):
+        return self.model
 
     def _environment_impl(self):
         return {"torch": torch.__version__, "torchvision": torchvision.__version__}

@@ -9,9 +9,8 @@ import torchvision
 from torch import nn
 
 from comparator.zoo import ModelSpec
+from comparator.zoo.head import HEAD_DROPOUT, HEAD_HIDDEN
 
-HEAD_HIDDEN = 64
-HEAD_DROPOUT = 0.5
 
 
 class TinyCNN(nn.Module):

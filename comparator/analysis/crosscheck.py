@@ -13,9 +13,9 @@ import dataclasses
 import numpy as np
 
 from comparator.analysis.diagnosis import explain_bn_conventions
+from comparator.analysis.states import max_weight_diff
+from comparator.analysis.tolerances import FLOAT32_FACTOR, STATE_TOLERANCE
 
-STATE_TOLERANCE = 1e-5
-FLOAT32_FACTOR = 4  # a second float32 implementation may round up to a few times as far
 
 
 def _keras_torch_pair(eq, runs):
@@ -40,11 +40,6 @@ def _bn_causes(eq, spec, rerun, runs, states) -> list[dict]:
                                   torch_momentum)
 
 
-def _max_param_diff(a: dict, b: dict) -> float:
-    names = [k for k in a if k in b and not k.endswith((".running_mean", ".running_var"))]
-    return max(float(np.max(np.abs(a[k].astype(np.float64) - b[k]))) for k in names)
-
-
 def _adam_causes(eq, config, rerun, states, keras_epsilon: float) -> list[dict]:
     if config.optimizer != "adam" or eq.max_weight_diff is None:
         return []
@@ -54,7 +49,7 @@ def _adam_causes(eq, config, rerun, states, keras_epsilon: float) -> list[dict]:
     def weights_diff_with(eps: float) -> float:
         rerun.adapter.optimizer_overrides = {"eps": eps}
         try:
-            return _max_param_diff(states[eq.a], rerun().final_state)
+            return max_weight_diff(states[eq.a], rerun().final_state)
         finally:
             rerun.adapter.optimizer_overrides = {}
 
@@ -85,8 +80,8 @@ def _float32_causes(eq, rerun, states) -> list[dict]:
         return []
     with rerun.adapter.float64():
         exact = rerun().final_state
-    torch_error = _max_param_diff(states[eq.b], exact)
-    keras_error = _max_param_diff(states[eq.a], exact)
+    torch_error = max_weight_diff(states[eq.b], exact)
+    keras_error = max_weight_diff(states[eq.a], exact)
     within = keras_error <= max(FLOAT32_FACTOR * torch_error, STATE_TOLERANCE)
     verdict = ("both frameworks are as close to the float64 result as float32 allows: the "
                "difference is rounding, not a different computation" if within else

@@ -19,7 +19,8 @@ import math
 
 import numpy as np
 
-from comparator.analysis.equivalence import loss_tolerance
+from comparator.analysis.tolerances import loss_tolerance
+from comparator.analysis.states import max_bn_stat_diff
 
 SATURATED_LOSS = -math.log(1e-7)  # Keras clips probabilities to [1e-7, 1 - 1e-7]
 
@@ -158,15 +159,11 @@ def explain_run(run, ablations: dict, batch_size: int,
 def explain_bn_conventions(keras_final: dict, torch_final: dict, torch_matched: dict,
                            keras_momentum: float, torch_momentum: float) -> list[dict]:
     """Why running statistics differ after the same step, from a momentum-matched rerun."""
-    def diff(a, b, suffix):
-        names = [k for k in a if k.endswith(suffix) and k in b]
-        return max(float(np.max(np.abs(a[k].astype(np.float64) - b[k]))) for k in names)
-
     matched = 1.0 - keras_momentum
     already_matched = abs(matched - torch_momentum) <= 1e-12
-    mean_before = diff(keras_final, torch_final, ".running_mean")
-    mean_after = diff(keras_final, torch_matched, ".running_mean")
-    var_after = diff(keras_final, torch_matched, ".running_var")
+    mean_before = max_bn_stat_diff(keras_final, torch_final, ".running_mean")
+    mean_after = max_bn_stat_diff(keras_final, torch_matched, ".running_mean")
+    var_after = max_bn_stat_diff(keras_final, torch_matched, ".running_var")
     names = [k for k in keras_final if k.endswith(".running_var")]
     larger = np.mean(np.concatenate([(torch_matched[k] > keras_final[k]).ravel()
                                      for k in names]))

@@ -4,25 +4,11 @@ from __future__ import annotations
 
 import itertools
 
-import numpy as np
 
 from comparator.config.recipes import EXPECTED_PAIRS
+from comparator.analysis.tolerances import STATE_TOLERANCE, loss_tolerance
+from comparator.analysis.states import max_bn_stat_diff, max_weight_diff
 from comparator.schema import Equivalence, RunResult
-
-LOSS_RTOL = 1e-4  # float32 kernels of two frameworks differ around 1e-6 relative
-STATE_ATOL = 1e-5  # weights and running statistics after the same step
-
-
-def loss_tolerance(value: float) -> float:
-    return LOSS_RTOL * max(1.0, abs(value))
-
-
-def _max_state_diff(a: dict, b: dict, stats: bool) -> float | None:
-    names = [k for k in a if k in b and k.endswith((".running_mean", ".running_var")) == stats]
-    if not names:
-        return None
-    return max(float(np.max(np.abs(a[k].astype(np.float64) - b[k]))) for k in names)
-
 
 def compare_runs(a: RunResult, b: RunResult, state_a: dict, state_b: dict,
                  expected: bool = False, reason: str = "") -> Equivalence:
@@ -49,11 +35,11 @@ def compare_runs(a: RunResult, b: RunResult, state_a: dict, state_b: dict,
     if a.modes.bn_batch_stats != b.modes.bn_batch_stats:
         differences.append(f"BatchNorm layers using batch statistics: {a.modes.bn_batch_stats} "
                            f"vs {b.modes.bn_batch_stats}")
-    weight_diff = None if dropout else _max_state_diff(state_a, state_b, stats=False)
-    stat_diff = _max_state_diff(state_a, state_b, stats=True)
-    if weight_diff is not None and weight_diff > STATE_ATOL:
+    weight_diff = None if dropout else max_weight_diff(state_a, state_b)
+    stat_diff = max_bn_stat_diff(state_a, state_b)
+    if weight_diff is not None and weight_diff > STATE_TOLERANCE:
         differences.append(f"weights after the step differ by up to {weight_diff:.3g}")
-    if stat_diff is not None and stat_diff > STATE_ATOL:
+    if stat_diff is not None and stat_diff > STATE_TOLERANCE:
         differences.append(f"BatchNorm running statistics after the step differ by up to "
                            f"{stat_diff:.3g}")
     return Equivalence(a=a.id, b=b.id, equivalent=not differences, max_diff=max_diff,

@@ -29,12 +29,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from comparator.inputs.batch import REGRESSION_SCENARIOS
-from comparator.analysis.equivalence import loss_tolerance
+from comparator.analysis.tolerances import LOGIT_TOLERANCE, loss_tolerance
 from comparator.errors import UsageError
 from comparator.schema import Check, Report, _clean
 
 EXPORTERS = ("torchscript", "dynamo")
-LOGIT_TOLERANCE = 1e-4  # float32 kernels of two runtimes on the same function
 TRAIN_FORWARD_DESCRIPTION = "BatchNorm with batch statistics, dropout off"
 EVAL = "onnx:eval"
 TF_GRAPH = "keras-tensorflow"  # the framework whose worker exports the third graph
@@ -142,8 +141,7 @@ class _Referee:
 
     def _reset(self, name: str) -> None:
         """Initial weights; for PyTorch also train() and requires_grad, as every run starts."""
-        adapter = self.adapters[name]
-        adapter._restore_impl(adapter._initial_state)
+        self.adapters[name].reset()
 
     def _restore_all(self) -> list[str]:
         problems = []
@@ -169,7 +167,7 @@ class _Referee:
         outputs = {}
         started = time.perf_counter()
         for name, adapter in self.adapters.items():
-            if getattr(adapter, "failure", None) is not None:
+            if adapter.failure is not None:
                 continue  # a worker that could not run has no outputs; the report says why
             self.touched.add(name)
             try:
@@ -183,11 +181,10 @@ class _Referee:
 
     def _fields(self, framework: str, exporter: str, mode: str, shape) -> dict:
         adapter = self.adapters[framework]
-        if hasattr(adapter, "export_onnx"):  # a worker measured its model's structure
+        if adapter.runs_in_worker:  # the worker measured its model's structure
             structure = adapter.structure
         else:
-            exported = adapter.model if framework == "pytorch" else adapter._wrappers[False]
-            structure = self.onnxrt.structure_fingerprint(exported)
+            structure = self.onnxrt.structure_fingerprint(adapter.exportable_model())
         return self.onnxrt.cache_fields(
             framework=framework, model=self.report.model, scenario=self.scenario,
             weights_sha256=self.sha, input_shape=shape, exporter=exporter, mode=mode,
@@ -198,8 +195,9 @@ class _Referee:
             self.touched.add("pytorch")
             self._reset("pytorch")
             try:
-                return self.onnxrt.export_torch(self.adapters["pytorch"].model, self.batch.x,
-                                                path, exporter=self.exporter, mode=mode)
+                return self.onnxrt.export_torch(self.adapters["pytorch"].exportable_model(),
+                                                self.batch.x, path, exporter=self.exporter,
+                                                mode=mode)
             finally:
                 self._reset("pytorch")
         return build
@@ -209,7 +207,7 @@ class _Referee:
             self.touched.add("keras")
             self._reset("keras")
             try:
-                return self.onnxrt.export_keras(self.adapters["keras"]._wrappers[False], path)
+                return self.onnxrt.export_keras(self.adapters["keras"].exportable_model(), path)
             finally:
                 self._reset("keras")
         return build
@@ -223,7 +221,7 @@ class _Referee:
         """Why the worker's graph cannot be had: an optional extra is missing, or the worker
         failed (its runs already report that). The graph is then skipped, or None."""
         adapter = self.adapters[name]
-        failure = getattr(adapter, "failure", None)
+        failure = adapter.failure
         if failure is not None:
             return f"the {name} worker {failure.status}: {failure.reason}"
         from comparator.config.frameworks import ONNX_EXTRA_MODULES, missing_modules

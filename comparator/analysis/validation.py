@@ -26,44 +26,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from comparator.analysis.tolerances import (FLOAT32_FACTOR, GRADIENT_COSINE_GAP,
+                                             GRADIENT_TOLERANCE, LAYER_TOLERANCE)
 from comparator.errors import UsageError
 from comparator.schema import _Serialisable
 
 SCHEMA = "xframe-compare/port-validation/1"
 
-# A layer diverges when Keras's value differs from PyTorch's by more than this fraction
-# of PyTorch's largest magnitude, and by more than NOISE_FACTOR times PyTorch's own
-# float32 rounding error (measured against a float64 run of the PyTorch model). A wrong
-# stride, padding, epsilon or flatten order shows up at 1e-3 and far above; rounding
-# alone stays near 1e-6 per layer, but grows with depth, in BatchNorm on few values per
-# channel and in gradients, which is what the float64 reference tells apart.
-DEFAULT_TOLERANCE = 1e-4
-DEFAULT_GRADIENT_TOLERANCE = 1e-3
-NOISE_FACTOR = 4.0
-# A gradient also has to point elsewhere: 1 - cosine beyond this (and beyond NOISE_FACTOR
-# times PyTorch float32's own). Gradients through ReLU flip where a pre-activation sits
-# within rounding of zero, so one element can differ by a lot while the direction holds:
-# measured at 224 px on the zoo, correct ports stay above cosine 0.9998, the naive ResNet50
-# port is near 0.
-GRADIENT_COSINE_GAP = 1e-3
+DEFAULT_TOLERANCE = LAYER_TOLERANCE  # the names the validator's callers use
+DEFAULT_GRADIENT_TOLERANCE = GRADIENT_TOLERANCE
 # Where PyTorch float32 is itself this far from float64 (BatchNorm on a handful of values
 # per channel, gradients through them), agreement within the noise proves nothing.
 NOISE_CAP = 0.1
 MODES = ("inference", "training")
-
-CAUSE_TEXT = {
-    "shape": "the output shapes differ",
-    "stride_placement": "stride placement differs",
-    "padding": "padding differs",
-    "epsilon": "BatchNorm epsilon differs",
-    "flatten_order": "flatten order differs (channels-last vs channels-first)",
-    "weights": "the layer's weights differ",
-    "frozen_batchnorm": "a frozen Keras BatchNormalization ignores training=True",
-    "one_pass_variance": "Keras computes the batch variance as E[x^2] - E[x]^2",
-    "between_layers": "the operations between the matched layers differ",
-    "failed": "the Keras layer failed on PyTorch's input",
-    "upstream": "an earlier layer's difference propagated here",
-}
 
 
 # ----- metrics ---------------------------------------------------------------------------
@@ -113,7 +88,7 @@ def diverges(m: Metrics | None, tolerance: float) -> bool:
 def judge(against64: Metrics | None, noise: Metrics | None, against32: Metrics | None,
           tolerance: float) -> tuple[bool, bool]:
     """(diverges, inconclusive) for Keras's value. Against the float64 reference when there
-    is one: Keras diverges beyond the tolerance and beyond NOISE_FACTOR times PyTorch
+    is one: Keras diverges beyond the tolerance and beyond FLOAT32_FACTOR times PyTorch
     float32's own error; where that error itself exceeds NOISE_CAP, the comparison proves
     nothing either way (inconclusive: the reference is rounding noise). Without a
     reference: against PyTorch float32 and the tolerance."""
@@ -121,7 +96,7 @@ def judge(against64: Metrics | None, noise: Metrics | None, against32: Metrics |
         return diverges(against32, tolerance), False
     if not noise.max_rel <= NOISE_CAP:
         return False, True
-    return not (against64.max_rel <= max(tolerance, NOISE_FACTOR * noise.max_rel)), False
+    return not (against64.max_rel <= max(tolerance, FLOAT32_FACTOR * noise.max_rel)), False
 
 
 def judge_gradient(against64: Metrics | None, noise: Metrics | None,
@@ -135,9 +110,9 @@ def judge_gradient(against64: Metrics | None, noise: Metrics | None,
                 and 1 - against32.cosine > GRADIENT_COSINE_GAP), False
     if not noise.max_rel <= NOISE_CAP:
         return False, True
-    size = against64.max_rel > max(tolerance, NOISE_FACTOR * noise.max_rel)
+    size = against64.max_rel > max(tolerance, FLOAT32_FACTOR * noise.max_rel)
     direction = 1 - against64.cosine > max(GRADIENT_COSINE_GAP,
-                                           NOISE_FACTOR * (1 - noise.cosine))
+                                           FLOAT32_FACTOR * (1 - noise.cosine))
     return size and direction, False
 
 
@@ -287,7 +262,7 @@ class PortValidation(_Serialisable):
         lines = [f"port validation: PyTorch {self.torch_model} vs Keras {self.keras_model}",
                  f"  input {tuple(self.input_shape)}, {self.pairs} layer pairs "
                  f"({self.pairing}); a layer diverges beyond {self.tolerance:g} of the largest "
-                 f"PyTorch value and {NOISE_FACTOR:g}x PyTorch's own float32 error"]
+                 f"PyTorch value and {FLOAT32_FACTOR:g}x PyTorch's own float32 error"]
         for result in self.passes:
             out = ("PyTorch's (substituted)" if result.isolated else
                    "not comparable" if result.output is None else
@@ -552,7 +527,7 @@ def check_zoo_request(model: str, image_size: int | None, batch_size: int, naive
         raise UsageError(f"unknown model {model!r}; port validation takes one of: "
                          f"{', '.join(zoo_models())}")
     spec = get_spec(model)
-    if spec.input_features or spec.port_map not in _IMAGE_PORT_MAPS:
+    if not spec.takes_images:
         raise UsageError(f"{model} is not an image backbone; port validation takes one of: "
                          f"{', '.join(zoo_models())}")
     if naive and not spec.naive_keras_builder:
@@ -582,10 +557,7 @@ def check_zoo_request(model: str, image_size: int | None, batch_size: int, naive
     return spec, size
 
 
-_IMAGE_PORT_MAPS = ("densenet", "tiny", "resnet", "vgg", "mobilenet_v2")
-
-
 def zoo_models() -> list[str]:
     from comparator.zoo import get_spec, known_models
 
-    return [m for m in known_models() if get_spec(m).port_map in _IMAGE_PORT_MAPS]
+    return [m for m in known_models() if get_spec(m).takes_images]

@@ -26,7 +26,6 @@ LOSS_DESCRIPTIONS = {
 }
 # Each framework's default Adam epsilon, which this tool leaves as the framework sets it.
 ADAM_EPSILON = {"pytorch": 1e-8, "keras": 1e-7, "keras-tensorflow": 1e-7, "keras-jax": 1e-7}
-PORT_TOLERANCE = 1e-4  # max abs logit difference of a faithful float32 port
 
 
 @dataclass(frozen=True)

@@ -86,7 +86,8 @@ def unavailable_runs(recipes, adapters) -> list[dict]:
     or failed (the worker crashed, hung or answered nonsense), with the reason."""
     records = []
     for recipe in recipes:
-        failure = getattr(adapters.get(recipe.framework), "failure", None)
+        adapter = adapters.get(recipe.framework)
+        failure = adapter.failure if adapter is not None else None
         if failure is None:
             continue
         records.append({"id": recipe.id, "framework": recipe.framework,

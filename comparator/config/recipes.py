@@ -112,14 +112,6 @@ def _expected_pairs():
 EXPECTED_PAIRS: tuple[tuple[str, str, str], ...] = _expected_pairs()
 
 
-def recipes_for(framework: str) -> list[Recipe]:
-    return [r for r in RECIPES if r.framework == framework]
-
-
-def recipe_ids() -> list[str]:
-    return [r.id for r in RECIPES]
-
-
 def select(ids: list[str] | None, frameworks: list[str], scenario: str = "classify"
            ) -> list[Recipe]:
     """The recipes to run, in table order; ids are validated against the table."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from comparator.errors import UsageError
-from comparator.zoo import KERAS_IMAGENET_CHECKPOINTS, ModelSpec
+from comparator.zoo import ModelSpec
 
 RANDOM = "random-calibrated"
 IMAGENET = "imagenet"  # torchvision's checkpoint, ported to Keras
@@ -61,7 +61,7 @@ def parse_weights(value: str | None, spec: ModelSpec) -> WeightsChoice:
         if value != RANDOM and not spec.torchvision_builder:
             raise UsageError(f"{spec.name} has no ImageNet checkpoint (it is this project's own "
                              "model); give a checkpoint file with --weights PATH")
-        if value in (IMAGENET_KERAS, IMAGENET_BOTH) and spec.name not in KERAS_IMAGENET_CHECKPOINTS:
+        if value in (IMAGENET_KERAS, IMAGENET_BOTH) and spec.keras_imagenet is None:
             raise UsageError(
                 f"--weights {value}: keras.applications' ImageNet checkpoint of {spec.name} was "
                 "trained for a different function than the Keras model compared here (see the "

@@ -29,7 +29,8 @@ from comparator.inputs.images import (
     probe,
 )
 from comparator.zoo import ModelSpec
-from comparator.inputs.sources import HEAD_HIDDEN, random_calibrated
+from comparator.inputs.sources import random_calibrated
+from comparator.zoo.head import HEAD_HIDDEN
 from comparator.inputs.weights import CanonicalWeights, head_init_arrays
 
 @dataclass

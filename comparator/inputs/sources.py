@@ -8,10 +8,10 @@ from comparator.inputs.batch import calibration_images, init_rng
 from comparator.inputs.weight_cache import WeightCache, code_digest, fields
 from comparator.zoo import ModelSpec
 from comparator.inputs.weights import CanonicalWeights, head_init_arrays
+from comparator.zoo.head import HEAD_HIDDEN
 
 CALIBRATION_IMAGES = 16
 CALIBRATION_CHUNK = 8
-HEAD_HIDDEN = 64
 
 
 def random_calibrated(spec: ModelSpec, scenario: str, seed: int, image_size: int,

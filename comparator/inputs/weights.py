@@ -32,9 +32,6 @@ class CanonicalWeights:
     def sha256(self) -> str:
         return weights_sha256(self.arrays)
 
-    def subset(self, prefix: str) -> dict[str, np.ndarray]:
-        return {k[len(prefix):]: v for k, v in self.arrays.items() if k.startswith(prefix)}
-
 
 def head_init_arrays(feature_dim: int, hidden: int, rng: np.random.Generator) -> dict:
     """The regression head's starting weights, shared by both frameworks.

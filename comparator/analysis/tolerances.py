@@ -1,0 +1,47 @@
+"""Every tolerance the tool judges with, in one place, each with the reason for its size.
+
+Checks state their tolerance in the report; where float32 rounding alone can exceed a
+fixed tolerance, the check measures that rounding with a float64 rerun and allows
+FLOAT32_FACTOR times it instead.
+"""
+
+from __future__ import annotations
+
+# A second float32 implementation of the same function may round up to a few times as far
+# from the exact value as the first (measured against float64 reruns of PyTorch).
+FLOAT32_FACTOR = 4
+
+# Max abs difference of inference-mode outputs of a faithful float32 port of the same
+# function (DenseNet121 at 224 px: about 1e-6).
+PORT_TOLERANCE = 1e-4
+# Max abs difference of logits between two runtimes (ONNX Runtime against a framework) on
+# the same function in float32.
+LOGIT_TOLERANCE = 1e-4
+# Relative difference of two frameworks' losses on the same function: float32 kernels of
+# two frameworks differ around 1e-6 relative.
+LOSS_RTOL = 1e-4
+# Weights and running statistics after the same step in two frameworks.
+STATE_TOLERANCE = 1e-5
+# Keras's val_loss against the inference loss after the step: the same evaluation.
+FIT_VALIDATION_TOLERANCE = 1e-5
+
+# Port validation, per layer: a layer diverges when Keras's value differs from PyTorch's
+# by more than this fraction of PyTorch's largest magnitude, and by more than
+# FLOAT32_FACTOR times PyTorch's own float32 rounding error (measured against a float64 run
+# of the PyTorch model). A wrong stride, padding, epsilon or flatten order shows up at 1e-3
+# and far above; rounding alone stays near 1e-6 per layer, but grows with depth, in
+# BatchNorm on few values per channel and in gradients, which is what the float64
+# reference tells apart.
+LAYER_TOLERANCE = 1e-4
+GRADIENT_TOLERANCE = 1e-3
+# A gradient also has to point elsewhere: 1 - cosine beyond this (and beyond FLOAT32_FACTOR
+# times PyTorch float32's own). Gradients through ReLU flip where a pre-activation sits
+# within rounding of zero, so one element can differ by a lot while the direction holds:
+# measured at 224 px on the zoo, correct ports stay above cosine 0.9998, the naive ResNet50
+# port is near 0.
+GRADIENT_COSINE_GAP = 1e-3
+
+
+def loss_tolerance(value: float) -> float:
+    """The allowed difference between two frameworks' losses near `value`."""
+    return LOSS_RTOL * max(1.0, abs(value))
