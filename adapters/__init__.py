@@ -1,7 +1,7 @@
 """The adapter registry: the one entry from the core to framework code.
 
 PyTorch is the reference side (`adapters.pytorch`), a Keras flavour the subject side
-(`adapters.keras`), ONNX Runtime the referee (`adapters.onnx`), and `port_validator`
+(`adapters.keras`), ONNX Runtime the referee (`adapters.onnx`), and `load_port_validator`
 compares a port layer by layer. Importing this package imports no framework; each
 function below imports what it needs when called."""
 
@@ -66,7 +66,22 @@ def onnx_runtime():
     return importlib.import_module("adapters.onnx.runtime")
 
 
-def port_validator():
+def load_port_validator():
     """The layer-by-layer port validator (`validate_port`, `port_weights`,
-    `validate_zoo_model`)."""
+    `validate_zoo_model`). Not named `port_validator`: importing the submodule of that name
+    (a test, a user) rebinds the package attribute to the module, which shadowed the
+    function ("'module' object is not callable")."""
     return importlib.import_module("adapters.port_validator")
+
+
+def open_user_pair(pair, config):
+    """Load a user's pair (comparator.config.pair.UserPair) into adapters: the models as
+    given, Keras on torch in this process (adapters.user_pair)."""
+    os.environ.setdefault("XFRAME_DEVICE", config.device)
+    try:
+        from adapters.user_pair import open_pair
+    except ImportError as exc:
+        raise FrameworkUnavailable(
+            f"a user pair needs PyTorch and Keras ({exc.name or exc}); install the project "
+            "with: pip install -e '.[dev]'") from None
+    return open_pair(pair, config)

@@ -24,7 +24,7 @@ import numpy as np
 
 from comparator.analysis.states import max_abs_diff, split_state
 from comparator.inputs.batch import Batch
-from comparator.errors import NumericalError, UsageError
+from comparator.errors import Diverged, NumericalError, UsageError
 from comparator.zoo import ModelSpec
 from comparator.config.recipes import Recipe
 from comparator.schema import Losses, Modes, RunResult, State
@@ -221,17 +221,24 @@ class FrameworkAdapter(Adapter):
             initial = self._initial_canonical  # what restoring the initial state gives
             self._reset_rng_impl()
             train_losses, step_modes, validation = [], [], []
-            for _ in range(steps):
+            for step in range(1, steps + 1):
                 loss, validation_loss = self._train_step_impl(batch, validate)
-                train_losses.append(self._finite(loss, "train-step loss"))
+                if not np.isfinite(loss):
+                    raise Diverged(f"the train-step loss became {loss} at step {step}", step)
+                train_losses.append(loss)
                 if validation_loss is not None:
                     validation.append(validation_loss)
                 step_modes.append(self._audit_impl())
             modes, train_losses = step_modes[0], tuple(train_losses)
             final = self._canonical_impl()
             final_digests = array_digests(final)
-            after_loss = self._inference_of(final_digests, batch,
-                                            lambda: self._inference_loss_impl(batch))
+            try:
+                after_loss = self._inference_of(final_digests, batch,
+                                                lambda: self._inference_loss_impl(batch))
+            except NumericalError:
+                raise Diverged(f"the inference loss after step {steps} is not finite "
+                               "(the update left non-finite weights or statistics)",
+                               steps) from None
             params_before, stats_before = split_state(initial)
             params_after, stats_after = split_state(final)
             weight_delta = max_abs_diff(params_before, params_after) or 0.0
@@ -245,7 +252,8 @@ class FrameworkAdapter(Adapter):
             id=recipe.id, framework=self.name, recipe=recipe.name,
             description=recipe.description,
             losses=Losses(before_loss, train_losses, after_loss,
-                          tuple(validation) if validation else None),
+                          tuple(validation) if validation else None,
+                          ablations.get("dropout_off")),
             state=State(trainable, frozen, weight_delta > 0, weight_delta,
                         stat_delta > 0, stat_delta),
             modes=modes,
@@ -262,14 +270,21 @@ class FrameworkAdapter(Adapter):
         than the measurements already taken (with one cause active, switching it off gives
         the inference pass itself)."""
         found = {}
+        passes = []
         if modes.bn_batch_stats and modes.dropout_active:
-            for key, bn_moving, dropout_off in (("bn_moving_statistics", True, False),
-                                                ("dropout_off", False, True)):
-                self._restore_impl(self._initial_state)
-                self._apply_impl(recipe)
-                self._reset_rng_impl()
-                found[key] = self._finite(self._forward_loss_impl(batch, bn_moving, dropout_off),
-                                          "ablation loss")
+            passes.append(("bn_moving_statistics", True, False))
+        if modes.dropout_active:
+            # Also what the frameworks are compared on (their masks differ), with the
+            # running statistics this pass leaves.
+            passes.append(("dropout_off", False, True))
+        for key, bn_moving, dropout_off in passes:
+            self._restore_impl(self._initial_state)
+            self._apply_impl(recipe)
+            self._reset_rng_impl()
+            found[key] = self._finite(self._forward_loss_impl(batch, bn_moving, dropout_off),
+                                      "ablation loss")
+            if dropout_off:
+                found["dropout_off_statistics"] = split_state(self._canonical_impl())[1]
         if weights_and_stats_moved:
             mixed = {**params_before, **stats_after}
 

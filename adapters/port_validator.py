@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import os
 
 import numpy as np
 import torch
@@ -20,6 +21,15 @@ from adapters.keras.backend import keras  # fixes the torch backend before Keras
 from keras import layers, ops, tree  # noqa: E402
 from keras.src.models.functional import Functional  # noqa: E402
 
+from adapters.port_training import (  # noqa: E402
+    keras_batchnorm_step,
+    keras_dropout_layers,
+    torch_batches_seen,
+    torch_batchnorm_step,
+    torch_dropout_layers,
+)
+from comparator.analysis.kernel_layout import diagnose_arrays, diagnose_kernel  # noqa: E402
+from comparator.analysis.training_side import compare_dropout, compare_statistics  # noqa: E402
 from comparator.analysis.states import is_bn_statistic  # noqa: E402
 from comparator.errors import UsageError  # noqa: E402
 from comparator.zoo.portmaps import (  # noqa: E402
@@ -115,6 +125,45 @@ def _torch_layers(model: nn.Module) -> dict[str, tuple[nn.Module, LayerInfo, tup
     return found
 
 
+def _torch_side(model, weights: str | None):
+    """The PyTorch module to trace, from an object or a SPEC, and its name."""
+    from adapters.user_models import as_pytorch
+
+    _refuse_onnx(model)
+    loaded = as_pytorch(model, weights)
+    if loaded.inference_only or _exported(loaded.model):
+        where = f" {loaded.source}" if loaded.source != "<object>" else ""
+        raise UsageError(f"cannot trace the PyTorch model{where}: it is a torch.export program, "
+                         "whose modules are flattened into one graph of ATen operations "
+                         "(no Conv2d or BatchNorm module runs, so none can be paired with a "
+                         "Keras layer); give the nn.Module itself (file.py:callable, with "
+                         "its state_dict as weights)")
+    return loaded.model, loaded.name
+
+
+def _exported(model) -> bool:
+    """A torch.export program's module(): a graph whose weights sit on bare nn.Module
+    holders, where a traced (torch.fx) model keeps its Conv2d, BatchNorm2d, ..."""
+    return isinstance(model, torch.fx.GraphModule) and any(
+        type(sub) is nn.Module and any(True for _ in sub.parameters(recurse=False))
+        for sub in model.modules())
+
+
+def _keras_side(model, weights: str | None, x_channels_last: np.ndarray):
+    from adapters.user_models import as_keras
+
+    _refuse_onnx(model)
+    loaded = as_keras(model, weights, tuple(x_channels_last.shape[1:]))
+    return loaded.model, loaded.name
+
+
+def _refuse_onnx(model) -> None:
+    if isinstance(model, (str, os.PathLike)) and os.fspath(model).lower().endswith(".onnx"):
+        raise UsageError(f"{os.fspath(model)} is an ONNX file: the validator traces a PyTorch "
+                         "module and a Keras model layer by layer, which an ONNX graph is "
+                         "neither of (compare.py takes it as the referee, --onnx)")
+
+
 def _functional(model) -> Functional:
     if isinstance(model, keras.Sequential):
         inner = getattr(model, "_functional", None)
@@ -128,10 +177,15 @@ def _functional(model) -> Functional:
                              f"one input and one output, it has {len(model.inputs)} and "
                              f"{len(model.outputs)}")
         return model
+    held = [layer.name for layer in getattr(model, "layers", [])]
     raise UsageError(f"cannot trace Keras model {getattr(model, 'name', model)!r} "
-                     f"({type(model).__name__}): layer-by-layer validation needs the graph of "
-                     "a functional or Sequential model, and a subclassed model's call() hides "
-                     "it; rebuild it with the functional API")
+                     f"({type(model).__name__}, subclassed): layer-by-layer validation needs "
+                     "the graph of a functional or Sequential model, and a subclassed "
+                     "model's call() hides how its layers"
+                     + (f" ({', '.join(held[:6])}{', ...' if len(held) > 6 else ''})"
+                        if held else "")
+                     + " connect; rebuild it with the functional API (compare.py still "
+                     "compares it as a whole)")
 
 
 def _nodes(fn: Functional):
@@ -475,16 +529,30 @@ def _facts(pair: Pair, module, layer, trace, state, paired) -> dict:
         facts["values_per_channel"] = int(np.prod(torch_in.shape) // torch_in.shape[1])
     values = layer.get_weights()
     worst = 0.0
+    torch_arrays, keras_arrays = [], []
     for name, value in zip(pair.canonical_names, values):
         theirs = state[name].detach().cpu().numpy()
         mine = from_keras_layout(pair.kind, name, value)
+        torch_arrays.append(theirs)
+        keras_arrays.append(mine)
         if not np.array_equal(theirs, mine):
             worst = max(worst, float(np.max(np.abs(theirs - mine))))
     for extra in values[len(pair.canonical_names):]:
         worst = max(worst, float(np.max(np.abs(extra))) if extra.size else 0.0)
     facts["weights_max_diff"] = worst
+    if worst:
+        facts["layout_mistake"] = _layout_mistake(pair, torch_arrays, keras_arrays)
     facts["between"] = _between(layer, paired)
     return facts
+
+
+def _layout_mistake(pair: Pair, torch_arrays, keras_arrays):
+    """The porting mistake that turns PyTorch's arrays into Keras's: a kernel in another
+    layout when only the kernel differs, else arrays set in each other's places."""
+    others_equal = all(np.array_equal(t, k) for t, k in zip(torch_arrays[1:], keras_arrays[1:]))
+    if pair.kind != "bn" and others_equal:
+        return diagnose_kernel(pair.kind, torch_arrays[0], keras_arrays[0])
+    return diagnose_arrays(pair.canonical_names, torch_arrays, keras_arrays)
 
 
 def _flatten_order_explains(pair: Pair, layer, trace, tolerance: float) -> bool:
@@ -656,23 +724,34 @@ def validate_port(torch_model: nn.Module, keras_model, inputs, *, mapping: dict 
                   pairs: list[Pair] | None = None, modes=MODES, isolation: bool = True,
                   gradients: bool = True, tolerance: float = DEFAULT_TOLERANCE,
                   gradient_tolerance: float = DEFAULT_GRADIENT_TOLERANCE,
-                  reference64: bool = True, seed: int = 0) -> PortValidation:
+                  reference64: bool = True, seed: int = 0, train_step: bool = True,
+                  pytorch_weights: str | None = None,
+                  keras_weights: str | None = None) -> PortValidation:
     """Compare a PyTorch module and a Keras functional model layer by layer on `inputs`
     (PyTorch's layout: N, C, H, W for images; Keras gets them channels-last).
+
+    Either model may be given as a SPEC instead (adapters/user_models.py: file.py:callable,
+    package.module:callable, a .keras file for Keras), with a state_dict file as
+    pytorch_weights and a .weights.h5 file as keras_weights.
 
     Layers are paired by `pairs` (a zoo port plan), else by `mapping` ({torch module name:
     Keras layer name}, which must name every layer with weights), else in order by kind
     and weight shape. With reference64, a float64 copy of the PyTorch model measures
     PyTorch's own float32 error at every layer, so rounding is not mistaken for a
-    difference. Both models keep their weights, modes and statistics.
+    difference. With train_step, every BatchNorm pair takes one training-mode step on the
+    input PyTorch's module saw and their running statistics are compared (momentum, kept
+    variance), and the Dropout layers' rates and kinds are compared in the order they run.
+    Both models keep their weights, modes and statistics.
     """
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:
         raise UsageError(f"modes must be among {', '.join(MODES)}, got {list(modes)}")
-    fn = _functional(keras_model)
     if isinstance(inputs, torch.Tensor):
         inputs = inputs.detach().cpu().numpy()
     x = np.ascontiguousarray(np.asarray(inputs, dtype=np.float32))
+    torch_model, torch_name = _torch_side(torch_model, pytorch_weights)
+    keras_model, keras_name = _keras_side(keras_model, keras_weights, to_keras_values(x))
+    fn = _functional(keras_model)
     expected = tuple(fn.inputs[0].shape[1:])
     given = to_keras_values(x).shape[1:]
     if len(expected) != len(given) or any(e is not None and e != g
@@ -690,10 +769,11 @@ def validate_port(torch_model: nn.Module, keras_model, inputs, *, mapping: dict 
     model64 = copy.deepcopy(torch_model).double() if reference64 else None
     modules64 = dict(model64.named_modules()) if model64 is not None else {}
     facts = None
-    passes = []
+    passes, traces = [], {}
     for mode in modes:
         training = mode == "training"
         trace, torch_out = _torch_trace(torch_model, pairs, x, mode)
+        traces[mode] = trace
         trace64, torch_out64 = (_torch_trace(model64, pairs, x.astype(np.float64), mode)
                                 if model64 is not None else ({}, None))
         if facts is None:
@@ -730,17 +810,42 @@ def validate_port(torch_model: nn.Module, keras_model, inputs, *, mapping: dict 
                 passes.append(PassResult(mode, False, comparisons, out, bad, noise))
     grads = (_gradients(torch_model, model64, fn, pairs, x, seed, gradient_tolerance)
              if gradients else ())
+    statistics, dropout = ((), ())
+    if train_step:
+        training_trace = traces.get("training") or _torch_trace(torch_model, pairs, x,
+                                                                "training")[0]
+        statistics = _statistics(modules, by_name, pairs, training_trace, tolerance)
+        dropout = compare_dropout(torch_dropout_layers(torch_model, x),
+                                  keras_dropout_layers(node.operation for node in _nodes(fn)))
     notes = []
     if "training" in modes or gradients:
         notes.append("training mode: BatchNorm on batch statistics, Dropout off in both "
                      "frameworks (their random masks cannot match); weights and running "
                      "statistics restored afterwards")
     return PortValidation(
-        torch_model=type(torch_model).__name__, keras_model=keras_model.name,
+        torch_model=torch_name, keras_model=keras_name,
         input_shape=tuple(x.shape), pairing=pairing, pairs=len(pairs), tolerance=tolerance,
         gradient_tolerance=gradient_tolerance, passes=tuple(passes), gradients=grads,
         gradient_mode="training" if gradients else None, notes=tuple(notes),
-        float64_reference=reference64)
+        float64_reference=reference64, statistics=statistics, dropout=dropout)
+
+
+def _statistics(modules, keras_layers, pairs, trace, tolerance):
+    """Each BatchNorm pair after one training-mode step on PyTorch's recorded input, both
+    from PyTorch's running statistics."""
+    results = []
+    for pair in pairs:
+        module, layer = modules[pair.torch_module], keras_layers[pair.keras_layer]
+        if not (isinstance(module, nn.modules.batchnorm._BatchNorm)
+                and isinstance(layer, layers.BatchNormalization)
+                and module.track_running_stats):
+            continue
+        x = trace[pair.torch_module][0]
+        torch_step = torch_batchnorm_step(pair.torch_module, module, x)
+        keras_step = keras_batchnorm_step(layer, to_keras_values(x), torch_step)
+        results.append(compare_statistics(torch_step, keras_step, x, tolerance,
+                                          torch_batches_seen(module)))
+    return tuple(results)
 
 
 def _attribute(forward: PassResult, isolated: PassResult) -> PassResult:
@@ -801,6 +906,46 @@ def validate_zoo_model(spec, image_size: int, batch_size: int, seed: int, naive:
         notes.append(f"naive port: each torchvision array copied into the keras.applications "
                      f"layer of the same name and shape; the zoo's equivalent Keras model is "
                      f"{spec.keras_builder}")
+    statistics, momentum_note = _zoo_momentum(spec, result.statistics)
+    dropout, dropout_note = _zoo_dropout(spec, result.dropout)
+    notes += [n for n in (momentum_note, dropout_note) if n]
     return dataclasses.replace(result, torch_model=f"torchvision.models.{spec.torchvision_builder}"
                                if spec.torchvision_builder else type(torch_model).__name__,
-                               keras_model=keras_name, notes=tuple(notes) + result.notes)
+                               keras_model=keras_name, notes=tuple(notes) + result.notes,
+                               statistics=statistics, dropout=dropout)
+
+
+def _zoo_dropout(spec, dropout):
+    """A Dropout difference the zoo entry keeps on purpose (its known differences say so:
+    torchvision's classifier Dropout that keras.applications lacks) is noted, not failed."""
+    known = next((d for d in spec.known_differences if d.startswith("Dropout:")), None)
+    differing = [d for d in dropout if d.diverges]
+    if known is None or not differing:
+        return dropout, ""
+    kept = tuple(dataclasses.replace(d, diverges=False) if d.diverges else d for d in dropout)
+    return kept, (f"Dropout differs in {len(differing)} of {len(dropout)} pairs "
+                  f"({'; '.join(d.text for d in differing)}), as the zoo entry states: "
+                  f"{known} Not counted as a divergence")
+
+
+def _zoo_momentum(spec, statistics):
+    """The zoo keeps each framework's default BatchNorm momentum on purpose (compare.py
+    studies it): a momentum difference that is the spec's own is noted, not failed."""
+    wanted = spec.bn_momentum
+    if not wanted or "keras" not in wanted:
+        return statistics, ""
+    expected = (wanted.get("pytorch"), 1.0 - wanted["keras"])
+    kept, deliberate = [], 0
+    for s in statistics:
+        if s.cause == "momentum" and np.allclose((s.torch_momentum, s.keras_momentum),
+                                                 expected, rtol=0, atol=1e-9):
+            s = dataclasses.replace(s, diverges=False)
+            deliberate += 1
+        kept.append(s)
+    if not deliberate:
+        return statistics, ""
+    return tuple(kept), (
+        f"BatchNorm momentum differs in {deliberate} layers after a training step (PyTorch "
+        f"{expected[0]:g}, Keras {expected[1]:g} in PyTorch's convention; Keras states "
+        f"momentum={wanted['keras']:g}): the zoo keeps each framework's default on purpose, "
+        "so this is not counted as a divergence")

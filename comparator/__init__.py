@@ -11,14 +11,15 @@ def validate_port(torch_module, keras_model, inputs, **options):
     """Compare a PyTorch module and its Keras port layer by layer (see README)."""
     import adapters
 
-    return adapters.port_validator().validate_port(torch_module, keras_model, inputs, **options)
+    validator = adapters.load_port_validator()
+    return validator.validate_port(torch_module, keras_model, inputs, **options)
 
 
 def port_weights(torch_module, keras_model, **options):
     """Copy a PyTorch module's weights into its Keras twin, layer by layer."""
     import adapters
 
-    return adapters.port_validator().port_weights(torch_module, keras_model, **options)
+    return adapters.load_port_validator().port_weights(torch_module, keras_model, **options)
 
 
 def validate_model(model: str, image_size: int | None = None, batch_size: int = 2,
@@ -30,8 +31,28 @@ def validate_model(model: str, image_size: int | None = None, batch_size: int = 
     spec, size = check_zoo_request(model, image_size, batch_size, naive, options)
     import adapters
 
-    return adapters.port_validator().validate_zoo_model(spec, size, batch_size, seed,
+    return adapters.load_port_validator().validate_zoo_model(spec, size, batch_size, seed,
                                                          naive=naive, **options)
 
 
-__all__ = ["validate_port", "port_weights", "validate_model"]
+def validate_pair(pytorch: str, keras: str, **options):
+    """Validate your own pair given as SPECs (file.py:callable, module:callable, a .keras
+    file) on a batch from --inputs or --input-shape, as validate_port.py does. Checks the
+    batch before importing any framework."""
+    from comparator.analysis.validation import pair_request_inputs
+
+    x, options = pair_request_inputs(options)
+    import adapters
+
+    return adapters.load_port_validator().validate_port(pytorch, keras, x, **options)
+
+
+def compare_pair(torch_module, keras_model, inputs, labels_or_targets=None, **options):
+    """Compare the freezing recipes of PyTorch and Keras on your own model pair; the Report
+    of compare.py (see comparator.pipeline.compare_pair and README, "Your own models")."""
+    from comparator.pipeline import compare_pair as run
+
+    return run(torch_module, keras_model, inputs, labels_or_targets, **options)
+
+
+__all__ = ["validate_port", "port_weights", "validate_model", "validate_pair", "compare_pair"]

@@ -34,3 +34,12 @@ class NumericalError(ComparatorError):
     """A model produced NaN or infinite values where a number was needed."""
 
     exit_code = EXIT_USAGE
+
+
+class Diverged(NumericalError):
+    """A run's loss became NaN or infinite: a finding about that run, not bad input. The
+    comparison records it (status "diverged", with the step) and goes on with the others."""
+
+    def __init__(self, message: str, step: int):
+        super().__init__(message)
+        self.step = step

@@ -12,11 +12,16 @@ import numpy as np
 from comparator.analysis.crosscheck import explain_pair
 from comparator.analysis.diagnosis import explain_run
 from comparator.analysis.states import bn_layer_deltas
-from comparator.analysis.equivalence import equivalences, old_keras_frozen_bn_findings
+from comparator.analysis.equivalence import (
+    compared_states,
+    equivalences,
+    old_keras_frozen_bn_findings,
+)
 from comparator.analysis.tolerances import (FIT_VALIDATION_TOLERANCE, FLOAT32_FACTOR,
                                              PORT_TOLERANCE)
 from comparator.config import ADAM_EPSILON, LOSS_DESCRIPTIONS, CompareConfig, resolve
-from comparator.config.frameworks import unavailable_runs
+from comparator.config.frameworks import backend_of, unavailable_runs
+from comparator.errors import Diverged, UsageError
 from comparator.inputs.prepare import prepare
 from comparator.inputs.batch import REGRESSION_SCENARIOS, Batch
 from comparator.inputs.checkpoints import record_distance
@@ -90,17 +95,36 @@ def _validation_checks(runs) -> list[Check]:
     return checks
 
 
+def _divergence_checks(diverged: list[dict]) -> list[Check]:
+    """A failed check per run whose loss became NaN or infinite (the exit status says 1)."""
+    return [Check(name=f"{record['id']}:loss_finite", passed=False, value=float(record["step"]),
+                  tolerance=0.0,
+                  detail=f"diverged at step {record['step']}: {record['reason']} (value: the "
+                         "step)") for record in diverged]
+
+
 def _run_recipes(recipes, adapters, batch, config, progress, phase, t):
     """Every recipe of an in-process adapter: results, final states, per-run explanations
     and per-layer BatchNorm changes (runs of a failed worker are left out)."""
     runs, states, explanations, bn_deltas = {}, {}, [], {}
+    diverged, dropout_free = [], {}
     for recipe in recipes:
         if adapters[recipe.framework].failure is not None:
             continue
         progress(f"running {recipe.id}", 1)
-        measurement = adapters[recipe.framework].run_recipe(
-            recipe, batch, config.steps, config.lr, config.optimizer, config.validate)
+        try:
+            measurement = adapters[recipe.framework].run_recipe(
+                recipe, batch, config.steps, config.lr, config.optimizer, config.validate)
+        except Diverged as exc:  # the other runs go on; the report says where it happened
+            diverged.append({"id": recipe.id, "framework": recipe.framework,
+                             "backend": backend_of(recipe.framework), "recipe": recipe.name,
+                             "status": "diverged", "step": exc.step, "reason": str(exc)})
+            t = phase(f"recipe:{recipe.id}", t)
+            continue
         runs[recipe.id], states[recipe.id] = measurement.result, measurement.final_state
+        if "dropout_off_statistics" in measurement.ablations:
+            dropout_free[recipe.id] = {**measurement.final_state,
+                                       **measurement.ablations["dropout_off_statistics"]}
         deltas = bn_layer_deltas(measurement.initial_state, measurement.final_state)
         if any(deltas):
             bn_deltas[recipe.id] = deltas
@@ -109,7 +133,7 @@ def _run_recipes(recipes, adapters, batch, config, progress, phase, t):
         if explanation:
             explanations.append(explanation)
         t = phase(f"recipe:{recipe.id}", t)
-    return runs, states, explanations, bn_deltas, t
+    return runs, states, explanations, bn_deltas, (diverged, dropout_free), t
 
 
 def compare(config: CompareConfig, progress=_noop, preset: str | None = None) -> Outcome:
@@ -165,11 +189,16 @@ def compare(config: CompareConfig, progress=_noop, preset: str | None = None) ->
 
     with long_lived_objects_frozen():
         unavailable = unavailable_runs(recipes, adapters)
-        runs, states, explanations, bn_deltas, t = _run_recipes(recipes, adapters, batch,
-                                                                 config, progress, phase, t)
+        runs, states, explanations, bn_deltas, (diverged, dropout_free), t = _run_recipes(
+            recipes, adapters, batch, config, progress, phase, t)
+        unavailable += diverged
+        checks += _divergence_checks(diverged)
         progress("explaining cross-framework differences", 1)
-        found = [explain_pair(eq, spec, recipes, adapters, batch, config, runs, states)
-                 for eq in equivalences(runs, states)]
+        conventions = {name: a.conventions() for name, a in adapters.items()
+                       if hasattr(a, "conventions")}
+        compared = compared_states(runs, states, dropout_free)
+        found = [explain_pair(eq, conventions, recipes, adapters, batch, config, runs, compared)
+                 for eq in equivalences(runs, compared)]
         t = phase("diagnosis", t)
     checks += _validation_checks(runs)
     environment = _package_versions()
@@ -189,6 +218,7 @@ def compare(config: CompareConfig, progress=_noop, preset: str | None = None) ->
         "preset": preset,
         "device": config.device, "frameworks": list(config.frameworks),
     }
+    settings["conventions"] = conventions
     settings.update(prepared.settings)
     phases["total_seconds"] = round(time.perf_counter() - started, 3)
     report = Report(model=spec.name, scenario=config.scenario, settings=settings,
@@ -204,6 +234,147 @@ def compare(config: CompareConfig, progress=_noop, preset: str | None = None) ->
     return Outcome(report=report, batch=batch, adapters=adapters, bn_deltas=bn_deltas)
 
 
+# ----- a user's own pair ------------------------------------------------------------------
+
+def _not_representable(recipes, blocked: dict) -> tuple[list, list[dict]]:
+    """Recipes the pair can run, and a record for each it cannot represent."""
+    runnable, records = [], []
+    for recipe in recipes:
+        reason = blocked.get(recipe.id) or blocked.get(recipe.framework)
+        if reason is None:
+            runnable.append(recipe)
+            continue
+        records.append({"id": recipe.id, "framework": recipe.framework,
+                        "backend": backend_of(recipe.framework), "recipe": recipe.name,
+                        "status": "not representable", "reason": reason})
+    return runnable, records
+
+
+def _pair_settings(config: CompareConfig, opened) -> dict:
+    x = opened.batch.x
+    return {
+        "batch_size": len(x), "image_size": int(x.shape[-1]) if x.ndim == 4 else None,
+        "seed": config.seed, "steps": config.steps, "weights": "user",
+        "weights_sha256": None,
+        "weights_description": opened.settings["pair"]["weights"],
+        "optimizer": _optimizer_settings(config),
+        "loss": ("mean squared error" if config.scenario in REGRESSION_SCENARIOS
+                 else LOSS_DESCRIPTIONS[config.loss]),
+        "loss_kind": config.loss, "scenario": config.scenario,
+        "fit_validation_data": config.validate, "preset": None, "device": config.device,
+        "frameworks": list(config.frameworks),
+        "labels": (opened.settings["labels_source"].split(":")[0]
+                   if config.scenario == "classify" else None),
+        **opened.settings,
+    }
+
+
+def compare_user_pair(pair, config: CompareConfig, progress=_noop) -> Outcome:
+    """The comparison on a user's own pair (comparator.config.pair.UserPair): the models as
+    given, the recipes applied to the whole model or to the part named by pair.freeze."""
+    from adapters import open_user_pair  # adapters import frameworks: only now
+
+    from comparator.config.pair import check_pair, resolve_pair_config
+
+    started = time.perf_counter()
+    phases: dict[str, float] = {}
+
+    def phase(name: str, since: float) -> float:
+        now = time.perf_counter()
+        phases[name] = round(phases.get(name, 0.0) + now - since, 3)
+        return now
+
+    config, recipes = resolve_pair_config(config)
+    check_pair(pair)
+    t = time.perf_counter()
+    progress("loading the two models", 1)
+    opened = open_user_pair(pair, config)
+    adapters, batch = opened.adapters, opened.batch
+    for adapter in adapters.values():
+        adapter.loss_kind = config.loss
+    t = phase("load", t)
+    recipes, unavailable = _not_representable(recipes, opened.not_representable)
+    checks = [_pair_port_check(adapters, batch)]
+    t = phase("port", t)
+    with long_lived_objects_frozen():
+        runs, states, explanations, bn_deltas, (diverged, dropout_free), t = _run_recipes(
+            recipes, adapters, batch, config, progress, phase, t)
+        unavailable += diverged
+        checks += _divergence_checks(diverged)
+        progress("explaining cross-framework differences", 1)
+        conventions = {name: a.conventions() for name, a in adapters.items()}
+        compared = compared_states(runs, states, dropout_free)
+        found = [explain_pair(eq, conventions, recipes, adapters, batch, config, runs, compared)
+                 for eq in equivalences(runs, compared)]
+        t = phase("diagnosis", t)
+    checks += _validation_checks(runs)
+    environment = _package_versions()
+    for adapter in adapters.values():
+        environment.update(adapter.environment())
+    phases["total_seconds"] = round(time.perf_counter() - started, 3)
+    report = Report(model=opened.name, scenario=config.scenario,
+                    settings=_pair_settings(config, opened), environment=environment,
+                    runs=tuple(runs.values()), checks=tuple(checks),
+                    explanations=tuple(explanations), equivalences=tuple(found),
+                    findings=tuple(old_keras_frozen_bn_findings(runs)),
+                    unavailable_runs=tuple(unavailable),
+                    timings={"total_seconds": phases.pop("total_seconds"), "phases": phases,
+                             "reused_inference_passes": sum(
+                                 a.reused_inference_passes for a in adapters.values())})
+    progress("done", 1)
+    return Outcome(report=report, batch=batch, adapters=adapters, bn_deltas=bn_deltas)
+
+
+def _pair_port_check(adapters: dict, batch: Batch) -> Check:
+    """The user's port as given: inference outputs of Keras against PyTorch's. A torch.export
+    program has no float64 rerun, so its tolerance stays the fixed one."""
+    reference = adapters["pytorch"]
+    if getattr(reference, "inference_only", None):
+        theirs = reference.logits(batch).astype(np.float64)
+        diff = float(np.max(np.abs(theirs - adapters["keras"].logits(batch))))
+        return Check(name="port:keras_vs_pytorch_eval_logits", passed=diff <= PORT_TOLERANCE,
+                     value=diff, tolerance=PORT_TOLERANCE,
+                     detail="max abs difference of inference-mode outputs on the batch")
+    return _port_check("keras", reference, adapters["keras"], batch)
+
+
+PAIR_LOSSES = ("logits", "probabilities", "mse")
+
+
+def compare_pair(torch_module, keras_model, inputs, labels_or_targets=None, *,
+                 loss: str = "logits", recipes=(), freeze: str | None = None,
+                 onnx: str | None = None, steps: int = 1, lr: float = 0.01,
+                 optimizer: str = "sgd", dropout: str = "on", seed: int = 0,
+                 device: str = "cpu", port_weights: str | None = None) -> Report:
+    """Compare the freezing recipes of PyTorch and Keras on your own pair; the Report of
+    compare.py (same JSON schema, `model` names the pair).
+
+    torch_module: a torch.nn.Module (or a torch.export program, or a SPEC string);
+    keras_model: a keras.Model (or a SPEC string), on the torch backend in this process;
+    inputs: one batch in PyTorch's layout (N,C,H,W or N,F), numpy or a tensor; Keras gets
+    the channels-last copy. labels_or_targets: class indices (loss "logits" or
+    "probabilities") or regression targets (loss "mse"); default: the PyTorch model's own
+    predictions. freeze: the submodule and layer that play the frozen backbone ("NAME" or
+    "TORCH_NAME:KERAS_NAME"); default: the whole model. onnx: an ONNX file of the model,
+    run in ONNX Runtime as the referee. Weights are used as given unless port_weights
+    ("pytorch-to-keras" or "keras-to-pytorch")."""
+    from comparator.config.pair import UserPair
+
+    if loss not in PAIR_LOSSES:
+        raise UsageError(f"unknown loss {loss!r}; known: {', '.join(PAIR_LOSSES)}")
+    pair = UserPair(pytorch=torch_module, keras=keras_model, freeze=freeze, onnx=onnx,
+                    port_weights=port_weights, dropout=dropout, x=inputs,
+                    y=None if labels_or_targets is None else np.asarray(labels_or_targets))
+    config = CompareConfig(model="user pair", scenario="regress" if loss == "mse" else "classify",
+                           batch_size=len(inputs), steps=steps, seed=seed, lr=lr,
+                           recipes=tuple(recipes), device=device, optimizer=optimizer,
+                           loss="logits" if loss == "mse" else loss)
+    outcome = compare_user_pair(pair, config)
+    if onnx:
+        from comparator.analysis.referee import with_referee
+
+        outcome.report = with_referee(outcome.report, referee_onnx_file(outcome, onnx, device))
+    return outcome.report
 def referee(outcome: Outcome, *, cache_dir: str | None = None, exporter: str = "torchscript",
             device: str = "cpu"):
     """ONNX Runtime's verdict on a finished comparison (comparator.analysis.referee)."""
@@ -212,3 +383,11 @@ def referee(outcome: Outcome, *, cache_dir: str | None = None, exporter: str = "
 
     return run_referee(outcome, onnx_runtime, cache_dir=cache_dir, exporter=exporter,
                        device=device)
+
+
+def referee_onnx_file(outcome: Outcome, path: str, device: str = "cpu"):
+    """ONNX Runtime running the user's own ONNX file on the batch (analysis.referee)."""
+    from adapters import onnx_runtime
+    from comparator.analysis.referee import referee_file
+
+    return referee_file(outcome, path, onnx_runtime, device=device)

@@ -78,7 +78,7 @@ class Settings(TypedDict, total=False):
     image_size: Annotated[int, "height and width in pixels"]
     seed: Annotated[int, "seed of the weights, batch, labels and dropout masks"]
     steps: Annotated[int, "training steps per run"]
-    weights: Annotated[str, "`random-calibrated`, `imagenet:pytorch`, `imagenet:keras`, `imagenet-both`, `file:pytorch` or `file:keras`"]
+    weights: Annotated[str, "`random-calibrated`, `imagenet:pytorch`, `imagenet:keras`, `imagenet-both`, `file:pytorch`, `file:keras`, or `user` (a user's pair, tested as given)"]
     weights_sha256: Annotated[str, "SHA-256 of the canonical initial weights"]
     weights_description: Annotated[str, "where the weights come from, in words"]
     optimizer: Annotated[Optimizer, "the optimizer every run used"]
@@ -99,6 +99,10 @@ class Settings(TypedDict, total=False):
     label_values: Annotated[GivenValues, "class labels of photos (`--labels` or predicted)"]
     trainings_distance: Annotated[dict[str, TrainingsDistance], "imagenet-both: distance of each framework's training from PyTorch's, by `<framework>_vs_pytorch`"]
     checks_not_applicable: Annotated[list[str], "imagenet-both: referee checks left out because they compare two trainings"]
+    conventions: Annotated[dict, "read from the layers, per framework: `batchnorm` {layer: momentum in PyTorch's convention (the weight of the new batch value; Keras's own value as `keras_momentum`), epsilon, the variance kept} and `dropout` {layer: rate}"]
+    pair: Annotated[dict, "a user's pair: each side's `source` (SPEC), `name` and `weights` file; `weights` (as given or ported), `freeze`, `pairing` (paired layers, or why none) and `dropout` (on/off)"]
+    inputs: Annotated[dict, "a user's pair: where the batch came from (`source`) and its `shape`"]
+    labels_source: Annotated[str, "a user's pair: where labels or targets came from, in words"]
 
 
 # ----- environment and timings -------------------------------------------------------------
@@ -223,6 +227,7 @@ class EquivalenceCause(TypedDict, total=False):
     fraction_larger: Annotated[float, "bn_variance_bias: share of channels where PyTorch's running variance is the larger"]
     torch_float32_error: Annotated[float, "float32_rounding: PyTorch's float32 weights' distance from the float64 rerun"]
     explains: Annotated[bool, "float32_rounding: whether float32 rounding explains the difference"]
+    momenta: Annotated[dict, "bn_momentum_convention: per BatchNorm layer, read from the layers: {keras (as Keras states it), keras_as_pytorch (1 - keras), pytorch}"]
     text: Annotated[str, "the cause in a sentence, with the measured numbers"]
 
 
@@ -231,7 +236,8 @@ class UnavailableRun(TypedDict, total=False):
     framework: Annotated[str, "its framework"]
     backend: Annotated[str | None, "its Keras backend, or null"]
     recipe: Annotated[str, "its recipe"]
-    status: Annotated[str, "`skipped` (an optional extra is missing) or `failed` (the worker crashed, hung or answered nonsense)"]
+    status: Annotated[str, "`skipped` (an optional extra is missing), `failed` (the worker crashed, hung or answered nonsense), `diverged` (its loss became NaN or infinite) or `not representable` (a user's torch.export program cannot run in training mode)"]
+    step: Annotated[int, "diverged: the step after which the loss was not finite"]
     reason: Annotated[str, "why, in one line"]
 
 
@@ -260,6 +266,7 @@ class Losses(_Serialisable):
     train_step: Annotated[tuple[float, ...], "the loss each train step reported (what fit() or the loop shows)"]
     inference_after: Annotated[float, "inference-mode loss after the steps (what evaluate() shows next)"]
     fit_validation: Annotated[tuple[float, ...] | None, "Keras's val_loss per epoch with `--validate`, else null"] = None
+    train_step_without_dropout: Annotated[float | None, "where Dropout was active: the first train step's forward pass with Dropout off (BatchNorm as the recipe set it), what the frameworks are compared on then; else null"] = None
 
 
 @dataclass(frozen=True)
@@ -315,6 +322,7 @@ class Equivalence(_Serialisable):
     max_weight_diff: Annotated[float | None, "largest difference of the weights after the step"] = None
     max_bn_stat_diff: Annotated[float | None, "largest difference of the BatchNorm running statistics after the step"] = None
     causes: Annotated[tuple[EquivalenceCause, ...], "causes a rerun measured"] = ()
+    judged_on: Annotated[str, "what the verdict rests on where that is not every measurement (Dropout active: the Dropout-free passes); else empty"] = ""
 
 
 @dataclass(frozen=True)

@@ -181,6 +181,10 @@ class Keras3Adapter(FrameworkAdapter):
                 layers.Dense(1, name=HEAD_LAYERS["head.3"]),
             ]
         self._wrappers = {flag: self._wrap(image_size, flag) for flag in (False, True)}
+        self._index_layers()
+
+    def _index_layers(self) -> None:
+        """Variables, layers by kind and Dropout seeds of the model in self._wrappers."""
         self._variables = list(self._wrappers[False].weights)
         self._by_name = {layer.name: layer for layer in self._all_layers()}
         every = self._all_layers()
@@ -199,6 +203,9 @@ class Keras3Adapter(FrameworkAdapter):
         for layer in self.head_layers:
             x = layer(x)
         return keras.Model(inputs, x)
+
+    def _frozen_layers(self):
+        return list(self.base.layers)
 
     def _all_layers(self):
         return list(self.base.layers) + list(self.head_layers)
@@ -261,7 +268,7 @@ class Keras3Adapter(FrameworkAdapter):
         if recipe is None or not recipe.trainable_false:
             return
         if recipe.bn_stays_trainable:
-            for layer in self.base.layers:
+            for layer in self._frozen_layers():
                 layer.trainable = isinstance(layer, layers.BatchNormalization)
         else:
             self.base.trainable = False
@@ -404,6 +411,24 @@ class Keras3Adapter(FrameworkAdapter):
                       len(self._dropout_layers), sum(self._dropout_seen.values()))
         self._bn_seen, self._dropout_seen = {}, {}
         return modes
+
+    def _canonical_layer_names(self) -> dict[int, str]:
+        """id(Keras layer) -> the canonical (PyTorch) name of the module ported into it."""
+        return {id(self._layer(port.keras_layer)): port.module for port in self._plan}
+
+    def conventions(self) -> dict:
+        """Per layer, as set on the layers: BatchNorm momentum in PyTorch's convention
+        (1 - Keras's momentum: the weight of the new batch value) with Keras's own value
+        beside it, epsilon, the variance the moving variance is updated with, and Dropout
+        rates. Layers go by the canonical name of the module ported into them."""
+        names = self._canonical_layer_names()
+        return {
+            "batchnorm": {names.get(id(bn), bn.name): {
+                "momentum": round(1.0 - float(bn.momentum), 12),
+                "keras_momentum": float(bn.momentum), "epsilon": float(bn.epsilon),
+                "running_variance": "biased batch variance"} for bn in self._bn_layers},
+            "dropout": {layer.name: float(layer.rate) for layer in self._dropout_layers},
+        }
 
     def _exportable_model_impl(self):
         """The inference-mode model (BatchNorm on moving statistics, Dropout off)."""

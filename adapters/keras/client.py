@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from adapters.base import Adapter, Measurement
+from comparator.errors import Diverged
 from comparator.config.frameworks import WORKERS, missing_extra_reason, missing_modules
 from comparator.io import cache_folder
 from comparator.schema import Losses, Modes, RunResult, State
@@ -125,13 +126,15 @@ def _run_result(data: dict) -> RunResult:
     try:
         losses = data["losses"]
         validation = losses.get("fit_validation")
+        without_dropout = losses.get("train_step_without_dropout")
         return RunResult(
             id=data["id"], framework=data["framework"], recipe=data["recipe"],
             description=data["description"],
             losses=Losses(float(losses["inference_before"]),
                           tuple(float(v) for v in losses["train_step"]),
                           float(losses["inference_after"]),
-                          None if validation is None else tuple(float(v) for v in validation)),
+                          None if validation is None else tuple(float(v) for v in validation),
+                          None if without_dropout is None else float(without_dropout)),
             state=State(**data["state"]), modes=Modes(**data["modes"]),
             seconds=float(data["seconds"]), warnings=tuple(data.get("warnings", ())),
             backend=data.get("backend"))
@@ -158,6 +161,7 @@ class WorkerAdapter(Adapter):
         self._batch = None
         self._logits = None
         self._measurements: dict[str, Measurement] = {}
+        self._diverged: dict[str, dict] = {}  # run id -> {"id", "step", "reason"}
         self._environment: dict = {}
         self.seconds: float | None = None
         self.structure: str | None = None  # by the worker: onnx.runtime.structure_fingerprint
@@ -209,18 +213,22 @@ class WorkerAdapter(Adapter):
         except (OSError, ValueError) as exc:
             raise WorkerError("failed", f"the worker's arrays cannot be read ({exc})") from None
         runs = [_run_result(r) for r in response.get("runs", [])]
-        if [r.id for r in runs] != expected or "logits" not in arrays:
+        self._diverged = {d["id"]: d for d in response.get("diverged", [])}
+        if sorted([r.id for r in runs] + list(self._diverged)) != sorted(expected) or \
+                "logits" not in arrays:
             raise WorkerError("failed", "the worker's response does not hold the runs asked "
                                         "for")
         for run in runs:
             states = {}
-            for which in ("initial", "final"):
+            for which in ("initial", "final", "dropout_free"):
                 prefix = f"{which}/{run.id}/"
                 states[which] = {k[len(prefix):]: v for k, v in arrays.items()
                                  if k.startswith(prefix)}
-            self._measurements[run.id] = Measurement(
-                run, states["final"], states["initial"],
-                dict(response.get("ablations", {}).get(run.id, {})))
+            ablations = dict(response.get("ablations", {}).get(run.id, {}))
+            if states["dropout_free"]:
+                ablations["dropout_off_statistics"] = states["dropout_free"]
+            self._measurements[run.id] = Measurement(run, states["final"], states["initial"],
+                                                     ablations)
         self._logits = arrays["logits"]
         # Keys that name this worker's Keras, not the in-process one, get its name.
         own = {"keras_train_step": f"{self.name}_train_step"}
@@ -237,6 +245,9 @@ class WorkerAdapter(Adapter):
         return self._logits
 
     def run_recipe(self, recipe, *_args, **_kwargs) -> Measurement:  # ran in start()
+        if recipe.id in self._diverged:
+            record = self._diverged[recipe.id]
+            raise Diverged(record["reason"], record["step"])
         return self._measurements[recipe.id]
 
     def environment(self) -> dict[str, str]:

@@ -118,26 +118,36 @@ def _build(request: dict, directory: str):
 
 def run(request: dict, directory: str) -> dict:
     from comparator.config.recipes import RECIPES
+    from comparator.errors import Diverged
 
     started = time.perf_counter()
     adapter, batch = _build(request, directory)
     recipes = {r.name: r for r in RECIPES if r.framework == request["framework"]}
     arrays = {"logits": adapter.logits(batch)}
-    runs, ablations = [], {}
+    runs, ablations, diverged = [], {}, []
     for name in request["recipes"]:
-        measurement = adapter.run_recipe(recipes[name], batch, request["steps"], request["lr"],
-                                         request["optimizer"], request["validate"])
+        try:
+            measurement = adapter.run_recipe(recipes[name], batch, request["steps"],
+                                             request["lr"], request["optimizer"],
+                                             request["validate"])
+        except Diverged as exc:  # one run's finding: the others go on
+            diverged.append({"id": recipes[name].id, "step": exc.step, "reason": str(exc)})
+            continue
         result = measurement.result
         runs.append(result.to_dict())
-        ablations[result.id] = measurement.ablations
+        losses = dict(measurement.ablations)
+        # Arrays travel in the .npz, numbers in the JSON.
+        statistics = losses.pop("dropout_off_statistics", {})
+        ablations[result.id] = losses
         for which, state in (("initial", measurement.initial_state),
-                             ("final", measurement.final_state)):
+                             ("final", measurement.final_state),
+                             ("dropout_free", statistics)):
             for key, value in state.items():
                 arrays[f"{which}/{result.id}/{key}"] = value
     np.savez(os.path.join(directory, "arrays.npz"), **arrays)
     from adapters.onnx.runtime import structure_fingerprint
 
-    return {"status": "ok", "runs": runs, "ablations": ablations,
+    return {"status": "ok", "runs": runs, "ablations": ablations, "diverged": diverged,
             "structure": structure_fingerprint(adapter.exportable_model()),
             "environment": {**adapter.environment(), **adapter.backend_versions()},
             "seconds": round(time.perf_counter() - started, 3)}

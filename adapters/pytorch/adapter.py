@@ -138,18 +138,38 @@ class PyTorchAdapter(FrameworkAdapter):
             self.model.float()
             self._cache_outputs = True
 
+    def bn_layers(self) -> dict[str, nn.Module]:
+        """BatchNorm modules by canonical name."""
+        return {_canonical_name(name): m for name, m in self.model.named_modules()
+                if isinstance(m, nn.modules.batchnorm._BatchNorm)}
+
+    def conventions(self) -> dict:
+        """Per layer, as set on the modules: BatchNorm momentum in PyTorch's convention (the
+        weight of the new batch value; None is PyTorch's cumulative average), epsilon, the
+        variance the running variance is updated with, and Dropout rates."""
+        return {
+            "batchnorm": {name: {"momentum": m.momentum, "epsilon": m.eps,
+                                 "running_variance": "unbiased batch variance"}
+                          for name, m in self.bn_layers().items()},
+            "dropout": {_canonical_name(name): float(m.p)
+                        for name, m in self.model.named_modules()
+                        if isinstance(m, nn.modules.dropout._DropoutNd)},
+        }
+
     @contextlib.contextmanager
-    def bn_momentum(self, momentum: float):
-        """Within the block every BatchNorm layer uses this (PyTorch-convention) momentum."""
-        bns = [m for m in self.model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        saved = [bn.momentum for bn in bns]
-        for bn in bns:
-            bn.momentum = momentum
+    def bn_momentum(self, momentum):
+        """Within the block every BatchNorm layer uses this (PyTorch-convention) momentum, or
+        the one a {canonical layer name: momentum} dict gives it."""
+        bns = self.bn_layers()
+        saved = {name: bn.momentum for name, bn in bns.items()}
+        for name, bn in bns.items():
+            bn.momentum = (momentum.get(name, bn.momentum) if isinstance(momentum, dict)
+                           else momentum)
         try:
             yield
         finally:
-            for bn, value in zip(bns, saved):
-                bn.momentum = value
+            for name, bn in bns.items():
+                bn.momentum = saved[name]
 
     def save_state_dict(self, directory: str) -> list[str]:
         """Files loadable with torch.load(..., weights_only=True) into plain PyTorch models."""

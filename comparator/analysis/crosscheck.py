@@ -24,20 +24,32 @@ def _keras_torch_pair(eq, runs):
     return runs[eq.a], runs[eq.b]
 
 
-def _bn_causes(eq, spec, rerun, runs, states) -> list[dict]:
+def layer_momenta(conventions: dict) -> dict[str, tuple[float, float | None]]:
+    """{layer: (Keras's momentum as Keras states it, PyTorch's momentum)} for the BatchNorm
+    layers both frameworks hold, read from the layers (adapters' conventions())."""
+    keras_layers = conventions.get("keras", {}).get("batchnorm", {})
+    torch_layers = conventions.get("pytorch", {}).get("batchnorm", {})
+    return {name: (keras_layers[name]["keras_momentum"], torch_layers[name]["momentum"])
+            for name in torch_layers if name in keras_layers}
+
+
+def _bn_causes(eq, conventions, rerun, runs, states) -> list[dict]:
     if eq.max_bn_stat_diff is None or eq.max_bn_stat_diff <= STATE_TOLERANCE:
         return []
     a, b = runs[eq.a], runs[eq.b]
     if not (a.state.bn_stats_changed and b.state.bn_stats_changed
             and a.modes.bn_batch_stats == b.modes.bn_batch_stats):
         return []
-    keras_momentum, torch_momentum = spec.bn_momentum["keras"], spec.bn_momentum["pytorch"]
+    momenta = layer_momenta(conventions)
+    if not momenta:
+        return []
     matched = states[eq.b]
-    if abs((1.0 - keras_momentum) - torch_momentum) > 1e-12:
-        with rerun.adapter.bn_momentum(1.0 - keras_momentum):
+    keras_as_torch = {name: 1.0 - keras for name, (keras, _) in momenta.items()}
+    if any(torch is None or abs(keras_as_torch[name] - torch) > 1e-12
+           for name, (_, torch) in momenta.items()):
+        with rerun.adapter.bn_momentum(keras_as_torch):
             matched = rerun.running_statistics()
-    return explain_bn_conventions(states[eq.a], states[eq.b], matched, keras_momentum,
-                                  torch_momentum)
+    return explain_bn_conventions(states[eq.a], states[eq.b], matched, momenta)
 
 
 def _adam_causes(eq, config, rerun, states, keras_epsilon: float) -> list[dict]:
@@ -110,15 +122,16 @@ class _Rerun:
         return self().final_state
 
 
-def explain_pair(eq, spec, recipes, adapters, batch, config, runs, states):
-    """The equivalence with measured causes attached, when a rerun can test one."""
+def explain_pair(eq, conventions, recipes, adapters, batch, config, runs, states):
+    """The equivalence with measured causes attached, when a rerun can test one.
+    conventions: each framework's adapter's conventions(), read from its layers."""
     if _keras_torch_pair(eq, runs) is None or "pytorch" not in adapters:
         return eq
     recipe = {r.id: r for r in recipes}[eq.b]
     rerun = _Rerun(adapters["pytorch"], recipe, batch, config)
     from comparator.config import ADAM_EPSILON
 
-    causes = (_bn_causes(eq, spec, rerun, runs, states)
+    causes = (_bn_causes(eq, conventions, rerun, runs, states)
               + _adam_causes(eq, config, rerun, states, ADAM_EPSILON["keras"]))
     # Only a pair that differs in nothing but its weights after the step can be rounding.
     weights_only = all(d.startswith("weights after the step") for d in eq.differences)

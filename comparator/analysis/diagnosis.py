@@ -156,30 +156,54 @@ def explain_run(run, ablations: dict, batch_size: int,
     }
 
 
+def _momentum_words(momenta: dict) -> str:
+    """Keras's and PyTorch's momenta, both in PyTorch's convention, per layer or for all."""
+    def pair(keras, torch):
+        torch_text = "None (cumulative average)" if torch is None else f"{torch:g}"
+        return f"Keras {1.0 - keras:.4g} (its momentum={keras:g}), PyTorch {torch_text}"
+    values = set(momenta.values())
+    if len(values) == 1:
+        count = {1: "its one BatchNorm layer", 2: "both BatchNorm layers"}.get(
+            len(momenta), f"all {len(momenta)} BatchNorm layers")
+        return f"{pair(*next(iter(values)))} on {count}"
+    differing = [(name, k, t) for name, (k, t) in momenta.items()
+                 if t is None or abs((1.0 - k) - t) > 1e-12]
+    listed = "; ".join(f"{name}: {pair(k, t)}" for name, k, t in differing[:3])
+    more = f" and {len(differing) - 3} more" if len(differing) > 3 else ""
+    return f"{listed}{more}"
+
+
 def explain_bn_conventions(keras_final: dict, torch_final: dict, torch_matched: dict,
-                           keras_momentum: float, torch_momentum: float) -> list[dict]:
-    """Why running statistics differ after the same step, from a momentum-matched rerun."""
-    matched = 1.0 - keras_momentum
-    already_matched = abs(matched - torch_momentum) <= 1e-12
+                           momenta: dict) -> list[dict]:
+    """Why running statistics differ after the same step, from a momentum-matched rerun.
+    momenta: {layer: (Keras's momentum as Keras states it, PyTorch's)}, read from the layers."""
+    already_matched = all(t is not None and abs((1.0 - k) - t) <= 1e-12
+                          for k, t in momenta.values())
     mean_before = max_bn_stat_diff(keras_final, torch_final, ".running_mean")
     mean_after = max_bn_stat_diff(keras_final, torch_matched, ".running_mean")
     var_after = max_bn_stat_diff(keras_final, torch_matched, ".running_var")
-    names = [k for k in keras_final if k.endswith(".running_var")]
-    larger = np.mean(np.concatenate([(torch_matched[k] > keras_final[k]).ravel()
-                                     for k in names]))
+    names = [k for k in keras_final if k.endswith(".running_var") and k in torch_matched]
+    torch_var, keras_var = (np.concatenate([s[k].ravel() for k in names])
+                            for s in (torch_matched, keras_final))
+    differ = torch_var != keras_var  # channels of layers that did not move say nothing
+    larger = np.mean(torch_var[differ] > keras_var[differ]) if differ.any() else 0.0
     variance = {
         "cause": "bn_variance_bias", "value": var_after, "fraction_larger": float(larger),
         "text": f"With matched momentum the running variances still differ by up to "
-                f"{var_after:.2g}, and PyTorch's is the larger in {100 * larger:.0f}% of "
-                "channels: PyTorch updates it with the unbiased batch variance, Keras with "
-                "the biased one."}
+                f"{var_after:.2g}, and PyTorch's is the larger in {100 * larger:.0f}% of the "
+                "channels that differ: PyTorch updates it with the unbiased batch variance, "
+                "Keras with the biased one."}
     if already_matched:
         return [variance]
-    return [
-        {"cause": "bn_momentum_convention", "value": mean_after, "before": mean_before,
-         "text": f"Keras momentum {keras_momentum:g} weights the old moving value; PyTorch "
-                 f"momentum weights the new batch value ({torch_momentum:g} here). Re-run with "
-                 f"PyTorch momentum {matched:g}, the running means agree to {mean_after:.2g} "
-                 f"(they differed by {mean_before:.2g})."},
-        variance,
-    ]
+    momentum = {
+        "cause": "bn_momentum_convention", "value": mean_after, "before": mean_before,
+        "momenta": {name: {"keras": k, "keras_as_pytorch": 1.0 - k, "pytorch": t}
+                    for name, (k, t) in momenta.items()},
+        "text": f"BatchNorm momentum read from the layers, in PyTorch's convention (the weight "
+                f"of the new batch value; Keras's momentum weights the old moving value, so "
+                f"Keras's m is 1 - m here): {_momentum_words(momenta)}. Re-run with every "
+                f"PyTorch layer's momentum set to its Keras layer's, the running means agree "
+                f"to {mean_after:.2g} (they differed by {mean_before:.2g})."}
+    if mean_after > 1e-5:  # the rerun did not close the gap: the variance text would mislead
+        return [momentum]
+    return [momentum, variance]

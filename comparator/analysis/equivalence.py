@@ -10,20 +10,37 @@ from comparator.analysis.tolerances import STATE_TOLERANCE, loss_tolerance
 from comparator.analysis.states import max_bn_stat_diff, max_weight_diff
 from comparator.schema import Equivalence, RunResult
 
-def compare_runs(a: RunResult, b: RunResult, state_a: dict, state_b: dict,
-                 expected: bool = False, reason: str = "") -> Equivalence:
-    differences = []
-    dropout = a.modes.dropout_active or b.modes.dropout_active
+DROPOUT_JUDGEMENT = ("Dropout was active, and the frameworks draw different random masks: "
+                     "judged on the Dropout-free passes (the inference loss before the step, "
+                     "the train-step forward pass with Dropout off and the BatchNorm running "
+                     "statistics it leaves); the reported train-step loss, the weights after "
+                     "the step and the inference loss after it depend on the masks and are "
+                     "not compared")
+
+
+def _loss_pairs(a: RunResult, b: RunResult, dropout: bool) -> list[tuple[str, float, float]]:
     pairs = [("inference_before", a.losses.inference_before, b.losses.inference_before)]
     if dropout:
-        differences.append("train-step and later losses not compared: Dropout was active, and "
-                           "the frameworks draw different random masks")
-    else:
-        pairs += [(f"train_step[{i}]", x, y)
-                  for i, (x, y) in enumerate(zip(a.losses.train_step, b.losses.train_step))]
-        pairs.append(("inference_after", a.losses.inference_after, b.losses.inference_after))
+        # A run without active Dropout: its train step is its Dropout-free pass.
+        x, y = (r.losses.train_step_without_dropout if r.modes.dropout_active
+                else r.losses.train_step[0] for r in (a, b))
+        if x is not None and y is not None:
+            pairs.append(("train-step pass without Dropout", x, y))
+        return pairs
+    pairs += [(f"train_step[{i}]", x, y)
+              for i, (x, y) in enumerate(zip(a.losses.train_step, b.losses.train_step))]
+    pairs.append(("inference_after", a.losses.inference_after, b.losses.inference_after))
+    return pairs
+
+
+def compare_runs(a: RunResult, b: RunResult, state_a: dict, state_b: dict,
+                 expected: bool = False, reason: str = "") -> Equivalence:
+    """With Dropout active in either run, state_a and state_b hold the running statistics
+    of the Dropout-free pass (compared_states)."""
+    differences = []
+    dropout = bool(a.modes.dropout_active or b.modes.dropout_active)
     max_diff = 0.0
-    for label, x, y in pairs:
+    for label, x, y in _loss_pairs(a, b, dropout):
         diff = abs(x - y)
         max_diff = max(max_diff, diff)
         if diff > loss_tolerance(max(abs(x), abs(y))):
@@ -35,6 +52,11 @@ def compare_runs(a: RunResult, b: RunResult, state_a: dict, state_b: dict,
     if a.modes.bn_batch_stats != b.modes.bn_batch_stats:
         differences.append(f"BatchNorm layers using batch statistics: {a.modes.bn_batch_stats} "
                            f"vs {b.modes.bn_batch_stats}")
+    if bool(a.modes.dropout_active) != bool(b.modes.dropout_active):
+        x, y = a.losses.train_step[0], b.losses.train_step[0]
+        differences.append(f"Dropout layers active in the train step: {a.modes.dropout_active} "
+                           f"vs {b.modes.dropout_active} (reported train-step losses {x:.6g} vs "
+                           f"{y:.6g})")
     weight_diff = None if dropout else max_weight_diff(state_a, state_b)
     stat_diff = max_bn_stat_diff(state_a, state_b)
     if weight_diff is not None and weight_diff > STATE_TOLERANCE:
@@ -44,7 +66,8 @@ def compare_runs(a: RunResult, b: RunResult, state_a: dict, state_b: dict,
                            f"{stat_diff:.3g}")
     return Equivalence(a=a.id, b=b.id, equivalent=not differences, max_diff=max_diff,
                        expected=expected, reason=reason, differences=tuple(differences),
-                       max_weight_diff=weight_diff, max_bn_stat_diff=stat_diff)
+                       max_weight_diff=weight_diff, max_bn_stat_diff=stat_diff,
+                       judged_on=DROPOUT_JUDGEMENT if dropout else "")
 
 
 def old_keras_frozen_bn_findings(runs: dict[str, RunResult]) -> list[str]:
@@ -70,7 +93,8 @@ def old_keras_frozen_bn_findings(runs: dict[str, RunResult]) -> list[str]:
 
 def equivalences(runs: dict[str, RunResult], states: dict[str, dict]) -> list[Equivalence]:
     """The expected pairs (always listed) and any other pair of a PyTorch recipe with
-    another framework's that agrees."""
+    another framework's that agrees. For a run where Dropout was active, `states` holds the
+    running statistics of its Dropout-free pass (compared_states)."""
     found = []
     listed = set()
     for a, b, reason in EXPECTED_PAIRS:
@@ -89,3 +113,11 @@ def equivalences(runs: dict[str, RunResult], states: dict[str, dict]) -> list[Eq
         if result.equivalent:
             found.append(result)
     return found
+
+
+def compared_states(runs: dict[str, RunResult], states: dict[str, dict],
+                    dropout_free: dict[str, dict]) -> dict[str, dict]:
+    """The states pairs are compared on: a run with active Dropout contributes the running
+    statistics of its Dropout-free pass (its weights are not compared)."""
+    return {run_id: dropout_free.get(run_id, state) if runs[run_id].modes.dropout_active
+            else state for run_id, state in states.items()}

@@ -523,3 +523,64 @@ def run_referee(outcome, load_runtime, *, cache_dir: str | None = None,
     referee = _Referee(outcome, cache_dir, exporter, device)
     referee.load_runtime = load_runtime
     return referee.run()
+
+
+# ----- an ONNX file the user brought -------------------------------------------------------
+
+USER_FILE = "onnx:file"
+
+
+def _layout_for(session_shape, x: np.ndarray) -> tuple[np.ndarray, str]:
+    """x as the graph takes it: PyTorch's layout, or channels-last for a Keras export."""
+    if x.ndim != 4 or len(session_shape) != 4:
+        return x, "as given"
+    fixed = list(session_shape[1:])
+    last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    if all(not isinstance(d, int) or d == s for d, s in zip(fixed, x.shape[1:])):
+        return x, "channels-first (PyTorch's layout)"
+    if all(not isinstance(d, int) or d == s for d, s in zip(fixed, last.shape[1:])):
+        return last, "channels-last (Keras's layout)"
+    raise UsageError(f"--onnx: the graph takes inputs of shape {list(session_shape)}, which "
+                     f"fits neither {list(x.shape)} nor its channels-last copy")
+
+
+def referee_file(outcome, path: str, load_runtime, device: str = "cpu") -> RefereeResult:
+    """The user's own ONNX file run in ONNX Runtime on the batch: its inference outputs and
+    loss against both frameworks' inference outputs (the initial state). load_runtime:
+    imports the ONNX adapter (adapters.onnx_runtime), called only now."""
+    onnxrt = load_runtime()
+    started = time.perf_counter()
+    try:
+        model = onnxrt.load_checked(path, check=False)
+        shape = [d.dim_value or d.dim_param for d in
+                 model.graph.input[0].type.tensor_type.shape.dim]
+    except Exception as exc:  # noqa: BLE001 - a file that is not an ONNX model is bad input
+        raise UsageError(f"--onnx: cannot read {path} as an ONNX model ({_one_line(exc)})"
+                         ) from None
+    batch, report = outcome.batch, outcome.report
+    x, layout = _layout_for(shape, batch.x)
+    try:
+        run = onnxrt.run_onnx(path, x, device)
+    except Exception as exc:  # noqa: BLE001
+        raise UsageError(f"--onnx: ONNX Runtime cannot run {path} on the batch "
+                         f"({_one_line(exc)})") from None
+    checks = []
+    for name, adapter in outcome.adapters.items():
+        theirs = np.asarray(adapter.logits(batch))
+        if theirs.shape != run.outputs.shape:
+            raise UsageError(f"--onnx: the graph's outputs have shape {run.outputs.shape}, "
+                             f"{name}'s {theirs.shape}")
+        diff = _max_abs(run.outputs, theirs)
+        checks.append(Check(name=f"{USER_FILE}_vs_{name}_eval_logits",
+                            passed=diff <= LOGIT_TOLERANCE, value=diff,
+                            tolerance=LOGIT_TOLERANCE,
+                            detail="max abs difference of the user's ONNX graph's outputs and "
+                                   "the framework's inference-mode outputs on the batch"))
+    loss = loss_of(report.scenario, run.outputs, batch.y,
+                   report.settings.get("loss_kind", "logits"))
+    reference = {"ok": True, "file": path, "input_layout": layout, "provider": run.provider,
+                 "inference_before": loss,
+                 "description": "the user's ONNX file: inference outputs on the batch"}
+    seconds = {"run": run.seconds, "total": round(time.perf_counter() - started, 3)}
+    return RefereeResult(references=_clean({USER_FILE: reference}), checks=tuple(checks),
+                         failed=False, reasons=(), seconds=seconds)

@@ -40,6 +40,13 @@ GRADIENT_TOLERANCE = 1e-3
 # measured at 224 px on the zoo, correct ports stay above cosine 0.9998, the naive ResNet50
 # port is near 0.
 GRADIENT_COSINE_GAP = 1e-3
+# A kernel "is" PyTorch's under a layout mistake (spatial axes swapped, ...) when it matches
+# that rearrangement to this fraction of its largest value: a copy is exact, this only
+# absorbs a round trip through another float dtype.
+LAYOUT_MATCH_TOLERANCE = 1e-6
+# Two BatchNorm momenta (PyTorch's convention) differ beyond this. Both are Python floats
+# read from the layers: Keras's 1 - 0.9 is PyTorch's 0.1 up to 3e-17.
+MOMENTUM_TOLERANCE = 1e-6
 
 
 def loss_tolerance(value: float) -> float:

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from comparator.analysis.kernel_layout import LayoutMistake
+from comparator.analysis.training_side import DropoutComparison, StatisticsComparison
 from comparator.analysis.tolerances import (FLOAT32_FACTOR, GRADIENT_COSINE_GAP,
                                              GRADIENT_TOLERANCE, LAYER_TOLERANCE)
 from comparator.errors import UsageError
@@ -215,15 +217,27 @@ class PortValidation(_Serialisable):
     notes: tuple[str, ...] = ()
     float64_reference: bool = False
     schema: str = SCHEMA
+    statistics: tuple[StatisticsComparison, ...] = ()  # BatchNorm after one training step
+    dropout: tuple[DropoutComparison, ...] = ()
 
     @property
     def first_divergence(self) -> Finding | None:
-        """From the isolated passes first (a layer wrong by itself), then the forward ones."""
+        """From the isolated passes first (a layer wrong by itself), then the forward ones,
+        then the training step's running statistics, then the Dropout layers."""
         ordered = sorted(self.passes, key=lambda p: (not p.isolated, MODES.index(p.mode)))
         for result in ordered:
             first = result.first_divergence
             if first is not None:
                 return Finding(first.torch_module, first.keras_layer, result.name, first.causes)
+        stats = next((s for s in self.statistics if s.diverges), None)
+        if stats is not None:
+            return Finding(stats.torch_module, stats.keras_layer,
+                           "training step, running statistics",
+                           (Cause(stats.cause, stats.text, stats.detail),))
+        drop = next((d for d in self.dropout if d.diverges), None)
+        if drop is not None:
+            return Finding(drop.torch_module or "(none)", drop.keras_layer or "(none)",
+                           "Dropout layers", (Cause("dropout", drop.text),))
         return None
 
     @property
@@ -240,6 +254,14 @@ class PortValidation(_Serialisable):
         return (self.first_divergence is None
                 and not any(p.output_diverges for p in self.passes)
                 and not self.gradient_divergences)
+
+    @property
+    def statistics_divergences(self) -> tuple[StatisticsComparison, ...]:
+        return tuple(s for s in self.statistics if s.diverges)
+
+    @property
+    def dropout_divergences(self) -> tuple[DropoutComparison, ...]:
+        return tuple(d for d in self.dropout if d.diverges)
 
     def pass_result(self, mode: str, isolated: bool) -> PassResult:
         for result in self.passes:
@@ -291,6 +313,7 @@ class PortValidation(_Serialisable):
                 lines.append(f"      {g.name} ({g.keras_layer}): "
                              f"{_metric_text(g.metrics, g.noise_rel)}"
                              + (f" [{g.note}]" if g.note else ""))
+        lines.extend(self._render_training_side(max_rows))
         for note in self.notes:
             lines.append(f"  note: {note}")
         if self.inconclusive:
@@ -307,6 +330,32 @@ class PortValidation(_Serialisable):
         else:
             lines.append("every layer agrees: the port computes the same function")
         return "\n".join(lines)
+
+
+    def _render_training_side(self, max_rows: int) -> list[str]:
+        lines = []
+        if self.statistics:
+            bad = self.statistics_divergences
+            lines.append(f"  training step: {len(bad)}/{len(self.statistics)} BatchNorm "
+                         "running statistics diverge (each layer one step on PyTorch's input; "
+                         "momentum in PyTorch's convention)")
+            for s in bad[:max_rows]:
+                lines.append(f"      {s.label}: mean rel {s.mean_rel:.3g}, variance rel "
+                             f"{s.variance_rel:.3g} -- {s.text}")
+            kept = max(self.statistics, key=lambda s: s.kept_variance_rel)
+            if kept.kept_variance_rel > 0:
+                lines.append(f"      running variance: PyTorch keeps the {kept.torch_variance} "
+                             f"batch variance, Keras the {kept.keras_variance} one; alone "
+                             f"that moves them apart by up to {kept.kept_variance_rel:.3g} "
+                             f"(relative, {kept.label}, {kept.values_per_channel} values per "
+                             "channel), a framework property taken out before comparing")
+        if self.dropout:
+            bad = self.dropout_divergences
+            lines.append(f"  dropout: {len(bad)}/{len(self.dropout)} Dropout layers differ "
+                         "(paired in the order they run)")
+            for d in bad[:max_rows]:
+                lines.append(f"      {d.label}: {d.text}")
+        return lines
 
 
 def _metric_text(m: Metrics | None, noise: float | None = None) -> str:
@@ -386,6 +435,12 @@ def likely_causes(facts: dict, isolated: bool, mode: str) -> tuple[Cause, ...]:
             "flatten_order", "flatten order: the kernel expects channels-first (c, h, w) rows",
             "Keras's Flatten is channels-last (h, w, c), PyTorch's channels-first; permute "
             "the dense kernel's rows when porting (port-map kind flatten_dense:C,H,W)"))
+    elif facts.get("layout_mistake"):
+        mistake: LayoutMistake = facts["layout_mistake"]
+        causes.append(Cause(
+            "kernel_layout" if mistake.code != "arrays_swapped" else "arrays_swapped",
+            f"{mistake.text} (weights differ by up to {facts.get('weights_max_diff', 0):.3g})",
+            mistake.fix))
     elif facts.get("weights_max_diff"):
         causes.append(Cause(
             "weights", f"weights differ from PyTorch's by up to {facts['weights_max_diff']:.3g}",
@@ -543,18 +598,41 @@ def check_zoo_request(model: str, image_size: int | None, batch_size: int, naive
     if size < spec.min_image_size:
         raise UsageError(f"image size {size} is too small for {model}: it needs at least "
                          f"{spec.min_image_size} px")
+    _check_modes_and_batch(batch_size, options)
+    return spec, size
+
+
+def _check_modes_and_batch(batch_size: int, options: dict) -> None:
     modes = tuple(options.get("modes", MODES))
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:
         raise UsageError(f"unknown mode {', '.join(unknown) or '(none given)'}; modes are "
                          f"{', '.join(MODES)}")
-    needs_batch_statistics = "training" in modes or options.get("gradients", True)
+    needs_batch_statistics = ("training" in modes or options.get("gradients", True)
+                              or options.get("train_step", True))
     if batch_size < (2 if needs_batch_statistics else 1):
         raise UsageError(f"batch size must be at least 2, got {batch_size}: training mode "
                          "and gradients need batch statistics (or give --modes inference "
-                         "--no-gradients)" if batch_size > 0 else
+                         "--no-gradients --no-train-step)" if batch_size > 0 else
                          f"batch size must be positive, got {batch_size}")
-    return spec, size
+
+
+def pair_request_inputs(options: dict) -> tuple[np.ndarray, dict]:
+    """The batch of a validation request on the user's own pair (inputs: an .npz path,
+    or input_shape C,H,W with batch_size and seed), checked before any framework is
+    imported, and the options left for validate_port (comparator.validate_pair runs it)."""
+    from comparator.config.pair import load_inputs, seeded_inputs
+
+    options = dict(options)
+    inputs, input_shape = options.pop("inputs", None), options.pop("input_shape", None)
+    batch_size = options.pop("batch_size", 2)
+    if (input_shape is None) == (inputs is None):
+        raise UsageError("give the batch as --input-shape C,H,W or as --inputs FILE.npz "
+                         "(one of them)")
+    x = (load_inputs(inputs)[0] if inputs else
+         seeded_inputs(tuple(input_shape), batch_size, options.get("seed", 0)))
+    _check_modes_and_batch(len(x), options)
+    return x, options
 
 
 def zoo_models() -> list[str]:

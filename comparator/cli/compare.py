@@ -16,7 +16,7 @@ from comparator.errors import (
 )
 from comparator.cli.common import EXIT_INTERNAL, EXIT_INTERRUPTED, OneLineParser
 from comparator.cli.common import csv as _csv
-from comparator.config.frameworks import worker_problems
+from comparator.config.frameworks import diverged_runs, worker_problems
 
 
 
@@ -111,14 +111,23 @@ def build_parser() -> argparse.ArgumentParser:
                         help="write batch.npz, pytorch_state_dict.pt and report.json here")
     parser.add_argument("--quiet", action="store_true", help="print only the verdict line")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    from comparator.cli.pair import add_pair_arguments
+
+    add_pair_arguments(parser)
     return parser
 
 
-def _config(args):
+def _config(args, pair=None):
     from comparator.config.presets import get_preset
     from comparator.config import CompareConfig
 
     values = dict(DEFAULTS)
+    if pair is not None:
+        for key in DEFAULTS:
+            given = getattr(args, key)
+            if given is not None:
+                values[key] = tuple(given) if isinstance(given, list) else given
+        return CompareConfig(model="user pair", **values)
     if args.preset:
         values.update(get_preset(args.preset).settings)
     for key in DEFAULTS:
@@ -142,8 +151,19 @@ def run(args, argv: list[str]) -> int:
     from comparator.config import resolve
     from comparator.pipeline import compare
 
-    config = _config(args)
-    resolve(config)
+    from comparator.cli.pair import is_pair, pair_from_args, refuse_pair_options
+
+    pair = pair_from_args(args) if is_pair(args) else None
+    if pair is None:
+        refuse_pair_options(args)
+    config = _config(args, pair)
+    if pair is None:
+        resolve(config)
+    else:
+        from comparator.config.pair import check_pair, resolve_pair_config
+
+        resolve_pair_config(config)
+        check_pair(pair)
     preset = args.preset
     for flag in ("json", "markdown", "html"):
         if getattr(args, flag):
@@ -155,8 +175,20 @@ def run(args, argv: list[str]) -> int:
     stderr = Console(stderr=True, emoji=False)
     referee = None
     with progress_display(stderr) as progress:
-        outcome = compare(config, progress=progress, preset=preset)
-        if not args.no_onnx:
+        if pair is None:
+            outcome = compare(config, progress=progress, preset=preset)
+        else:
+            from comparator.pipeline import compare_user_pair
+
+            outcome = compare_user_pair(pair, config, progress=progress)
+        if pair is not None and pair.onnx:
+            from comparator.analysis.referee import with_referee
+            from comparator.pipeline import referee_onnx_file
+
+            progress("ONNX Runtime referee: running the given ONNX file", 1)
+            referee = referee_onnx_file(outcome, pair.onnx, device=config.device)
+            outcome.report = with_referee(outcome.report, referee)
+        elif not args.no_onnx:
             from comparator.analysis.referee import with_referee
             from comparator.pipeline import referee as run_referee
 
@@ -188,6 +220,7 @@ def run(args, argv: list[str]) -> int:
     render(report, stdout, quiet=args.quiet)
     if worker_problems(report):
         return EXIT_WORKER_FAILED
+    diverged_runs(report)  # named on stderr; their failed checks give exit status 1
     if not report.checks_passed:
         return EXIT_CHECK_FAILED
     if referee is not None and referee.failed:

@@ -1,7 +1,10 @@
-"""`validate_port.py`: validate a zoo backbone's port layer by layer.
+"""`validate_port.py`: validate a port layer by layer, a zoo backbone's
+(`validate_port.py MODEL [--naive]`) or the user's own pair
+(`validate_port.py --pytorch SPEC --keras SPEC --input-shape C,H,W`).
 
-Exit codes: 0 every layer agrees, 1 a layer, the output or a gradient diverges,
-2 bad input (one line on stderr), 3 a framework is missing.
+Exit codes: 0 every layer agrees, 1 a layer, the output, a gradient, a BatchNorm's running
+statistics or a Dropout rate diverges, 2 bad input (one line on stderr), 3 a framework is
+missing.
 """
 
 from __future__ import annotations
@@ -24,7 +27,26 @@ def build_parser() -> argparse.ArgumentParser:
                     "seeded weights and compare them layer by layer: forward and isolated "
                     "passes in inference and training mode, and every parameter's gradient. "
                     "Names the first layer that differs and its likely cause.")
-    parser.add_argument("model", help=f"one of: {', '.join(zoo_models())}")
+    parser.add_argument("model", nargs="?",
+                        help=f"a zoo model, one of: {', '.join(zoo_models())}; or give your "
+                             "own pair with --pytorch and --keras")
+    own = parser.add_argument_group(
+        "your own pair (instead of MODEL)",
+        "SPEC: path/to/file.py:callable or package.module:callable (a model, a class or a "
+        "factory), or a .keras file for --keras (loaded with safe_mode)")
+    own.add_argument("--pytorch", metavar="SPEC", help="the PyTorch model")
+    own.add_argument("--keras", metavar="SPEC",
+                     help="its Keras 3 port (run on the torch backend in this process)")
+    own.add_argument("--pytorch-weights", metavar="FILE",
+                     help="a state_dict (.pt/.pth, read with weights_only=True, or "
+                          ".safetensors) loaded into the PyTorch model")
+    own.add_argument("--keras-weights", metavar="FILE",
+                     help="a .weights.h5 file loaded into the Keras model")
+    own.add_argument("--input-shape", metavar="C,H,W",
+                     help="run on a seeded standard normal batch of this shape (PyTorch's "
+                          "order, F for vectors; Keras gets it channels-last)")
+    own.add_argument("--inputs", metavar="FILE.npz",
+                     help="run on the array x of this file (float32, PyTorch's layout)")
     parser.add_argument("--naive", action="store_true",
                         help="validate keras.applications' own model under the naive "
                              "same-shape port instead of the zoo's equivalent one "
@@ -38,12 +60,39 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--modes", default="inference,training",
                         help="inference, training or both (default)")
     parser.add_argument("--no-gradients", action="store_true", help="skip the backward pass")
+    parser.add_argument("--no-train-step", action="store_true",
+                        help="skip the BatchNorm running-statistics step and the Dropout "
+                             "comparison")
     parser.add_argument("--no-float64", action="store_true",
                         help="skip the float64 PyTorch reference that measures rounding")
     parser.add_argument("--json", metavar="PATH", help="also write the result as JSON here")
     parser.add_argument("--rows", type=int, default=8,
                         help="diverging layers listed per pass (default 8)")
     return parser
+
+
+_OWN_OPTIONS = ("pytorch", "keras", "pytorch_weights", "keras_weights", "input_shape", "inputs")
+
+
+def _own_pair(args) -> bool:
+    """True for the --pytorch/--keras form; refuses a mix of the two forms."""
+    from comparator.errors import UsageError
+
+    given = [f"--{o.replace('_', '-')}" for o in _OWN_OPTIONS if getattr(args, o)]
+    if args.model is None and not given:
+        raise UsageError("give a zoo MODEL, or your own pair as --pytorch SPEC --keras SPEC")
+    if args.model is not None:
+        if given:
+            raise UsageError(f"{', '.join(given)} belong to your own pair; a zoo model "
+                             f"({args.model}) builds both sides itself")
+        return False
+    missing = [f for f in ("--pytorch", "--keras") if f not in given]
+    if missing:
+        raise UsageError(f"your own pair needs {' and '.join(missing)} SPEC")
+    if args.naive or args.image_size:
+        raise UsageError("--naive and --image-size are for zoo models; give your pair's batch "
+                         "with --input-shape or --inputs")
+    return True
 
 
 def main(argv=None) -> int:
@@ -60,11 +109,22 @@ def main(argv=None) -> int:
             from comparator.io import check_writable_file
 
             check_writable_file(args.json, "--json")
-        result = validate_model(
-            args.model, image_size=args.image_size, batch_size=args.batch_size, seed=args.seed,
-            naive=args.naive, modes=modes, gradients=not args.no_gradients,
-            reference64=not args.no_float64,
-            tolerance=args.tolerance if args.tolerance is not None else DEFAULT_TOLERANCE)
+        options = dict(modes=modes, gradients=not args.no_gradients,
+                       train_step=not args.no_train_step, reference64=not args.no_float64,
+                       tolerance=args.tolerance if args.tolerance is not None
+                       else DEFAULT_TOLERANCE, batch_size=args.batch_size, seed=args.seed)
+        if _own_pair(args):
+            from comparator import validate_pair
+            from comparator.config.pair import parse_input_shape
+
+            result = validate_pair(
+                args.pytorch, args.keras, pytorch_weights=args.pytorch_weights,
+                keras_weights=args.keras_weights, inputs=args.inputs,
+                input_shape=parse_input_shape(args.input_shape) if args.input_shape else None,
+                **options)
+        else:
+            result = validate_model(args.model, image_size=args.image_size,
+                                    naive=args.naive, **options)
     except ComparatorError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -98,12 +98,13 @@ def unavailable_runs(recipes, adapters) -> list[dict]:
 
 def unavailable_lines(report) -> list[str]:
     """One line per framework whose runs could not be measured, with the reason."""
-    by_framework: dict[str, list[dict]] = {}
+    by_cause: dict[tuple, list[dict]] = {}
     for record in report.unavailable_runs:
-        by_framework.setdefault(record["framework"], []).append(record)
+        key = (record["framework"], record["status"], record["reason"])
+        by_cause.setdefault(key, []).append(record)
     return [f"{framework}: {len(records)} run{'s' if len(records) > 1 else ''} "
-            f"{records[0]['status']} ({', '.join(r['recipe'] for r in records)}): "
-            f"{records[0]['reason']}" for framework, records in by_framework.items()]
+            f"{status} ({', '.join(r['recipe'] for r in records)}): {reason}"
+            for (framework, status, reason), records in by_cause.items()]
 
 
 def worker_problems(report) -> bool:
@@ -113,10 +114,24 @@ def worker_problems(report) -> bool:
 
     seen, failed = set(), False
     for record in report.unavailable_runs:
-        if record["framework"] in seen:
+        if record["status"] == "diverged":  # a finding about one run: diverged_runs says it
             continue
-        seen.add(record["framework"])
+        key = (record["framework"], record["status"], record["reason"])
+        if key in seen:
+            continue
+        seen.add(key)
         failed |= record["status"] == "failed"
         print(f"compare.py: {record['framework']} runs {record['status']}: {record['reason']}",
               file=sys.stderr)
     return failed
+
+
+def diverged_runs(report) -> list[str]:
+    """Tell stderr about every run whose loss became NaN or infinite; their ids."""
+    import sys
+
+    found = [r for r in report.unavailable_runs if r["status"] == "diverged"]
+    for record in found:
+        print(f"compare.py: run {record['id']} diverged at step {record['step']}: "
+              f"{record['reason']}", file=sys.stderr)
+    return [r["id"] for r in found]

@@ -210,7 +210,8 @@ def _equivalences(report: Report) -> str:
         return "<p class=\"muted\">none listed</p>"
     rows = []
     for eq in report.equivalences:
-        items = [f"<li>{_e(d)}</li>" for d in eq.differences]
+        items = [f"<li><b>note:</b> {_e(eq.judged_on)}</li>"] if eq.judged_on else []
+        items += [f"<li>{_e(d)}</li>" for d in eq.differences]
         items += [f"<li><b>why:</b> {_e(c.get('text', ''))}</li>" for c in eq.causes]
         notes = f"<ul class=\"notes\">{''.join(items)}</ul>" if items else "-"
         css = "same" if eq.equivalent else "differ"

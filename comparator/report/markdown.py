@@ -274,7 +274,8 @@ def _equivalences(report: Report) -> list:
         return lines + ["none listed", ""]
     body = []
     for eq in report.equivalences:
-        notes = [_cell(d) for d in eq.differences]
+        notes = [f"note: {_cell(eq.judged_on)}"] if eq.judged_on else []
+        notes += [_cell(d) for d in eq.differences]
         notes += [f"why: {_cell(c.get('text', ''))}" for c in eq.causes]
         body.append([_code(eq.a), _code(eq.b), _cell(equivalence_text(eq)),
                      _cell(fmt(eq.max_diff)), _cell(eq.reason or "-"),

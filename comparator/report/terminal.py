@@ -92,7 +92,12 @@ def render_equivalences(report: Report, console: Console) -> None:
     console.print("[bold]Recipe equivalence (measured)[/]")
     for eq in report.equivalences:
         mark = "[green]same[/]" if eq.equivalent else "[red]differ[/]"
-        console.print(f"  {mark}  {eq.a} ~ {eq.b}  (max loss diff {eq.max_diff:.1e})")
+        # A pair can differ in modes or states while every loss compared agrees.
+        amount = (f"max loss diff {eq.max_diff:.1e}" if eq.equivalent or eq.max_diff > 0
+                  else "the compared losses agree; the differences are below")
+        console.print(f"  {mark}  {eq.a} ~ {eq.b}  ({amount})")
+        if eq.judged_on:
+            console.print(f"          note: {eq.judged_on}", style="dim", highlight=False)
         for difference in eq.differences:
             console.print(f"          - {difference}", style="dim", highlight=False)
         for cause in eq.causes:
@@ -134,9 +139,11 @@ def verdict_line(report: Report) -> str:
     status = "checks passed" if not failed else f"checks FAILED: {', '.join(failed)}"
     missing = ""
     if report.unavailable_runs:
-        failed_runs = sum(r["status"] == "failed" for r in report.unavailable_runs)
-        skipped_runs = len(report.unavailable_runs) - failed_runs
+        statuses = [r["status"] for r in report.unavailable_runs]
+        failed_runs, diverged = statuses.count("failed"), statuses.count("diverged")
+        skipped_runs = len(statuses) - failed_runs - diverged
         missing = "".join(f" ({n} {what})" for n, what in ((failed_runs, "FAILED"),
+                                                            (diverged, "DIVERGED"),
                                                             (skipped_runs, "skipped")) if n)
     return (f"{report.model}/{report.scenario}: {len(report.runs)} runs{missing}, {status}; "
             f"{same} of {len(report.equivalences)} listed recipe pairs equivalent; "

@@ -1,0 +1,127 @@
+"""The Keras adapter over a model the user brought, as given: no zoo build, no porting.
+
+The frozen part is the whole model, or the layer (often a nested model) named by
+--freeze. States are named as PyTorch names the paired modules (adapters.weight_pairing),
+so that both frameworks' weights after a step can be compared; without a pairing they keep
+Keras's layer names and are compared within Keras only."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from adapters.keras.adapter import Keras3Adapter, keras, layers
+from adapters.user_models import keras_layer
+from adapters.weight_pairing import leaf_layers, weighted_keras_layers
+from comparator.zoo.portmaps import from_keras_layout, to_keras_layout
+
+_BN_NAMES = ("weight", "bias", "running_mean", "running_var")
+_BN_VARIABLES = ("gamma", "beta", "moving_mean", "moving_variance")
+
+
+class KerasUserAdapter(Keras3Adapter):
+    def adopt(self, loaded, freeze: str | None, scenario: str, seed: int,
+              input_shape: tuple[int, ...], pairing=None, dropout_off: bool = False,
+              classes: int | None = None) -> None:
+        """Take the user's model (adapters.user_models.LoadedModel) as the initial state.
+        input_shape: one input, channels-last, without the batch axis."""
+        self.spec, self.scenario, self._seed = None, scenario, seed
+        self.user_model = loaded.model
+        self.base = keras_layer(loaded.model, freeze) if freeze else loaded.model
+        self.head_layers = []
+        self.classes = classes
+        self.dropout_off = dropout_off
+        self.training_false_problem = None
+        inputs = keras.Input(input_shape)
+        self._wrappers = {False: keras.Model(inputs, loaded.model(inputs)),
+                          True: self._training_false_model(input_shape, freeze)}
+        self._index_layers()
+        self._pairing = pairing if pairing is not None and pairing.paired else None
+        self.load_weights(self._canonical_impl())
+
+    def _training_false_model(self, input_shape, freeze):
+        """The model with the frozen part called with training=False in its functional graph
+        (the transfer-learning guide's recipe), sharing every layer with the user's model."""
+        inputs = keras.Input(input_shape)
+        if not freeze:
+            return keras.Model(inputs, self.user_model(inputs, training=False))
+        base = self.base
+
+        def call(layer, *args, **kwargs):
+            if layer is base:
+                kwargs["training"] = False
+            return layer(*args, **kwargs)
+
+        try:
+            return keras.models.clone_model(self.user_model, clone_function=lambda layer: layer,
+                                            call_function=call)
+        except Exception as exc:  # Sequential and subclassed models have no graph to rewire
+            self.training_false_problem = (
+                f"{type(self.user_model).__name__} {self.user_model.name!r} has no functional "
+                f"graph in which {freeze!r} can be called with training=False ({exc})")
+            return None
+
+    def _all_layers(self):
+        return list(self.user_model._flatten_layers(include_self=False, recursive=True))
+
+    def _frozen_layers(self):
+        if not isinstance(self.base, keras.Model):
+            return [self.base]
+        # Leaf layers only: a nested model set non-trainable hides its BatchNorm weights.
+        return leaf_layers(self.base)
+
+    def _index_layers(self) -> None:
+        super()._index_layers()
+        self._dropout_layers = [x for x in self._all_layers()
+                                if isinstance(x, (layers.Dropout, layers.SpatialDropout2D))]
+
+    def _apply_impl(self, recipe):
+        super()._apply_impl(recipe)
+        if self.dropout_off:  # --dropout off: the step runs Dropout in inference mode
+            self._forced_inference = tuple(self._forced_inference) + (layers.Dropout,)
+
+    def _data(self, batch):
+        if self.loss_kind == "probabilities":
+            return batch.x_channels_last, np.eye(self.classes, dtype=np.float32)[batch.y]
+        return batch.x_channels_last, batch.y
+
+    # ----- states, named as PyTorch names them where the layers are paired ---------------
+
+    def _named_arrays(self):
+        """(canonical name, Keras layer, index of its weight, port kind) for every array."""
+        if self._pairing is not None:
+            for port, layer in zip(self._pairing.ports, self._pairing.keras_layers):
+                for index, name in enumerate(port.canonical_names):
+                    yield name, layer, index, port.kind
+            return
+        for position, layer in enumerate(weighted_keras_layers(self.user_model)):
+            prefix = f"{position}:{layer.name}"
+            if isinstance(layer, layers.BatchNormalization):
+                present = [n for n, v in zip(_BN_NAMES, _BN_VARIABLES)
+                           if getattr(layer, v, None) is not None]
+                for index, name in enumerate(present):
+                    yield f"{prefix}.{name}", layer, index, "bn"
+                continue
+            for index, variable in enumerate(layer.weights):
+                yield f"{prefix}.{variable.name}", layer, index, "keras"
+
+    def _canonical_impl(self):
+        arrays, cache = {}, {}
+        for name, layer, index, kind in self._named_arrays():
+            values = cache.setdefault(id(layer), layer.get_weights())
+            arrays[name] = from_keras_layout(kind, name, values[index])
+        return arrays
+
+    def _load_impl(self, arrays):
+        updates: dict[int, tuple] = {}
+        for name, layer, index, kind in self._named_arrays():
+            if name in arrays:
+                _, values = updates.setdefault(id(layer), (layer, layer.get_weights()))
+                values[index] = to_keras_layout(kind, name, np.asarray(arrays[name]))
+        for layer, values in updates.values():
+            layer.set_weights(values)
+
+    def _canonical_layer_names(self) -> dict[int, str]:
+        if self._pairing is None:
+            return {}
+        return {id(layer): port.module
+                for port, layer in zip(self._pairing.ports, self._pairing.keras_layers)}

@@ -1,0 +1,127 @@
+"""The training side of port validation, framework half: one training-mode BatchNorm
+step in each framework and the Dropout layers of both models, read off the layers
+themselves (comparator/analysis/training_side.py compares them).
+
+Each BatchNorm pair steps on the same input, the one PyTorch's module saw in the
+training-mode trace, from the same statistics, PyTorch's: a difference upstream or in the
+ported statistics (which the passes report) does not show up here as well.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from torch import nn
+
+from adapters.keras.backend import keras  # noqa: F401 (fixes the torch backend first)
+from keras import layers, ops  # noqa: E402
+
+from comparator.analysis.training_side import (  # noqa: E402
+    BatchNormStep,
+    DropoutLayer,
+)
+
+_VALUES, _CHANNELS = "single values", "whole channels"
+# What each random layer drops, by class (the first match along the class's MRO).
+_TORCH_FAMILIES = {"Dropout": _VALUES, "Dropout1d": _CHANNELS, "Dropout2d": _CHANNELS,
+                   "Dropout3d": _CHANNELS, "AlphaDropout": f"{_VALUES} (alpha)",
+                   "FeatureAlphaDropout": f"{_CHANNELS} (alpha)"}
+_KERAS_FAMILIES = {"SpatialDropout1D": _CHANNELS, "SpatialDropout2D": _CHANNELS,
+                   "SpatialDropout3D": _CHANNELS, "AlphaDropout": f"{_VALUES} (alpha)",
+                   "GaussianDropout": "single values (gaussian)",
+                   "GaussianNoise": "nothing (additive gaussian noise)", "Dropout": _VALUES}
+
+
+def _numpy(value) -> np.ndarray:
+    return np.asarray(ops.convert_to_numpy(value), dtype=np.float64).copy()
+
+
+def torch_batchnorm_step(name: str, module: nn.Module, x: np.ndarray) -> BatchNormStep:
+    """One training-mode forward of a copy of `module` on x (channels first)."""
+    step = copy.deepcopy(module).train()
+    before_mean = step.running_mean.detach().double().cpu().numpy().copy()
+    before_var = step.running_var.detach().double().cpu().numpy().copy()
+    device = step.running_mean.device
+    with torch.no_grad():
+        step(torch.from_numpy(np.asarray(x, np.float32)).to(device))
+    momentum = None if step.momentum is None else float(step.momentum)
+    return BatchNormStep(
+        name, momentum, f"momentum={momentum}", float(step.eps),
+        bool(step.track_running_stats), before_mean, before_var,
+        step.running_mean.detach().double().cpu().numpy(),
+        step.running_var.detach().double().cpu().numpy())
+
+
+def torch_batches_seen(module: nn.Module) -> int:
+    tracked = getattr(module, "num_batches_tracked", None)
+    return int(tracked) if tracked is not None else 0
+
+
+def keras_batchnorm_step(layer, x_channels_last: np.ndarray, start: BatchNormStep
+                         ) -> BatchNormStep:
+    """One training-mode call of the Keras layer on x, from the statistics PyTorch's
+    layer started at (so a statistic ported wrong, which the inference passes report, does
+    not show here again); its own moving statistics restored afterwards."""
+    kept_mean, kept_var = _numpy(layer.moving_mean), _numpy(layer.moving_variance)
+    before_mean, before_var = start.mean_before, start.var_before
+    try:
+        layer.moving_mean.assign(before_mean.astype(np.float32))
+        layer.moving_variance.assign(before_var.astype(np.float32))
+        with torch.no_grad():
+            layer(ops.convert_to_tensor(np.asarray(x_channels_last, np.float32)),
+                  training=True)
+        after_mean, after_var = _numpy(layer.moving_mean), _numpy(layer.moving_variance)
+    finally:
+        layer.moving_mean.assign(kept_mean.astype(np.float32))
+        layer.moving_variance.assign(kept_var.astype(np.float32))
+    return BatchNormStep(
+        layer.name, 1.0 - float(layer.momentum), f"momentum={layer.momentum:g}",
+        float(layer.epsilon), bool(layer.trainable), before_mean, before_var,
+        after_mean, after_var)
+
+
+def _family(obj, table: dict[str, str]) -> str | None:
+    return next((table[c.__name__] for c in type(obj).__mro__ if c.__name__ in table), None)
+
+
+def torch_dropout_layers(model: nn.Module, x: np.ndarray) -> list[DropoutLayer]:
+    """The model's Dropout modules in the order they run on x (a forward pass in eval
+    mode). Functional calls (F.dropout) are invisible: no module holds their rate."""
+    names = {m: n for n, m in model.named_modules()}
+    candidates = [m for m in model.modules() if _family(m, _TORCH_FAMILIES)
+                  and isinstance(m, nn.Module) and hasattr(m, "p")]
+    if not candidates:
+        return []
+    order: list[nn.Module] = []
+    hooks = [m.register_forward_hook(lambda module, args, out: order.append(module))
+             for m in candidates]
+    flags = {m: m.training for m in model.modules()}
+    try:
+        model.eval()
+        with torch.no_grad():
+            device = next(model.parameters()).device
+            model(torch.from_numpy(x).to(device))
+    finally:
+        for h in hooks:
+            h.remove()
+        for module, flag in flags.items():
+            module.training = flag
+    return [DropoutLayer(names[m], type(m).__name__, _family(m, _TORCH_FAMILIES), float(m.p))
+            for m in order]
+
+
+def keras_dropout_layers(operations) -> list[DropoutLayer]:
+    """The random layers among Keras operations (given in the order they run)."""
+    found = []
+    for op in operations:
+        family = _family(op, _KERAS_FAMILIES)
+        if family is None or not isinstance(op, layers.Layer):
+            continue
+        if type(op).__name__ == "Dropout" and getattr(op, "noise_shape", None) is not None:
+            family = f"values along noise_shape {tuple(op.noise_shape)}"
+        rate = getattr(op, "rate", None)
+        found.append(DropoutLayer(op.name, type(op).__name__, family,
+                                  None if rate is None else float(rate)))
+    return found

@@ -1,0 +1,85 @@
+"""The PyTorch adapter over a model the user brought, as given: no zoo build, no porting.
+
+The frozen part is the whole model, or the submodule named by --freeze (the rest trains,
+as the head of the zoo's head scenario does)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from adapters.pytorch.adapter import PyTorchAdapter
+from adapters.user_models import pytorch_submodule
+
+_DROPOUTS = (nn.modules.dropout._DropoutNd,)
+_BATCHNORMS = (nn.modules.batchnorm._BatchNorm,)
+
+
+class _FixedModes(nn.Module):
+    """A torch.export program, whose BatchNorm and Dropout modes were fixed at export: train()
+    and eval() are recorded here and never reach it (it refuses them)."""
+
+    def __init__(self, program: nn.Module):
+        super().__init__()
+        self.program = program
+
+    def forward(self, x):
+        return self.program(x)
+
+    def train(self, mode: bool = True):
+        self.training = mode
+        return self
+
+
+class PyTorchUserAdapter(PyTorchAdapter):
+    def adopt(self, loaded, freeze: str | None, scenario: str, seed: int,
+              dropout_off: bool = False) -> None:
+        """Take the user's model (adapters.user_models.LoadedModel) as the initial state."""
+        self.spec, self.scenario, self._seed = None, scenario, seed
+        self.inference_only = loaded.inference_only
+        model = _FixedModes(loaded.model) if loaded.inference_only else loaded.model
+        self.net = self.model = model.to(self._torch_device)
+        self.frozen = pytorch_submodule(loaded.model, freeze) if freeze else model
+        self.dropout_off = dropout_off
+        self._install_observers()
+        self.load_weights(self._canonical_impl())
+
+    def _state_items(self):
+        # The user's own names (the zoo adapter drops a "backbone." prefix; a user's model
+        # may have a submodule of that name).
+        prefix = "program." if self.inference_only else ""
+        for name, tensor in self.model.state_dict().items():
+            if not name.endswith("num_batches_tracked"):
+                yield name[len(prefix):], name, tensor
+
+    def _install_observers(self):
+        super()._install_observers()
+        # Every Dropout kind (Dropout2d, AlphaDropout, ...), not nn.Dropout alone.
+        for name, module in self.model.named_modules():
+            if isinstance(module, _DROPOUTS) and not isinstance(module, nn.Dropout):
+                module.register_forward_hook(self._make_dropout_hook(name))
+
+    def _audit_impl(self):
+        modes = super()._audit_impl()
+        dropouts = sum(isinstance(m, _DROPOUTS) for m in self.model.modules())
+        return type(modes)(modes.bn_layers, modes.bn_batch_stats, dropouts,
+                           modes.dropout_active)
+
+    def _apply_impl(self, recipe):
+        super()._apply_impl(recipe)
+        if self.dropout_off:  # --dropout off: the step runs Dropout in inference mode
+            for module in self.model.modules():
+                if isinstance(module, _DROPOUTS):
+                    module.eval()
+
+    def bn_layers(self) -> dict[str, nn.Module]:
+        prefix = "program." if self.inference_only else ""
+        return {name[len(prefix):]: m for name, m in self.model.named_modules()
+                if isinstance(m, _BATCHNORMS)}
+
+    def predictions(self, x: np.ndarray) -> np.ndarray:
+        """The model's inference outputs on x, for labels or targets the user did not give."""
+        self.model.eval()
+        with torch.no_grad():
+            return self.model(torch.from_numpy(x).to(self._torch_device)).cpu().numpy()

@@ -1,0 +1,146 @@
+"""Opening a user's pair for the comparison: both models loaded as given, their outputs
+checked against each other, weighted layers paired, the batch and its labels made."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from adapters.keras.backend import keras
+from adapters.keras.user import KerasUserAdapter
+from adapters.pytorch.user import PyTorchUserAdapter
+from adapters.user_models import as_keras, as_pytorch, keras_layer, pytorch_submodule
+from adapters.weight_pairing import pair_weights
+from comparator.config.pair import UserPair, pair_inputs
+from comparator.inputs.batch import REGRESSION_SCENARIOS, Batch
+from comparator.errors import UsageError
+from comparator.zoo.portmaps import from_keras_layout, to_keras_layout
+
+
+@dataclass
+class OpenedPair:
+    name: str
+    adapters: dict
+    batch: Batch
+    settings: dict = field(default_factory=dict)
+    # Recipes this pair cannot represent: {run id: reason}.
+    not_representable: dict = field(default_factory=dict)
+
+
+def _channels_last(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return (*shape[1:], shape[0]) if len(shape) == 3 else tuple(shape)
+
+
+def _keras_outputs(model, x: np.ndarray) -> np.ndarray:
+    keras_x = np.ascontiguousarray(np.moveaxis(x, 1, -1)) if x.ndim == 4 else x
+    return np.asarray(keras.ops.convert_to_numpy(model(keras_x, training=False)))
+
+
+def copy_weights(pairing, torch_model, direction: str) -> None:
+    """--port-weights: the structural port of one side's weights into the other."""
+    if not pairing.paired:
+        raise UsageError(f"--port-weights needs the weighted layers paired, and they are not: "
+                         f"{pairing.reason}")
+    state = torch_model.state_dict()
+    for port, layer in zip(pairing.ports, pairing.keras_layers):
+        if direction == "pytorch-to-keras":
+            layer.set_weights([to_keras_layout(port.kind, n, state[n].cpu().numpy())
+                               for n in port.canonical_names])
+            continue
+        with torch.no_grad():
+            for name, value in zip(port.canonical_names, layer.get_weights()):
+                state[name].copy_(torch.from_numpy(from_keras_layout(port.kind, name, value)))
+
+
+def _labels(scenario: str, given, config_labels, config_targets, outputs) -> tuple:
+    """Labels (classify) or targets (regress, head) and where they came from."""
+    n = len(outputs)
+    if scenario in REGRESSION_SCENARIOS:
+        if given is not None:
+            y = np.asarray(given, dtype=np.float32).reshape(outputs.shape)
+            return y, "given"
+        if config_targets:
+            y = np.resize(np.asarray(config_targets, dtype=np.float32), outputs.size)
+            return y.reshape(outputs.shape), "given"
+        return outputs.astype(np.float32), "predicted: the PyTorch model's own outputs (inference mode)"
+    if outputs.ndim != 2:
+        raise UsageError(f"the classify scenario needs outputs of shape (N, classes); the "
+                         f"models give {outputs.shape}: use --scenario regress")
+    source = "given"
+    if given is not None:
+        y = np.asarray(given)
+        if y.dtype.kind not in "iu" or y.shape != (n,):
+            raise UsageError(f"labels must be {n} integers (one per input), got {y.dtype} of "
+                             f"shape {y.shape}")
+    elif config_labels:
+        y = np.resize(np.asarray(config_labels), n)
+    else:
+        y, source = outputs.argmax(axis=1), "predicted: the PyTorch model's own predictions"
+    wrong = [int(v) for v in y if not 0 <= v < outputs.shape[1]]
+    if wrong:
+        raise UsageError(f"label {wrong[0]} is outside the models' classes "
+                         f"0..{outputs.shape[1] - 1}")
+    return y.astype(np.int64), source
+
+
+def open_pair(pair: UserPair, config) -> OpenedPair:
+    x, given_y, inputs_source = pair_inputs(pair, config.batch_size, config.seed)
+    torch_side = as_pytorch(pair.pytorch, pair.pytorch_weights)
+    keras_side = as_keras(pair.keras, pair.keras_weights, input_shape=_channels_last(x.shape[1:]))
+    torch_freeze, keras_freeze = pair.freeze_names()
+    if torch_freeze:
+        pytorch_submodule(torch_side.model, torch_freeze)
+        keras_layer(keras_side.model, keras_freeze)
+    pairing = pair_weights(torch_side.model, keras_side.model, x)
+    if pair.port_weights:
+        copy_weights(pairing, torch_side.model, pair.port_weights)
+
+    torch_adapter = PyTorchUserAdapter(device=config.device)
+    torch_adapter.adopt(torch_side, torch_freeze, config.scenario, config.seed,
+                        dropout_off=pair.dropout == "off")
+    try:
+        torch_out = torch_adapter.predictions(x)
+        keras_out = _keras_outputs(keras_side.model, x)
+    except Exception as exc:
+        raise UsageError(f"the models cannot run on inputs of shape {x.shape} (PyTorch layout):"
+                         f" {type(exc).__name__}: {' '.join(str(exc).split())[:200]}") from None
+    if torch_out.shape != keras_out.shape:
+        raise UsageError(f"the two models' outputs differ in shape: PyTorch {torch_out.shape}, "
+                         f"Keras {keras_out.shape}")
+    y, labels_source = _labels(config.scenario, given_y, config.labels, config.targets,
+                               torch_out)
+    classes = torch_out.shape[1] if torch_out.ndim == 2 else None
+    keras_adapter = KerasUserAdapter(device=config.device)
+    keras_adapter.adopt(keras_side, keras_freeze, config.scenario, config.seed,
+                        _channels_last(x.shape[1:]), pairing, pair.dropout == "off", classes)
+    name = f"{torch_side.name} (PyTorch) vs {keras_side.name} (Keras)"
+    settings = {
+        "pair": {
+            "pytorch": {"source": torch_side.source, "name": torch_side.name,
+                        "weights": torch_side.weights},
+            "keras": {"source": keras_side.source, "name": keras_side.name,
+                      "weights": keras_side.weights},
+            "weights": (f"ported {pair.port_weights}" if pair.port_weights
+                        else "as given (not ported)"),
+            "freeze": ({"pytorch": torch_freeze, "keras": keras_freeze} if torch_freeze
+                       else "the whole model"),
+            "pairing": ({"paired_layers": len(pairing.ports)} if pairing.paired
+                        else {"paired_layers": 0, "reason": pairing.reason}),
+            "dropout": pair.dropout,
+        },
+        "inputs": {"source": inputs_source, "shape": list(x.shape)},
+        "labels_source": labels_source,
+        "conventions": {"pytorch": torch_adapter.conventions(),
+                        "keras": keras_adapter.conventions(),
+                        "momentum_convention": "PyTorch's: the weight of the new batch value "
+                                               "(Keras's momentum m is 1 - m here)"},
+    }
+    blocked = {}
+    if torch_side.inference_only:
+        blocked["pytorch"] = torch_side.inference_only
+    if keras_adapter.training_false_problem:
+        blocked["keras:training_false"] = keras_adapter.training_false_problem
+    return OpenedPair(name, {"pytorch": torch_adapter, "keras": keras_adapter},
+                      Batch(x=x, y=y), settings, blocked)

@@ -1,0 +1,150 @@
+"""Which Keras layer holds which PyTorch module's weights, in a pair the tool did not build.
+
+The user's port is what is tested, so nothing is copied here: the pairing only gives both
+frameworks' states the same names (PyTorch's), so that weights and running statistics
+after a step can be compared array by array. Weighted layers are paired in the order they
+run (PyTorch: forward hooks on one inference pass; Keras: the functional graph's order,
+nested models in place) and must agree in kind and shape; otherwise the comparison still
+runs and says that states could not be compared across frameworks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from adapters.keras.backend import keras
+from comparator.zoo.portmaps import BN_SUFFIXES, LayerPort, to_keras_layout
+
+layers = keras.layers
+
+
+@dataclass(frozen=True)
+class Pairing:
+    ports: tuple[LayerPort, ...]  # empty when the layers could not be paired
+    keras_layers: tuple  # the Keras layer of each port
+    reason: str = ""  # why not, when ports is empty
+
+    @property
+    def paired(self) -> bool:
+        return bool(self.ports)
+
+
+def torch_kind(module: nn.Module) -> str:
+    if isinstance(module, nn.Conv2d):
+        if module.groups == 1:
+            return "conv"
+        if module.groups == module.in_channels == module.out_channels:
+            return "depthwise"
+        return "other"
+    if isinstance(module, nn.Linear):
+        return "dense"
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        return "bn"
+    return "other"
+
+
+def keras_kind(layer) -> str:
+    if isinstance(layer, layers.DepthwiseConv2D):
+        return "depthwise"
+    if isinstance(layer, layers.Conv2D):
+        return "conv"
+    if isinstance(layer, layers.Dense):
+        flattened = _flattened_from(layer)
+        return f"flatten_dense:{flattened[2]},{flattened[0]},{flattened[1]}" if flattened \
+            else "dense"
+    if isinstance(layer, layers.BatchNormalization):
+        return "bn"
+    return "other"
+
+
+def _flattened_from(layer) -> tuple[int, ...] | None:
+    """(h, w, c) when a Dense layer is fed by Flatten of a 4-D map (rows ordered h, w, c)."""
+    try:
+        history = layer._inbound_nodes[0].input_tensors[0]._keras_history
+        op = history.operation
+        source = op._inbound_nodes[history.node_index].input_tensors[0]
+    except (AttributeError, IndexError):
+        return None
+    if isinstance(op, layers.Flatten) and len(source.shape) == 4:
+        return tuple(int(d) for d in source.shape[1:])
+    return None
+
+
+def leaf_layers(model) -> list:
+    """Every layer that is not a model, nested models walked in place, in the order of
+    `model.layers` (a functional model's graph order)."""
+    found = []
+    for layer in model.layers:
+        found += leaf_layers(layer) if isinstance(layer, keras.Model) else [layer]
+    return found
+
+
+def weighted_keras_layers(model) -> list:
+    """Layers holding weights themselves, in running order for functional models."""
+    return [layer for layer in leaf_layers(model) if layer.weights]
+
+
+def _own_state(module: nn.Module) -> dict:
+    own = dict(module.named_parameters(recurse=False))
+    own.update((n, b) for n, b in module.named_buffers(recurse=False)
+               if n != "num_batches_tracked")
+    return own
+
+
+def _torch_order(model: nn.Module, x: np.ndarray) -> list[str]:
+    """Weighted modules in the order one inference pass runs them (registration order where
+    no hook fires, as in a torch.export program)."""
+    weighted = {name: m for name, m in model.named_modules() if _own_state(m)}
+    order: list[str] = []
+    handles = [m.register_forward_hook(lambda *_a, name=name: order.append(name))
+               for name, m in weighted.items()]
+    modes = {m: m.training for m in model.modules()}
+    try:
+        model.eval()  # a train() pass would move running statistics
+        with torch.no_grad():
+            model(torch.from_numpy(x[:1]))
+    except Exception:  # NotImplementedError from a torch.export program, or the model's own
+        order = []     # failure, which the comparison itself reports
+    finally:
+        for handle in handles:
+            handle.remove()
+        for module, training in modes.items():
+            module.training = training
+    seen = list(dict.fromkeys(order))
+    return seen if len(seen) == len(weighted) else list(weighted)
+
+
+def _canonical_names(name: str, kind: str, own: dict) -> tuple[str, ...]:
+    suffixes = BN_SUFFIXES if kind == "bn" else ("weight", "bias")
+    return tuple(f"{name}.{s}" if name else s for s in suffixes if s in own)
+
+
+def pair_weights(torch_model: nn.Module, keras_model, x: np.ndarray) -> Pairing:
+    """The ports of a user pair, or the reason there are none."""
+    modules = dict(torch_model.named_modules())
+    order = _torch_order(torch_model, x)
+    keras_side = weighted_keras_layers(keras_model)
+    if len(order) != len(keras_side):
+        return Pairing((), (), f"PyTorch has {len(order)} modules with weights, Keras "
+                               f"{len(keras_side)} layers with weights")
+    ports = []
+    for name, layer in zip(order, keras_side):
+        module, kind = modules[name], keras_kind(layer)
+        own = _own_state(module)
+        base_kind = "dense" if kind.startswith("flatten_dense") else kind
+        if torch_kind(module) != base_kind or base_kind == "other":
+            return Pairing((), (), f"PyTorch {name or 'model'} ({type(module).__name__}) meets "
+                                   f"Keras {layer.name} ({type(layer).__name__}) in running order")
+        names = _canonical_names(name, base_kind, own)
+        values = layer.get_weights()
+        if len(values) != len(names) or any(
+                to_keras_layout(kind, n, own[n.rsplit(".", 1)[-1]].detach().cpu().numpy()).shape
+                != v.shape for n, v in zip(names, values)):
+            return Pairing((), (), f"PyTorch {name} and Keras {layer.name} hold weights of "
+                                   "different shapes")
+        ports.append(LayerPort(name, layer.name, kind, names))
+    return Pairing(tuple(ports), tuple(keras_side))

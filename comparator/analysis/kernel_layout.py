@@ -1,0 +1,123 @@
+"""Which porting mistake turns PyTorch's weights into the ones a Keras layer holds.
+
+The port validator finds a layer whose weights differ from PyTorch's; this module tries
+the layout mistakes people make when they copy arrays by hand and names the one that
+reproduces Keras's arrays exactly. Everything here is numpy, on arrays in the canonical
+(PyTorch) layout: conv (out, in, kh, kw), depthwise (channels, 1, kh, kw), dense
+(out, in), BatchNorm vectors (weight, bias, running_mean, running_var).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from comparator.analysis.tolerances import LAYOUT_MATCH_TOLERANCE
+
+_TRANSPOSE_HINT = ("PyTorch (out, in, kh, kw) goes to Keras (kh, kw, in, out) with "
+                   "kernel.transpose(2, 3, 1, 0)")
+
+
+@dataclass(frozen=True)
+class LayoutMistake:
+    code: str
+    text: str  # what the Keras array is, in terms of PyTorch's
+    fix: str  # how the array should have been ported
+
+
+def _keras_shape(kind: str, shape: tuple[int, ...]) -> tuple[int, ...] | None:
+    """The Keras layout's shape of a canonical kernel shape."""
+    if kind in ("conv", "depthwise") and len(shape) == 4:
+        o, i, h, w = shape
+        return (h, w, i, o) if kind == "conv" else (h, w, o, i)
+    if kind == "dense" and len(shape) == 2:
+        return (shape[1], shape[0])
+    return None
+
+
+def _from_keras_order(kind: str, raw: np.ndarray) -> np.ndarray:
+    if kind == "conv":
+        return raw.transpose(3, 2, 0, 1)
+    if kind == "depthwise":
+        return raw.transpose(2, 3, 0, 1)
+    return raw.T
+
+
+def _kernel_candidates(kind: str, torch_kernel: np.ndarray):
+    """(mistake, what Keras's kernel would read as, canonically) for each mistake."""
+    t = torch_kernel
+    if kind in ("conv", "depthwise") and t.ndim == 4:
+        yield LayoutMistake(
+            "spatial_axes_swapped", "the kernel's spatial axes are swapped (kh <-> kw)",
+            f"{_TRANSPOSE_HINT}; np.transpose(kernel) or kernel.T reverses all four axes "
+            "and swaps kh and kw"), t.transpose(0, 1, 3, 2)
+        yield LayoutMistake(
+            "flipped", "the kernel is flipped in both spatial axes (convolution vs "
+                       "cross-correlation)",
+            "both frameworks compute cross-correlation: copy the kernel without flipping "
+            "it (no [::-1, ::-1], no scipy.signal.convolve2d convention)"), t[:, :, ::-1, ::-1]
+        yield LayoutMistake(
+            "spatial_axes_swapped_and_flipped",
+            "the kernel is rotated (spatial axes swapped and flipped)",
+            _TRANSPOSE_HINT), t.transpose(0, 1, 3, 2)[:, :, ::-1, ::-1]
+    if kind == "conv" and t.ndim == 4:
+        yield LayoutMistake(
+            "channels_swapped", "the kernel's input and output channels are swapped",
+            f"{_TRANSPOSE_HINT}; transpose(2, 3, 0, 1) gives (kh, kw, out, in)"), \
+            t.transpose(1, 0, 2, 3)
+    raw_shape = _keras_shape(kind, t.shape)
+    if raw_shape is not None and int(np.prod(raw_shape)) == t.size:
+        fix = (_TRANSPOSE_HINT if kind == "conv" else
+               "PyTorch (channels, 1, kh, kw) goes to Keras (kh, kw, channels, 1) with "
+               "kernel.transpose(2, 3, 0, 1)" if kind == "depthwise" else
+               "PyTorch's Linear weight is (out, in), Keras's Dense kernel (in, out): "
+               "copy weight.T")
+        yield LayoutMistake(
+            "not_transposed", "PyTorch's kernel was reshaped to Keras's shape, not transposed",
+            fix), _from_keras_order(kind, t.reshape(raw_shape))
+
+
+def _same(value: np.ndarray, reference: np.ndarray) -> bool:
+    if value.shape != reference.shape:
+        return False
+    scale = float(np.max(np.abs(reference))) if reference.size else 0.0
+    gap = float(np.max(np.abs(value.astype(np.float64) - reference))) if value.size else 0.0
+    return gap <= LAYOUT_MATCH_TOLERANCE * scale if scale > 0 else gap == 0
+
+
+def diagnose_kernel(kind: str, torch_kernel: np.ndarray,
+                    keras_kernel: np.ndarray) -> LayoutMistake | None:
+    """The layout mistake that makes Keras's kernel (read back into the canonical layout)
+    out of PyTorch's, or None when none of them does (or the two are equal)."""
+    torch_kernel, keras_kernel = np.asarray(torch_kernel), np.asarray(keras_kernel)
+    if _same(keras_kernel, torch_kernel):
+        return None
+    for mistake, candidate in _kernel_candidates(kind, torch_kernel):
+        if _same(keras_kernel, candidate):
+            return mistake
+    return None
+
+
+def diagnose_arrays(names: tuple[str, ...], torch_arrays: list[np.ndarray],
+                    keras_arrays: list[np.ndarray]) -> LayoutMistake | None:
+    """Arrays of one layer copied into each other's places (BatchNorm's mean and variance,
+    gamma and beta): each Keras array that differs equals another PyTorch array."""
+    moved = []
+    for i, (name, mine) in enumerate(zip(names, keras_arrays)):
+        if _same(mine, torch_arrays[i]):
+            continue
+        source = next((j for j, theirs in enumerate(torch_arrays)
+                       if j != i and _same(mine, theirs)), None)
+        if source is None:
+            return None
+        moved.append(f"Keras's {_short(name)} holds PyTorch's {_short(names[source])}")
+    if not moved:
+        return None
+    return LayoutMistake("arrays_swapped", "; ".join(moved),
+                         "give set_weights the arrays in the Keras layer's own order "
+                         "(BatchNormalization: gamma, beta, moving_mean, moving_variance)")
+
+
+def _short(name: str) -> str:
+    return name.rsplit(".", 1)[-1]

@@ -1,0 +1,77 @@
+"""compare.py's options for a user's own pair (--pytorch SPEC --keras SPEC ...)."""
+
+from __future__ import annotations
+
+import argparse
+
+from comparator.errors import UsageError
+
+PAIR_ONLY = ("pytorch_weights", "keras_weights", "onnx", "input_shape", "inputs", "freeze",
+             "port_weights", "dropout")
+ZOO_ONLY = ("preset", "image_size", "weights", "images")
+
+
+def add_pair_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "your own models (instead of MODEL)",
+        "SPEC: path/to/file.py:callable or package.module:callable (a class or a factory "
+        "returning the model), or a model file: .keras (Keras, loaded with safe_mode) or .pt2 "
+        "(PyTorch, torch.export; inference only). The models' weights are tested as given.")
+    group.add_argument("--pytorch", metavar="SPEC", help="the PyTorch model")
+    group.add_argument("--keras", metavar="SPEC",
+                       help="the Keras 3 model (run on the torch backend in this process)")
+    group.add_argument("--pytorch-weights", metavar="FILE",
+                       help="a state_dict loaded into the PyTorch model: .pt/.pth "
+                            "(weights_only=True) or .safetensors")
+    group.add_argument("--keras-weights", metavar="FILE",
+                       help="a .weights.h5 file loaded into the Keras model")
+    group.add_argument("--onnx", metavar="FILE",
+                       help="an ONNX file of the model: ONNX Runtime runs it as the referee "
+                            "instead of exporting the models")
+    group.add_argument("--input-shape", metavar="C,H,W",
+                       help="a seeded batch of this shape (PyTorch's order; F for vectors)")
+    group.add_argument("--inputs", metavar="FILE.npz",
+                       help="the batch: x float32 in PyTorch's layout (N,C,H,W or N,F), "
+                            "optional y (labels or targets)")
+    group.add_argument("--freeze", metavar="NAME",
+                       help="the submodule (PyTorch) and layer (Keras) that play the frozen "
+                            "backbone; the rest trains (default: the whole model is frozen). "
+                            "TORCH_NAME:KERAS_NAME when the names differ")
+    group.add_argument("--port-weights", choices=["pytorch-to-keras", "keras-to-pytorch"],
+                       help="copy one side's weights into the other first (structural port; "
+                            "default: both as given)")
+    group.add_argument("--dropout", choices=["on", "off"],
+                       help="off: train steps run Dropout in inference mode in both "
+                            "frameworks, for exact step comparisons (default on)")
+
+
+def is_pair(args) -> bool:
+    return bool(args.pytorch or args.keras)
+
+
+def pair_from_args(args):
+    """The UserPair the arguments describe; mixing zoo and pair options is refused."""
+    from comparator.config.pair import UserPair, parse_input_shape
+
+    if not (args.pytorch and args.keras):
+        raise UsageError("give both --pytorch SPEC and --keras SPEC")
+    if args.model:
+        raise UsageError(f"give either a zoo model ({args.model}) or --pytorch/--keras, not both")
+    mixed = [f"--{name.replace('_', '-')}" for name in ZOO_ONLY
+             if getattr(args, name, None) not in (None, False)]
+    if mixed:
+        raise UsageError(f"{', '.join(mixed)} is for zoo models; a user pair takes --inputs or "
+                         "--input-shape")
+    return UserPair(
+        pytorch=args.pytorch, keras=args.keras, pytorch_weights=args.pytorch_weights,
+        keras_weights=args.keras_weights, freeze=args.freeze, onnx=args.onnx,
+        port_weights=args.port_weights, dropout=args.dropout or "on", inputs=args.inputs,
+        input_shape=parse_input_shape(args.input_shape) if args.input_shape else None)
+
+
+def refuse_pair_options(args) -> None:
+    """Pair options given with a zoo model."""
+    given = [f"--{name.replace('_', '-')}" for name in PAIR_ONLY
+             if getattr(args, name, None) is not None]
+    if given:
+        raise UsageError(f"{', '.join(given)} goes with --pytorch SPEC --keras SPEC")

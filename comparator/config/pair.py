@@ -1,0 +1,162 @@
+"""A user's own model pair: what the comparison runs on instead of a zoo model.
+
+Framework-free: the models are SPEC strings (adapters.user_models reads them) or the
+objects the Python API was given; inputs are numpy arrays in PyTorch's layout.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from comparator.config import LOSS_KINDS, OPTIMIZERS, SCENARIOS, CompareConfig
+from comparator.config.frameworks import resolve_frameworks
+from comparator.config.recipes import Recipe, select
+from comparator.errors import UsageError
+
+PORT_DIRECTIONS = ("pytorch-to-keras", "keras-to-pytorch")
+DROPOUT_MODES = ("on", "off")
+_STREAM_PAIR_INPUTS = 6  # a seed stream of its own (inputs/batch.py numbers the others)
+
+
+@dataclass(frozen=True)
+class UserPair:
+    """Two models that should compute the same function, and how to compare them."""
+
+    pytorch: object  # SPEC string, torch.nn.Module or torch.export program
+    keras: object  # SPEC string or keras.Model
+    pytorch_weights: str | None = None
+    keras_weights: str | None = None
+    freeze: str | None = None  # "NAME" in both, or "TORCH_NAME:KERAS_NAME"
+    onnx: str | None = None  # an ONNX file of the model: the referee's inference reference
+    port_weights: str | None = None  # None: the user's weights as given
+    dropout: str = "on"  # "off": train steps run Dropout in inference mode in both
+    inputs: str | None = None  # an .npz file with x (and y)
+    input_shape: tuple[int, ...] | None = None  # (C, H, W) or (features,) of a seeded batch
+    x: np.ndarray | None = None  # the Python API's inputs, PyTorch layout
+    y: np.ndarray | None = None
+
+    def freeze_names(self) -> tuple[str | None, str | None]:
+        if not self.freeze:
+            return None, None
+        torch_name, sep, keras_name = self.freeze.partition(":")
+        return torch_name, (keras_name if sep else torch_name)
+
+
+def check_pair(pair: UserPair) -> None:
+    """What can be checked before any framework loads."""
+    if pair.port_weights is not None and pair.port_weights not in PORT_DIRECTIONS:
+        raise UsageError(f"--port-weights takes {' or '.join(PORT_DIRECTIONS)}, "
+                         f"not {pair.port_weights!r}")
+    if pair.dropout not in DROPOUT_MODES:
+        raise UsageError(f"--dropout takes on or off, not {pair.dropout!r}")
+    given = [name for name, value in (("--inputs", pair.inputs),
+                                      ("--input-shape", pair.input_shape),
+                                      ("inputs", pair.x)) if value is not None]
+    if len(given) > 1:
+        raise UsageError(f"give one of {' and '.join(given)}, not both")
+    if pair.onnx is not None and not os.path.isfile(pair.onnx):
+        raise UsageError(f"--onnx: no such file: {pair.onnx}")
+    if pair.freeze is not None and not all(pair.freeze_names()):
+        raise UsageError(f"--freeze takes NAME or TORCH_NAME:KERAS_NAME, not {pair.freeze!r}")
+
+
+def parse_input_shape(text: str) -> tuple[int, ...]:
+    """C,H,W (images, PyTorch's order) or F (vectors)."""
+    try:
+        shape = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise UsageError(f"--input-shape takes C,H,W or F as integers, not {text!r}") from None
+    if len(shape) not in (1, 3) or min(shape) <= 0:
+        raise UsageError(f"--input-shape takes C,H,W or F (positive), not {text!r}")
+    return shape
+
+
+def load_inputs(path: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """x (float32, N,C,H,W or N,F: as PyTorch takes it) and the optional y of an .npz file."""
+    if not os.path.isfile(path):
+        raise UsageError(f"--inputs: no such file: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+    except Exception as exc:
+        raise UsageError(f"--inputs: cannot read {path} as .npz ({type(exc).__name__}: "
+                         f"{exc})") from None
+    if "x" not in arrays:
+        raise UsageError(f"--inputs: {path} has no array named x (it has: "
+                         f"{', '.join(arrays) or 'nothing'})")
+    x, y = arrays["x"], arrays.get("y")
+    check_x(x, f"--inputs: {path}'s x")
+    if y is not None and (y.ndim == 0 or len(y) != len(x)):
+        raise UsageError(f"--inputs: {path}'s y has shape {y.shape}; it needs one entry per "
+                         f"row of x ({len(x)})")
+    return x, y
+
+
+def check_x(x: np.ndarray, what: str) -> None:
+    if x.dtype != np.float32:
+        raise UsageError(f"{what} is {x.dtype}; it must be float32")
+    if x.ndim not in (2, 4):
+        raise UsageError(f"{what} has shape {x.shape}; it must be N,C,H,W (images, as PyTorch "
+                         "takes them) or N,F (vectors)")
+    if len(x) == 0:
+        raise UsageError(f"{what} is empty")
+    if not np.all(np.isfinite(x)):
+        raise UsageError(f"{what} contains NaN or infinite values")
+
+
+def seeded_inputs(shape: tuple[int, ...], batch_size: int, seed: int) -> np.ndarray:
+    """A standard-normal batch (the scale of normalised images) of the given shape."""
+    if batch_size <= 0:
+        raise UsageError(f"batch size must be positive, got {batch_size}")
+    rng = np.random.default_rng([seed, _STREAM_PAIR_INPUTS])
+    return rng.standard_normal((batch_size, *shape)).astype(np.float32)
+
+
+def pair_inputs(pair: UserPair, batch_size: int, seed: int) -> tuple[np.ndarray, object, str]:
+    """(x, y or None, where they came from)."""
+    if pair.inputs is not None:
+        x, y = load_inputs(pair.inputs)
+        return x, y, f"file {pair.inputs}"
+    if pair.x is not None:
+        x = np.asarray(pair.x.detach().cpu().numpy() if hasattr(pair.x, "detach") else pair.x)
+        check_x(x, "inputs")
+        return x, pair.y, "given"
+    if pair.input_shape is None:
+        raise UsageError("give --inputs FILE.npz or --input-shape C,H,W for the batch")
+    return seeded_inputs(pair.input_shape, batch_size, seed), None, "seeded standard normal"
+
+
+PAIR_FRAMEWORKS = ("pytorch", "keras")
+
+
+def resolve_pair_config(config: CompareConfig) -> tuple[CompareConfig, list[Recipe]]:
+    """The CompareConfig a user pair takes (no zoo model, no image size, Keras on torch
+    only), and its recipes."""
+
+    if config.scenario not in SCENARIOS:
+        raise UsageError(f"unknown scenario {config.scenario!r}; known: {', '.join(SCENARIOS)}")
+    for label, value in (("batch size", config.batch_size), ("steps", config.steps)):
+        if value <= 0:
+            raise UsageError(f"{label} must be positive, got {value}")
+    if config.optimizer not in OPTIMIZERS:
+        raise UsageError(f"unknown optimizer {config.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
+    if config.loss not in LOSS_KINDS:
+        raise UsageError(f"unknown loss {config.loss!r}; known: {', '.join(LOSS_KINDS)}")
+    if config.loss != "logits" and config.scenario != "classify":
+        raise UsageError(f"the {config.loss} loss is for the classify scenario")
+    if not (config.lr > 0 and np.isfinite(config.lr)):
+        raise UsageError(f"learning rate must be a positive number, got {config.lr}")
+    if config.device != "cpu" and not config.device.startswith("cuda"):
+        raise UsageError(f"unknown device {config.device!r}; use cpu or cuda")
+    frameworks = resolve_frameworks(config.frameworks)
+    if set(frameworks) != set(PAIR_FRAMEWORKS):
+        raise UsageError("a user pair runs on PyTorch and Keras on torch in this process "
+                         f"(--frameworks pytorch,keras), not {', '.join(frameworks)}")
+    # Feature extraction needs the model cut into a backbone and a head that takes its
+    # features, which a user's model does not offer.
+    recipes = [r for r in select(list(config.recipes), list(PAIR_FRAMEWORKS), config.scenario)
+               if not r.feature_extraction]
+    return CompareConfig(**{**config.__dict__, "frameworks": PAIR_FRAMEWORKS}), recipes

@@ -1,0 +1,142 @@
+"""The freezing comparison on a pair the tests define (not in the zoo): a residual CNN with
+BatchNorm and Dropout in PyTorch and its Keras port, with a planted momentum mistake."""
+
+import numpy as np
+import pytest
+
+import comparator
+from comparator.errors import UsageError
+from tests import user_pair_models as pair
+
+X = np.random.default_rng(0).standard_normal((4, 3, 8, 8)).astype(np.float32)
+
+
+def keras_with_momentum(momentum: float):
+    model = pair.keras_residual_net(momentum=momentum)
+    model.set_weights(pair.ported_keras_net().get_weights())
+    return model
+
+
+@pytest.fixture(scope="module")
+def faithful():
+    return comparator.compare_pair(pair.seeded_torch_net(), pair.ported_keras_net(), X)
+
+
+@pytest.fixture(scope="module")
+def momentum_mistake():
+    return comparator.compare_pair(pair.seeded_torch_net(), keras_with_momentum(0.99), X,
+                                   recipes=("pytorch:train", "keras:train"))
+
+
+def equivalence(report, a, b):
+    (found,) = [e for e in report.equivalences if (e.a, e.b) == (a, b)]
+    return found
+
+
+def test_the_users_weights_are_tested_as_given(faithful):
+    assert faithful.model == "ResidualNet (PyTorch) vs residual_net (Keras)"
+    port = faithful.checks[0]
+    assert port.name == "port:keras_vs_pytorch_eval_logits" and port.value < 1e-6
+    assert faithful.settings["pair"]["weights"] == "as given (not ported)"
+    assert faithful.settings["pair"]["pairing"] == {"paired_layers": 7}
+    assert faithful.settings["labels"] == "predicted"
+    assert faithful.settings["labels_source"] == "predicted: the PyTorch model's own predictions"
+    assert len(faithful.runs) == 8  # feature extraction needs a zoo head: not listed
+    assert faithful.to_dict()["schema"] == "xframe-compare/report/1"
+
+
+def test_conventions_are_read_from_the_layers(faithful):
+    conventions = faithful.settings["conventions"]
+    assert conventions["keras"]["batchnorm"]["features.1"] == {
+        "momentum": 0.1, "keras_momentum": 0.9, "epsilon": 1e-5,
+        "running_variance": "biased batch variance"}
+    assert conventions["pytorch"]["batchnorm"]["bn2"]["momentum"] == 0.1
+    assert conventions["pytorch"]["dropout"] == {"dropout": 0.25}
+    assert conventions["keras"]["dropout"] == {"dropout": 0.25}
+
+
+def test_dropout_pairs_are_judged_on_dropout_free_passes(faithful):
+    same_function = equivalence(faithful, "keras:train", "pytorch:train")
+    assert "judged on the Dropout-free passes" in same_function.judged_on
+    # Only the variance convention is left, and it is explained as such.
+    assert same_function.differences == (
+        f"BatchNorm running statistics after the step differ by up to "
+        f"{same_function.max_bn_stat_diff:.3g}",)
+    assert [c["cause"] for c in same_function.causes] == ["bn_variance_bias"]
+    for eq in faithful.equivalences:  # never "differ" on nothing
+        assert eq.equivalent or eq.differences
+        assert not any("(differ by 0)" in d for d in eq.differences)
+
+
+def test_momentum_mistake_is_explained_with_the_layers_own_values(momentum_mistake):
+    eq = equivalence(momentum_mistake, "keras:train", "pytorch:train")
+    causes = {c["cause"]: c for c in eq.causes}
+    momentum = causes["bn_momentum_convention"]
+    assert momentum["momenta"]["bn1"] == {"keras": 0.99, "keras_as_pytorch": pytest.approx(0.01),
+                                          "pytorch": 0.1}
+    assert "Keras 0.01 (its momentum=0.99), PyTorch 0.1 on all 3 BatchNorm layers" in \
+        momentum["text"]
+    assert momentum["value"] < 1e-5 < momentum["before"]
+    assert causes["bn_variance_bias"]["fraction_larger"] == 1.0
+
+
+def test_dropout_off_and_freeze_run_the_rest_of_the_model():
+    report = comparator.compare_pair(
+        pair.seeded_torch_net(), pair.ported_keras_net(), X, freeze="features",
+        dropout="off", recipes=("pytorch:eval_requires_grad", "keras:trainable_false"))
+    for run in report.runs:
+        assert run.modes.dropout_active == 0 and run.state.weights_changed
+        assert run.state.frozen_params == 6 * 3 * 9 + 2 * 6  # the stem conv and its BN
+    eq = equivalence(report, "keras:trainable_false", "pytorch:eval_requires_grad")
+    # Without Dropout every loss is compared; the head's BatchNorm layers train, and only
+    # the variance each framework keeps tells the two apart.
+    assert eq.judged_on == "" and eq.max_diff < 1e-5
+    assert [d.split(" differ")[0] for d in eq.differences] == [
+        "BatchNorm running statistics after the step"]
+    (cause,) = eq.causes
+    assert cause["cause"] == "bn_variance_bias" and cause["fraction_larger"] == 1.0
+    assert report.settings["pair"]["freeze"] == {"pytorch": "features", "keras": "features"}
+
+
+def test_a_diverging_run_is_reported_and_the_others_complete():
+    report = comparator.compare_pair(pair.seeded_torch_net(), pair.ported_keras_net(), X,
+                                     lr=1e38, recipes=("pytorch:train", "keras:trainable_false"))
+    (diverged,) = report.unavailable_runs
+    assert diverged["id"] == "pytorch:train" and diverged["status"] == "diverged"
+    assert diverged["step"] == 1
+    assert [r.id for r in report.runs] == ["keras:trainable_false"]
+    assert [c.name for c in report.checks if not c.passed] == ["pytorch:train:loss_finite"]
+
+
+@pytest.mark.parametrize("keras_model, kwargs, message", [
+    (lambda: pair.keras_residual_net(name="three"), {"freeze": "backbone"},
+     "the PyTorch model has no submodule 'backbone'"),
+    (lambda: pair.keras_residual_net(), {"freeze": "features:backbone"},
+     "the Keras model has no layer 'backbone'"),
+    (lambda: _three_class_keras(), {}, r"the two models' outputs differ in shape: PyTorch "
+                                       r"\(4, 4\), Keras \(4, 3\)"),
+    (lambda: pair.keras_residual_net(), {"loss": "hinge"}, "unknown loss 'hinge'"),
+])
+def test_bad_pairs_are_one_clear_line(keras_model, kwargs, message):
+    with pytest.raises(UsageError, match=message) as caught:
+        comparator.compare_pair(pair.ResidualNet(), keras_model(), X, **kwargs)
+    assert "\n" not in str(caught.value)
+
+
+def _three_class_keras():
+    inputs = pair.keras.Input((None, None, 3))
+    x = pair.keras.layers.GlobalAveragePooling2D()(inputs)
+    return pair.keras.Model(inputs, pair.keras.layers.Dense(3)(x))
+
+
+def test_an_exported_program_keeps_the_inference_side():
+    import torch
+
+    program = torch.export.export(pair.seeded_torch_net().eval(), (torch.from_numpy(X),))
+    report = comparator.compare_pair(program, pair.ported_keras_net(), X,
+                                     recipes=("pytorch:train", "keras:trainable_false"))
+    (skipped,) = report.unavailable_runs
+    assert skipped["id"] == "pytorch:train" and skipped["status"] == "not representable"
+    assert "training-mode runs cannot be represented" in skipped["reason"]
+    assert [r.id for r in report.runs] == ["keras:trainable_false"]
+    assert report.checks[0].passed and report.checks[0].value < 1e-6

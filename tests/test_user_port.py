@@ -1,0 +1,313 @@
+"""validate_port on a user's own pair (tests/user_port_models.py: a residual block,
+BatchNorm, Dropout; not in the zoo) with planted porting mistakes: each is located and
+named, the training side included."""
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+from tests import user_port_models as pair  # noqa: E402
+
+FAST = dict(modes=("inference",), gradients=False, reference64=False)
+
+
+@pytest.fixture(scope="module")
+def validator():
+    import adapters.port_validator as validator
+
+    return validator
+
+
+def _inputs(n=2):
+    return np.random.default_rng(1).normal(size=(n, 3, pair.SIZE, pair.SIZE)).astype(np.float32)
+
+
+def _validate(validator, keras_model, plant=None, **options):
+    torch_model = pair.torch_net()
+    validator.port_weights(torch_model, keras_model)
+    if plant is not None:
+        plant(keras_model)
+    return validator.validate_port(torch_model, keras_model, _inputs(), **options)
+
+
+def test_the_correct_port_agrees_in_training_too(validator):
+    result = _validate(validator, pair.keras_net())
+    assert result.passed, result.render()
+    assert [s.keras_layer for s in result.statistics] == ["bn", "bn1", "bn2"]
+    assert all(not s.diverges for s in result.statistics)
+    # Read off the step: PyTorch keeps the unbiased batch variance, Keras the biased one;
+    # with 2 x 8 x 8 = 128 values per channel that alone moves them apart.
+    first = result.statistics[0]
+    assert (first.torch_variance, first.keras_variance) == ("unbiased", "biased")
+    assert first.values_per_channel == 128 and first.kept_variance_rel > 1e-4
+    assert (first.torch_momentum, first.keras_momentum) == pytest.approx((0.1, 0.1))
+    assert [(d.torch_module, d.keras_layer, d.torch_rate, d.keras_rate)
+            for d in result.dropout] == [("drop", "drop", 0.25, 0.25)]
+    data = result.to_dict()
+    assert data["statistics"][0]["torch_variance"] == "unbiased" and data["passed"] is True
+    assert "every layer agrees" in result.render()
+
+
+def test_a_momentum_left_at_keras_default_is_named_with_both_momenta(validator):
+    result = _validate(validator, pair.keras_net(momentum=0.99, wrong_bn="bn1"))
+    # Inference and the training-mode passes agree: only the running statistics do not.
+    assert not any(p.diverging for p in result.passes) and not result.gradient_divergences
+    assert not result.passed
+    assert [s.keras_layer for s in result.statistics_divergences] == ["bn1"]
+    finding = result.first_divergence
+    assert (finding.torch_module, finding.keras_layer) == ("bn1", "bn1")
+    assert finding.causes[0].code == "momentum"
+    assert "PyTorch bn1 0.1, Keras bn1 0.01 (PyTorch's convention" in finding.text
+    assert "Keras states momentum=0.99" in finding.text
+    assert finding.text in result.render()
+
+
+def test_a_wrong_epsilon_is_named_with_both_values(validator):
+    result = _validate(validator, pair.keras_net(epsilon=1e-3, wrong_bn="bn2"), **FAST)
+    finding = result.first_divergence
+    assert finding.keras_layer == "bn2" and finding.causes[0].code == "epsilon"
+    assert "PyTorch 1e-05, Keras 0.001" in finding.text
+    assert not result.statistics_divergences  # epsilon does not enter the statistics
+
+
+def test_a_wrong_dropout_rate_is_named(validator):
+    result = _validate(validator, pair.keras_net(dropout=0.5), **FAST)
+    assert not any(p.diverging for p in result.passes) and not result.passed
+    finding = result.first_divergence
+    assert finding.causes[0].code == "dropout" and finding.seen_in == "Dropout layers"
+    assert "PyTorch drop p=0.25, Keras drop rate=0.5" in finding.text
+
+
+def _transpose_all(layer_name):
+    def plant(model):
+        layer = model.get_layer(layer_name)
+        kernel = layer.get_weights()[0]
+        # The classic hand port: PyTorch's (out, in, kh, kw) reversed by .T into
+        # (kw, kh, in, out) instead of transpose(2, 3, 1, 0) into (kh, kw, in, out).
+        canonical = kernel.transpose(3, 2, 0, 1)
+        layer.set_weights([np.ascontiguousarray(canonical.T)])
+    return plant
+
+
+@pytest.mark.parametrize("mistake,code,words", [
+    ("spatial", "kernel_layout", "spatial axes are swapped"),
+    ("channels", "kernel_layout", "input and output channels are swapped"),
+    ("flipped", "kernel_layout", "flipped in both spatial axes"),
+    ("reshaped", "kernel_layout", "reshaped to Keras's shape, not transposed"),
+    ("bn_order", "arrays_swapped", "Keras's running_mean holds PyTorch's running_var"),
+])
+def test_a_kernel_layout_mistake_is_named(validator, mistake, code, words):
+    def plant(model):
+        if mistake == "spatial":
+            return _transpose_all("conv1")(model)
+        if mistake == "bn_order":
+            layer = model.get_layer("bn1")
+            gamma, beta, mean, var = layer.get_weights()
+            return layer.set_weights([gamma, beta, var, mean])
+        layer = model.get_layer("conv1")
+        kernel = layer.get_weights()[0]  # (kh, kw, in, out)
+        canonical = kernel.transpose(3, 2, 0, 1)
+        if mistake == "channels":
+            wrong = kernel.transpose(0, 1, 3, 2)
+        elif mistake == "flipped":
+            wrong = kernel[::-1, ::-1]
+        else:
+            wrong = canonical.reshape(kernel.shape)
+        layer.set_weights([np.ascontiguousarray(wrong)])
+
+    result = _validate(validator, pair.keras_net(), plant, **FAST)
+    finding = result.first_divergence
+    assert finding.keras_layer == ("bn1" if mistake == "bn_order" else "conv1")
+    assert finding.causes[0].code == code, finding.text
+    assert words in finding.text
+
+
+def test_a_weight_change_no_layout_explains_stays_generic(validator):
+    def plant(model):
+        layer = model.get_layer("conv2")
+        kernel = layer.get_weights()[0]
+        kernel[0, 0, 0, 0] += 0.5
+        layer.set_weights([kernel])
+
+    finding = _validate(validator, pair.keras_net(), plant, **FAST).first_divergence
+    assert finding.keras_layer == "conv2" and finding.causes[0].code == "weights"
+
+
+# ----- models given as files and SPECs ------------------------------------------------------
+
+MODELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "user_port_models.py")
+
+
+def test_specs_and_files_validate_like_objects(validator, tmp_path):
+    import torch
+
+    state = tmp_path / "net.pt"
+    torch.save(pair.torch_net().state_dict(), state)
+    keras_file = tmp_path / "net.keras"
+    pair.ported_keras_net().save(keras_file)
+    result = validator.validate_port(f"{MODELS}:torch_net", str(keras_file), _inputs(),
+                                     pytorch_weights=str(state), **FAST)
+    assert result.passed, result.render()
+    assert (result.torch_model, result.keras_model) == ("torch_net", "net")
+    result = validator.validate_port(pair.torch_net(), f"{MODELS}:ported_keras_net",
+                                     _inputs(), **FAST)
+    assert result.passed and result.keras_model == "ported_keras_net"
+
+
+def test_models_it_cannot_trace_are_named_in_one_line(validator, tmp_path):
+    import keras
+    import torch
+
+    from comparator.errors import UsageError
+
+    onnx_path = tmp_path / "net.onnx"
+    onnx_path.write_bytes(b"")
+    with pytest.raises(UsageError, match="is an ONNX file: the validator traces"):
+        validator.validate_port(pair.torch_net(), str(onnx_path), _inputs())
+    program = torch.export.export(pair.torch_net(), (torch.from_numpy(_inputs()),))
+    for exported in (program, program.module()):
+        with pytest.raises(UsageError, match="it is a torch.export program"):
+            validator.validate_port(exported, pair.keras_net(), _inputs())
+
+    class Subclassed(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.conv = keras.layers.Conv2D(4, 3, name="conv")
+            self.head = keras.layers.Dense(4, name="head")
+
+        def call(self, x):
+            return self.head(keras.ops.mean(self.conv(x), axis=(1, 2)))
+
+    # Built by the validator from the inputs' shape, then refused with what it holds.
+    with pytest.raises(UsageError) as err:
+        validator.validate_port(pair.torch_net(), Subclassed(), _inputs())
+    message = str(err.value)
+    assert "subclassed" in message and "(conv, head)" in message and "\n" not in message
+
+
+# ----- the command line -------------------------------------------------------------------
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "scripts", "validate_port.py")
+
+
+def _script(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=300)
+
+
+def test_script_validates_a_pair_of_file_py_callables(tmp_path):
+    out = tmp_path / "result.json"
+    done = _script("--pytorch", "tests/user_port_models.py:torch_net",
+                   "--keras", "tests/user_port_models.py:ported_with_keras_momentum",
+                   "--input-shape", f"3,{pair.SIZE},{pair.SIZE}", "--batch-size", "3",
+                   "--no-float64", "--json", str(out))
+    assert done.returncode == 1, done.stderr
+    last = done.stdout.strip().splitlines()[-1]
+    assert last.startswith("first diverging layer: PyTorch bn1 <-> Keras bn1 (training step")
+    assert "BatchNorm momentum: PyTorch bn1 0.1, Keras bn1 0.01" in last
+    import json
+
+    data = json.loads(out.read_text())
+    assert data["passed"] is False and data["input_shape"] == [3, 3, pair.SIZE, pair.SIZE]
+    assert data["first_divergence"]["causes"][0]["code"] == "momentum"
+    assert [s["diverges"] for s in data["statistics"]] == [False, True, False]
+
+
+def test_script_validates_a_keras_file_against_a_state_dict(tmp_path):
+    import torch
+
+    state, keras_file, batch = tmp_path / "net.pth", tmp_path / "net.keras", tmp_path / "x.npz"
+    torch.save(pair.torch_net().state_dict(), state)
+    model = pair.ported_keras_net()
+    _transpose_all("conv2")(model)
+    model.save(keras_file)
+    np.savez(batch, x=_inputs(n=2))
+    done = _script("--pytorch", "tests/user_port_models.py:torch_net", "--pytorch-weights",
+                   str(state), "--keras", str(keras_file), "--inputs", str(batch),
+                   "--modes", "inference", "--no-gradients", "--no-float64")
+    assert done.returncode == 1, done.stderr
+    assert ("first diverging layer: PyTorch conv2 <-> Keras conv2 (inference, isolated): the "
+            "kernel's spatial axes are swapped") in done.stdout
+    assert "PyTorch torch_net vs Keras net" in done.stdout
+
+
+@pytest.mark.parametrize("args,message", [
+    (("tiny_cnn", "--pytorch", "a.py:f"), "--pytorch belong to your own pair"),
+    (("--pytorch", "a.py:f"), "your own pair needs --keras SPEC"),
+    (("--pytorch", "a.py:f", "--keras", "b.py:g"), "give the batch as --input-shape"),
+    (("--pytorch", "a.py:f", "--keras", "b.py:g", "--input-shape", "3,x"),
+     "--input-shape takes C,H,W or F"),
+    (("--pytorch", "a.py:f", "--keras", "b.py:g", "--input-shape", "3,8,8",
+      "--batch-size", "1"), "batch size must be at least 2"),
+    (("--pytorch", "a.py:f", "--keras", "b.py:g", "--inputs", "NOX"), "has no array named x"),
+    (("--pytorch", "a.py:f", "--keras", "b.py:g", "--inputs", "INT"),
+     "x is int64; it must be float32"),
+    (("--pytorch", "tests/user_port_models.py:torch_net", "--keras", "net.onnx",
+      "--input-shape", "3,8,8"), "net.onnx is an ONNX file"),
+    (("--pytorch", "tests/user_port_models.py:nothing", "--keras", "b.py:g",
+      "--input-shape", "3,8,8"), "has no attribute 'nothing'"),
+])
+def test_script_refuses_a_bad_pair_in_one_line(tmp_path, monkeypatch, capsys, args, message):
+    import importlib.util
+
+    np.savez(tmp_path / "nox.npz", y=np.zeros(2))
+    np.savez(tmp_path / "int.npz", x=np.zeros((2, 3, 8, 8), dtype=np.int64))
+    paths = {"NOX": str(tmp_path / "nox.npz"), "INT": str(tmp_path / "int.npz")}
+    spec = importlib.util.spec_from_file_location("validate_port_script", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    monkeypatch.chdir(ROOT)
+    code = script.main([paths.get(a, a) for a in args])
+    err = capsys.readouterr()
+    assert code == 2 and message in err.err, err.err
+    assert len(err.err.strip().splitlines()) == 1 and err.out == ""
+
+
+# ----- assert_port ----------------------------------------------------------------------------
+
+
+def test_assert_port_passes_a_good_port_and_names_the_layer_of_a_bad_one():
+    import subprocess
+    import sys
+
+    # Importing comparator.testing loads no framework.
+    done = subprocess.run([sys.executable, "-c", "import sys, comparator.testing; "
+                           "print(sorted({'torch', 'keras'} & set(sys.modules)))"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.stdout.strip() == "[]", done.stderr
+    from comparator.testing import assert_port
+
+    result = assert_port(pair.torch_net(), pair.ported_keras_net(), _inputs(), **FAST)
+    assert result.passed
+    with pytest.raises(AssertionError) as err:
+        assert_port(pair.torch_net(), pair.ported_with_keras_momentum(), _inputs(), **FAST)
+    first = str(err.value).splitlines()[0]
+    assert first.startswith("first diverging layer: PyTorch bn1 <-> Keras bn1")
+    assert "momentum" in first
+    # Without the training step the same port passes: inference cannot tell.
+    assert assert_port(pair.torch_net(), pair.ported_with_keras_momentum(), _inputs(),
+                       train_step=False, **FAST).passed
+
+
+def test_a_frozen_keras_batchnorm_and_a_cumulative_pytorch_momentum_are_named(validator):
+    def freeze(model):
+        model.get_layer("bn2").trainable = False
+
+    result = _validate(validator, pair.keras_net(), freeze, **FAST)
+    assert [(s.keras_layer, s.cause, s.keras_variance) for s in result.statistics_divergences] \
+        == [("bn2", "frozen_batchnorm", "not updated")]
+    torch_model, keras_model = pair.torch_net(), pair.keras_net()
+    validator.port_weights(torch_model, keras_model)
+    torch_model.bn.momentum = None
+    torch_model.bn.num_batches_tracked.fill_(3)
+    result = validator.validate_port(torch_model, keras_model, _inputs(), **FAST)
+    (found,) = result.statistics_divergences
+    assert found.keras_layer == "bn" and found.cause == "momentum"
+    assert "PyTorch bn 0.25 (momentum=None: a cumulative average" in found.text
