@@ -746,6 +746,42 @@ def validate_port(torch_model: nn.Module, keras_model, inputs, *, mapping: dict 
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:
         raise UsageError(f"modes must be among {', '.join(MODES)}, got {list(modes)}")
+    x, torch_model, torch_name, keras_model, keras_name, fn = _checked_models(
+        torch_model, keras_model, inputs, pytorch_weights, keras_weights)
+    pairing = "port plan" if pairs is not None else (
+        "explicit mapping" if mapping is not None else "order and shape")
+    setup = _Setup(torch_model, fn, resolve_pairs(torch_model, keras_model, mapping, pairs),
+                   x, reference64)
+    passes, traces = [], {}
+    for mode in modes:
+        traces[mode], found = _mode_passes(setup, mode, isolation, tolerance)
+        passes += found
+    grads = (_gradients(torch_model, setup.model64, fn, setup.pairs, x, seed,
+                        gradient_tolerance) if gradients else ())
+    statistics, dropout = ((), ())
+    if train_step:
+        training_trace = traces.get("training") or _torch_trace(torch_model, setup.pairs, x,
+                                                                "training")[0]
+        statistics = _statistics(setup.modules, setup.by_name, setup.pairs, training_trace,
+                                 tolerance)
+        dropout = compare_dropout(torch_dropout_layers(torch_model, x),
+                                  keras_dropout_layers(node.operation for node in _nodes(fn)))
+    notes = []
+    if "training" in modes or gradients:
+        notes.append("training mode: BatchNorm on batch statistics, Dropout off in both "
+                     "frameworks (their random masks cannot match); weights and running "
+                     "statistics restored afterwards")
+    return PortValidation(
+        torch_model=torch_name, keras_model=keras_name,
+        input_shape=tuple(x.shape), pairing=pairing, pairs=len(setup.pairs),
+        tolerance=tolerance, gradient_tolerance=gradient_tolerance, passes=tuple(passes),
+        gradients=grads, gradient_mode="training" if gradients else None, notes=tuple(notes),
+        float64_reference=reference64, statistics=statistics, dropout=dropout)
+
+
+def _checked_models(torch_model, keras_model, inputs, pytorch_weights, keras_weights):
+    """The inputs as float32 (PyTorch's layout) and both models, loaded where given as
+    specs or files, with the inputs checked against the Keras model's input shape."""
     if isinstance(inputs, torch.Tensor):
         inputs = inputs.detach().cpu().numpy()
     x = np.ascontiguousarray(np.asarray(inputs, dtype=np.float32))
@@ -759,75 +795,67 @@ def validate_port(torch_model: nn.Module, keras_model, inputs, *, mapping: dict 
         raise UsageError(f"inputs of shape {tuple(x.shape)} (PyTorch layout, Keras "
                          f"{(x.shape[0], *given)}) do not fit the Keras model's input "
                          f"{(None, *expected)}")
-    pairing = "port plan" if pairs is not None else (
-        "explicit mapping" if mapping is not None else "order and shape")
-    pairs = resolve_pairs(torch_model, keras_model, mapping, pairs)
-    modules = dict(torch_model.named_modules())
-    by_name = {layer.name: layer for layer in fn.layers}
-    watch = {p.keras_layer for p in pairs}
-    state = _state(torch_model)
-    model64 = copy.deepcopy(torch_model).double() if reference64 else None
-    modules64 = dict(model64.named_modules()) if model64 is not None else {}
-    facts = None
-    passes, traces = [], {}
-    for mode in modes:
-        training = mode == "training"
-        trace, torch_out = _torch_trace(torch_model, pairs, x, mode)
-        traces[mode] = trace
-        trace64, torch_out64 = (_torch_trace(model64, pairs, x.astype(np.float64), mode)
-                                if model64 is not None else ({}, None))
-        if facts is None:
-            facts = {p.torch_module: _facts(p, modules[p.torch_module], by_name[p.keras_layer],
-                                            trace, state, watch) for p in pairs}
-        references = {p.keras_layer: _activated(by_name[p.keras_layer], trace[p.torch_module][1])
-                      for p in pairs}
-        for isolated in ([False, True] if isolation else [False]):
-            references64 = {}
-            if model64 is not None:
-                outputs64 = (_isolated64(model64, modules64, pairs, trace, mode) if isolated
-                             else {p.torch_module: trace64[p.torch_module][1] for p in pairs})
-                references64 = {p.keras_layer: _activated(by_name[p.keras_layer],
-                                                          outputs64[p.torch_module])
-                                for p in pairs}
-            substitute = ({name: ops.convert_to_tensor(v) for name, v in references.items()}
-                          if isolated else None)
-            with _keras_state_kept(fn), torch.no_grad():
-                recorded, keras_out = _run_keras(fn, to_keras_values(x), training, watch,
-                                                 substitute)
-                comparisons = tuple(
-                    _compare(p, by_name[p.keras_layer], recorded.get(p.keras_layer),
-                             references[p.keras_layer], references64.get(p.keras_layer),
-                             facts[p.torch_module], isolated, mode, tolerance, trace)
-                    for p in pairs)
-            if isolated:
-                # The last paired layer hands PyTorch's value on: the model output says
-                # nothing in this pass.
-                passes.append(PassResult(mode, True, comparisons, None, False))
-                passes[-2] = _attribute(passes[-2], passes[-1])
-            else:
-                out, bad, noise = _output_comparison(keras_out, torch_out, torch_out64,
-                                                     tolerance)
-                passes.append(PassResult(mode, False, comparisons, out, bad, noise))
-    grads = (_gradients(torch_model, model64, fn, pairs, x, seed, gradient_tolerance)
-             if gradients else ())
-    statistics, dropout = ((), ())
-    if train_step:
-        training_trace = traces.get("training") or _torch_trace(torch_model, pairs, x,
-                                                                "training")[0]
-        statistics = _statistics(modules, by_name, pairs, training_trace, tolerance)
-        dropout = compare_dropout(torch_dropout_layers(torch_model, x),
-                                  keras_dropout_layers(node.operation for node in _nodes(fn)))
-    notes = []
-    if "training" in modes or gradients:
-        notes.append("training mode: BatchNorm on batch statistics, Dropout off in both "
-                     "frameworks (their random masks cannot match); weights and running "
-                     "statistics restored afterwards")
-    return PortValidation(
-        torch_model=torch_name, keras_model=keras_name,
-        input_shape=tuple(x.shape), pairing=pairing, pairs=len(pairs), tolerance=tolerance,
-        gradient_tolerance=gradient_tolerance, passes=tuple(passes), gradients=grads,
-        gradient_mode="training" if gradients else None, notes=tuple(notes),
-        float64_reference=reference64, statistics=statistics, dropout=dropout)
+    return x, torch_model, torch_name, keras_model, keras_name, fn
+
+
+class _Setup:
+    """What every pass of one validation shares: the pairs, both models' layers by name,
+    PyTorch's state and its float64 copy (the rounding reference)."""
+
+    def __init__(self, torch_model, fn, pairs, x, reference64: bool):
+        self.fn, self.pairs, self.x = fn, pairs, x
+        self.torch_model = torch_model
+        self.modules = dict(torch_model.named_modules())
+        self.by_name = {layer.name: layer for layer in fn.layers}
+        self.watch = {p.keras_layer for p in pairs}
+        self.state = _state(torch_model)
+        self.model64 = copy.deepcopy(torch_model).double() if reference64 else None
+        self.modules64 = dict(self.model64.named_modules()) if self.model64 is not None else {}
+        self.facts = None
+
+
+def _mode_passes(setup: _Setup, mode: str, isolation: bool, tolerance: float):
+    """PyTorch's trace in this mode, and the forward (then isolated) pass results."""
+    pairs, by_name = setup.pairs, setup.by_name
+    trace, torch_out = _torch_trace(setup.torch_model, pairs, setup.x, mode)
+    trace64, torch_out64 = (_torch_trace(setup.model64, pairs, setup.x.astype(np.float64),
+                                         mode)
+                            if setup.model64 is not None else ({}, None))
+    if setup.facts is None:
+        setup.facts = {p.torch_module: _facts(p, setup.modules[p.torch_module],
+                                              by_name[p.keras_layer], trace, setup.state,
+                                              setup.watch) for p in pairs}
+    references = {p.keras_layer: _activated(by_name[p.keras_layer], trace[p.torch_module][1])
+                  for p in pairs}
+    passes = []
+    for isolated in ([False, True] if isolation else [False]):
+        references64 = {}
+        if setup.model64 is not None:
+            outputs64 = (_isolated64(setup.model64, setup.modules64, pairs, trace, mode)
+                         if isolated else {p.torch_module: trace64[p.torch_module][1]
+                                           for p in pairs})
+            references64 = {p.keras_layer: _activated(by_name[p.keras_layer],
+                                                      outputs64[p.torch_module])
+                            for p in pairs}
+        substitute = ({name: ops.convert_to_tensor(v) for name, v in references.items()}
+                      if isolated else None)
+        with _keras_state_kept(setup.fn), torch.no_grad():
+            recorded, keras_out = _run_keras(setup.fn, to_keras_values(setup.x),
+                                             mode == "training", setup.watch, substitute)
+            comparisons = tuple(
+                _compare(p, by_name[p.keras_layer], recorded.get(p.keras_layer),
+                         references[p.keras_layer], references64.get(p.keras_layer),
+                         setup.facts[p.torch_module], isolated, mode, tolerance, trace)
+                for p in pairs)
+        if isolated:
+            # The last paired layer hands PyTorch's value on: the model output says nothing
+            # in this pass.
+            passes.append(PassResult(mode, True, comparisons, None, False))
+            passes[-2] = _attribute(passes[-2], passes[-1])
+        else:
+            out, bad, noise = _output_comparison(keras_out, torch_out, torch_out64, tolerance)
+            passes.append(PassResult(mode, False, comparisons, out, bad, noise))
+    return trace, passes
 
 
 def _statistics(modules, keras_layers, pairs, trace, tolerance):

@@ -64,7 +64,8 @@ def _labels(scenario: str, given, config_labels, config_targets, outputs) -> tup
         if config_targets:
             y = np.resize(np.asarray(config_targets, dtype=np.float32), outputs.size)
             return y.reshape(outputs.shape), "given"
-        return outputs.astype(np.float32), "predicted: the PyTorch model's own outputs (inference mode)"
+        return (outputs.astype(np.float32),
+                "predicted: the PyTorch model's own outputs (inference mode)")
     if outputs.ndim != 2:
         raise UsageError(f"the classify scenario needs outputs of shape (N, classes); the "
                          f"models give {outputs.shape}: use --scenario regress")

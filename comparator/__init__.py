@@ -27,8 +27,10 @@ def validate_model(model: str, image_size: int | None = None, batch_size: int = 
     """Validate a zoo entry's port (or, with naive, keras.applications' model under the
     naive same-shape port). Checks the input before importing any framework."""
     from comparator.analysis.validation import check_zoo_request
+    from comparator.limits import check_seed
 
     spec, size = check_zoo_request(model, image_size, batch_size, naive, options)
+    check_seed(seed)
     import adapters
 
     return adapters.load_port_validator().validate_zoo_model(spec, size, batch_size, seed,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from dataclasses import dataclass, field
@@ -39,6 +40,10 @@ class Outcome:
     bn_deltas: dict = field(default_factory=dict)  # run id -> per-BN-layer change, by depth
 
 
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                    "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")
+
+
 def _package_versions() -> dict[str, str]:
     versions = {"python": platform.python_version(), "numpy": np.__version__}
     for package in ("onnx", "onnxruntime"):
@@ -46,6 +51,11 @@ def _package_versions() -> dict[str, str]:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             versions[package] = "not installed"
+    # Thread settings change float32 summation order: two reports whose numbers differ in
+    # their last bits can be told apart by these.
+    for variable in THREAD_VARIABLES:
+        versions[variable] = os.environ.get(variable, "unset")
+    versions["cpu_count"] = str(os.cpu_count())
     return versions
 
 

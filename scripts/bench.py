@@ -9,7 +9,13 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from comparator.cli.common import OneLineParser  # noqa: E402
+from comparator.cli.common import (  # noqa: E402
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    OneLineParser,
+    Terminated,
+    handle_sigterm,
+)
 from comparator.errors import ComparatorError  # noqa: E402
 
 
@@ -33,6 +39,7 @@ def main(argv=None) -> int:
     from tools.bench import benchmark, resolve, table
     from comparator.io import check_writable_file, write_atomic
 
+    handle_sigterm()
     try:
         resolve(args.model, args.image_size, args.batch_size, args.runs)
         resolve(args.frameworks_model, args.frameworks_image_size, args.frameworks_batch_size,
@@ -44,6 +51,11 @@ def main(argv=None) -> int:
     except ComparatorError as exc:
         print(f"bench.py: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: children ended, folders removed
+        terminated = isinstance(exc, Terminated)
+        print(f"bench.py: {'terminated (SIGTERM)' if terminated else 'interrupted'}; "
+              "nothing was written", file=sys.stderr)
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     import json
 
     write_atomic(args.output, json.dumps(result, indent=2) + "\n")

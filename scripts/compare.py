@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """Compare freezing recipes of PyTorch and Keras 3 on one backbone: see README.md."""
 
+import atexit
 import os
 import sys
 
@@ -13,6 +14,12 @@ if __name__ == "__main__":
     # Every file is written and closed by now. The interpreter's own teardown of torch,
     # Keras and ONNX Runtime took about a second more (measured) and does nothing the
     # user needs, so the process ends here.
-    sys.stdout.flush()
-    sys.stderr.flush()
+    # Exit-time cleanups still run (matplotlib removes its temporary config folder).
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):  # closed or broken: the exit code still tells
+            pass
     os._exit(code)

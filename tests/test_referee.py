@@ -173,6 +173,7 @@ def test_corrupt_or_foreign_cache_entries_are_rebuilt(tiny_classify, tiny_result
     cache = str(tmp_path)
     for entry in first.values():
         shutil.copy(entry["file"], cache)
+        shutil.copy(entry["file"] + onnxrt.DIGEST_SUFFIX, cache)
     train_file = os.path.join(cache, os.path.basename(first["train_forward:pytorch"]["file"]))
     eval_file = os.path.join(cache, os.path.basename(first["eval:pytorch"]["file"]))
     with open(eval_file, "rb") as handle:

@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 
@@ -31,6 +32,9 @@ from comparator.io import cache_folder
 from comparator.schema import Losses, Modes, RunResult, State
 
 DEFAULT_TIMEOUT = 600.0
+WORKER_MODULE = "adapters.keras.worker"
+PARENT_VARIABLE = "XFRAME_PARENT_PID"  # the worker ends itself when this process is gone
+STDERR_TAIL_BYTES = 64 * 1024
 EXIT_MISSING = 3  # adapters.keras.worker: the backend is not installed
 COMPILATION_CACHE = "jax-compilation"  # the cache folder of JAX's XLA compilations
 # The repository root (this file is adapters/keras/client.py): the worker imports from it.
@@ -66,6 +70,46 @@ def _describe_exit(code: int) -> str:
     return f"exited with status {code}"
 
 
+class _Tail:
+    """The last `limit` bytes of a stream: a worker may write without bound to stderr
+    (one wrote 400 MB), and only its last line is reported."""
+
+    def __init__(self, limit: int):
+        self.limit, self.data = limit, b""
+
+    def read_from(self, stream) -> None:
+        for chunk in iter(lambda: stream.read1(1 << 16), b""):
+            self.data = (self.data + chunk)[-self.limit:]
+        stream.close()
+
+
+def run_bounded(command: list[str], env: dict, timeout: float):
+    """Run the worker; (returncode, stderr's tail as text). The worker is killed if this
+    process is interrupted (Ctrl-C, SIGTERM) or the timeout passes, and it ends itself if
+    this process dies (adapters.keras.worker watches its parent)."""
+    process = subprocess.Popen(command, cwd=ROOT, env={**env, PARENT_VARIABLE: str(os.getpid())},
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+    tail = _Tail(STDERR_TAIL_BYTES)
+    reader = threading.Thread(target=tail.read_from, args=(process.stderr,), daemon=True)
+    reader.start()
+    try:
+        process.wait(timeout=timeout)
+    except BaseException:
+        process.kill()
+        process.wait()
+        raise
+    finally:
+        reader.join(timeout=10)
+    return Finished(process.returncode, tail.data.decode("utf-8", "replace"))
+
+
+@dataclass(frozen=True)
+class Finished:
+    returncode: int
+    stderr: str
+
+
 def call_worker(request: dict, arrays: dict[str, dict], timeout: float,
                 extra_env: dict | None = None) -> tuple[dict, str]:
     """Run one worker task; (response, directory holding its files). The caller removes
@@ -83,10 +127,8 @@ def call_worker(request: dict, arrays: dict[str, dict], timeout: float,
         env.pop("XFRAME_KERAS_BACKEND", None)
         started = time.perf_counter()
         try:
-            done = subprocess.run([sys.executable, "-m", "adapters.keras.worker", directory],
-                                  cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:  # subprocess.run has killed the worker
+            done = run_bounded([sys.executable, "-m", WORKER_MODULE, directory], env, timeout)
+        except subprocess.TimeoutExpired:  # run_bounded has killed the worker
             raise WorkerError("failed", f"the {request['framework']} worker did not finish "
                                         f"within the worker timeout of {timeout:g} s; it was "
                                         "stopped") from None

@@ -51,6 +51,12 @@ def _simulate_fault(directory: str) -> None:
         os.abort()
     if fault == "hang":
         time.sleep(3600)
+    if fault == "flood":  # a worker that writes without bound to stderr, then fails
+        block = "x" * (1 << 20) + "\n"
+        for _ in range(int(os.environ.get("XFRAME_WORKER_FLOOD_MB", "300"))):
+            sys.stderr.write(block)
+        print("keras_worker: the last words", file=sys.stderr, flush=True)
+        sys.exit(1)
     if fault == "garbage":
         with open(os.path.join(directory, "response.json"), "w") as handle:
             handle.write("this is not JSON {")
@@ -171,8 +177,51 @@ def export(request: dict, directory: str) -> dict:
                                   f" backend (tf2onnx {tf2onnx.__version__})", "mode": "eval"}}
 
 
+PARENT_VARIABLE = "XFRAME_PARENT_PID"  # set by adapters.keras.client
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _quit(directory: str) -> None:
+    """End now, removing the request folder (the parent's, named xframe-worker-*) so that
+    a parent that was killed outright leaves no temporary folder behind."""
+    import shutil
+
+    if os.path.basename(os.path.normpath(directory)).startswith("xframe-worker-"):
+        shutil.rmtree(directory, ignore_errors=True)
+    os._exit(143)
+
+
+def _end_with_parent(directory: str) -> None:
+    """Die with the parent: Linux sends SIGTERM when it goes (prctl PR_SET_PDEATHSIG);
+    elsewhere a thread notices that the parent changed."""
+    import signal
+    import threading
+
+    signal.signal(signal.SIGTERM, lambda *_: _quit(directory))
+    parent = os.environ.get(PARENT_VARIABLE)
+    if not parent:
+        return
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM))
+        except (OSError, AttributeError):
+            pass
+
+    def watch():
+        while os.getppid() == int(parent):
+            time.sleep(1.0)
+        _quit(directory)
+
+    if os.getppid() != int(parent):  # the parent died before the watch began
+        _quit(directory)
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def main(argv: list[str]) -> int:
     directory = argv[0]
+    _end_with_parent(directory)
     with open(os.path.join(directory, "request.json")) as handle:
         request = json.load(handle)
     _simulate_fault(directory)

@@ -55,8 +55,9 @@ FIELDS_PROPERTY = "xframe_compare.cache_fields"
 
 
 def default_cache_dir() -> str:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "xframe-compare", "onnx")
+    from comparator.io import default_cache_dir as default
+
+    return default()
 
 
 def _version(package: str) -> str:
@@ -154,8 +155,11 @@ class ExportCache:
     def lookup(self, fields: dict):
         """(model, None) for a valid entry; (None, why it is not usable or None) otherwise."""
         path, key = self.path_for(fields), cache_key(fields)
-        if not os.path.exists(path):
+        if not os.path.lexists(path):
             return None, None
+        problem = _regular(path)
+        if problem:
+            return None, f"cache entry {os.path.basename(path)} {problem}"
         try:
             model = load_checked(path)
         except Exception as exc:  # noqa: BLE001 - any failure means "rebuild"
@@ -163,6 +167,9 @@ class ExportCache:
         if _properties(model).get(KEY_PROPERTY) != key:
             return None, (f"cache entry {os.path.basename(path)} does not carry its key "
                           "(partial or foreign file)")
+        problem = _digest_problem(path)
+        if problem:
+            return None, f"cache entry {os.path.basename(path)} {problem}"
         return model, None
 
     def get_or_build(self, fields: dict, build) -> CachedExport:
@@ -190,12 +197,62 @@ class ExportCache:
                                                                  "notes": notes})})
             tmp = os.path.join(staging, "final.onnx")
             onnx.save(model, tmp)
-            os.replace(tmp, final)  # atomic: readers see the old entry or the whole new one
+            digest = os.path.join(staging, "final.sha256")
+            with open(digest, "w") as handle:
+                handle.write(_file_sha256(tmp) + "\n")
+            # Each rename is atomic; between the two a reader finds a digest that does not
+            # match and rebuilds: never a wrong entry used.
+            os.replace(digest, final + DIGEST_SUFFIX)
+            os.replace(tmp, final)
             check_seconds = time.perf_counter() - t
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return CachedExport(final, key, False, round(export_seconds, 3), round(check_seconds, 3),
                             problem, notes, graph_facts(model))
+
+
+DIGEST_SUFFIX = ".sha256"  # beside each entry: the sha256 of the entry's bytes
+MAX_ENTRY_BYTES = 8 * 1024 ** 3
+
+
+def _file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _regular(path: str) -> str | None:
+    """Why `path` cannot be read as a cache file (a FIFO hangs a reader, a link to
+    /dev/zero never ends), or None."""
+    import stat
+
+    info = os.lstat(path)
+    if stat.S_ISLNK(info.st_mode):
+        return "is a symbolic link, not a regular file"
+    if not stat.S_ISREG(info.st_mode):
+        return "is not a regular file"
+    if info.st_size > MAX_ENTRY_BYTES:
+        return f"is larger than {MAX_ENTRY_BYTES} bytes"
+    return None
+
+
+def _digest_problem(path: str) -> str | None:
+    """Why the entry at `path` does not match the digest written beside it, or None: the
+    key inside a file says what it was exported for, the digest that it was not changed."""
+    digest_path = path + DIGEST_SUFFIX
+    for candidate in (path, digest_path):
+        if candidate == digest_path and not os.path.lexists(candidate):
+            return "has no content digest beside it"
+        problem = _regular(candidate)
+        if problem:
+            return f"({os.path.basename(candidate)}) {problem}"
+    with open(digest_path, "rb") as handle:
+        recorded = handle.read(200).decode("ascii", "replace").strip()
+    if recorded != _file_sha256(path):
+        return "does not match its content digest (changed after it was written)"
+    return None
 
 
 def _properties(model) -> dict:

@@ -341,4 +341,7 @@ class PyTorchAdapter(FrameworkAdapter):
         return self.model
 
     def _environment_impl(self):
-        return {"torch": torch.__version__, "torchvision": torchvision.__version__}
+        # Thread counts change the order of float32 sums, so the last bits of every number
+        return {"torch": torch.__version__, "torchvision": torchvision.__version__,
+                "torch_threads": str(torch.get_num_threads()),
+                "torch_interop_threads": str(torch.get_num_interop_threads())}

@@ -19,6 +19,7 @@ import torchvision
 
 from adapters.pytorch.models import build_network
 from comparator.inputs.checkpoints import (
+    check_archive_sizes,
     checkpoint_record,
     missing_checkpoint,
     offline,
@@ -117,6 +118,7 @@ def _read_state_dict(path: str) -> dict:
 
 def load_file(spec: ModelSpec, path: str) -> tuple[dict[str, np.ndarray], dict]:
     """A state_dict file loaded into the model's torchvision (or own) architecture."""
+    check_archive_sizes(path, spec.name)
     state = _read_state_dict(path)
     net = build_network(spec)
     expected = set(net.state_dict())
@@ -126,9 +128,34 @@ def load_file(spec: ModelSpec, path: str) -> tuple[dict[str, np.ndarray], dict]:
         raise UsageError(f"{os.path.basename(path)} does not fit {spec.name}: "
                          f"{len(missing)} missing keys (e.g. {missing[:2]}), {len(unexpected)} "
                          f"unexpected (e.g. {unexpected[:2]})")
+    conversions = checked_dtypes(state, net.state_dict(), os.path.basename(path), spec.name)
     try:
         net.load_state_dict(state, strict=False)
     except RuntimeError as exc:
         raise UsageError(f"{os.path.basename(path)} does not fit {spec.name}: "
                          f"{str(exc).splitlines()[-1].strip()[:200]}") from None
-    return _arrays(net), checkpoint_record("pytorch", "file", path)
+    record = checkpoint_record("pytorch", "file", path)
+    if conversions:
+        record["dtype_conversions"] = conversions
+        record["note"] = ("converted to float32: " + ", ".join(
+            f"{count} {dtype} tensors" for dtype, count in sorted(conversions.items())))
+    return _arrays(net), record
+
+
+def checked_dtypes(state: dict, expected: dict, name: str, model: str) -> dict[str, int]:
+    """Integer or boolean tensors where the model holds floating-point parameters are
+    refused (load_state_dict would copy them, truncated, and every run would look fine);
+    other floating dtypes are converted, and counted for the report."""
+    conversions: dict[str, int] = {}
+    for key, target in expected.items():
+        given = state.get(key)
+        if given is None or not target.is_floating_point():
+            continue
+        if not given.is_floating_point():
+            raise UsageError(f"{name}: {key} is {str(given.dtype).replace('torch.', '')}, but "
+                             f"{model} holds floating-point values there; save the checkpoint "
+                             "with floating-point tensors")
+        if given.dtype != target.dtype:
+            dtype = str(given.dtype).replace("torch.", "")
+            conversions[dtype] = conversions.get(dtype, 0) + 1
+    return conversions

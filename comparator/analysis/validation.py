@@ -390,8 +390,31 @@ def likely_causes(facts: dict, isolated: bool, mode: str) -> tuple[Cause, ...]:
     output), weights_max_diff, between (the Keras operations since the last pair),
     failed (an error message), shape (both output shapes).
     """
-    causes = []
     torch_name, keras_name = facts.get("names", ("PyTorch", "Keras"))
+    causes = (_structure_causes(facts, torch_name, keras_name)
+              + _batchnorm_causes(facts, mode, keras_name) + _weight_causes(facts))
+    if facts.get("shape") and not any(c.code in ("stride_placement", "padding", "failed")
+                                      for c in causes):
+        t, k = facts["shape"]
+        causes.append(Cause("shape", f"output shapes differ: PyTorch {torch_name} "
+                                     f"{tuple(t)}, Keras {keras_name} {tuple(k)}"))
+    if not causes and isolated and facts.get("between"):
+        causes.append(Cause(
+            "between_layers",
+            f"the Keras operations before it differ ({', '.join(facts['between'])})",
+            "this layer matches PyTorch's on its own; the padding, pooling, activation or "
+            "order of the weightless operations since the previous matched layers does not"))
+    if not causes and not isolated:
+        causes.append(Cause("upstream", "carried over from an earlier layer",
+                            "the isolated pass shows the layer that introduces it"))
+    return tuple(causes)
+
+
+
+
+def _structure_causes(facts: dict, torch_name: str, keras_name: str) -> list[Cause]:
+    """A failed layer, or one that strides or pads differently."""
+    causes = []
     if facts.get("failed"):
         causes.append(Cause("failed", f"Keras {keras_name} failed: {facts['failed']}"))
     if facts.get("torch_stride") is not None and \
@@ -410,6 +433,12 @@ def likely_causes(facts: dict, isolated: bool, mode: str) -> tuple[Cause, ...]:
             f"{_pad_text(facts['keras_padding'])}",
             "Keras 'same' pads a stride-2 conv on an even size by (0, 1), PyTorch "
             "symmetrically: pad explicitly with ZeroPadding2D and use 'valid'"))
+    return causes
+
+
+def _batchnorm_causes(facts: dict, mode: str, keras_name: str) -> list[Cause]:
+    """BatchNorm conventions: epsilon, a frozen Keras layer, Keras's one-pass variance."""
+    causes = []
     teps, keps = facts.get("torch_eps"), facts.get("keras_eps")
     if teps is not None and keps is not None and not np.isclose(teps, keps, rtol=1e-9, atol=0):
         causes.append(Cause(
@@ -430,6 +459,12 @@ def likely_causes(facts: dict, isolated: bool, mode: str) -> tuple[Cause, ...]:
             "numerically stable way; with few values per channel, or a mean large against "
             "the spread, Keras's float32 variance loses digits. A Keras property, not a port "
             "error: a larger batch or image shrinks it"))
+    return causes
+
+
+def _weight_causes(facts: dict) -> list[Cause]:
+    """Weights that differ: the flatten order, a named layout mistake, or unexplained."""
+    causes = []
     if facts.get("flatten_order"):
         causes.append(Cause(
             "flatten_order", "flatten order: the kernel expects channels-first (c, h, w) rows",
@@ -445,21 +480,7 @@ def likely_causes(facts: dict, isolated: bool, mode: str) -> tuple[Cause, ...]:
         causes.append(Cause(
             "weights", f"weights differ from PyTorch's by up to {facts['weights_max_diff']:.3g}",
             "ported from another layer, in the wrong layout, or changed since"))
-    if facts.get("shape") and not any(c.code in ("stride_placement", "padding", "failed")
-                                      for c in causes):
-        t, k = facts["shape"]
-        causes.append(Cause("shape", f"output shapes differ: PyTorch {torch_name} "
-                                     f"{tuple(t)}, Keras {keras_name} {tuple(k)}"))
-    if not causes and isolated and facts.get("between"):
-        causes.append(Cause(
-            "between_layers",
-            f"the Keras operations before it differ ({', '.join(facts['between'])})",
-            "this layer matches PyTorch's on its own; the padding, pooling, activation or "
-            "order of the weightless operations since the previous matched layers does not"))
-    if not causes and not isolated:
-        causes.append(Cause("upstream", "carried over from an earlier layer",
-                            "the isolated pass shows the layer that introduces it"))
-    return tuple(causes)
+    return causes
 
 
 def _pairs(padding) -> tuple[tuple[int, int], ...]:
@@ -589,9 +610,9 @@ def check_zoo_request(model: str, image_size: int | None, batch_size: int, naive
         with_naive = [m for m in zoo_models() if get_spec(m).naive_keras_builder]
         raise UsageError(f"{model} has no naive keras.applications twin: its Keras model "
                          f"already is keras.applications'; --naive takes {', '.join(with_naive)}")
-    size = image_size or spec.default_image_size
+    size = spec.default_image_size if image_size is None else image_size
     if naive and spec.naive_image_size and size != spec.naive_image_size:
-        if image_size:
+        if image_size is not None:
             raise UsageError(f"keras.applications' {spec.naive_keras_builder} classifier only "
                              f"takes {spec.naive_image_size} px, not {image_size}")
         size = spec.naive_image_size
@@ -599,6 +620,10 @@ def check_zoo_request(model: str, image_size: int | None, batch_size: int, naive
         raise UsageError(f"image size {size} is too small for {model}: it needs at least "
                          f"{spec.min_image_size} px")
     _check_modes_and_batch(batch_size, options)
+    from comparator.limits import check_memory
+
+    check_memory(spec.name, batch_size, size, None, options.pop("max_memory", None),
+                 what="this validation")
     return spec, size
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 
@@ -14,16 +15,23 @@ from comparator.errors import (
     ComparatorError,
     UsageError,
 )
-from comparator.cli.common import EXIT_INTERNAL, EXIT_INTERRUPTED, OneLineParser
+from comparator.cli.common import (
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    OneLineParser,
+    Terminated,
+    handle_sigterm,
+    size_argument,
+)
 from comparator.cli.common import csv as _csv
 from comparator.config.frameworks import diverged_runs, worker_problems
-
 
 
 DEFAULTS = dict(scenario="classify", batch_size=8, image_size=None, steps=1, seed=0, lr=0.01,
                 recipes=(), device="cpu", optimizer="sgd", validate=False, loss="logits",
                 weights="random-calibrated", images=(), labels=(), targets=(),
-                frameworks=("pytorch", "keras"), worker_timeout=600.0)
+                frameworks=("pytorch", "keras"), worker_timeout=600.0, max_memory=None)
 
 
 def _values(convert):
@@ -95,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--worker-timeout", type=float, metavar="SECONDS",
                         help="how long a Keras worker may run before its runs are marked "
                              "failed (default 600)")
+    parser.add_argument("--max-memory", type=size_argument, metavar="SIZE",
+                        help="refuse runs whose estimated peak memory exceeds this (e.g. 16G; "
+                             "default: this machine's memory)")
     parser.add_argument("--no-onnx", action="store_true",
                         help="skip the ONNX Runtime referee")
     parser.add_argument("--onnx-exporter", choices=["torchscript", "dynamo"],
@@ -141,17 +152,150 @@ def _config(args, pair=None):
     return CompareConfig(model=model, cache_dir=getattr(args, "cache_dir", None), **values)
 
 
-def run(args, argv: list[str]) -> int:
+def _inputs(args, config) -> dict[str, list[str]]:
+    """The files a run reads, which no report may overwrite."""
+    from comparator.inputs.images import SAMPLES
+
+    inputs = {}
+    if config.weights and os.path.isfile(config.weights):
+        inputs["--weights"] = [config.weights]
+    images = []
+    for item in config.images:
+        if item != SAMPLES and os.path.isdir(item):
+            images += [os.path.join(item, n) for n in os.listdir(item)]
+        elif item != SAMPLES:
+            images.append(item)
+    if images:
+        inputs["--images"] = images
+    return inputs
+
+
+def _check_targets(args, config) -> None:
+    from comparator.io import check_outputs
+
+    files = {f"--{flag}": getattr(args, flag) for flag in ("json", "markdown", "html")
+             if getattr(args, flag) is not None}
+    folders = {"--save-artifacts": args.save_artifacts} if args.save_artifacts is not None \
+        else {}
+    check_outputs(files, folders, _inputs(args, config))
+    if args.cache_dir is not None:
+        check_outputs({}, {"--cache-dir": args.cache_dir})
+
+
+def _cache_dir(args, stderr) -> tuple[str | None, str | None]:
+    """(the ONNX cache folder, a temporary folder to remove at the end or None). The
+    default cache under HOME falls back to a folder for this run only when HOME cannot
+    hold it (read-only, missing), and says so in one line."""
+    import tempfile
+
+    from comparator.io import default_cache_dir, shown
+
+    if args.no_onnx or args.cache_dir is not None:
+        return args.cache_dir, None
+    default = default_cache_dir()
+    try:
+        os.makedirs(default, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".xframe-probe-", dir=default)
+        os.close(fd)
+        os.unlink(probe)
+        return None, None
+    except OSError as exc:
+        temporary = tempfile.mkdtemp(prefix="xframe-cache-")
+        print(f"compare.py: note: the default ONNX cache {shown(default)} is not writable "
+              f"({exc.strerror or exc}); exports are kept in {temporary} for this run only "
+              "(--cache-dir DIR keeps them)", file=stderr)
+        return temporary, temporary
+
+
+def _write_reports(args, outcome, command, state: dict) -> list[str]:
+    """Every requested report, staged and then renamed into place as one set."""
+    from comparator.report.artifacts import write_artifacts
+    from comparator.io import ReportSet
+
+    report = outcome.report
+    with ReportSet() as reports:
+        if args.json:
+            reports.add(args.json, report.to_json())
+        if args.markdown:
+            from comparator.report.markdown import render_markdown
+
+            reports.add(args.markdown, render_markdown(report, command=command))
+        if args.html:
+            from comparator.report.html import render_html
+
+            reports.add(args.html, render_html(report, command=command,
+                                               bn_deltas=outcome.bn_deltas))
+        if args.save_artifacts:
+            write_artifacts(outcome, reports.directory(args.save_artifacts))
+        state["written"] = reports.written  # filled as renames land, for an interrupt
+        return reports.commit()
+
+
+def _show(report, quiet: bool) -> None:
+    """The terminal summary; a closed or broken stdout (`>&-`, `| head`) is not an error:
+    the reports are written and the exit code stays the comparison's."""
     from rich.console import Console
 
-    from comparator.report.artifacts import save_artifacts
     from comparator.report.terminal import render
-    from comparator.io import check_writable_dir, check_writable_file, write_atomic
-    from comparator.cli.progress import progress_display
-    from comparator.config import resolve
-    from comparator.pipeline import compare
 
+    if sys.stdout is None:
+        return
+    try:
+        stdout = Console(emoji=False)
+        if not stdout.is_terminal:
+            stdout = Console(width=100, emoji=False)
+        render(report, stdout, quiet=quiet)
+        sys.stdout.flush()
+    except SystemExit:  # rich's answer to a broken pipe: stdout to /dev/null, then exit 1
+        _silence_stdout()
+    except (BrokenPipeError, ValueError, OSError) as exc:
+        if isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError) \
+                and exc.errno not in (errno.EPIPE, errno.EBADF):
+            raise
+        _silence_stdout()
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's last flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.close(devnull)
+    except OSError:
+        pass
+    sys.stdout = None
+
+
+def _referee(args, pair, outcome, config, cache_dir, progress):
+    """ONNX Runtime's verdict, written into the outcome's report: on the user's own ONNX
+    file when one was given, else on the exports of both models (unless --no-onnx)."""
+    from comparator.analysis.referee import with_referee
+
+    if pair is not None and pair.onnx:
+        from comparator.pipeline import referee_onnx_file
+
+        progress("ONNX Runtime referee: running the given ONNX file", 1)
+        referee = referee_onnx_file(outcome, pair.onnx, device=config.device)
+    elif not args.no_onnx:
+        from comparator.pipeline import referee as run_referee
+
+        progress("ONNX Runtime referee: exporting and running", 1)
+        referee = run_referee(outcome, cache_dir=cache_dir, exporter=args.onnx_exporter,
+                              device=config.device)
+    else:
+        return None
+    outcome.report = with_referee(outcome.report, referee)
+    if outcome.report.settings.get("weights") == "imagenet-both":
+        from comparator.inputs.checkpoints import without_cross_training_checks
+
+        outcome.report = without_cross_training_checks(outcome.report)
+    return referee
+
+
+def _request(args):
+    """The user's pair (or None for a zoo model) and the checked configuration."""
     from comparator.cli.pair import is_pair, pair_from_args, refuse_pair_options
+    from comparator.config import resolve
 
     pair = pair_from_args(args) if is_pair(args) else None
     if pair is None:
@@ -164,60 +308,41 @@ def run(args, argv: list[str]) -> int:
 
         resolve_pair_config(config)
         check_pair(pair)
-    preset = args.preset
-    for flag in ("json", "markdown", "html"):
-        if getattr(args, flag):
-            check_writable_file(getattr(args, flag), f"--{flag}")
-    if args.cache_dir:
-        check_writable_dir(args.cache_dir, "--cache-dir")
-    if args.save_artifacts:
-        check_writable_dir(args.save_artifacts, "--save-artifacts")
-    stderr = Console(stderr=True, emoji=False)
-    referee = None
-    with progress_display(stderr) as progress:
-        if pair is None:
-            outcome = compare(config, progress=progress, preset=preset)
-        else:
-            from comparator.pipeline import compare_user_pair
+    return pair, config
 
-            outcome = compare_user_pair(pair, config, progress=progress)
-        if pair is not None and pair.onnx:
-            from comparator.analysis.referee import with_referee
-            from comparator.pipeline import referee_onnx_file
 
-            progress("ONNX Runtime referee: running the given ONNX file", 1)
-            referee = referee_onnx_file(outcome, pair.onnx, device=config.device)
-            outcome.report = with_referee(outcome.report, referee)
-        elif not args.no_onnx:
-            from comparator.analysis.referee import with_referee
-            from comparator.pipeline import referee as run_referee
+def _measure(args, pair, config):
+    """The comparison and its referee, with a progress display on stderr."""
+    import shutil
 
-            progress("ONNX Runtime referee: exporting and running", 1)
-            referee = run_referee(outcome, cache_dir=args.cache_dir,
-                                  exporter=args.onnx_exporter, device=config.device)
-            outcome.report = with_referee(outcome.report, referee)
-            if outcome.report.settings.get("weights") == "imagenet-both":
-                from comparator.inputs.checkpoints import without_cross_training_checks
+    from rich.console import Console
 
-                outcome.report = without_cross_training_checks(outcome.report)
+    from comparator.cli.progress import progress_display
+    from comparator.pipeline import compare
+
+    cache_dir, temporary_cache = _cache_dir(args, sys.stderr)
+    try:
+        with progress_display(Console(stderr=True, emoji=False)) as progress:
+            if pair is None:
+                outcome = compare(config, progress=progress, preset=args.preset)
+            else:
+                from comparator.pipeline import compare_user_pair
+
+                outcome = compare_user_pair(pair, config, progress=progress)
+            referee = _referee(args, pair, outcome, config, cache_dir, progress)
+    finally:
+        if temporary_cache:
+            shutil.rmtree(temporary_cache, ignore_errors=True)
+    return outcome, referee
+
+
+def run(args, argv: list[str], state: dict) -> int:
+    pair, config = _request(args)
+    _check_targets(args, config)
+    outcome, referee = _measure(args, pair, config)
     report = outcome.report
-    command = ["python", "scripts/compare.py", *argv]
-    if args.json:
-        write_atomic(args.json, report.to_json())
-    if args.markdown:
-        from comparator.report.markdown import write_markdown
-
-        write_markdown(report, args.markdown, command=command)
-    if args.html:
-        from comparator.report.html import write_html
-
-        write_html(report, args.html, command=command, bn_deltas=outcome.bn_deltas)
-    if args.save_artifacts:
-        save_artifacts(outcome, args.save_artifacts)
-    stdout = Console(emoji=False)
-    if not stdout.is_terminal:
-        stdout = Console(width=100, emoji=False)
-    render(report, stdout, quiet=args.quiet)
+    _write_reports(args, outcome, ["python", "scripts/compare.py", *argv], state)
+    _show(report, args.quiet)
     if worker_problems(report):
         return EXIT_WORKER_FAILED
     diverged_runs(report)  # named on stderr; their failed checks give exit status 1
@@ -230,24 +355,63 @@ def run(args, argv: list[str]) -> int:
     return EXIT_OK
 
 
+def _interrupted(exc: KeyboardInterrupt, written: list[str]) -> int:
+    from comparator.io import shown
+
+    what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+    done = (f"the reports were written before it: {', '.join(shown(p) for p in written)}"
+            if written else "no report was written")
+    print(f"compare.py: {what}; {done}", file=sys.stderr)
+    return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+
+
+def _capture_warnings() -> list[str]:
+    """Library warnings (torch on a legacy pickle, Keras on a checkpoint of another model)
+    span many lines: each is kept as one line, shown once after a finished run and left
+    out when the run ends in an error, so that an error stays one line."""
+    import warnings
+
+    from comparator.io import shown
+
+    captured: list[str] = []
+
+    def keep(message, category, *_args, **_kwargs):
+        lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+        text = f"{category.__name__}: {shown(lines[0] if lines else '')}"
+        if text not in captured:
+            captured.append(text)
+
+    warnings.showwarning = keep
+    return captured
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser().parse_args(argv)
-    from comparator.config.frameworks import keep_worker_backends_out
-
-    keep_worker_backends_out()
+    handle_sigterm()
+    state: dict = {"written": []}
+    captured = _capture_warnings()
     try:
-        return run(args, argv)
+        args = build_parser().parse_args(argv)
+        from comparator.config.frameworks import keep_worker_backends_out
+
+        keep_worker_backends_out()
+        code = run(args, argv, state)
+        for warning in captured:
+            print(f"compare.py: warning: {warning}", file=sys.stderr)
+        return code
     except ComparatorError as exc:
-        print(f"compare.py: error: {exc}", file=sys.stderr)
+        from comparator.io import shown
+
+        print(f"compare.py: error: {shown(exc)}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("compare.py: interrupted; no report was written", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:
+        return _interrupted(exc, state["written"])
     except Exception as exc:  # a bug: say so in one line unless asked for details
-        if args.debug or os.environ.get("XFRAME_DEBUG"):
+        if "--debug" in argv or os.environ.get("XFRAME_DEBUG"):
             raise
-        print(f"compare.py: internal error: {type(exc).__name__}: {exc} "
+        from comparator.io import shown
+
+        print(f"compare.py: internal error: {type(exc).__name__}: {shown(exc)} "
               "(rerun with --debug for the traceback)", file=sys.stderr)
         return EXIT_INTERNAL
 

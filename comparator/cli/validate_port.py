@@ -10,10 +10,12 @@ missing.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
-from comparator.cli.common import EXIT_INTERRUPTED, OneLineParser
+from comparator.cli.common import EXIT_INTERNAL, EXIT_INTERRUPTED, OneLineParser, size_argument
 from comparator.errors import EXIT_CHECK_FAILED, EXIT_OK, ComparatorError
+from comparator.io import shown
 
 PROG = "validate_port.py"
 
@@ -66,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-float64", action="store_true",
                         help="skip the float64 PyTorch reference that measures rounding")
     parser.add_argument("--json", metavar="PATH", help="also write the result as JSON here")
+    parser.add_argument("--max-memory", type=size_argument, metavar="SIZE",
+                        help="refuse runs whose estimated peak memory exceeds this (e.g. 16G; "
+                             "default: this machine's memory)")
     parser.add_argument("--rows", type=int, default=8,
                         help="diverging layers listed per pass (default 8)")
     return parser
@@ -103,8 +108,11 @@ def main(argv=None) -> int:
         from comparator.analysis.validation import DEFAULT_TOLERANCE
 
         modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
-        if args.tolerance is not None and not args.tolerance > 0:
-            raise UsageError(f"--tolerance must be positive, got {args.tolerance}")
+        if args.tolerance is not None and not 0 < args.tolerance < 1:
+            raise UsageError(f"--tolerance is a relative difference in (0, 1), got "
+                             f"{args.tolerance}")
+        if args.rows < 0:
+            raise UsageError(f"--rows must be 0 or more, got {args.rows}")
         if args.json:
             from comparator.io import check_writable_file
 
@@ -124,13 +132,18 @@ def main(argv=None) -> int:
                 **options)
         else:
             result = validate_model(args.model, image_size=args.image_size,
-                                    naive=args.naive, **options)
+                                    naive=args.naive, max_memory=args.max_memory, **options)
     except ComparatorError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        print(f"{PROG}: error: {shown(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug: one line, never exit 1 ("a layer diverges")
+        if os.environ.get("XFRAME_DEBUG"):
+            raise
+        print(f"{PROG}: internal error: {type(exc).__name__}: {shown(exc)}", file=sys.stderr)
+        return EXIT_INTERNAL
     print(result.render(max_rows=args.rows))
     if args.json:
         import json

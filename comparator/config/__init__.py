@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from comparator.config.frameworks import DEFAULT as FRAMEWORKS
 from comparator.config.frameworks import resolve_frameworks
+from comparator.limits import check_memory, check_numbers
 from comparator.config.recipes import Recipe, select
 from comparator.errors import UsageError
 from comparator.inputs.prepare import check_inputs
@@ -52,6 +51,7 @@ class CompareConfig:
     # --cache-dir: calibrated weights and JAX's compilations are kept there (None: the
     # default cache folder, comparator.io.cache_folder). Never changes a measured number.
     cache_dir: str | None = None
+    max_memory: int | None = None  # bytes; None: the machine's memory (comparator/limits.py)
 
 
 def resolve(config: CompareConfig) -> tuple[ModelSpec, CompareConfig, list[Recipe]]:
@@ -63,7 +63,9 @@ def resolve(config: CompareConfig) -> tuple[ModelSpec, CompareConfig, list[Recip
     if vector != (config.scenario == "regress"):
         raise UsageError(f"{spec.name} takes the scenario "
                          f"{'regress' if vector else 'classify or head'}, not {config.scenario}")
-    image_size = 0 if vector else (config.image_size or spec.default_image_size)
+    check_numbers(config)
+    image_size = 0 if vector else (spec.default_image_size if config.image_size is None
+                                   else config.image_size)
     sizes = [("batch size", config.batch_size), ("steps", config.steps)]
     if not vector:
         sizes.append(("image size", image_size))
@@ -76,13 +78,10 @@ def resolve(config: CompareConfig) -> tuple[ModelSpec, CompareConfig, list[Recip
         raise UsageError(f"image size {image_size} is too small for {spec.name}: "
                          f"it needs at least {spec.min_image_size} px")
     config = check_inputs(spec, config)
+    check_memory(spec.name, config.batch_size, image_size, spec.input_features,
+                 config.max_memory)
     _check_loss_and_labels(spec, config)
-    if not (config.lr > 0 and np.isfinite(config.lr)):
-        raise UsageError(f"learning rate must be a positive number, got {config.lr}")
     frameworks = resolve_frameworks(config.frameworks)
-    if not (config.worker_timeout > 0 and np.isfinite(config.worker_timeout)):
-        raise UsageError(f"worker timeout must be a positive number of seconds, got "
-                         f"{config.worker_timeout}")
     if config.device != "cpu" and not config.device.startswith("cuda"):
         raise UsageError(f"unknown device {config.device!r}; use cpu or cuda")
     recipes = select(list(config.recipes), list(frameworks), config.scenario)

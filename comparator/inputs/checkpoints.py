@@ -86,6 +86,29 @@ def parse_weights(value: str | None, spec: ModelSpec) -> WeightsChoice:
     return WeightsChoice("file", path=os.path.abspath(value), source=source)
 
 
+def check_archive_sizes(path: str, model: str) -> None:
+    """A zip-format checkpoint (torch.save's) whose members declare more bytes than the
+    model's state_dict can hold, in float64, is refused before any member is read (a
+    3 MB zip bomb otherwise expands to gigabytes first)."""
+    import zipfile
+
+    from comparator.limits import MODEL_SIZES, format_size
+
+    if not zipfile.is_zipfile(path):
+        return
+    params = MODEL_SIZES.get(model, (0, 0))[0]
+    limit = 8 * params + 64 * 1024 ** 2  # float64 of every parameter, plus buffers and pickle
+    try:
+        with zipfile.ZipFile(path) as archive:
+            declared = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise UsageError(f"--weights: {path} is not a readable checkpoint ({exc})") from None
+    if declared > limit:
+        raise UsageError(f"--weights: {path} declares {format_size(declared)} uncompressed, "
+                         f"more than a {model} state_dict can hold ({format_size(limit)}); "
+                         "refused before reading it")
+
+
 def offline() -> bool:
     return os.environ.get(OFFLINE_ENV, "").lower() in ("1", "true", "yes")
 

@@ -7,8 +7,10 @@ Decoding uses Pillow (imported only when images are read). No framework is impor
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,8 +56,11 @@ def sample_photos() -> list[str]:
     return paths
 
 
-def collect_images(given: list[str] | tuple[str, ...]) -> list[str]:
-    """Image files from files and folders (a folder: its JPEG/PNG files, sorted by name)."""
+def collect_images(given: list[str] | tuple[str, ...], notes: list | None = None) -> list[str]:
+    """Image files from files and folders (a folder: its JPEG/PNG files, sorted by name, at
+    most FOLDER_IMAGE_CAP of them; `notes` is told of any left out)."""
+    from comparator.limits import FOLDER_IMAGE_CAP
+
     if list(given) == [SAMPLES]:
         return sample_photos()
     found = []
@@ -68,7 +73,11 @@ def collect_images(given: list[str] | tuple[str, ...]) -> list[str]:
                             and os.path.isfile(os.path.join(item, n)))
             if not inside:
                 raise UsageError(f"--images: the folder {item} has no JPEG or PNG file")
-            found += inside
+            if len(inside) > FOLDER_IMAGE_CAP and notes is not None:
+                notes.append(f"the folder {item} holds {len(inside)} images; the first "
+                             f"{FOLDER_IMAGE_CAP} by name were used (name files one by one "
+                             "to use more)")
+            found += inside[:FOLDER_IMAGE_CAP]
         elif os.path.isfile(item):
             found.append(item)
         else:
@@ -79,44 +88,76 @@ def collect_images(given: list[str] | tuple[str, ...]) -> list[str]:
     return found
 
 
-def decode(path: str, size: int) -> np.ndarray:
-    """One image as float32 HWC RGB in [0, 1]: shorter side resized (bilinear) to
-    round(size * 256 / 224), then the centre size x size crop."""
+# Pillow modes of JPEG and PNG files: 8-bit ones convert to RGB in [0, 255]; 16-bit
+# greyscale PNGs ("I;16", or "I" in older Pillow) hold 0..65535 and convert("RGB") would
+# clip every value above 255 to white.
+EIGHT_BIT_MODES = ("1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK",
+                   "YCbCr")
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+
+
+def _bad_image(path: str, why: str) -> UsageError:
+    from comparator.io import shown
+
+    return UsageError(f"--images: {shown(path)} {why}")
+
+
+@contextlib.contextmanager
+def _opened(path: str):
+    """Image.open with every failure a one-line bad-input error, Pillow's decompression
+    bomb check included (its warning, between 1x and 2x the limit, counts as one too)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
-            if image.format not in ("JPEG", "PNG"):
-                raise UsageError(f"--images: {path} is a {image.format} image, not JPEG or PNG")
-            image = image.convert("RGB")
-            short = round(size * RESIZE_RATIO)
-            w, h = image.size
-            scale = short / min(w, h)
-            image = image.resize((max(short, round(w * scale)), max(short, round(h * scale))),
-                                 Image.Resampling.BILINEAR)
-            w, h = image.size
-            left, top = (w - size) // 2, (h - size) // 2
-            image = image.crop((left, top, left + size, top + size))
-            return np.asarray(image, dtype=np.float32) / 255.0
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                if image.format not in ("JPEG", "PNG"):
+                    raise _bad_image(path, f"is a {image.format} image, not JPEG or PNG")
+                yield image
     except UnidentifiedImageError:
-        raise UsageError(f"--images: {path} is not a readable image") from None
+        raise _bad_image(path, "is not a readable image") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise _bad_image(path, f"is refused as a decompression bomb ({exc})") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise UsageError(f"--images: {path} cannot be decoded ({exc})") from None
+        raise _bad_image(path, f"cannot be decoded ({exc})") from None
+
+
+def _resized(image, size: int):
+    from PIL import Image
+
+    short = round(size * RESIZE_RATIO)
+    w, h = image.size
+    scale = short / min(w, h)
+    image = image.resize((max(short, round(w * scale)), max(short, round(h * scale))),
+                         Image.Resampling.BILINEAR)
+    w, h = image.size
+    left, top = (w - size) // 2, (h - size) // 2
+    return image.crop((left, top, left + size, top + size))
+
+
+def decode(path: str, size: int) -> np.ndarray:
+    """One image as float32 HWC RGB in [0, 1]: shorter side resized (bilinear) to
+    round(size * 256 / 224), then the centre size x size crop."""
+    from PIL import Image
+
+    with _opened(path) as image:
+        if image.mode in SIXTEEN_BIT_MODES:
+            grey = np.asarray(image, dtype=np.float32) / 65535.0
+            if grey.min() < 0 or grey.max() > 1:
+                raise _bad_image(path, f"has {image.mode} values outside 0..65535")
+            plane = np.asarray(_resized(Image.fromarray(grey, "F"), size), dtype=np.float32)
+            return np.repeat(plane[:, :, None], 3, axis=2)
+        if image.mode not in EIGHT_BIT_MODES:
+            raise _bad_image(path, f"has the Pillow mode {image.mode}, which this tool does "
+                                   "not decode; save it as 8-bit RGB or 16-bit greyscale")
+        return np.asarray(_resized(image.convert("RGB"), size), dtype=np.float32) / 255.0
 
 
 def probe(path: str) -> None:
     """Check that a file is a readable JPEG or PNG image without decoding its pixels."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            if image.format not in ("JPEG", "PNG"):
-                raise UsageError(f"--images: {path} is a {image.format} image, not JPEG or PNG")
-            image.verify()
-    except UnidentifiedImageError:
-        raise UsageError(f"--images: {path} is not a readable image") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise UsageError(f"--images: {path} cannot be decoded ({exc})") from None
+    with _opened(path) as image:
+        image.verify()
 
 
 def is_caffe(pre: Preprocessing) -> bool:
@@ -191,19 +232,22 @@ class Images:
 
     pixels: np.ndarray
     paths: tuple[str, ...]
+    notes: tuple[str, ...] = ()
 
     def settings(self) -> dict:
         return {"files": [os.path.basename(p) for p in self.paths],
                 "paths": list(self.paths), "count": len(self.paths),
+                "notes": list(self.notes),
                 "transform": f"shorter side resized (bilinear) to {RESIZE_RATIO:.4f} x the "
                              "crop, centre crop, RGB in [0, 1]"}
 
 
 def load_images(given, size: int) -> Images:
-    paths = collect_images(given)
+    notes: list[str] = []
+    paths = collect_images(given, notes)
     if not paths:
         raise UsageError("--images: no image given")
-    return Images(np.stack([decode(p, size) for p in paths]), tuple(paths))
+    return Images(np.stack([decode(p, size) for p in paths]), tuple(paths), tuple(notes))
 
 
 __all__ = ["Images", "load_images", "preprocess", "label_values", "target_values",

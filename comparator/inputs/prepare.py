@@ -198,12 +198,14 @@ def _notes(prepared: Prepared) -> list[str]:
     settings, notes = prepared.settings, []
     for record in settings.get("checkpoints", []):
         notes.append(f"weights: {record['framework']} checkpoint {record['file']} "
-                     f"({record['source']}; {record['role']}), sha256 {record['sha256'][:16]}…")
+                     f"({record['source']}; {record['role']}), sha256 {record['sha256'][:16]}…"
+                     + (f"; {record['note']}" if record.get("note") else ""))
     if "images" in settings:
         pre = settings["preprocessing"]
         notes.append(f"images: {settings['images']['count']} photos "
                      f"({', '.join(settings['images']['files'])}); preprocessing: "
                      f"{pre['mode']} ({pre['note']})")
+        notes += [f"images: {note}" for note in settings["images"].get("notes", [])]
     for key, shown in (("label_values", "labels"), ("targets", "targets")):
         if key in settings:
             notes.append(f"{shown}: {settings[key]['source']}")

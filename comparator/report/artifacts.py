@@ -10,13 +10,18 @@ import numpy as np
 from comparator.io import staged_directory, write_atomic
 
 
+def write_artifacts(outcome, folder: str) -> None:
+    """batch.npz, the initial PyTorch state_dict(s) and report.json into `folder`."""
+    buffer = io.BytesIO()
+    np.savez(buffer, x=outcome.batch.x, y=outcome.batch.y)
+    write_atomic(os.path.join(folder, "batch.npz"), buffer.getvalue())
+    outcome.adapters["pytorch"].save_state_dict(folder)
+    write_atomic(os.path.join(folder, "report.json"), outcome.report.to_json())
+
+
 def save_artifacts(outcome, directory: str) -> list[str]:
-    """batch.npz, the initial PyTorch state_dict(s) and report.json, all or nothing."""
+    """The artifacts, all or nothing."""
     with staged_directory(directory) as staging:
-        buffer = io.BytesIO()
-        np.savez(buffer, x=outcome.batch.x, y=outcome.batch.y)
-        write_atomic(os.path.join(staging, "batch.npz"), buffer.getvalue())
-        outcome.adapters["pytorch"].save_state_dict(staging)
-        write_atomic(os.path.join(staging, "report.json"), outcome.report.to_json())
+        write_artifacts(outcome, staging)
         names = sorted(os.listdir(staging))
     return [os.path.join(directory, name) for name in names]

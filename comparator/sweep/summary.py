@@ -41,22 +41,25 @@ def _loss_relation(losses: dict) -> str:
     return "equal" if same else "differs"
 
 
-NOT_COMPARED = "not compared"  # crosscheck's difference when Dropout masks differ
+NOT_COMPARED = "not compared"  # reports before judged_on: Dropout masks differed
+WITHOUT_DROPOUT = " without Dropout"  # judged on the Dropout-free passes (judged_on)
 
 
 def _verdict(pair: dict) -> str:
+    judged = WITHOUT_DROPOUT if pair.get("judged_on") else ""
     if pair.get("equivalent"):
-        return "equivalent"
+        return "equivalent" + judged
     differences = pair.get("differences") or []
     if differences and all(NOT_COMPARED in d for d in differences):
         return NOT_COMPARED
-    return "differs"
+    return "differs" + judged
 
 
 def _twins(report: dict, run: dict) -> str:
     """The PyTorch recipes this run is expected to match, or found to match, and whether it
-    does: `eval_requires_grad: equivalent`, `eval: differs`, or `... not compared` (Dropout
-    active: the frameworks draw different masks, so losses after the step cannot agree)."""
+    does: `eval_requires_grad: equivalent`, `eval: differs`; with Dropout active (the
+    frameworks draw different masks) `... without Dropout`: judged on the Dropout-free
+    passes. Reports written before that judgement say `... not compared`."""
     if run["framework"] == "pytorch":
         return MISSING
     twins = set()
