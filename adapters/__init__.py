@@ -23,16 +23,21 @@ def load_adapter(name: str, **options):
 
     Keras on TensorFlow or JAX runs in a worker subprocess; its adapter here is a
     client (adapters.keras.client) that imports no framework. `worker_timeout`
-    (seconds) applies to those only."""
+    (seconds), `cache_dir` (where JAX keeps its compilations) and `eager` (Keras's
+    steps op by op, the compiled steps' reference) apply to those only."""
     from comparator.config.frameworks import canonical, runs_in_worker
 
     name = canonical(name)
     timeout = options.pop("worker_timeout", None)
+    cache_dir = options.pop("cache_dir", None)  # workers keep compilations there
+    eager = options.pop("eager", False)  # workers run Keras's steps op by op
     if runs_in_worker(name):
         from adapters.keras.client import DEFAULT_TIMEOUT, WorkerAdapter
 
         return WorkerAdapter(name, device=options.get("device", "cpu"),
-                             timeout=timeout or DEFAULT_TIMEOUT)
+                             timeout=timeout or DEFAULT_TIMEOUT,
+                             cache_dir=cache_dir,
+                             eager=eager)
     module_name, class_name = _ADAPTERS[name]
     # Keras fixes its device when it is imported, so the device travels ahead of the import.
     os.environ.setdefault("XFRAME_DEVICE", options.get("device", "cpu"))

@@ -290,3 +290,13 @@ def staged_directory(path: str):
         staging = reports.directory(path)
         yield staging
         reports.commit()
+
+
+def cache_folder(cache_dir: str | None, name: str) -> str:
+    """A named folder of the cache: under --cache-dir when given, else under
+    $XDG_CACHE_HOME/xframe-compare (~/.cache/xframe-compare). A cold run, one with an
+    empty --cache-dir, finds nothing that an earlier run left."""
+    if cache_dir:
+        return os.path.join(os.path.abspath(cache_dir), name)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "xframe-compare", name)

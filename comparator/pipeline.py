@@ -281,7 +281,8 @@ def compare(config: CompareConfig, progress=_noop, preset: str | None = None) ->
     clock.last = time.perf_counter()
     progress("importing frameworks", 0)
     adapters = {name: load_adapter(name, device=config.device,
-                                   worker_timeout=config.worker_timeout)
+                                   worker_timeout=config.worker_timeout,
+                                   cache_dir=config.cache_dir)
                 for name in config.frameworks}
     clock.phase("imports")
 

@@ -30,6 +30,11 @@ def main(argv=None) -> int:
     parser.add_argument("--runs", type=int, default=1,
                         help="repetitions of the tool's cold and warm runs and of the "
                              "irreducible compute; medians are kept (default 1)")
+    parser.add_argument("--frameworks-model", default="densenet121",
+                        help="model of the four-against-two-frameworks runs (default "
+                             "densenet121)")
+    parser.add_argument("--frameworks-image-size", type=int, default=96, help="default 96")
+    parser.add_argument("--frameworks-batch-size", type=int, default=4, help="default 4")
     args = parser.parse_args(argv)
     from tools.bench import benchmark, resolve, table
     from comparator.io import check_writable_file, write_atomic
@@ -37,8 +42,12 @@ def main(argv=None) -> int:
     handle_sigterm()
     try:
         resolve(args.model, args.image_size, args.batch_size, args.runs)
+        resolve(args.frameworks_model, args.frameworks_image_size, args.frameworks_batch_size,
+                1)
         check_writable_file(args.output, "--output")
-        result = benchmark(args.model, args.image_size, args.batch_size, args.runs)
+        result = benchmark(args.model, args.image_size, args.batch_size, args.runs,
+                           args.frameworks_model, args.frameworks_image_size,
+                           args.frameworks_batch_size)
     except ComparatorError as exc:
         print(f"bench.py: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -53,8 +62,10 @@ def main(argv=None) -> int:
     print(table(result))
     print(f"written: {args.output}")
     failed = [k for k, v in result["exit_codes"].items() if v != 0]
+    failed += [k for k, v in result["frameworks"]["runs"].items() if v["exit_code"] != 0]
     if failed:
-        tail = result["runs"][failed[0]]["stderr_tail"].strip().splitlines()
+        runs = {**result["runs"], **result["frameworks"]["runs"]}
+        tail = runs[failed[0]]["stderr_tail"].strip().splitlines()
         print(f"bench.py: compare.py exited non-zero ({', '.join(failed)})"
               + (f": {tail[-1]}" if tail else ""), file=sys.stderr)
         return 1

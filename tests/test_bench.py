@@ -13,13 +13,15 @@ SCRIPT = os.path.join(ROOT, "scripts", "bench.py")
 
 def bench(*args):
     return subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True,
-                          cwd=ROOT, timeout=300)
+                          cwd=ROOT, timeout=900)
 
 
 @pytest.fixture(scope="module")
 def result(tmp_path_factory):
     output = tmp_path_factory.mktemp("bench") / "results.json"
-    done = bench("tiny_cnn", "--image-size", "16", "--batch-size", "2", "--output", str(output))
+    done = bench("tiny_cnn", "--image-size", "16", "--batch-size", "2", "--output", str(output),
+                 "--frameworks-model", "tiny_cnn", "--frameworks-image-size", "16",
+                 "--frameworks-batch-size", "2")
     assert done.returncode == 0, done.stderr[-2000:]
     assert "ratio wall/irreducible" in done.stdout
     return json.loads(output.read_text())
@@ -47,6 +49,12 @@ def test_structure(result):
         assert f"keras:{recipe}:inference_after" in passes
     for mode in ("eval", "train_forward"):
         assert f"onnx:{mode}:export" in passes and f"onnx:{mode}:run" in passes
+    assert "onnx:keras:export" in passes  # the cold run's third export
+    assert set(result["frameworks"]["runs"]) == {"two_cold", "four_cold", "four_warm",
+                                                 "two_warm"}
+    assert set(result["cli"]) == {"help", "unknown_model", "bad_batch_size"}
+    assert set(result["targets"]) == {"four_to_two_frameworks", "wall_to_irreducible",
+                                      "peak_to_bare_fit", "cli_seconds"}
     assert set(result["irreducible"]["by_framework"]) == {"pytorch", "keras", "onnx"}
 
 
@@ -58,12 +66,13 @@ def test_numbers_positive_and_consistent(result):
     for label in ("cold", "warm"):
         wall = result["wall_seconds"][label]
         run = result["runs"][label]
+        own = result["irreducible_seconds_by_run"][label]  # a warm run exports nothing
         assert wall > 0 and result["peak_rss_mib"][label] > 0
-        assert result["ratio_wall_to_irreducible"][label] == pytest.approx(wall / base,
+        assert result["ratio_wall_to_irreducible"][label] == pytest.approx(wall / own,
                                                                             abs=1e-3)
         assert run["wall_seconds"] == wall
         assert run["all_wall_seconds"] == [wall]  # one run per label by default
-        assert result["ratio_per_repetition"][label] == [pytest.approx(wall / base, abs=1e-3)]
+        assert result["ratio_per_repetition"][label] == [pytest.approx(wall / own, abs=1e-3)]
         assert run["reused_inference_passes"] >= 0
         # the child's own total is part of its wall time, and its phases part of that total
         assert 0 < run["total_seconds"] <= wall
@@ -72,11 +81,52 @@ def test_numbers_positive_and_consistent(result):
         assert run["referee"]["total"] > 0
 
 
+def test_the_warm_irreducible_compute_leaves_out_the_exports(result):
+    passes, by_run = result["irreducible"]["passes"], result["irreducible_seconds_by_run"]
+    exports = sum(v for k, v in passes.items() if k.endswith(":export"))
+    assert by_run["cold"] == pytest.approx(result["irreducible_seconds"], abs=0.01)
+    assert by_run["warm"] == pytest.approx(by_run["cold"] - exports, abs=0.01)
+    for label in ("cold", "warm"):
+        assert result["ratio_wall_to_irreducible"][label] == pytest.approx(
+            result["wall_seconds"][label] / by_run[label], abs=1e-3)
+
+
+def test_four_frameworks_against_two(result):
+    frameworks = result["frameworks"]
+    runs = frameworks["runs"]
+    assert all(run["exit_code"] == 0 for run in runs.values())
+    for temperature in ("cold", "warm"):
+        assert set(runs[f"four_{temperature}"]["workers"]) == {"keras-tensorflow", "keras-jax"}
+        assert runs[f"two_{temperature}"]["workers"] == {}
+        assert frameworks["ratio_four_to_two"][temperature] == pytest.approx(
+            runs[f"four_{temperature}"]["wall_seconds"]
+            / runs[f"two_{temperature}"]["wall_seconds"], abs=1e-3)
+    assert "--no-onnx" in frameworks["command"]
+
+
+def test_peak_memory_is_held_against_the_larger_bare_fit_step(result):
+    bare = result["bare_fit"]
+    assert set(bare["peak_rss_mib"]) == {"keras", "pytorch"}
+    assert bare["larger_peak_rss_mib"] == max(bare["peak_rss_mib"].values()) > 0
+    assert result["ratio_peak_to_bare_fit"] == pytest.approx(
+        max(result["peak_rss_mib"].values()) / bare["larger_peak_rss_mib"], abs=1e-3)
+
+
+def test_the_command_line_cases_and_the_targets(result):
+    cli = result["cli"]
+    assert cli["help"]["exit_code"] == 0
+    assert cli["unknown_model"]["exit_code"] == cli["bad_batch_size"]["exit_code"] == 2
+    assert result["help_wall_seconds"] == cli["help"]["wall_seconds"] > 0
+    for target in result["targets"].values():
+        assert target["met"] == (target["value"] <= target["limit"])
+
+
 @pytest.mark.parametrize("args,message", [
     (["resnet9"], "unknown model 'resnet9'"),
     (["tiny_cnn", "--batch-size", "0"], "batch size must be positive"),
     (["tiny_cnn", "--image-size", "4"], "too small for tiny_cnn"),
     (["tiny_cnn", "--output", "/nonexistent-dir/r.json"], "does not exist"),
+    (["tiny_cnn", "--frameworks-batch-size", "0"], "batch size must be positive"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message):
     done = bench(*args)

@@ -44,6 +44,18 @@ Two measurements, put side by side:
    evaluated (a recipe that changes nothing, recipes that end alike; the report counts them
    in `timings.reused_inference_passes`), which plain code run recipe by recipe does not.
 
+3. **Four frameworks against two** (`time_frameworks`): compare.py on densenet121 at 96 px,
+   batch 4, without the referee, with `pytorch,keras-torch` and with all four frameworks,
+   cold and warm in one fresh cache folder.
+
+4. **Peak memory against a bare fit step** (`bare_fit_peaks`): a fresh process that builds
+   the same model and runs one train step in plain Keras (`fit`) and one in plain PyTorch;
+   the tool's peak is held against the larger.
+
+5. **The command line's own cost** (`time_cli`): `--help` and two argument errors.
+
+`targets` holds each of issue 19's targets with its measured value and whether it is met.
+
 A repetition is a cold run, a warm run and a run of the irreducible compute, in that
 order, so that both sides of a ratio meet the same machine: the speed of the same command
 here drifts by 20 % and more within minutes. With `runs > 1` the run with the median wall
@@ -162,13 +174,6 @@ def _time_one(model: str, image_size: int, batch_size: int, cache: str,
     return run
 
 
-def time_help(repeats: int = 3) -> float:
-    """Median wall time of `python scripts/compare.py --help` in a child process."""
-    return round(statistics.median(
-        run_child([sys.executable, COMPARE, "--help"])["wall_seconds"]
-        for _ in range(repeats)), 3)
-
-
 # ----- the irreducible compute --------------------------------------------------------------
 
 def _batch(spec, image_size: int, batch_size: int, seed: int = 0):
@@ -256,6 +261,14 @@ def _keras_passes(keras, model, x, y, clock: _Clock) -> None:
     set_trainable("train")
 
 
+def _keras_export(kmodel, workdir: str, clock: _Clock) -> None:
+    """The referee's third export in a cold run: Keras's own `model.export`."""
+    from adapters.onnx.runtime import export_keras
+
+    path = os.path.join(workdir, "keras.onnx")
+    clock.add("onnx:keras:export", lambda: export_keras(kmodel, path))
+
+
 def _onnx_passes(net, x_nchw, workdir: str, clock: _Clock) -> None:
     import numpy as np
     import onnxruntime as ort
@@ -308,6 +321,7 @@ def time_irreducible(spec, image_size: int, batch_size: int) -> dict:
         _pytorch_passes(net, x_nchw, y_t, clock)
         _keras_passes(keras, kmodel, x, y, clock)
         _onnx_passes(net, x_nchw, workdir, clock)
+        _keras_export(kmodel, workdir, clock)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return clock.seconds
@@ -335,17 +349,136 @@ def irreducible_in_child(model: str, image_size: int, batch_size: int) -> dict[s
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def _is_export(name: str) -> bool:
+    return name.endswith(":export")
+
+
 def _median_repetition(repetitions: list[dict[str, float]]) -> dict:
+    """The repetition with the median total. A warm run makes no exports (they come from
+    the cache), so its irreducible compute is the same passes without the exports."""
     totals = [sum(r.values()) for r in repetitions]
     chosen = repetitions[totals.index(statistics.median_low(totals))]
     groups = {}
     for name, seconds in chosen.items():
         framework = name.split(":")[0]
         groups[framework] = groups.get(framework, 0.0) + seconds
+    warm = [sum(v for k, v in r.items() if not _is_export(k)) for r in repetitions]
     return {"seconds": round(sum(chosen.values()), 3),
+            "seconds_by_run": {"cold": round(sum(chosen.values()), 3),
+                               "warm": round(sum(v for k, v in chosen.items()
+                                                 if not _is_export(k)), 3)},
             "by_framework": {k: round(v, 3) for k, v in groups.items()},
             "passes": {k: round(v, 4) for k, v in chosen.items()},
-            "runs": len(repetitions), "all_runs_seconds": [round(t, 3) for t in totals]}
+            "runs": len(repetitions), "all_runs_seconds": [round(t, 3) for t in totals],
+            "all_runs_seconds_by_run": {"cold": [round(t, 3) for t in totals],
+                                        "warm": [round(t, 3) for t in warm]}}
+
+
+# ----- four frameworks against two ---------------------------------------------------------
+
+TWO_FRAMEWORKS = "pytorch,keras-torch"
+FOUR_FRAMEWORKS = "pytorch,keras-torch,keras-tensorflow,keras-jax"
+
+
+def time_frameworks(model: str, image_size: int, batch_size: int) -> dict:
+    """compare.py with four frameworks against two, without the referee, in one fresh cache
+    folder: two, four (cold: JAX compiles), four again and two again (warm: the
+    compilations and calibrated weights come from the cache). Per run: wall time, peak RSS,
+    exit code and each worker's own seconds."""
+    workdir = tempfile.mkdtemp(prefix="xframe-bench-frameworks-")
+    cache = os.path.join(workdir, "cache")
+    runs = {}
+    try:
+        os.mkdir(cache)
+        for label, frameworks in (("two_cold", TWO_FRAMEWORKS), ("four_cold", FOUR_FRAMEWORKS),
+                                  ("four_warm", FOUR_FRAMEWORKS), ("two_warm", TWO_FRAMEWORKS)):
+            report_path = os.path.join(workdir, f"{label}.json")
+            run = run_child([sys.executable, COMPARE, model, "--image-size", str(image_size),
+                             "--batch-size", str(batch_size), "--no-onnx", "--frameworks",
+                             frameworks, "--json", report_path, "--quiet", "--cache-dir", cache])
+            if os.path.exists(report_path):
+                with open(report_path) as handle:
+                    phases = json.load(handle).get("timings", {}).get("phases", {})
+                run["workers"] = {k.split(":", 1)[1]: v for k, v in phases.items()
+                                  if k.startswith("worker:")}
+            runs[label] = run
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    ratio = {temperature: round(runs[f"four_{temperature}"]["wall_seconds"]
+                                / runs[f"two_{temperature}"]["wall_seconds"], 3)
+             for temperature in ("cold", "warm")}
+    return {"command": (f"python scripts/compare.py {model} --image-size {image_size} "
+                        f"--batch-size {batch_size} --no-onnx --frameworks FRAMEWORKS --json "
+                        "<tmp> --quiet --cache-dir <fresh tmp dir>"),
+            "two": TWO_FRAMEWORKS, "four": FOUR_FRAMEWORKS, "runs": runs,
+            "ratio_four_to_two": ratio}
+
+
+# ----- peak memory of a bare fit step ------------------------------------------------------
+
+_BARE_FIT = """
+import os, sys
+sys.path.insert(0, {root!r})
+os.environ["KERAS_BACKEND"] = "torch"
+from comparator.config.frameworks import keep_worker_backends_out
+keep_worker_backends_out()
+from comparator.zoo import get_spec
+from tools.bench import _batch
+spec = get_spec({model!r})
+x, y = _batch(spec, {image_size}, {batch_size})
+if {framework!r} == "keras":
+    import keras
+    from adapters.keras.models import build_base
+    model = build_base(spec, {image_size}, include_top=True)
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.01),
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, batch_size=len(x), epochs=1, verbose=0)
+else:
+    import torch
+    import torch.nn.functional as F
+    from adapters.pytorch.models import build_network
+    net = build_network(spec).train()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.01)
+    loss = F.cross_entropy(net(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())),
+                           torch.from_numpy(y))
+    loss.backward()
+    optimizer.step()
+"""
+
+
+def bare_fit_peaks(model: str, image_size: int, batch_size: int) -> dict:
+    """Peak RSS (MiB) of a fresh process that builds the model and runs one train step in
+    plain framework code: Keras's own `fit` (torch backend), PyTorch's forward, backward
+    and SGD step. The larger of the two is what the tool is held against."""
+    peaks = {}
+    for framework in ("keras", "pytorch"):
+        code = _BARE_FIT.format(root=ROOT, model=model, image_size=image_size,
+                                batch_size=batch_size, framework=framework)
+        run = run_child([sys.executable, "-c", code])
+        if run["exit_code"] != 0:
+            raise RuntimeError(f"the bare {framework} fit process failed: "
+                               f"{run['stderr_tail'].strip().splitlines()[-1:]}")
+        peaks[framework] = run["peak_rss_mib"]
+    larger = max(peaks, key=peaks.get)
+    return {"peak_rss_mib": peaks, "larger": larger, "larger_peak_rss_mib": peaks[larger]}
+
+
+# ----- the command line's own cost -------------------------------------------------------
+
+CLI_CASES = {"help": ["--help"], "unknown_model": ["no_such_model"],
+             "bad_batch_size": ["tiny_cnn", "--batch-size", "0"]}
+
+
+def time_cli(repeats: int = 3) -> dict:
+    """Median wall time of compare.py answering --help and two argument errors (each must
+    exit before any framework is imported), with each case's exit code."""
+    found = {}
+    for name, args in CLI_CASES.items():
+        runs = [run_child([sys.executable, COMPARE, *args]) for _ in range(repeats)]
+        found[name] = {"wall_seconds": round(statistics.median(r["wall_seconds"]
+                                                               for r in runs), 3),
+                       "exit_code": runs[0]["exit_code"]}
+    return found
 
 
 # ----- the whole benchmark ------------------------------------------------------------------
@@ -359,34 +492,63 @@ def machine() -> dict:
             "python": platform.python_version()}
 
 
-def benchmark(model: str, image_size: int | None, batch_size: int, runs: int = 1) -> dict:
+TARGETS = {"four_to_two_frameworks": 3.0, "wall_to_irreducible": 1.3,
+           "peak_to_bare_fit": 1.1, "cli_seconds": 0.5}
+
+
+def benchmark(model: str, image_size: int | None, batch_size: int, runs: int = 1,
+              frameworks_model: str = "densenet121", frameworks_image_size: int = 96,
+              frameworks_batch_size: int = 4) -> dict:
     spec, image_size = resolve(model, image_size, batch_size, runs)
+    resolve(frameworks_model, frameworks_image_size, frameworks_batch_size, 1)
     load_before = [round(v, 2) for v in os.getloadavg()]  # the machine may be shared
+    cli = time_cli()
     tool, irreducible, every_run = time_repetitions(spec.name, image_size, batch_size, runs)
-    help_seconds = time_help()
-    base = irreducible["seconds"]
+    bare = bare_fit_peaks(spec.name, image_size, batch_size)
+    frameworks = time_frameworks(frameworks_model, frameworks_image_size,
+                                 frameworks_batch_size)
+    base = irreducible["seconds_by_run"]
     # Each repetition's own ratio: tool and plain passes measured minutes apart, not hours.
     paired = {label: [round(run["wall_seconds"] / total, 3) for run, total
-                      in zip(every_run[label], irreducible["all_runs_seconds"])]
+                      in zip(every_run[label], irreducible["all_runs_seconds_by_run"][label])]
               for label in ("cold", "warm")}
+    ratio = {label: round(tool[label]["wall_seconds"] / base[label], 3)
+             for label in ("cold", "warm")}
+    peak = max(tool[label]["peak_rss_mib"] for label in ("cold", "warm"))
+    peak_ratio = round(peak / bare["larger_peak_rss_mib"], 3)
     return {
         "command": " ".join(compare_command(spec.name, image_size, batch_size)),
         "model": spec.name, "image_size": image_size, "batch_size": batch_size,
         "wall_seconds": {"cold": tool["cold"]["wall_seconds"],
                          "warm": tool["warm"]["wall_seconds"]},
-        "irreducible_seconds": base,
-        "ratio_wall_to_irreducible": {
-            label: round(tool[label]["wall_seconds"] / base, 3) for label in ("cold", "warm")},
+        "irreducible_seconds": irreducible["seconds"],
+        "irreducible_seconds_by_run": base,
+        "ratio_wall_to_irreducible": ratio,
         "peak_rss_mib": {label: tool[label]["peak_rss_mib"] for label in ("cold", "warm")},
         "exit_codes": {label: tool[label]["exit_code"] for label in ("cold", "warm")},
         "runs": {"cold": tool["cold"], "warm": tool["warm"]},
         "irreducible": irreducible,
         "ratio_per_repetition": paired,
-        "help_wall_seconds": help_seconds,
+        "bare_fit": bare,
+        "ratio_peak_to_bare_fit": peak_ratio,
+        "frameworks": frameworks,
+        "cli": cli,
+        "help_wall_seconds": cli["help"]["wall_seconds"],
+        "targets": _targets(frameworks["ratio_four_to_two"], ratio, peak_ratio, cli),
         "machine": {**machine(), "load_average_before": load_before,
                     "load_average_after": [round(v, 2) for v in os.getloadavg()]},
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+
+
+def _targets(four_to_two: dict, wall_ratio: dict, peak_ratio: float, cli: dict) -> dict:
+    """Each target of issue 19: the measured value, the limit, and whether it is met."""
+    cli_worst = max(case["wall_seconds"] for case in cli.values())
+    values = {"four_to_two_frameworks": max(four_to_two.values()),
+              "wall_to_irreducible": max(wall_ratio.values()),
+              "peak_to_bare_fit": peak_ratio, "cli_seconds": cli_worst}
+    return {name: {"value": value, "limit": TARGETS[name], "met": value <= TARGETS[name]}
+            for name, value in values.items()}
 
 
 def table(result: dict) -> str:
@@ -401,7 +563,26 @@ def table(result: dict) -> str:
              f"{result['exit_codes']['warm']:>10}",
              f"irreducible compute: {result['irreducible_seconds']:.2f} s "
              + ", ".join(f"{k} {v:.2f}" for k, v in result["irreducible"]["by_framework"].items()),
-             f"compare.py --help: {result['help_wall_seconds']:.2f} s (median of 3)"]
+             "irreducible compute by run (s): cold "
+             f"{result['irreducible_seconds_by_run']['cold']:.2f} (with the 3 ONNX exports), "
+             f"warm {result['irreducible_seconds_by_run']['warm']:.2f}",
+             f"peak RSS against a bare fit step: {result['ratio_peak_to_bare_fit']:.2f} (bare "
+             + ", ".join(f"{k} {v:.0f} MiB" for k, v in result["bare_fit"]["peak_rss_mib"].items())
+             + ")",
+             "compare.py, median of 3: " + ", ".join(
+                 f"{k} {v['wall_seconds']:.2f} s (exit {v['exit_code']})"
+                 for k, v in result["cli"].items())]
+    frameworks = result["frameworks"]
+    lines.append(f"frameworks ({frameworks['command']}):")
+    for label, run in frameworks["runs"].items():
+        workers = ", ".join(f"{k} {v:.1f} s" for k, v in run.get("workers", {}).items())
+        lines.append(f"  {label:10}{run['wall_seconds']:>9.2f} s  peak {run['peak_rss_mib']:.0f}"
+                     f" MiB  exit {run['exit_code']}" + (f"  ({workers})" if workers else ""))
+    ratio = frameworks["ratio_four_to_two"]
+    lines.append(f"  four / two: cold {ratio['cold']:.2f}, warm {ratio['warm']:.2f}")
+    lines.append("targets: " + "; ".join(
+        f"{k} {v['value']:.2f} <= {v['limit']:g} {'met' if v['met'] else 'NOT met'}"
+        for k, v in result["targets"].items()))
     for label in ("cold", "warm"):
         phases = result["runs"][label]["phases"]
         referee = result["runs"][label]["referee"].get("total")

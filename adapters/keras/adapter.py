@@ -60,31 +60,52 @@ def _softmax_categorical_crossentropy(y_true, logits):
 
 
 class _BackendHooks:
-    """The backend-specific parts of the adapter; everything else uses keras.ops."""
+    """The backend-specific parts of the adapter; everything else uses keras.ops.
 
-    def __init__(self, backend: str):
+    TensorFlow and JAX run `fit`'s train step compiled, as Keras defaults it (a
+    tf.function; jax.jit), unless `eager` asks for the step run op by op. The layer
+    observations then live inside the compiled step and hand their per-channel
+    statistics to the host as the step runs: by tf.numpy_function in TensorFlow's graph,
+    by jax.debug.callback in JAX's. Torch's trainer is eager unless told to compile."""
+
+    def __init__(self, backend: str, eager: bool = False):
         self.backend = backend
+        self.eager = eager
 
     def is_concrete(self, tensor) -> bool:
-        """Whether a layer is called on values (not while Keras traces shapes)."""
+        """Whether a layer call carries values that a host callback will see."""
         if self.backend == "torch":
             # Keras builds models by calling layers on meta tensors; those carry no values.
             return "meta" not in str(getattr(tensor, "device", ""))
-        if self.backend == "tensorflow":
-            import tensorflow as tf
-
-            return tf.executing_eagerly()
-        # JAX: values arrive through jax.debug.callback, which shape tracing never runs.
+        # TensorFlow and JAX: a callback runs only when the step runs, never while
+        # Keras traces shapes.
         return True
 
+    def _in_graph(self) -> bool:
+        if self.backend != "tensorflow":
+            return False
+        import tensorflow as tf
+
+        return not tf.executing_eagerly()
+
     def host(self, fn, *tensors) -> None:
-        """Call fn with the tensors' values as numpy arrays. Under JAX a train step's
-        tensors are tracers of jax.value_and_grad, so the values come by callback."""
+        """Call fn with the tensors' values as numpy arrays, when the step runs them."""
         if self.backend == "jax":
             import jax
 
             jax.debug.callback(lambda *values: fn(*(np.asarray(v) for v in values)),
                                *tensors)
+            return
+        if self._in_graph():
+            import tensorflow as tf
+
+            def call(*values):
+                fn(*(np.asarray(v) for v in values))
+                return np.zeros((), np.bool_)
+
+            # A stateful op: tf.function's automatic control dependencies run it.
+            tf.numpy_function(call, [ops.convert_to_tensor(t) for t in tensors], tf.bool,
+                              stateful=True)
             return
         fn(*(None if t is None else ops.convert_to_numpy(t) for t in tensors))
 
@@ -92,6 +113,10 @@ class _BackendHooks:
         """A value of the variable that a later in-place update does not change."""
         if self.backend == "jax":
             return variable.value  # immutable
+        if self._in_graph():
+            import tensorflow as tf
+
+            return tf.identity(variable.value)  # ordered before the layer's update
         return ops.convert_to_numpy(variable).copy()
 
     batch_norm_class = None  # keras.layers.BatchNormalization, set once Keras is imported
@@ -120,18 +145,31 @@ class _BackendHooks:
         return contextlib.nullcontext()
 
     def compile_options(self) -> dict:
-        # The layers are observed from Python inside the train step: TensorFlow must run it
-        # eagerly rather than as a tf.function; JAX runs it un-jitted (still under
-        # jax.value_and_grad). Torch's trainer is eager unless told to compile.
         if self.backend == "torch":
             return {"jit_compile": False}
-        return {"jit_compile": False, "run_eagerly": True}
+        if self.eager:
+            return {"jit_compile": False, "run_eagerly": True}
+        if self.backend == "tensorflow":
+            # Keras's default on CPU. With a GPU Keras would add XLA, which cannot hold the
+            # observations' tf.numpy_function; the step stays a tf.function there too.
+            return {"jit_compile": False}
+        return {}  # JAX: Keras's defaults, a jax.jit-compiled step
+
+    def train_step_kind(self, model) -> str:
+        """How fit() runs the step, in words, from the compiled model itself."""
+        if model.run_eagerly:
+            return "eager (run_eagerly=True)"
+        if self.backend == "torch":
+            return "eager (Keras's default on torch)"
+        if self.backend == "jax":
+            return "compiled (jax.jit)"
+        return "compiled (tf.function, XLA)" if model.jit_compile else "compiled (tf.function)"
 
 
-def _hooks_for(backend: str):
+def _hooks_for(backend: str, eager: bool = False):
     """Keras 3's hooks on this backend, or Keras 2's (a tf-keras worker, where `keras` is
     tf_keras: adapters/keras/keras2.py)."""
-    hooks = _BackendHooks(backend)
+    hooks = _BackendHooks(backend, eager)
     hooks.batch_norm_class = layers.BatchNormalization
     if keras.__version__.startswith("2."):
         from adapters.keras.keras2 import Keras2Hooks
@@ -146,12 +184,12 @@ class Keras3Adapter(FrameworkAdapter):
     backend = BACKEND
     capabilities = frozenset({"optimizer_overrides"})
 
-    def __init__(self, device: str = "cpu"):
+    def __init__(self, device: str = "cpu", eager: bool = False):
         super().__init__(device)
         if keras.backend.backend() != self.backend:
             raise FrameworkUnavailable(
                 f"Keras runs on {keras.backend.backend()!r}, not {self.backend}")
-        self._hooks = _hooks_for(self.backend)
+        self._hooks = _hooks_for(self.backend, eager)
         keras_device = os.environ.get("KERAS_TORCH_DEVICE", "cpu")
         if self.backend == "torch" and keras_device.split(":")[0] != device.split(":")[0]:
             raise FrameworkUnavailable(f"Keras was imported for device {keras_device!r}; "
@@ -391,12 +429,11 @@ class Keras3Adapter(FrameworkAdapter):
             beta = hooks.value(layer.beta) if layer.center else ops.zeros_like(sums[0])
 
             def record(x_mean, x_square, y_mean, y_square, gamma, beta, mean, moving_var):
-                # Any call in the step counts: fit(validation_data=...) calls the layer
-                # again, in inference mode, after the train step.
-                adapter._bn_seen[layer.name] = adapter._bn_seen.get(layer.name, False) or \
-                    used_batch_statistics(x_mean, variance(x_mean, x_square), y_mean,
-                                          variance(y_mean, y_square), gamma, beta, mean,
-                                          moving_var, eps=layer.epsilon)
+                # The step's own call comes first; fit's validation pass (validation_data,
+                # in inference mode) calls the layer again afterwards and must not count.
+                adapter._bn_seen.setdefault(layer.name, used_batch_statistics(
+                    x_mean, variance(x_mean, x_square), y_mean, variance(y_mean, y_square),
+                    gamma, beta, mean, moving_var, eps=layer.epsilon))
 
             hooks.host(record, *sums, gamma, beta, *moving)
             return outputs
@@ -407,8 +444,7 @@ class Keras3Adapter(FrameworkAdapter):
                 same = ops.all(ops.equal(ops.stop_gradient(inputs), ops.stop_gradient(outputs)))
 
                 def record(same):
-                    adapter._dropout_seen[layer.name] = \
-                        adapter._dropout_seen.get(layer.name, False) or not bool(same)
+                    adapter._dropout_seen.setdefault(layer.name, not bool(same))
 
                 hooks.host(record, same)
             return outputs
@@ -448,7 +484,10 @@ class Keras3Adapter(FrameworkAdapter):
         return self._wrappers[False]
 
     def _environment_impl(self):
-        return {"keras": keras.__version__, "keras_backend": keras.backend.backend()}
+        found = {"keras": keras.__version__, "keras_backend": keras.backend.backend()}
+        if self._fit_model is not None and getattr(self._fit_model, "compiled", False):
+            found["keras_train_step"] = self._hooks.train_step_kind(self._fit_model)
+        return found
 
     def backend_versions(self) -> dict[str, str]:
         """The backend framework's own version (torch's is reported by its adapter)."""

@@ -29,6 +29,7 @@ from adapters.base import Adapter, Measurement
 from comparator.errors import Diverged
 from comparator.config.flavours import parse as parse_flavour
 from comparator.config.frameworks import missing_extra_reason, missing_modules
+from comparator.io import cache_folder
 from comparator.schema import Losses, Modes, RunResult, State
 
 DEFAULT_TIMEOUT = 600.0
@@ -38,6 +39,7 @@ PARENT_VARIABLE = "XFRAME_PARENT_PID"  # the worker ends itself when this proces
 STDERR_TAIL_BYTES = 64 * 1024
 EXIT_MISSING = 3  # adapters.keras.worker: the backend is not installed
 EXIT_UNAVAILABLE = 4  # adapters.keras.worker: this Keras cannot import or run with this backend
+COMPILATION_CACHE = "jax-compilation"  # the cache folder of JAX's XLA compilations
 # The repository root (this file is adapters/keras/client.py): the worker imports from it.
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -198,12 +200,15 @@ class WorkerAdapter(Adapter):
 
     runs_in_worker = True
 
-    def __init__(self, name: str, device: str = "cpu", timeout: float = DEFAULT_TIMEOUT):
+    def __init__(self, name: str, device: str = "cpu", timeout: float = DEFAULT_TIMEOUT,
+                 cache_dir: str | None = None, eager: bool = False):
         super().__init__(device)
         self.flavour = parse_flavour(name)
         self.name, self.backend = name, self.flavour.backend
         self.overlay = None  # adapters.keras.overlays.Overlay, once built or found
         self.timeout = timeout
+        self.eager = eager  # Keras's steps op by op (the compiled step's reference)
+        self.compilation_cache = cache_folder(cache_dir, COMPILATION_CACHE)
         self._request: dict = {}
         self._weights: dict = {}
         self._batch = None
@@ -274,7 +279,8 @@ class WorkerAdapter(Adapter):
 
     def _base_request(self, task: str) -> dict:
         return {"task": task, "framework": self.name, "backend": self.backend,
-                "device": self.device, "loss_kind": self.loss_kind, **self._request}
+                "device": self.device, "loss_kind": self.loss_kind, "eager": self.eager,
+                "compilation_cache": self.compilation_cache, **self._request}
 
     def _arrays(self) -> dict:
         return {"weights.npz": self._weights,
@@ -304,7 +310,10 @@ class WorkerAdapter(Adapter):
             self._measurements[run.id] = Measurement(run, states["final"], states["initial"],
                                                      ablations)
         self._logits = arrays["logits"]
-        self._environment = {k: str(v) for k, v in response.get("environment", {}).items()
+        # Keys that name this worker's Keras, not the in-process one, get its name.
+        own = {"keras_train_step": f"{self.name}_train_step"}
+        self._environment = {own.get(k, k): str(v)
+                             for k, v in response.get("environment", {}).items()
                              if k not in ("keras_backend",)}
         if self.flavour.overlay or self.flavour.keras2:
             # Not the environment's Keras: the report's `keras` stays the in-process one's.

@@ -150,7 +150,7 @@ def _config(args, pair=None):
     values.pop("model", None)
     if not model:
         raise UsageError("give a model (or --preset); see --help")
-    return CompareConfig(model=model, **values)
+    return CompareConfig(model=model, cache_dir=getattr(args, "cache_dir", None), **values)
 
 
 def _inputs(args, config) -> dict[str, list[str]]:

@@ -48,6 +48,9 @@ class CompareConfig:
     images: tuple[str, ...] = ()  # with images, the batch is these images
     targets: tuple[float, ...] = ()  # head-scenario targets for the images
     worker_timeout: float = 600.0  # seconds a Keras worker (TensorFlow, JAX) may take
+    # --cache-dir: calibrated weights and JAX's compilations are kept there (None: the
+    # default cache folder, comparator.io.cache_folder). Never changes a measured number.
+    cache_dir: str | None = None
     max_memory: int | None = None  # bytes; None: the machine's memory (comparator/limits.py)
 
 

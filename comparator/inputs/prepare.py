@@ -181,8 +181,8 @@ def prepare(spec: ModelSpec, config, torch_adapter, loaders=None) -> Prepared:
         prepared = _pretrained(spec, config, choice, torch_adapter, loaders)
     else:
         weights = random_calibrated(spec, config.scenario, config.seed, config.image_size,
-                                    torch_adapter)
-        prepared = Prepared(weights, None)
+                                    torch_adapter, cache_dir=getattr(config, "cache_dir", None))
+        prepared = Prepared(weights, None, settings={"weights_cache": weights.cache})
     if getattr(config, "images", ()):
         used = "keras" if choice.source == "keras" else "pytorch"
         prepared.batch = _image_batch(spec, config, prepared, torch_adapter, used)

@@ -26,6 +26,7 @@ class CanonicalWeights:
     arrays: dict[str, np.ndarray]
     source: str
     description: str
+    cache: str | None = None  # calibrated random weights: reused from the cache or made
 
     @property
     def sha256(self) -> str:

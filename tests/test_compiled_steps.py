@@ -1,0 +1,87 @@
+"""Keras on TensorFlow and JAX runs fit()'s train step compiled, as fit does by default,
+and observes BatchNorm and Dropout inside the compiled step. The observations must be
+those of the same step run op by op (the eager reference)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from adapters import load_adapter
+from comparator.config import CompareConfig, resolve
+from comparator.config.frameworks import missing_modules
+from comparator.inputs.prepare import prepare
+
+# Checked without importing: TensorFlow and JAX run in the workers, never in this process.
+pytestmark = pytest.mark.skipif(bool(missing_modules(["tensorflow", "jax"])),
+                                reason="the tensorflow and jax extras are not installed")
+
+
+def _worker_runs(framework, model, image_size, batch_size, names, eager, cache_dir,
+                 validate=False):
+    config = CompareConfig(model=model, image_size=image_size, batch_size=batch_size,
+                           frameworks=("pytorch", framework), validate=validate)
+    spec, config, recipes = resolve(config)
+    prepared = prepare(spec, config, load_adapter("pytorch"))
+    selected = [r for r in recipes if r.framework == framework and r.name in names]
+    worker = load_adapter(framework, eager=eager, cache_dir=str(cache_dir))
+    worker.loss_kind = config.loss
+    worker.build(spec, config.scenario, config.seed, config.image_size)
+    worker.load_weights(prepared.arrays_for("keras"))
+    worker.start(selected, prepared.batch, config.steps, config.lr, config.optimizer,
+                 config.validate)
+    assert worker.failure is None, worker.failure
+    return {r.name: worker.run_recipe(r).result for r in selected}, worker.environment()
+
+
+def _compare(framework, model, image_size, batch_size, names, tmp_path):
+    eager, eager_env = _worker_runs(framework, model, image_size, batch_size, names, True,
+                                    tmp_path)
+    compiled, compiled_env = _worker_runs(framework, model, image_size, batch_size, names,
+                                          False, tmp_path)
+    assert eager_env[f"{framework}_train_step"] == "eager (run_eagerly=True)"
+    assert compiled_env[f"{framework}_train_step"].startswith("compiled")
+    for name in names:
+        assert compiled[name].modes == eager[name].modes, name
+        np.testing.assert_allclose(compiled[name].losses.train_step,
+                                   eager[name].losses.train_step, rtol=1e-4)
+    return compiled
+
+
+@pytest.mark.parametrize("framework", ["keras-tensorflow", "keras-jax"])
+def test_the_tiny_cnn_compiled_observes_what_eager_observes(framework, tmp_path):
+    names = ["train", "trainable_false", "training_false", "bn_trainable"]
+    runs = _compare(framework, "tiny_cnn", 32, 2, names, tmp_path)
+    # Not trivially equal: the recipes differ in what the step did.
+    assert runs["train"].modes.bn_batch_stats == runs["train"].modes.bn_layers > 0
+    assert runs["train"].modes.dropout_active == runs["train"].modes.dropout_layers > 0
+    assert runs["trainable_false"].modes.bn_batch_stats == 0
+
+
+# At 32 px, batch 2, Keras on JAX gives DenseNet121 a non-finite inference loss, run
+# eagerly as well as compiled (measured); 64 px is the smallest size tried that it runs.
+@pytest.mark.parametrize("framework,image_size", [("keras-tensorflow", 32), ("keras-jax", 64)])
+def test_densenet121_compiled_observes_what_eager_observes(framework, image_size, tmp_path):
+    runs = _compare(framework, "densenet121", image_size, 2, ["train", "trainable_false"],
+                    tmp_path)
+    assert runs["train"].modes.bn_batch_stats == runs["train"].modes.bn_layers == 121
+    assert runs["trainable_false"].modes.bn_batch_stats == 0
+
+
+@pytest.mark.parametrize("framework", ["keras", "keras-tensorflow", "keras-jax"])
+def test_fit_validation_does_not_overwrite_the_steps_observations(framework, tmp_path):
+    """fit(validation_data=...) calls every layer again in inference mode after the step."""
+    if framework == "keras":
+        from comparator.pipeline import compare
+
+        report = compare(CompareConfig(model="tiny_cnn", image_size=32, batch_size=2,
+                                       validate=True, frameworks=("pytorch", "keras"),
+                                       recipes=("keras:train",))).report
+        run = report.run("keras:train")
+    else:
+        runs, _ = _worker_runs(framework, "tiny_cnn", 32, 2, ["train"], False, tmp_path,
+                               validate=True)
+        run = runs["train"]
+    assert run.losses.fit_validation is not None
+    assert run.modes.bn_batch_stats == run.modes.bn_layers == 3
+    assert run.modes.dropout_active == run.modes.dropout_layers == 1
