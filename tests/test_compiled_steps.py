@@ -4,6 +4,8 @@ those of the same step run op by op (the eager reference)."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -60,6 +62,12 @@ def test_the_tiny_cnn_compiled_observes_what_eager_observes(framework, tmp_path)
 
 # At 32 px, batch 2, Keras on JAX gives DenseNet121 a non-finite inference loss, run
 # eagerly as well as compiled (measured); 64 px is the smallest size tried that it runs.
+# DenseNet121 compiled and eager on both workers takes minutes of compilation (measured: 289 s
+# on TensorFlow, 683 s on JAX on a loaded machine), past what the suite can spend on it; the
+# tiny CNN above keeps the two paths equal in every run. XFRAME_SLOW_TESTS=1 runs these too.
+@pytest.mark.skipif(not os.environ.get("XFRAME_SLOW_TESTS"),
+                    reason="DenseNet121 compiled against eager takes minutes per backend; "
+                           "set XFRAME_SLOW_TESTS=1 to run it")
 @pytest.mark.parametrize("framework,image_size", [("keras-tensorflow", 32), ("keras-jax", 64)])
 def test_densenet121_compiled_observes_what_eager_observes(framework, image_size, tmp_path):
     runs = _compare(framework, "densenet121", image_size, 2, ["train", "trainable_false"],
