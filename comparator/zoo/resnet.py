@@ -28,8 +28,7 @@ def keras_layer_name(module: str) -> str | None:
 
 register(ModelSpec(
     name="resnet50", family="resnet", layer_names=keras_layer_name, feature_dim=2048,
-    torchvision_builder="resnet50", keras_builder="resnet50_v1_5",
-    naive_keras_builder="ResNet50",
+    torchvision_builder="resnet50", keras_builder="resnet50_v1_5", naive_keras_builder="ResNet50",
     **batchnorm(keras_epsilon=1e-5, keras_momentum=0.99),
     preprocessing={"pytorch": TORCHVISION_INPUT, "keras": CAFFE_INPUT},
     known_differences=(
