@@ -74,6 +74,8 @@ class TrainingsDistance(TypedDict, total=False):
 
 
 class Settings(TypedDict, total=False):
+    weights_cache: Annotated[str, "random-calibrated weights: `reused from the cache ...` or "
+                                  "`calibrated; stored in the cache` (or why not stored)"]
     batch_size: Annotated[int, "images in the batch"]
     image_size: Annotated[int, "height and width in pixels"]
     seed: Annotated[int, "seed of the weights, batch, labels and dropout masks"]
@@ -128,6 +130,10 @@ class Environment(TypedDict, total=False):
                                               "imported from (adapters/keras/overlays.py)"]
     keras_overlay_notes: Annotated[dict[str, str], "framework -> why this overlay stands for "
                                                    "the version asked (nightly, offline)"]
+    keras_train_step: Annotated[str, "how the in-process Keras's fit ran its train step (eager, "
+                                     "or compiled and how)"]
+    keras_train_steps: Annotated[dict[str, str], "framework -> how that worker's Keras ran its "
+                                                 "train step (`compiled (jax.jit)`, ...)"]
     # Thread settings change the float32 summation order: two reports whose numbers differ
     # in their last bits can be told apart by them.
     OMP_NUM_THREADS: Annotated[str, "the variable as the comparison saw it, or `unset`"]

@@ -41,8 +41,8 @@ def _compare(framework, model, image_size, batch_size, names, tmp_path):
                                     tmp_path)
     compiled, compiled_env = _worker_runs(framework, model, image_size, batch_size, names,
                                           False, tmp_path)
-    assert eager_env[f"{framework}_train_step"] == "eager (run_eagerly=True)"
-    assert compiled_env[f"{framework}_train_step"].startswith("compiled")
+    assert eager_env["keras_train_steps"][framework] == "eager (run_eagerly=True)"
+    assert compiled_env["keras_train_steps"][framework].startswith("compiled")
     for name in names:
         assert compiled[name].modes == eager[name].modes, name
         np.testing.assert_allclose(compiled[name].losses.train_step,

@@ -310,11 +310,12 @@ class WorkerAdapter(Adapter):
             self._measurements[run.id] = Measurement(run, states["final"], states["initial"],
                                                      ablations)
         self._logits = arrays["logits"]
-        # Keys that name this worker's Keras, not the in-process one, get its name.
-        own = {"keras_train_step": f"{self.name}_train_step"}
-        self._environment = {own.get(k, k): str(v)
-                             for k, v in response.get("environment", {}).items()
-                             if k not in ("keras_backend",)}
+        self._environment = {k: str(v) for k, v in response.get("environment", {}).items()
+                             if k not in ("keras_backend", "keras_train_step")}
+        # How this worker's Keras ran its step: by framework, beside the in-process one's.
+        step = response.get("environment", {}).get("keras_train_step")
+        if step:
+            self._environment["keras_train_steps"] = {self.name: str(step)}
         if self.flavour.overlay or self.flavour.keras2:
             # Not the environment's Keras: the report's `keras` stays the in-process one's.
             version = self._environment.pop("keras", "unknown")

@@ -84,7 +84,12 @@ class Keras2Hooks:
         return variable.numpy().copy()
 
     def compile_options(self) -> dict:
-        return self._base.compile_options()
+        # Keras 2's step runs eagerly here: observing its layers inside a compiled step is
+        # done for Keras 3 only (these hooks read variables as numpy, outside a graph).
+        return {"jit_compile": False, "run_eagerly": True}
+
+    def train_step_kind(self, model) -> str:
+        return self._base.train_step_kind(model)
 
     @staticmethod
     def value(variable):
