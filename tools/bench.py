@@ -87,20 +87,20 @@ KERAS_RECIPES = ("train", "trainable_false", "training_false", "bn_trainable")
 
 
 def resolve(model: str, image_size: int | None, batch_size: int, runs: int):
-    """Validate the arguments before anything heavy happens; UsageError on bad input."""
+    """Validate the arguments before anything heavy happens, with compare.py's own checks
+    of the model and its sizes; UsageError on bad input."""
+    from comparator.config import CompareConfig
+    from comparator.config import resolve as resolve_comparison
+
     spec = get_spec(model)
     if spec.input_features:
         raise UsageError(f"{spec.name} is a vector model (regress scenario); the benchmark "
                          "covers image models in the default classify scenario")
-    image_size = image_size or spec.default_image_size
-    if image_size < spec.min_image_size:
-        raise UsageError(f"image size {image_size} is too small for {spec.name}: "
-                         f"it needs at least {spec.min_image_size} px")
-    if batch_size <= 0:
-        raise UsageError(f"batch size must be positive, got {batch_size}")
     if runs <= 0:
         raise UsageError(f"runs must be positive, got {runs}")
-    return spec, image_size
+    spec, config, _ = resolve_comparison(CompareConfig(model=model, image_size=image_size,
+                                                       batch_size=batch_size))
+    return spec, config.image_size
 
 
 # ----- the tool, as a user runs it --------------------------------------------------------
