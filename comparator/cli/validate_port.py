@@ -89,6 +89,11 @@ def _own_pair(args) -> bool:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    from comparator.config.frameworks import keep_worker_backends_out
+
+    # Keras on torch imports TensorFlow and JAX when they are installed; the validator
+    # needs neither (as in compare.py).
+    keep_worker_backends_out()
     return guarded(PROG, lambda: _run(args))
 
 
