@@ -300,6 +300,12 @@ class FrameworkAdapter(Adapter):
         self._restore_impl(self._initial_state)
         return found
 
+    def forward_loss(self, batch: Batch, bn_moving: bool, dropout_off: bool) -> float:
+        """The loss of one train-step-mode forward pass in the current state, without an
+        update (the running statistics move, as in the step)."""
+        return self._finite(self._forward_loss_impl(batch, bn_moving, dropout_off),
+                            "forward loss")
+
     def statistics_after_forward(self, recipe: Recipe, batch: Batch) -> dict:
         """The canonical state after one train-step-mode forward pass of the recipe from
         the initial state, without an update. BatchNorm running statistics move in the

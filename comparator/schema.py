@@ -212,6 +212,9 @@ class TrainForwardReference(TypedDict, total=False):
     export: Annotated[OnnxExport, "the PyTorch graph"]
     compared_runs: Annotated[list[str], "run ids whose train-step loss was compared with it"]
     skipped_runs: Annotated[dict[str, str], "run ids not compared, with the reason"]
+    pytorch_float32_error: Annotated[float | None, "PyTorch's float32 train-forward loss's distance from its float64 rerun (measured only when a check exceeded 1e-4 relative)"]
+    float32_errors: Annotated[dict[str, float | None], "the same by framework, null where that framework cannot rerun in float64 (Keras on TensorFlow or JAX, in a worker)"]
+    float32_unmeasured: Annotated[dict[str, str], "frameworks whose float64 rerun failed, with the error"]
 
 
 References = TypedDict("References", {

@@ -52,6 +52,13 @@ def _inference_calls(classes):
             cls.call = original
 
 
+def _in_float64(layer):
+    """A fresh copy of the layer computing in float64 (for keras.models.clone_model)."""
+    config = layer.get_config()
+    config["dtype"] = "float64"
+    return layer.__class__.from_config(config)
+
+
 def _softmax_categorical_crossentropy(y_true, logits):
     """What a model ending in softmax compiled with CategoricalCrossentropy() computes:
     Keras renormalises the probabilities and clips them to [1e-7, 1 - 1e-7]."""
@@ -182,7 +189,7 @@ class Keras3Adapter(FrameworkAdapter):
     name = "keras"
     version_key = "keras"
     backend = BACKEND
-    capabilities = frozenset({"optimizer_overrides"})
+    capabilities = frozenset({"optimizer_overrides", "float64_forward"})
 
     def __init__(self, device: str = "cpu", eager: bool = False):
         super().__init__(device)
@@ -200,6 +207,7 @@ class Keras3Adapter(FrameworkAdapter):
         self._plan = []
         self._model = None
         self._fit_model = None
+        self._exact_model = None
         self._head_model = None
         self._features = None
         self._forced_inference: tuple = ()
@@ -401,10 +409,25 @@ class Keras3Adapter(FrameworkAdapter):
             forced.append(layers.Dropout)
         inputs = ops.convert_to_tensor(self._fit_inputs(self._data(batch)[0]))
         with _inference_calls(forced):
-            y_pred = self._fit_model(inputs, training=True)
+            y_pred = (self._exact_model or self._fit_model)(inputs, training=True)
         # A loss class reduces over the batch already; the probabilities loss is a function
         # with one value per sample, which compile() averages the same way.
         return float(np.mean(ops.convert_to_numpy(self._loss()(y, y_pred))))
+
+    @contextlib.contextmanager
+    def float64(self):
+        """Within the block, train-step forward passes run on a float64 clone of the model
+        fit() trains, holding its current weights: the rerun that measures how far float32
+        rounding alone moves Keras's own train-step loss (its BatchNorm variance is
+        E[x^2] - E[x]^2 on the torch backend, which cancels on few values per channel)."""
+        exact = keras.models.clone_model(self._fit_model, clone_function=_in_float64,
+                                         recursive=True)
+        exact.set_weights([np.asarray(w, np.float64) for w in self._fit_model.get_weights()])
+        self._exact_model = exact
+        try:
+            yield
+        finally:
+            self._exact_model = None
 
     # ----- observation -----------------------------------------------------------------
 

@@ -36,7 +36,7 @@ def _canonical_name(name: str) -> str:
 class PyTorchAdapter(FrameworkAdapter):
     version_key = "torch"
     name = "pytorch"
-    capabilities = frozenset({"float64", "bn_momentum", "optimizer_overrides",
+    capabilities = frozenset({"float64", "float64_forward", "bn_momentum", "optimizer_overrides",
                               "randomise_affine", "calibrate", "save_state_dict"})
 
     def __init__(self, device: str = "cpu", threads: int | None = None):
