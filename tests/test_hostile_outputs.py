@@ -71,6 +71,18 @@ def test_a_report_over_an_input_image_is_refused(out):
             "is the input of --images")
 
 
+@pytest.mark.parametrize("flag,given,content", [
+    ("--labels", "o/labels.txt", "1\n"),
+    ("--targets", "o/targets.txt", "0.5\n"),
+])
+def test_a_report_over_a_values_file_is_refused(out, flag, given, content):
+    (out / given).write_text(content)
+    scenario = ["--scenario", "head"] if flag == "--targets" else []
+    line = refused(compare(*TINY, *scenario, "--images", "samples", flag, given,
+                           "--json", given, cwd=out), f"is the input of {flag}")
+    assert (out / given).read_text() == content, line
+
+
 def test_fifo_and_symlink_targets_are_refused(out):
     os.mkfifo(out / "o" / "pipe")
     (out / "o" / "real.json").write_text("{}")

@@ -168,6 +168,10 @@ def _inputs(args, config) -> dict[str, list[str]]:
             images.append(item)
     if images:
         inputs["--images"] = images
+    for flag in ("labels", "targets"):
+        source = getattr(getattr(args, flag, None), "source", None)
+        if source is not None:
+            inputs[f"--{flag}"] = [source]
     return inputs
 
 

@@ -194,11 +194,19 @@ def describe_preprocessing(spec: ModelSpec, used: str) -> dict:
             "same_tensor_for_both": True, "note": note}
 
 
-def read_values(value: str, convert, expected: str) -> tuple:
+class ReadValues(tuple):
+    """Values as read_values returns them, with the file they came from (`source`, None
+    when given inline): a report must not overwrite that file."""
+
+    source: str | None = None
+
+
+def read_values(value: str, convert, expected: str) -> ReadValues:
     """Values separated by commas or whitespace, given inline or in a file (for --labels
     and --targets); ValueError with a one-line reason otherwise."""
-    text = value
+    text, source = value, None
     if os.path.isfile(value):
+        source = value
         try:
             with open(value, encoding="utf-8") as handle:
                 text = handle.read()
@@ -215,7 +223,9 @@ def read_values(value: str, convert, expected: str) -> tuple:
         raise ValueError(f"expected {expected}, got {value!r}") from None
     if not all(np.isfinite(values)):
         raise ValueError("values must be finite")
-    return values
+    read = ReadValues(values)
+    read.source = source
+    return read
 
 
 def label_values(value: str) -> tuple[int, ...]:
