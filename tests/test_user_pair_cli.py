@@ -104,3 +104,22 @@ def test_example_runs():
     assert result.returncode == 0, result.stderr
     assert "port:keras_vs_pytorch_eval_logits" in result.stdout
     assert "differ keras:train ~ pytorch:train" in result.stdout
+
+
+@pytest.mark.parametrize("script,target", [
+    ("compare.py", "keras"), ("compare.py", "state"), ("compare.py", "inputs"),
+    ("validate_port.py", "keras"), ("validate_port.py", "inputs"),
+])
+def test_a_report_over_a_pair_input_is_refused(saved_pair, script, target):
+    before = open(saved_pair[target], "rb").read()
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "scripts", script), "--pytorch",
+         f"{MODELS}:ResidualNet", "--pytorch-weights", saved_pair["state"],
+         "--keras", saved_pair["keras"], "--inputs", saved_pair["inputs"],
+         "--json", saved_pair[target]],
+        capture_output=True, text=True, cwd=ROOT, timeout=600,
+        env={**os.environ, "PYTHONPATH": ROOT})
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr[-2000:]
+    assert "a report must not overwrite an input" in lines[0], lines
+    assert open(saved_pair[target], "rb").read() == before

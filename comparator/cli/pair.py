@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from comparator.errors import UsageError
 
@@ -74,6 +75,21 @@ def pair_from_args(args):
         keras_weights=args.keras_weights, freeze=args.freeze, onnx=args.onnx,
         port_weights=args.port_weights, dropout=args.dropout or "on", inputs=args.inputs,
         input_shape=parse_input_shape(args.input_shape) if args.input_shape else None)
+
+
+def pair_inputs(args) -> dict[str, list[str]]:
+    """The files a user pair is read from (model files, weights, the batch, the ONNX
+    graph), which no report may overwrite; a module:callable SPEC names no file here."""
+    inputs = {}
+    for flag in ("pytorch", "keras", "pytorch_weights", "keras_weights", "inputs", "onnx"):
+        value = getattr(args, flag, None)
+        if not value:
+            continue
+        path = value.rpartition(":")[0] if flag in ("pytorch", "keras") and \
+            value.rpartition(":")[0].endswith(".py") else value
+        if os.path.isfile(path):
+            inputs[f"--{flag.replace('_', '-')}"] = [path]
+    return inputs
 
 
 def refuse_pair_options(args) -> None:

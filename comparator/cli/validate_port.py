@@ -118,9 +118,10 @@ def _run(args) -> int:
 
     options = _options(args)
     if args.json:
-        from comparator.io import check_writable_file
+        from comparator.cli.pair import pair_inputs
+        from comparator.io import check_outputs
 
-        check_writable_file(args.json, "--json")
+        check_outputs({"--json": args.json}, {}, pair_inputs(args))
     if _own_pair(args):
         from comparator import validate_pair
         from comparator.config.pair import parse_input_shape
