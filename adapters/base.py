@@ -89,6 +89,16 @@ class Adapter(ABC):
         runs each recipe when `run_recipe` asks, so this does nothing."""
         return None
 
+    def launch(self, recipes, batch: Batch, steps: int, lr: float, optimizer: str,
+               validate: bool, background: bool = True) -> None:
+        """`start`, split in two for a worker: begin here (beside this process's work with
+        `background`), end in `wait`. In-process adapters do nothing."""
+        return None
+
+    def wait(self) -> None:
+        """The end of `launch`: afterwards `failure` and the runs are known."""
+        return None
+
     @abstractmethod
     def run_recipe(self, recipe: Recipe, batch: Batch, steps: int, lr: float,
                    optimizer: str = "sgd", validate: bool = False,

@@ -127,6 +127,18 @@ def machine_memory_bytes() -> int | None:
     return min(limits) if limits else None
 
 
+def workers_may_overlap(model: str, batch_size: int, image_size: int, workers: int,
+                        max_memory: int | None) -> bool:
+    """Whether Keras workers may run beside each other and this process: with two cores or
+    more, and when every process's estimated peak fits the memory at once (else they run
+    one after another, each beside this process's own runs)."""
+    if workers == 0 or (os.cpu_count() or 1) < 2:
+        return False
+    limit = max_memory if max_memory is not None else machine_memory_bytes()
+    each = estimate_peak_bytes(model, batch_size, image_size)
+    return limit is None or (workers + 1) * each <= limit
+
+
 def check_memory(model: str, batch_size: int, image_size: int, input_features: int | None,
                  max_memory: int | None, what: str = "this run") -> int:
     """Refuse, in one line with the estimate and the limit, what cannot fit."""

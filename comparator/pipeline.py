@@ -27,6 +27,7 @@ from comparator.errors import Diverged, UsageError
 from comparator.inputs.prepare import prepare
 from comparator.inputs.batch import REGRESSION_SCENARIOS, Batch
 from comparator.inputs.checkpoints import record_distance
+from comparator.limits import workers_may_overlap
 from comparator.memory import long_lived_objects_frozen
 from comparator.schema import Check, Report
 
@@ -180,12 +181,20 @@ class _Measured:
     bn_deltas: dict
 
 
-def _measure(recipes, adapters, batch, config, progress, clock) -> _Measured:
-    """Every recipe run, then the cross-framework equivalences with their measured causes."""
+def _measure(recipes, adapters, batch, config, progress, clock,
+             collect_workers=lambda: None) -> _Measured:
+    """Every recipe run, then the cross-framework equivalences with their measured causes.
+    This process's own recipes run first, while the workers `_port` launched run beside
+    them; `collect_workers` waits for those before their recipes are read."""
     with long_lived_objects_frozen():
+        own = [r for r in recipes if not adapters[r.framework].runs_in_worker]
+        first = _run_recipes(own, adapters, batch, config, progress, clock)
+        collect_workers()
+        rest = _run_recipes([r for r in recipes if r not in own], adapters, batch, config,
+                            progress, clock)
+        runs, states, explanations, bn_deltas, (diverged, dropout_free) = _in_recipe_order(
+            recipes, first, rest)
         unavailable = unavailable_runs(recipes, adapters)
-        runs, states, explanations, bn_deltas, (diverged, dropout_free) = _run_recipes(
-            recipes, adapters, batch, config, progress, clock)
         progress("explaining cross-framework differences", 1)
         # A worker's layers live in its own process: their conventions are not read here.
         conventions = {name: a.conventions() for name, a in adapters.items()
@@ -197,6 +206,21 @@ def _measure(recipes, adapters, batch, config, progress, clock) -> _Measured:
     checks = _divergence_checks(diverged) + _validation_checks(runs)
     return _Measured(runs, explanations, found, checks, unavailable + diverged, conventions,
                      bn_deltas)
+
+
+def _in_recipe_order(recipes, first, rest):
+    """Two passes of _run_recipes merged as one pass in the recipes' order would give."""
+    order = {r.id: i for i, r in enumerate(recipes)}
+
+    def ordered(a: dict, b: dict) -> dict:
+        return dict(sorted({**a, **b}.items(), key=lambda item: order[item[0]]))
+
+    (runs_a, states_a, expl_a, deltas_a, (div_a, free_a)) = first
+    (runs_b, states_b, expl_b, deltas_b, (div_b, free_b)) = rest
+    return (ordered(runs_a, runs_b), ordered(states_a, states_b),
+            sorted(expl_a + expl_b, key=lambda e: order[e["run"]]),
+            ordered(deltas_a, deltas_b),
+            (sorted(div_a + div_b, key=lambda d: order[d["id"]]), ordered(free_a, free_b)))
 
 
 def _environment(adapters: dict) -> dict:
@@ -224,9 +248,13 @@ def _report(name: str, config, settings: dict, adapters: dict, measured: _Measur
 
 
 def _port(spec, config, recipes, adapters, prepared, progress, clock) -> list[Check]:
-    """Every non-PyTorch side built and given its weights (a worker also runs its recipes
-    now); the port check of each against PyTorch, or with two trainings their distance."""
+    """Every non-PyTorch side built and given its weights, and the port check of each
+    in-process one against PyTorch (with two trainings, their distance). A worker is
+    launched here to run its recipes beside this process's; `_collect_workers` checks it."""
     checks, batch = [], prepared.batch
+    workers = [name for name, a in adapters.items() if a.runs_in_worker]
+    overlap = workers_may_overlap(spec.name, config.batch_size, config.image_size,
+                                  len(workers), config.max_memory)
     for name, adapter in adapters.items():
         if name == "pytorch":
             continue
@@ -235,20 +263,40 @@ def _port(spec, config, recipes, adapters, prepared, progress, clock) -> list[Ch
         # Every Keras backend receives what the Keras side was given (its own checkpoint
         # with imagenet-both, else the ported arrays).
         adapter.load_weights(prepared.arrays_for("keras" if name.startswith("keras") else name))
-        if adapter.runs_in_worker:  # every recipe of it runs now, in one call
-            progress(f"running {name} in a worker", 0)
-            adapter.start([r for r in recipes if r.framework == name], batch, config.steps,
-                          config.lr, config.optimizer, config.validate)
-            clock.phase(f"worker:{name}")
-            if adapter.failure is not None:
-                continue
-        if prepared.separate:  # two trainings: how far apart, not a port check
-            record_distance(prepared.settings, name, adapters["pytorch"].logits(batch),
-                            adapter.logits(batch))
+        if adapter.runs_in_worker:  # every recipe of it runs in one call, from now on
+            adapter.launch([r for r in recipes if r.framework == name], batch, config.steps,
+                           config.lr, config.optimizer, config.validate,
+                           background=overlap or name == workers[0])
         else:
-            checks.append(_port_check(name, adapters["pytorch"], adapter, batch))
+            checks += [c for c in [_port_check_or_distance(name, adapters, prepared)] if c]
         clock.phase("port")
     return checks
+
+
+def _collect_workers(adapters, prepared, progress, clock) -> list[Check]:
+    """Wait for each worker (the phase `worker:<name>` is the time spent waiting), then
+    check its port as an in-process side's is checked."""
+    checks = []
+    for name, adapter in adapters.items():
+        if not adapter.runs_in_worker:
+            continue
+        progress(f"waiting for {name} (a worker)", 0)
+        adapter.wait()
+        clock.phase(f"worker:{name}")
+        if adapter.failure is None:
+            checks += [c for c in [_port_check_or_distance(name, adapters, prepared)] if c]
+            clock.phase("port")
+    return checks
+
+
+def _port_check_or_distance(name, adapters, prepared) -> Check | None:
+    """The port check, or with two trainings (a separate checkpoint each) their distance."""
+    batch = prepared.batch
+    if prepared.separate:  # two trainings: how far apart, not a port check
+        record_distance(prepared.settings, name, adapters["pytorch"].logits(batch),
+                        adapters[name].logits(batch))
+        return None
+    return _port_check(name, adapters["pytorch"], adapters[name], batch)
 
 
 def _settings(config: CompareConfig, weights, preset: str | None) -> dict:
@@ -292,7 +340,9 @@ def compare(config: CompareConfig, progress=_noop, preset: str | None = None) ->
         adapter.loss_kind = config.loss
     clock.phase("build_and_calibrate")
     port_checks = _port(spec, config, recipes, adapters, prepared, progress, clock)
-    measured = _measure(recipes, adapters, prepared.batch, config, progress, clock)
+    measured = _measure(recipes, adapters, prepared.batch, config, progress, clock,
+                        collect_workers=lambda: port_checks.extend(
+                            _collect_workers(adapters, prepared, progress, clock)))
     settings = _settings(config, prepared.weights, preset)
     settings["conventions"] = measured.conventions
     settings.update(prepared.settings)

@@ -2,16 +2,18 @@
 JAX, each in a subprocess with its own KERAS_BACKEND.
 
 `WorkerAdapter` stands where an in-process adapter stands in the runner and the
-referee: it is built and loaded like one, and its first use starts the worker,
-which runs every recipe of its framework in one call (TensorFlow's import is paid
-once). Whatever goes wrong with the worker (a crash, a hang past the timeout,
-output that is not what the protocol says) becomes `failure`, a reason in one
-line; a missing optional extra becomes a `skipped` failure. Nothing here raises
+referee: it is built and loaded like one; `launch` starts the worker, which runs
+every recipe of its framework in one call (TensorFlow's import is paid once), in a
+thread of this process that waits on it, so that workers and this process's own
+runs overlap; `wait` collects it. Whatever goes wrong with the worker (a crash, a
+hang past the timeout, output that is not what the protocol says) becomes `failure`,
+a reason in one line; a missing optional extra becomes a `skipped` failure. Nothing here raises
 for a worker's fault, and no framework is imported in this process.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -89,6 +91,24 @@ class _Tail:
         stream.close()
 
 
+_LIVE: set = set()  # worker processes running now, ended at exit whatever happens
+
+
+def _end_live_workers() -> None:
+    """At interpreter exit (a finished run, Ctrl-C, SIGTERM turned into an exception): end
+    every worker still running; each removes its own request folder on SIGTERM."""
+    for process in list(_LIVE):
+        process.terminate()
+    for process in list(_LIVE):
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+atexit.register(_end_live_workers)
+
+
 def run_bounded(command: list[str], env: dict, timeout: float):
     """Run the worker; (returncode, stderr's tail as text). The worker is killed if this
     process is interrupted (Ctrl-C, SIGTERM) or the timeout passes, and it ends itself if
@@ -96,6 +116,7 @@ def run_bounded(command: list[str], env: dict, timeout: float):
     process = subprocess.Popen(command, cwd=ROOT, env={**env, PARENT_VARIABLE: str(os.getpid())},
                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE)
+    _LIVE.add(process)
     tail = _Tail(STDERR_TAIL_BYTES)
     reader = threading.Thread(target=tail.read_from, args=(process.stderr,), daemon=True)
     reader.start()
@@ -106,6 +127,7 @@ def run_bounded(command: list[str], env: dict, timeout: float):
         process.wait()
         raise
     finally:
+        _LIVE.discard(process)
         reader.join(timeout=10)
     return Finished(process.returncode, tail.data.decode("utf-8", "replace"))
 
@@ -212,6 +234,7 @@ class WorkerAdapter(Adapter):
         self._request: dict = {}
         self._weights: dict = {}
         self._batch = None
+        self._pending: threading.Thread | None = None  # the worker call `launch` started
         self._logits = None
         self._measurements: dict[str, Measurement] = {}
         self._diverged: dict[str, dict] = {}  # run id -> {"id", "step", "reason"}
@@ -258,20 +281,51 @@ class WorkerAdapter(Adapter):
 
     def start(self, recipes, batch, steps, lr, optimizer, validate) -> None:
         """Run every recipe of this framework in one worker call (unless it cannot run)."""
+        self.launch(recipes, batch, steps, lr, optimizer, validate, background=False)
+        self.wait()
+
+    def launch(self, recipes, batch, steps, lr, optimizer, validate,
+               background: bool = True) -> None:
+        """Start the worker call that runs every recipe of this framework; with
+        `background` it runs beside this process's own work until `wait`."""
         self._batch = batch
         self._find_overlay()
         if self.failure is not None:
             return
         request = {**self._base_request("run"), "recipes": [r.name for r in recipes],
                    "steps": steps, "lr": lr, "optimizer": optimizer, "validate": validate}
+        expected = [r.id for r in recipes]
+        self._pending = threading.Thread(target=self._run, args=(request, expected),
+                                         name=f"{self.name} worker", daemon=True)
+        if background:
+            self._pending.start()
+
+    def wait(self) -> None:
+        """The worker call `launch` started (started now if it was not); then `failure` and
+        the measurements are known. Joined in short slices so that Ctrl-C and SIGTERM reach
+        this thread; the worker is then ended at exit (_end_live_workers)."""
+        pending, self._pending = self._pending, None
+        if pending is None:
+            return
+        if not pending.is_alive() and pending.ident is None:
+            pending.run()  # not started in the background: run it here
+            return
+        while pending.is_alive():
+            pending.join(0.2)
+
+    def _run(self, request: dict, expected: list[str]) -> None:
         try:
             response, directory = call_worker(request, self._arrays(), self.timeout,
                                               self._worker_env())
         except WorkerError as exc:
             self.failure = exc.failure
             return
+        except Exception as exc:  # noqa: BLE001 - in a thread: becomes the runs' reason
+            self.failure = WorkerFailure("failed", _last_line(
+                f"the {self.name} worker could not be run: {type(exc).__name__}: {exc}"))
+            return
         try:
-            self._take(response, directory, [r.id for r in recipes])
+            self._take(response, directory, expected)
         except WorkerError as exc:
             self.failure = exc.failure
         finally:
