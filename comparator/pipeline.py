@@ -162,10 +162,15 @@ class _Clock:
         self.last = now
 
     def timings(self, adapters: dict) -> dict:
-        return {"total_seconds": round(time.perf_counter() - self.started, 3),
-                "phases": self.phases,
-                "reused_inference_passes": sum(a.reused_inference_passes
-                                               for a in adapters.values())}
+        timings = {"total_seconds": round(time.perf_counter() - self.started, 3),
+                   "phases": self.phases,
+                   "reused_inference_passes": sum(a.reused_inference_passes
+                                                  for a in adapters.values())}
+        ran = {name: a.seconds for name, a in adapters.items()
+               if a.runs_in_worker and a.seconds is not None}
+        if ran:
+            timings["worker_seconds"] = ran
+        return timings
 
 
 @dataclass

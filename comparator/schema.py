@@ -155,7 +155,8 @@ class RefereeSeconds(TypedDict, total=False):
 
 class Timings(TypedDict, total=False):
     total_seconds: Annotated[float, "wall time of the comparison, referee excluded"]
-    phases: Annotated[dict[str, float], "wall seconds by phase (`imports`, `port`, `recipe:<run id>`, `worker:<framework>`, `diagnosis`, ...)"]
+    phases: Annotated[dict[str, float], "wall seconds by phase (`imports`, `port`, `recipe:<run id>`, `worker:<framework>`, `diagnosis`, ...); a worker runs beside this process's own runs, so `worker:<framework>` is the time spent waiting for it afterwards"]
+    worker_seconds: Annotated[dict[str, float], "wall seconds each Keras worker ran, start to exit, by framework"]
     reused_inference_passes: Annotated[int, "inference passes not run again because the state was bitwise one already evaluated"]
     referee: Annotated[RefereeSeconds, "the ONNX referee's seconds by phase"]
 

@@ -398,9 +398,13 @@ def time_frameworks(model: str, image_size: int, batch_size: int) -> dict:
                              frameworks, "--json", report_path, "--quiet", "--cache-dir", cache])
             if os.path.exists(report_path):
                 with open(report_path) as handle:
-                    phases = json.load(handle).get("timings", {}).get("phases", {})
-                run["workers"] = {k.split(":", 1)[1]: v for k, v in phases.items()
-                                  if k.startswith("worker:")}
+                    timings = json.load(handle).get("timings", {})
+                # Each worker's own wall time; its phase is only the wait after this
+                # process's runs, as workers run beside them.
+                run["workers"] = timings.get("worker_seconds", {})
+                run["worker_waits"] = {k.split(":", 1)[1]: v
+                                       for k, v in timings.get("phases", {}).items()
+                                       if k.startswith("worker:")}
             runs[label] = run
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
