@@ -72,6 +72,7 @@ def test_the_report_is_the_same_either_way(both):
     assert [c.name for c in together.checks] == [c.name for c in apart.checks]
     assert _numbers(together) == _numbers(apart)
     assert together.unavailable_runs == apart.unavailable_runs == ()
+    assert set(together.timings["worker_seconds"]) == {"keras-tensorflow", "keras-jax"}
 
 
 def test_overlap_needs_two_cores_and_the_memory(monkeypatch):
