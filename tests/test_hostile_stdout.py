@@ -29,3 +29,19 @@ def test_stdout_into_head_exits_with_the_comparisons_code(tmp_path):
     done = shell(f"set -o pipefail; {TINY} --json r.json | head -c 10", tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Traceback" not in done.stderr and (tmp_path / "r.json").exists()
+
+
+VALIDATE = f"{sys.executable} {os.path.join(ROOT, 'scripts', 'validate_port.py')} tiny_cnn"
+
+
+def test_validate_port_into_a_reader_that_has_gone(tmp_path):
+    """`| true` ends the reader before the first byte: the write fails with EPIPE."""
+    done = shell(f"set -o pipefail; {VALIDATE} --image-size 32 --json v.json | true", tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr == "" and (tmp_path / "v.json").exists()
+
+
+def test_validate_port_with_stdout_closed(tmp_path):
+    done = shell(f"{VALIDATE} --image-size 32 --json v.json >&-", tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr == "" and (tmp_path / "v.json").exists()

@@ -123,3 +123,20 @@ def test_a_report_over_a_pair_input_is_refused(saved_pair, script, target):
     assert result.returncode == 2 and len(lines) == 1, result.stderr[-2000:]
     assert "a report must not overwrite an input" in lines[0], lines
     assert open(saved_pair[target], "rb").read() == before
+
+
+@pytest.mark.parametrize("content", ["text", "zip"])
+def test_a_bad_pt2_file_is_one_line(tmp_path, content):
+    path = tmp_path / "model.pt2"
+    if content == "zip":  # a ZIP archive that is not a torch.export program
+        import zipfile
+
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("model/data.txt", "not a program")
+    else:
+        path.write_text("not a program")
+    result = compare("--pytorch", str(path), "--keras", f"{MODELS}:keras_with_keras_momentum",
+                     "--input-shape", "3,8,8", "--no-onnx")
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr[-3000:]
+    assert str(path) in lines[0]

@@ -19,8 +19,10 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import logging
 import os
 import sys
+import zipfile
 from dataclasses import dataclass
 
 from comparator.errors import FrameworkUnavailable, UsageError
@@ -192,10 +194,21 @@ def _load_exported(path: str) -> LoadedModel:
     torch = _torch()
     if not os.path.isfile(path):
         raise UsageError(f"no such file: {path}")
+    if not zipfile.is_zipfile(path):
+        raise UsageError(f"{path} is not a torch.export program (.pt2 files are ZIP archives)")
+    # torch.export.load logs a warning with a whole traceback before raising on a bad
+    # archive: the one line below says it instead.
+    export_log = logging.getLogger("torch.export")
+    level = export_log.level
+    export_log.setLevel(logging.ERROR)
     try:
         program = torch.export.load(path)
     except Exception as exc:
-        raise UsageError(f"cannot load {path} with torch.export.load: {_one_line(exc)}") from None
+        reason = _one_line(exc).replace(" Please check the warnings above for possible "
+                                        "errors.", "")
+        raise UsageError(f"cannot load {path} with torch.export.load: {reason}") from None
+    finally:
+        export_log.setLevel(level)
     module = program.module()
     stem = os.path.basename(path)[:-len(".pt2")]
     return LoadedModel(module, "pytorch", stem, path, inference_only=PT2_INFERENCE_ONLY)

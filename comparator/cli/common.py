@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import os
+import sys
 
 from comparator.io import shown
 
@@ -46,6 +49,40 @@ def handle_sigterm() -> None:
     import signal
 
     signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def stdout_is_gone(exc: BaseException) -> bool:
+    """A closed (`>&-`) or broken (`| head`) stdout: not a finding, not a bug."""
+    if isinstance(exc, BrokenPipeError):
+        return True
+    if isinstance(exc, ValueError):  # print() on a closed sys.stdout
+        return True
+    return isinstance(exc, OSError) and exc.errno in (errno.EPIPE, errno.EBADF)
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's last flush cannot fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.close(devnull)
+    except OSError:
+        pass
+    sys.stdout = None
+
+
+def print_safely(text: str) -> None:
+    """Print to stdout, where a stdout that is closed or whose reader has gone is no error:
+    the files are written and the exit code stays the run's."""
+    if sys.stdout is None:
+        return
+    try:
+        print(text)
+        sys.stdout.flush()
+    except (ValueError, OSError) as exc:
+        if not stdout_is_gone(exc):
+            raise
+        silence_stdout()
 
 
 def guarded(prog: str, run, debug: bool = False) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import errno
 import os
 import sys
 
@@ -22,7 +21,9 @@ from comparator.cli.common import (
     OneLineParser,
     Terminated,
     handle_sigterm,
+    silence_stdout,
     size_argument,
+    stdout_is_gone,
 )
 from comparator.cli.common import csv as _csv
 from comparator.config.frameworks import diverged_runs, worker_problems
@@ -253,23 +254,11 @@ def _show(report, quiet: bool) -> None:
         render(report, stdout, quiet=quiet)
         sys.stdout.flush()
     except SystemExit:  # rich's answer to a broken pipe: stdout to /dev/null, then exit 1
-        _silence_stdout()
-    except (BrokenPipeError, ValueError, OSError) as exc:
-        if isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError) \
-                and exc.errno not in (errno.EPIPE, errno.EBADF):
+        silence_stdout()
+    except (ValueError, OSError) as exc:
+        if not stdout_is_gone(exc):
             raise
-        _silence_stdout()
-
-
-def _silence_stdout() -> None:
-    """Point stdout at /dev/null so the interpreter's last flush cannot fail again."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 1)
-        os.close(devnull)
-    except OSError:
-        pass
-    sys.stdout = None
+        silence_stdout()
 
 
 def _referee(args, pair, outcome, config, cache_dir, progress):

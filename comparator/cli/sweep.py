@@ -7,7 +7,7 @@ import signal
 import sys
 import threading
 
-from comparator.cli.common import EXIT_INTERRUPTED, OneLineParser, guarded
+from comparator.cli.common import EXIT_INTERRUPTED, OneLineParser, guarded, print_safely
 from comparator.errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
 
 PROG = "sweep.py"
@@ -96,7 +96,7 @@ def run(args) -> int:
 
         write_document(spec, args.out, result.entries, args.document)
         paths.append(args.document)
-    print(f"{PROG}: {counts} in {result.seconds:.1f} s; wrote {', '.join(paths)}")
+    print_safely(f"{PROG}: {counts} in {result.seconds:.1f} s; wrote {', '.join(paths)}")
     for entry in result.entries:
         if entry["status"] == "failed":
             print(f"{PROG}: cell {entry['id']} failed: {entry['reason']}", file=sys.stderr)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from comparator.cli.common import OneLineParser, guarded, size_argument
+from comparator.cli.common import OneLineParser, guarded, print_safely, size_argument
 from comparator.errors import EXIT_CHECK_FAILED, EXIT_OK
 
 PROG = "validate_port.py"
@@ -134,11 +134,11 @@ def _run(args) -> int:
     else:
         result = validate_model(args.model, image_size=args.image_size,
                                 naive=args.naive, max_memory=args.max_memory, **options)
-    print(result.render(max_rows=args.rows))
-    if args.json:
+    if args.json:  # first: a stdout whose reader has gone must not cost the file
         import json
 
         from comparator.io import write_atomic
 
         write_atomic(args.json, json.dumps(result.to_dict(), indent=2))
+    print_safely(result.render(max_rows=args.rows))
     return EXIT_OK if result.passed else EXIT_CHECK_FAILED
