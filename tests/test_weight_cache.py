@@ -4,6 +4,10 @@
 from __future__ import annotations
 
 import glob
+import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -12,6 +16,8 @@ from adapters import load_adapter
 from comparator.inputs.sources import random_calibrated
 from comparator.inputs.weights import weights_sha256
 from comparator.zoo import get_spec
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _weights(cache_dir, monkeypatch, seed=0, image_size=32):
@@ -40,13 +46,32 @@ def test_a_second_run_reuses_the_calibrated_weights_bitwise(tmp_path, monkeypatc
     assert len(glob.glob(str(tmp_path / "weights" / "*.npz"))) == 2
 
 
-@pytest.mark.parametrize("damage", ["truncate", "alter"])
+def test_a_second_process_reuses_the_entry(tmp_path):
+    """The key is the same in every process: a spec's functions are keyed by name, not by
+    str(), which holds a memory address (every run calibrated again before this)."""
+    command = [sys.executable, os.path.join(ROOT, "scripts", "compare.py"), "tiny_cnn",
+               "--image-size", "32", "--batch-size", "2", "--no-onnx", "--quiet",
+               "--recipes", "pytorch:train,keras:train", "--cache-dir", str(tmp_path)]
+    notes = []
+    for run in ("first", "second"):
+        report = tmp_path / f"{run}.json"
+        done = subprocess.run(command + ["--json", str(report)], capture_output=True,
+                              text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        notes.append(json.loads(report.read_text())["settings"]["weights_cache"])
+    assert notes[0].endswith("stored in the cache") and "reused from the cache" in notes[1]
+
+
+@pytest.mark.parametrize("damage", ["truncate", "alter", "fifo", "symlink"])
 def test_a_damaged_entry_is_rebuilt(tmp_path, monkeypatch, damage):
     first, _ = _weights(tmp_path, monkeypatch)
     [path] = glob.glob(str(tmp_path / "weights" / "*.npz"))
     if damage == "truncate":
         with open(path, "r+b") as handle:
             handle.truncate(200)
+    elif damage in ("fifo", "symlink"):  # reading a FIFO would block; a link leads anywhere
+        os.unlink(path)
+        os.mkfifo(path) if damage == "fifo" else os.symlink("/dev/zero", path)
     else:  # a valid file whose arrays no longer match the digest it carries
         with np.load(path) as data:
             arrays = {k: data[k] for k in data.files}

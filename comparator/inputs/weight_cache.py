@@ -13,6 +13,8 @@ import hashlib
 import inspect
 import json
 import os
+import re
+import stat
 import tempfile
 from dataclasses import asdict, is_dataclass
 from importlib import metadata
@@ -45,11 +47,20 @@ def code_digest(functions) -> str:
     return digest.hexdigest()
 
 
+def _stable(value) -> str:
+    """A spec's function field by its qualified name: str() of a function holds its memory
+    address, which differs in every process and would make every entry a miss."""
+    name = getattr(value, "__qualname__", None)
+    if name is not None:
+        return f"{getattr(value, '__module__', '')}.{name}"
+    return re.sub(r" at 0x[0-9a-f]+", "", str(value))
+
+
 def fields(spec, scenario: str, seed: int, image_size: int, code: str) -> dict:
     return {"format": FORMAT, "model": spec.name, "scenario": scenario, "seed": int(seed),
             "image_size": int(image_size), "code": code,
             "spec": json.dumps(asdict(spec) if is_dataclass(spec) else repr(spec),
-                               sort_keys=True, default=str),
+                               sort_keys=True, default=_stable),
             "versions": {p: _version(p) for p in ("torch", "torchvision", "numpy")}}
 
 
@@ -69,8 +80,14 @@ class WeightCache:
     def load(self, entry_fields: dict) -> tuple[dict | None, str | None]:
         """(arrays, None) for a valid entry; (None, why it was not usable or None)."""
         path = self.path_for(entry_fields)
-        if not os.path.exists(path):
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
             return None, None
+        except OSError as exc:
+            return None, f"{os.path.basename(path)} cannot be read ({exc.strerror})"
+        if not stat.S_ISREG(mode):  # a FIFO would block the read, a link lead anywhere
+            return None, f"{os.path.basename(path)} is not a regular file"
         try:
             with np.load(path, allow_pickle=False) as data:
                 arrays = {k: data[k] for k in data.files}
