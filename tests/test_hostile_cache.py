@@ -60,12 +60,15 @@ def test_an_entry_without_a_digest_is_rebuilt(cache):
     assert not again.cached and "no content digest" in again.rebuilt
 
 
-@pytest.mark.parametrize("replace_with", ["fifo", "dev_zero"])
+@pytest.mark.parametrize("replace_with", ["fifo", "dev_zero", "directory"])
 def test_an_entry_that_is_not_a_regular_file_is_rebuilt_without_reading_it(cache, replace_with):
     cache, path = cache
     os.unlink(path)
     if replace_with == "fifo":
         os.mkfifo(path)
+    elif replace_with == "directory":  # a rename cannot replace a directory
+        os.mkdir(path)
+        open(os.path.join(path, "inside"), "w").close()
     else:
         os.symlink("/dev/zero", path)
     result = {}

@@ -202,6 +202,8 @@ class ExportCache:
                 handle.write(_file_sha256(tmp) + "\n")
             # Each rename is atomic; between the two a reader finds a digest that does not
             # match and rebuilds: never a wrong entry used.
+            for path in (final + DIGEST_SUFFIX, final):
+                _clear_directory(path)
             os.replace(digest, final + DIGEST_SUFFIX)
             os.replace(tmp, final)
             check_seconds = time.perf_counter() - t
@@ -213,6 +215,13 @@ class ExportCache:
 
 DIGEST_SUFFIX = ".sha256"  # beside each entry: the sha256 of the entry's bytes
 MAX_ENTRY_BYTES = 8 * 1024 ** 3
+
+
+def _clear_directory(path: str) -> None:
+    """A directory where an entry belongs (rename cannot replace it) is removed: it is a
+    bad entry of this cache folder, rebuilt like any other."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
 
 
 def _file_sha256(path: str) -> str:
