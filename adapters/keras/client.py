@@ -91,19 +91,24 @@ class _Tail:
         stream.close()
 
 
-_LIVE: set = set()  # worker processes running now, ended at exit whatever happens
+_LIVE: dict = {}  # worker processes running now -> their request folders; ended at exit
 
 
 def _end_live_workers() -> None:
     """At interpreter exit (a finished run, Ctrl-C, SIGTERM turned into an exception): end
-    every worker still running; each removes its own request folder on SIGTERM."""
-    for process in list(_LIVE):
+    every worker still running and remove its request folder. A worker removes its folder
+    itself on SIGTERM, but not one that is still importing when the signal comes, and the
+    thread that waits on it may not run again once the interpreter ends."""
+    live = dict(_LIVE)
+    for process in live:
         process.terminate()
-    for process in list(_LIVE):
+    for process, directory in live.items():
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
+            process.wait()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 atexit.register(_end_live_workers)
@@ -116,7 +121,7 @@ def run_bounded(command: list[str], env: dict, timeout: float):
     process = subprocess.Popen(command, cwd=ROOT, env={**env, PARENT_VARIABLE: str(os.getpid())},
                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE)
-    _LIVE.add(process)
+    _LIVE[process] = command[-1]  # the request folder is the worker's argument
     tail = _Tail(STDERR_TAIL_BYTES)
     reader = threading.Thread(target=tail.read_from, args=(process.stderr,), daemon=True)
     reader.start()
@@ -127,7 +132,7 @@ def run_bounded(command: list[str], env: dict, timeout: float):
         process.wait()
         raise
     finally:
-        _LIVE.discard(process)
+        _LIVE.pop(process, None)
         reader.join(timeout=10)
     return Finished(process.returncode, tail.data.decode("utf-8", "replace"))
 
