@@ -123,6 +123,15 @@ def _identity(path: str):
         return ("path", os.path.realpath(path))
 
 
+def why_not_a_file(path: str) -> str:
+    """Why an input path that is not a regular file cannot be read, in words."""
+    if not os.path.lexists(path):
+        return "does not exist"
+    if os.path.islink(path) and not os.path.exists(path):
+        return "is a broken symbolic link"
+    return "is not a regular file (a FIFO, a device or a socket cannot be read as one)"
+
+
 def check_outputs(files: dict[str, str], directories: dict[str, str],
                   inputs: dict[str, list[str]] | None = None) -> None:
     """The one up-front check of every target: files ({flag: path}, each a regular file),

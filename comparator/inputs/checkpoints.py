@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from comparator.errors import UsageError
+from comparator.io import why_not_a_file
 from comparator.zoo import ModelSpec
 
 RANDOM = "random-calibrated"
@@ -80,7 +81,7 @@ def parse_weights(value: str | None, spec: ModelSpec) -> WeightsChoice:
     if os.path.isdir(value):
         raise UsageError(f"--weights: {value} is a directory, not a checkpoint file")
     if not os.path.isfile(value):
-        raise UsageError(f"--weights: {value} does not exist")
+        raise UsageError(f"--weights: {value} {why_not_a_file(value)}")
     if os.path.getsize(value) == 0:
         raise UsageError(f"--weights: {value} is empty (0 bytes)")
     return WeightsChoice("file", path=os.path.abspath(value), source=source)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from comparator.errors import UsageError
+from comparator.io import why_not_a_file
 from comparator.zoo import ModelSpec, Preprocessing
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -81,7 +82,7 @@ def collect_images(given: list[str] | tuple[str, ...], notes: list | None = None
         elif os.path.isfile(item):
             found.append(item)
         else:
-            raise UsageError(f"--images: {item} does not exist")
+            raise UsageError(f"--images: {item} {why_not_a_file(item)}")
     for path in found:
         if os.path.getsize(path) == 0:
             raise UsageError(f"--images: {path} is empty (0 bytes)")
@@ -213,7 +214,7 @@ def read_values(value: str, convert, expected: str) -> ReadValues:
         except (OSError, UnicodeDecodeError) as exc:
             raise ValueError(f"cannot read {value} ({exc})") from None
     elif os.path.sep in value or value.endswith(".txt"):
-        raise ValueError(f"{value} does not exist")
+        raise ValueError(f"{value} {why_not_a_file(value)}")
     items = [t for t in text.replace(",", " ").split() if t]
     if not items:
         raise ValueError(f"no values in {value!r}")

@@ -115,7 +115,7 @@ def _check_keys(table: dict, options: dict, where: str) -> None:
         if key in singular:
             raise UsageError(f"{where}: unknown key {key!r}; the axis is {singular[key]!r} "
                              f"(a list)")
-        known = sorted([*AXES, *options, *GROUP_KEYS, *RESOURCE_KEYS])
+        known = sorted({*AXES, *options, *GROUP_KEYS, *RESOURCE_KEYS})
         raise UsageError(f"{where}: unknown key {key!r}; known: {', '.join(known)}")
 
 
