@@ -267,6 +267,11 @@ def test_missing_checkpoint_offline_names_the_file_and_exits_2(tmp_path):
     (None, ["--weights", "nothing.pt"], "nothing.pt does not exist"),
     (lambda d: (d / "w.pt").write_bytes(b""), ["--weights", "w.pt"], "w.pt is empty"),
     (None, ["--weights", "weights.bin"], "neither one of"),
+    (lambda d: os.mkfifo(d / "w.pth"), ["--weights", "w.pth"], "w.pth is not a regular file"),
+    (lambda d: os.symlink("/dev/zero", d / "z.png"), ["--images", "z.png"],
+     "z.png is not a regular file"),
+    (lambda d: os.symlink("gone.png", d / "l.png"), ["--images", "l.png"],
+     "l.png is a broken symbolic link"),
 ])
 def test_bad_images_and_weights_are_one_line_and_exit_2(tmp_path, make, args, message):
     if make:
