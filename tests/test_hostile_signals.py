@@ -138,3 +138,18 @@ def test_bench_interrupted_ends_in_one_line_and_leaves_no_folder(tmp_path):
     assert stderr.strip().splitlines() == ["bench.py: interrupted; nothing was written"]
     assert _ours(folder) == [] and not (tmp_path / "b.json").exists()
 
+
+
+def test_sigterm_ends_validate_port_in_one_line(tmp_path):
+    env, _ = _env(tmp_path)
+    process = subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "scripts", "validate_port.py"), "resnet50",
+         "--image-size", "64", "--json", "v.json"], cwd=tmp_path, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    time.sleep(4)  # into the imports or the model building: no output yet either way
+    assert process.poll() is None, process.stderr.read()
+    process.send_signal(signal.SIGTERM)
+    stderr = process.communicate(timeout=60)[1]
+    assert process.returncode == 143, stderr
+    assert stderr.strip().splitlines() == ["validate_port.py: terminated (SIGTERM)"]
+    assert not (tmp_path / "v.json").exists()

@@ -99,7 +99,10 @@ def guarded(prog: str, run, debug: bool = False) -> int:
     except ComparatorError as exc:
         print(f"{prog}: error: {shown(exc)}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM where handle_sigterm() was called
+        if isinstance(exc, Terminated):
+            print(f"{prog}: terminated (SIGTERM)", file=sys.stderr)
+            return EXIT_TERMINATED
         print(f"{prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:  # a bug: one line, never an exit code that means a finding

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import argparse
 
-from comparator.cli.common import OneLineParser, guarded, print_safely, size_argument
+from comparator.cli.common import (OneLineParser, guarded, handle_sigterm, print_safely,
+                                   size_argument)
 from comparator.errors import EXIT_CHECK_FAILED, EXIT_OK
 
 PROG = "validate_port.py"
@@ -94,6 +95,7 @@ def main(argv=None) -> int:
     # Keras on torch imports TensorFlow and JAX when they are installed; the validator
     # needs neither (as in compare.py).
     keep_worker_backends_out()
+    handle_sigterm()
     return guarded(PROG, lambda: _run(args))
 
 
