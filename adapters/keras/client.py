@@ -239,7 +239,8 @@ class WorkerAdapter(Adapter):
         self._request: dict = {}
         self._weights: dict = {}
         self._batch = None
-        self._pending: threading.Thread | None = None  # the worker call `launch` started
+        self._pending: tuple | None = None  # the worker call `launch` began: request, run ids
+        self._thread: threading.Thread | None = None  # the thread running it, if any
         self._logits = None
         self._measurements: dict[str, Measurement] = {}
         self._diverged: dict[str, dict] = {}  # run id -> {"id", "step", "reason"}
@@ -299,24 +300,24 @@ class WorkerAdapter(Adapter):
             return
         request = {**self._base_request("run"), "recipes": [r.name for r in recipes],
                    "steps": steps, "lr": lr, "optimizer": optimizer, "validate": validate}
-        expected = [r.id for r in recipes]
-        self._pending = threading.Thread(target=self._run, args=(request, expected),
-                                         name=f"{self.name} worker", daemon=True)
+        self._pending = (request, [r.id for r in recipes])
         if background:
-            self._pending.start()
+            self._thread = threading.Thread(target=self._run, args=self._pending,
+                                            name=f"{self.name} worker", daemon=True)
+            self._thread.start()
 
     def wait(self) -> None:
-        """The worker call `launch` started (started now if it was not); then `failure` and
-        the measurements are known. Joined in short slices so that Ctrl-C and SIGTERM reach
-        this thread; the worker is then ended at exit (_end_live_workers)."""
-        pending, self._pending = self._pending, None
-        if pending is None:
-            return
-        if not pending.is_alive() and pending.ident is None:
-            pending.run()  # not started in the background: run it here
-            return
-        while pending.is_alive():
-            pending.join(0.2)
+        """The end of the worker call `launch` began (made here if it was not started in
+        the background); then `failure` and the measurements are known. The thread is
+        joined in short slices so that Ctrl-C and SIGTERM reach this one; the worker is
+        then ended at exit (_end_live_workers)."""
+        pending, thread = self._pending, self._thread
+        self._pending = self._thread = None
+        if thread is not None:
+            while thread.is_alive():
+                thread.join(0.2)
+        elif pending is not None:
+            self._run(*pending)
 
     def _run(self, request: dict, expected: list[str]) -> None:
         try:

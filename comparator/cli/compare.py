@@ -156,7 +156,7 @@ def _config(args, pair=None):
 
 def _inputs(args, config) -> dict[str, list[str]]:
     """The files a run reads, which no report may overwrite."""
-    from comparator.cli.pair import pair_inputs
+    from comparator.cli.pair import pair_input_files
     from comparator.inputs.images import SAMPLES
 
     inputs = {}
@@ -174,7 +174,7 @@ def _inputs(args, config) -> dict[str, list[str]]:
         source = getattr(getattr(args, flag, None), "source", None)
         if source is not None:
             inputs[f"--{flag}"] = [source]
-    return {**inputs, **pair_inputs(args)}
+    return {**inputs, **pair_input_files(args)}
 
 
 def _check_targets(args, config) -> None:

@@ -77,7 +77,7 @@ def pair_from_args(args):
         input_shape=parse_input_shape(args.input_shape) if args.input_shape else None)
 
 
-def pair_inputs(args) -> dict[str, list[str]]:
+def pair_input_files(args) -> dict[str, list[str]]:
     """The files a user pair is read from (model files, weights, the batch, the ONNX
     graph), which no report may overwrite; a module:callable SPEC names no file here."""
     inputs = {}
@@ -85,8 +85,8 @@ def pair_inputs(args) -> dict[str, list[str]]:
         value = getattr(args, flag, None)
         if not value:
             continue
-        path = value.rpartition(":")[0] if flag in ("pytorch", "keras") and \
-            value.rpartition(":")[0].endswith(".py") else value
+        where = value.rpartition(":")[0]  # file.py:callable names file.py
+        path = where if flag in ("pytorch", "keras") and where.endswith(".py") else value
         if os.path.isfile(path):
             inputs[f"--{flag.replace('_', '-')}"] = [path]
     return inputs

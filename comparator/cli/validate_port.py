@@ -120,10 +120,10 @@ def _run(args) -> int:
 
     options = _options(args)
     if args.json:
-        from comparator.cli.pair import pair_inputs
+        from comparator.cli.pair import pair_input_files
         from comparator.io import check_outputs
 
-        check_outputs({"--json": args.json}, {}, pair_inputs(args))
+        check_outputs({"--json": args.json}, {}, pair_input_files(args))
     if _own_pair(args):
         from comparator import validate_pair
         from comparator.config.pair import parse_input_shape
