@@ -170,6 +170,10 @@ class _Clock:
                if a.runs_in_worker and a.seconds is not None}
         if ran:
             timings["worker_seconds"] = ran
+        compiled = {name: a.compilations for name, a in adapters.items()
+                    if getattr(a, "compilations", None)}
+        if compiled:
+            timings["worker_compilations"] = compiled
         return timings
 
 

@@ -153,11 +153,18 @@ class RefereeSeconds(TypedDict, total=False):
     total: Annotated[float, "the whole referee"]
 
 
+class XlaCompilations(TypedDict):
+    compiled: Annotated[int, "programs XLA compiled in this run"]
+    from_cache: Annotated[int, "programs read from JAX's compilation cache instead of compiled"]
+    seconds: Annotated[float, "seconds spent getting all of them (compiling, or reading the cache)"]
+
+
 class Timings(TypedDict, total=False):
     total_seconds: Annotated[float, "wall time of the comparison, referee excluded"]
     phases: Annotated[dict[str, float], "wall seconds by phase (`imports`, `port`, `recipe:<run id>`, `worker:<framework>`, `diagnosis`, ...); a worker runs beside this process's own runs, so `worker:<framework>` is the time spent waiting for it afterwards"]
     worker_seconds: Annotated[dict[str, float], "wall seconds each Keras worker ran, start to exit, by framework"]
     reused_inference_passes: Annotated[int, "inference passes not run again because the state was bitwise one already evaluated"]
+    worker_compilations: Annotated[dict[str, "XlaCompilations"], "JAX workers only: the XLA programs each compiled and read from JAX's compilation cache, by framework"]
     referee: Annotated[RefereeSeconds, "the ONNX referee's seconds by phase"]
 
 

@@ -33,14 +33,15 @@ def _worker_runs(framework, model, image_size, batch_size, names, eager, cache_d
     worker.start(selected, prepared.batch, config.steps, config.lr, config.optimizer,
                  config.validate)
     assert worker.failure is None, worker.failure
-    return {r.name: worker.run_recipe(r).result for r in selected}, worker.environment()
+    return {r.name: worker.run_recipe(r).result for r in selected}, worker
 
 
 def _compare(framework, model, image_size, batch_size, names, tmp_path):
-    eager, eager_env = _worker_runs(framework, model, image_size, batch_size, names, True,
-                                    tmp_path)
-    compiled, compiled_env = _worker_runs(framework, model, image_size, batch_size, names,
-                                          False, tmp_path)
+    eager, eager_worker = _worker_runs(framework, model, image_size, batch_size, names, True,
+                                       tmp_path)
+    compiled, compiled_worker = _worker_runs(framework, model, image_size, batch_size, names,
+                                             False, tmp_path)
+    eager_env, compiled_env = eager_worker.environment(), compiled_worker.environment()
     assert eager_env["keras_train_steps"][framework] == "eager (run_eagerly=True)"
     assert compiled_env["keras_train_steps"][framework].startswith("compiled")
     for name in names:
@@ -74,6 +75,22 @@ def test_densenet121_compiled_observes_what_eager_observes(framework, image_size
                     tmp_path)
     assert runs["train"].modes.bn_batch_stats == runs["train"].modes.bn_layers == 121
     assert runs["trainable_false"].modes.bn_batch_stats == 0
+
+
+def test_a_second_jax_run_compiles_nothing(tmp_path):
+    """The observations come from a probe pass, not from host callbacks inside the step,
+    so JAX keeps every program of the run in its compilation cache, the train steps too."""
+    names = ["train", "trainable_false", "training_false", "bn_trainable"]
+    first, first_worker = _worker_runs("keras-jax", "tiny_cnn", 32, 2, names, False, tmp_path)
+    second, second_worker = _worker_runs("keras-jax", "tiny_cnn", 32, 2, names, False,
+                                         tmp_path)
+    assert first_worker.compilations["compiled"] > 0
+    assert second_worker.compilations["compiled"] == 0
+    assert second_worker.compilations["from_cache"] == (first_worker.compilations["compiled"]
+                                                        + first_worker.compilations["from_cache"])
+    for name in names:
+        assert second[name].modes == first[name].modes
+        assert second[name].losses == first[name].losses
 
 
 @pytest.mark.parametrize("framework", ["keras", "keras-tensorflow", "keras-jax"])

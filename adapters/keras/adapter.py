@@ -70,14 +70,22 @@ class _BackendHooks:
     """The backend-specific parts of the adapter; everything else uses keras.ops.
 
     TensorFlow and JAX run `fit`'s train step compiled, as Keras defaults it (a
-    tf.function; jax.jit), unless `eager` asks for the step run op by op. The layer
-    observations then live inside the compiled step and hand their per-channel
-    statistics to the host as the step runs: by tf.numpy_function in TensorFlow's graph,
-    by jax.debug.callback in JAX's. Torch's trainer is eager unless told to compile."""
+    tf.function; jax.jit), unless `eager` asks for the step run op by op. On TensorFlow
+    the layer observations live inside the compiled step and hand their per-channel
+    statistics to the host by tf.numpy_function as the step runs. On JAX they are the
+    outputs of a probe pass of their own (Keras3Adapter._probe_observations): JAX keeps no
+    program holding a host callback in its compilation cache, and a step without one is
+    both cached and quicker to compile. Torch's trainer is eager unless told to compile."""
 
     def __init__(self, backend: str, eager: bool = False):
         self.backend = backend
         self.eager = eager
+        # While a probe pass traces: the (record, tensors) pairs its outputs will fill.
+        self.collected: list | None = None
+
+    @property
+    def observes_by_probe(self) -> bool:
+        return self.backend == "jax" and not self.eager
 
     def is_concrete(self, tensor) -> bool:
         """Whether a layer call carries values that a host callback will see."""
@@ -97,6 +105,9 @@ class _BackendHooks:
 
     def host(self, fn, *tensors) -> None:
         """Call fn with the tensors' values as numpy arrays, when the step runs them."""
+        if self.collected is not None:
+            self.collected.append((fn, tensors))
+            return
         if self.backend == "jax":
             import jax
 
@@ -384,7 +395,11 @@ class Keras3Adapter(FrameworkAdapter):
         x, y = self._data(batch)
         inputs = self._fit_inputs(x)
         extra = {"validation_data": (inputs, y)} if validate else {}
-        with _inference_calls(self._forced_inference), self._observe(), \
+        observing = self._observe()
+        if self._hooks.observes_by_probe:
+            self._probe_observations(inputs)
+            observing = contextlib.nullcontext()
+        with _inference_calls(self._forced_inference), observing, \
                 self._hooks.train_context(self._recipe):
             history = self._fit_model.fit(inputs, y, batch_size=len(x), epochs=1,
                                           shuffle=False, verbose=0, **extra)
@@ -430,6 +445,32 @@ class Keras3Adapter(FrameworkAdapter):
             self._exact_model = None
 
     # ----- observation -----------------------------------------------------------------
+
+    def _probe_observations(self, inputs) -> None:
+        """Record what the next train step's layers do from a probe pass: the model fit()
+        trains, called as JAX's train step calls it (stateless_call, training=True, from
+        the same variables), compiled with jax.jit, its outputs the observations' inputs.
+        stateless_call leaves every variable as it was, the Dropout seeds included, so the
+        step that follows draws the same masks and starts from the same statistics."""
+        import jax
+
+        model, hooks = self._fit_model, self._hooks
+        collected: list = []
+
+        def probe(trainable, non_trainable, x):
+            collected.clear()  # a retrace starts the list again
+            hooks.collected = collected
+            try:
+                model.stateless_call(trainable, non_trainable, x, training=True)
+            finally:
+                hooks.collected = None
+            return [list(tensors) for _, tensors in collected]
+
+        with _inference_calls(self._forced_inference), self._observe():
+            values = jax.jit(probe)([v.value for v in model.trainable_variables],
+                                    [v.value for v in model.non_trainable_variables], inputs)
+        for (record, _), arrays in zip(collected, values, strict=True):
+            record(*(np.asarray(a) for a in arrays))
 
     @contextlib.contextmanager
     def _observe(self):

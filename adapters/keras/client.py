@@ -385,6 +385,7 @@ class WorkerAdapter(Adapter):
                 if self.overlay.note:
                     self._environment["keras_overlay_notes"] = {self.name: self.overlay.note}
         self.seconds = response.get("wall_seconds")
+        self.compilations = response.get("compilations")
         self.structure = response.get("structure")
 
     def logits(self, batch) -> np.ndarray:

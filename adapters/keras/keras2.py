@@ -61,6 +61,7 @@ class Keras2Hooks:
     """Where Keras 2 differs from Keras 3 for the adapter (TensorFlow backend only)."""
 
     keras_generation = 2
+    observes_by_probe = False  # TensorFlow: the observations run inside the step
 
     def __init__(self, base_hooks):
         self._base = base_hooks

@@ -69,7 +69,7 @@ def missing_modules(modules) -> list[str]:
     return [m for m in modules if importlib.machinery.PathFinder.find_spec(m) is None]
 
 
-def keep_worker_backends_out() -> None:
+def keep_worker_backends_out(names=("tensorflow", "jax")) -> None:
     """Block TensorFlow and JAX imports in this process.
 
     Keras 3.15 on the torch backend imports TensorFlow inside keras.utils.set_random_seed
@@ -79,7 +79,7 @@ def keep_worker_backends_out() -> None:
     command line, and only it, makes both unimportable here before Keras is imported; Keras
     then treats them as not installed.
     """
-    for name in ("tensorflow", "jax"):
+    for name in names:
         if name not in sys.modules:
             sys.modules[name] = None
 
