@@ -131,6 +131,7 @@ class FrameworkAdapter(Adapter):
         self._initial_state: object = None
         self._initial_canonical: dict | None = None
         self._initial_digests: dict[str, bytes] = {}
+        self._kept_arrays: dict[bytes, np.ndarray] = {}  # digest -> the one copy kept
         # (batch id, loss kind, state digest) -> (the batch, kept so its id stays unique, loss)
         self._inference_losses: dict[tuple, tuple[Batch, float]] = {}
         self._forward_states: dict[tuple, tuple[Batch, dict]] = {}
@@ -148,6 +149,8 @@ class FrameworkAdapter(Adapter):
         self._initial_state = self._snapshot_impl()
         self._initial_canonical = self._canonical_impl()
         self._initial_digests = array_digests(self._initial_canonical)
+        self._kept_arrays = {digest: self._initial_canonical[name]
+                             for name, digest in self._initial_digests.items()}
         self._inference_losses.clear()
         self._forward_states.clear()
         self._logits.clear()
@@ -242,6 +245,7 @@ class FrameworkAdapter(Adapter):
             modes, train_losses = step_modes[0], tuple(train_losses)
             final = self._canonical_impl()
             final_digests = array_digests(final)
+            final = self._kept_once(final, final_digests)
             try:
                 after_loss = self._inference_of(final_digests, batch,
                                                 lambda: self._inference_loss_impl(batch))
@@ -274,6 +278,14 @@ class FrameworkAdapter(Adapter):
             framework_version=self.framework_version(),
         )
         return Measurement(result, final, initial, ablations)
+
+    def _kept_once(self, arrays: dict, digests: dict) -> dict:
+        """The arrays, each one equal to an array already kept (the initial state's, an
+        earlier run's) replaced by that one. Every run's final state is kept until the
+        analysis; runs that leave most arrays as they were then hold them once (for
+        DenseNet121, 32 MB less per such run, all of it held while later runs train)."""
+        return {name: self._kept_arrays.setdefault(digests[name], array)
+                for name, array in arrays.items()}
 
     def _ablations(self, recipe, batch, modes, params_before, stats_after, final_digests,
                    weights_and_stats_moved: bool) -> dict:

@@ -134,3 +134,10 @@ def test_bad_input_is_one_line_and_exit_2(args, message):
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], done.stderr
     assert done.stdout == ""
+
+
+def test_peak_memory_is_also_held_against_plain_code_running_the_matrix(result):
+    plain = result["irreducible"]["peak_rss_mib"]
+    assert plain > 0
+    assert result["ratio_peak_to_irreducible"] == pytest.approx(
+        max(result["peak_rss_mib"].values()) / plain, abs=1e-3)

@@ -50,7 +50,9 @@ Two measurements, put side by side:
 
 4. **Peak memory against a bare fit step** (`bare_fit_peaks`): a fresh process that builds
    the same model and runs one train step in plain Keras (`fit`) and one in plain PyTorch;
-   the tool's peak is held against the larger.
+   the tool's peak is held against the larger. Beside it, not a target, the peak of the
+   irreducible-compute process (2.): plain code that runs every `fit` and pass of the
+   default matrix in one process, as the tool does.
 
 5. **The command line's own cost** (`time_cli`): `--help` and two argument errors.
 
@@ -149,12 +151,15 @@ def time_repetitions(model: str, image_size: int, batch_size: int, runs: int = 1
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         irreducible.append(irreducible_in_child(model, image_size, batch_size))
+    peaks = [r["peak_rss_mib"] for r in irreducible]
     chosen = {}
     for label, done in results.items():
         walls = [run["wall_seconds"] for run in done]
         chosen[label] = {**done[walls.index(statistics.median_low(walls))],
                          "all_wall_seconds": walls}
-    return chosen, _median_repetition(irreducible), results
+    plain = {**_median_repetition([r["passes"] for r in irreducible]),
+             "peak_rss_mib": max(peaks)}
+    return chosen, plain, results
 
 
 def _time_one(model: str, image_size: int, batch_size: int, cache: str,
@@ -334,12 +339,16 @@ from comparator.config.frameworks import keep_worker_backends_out
 keep_worker_backends_out()  # Keras on torch alone, as in compare.py
 from tools.bench import time_irreducible
 from comparator.zoo import get_spec
-print(json.dumps(time_irreducible(get_spec({model!r}), {image_size}, {batch_size})))
+passes = time_irreducible(get_spec({model!r}), {image_size}, {batch_size})
+import resource
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+print(json.dumps({{"passes": passes, "peak_rss_mib": round(peak, 1)}}))
 """
 
 
-def irreducible_in_child(model: str, image_size: int, batch_size: int) -> dict[str, float]:
-    """One repetition of the irreducible compute in a fresh Python process."""
+def irreducible_in_child(model: str, image_size: int, batch_size: int) -> dict:
+    """One repetition of the irreducible compute in a fresh Python process: its passes'
+    seconds and the process's peak RSS."""
     code = _CHILD.format(root=ROOT, model=model, image_size=image_size, batch_size=batch_size)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=ROOT)
@@ -402,6 +411,7 @@ def time_frameworks(model: str, image_size: int, batch_size: int) -> dict:
                 # Each worker's own wall time; its phase is only the wait after this
                 # process's runs, as workers run beside them.
                 run["workers"] = timings.get("worker_seconds", {})
+                run["compilations"] = timings.get("worker_compilations", {})
                 run["worker_waits"] = {k.split(":", 1)[1]: v
                                        for k, v in timings.get("phases", {}).items()
                                        if k.startswith("worker:")}
@@ -535,6 +545,8 @@ def benchmark(model: str, image_size: int | None, batch_size: int, runs: int = 1
         "ratio_per_repetition": paired,
         "bare_fit": bare,
         "ratio_peak_to_bare_fit": peak_ratio,
+        # Not a target: plain code running the default matrix (every fit of it) in one process.
+        "ratio_peak_to_irreducible": round(peak / irreducible["peak_rss_mib"], 3),
         "frameworks": frameworks,
         "cli": cli,
         "help_wall_seconds": cli["help"]["wall_seconds"],
@@ -572,7 +584,9 @@ def table(result: dict) -> str:
              f"warm {result['irreducible_seconds_by_run']['warm']:.2f}",
              f"peak RSS against a bare fit step: {result['ratio_peak_to_bare_fit']:.2f} (bare "
              + ", ".join(f"{k} {v:.0f} MiB" for k, v in result["bare_fit"]["peak_rss_mib"].items())
-             + ")",
+             + f"); against plain code running the same matrix: "
+             f"{result['ratio_peak_to_irreducible']:.2f} "
+             f"({result['irreducible']['peak_rss_mib']:.0f} MiB)",
              "compare.py, median of 3: " + ", ".join(
                  f"{k} {v['wall_seconds']:.2f} s (exit {v['exit_code']})"
                  for k, v in result["cli"].items())]
