@@ -220,6 +220,7 @@ class Keras3Adapter(FrameworkAdapter):
         self._fit_model = None
         self._exact_model = None
         self._head_model = None
+        self._evaluators: dict = {}  # loss kind -> compiled inference model
         self._features = None
         self._forced_inference: tuple = ()
         self._recipe: Recipe | None = None
@@ -239,6 +240,7 @@ class Keras3Adapter(FrameworkAdapter):
                 layers.Dense(1, name=HEAD_LAYERS["head.3"]),
             ]
         self._wrappers = {flag: self._wrap(image_size, flag) for flag in (False, True)}
+        self._evaluators = {}
         self._index_layers()
 
     def _index_layers(self) -> None:
@@ -382,7 +384,24 @@ class Keras3Adapter(FrameworkAdapter):
 
     def _inference_loss_impl(self, batch):
         x, y = self._data(batch)
-        return float(self._model.evaluate(x, y, batch_size=len(x), verbose=0))
+        return float(self._evaluator().evaluate(x, y, batch_size=len(x), verbose=0))
+
+    def _evaluator(self):
+        """The model evaluate() runs on: the inference model over the same layers, compiled
+        once per loss. An inference pass does not depend on the recipe (trainable flags,
+        training=False given to the base, the optimizer), and every compile() of the model
+        fit() trains would make TensorFlow trace its evaluation again and JAX compile it
+        again. A recipe that swaps layer classes (tf-keras's v1 BatchNormalization)
+        evaluates on the model it compiled itself."""
+        if self._recipe is not None and self._recipe.v1_batch_norm:
+            return self._model
+        evaluator = self._evaluators.get(self.loss_kind)
+        if evaluator is None:
+            inference = self._wrappers[False]
+            evaluator = keras.Model(inference.inputs, inference.outputs)
+            evaluator.compile(loss=self._loss(), **self._hooks.compile_options())
+            self._evaluators[self.loss_kind] = evaluator
+        return evaluator
 
     def _fit_inputs(self, x):
         if self._fit_model is self._model:

@@ -1,0 +1,42 @@
+"""The Keras adapter evaluates every inference pass on one inference model compiled once
+(so TensorFlow traces and JAX compiles the evaluation once per run, not once per recipe).
+A user evaluates on the model they compiled for the recipe: both must give the same loss."""
+
+from __future__ import annotations
+
+import pytest
+
+from comparator.config.recipes import recipes_for
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def _own_evaluate(adapter, recipe, batch):
+    """evaluate() on the model the recipe compiled for fit, as a user would call it."""
+    adapter._apply_impl(recipe)
+    adapter._prepare_optimizer_impl("sgd", 0.01)
+    x, y = adapter._data(batch)
+    return float(adapter._model.evaluate(x, y, batch_size=len(x), verbose=0))
+
+
+RECIPES = {r.id: r for r in recipes_for("keras")}
+
+
+@pytest.mark.parametrize("scenario,run_id", [
+    *(("classify", f"keras:{name}") for name in ("train", "trainable_false", "training_false",
+                                                 "bn_trainable")),
+    ("head", "keras:feature_extraction"),
+])
+def test_inference_losses_are_those_of_the_recipes_own_compiled_model(request, scenario,
+                                                                     run_id):
+    outcome = request.getfixturevalue(f"tiny_{scenario}")
+    recipe = RECIPES[run_id]
+    adapter, batch = outcome.adapters["keras"], outcome.batch
+    run = outcome.report.run(recipe.id)
+    adapter.reset()
+    assert _own_evaluate(adapter, recipe, batch) == run.losses.inference_before
+    measurement = adapter.run_recipe(recipe, batch, 1, 0.01, ablate=False)
+    assert measurement.result.losses.inference_after == run.losses.inference_after
+    adapter._load_impl(measurement.final_state)  # the state the step left
+    assert _own_evaluate(adapter, recipe, batch) == run.losses.inference_after
+    adapter.reset()
