@@ -414,10 +414,11 @@ class Keras3Adapter(FrameworkAdapter):
         x, y = self._data(batch)
         inputs = self._fit_inputs(x)
         extra = {"validation_data": (inputs, y)} if validate else {}
-        observing = self._observe()
         if self._hooks.observes_by_probe:
             self._probe_observations(inputs)
             observing = contextlib.nullcontext()
+        else:
+            observing = self._observe()
         with _inference_calls(self._forced_inference), observing, \
                 self._hooks.train_context(self._recipe):
             history = self._fit_model.fit(inputs, y, batch_size=len(x), epochs=1,
