@@ -171,7 +171,7 @@ class _Clock:
         if ran:
             timings["worker_seconds"] = ran
         compiled = {name: a.compilations for name, a in adapters.items()
-                    if getattr(a, "compilations", None)}
+                    if a.runs_in_worker and a.compilations}
         if compiled:
             timings["worker_compilations"] = compiled
         return timings

@@ -151,14 +151,13 @@ def time_repetitions(model: str, image_size: int, batch_size: int, runs: int = 1
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         irreducible.append(irreducible_in_child(model, image_size, batch_size))
-    peaks = [r["peak_rss_mib"] for r in irreducible]
     chosen = {}
     for label, done in results.items():
         walls = [run["wall_seconds"] for run in done]
         chosen[label] = {**done[walls.index(statistics.median_low(walls))],
                          "all_wall_seconds": walls}
     plain = {**_median_repetition([r["passes"] for r in irreducible]),
-             "peak_rss_mib": max(peaks)}
+             "peak_rss_mib": max(r["peak_rss_mib"] for r in irreducible)}
     return chosen, plain, results
 
 

@@ -246,6 +246,7 @@ class WorkerAdapter(Adapter):
         self._diverged: dict[str, dict] = {}  # run id -> {"id", "step", "reason"}
         self._environment: dict = {}
         self.seconds: float | None = None
+        self.compilations: dict | None = None  # JAX workers: the XLA programs of the run
         self.structure: str | None = None  # by the worker: onnx.runtime.structure_fingerprint
         reason = missing_extra_reason(self.backend)
         if not reason and self.flavour.keras2 and missing_modules(["tf_keras"]):

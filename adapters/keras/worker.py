@@ -150,7 +150,7 @@ class _Compilations:
 
 
 def _keep_tensorflow_out(request: dict) -> None:
-    """Keras's set_random_seed imports TensorFlow whenever it is installed (2 s and 420 MiB,
+    """Keras's set_random_seed imports TensorFlow whenever it is installed (1.7 s and 419 MiB,
     measured); a run on JAX or torch never uses it. Keras then treats it as absent."""
     if request["backend"] != "tensorflow" and os.environ.get(KERAS2_VARIABLE) != "1":
         from comparator.config.frameworks import keep_worker_backends_out
