@@ -1,11 +1,16 @@
 """`--device cuda` on a machine without a GPU: a clear refusal, and ONNX Runtime's fallback
-is said, not hidden. (The GPU path itself needs a GPU; these machines have none.)"""
+is said, not hidden; the float32 settings used on a GPU. (The GPU path itself needs a GPU;
+these machines have none. What it measured on one is in docs/gpu.md.)"""
 
 import os
 import subprocess
 import sys
 
 import pytest
+
+from adapters.keras.adapter import tensorflow_device
+from adapters.keras.client import WorkerError, call_worker
+from comparator.config.frameworks import missing_modules
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 torch = pytest.importorskip("torch")
@@ -36,3 +41,52 @@ def test_onnxruntime_without_cuda_runs_on_cpu_and_says_so():
     assert providers == ["CPUExecutionProvider"]
     assert "has no CUDAExecutionProvider" in note and "ran on CPU" in note
     assert providers_for("cpu") == (["CPUExecutionProvider"], None)
+
+
+def _needs(module):
+    if missing_modules([module]):
+        pytest.skip(f"{module} is not installed (optional extra)")
+
+
+@pytest.mark.parametrize("backend,framework,start", [
+    ("jax", "keras-jax", "JAX sees no CUDA device ("),
+    ("tensorflow", "keras-tensorflow", "TensorFlow 2."),
+])
+def test_a_worker_asked_for_cuda_without_a_gpu_skips_with_the_reason(backend, framework, start):
+    _needs(backend)
+    request = {"task": "run", "framework": framework, "backend": backend, "device": "cuda"}
+    with pytest.raises(WorkerError) as raised:
+        call_worker(request, {}, timeout=120)
+    failure = raised.value.failure
+    assert failure.status == "skipped"
+    assert failure.reason.startswith(start)
+    assert "--device cuda needs" in failure.reason
+
+
+@pytest.mark.parametrize("backend,read", [
+    ("torch", "import torch; print(torch.backends.cudnn.conv.fp32_precision, "
+              "torch.backends.cuda.matmul.fp32_precision)"),
+    ("jax", "import jax; print(jax.config.jax_default_matmul_precision)"),
+    ("tensorflow", "import tensorflow as tf; "
+                   "print(tf.config.experimental.tensor_float_32_execution_enabled())"),
+])
+def test_full_float32_switches_tf32_off(backend, read):
+    _needs(backend)
+    expected = {"torch": "ieee ieee", "jax": "highest", "tensorflow": "False"}[backend]
+    code = ("from adapters.precision import use_full_float32; "
+            f"use_full_float32({backend!r}); {read}")
+    # Importing TensorFlow under KERAS_BACKEND=torch crashes this machine's process (SIGSEGV,
+    # seen): each backend runs with Keras set to it, as in the workers.
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "KERAS_BACKEND": backend})
+    assert done.returncode == 0, done.stderr[-500:]
+    assert done.stdout.strip().splitlines()[-1] == expected
+
+
+@pytest.mark.parametrize("placement,name", [
+    ("/job:localhost/replica:0/task:0/device:GPU:0", "gpu:0"),
+    ("/job:localhost/replica:0/task:0/device:CPU:0", "cpu"),
+    ("", "cpu"),
+])
+def test_tensorflow_placements_read_as_devices(placement, name):
+    assert tensorflow_device(placement) == name

@@ -191,3 +191,10 @@ def test_three_onnx_graphs_agree(four_frameworks, tmp_path):
         assert diffs[label] < 1e-4
     export = result.references["onnx:eval"]["exports"]["keras-tensorflow"]
     assert "tf2onnx" in export["exported_with"]["exporter"]
+
+
+def test_each_framework_reports_the_device_its_weights_were_on(four_frameworks):
+    devices = four_frameworks.report.environment["devices"]
+    assert devices == {"pytorch": "cpu", "keras": "cpu", "keras-tensorflow": "cpu",
+                       "keras-jax": "cpu"}
+    assert "gpu_float32" not in four_frameworks.report.environment

@@ -20,6 +20,7 @@ from comparator.errors import FrameworkUnavailable
 from keras import layers, ops  # noqa: E402
 
 from adapters.base import FrameworkAdapter  # noqa: E402
+from adapters.precision import use_full_float32  # noqa: E402
 from adapters.keras.models import (  # noqa: E402
     build_base,
     input_shape,
@@ -64,6 +65,12 @@ def _softmax_categorical_crossentropy(y_true, logits):
     Keras renormalises the probabilities and clips them to [1e-7, 1 - 1e-7]."""
     probabilities = keras.activations.softmax(logits)
     return keras.losses.categorical_crossentropy(y_true, probabilities, from_logits=False)
+
+
+def tensorflow_device(placement: str) -> str:
+    """`/job:localhost/replica:0/task:0/device:GPU:0` as `gpu:0`."""
+    name = placement.rpartition("/")[2].lower().replace("device:", "")
+    return "cpu" if not name or name.startswith("cpu") else name
 
 
 class _BackendHooks:
@@ -137,6 +144,20 @@ class _BackendHooks:
             return tf.identity(variable.value)  # ordered before the layer's update
         return ops.convert_to_numpy(variable).copy()
 
+    def device_of(self, variable) -> str:
+        """Where the backend holds the variable, read from the variable itself."""
+        value = variable.value
+        if self.backend == "jax":
+            device = next(iter(value.devices()))
+            return "cpu" if device.platform == "cpu" else f"{device} ({device.device_kind})"
+        if self.backend == "tensorflow":
+            return tensorflow_device(value.device)
+        if value.device.type == "cuda":
+            import torch
+
+            return f"{value.device} ({torch.cuda.get_device_name(value.device)})"
+        return str(value.device)
+
     batch_norm_class = None  # keras.layers.BatchNormalization, set once Keras is imported
     keras_generation = 3
 
@@ -208,6 +229,7 @@ class Keras3Adapter(FrameworkAdapter):
             raise FrameworkUnavailable(
                 f"Keras runs on {keras.backend.backend()!r}, not {self.backend}")
         self._hooks = _hooks_for(self.backend, eager)
+        self._precision = use_full_float32(self.backend) if device.startswith("cuda") else None
         keras_device = os.environ.get("KERAS_TORCH_DEVICE", "cpu")
         if self.backend == "torch" and keras_device.split(":")[0] != device.split(":")[0]:
             raise FrameworkUnavailable(f"Keras was imported for device {keras_device!r}; "
@@ -569,6 +591,10 @@ class Keras3Adapter(FrameworkAdapter):
 
     def _environment_impl(self):
         found = {"keras": keras.__version__, "keras_backend": keras.backend.backend()}
+        if self._model is not None:
+            found["devices"] = {self.name: self._hooks.device_of(self.base.weights[0])}
+        if self._precision:
+            found["gpu_float32"] = {self.name: self._precision}
         if self._fit_model is not None and getattr(self._fit_model, "compiled", False):
             found["keras_train_step"] = self._hooks.train_step_kind(self._fit_model)
         return found

@@ -371,7 +371,8 @@ class WorkerAdapter(Adapter):
             self._measurements[run.id] = Measurement(run, states["final"], states["initial"],
                                                      ablations)
         self._logits = arrays["logits"]
-        self._environment = {k: str(v) for k, v in response.get("environment", {}).items()
+        self._environment = {k: v if isinstance(v, dict) else str(v)
+                             for k, v in response.get("environment", {}).items()
                              if k not in ("keras_backend", "keras_train_step")}
         # How this worker's Keras ran its step: by framework, beside the in-process one's.
         step = response.get("environment", {}).get("keras_train_step")

@@ -93,6 +93,12 @@ class Keras2Hooks:
         return self._base.train_step_kind(model)
 
     @staticmethod
+    def device_of(variable) -> str:
+        from adapters.keras.adapter import tensorflow_device
+
+        return tensorflow_device(variable.device)
+
+    @staticmethod
     def value(variable):
         """A variable's current value as a tensor (a Keras 2 variable's .value is a method)."""
         return variable.read_value()

@@ -13,6 +13,7 @@ import torchvision
 from torch import nn
 
 from adapters.base import FrameworkAdapter
+from adapters.precision import use_full_float32
 from adapters.pytorch.models import FEATURES, FeatureExtractor, HeadModel, build_network
 from comparator.inputs.batch import REGRESSION_SCENARIOS, Batch
 from comparator.errors import UsageError
@@ -43,6 +44,7 @@ class PyTorchAdapter(FrameworkAdapter):
         super().__init__(device)
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise UsageError("--device cuda was given but PyTorch sees no CUDA device")
+        self._precision = use_full_float32("torch") if device.startswith("cuda") else None
         if threads:
             torch.set_num_threads(threads)
         self._torch_device = torch.device(device)
@@ -345,4 +347,13 @@ class PyTorchAdapter(FrameworkAdapter):
         # Thread counts change the order of float32 sums, so the last bits of every number
         return {"torch": torch.__version__, "torchvision": torchvision.__version__,
                 "torch_threads": str(torch.get_num_threads()),
-                "torch_interop_threads": str(torch.get_num_interop_threads())}
+                "torch_interop_threads": str(torch.get_num_interop_threads()),
+                "devices": {self.name: self._computed_on()},
+                **({"gpu_float32": {self.name: self._precision}} if self._precision else {})}
+
+    def _computed_on(self) -> str:
+        """The device of the model's parameters, with the GPU's name."""
+        device = next(self.model.parameters()).device if hasattr(self, "model") else None
+        if device is None or device.type != "cuda":
+            return str(device or self._torch_device)
+        return f"{device} ({torch.cuda.get_device_name(device)})"
