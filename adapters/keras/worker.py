@@ -24,10 +24,10 @@ A Keras version (keras-torch@3.6.0, nightly) runs here from an overlay the paren
 first on PYTHONPATH (adapters/keras/overlays.py; XFRAME_KERAS_OVERLAY=1); Keras 2
 (tf-keras) is imported as `keras` when XFRAME_KERAS2=1 (adapters/keras/keras2.py).
 
-Exit status: 0 done, 3 the backend (an optional extra) is not installed, 4 this
-overlay's Keras cannot import or run with the installed backend (response.json has
-its own error), anything else a failure the parent reports with the worker's last
-stderr line.
+Exit status: 0 done, 3 the backend (an optional extra) is not installed or sees no GPU
+for `--device cuda`, 4 this overlay's Keras cannot import or run with the installed
+backend (response.json has its own error), anything else a failure the parent reports
+with the worker's last stderr line.
 """
 
 from __future__ import annotations
