@@ -2,6 +2,7 @@
 is said, not hidden; the float32 settings used on a GPU. (The GPU path itself needs a GPU;
 these machines have none. What it measured on one is in docs/gpu.md.)"""
 
+import json
 import os
 import subprocess
 import sys
@@ -90,3 +91,26 @@ def test_full_float32_switches_tf32_off(backend, read):
 ])
 def test_tensorflow_placements_read_as_devices(placement, name):
     assert tensorflow_device(placement) == name
+
+
+@pytest.mark.parametrize("backend,device,expected", [
+    ("jax", "cpu", {"JAX_PLATFORMS": "cpu", "CUDA_VISIBLE_DEVICES": "-1"}),
+    ("jax", "cuda", {"JAX_PLATFORMS": "cuda", "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}),
+    ("jax", "cuda:1", {"JAX_PLATFORMS": "cuda", "CUDA_VISIBLE_DEVICES": "1"}),
+    ("tensorflow", "cpu", {"CUDA_VISIBLE_DEVICES": "-1"}),
+    ("tensorflow", "cuda", {"TF_FORCE_GPU_ALLOW_GROWTH": "true"}),
+    ("torch", "cuda:1", {"XFRAME_DEVICE": "cuda:1"}),
+])
+def test_a_worker_places_its_backend_before_importing_it(backend, device, expected):
+    # A fresh process: the placement sets this process's environment for the worker's life.
+    code = ("import json, os; from adapters.keras.worker import _place_backend; "
+            f"_place_backend({backend!r}, {device!r}); print(json.dumps(dict(os.environ)))")
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("JAX_PLATFORMS", "CUDA_VISIBLE_DEVICES", "XFRAME_DEVICE")}
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60, env=clean)
+    environment = json.loads(done.stdout)
+    assert {k: environment.get(k) for k in expected} == expected
+    assert environment["XFRAME_DEVICE"] == device
+    if backend == "torch" or device == "cuda":
+        assert "CUDA_VISIBLE_DEVICES" not in environment
