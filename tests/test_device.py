@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from adapters.keras.adapter import tensorflow_device
+from adapters.keras.devices import tensorflow_device
 from adapters.keras.client import WorkerError, call_worker
 from comparator.config.frameworks import missing_modules
 
@@ -103,8 +103,8 @@ def test_tensorflow_placements_read_as_devices(placement, name):
 ])
 def test_a_worker_places_its_backend_before_importing_it(backend, device, expected):
     # A fresh process: the placement sets this process's environment for the worker's life.
-    code = ("import json, os; from adapters.keras.worker import _place_backend; "
-            f"_place_backend({backend!r}, {device!r}); print(json.dumps(dict(os.environ)))")
+    code = ("import json, os; from adapters.keras.devices import place_backend; "
+            f"place_backend({backend!r}, {device!r}); print(json.dumps(dict(os.environ)))")
     clean = {k: v for k, v in os.environ.items()
              if k not in ("JAX_PLATFORMS", "CUDA_VISIBLE_DEVICES", "XFRAME_DEVICE")}
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,

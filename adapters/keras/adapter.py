@@ -20,6 +20,7 @@ from comparator.errors import FrameworkUnavailable
 from keras import layers, ops  # noqa: E402
 
 from adapters.base import FrameworkAdapter  # noqa: E402
+from adapters.keras.devices import tensorflow_device  # noqa: E402
 from adapters.precision import use_full_float32  # noqa: E402
 from adapters.keras.models import (  # noqa: E402
     build_base,
@@ -65,12 +66,6 @@ def _softmax_categorical_crossentropy(y_true, logits):
     Keras renormalises the probabilities and clips them to [1e-7, 1 - 1e-7]."""
     probabilities = keras.activations.softmax(logits)
     return keras.losses.categorical_crossentropy(y_true, probabilities, from_logits=False)
-
-
-def tensorflow_device(placement: str) -> str:
-    """`/job:localhost/replica:0/task:0/device:GPU:0` as `gpu:0`."""
-    name = placement.rpartition("/")[2].lower().replace("device:", "")
-    return "cpu" if not name or name.startswith("cpu") else name
 
 
 class _BackendHooks:

@@ -94,7 +94,7 @@ class Keras2Hooks:
 
     @staticmethod
     def device_of(variable) -> str:
-        from adapters.keras.adapter import tensorflow_device
+        from adapters.keras.devices import tensorflow_device
 
         return tensorflow_device(variable.device)
 

@@ -39,6 +39,8 @@ import time
 
 import numpy as np
 
+from adapters.keras.devices import device_missing, place_backend
+
 FAULT_VARIABLE = "XFRAME_WORKER_FAULT"  # tests only: crash | hang | garbage
 EXIT_MISSING = 3
 EXIT_UNAVAILABLE = 4  # this Keras (an overlay's version) cannot be imported here
@@ -87,44 +89,6 @@ def _import_backend(backend: str, task: str) -> str | None:
             return (f"{module} cannot be imported ({exc}); install the optional extra: "
                     f"pip install -e '.[{extra}]'")
     return None
-
-
-def _place_backend(backend: str, device: str) -> None:
-    """Put this worker's backend on the comparison's device; it must happen before the
-    backend is imported. JAX computes on a GPU whenever its CUDA plugin is installed, and
-    then takes most of the GPU's memory up front, beside PyTorch's in the parent."""
-    os.environ["XFRAME_DEVICE"] = device  # Keras on torch reads it (adapters/keras/backend)
-    on_gpu = device.startswith("cuda")
-    index = device.partition(":")[2]
-    if backend == "jax":
-        os.environ["JAX_PLATFORMS"] = "cuda" if on_gpu else "cpu"
-        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-    elif backend == "tensorflow":
-        os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
-    if backend in ("jax", "tensorflow") and (index or not on_gpu):
-        os.environ["CUDA_VISIBLE_DEVICES"] = index if on_gpu else "-1"
-
-
-def _device_missing(backend: str, device: str) -> str | None:
-    """Why this backend cannot compute on the GPU asked for, or None."""
-    if not device.startswith("cuda") or backend == "torch":
-        return None  # Keras on torch: the adapter checks KERAS_TORCH_DEVICE itself
-    if backend == "jax":
-        import jax
-
-        try:
-            jax.devices("cuda")
-            return None
-        except Exception as exc:  # noqa: BLE001 - JAX raises several types for this
-            detail = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
-            return (f"JAX sees no CUDA device ({detail}); --device cuda needs a CUDA build "
-                    "of jaxlib (pip install 'jax[cuda13]')")
-    import tensorflow as tf
-
-    if tf.config.list_physical_devices("GPU"):
-        return None
-    return (f"TensorFlow {tf.__version__} sees no GPU; --device cuda needs the CUDA build "
-            "of TensorFlow (pip install 'tensorflow[and-cuda]'), not tensorflow-cpu")
 
 
 def _adapter(framework: str, backend: str, device: str, eager: bool = False):
@@ -340,9 +304,9 @@ def main(argv: list[str]) -> int:
         request = json.load(handle)
     _simulate_fault(directory)
     device = request.get("device", "cpu")
-    _place_backend(request["backend"], device)
+    place_backend(request["backend"], device)
     missing = (_import_backend(request["backend"], request["task"])
-               or _device_missing(request["backend"], device))
+               or device_missing(request["backend"], device))
     if missing:
         _write_json(directory, "response.json", {"status": "missing", "reason": missing})
         return EXIT_MISSING
