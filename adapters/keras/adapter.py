@@ -586,7 +586,7 @@ class Keras3Adapter(FrameworkAdapter):
 
     def _environment_impl(self):
         found = {"keras": keras.__version__, "keras_backend": keras.backend.backend()}
-        if self._model is not None:
+        if getattr(self, "base", None) is not None:  # built
             found["devices"] = {self.name: self._hooks.device_of(self.base.weights[0])}
         if self._precision:
             found["gpu_float32"] = {self.name: self._precision}

@@ -15,6 +15,8 @@ from __future__ import annotations
 import sys
 import types
 
+from adapters.keras.devices import tensorflow_device
+
 V1_BATCH_NORMALIZATION = "tf_keras.src.layers.normalization.batch_normalization_v1"
 
 
@@ -94,8 +96,6 @@ class Keras2Hooks:
 
     @staticmethod
     def device_of(variable) -> str:
-        from adapters.keras.devices import tensorflow_device
-
         return tensorflow_device(variable.device)
 
     @staticmethod
