@@ -135,7 +135,7 @@ class Environment(TypedDict, total=False):
     keras_train_steps: Annotated[dict[str, str], "framework -> how that worker's Keras ran its "
                                                  "train step (`compiled (jax.jit)`, ...)"]
     devices: Annotated[dict[str, str], "framework -> the device its weights were on, read from a weight (`cpu`, `cuda:0 (NVIDIA H200)`, TensorFlow's `gpu:0`)"]
-    gpu_float32: Annotated[dict[str, str], "framework -> how it computed float32 on the GPU (`--device cuda` only): TF32 is switched off in every framework (adapters/precision.py)"]
+    gpu_float32: Annotated[dict[str, str], "framework -> how it computed float32 on the GPU (`--device cuda` only): TF32 is switched off in every framework (adapters/devices.py)"]
     # Thread settings change the float32 summation order: two reports whose numbers differ
     # in their last bits can be told apart by them.
     OMP_NUM_THREADS: Annotated[str, "the variable as the comparison saw it, or `unset`"]

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from adapters.keras.devices import tensorflow_device
+from adapters.devices import tensorflow_device
 from adapters.keras.client import WorkerError, call_worker
 from comparator.config.frameworks import missing_modules
 
@@ -74,7 +74,7 @@ def test_a_worker_asked_for_cuda_without_a_gpu_skips_with_the_reason(backend, fr
 def test_full_float32_switches_tf32_off(backend, read):
     _needs(backend)
     expected = {"torch": "ieee ieee", "jax": "highest", "tensorflow": "False"}[backend]
-    code = ("from adapters.precision import use_full_float32; "
+    code = ("from adapters.devices import use_full_float32; "
             f"use_full_float32({backend!r}); {read}")
     # Importing TensorFlow under KERAS_BACKEND=torch crashes this machine's process (SIGSEGV,
     # seen): each backend runs with Keras set to it, as in the workers.
@@ -103,7 +103,7 @@ def test_tensorflow_placements_read_as_devices(placement, name):
 ])
 def test_a_worker_places_its_backend_before_importing_it(backend, device, expected):
     # A fresh process: the placement sets this process's environment for the worker's life.
-    code = ("import json, os; from adapters.keras.devices import place_backend; "
+    code = ("import json, os; from adapters.devices import place_backend; "
             f"place_backend({backend!r}, {device!r}); print(json.dumps(dict(os.environ)))")
     clean = {k: v for k, v in os.environ.items()
              if k not in ("JAX_PLATFORMS", "CUDA_VISIBLE_DEVICES", "XFRAME_DEVICE")}

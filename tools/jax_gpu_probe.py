@@ -7,7 +7,7 @@ Prints, each measured in a fresh process:
 * the GPU memory in use after one small array, with JAX's default preallocation and with
   `XLA_PYTHON_CLIENT_PREALLOCATE=false` (nvidia-smi);
 * how far float32 convolutions move from a float64 reference with JAX's default precision
-  and with `jax_default_matmul_precision=highest` (adapters/precision.py): four 3x3
+  and with `jax_default_matmul_precision=highest` (adapters/devices.py): four 3x3
   convolutions with ReLU on a seeded batch of 8 at 56 px, 64 channels.
 """
 

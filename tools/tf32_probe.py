@@ -3,7 +3,7 @@
 Prints, for torchvision's DenseNet121 in eval mode (seeded random weights, a seeded
 batch of 8 at 224 px), the largest absolute difference of the logits from a float64
 CPU reference with torch's default float32 settings on the GPU and with TF32 off
-(adapters/precision.py), and the same on the CPU. The port checks allow 1e-4.
+(adapters/devices.py), and the same on the CPU. The port checks allow 1e-4.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def main() -> None:
               f"fp32_precision {torch.backends.cudnn.conv.fp32_precision!r}, matmul "
               f"{torch.backends.cuda.matmul.fp32_precision!r}")
         rows.append(("cuda, torch defaults", _logits(model, x, "cuda")))
-        from adapters.precision import use_full_float32
+        from adapters.devices import use_full_float32
 
         use_full_float32("torch")
         rows.append(("cuda, TF32 off", _logits(model, x, "cuda")))

@@ -20,8 +20,7 @@ from comparator.errors import FrameworkUnavailable
 from keras import layers, ops  # noqa: E402
 
 from adapters.base import FrameworkAdapter  # noqa: E402
-from adapters.keras.devices import tensorflow_device  # noqa: E402
-from adapters.precision import use_full_float32  # noqa: E402
+from adapters.devices import tensorflow_device, torch_device, use_full_float32  # noqa: E402
 from adapters.keras.models import (  # noqa: E402
     build_base,
     input_shape,
@@ -147,11 +146,7 @@ class _BackendHooks:
             return "cpu" if device.platform == "cpu" else f"{device} ({device.device_kind})"
         if self.backend == "tensorflow":
             return tensorflow_device(value.device)
-        if value.device.type == "cuda":
-            import torch
-
-            return f"{value.device} ({torch.cuda.get_device_name(value.device)})"
-        return str(value.device)
+        return torch_device(value.device)
 
     batch_norm_class = None  # keras.layers.BatchNormalization, set once Keras is imported
     keras_generation = 3

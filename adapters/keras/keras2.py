@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 import types
 
-from adapters.keras.devices import tensorflow_device
+from adapters.devices import tensorflow_device
 
 V1_BATCH_NORMALIZATION = "tf_keras.src.layers.normalization.batch_normalization_v1"
 

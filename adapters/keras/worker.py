@@ -39,7 +39,7 @@ import time
 
 import numpy as np
 
-from adapters.keras.devices import device_missing, place_backend
+from adapters.devices import device_missing, place_backend
 
 FAULT_VARIABLE = "XFRAME_WORKER_FAULT"  # tests only: crash | hang | garbage
 EXIT_MISSING = 3

@@ -13,7 +13,7 @@ import torchvision
 from torch import nn
 
 from adapters.base import FrameworkAdapter
-from adapters.precision import use_full_float32
+from adapters.devices import torch_device, use_full_float32
 from adapters.pytorch.models import FEATURES, FeatureExtractor, HeadModel, build_network
 from comparator.inputs.batch import REGRESSION_SCENARIOS, Batch
 from comparator.errors import UsageError
@@ -348,12 +348,10 @@ class PyTorchAdapter(FrameworkAdapter):
         return {"torch": torch.__version__, "torchvision": torchvision.__version__,
                 "torch_threads": str(torch.get_num_threads()),
                 "torch_interop_threads": str(torch.get_num_interop_threads()),
-                "devices": {self.name: self._computed_on()},
+                "devices": {self.name: torch_device(self._computed_on())},
                 **({"gpu_float32": {self.name: self._precision}} if self._precision else {})}
 
-    def _computed_on(self) -> str:
-        """The device of the model's parameters, with the GPU's name."""
-        device = next(self.model.parameters()).device if hasattr(self, "model") else None
-        if device is None or device.type != "cuda":
-            return str(device or self._torch_device)
-        return f"{device} ({torch.cuda.get_device_name(device)})"
+    def _computed_on(self):
+        """The device of the model's parameters (the one asked for, before a build)."""
+        return next(self.model.parameters()).device if hasattr(self, "model") \
+            else self._torch_device
