@@ -146,8 +146,8 @@ class FrameworkAdapter(Adapter):
 
     def load_weights(self, arrays: dict[str, np.ndarray]) -> None:
         self._load_impl(arrays)
-        self._initial_state = self._snapshot_impl()
         self._initial_canonical = self._canonical_impl()
+        self._initial_state = self._snapshot_impl(self._initial_canonical)
         self._initial_digests = array_digests(self._initial_canonical)
         self._kept_arrays = {digest: self._initial_canonical[name]
                              for name, digest in self._initial_digests.items()}
@@ -387,7 +387,10 @@ class FrameworkAdapter(Adapter):
     def _canonical_impl(self) -> dict[str, np.ndarray]: ...
 
     @abstractmethod
-    def _snapshot_impl(self) -> object: ...
+    def _snapshot_impl(self, canonical: dict[str, np.ndarray]) -> object:
+        """What `_restore_impl` puts back: the model's current state. `canonical` is that
+        state's canonical arrays, which are kept unchanged from then on, so the snapshot may
+        share their memory."""
 
     @abstractmethod
     def _restore_impl(self, state: object) -> None: ...

@@ -317,7 +317,7 @@ class Keras3Adapter(FrameworkAdapter):
                 arrays[name] = from_keras_layout(port.kind, name, value)
         return arrays
 
-    def _snapshot_impl(self):
+    def _snapshot_impl(self, canonical):
         return [ops.convert_to_numpy(v).copy() for v in self._variables]
 
     def _restore_impl(self, state):

@@ -119,8 +119,16 @@ class PyTorchAdapter(FrameworkAdapter):
         return {canonical: t.detach().cpu().numpy().copy()
                 for canonical, _, t in self._state_items()}
 
-    def _snapshot_impl(self):
-        return copy.deepcopy(self.model.state_dict())
+    def _snapshot_impl(self, canonical):
+        state = self.model.state_dict()
+        if self._torch_device.type != "cpu":
+            return copy.deepcopy(state)
+        # On the CPU the canonical arrays hold the same values as the state and are never
+        # written, so the snapshot's tensors share their memory (one copy of the weights
+        # fewer: 32 MB for DenseNet121, held for the whole comparison).
+        return {name: (tensor.clone() if name.endswith("num_batches_tracked")
+                       else torch.from_numpy(canonical[_canonical_name(name)]))
+                for name, tensor in state.items()}
 
     def _restore_impl(self, state):
         self.model.load_state_dict(state)
