@@ -21,8 +21,11 @@ import gc
 def long_lived_objects_frozen():
     """Within the block, the objects that exist when it starts (frameworks, models, their
     weights) are left out of garbage collections, so a collection scans only what the
-    block allocated."""
-    gc.collect()
+    block allocated.
+
+    No collection runs first: it walked every object of the frameworks for 0.21 s to find
+    334 unreachable ones, 1.6 MB in all (DenseNet121, warm default command, 2026-11-26),
+    which stay frozen until the block ends and are collected afterwards."""
     gc.freeze()
     try:
         yield
