@@ -24,7 +24,7 @@ def long_lived_objects_frozen():
     block allocated.
 
     No collection runs first: it walked every object of the frameworks for 0.21 s to find
-    334 unreachable ones, 1.6 MB in all (DenseNet121, warm default command, 2026-11-26),
+    334 unreachable ones, 1.6 MB in all (DenseNet121, warm default command, 2026-11-27),
     which stay frozen until the block ends and are collected afterwards."""
     gc.freeze()
     try:

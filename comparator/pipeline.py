@@ -222,7 +222,7 @@ def _heaviest_first(recipes) -> list:
     (DenseNet121 at 224 px, batch 8: 2.6 to 2.8 GiB above what the process holds, PyTorch's
     about 1.5 GiB), and every run's final state is kept until the analysis, so they run while
     the fewest are kept: the warm default command's peak fell from 4086-4166 MiB to
-    3952-4064 MiB (three runs each, 2026-11-26). Every recipe starts from the initial state
+    3952-4064 MiB (three runs each, 2026-11-27). Every recipe starts from the initial state
     with its generators reseeded, so the order changes no result, and the report lists the
     runs in the recipes' order (`_in_recipe_order`)."""
     return sorted(recipes, key=lambda recipe: recipe.framework == "pytorch")

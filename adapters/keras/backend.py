@@ -51,7 +51,7 @@ def _matplotlib_hidden():
     Keras 3 imports matplotlib.pyplot at its own import when it can, for its image-gallery
     plots (keras.src.visualization), which nothing here calls: that took 0.45 s and 24 MiB of
     every run (`import keras` on torch, 3.69 s against 3.24 s, median of 7 paired runs,
-    2026-11-26). Afterwards matplotlib imports as usual (the HTML report's plots)."""
+    2026-11-27). Afterwards matplotlib imports as usual (the HTML report's plots)."""
     if "matplotlib" in sys.modules:
         yield
         return
