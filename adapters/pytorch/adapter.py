@@ -126,8 +126,9 @@ class PyTorchAdapter(FrameworkAdapter):
         # On the CPU the canonical arrays hold the same values as the state and are never
         # written, so the snapshot's tensors share their memory (one copy of the weights
         # fewer: 32 MB for DenseNet121, held for the whole comparison).
-        return {name: (tensor.clone() if name.endswith("num_batches_tracked")
-                       else torch.from_numpy(canonical[_canonical_name(name)]))
+        shared = {name: torch.from_numpy(canonical[key])
+                  for key, name, _ in self._state_items() if key in canonical}
+        return {name: shared[name] if name in shared else tensor.clone()
                 for name, tensor in state.items()}
 
     def _restore_impl(self, state):
