@@ -418,9 +418,10 @@ class FrameworkAdapter(Adapter):
         return None
 
     def _loss_from_outputs_impl(self, outputs: np.ndarray, batch: Batch) -> float | None:
-        """The inference loss from inference outputs already computed, where the framework's
-        own inference API is that same forward pass followed by the loss (PyTorch); None
-        where the loss must come from the framework's own evaluation call (Keras)."""
+        """The inference loss from inference outputs already computed: where the framework's
+        own inference API is that same forward pass followed by the loss (PyTorch), or where
+        the outputs came from the framework's own evaluation call, which gave the loss as
+        well (Keras on torch); None where the loss needs an evaluation call of its own."""
         return None
 
     @abstractmethod

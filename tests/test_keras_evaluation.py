@@ -40,3 +40,21 @@ def test_inference_losses_are_those_of_the_recipes_own_compiled_model(request, s
     adapter._load_impl(measurement.final_state)  # the state the step left
     assert _own_evaluate(adapter, recipe, batch) == run.losses.inference_after
     adapter.reset()
+
+
+@pytest.mark.parametrize("fixture", ["tiny_classify", "tiny_head", "densenet_classify"])
+def test_outputs_kept_from_evaluate_are_those_of_predict(request, fixture):
+    """On torch, the port check's outputs and the inference loss before the recipes come
+    from one evaluate() pass: its outputs must be bitwise those of predict(), and its loss
+    that of a separate evaluate()."""
+    outcome = request.getfixturevalue(fixture)
+    adapter, batch = outcome.adapters["keras"], outcome.batch
+    kept = adapter.logits(batch)
+    adapter.reset()
+    x, y = adapter._data(batch)
+    predicted = adapter._wrappers[False].predict(x, batch_size=len(x), verbose=0)
+    assert kept.dtype == predicted.dtype and kept.tobytes() == predicted.tobytes()
+    evaluated = float(adapter._evaluator().evaluate(x, y, batch_size=len(x), verbose=0))
+    assert adapter._loss_from_outputs_impl(kept, batch) == evaluated
+    assert all(run.losses.inference_before == evaluated for run in outcome.report.runs
+               if run.framework == "keras" and run.recipe != "feature_extraction")

@@ -233,6 +233,7 @@ class Keras3Adapter(FrameworkAdapter):
         self._exact_model = None
         self._head_model = None
         self._evaluators: dict = {}  # loss kind -> compiled inference model
+        self._evaluated: tuple | None = None  # (outputs, loss kind, loss) of one evaluate()
         self._features = None
         self._forced_inference: tuple = ()
         self._recipe: Recipe | None = None
@@ -252,7 +253,7 @@ class Keras3Adapter(FrameworkAdapter):
                 layers.Dense(1, name=HEAD_LAYERS["head.3"]),
             ]
         self._wrappers = {flag: self._wrap(image_size, flag) for flag in (False, True)}
-        self._evaluators = {}
+        self._evaluators, self._evaluated = {}, None
         self._index_layers()
 
     def _index_layers(self) -> None:
@@ -391,8 +392,40 @@ class Keras3Adapter(FrameworkAdapter):
         return batch.x_channels_last, batch.y
 
     def _logits_impl(self, batch):
-        x, _ = self._data(batch)
+        x, y = self._data(batch)
+        if self.backend == "torch":  # evaluate() runs op by op: its outputs can be kept
+            outputs, loss = self._evaluate_keeping_outputs(x, y)
+            self._evaluated = (outputs, self.loss_kind, loss)
+            return outputs
         return np.asarray(self._wrappers[False].predict(x, batch_size=len(x), verbose=0))
+
+    def _evaluate_keeping_outputs(self, x, y) -> tuple[np.ndarray, float]:
+        """One evaluate() of the inference model: its outputs and its loss.
+
+        Its forward pass is predict()'s (the same layers in inference mode, without
+        gradients: the outputs are bitwise equal, tests/test_keras_evaluation.py), so the
+        port check's outputs and the inference loss before every recipe come from one pass
+        instead of two."""
+        evaluator, kept = self._evaluator(), []
+        compute_metrics = evaluator.compute_metrics
+
+        def keeping_outputs(x, y, y_pred, sample_weight=None):
+            kept.append(ops.convert_to_numpy(y_pred))
+            return compute_metrics(x, y, y_pred, sample_weight)
+
+        evaluator.compute_metrics = keeping_outputs
+        try:
+            loss = float(evaluator.evaluate(x, y, batch_size=len(x), verbose=0))
+        finally:
+            del evaluator.compute_metrics
+        return kept[0], loss
+
+    def _loss_from_outputs_impl(self, outputs, batch):
+        # The loss evaluate() gave in the pass that computed these outputs.
+        evaluated = self._evaluated
+        if evaluated is None or evaluated[0] is not outputs or evaluated[1] != self.loss_kind:
+            return None
+        return evaluated[2]
 
     def _inference_loss_impl(self, batch):
         x, y = self._data(batch)
