@@ -80,3 +80,30 @@ def test_steps_give_one_reported_loss_each():
         assert len(run.losses.train_step) == 3
     losses = _run(outcome, "pytorch:eval").losses.train_step
     assert losses[0] != losses[2]  # the same batch, after two updates
+
+
+def test_the_keras_side_runs_first_and_the_order_changes_no_result(monkeypatch, tmp_path):
+    """The Keras side's recipes run before PyTorch's (its steps need the most memory); the
+    report still lists the runs in the recipes' order, with the numbers the other order gives."""
+    from comparator import pipeline
+    from comparator.config import CompareConfig
+
+    def without_timings(outcome):
+        report = outcome.report.to_dict()
+        report.pop("timings")
+        report["settings"].pop("weights_cache")  # calibrated by the first run, read by the second
+        for run in report["runs"]:
+            run.pop("seconds")
+        return report
+
+    config = CompareConfig(model="tiny_cnn", batch_size=4, image_size=16, seed=3,
+                           cache_dir=str(tmp_path))
+    messages = []
+    keras_first = pipeline.compare(config, progress=lambda message, _: messages.append(message))
+    running = [m.removeprefix("running ") for m in messages if m.startswith("running ")]
+    listed = [run.id for run in keras_first.report.runs]
+    assert running == [i for i in listed if i.startswith("keras:")] + \
+        [i for i in listed if i.startswith("pytorch:")]
+    assert listed[0].startswith("pytorch:")  # the recipes' order
+    monkeypatch.setattr(pipeline, "_heaviest_first", list)
+    assert without_timings(pipeline.compare(config)) == without_timings(keras_first)
