@@ -609,8 +609,12 @@ class Keras3Adapter(FrameworkAdapter):
         }
 
     def _exportable_model_impl(self):
-        """The inference-mode model (BatchNorm on moving statistics, Dropout off)."""
-        return self._wrappers[False]
+        """The inference-mode model (BatchNorm on moving statistics, Dropout off). Keras
+        exports only a model that has been called: the model evaluate() ran on once there
+        is one (on torch the port check's pass is an evaluate()), else _wrappers[False],
+        over the same layers, which predict() and fit() call."""
+        evaluator = self._evaluators.get(self.loss_kind)
+        return evaluator if evaluator is not None else self._wrappers[False]
 
     def _environment_impl(self):
         found = {"keras": keras.__version__, "keras_backend": keras.backend.backend()}
