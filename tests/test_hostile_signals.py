@@ -122,12 +122,19 @@ def test_a_flooding_worker_costs_the_parent_a_bounded_tail(tmp_path):
     assert result["peak_kib"] < 200 * 1024  # 300 MB went through it
 
 
+def _sigint_as_from_a_terminal():
+    # A test run started in the background (`make test &`) ignores SIGINT, and a child
+    # inherits that: Python then installs no KeyboardInterrupt handler in it.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_bench_interrupted_ends_in_one_line_and_leaves_no_folder(tmp_path):
     env, folder = _env(tmp_path)
     process = subprocess.Popen([sys.executable, os.path.join(ROOT, "scripts", "bench.py"),
                                 "tiny_cnn", "--image-size", "32", "--batch-size", "2",
                                 "--output", "b.json"], cwd=tmp_path, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=_sigint_as_from_a_terminal)
     seen = _wait_for(lambda: [n for n in os.listdir(folder) if n.startswith("xframe-bench")]
                      or process.poll() is not None)
     assert seen is not True and process.poll() is None, "bench never made its folder"
