@@ -34,7 +34,7 @@ class KerasUserAdapter(Keras3Adapter):
         inputs = keras.Input(input_shape)
         self._wrappers = {False: keras.Model(inputs, loaded.model(inputs)),
                           True: self._training_false_model(input_shape, freeze)}
-        self._evaluators = {}
+        self._evaluators, self._evaluated = {}, None
         self._index_layers()
         self._pairing = pairing if pairing is not None and pairing.paired else None
         self.load_weights(self._canonical_impl())
