@@ -392,15 +392,16 @@ class Keras3Adapter(FrameworkAdapter):
         return batch.x_channels_last, batch.y
 
     def _logits_impl(self, batch):
-        x, y = self._data(batch)
         if self.backend == "torch":  # evaluate() runs op by op: its outputs can be kept
-            outputs, loss = self._evaluate_keeping_outputs(x, y)
+            outputs, loss = self._evaluate_keeping_outputs(batch)
             self._evaluated = (outputs, self.loss_kind, loss)
             return outputs
+        x, _ = self._data(batch)
         return np.asarray(self._wrappers[False].predict(x, batch_size=len(x), verbose=0))
 
-    def _evaluate_keeping_outputs(self, x, y) -> tuple[np.ndarray, float]:
-        """One evaluate() of the inference model: its outputs and its loss.
+    def _evaluate_keeping_outputs(self, batch) -> tuple[np.ndarray, float]:
+        """The inference loss's own evaluate() (`_inference_loss_impl`): its outputs and
+        its loss.
 
         Its forward pass is predict()'s (the same layers in inference mode, without
         gradients: the outputs are bitwise equal, tests/test_keras_evaluation.py), so the
@@ -415,7 +416,7 @@ class Keras3Adapter(FrameworkAdapter):
 
         evaluator.compute_metrics = keeping_outputs
         try:
-            loss = float(evaluator.evaluate(x, y, batch_size=len(x), verbose=0))
+            loss = self._inference_loss_impl(batch)
         finally:
             del evaluator.compute_metrics
         return kept[0], loss
