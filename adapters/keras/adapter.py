@@ -97,7 +97,7 @@ class _BackendHooks:
         # Keras traces shapes.
         return True
 
-    def _in_graph(self) -> bool:
+    def in_graph(self) -> bool:
         if self.backend != "tensorflow":
             return False
         import tensorflow as tf
@@ -115,7 +115,7 @@ class _BackendHooks:
             jax.debug.callback(lambda *values: fn(*(np.asarray(v) for v in values)),
                                *tensors)
             return
-        if self._in_graph():
+        if self.in_graph():
             import tensorflow as tf
 
             def call(*values):
@@ -132,7 +132,7 @@ class _BackendHooks:
         """A value of the variable that a later in-place update does not change."""
         if self.backend == "jax":
             return variable.value  # immutable
-        if self._in_graph():
+        if self.in_graph():
             import tensorflow as tf
 
             return tf.identity(variable.value)  # ordered before the layer's update
@@ -183,6 +183,10 @@ class _BackendHooks:
             # observations' tf.numpy_function; the step stays a tf.function there too.
             return {"jit_compile": False}
         return {}  # JAX: Keras's defaults, a jax.jit-compiled step
+
+    @staticmethod
+    def is_compiled(model) -> bool:
+        return bool(getattr(model, "compiled", False))
 
     def train_step_kind(self, model) -> str:
         """How fit() runs the step, in words, from the compiled model itself."""
@@ -623,7 +627,7 @@ class Keras3Adapter(FrameworkAdapter):
             found["devices"] = {self.name: self._hooks.device_of(self.base.weights[0])}
         if self._precision:
             found["gpu_float32"] = {self.name: self._precision}
-        if self._fit_model is not None and getattr(self._fit_model, "compiled", False):
+        if self._fit_model is not None and self._hooks.is_compiled(self._fit_model):
             found["keras_train_step"] = self._hooks.train_step_kind(self._fit_model)
         return found
 

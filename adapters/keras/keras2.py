@@ -84,15 +84,27 @@ class Keras2Hooks:
         self._base.host(fn, *tensors)
 
     def snapshot(self, variable):
+        """As Keras 3's on TensorFlow: inside the compiled step, a copy ordered before the
+        layer's update; op by op, the value as numpy."""
+        if self._base.in_graph():
+            import tensorflow as tf
+
+            return tf.identity(variable.read_value())
         return variable.numpy().copy()
 
     def compile_options(self) -> dict:
-        # Keras 2's step runs eagerly here: observing its layers inside a compiled step is
-        # done for Keras 3 only (these hooks read variables as numpy, outside a graph).
-        return {"jit_compile": False, "run_eagerly": True}
+        # tf_keras's own default: fit's step is a tf.function without XLA, which holds the
+        # observations' tf.numpy_function (as Keras 3 on TensorFlow does on CPU).
+        if self._base.eager:
+            return {"jit_compile": False, "run_eagerly": True}
+        return {}
 
     def train_step_kind(self, model) -> str:
         return self._base.train_step_kind(model)
+
+    @staticmethod
+    def is_compiled(model) -> bool:
+        return bool(getattr(model, "_is_compiled", False))
 
     @staticmethod
     def device_of(variable) -> str:
