@@ -102,6 +102,28 @@ def test_four_frameworks_against_two(result):
             runs[f"four_{temperature}"]["wall_seconds"]
             / runs[f"two_{temperature}"]["wall_seconds"], abs=1e-3)
     assert "--no-onnx" in frameworks["command"]
+    for run in runs.values():  # the sum over the processes holds the largest one
+        assert run["tree_peak_rss_mib"] >= run["peak_rss_mib"] * 0.9
+
+
+_HOLDS_BESIDE_ITS_CHILD = """
+import subprocess, sys, time
+held = bytearray(200 * 2 ** 20)
+held[::4096] = b"x" * len(held[::4096])  # resident, page by page
+child = subprocess.Popen([sys.executable, "-c", "import time; b = bytearray(300 * 2 ** 20); "
+                          "b[::4096] = b'y' * len(b[::4096]); time.sleep(1.5)"])
+child.wait()
+"""
+
+
+def test_the_benchmark_sums_a_commands_processes_where_wait4_gives_the_largest():
+    """Keras workers run beside the comparison: the machine holds their sum."""
+    from tools.bench import run_child
+
+    run = run_child([sys.executable, "-c", _HOLDS_BESIDE_ITS_CHILD])
+    assert run["exit_code"] == 0
+    assert 300 <= run["peak_rss_mib"] < 450  # the grandchild's, the largest process
+    assert run["tree_peak_rss_mib"] >= 500  # both at once, 200 + 300 MiB and interpreters
 
 
 def test_peak_memory_is_held_against_the_larger_bare_fit_step(result):
