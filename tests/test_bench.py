@@ -130,6 +130,9 @@ def test_peak_memory_is_held_against_the_larger_bare_fit_step(result):
     bare = result["bare_fit"]
     assert set(bare["peak_rss_mib"]) == {"keras", "pytorch"}
     assert bare["larger_peak_rss_mib"] == max(bare["peak_rss_mib"].values()) > 0
+    # Read in the process after the step; wait4's reading adds the interpreter's teardown.
+    for framework, peak in bare["peak_rss_mib"].items():
+        assert 0 < peak <= bare["peak_rss_mib_with_teardown"][framework]
     assert result["ratio_peak_to_bare_fit"] == pytest.approx(
         max(result["peak_rss_mib"].values()) / bare["larger_peak_rss_mib"], abs=1e-3)
 
