@@ -117,7 +117,11 @@ def run_child(argv: list[str]) -> dict:
     `peak_rss_mib` is wait4's ru_maxrss: on Linux the largest single process among the
     child and the descendants it waited for (measured: a child of 300 MB whose own child
     held 800 MB read 813 MB), not their sum. While Keras workers run beside the comparison,
-    the machine holds the sum: `tree_peak_rss_mib` samples it (_TreeMemory)."""
+    the machine holds the sum: `tree_peak_rss_mib` samples it (_TreeMemory). ru_maxrss
+    never reads below the peak of the process that calls this (Linux hands a starting child
+    its parent's high-water mark: a child running `true` read 1037 MiB under a parent that
+    had held 1 GiB), so call it from a small process, as scripts/bench.py does (34 MiB
+    when it starts them: measured)."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         started = time.perf_counter()
         proc = subprocess.Popen(argv, stdout=out, stderr=err, cwd=ROOT)
