@@ -58,3 +58,23 @@ def test_outputs_kept_from_evaluate_are_those_of_predict(request, fixture):
     assert adapter._loss_from_outputs_impl(kept, batch) == evaluated
     assert all(run.losses.inference_before == evaluated for run in outcome.report.runs
                if run.framework == "keras" and run.recipe != "feature_extraction")
+
+
+@pytest.mark.parametrize("fixture", ["tiny_classify", "tiny_head"])
+def test_the_exported_model_computes_what_the_model_evaluate_runs_on_computes(request,
+                                                                               tmp_path,
+                                                                               fixture):
+    """Without a head the base is the whole model, and the referee exports it rather than
+    the wrapper around it (quicker): its ONNX graph must give the wrapper's outputs."""
+    from adapters.onnx import runtime
+
+    outcome = request.getfixturevalue(fixture)
+    adapter, batch = outcome.adapters["keras"], outcome.batch
+    exported = adapter.exportable_model()
+    assert (exported is adapter.base) == (fixture == "tiny_classify")
+    outputs = {}
+    for name, model in (("exported", exported), ("evaluated", adapter._evaluator())):
+        path = str(tmp_path / f"{name}.onnx")
+        runtime.export_keras(model, path)
+        outputs[name] = runtime.run_onnx(path, batch.x_channels_last).outputs
+    assert outputs["exported"].tobytes() == outputs["evaluated"].tobytes()

@@ -39,6 +39,11 @@ class KerasUserAdapter(Keras3Adapter):
         self._pairing = pairing if pairing is not None and pairing.paired else None
         self.load_weights(self._canonical_impl())
 
+    def _whole_model(self):
+        # The user's model exports as the wrapper that calls it: `base` may be only the
+        # frozen part of it.
+        return None
+
     def _training_false_model(self, input_shape, freeze):
         """The model with the frozen part called with training=False in its functional graph
         (the transfer-learning guide's recipe), sharing every layer with the user's model."""
