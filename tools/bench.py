@@ -79,6 +79,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import warnings
 
@@ -158,8 +159,6 @@ class _TreeMemory:
     slow to sample without slowing the run)."""
 
     def __init__(self, pid: int, interval: float = 0.1):
-        import threading
-
         self.pid, self.interval, self.peak_kib = pid, interval, 0
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -411,17 +410,26 @@ def time_irreducible(spec, image_size: int, batch_size: int) -> dict:
     return clock.seconds
 
 
+def print_own_figures(**figures) -> None:
+    """For a child program: its figures and its own peak RSS so far, as the last line of
+    its output (run_child reads it). The peak is read here, not from wait4: the
+    interpreter's teardown raises a process's peak further (measured: by about 120 MiB
+    after Keras's fit, 95 MiB after PyTorch's step), which compare.py skips (it ends with
+    os._exit) and which is not the passes'."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    print(json.dumps({**figures, "peak_rss_mib": round(peak, 1)}))
+
+
 _CHILD = """
-import json, sys
+import sys
 sys.path.insert(0, {root!r})
 from comparator.config.frameworks import keep_worker_backends_out
 keep_worker_backends_out()  # Keras on torch alone, as in compare.py
-from tools.bench import time_irreducible
+from tools.bench import print_own_figures, time_irreducible
 from comparator.zoo import get_spec
-passes = time_irreducible(get_spec({model!r}), {image_size}, {batch_size})
-import resource
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-print(json.dumps({{"passes": passes, "peak_rss_mib": round(peak, 1)}}))
+print_own_figures(passes=time_irreducible(get_spec({model!r}), {image_size}, {batch_size}))
 """
 
 
@@ -429,12 +437,15 @@ def irreducible_in_child(model: str, image_size: int, batch_size: int) -> dict:
     """One repetition of the irreducible compute in a fresh Python process: its passes'
     seconds and the process's peak RSS."""
     code = _CHILD.format(root=ROOT, model=model, image_size=image_size, batch_size=batch_size)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=ROOT)
-    if done.returncode != 0:
-        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"the irreducible-compute process failed: {tail}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return _figures_of(run_child([sys.executable, "-c", code]), "the irreducible-compute process")
+
+
+def _figures_of(run: dict, who: str) -> dict:
+    """The figures a child program printed (print_own_figures); RuntimeError if it failed."""
+    if run["exit_code"] != 0 or "stdout_json" not in run:
+        tail = (run["stderr_tail"].strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"{who} failed: {tail}")
+    return run["stdout_json"]
 
 
 def _is_export(name: str) -> bool:
@@ -537,12 +548,8 @@ else:
                            torch.from_numpy(y))
     loss.backward()
     optimizer.step()
-import json, resource
-# Read here, not from wait4: the interpreter's teardown raises a process's peak further
-# (measured: by about 120 MiB after Keras's fit, 95 MiB after PyTorch's step), which
-# compare.py skips (it ends with os._exit) and which is not the step's.
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-print(json.dumps({{"peak_rss_mib": round(peak, 1)}}))
+from tools.bench import print_own_figures
+print_own_figures()
 """
 
 
@@ -555,10 +562,7 @@ def bare_fit_peaks(model: str, image_size: int, batch_size: int) -> dict:
         code = _BARE_FIT.format(root=ROOT, model=model, image_size=image_size,
                                 batch_size=batch_size, framework=framework)
         run = run_child([sys.executable, "-c", code])
-        if run["exit_code"] != 0:
-            raise RuntimeError(f"the bare {framework} fit process failed: "
-                               f"{run['stderr_tail'].strip().splitlines()[-1:]}")
-        peaks[framework] = run["stdout_json"]["peak_rss_mib"]
+        peaks[framework] = _figures_of(run, f"the bare {framework} fit process")["peak_rss_mib"]
         at_exit[framework] = run["peak_rss_mib"]
     larger = max(peaks, key=peaks.get)
     return {"peak_rss_mib": peaks, "larger": larger, "larger_peak_rss_mib": peaks[larger],
