@@ -5,6 +5,8 @@
 # Runs, each under its own time limit: the TF32 probe; the default command cold (empty
 # cache folder) and warm; densenet121 96 px batch 4 without referee on two frameworks and
 # on four, cold and warm. Logs and reports go to $OUT/gpu-check.tar.gz; a table ends the output.
+# Where nvidia-smi is there, each command's GPU memory in use is sampled every 0.2 s and its
+# largest reading (all processes on the GPU, the tool's workers included) is in the table.
 set -u
 OUT=${OUT:-build/gpu-check}
 PY=${PYTHON:-python3}
@@ -27,18 +29,28 @@ step() {  # step NAME SECONDS COMMAND...: run it, keep its log, add a line to th
     local name=$1 limit=$2
     shift 2
     echo "== $name: $*" | tee -a "$LOGS/commands.txt"
+    local sampler= gpu_peak=-
+    if command -v nvidia-smi >/dev/null; then
+        nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 200 \
+            >"$LOGS/$name.gpu-mib" 2>/dev/null &
+        sampler=$!
+    fi
     local started=$EPOCHREALTIME
     timeout "$limit" "$@" >"$LOGS/$name.log" 2>&1
     local rc=$? ended=$EPOCHREALTIME
     local seconds=$(awk "BEGIN { print $ended - $started }")
-    printf '%-14s rc=%-3s %7.1f s  %s\n' "$name" "$rc" "$seconds" \
+    if [ -n "$sampler" ]; then
+        kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null
+        gpu_peak="$(sort -n "$LOGS/$name.gpu-mib" | tail -n 1) MiB"
+    fi
+    printf '%-14s rc=%-3s %7.1f s  gpu %-10s %s\n' "$name" "$rc" "$seconds" "$gpu_peak" \
         "$(grep -E 'runs, checks|runs skipped|^error|Error' "$LOGS/$name.log" | tail -n 2 | tr '\n' ' ' | cut -c1-150)" \
         | tee -a "$SUMMARY"
     tail -n 4 "$LOGS/$name.log"
     tar -czf "$OUT/gpu-check.tar.gz" -C "$LOGS" .
 }
 
-{ nvidia-smi -L; nproc; KERAS_BACKEND=torch $PY -c "import sys, torch, torchvision, keras, jax, onnxruntime as o
+{ nvidia-smi -L; nvidia-smi --query-gpu=memory.used,memory.total --format=csv; nproc; KERAS_BACKEND=torch $PY -c "import sys, torch, torchvision, keras, jax, onnxruntime as o
 print(sys.version.split()[0], 'torch', torch.__version__, 'torchvision', torchvision.__version__,
       'keras', keras.__version__, 'jax', jax.__version__, jax.devices(), 'onnxruntime', o.__version__,
       o.get_available_providers())"; } 2>&1 | tee "$LOGS/machine.txt"
