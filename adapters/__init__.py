@@ -78,6 +78,9 @@ def open_user_pair(pair, config):
     given, Keras on torch in this process (adapters.own_pair.setup)."""
     os.environ.setdefault("XFRAME_DEVICE", config.device)
     try:
+        from adapters.devices import require_torch_device
+
+        require_torch_device(config.device)  # before the user's code builds anything there
         from adapters.own_pair.setup import open_pair
     except ImportError as exc:
         raise FrameworkUnavailable(

@@ -17,7 +17,21 @@ from __future__ import annotations
 
 import os
 
+from comparator.errors import UsageError
+
 FULL_FLOAT32 = "full float32 (TF32 off for convolutions and matrix products)"
+
+
+def require_torch_device(device: str) -> None:
+    """Refuse `--device cuda` where torch sees no GPU, before anything is built there. A
+    user's Keras model is built on torch's device when its code is called, and on a machine
+    without a GPU that failed inside the user's own function with a CUDA driver error."""
+    if not device.startswith("cuda"):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise UsageError("--device cuda was given but PyTorch sees no CUDA device")
 
 
 def use_full_float32(backend: str) -> str:

@@ -19,10 +19,17 @@ ort = pytest.importorskip("onnxruntime")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
-def test_cuda_without_a_gpu_is_one_line_and_no_report(tmp_path):
+@pytest.mark.parametrize("models", [
+    ["tiny_cnn", "--image-size", "16"],
+    # A user's Keras model is built when its function is called: before the refusal, that
+    # call failed inside the user's function with a CUDA driver error.
+    ["--pytorch", "examples/own_pair.py:seeded_small_resnet",
+     "--keras", "examples/own_pair.py:small_resnet_keras", "--input-shape", "3,16,16"],
+], ids=["zoo", "own_pair"])
+def test_cuda_without_a_gpu_is_one_line_and_no_report(tmp_path, models):
     report = tmp_path / "report.json"
     done = subprocess.run(
-        [sys.executable, "scripts/compare.py", "tiny_cnn", "--image-size", "16",
+        [sys.executable, "scripts/compare.py", *models,
          "--batch-size", "2", "--device", "cuda", "--json", str(report)],
         capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert done.returncode == 2

@@ -13,7 +13,7 @@ import torchvision
 from torch import nn
 
 from adapters.base import FrameworkAdapter
-from adapters.devices import torch_device, use_full_float32
+from adapters.devices import require_torch_device, torch_device, use_full_float32
 from adapters.pytorch.models import FEATURES, FeatureExtractor, HeadModel, build_network
 from comparator.inputs.batch import REGRESSION_SCENARIOS, Batch
 from comparator.errors import UsageError
@@ -42,8 +42,7 @@ class PyTorchAdapter(FrameworkAdapter):
 
     def __init__(self, device: str = "cpu", threads: int | None = None):
         super().__init__(device)
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise UsageError("--device cuda was given but PyTorch sees no CUDA device")
+        require_torch_device(device)
         self._precision = use_full_float32("torch") if device.startswith("cuda") else None
         if threads:
             torch.set_num_threads(threads)
