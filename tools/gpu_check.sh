@@ -4,7 +4,8 @@
 # Wheels in .whl/ (Keras and what it needs beyond the machine's image) are installed first.
 # Runs, each under its own time limit: the TF32 probe; the default command cold (empty
 # cache folder) and warm; densenet121 96 px batch 4 without referee on two frameworks and
-# on four, cold and warm. Logs and reports go to $OUT/gpu-check.tar.gz; a table ends the output.
+# on four, cold and warm (ONLY=pair: a user's own pair from examples/own_pair.py instead, on
+# the GPU and on the CPU). Logs and reports go to $OUT/gpu-check.tar.gz; a table ends the output.
 # Where nvidia-smi is there, each command's GPU memory in use is sampled every 0.2 s and its
 # largest reading (all processes on the GPU, the tool's workers included) is in the table.
 set -u
@@ -55,6 +56,14 @@ print(sys.version.split()[0], 'torch', torch.__version__, 'torchvision', torchvi
       'keras', keras.__version__, 'jax', jax.__version__, jax.devices(), 'onnxruntime', o.__version__,
       o.get_available_providers())"; } 2>&1 | tee "$LOGS/machine.txt"
 
+PAIR=(--pytorch examples/own_pair.py:seeded_small_resnet --keras examples/own_pair.py:small_resnet_keras
+      --port-weights pytorch-to-keras --input-shape 3,16,16 --batch-size 4 --cache-dir "$CACHE")
+if [ "${ONLY:-}" = pair ]; then  # a user's own pair (examples/own_pair.py) on both devices
+    step pair-gpu 90 $PY scripts/compare.py "${PAIR[@]}" --device "$DEVICE" --json "$LOGS/pair-gpu.json"
+    step pair-cpu 90 $PY scripts/compare.py "${PAIR[@]}" --device cpu --json "$LOGS/pair-cpu.json"
+    echo; cat "$SUMMARY"
+    exit 0
+fi
 FOUR=pytorch,keras-torch,keras-tensorflow,keras-jax
 SMALL=(--image-size 96 --batch-size 4 --no-onnx --device "$DEVICE" --cache-dir "$CACHE")
 step tf32-probe 60 $PY tools/tf32_probe.py
