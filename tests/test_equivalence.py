@@ -49,6 +49,26 @@ def test_dropout_pairs_are_judged_on_the_dropout_free_passes(tiny_head):
     assert eq.equivalent, eq.differences
 
 
+def test_the_dropout_note_says_when_the_reported_train_step_losses_agree_anyway(tiny_head):
+    """On the CPU the two frameworks' masks differ; on a GPU Keras on torch and PyTorch drew
+    the same ones (docs/gpu.md), and the note must not say otherwise."""
+    import dataclasses
+
+    from comparator.analysis.equivalence import DROPOUT_JUDGEMENT, compare_runs
+
+    report = tiny_head.report
+    keras_run, torch_run = report.run("keras:train"), report.run("pytorch:train")
+    assert keras_run.modes.dropout_active and torch_run.modes.dropout_active
+    assert keras_run.losses.train_step[0] != pytest.approx(torch_run.losses.train_step[0])
+    assert compare_runs(keras_run, torch_run, {}, {}).judged_on == DROPOUT_JUDGEMENT
+    same_masks = dataclasses.replace(keras_run, losses=dataclasses.replace(
+        keras_run.losses, train_step=torch_run.losses.train_step))
+    note = compare_runs(same_masks, torch_run, {}, {}).judged_on
+    loss = f"{torch_run.losses.train_step[0]:.6g}"
+    assert note == (f"{DROPOUT_JUDGEMENT} (here the reported train-step losses agree: {loss} "
+                    f"and {loss})")
+
+
 def test_old_keras_frozen_batchnorm_has_a_pytorch_twin_and_no_keras_recipe(densenet_classify):
     findings = densenet_classify.report.findings
     assert any(f.startswith("pytorch:requires_grad reproduces the old Keras") for f in findings)

@@ -57,8 +57,8 @@ def _verdict(pair: dict) -> str:
 
 def _twins(report: dict, run: dict) -> str:
     """The PyTorch recipes this run is expected to match, or found to match, and whether it
-    does: `eval_requires_grad: equivalent`, `eval: differs`; with Dropout active (the
-    frameworks draw different masks) `... without Dropout`: judged on the Dropout-free
+    does: `eval_requires_grad: equivalent`, `eval: differs`; with Dropout active (each
+    framework draws its own masks) `... without Dropout`: judged on the Dropout-free
     passes. Reports written before that judgement say `... not compared`."""
     if run["framework"] == "pytorch":
         return MISSING
