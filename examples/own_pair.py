@@ -10,6 +10,9 @@ import sys
 
 # Keras must run on the torch backend in this process: say so before Keras is imported.
 os.environ["KERAS_BACKEND"] = "torch"
+# And on the device the comparison runs on (compare_pair's default, the CPU): Keras on torch
+# otherwise creates its weights on a GPU whenever there is one, and the pair is refused.
+os.environ.setdefault("KERAS_TORCH_DEVICE", "cpu")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import keras  # noqa: E402

@@ -121,3 +121,21 @@ def test_a_worker_places_its_backend_before_importing_it(backend, device, expect
     assert environment["XFRAME_DEVICE"] == device
     if backend == "torch" or device == "cuda":
         assert "CUDA_VISIBLE_DEVICES" not in environment
+
+
+def test_a_keras_model_on_another_device_than_the_comparison_is_refused():
+    """On a GPU machine Keras on torch puts a user's model on the GPU by default; a pair
+    compared on the CPU ran its Keras side there (docs/gpu.md). Here a model on torch's
+    `meta` device stands in for one on a GPU."""
+    from types import SimpleNamespace
+
+    from adapters.keras.user import require_model_on
+    from comparator.errors import UsageError
+
+    on = lambda device: SimpleNamespace(  # noqa: E731
+        weights=[SimpleNamespace(value=torch.empty(2, device=device))])
+    require_model_on(on("cpu"), "cpu")
+    require_model_on(SimpleNamespace(weights=[]), "cpu")
+    with pytest.raises(UsageError, match="the Keras model's weights are on meta but the "
+                                         "comparison runs on cpu"):
+        require_model_on(on("meta"), "cpu")
