@@ -30,6 +30,10 @@ def _clipped_probability_cross_entropy(logits, labels, epsilon: float = 1e-7):
     return -picked.log().mean()
 
 
+def _on_cpu(state: dict) -> dict:
+    return {name: tensor.detach().cpu() for name, tensor in state.items()}
+
+
 def _canonical_name(name: str) -> str:
     return name[len("backbone."):] if name.startswith("backbone.") else name
 
@@ -183,13 +187,16 @@ class PyTorchAdapter(FrameworkAdapter):
                 bn.momentum = saved[name]
 
     def save_state_dict(self, directory: str) -> list[str]:
-        """Files loadable with torch.load(..., weights_only=True) into plain PyTorch models."""
+        """Files loadable with torch.load(..., weights_only=True) into plain PyTorch models,
+        on any machine: the tensors are saved from the CPU, since torch.load puts each one
+        back on the device it was saved from and a run on a GPU would write files that a
+        machine without one cannot read."""
         self._restore_impl(self._initial_state)
         written = [os.path.join(directory, "pytorch_state_dict.pt")]
-        torch.save(self.net.state_dict(), written[0])
+        torch.save(_on_cpu(self.net.state_dict()), written[0])
         if self.scenario == "head":
             written.append(os.path.join(directory, "pytorch_head_state_dict.pt"))
-            torch.save(self.model.head.state_dict(), written[1])
+            torch.save(_on_cpu(self.model.head.state_dict()), written[1])
         return written
 
     # ----- recipes ---------------------------------------------------------------------
