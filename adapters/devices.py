@@ -34,6 +34,22 @@ def require_torch_device(device: str) -> None:
         raise UsageError("--device cuda was given but PyTorch sees no CUDA device")
 
 
+def require_keras_model_on(model, device: str) -> None:
+    """Refuse a Keras model (torch backend) whose weights live on another kind of device
+    than the comparison's. Keras on torch creates weights on its default device, a GPU
+    whenever torch sees one; a pair compared on the CPU then ran its Keras side on the GPU,
+    in TF32 (measured on an H200: examples/own_pair.py's port check gave 9.4e-6 there, 3e-8
+    on the CPU), while the report said `cpu`."""
+    value = model.weights[0].value if model.weights else None
+    found = getattr(value, "device", None)
+    if found is None or found.type == device.split(":")[0]:
+        return
+    raise UsageError(f"the Keras model's weights are on {found} but the comparison runs on "
+                     f"{device}: Keras on torch creates them on its default device; set "
+                     f"KERAS_TORCH_DEVICE={device} before importing Keras, or compare on "
+                     f"{found.type}")
+
+
 def use_full_float32(backend: str) -> str:
     """Switch TF32 off in this process's `backend` (torch, jax or tensorflow); the words
     for the report's environment."""

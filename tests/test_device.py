@@ -129,13 +129,13 @@ def test_a_keras_model_on_another_device_than_the_comparison_is_refused():
     `meta` device stands in for one on a GPU."""
     from types import SimpleNamespace
 
-    from adapters.keras.user import require_model_on
+    from adapters.devices import require_keras_model_on
     from comparator.errors import UsageError
 
     on = lambda device: SimpleNamespace(  # noqa: E731
         weights=[SimpleNamespace(value=torch.empty(2, device=device))])
-    require_model_on(on("cpu"), "cpu")
-    require_model_on(SimpleNamespace(weights=[]), "cpu")
+    require_keras_model_on(on("cpu"), "cpu")
+    require_keras_model_on(SimpleNamespace(weights=[]), "cpu")
     with pytest.raises(UsageError, match="the Keras model's weights are on meta but the "
                                          "comparison runs on cpu"):
-        require_model_on(on("meta"), "cpu")
+        require_keras_model_on(on("meta"), "cpu")

@@ -12,26 +12,9 @@ import numpy as np
 from adapters.keras.adapter import Keras3Adapter, keras, layers
 from adapters.own_pair.loader import keras_layer
 from adapters.own_pair.pairing import leaf_layers, weighted_keras_layers
-from comparator.errors import UsageError
 from comparator.zoo.portmaps import from_keras_layout, to_keras_layout
 
 _BN_NAMES = ("weight", "bias", "running_mean", "running_var")
-
-
-def require_model_on(model, device: str) -> None:
-    """Refuse a Keras model whose weights live on another kind of device than the
-    comparison's. Keras on torch creates weights on its default device, a GPU whenever torch
-    sees one; a pair compared on the CPU then ran its Keras side on the GPU, in TF32
-    (measured on an H200: examples/own_pair.py's port check gave 9.4e-6 there, 3e-8 on the
-    CPU), while the report said `cpu`."""
-    value = model.weights[0].value if model.weights else None
-    found = getattr(value, "device", None)
-    if found is None or found.type == device.split(":")[0]:
-        return
-    raise UsageError(f"the Keras model's weights are on {found} but the comparison runs on "
-                     f"{device}: Keras on torch creates them on its default device; set "
-                     f"KERAS_TORCH_DEVICE={device} before importing Keras, or compare on "
-                     f"{found.type}")
 _BN_VARIABLES = ("gamma", "beta", "moving_mean", "moving_variance")
 
 

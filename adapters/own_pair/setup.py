@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from adapters.devices import require_keras_model_on
 from adapters.keras.backend import keras
-from adapters.keras.user import KerasUserAdapter, require_model_on
+from adapters.keras.user import KerasUserAdapter
 from adapters.pytorch.user import PyTorchUserAdapter
 from adapters.own_pair.loader import as_keras, as_pytorch, keras_layer, pytorch_submodule
 from adapters.own_pair.pairing import pair_weights
@@ -90,7 +91,7 @@ def open_pair(pair: UserPair, config) -> OpenedPair:
     x, given_y, inputs_source = pair_inputs(pair, config.batch_size, config.seed)
     torch_side = as_pytorch(pair.pytorch, pair.pytorch_weights)
     keras_side = as_keras(pair.keras, pair.keras_weights, input_shape=_channels_last(x.shape[1:]))
-    require_model_on(keras_side.model, config.device)
+    require_keras_model_on(keras_side.model, config.device)
     torch_freeze, keras_freeze = pair.freeze_names()
     if torch_freeze:
         pytorch_submodule(torch_side.model, torch_freeze)

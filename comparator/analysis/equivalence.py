@@ -25,12 +25,16 @@ DROPOUT_JUDGEMENT = ("Dropout was active, and each framework draws its own rando
                      "not compared")
 
 
+def _losses_agree(x: float, y: float) -> bool:
+    return abs(x - y) <= loss_tolerance(max(abs(x), abs(y)))
+
+
 def _dropout_judgement(a: RunResult, b: RunResult) -> str:
     """DROPOUT_JUDGEMENT, and whether the reported train-step losses agreed anyway."""
     if not (a.modes.dropout_active and b.modes.dropout_active):
         return DROPOUT_JUDGEMENT
     x, y = a.losses.train_step[0], b.losses.train_step[0]
-    if abs(x - y) > loss_tolerance(max(abs(x), abs(y))):
+    if not _losses_agree(x, y):
         return DROPOUT_JUDGEMENT
     return (f"{DROPOUT_JUDGEMENT} (here the reported train-step losses agree: {x:.6g} and "
             f"{y:.6g})")
@@ -61,7 +65,7 @@ def compare_runs(a: RunResult, b: RunResult, state_a: dict, state_b: dict,
     for label, x, y in _loss_pairs(a, b, dropout):
         diff = abs(x - y)
         max_diff = max(max_diff, diff)
-        if diff > loss_tolerance(max(abs(x), abs(y))):
+        if not _losses_agree(x, y):
             differences.append(f"{label}: {x:.6g} vs {y:.6g} (differ by {diff:.3g})")
     for flag in ("weights_changed", "bn_stats_changed"):
         fa, fb = getattr(a.state, flag), getattr(b.state, flag)
