@@ -141,6 +141,26 @@ def _extras():
                         "'.[tensorflow,jax]')")
 
 
+@pytest.mark.parametrize("backend,kept_out,imported", [
+    ("tensorflow", "jax", "tensorflow"), ("jax", "tensorflow", "jax")])
+def test_a_worker_keeps_the_backend_it_never_uses_out_of_keras(backend, kept_out, imported):
+    # Keras 3.15.1 imports JAX at its own import on every backend (to patch its Orbax
+    # callback) and TensorFlow in set_random_seed: a worker's Keras must import without them.
+    _extras()
+    code = ("import os, sys\n"
+            "from adapters.keras.worker import _keep_other_backends_out\n"
+            f"_keep_other_backends_out({{'backend': {backend!r}}})\n"
+            f"os.environ['KERAS_BACKEND'] = {backend!r}\n"
+            "import keras\n"
+            "keras.utils.set_random_seed(0)\n"
+            "print(keras.backend.backend(), sorted(n for n in ('jax', 'tensorflow')"
+            " if sys.modules.get(n) is not None))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT}, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == [backend, f"['{imported}']"]
+
+
 @pytest.fixture(scope="module")
 def four_frameworks():
     _extras()
