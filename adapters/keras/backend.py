@@ -32,6 +32,9 @@ def import_keras(backend: str = BACKEND, device: str = "cpu"):
     os.environ["KERAS_BACKEND"] = backend
     if backend == "torch":
         os.environ["KERAS_TORCH_DEVICE"] = device
+        from adapters.pytorch.dynamo import defer_dynamo_import
+
+        defer_dynamo_import()  # Keras on torch imports torch._dynamo at its own import
     try:
         with _matplotlib_hidden():
             import keras
