@@ -55,7 +55,9 @@ Two measurements, put side by side:
    about 120 MiB that the step does not use and compare.py, ending with os._exit, does not
    pay); the tool's peak is held against the larger. Beside it, not a target, the peak of the
    irreducible-compute process (2.): plain code that runs every `fit` and pass of the
-   default matrix in one process, as the tool does.
+   default matrix in one process, as the tool does. Both plain-code processes import
+   `torch._dynamo` as torchvision and Keras do (XFRAME_IMPORT_DYNAMO=1), which compare.py
+   defers until something compiles (adapters/pytorch/dynamo.py: 151 MiB).
 
 5. **The command line's own cost** (`time_cli`): `--help` and two argument errors.
 
@@ -423,8 +425,9 @@ def print_own_figures(**figures) -> None:
 
 
 _CHILD = """
-import sys
+import os, sys
 sys.path.insert(0, {root!r})
+os.environ["XFRAME_IMPORT_DYNAMO"] = "1"  # plain code: torch._dynamo comes with torchvision
 from comparator.config.frameworks import keep_worker_backends_out
 keep_worker_backends_out()  # Keras on torch alone, as in compare.py
 from tools.bench import print_own_figures, time_irreducible
@@ -525,6 +528,7 @@ _BARE_FIT = """
 import os, sys
 sys.path.insert(0, {root!r})
 os.environ["KERAS_BACKEND"] = "torch"
+os.environ["XFRAME_IMPORT_DYNAMO"] = "1"  # plain code: torch._dynamo comes with torchvision
 from comparator.config.frameworks import keep_worker_backends_out
 keep_worker_backends_out()
 from comparator.zoo import get_spec
