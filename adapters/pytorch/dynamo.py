@@ -4,9 +4,10 @@ torch itself imports `torch._dynamo` lazily, but torchvision (`ops/roi_align.py`
 on torch (`backend/torch/random.py` and `image.py`) import it at their own import, and
 `torch.optim`'s `step` calls `torch._dynamo.graph_break()`. They only mark code for the
 compiler: `disable(fn)` makes the compiler skip `fn`, which runs unchanged when nothing
-compiles, and `graph_break()` does nothing. Importing it took 0.81 s of every run, 0.9 s of
-which is all of torchvision's and Keras's import beyond torch (torch 2.14.1, measured
-2026-11-27: `import torch._dynamo` after `import torch`).
+compiles, and `graph_break()` does nothing. Importing it after torch took 0.99 to 1.29 s
+and 151 MiB (torch 2.14.1, three runs, 2026-11-27), more than torchvision and Keras
+themselves; the warm default command took 16.22 s instead of 17.33 s without it (medians of
+five paired runs).
 
 `defer_dynamo_import()` puts a stand-in module at `torch._dynamo` (and `torch._dynamo.utils`)
 that gives those markers their eager meaning and imports the real package the first time
