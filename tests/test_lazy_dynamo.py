@@ -115,3 +115,19 @@ def test_where_tensorflow_may_come_later_the_compiler_is_imported_as_usual():
         print(type(sys.modules["torch._dynamo"]).__name__)
     """, keep_backends_out=False)
     assert out == "module"
+
+
+def test_after_tensorflow_torchvision_imports_because_the_compiler_waits():
+    # `import tensorflow; import torchvision` crashed the interpreter here (triton, which
+    # torch._dynamo imports, after TensorFlow); with the stand-in torchvision imports and runs.
+    out = _run("""
+        import sys
+        import tensorflow
+        import adapters.pytorch
+        import torch, torchvision
+        net = torchvision.models.mobilenet_v2(num_classes=3).eval()
+        with torch.no_grad():
+            shape = tuple(net(torch.zeros(1, 3, 32, 32)).shape)
+        print(type(sys.modules["torch._dynamo"]).__name__, shape)
+    """, keep_backends_out=False, KERAS_BACKEND="tensorflow")  # TensorFlow imports Keras
+    assert out == "_StandIn (1, 3)"

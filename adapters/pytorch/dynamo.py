@@ -16,12 +16,15 @@ anything else of it is used: an attribute, a submodule (`torch._dynamo.config`),
 that. From then on the stand-in forwards everything to the real package, and the markers it
 handed out before become the real ones. XFRAME_IMPORT_DYNAMO=1 turns it off.
 
-Only a process that keeps TensorFlow out (the command lines' own processes and the Keras
-workers on torch: comparator.config.frameworks.keep_worker_backends_out) defers it: the real
-package imports triton, and importing triton after TensorFlow crashed the interpreter with a
-segmentation fault (`import tensorflow; import torch._dynamo`, TensorFlow 2.21, torch 2.14.1,
-2026-11-27), while the other order works. Elsewhere (the Python API, where Keras's
-set_random_seed imports TensorFlow) it is imported as torchvision and Keras import it.
+The real package imports triton, and importing triton after TensorFlow crashes the
+interpreter with a segmentation fault (`import tensorflow; import torch._dynamo`, and so
+`import tensorflow; import torchvision`: TensorFlow 2.21, torch 2.14.1, torchvision 0.29.1,
+2026-11-27), while the other order works. So the stand-in goes in where TensorFlow cannot
+come first: in a process that keeps TensorFlow out (the command lines' own processes and the
+Keras workers on torch: comparator.config.frameworks.keep_worker_backends_out), and in one
+that has imported TensorFlow already, where the stand-in is what lets torchvision import at
+all. Where TensorFlow may still come later (the Python API, where Keras's set_random_seed
+imports it), `torch._dynamo` is imported as torchvision and Keras import it.
 """
 
 from __future__ import annotations
@@ -128,11 +131,11 @@ class _Imported(importlib.abc.Loader):
 
 def defer_dynamo_import() -> None:
     """Install the stand-in, unless `torch._dynamo` is imported already (torchvision or Keras
-    on torch came first), TensorFlow may still be imported here, torch is not installed, or
-    XFRAME_IMPORT_DYNAMO=1."""
-    tensorflow_kept_out = "tensorflow" in sys.modules and sys.modules["tensorflow"] is None
+    on torch came first), TensorFlow may still be imported after it, torch is not installed,
+    or XFRAME_IMPORT_DYNAMO=1."""
+    tensorflow_settled = "tensorflow" in sys.modules  # kept out (None) or imported already
     if (os.environ.get(OPT_OUT_VARIABLE) == "1" or PACKAGE in sys.modules
-            or not tensorflow_kept_out):
+            or not tensorflow_settled):
         return
     try:
         import torch
