@@ -16,7 +16,7 @@ from comparator.cli.compare import main
 from comparator.errors import EXIT_OK, EXIT_WORKER_FAILED
 from comparator.schema import report_from_dict
 from comparator.config import CompareConfig
-from comparator.config.frameworks import missing_modules
+from comparator.config.frameworks import missing_modules, threads_sleep_beside_workers
 from comparator.pipeline import compare
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -128,6 +128,42 @@ def test_reports_without_the_new_keys_still_load(tiny_classify):
         del run["backend"]
     del data["unavailable_runs"]
     assert report_from_dict(data).runs[4].id == "keras:train"
+
+
+# ----- this process's threads beside workers --------------------------------------------------
+
+@pytest.mark.parametrize("frameworks,environ,imported,expected", [
+    (("pytorch", "keras"), {}, {}, None),
+    (("pytorch", "keras-torch"), {}, {}, None),  # the in-process Keras, by its other name
+    (("pytorch", "keras", "keras-jax"), {}, {}, "PASSIVE"),
+    (("pytorch", "keras-torch@3.6.0"), {}, {}, "PASSIVE"),  # a version runs in a worker too
+    (("pytorch", "tf-keras"), {}, {}, "PASSIVE"),
+    (("pytorch", "keras-jax"), {"OMP_WAIT_POLICY": "ACTIVE"}, {}, "ACTIVE"),  # the user's own
+    (("pytorch", "keras-jax"), {}, {"torch": object()}, None),  # too late: libgomp has read it
+])
+def test_openmp_threads_sleep_only_beside_workers(frameworks, environ, imported, expected):
+    set_it = threads_sleep_beside_workers(frameworks, environ, imported)
+    assert environ.get("OMP_WAIT_POLICY") == expected
+    assert set_it == (expected == "PASSIVE")
+
+
+@pytest.mark.parametrize("frameworks,expected", [("pytorch,keras-jax", "PASSIVE True"),
+                                                 ("pytorch,keras", "None True")])
+def test_the_command_line_sets_the_wait_policy_before_torch_is_imported(frameworks, expected):
+    # The comparison itself is replaced: what counts is the process's state when it starts.
+    code = ("import os, sys\n"
+            "import comparator.pipeline as pipeline\n"
+            "def started(config, progress=None, preset=None):\n"
+            "    print(os.environ.get('OMP_WAIT_POLICY'), 'torch' not in sys.modules)\n"
+            "    raise SystemExit(0)\n"
+            "pipeline.compare = started\n"
+            "from comparator.cli.compare import main\n"
+            f"main(['tiny_cnn', '--frameworks', {frameworks!r}, '--no-onnx', '--quiet'])\n")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=ROOT, env={**env, "PYTHONPATH": ROOT}, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == expected
 
 
 # ----- real frameworks -------------------------------------------------------------------------

@@ -26,7 +26,8 @@ from comparator.cli.common import (
     stdout_is_gone,
 )
 from comparator.cli.common import csv as _csv
-from comparator.config.frameworks import diverged_runs, worker_problems
+from comparator.config.frameworks import (diverged_runs, threads_sleep_beside_workers,
+                                          worker_problems)
 
 
 DEFAULTS = dict(scenario="classify", batch_size=8, image_size=None, steps=1, seed=0, lr=0.01,
@@ -316,6 +317,7 @@ def _measure(args, pair, config):
     from comparator.pipeline import compare
 
     cache_dir, temporary_cache = _cache_dir(args, sys.stderr)
+    threads_sleep_beside_workers(config.frameworks)  # before torch is imported
     if args.cache_dir:  # Keras version overlays (adapters/keras/overlays.py) are kept there too
         os.environ["XFRAME_CACHE_DIR"] = os.path.abspath(args.cache_dir)
     try:

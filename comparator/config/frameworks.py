@@ -10,6 +10,7 @@ is imported here.
 from __future__ import annotations
 
 import importlib.machinery
+import os
 import sys
 
 from comparator.config.flavours import parse as parse_flavour
@@ -82,6 +83,31 @@ def keep_worker_backends_out(names=("tensorflow", "jax")) -> None:
     for name in names:
         if name not in sys.modules:
             sys.modules[name] = None
+
+
+OPENMP_WAIT_VARIABLE = "OMP_WAIT_POLICY"
+
+
+def threads_sleep_beside_workers(frameworks, environ=os.environ, imported=sys.modules) -> bool:
+    """Let this process's OpenMP threads (PyTorch's) sleep as soon as their work ends
+    instead of spinning, when Keras workers will run beside it; returns whether it did.
+
+    PyTorch's libgomp keeps a finished thread spinning for the next parallel region. On
+    an idle machine that is free and fast (the default two-framework command took 14.0
+    to 14.7 s as it is, 16.5 to 17.2 s with OMP_WAIT_POLICY=PASSIVE: five runs each,
+    2026-11-27), so nothing changes there. Beside workers the spinning takes the cores
+    they need: the four-framework command (densenet121, 96 px, batch 4, --no-onnx) took
+    49.8 and 54.6 s warm against 57.8 and 58.5 s, and 96.1 and 88.6 s cold against 100.5
+    and 105.1 s, its processes using 10 to 15 CPU-seconds less (paired runs, 2-core
+    machine). libgomp reads the variable once, when torch loads it, so this runs before
+    the command line imports torch; a value the user set is kept, and a process that has
+    imported torch already is left alone. The numbers a run reports do not depend on it."""
+    if OPENMP_WAIT_VARIABLE in environ or "torch" in imported:
+        return False
+    if not any(runs_in_worker(canonical(name)) for name in frameworks):
+        return False
+    environ[OPENMP_WAIT_VARIABLE] = "PASSIVE"
+    return True
 
 
 def missing_extra_reason(backend: str) -> str | None:
