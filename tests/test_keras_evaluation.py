@@ -60,6 +60,54 @@ def test_outputs_kept_from_evaluate_are_those_of_predict(request, fixture):
                if run.framework == "keras" and run.recipe != "feature_extraction")
 
 
+TENSORFLOW_KEPT_OUTPUTS = """
+import json, sys
+from adapters.keras.worker import _build, _keep_other_backends_out
+_keep_other_backends_out({"backend": "tensorflow"})
+adapter, batch = _build(json.load(open(sys.argv[1] + "/request.json")), sys.argv[1])
+kept = adapter.logits(batch)
+from_evaluate = adapter._evaluated is not None and adapter._evaluated[0] is kept
+adapter.reset()
+x, y = adapter._data(batch)
+predicted = adapter._wrappers[False].predict(x, batch_size=len(x), verbose=0)
+evaluated = float(adapter._evaluator().evaluate(x, y, batch_size=len(x), verbose=0))
+print(from_evaluate, kept.dtype == predicted.dtype and kept.tobytes() == predicted.tobytes(),
+      adapter._loss_from_outputs_impl(kept, batch) == evaluated,
+      adapter.inference_loss(batch) == evaluated)
+"""
+
+
+def test_outputs_kept_from_a_tensorflow_evaluate_are_those_of_predict(tiny_classify, tmp_path):
+    """On TensorFlow the compiled evaluate() hands its outputs back through a host call, so
+    the worker traces one inference function instead of two: its outputs must be bitwise
+    those of predict(), and its loss that of a later evaluate(), which keeps nothing."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from comparator.config.frameworks import missing_modules
+
+    if missing_modules(["tensorflow"]):
+        pytest.skip("the tensorflow extra is not installed")
+    batch = tiny_classify.batch
+    np.savez(tmp_path / "weights.npz", **tiny_classify.adapters["pytorch"].canonical_weights())
+    np.savez(tmp_path / "batch.npz", x=batch.x, y=batch.y)
+    (tmp_path / "request.json").write_text(json.dumps({
+        "framework": "keras-tensorflow", "backend": "tensorflow", "device": "cpu",
+        "loss_kind": "logits", "model": "tiny_cnn", "scenario": "classify", "seed": 0,
+        "image_size": 16}))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", TENSORFLOW_KEPT_OUTPUTS, str(tmp_path)],
+                          capture_output=True, text=True, cwd=root, timeout=600,
+                          env={**os.environ, "PYTHONPATH": root, "KERAS_BACKEND": "tensorflow",
+                               "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True", "True", "True", "True"]
+
+
 @pytest.mark.parametrize("fixture", ["tiny_classify", "tiny_head"])
 def test_the_exported_model_computes_what_the_model_evaluate_runs_on_computes(request,
                                                                                tmp_path,

@@ -88,6 +88,13 @@ class _BackendHooks:
     def observes_by_probe(self) -> bool:
         return self.backend == "jax" and not self.eager
 
+    @property
+    def evaluate_keeps_outputs(self) -> bool:
+        """Whether evaluate() can hand back the outputs it computed: on torch it runs op by
+        op, and a TensorFlow graph passes them out through `host`. Not on JAX: a program
+        with a host callback never enters JAX's compilation cache."""
+        return self.backend in ("torch", "tensorflow")
+
     def is_concrete(self, tensor) -> bool:
         """Whether a layer call carries values that a host callback will see."""
         if self.backend == "torch":
@@ -396,34 +403,41 @@ class Keras3Adapter(FrameworkAdapter):
         return batch.x_channels_last, batch.y
 
     def _logits_impl(self, batch):
-        if self.backend == "torch":  # evaluate() runs op by op: its outputs can be kept
-            outputs, loss = self._evaluate_keeping_outputs(batch)
-            self._evaluated = (outputs, self.loss_kind, loss)
-            return outputs
+        if self._hooks.evaluate_keeps_outputs:
+            kept = self._evaluate_keeping_outputs(batch)
+            if kept is not None:
+                self._evaluated = (kept[0], self.loss_kind, kept[1])
+                return kept[0]
         x, _ = self._data(batch)
         return np.asarray(self._wrappers[False].predict(x, batch_size=len(x), verbose=0))
 
-    def _evaluate_keeping_outputs(self, batch) -> tuple[np.ndarray, float]:
+    def _evaluate_keeping_outputs(self, batch) -> tuple[np.ndarray, float] | None:
         """The inference loss's own evaluate() (`_inference_loss_impl`): its outputs and
-        its loss.
+        its loss, or None when the evaluation was compiled before and cannot hand them back.
 
         Its forward pass is predict()'s (the same layers in inference mode, without
         gradients: the outputs are bitwise equal, tests/test_keras_evaluation.py), so the
         port check's outputs and the inference loss before every recipe come from one pass
-        instead of two."""
-        evaluator, kept = self._evaluator(), []
+        instead of two; on TensorFlow that is one traced function instead of two. A graph
+        traced here keeps the hand-back for later evaluations, which then keep nothing."""
+        evaluator, kept, keeping = self._evaluator(), [], [True]
         compute_metrics = evaluator.compute_metrics
 
+        def keep(outputs):
+            if keeping[0]:  # a copy: TensorFlow may reuse the buffer it lent
+                kept.append(np.array(outputs))
+
         def keeping_outputs(x, y, y_pred, sample_weight=None):
-            kept.append(ops.convert_to_numpy(y_pred))
+            self._hooks.host(keep, y_pred)
             return compute_metrics(x, y, y_pred, sample_weight)
 
         evaluator.compute_metrics = keeping_outputs
         try:
             loss = self._inference_loss_impl(batch)
         finally:
+            keeping[0] = False
             del evaluator.compute_metrics
-        return kept[0], loss
+        return (kept[0], loss) if kept else None
 
     def _loss_from_outputs_impl(self, outputs, batch):
         # The loss evaluate() gave in the pass that computed these outputs.

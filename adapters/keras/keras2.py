@@ -64,6 +64,7 @@ class Keras2Hooks:
 
     keras_generation = 2
     observes_by_probe = False  # TensorFlow: the observations run inside the step
+    evaluate_keeps_outputs = False  # the port check's outputs come from predict()
 
     def __init__(self, base_hooks):
         self._base = base_hooks
