@@ -420,11 +420,11 @@ class Keras3Adapter(FrameworkAdapter):
         port check's outputs and the inference loss before every recipe come from one pass
         instead of two; on TensorFlow that is one traced function instead of two. A graph
         traced here keeps the hand-back for later evaluations, which then keep nothing."""
-        evaluator, kept, keeping = self._evaluator(), [], [True]
+        evaluator, kept = self._evaluator(), []
         compute_metrics = evaluator.compute_metrics
 
         def keep(outputs):
-            if keeping[0]:  # a copy: TensorFlow may reuse the buffer it lent
+            if not kept:  # a copy: TensorFlow may reuse the buffer it lent
                 kept.append(np.array(outputs))
 
         def keeping_outputs(x, y, y_pred, sample_weight=None):
@@ -435,7 +435,6 @@ class Keras3Adapter(FrameworkAdapter):
         try:
             loss = self._inference_loss_impl(batch)
         finally:
-            keeping[0] = False
             del evaluator.compute_metrics
         return (kept[0], loss) if kept else None
 
