@@ -33,10 +33,12 @@ Two measurements, put side by side:
      `compile` and the setting of `trainable` flags are not timed.
    * ONNX: one `torch.onnx.export(dynamo=False)` of the PyTorch model in eval mode
      (`TrainingMode.EVAL`) and one in training mode (`TrainingMode.TRAINING`), each followed
-     by one ONNX Runtime session creation and run on the batch (CPU).
+     by one ONNX Runtime session creation and run on the batch (CPU); and the referee's
+     third export, Keras's own `model.export` of the Keras model. The three exports count
+     in the cold run only: a warm run reads them from the cache.
 
-   Not counted: the referee's export of the Keras model (`model.export`) and its check of
-   the frameworks' own outputs against ONNX Runtime (so the ratio slightly overstates the
+   Not counted: the referee's ONNX Runtime run of the Keras export and its check of the
+   frameworks' own outputs against ONNX Runtime (so the ratio slightly overstates the
    tool's overhead there), interpreter start, imports, model construction, weight
    initialisation, calibration and porting, the comparator's ablation and diagnosis passes,
    the check of the port, report rendering. Those are what the tool adds, and the ratio
