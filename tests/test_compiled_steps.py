@@ -114,6 +114,16 @@ def test_a_second_jax_run_compiles_nothing(tmp_path):
         assert second[name].losses == first[name].losses
 
 
+def test_jax_compiles_one_probe_for_recipes_whose_probe_passes_are_the_same(tmp_path):
+    """`train` and `bn_trainable` differ in their trainable weights only: both run every
+    BatchNormalization on batch statistics, so their probe passes compute the same thing,
+    and the second is read from the compilation cache that the first filled."""
+    runs, worker = _worker_runs("keras-jax", "tiny_cnn", 32, 2, ["train", "bn_trainable"],
+                                False, tmp_path)
+    assert worker.compilations["from_cache"] == 1
+    assert runs["train"].modes == runs["bn_trainable"].modes
+
+
 @pytest.mark.parametrize("framework", ["keras", "keras-tensorflow", "keras-jax",
                                        pytest.param(TF_KERAS, marks=needs_tf_keras)])
 def test_fit_validation_does_not_overwrite_the_steps_observations(framework, tmp_path):

@@ -540,18 +540,26 @@ class Keras3Adapter(FrameworkAdapter):
         model, hooks = self._fit_model, self._hooks
         collected: list = []
 
-        def probe(trainable, non_trainable, x):
+        trainable, non_trainable = model.trainable_variables, model.non_trainable_variables
+        split = {id(v): v for v in trainable + non_trainable}
+        # The variables in the model's own order, which no trainable flag changes: recipes
+        # that compute the same pass then ask for the same program.
+        everything = [v for v in model.variables if id(v) in split]
+        position = {id(v): i for i, v in enumerate(everything)}
+
+        def probe(values, x):
             collected.clear()  # a retrace starts the list again
             hooks.collected = collected
             try:
-                model.stateless_call(trainable, non_trainable, x, training=True)
+                model.stateless_call([values[position[id(v)]] for v in trainable],
+                                     [values[position[id(v)]] for v in non_trainable], x,
+                                     training=True)
             finally:
                 hooks.collected = None
             return [list(tensors) for _, tensors in collected]
 
         with _inference_calls(self._forced_inference), self._observe():
-            values = jax.jit(probe)([v.value for v in model.trainable_variables],
-                                    [v.value for v in model.non_trainable_variables], inputs)
+            values = jax.jit(probe)([v.value for v in everything], inputs)
         for (record, _), arrays in zip(collected, values, strict=True):
             record(*(np.asarray(a) for a in arrays))
 
