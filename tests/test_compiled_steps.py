@@ -114,6 +114,64 @@ def test_a_second_jax_run_compiles_nothing(tmp_path):
         assert second[name].losses == first[name].losses
 
 
+JAX_INITIAL_VALUES = """
+import jax.monitoring
+import numpy as np
+
+compiled = []
+jax.monitoring.register_event_duration_secs_listener(
+    lambda event, seconds, **kw: compiled.append(kw.get("fun_name"))
+    if event == "/jax/core/compile/backend_compile_duration" else None)
+import keras
+from keras.src.backend.common.variables import Variable
+
+from adapters.keras.worker import _initial_values_on_host
+
+keras_own_method = Variable._initialize_with_initializer
+
+
+def build():
+    return keras.Sequential([
+        keras.Input((5,)),
+        keras.layers.Dense(3, kernel_initializer=keras.initializers.RandomUniform(seed=1)),
+        keras.layers.BatchNormalization(), keras.layers.Dropout(0.5, seed=7)])
+
+
+def values(model):
+    return [np.asarray(v.value) for v in model.variables]
+
+
+with _initial_values_on_host("jax", ported=True):
+    ported = build()
+print(len(compiled) <= 1)  # the seed generator's state, Keras's own conversion
+print(Variable._initialize_with_initializer is keras_own_method)
+with _initial_values_on_host("jax", ported=False):
+    zeros_on_host = build()
+keras_own = build()
+*weights, seed_state = values(ported)
+print(all(not w.any() for w in weights), seed_state.tolist() == [7, 0])
+print(all(np.array_equal(a, b) and a.dtype == b.dtype
+          for a, b in zip(values(zeros_on_host), values(keras_own))))
+"""
+
+
+def test_jax_worker_initial_values_compile_no_programs(tmp_path):
+    """On JAX every Keras initializer is a compiled program per shape. While the worker
+    builds the model, whose weights the port then sets, they give zeros made on the host;
+    afterwards only zeros come from the host (the optimizers' slots), bitwise Keras's own,
+    and every other initializer is Keras's; a seed generator keeps its own state."""
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", JAX_INITIAL_VALUES], capture_output=True,
+                          text=True, cwd=root, timeout=300,
+                          env={**os.environ, "PYTHONPATH": root, "KERAS_BACKEND": "jax"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["True"] * 5
+
+
 def test_jax_compiles_one_probe_for_recipes_whose_probe_passes_are_the_same(tmp_path):
     """`train` and `bn_trainable` differ in their trainable weights only: both run every
     BatchNormalization on batch statistics, so their probe passes compute the same thing,

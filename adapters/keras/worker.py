@@ -32,6 +32,7 @@ with the worker's last stderr line.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -165,6 +166,38 @@ def _keep_other_backends_out(request: dict) -> None:
         keep_worker_backends_out(("tensorflow",))
 
 
+@contextlib.contextmanager
+def _initial_values_on_host(backend: str, ported: bool):
+    """On JAX each call of a Keras initializer is a compiled program per shape (a cold
+    DenseNet121 worker compiled 35 for its random weights and 67 for the optimizers' zero
+    slots: 6 s, measured 2026-11-27). Inside this block zeros are made by numpy and placed
+    on the device, bitwise Keras's own; with `ported`, every other initializer gives zeros
+    too, for weights the port sets right after (Keras3Adapter._load_impl refuses a layer it
+    would leave out). A variable made without an Initializer (a seed generator's state)
+    keeps Keras's own value. Another Keras version (an overlay) builds as it would."""
+    if backend != "jax" or os.environ.get(OVERLAY_VARIABLE) == "1":
+        yield
+        return
+    import jax
+    from keras import initializers
+    from keras.src.backend.common.variables import Variable
+
+    keras_own = Variable._initialize_with_initializer
+    replaced = initializers.Initializer if ported else initializers.Zeros
+
+    def on_host(variable, initializer):
+        if not isinstance(initializer, replaced):
+            return keras_own(variable, initializer)
+        # device_put: jnp.asarray of a numpy array would compile a program per shape too.
+        return variable._initialize(jax.device_put(np.zeros(variable._shape, variable._dtype)))
+
+    Variable._initialize_with_initializer = on_host
+    try:
+        yield
+    finally:
+        Variable._initialize_with_initializer = keras_own
+
+
 def _build(request: dict, directory: str):
     from comparator.inputs.batch import Batch
     from comparator.zoo import get_spec
@@ -174,7 +207,8 @@ def _build(request: dict, directory: str):
                        eager=bool(request.get("eager", False)))
     adapter.loss_kind = request.get("loss_kind", "logits")
     spec = get_spec(request["model"])
-    adapter.build(spec, request["scenario"], request["seed"], request["image_size"])
+    with _initial_values_on_host(request["backend"], ported=True):
+        adapter.build(spec, request["scenario"], request["seed"], request["image_size"])
     adapter.load_weights(_load(directory, "weights.npz"))
     arrays = _load(directory, "batch.npz")
     return adapter, Batch(x=arrays["x"], y=arrays["y"])
@@ -190,15 +224,13 @@ def _import_keras(request: dict) -> str | None:
     return None
 
 
-def run(request: dict, directory: str) -> dict:
+def _run_recipes(adapter, batch, request: dict, arrays: dict):
+    """Every requested recipe: the runs, their ablation losses and the runs that
+    diverged; their states go into `arrays`, for the .npz."""
     from comparator.config.recipes import recipes_for
     from comparator.errors import Diverged
 
-    started = time.perf_counter()
-    compilations = _Compilations() if request["backend"] == "jax" else None
-    adapter, batch = _build(request, directory)
     recipes = {r.name: r for r in recipes_for(request["framework"])}
-    arrays = {"logits": adapter.logits(batch)}
     runs, ablations, diverged = [], {}, []
     for name in request["recipes"]:
         try:
@@ -219,6 +251,16 @@ def run(request: dict, directory: str) -> dict:
                              ("dropout_free", statistics)):
             for key, value in state.items():
                 arrays[f"{which}/{result.id}/{key}"] = value
+    return runs, ablations, diverged
+
+
+def run(request: dict, directory: str) -> dict:
+    started = time.perf_counter()
+    compilations = _Compilations() if request["backend"] == "jax" else None
+    adapter, batch = _build(request, directory)
+    arrays = {"logits": adapter.logits(batch)}
+    with _initial_values_on_host(request["backend"], ported=False):  # the optimizers' slots
+        runs, ablations, diverged = _run_recipes(adapter, batch, request, arrays)
     np.savez(os.path.join(directory, "arrays.npz"), **arrays)
     from adapters.onnx.runtime import structure_fingerprint
 
