@@ -541,10 +541,10 @@ class Keras3Adapter(FrameworkAdapter):
         collected: list = []
 
         trainable, non_trainable = model.trainable_variables, model.non_trainable_variables
-        split = {id(v): v for v in trainable + non_trainable}
+        wanted = {id(v) for v in trainable + non_trainable}
         # The variables in the model's own order, which no trainable flag changes: recipes
         # that compute the same pass then ask for the same program.
-        everything = [v for v in model.variables if id(v) in split]
+        everything = [v for v in model.variables if id(v) in wanted]
         position = {id(v): i for i, v in enumerate(everything)}
 
         def probe(values, x):
