@@ -104,6 +104,12 @@ def test_four_frameworks_against_two(result):
     assert "--no-onnx" in frameworks["command"]
     for run in runs.values():  # the sum over the processes holds the largest one
         assert run["tree_peak_rss_mib"] >= run["peak_rss_mib"] * 0.9
+        assert run["cpu_seconds"] > 0
+    assert frameworks["cores"] >= 1
+    bound = frameworks["ratio_four_to_two_if_every_core_were_busy"]
+    for temperature in ("cold", "warm"):
+        # No run keeps more than every core busy: the bound never exceeds the ratio itself.
+        assert 0 < bound[temperature] <= frameworks["ratio_four_to_two"][temperature] + 1e-3
 
 
 _HOLDS_BESIDE_ITS_CHILD = """
@@ -130,6 +136,26 @@ def test_the_benchmark_sums_a_commands_processes_where_wait4_gives_the_largest()
     assert run["exit_code"] == 0
     assert 300 <= run["peak_rss_mib"] < 450  # the grandchild's, the largest process
     assert run["tree_peak_rss_mib"] >= 500  # both at once, 200 + 300 MiB and interpreters
+
+
+_SPINS_IN_ITS_CHILD = """
+import subprocess, sys
+subprocess.run([sys.executable, "-c", "import time; end = time.process_time() + 1.0\\n"
+                "while time.process_time() < end: pass"], check=True)
+"""
+
+
+def test_the_benchmarks_cpu_time_counts_the_descendants_a_command_waited_for():
+    """The workers' CPU time is part of a command's: wait4 adds up the descendants it
+    waited for, so a child that only waits for a spinning grandchild reads its second."""
+    code = ("import json, sys; from tools.bench import run_child; "
+            f"print(json.dumps(run_child([sys.executable, '-c', {_SPINS_IN_ITS_CHILD!r}])))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    run = json.loads(done.stdout.strip().splitlines()[-1])
+    assert run["exit_code"] == 0
+    assert 1.0 <= run["cpu_seconds"] <= run["wall_seconds"] * 2 + 0.5
 
 
 def test_peak_memory_is_held_against_the_larger_bare_fit_step(result):
