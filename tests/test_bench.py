@@ -122,18 +122,24 @@ child.wait()
 """
 
 
-def test_the_benchmark_sums_a_commands_processes_where_wait4_gives_the_largest():
-    """Keras workers run beside the comparison: the machine holds their sum. run_child is
-    called from a fresh interpreter, as scripts/bench.py calls it: a child's ru_maxrss
-    starts at the peak of the process that started it (measured: a child running `true`
-    read 1037 MiB under a parent that had held 1 GiB), and this test process is large."""
+def run_child_from_a_fresh_interpreter(child_code: str) -> dict:
+    """tools.bench.run_child on `python -c child_code`, called from a fresh interpreter, as
+    scripts/bench.py calls it: a child's ru_maxrss starts at the peak of the process that
+    started it (measured: a child running `true` read 1037 MiB under a parent that had held
+    1 GiB), and this test process is large."""
     code = ("import json, sys; from tools.bench import run_child; "
-            f"print(json.dumps(run_child([sys.executable, '-c', {_HOLDS_BESIDE_ITS_CHILD!r}])))")
+            f"print(json.dumps(run_child([sys.executable, '-c', {child_code!r}])))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=ROOT, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     run = json.loads(done.stdout.strip().splitlines()[-1])
     assert run["exit_code"] == 0
+    return run
+
+
+def test_the_benchmark_sums_a_commands_processes_where_wait4_gives_the_largest():
+    """Keras workers run beside the comparison: the machine holds their sum."""
+    run = run_child_from_a_fresh_interpreter(_HOLDS_BESIDE_ITS_CHILD)
     assert 300 <= run["peak_rss_mib"] < 450  # the grandchild's, the largest process
     assert run["tree_peak_rss_mib"] >= 500  # both at once, 200 + 300 MiB and interpreters
 
@@ -148,13 +154,7 @@ subprocess.run([sys.executable, "-c", "import time; end = time.process_time() + 
 def test_the_benchmarks_cpu_time_counts_the_descendants_a_command_waited_for():
     """The workers' CPU time is part of a command's: wait4 adds up the descendants it
     waited for, so a child that only waits for a spinning grandchild reads its second."""
-    code = ("import json, sys; from tools.bench import run_child; "
-            f"print(json.dumps(run_child([sys.executable, '-c', {_SPINS_IN_ITS_CHILD!r}])))")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          cwd=ROOT, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    run = json.loads(done.stdout.strip().splitlines()[-1])
-    assert run["exit_code"] == 0
+    run = run_child_from_a_fresh_interpreter(_SPINS_IN_ITS_CHILD)
     assert 1.0 <= run["cpu_seconds"] <= run["wall_seconds"] * 2 + 0.5
 
 
