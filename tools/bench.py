@@ -523,23 +523,25 @@ def time_frameworks(model: str, image_size: int, batch_size: int) -> dict:
     ratio = {temperature: round(runs[f"four_{temperature}"]["wall_seconds"]
                                 / runs[f"two_{temperature}"]["wall_seconds"], 3)
              for temperature in ("cold", "warm")}
+    cores = _cores()
     return {"command": (f"python scripts/compare.py {model} --image-size {image_size} "
                         f"--batch-size {batch_size} --no-onnx --frameworks FRAMEWORKS --json "
                         "<tmp> --quiet --cache-dir <fresh tmp dir>"),
             "two": TWO_FRAMEWORKS, "four": FOUR_FRAMEWORKS, "runs": runs,
-            "ratio_four_to_two": ratio, "cores": _cores(),
-            "ratio_four_to_two_if_every_core_were_busy": _core_bound(runs)}
+            "ratio_four_to_two": ratio, "cores": cores,
+            "ratio_four_to_two_if_every_core_were_busy": _core_bound(runs, cores)}
 
 
 def _cores() -> int:
+    """The cores this process may run on (its affinity), which its children inherit."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
-def _core_bound(runs: dict) -> dict:
+def _core_bound(runs: dict, cores: int) -> dict:
     """The four/two ratio had the four-framework run kept every core busy from start to
     end: its CPU seconds over the cores, against the two-framework wall time. No ordering
     of the same work on this machine gets below it; only less work does."""
-    return {temperature: round(runs[f"four_{temperature}"]["cpu_seconds"] / _cores()
+    return {temperature: round(runs[f"four_{temperature}"]["cpu_seconds"] / cores
                                / runs[f"two_{temperature}"]["wall_seconds"], 3)
             for temperature in ("cold", "warm")}
 
