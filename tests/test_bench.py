@@ -37,8 +37,10 @@ def test_structure(result):
                 "runs"):
         assert set(result[key]) == {"cold", "warm"}, key
     assert result["exit_codes"] == {"cold": 0, "warm": 0}
-    assert set(result["machine"]) >= {"platform", "cpu_count", "torch_threads", "python",
+    assert set(result["machine"]) >= {"platform", "cpu_model", "cpu_count", "torch_threads",
+                                      "python",
                                       "load_average_before", "load_average_after"}
+    assert result["machine"]["cpu_model"].strip() not in ("", "unknown")
     passes = result["irreducible"]["passes"]
     assert "pytorch:inference_before" in passes and "keras:inference_before" in passes
     for recipe in ("train", "requires_grad", "eval", "eval_requires_grad"):

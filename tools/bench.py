@@ -618,11 +618,31 @@ def time_cli(repeats: int = 3) -> dict:
 
 # ----- the whole benchmark ------------------------------------------------------------------
 
+def cpu_model() -> str:
+    """The processor as Linux names it, with its family and model numbers (a cloud machine
+    may name only the vendor's line, as "AMD EPYC"); platform.processor() is empty there.
+    Runs on different processors, even of one machine kind, are not side by side."""
+    fields = {}
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if not line.strip():
+                    break  # the first processor's block is enough
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
+    except OSError:
+        pass
+    name = fields.get("model name") or platform.processor() or "unknown"
+    numbers = [f"{k} {fields[k]}" for k in ("cpu family", "model", "stepping") if k in fields]
+    return f"{name} ({', '.join(numbers)})" if numbers else name
+
+
 def machine() -> dict:
     import torch
 
     return {"platform": platform.platform(), "machine": platform.machine(),
-            "processor": platform.processor(), "cpu_count": os.cpu_count(),
+            "processor": platform.processor(), "cpu_model": cpu_model(),
+            "cpu_count": os.cpu_count(),
             "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
             "python": platform.python_version()}
 
@@ -735,7 +755,8 @@ def table(result: dict) -> str:
             lines.append(f"{label} phases: " + ", ".join(f"{k} {v:.2f}" for k, v in top)
                          + (f", referee {referee:.2f}" if referee is not None else ""))
     m = result["machine"]
-    lines.append(f"machine: {m['platform']}, {m['cpu_count']} CPUs, "
+    lines.append(f"machine: {m['platform']}, {m.get('cpu_model', 'unknown')}, "
+                 f"{m['cpu_count']} CPUs, "
                  f"{m['torch_threads']} torch threads, Python {m['python']}, load average "
                  f"{m['load_average_before'][0]:.2f} before, {m['load_average_after'][0]:.2f} "
                  "after (1 min)")
