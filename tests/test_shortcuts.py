@@ -53,3 +53,32 @@ def test_variance_from_moments_keeps_float32_precision():
     exact = x.astype(np.float64).var(axis=dims)
     np.testing.assert_allclose(variance(mean, mean_of_squares), exact, rtol=1e-5)
     assert np.all(variance(np.ones(3), np.ones(3) - 1e-9) == 0.0)  # rounding never negative
+
+
+def test_the_initial_state_the_models_were_loaded_from_is_held_once(tiny_classify):
+    pytorch, keras = (tiny_classify.adapters[name] for name in ("pytorch", "keras"))
+    shared = set(pytorch._initial_canonical) & set(keras._initial_canonical)
+    assert shared
+    for name in shared:  # both sides hold the array they were loaded from, not copies
+        assert pytorch._initial_canonical[name] is keras._initial_canonical[name], name
+    for adapter in (pytorch, keras):  # eight recipes later, nothing has written into it
+        adapter.reset()
+        fresh = adapter.canonical_weights()
+        for name, array in adapter._initial_canonical.items():
+            np.testing.assert_array_equal(array, fresh[name], err_msg=name)
+
+
+def test_held_once_shares_only_arrays_with_the_same_bits_and_layout():
+    from adapters.base import held_once
+
+    given = {"w": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.zeros(3, np.float32),
+             "t": np.arange(6, dtype=np.float32).reshape(3, 2), "n": np.zeros(2, np.float32)}
+    read = {"w": given["w"].copy(),  # same bits: shared
+            "b": np.array([0.0, -0.0, 0.0], np.float32),  # equal values, other bits
+            "t": np.asfortranarray(given["t"]),  # same values, other memory layout
+            "n": np.zeros(2, np.float64),  # other dtype
+            "x": np.ones(1, np.float32)}  # not given
+    held = held_once(read, given)
+    assert held["w"] is given["w"]
+    for name in ("b", "t", "n", "x"):
+        assert held[name] is read[name], name
