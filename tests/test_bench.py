@@ -2,6 +2,7 @@
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 
@@ -75,6 +76,8 @@ def test_numbers_positive_and_consistent(result):
         assert run["wall_seconds"] == wall
         assert run["all_wall_seconds"] == [wall]  # one run per label by default
         assert result["ratio_per_repetition"][label] == [pytest.approx(wall / own, abs=1e-3)]
+        assert result["ratio_wall_to_irreducible_paired_median"][label] == pytest.approx(
+            statistics.median(result["ratio_per_repetition"][label]), abs=1e-3)
         assert run["reused_inference_passes"] >= 0
         # the child's own total is part of its wall time, and its phases part of that total
         assert 0 < run["total_seconds"] <= wall
@@ -172,6 +175,8 @@ def test_peak_memory_is_held_against_the_larger_bare_fit_step(result):
 
 
 def test_the_command_line_cases_and_the_targets(result):
+    paired = result["ratio_wall_to_irreducible_paired_median"]
+    assert result["targets"]["wall_to_irreducible"]["value"] == max(paired.values())
     cli = result["cli"]
     assert cli["help"]["exit_code"] == 0
     assert cli["unknown_model"]["exit_code"] == cli["bad_batch_size"]["exit_code"] == 2
