@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMPARE = os.path.join(ROOT, "scripts", "compare.py")
@@ -160,3 +161,76 @@ def test_sigterm_ends_validate_port_in_one_line(tmp_path):
     assert process.returncode == 143, stderr
     assert stderr.strip().splitlines() == ["validate_port.py: terminated (SIGTERM)"]
     assert not (tmp_path / "v.json").exists()
+
+
+_LOST_INTERRUPT = """
+import sys, time
+from comparator.cli.common import {install}, guarded, Terminated, keep_interrupts_from_being_lost
+{install}()
+
+class Collected:
+    def __del__(self):  # where a signal's exception cannot propagate: Python prints it
+        raise {raised}()
+
+def run():
+    del_me = Collected()
+    del del_me
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
+    return 0
+
+sys.exit(guarded("probe", run))
+"""
+
+
+@pytest.mark.parametrize("install,raised,code,line", [
+    ("handle_sigterm", "Terminated", 143, "probe: terminated (SIGTERM)"),
+    ("keep_interrupts_from_being_lost", "KeyboardInterrupt", 130, "probe: interrupted"),
+])
+def test_an_interrupt_raised_where_python_cannot_propagate_it_still_ends_the_run(
+        tmp_path, install, raised, code, line):
+    env, _ = _env(tmp_path)
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", _LOST_INTERRUPT.format(install=install,
+                                                                       raised=raised)],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert time.monotonic() - started < 15, "the interrupt was lost: the run went on"
+    assert done.returncode == code, done.stderr
+    assert done.stderr.strip().splitlines() == [line]
+
+
+_SWALLOWED = """
+import os, signal, sys, time
+from comparator.cli.common import handle_sigterm, guarded
+from comparator.pipeline import _Clock
+handle_sigterm()
+
+def framework_call():  # as Keras's torch backend does around its shape tracing
+    try:
+        os.kill(os.getpid(), signal.{name})
+        time.sleep(0.5)
+    except:  # noqa: E722
+        pass
+
+def run():
+    clock = _Clock()
+    framework_call()
+    clock.phase("port")  # the comparison's next checkpoint
+    return 0
+
+sys.exit(guarded("probe", run))
+"""
+
+
+@pytest.mark.parametrize("name,code,line", [
+    ("SIGTERM", 143, "probe: terminated (SIGTERM)"),
+    ("SIGINT", 130, "probe: interrupted"),
+])
+def test_an_interrupt_a_framework_swallows_is_raised_at_the_next_checkpoint(tmp_path, name,
+                                                                            code, line):
+    env, _ = _env(tmp_path)
+    done = subprocess.run([sys.executable, "-c", _SWALLOWED.format(name=name)],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == code, done.stderr
+    assert done.stderr.strip().splitlines() == [line]

@@ -404,6 +404,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"compare.py: error: {shown(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt as exc:
+        from comparator import interrupts
+
+        interrupts.handled()
         return _interrupted(exc, state["written"])
     except Exception as exc:  # a bug: say so in one line unless asked for details
         if "--debug" in argv or os.environ.get("XFRAME_DEBUG"):

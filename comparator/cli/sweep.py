@@ -7,7 +7,8 @@ import signal
 import sys
 import threading
 
-from comparator.cli.common import EXIT_INTERRUPTED, OneLineParser, guarded, print_safely
+from comparator.cli.common import (EXIT_INTERRUPTED, OneLineParser, guarded,
+                                   keep_interrupts_from_being_lost, print_safely)
 from comparator.errors import EXIT_CHECK_FAILED, EXIT_OK, UsageError
 
 PROG = "sweep.py"
@@ -59,6 +60,7 @@ def _interrupt_on_sigterm() -> None:
         raise KeyboardInterrupt
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, handler)
+        keep_interrupts_from_being_lost()
 
 
 def run(args) -> int:
