@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from comparator import interrupts
+from comparator.interrupts import raise_if_requested
 from comparator.analysis.states import max_abs_diff, split_state
 from comparator.inputs.batch import Batch
 from comparator.errors import Diverged, NumericalError, UsageError
@@ -252,7 +252,7 @@ class FrameworkAdapter(Adapter):
             self._reset_rng_impl()
             train_losses, step_modes, validation = [], [], []
             for step in range(1, steps + 1):
-                interrupts.raise_if_requested()  # one a framework swallowed in a step
+                raise_if_requested()  # one a framework swallowed in a step
                 loss, validation_loss = self._train_step_impl(batch, validate)
                 if not np.isfinite(loss):
                     raise Diverged(f"the train-step loss became {loss} at step {step}", step)

@@ -10,7 +10,7 @@ from importlib import metadata
 
 import numpy as np
 
-from comparator import interrupts
+from comparator.interrupts import raise_if_requested
 from comparator.analysis.crosscheck import explain_pair
 from comparator.analysis.diagnosis import explain_run
 from comparator.analysis.states import bn_layer_deltas
@@ -158,7 +158,7 @@ class _Clock:
         self.phases: dict[str, float] = {}
 
     def phase(self, name: str) -> None:
-        interrupts.raise_if_requested()  # one a framework swallowed during the phase
+        raise_if_requested()  # one a framework swallowed during the phase
         now = time.perf_counter()
         self.phases[name] = round(self.phases.get(name, 0.0) + now - self.last, 3)
         self.last = now

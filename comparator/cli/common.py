@@ -7,8 +7,7 @@ import errno
 import os
 import sys
 
-from comparator import interrupts
-from comparator.interrupts import Terminated
+from comparator.interrupts import Terminated, handled, note
 from comparator.io import shown
 
 EXIT_INTERNAL = 5
@@ -39,12 +38,12 @@ def size_argument(value: str) -> int:
 
 
 def _raise_terminated(_signum, _frame):
-    interrupts.note(Terminated)
+    note(Terminated)
     raise Terminated()
 
 
 def _raise_interrupted(_signum, _frame):
-    interrupts.note(KeyboardInterrupt)
+    note(KeyboardInterrupt)
     raise KeyboardInterrupt
 
 
@@ -53,7 +52,7 @@ def handle_sigterm() -> None:
     swallows is raised again (comparator.interrupts)."""
     import signal
 
-    interrupts.handled()
+    handled()
     signal.signal(signal.SIGTERM, _raise_terminated)
     signal.signal(signal.SIGINT, _raise_interrupted)
     keep_interrupts_from_being_lost()
@@ -137,7 +136,7 @@ def guarded(prog: str, run, debug: bool = False) -> int:
         print(f"{prog}: error: {shown(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM where handle_sigterm() was called
-        interrupts.handled()
+        handled()
         if isinstance(exc, Terminated):
             print(f"{prog}: terminated (SIGTERM)", file=sys.stderr)
             return EXIT_TERMINATED

@@ -26,6 +26,7 @@ from comparator.cli.common import (
     stdout_is_gone,
 )
 from comparator.cli.common import csv as _csv
+from comparator.interrupts import handled
 from comparator.config.frameworks import (diverged_runs, threads_sleep_beside_workers,
                                           worker_problems)
 
@@ -404,9 +405,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"compare.py: error: {shown(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt as exc:
-        from comparator import interrupts
-
-        interrupts.handled()
+        handled()
         return _interrupted(exc, state["written"])
     except Exception as exc:  # a bug: say so in one line unless asked for details
         if "--debug" in argv or os.environ.get("XFRAME_DEBUG"):
