@@ -59,6 +59,8 @@ def _compare(framework, model, image_size, batch_size, names, tmp_path):
                           tmp_path / "eager")
     compiled_run = _launched(framework, model, image_size, batch_size, names, False,
                              tmp_path / "compiled")
+    for worker, _ in (eager_run, compiled_run):  # both ended before either is judged
+        worker.wait()
     eager, eager_worker = _collected(eager_run)
     compiled, compiled_worker = _collected(compiled_run)
     eager_env, compiled_env = eager_worker.environment(), compiled_worker.environment()
