@@ -105,8 +105,9 @@ def test_the_tiny_cnn_compiled_observes_what_eager_observes(framework, tmp_path)
 # eagerly as well as compiled (measured); 64 px is the smallest size tried that it runs.
 # Keras 2 at 32 px: the train recipe's inference loss after the step is not finite eagerly
 # and 8.8e18 compiled (measured), so it runs at 64 px too.
-# DenseNet121 compiled and eager, measured on this 2-core machine on 2026-11-27: 40 s on
-# TensorFlow, 40 s on tf_keras, 163 s on JAX (each compiles every program afresh).
+# DenseNet121 compiled and eager, each compiling every program afresh, on a 2-core machine
+# on 2026-11-27: with the two workers side by side 32 s on TensorFlow, 33 s on tf_keras and
+# 142 s on JAX, against 52 s, 63 s and 246 s one after the other.
 @pytest.mark.parametrize("framework,image_size", [("keras-tensorflow", 32), ("keras-jax", 64),
                                                   pytest.param(TF_KERAS, 64,
                                                                marks=needs_tf_keras)])
