@@ -91,6 +91,7 @@ class Adapter(ABC):
         self.failure = None  # why the framework could not run (status, reason), or None
         self.loss_kind = "logits"  # classification: "logits" or "probabilities" (LOSS_KINDS)
         self.reused_inference_passes = 0  # inference passes answered from an earlier one
+        self.ablation_seconds = 0.0  # the runs' explanation passes (_ablations), in this process
 
     @abstractmethod
     def build(self, spec: ModelSpec, scenario: str, seed: int, image_size: int) -> None:
@@ -278,8 +279,10 @@ class FrameworkAdapter(Adapter):
             # Reruns that only need the final state skip the explanation passes.
             ablations = {}
             if ablate:
+                ablation_started = time.perf_counter()
                 ablations = self._ablations(recipe, batch, modes, params_before, stats_after,
                                             final_digests, weight_delta > 0 and stat_delta > 0)
+                self.ablation_seconds += time.perf_counter() - ablation_started
         result = RunResult(
             id=recipe.id, framework=self.name, recipe=recipe.name,
             description=recipe.description,

@@ -167,7 +167,9 @@ class _Clock:
         timings = {"total_seconds": round(time.perf_counter() - self.started, 3),
                    "phases": self.phases,
                    "reused_inference_passes": sum(a.reused_inference_passes
-                                                  for a in adapters.values())}
+                                                  for a in adapters.values()),
+                   "ablation_seconds": round(sum(a.ablation_seconds
+                                                 for a in adapters.values()), 3)}
         ran = {name: a.seconds for name, a in adapters.items()
                if a.runs_in_worker and a.seconds is not None}
         if ran:

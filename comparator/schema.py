@@ -166,6 +166,7 @@ class Timings(TypedDict, total=False):
     phases: Annotated[dict[str, float], "wall seconds by phase (`imports`, `port`, `recipe:<run id>`, `worker:<framework>`, `diagnosis`, ...); a worker runs beside this process's own runs, so `worker:<framework>` is the time spent waiting for it afterwards"]
     worker_seconds: Annotated[dict[str, float], "wall seconds each Keras worker ran, start to exit, by framework"]
     reused_inference_passes: Annotated[int, "inference passes not run again because the state was bitwise one already evaluated"]
+    ablation_seconds: Annotated[float, "wall seconds of this process's explanation passes inside its runs (the ablations behind `explanations`, each switching one cause off), part of the `recipe:<run id>` phases; the cross-framework ones are the `diagnosis` phase"]
     worker_compilations: Annotated[dict[str, XlaCompilations], "JAX workers only: the XLA programs each compiled and read from JAX's compilation cache, by framework"]
     referee: Annotated[RefereeSeconds, "the ONNX referee's seconds by phase"]
 

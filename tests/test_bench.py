@@ -79,6 +79,11 @@ def test_numbers_positive_and_consistent(result):
         assert result["ratio_wall_to_irreducible_paired_median"][label] == pytest.approx(
             statistics.median(result["ratio_per_repetition"][label]), abs=1e-3)
         assert run["reused_inference_passes"] >= 0
+        # The tiny CNN's train recipes move weights and statistics: one ablation pass each.
+        assert 0 < result["explanation_seconds"][label] == run["explanation_seconds"]
+        assert run["explanation_seconds"] < run["total_seconds"]
+        assert result["ratio_wall_without_explanations_paired_median"][label] == pytest.approx(
+            (wall - run["explanation_seconds"]) / own, abs=1e-3)
         # the child's own total is part of its wall time, and its phases part of that total
         assert 0 < run["total_seconds"] <= wall
         assert run["phases"] and all(v >= 0 for v in run["phases"].values())

@@ -45,6 +45,22 @@ def test_a_reused_inference_loss_is_what_a_fresh_pass_gives(tiny_classify):
         assert adapter.reused_inference_passes == before + (run_id != "keras:training_false")
 
 
+def test_the_explanation_passes_are_timed_inside_the_runs(tiny_classify):
+    timings = tiny_classify.report.timings
+    recipes = sum(v for k, v in timings["phases"].items() if k.startswith("recipe:"))
+    assert 0 < timings["ablation_seconds"] < recipes
+    adapter = tiny_classify.adapters["pytorch"]
+    before = adapter.ablation_seconds
+    try:  # pytorch:train moves weights and running statistics: one more pass explains which
+        adapter.run_recipe(RECIPE["pytorch:train"], tiny_classify.batch, 1, 0.01)
+        after_one = adapter.ablation_seconds
+        adapter.run_recipe(RECIPE["pytorch:train"], tiny_classify.batch, 1, 0.01, ablate=False)
+    finally:
+        adapter.reset()
+    assert after_one > before
+    assert adapter.ablation_seconds == after_one
+
+
 def test_variance_from_moments_keeps_float32_precision():
     rng = np.random.default_rng(0)
     x = rng.normal(5.0, 3.0, size=(8, 4, 16, 16)).astype(np.float32)

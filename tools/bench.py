@@ -46,6 +46,10 @@ Two measurements, put side by side:
    tool skips it: the tool reuses an inference loss when a state is bitwise one it has
    evaluated (a recipe that changes nothing, recipes that end alike; the report counts them
    in `timings.reused_inference_passes`), which plain code run recipe by recipe does not.
+   The ablation and diagnosis passes, which the explanations of the report stand on, are
+   timed by the report itself (`timings.ablation_seconds` and the `diagnosis` phase):
+   `explanation_seconds` holds their sum, and beside the target, not as one, the ratio
+   the wall time less them would have (`ratio_wall_without_explanations_paired_median`).
 
 3. **Four frameworks against two** (`time_frameworks`): compare.py on densenet121 at 96 px,
    batch 4, without the referee, with `pytorch,keras-torch` and with all four frameworks,
@@ -262,12 +266,21 @@ def _time_one(model: str, image_size: int, batch_size: int, cache: str,
     if os.path.exists(report_path):
         with open(report_path) as handle:
             timings = json.load(handle).get("timings", {})
-        run.update(total_seconds=timings.get("total_seconds"),
-                   phases=timings.get("phases", {}), referee=timings.get("referee", {}),
-                   reused_inference_passes=timings.get("reused_inference_passes"))
+        phases = timings.get("phases", {})
+        run.update(total_seconds=timings.get("total_seconds"), phases=phases,
+                   referee=timings.get("referee", {}),
+                   reused_inference_passes=timings.get("reused_inference_passes"),
+                   explanation_seconds=round(timings.get("ablation_seconds", 0.0)
+                                             + phases.get("diagnosis", 0.0), 3))
     else:
         run.update(total_seconds=None, phases={}, referee={})
     return run
+
+
+def _paired_median(runs: list, plain: list, seconds_of) -> float:
+    """The median over repetitions of seconds_of(run) / that repetition's plain seconds."""
+    return round(statistics.median(seconds_of(run) / total for run, total in zip(runs, plain)),
+                 3)
 
 
 # ----- the irreducible compute --------------------------------------------------------------
@@ -677,6 +690,12 @@ def benchmark(model: str, image_size: int | None, batch_size: int, runs: int = 1
     # repetitions' own ratios were 1.44, 1.13 and 1.46).
     paired_median = {label: round(statistics.median(paired[label]), 3)
                      for label in ("cold", "warm")}
+    # Not a target: what the wall time would be without the explanation passes (the
+    # ablations inside the runs and the diagnosis phase), which the plain code leaves out.
+    without_explanations = {label: _paired_median(
+        every_run[label], irreducible["all_runs_seconds_by_run"][label],
+        lambda run: run["wall_seconds"] - run.get("explanation_seconds", 0.0))
+        for label in ("cold", "warm")}
     peak = max(tool[label]["peak_rss_mib"] for label in ("cold", "warm"))
     peak_ratio = round(peak / bare["larger_peak_rss_mib"], 3)
     return {
@@ -693,6 +712,9 @@ def benchmark(model: str, image_size: int | None, batch_size: int, runs: int = 1
         "irreducible": irreducible,
         "ratio_per_repetition": paired,
         "ratio_wall_to_irreducible_paired_median": paired_median,
+        "explanation_seconds": {label: tool[label].get("explanation_seconds")
+                                for label in ("cold", "warm")},
+        "ratio_wall_without_explanations_paired_median": without_explanations,
         "bare_fit": bare,
         "ratio_peak_to_bare_fit": peak_ratio,
         # Not a target: plain code running the default matrix (every fit of it) in one process.
@@ -721,12 +743,18 @@ def table(result: dict) -> str:
     wall, ratio, rss = (result["wall_seconds"], result["ratio_wall_to_irreducible"],
                         result["peak_rss_mib"])
     paired = result["ratio_wall_to_irreducible_paired_median"]
+    explained = result["explanation_seconds"]
+    without = result["ratio_wall_without_explanations_paired_median"]
     lines = [f"{result['command']}",
              f"{'':26}{'cold':>10}{'warm':>10}",
              f"{'wall time (s)':26}{wall['cold']:>10.2f}{wall['warm']:>10.2f}",
              f"{'ratio wall/irreducible':26}{ratio['cold']:>10.2f}{ratio['warm']:>10.2f}",
              f"{'ratio, median of pairs':26}{paired['cold']:>10.2f}{paired['warm']:>10.2f}"
              "  (the target's)",
+             f"{'explanation passes (s)':26}{explained['cold']:>10.2f}"
+             f"{explained['warm']:>10.2f}  (ablations and diagnosis)",
+             f"{'ratio without them':26}{without['cold']:>10.2f}{without['warm']:>10.2f}"
+             "  (median of pairs; not a target)",
              f"{'peak RSS (MiB)':26}{rss['cold']:>10.0f}{rss['warm']:>10.0f}",
              f"{'exit code':26}{result['exit_codes']['cold']:>10}"
              f"{result['exit_codes']['warm']:>10}",
