@@ -106,8 +106,8 @@ def test_the_tiny_cnn_compiled_observes_what_eager_observes(framework, tmp_path)
 # Keras 2 at 32 px: the train recipe's inference loss after the step is not finite eagerly
 # and 8.8e18 compiled (measured), so it runs at 64 px too.
 # DenseNet121 compiled and eager, each compiling every program afresh, on a 2-core machine
-# on 2026-11-27: with the two workers side by side 32 s on TensorFlow, 33 s on tf_keras and
-# 142 s on JAX, against 52 s, 63 s and 246 s one after the other.
+# on 2026-11-27, run in turn: on TensorFlow 63 and 66 s with the two workers one after the
+# other, 53 and 43 s side by side; on JAX 271 s against 193 s.
 @pytest.mark.parametrize("framework,image_size", [("keras-tensorflow", 32), ("keras-jax", 64),
                                                   pytest.param(TF_KERAS, 64,
                                                                marks=needs_tf_keras)])
