@@ -91,6 +91,19 @@ def test_numbers_positive_and_consistent(result):
         assert run["referee"]["total"] > 0
 
 
+def test_a_run_without_a_report_prints_no_explanation_figures(result):
+    from tools.bench import _ratio_without_explanations, table
+
+    failed = {"wall_seconds": 1.0, "explanation_seconds": None}
+    assert _ratio_without_explanations([result["runs"]["cold"], failed], [1.0, 1.0]) is None
+    printed = table({**result, "explanation_seconds": {"cold": None, "warm": 0.5},
+                     "ratio_wall_without_explanations_paired_median": {"cold": None,
+                                                                       "warm": 1.2}})
+    lines = {line[:26].strip(): line[26:].split()[:2] for line in printed.splitlines()}
+    assert lines["explanation passes (s)"] == ["-", "0.50"]
+    assert lines["ratio without them"] == ["-", "1.20"]
+
+
 def test_the_warm_irreducible_compute_leaves_out_the_exports(result):
     passes, by_run = result["irreducible"]["passes"], result["irreducible_seconds_by_run"]
     exports = sum(v for k, v in passes.items() if k.endswith(":export"))

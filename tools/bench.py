@@ -272,15 +272,23 @@ def _time_one(model: str, image_size: int, batch_size: int, cache: str,
                    reused_inference_passes=timings.get("reused_inference_passes"),
                    explanation_seconds=round(timings.get("ablation_seconds", 0.0)
                                              + phases.get("diagnosis", 0.0), 3))
-    else:
-        run.update(total_seconds=None, phases={}, referee={})
+    else:  # the command failed before its report: its exit code says so
+        run.update(total_seconds=None, phases={}, referee={}, explanation_seconds=None)
     return run
 
 
-def _paired_median(runs: list, plain: list, seconds_of) -> float:
-    """The median over repetitions of seconds_of(run) / that repetition's plain seconds."""
-    return round(statistics.median(seconds_of(run) / total for run, total in zip(runs, plain)),
-                 3)
+def _ratio_without_explanations(runs: list, plain: list) -> float | None:
+    """The median over repetitions of (wall - explanation passes) / that repetition's plain
+    seconds; None when a run has no report to read its explanation passes from."""
+    if any(run.get("explanation_seconds") is None for run in runs):
+        return None
+    return round(statistics.median((run["wall_seconds"] - run["explanation_seconds"]) / total
+                                   for run, total in zip(runs, plain)), 3)
+
+
+def _cells(values: dict) -> str:
+    return "".join(f"{'-':>10}" if values[label] is None else f"{values[label]:>10.2f}"
+                   for label in ("cold", "warm"))
 
 
 # ----- the irreducible compute --------------------------------------------------------------
@@ -692,9 +700,8 @@ def benchmark(model: str, image_size: int | None, batch_size: int, runs: int = 1
                      for label in ("cold", "warm")}
     # Not a target: what the wall time would be without the explanation passes (the
     # ablations inside the runs and the diagnosis phase), which the plain code leaves out.
-    without_explanations = {label: _paired_median(
-        every_run[label], irreducible["all_runs_seconds_by_run"][label],
-        lambda run: run["wall_seconds"] - run.get("explanation_seconds", 0.0))
+    without_explanations = {label: _ratio_without_explanations(
+        every_run[label], irreducible["all_runs_seconds_by_run"][label])
         for label in ("cold", "warm")}
     peak = max(tool[label]["peak_rss_mib"] for label in ("cold", "warm"))
     peak_ratio = round(peak / bare["larger_peak_rss_mib"], 3)
@@ -751,10 +758,8 @@ def table(result: dict) -> str:
              f"{'ratio wall/irreducible':26}{ratio['cold']:>10.2f}{ratio['warm']:>10.2f}",
              f"{'ratio, median of pairs':26}{paired['cold']:>10.2f}{paired['warm']:>10.2f}"
              "  (the target's)",
-             f"{'explanation passes (s)':26}{explained['cold']:>10.2f}"
-             f"{explained['warm']:>10.2f}  (ablations and diagnosis)",
-             f"{'ratio without them':26}{without['cold']:>10.2f}{without['warm']:>10.2f}"
-             "  (median of pairs; not a target)",
+             f"{'explanation passes (s)':26}{_cells(explained)}  (ablations and diagnosis)",
+             f"{'ratio without them':26}{_cells(without)}  (median of pairs; not a target)",
              f"{'peak RSS (MiB)':26}{rss['cold']:>10.0f}{rss['warm']:>10.0f}",
              f"{'exit code':26}{result['exit_codes']['cold']:>10}"
              f"{result['exit_codes']['warm']:>10}",
