@@ -106,3 +106,19 @@ def test_pytorch_float64_rerun_is_float32_within_rounding(tiny_classify):
     assert double.dtype == np.float64 and single.dtype == np.float32
     assert np.abs(double - single).max() < 1e-5
     assert torch_adapter.logits(tiny_classify.batch).dtype == np.float32
+
+
+def test_a_pair_that_is_not_listed_is_judged_without_its_states(tiny_classify, monkeypatch):
+    """A pair that is not an expected one is listed only when it agrees; one whose losses or
+    layer modes already differ never has its weights read (on DenseNet121, 8 million of
+    them in float64 for each such pair)."""
+    from comparator.analysis import equivalence
+
+    runs = {run.id: run for run in tiny_classify.report.runs}
+    read = []
+    monkeypatch.setattr(equivalence, "max_weight_diff", lambda a, b: None)
+    monkeypatch.setattr(equivalence, "max_bn_stat_diff",
+                        lambda a, b: read.append((a["id"], b["id"])))
+    found = equivalence.equivalences(runs, {run_id: {"id": run_id} for run_id in runs})
+    assert len(runs) == 8 and len(found) >= 4
+    assert sorted(read) == sorted((eq.a, eq.b) for eq in found)

@@ -55,10 +55,9 @@ def _loss_pairs(a: RunResult, b: RunResult, dropout: bool) -> list[tuple[str, fl
     return pairs
 
 
-def compare_runs(a: RunResult, b: RunResult, state_a: dict, state_b: dict,
-                 expected: bool = False, reason: str = "") -> Equivalence:
-    """With Dropout active in either run, state_a and state_b hold the running statistics
-    of the Dropout-free pass (compared_states)."""
+def _observed_differences(a: RunResult, b: RunResult) -> tuple[list[str], float]:
+    """What two runs' losses, state flags and layer modes differ in, and their largest loss
+    gap: everything compare_runs judges except the states themselves."""
     differences = []
     dropout = bool(a.modes.dropout_active or b.modes.dropout_active)
     max_diff = 0.0
@@ -79,6 +78,15 @@ def compare_runs(a: RunResult, b: RunResult, state_a: dict, state_b: dict,
         differences.append(f"Dropout layers active in the train step: {a.modes.dropout_active} "
                            f"vs {b.modes.dropout_active} (reported train-step losses {x:.6g} vs "
                            f"{y:.6g})")
+    return differences, max_diff
+
+
+def compare_runs(a: RunResult, b: RunResult, state_a: dict, state_b: dict,
+                 expected: bool = False, reason: str = "") -> Equivalence:
+    """With Dropout active in either run, state_a and state_b hold the running statistics
+    of the Dropout-free pass (compared_states)."""
+    differences, max_diff = _observed_differences(a, b)
+    dropout = bool(a.modes.dropout_active or b.modes.dropout_active)
     weight_diff = None if dropout else max_weight_diff(state_a, state_b)
     stat_diff = max_bn_stat_diff(state_a, state_b)
     if weight_diff is not None and weight_diff > STATE_TOLERANCE:
@@ -131,6 +139,10 @@ def equivalences(runs: dict[str, RunResult], states: dict[str, dict]) -> list[Eq
             continue  # Keras backends against each other: the expected pairs say it
         if runs[a].framework == "pytorch":
             a, b = b, a
+        if _observed_differences(runs[a], runs[b])[0]:
+            # Listed only when equivalent, so its states need no comparison: on DenseNet121
+            # each reads 8 million weights in float64, 0.2 to 0.4 s for the 12 such pairs.
+            continue
         result = compare_runs(runs[a], runs[b], states[a], states[b], False,
                               "not an expected pair; listed because the measurements agree")
         if result.equivalent:
