@@ -179,9 +179,12 @@ def test_corrupt_or_foreign_cache_entries_are_rebuilt(tiny_classify, tiny_result
     with open(eval_file, "rb") as handle:
         data = handle.read()
     with open(eval_file, "wb") as handle:
-        handle.write(data[: len(data) // 2])  # an interrupted write
+        handle.write(data[: len(data) // 2])  # an interrupted write...
+    with open(eval_file + onnxrt.DIGEST_SUFFIX, "w") as handle:
+        handle.write(onnxrt._file_sha256(eval_file) + "\n")  # ...its digest made to match
     keras_file = os.path.join(cache, os.path.basename(first["eval:keras"]["file"]))
-    shutil.copy(train_file, keras_file)  # a valid ONNX file, but not this entry
+    for suffix in ("", onnxrt.DIGEST_SUFFIX):  # a valid entry, but not this one
+        shutil.copy(train_file + suffix, keras_file + suffix)
     result = run_referee(tiny_classify, cache_dir=cache)
     assert not result.failed, result.reasons
     exports = _exports(result)
