@@ -248,15 +248,15 @@ def _regular(path: str) -> str | None:
 
 
 def _digest_problem(path: str) -> str | None:
-    """Why the entry at `path` does not match the digest written beside it, or None: the
-    key inside a file says what it was exported for, the digest that it was not changed."""
+    """Why the entry at `path`, a regular file (`_regular`), does not match the digest
+    written beside it, or None: the key inside a file says what it was exported for, the
+    digest that it was not changed."""
     digest_path = path + DIGEST_SUFFIX
-    for candidate in (path, digest_path):
-        if candidate == digest_path and not os.path.lexists(candidate):
-            return "has no content digest beside it"
-        problem = _regular(candidate)
-        if problem:
-            return f"({os.path.basename(candidate)}) {problem}"
+    if not os.path.lexists(digest_path):
+        return "has no content digest beside it"
+    problem = _regular(digest_path)
+    if problem:
+        return f"({os.path.basename(digest_path)}) {problem}"
     with open(digest_path, "rb") as handle:
         recorded = handle.read(200).decode("ascii", "replace").strip()
     if recorded != _file_sha256(path):
