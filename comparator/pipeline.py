@@ -29,7 +29,7 @@ from comparator.inputs.prepare import prepare
 from comparator.inputs.batch import REGRESSION_SCENARIOS, Batch
 from comparator.inputs.checkpoints import record_distance
 from comparator.limits import workers_may_overlap
-from comparator.memory import long_lived_objects_frozen
+from comparator.memory import collections_paused, long_lived_objects_frozen
 from comparator.schema import Check, Report
 
 
@@ -352,21 +352,23 @@ def compare(config: CompareConfig, progress=_noop, preset: str | None = None) ->
     spec, config, recipes = resolve(config)
     clock.last = time.perf_counter()
     progress("importing frameworks", 0)
-    adapters = {name: load_adapter(name, device=config.device,
-                                   worker_timeout=config.worker_timeout,
-                                   cache_dir=config.cache_dir)
-                for name in config.frameworks}
+    with collections_paused():
+        adapters = {name: load_adapter(name, device=config.device,
+                                       worker_timeout=config.worker_timeout,
+                                       cache_dir=config.cache_dir)
+                    for name in config.frameworks}
     clock.phase("imports")
 
-    progress("building and calibrating PyTorch weights", 1)
-    prepared = prepare(spec, config, adapters["pytorch"], loaders=checkpoint_loader)
-    for adapter in adapters.values():
-        adapter.loss_kind = config.loss
-    clock.phase("build_and_calibrate")
-    port_checks = _port(spec, config, recipes, adapters, prepared, progress, clock)
-    measured = _measure(recipes, adapters, prepared.batch, config, progress, clock,
-                        collect_workers=lambda: port_checks.extend(
-                            _collect_workers(adapters, prepared, progress, clock)))
+    with long_lived_objects_frozen():  # the frameworks' objects, from here on
+        progress("building and calibrating PyTorch weights", 1)
+        prepared = prepare(spec, config, adapters["pytorch"], loaders=checkpoint_loader)
+        for adapter in adapters.values():
+            adapter.loss_kind = config.loss
+        clock.phase("build_and_calibrate")
+        port_checks = _port(spec, config, recipes, adapters, prepared, progress, clock)
+        measured = _measure(recipes, adapters, prepared.batch, config, progress, clock,
+                            collect_workers=lambda: port_checks.extend(
+                                _collect_workers(adapters, prepared, progress, clock)))
     settings = _settings(config, prepared.weights, preset)
     settings["conventions"] = measured.conventions
     settings.update(prepared.settings)

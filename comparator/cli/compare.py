@@ -315,6 +315,7 @@ def _measure(args, pair, config):
     from rich.console import Console
 
     from comparator.cli.progress import progress_display
+    from comparator.memory import long_lived_objects_frozen
     from comparator.pipeline import compare
 
     cache_dir, temporary_cache = _cache_dir(args, sys.stderr)
@@ -322,7 +323,9 @@ def _measure(args, pair, config):
     if args.cache_dir:  # Keras version overlays (adapters/keras/overlays.py) are kept there too
         os.environ["XFRAME_CACHE_DIR"] = os.path.abspath(args.cache_dir)
     try:
-        with progress_display(Console(stderr=True, emoji=False)) as progress:
+        # The models stay frozen out of collections through the referee (comparator.memory).
+        with progress_display(Console(stderr=True, emoji=False)) as progress, \
+                long_lived_objects_frozen():
             if pair is None:
                 outcome = compare(config, progress=progress, preset=args.preset)
             else:
