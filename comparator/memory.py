@@ -1,8 +1,9 @@
-"""Keep garbage collection cheap while the recipes run.
+"""Keep garbage collection cheap while a comparison runs.
 
 With Keras and torchvision loaded, a full collection walks every long-lived object
-(0.2 s each, measured on DenseNet121). Those objects live as long
-as the comparison, so they are frozen out of collections while recipes run.
+(0.2 s each, measured on DenseNet121). Those objects live as long as the comparison,
+so none is collected while the frameworks are imported, and from then on, through the
+recipes and the referee, they are frozen out of collections.
 
 Returning freed heap to the OS between phases (gc plus malloc_trim) was tried and
 removed: for DenseNet121 at 224 px, batch 8 (no referee) the comparison took 30.7 s
