@@ -74,6 +74,7 @@ def test_numbers_positive_and_consistent(result):
                                                                             abs=1e-3)
         assert run["wall_seconds"] == wall
         assert run["all_wall_seconds"] == [wall]  # one run per label by default
+        assert run["all_peak_rss_mib"] == [result["peak_rss_mib"][label]]
         assert result["ratio_per_repetition"][label] == [pytest.approx(wall / own, abs=1e-3)]
         assert result["ratio_wall_to_irreducible_paired_median"][label] == pytest.approx(
             statistics.median(result["ratio_per_repetition"][label]), abs=1e-3)
@@ -101,6 +102,16 @@ def test_a_run_without_a_report_prints_no_explanation_figures(result):
     lines = {line[:26].strip(): line[26:].split()[:2] for line in printed.splitlines()}
     assert lines["explanation passes (s)"] == ["-", "0.50"]
     assert lines["ratio without them"] == ["-", "1.20"]
+
+
+def test_the_table_shows_every_runs_peak(result):
+    from tools.bench import table
+
+    runs = {label: {**run, "all_peak_rss_mib": [3732.4, 3978.0, 3801.2]}
+            for label, run in result["runs"].items()}
+    printed = table({**result, "runs": runs})
+    lines = {line[:26].strip(): line[26:].split()[:2] for line in printed.splitlines()}
+    assert lines["peak RSS, every run"] == ["3732-3978", "3732-3978"]
 
 
 def test_the_warm_irreducible_compute_leaves_out_the_exports(result):

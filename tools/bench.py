@@ -252,7 +252,11 @@ def time_repetitions(model: str, image_size: int, batch_size: int, runs: int = 1
     for label, done in results.items():
         walls = [run["wall_seconds"] for run in done]
         chosen[label] = {**done[walls.index(statistics.median_low(walls))],
-                         "all_wall_seconds": walls}
+                         "all_wall_seconds": walls,
+                         # The same command's peak moved by 270 MiB between runs (3637 to
+                         # 3907 MiB in 8 warm runs, 2026-11-28): the target reads the run
+                         # above, this shows how far the others lay.
+                         "all_peak_rss_mib": [run["peak_rss_mib"] for run in done]}
     plain = {**_median_repetition([r["passes"] for r in irreducible]),
              "peak_rss_mib": max(r["peak_rss_mib"] for r in irreducible)}
     return chosen, plain, results
@@ -753,6 +757,10 @@ def _targets(four_to_two: dict, wall_ratio: dict, peak_ratio: float, cli: dict) 
             for name, value in values.items()}
 
 
+def _spread(values: list) -> str:
+    return f"{min(values):.0f}-{max(values):.0f}"
+
+
 def table(result: dict) -> str:
     wall, ratio, rss = (result["wall_seconds"], result["ratio_wall_to_irreducible"],
                         result["peak_rss_mib"])
@@ -768,6 +776,9 @@ def table(result: dict) -> str:
              f"{'explanation passes (s)':26}{_cells(explained)}  (ablations and diagnosis)",
              f"{'ratio without them':26}{_cells(without)}  (median of pairs; not a target)",
              f"{'peak RSS (MiB)':26}{rss['cold']:>10.0f}{rss['warm']:>10.0f}",
+             f"{'peak RSS, every run':26}" + "".join(
+                 f"{_spread(result['runs'][label]['all_peak_rss_mib']):>10}"
+                 for label in ("cold", "warm")) + "  (lowest-highest)",
              f"{'exit code':26}{result['exit_codes']['cold']:>10}"
              f"{result['exit_codes']['warm']:>10}",
              f"irreducible compute: {result['irreducible_seconds']:.2f} s "
