@@ -85,7 +85,13 @@ def compare_runs(a: RunResult, b: RunResult, state_a: dict, state_b: dict,
                  expected: bool = False, reason: str = "") -> Equivalence:
     """With Dropout active in either run, state_a and state_b hold the running statistics
     of the Dropout-free pass (compared_states)."""
-    differences, max_diff = _observed_differences(a, b)
+    return _judged(a, b, state_a, state_b, _observed_differences(a, b), expected, reason)
+
+
+def _judged(a: RunResult, b: RunResult, state_a: dict, state_b: dict,
+            observed: tuple[list[str], float], expected: bool, reason: str) -> Equivalence:
+    """compare_runs, given what _observed_differences found for the pair."""
+    differences, max_diff = list(observed[0]), observed[1]
     dropout = bool(a.modes.dropout_active or b.modes.dropout_active)
     weight_diff = None if dropout else max_weight_diff(state_a, state_b)
     stat_diff = max_bn_stat_diff(state_a, state_b)
@@ -139,12 +145,13 @@ def equivalences(runs: dict[str, RunResult], states: dict[str, dict]) -> list[Eq
             continue  # Keras backends against each other: the expected pairs say it
         if runs[a].framework == "pytorch":
             a, b = b, a
-        if _observed_differences(runs[a], runs[b])[0]:
+        observed = _observed_differences(runs[a], runs[b])
+        if observed[0]:
             # Listed only when equivalent, so its states need no comparison: on DenseNet121
             # each reads 8 million weights in float64, 0.2 to 0.4 s for the 12 such pairs.
             continue
-        result = compare_runs(runs[a], runs[b], states[a], states[b], False,
-                              "not an expected pair; listed because the measurements agree")
+        result = _judged(runs[a], runs[b], states[a], states[b], observed, False,
+                         "not an expected pair; listed because the measurements agree")
         if result.equivalent:
             found.append(result)
     return found
