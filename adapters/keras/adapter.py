@@ -21,6 +21,7 @@ from keras import layers, ops  # noqa: E402
 
 from adapters.base import FrameworkAdapter  # noqa: E402
 from adapters.devices import tensorflow_device, torch_device, use_full_float32  # noqa: E402
+from adapters.keras.loss_build import build_loss_from_output_spec  # noqa: E402
 from adapters.keras.models import (  # noqa: E402
     build_base,
     input_shape,
@@ -447,7 +448,9 @@ class Keras3Adapter(FrameworkAdapter):
 
     def _inference_loss_impl(self, batch):
         x, y = self._data(batch)
-        return float(self._evaluator().evaluate(x, y, batch_size=len(x), verbose=0))
+        evaluator = self._evaluator()
+        build_loss_from_output_spec(evaluator, y)
+        return float(evaluator.evaluate(x, y, batch_size=len(x), verbose=0))
 
     def _evaluator(self):
         """The model evaluate() runs on: the inference model over the same layers, compiled
@@ -477,6 +480,7 @@ class Keras3Adapter(FrameworkAdapter):
         x, y = self._data(batch)
         inputs = self._fit_inputs(x)
         extra = {"validation_data": (inputs, y)} if validate else {}
+        build_loss_from_output_spec(self._fit_model, y)
         if self._hooks.observes_by_probe:
             self._probe_observations(inputs)
             observing = contextlib.nullcontext()
