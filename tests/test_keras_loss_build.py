@@ -35,21 +35,26 @@ def _model():
     return model
 
 
-def _step(prebuild: bool):
+def _step(prebuild: bool, evaluate_first: bool):
+    """A step after compile(), or after compile() and evaluate(), with no reseeding between:
+    the generator draws of evaluate() then reach the step's Dropout masks."""
     x = np.random.RandomState(0).rand(8, 6).astype("float32")
     y = np.arange(8) % 4
     model = _model()
     _CountingDense.calls = 0
     keras.utils.set_random_seed(5)
     built = build_loss_from_output_spec(model, y) if prebuild else None
+    evaluated = model.evaluate(x, y, batch_size=8, verbose=0) if evaluate_first else None
     history = model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0,
                         validation_data=(x, y))
-    return built, _CountingDense.calls, history.history, model.get_weights()
+    return built, _CountingDense.calls, (evaluated, history.history), model.get_weights()
 
 
-def test_a_step_after_the_prebuilt_loss_is_keras_own_step_without_the_symbolic_pass():
-    built, calls, history, weights = _step(prebuild=True)
-    _, own_calls, own_history, own_weights = _step(prebuild=False)
+@pytest.mark.parametrize("evaluate_first", [False, True])
+def test_a_step_after_the_prebuilt_loss_is_keras_own_step_without_the_symbolic_pass(
+        evaluate_first):
+    built, calls, history, weights = _step(True, evaluate_first)
+    _, own_calls, own_history, own_weights = _step(False, evaluate_first)
     assert built is True
     assert calls == own_calls - 1  # Keras's own path calls the model once more, symbolically
     assert history == own_history
