@@ -199,6 +199,8 @@ def _measure(recipes, adapters, batch, config, progress, clock,
     """Every recipe run, then the cross-framework equivalences with their measured causes.
     This process's own recipes run first, while the workers `_port` launched run beside
     them; `collect_workers` waits for those before their recipes are read."""
+    # Inside compare()'s own block too: this one also freezes the models built since (the
+    # port's, or a user pair's).
     with long_lived_objects_frozen():
         own = _heaviest_first([r for r in recipes if not adapters[r.framework].runs_in_worker])
         first = _run_recipes(own, adapters, batch, config, progress, clock)
