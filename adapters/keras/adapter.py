@@ -84,6 +84,7 @@ class _BackendHooks:
         self.eager = eager
         # While a probe pass traces: the (record, tensors) pairs its outputs will fill.
         self.collected: list | None = None
+        self._squares: dict = {}  # (device, dtype) -> torch scratch for mean_of_squares
 
     @property
     def observes_by_probe(self) -> bool:
@@ -135,6 +136,28 @@ class _BackendHooks:
                               stateful=True)
             return
         fn(*(None if t is None else ops.convert_to_numpy(t) for t in tensors))
+
+    def mean_of_squares(self, tensor, axes):
+        """E[x^2] over `axes` of a tensor outside the gradient.
+
+        On torch the squares go into one scratch buffer, kept and reused, instead of a
+        fresh tensor the size of the layer's input or output for each observation. Those
+        freed tensors, 242 per DenseNet121 step, left holes in the heap that later
+        allocations split, so that later Keras steps grew the heap further (docs/
+        benchmark.md, twelfth session). The values are bitwise the same
+        (tests/test_keras_observations.py)."""
+        if self.backend != "torch":
+            return ops.mean(ops.square(tensor), axes)
+        import torch
+
+        key = (tensor.device, tensor.dtype)
+        scratch = self._squares.get(key)
+        if scratch is None or scratch.numel() < tensor.numel():
+            scratch = self._squares[key] = torch.empty(tensor.numel(), dtype=tensor.dtype,
+                                                       device=tensor.device)
+        squares = scratch[:tensor.numel()].view(tensor.shape)
+        torch.mul(tensor, tensor, out=squares)
+        return ops.mean(squares, axes)
 
     def snapshot(self, variable):
         """A value of the variable that a later in-place update does not change."""
@@ -582,8 +605,8 @@ class Keras3Adapter(FrameworkAdapter):
             outputs = bn_call(layer, inputs, *args, **kwargs)
             rank = len(inputs.shape)
             axes = [a for a in range(rank) if a != hooks.channel_axis(layer, rank)]
-            sums = [ops.mean(f(ops.stop_gradient(t)), axes) for t in (inputs, outputs)
-                    for f in (lambda t: t, ops.square)]
+            sums = [reduce(ops.stop_gradient(t), axes) for t in (inputs, outputs)
+                    for reduce in (ops.mean, hooks.mean_of_squares)]
             gamma = hooks.value(layer.gamma) if layer.scale else ops.ones_like(sums[0])
             beta = hooks.value(layer.beta) if layer.center else ops.zeros_like(sums[0])
 

@@ -84,6 +84,9 @@ class Keras2Hooks:
     def host(self, fn, *tensors) -> None:
         self._base.host(fn, *tensors)
 
+    def mean_of_squares(self, tensor, axes):
+        return self._base.mean_of_squares(tensor, axes)
+
     def snapshot(self, variable):
         """As Keras 3's on TensorFlow: inside the compiled step, a copy ordered before the
         layer's update; op by op, the value as numpy."""

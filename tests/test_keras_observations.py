@@ -1,0 +1,45 @@
+"""The Keras adapter's BatchNormalization observations on torch square each input into one
+reused scratch buffer rather than a fresh tensor: the per-channel means of squares must be
+bitwise what keras.ops computes, whatever order of sizes the layers come in."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from adapters.keras.adapter import _hooks_for
+from adapters.keras.backend import keras
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_means_of_squares_are_bitwise_those_of_keras_ops(dtype):
+    hooks = _hooks_for("torch")
+    generator = torch.Generator().manual_seed(0)
+    # Growing, shrinking and growing again: a smaller tensor reuses the front of the buffer.
+    for shape, axes in [((4, 6, 6, 8), (0, 1, 2)), ((4, 12, 12, 16), (0, 1, 2)),
+                        ((2, 3, 3, 5), (0, 1, 2)), ((3, 7), (0,)), ((5, 9, 9, 32), (0, 1, 2))]:
+        tensor = torch.randn(shape, generator=generator, dtype=dtype) * 3 + 1
+        expected = keras.ops.mean(keras.ops.square(tensor), axes)
+        observed = hooks.mean_of_squares(tensor, axes)
+        assert observed.dtype == expected.dtype
+        np.testing.assert_array_equal(observed.numpy(), expected.numpy())
+
+
+def test_the_scratch_buffer_is_kept_and_grown_only_when_too_small():
+    hooks = _hooks_for("torch")
+    hooks.mean_of_squares(torch.ones(4, 5, 5, 8), (0, 1, 2))
+    (first,) = hooks._squares.values()
+    hooks.mean_of_squares(torch.ones(2, 5, 5, 8), (0, 1, 2))
+    assert next(iter(hooks._squares.values())) is first
+    hooks.mean_of_squares(torch.ones(8, 5, 5, 8), (0, 1, 2))
+    (grown,) = hooks._squares.values()
+    assert grown is not first and grown.numel() == 8 * 5 * 5 * 8
+
+
+def test_an_input_that_needs_its_gradient_keeps_it():
+    """The adapter observes a detached view; the input itself is left as it was."""
+    hooks = _hooks_for("torch")
+    tensor = torch.randn(2, 4, 4, 3, requires_grad=True)
+    hooks.mean_of_squares(tensor.detach(), (0, 1, 2))
+    assert tensor.requires_grad and tensor.grad is None
