@@ -37,9 +37,24 @@ def test_the_scratch_buffer_is_kept_and_grown_only_when_too_small():
     assert grown is not first and grown.numel() == 8 * 5 * 5 * 8
 
 
-def test_an_input_that_needs_its_gradient_keeps_it():
-    """The adapter observes a detached view; the input itself is left as it was."""
+def test_a_non_contiguous_input_gives_the_same_means():
+    """A channels-first tensor seen through a channels-last view, as Keras on torch hands a
+    convolution's output to BatchNormalization: the squares keep the tensor's memory order,
+    so the reduction adds in the same order as for torch.square's result."""
     hooks = _hooks_for("torch")
-    tensor = torch.randn(2, 4, 4, 3, requires_grad=True)
-    hooks.mean_of_squares(tensor.detach(), (0, 1, 2))
-    assert tensor.requires_grad and tensor.grad is None
+    channels_first = torch.randn(3, 8, 5, 5, generator=torch.Generator().manual_seed(1))
+    view = channels_first.permute(0, 2, 3, 1)
+    assert not view.is_contiguous()
+    expected = keras.ops.mean(keras.ops.square(view), (0, 1, 2))
+    np.testing.assert_array_equal(hooks.mean_of_squares(view, (0, 1, 2)).numpy(),
+                                  expected.numpy())
+
+
+def test_a_tensor_with_gaps_is_squared_as_keras_ops_does():
+    """A strided slice does not fill its memory: it is squared into a fresh tensor."""
+    hooks = _hooks_for("torch")
+    sliced = torch.randn(4, 6, 6, 8, generator=torch.Generator().manual_seed(2))[:, ::2]
+    expected = keras.ops.mean(keras.ops.square(sliced), (0, 1, 2))
+    np.testing.assert_array_equal(hooks.mean_of_squares(sliced, (0, 1, 2)).numpy(),
+                                  expected.numpy())
+    assert not hooks._squares

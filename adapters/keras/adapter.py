@@ -68,6 +68,18 @@ def _softmax_categorical_crossentropy(y_true, logits):
     return keras.losses.categorical_crossentropy(y_true, probabilities, from_logits=False)
 
 
+def _dense(tensor) -> bool:
+    """Whether the tensor's elements fill its memory span with no gaps or overlaps, in some
+    order of its axes (a contiguous tensor, or a permuted view of one)."""
+    expected = 1
+    for stride, size in sorted((st, sz) for st, sz in zip(tensor.stride(), tensor.shape)
+                               if sz != 1):
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
 class _BackendHooks:
     """The backend-specific parts of the adapter; everything else uses keras.ops.
 
@@ -146,7 +158,7 @@ class _BackendHooks:
         allocations split, so that later Keras steps grew the heap further (docs/
         benchmark.md, twelfth session). The values are bitwise the same
         (tests/test_keras_observations.py)."""
-        if self.backend != "torch":
+        if self.backend != "torch" or not _dense(tensor):
             return ops.mean(ops.square(tensor), axes)
         import torch
 
@@ -155,7 +167,10 @@ class _BackendHooks:
         if scratch is None or scratch.numel() < tensor.numel():
             scratch = self._squares[key] = torch.empty(tensor.numel(), dtype=tensor.dtype,
                                                        device=tensor.device)
-        squares = scratch[:tensor.numel()].view(tensor.shape)
+        # In the tensor's own memory order, as torch.square would lay its result out: Keras
+        # on torch hands BatchNorm the convolution's output as a channels-last view of a
+        # channels-first tensor, and reducing in another order rounds differently.
+        squares = torch.as_strided(scratch, tensor.shape, tensor.stride())
         torch.mul(tensor, tensor, out=squares)
         return ops.mean(squares, axes)
 
