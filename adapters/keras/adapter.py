@@ -68,7 +68,7 @@ def _softmax_categorical_crossentropy(y_true, logits):
     return keras.losses.categorical_crossentropy(y_true, probabilities, from_logits=False)
 
 
-def _dense(tensor) -> bool:
+def _gapless_in_memory(tensor) -> bool:
     """Whether the tensor's elements fill its memory span with no gaps or overlaps, in some
     order of its axes (a contiguous tensor, or a permuted view of one)."""
     expected = 1
@@ -155,10 +155,10 @@ class _BackendHooks:
         On torch the squares go into one scratch buffer, kept and reused, instead of a
         fresh tensor the size of the layer's input or output for each observation. Those
         freed tensors, 242 per DenseNet121 step, left holes in the heap that later
-        allocations split, so that later Keras steps grew the heap further (docs/
-        benchmark.md, twelfth session). The values are bitwise the same
+        allocations split, so that later Keras steps grew the heap further
+        (docs/benchmark.md, twelfth session). The values are bitwise the same
         (tests/test_keras_observations.py)."""
-        if self.backend != "torch" or not _dense(tensor):
+        if self.backend != "torch" or not _gapless_in_memory(tensor):
             return ops.mean(ops.square(tensor), axes)
         import torch
 
