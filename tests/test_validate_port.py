@@ -276,6 +276,28 @@ def test_untraceable_models_and_wrong_inputs_get_clear_messages(fw):
         layerwise.validate_port(_torch_small(fw), _keras_small(fw), _inputs(size=10))
 
 
+def test_a_sequential_model_is_traced_through_its_graph(fw):
+    torch, nn, keras, layerwise = fw
+    torch.manual_seed(0)
+    torch_model = nn.Sequential(nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 3)).eval()
+    layers = keras.layers
+    sequential = keras.Sequential([keras.Input((6,)), layers.Dense(4, activation="relu"),
+                                   layers.Dense(3)])
+    pairs = layerwise.port_weights(torch_model, sequential)
+    assert [p.torch_module for p in pairs] == ["0", "2"]
+    x = np.random.default_rng(2).normal(size=(3, 6)).astype(np.float32)
+    result = layerwise.validate_port(torch_model, sequential, x)
+    assert result.passed and result.pairs == 2, result.render()
+    # validate_port builds a Sequential model without an input on the inputs given; a port
+    # has no inputs to build it on.
+    unbuilt = keras.Sequential([layers.Dense(4, activation="relu"), layers.Dense(3)])
+    with pytest.raises(UsageError, match="Sequential model .* has no input yet"):
+        layerwise.port_weights(torch_model, unbuilt)
+    layerwise.validate_port(torch_model, unbuilt, x)
+    layerwise.port_weights(torch_model, unbuilt)
+    assert layerwise.validate_port(torch_model, unbuilt, x).passed
+
+
 def _script(*args):
     return subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True,
                           cwd=ROOT, timeout=300)

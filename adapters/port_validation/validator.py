@@ -1,26 +1,49 @@
-"""Layer-by-layer port validation and weight porting between a PyTorch module and a
-Keras functional model (the framework half of comparator/validation.py).
+"""Layer-by-layer port validation between a PyTorch module and a Keras functional model
+(the framework half of comparator/analysis/validation.py): every paired layer compared in
+each mode, in a forward pass and an isolated one (each Keras layer fed PyTorch's input),
+gradients, BatchNorm's training step and the Dropout layers.
 
-PyTorch is traced with forward hooks on the modules that hold weights; Keras by
-walking its functional graph node by node, which also lets any layer's output
-be replaced by PyTorch's value (the isolated passes).
+Running the models lives in graph.py, loading and pairing them (and `port_weights`) in
+pairs.py, and the facts that name a difference's cause in causes.py.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
-import os
 
 import numpy as np
 import torch
 from torch import nn
 
 from adapters.keras.backend import keras  # fixes the torch backend before Keras is imported
-from keras import layers, ops, tree  # noqa: E402
-from keras.src.models.functional import Functional  # noqa: E402
+from keras import layers, ops  # noqa: E402
 
+from adapters.port_validation.causes import (  # noqa: E402
+    flatten_order_explains,
+    layer_facts,
+    one_pass_variance_explains,
+)
+from adapters.port_validation.graph import (  # noqa: E402
+    Failed,
+    functional_graph,
+    graph_nodes,
+    keras_state_kept,
+    numpy_of,
+    run_keras,
+    to_keras_values,
+    to_torch_values,
+    torch_mode,
+    torch_trace,
+)
+from adapters.port_validation.pairs import (  # noqa: E402
+    keras_side,
+    plan_pairs,
+    port_weights,
+    resolve_pairs,
+    torch_side,
+    torch_state,
+)
 from adapters.port_validation.training import (  # noqa: E402
     keras_batchnorm_step,
     keras_dropout_layers,
@@ -28,531 +51,27 @@ from adapters.port_validation.training import (  # noqa: E402
     torch_batchnorm_step,
     torch_dropout_layers,
 )
-from comparator.analysis.kernel_layout import diagnose_arrays, diagnose_kernel  # noqa: E402
-from comparator.analysis.training_side import compare_dropout, compare_statistics  # noqa: E402
-from adapters.own_pair.pairing import flattened_from, keras_kind, torch_kind  # noqa: E402
 from comparator.analysis.states import is_bn_statistic  # noqa: E402
+from comparator.analysis.training_side import compare_dropout, compare_statistics  # noqa: E402
 from comparator.errors import UsageError  # noqa: E402
-from comparator.zoo.portmaps import (  # noqa: E402
-    BN_SUFFIXES,
-    from_keras_layout,
-    port_plan,
-    to_keras_layout,
-)
+from comparator.zoo.portmaps import from_keras_layout  # noqa: E402
 from comparator.analysis.validation import (  # noqa: E402
     DEFAULT_GRADIENT_TOLERANCE,
     DEFAULT_TOLERANCE,
     MODES,
     GradientComparison,
     LayerComparison,
-    LayerInfo,
     Pair,
     PassResult,
     PortValidation,
-    check_pair,
     diverges,
     judge,
     judge_gradient,
     likely_causes,
     metrics,
-    pair_layers,
 )
 
-# Layers whose training-mode behaviour is random: off in both frameworks' training passes.
-_NOISE = (layers.Dropout, layers.SpatialDropout1D, layers.SpatialDropout2D,
-          layers.SpatialDropout3D, layers.GaussianNoise, layers.GaussianDropout,
-          layers.AlphaDropout)
-_TORCH_NOISE = (nn.modules.dropout._DropoutNd,)
-_KERAS_CONVS = (layers.Conv2D, layers.DepthwiseConv2D)
-
-
-# ----- layouts ---------------------------------------------------------------------------
-
-
-def to_keras_values(array: np.ndarray) -> np.ndarray:
-    """An activation in PyTorch's layout (N, C, ...) in Keras's (N, ..., C)."""
-    if array.ndim < 3:
-        return array
-    return np.ascontiguousarray(np.moveaxis(array, 1, -1))
-
-
-def to_torch_values(array: np.ndarray) -> np.ndarray:
-    if array.ndim < 3:
-        return array
-    return np.ascontiguousarray(np.moveaxis(array, -1, 1))
-
-
-def _numpy(value) -> np.ndarray:
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().numpy()
-    return np.asarray(ops.convert_to_numpy(value))
-
-
-# ----- the two models' weighted layers ---------------------------------------------------
-
-
-def _torch_layers(model: nn.Module) -> dict[str, tuple[nn.Module, LayerInfo, tuple[str, ...]]]:
-    """Every module holding weights itself: (module, info, canonical names)."""
-    found = {}
-    for name, module in model.named_modules():
-        own = {n: t for n, t in module.named_parameters(recurse=False)}
-        own.update({n: t for n, t in module.named_buffers(recurse=False)
-                    if n != "num_batches_tracked"})
-        if not own:
-            continue
-        kind = torch_kind(module)
-        suffixes = BN_SUFFIXES if kind == "bn" else ("weight", "bias")
-        if set(own) - set(suffixes):
-            kind = "other"
-        ordered = [s for s in suffixes if s in own]
-        names = tuple(f"{name}.{s}" if name else s for s in ordered)
-        info = LayerInfo(name, kind, tuple(tuple(own[s].shape) for s in ordered),
-                         type(module).__name__)
-        found[name] = (module, info, names)
-    return found
-
-
-def _torch_side(model, weights: str | None):
-    """The PyTorch module to trace, from an object or a SPEC, and its name."""
-    from adapters.own_pair.loader import as_pytorch
-
-    _refuse_onnx(model)
-    loaded = as_pytorch(model, weights)
-    if loaded.inference_only or _exported(loaded.model):
-        where = f" {loaded.source}" if loaded.source != "<object>" else ""
-        raise UsageError(f"cannot trace the PyTorch model{where}: it is a torch.export program, "
-                         "whose modules are flattened into one graph of ATen operations "
-                         "(no Conv2d or BatchNorm module runs, so none can be paired with a "
-                         "Keras layer); give the nn.Module itself (file.py:callable, with "
-                         "its state_dict as weights)")
-    return loaded.model, loaded.name
-
-
-def _exported(model) -> bool:
-    """A torch.export program's module(): a graph whose weights sit on bare nn.Module
-    holders, where a traced (torch.fx) model keeps its Conv2d, BatchNorm2d, ..."""
-    return isinstance(model, torch.fx.GraphModule) and any(
-        type(sub) is nn.Module and any(True for _ in sub.parameters(recurse=False))
-        for sub in model.modules())
-
-
-def _keras_side(model, weights: str | None, x_channels_last: np.ndarray):
-    from adapters.own_pair.loader import as_keras
-
-    _refuse_onnx(model)
-    loaded = as_keras(model, weights, tuple(x_channels_last.shape[1:]))
-    return loaded.model, loaded.name
-
-
-def _refuse_onnx(model) -> None:
-    if isinstance(model, (str, os.PathLike)) and os.fspath(model).lower().endswith(".onnx"):
-        raise UsageError(f"{os.fspath(model)} is an ONNX file: the validator traces a PyTorch "
-                         "module and a Keras model layer by layer, which an ONNX graph is "
-                         "neither of (compare.py takes it as the referee, --onnx)")
-
-
-def _functional(model) -> Functional:
-    if isinstance(model, keras.Sequential):
-        inner = getattr(model, "_functional", None)
-        if inner is None:
-            raise UsageError(f"cannot trace Keras Sequential model {model.name!r}: it has no "
-                             "input yet; start it with keras.Input(shape) or build it")
-        return inner
-    if isinstance(model, Functional):
-        if len(model.inputs) != 1 or len(model.outputs) != 1:
-            raise UsageError(f"cannot trace Keras model {model.name!r}: the validator takes "
-                             f"one input and one output, it has {len(model.inputs)} and "
-                             f"{len(model.outputs)}")
-        return model
-    held = [layer.name for layer in getattr(model, "layers", [])]
-    raise UsageError(f"cannot trace Keras model {getattr(model, 'name', model)!r} "
-                     f"({type(model).__name__}, subclassed): layer-by-layer validation needs "
-                     "the graph of a functional or Sequential model, and a subclassed "
-                     "model's call() hides how its layers"
-                     + (f" ({', '.join(held[:6])}{', ...' if len(held) > 6 else ''})"
-                        if held else "")
-                     + " connect; rebuild it with the functional API (compare.py still "
-                     "compares it as a whole)")
-
-
-def _nodes(fn: Functional):
-    for depth in sorted(fn._nodes_by_depth, reverse=True):
-        for node in fn._nodes_by_depth[depth]:
-            if node.operation is not None and not node.is_input:
-                yield node
-
-
-def _inbound(tensor):
-    """The operation that produced a symbolic Keras tensor, and that operation's inputs."""
-    history = getattr(tensor, "_keras_history", None)
-    if history is None:
-        return None, []
-    op = history.operation
-    node = op._inbound_nodes[history.node_index]
-    return op, list(node.input_tensors)
-
-
-def _canonical_shape(kind: str, index: int, shape: tuple[int, ...]) -> tuple[int, ...]:
-    if index > 0 or kind == "bn":
-        return tuple(shape)
-    if kind == "conv":
-        return (shape[3], shape[2], shape[0], shape[1])
-    if kind == "depthwise":
-        return (shape[2], shape[3], shape[0], shape[1])
-    if kind == "dense" or kind.startswith("flatten_dense"):
-        return (shape[1], shape[0])
-    return tuple(shape)
-
-
-def _keras_layers(fn: Functional) -> dict[str, tuple[object, LayerInfo]]:
-    found, calls = {}, {}
-    for node in _nodes(fn):
-        calls[node.operation.name] = calls.get(node.operation.name, 0) + 1
-    for layer in fn.layers:
-        if not layer.weights:
-            continue
-        if isinstance(layer, keras.Model):
-            raise UsageError(f"cannot trace Keras layer {layer.name!r}: it is a nested model; "
-                             "validate it on its own or flatten it into one functional model")
-        if calls.get(layer.name, 0) > 1:
-            raise UsageError(f"Keras layer {layer.name!r} is called {calls[layer.name]} times; "
-                             "a shared layer cannot be matched to one PyTorch module")
-        kind = keras_kind(layer)
-        shapes = tuple(_canonical_shape(kind, i, tuple(w.shape))
-                       for i, w in enumerate(layer.weights))
-        found[layer.name] = (layer, LayerInfo(layer.name, kind, shapes, type(layer).__name__))
-    return found
-
-
-def resolve_pairs(torch_model: nn.Module, keras_model, mapping: dict | None = None,
-                  pairs: list[Pair] | None = None) -> list[Pair]:
-    """The pairs to port and compare: given (a zoo port plan), from a mapping, or by order
-    and shape. Every weighted layer of either model must be in exactly one pair."""
-    fn = _functional(keras_model)
-    torch_layers, keras_layers = _torch_layers(torch_model), _keras_layers(fn)
-    unsupported = [f"{info.name} ({info.type_name})" for _, info, _ in torch_layers.values()
-                   if info.kind == "other"]
-    if unsupported:
-        raise UsageError(f"cannot port PyTorch modules of these kinds: {', '.join(unsupported)}"
-                         "; the validator knows Conv2d, depthwise Conv2d, Linear and BatchNorm")
-    if pairs is None:
-        matched = pair_layers([t[1] for t in torch_layers.values()],
-                              [k[1] for k in keras_layers.values()], mapping)
-        return [Pair(t.name, k.name, k.kind if k.kind.startswith("flatten_dense") else t.kind,
-                     torch_layers[t.name][2]) for t, k in matched]
-    missing_t = sorted(set(torch_layers) - {p.torch_module for p in pairs})
-    missing_k = sorted(set(keras_layers) - {p.keras_layer for p in pairs})
-    unknown = [p.keras_layer for p in pairs if p.keras_layer not in keras_layers] + \
-              [p.torch_module for p in pairs if p.torch_module not in torch_layers]
-    if unknown or missing_t or missing_k:
-        raise UsageError("the port plan does not fit these models: " + "; ".join(filter(None, [
-            unknown and f"no such weighted layer {', '.join(unknown[:5])}",
-            missing_t and f"PyTorch modules left out {', '.join(missing_t[:5])}",
-            missing_k and f"Keras layers left out {', '.join(missing_k[:5])}"])))
-    for pair in pairs:
-        check_pair(torch_layers[pair.torch_module][1], keras_layers[pair.keras_layer][1])
-    order = list(torch_layers)
-    return sorted(pairs, key=lambda p: order.index(p.torch_module))
-
-
-def plan_pairs(layer_names, torch_model: nn.Module) -> list[Pair]:
-    """The pairs of a zoo family's port map (its spec's `layer_names`), for this PyTorch
-    model."""
-    # The plan needs names and ranks only: zero-size broadcasts stand in for the arrays.
-    arrays = {name: np.broadcast_to(np.float32(0), tuple(t.shape))
-              for name, t in _state(torch_model).items()}
-    return [Pair(p.module, p.keras_layer, p.kind, p.canonical_names)
-            for p in port_plan(layer_names, arrays)]
-
-
-def _state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v for k, v in model.state_dict(keep_vars=True).items()
-            if not k.endswith("num_batches_tracked")}
-
-
-# ----- porting ---------------------------------------------------------------------------
-
-
-def _port_kind(pair: Pair, naive: bool) -> str:
-    # The naive port copies a dense kernel transposed, whatever fed the layer.
-    return "dense" if naive and pair.kind.startswith("flatten_dense") else pair.kind
-
-
-def port_weights(torch_model: nn.Module, keras_model, *, direction: str = "torch_to_keras",
-                 mapping: dict | None = None, pairs: list[Pair] | None = None,
-                 naive: bool = False) -> list[Pair]:
-    """Copy the weights of every pair from one model into the other, in place.
-
-    direction: "torch_to_keras" or "keras_to_torch". A Keras bias that PyTorch lacks
-    (keras.applications' ResNet50 convs) is set to zero, or must be zero the other way.
-    naive: copy a dense kernel fed by a flattened map without reordering its rows (the
-    same-shape port that loads and computes something else). A round trip returns the
-    original arrays bit for bit.
-    """
-    if direction not in ("torch_to_keras", "keras_to_torch"):
-        raise UsageError(f"direction must be torch_to_keras or keras_to_torch, not {direction!r}")
-    pairs = resolve_pairs(torch_model, keras_model, mapping, pairs)
-    fn = _functional(keras_model)
-    by_name = {layer.name: layer for layer in fn.layers}
-    state = _state(torch_model)
-    for pair in pairs:
-        layer, kind = by_name[pair.keras_layer], _port_kind(pair, naive)
-        if direction == "torch_to_keras":
-            values = [to_keras_layout(kind, n, state[n].detach().cpu().numpy())
-                      for n in pair.canonical_names]
-            current = layer.get_weights()
-            values += [np.zeros_like(w) for w in current[len(values):]]
-            layer.set_weights(values)
-            continue
-        current = layer.get_weights()
-        for extra in current[len(pair.canonical_names):]:
-            if np.any(extra):
-                raise UsageError(f"Keras layer {layer.name} has a non-zero bias that PyTorch "
-                                 f"{pair.torch_module} lacks: the port would change the function")
-        with torch.no_grad():
-            for name, value in zip(pair.canonical_names, current):
-                array = from_keras_layout(kind, name, value)
-                state[name].copy_(torch.from_numpy(np.ascontiguousarray(array)))
-    return pairs
-
-
-# ----- running the models ------------------------------------------------------------------
-
-
-class _Failed:
-    def __init__(self, message: str):
-        self.message = message
-
-
-@contextlib.contextmanager
-def _torch_mode(model: nn.Module, mode: str):
-    """eval() or train() with noise layers off; the module's state and modes restored."""
-    flags = {m: m.training for m in model.modules()}
-    # A forward pass changes buffers only (BatchNorm running statistics), never parameters.
-    saved = ({n: b.detach().clone() for n, b in model.named_buffers()}
-             if mode == "training" else None)
-    model.train(mode == "training")
-    for module in model.modules():
-        if isinstance(module, _TORCH_NOISE):
-            module.eval()
-    try:
-        yield
-    finally:
-        if saved is not None:
-            with torch.no_grad():
-                for name, buffer in model.named_buffers():
-                    buffer.copy_(saved[name])
-        for module, flag in flags.items():
-            module.training = flag
-
-
-def _torch_trace(model: nn.Module, pairs: list[Pair], x: np.ndarray, mode: str):
-    """Each paired module's (input, output) and the model's output, as numpy."""
-    modules = dict(model.named_modules())
-    records: dict[str, list] = {p.torch_module: [] for p in pairs}
-    hooks = []
-    for pair in pairs:
-        def hook(module, args, output, name=pair.torch_module):
-            records[name].append((args[0].detach().cpu().numpy().copy(),
-                                  output.detach().cpu().numpy().copy()))
-        hooks.append(modules[pair.torch_module].register_forward_hook(hook))
-    try:
-        with _torch_mode(model, mode), torch.no_grad():
-            device = next(model.parameters()).device
-            output = model(torch.from_numpy(x).to(device)).detach().cpu().numpy()
-    except Exception as exc:  # the user's model refused the input
-        raise UsageError(f"the PyTorch model failed on input {tuple(x.shape)}: "
-                         f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from None
-    finally:
-        for h in hooks:
-            h.remove()
-    for name, calls in records.items():
-        if len(calls) != 1:
-            raise UsageError(f"cannot trace PyTorch module {name}: it ran {len(calls)} times in "
-                             "one forward pass; the validator pairs modules that run exactly "
-                             "once with one Keras layer")
-    return {name: calls[0] for name, calls in records.items()}, output
-
-
-def _run_keras(fn: Functional, x, training: bool, watch: set[str],
-               substitute: dict | None = None):
-    """Run the graph node by node. Returns (outputs of watched layers, model output).
-
-    `substitute` maps layer names to values that flow on instead of what the layer
-    computed (which is still recorded): the isolated pass.
-    """
-    values = {id(fn.inputs[0]): ops.convert_to_tensor(x)}
-    recorded = {}
-    for node in _nodes(fn):
-        op = node.operation
-        inputs = [values.get(id(t)) for t in node.input_tensors]
-        failed = next((v for v in inputs if isinstance(v, _Failed) or v is None), False)
-        if failed is not False:
-            cause = failed.message if isinstance(failed, _Failed) else "input missing"
-            result = _Failed(cause if cause.startswith("not computed") else
-                             f"not computed, an earlier Keras operation failed ({cause})")
-        else:
-            args, kwargs = node.arguments.fill_in(values)
-            if "training" in getattr(op, "_call_context_args", ()):
-                kwargs["training"] = training and not isinstance(op, _NOISE)
-            try:
-                result = op(*args, **kwargs)
-            except Exception as exc:
-                result = _Failed(f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}")
-        if op.name in watch:
-            recorded[op.name] = result
-        if substitute is not None and op.name in substitute:
-            result = substitute[op.name]
-        outputs = [result] * len(node.outputs) if isinstance(result, _Failed) \
-            else tree.flatten(result)
-        for tensor, value in zip(node.outputs, outputs):
-            values[id(tensor)] = value
-    return recorded, values.get(id(fn.outputs[0]))
-
-
-@contextlib.contextmanager
-def _keras_state_kept(fn: Functional):
-    """Restores what a forward pass may change: BatchNormalization's moving statistics."""
-    variables = [v for layer in fn.layers if isinstance(layer, layers.BatchNormalization)
-                 for v in (layer.moving_mean, layer.moving_variance)]
-    saved = [ops.convert_to_numpy(v).copy() for v in variables]
-    try:
-        yield
-    finally:
-        for variable, value in zip(variables, saved):
-            variable.assign(value)
-
-
-# ----- facts for causes ----------------------------------------------------------------
-
-
-def _torch_padding(module, size) -> tuple | None:
-    if not isinstance(module, nn.Conv2d):
-        return None
-    if module.padding_mode != "zeros":
-        return None
-    if isinstance(module.padding, str):
-        if module.padding == "valid":
-            return ((0, 0), (0, 0))
-        pads = []
-        for k, d in zip(module.kernel_size, module.dilation):
-            total = d * (k - 1)
-            pads.append((total // 2, total - total // 2))
-        return tuple(pads)
-    return tuple((p, p) for p in module.padding)
-
-
-def _keras_padding(layer, size) -> tuple | None:
-    """Zero padding before the conv (ZeroPadding2D chain) plus its own, per side."""
-    if not isinstance(layer, _KERAS_CONVS) or layer.data_format != "channels_last":
-        return None
-    pads = [[0, 0], [0, 0]]
-    op, inputs = _inbound(layer._inbound_nodes[0].input_tensors[0])
-    while isinstance(op, layers.ZeroPadding2D):
-        for i, (before, after) in enumerate(op.padding):
-            pads[i][0] += before
-            pads[i][1] += after
-        op, inputs = _inbound(inputs[0])
-    if layer.padding == "same":
-        for i in range(2):
-            n = size[i] + pads[i][0] + pads[i][1]
-            k, s, d = layer.kernel_size[i], layer.strides[i], layer.dilation_rate[i]
-            out = -(-n // s)
-            total = max((out - 1) * s + (k - 1) * d + 1 - n, 0)
-            pads[i][0] += total // 2
-            pads[i][1] += total - total // 2
-    return tuple(tuple(p) for p in pads)
-
-
-def _between(layer, paired: set[str]) -> list[str]:
-    """The Keras operations between this layer and the paired layers (or inputs) before it."""
-    seen, order = set(), []
-    stack = list(layer._inbound_nodes[0].input_tensors)
-    while stack:
-        op, inputs = _inbound(stack.pop())
-        if op is None or op.name in seen or op.name in paired or \
-                isinstance(op, layers.InputLayer):
-            continue
-        seen.add(op.name)
-        order.append(op.name)
-        stack.extend(inputs)
-    return list(reversed(order))
-
-
-def _facts(pair: Pair, module, layer, trace, state, paired) -> dict:
-    facts = {"names": (pair.torch_module, pair.keras_layer)}
-    torch_in = trace[pair.torch_module][0]
-    if isinstance(module, nn.Conv2d) and isinstance(layer, _KERAS_CONVS):
-        facts["torch_stride"] = tuple(module.stride)
-        facts["keras_stride"] = tuple(layer.strides)
-        size = torch_in.shape[2:]
-        facts["torch_padding"] = _torch_padding(module, size)
-        facts["keras_padding"] = _keras_padding(layer, size)
-    if isinstance(module, nn.modules.batchnorm._BatchNorm) and \
-            isinstance(layer, layers.BatchNormalization):
-        facts["torch_eps"], facts["keras_eps"] = float(module.eps), float(layer.epsilon)
-        facts["keras_frozen_bn"] = not layer.trainable
-        facts["values_per_channel"] = int(np.prod(torch_in.shape) // torch_in.shape[1])
-    values = layer.get_weights()
-    worst = 0.0
-    torch_arrays, keras_arrays = [], []
-    for name, value in zip(pair.canonical_names, values):
-        theirs = state[name].detach().cpu().numpy()
-        mine = from_keras_layout(pair.kind, name, value)
-        torch_arrays.append(theirs)
-        keras_arrays.append(mine)
-        if not np.array_equal(theirs, mine):
-            worst = max(worst, float(np.max(np.abs(theirs - mine))))
-    for extra in values[len(pair.canonical_names):]:
-        worst = max(worst, float(np.max(np.abs(extra))) if extra.size else 0.0)
-    facts["weights_max_diff"] = worst
-    if worst:
-        facts["layout_mistake"] = _layout_mistake(pair, torch_arrays, keras_arrays)
-    facts["between"] = _between(layer, paired)
-    return facts
-
-
-def _layout_mistake(pair: Pair, torch_arrays, keras_arrays):
-    """The porting mistake that turns PyTorch's arrays into Keras's: a kernel in another
-    layout when only the kernel differs, else arrays set in each other's places."""
-    others_equal = all(np.array_equal(t, k) for t, k in zip(torch_arrays[1:], keras_arrays[1:]))
-    if pair.kind != "bn" and others_equal:
-        return diagnose_kernel(pair.kind, torch_arrays[0], keras_arrays[0])
-    return diagnose_arrays(pair.canonical_names, torch_arrays, keras_arrays)
-
-
-def _flatten_order_explains(pair: Pair, layer, trace, tolerance: float) -> bool:
-    """Does the Keras kernel, read as expecting PyTorch's (c, h, w) flattening, give
-    PyTorch's output? Then the rows were not permuted for Keras's (h, w, c) Flatten."""
-    if not isinstance(layer, layers.Dense) or flattened_from(layer) is None:
-        return False
-    x, y = trace[pair.torch_module]
-    weights = layer.get_weights()
-    out = x.astype(np.float64) @ weights[0].astype(np.float64)
-    if layer.use_bias:
-        out = out + weights[1]
-    return not diverges(metrics(out, y), tolerance)
-
-
-def _one_pass_variance_explains(layer, torch_input, keras_value, reference, eps) -> bool:
-    """Is Keras's training-mode BatchNorm output what float32 E[x^2] - E[x]^2 with
-    PyTorch's epsilon gives, much closer than it is to the reference?"""
-    if not isinstance(layer, layers.BatchNormalization) or torch_input.ndim < 2:
-        return False
-    eps = layer.epsilon if eps is None else eps
-    x = torch.from_numpy(to_keras_values(torch_input).astype(np.float32))
-    axes = tuple(range(x.ndim - 1))
-    mean = torch.mean(x, dim=axes)
-    variance = torch.mean(torch.square(x), dim=axes) - torch.square(mean)
-    weights = {w.path.rsplit("/", 1)[-1]: torch.from_numpy(np.asarray(ops.convert_to_numpy(w)))
-               for w in layer.weights}
-    y = (x - mean) * torch.rsqrt(variance + eps)
-    if layer.scale:
-        y = y * weights["gamma"]
-    if layer.center:
-        y = y + weights["beta"]
-    one_pass = metrics(keras_value, y.numpy()).max_rel
-    return one_pass * 10 < metrics(keras_value, reference).max_rel
+__all__ = ["port_weights", "validate_port", "validate_zoo_model"]
 
 
 # ----- comparing ---------------------------------------------------------------------------
@@ -565,19 +84,19 @@ def _activated(layer, torch_output: np.ndarray) -> np.ndarray:
     activation = getattr(layer, "activation", None)
     if activation is None or getattr(activation, "__name__", "") == "linear":
         return value
-    return _numpy(activation(torch.from_numpy(value)))  # keeps float64 references float64
+    return numpy_of(activation(torch.from_numpy(value)))  # keeps float64 references float64
 
 
 def _compare(pair, layer, keras_value, reference, reference64, facts, isolated, mode,
              tolerance, trace) -> LayerComparison:
     """Keras's value of one layer against PyTorch's (both in Keras's layout here)."""
     torch_shape = tuple(trace[pair.torch_module][1].shape)
-    if isinstance(keras_value, _Failed) or keras_value is None:
+    if isinstance(keras_value, Failed) or keras_value is None:
         message = keras_value.message if keras_value is not None else "not computed"
         causes = likely_causes({**facts, "failed": message}, isolated, mode)
         return LayerComparison(pair.torch_module, pair.keras_layer, pair.kind, torch_shape, (),
                                None, True, causes, note=message)
-    value = _numpy(keras_value)
+    value = numpy_of(keras_value)
     keras_shape = tuple(value.shape)
     if value.shape != reference.shape:
         causes = likely_causes({**facts, "shape": (torch_shape, keras_shape)}, isolated, mode)
@@ -591,9 +110,9 @@ def _compare(pair, layer, keras_value, reference, reference64, facts, isolated, 
     causes = ()
     if bad:
         more = dict(facts)
-        if isolated and _flatten_order_explains(pair, layer, trace, tolerance):
+        if isolated and flatten_order_explains(pair, layer, trace, tolerance):
             more["flatten_order"] = True
-        if isolated and mode == "training" and _one_pass_variance_explains(
+        if isolated and mode == "training" and one_pass_variance_explains(
                 layer, trace[pair.torch_module][0], value,
                 reference if reference64 is None else reference64, facts.get("torch_eps")):
             more["one_pass_variance"] = True
@@ -606,9 +125,9 @@ def _compare(pair, layer, keras_value, reference, reference64, facts, isolated, 
 
 def _output_comparison(keras_out, torch_out, torch_out64, tolerance):
     """(metrics against PyTorch float32, diverges, PyTorch's own float32 error)."""
-    if isinstance(keras_out, _Failed) or keras_out is None:
+    if isinstance(keras_out, Failed) or keras_out is None:
         return None, True, None
-    value = to_torch_values(_numpy(keras_out))
+    value = to_torch_values(numpy_of(keras_out))
     if value.shape != torch_out.shape:
         return None, True, None
     m = metrics(value, torch_out)
@@ -622,7 +141,7 @@ def _torch_gradients(model: nn.Module, x: np.ndarray, seed: int) -> dict:
     params = dict(model.named_parameters())
     for p in params.values():
         p.grad = None
-    with _torch_mode(model, "training"):
+    with torch_mode(model, "training"):
         device = next(model.parameters()).device
         out = model(torch.from_numpy(x).to(device))
         target = torch.from_numpy(np.random.default_rng(seed).normal(size=tuple(out.shape)))
@@ -644,9 +163,9 @@ def _gradients(torch_model, model64, fn, pairs, x, seed, tolerance):
     variables = [v for layer in fn.layers for v in layer.trainable_weights]
     for v in variables:
         v.value.grad = None
-    with _keras_state_kept(fn):
-        _, keras_out = _run_keras(fn, to_keras_values(x), True, set())
-        if isinstance(keras_out, _Failed) or keras_out is None:
+    with keras_state_kept(fn):
+        _, keras_out = run_keras(fn, to_keras_values(x), True, set())
+        if isinstance(keras_out, Failed) or keras_out is None:
             message = keras_out.message if keras_out is not None else "no output"
             raise UsageError(f"the Keras model failed in training mode: {message}")
         keras_out = keras_out if keras_out.ndim < 3 else torch.movedim(keras_out, -1, 1)
@@ -726,12 +245,12 @@ def validate_port(torch_model: nn.Module, keras_model, inputs, *, mapping: dict 
                         gradient_tolerance) if gradients else ())
     statistics, dropout = ((), ())
     if train_step:
-        training_trace = traces.get("training") or _torch_trace(torch_model, setup.pairs, x,
-                                                                "training")[0]
+        training_trace = traces.get("training") or torch_trace(torch_model, setup.pairs, x,
+                                                               "training")[0]
         statistics = _statistics(setup.modules, setup.by_name, setup.pairs, training_trace,
                                  tolerance)
         dropout = compare_dropout(torch_dropout_layers(torch_model, x),
-                                  keras_dropout_layers(node.operation for node in _nodes(fn)))
+                                  keras_dropout_layers(node.operation for node in graph_nodes(fn)))
     notes = []
     if "training" in modes or gradients:
         notes.append("training mode: BatchNorm on batch statistics, Dropout off in both "
@@ -751,9 +270,9 @@ def _checked_models(torch_model, keras_model, inputs, pytorch_weights, keras_wei
     if isinstance(inputs, torch.Tensor):
         inputs = inputs.detach().cpu().numpy()
     x = np.ascontiguousarray(np.asarray(inputs, dtype=np.float32))
-    torch_model, torch_name = _torch_side(torch_model, pytorch_weights)
-    keras_model, keras_name = _keras_side(keras_model, keras_weights, to_keras_values(x))
-    fn = _functional(keras_model)
+    torch_model, torch_name = torch_side(torch_model, pytorch_weights)
+    keras_model, keras_name = keras_side(keras_model, keras_weights, to_keras_values(x))
+    fn = functional_graph(keras_model)
     expected = tuple(fn.inputs[0].shape[1:])
     given = to_keras_values(x).shape[1:]
     if len(expected) != len(given) or any(e is not None and e != g
@@ -774,7 +293,7 @@ class _Setup:
         self.modules = dict(torch_model.named_modules())
         self.by_name = {layer.name: layer for layer in fn.layers}
         self.watch = {p.keras_layer for p in pairs}
-        self.state = _state(torch_model)
+        self.state = torch_state(torch_model)
         self.model64 = copy.deepcopy(torch_model).double() if reference64 else None
         self.modules64 = dict(self.model64.named_modules()) if self.model64 is not None else {}
         self.facts = None
@@ -783,14 +302,14 @@ class _Setup:
 def _mode_passes(setup: _Setup, mode: str, isolation: bool, tolerance: float):
     """PyTorch's trace in this mode, and the forward (then isolated) pass results."""
     pairs, by_name = setup.pairs, setup.by_name
-    trace, torch_out = _torch_trace(setup.torch_model, pairs, setup.x, mode)
-    trace64, torch_out64 = (_torch_trace(setup.model64, pairs, setup.x.astype(np.float64),
-                                         mode)
+    trace, torch_out = torch_trace(setup.torch_model, pairs, setup.x, mode)
+    trace64, torch_out64 = (torch_trace(setup.model64, pairs, setup.x.astype(np.float64),
+                                        mode)
                             if setup.model64 is not None else ({}, None))
     if setup.facts is None:
-        setup.facts = {p.torch_module: _facts(p, setup.modules[p.torch_module],
-                                              by_name[p.keras_layer], trace, setup.state,
-                                              setup.watch) for p in pairs}
+        setup.facts = {p.torch_module: layer_facts(p, setup.modules[p.torch_module],
+                                                   by_name[p.keras_layer], trace,
+                                                   setup.state, setup.watch) for p in pairs}
     references = {p.keras_layer: _activated(by_name[p.keras_layer], trace[p.torch_module][1])
                   for p in pairs}
     passes = []
@@ -805,9 +324,9 @@ def _mode_passes(setup: _Setup, mode: str, isolation: bool, tolerance: float):
                             for p in pairs}
         substitute = ({name: ops.convert_to_tensor(v) for name, v in references.items()}
                       if isolated else None)
-        with _keras_state_kept(setup.fn), torch.no_grad():
-            recorded, keras_out = _run_keras(setup.fn, to_keras_values(setup.x),
-                                             mode == "training", setup.watch, substitute)
+        with keras_state_kept(setup.fn), torch.no_grad():
+            recorded, keras_out = run_keras(setup.fn, to_keras_values(setup.x),
+                                            mode == "training", setup.watch, substitute)
             comparisons = tuple(
                 _compare(p, by_name[p.keras_layer], recorded.get(p.keras_layer),
                          references[p.keras_layer], references64.get(p.keras_layer),
@@ -857,7 +376,7 @@ def _attribute(forward: PassResult, isolated: PassResult) -> PassResult:
 def _isolated64(model64, modules64, pairs, trace, mode) -> dict:
     """Each paired module of the float64 copy, run on PyTorch float32's recorded input."""
     outputs = {}
-    with _torch_mode(model64, mode), torch.no_grad():
+    with torch_mode(model64, mode), torch.no_grad():
         for pair in pairs:
             x = torch.from_numpy(trace[pair.torch_module][0].astype(np.float64))
             outputs[pair.torch_module] = modules64[pair.torch_module](x).numpy().copy()

@@ -1,0 +1,149 @@
+"""What the port validator knows about a pair of layers beyond their values, for naming
+why they differ: padding and strides, BatchNorm's epsilon, the operations between paired
+layers, how the weights were laid out, and two reruns that test a suspected cause."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from adapters.keras.backend import keras  # noqa: F401 (fixes the torch backend first)
+from keras import layers, ops  # noqa: E402
+
+from adapters.own_pair.pairing import flattened_from  # noqa: E402
+from adapters.port_validation.graph import inbound, to_keras_values  # noqa: E402
+from comparator.analysis.kernel_layout import diagnose_arrays, diagnose_kernel  # noqa: E402
+from comparator.analysis.validation import Pair, diverges, metrics  # noqa: E402
+from comparator.zoo.portmaps import from_keras_layout  # noqa: E402
+
+_KERAS_CONVS = (layers.Conv2D, layers.DepthwiseConv2D)
+
+
+def _torch_padding(module, size) -> tuple | None:
+    if not isinstance(module, nn.Conv2d):
+        return None
+    if module.padding_mode != "zeros":
+        return None
+    if isinstance(module.padding, str):
+        if module.padding == "valid":
+            return ((0, 0), (0, 0))
+        pads = []
+        for k, d in zip(module.kernel_size, module.dilation):
+            total = d * (k - 1)
+            pads.append((total // 2, total - total // 2))
+        return tuple(pads)
+    return tuple((p, p) for p in module.padding)
+
+
+def _keras_padding(layer, size) -> tuple | None:
+    """Zero padding before the conv (ZeroPadding2D chain) plus its own, per side."""
+    if not isinstance(layer, _KERAS_CONVS) or layer.data_format != "channels_last":
+        return None
+    pads = [[0, 0], [0, 0]]
+    op, inputs = inbound(layer._inbound_nodes[0].input_tensors[0])
+    while isinstance(op, layers.ZeroPadding2D):
+        for i, (before, after) in enumerate(op.padding):
+            pads[i][0] += before
+            pads[i][1] += after
+        op, inputs = inbound(inputs[0])
+    if layer.padding == "same":
+        for i in range(2):
+            n = size[i] + pads[i][0] + pads[i][1]
+            k, s, d = layer.kernel_size[i], layer.strides[i], layer.dilation_rate[i]
+            out = -(-n // s)
+            total = max((out - 1) * s + (k - 1) * d + 1 - n, 0)
+            pads[i][0] += total // 2
+            pads[i][1] += total - total // 2
+    return tuple(tuple(p) for p in pads)
+
+
+def _between(layer, paired: set[str]) -> list[str]:
+    """The Keras operations between this layer and the paired layers (or inputs) before it."""
+    seen, order = set(), []
+    stack = list(layer._inbound_nodes[0].input_tensors)
+    while stack:
+        op, inputs = inbound(stack.pop())
+        if op is None or op.name in seen or op.name in paired or \
+                isinstance(op, layers.InputLayer):
+            continue
+        seen.add(op.name)
+        order.append(op.name)
+        stack.extend(inputs)
+    return list(reversed(order))
+
+
+def layer_facts(pair: Pair, module, layer, trace, state, paired) -> dict:
+    facts = {"names": (pair.torch_module, pair.keras_layer)}
+    torch_in = trace[pair.torch_module][0]
+    if isinstance(module, nn.Conv2d) and isinstance(layer, _KERAS_CONVS):
+        facts["torch_stride"] = tuple(module.stride)
+        facts["keras_stride"] = tuple(layer.strides)
+        size = torch_in.shape[2:]
+        facts["torch_padding"] = _torch_padding(module, size)
+        facts["keras_padding"] = _keras_padding(layer, size)
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and \
+            isinstance(layer, layers.BatchNormalization):
+        facts["torch_eps"], facts["keras_eps"] = float(module.eps), float(layer.epsilon)
+        facts["keras_frozen_bn"] = not layer.trainable
+        facts["values_per_channel"] = int(np.prod(torch_in.shape) // torch_in.shape[1])
+    values = layer.get_weights()
+    worst = 0.0
+    torch_arrays, keras_arrays = [], []
+    for name, value in zip(pair.canonical_names, values):
+        theirs = state[name].detach().cpu().numpy()
+        mine = from_keras_layout(pair.kind, name, value)
+        torch_arrays.append(theirs)
+        keras_arrays.append(mine)
+        if not np.array_equal(theirs, mine):
+            worst = max(worst, float(np.max(np.abs(theirs - mine))))
+    for extra in values[len(pair.canonical_names):]:
+        worst = max(worst, float(np.max(np.abs(extra))) if extra.size else 0.0)
+    facts["weights_max_diff"] = worst
+    if worst:
+        facts["layout_mistake"] = _layout_mistake(pair, torch_arrays, keras_arrays)
+    facts["between"] = _between(layer, paired)
+    return facts
+
+
+def _layout_mistake(pair: Pair, torch_arrays, keras_arrays):
+    """The porting mistake that turns PyTorch's arrays into Keras's: a kernel in another
+    layout when only the kernel differs, else arrays set in each other's places."""
+    others_equal = all(np.array_equal(t, k) for t, k in zip(torch_arrays[1:], keras_arrays[1:]))
+    if pair.kind != "bn" and others_equal:
+        return diagnose_kernel(pair.kind, torch_arrays[0], keras_arrays[0])
+    return diagnose_arrays(pair.canonical_names, torch_arrays, keras_arrays)
+
+
+def flatten_order_explains(pair: Pair, layer, trace, tolerance: float) -> bool:
+    """Does the Keras kernel, read as expecting PyTorch's (c, h, w) flattening, give
+    PyTorch's output? Then the rows were not permuted for Keras's (h, w, c) Flatten."""
+    if not isinstance(layer, layers.Dense) or flattened_from(layer) is None:
+        return False
+    x, y = trace[pair.torch_module]
+    weights = layer.get_weights()
+    out = x.astype(np.float64) @ weights[0].astype(np.float64)
+    if layer.use_bias:
+        out = out + weights[1]
+    return not diverges(metrics(out, y), tolerance)
+
+
+def one_pass_variance_explains(layer, torch_input, keras_value, reference, eps) -> bool:
+    """Is Keras's training-mode BatchNorm output what float32 E[x^2] - E[x]^2 with
+    PyTorch's epsilon gives, much closer than it is to the reference?"""
+    if not isinstance(layer, layers.BatchNormalization) or torch_input.ndim < 2:
+        return False
+    eps = layer.epsilon if eps is None else eps
+    x = torch.from_numpy(to_keras_values(torch_input).astype(np.float32))
+    axes = tuple(range(x.ndim - 1))
+    mean = torch.mean(x, dim=axes)
+    variance = torch.mean(torch.square(x), dim=axes) - torch.square(mean)
+    weights = {w.path.rsplit("/", 1)[-1]: torch.from_numpy(np.asarray(ops.convert_to_numpy(w)))
+               for w in layer.weights}
+    y = (x - mean) * torch.rsqrt(variance + eps)
+    if layer.scale:
+        y = y * weights["gamma"]
+    if layer.center:
+        y = y + weights["beta"]
+    one_pass = metrics(keras_value, y.numpy()).max_rel
+    return one_pass * 10 < metrics(keras_value, reference).max_rel

@@ -1,0 +1,189 @@
+"""Running both models for the port validator: activations between the two layouts,
+PyTorch traced with forward hooks on its paired modules, and Keras's functional graph
+walked node by node, which also lets any layer's output be replaced by PyTorch's value
+(the isolated passes)."""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+from torch import nn
+
+from adapters.keras.backend import keras  # fixes the torch backend before Keras is imported
+from keras import layers, ops, tree  # noqa: E402
+from keras.src.models.functional import Functional  # noqa: E402
+
+from comparator.analysis.validation import Pair  # noqa: E402
+from comparator.errors import UsageError  # noqa: E402
+
+# Layers whose training-mode behaviour is random: off in both frameworks' training passes.
+_NOISE = (layers.Dropout, layers.SpatialDropout1D, layers.SpatialDropout2D,
+          layers.SpatialDropout3D, layers.GaussianNoise, layers.GaussianDropout,
+          layers.AlphaDropout)
+_TORCH_NOISE = (nn.modules.dropout._DropoutNd,)
+
+
+def to_keras_values(array: np.ndarray) -> np.ndarray:
+    """An activation in PyTorch's layout (N, C, ...) in Keras's (N, ..., C)."""
+    if array.ndim < 3:
+        return array
+    return np.ascontiguousarray(np.moveaxis(array, 1, -1))
+
+
+def to_torch_values(array: np.ndarray) -> np.ndarray:
+    if array.ndim < 3:
+        return array
+    return np.ascontiguousarray(np.moveaxis(array, -1, 1))
+
+
+def numpy_of(value) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().numpy()
+    return np.asarray(ops.convert_to_numpy(value))
+
+
+def functional_graph(model) -> Functional:
+    if isinstance(model, keras.Sequential):
+        inner = getattr(model, "_functional", None)
+        if inner is None:
+            raise UsageError(f"cannot trace Keras Sequential model {model.name!r}: it has no "
+                             "input yet; start it with keras.Input(shape) or build it")
+        return inner
+    if isinstance(model, Functional):
+        if len(model.inputs) != 1 or len(model.outputs) != 1:
+            raise UsageError(f"cannot trace Keras model {model.name!r}: the validator takes "
+                             f"one input and one output, it has {len(model.inputs)} and "
+                             f"{len(model.outputs)}")
+        return model
+    held = [layer.name for layer in getattr(model, "layers", [])]
+    raise UsageError(f"cannot trace Keras model {getattr(model, 'name', model)!r} "
+                     f"({type(model).__name__}, subclassed): layer-by-layer validation needs "
+                     "the graph of a functional or Sequential model, and a subclassed "
+                     "model's call() hides how its layers"
+                     + (f" ({', '.join(held[:6])}{', ...' if len(held) > 6 else ''})"
+                        if held else "")
+                     + " connect; rebuild it with the functional API (compare.py still "
+                     "compares it as a whole)")
+
+
+def graph_nodes(fn: Functional):
+    for depth in sorted(fn._nodes_by_depth, reverse=True):
+        for node in fn._nodes_by_depth[depth]:
+            if node.operation is not None and not node.is_input:
+                yield node
+
+
+def inbound(tensor):
+    """The operation that produced a symbolic Keras tensor, and that operation's inputs."""
+    history = getattr(tensor, "_keras_history", None)
+    if history is None:
+        return None, []
+    op = history.operation
+    node = op._inbound_nodes[history.node_index]
+    return op, list(node.input_tensors)
+
+
+class Failed:
+    def __init__(self, message: str):
+        self.message = message
+
+
+@contextlib.contextmanager
+def torch_mode(model: nn.Module, mode: str):
+    """eval() or train() with noise layers off; the module's state and modes restored."""
+    flags = {m: m.training for m in model.modules()}
+    # A forward pass changes buffers only (BatchNorm running statistics), never parameters.
+    saved = ({n: b.detach().clone() for n, b in model.named_buffers()}
+             if mode == "training" else None)
+    model.train(mode == "training")
+    for module in model.modules():
+        if isinstance(module, _TORCH_NOISE):
+            module.eval()
+    try:
+        yield
+    finally:
+        if saved is not None:
+            with torch.no_grad():
+                for name, buffer in model.named_buffers():
+                    buffer.copy_(saved[name])
+        for module, flag in flags.items():
+            module.training = flag
+
+
+def torch_trace(model: nn.Module, pairs: list[Pair], x: np.ndarray, mode: str):
+    """Each paired module's (input, output) and the model's output, as numpy."""
+    modules = dict(model.named_modules())
+    records: dict[str, list] = {p.torch_module: [] for p in pairs}
+    hooks = []
+    for pair in pairs:
+        def hook(module, args, output, name=pair.torch_module):
+            records[name].append((args[0].detach().cpu().numpy().copy(),
+                                  output.detach().cpu().numpy().copy()))
+        hooks.append(modules[pair.torch_module].register_forward_hook(hook))
+    try:
+        with torch_mode(model, mode), torch.no_grad():
+            device = next(model.parameters()).device
+            output = model(torch.from_numpy(x).to(device)).detach().cpu().numpy()
+    except Exception as exc:  # the user's model refused the input
+        raise UsageError(f"the PyTorch model failed on input {tuple(x.shape)}: "
+                         f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+    finally:
+        for h in hooks:
+            h.remove()
+    for name, calls in records.items():
+        if len(calls) != 1:
+            raise UsageError(f"cannot trace PyTorch module {name}: it ran {len(calls)} times in "
+                             "one forward pass; the validator pairs modules that run exactly "
+                             "once with one Keras layer")
+    return {name: calls[0] for name, calls in records.items()}, output
+
+
+def run_keras(fn: Functional, x, training: bool, watch: set[str],
+              substitute: dict | None = None):
+    """Run the graph node by node. Returns (outputs of watched layers, model output).
+
+    `substitute` maps layer names to values that flow on instead of what the layer
+    computed (which is still recorded): the isolated pass.
+    """
+    values = {id(fn.inputs[0]): ops.convert_to_tensor(x)}
+    recorded = {}
+    for node in graph_nodes(fn):
+        op = node.operation
+        inputs = [values.get(id(t)) for t in node.input_tensors]
+        failed = next((v for v in inputs if isinstance(v, Failed) or v is None), False)
+        if failed is not False:
+            cause = failed.message if isinstance(failed, Failed) else "input missing"
+            result = Failed(cause if cause.startswith("not computed") else
+                            f"not computed, an earlier Keras operation failed ({cause})")
+        else:
+            args, kwargs = node.arguments.fill_in(values)
+            if "training" in getattr(op, "_call_context_args", ()):
+                kwargs["training"] = training and not isinstance(op, _NOISE)
+            try:
+                result = op(*args, **kwargs)
+            except Exception as exc:
+                result = Failed(f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}")
+        if op.name in watch:
+            recorded[op.name] = result
+        if substitute is not None and op.name in substitute:
+            result = substitute[op.name]
+        outputs = [result] * len(node.outputs) if isinstance(result, Failed) \
+            else tree.flatten(result)
+        for tensor, value in zip(node.outputs, outputs):
+            values[id(tensor)] = value
+    return recorded, values.get(id(fn.outputs[0]))
+
+
+@contextlib.contextmanager
+def keras_state_kept(fn: Functional):
+    """Restores what a forward pass may change: BatchNormalization's moving statistics."""
+    variables = [v for layer in fn.layers if isinstance(layer, layers.BatchNormalization)
+                 for v in (layer.moving_mean, layer.moving_variance)]
+    saved = [ops.convert_to_numpy(v).copy() for v in variables]
+    try:
+        yield
+    finally:
+        for variable, value in zip(variables, saved):
+            variable.assign(value)

@@ -1,0 +1,205 @@
+"""The two models of a port validation, loaded where given as specs, their weighted
+layers found and paired, and weights ported along the pairs."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+from torch import nn
+
+from adapters.keras.backend import keras  # fixes the torch backend before Keras is imported
+from keras.src.models.functional import Functional  # noqa: E402
+
+from adapters.own_pair.pairing import keras_kind, torch_kind  # noqa: E402
+from adapters.port_validation.graph import functional_graph, graph_nodes  # noqa: E402
+from comparator.analysis.validation import LayerInfo, Pair, check_pair, pair_layers  # noqa: E402
+from comparator.errors import UsageError  # noqa: E402
+from comparator.zoo.portmaps import (  # noqa: E402
+    BN_SUFFIXES,
+    from_keras_layout,
+    port_plan,
+    to_keras_layout,
+)
+
+
+def _torch_layers(model: nn.Module) -> dict[str, tuple[nn.Module, LayerInfo, tuple[str, ...]]]:
+    """Every module holding weights itself: (module, info, canonical names)."""
+    found = {}
+    for name, module in model.named_modules():
+        own = {n: t for n, t in module.named_parameters(recurse=False)}
+        own.update({n: t for n, t in module.named_buffers(recurse=False)
+                    if n != "num_batches_tracked"})
+        if not own:
+            continue
+        kind = torch_kind(module)
+        suffixes = BN_SUFFIXES if kind == "bn" else ("weight", "bias")
+        if set(own) - set(suffixes):
+            kind = "other"
+        ordered = [s for s in suffixes if s in own]
+        names = tuple(f"{name}.{s}" if name else s for s in ordered)
+        info = LayerInfo(name, kind, tuple(tuple(own[s].shape) for s in ordered),
+                         type(module).__name__)
+        found[name] = (module, info, names)
+    return found
+
+
+def torch_side(model, weights: str | None):
+    """The PyTorch module to trace, from an object or a SPEC, and its name."""
+    from adapters.own_pair.loader import as_pytorch
+
+    _refuse_onnx(model)
+    loaded = as_pytorch(model, weights)
+    if loaded.inference_only or _exported(loaded.model):
+        where = f" {loaded.source}" if loaded.source != "<object>" else ""
+        raise UsageError(f"cannot trace the PyTorch model{where}: it is a torch.export program, "
+                         "whose modules are flattened into one graph of ATen operations "
+                         "(no Conv2d or BatchNorm module runs, so none can be paired with a "
+                         "Keras layer); give the nn.Module itself (file.py:callable, with "
+                         "its state_dict as weights)")
+    return loaded.model, loaded.name
+
+
+def _exported(model) -> bool:
+    """A torch.export program's module(): a graph whose weights sit on bare nn.Module
+    holders, where a traced (torch.fx) model keeps its Conv2d, BatchNorm2d, ..."""
+    return isinstance(model, torch.fx.GraphModule) and any(
+        type(sub) is nn.Module and any(True for _ in sub.parameters(recurse=False))
+        for sub in model.modules())
+
+
+def keras_side(model, weights: str | None, x_channels_last: np.ndarray):
+    from adapters.own_pair.loader import as_keras
+
+    _refuse_onnx(model)
+    loaded = as_keras(model, weights, tuple(x_channels_last.shape[1:]))
+    return loaded.model, loaded.name
+
+
+def _refuse_onnx(model) -> None:
+    if isinstance(model, (str, os.PathLike)) and os.fspath(model).lower().endswith(".onnx"):
+        raise UsageError(f"{os.fspath(model)} is an ONNX file: the validator traces a PyTorch "
+                         "module and a Keras model layer by layer, which an ONNX graph is "
+                         "neither of (compare.py takes it as the referee, --onnx)")
+
+
+def _canonical_shape(kind: str, index: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    if index > 0 or kind == "bn":
+        return tuple(shape)
+    if kind == "conv":
+        return (shape[3], shape[2], shape[0], shape[1])
+    if kind == "depthwise":
+        return (shape[2], shape[3], shape[0], shape[1])
+    if kind == "dense" or kind.startswith("flatten_dense"):
+        return (shape[1], shape[0])
+    return tuple(shape)
+
+
+def _keras_layers(fn: Functional) -> dict[str, tuple[object, LayerInfo]]:
+    found, calls = {}, {}
+    for node in graph_nodes(fn):
+        calls[node.operation.name] = calls.get(node.operation.name, 0) + 1
+    for layer in fn.layers:
+        if not layer.weights:
+            continue
+        if isinstance(layer, keras.Model):
+            raise UsageError(f"cannot trace Keras layer {layer.name!r}: it is a nested model; "
+                             "validate it on its own or flatten it into one functional model")
+        if calls.get(layer.name, 0) > 1:
+            raise UsageError(f"Keras layer {layer.name!r} is called {calls[layer.name]} times; "
+                             "a shared layer cannot be matched to one PyTorch module")
+        kind = keras_kind(layer)
+        shapes = tuple(_canonical_shape(kind, i, tuple(w.shape))
+                       for i, w in enumerate(layer.weights))
+        found[layer.name] = (layer, LayerInfo(layer.name, kind, shapes, type(layer).__name__))
+    return found
+
+
+def resolve_pairs(torch_model: nn.Module, keras_model, mapping: dict | None = None,
+                  pairs: list[Pair] | None = None) -> list[Pair]:
+    """The pairs to port and compare: given (a zoo port plan), from a mapping, or by order
+    and shape. Every weighted layer of either model must be in exactly one pair."""
+    fn = functional_graph(keras_model)
+    torch_layers, keras_layers = _torch_layers(torch_model), _keras_layers(fn)
+    unsupported = [f"{info.name} ({info.type_name})" for _, info, _ in torch_layers.values()
+                   if info.kind == "other"]
+    if unsupported:
+        raise UsageError(f"cannot port PyTorch modules of these kinds: {', '.join(unsupported)}"
+                         "; the validator knows Conv2d, depthwise Conv2d, Linear and BatchNorm")
+    if pairs is None:
+        matched = pair_layers([t[1] for t in torch_layers.values()],
+                              [k[1] for k in keras_layers.values()], mapping)
+        return [Pair(t.name, k.name, k.kind if k.kind.startswith("flatten_dense") else t.kind,
+                     torch_layers[t.name][2]) for t, k in matched]
+    missing_t = sorted(set(torch_layers) - {p.torch_module for p in pairs})
+    missing_k = sorted(set(keras_layers) - {p.keras_layer for p in pairs})
+    unknown = [p.keras_layer for p in pairs if p.keras_layer not in keras_layers] + \
+              [p.torch_module for p in pairs if p.torch_module not in torch_layers]
+    if unknown or missing_t or missing_k:
+        raise UsageError("the port plan does not fit these models: " + "; ".join(filter(None, [
+            unknown and f"no such weighted layer {', '.join(unknown[:5])}",
+            missing_t and f"PyTorch modules left out {', '.join(missing_t[:5])}",
+            missing_k and f"Keras layers left out {', '.join(missing_k[:5])}"])))
+    for pair in pairs:
+        check_pair(torch_layers[pair.torch_module][1], keras_layers[pair.keras_layer][1])
+    order = list(torch_layers)
+    return sorted(pairs, key=lambda p: order.index(p.torch_module))
+
+
+def plan_pairs(layer_names, torch_model: nn.Module) -> list[Pair]:
+    """The pairs of a zoo family's port map (its spec's `layer_names`), for this PyTorch
+    model."""
+    # The plan needs names and ranks only: zero-size broadcasts stand in for the arrays.
+    arrays = {name: np.broadcast_to(np.float32(0), tuple(t.shape))
+              for name, t in torch_state(torch_model).items()}
+    return [Pair(p.module, p.keras_layer, p.kind, p.canonical_names)
+            for p in port_plan(layer_names, arrays)]
+
+
+def torch_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in model.state_dict(keep_vars=True).items()
+            if not k.endswith("num_batches_tracked")}
+
+
+def _port_kind(pair: Pair, naive: bool) -> str:
+    # The naive port copies a dense kernel transposed, whatever fed the layer.
+    return "dense" if naive and pair.kind.startswith("flatten_dense") else pair.kind
+
+
+def port_weights(torch_model: nn.Module, keras_model, *, direction: str = "torch_to_keras",
+                 mapping: dict | None = None, pairs: list[Pair] | None = None,
+                 naive: bool = False) -> list[Pair]:
+    """Copy the weights of every pair from one model into the other, in place.
+
+    direction: "torch_to_keras" or "keras_to_torch". A Keras bias that PyTorch lacks
+    (keras.applications' ResNet50 convs) is set to zero, or must be zero the other way.
+    naive: copy a dense kernel fed by a flattened map without reordering its rows (the
+    same-shape port that loads and computes something else). A round trip returns the
+    original arrays bit for bit.
+    """
+    if direction not in ("torch_to_keras", "keras_to_torch"):
+        raise UsageError(f"direction must be torch_to_keras or keras_to_torch, not {direction!r}")
+    pairs = resolve_pairs(torch_model, keras_model, mapping, pairs)
+    fn = functional_graph(keras_model)
+    by_name = {layer.name: layer for layer in fn.layers}
+    state = torch_state(torch_model)
+    for pair in pairs:
+        layer, kind = by_name[pair.keras_layer], _port_kind(pair, naive)
+        if direction == "torch_to_keras":
+            values = [to_keras_layout(kind, n, state[n].detach().cpu().numpy())
+                      for n in pair.canonical_names]
+            current = layer.get_weights()
+            values += [np.zeros_like(w) for w in current[len(values):]]
+            layer.set_weights(values)
+            continue
+        current = layer.get_weights()
+        for extra in current[len(pair.canonical_names):]:
+            if np.any(extra):
+                raise UsageError(f"Keras layer {layer.name} has a non-zero bias that PyTorch "
+                                 f"{pair.torch_module} lacks: the port would change the function")
+        with torch.no_grad():
+            for name, value in zip(pair.canonical_names, current):
+                array = from_keras_layout(kind, name, value)
+                state[name].copy_(torch.from_numpy(np.ascontiguousarray(array)))
+    return pairs
