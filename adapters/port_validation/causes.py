@@ -14,7 +14,8 @@ from keras import layers, ops  # noqa: E402
 from adapters.own_pair.pairing import flattened_from  # noqa: E402
 from adapters.port_validation.graph import inbound, to_keras_values  # noqa: E402
 from comparator.analysis.kernel_layout import diagnose_arrays, diagnose_kernel  # noqa: E402
-from comparator.analysis.validation import Pair, diverges, metrics  # noqa: E402
+from comparator.analysis.layer_pairing import Pair  # noqa: E402
+from comparator.analysis.validation import diverges, metrics  # noqa: E402
 from comparator.zoo.portmaps import from_keras_layout  # noqa: E402
 
 _KERAS_CONVS = (layers.Conv2D, layers.DepthwiseConv2D)

@@ -15,7 +15,7 @@ from adapters.keras.backend import keras  # fixes the torch backend before Keras
 from keras import layers, ops, tree  # noqa: E402
 from keras.src.models.functional import Functional  # noqa: E402
 
-from comparator.analysis.validation import Pair  # noqa: E402
+from comparator.analysis.layer_pairing import Pair  # noqa: E402
 from comparator.errors import UsageError  # noqa: E402
 
 # Layers whose training-mode behaviour is random: off in both frameworks' training passes.

@@ -14,7 +14,7 @@ from keras.src.models.functional import Functional  # noqa: E402
 
 from adapters.own_pair.pairing import keras_kind, torch_kind  # noqa: E402
 from adapters.port_validation.graph import functional_graph, graph_nodes  # noqa: E402
-from comparator.analysis.validation import LayerInfo, Pair, check_pair, pair_layers  # noqa: E402
+from comparator.analysis.layer_pairing import LayerInfo, Pair, check_pair, pair_layers  # noqa: E402
 from comparator.errors import UsageError  # noqa: E402
 from comparator.zoo.portmaps import (  # noqa: E402
     BN_SUFFIXES,

@@ -55,19 +55,19 @@ from comparator.analysis.states import is_bn_statistic  # noqa: E402
 from comparator.analysis.training_side import compare_dropout, compare_statistics  # noqa: E402
 from comparator.errors import UsageError  # noqa: E402
 from comparator.zoo.portmaps import from_keras_layout  # noqa: E402
+from comparator.analysis.layer_pairing import Pair  # noqa: E402
+from comparator.analysis.port_causes import likely_causes  # noqa: E402
 from comparator.analysis.validation import (  # noqa: E402
     DEFAULT_GRADIENT_TOLERANCE,
     DEFAULT_TOLERANCE,
     MODES,
     GradientComparison,
     LayerComparison,
-    Pair,
     PassResult,
     PortValidation,
     diverges,
     judge,
     judge_gradient,
-    likely_causes,
     metrics,
 )
 

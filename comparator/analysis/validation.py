@@ -3,8 +3,9 @@
 `comparator.validate_port(torch_module, keras_model, inputs)` runs both models
 and compares them at every pair of matched layers (adapters/port_validation/validator.py does
 the running). This module holds what needs no framework: how two arrays are
-compared, when a layer counts as diverging, which cause a divergence most likely
-has, how layers are paired when the user gives no port map, and the results.
+compared, when a layer counts as diverging, and the results. Which cause a divergence
+most likely has is in port_causes.py, how layers are paired when the user gives no port
+map in layer_pairing.py.
 
 Passes. Each pass runs both models on the same input:
 
@@ -22,11 +23,10 @@ gradients of every parameter after one backward pass of the same loss.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from comparator.analysis.kernel_layout import LayoutMistake
 from comparator.analysis.training_side import DropoutComparison, StatisticsComparison
 from comparator.analysis.tolerances import (FLOAT32_FACTOR, GRADIENT_COSINE_GAP,
                                              GRADIENT_TOLERANCE, LAYER_TOLERANCE)
@@ -375,219 +375,6 @@ def _row(c: LayerComparison) -> str:
     why = "; ".join(x.text for x in c.causes)
     return f"{c.label}: {body}" + (f" -- {why}" if why else "") + (
         f" [{c.note}]" if c.note else "")
-
-
-# ----- causes ----------------------------------------------------------------------------
-
-
-def likely_causes(facts: dict, isolated: bool, mode: str) -> tuple[Cause, ...]:
-    """The likely causes of a divergence, from facts about the pair of layers.
-
-    facts (all optional): names (torch, keras), torch_stride/keras_stride,
-    torch_padding/keras_padding (((top, bottom), (left, right))), torch_eps/keras_eps,
-    keras_frozen_bn, one_pass_variance (Keras's output is what E[x^2] - E[x]^2 gives),
-    values_per_channel, flatten_order (a channels-first kernel explains PyTorch's
-    output), weights_max_diff, between (the Keras operations since the last pair),
-    failed (an error message), shape (both output shapes).
-    """
-    torch_name, keras_name = facts.get("names", ("PyTorch", "Keras"))
-    causes = (_structure_causes(facts, torch_name, keras_name)
-              + _batchnorm_causes(facts, mode, keras_name) + _weight_causes(facts))
-    if facts.get("shape") and not any(c.code in ("stride_placement", "padding", "failed")
-                                      for c in causes):
-        t, k = facts["shape"]
-        causes.append(Cause("shape", f"output shapes differ: PyTorch {torch_name} "
-                                     f"{tuple(t)}, Keras {keras_name} {tuple(k)}"))
-    if not causes and isolated and facts.get("between"):
-        causes.append(Cause(
-            "between_layers",
-            f"the Keras operations before it differ ({', '.join(facts['between'])})",
-            "this layer matches PyTorch's on its own; the padding, pooling, activation or "
-            "order of the weightless operations since the previous matched layers does not"))
-    if not causes and not isolated:
-        causes.append(Cause("upstream", "carried over from an earlier layer",
-                            "the isolated pass shows the layer that introduces it"))
-    return tuple(causes)
-
-
-
-
-def _structure_causes(facts: dict, torch_name: str, keras_name: str) -> list[Cause]:
-    """A failed layer, or one that strides or pads differently."""
-    causes = []
-    if facts.get("failed"):
-        causes.append(Cause("failed", f"Keras {keras_name} failed: {facts['failed']}"))
-    if facts.get("torch_stride") is not None and \
-            tuple(facts["torch_stride"]) != tuple(facts.get("keras_stride") or ()):
-        causes.append(Cause(
-            "stride_placement",
-            f"stride placement: PyTorch {torch_name} strides {tuple(facts['torch_stride'])}, "
-            f"Keras {keras_name} {tuple(facts['keras_stride'])}",
-            "ResNet v1 (keras.applications) strides the first 1x1 conv of a downsampling "
-            "block, v1.5 (torchvision) its 3x3 conv: same weight shapes, another function"))
-    if facts.get("torch_padding") is not None and facts.get("keras_padding") is not None and \
-            _pairs(facts["torch_padding"]) != _pairs(facts["keras_padding"]):
-        causes.append(Cause(
-            "padding",
-            f"padding: PyTorch pads {_pad_text(facts['torch_padding'])}, Keras "
-            f"{_pad_text(facts['keras_padding'])}",
-            "Keras 'same' pads a stride-2 conv on an even size by (0, 1), PyTorch "
-            "symmetrically: pad explicitly with ZeroPadding2D and use 'valid'"))
-    return causes
-
-
-def _batchnorm_causes(facts: dict, mode: str, keras_name: str) -> list[Cause]:
-    """BatchNorm conventions: epsilon, a frozen Keras layer, Keras's one-pass variance."""
-    causes = []
-    teps, keps = facts.get("torch_eps"), facts.get("keras_eps")
-    if teps is not None and keps is not None and not np.isclose(teps, keps, rtol=1e-9, atol=0):
-        causes.append(Cause(
-            "epsilon", f"BatchNorm epsilon: PyTorch {teps:g}, Keras {keps:g}",
-            "epsilon is added to the variance: it changes the function, most where "
-            "variances are small"))
-    if facts.get("keras_frozen_bn") and mode == "training":
-        causes.append(Cause(
-            "frozen_batchnorm", f"Keras {keras_name} has trainable=False",
-            "a frozen Keras BatchNormalization normalises with its moving statistics even "
-            "when called with training=True; PyTorch in train() uses batch statistics"))
-    if facts.get("one_pass_variance"):
-        causes.append(Cause(
-            "one_pass_variance",
-            f"batch variance: Keras computes E[x^2] - E[x]^2 over "
-            f"{facts.get('values_per_channel', 'few')} values per channel",
-            "Keras's torch backend computes the batch variance in one pass, PyTorch in a "
-            "numerically stable way; with few values per channel, or a mean large against "
-            "the spread, Keras's float32 variance loses digits. A Keras property, not a port "
-            "error: a larger batch or image shrinks it"))
-    return causes
-
-
-def _weight_causes(facts: dict) -> list[Cause]:
-    """Weights that differ: the flatten order, a named layout mistake, or unexplained."""
-    causes = []
-    if facts.get("flatten_order"):
-        causes.append(Cause(
-            "flatten_order", "flatten order: the kernel expects channels-first (c, h, w) rows",
-            "Keras's Flatten is channels-last (h, w, c), PyTorch's channels-first; permute "
-            "the dense kernel's rows when porting (port-map kind flatten_dense:C,H,W)"))
-    elif facts.get("layout_mistake"):
-        mistake: LayoutMistake = facts["layout_mistake"]
-        causes.append(Cause(
-            "kernel_layout" if mistake.code != "arrays_swapped" else "arrays_swapped",
-            f"{mistake.text} (weights differ by up to {facts.get('weights_max_diff', 0):.3g})",
-            mistake.fix))
-    elif facts.get("weights_max_diff"):
-        causes.append(Cause(
-            "weights", f"weights differ from PyTorch's by up to {facts['weights_max_diff']:.3g}",
-            "ported from another layer, in the wrong layout, or changed since"))
-    return causes
-
-
-def _pairs(padding) -> tuple[tuple[int, int], ...]:
-    return tuple((int(a), int(b)) for a, b in padding)
-
-
-def _pad_text(padding) -> str:
-    (top, bottom), (left, right) = _pairs(padding)
-    return f"(top {top}, bottom {bottom}, left {left}, right {right})"
-
-
-# ----- pairing ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LayerInfo:
-    """A weighted layer as the pairing sees it: a name, a kind and its weight shapes in
-    the canonical (PyTorch) layout. kind: conv, depthwise, dense, bn or other."""
-
-    name: str
-    kind: str
-    shapes: tuple[tuple[int, ...], ...]
-    type_name: str = ""
-
-
-@dataclass(frozen=True)
-class Pair:
-    """A PyTorch module and the Keras layer that holds its weights."""
-
-    torch_module: str
-    keras_layer: str
-    kind: str  # a portmaps layout kind: conv, depthwise, dense, flatten_dense:C,H,W, bn
-    canonical_names: tuple[str, ...] = field(default_factory=tuple)
-
-
-def _describe(info: LayerInfo) -> str:
-    return f"{info.name} ({info.type_name or info.kind}, weights {list(info.shapes)})"
-
-
-def _base_kind(kind: str) -> str:
-    return "dense" if kind.startswith("flatten_dense") else kind
-
-
-def pair_layers(torch_layers: list[LayerInfo], keras_layers: list[LayerInfo],
-                mapping: dict[str, str] | None = None) -> list[tuple[LayerInfo, LayerInfo]]:
-    """Pair weighted layers: by an explicit mapping (torch name -> Keras name) that must
-    name every layer, or else in order, each PyTorch layer with the next unused Keras
-    layer of the same kind and weight shapes."""
-    torch_by_name = {t.name: t for t in torch_layers}
-    keras_by_name = {k.name: k for k in keras_layers}
-    if mapping is not None:
-        unknown_t = [t for t in mapping if t not in torch_by_name]
-        unknown_k = [k for k in mapping.values() if k not in keras_by_name]
-        if unknown_t or unknown_k:
-            raise UsageError("the mapping names layers that hold no weights or do not exist: "
-                             + "; ".join(filter(None, [
-                                 unknown_t and f"PyTorch {', '.join(unknown_t)}",
-                                 unknown_k and f"Keras {', '.join(unknown_k)}"])))
-        missed_t = [t.name for t in torch_layers if t.name not in mapping]
-        used = set(mapping.values())
-        missed_k = [k.name for k in keras_layers if k.name not in used]
-        if missed_t or missed_k:
-            raise UsageError("the mapping leaves out layers with weights: " + "; ".join(
-                filter(None, [missed_t and f"PyTorch {', '.join(missed_t)}",
-                              missed_k and f"Keras {', '.join(missed_k)}"])))
-        twice = sorted({k for k in mapping.values() if list(mapping.values()).count(k) > 1})
-        if twice:
-            raise UsageError(f"the mapping gives Keras layers {', '.join(twice)} twice")
-        pairs = [(torch_by_name[t], keras_by_name[k]) for t, k in mapping.items()]
-        for t, k in pairs:
-            check_pair(t, k)
-        return sorted(pairs, key=lambda p: torch_layers.index(p[0]))
-    pairs, used = [], set()
-    for t in torch_layers:
-        match = next((k for k in keras_layers if k.name not in used and _fits(t, k)), None)
-        if match is None:
-            remaining = [k for k in keras_layers if k.name not in used]
-            nearest = f"; the next unused Keras layer is {_describe(remaining[0])}" \
-                if remaining else "; every Keras layer is taken"
-            raise UsageError(f"no Keras layer fits PyTorch {_describe(t)} by order and "
-                             f"shape{nearest}: pass mapping={{torch_name: keras_name}}")
-        used.add(match.name)
-        pairs.append((t, match))
-    left = [k.name for k in keras_layers if k.name not in used]
-    if left:
-        raise UsageError(f"Keras layers with weights that no PyTorch module matches: "
-                         f"{', '.join(left)}")
-    return pairs
-
-
-def _fits(t: LayerInfo, k: LayerInfo) -> bool:
-    if _base_kind(t.kind) != _base_kind(k.kind):
-        return False
-    n = len(t.shapes)
-    return tuple(k.shapes[:n]) == tuple(t.shapes) and len(k.shapes) in (n, n + 1)
-
-
-def check_pair(t: LayerInfo, k: LayerInfo) -> None:
-    """Refuse a pair whose kinds or weight shapes cannot correspond, naming both."""
-    if _base_kind(t.kind) != _base_kind(k.kind):
-        raise UsageError(f"PyTorch {_describe(t)} cannot hold the weights of Keras "
-                         f"{_describe(k)}: different kinds of layer")
-    for i, shape in enumerate(t.shapes):
-        if i >= len(k.shapes) or tuple(k.shapes[i]) != tuple(shape):
-            theirs = tuple(k.shapes[i]) if i < len(k.shapes) else "nothing"
-            raise UsageError(f"shape mismatch: PyTorch {t.name} weight {i} has shape "
-                             f"{tuple(shape)}, Keras {k.name} {theirs} (in PyTorch's layout)")
 
 
 # ----- the zoo, from the command line -------------------------------------------------------

@@ -1,0 +1,120 @@
+"""Which cause a port divergence most likely has, from facts about the pair of layers
+(adapters/port_validation/causes.py gathers them): a failed layer, strides or padding
+placed differently, BatchNorm's conventions, or weights in another layout."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from comparator.analysis.kernel_layout import LayoutMistake
+from comparator.analysis.validation import Cause
+
+
+def likely_causes(facts: dict, isolated: bool, mode: str) -> tuple[Cause, ...]:
+    """The likely causes of a divergence, from facts about the pair of layers.
+
+    facts (all optional): names (torch, keras), torch_stride/keras_stride,
+    torch_padding/keras_padding (((top, bottom), (left, right))), torch_eps/keras_eps,
+    keras_frozen_bn, one_pass_variance (Keras's output is what E[x^2] - E[x]^2 gives),
+    values_per_channel, flatten_order (a channels-first kernel explains PyTorch's
+    output), weights_max_diff, between (the Keras operations since the last pair),
+    failed (an error message), shape (both output shapes).
+    """
+    torch_name, keras_name = facts.get("names", ("PyTorch", "Keras"))
+    causes = (_structure_causes(facts, torch_name, keras_name)
+              + _batchnorm_causes(facts, mode, keras_name) + _weight_causes(facts))
+    if facts.get("shape") and not any(c.code in ("stride_placement", "padding", "failed")
+                                      for c in causes):
+        t, k = facts["shape"]
+        causes.append(Cause("shape", f"output shapes differ: PyTorch {torch_name} "
+                                     f"{tuple(t)}, Keras {keras_name} {tuple(k)}"))
+    if not causes and isolated and facts.get("between"):
+        causes.append(Cause(
+            "between_layers",
+            f"the Keras operations before it differ ({', '.join(facts['between'])})",
+            "this layer matches PyTorch's on its own; the padding, pooling, activation or "
+            "order of the weightless operations since the previous matched layers does not"))
+    if not causes and not isolated:
+        causes.append(Cause("upstream", "carried over from an earlier layer",
+                            "the isolated pass shows the layer that introduces it"))
+    return tuple(causes)
+
+
+def _structure_causes(facts: dict, torch_name: str, keras_name: str) -> list[Cause]:
+    """A failed layer, or one that strides or pads differently."""
+    causes = []
+    if facts.get("failed"):
+        causes.append(Cause("failed", f"Keras {keras_name} failed: {facts['failed']}"))
+    if facts.get("torch_stride") is not None and \
+            tuple(facts["torch_stride"]) != tuple(facts.get("keras_stride") or ()):
+        causes.append(Cause(
+            "stride_placement",
+            f"stride placement: PyTorch {torch_name} strides {tuple(facts['torch_stride'])}, "
+            f"Keras {keras_name} {tuple(facts['keras_stride'])}",
+            "ResNet v1 (keras.applications) strides the first 1x1 conv of a downsampling "
+            "block, v1.5 (torchvision) its 3x3 conv: same weight shapes, another function"))
+    if facts.get("torch_padding") is not None and facts.get("keras_padding") is not None and \
+            _pairs(facts["torch_padding"]) != _pairs(facts["keras_padding"]):
+        causes.append(Cause(
+            "padding",
+            f"padding: PyTorch pads {_pad_text(facts['torch_padding'])}, Keras "
+            f"{_pad_text(facts['keras_padding'])}",
+            "Keras 'same' pads a stride-2 conv on an even size by (0, 1), PyTorch "
+            "symmetrically: pad explicitly with ZeroPadding2D and use 'valid'"))
+    return causes
+
+
+def _batchnorm_causes(facts: dict, mode: str, keras_name: str) -> list[Cause]:
+    """BatchNorm conventions: epsilon, a frozen Keras layer, Keras's one-pass variance."""
+    causes = []
+    teps, keps = facts.get("torch_eps"), facts.get("keras_eps")
+    if teps is not None and keps is not None and not np.isclose(teps, keps, rtol=1e-9, atol=0):
+        causes.append(Cause(
+            "epsilon", f"BatchNorm epsilon: PyTorch {teps:g}, Keras {keps:g}",
+            "epsilon is added to the variance: it changes the function, most where "
+            "variances are small"))
+    if facts.get("keras_frozen_bn") and mode == "training":
+        causes.append(Cause(
+            "frozen_batchnorm", f"Keras {keras_name} has trainable=False",
+            "a frozen Keras BatchNormalization normalises with its moving statistics even "
+            "when called with training=True; PyTorch in train() uses batch statistics"))
+    if facts.get("one_pass_variance"):
+        causes.append(Cause(
+            "one_pass_variance",
+            f"batch variance: Keras computes E[x^2] - E[x]^2 over "
+            f"{facts.get('values_per_channel', 'few')} values per channel",
+            "Keras's torch backend computes the batch variance in one pass, PyTorch in a "
+            "numerically stable way; with few values per channel, or a mean large against "
+            "the spread, Keras's float32 variance loses digits. A Keras property, not a port "
+            "error: a larger batch or image shrinks it"))
+    return causes
+
+
+def _weight_causes(facts: dict) -> list[Cause]:
+    """Weights that differ: the flatten order, a named layout mistake, or unexplained."""
+    causes = []
+    if facts.get("flatten_order"):
+        causes.append(Cause(
+            "flatten_order", "flatten order: the kernel expects channels-first (c, h, w) rows",
+            "Keras's Flatten is channels-last (h, w, c), PyTorch's channels-first; permute "
+            "the dense kernel's rows when porting (port-map kind flatten_dense:C,H,W)"))
+    elif facts.get("layout_mistake"):
+        mistake: LayoutMistake = facts["layout_mistake"]
+        causes.append(Cause(
+            "kernel_layout" if mistake.code != "arrays_swapped" else "arrays_swapped",
+            f"{mistake.text} (weights differ by up to {facts.get('weights_max_diff', 0):.3g})",
+            mistake.fix))
+    elif facts.get("weights_max_diff"):
+        causes.append(Cause(
+            "weights", f"weights differ from PyTorch's by up to {facts['weights_max_diff']:.3g}",
+            "ported from another layer, in the wrong layout, or changed since"))
+    return causes
+
+
+def _pairs(padding) -> tuple[tuple[int, int], ...]:
+    return tuple((int(a), int(b)) for a, b in padding)
+
+
+def _pad_text(padding) -> str:
+    (top, bottom), (left, right) = _pairs(padding)
+    return f"(top {top}, bottom {bottom}, left {left}, right {right})"
