@@ -15,6 +15,8 @@ on the comparison batch and the losses are computed here, in numpy. Then:
 * every run whose BatchNorm layers all used moving statistics must differ from
   it, by the amount shown (and, with no Dropout active, match `onnx:eval`).
 
+Those checks are made in referee_checks.py, from the references made here.
+
 A failed export or ONNX Runtime failure marks its reference failed with a
 one-line reason; nothing raises. Only numpy is imported here; adapters.onnx.runtime
 (which imports onnx, onnxruntime and torch) is imported when the referee runs.
@@ -30,7 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from comparator.inputs.batch import REGRESSION_SCENARIOS
-from comparator.analysis.tolerances import FLOAT32_FACTOR, LOGIT_TOLERANCE, loss_tolerance
+from comparator.analysis.referee_checks import eval_checks, run_checks
+from comparator.analysis.tolerances import FLOAT32_FACTOR, LOGIT_TOLERANCE
 from comparator.errors import UsageError
 from comparator.schema import Check, Report, _clean
 
@@ -125,10 +128,6 @@ def _one_line(exc: BaseException) -> str:
     lines = [x.strip() for x in str(exc).strip().splitlines() if x.strip()]
     text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
     return text if len(text) <= 300 else text[:297] + "..."
-
-
-def _fmt(value: float) -> str:
-    return f"{value:.6g}"
 
 
 # ----- the referee -----------------------------------------------------------------------
@@ -393,95 +392,6 @@ class _Referee:
         ref["ok"] = True
         return ref
 
-    # checks -----------------------------------------------------------------------------
-
-    def eval_checks(self, ref: dict) -> list[Check]:
-        checks = []
-        for label, diff in ref["max_abs_diff"].items():
-            graph, _, other = label.partition("_vs_")
-            checks.append(Check(
-                name=f"referee:onnx_eval_{label}", passed=diff <= LOGIT_TOLERANCE, value=diff,
-                tolerance=LOGIT_TOLERANCE,
-                detail=f"max abs difference of inference outputs, ONNX Runtime on the "
-                       f"{graph.replace('_', ' ')} vs {other.replace('_', ' ')}"
-                       f"{'' if other.endswith('graph') else ' inference'}; the same float32 "
-                       "function in two runtimes agrees within 1e-4"))
-        loss = ref["inference_before"]
-        if loss is None:
-            return checks
-        for framework in dict.fromkeys(r.framework for r in self.report.runs):
-            runs = [r for r in self.report.runs if r.framework == framework]
-            if not runs:
-                continue
-            theirs = runs[0].losses.inference_before
-            diff, tol = abs(loss - theirs), loss_tolerance(max(abs(loss), abs(theirs)))
-            checks.append(Check(
-                name=f"referee:onnx_eval_loss_vs_{framework}_inference", passed=diff <= tol,
-                value=diff, tolerance=tol,
-                detail=f"inference loss before any step: {framework} {_fmt(theirs)}, ONNX "
-                       f"Runtime {_fmt(loss)}; the same outputs give the same loss to 1e-4 "
-                       "relative"))
-        return checks
-
-    def run_checks(self, eval_ref: dict, train_ref: dict) -> list[Check]:
-        checks, compared, skipped = [], [], {}
-        train, inference = train_ref["train_forward"], eval_ref["inference_before"]
-        for run in self.report.runs:
-            modes, reported = run.modes, run.losses.train_step[0]
-            if modes.bn_layers == 0:
-                skipped[run.id] = "the model has no BatchNorm layers"
-                continue
-            bn_text = f"{modes.bn_batch_stats} of {modes.bn_layers} BatchNorm layers"
-            if modes.bn_batch_stats == modes.bn_layers and not modes.dropout_active:
-                if train is None:
-                    skipped[run.id] = "onnx:train_forward is unavailable"
-                    continue
-                diff, tol = abs(reported - train), loss_tolerance(max(abs(reported),
-                                                                      abs(train)))
-                measured = ""
-                if diff > tol:
-                    tol, measured = self.measured_tolerance(tol, train_ref, run.framework)
-                compared.append(run.id)
-                checks.append(Check(
-                    name=f"referee:train_forward_vs_{run.id}", passed=diff <= tol, value=diff,
-                    tolerance=tol,
-                    detail=f"train-step loss {_fmt(reported)} vs onnx:train_forward "
-                           f"{_fmt(train)}: the step used batch statistics in {bn_text} and "
-                           "no Dropout, the pass the reference computes; 1e-4 relative "
-                           f"allows float32 kernels{measured}"))
-            elif modes.bn_batch_stats == 0:
-                dropout = (f"; {modes.dropout_active} of {modes.dropout_layers} Dropout layers "
-                           "were also active, part of the gap" if modes.dropout_active else "")
-                if train is not None:
-                    diff, tol = abs(reported - train), loss_tolerance(max(abs(reported),
-                                                                          abs(train)))
-                    compared.append(run.id)
-                    checks.append(Check(
-                        name=f"referee:moving_stats_differ_{run.id}", passed=diff > tol,
-                        value=diff, tolerance=tol,
-                        detail=f"train-step loss {_fmt(reported)} differs from "
-                               f"onnx:train_forward {_fmt(train)} by {diff:.4g}, as expected: "
-                               f"all {modes.bn_layers} BatchNorm layers used moving statistics"
-                               f"{dropout}; passes when the difference exceeds the tolerance"))
-                if inference is not None and not modes.dropout_active:
-                    diff, tol = abs(reported - inference), loss_tolerance(
-                        max(abs(reported), abs(inference)))
-                    checks.append(Check(
-                        name=f"referee:onnx_eval_vs_{run.id}", passed=diff <= tol, value=diff,
-                        tolerance=tol,
-                        detail=f"train-step loss {_fmt(reported)} vs onnx:eval "
-                               f"{_fmt(inference)}: moving statistics and no Dropout make the "
-                               "train-step pass an inference pass; 1e-4 relative"))
-            elif modes.bn_batch_stats == modes.bn_layers:
-                skipped[run.id] = (f"{modes.dropout_active} of {modes.dropout_layers} Dropout "
-                                   "layers were active: a random mask, not comparable to a "
-                                   "dropout-off reference")
-            else:
-                skipped[run.id] = f"only {bn_text} used batch statistics"
-        train_ref["compared_runs"] = compared
-        train_ref["skipped_runs"] = skipped
-        return checks
-
     def measured_tolerance(self, tolerance: float, train_ref: dict,
                            framework: str) -> tuple[float, str]:
         """Where a train-forward loss differs by more than 1e-4 relative, float64 reruns say
@@ -550,7 +460,9 @@ class _Referee:
             logits = self.framework_outputs()
             eval_ref, _ = self.eval_reference(cache, logits)
             train_ref = self.train_reference(cache)
-            checks = self.eval_checks(eval_ref) + self.run_checks(eval_ref, train_ref)
+            runs = self.report.runs
+            checks = eval_checks(eval_ref, runs) + run_checks(runs, eval_ref, train_ref,
+                                                              self.measured_tolerance)
         except Exception as exc:  # noqa: BLE001 - the referee reports, it never raises
             reason = str(exc) if isinstance(exc, _Unavailable) else _one_line(exc)
             placed = False

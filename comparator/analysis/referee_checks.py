@@ -1,0 +1,106 @@
+"""The referee's checks: what each reference says about the comparison's runs, as
+pass/fail checks with the measured difference and the tolerance it was held to
+(comparator/analysis/referee.py makes the references)."""
+
+from __future__ import annotations
+
+from comparator.analysis.tolerances import LOGIT_TOLERANCE, loss_tolerance
+from comparator.schema import Check
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.6g}"
+
+
+def eval_checks(ref: dict, runs) -> list[Check]:
+    """The inference graphs against each other and each framework's outputs, and the
+    graphs' inference loss against each framework's loss before any step."""
+    checks = []
+    for label, diff in ref["max_abs_diff"].items():
+        graph, _, other = label.partition("_vs_")
+        checks.append(Check(
+            name=f"referee:onnx_eval_{label}", passed=diff <= LOGIT_TOLERANCE, value=diff,
+            tolerance=LOGIT_TOLERANCE,
+            detail=f"max abs difference of inference outputs, ONNX Runtime on the "
+                   f"{graph.replace('_', ' ')} vs {other.replace('_', ' ')}"
+                   f"{'' if other.endswith('graph') else ' inference'}; the same float32 "
+                   "function in two runtimes agrees within 1e-4"))
+    loss = ref["inference_before"]
+    if loss is None:
+        return checks
+    for framework in dict.fromkeys(r.framework for r in runs):
+        mine = [r for r in runs if r.framework == framework]
+        if not mine:
+            continue
+        theirs = mine[0].losses.inference_before
+        diff, tol = abs(loss - theirs), loss_tolerance(max(abs(loss), abs(theirs)))
+        checks.append(Check(
+            name=f"referee:onnx_eval_loss_vs_{framework}_inference", passed=diff <= tol,
+            value=diff, tolerance=tol,
+            detail=f"inference loss before any step: {framework} {_fmt(theirs)}, ONNX "
+                   f"Runtime {_fmt(loss)}; the same outputs give the same loss to 1e-4 "
+                   "relative"))
+    return checks
+
+def run_checks(runs, eval_ref: dict, train_ref: dict, measured_tolerance) -> list[Check]:
+    """Each run's reported train-step loss against the training-mode graph's (batch
+    statistics everywhere, no Dropout) or, with moving statistics, apart from it and equal
+    to the inference graph's. `measured_tolerance(tolerance, train_ref, framework)` widens
+    a tolerance that float32 rounding alone exceeds (float64 reruns)."""
+    checks, compared, skipped = [], [], {}
+    train, inference = train_ref["train_forward"], eval_ref["inference_before"]
+    for run in runs:
+        modes, reported = run.modes, run.losses.train_step[0]
+        if modes.bn_layers == 0:
+            skipped[run.id] = "the model has no BatchNorm layers"
+            continue
+        bn_text = f"{modes.bn_batch_stats} of {modes.bn_layers} BatchNorm layers"
+        if modes.bn_batch_stats == modes.bn_layers and not modes.dropout_active:
+            if train is None:
+                skipped[run.id] = "onnx:train_forward is unavailable"
+                continue
+            diff, tol = abs(reported - train), loss_tolerance(max(abs(reported),
+                                                                  abs(train)))
+            measured = ""
+            if diff > tol:
+                tol, measured = measured_tolerance(tol, train_ref, run.framework)
+            compared.append(run.id)
+            checks.append(Check(
+                name=f"referee:train_forward_vs_{run.id}", passed=diff <= tol, value=diff,
+                tolerance=tol,
+                detail=f"train-step loss {_fmt(reported)} vs onnx:train_forward "
+                       f"{_fmt(train)}: the step used batch statistics in {bn_text} and "
+                       "no Dropout, the pass the reference computes; 1e-4 relative "
+                       f"allows float32 kernels{measured}"))
+        elif modes.bn_batch_stats == 0:
+            dropout = (f"; {modes.dropout_active} of {modes.dropout_layers} Dropout layers "
+                       "were also active, part of the gap" if modes.dropout_active else "")
+            if train is not None:
+                diff, tol = abs(reported - train), loss_tolerance(max(abs(reported),
+                                                                      abs(train)))
+                compared.append(run.id)
+                checks.append(Check(
+                    name=f"referee:moving_stats_differ_{run.id}", passed=diff > tol,
+                    value=diff, tolerance=tol,
+                    detail=f"train-step loss {_fmt(reported)} differs from "
+                           f"onnx:train_forward {_fmt(train)} by {diff:.4g}, as expected: "
+                           f"all {modes.bn_layers} BatchNorm layers used moving statistics"
+                           f"{dropout}; passes when the difference exceeds the tolerance"))
+            if inference is not None and not modes.dropout_active:
+                diff, tol = abs(reported - inference), loss_tolerance(
+                    max(abs(reported), abs(inference)))
+                checks.append(Check(
+                    name=f"referee:onnx_eval_vs_{run.id}", passed=diff <= tol, value=diff,
+                    tolerance=tol,
+                    detail=f"train-step loss {_fmt(reported)} vs onnx:eval "
+                           f"{_fmt(inference)}: moving statistics and no Dropout make the "
+                           "train-step pass an inference pass; 1e-4 relative"))
+        elif modes.bn_batch_stats == modes.bn_layers:
+            skipped[run.id] = (f"{modes.dropout_active} of {modes.dropout_layers} Dropout "
+                               "layers were active: a random mask, not comparable to a "
+                               "dropout-off reference")
+        else:
+            skipped[run.id] = f"only {bn_text} used batch statistics"
+    train_ref["compared_runs"] = compared
+    train_ref["skipped_runs"] = skipped
+    return checks
