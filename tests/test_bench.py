@@ -156,11 +156,11 @@ child.wait()
 
 
 def run_child_from_a_fresh_interpreter(child_code: str) -> dict:
-    """tools.bench.run_child on `python -c child_code`, called from a fresh interpreter, as
+    """tools.bench_child.run_child on `python -c child_code`, called from a fresh interpreter, as
     scripts/bench.py calls it: a child's ru_maxrss starts at the peak of the process that
     started it (measured: a child running `true` read 1037 MiB under a parent that had held
     1 GiB), and this test process is large."""
-    code = ("import json, sys; from tools.bench import run_child; "
+    code = ("import json, sys; from tools.bench_child import run_child; "
             f"print(json.dumps(run_child([sys.executable, '-c', {child_code!r}])))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=ROOT, timeout=120)

@@ -72,6 +72,8 @@ Two measurements, put side by side:
 5. **The command line's own cost** (`time_cli`): `--help` and two argument errors.
 
 `targets` holds each of issue 19's targets with its measured value and whether it is met.
+The plain code of 2. and 4. is in tools/bench_plain.py, the measured child process in
+tools/bench_child.py.
 
 A repetition is a cold run, a warm run and a run of the irreducible compute, in that
 order, so that both sides of a ratio meet the same machine: the speed of the same command
@@ -91,20 +93,16 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-import warnings
 
 from comparator.errors import UsageError
 from comparator.zoo import get_spec
+from tools.bench_child import ROOT, run_child
+from tools.bench_plain import bare_fit_peaks, irreducible_in_child, median_repetition
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMPARE = os.path.join(ROOT, "scripts", "compare.py")
-PYTORCH_RECIPES = ("train", "requires_grad", "eval", "eval_requires_grad")
-KERAS_RECIPES = ("train", "trainable_false", "training_false", "bn_trainable")
 
 
 def resolve(model: str, image_size: int | None, batch_size: int, runs: int):
@@ -125,103 +123,6 @@ def resolve(model: str, image_size: int | None, batch_size: int, runs: int):
 
 
 # ----- the tool, as a user runs it --------------------------------------------------------
-
-def run_child(argv: list[str]) -> dict:
-    """Run a command; its wall time, CPU time, exit code, peak RSS and the sampled peak of
-    its process tree's summed RSS.
-
-    `peak_rss_mib` is wait4's ru_maxrss: on Linux the largest single process among the
-    child and the descendants it waited for (measured: a child of 300 MB whose own child
-    held 800 MB read 813 MB), not their sum. While Keras workers run beside the comparison,
-    the machine holds the sum: `tree_peak_rss_mib` samples it (_TreeMemory). ru_maxrss
-    never reads below the peak of the process that calls this (Linux hands a starting child
-    its parent's high-water mark: a child running `true` read 1037 MiB under a parent that
-    had held 1 GiB), so call it from a small process, as scripts/bench.py does (34 MiB
-    when it starts them: measured)."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        started = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=out, stderr=err, cwd=ROOT)
-        tree = _TreeMemory(proc.pid)
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        except BaseException:  # Ctrl-C or SIGTERM here: the child goes too
-            proc.kill()
-            proc.wait()
-            raise
-        finally:
-            tree_peak = tree.stop()
-        wall = time.perf_counter() - started
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        err.seek(0)
-        stderr = err.read().decode(errors="replace")
-        out.seek(0)
-        last_line = (out.read().decode(errors="replace").strip().splitlines() or [""])[-1]
-    run = {"wall_seconds": round(wall, 3), "exit_code": proc.returncode,
-           # User and system time of the child and of every descendant it waited for (the
-           # Keras workers): what the command kept the cores busy with, spinning included.
-           "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2),
-           "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),  # Linux: KiB
-           "tree_peak_rss_mib": round(tree_peak, 1),
-           "stderr_tail": stderr[-500:] if proc.returncode else ""}
-    if last_line.startswith("{"):  # a child that reports its own figures
-        run["stdout_json"] = json.loads(last_line)
-    return run
-
-
-class _TreeMemory:
-    """The largest summed resident memory (VmRSS) of a process and its descendants, read
-    from /proc every `interval` seconds in a thread. A page two processes share (the same
-    library file) counts in each, so the sum bounds what they hold from above; a peak
-    shorter than the interval can be missed. /proc/PID/status costs about 0.02 ms a read
-    (smaps_rollup, which would count shared pages once, 56 ms for a 3.9 GB process: too
-    slow to sample without slowing the run)."""
-
-    def __init__(self, pid: int, interval: float = 0.1):
-        self.pid, self.interval, self.peak_kib = pid, interval, 0
-        self._done = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-
-    def _sample(self) -> None:
-        while not self._done.wait(self.interval):
-            self.peak_kib = max(self.peak_kib, sum(_rss_kib(p) for p in _tree(self.pid)))
-
-    def stop(self) -> float:
-        """Stop sampling; the peak in MiB."""
-        self._done.set()
-        self._thread.join()
-        return self.peak_kib / 1024
-
-
-def _tree(pid: int) -> list[int]:
-    """pid and its descendants now (/proc/PID/task/TID/children: a process started by a
-    thread is listed under that thread)."""
-    found, pending = [], [pid]
-    while pending:
-        current = pending.pop()
-        found.append(current)
-        try:
-            tasks = os.listdir(f"/proc/{current}/task")
-        except OSError:
-            continue
-        for task in tasks:
-            try:
-                with open(f"/proc/{current}/task/{task}/children") as handle:
-                    pending.extend(int(child) for child in handle.read().split())
-            except (OSError, ValueError):
-                pass
-    return found
-
-
-def _rss_kib(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/status") as handle:
-            for line in handle:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return 0
 
 
 def compare_command(model: str, image_size: int, batch_size: int) -> list[str]:
@@ -257,7 +158,7 @@ def time_repetitions(model: str, image_size: int, batch_size: int, runs: int = 1
                          # 3907 MiB in 8 warm runs, 2026-11-28): the target reads the run
                          # above, this shows how far the others lay.
                          "all_peak_rss_mib": [run["peak_rss_mib"] for run in done]}
-    plain = {**_median_repetition([r["passes"] for r in irreducible]),
+    plain = {**median_repetition([r["passes"] for r in irreducible]),
              "peak_rss_mib": max(r["peak_rss_mib"] for r in irreducible)}
     return chosen, plain, results
 
@@ -294,229 +195,6 @@ def _ratio_without_explanations(runs: list, plain: list) -> float | None:
 def _cells(values: dict) -> str:
     return "".join(f"{'-':>10}" if values[label] is None else f"{values[label]:>10.2f}"
                    for label in ("cold", "warm"))
-
-
-# ----- the irreducible compute --------------------------------------------------------------
-
-def _batch(spec, image_size: int, batch_size: int, seed: int = 0):
-    import numpy as np
-
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal((batch_size, image_size, image_size, 3)).astype(np.float32)
-    y = rng.integers(0, spec.num_classes, size=batch_size).astype(np.int64)
-    return x, y
-
-
-class _Clock:
-    def __init__(self):
-        self.seconds: dict[str, float] = {}
-
-    def add(self, name: str, fn):
-        started = time.perf_counter()
-        value = fn()
-        self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
-        return value
-
-
-def _pytorch_passes(net, x, y, clock: _Clock) -> None:
-    import torch
-    import torch.nn.functional as F
-
-    def forward_loss(mode_train: bool, step: bool):
-        net.train(mode_train)
-        params = [p for p in net.parameters() if p.requires_grad]
-        if step:
-            optimizer = torch.optim.SGD(params, lr=0.01)
-            optimizer.zero_grad()
-            loss = F.cross_entropy(net(x), y)
-            loss.backward()
-            optimizer.step()
-        else:
-            with torch.no_grad():
-                loss = F.cross_entropy(net(x), y)
-        return float(loss.detach())
-
-    clock.add("pytorch:inference_before", lambda: forward_loss(False, False))
-    plan = {"train": (True, True), "requires_grad": (True, False),
-            "eval": (False, True), "eval_requires_grad": (False, False)}
-    for recipe in PYTORCH_RECIPES:
-        train_mode, trains = plan[recipe]
-        clock.add(f"pytorch:{recipe}:train_pass", lambda m=train_mode, t=trains: forward_loss(m, t))
-        clock.add(f"pytorch:{recipe}:inference_after", lambda: forward_loss(False, False))
-    net.eval()
-
-
-def _keras_passes(keras, model, x, y, clock: _Clock) -> None:
-    from keras import layers
-
-    def compile_(m):
-        m.compile(optimizer=keras.optimizers.SGD(learning_rate=0.01),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  jit_compile=False)
-
-    def set_trainable(recipe):
-        model.trainable = True
-        for layer in model.layers:
-            layer.trainable = True
-        if recipe == "trainable_false":
-            model.trainable = False
-        elif recipe == "bn_trainable":
-            for layer in model.layers:
-                layer.trainable = isinstance(layer, layers.BatchNormalization)
-
-    n = len(x)
-    set_trainable("train")
-    compile_(model)
-    clock.add("keras:inference_before",
-              lambda: model.evaluate(x, y, batch_size=n, verbose=0))
-    inputs = keras.Input(model.input_shape[1:])
-    wrapper = keras.Model(inputs, model(inputs, training=False))
-    for recipe in KERAS_RECIPES:
-        set_trainable(recipe)
-        fitted = wrapper if recipe == "training_false" else model
-        compile_(fitted)
-        clock.add(f"keras:{recipe}:train_pass",
-                  lambda f=fitted: f.fit(x, y, batch_size=n, epochs=1, shuffle=False,
-                                         verbose=0))
-        clock.add(f"keras:{recipe}:inference_after",
-                  lambda f=fitted: f.evaluate(x, y, batch_size=n, verbose=0))
-    set_trainable("train")
-
-
-def _keras_graph(kmodel, x_nhwc, workdir: str, clock: _Clock) -> None:
-    """The referee's third graph: Keras's own `model.export` (in a cold run), and its run."""
-    import numpy as np
-
-    from adapters.onnx.runtime import export_keras
-
-    path = os.path.join(workdir, "keras.onnx")
-    clock.add("onnx:keras:export", lambda: export_keras(kmodel, path))
-    feed = np.ascontiguousarray(x_nhwc, dtype=np.float32)
-    clock.add("onnx:keras:run", lambda: _session_run(path, feed))
-
-
-def _session_run(path: str, feed):
-    """One ONNX Runtime session creation and run on the CPU, as the referee does them."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-    return session.run(None, {session.get_inputs()[0].name: feed})
-
-
-def _onnx_passes(net, x_nchw, workdir: str, clock: _Clock) -> None:
-    import numpy as np
-    import torch
-
-    feed = np.ascontiguousarray(x_nchw.numpy(), dtype=np.float32)
-    for mode, training in (("eval", torch.onnx.TrainingMode.EVAL),
-                           ("train_forward", torch.onnx.TrainingMode.TRAINING)):
-        path = os.path.join(workdir, f"{mode}.onnx")
-        net.train(mode != "eval")
-        clock.add(f"onnx:{mode}:export", lambda p=path, t=training, m=mode: torch.onnx.export(
-            net, (x_nchw,), p, dynamo=False, training=t,
-            do_constant_folding=(m == "eval"), input_names=["x"], output_names=["y"]))
-        clock.add(f"onnx:{mode}:run", lambda p=path: _session_run(p, feed))
-    net.eval()
-
-
-def time_irreducible(spec, image_size: int, batch_size: int) -> dict:
-    """Seconds of the plain-framework passes (see the module docstring), once, in this
-    process: run it in a fresh process (irreducible_in_child), as compare.py runs."""
-    os.environ["KERAS_BACKEND"] = "torch"
-    os.environ.setdefault("KERAS_TORCH_DEVICE", "cpu")
-    import keras  # noqa: F401  (torch backend, set above)
-    import torch
-
-    if keras.backend.backend() != "torch":
-        raise UsageError("Keras was imported with another backend before the benchmark")
-    from adapters.keras.models import build_base
-    from adapters.pytorch.models import build_network
-
-    x, y = _batch(spec, image_size, batch_size)
-    torch.manual_seed(0)
-    net = build_network(spec)
-    x_nchw = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
-    y_t = torch.from_numpy(y)
-    keras.utils.set_random_seed(0)
-    kmodel = build_base(spec, image_size, include_top=True)
-
-    warnings.filterwarnings("ignore", category=UserWarning)  # exporter/Keras chatter
-    workdir = tempfile.mkdtemp(prefix="xframe-bench-onnx-")
-    try:
-        clock = _Clock()
-        _pytorch_passes(net, x_nchw, y_t, clock)
-        _keras_passes(keras, kmodel, x, y, clock)
-        _onnx_passes(net, x_nchw, workdir, clock)
-        _keras_graph(kmodel, x, workdir, clock)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return clock.seconds
-
-
-def print_own_figures(**figures) -> None:
-    """For a child program: its figures and its own peak RSS so far, as the last line of
-    its output (run_child reads it). The peak is read here, not from wait4: the
-    interpreter's teardown raises a process's peak further (measured: by about 120 MiB
-    after Keras's fit, 95 MiB after PyTorch's step), which compare.py skips (it ends with
-    os._exit) and which is not the passes'."""
-    import resource
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-    print(json.dumps({**figures, "peak_rss_mib": round(peak, 1)}))
-
-
-_CHILD = """
-import os, sys
-sys.path.insert(0, {root!r})
-os.environ["XFRAME_IMPORT_DYNAMO"] = "1"  # plain code: torch._dynamo comes with torchvision
-from comparator.config.frameworks import keep_worker_backends_out
-keep_worker_backends_out()  # Keras on torch alone, as in compare.py
-from tools.bench import print_own_figures, time_irreducible
-from comparator.zoo import get_spec
-print_own_figures(passes=time_irreducible(get_spec({model!r}), {image_size}, {batch_size}))
-"""
-
-
-def irreducible_in_child(model: str, image_size: int, batch_size: int) -> dict:
-    """One repetition of the irreducible compute in a fresh Python process: its passes'
-    seconds and the process's peak RSS."""
-    code = _CHILD.format(root=ROOT, model=model, image_size=image_size, batch_size=batch_size)
-    return _figures_of(run_child([sys.executable, "-c", code]), "the irreducible-compute process")
-
-
-def _figures_of(run: dict, who: str) -> dict:
-    """The figures a child program printed (print_own_figures); RuntimeError if it failed."""
-    if run["exit_code"] != 0 or "stdout_json" not in run:
-        tail = (run["stderr_tail"].strip().splitlines() or ["no output"])[-1]
-        raise RuntimeError(f"{who} failed: {tail}")
-    return run["stdout_json"]
-
-
-def _is_export(name: str) -> bool:
-    return name.endswith(":export")
-
-
-def _median_repetition(repetitions: list[dict[str, float]]) -> dict:
-    """The repetition with the median total. A warm run makes no exports (they come from
-    the cache), so its irreducible compute is the same passes without the exports."""
-    totals = [sum(r.values()) for r in repetitions]
-    chosen = repetitions[totals.index(statistics.median_low(totals))]
-    groups = {}
-    for name, seconds in chosen.items():
-        framework = name.split(":")[0]
-        groups[framework] = groups.get(framework, 0.0) + seconds
-    warm = [sum(v for k, v in r.items() if not _is_export(k)) for r in repetitions]
-    return {"seconds": round(sum(chosen.values()), 3),
-            "seconds_by_run": {"cold": round(sum(chosen.values()), 3),
-                               "warm": round(sum(v for k, v in chosen.items()
-                                                 if not _is_export(k)), 3)},
-            "by_framework": {k: round(v, 3) for k, v in groups.items()},
-            "passes": {k: round(v, 4) for k, v in chosen.items()},
-            "runs": len(repetitions), "all_runs_seconds": [round(t, 3) for t in totals],
-            "all_runs_seconds_by_run": {"cold": [round(t, 3) for t in totals],
-                                        "warm": [round(t, 3) for t in warm]}}
 
 
 # ----- four frameworks against two ---------------------------------------------------------
@@ -579,58 +257,6 @@ def _core_bound(runs: dict, cores: int) -> dict:
     return {temperature: round(runs[f"four_{temperature}"]["cpu_seconds"] / cores
                                / runs[f"two_{temperature}"]["wall_seconds"], 3)
             for temperature in ("cold", "warm")}
-
-
-# ----- peak memory of a bare fit step ------------------------------------------------------
-
-_BARE_FIT = """
-import os, sys
-sys.path.insert(0, {root!r})
-os.environ["KERAS_BACKEND"] = "torch"
-os.environ["XFRAME_IMPORT_DYNAMO"] = "1"  # plain code: torch._dynamo comes with torchvision
-from comparator.config.frameworks import keep_worker_backends_out
-keep_worker_backends_out()
-from comparator.zoo import get_spec
-from tools.bench import _batch
-spec = get_spec({model!r})
-x, y = _batch(spec, {image_size}, {batch_size})
-if {framework!r} == "keras":
-    import keras
-    from adapters.keras.models import build_base
-    model = build_base(spec, {image_size}, include_top=True)
-    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.01),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(x, y, batch_size=len(x), epochs=1, verbose=0)
-else:
-    import torch
-    import torch.nn.functional as F
-    from adapters.pytorch.models import build_network
-    net = build_network(spec).train()
-    optimizer = torch.optim.SGD(net.parameters(), lr=0.01)
-    loss = F.cross_entropy(net(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())),
-                           torch.from_numpy(y))
-    loss.backward()
-    optimizer.step()
-from tools.bench import print_own_figures
-print_own_figures()
-"""
-
-
-def bare_fit_peaks(model: str, image_size: int, batch_size: int) -> dict:
-    """Peak RSS (MiB) of a fresh process that builds the model and runs one train step in
-    plain framework code: Keras's own `fit` (torch backend), PyTorch's forward, backward
-    and SGD step. The larger of the two is what the tool is held against."""
-    peaks, at_exit = {}, {}
-    for framework in ("keras", "pytorch"):
-        code = _BARE_FIT.format(root=ROOT, model=model, image_size=image_size,
-                                batch_size=batch_size, framework=framework)
-        run = run_child([sys.executable, "-c", code])
-        peaks[framework] = _figures_of(run, f"the bare {framework} fit process")["peak_rss_mib"]
-        at_exit[framework] = run["peak_rss_mib"]
-    larger = max(peaks, key=peaks.get)
-    return {"peak_rss_mib": peaks, "larger": larger, "larger_peak_rss_mib": peaks[larger],
-            # Not held against: the same processes' peak read from wait4, teardown included.
-            "peak_rss_mib_with_teardown": at_exit}
 
 
 # ----- the command line's own cost -------------------------------------------------------
