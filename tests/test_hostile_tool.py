@@ -4,7 +4,8 @@ is one line and exit 2. Cheap cases only (each a refused argument, well under a 
 
 import os
 
-from tools.hostile import TINY_NO_ONNX, Case, changed_paths, main, run_case, snapshot, table
+from tools.hostile import changed_paths, main, run_case, snapshot, table
+from tools.hostile_case import TINY_NO_ONNX, Case
 
 SEED = (*TINY_NO_ONNX, "--seed", "-1", "--json", "r.json")
 
