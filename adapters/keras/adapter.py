@@ -31,7 +31,12 @@ from comparator.inputs.batch import REGRESSION_SCENARIOS, Batch  # noqa: E402
 from comparator.errors import UsageError  # noqa: E402
 from comparator.analysis.observe import used_batch_statistics, variance  # noqa: E402
 from comparator.zoo.head import HEAD_DROPOUT, HEAD_DROPOUT_LAYER, HEAD_HIDDEN, HEAD_LAYERS
-from comparator.zoo.portmaps import from_keras_layout, port_plan, to_keras_layout  # noqa: E402
+from comparator.zoo.portmaps import (  # noqa: E402
+    from_keras_layout,
+    keras_layout_axes,
+    port_plan,
+    to_keras_layout,
+)
 from comparator.config.recipes import Recipe  # noqa: E402
 from comparator.schema import Modes  # noqa: E402
 
@@ -173,15 +178,31 @@ class Keras3Adapter(FrameworkAdapter):
             raise UsageError(f"Keras layers without ported weights: {', '.join(unported[:5])}")
 
     def _canonical_impl(self):
-        arrays = {}
-        for port in self._plan:
-            values = self._layer(port.keras_layer).get_weights()
-            for name, value in zip(port.canonical_names, values):
-                arrays[name] = from_keras_layout(port.kind, name, value)
+        arrays, layer, values = {}, None, []
+        for name, owner, index, kind in self._named_arrays():  # a layer's arrays in a row
+            if owner is not layer:
+                layer, values = owner, owner.get_weights()
+            arrays[name] = from_keras_layout(kind, name, values[index])
         return arrays
 
+    def _named_arrays(self):
+        """(canonical name, Keras layer, index of its weight, port kind) for every array."""
+        for port in self._plan:
+            layer = self._layer(port.keras_layer)
+            for index, name in enumerate(port.canonical_names):
+                yield name, layer, index, port.kind
+
     def _snapshot_impl(self, canonical):
-        return [ops.convert_to_numpy(v).copy() for v in self._variables]
+        """Each variable's initial value: where the backend can, a view of its canonical
+        array (the initial state's, kept unchanged), else a copy."""
+        views = {}
+        for name, layer, index, kind in self._named_arrays():
+            if name in canonical:
+                view = self._hooks.restore_view(canonical[name], keras_layout_axes(kind, name))
+                if view is not None:
+                    views[id(layer.weights[index])] = view
+        return [views[id(v)] if id(v) in views else ops.convert_to_numpy(v).copy()
+                for v in self._variables]
 
     def _restore_impl(self, state):
         for variable, value in zip(self._variables, state):

@@ -131,6 +131,22 @@ class BackendHooks:
             return tf.identity(variable.value)  # ordered before the layer's update
         return ops.convert_to_numpy(variable).copy()
 
+    def restore_view(self, array: np.ndarray, axes: tuple[int, ...] | None):
+        """A canonical array in the Keras variable's layout, as a view to restore the variable
+        from, or None where the adapter keeps a copy of the variable instead.
+
+        On torch, a torch view sharing the array's memory, which nothing writes into: the
+        initial state is then held once (31 MiB less for DenseNet121), and `assign` takes a
+        torch view faster than a numpy array (11 against 15 ms per restore of DenseNet121's
+        606 variables). Elsewhere, and for an array torch cannot share (read-only) or a
+        layout no permutation gives (axes None), None."""
+        if self.backend != "torch" or axes is None or not array.flags.writeable:
+            return None
+        import torch
+
+        view = torch.from_numpy(array)
+        return view.permute(*axes) if axes else view
+
     def device_of(self, variable) -> str:
         """Where the backend holds the variable, read from the variable itself."""
         value = variable.value

@@ -96,6 +96,9 @@ class Keras2Hooks:
             return tf.identity(variable.read_value())
         return variable.numpy().copy()
 
+    def restore_view(self, array, axes):
+        return self._base.restore_view(array, axes)  # TensorFlow: None, a copy is kept
+
     def compile_options(self) -> dict:
         # tf_keras's own default: fit's step is a tf.function without XLA, which holds the
         # observations' tf.numpy_function (as Keras 3 on TensorFlow does on CPU).

@@ -12,7 +12,7 @@ import numpy as np
 from adapters.keras.adapter import Keras3Adapter, keras, layers
 from adapters.own_pair.loader import keras_layer
 from adapters.own_pair.pairing import leaf_layers, weighted_keras_layers
-from comparator.zoo.portmaps import from_keras_layout, to_keras_layout
+from comparator.zoo.portmaps import to_keras_layout
 
 _BN_NAMES = ("weight", "bias", "running_mean", "running_var")
 _BN_VARIABLES = ("gamma", "beta", "moving_mean", "moving_variance")
@@ -110,18 +110,13 @@ class KerasUserAdapter(Keras3Adapter):
             for index, variable in enumerate(layer.weights):
                 yield f"{prefix}.{variable.name}", layer, index, "keras"
 
-    def _canonical_impl(self):
-        arrays, cache = {}, {}
-        for name, layer, index, kind in self._named_arrays():
-            values = cache.setdefault(id(layer), layer.get_weights())
-            arrays[name] = from_keras_layout(kind, name, values[index])
-        return arrays
-
     def _load_impl(self, arrays):
         updates: dict[int, tuple] = {}
         for name, layer, index, kind in self._named_arrays():
             if name in arrays:
-                _, values = updates.setdefault(id(layer), (layer, layer.get_weights()))
+                if id(layer) not in updates:  # each layer's weights read once
+                    updates[id(layer)] = (layer, layer.get_weights())
+                values = updates[id(layer)][1]
                 values[index] = to_keras_layout(kind, name, np.asarray(arrays[name]))
         for layer, values in updates.values():
             layer.set_weights(values)

@@ -70,6 +70,23 @@ def _flatten_chw(kind: str) -> tuple[int, int, int]:
     return c, h, w
 
 
+# Each kind's weight in Keras's layout, as a permutation of the canonical axes.
+_KERAS_AXES = {"conv": (2, 3, 1, 0),  # O,I,H,W -> H,W,I,O
+               "depthwise": (2, 3, 0, 1),  # C,1,H,W -> H,W,C,1
+               "dense": (1, 0)}  # out,in -> in,out
+
+
+def keras_layout_axes(kind: str, name: str) -> tuple[int, ...] | None:
+    """The permutation of a canonical array's axes that gives its Keras layout, for
+    to_keras_layout's kinds: () where the layouts are the same, None where no permutation
+    does (a flatten_dense kernel, whose rows are reordered)."""
+    if not name.endswith(".weight"):
+        return ()
+    if kind.startswith("flatten_dense:"):
+        return None
+    return _KERAS_AXES.get(kind, ())
+
+
 def to_keras_layout(kind: str, name: str, array: np.ndarray) -> np.ndarray:
     """One canonical (PyTorch-layout) array in the layout of the Keras layer's weight.
 
@@ -79,15 +96,10 @@ def to_keras_layout(kind: str, name: str, array: np.ndarray) -> np.ndarray:
     map: its input rows are reordered from channels-first to channels-last flattening),
     "bn" (vectors, unchanged).
     """
-    if not name.endswith(".weight"):
-        return array
-    if kind == "conv":
-        return np.ascontiguousarray(array.transpose(2, 3, 1, 0))  # O,I,H,W -> H,W,I,O
-    if kind == "depthwise":
-        return np.ascontiguousarray(array.transpose(2, 3, 0, 1))  # C,1,H,W -> H,W,C,1
-    if kind == "dense":
-        return np.ascontiguousarray(array.T)  # out,in -> in,out
-    if kind.startswith("flatten_dense:"):
+    axes = keras_layout_axes(kind, name)
+    if axes:
+        return np.ascontiguousarray(array.transpose(axes))
+    if axes is None:
         c, h, w = _flatten_chw(kind)
         out = array.shape[0]
         if array.shape[1] != c * h * w:
