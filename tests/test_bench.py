@@ -114,6 +114,17 @@ def test_the_table_shows_every_runs_peak(result):
     assert lines["peak RSS, every run"] == ["3732-3978", "3732-3978"]
 
 
+def test_a_target_missed_by_rounding_does_not_print_as_met(result):
+    """1.1015 printed with two decimals read "1.10 <= 1.1 NOT met" (2026-11-28)."""
+    from tools.bench import table
+
+    targets = {**result["targets"],
+               "peak_to_bare_fit": {"value": 1.1014, "limit": 1.1, "met": False}}
+    printed = table({**result, "targets": targets, "ratio_peak_to_bare_fit": 1.1014})
+    assert "peak_to_bare_fit 1.101 <= 1.1 NOT met" in printed
+    assert "peak RSS against a bare fit step: 1.101 " in printed
+
+
 def test_the_warm_irreducible_compute_leaves_out_the_exports(result):
     passes, by_run = result["irreducible"]["passes"], result["irreducible_seconds_by_run"]
     exports = sum(v for k, v in passes.items() if k.endswith(":export"))

@@ -412,7 +412,7 @@ def table(result: dict) -> str:
              "irreducible compute by run (s): cold "
              f"{result['irreducible_seconds_by_run']['cold']:.2f} (with the 3 ONNX exports), "
              f"warm {result['irreducible_seconds_by_run']['warm']:.2f}",
-             f"peak RSS against a bare fit step: {result['ratio_peak_to_bare_fit']:.2f} (bare "
+             f"peak RSS against a bare fit step: {result['ratio_peak_to_bare_fit']:.3f} (bare "
              + ", ".join(f"{k} {v:.0f} MiB" for k, v in result["bare_fit"]["peak_rss_mib"].items())
              + f"); against plain code running the same matrix: "
              f"{result['ratio_peak_to_irreducible']:.2f} "
@@ -434,7 +434,7 @@ def table(result: dict) -> str:
                  f"{frameworks['cores']} cores busy throughout: cold {bound['cold']:.2f}, "
                  f"warm {bound['warm']:.2f}")
     lines.append("targets: " + "; ".join(
-        f"{k} {v['value']:.2f} <= {v['limit']:g} {'met' if v['met'] else 'NOT met'}"
+        f"{k} {v['value']:.3f} <= {v['limit']:g} {'met' if v['met'] else 'NOT met'}"
         for k, v in result["targets"].items()))
     for label in ("cold", "warm"):
         phases = result["runs"][label]["phases"]
