@@ -137,9 +137,9 @@ class BackendHooks:
 
         On torch, a torch view sharing the array's memory, which nothing writes into: the
         initial state is then held once (31 MiB less for DenseNet121), and `assign` takes a
-        torch view faster than a numpy array (11 against 15 ms per restore of DenseNet121's
-        606 variables). Elsewhere, and for an array torch cannot share (read-only) or a
-        layout no permutation gives (axes None), None."""
+        torch view faster than a numpy array (11 against 15 to 19 ms per restore of
+        DenseNet121's 606 variables). Elsewhere, and for an array torch cannot share
+        (read-only) or a layout no permutation gives (axes None), None."""
         if self.backend != "torch" or axes is None or not array.flags.writeable:
             return None
         import torch
