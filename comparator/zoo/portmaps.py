@@ -112,15 +112,10 @@ def to_keras_layout(kind: str, name: str, array: np.ndarray) -> np.ndarray:
 
 def from_keras_layout(kind: str, name: str, array: np.ndarray) -> np.ndarray:
     """The inverse of to_keras_layout: a round trip returns the array bit for bit."""
-    if not name.endswith(".weight"):
-        return array
-    if kind == "conv":
-        return np.ascontiguousarray(array.transpose(3, 2, 0, 1))  # H,W,I,O -> O,I,H,W
-    if kind == "depthwise":
-        return np.ascontiguousarray(array.transpose(2, 3, 0, 1))  # H,W,C,1 -> C,1,H,W
-    if kind == "dense":
-        return np.ascontiguousarray(array.T)
-    if kind.startswith("flatten_dense:"):
+    axes = keras_layout_axes(kind, name)
+    if axes:  # the inverse permutation
+        return np.ascontiguousarray(array.transpose(np.argsort(axes)))
+    if axes is None:
         c, h, w = _flatten_chw(kind)
         out = array.shape[1]
         return np.ascontiguousarray(
