@@ -35,6 +35,8 @@ def test_seed_dense_update_loss_is_reported_before_the_update():
     (eq,) = report.equivalences
     causes = {c["cause"]: c for c in eq.causes}
     assert causes["adam_epsilon_placement"]["value"] < 1e-6 < causes["adam_epsilon"]["value"]
+    assert causes["adam_epsilon_placement"]["explains"] and not causes["adam_epsilon"]["explains"]
+    assert "float32_rounding" not in causes  # a cause already accounts for the weights
 
 
 def test_seed_split_features_matches_freezing_in_place_in_pytorch():

@@ -3,7 +3,11 @@
 When two recipes that should agree part ways, the PyTorch recipe is run again
 with one framework convention switched to Keras's (BatchNorm momentum, Adam
 epsilon); if the difference then vanishes, that convention is measured to be
-the cause.
+the cause, and if it stays, the cause is reported as ruled out (`explains`).
+Weights that no optimizer constant brings together after steps that computed
+the same gradients are then held against a float64 rerun: float32 rounding, or
+not. Steps that computed different gradients (other BatchNorm modes, trainable
+weights or losses) get neither rerun: their differences already say why.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import dataclasses
 import numpy as np
 
 from comparator.analysis.diagnosis import explain_bn_conventions
+from comparator.analysis.equivalence import losses_agree
 from comparator.analysis.states import max_weight_diff
 from comparator.analysis.tolerances import FLOAT32_FACTOR, STATE_TOLERANCE
 
@@ -52,10 +57,20 @@ def _bn_causes(eq, conventions, rerun, runs, states) -> list[dict]:
     return explain_bn_conventions(states[eq.a], states[eq.b], matched, momenta)
 
 
-def _adam_causes(eq, config, rerun, states, keras_epsilon: float) -> list[dict]:
+def _same_step_function(a, b) -> bool:
+    """Whether two runs' first train steps computed the same loss of the same trainable
+    weights: the same BatchNorm modes, the same number of trainable parameters and the same
+    first train-step loss. Otherwise their gradients differ, and no optimizer constant can
+    bring the weights they leave together."""
+    return (a.modes.bn_batch_stats == b.modes.bn_batch_stats
+            and a.state.trainable_params == b.state.trainable_params
+            and losses_agree(a.losses.train_step[0], b.losses.train_step[0]))
+
+
+def _adam_causes(eq, config, rerun, runs, states, keras_epsilon: float) -> list[dict]:
     if config.optimizer != "adam" or eq.max_weight_diff is None:
         return []
-    if eq.max_weight_diff <= STATE_TOLERANCE:
+    if eq.max_weight_diff <= STATE_TOLERANCE or not _same_step_function(runs[eq.a], runs[eq.b]):
         return []
 
     def weights_diff_with(eps: float) -> float:
@@ -65,11 +80,17 @@ def _adam_causes(eq, config, rerun, states, keras_epsilon: float) -> list[dict]:
         finally:
             rerun.adapter.optimizer_overrides = {}
 
+    def outcome(value: float) -> str:
+        if value <= STATE_TOLERANCE:
+            return f"the weights agree to {value:.2g} (they differed by {eq.max_weight_diff:.2g})"
+        return (f"the weights still differ by up to {value:.2g} (were "
+                f"{eq.max_weight_diff:.2g})")
+
     same_value = weights_diff_with(keras_epsilon)
     causes = [{"cause": "adam_epsilon", "value": same_value, "before": eq.max_weight_diff,
+               "explains": same_value <= STATE_TOLERANCE,
                "text": f"Adam epsilon: Keras {keras_epsilon:g}, PyTorch 1e-08. Re-run with "
-                       f"PyTorch eps={keras_epsilon:g}, the weights after the step differ by "
-                       f"up to {same_value:.2g} (were {eq.max_weight_diff:.2g})."}]
+                       f"PyTorch eps={keras_epsilon:g}, {outcome(same_value)}."}]
     if config.steps == 1:
         # Keras adds epsilon to sqrt(v) before bias correction, PyTorch after it; at step 1
         # Keras's epsilon then acts like PyTorch's eps / sqrt(1 - beta_2).
@@ -77,11 +98,11 @@ def _adam_causes(eq, config, rerun, states, keras_epsilon: float) -> list[dict]:
         placed_value = weights_diff_with(placed)
         causes.append({
             "cause": "adam_epsilon_placement", "value": placed_value,
-            "before": eq.max_weight_diff,
+            "before": eq.max_weight_diff, "explains": placed_value <= STATE_TOLERANCE,
             "text": f"Keras adds epsilon to the square root of the uncorrected second moment, "
                     f"PyTorch to the bias-corrected one: at step 1 Keras's {keras_epsilon:g} "
-                    f"acts as PyTorch eps={placed:.3g}. Re-run with that value, the weights "
-                    f"agree to {placed_value:.2g}."})
+                    f"acts as PyTorch eps={placed:.3g}. Re-run with that value, "
+                    f"{outcome(placed_value)}."})
     return causes
 
 
@@ -131,12 +152,15 @@ def explain_pair(eq, conventions, recipes, adapters, batch, config, runs, states
     rerun = _Rerun(adapters["pytorch"], recipe, batch, config)
     from comparator.config import ADAM_EPSILON
 
-    causes = (_bn_causes(eq, conventions, rerun, runs, states)
-              + _adam_causes(eq, config, rerun, states, ADAM_EPSILON["keras"]))
-    # Only a pair that differs in nothing but its weights after the step can be rounding.
+    causes = _bn_causes(eq, conventions, rerun, runs, states)
+    weight_causes = _adam_causes(eq, config, rerun, runs, states, ADAM_EPSILON["keras"])
+    if not any(c["explains"] for c in weight_causes) and _same_step_function(
+            runs[eq.a], runs[eq.b]):
+        weight_causes += _float32_causes(eq, rerun, states)
+    causes += weight_causes
+    # Only a pair that differs in nothing but its weights after the step is the same
+    # computation when those differ by rounding alone.
     weights_only = all(d.startswith("weights after the step") for d in eq.differences)
-    if not causes and weights_only:
-        causes = _float32_causes(eq, rerun, states)
     if not causes:
         return eq
     rounding = any(c["cause"] == "float32_rounding" and c["explains"] for c in causes)

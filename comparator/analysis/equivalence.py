@@ -25,7 +25,7 @@ DROPOUT_JUDGEMENT = ("Dropout was active, and each framework draws its own rando
                      "not compared")
 
 
-def _losses_agree(x: float, y: float) -> bool:
+def losses_agree(x: float, y: float) -> bool:
     return abs(x - y) <= loss_tolerance(max(abs(x), abs(y)))
 
 
@@ -34,7 +34,7 @@ def _dropout_judgement(a: RunResult, b: RunResult) -> str:
     if not (a.modes.dropout_active and b.modes.dropout_active):
         return DROPOUT_JUDGEMENT
     x, y = a.losses.train_step[0], b.losses.train_step[0]
-    if not _losses_agree(x, y):
+    if not losses_agree(x, y):
         return DROPOUT_JUDGEMENT
     return (f"{DROPOUT_JUDGEMENT} (here the reported train-step losses agree: {x:.6g} and "
             f"{y:.6g})")
@@ -64,7 +64,7 @@ def _observed_differences(a: RunResult, b: RunResult) -> tuple[list[str], float]
     for label, x, y in _loss_pairs(a, b, dropout):
         diff = abs(x - y)
         max_diff = max(max_diff, diff)
-        if not _losses_agree(x, y):
+        if not losses_agree(x, y):
             differences.append(f"{label}: {x:.6g} vs {y:.6g} (differ by {diff:.3g})")
     for flag in ("weights_changed", "bn_stats_changed"):
         fa, fb = getattr(a.state, flag), getattr(b.state, flag)

@@ -19,6 +19,7 @@ from comparator.io import write_atomic
 from comparator.report.markdown import (
     LEGEND,
     cause_delta,
+    cause_label,
     command_text,
     environment_rows,
     equivalence_text,
@@ -212,7 +213,7 @@ def _equivalences(report: Report) -> str:
     for eq in report.equivalences:
         items = [f"<li><b>note:</b> {_e(eq.judged_on)}</li>"] if eq.judged_on else []
         items += [f"<li>{_e(d)}</li>" for d in eq.differences]
-        items += [f"<li><b>why:</b> {_e(c.get('text', ''))}</li>" for c in eq.causes]
+        items += [f"<li><b>{cause_label(c)}:</b> {_e(c.get('text', ''))}</li>" for c in eq.causes]
         notes = f"<ul class=\"notes\">{''.join(items)}</ul>" if items else "-"
         css = "same" if eq.equivalent else "differ"
         rows.append(

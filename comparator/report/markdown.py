@@ -180,6 +180,13 @@ def verdict(report: Report) -> str:
             f"{len(report.equivalences)} listed recipe pairs equivalent{tail}")
 
 
+def cause_label(cause: dict) -> str:
+    """A cause a rerun tested: `why` when switching it brought the two runs together (or,
+    for the BatchNorm conventions, says by how much), `ruled out` when the rerun left the
+    difference where it was."""
+    return "why" if cause.get("explains", True) else "ruled out"
+
+
 def equivalence_text(eq) -> str:
     text = "yes" if eq.equivalent else "no"
     if eq.expected and not eq.equivalent:
@@ -276,7 +283,7 @@ def _equivalences(report: Report) -> list:
     for eq in report.equivalences:
         notes = [f"note: {_cell(eq.judged_on)}"] if eq.judged_on else []
         notes += [_cell(d) for d in eq.differences]
-        notes += [f"why: {_cell(c.get('text', ''))}" for c in eq.causes]
+        notes += [f"{cause_label(c)}: {_cell(c.get('text', ''))}" for c in eq.causes]
         body.append([_code(eq.a), _code(eq.b), _cell(equivalence_text(eq)),
                      _cell(fmt(eq.max_diff)), _cell(eq.reason or "-"),
                      "<br>".join(notes) or "-"])

@@ -7,6 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 from comparator.config.frameworks import unavailable_lines
+from comparator.report.markdown import cause_label
 from comparator.schema import Report
 
 
@@ -101,7 +102,8 @@ def render_equivalences(report: Report, console: Console) -> None:
         for difference in eq.differences:
             console.print(f"          - {difference}", style="dim", highlight=False)
         for cause in eq.causes:
-            console.print(f"          why: {cause['text']}", style="dim", highlight=False)
+            console.print(f"          {cause_label(cause)}: {cause['text']}", style="dim",
+                          highlight=False)
     for finding in report.findings:
         console.print(f"  {finding}", highlight=False)
 

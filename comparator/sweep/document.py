@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 
 from comparator.io import write_atomic
+from comparator.report.markdown import cause_label
 from comparator.sweep.summary import _verdict, build_summary, load_reports, to_markdown
 
 REGENERATE = "python scripts/sweep.py {spec} --out DIR --document {document}"
@@ -64,8 +65,14 @@ def _pair_lines(report: dict) -> list[str]:
             head += f", losses agree to {pair['max_diff']:.1e}"
         details = [d for d in pair.get("differences") or []]
         lines.append(head + (": " + "; ".join(details) if details else "") + ".")
-        lines += [f"  * {cause['text']}" for cause in pair.get("causes") or []]
+        lines += [_cause_line(cause) for cause in pair.get("causes") or []]
     return lines
+
+
+def _cause_line(cause: dict) -> str:
+    """A cause its rerun ruled out says so; one that explains needs no label."""
+    label = cause_label(cause)
+    return f"  * {cause['text']}" if label == "why" else f"  * {label}: {cause['text']}"
 
 
 def _cell_section(report: dict, entry: dict) -> list[str]:

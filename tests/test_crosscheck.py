@@ -1,0 +1,72 @@
+"""The reruns that test a suspected cause of a Keras-against-PyTorch difference: a cause
+whose rerun leaves the difference where it was is reported as ruled out, never as why."""
+
+import io
+import types
+
+import pytest
+from rich.console import Console
+
+from comparator.analysis.crosscheck import _adam_causes
+from comparator.report.html import render_html
+from comparator.report.markdown import render_markdown
+from comparator.report.terminal import render_equivalences
+from tests.conftest import run_once
+
+
+@pytest.fixture(scope="module")
+def dense_adam_three_steps():
+    """Adam over three steps: the weights part by more than PyTorch's own float32 rounding,
+    and neither the epsilon rerun nor the float64 one accounts for it (measured)."""
+    return run_once(model="dense_mlp", scenario="regress", optimizer="adam", steps=3)
+
+
+def _causes(outcome, a="keras:train", b="pytorch:train"):
+    (eq,) = [e for e in outcome.report.equivalences if (e.a, e.b) == (a, b)]
+    return eq, {c["cause"]: c for c in eq.causes}
+
+
+def test_reruns_that_leave_the_weights_apart_are_ruled_out(dense_adam_three_steps):
+    eq, causes = _causes(dense_adam_three_steps)
+    assert not eq.equivalent and eq.max_weight_diff > 1e-3
+    epsilon, rounding = causes["adam_epsilon"], causes["float32_rounding"]
+    assert not epsilon["explains"] and epsilon["value"] > 1e-5
+    assert "still differ" in epsilon["text"]
+    # PyTorch's float32 steps stay next to its float64 ones; Keras's do not.
+    assert rounding["torch_float32_error"] < 1e-6 < rounding["value"]
+    assert not rounding["explains"]
+
+
+def test_every_report_prints_a_ruled_out_cause_as_ruled_out(dense_adam_three_steps):
+    report = dense_adam_three_steps.report
+    console = Console(file=io.StringIO(), width=400)
+    render_equivalences(report, console)
+    terminal = console.file.getvalue()
+    markdown, html = render_markdown(report), render_html(report)
+    for text, ruled_out, why in ((terminal, "ruled out: Adam epsilon", "why: Adam epsilon"),
+                                 (markdown, "ruled out: Adam epsilon", "why: Adam epsilon"),
+                                 (html, "<b>ruled out:</b> Adam epsilon",
+                                  "<b>why:</b> Adam epsilon")):
+        assert ruled_out in text and why not in text
+
+
+def _run(bn_batch_stats=0, trainable_params=10, first_loss=1.0):
+    return types.SimpleNamespace(
+        modes=types.SimpleNamespace(bn_batch_stats=bn_batch_stats),
+        state=types.SimpleNamespace(trainable_params=trainable_params),
+        losses=types.SimpleNamespace(train_step=[first_loss]))
+
+
+@pytest.mark.parametrize("other", [_run(bn_batch_stats=3), _run(trainable_params=4),
+                                   _run(first_loss=1.5)])
+def test_no_optimizer_rerun_for_steps_that_computed_different_gradients(other):
+    """Different BatchNorm modes, trainable weights or first losses: the gradients differ,
+    and no optimizer constant can bring the weights together, so none is rerun."""
+    def rerun():
+        raise AssertionError("rerun for a pair whose steps differ")
+
+    rerun.adapter = types.SimpleNamespace()
+    eq = types.SimpleNamespace(a="keras:x", b="pytorch:y", max_weight_diff=0.01)
+    config = types.SimpleNamespace(optimizer="adam", steps=1)
+    runs = {"keras:x": _run(), "pytorch:y": other}
+    assert _adam_causes(eq, config, rerun, runs, {}, 1e-7) == []
