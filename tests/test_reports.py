@@ -82,6 +82,34 @@ def made_report(references=True, explanations=True) -> Report:
         timings={"total_seconds": 1.5})
 
 
+# ---------------------------------------------------------------- Terminal
+
+def test_terminal_matrix_shows_every_number_whole_in_a_file():
+    """Several steps, fit validation, a long run id and a diverging loss: printed into a
+    file (100 columns by default), no cell is cut short with an ellipsis."""
+    import dataclasses
+    import io
+
+    from rich.console import Console
+
+    from comparator.report.terminal import _fmt, render
+
+    report = made_report(explanations=False)
+    long_id = _run("pytorch:eval_requires_grad", 0.5049, [0.3762, 4.7198, 0.5553],
+                   2.8123863187456e13, bn=(0, 121), moved=(0.5, 0.0))
+    report = dataclasses.replace(report, runs=report.runs + (long_id,))
+    console = Console(file=io.StringIO(), width=100)
+    render(report, console)
+    text = console.file.getvalue()
+    assert "\u2026" not in text
+    for run in report.runs:
+        row = next(line for line in text.splitlines() if line.startswith(f" {run.id} "))
+        assert _fmt(run.losses.inference_before) in row
+        assert _fmt(run.losses.inference_after) in row
+        assert all(_fmt(loss) in text for loss in run.losses.train_step)
+    assert "2.8124e+13" in text
+
+
 # ---------------------------------------------------------------- Markdown
 
 def _cells(line: str) -> list[str]:

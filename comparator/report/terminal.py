@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich import box
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 from comparator.config.frameworks import unavailable_lines
@@ -12,7 +13,11 @@ from comparator.schema import Report
 
 
 def _fmt(value: float) -> str:
-    return f"{value:.4f}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
+    """Four decimals, or scientific notation where those would hide the value (below 1e-3)
+    or stretch the column past the console's width (1e5 and above)."""
+    if value == 0 or 1e-3 <= abs(value) < 1e5:
+        return f"{value:.4f}"
+    return f"{value:.2e}" if abs(value) < 1e-3 else f"{value:.4e}"
 
 
 def run_table(report: Report) -> Table:
@@ -22,21 +27,24 @@ def run_table(report: Report) -> Table:
                         f"{report.settings['batch_size']} · {inputs}",
                   title_justify="left", header_style="bold", box=box.SIMPLE_HEAD,
                   pad_edge=False)
-    table.add_column("run", no_wrap=True)
+    # Fold, never elide: a console too narrow for the table wraps a cell onto the next line
+    # instead of cutting its number short with an ellipsis.
+    table.add_column("run", overflow="fold")
     validated = any(run.losses.fit_validation for run in report.runs)
     # The extra column fits 100 columns with shorter headers (the legend names both).
     headers = (("before", "step", "val_loss", "after", "BN batch", "drop", "Δ w", "Δ BN")
                if validated else
                ("before", "train step", "after", "BN batch", "drop", "Δ weight", "Δ BN stat"))
     for header in headers:
-        table.add_column(header, justify="right", no_wrap=True)
+        table.add_column(header, justify="right", overflow="fold")
     previous = None
     for run in report.runs:
         if previous and previous != run.framework:
             table.add_section()
         previous = run.framework
-        steps = ", ".join(_fmt(v) for v in run.losses.train_step)
-        validation = (", ".join(_fmt(v) for v in run.losses.fit_validation or ()) or "-",)
+        # One loss per line: a row grows taller with --steps, never wider than the console.
+        steps = "\n".join(_fmt(v) for v in run.losses.train_step)
+        validation = ("\n".join(_fmt(v) for v in run.losses.fit_validation or ()) or "-",)
         table.add_row(run.id, _fmt(run.losses.inference_before), steps,
                       *(validation if validated else ()), _fmt(run.losses.inference_after),
                       f"{run.modes.bn_batch_stats}/{run.modes.bn_layers}",
@@ -124,6 +132,21 @@ def render_versions(report: Report, console: Console) -> None:
     console.print(table)
 
 
+def print_whole(console: Console, table: Table) -> None:
+    """Print `table` at its natural width into a file or pipe, which has no width of its
+    own, where that is wider than the console's default; a terminal keeps its width and
+    folds the cells that do not fit."""
+    natural = Measurement.get(console, console.options.update(max_width=1000), table).maximum
+    if console.is_terminal or natural <= console.width:
+        console.print(table)
+        return
+    width, console.width = console.width, natural  # print() caps its width at the console's
+    try:
+        console.print(table)
+    finally:
+        console.width = width
+
+
 def render(report: Report, console: Console, quiet: bool = False) -> None:
     preset = report.settings.get("preset")
     if preset and not quiet:
@@ -135,7 +158,7 @@ def render(report: Report, console: Console, quiet: bool = False) -> None:
     if not quiet:
         for note in report.settings.get("notes", ()):
             console.print(f"note: {note}", style="yellow", highlight=False)
-        console.print(run_table(report))
+        print_whole(console, run_table(report))
         for line in unavailable_lines(report):
             console.print(line, style="red" if "failed" in line.split(":")[1] else "yellow",
                           highlight=False)
