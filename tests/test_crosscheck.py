@@ -62,11 +62,29 @@ def _run(bn_batch_stats=0, trainable_params=10, first_loss=1.0):
 def test_no_optimizer_rerun_for_steps_that_computed_different_gradients(other):
     """Different BatchNorm modes, trainable weights or first losses: the gradients differ,
     and no optimizer constant can bring the weights together, so none is rerun."""
-    def rerun():
+    def never():
         raise AssertionError("rerun for a pair whose steps differ")
 
-    rerun.adapter = types.SimpleNamespace()
+    rerun = types.SimpleNamespace(adapter=types.SimpleNamespace(), final_state=never)
     eq = types.SimpleNamespace(a="keras:x", b="pytorch:y", max_weight_diff=0.01)
     config = types.SimpleNamespace(optimizer="adam", steps=1)
     runs = {"keras:x": _run(), "pytorch:y": other}
     assert _adam_causes(eq, config, rerun, runs, {}, 1e-7) == []
+
+
+@pytest.mark.parametrize("framework", ["pytorch", "keras"])
+def test_a_rerun_leaves_the_state_run_recipe_leaves(tiny_classify, framework):
+    """Reruns take only the steps (no inference passes, no explanations); the weights and
+    statistics they leave must be run_recipe's, bit for bit, Dropout masks included."""
+    import numpy as np
+
+    from comparator.config.recipes import recipes_for
+
+    adapter = tiny_classify.adapters[framework]
+    recipe = next(r for r in recipes_for(framework) if r.name == "train")
+    batch = tiny_classify.batch
+    measured = adapter.run_recipe(recipe, batch, 2, 0.01, "adam", ablate=False).final_state
+    rerun = adapter.state_after_steps(recipe, batch, 2, 0.01, "adam")
+    assert measured.keys() == rerun.keys()
+    for name, array in measured.items():
+        np.testing.assert_array_equal(rerun[name], array, err_msg=name)

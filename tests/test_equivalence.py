@@ -86,10 +86,7 @@ def test_float32_rounding_explains_weight_differences_only_within_a_few_times_to
     states = {"keras:x": {"w": np.array([1.0, 2.003])}, "pytorch:y": {"w": np.array([1.0, 2.002])}}
     adapter = types.SimpleNamespace(float64=contextlib.nullcontext)
 
-    def rerun():
-        return types.SimpleNamespace(final_state=exact)
-
-    rerun.adapter = adapter
+    rerun = types.SimpleNamespace(adapter=adapter, final_state=lambda: exact)
     eq = types.SimpleNamespace(a="keras:x", b="pytorch:y", max_weight_diff=1e-3)
     (cause,) = _float32_causes(eq, rerun, states)
     assert cause["explains"] and cause["torch_float32_error"] == pytest.approx(2e-3)

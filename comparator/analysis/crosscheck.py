@@ -76,7 +76,7 @@ def _adam_causes(eq, config, rerun, runs, states, keras_epsilon: float) -> list[
     def weights_diff_with(eps: float) -> float:
         rerun.adapter.optimizer_overrides = {"eps": eps}
         try:
-            return max_weight_diff(states[eq.a], rerun().final_state)
+            return max_weight_diff(states[eq.a], rerun.final_state())
         finally:
             rerun.adapter.optimizer_overrides = {}
 
@@ -112,7 +112,7 @@ def _float32_causes(eq, rerun, states) -> list[dict]:
     if eq.max_weight_diff is None or eq.max_weight_diff <= STATE_TOLERANCE:
         return []
     with rerun.adapter.float64():
-        exact = rerun().final_state
+        exact = rerun.final_state()
     torch_error = max_weight_diff(states[eq.b], exact)
     keras_error = max_weight_diff(states[eq.a], exact)
     within = keras_error <= max(FLOAT32_FACTOR * torch_error, STATE_TOLERANCE)
@@ -130,17 +130,19 @@ class _Rerun:
     def __init__(self, adapter, recipe, batch, config):
         self.adapter, self.recipe, self.batch, self.config = adapter, recipe, batch, config
 
-    def __call__(self):
+    def final_state(self) -> dict:
+        """The state the PyTorch recipe's steps leave, under whatever the adapter is set
+        to (another momentum, epsilon or precision)."""
         c = self.config
-        return self.adapter.run_recipe(self.recipe, self.batch, c.steps, c.lr, c.optimizer,
-                                       ablate=False)
+        return self.adapter.state_after_steps(self.recipe, self.batch, c.steps, c.lr,
+                                              c.optimizer)
 
     def running_statistics(self) -> dict:
         """The state whose BatchNorm running statistics the rerun leaves: after one step
         they come from its forward pass alone, so no backward pass or update is run."""
         if self.config.steps == 1:
             return self.adapter.statistics_after_forward(self.recipe, self.batch)
-        return self().final_state
+        return self.final_state()
 
 
 def explain_pair(eq, conventions, recipes, adapters, batch, config, runs, states):
