@@ -7,7 +7,7 @@ import types
 import pytest
 from rich.console import Console
 
-from comparator.analysis.crosscheck import _adam_causes
+from comparator.analysis.crosscheck import _weight_causes
 from comparator.report.html import render_html
 from comparator.report.markdown import render_markdown
 from comparator.report.terminal import render_equivalences
@@ -69,7 +69,7 @@ def test_no_optimizer_rerun_for_steps_that_computed_different_gradients(other):
     eq = types.SimpleNamespace(a="keras:x", b="pytorch:y", max_weight_diff=0.01)
     config = types.SimpleNamespace(optimizer="adam", steps=1)
     runs = {"keras:x": _run(), "pytorch:y": other}
-    assert _adam_causes(eq, config, rerun, runs, {}, 1e-7) == []
+    assert _weight_causes(eq, config, rerun, runs, {}) == []
 
 
 @pytest.mark.parametrize("framework", ["pytorch", "keras"])

@@ -67,10 +67,23 @@ def _same_step_function(a, b) -> bool:
             and losses_agree(a.losses.train_step[0], b.losses.train_step[0]))
 
 
-def _adam_causes(eq, config, rerun, runs, states, keras_epsilon: float) -> list[dict]:
-    if config.optimizer != "adam" or eq.max_weight_diff is None:
+def _weight_causes(eq, config, rerun, runs, states) -> list[dict]:
+    """Why the weights differ after steps that computed the same gradients: an Adam
+    constant, else float32 rounding."""
+    if eq.max_weight_diff is None or eq.max_weight_diff <= STATE_TOLERANCE:
         return []
-    if eq.max_weight_diff <= STATE_TOLERANCE or not _same_step_function(runs[eq.a], runs[eq.b]):
+    if not _same_step_function(runs[eq.a], runs[eq.b]):
+        return []
+    from comparator.config import ADAM_EPSILON
+
+    causes = _adam_causes(eq, config, rerun, states, ADAM_EPSILON["keras"])
+    if any(c["explains"] for c in causes):
+        return causes
+    return causes + _float32_causes(eq, rerun, states)
+
+
+def _adam_causes(eq, config, rerun, states, keras_epsilon: float) -> list[dict]:
+    if config.optimizer != "adam":
         return []
 
     def weights_diff_with(eps: float) -> float:
@@ -152,14 +165,8 @@ def explain_pair(eq, conventions, recipes, adapters, batch, config, runs, states
         return eq
     recipe = {r.id: r for r in recipes}[eq.b]
     rerun = _Rerun(adapters["pytorch"], recipe, batch, config)
-    from comparator.config import ADAM_EPSILON
-
-    causes = _bn_causes(eq, conventions, rerun, runs, states)
-    weight_causes = _adam_causes(eq, config, rerun, runs, states, ADAM_EPSILON["keras"])
-    if not any(c["explains"] for c in weight_causes) and _same_step_function(
-            runs[eq.a], runs[eq.b]):
-        weight_causes += _float32_causes(eq, rerun, states)
-    causes += weight_causes
+    causes = (_bn_causes(eq, conventions, rerun, runs, states)
+              + _weight_causes(eq, config, rerun, runs, states))
     # Only a pair that differs in nothing but its weights after the step is the same
     # computation when those differ by rounding alone.
     weights_only = all(d.startswith("weights after the step") for d in eq.differences)
