@@ -119,3 +119,22 @@ def test_a_pair_that_is_not_listed_is_judged_without_its_states(tiny_classify, m
     found = equivalence.equivalences(runs, {run_id: {"id": run_id} for run_id in runs})
     assert len(runs) == 8 and len(found) >= 4
     assert sorted(read) == sorted((eq.a, eq.b) for eq in found)
+
+
+def test_recipes_that_train_other_weights_differ_where_dropout_hides_the_weights(tiny_classify):
+    """With Dropout active the weights after the step are not compared; the number of
+    trainable parameters still tells a recipe that trains only BatchNorm from one that
+    trains everything (tf-keras:bn_trainable was listed as the same as pytorch:train on the
+    tiny CNN before)."""
+    import dataclasses
+
+    from comparator.analysis.equivalence import compare_runs
+
+    run = tiny_classify.report.run("keras:train")
+    assert run.modes.dropout_active and run.state.weights_changed
+    twin = dataclasses.replace(run, id="pytorch:twin")
+    fewer = dataclasses.replace(twin, state=dataclasses.replace(run.state, trainable_params=12))
+    assert compare_runs(run, twin, {}, {}).equivalent
+    eq = compare_runs(run, fewer, {}, {})
+    assert not eq.equivalent
+    assert eq.differences == (f"trainable parameters: {run.state.trainable_params:,} vs 12",)

@@ -70,6 +70,12 @@ def _observed_differences(a: RunResult, b: RunResult) -> tuple[list[str], float]
         fa, fb = getattr(a.state, flag), getattr(b.state, flag)
         if fa != fb:
             differences.append(f"{flag}: {a.id} {fa}, {b.id} {fb}")
+    # Where the flags agree, the count still tells recipes that train other weights apart,
+    # which with Dropout active nothing else here would (their weights are not compared).
+    if (a.state.trainable_params != b.state.trainable_params
+            and a.state.weights_changed == b.state.weights_changed):
+        differences.append(f"trainable parameters: {a.state.trainable_params:,} vs "
+                           f"{b.state.trainable_params:,}")
     if a.modes.bn_batch_stats != b.modes.bn_batch_stats:
         differences.append(f"BatchNorm layers using batch statistics: {a.modes.bn_batch_stats} "
                            f"vs {b.modes.bn_batch_stats}")
