@@ -80,30 +80,52 @@ def test_runs_are_picked_by_their_measured_modes(tiny_classify, tiny_result):
     skipped = tiny_result.references["onnx:train_forward"]["skipped_runs"]
     for run in tiny_classify.report.runs:
         modes = run.modes
-        if modes.bn_batch_stats == modes.bn_layers and not modes.dropout_active:
+        if modes.bn_batch_stats == modes.bn_layers:
             assert checks[f"referee:train_forward_vs_{run.id}"].passed
         elif modes.bn_batch_stats == 0:
             assert f"referee:moving_stats_differ_{run.id}" in checks
         else:
-            assert "Dropout" in skipped[run.id] or "only" in skipped[run.id]
+            assert "only" in skipped[run.id]
             assert not any(name.endswith(f"_{run.id}") for name in checks)
-    # tiny_cnn's Dropout is active in every train() pass: those runs are not compared.
-    assert "Dropout layers were active" in skipped["pytorch:train"]
+    assert not skipped  # every run of the tiny CNN is refereed
+
+
+def test_runs_with_active_dropout_are_refereed_by_their_pass_with_dropout_off(
+        tiny_classify, tiny_result):
+    """tiny_cnn's Dropout is active in every train() pass, whose random mask no reference
+    draws; the run's own pass with Dropout off (same state, same BatchNorm mode) is the
+    training-mode graph's pass."""
+    checks = _checks(tiny_result)
+    train_forward = tiny_result.references["onnx:train_forward"]["train_forward"]
+    for run_id in ("pytorch:train", "keras:train"):
+        run = tiny_classify.report.run(run_id)
+        assert run.modes.dropout_active and run.modes.bn_batch_stats == run.modes.bn_layers
+        check = checks[f"referee:train_forward_vs_{run_id}"]
+        assert check.value == pytest.approx(
+            abs(run.losses.train_step_without_dropout - train_forward))
+        assert check.detail.startswith("train-step pass with Dropout off")
+        # The reported loss, with its mask, is not what the reference computes.
+        assert abs(run.losses.train_step[0] - train_forward) > check.tolerance
 
 
 def test_moving_statistics_disagree_with_train_forward(tiny_classify, tiny_result):
     checks = _checks(tiny_result)
     train_forward = tiny_result.references["onnx:train_forward"]["train_forward"]
+    inference = tiny_result.references["onnx:eval"]["inference_before"]
     for run_id in ("pytorch:eval_requires_grad", "keras:trainable_false"):
         run = tiny_classify.report.run(run_id)
         assert run.modes.bn_batch_stats == 0
+        refereed = (run.losses.train_step_without_dropout if run.modes.dropout_active
+                    else run.losses.train_step[0])
         check = checks[f"referee:moving_stats_differ_{run_id}"]
         assert check.passed and check.value > check.tolerance
-        assert check.value == pytest.approx(abs(run.losses.train_step[0] - train_forward))
+        assert check.value == pytest.approx(abs(refereed - train_forward))
         assert f"by {check.value:.4g}" in check.detail
-    # With no Dropout active either, the step was an inference pass: it matches onnx:eval.
-    assert checks["referee:onnx_eval_vs_pytorch:eval_requires_grad"].passed
-    assert "referee:onnx_eval_vs_keras:trainable_false" not in checks  # its Dropout was active
+        # With no Dropout in the pass either, the step was an inference pass: onnx:eval's.
+        assert checks[f"referee:onnx_eval_vs_{run_id}"].passed
+        assert checks[f"referee:onnx_eval_vs_{run_id}"].value == pytest.approx(
+            abs(refereed - inference))
+    assert tiny_classify.report.run("keras:trainable_false").modes.dropout_active
 
 
 def test_models_are_left_in_their_initial_state(tiny_classify, tiny_result):

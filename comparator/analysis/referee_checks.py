@@ -42,20 +42,33 @@ def eval_checks(ref: dict, runs) -> list[Check]:
                    "relative"))
     return checks
 
+def _refereed_pass(run) -> tuple[float, bool, str]:
+    """The train-step loss the references can speak for: with Dropout active, the run's own
+    train-step pass with Dropout off (its ablation pass, from the same state and in the same
+    BatchNorm mode) where it measured one, since no reference draws the run's mask.
+    Returns the loss, whether Dropout was active in it, and how to name it."""
+    without = run.losses.train_step_without_dropout
+    if run.modes.dropout_active and without is not None:
+        return without, False, "train-step pass with Dropout off"
+    return run.losses.train_step[0], bool(run.modes.dropout_active), "train-step loss"
+
+
 def run_checks(runs, eval_ref: dict, train_ref: dict, measured_tolerance) -> list[Check]:
-    """Each run's reported train-step loss against the training-mode graph's (batch
-    statistics everywhere, no Dropout) or, with moving statistics, apart from it and equal
-    to the inference graph's. `measured_tolerance(tolerance, train_ref, framework)` widens
-    a tolerance that float32 rounding alone exceeds (float64 reruns)."""
+    """Each run's train-step loss against the training-mode graph's (batch statistics
+    everywhere, no Dropout) or, with moving statistics, apart from it and equal to the
+    inference graph's. Runs whose Dropout was active are held to it by their pass with
+    Dropout off (_refereed_pass). `measured_tolerance(tolerance, train_ref, framework)`
+    widens a tolerance that float32 rounding alone exceeds (float64 reruns)."""
     checks, compared, skipped = [], [], {}
     train, inference = train_ref["train_forward"], eval_ref["inference_before"]
     for run in runs:
-        modes, reported = run.modes, run.losses.train_step[0]
+        modes = run.modes
+        reported, dropout_active, what = _refereed_pass(run)
         if modes.bn_layers == 0:
             skipped[run.id] = "the model has no BatchNorm layers"
             continue
         bn_text = f"{modes.bn_batch_stats} of {modes.bn_layers} BatchNorm layers"
-        if modes.bn_batch_stats == modes.bn_layers and not modes.dropout_active:
+        if modes.bn_batch_stats == modes.bn_layers and not dropout_active:
             if train is None:
                 skipped[run.id] = "onnx:train_forward is unavailable"
                 continue
@@ -68,13 +81,13 @@ def run_checks(runs, eval_ref: dict, train_ref: dict, measured_tolerance) -> lis
             checks.append(Check(
                 name=f"referee:train_forward_vs_{run.id}", passed=diff <= tol, value=diff,
                 tolerance=tol,
-                detail=f"train-step loss {_fmt(reported)} vs onnx:train_forward "
-                       f"{_fmt(train)}: the step used batch statistics in {bn_text} and "
-                       "no Dropout, the pass the reference computes; 1e-4 relative "
-                       f"allows float32 kernels{measured}"))
+                detail=f"{what} {_fmt(reported)} vs onnx:train_forward {_fmt(train)}: the "
+                       f"step used batch statistics in {bn_text} and, in this pass, no "
+                       "Dropout, the pass the reference computes; 1e-4 relative allows "
+                       f"float32 kernels{measured}"))
         elif modes.bn_batch_stats == 0:
             dropout = (f"; {modes.dropout_active} of {modes.dropout_layers} Dropout layers "
-                       "were also active, part of the gap" if modes.dropout_active else "")
+                       "were also active, part of the gap" if dropout_active else "")
             if train is not None:
                 diff, tol = abs(reported - train), loss_tolerance(max(abs(reported),
                                                                       abs(train)))
@@ -82,19 +95,19 @@ def run_checks(runs, eval_ref: dict, train_ref: dict, measured_tolerance) -> lis
                 checks.append(Check(
                     name=f"referee:moving_stats_differ_{run.id}", passed=diff > tol,
                     value=diff, tolerance=tol,
-                    detail=f"train-step loss {_fmt(reported)} differs from "
-                           f"onnx:train_forward {_fmt(train)} by {diff:.4g}, as expected: "
-                           f"all {modes.bn_layers} BatchNorm layers used moving statistics"
+                    detail=f"{what} {_fmt(reported)} differs from onnx:train_forward "
+                           f"{_fmt(train)} by {diff:.4g}, as expected: all "
+                           f"{modes.bn_layers} BatchNorm layers used moving statistics"
                            f"{dropout}; passes when the difference exceeds the tolerance"))
-            if inference is not None and not modes.dropout_active:
+            if inference is not None and not dropout_active:
                 diff, tol = abs(reported - inference), loss_tolerance(
                     max(abs(reported), abs(inference)))
                 checks.append(Check(
                     name=f"referee:onnx_eval_vs_{run.id}", passed=diff <= tol, value=diff,
                     tolerance=tol,
-                    detail=f"train-step loss {_fmt(reported)} vs onnx:eval "
-                           f"{_fmt(inference)}: moving statistics and no Dropout make the "
-                           "train-step pass an inference pass; 1e-4 relative"))
+                    detail=f"{what} {_fmt(reported)} vs onnx:eval {_fmt(inference)}: "
+                           "moving statistics and no Dropout make this pass an inference "
+                           "pass; 1e-4 relative"))
         elif modes.bn_batch_stats == modes.bn_layers:
             skipped[run.id] = (f"{modes.dropout_active} of {modes.dropout_layers} Dropout "
                                "layers were active: a random mask, not comparable to a "
