@@ -221,7 +221,7 @@ class TrainForwardReference(TypedDict, total=False):
     train_forward: Annotated[float | None, "the loss of the training-mode forward pass (batch statistics, Dropout off)"]
     description: Annotated[str, "what was exported and how"]
     export: Annotated[OnnxExport, "the PyTorch graph"]
-    compared_runs: Annotated[list[str], "run ids whose train-step loss was compared with it"]
+    compared_runs: Annotated[list[str], "run ids whose train-step loss was compared with it (a run whose Dropout was active: its train-step pass with Dropout off, `train_step_without_dropout`)"]
     skipped_runs: Annotated[dict[str, str], "run ids not compared, with the reason"]
     pytorch_float32_error: Annotated[float | None, "PyTorch's float32 train-forward loss's distance from its float64 rerun (measured only when a check exceeded 1e-4 relative)"]
     float32_errors: Annotated[dict[str, float | None], "the same by framework, null where that framework cannot rerun in float64 (Keras on TensorFlow or JAX, in a worker)"]
