@@ -82,9 +82,9 @@ def run_checks(runs, eval_ref: dict, train_ref: dict, measured_tolerance) -> lis
                 name=f"referee:train_forward_vs_{run.id}", passed=diff <= tol, value=diff,
                 tolerance=tol,
                 detail=f"{what} {_fmt(reported)} vs onnx:train_forward {_fmt(train)}: the "
-                       f"step used batch statistics in {bn_text} and, in this pass, no "
-                       "Dropout, the pass the reference computes; 1e-4 relative allows "
-                       f"float32 kernels{measured}"))
+                       f"step used batch statistics in {bn_text} and this pass no Dropout, "
+                       "the pass the reference computes; 1e-4 relative allows float32 "
+                       f"kernels{measured}"))
         elif modes.bn_batch_stats == 0:
             dropout = (f"; {modes.dropout_active} of {modes.dropout_layers} Dropout layers "
                        "were also active, part of the gap" if dropout_active else "")
