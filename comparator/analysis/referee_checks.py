@@ -42,6 +42,7 @@ def eval_checks(ref: dict, runs) -> list[Check]:
                    "relative"))
     return checks
 
+
 def _refereed_pass(run) -> tuple[float, bool, str]:
     """The train-step loss the references can speak for: with Dropout active, the run's own
     train-step pass with Dropout off (its ablation pass, from the same state and in the same
