@@ -36,6 +36,7 @@ import io
 import json
 import os
 import shutil
+import sys
 import tempfile
 import time
 import warnings
@@ -351,9 +352,54 @@ def graph_facts(model) -> dict:
 def _quiet():
     """Exporters print progress and warn at length; keep the caller's terminal clean."""
     sink = io.StringIO()
-    with warnings.catch_warnings(), contextlib.redirect_stdout(sink):
+    with warnings.catch_warnings(), contextlib.redirect_stdout(sink), \
+            _native_stdout_discarded(), _onnx_log_switch_kept():
         warnings.simplefilter("ignore")
         yield
+
+
+@contextlib.contextmanager
+def _native_stdout_discarded():
+    """File descriptor 1 goes to a scratch file for the block: the TorchScript exporter's C++
+    log writes there, below Python's sys.stdout. A failed export logs its whole graph
+    (a VGG16 at 32 px: about 550 lines before the report)."""
+    try:
+        saved = os.dup(1)
+    except OSError:  # stdout closed (`>&-`): nothing to keep clean
+        yield
+        return
+    with tempfile.TemporaryFile() as scratch:
+        os.dup2(scratch.fileno(), 1)
+        try:
+            yield
+        finally:
+            _flush_c_stdio()  # what C stdio still buffers belongs to the scratch file
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
+def _flush_c_stdio() -> None:
+    import ctypes
+
+    try:
+        ctypes.CDLL(None).fflush(None)
+    except (OSError, AttributeError):
+        pass
+
+
+@contextlib.contextmanager
+def _onnx_log_switch_kept():
+    """torch 2.14.1's TorchScript exporter switches its ONNX log on for an export and never
+    back off (it tests the function `_jit_is_onnx_log_enabled`, not its result), so every
+    later failing export would log its graph: the switch is put back as it was."""
+    torch_c = getattr(sys.modules.get("torch"), "_C", None)
+    enabled = getattr(torch_c, "_jit_is_onnx_log_enabled", None)
+    was = enabled() if enabled else None
+    try:
+        yield
+    finally:
+        if was is not None and hasattr(torch_c, "_jit_set_onnx_log_enabled"):
+            torch_c._jit_set_onnx_log_enabled(was)
 
 
 @contextlib.contextmanager

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import re
 import time
 from dataclasses import dataclass
 
@@ -124,10 +125,27 @@ def _graph_distances(graphs: dict, logits: dict) -> dict[str, float]:
     return distances
 
 
+# What torch's TorchScript exporter adds to every refusal after its reason: an invitation to
+# file an issue, then the graph value it stopped at (torch 2.14.1).
+_TORCH_EXPORT_BOILERPLATE = re.compile(
+    r"\s*Please feel free to request support or submit a pull request on PyTorch GitHub:"
+    r"\s*\S+|\s*\[Caused by the value .*")
+
+
 def _one_line(exc: BaseException) -> str:
     lines = [x.strip() for x in str(exc).strip().splitlines() if x.strip()]
-    text = f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+    reason = _TORCH_EXPORT_BOILERPLATE.sub("", lines[0]) if lines else ""
+    text = f"{type(exc).__name__}: {reason}" if reason else type(exc).__name__
     return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _other_exporter(fields: dict) -> str:
+    """What to try when TorchScript refuses the PyTorch model: torch.export traces it
+    instead (VGG16 at 32 px, whose 1x1 feature map is pooled to 7x7: TorchScript refuses
+    the pooling, the dynamo exporter writes it, measured)."""
+    if fields["framework"] == "pytorch" and fields["exporter"] == "torchscript":
+        return " (--onnx-exporter dynamo exports the PyTorch model through torch.export)"
+    return ""
 
 
 # ----- the referee -----------------------------------------------------------------------
@@ -252,7 +270,7 @@ class _Referee:
         try:
             export = cache.get_or_build(fields, build)
         except Exception as exc:  # noqa: BLE001 - a failed export is a result
-            entry["error"] = f"export failed: {_one_line(exc)}"
+            entry["error"] = f"export failed: {_one_line(exc)}{_other_exporter(fields)}"
             return entry, None
         finally:
             self.seconds["export"] += time.perf_counter() - started
