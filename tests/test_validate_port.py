@@ -217,6 +217,8 @@ def test_naive_mobilenet_v2_parts_at_the_asymmetric_padding(fw):
     assert [d.torch_module for d in result.dropout] == ["classifier.0"]
     assert not result.dropout_divergences and not result.statistics_divergences
     assert any(n.startswith("Dropout differs in 1 of 1 pairs") for n in result.notes)
+    assert ("dropout: 1/1 Dropout layers differ (paired in the order they run), 1 of them as "
+            "the zoo entry states: not counted as a divergence") in result.render()
     assert any("Keras 0.001 in PyTorch's convention" in n for n in result.notes)
 
 
