@@ -1,10 +1,11 @@
 """Explanations come from measured passes; these tests pin what was measured."""
 
+import dataclasses
 import math
 
 import pytest
 
-from comparator.analysis.diagnosis import SATURATED_LOSS, saturation_note
+from comparator.analysis.diagnosis import SATURATED_LOSS, explain_run, saturation_note
 
 
 def _explanation(outcome, run_id):
@@ -87,3 +88,18 @@ def test_saturated_keras_cross_entropy_is_recognised():
     assert abs(loss - SATURATED_LOSS) < 1e-3
     assert "clips them to [1e-7, 1 - 1e-7]" in saturation_note(loss)
     assert saturation_note(2.5) is None
+
+
+
+def test_the_two_losses_a_cause_names_are_printed_apart(densenet_classify):
+    """'from 2.403 to 2.403' hid a change of 0.00087 (tiny_cnn, --lr 1e6): the two losses a
+    cause names get the digits that tell them apart."""
+    run = densenet_classify.report.run("pytorch:requires_grad")  # batch statistics, no update
+    close = dataclasses.replace(run.losses, inference_before=2.4026, train_step=(2.40262,),
+                                inference_after=2.40347)
+    explanation = explain_run(dataclasses.replace(run, losses=close), {}, batch_size=8)
+    causes = _causes(explanation)
+    assert causes["bn_batch_statistics"]["text"].endswith(
+        "the train-step loss would have been 2.4026 instead of 2.40262.")
+    assert causes["bn_running_statistics_moved"]["text"].endswith(
+        "moved the inference loss from 2.4026 to 2.4035.")
