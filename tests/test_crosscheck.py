@@ -16,8 +16,8 @@ from tests.conftest import run_once
 
 @pytest.fixture(scope="module")
 def dense_adam_three_steps():
-    """Adam over three steps: the weights part by more than PyTorch's own float32 rounding,
-    and neither the epsilon rerun nor the float64 one accounts for it (measured)."""
+    """Adam over three steps: the weights part by more than PyTorch's own float32 rounding;
+    Keras's epsilon as PyTorch's eps leaves them apart, its placement accounts for them."""
     return run_once(model="dense_mlp", scenario="regress", optimizer="adam", steps=3)
 
 
@@ -26,15 +26,17 @@ def _causes(outcome, a="keras:train", b="pytorch:train"):
     return eq, {c["cause"]: c for c in eq.causes}
 
 
-def test_reruns_that_leave_the_weights_apart_are_ruled_out(dense_adam_three_steps):
+def test_epsilon_placement_explains_adam_over_several_steps(dense_adam_three_steps):
+    """Keras's epsilon acts as a PyTorch eps that changes with the step (1e-7 / sqrt(1 -
+    0.999^t)): one constant cannot match three steps, the per-step value does."""
     eq, causes = _causes(dense_adam_three_steps)
     assert not eq.equivalent and eq.max_weight_diff > 1e-3
-    epsilon, rounding = causes["adam_epsilon"], causes["float32_rounding"]
+    epsilon, placement = causes["adam_epsilon"], causes["adam_epsilon_placement"]
     assert not epsilon["explains"] and epsilon["value"] > 1e-5
     assert "still differ" in epsilon["text"]
-    # PyTorch's float32 steps stay next to its float64 ones; Keras's do not.
-    assert rounding["torch_float32_error"] < 1e-6 < rounding["value"]
-    assert not rounding["explains"]
+    assert placement["explains"] and placement["value"] < 1e-5
+    assert "(3.16e-06, 2.24e-06, 1.83e-06 for steps 1 to 3)" in placement["text"]
+    assert "float32_rounding" not in causes  # a cause already accounts for the weights
 
 
 def test_every_report_prints_a_ruled_out_cause_as_ruled_out(dense_adam_three_steps):
@@ -43,11 +45,10 @@ def test_every_report_prints_a_ruled_out_cause_as_ruled_out(dense_adam_three_ste
     render_equivalences(report, console)
     terminal = console.file.getvalue()
     markdown, html = render_markdown(report), render_html(report)
-    for text, ruled_out, why in ((terminal, "ruled out: Adam epsilon", "why: Adam epsilon"),
-                                 (markdown, "ruled out: Adam epsilon", "why: Adam epsilon"),
-                                 (html, "<b>ruled out:</b> Adam epsilon",
-                                  "<b>why:</b> Adam epsilon")):
-        assert ruled_out in text and why not in text
+    for text, label in ((terminal, "{}: "), (markdown, "{}: "), (html, "<b>{}:</b> ")):
+        assert label.format("ruled out") + "Adam epsilon" in text
+        assert label.format("why") + "Adam epsilon" not in text
+        assert label.format("why") + "Keras adds epsilon" in text
 
 
 def _run(bn_batch_stats=0, trainable_params=10, first_loss=1.0):

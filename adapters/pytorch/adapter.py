@@ -54,6 +54,7 @@ class PyTorchAdapter(FrameworkAdapter):
         self._bn_seen: dict[str, bool] = {}
         self._dropout_seen: dict[str, bool] = {}
         self._optimizer = None
+        self._eps_by_step, self._steps_taken = None, 0
         self._feature_extraction = False
         self._features = None
         self.optimizer_overrides: dict = {}
@@ -214,13 +215,17 @@ class PyTorchAdapter(FrameworkAdapter):
             self.frozen.eval()
 
     def _prepare_optimizer_impl(self, optimizer, lr):
+        """`optimizer_overrides` are the optimizer's keyword arguments, except
+        `eps_by_step`: a function of the step (1, 2, ...) that sets Adam's eps before it."""
+        overrides = dict(self.optimizer_overrides)
+        self._eps_by_step, self._steps_taken = overrides.pop("eps_by_step", None), 0
         params = [p for p in self.model.parameters() if p.requires_grad]
         if not params:
             self._optimizer = None
         elif optimizer == "adam":
-            self._optimizer = torch.optim.Adam(params, lr=lr, **self.optimizer_overrides)
+            self._optimizer = torch.optim.Adam(params, lr=lr, **overrides)
         else:
-            self._optimizer = torch.optim.SGD(params, lr=lr, **self.optimizer_overrides)
+            self._optimizer = torch.optim.SGD(params, lr=lr, **overrides)
 
     def _param_counts_impl(self):
         trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
@@ -288,6 +293,10 @@ class PyTorchAdapter(FrameworkAdapter):
         if self._optimizer is not None:
             self._optimizer.zero_grad()
             loss.backward()
+            self._steps_taken += 1
+            if self._eps_by_step is not None:
+                for group in self._optimizer.param_groups:
+                    group["eps"] = self._eps_by_step(self._steps_taken)
             self._optimizer.step()
         return float(loss.detach()), None
 

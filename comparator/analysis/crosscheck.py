@@ -86,8 +86,8 @@ def _adam_causes(eq, config, rerun, states, keras_epsilon: float) -> list[dict]:
     if config.optimizer != "adam":
         return []
 
-    def weights_diff_with(eps: float) -> float:
-        rerun.adapter.optimizer_overrides = {"eps": eps}
+    def weights_diff_with(**overrides) -> float:
+        rerun.adapter.optimizer_overrides = overrides
         try:
             return max_weight_diff(states[eq.a], rerun.final_state())
         finally:
@@ -99,24 +99,40 @@ def _adam_causes(eq, config, rerun, states, keras_epsilon: float) -> list[dict]:
         return (f"the weights still differ by up to {value:.2g} (were "
                 f"{eq.max_weight_diff:.2g})")
 
-    same_value = weights_diff_with(keras_epsilon)
+    same_value = weights_diff_with(eps=keras_epsilon)
     causes = [{"cause": "adam_epsilon", "value": same_value, "before": eq.max_weight_diff,
                "explains": same_value <= STATE_TOLERANCE,
                "text": f"Adam epsilon: Keras {keras_epsilon:g}, PyTorch 1e-08. Re-run with "
                        f"PyTorch eps={keras_epsilon:g}, {outcome(same_value)}."}]
-    if config.steps == 1:
-        # Keras adds epsilon to sqrt(v) before bias correction, PyTorch after it; at step 1
-        # Keras's epsilon then acts like PyTorch's eps / sqrt(1 - beta_2).
-        placed = keras_epsilon / np.sqrt(1.0 - 0.999)
-        placed_value = weights_diff_with(placed)
-        causes.append({
-            "cause": "adam_epsilon_placement", "value": placed_value,
-            "before": eq.max_weight_diff, "explains": placed_value <= STATE_TOLERANCE,
-            "text": f"Keras adds epsilon to the square root of the uncorrected second moment, "
-                    f"PyTorch to the bias-corrected one: at step 1 Keras's {keras_epsilon:g} "
-                    f"acts as PyTorch eps={placed:.3g}. Re-run with that value, "
-                    f"{outcome(placed_value)}."})
+    placed_value = weights_diff_with(eps_by_step=lambda t: _placed_epsilon(keras_epsilon, t))
+    causes.append({
+        "cause": "adam_epsilon_placement", "value": placed_value,
+        "before": eq.max_weight_diff, "explains": placed_value <= STATE_TOLERANCE,
+        "text": "Keras adds epsilon to the square root of the uncorrected second moment, "
+                f"PyTorch to the bias-corrected one: {_placement_words(keras_epsilon, config)} "
+                f"{outcome(placed_value)}."})
     return causes
+
+
+ADAM_BETA_2 = 0.999  # both frameworks' default
+
+
+def _placed_epsilon(keras_epsilon: float, step: int) -> float:
+    """The PyTorch eps that Keras's epsilon acts as at a step: Keras divides by
+    sqrt(v) + eps, PyTorch by sqrt(v) / sqrt(1 - beta_2^t) + eps."""
+    return keras_epsilon / np.sqrt(1.0 - ADAM_BETA_2 ** step)
+
+
+def _placement_words(keras_epsilon: float, config) -> str:
+    if config.steps == 1:
+        return (f"at step 1 Keras's {keras_epsilon:g} acts as PyTorch "
+                f"eps={_placed_epsilon(keras_epsilon, 1):.3g}. Re-run with that value,")
+    values = ", ".join(f"{_placed_epsilon(keras_epsilon, t):.3g}"
+                       for t in range(1, min(config.steps, 3) + 1))
+    more = ", ..." if config.steps > 3 else ""
+    return (f"at step t Keras's {keras_epsilon:g} acts as PyTorch eps={keras_epsilon:g} / "
+            f"sqrt(1 - {ADAM_BETA_2:g}^t) ({values}{more} for steps 1 to {config.steps}). "
+            "Re-run with that eps at each step,")
 
 
 def _float32_causes(eq, rerun, states) -> list[dict]:
