@@ -372,22 +372,24 @@ class FrameworkAdapter(Adapter):
         return self._finite(self._forward_loss_impl(batch, bn_moving, dropout_off),
                             "forward loss")
 
-    def statistics_after_forward(self, recipe: Recipe, batch: Batch) -> dict:
+    def statistics_after_forward(self, recipe: Recipe, batch: Batch,
+                                 dropout_off: bool = False) -> dict:
         """The canonical state after one train-step-mode forward pass of the recipe from
         the initial state, without an update. BatchNorm running statistics move in the
         forward pass, so with one step these are the statistics the step leaves, at the
-        cost of a forward pass instead of a whole run."""
+        cost of a forward pass instead of a whole run. With `dropout_off`, those of the
+        Dropout-free pass that runs with active Dropout are compared on."""
         self._restore_impl(self._initial_state)
         self._apply_impl(recipe)
         self._reset_rng_impl()
         configuration = self._forward_configuration_impl()
-        key = (id(batch), configuration)
+        key = (id(batch), configuration, dropout_off)
         known = self._forward_states.get(key) if configuration is not None else None
         if known is not None and known[0] is batch:
             state = known[1]
         else:
-            self._finite(self._forward_loss_impl(batch, bn_moving=False, dropout_off=False),
-                         "forward loss")
+            self._finite(self._forward_loss_impl(batch, bn_moving=False,
+                                                 dropout_off=dropout_off), "forward loss")
             state = self._canonical_impl()
             if configuration is not None:
                 self._forward_states[key] = (batch, state)

@@ -264,7 +264,7 @@ class EquivalenceCause(TypedDict, total=False):
     before: Annotated[float, "the difference before that rerun"]
     fraction_larger: Annotated[float, "bn_variance_bias: share of channels where PyTorch's running variance is the larger"]
     torch_float32_error: Annotated[float, "float32_rounding: PyTorch's float32 weights' distance from the float64 rerun"]
-    explains: Annotated[bool, "whether the rerun accounts for the difference (adam_epsilon, adam_epsilon_placement: the weights then agree within 1e-5; float32_rounding: Keras is within 4 times PyTorch's own float32 error); a cause without it states by how much its rerun closed the gap; reports print a cause that does not explain as ruled out"]
+    explains: Annotated[bool, "whether the rerun accounts for the difference (adam_epsilon, adam_epsilon_placement: the weights then agree within 1e-5; bn_momentum_convention: the running means then agree within 1e-5; float32_rounding: Keras is within 4 times PyTorch's own float32 error); a cause without it states by how much its rerun closed the gap; reports print a cause that does not explain as ruled out"]
     momenta: Annotated[dict, "bn_momentum_convention: per BatchNorm layer, read from the layers: {keras (as Keras states it), keras_as_pytorch (1 - keras), pytorch}"]
     text: Annotated[str, "the cause in a sentence, with the measured numbers"]
 

@@ -3,9 +3,11 @@
 import dataclasses
 import math
 
+import numpy as np
 import pytest
 
-from comparator.analysis.diagnosis import SATURATED_LOSS, explain_run, saturation_note
+from comparator.analysis.diagnosis import (SATURATED_LOSS, explain_bn_conventions, explain_run,
+                                           saturation_note)
 
 
 def _explanation(outcome, run_id):
@@ -103,3 +105,13 @@ def test_the_two_losses_a_cause_names_are_printed_apart(densenet_classify):
         "the train-step loss would have been 2.4026 instead of 2.40262.")
     assert causes["bn_running_statistics_moved"]["text"].endswith(
         "moved the inference loss from 2.4026 to 2.4035.")
+
+
+def test_a_momentum_rerun_that_leaves_the_means_apart_does_not_explain():
+    def state(mean):
+        return {"bn.running_mean": np.array([mean]), "bn.running_var": np.array([1.0])}
+
+    (momentum,) = explain_bn_conventions(state(0.0), state(0.5), state(0.1),
+                                         {"bn": (0.99, 0.1)})
+    assert momentum["cause"] == "bn_momentum_convention" and not momentum["explains"]
+    assert momentum["text"].endswith("the running means still differ by up to 0.1 (were 0.5).")

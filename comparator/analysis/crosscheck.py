@@ -53,7 +53,7 @@ def _bn_causes(eq, conventions, rerun, runs, states) -> list[dict]:
     if any(torch is None or abs(keras_as_torch[name] - torch) > 1e-12
            for name, (_, torch) in momenta.items()):
         with rerun.adapter.bn_momentum(keras_as_torch):
-            matched = rerun.running_statistics()
+            matched = rerun.running_statistics(dropout_free=bool(b.modes.dropout_active))
     return explain_bn_conventions(states[eq.a], states[eq.b], matched, momenta)
 
 
@@ -166,11 +166,14 @@ class _Rerun:
         return self.adapter.state_after_steps(self.recipe, self.batch, c.steps, c.lr,
                                               c.optimizer)
 
-    def running_statistics(self) -> dict:
-        """The state whose BatchNorm running statistics the rerun leaves: after one step
-        they come from its forward pass alone, so no backward pass or update is run."""
-        if self.config.steps == 1:
-            return self.adapter.statistics_after_forward(self.recipe, self.batch)
+    def running_statistics(self, dropout_free: bool) -> dict:
+        """The state whose BatchNorm running statistics the rerun leaves, as the run's are
+        compared: with Dropout active, those of its Dropout-free forward pass (whatever the
+        steps; the masks steer the later ones); else after one step those of its forward pass
+        alone (no backward pass or update is run), after several the final state."""
+        if dropout_free or self.config.steps == 1:
+            return self.adapter.statistics_after_forward(self.recipe, self.batch,
+                                                         dropout_off=dropout_free)
         return self.final_state()
 
 

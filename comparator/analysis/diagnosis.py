@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from comparator.analysis.tolerances import loss_tolerance
+from comparator.analysis.tolerances import STATE_TOLERANCE, loss_tolerance
 from comparator.analysis.states import max_bn_stat_diff
 
 SATURATED_LOSS = -math.log(1e-7)  # Keras clips probabilities to [1e-7, 1 - 1e-7]
@@ -205,15 +205,19 @@ def explain_bn_conventions(keras_final: dict, torch_final: dict, torch_matched: 
                 "Keras with the biased one."}
     if already_matched:
         return [variance]
+    closed = mean_after <= STATE_TOLERANCE
+    outcome = (f"agree to {mean_after:.2g} (they differed by {mean_before:.2g})" if closed else
+               f"still differ by up to {mean_after:.2g} (were {mean_before:.2g})")
     momentum = {
         "cause": "bn_momentum_convention", "value": mean_after, "before": mean_before,
+        "explains": closed,
         "momenta": {name: {"keras": k, "keras_as_pytorch": 1.0 - k, "pytorch": t}
                     for name, (k, t) in momenta.items()},
         "text": f"BatchNorm momentum read from the layers, in PyTorch's convention (the weight "
                 f"of the new batch value; Keras's momentum weights the old moving value, so "
                 f"Keras's m is 1 - m here): {_momentum_words(momenta)}. Re-run with every "
-                f"PyTorch layer's momentum set to its Keras layer's, the running means agree "
-                f"to {mean_after:.2g} (they differed by {mean_before:.2g})."}
-    if mean_after > 1e-5:  # the rerun did not close the gap: the variance text would mislead
+                f"PyTorch layer's momentum set to its Keras layer's, the running means "
+                f"{outcome}."}
+    if not closed:  # the variance text, measured at matched momentum, would mislead
         return [momentum]
     return [momentum, variance]
