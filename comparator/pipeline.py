@@ -215,8 +215,9 @@ def _measure(recipes, adapters, batch, config, progress, clock,
         conventions = {name: a.conventions() for name, a in adapters.items()
                        if not a.runs_in_worker}
         compared = compared_states(runs, states, dropout_free)
-        found = [explain_pair(eq, conventions, recipes, adapters, batch, config, runs, compared)
-                 for eq in equivalences(runs, compared)]
+        reruns = {}
+        found = [explain_pair(eq, conventions, recipes, adapters, batch, config, runs, compared,
+                              reruns) for eq in equivalences(runs, compared)]
         clock.phase("diagnosis")
     checks = _divergence_checks(diverged) + _validation_checks(runs)
     return _Measured(runs, explanations, found, checks, unavailable + diverged, conventions,

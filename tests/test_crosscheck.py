@@ -89,3 +89,19 @@ def test_a_rerun_leaves_the_state_run_recipe_leaves(tiny_classify, framework):
     assert measured.keys() == rerun.keys()
     for name, array in measured.items():
         np.testing.assert_array_equal(rerun[name], array, err_msg=name)
+
+
+def test_a_keras_worker_against_pytorch_gets_the_same_reruns():
+    """The reruns are PyTorch's, held against the Keras run's final state, whichever backend
+    that ran on: Keras on TensorFlow got no cause at all before."""
+    from comparator.config.frameworks import missing_modules
+
+    if missing_modules(("tensorflow",)):
+        pytest.skip("tensorflow is not installed (optional extra: pip install -e '.[tensorflow]')")
+    outcome = run_once(model="dense_mlp", scenario="regress", optimizer="adam", steps=3,
+                       frameworks=("pytorch", "keras-tensorflow"),
+                       recipes=("pytorch:train", "keras-tensorflow:train"))
+    eq, causes = _causes(outcome, a="keras-tensorflow:train")
+    assert eq.max_weight_diff > 1e-3
+    assert causes["adam_epsilon_placement"]["explains"]
+    assert not causes["adam_epsilon"]["explains"]

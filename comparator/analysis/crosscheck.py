@@ -22,17 +22,21 @@ from comparator.analysis.states import max_weight_diff
 from comparator.analysis.tolerances import FLOAT32_FACTOR, STATE_TOLERANCE
 
 
+def _keras_against_pytorch(eq) -> bool:
+    """A Keras run (any backend or version, or Keras 2) against a PyTorch one: the reruns are
+    PyTorch's, held against the Keras run's final state."""
+    return eq.b.startswith("pytorch:") and not eq.a.startswith("pytorch:")
 
-def _keras_torch_pair(eq, runs):
-    if not (eq.a.startswith("keras:") and eq.b.startswith("pytorch:")):
-        return None
-    return runs[eq.a], runs[eq.b]
+
+def _framework(run_id: str) -> str:
+    return run_id.split(":")[0]
 
 
-def layer_momenta(conventions: dict) -> dict[str, tuple[float, float | None]]:
+def layer_momenta(conventions: dict, keras: str = "keras") -> dict[str, tuple[float, float | None]]:
     """{layer: (Keras's momentum as Keras states it, PyTorch's momentum)} for the BatchNorm
-    layers both frameworks hold, read from the layers (adapters' conventions())."""
-    keras_layers = conventions.get("keras", {}).get("batchnorm", {})
+    layers both frameworks hold, read from the layers (adapters' conventions()); none for
+    a Keras framework whose layers live in a worker (not read here)."""
+    keras_layers = conventions.get(keras, {}).get("batchnorm", {})
     torch_layers = conventions.get("pytorch", {}).get("batchnorm", {})
     return {name: (keras_layers[name]["keras_momentum"], torch_layers[name]["momentum"])
             for name in torch_layers if name in keras_layers}
@@ -45,7 +49,7 @@ def _bn_causes(eq, conventions, rerun, runs, states) -> list[dict]:
     if not (a.state.bn_stats_changed and b.state.bn_stats_changed
             and a.modes.bn_batch_stats == b.modes.bn_batch_stats):
         return []
-    momenta = layer_momenta(conventions)
+    momenta = layer_momenta(conventions, _framework(eq.a))
     if not momenta:
         return []
     matched = states[eq.b]
@@ -86,12 +90,8 @@ def _adam_causes(eq, config, rerun, states, keras_epsilon: float) -> list[dict]:
     if config.optimizer != "adam":
         return []
 
-    def weights_diff_with(**overrides) -> float:
-        rerun.adapter.optimizer_overrides = overrides
-        try:
-            return max_weight_diff(states[eq.a], rerun.final_state())
-        finally:
-            rerun.adapter.optimizer_overrides = {}
+    def weights_diff_with(variant: str, **overrides) -> float:
+        return max_weight_diff(states[eq.a], rerun.final_state_with(variant, overrides))
 
     def outcome(value: float) -> str:
         if value <= STATE_TOLERANCE:
@@ -99,12 +99,13 @@ def _adam_causes(eq, config, rerun, states, keras_epsilon: float) -> list[dict]:
         return (f"the weights still differ by up to {value:.2g} (were "
                 f"{eq.max_weight_diff:.2g})")
 
-    same_value = weights_diff_with(eps=keras_epsilon)
+    same_value = weights_diff_with("keras epsilon", eps=keras_epsilon)
     causes = [{"cause": "adam_epsilon", "value": same_value, "before": eq.max_weight_diff,
                "explains": same_value <= STATE_TOLERANCE,
                "text": f"Adam epsilon: Keras {keras_epsilon:g}, PyTorch 1e-08. Re-run with "
                        f"PyTorch eps={keras_epsilon:g}, {outcome(same_value)}."}]
-    placed_value = weights_diff_with(eps_by_step=lambda t: _placed_epsilon(keras_epsilon, t))
+    placed_value = weights_diff_with("keras epsilon placed",
+                                     eps_by_step=lambda t: _placed_epsilon(keras_epsilon, t))
     causes.append({
         "cause": "adam_epsilon_placement", "value": placed_value,
         "before": eq.max_weight_diff, "explains": placed_value <= STATE_TOLERANCE,
@@ -140,8 +141,7 @@ def _float32_causes(eq, rerun, states) -> list[dict]:
     ill-conditioned gradient; a float64 rerun of the PyTorch recipe measures how far."""
     if eq.max_weight_diff is None or eq.max_weight_diff <= STATE_TOLERANCE:
         return []
-    with rerun.adapter.float64():
-        exact = rerun.final_state()
+    exact = rerun.float64_state()
     torch_error = max_weight_diff(states[eq.b], exact)
     keras_error = max_weight_diff(states[eq.a], exact)
     within = keras_error <= max(FLOAT32_FACTOR * torch_error, STATE_TOLERANCE)
@@ -156,8 +156,27 @@ def _float32_causes(eq, rerun, states) -> list[dict]:
 
 
 class _Rerun:
+    """Reruns of one PyTorch recipe. Every Keras framework's run is held against the same
+    ones, so each variant is run once (a four-framework comparison ran each three times)."""
+
     def __init__(self, adapter, recipe, batch, config):
         self.adapter, self.recipe, self.batch, self.config = adapter, recipe, batch, config
+        self._states: dict[str, dict] = {}
+
+    def final_state_with(self, variant: str, optimizer_overrides: dict) -> dict:
+        if variant not in self._states:
+            self.adapter.optimizer_overrides = optimizer_overrides
+            try:
+                self._states[variant] = self.final_state()
+            finally:
+                self.adapter.optimizer_overrides = {}
+        return self._states[variant]
+
+    def float64_state(self) -> dict:
+        if "float64" not in self._states:
+            with self.adapter.float64():
+                self._states["float64"] = self.final_state()
+        return self._states["float64"]
 
     def final_state(self) -> dict:
         """The state the PyTorch recipe's steps leave, under whatever the adapter is set
@@ -177,13 +196,18 @@ class _Rerun:
         return self.final_state()
 
 
-def explain_pair(eq, conventions, recipes, adapters, batch, config, runs, states):
+def explain_pair(eq, conventions, recipes, adapters, batch, config, runs, states,
+                 reruns: dict | None = None):
     """The equivalence with measured causes attached, when a rerun can test one.
-    conventions: each framework's adapter's conventions(), read from its layers."""
-    if _keras_torch_pair(eq, runs) is None or "pytorch" not in adapters:
+    conventions: each framework's adapter's conventions(), read from its layers; reruns:
+    the PyTorch recipes' reruns by run id, shared by the pairs explained in turn."""
+    if not _keras_against_pytorch(eq) or "pytorch" not in adapters:
         return eq
-    recipe = {r.id: r for r in recipes}[eq.b]
-    rerun = _Rerun(adapters["pytorch"], recipe, batch, config)
+    reruns = {} if reruns is None else reruns
+    if eq.b not in reruns:
+        recipe = {r.id: r for r in recipes}[eq.b]
+        reruns[eq.b] = _Rerun(adapters["pytorch"], recipe, batch, config)
+    rerun = reruns[eq.b]
     causes = (_bn_causes(eq, conventions, rerun, runs, states)
               + _weight_causes(eq, config, rerun, runs, states))
     # Only a pair that differs in nothing but its weights after the step is the same
