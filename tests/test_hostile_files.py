@@ -121,6 +121,39 @@ def test_a_zip_bomb_checkpoint_is_refused_before_reading(tmp_path):
     assert "declares 0.2 GiB uncompressed, more than a tiny_cnn state_dict" in lines[0]
 
 
+@pytest.mark.parametrize("option", ["--weights", "--pytorch-weights"])
+def test_a_file_that_is_no_checkpoint_is_named_so(tmp_path, option):
+    """torch.load's weights-only loader refuses bytes of text as it refuses a pickle holding
+    code; the line said the file held pickled objects other than tensors."""
+    (tmp_path / "notes.pt").write_bytes(b"not a checkpoint at all\n")
+    (tmp_path / "net.py").write_text(
+        "import torch\n\n\ndef torch_net():\n    return torch.nn.Conv2d(3, 2, 3)\n\n\n"
+        "def keras_net():\n    import keras\n\n"
+        "    return keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(2, 3)])\n")
+    args = TINY if option == "--weights" else [
+        "--pytorch", "net.py:torch_net", "--keras", "net.py:keras_net", "--input-shape",
+        "3,8,8", "--no-onnx", "--quiet"]
+    result = compare(*args, option, "notes.pt", cwd=tmp_path)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr[-2000:]
+    assert "notes.pt: not a checkpoint of this kind (it starts neither as a pickle nor" \
+        in lines[0]
+
+
+def test_a_pickle_the_weights_only_loader_cannot_read_is_not_called_code(tmp_path):
+    import pickle
+
+    from adapters.pytorch.pretrained import load_file
+    from comparator.zoo import get_spec
+
+    path = tmp_path / "arrays.pth"
+    with open(path, "wb") as handle:  # protocol 4's frames: not torch.save's protocol 2
+        pickle.dump({"conv1.weight": [0.0]}, handle, protocol=4)
+    with pytest.raises(UsageError, match=r"a pickle that torch.load's weights-only loader "
+                                         r"cannot read \(Unsupported operand 149\)"):
+        load_file(get_spec("tiny_cnn"), str(path))
+
+
 def test_library_warnings_become_one_line_each():
     from comparator.cli.compare import _capture_warnings
 

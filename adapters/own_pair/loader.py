@@ -21,11 +21,13 @@ import importlib
 import importlib.util
 import logging
 import os
+import pickle
 import sys
 import zipfile
 from dataclasses import dataclass
 
 from comparator.errors import FrameworkUnavailable, UsageError
+from comparator.inputs.checkpoints import refused_pickle, unreadable_checkpoint
 
 TORCH_EXPECTED = "a torch.nn.Module"
 KERAS_EXPECTED = "a keras.Model (functional, Sequential or subclassed)"
@@ -230,10 +232,10 @@ def read_state_dict(path: str) -> dict:
             state = load_file(path, device="cpu")
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UsageError(f"cannot read {path} as a state_dict (weights_only=True: tensors "
-                         f"only): {first[:200]}") from None
+    except pickle.UnpicklingError as exc:  # also what a file that is no pickle gives
+        raise refused_pickle(path, exc) from None
+    except Exception as exc:  # noqa: BLE001 - truncated, or not a torch file
+        raise unreadable_checkpoint(path, exc) from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]  # training checkpoints often wrap it
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)

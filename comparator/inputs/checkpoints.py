@@ -148,12 +148,36 @@ def unreadable_checkpoint(path: str, exc: BaseException) -> UsageError:
 
 
 def refused_pickle(path: str, exc: BaseException) -> UsageError:
+    """torch.load's weights-only refusal, which it also gives a file that is no pickle at all
+    (bytes of text: 'Unsupported operand 110'): that one is named unreadable instead."""
+    if not _pickle_or_zip(path):
+        return UsageError(f"cannot load the checkpoint {path}: not a checkpoint of this kind "
+                          "(it starts neither as a pickle nor as a zip archive, as torch.save "
+                          "writes them)")
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     named = [line for line in lines if "GLOBAL" in line or "global" in line.split(":")[0]]
-    first = (named or lines or [type(exc).__name__])[0]
-    return UsageError(f"refused the checkpoint {path}: it holds pickled objects other than "
-                      "tensors (loading it would run code); only weights are loaded, with "
-                      f"weights_only=True ({first[:160]})")
+    if named:
+        return UsageError(f"refused the checkpoint {path}: it holds pickled objects other than "
+                          "tensors (loading it would run code); only weights are loaded, with "
+                          f"weights_only=True ({named[0][:160]})")
+    # Another opcode (a protocol-4 pickle's frames: 'Unsupported operand 149'): a pickle
+    # that loader cannot read, whatever it holds.
+    reason = next((line for line in lines if line.startswith("Unsupported")),
+                  lines[0] if lines else type(exc).__name__)
+    return UsageError(f"refused the checkpoint {path}: a pickle that torch.load's weights-only "
+                      f"loader cannot read ({reason[:160]}); save the state_dict with "
+                      "torch.save")
+
+
+def _pickle_or_zip(path: str) -> bool:
+    """Whether the file starts as torch.save writes: a zip archive, or (the legacy format) a
+    pickle's protocol opcode."""
+    try:
+        with open(path, "rb") as handle:
+            start = handle.read(4)
+    except OSError:
+        return True  # not this function's to say
+    return start.startswith(b"PK\x03\x04") or start[:1] == b"\x80"
 
 
 def record_distance(settings: dict, framework: str, reference, other) -> None:
