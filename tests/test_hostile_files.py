@@ -121,23 +121,37 @@ def test_a_zip_bomb_checkpoint_is_refused_before_reading(tmp_path):
     assert "declares 0.2 GiB uncompressed, more than a tiny_cnn state_dict" in lines[0]
 
 
-@pytest.mark.parametrize("option", ["--weights", "--pytorch-weights"])
-def test_a_file_that_is_no_checkpoint_is_named_so(tmp_path, option):
-    """torch.load's weights-only loader refuses bytes of text as it refuses a pickle holding
-    code; the line said the file held pickled objects other than tensors."""
-    (tmp_path / "notes.pt").write_bytes(b"not a checkpoint at all\n")
+NOT_A_CHECKPOINT = "not a checkpoint of this kind (it starts neither as a pickle nor"
+NOT_A_ZIP = "not a .keras file (Keras saves a model as a zip archive; this file is not one)"
+NOT_HDF5 = "not an HDF5 file (Keras writes .weights.h5 and .h5 files as HDF5)"
+
+
+@pytest.mark.parametrize("option,name,message", [
+    ("--weights", "notes.pt", NOT_A_CHECKPOINT),
+    ("--pytorch-weights", "notes.pt", NOT_A_CHECKPOINT),
+    ("--weights", "notes.keras", NOT_A_ZIP),
+    ("--keras", "notes.keras", NOT_A_ZIP),
+    ("--weights", "notes.weights.h5", NOT_HDF5),
+    ("--keras-weights", "notes.weights.h5", NOT_HDF5),
+])
+def test_a_file_that_is_no_checkpoint_is_named_so(tmp_path, option, name, message):
+    """The frameworks' own errors misled here: torch.load's weights-only loader refuses bytes
+    of text as it refuses a pickle holding code; Keras calls a .keras file that is no zip
+    archive 'File not found', and a .weights.h5 that is no HDF5 file did 'not fit'."""
+    (tmp_path / name).write_bytes(b"not a checkpoint at all\n")
     (tmp_path / "net.py").write_text(
         "import torch\n\n\ndef torch_net():\n    return torch.nn.Conv2d(3, 2, 3)\n\n\n"
         "def keras_net():\n    import keras\n\n"
         "    return keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(2, 3)])\n")
-    args = TINY if option == "--weights" else [
-        "--pytorch", "net.py:torch_net", "--keras", "net.py:keras_net", "--input-shape",
-        "3,8,8", "--no-onnx", "--quiet"]
-    result = compare(*args, option, "notes.pt", cwd=tmp_path)
+    pair = {"--pytorch": "net.py:torch_net", "--keras": "net.py:keras_net"}
+    pair[option] = name
+    args = TINY + ["--weights", name] if option == "--weights" else [
+        *[item for flag_value in pair.items() for item in flag_value], "--input-shape", "3,8,8",
+        "--no-onnx", "--quiet"]
+    result = compare(*args, cwd=tmp_path)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1, result.stderr[-2000:]
-    assert "notes.pt: not a checkpoint of this kind (it starts neither as a pickle nor" \
-        in lines[0]
+    assert f"{name}: {message}" in lines[0]
 
 
 def test_a_pickle_the_weights_only_loader_cannot_read_is_not_called_code(tmp_path):

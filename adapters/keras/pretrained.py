@@ -19,6 +19,7 @@ from adapters.keras.models import build_base
 from comparator.inputs.checkpoints import (
     checkpoint_record,
     file_digest,
+    keras_file_problem,
     missing_checkpoint,
     offline,
     unreadable_checkpoint,
@@ -70,6 +71,9 @@ def load_imagenet(spec: ModelSpec, image_size: int):
 def load_file(spec: ModelSpec, image_size: int, path: str):
     """A `.weights.h5` (or legacy `.h5`) file, or a `.keras` model file (loaded with
     safe_mode=True), in the Keras model of the spec (with its classifier)."""
+    problem = keras_file_problem(path)
+    if problem:
+        raise UsageError(f"cannot load the checkpoint {path}: {problem}")
     model = build_base(spec, image_size, include_top=True)
     try:
         if path.lower().endswith(".keras"):

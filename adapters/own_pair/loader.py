@@ -27,7 +27,8 @@ import zipfile
 from dataclasses import dataclass
 
 from comparator.errors import FrameworkUnavailable, UsageError
-from comparator.inputs.checkpoints import refused_pickle, unreadable_checkpoint
+from comparator.inputs.checkpoints import (keras_file_problem, refused_pickle,
+                                          unreadable_checkpoint)
 
 TORCH_EXPECTED = "a torch.nn.Module"
 KERAS_EXPECTED = "a keras.Model (functional, Sequential or subclassed)"
@@ -309,6 +310,9 @@ def _load_keras_file(path: str):
     keras = _keras()
     if not os.path.isfile(path):
         raise UsageError(f"no such file: {path}")
+    problem = keras_file_problem(path)
+    if problem:
+        raise UsageError(f"cannot load {path}: {problem}")
     try:
         return keras.saving.load_model(path, safe_mode=True)
     except Exception as exc:
@@ -327,6 +331,9 @@ def load_keras_weights(model, path: str) -> None:
         raise UsageError(f"no such file: {path}")
     if not path.lower().endswith(KERAS_WEIGHT_SUFFIX):
         raise UsageError(f"--keras-weights takes a {KERAS_WEIGHT_SUFFIX} file, not {path}")
+    problem = keras_file_problem(path)
+    if problem:
+        raise UsageError(f"cannot load {path}: {problem}")
     if not model.built:
         raise UsageError("the Keras model has no weights yet (a subclassed model never "
                          "called): give --input-shape or --inputs so it can be built first")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -178,6 +179,35 @@ def _pickle_or_zip(path: str) -> bool:
     except OSError:
         return True  # not this function's to say
     return start.startswith(b"PK\x03\x04") or start[:1] == b"\x80"
+
+
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def keras_file_problem(path: str) -> str | None:
+    """Why a Keras file is not the kind its name says, or None. Keras's own errors mislead
+    here: a .keras file that is no zip archive is 'File not found', and a .weights.h5 that is
+    no HDF5 file 'does not fit' the model."""
+    name = path.lower()
+    if name.endswith(".keras") and not zipfile.is_zipfile(path):
+        return "not a .keras file (Keras saves a model as a zip archive; this file is not one)"
+    if name.endswith(".h5") and not _has_hdf5_signature(path):
+        return "not an HDF5 file (Keras writes .weights.h5 and .h5 files as HDF5)"
+    return None
+
+
+def _has_hdf5_signature(path: str) -> bool:
+    """At offset 0, or after a user block (512 bytes and each doubling), as HDF5 allows."""
+    with open(path, "rb") as handle:
+        offset = 0
+        while True:
+            handle.seek(offset)
+            start = handle.read(len(HDF5_SIGNATURE))
+            if start == HDF5_SIGNATURE:
+                return True
+            if len(start) < len(HDF5_SIGNATURE):
+                return False
+            offset = 512 if offset == 0 else offset * 2
 
 
 def record_distance(settings: dict, framework: str, reference, other) -> None:
