@@ -221,3 +221,10 @@ def test_bad_spec_is_one_line_and_exit_2(text, message, tmp_path):
 def test_missing_spec_file_is_exit_2(tmp_path):
     result = sweep(tmp_path / "absent.toml", "--out", tmp_path / "out")
     assert result.returncode == 2 and "cannot read spec" in result.stderr
+
+
+def test_column_labels_write_floats_as_people_do():
+    from comparator.sweep.summary import _label
+
+    settings = {"model": "tiny_cnn", "lr": 1e9, "batch_size": 2, "steps": 3}
+    assert _label(settings, ["lr", "batch_size", "steps"]) == "tiny_cnn lr=1e+09 batch 2 steps=3"

@@ -111,8 +111,14 @@ def _label(settings: dict, varying: list[str], with_frameworks: bool = False) ->
     name = settings.get("model") or f"preset {settings.get('preset')}"
     keys = [k for k in varying if k in settings and k not in UNLABELLED]
     keys += ["frameworks"] if with_frameworks and "frameworks" in settings else []
-    rest = [SHORT[k].format(settings[k]) if k in SHORT else f"{k}={settings[k]}" for k in keys]
+    rest = [SHORT[k].format(settings[k]) if k in SHORT else f"{k}={_value(settings[k])}"
+            for k in keys]
     return " ".join([name, *rest])
+
+
+def _value(value) -> str:
+    """A float as people write it (lr=1e+09, not lr=1000000000.0)."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _labels(finished: list[dict], varying: list[str]) -> dict[str, str]:
