@@ -77,16 +77,13 @@ def test_old_keras_frozen_batchnorm_has_a_pytorch_twin_and_no_keras_recipe(dense
 
 
 def test_float32_rounding_explains_weight_differences_only_within_a_few_times_torchs_own():
-    import contextlib
     import types
 
     from comparator.analysis.crosscheck import _float32_causes
 
     exact = {"w": np.array([1.0, 2.0])}
     states = {"keras:x": {"w": np.array([1.0, 2.003])}, "pytorch:y": {"w": np.array([1.0, 2.002])}}
-    adapter = types.SimpleNamespace(float64=contextlib.nullcontext)
-
-    rerun = types.SimpleNamespace(adapter=adapter, final_state=lambda: exact)
+    rerun = types.SimpleNamespace(float64_state=lambda: exact)
     eq = types.SimpleNamespace(a="keras:x", b="pytorch:y", max_weight_diff=1e-3)
     (cause,) = _float32_causes(eq, rerun, states)
     assert cause["explains"] and cause["torch_float32_error"] == pytest.approx(2e-3)

@@ -21,6 +21,8 @@ from comparator.analysis.equivalence import losses_agree
 from comparator.analysis.states import max_weight_diff
 from comparator.analysis.tolerances import FLOAT32_FACTOR, STATE_TOLERANCE
 
+ADAM_BETA_2 = 0.999  # both frameworks' default
+
 
 def _keras_against_pytorch(eq) -> bool:
     """A Keras run (any backend or version, or Keras 2) against a PyTorch one: the reruns are
@@ -113,9 +115,6 @@ def _adam_causes(eq, config, rerun, states, keras_epsilon: float) -> list[dict]:
                 f"PyTorch to the bias-corrected one: {_placement_words(keras_epsilon, config)} "
                 f"{outcome(placed_value)}."})
     return causes
-
-
-ADAM_BETA_2 = 0.999  # both frameworks' default
 
 
 def _placed_epsilon(keras_epsilon: float, step: int) -> float:
