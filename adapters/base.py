@@ -249,7 +249,8 @@ class FrameworkAdapter(Adapter):
             trainable, frozen = self._param_counts_impl()
             initial = self._initial_canonical  # what restoring the initial state gives
             self._reset_rng_impl()
-            train_losses, step_modes, validation = self._take_steps(batch, steps, validate)
+            train_losses, step_modes, validation, first_statistics = self._take_steps(
+                batch, steps, validate)
             modes, train_losses = step_modes[0], tuple(train_losses)
             final = self._canonical_impl()
             final_digests = array_digests(final)
@@ -272,6 +273,8 @@ class FrameworkAdapter(Adapter):
                 ablations = self._ablations(recipe, batch, modes, params_before, stats_after,
                                             final_digests, weight_delta > 0 and stat_delta > 0)
                 self.ablation_seconds += time.perf_counter() - ablation_started
+            if first_statistics is not None:
+                ablations["dropout_off_statistics"] = first_statistics
         result = RunResult(
             id=recipe.id, framework=self.name, recipe=recipe.name,
             description=recipe.description,
@@ -300,7 +303,7 @@ class FrameworkAdapter(Adapter):
             warnings.simplefilter("ignore")  # run_recipe reports them; a rerun repeats them
             self._prepare_run(recipe, optimizer, lr)
             self._reset_rng_impl()
-            self._take_steps(batch, steps, validate=False)
+            self._take_steps(batch, steps, validate=False, keep_first_statistics=False)
             return self._canonical_impl()
 
     def _prepare_run(self, recipe: Recipe, optimizer: str, lr: float) -> None:
@@ -308,10 +311,14 @@ class FrameworkAdapter(Adapter):
         self._apply_impl(recipe)
         self._prepare_optimizer_impl(optimizer, lr)
 
-    def _take_steps(self, batch: Batch, steps: int, validate: bool):
-        """`steps` train steps: their reported losses, each step's layer modes, and the
-        validation losses of frameworks that evaluate after each step (Keras's fit)."""
-        train_losses, step_modes, validation = [], [], []
+    def _take_steps(self, batch: Batch, steps: int, validate: bool,
+                    keep_first_statistics: bool = True):
+        """`steps` train steps: their reported losses, each step's layer modes, the
+        validation losses of frameworks that evaluate after each step (Keras's fit), and,
+        over several steps without active Dropout, the running statistics step 1 left: what
+        a pair with a run whose Dropout was active is compared on (its Dropout-free pass),
+        since that run's masks steer its later steps."""
+        train_losses, step_modes, validation, first_statistics = [], [], [], None
         for step in range(1, steps + 1):
             raise_if_requested()  # one a framework swallowed in a step
             loss, validation_loss = self._train_step_impl(batch, validate)
@@ -321,7 +328,9 @@ class FrameworkAdapter(Adapter):
             if validation_loss is not None:
                 validation.append(validation_loss)
             step_modes.append(self._audit_impl())
-        return train_losses, step_modes, validation
+            if keep_first_statistics and step == 1 < steps and not step_modes[0].dropout_active:
+                first_statistics = split_state(self._canonical_impl())[1]
+        return train_losses, step_modes, validation, first_statistics
 
     def _kept_once(self, arrays: dict, digests: dict) -> dict:
         """The arrays, each one equal to an array already kept (the initial state's, an

@@ -214,10 +214,12 @@ def _measure(recipes, adapters, batch, config, progress, clock,
         # A worker's layers live in its own process: their conventions are not read here.
         conventions = {name: a.conventions() for name, a in adapters.items()
                        if not a.runs_in_worker}
-        compared = compared_states(runs, states, dropout_free)
-        reruns = {}
-        found = [explain_pair(eq, conventions, recipes, adapters, batch, config, runs, compared,
-                              reruns) for eq in equivalences(runs, compared)]
+        reruns, found = {}, []
+        for eq in equivalences(runs, states, dropout_free):
+            compared = dict(zip((eq.a, eq.b),
+                                compared_states(runs, states, dropout_free, eq.a, eq.b)))
+            found.append(explain_pair(eq, conventions, recipes, adapters, batch, config, runs,
+                                      compared, reruns))
         clock.phase("diagnosis")
     checks = _divergence_checks(diverged) + _validation_checks(runs)
     return _Measured(runs, explanations, found, checks, unavailable + diverged, conventions,

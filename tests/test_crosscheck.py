@@ -105,3 +105,16 @@ def test_a_keras_worker_against_pytorch_gets_the_same_reruns():
     assert eq.max_weight_diff > 1e-3
     assert causes["adam_epsilon_placement"]["explains"]
     assert not causes["adam_epsilon"]["explains"]
+
+
+def test_a_pair_with_dropout_in_one_run_compares_first_steps_over_several():
+    """MobileNetV2's Keras side has no Dropout, torchvision's has one: over several steps the
+    Keras run's running statistics were its last step's, PyTorch's its Dropout-free first
+    pass's, and the momentum rerun was ruled out (0.0016 left at 64 px, 3 steps). Both runs
+    are now compared as their first step's forward pass left them."""
+    outcome = run_once(model="mobilenet_v2", image_size=32, batch_size=4, steps=3,
+                       recipes=("keras:train", "pytorch:train"))
+    eq, causes = _causes(outcome)
+    assert "judged on the Dropout-free passes" in eq.judged_on
+    momentum = causes["bn_momentum_convention"]
+    assert momentum["explains"] and momentum["value"] < 1e-5 < momentum["before"]

@@ -59,7 +59,8 @@ def _bn_causes(eq, conventions, rerun, runs, states) -> list[dict]:
     if any(torch is None or abs(keras_as_torch[name] - torch) > 1e-12
            for name, (_, torch) in momenta.items()):
         with rerun.adapter.bn_momentum(keras_as_torch):
-            matched = rerun.running_statistics(dropout_free=bool(b.modes.dropout_active))
+            matched = rerun.running_statistics(
+                first_step=bool(a.modes.dropout_active or b.modes.dropout_active))
     return explain_bn_conventions(states[eq.a], states[eq.b], matched, momenta)
 
 
@@ -184,14 +185,15 @@ class _Rerun:
         return self.adapter.state_after_steps(self.recipe, self.batch, c.steps, c.lr,
                                               c.optimizer)
 
-    def running_statistics(self, dropout_free: bool) -> dict:
-        """The state whose BatchNorm running statistics the rerun leaves, as the run's are
-        compared: with Dropout active, those of its Dropout-free forward pass (whatever the
-        steps; the masks steer the later ones); else after one step those of its forward pass
-        alone (no backward pass or update is run), after several the final state."""
-        if dropout_free or self.config.steps == 1:
+    def running_statistics(self, first_step: bool) -> dict:
+        """The state whose BatchNorm running statistics the rerun leaves, as the pair's are
+        compared (compared_states): with Dropout active in either run, those of the first
+        step's Dropout-free forward pass, whatever the steps; else after one step those of its
+        forward pass alone (no backward pass or update is run), after several the final
+        state."""
+        if first_step or self.config.steps == 1:
             return self.adapter.statistics_after_forward(self.recipe, self.batch,
-                                                         dropout_off=dropout_free)
+                                                         dropout_off=first_step)
         return self.final_state()
 
 

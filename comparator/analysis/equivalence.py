@@ -89,8 +89,7 @@ def _observed_differences(a: RunResult, b: RunResult) -> tuple[list[str], float]
 
 def compare_runs(a: RunResult, b: RunResult, state_a: dict, state_b: dict,
                  expected: bool = False, reason: str = "") -> Equivalence:
-    """With Dropout active in either run, state_a and state_b hold the running statistics
-    of the Dropout-free pass (compared_states)."""
+    """state_a and state_b: what the pair is compared on (compared_states)."""
     return _judged(a, b, state_a, state_b, _observed_differences(a, b), expected, reason)
 
 
@@ -133,16 +132,19 @@ def old_keras_frozen_bn_findings(runs: dict[str, RunResult]) -> list[str]:
     return findings
 
 
-def equivalences(runs: dict[str, RunResult], states: dict[str, dict]) -> list[Equivalence]:
+def equivalences(runs: dict[str, RunResult], states: dict[str, dict],
+                 dropout_free: dict[str, dict] | None = None) -> list[Equivalence]:
     """The expected pairs (always listed) and any other pair of a PyTorch recipe with
-    another framework's that agrees. For a run where Dropout was active, `states` holds the
-    running statistics of its Dropout-free pass (compared_states)."""
+    another framework's that agrees, each compared on its compared_states."""
+    dropout_free = dropout_free or {}
     found = []
     listed = set()
     frameworks = list(dict.fromkeys(r.framework for r in runs.values()))
     for a, b, reason in (*EXPECTED_PAIRS, *version_pairs(frameworks)):
         if a in runs and b in runs:
-            found.append(compare_runs(runs[a], runs[b], states[a], states[b], True, reason))
+            found.append(compare_runs(runs[a], runs[b],
+                                      *compared_states(runs, states, dropout_free, a, b),
+                                      True, reason))
             listed.add((a, b))
     for a, b in itertools.combinations(runs, 2):
         if runs[a].framework == runs[b].framework or (a, b) in listed or (b, a) in listed:
@@ -156,7 +158,8 @@ def equivalences(runs: dict[str, RunResult], states: dict[str, dict]) -> list[Eq
             # Listed only when equivalent, so its states need no comparison: on DenseNet121
             # each reads 8 million weights in float64, 0.2 to 0.4 s for the 12 such pairs.
             continue
-        result = _judged(runs[a], runs[b], states[a], states[b], observed, False,
+        result = _judged(runs[a], runs[b], *compared_states(runs, states, dropout_free, a, b),
+                         observed, False,
                          "not an expected pair; listed because the measurements agree")
         if result.equivalent:
             found.append(result)
@@ -164,8 +167,12 @@ def equivalences(runs: dict[str, RunResult], states: dict[str, dict]) -> list[Eq
 
 
 def compared_states(runs: dict[str, RunResult], states: dict[str, dict],
-                    dropout_free: dict[str, dict]) -> dict[str, dict]:
-    """The states pairs are compared on: a run with active Dropout contributes the running
-    statistics of its Dropout-free pass (its weights are not compared)."""
-    return {run_id: dropout_free.get(run_id, state) if runs[run_id].modes.dropout_active
-            else state for run_id, state in states.items()}
+                    dropout_free: dict[str, dict], a: str, b: str) -> tuple[dict, dict]:
+    """The states a pair is compared on. With Dropout active in either run, each run's
+    running statistics as its first step's Dropout-free forward pass left them (`dropout_free`:
+    a run with active Dropout, its pass with Dropout off; one without, its step 1 when it took
+    several), since the masks steer every later step and the weights are not compared; else
+    the final states."""
+    if runs[a].modes.dropout_active or runs[b].modes.dropout_active:
+        return dropout_free.get(a, states[a]), dropout_free.get(b, states[b])
+    return states[a], states[b]
