@@ -228,6 +228,35 @@ def test_markdown_escapes_report_strings_and_renders_empty_parts():
     assert all(len(row) == 10 for row in rows)  # fit validation column present, 9 + 1
 
 
+def test_the_referee_table_reads_as_text_not_as_python():
+    """Its exports, distances and skipped runs were printed as Python dicts' repr ({'ok':
+    True, 'error': None, ...}): each graph now reads as its exporter, its source and its
+    loss, or why it failed or was skipped."""
+    exports = {"pytorch": {"ok": False, "error": "export failed: SymbolicValueError: refused",
+                           "exporter": "torchscript"},
+               "keras": {"ok": True, "error": None, "exporter": "keras", "cached": True,
+                         "loss": 2.38014, "file": "/cache/graph.onnx"},
+               "keras-tensorflow": {"ok": False, "skipped": True, "error": None,
+                                    "reason": "tf2onnx is not installed"}}
+    report = made_report()
+    report = Report(**{**report.__dict__, "references": {
+        "onnx:eval": {"ok": False, "error": "pytorch graph: export failed", "exports": exports,
+                      "max_abs_diff": {"keras_graph_vs_pytorch": 1.5e-07}},
+        "onnx:train_forward": {"export": exports["keras"], "compared_runs": [],
+                               "skipped_runs": {"pytorch:eval": "moving statistics"}}}})
+    rows = {(row[0], row[1]): row[2] for row in _table_after(render_markdown(report),
+                                                             "## ONNX Runtime referee")}
+    assert rows[("`onnx:eval`", "exports")] == (
+        "pytorch: torchscript, failed: export failed: SymbolicValueError: refused; keras: "
+        "keras, from the cache, loss 2.38014; keras-tensorflow: skipped (tf2onnx is not "
+        "installed)")
+    assert rows[("`onnx:eval`", "max_abs_diff")] == "keras_graph_vs_pytorch: 1.5e-07"
+    assert rows[("`onnx:train_forward`", "export")] == "keras, from the cache, loss 2.38014"
+    assert rows[("`onnx:train_forward`", "compared_runs")] == "none"
+    assert rows[("`onnx:train_forward`", "skipped_runs")] == "pytorch:eval: moving statistics"
+    assert not any("{" in value or "None" in value for value in rows.values())
+
+
 # -------------------------------------------------------------------- HTML
 
 BN_DELTAS = {"pytorch:train": [0.0208, 0.011, 0.0041], "pytorch:eval": [0.0, 0.0, 0.0],

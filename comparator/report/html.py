@@ -190,7 +190,7 @@ def _references(report: Report) -> str:
     body = "".join(f"<tr><td><code>{_e(n)}</code></td><td>{_e(q)}</td>"
                    f"<td class=\"num\">{_e(v)}</td></tr>" for n, q, v in rows)
     return ("<table id=\"references\"><thead><tr><th>reference</th><th>quantity</th>"
-            f"<th class=\"num\">loss</th></tr></thead><tbody>{body}</tbody></table>")
+            f"<th class=\"num\">value</th></tr></thead><tbody>{body}</tbody></table>")
 
 
 def _checks(report: Report) -> str:

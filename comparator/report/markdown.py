@@ -137,15 +137,44 @@ def matrix_rows(report: Report) -> list[list[str]]:
 
 
 def reference_rows(report: Report) -> list[tuple[str, str, str]]:
-    """(reference, quantity, value) for every number the referee produced."""
+    """(reference, quantity, value) for every number the referee produced; fields it left
+    empty (no error) are not listed, and the JSON report keeps every field of an export."""
     rows = []
     for name, values in (report.references or {}).items():
         if isinstance(values, dict):
             for key, value in values.items():
-                rows.append((name, REFERENCE_LABELS.get(key, key), fmt(value)))
+                if value is not None:
+                    rows.append((name, REFERENCE_LABELS.get(key, key), _reference_value(value)))
         else:
             rows.append((name, "", fmt(values)))
     return rows
+
+
+def _reference_value(value) -> str:
+    """A referee field as a reader takes it in, not as a Python dict's repr."""
+    if isinstance(value, dict) and ("exporter" in value or "skipped" in value):
+        return _export_summary(value)
+    if isinstance(value, dict):
+        return "; ".join(f"{key}: {_reference_value(item)}"
+                         for key, item in value.items()) or "none"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(fmt(item) for item in value) or "none"
+    return fmt(value)
+
+
+def _export_summary(export: dict) -> str:
+    """One graph's export: its exporter, whether it came from the cache, its loss, or why
+    it was skipped or failed."""
+    if export.get("skipped"):
+        return f"skipped ({export.get('reason')})"
+    parts = [str(export["exporter"])] if export.get("exporter") else []
+    if export.get("ok") is False:
+        return ", ".join(parts + [f"failed: {export.get('error')}"])
+    if "cached" in export:
+        parts.append("from the cache" if export["cached"] else "exported")
+    if export.get("loss") is not None:
+        parts.append(f"loss {fmt(export['loss'])}")
+    return ", ".join(parts) or "-"
 
 
 def cause_delta(cause: dict, gap) -> float | None:
@@ -262,7 +291,7 @@ def _references(report: Report) -> list:
     if not rows:
         return lines + ["not run", ""]
     body = [[_code(name), _cell(what), _cell(value)] for name, what, value in rows]
-    return lines + _table(("reference", "quantity", "loss"), body, "llr") + [""]
+    return lines + _table(("reference", "quantity", "value"), body, "llr") + [""]
 
 
 def _checks(report: Report) -> list:
