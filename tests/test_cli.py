@@ -38,6 +38,18 @@ def test_bad_input_is_one_line_and_exit_2(args, message, tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.parametrize("args,scenario", [
+    (["dense_mlp"], "regress"), (["tiny_cnn"], "classify"),
+    (["tiny_cnn", "--scenario", "head"], "head"),
+    (["--preset", "seed-split-features"], "head"),
+])
+def test_a_model_runs_its_own_scenario_when_none_is_given(args, scenario):
+    """`compare.py dense_mlp` said 'dense_mlp takes the scenario regress, not classify'."""
+    from comparator.cli.compare import _config, build_parser
+
+    assert _config(build_parser().parse_args(args)).scenario == scenario
+
+
 def test_unwritable_report_path_is_refused_before_any_work(tmp_path):
     directory = tmp_path / "ro"
     directory.mkdir()

@@ -64,9 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--preset", choices=list(PRESETS),
                         help="a case from the reports behind the project; flags override it")
     parser.add_argument("--scenario", choices=["classify", "head", "regress"],
-                        help="classify (default): whole network with its classifier, "
-                             "cross-entropy; head: frozen backbone plus a new regression head, "
-                             "MSE; regress: vector models (dense_mlp), MSE")
+                        help="classify (image models' default): whole network with its "
+                             "classifier, cross-entropy; head: frozen backbone plus a new "
+                             "regression head, MSE; regress (vector models' default, "
+                             "dense_mlp): MSE")
     parser.add_argument("--batch-size", type=int, help="default 8")
     parser.add_argument("--image-size", type=int,
                         help="pixels per side (default: the model's own, 224 for DenseNet)")
@@ -135,8 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _config(args, pair=None):
     from comparator.config.presets import get_preset
     from comparator.config import CompareConfig
+    from comparator.zoo import default_scenario
 
     values = dict(DEFAULTS)
+    scenario_given = args.scenario is not None
     if pair is not None:
         for key in DEFAULTS:
             given = getattr(args, key)
@@ -145,6 +148,7 @@ def _config(args, pair=None):
         return CompareConfig(model="user pair", **values)
     if args.preset:
         values.update(get_preset(args.preset).settings)
+        scenario_given |= "scenario" in get_preset(args.preset).settings
     for key in DEFAULTS:
         given = getattr(args, key)
         if given is not None:
@@ -153,6 +157,8 @@ def _config(args, pair=None):
     values.pop("model", None)
     if not model:
         raise UsageError("give a model (or --preset); see --help")
+    if not scenario_given:
+        values["scenario"] = default_scenario(model)
     return CompareConfig(model=model, cache_dir=getattr(args, "cache_dir", None), **values)
 
 

@@ -14,6 +14,7 @@ from comparator.zoo.spec import (  # noqa: F401  (the zoo's public names)
     KerasCheckpoint,
     ModelSpec,
     Preprocessing,
+    default_scenario,
     get_spec,
     known_models,
     register,

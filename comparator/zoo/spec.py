@@ -137,6 +137,13 @@ def known_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def default_scenario(name: str) -> str:
+    """The scenario a model runs when none is asked for: vector models (dense_mlp) regress,
+    image models classify."""
+    spec = _REGISTRY.get(name)
+    return "regress" if spec is not None and spec.input_features else "classify"
+
+
 def get_spec(name: str) -> ModelSpec:
     try:
         return _REGISTRY[name]
