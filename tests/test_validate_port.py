@@ -307,7 +307,8 @@ def _script(*args):
 
 @pytest.mark.parametrize("args,message", [
     (("nosuch",), "unknown model 'nosuch'"),
-    (("densenet121", "--naive"), "has no naive keras.applications twin"),
+    (("densenet121", "--naive"), "its Keras model already is keras.applications' DenseNet121;"),
+    (("tiny_cnn", "--naive"), "its Keras model is this project's own (adapters/keras/models.py)"),
     (("vgg16", "--naive", "--image-size", "64"), "only takes 224 px"),
     (("resnet50", "--modes", "sideways"), "unknown mode sideways"),
     (("resnet50", "--image-size", "16"), "too small"),

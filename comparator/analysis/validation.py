@@ -399,8 +399,11 @@ def check_zoo_request(model: str, image_size: int | None, batch_size: int, naive
                          f"{', '.join(zoo_models())}")
     if naive and not spec.naive_keras_builder:
         with_naive = [m for m in zoo_models() if get_spec(m).naive_keras_builder]
-        raise UsageError(f"{model} has no naive keras.applications twin: its Keras model "
-                         f"already is keras.applications'; --naive takes {', '.join(with_naive)}")
+        builder = spec.keras_builder or spec.name
+        own = (f"already is keras.applications' {builder}" if builder[0].isupper() else
+               "is this project's own (adapters/keras/models.py), built to match PyTorch's")
+        raise UsageError(f"{model} has no naive keras.applications twin: its Keras model {own}; "
+                         f"--naive takes {', '.join(with_naive)}")
     size = spec.default_image_size if image_size is None else image_size
     if naive and spec.naive_image_size and size != spec.naive_image_size:
         if image_size is not None:
