@@ -318,3 +318,41 @@ def test_missing_keras_checkpoint_offline_names_the_file(tmp_path, monkeypatch):
         load_imagenet(get_spec("densenet121"), 32)
     assert expected in str(error.value) and url in str(error.value)
     assert "KERAS_HOME" in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_checkpoint_download_checks_the_hash_and_announces_nothing(tmp_path, capfd):
+    """torch.hub's loader wrote 'Downloading: ...' to stderr before trying, so a failed
+    download gave two lines; the tool fetches the file itself (a file:// URL here: no
+    network in tests), with the hash prefix in its name checked as torchvision's loader does."""
+    import hashlib
+
+    from adapters.pytorch.pretrained import _download
+
+    payload = b"checkpoint bytes"
+    digest = hashlib.sha256(payload).hexdigest()
+    source = tmp_path / "source.pth"
+    source.write_bytes(payload)
+    good = tmp_path / "hub" / f"net-{digest[:8]}.pth"
+    _download(source.as_uri(), str(good), "the test checkpoint")
+    assert good.read_bytes() == payload
+    wrong = tmp_path / "hub" / "net-00000000.pth"
+    with pytest.raises(UsageError, match="no cached the test checkpoint: expected the file "
+                                         ".*net-00000000.pth .*the download failed"):
+        _download(source.as_uri(), str(wrong), "the test checkpoint")
+    assert not wrong.exists() and os.listdir(tmp_path / "hub") == [good.name]
+    assert capfd.readouterr() == ("", "")
+
+
+def test_a_keras_download_announces_nothing(tmp_path, capfd, monkeypatch):
+    """keras.utils.get_file printed 'Downloading data from URL' to stdout before trying."""
+    from adapters.keras.backend import keras
+    from adapters.keras.pretrained import _download_announcement_off
+
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    source = tmp_path / "weights.h5"
+    source.write_bytes(b"weights")
+    with _download_announcement_off():
+        path = keras.utils.get_file("weights.h5", source.as_uri(), cache_subdir="models")
+    assert open(path, "rb").read() == b"weights"
+    assert keras.config.is_interactive_logging_enabled()  # put back as it was
+    assert capfd.readouterr() == ("", "")

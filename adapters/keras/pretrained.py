@@ -10,6 +10,7 @@ is located as keras.utils.get_file names it and given to the same builder as a p
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import numpy as np
@@ -52,7 +53,9 @@ def load_imagenet(spec: ModelSpec, image_size: int):
         if offline():
             raise missing_checkpoint(what, path, url, "KERAS_HOME")
         try:
-            path = keras.utils.get_file(file_name, url, cache_subdir="models", file_hash=md5)
+            with _download_announcement_off():
+                path = keras.utils.get_file(file_name, url, cache_subdir="models",
+                                            file_hash=md5)
         except Exception as exc:  # noqa: BLE001 - no network, refused, interrupted
             raise missing_checkpoint(what, path, url, "KERAS_HOME",
                                      reason=str(exc).splitlines()[0][:120]) from None
@@ -66,6 +69,19 @@ def load_imagenet(spec: ModelSpec, image_size: int):
                                path, url=url, published_md5=md5)
     record["matches_published_hash"] = file_digest(path, "md5") == md5
     return model, record
+
+
+@contextlib.contextmanager
+def _download_announcement_off():
+    """keras.utils.get_file writes 'Downloading data from URL' to stdout before it tries
+    (interactive logging); a failed download ends in one line, ours."""
+    enabled = keras.config.is_interactive_logging_enabled()
+    keras.config.disable_interactive_logging()
+    try:
+        yield
+    finally:
+        if enabled:
+            keras.config.enable_interactive_logging()
 
 
 def load_file(spec: ModelSpec, image_size: int, path: str):

@@ -55,6 +55,20 @@ def _weights_only():
                 os.environ[name] = value
 
 
+def _download(url: str, path: str, what: str) -> None:
+    """The checkpoint fetched where torchvision's loader looks for it, its hash checked as
+    that loader checks it (the hash prefix in the file's name). torch.hub's loader writes
+    'Downloading: ...' to stderr before it tries; a failed download ends in one line, ours."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    named = torch.hub.HASH_REGEX.search(os.path.basename(path))
+    try:
+        torch.hub.download_url_to_file(url, path, named.group(1) if named else None,
+                                       progress=False)
+    except Exception as exc:  # noqa: BLE001 - no network, refused, a wrong hash
+        raise missing_checkpoint(what, path, url, "TORCH_HOME",
+                                 reason=str(exc).splitlines()[0][:120]) from None
+
+
 def _arrays(net: torch.nn.Module) -> dict[str, np.ndarray]:
     return {name: t.detach().cpu().numpy().copy() for name, t in net.state_dict().items()
             if not name.endswith("num_batches_tracked")}
@@ -71,6 +85,8 @@ def load_imagenet(spec: ModelSpec) -> tuple[dict[str, np.ndarray], dict]:
     what = f"torchvision checkpoint {type(weights).__name__}.IMAGENET1K_V1 of {spec.name}"
     if not cached and offline():
         raise missing_checkpoint(what, path, weights.url, "TORCH_HOME")
+    if not cached:
+        _download(weights.url, path, what)
     builder = getattr(torchvision.models, spec.torchvision_builder)
     try:
         with _weights_only():
