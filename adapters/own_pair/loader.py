@@ -21,14 +21,12 @@ import importlib
 import importlib.util
 import logging
 import os
-import pickle
 import sys
 import zipfile
 from dataclasses import dataclass
 
 from comparator.errors import FrameworkUnavailable, UsageError
-from comparator.inputs.checkpoints import (keras_file_problem, refused_pickle,
-                                          unreadable_checkpoint)
+from comparator.inputs.checkpoints import keras_file_problem
 
 TORCH_EXPECTED = "a torch.nn.Module"
 KERAS_EXPECTED = "a keras.Model (functional, Sequential or subclassed)"
@@ -219,30 +217,16 @@ def _load_exported(path: str) -> LoadedModel:
 
 def read_state_dict(path: str) -> dict:
     """A state_dict from .pt/.pth (weights_only=True: tensors only, no code) or .safetensors."""
-    torch = _torch()
+    _torch()  # a missing torch is named as a missing framework, before the file is read
     if not os.path.isfile(path):
         raise UsageError(f"no such file: {path}")
     suffix = _suffix_of(path)
     if suffix not in TORCH_WEIGHT_SUFFIXES:
         raise UsageError(f"--pytorch-weights takes a state_dict file "
                          f"({', '.join(TORCH_WEIGHT_SUFFIXES)}), not {path}")
-    try:
-        if suffix == ".safetensors":
-            from safetensors.torch import load_file
+    from adapters.pytorch.state_dicts import read_state_dict as read_file
 
-            state = load_file(path, device="cpu")
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:  # also what a file that is no pickle gives
-        raise refused_pickle(path, exc) from None
-    except Exception as exc:  # noqa: BLE001 - truncated, or not a torch file
-        raise unreadable_checkpoint(path, exc) from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]  # training checkpoints often wrap it
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
-                                               for v in state.values()):
-        raise UsageError(f"{path} is not a state_dict (a dict of names to tensors)")
-    return state
+    return read_file(path)
 
 
 def load_state_dict(model, path: str) -> None:

@@ -18,6 +18,7 @@ import torch
 import torchvision
 
 from adapters.pytorch.models import build_network
+from adapters.pytorch.state_dicts import read_state_dict
 from comparator.inputs.checkpoints import (
     check_archive_sizes,
     checkpoint_record,
@@ -107,35 +108,10 @@ def load_imagenet(spec: ModelSpec) -> tuple[dict[str, np.ndarray], dict]:
     return _arrays(net), record
 
 
-def _read_state_dict(path: str) -> dict:
-    if path.lower().endswith(".safetensors"):
-        try:
-            from safetensors.torch import load_file
-        except ImportError:
-            raise UsageError("reading .safetensors needs the safetensors package: "
-                             "pip install safetensors") from None
-        try:
-            return load_file(path)
-        except Exception as exc:  # noqa: BLE001 - SafetensorError and friends
-            raise unreadable_checkpoint(path, exc) from None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise refused_pickle(path, exc) from None
-    except Exception as exc:  # noqa: BLE001 - truncated or not a torch file
-        raise unreadable_checkpoint(path, exc) from None
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor)
-                                              for v in state.values()):
-        raise UsageError(f"{path} is not a state_dict (a mapping of names to tensors)")
-    return state
-
-
 def load_file(spec: ModelSpec, path: str) -> tuple[dict[str, np.ndarray], dict]:
     """A state_dict file loaded into the model's torchvision (or own) architecture."""
     check_archive_sizes(path, spec.name)
-    state = _read_state_dict(path)
+    state = read_state_dict(path)
     net = build_network(spec)
     expected = set(net.state_dict())
     missing = sorted(expected - set(state))

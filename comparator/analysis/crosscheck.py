@@ -81,17 +81,19 @@ def _weight_causes(eq, config, rerun, runs, states) -> list[dict]:
         return []
     if not _same_step_function(runs[eq.a], runs[eq.b]):
         return []
-    from comparator.config import ADAM_EPSILON
-
-    causes = _adam_causes(eq, config, rerun, states, ADAM_EPSILON["keras"])
+    causes = _adam_causes(eq, config, rerun, states)
     if any(c["explains"] for c in causes):
         return causes
     return causes + _float32_causes(eq, rerun, states)
 
 
-def _adam_causes(eq, config, rerun, states, keras_epsilon: float) -> list[dict]:
+def _adam_causes(eq, config, rerun, states) -> list[dict]:
     if config.optimizer != "adam":
         return []
+    from comparator.config import ADAM_EPSILON
+
+    keras_epsilon = ADAM_EPSILON.get(_framework(eq.a), ADAM_EPSILON["keras"])
+    torch_epsilon = ADAM_EPSILON["pytorch"]
 
     def weights_diff_with(variant: str, **overrides) -> float:
         return max_weight_diff(states[eq.a], rerun.final_state_with(variant, overrides))
@@ -102,12 +104,12 @@ def _adam_causes(eq, config, rerun, states, keras_epsilon: float) -> list[dict]:
         return (f"the weights still differ by up to {value:.2g} (were "
                 f"{eq.max_weight_diff:.2g})")
 
-    same_value = weights_diff_with("keras epsilon", eps=keras_epsilon)
+    same_value = weights_diff_with(f"eps {keras_epsilon}", eps=keras_epsilon)
     causes = [{"cause": "adam_epsilon", "value": same_value, "before": eq.max_weight_diff,
                "explains": same_value <= STATE_TOLERANCE,
-               "text": f"Adam epsilon: Keras {keras_epsilon:g}, PyTorch 1e-08. Re-run with "
-                       f"PyTorch eps={keras_epsilon:g}, {outcome(same_value)}."}]
-    placed_value = weights_diff_with("keras epsilon placed",
+               "text": f"Adam epsilon: Keras {keras_epsilon:g}, PyTorch {torch_epsilon:g}. "
+                       f"Re-run with PyTorch eps={keras_epsilon:g}, {outcome(same_value)}."}]
+    placed_value = weights_diff_with(f"eps {keras_epsilon} placed",
                                      eps_by_step=lambda t: _placed_epsilon(keras_epsilon, t))
     causes.append({
         "cause": "adam_epsilon_placement", "value": placed_value,
@@ -139,8 +141,6 @@ def _placement_words(keras_epsilon: float, config) -> str:
 def _float32_causes(eq, rerun, states) -> list[dict]:
     """Weights that differ after the same SGD step can be float32 rounding amplified by an
     ill-conditioned gradient; a float64 rerun of the PyTorch recipe measures how far."""
-    if eq.max_weight_diff is None or eq.max_weight_diff <= STATE_TOLERANCE:
-        return []
     exact = rerun.float64_state()
     torch_error = max_weight_diff(states[eq.b], exact)
     keras_error = max_weight_diff(states[eq.a], exact)

@@ -147,8 +147,9 @@ def _config(args, pair=None):
                 values[key] = tuple(given) if isinstance(given, list) else given
         return CompareConfig(model="user pair", **values)
     if args.preset:
-        values.update(get_preset(args.preset).settings)
-        scenario_given |= "scenario" in get_preset(args.preset).settings
+        preset = get_preset(args.preset).settings
+        values.update(preset)
+        scenario_given |= "scenario" in preset
     for key in DEFAULTS:
         given = getattr(args, key)
         if given is not None:
