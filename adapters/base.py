@@ -416,10 +416,12 @@ class FrameworkAdapter(Adapter):
     # ----- shared helpers -------------------------------------------------------------
 
     def _check_batch(self, batch: Batch) -> None:
+        # A zoo model takes RGB images or its feature vectors; a user's model takes what its
+        # own inputs were checked to be (comparator/config/pair.py: check_x).
         width = self.spec.input_features if self.spec else None
         if width and (batch.x.ndim != 2 or batch.x.shape[1] != width):
             raise UsageError(f"expected a batch of shape (N, {width}), got {batch.x.shape}")
-        if not width and (batch.x.ndim != 4 or batch.x.shape[1] != 3):
+        if self.spec and not width and (batch.x.ndim != 4 or batch.x.shape[1] != 3):
             raise UsageError(f"expected a batch of shape (N, 3, H, W), got {batch.x.shape}")
         if not np.all(np.isfinite(batch.x)):
             raise NumericalError("the input batch contains NaN or infinite values")

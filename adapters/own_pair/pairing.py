@@ -33,7 +33,22 @@ class Pairing:
         return bool(self.ports)
 
 
+# Normalisation layers other than BatchNorm hold a scale and an offset per feature, in the
+# same layout in both frameworks (Keras's gamma and beta, or RMSNormalization's scale).
+_TORCH_NORMS = ((nn.LayerNorm, "layer_norm"), (nn.GroupNorm, "group_norm"),
+                (nn.RMSNorm, "rms_norm"))
+_KERAS_NORMS = tuple((layer, kind) for layer, kind in (
+    (getattr(layers, "GroupNormalization", None), "group_norm"),
+    (getattr(layers, "RMSNormalization", None), "rms_norm"),  # Keras 3.9 and later
+    (layers.LayerNormalization, "layer_norm")) if layer is not None)
+NORM_KINDS = frozenset(kind for _, kind in _TORCH_NORMS)
+NORM_NAMES = {"layer_norm": "LayerNorm", "group_norm": "GroupNorm", "rms_norm": "RMSNorm"}
+
+
 def torch_kind(module: nn.Module) -> str:
+    for norm, kind in _TORCH_NORMS:
+        if isinstance(module, norm):
+            return kind
     if isinstance(module, nn.Conv2d):
         if module.groups == 1:
             return "conv"
@@ -58,6 +73,9 @@ def keras_kind(layer) -> str:
             else "dense"
     if isinstance(layer, layers.BatchNormalization):
         return "bn"
+    for norm, kind in _KERAS_NORMS:
+        if isinstance(layer, norm):
+            return "other" if getattr(layer, "rms_scaling", False) else kind
     return "other"
 
 

@@ -1,5 +1,6 @@
 """What the port validator knows about a pair of layers beyond their values, for naming
-why they differ: padding and strides, BatchNorm's epsilon, the operations between paired
+why they differ: padding and strides, the normalisations' epsilon (and GroupNorm's groups),
+the operations between paired
 layers, how the weights were laid out, and two reruns that test a suspected cause."""
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from torch import nn
 from adapters.keras.backend import keras  # noqa: F401 (fixes the torch backend first)
 from keras import layers, ops  # noqa: E402
 
-from adapters.own_pair.pairing import flattened_from  # noqa: E402
+from adapters.own_pair.pairing import NORM_KINDS, NORM_NAMES, flattened_from  # noqa: E402
 from adapters.port_validation.graph import inbound, to_keras_values  # noqa: E402
 from comparator.analysis.kernel_layout import diagnose_arrays, diagnose_kernel  # noqa: E402
 from comparator.analysis.layer_pairing import Pair  # noqa: E402
@@ -88,6 +89,8 @@ def layer_facts(pair: Pair, module, layer, trace, state, paired) -> dict:
         facts["torch_eps"], facts["keras_eps"] = float(module.eps), float(layer.epsilon)
         facts["keras_frozen_bn"] = not layer.trainable
         facts["values_per_channel"] = int(np.prod(torch_in.shape) // torch_in.shape[1])
+    if pair.kind in NORM_KINDS:
+        facts.update(_norm_facts(pair.kind, module, layer, torch_in))
     values = layer.get_weights()
     worst = 0.0
     torch_arrays, keras_arrays = [], []
@@ -104,6 +107,19 @@ def layer_facts(pair: Pair, module, layer, trace, state, paired) -> dict:
     if worst:
         facts["layout_mistake"] = _layout_mistake(pair, torch_arrays, keras_arrays)
     facts["between"] = _between(layer, paired)
+    return facts
+
+
+def _norm_facts(kind: str, module, layer, torch_in) -> dict:
+    """Epsilon (and GroupNorm's groups) of a LayerNorm, GroupNorm or RMSNorm pair. PyTorch's
+    RMSNorm with eps=None uses its input dtype's machine epsilon."""
+    torch_eps = module.eps
+    if torch_eps is None:
+        torch_eps = torch.finfo(torch.from_numpy(torch_in[:0]).dtype).eps
+    facts = {"norm": NORM_NAMES[kind], "torch_eps": float(torch_eps),
+             "keras_eps": float(layer.epsilon)}
+    if kind == "group_norm":
+        facts["torch_groups"], facts["keras_groups"] = int(module.num_groups), int(layer.groups)
     return facts
 
 

@@ -126,7 +126,8 @@ def resolve_pairs(torch_model: nn.Module, keras_model, mapping: dict | None = No
                    if info.kind == "other"]
     if unsupported:
         raise UsageError(f"cannot port PyTorch modules of these kinds: {', '.join(unsupported)}"
-                         "; the validator knows Conv2d, depthwise Conv2d, Linear and BatchNorm")
+                         "; the validator knows Conv2d, depthwise Conv2d, Linear, BatchNorm, "
+                         "LayerNorm, GroupNorm and RMSNorm")
     if pairs is None:
         matched = pair_layers([t[1] for t in torch_layers.values()],
                               [k[1] for k in keras_layers.values()], mapping)

@@ -1,6 +1,6 @@
 """Which cause a port divergence most likely has, from facts about the pair of layers
 (adapters/port_validation/causes.py gathers them): a failed layer, strides or padding
-placed differently, BatchNorm's conventions, or weights in another layout."""
+placed differently, the normalisations' conventions, or weights in another layout."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ def likely_causes(facts: dict, isolated: bool, mode: str) -> tuple[Cause, ...]:
 
     facts (all optional): names (torch, keras), torch_stride/keras_stride,
     torch_padding/keras_padding (((top, bottom), (left, right))), torch_eps/keras_eps,
+    norm (the normalisation's name when not BatchNorm), torch_groups/keras_groups (GroupNorm),
     keras_frozen_bn, one_pass_variance (Keras's output is what E[x^2] - E[x]^2 gives),
     values_per_channel, flatten_order (a channels-first kernel explains PyTorch's
     output), weights_max_diff, between (the Keras operations since the last pair),
@@ -65,14 +66,22 @@ def _structure_causes(facts: dict, torch_name: str, keras_name: str) -> list[Cau
 
 
 def _batchnorm_causes(facts: dict, mode: str, keras_name: str) -> list[Cause]:
-    """BatchNorm conventions: epsilon, a frozen Keras layer, Keras's one-pass variance."""
+    """Normalisation conventions: epsilon, GroupNorm's groups, a frozen Keras BatchNorm,
+    Keras's one-pass variance."""
     causes = []
+    norm = facts.get("norm", "BatchNorm")
     teps, keps = facts.get("torch_eps"), facts.get("keras_eps")
     if teps is not None and keps is not None and not np.isclose(teps, keps, rtol=1e-9, atol=0):
         causes.append(Cause(
-            "epsilon", f"BatchNorm epsilon: PyTorch {teps:g}, Keras {keps:g}",
+            "epsilon", f"{norm} epsilon: PyTorch {teps:g}, Keras {keps:g}",
             "epsilon is added to the variance: it changes the function, most where "
             "variances are small"))
+    if facts.get("torch_groups") != facts.get("keras_groups"):
+        causes.append(Cause(
+            "groups", f"GroupNorm groups: PyTorch {facts['torch_groups']}, Keras "
+                      f"{facts['keras_groups']}",
+            "the statistics are taken over other sets of channels: same weight shapes, "
+            "another function"))
     if facts.get("keras_frozen_bn") and mode == "training":
         causes.append(Cause(
             "frozen_batchnorm", f"Keras {keras_name} has trainable=False",

@@ -1,0 +1,73 @@
+"""A user's pair with other normalisations than BatchNorm and inputs that are not RGB
+images: both are paired layer by layer, compared, and a slip in their settings is named."""
+
+import numpy as np
+import pytest
+
+import comparator
+from tests import user_norm_models as models
+
+GRAY = np.random.default_rng(0).standard_normal((4, 1, models.SIZE, models.SIZE)).astype(
+    np.float32)
+VECTORS = np.random.default_rng(1).standard_normal((4, models.FEATURES)).astype(np.float32)
+
+
+def test_a_one_channel_group_norm_pair_is_paired_and_compared():
+    """A batch of one-channel images was refused ('expected a batch of shape (N, 3, H, W)');
+    GroupNorm had no pairing ('PyTorch gn (GroupNorm) meets Keras gn ...')."""
+    report = comparator.compare_pair(
+        models.seeded(models.GroupNormNet()), models.keras_group_norm_net(), GRAY,
+        port_weights="pytorch-to-keras",
+        recipes=("pytorch:train", "keras:train", "pytorch:requires_grad", "keras:bn_trainable"))
+    assert report.checks[0].passed and report.checks[0].value < 1e-5
+    assert report.settings["pair"]["pairing"] == {"paired_layers": 3}
+    assert report.settings["inputs"]["shape"] == [4, 1, models.SIZE, models.SIZE]
+    same = {(e.a, e.b): e for e in report.equivalences}
+    trained = same[("keras:train", "pytorch:train")]
+    assert trained.equivalent and trained.max_weight_diff < 1e-5
+    assert "first_divergence" not in report.settings["pair"]
+
+
+@pytest.mark.parametrize("rms", [False, True])
+def test_layer_norm_and_rms_norm_ports_agree_layer_by_layer(rms):
+    torch_model = models.seeded(models.LayerNormMLP(rms=rms))
+    keras_model = models.keras_layer_norm_mlp(epsilon=1.1920929e-07 if rms else 1e-5, rms=rms)
+    comparator.port_weights(torch_model, keras_model)
+    result = comparator.validate_port(torch_model, keras_model, VECTORS)
+    assert result.passed, result.render()
+    assert result.pairs == 3
+    norm = keras_model.get_layer("norm").get_weights()
+    assert np.array_equal(norm[0], torch_model.norm.weight.detach().numpy())
+
+
+@pytest.mark.parametrize("keras_model, text", [
+    (lambda: models.keras_layer_norm_mlp(epsilon=None),
+     "LayerNorm epsilon: PyTorch 1e-05, Keras 0.001"),
+    (lambda: models.keras_group_norm_net(groups=2), "GroupNorm groups: PyTorch 4, Keras 2"),
+])
+def test_a_normalisation_slip_is_named(keras_model, text):
+    torch_model = (models.seeded(models.LayerNormMLP()) if "LayerNorm" in text
+                   else models.seeded(models.GroupNormNet()))
+    x = VECTORS if "LayerNorm" in text else GRAY
+    keras_model = keras_model()
+    comparator.port_weights(torch_model, keras_model)
+    finding = comparator.validate_port(torch_model, keras_model, x, gradients=False,
+                                       train_step=False).first_divergence
+    assert finding is not None and text in finding.text
+    assert finding.seen_in == "inference, isolated"
+
+
+def test_a_failed_port_check_names_the_first_layer_that_differs():
+    """The comparison said only that every loss differed from the start; it now runs the port
+    validator on the pair and names the layer and its cause."""
+    report = comparator.compare_pair(
+        models.seeded(models.LayerNormMLP()), models.keras_layer_norm_mlp(epsilon=None),
+        VECTORS, port_weights="pytorch-to-keras", recipes=("pytorch:train", "keras:train"))
+    assert not report.checks[0].passed
+    found = report.settings["pair"]["first_divergence"]
+    assert found["located"] and (found["torch_module"], found["keras_layer"]) == ("norm", "norm")
+    assert found["causes"] == ["epsilon"]
+    (note,) = report.settings["notes"]
+    assert note.startswith("the port check failed: Keras's inference outputs differ from "
+                           f"PyTorch's by up to {report.checks[0].value:.3g}")
+    assert "LayerNorm epsilon: PyTorch 1e-05, Keras 0.001" in note
