@@ -87,3 +87,11 @@ def open_user_pair(pair, config):
             f"a user pair needs PyTorch and Keras ({exc.name or exc}); install the project "
             "with: pip install -e '.[dev]'") from None
     return open_pair(pair, config)
+
+
+def locate_port_divergence(adapters, batch):
+    """Where a user's pair first differs, after its port check failed
+    (adapters.own_pair.divergence)."""
+    from adapters.own_pair.divergence import locate
+
+    return locate(adapters, batch)

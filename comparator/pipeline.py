@@ -437,6 +437,9 @@ def compare_user_pair(pair, config: CompareConfig, progress=_noop) -> Outcome:
     clock.phase("load")
     recipes, not_representable = _not_representable(recipes, opened.not_representable)
     port_checks = [_pair_port_check(adapters, batch)]
+    if not port_checks[0].passed:
+        progress("the port check failed: finding the first layer that differs", 1)
+        _locate_divergence(opened, port_checks[0])
     clock.phase("port")
     measured = _measure(recipes, adapters, batch, config, progress, clock)
     measured.unavailable[:0] = not_representable
@@ -444,6 +447,18 @@ def compare_user_pair(pair, config: CompareConfig, progress=_noop) -> Outcome:
                      port_checks, clock, ())
     progress("done", 1)
     return Outcome(report=report, batch=batch, adapters=adapters, bn_deltas=measured.bn_deltas)
+
+
+def _locate_divergence(opened, check: Check) -> None:
+    """Name the layer where a failed port check starts, in settings.pair and as a note."""
+    from adapters import locate_port_divergence
+
+    found = locate_port_divergence(opened.adapters, opened.batch)
+    opened.settings["pair"]["first_divergence"] = found
+    opened.settings.setdefault("notes", []).append(
+        f"the port check failed: Keras's inference outputs differ from PyTorch's by up to "
+        f"{check.value:.3g} on the batch, so the two models start apart in every run. "
+        + found["text"][0].upper() + found["text"][1:])
 
 
 def _pair_port_check(adapters: dict, batch: Batch) -> Check:

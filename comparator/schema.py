@@ -102,7 +102,7 @@ class Settings(TypedDict, total=False):
     trainings_distance: Annotated[dict[str, TrainingsDistance], "imagenet-both: distance of each framework's training from PyTorch's, by `<framework>_vs_pytorch`"]
     checks_not_applicable: Annotated[list[str], "imagenet-both: referee checks left out because they compare two trainings"]
     conventions: Annotated[dict, "read from the layers, per framework: `batchnorm` {layer: momentum in PyTorch's convention (the weight of the new batch value; Keras's own value as `keras_momentum`), epsilon, the variance kept} and `dropout` {layer: rate}"]
-    pair: Annotated[dict, "a user's pair: each side's `source` (SPEC), `name` and `weights` file; `weights` (as given or ported), `freeze`, `pairing` (paired layers, or why none) and `dropout` (on/off)"]
+    pair: Annotated[dict, "a user's pair: each side's `source` (SPEC), `name` and `weights` file; `weights` (as given or ported), `freeze`, `pairing` (paired layers, or why none), `dropout` (on/off) and, when the port check failed, `first_divergence`: `located` (bool) and `text`, and where located `torch_module`, `keras_layer`, `seen_in` (the validator's pass) and `causes` (its cause codes)"]
     inputs: Annotated[dict, "a user's pair: where the batch came from (`source`) and its `shape`"]
     labels_source: Annotated[str, "a user's pair: where labels or targets came from, in words"]
 

@@ -1,0 +1,37 @@
+"""Where a user's port first differs, once the comparison's port check has failed: the port
+validator (adapters/port_validation) on the same models and batch, in inference mode, as the
+port check compares inference outputs. The comparison then names the layer and its likely
+cause instead of leaving every run's loss apart from the start unexplained."""
+
+from __future__ import annotations
+
+from comparator.inputs.batch import Batch
+from comparator.errors import UsageError
+
+
+def locate(adapters: dict, batch: Batch) -> dict:
+    """{"located": bool, "text": str} and, where located, the layer pair, the pass it was seen
+    in and its cause codes (the report's settings.pair.first_divergence)."""
+    from adapters.port_validation.validator import validate_port
+
+    torch_adapter, keras_adapter = adapters["pytorch"], adapters["keras"]
+    if torch_adapter.device != "cpu":
+        return {"located": False, "text": "the port validator runs on the CPU: run "
+                                          "validate_port.py on the pair to find the layer"}
+    if getattr(torch_adapter, "inference_only", None):
+        return {"located": False, "text": "a torch.export program has no modules to pair with "
+                                          "Keras layers: run validate_port.py on the "
+                                          "nn.Module to find the layer"}
+    try:
+        result = validate_port(torch_adapter.model, keras_adapter.user_model, batch.x,
+                               modes=("inference",), gradients=False, train_step=False)
+    except UsageError as exc:
+        return {"located": False, "text": f"the port validator cannot trace this pair: {exc}"}
+    finding = result.first_divergence
+    if finding is None:
+        return {"located": False,
+                "text": "no single layer diverges beyond the port validator's tolerance: the "
+                        "difference builds up over the layers"}
+    return {"located": True, "torch_module": finding.torch_module,
+            "keras_layer": finding.keras_layer, "seen_in": finding.seen_in,
+            "causes": [cause.code for cause in finding.causes], "text": finding.text}
