@@ -345,3 +345,22 @@ def test_a_structure_change_with_the_same_weights_is_not_served_from_cache(
     assert not exports["train_forward:pytorch"]["cached"]
     assert exports["eval:keras"]["cached"]
     assert exports["eval:pytorch"]["file"] != _exports(tiny_result)["eval:pytorch"]["file"]
+
+
+def test_a_refused_graph_value_is_named_by_its_source_line():
+    """Keras 3.15.1's own ONNX export of LayerNormalization on torch stops at a shape read
+    from the input; torch's message spans many lines of graph text before it says why."""
+    from comparator.analysis.referee import _one_line
+
+    class SymbolicValueError(RuntimeError):
+        pass
+
+    refusal = SymbolicValueError(
+        "Failed to export a node '%30 : Long(device=cpu) = onnx::Gather[axis=0](%27, %29), "
+        "scope: keras.src.models.functional.Functional:: # /venv/lib/python3.11/site-packages"
+        "/keras/src/ops/nn.py:3154:0\n' (in list node %31 : int[] = prim::ListConstruct(%30)"
+        ", scope: x::\n) because it is not constant. Please try to make things (e.g. kernel "
+        "sizes) static if possible.  [Caused by the value '31 defined in (%31 : int[] = ...\n")
+    assert _one_line(refusal) == (
+        "SymbolicValueError: the TorchScript exporter cannot export the value computed at "
+        "keras/src/ops/nn.py:3154: it is not constant")

@@ -398,3 +398,24 @@ def test_html_plots_bn_changes_by_depth_from_the_runner(tiny_classify, tmp_path)
     path = tmp_path / "r.html"
     write_html(tiny_classify.report, str(path), bn_deltas=tiny_classify.bn_deltas)
     assert path.read_text().count("data:image/png") == 2
+
+
+def test_terminal_keeps_the_loss_of_the_graph_that_exported():
+    """One graph of two failed to export: the reference printed 'failed' and hid the loss
+    the other graph measured."""
+    import io
+
+    from rich.console import Console
+
+    from comparator.report.terminal import render_references
+
+    report = Report(**{**made_report().__dict__, "references": {
+        "onnx:eval": {"ok": False, "error": "keras graph: export failed: refused",
+                      "inference_before": 1.0157389, "inference_before_from": "pytorch graph"},
+        "onnx:train_forward": {"ok": False, "error": "pytorch graph: export failed: no"}}})
+    console = Console(file=io.StringIO(), width=200)
+    render_references(report, console)
+    lines = console.file.getvalue().splitlines()
+    assert lines[1] == ("  onnx:eval: loss 1.01574 from the pytorch graph; keras graph: "
+                        "export failed: refused")
+    assert lines[2] == "  onnx:train_forward: failed pytorch graph: export failed: no"

@@ -132,9 +132,20 @@ _TORCH_EXPORT_BOILERPLATE = re.compile(
     r"\s*\S+|\s*\[Caused by the value .*")
 
 
+# A TorchScript refusal of one graph value names the value's node over several lines, with
+# the source line that computed it and why (torch 2.14.1's SymbolicValueError).
+_TORCH_NODE_REFUSAL = re.compile(
+    r"Failed to export a node .*?# (?:\S*?site-packages/)?(\S+?:\d+):\d+.*?because ([^.\[]+)\.",
+    re.DOTALL)
+
+
 def _one_line(exc: BaseException) -> str:
     lines = [x.strip() for x in str(exc).strip().splitlines() if x.strip()]
     reason = _TORCH_EXPORT_BOILERPLATE.sub("", lines[0]) if lines else ""
+    refusal = _TORCH_NODE_REFUSAL.search(str(exc))
+    if refusal:
+        reason = (f"the TorchScript exporter cannot export the value computed at "
+                  f"{refusal.group(1)}: {refusal.group(2).strip()}")
     text = f"{type(exc).__name__}: {reason}" if reason else type(exc).__name__
     return text if len(text) <= 300 else text[:297] + "..."
 

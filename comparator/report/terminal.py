@@ -72,10 +72,17 @@ def render_references(report: Report, console: Console) -> None:
         return
     console.print("[bold]ONNX Runtime referee[/]")
     for name, ref in report.references.items():
-        if not ref.get("ok", True):
-            console.print(f"  [red]{name}: failed[/] {ref.get('error', '')}", highlight=False)
-            continue
         value = ref.get("inference_before", ref.get("train_forward"))
+        if not ref.get("ok", True):
+            if isinstance(value, (int, float)):  # one graph of two: its loss still stands
+                source = ref.get("inference_before_from")
+                console.print(f"  [yellow]{name}: loss {value:.6g}[/]"
+                              + (f" from the {source}" if source else "")
+                              + f"; {ref.get('error', '')}", highlight=False)
+            else:
+                console.print(f"  [red]{name}: failed[/] {ref.get('error', '')}",
+                              highlight=False)
+            continue
         shown = f"{value:.6g}" if isinstance(value, (int, float)) else "-"
         summary = str(ref.get("description", "")).split(":")[0]
         console.print(f"  {name}: loss {shown}  ({summary})",
