@@ -212,6 +212,20 @@ class FrameworkAdapter(Adapter):
         self._check_batch(batch)
         return self._inference_of(self._initial_digests, batch, compute, count=False)
 
+    def inference_loss_of(self, state: dict, batch: Batch) -> float:
+        """The inference loss of the model holding this canonical state (a rerun's final
+        state); the model is back in its initial state afterwards."""
+        def compute():
+            self._load_impl(state)
+            self._apply_impl(None)
+            self._prepare_optimizer_impl("sgd", 0.0)
+            return self._inference_loss_impl(batch)
+
+        try:
+            return self._inference_of(array_digests(state), batch, compute, count=False)
+        finally:
+            self._restore_impl(self._initial_state)
+
     def _inference_of(self, digests: dict, batch: Batch, compute, count: bool = True) -> float:
         """The inference loss of the model holding the state of these array digests, from
         `compute()` unless the same state (bitwise) was evaluated on this batch before.

@@ -453,7 +453,10 @@ def _locate_divergence(opened, check: Check) -> None:
     """Name the layer where a failed port check starts, in settings.pair and as a note."""
     from adapters import locate_port_divergence
 
-    found = locate_port_divergence(opened.adapters, opened.batch)
+    unpaired = opened.settings["pair"]["pairing"].get("reason")
+    found = ({"located": False, "text": f"no layer can be located, as the layers are not "
+                                        f"paired: {unpaired}"} if unpaired else
+             locate_port_divergence(opened.adapters, opened.batch))
     opened.settings["pair"]["first_divergence"] = found
     opened.settings.setdefault("notes", []).append(
         f"the port check failed: Keras's inference outputs differ from PyTorch's by up to "

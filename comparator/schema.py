@@ -103,7 +103,7 @@ class Settings(TypedDict, total=False):
     checks_not_applicable: Annotated[list[str], "imagenet-both: referee checks left out because they compare two trainings"]
     conventions: Annotated[dict, "read from the layers, per framework: `batchnorm` {layer: momentum in PyTorch's convention (the weight of the new batch value; Keras's own value as `keras_momentum`), epsilon, the variance kept} and `dropout` {layer: rate}"]
     pair: Annotated[dict, "a user's pair: each side's `source` (SPEC), `name` and `weights` file; `weights` (as given or ported), `freeze`, `pairing` (paired layers, or why none), `dropout` (on/off) and, when the port check failed, `first_divergence`: `located` (bool) and `text`, and where located `torch_module`, `keras_layer`, `seen_in` (the validator's pass) and `causes` (its cause codes)"]
-    inputs: Annotated[dict, "a user's pair: where the batch came from (`source`) and its `shape`"]
+    inputs: Annotated[dict, "a user's pair: where the batch came from (`source`), its `shape` and `keras_layout`: `channels_last` (Keras takes the channel axis last) or `as_given` (the Keras model declares PyTorch's shape, as a recurrent model on N,L,F does)"]
     labels_source: Annotated[str, "a user's pair: where labels or targets came from, in words"]
 
 
@@ -259,12 +259,13 @@ class Explanation(TypedDict, total=False):
 
 
 class EquivalenceCause(TypedDict, total=False):
-    cause: Annotated[str, "`bn_momentum_convention`, `bn_variance_bias`, `adam_epsilon`, `adam_epsilon_placement` or `float32_rounding`"]
+    cause: Annotated[str, "`bn_momentum_convention`, `bn_variance_bias`, `adam_epsilon`, `adam_epsilon_placement`, `float32_rounding` or `recurrent_bias_pair`"]
     value: Annotated[float, "the difference left when a rerun removes the cause"]
     before: Annotated[float, "the difference before that rerun"]
     fraction_larger: Annotated[float, "bn_variance_bias: share of channels where PyTorch's running variance is the larger"]
     torch_float32_error: Annotated[float, "float32_rounding: PyTorch's float32 weights' distance from the float64 rerun"]
-    explains: Annotated[bool, "whether the rerun accounts for the difference (adam_epsilon, adam_epsilon_placement: the weights then agree within 1e-5; bn_momentum_convention: the running means then agree within 1e-5; float32_rounding: Keras is within 4 times PyTorch's own float32 error); a cause without it states by how much its rerun closed the gap; reports print a cause that does not explain as ruled out"]
+    explains: Annotated[bool, "whether the rerun accounts for the difference (adam_epsilon, adam_epsilon_placement: the weights then agree within 1e-5; bn_momentum_convention: the running means then agree within 1e-5; float32_rounding: Keras is within 4 times PyTorch's own float32 error; recurrent_bias_pair: the inference losses after the step then agree within the loss tolerance, 1e-4 relative); a cause without it states by how much its rerun closed the gap; reports print a cause that does not explain as ruled out"]
+    parameters: Annotated[list[str], "recurrent_bias_pair: the PyTorch parameters the rerun left out of the step (each LSTM or RNN layer's bias_hh)"]
     momenta: Annotated[dict, "bn_momentum_convention: per BatchNorm layer, read from the layers: {keras (as Keras states it), keras_as_pytorch (1 - keras), pytorch}"]
     text: Annotated[str, "the cause in a sentence, with the measured numbers"]
 

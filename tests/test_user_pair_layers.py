@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import comparator
-from tests import user_norm_models as models
+from tests import user_layer_models as models
 
 GRAY = np.random.default_rng(0).standard_normal((4, 1, models.SIZE, models.SIZE)).astype(
     np.float32)
@@ -71,3 +71,75 @@ def test_a_failed_port_check_names_the_first_layer_that_differs():
     assert note.startswith("the port check failed: Keras's inference outputs differ from "
                            f"PyTorch's by up to {report.checks[0].value:.3g}")
     assert "LayerNorm epsilon: PyTorch 1e-05, Keras 0.001" in note
+
+
+SEQUENCES = np.random.default_rng(2).standard_normal(
+    (4, models.CHANNELS, models.STEPS)).astype(np.float32)
+
+
+def test_a_conv1d_pair_on_sequences_is_paired_and_compared():
+    """Sequences (N, C, L) were refused: '--input-shape takes C,H,W or F'."""
+    report = comparator.compare_pair(
+        models.seeded(models.SequenceNet()), models.keras_sequence_net(), SEQUENCES,
+        port_weights="pytorch-to-keras", recipes=("pytorch:train", "keras:train"))
+    assert report.checks[0].passed and report.checks[0].value < 1e-5
+    assert report.settings["pair"]["pairing"] == {"paired_layers": 3}
+    (eq,) = report.equivalences
+    # The weights after the step agree; BatchNorm's kept variance is the one difference.
+    assert eq.max_weight_diff < 1e-5
+    assert [c["cause"] for c in eq.causes] == ["bn_variance_bias"]
+
+
+@pytest.mark.parametrize("plant, text", [
+    ("reshaped", "PyTorch's kernel was reshaped to Keras's shape, not transposed"),
+    ("flipped", "the kernel is flipped along its length"),
+    ("same", "padding: PyTorch pads (left 1, right 1), Keras (left 0, right 1)"),
+])
+def test_a_conv1d_port_slip_is_named(plant, text):
+    torch_model = models.seeded(models.SequenceNet())
+    keras_model = models.keras_sequence_net("same" if plant == "same" else "explicit")
+    comparator.port_weights(torch_model, keras_model)
+    conv = keras_model.get_layer("conv")
+    kernel, bias = conv.get_weights()
+    if plant == "reshaped":
+        kernel = torch_model.conv.weight.detach().numpy().reshape(kernel.shape)
+    elif plant == "flipped":
+        kernel = kernel[::-1].copy()
+    conv.set_weights([kernel, bias])
+    finding = comparator.validate_port(torch_model, keras_model, SEQUENCES, gradients=False,
+                                       train_step=False).first_divergence
+    assert finding is not None and finding.keras_layer == "conv" and text in finding.text
+
+
+def test_the_batch_and_input_shape_take_sequences():
+    from comparator.config.pair import check_x, parse_input_shape
+    from comparator.errors import UsageError
+    from comparator.inputs.batch import Batch
+
+    assert parse_input_shape("3,32") == (3, 32)
+    check_x(SEQUENCES, "inputs")
+    keras_x = Batch(x=SEQUENCES, y=np.zeros(4)).x_channels_last
+    assert keras_x.shape == (4, models.STEPS, models.CHANNELS)
+    assert np.array_equal(keras_x[:, :, 1], SEQUENCES[:, 1, :])
+    with pytest.raises(UsageError, match="C,H,W, C,L or F"):
+        parse_input_shape("1,2,3,4")
+
+
+def test_a_recurrent_pair_takes_the_batch_as_given_and_runs_unpaired():
+    """An LSTM takes N,L,F in both frameworks; the Keras side was given N,F,L and the pair
+    refused ('expected shape=(None, 32, 3), found shape=(4, 3, 32)')."""
+    torch_model = models.seeded(models.RecurrentNet())
+    x = np.ascontiguousarray(SEQUENCES.transpose(0, 2, 1))  # N, L, F
+    report = comparator.compare_pair(torch_model, models.keras_recurrent_net(torch_model), x,
+                                     recipes=("pytorch:train", "keras:train"))
+    assert report.settings["inputs"]["keras_layout"] == "as_given"
+    assert report.checks[0].passed and report.checks[0].value < 1e-5
+    reason = report.settings["pair"]["pairing"]["reason"]
+    assert reason.startswith("PyTorch lstm (LSTM) and Keras lstm (LSTM) meet in running order, "
+                             "and the pairing knows only Conv1d")
+    (eq,) = report.equivalences
+    assert eq.max_diff > 1e-4  # the same function before the step; after it, apart:
+    (cause,) = eq.causes
+    assert cause["cause"] == "recurrent_bias_pair" and cause["explains"]
+    assert cause["parameters"] == ["lstm.bias_hh_l0"] and cause["value"] < 1e-6
+    assert "twice as far" in cause["text"]

@@ -43,12 +43,16 @@ _KERAS_NORMS = tuple((layer, kind) for layer, kind in (
     (layers.LayerNormalization, "layer_norm")) if layer is not None)
 NORM_KINDS = frozenset(kind for _, kind in _TORCH_NORMS)
 NORM_NAMES = {"layer_norm": "LayerNorm", "group_norm": "GroupNorm", "rms_norm": "RMSNorm"}
+KNOWN_LAYERS = ("Conv1d, Conv2d, depthwise Conv2d, Linear, BatchNorm, LayerNorm, GroupNorm and "
+                "RMSNorm")
 
 
 def torch_kind(module: nn.Module) -> str:
     for norm, kind in _TORCH_NORMS:
         if isinstance(module, norm):
             return kind
+    if isinstance(module, nn.Conv1d):
+        return "conv1d" if module.groups == 1 else "other"
     if isinstance(module, nn.Conv2d):
         if module.groups == 1:
             return "conv"
@@ -65,6 +69,8 @@ def torch_kind(module: nn.Module) -> str:
 def keras_kind(layer) -> str:
     if isinstance(layer, layers.DepthwiseConv2D):
         return "depthwise"
+    if isinstance(layer, layers.Conv1D):
+        return "conv1d" if layer.groups == 1 else "other"
     if isinstance(layer, layers.Conv2D):
         return "conv"
     if isinstance(layer, layers.Dense):
@@ -154,9 +160,13 @@ def pair_weights(torch_model: nn.Module, keras_model, x: np.ndarray) -> Pairing:
         module, kind = modules[name], keras_kind(layer)
         own = _own_state(module)
         base_kind = "dense" if kind.startswith("flatten_dense") else kind
-        if torch_kind(module) != base_kind or base_kind == "other":
-            return Pairing((), (), f"PyTorch {name or 'model'} ({type(module).__name__}) meets "
-                                   f"Keras {layer.name} ({type(layer).__name__}) in running order")
+        both = (f"PyTorch {name or 'model'} ({type(module).__name__}) and Keras {layer.name} "
+                f"({type(layer).__name__})")
+        if "other" in (torch_kind(module), base_kind):
+            return Pairing((), (), f"{both} meet in running order, and the pairing knows "
+                                   f"only {KNOWN_LAYERS}")
+        if torch_kind(module) != base_kind:
+            return Pairing((), (), f"{both} meet in running order: different kinds of layer")
         names = _canonical_names(name, base_kind, own)
         values = layer.get_weights()
         if len(values) != len(names) or any(

@@ -31,12 +31,33 @@ class OpenedPair:
 
 
 def _channels_last(shape: tuple[int, ...]) -> tuple[int, ...]:
-    return (*shape[1:], shape[0]) if len(shape) == 3 else tuple(shape)
+    """One sample's shape as Keras takes it: (C, H, W) -> (H, W, C), (C, L) -> (L, C)."""
+    return (*shape[1:], shape[0]) if len(shape) >= 2 else tuple(shape)
 
 
-def _keras_outputs(model, x: np.ndarray) -> np.ndarray:
-    keras_x = np.ascontiguousarray(np.moveaxis(x, 1, -1)) if x.ndim == 4 else x
-    return np.asarray(keras.ops.convert_to_numpy(model(keras_x, training=False)))
+def keras_layout(model, sample_shape: tuple[int, ...]) -> str:
+    """"channels_last", unless the Keras model declares PyTorch's shape and not the
+    channels-last one (an LSTM on N,L,F takes the same array in both frameworks). A model
+    that declares no input shape (a subclassed one) takes channels-last."""
+    if len(sample_shape) < 2:
+        return "channels_last"
+    try:
+        declared = tuple(model.inputs[0].shape[1:])
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return "channels_last"
+
+    def fits(shape):
+        return len(declared) == len(shape) and all(
+            d is None or d == s for d, s in zip(declared, shape))
+
+    if not fits(_channels_last(sample_shape)) and fits(sample_shape):
+        return "as_given"
+    return "channels_last"
+
+
+def _keras_outputs(model, batch: Batch) -> np.ndarray:
+    outputs = model(batch.x_channels_last, training=False)
+    return np.asarray(keras.ops.convert_to_numpy(outputs))
 
 
 def copy_weights(pairing, torch_model, direction: str) -> None:
@@ -92,6 +113,7 @@ def open_pair(pair: UserPair, config) -> OpenedPair:
     torch_side = as_pytorch(pair.pytorch, pair.pytorch_weights)
     keras_side = as_keras(pair.keras, pair.keras_weights, input_shape=_channels_last(x.shape[1:]))
     require_keras_model_on(keras_side.model, config.device)
+    layout = keras_layout(keras_side.model, x.shape[1:])
     torch_freeze, keras_freeze = pair.freeze_names()
     if torch_freeze:
         pytorch_submodule(torch_side.model, torch_freeze)
@@ -105,7 +127,7 @@ def open_pair(pair: UserPair, config) -> OpenedPair:
                         dropout_off=pair.dropout == "off")
     try:
         torch_out = torch_adapter.predictions(x)
-        keras_out = _keras_outputs(keras_side.model, x)
+        keras_out = _keras_outputs(keras_side.model, Batch(x, None, layout))
     except Exception as exc:
         raise UsageError(f"the models cannot run on inputs of shape {x.shape} (PyTorch layout):"
                          f" {type(exc).__name__}: {' '.join(str(exc).split())[:200]}") from None
@@ -117,7 +139,8 @@ def open_pair(pair: UserPair, config) -> OpenedPair:
     classes = torch_out.shape[1] if torch_out.ndim == 2 else None
     keras_adapter = KerasUserAdapter(device=config.device)
     keras_adapter.adopt(keras_side, keras_freeze, config.scenario, config.seed,
-                        _channels_last(x.shape[1:]), pairing, pair.dropout == "off", classes)
+                        Batch(x[:1], None, layout).x_channels_last.shape[1:], pairing,
+                        pair.dropout == "off", classes)
     name = f"{torch_side.name} (PyTorch) vs {keras_side.name} (Keras)"
     settings = {
         "pair": {
@@ -133,7 +156,7 @@ def open_pair(pair: UserPair, config) -> OpenedPair:
                         else {"paired_layers": 0, "reason": pairing.reason}),
             "dropout": pair.dropout,
         },
-        "inputs": {"source": inputs_source, "shape": list(x.shape)},
+        "inputs": {"source": inputs_source, "shape": list(x.shape), "keras_layout": layout},
         "labels_source": labels_source,
         "conventions": {"pytorch": torch_adapter.conventions(),
                         "keras": keras_adapter.conventions(),
@@ -146,4 +169,4 @@ def open_pair(pair: UserPair, config) -> OpenedPair:
     if keras_adapter.training_false_problem:
         blocked["keras:training_false"] = keras_adapter.training_false_problem
     return OpenedPair(name, {"pytorch": torch_adapter, "keras": keras_adapter},
-                      Batch(x=x, y=y), settings, blocked)
+                      Batch(x=x, y=y, keras_layout=layout), settings, blocked)

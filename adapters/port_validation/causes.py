@@ -19,11 +19,13 @@ from comparator.analysis.layer_pairing import Pair  # noqa: E402
 from comparator.analysis.validation import diverges, metrics  # noqa: E402
 from comparator.zoo.portmaps import from_keras_layout  # noqa: E402
 
-_KERAS_CONVS = (layers.Conv2D, layers.DepthwiseConv2D)
+_KERAS_CONVS = (layers.Conv1D, layers.Conv2D, layers.DepthwiseConv2D)
+_TORCH_CONVS = (nn.Conv1d, nn.Conv2d)
+_ZERO_PADDINGS = (layers.ZeroPadding1D, layers.ZeroPadding2D)
 
 
 def _torch_padding(module, size) -> tuple | None:
-    if not isinstance(module, nn.Conv2d):
+    if not isinstance(module, _TORCH_CONVS):
         return None
     if module.padding_mode != "zeros":
         return None
@@ -39,18 +41,20 @@ def _torch_padding(module, size) -> tuple | None:
 
 
 def _keras_padding(layer, size) -> tuple | None:
-    """Zero padding before the conv (ZeroPadding2D chain) plus its own, per side."""
+    """Zero padding before the conv (ZeroPadding1D or 2D chain) plus its own, per side."""
     if not isinstance(layer, _KERAS_CONVS) or layer.data_format != "channels_last":
         return None
-    pads = [[0, 0], [0, 0]]
+    dims = len(layer.kernel_size)
+    pads = [[0, 0] for _ in range(dims)]
     op, inputs = inbound(layer._inbound_nodes[0].input_tensors[0])
-    while isinstance(op, layers.ZeroPadding2D):
-        for i, (before, after) in enumerate(op.padding):
+    while isinstance(op, _ZERO_PADDINGS):
+        per_axis = (op.padding,) if isinstance(op, layers.ZeroPadding1D) else op.padding
+        for i, (before, after) in enumerate(per_axis):
             pads[i][0] += before
             pads[i][1] += after
         op, inputs = inbound(inputs[0])
     if layer.padding == "same":
-        for i in range(2):
+        for i in range(dims):
             n = size[i] + pads[i][0] + pads[i][1]
             k, s, d = layer.kernel_size[i], layer.strides[i], layer.dilation_rate[i]
             out = -(-n // s)
@@ -78,7 +82,7 @@ def _between(layer, paired: set[str]) -> list[str]:
 def layer_facts(pair: Pair, module, layer, trace, state, paired) -> dict:
     facts = {"names": (pair.torch_module, pair.keras_layer)}
     torch_in = trace[pair.torch_module][0]
-    if isinstance(module, nn.Conv2d) and isinstance(layer, _KERAS_CONVS):
+    if isinstance(module, _TORCH_CONVS) and isinstance(layer, _KERAS_CONVS):
         facts["torch_stride"] = tuple(module.stride)
         facts["keras_stride"] = tuple(layer.strides)
         size = torch_in.shape[2:]

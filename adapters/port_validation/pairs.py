@@ -12,7 +12,7 @@ from torch import nn
 from adapters.keras.backend import keras  # fixes the torch backend before Keras is imported
 from keras.src.models.functional import Functional  # noqa: E402
 
-from adapters.own_pair.pairing import keras_kind, torch_kind  # noqa: E402
+from adapters.own_pair.pairing import KNOWN_LAYERS, keras_kind, torch_kind  # noqa: E402
 from adapters.port_validation.graph import functional_graph, graph_nodes  # noqa: E402
 from comparator.analysis.layer_pairing import LayerInfo, Pair, check_pair, pair_layers  # noqa: E402
 from comparator.errors import UsageError  # noqa: E402
@@ -89,6 +89,8 @@ def _canonical_shape(kind: str, index: int, shape: tuple[int, ...]) -> tuple[int
         return tuple(shape)
     if kind == "conv":
         return (shape[3], shape[2], shape[0], shape[1])
+    if kind == "conv1d":
+        return (shape[2], shape[1], shape[0])
     if kind == "depthwise":
         return (shape[2], shape[3], shape[0], shape[1])
     if kind == "dense" or kind.startswith("flatten_dense"):
@@ -126,8 +128,7 @@ def resolve_pairs(torch_model: nn.Module, keras_model, mapping: dict | None = No
                    if info.kind == "other"]
     if unsupported:
         raise UsageError(f"cannot port PyTorch modules of these kinds: {', '.join(unsupported)}"
-                         "; the validator knows Conv2d, depthwise Conv2d, Linear, BatchNorm, "
-                         "LayerNorm, GroupNorm and RMSNorm")
+                         f"; the validator knows {KNOWN_LAYERS}")
     if pairs is None:
         matched = pair_layers([t[1] for t in torch_layers.values()],
                               [k[1] for k in keras_layers.values()], mapping)

@@ -142,6 +142,16 @@ class PyTorchAdapter(FrameworkAdapter):
             p.grad = None
         self.model.train()
 
+    def second_recurrent_biases(self) -> list[str]:
+        """The bias_hh parameters of LSTM and Elman RNN layers: PyTorch adds them to bias_ih,
+        where Keras's LSTM and SimpleRNN keep the sum as one bias. (GRU's bias_hh sits inside
+        the reset gate's product: not a sum.)"""
+        return [f"{module_name}.{name}" if module_name else name
+                for module_name, module in self.model.named_modules()
+                if isinstance(module, (nn.LSTM, nn.RNN))
+                for name, _ in module.named_parameters(recurse=False)
+                if name.startswith("bias_hh")]
+
     @contextlib.contextmanager
     def float64(self):
         """Within the block the model and its inputs are float64: reruns that measure how far
@@ -216,10 +226,13 @@ class PyTorchAdapter(FrameworkAdapter):
 
     def _prepare_optimizer_impl(self, optimizer, lr):
         """`optimizer_overrides` are the optimizer's keyword arguments, except
-        `eps_by_step`: a function of the step (1, 2, ...) that sets Adam's eps before it."""
+        `eps_by_step`: a function of the step (1, 2, ...) that sets Adam's eps before it, and
+        `left_out`: names of parameters the step leaves as they are."""
         overrides = dict(self.optimizer_overrides)
         self._eps_by_step, self._steps_taken = overrides.pop("eps_by_step", None), 0
-        params = [p for p in self.model.parameters() if p.requires_grad]
+        left_out = set(overrides.pop("left_out", ()))
+        params = [p for name, p in self.model.named_parameters()
+                  if p.requires_grad and name not in left_out]
         if not params:
             self._optimizer = None
         elif optimizer == "adam":

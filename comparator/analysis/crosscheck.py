@@ -138,6 +138,31 @@ def _placement_words(keras_epsilon: float, config) -> str:
             "Re-run with that eps at each step,")
 
 
+def _recurrent_bias_causes(eq, rerun, runs) -> list[dict]:
+    """Two runs that computed the same loss before and in the step, then part ways: PyTorch's
+    LSTM and RNN keep two biases whose sum Keras keeps as one. Each takes the whole
+    gradient, so a step moves the sum twice as far; the rerun leaves the second one out."""
+    second = getattr(rerun.adapter, "second_recurrent_biases", list)()
+    a, b = runs[eq.a].losses, runs[eq.b].losses
+    if not second or losses_agree(a.inference_after, b.inference_after) or not (
+            losses_agree(a.inference_before, b.inference_before)
+            and losses_agree(a.train_step[0], b.train_step[0])):
+        return []
+    before = abs(a.inference_after - b.inference_after)
+    rerun_loss = rerun.inference_after_with("second recurrent biases left out",
+                                            {"left_out": second})
+    value = abs(a.inference_after - rerun_loss)
+    explains = losses_agree(a.inference_after, rerun_loss)
+    outcome = (f"the inference losses after the step agree to {value:.2g}" if explains else
+               f"the inference losses after the step still differ by {value:.2g}")
+    return [{"cause": "recurrent_bias_pair", "value": value, "before": before,
+             "explains": explains, "parameters": second,
+             "text": f"PyTorch's recurrent layers keep two biases, bias_ih and bias_hh, where "
+                     f"Keras keeps their sum as one; each takes the whole gradient, so a step "
+                     f"moves the sum twice as far. Re-run with {', '.join(second)} left out "
+                     f"of the step, {outcome} (they differed by {before:.2g})."}]
+
+
 def _float32_causes(eq, rerun, states) -> list[dict]:
     """Weights that differ after the same SGD step can be float32 rounding amplified by an
     ill-conditioned gradient; a float64 rerun of the PyTorch recipe measures how far."""
@@ -171,6 +196,11 @@ class _Rerun:
             finally:
                 self.adapter.optimizer_overrides = {}
         return self._states[variant]
+
+    def inference_after_with(self, variant: str, optimizer_overrides: dict) -> float:
+        """The inference loss after the steps of the variant's rerun."""
+        state = self.final_state_with(variant, optimizer_overrides)
+        return self.adapter.inference_loss_of(state, self.batch)
 
     def float64_state(self) -> dict:
         if "float64" not in self._states:
@@ -210,7 +240,8 @@ def explain_pair(eq, conventions, recipes, adapters, batch, config, runs, states
         reruns[eq.b] = _Rerun(adapters["pytorch"], recipe, batch, config)
     rerun = reruns[eq.b]
     causes = (_bn_causes(eq, conventions, rerun, runs, states)
-              + _weight_causes(eq, config, rerun, runs, states))
+              + _weight_causes(eq, config, rerun, runs, states)
+              + _recurrent_bias_causes(eq, rerun, runs))
     # Only a pair that differs in nothing but its weights after the step is the same
     # computation when those differ by rounding alone.
     weights_only = all(d.startswith("weights after the step") for d in eq.differences)

@@ -3,8 +3,8 @@
 The port validator finds a layer whose weights differ from PyTorch's; this module tries
 the layout mistakes people make when they copy arrays by hand and names the one that
 reproduces Keras's arrays exactly. Everything here is numpy, on arrays in the canonical
-(PyTorch) layout: conv (out, in, kh, kw), depthwise (channels, 1, kh, kw), dense
-(out, in), BatchNorm vectors (weight, bias, running_mean, running_var).
+(PyTorch) layout: conv (out, in, kh, kw), conv1d (out, in, k), depthwise (channels, 1, kh,
+kw), dense (out, in), BatchNorm vectors (weight, bias, running_mean, running_var).
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from comparator.analysis.tolerances import LAYOUT_MATCH_TOLERANCE
 
 _TRANSPOSE_HINT = ("PyTorch (out, in, kh, kw) goes to Keras (kh, kw, in, out) with "
                    "kernel.transpose(2, 3, 1, 0)")
+_TRANSPOSE_1D_HINT = ("PyTorch's Conv1d (out, in, k) goes to Keras's Conv1D (k, in, out) with "
+                      "kernel.transpose(2, 1, 0)")
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,8 @@ def _keras_shape(kind: str, shape: tuple[int, ...]) -> tuple[int, ...] | None:
     if kind in ("conv", "depthwise") and len(shape) == 4:
         o, i, h, w = shape
         return (h, w, i, o) if kind == "conv" else (h, w, o, i)
+    if kind == "conv1d" and len(shape) == 3:
+        return (shape[2], shape[1], shape[0])
     if kind == "dense" and len(shape) == 2:
         return (shape[1], shape[0])
     return None
@@ -41,7 +45,7 @@ def _from_keras_order(kind: str, raw: np.ndarray) -> np.ndarray:
         return raw.transpose(3, 2, 0, 1)
     if kind == "depthwise":
         return raw.transpose(2, 3, 0, 1)
-    return raw.T
+    return raw.T  # dense and conv1d: every axis reversed
 
 
 def _kernel_candidates(kind: str, torch_kernel: np.ndarray):
@@ -66,9 +70,19 @@ def _kernel_candidates(kind: str, torch_kernel: np.ndarray):
             "channels_swapped", "the kernel's input and output channels are swapped",
             f"{_TRANSPOSE_HINT}; transpose(2, 3, 0, 1) gives (kh, kw, out, in)"), \
             t.transpose(1, 0, 2, 3)
+    if kind == "conv1d" and t.ndim == 3:
+        yield LayoutMistake(
+            "flipped", "the kernel is flipped along its length (convolution vs "
+                       "cross-correlation)",
+            "both frameworks compute cross-correlation: copy the kernel without flipping "
+            "it (no [..., ::-1])"), t[:, :, ::-1]
+        yield LayoutMistake(
+            "channels_swapped", "the kernel's input and output channels are swapped",
+            f"{_TRANSPOSE_1D_HINT}; transpose(2, 0, 1) gives (k, out, in)"), \
+            t.transpose(1, 0, 2)
     raw_shape = _keras_shape(kind, t.shape)
     if raw_shape is not None and int(np.prod(raw_shape)) == t.size:
-        fix = (_TRANSPOSE_HINT if kind == "conv" else
+        fix = (_TRANSPOSE_HINT if kind == "conv" else _TRANSPOSE_1D_HINT if kind == "conv1d" else
                "PyTorch (channels, 1, kh, kw) goes to Keras (kh, kw, channels, 1) with "
                "kernel.transpose(2, 3, 0, 1)" if kind == "depthwise" else
                "PyTorch's Linear weight is (out, in), Keras's Dense kernel (in, out): "

@@ -14,7 +14,8 @@ def likely_causes(facts: dict, isolated: bool, mode: str) -> tuple[Cause, ...]:
     """The likely causes of a divergence, from facts about the pair of layers.
 
     facts (all optional): names (torch, keras), torch_stride/keras_stride,
-    torch_padding/keras_padding (((top, bottom), (left, right))), torch_eps/keras_eps,
+    torch_padding/keras_padding (((top, bottom), (left, right)), or ((left, right),) for a
+    Conv1d), torch_eps/keras_eps,
     norm (the normalisation's name when not BatchNorm), torch_groups/keras_groups (GroupNorm),
     keras_frozen_bn, one_pass_variance (Keras's output is what E[x^2] - E[x]^2 gives),
     values_per_channel, flatten_order (a channels-first kernel explains PyTorch's
@@ -61,7 +62,7 @@ def _structure_causes(facts: dict, torch_name: str, keras_name: str) -> list[Cau
             f"padding: PyTorch pads {_pad_text(facts['torch_padding'])}, Keras "
             f"{_pad_text(facts['keras_padding'])}",
             "Keras 'same' pads a stride-2 conv on an even size by (0, 1), PyTorch "
-            "symmetrically: pad explicitly with ZeroPadding2D and use 'valid'"))
+            "symmetrically: pad explicitly with ZeroPadding1D or 2D and use 'valid'"))
     return causes
 
 
@@ -125,5 +126,9 @@ def _pairs(padding) -> tuple[tuple[int, int], ...]:
 
 
 def _pad_text(padding) -> str:
-    (top, bottom), (left, right) = _pairs(padding)
+    pairs = _pairs(padding)
+    if len(pairs) == 1:  # a sequence
+        (left, right), = pairs
+        return f"(left {left}, right {right})"
+    (top, bottom), (left, right) = pairs
     return f"(top {top}, bottom {bottom}, left {left}, right {right})"

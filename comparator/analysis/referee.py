@@ -537,8 +537,9 @@ USER_FILE = "onnx:file"
 
 
 def _layout_for(session_shape, x: np.ndarray) -> tuple[np.ndarray, str]:
-    """x as the graph takes it: PyTorch's layout, or channels-last for a Keras export."""
-    if x.ndim != 4 or len(session_shape) != 4:
+    """x as the graph takes it: PyTorch's layout, or channels-last for a Keras export (images
+    and sequences)."""
+    if x.ndim < 3 or len(session_shape) != x.ndim:
         return x, "as given"
     fixed = list(session_shape[1:])
     last = np.ascontiguousarray(np.moveaxis(x, 1, -1))

@@ -24,10 +24,10 @@ def add_model_arguments(group) -> None:
     group.add_argument("--keras-weights", metavar="FILE",
                        help="a .weights.h5 file loaded into the Keras model")
     group.add_argument("--input-shape", metavar="C,H,W",
-                       help="a seeded standard normal batch of this shape (PyTorch's order, "
-                            "F for vectors; Keras gets it channels-last)")
+                       help="a seeded standard normal batch of this shape (PyTorch's order; "
+                            "C,L for sequences, F for vectors; Keras gets it channels-last)")
     group.add_argument("--inputs", metavar="FILE.npz",
-                       help="the batch: x float32 in PyTorch's layout (N,C,H,W or N,F), "
+                       help="the batch: x float32 in PyTorch's layout (N,C,H,W, N,C,L or N,F), "
                             "optional y (labels or targets)")
 
 

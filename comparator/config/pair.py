@@ -34,7 +34,7 @@ class UserPair:
     port_weights: str | None = None  # None: the user's weights as given
     dropout: str = "on"  # "off": train steps run Dropout in inference mode in both
     inputs: str | None = None  # an .npz file with x (and y)
-    input_shape: tuple[int, ...] | None = None  # (C, H, W) or (features,) of a seeded batch
+    input_shape: tuple[int, ...] | None = None  # (C, H, W), (C, L) or (F,) of a seeded batch
     x: np.ndarray | None = None  # the Python API's inputs, PyTorch layout
     y: np.ndarray | None = None
 
@@ -64,18 +64,21 @@ def check_pair(pair: UserPair) -> None:
 
 
 def parse_input_shape(text: str) -> tuple[int, ...]:
-    """C,H,W (images, PyTorch's order) or F (vectors)."""
+    """C,H,W (images, PyTorch's order), C,L (sequences, as Conv1d takes them) or F
+    (vectors)."""
     try:
         shape = tuple(int(v) for v in text.split(","))
     except ValueError:
-        raise UsageError(f"--input-shape takes C,H,W or F as integers, not {text!r}") from None
-    if len(shape) not in (1, 3) or min(shape) <= 0:
-        raise UsageError(f"--input-shape takes C,H,W or F (positive), not {text!r}")
+        raise UsageError(f"--input-shape takes C,H,W, C,L or F as integers, not "
+                         f"{text!r}") from None
+    if len(shape) not in (1, 2, 3) or min(shape) <= 0:
+        raise UsageError(f"--input-shape takes C,H,W, C,L or F (positive), not {text!r}")
     return shape
 
 
 def load_inputs(path: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """x (float32, N,C,H,W or N,F: as PyTorch takes it) and the optional y of an .npz file."""
+    """x (float32, N,C,H,W, N,C,L or N,F: as PyTorch takes it) and the optional y of an .npz
+    file."""
     if not os.path.isfile(path):
         raise UsageError(f"--inputs: no such file: {path}")
     try:
@@ -98,9 +101,10 @@ def load_inputs(path: str) -> tuple[np.ndarray, np.ndarray | None]:
 def check_x(x: np.ndarray, what: str) -> None:
     if x.dtype != np.float32:
         raise UsageError(f"{what} is {x.dtype}; it must be float32")
-    if x.ndim not in (2, 4):
+    if x.ndim not in (2, 3, 4):
         raise UsageError(f"{what} has shape {x.shape}; it must be N,C,H,W (images, as PyTorch "
-                         "takes them) or N,F (vectors)")
+                         "takes them), N,C,L (sequences, as Conv1d takes them) or N,F "
+                         "(vectors)")
     if len(x) == 0:
         raise UsageError(f"{what} is empty")
     if not np.all(np.isfinite(x)):

@@ -56,16 +56,21 @@ def normalize(images: np.ndarray, mean, std) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Batch:
-    """The comparison batch: x in NCHW exactly as fed to PyTorch, y labels or targets."""
+    """The comparison batch: x exactly as fed to PyTorch (N,C,H,W; a user's pair also N,C,L
+    or N,F), y labels or targets. keras_layout: how Keras takes x, "channels_last" (the
+    channel axis moved last) or "as_given" (a user's Keras model declared PyTorch's shape, as
+    a recurrent model on N,L,F does)."""
 
     x: np.ndarray
     y: np.ndarray
+    keras_layout: str = "channels_last"
 
     @property
     def x_channels_last(self) -> np.ndarray:
-        if self.x.ndim != 4:
+        """x as Keras takes it."""
+        if self.x.ndim < 3 or self.keras_layout == "as_given":
             return self.x
-        return np.ascontiguousarray(self.x.transpose(0, 2, 3, 1))
+        return np.ascontiguousarray(np.moveaxis(self.x, 1, -1))
 
     def __len__(self) -> int:
         return len(self.x)

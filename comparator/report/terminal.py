@@ -20,9 +20,19 @@ def _fmt(value: float) -> str:
     return f"{value:.2e}" if abs(value) < 1e-3 else f"{value:.4e}"
 
 
+def _input_words(settings: dict) -> str:
+    if settings["image_size"]:
+        return f"{settings['image_size']} px"
+    shape = (settings.get("inputs") or {}).get("shape") or ()
+    if len(shape) == 3 and settings["inputs"].get("keras_layout") == "as_given":
+        return f"sequences of {shape[1]} steps, {shape[2]} features"  # N, L, F (an RNN's)
+    if len(shape) == 3:  # N, C, L: as Conv1d takes them
+        return f"sequences of {shape[2]} steps, {shape[1]} channels"
+    return "vector input"
+
+
 def run_table(report: Report) -> Table:
-    size = report.settings["image_size"]
-    inputs = f"{size} px" if size else "vector input"
+    inputs = _input_words(report.settings)
     table = Table(title=f"{report.model} · {report.scenario} · batch "
                         f"{report.settings['batch_size']} · {inputs}",
                   title_justify="left", header_style="bold", box=box.SIMPLE_HEAD,

@@ -72,6 +72,7 @@ def _flatten_chw(kind: str) -> tuple[int, int, int]:
 
 # Each kind's weight in Keras's layout, as a permutation of the canonical axes.
 _KERAS_AXES = {"conv": (2, 3, 1, 0),  # O,I,H,W -> H,W,I,O
+               "conv1d": (2, 1, 0),  # O,I,K -> K,I,O
                "depthwise": (2, 3, 0, 1),  # C,1,H,W -> H,W,C,1
                "dense": (1, 0)}  # out,in -> in,out
 
@@ -90,11 +91,11 @@ def keras_layout_axes(kind: str, name: str) -> tuple[int, ...] | None:
 def to_keras_layout(kind: str, name: str, array: np.ndarray) -> np.ndarray:
     """One canonical (PyTorch-layout) array in the layout of the Keras layer's weight.
 
-    Kinds: "conv" (O,I,H,W -> H,W,I,O), "depthwise" (C,1,H,W -> H,W,C,1: depth multiplier
-    1, as in MobileNetV2), "dense"
-    (out,in -> in,out), "flatten_dense:C,H,W" (a dense layer fed by a flattened C,H,W
-    map: its input rows are reordered from channels-first to channels-last flattening),
-    "bn" (vectors, unchanged).
+    Kinds: "conv" (O,I,H,W -> H,W,I,O), "conv1d" (O,I,K -> K,I,O), "depthwise" (C,1,H,W ->
+    H,W,C,1: depth multiplier 1, as in MobileNetV2), "dense" (out,in -> in,out),
+    "flatten_dense:C,H,W" (a dense layer fed by a flattened C,H,W map: its input rows are
+    reordered from channels-first to channels-last flattening), "bn" and the other
+    normalisations (vectors, unchanged).
     """
     axes = keras_layout_axes(kind, name)
     if axes:

@@ -1,0 +1,120 @@
+"""Model pairs of the tests' own with layers beyond Conv2d, Linear and BatchNorm (LayerNorm,
+GroupNorm, RMSNorm, Conv1d), on inputs that are not RGB images: a one-channel image, vectors
+and sequences. Each Keras port can be built with the slip a port makes most often: Keras's
+default epsilon (1e-3; PyTorch's is 1e-5), another number of groups, or Keras's 'same'
+padding where PyTorch pads both sides."""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+import keras  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+layers = keras.layers
+FEATURES, SIZE, CHANNELS, STEPS = 16, 8, 3, 32
+
+
+class GroupNormNet(nn.Module):
+    """A one-channel image: conv -> GroupNorm (4 groups of 2) -> ReLU -> pool -> Linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 8, 3, padding=1)
+        self.gn = nn.GroupNorm(4, 8)
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.gn(self.conv(x))).mean((2, 3)))
+
+
+def keras_group_norm_net(groups: int = 4, epsilon: float = 1e-5):
+    inputs = keras.Input((SIZE, SIZE, 1))
+    x = layers.Conv2D(8, 3, padding="same", name="conv")(inputs)
+    x = layers.GroupNormalization(groups=groups, epsilon=epsilon, name="gn")(x)
+    x = layers.GlobalAveragePooling2D()(layers.ReLU()(x))
+    return keras.Model(inputs, layers.Dense(3, name="fc")(x), name="group_norm_net")
+
+
+class LayerNormMLP(nn.Module):
+    """Vectors: Linear -> LayerNorm -> GELU -> Linear, and an RMSNorm variant."""
+
+    def __init__(self, rms: bool = False):
+        super().__init__()
+        self.fc1 = nn.Linear(FEATURES, 32)
+        self.norm = nn.RMSNorm(32) if rms else nn.LayerNorm(32)
+        self.fc2 = nn.Linear(32, 4)
+
+    def forward(self, x):
+        return self.fc2(nn.functional.gelu(self.norm(self.fc1(x))))
+
+
+def keras_layer_norm_mlp(epsilon: float | None = 1e-5, rms: bool = False):
+    """epsilon None: the Keras layer's own default."""
+    inputs = keras.Input((FEATURES,))
+    x = layers.Dense(32, name="fc1")(inputs)
+    norm = layers.RMSNormalization if rms else layers.LayerNormalization
+    x = norm(name="norm", **({} if epsilon is None else {"epsilon": epsilon}))(x)
+    x = layers.Activation("gelu")(x)
+    return keras.Model(inputs, layers.Dense(4, name="fc2")(x), name="layer_norm_mlp")
+
+
+class SequenceNet(nn.Module):
+    """Sequences (N, C, L): Conv1d (stride 2) -> BatchNorm1d -> ReLU -> mean over time ->
+    Linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(CHANNELS, 8, 3, stride=2, padding=1)
+        self.bn = nn.BatchNorm1d(8)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.bn(self.conv(x))).mean(2))
+
+
+def keras_sequence_net(padding: str = "explicit"):
+    """padding "explicit": ZeroPadding1D(1) and 'valid', as PyTorch pads; "same": Keras's
+    'same', which pads a stride-2 conv on an even length by (0, 1)."""
+    inputs = keras.Input((STEPS, CHANNELS))
+    x = layers.ZeroPadding1D(1)(inputs) if padding == "explicit" else inputs
+    x = layers.Conv1D(8, 3, strides=2, padding="valid" if padding == "explicit" else "same",
+                      name="conv")(x)
+    x = layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name="bn")(x)
+    x = layers.GlobalAveragePooling1D()(layers.ReLU()(x))
+    return keras.Model(inputs, layers.Dense(4, name="fc")(x), name="sequence_net")
+
+
+class RecurrentNet(nn.Module):
+    """Sequences (N, L, F), the same array in both frameworks: LSTM -> last step -> Linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(CHANNELS, 10, batch_first=True)
+        self.fc = nn.Linear(10, 4)
+
+    def forward(self, x):
+        return self.fc(self.lstm(x)[0][:, -1])
+
+
+def keras_recurrent_net(torch_model: RecurrentNet):
+    """The Keras LSTM with the PyTorch one's weights: both keep the gates in the order input,
+    forget, cell, output; PyTorch adds two biases where Keras keeps their sum."""
+    inputs = keras.Input((STEPS, CHANNELS))
+    x = layers.LSTM(10, name="lstm")(inputs)
+    model = keras.Model(inputs, layers.Dense(4, name="fc")(x), name="recurrent_net")
+    lstm = {n: p.detach().numpy() for n, p in torch_model.lstm.named_parameters()}
+    model.get_layer("lstm").set_weights([lstm["weight_ih_l0"].T, lstm["weight_hh_l0"].T,
+                                         lstm["bias_ih_l0"] + lstm["bias_hh_l0"]])
+    model.get_layer("fc").set_weights([torch_model.fc.weight.detach().numpy().T,
+                                       torch_model.fc.bias.detach().numpy()])
+    return model
+
+
+def seeded(module: nn.Module) -> nn.Module:
+    torch.manual_seed(0)
+    for parameter in module.parameters():  # away from 1 and 0, so swapped arrays show
+        with torch.no_grad():
+            parameter.copy_(torch.randn_like(parameter) * 0.5)
+    return module
