@@ -143,3 +143,35 @@ def test_a_recurrent_pair_takes_the_batch_as_given_and_runs_unpaired():
     assert cause["cause"] == "recurrent_bias_pair" and cause["explains"]
     assert cause["parameters"] == ["lstm.bias_hh_l0"] and cause["value"] < 1e-6
     assert "twice as far" in cause["text"]
+
+
+def _dense_prediction_pair():
+    """PyTorch's map is N,K,H,W; its Keras port's N,H,W,K."""
+    import torch
+
+    torch_model = torch.nn.Conv2d(1, 2, 1)
+    inputs = models.keras.Input((models.SIZE, models.SIZE, 1))
+    keras_model = models.keras.Model(inputs, models.layers.Conv2D(2, 1)(inputs))
+    return torch_model, keras_model
+
+
+def _two_input_keras():
+    image, extra = models.keras.Input((models.SIZE, models.SIZE, 1)), models.keras.Input((4,))
+    pooled = models.layers.GlobalAveragePooling2D()(image)
+    return models.keras.Model([image, extra], models.layers.Concatenate()([pooled, extra]))
+
+
+@pytest.mark.parametrize("pair, message", [
+    (_dense_prediction_pair, r"outputs differ in shape: PyTorch \(4, 2, 8, 8\), Keras "
+                             r"\(4, 8, 8, 2\) \(the same map in each framework's layout: the "
+                             r"comparison takes one row of scores or values per input"),
+    (lambda: (models.GroupNormNet(), _two_input_keras()),
+     "the Keras model takes 2 inputs; the comparison feeds both models one batch"),
+])
+def test_what_the_comparison_does_not_take_is_said_in_one_line(pair, message):
+    from comparator.errors import UsageError
+
+    torch_model, keras_model = pair()
+    with pytest.raises(UsageError, match=message) as caught:
+        comparator.compare_pair(torch_model, keras_model, GRAY)
+    assert "\n" not in str(caught.value)

@@ -35,6 +35,20 @@ def _channels_last(shape: tuple[int, ...]) -> tuple[int, ...]:
     return (*shape[1:], shape[0]) if len(shape) >= 2 else tuple(shape)
 
 
+def _output_layout_words(torch_out: np.ndarray, keras_out: np.ndarray) -> str:
+    if torch_out.ndim >= 3 and np.moveaxis(torch_out, 1, -1).shape == keras_out.shape:
+        return (" (the same map in each framework's layout: the comparison takes one row of "
+                "scores or values per input, (N, K), and compares no dense predictions)")
+    return ""
+
+
+def _one_input(model) -> None:
+    inputs = getattr(model, "inputs", None) or []
+    if len(inputs) > 1:
+        raise UsageError(f"the Keras model takes {len(inputs)} inputs; the comparison feeds "
+                         "both models one batch, as one input")
+
+
 def keras_layout(model, sample_shape: tuple[int, ...]) -> str:
     """"channels_last", unless the Keras model declares PyTorch's shape and not the
     channels-last one (an LSTM on N,L,F takes the same array in both frameworks). A model
@@ -113,6 +127,7 @@ def open_pair(pair: UserPair, config) -> OpenedPair:
     torch_side = as_pytorch(pair.pytorch, pair.pytorch_weights)
     keras_side = as_keras(pair.keras, pair.keras_weights, input_shape=_channels_last(x.shape[1:]))
     require_keras_model_on(keras_side.model, config.device)
+    _one_input(keras_side.model)
     layout = keras_layout(keras_side.model, x.shape[1:])
     torch_freeze, keras_freeze = pair.freeze_names()
     if torch_freeze:
@@ -133,7 +148,11 @@ def open_pair(pair: UserPair, config) -> OpenedPair:
                          f" {type(exc).__name__}: {' '.join(str(exc).split())[:200]}") from None
     if torch_out.shape != keras_out.shape:
         raise UsageError(f"the two models' outputs differ in shape: PyTorch {torch_out.shape}, "
-                         f"Keras {keras_out.shape}")
+                         f"Keras {keras_out.shape}{_output_layout_words(torch_out, keras_out)}")
+    if torch_out.ndim > 2:
+        raise UsageError(f"the models' outputs have shape {torch_out.shape}; the comparison "
+                         "takes one row of scores or values per input, (N, K): pool or "
+                         "flatten a dense prediction in both models")
     y, labels_source = _labels(config.scenario, given_y, config.labels, config.targets,
                                torch_out)
     classes = torch_out.shape[1] if torch_out.ndim == 2 else None
