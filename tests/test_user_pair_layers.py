@@ -175,3 +175,21 @@ def test_what_the_comparison_does_not_take_is_said_in_one_line(pair, message):
     with pytest.raises(UsageError, match=message) as caught:
         comparator.compare_pair(torch_model, keras_model, GRAY)
     assert "\n" not in str(caught.value)
+
+
+def test_the_validators_float64_copy_does_not_copy_the_adapter():
+    """The located divergence runs the port validator on the adapter's own module, whose
+    float64 reference is a copy.deepcopy: a hook that was a bound method took a copy of the
+    whole adapter (its states and Keras model) with it."""
+    import copy
+
+    from adapters.own_pair.loader import as_pytorch
+    from adapters.pytorch.user import PyTorchUserAdapter
+    from tests import user_pair_models as residual
+
+    adapter = PyTorchUserAdapter(device="cpu")
+    adapter.adopt(as_pytorch(residual.seeded_torch_net()), None, "classify", 0)
+    copied = copy.deepcopy(adapter.model)
+    hooks = [hook for module in copied.modules()
+             for hook in (*module._forward_pre_hooks.values(), *module._forward_hooks.values())]
+    assert hooks and not any(hasattr(hook, "__self__") for hook in hooks)

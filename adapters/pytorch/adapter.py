@@ -333,18 +333,23 @@ class PyTorchAdapter(FrameworkAdapter):
     # ----- observation -----------------------------------------------------------------
 
     def _install_observers(self):
+        """Hooks are closures, never bound methods: copy.deepcopy of the model (the port
+        validator's float64 copy) copies a bound method's adapter with it, and shares a
+        function."""
         self._observing = False
         for name, module in self.model.named_modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                module.register_forward_pre_hook(self._bn_pre_hook)
+                module.register_forward_pre_hook(self._make_bn_pre_hook())
                 module.register_forward_hook(self._make_bn_hook(name))
             elif isinstance(module, nn.Dropout):
                 module.register_forward_hook(self._make_dropout_hook(name))
 
-    def _bn_pre_hook(self, module, args):
-        if self._observing:
-            module._xframe_stats = (module.running_mean.detach().clone(),
-                                    module.running_var.detach().clone())
+    def _make_bn_pre_hook(self):
+        def pre_hook(module, args):
+            if self._observing:
+                module._xframe_stats = (module.running_mean.detach().clone(),
+                                        module.running_var.detach().clone())
+        return pre_hook
 
     def _make_bn_hook(self, name):
         def hook(module, args, output):
