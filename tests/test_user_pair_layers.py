@@ -193,3 +193,35 @@ def test_the_validators_float64_copy_does_not_copy_the_adapter():
     hooks = [hook for module in copied.modules()
              for hook in (*module._forward_pre_hooks.values(), *module._forward_hooks.values())]
     assert hooks and not any(hasattr(hook, "__self__") for hook in hooks)
+
+
+def test_an_attention_pair_runs_with_its_sublayers_weights_kept_apart():
+    """Keras's MultiHeadAttention holds four variables named "kernel" (query, key, value,
+    output): named by their names alone, they overwrote each other, and loading the initial
+    state failed ('weight shape (8, 2, 4) is not compatible with provided weight shape
+    (2, 4, 8)'). A square token batch (L == D) fits both layouts; no Conv1d, so as given."""
+    torch_model = models.seeded(models.AttentionNet())
+    x = np.random.default_rng(3).standard_normal(
+        (4, models.TOKENS, models.TOKENS)).astype(np.float32)
+    report = comparator.compare_pair(torch_model, models.keras_attention_net(torch_model), x,
+                                     recipes=("pytorch:train", "keras:train"))
+    assert report.settings["inputs"]["keras_layout"] == "as_given"
+    assert report.checks[0].passed and report.checks[0].value < 1e-5
+    assert report.settings["pair"]["pairing"]["reason"] == (
+        "PyTorch has 4 modules with weights, Keras 3 layers with weights")  # out_proj apart
+    (eq,) = report.equivalences
+    assert eq.max_diff < 1e-5  # one SGD step of the same function
+
+
+def test_an_unbuilt_subclassed_recurrent_model_is_built_on_the_batch_as_given():
+    """It was built on the channels-last copy (N,F,L) before the layout was read, and then
+    failed on the batch as given."""
+    x = np.ascontiguousarray(SEQUENCES.transpose(0, 2, 1))
+    report = comparator.compare_pair(models.seeded(models.RecurrentNet()),
+                                     models.SubclassedRecurrentNet(), x,
+                                     recipes=("pytorch:train", "keras:train"))
+    assert report.settings["inputs"]["keras_layout"] == "as_given"
+    assert not report.checks[0].passed  # its own random weights: another function
+    found = report.settings["pair"]["first_divergence"]
+    assert not found["located"] and found["text"].startswith(
+        "no layer can be located, as the layers are not paired")

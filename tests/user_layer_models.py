@@ -13,7 +13,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 layers = keras.layers
-FEATURES, SIZE, CHANNELS, STEPS = 16, 8, 3, 32
+FEATURES, SIZE, CHANNELS, STEPS, TOKENS, HEADS = 16, 8, 3, 32, 8, 2
 
 
 class GroupNormNet(nn.Module):
@@ -98,6 +98,17 @@ class RecurrentNet(nn.Module):
         return self.fc(self.lstm(x)[0][:, -1])
 
 
+class SubclassedRecurrentNet(keras.Model):
+    """A subclassed Keras model declares no input shape: the tool builds it on the batch."""
+
+    def __init__(self):
+        super().__init__(name="subclassed_recurrent_net")
+        self.lstm, self.fc = layers.LSTM(10), layers.Dense(4)
+
+    def call(self, x):
+        return self.fc(self.lstm(x))
+
+
 def keras_recurrent_net(torch_model: RecurrentNet):
     """The Keras LSTM with the PyTorch one's weights: both keep the gates in the order input,
     forget, cell, output; PyTorch adds two biases where Keras keeps their sum."""
@@ -109,6 +120,48 @@ def keras_recurrent_net(torch_model: RecurrentNet):
                                          lstm["bias_ih_l0"] + lstm["bias_hh_l0"]])
     model.get_layer("fc").set_weights([torch_model.fc.weight.detach().numpy().T,
                                        torch_model.fc.bias.detach().numpy()])
+    return model
+
+
+class AttentionNet(nn.Module):
+    """Tokens (N, L, D), L == D so that both layouts fit the Keras model's declared shape:
+    self-attention -> residual -> LayerNorm -> mean over tokens -> Linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(TOKENS, HEADS, batch_first=True)
+        self.norm = nn.LayerNorm(TOKENS)
+        self.fc = nn.Linear(TOKENS, 3)
+
+    def forward(self, x):
+        attended, _ = self.attn(x, x, x, need_weights=False)
+        return self.fc(self.norm(x + attended).mean(1))
+
+
+def keras_attention_net(torch_model: AttentionNet):
+    """Keras's MultiHeadAttention with the PyTorch layer's projections: Keras keeps each of
+    query, key and value as a (D, heads, head_dim) kernel, PyTorch all three in one
+    (3D, D) in_proj_weight."""
+    d, heads = TOKENS, HEADS
+    inputs = keras.Input((d, d))
+    attended = layers.MultiHeadAttention(heads, d // heads, name="attn")(inputs, inputs)
+    x = layers.LayerNormalization(epsilon=1e-5, name="norm")(layers.Add()([inputs, attended]))
+    x = layers.GlobalAveragePooling1D()(x)
+    model = keras.Model(inputs, layers.Dense(3, name="fc")(x), name="attention_net")
+    attn = torch_model.attn
+    w, b = attn.in_proj_weight.detach().numpy(), attn.in_proj_bias.detach().numpy()
+    projections = []
+    for i in range(3):
+        projections += [w[i * d:(i + 1) * d].T.reshape(d, heads, d // heads),
+                        b[i * d:(i + 1) * d].reshape(heads, d // heads)]
+    projections += [attn.out_proj.weight.detach().numpy().T.reshape(heads, d // heads, d),
+                    attn.out_proj.bias.detach().numpy()]
+    model.get_layer("attn").set_weights(projections)
+    for name in ("norm", "fc"):
+        module = getattr(torch_model, name)
+        weight = module.weight.detach().numpy()
+        model.get_layer(name).set_weights([weight.T if weight.ndim == 2 else weight,
+                                           module.bias.detach().numpy()])
     return model
 
 

@@ -18,6 +18,15 @@ _BN_NAMES = ("weight", "bias", "running_mean", "running_var")
 _BN_VARIABLES = ("gamma", "beta", "moving_mean", "moving_variance")
 
 
+def _within(layer, variable) -> str:
+    """A variable's name within its layer, unique there: a layer with sublayers
+    (MultiHeadAttention's query, key, value and output projections) holds several variables
+    named "kernel", which its path tells apart ("query/kernel")."""
+    path = getattr(variable, "path", variable.name)
+    own = f"{layer.name}/"
+    return path[len(own):] if path.startswith(own) else variable.name
+
+
 class KerasUserAdapter(Keras3Adapter):
     def adopt(self, loaded, freeze: str | None, scenario: str, seed: int,
               input_shape: tuple[int, ...], pairing=None, dropout_off: bool = False,
@@ -108,7 +117,7 @@ class KerasUserAdapter(Keras3Adapter):
                     yield f"{prefix}.{name}", layer, index, "bn"
                 continue
             for index, variable in enumerate(layer.weights):
-                yield f"{prefix}.{variable.name}", layer, index, "keras"
+                yield f"{prefix}.{_within(layer, variable)}", layer, index, "keras"
 
     def _load_impl(self, arrays):
         updates: dict[int, tuple] = {}

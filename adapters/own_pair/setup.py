@@ -3,7 +3,7 @@ checked against each other, weighted layers paired, the batch and its labels mad
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -49,24 +49,29 @@ def _one_input(model) -> None:
                          "both models one batch, as one input")
 
 
-def keras_layout(model, sample_shape: tuple[int, ...]) -> str:
-    """"channels_last", unless the Keras model declares PyTorch's shape and not the
-    channels-last one (an LSTM on N,L,F takes the same array in both frameworks). A model
-    that declares no input shape (a subclassed one) takes channels-last."""
+def keras_layout(model, sample_shape: tuple[int, ...], torch_model) -> str:
+    """How Keras takes the batch: "channels_last" or "as_given". The Keras model's declared
+    input shape decides where only one of the two fits it. Where both fit (a square sample,
+    or no declared shape), images go channels-last, and sequences too when the PyTorch model
+    has a Conv1d (the one common layer that takes N,C,L); else as given (an LSTM or an
+    attention layer takes N,L,F in both frameworks)."""
     if len(sample_shape) < 2:
         return "channels_last"
     try:
         declared = tuple(model.inputs[0].shape[1:])
     except (AttributeError, IndexError, TypeError, ValueError):
-        return "channels_last"
+        declared = None
 
     def fits(shape):
-        return len(declared) == len(shape) and all(
+        return declared is None or len(declared) == len(shape) and all(
             d is None or d == s for d, s in zip(declared, shape))
 
-    if not fits(_channels_last(sample_shape)) and fits(sample_shape):
-        return "as_given"
-    return "channels_last"
+    last, given = fits(_channels_last(sample_shape)), fits(sample_shape)
+    if last != given:
+        return "channels_last" if last else "as_given"
+    convolved = len(sample_shape) == 3 or any(
+        isinstance(m, torch.nn.Conv1d) for m in torch_model.modules())
+    return "channels_last" if convolved else "as_given"
 
 
 def _keras_outputs(model, batch: Batch) -> np.ndarray:
@@ -125,10 +130,14 @@ def _labels(scenario: str, given, config_labels, config_targets, outputs) -> tup
 def open_pair(pair: UserPair, config) -> OpenedPair:
     x, given_y, inputs_source = pair_inputs(pair, config.batch_size, config.seed)
     torch_side = as_pytorch(pair.pytorch, pair.pytorch_weights)
-    keras_side = as_keras(pair.keras, pair.keras_weights, input_shape=_channels_last(x.shape[1:]))
+    # The layout is read off the loaded model before a subclassed one is built in it.
+    keras_side = as_keras(pair.keras)
+    layout = keras_layout(keras_side.model, x.shape[1:], torch_side.model)
+    keras_shape = Batch(x[:1], None, layout).x_channels_last.shape[1:]
+    keras_side = replace(keras_side, weights=as_keras(keras_side.model, pair.keras_weights,
+                                                      input_shape=keras_shape).weights)
     require_keras_model_on(keras_side.model, config.device)
     _one_input(keras_side.model)
-    layout = keras_layout(keras_side.model, x.shape[1:])
     torch_freeze, keras_freeze = pair.freeze_names()
     if torch_freeze:
         pytorch_submodule(torch_side.model, torch_freeze)
@@ -158,8 +167,7 @@ def open_pair(pair: UserPair, config) -> OpenedPair:
     classes = torch_out.shape[1] if torch_out.ndim == 2 else None
     keras_adapter = KerasUserAdapter(device=config.device)
     keras_adapter.adopt(keras_side, keras_freeze, config.scenario, config.seed,
-                        Batch(x[:1], None, layout).x_channels_last.shape[1:], pairing,
-                        pair.dropout == "off", classes)
+                        keras_shape, pairing, pair.dropout == "off", classes)
     name = f"{torch_side.name} (PyTorch) vs {keras_side.name} (Keras)"
     settings = {
         "pair": {
