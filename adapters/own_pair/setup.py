@@ -38,7 +38,8 @@ def _channels_last(shape: tuple[int, ...]) -> tuple[int, ...]:
 def _output_layout_words(torch_out: np.ndarray, keras_out: np.ndarray) -> str:
     if torch_out.ndim >= 3 and np.moveaxis(torch_out, 1, -1).shape == keras_out.shape:
         return (" (the same map in each framework's layout: the comparison takes one row of "
-                "scores or values per input, (N, K), and compares no dense predictions)")
+                "scores or values per input, (N, K), and compares no dense predictions; "
+                "validate_port.py compares such a pair layer by layer)")
     return ""
 
 
@@ -161,7 +162,8 @@ def open_pair(pair: UserPair, config) -> OpenedPair:
     if torch_out.ndim > 2:
         raise UsageError(f"the models' outputs have shape {torch_out.shape}; the comparison "
                          "takes one row of scores or values per input, (N, K): pool or "
-                         "flatten a dense prediction in both models")
+                         "flatten a dense prediction in both models, or compare them layer by "
+                         "layer with validate_port.py")
     y, labels_source = _labels(config.scenario, given_y, config.labels, config.targets,
                                torch_out)
     classes = torch_out.shape[1] if torch_out.ndim == 2 else None
