@@ -1,6 +1,8 @@
 """A user's pair with other normalisations than BatchNorm and inputs that are not RGB
 images: both are paired layer by layer, compared, and a slip in their settings is named."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -225,3 +227,49 @@ def test_an_unbuilt_subclassed_recurrent_model_is_built_on_the_batch_as_given():
     found = report.settings["pair"]["first_divergence"]
     assert not found["located"] and found["text"].startswith(
         "no layer can be located, as the layers are not paired")
+
+
+def test_token_ids_are_compared_and_validated_as_integers():
+    """Integer inputs were refused ('x is int64; it must be float32'); the port validator
+    also moved the channel axis of every 3-D activation, which an Embedding's N,L,F output
+    does not have ('output shapes differ: PyTorch emb (4, 32, 8), Keras emb (4, 32, 8)')."""
+    ids = models.token_ids()
+    report = comparator.compare_pair(models.seeded(models.TokenNet()), models.keras_token_net(),
+                                     ids, port_weights="pytorch-to-keras",
+                                     recipes=("pytorch:train", "keras:train"))
+    assert report.checks[0].passed and report.settings["pair"]["pairing"] == {
+        "paired_layers": 3}
+    (eq,) = report.equivalences
+    assert eq.equivalent and eq.max_weight_diff < 1e-5
+    torch_model, keras_model = models.seeded(models.TokenNet()), models.keras_token_net(None)
+    comparator.port_weights(torch_model, keras_model)
+    result = comparator.validate_port(torch_model, keras_model, ids)
+    assert [c.keras_layer for c in result.pass_result("inference", False).diverging][:1] == [
+        "norm"]
+    assert "LayerNorm epsilon: PyTorch 1e-05, Keras 0.001" in result.first_divergence.text
+    keras_model.get_layer("norm").epsilon = 1e-5
+    assert comparator.validate_port(torch_model, keras_model, ids).passed
+
+
+def test_token_ids_reach_onnx_runtime_as_integers(tmp_path):
+    """ONNX Runtime was fed every batch as float32 and refused a graph that takes int64."""
+    import subprocess
+    import sys
+
+    np.savez(tmp_path / "ids.npz", x=models.token_ids())
+    spec = f"{models.__file__}:"
+    run = subprocess.run(
+        [sys.executable, "scripts/compare.py", "--pytorch", spec + "plain_token_net",
+         "--keras", spec + "keras_plain_token_net", "--inputs", str(tmp_path / "ids.npz"),
+         "--port-weights", "pytorch-to-keras",
+         "--recipes", "pytorch:eval,keras:trainable_false",
+         "--cache-dir", str(tmp_path / "cache"), "--json", str(tmp_path / "report.json"),
+         "--quiet"],
+        capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert run.returncode == 0, run.stderr
+    import json
+
+    report = json.loads((tmp_path / "report.json").read_text())
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["referee:onnx_eval_pytorch_graph_vs_pytorch"]["passed"]
+    assert checks["referee:onnx_eval_keras_graph_vs_keras"]["passed"]

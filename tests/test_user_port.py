@@ -248,7 +248,7 @@ def test_script_validates_a_keras_file_against_a_state_dict(tmp_path):
       "--batch-size", "1"), "batch size must be at least 2"),
     (("--pytorch", "a.py:f", "--keras", "b.py:g", "--inputs", "NOX"), "has no array named x"),
     (("--pytorch", "a.py:f", "--keras", "b.py:g", "--inputs", "INT"),
-     "x is int64; it must be float32"),
+     "x is float64; it must be float32 (or integers: token ids)"),
     (("--pytorch", "tests/user_port_models.py:torch_net", "--keras", "net.onnx",
       "--input-shape", "3,8,8"), "net.onnx is an ONNX file"),
     (("--pytorch", "tests/user_port_models.py:nothing", "--keras", "b.py:g",
@@ -258,7 +258,7 @@ def test_script_refuses_a_bad_pair_in_one_line(tmp_path, monkeypatch, capsys, ar
     import importlib.util
 
     np.savez(tmp_path / "nox.npz", y=np.zeros(2))
-    np.savez(tmp_path / "int.npz", x=np.zeros((2, 3, 8, 8), dtype=np.int64))
+    np.savez(tmp_path / "int.npz", x=np.zeros((2, 3, 8, 8), dtype=np.float64))
     paths = {"NOX": str(tmp_path / "nox.npz"), "INT": str(tmp_path / "int.npz")}
     spec = importlib.util.spec_from_file_location("validate_port_script", SCRIPT)
     script = importlib.util.module_from_spec(spec)

@@ -9,11 +9,12 @@ import os
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 layers = keras.layers
-FEATURES, SIZE, CHANNELS, STEPS, TOKENS, HEADS = 16, 8, 3, 32, 8, 2
+FEATURES, SIZE, CHANNELS, STEPS, TOKENS, HEADS, VOCABULARY = 16, 8, 3, 32, 8, 2, 20
 
 
 class GroupNormNet(nn.Module):
@@ -163,6 +164,44 @@ def keras_attention_net(torch_model: AttentionNet):
         model.get_layer(name).set_weights([weight.T if weight.ndim == 2 else weight,
                                            module.bias.detach().numpy()])
     return model
+
+
+class TokenNet(nn.Module):
+    """Token ids (N, L), integers: Embedding -> LayerNorm per token -> mean -> Linear. Its
+    activations are N,L,F in both frameworks."""
+
+    def __init__(self, norm: bool = True):
+        super().__init__()
+        self.emb = nn.Embedding(VOCABULARY, TOKENS)
+        self.norm = nn.LayerNorm(TOKENS) if norm else nn.Identity()
+        self.fc = nn.Linear(TOKENS, 3)
+
+    def forward(self, ids):
+        return self.fc(self.norm(self.emb(ids)).mean(1))
+
+
+def keras_token_net(epsilon: float | None = 1e-5, norm: bool = True):
+    inputs = keras.Input((STEPS,), dtype="int32")
+    x = layers.Embedding(VOCABULARY, TOKENS, name="emb")(inputs)
+    if norm:
+        x = layers.LayerNormalization(name="norm", **({} if epsilon is None else
+                                                      {"epsilon": epsilon}))(x)
+    x = layers.GlobalAveragePooling1D()(x)
+    return keras.Model(inputs, layers.Dense(3, name="fc")(x), name="token_net")
+
+
+def plain_token_net():
+    """Without LayerNorm: Keras 3.15.1's own ONNX export refuses LayerNormalization on torch
+    (a shape read from the input, measured), and this pair's referee takes both graphs."""
+    return TokenNet(norm=False)
+
+
+def keras_plain_token_net():
+    return keras_token_net(norm=False)
+
+
+def token_ids(n: int = 4, seed: int = 4):
+    return np.random.default_rng(seed).integers(0, VOCABULARY, size=(n, STEPS))
 
 
 def seeded(module: nn.Module) -> nn.Module:

@@ -527,13 +527,18 @@ def run_onnx(path: str, x: np.ndarray, device: str = "cpu") -> RunOutput:
         # A CUDA provider that does not accept an option falls back to its defaults.
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
         session = ort.InferenceSession(path, options, providers=providers)
-    feed = {session.get_inputs()[0].name: np.ascontiguousarray(x, dtype=np.float32)}
+    graph_input = session.get_inputs()[0]
+    dtype = _ONNX_INPUT_TYPES.get(graph_input.type, np.float32)  # token ids stay integers
+    feed = {graph_input.name: np.ascontiguousarray(x, dtype=dtype)}
     outputs = session.run([session.get_outputs()[0].name], feed)[0]
     seconds = time.perf_counter() - started
     provider = session.get_providers()[0]
     if device.startswith("cuda") and provider != "CUDAExecutionProvider" and note is None:
         note = f"device {device} asked for, but ONNX Runtime ran on {provider}"
     return RunOutput(np.asarray(outputs), round(seconds, 3), provider, note)
+
+
+_ONNX_INPUT_TYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
 
 
 def versions() -> dict[str, str]:

@@ -43,8 +43,8 @@ _KERAS_NORMS = tuple((layer, kind) for layer, kind in (
     (layers.LayerNormalization, "layer_norm")) if layer is not None)
 NORM_KINDS = frozenset(kind for _, kind in _TORCH_NORMS)
 NORM_NAMES = {"layer_norm": "LayerNorm", "group_norm": "GroupNorm", "rms_norm": "RMSNorm"}
-KNOWN_LAYERS = ("Conv1d, Conv2d, depthwise Conv2d, Linear, BatchNorm, LayerNorm, GroupNorm and "
-                "RMSNorm")
+KNOWN_LAYERS = ("Conv1d, Conv2d, depthwise Conv2d, Linear, Embedding, BatchNorm, LayerNorm, "
+                "GroupNorm and RMSNorm")
 
 
 def torch_kind(module: nn.Module) -> str:
@@ -61,6 +61,8 @@ def torch_kind(module: nn.Module) -> str:
         return "other"
     if isinstance(module, nn.Linear):
         return "dense"
+    if isinstance(module, nn.Embedding):
+        return "embedding"  # (vocabulary, width) in both frameworks
     if isinstance(module, nn.modules.batchnorm._BatchNorm):
         return "bn"
     return "other"
@@ -79,6 +81,8 @@ def keras_kind(layer) -> str:
             else "dense"
     if isinstance(layer, layers.BatchNormalization):
         return "bn"
+    if isinstance(layer, layers.Embedding):
+        return "embedding"
     for norm, kind in _KERAS_NORMS:
         if isinstance(layer, norm):
             return "other" if getattr(layer, "rms_scaling", False) else kind

@@ -154,8 +154,13 @@ def open_pair(pair: UserPair, config) -> OpenedPair:
         torch_out = torch_adapter.predictions(x)
         keras_out = _keras_outputs(keras_side.model, Batch(x, None, layout))
     except Exception as exc:
+        hint = ("; an Embedding takes token ids: give them as integers, x of --inputs "
+                "FILE.npz" if x.dtype.kind == "f" and any(
+                    isinstance(m, torch.nn.Embedding) for m in torch_side.model.modules())
+                else "")
         raise UsageError(f"the models cannot run on inputs of shape {x.shape} (PyTorch layout):"
-                         f" {type(exc).__name__}: {' '.join(str(exc).split())[:200]}") from None
+                         f" {type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+                         f"{hint}") from None
     if torch_out.shape != keras_out.shape:
         raise UsageError(f"the two models' outputs differ in shape: PyTorch {torch_out.shape}, "
                          f"Keras {keras_out.shape}{_output_layout_words(torch_out, keras_out)}")

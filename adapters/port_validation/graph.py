@@ -6,6 +6,7 @@ walked node by node, which also lets any layer's output be replaced by PyTorch's
 from __future__ import annotations
 
 import contextlib
+import contextvars
 
 import numpy as np
 import torch
@@ -25,17 +26,47 @@ _NOISE = (layers.Dropout, layers.SpatialDropout1D, layers.SpatialDropout2D,
 _TORCH_NOISE = (nn.modules.dropout._DropoutNd,)
 
 
+# Whether a 3-D activation is channels-first in PyTorch (N, C, L, as Conv1d makes it) or the
+# same array in both frameworks (N, L, F: an Embedding's, an LSTM's or attention's output).
+_SEQUENCES_CHANNELS_FIRST = contextvars.ContextVar("sequences_channels_first", default=True)
+
+
+@contextlib.contextmanager
+def sequence_layout(torch_model: nn.Module):
+    """Within the block 3-D activations are channels-first only if the PyTorch model has a
+    Conv1d, the one common layer that makes them so (adapters/own_pair/setup.py reads the
+    batch's layout the same way)."""
+    token = _SEQUENCES_CHANNELS_FIRST.set(
+        any(isinstance(m, nn.Conv1d) for m in torch_model.modules()))
+    try:
+        yield
+    finally:
+        _SEQUENCES_CHANNELS_FIRST.reset(token)
+
+
+def channels_move(array) -> bool:
+    """Whether this activation (numpy or torch) has its channels first in PyTorch and last
+    in Keras: images always, sequences as sequence_layout says."""
+    return array.ndim > 3 or (array.ndim == 3 and _SEQUENCES_CHANNELS_FIRST.get())
+
+
 def to_keras_values(array: np.ndarray) -> np.ndarray:
     """An activation in PyTorch's layout (N, C, ...) in Keras's (N, ..., C)."""
-    if array.ndim < 3:
+    if not channels_move(array):
         return array
     return np.ascontiguousarray(np.moveaxis(array, 1, -1))
 
 
 def to_torch_values(array: np.ndarray) -> np.ndarray:
-    if array.ndim < 3:
+    if not channels_move(array):
         return array
     return np.ascontiguousarray(np.moveaxis(array, -1, 1))
+
+
+def as_float(array: np.ndarray, dtype) -> np.ndarray:
+    """An activation or input in this float precision; token ids (integers) stay as they are,
+    since an Embedding takes nothing else."""
+    return array if array.dtype.kind in "iu" else array.astype(dtype)
 
 
 def numpy_of(value) -> np.ndarray:

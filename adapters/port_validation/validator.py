@@ -26,11 +26,14 @@ from adapters.port_validation.causes import (  # noqa: E402
 )
 from adapters.port_validation.graph import (  # noqa: E402
     Failed,
+    as_float,
+    channels_move,
     functional_graph,
     graph_nodes,
     keras_state_kept,
     numpy_of,
     run_keras,
+    sequence_layout,
     to_keras_values,
     to_torch_values,
     torch_mode,
@@ -159,7 +162,7 @@ def _gradients(torch_model, model64, fn, pairs, x, seed, tolerance):
     modules = dict(torch_model.named_modules())
     by_name = {layer.name: layer for layer in fn.layers}
     torch_grads = _torch_gradients(torch_model, x, seed)
-    grads64 = _torch_gradients(model64, x.astype(np.float64), seed) if model64 else {}
+    grads64 = _torch_gradients(model64, as_float(x, np.float64), seed) if model64 else {}
     variables = [v for layer in fn.layers for v in layer.trainable_weights]
     for v in variables:
         v.value.grad = None
@@ -168,7 +171,7 @@ def _gradients(torch_model, model64, fn, pairs, x, seed, tolerance):
         if isinstance(keras_out, Failed) or keras_out is None:
             message = keras_out.message if keras_out is not None else "no output"
             raise UsageError(f"the Keras model failed in training mode: {message}")
-        keras_out = keras_out if keras_out.ndim < 3 else torch.movedim(keras_out, -1, 1)
+        keras_out = torch.movedim(keras_out, -1, 1) if channels_move(keras_out) else keras_out
         target = np.random.default_rng(seed).normal(size=tuple(keras_out.shape))
         torch.mean((keras_out - torch.from_numpy(target).to(keras_out)) ** 2).backward()
     results = []
@@ -233,6 +236,15 @@ def validate_port(torch_model: nn.Module, keras_model, inputs, *, mapping: dict 
         raise UsageError(f"modes must be among {', '.join(MODES)}, got {list(modes)}")
     x, torch_model, torch_name, keras_model, keras_name, fn = _checked_models(
         torch_model, keras_model, inputs, pytorch_weights, keras_weights)
+    with sequence_layout(torch_model):
+        return _validated(x, torch_model, torch_name, keras_model, keras_name, fn, mapping,
+                          pairs, modes, isolation, gradients, tolerance, gradient_tolerance,
+                          reference64, seed, train_step)
+
+
+def _validated(x, torch_model, torch_name, keras_model, keras_name, fn, mapping, pairs, modes,
+               isolation, gradients, tolerance, gradient_tolerance, reference64, seed,
+               train_step) -> PortValidation:
     pairing = "port plan" if pairs is not None else (
         "explicit mapping" if mapping is not None else "order and shape")
     setup = _Setup(torch_model, fn, resolve_pairs(torch_model, keras_model, mapping, pairs),
@@ -265,16 +277,19 @@ def validate_port(torch_model: nn.Module, keras_model, inputs, *, mapping: dict 
 
 
 def _checked_models(torch_model, keras_model, inputs, pytorch_weights, keras_weights):
-    """The inputs as float32 (PyTorch's layout) and both models, loaded where given as
-    specs or files, with the inputs checked against the Keras model's input shape."""
+    """The inputs as float32 (PyTorch's layout; token ids stay integers) and both models,
+    loaded where given as specs or files, with the inputs checked against the Keras model's
+    input shape."""
     if isinstance(inputs, torch.Tensor):
         inputs = inputs.detach().cpu().numpy()
-    x = np.ascontiguousarray(np.asarray(inputs, dtype=np.float32))
+    x = np.ascontiguousarray(as_float(np.asarray(inputs), np.float32))
     torch_model, torch_name = torch_side(torch_model, pytorch_weights)
-    keras_model, keras_name = keras_side(keras_model, keras_weights, to_keras_values(x))
+    with sequence_layout(torch_model):
+        keras_x = to_keras_values(x)
+    keras_model, keras_name = keras_side(keras_model, keras_weights, keras_x)
     fn = functional_graph(keras_model)
     expected = tuple(fn.inputs[0].shape[1:])
-    given = to_keras_values(x).shape[1:]
+    given = keras_x.shape[1:]
     if len(expected) != len(given) or any(e is not None and e != g
                                           for e, g in zip(expected, given)):
         raise UsageError(f"inputs of shape {tuple(x.shape)} (PyTorch layout, Keras "
@@ -303,7 +318,7 @@ def _mode_passes(setup: _Setup, mode: str, isolation: bool, tolerance: float):
     """PyTorch's trace in this mode, and the forward (then isolated) pass results."""
     pairs, by_name = setup.pairs, setup.by_name
     trace, torch_out = torch_trace(setup.torch_model, pairs, setup.x, mode)
-    trace64, torch_out64 = (torch_trace(setup.model64, pairs, setup.x.astype(np.float64),
+    trace64, torch_out64 = (torch_trace(setup.model64, pairs, as_float(setup.x, np.float64),
                                         mode)
                             if setup.model64 is not None else ({}, None))
     if setup.facts is None:
@@ -378,7 +393,7 @@ def _isolated64(model64, modules64, pairs, trace, mode) -> dict:
     outputs = {}
     with torch_mode(model64, mode), torch.no_grad():
         for pair in pairs:
-            x = torch.from_numpy(trace[pair.torch_module][0].astype(np.float64))
+            x = torch.from_numpy(as_float(trace[pair.torch_module][0], np.float64))
             outputs[pair.torch_module] = modules64[pair.torch_module](x).numpy().copy()
     return outputs
 

@@ -249,7 +249,8 @@ class PyTorchAdapter(FrameworkAdapter):
 
     def _tensors(self, batch: Batch):
         dtype = next(self.model.parameters()).dtype
-        x = torch.from_numpy(batch.x).to(self._torch_device, dtype)
+        x = torch.from_numpy(batch.x).to(self._torch_device)
+        x = x.to(dtype) if x.is_floating_point() else x  # token ids stay integers
         y = torch.from_numpy(batch.y).to(self._torch_device)
         return x, (y.to(dtype) if y.is_floating_point() else y)
 

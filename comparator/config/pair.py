@@ -99,8 +99,8 @@ def load_inputs(path: str) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def check_x(x: np.ndarray, what: str) -> None:
-    if x.dtype != np.float32:
-        raise UsageError(f"{what} is {x.dtype}; it must be float32")
+    if x.dtype != np.float32 and x.dtype.kind not in "iu":
+        raise UsageError(f"{what} is {x.dtype}; it must be float32 (or integers: token ids)")
     if x.ndim not in (2, 3, 4):
         raise UsageError(f"{what} has shape {x.shape}; it must be N,C,H,W (images, as PyTorch "
                          "takes them), N,C,L (sequences, as Conv1d takes them) or N,F "
