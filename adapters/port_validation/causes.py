@@ -1,7 +1,7 @@
 """What the port validator knows about a pair of layers beyond their values, for naming
 why they differ: padding and strides, the normalisations' epsilon (and GroupNorm's groups),
-the operations between paired
-layers, how the weights were laid out, and two reruns that test a suspected cause."""
+the operations between paired layers, how the weights were laid out, and two reruns that
+test a suspected cause."""
 
 from __future__ import annotations
 
