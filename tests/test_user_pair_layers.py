@@ -232,7 +232,8 @@ def test_an_unbuilt_subclassed_recurrent_model_is_built_on_the_batch_as_given():
 def test_token_ids_are_compared_and_validated_as_integers():
     """Integer inputs were refused ('x is int64; it must be float32'); the port validator
     also moved the channel axis of every 3-D activation, which an Embedding's N,L,F output
-    does not have ('output shapes differ: PyTorch emb (4, 32, 8), Keras emb (4, 32, 8)')."""
+    does not have (on 10 tokens: 'output shapes differ: PyTorch emb (4, 10, 8), Keras emb
+    (4, 10, 8)')."""
     ids = models.token_ids()
     report = comparator.compare_pair(models.seeded(models.TokenNet()), models.keras_token_net(),
                                      ids, port_weights="pytorch-to-keras",
