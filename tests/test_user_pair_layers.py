@@ -274,3 +274,14 @@ def test_token_ids_reach_onnx_runtime_as_integers(tmp_path):
     checks = {c["name"]: c for c in report["checks"]}
     assert checks["referee:onnx_eval_pytorch_graph_vs_pytorch"]["passed"]
     assert checks["referee:onnx_eval_keras_graph_vs_keras"]["passed"]
+
+
+def test_integer_images_are_refused_not_taken_as_token_ids():
+    from comparator.config.pair import check_x
+    from comparator.errors import UsageError
+
+    pixels = np.zeros((2, 3, 8, 8), np.uint8)
+    with pytest.raises(UsageError, match=r"is uint8 of shape \(2, 3, 8, 8\); integers are "
+                                         "taken as token ids, N,L"):
+        check_x(pixels, "x")
+    check_x(models.token_ids(), "x")

@@ -101,6 +101,10 @@ def load_inputs(path: str) -> tuple[np.ndarray, np.ndarray | None]:
 def check_x(x: np.ndarray, what: str) -> None:
     if x.dtype != np.float32 and x.dtype.kind not in "iu":
         raise UsageError(f"{what} is {x.dtype}; it must be float32 (or integers: token ids)")
+    if x.dtype.kind in "iu" and x.ndim != 2:
+        raise UsageError(f"{what} is {x.dtype} of shape {x.shape}; integers are taken as token "
+                         "ids, N,L: give images and sequences as float32 (uint8 pixels "
+                         "normalised as the model expects)")
     if x.ndim not in (2, 3, 4):
         raise UsageError(f"{what} has shape {x.shape}; it must be N,C,H,W (images, as PyTorch "
                          "takes them), N,C,L (sequences, as Conv1d takes them) or N,F "
