@@ -55,7 +55,8 @@ def keras_layout(model, sample_shape: tuple[int, ...], torch_model) -> str:
     input shape decides where only one of the two fits it. Where both fit (a square sample,
     or no declared shape), images go channels-last, and sequences too when the PyTorch model
     has a Conv1d (the one common layer that takes N,C,L); else as given (an LSTM or an
-    attention layer takes N,L,F in both frameworks)."""
+    attention layer takes N,L,F in both frameworks). The port validator reads 3-D activations
+    by the same rule (adapters/port_validation/graph.py: sequence_layout)."""
     if len(sample_shape) < 2:
         return "channels_last"
     try:
