@@ -205,9 +205,7 @@ class FrameworkAdapter(Adapter):
                 if loss is not None:
                     return loss
             self._restore_impl(self._initial_state)
-            self._apply_impl(None)
-            self._prepare_optimizer_impl("sgd", 0.0)
-            return self._inference_loss_impl(batch)
+            return self._plain_inference_loss(batch)
 
         self._check_batch(batch)
         return self._inference_of(self._initial_digests, batch, compute, count=False)
@@ -217,14 +215,18 @@ class FrameworkAdapter(Adapter):
         state); the model is back in its initial state afterwards."""
         def compute():
             self._load_impl(state)
-            self._apply_impl(None)
-            self._prepare_optimizer_impl("sgd", 0.0)
-            return self._inference_loss_impl(batch)
+            return self._plain_inference_loss(batch)
 
         try:
             return self._inference_of(array_digests(state), batch, compute, count=False)
         finally:
             self._restore_impl(self._initial_state)
+
+    def _plain_inference_loss(self, batch: Batch) -> float:
+        """The inference loss of the state the model holds, no recipe applied."""
+        self._apply_impl(None)
+        self._prepare_optimizer_impl("sgd", 0.0)
+        return self._inference_loss_impl(batch)
 
     def _inference_of(self, digests: dict, batch: Batch, compute, count: bool = True) -> float:
         """The inference loss of the model holding the state of these array digests, from

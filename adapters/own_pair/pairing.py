@@ -47,6 +47,15 @@ KNOWN_LAYERS = ("Conv1d, Conv2d, depthwise Conv2d, Linear, Embedding, BatchNorm,
                 "GroupNorm and RMSNorm")
 
 
+def channels_first_sequences(torch_model: nn.Module) -> bool:
+    """Whether the model's 3-D tensors are channels-first (N, C, L), which Keras holds
+    channels-last: so when it has a Conv1d, the one common layer that takes them so. Else
+    they are the same array in both frameworks (N, L, F: an Embedding's, an LSTM's or
+    attention's). The batch's layout (adapters/own_pair/setup.py) and the port validator's
+    activations (adapters/port_validation/graph.py) both follow it."""
+    return any(isinstance(m, nn.Conv1d) for m in torch_model.modules())
+
+
 def torch_kind(module: nn.Module) -> str:
     for norm, kind in _TORCH_NORMS:
         if isinstance(module, norm):

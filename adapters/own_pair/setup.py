@@ -13,7 +13,7 @@ from adapters.keras.backend import keras
 from adapters.keras.user import KerasUserAdapter
 from adapters.pytorch.user import PyTorchUserAdapter
 from adapters.own_pair.loader import as_keras, as_pytorch, keras_layer, pytorch_submodule
-from adapters.own_pair.pairing import pair_weights
+from adapters.own_pair.pairing import channels_first_sequences, pair_weights
 from comparator.config.pair import UserPair, pair_inputs
 from comparator.inputs.batch import REGRESSION_SCENARIOS, Batch
 from comparator.errors import UsageError
@@ -53,10 +53,8 @@ def _one_input(model) -> None:
 def keras_layout(model, sample_shape: tuple[int, ...], torch_model) -> str:
     """How Keras takes the batch: "channels_last" or "as_given". The Keras model's declared
     input shape decides where only one of the two fits it. Where both fit (a square sample,
-    or no declared shape), images go channels-last, and sequences too when the PyTorch model
-    has a Conv1d (the one common layer that takes N,C,L); else as given (an LSTM or an
-    attention layer takes N,L,F in both frameworks). The port validator reads 3-D activations
-    by the same rule (adapters/port_validation/graph.py: sequence_layout)."""
+    or no declared shape), images go channels-last, and sequences as
+    channels_first_sequences says."""
     if len(sample_shape) < 2:
         return "channels_last"
     try:
@@ -71,9 +69,9 @@ def keras_layout(model, sample_shape: tuple[int, ...], torch_model) -> str:
     last, given = fits(_channels_last(sample_shape)), fits(sample_shape)
     if last != given:
         return "channels_last" if last else "as_given"
-    convolved = len(sample_shape) == 3 or any(
-        isinstance(m, torch.nn.Conv1d) for m in torch_model.modules())
-    return "channels_last" if convolved else "as_given"
+    images = len(sample_shape) == 3
+    return ("channels_last" if images or channels_first_sequences(torch_model)
+            else "as_given")
 
 
 def _keras_outputs(model, batch: Batch) -> np.ndarray:

@@ -16,6 +16,7 @@ from adapters.keras.backend import keras  # fixes the torch backend before Keras
 from keras import layers, ops, tree  # noqa: E402
 from keras.src.models.functional import Functional  # noqa: E402
 
+from adapters.own_pair.pairing import channels_first_sequences  # noqa: E402
 from comparator.analysis.layer_pairing import Pair  # noqa: E402
 from comparator.errors import UsageError  # noqa: E402
 
@@ -33,11 +34,9 @@ _SEQUENCES_CHANNELS_FIRST = contextvars.ContextVar("sequences_channels_first", d
 
 @contextlib.contextmanager
 def sequence_layout(torch_model: nn.Module):
-    """Within the block 3-D activations are channels-first only if the PyTorch model has a
-    Conv1d, the one common layer that makes them so (adapters/own_pair/setup.py reads the
-    batch's layout the same way)."""
-    token = _SEQUENCES_CHANNELS_FIRST.set(
-        any(isinstance(m, nn.Conv1d) for m in torch_model.modules()))
+    """Within the block 3-D activations are channels-first as channels_first_sequences
+    (adapters/own_pair/pairing.py) says of the PyTorch model."""
+    token = _SEQUENCES_CHANNELS_FIRST.set(channels_first_sequences(torch_model))
     try:
         yield
     finally:

@@ -142,7 +142,7 @@ def _recurrent_bias_causes(eq, rerun, runs) -> list[dict]:
     """Two runs that computed the same loss before and in the step, then part ways: PyTorch's
     LSTM and RNN keep two biases whose sum Keras keeps as one. Each takes the whole
     gradient, so a step moves the sum twice as far; the rerun leaves the second one out."""
-    second = getattr(rerun.adapter, "second_recurrent_biases", list)()
+    second = rerun.adapter.second_recurrent_biases()
     a, b = runs[eq.a].losses, runs[eq.b].losses
     if not second or losses_agree(a.inference_after, b.inference_after) or not (
             losses_agree(a.inference_before, b.inference_before)
