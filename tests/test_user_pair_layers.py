@@ -285,3 +285,15 @@ def test_integer_images_are_refused_not_taken_as_token_ids():
                                          "taken as token ids, N,L"):
         check_x(pixels, "x")
     check_x(models.token_ids(), "x")
+
+
+def test_a_gru_pair_needs_no_bias_rerun():
+    """Keras's default GRU keeps both biases, as PyTorch's does: ported gate by gate, the
+    pair computes the same losses after a step, and no recurrent bias cause is attached."""
+    torch_model = models.seeded(models.GatedRecurrentNet())
+    x = np.ascontiguousarray(SEQUENCES.transpose(0, 2, 1))
+    report = comparator.compare_pair(torch_model, models.keras_gated_recurrent_net(torch_model),
+                                     x, recipes=("pytorch:train", "keras:train"))
+    assert report.checks[0].passed
+    (eq,) = report.equivalences
+    assert eq.max_diff < 1e-6 and not eq.causes

@@ -99,6 +99,47 @@ class RecurrentNet(nn.Module):
         return self.fc(self.lstm(x)[0][:, -1])
 
 
+class GatedRecurrentNet(nn.Module):
+    """Sequences (N, L, F): GRU -> last step -> Linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.gru = nn.GRU(CHANNELS, 10, batch_first=True)
+        self.fc = nn.Linear(10, 4)
+
+    def forward(self, x):
+        return self.fc(self.gru(x)[0][:, -1])
+
+
+def keras_gated_recurrent_net(torch_model: GatedRecurrentNet):
+    """Keras's GRU (reset_after=True, its default) keeps both biases, as PyTorch does; the
+    gates are ordered r, z, n in PyTorch and z, r, h in Keras."""
+    def keras_order(array):
+        r, z, n = np.split(array, 3, axis=0)
+        return np.concatenate([z, r, n], axis=0)
+
+    inputs = keras.Input((STEPS, CHANNELS))
+    x = layers.GRU(10, name="gru")(inputs)
+    model = keras.Model(inputs, layers.Dense(4, name="fc")(x), name="gated_recurrent_net")
+    gru = {n: p.detach().numpy() for n, p in torch_model.gru.named_parameters()}
+    model.get_layer("gru").set_weights([
+        keras_order(gru["weight_ih_l0"]).T, keras_order(gru["weight_hh_l0"]).T,
+        np.stack([keras_order(gru["bias_ih_l0"]), keras_order(gru["bias_hh_l0"])])])
+    model.get_layer("fc").set_weights([torch_model.fc.weight.detach().numpy().T,
+                                       torch_model.fc.bias.detach().numpy()])
+    return model
+
+
+def seeded_layer_norm_mlp():
+    """For the command line: the seeded LayerNorm MLP, and its Keras port left at Keras's
+    default LayerNormalization epsilon (compare.py --port-weights pytorch-to-keras)."""
+    return seeded(LayerNormMLP())
+
+
+def keras_layer_norm_mlp_default_epsilon():
+    return keras_layer_norm_mlp(epsilon=None)
+
+
 class SubclassedRecurrentNet(keras.Model):
     """A subclassed Keras model declares no input shape: the tool builds it on the batch."""
 
