@@ -111,6 +111,27 @@ class GatedRecurrentNet(nn.Module):
         return self.fc(self.gru(x)[0][:, -1])
 
 
+class ElmanNet(nn.Module):
+    """Sequences (N, L, F): an Elman RNN (tanh) -> last step -> Linear."""
+
+    def __init__(self, **options):
+        super().__init__()
+        self.rnn = nn.RNN(CHANNELS, 10, batch_first=True, **options)
+        self.fc = nn.Linear(10, 4)
+
+    def forward(self, x):
+        return self.fc(self.rnn(x)[0][:, -1])
+
+
+def keras_recurrent_twin(kind: str, **options):
+    """The Keras twin of RecurrentNet ("lstm"), GatedRecurrentNet ("gru") or ElmanNet
+    ("rnn"), with Keras's own random weights: for --port-weights to fill."""
+    recurrent = {"lstm": layers.LSTM, "gru": layers.GRU, "rnn": layers.SimpleRNN}[kind]
+    inputs = keras.Input((STEPS, CHANNELS))
+    x = recurrent(10, name=kind, **options)(inputs)
+    return keras.Model(inputs, layers.Dense(4, name="fc")(x), name=f"{kind}_twin")
+
+
 def keras_gated_recurrent_net(torch_model: GatedRecurrentNet):
     """Keras's GRU (reset_after=True, its default) keeps both biases, as PyTorch does; the
     gates are ordered r, z, n in PyTorch and z, r, h in Keras."""

@@ -11,7 +11,7 @@ import numpy as np
 
 from adapters.keras.adapter import Keras3Adapter, keras, layers
 from adapters.own_pair.loader import keras_layer
-from adapters.own_pair.pairing import leaf_layers, weighted_keras_layers
+from adapters.own_pair.pairing import keras_weight_index, leaf_layers, weighted_keras_layers
 from comparator.zoo.portmaps import to_keras_layout
 
 _BN_NAMES = ("weight", "bias", "running_mean", "running_var")
@@ -105,8 +105,15 @@ class KerasUserAdapter(Keras3Adapter):
         """(canonical name, Keras layer, index of its weight, port kind) for every array."""
         if self._pairing is not None:
             for port, layer in zip(self._pairing.ports, self._pairing.keras_layers):
-                for index, name in enumerate(port.canonical_names):
+                named = set()
+                for position, name in enumerate(port.canonical_names):
+                    index = keras_weight_index(port.kind, name, position)
+                    named.add(index)
                     yield name, layer, index, port.kind
+                for index, variable in enumerate(layer.weights):
+                    if index not in named:  # an LSTM's one bias for PyTorch's two
+                        name = f"keras:{layer.name}.{_within(layer, variable)}"
+                        yield name, layer, index, "keras"
             return
         for position, layer in enumerate(weighted_keras_layers(self.user_model)):
             prefix = f"{position}:{layer.name}"
@@ -126,7 +133,8 @@ class KerasUserAdapter(Keras3Adapter):
                 if id(layer) not in updates:  # each layer's weights read once
                     updates[id(layer)] = (layer, layer.get_weights())
                 values = updates[id(layer)][1]
-                values[index] = to_keras_layout(kind, name, np.asarray(arrays[name]))
+                values[index] = to_keras_layout(kind, name, np.asarray(arrays[name]),
+                                                into=values[index])
         for layer, values in updates.values():
             layer.set_weights(values)
 

@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from adapters.keras.backend import keras
-from comparator.zoo.portmaps import BN_SUFFIXES, LayerPort, to_keras_layout
+from comparator.zoo import recurrent_layout
+from comparator.zoo.portmaps import BN_SUFFIXES, LayerPort, from_keras_layout, to_keras_layout
 
 layers = keras.layers
 
@@ -27,6 +28,7 @@ class Pairing:
     ports: tuple[LayerPort, ...]  # empty when the layers could not be paired
     keras_layers: tuple  # the Keras layer of each port
     reason: str = ""  # why not, when ports is empty
+    not_compared: tuple[str, ...] = ()  # paired arrays that have no common name, in words
 
     @property
     def paired(self) -> bool:
@@ -45,6 +47,10 @@ NORM_KINDS = frozenset(kind for _, kind in _TORCH_NORMS)
 NORM_NAMES = {"layer_norm": "LayerNorm", "group_norm": "GroupNorm", "rms_norm": "RMSNorm"}
 KNOWN_LAYERS = ("Conv1d, Conv2d, depthwise Conv2d, Linear, Embedding, BatchNorm, LayerNorm, "
                 "GroupNorm and RMSNorm")
+PAIRED_LAYERS = KNOWN_LAYERS.replace(" and RMSNorm", ", RMSNorm, and one-layer, one-way LSTM, "
+                                                    "GRU and RNN")
+_TORCH_RECURRENT = ((nn.LSTM, "lstm"), (nn.GRU, "gru"), (nn.RNN, "rnn"))
+_KERAS_RECURRENT = ((layers.LSTM, "lstm"), (layers.GRU, "gru"), (layers.SimpleRNN, "rnn"))
 
 
 def channels_first_sequences(torch_model: nn.Module) -> bool:
@@ -60,6 +66,9 @@ def torch_kind(module: nn.Module) -> str:
     for norm, kind in _TORCH_NORMS:
         if isinstance(module, norm):
             return kind
+    for recurrent, kind in _TORCH_RECURRENT:
+        if isinstance(module, recurrent):
+            return kind if _one_torch_layer(module) else "other"
     if isinstance(module, nn.Conv1d):
         return "conv1d" if module.groups == 1 else "other"
     if isinstance(module, nn.Conv2d):
@@ -92,6 +101,9 @@ def keras_kind(layer) -> str:
         return "bn"
     if isinstance(layer, layers.Embedding):
         return "embedding"
+    for recurrent, kind in _KERAS_RECURRENT:
+        if isinstance(layer, recurrent):
+            return "other" if kind == "gru" and not layer.reset_after else kind
     for norm, kind in _KERAS_NORMS:
         if isinstance(layer, norm):
             return "other" if getattr(layer, "rms_scaling", False) else kind
@@ -155,9 +167,79 @@ def _torch_order(model: nn.Module, x: np.ndarray) -> list[str]:
     return seen if len(seen) == len(weighted) else list(weighted)
 
 
+def _one_torch_layer(module: nn.Module) -> bool:
+    """A recurrent module that one Keras layer can hold: one layer, one direction and, for an
+    LSTM, no projection. (Activations do not change the arrays: the port check compares
+    the functions.)"""
+    return (module.num_layers == 1 and not module.bidirectional
+            and not getattr(module, "proj_size", 0))
+
+
 def _canonical_names(name: str, kind: str, own: dict) -> tuple[str, ...]:
-    suffixes = BN_SUFFIXES if kind == "bn" else ("weight", "bias")
+    if kind in recurrent_layout.RECURRENT_KINDS:
+        suffixes = recurrent_layout.canonical_suffixes(kind, "bias_ih_l0" in own)
+    else:
+        suffixes = BN_SUFFIXES if kind == "bn" else ("weight", "bias")
     return tuple(f"{name}.{s}" if name else s for s in suffixes if s in own)
+
+
+def keras_weight_index(kind: str, name: str, position: int) -> int:
+    """Which of the Keras layer's weights holds the canonical array at `position` of its
+    port (a GRU's two biases are one Keras weight)."""
+    if kind in recurrent_layout.RECURRENT_KINDS:
+        return recurrent_layout.keras_index(name)
+    return position
+
+
+def _recurrent_biases(port: LayerPort) -> tuple[str, str] | None:
+    """PyTorch's two biases of an LSTM or RNN port, which Keras holds as their sum."""
+    if port.kind not in ("lstm", "rnn"):
+        return None
+    prefix = f"{port.module}." if port.module else ""
+    return f"{prefix}bias_ih_l0", f"{prefix}bias_hh_l0"
+
+
+def keras_weights(port: LayerPort, arrays: dict, current: list) -> list:
+    """The Keras layer's weights holding the canonical `arrays` of its port (PyTorch's
+    names and layouts); `current` is the layer's weights now, whose shapes they take."""
+    values = list(current)
+    for position, name in enumerate(port.canonical_names):
+        index = keras_weight_index(port.kind, name, position)
+        values[index] = to_keras_layout(port.kind, name, np.asarray(arrays[name]),
+                                        into=values[index])
+    biases = _recurrent_biases(port)
+    if biases and biases[0] in arrays:
+        values[2] = recurrent_layout.summed_bias(port.kind, *(np.asarray(arrays[b])
+                                                              for b in biases))
+    return values
+
+
+def torch_arrays(port: LayerPort, values: list) -> dict:
+    """The canonical arrays that the Keras layer's weights `values` give (the inverse of
+    keras_weights, but an LSTM's or RNN's one bias goes all into bias_ih)."""
+    arrays = {name: from_keras_layout(port.kind, name,
+                                      values[keras_weight_index(port.kind, name, position)])
+              for position, name in enumerate(port.canonical_names)}
+    biases = _recurrent_biases(port)
+    if biases and len(values) > 2:
+        arrays.update(zip(biases, recurrent_layout.split_bias(port.kind, values[2])))
+    return arrays
+
+
+def _fits(port: LayerPort, own: dict, current: list) -> bool:
+    """Whether the module's arrays, in Keras's layout, have the Keras layer's shapes."""
+    prefix = f"{port.module}." if port.module else ""
+    arrays = {f"{prefix}{n}": t.detach().cpu().numpy() for n, t in own.items()}
+    if port.kind in recurrent_layout.RECURRENT_KINDS:
+        if (len(current) == 3) != (f"{prefix}bias_ih_l0" in arrays):  # Keras's use_bias
+            return False
+    elif len(current) != len(port.canonical_names):
+        return False
+    try:
+        ported = keras_weights(port, arrays, current)
+    except ValueError:
+        return False
+    return all(a.shape == b.shape for a, b in zip(ported, current))
 
 
 def pair_weights(torch_model: nn.Module, keras_model, x: np.ndarray) -> Pairing:
@@ -175,17 +257,21 @@ def pair_weights(torch_model: nn.Module, keras_model, x: np.ndarray) -> Pairing:
         base_kind = "dense" if kind.startswith("flatten_dense") else kind
         both = (f"PyTorch {name or 'model'} ({type(module).__name__}) and Keras {layer.name} "
                 f"({type(layer).__name__})")
+        if isinstance(layer, layers.GRU) and not layer.reset_after:
+            return Pairing((), (), f"{both} meet in running order, and Keras's GRU with "
+                                   "reset_after=False applies the reset gate before the "
+                                   "recurrent kernel: no PyTorch GRU computes that")
         if "other" in (torch_kind(module), base_kind):
             return Pairing((), (), f"{both} meet in running order, and the pairing knows "
-                                   f"only {KNOWN_LAYERS}")
+                                   f"only {PAIRED_LAYERS}")
         if torch_kind(module) != base_kind:
             return Pairing((), (), f"{both} meet in running order: different kinds of layer")
-        names = _canonical_names(name, base_kind, own)
-        values = layer.get_weights()
-        if len(values) != len(names) or any(
-                to_keras_layout(kind, n, own[n.rsplit(".", 1)[-1]].detach().cpu().numpy()).shape
-                != v.shape for n, v in zip(names, values)):
+        port = LayerPort(name, layer.name, kind, _canonical_names(name, base_kind, own))
+        if not _fits(port, own, layer.get_weights()):
             return Pairing((), (), f"PyTorch {name} and Keras {layer.name} hold weights of "
                                    "different shapes")
-        ports.append(LayerPort(name, layer.name, kind, names))
-    return Pairing(tuple(ports), tuple(keras_side))
+        ports.append(port)
+    return Pairing(tuple(ports), tuple(keras_side), not_compared=tuple(
+        f"{' and '.join(biases)} (Keras's {layer.name} keeps their sum as one bias)"
+        for port, layer in zip(ports, keras_side)
+        if (biases := _recurrent_biases(port)) and len(layer.weights) == 3))

@@ -13,11 +13,15 @@ from adapters.keras.backend import keras
 from adapters.keras.user import KerasUserAdapter
 from adapters.pytorch.user import PyTorchUserAdapter
 from adapters.own_pair.loader import as_keras, as_pytorch, keras_layer, pytorch_submodule
-from adapters.own_pair.pairing import channels_first_sequences, pair_weights
+from adapters.own_pair.pairing import (
+    channels_first_sequences,
+    keras_weights,
+    pair_weights,
+    torch_arrays,
+)
 from comparator.config.pair import UserPair, pair_inputs
 from comparator.inputs.batch import REGRESSION_SCENARIOS, Batch
 from comparator.errors import UsageError
-from comparator.zoo.portmaps import from_keras_layout, to_keras_layout
 
 
 @dataclass
@@ -85,14 +89,23 @@ def copy_weights(pairing, torch_model, direction: str) -> None:
         raise UsageError(f"--port-weights needs the weighted layers paired, and they are not: "
                          f"{pairing.reason}")
     state = torch_model.state_dict()
+    arrays = {name: tensor.cpu().numpy() for name, tensor in state.items()}
     for port, layer in zip(pairing.ports, pairing.keras_layers):
         if direction == "pytorch-to-keras":
-            layer.set_weights([to_keras_layout(port.kind, n, state[n].cpu().numpy())
-                               for n in port.canonical_names])
+            layer.set_weights(keras_weights(port, arrays, layer.get_weights()))
             continue
         with torch.no_grad():
-            for name, value in zip(port.canonical_names, layer.get_weights()):
-                state[name].copy_(torch.from_numpy(from_keras_layout(port.kind, name, value)))
+            for name, value in torch_arrays(port, layer.get_weights()).items():
+                state[name].copy_(torch.from_numpy(value))
+
+
+def _pairing_settings(pairing) -> dict:
+    if not pairing.paired:
+        return {"paired_layers": 0, "reason": pairing.reason}
+    settings = {"paired_layers": len(pairing.ports)}
+    if pairing.not_compared:
+        settings["not_compared"] = list(pairing.not_compared)
+    return settings
 
 
 def _labels(scenario: str, given, config_labels, config_targets, outputs) -> tuple:
@@ -185,8 +198,7 @@ def open_pair(pair: UserPair, config) -> OpenedPair:
                         else "as given (not ported)"),
             "freeze": ({"pytorch": torch_freeze, "keras": keras_freeze} if torch_freeze
                        else "the whole model"),
-            "pairing": ({"paired_layers": len(pairing.ports)} if pairing.paired
-                        else {"paired_layers": 0, "reason": pairing.reason}),
+            "pairing": _pairing_settings(pairing),
             "dropout": pair.dropout,
         },
         "inputs": {"source": inputs_source, "shape": list(x.shape), "keras_layout": layout},
@@ -196,6 +208,9 @@ def open_pair(pair: UserPair, config) -> OpenedPair:
                         "momentum_convention": "PyTorch's: the weight of the new batch value "
                                                "(Keras's momentum m is 1 - m here)"},
     }
+    if pairing.not_compared:
+        settings["notes"] = [f"the weights after a step are compared across the frameworks "
+                             f"on every paired array but {'; '.join(pairing.not_compared)}"]
     blocked = {}
     if torch_side.inference_only:
         blocked["pytorch"] = torch_side.inference_only

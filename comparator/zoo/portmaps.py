@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from comparator.errors import UsageError
+from comparator.zoo import recurrent_layout
 from comparator.zoo.head import HEAD_LAYERS
 from comparator.zoo.spec import LayerNamer
 
@@ -80,7 +81,9 @@ _KERAS_AXES = {"conv": (2, 3, 1, 0),  # O,I,H,W -> H,W,I,O
 def keras_layout_axes(kind: str, name: str) -> tuple[int, ...] | None:
     """The permutation of a canonical array's axes that gives its Keras layout, for
     to_keras_layout's kinds: () where the layouts are the same, None where no permutation
-    does (a flatten_dense kernel, whose rows are reordered)."""
+    does (a flatten_dense kernel, whose rows are reordered; a recurrent layer's arrays)."""
+    if kind in recurrent_layout.RECURRENT_KINDS:
+        return None
     if not name.endswith(".weight"):
         return ()
     if kind.startswith("flatten_dense:"):
@@ -88,15 +91,20 @@ def keras_layout_axes(kind: str, name: str) -> tuple[int, ...] | None:
     return _KERAS_AXES.get(kind, ())
 
 
-def to_keras_layout(kind: str, name: str, array: np.ndarray) -> np.ndarray:
+def to_keras_layout(kind: str, name: str, array: np.ndarray,
+                    into: np.ndarray | None = None) -> np.ndarray:
     """One canonical (PyTorch-layout) array in the layout of the Keras layer's weight.
 
     Kinds: "conv" (O,I,H,W -> H,W,I,O), "conv1d" (O,I,K -> K,I,O), "depthwise" (C,1,H,W ->
     H,W,C,1: depth multiplier 1, as in MobileNetV2), "dense" (out,in -> in,out),
     "flatten_dense:C,H,W" (a dense layer fed by a flattened C,H,W map: its input rows are
     reordered from channels-first to channels-last flattening), "bn" and the other
-    normalisations (vectors, unchanged).
+    normalisations (vectors, unchanged), and "lstm", "gru" and "rnn"
+    (comparator/zoo/recurrent_layout.py; `into`, the Keras weight now, for a GRU bias, one
+    row of Keras's).
     """
+    if kind in recurrent_layout.RECURRENT_KINDS:
+        return recurrent_layout.to_keras(kind, name, array, into)
     axes = keras_layout_axes(kind, name)
     if axes:
         return np.ascontiguousarray(array.transpose(axes))
@@ -113,6 +121,8 @@ def to_keras_layout(kind: str, name: str, array: np.ndarray) -> np.ndarray:
 
 def from_keras_layout(kind: str, name: str, array: np.ndarray) -> np.ndarray:
     """The inverse of to_keras_layout: a round trip returns the array bit for bit."""
+    if kind in recurrent_layout.RECURRENT_KINDS:
+        return recurrent_layout.from_keras(kind, name, array)
     axes = keras_layout_axes(kind, name)
     if axes:  # the inverse permutation
         return np.ascontiguousarray(array.transpose(np.argsort(axes)))

@@ -1,0 +1,114 @@
+"""A user's recurrent pair (LSTM, GRU, Elman RNN against Keras's LSTM, GRU, SimpleRNN):
+paired array by array, so that --port-weights ports it either way and the weights after a
+step are compared across the frameworks."""
+
+import numpy as np
+import pytest
+from torch import nn
+
+import comparator
+from comparator.zoo import recurrent_layout
+from tests import user_layer_models as models
+from tests.test_user_pair_layers import SEQUENCES
+
+X = np.ascontiguousarray(SEQUENCES.transpose(0, 2, 1))  # N, L, F: the same in both
+TORCH_MODELS = {"lstm": models.RecurrentNet, "gru": models.GatedRecurrentNet,
+                "rnn": models.ElmanNet}
+STEP = ("pytorch:train", "keras:train")
+
+
+def _compare(kind, keras_model=None, torch_model=None, **options):
+    torch_model = torch_model or models.seeded(TORCH_MODELS[kind]())
+    keras_model = keras_model or models.keras_recurrent_twin(kind)
+    return comparator.compare_pair(torch_model, keras_model, X, recipes=STEP, **options)
+
+
+@pytest.mark.parametrize("kind", recurrent_layout.RECURRENT_KINDS)
+def test_the_layouts_round_trip_bit_for_bit(kind):
+    gates = {"lstm": 4, "gru": 3, "rnn": 1}[kind]
+    rng = np.random.default_rng(0)
+    arrays = {"m.weight_ih_l0": rng.standard_normal((gates * 5, 3)).astype(np.float32),
+              "m.weight_hh_l0": rng.standard_normal((gates * 5, 5)).astype(np.float32),
+              "m.bias_ih_l0": rng.standard_normal(gates * 5).astype(np.float32),
+              "m.bias_hh_l0": rng.standard_normal(gates * 5).astype(np.float32)}
+    bias = np.zeros((2, gates * 5), np.float32)
+    for name, array in arrays.items():
+        keras_value = recurrent_layout.to_keras(kind, name, array, bias)
+        if kind == "gru" and ".bias" in name:
+            bias = keras_value
+        assert np.array_equal(recurrent_layout.from_keras(kind, name, keras_value), array)
+    if kind == "gru":  # both biases, a row each; Keras's first gate is PyTorch's second (z)
+        assert np.all(bias != 0)
+        kernel = recurrent_layout.to_keras(kind, "m.weight_ih_l0", arrays["m.weight_ih_l0"], None)
+        assert np.array_equal(kernel[:, :5], arrays["m.weight_ih_l0"][5:10].T)
+
+
+@pytest.mark.parametrize("direction", ["pytorch-to-keras", "keras-to-pytorch"])
+@pytest.mark.parametrize("kind", recurrent_layout.RECURRENT_KINDS)
+def test_port_weights_gives_a_recurrent_pair_the_same_function(kind, direction):
+    """Before, --port-weights refused: 'the pairing knows only Conv1d, Conv2d, ...'."""
+    report = _compare(kind, port_weights=direction)
+    assert report.checks[0].passed and report.checks[0].value < 1e-5
+    pairing = report.settings["pair"]["pairing"]
+    assert pairing["paired_layers"] == 2
+    (eq,) = report.equivalences
+    # One SGD step of the same function with the same gradients: the kernels agree.
+    assert eq.max_weight_diff is not None and eq.max_weight_diff < 1e-6
+    if kind == "gru":  # both biases have a Keras counterpart
+        assert "not_compared" not in pairing and not eq.causes and eq.max_diff < 1e-6
+        return
+    assert pairing["not_compared"] == [f"{kind}.bias_ih_l0 and {kind}.bias_hh_l0 (Keras's "
+                                       f"{kind} keeps their sum as one bias)"]
+    assert any("on every paired array but" in note for note in report.settings["notes"])
+    (cause,) = eq.causes
+    assert cause["cause"] == "recurrent_bias_pair" and cause["explains"]
+
+
+def test_the_gru_gates_are_ported_as_the_hand_written_port_orders_them():
+    """PyTorch's r, z, n against Keras's z, r, h: the tool's port is the one the tests
+    write by hand (tests/user_layer_models.py), bit for bit."""
+    torch_model = models.seeded(models.GatedRecurrentNet())
+    ported = models.keras_recurrent_twin("gru")
+    _compare("gru", ported, torch_model, port_weights="pytorch-to-keras")
+    by_hand = models.keras_gated_recurrent_net(torch_model)
+    for mine, theirs in zip(ported.get_layer("gru").get_weights(),
+                            by_hand.get_layer("gru").get_weights()):
+        assert np.array_equal(mine, theirs)
+
+
+def test_keras_to_pytorch_puts_the_one_bias_into_bias_ih():
+    torch_model = models.seeded(models.RecurrentNet())
+    keras_model = models.keras_recurrent_twin("lstm")
+    bias = keras_model.get_layer("lstm").get_weights()[2]
+    _compare("lstm", keras_model, torch_model, port_weights="keras-to-pytorch")
+    assert np.array_equal(torch_model.lstm.bias_ih_l0.detach().numpy(), bias)
+    assert not torch_model.lstm.bias_hh_l0.detach().numpy().any()
+
+
+def test_a_users_own_recurrent_port_is_compared_on_its_kernels():
+    """The user's LSTM port as given (not ported by the tool) pairs as well."""
+    torch_model = models.seeded(models.RecurrentNet())
+    report = _compare("lstm", models.keras_recurrent_net(torch_model), torch_model)
+    assert report.settings["pair"]["pairing"]["paired_layers"] == 2
+    assert report.equivalences[0].max_weight_diff < 1e-6
+
+
+@pytest.mark.parametrize("torch_model, keras_model, words", [
+    (lambda: models.GatedRecurrentNet(), lambda: models.keras_recurrent_twin(
+        "gru", reset_after=False), "Keras's GRU with reset_after=False applies the reset "
+                                   "gate before the recurrent kernel"),
+    (lambda: _bidirectional(), lambda: models.keras_recurrent_twin("lstm"),
+     "the pairing knows only Conv1d"),
+])
+def test_recurrent_layers_that_do_not_pair_say_why(torch_model, keras_model, words):
+    report = comparator.compare_pair(models.seeded(torch_model()), keras_model(), X,
+                                     recipes=STEP)
+    pairing = report.settings["pair"]["pairing"]
+    assert pairing["paired_layers"] == 0 and words in pairing["reason"]
+    assert "one-layer, one-way LSTM, GRU and RNN" in pairing["reason"] or "GRU" in words
+
+
+def _bidirectional():
+    model = models.RecurrentNet()
+    model.lstm = nn.LSTM(models.CHANNELS, 5, batch_first=True, bidirectional=True)
+    return model
