@@ -112,3 +112,40 @@ def _bidirectional():
     model = models.RecurrentNet()
     model.lstm = nn.LSTM(models.CHANNELS, 5, batch_first=True, bidirectional=True)
     return model
+
+
+def _hand_port(kind, torch_model, slip):
+    """The Keras twin with the PyTorch model's weights, ported with one slip users make."""
+    keras_model = models.keras_recurrent_twin(kind)
+    arrays = {n: p.detach().numpy() for n, p in getattr(torch_model, kind).named_parameters()}
+    kernels = [arrays["weight_ih_l0"].T, arrays["weight_hh_l0"].T]
+    if slip == "gates in PyTorch's order":
+        bias = np.stack([arrays["bias_ih_l0"], arrays["bias_hh_l0"]])
+    else:  # "bias_hh left out"
+        bias = arrays["bias_ih_l0"]
+    keras_model.get_layer(kind).set_weights(kernels + [bias])
+    fc = torch_model.fc
+    keras_model.get_layer("fc").set_weights([fc.weight.detach().numpy().T,
+                                             fc.bias.detach().numpy()])
+    return keras_model
+
+
+@pytest.mark.parametrize("kind, slip, code, words", [
+    ("gru", "gates in PyTorch's order", "recurrent_gate_order",
+     "Keras's kernel holds the gates in PyTorch's order (r, z, n); Keras's GRU orders them "
+     "z, r, h"),
+    ("lstm", "bias_hh left out", "recurrent_bias_sum",
+     "Keras's bias is one of PyTorch's two biases, without bias_hh_l0"),
+    ("rnn", "bias_hh left out", "recurrent_bias_sum", "so it must hold bias_ih_l0 + bias_hh_l0"),
+])
+def test_a_recurrent_port_slip_is_named_when_the_port_check_fails(kind, slip, code, words):
+    """Before, the failed port check said only that the port validator cannot trace the
+    pair (it traces no recurrent layer)."""
+    torch_model = models.seeded(TORCH_MODELS[kind]())
+    report = _compare(kind, _hand_port(kind, torch_model, slip), torch_model)
+    assert not report.checks[0].passed
+    found = report.settings["pair"]["first_divergence"]
+    assert found["located"] and found["causes"] == [code] and found["seen_in"] == "weights"
+    assert (found["torch_module"], found["keras_layer"]) == (kind, kind)
+    assert words in found["text"]
+    assert any(words in note for note in report.settings["notes"])

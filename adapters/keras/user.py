@@ -48,6 +48,11 @@ class KerasUserAdapter(Keras3Adapter):
         self._pairing = pairing if pairing is not None and pairing.paired else None
         self.load_weights(self._canonical_impl())
 
+    @property
+    def pairing(self):
+        """The user pair's Pairing (adapters.own_pair.pairing), None where not paired."""
+        return self._pairing
+
     def _whole_model(self):
         # The user's model exports as the wrapper that calls it: `base` may be only the
         # frozen part of it.

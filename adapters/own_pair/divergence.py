@@ -12,16 +12,21 @@ from comparator.errors import UsageError
 def locate(adapters: dict, batch: Batch) -> dict:
     """{"located": bool, "text": str} and, where located, the layer pair, the pass it was seen
     in and its cause codes (the report's settings.pair.first_divergence)."""
+    from adapters.own_pair.recurrent_slips import find_slip
     from adapters.port_validation.validator import validate_port
 
     torch_adapter, keras_adapter = adapters["pytorch"], adapters["keras"]
-    if torch_adapter.device != "cpu":
-        return {"located": False, "text": "the port validator runs on the CPU: run "
-                                          "validate_port.py on the pair to find the layer"}
     if getattr(torch_adapter, "inference_only", None):
         return {"located": False, "text": "a torch.export program has no modules to pair with "
                                           "Keras layers: run validate_port.py on the "
                                           "nn.Module to find the layer"}
+    if keras_adapter.pairing is not None:  # the validator traces no recurrent layer
+        slip = find_slip(keras_adapter.pairing, torch_adapter.model)
+        if slip is not None:
+            return slip
+    if torch_adapter.device != "cpu":
+        return {"located": False, "text": "the port validator runs on the CPU: run "
+                                          "validate_port.py on the pair to find the layer"}
     try:
         result = validate_port(torch_adapter.model, keras_adapter.user_model, batch.x,
                                modes=("inference",), gradients=False, train_step=False)

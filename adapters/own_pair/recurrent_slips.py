@@ -1,0 +1,78 @@
+"""A recurrent layer's port slip, read off its weights. The port validator traces no LSTM,
+GRU or RNN, so when a user pair's port check fails, each paired recurrent layer's weights
+are held against those a port of PyTorch's arrays gives (adapters/own_pair/pairing.py), and
+the slips users make are named: a GRU's gates left in PyTorch's order, an LSTM's or RNN's
+second bias left out."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from adapters.own_pair.pairing import keras_weights
+from comparator.zoo import recurrent_layout
+
+_KERAS_NAMES = ("kernel", "recurrent_kernel", "bias")
+_TORCH_GATES = {"lstm": "i, f, g, o", "gru": "r, z, n", "rnn": ""}
+_KERAS_GATES = {"lstm": "i, f, c, o", "gru": "z, r, h", "rnn": ""}
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and np.allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def find_slip(pairing, torch_model) -> dict | None:
+    """The first paired recurrent layer whose Keras weights are not its PyTorch arrays ported,
+    as the report's settings.pair.first_divergence; None where every one is."""
+    state = {n: t.detach().cpu().numpy() for n, t in torch_model.state_dict().items()}
+    for port, layer in zip(pairing.ports, pairing.keras_layers):
+        if port.kind not in recurrent_layout.RECURRENT_KINDS:
+            continue
+        have = layer.get_weights()
+        want = keras_weights(port, state, have)
+        for index, (mine, ported) in enumerate(zip(have, want)):
+            if not _same(mine, ported):
+                code, words = _slip(port, state, index, mine)
+                return {"located": True, "torch_module": port.module,
+                        "keras_layer": layer.name, "seen_in": "weights", "causes": [code],
+                        "text": f"PyTorch {port.module} ({port.kind.upper()}) and Keras "
+                                f"{layer.name} ({type(layer).__name__}): {words}"}
+    return None
+
+
+def _slip(port, state: dict, index: int, value: np.ndarray) -> tuple[str, str]:
+    prefix = f"{port.module}." if port.module else ""
+    name = _KERAS_NAMES[index]
+    if index < 2:
+        source = f"{prefix}weight_{'ih' if index == 0 else 'hh'}_l0"
+        if port.kind == "gru" and _same(value, state[source].T):
+            return "recurrent_gate_order", (
+                f"Keras's {name} holds the gates in PyTorch's order ({_TORCH_GATES['gru']}); "
+                f"Keras's GRU orders them {_KERAS_GATES['gru']}")
+        return "recurrent_weights", f"Keras's {name} is not PyTorch's {source} ported " \
+                                    f"(transposed{_gate_words(port.kind)})"
+    bias_ih, bias_hh = state[f"{prefix}bias_ih_l0"], state[f"{prefix}bias_hh_l0"]
+    if port.kind in ("lstm", "rnn"):
+        for alone, other in ((bias_ih, "bias_hh_l0"), (bias_hh, "bias_ih_l0")):
+            if _same(value, alone):
+                return "recurrent_bias_sum", (
+                    f"Keras's bias is one of PyTorch's two biases, without {other}; Keras adds "
+                    "one bias where PyTorch adds two, so it must hold bias_ih_l0 + bias_hh_l0")
+    elif _same(value, np.stack([bias_ih, bias_hh])):
+        return "recurrent_gate_order", (
+            f"Keras's bias holds the gates in PyTorch's order ({_TORCH_GATES['gru']}); Keras's "
+            f"GRU orders them {_KERAS_GATES['gru']}")
+    return "recurrent_weights", f"Keras's bias is not PyTorch's biases ported " \
+                                f"({_bias_words(port.kind)})"
+
+
+def _gate_words(kind: str) -> str:
+    if kind == "rnn":
+        return ""
+    return (f", gates {_TORCH_GATES[kind]} in PyTorch and {_KERAS_GATES[kind]} in Keras")
+
+
+def _bias_words(kind: str) -> str:
+    if kind == "gru":
+        return (f"bias_ih_l0 and bias_hh_l0 as two rows, gates {_TORCH_GATES['gru']} in "
+                f"PyTorch and {_KERAS_GATES['gru']} in Keras")
+    return "their sum, bias_ih_l0 + bias_hh_l0"
