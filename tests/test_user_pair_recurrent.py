@@ -149,3 +149,11 @@ def test_a_recurrent_port_slip_is_named_when_the_port_check_fails(kind, slip, co
     assert (found["torch_module"], found["keras_layer"]) == (kind, kind)
     assert words in found["text"]
     assert any(words in note for note in report.settings["notes"])
+
+
+def test_the_port_validator_points_a_recurrent_pair_to_the_comparison():
+    from comparator.errors import UsageError
+
+    torch_model = models.seeded(models.RecurrentNet())
+    with pytest.raises(UsageError, match="compare.py pairs an LSTM, GRU or RNN"):
+        comparator.validate_port(torch_model, models.keras_recurrent_net(torch_model), X)

@@ -272,3 +272,13 @@ def seeded(module: nn.Module) -> nn.Module:
         with torch.no_grad():
             parameter.copy_(torch.randn_like(parameter) * 0.5)
     return module
+
+
+def keras_gru_twin():
+    """keras_recurrent_twin("gru"), as a SPEC for compare.py."""
+    return keras_recurrent_twin("gru")
+
+
+def keras_lstm_twin():
+    """keras_recurrent_twin("lstm"), as a SPEC for compare.py."""
+    return keras_recurrent_twin("lstm")
