@@ -223,9 +223,8 @@ def test_an_unbuilt_subclassed_recurrent_model_is_built_on_the_batch_as_given():
     assert report.settings["inputs"]["keras_layout"] == "as_given"
     assert not report.checks[0].passed  # its own random weights: another function
     found = report.settings["pair"]["first_divergence"]
-    assert not found["located"] and found["text"].startswith(
-        "the port validator cannot trace this pair: cannot trace Keras model "
-        "'subclassed_recurrent_net'")
+    assert found["located"] and found["causes"] == ["recurrent_weights"]
+    assert "Keras's kernel is not PyTorch's lstm.weight_ih_l0 ported" in found["text"]
 
 
 def test_token_ids_are_compared_and_validated_as_integers():

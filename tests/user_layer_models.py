@@ -132,6 +132,36 @@ def keras_recurrent_twin(kind: str, **options):
     return keras.Model(inputs, layers.Dense(4, name="fc")(x), name=f"{kind}_twin")
 
 
+class DeepRecurrentNet(nn.Module):
+    """Sequences (N, L, F): a stacked, maybe bidirectional LSTM, GRU or RNN (the module is
+    named by its kind) -> mean over the steps -> Linear."""
+
+    def __init__(self, kind: str = "lstm", num_layers: int = 2, bidirectional: bool = False):
+        super().__init__()
+        self.kind = kind
+        recurrent = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[kind]
+        self.add_module(kind, recurrent(CHANNELS, 5, num_layers=num_layers, batch_first=True,
+                                        bidirectional=bidirectional))
+        self.fc = nn.Linear(10 if bidirectional else 5, 4)
+
+    def forward(self, x):
+        return self.fc(getattr(self, self.kind)(x)[0].mean(dim=1))
+
+
+def keras_deep_recurrent_twin(kind: str = "lstm", num_layers: int = 2,
+                              bidirectional: bool = False):
+    """DeepRecurrentNet's Keras twin, one layer per PyTorch layer, with Keras's own random
+    weights."""
+    recurrent = {"lstm": layers.LSTM, "gru": layers.GRU, "rnn": layers.SimpleRNN}[kind]
+    inputs = keras.Input((STEPS, CHANNELS))
+    x = inputs
+    for index in range(num_layers):
+        layer = recurrent(5, return_sequences=True)
+        x = (layers.Bidirectional(layer, name=f"{kind}_{index}") if bidirectional else layer)(x)
+    x = layers.GlobalAveragePooling1D()(x)
+    return keras.Model(inputs, layers.Dense(4, name="fc")(x), name=f"deep_{kind}_twin")
+
+
 def keras_gated_recurrent_net(torch_model: GatedRecurrentNet):
     """Keras's GRU (reset_after=True, its default) keeps both biases, as PyTorch does; the
     gates are ordered r, z, n in PyTorch and z, r, h in Keras."""

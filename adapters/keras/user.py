@@ -112,7 +112,7 @@ class KerasUserAdapter(Keras3Adapter):
             for port, layer in zip(self._pairing.ports, self._pairing.keras_layers):
                 named = set()
                 for position, name in enumerate(port.canonical_names):
-                    index = keras_weight_index(port.kind, name, position)
+                    index = keras_weight_index(port, name, position, len(layer.weights))
                     named.add(index)
                     yield name, layer, index, port.kind
                 for index, variable in enumerate(layer.weights):

@@ -47,8 +47,8 @@ NORM_KINDS = frozenset(kind for _, kind in _TORCH_NORMS)
 NORM_NAMES = {"layer_norm": "LayerNorm", "group_norm": "GroupNorm", "rms_norm": "RMSNorm"}
 KNOWN_LAYERS = ("Conv1d, Conv2d, depthwise Conv2d, Linear, Embedding, BatchNorm, LayerNorm, "
                 "GroupNorm and RMSNorm")
-PAIRED_LAYERS = KNOWN_LAYERS.replace(" and RMSNorm", ", RMSNorm, and one-layer, one-way LSTM, "
-                                                    "GRU and RNN")
+PAIRED_LAYERS = KNOWN_LAYERS.replace(" and RMSNorm", ", RMSNorm, LSTM (without proj_size), GRU "
+                                                    "and RNN")
 _TORCH_RECURRENT = ((nn.LSTM, "lstm"), (nn.GRU, "gru"), (nn.RNN, "rnn"))
 _KERAS_RECURRENT = ((layers.LSTM, "lstm"), (layers.GRU, "gru"), (layers.SimpleRNN, "rnn"))
 
@@ -68,7 +68,7 @@ def torch_kind(module: nn.Module) -> str:
             return kind
     for recurrent, kind in _TORCH_RECURRENT:
         if isinstance(module, recurrent):
-            return kind if _one_torch_layer(module) else "other"
+            return "other" if _projected(module) else kind
     if isinstance(module, nn.Conv1d):
         return "conv1d" if module.groups == 1 else "other"
     if isinstance(module, nn.Conv2d):
@@ -102,8 +102,8 @@ def keras_kind(layer) -> str:
     if isinstance(layer, layers.Embedding):
         return "embedding"
     for recurrent, kind in _KERAS_RECURRENT:
-        if isinstance(layer, recurrent):
-            return "other" if kind == "gru" and not layer.reset_after else kind
+        if isinstance(_recurrent_of(layer), recurrent):
+            return "other" if kind == "gru" and not _recurrent_of(layer).reset_after else kind
     for norm, kind in _KERAS_NORMS:
         if isinstance(layer, norm):
             return "other" if getattr(layer, "rms_scaling", False) else kind
@@ -167,36 +167,42 @@ def _torch_order(model: nn.Module, x: np.ndarray) -> list[str]:
     return seen if len(seen) == len(weighted) else list(weighted)
 
 
-def _one_torch_layer(module: nn.Module) -> bool:
-    """A recurrent module that one Keras layer can hold: one layer, one direction and, for an
-    LSTM, no projection. (Activations do not change the arrays: the port check compares
-    the functions.)"""
-    return (module.num_layers == 1 and not module.bidirectional
-            and not getattr(module, "proj_size", 0))
+def _projected(module: nn.Module) -> bool:
+    """An LSTM with proj_size, whose projection no Keras LSTM has. (Layers, directions and
+    activations do not stop a pairing: the port check compares the functions.)"""
+    return bool(getattr(module, "proj_size", 0))
 
 
-def _canonical_names(name: str, kind: str, own: dict) -> tuple[str, ...]:
+def directions(port: LayerPort) -> int:
+    return 2 if any(n.endswith("_reverse") for n in port.canonical_names) else 1
+
+
+def _canonical_names(name: str, kind: str, module: nn.Module, layer: int) -> tuple[str, ...]:
+    own = _own_state(module)
+    prefix = f"{name}." if name else ""
     if kind in recurrent_layout.RECURRENT_KINDS:
-        suffixes = recurrent_layout.canonical_suffixes(kind, "bias_ih_l0" in own)
-    else:
-        suffixes = BN_SUFFIXES if kind == "bn" else ("weight", "bias")
-    return tuple(f"{name}.{s}" if name else s for s in suffixes if s in own)
+        return recurrent_layout.layer_names(prefix, layer, module.bidirectional,
+                                            f"bias_ih_l{layer}" in own, kind)
+    suffixes = BN_SUFFIXES if kind == "bn" else ("weight", "bias")
+    return tuple(f"{prefix}{s}" for s in suffixes if s in own)
 
 
-def keras_weight_index(kind: str, name: str, position: int) -> int:
-    """Which of the Keras layer's weights holds the canonical array at `position` of its
-    port (a GRU's two biases are one Keras weight)."""
-    if kind in recurrent_layout.RECURRENT_KINDS:
-        return recurrent_layout.keras_index(name)
+def keras_weight_index(port: LayerPort, name: str, position: int, weights: int) -> int:
+    """Which of the Keras layer's `weights` holds the canonical array at `position` of its
+    port (a GRU's two biases are one Keras weight; a Bidirectional layer holds the forward
+    direction's weights, then the backward's)."""
+    if port.kind in recurrent_layout.RECURRENT_KINDS:
+        return recurrent_layout.keras_index(name, weights // directions(port))
     return position
 
 
-def _recurrent_biases(port: LayerPort) -> tuple[str, str] | None:
-    """PyTorch's two biases of an LSTM or RNN port, which Keras holds as their sum."""
-    if port.kind not in ("lstm", "rnn"):
-        return None
-    prefix = f"{port.module}." if port.module else ""
-    return f"{prefix}bias_ih_l0", f"{prefix}bias_hh_l0"
+def summed_biases(port: LayerPort, weights: int) -> list[tuple[str, str, int]]:
+    """PyTorch's two biases of each direction of an LSTM or RNN port, which Keras holds as
+    their sum, with the index of that Keras weight ([] for other kinds or no bias)."""
+    if port.kind not in ("lstm", "rnn") or weights == 2 * directions(port):
+        return []
+    return [(ih, hh, recurrent_layout.keras_index(ih, weights // directions(port)))
+            for ih, hh in recurrent_layout.bias_pairs(port.canonical_names)]
 
 
 def keras_weights(port: LayerPort, arrays: dict, current: list) -> list:
@@ -204,34 +210,34 @@ def keras_weights(port: LayerPort, arrays: dict, current: list) -> list:
     names and layouts); `current` is the layer's weights now, whose shapes they take."""
     values = list(current)
     for position, name in enumerate(port.canonical_names):
-        index = keras_weight_index(port.kind, name, position)
+        index = keras_weight_index(port, name, position, len(current))
         values[index] = to_keras_layout(port.kind, name, np.asarray(arrays[name]),
                                         into=values[index])
-    biases = _recurrent_biases(port)
-    if biases and biases[0] in arrays:
-        values[2] = recurrent_layout.summed_bias(port.kind, *(np.asarray(arrays[b])
-                                                              for b in biases))
+    for bias_ih, bias_hh, index in summed_biases(port, len(current)):
+        if bias_ih in arrays:
+            values[index] = recurrent_layout.summed_bias(
+                port.kind, np.asarray(arrays[bias_ih]), np.asarray(arrays[bias_hh]))
     return values
 
 
 def torch_arrays(port: LayerPort, values: list) -> dict:
     """The canonical arrays that the Keras layer's weights `values` give (the inverse of
     keras_weights, but an LSTM's or RNN's one bias goes all into bias_ih)."""
-    arrays = {name: from_keras_layout(port.kind, name,
-                                      values[keras_weight_index(port.kind, name, position)])
-              for position, name in enumerate(port.canonical_names)}
-    biases = _recurrent_biases(port)
-    if biases and len(values) > 2:
-        arrays.update(zip(biases, recurrent_layout.split_bias(port.kind, values[2])))
+    arrays = {name: from_keras_layout(
+        port.kind, name, values[keras_weight_index(port, name, position, len(values))])
+        for position, name in enumerate(port.canonical_names)}
+    for bias_ih, bias_hh, index in summed_biases(port, len(values)):
+        arrays[bias_ih], arrays[bias_hh] = recurrent_layout.split_bias(port.kind, values[index])
     return arrays
 
 
-def _fits(port: LayerPort, own: dict, current: list) -> bool:
+def _fits(port: LayerPort, module: nn.Module, current: list) -> bool:
     """Whether the module's arrays, in Keras's layout, have the Keras layer's shapes."""
     prefix = f"{port.module}." if port.module else ""
-    arrays = {f"{prefix}{n}": t.detach().cpu().numpy() for n, t in own.items()}
+    arrays = {f"{prefix}{n}": t.detach().cpu().numpy() for n, t in _own_state(module).items()}
     if port.kind in recurrent_layout.RECURRENT_KINDS:
-        if (len(current) == 3) != (f"{prefix}bias_ih_l0" in arrays):  # Keras's use_bias
+        biased = any(ih in arrays for ih, _ in recurrent_layout.bias_pairs(port.canonical_names))
+        if len(current) != directions(port) * (3 if biased else 2):  # Keras's use_bias
             return False
     elif len(current) != len(port.canonical_names):
         return False
@@ -242,22 +248,37 @@ def _fits(port: LayerPort, own: dict, current: list) -> bool:
     return all(a.shape == b.shape for a, b in zip(ported, current))
 
 
+def _torch_layers(modules: dict, order: list[str]) -> list[tuple[str, int]]:
+    """(module name, layer) in running order: a stacked recurrent module is one entry per
+    layer, as Keras stacks one layer per PyTorch layer."""
+    return [(name, layer) for name in order
+            for layer in range(getattr(modules[name], "num_layers", 1)
+                               if isinstance(modules[name], nn.RNNBase) else 1)]
+
+
+def _recurrent_of(layer):
+    """The recurrent layer inside a Keras Bidirectional wrapper, or the layer itself."""
+    return layer.forward_layer if isinstance(layer, layers.Bidirectional) else layer
+
+
 def pair_weights(torch_model: nn.Module, keras_model, x: np.ndarray) -> Pairing:
     """The ports of a user pair, or the reason there are none."""
     modules = dict(torch_model.named_modules())
-    order = _torch_order(torch_model, x)
+    weighted = _torch_order(torch_model, x)
+    order = _torch_layers(modules, weighted)
     keras_side = weighted_keras_layers(keras_model)
     if len(order) != len(keras_side):
-        return Pairing((), (), f"PyTorch has {len(order)} modules with weights, Keras "
+        stacked = " (a stacked recurrent module's layers counted one by one)" \
+            if len(order) != len(weighted) else ""
+        return Pairing((), (), f"PyTorch has {len(order)} modules with weights{stacked}, Keras "
                                f"{len(keras_side)} layers with weights")
     ports = []
-    for name, layer in zip(order, keras_side):
+    for (name, index), layer in zip(order, keras_side):
         module, kind = modules[name], keras_kind(layer)
-        own = _own_state(module)
         base_kind = "dense" if kind.startswith("flatten_dense") else kind
         both = (f"PyTorch {name or 'model'} ({type(module).__name__}) and Keras {layer.name} "
                 f"({type(layer).__name__})")
-        if isinstance(layer, layers.GRU) and not layer.reset_after:
+        if isinstance(_recurrent_of(layer), layers.GRU) and not _recurrent_of(layer).reset_after:
             return Pairing((), (), f"{both} meet in running order, and Keras's GRU with "
                                    "reset_after=False applies the reset gate before the "
                                    "recurrent kernel: no PyTorch GRU computes that")
@@ -266,12 +287,17 @@ def pair_weights(torch_model: nn.Module, keras_model, x: np.ndarray) -> Pairing:
                                    f"only {PAIRED_LAYERS}")
         if torch_kind(module) != base_kind:
             return Pairing((), (), f"{both} meet in running order: different kinds of layer")
-        port = LayerPort(name, layer.name, kind, _canonical_names(name, base_kind, own))
-        if not _fits(port, own, layer.get_weights()):
+        port = LayerPort(name, layer.name, kind, _canonical_names(name, base_kind, module, index))
+        if not _fits(port, module, layer.get_weights()):
             return Pairing((), (), f"PyTorch {name} and Keras {layer.name} hold weights of "
                                    "different shapes")
         ports.append(port)
     return Pairing(tuple(ports), tuple(keras_side), not_compared=tuple(
-        f"{' and '.join(biases)} (Keras's {layer.name} keeps their sum as one bias)"
-        for port, layer in zip(ports, keras_side)
-        if (biases := _recurrent_biases(port)) and len(layer.weights) == 3))
+        _summed_words(biases, layer.name) for port, layer in zip(ports, keras_side)
+        if (biases := summed_biases(port, len(layer.weights)))))
+
+
+def _summed_words(biases: list, keras_layer: str) -> str:
+    pairs = "; ".join(f"{ih} and {hh}" for ih, hh, _ in biases)
+    return f"{pairs} (Keras's {keras_layer} keeps " + (
+        "their sum as one bias)" if len(biases) == 1 else "each pair's sum as one bias)")

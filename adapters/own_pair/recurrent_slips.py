@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from adapters.own_pair.pairing import keras_weights
+from adapters.own_pair.pairing import directions, keras_weight_index, keras_weights, summed_biases
 from comparator.zoo import recurrent_layout
 
-_KERAS_NAMES = ("kernel", "recurrent_kernel", "bias")
 _TORCH_GATES = {"lstm": "i, f, g, o", "gru": "r, z, n", "rnn": ""}
 _KERAS_GATES = {"lstm": "i, f, c, o", "gru": "z, r, h", "rnn": ""}
 
@@ -28,10 +27,9 @@ def find_slip(pairing, torch_model) -> dict | None:
         if port.kind not in recurrent_layout.RECURRENT_KINDS:
             continue
         have = layer.get_weights()
-        want = keras_weights(port, state, have)
-        for index, (mine, ported) in enumerate(zip(have, want)):
+        for index, (mine, ported) in enumerate(zip(have, keras_weights(port, state, have))):
             if not _same(mine, ported):
-                code, words = _slip(port, state, index, mine)
+                code, words = _slip(port, state, index, mine, len(have))
                 return {"located": True, "torch_module": port.module,
                         "keras_layer": layer.name, "seen_in": "weights", "causes": [code],
                         "text": f"PyTorch {port.module} ({port.kind.upper()}) and Keras "
@@ -39,29 +37,33 @@ def find_slip(pairing, torch_model) -> dict | None:
     return None
 
 
-def _slip(port, state: dict, index: int, value: np.ndarray) -> tuple[str, str]:
-    prefix = f"{port.module}." if port.module else ""
-    name = _KERAS_NAMES[index]
-    if index < 2:
-        source = f"{prefix}weight_{'ih' if index == 0 else 'hh'}_l0"
+def _slip(port, state: dict, index: int, value: np.ndarray, weights: int) -> tuple[str, str]:
+    """The slip that gives Keras's weight `index` its `value`, in words."""
+    names = [n for position, n in enumerate(port.canonical_names)
+             if keras_weight_index(port, n, position, weights) == index]
+    summed = [(ih, hh) for ih, hh, at in summed_biases(port, weights) if at == index]
+    reverse = "backward " if index >= weights // directions(port) else ""
+    if names and names[0].rsplit(".", 1)[-1].startswith("weight"):
+        (source,) = names
+        name = f"{reverse}{'kernel' if '_ih_' in source else 'recurrent_kernel'}"
         if port.kind == "gru" and _same(value, state[source].T):
             return "recurrent_gate_order", (
                 f"Keras's {name} holds the gates in PyTorch's order ({_TORCH_GATES['gru']}); "
                 f"Keras's GRU orders them {_KERAS_GATES['gru']}")
         return "recurrent_weights", f"Keras's {name} is not PyTorch's {source} ported " \
                                     f"(transposed{_gate_words(port.kind)})"
-    bias_ih, bias_hh = state[f"{prefix}bias_ih_l0"], state[f"{prefix}bias_hh_l0"]
-    if port.kind in ("lstm", "rnn"):
-        for alone, other in ((bias_ih, "bias_hh_l0"), (bias_hh, "bias_ih_l0")):
-            if _same(value, alone):
+    for bias_ih, bias_hh in summed:
+        for alone, other in ((bias_ih, bias_hh), (bias_hh, bias_ih)):
+            if _same(value, state[alone]):
                 return "recurrent_bias_sum", (
-                    f"Keras's bias is one of PyTorch's two biases, without {other}; Keras adds "
-                    "one bias where PyTorch adds two, so it must hold bias_ih_l0 + bias_hh_l0")
-    elif _same(value, np.stack([bias_ih, bias_hh])):
+                    f"Keras's {reverse}bias is one of PyTorch's two biases, without "
+                    f"{other.rsplit('.', 1)[-1]}; Keras adds one bias where PyTorch adds two, "
+                    f"so it must hold their sum")
+    if len(names) == 2 and _same(value, np.stack([state[n] for n in names])):
         return "recurrent_gate_order", (
-            f"Keras's bias holds the gates in PyTorch's order ({_TORCH_GATES['gru']}); Keras's "
-            f"GRU orders them {_KERAS_GATES['gru']}")
-    return "recurrent_weights", f"Keras's bias is not PyTorch's biases ported " \
+            f"Keras's {reverse}bias holds the gates in PyTorch's order "
+            f"({_TORCH_GATES['gru']}); Keras's GRU orders them {_KERAS_GATES['gru']}")
+    return "recurrent_weights", f"Keras's {reverse}bias is not PyTorch's biases ported " \
                                 f"({_bias_words(port.kind)})"
 
 
