@@ -70,11 +70,11 @@ def _slip(port, state: dict, index: int, value: np.ndarray, weights: int) -> tup
 def _gate_words(kind: str) -> str:
     if kind == "rnn":
         return ""
-    return (f", gates {_TORCH_GATES[kind]} in PyTorch and {_KERAS_GATES[kind]} in Keras")
+    return f", gates {_TORCH_GATES[kind]} in PyTorch and {_KERAS_GATES[kind]} in Keras"
 
 
 def _bias_words(kind: str) -> str:
     if kind == "gru":
-        return (f"bias_ih_l0 and bias_hh_l0 as two rows, gates {_TORCH_GATES['gru']} in "
+        return (f"bias_ih and bias_hh as two rows, gates {_TORCH_GATES['gru']} in "
                 f"PyTorch and {_KERAS_GATES['gru']} in Keras")
-    return "their sum, bias_ih_l0 + bias_hh_l0"
+    return "their sum, bias_ih + bias_hh"

@@ -47,12 +47,11 @@ def _suffix(name: str) -> str:
     return _parts(name)[0]
 
 
-def layer_names(prefix: str, layer: int, bidirectional: bool, has_bias: bool, kind: str,
-                shared_only: bool = True) -> tuple[str, ...]:
-    """PyTorch's arrays of one layer, in the order of the Keras layer's weights: each
-    direction's kernels, and its biases where Keras has their counterparts (shared_only) or
-    all of them."""
-    biases = (_SHARED_BIAS[kind] if shared_only else ("bias_ih", "bias_hh")) if has_bias else ()
+def layer_names(prefix: str, layer: int, bidirectional: bool, has_bias: bool,
+                kind: str) -> tuple[str, ...]:
+    """PyTorch's arrays of one layer that have a Keras counterpart of their own, in the order
+    of the Keras layer's weights: each direction's kernels, and a GRU's biases."""
+    biases = _SHARED_BIAS[kind] if has_bias else ()
     directions = ("", "_reverse") if bidirectional else ("",)
     return tuple(f"{prefix}{array}_l{layer}{direction}" for direction in directions
                  for array in ("weight_ih", "weight_hh") + biases)
