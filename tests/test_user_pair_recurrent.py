@@ -200,3 +200,23 @@ def test_the_port_validator_points_a_recurrent_pair_to_the_comparison():
     torch_model = models.seeded(models.RecurrentNet())
     with pytest.raises(UsageError, match="compare.py pairs an LSTM, GRU or RNN"):
         comparator.validate_port(torch_model, models.keras_recurrent_net(torch_model), X)
+
+
+@pytest.mark.parametrize("kind, torch_options, keras_options, words", [
+    ("lstm", {}, {"recurrent_activation": "hard_sigmoid"},
+     "Keras's recurrent_activation is hard_sigmoid, PyTorch's LSTM uses sigmoid"),
+    ("rnn", {"nonlinearity": "relu"}, {},
+     "Keras's activation is tanh, PyTorch's RNN uses relu"),
+])
+def test_a_recurrent_activation_that_is_not_pytorchs_is_named(kind, torch_options,
+                                                              keras_options, words):
+    """Weights ported right, the function still differs: Keras 2's LSTM defaulted to
+    hard_sigmoid, and PyTorch's RNN may use relu."""
+    report = comparator.compare_pair(
+        models.seeded(models.DeepRecurrentNet(kind, 1, **torch_options)),
+        models.keras_deep_recurrent_twin(kind, 1, **keras_options), X, recipes=STEP,
+        port_weights="pytorch-to-keras")
+    assert not report.checks[0].passed
+    found = report.settings["pair"]["first_divergence"]
+    assert found["causes"] == ["recurrent_activation"] and found["seen_in"] == "settings"
+    assert words in found["text"]

@@ -136,12 +136,13 @@ class DeepRecurrentNet(nn.Module):
     """Sequences (N, L, F): a stacked, maybe bidirectional LSTM, GRU or RNN (the module is
     named by its kind) -> mean over the steps -> Linear."""
 
-    def __init__(self, kind: str = "lstm", num_layers: int = 2, bidirectional: bool = False):
+    def __init__(self, kind: str = "lstm", num_layers: int = 2, bidirectional: bool = False,
+                 **options):
         super().__init__()
         self.kind = kind
         recurrent = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[kind]
         self.add_module(kind, recurrent(CHANNELS, 5, num_layers=num_layers, batch_first=True,
-                                        bidirectional=bidirectional))
+                                        bidirectional=bidirectional, **options))
         self.fc = nn.Linear(10 if bidirectional else 5, 4)
 
     def forward(self, x):
@@ -149,14 +150,14 @@ class DeepRecurrentNet(nn.Module):
 
 
 def keras_deep_recurrent_twin(kind: str = "lstm", num_layers: int = 2,
-                              bidirectional: bool = False):
+                              bidirectional: bool = False, **options):
     """DeepRecurrentNet's Keras twin, one layer per PyTorch layer, with Keras's own random
     weights."""
     recurrent = {"lstm": layers.LSTM, "gru": layers.GRU, "rnn": layers.SimpleRNN}[kind]
     inputs = keras.Input((STEPS, CHANNELS))
     x = inputs
     for index in range(num_layers):
-        layer = recurrent(5, return_sequences=True)
+        layer = recurrent(5, return_sequences=True, **options)
         x = (layers.Bidirectional(layer, name=f"{kind}_{index}") if bidirectional else layer)(x)
     x = layers.GlobalAveragePooling1D()(x)
     return keras.Model(inputs, layers.Dense(4, name="fc")(x), name=f"deep_{kind}_twin")

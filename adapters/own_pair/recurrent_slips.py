@@ -2,7 +2,7 @@
 GRU or RNN, so when a user pair's port check fails, each paired recurrent layer's weights
 are held against those a port of PyTorch's arrays gives (adapters/own_pair/pairing.py), and
 the slips users make are named: a GRU's gates left in PyTorch's order, an LSTM's or RNN's
-second bias left out."""
+second bias left out, an activation that is not PyTorch's."""
 
 from __future__ import annotations
 
@@ -23,21 +23,42 @@ def find_slip(pairing, torch_model) -> dict | None:
     """The first paired recurrent layer whose Keras weights are not its PyTorch arrays ported,
     as the report's settings.pair.first_divergence; None where every one is."""
     state = {n: t.detach().cpu().numpy() for n, t in torch_model.state_dict().items()}
+    modules = dict(torch_model.named_modules())
     for port, layer in zip(pairing.ports, pairing.keras_layers):
         if port.kind not in recurrent_layout.RECURRENT_KINDS:
             continue
         have = layer.get_weights()
-        for index, (mine, ported) in enumerate(zip(have, keras_weights(port, state, have))):
-            if not _same(mine, ported):
-                code, words = _slip(port, state, index, mine, len(have))
-                return {"located": True, "torch_module": port.module,
-                        "keras_layer": layer.name, "seen_in": "weights", "causes": [code],
-                        "text": f"PyTorch {port.module} ({port.kind.upper()}) and Keras "
-                                f"{layer.name} ({type(layer).__name__}): {words}"}
+        found = next((_slip(port, state, index, mine, len(have)) for index, (mine, ported)
+                      in enumerate(zip(have, keras_weights(port, state, have)))
+                      if not _same(mine, ported)), None) or _activation_slip(port, layer, modules)
+        if found is not None:
+            code, seen_in, words = found
+            return {"located": True, "torch_module": port.module, "keras_layer": layer.name,
+                    "seen_in": seen_in, "causes": [code],
+                    "text": f"PyTorch {port.module} ({port.kind.upper()}) and Keras "
+                            f"{layer.name} ({type(layer).__name__}): {words}"}
     return None
 
 
-def _slip(port, state: dict, index: int, value: np.ndarray, weights: int) -> tuple[str, str]:
+def _activation_slip(port, layer, modules: dict) -> tuple[str, str, str] | None:
+    """A Keras activation that is not PyTorch's: its LSTM and GRU use tanh and sigmoid (their
+    recurrent activation) and its RNN its `nonlinearity`; Keras's are settings (Keras 2's
+    LSTM defaulted to hard_sigmoid)."""
+    cell = getattr(layer, "forward_layer", layer)
+    torch_side = {"activation": getattr(modules[port.module], "nonlinearity", "tanh")}
+    if port.kind != "rnn":
+        torch_side["recurrent_activation"] = "sigmoid"
+    for setting, torch_name in torch_side.items():
+        keras_name = getattr(getattr(cell, setting, None), "__name__", None)
+        if keras_name != torch_name:
+            return "recurrent_activation", "settings", (
+                f"Keras's {setting} is {keras_name}, PyTorch's {port.kind.upper()} uses "
+                f"{torch_name}")
+    return None
+
+
+def _slip(port, state: dict, index: int, value: np.ndarray,
+          weights: int) -> tuple[str, str, str]:
     """The slip that gives Keras's weight `index` its `value`, in words."""
     names = [n for position, n in enumerate(port.canonical_names)
              if keras_weight_index(port, n, position, weights) == index]
@@ -47,24 +68,24 @@ def _slip(port, state: dict, index: int, value: np.ndarray, weights: int) -> tup
         (source,) = names
         name = f"{reverse}{'kernel' if '_ih_' in source else 'recurrent_kernel'}"
         if port.kind == "gru" and _same(value, state[source].T):
-            return "recurrent_gate_order", (
+            return "recurrent_gate_order", "weights", (
                 f"Keras's {name} holds the gates in PyTorch's order ({_TORCH_GATES['gru']}); "
                 f"Keras's GRU orders them {_KERAS_GATES['gru']}")
-        return "recurrent_weights", f"Keras's {name} is not PyTorch's {source} ported " \
-                                    f"(transposed{_gate_words(port.kind)})"
+        return "recurrent_weights", "weights", (f"Keras's {name} is not PyTorch's {source} "
+                                                 f"ported (transposed{_gate_words(port.kind)})")
     for bias_ih, bias_hh in summed:
         for alone, other in ((bias_ih, bias_hh), (bias_hh, bias_ih)):
             if _same(value, state[alone]):
-                return "recurrent_bias_sum", (
+                return "recurrent_bias_sum", "weights", (
                     f"Keras's {reverse}bias is one of PyTorch's two biases, without "
                     f"{other.rsplit('.', 1)[-1]}; Keras adds one bias where PyTorch adds two, "
                     f"so it must hold their sum")
     if len(names) == 2 and _same(value, np.stack([state[n] for n in names])):
-        return "recurrent_gate_order", (
+        return "recurrent_gate_order", "weights", (
             f"Keras's {reverse}bias holds the gates in PyTorch's order "
             f"({_TORCH_GATES['gru']}); Keras's GRU orders them {_KERAS_GATES['gru']}")
-    return "recurrent_weights", f"Keras's {reverse}bias is not PyTorch's biases ported " \
-                                f"({_bias_words(port.kind)})"
+    return "recurrent_weights", "weights", (f"Keras's {reverse}bias is not PyTorch's biases "
+                                             f"ported ({_bias_words(port.kind)})")
 
 
 def _gate_words(kind: str) -> str:
