@@ -210,8 +210,8 @@ def test_the_port_validator_points_a_recurrent_pair_to_the_comparison():
 ])
 def test_a_recurrent_activation_that_is_not_pytorchs_is_named(kind, torch_options,
                                                               keras_options, words):
-    """Weights ported right, the function still differs: Keras 2's LSTM defaulted to
-    hard_sigmoid, and PyTorch's RNN may use relu."""
+    """Weights ported right, the function still differs: a Keras LSTM set to hard_sigmoid,
+    a PyTorch RNN set to relu."""
     report = comparator.compare_pair(
         models.seeded(models.DeepRecurrentNet(kind, 1, **torch_options)),
         models.keras_deep_recurrent_twin(kind, 1, **keras_options), X, recipes=STEP,

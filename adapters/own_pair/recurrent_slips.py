@@ -42,8 +42,8 @@ def find_slip(pairing, torch_model) -> dict | None:
 
 def _activation_slip(port, layer, modules: dict) -> tuple[str, str, str] | None:
     """A Keras activation that is not PyTorch's: its LSTM and GRU use tanh and sigmoid (their
-    recurrent activation) and its RNN its `nonlinearity`; Keras's are settings (Keras 2's
-    LSTM defaulted to hard_sigmoid)."""
+    recurrent activation) and its RNN its `nonlinearity`; Keras's are settings, which a
+    model may have set otherwise (hard_sigmoid, say)."""
     cell = getattr(layer, "forward_layer", layer)
     torch_side = {"activation": getattr(modules[port.module], "nonlinearity", "tanh")}
     if port.kind != "rnn":
