@@ -207,8 +207,8 @@ def test_an_attention_pair_runs_with_its_sublayers_weights_kept_apart():
                                      recipes=("pytorch:train", "keras:train"))
     assert report.settings["inputs"]["keras_layout"] == "as_given"
     assert report.checks[0].passed and report.checks[0].value < 1e-5
-    assert report.settings["pair"]["pairing"]["reason"] == (
-        "PyTorch has 4 modules with weights, Keras 3 layers with weights")  # out_proj apart
+    # paired since: attn (its out_proj with it), norm, fc (tests/test_user_pair_attention.py)
+    assert report.settings["pair"]["pairing"] == {"paired_layers": 3}
     (eq,) = report.equivalences
     assert eq.max_diff < 1e-5  # one SGD step of the same function
 

@@ -221,15 +221,26 @@ class AttentionNet(nn.Module):
     """Tokens (N, L, D), L == D so that both layouts fit the Keras model's declared shape:
     self-attention -> residual -> LayerNorm -> mean over tokens -> Linear."""
 
-    def __init__(self):
+    def __init__(self, **options):
         super().__init__()
-        self.attn = nn.MultiheadAttention(TOKENS, HEADS, batch_first=True)
+        self.attn = nn.MultiheadAttention(TOKENS, HEADS, batch_first=True, **options)
         self.norm = nn.LayerNorm(TOKENS)
         self.fc = nn.Linear(TOKENS, 3)
 
     def forward(self, x):
         attended, _ = self.attn(x, x, x, need_weights=False)
         return self.fc(self.norm(x + attended).mean(1))
+
+
+def keras_attention_twin(use_bias: bool = True):
+    """AttentionNet's Keras twin with Keras's own random weights."""
+    d = TOKENS
+    inputs = keras.Input((d, d))
+    attended = layers.MultiHeadAttention(HEADS, d // HEADS, use_bias=use_bias, name="attn")(
+        inputs, inputs)
+    x = layers.LayerNormalization(epsilon=1e-5, name="norm")(layers.Add()([inputs, attended]))
+    x = layers.GlobalAveragePooling1D()(x)
+    return keras.Model(inputs, layers.Dense(3, name="fc")(x), name="attention_twin")
 
 
 def keras_attention_net(torch_model: AttentionNet):

@@ -11,7 +11,14 @@ import numpy as np
 
 from adapters.keras.adapter import Keras3Adapter, keras, layers
 from adapters.own_pair.loader import keras_layer
-from adapters.own_pair.pairing import keras_weight_index, leaf_layers, weighted_keras_layers
+from adapters.own_pair.pairing import (
+    LAYER_LEVEL_KINDS,
+    keras_weights,
+    leaf_layers,
+    named_indices,
+    torch_arrays,
+    weighted_keras_layers,
+)
 from comparator.zoo.portmaps import to_keras_layout
 
 _BN_NAMES = ("weight", "bias", "running_mean", "running_var")
@@ -107,18 +114,14 @@ class KerasUserAdapter(Keras3Adapter):
     # ----- states, named as PyTorch names them where the layers are paired ---------------
 
     def _named_arrays(self):
-        """(canonical name, Keras layer, index of its weight, port kind) for every array."""
+        """(canonical name, Keras layer, index of its weight, port kind) for every array that
+        is one Keras weight (a paired recurrent or attention layer's are ported layer by
+        layer: _canonical_impl and _load_impl)."""
         if self._pairing is not None:
             for port, layer in zip(self._pairing.ports, self._pairing.keras_layers):
-                named = set()
-                for position, name in enumerate(port.canonical_names):
-                    index = keras_weight_index(port, name, position, len(layer.weights))
-                    named.add(index)
-                    yield name, layer, index, port.kind
-                for index, variable in enumerate(layer.weights):
-                    if index not in named:  # an LSTM's one bias for PyTorch's two
-                        name = f"keras:{layer.name}.{_within(layer, variable)}"
-                        yield name, layer, index, "keras"
+                if port.kind not in LAYER_LEVEL_KINDS:
+                    for index, name in enumerate(port.canonical_names):
+                        yield name, layer, index, port.kind
             return
         for position, layer in enumerate(weighted_keras_layers(self.user_model)):
             prefix = f"{position}:{layer.name}"
@@ -131,17 +134,43 @@ class KerasUserAdapter(Keras3Adapter):
             for index, variable in enumerate(layer.weights):
                 yield f"{prefix}.{_within(layer, variable)}", layer, index, "keras"
 
+    def _canonical_impl(self):
+        if self._pairing is None:
+            return super()._canonical_impl()
+        arrays = {}
+        for port, layer in zip(self._pairing.ports, self._pairing.keras_layers):
+            values = layer.get_weights()
+            arrays.update(torch_arrays(port, values, split_sums=False))
+            for index, name in self._keras_only(port, layer):
+                arrays[name] = values[index]
+        return arrays
+
     def _load_impl(self, arrays):
+        if self._pairing is not None:
+            for port, layer in zip(self._pairing.ports, self._pairing.keras_layers):
+                values = keras_weights(port, arrays, layer.get_weights())
+                for index, name in self._keras_only(port, layer):
+                    if name in arrays:
+                        values[index] = np.asarray(arrays[name])
+                layer.set_weights(values)
+            return
         updates: dict[int, tuple] = {}
         for name, layer, index, kind in self._named_arrays():
             if name in arrays:
                 if id(layer) not in updates:  # each layer's weights read once
                     updates[id(layer)] = (layer, layer.get_weights())
-                values = updates[id(layer)][1]
-                values[index] = to_keras_layout(kind, name, np.asarray(arrays[name]),
-                                                into=values[index])
+                updates[id(layer)][1][index] = to_keras_layout(kind, name,
+                                                               np.asarray(arrays[name]))
         for layer, values in updates.values():
             layer.set_weights(values)
+
+    @staticmethod
+    def _keras_only(port, layer) -> list[tuple[int, str]]:
+        """A paired layer's weights that no canonical array names (an LSTM's one bias for
+        PyTorch's two), under a name of Keras's."""
+        named = named_indices(port, len(layer.weights))
+        return [(index, f"keras:{layer.name}.{_within(layer, variable)}")
+                for index, variable in enumerate(layer.weights) if index not in named]
 
     def _canonical_layer_names(self) -> dict[int, str]:
         if self._pairing is None:

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from adapters.keras.backend import keras
-from comparator.zoo import recurrent_layout
+from comparator.zoo import attention_layout, recurrent_layout
 from comparator.zoo.portmaps import BN_SUFFIXES, LayerPort, from_keras_layout, to_keras_layout
 
 layers = keras.layers
@@ -47,8 +47,11 @@ NORM_KINDS = frozenset(kind for _, kind in _TORCH_NORMS)
 NORM_NAMES = {"layer_norm": "LayerNorm", "group_norm": "GroupNorm", "rms_norm": "RMSNorm"}
 KNOWN_LAYERS = ("Conv1d, Conv2d, depthwise Conv2d, Linear, Embedding, BatchNorm, LayerNorm, "
                 "GroupNorm and RMSNorm")
-PAIRED_LAYERS = KNOWN_LAYERS.replace(" and RMSNorm", ", RMSNorm, LSTM (without proj_size), GRU "
-                                                    "and RNN")
+PAIRED_LAYERS = KNOWN_LAYERS.replace(" and RMSNorm", ", RMSNorm, LSTM (without proj_size), GRU, "
+                                                    "RNN and MultiheadAttention (query, key "
+                                                    "and value of one width)")
+# Kinds whose arrays are not one Keras weight each: ported and named layer by layer.
+LAYER_LEVEL_KINDS = recurrent_layout.RECURRENT_KINDS + ("attention",)
 _TORCH_RECURRENT = ((nn.LSTM, "lstm"), (nn.GRU, "gru"), (nn.RNN, "rnn"))
 _KERAS_RECURRENT = ((layers.LSTM, "lstm"), (layers.GRU, "gru"), (layers.SimpleRNN, "rnn"))
 
@@ -69,6 +72,10 @@ def torch_kind(module: nn.Module) -> str:
     for recurrent, kind in _TORCH_RECURRENT:
         if isinstance(module, recurrent):
             return "other" if _projected(module) else kind
+    if isinstance(module, nn.MultiheadAttention):
+        # One in_proj_weight for query, key and value of one width, as Keras's layer takes.
+        plain = module._qkv_same_embed_dim and module.bias_k is None and not module.add_zero_attn
+        return "attention" if plain else "other"
     if isinstance(module, nn.Conv1d):
         return "conv1d" if module.groups == 1 else "other"
     if isinstance(module, nn.Conv2d):
@@ -101,6 +108,8 @@ def keras_kind(layer) -> str:
         return "bn"
     if isinstance(layer, layers.Embedding):
         return "embedding"
+    if isinstance(layer, layers.MultiHeadAttention):
+        return "attention"
     for recurrent, kind in _KERAS_RECURRENT:
         if isinstance(_recurrent_of(layer), recurrent):
             return "other" if kind == "gru" and not _recurrent_of(layer).reset_after else kind
@@ -147,7 +156,10 @@ def _own_state(module: nn.Module) -> dict:
 def _torch_order(model: nn.Module, x: np.ndarray) -> list[str]:
     """Weighted modules in the order one inference pass runs them (registration order where
     no hook fires, as in a torch.export program)."""
-    weighted = {name: m for name, m in model.named_modules() if _own_state(m)}
+    modules = dict(model.named_modules())
+    # An attention layer's out_proj runs inside it, without a forward call of its own.
+    weighted = {name: m for name, m in modules.items()
+                if _own_state(m) and not _attention_part(name, modules)}
     order: list[str] = []
     handles = [m.register_forward_hook(lambda *_a, name=name: order.append(name))
                for name, m in weighted.items()]
@@ -183,6 +195,9 @@ def _canonical_names(name: str, kind: str, module: nn.Module, layer: int) -> tup
     if kind in recurrent_layout.RECURRENT_KINDS:
         return recurrent_layout.layer_names(prefix, layer, module.bidirectional,
                                             f"bias_ih_l{layer}" in own, kind)
+    if kind == "attention":
+        held = module.state_dict()
+        return tuple(f"{prefix}{s}" for s in attention_layout.SUFFIXES if s in held)
     suffixes = BN_SUFFIXES if kind == "bn" else ("weight", "bias")
     return tuple(f"{prefix}{s}" for s in suffixes if s in own)
 
@@ -208,8 +223,14 @@ def summed_biases(port: LayerPort, weights: int) -> list[tuple[str, str, int]]:
 def keras_weights(port: LayerPort, arrays: dict, current: list) -> list:
     """The Keras layer's weights holding the canonical `arrays` of its port (PyTorch's
     names and layouts); `current` is the layer's weights now, whose shapes they take."""
+    if port.kind == "attention":
+        if any(name not in arrays for name in port.canonical_names):
+            return list(current)  # a state that holds other layers' arrays only
+        return attention_layout.to_keras(_by_suffix(port, arrays), current)
     values = list(current)
     for position, name in enumerate(port.canonical_names):
+        if name not in arrays:  # a state that holds other arrays of the layer
+            continue
         index = keras_weight_index(port, name, position, len(current))
         values[index] = to_keras_layout(port.kind, name, np.asarray(arrays[name]),
                                         into=values[index])
@@ -220,22 +241,44 @@ def keras_weights(port: LayerPort, arrays: dict, current: list) -> list:
     return values
 
 
-def torch_arrays(port: LayerPort, values: list) -> dict:
+def torch_arrays(port: LayerPort, values: list, split_sums: bool = True) -> dict:
     """The canonical arrays that the Keras layer's weights `values` give (the inverse of
-    keras_weights, but an LSTM's or RNN's one bias goes all into bias_ih)."""
+    keras_weights, but an LSTM's or RNN's one bias goes all into bias_ih, or, without
+    split_sums, into no array: it has no common name)."""
+    if port.kind == "attention":
+        prefix = f"{port.module}." if port.module else ""
+        return {f"{prefix}{suffix}": array
+                for suffix, array in attention_layout.from_keras(values).items()}
     arrays = {name: from_keras_layout(
         port.kind, name, values[keras_weight_index(port, name, position, len(values))])
         for position, name in enumerate(port.canonical_names)}
-    for bias_ih, bias_hh, index in summed_biases(port, len(values)):
+    for bias_ih, bias_hh, index in summed_biases(port, len(values)) if split_sums else ():
         arrays[bias_ih], arrays[bias_hh] = recurrent_layout.split_bias(port.kind, values[index])
     return arrays
+
+
+def named_indices(port: LayerPort, weights: int) -> set[int]:
+    """The indices of the Keras layer's weights that a canonical array names (all but an
+    LSTM's or RNN's one bias)."""
+    if port.kind == "attention":
+        return set(range(weights))
+    return {keras_weight_index(port, name, position, weights)
+            for position, name in enumerate(port.canonical_names)}
+
+
+def _by_suffix(port: LayerPort, arrays: dict) -> dict:
+    prefix = f"{port.module}." if port.module else ""
+    return {name[len(prefix):]: np.asarray(arrays[name]) for name in port.canonical_names}
 
 
 def _fits(port: LayerPort, module: nn.Module, current: list) -> bool:
     """Whether the module's arrays, in Keras's layout, have the Keras layer's shapes."""
     prefix = f"{port.module}." if port.module else ""
-    arrays = {f"{prefix}{n}": t.detach().cpu().numpy() for n, t in _own_state(module).items()}
-    if port.kind in recurrent_layout.RECURRENT_KINDS:
+    arrays = {f"{prefix}{n}": t.detach().cpu().numpy() for n, t in module.state_dict().items()}
+    if port.kind == "attention":
+        if len(current) != (8 if f"{prefix}in_proj_bias" in arrays else 4):  # use_bias
+            return False
+    elif port.kind in recurrent_layout.RECURRENT_KINDS:
         biased = any(ih in arrays for ih, _ in recurrent_layout.bias_pairs(port.canonical_names))
         if len(current) != directions(port) * (3 if biased else 2):  # Keras's use_bias
             return False
@@ -250,10 +293,18 @@ def _fits(port: LayerPort, module: nn.Module, current: list) -> bool:
 
 def _torch_layers(modules: dict, order: list[str]) -> list[tuple[str, int]]:
     """(module name, layer) in running order: a stacked recurrent module is one entry per
-    layer, as Keras stacks one layer per PyTorch layer."""
-    return [(name, layer) for name in order
+    layer, as Keras stacks one layer per PyTorch layer, and an attention layer's out_proj is
+    in its layer's entry, as in Keras's."""
+    return [(name, layer) for name in order if not _attention_part(name, modules)
             for layer in range(getattr(modules[name], "num_layers", 1)
                                if isinstance(modules[name], nn.RNNBase) else 1)]
+
+
+def _attention_part(name: str, modules: dict) -> bool:
+    """A MultiheadAttention's out_proj, whose arrays the attention layer's port holds."""
+    parent = name.rsplit(".", 1)[0] if "." in name else ""
+    return name != "" and parent in modules and isinstance(modules[parent],
+                                                          nn.MultiheadAttention)
 
 
 def _recurrent_of(layer):
