@@ -82,3 +82,29 @@ def test_an_unpaired_attention_layer_keeps_its_sublayers_weights_apart():
         TOKENS, recipes=STEP)
     assert report.settings["pair"]["pairing"]["paired_layers"] == 0
     assert {run.id for run in report.runs} >= set(STEP)
+
+
+@pytest.mark.parametrize("slip, code, words", [
+    ("key and value swapped", "attention_projection_order",
+     "Keras's key kernel holds PyTorch's value projection; in_proj_weight holds the query's, "
+     "the key's and the value's, in that order"),
+    ("output not transposed", "attention_weights",
+     "Keras's output kernel is not PyTorch's out_proj.weight, transposed, split into heads"),
+])
+def test_an_attention_port_slip_is_named_when_the_port_check_fails(slip, code, words):
+    """Before, the failed port check said that the port validator cannot trace the pair."""
+    torch_model = models.seeded(models.AttentionNet())
+    keras_model = models.keras_attention_net(torch_model)
+    weights = keras_model.get_layer("attn").get_weights()
+    if slip == "key and value swapped":
+        weights[2:4], weights[4:6] = weights[4:6], weights[2:4]
+    else:
+        heads, head_dim, width = weights[6].shape
+        out = torch_model.attn.out_proj.weight.detach().numpy()
+        weights[6] = out.reshape(heads, head_dim, width)
+    keras_model.get_layer("attn").set_weights(weights)
+    report = comparator.compare_pair(torch_model, keras_model, TOKENS, recipes=STEP)
+    assert not report.checks[0].passed
+    found = report.settings["pair"]["first_divergence"]
+    assert found["located"] and found["causes"] == [code] and found["seen_in"] == "weights"
+    assert found["torch_module"] == "attn" and words in found["text"]

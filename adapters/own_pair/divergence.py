@@ -12,7 +12,7 @@ from comparator.errors import UsageError
 def locate(adapters: dict, batch: Batch) -> dict:
     """{"located": bool, "text": str} and, where located, the layer pair, the pass it was seen
     in and its cause codes (the report's settings.pair.first_divergence)."""
-    from adapters.own_pair.recurrent_slips import find_slip
+    from adapters.own_pair.port_slips import find_slip
     from adapters.port_validation.validator import validate_port
 
     torch_adapter, keras_adapter = adapters["pytorch"], adapters["keras"]
@@ -20,7 +20,7 @@ def locate(adapters: dict, batch: Batch) -> dict:
         return {"located": False, "text": "a torch.export program has no modules to pair with "
                                           "Keras layers: run validate_port.py on the "
                                           "nn.Module to find the layer"}
-    if keras_adapter.pairing is not None:  # the validator traces no recurrent layer
+    if keras_adapter.pairing is not None:  # the validator traces no recurrent or attention layer
         slip = find_slip(keras_adapter.pairing, torch_adapter.model)
         if slip is not None:
             return slip

@@ -127,11 +127,12 @@ def resolve_pairs(torch_model: nn.Module, keras_model, mapping: dict | None = No
     unsupported = [f"{info.name} ({info.type_name})" for _, info, _ in torch_layers.values()
                    if info.kind == "other"]
     if unsupported:
-        recurrent = any(isinstance(m, nn.RNNBase) for m, *_ in torch_layers.values())
+        sequence = any(isinstance(m, (nn.RNNBase, nn.MultiheadAttention))
+                       for m, *_ in torch_layers.values())
         raise UsageError(f"cannot port PyTorch modules of these kinds: {', '.join(unsupported)}"
                          f"; the validator knows {KNOWN_LAYERS}" + (
-                             " (compare.py pairs an LSTM, GRU or RNN and names a slip in its "
-                             "port's weights)" if recurrent else ""))
+                             " (compare.py pairs an LSTM, GRU, RNN or MultiheadAttention and "
+                             "names a slip in its port's weights)" if sequence else ""))
     if pairs is None:
         matched = pair_layers([t[1] for t in torch_layers.values()],
                               [k[1] for k in keras_layers.values()], mapping)

@@ -1,8 +1,10 @@
-"""A recurrent layer's port slip, read off its weights. The port validator traces no LSTM,
-GRU or RNN, so when a user pair's port check fails, each paired recurrent layer's weights
-are held against those a port of PyTorch's arrays gives (adapters/own_pair/pairing.py), and
-the slips users make are named: a GRU's gates left in PyTorch's order, an LSTM's or RNN's
-second bias left out, an activation that is not PyTorch's."""
+"""A recurrent or attention layer's port slip, read off its weights. The port validator traces
+no LSTM, GRU, RNN or MultiheadAttention, so when a user pair's port check fails, each such
+paired layer's Keras weights are held against those a port of PyTorch's arrays gives
+(adapters/own_pair/pairing.py), and the slips users make are named: a GRU's gates left in
+PyTorch's order, an LSTM's or RNN's second bias left out, an activation that is not
+PyTorch's, attention projections in another order; otherwise, which weight is not the port.
+"""
 
 from __future__ import annotations
 
@@ -25,18 +27,52 @@ def find_slip(pairing, torch_model) -> dict | None:
     state = {n: t.detach().cpu().numpy() for n, t in torch_model.state_dict().items()}
     modules = dict(torch_model.named_modules())
     for port, layer in zip(pairing.ports, pairing.keras_layers):
-        if port.kind not in recurrent_layout.RECURRENT_KINDS:
+        if port.kind == "attention":
+            found = _attention_slip(port, layer, state)
+        elif port.kind in recurrent_layout.RECURRENT_KINDS:
+            have = layer.get_weights()
+            found = next((_slip(port, state, index, mine, len(have)) for index, (mine, ported)
+                          in enumerate(zip(have, keras_weights(port, state, have)))
+                          if not _same(mine, ported)), None) or \
+                _activation_slip(port, layer, modules)
+        else:
             continue
-        have = layer.get_weights()
-        found = next((_slip(port, state, index, mine, len(have)) for index, (mine, ported)
-                      in enumerate(zip(have, keras_weights(port, state, have)))
-                      if not _same(mine, ported)), None) or _activation_slip(port, layer, modules)
         if found is not None:
             code, seen_in, words = found
             return {"located": True, "torch_module": port.module, "keras_layer": layer.name,
                     "seen_in": seen_in, "causes": [code],
-                    "text": f"PyTorch {port.module} ({port.kind.upper()}) and Keras "
-                            f"{layer.name} ({type(layer).__name__}): {words}"}
+                    "text": f"PyTorch {port.module} ({type(modules[port.module]).__name__}) "
+                            f"and Keras {layer.name} ({type(layer).__name__}): {words}"}
+    return None
+
+
+_PROJECTIONS = ("query", "key", "value")
+
+
+def _attention_slip(port, layer, state: dict) -> tuple[str, str, str] | None:
+    have = layer.get_weights()
+    want = keras_weights(port, state, have)
+    step = len(have) // 4  # each projection's kernel, and its bias where there are biases
+    for index, (mine, ported) in enumerate(zip(have, want)):
+        if _same(mine, ported):
+            continue
+        part, role = divmod(index, step)
+        what, packed = ("kernel", "in_proj_weight") if role == 0 else ("bias", "in_proj_bias")
+        if part < 3:
+            for other in range(3):
+                if other != part and _same(mine, want[other * step + role]):
+                    return "attention_projection_order", "weights", (
+                        f"Keras's {_PROJECTIONS[part]} {what} holds PyTorch's "
+                        f"{_PROJECTIONS[other]} projection; {packed} holds the query's, the "
+                        "key's and the value's, in that order")
+            source = (f"the {_PROJECTIONS[part]}'s third of {packed}"
+                      f"{', transposed' if role == 0 else ''}, split into heads")
+        else:
+            source = "out_proj.weight, transposed, split into heads" if role == 0 \
+                else "out_proj.bias"
+        return "attention_weights", "weights", (
+            f"Keras's {_PROJECTIONS[part] if part < 3 else 'output'} {what} is not PyTorch's "
+            f"{source}")
     return None
 
 
