@@ -198,7 +198,7 @@ def test_the_port_validator_points_a_recurrent_pair_to_the_comparison():
     from comparator.errors import UsageError
 
     torch_model = models.seeded(models.RecurrentNet())
-    with pytest.raises(UsageError, match="compare.py pairs an LSTM, GRU, RNN or MultiheadAttention"):
+    with pytest.raises(UsageError, match="compare.py pairs an LSTM, GRU, RNN or Multihead"):
         comparator.validate_port(torch_model, models.keras_recurrent_net(torch_model), X)
 
 
