@@ -2,6 +2,8 @@
 paired array by array, so that --port-weights ports it either way and the weights after a
 step are compared across the frameworks."""
 
+import json
+
 import numpy as np
 import pytest
 from torch import nn
@@ -220,3 +222,23 @@ def test_a_recurrent_activation_that_is_not_pytorchs_is_named(kind, torch_option
     found = report.settings["pair"]["first_divergence"]
     assert found["causes"] == ["recurrent_activation"] and found["seen_in"] == "settings"
     assert words in found["text"]
+
+
+def test_the_documented_lstm_command_runs(tmp_path):
+    """docs/own-models.md's command: the LSTM pair ported by the tool, end to end."""
+    from tests.test_user_pair_cli import compare
+
+    report_path = tmp_path / "lstm.json"
+    result = compare("--pytorch", "tests/user_layer_models.py:RecurrentNet",
+                     "--keras", "tests/user_layer_models.py:keras_lstm_twin",
+                     "--input-shape", "32,3", "--batch-size", "4",
+                     "--port-weights", "pytorch-to-keras", "--no-onnx",
+                     "--recipes", "pytorch:train,keras:train", "--json", str(report_path))
+    assert result.returncode == 0, result.stderr
+    report = json.loads(report_path.read_text())
+    assert report["settings"]["pair"]["pairing"]["not_compared"] == [
+        "lstm.bias_ih_l0 and lstm.bias_hh_l0 (Keras's lstm keeps their sum as one bias)"]
+    assert report["checks"][0]["passed"]
+    (eq,) = report["equivalences"]
+    assert eq["max_weight_diff"] < 1e-6 and eq["causes"][0]["cause"] == "recurrent_bias_pair"
+    assert "on every paired array but lstm.bias_ih_l0" in " ".join(result.stdout.split())

@@ -316,11 +316,6 @@ def seeded(module: nn.Module) -> nn.Module:
     return module
 
 
-def keras_gru_twin():
-    """keras_recurrent_twin("gru"), as a SPEC for compare.py."""
-    return keras_recurrent_twin("gru")
-
-
 def keras_lstm_twin():
     """keras_recurrent_twin("lstm"), as a SPEC for compare.py."""
     return keras_recurrent_twin("lstm")
