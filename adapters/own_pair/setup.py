@@ -3,6 +3,7 @@ checked against each other, weighted layers paired, the batch and its labels mad
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -99,6 +100,15 @@ def copy_weights(pairing, torch_model, direction: str) -> None:
                 state[name].copy_(torch.from_numpy(value))
 
 
+def _seed_initialisers(pair: UserPair, seed: int) -> None:
+    """A SPEC's callable builds its model with the frameworks' random initialisers: seeded
+    with --seed, it builds the same weights on every run. Where both models are given as
+    objects, the caller's random states are left alone."""
+    if any(isinstance(side, (str, os.PathLike)) for side in (pair.pytorch, pair.keras)):
+        keras.utils.set_random_seed(seed)  # Python's, NumPy's and Keras's own
+        torch.manual_seed(seed)
+
+
 def _pairing_settings(pairing) -> dict:
     if not pairing.paired:
         return {"paired_layers": 0, "reason": pairing.reason}
@@ -142,6 +152,7 @@ def _labels(scenario: str, given, config_labels, config_targets, outputs) -> tup
 
 def open_pair(pair: UserPair, config) -> OpenedPair:
     x, given_y, inputs_source = pair_inputs(pair, config.batch_size, config.seed)
+    _seed_initialisers(pair, config.seed)
     torch_side = as_pytorch(pair.pytorch, pair.pytorch_weights)
     # The layout is read off the loaded model before a subclassed one is built in it.
     keras_side = as_keras(pair.keras)
