@@ -108,3 +108,14 @@ def test_an_attention_port_slip_is_named_when_the_port_check_fails(slip, code, w
     found = report.settings["pair"]["first_divergence"]
     assert found["located"] and found["causes"] == [code] and found["seen_in"] == "weights"
     assert found["torch_module"] == "attn" and words in found["text"]
+
+
+def test_a_transformer_encoder_block_pairs_layer_by_layer():
+    """nn.TransformerEncoderLayer against the same block in Keras layers: attention, two
+    LayerNorms and the feed-forward Dense layers pair in running order and port."""
+    report = comparator.compare_pair(models.seeded(models.EncoderNet()),
+                                     models.keras_encoder_twin(), TOKENS, recipes=STEP,
+                                     port_weights="pytorch-to-keras")
+    assert report.settings["pair"]["pairing"] == {"paired_layers": 6}
+    assert report.checks[0].passed and report.checks[0].value < 1e-5
+    assert report.equivalences[0].max_weight_diff < 1e-6

@@ -243,6 +243,30 @@ def keras_attention_twin(use_bias: bool = True):
     return keras.Model(inputs, layers.Dense(3, name="fc")(x), name="attention_twin")
 
 
+class EncoderNet(nn.Module):
+    """Tokens (N, L, D): PyTorch's own Transformer encoder block (post-norm) -> mean -> Linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.block = nn.TransformerEncoderLayer(TOKENS, HEADS, dim_feedforward=16, dropout=0.0,
+                                                batch_first=True)
+        self.fc = nn.Linear(TOKENS, 3)
+
+    def forward(self, x):
+        return self.fc(self.block(x).mean(1))
+
+
+def keras_encoder_twin():
+    """EncoderNet's block written out in Keras layers, with Keras's own random weights."""
+    inputs = keras.Input((TOKENS, TOKENS))
+    attended = layers.MultiHeadAttention(HEADS, TOKENS // HEADS, name="attn")(inputs, inputs)
+    x = layers.LayerNormalization(epsilon=1e-5, name="norm1")(layers.Add()([inputs, attended]))
+    fed = layers.Dense(16, activation="relu", name="linear1")(x)
+    x = layers.Add()([x, layers.Dense(TOKENS, name="linear2")(fed)])
+    x = layers.GlobalAveragePooling1D()(layers.LayerNormalization(epsilon=1e-5, name="norm2")(x))
+    return keras.Model(inputs, layers.Dense(3, name="fc")(x), name="encoder_twin")
+
+
 def keras_attention_net(torch_model: AttentionNet):
     """Keras's MultiHeadAttention with the PyTorch layer's projections: Keras keeps each of
     query, key and value as a (D, heads, head_dim) kernel, PyTorch all three in one
