@@ -258,3 +258,13 @@ def test_a_spec_builds_the_same_weights_on_every_run():
         losses.append([(run.losses.inference_before, run.losses.inference_after)
                        for run in report.runs])
     assert losses[0] == losses[1]
+
+
+def test_a_keras_layer_run_backwards_is_named():
+    torch_model = models.seeded(models.RecurrentNet())
+    report = _compare("lstm", models.keras_recurrent_twin("lstm", go_backwards=True),
+                      torch_model, port_weights="pytorch-to-keras")
+    assert not report.checks[0].passed
+    found = report.settings["pair"]["first_divergence"]
+    assert found["causes"] == ["recurrent_direction"] and found["seen_in"] == "settings"
+    assert "Keras's layer runs the sequence backwards (go_backwards=True)" in found["text"]

@@ -3,7 +3,8 @@ no LSTM, GRU, RNN or MultiheadAttention, so when a user pair's port check fails,
 paired layer's Keras weights are held against those a port of PyTorch's arrays gives
 (adapters/own_pair/pairing.py), and the slips users make are named: a GRU's gates left in
 PyTorch's order, an LSTM's or RNN's second bias left out, an activation that is not
-PyTorch's, attention projections in another order; otherwise, which weight is not the port.
+PyTorch's or a sequence run backwards, attention projections in another order; otherwise,
+which weight is not the port.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ def find_slip(pairing, torch_model) -> dict | None:
             found = next((_slip(port, state, index, mine, len(have)) for index, (mine, ported)
                           in enumerate(zip(have, keras_weights(port, state, have)))
                           if not _same(mine, ported)), None) or \
-                _activation_slip(port, layer, modules)
+                _activation_slip(port, layer, modules) or _direction_slip(layer)
         else:
             continue
         if found is not None:
@@ -90,6 +91,16 @@ def _activation_slip(port, layer, modules: dict) -> tuple[str, str, str] | None:
             return "recurrent_activation", "settings", (
                 f"Keras's {setting} is {keras_name}, PyTorch's {port.kind.upper()} uses "
                 f"{torch_name}")
+    return None
+
+
+def _direction_slip(layer) -> tuple[str, str, str] | None:
+    """A one-way Keras layer set to run the sequence backwards, which a one-way PyTorch layer
+    never does (a Bidirectional wrapper's backward layer does so by design)."""
+    if getattr(layer, "go_backwards", False):
+        return "recurrent_direction", "settings", (
+            "Keras's layer runs the sequence backwards (go_backwards=True); PyTorch's one-way "
+            "layer runs it forwards")
     return None
 
 
