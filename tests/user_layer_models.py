@@ -87,48 +87,49 @@ def keras_sequence_net(padding: str = "explicit"):
     return keras.Model(inputs, layers.Dense(4, name="fc")(x), name="sequence_net")
 
 
-class RecurrentNet(nn.Module):
-    """Sequences (N, L, F), the same array in both frameworks: LSTM -> last step -> Linear."""
-
-    def __init__(self):
-        super().__init__()
-        self.lstm = nn.LSTM(CHANNELS, 10, batch_first=True)
-        self.fc = nn.Linear(10, 4)
-
-    def forward(self, x):
-        return self.fc(self.lstm(x)[0][:, -1])
+TORCH_RECURRENT = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
+KERAS_RECURRENT = {"lstm": layers.LSTM, "gru": layers.GRU, "rnn": layers.SimpleRNN}
 
 
-class GatedRecurrentNet(nn.Module):
-    """Sequences (N, L, F): GRU -> last step -> Linear."""
+class _LastStepNet(nn.Module):
+    """Sequences (N, L, F), the same array in both frameworks: one recurrent layer, named by
+    its kind -> last step -> Linear."""
 
-    def __init__(self):
-        super().__init__()
-        self.gru = nn.GRU(CHANNELS, 10, batch_first=True)
-        self.fc = nn.Linear(10, 4)
-
-    def forward(self, x):
-        return self.fc(self.gru(x)[0][:, -1])
-
-
-class ElmanNet(nn.Module):
-    """Sequences (N, L, F): an Elman RNN (tanh) -> last step -> Linear."""
+    kind = "lstm"
 
     def __init__(self, **options):
         super().__init__()
-        self.rnn = nn.RNN(CHANNELS, 10, batch_first=True, **options)
+        self.add_module(self.kind, TORCH_RECURRENT[self.kind](CHANNELS, 10, batch_first=True,
+                                                              **options))
         self.fc = nn.Linear(10, 4)
 
     def forward(self, x):
-        return self.fc(self.rnn(x)[0][:, -1])
+        return self.fc(getattr(self, self.kind)(x)[0][:, -1])
+
+
+class RecurrentNet(_LastStepNet):
+    """LSTM -> last step -> Linear."""
+
+    kind = "lstm"
+
+
+class GatedRecurrentNet(_LastStepNet):
+    """GRU -> last step -> Linear."""
+
+    kind = "gru"
+
+
+class ElmanNet(_LastStepNet):
+    """An Elman RNN (tanh unless told otherwise) -> last step -> Linear."""
+
+    kind = "rnn"
 
 
 def keras_recurrent_twin(kind: str, **options):
     """The Keras twin of RecurrentNet ("lstm"), GatedRecurrentNet ("gru") or ElmanNet
     ("rnn"), with Keras's own random weights: for --port-weights to fill."""
-    recurrent = {"lstm": layers.LSTM, "gru": layers.GRU, "rnn": layers.SimpleRNN}[kind]
     inputs = keras.Input((STEPS, CHANNELS))
-    x = recurrent(10, name=kind, **options)(inputs)
+    x = KERAS_RECURRENT[kind](10, name=kind, **options)(inputs)
     return keras.Model(inputs, layers.Dense(4, name="fc")(x), name=f"{kind}_twin")
 
 
@@ -140,9 +141,9 @@ class DeepRecurrentNet(nn.Module):
                  **options):
         super().__init__()
         self.kind = kind
-        recurrent = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[kind]
-        self.add_module(kind, recurrent(CHANNELS, 5, num_layers=num_layers, batch_first=True,
-                                        bidirectional=bidirectional, **options))
+        self.add_module(kind, TORCH_RECURRENT[kind](
+            CHANNELS, 5, num_layers=num_layers, batch_first=True, bidirectional=bidirectional,
+            **options))
         self.fc = nn.Linear(10 if bidirectional else 5, 4)
 
     def forward(self, x):
@@ -153,11 +154,10 @@ def keras_deep_recurrent_twin(kind: str = "lstm", num_layers: int = 2,
                               bidirectional: bool = False, **options):
     """DeepRecurrentNet's Keras twin, one layer per PyTorch layer, with Keras's own random
     weights."""
-    recurrent = {"lstm": layers.LSTM, "gru": layers.GRU, "rnn": layers.SimpleRNN}[kind]
     inputs = keras.Input((STEPS, CHANNELS))
     x = inputs
     for index in range(num_layers):
-        layer = recurrent(5, return_sequences=True, **options)
+        layer = KERAS_RECURRENT[kind](5, return_sequences=True, **options)
         x = (layers.Bidirectional(layer, name=f"{kind}_{index}") if bidirectional else layer)(x)
     x = layers.GlobalAveragePooling1D()(x)
     return keras.Model(inputs, layers.Dense(4, name="fc")(x), name=f"deep_{kind}_twin")

@@ -112,7 +112,7 @@ def keras_kind(layer) -> str:
         return "attention"
     for recurrent, kind in _KERAS_RECURRENT:
         if isinstance(_recurrent_of(layer), recurrent):
-            return "other" if kind == "gru" and not _recurrent_of(layer).reset_after else kind
+            return kind
     for norm, kind in _KERAS_NORMS:
         if isinstance(layer, norm):
             return "other" if getattr(layer, "rms_scaling", False) else kind
