@@ -199,14 +199,6 @@ def test_a_recurrent_port_slip_is_named_when_the_port_check_fails(kind, slip, co
     assert any(words in note for note in report.settings["notes"])
 
 
-def test_the_port_validator_points_a_recurrent_pair_to_the_comparison():
-    from comparator.errors import UsageError
-
-    torch_model = models.seeded(models.RecurrentNet())
-    with pytest.raises(UsageError, match="compare.py pairs an LSTM, GRU, RNN or Multihead"):
-        comparator.validate_port(torch_model, models.keras_recurrent_net(torch_model), X)
-
-
 @pytest.mark.parametrize("kind, torch_options, keras_options, words", [
     ("lstm", {}, {"recurrent_activation": "hard_sigmoid"},
      "Keras's recurrent_activation is hard_sigmoid, PyTorch's LSTM uses sigmoid"),

@@ -111,7 +111,7 @@ def keras_kind(layer) -> str:
     if isinstance(layer, layers.MultiHeadAttention):
         return "attention"
     for recurrent, kind in _KERAS_RECURRENT:
-        if isinstance(_recurrent_of(layer), recurrent):
+        if isinstance(recurrent_of(layer), recurrent):
             return kind
     for norm, kind in _KERAS_NORMS:
         if isinstance(layer, norm):
@@ -159,7 +159,7 @@ def _torch_order(model: nn.Module, x: np.ndarray) -> list[str]:
     modules = dict(model.named_modules())
     # An attention layer's out_proj runs inside it, without a forward call of its own.
     weighted = {name: m for name, m in modules.items()
-                if _own_state(m) and not _attention_part(name, modules)}
+                if _own_state(m) and not attention_part(name, modules)}
     order: list[str] = []
     handles = [m.register_forward_hook(lambda *_a, name=name: order.append(name))
                for name, m in weighted.items()]
@@ -189,7 +189,7 @@ def directions(port: LayerPort) -> int:
     return 2 if any(n.endswith("_reverse") for n in port.canonical_names) else 1
 
 
-def _canonical_names(name: str, kind: str, module: nn.Module, layer: int) -> tuple[str, ...]:
+def canonical_names(name: str, kind: str, module: nn.Module, layer: int) -> tuple[str, ...]:
     own = _own_state(module)
     prefix = f"{name}." if name else ""
     if kind in recurrent_layout.RECURRENT_KINDS:
@@ -295,21 +295,31 @@ def _torch_layers(modules: dict, order: list[str]) -> list[tuple[str, int]]:
     """(module name, layer) in running order: a stacked recurrent module is one entry per
     layer, as Keras stacks one layer per PyTorch layer, and an attention layer's out_proj is
     in its layer's entry, as in Keras's."""
-    return [(name, layer) for name in order if not _attention_part(name, modules)
+    return [(name, layer) for name in order if not attention_part(name, modules)
             for layer in range(getattr(modules[name], "num_layers", 1)
                                if isinstance(modules[name], nn.RNNBase) else 1)]
 
 
-def _attention_part(name: str, modules: dict) -> bool:
+def attention_part(name: str, modules: dict) -> bool:
     """A MultiheadAttention's out_proj, whose arrays the attention layer's port holds."""
     parent = name.rsplit(".", 1)[0] if "." in name else ""
     return name != "" and parent in modules and isinstance(modules[parent],
                                                           nn.MultiheadAttention)
 
 
-def _recurrent_of(layer):
+def recurrent_of(layer):
     """The recurrent layer inside a Keras Bidirectional wrapper, or the layer itself."""
     return layer.forward_layer if isinstance(layer, layers.Bidirectional) else layer
+
+
+RESET_BEFORE = ("Keras's GRU with reset_after=False applies the reset gate before the recurrent "
+                "kernel: no PyTorch GRU computes that")
+
+
+def reset_before(layer) -> bool:
+    """A Keras GRU (or Bidirectional GRU) that no PyTorch GRU can be ported into."""
+    cell = recurrent_of(layer)
+    return isinstance(cell, layers.GRU) and not cell.reset_after
 
 
 def pair_weights(torch_model: nn.Module, keras_model, x: np.ndarray) -> Pairing:
@@ -329,16 +339,14 @@ def pair_weights(torch_model: nn.Module, keras_model, x: np.ndarray) -> Pairing:
         base_kind = "dense" if kind.startswith("flatten_dense") else kind
         both = (f"PyTorch {name or 'model'} ({type(module).__name__}) and Keras {layer.name} "
                 f"({type(layer).__name__})")
-        if isinstance(_recurrent_of(layer), layers.GRU) and not _recurrent_of(layer).reset_after:
-            return Pairing((), (), f"{both} meet in running order, and Keras's GRU with "
-                                   "reset_after=False applies the reset gate before the "
-                                   "recurrent kernel: no PyTorch GRU computes that")
+        if reset_before(layer):
+            return Pairing((), (), f"{both} meet in running order, and {RESET_BEFORE}")
         if "other" in (torch_kind(module), base_kind):
             return Pairing((), (), f"{both} meet in running order, and the pairing knows "
                                    f"only {PAIRED_LAYERS}")
         if torch_kind(module) != base_kind:
             return Pairing((), (), f"{both} meet in running order: different kinds of layer")
-        port = LayerPort(name, layer.name, kind, _canonical_names(name, base_kind, module, index))
+        port = LayerPort(name, layer.name, kind, canonical_names(name, base_kind, module, index))
         if not _fits(port, module, layer.get_weights()):
             return Pairing((), (), f"PyTorch {name} and Keras {layer.name} hold weights of "
                                    "different shapes")

@@ -28,16 +28,7 @@ def find_slip(pairing, torch_model) -> dict | None:
     state = {n: t.detach().cpu().numpy() for n, t in torch_model.state_dict().items()}
     modules = dict(torch_model.named_modules())
     for port, layer in zip(pairing.ports, pairing.keras_layers):
-        if port.kind == "attention":
-            found = _attention_slip(port, layer, state)
-        elif port.kind in recurrent_layout.RECURRENT_KINDS:
-            have = layer.get_weights()
-            found = next((_slip(port, state, index, mine, len(have)) for index, (mine, ported)
-                          in enumerate(zip(have, keras_weights(port, state, have)))
-                          if not _same(mine, ported)), None) or \
-                _activation_slip(port, layer, modules) or _direction_slip(layer)
-        else:
-            continue
+        found = layer_slip(port, layer, state, modules)
         if found is not None:
             code, seen_in, words = found
             return {"located": True, "torch_module": port.module, "keras_layer": layer.name,
@@ -45,6 +36,21 @@ def find_slip(pairing, torch_model) -> dict | None:
                     "text": f"PyTorch {port.module} ({type(modules[port.module]).__name__}) "
                             f"and Keras {layer.name} ({type(layer).__name__}): {words}"}
     return None
+
+
+def layer_slip(port, layer, state: dict, modules: dict) -> tuple[str, str, str] | None:
+    """(cause code, "weights" or "settings", the slip in words) of one recurrent or attention
+    pair, None where its Keras weights and settings are PyTorch's ported (or another kind).
+    state: PyTorch's arrays as numpy, by name; modules: PyTorch's modules, by name."""
+    if port.kind == "attention":
+        return _attention_slip(port, layer, state)
+    if port.kind not in recurrent_layout.RECURRENT_KINDS:
+        return None
+    have = layer.get_weights()
+    return next((_slip(port, state, index, mine, len(have)) for index, (mine, ported)
+                 in enumerate(zip(have, keras_weights(port, state, have)))
+                 if not _same(mine, ported)), None) or \
+        _activation_slip(port, layer, modules) or _direction_slip(layer)
 
 
 _PROJECTIONS = ("query", "key", "value")

@@ -12,8 +12,15 @@ from torch import nn
 from adapters.keras.backend import keras  # noqa: F401 (fixes the torch backend first)
 from keras import layers, ops  # noqa: E402
 
-from adapters.own_pair.pairing import NORM_KINDS, NORM_NAMES, flattened_from  # noqa: E402
+from adapters.own_pair.pairing import (  # noqa: E402
+    LAYER_LEVEL_KINDS,
+    NORM_KINDS,
+    NORM_NAMES,
+    flattened_from,
+)
+from adapters.own_pair.port_slips import layer_slip  # noqa: E402
 from adapters.port_validation.graph import inbound, to_keras_values  # noqa: E402
+from adapters.port_validation.pairs import as_port  # noqa: E402
 from comparator.analysis.kernel_layout import diagnose_arrays, diagnose_kernel  # noqa: E402
 from comparator.analysis.layer_pairing import Pair  # noqa: E402
 from comparator.analysis.validation import diverges, metrics  # noqa: E402
@@ -95,6 +102,9 @@ def layer_facts(pair: Pair, module, layer, trace, state, paired) -> dict:
         facts["values_per_channel"] = int(np.prod(torch_in.shape) // torch_in.shape[1])
     if pair.kind in NORM_KINDS:
         facts.update(_norm_facts(pair.kind, module, layer, torch_in))
+    facts["between"] = _between(layer, paired)
+    if pair.kind in LAYER_LEVEL_KINDS:
+        return {**facts, **_layer_level_facts(pair, module, layer, state)}
     values = layer.get_weights()
     worst = 0.0
     torch_arrays, keras_arrays = [], []
@@ -110,8 +120,16 @@ def layer_facts(pair: Pair, module, layer, trace, state, paired) -> dict:
     facts["weights_max_diff"] = worst
     if worst:
         facts["layout_mistake"] = _layout_mistake(pair, torch_arrays, keras_arrays)
-    facts["between"] = _between(layer, paired)
     return facts
+
+
+def _layer_level_facts(pair: Pair, module, layer, state) -> dict:
+    """A recurrent or attention pair's port slip (adapters/own_pair/port_slips.py): which
+    weight or setting is not PyTorch's ported, and the slip users make that gives it."""
+    prefix = f"{pair.torch_module}." if pair.torch_module else ""
+    arrays = {n: t.detach().cpu().numpy() for n, t in state.items() if n.startswith(prefix)}
+    slip = layer_slip(as_port(pair), layer, arrays, {pair.torch_module: module})
+    return {"port_slip": slip} if slip is not None else {}
 
 
 def _norm_facts(kind: str, module, layer, torch_in) -> dict:
@@ -141,7 +159,7 @@ def flatten_order_explains(pair: Pair, layer, trace, tolerance: float) -> bool:
     PyTorch's output? Then the rows were not permuted for Keras's (h, w, c) Flatten."""
     if not isinstance(layer, layers.Dense) or flattened_from(layer) is None:
         return False
-    x, y = trace[pair.torch_module]
+    x, y, _ = trace[pair.torch_module]
     weights = layer.get_weights()
     out = x.astype(np.float64) @ weights[0].astype(np.float64)
     if layer.use_bias:

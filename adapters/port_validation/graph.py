@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 
 import numpy as np
 import torch
@@ -124,6 +125,10 @@ class Failed:
 def torch_mode(model: nn.Module, mode: str):
     """eval() or train() with noise layers off; the module's state and modes restored."""
     flags = {m: m.training for m in model.modules()}
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    # Off so that a TransformerEncoderLayer runs its attention and Dropout modules, whose
+    # hooks see them, rather than one fused operation (eval mode without gradients).
+    torch.backends.mha.set_fastpath_enabled(False)
     # A forward pass changes buffers only (BatchNorm running statistics), never parameters.
     saved = ({n: b.detach().clone() for n, b in model.named_buffers()}
              if mode == "training" else None)
@@ -134,6 +139,7 @@ def torch_mode(model: nn.Module, mode: str):
     try:
         yield
     finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
         if saved is not None:
             with torch.no_grad():
                 for name, buffer in model.named_buffers():
@@ -142,16 +148,68 @@ def torch_mode(model: nn.Module, mode: str):
             module.training = flag
 
 
-def torch_trace(model: nn.Module, pairs: list[Pair], x: np.ndarray, mode: str):
-    """Each paired module's (input, output) and the model's output, as numpy."""
+def output_view(module: nn.Module, layer):
+    """How a recurrent or attention module's output reads as its Keras layer's output (a
+    function of the module's output), or None for a module whose output is one tensor.
+
+    PyTorch's recurrent modules give (every step's output, final state), Keras's layers one
+    of them: every step (return_sequences=True) or the last one, which for a bidirectional
+    layer is the forward direction's last step and the backward direction's first, as
+    PyTorch's final state h_n holds them. Attention gives (output, weights)."""
+    if isinstance(module, nn.MultiheadAttention):
+        return functools.partial(_attention_view, module.batch_first)
+    if not isinstance(module, nn.RNNBase):
+        return None
+    cell = getattr(layer, "forward_layer", layer)
+    merge = getattr(layer, "merge_mode", "concat") if cell is not layer else "concat"
+    if merge not in _MERGES:
+        raise UsageError(f"cannot trace Keras layer {layer.name!r}: Bidirectional with "
+                         f"merge_mode={merge!r} gives each direction's output apart; the "
+                         f"validator compares one output ({', '.join(_MERGES)})")
+    return functools.partial(_recurrent_view, module.batch_first, module.bidirectional,
+                             bool(cell.return_sequences), _MERGES[merge])
+
+
+_MERGES = {"concat": lambda a, b: torch.cat([a, b], dim=-1), "sum": torch.add,
+           "mul": torch.mul, "ave": lambda a, b: (a + b) / 2}
+
+
+def _recurrent_view(batch_first, bidirectional, sequences, merge, output):
+    steps, state = output
+    if isinstance(state, tuple):  # an LSTM's (h_n, c_n)
+        state = state[0]
+    if not batch_first:
+        steps = steps.transpose(0, 1)
+    if sequences:
+        parts = steps.chunk(2, dim=-1) if bidirectional else (steps,)
+    else:
+        parts = (state[-2], state[-1]) if bidirectional else (state[-1],)
+    return merge(*parts) if len(parts) == 2 else parts[0]
+
+
+def _attention_view(batch_first, output):
+    attended = output[0]
+    return attended if batch_first else attended.transpose(0, 1)
+
+
+def torch_trace(model: nn.Module, pairs: list[Pair], x: np.ndarray, mode: str,
+                views: dict | None = None):
+    """Each paired module's (input, output, call) and the model's output, as numpy. A module
+    with a view (output_view) records its output through it, and its call (positional and
+    keyword arguments, as tensors) for rerunning it; others record their call as None."""
     modules = dict(model.named_modules())
+    views = views or {}
     records: dict[str, list] = {p.torch_module: [] for p in pairs}
     hooks = []
     for pair in pairs:
-        def hook(module, args, output, name=pair.torch_module):
-            records[name].append((args[0].detach().cpu().numpy().copy(),
-                                  output.detach().cpu().numpy().copy()))
-        hooks.append(modules[pair.torch_module].register_forward_hook(hook))
+        def hook(module, args, kwargs, output, name=pair.torch_module):
+            first = args[0] if args else next(iter(kwargs.values()))
+            view = views.get(name)
+            value = view(output) if view is not None else output
+            call = (_kept(args), _kept(kwargs)) if view is not None else None
+            records[name].append((first.detach().cpu().numpy().copy(),
+                                  value.detach().cpu().numpy().copy(), call))
+        hooks.append(modules[pair.torch_module].register_forward_hook(hook, with_kwargs=True))
     try:
         with torch_mode(model, mode), torch.no_grad():
             device = next(model.parameters()).device
@@ -168,6 +226,12 @@ def torch_trace(model: nn.Module, pairs: list[Pair], x: np.ndarray, mode: str):
                              "one forward pass; the validator pairs modules that run exactly "
                              "once with one Keras layer")
     return {name: calls[0] for name, calls in records.items()}, output
+
+
+def _kept(arguments):
+    """A call's arguments with their tensors detached and copied (the pass goes on)."""
+    return tree.map_structure(
+        lambda v: v.detach().clone() if isinstance(v, torch.Tensor) else v, arguments)
 
 
 def run_keras(fn: Functional, x, training: bool, watch: set[str],

@@ -12,28 +12,51 @@ from torch import nn
 from adapters.keras.backend import keras  # fixes the torch backend before Keras is imported
 from keras.src.models.functional import Functional  # noqa: E402
 
-from adapters.own_pair.pairing import KNOWN_LAYERS, keras_kind, torch_kind  # noqa: E402
+from adapters.own_pair.pairing import (  # noqa: E402
+    LAYER_LEVEL_KINDS,
+    RESET_BEFORE,
+    attention_part,
+    canonical_names,
+    keras_kind,
+    keras_weights,
+    recurrent_of,
+    reset_before,
+    torch_arrays,
+    torch_kind,
+)
 from adapters.port_validation.graph import functional_graph, graph_nodes  # noqa: E402
 from comparator.analysis.layer_pairing import LayerInfo, Pair, check_pair, pair_layers  # noqa: E402
 from comparator.errors import UsageError  # noqa: E402
 from comparator.zoo.portmaps import (  # noqa: E402
     BN_SUFFIXES,
+    LayerPort,
     from_keras_layout,
     port_plan,
     to_keras_layout,
 )
 
 
+VALIDATED_LAYERS = ("Conv1d, Conv2d, depthwise Conv2d, Linear, Embedding, BatchNorm, LayerNorm, "
+                    "GroupNorm, RMSNorm, one-layer LSTM (without proj_size), GRU and RNN, and "
+                    "MultiheadAttention (query, key and value of one width)")
+
+
 def _torch_layers(model: nn.Module) -> dict[str, tuple[nn.Module, LayerInfo, tuple[str, ...]]]:
-    """Every module holding weights itself: (module, info, canonical names)."""
+    """Every module holding weights itself: (module, info, canonical names). An attention
+    layer's out_proj is in its layer's entry, as Keras holds it."""
     found = {}
-    for name, module in model.named_modules():
+    modules = dict(model.named_modules())
+    for name, module in modules.items():
         own = {n: t for n, t in module.named_parameters(recurse=False)}
         own.update({n: t for n, t in module.named_buffers(recurse=False)
                     if n != "num_batches_tracked"})
-        if not own:
+        if not own or attention_part(name, modules):
             continue
         kind = torch_kind(module)
+        if kind in LAYER_LEVEL_KINDS:
+            found[name] = (module, _layer_level_info(name, kind, module),
+                           canonical_names(name, kind, module, 0))
+            continue
         suffixes = BN_SUFFIXES if kind == "bn" else ("weight", "bias")
         if set(own) - set(suffixes):
             kind = "other"
@@ -43,6 +66,36 @@ def _torch_layers(model: nn.Module) -> dict[str, tuple[nn.Module, LayerInfo, tup
                          type(module).__name__)
         found[name] = (module, info, names)
     return found
+
+
+def _layer_level_info(name: str, kind: str, module: nn.Module) -> LayerInfo:
+    """A recurrent or attention module by what its Keras layer must match (their arrays are
+    not one Keras weight each): (inputs, units, directions, biased) for a recurrent layer,
+    (width, heads, head width, biased) for attention. A stacked recurrent module is a kind
+    of its own: its inner layers run within one call, where no hook sees their outputs."""
+    type_name = type(module).__name__
+    if kind == "attention":
+        heads = module.num_heads
+        return LayerInfo(name, kind, ((module.embed_dim, heads, module.head_dim,
+                                       int(module.in_proj_bias is not None)),), type_name)
+    if module.num_layers > 1:
+        return LayerInfo(name, "other", (), f"{type_name} with num_layers={module.num_layers}")
+    return LayerInfo(name, kind, ((module.input_size, module.hidden_size,
+                                   2 if module.bidirectional else 1, int(module.bias)),),
+                     type_name)
+
+
+def _keras_layer_level_info(layer, kind: str) -> LayerInfo:
+    """The Keras side of _layer_level_info."""
+    type_name = type(layer).__name__
+    if kind == "attention":
+        width, heads, head_width = (int(d) for d in layer.get_weights()[0].shape)
+        return LayerInfo(layer.name, kind, ((width, heads, head_width, int(layer._use_bias)),),
+                         type_name)
+    cell = recurrent_of(layer)
+    return LayerInfo(layer.name, kind, ((int(cell.get_weights()[0].shape[0]), int(cell.units),
+                                         2 if cell is not layer else 1, int(cell.use_bias)),),
+                     type_name)
 
 
 def torch_side(model, weights: str | None):
@@ -111,7 +164,12 @@ def _keras_layers(fn: Functional) -> dict[str, tuple[object, LayerInfo]]:
         if calls.get(layer.name, 0) > 1:
             raise UsageError(f"Keras layer {layer.name!r} is called {calls[layer.name]} times; "
                              "a shared layer cannot be matched to one PyTorch module")
+        if reset_before(layer):
+            raise UsageError(f"cannot trace Keras layer {layer.name!r}: {RESET_BEFORE}")
         kind = keras_kind(layer)
+        if kind in LAYER_LEVEL_KINDS:
+            found[layer.name] = (layer, _keras_layer_level_info(layer, kind))
+            continue
         shapes = tuple(_canonical_shape(kind, i, tuple(w.shape))
                        for i, w in enumerate(layer.weights))
         found[layer.name] = (layer, LayerInfo(layer.name, kind, shapes, type(layer).__name__))
@@ -127,12 +185,13 @@ def resolve_pairs(torch_model: nn.Module, keras_model, mapping: dict | None = No
     unsupported = [f"{info.name} ({info.type_name})" for _, info, _ in torch_layers.values()
                    if info.kind == "other"]
     if unsupported:
-        sequence = any(isinstance(m, (nn.RNNBase, nn.MultiheadAttention))
-                       for m, *_ in torch_layers.values())
+        stacked = any(isinstance(m, nn.RNNBase) and m.num_layers > 1
+                      for m, *_ in torch_layers.values())
         raise UsageError(f"cannot port PyTorch modules of these kinds: {', '.join(unsupported)}"
-                         f"; the validator knows {KNOWN_LAYERS}" + (
-                             " (compare.py pairs an LSTM, GRU, RNN or MultiheadAttention and "
-                             "names a slip in its port's weights)" if sequence else ""))
+                         f"; the validator knows {VALIDATED_LAYERS}" + (
+                             " (to trace a stacked recurrent module, build it of one-layer "
+                             "modules, one per Keras layer; compare.py pairs it as it is)"
+                             if stacked else ""))
     if pairs is None:
         matched = pair_layers([t[1] for t in torch_layers.values()],
                               [k[1] for k in keras_layers.values()], mapping)
@@ -192,6 +251,9 @@ def port_weights(torch_model: nn.Module, keras_model, *, direction: str = "torch
     state = torch_state(torch_model)
     for pair in pairs:
         layer, kind = by_name[pair.keras_layer], _port_kind(pair, naive)
+        if kind in LAYER_LEVEL_KINDS:
+            _port_layer_level(pair, layer, state, direction)
+            continue
         if direction == "torch_to_keras":
             values = [to_keras_layout(kind, n, state[n].detach().cpu().numpy())
                       for n in pair.canonical_names]
@@ -209,3 +271,22 @@ def port_weights(torch_model: nn.Module, keras_model, *, direction: str = "torch
                 array = from_keras_layout(kind, name, value)
                 state[name].copy_(torch.from_numpy(np.ascontiguousarray(array)))
     return pairs
+
+
+def as_port(pair: Pair) -> LayerPort:
+    return LayerPort(pair.torch_module, pair.keras_layer, pair.kind, pair.canonical_names)
+
+
+def _port_layer_level(pair: Pair, layer, state: dict, direction: str) -> None:
+    """A recurrent or attention pair, as compare.py's --port-weights ports it
+    (adapters/own_pair/pairing.py): an LSTM's or RNN's two biases go into Keras as their
+    sum, and come back all in bias_ih, bias_hh zero."""
+    port = as_port(pair)
+    if direction == "torch_to_keras":
+        prefix = f"{pair.torch_module}." if pair.torch_module else ""
+        arrays = {n: t.detach().cpu().numpy() for n, t in state.items() if n.startswith(prefix)}
+        layer.set_weights(keras_weights(port, arrays, layer.get_weights()))
+        return
+    with torch.no_grad():
+        for name, array in torch_arrays(port, layer.get_weights()).items():
+            state[name].copy_(torch.from_numpy(np.ascontiguousarray(array)))

@@ -18,6 +18,7 @@ from torch import nn
 from adapters.keras.backend import keras  # noqa: F401 (fixes the torch backend first)
 from keras import layers, ops  # noqa: E402
 
+from adapters.port_validation.graph import torch_mode  # noqa: E402
 from comparator.analysis.training_side import (  # noqa: E402
     BatchNormStep,
     DropoutLayer,
@@ -97,17 +98,13 @@ def torch_dropout_layers(model: nn.Module, x: np.ndarray) -> list[DropoutLayer]:
     order: list[nn.Module] = []
     hooks = [m.register_forward_hook(lambda module, args, out: order.append(module))
              for m in candidates]
-    flags = {m: m.training for m in model.modules()}
     try:
-        model.eval()
-        with torch.no_grad():
+        with torch_mode(model, "inference"), torch.no_grad():
             device = next(model.parameters()).device
             model(torch.from_numpy(x).to(device))
     finally:
         for h in hooks:
             h.remove()
-        for module, flag in flags.items():
-            module.training = flag
     return [DropoutLayer(names[m], type(m).__name__, _family(m, _TORCH_FAMILIES), float(m.p))
             for m in order]
 

@@ -17,8 +17,13 @@ import torch
 from torch import nn
 
 from adapters.keras.backend import keras  # fixes the torch backend before Keras is imported
-from keras import layers, ops  # noqa: E402
+from keras import layers, ops, tree  # noqa: E402
 
+from adapters.own_pair.pairing import (  # noqa: E402
+    LAYER_LEVEL_KINDS,
+    summed_biases,
+    torch_arrays,
+)
 from adapters.port_validation.causes import (  # noqa: E402
     flatten_order_explains,
     layer_facts,
@@ -32,6 +37,7 @@ from adapters.port_validation.graph import (  # noqa: E402
     graph_nodes,
     keras_state_kept,
     numpy_of,
+    output_view,
     run_keras,
     sequence_layout,
     to_keras_values,
@@ -40,6 +46,7 @@ from adapters.port_validation.graph import (  # noqa: E402
     torch_trace,
 )
 from adapters.port_validation.pairs import (  # noqa: E402
+    as_port,
     keras_side,
     plan_pairs,
     port_weights,
@@ -58,6 +65,7 @@ from comparator.analysis.states import is_bn_statistic  # noqa: E402
 from comparator.analysis.training_side import compare_dropout, compare_statistics  # noqa: E402
 from comparator.errors import UsageError  # noqa: E402
 from comparator.zoo.portmaps import from_keras_layout  # noqa: E402
+from comparator.zoo.recurrent_layout import split_bias  # noqa: E402
 from comparator.analysis.layer_pairing import Pair  # noqa: E402
 from comparator.analysis.port_causes import likely_causes  # noqa: E402
 from comparator.analysis.validation import (  # noqa: E402
@@ -80,11 +88,12 @@ __all__ = ["port_weights", "validate_port", "validate_zoo_model"]
 # ----- comparing ---------------------------------------------------------------------------
 
 
-def _activated(layer, torch_output: np.ndarray) -> np.ndarray:
+def _activated(layer, torch_output: np.ndarray, kind: str) -> np.ndarray:
     """PyTorch's value as the Keras layer emits it: in Keras's layout, through the
-    activation Keras fuses into the layer (Conv2D(activation="relu"), ...)."""
+    activation Keras fuses into the layer (Conv2D(activation="relu"), ...; a recurrent
+    layer's activation is inside its steps, and PyTorch's output has been through it)."""
     value = to_keras_values(torch_output)
-    activation = getattr(layer, "activation", None)
+    activation = None if kind in LAYER_LEVEL_KINDS else getattr(layer, "activation", None)
     if activation is None or getattr(activation, "__name__", "") == "linear":
         return value
     return numpy_of(activation(torch.from_numpy(value)))  # keeps float64 references float64
@@ -94,6 +103,8 @@ def _compare(pair, layer, keras_value, reference, reference64, facts, isolated, 
              tolerance, trace) -> LayerComparison:
     """Keras's value of one layer against PyTorch's (both in Keras's layout here)."""
     torch_shape = tuple(trace[pair.torch_module][1].shape)
+    if isinstance(keras_value, (list, tuple)):  # a layer's output and states: the output
+        keras_value = keras_value[0]
     if isinstance(keras_value, Failed) or keras_value is None:
         message = keras_value.message if keras_value is not None else "not computed"
         causes = likely_causes({**facts, "failed": message}, isolated, mode)
@@ -115,6 +126,9 @@ def _compare(pair, layer, keras_value, reference, reference64, facts, isolated, 
         more = dict(facts)
         if isolated and flatten_order_explains(pair, layer, trace, tolerance):
             more["flatten_order"] = True
+        if isolated and pair.kind != "attention":  # attention takes more than one input
+            more["alone_agrees"] = _alone_agrees(layer, trace[pair.torch_module][0],
+                                                 reference, mode, tolerance)
         if isolated and mode == "training" and one_pass_variance_explains(
                 layer, trace[pair.torch_module][0], value,
                 reference if reference64 is None else reference64, facts.get("torch_eps")):
@@ -124,6 +138,18 @@ def _compare(pair, layer, keras_value, reference, reference64, facts, isolated, 
                            keras_shape, m, bad, causes,
                            float64_rel=m64.max_rel if m64 else None,
                            noise_rel=noise.max_rel if noise else None, inconclusive=unsure)
+
+
+def _alone_agrees(layer, torch_input: np.ndarray, reference, mode: str, tolerance) -> bool:
+    """Does the Keras layer, on the input PyTorch's module was given, give PyTorch's output?
+    Then what differs is what reaches the layer, not the layer."""
+    try:
+        value = layer(ops.convert_to_tensor(to_keras_values(torch_input)),
+                      training=mode == "training")
+    except Exception:  # the layer takes another input than PyTorch's module: not this
+        return False
+    value = numpy_of(value[0] if isinstance(value, (list, tuple)) else value)
+    return value.shape == reference.shape and not diverges(metrics(value, reference), tolerance)
 
 
 def _output_comparison(keras_out, torch_out, torch_out64, tolerance):
@@ -156,10 +182,30 @@ def _torch_gradients(model: nn.Module, x: np.ndarray, seed: int) -> dict:
     return grads
 
 
+def _keras_gradients(pair, layer) -> dict:
+    """The Keras layer's gradients in PyTorch's names and layouts, None where a weight is
+    frozen. Keras's one bias of an LSTM or RNN stands for both of PyTorch's, whose
+    gradients are each the same as that of their sum."""
+    trainable = {id(v) for v in layer.trainable_weights}
+    grads = [v.value.grad if id(v) in trainable else None for v in layer.weights]
+    if pair.kind not in LAYER_LEVEL_KINDS:
+        return {name: None if grad is None else
+                from_keras_layout(pair.kind, name, grad.detach().cpu().numpy())
+                for name, grad in zip(pair.canonical_names, grads) if not is_bn_statistic(name)}
+    port = as_port(pair)
+    if any(grad is None for grad in grads):  # a frozen layer: every array is frozen
+        names = torch_arrays(port, layer.get_weights())
+        return dict.fromkeys(names)
+    values = [grad.detach().cpu().numpy() for grad in grads]
+    found = torch_arrays(port, values, split_sums=False)
+    for bias_ih, bias_hh, index in summed_biases(port, len(values)):
+        found[bias_ih] = found[bias_hh] = split_bias(pair.kind, values[index])[0]
+    return found
+
+
 def _gradients(torch_model, model64, fn, pairs, x, seed, tolerance):
     """Parameter gradients of the same loss (mean squared distance of the outputs to a
     seeded target) after one backward pass in training mode, Dropout off."""
-    modules = dict(torch_model.named_modules())
     by_name = {layer.name: layer for layer in fn.layers}
     torch_grads = _torch_gradients(torch_model, x, seed)
     grads64 = _torch_gradients(model64, as_float(x, np.float64), seed) if model64 else {}
@@ -174,17 +220,12 @@ def _gradients(torch_model, model64, fn, pairs, x, seed, tolerance):
         keras_out = torch.movedim(keras_out, -1, 1) if channels_move(keras_out) else keras_out
         target = np.random.default_rng(seed).normal(size=tuple(keras_out.shape))
         torch.mean((keras_out - torch.from_numpy(target).to(keras_out)) ** 2).backward()
+    parameters = dict(torch_model.named_parameters())
     results = []
     for pair in pairs:
         layer = by_name[pair.keras_layer]
-        trainable = {id(v) for v in layer.trainable_weights}
-        module = modules[pair.torch_module]
-        for name, variable in zip(pair.canonical_names, layer.weights):
-            suffix = name.rsplit(".", 1)[-1]
-            if is_bn_statistic(name):
-                continue
-            shape = tuple(module.get_parameter(suffix).shape)
-            mine = variable.value.grad if id(variable) in trainable else None
+        for name, mine in _keras_gradients(pair, layer).items():
+            shape = tuple(parameters[name].shape)
             theirs = torch_grads.get(name)
             if mine is None or theirs is None:
                 side = " and ".join(s for s, g in (("Keras", mine), ("PyTorch", theirs))
@@ -193,7 +234,6 @@ def _gradients(torch_model, model64, fn, pairs, x, seed, tolerance):
                                                   (mine is None) != (theirs is None),
                                                   note=f"no gradient in {side} (frozen)"))
                 continue
-            mine = from_keras_layout(pair.kind, name, mine.detach().cpu().numpy())
             m = metrics(mine, theirs)
             m64 = noise = None
             if grads64.get(name) is not None:
@@ -257,8 +297,8 @@ def _validated(x, torch_model, torch_name, keras_model, keras_name, fn, mapping,
                         gradient_tolerance) if gradients else ())
     statistics, dropout = ((), ())
     if train_step:
-        training_trace = traces.get("training") or torch_trace(torch_model, setup.pairs, x,
-                                                               "training")[0]
+        training_trace = traces.get("training") or torch_trace(
+            torch_model, setup.pairs, x, "training", setup.views)[0]
         statistics = _statistics(setup.modules, setup.by_name, setup.pairs, training_trace,
                                  tolerance)
         dropout = compare_dropout(torch_dropout_layers(torch_model, x),
@@ -311,31 +351,34 @@ class _Setup:
         self.state = torch_state(torch_model)
         self.model64 = copy.deepcopy(torch_model).double() if reference64 else None
         self.modules64 = dict(self.model64.named_modules()) if self.model64 is not None else {}
+        self.views = {p.torch_module: view for p in pairs if (view := output_view(
+            self.modules[p.torch_module], self.by_name[p.keras_layer])) is not None}
         self.facts = None
 
 
 def _mode_passes(setup: _Setup, mode: str, isolation: bool, tolerance: float):
     """PyTorch's trace in this mode, and the forward (then isolated) pass results."""
     pairs, by_name = setup.pairs, setup.by_name
-    trace, torch_out = torch_trace(setup.torch_model, pairs, setup.x, mode)
+    trace, torch_out = torch_trace(setup.torch_model, pairs, setup.x, mode, setup.views)
     trace64, torch_out64 = (torch_trace(setup.model64, pairs, as_float(setup.x, np.float64),
-                                        mode)
+                                        mode, setup.views)
                             if setup.model64 is not None else ({}, None))
     if setup.facts is None:
         setup.facts = {p.torch_module: layer_facts(p, setup.modules[p.torch_module],
                                                    by_name[p.keras_layer], trace,
                                                    setup.state, setup.watch) for p in pairs}
-    references = {p.keras_layer: _activated(by_name[p.keras_layer], trace[p.torch_module][1])
+    references = {p.keras_layer: _activated(by_name[p.keras_layer], trace[p.torch_module][1],
+                                            p.kind)
                   for p in pairs}
     passes = []
     for isolated in ([False, True] if isolation else [False]):
         references64 = {}
         if setup.model64 is not None:
-            outputs64 = (_isolated64(setup.model64, setup.modules64, pairs, trace, mode)
+            outputs64 = (_isolated64(setup, trace, mode)
                          if isolated else {p.torch_module: trace64[p.torch_module][1]
                                            for p in pairs})
             references64 = {p.keras_layer: _activated(by_name[p.keras_layer],
-                                                      outputs64[p.torch_module])
+                                                      outputs64[p.torch_module], p.kind)
                             for p in pairs}
         substitute = ({name: ops.convert_to_tensor(v) for name, v in references.items()}
                       if isolated else None)
@@ -388,14 +431,27 @@ def _attribute(forward: PassResult, isolated: PassResult) -> PassResult:
     return dataclasses.replace(forward, layers=tuple(layers_))
 
 
-def _isolated64(model64, modules64, pairs, trace, mode) -> dict:
-    """Each paired module of the float64 copy, run on PyTorch float32's recorded input."""
+def _isolated64(setup: _Setup, trace, mode) -> dict:
+    """Each paired module of the float64 copy, run on PyTorch float32's recorded input (a
+    recurrent or attention module on its whole recorded call, read through its view)."""
     outputs = {}
-    with torch_mode(model64, mode), torch.no_grad():
-        for pair in pairs:
-            x = torch.from_numpy(as_float(trace[pair.torch_module][0], np.float64))
-            outputs[pair.torch_module] = modules64[pair.torch_module](x).numpy().copy()
+    with torch_mode(setup.model64, mode), torch.no_grad():
+        for pair in setup.pairs:
+            module = setup.modules64[pair.torch_module]
+            x, _, call = trace[pair.torch_module]
+            if call is None:
+                value = module(torch.from_numpy(as_float(x, np.float64)))
+            else:
+                args, kwargs = tree.map_structure(_in_float64, call)
+                value = setup.views[pair.torch_module](module(*args, **kwargs))
+            outputs[pair.torch_module] = value.numpy().copy()
     return outputs
+
+
+def _in_float64(value):
+    if isinstance(value, torch.Tensor) and value.is_floating_point():
+        return value.double()
+    return value
 
 
 # ----- the zoo ---------------------------------------------------------------------------

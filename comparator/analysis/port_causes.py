@@ -20,7 +20,9 @@ def likely_causes(facts: dict, isolated: bool, mode: str) -> tuple[Cause, ...]:
     keras_frozen_bn, one_pass_variance (Keras's output is what E[x^2] - E[x]^2 gives),
     values_per_channel, flatten_order (a channels-first kernel explains PyTorch's
     output), weights_max_diff, between (the Keras operations since the last pair),
-    failed (an error message), shape (both output shapes).
+    failed (an error message), shape (both output shapes), alone_agrees (the Keras layer
+    gives PyTorch's output on PyTorch's input), port_slip (a recurrent or
+    attention pair's slip: cause code, "weights" or "settings", the slip in words).
     """
     torch_name, keras_name = facts.get("names", ("PyTorch", "Keras"))
     causes = (_structure_causes(facts, torch_name, keras_name)
@@ -30,10 +32,13 @@ def likely_causes(facts: dict, isolated: bool, mode: str) -> tuple[Cause, ...]:
         t, k = facts["shape"]
         causes.append(Cause("shape", f"output shapes differ: PyTorch {torch_name} "
                                      f"{tuple(t)}, Keras {keras_name} {tuple(k)}"))
-    if not causes and isolated and facts.get("between"):
+    between = facts.get("between")
+    if not causes and isolated and facts.get("alone_agrees", bool(between)):
         causes.append(Cause(
             "between_layers",
-            f"the Keras operations before it differ ({', '.join(facts['between'])})",
+            f"the Keras operations before it differ ({', '.join(between)})" if between else
+            "what reaches it differs: Keras has no operation since the previous matched "
+            "layers, PyTorch's forward computes something there",
             "this layer matches PyTorch's on its own; the padding, pooling, activation or "
             "order of the weightless operations since the previous matched layers does not"))
     if not causes and not isolated:
@@ -100,10 +105,21 @@ def _batchnorm_causes(facts: dict, mode: str, keras_name: str) -> list[Cause]:
     return causes
 
 
+_SLIP_FIXES = {
+    "weights": "port the arrays as compare.py --port-weights does (adapters/own_pair/"
+               "pairing.py): transposed, gates in Keras's order, an LSTM's or RNN's two "
+               "biases summed, attention's projections split into heads",
+    "settings": "set the Keras layer as PyTorch's computes: its activations, and the "
+                "sequence's direction"}
+
+
 def _weight_causes(facts: dict) -> list[Cause]:
     """Weights that differ: the flatten order, a named layout mistake, or unexplained."""
     causes = []
-    if facts.get("flatten_order"):
+    if facts.get("port_slip"):
+        code, seen_in, words = facts["port_slip"]
+        causes.append(Cause(code, words, _SLIP_FIXES[seen_in]))
+    elif facts.get("flatten_order"):
         causes.append(Cause(
             "flatten_order", "flatten order: the kernel expects channels-first (c, h, w) rows",
             "Keras's Flatten is channels-last (h, w, c), PyTorch's channels-first; permute "

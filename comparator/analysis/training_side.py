@@ -214,7 +214,10 @@ class DropoutComparison(_Serialisable):
 
 def compare_dropout(torch_layers: list[DropoutLayer],
                     keras_layers: list[DropoutLayer]) -> tuple[DropoutComparison, ...]:
-    """Pair the random layers in the order they run and compare their rates and kinds."""
+    """Pair the random layers in the order they run and compare their rates and kinds. A
+    layer of rate 0 is the identity in every mode, as having no layer is: left out."""
+    torch_layers = [t for t in torch_layers if t.rate != 0]
+    keras_layers = [k for k in keras_layers if k.rate != 0]
     results = []
     for i in range(max(len(torch_layers), len(keras_layers))):
         t = torch_layers[i] if i < len(torch_layers) else None

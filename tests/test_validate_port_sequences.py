@@ -1,0 +1,197 @@
+"""The port validator on recurrent and attention layers (PyTorch's LSTM, GRU, RNN and
+MultiheadAttention against Keras's LSTM, GRU, SimpleRNN, Bidirectional and
+MultiHeadAttention): traced layer by layer, ported either way, their gradients compared in
+PyTorch's names, and a slip in their port named at the layer it breaks."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import comparator
+from adapters.keras.backend import keras
+from comparator.errors import UsageError
+from tests import user_layer_models as models
+from tests.test_user_pair_attention import TOKENS
+from tests.test_user_pair_recurrent import TORCH_MODELS, X, _hand_port
+
+layers = keras.layers
+
+
+class FinalStateNet(nn.Module):
+    """A sequence-first (L, N, F), bidirectional one-layer LSTM or GRU whose final states
+    (h_n) feed a Linear: what Keras's Bidirectional layer without return_sequences gives."""
+
+    def __init__(self, kind: str = "lstm"):
+        super().__init__()
+        self.rnn = models.TORCH_RECURRENT[kind](models.CHANNELS, 6, bidirectional=True)
+        self.fc = nn.Linear(12, 4)
+
+    def forward(self, x):
+        _, state = self.rnn(x.transpose(0, 1))
+        h_n = state[0] if isinstance(state, tuple) else state
+        return self.fc(torch.cat([h_n[0], h_n[1]], dim=-1))
+
+
+def keras_final_state_twin(kind: str = "lstm"):
+    inputs = keras.Input((models.STEPS, models.CHANNELS))
+    x = layers.Bidirectional(models.KERAS_RECURRENT[kind](6), name="rnn")(inputs)
+    return keras.Model(inputs, layers.Dense(4, name="fc")(x))
+
+
+def _validated(torch_model, keras_model, x, direction="torch_to_keras"):
+    comparator.port_weights(torch_model, keras_model, direction=direction)
+    return comparator.validate_port(torch_model, keras_model, x)
+
+
+def _assert_agrees_everywhere(result, layer_pairs):
+    assert result.first_divergence is None
+    assert len(result.passes) == 4  # two modes, forward and isolated
+    for found in result.passes:
+        assert [(c.torch_module, c.keras_layer) for c in found.layers] == layer_pairs
+        assert all(not c.diverges and c.metrics is not None for c in found.layers)
+    assert result.gradients and all(not g.diverges and g.metrics is not None
+                                    for g in result.gradients)
+
+
+@pytest.mark.parametrize("direction", ["torch_to_keras", "keras_to_torch"])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+def test_a_recurrent_pair_is_traced_layer_by_layer(kind, direction):
+    """Before, the validator refused every recurrent module ("compare.py pairs an LSTM, ...")."""
+    torch_model = models.seeded(TORCH_MODELS[kind]())
+    result = _validated(torch_model, models.keras_recurrent_twin(kind), X, direction)
+    _assert_agrees_everywhere(result, [(kind, kind), ("fc", "fc")])
+    gradients = {g.name: g for g in result.gradients}
+    # Keras's one LSTM or RNN bias stands for PyTorch's two, whose gradients are its own.
+    assert {f"{kind}.bias_ih_l0", f"{kind}.bias_hh_l0"} <= set(gradients)
+    assert gradients[f"{kind}.weight_ih_l0"].shape == tuple(
+        getattr(torch_model, kind).weight_ih_l0.shape)
+    if direction == "keras_to_torch" and kind != "gru":
+        assert not getattr(torch_model, kind).bias_hh_l0.detach().any()
+
+
+def test_the_recurrent_layers_output_is_the_one_plain_keras_gives():
+    """The hand-written GRU port of the tests (tests/user_layer_models.py) agrees at the GRU
+    with what PyTorch's module gives, to float32 rounding."""
+    torch_model = models.seeded(models.GatedRecurrentNet())
+    keras_model = models.keras_gated_recurrent_net(torch_model)
+    result = comparator.validate_port(torch_model, keras_model, X, gradients=False)
+    assert result.first_divergence is None
+    keras_gru = keras.Model(keras_model.inputs, keras_model.get_layer("gru").output)
+    torch_gru = torch_model.gru(torch.from_numpy(X))[0][:, -1].detach().numpy()
+    plain = np.max(np.abs(keras.ops.convert_to_numpy(keras_gru(X)) - torch_gru))
+    (first,) = [c for c in result.passes[0].layers if c.keras_layer == "gru"]
+    assert first.metrics.max_abs == pytest.approx(float(plain), abs=1e-9)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_a_bidirectional_final_state_is_read_from_pytorchs_h_n(kind):
+    """Keras's Bidirectional layer without return_sequences gives the forward direction's
+    last step and the backward direction's first, which PyTorch's h_n holds (its output at
+    the last step holds the backward direction's last step instead)."""
+    torch_model = models.seeded(FinalStateNet(kind))
+    result = _validated(torch_model, keras_final_state_twin(kind), X)
+    _assert_agrees_everywhere(result, [("rnn", "rnn"), ("fc", "fc")])
+    assert any(g.name == "rnn.weight_hh_l0_reverse" for g in result.gradients)
+
+
+def test_stacked_bidirectional_sequences_are_traced_per_layer():
+    torch_model = models.seeded(models.DeepRecurrentNet("gru", num_layers=1,
+                                                        bidirectional=True))
+    keras_model = models.keras_deep_recurrent_twin("gru", num_layers=1, bidirectional=True)
+    _assert_agrees_everywhere(_validated(torch_model, keras_model, X),
+                              [("gru", "gru_0"), ("fc", "fc")])
+
+
+@pytest.mark.parametrize("net, twin", [(models.AttentionNet, models.keras_attention_twin),
+                                       (models.EncoderNet, models.keras_encoder_twin)])
+def test_attention_is_traced_with_its_output_projection(net, twin):
+    """nn.TransformerEncoderLayer runs one fused operation in eval mode without gradients:
+    the validator turns that off so that its attention module runs as a module. Its Dropout
+    modules of rate 0 compute nothing, as the Keras block without Dropout layers."""
+    torch_model = models.seeded(net())
+    result = _validated(torch_model, twin(), TOKENS)
+    attention = "attn" if net is models.AttentionNet else "block.self_attn"
+    assert result.passes[0].layers[0].torch_module == attention
+    assert result.first_divergence is None and not result.dropout
+    names = {g.name for g in result.gradients}
+    assert {f"{attention}.in_proj_weight", f"{attention}.out_proj.weight"} <= names
+    assert all(not g.diverges for g in result.gradients)
+
+
+def _first(result):
+    found = result.first_divergence
+    return found.torch_module, found.keras_layer, [c.code for c in found.causes]
+
+
+@pytest.mark.parametrize("kind, slip, code", [
+    ("gru", "gates in PyTorch's order", "recurrent_gate_order"),
+    ("lstm", "bias_hh left out", "recurrent_bias_sum"),
+    ("rnn", "bias_hh left out", "recurrent_bias_sum"),
+])
+def test_a_recurrent_port_slip_is_named_at_its_layer(kind, slip, code):
+    torch_model = models.seeded(TORCH_MODELS[kind]())
+    result = comparator.validate_port(torch_model, _hand_port(kind, torch_model, slip), X)
+    assert _first(result) == (kind, kind, [code])
+    isolated = next(p for p in result.passes if p.isolated and p.mode == "inference")
+    assert [c.diverges for c in isolated.layers] == [True, False]
+
+
+@pytest.mark.parametrize("setting, code", [
+    ({"recurrent_activation": "hard_sigmoid"}, "recurrent_activation"),
+    ({"go_backwards": True}, "recurrent_direction"),
+])
+def test_a_recurrent_setting_that_is_not_pytorchs_is_named(setting, code):
+    torch_model = models.seeded(models.RecurrentNet())
+    keras_model = models.keras_recurrent_twin("lstm", **setting)
+    result = _validated(torch_model, keras_model, X)
+    assert _first(result) == ("lstm", "lstm", [code])
+
+
+def test_swapped_attention_projections_are_named():
+    torch_model = models.seeded(models.AttentionNet())
+    keras_model = models.keras_attention_net(torch_model)
+    weights = keras_model.get_layer("attn").get_weights()
+    weights[2:4], weights[4:6] = weights[4:6], weights[2:4]
+    keras_model.get_layer("attn").set_weights(weights)
+    result = comparator.validate_port(torch_model, keras_model, TOKENS)
+    assert _first(result) == ("attn", "attn", ["attention_projection_order"])
+    assert "Keras's key kernel holds PyTorch's value projection" in \
+        result.first_divergence.causes[0].text
+
+
+def test_a_last_step_where_pytorch_averages_the_steps_is_named_between_the_layers():
+    """Keras's LSTM without return_sequences gives what PyTorch's final state holds, so the
+    layers agree; PyTorch's forward then averages every step, which Keras does not. The
+    Keras Dense layer, given PyTorch's input, gives PyTorch's output: what reaches it
+    differs, with no Keras operation between."""
+    torch_model = models.seeded(models.DeepRecurrentNet("lstm", num_layers=1))
+    inputs = keras.Input((models.STEPS, models.CHANNELS))
+    x = layers.LSTM(5, name="lstm")(inputs)
+    keras_model = keras.Model(inputs, layers.Dense(4, name="fc")(x))
+    result = _validated(torch_model, keras_model, X)
+    assert _first(result) == ("fc", "fc", ["between_layers"])
+    assert "Keras has no operation since the previous matched layers" in \
+        result.first_divergence.causes[0].text
+
+
+@pytest.mark.parametrize("torch_model, keras_model, words", [
+    (lambda: models.DeepRecurrentNet("lstm", num_layers=2),
+     lambda: models.keras_deep_recurrent_twin("lstm", num_layers=2),
+     "lstm (LSTM with num_layers=2)"),
+    (models.GatedRecurrentNet, lambda: models.keras_recurrent_twin("gru", reset_after=False),
+     "Keras's GRU with reset_after=False applies the reset gate before the recurrent kernel"),
+    (lambda: FinalStateNet("gru"), lambda: keras.Model(*_merged_twin(None)),
+     "Bidirectional with merge_mode=None"),
+])
+def test_what_the_validator_cannot_trace_is_refused_with_the_reason(torch_model, keras_model,
+                                                                     words):
+    with pytest.raises(UsageError, match=words.replace("(", r"\(").replace(")", r"\)")):
+        comparator.validate_port(torch_model(), keras_model(), X)
+
+
+def _merged_twin(merge_mode):
+    inputs = keras.Input((models.STEPS, models.CHANNELS))
+    first, second = layers.Bidirectional(layers.GRU(6), merge_mode=merge_mode,
+                                         name="rnn")(inputs)
+    return inputs, layers.Dense(4, name="fc")(layers.Concatenate()([first, second]))
