@@ -95,12 +95,32 @@ def test_a_bidirectional_final_state_is_read_from_pytorchs_h_n(kind):
     assert any(g.name == "rnn.weight_hh_l0_reverse" for g in result.gradients)
 
 
-def test_stacked_bidirectional_sequences_are_traced_per_layer():
-    torch_model = models.seeded(models.DeepRecurrentNet("gru", num_layers=1,
-                                                        bidirectional=True))
-    keras_model = models.keras_deep_recurrent_twin("gru", num_layers=1, bidirectional=True)
-    _assert_agrees_everywhere(_validated(torch_model, keras_model, X),
-                              [("gru", "gru_0"), ("fc", "fc")])
+@pytest.mark.parametrize("kind, bidirectional", [("lstm", False), ("gru", True), ("rnn", False)])
+def test_a_stacked_module_is_traced_layer_by_layer(kind, bidirectional):
+    """PyTorch runs a stacked module's layers within one call; the validator runs each as a
+    one-layer module of its arrays, named `module[k]`, against Keras's k-th layer. The
+    Dropout between the layers is off in training mode, as every Dropout is."""
+    torch_model = models.seeded(models.DeepRecurrentNet(kind, num_layers=3, dropout=0.5,
+                                                        bidirectional=bidirectional))
+    keras_model = models.keras_deep_recurrent_twin(kind, num_layers=3,
+                                                   bidirectional=bidirectional)
+    recurrent = [layer.name for layer in keras_model.layers if layer.weights][:3]
+    result = _validated(torch_model, keras_model, X)
+    _assert_agrees_everywhere(result, [(f"{kind}[{k}]", recurrent[k]) for k in range(3)]
+                              + [("fc", "fc")])
+    assert f"{kind}.weight_hh_l2" in {g.name for g in result.gradients}
+    assert torch_model.get_submodule(kind).dropout == 0.5
+
+
+def test_a_slip_in_a_stacked_modules_second_layer_is_named_there():
+    torch_model = models.seeded(models.DeepRecurrentNet("gru", num_layers=2))
+    keras_model = models.keras_deep_recurrent_twin("gru", num_layers=2)
+    comparator.port_weights(torch_model, keras_model)
+    second = [layer for layer in keras_model.layers if layer.weights][1]
+    kernel, recurrent, bias = second.get_weights()
+    second.set_weights([torch_model.gru.weight_ih_l1.detach().numpy().T, recurrent, bias])
+    result = comparator.validate_port(torch_model, keras_model, X)
+    assert _first(result) == ("gru[1]", second.name, ["recurrent_gate_order"])
 
 
 @pytest.mark.parametrize("net, twin", [(models.AttentionNet, models.keras_attention_twin),
@@ -176,9 +196,8 @@ def test_a_last_step_where_pytorch_averages_the_steps_is_named_between_the_layer
 
 
 @pytest.mark.parametrize("torch_model, keras_model, words", [
-    (lambda: models.DeepRecurrentNet("lstm", num_layers=2),
-     lambda: models.keras_deep_recurrent_twin("lstm", num_layers=2),
-     "lstm (LSTM with num_layers=2)"),
+    (lambda: models.RecurrentNet(proj_size=4), lambda: models.keras_recurrent_twin("lstm"),
+     "lstm (LSTM)"),
     (models.GatedRecurrentNet, lambda: models.keras_recurrent_twin("gru", reset_after=False),
      "Keras's GRU with reset_after=False applies the reset gate before the recurrent kernel"),
     (lambda: FinalStateNet("gru"), lambda: keras.Model(*_merged_twin(None)),
@@ -195,3 +214,29 @@ def _merged_twin(merge_mode):
     first, second = layers.Bidirectional(layers.GRU(6), merge_mode=merge_mode,
                                          name="rnn")(inputs)
     return inputs, layers.Dense(4, name="fc")(layers.Concatenate()([first, second]))
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_a_stacked_modules_layers_rerun_give_its_own_output(kind):
+    """Layer by layer, from a given initial state, the one-layer reruns end where PyTorch's
+    stacked module does, final states included."""
+    from adapters.port_validation.sequences import output_view, traced_calls
+
+    torch.manual_seed(0)
+    module = models.TORCH_RECURRENT[kind](3, 5, num_layers=3, bidirectional=True).eval()
+    x = torch.randn(7, 2, 3)  # L, N, F: sequence first
+    start = torch.randn(6, 2, 5)
+    start = (start, torch.randn(6, 2, 5)) if kind == "lstm" else start
+    with torch.no_grad():
+        steps, final = module(x, start)
+    last = layers.Bidirectional(models.KERAS_RECURRENT[kind](5))  # the last step of each way
+    keys = [f"rnn[{k}]" for k in range(3)]
+    views = dict.fromkeys(keys, output_view(module, last))
+    with torch.no_grad():
+        found = traced_calls(module, (x, start), {}, (steps, final), keys, views)
+    assert [key for key, _ in found] == keys
+    h_n = final[0] if kind == "lstm" else final
+    np.testing.assert_allclose(found[-1][1][1], torch.cat([h_n[-2], h_n[-1]], -1).numpy(),
+                               rtol=0, atol=1e-6)
+    # Each layer's input is the layer before's every step, in the module's layout (L, N, 2H).
+    assert found[1][1][0].shape == (7, 2, 10)

@@ -20,7 +20,7 @@ from adapters.own_pair.pairing import (  # noqa: E402
 )
 from adapters.own_pair.port_slips import layer_slip  # noqa: E402
 from adapters.port_validation.graph import inbound, to_keras_values  # noqa: E402
-from adapters.port_validation.pairs import as_port  # noqa: E402
+from adapters.port_validation.pairs import as_port, module_arrays  # noqa: E402
 from comparator.analysis.kernel_layout import diagnose_arrays, diagnose_kernel  # noqa: E402
 from comparator.analysis.layer_pairing import Pair  # noqa: E402
 from comparator.analysis.validation import diverges, metrics  # noqa: E402
@@ -126,9 +126,8 @@ def layer_facts(pair: Pair, module, layer, trace, state, paired) -> dict:
 def _layer_level_facts(pair: Pair, module, layer, state) -> dict:
     """A recurrent or attention pair's port slip (adapters/own_pair/port_slips.py): which
     weight or setting is not PyTorch's ported, and the slip users make that gives it."""
-    prefix = f"{pair.torch_module}." if pair.torch_module else ""
-    arrays = {n: t.detach().cpu().numpy() for n, t in state.items() if n.startswith(prefix)}
-    slip = layer_slip(as_port(pair), layer, arrays, {pair.torch_module: module})
+    slip = layer_slip(as_port(pair), layer, module_arrays(state, pair.torch_module),
+                      {pair.torch_module: module})
     return {"port_slip": slip} if slip is not None else {}
 
 

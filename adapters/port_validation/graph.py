@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import functools
 
 import numpy as np
 import torch
@@ -18,6 +17,7 @@ from keras import layers, ops, tree  # noqa: E402
 from keras.src.models.functional import Functional  # noqa: E402
 
 from adapters.own_pair.pairing import channels_first_sequences  # noqa: E402
+from adapters.port_validation.sequences import split_layer_key, traced_calls  # noqa: E402
 from comparator.analysis.layer_pairing import Pair  # noqa: E402
 from comparator.errors import UsageError  # noqa: E402
 
@@ -136,9 +136,15 @@ def torch_mode(model: nn.Module, mode: str):
     for module in model.modules():
         if isinstance(module, _TORCH_NOISE):
             module.eval()
+    # A stacked recurrent module's Dropout between its layers is a setting, not a module.
+    between = {m: m.dropout for m in model.modules() if isinstance(m, nn.RNNBase)}
+    for module in between:
+        module.dropout = 0.0
     try:
         yield
     finally:
+        for module, rate in between.items():
+            module.dropout = rate
         torch.backends.mha.set_fastpath_enabled(fastpath)
         if saved is not None:
             with torch.no_grad():
@@ -146,50 +152,6 @@ def torch_mode(model: nn.Module, mode: str):
                     buffer.copy_(saved[name])
         for module, flag in flags.items():
             module.training = flag
-
-
-def output_view(module: nn.Module, layer):
-    """How a recurrent or attention module's output reads as its Keras layer's output (a
-    function of the module's output), or None for a module whose output is one tensor.
-
-    PyTorch's recurrent modules give (every step's output, final state), Keras's layers one
-    of them: every step (return_sequences=True) or the last one, which for a bidirectional
-    layer is the forward direction's last step and the backward direction's first, as
-    PyTorch's final state h_n holds them. Attention gives (output, weights)."""
-    if isinstance(module, nn.MultiheadAttention):
-        return functools.partial(_attention_view, module.batch_first)
-    if not isinstance(module, nn.RNNBase):
-        return None
-    cell = getattr(layer, "forward_layer", layer)
-    merge = getattr(layer, "merge_mode", "concat") if cell is not layer else "concat"
-    if merge not in _MERGES:
-        raise UsageError(f"cannot trace Keras layer {layer.name!r}: Bidirectional with "
-                         f"merge_mode={merge!r} gives each direction's output apart; the "
-                         f"validator compares one output ({', '.join(_MERGES)})")
-    return functools.partial(_recurrent_view, module.batch_first, module.bidirectional,
-                             bool(cell.return_sequences), _MERGES[merge])
-
-
-_MERGES = {"concat": lambda a, b: torch.cat([a, b], dim=-1), "sum": torch.add,
-           "mul": torch.mul, "ave": lambda a, b: (a + b) / 2}
-
-
-def _recurrent_view(batch_first, bidirectional, sequences, merge, output):
-    steps, state = output
-    if isinstance(state, tuple):  # an LSTM's (h_n, c_n)
-        state = state[0]
-    if not batch_first:
-        steps = steps.transpose(0, 1)
-    if sequences:
-        parts = steps.chunk(2, dim=-1) if bidirectional else (steps,)
-    else:
-        parts = (state[-2], state[-1]) if bidirectional else (state[-1],)
-    return merge(*parts) if len(parts) == 2 else parts[0]
-
-
-def _attention_view(batch_first, output):
-    attended = output[0]
-    return attended if batch_first else attended.transpose(0, 1)
 
 
 def torch_trace(model: nn.Module, pairs: list[Pair], x: np.ndarray, mode: str,
@@ -200,20 +162,22 @@ def torch_trace(model: nn.Module, pairs: list[Pair], x: np.ndarray, mode: str,
     modules = dict(model.named_modules())
     views = views or {}
     records: dict[str, list] = {p.torch_module: [] for p in pairs}
-    hooks = []
+    keys_by_module: dict[str, list[str]] = {}  # a stacked recurrent module's layers share one
     for pair in pairs:
-        def hook(module, args, kwargs, output, name=pair.torch_module):
-            first = args[0] if args else next(iter(kwargs.values()))
-            view = views.get(name)
-            value = view(output) if view is not None else output
-            call = (_kept(args), _kept(kwargs)) if view is not None else None
-            records[name].append((first.detach().cpu().numpy().copy(),
-                                  value.detach().cpu().numpy().copy(), call))
-        hooks.append(modules[pair.torch_module].register_forward_hook(hook, with_kwargs=True))
+        keys_by_module.setdefault(split_layer_key(pair.torch_module)[0], []).append(
+            pair.torch_module)
+    hooks = []
+    for name, keys in keys_by_module.items():
+        def hook(module, args, kwargs, output, keys=keys):
+            for key, record in traced_calls(module, args, kwargs, output, keys, views):
+                records[key].append(record)
+        hooks.append(modules[name].register_forward_hook(hook, with_kwargs=True))
     try:
         with torch_mode(model, mode), torch.no_grad():
             device = next(model.parameters()).device
             output = model(torch.from_numpy(x).to(device)).detach().cpu().numpy()
+    except UsageError:
+        raise
     except Exception as exc:  # the user's model refused the input
         raise UsageError(f"the PyTorch model failed on input {tuple(x.shape)}: "
                          f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from None
@@ -226,12 +190,6 @@ def torch_trace(model: nn.Module, pairs: list[Pair], x: np.ndarray, mode: str,
                              "one forward pass; the validator pairs modules that run exactly "
                              "once with one Keras layer")
     return {name: calls[0] for name, calls in records.items()}, output
-
-
-def _kept(arguments):
-    """A call's arguments with their tensors detached and copied (the pass goes on)."""
-    return tree.map_structure(
-        lambda v: v.detach().clone() if isinstance(v, torch.Tensor) else v, arguments)
 
 
 def run_keras(fn: Functional, x, training: bool, watch: set[str],

@@ -14,6 +14,7 @@ from keras.src.models.functional import Functional  # noqa: E402
 
 from adapters.own_pair.pairing import (  # noqa: E402
     LAYER_LEVEL_KINDS,
+    PAIRED_LAYERS,
     RESET_BEFORE,
     attention_part,
     canonical_names,
@@ -25,6 +26,7 @@ from adapters.own_pair.pairing import (  # noqa: E402
     torch_kind,
 )
 from adapters.port_validation.graph import functional_graph, graph_nodes  # noqa: E402
+from adapters.port_validation.sequences import layer_key, split_layer_key  # noqa: E402
 from comparator.analysis.layer_pairing import LayerInfo, Pair, check_pair, pair_layers  # noqa: E402
 from comparator.errors import UsageError  # noqa: E402
 from comparator.zoo.portmaps import (  # noqa: E402
@@ -34,11 +36,6 @@ from comparator.zoo.portmaps import (  # noqa: E402
     port_plan,
     to_keras_layout,
 )
-
-
-VALIDATED_LAYERS = ("Conv1d, Conv2d, depthwise Conv2d, Linear, Embedding, BatchNorm, LayerNorm, "
-                    "GroupNorm, RMSNorm, one-layer LSTM (without proj_size), GRU and RNN, and "
-                    "MultiheadAttention (query, key and value of one width)")
 
 
 def _torch_layers(model: nn.Module) -> dict[str, tuple[nn.Module, LayerInfo, tuple[str, ...]]]:
@@ -54,8 +51,10 @@ def _torch_layers(model: nn.Module) -> dict[str, tuple[nn.Module, LayerInfo, tup
             continue
         kind = torch_kind(module)
         if kind in LAYER_LEVEL_KINDS:
-            found[name] = (module, _layer_level_info(name, kind, module),
-                           canonical_names(name, kind, module, 0))
+            for layer in range(getattr(module, "num_layers", 1)):
+                key = layer_key(name, layer) if getattr(module, "num_layers", 1) > 1 else name
+                found[key] = (module, _layer_level_info(key, kind, module, layer),
+                              canonical_names(name, kind, module, layer))
             continue
         suffixes = BN_SUFFIXES if kind == "bn" else ("weight", "bias")
         if set(own) - set(suffixes):
@@ -68,20 +67,18 @@ def _torch_layers(model: nn.Module) -> dict[str, tuple[nn.Module, LayerInfo, tup
     return found
 
 
-def _layer_level_info(name: str, kind: str, module: nn.Module) -> LayerInfo:
-    """A recurrent or attention module by what its Keras layer must match (their arrays are
-    not one Keras weight each): (inputs, units, directions, biased) for a recurrent layer,
-    (width, heads, head width, biased) for attention. A stacked recurrent module is a kind
-    of its own: its inner layers run within one call, where no hook sees their outputs."""
+def _layer_level_info(name: str, kind: str, module: nn.Module, layer: int) -> LayerInfo:
+    """A recurrent or attention module (or a stacked recurrent module's layer, named
+    `module[layer]`) by what its Keras layer must match, their arrays not being one Keras
+    weight each: (inputs, units, directions, biased) for a recurrent layer, (width, heads,
+    head width, biased) for attention."""
     type_name = type(module).__name__
     if kind == "attention":
-        heads = module.num_heads
-        return LayerInfo(name, kind, ((module.embed_dim, heads, module.head_dim,
+        return LayerInfo(name, kind, ((module.embed_dim, module.num_heads, module.head_dim,
                                        int(module.in_proj_bias is not None)),), type_name)
-    if module.num_layers > 1:
-        return LayerInfo(name, "other", (), f"{type_name} with num_layers={module.num_layers}")
-    return LayerInfo(name, kind, ((module.input_size, module.hidden_size,
-                                   2 if module.bidirectional else 1, int(module.bias)),),
+    directions = 2 if module.bidirectional else 1
+    inputs = module.input_size if layer == 0 else module.hidden_size * directions
+    return LayerInfo(name, kind, ((inputs, module.hidden_size, directions, int(module.bias)),),
                      type_name)
 
 
@@ -185,13 +182,8 @@ def resolve_pairs(torch_model: nn.Module, keras_model, mapping: dict | None = No
     unsupported = [f"{info.name} ({info.type_name})" for _, info, _ in torch_layers.values()
                    if info.kind == "other"]
     if unsupported:
-        stacked = any(isinstance(m, nn.RNNBase) and m.num_layers > 1
-                      for m, *_ in torch_layers.values())
         raise UsageError(f"cannot port PyTorch modules of these kinds: {', '.join(unsupported)}"
-                         f"; the validator knows {VALIDATED_LAYERS}" + (
-                             " (to trace a stacked recurrent module, build it of one-layer "
-                             "modules, one per Keras layer; compare.py pairs it as it is)"
-                             if stacked else ""))
+                         f"; the validator knows {PAIRED_LAYERS}")
     if pairs is None:
         matched = pair_layers([t[1] for t in torch_layers.values()],
                               [k[1] for k in keras_layers.values()], mapping)
@@ -277,14 +269,20 @@ def as_port(pair: Pair) -> LayerPort:
     return LayerPort(pair.torch_module, pair.keras_layer, pair.kind, pair.canonical_names)
 
 
+def module_arrays(state: dict, torch_module: str) -> dict[str, np.ndarray]:
+    """The arrays of a module (or of the stacked module a layer key names), by full name."""
+    name = split_layer_key(torch_module)[0]
+    prefix = f"{name}." if name else ""
+    return {n: t.detach().cpu().numpy() for n, t in state.items() if n.startswith(prefix)}
+
+
 def _port_layer_level(pair: Pair, layer, state: dict, direction: str) -> None:
     """A recurrent or attention pair, as compare.py's --port-weights ports it
     (adapters/own_pair/pairing.py): an LSTM's or RNN's two biases go into Keras as their
     sum, and come back all in bias_ih, bias_hh zero."""
     port = as_port(pair)
     if direction == "torch_to_keras":
-        prefix = f"{pair.torch_module}." if pair.torch_module else ""
-        arrays = {n: t.detach().cpu().numpy() for n, t in state.items() if n.startswith(prefix)}
+        arrays = module_arrays(state, pair.torch_module)
         layer.set_weights(keras_weights(port, arrays, layer.get_weights()))
         return
     with torch.no_grad():

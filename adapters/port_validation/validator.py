@@ -37,7 +37,6 @@ from adapters.port_validation.graph import (  # noqa: E402
     graph_nodes,
     keras_state_kept,
     numpy_of,
-    output_view,
     run_keras,
     sequence_layout,
     to_keras_values,
@@ -54,6 +53,7 @@ from adapters.port_validation.pairs import (  # noqa: E402
     torch_side,
     torch_state,
 )
+from adapters.port_validation.sequences import output_view, rerun, split_layer_key  # noqa: E402
 from adapters.port_validation.training import (  # noqa: E402
     keras_batchnorm_step,
     keras_dropout_layers,
@@ -346,6 +346,9 @@ class _Setup:
         self.fn, self.pairs, self.x = fn, pairs, x
         self.torch_model = torch_model
         self.modules = dict(torch_model.named_modules())
+        # A stacked recurrent module's layers (`lstm[1]`) are that module's.
+        self.modules.update({p.torch_module: self.modules[split_layer_key(p.torch_module)[0]]
+                             for p in pairs})
         self.by_name = {layer.name: layer for layer in fn.layers}
         self.watch = {p.keras_layer for p in pairs}
         self.state = torch_state(torch_model)
@@ -437,13 +440,14 @@ def _isolated64(setup: _Setup, trace, mode) -> dict:
     outputs = {}
     with torch_mode(setup.model64, mode), torch.no_grad():
         for pair in setup.pairs:
-            module = setup.modules64[pair.torch_module]
+            name, layer = split_layer_key(pair.torch_module)
+            module = setup.modules64[name]
             x, _, call = trace[pair.torch_module]
             if call is None:
                 value = module(torch.from_numpy(as_float(x, np.float64)))
             else:
-                args, kwargs = tree.map_structure(_in_float64, call)
-                value = setup.views[pair.torch_module](module(*args, **kwargs))
+                value = setup.views[pair.torch_module](
+                    rerun(module, layer, tree.map_structure(_in_float64, call)))
             outputs[pair.torch_module] = value.numpy().copy()
     return outputs
 
