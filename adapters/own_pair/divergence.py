@@ -20,7 +20,7 @@ def locate(adapters: dict, batch: Batch) -> dict:
         return {"located": False, "text": "a torch.export program has no modules to pair with "
                                           "Keras layers: run validate_port.py on the "
                                           "nn.Module to find the layer"}
-    if keras_adapter.pairing is not None:  # the validator traces no recurrent or attention layer
+    if keras_adapter.pairing is not None:  # a slip is named on the comparison's own pairing
         slip = find_slip(keras_adapter.pairing, torch_adapter.model)
         if slip is not None:
             return slip

@@ -1,10 +1,10 @@
-"""A recurrent or attention layer's port slip, read off its weights. The port validator traces
-no LSTM, GRU, RNN or MultiheadAttention, so when a user pair's port check fails, each such
-paired layer's Keras weights are held against those a port of PyTorch's arrays gives
-(adapters/own_pair/pairing.py), and the slips users make are named: a GRU's gates left in
-PyTorch's order, an LSTM's or RNN's second bias left out, an activation that is not
-PyTorch's or a sequence run backwards, attention projections in another order; otherwise,
-which weight is not the port.
+"""A recurrent or attention layer's port slip, read off its weights and settings: its Keras
+weights are held against those a port of PyTorch's arrays gives (adapters/own_pair/
+pairing.py), and the slips users make are named: a GRU's gates left in PyTorch's order, an
+LSTM's or RNN's second bias left out, an activation that is not PyTorch's or a sequence run
+backwards, attention projections in another order; otherwise, which weight is not the port.
+A user pair whose port check fails is searched for one first, on the comparison's own
+pairing (find_slip); the port validator names one as the cause at its layer (layer_slip).
 """
 
 from __future__ import annotations
