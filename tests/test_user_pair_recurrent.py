@@ -199,6 +199,25 @@ def test_a_recurrent_port_slip_is_named_when_the_port_check_fails(kind, slip, co
     assert any(words in note for note in report.settings["notes"])
 
 
+def test_a_failed_port_check_without_a_slip_is_located_by_the_port_validator():
+    """Every weight is the port, yet the outputs differ: PyTorch's forward averages the
+    LSTM's steps where Keras's LSTM gives the last one. Before, the comparison said only that
+    the port validator cannot trace the pair."""
+    from adapters.keras.backend import keras
+
+    torch_model = models.seeded(models.DeepRecurrentNet("lstm", num_layers=1))
+    inputs = keras.Input((models.STEPS, models.CHANNELS))
+    last_step = keras.layers.LSTM(5, name="lstm")(inputs)
+    keras_model = keras.Model(inputs, keras.layers.Dense(4, name="fc")(last_step))
+    report = comparator.compare_pair(torch_model, keras_model, X, recipes=STEP,
+                                     port_weights="pytorch-to-keras")
+    assert not report.checks[0].passed
+    found = report.settings["pair"]["first_divergence"]
+    assert found["located"] and found["causes"] == ["between_layers"]
+    assert (found["torch_module"], found["keras_layer"]) == ("fc", "fc")
+    assert "Keras has no operation since the previous matched layers" in found["text"]
+
+
 @pytest.mark.parametrize("kind, torch_options, keras_options, words", [
     ("lstm", {}, {"recurrent_activation": "hard_sigmoid"},
      "Keras's recurrent_activation is hard_sigmoid, PyTorch's LSTM uses sigmoid"),
