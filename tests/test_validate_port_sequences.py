@@ -240,3 +240,46 @@ def test_a_stacked_modules_layers_rerun_give_its_own_output(kind):
                                rtol=0, atol=1e-6)
     # Each layer's input is the layer before's every step, in the module's layout (L, N, 2H).
     assert found[1][1][0].shape == (7, 2, 10)
+
+
+def _validate_script(*args):
+    import os
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return subprocess.run([sys.executable, os.path.join(root, "scripts", "validate_port.py"),
+                           *args], capture_output=True, text=True, cwd=root, timeout=300)
+
+
+def test_the_script_ports_the_weights_itself_to_validate_the_architecture():
+    """The LSTM twin holds Keras's own random weights: as given it diverges at the LSTM;
+    with --port-weights the validator ports PyTorch's first and every layer agrees."""
+    pair = ("--pytorch", "tests/user_layer_models.py:RecurrentNet",
+            "--keras", "tests/user_layer_models.py:keras_lstm_twin", "--input-shape", "32,3")
+    as_given = _validate_script(*pair)
+    assert as_given.returncode == 1, as_given.stderr
+    assert "first diverging layer: PyTorch lstm <-> Keras lstm" in as_given.stdout
+    ported = _validate_script(*pair, "--port-weights", "pytorch-to-keras")
+    assert ported.returncode == 0, ported.stderr
+    assert "(weights ported pytorch-to-keras by the validator)" in ported.stdout
+    assert "every layer agrees" in ported.stdout
+    refused = _validate_script("tiny_cnn", "--port-weights", "pytorch-to-keras")
+    assert refused.returncode == 2 and "belong to your own pair" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+
+
+def test_a_port_by_the_validator_leaves_an_architecture_difference_named():
+    """Ported either way, the LayerNorm epsilon Keras's twin left at its default is still
+    what differs, and is named."""
+    for port in ("pytorch-to-keras", "keras-to-pytorch"):
+        result = comparator.validate_port(models.seeded(models.LayerNormMLP()),
+                                          models.keras_layer_norm_mlp(epsilon=None),
+                                          np.random.default_rng(0).standard_normal(
+                                              (4, models.FEATURES)).astype(np.float32),
+                                          port=port)
+        causes = [c.text for c in result.first_divergence.causes]
+        assert any("LayerNorm epsilon: PyTorch 1e-05, Keras 0.001" in c for c in causes), causes
+    with pytest.raises(UsageError, match="port must be one of pytorch-to-keras"):
+        comparator.validate_port(models.RecurrentNet(), models.keras_lstm_twin(), X,
+                                 port="sideways")

@@ -253,8 +253,8 @@ def validate_port(torch_model: nn.Module, keras_model, inputs, *, mapping: dict 
                   gradients: bool = True, tolerance: float = DEFAULT_TOLERANCE,
                   gradient_tolerance: float = DEFAULT_GRADIENT_TOLERANCE,
                   reference64: bool = True, seed: int = 0, train_step: bool = True,
-                  pytorch_weights: str | None = None,
-                  keras_weights: str | None = None) -> PortValidation:
+                  pytorch_weights: str | None = None, keras_weights: str | None = None,
+                  port: str | None = None) -> PortValidation:
     """Compare a PyTorch module and a Keras functional model layer by layer on `inputs`
     (PyTorch's layout: N, C, H, W for images; Keras gets them channels-last).
 
@@ -269,17 +269,29 @@ def validate_port(torch_model: nn.Module, keras_model, inputs, *, mapping: dict 
     difference. With train_step, every BatchNorm pair takes one training-mode step on the
     input PyTorch's module saw and their running statistics are compared (momentum, kept
     variance), and the Dropout layers' rates and kinds are compared in the order they run.
-    Both models keep their weights, modes and statistics.
+    Both models keep their weights, modes and statistics, unless `port` ("pytorch-to-keras"
+    or "keras-to-pytorch") first copies one side's weights into the other along the pairs
+    (as port_weights does, in place): then what is validated is the architecture, whatever
+    the weights were.
     """
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:
         raise UsageError(f"modes must be among {', '.join(MODES)}, got {list(modes)}")
+    if port not in (None, *_PORTS):
+        raise UsageError(f"port must be one of {', '.join(_PORTS)}, not {port!r}")
     x, torch_model, torch_name, keras_model, keras_name, fn = _checked_models(
         torch_model, keras_model, inputs, pytorch_weights, keras_weights)
     with sequence_layout(torch_model):
+        if port is not None:
+            port_weights(torch_model, keras_model, direction=_PORTS[port], mapping=mapping,
+                         pairs=pairs)
+            keras_name += f" (weights ported {port} by the validator)"
         return _validated(x, torch_model, torch_name, keras_model, keras_name, fn, mapping,
                           pairs, modes, isolation, gradients, tolerance, gradient_tolerance,
                           reference64, seed, train_step)
+
+
+_PORTS = {"pytorch-to-keras": "torch_to_keras", "keras-to-pytorch": "keras_to_torch"}
 
 
 def _validated(x, torch_model, torch_name, keras_model, keras_name, fn, mapping, pairs, modes,

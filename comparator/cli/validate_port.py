@@ -37,6 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     from comparator.cli.pair import add_model_arguments
 
     add_model_arguments(own)
+    own.add_argument("--port-weights", choices=["pytorch-to-keras", "keras-to-pytorch"],
+                     help="copy one side's weights into the other first, as compare.py "
+                          "does: validates the Keras architecture, whatever your port of "
+                          "the weights (default: both as given)")
     parser.add_argument("--naive", action="store_true",
                         help="validate keras.applications' own model under the naive "
                              "same-shape port instead of the zoo's equivalent one "
@@ -64,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_OWN_OPTIONS = ("pytorch", "keras", "pytorch_weights", "keras_weights", "input_shape", "inputs")
+_OWN_OPTIONS = ("pytorch", "keras", "pytorch_weights", "keras_weights", "input_shape", "inputs",
+                "port_weights")
 
 
 def _own_pair(args) -> bool:
@@ -130,7 +135,7 @@ def _run(args) -> int:
 
         result = validate_pair(
             args.pytorch, args.keras, pytorch_weights=args.pytorch_weights,
-            keras_weights=args.keras_weights, inputs=args.inputs,
+            keras_weights=args.keras_weights, inputs=args.inputs, port=args.port_weights,
             input_shape=parse_input_shape(args.input_shape) if args.input_shape else None,
             **options)
     else:
