@@ -3,8 +3,9 @@
 each mode, in a forward pass and an isolated one (each Keras layer fed PyTorch's input),
 gradients, BatchNorm's training step and the Dropout layers.
 
-Running the models lives in graph.py, loading and pairing them (and `port_weights`) in
-pairs.py, and the facts that name a difference's cause in causes.py.
+Running the models lives in graph.py (recurrent and attention modules' outputs and a stacked
+module's layers in sequences.py), loading and pairing them (and `port_weights`) in pairs.py,
+the gradients in gradients.py, and the facts that name a difference's cause in causes.py.
 """
 
 from __future__ import annotations
@@ -19,20 +20,16 @@ from torch import nn
 from adapters.keras.backend import keras  # fixes the torch backend before Keras is imported
 from keras import layers, ops, tree  # noqa: E402
 
-from adapters.own_pair.pairing import (  # noqa: E402
-    LAYER_LEVEL_KINDS,
-    summed_biases,
-    torch_arrays,
-)
+from adapters.own_pair.pairing import LAYER_LEVEL_KINDS  # noqa: E402
 from adapters.port_validation.causes import (  # noqa: E402
     flatten_order_explains,
     layer_facts,
     one_pass_variance_explains,
 )
+from adapters.port_validation.gradients import compare_gradients  # noqa: E402
 from adapters.port_validation.graph import (  # noqa: E402
     Failed,
     as_float,
-    channels_move,
     functional_graph,
     graph_nodes,
     keras_state_kept,
@@ -45,7 +42,6 @@ from adapters.port_validation.graph import (  # noqa: E402
     torch_trace,
 )
 from adapters.port_validation.pairs import (  # noqa: E402
-    as_port,
     keras_side,
     plan_pairs,
     port_weights,
@@ -61,24 +57,19 @@ from adapters.port_validation.training import (  # noqa: E402
     torch_batchnorm_step,
     torch_dropout_layers,
 )
-from comparator.analysis.states import is_bn_statistic  # noqa: E402
 from comparator.analysis.training_side import compare_dropout, compare_statistics  # noqa: E402
 from comparator.errors import UsageError  # noqa: E402
-from comparator.zoo.portmaps import from_keras_layout  # noqa: E402
-from comparator.zoo.recurrent_layout import split_bias  # noqa: E402
 from comparator.analysis.layer_pairing import Pair  # noqa: E402
 from comparator.analysis.port_causes import likely_causes  # noqa: E402
 from comparator.analysis.validation import (  # noqa: E402
     DEFAULT_GRADIENT_TOLERANCE,
     DEFAULT_TOLERANCE,
     MODES,
-    GradientComparison,
     LayerComparison,
     PassResult,
     PortValidation,
     diverges,
     judge,
-    judge_gradient,
     metrics,
 )
 
@@ -166,88 +157,6 @@ def _output_comparison(keras_out, torch_out, torch_out64, tolerance):
     return m, judge(metrics(value, torch_out64), noise, m, tolerance)[0], noise.max_rel
 
 
-def _torch_gradients(model: nn.Module, x: np.ndarray, seed: int) -> dict:
-    params = dict(model.named_parameters())
-    for p in params.values():
-        p.grad = None
-    with torch_mode(model, "training"):
-        device = next(model.parameters()).device
-        out = model(torch.from_numpy(x).to(device))
-        target = torch.from_numpy(np.random.default_rng(seed).normal(size=tuple(out.shape)))
-        torch.mean((out - target.to(out)) ** 2).backward()
-    grads = {n: (p.grad.detach().cpu().numpy().copy() if p.grad is not None else None)
-             for n, p in params.items()}
-    for p in params.values():
-        p.grad = None
-    return grads
-
-
-def _keras_gradients(pair, layer) -> dict:
-    """The Keras layer's gradients in PyTorch's names and layouts, None where a weight is
-    frozen. Keras's one bias of an LSTM or RNN stands for both of PyTorch's, whose
-    gradients are each the same as that of their sum."""
-    trainable = {id(v) for v in layer.trainable_weights}
-    grads = [v.value.grad if id(v) in trainable else None for v in layer.weights]
-    if pair.kind not in LAYER_LEVEL_KINDS:
-        return {name: None if grad is None else
-                from_keras_layout(pair.kind, name, grad.detach().cpu().numpy())
-                for name, grad in zip(pair.canonical_names, grads) if not is_bn_statistic(name)}
-    port = as_port(pair)
-    if any(grad is None for grad in grads):  # a frozen layer: every array is frozen
-        names = torch_arrays(port, layer.get_weights())
-        return dict.fromkeys(names)
-    values = [grad.detach().cpu().numpy() for grad in grads]
-    found = torch_arrays(port, values, split_sums=False)
-    for bias_ih, bias_hh, index in summed_biases(port, len(values)):
-        found[bias_ih] = found[bias_hh] = split_bias(pair.kind, values[index])[0]
-    return found
-
-
-def _gradients(torch_model, model64, fn, pairs, x, seed, tolerance):
-    """Parameter gradients of the same loss (mean squared distance of the outputs to a
-    seeded target) after one backward pass in training mode, Dropout off."""
-    by_name = {layer.name: layer for layer in fn.layers}
-    torch_grads = _torch_gradients(torch_model, x, seed)
-    grads64 = _torch_gradients(model64, as_float(x, np.float64), seed) if model64 else {}
-    variables = [v for layer in fn.layers for v in layer.trainable_weights]
-    for v in variables:
-        v.value.grad = None
-    with keras_state_kept(fn):
-        _, keras_out = run_keras(fn, to_keras_values(x), True, set())
-        if isinstance(keras_out, Failed) or keras_out is None:
-            message = keras_out.message if keras_out is not None else "no output"
-            raise UsageError(f"the Keras model failed in training mode: {message}")
-        keras_out = torch.movedim(keras_out, -1, 1) if channels_move(keras_out) else keras_out
-        target = np.random.default_rng(seed).normal(size=tuple(keras_out.shape))
-        torch.mean((keras_out - torch.from_numpy(target).to(keras_out)) ** 2).backward()
-    parameters = dict(torch_model.named_parameters())
-    results = []
-    for pair in pairs:
-        layer = by_name[pair.keras_layer]
-        for name, mine in _keras_gradients(pair, layer).items():
-            shape = tuple(parameters[name].shape)
-            theirs = torch_grads.get(name)
-            if mine is None or theirs is None:
-                side = " and ".join(s for s, g in (("Keras", mine), ("PyTorch", theirs))
-                                    if g is None)
-                results.append(GradientComparison(name, pair.keras_layer, shape, None,
-                                                  (mine is None) != (theirs is None),
-                                                  note=f"no gradient in {side} (frozen)"))
-                continue
-            m = metrics(mine, theirs)
-            m64 = noise = None
-            if grads64.get(name) is not None:
-                m64, noise = metrics(mine, grads64[name]), metrics(theirs, grads64[name])
-            bad, unsure = judge_gradient(m64, noise, m, tolerance)
-            results.append(GradientComparison(
-                name, pair.keras_layer, shape, m, bad,
-                float64_rel=m64.max_rel if m64 else None,
-                noise_rel=noise.max_rel if noise else None, inconclusive=unsure))
-    for v in variables:
-        v.value.grad = None
-    return tuple(results)
-
-
 def validate_port(torch_model: nn.Module, keras_model, inputs, *, mapping: dict | None = None,
                   pairs: list[Pair] | None = None, modes=MODES, isolation: bool = True,
                   gradients: bool = True, tolerance: float = DEFAULT_TOLERANCE,
@@ -305,8 +214,8 @@ def _validated(x, torch_model, torch_name, keras_model, keras_name, fn, mapping,
     for mode in modes:
         traces[mode], found = _mode_passes(setup, mode, isolation, tolerance)
         passes += found
-    grads = (_gradients(torch_model, setup.model64, fn, setup.pairs, x, seed,
-                        gradient_tolerance) if gradients else ())
+    grads = (compare_gradients(torch_model, setup.model64, fn, setup.pairs, x, seed,
+                               gradient_tolerance) if gradients else ())
     statistics, dropout = ((), ())
     if train_step:
         training_trace = traces.get("training") or torch_trace(
