@@ -283,3 +283,36 @@ def test_a_port_by_the_validator_leaves_an_architecture_difference_named():
     with pytest.raises(UsageError, match="port must be one of pytorch-to-keras"):
         comparator.validate_port(models.RecurrentNet(), models.keras_lstm_twin(), X,
                                  port="sideways")
+
+
+KERAS_CELLS = {"lstm": layers.LSTMCell, "gru": layers.GRUCell, "rnn": layers.SimpleRNNCell}
+
+
+def keras_cell_twin(kind: str, **cell_options):
+    """The one-layer recurrent twin written as Keras's generic RNN layer given a cell."""
+    inputs = keras.Input((models.STEPS, models.CHANNELS))
+    x = layers.RNN(KERAS_CELLS[kind](10, **cell_options), name=kind)(inputs)
+    return keras.Model(inputs, layers.Dense(4, name="fc")(x))
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+def test_an_rnn_layer_given_a_cell_pairs_as_the_cells_layer(kind):
+    """keras.layers.RNN(LSTMCell(...)) holds the LSTM's weights in the LSTM's layout. Before,
+    neither the validator nor compare.py's pairing knew it ("the validator knows ...")."""
+    torch_model = models.seeded(TORCH_MODELS[kind]())
+    _assert_agrees_everywhere(_validated(torch_model, keras_cell_twin(kind), X),
+                              [(kind, kind), ("fc", "fc")])
+    report = comparator.compare_pair(torch_model, keras_cell_twin(kind), X,
+                                     recipes=("pytorch:train", "keras:train"),
+                                     port_weights="pytorch-to-keras")
+    assert report.checks[0].passed and report.settings["pair"]["pairing"]["paired_layers"] == 2
+
+
+def test_a_cells_setting_that_is_not_pytorchs_is_named():
+    torch_model = models.seeded(models.RecurrentNet())
+    result = _validated(torch_model, keras_cell_twin("lstm", recurrent_activation="hard_sigmoid"),
+                        X)
+    assert _first(result) == ("lstm", "lstm", ["recurrent_activation"])
+    with pytest.raises(UsageError, match="reset_after=False"):
+        comparator.validate_port(models.GatedRecurrentNet(),
+                                 keras_cell_twin("gru", reset_after=False), X)

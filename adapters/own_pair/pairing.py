@@ -53,7 +53,8 @@ PAIRED_LAYERS = KNOWN_LAYERS.replace(" and RMSNorm", ", RMSNorm, LSTM (without p
 # Kinds whose arrays are not one Keras weight each: ported and named layer by layer.
 LAYER_LEVEL_KINDS = recurrent_layout.RECURRENT_KINDS + ("attention",)
 _TORCH_RECURRENT = ((nn.LSTM, "lstm"), (nn.GRU, "gru"), (nn.RNN, "rnn"))
-_KERAS_RECURRENT = ((layers.LSTM, "lstm"), (layers.GRU, "gru"), (layers.SimpleRNN, "rnn"))
+# The cells that compute Keras's LSTM, GRU and SimpleRNN layers, and an RNN layer given one.
+_KERAS_CELLS = ((layers.LSTMCell, "lstm"), (layers.GRUCell, "gru"), (layers.SimpleRNNCell, "rnn"))
 
 
 def channels_first_sequences(torch_model: nn.Module) -> bool:
@@ -110,8 +111,9 @@ def keras_kind(layer) -> str:
         return "embedding"
     if isinstance(layer, layers.MultiHeadAttention):
         return "attention"
-    for recurrent, kind in _KERAS_RECURRENT:
-        if isinstance(recurrent_of(layer), recurrent):
+    cell = recurrent_cell(layer)
+    for cell_type, kind in _KERAS_CELLS:
+        if isinstance(cell, cell_type):
             return kind
     for norm, kind in _KERAS_NORMS:
         if isinstance(layer, norm):
@@ -312,14 +314,23 @@ def recurrent_of(layer):
     return layer.forward_layer if isinstance(layer, layers.Bidirectional) else layer
 
 
+def recurrent_cell(layer):
+    """The cell that computes a Keras recurrent layer's steps (its LSTM, GRU or SimpleRNN, or an
+    RNN layer given one such cell; in a Bidirectional wrapper, the forward layer's), which holds
+    its weights and settings; None for any other layer (an RNN of stacked cells, say)."""
+    inner = recurrent_of(layer)
+    cell = inner.cell if isinstance(inner, layers.RNN) else None
+    return cell if isinstance(cell, tuple(c for c, _ in _KERAS_CELLS)) else None
+
+
 RESET_BEFORE = ("Keras's GRU with reset_after=False applies the reset gate before the recurrent "
                 "kernel: no PyTorch GRU computes that")
 
 
 def reset_before(layer) -> bool:
     """A Keras GRU (or Bidirectional GRU) that no PyTorch GRU can be ported into."""
-    cell = recurrent_of(layer)
-    return isinstance(cell, layers.GRU) and not cell.reset_after
+    cell = recurrent_cell(layer)
+    return isinstance(cell, layers.GRUCell) and not cell.reset_after
 
 
 def pair_weights(torch_model: nn.Module, keras_model, x: np.ndarray) -> Pairing:

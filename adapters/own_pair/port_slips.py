@@ -11,7 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from adapters.own_pair.pairing import directions, keras_weight_index, keras_weights, summed_biases
+from adapters.own_pair.pairing import (
+    directions,
+    keras_weight_index,
+    keras_weights,
+    recurrent_cell,
+    summed_biases,
+)
 from comparator.zoo import recurrent_layout
 
 _TORCH_GATES = {"lstm": "i, f, g, o", "gru": "r, z, n", "rnn": ""}
@@ -87,7 +93,7 @@ def _activation_slip(port, layer, modules: dict) -> tuple[str, str, str] | None:
     """A Keras activation that is not PyTorch's: its LSTM and GRU use tanh and sigmoid (their
     recurrent activation) and its RNN its `nonlinearity`; Keras's are settings, which a
     model may have set otherwise (hard_sigmoid, say)."""
-    cell = getattr(layer, "forward_layer", layer)
+    cell = recurrent_cell(layer)
     torch_side = {"activation": getattr(modules[port.module], "nonlinearity", "tanh")}
     if port.kind != "rnn":
         torch_side["recurrent_activation"] = "sigmoid"

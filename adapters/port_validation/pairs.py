@@ -20,7 +20,7 @@ from adapters.own_pair.pairing import (  # noqa: E402
     canonical_names,
     keras_kind,
     keras_weights,
-    recurrent_of,
+    recurrent_cell,
     reset_before,
     torch_arrays,
     torch_kind,
@@ -89,10 +89,10 @@ def _keras_layer_level_info(layer, kind: str) -> LayerInfo:
         width, heads, head_width = (int(d) for d in layer.get_weights()[0].shape)
         return LayerInfo(layer.name, kind, ((width, heads, head_width, int(layer._use_bias)),),
                          type_name)
-    cell = recurrent_of(layer)
+    cell = recurrent_cell(layer)
+    directions = 2 if isinstance(layer, keras.layers.Bidirectional) else 1
     return LayerInfo(layer.name, kind, ((int(cell.get_weights()[0].shape[0]), int(cell.units),
-                                         2 if cell is not layer else 1, int(cell.use_bias)),),
-                     type_name)
+                                         directions, int(cell.use_bias)),), type_name)
 
 
 def torch_side(model, weights: str | None):
