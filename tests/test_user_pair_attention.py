@@ -36,6 +36,60 @@ def test_the_layout_round_trips_bit_for_bit(biased):
     assert all(np.array_equal(back[k], arrays[k]) for k in arrays)
 
 
+@pytest.mark.parametrize("biased", [True, False])
+def test_keys_and_values_of_other_widths_round_trip_bit_for_bit(biased):
+    """With kdim or vdim, PyTorch holds the three projections apart (q_proj_weight, ...), each
+    (E, its input's width), and Keras each kernel as (its input's width, heads, head_dim)."""
+    rng = np.random.default_rng(1)
+    width, heads, head_dim, kdim, vdim = 8, 2, 4, 6, 4
+    arrays = {"q_proj_weight": rng.standard_normal((width, width)).astype(np.float32),
+              "k_proj_weight": rng.standard_normal((width, kdim)).astype(np.float32),
+              "v_proj_weight": rng.standard_normal((width, vdim)).astype(np.float32),
+              "out_proj.weight": rng.standard_normal((width, width)).astype(np.float32)}
+    if biased:
+        arrays["in_proj_bias"] = rng.standard_normal(3 * width).astype(np.float32)
+        arrays["out_proj.bias"] = rng.standard_normal(width).astype(np.float32)
+    kernels = [(w, heads, head_dim) for w in (width, kdim, vdim)] + [(heads, head_dim, width)]
+    shapes = [s for k, b in zip(kernels, [(heads, head_dim)] * 3 + [(width,)])
+              for s in ((k, b) if biased else (k,))]
+    values = attention_layout.to_keras(arrays, [np.zeros(s, np.float32) for s in shapes])
+    assert [v.shape for v in values] == shapes
+    assert np.array_equal(values[2 if biased else 1][:, 1],  # the key's kernel, head 1
+                          arrays["k_proj_weight"][head_dim:2 * head_dim].T)
+    back = attention_layout.from_keras(values)
+    assert back.keys() == arrays.keys()
+    assert all(np.array_equal(back[k], arrays[k]) for k in arrays)
+
+
+@pytest.mark.parametrize("direction", ["pytorch-to-keras", "keras-to-pytorch"])
+def test_attention_over_keys_and_values_of_other_widths_ports_either_way(direction):
+    """Before, such an attention layer did not pair ("the pairing knows only ..."). Keras's
+    graph orders the value's projection before the key's, where PyTorch runs the key's
+    first: each PyTorch layer pairs with the first Keras layer left that holds its weights."""
+    report = comparator.compare_pair(models.seeded(models.CrossAttentionNet()),
+                                     models.keras_cross_attention_twin(), TOKENS, recipes=STEP,
+                                     port_weights=direction)
+    assert report.settings["pair"]["pairing"] == {"paired_layers": 5}
+    assert report.checks[0].passed and report.checks[0].value < 1e-5
+    (eq,) = report.equivalences
+    assert eq.max_weight_diff is not None and eq.max_weight_diff < 1e-6
+
+
+def test_a_swapped_projection_of_other_widths_is_named():
+    torch_model = models.seeded(models.CrossAttentionNet())
+    keras_model = models.keras_cross_attention_twin()
+    comparator.port_weights(torch_model, keras_model)
+    attention = keras_model.get_layer("attn")
+    weights = attention.get_weights()
+    weights[0] = weights[0][:, ::-1]  # the query's heads in reverse order
+    attention.set_weights(weights)
+    report = comparator.compare_pair(torch_model, keras_model, TOKENS, recipes=STEP)
+    found = report.settings["pair"]["first_divergence"]
+    assert found["causes"] == ["attention_weights"]
+    assert "Keras's query kernel is not PyTorch's q_proj_weight, transposed, split into heads" \
+        in found["text"]
+
+
 @pytest.mark.parametrize("direction", ["pytorch-to-keras", "keras-to-pytorch"])
 @pytest.mark.parametrize("biased", [True, False])
 def test_port_weights_gives_an_attention_pair_the_same_function(direction, biased):
@@ -70,7 +124,7 @@ def test_an_attention_layer_keras_has_no_counterpart_of_says_why_it_does_not_pai
         TOKENS, recipes=STEP)
     pairing = report.settings["pair"]["pairing"]
     assert pairing["paired_layers"] == 0
-    assert "MultiheadAttention (query, key and value of one width)" in pairing["reason"]
+    assert "MultiheadAttention (without add_bias_kv or add_zero_attn)" in pairing["reason"]
 
 
 def test_an_unpaired_attention_layer_keeps_its_sublayers_weights_apart():

@@ -243,6 +243,34 @@ def keras_attention_twin(use_bias: bool = True):
     return keras.Model(inputs, layers.Dense(3, name="fc")(x), name="attention_twin")
 
 
+class CrossAttentionNet(nn.Module):
+    """Tokens (N, L, D): attention whose keys and values are projections of other widths
+    (kdim 6, vdim 4), which PyTorch holds as q_proj_weight, k_proj_weight and v_proj_weight
+    -> residual -> LayerNorm -> mean over tokens -> Linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.to_key, self.to_value = nn.Linear(TOKENS, 6), nn.Linear(TOKENS, 4)
+        self.attn = nn.MultiheadAttention(TOKENS, HEADS, kdim=6, vdim=4, batch_first=True)
+        self.norm = nn.LayerNorm(TOKENS)
+        self.fc = nn.Linear(TOKENS, 3)
+
+    def forward(self, x):
+        attended, _ = self.attn(x, self.to_key(x), self.to_value(x), need_weights=False)
+        return self.fc(self.norm(x + attended).mean(1))
+
+
+def keras_cross_attention_twin():
+    """CrossAttentionNet's Keras twin with Keras's own random weights."""
+    inputs = keras.Input((TOKENS, TOKENS))
+    key, value = layers.Dense(6, name="to_key")(inputs), layers.Dense(4, name="to_value")(inputs)
+    attended = layers.MultiHeadAttention(HEADS, TOKENS // HEADS, name="attn")(inputs, value,
+                                                                             key=key)
+    x = layers.LayerNormalization(epsilon=1e-5, name="norm")(layers.Add()([inputs, attended]))
+    x = layers.GlobalAveragePooling1D()(x)
+    return keras.Model(inputs, layers.Dense(3, name="fc")(x), name="cross_attention_twin")
+
+
 class EncoderNet(nn.Module):
     """Tokens (N, L, D): PyTorch's own Transformer encoder block (post-norm) -> mean -> Linear."""
 

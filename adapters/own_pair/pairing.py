@@ -48,8 +48,8 @@ NORM_NAMES = {"layer_norm": "LayerNorm", "group_norm": "GroupNorm", "rms_norm": 
 KNOWN_LAYERS = ("Conv1d, Conv2d, depthwise Conv2d, Linear, Embedding, BatchNorm, LayerNorm, "
                 "GroupNorm and RMSNorm")
 PAIRED_LAYERS = KNOWN_LAYERS.replace(" and RMSNorm", ", RMSNorm, LSTM (without proj_size), GRU, "
-                                                    "RNN and MultiheadAttention (query, key "
-                                                    "and value of one width)")
+                                                    "RNN and MultiheadAttention (without "
+                                                    "add_bias_kv or add_zero_attn)")
 # Kinds whose arrays are not one Keras weight each: ported and named layer by layer.
 LAYER_LEVEL_KINDS = recurrent_layout.RECURRENT_KINDS + ("attention",)
 _TORCH_RECURRENT = ((nn.LSTM, "lstm"), (nn.GRU, "gru"), (nn.RNN, "rnn"))
@@ -74,8 +74,8 @@ def torch_kind(module: nn.Module) -> str:
         if isinstance(module, recurrent):
             return "other" if _projected(module) else kind
     if isinstance(module, nn.MultiheadAttention):
-        # One in_proj_weight for query, key and value of one width, as Keras's layer takes.
-        plain = module._qkv_same_embed_dim and module.bias_k is None and not module.add_zero_attn
+        # Keras's layer has no learned key and value rows to append, nor zeros to attend to.
+        plain = module.bias_k is None and not module.add_zero_attn
         return "attention" if plain else "other"
     if isinstance(module, nn.Conv1d):
         return "conv1d" if module.groups == 1 else "other"
@@ -334,7 +334,10 @@ def reset_before(layer) -> bool:
 
 
 def pair_weights(torch_model: nn.Module, keras_model, x: np.ndarray) -> Pairing:
-    """The ports of a user pair, or the reason there are none."""
+    """The ports of a user pair, or the reason there are none: each PyTorch layer, in running
+    order, with the first Keras layer left (in the functional graph's order) that can hold
+    its weights. Keras orders layers of one depth in its graph as it likes (a key's and a
+    value's projections, say), so the next one may not be the one."""
     modules = dict(torch_model.named_modules())
     weighted = _torch_order(torch_model, x)
     order = _torch_layers(modules, weighted)
@@ -344,27 +347,44 @@ def pair_weights(torch_model: nn.Module, keras_model, x: np.ndarray) -> Pairing:
             if len(order) != len(weighted) else ""
         return Pairing((), (), f"PyTorch has {len(order)} modules with weights{stacked}, Keras "
                                f"{len(keras_side)} layers with weights")
-    ports = []
-    for (name, index), layer in zip(order, keras_side):
-        module, kind = modules[name], keras_kind(layer)
-        base_kind = "dense" if kind.startswith("flatten_dense") else kind
-        both = (f"PyTorch {name or 'model'} ({type(module).__name__}) and Keras {layer.name} "
-                f"({type(layer).__name__})")
-        if reset_before(layer):
-            return Pairing((), (), f"{both} meet in running order, and {RESET_BEFORE}")
-        if "other" in (torch_kind(module), base_kind):
-            return Pairing((), (), f"{both} meet in running order, and the pairing knows "
-                                   f"only {PAIRED_LAYERS}")
-        if torch_kind(module) != base_kind:
-            return Pairing((), (), f"{both} meet in running order: different kinds of layer")
-        port = LayerPort(name, layer.name, kind, canonical_names(name, base_kind, module, index))
-        if not _fits(port, module, layer.get_weights()):
-            return Pairing((), (), f"PyTorch {name} and Keras {layer.name} hold weights of "
-                                   "different shapes")
-        ports.append(port)
-    return Pairing(tuple(ports), tuple(keras_side), not_compared=tuple(
-        _summed_words(biases, layer.name) for port, layer in zip(ports, keras_side)
+    ports, matched = [], []
+    for name, index in order:
+        left = [layer for layer in keras_side if not any(layer is m for m in matched)]
+        found = next(((port, layer) for layer in left
+                      if (port := _port(name, index, modules[name], layer)) is not None), None)
+        if found is None:  # why the next Keras layer in running order does not fit
+            return Pairing((), (), _misfit(name, modules[name], left[0]))
+        ports.append(found[0])
+        matched.append(found[1])
+    return Pairing(tuple(ports), tuple(matched), not_compared=tuple(
+        _summed_words(biases, layer.name) for port, layer in zip(ports, matched)
         if (biases := summed_biases(port, len(layer.weights)))))
+
+
+def _port(name: str, index: int, module: nn.Module, layer) -> LayerPort | None:
+    """The port of PyTorch layer `index` of module `name` into this Keras layer, or None where
+    it cannot hold that layer's weights."""
+    kind = keras_kind(layer)
+    base_kind = "dense" if kind.startswith("flatten_dense") else kind
+    if reset_before(layer) or "other" in (torch_kind(module), base_kind) or \
+            torch_kind(module) != base_kind:
+        return None
+    port = LayerPort(name, layer.name, kind, canonical_names(name, base_kind, module, index))
+    return port if _fits(port, module, layer.get_weights()) else None
+
+
+def _misfit(name: str, module: nn.Module, layer) -> str:
+    both = (f"PyTorch {name or 'model'} ({type(module).__name__}) and Keras {layer.name} "
+            f"({type(layer).__name__})")
+    kind = keras_kind(layer)
+    base_kind = "dense" if kind.startswith("flatten_dense") else kind
+    if reset_before(layer):
+        return f"{both} meet in running order, and {RESET_BEFORE}"
+    if "other" in (torch_kind(module), base_kind):
+        return f"{both} meet in running order, and the pairing knows only {PAIRED_LAYERS}"
+    if torch_kind(module) != base_kind:
+        return f"{both} meet in running order: different kinds of layer"
+    return f"PyTorch {name} and Keras {layer.name} hold weights of different shapes"
 
 
 def _summed_words(biases: list, keras_layer: str) -> str:

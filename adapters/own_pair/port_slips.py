@@ -66,6 +66,7 @@ def _attention_slip(port, layer, state: dict) -> tuple[str, str, str] | None:
     have = layer.get_weights()
     want = keras_weights(port, state, have)
     step = len(have) // 4  # each projection's kernel, and its bias where there are biases
+    apart = not any(name.endswith("in_proj_weight") for name in port.canonical_names)
     for index, (mine, ported) in enumerate(zip(have, want)):
         if _same(mine, ported):
             continue
@@ -76,10 +77,14 @@ def _attention_slip(port, layer, state: dict) -> tuple[str, str, str] | None:
                 if other != part and _same(mine, want[other * step + role]):
                     return "attention_projection_order", "weights", (
                         f"Keras's {_PROJECTIONS[part]} {what} holds PyTorch's "
-                        f"{_PROJECTIONS[other]} projection; {packed} holds the query's, the "
-                        "key's and the value's, in that order")
-            source = (f"the {_PROJECTIONS[part]}'s third of {packed}"
-                      f"{', transposed' if role == 0 else ''}, split into heads")
+                        f"{_PROJECTIONS[other]} projection; " + (
+                            "PyTorch holds them as q_proj_weight, k_proj_weight and "
+                            "v_proj_weight" if apart and role == 0 else
+                            f"{packed} holds the query's, the key's and the value's, in "
+                            "that order"))
+            source = (f"{_PROJECTIONS[part][0]}_proj_weight" if apart and role == 0 else
+                      f"the {_PROJECTIONS[part]}'s third of {packed}")
+            source += f"{', transposed' if role == 0 else ''}, split into heads"
         else:
             source = "out_proj.weight, transposed, split into heads" if role == 0 \
                 else "out_proj.bias"

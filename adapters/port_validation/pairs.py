@@ -71,10 +71,11 @@ def _layer_level_info(name: str, kind: str, module: nn.Module, layer: int) -> La
     """A recurrent or attention module (or a stacked recurrent module's layer, named
     `module[layer]`) by what its Keras layer must match, their arrays not being one Keras
     weight each: (inputs, units, directions, biased) for a recurrent layer, (width, heads,
-    head width, biased) for attention."""
+    head width, biased) for attention, the widths those of query, key and value."""
     type_name = type(module).__name__
     if kind == "attention":
-        return LayerInfo(name, kind, ((module.embed_dim, module.num_heads, module.head_dim,
+        return LayerInfo(name, kind, ((module.embed_dim, module.kdim, module.vdim,
+                                       module.num_heads, module.head_dim,
                                        int(module.in_proj_bias is not None)),), type_name)
     directions = 2 if module.bidirectional else 1
     inputs = module.input_size if layer == 0 else module.hidden_size * directions
@@ -86,9 +87,12 @@ def _keras_layer_level_info(layer, kind: str) -> LayerInfo:
     """The Keras side of _layer_level_info."""
     type_name = type(layer).__name__
     if kind == "attention":
-        width, heads, head_width = (int(d) for d in layer.get_weights()[0].shape)
-        return LayerInfo(layer.name, kind, ((width, heads, head_width, int(layer._use_bias)),),
-                         type_name)
+        weights = layer.get_weights()
+        step = 2 if layer._use_bias else 1
+        width, heads, head_width = (int(d) for d in weights[0].shape)
+        return LayerInfo(layer.name, kind, ((width, int(weights[step].shape[0]),
+                                             int(weights[2 * step].shape[0]), heads, head_width,
+                                             int(layer._use_bias)),), type_name)
     cell = recurrent_cell(layer)
     directions = 2 if isinstance(layer, keras.layers.Bidirectional) else 1
     return LayerInfo(layer.name, kind, ((int(cell.get_weights()[0].shape[0]), int(cell.units),
