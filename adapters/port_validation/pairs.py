@@ -88,11 +88,11 @@ def _keras_layer_level_info(layer, kind: str) -> LayerInfo:
     type_name = type(layer).__name__
     if kind == "attention":
         weights = layer.get_weights()
-        step = 2 if layer._use_bias else 1
+        step = len(weights) // 4  # each projection's kernel, and its bias where it has one
         width, heads, head_width = (int(d) for d in weights[0].shape)
         return LayerInfo(layer.name, kind, ((width, int(weights[step].shape[0]),
                                              int(weights[2 * step].shape[0]), heads, head_width,
-                                             int(layer._use_bias)),), type_name)
+                                             int(step == 2)),), type_name)
     cell = recurrent_cell(layer)
     directions = 2 if isinstance(layer, keras.layers.Bidirectional) else 1
     return LayerInfo(layer.name, kind, ((int(cell.get_weights()[0].shape[0]), int(cell.units),
