@@ -319,3 +319,10 @@ def test_a_cells_setting_that_is_not_pytorchs_is_named():
     with pytest.raises(UsageError, match="reset_after=False"):
         comparator.validate_port(models.GatedRecurrentNet(),
                                  keras_cell_twin("gru", reset_after=False), X)
+
+
+def test_attention_without_biases_is_traced():
+    torch_model = models.seeded(models.AttentionNet(bias=False))
+    result = _validated(torch_model, models.keras_attention_twin(use_bias=False), TOKENS)
+    _assert_agrees_everywhere(result, [("attn", "attn"), ("norm", "norm"), ("fc", "fc")])
+    assert not any(g.name.startswith("attn.in_proj_bias") for g in result.gradients)
