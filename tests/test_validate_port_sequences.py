@@ -99,17 +99,43 @@ def test_a_bidirectional_final_state_is_read_from_pytorchs_h_n(kind):
 def test_a_stacked_module_is_traced_layer_by_layer(kind, bidirectional):
     """PyTorch runs a stacked module's layers within one call; the validator runs each as a
     one-layer module of its arrays, named `module[k]`, against Keras's k-th layer. The
-    Dropout between the layers is off in training mode, as every Dropout is."""
+    Dropout between the layers is off in training mode, as every Dropout is, and is compared
+    with the Dropout layers between Keras's recurrent layers."""
     torch_model = models.seeded(models.DeepRecurrentNet(kind, num_layers=3, dropout=0.5,
                                                         bidirectional=bidirectional))
     keras_model = models.keras_deep_recurrent_twin(kind, num_layers=3,
-                                                   bidirectional=bidirectional)
+                                                   bidirectional=bidirectional,
+                                                   dropout_between=0.5)
     recurrent = [layer.name for layer in keras_model.layers if layer.weights][:3]
     result = _validated(torch_model, keras_model, X)
     _assert_agrees_everywhere(result, [(f"{kind}[{k}]", recurrent[k]) for k in range(3)]
                               + [("fc", "fc")])
     assert f"{kind}.weight_hh_l2" in {g.name for g in result.gradients}
     assert torch_model.get_submodule(kind).dropout == 0.5
+    assert [(d.torch_module, d.keras_rate, d.diverges) for d in result.dropout] == [
+        (f"{kind} (between layers {k} and {k + 1})", 0.5, False) for k in range(2)]
+
+
+def test_dropout_within_keras_recurrent_steps_is_off_in_the_passes_and_named():
+    """Keras's LSTM(dropout=..., recurrent_dropout=...) drops within its steps in training,
+    which no PyTorch LSTM does. Its masks are off in the passes (before, the training
+    passes and every gradient diverged, with no cause), and the rates are named."""
+    torch_model = models.seeded(models.RecurrentNet())
+    keras_model = models.keras_recurrent_twin("lstm", dropout=0.5, recurrent_dropout=0.3)
+    result = _validated(torch_model, keras_model, X)
+    assert all(not c.diverges for found in result.passes for c in found.layers)
+    assert not any(g.diverges for g in result.gradients)
+    assert _first(result) == ("(none)", "lstm", ["dropout"])
+    assert "Keras lstm (LSTM, dropout=0.5, recurrent_dropout=0.3) drops within its steps" in \
+        result.first_divergence.causes[0].text
+    cell = keras_model.get_layer("lstm").cell
+    assert (cell.dropout, cell.recurrent_dropout) == (0.5, 0.3)
+
+
+def test_a_stacked_modules_dropout_without_a_keras_counterpart_is_named():
+    torch_model = models.seeded(models.DeepRecurrentNet("gru", num_layers=2, dropout=0.25))
+    result = _validated(torch_model, models.keras_deep_recurrent_twin("gru", 2), X)
+    assert _first(result) == ("gru (between layers 0 and 1)", "(none)", ["dropout"])
 
 
 def test_a_slip_in_a_stacked_modules_second_layer_is_named_there():

@@ -151,12 +151,15 @@ class DeepRecurrentNet(nn.Module):
 
 
 def keras_deep_recurrent_twin(kind: str = "lstm", num_layers: int = 2,
-                              bidirectional: bool = False, **options):
+                              bidirectional: bool = False, dropout_between: float = 0.0,
+                              **options):
     """DeepRecurrentNet's Keras twin, one layer per PyTorch layer, with Keras's own random
-    weights."""
+    weights (and Dropout layers between them, as PyTorch's `dropout` drops there)."""
     inputs = keras.Input((STEPS, CHANNELS))
     x = inputs
     for index in range(num_layers):
+        if index and dropout_between:
+            x = layers.Dropout(dropout_between)(x)
         layer = KERAS_RECURRENT[kind](5, return_sequences=True, **options)
         x = (layers.Bidirectional(layer, name=f"{kind}_{index}") if bidirectional else layer)(x)
     x = layers.GlobalAveragePooling1D()(x)

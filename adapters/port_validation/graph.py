@@ -229,6 +229,30 @@ def run_keras(fn: Functional, x, training: bool, watch: set[str],
 
 
 @contextlib.contextmanager
+def keras_step_dropout_off(fn: Functional):
+    """Keras's recurrent cells drop nothing within their steps in the block: their random
+    masks cannot match PyTorch's, as no Dropout layer's can (the Dropout comparison names
+    their rates)."""
+    cells = [cell for layer in fn.layers for cell in _cells(layer)]
+    kept = [(cell, cell.dropout, cell.recurrent_dropout) for cell in cells]
+    try:
+        for cell in cells:
+            cell.dropout = cell.recurrent_dropout = 0.0
+        yield
+    finally:
+        for cell, rate, recurrent_rate in kept:
+            cell.dropout, cell.recurrent_dropout = rate, recurrent_rate
+
+
+def _cells(layer) -> list:
+    """The dropout-holding cells of a Keras recurrent layer (both of a Bidirectional one)."""
+    inner = [layer.forward_layer, layer.backward_layer] \
+        if isinstance(layer, layers.Bidirectional) else [layer]
+    return [i.cell for i in inner if isinstance(i, layers.RNN)
+            and hasattr(i.cell, "recurrent_dropout")]
+
+
+@contextlib.contextmanager
 def keras_state_kept(fn: Functional):
     """Restores what a forward pass may change: BatchNormalization's moving statistics."""
     variables = [v for layer in fn.layers if isinstance(layer, layers.BatchNormalization)

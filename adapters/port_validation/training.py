@@ -19,8 +19,10 @@ from adapters.keras.backend import keras  # noqa: F401 (fixes the torch backend 
 from keras import layers, ops  # noqa: E402
 
 from adapters.port_validation.graph import torch_mode  # noqa: E402
+from adapters.own_pair.pairing import recurrent_cell  # noqa: E402
 from comparator.analysis.training_side import (  # noqa: E402
     BatchNormStep,
+    DropoutComparison,
     DropoutLayer,
 )
 
@@ -92,7 +94,7 @@ def torch_dropout_layers(model: nn.Module, x: np.ndarray) -> list[DropoutLayer]:
     mode). Functional calls (F.dropout) are invisible: no module holds their rate."""
     names = {m: n for n, m in model.named_modules()}
     candidates = [m for m in model.modules() if _family(m, _TORCH_FAMILIES)
-                  and isinstance(m, nn.Module) and hasattr(m, "p")]
+                  and isinstance(m, nn.Module) and hasattr(m, "p") or _drops_between(m)]
     if not candidates:
         return []
     order: list[nn.Module] = []
@@ -105,8 +107,41 @@ def torch_dropout_layers(model: nn.Module, x: np.ndarray) -> list[DropoutLayer]:
     finally:
         for h in hooks:
             h.remove()
-    return [DropoutLayer(names[m], type(m).__name__, _family(m, _TORCH_FAMILIES), float(m.p))
-            for m in order]
+    return [layer for m in order for layer in (
+        _between_layers(names[m], m) if _drops_between(m) else
+        [DropoutLayer(names[m], type(m).__name__, _family(m, _TORCH_FAMILIES), float(m.p))])]
+
+
+def _drops_between(module) -> bool:
+    """A stacked recurrent module that drops its layers' outputs on their way to the next
+    layer in training (its `dropout` setting), as a Dropout layer between Keras's recurrent
+    layers does."""
+    return isinstance(module, nn.RNNBase) and module.num_layers > 1 and module.dropout > 0
+
+
+def _between_layers(name: str, module) -> list[DropoutLayer]:
+    return [DropoutLayer(f"{name} (between layers {k} and {k + 1})", type(module).__name__,
+                         _VALUES, float(module.dropout)) for k in range(module.num_layers - 1)]
+
+
+def keras_step_dropout(operations) -> list[DropoutComparison]:
+    """Keras recurrent layers that drop within their steps in training (`dropout` on the
+    inputs, `recurrent_dropout` on the state, one mask for every step), which no PyTorch
+    recurrent module does: each is a difference of its own, not paired in order."""
+    found = []
+    for op in operations:
+        cell = recurrent_cell(op)
+        rates = {"dropout": getattr(cell, "dropout", 0), "recurrent_dropout":
+                 getattr(cell, "recurrent_dropout", 0)}
+        if cell is None or not any(rates.values()):
+            continue
+        words = ", ".join(f"{key}={value:g}" for key, value in rates.items() if value)
+        found.append(DropoutComparison(
+            None, op.name, None, type(op).__name__, None, float(max(rates.values())), True,
+            f"Keras {op.name} ({type(op).__name__}, {words}) drops within its steps in "
+            "training; no PyTorch recurrent module does (its dropout acts between stacked "
+            "layers only)"))
+    return found
 
 
 def keras_dropout_layers(operations) -> list[DropoutLayer]:

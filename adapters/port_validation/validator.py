@@ -33,6 +33,7 @@ from adapters.port_validation.graph import (  # noqa: E402
     functional_graph,
     graph_nodes,
     keras_state_kept,
+    keras_step_dropout_off,
     numpy_of,
     run_keras,
     sequence_layout,
@@ -53,6 +54,7 @@ from adapters.port_validation.sequences import output_view, rerun, split_layer_k
 from adapters.port_validation.training import (  # noqa: E402
     keras_batchnorm_step,
     keras_dropout_layers,
+    keras_step_dropout,
     torch_batches_seen,
     torch_batchnorm_step,
     torch_dropout_layers,
@@ -222,8 +224,10 @@ def _validated(x, torch_model, torch_name, keras_model, keras_name, fn, mapping,
             torch_model, setup.pairs, x, "training", setup.views)[0]
         statistics = _statistics(setup.modules, setup.by_name, setup.pairs, training_trace,
                                  tolerance)
+        operations = [node.operation for node in graph_nodes(fn)]
         dropout = compare_dropout(torch_dropout_layers(torch_model, x),
-                                  keras_dropout_layers(node.operation for node in graph_nodes(fn)))
+                                  keras_dropout_layers(operations)) + tuple(
+            keras_step_dropout(operations))
     notes = []
     if "training" in modes or gradients:
         notes.append("training mode: BatchNorm on batch statistics, Dropout off in both "
@@ -306,7 +310,7 @@ def _mode_passes(setup: _Setup, mode: str, isolation: bool, tolerance: float):
                             for p in pairs}
         substitute = ({name: ops.convert_to_tensor(v) for name, v in references.items()}
                       if isolated else None)
-        with keras_state_kept(setup.fn), torch.no_grad():
+        with keras_state_kept(setup.fn), keras_step_dropout_off(setup.fn), torch.no_grad():
             recorded, keras_out = run_keras(setup.fn, to_keras_values(setup.x),
                                             mode == "training", setup.watch, substitute)
             comparisons = tuple(
