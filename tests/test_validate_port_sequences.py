@@ -352,3 +352,30 @@ def test_attention_without_biases_is_traced():
     result = _validated(torch_model, models.keras_attention_twin(use_bias=False), TOKENS)
     _assert_agrees_everywhere(result, [("attn", "attn"), ("norm", "norm"), ("fc", "fc")])
     assert not any(g.name.startswith("attn.in_proj_bias") for g in result.gradients)
+
+
+class StartedNet(nn.Module):
+    """An LSTM without biases, given a zero initial state that forward() makes as float32,
+    whose final state feeds a Linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(models.CHANNELS, 10, batch_first=True, bias=False)
+        self.fc = nn.Linear(10, 4)
+
+    def forward(self, x):
+        start = torch.zeros(1, x.shape[0], 10)
+        return self.fc(self.lstm(x, (start, start))[1][0][-1])
+
+
+def test_a_model_that_cannot_run_in_float64_is_validated_without_the_reference():
+    """Before, the float64 copy's failure ended the validation ("the PyTorch model failed on
+    input ...: expected m1 and m2 to have the same dtype"). Keras's LSTM here returns its
+    states too (return_state=True): its output is compared."""
+    inputs = keras.Input((models.STEPS, models.CHANNELS))
+    output, *_ = layers.LSTM(10, use_bias=False, return_state=True, name="lstm")(inputs)
+    keras_model = keras.Model(inputs, layers.Dense(4, name="fc")(output))
+    result = _validated(models.seeded(StartedNet()), keras_model, X)
+    assert result.passed and not result.float64_reference
+    assert result.notes[0].startswith("no float64 rounding reference: PyTorch's float64 copy "
+                                      "of the model failed (RuntimeError")

@@ -228,7 +228,7 @@ def _validated(x, torch_model, torch_name, keras_model, keras_name, fn, mapping,
         dropout = compare_dropout(torch_dropout_layers(torch_model, x),
                                   keras_dropout_layers(operations)) + tuple(
             keras_step_dropout(operations))
-    notes = []
+    notes = [setup.note64] if setup.note64 else []
     if "training" in modes or gradients:
         notes.append("training mode: BatchNorm on batch statistics, Dropout off in both "
                      "frameworks (their random masks cannot match); weights and running "
@@ -238,7 +238,7 @@ def _validated(x, torch_model, torch_name, keras_model, keras_name, fn, mapping,
         input_shape=tuple(x.shape), pairing=pairing, pairs=len(setup.pairs),
         tolerance=tolerance, gradient_tolerance=gradient_tolerance, passes=tuple(passes),
         gradients=grads, gradient_mode="training" if gradients else None, notes=tuple(notes),
-        float64_reference=reference64, statistics=statistics, dropout=dropout)
+        float64_reference=setup.model64 is not None, statistics=statistics, dropout=dropout)
 
 
 def _checked_models(torch_model, keras_model, inputs, pytorch_weights, keras_weights):
@@ -277,11 +277,27 @@ class _Setup:
         self.by_name = {layer.name: layer for layer in fn.layers}
         self.watch = {p.keras_layer for p in pairs}
         self.state = torch_state(torch_model)
-        self.model64 = copy.deepcopy(torch_model).double() if reference64 else None
+        self.model64, self.note64 = _float64_copy(torch_model, x) if reference64 else (None, "")
         self.modules64 = dict(self.model64.named_modules()) if self.model64 is not None else {}
         self.views = {p.torch_module: view for p in pairs if (view := output_view(
             self.modules[p.torch_module], self.by_name[p.keras_layer])) is not None}
         self.facts = None
+
+
+def _float64_copy(torch_model: nn.Module, x: np.ndarray) -> tuple[nn.Module | None, str]:
+    """A float64 copy of the PyTorch model, the rounding reference, or None and why: a model
+    that makes float32 tensors of its own in forward() (an initial state, say) cannot run in
+    float64, and is then validated without the reference."""
+    model64 = copy.deepcopy(torch_model).double()
+    try:
+        with torch_mode(model64, "inference"), torch.no_grad():
+            device = next(model64.parameters()).device
+            model64(torch.from_numpy(as_float(x, np.float64)).to(device))
+    except Exception as exc:
+        return None, (f"no float64 rounding reference: PyTorch's float64 copy of the model "
+                      f"failed ({type(exc).__name__}: {str(exc).splitlines()[0]}); float32 "
+                      "values are compared as they are")
+    return model64, ""
 
 
 def _mode_passes(setup: _Setup, mode: str, isolation: bool, tolerance: float):
