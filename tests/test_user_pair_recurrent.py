@@ -279,3 +279,52 @@ def test_a_keras_layer_run_backwards_is_named():
     found = report.settings["pair"]["first_divergence"]
     assert found["causes"] == ["recurrent_direction"] and found["seen_in"] == "settings"
     assert "Keras's layer runs the sequence backwards (go_backwards=True)" in found["text"]
+
+
+def _runs(report):
+    return {run.id: run for run in report.runs}
+
+
+def test_dropout_within_keras_recurrent_steps_is_seen_and_explained():
+    """Keras's LSTM(dropout=0.5) drops within its steps in fit's step, which PyTorch's LSTM
+    never does. Before, the comparison counted no Dropout layer in Keras, and the step's
+    losses (1.0263 against 0.9796) differed with nothing to say why."""
+    report = _compare("lstm", models.keras_recurrent_twin("lstm", dropout=0.5),
+                      port_weights="pytorch-to-keras")
+    runs = _runs(report)
+    keras_run, torch_run = runs["keras:train"], runs["pytorch:train"]
+    assert (keras_run.modes.dropout_layers, keras_run.modes.dropout_active) == (1, 1)
+    assert (torch_run.modes.dropout_layers, torch_run.modes.dropout_active) == (0, 0)
+    # Its train-step pass with the steps' Dropout off is PyTorch's train step.
+    assert keras_run.losses.train_step_without_dropout == pytest.approx(
+        torch_run.losses.train_step[0], abs=1e-6)
+    assert abs(keras_run.losses.train_step[0] - torch_run.losses.train_step[0]) > 1e-3
+    (eq,) = report.equivalences
+    assert any(d.startswith("Dropout layers active in the train step: 1 vs 0")
+               for d in eq.differences)
+    assert report.settings["conventions"]["keras"]["dropout"] == {"lstm (dropout)": 0.5}
+
+
+def test_dropout_off_turns_the_recurrent_steps_dropout_off():
+    report = _compare("lstm", models.keras_recurrent_twin("lstm", dropout=0.5,
+                                                          recurrent_dropout=0.25),
+                      port_weights="pytorch-to-keras", dropout="off")
+    runs = _runs(report)
+    assert runs["keras:train"].modes.dropout_active == 0
+    assert runs["keras:train"].losses.train_step[0] == pytest.approx(
+        runs["pytorch:train"].losses.train_step[0], abs=1e-6)
+
+
+def test_dropout_between_a_stacked_modules_layers_pairs_with_keras_dropout_layers():
+    """PyTorch's GRU(num_layers=2, dropout=0.25) drops between its layers, as the Keras
+    twin's Dropout(0.25) does: before, PyTorch's was not seen and its step differed."""
+    report = comparator.compare_pair(
+        models.seeded(models.DeepRecurrentNet("gru", num_layers=2, dropout=0.25)),
+        models.keras_deep_recurrent_twin("gru", 2, dropout_between=0.25), X, recipes=STEP,
+        port_weights="pytorch-to-keras")
+    torch_run = _runs(report)["pytorch:train"]
+    assert (torch_run.modes.dropout_layers, torch_run.modes.dropout_active) == (1, 1)
+    assert report.settings["conventions"]["pytorch"]["dropout"] == {
+        "gru (between layers)": 0.25}
+    (eq,) = report.equivalences
+    assert eq.equivalent and eq.judged_on.startswith("Dropout was active")

@@ -79,6 +79,9 @@ class Keras3Adapter(FrameworkAdapter):
     version_key = "keras"
     backend = BACKEND
     capabilities = frozenset({"optimizer_overrides", "float64_forward"})
+    # The layers whose training-mode calls drop values: called in inference mode in the
+    # Dropout-free pass.
+    _dropout_classes: tuple = (layers.Dropout,)
 
     def __init__(self, device: str = "cpu", eager: bool = False):
         super().__init__(device)
@@ -379,7 +382,7 @@ class Keras3Adapter(FrameworkAdapter):
         if bn_moving:
             forced.append(self._hooks.batch_norm_class)
         if dropout_off:
-            forced.append(layers.Dropout)
+            forced.extend(self._dropout_classes)
         inputs = ops.convert_to_tensor(self._fit_inputs(self._data(batch)[0]))
         with _inference_calls(forced):
             y_pred = (self._exact_model or self._fit_model)(inputs, training=True)
@@ -506,8 +509,11 @@ class Keras3Adapter(FrameworkAdapter):
                 "momentum": round(1.0 - float(bn.momentum), 12),
                 "keras_momentum": float(bn.momentum), "epsilon": float(bn.epsilon),
                 "running_variance": "biased batch variance"} for bn in self._bn_layers},
-            "dropout": {layer.name: float(layer.rate) for layer in self._dropout_layers},
+            "dropout": self._dropout_rates(),
         }
+
+    def _dropout_rates(self) -> dict[str, float]:
+        return {layer.name: float(layer.rate) for layer in self._dropout_layers}
 
     def _exportable_model_impl(self):
         """The inference-mode model (BatchNorm on moving statistics, Dropout off). Keras

@@ -7,6 +7,8 @@ Keras's layer names and are compared within Keras only."""
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from adapters.keras.adapter import Keras3Adapter, keras, layers
@@ -16,6 +18,8 @@ from adapters.own_pair.pairing import (
     keras_weights,
     leaf_layers,
     named_indices,
+    step_dropout,
+    step_dropping_layers,
     torch_arrays,
     weighted_keras_layers,
 )
@@ -96,15 +100,50 @@ class KerasUserAdapter(Keras3Adapter):
         # Leaf layers only: a nested model set non-trainable hides its BatchNorm weights.
         return leaf_layers(self.base)
 
+    # A recurrent layer's training-mode call drops within its steps where its cell's
+    # dropout or recurrent_dropout is set; it changes nothing else.
+    _dropout_classes = (layers.Dropout, layers.RNN)
+
     def _index_layers(self) -> None:
         super()._index_layers()
-        self._dropout_layers = [x for x in self._all_layers()
-                                if isinstance(x, (layers.Dropout, layers.SpatialDropout2D))]
+        every = self._all_layers()
+        self._step_dropping = [inner for x in every for inner in step_dropping_layers(x)]
+        self._dropout_layers = [x for x in every if isinstance(x, layers.Dropout)] + \
+            self._step_dropping
 
     def _apply_impl(self, recipe):
         super()._apply_impl(recipe)
         if self.dropout_off:  # --dropout off: the step runs Dropout in inference mode
-            self._forced_inference = tuple(self._forced_inference) + (layers.Dropout,)
+            self._forced_inference = tuple(self._forced_inference) + self._dropout_classes
+
+    def _dropout_rates(self) -> dict[str, float]:
+        """Dropout layers' rates, and a recurrent layer's as `lstm (dropout)` and `lstm
+        (recurrent_dropout)`."""
+        rates = {x.name: float(x.rate) for x in self._dropout_layers
+                 if isinstance(x, layers.Dropout)}
+        rates.update({f"{x.name} ({name})": rate for x in self._step_dropping
+                      for name, rate in step_dropout(x.cell).items()})
+        return rates
+
+    @contextlib.contextmanager
+    def _observe(self):
+        """Also whether each recurrent layer that drops within its steps ran in training
+        mode in the step (no Dropout layer's call shows it)."""
+        adapter, call = self, layers.RNN.call
+
+        def observed(layer, *args, **kwargs):
+            if any(layer is x for x in adapter._step_dropping):
+                forced = any(isinstance(layer, c) for c in adapter._forced_inference)
+                adapter._dropout_seen.setdefault(
+                    layer.name, bool(kwargs.get("training")) and not forced)
+            return call(layer, *args, **kwargs)
+
+        with super()._observe():
+            layers.RNN.call = observed
+            try:
+                yield
+            finally:
+                layers.RNN.call = call
 
     def _data(self, batch):
         if self.loss_kind == "probabilities":

@@ -323,6 +323,20 @@ def recurrent_cell(layer):
     return cell if isinstance(cell, tuple(c for c, _ in _KERAS_CELLS)) else None
 
 
+def step_dropping_layers(layer) -> list:
+    """The recurrent layers in this Keras layer (both of a Bidirectional one) that drop within
+    their steps in training (`dropout` on the inputs, `recurrent_dropout` on the state)."""
+    inner = [layer.forward_layer, layer.backward_layer] \
+        if isinstance(layer, layers.Bidirectional) else [layer]
+    return [i for i in inner if isinstance(i, layers.RNN) and step_dropout(i.cell)]
+
+
+def step_dropout(cell) -> dict[str, float]:
+    """A Keras recurrent cell's non-zero `dropout` and `recurrent_dropout`."""
+    rates = {name: float(getattr(cell, name, 0) or 0) for name in ("dropout", "recurrent_dropout")}
+    return {name: rate for name, rate in rates.items() if rate}
+
+
 RESET_BEFORE = ("Keras's GRU with reset_after=False applies the reset gate before the recurrent "
                 "kernel: no PyTorch GRU computes that")
 

@@ -16,7 +16,7 @@ from adapters.keras.backend import keras  # fixes the torch backend before Keras
 from keras import layers, ops, tree  # noqa: E402
 from keras.src.models.functional import Functional  # noqa: E402
 
-from adapters.own_pair.pairing import channels_first_sequences  # noqa: E402
+from adapters.own_pair.pairing import channels_first_sequences, step_dropping_layers  # noqa: E402
 from adapters.port_validation.sequences import split_layer_key, traced_calls  # noqa: E402
 from comparator.analysis.layer_pairing import Pair  # noqa: E402
 from comparator.errors import UsageError  # noqa: E402
@@ -233,7 +233,7 @@ def keras_step_dropout_off(fn: Functional):
     """Keras's recurrent cells drop nothing within their steps in the block: their random
     masks cannot match PyTorch's, as no Dropout layer's can (the Dropout comparison names
     their rates)."""
-    cells = [cell for layer in fn.layers for cell in _cells(layer)]
+    cells = [inner.cell for layer in fn.layers for inner in step_dropping_layers(layer)]
     kept = [(cell, cell.dropout, cell.recurrent_dropout) for cell in cells]
     try:
         for cell in cells:
@@ -242,14 +242,6 @@ def keras_step_dropout_off(fn: Functional):
     finally:
         for cell, rate, recurrent_rate in kept:
             cell.dropout, cell.recurrent_dropout = rate, recurrent_rate
-
-
-def _cells(layer) -> list:
-    """The dropout-holding cells of a Keras recurrent layer (both of a Bidirectional one)."""
-    inner = [layer.forward_layer, layer.backward_layer] \
-        if isinstance(layer, layers.Bidirectional) else [layer]
-    return [i.cell for i in inner if isinstance(i, layers.RNN)
-            and hasattr(i.cell, "recurrent_dropout")]
 
 
 @contextlib.contextmanager

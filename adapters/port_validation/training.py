@@ -19,7 +19,8 @@ from adapters.keras.backend import keras  # noqa: F401 (fixes the torch backend 
 from keras import layers, ops  # noqa: E402
 
 from adapters.port_validation.graph import torch_mode  # noqa: E402
-from adapters.own_pair.pairing import recurrent_cell  # noqa: E402
+from adapters.own_pair.pairing import recurrent_cell, step_dropout  # noqa: E402
+from adapters.pytorch.user import stacked_dropout  # noqa: E402
 from comparator.analysis.training_side import (  # noqa: E402
     BatchNormStep,
     DropoutComparison,
@@ -94,7 +95,7 @@ def torch_dropout_layers(model: nn.Module, x: np.ndarray) -> list[DropoutLayer]:
     mode). Functional calls (F.dropout) are invisible: no module holds their rate."""
     names = {m: n for n, m in model.named_modules()}
     candidates = [m for m in model.modules() if _family(m, _TORCH_FAMILIES)
-                  and isinstance(m, nn.Module) and hasattr(m, "p") or _drops_between(m)]
+                  and isinstance(m, nn.Module) and hasattr(m, "p") or stacked_dropout(m)]
     if not candidates:
         return []
     order: list[nn.Module] = []
@@ -108,15 +109,8 @@ def torch_dropout_layers(model: nn.Module, x: np.ndarray) -> list[DropoutLayer]:
         for h in hooks:
             h.remove()
     return [layer for m in order for layer in (
-        _between_layers(names[m], m) if _drops_between(m) else
+        _between_layers(names[m], m) if stacked_dropout(m) else
         [DropoutLayer(names[m], type(m).__name__, _family(m, _TORCH_FAMILIES), float(m.p))])]
-
-
-def _drops_between(module) -> bool:
-    """A stacked recurrent module that drops its layers' outputs on their way to the next
-    layer in training (its `dropout` setting), as a Dropout layer between Keras's recurrent
-    layers does."""
-    return isinstance(module, nn.RNNBase) and module.num_layers > 1 and module.dropout > 0
 
 
 def _between_layers(name: str, module) -> list[DropoutLayer]:
@@ -130,12 +124,10 @@ def keras_step_dropout(operations) -> list[DropoutComparison]:
     recurrent module does: each is a difference of its own, not paired in order."""
     found = []
     for op in operations:
-        cell = recurrent_cell(op)
-        rates = {"dropout": getattr(cell, "dropout", 0), "recurrent_dropout":
-                 getattr(cell, "recurrent_dropout", 0)}
-        if cell is None or not any(rates.values()):
+        rates = step_dropout(recurrent_cell(op)) if recurrent_cell(op) is not None else {}
+        if not rates:
             continue
-        words = ", ".join(f"{key}={value:g}" for key, value in rates.items() if value)
+        words = ", ".join(f"{key}={value:g}" for key, value in rates.items())
         found.append(DropoutComparison(
             None, op.name, None, type(op).__name__, None, float(max(rates.values())), True,
             f"Keras {op.name} ({type(op).__name__}, {words}) drops within its steps in "

@@ -317,10 +317,14 @@ class PyTorchAdapter(FrameworkAdapter):
     def _reset_rng_impl(self):
         torch.manual_seed(self._seed)
 
+    def _drops(self, module: nn.Module) -> bool:
+        """Whether the module drops values in training (off in the Dropout-free pass)."""
+        return isinstance(module, nn.Dropout)
+
     def _forward_loss_impl(self, batch, bn_moving, dropout_off):
         switched = [m for m in self.model.modules() if m.training and (
             (bn_moving and isinstance(m, nn.modules.batchnorm._BatchNorm))
-            or (dropout_off and isinstance(m, nn.Dropout)))]
+            or (dropout_off and self._drops(m)))]
         x, y = self._tensors(batch)
         try:
             for module in switched:

@@ -16,6 +16,15 @@ _DROPOUTS = (nn.modules.dropout._DropoutNd,)
 _BATCHNORMS = (nn.modules.batchnorm._BatchNorm,)
 
 
+def stacked_dropout(module) -> int:
+    """How many times a stacked PyTorch LSTM, GRU or RNN drops in training: between each of
+    its layers, where its `dropout` is set (a Dropout layer between Keras's recurrent
+    layers does the same); no PyTorch recurrent module drops within its steps."""
+    if not isinstance(module, nn.RNNBase) or module.num_layers < 2 or not module.dropout:
+        return 0
+    return module.num_layers - 1
+
+
 class _FixedModes(nn.Module):
     """A torch.export program, whose BatchNorm and Dropout modes were fixed at export: train()
     and eval() are recorded here and never reach it (it refuses them)."""
@@ -55,14 +64,36 @@ class PyTorchUserAdapter(PyTorchAdapter):
 
     def _install_observers(self):
         super()._install_observers()
-        # Every Dropout kind (Dropout2d, AlphaDropout, ...), not nn.Dropout alone.
+        # Every Dropout kind (Dropout2d, AlphaDropout, ...), not nn.Dropout alone, and the
+        # Dropout between a stacked recurrent module's layers.
         for name, module in self.model.named_modules():
             if isinstance(module, _DROPOUTS) and not isinstance(module, nn.Dropout):
                 module.register_forward_hook(self._make_dropout_hook(name))
+            elif stacked_dropout(module):
+                module.register_forward_hook(self._make_stacked_dropout_hook(name))
+
+    def _make_stacked_dropout_hook(self, name):
+        def hook(module, args, output):
+            if self._observing:  # its dropout acts in training mode only
+                self._dropout_seen[name] = stacked_dropout(module) if module.training else 0
+        return hook
+
+    def conventions(self) -> dict:
+        """Also the Dropout between a stacked recurrent module's layers, as `lstm (between
+        layers)`."""
+        found = super().conventions()
+        found["dropout"].update({f"{name} (between layers)": float(m.dropout)
+                                 for name, m in self.model.named_modules()
+                                 if stacked_dropout(m)})
+        return found
+
+    def _drops(self, module: nn.Module) -> bool:
+        return isinstance(module, _DROPOUTS) or bool(stacked_dropout(module))
 
     def _audit_impl(self):
         modes = super()._audit_impl()
-        dropouts = sum(isinstance(m, _DROPOUTS) for m in self.model.modules())
+        dropouts = sum(isinstance(m, _DROPOUTS) + stacked_dropout(m)
+                       for m in self.model.modules())
         return type(modes)(modes.bn_layers, modes.bn_batch_stats, dropouts,
                            modes.dropout_active)
 
@@ -70,7 +101,7 @@ class PyTorchUserAdapter(PyTorchAdapter):
         super()._apply_impl(recipe)
         if self.dropout_off:  # --dropout off: the step runs Dropout in inference mode
             for module in self.model.modules():
-                if isinstance(module, _DROPOUTS):
+                if self._drops(module):
                     module.eval()
 
     def bn_layers(self) -> dict[str, nn.Module]:
