@@ -364,41 +364,38 @@ def pair_weights(torch_model: nn.Module, keras_model, x: np.ndarray) -> Pairing:
     ports, matched = [], []
     for name, index in order:
         left = [layer for layer in keras_side if not any(layer is m for m in matched)]
-        found = next(((port, layer) for layer in left
-                      if (port := _port(name, index, modules[name], layer)) is not None), None)
-        if found is None:  # why the next Keras layer in running order does not fit
-            return Pairing((), (), _misfit(name, modules[name], left[0]))
-        ports.append(found[0])
-        matched.append(found[1])
+        first_reason = ""  # why the next Keras layer in running order does not fit
+        for layer in left:
+            port = _port(name, index, modules[name], layer)
+            if isinstance(port, LayerPort):
+                break
+            first_reason = first_reason or port
+        else:
+            return Pairing((), (), first_reason)
+        ports.append(port)
+        matched.append(layer)
     return Pairing(tuple(ports), tuple(matched), not_compared=tuple(
         _summed_words(biases, layer.name) for port, layer in zip(ports, matched)
         if (biases := summed_biases(port, len(layer.weights)))))
 
 
-def _port(name: str, index: int, module: nn.Module, layer) -> LayerPort | None:
-    """The port of PyTorch layer `index` of module `name` into this Keras layer, or None where
-    it cannot hold that layer's weights."""
+def _port(name: str, index: int, module: nn.Module, layer) -> LayerPort | str:
+    """The port of PyTorch layer `index` of module `name` into this Keras layer, or why this
+    layer cannot hold that layer's weights."""
     kind = keras_kind(layer)
     base_kind = "dense" if kind.startswith("flatten_dense") else kind
-    if reset_before(layer) or "other" in (torch_kind(module), base_kind) or \
-            torch_kind(module) != base_kind:
-        return None
-    port = LayerPort(name, layer.name, kind, canonical_names(name, base_kind, module, index))
-    return port if _fits(port, module, layer.get_weights()) else None
-
-
-def _misfit(name: str, module: nn.Module, layer) -> str:
     both = (f"PyTorch {name or 'model'} ({type(module).__name__}) and Keras {layer.name} "
             f"({type(layer).__name__})")
-    kind = keras_kind(layer)
-    base_kind = "dense" if kind.startswith("flatten_dense") else kind
     if reset_before(layer):
         return f"{both} meet in running order, and {RESET_BEFORE}"
     if "other" in (torch_kind(module), base_kind):
         return f"{both} meet in running order, and the pairing knows only {PAIRED_LAYERS}"
     if torch_kind(module) != base_kind:
         return f"{both} meet in running order: different kinds of layer"
-    return f"PyTorch {name} and Keras {layer.name} hold weights of different shapes"
+    port = LayerPort(name, layer.name, kind, canonical_names(name, base_kind, module, index))
+    if not _fits(port, module, layer.get_weights()):
+        return f"PyTorch {name} and Keras {layer.name} hold weights of different shapes"
+    return port
 
 
 def _summed_words(biases: list, keras_layer: str) -> str:

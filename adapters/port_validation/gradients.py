@@ -16,7 +16,6 @@ from adapters.port_validation.graph import (  # noqa: E402
     as_float,
     channels_move,
     keras_state_kept,
-    keras_step_dropout_off,
     run_keras,
     to_keras_values,
     torch_mode,
@@ -75,7 +74,7 @@ def compare_gradients(torch_model, model64, fn, pairs, x, seed, tolerance):
     variables = [v for layer in fn.layers for v in layer.trainable_weights]
     for v in variables:
         v.value.grad = None
-    with keras_state_kept(fn), keras_step_dropout_off(fn):
+    with keras_state_kept(fn):
         _, keras_out = run_keras(fn, to_keras_values(x), True, set())
         if isinstance(keras_out, Failed) or keras_out is None:
             message = keras_out.message if keras_out is not None else "no output"

@@ -116,6 +116,14 @@ def inbound(tensor):
     return op, list(node.input_tensors)
 
 
+class ModelFailed(UsageError):
+    """The PyTorch model raised on the validator's input; `cause` is its error in one line."""
+
+    def __init__(self, shape: tuple, cause: str):
+        super().__init__(f"the PyTorch model failed on input {shape}: {cause}")
+        self.cause = cause
+
+
 class Failed:
     def __init__(self, message: str):
         self.message = message
@@ -179,8 +187,8 @@ def torch_trace(model: nn.Module, pairs: list[Pair], x: np.ndarray, mode: str,
     except UsageError:
         raise
     except Exception as exc:  # the user's model refused the input
-        raise UsageError(f"the PyTorch model failed on input {tuple(x.shape)}: "
-                         f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+        raise ModelFailed(tuple(x.shape),
+                          f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from None
     finally:
         for h in hooks:
             h.remove()
@@ -190,6 +198,14 @@ def torch_trace(model: nn.Module, pairs: list[Pair], x: np.ndarray, mode: str,
                              "one forward pass; the validator pairs modules that run exactly "
                              "once with one Keras layer")
     return {name: calls[0] for name, calls in records.items()}, output
+
+
+def training_of(op, training: bool) -> bool:
+    """The training flag a Keras operation is called with in a pass: off for the random
+    layers, and for a recurrent layer that drops within its steps (its training flag does
+    nothing else), since their masks cannot match PyTorch's; the Dropout comparison names
+    their rates."""
+    return training and not (isinstance(op, _NOISE) or step_dropping_layers(op))
 
 
 def run_keras(fn: Functional, x, training: bool, watch: set[str],
@@ -212,7 +228,7 @@ def run_keras(fn: Functional, x, training: bool, watch: set[str],
         else:
             args, kwargs = node.arguments.fill_in(values)
             if "training" in getattr(op, "_call_context_args", ()):
-                kwargs["training"] = training and not isinstance(op, _NOISE)
+                kwargs["training"] = training_of(op, training)
             try:
                 result = op(*args, **kwargs)
             except Exception as exc:
@@ -226,22 +242,6 @@ def run_keras(fn: Functional, x, training: bool, watch: set[str],
         for tensor, value in zip(node.outputs, outputs):
             values[id(tensor)] = value
     return recorded, values.get(id(fn.outputs[0]))
-
-
-@contextlib.contextmanager
-def keras_step_dropout_off(fn: Functional):
-    """Keras's recurrent cells drop nothing within their steps in the block: their random
-    masks cannot match PyTorch's, as no Dropout layer's can (the Dropout comparison names
-    their rates)."""
-    cells = [inner.cell for layer in fn.layers for inner in step_dropping_layers(layer)]
-    kept = [(cell, cell.dropout, cell.recurrent_dropout) for cell in cells]
-    try:
-        for cell in cells:
-            cell.dropout = cell.recurrent_dropout = 0.0
-        yield
-    finally:
-        for cell, rate, recurrent_rate in kept:
-            cell.dropout, cell.recurrent_dropout = rate, recurrent_rate
 
 
 @contextlib.contextmanager

@@ -124,7 +124,8 @@ def keras_step_dropout(operations) -> list[DropoutComparison]:
     recurrent module does: each is a difference of its own, not paired in order."""
     found = []
     for op in operations:
-        rates = step_dropout(recurrent_cell(op)) if recurrent_cell(op) is not None else {}
+        cell = recurrent_cell(op)
+        rates = step_dropout(cell) if cell is not None else {}
         if not rates:
             continue
         words = ", ".join(f"{key}={value:g}" for key, value in rates.items())

@@ -29,11 +29,11 @@ from adapters.port_validation.causes import (  # noqa: E402
 from adapters.port_validation.gradients import compare_gradients  # noqa: E402
 from adapters.port_validation.graph import (  # noqa: E402
     Failed,
+    ModelFailed,
     as_float,
     functional_graph,
     graph_nodes,
     keras_state_kept,
-    keras_step_dropout_off,
     numpy_of,
     run_keras,
     sequence_layout,
@@ -41,6 +41,7 @@ from adapters.port_validation.graph import (  # noqa: E402
     to_torch_values,
     torch_mode,
     torch_trace,
+    training_of,
 )
 from adapters.port_validation.pairs import (  # noqa: E402
     keras_side,
@@ -121,7 +122,9 @@ def _compare(pair, layer, keras_value, reference, reference64, facts, isolated, 
             more["flatten_order"] = True
         if isolated and pair.kind != "attention":  # attention takes more than one input
             more["alone_agrees"] = _alone_agrees(layer, trace[pair.torch_module][0],
-                                                 reference, mode, tolerance)
+                                                 reference, training_of(layer,
+                                                                        mode == "training"),
+                                                 tolerance)
         if isolated and mode == "training" and one_pass_variance_explains(
                 layer, trace[pair.torch_module][0], value,
                 reference if reference64 is None else reference64, facts.get("torch_eps")):
@@ -133,12 +136,12 @@ def _compare(pair, layer, keras_value, reference, reference64, facts, isolated, 
                            noise_rel=noise.max_rel if noise else None, inconclusive=unsure)
 
 
-def _alone_agrees(layer, torch_input: np.ndarray, reference, mode: str, tolerance) -> bool:
+def _alone_agrees(layer, torch_input: np.ndarray, reference, training: bool,
+                  tolerance) -> bool:
     """Does the Keras layer, on the input PyTorch's module was given, give PyTorch's output?
     Then what differs is what reaches the layer, not the layer."""
     try:
-        value = layer(ops.convert_to_tensor(to_keras_values(torch_input)),
-                      training=mode == "training")
+        value = layer(ops.convert_to_tensor(to_keras_values(torch_input)), training=training)
     except Exception:  # the layer takes another input than PyTorch's module: not this
         return False
     value = numpy_of(value[0] if isinstance(value, (list, tuple)) else value)
@@ -277,36 +280,35 @@ class _Setup:
         self.by_name = {layer.name: layer for layer in fn.layers}
         self.watch = {p.keras_layer for p in pairs}
         self.state = torch_state(torch_model)
-        self.model64, self.note64 = _float64_copy(torch_model, x) if reference64 else (None, "")
+        self.model64 = copy.deepcopy(torch_model).double() if reference64 else None
         self.modules64 = dict(self.model64.named_modules()) if self.model64 is not None else {}
+        self.note64 = ""
         self.views = {p.torch_module: view for p in pairs if (view := output_view(
             self.modules[p.torch_module], self.by_name[p.keras_layer])) is not None}
         self.facts = None
 
 
-def _float64_copy(torch_model: nn.Module, x: np.ndarray) -> tuple[nn.Module | None, str]:
-    """A float64 copy of the PyTorch model, the rounding reference, or None and why: a model
-    that makes float32 tensors of its own in forward() (an initial state, say) cannot run in
-    float64, and is then validated without the reference."""
-    model64 = copy.deepcopy(torch_model).double()
+def _trace64(setup: _Setup, mode: str):
+    """The float64 copy's trace, the rounding reference; ({}, None) without one. A model that
+    makes float32 tensors of its own in forward() (an initial state, say) cannot run in
+    float64 (its float32 trace has just run): it is then validated without the reference."""
+    if setup.model64 is None:
+        return {}, None
     try:
-        with torch_mode(model64, "inference"), torch.no_grad():
-            device = next(model64.parameters()).device
-            model64(torch.from_numpy(as_float(x, np.float64)).to(device))
-    except Exception as exc:
-        return None, (f"no float64 rounding reference: PyTorch's float64 copy of the model "
-                      f"failed ({type(exc).__name__}: {str(exc).splitlines()[0]}); float32 "
-                      "values are compared as they are")
-    return model64, ""
+        return torch_trace(setup.model64, setup.pairs, as_float(setup.x, np.float64), mode,
+                           setup.views)
+    except ModelFailed as exc:
+        setup.model64, setup.modules64 = None, {}
+        setup.note64 = (f"no float64 rounding reference: PyTorch's float64 copy of the model "
+                        f"failed ({exc.cause}); float32 values are compared as they are")
+        return {}, None
 
 
 def _mode_passes(setup: _Setup, mode: str, isolation: bool, tolerance: float):
     """PyTorch's trace in this mode, and the forward (then isolated) pass results."""
     pairs, by_name = setup.pairs, setup.by_name
     trace, torch_out = torch_trace(setup.torch_model, pairs, setup.x, mode, setup.views)
-    trace64, torch_out64 = (torch_trace(setup.model64, pairs, as_float(setup.x, np.float64),
-                                        mode, setup.views)
-                            if setup.model64 is not None else ({}, None))
+    trace64, torch_out64 = _trace64(setup, mode)
     if setup.facts is None:
         setup.facts = {p.torch_module: layer_facts(p, setup.modules[p.torch_module],
                                                    by_name[p.keras_layer], trace,
@@ -326,7 +328,7 @@ def _mode_passes(setup: _Setup, mode: str, isolation: bool, tolerance: float):
                             for p in pairs}
         substitute = ({name: ops.convert_to_tensor(v) for name, v in references.items()}
                       if isolated else None)
-        with keras_state_kept(setup.fn), keras_step_dropout_off(setup.fn), torch.no_grad():
+        with keras_state_kept(setup.fn), torch.no_grad():
             recorded, keras_out = run_keras(setup.fn, to_keras_values(setup.x),
                                             mode == "training", setup.watch, substitute)
             comparisons = tuple(
