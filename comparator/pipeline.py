@@ -492,7 +492,8 @@ def compare_pair(torch_module, keras_model, inputs, labels_or_targets=None, *,
     keras_model: a keras.Model (or a SPEC string), on the torch backend in this process;
     inputs: one batch in PyTorch's layout (N,C,H,W or N,F), numpy or a tensor; Keras gets
     the channels-last copy. labels_or_targets: class indices (loss "logits" or
-    "probabilities") or regression targets (loss "mse"); default: the PyTorch model's own
+    "probabilities"; one per position of a map or a sequence) or regression targets (loss
+    "mse"; the outputs' shape, in PyTorch's layout); default: the PyTorch model's own
     predictions. freeze: the submodule and layer that play the frozen backbone ("NAME" or
     "TORCH_NAME:KERAS_NAME"); default: the whole model. onnx: an ONNX file of the model,
     run in ONNX Runtime as the referee. Weights are used as given unless port_weights

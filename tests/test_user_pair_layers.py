@@ -145,13 +145,13 @@ def test_a_recurrent_pair_takes_the_batch_as_given():
     assert "twice as far" in cause["text"]
 
 
-def _dense_prediction_pair():
-    """PyTorch's map is N,K,H,W; its Keras port's N,H,W,K."""
+def _maps_of_other_channels():
+    """PyTorch's map has 2 channels, N,2,H,W; the Keras model's 3, N,H,W,3."""
     import torch
 
     torch_model = torch.nn.Conv2d(1, 2, 1)
     inputs = models.keras.Input((models.SIZE, models.SIZE, 1))
-    keras_model = models.keras.Model(inputs, models.layers.Conv2D(2, 1)(inputs))
+    keras_model = models.keras.Model(inputs, models.layers.Conv2D(3, 1)(inputs))
     return torch_model, keras_model
 
 
@@ -162,9 +162,9 @@ def _two_input_keras():
 
 
 @pytest.mark.parametrize("pair, message", [
-    (_dense_prediction_pair, r"outputs differ in shape: PyTorch \(4, 2, 8, 8\), Keras "
-                             r"\(4, 8, 8, 2\) \(the same map in each framework's layout: the "
-                             r"comparison takes one row of scores or values per input"),
+    (_maps_of_other_channels, r"outputs differ in shape: PyTorch \(4, 2, 8, 8\), Keras "
+                              r"\(4, 8, 8, 3\) \(neither the same nor with the channel axis "
+                              r"moved last\)"),
     (lambda: (models.GroupNormNet(), _two_input_keras()),
      "the Keras model takes 2 inputs; the comparison feeds both models one batch"),
 ])

@@ -281,10 +281,12 @@ class Keras3Adapter(FrameworkAdapter):
         if self._hooks.evaluate_keeps_outputs:
             kept = self._evaluate_keeping_outputs(batch)
             if kept is not None:
-                self._evaluated = (kept[0], self.loss_kind, kept[1])
-                return kept[0]
+                outputs = batch.outputs_as_pytorch(kept[0])
+                self._evaluated = (outputs, self.loss_kind, kept[1])
+                return outputs
         x, _ = self._data(batch)
-        return np.asarray(self._wrappers[False].predict(x, batch_size=len(x), verbose=0))
+        return batch.outputs_as_pytorch(
+            np.asarray(self._wrappers[False].predict(x, batch_size=len(x), verbose=0)))
 
     def _evaluate_keeping_outputs(self, batch) -> tuple[np.ndarray, float] | None:
         """The inference loss's own evaluate() (`_inference_loss_impl`): its outputs and

@@ -23,6 +23,7 @@ from adapters.own_pair.pairing import (
     torch_arrays,
     weighted_keras_layers,
 )
+from comparator.inputs.batch import REGRESSION_SCENARIOS
 from comparator.zoo.portmaps import to_keras_layout
 
 _BN_NAMES = ("weight", "bias", "running_mean", "running_var")
@@ -146,6 +147,8 @@ class KerasUserAdapter(Keras3Adapter):
                 layers.RNN.call = call
 
     def _data(self, batch):
+        if self.scenario in REGRESSION_SCENARIOS:
+            return batch.x_channels_last, batch.targets_as_keras()
         if self.loss_kind == "probabilities":
             return batch.x_channels_last, np.eye(self.classes, dtype=np.float32)[batch.y]
         return batch.x_channels_last, batch.y

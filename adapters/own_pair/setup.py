@@ -21,7 +21,7 @@ from adapters.own_pair.pairing import (
     torch_arrays,
 )
 from comparator.config.pair import UserPair, pair_inputs
-from comparator.inputs.batch import REGRESSION_SCENARIOS, Batch
+from comparator.inputs.batch import REGRESSION_SCENARIOS, Batch, class_axis
 from comparator.errors import UsageError
 
 
@@ -40,12 +40,18 @@ def _channels_last(shape: tuple[int, ...]) -> tuple[int, ...]:
     return (*shape[1:], shape[0]) if len(shape) >= 2 else tuple(shape)
 
 
-def _output_layout_words(torch_out: np.ndarray, keras_out: np.ndarray) -> str:
-    if torch_out.ndim >= 3 and np.moveaxis(torch_out, 1, -1).shape == keras_out.shape:
-        return (" (the same map in each framework's layout: the comparison takes one row of "
-                "scores or values per input, (N, K), and compares no dense predictions; "
-                "validate_port.py compares such a pair layer by layer)")
-    return ""
+def keras_outputs_layout(torch_out: np.ndarray, keras_out: np.ndarray) -> str | None:
+    """How Keras's outputs hold PyTorch's (Batch.keras_outputs): "as_given", "channels_last"
+    (a map's channel axis moved last), or None where neither fits. Where both fit (one row
+    per input, or a map as long as it is wide), the values decide."""
+    moved = np.moveaxis(torch_out, 1, -1) if torch_out.ndim >= 3 else torch_out
+    fits = {"channels_last": moved.shape == keras_out.shape,
+            "as_given": torch_out.shape == keras_out.shape}
+    if fits["channels_last"] and fits["as_given"] and torch_out.ndim >= 3:
+        far = {"channels_last": np.max(np.abs(moved - keras_out)),
+               "as_given": np.max(np.abs(torch_out - keras_out))}
+        return min(far, key=far.get)
+    return next((layout for layout, fit in fits.items() if fit), None)
 
 
 def _one_input(model) -> None:
@@ -79,8 +85,30 @@ def keras_layout(model, sample_shape: tuple[int, ...], torch_model) -> str:
             else "as_given")
 
 
+_ONE_OUTPUT = ("the comparison takes models with one output: scores or values per input "
+               "(N,K), a map (N,K,H,W in PyTorch) or per-step scores (N,L,K)")
+
+
+class _NotOneOutput(Exception):
+    """A model returned a tuple, a list or a dict (said before any other failure)."""
+
+
+def _several(what: str, outputs) -> str:
+    kind = type(outputs).__name__
+    count = f" of {len(outputs)} outputs" if isinstance(outputs, (tuple, list, dict)) else ""
+    return f"the {what} model returns a {kind}{count}; {_ONE_OUTPUT}"
+
+
+def _torch_outputs(outputs) -> np.ndarray:
+    if not isinstance(outputs, torch.Tensor):
+        raise _NotOneOutput(_several("PyTorch", outputs))
+    return outputs.cpu().numpy()
+
+
 def _keras_outputs(model, batch: Batch) -> np.ndarray:
     outputs = model(batch.x_channels_last, training=False)
+    if isinstance(outputs, (tuple, list, dict)):
+        raise _NotOneOutput(_several("Keras", outputs))
     return np.asarray(keras.ops.convert_to_numpy(outputs))
 
 
@@ -118,9 +146,10 @@ def _pairing_settings(pairing) -> dict:
     return settings
 
 
-def _labels(scenario: str, given, config_labels, config_targets, outputs) -> tuple:
-    """Labels (classify) or targets (regress, head) and where they came from."""
-    n = len(outputs)
+def _labels(scenario: str, given, config_labels, config_targets, outputs,
+            axis: int = 1) -> tuple:
+    """Labels (classify) or targets (regress, head) and where they came from. A map's labels
+    are one class per position: outputs N,K,H,W take labels N,H,W."""
     if scenario in REGRESSION_SCENARIOS:
         if given is not None:
             y = np.asarray(given, dtype=np.float32).reshape(outputs.shape)
@@ -130,23 +159,26 @@ def _labels(scenario: str, given, config_labels, config_targets, outputs) -> tup
             return y.reshape(outputs.shape), "given"
         return (outputs.astype(np.float32),
                 "predicted: the PyTorch model's own outputs (inference mode)")
-    if outputs.ndim != 2:
+    if outputs.ndim < 2:
         raise UsageError(f"the classify scenario needs outputs of shape (N, classes); the "
                          f"models give {outputs.shape}: use --scenario regress")
+    classes = outputs.shape[axis]
+    shape = np.delete(np.array(outputs.shape), axis).tolist()
     source = "given"
     if given is not None:
         y = np.asarray(given)
-        if y.dtype.kind not in "iu" or y.shape != (n,):
-            raise UsageError(f"labels must be {n} integers (one per input), got {y.dtype} of "
-                             f"shape {y.shape}")
+        if y.dtype.kind not in "iu" or list(y.shape) != shape:
+            what = "one per input" if len(shape) == 1 else "one per output position"
+            raise UsageError(f"labels must be {' x '.join(map(str, shape))} integers ({what}), "
+                             f"got {y.dtype} of shape {y.shape}")
     elif config_labels:
-        y = np.resize(np.asarray(config_labels), n)
+        y = np.resize(np.asarray(config_labels), shape)
     else:
-        y, source = outputs.argmax(axis=1), "predicted: the PyTorch model's own predictions"
-    wrong = [int(v) for v in y if not 0 <= v < outputs.shape[1]]
+        y, source = (outputs.argmax(axis=axis),
+                     "predicted: the PyTorch model's own predictions")
+    wrong = [int(v) for v in np.ravel(y) if not 0 <= v < classes]
     if wrong:
-        raise UsageError(f"label {wrong[0]} is outside the models' classes "
-                         f"0..{outputs.shape[1] - 1}")
+        raise UsageError(f"label {wrong[0]} is outside the models' classes 0..{classes - 1}")
     return y.astype(np.int64), source
 
 
@@ -174,8 +206,10 @@ def open_pair(pair: UserPair, config) -> OpenedPair:
     torch_adapter.adopt(torch_side, torch_freeze, config.scenario, config.seed,
                         dropout_off=pair.dropout == "off")
     try:
-        torch_out = torch_adapter.predictions(x)
+        torch_out = _torch_outputs(torch_adapter.predictions(x))
         keras_out = _keras_outputs(keras_side.model, Batch(x, None, layout))
+    except _NotOneOutput as exc:
+        raise UsageError(str(exc)) from None
     except Exception as exc:
         hint = ("; an Embedding takes token ids: give them as integers, x of --inputs "
                 "FILE.npz" if x.dtype.kind == "f" and any(
@@ -184,17 +218,15 @@ def open_pair(pair: UserPair, config) -> OpenedPair:
         raise UsageError(f"the models cannot run on inputs of shape {x.shape} (PyTorch layout):"
                          f" {type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
                          f"{hint}") from None
-    if torch_out.shape != keras_out.shape:
+    outputs_layout = keras_outputs_layout(torch_out, keras_out)
+    if outputs_layout is None:
         raise UsageError(f"the two models' outputs differ in shape: PyTorch {torch_out.shape}, "
-                         f"Keras {keras_out.shape}{_output_layout_words(torch_out, keras_out)}")
-    if torch_out.ndim > 2:
-        raise UsageError(f"the models' outputs have shape {torch_out.shape}; the comparison "
-                         "takes one row of scores or values per input, (N, K): pool or "
-                         "flatten a dense prediction in both models, or compare them layer by "
-                         "layer with validate_port.py")
+                         f"Keras {keras_out.shape} (neither the same nor with the channel "
+                         "axis moved last)")
+    torch_adapter.class_axis = axis = class_axis(outputs_layout)
     y, labels_source = _labels(config.scenario, given_y, config.labels, config.targets,
-                               torch_out)
-    classes = torch_out.shape[1] if torch_out.ndim == 2 else None
+                               torch_out, axis)
+    classes = torch_out.shape[axis] if torch_out.ndim >= 2 else None
     keras_adapter = KerasUserAdapter(device=config.device)
     keras_adapter.adopt(keras_side, keras_freeze, config.scenario, config.seed,
                         keras_shape, pairing, pair.dropout == "off", classes)
@@ -212,7 +244,8 @@ def open_pair(pair: UserPair, config) -> OpenedPair:
             "pairing": _pairing_settings(pairing),
             "dropout": pair.dropout,
         },
-        "inputs": {"source": inputs_source, "shape": list(x.shape), "keras_layout": layout},
+        "inputs": {"source": inputs_source, "shape": list(x.shape), "keras_layout": layout,
+                   "outputs_shape": list(torch_out.shape), "keras_outputs": outputs_layout},
         "labels_source": labels_source,
         "conventions": {"pytorch": torch_adapter.conventions(),
                         "keras": keras_adapter.conventions(),
@@ -228,4 +261,5 @@ def open_pair(pair: UserPair, config) -> OpenedPair:
     if keras_adapter.training_false_problem:
         blocked["keras:training_false"] = keras_adapter.training_false_problem
     return OpenedPair(name, {"pytorch": torch_adapter, "keras": keras_adapter},
-                      Batch(x=x, y=y, keras_layout=layout), settings, blocked)
+                      Batch(x=x, y=y, keras_layout=layout, keras_outputs=outputs_layout),
+                      settings, blocked)

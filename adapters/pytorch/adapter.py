@@ -24,9 +24,9 @@ from comparator.schema import Modes
 def _clipped_probability_cross_entropy(logits, labels, epsilon: float = 1e-7):
     """Cross-entropy on softmax probabilities clipped to [epsilon, 1 - epsilon], the same
     function (and gradient) as Keras's CategoricalCrossentropy on a softmax output."""
-    probabilities = F.softmax(logits, dim=-1)
-    probabilities = probabilities / probabilities.sum(dim=-1, keepdim=True)
-    picked = probabilities.clamp(epsilon, 1.0 - epsilon).gather(1, labels[:, None])
+    probabilities = F.softmax(logits, dim=1)
+    probabilities = probabilities / probabilities.sum(dim=1, keepdim=True)
+    picked = probabilities.clamp(epsilon, 1.0 - epsilon).gather(1, labels.unsqueeze(1))
     return -picked.log().mean()
 
 
@@ -43,6 +43,8 @@ class PyTorchAdapter(FrameworkAdapter):
     name = "pytorch"
     capabilities = frozenset({"float64", "float64_forward", "bn_momentum", "optimizer_overrides",
                               "randomise_affine", "calibrate", "save_state_dict"})
+    # The outputs' class axis (Batch.class_axis): -1 for a user's per-step outputs, N,L,K.
+    class_axis = 1
 
     def __init__(self, device: str = "cpu", threads: int | None = None):
         super().__init__(device)
@@ -257,6 +259,7 @@ class PyTorchAdapter(FrameworkAdapter):
     def _loss(self, outputs, y):
         if self.scenario in REGRESSION_SCENARIOS:
             return F.mse_loss(outputs, y)
+        outputs = outputs.movedim(self.class_axis, 1)  # where torch's cross-entropy reads it
         if self.loss_kind == "probabilities":
             return _clipped_probability_cross_entropy(outputs, y)
         return F.cross_entropy(outputs, y)

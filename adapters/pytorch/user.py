@@ -109,8 +109,9 @@ class PyTorchUserAdapter(PyTorchAdapter):
         return {name[len(prefix):]: m for name, m in self.model.named_modules()
                 if isinstance(m, _BATCHNORMS)}
 
-    def predictions(self, x: np.ndarray) -> np.ndarray:
-        """The model's inference outputs on x, for labels or targets the user did not give."""
+    def predictions(self, x: np.ndarray):
+        """The model's inference outputs on x as it returns them (a tensor, or whatever else
+        a user's model returns), for the labels or targets the user did not give."""
         self.model.eval()
         with torch.no_grad():
-            return self.model(torch.from_numpy(x).to(self._torch_device)).cpu().numpy()
+            return self.model(torch.from_numpy(x).to(self._torch_device))

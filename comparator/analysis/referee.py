@@ -71,12 +71,18 @@ def with_referee(report: Report, result: RefereeResult) -> Report:
 # ----- losses, in numpy ----------------------------------------------------------------------
 
 
-def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
+def _rows(logits: np.ndarray, labels: np.ndarray, class_axis: int) -> tuple:
+    """Logits as rows of class scores (float64) and their integer labels, one per row: a
+    map's N,K,H,W as N*H*W rows, as the frameworks' losses average over its positions."""
+    z = np.moveaxis(np.asarray(logits, dtype=np.float64), class_axis, -1)
+    return z.reshape(-1, z.shape[-1]), np.asarray(labels).astype(np.int64).ravel()
+
+
+def cross_entropy(logits: np.ndarray, labels: np.ndarray, class_axis: int = 1) -> float:
     """Mean cross-entropy from logits with integer labels (float64)."""
-    z = np.asarray(logits, dtype=np.float64)
+    z, labels = _rows(logits, labels, class_axis)
     z = z - z.max(axis=1, keepdims=True)
     log_norm = np.log(np.exp(z).sum(axis=1))
-    labels = np.asarray(labels).astype(np.int64).ravel()
     return float(np.mean(log_norm - z[np.arange(len(z)), labels]))
 
 
@@ -86,23 +92,24 @@ def mean_squared_error(outputs: np.ndarray, targets: np.ndarray) -> float:
 
 
 def clipped_probability_cross_entropy(logits: np.ndarray, labels: np.ndarray,
-                                      epsilon: float = 1e-7) -> float:
+                                      epsilon: float = 1e-7, class_axis: int = 1) -> float:
     """Cross-entropy on softmax probabilities clipped to [epsilon, 1 - epsilon] (float64)."""
-    z = np.asarray(logits, dtype=np.float64)
+    z, labels = _rows(logits, labels, class_axis)
     p = np.exp(z - z.max(axis=1, keepdims=True))
     p /= p.sum(axis=1, keepdims=True)
-    labels = np.asarray(labels).astype(np.int64).ravel()
     return float(np.mean(-np.log(np.clip(p[np.arange(len(p)), labels], epsilon, 1 - epsilon))))
 
 
-def loss_of(scenario: str, outputs: np.ndarray, y: np.ndarray, kind: str = "logits") -> float:
+def loss_of(scenario: str, outputs: np.ndarray, y: np.ndarray, kind: str = "logits",
+            class_axis: int = 1) -> float:
     """The comparison's loss: mean squared error for regression scenarios, else
-    cross-entropy from logits or on clipped probabilities (`kind`)."""
+    cross-entropy from logits or on clipped probabilities (`kind`). class_axis: the outputs'
+    (Batch.class_axis)."""
     if scenario in REGRESSION_SCENARIOS:
         return mean_squared_error(outputs, np.reshape(y, np.shape(outputs)))
     if kind == "probabilities":
-        return clipped_probability_cross_entropy(outputs, y)
-    return cross_entropy(outputs, y)
+        return clipped_probability_cross_entropy(outputs, y, class_axis=class_axis)
+    return cross_entropy(outputs, y, class_axis)
 
 
 def _max_abs(a: np.ndarray, b: np.ndarray) -> float:
@@ -322,7 +329,8 @@ class _Referee:
             entry, outputs = self._inference_graph(fields, build, x, cache)
             if outputs is not None:
                 graphs[name] = outputs
-                entry["loss"] = loss_of(self.scenario, outputs, self.batch.y, self.loss_kind)
+                entry["loss"] = loss_of(self.scenario, outputs, self.batch.y, self.loss_kind,
+                                        self.batch.class_axis)
                 ref["losses"][name] = entry["loss"]
             else:
                 errors.append(f"{name} graph: {entry['error']}")
@@ -417,7 +425,8 @@ class _Referee:
         ref["description"] = (f"{TRAIN_FORWARD_DESCRIPTION}: {how}; the graph has "
                               f"{facts['batchnorm_training_nodes']} of {bn_modules} "
                               "BatchNormalization nodes in training mode and no active Dropout")
-        ref["train_forward"] = loss_of(self.scenario, outputs, self.batch.y, self.loss_kind)
+        ref["train_forward"] = loss_of(self.scenario, outputs, self.batch.y, self.loss_kind,
+                                       self.batch.class_axis)
         ref["ok"] = True
         return ref
 
@@ -571,20 +580,22 @@ def referee_file(outcome, path: str, load_runtime, device: str = "cpu") -> Refer
     except Exception as exc:  # noqa: BLE001
         raise UsageError(f"--onnx: ONNX Runtime cannot run {path} on the batch "
                          f"({_one_line(exc)})") from None
+    # A graph taking Keras's layout was exported from Keras: its outputs are Keras's too.
+    outputs = batch.outputs_as_pytorch(run.outputs) if x is not batch.x else run.outputs
     checks = []
     for name, adapter in outcome.adapters.items():
         theirs = np.asarray(adapter.logits(batch))
-        if theirs.shape != run.outputs.shape:
+        if theirs.shape != outputs.shape:
             raise UsageError(f"--onnx: the graph's outputs have shape {run.outputs.shape}, "
                              f"{name}'s {theirs.shape}")
-        diff = _max_abs(run.outputs, theirs)
+        diff = _max_abs(outputs, theirs)
         checks.append(Check(name=f"{USER_FILE}_vs_{name}_eval_logits",
                             passed=diff <= LOGIT_TOLERANCE, value=diff,
                             tolerance=LOGIT_TOLERANCE,
                             detail="max abs difference of the user's ONNX graph's outputs and "
                                    "the framework's inference-mode outputs on the batch"))
-    loss = loss_of(report.scenario, run.outputs, batch.y,
-                   report.settings.get("loss_kind", "logits"))
+    loss = loss_of(report.scenario, outputs, batch.y,
+                   report.settings.get("loss_kind", "logits"), batch.class_axis)
     reference = {"ok": True, "file": path, "input_layout": layout, "provider": run.provider,
                  "inference_before": loss,
                  "description": "the user's ONNX file: inference outputs on the batch"}

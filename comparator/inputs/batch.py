@@ -54,16 +54,28 @@ def normalize(images: np.ndarray, mean, std) -> np.ndarray:
     return ((images - mean) / std).astype(np.float32)
 
 
+def class_axis(keras_outputs: str) -> int:
+    """The class (or channel) axis of the outputs in PyTorch's layout, which the comparison
+    holds them in, given where Keras's hold it (Batch.keras_outputs)."""
+    return 1 if keras_outputs == "channels_last" else -1
+
+
 @dataclass(frozen=True)
 class Batch:
     """The comparison batch: x exactly as fed to PyTorch (N,C,H,W; a user's pair also N,C,L
-    or N,F), y labels or targets. keras_layout: how Keras takes x, "channels_last" (the
-    channel axis moved last) or "as_given" (a user's Keras model declared PyTorch's shape, as
-    a recurrent model on N,L,F does)."""
+    or N,F), y labels or targets (a user's map or sequence takes a label per position, N,H,W
+    or N,L, and targets of its outputs' shape, in PyTorch's layout). keras_layout: how Keras
+    takes x, "channels_last" (the channel axis moved last) or "as_given" (a user's Keras
+    model declared PyTorch's shape, as a recurrent model on N,L,F does)."""
 
     x: np.ndarray
     y: np.ndarray
     keras_layout: str = "channels_last"
+    # Where Keras's outputs hold their class or channel axis: "channels_last" (last, where
+    # PyTorch's hold it second: a segmentation map is N,K,H,W in PyTorch and N,H,W,K in
+    # Keras) or "as_given" (where PyTorch's do: per-step outputs N,L,K in both). One row per
+    # input, N,K, is the same in both.
+    keras_outputs: str = "channels_last"
 
     @property
     def x_channels_last(self) -> np.ndarray:
@@ -71,6 +83,22 @@ class Batch:
         if self.x.ndim < 3 or self.keras_layout == "as_given":
             return self.x
         return np.ascontiguousarray(np.moveaxis(self.x, 1, -1))
+
+    @property
+    def class_axis(self) -> int:
+        return class_axis(self.keras_outputs)
+
+    def targets_as_keras(self) -> np.ndarray:
+        """Regression targets as Keras's outputs hold them."""
+        if self.y.ndim < 3 or self.keras_outputs == "as_given":
+            return self.y
+        return np.ascontiguousarray(np.moveaxis(self.y, 1, -1))
+
+    def outputs_as_pytorch(self, outputs: np.ndarray) -> np.ndarray:
+        """Keras's outputs in PyTorch's layout."""
+        if outputs.ndim < 3 or self.keras_outputs == "as_given":
+            return outputs
+        return np.ascontiguousarray(np.moveaxis(outputs, -1, 1))
 
     def __len__(self) -> int:
         return len(self.x)
