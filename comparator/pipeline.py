@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 
@@ -41,6 +42,8 @@ class Outcome:
     batch: Batch
     adapters: dict = field(default_factory=dict)
     bn_deltas: dict = field(default_factory=dict)  # run id -> per-BN-layer change, by depth
+    # Takes back what the comparison put on a user's model objects (OpenedPair.release).
+    release: Callable[[], None] = lambda: None
 
 
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
@@ -431,6 +434,14 @@ def compare_user_pair(pair, config: CompareConfig, progress=_noop) -> Outcome:
     clock.last = time.perf_counter()
     progress("loading the two models", 1)
     opened = open_user_pair(pair, config)
+    try:
+        return _compare_opened(opened, config, recipes, progress, clock)
+    except BaseException:
+        opened.release()
+        raise
+
+
+def _compare_opened(opened, config: CompareConfig, recipes, progress, clock) -> Outcome:
     adapters, batch = opened.adapters, opened.batch
     for adapter in adapters.values():
         adapter.loss_kind = config.loss
@@ -446,7 +457,8 @@ def compare_user_pair(pair, config: CompareConfig, progress=_noop) -> Outcome:
     report = _report(opened.name, config, _pair_settings(config, opened), adapters, measured,
                      port_checks, clock, ())
     progress("done", 1)
-    return Outcome(report=report, batch=batch, adapters=adapters, bn_deltas=measured.bn_deltas)
+    return Outcome(report=report, batch=batch, adapters=adapters, bn_deltas=measured.bn_deltas,
+                   release=opened.release)
 
 
 def _locate_divergence(opened, check: Check) -> None:
@@ -484,7 +496,8 @@ def compare_pair(torch_module, keras_model, inputs, labels_or_targets=None, *,
                  loss: str = "logits", recipes=(), freeze: str | None = None,
                  onnx: str | None = None, steps: int = 1, lr: float = 0.01,
                  optimizer: str = "sgd", dropout: str = "on", seed: int = 0,
-                 device: str = "cpu", port_weights: str | None = None) -> Report:
+                 device: str = "cpu", port_weights: str | None = None,
+                 output: str | None = None) -> Report:
     """Compare the freezing recipes of PyTorch and Keras on your own pair; the Report of
     compare.py (same JSON schema, `model` names the pair).
 
@@ -497,23 +510,29 @@ def compare_pair(torch_module, keras_model, inputs, labels_or_targets=None, *,
     predictions. freeze: the submodule and layer that play the frozen backbone ("NAME" or
     "TORCH_NAME:KERAS_NAME"); default: the whole model. onnx: an ONNX file of the model,
     run in ONNX Runtime as the referee. Weights are used as given unless port_weights
-    ("pytorch-to-keras" or "keras-to-pytorch")."""
+    ("pytorch-to-keras" or "keras-to-pytorch"). output: the output compared where the models
+    return several ("KEY", a dict's key or a position, or "TORCH_KEY:KERAS_KEY"); the PyTorch
+    module returns it alone through a forward hook until the comparison ends."""
     from comparator.config.pair import UserPair
 
     if loss not in PAIR_LOSSES:
         raise UsageError(f"unknown loss {loss!r}; known: {', '.join(PAIR_LOSSES)}")
-    pair = UserPair(pytorch=torch_module, keras=keras_model, freeze=freeze, onnx=onnx,
-                    port_weights=port_weights, dropout=dropout, x=inputs,
+    pair = UserPair(pytorch=torch_module, keras=keras_model, freeze=freeze, output=output,
+                    onnx=onnx, port_weights=port_weights, dropout=dropout, x=inputs,
                     y=None if labels_or_targets is None else np.asarray(labels_or_targets))
     config = CompareConfig(model="user pair", scenario="regress" if loss == "mse" else "classify",
                            batch_size=len(inputs), steps=steps, seed=seed, lr=lr,
                            recipes=tuple(recipes), device=device, optimizer=optimizer,
                            loss="logits" if loss == "mse" else loss)
     outcome = compare_user_pair(pair, config)
-    if onnx:
-        from comparator.analysis.referee import with_referee
+    try:
+        if onnx:
+            from comparator.analysis.referee import with_referee
 
-        outcome.report = with_referee(outcome.report, referee_onnx_file(outcome, onnx, device))
+            outcome.report = with_referee(outcome.report,
+                                          referee_onnx_file(outcome, onnx, device))
+    finally:
+        outcome.release()
     return outcome.report
 def referee(outcome: Outcome, *, cache_dir: str | None = None, exporter: str = "torchscript",
             device: str = "cpu"):

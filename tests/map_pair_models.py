@@ -68,3 +68,25 @@ def images(n: int = 4, seed: int = 0) -> np.ndarray:
 
 def sequences(n: int = 4, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((n, STEPS, FEATURES)).astype(np.float32)
+
+
+class SegmentationWithAux(nn.Module):
+    """SegmentationNet's map as {"out": ..., "aux": ...}, as torchvision's segmentation models
+    return theirs: an auxiliary 1x1 conv on the features beside the classifier."""
+
+    def __init__(self):
+        super().__init__()
+        self.backbone = SegmentationNet(dropout=0.0)
+        self.aux = nn.Conv2d(3, 2, 1)
+
+    def forward(self, x):
+        out = self.backbone(x)
+        return {"out": out, "aux": self.aux(out)}
+
+
+def keras_segmentation_with_aux_twin():
+    """A functional model with a dict of outputs, the same structure."""
+    inputs = keras.Input((SIZE, SIZE, 3))
+    out = keras_segmentation_twin(dropout=0.0)(inputs)
+    aux = layers.Conv2D(2, 1, name="aux")(out)
+    return keras.Model(inputs, {"out": out, "aux": aux}, name="aux_twin")

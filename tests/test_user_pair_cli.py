@@ -140,3 +140,18 @@ def test_a_bad_pt2_file_is_one_line(tmp_path, content):
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1, result.stderr[-3000:]
     assert str(path) in lines[0]
+
+
+def test_a_map_of_a_dict_of_outputs_end_to_end(tmp_path):
+    report_path = tmp_path / "report.json"
+    maps = os.path.join("tests", "map_pair_models.py")
+    result = compare("--pytorch", f"{maps}:SegmentationWithAux", "--keras",
+                     f"{maps}:keras_segmentation_with_aux_twin", "--input-shape", "3,8,8",
+                     "--output", "out", "--port-weights", "pytorch-to-keras", "--no-onnx",
+                     "--json", str(report_path), *FAST)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(report_path.read_text())
+    assert report["settings"]["pair"]["output"] == {"pytorch": "out", "keras": "out"}
+    assert report["settings"]["inputs"]["outputs_shape"] == [4, 3, 8, 8]
+    assert report["settings"]["inputs"]["keras_outputs"] == "channels_last"
+    assert report["checks"][0]["passed"]

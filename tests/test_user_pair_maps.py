@@ -198,3 +198,60 @@ def test_a_model_with_several_outputs_is_one_line(pair, message):
     with pytest.raises(UsageError, match=message) as caught:
         comparator.compare_pair(torch_model, keras_model, X)
     assert "\n" not in str(caught.value)
+
+
+def _returns_a_dict(module) -> bool:
+    with torch.no_grad():
+        return isinstance(module.eval()(torch.from_numpy(X)), dict)
+
+
+def test_output_compares_one_of_a_dicts_outputs_and_its_hook_goes_afterwards():
+    torch_model = models.seeded(models.SegmentationWithAux)
+    report = comparator.compare_pair(torch_model, models.keras_segmentation_with_aux_twin(), X,
+                                     output="out", port_weights="pytorch-to-keras",
+                                     recipes=("pytorch:train", "keras:train"))
+    assert report.settings["pair"]["output"] == {"pytorch": "out", "keras": "out"}
+    assert report.checks[0].value < 1e-6
+    with torch.no_grad():
+        out = models.seeded(models.SegmentationWithAux).eval()(torch.from_numpy(X))["out"]
+    expected = float(F.cross_entropy(out, out.argmax(dim=1)))
+    for run_id in ("pytorch:train", "keras:train"):
+        assert run(report, run_id).losses.inference_before == pytest.approx(expected, rel=1e-6)
+    assert _returns_a_dict(torch_model)
+
+
+def test_output_takes_a_position_in_a_tuple_or_a_list():
+    report = comparator.compare_pair(_MapAndScores(), _keras_map_and_scores(), X, output="1",
+                                     port_weights="pytorch-to-keras",
+                                     recipes=("pytorch:train", "keras:train"))
+    assert report.settings["inputs"]["outputs_shape"] == [4, models.CLASSES]
+    assert report.checks[0].value < 1e-6
+
+
+@pytest.mark.parametrize("output, message", [
+    (None, r"the PyTorch model returns a dict of 2 outputs; .* choose one with --output "
+           r"\(one of 'out', 'aux'\)"),
+    ("mask", r"--output mask: the Keras model returns a dict of 2 outputs; give one of 'out', "
+             r"'aux'"),
+    ("out:", r"--output takes KEY or TORCH_KEY:KERAS_KEY, not 'out:'"),
+])
+def test_a_wrong_output_is_one_line(output, message):
+    with pytest.raises(UsageError, match=message) as caught:
+        comparator.compare_pair(models.seeded(models.SegmentationWithAux),
+                                models.keras_segmentation_with_aux_twin(), X, output=output)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_comparison_that_fails_takes_its_output_hook_off_too():
+    torch_model = models.seeded(models.SegmentationWithAux)
+    with pytest.raises(UsageError, match="labels must be 4 x 8 x 8 integers"):
+        comparator.compare_pair(torch_model, models.keras_segmentation_with_aux_twin(), X,
+                                np.arange(4), output="out")
+    assert _returns_a_dict(torch_model)
+
+
+def test_output_on_a_model_with_one_output_is_one_line():
+    with pytest.raises(UsageError, match="--output out: the Keras model returns one output; "
+                                         "--output chooses among several"):
+        comparator.compare_pair(models.seeded(models.SegmentationNet),
+                                models.keras_segmentation_twin(), X, output="out")

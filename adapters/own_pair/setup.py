@@ -4,6 +4,7 @@ checked against each other, weighted layers paired, the batch and its labels mad
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -14,6 +15,7 @@ from adapters.keras.backend import keras
 from adapters.keras.user import KerasUserAdapter
 from adapters.pytorch.user import PyTorchUserAdapter
 from adapters.own_pair.loader import as_keras, as_pytorch, keras_layer, pytorch_submodule
+from adapters.own_pair.outputs import NotOneOutput, select_outputs, several_outputs
 from adapters.own_pair.pairing import (
     channels_first_sequences,
     keras_weights,
@@ -33,6 +35,8 @@ class OpenedPair:
     settings: dict = field(default_factory=dict)
     # Recipes this pair cannot represent: {run id: reason}.
     not_representable: dict = field(default_factory=dict)
+    # Takes back what the comparison put on the user's objects (--output's hook).
+    release: Callable[[], None] = lambda: None
 
 
 def _channels_last(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -85,30 +89,18 @@ def keras_layout(model, sample_shape: tuple[int, ...], torch_model) -> str:
             else "as_given")
 
 
-_ONE_OUTPUT = ("the comparison takes models with one output: scores or values per input "
-               "(N,K), a map (N,K,H,W in PyTorch) or per-step scores (N,L,K)")
-
-
-class _NotOneOutput(Exception):
-    """A model returned a tuple, a list or a dict (said before any other failure)."""
-
-
-def _several(what: str, outputs) -> str:
-    kind = type(outputs).__name__
-    count = f" of {len(outputs)} outputs" if isinstance(outputs, (tuple, list, dict)) else ""
-    return f"the {what} model returns a {kind}{count}; {_ONE_OUTPUT}"
-
-
 def _torch_outputs(outputs) -> np.ndarray:
-    if not isinstance(outputs, torch.Tensor):
-        raise _NotOneOutput(_several("PyTorch", outputs))
+    several = several_outputs("PyTorch", outputs)
+    if several:
+        raise NotOneOutput(several)
     return outputs.cpu().numpy()
 
 
 def _keras_outputs(model, batch: Batch) -> np.ndarray:
     outputs = model(batch.x_channels_last, training=False)
-    if isinstance(outputs, (tuple, list, dict)):
-        raise _NotOneOutput(_several("Keras", outputs))
+    several = several_outputs("Keras", outputs)
+    if several:
+        raise NotOneOutput(several)
     return np.asarray(keras.ops.convert_to_numpy(outputs))
 
 
@@ -194,6 +186,37 @@ def open_pair(pair: UserPair, config) -> OpenedPair:
                                                       input_shape=keras_shape).weights)
     require_keras_model_on(keras_side.model, config.device)
     _one_input(keras_side.model)
+    loaded = _Loaded(torch_side, keras_side, x, given_y, inputs_source, layout, keras_shape)
+    if not pair.output:
+        return _open(pair, config, loaded)
+    torch_side, keras_side, release = select_outputs(torch_side, keras_side,
+                                                     *pair.output_keys(), keras_shape)
+    try:
+        opened = _open(pair, config, replace(loaded, torch_side=torch_side,
+                                             keras_side=keras_side))
+    except BaseException:
+        release()
+        raise
+    opened.release = release
+    return opened
+
+
+@dataclass(frozen=True)
+class _Loaded:
+    """Both models as loaded, and the batch's x as given."""
+
+    torch_side: object
+    keras_side: object
+    x: np.ndarray
+    given_y: object
+    inputs_source: str
+    layout: str
+    keras_shape: tuple
+
+
+def _open(pair: UserPair, config, loaded: _Loaded) -> OpenedPair:
+    torch_side, keras_side, x, layout = (loaded.torch_side, loaded.keras_side, loaded.x,
+                                         loaded.layout)
     torch_freeze, keras_freeze = pair.freeze_names()
     if torch_freeze:
         pytorch_submodule(torch_side.model, torch_freeze)
@@ -208,7 +231,7 @@ def open_pair(pair: UserPair, config) -> OpenedPair:
     try:
         torch_out = _torch_outputs(torch_adapter.predictions(x))
         keras_out = _keras_outputs(keras_side.model, Batch(x, None, layout))
-    except _NotOneOutput as exc:
+    except NotOneOutput as exc:
         raise UsageError(str(exc)) from None
     except Exception as exc:
         hint = ("; an Embedding takes token ids: give them as integers, x of --inputs "
@@ -224,12 +247,12 @@ def open_pair(pair: UserPair, config) -> OpenedPair:
                          f"Keras {keras_out.shape} (neither the same nor with the channel "
                          "axis moved last)")
     torch_adapter.class_axis = axis = class_axis(outputs_layout)
-    y, labels_source = _labels(config.scenario, given_y, config.labels, config.targets,
+    y, labels_source = _labels(config.scenario, loaded.given_y, config.labels, config.targets,
                                torch_out, axis)
     classes = torch_out.shape[axis] if torch_out.ndim >= 2 else None
     keras_adapter = KerasUserAdapter(device=config.device)
     keras_adapter.adopt(keras_side, keras_freeze, config.scenario, config.seed,
-                        keras_shape, pairing, pair.dropout == "off", classes)
+                        loaded.keras_shape, pairing, pair.dropout == "off", classes)
     name = f"{torch_side.name} (PyTorch) vs {keras_side.name} (Keras)"
     settings = {
         "pair": {
@@ -243,8 +266,10 @@ def open_pair(pair: UserPair, config) -> OpenedPair:
                        else "the whole model"),
             "pairing": _pairing_settings(pairing),
             "dropout": pair.dropout,
+            **({"output": dict(zip(("pytorch", "keras"), pair.output_keys()))}
+               if pair.output else {}),
         },
-        "inputs": {"source": inputs_source, "shape": list(x.shape), "keras_layout": layout,
+        "inputs": {"source": loaded.inputs_source, "shape": list(x.shape), "keras_layout": layout,
                    "outputs_shape": list(torch_out.shape), "keras_outputs": outputs_layout},
         "labels_source": labels_source,
         "conventions": {"pytorch": torch_adapter.conventions(),

@@ -8,7 +8,7 @@ import os
 from comparator.errors import UsageError
 
 PAIR_ONLY = ("pytorch_weights", "keras_weights", "onnx", "input_shape", "inputs", "freeze",
-             "port_weights", "dropout")
+             "output", "port_weights", "dropout")
 ZOO_ONLY = ("preset", "image_size", "weights", "images")
 
 
@@ -45,6 +45,10 @@ def add_pair_arguments(parser: argparse.ArgumentParser) -> None:
                        help="the submodule (PyTorch) and layer (Keras) that play the frozen "
                             "backbone; the rest trains (default: the whole model is frozen). "
                             "TORCH_NAME:KERAS_NAME when the names differ")
+    group.add_argument("--output", metavar="KEY",
+                       help="the output compared, where the models return several (a dict's "
+                            "key, or a position in a tuple or a list); the loss is computed on "
+                            "it alone. TORCH_KEY:KERAS_KEY when they differ")
     group.add_argument("--port-weights", choices=["pytorch-to-keras", "keras-to-pytorch"],
                        help="copy one side's weights into the other first (structural port; "
                             "default: both as given)")
@@ -72,7 +76,7 @@ def pair_from_args(args):
                          "--input-shape")
     return UserPair(
         pytorch=args.pytorch, keras=args.keras, pytorch_weights=args.pytorch_weights,
-        keras_weights=args.keras_weights, freeze=args.freeze, onnx=args.onnx,
+        keras_weights=args.keras_weights, freeze=args.freeze, output=args.output, onnx=args.onnx,
         port_weights=args.port_weights, dropout=args.dropout or "on", inputs=args.inputs,
         input_shape=parse_input_shape(args.input_shape) if args.input_shape else None)
 

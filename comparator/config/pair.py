@@ -21,6 +21,14 @@ DROPOUT_MODES = ("on", "off")
 _STREAM_PAIR_INPUTS = 6  # a seed stream of its own (inputs/batch.py numbers the others)
 
 
+def _both_names(text: str | None) -> tuple[str | None, str | None]:
+    """"NAME" for both frameworks, or "TORCH_NAME:KERAS_NAME"."""
+    if not text:
+        return None, None
+    torch_name, sep, keras_name = text.partition(":")
+    return torch_name, (keras_name if sep else torch_name)
+
+
 @dataclass(frozen=True)
 class UserPair:
     """Two models that should compute the same function, and how to compare them."""
@@ -30,6 +38,9 @@ class UserPair:
     pytorch_weights: str | None = None
     keras_weights: str | None = None
     freeze: str | None = None  # "NAME" in both, or "TORCH_NAME:KERAS_NAME"
+    # The output compared of models that return several: "KEY" in both (a dict's key or a
+    # position) or "TORCH_KEY:KERAS_KEY".
+    output: str | None = None
     onnx: str | None = None  # an ONNX file of the model: the referee's inference reference
     port_weights: str | None = None  # None: the user's weights as given
     dropout: str = "on"  # "off": train steps run Dropout in inference mode in both
@@ -39,10 +50,11 @@ class UserPair:
     y: np.ndarray | None = None
 
     def freeze_names(self) -> tuple[str | None, str | None]:
-        if not self.freeze:
-            return None, None
-        torch_name, sep, keras_name = self.freeze.partition(":")
-        return torch_name, (keras_name if sep else torch_name)
+        return _both_names(self.freeze)
+
+
+    def output_keys(self) -> tuple[str | None, str | None]:
+        return _both_names(self.output)
 
 
 def check_pair(pair: UserPair) -> None:
@@ -61,6 +73,8 @@ def check_pair(pair: UserPair) -> None:
         raise UsageError(f"--onnx: no such file: {pair.onnx}")
     if pair.freeze is not None and not all(pair.freeze_names()):
         raise UsageError(f"--freeze takes NAME or TORCH_NAME:KERAS_NAME, not {pair.freeze!r}")
+    if pair.output is not None and not all(pair.output_keys()):
+        raise UsageError(f"--output takes KEY or TORCH_KEY:KERAS_KEY, not {pair.output!r}")
 
 
 def parse_input_shape(text: str) -> tuple[int, ...]:
