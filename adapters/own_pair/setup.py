@@ -14,7 +14,13 @@ from adapters.devices import require_keras_model_on
 from adapters.keras.backend import keras
 from adapters.keras.user import KerasUserAdapter
 from adapters.pytorch.user import PyTorchUserAdapter
-from adapters.own_pair.loader import as_keras, as_pytorch, keras_layer, pytorch_submodule
+from adapters.own_pair.loader import (
+    LoadedModel,
+    as_keras,
+    as_pytorch,
+    keras_layer,
+    pytorch_submodule,
+)
 from adapters.own_pair.outputs import NotOneOutput, select_outputs, several_outputs
 from adapters.own_pair.pairing import (
     channels_first_sequences,
@@ -174,6 +180,19 @@ def _labels(scenario: str, given, config_labels, config_targets, outputs,
     return y.astype(np.int64), source
 
 
+@dataclass(frozen=True)
+class _Loaded:
+    """Both models as loaded, and the batch's x as given."""
+
+    torch_side: LoadedModel
+    keras_side: LoadedModel
+    x: np.ndarray
+    given_y: object
+    inputs_source: str
+    layout: str
+    keras_shape: tuple
+
+
 def open_pair(pair: UserPair, config) -> OpenedPair:
     x, given_y, inputs_source = pair_inputs(pair, config.batch_size, config.seed)
     _seed_initialisers(pair, config.seed)
@@ -201,17 +220,27 @@ def open_pair(pair: UserPair, config) -> OpenedPair:
     return opened
 
 
-@dataclass(frozen=True)
-class _Loaded:
-    """Both models as loaded, and the batch's x as given."""
-
-    torch_side: object
-    keras_side: object
-    x: np.ndarray
-    given_y: object
-    inputs_source: str
-    layout: str
-    keras_shape: tuple
+def _outputs(torch_adapter, keras_model, x: np.ndarray, layout: str) -> tuple:
+    """PyTorch's inference outputs on x, and how Keras's hold them (Batch.keras_outputs)."""
+    try:
+        torch_out = _torch_outputs(torch_adapter.predictions(x))
+        keras_out = _keras_outputs(keras_model, Batch(x, None, layout))
+    except NotOneOutput as exc:
+        raise UsageError(str(exc)) from None
+    except Exception as exc:
+        hint = ("; an Embedding takes token ids: give them as integers, x of --inputs "
+                "FILE.npz" if x.dtype.kind == "f" and any(
+                    isinstance(m, torch.nn.Embedding) for m in torch_adapter.model.modules())
+                else "")
+        raise UsageError(f"the models cannot run on inputs of shape {x.shape} (PyTorch layout):"
+                         f" {type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+                         f"{hint}") from None
+    outputs_layout = keras_outputs_layout(torch_out, keras_out)
+    if outputs_layout is None:
+        raise UsageError(f"the two models' outputs differ in shape: PyTorch {torch_out.shape}, "
+                         f"Keras {keras_out.shape} (neither the same nor with the channel "
+                         "axis moved last)")
+    return torch_out, outputs_layout
 
 
 def _open(pair: UserPair, config, loaded: _Loaded) -> OpenedPair:
@@ -228,24 +257,7 @@ def _open(pair: UserPair, config, loaded: _Loaded) -> OpenedPair:
     torch_adapter = PyTorchUserAdapter(device=config.device)
     torch_adapter.adopt(torch_side, torch_freeze, config.scenario, config.seed,
                         dropout_off=pair.dropout == "off")
-    try:
-        torch_out = _torch_outputs(torch_adapter.predictions(x))
-        keras_out = _keras_outputs(keras_side.model, Batch(x, None, layout))
-    except NotOneOutput as exc:
-        raise UsageError(str(exc)) from None
-    except Exception as exc:
-        hint = ("; an Embedding takes token ids: give them as integers, x of --inputs "
-                "FILE.npz" if x.dtype.kind == "f" and any(
-                    isinstance(m, torch.nn.Embedding) for m in torch_side.model.modules())
-                else "")
-        raise UsageError(f"the models cannot run on inputs of shape {x.shape} (PyTorch layout):"
-                         f" {type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
-                         f"{hint}") from None
-    outputs_layout = keras_outputs_layout(torch_out, keras_out)
-    if outputs_layout is None:
-        raise UsageError(f"the two models' outputs differ in shape: PyTorch {torch_out.shape}, "
-                         f"Keras {keras_out.shape} (neither the same nor with the channel "
-                         "axis moved last)")
+    torch_out, outputs_layout = _outputs(torch_adapter, keras_side.model, x, layout)
     torch_adapter.class_axis = axis = class_axis(outputs_layout)
     y, labels_source = _labels(config.scenario, loaded.given_y, config.labels, config.targets,
                                torch_out, axis)
