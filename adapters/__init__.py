@@ -89,9 +89,9 @@ def open_user_pair(pair, config):
     return open_pair(pair, config)
 
 
-def locate_port_divergence(adapters, batch):
+def locate_port_divergence(adapters, batch, leave_out=()):
     """Where a user's pair first differs, after its port check failed
     (adapters.own_pair.divergence)."""
     from adapters.own_pair.divergence import locate
 
-    return locate(adapters, batch)
+    return locate(adapters, batch, leave_out)

@@ -465,10 +465,12 @@ def _locate_divergence(opened, check: Check) -> None:
     """Name the layer where a failed port check starts, in settings.pair and as a note."""
     from adapters import locate_port_divergence
 
-    unpaired = opened.settings["pair"]["pairing"].get("reason")
+    pair = opened.settings["pair"]
+    unpaired = pair["pairing"].get("reason")
+    left_out = tuple(pair.get("output", {}).get("left_out", ()))
     found = ({"located": False, "text": f"no layer can be located, as the layers are not "
                                         f"paired: {unpaired}"} if unpaired else
-             locate_port_divergence(opened.adapters, opened.batch))
+             locate_port_divergence(opened.adapters, opened.batch, left_out))
     opened.settings["pair"]["first_divergence"] = found
     opened.settings.setdefault("notes", []).append(
         f"the port check failed: Keras's inference outputs differ from PyTorch's by up to "

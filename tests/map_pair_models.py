@@ -85,8 +85,12 @@ class SegmentationWithAux(nn.Module):
 
 
 def keras_segmentation_with_aux_twin():
-    """A functional model with a dict of outputs, the same structure."""
+    """A functional model with a dict of outputs, the same structure, in one flat graph."""
+    twin = keras_segmentation_twin(dropout=0.0)
     inputs = keras.Input((SIZE, SIZE, 3))
-    out = keras_segmentation_twin(dropout=0.0)(inputs)
+    x = inputs
+    for layer in twin.layers[1:]:
+        x = layer(x)
+    out = x
     aux = layers.Conv2D(2, 1, name="aux")(out)
     return keras.Model(inputs, {"out": out, "aux": aux}, name="aux_twin")

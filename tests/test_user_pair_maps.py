@@ -210,7 +210,10 @@ def test_output_compares_one_of_a_dicts_outputs_and_its_hook_goes_afterwards():
     report = comparator.compare_pair(torch_model, models.keras_segmentation_with_aux_twin(), X,
                                      output="out", port_weights="pytorch-to-keras",
                                      recipes=("pytorch:train", "keras:train"))
-    assert report.settings["pair"]["output"] == {"pytorch": "out", "keras": "out"}
+    # The aux head's weights do not reach "out": Keras's part of the graph has no aux layer.
+    assert report.settings["pair"]["output"] == {"pytorch": "out", "keras": "out",
+                                                 "left_out": ["aux"]}
+    assert report.settings["pair"]["pairing"] == {"paired_layers": 3}
     assert report.checks[0].value < 1e-6
     with torch.no_grad():
         out = models.seeded(models.SegmentationWithAux).eval()(torch.from_numpy(X))["out"]
@@ -255,3 +258,23 @@ def test_output_on_a_model_with_one_output_is_one_line():
                                          "--output chooses among several"):
         comparator.compare_pair(models.seeded(models.SegmentationNet),
                                 models.keras_segmentation_twin(), X, output="out")
+
+
+def test_the_validator_validates_the_chosen_output():
+    torch_model = models.seeded(models.SegmentationWithAux)
+    result = comparator.validate_port(torch_model, models.keras_segmentation_with_aux_twin(), X,
+                                      output="out", port="pytorch-to-keras")
+    assert result.first_divergence is None and result.pairs == 3
+    assert "output 'out' validated; PyTorch's aux, whose weights do not reach it, left out" \
+        in result.notes
+    assert _returns_a_dict(torch_model)
+
+
+def test_a_failed_port_check_is_located_on_the_chosen_output():
+    report = comparator.compare_pair(models.seeded(models.SegmentationWithAux),
+                                     models.keras_segmentation_with_aux_twin(), X, output="out",
+                                     recipes=("pytorch:train", "keras:train"))
+    found = report.settings["pair"]["first_divergence"]
+    assert not report.checks[0].passed
+    assert (found["torch_module"], found["keras_layer"], found["causes"]) == (
+        "backbone.conv", "conv", ["weights"])

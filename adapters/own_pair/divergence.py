@@ -9,9 +9,10 @@ from comparator.inputs.batch import Batch
 from comparator.errors import UsageError
 
 
-def locate(adapters: dict, batch: Batch) -> dict:
+def locate(adapters: dict, batch: Batch, leave_out: tuple[str, ...] = ()) -> dict:
     """{"located": bool, "text": str} and, where located, the layer pair, the pass it was seen
-    in and its cause codes (the report's settings.pair.first_divergence)."""
+    in and its cause codes (the report's settings.pair.first_divergence). leave_out: PyTorch
+    modules off the output --output chose, which the pairing left out too."""
     from adapters.own_pair.port_slips import find_slip
     from adapters.port_validation.validator import validate_port
 
@@ -29,7 +30,8 @@ def locate(adapters: dict, batch: Batch) -> dict:
                                           "validate_port.py on the pair to find the layer"}
     try:
         result = validate_port(torch_adapter.model, keras_adapter.user_model, batch.x,
-                               modes=("inference",), gradients=False, train_step=False)
+                               modes=("inference",), gradients=False, train_step=False,
+                               leave_out=leave_out)
     except UsageError as exc:
         return {"located": False, "text": f"the port validator cannot trace this pair: {exc}"}
     finding = result.first_divergence

@@ -3,13 +3,15 @@ position in a tuple or a list), as torchvision's segmentation models return {"ou
 
 The selection goes inside each model, so that every pass (the train step's too) computes its
 loss on that output alone: a forward hook on the PyTorch model, which keeps its module and
-state names, and a functional wrapper around the Keras model, which keeps its layers."""
+state names, and for Keras the part of its functional graph that computes the output (a
+model calling it, for a subclassed model), which shares its layers."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+import torch
 
 from adapters.keras.backend import keras
+from keras.src.models.functional import Functional  # noqa: E402
 from comparator.errors import UsageError
 
 ONE_OUTPUT = ("the comparison takes models with one output: scores or values per input (N,K), "
@@ -49,13 +51,44 @@ def select(outputs, key: str, side: str):
                      f"{len(outputs)} outputs; give {_keys(outputs)}")
 
 
-def select_outputs(torch_side, keras_side, torch_key: str, keras_key: str, input_shape):
-    """Both LoadedModels (adapters.own_pair.loader) giving the chosen output only, and the
-    function that takes the PyTorch model's hook off again. input_shape: one Keras input,
-    channels-last, without the batch axis."""
-    inputs = keras.Input(input_shape)
-    chosen = select(keras_side.model(inputs), keras_key, "Keras")
-    wrapper = keras.Model(inputs, chosen, name=f"{keras_side.model.name}_{keras_key}")
-    hook = torch_side.model.register_forward_hook(
+def select_outputs(torch_model, keras_model, torch_key: str, keras_key: str, input_shape):
+    """A Keras model over keras_model giving the chosen output only, and the function that
+    takes off the hook through which torch_model now gives its own. input_shape: one Keras
+    input, channels-last, without the batch axis."""
+    if isinstance(keras_model, Functional) and not isinstance(keras_model, keras.Sequential):
+        # The graph's own part that computes the chosen output: one flat graph, as the port
+        # validator traces it.
+        inputs = keras_model.inputs[0] if len(keras_model.inputs) == 1 else keras_model.inputs
+        chosen = select(keras_model.output, keras_key, "Keras")
+    else:
+        inputs = keras.Input(input_shape)
+        chosen = select(keras_model(inputs), keras_key, "Keras")
+    wrapper = keras.Model(inputs, chosen, name=f"{keras_model.name}_{keras_key}")
+    hook = torch_model.register_forward_hook(
         lambda module, args, outputs: select(outputs, torch_key, "PyTorch"))
-    return torch_side, replace(keras_side, model=wrapper), hook.remove
+    return wrapper, hook.remove
+
+
+def off_the_output(torch_model, x) -> list[str]:
+    """The PyTorch modules holding weights of which none reaches the chosen output (another
+    output's head), in the order named_modules() lists them: Keras's part of the graph that
+    computes the output has no such layers to pair them with. One inference pass through
+    autograd, the modules' modes and requires_grad flags restored afterwards."""
+    params = dict(torch_model.named_parameters())
+    modes = [(module, module.training) for module in torch_model.modules()]
+    flags = [(p, p.requires_grad) for p in params.values()]
+    try:
+        torch_model.eval()
+        for p in params.values():
+            p.requires_grad_(True)
+        with torch.enable_grad():
+            outputs = torch_model(x)
+            grads = torch.autograd.grad(outputs.sum(), list(params.values()), allow_unused=True)
+    finally:
+        for module, training in modes:
+            module.training = training
+        for p, flag in flags:
+            p.requires_grad_(flag)
+    reached = {name.rpartition(".")[0] for name, g in zip(params, grads) if g is not None}
+    return [name for name, module in torch_model.named_modules()
+            if any(True for _ in module.parameters(recurse=False)) and name not in reached]

@@ -347,13 +347,15 @@ def reset_before(layer) -> bool:
     return isinstance(cell, layers.GRUCell) and not cell.reset_after
 
 
-def pair_weights(torch_model: nn.Module, keras_model, x: np.ndarray) -> Pairing:
+def pair_weights(torch_model: nn.Module, keras_model, x: np.ndarray,
+                 leave_out: tuple[str, ...] = ()) -> Pairing:
     """The ports of a user pair, or the reason there are none: each PyTorch layer, in running
     order, with the first Keras layer left (in the functional graph's order) that can hold
     its weights. Keras orders layers of one depth in its graph as it likes (a key's and a
-    value's projections, say), so the next one may not be the one."""
+    value's projections, say), so the next one may not be the one. leave_out: PyTorch
+    modules that no Keras layer stands for (another output's head, outputs.off_the_output)."""
     modules = dict(torch_model.named_modules())
-    weighted = _torch_order(torch_model, x)
+    weighted = [name for name in _torch_order(torch_model, x) if name not in leave_out]
     order = _torch_layers(modules, weighted)
     keras_side = weighted_keras_layers(keras_model)
     if len(order) != len(keras_side):

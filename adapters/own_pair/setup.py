@@ -21,7 +21,12 @@ from adapters.own_pair.loader import (
     keras_layer,
     pytorch_submodule,
 )
-from adapters.own_pair.outputs import NotOneOutput, select_outputs, several_outputs
+from adapters.own_pair.outputs import (
+    NotOneOutput,
+    off_the_output,
+    select_outputs,
+    several_outputs,
+)
 from adapters.own_pair.pairing import (
     channels_first_sequences,
     keras_weights,
@@ -191,6 +196,8 @@ class _Loaded:
     inputs_source: str
     layout: str
     keras_shape: tuple
+    # PyTorch modules whose weights do not reach the output --output chose: not paired.
+    leave_out: tuple[str, ...] = ()
 
 
 def open_pair(pair: UserPair, config) -> OpenedPair:
@@ -208,11 +215,13 @@ def open_pair(pair: UserPair, config) -> OpenedPair:
     loaded = _Loaded(torch_side, keras_side, x, given_y, inputs_source, layout, keras_shape)
     if not pair.output:
         return _open(pair, config, loaded)
-    torch_side, keras_side, release = select_outputs(torch_side, keras_side,
-                                                     *pair.output_keys(), keras_shape)
+    wrapper, release = select_outputs(torch_side.model, keras_side.model, *pair.output_keys(),
+                                      keras_shape)
     try:
-        opened = _open(pair, config, replace(loaded, torch_side=torch_side,
-                                             keras_side=keras_side))
+        device = next(torch_side.model.parameters()).device
+        leave_out = off_the_output(torch_side.model, torch.from_numpy(x).to(device))
+        opened = _open(pair, config, replace(loaded, keras_side=replace(keras_side, model=wrapper),
+                                             leave_out=tuple(leave_out)))
     except BaseException:
         release()
         raise
@@ -250,7 +259,7 @@ def _open(pair: UserPair, config, loaded: _Loaded) -> OpenedPair:
     if torch_freeze:
         pytorch_submodule(torch_side.model, torch_freeze)
         keras_layer(keras_side.model, keras_freeze)
-    pairing = pair_weights(torch_side.model, keras_side.model, x)
+    pairing = pair_weights(torch_side.model, keras_side.model, x, loaded.leave_out)
     if pair.port_weights:
         copy_weights(pairing, torch_side.model, pair.port_weights)
 
@@ -278,8 +287,8 @@ def _open(pair: UserPair, config, loaded: _Loaded) -> OpenedPair:
                        else "the whole model"),
             "pairing": _pairing_settings(pairing),
             "dropout": pair.dropout,
-            **({"output": dict(zip(("pytorch", "keras"), pair.output_keys()))}
-               if pair.output else {}),
+            **({"output": {**dict(zip(("pytorch", "keras"), pair.output_keys())),
+                           "left_out": list(loaded.leave_out)}} if pair.output else {}),
         },
         "inputs": {"source": loaded.inputs_source, "shape": list(x.shape), "keras_layout": layout,
                    "outputs_shape": list(torch_out.shape), "keras_outputs": outputs_layout},

@@ -86,7 +86,8 @@ def functional_graph(model) -> Functional:
         if len(model.inputs) != 1 or len(model.outputs) != 1:
             raise UsageError(f"cannot trace Keras model {model.name!r}: the validator takes "
                              f"one input and one output, it has {len(model.inputs)} and "
-                             f"{len(model.outputs)}")
+                             f"{len(model.outputs)}"
+                             + (" (--output chooses one)" if len(model.outputs) > 1 else ""))
         return model
     held = [layer.name for layer in getattr(model, "layers", [])]
     raise UsageError(f"cannot trace Keras model {getattr(model, 'name', model)!r} "

@@ -38,12 +38,15 @@ from comparator.zoo.portmaps import (  # noqa: E402
 )
 
 
-def _torch_layers(model: nn.Module) -> dict[str, tuple[nn.Module, LayerInfo, tuple[str, ...]]]:
-    """Every module holding weights itself: (module, info, canonical names). An attention
-    layer's out_proj is in its layer's entry, as Keras holds it."""
+def _torch_layers(model: nn.Module, leave_out: tuple[str, ...] = ()
+                  ) -> dict[str, tuple[nn.Module, LayerInfo, tuple[str, ...]]]:
+    """Every module holding weights itself, but those left out: (module, info, canonical
+    names). An attention layer's out_proj is in its layer's entry, as Keras holds it."""
     found = {}
     modules = dict(model.named_modules())
     for name, module in modules.items():
+        if name in leave_out:
+            continue
         own = {n: t for n, t in module.named_parameters(recurse=False)}
         own.update({n: t for n, t in module.named_buffers(recurse=False)
                     if n != "num_batches_tracked"})
@@ -178,11 +181,13 @@ def _keras_layers(fn: Functional) -> dict[str, tuple[object, LayerInfo]]:
 
 
 def resolve_pairs(torch_model: nn.Module, keras_model, mapping: dict | None = None,
-                  pairs: list[Pair] | None = None) -> list[Pair]:
+                  pairs: list[Pair] | None = None, leave_out: tuple[str, ...] = ()
+                  ) -> list[Pair]:
     """The pairs to port and compare: given (a zoo port plan), from a mapping, or by order
-    and shape. Every weighted layer of either model must be in exactly one pair."""
+    and shape. Every weighted layer of either model must be in exactly one pair, but the
+    PyTorch modules left out (another output's head: outputs.off_the_output)."""
     fn = functional_graph(keras_model)
-    torch_layers, keras_layers = _torch_layers(torch_model), _keras_layers(fn)
+    torch_layers, keras_layers = _torch_layers(torch_model, leave_out), _keras_layers(fn)
     unsupported = [f"{info.name} ({info.type_name})" for _, info, _ in torch_layers.values()
                    if info.kind == "other"]
     if unsupported:
@@ -230,18 +235,18 @@ def _port_kind(pair: Pair, naive: bool) -> str:
 
 def port_weights(torch_model: nn.Module, keras_model, *, direction: str = "torch_to_keras",
                  mapping: dict | None = None, pairs: list[Pair] | None = None,
-                 naive: bool = False) -> list[Pair]:
+                 naive: bool = False, leave_out: tuple[str, ...] = ()) -> list[Pair]:
     """Copy the weights of every pair from one model into the other, in place.
 
     direction: "torch_to_keras" or "keras_to_torch". A Keras bias that PyTorch lacks
     (keras.applications' ResNet50 convs) is set to zero, or must be zero the other way.
     naive: copy a dense kernel fed by a flattened map without reordering its rows (the
     same-shape port that loads and computes something else). A round trip returns the
-    original arrays bit for bit.
+    original arrays bit for bit. leave_out: PyTorch modules no Keras layer stands for.
     """
     if direction not in ("torch_to_keras", "keras_to_torch"):
         raise UsageError(f"direction must be torch_to_keras or keras_to_torch, not {direction!r}")
-    pairs = resolve_pairs(torch_model, keras_model, mapping, pairs)
+    pairs = resolve_pairs(torch_model, keras_model, mapping, pairs, leave_out)
     fn = functional_graph(keras_model)
     by_name = {layer.name: layer for layer in fn.layers}
     state = torch_state(torch_model)

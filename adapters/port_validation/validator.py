@@ -10,6 +10,7 @@ the gradients in gradients.py, and the facts that name a difference's cause in c
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 
@@ -20,6 +21,7 @@ from torch import nn
 from adapters.keras.backend import keras  # fixes the torch backend before Keras is imported
 from keras import layers, ops, tree  # noqa: E402
 
+from adapters.own_pair.outputs import off_the_output, select_outputs  # noqa: E402
 from adapters.own_pair.pairing import LAYER_LEVEL_KINDS  # noqa: E402
 from adapters.port_validation.causes import (  # noqa: E402
     flatten_order_explains,
@@ -62,6 +64,7 @@ from adapters.port_validation.training import (  # noqa: E402
 )
 from comparator.analysis.training_side import compare_dropout, compare_statistics  # noqa: E402
 from comparator.errors import UsageError  # noqa: E402
+from comparator.config.pair import both_names  # noqa: E402
 from comparator.analysis.layer_pairing import Pair  # noqa: E402
 from comparator.analysis.port_causes import likely_causes  # noqa: E402
 from comparator.analysis.validation import (  # noqa: E402
@@ -168,7 +171,8 @@ def validate_port(torch_model: nn.Module, keras_model, inputs, *, mapping: dict 
                   gradient_tolerance: float = DEFAULT_GRADIENT_TOLERANCE,
                   reference64: bool = True, seed: int = 0, train_step: bool = True,
                   pytorch_weights: str | None = None, keras_weights: str | None = None,
-                  port: str | None = None) -> PortValidation:
+                  port: str | None = None, output: str | None = None,
+                  leave_out: tuple[str, ...] = ()) -> PortValidation:
     """Compare a PyTorch module and a Keras functional model layer by layer on `inputs`
     (PyTorch's layout: N, C, H, W for images; Keras gets them channels-last).
 
@@ -186,23 +190,32 @@ def validate_port(torch_model: nn.Module, keras_model, inputs, *, mapping: dict 
     Both models keep their weights, modes and statistics, unless `port` ("pytorch-to-keras"
     or "keras-to-pytorch") first copies one side's weights into the other along the pairs
     (as port_weights does, in place): then what is validated is the architecture, whatever
-    the weights were.
+    the weights were. Where the models return several outputs, `output` names the one
+    validated ("KEY", a dict's key or a position, or "TORCH_KEY:KERAS_KEY"); the PyTorch
+    modules whose weights do not reach it are left out of the pairs, as are those named in
+    `leave_out` (compare.py's models, whose output was chosen before).
     """
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:
         raise UsageError(f"modes must be among {', '.join(MODES)}, got {list(modes)}")
     if port not in (None, *_PORTS):
         raise UsageError(f"port must be one of {', '.join(_PORTS)}, not {port!r}")
-    x, torch_model, torch_name, keras_model, keras_name, fn = _checked_models(
-        torch_model, keras_model, inputs, pytorch_weights, keras_weights)
-    with sequence_layout(torch_model):
+    x, torch_model, torch_name, keras_model, keras_name, fn, chosen = _checked_models(
+        torch_model, keras_model, inputs, pytorch_weights, keras_weights, output)
+    chosen = dataclasses.replace(chosen, leave_out=(*chosen.leave_out, *leave_out))
+    with sequence_layout(torch_model), _finally(chosen.release):
         if port is not None:
             port_weights(torch_model, keras_model, direction=_PORTS[port], mapping=mapping,
-                         pairs=pairs)
+                         pairs=pairs, leave_out=chosen.leave_out)
             keras_name += f" (weights ported {port} by the validator)"
-        return _validated(x, torch_model, torch_name, keras_model, keras_name, fn, mapping,
-                          pairs, modes, isolation, gradients, tolerance, gradient_tolerance,
-                          reference64, seed, train_step)
+        result = _validated(x, torch_model, torch_name, keras_model, keras_name, fn, mapping,
+                            pairs, modes, isolation, gradients, tolerance, gradient_tolerance,
+                            reference64, seed, train_step, chosen.leave_out)
+    if not output:
+        return result
+    left = (f"; PyTorch's {', '.join(chosen.leave_out)}, whose weights do not reach it, left "
+            "out" if chosen.leave_out else "")
+    return dataclasses.replace(result, notes=(*result.notes, f"output {output!r} validated{left}"))
 
 
 _PORTS = {"pytorch-to-keras": "torch_to_keras", "keras-to-pytorch": "keras_to_torch"}
@@ -210,10 +223,11 @@ _PORTS = {"pytorch-to-keras": "torch_to_keras", "keras-to-pytorch": "keras_to_to
 
 def _validated(x, torch_model, torch_name, keras_model, keras_name, fn, mapping, pairs, modes,
                isolation, gradients, tolerance, gradient_tolerance, reference64, seed,
-               train_step) -> PortValidation:
+               train_step, leave_out=()) -> PortValidation:
     pairing = "port plan" if pairs is not None else (
         "explicit mapping" if mapping is not None else "order and shape")
-    setup = _Setup(torch_model, fn, resolve_pairs(torch_model, keras_model, mapping, pairs),
+    setup = _Setup(torch_model, fn,
+                   resolve_pairs(torch_model, keras_model, mapping, pairs, tuple(leave_out)),
                    x, reference64)
     passes, traces = [], {}
     for mode in modes:
@@ -244,10 +258,19 @@ def _validated(x, torch_model, torch_name, keras_model, keras_name, fn, mapping,
         float64_reference=setup.model64 is not None, statistics=statistics, dropout=dropout)
 
 
-def _checked_models(torch_model, keras_model, inputs, pytorch_weights, keras_weights):
+@contextlib.contextmanager
+def _finally(release):
+    try:
+        yield
+    finally:
+        release()
+
+
+def _checked_models(torch_model, keras_model, inputs, pytorch_weights, keras_weights,
+                    output: str | None):
     """The inputs as float32 (PyTorch's layout; token ids stay integers) and both models,
     loaded where given as specs or files, with the inputs checked against the Keras model's
-    input shape."""
+    input shape; with `output`, both give that output only until `release()`."""
     if isinstance(inputs, torch.Tensor):
         inputs = inputs.detach().cpu().numpy()
     x = np.ascontiguousarray(as_float(np.asarray(inputs), np.float32))
@@ -255,15 +278,42 @@ def _checked_models(torch_model, keras_model, inputs, pytorch_weights, keras_wei
     with sequence_layout(torch_model):
         keras_x = to_keras_values(x)
     keras_model, keras_name = keras_side(keras_model, keras_weights, keras_x)
-    fn = functional_graph(keras_model)
-    expected = tuple(fn.inputs[0].shape[1:])
+    if not output:
+        fn = functional_graph(keras_model)
+        _check_fits(x, keras_x, fn)
+        return x, torch_model, torch_name, keras_model, keras_name, fn, _Chosen()
+    if getattr(keras_model, "inputs", None):
+        _check_fits(x, keras_x, keras_model)
+    keras_model, release = select_outputs(torch_model, keras_model, *both_names(output),
+                                          keras_x.shape[1:])
+    try:
+        fn = functional_graph(keras_model)
+        device = next(torch_model.parameters()).device
+        leave_out = off_the_output(torch_model, torch.from_numpy(x).to(device))
+    except BaseException:
+        release()
+        raise
+    return (x, torch_model, torch_name, keras_model, keras_name, fn,
+            _Chosen(release, tuple(leave_out)))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Chosen:
+    """--output's choice: what takes the PyTorch hook off, and the PyTorch modules with
+    weights that do not reach the chosen output (not paired)."""
+
+    release: object = lambda: None
+    leave_out: tuple[str, ...] = ()
+
+
+def _check_fits(x: np.ndarray, keras_x: np.ndarray, model) -> None:
+    expected = tuple(model.inputs[0].shape[1:])
     given = keras_x.shape[1:]
     if len(expected) != len(given) or any(e is not None and e != g
                                           for e, g in zip(expected, given)):
         raise UsageError(f"inputs of shape {tuple(x.shape)} (PyTorch layout, Keras "
                          f"{(x.shape[0], *given)}) do not fit the Keras model's input "
                          f"{(None, *expected)}")
-    return x, torch_model, torch_name, keras_model, keras_name, fn
 
 
 class _Setup:

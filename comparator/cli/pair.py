@@ -29,6 +29,10 @@ def add_model_arguments(group) -> None:
     group.add_argument("--inputs", metavar="FILE.npz",
                        help="the batch: x float32 in PyTorch's layout (N,C,H,W, N,C,L or N,F), "
                             "optional y (labels or targets)")
+    group.add_argument("--output", metavar="KEY",
+                       help="the output compared, where the models return several (a dict's "
+                            "key, or a position in a tuple or a list); compare.py computes "
+                            "the loss on it alone. TORCH_KEY:KERAS_KEY when they differ")
 
 
 def add_pair_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,10 +49,6 @@ def add_pair_arguments(parser: argparse.ArgumentParser) -> None:
                        help="the submodule (PyTorch) and layer (Keras) that play the frozen "
                             "backbone; the rest trains (default: the whole model is frozen). "
                             "TORCH_NAME:KERAS_NAME when the names differ")
-    group.add_argument("--output", metavar="KEY",
-                       help="the output compared, where the models return several (a dict's "
-                            "key, or a position in a tuple or a list); the loss is computed on "
-                            "it alone. TORCH_KEY:KERAS_KEY when they differ")
     group.add_argument("--port-weights", choices=["pytorch-to-keras", "keras-to-pytorch"],
                        help="copy one side's weights into the other first (structural port; "
                             "default: both as given)")

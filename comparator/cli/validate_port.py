@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 _OWN_OPTIONS = ("pytorch", "keras", "pytorch_weights", "keras_weights", "input_shape", "inputs",
-                "port_weights")
+                "output", "port_weights")
 
 
 def _own_pair(args) -> bool:
@@ -136,6 +136,7 @@ def _run(args) -> int:
         result = validate_pair(
             args.pytorch, args.keras, pytorch_weights=args.pytorch_weights,
             keras_weights=args.keras_weights, inputs=args.inputs, port=args.port_weights,
+            output=args.output,
             input_shape=parse_input_shape(args.input_shape) if args.input_shape else None,
             **options)
     else:

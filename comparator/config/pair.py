@@ -21,7 +21,7 @@ DROPOUT_MODES = ("on", "off")
 _STREAM_PAIR_INPUTS = 6  # a seed stream of its own (inputs/batch.py numbers the others)
 
 
-def _both_names(text: str | None) -> tuple[str | None, str | None]:
+def both_names(text: str | None) -> tuple[str | None, str | None]:
     """"NAME" for both frameworks, or "TORCH_NAME:KERAS_NAME"."""
     if not text:
         return None, None
@@ -50,11 +50,11 @@ class UserPair:
     y: np.ndarray | None = None
 
     def freeze_names(self) -> tuple[str | None, str | None]:
-        return _both_names(self.freeze)
+        return both_names(self.freeze)
 
 
     def output_keys(self) -> tuple[str | None, str | None]:
-        return _both_names(self.output)
+        return both_names(self.output)
 
 
 def check_pair(pair: UserPair) -> None:
