@@ -8,6 +8,7 @@ model calling it, for a subclassed model), which shares its layers."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from adapters.keras.backend import keras
@@ -28,12 +29,13 @@ def _keys(outputs) -> str:
     return f"a position 0..{len(outputs) - 1}"
 
 
-def several_outputs(side: str, outputs) -> str:
-    """Why a model's outputs cannot be compared as they are, or "" where they can."""
-    if not isinstance(outputs, (tuple, list, dict)):
-        return ""
-    return (f"the {side} model returns a {type(outputs).__name__} of {len(outputs)} outputs; "
-            f"{ONE_OUTPUT}: choose one with --output ({_keys(outputs)})")
+def one_output(side: str, outputs):
+    """The outputs, where they are one; NotOneOutput, saying why, where they are several."""
+    if isinstance(outputs, (tuple, list, dict)):
+        raise NotOneOutput(f"the {side} model returns a {type(outputs).__name__} of "
+                           f"{len(outputs)} outputs; {ONE_OUTPUT}: choose one with --output "
+                           f"({_keys(outputs)})")
+    return outputs
 
 
 def select(outputs, key: str, side: str):
@@ -69,7 +71,7 @@ def select_outputs(torch_model, keras_model, torch_key: str, keras_key: str, inp
     return wrapper, hook.remove
 
 
-def off_the_output(torch_model, x) -> list[str]:
+def off_the_output(torch_model, x: np.ndarray) -> list[str]:
     """The PyTorch modules holding weights of which none reaches the chosen output (another
     output's head), in the order named_modules() lists them: Keras's part of the graph that
     computes the output has no such layers to pair them with. One inference pass through
@@ -81,8 +83,9 @@ def off_the_output(torch_model, x) -> list[str]:
         torch_model.eval()
         for p in params.values():
             p.requires_grad_(True)
+        device = next(torch_model.parameters()).device
         with torch.enable_grad():
-            outputs = torch_model(x)
+            outputs = torch_model(torch.from_numpy(x).to(device))
             grads = torch.autograd.grad(outputs.sum(), list(params.values()), allow_unused=True)
     finally:
         for module, training in modes:

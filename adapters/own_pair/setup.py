@@ -24,8 +24,8 @@ from adapters.own_pair.loader import (
 from adapters.own_pair.outputs import (
     NotOneOutput,
     off_the_output,
+    one_output,
     select_outputs,
-    several_outputs,
 )
 from adapters.own_pair.pairing import (
     channels_first_sequences,
@@ -101,17 +101,11 @@ def keras_layout(model, sample_shape: tuple[int, ...], torch_model) -> str:
 
 
 def _torch_outputs(outputs) -> np.ndarray:
-    several = several_outputs("PyTorch", outputs)
-    if several:
-        raise NotOneOutput(several)
-    return outputs.cpu().numpy()
+    return one_output("PyTorch", outputs).cpu().numpy()
 
 
 def _keras_outputs(model, batch: Batch) -> np.ndarray:
-    outputs = model(batch.x_channels_last, training=False)
-    several = several_outputs("Keras", outputs)
-    if several:
-        raise NotOneOutput(several)
+    outputs = one_output("Keras", model(batch.x_channels_last, training=False))
     return np.asarray(keras.ops.convert_to_numpy(outputs))
 
 
@@ -218,8 +212,7 @@ def open_pair(pair: UserPair, config) -> OpenedPair:
     wrapper, release = select_outputs(torch_side.model, keras_side.model, *pair.output_keys(),
                                       keras_shape)
     try:
-        device = next(torch_side.model.parameters()).device
-        leave_out = off_the_output(torch_side.model, torch.from_numpy(x).to(device))
+        leave_out = off_the_output(torch_side.model, x)
         opened = _open(pair, config, replace(loaded, keras_side=replace(keras_side, model=wrapper),
                                              leave_out=tuple(leave_out)))
     except BaseException:
@@ -267,7 +260,7 @@ def _open(pair: UserPair, config, loaded: _Loaded) -> OpenedPair:
     torch_adapter.adopt(torch_side, torch_freeze, config.scenario, config.seed,
                         dropout_off=pair.dropout == "off")
     torch_out, outputs_layout = _outputs(torch_adapter, keras_side.model, x, layout)
-    torch_adapter.class_axis = axis = class_axis(outputs_layout)
+    axis = class_axis(outputs_layout)
     y, labels_source = _labels(config.scenario, loaded.given_y, config.labels, config.targets,
                                torch_out, axis)
     classes = torch_out.shape[axis] if torch_out.ndim >= 2 else None

@@ -10,7 +10,6 @@ the gradients in gradients.py, and the facts that name a difference's cause in c
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import dataclasses
 
@@ -203,14 +202,18 @@ def validate_port(torch_model: nn.Module, keras_model, inputs, *, mapping: dict 
     x, torch_model, torch_name, keras_model, keras_name, fn, chosen = _checked_models(
         torch_model, keras_model, inputs, pytorch_weights, keras_weights, output)
     chosen = dataclasses.replace(chosen, leave_out=(*chosen.leave_out, *leave_out))
-    with sequence_layout(torch_model), _finally(chosen.release):
-        if port is not None:
-            port_weights(torch_model, keras_model, direction=_PORTS[port], mapping=mapping,
-                         pairs=pairs, leave_out=chosen.leave_out)
-            keras_name += f" (weights ported {port} by the validator)"
-        result = _validated(x, torch_model, torch_name, keras_model, keras_name, fn, mapping,
-                            pairs, modes, isolation, gradients, tolerance, gradient_tolerance,
-                            reference64, seed, train_step, chosen.leave_out)
+    try:
+        with sequence_layout(torch_model):
+            if port is not None:
+                port_weights(torch_model, keras_model, direction=_PORTS[port], mapping=mapping,
+                             pairs=pairs, leave_out=chosen.leave_out)
+                keras_name += f" (weights ported {port} by the validator)"
+            result = _validated(x, torch_model, torch_name, keras_model, keras_name, fn,
+                                mapping, pairs, modes, isolation, gradients, tolerance,
+                                gradient_tolerance, reference64, seed, train_step,
+                                chosen.leave_out)
+    finally:
+        chosen.release()
     if not output:
         return result
     left = (f"; PyTorch's {', '.join(chosen.leave_out)}, whose weights do not reach it, left "
@@ -258,14 +261,6 @@ def _validated(x, torch_model, torch_name, keras_model, keras_name, fn, mapping,
         float64_reference=setup.model64 is not None, statistics=statistics, dropout=dropout)
 
 
-@contextlib.contextmanager
-def _finally(release):
-    try:
-        yield
-    finally:
-        release()
-
-
 def _checked_models(torch_model, keras_model, inputs, pytorch_weights, keras_weights,
                     output: str | None):
     """The inputs as float32 (PyTorch's layout; token ids stay integers) and both models,
@@ -288,8 +283,7 @@ def _checked_models(torch_model, keras_model, inputs, pytorch_weights, keras_wei
                                           keras_x.shape[1:])
     try:
         fn = functional_graph(keras_model)
-        device = next(torch_model.parameters()).device
-        leave_out = off_the_output(torch_model, torch.from_numpy(x).to(device))
+        leave_out = off_the_output(torch_model, x)
     except BaseException:
         release()
         raise

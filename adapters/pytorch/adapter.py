@@ -43,8 +43,6 @@ class PyTorchAdapter(FrameworkAdapter):
     name = "pytorch"
     capabilities = frozenset({"float64", "float64_forward", "bn_momentum", "optimizer_overrides",
                               "randomise_affine", "calibrate", "save_state_dict"})
-    # The outputs' class axis (Batch.class_axis): -1 for a user's per-step outputs, N,L,K.
-    class_axis = 1
 
     def __init__(self, device: str = "cpu", threads: int | None = None):
         super().__init__(device)
@@ -256,10 +254,10 @@ class PyTorchAdapter(FrameworkAdapter):
         y = torch.from_numpy(batch.y).to(self._torch_device)
         return x, (y.to(dtype) if y.is_floating_point() else y)
 
-    def _loss(self, outputs, y):
+    def _loss(self, outputs, y, batch: Batch):
         if self.scenario in REGRESSION_SCENARIOS:
             return F.mse_loss(outputs, y)
-        outputs = outputs.movedim(self.class_axis, 1)  # where torch's cross-entropy reads it
+        outputs = outputs.movedim(batch.class_axis, 1)  # where torch's cross-entropy reads it
         if self.loss_kind == "probabilities":
             return _clipped_probability_cross_entropy(outputs, y)
         return F.cross_entropy(outputs, y)
@@ -273,7 +271,7 @@ class PyTorchAdapter(FrameworkAdapter):
         self.model.eval()
         x, y = self._tensors(batch)
         with torch.no_grad():
-            return float(self._loss(self.model(x), y))
+            return float(self._loss(self.model(x), y, batch))
 
     def _forward_configuration_impl(self):
         # Without gradients, requires_grad flags change nothing a forward pass computes;
@@ -287,7 +285,7 @@ class PyTorchAdapter(FrameworkAdapter):
         # The same eval() forward pass as _inference_loss_impl, whose outputs were kept.
         _, y = self._tensors(batch)
         with torch.no_grad():
-            return float(self._loss(torch.from_numpy(outputs).to(y.device), y))
+            return float(self._loss(torch.from_numpy(outputs).to(y.device), y, batch))
 
     def _forward(self, x):
         """The train-step forward pass; with feature extraction, the head on features that
@@ -304,7 +302,7 @@ class PyTorchAdapter(FrameworkAdapter):
         x, y = self._tensors(batch)
         self._observing = True
         try:
-            loss = self._loss(self._forward(x), y)
+            loss = self._loss(self._forward(x), y, batch)
         finally:
             self._observing = False
         if self._optimizer is not None:
@@ -333,7 +331,7 @@ class PyTorchAdapter(FrameworkAdapter):
             for module in switched:
                 module.eval()
             with torch.no_grad():
-                return float(self._loss(self._forward(x), y))
+                return float(self._loss(self._forward(x), y, batch))
         finally:
             for module in switched:
                 module.train()

@@ -545,6 +545,9 @@ def run_referee(outcome, load_runtime, *, cache_dir: str | None = None,
 USER_FILE = "onnx:file"
 
 
+_KERAS_LAYOUT = "channels-last (Keras's layout)"
+
+
 def _layout_for(session_shape, x: np.ndarray) -> tuple[np.ndarray, str]:
     """x as the graph takes it: PyTorch's layout, or channels-last for a Keras export (images
     and sequences)."""
@@ -555,7 +558,7 @@ def _layout_for(session_shape, x: np.ndarray) -> tuple[np.ndarray, str]:
     if all(not isinstance(d, int) or d == s for d, s in zip(fixed, x.shape[1:])):
         return x, "channels-first (PyTorch's layout)"
     if all(not isinstance(d, int) or d == s for d, s in zip(fixed, last.shape[1:])):
-        return last, "channels-last (Keras's layout)"
+        return last, _KERAS_LAYOUT
     raise UsageError(f"--onnx: the graph takes inputs of shape {list(session_shape)}, which "
                      f"fits neither {list(x.shape)} nor its channels-last copy")
 
@@ -581,7 +584,8 @@ def referee_file(outcome, path: str, load_runtime, device: str = "cpu") -> Refer
         raise UsageError(f"--onnx: ONNX Runtime cannot run {path} on the batch "
                          f"({_one_line(exc)})") from None
     # A graph taking Keras's layout was exported from Keras: its outputs are Keras's too.
-    outputs = batch.outputs_as_pytorch(run.outputs) if x is not batch.x else run.outputs
+    outputs = (batch.outputs_as_pytorch(run.outputs) if layout == _KERAS_LAYOUT
+               else run.outputs)
     checks = []
     for name, adapter in outcome.adapters.items():
         theirs = np.asarray(adapter.logits(batch))
