@@ -94,3 +94,25 @@ def keras_segmentation_with_aux_twin():
     out = x
     aux = layers.Conv2D(2, 1, name="aux")(out)
     return keras.Model(inputs, {"out": out, "aux": aux}, name="aux_twin")
+
+
+class KerasSegmentationWithAux(keras.Model):
+    """keras_segmentation_with_aux_twin as a subclassed model: it keeps its aux head as a
+    layer whichever output a caller takes."""
+
+    def __init__(self):
+        super().__init__(name="subclassed_aux_twin")
+        self.conv = layers.Conv2D(8, 3, padding="same", name="conv")
+        self.bn = layers.BatchNormalization(epsilon=1e-5, momentum=0.9, name="bn")
+        self.classify = layers.Conv2D(CLASSES, 1, name="classify")
+        self.aux = layers.Conv2D(2, 1, name="aux")
+
+    def call(self, x, training=None):
+        out = self.classify(keras.ops.relu(self.bn(self.conv(x), training=training)))
+        return {"out": out, "aux": self.aux(out)}
+
+
+def keras_subclassed_segmentation_with_aux_twin():
+    model = KerasSegmentationWithAux()
+    model(np.zeros((1, SIZE, SIZE, 3), np.float32))
+    return model

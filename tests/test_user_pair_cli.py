@@ -152,7 +152,7 @@ def test_a_map_of_a_dict_of_outputs_end_to_end(tmp_path):
     assert result.returncode == 0, result.stderr
     report = json.loads(report_path.read_text())
     assert report["settings"]["pair"]["output"] == {"pytorch": "out", "keras": "out",
-                                                    "left_out": ["aux"]}
+                                                    "left_out": ["aux"], "keras_left_out": []}
     assert report["settings"]["inputs"]["outputs_shape"] == [4, 3, 8, 8]
     assert report["settings"]["inputs"]["keras_outputs"] == "channels_last"
     assert report["checks"][0]["passed"]

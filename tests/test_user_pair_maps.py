@@ -8,6 +8,7 @@ import torch
 from torch.nn import functional as F
 
 import comparator
+from adapters.own_pair.outputs import keras_off_the_output, select_outputs
 from adapters.own_pair.setup import keras_outputs_layout
 from comparator.errors import UsageError
 from tests import map_pair_models as models
@@ -212,7 +213,7 @@ def test_output_compares_one_of_a_dicts_outputs_and_its_hook_goes_afterwards():
                                      recipes=("pytorch:train", "keras:train"))
     # The aux head's weights do not reach "out": Keras's part of the graph has no aux layer.
     assert report.settings["pair"]["output"] == {"pytorch": "out", "keras": "out",
-                                                 "left_out": ["aux"]}
+                                                 "left_out": ["aux"], "keras_left_out": []}
     assert report.settings["pair"]["pairing"] == {"paired_layers": 3}
     assert report.checks[0].value < 1e-6
     with torch.no_grad():
@@ -221,6 +222,35 @@ def test_output_compares_one_of_a_dicts_outputs_and_its_hook_goes_afterwards():
     for run_id in ("pytorch:train", "keras:train"):
         assert run(report, run_id).losses.inference_before == pytest.approx(expected, rel=1e-6)
     assert _returns_a_dict(torch_model)
+
+
+def test_output_leaves_a_subclassed_keras_models_other_head_out_of_the_pairing():
+    """A subclassed model keeps its aux head as a layer whichever output is taken: the head
+    is left out of the pairing on the Keras side as PyTorch's is on its own."""
+    report = comparator.compare_pair(models.seeded(models.SegmentationWithAux),
+                                     models.keras_subclassed_segmentation_with_aux_twin(), X,
+                                     output="out", port_weights="pytorch-to-keras",
+                                     recipes=("pytorch:train", "keras:train"))
+    assert report.settings["pair"]["output"] == {"pytorch": "out", "keras": "out",
+                                                 "left_out": ["aux"], "keras_left_out": ["aux"]}
+    assert report.settings["pair"]["pairing"] == {"paired_layers": 3}
+    assert report.checks[0].value < 1e-6
+    (same,) = [e for e in report.equivalences if e.a == "keras:train"]
+    assert same.max_weight_diff < 1e-6
+
+
+def test_finding_keras_layers_off_the_output_leaves_every_flag_as_it_was():
+    twin = models.keras_subclassed_segmentation_with_aux_twin()
+    twin.bn.trainable = False
+    torch_model = models.seeded(models.SegmentationWithAux)
+    wrapper, release = select_outputs(torch_model, twin, "out", "out", X.shape[2:] + (3,))
+    flags = [v.value.requires_grad for v in twin.weights]
+    try:
+        assert keras_off_the_output(wrapper, np.moveaxis(X, 1, -1)) == ["aux"]
+    finally:
+        release()
+    assert [v.value.requires_grad for v in twin.weights] == flags
+    assert flags.count(False) == 4  # the frozen BatchNorm's four variables
 
 
 def test_output_takes_a_position_in_a_tuple_or_a_list():

@@ -13,6 +13,7 @@ import torch
 
 from adapters.keras.backend import keras
 from keras.src.models.functional import Functional  # noqa: E402
+from adapters.own_pair.pairing import weighted_keras_layers
 from comparator.errors import UsageError
 
 ONE_OUTPUT = ("the comparison takes models with one output: scores or values per input (N,K), "
@@ -95,3 +96,27 @@ def off_the_output(torch_model, x: np.ndarray) -> list[str]:
     reached = {name.rpartition(".")[0] for name, g in zip(params, grads) if g is not None}
     return [name for name, module in torch_model.named_modules()
             if any(True for _ in module.parameters(recurse=False)) and name not in reached]
+
+
+def keras_off_the_output(keras_model, x: np.ndarray) -> list[str]:
+    """The Keras layers holding weights of which none reaches the model's output, in running
+    order: the part of a subclassed model that computes another output, which it keeps as a
+    layer whatever it returns (a functional graph cut to the output has no such layers).
+    x: Keras's batch. One inference pass through torch's autograd, on which the in-process
+    Keras runs, every variable's requires_grad flag restored afterwards."""
+    weighted = weighted_keras_layers(keras_model)
+    values = [[variable.value for variable in layer.weights] for layer in weighted]
+    flags = [(value, value.requires_grad) for group in values for value in group]
+    try:
+        for value, _ in flags:
+            value.requires_grad_(True)
+        with torch.enable_grad():
+            outputs = keras_model(x, training=False)
+            grads = torch.autograd.grad(outputs.sum(), [value for value, _ in flags],
+                                        allow_unused=True)
+    finally:
+        for value, flag in flags:
+            value.requires_grad_(flag)
+    reached = iter(g is not None for g in grads)
+    reaching = [any([next(reached) for _ in group]) for group in values]
+    return [layer.name for layer, reaches in zip(weighted, reaching) if not reaches]

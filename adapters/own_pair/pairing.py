@@ -348,16 +348,20 @@ def reset_before(layer) -> bool:
 
 
 def pair_weights(torch_model: nn.Module, keras_model, x: np.ndarray,
-                 leave_out: tuple[str, ...] = ()) -> Pairing:
+                 leave_out: tuple[str, ...] = (), keras_leave_out: tuple[str, ...] = ()
+                 ) -> Pairing:
     """The ports of a user pair, or the reason there are none: each PyTorch layer, in running
     order, with the first Keras layer left (in the functional graph's order) that can hold
     its weights. Keras orders layers of one depth in its graph as it likes (a key's and a
     value's projections, say), so the next one may not be the one. leave_out: PyTorch
-    modules that no Keras layer stands for (another output's head, outputs.off_the_output)."""
+    modules that no Keras layer stands for (another output's head, outputs.off_the_output);
+    keras_leave_out: the Keras layers that no PyTorch module stands for (a subclassed model's
+    other head, outputs.keras_off_the_output)."""
     modules = dict(torch_model.named_modules())
     weighted = [name for name in _torch_order(torch_model, x) if name not in leave_out]
     order = _torch_layers(modules, weighted)
-    keras_side = weighted_keras_layers(keras_model)
+    keras_side = [layer for layer in weighted_keras_layers(keras_model)
+                  if layer.name not in keras_leave_out]
     if len(order) != len(keras_side):
         stacked = " (a stacked recurrent module's layers counted one by one)" \
             if len(order) != len(weighted) else ""

@@ -23,6 +23,7 @@ from adapters.own_pair.loader import (
 )
 from adapters.own_pair.outputs import (
     NotOneOutput,
+    keras_off_the_output,
     off_the_output,
     one_output,
     select_outputs,
@@ -190,8 +191,10 @@ class _Loaded:
     inputs_source: str
     layout: str
     keras_shape: tuple
-    # PyTorch modules whose weights do not reach the output --output chose: not paired.
+    # PyTorch modules and Keras layers whose weights do not reach the output --output chose
+    # (another output's head): not paired.
     leave_out: tuple[str, ...] = ()
+    keras_leave_out: tuple[str, ...] = ()
 
 
 def open_pair(pair: UserPair, config) -> OpenedPair:
@@ -212,9 +215,11 @@ def open_pair(pair: UserPair, config) -> OpenedPair:
     wrapper, release = select_outputs(torch_side.model, keras_side.model, *pair.output_keys(),
                                       keras_shape)
     try:
-        leave_out = off_the_output(torch_side.model, x)
-        opened = _open(pair, config, replace(loaded, keras_side=replace(keras_side, model=wrapper),
-                                             leave_out=tuple(leave_out)))
+        keras_x = Batch(x, None, layout).x_channels_last
+        opened = _open(pair, config, replace(
+            loaded, keras_side=replace(keras_side, model=wrapper),
+            leave_out=tuple(off_the_output(torch_side.model, x)),
+            keras_leave_out=tuple(keras_off_the_output(wrapper, keras_x))))
     except BaseException:
         release()
         raise
@@ -252,7 +257,8 @@ def _open(pair: UserPair, config, loaded: _Loaded) -> OpenedPair:
     if torch_freeze:
         pytorch_submodule(torch_side.model, torch_freeze)
         keras_layer(keras_side.model, keras_freeze)
-    pairing = pair_weights(torch_side.model, keras_side.model, x, loaded.leave_out)
+    pairing = pair_weights(torch_side.model, keras_side.model, x, loaded.leave_out,
+                           loaded.keras_leave_out)
     if pair.port_weights:
         copy_weights(pairing, torch_side.model, pair.port_weights)
 
@@ -281,7 +287,9 @@ def _open(pair: UserPair, config, loaded: _Loaded) -> OpenedPair:
             "pairing": _pairing_settings(pairing),
             "dropout": pair.dropout,
             **({"output": {**dict(zip(("pytorch", "keras"), pair.output_keys())),
-                           "left_out": list(loaded.leave_out)}} if pair.output else {}),
+                           "left_out": list(loaded.leave_out),
+                           "keras_left_out": list(loaded.keras_leave_out)}}
+               if pair.output else {}),
         },
         "inputs": {"source": loaded.inputs_source, "shape": list(x.shape), "keras_layout": layout,
                    "outputs_shape": list(torch_out.shape), "keras_outputs": outputs_layout},
