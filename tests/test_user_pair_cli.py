@@ -147,12 +147,18 @@ def test_a_map_of_a_dict_of_outputs_end_to_end(tmp_path):
     maps = os.path.join("tests", "map_pair_models.py")
     result = compare("--pytorch", f"{maps}:SegmentationWithAux", "--keras",
                      f"{maps}:keras_segmentation_with_aux_twin", "--input-shape", "3,8,8",
-                     "--output", "out", "--port-weights", "pytorch-to-keras", "--no-onnx",
-                     "--json", str(report_path), *FAST)
+                     "--output", "out", "--port-weights", "pytorch-to-keras",
+                     "--cache-dir", str(tmp_path / "cache"), "--json", str(report_path), *FAST)
     assert result.returncode == 0, result.stderr
     report = json.loads(report_path.read_text())
     assert report["settings"]["pair"]["output"] == {"pytorch": "out", "keras": "out",
                                                     "left_out": ["aux"], "keras_left_out": []}
     assert report["settings"]["inputs"]["outputs_shape"] == [4, 3, 8, 8]
     assert report["settings"]["inputs"]["keras_outputs"] == "channels_last"
-    assert report["checks"][0]["passed"]
+    # The referee's graphs of both models, Keras's giving N,H,W,K, are held as PyTorch's maps.
+    assert all(check["passed"] for check in report["checks"]), report["checks"]
+    referee = report["references"]["onnx:eval"]
+    assert set(referee["losses"]) == {"pytorch", "keras"}
+    (train,) = [r for r in report["runs"] if r["id"] == "pytorch:train"]
+    for loss in referee["losses"].values():
+        assert loss == pytest.approx(train["losses"]["inference_before"], rel=1e-5)

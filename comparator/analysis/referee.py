@@ -328,6 +328,9 @@ class _Referee:
         for name, fields, build, x in plans:
             entry, outputs = self._inference_graph(fields, build, x, cache)
             if outputs is not None:
+                # Keras's graphs give Keras's layout (a map's N,H,W,K); the losses and the
+                # distances read PyTorch's, as the frameworks' outputs are held.
+                outputs = outputs if name == "pytorch" else self.batch.outputs_as_pytorch(outputs)
                 graphs[name] = outputs
                 entry["loss"] = loss_of(self.scenario, outputs, self.batch.y, self.loss_kind,
                                         self.batch.class_axis)
