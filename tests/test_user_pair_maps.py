@@ -253,6 +253,15 @@ def test_finding_keras_layers_off_the_output_leaves_every_flag_as_it_was():
     assert flags.count(False) == 4  # the frozen BatchNorm's four variables
 
 
+def test_a_freeze_that_trains_only_another_outputs_head_is_one_line():
+    with pytest.raises(UsageError, match=r"--freeze backbone leaves aux to train, and no weight "
+                                         r"of it reaches the output --output out chose") as caught:
+        comparator.compare_pair(models.seeded(models.SegmentationWithAux),
+                                models.keras_subclassed_segmentation_with_aux_twin(), X,
+                                output="out", freeze="backbone:conv")
+    assert "\n" not in str(caught.value)
+
+
 def test_output_takes_a_position_in_a_tuple_or_a_list():
     report = comparator.compare_pair(_MapAndScores(), _keras_map_and_scores(), X, output="1",
                                      port_weights="pytorch-to-keras",

@@ -250,6 +250,19 @@ def _outputs(torch_adapter, keras_model, x: np.ndarray, layout: str) -> tuple:
     return torch_out, outputs_layout
 
 
+def _require_trained_weights_on_the_output(torch_model, freeze: str, leave_out: tuple,
+                                           output: str | None) -> None:
+    """Refuses a --freeze whose trained part lies wholly off the chosen output (another
+    output's head): the loss would depend on no weight the step trains."""
+    trained = [name for name, module in torch_model.named_modules()
+               if any(True for _ in module.parameters(recurse=False))
+               and name != freeze and not name.startswith(f"{freeze}.")]
+    if trained and all(name in leave_out for name in trained):
+        raise UsageError(f"--freeze {freeze} leaves {', '.join(trained)} to train, and no "
+                         f"weight of it reaches the output --output {output} chose: the train "
+                         "step's loss would depend on nothing it trains")
+
+
 def _open(pair: UserPair, config, loaded: _Loaded) -> OpenedPair:
     torch_side, keras_side, x, layout = (loaded.torch_side, loaded.keras_side, loaded.x,
                                          loaded.layout)
@@ -257,6 +270,8 @@ def _open(pair: UserPair, config, loaded: _Loaded) -> OpenedPair:
     if torch_freeze:
         pytorch_submodule(torch_side.model, torch_freeze)
         keras_layer(keras_side.model, keras_freeze)
+        _require_trained_weights_on_the_output(torch_side.model, torch_freeze, loaded.leave_out,
+                                               pair.output)
     pairing = pair_weights(torch_side.model, keras_side.model, x, loaded.leave_out,
                            loaded.keras_leave_out)
     if pair.port_weights:
