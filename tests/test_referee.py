@@ -190,6 +190,29 @@ def test_second_run_exports_nothing(tiny_classify, tiny_result, shared_cache, mo
     assert [c.to_dict() for c in again.checks] == [c.to_dict() for c in tiny_result.checks]
 
 
+def test_a_cached_graph_of_other_code_is_exported_again(tiny_classify, tiny_result, tmp_path,
+                                                      monkeypatch):
+    """The model's forward code is not in the cache key: a cached graph that does not compute
+    the model's outputs is exported again, and the training-mode graph with it."""
+    cache = str(tmp_path)
+    for entry in _exports(tiny_result).values():
+        for suffix in ("", onnxrt.DIGEST_SUFFIX):
+            shutil.copy(entry["file"] + suffix, cache)
+    adapter = tiny_classify.adapters["pytorch"]
+    forward = adapter.model.forward
+    monkeypatch.setattr(adapter.model, "forward", lambda x: forward(x) * 2.0, raising=False)
+    monkeypatch.setattr(adapter, "_logits", {})  # the outputs it kept are the old code's
+    exports = _exports(run_referee(tiny_classify, cache_dir=cache))
+    assert not exports["eval:pytorch"]["cached"]
+    assert exports["eval:pytorch"]["rebuilt"].startswith("the cached graph's outputs were")
+    assert exports["train_forward:pytorch"]["rebuilt"].startswith(
+        "the cached inference graph of the same model was stale")
+    assert exports["eval:keras"]["cached"] and exports["eval:keras"]["rebuilt"] is None
+    monkeypatch.undo()
+    again = _exports(run_referee(tiny_classify, cache_dir=cache))
+    assert again["eval:pytorch"]["rebuilt"].startswith("the cached graph's outputs were")
+
+
 def test_corrupt_or_foreign_cache_entries_are_rebuilt(tiny_classify, tiny_result, tmp_path):
     first = _exports(tiny_result)
     cache = str(tmp_path)

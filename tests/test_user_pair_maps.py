@@ -262,6 +262,39 @@ def test_a_freeze_that_trains_only_another_outputs_head_is_one_line():
     assert "\n" not in str(caught.value)
 
 
+def _refereed(output: str, cache_dir: str):
+    """The referee's exports of a --output comparison (the ONNX exports of both models)."""
+    from comparator.config import CompareConfig
+    from comparator.config.pair import UserPair
+    from comparator.pipeline import compare_user_pair, referee
+
+    pair = UserPair(pytorch=models.seeded(models.SegmentationWithAux),
+                    keras=models.keras_segmentation_with_aux_twin(), output=output,
+                    port_weights="pytorch-to-keras", x=X)
+    outcome = compare_user_pair(pair, CompareConfig(model="user pair", batch_size=len(X),
+                                                    recipes=("pytorch:eval",)))
+    try:
+        result = referee(outcome, cache_dir=cache_dir)
+    finally:
+        outcome.release()
+    assert not result.failed, result.reasons
+    return outcome.report, result.references["onnx:eval"]
+
+
+def test_each_output_has_its_own_onnx_exports(tmp_path):
+    """The cache keys the exports by the output chosen: the PyTorch module is the same."""
+    for output, classes in (("out", models.CLASSES), ("aux", 2)):
+        report, reference = _refereed(output, str(tmp_path))
+        assert not any(e["cached"] or e["rebuilt"] for e in reference["exports"].values())
+        assert report.settings["inputs"]["outputs_shape"] == [4, classes, 8, 8]
+        assert set(reference["losses"]) == {"pytorch", "keras"}
+        for loss in reference["losses"].values():
+            assert loss == pytest.approx(run(report, "pytorch:eval").losses.inference_before,
+                                         rel=1e-5)
+    _, again = _refereed("out", str(tmp_path))
+    assert all(e["cached"] and not e["rebuilt"] for e in again["exports"].values())
+
+
 def test_output_takes_a_position_in_a_tuple_or_a_list():
     report = comparator.compare_pair(_MapAndScores(), _keras_map_and_scores(), X, output="1",
                                      port_weights="pytorch-to-keras",

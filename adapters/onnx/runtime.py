@@ -69,11 +69,13 @@ def _version(package: str) -> str:
 
 
 def cache_fields(*, framework: str, model: str, scenario: str, weights_sha256: str,
-                 input_shape, exporter: str, mode: str, structure: str | None = None) -> dict:
+                 input_shape, exporter: str, mode: str, structure: str | None = None,
+                 output: str | None = None) -> dict:
     """Everything an export depends on: same fields, same graph.
 
     `structure` (see `structure_fingerprint`) covers what the weights hash cannot:
     layer types and hyper-parameters such as BatchNorm epsilon or the Dropout rate.
+    `output`: the keys --output chose, where it chose one of a model's outputs.
     """
     packages = ("torch", "onnx", "onnxscript") + (("keras",) if framework.startswith("keras")
                                                   else ())
@@ -84,6 +86,7 @@ def cache_fields(*, framework: str, model: str, scenario: str, weights_sha256: s
         "weights_sha256": weights_sha256, "input_shape": [int(d) for d in input_shape],
         "exporter": exporter, "mode": mode, "structure": structure,
         "versions": {p: _version(p) for p in packages},
+        **({"output": output} if output is not None else {}),
     }
 
 
@@ -173,11 +176,12 @@ class ExportCache:
                           "(partial or foreign file)")
         return model, None
 
-    def get_or_build(self, fields: dict, build) -> CachedExport:
-        """The entry for `fields`, exporting with `build(path) -> notes` when needed."""
+    def get_or_build(self, fields: dict, build, fresh: str | None = None) -> CachedExport:
+        """The entry for `fields`, exporting with `build(path) -> notes` when needed, or
+        when `fresh` says why the entry there is not to be used."""
         started = time.perf_counter()
         final, key = self.path_for(fields), cache_key(fields)
-        model, problem = self.lookup(fields)
+        model, problem = self.lookup(fields) if fresh is None else (None, fresh)
         if model is not None:
             notes = _stored_notes(model)
             return CachedExport(final, key, True, 0.0, round(time.perf_counter() - started, 3),

@@ -185,6 +185,8 @@ class _Referee:
         self.onnxrt = None
         self.touched = set()
         self.output_errors: dict[str, str] = {}
+        # Graphs whose cached entry did not compute the model's outputs: exported again.
+        self.stale: set[str] = set()
 
     # framework state ---------------------------------------------------------------------
 
@@ -234,10 +236,12 @@ class _Referee:
             structure = adapter.structure
         else:
             structure = self.onnxrt.structure_fingerprint(adapter.exportable_model())
+        output = self.report.settings.get("pair", {}).get("output")
         return self.onnxrt.cache_fields(
             framework=framework, model=self.report.model, scenario=self.scenario,
             weights_sha256=self.sha, input_shape=shape, exporter=exporter, mode=mode,
-            structure=structure)
+            structure=structure,
+            output=f"{output['pytorch']}:{output['keras']}" if output else None)
 
     def _torch_builder(self, mode: str):
         def build(path: str) -> dict:
@@ -281,12 +285,14 @@ class _Referee:
                     "pip install -e '.[tensorflow]')")
         return None
 
-    def attempt(self, fields: dict, build, x: np.ndarray, cache) -> tuple[dict, np.ndarray | None]:
-        """Export (or take from the cache), run in ONNX Runtime; an entry and the outputs."""
+    def attempt(self, fields: dict, build, x: np.ndarray, cache, fresh: str | None = None
+                ) -> tuple[dict, np.ndarray | None]:
+        """Export (or take from the cache, unless `fresh` says why not), run in ONNX
+        Runtime; an entry and the outputs."""
         entry = {"ok": False, "error": None, "exporter": fields["exporter"]}
         started = time.perf_counter()
         try:
-            export = cache.get_or_build(fields, build)
+            export = cache.get_or_build(fields, build, fresh=fresh)
         except Exception as exc:  # noqa: BLE001 - a failed export is a result
             entry["error"] = f"export failed: {_one_line(exc)}{_other_exporter(fields)}"
             return entry, None
@@ -326,11 +332,8 @@ class _Referee:
                                     "reason": reason}
         graphs, errors = {}, []
         for name, fields, build, x in plans:
-            entry, outputs = self._inference_graph(fields, build, x, cache)
+            entry, outputs = self._graph_outputs(name, fields, build, x, cache, logits.get(name))
             if outputs is not None:
-                # Keras's graphs give Keras's layout (a map's N,H,W,K); the losses and the
-                # distances read PyTorch's, as the frameworks' outputs are held.
-                outputs = outputs if name == "pytorch" else self.batch.outputs_as_pytorch(outputs)
                 graphs[name] = outputs
                 entry["loss"] = loss_of(self.scenario, outputs, self.batch.y, self.loss_kind,
                                         self.batch.class_axis)
@@ -376,10 +379,32 @@ class _Referee:
                                                      x.shape), self._worker_builder(TF_GRAPH), x))
         return plans, skipped
 
-    def _inference_graph(self, fields, build, x, cache) -> tuple[dict, np.ndarray | None]:
+    def _graph_outputs(self, name, fields, build, x, cache, expected) -> tuple:
+        """One inference graph's export record and outputs, in PyTorch's layout. A cached
+        graph whose outputs are not the model's (`expected`) was exported from something the
+        cache key cannot see (the model's forward code, say): it is exported again."""
+        entry, outputs = self._inference_graph(fields, build, x, cache)
+        far = _max_abs(self._as_pytorch(name, outputs), expected) \
+            if outputs is not None and expected is not None else 0.0
+        if entry.get("cached") and far > LOGIT_TOLERANCE:
+            self.stale.add(name)
+            entry, outputs = self._inference_graph(fields, build, x, cache, fresh=(
+                f"the cached graph's outputs were {far:.3g} from the model's: it was exported "
+                "from something its key does not cover (the model's code, say)"))
+        return entry, self._as_pytorch(name, outputs)
+
+    def _as_pytorch(self, name: str, outputs):
+        """Keras's graphs give Keras's layout (a map's N,H,W,K); the losses and the distances
+        read PyTorch's, as the frameworks' outputs are held."""
+        if outputs is None or name == "pytorch":
+            return outputs
+        return self.batch.outputs_as_pytorch(outputs)
+
+    def _inference_graph(self, fields, build, x, cache, fresh: str | None = None
+                         ) -> tuple[dict, np.ndarray | None]:
         """One graph's export record and outputs; a graph that is not in inference mode
         (BatchNorm on batch statistics, active Dropout) gives no outputs."""
-        entry, outputs = self.attempt(fields, build, x, cache)
+        entry, outputs = self.attempt(fields, build, x, cache, fresh)
         if entry["ok"]:
             facts = entry["graph"]
             if facts["batchnorm_training_nodes"] or facts["active_dropout_nodes"]:
@@ -393,8 +418,11 @@ class _Referee:
         ref = {"ok": False, "error": None, "train_forward": None,
                "description": TRAIN_FORWARD_DESCRIPTION}
         fields = self._fields("pytorch", self.exporter, "train_forward", self.batch.x.shape)
+        # Whatever made the cached inference graph stale makes this one so too.
+        fresh = ("the cached inference graph of the same model was stale, exported again"
+                 if "pytorch" in self.stale else None)
         entry, outputs = self.attempt(fields, self._torch_builder("train_forward"),
-                                      self.batch.x, cache)
+                                      self.batch.x, cache, fresh)
         ref["export"] = entry
         if not entry["ok"]:
             ref["error"] = f"pytorch graph: {entry['error']}"

@@ -172,6 +172,8 @@ def _export_summary(export: dict) -> str:
         return ", ".join(parts + [f"failed: {export.get('error')}"])
     if "cached" in export:
         parts.append("from the cache" if export["cached"] else "exported")
+    if export.get("rebuilt"):
+        parts.append(f"not from the cache: {export['rebuilt']}")
     if export.get("loss") is not None:
         parts.append(f"loss {fmt(export['loss'])}")
     return ", ".join(parts) or "-"
