@@ -213,6 +213,29 @@ def test_a_cached_graph_of_other_code_is_exported_again(tiny_classify, tiny_resu
     assert again["eval:pytorch"]["rebuilt"].startswith("the cached graph's outputs were")
 
 
+def test_a_keras_graph_that_torchscript_refuses_is_exported_at_the_batchs_shape(tmp_path):
+    """Keras's LayerNormalization reads its input's shape, which TorchScript refuses to export
+    for a batch of any size; at the batch's own shape Keras exports through torch.export."""
+    from comparator.config import CompareConfig
+    from comparator.config.pair import UserPair
+    from comparator.pipeline import compare_user_pair
+    from tests import user_layer_models as layer_models
+
+    x = np.random.default_rng(0).standard_normal((4, 16)).astype(np.float32)
+    pair = UserPair(pytorch=layer_models.seeded_layer_norm_mlp(),
+                    keras=layer_models.keras_layer_norm_mlp(), port_weights="pytorch-to-keras",
+                    x=x)
+    outcome = compare_user_pair(pair, CompareConfig(model="user pair", batch_size=4,
+                                                    recipes=("pytorch:eval",)))
+    result = run_referee(outcome, cache_dir=str(tmp_path))
+    assert not result.failed, result.reasons
+    keras_export = result.references["onnx:eval"]["exports"]["keras"]
+    assert keras_export["exported_with"]["input_signature"] == (
+        "the batch's own shape [4, 16], after the default signature's export failed "
+        "(SymbolicValueError)")
+    assert _checks(result)["referee:onnx_eval_keras_graph_vs_keras"].value < 1e-5
+
+
 def test_corrupt_or_foreign_cache_entries_are_rebuilt(tiny_classify, tiny_result, tmp_path):
     first = _exports(tiny_result)
     cache = str(tmp_path)

@@ -480,11 +480,31 @@ def export_torch(model, example: np.ndarray, path: str, *, exporter: str = "torc
     return notes
 
 
-def export_keras(model, path: str) -> dict:
-    """Keras's own exporter, `model.export(path, format="onnx")`, default input signature."""
+def export_keras(model, path: str, sample: np.ndarray | None = None) -> dict:
+    """Keras's own exporter, `model.export(path, format="onnx")`, default input signature: a
+    batch of any size, which Keras 3.15.1 exports on torch with TorchScript. Where that fails
+    and a sample batch is given, again with the sample's fixed shape, which Keras exports
+    through torch.export (TorchScript refuses Keras's LayerNormalization, which reads its
+    input's shape; the fixed shape exports, measured)."""
+    notes = {"exporter": "keras model.export(format='onnx')", "mode": "eval"}
     with kept_module_modes(model), _quiet():
-        model.export(path, format="onnx", verbose=False)
-    return {"exporter": "keras model.export(format='onnx')", "mode": "eval"}
+        try:
+            model.export(path, format="onnx", verbose=False)
+            return notes
+        except Exception as exc:
+            if sample is None:
+                raise
+            refusal = exc
+        import keras
+
+        signature = [keras.InputSpec(shape=sample.shape, dtype=str(sample.dtype))]
+        try:
+            model.export(path, format="onnx", verbose=False, input_signature=signature)
+        except Exception:  # noqa: BLE001 - the default export's refusal says more
+            raise refusal from None
+    return {**notes, "input_signature": (
+        f"the batch's own shape {list(sample.shape)}, after the default signature's export "
+        f"failed ({type(refusal).__name__})")}
 
 
 # ----- ONNX Runtime --------------------------------------------------------------------------

@@ -255,12 +255,13 @@ class _Referee:
                 self._reset("pytorch")
         return build
 
-    def _keras_builder(self):
+    def _keras_builder(self, x: np.ndarray):
         def build(path: str) -> dict:
             self.touched.add("keras")
             self._reset("keras")
             try:
-                return self.onnxrt.export_keras(self.adapters["keras"].exportable_model(), path)
+                return self.onnxrt.export_keras(self.adapters["keras"].exportable_model(), path,
+                                                x)
             finally:
                 self._reset("keras")
         return build
@@ -368,7 +369,7 @@ class _Referee:
         x = self.batch.x_channels_last if {"keras", TF_GRAPH} & set(self.adapters) else None
         if "keras" in self.adapters:
             plans.append(("keras", self._fields("keras", "keras", "eval", x.shape),
-                          self._keras_builder(), x))
+                          self._keras_builder(x), x))
         skipped = {}
         if TF_GRAPH in self.adapters:
             reason = self._worker_graph_unavailable(TF_GRAPH)
