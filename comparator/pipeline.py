@@ -214,9 +214,9 @@ def _measure(recipes, adapters, batch, config, progress, clock,
             recipes, first, rest)
         unavailable = unavailable_runs(recipes, adapters)
         progress("explaining cross-framework differences", 1)
-        # A worker's layers live in its own process: their conventions are not read here.
-        conventions = {name: a.conventions() for name, a in adapters.items()
-                       if not a.runs_in_worker}
+        # A worker read its own layers' conventions; one that did not run has none.
+        conventions = {name: found for name, a in adapters.items()
+                       if (found := a.conventions()) is not None}
         reruns, found = {}, []
         for eq in equivalences(runs, states, dropout_free):
             compared = dict(zip((eq.a, eq.b),

@@ -115,3 +115,18 @@ def test_a_momentum_rerun_that_leaves_the_means_apart_does_not_explain():
                                          {"bn": (0.99, 0.1)})
     assert momentum["cause"] == "bn_momentum_convention" and not momentum["explains"]
     assert momentum["text"].endswith("the running means still differ by up to 0.1 (were 0.5).")
+
+
+def test_the_variance_cause_is_stated_only_where_keras_keeps_the_biased_variance():
+    """tf_keras's fused BatchNorm kernel keeps the unbiased batch variance, as PyTorch does
+    (measured, tf_keras 2.21): no variance cause is stated for it."""
+    def state(mean, var):
+        return {"bn.running_mean": np.array([mean]), "bn.running_var": np.array([var])}
+
+    keras_final, torch_final, matched = state(0.0, 1.0), state(0.5, 1.2), state(0.0, 1.1)
+    for momenta, expected in (({"bn": (0.99, 0.1)}, ["bn_momentum_convention"]),
+                              ({"bn": (0.9, 0.1)}, [])):
+        for keras_biased, variance in ((True, ["bn_variance_bias"]), (False, [])):
+            causes = explain_bn_conventions(keras_final, torch_final, matched, momenta,
+                                            keras_biased)
+            assert [c["cause"] for c in causes] == expected + variance

@@ -228,3 +228,15 @@ def test_no_version_finding_when_every_version_behaves_alike():
     assert version_findings([_run("keras", "3.15.1", "trainable_false", 0, False),
                              _run("keras-torch@3.6.0", "3.6.0", "trainable_false", 0,
                                   False)]) == []
+
+
+def test_each_keras_reads_the_variance_its_batchnorm_keeps(versions_side_by_side):
+    """tf_keras's fused BatchNorm kernel keeps the unbiased batch variance, Keras 3's own
+    layer the biased one (both measured with momentum 0, 2026-11-29)."""
+    conventions = versions_side_by_side.settings["conventions"]
+    variances = {framework: {layer["running_variance"] for layer in found["batchnorm"].values()}
+                 for framework, found in conventions.items()}
+    assert variances == {"pytorch": {"unbiased batch variance"},
+                         "keras": {"biased batch variance"},
+                         "keras-torch@nightly": {"biased batch variance"},
+                         "tf-keras": {"unbiased batch variance (TensorFlow's fused kernel)"}}

@@ -229,6 +229,21 @@ def test_training_false_does_not_survive_fit_on_any_backend(four_frameworks, bac
     assert not frozen.state.weights_changed
 
 
+def test_every_backend_reports_its_layers_conventions_and_their_causes(four_frameworks):
+    """A worker reads its own layers' conventions: the BatchNorm reruns explain its runs too
+    (keras-tensorflow's and keras-jax's running variances had no cause before)."""
+    report = four_frameworks.report
+    conventions = report.settings["conventions"]
+    assert set(conventions) == set(ALL)
+    for framework in ALL[1:]:
+        assert conventions[framework]["batchnorm"] == conventions["keras"]["batchnorm"]
+        assert conventions[framework]["batchnorm"]["bn1"]["running_variance"] == (
+            "biased batch variance")
+        (eq,) = [e for e in report.equivalences
+                 if (e.a, e.b) == (f"{framework}:train", "pytorch:train")]
+        assert [c.cause for c in eq.causes] == ["bn_variance_bias"]
+
+
 def test_cross_backend_pairs_are_listed(four_frameworks):
     pairs = {(e.a, e.b) for e in four_frameworks.report.equivalences}
     assert ("keras:train", "keras-tensorflow:train") in pairs

@@ -510,7 +510,7 @@ class Keras3Adapter(FrameworkAdapter):
             "batchnorm": {names.get(id(bn), bn.name): {
                 "momentum": round(1.0 - float(bn.momentum), 12),
                 "keras_momentum": float(bn.momentum), "epsilon": float(bn.epsilon),
-                "running_variance": "biased batch variance"} for bn in self._bn_layers},
+                "running_variance": _running_variance(bn)} for bn in self._bn_layers},
             "dropout": self._dropout_rates(),
         }
 
@@ -558,3 +558,14 @@ class Keras3Adapter(FrameworkAdapter):
 
             return {"jax": jax.__version__, "jaxlib": jaxlib.__version__}
         return {}
+
+
+def _running_variance(bn) -> str:
+    """The batch variance a BatchNormalization layer's moving variance is updated with:
+    Keras 3's own layer takes the biased one on every backend; tf_keras's fused kernel (its
+    default on 4-D inputs, `fused` resolved to True when built) the unbiased one (tf_keras
+    2.21 and Keras 3.15.1 on torch, TensorFlow and JAX, measured with momentum 0 on one
+    batch, 2026-11-29)."""
+    if getattr(bn, "fused", False) is True:
+        return "unbiased batch variance (TensorFlow's fused kernel)"
+    return "biased batch variance"

@@ -248,6 +248,7 @@ class WorkerAdapter(Adapter):
         self.seconds: float | None = None
         self.compilations: dict | None = None  # JAX workers: the XLA programs of the run
         self.structure: str | None = None  # by the worker: onnx.runtime.structure_fingerprint
+        self._conventions: dict | None = None  # by the worker: its layers' conventions()
         reason = missing_extra_reason(self.backend)
         if not reason and self.flavour.keras2 and missing_modules(["tf_keras"]):
             reason = ("tf_keras is not installed (install the optional extra: "
@@ -389,6 +390,7 @@ class WorkerAdapter(Adapter):
         self.seconds = response.get("wall_seconds")
         self.compilations = response.get("compilations")
         self.structure = response.get("structure")
+        self._conventions = response.get("conventions")
 
     def logits(self, batch) -> np.ndarray:
         if self._logits is None:
@@ -404,6 +406,11 @@ class WorkerAdapter(Adapter):
 
     def environment(self) -> dict[str, str]:
         return dict(self._environment)
+
+    def conventions(self) -> dict | None:
+        """The worker's layers' conventions (Keras3Adapter.conventions), read in the worker;
+        None where it did not run."""
+        return self._conventions
 
     # the referee's side ---------------------------------------------------------------
 

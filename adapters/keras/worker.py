@@ -266,6 +266,7 @@ def run(request: dict, directory: str) -> dict:
 
     response = {"status": "ok", "runs": runs, "ablations": ablations, "diverged": diverged,
                 "structure": structure_fingerprint(adapter.exportable_model()),
+                "conventions": adapter.conventions(),
                 "environment": {**adapter.environment(), **adapter.backend_versions()},
                 "seconds": round(time.perf_counter() - started, 3)}
     if compilations is not None:

@@ -36,8 +36,8 @@ def _framework(run_id: str) -> str:
 
 def layer_momenta(conventions: dict, keras: str = "keras") -> dict[str, tuple[float, float | None]]:
     """{layer: (Keras's momentum as Keras states it, PyTorch's momentum)} for the BatchNorm
-    layers both frameworks hold, read from the layers (adapters' conventions()); none for
-    a Keras framework whose layers live in a worker (not read here)."""
+    layers both frameworks hold, read from the layers (adapters' conventions(); a worker
+    reads its own)."""
     keras_layers = conventions.get(keras, {}).get("batchnorm", {})
     torch_layers = conventions.get("pytorch", {}).get("batchnorm", {})
     return {name: (keras_layers[name]["keras_momentum"], torch_layers[name]["momentum"])
@@ -61,7 +61,9 @@ def _bn_causes(eq, conventions, rerun, runs, states) -> list[dict]:
         with rerun.adapter.bn_momentum(keras_as_torch):
             matched = rerun.running_statistics(
                 first_step=bool(a.modes.dropout_active or b.modes.dropout_active))
-    return explain_bn_conventions(states[eq.a], states[eq.b], matched, momenta)
+    keras_layers = conventions[_framework(eq.a)]["batchnorm"].values()
+    biased = all(layer["running_variance"].startswith("biased") for layer in keras_layers)
+    return explain_bn_conventions(states[eq.a], states[eq.b], matched, momenta, biased)
 
 
 def _same_step_function(a, b) -> bool:

@@ -184,9 +184,11 @@ def _momentum_words(momenta: dict) -> str:
 
 
 def explain_bn_conventions(keras_final: dict, torch_final: dict, torch_matched: dict,
-                           momenta: dict) -> list[dict]:
+                           momenta: dict, keras_biased: bool = True) -> list[dict]:
     """Why running statistics differ after the same step, from a momentum-matched rerun.
-    momenta: {layer: (Keras's momentum as Keras states it, PyTorch's)}, read from the layers."""
+    momenta: {layer: (Keras's momentum as Keras states it, PyTorch's)}, read from the layers;
+    keras_biased: whether Keras's layers keep the biased batch variance (tf_keras's fused
+    kernel keeps the unbiased one, as PyTorch does)."""
     already_matched = all(t is not None and abs((1.0 - k) - t) <= 1e-12
                           for k, t in momenta.values())
     mean_before = max_bn_stat_diff(keras_final, torch_final, ".running_mean")
@@ -203,8 +205,9 @@ def explain_bn_conventions(keras_final: dict, torch_final: dict, torch_matched: 
                 f"{var_after:.2g}, and PyTorch's is the larger in {100 * larger:.0f}% of the "
                 "channels that differ: PyTorch updates it with the unbiased batch variance, "
                 "Keras with the biased one."}
+    variances = [variance] if keras_biased else []
     if already_matched:
-        return [variance]
+        return variances
     closed = mean_after <= STATE_TOLERANCE
     outcome = (f"agree to {mean_after:.2g} (they differed by {mean_before:.2g})" if closed else
                f"still differ by up to {mean_after:.2g} (were {mean_before:.2g})")
@@ -220,4 +223,4 @@ def explain_bn_conventions(keras_final: dict, torch_final: dict, torch_matched: 
                 f"{outcome}."}
     if not closed:  # the variance text, measured at matched momentum, would mislead
         return [momentum]
-    return [momentum, variance]
+    return [momentum, *variances]
