@@ -64,13 +64,17 @@ def _pytorch_probe() -> dict:
     import numpy as np
     import torch
 
-    from adapters.keras.probe import FEATURES, _batch
+    from adapters.keras.probe import FEATURES, _batch, images, variance_words
 
     x, y = (torch.from_numpy(a) for a in _batch())
-    layer = torch.nn.BatchNorm1d(FEATURES)
-    layer.train()(x)
-    used = (layer.running_var.double().numpy() - (1 - layer.momentum)) / layer.momentum
-    unbiased = float(np.max(np.abs(used - np.var(x.numpy(), axis=0, ddof=1)))) < 1e-3
+    variances = {}
+    for key, layer, batch in (
+            ("bn_moving_variance_update", torch.nn.BatchNorm1d(FEATURES), x),
+            ("bn_moving_variance_update_images", torch.nn.BatchNorm2d(FEATURES),
+             torch.from_numpy(images()).permute(0, 3, 1, 2))):
+        layer.train()(batch)
+        used = (layer.running_var.double().numpy() - (1 - layer.momentum)) / layer.momentum
+        variances[key] = variance_words(used, np.moveaxis(batch.numpy(), 1, -1))
     torch.manual_seed(0)
     model = torch.nn.Linear(FEATURES, 1)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
@@ -83,9 +87,7 @@ def _pytorch_probe() -> dict:
     with torch.no_grad():
         after = float(torch.nn.functional.mse_loss(model(x), y))
     tolerance = 1e-5 * max(1.0, abs(before))
-    return {"bn_momentum": layer.momentum, "bn_epsilon": layer.eps,
-            "bn_moving_variance_update": "unbiased (divided by n - 1)" if unbiased else
-            "biased (divided by n)",
+    return {"bn_momentum": layer.momentum, "bn_epsilon": layer.eps, **variances,
             "fit_loss": "before the update" if abs(reported - before) <= tolerance else
             "after the update" if abs(reported - after) <= tolerance else "neither"}
 
@@ -128,12 +130,13 @@ def _columns(report, releases, probes) -> tuple[list[str], list[list[str]]]:
         columns.append([
             "eval() needed" if pytorch else _training_false(runs[(framework, "training_false")]),
             _bn_frozen(frozen), _dropout_frozen(frozen), _momentum(probe, pytorch),
-            f"{probe['bn_epsilon']:g}", probe["bn_moving_variance_update"], probe["fit_loss"]])
+            f"{probe['bn_epsilon']:g}", probe["bn_moving_variance_update"],
+            probe["bn_moving_variance_update_images"], probe["fit_loss"]])
     labels = ["`training=False` inside `fit`",
               "BatchNorm frozen (`trainable=False`; PyTorch: `requires_grad=False`)",
               "Dropout frozen the same way", "BatchNorm momentum default",
-              "BatchNorm epsilon default", "moving variance update uses",
-              "loss `fit` reports (one step)"]
+              "BatchNorm epsilon default", "moving variance update uses (vectors, N,F)",
+              "moving variance update uses (images, N,H,W,C)", "loss `fit` reports (one step)"]
     rows = [[label] + [column[i] for column in columns] for i, label in enumerate(labels)]
     return headers, rows
 
@@ -156,7 +159,9 @@ def _markdown(headers, rows, report, unavailable, command, seconds) -> str:
               "means its BatchNorm and Dropout stayed in inference mode inside `fit` and no "
               "moving statistic moved. The frozen rows set `trainable = False` on the whole "
               "base. Momentum and epsilon are `BatchNormalization()`'s as constructed; the "
-              "variance row is measured from one training-mode call on a fixed batch; the "
+              "variance rows are measured from one training-mode call on a fixed batch of "
+              "8 vectors of 4 features and on one of 8 images of 2 x 2 pixels and 4 "
+              "channels (tf_keras sends images through TensorFlow's fused kernel); the "
               "last row compares the loss `fit` reported with `evaluate` before and after "
               "the step.", ""]
     findings = [f for f in report.findings if "(measured in this run)" in f]

@@ -2,7 +2,8 @@
 
 BatchNormalization's default momentum and epsilon as constructed, which variance its
 moving-variance update uses (from one training-mode call on a fixed batch: the
-biased one, divided by n, or the unbiased one, by n - 1), and whether the loss `fit`
+biased one, divided by n, or the unbiased one, by n - 1), on vectors (N,F) and on images
+(N,H,W,C), which tf_keras sends through TensorFlow's fused kernel, and whether the loss `fit`
 reports was computed before or after the step's update (a Dense model, MSE, SGD, one
 batch). Runs with whatever `keras` the worker imported: a Keras 3 release, nightly or
 tf_keras.
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-SAMPLES, FEATURES = 8, 4
+SAMPLES, FEATURES, SIDE = 8, 4, 2
 
 
 def _batch():
@@ -22,20 +23,38 @@ def _batch():
     return x, y
 
 
-def _variance_used(keras, x) -> dict:
+def images() -> np.ndarray:
+    """A fixed channels-last image batch, N,H,W,C, for the variance on images."""
+    generator = np.random.default_rng(1)
+    return (generator.standard_normal((SAMPLES, SIDE, SIDE, FEATURES)) * 2 + 1).astype("float32")
+
+
+def variance_words(used: np.ndarray, x: np.ndarray) -> str:
+    """Which batch variance of x (channels last) `used` is: "biased (divided by n)",
+    "unbiased (divided by n - 1)", or neither with the error."""
+    rows = x.reshape(-1, x.shape[-1])
+    errors = {"biased (divided by n)": np.var(rows, axis=0),
+              "unbiased (divided by n - 1)": np.var(rows, axis=0, ddof=1)}
+    errors = {words: float(np.max(np.abs(used - value))) for words, value in errors.items()}
+    closest = min(errors, key=errors.get)
+    return (closest if errors[closest] < 1e-3 else
+            f"neither (max abs error {min(errors.values()):.2g})")
+
+
+def _variance_used(keras, x) -> str:
     layer = keras.layers.BatchNormalization()
-    momentum, epsilon = float(layer.momentum), float(layer.epsilon)
     layer(x, training=True)
     moving = np.asarray(layer.moving_variance.numpy() if hasattr(layer.moving_variance, "numpy")
                         else keras.ops.convert_to_numpy(layer.moving_variance), np.float64)
-    used = (moving - momentum) / (1.0 - momentum)  # moving starts at 1
-    biased, unbiased = np.var(x, axis=0), np.var(x, axis=0, ddof=1)
-    errors = {"biased (divided by n)": float(np.max(np.abs(used - biased))),
-              "unbiased (divided by n - 1)": float(np.max(np.abs(used - unbiased)))}
-    closest = min(errors, key=errors.get)
-    return {"bn_momentum": momentum, "bn_epsilon": epsilon,
-            "bn_moving_variance_update": closest if errors[closest] < 1e-3 else
-            f"neither (max abs error {min(errors.values()):.2g})"}
+    momentum = float(layer.momentum)
+    return variance_words((moving - momentum) / (1.0 - momentum), x)  # moving starts at 1
+
+
+def _defaults(keras, x) -> dict:
+    layer = keras.layers.BatchNormalization()
+    return {"bn_momentum": float(layer.momentum), "bn_epsilon": float(layer.epsilon),
+            "bn_moving_variance_update": _variance_used(keras, x),
+            "bn_moving_variance_update_images": _variance_used(keras, images())}
 
 
 def _fit_loss(keras, x, y) -> dict:
@@ -57,5 +76,5 @@ def _fit_loss(keras, x, y) -> dict:
 
 def probe(keras) -> dict:
     x, y = _batch()
-    return {"status": "ok", "keras": keras.__version__, **_variance_used(keras, x),
+    return {"status": "ok", "keras": keras.__version__, **_defaults(keras, x),
             **_fit_loss(keras, x, y)}
