@@ -58,9 +58,8 @@ def _bn_causes(eq, conventions, rerun, runs, states) -> list[dict]:
     keras_as_torch = {name: 1.0 - keras for name, (keras, _) in momenta.items()}
     if any(torch is None or abs(keras_as_torch[name] - torch) > 1e-12
            for name, (_, torch) in momenta.items()):
-        with rerun.adapter.bn_momentum(keras_as_torch):
-            matched = rerun.running_statistics(
-                first_step=bool(a.modes.dropout_active or b.modes.dropout_active))
+        matched = rerun.statistics_with_momenta(
+            keras_as_torch, first_step=bool(a.modes.dropout_active or b.modes.dropout_active))
     keras_layers = conventions[_framework(eq.a)]["batchnorm"].values()
     biased = all(layer["running_variance"].startswith("biased") for layer in keras_layers)
     return explain_bn_conventions(states[eq.a], states[eq.b], matched, momenta, biased)
@@ -188,7 +187,7 @@ class _Rerun:
 
     def __init__(self, adapter, recipe, batch, config):
         self.adapter, self.recipe, self.batch, self.config = adapter, recipe, batch, config
-        self._states: dict[str, dict] = {}
+        self._states: dict = {}  # by variant
 
     def final_state_with(self, variant: str, optimizer_overrides: dict) -> dict:
         if variant not in self._states:
@@ -216,6 +215,15 @@ class _Rerun:
         c = self.config
         return self.adapter.state_after_steps(self.recipe, self.batch, c.steps, c.lr,
                                               c.optimizer)
+
+    def statistics_with_momenta(self, momenta: dict[str, float], first_step: bool) -> dict:
+        """running_statistics with every BatchNorm layer's momentum set as given, run once
+        for the Keras frameworks that share these momenta (the backends of one model)."""
+        key = ("momenta", first_step, tuple(sorted(momenta.items())))
+        if key not in self._states:
+            with self.adapter.bn_momentum(momenta):
+                self._states[key] = self.running_statistics(first_step)
+        return self._states[key]
 
     def running_statistics(self, first_step: bool) -> dict:
         """The state whose BatchNorm running statistics the rerun leaves, as the pair's are
