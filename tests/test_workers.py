@@ -241,7 +241,7 @@ def test_every_backend_reports_its_layers_conventions_and_their_causes(four_fram
             "biased batch variance")
         (eq,) = [e for e in report.equivalences
                  if (e.a, e.b) == (f"{framework}:train", "pytorch:train")]
-        assert [c.cause for c in eq.causes] == ["bn_variance_bias"]
+        assert [c["cause"] for c in eq.causes] == ["bn_variance_bias"]
 
 
 def test_cross_backend_pairs_are_listed(four_frameworks):
