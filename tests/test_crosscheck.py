@@ -118,3 +118,32 @@ def test_a_pair_with_dropout_in_one_run_compares_first_steps_over_several():
     assert "judged on the Dropout-free passes" in eq.judged_on
     momentum = causes["bn_momentum_convention"]
     assert momentum["explains"] and momentum["value"] < 1e-5 < momentum["before"]
+
+
+def test_one_momentum_rerun_serves_every_keras_framework_with_those_momenta():
+    """The backends of one model share their BatchNorm momenta: PyTorch's rerun with them
+    runs once however many Keras frameworks it explains."""
+    import contextlib
+
+    from comparator.analysis.crosscheck import _Rerun
+
+    class Counting:
+        calls, momenta = 0, None
+
+        @contextlib.contextmanager
+        def bn_momentum(self, momenta):
+            self.momenta = momenta
+            yield
+
+        def statistics_after_forward(self, recipe, batch, dropout_off):
+            self.calls += 1
+            return {"momenta": dict(self.momenta), "dropout_off": dropout_off}
+
+    adapter = Counting()
+    rerun = _Rerun(adapter, None, None, types.SimpleNamespace(steps=1))
+    first = rerun.statistics_with_momenta({"bn": 0.01}, first_step=False)
+    assert rerun.statistics_with_momenta({"bn": 0.01}, first_step=False) is first
+    assert adapter.calls == 1 and first == {"momenta": {"bn": 0.01}, "dropout_off": False}
+    rerun.statistics_with_momenta({"bn": 0.1}, first_step=False)
+    rerun.statistics_with_momenta({"bn": 0.01}, first_step=True)
+    assert adapter.calls == 3
