@@ -342,6 +342,18 @@ def test_the_validator_validates_the_chosen_output():
     assert _returns_a_dict(torch_model)
 
 
+def test_the_validator_refuses_a_subclassed_model_as_such_with_output_too():
+    """Was: "cannot trace Keras layer 'subclassed_aux_twin': it is a nested model", the
+    subclassed model as seen inside the model --output wraps it in."""
+    torch_model = models.seeded(models.SegmentationWithAux)
+    with pytest.raises(UsageError, match=r"cannot trace Keras model 'subclassed_aux_twin' "
+                                         r"\(KerasSegmentationWithAux, subclassed\)"):
+        comparator.validate_port(torch_model,
+                                 models.keras_subclassed_segmentation_with_aux_twin(), X,
+                                 output="out")
+    assert _returns_a_dict(torch_model)
+
+
 def test_a_failed_port_check_is_located_on_the_chosen_output():
     report = comparator.compare_pair(models.seeded(models.SegmentationWithAux),
                                      models.keras_segmentation_with_aux_twin(), X, output="out",

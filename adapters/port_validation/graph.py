@@ -89,6 +89,14 @@ def functional_graph(model) -> Functional:
                              f"{len(model.outputs)}"
                              + (" (--output chooses one)" if len(model.outputs) > 1 else ""))
         return model
+    refuse_subclassed(model)
+
+
+def refuse_subclassed(model) -> None:
+    """Refuses, saying why, a Keras model that is neither functional nor Sequential: the
+    validator traces a graph, which a subclassed model's call() does not have."""
+    if isinstance(model, (Functional, keras.Sequential)):
+        return
     held = [layer.name for layer in getattr(model, "layers", [])]
     raise UsageError(f"cannot trace Keras model {getattr(model, 'name', model)!r} "
                      f"({type(model).__name__}, subclassed): layer-by-layer validation needs "

@@ -36,6 +36,7 @@ from adapters.port_validation.graph import (  # noqa: E402
     graph_nodes,
     keras_state_kept,
     numpy_of,
+    refuse_subclassed,
     run_keras,
     sequence_layout,
     to_keras_values,
@@ -279,6 +280,7 @@ def _checked_models(torch_model, keras_model, inputs, pytorch_weights, keras_wei
         return x, torch_model, torch_name, keras_model, keras_name, fn, _Chosen()
     if getattr(keras_model, "inputs", None):
         _check_fits(x, keras_x, keras_model)
+    refuse_subclassed(keras_model)  # before the model --output wraps it in, which has a graph
     keras_model, release = select_outputs(torch_model, keras_model, *both_names(output),
                                           keras_x.shape[1:])
     try:
