@@ -213,6 +213,33 @@ def test_a_cached_graph_of_other_code_is_exported_again(tiny_classify, tiny_resu
     assert again["eval:pytorch"]["rebuilt"].startswith("the cached graph's outputs were")
 
 
+def test_a_cached_training_graph_of_other_code_is_exported_again(tmp_path):
+    """An edit of the training-mode pass alone leaves the inference graph right: the cached
+    training-mode graph is exported again where PyTorch's own train step disagrees with it."""
+    from comparator.config import CompareConfig
+    from comparator.config.pair import UserPair
+    from comparator.pipeline import compare_user_pair
+    from tests import map_pair_models as maps
+
+    def refereed(torch_model):
+        pair = UserPair(pytorch=torch_model, keras=maps.keras_segmentation_twin(),
+                        port_weights="pytorch-to-keras", x=maps.images())
+        outcome = compare_user_pair(pair, CompareConfig(model="user pair", batch_size=4,
+                                                        recipes=("pytorch:train",)))
+        return run_referee(outcome, cache_dir=str(tmp_path))
+
+    refereed(maps.seeded(maps.SegmentationNet))
+    edited = maps.seeded(maps.SegmentationNet)
+    forward = edited.forward
+    edited.forward = lambda x: forward(x) * (2.0 if edited.training else 1.0)
+    result = refereed(edited)
+    export = result.references["onnx:train_forward"]["export"]
+    assert not export["cached"] and export["rebuilt"].startswith(
+        "the cached graph's loss failed referee:train_forward_vs_pytorch:train")
+    assert result.references["onnx:eval"]["exports"]["pytorch"]["cached"]
+    assert _checks(result)["referee:train_forward_vs_pytorch:train"].passed
+
+
 def test_a_keras_graph_that_torchscript_refuses_is_exported_at_the_batchs_shape(tmp_path):
     """Keras's LayerNormalization reads its input's shape, which TorchScript refuses to export
     for a batch of any size; at the batch's own shape Keras exports through torch.export."""
