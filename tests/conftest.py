@@ -20,6 +20,21 @@ def run_once(**kwargs):
     return _CACHE[key]
 
 
+def refereed_pair(cache_dir, recipes=("pytorch:eval",), **pair):
+    """A user's pair (comparator.config.pair.UserPair fields, x among them) compared on the
+    recipes and refereed with ONNX Runtime, exports in cache_dir: its report and the
+    referee's result. --output's hook stays on until the referee has exported."""
+    from comparator.config.pair import UserPair
+    from comparator.pipeline import compare_user_pair, referee
+
+    outcome = compare_user_pair(UserPair(**pair), CompareConfig(
+        model="user pair", batch_size=len(pair["x"]), recipes=tuple(recipes)))
+    try:
+        return outcome.report, referee(outcome, cache_dir=str(cache_dir))
+    finally:
+        outcome.release()
+
+
 @pytest.fixture(scope="session")
 def tiny_classify():
     return run_once(model="tiny_cnn", batch_size=4, image_size=16)

@@ -13,6 +13,7 @@ from comparator.errors import UsageError
 from comparator.analysis.referee import (TRAIN_FORWARD_DESCRIPTION, cross_entropy,
                                          mean_squared_error, with_referee)
 from comparator.pipeline import referee as run_referee
+from tests.conftest import refereed_pair
 
 onnxrt = pytest.importorskip("adapters.onnx.runtime")
 
@@ -216,17 +217,12 @@ def test_a_cached_graph_of_other_code_is_exported_again(tiny_classify, tiny_resu
 def test_a_cached_training_graph_of_other_code_is_exported_again(tmp_path):
     """An edit of the training-mode pass alone leaves the inference graph right: the cached
     training-mode graph is exported again where PyTorch's own train step disagrees with it."""
-    from comparator.config import CompareConfig
-    from comparator.config.pair import UserPair
-    from comparator.pipeline import compare_user_pair
     from tests import map_pair_models as maps
 
     def refereed(torch_model):
-        pair = UserPair(pytorch=torch_model, keras=maps.keras_segmentation_twin(),
-                        port_weights="pytorch-to-keras", x=maps.images())
-        outcome = compare_user_pair(pair, CompareConfig(model="user pair", batch_size=4,
-                                                        recipes=("pytorch:train",)))
-        return run_referee(outcome, cache_dir=str(tmp_path))
+        return refereed_pair(tmp_path, ("pytorch:train",), pytorch=torch_model,
+                             keras=maps.keras_segmentation_twin(),
+                             port_weights="pytorch-to-keras", x=maps.images())[1]
 
     refereed(maps.seeded(maps.SegmentationNet))
     edited = maps.seeded(maps.SegmentationNet)
@@ -243,18 +239,12 @@ def test_a_cached_training_graph_of_other_code_is_exported_again(tmp_path):
 def test_a_keras_graph_that_torchscript_refuses_is_exported_at_the_batchs_shape(tmp_path):
     """Keras's LayerNormalization reads its input's shape, which TorchScript refuses to export
     for a batch of any size; at the batch's own shape Keras exports through torch.export."""
-    from comparator.config import CompareConfig
-    from comparator.config.pair import UserPair
-    from comparator.pipeline import compare_user_pair
     from tests import user_layer_models as layer_models
 
     x = np.random.default_rng(0).standard_normal((4, 16)).astype(np.float32)
-    pair = UserPair(pytorch=layer_models.seeded_layer_norm_mlp(),
-                    keras=layer_models.keras_layer_norm_mlp(), port_weights="pytorch-to-keras",
-                    x=x)
-    outcome = compare_user_pair(pair, CompareConfig(model="user pair", batch_size=4,
-                                                    recipes=("pytorch:eval",)))
-    result = run_referee(outcome, cache_dir=str(tmp_path))
+    _, result = refereed_pair(tmp_path, pytorch=layer_models.seeded_layer_norm_mlp(),
+                              keras=layer_models.keras_layer_norm_mlp(),
+                              port_weights="pytorch-to-keras", x=x)
     assert not result.failed, result.reasons
     keras_export = result.references["onnx:eval"]["exports"]["keras"]
     assert keras_export["exported_with"]["input_signature"] == (

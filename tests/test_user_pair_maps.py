@@ -12,6 +12,7 @@ from adapters.own_pair.outputs import keras_off_the_output, select_outputs
 from adapters.own_pair.setup import keras_outputs_layout
 from comparator.errors import UsageError
 from tests import map_pair_models as models
+from tests.conftest import refereed_pair
 
 X = models.images()
 
@@ -264,21 +265,11 @@ def test_a_freeze_that_trains_only_another_outputs_head_is_one_line():
 
 def _refereed(output: str, cache_dir: str):
     """The referee's exports of a --output comparison (the ONNX exports of both models)."""
-    from comparator.config import CompareConfig
-    from comparator.config.pair import UserPair
-    from comparator.pipeline import compare_user_pair, referee
-
-    pair = UserPair(pytorch=models.seeded(models.SegmentationWithAux),
-                    keras=models.keras_segmentation_with_aux_twin(), output=output,
-                    port_weights="pytorch-to-keras", x=X)
-    outcome = compare_user_pair(pair, CompareConfig(model="user pair", batch_size=len(X),
-                                                    recipes=("pytorch:eval",)))
-    try:
-        result = referee(outcome, cache_dir=cache_dir)
-    finally:
-        outcome.release()
+    report, result = refereed_pair(cache_dir, pytorch=models.seeded(models.SegmentationWithAux),
+                                   keras=models.keras_segmentation_with_aux_twin(),
+                                   output=output, port_weights="pytorch-to-keras", x=X)
     assert not result.failed, result.reasons
-    return outcome.report, result.references["onnx:eval"]
+    return report, result.references["onnx:eval"]
 
 
 def test_each_output_has_its_own_onnx_exports(tmp_path):
