@@ -72,6 +72,21 @@ def select_outputs(torch_model, keras_model, torch_key: str, keras_key: str, inp
     return wrapper, hook.remove
 
 
+def _reached(values: list, run) -> list[bool]:
+    """Whether each tensor reaches the sum of run()'s outputs, by torch's autograd (on which
+    the in-process Keras runs too); every requires_grad flag restored afterwards."""
+    flags = [value.requires_grad for value in values]
+    try:
+        for value in values:
+            value.requires_grad_(True)
+        with torch.enable_grad():
+            grads = torch.autograd.grad(run().sum(), values, allow_unused=True)
+    finally:
+        for value, flag in zip(values, flags):
+            value.requires_grad_(flag)
+    return [g is not None for g in grads]
+
+
 def off_the_output(torch_model, x: np.ndarray) -> list[str]:
     """The PyTorch modules holding weights of which none reaches the chosen output (another
     output's head), in the order named_modules() lists them: Keras's part of the graph that
@@ -79,21 +94,15 @@ def off_the_output(torch_model, x: np.ndarray) -> list[str]:
     autograd, the modules' modes and requires_grad flags restored afterwards."""
     params = dict(torch_model.named_parameters())
     modes = [(module, module.training) for module in torch_model.modules()]
-    flags = [(p, p.requires_grad) for p in params.values()]
+    device = next(torch_model.parameters()).device
     try:
         torch_model.eval()
-        for p in params.values():
-            p.requires_grad_(True)
-        device = next(torch_model.parameters()).device
-        with torch.enable_grad():
-            outputs = torch_model(torch.from_numpy(x).to(device))
-            grads = torch.autograd.grad(outputs.sum(), list(params.values()), allow_unused=True)
+        reaches = _reached(list(params.values()),
+                           lambda: torch_model(torch.from_numpy(x).to(device)))
     finally:
         for module, training in modes:
             module.training = training
-        for p, flag in flags:
-            p.requires_grad_(flag)
-    reached = {name.rpartition(".")[0] for name, g in zip(params, grads) if g is not None}
+    reached = {name.rpartition(".")[0] for name, hit in zip(params, reaches) if hit}
     return [name for name, module in torch_model.named_modules()
             if any(True for _ in module.parameters(recurse=False)) and name not in reached]
 
@@ -102,21 +111,11 @@ def keras_off_the_output(keras_model, x: np.ndarray) -> list[str]:
     """The Keras layers holding weights of which none reaches the model's output, in running
     order: the part of a subclassed model that computes another output, which it keeps as a
     layer whatever it returns (a functional graph cut to the output has no such layers).
-    x: Keras's batch. One inference pass through torch's autograd, on which the in-process
-    Keras runs, every variable's requires_grad flag restored afterwards."""
+    x: Keras's batch. One inference pass through autograd, every variable's requires_grad
+    flag restored afterwards."""
     weighted = weighted_keras_layers(keras_model)
-    values = [[variable.value for variable in layer.weights] for layer in weighted]
-    flags = [(value, value.requires_grad) for group in values for value in group]
-    try:
-        for value, _ in flags:
-            value.requires_grad_(True)
-        with torch.enable_grad():
-            outputs = keras_model(x, training=False)
-            grads = torch.autograd.grad(outputs.sum(), [value for value, _ in flags],
-                                        allow_unused=True)
-    finally:
-        for value, flag in flags:
-            value.requires_grad_(flag)
-    reached = iter(g is not None for g in grads)
-    reaching = [any([next(reached) for _ in group]) for group in values]
-    return [layer.name for layer, reaches in zip(weighted, reaching) if not reaches]
+    owners = [layer for layer in weighted for _ in layer.weights]
+    reaches = _reached([variable.value for layer in weighted for variable in layer.weights],
+                       lambda: keras_model(x, training=False))
+    reaching = {id(layer) for layer, hit in zip(owners, reaches) if hit}
+    return [layer.name for layer in weighted if id(layer) not in reaching]

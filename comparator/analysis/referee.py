@@ -385,14 +385,15 @@ class _Referee:
         graph whose outputs are not the model's (`expected`) was exported from something the
         cache key cannot see (the model's forward code, say): it is exported again."""
         entry, outputs = self._inference_graph(fields, build, x, cache)
-        far = _max_abs(self._as_pytorch(name, outputs), expected) \
-            if outputs is not None and expected is not None else 0.0
+        held = self._as_pytorch(name, outputs)
+        far = _max_abs(held, expected) if held is not None and expected is not None else 0.0
         if entry.get("cached") and far > LOGIT_TOLERANCE:
             self.stale.add(name)
             entry, outputs = self._inference_graph(fields, build, x, cache, fresh=(
                 f"the cached graph's outputs were {far:.3g} from the model's: it was exported "
                 "from something its key does not cover (the model's code, say)"))
-        return entry, self._as_pytorch(name, outputs)
+            held = self._as_pytorch(name, outputs)
+        return entry, held
 
     def _as_pytorch(self, name: str, outputs):
         """Keras's graphs give Keras's layout (a map's N,H,W,K); the losses and the distances
