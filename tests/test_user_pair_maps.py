@@ -333,16 +333,34 @@ def test_the_validator_validates_the_chosen_output():
     assert _returns_a_dict(torch_model)
 
 
-def test_the_validator_refuses_a_subclassed_model_as_such_with_output_too():
-    """Was: "cannot trace Keras layer 'subclassed_aux_twin': it is a nested model", the
-    subclassed model as seen inside the model --output wraps it in."""
+def test_the_validator_traces_a_subclassed_model_and_validates_the_chosen_output():
+    """Was refused: "cannot trace Keras model 'subclassed_aux_twin' (KerasSegmentationWithAux,
+    subclassed)". Traced through its call(), the graph is cut to the chosen output as a
+    functional model's is: the aux head is in neither side's pairs."""
     torch_model = models.seeded(models.SegmentationWithAux)
-    with pytest.raises(UsageError, match=r"cannot trace Keras model 'subclassed_aux_twin' "
-                                         r"\(KerasSegmentationWithAux, subclassed\)"):
-        comparator.validate_port(torch_model,
-                                 models.keras_subclassed_segmentation_with_aux_twin(), X,
-                                 output="out")
+    result = comparator.validate_port(torch_model,
+                                      models.keras_subclassed_segmentation_with_aux_twin(), X,
+                                      output="out", port="pytorch-to-keras")
+    assert result.first_divergence is None and result.pairs == 3
+    assert [c.keras_layer for c in result.passes[0].layers] == ["conv", "bn", "classify"]
+    assert result.notes[-2:] == (
+        "Keras model 'subclassed_aux_twin' is subclassed: validated as the graph its call() "
+        "traces on a symbolic input, over the same layers, which gave the model's outputs in "
+        "inference mode and training mode (max abs 0)",
+        "output 'out' validated; PyTorch's aux, whose weights do not reach it, left out")
     assert _returns_a_dict(torch_model)
+
+
+def test_a_failed_port_check_on_a_subclassed_model_is_located_on_the_chosen_output():
+    """Was not located: "cannot trace Keras layer 'subclassed_aux_twin': it is a nested
+    model", the subclassed model as the model --output wraps it in holds it."""
+    report = comparator.compare_pair(models.seeded(models.SegmentationWithAux),
+                                     models.keras_subclassed_segmentation_with_aux_twin(), X,
+                                     output="out", recipes=("pytorch:train", "keras:train"))
+    found = report.settings["pair"]["first_divergence"]
+    assert not report.checks[0].passed
+    assert (found["located"], found["torch_module"], found["keras_layer"], found["causes"]) == (
+        True, "backbone.conv", "conv", ["weights"])
 
 
 def test_a_failed_port_check_is_located_on_the_chosen_output():

@@ -181,11 +181,20 @@ def test_models_it_cannot_trace_are_named_in_one_line(validator, tmp_path):
         def call(self, x):
             return self.head(keras.ops.mean(self.conv(x), axis=(1, 2)))
 
-    # Built by the validator from the inputs' shape, then refused with what it holds.
+    # Built by the validator from the inputs' shape and traced through its call(): its
+    # layers are then paired as a functional model's are, and here they do not fit.
     with pytest.raises(UsageError) as err:
         validator.validate_port(pair.torch_net(), Subclassed(), _inputs())
     message = str(err.value)
-    assert "subclassed" in message and "(conv, head)" in message and "\n" not in message
+    assert message.startswith("no Keras layer fits PyTorch stem (Conv2d, weights "
+                              "[(6, 3, 3, 3)]) by order and shape; the next unused Keras layer "
+                              "is conv (Conv2D") and "\n" not in message
+    # port_weights has no inputs to trace on: it names what the model holds.
+    with pytest.raises(UsageError) as err:
+        validator.port_weights(pair.torch_net(), pair.keras_subclassed_net())
+    message = str(err.value)
+    assert "(ResidualNet, subclassed)" in message and "(stem, bn, conv1, bn1, conv2, bn2, ...)" \
+        in message and "validate_port" in message and "\n" not in message
 
 
 # ----- the command line -------------------------------------------------------------------

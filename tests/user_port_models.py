@@ -78,3 +78,46 @@ def ported_keras_net(model=None):
 def ported_with_keras_momentum():
     """The classic mistake: Keras's default momentum 0.99 left in bn1 (PyTorch's 0.01)."""
     return ported_keras_net(keras_net(momentum=0.99, wrong_bn="bn1"))
+
+
+def keras_subclassed_net(momentum=0.9, wrong_bn=None, training_branch=False):
+    """keras_net as a subclassed model, built; its layers are made in the order its call()
+    runs them, so its weights come in keras_net's order. training_branch: call() doubles the
+    logits in training mode only, a Python branch that a trace on a symbolic input misses."""
+    import keras
+    import numpy as np
+    from keras import layers
+
+    def bn(name):
+        return layers.BatchNormalization(
+            momentum=momentum if wrong_bn in (None, name) else 0.9, epsilon=1e-5, name=name)
+
+    class ResidualNet(keras.Model):
+        def __init__(self):
+            super().__init__(name="subclassed_residual_net")
+            self.stem, self.bn = layers.Conv2D(CHANNELS, 3, padding="same", use_bias=False,
+                                               name="stem"), bn("bn")
+            self.conv1, self.bn1 = layers.Conv2D(CHANNELS, 3, padding="same", use_bias=False,
+                                                 name="conv1"), bn("bn1")
+            self.conv2, self.bn2 = layers.Conv2D(CHANNELS, 3, padding="same", use_bias=False,
+                                                 name="conv2"), bn("bn2")
+            self.drop = layers.Dropout(0.25, name="drop")
+            self.head = layers.Dense(CLASSES, name="head")
+
+        def call(self, x, training=None):
+            x = keras.ops.relu(self.bn(self.stem(x), training=training))
+            y = keras.ops.relu(self.bn1(self.conv1(x), training=training))
+            x = keras.ops.relu(x + self.bn2(self.conv2(y), training=training))
+            logits = self.head(self.drop(keras.ops.mean(x, axis=(1, 2)), training=training))
+            return logits * 2.0 if training and training_branch else logits
+
+    model = ResidualNet()
+    model(np.zeros((1, SIZE, SIZE, 3), np.float32))
+    return model
+
+
+def ported_keras_subclassed_net(**options):
+    """keras_subclassed_net holding the correct port's weights."""
+    model = keras_subclassed_net(**options)
+    model.set_weights(ported_keras_net().get_weights())
+    return model

@@ -94,7 +94,8 @@ def functional_graph(model) -> Functional:
 
 def refuse_subclassed(model) -> None:
     """Refuses, saying why, a Keras model that is neither functional nor Sequential: the
-    validator traces a graph, which a subclassed model's call() does not have."""
+    validator walks a graph, which a subclassed model's call() makes only when traced on an
+    input (validate_port does that: subclassed.py)."""
     if isinstance(model, (Functional, keras.Sequential)):
         return
     held = [layer.name for layer in getattr(model, "layers", [])]
@@ -104,8 +105,9 @@ def refuse_subclassed(model) -> None:
                      "model's call() hides how its layers"
                      + (f" ({', '.join(held[:6])}{', ...' if len(held) > 6 else ''})"
                         if held else "")
-                     + " connect; rebuild it with the functional API (compare.py still "
-                     "compares it as a whole)")
+                     + " connect; rebuild it with the functional API, or port it with "
+                     "validate_port(..., port=...), which traces its call() on the inputs "
+                     "(compare.py still compares it as a whole)")
 
 
 def graph_nodes(fn: Functional):

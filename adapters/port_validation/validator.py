@@ -36,7 +36,6 @@ from adapters.port_validation.graph import (  # noqa: E402
     graph_nodes,
     keras_state_kept,
     numpy_of,
-    refuse_subclassed,
     run_keras,
     sequence_layout,
     to_keras_values,
@@ -54,6 +53,7 @@ from adapters.port_validation.pairs import (  # noqa: E402
     torch_state,
 )
 from adapters.port_validation.sequences import output_view, rerun, split_layer_key  # noqa: E402
+from adapters.port_validation.subclassed import subclassed_in, traced_graph  # noqa: E402
 from adapters.port_validation.training import (  # noqa: E402
     keras_batchnorm_step,
     keras_dropout_layers,
@@ -201,7 +201,8 @@ def validate_port(torch_model: nn.Module, keras_model, inputs, *, mapping: dict 
     if port not in (None, *_PORTS):
         raise UsageError(f"port must be one of {', '.join(_PORTS)}, not {port!r}")
     x, torch_model, torch_name, keras_model, keras_name, fn, chosen = _checked_models(
-        torch_model, keras_model, inputs, pytorch_weights, keras_weights, output)
+        torch_model, keras_model, inputs, pytorch_weights, keras_weights, output,
+        trains="training" in modes or gradients or train_step)
     chosen = dataclasses.replace(chosen, leave_out=(*chosen.leave_out, *leave_out))
     try:
         with sequence_layout(torch_model):
@@ -215,11 +216,12 @@ def validate_port(torch_model: nn.Module, keras_model, inputs, *, mapping: dict 
                                 chosen.leave_out)
     finally:
         chosen.release()
-    if not output:
-        return result
-    left = (f"; PyTorch's {', '.join(chosen.leave_out)}, whose weights do not reach it, left "
-            "out" if chosen.leave_out else "")
-    return dataclasses.replace(result, notes=(*result.notes, f"output {output!r} validated{left}"))
+    notes = chosen.notes
+    if output:
+        left = (f"; PyTorch's {', '.join(chosen.leave_out)}, whose weights do not reach it, "
+                "left out" if chosen.leave_out else "")
+        notes += (f"output {output!r} validated{left}",)
+    return dataclasses.replace(result, notes=(*result.notes, *notes))
 
 
 _PORTS = {"pytorch-to-keras": "torch_to_keras", "keras-to-pytorch": "keras_to_torch"}
@@ -263,10 +265,12 @@ def _validated(x, torch_model, torch_name, keras_model, keras_name, fn, mapping,
 
 
 def _checked_models(torch_model, keras_model, inputs, pytorch_weights, keras_weights,
-                    output: str | None):
+                    output: str | None, trains: bool):
     """The inputs as float32 (PyTorch's layout; token ids stay integers) and both models,
     loaded where given as specs or files, with the inputs checked against the Keras model's
-    input shape; with `output`, both give that output only until `release()`."""
+    input shape; a subclassed Keras model as the graph its call() traces (checked in training
+    mode too where the validation `trains`); with `output`, both give that output only until
+    `release()`."""
     if isinstance(inputs, torch.Tensor):
         inputs = inputs.detach().cpu().numpy()
     x = np.ascontiguousarray(as_float(np.asarray(inputs), np.float32))
@@ -274,13 +278,16 @@ def _checked_models(torch_model, keras_model, inputs, pytorch_weights, keras_wei
     with sequence_layout(torch_model):
         keras_x = to_keras_values(x)
     keras_model, keras_name = keras_side(keras_model, keras_weights, keras_x)
+    notes = ()
+    if subclassed_in(keras_model) is not None:
+        keras_model, note = traced_graph(keras_model, keras_x, trains)
+        notes = (note,)
     if not output:
         fn = functional_graph(keras_model)
         _check_fits(x, keras_x, fn)
-        return x, torch_model, torch_name, keras_model, keras_name, fn, _Chosen()
+        return x, torch_model, torch_name, keras_model, keras_name, fn, _Chosen(notes=notes)
     if getattr(keras_model, "inputs", None):
         _check_fits(x, keras_x, keras_model)
-    refuse_subclassed(keras_model)  # before the model --output wraps it in, which has a graph
     keras_model, release = select_outputs(torch_model, keras_model, *both_names(output),
                                           keras_x.shape[1:])
     try:
@@ -290,16 +297,18 @@ def _checked_models(torch_model, keras_model, inputs, pytorch_weights, keras_wei
         release()
         raise
     return (x, torch_model, torch_name, keras_model, keras_name, fn,
-            _Chosen(release, tuple(leave_out)))
+            _Chosen(release, tuple(leave_out), notes))
 
 
 @dataclasses.dataclass(frozen=True)
 class _Chosen:
     """--output's choice: what takes the PyTorch hook off, and the PyTorch modules with
-    weights that do not reach the chosen output (not paired)."""
+    weights that do not reach the chosen output (not paired); and the notes on how the Keras
+    model was traced."""
 
     release: object = lambda: None
     leave_out: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
 
 
 def _check_fits(x: np.ndarray, keras_x: np.ndarray, model) -> None:

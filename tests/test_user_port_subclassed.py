@@ -1,0 +1,122 @@
+"""validate_port on a subclassed Keras model (tests/user_port_models.py: keras_net written as
+a keras.Model subclass): traced through its call() on a symbolic input, checked against the
+model itself, then validated as a functional port is; refused in one line where its call()
+does not trace or traces something else than it computes."""
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+from comparator.errors import UsageError  # noqa: E402
+from tests import user_port_models as pair  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def validator():
+    import adapters.port_validation.validator as validator
+
+    return validator
+
+
+def _inputs(n=2):
+    return np.random.default_rng(1).normal(size=(n, 3, pair.SIZE, pair.SIZE)).astype(np.float32)
+
+
+def _state(model) -> list[np.ndarray]:
+    return [np.array(v.numpy()) for v in model.variables]
+
+
+def test_a_subclassed_port_is_validated_as_its_functional_twin(validator):
+    model = pair.ported_keras_subclassed_net()
+    before = _state(model)
+    result = validator.validate_port(pair.torch_net(), model, _inputs())
+    twin = validator.validate_port(pair.torch_net(), pair.ported_keras_net(), _inputs())
+    assert result.passed and twin.passed, result.render()
+    assert [c.keras_layer for c in result.passes[0].layers] == [
+        c.keras_layer for c in twin.passes[0].layers] == [
+        "stem", "bn", "conv1", "bn1", "conv2", "bn2", "head"]
+    assert len(result.passes) == 4 and len(result.gradients) == len(twin.gradients) > 0
+    assert [s.keras_layer for s in result.statistics] == ["bn", "bn1", "bn2"]
+    assert [(d.torch_module, d.keras_layer) for d in result.dropout] == [("drop", "drop")]
+    assert ("Keras model 'subclassed_residual_net' is subclassed: validated as the graph its "
+            "call() traces on a symbolic input, over the same layers, which gave the model's "
+            "outputs in inference mode and training mode (max abs 0)") in result.notes
+    # Its weights, moving statistics and Dropout's seed are where they were.
+    assert all(np.array_equal(a, b) for a, b in zip(before, _state(model)))
+
+
+def test_a_planted_momentum_in_a_subclassed_port_is_named_at_its_layer(validator):
+    model = pair.ported_keras_subclassed_net(momentum=0.99, wrong_bn="bn1")
+    found = validator.validate_port(pair.torch_net(), model, _inputs()).first_divergence
+    twin = validator.validate_port(pair.torch_net(), pair.ported_with_keras_momentum(),
+                                   _inputs()).first_divergence
+    assert (found.torch_module, found.keras_layer, found.seen_in) == (
+        "bn1", "bn1", "training step, running statistics")
+    assert found.text == twin.text and "Keras bn1 0.01" in found.text
+
+
+def test_the_validator_ports_weights_into_a_subclassed_model(validator):
+    model = pair.keras_subclassed_net()
+    result = validator.validate_port(pair.torch_net(), model, _inputs(),
+                                     port="pytorch-to-keras", modes=("inference",),
+                                     gradients=False)
+    assert result.passed, result.render()
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(),
+                                                    pair.ported_keras_net().get_weights()))
+
+
+def test_a_branch_on_training_is_refused_where_the_validation_trains(validator):
+    model = pair.ported_keras_subclassed_net(training_branch=True)
+    with pytest.raises(UsageError) as err:
+        validator.validate_port(pair.torch_net(), model, _inputs())
+    message = str(err.value)
+    assert message.startswith("cannot trace Keras model 'subclassed_residual_net' "
+                              "(ResidualNet, subclassed): the graph its call() traces and the "
+                              "model give outputs apart by max abs ")
+    assert "in training mode" in message and "\n" not in message
+    # Inference alone never takes the branch: validated, and the note says in which mode.
+    result = validator.validate_port(pair.torch_net(), model, _inputs(), modes=("inference",),
+                                     gradients=False, train_step=False)
+    assert result.passed
+    assert any(note.endswith("gave the model's outputs in inference mode (max abs 0)")
+               for note in result.notes)
+
+
+def test_a_call_that_needs_values_is_refused_in_one_line(validator):
+    import keras
+
+    class Thresholded(keras.Model):
+        def __init__(self):
+            super().__init__(name="thresholded")
+            self.head = keras.layers.Dense(4, name="head")
+
+        def call(self, x):
+            # A Python decision on the batch's values: no symbolic input has them.
+            return self.head(x) * float(np.mean(keras.ops.convert_to_numpy(x)) > 0)
+
+    torch_model = pair.torch_net()
+    with pytest.raises(UsageError) as err:
+        validator.validate_port(torch_model.head, Thresholded(),
+                                np.ones((2, pair.CHANNELS), np.float32))
+    message = str(err.value)
+    assert message.startswith("cannot trace Keras model 'thresholded' (Thresholded, "
+                              "subclassed): its call() does not run on a symbolic Keras input")
+    assert "rebuild it with the functional API" in message and "\n" not in message
+
+
+def test_the_script_validates_a_subclassed_model_given_as_a_spec():
+    import subprocess
+    import sys
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, os.path.join(root, "scripts", "validate_port.py"),
+                           "--pytorch", "tests/user_port_models.py:torch_net",
+                           "--keras", "tests/user_port_models.py:ported_keras_subclassed_net",
+                           "--input-shape", f"3,{pair.SIZE},{pair.SIZE}", "--no-float64"],
+                          capture_output=True, text=True, cwd=root, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "note: Keras model 'subclassed_residual_net' is subclassed: validated" in done.stdout
+    assert done.stdout.strip().endswith("every layer agrees: the port computes the same function")
