@@ -320,3 +320,27 @@ def test_a_frozen_keras_batchnorm_and_a_cumulative_pytorch_momentum_are_named(va
     (found,) = result.statistics_divergences
     assert found.keras_layer == "bn" and found.cause == "momentum"
     assert "PyTorch bn 0.25 (momentum=None: a cumulative average" in found.text
+
+
+def test_a_pytorch_model_that_is_one_layer_is_ported_and_compared(validator):
+    """Was: the validator's port raised Keras's "Layer head weight shape (6, 4) is not
+    compatible with provided weight shape (4, 6)", and compare_pair refused "--port-weights
+    needs the weighted layers paired, and they are not": the module's own kernel is named
+    `weight`, without the `.weight` a submodule's has."""
+    import keras
+
+    import comparator
+
+    inputs = keras.Input((pair.CHANNELS,))
+    dense = keras.Model(inputs, keras.layers.Dense(pair.CLASSES, name="head")(inputs))
+    x = np.random.default_rng(2).normal(size=(4, pair.CHANNELS)).astype(np.float32)
+    linear = pair.torch_net().head
+    result = validator.validate_port(linear, dense, x, port="pytorch-to-keras", **FAST)
+    assert result.passed and result.passes[0].output.max_abs < 1e-6
+    np.testing.assert_array_equal(dense.get_layer("head").kernel.numpy(),
+                                  linear.weight.detach().numpy().T)
+    report = comparator.compare_pair(pair.torch_net().head, dense, x,
+                                     port_weights="pytorch-to-keras",
+                                     recipes=("pytorch:train", "keras:train"))
+    assert report.checks[0].passed and report.settings["pair"]["pairing"] == {
+        "paired_layers": 1}

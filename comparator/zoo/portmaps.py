@@ -84,7 +84,7 @@ def keras_layout_axes(kind: str, name: str) -> tuple[int, ...] | None:
     does (a flatten_dense kernel, whose rows are reordered; a recurrent layer's arrays)."""
     if kind in recurrent_layout.RECURRENT_KINDS:
         return None
-    if not name.endswith(".weight"):
+    if name.rpartition(".")[2] != "weight":  # "weight" alone: the model is the layer
         return ()
     if kind.startswith("flatten_dense:"):
         return None
