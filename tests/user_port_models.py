@@ -121,3 +121,46 @@ def ported_keras_subclassed_net(**options):
     model = keras_subclassed_net(**options)
     model.set_weights(ported_keras_net().get_weights())
     return model
+
+
+def keras_block_net():
+    """keras_net with its residual block as a layer class of the user's own, which holds
+    conv1, bn1, conv2 and bn2; the stem and the head stay in the functional graph."""
+    import keras
+    from keras import layers
+
+    def bn(name):
+        return layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=name)
+
+    class ResidualBlock(layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.conv1 = layers.Conv2D(CHANNELS, 3, padding="same", use_bias=False,
+                                       name="conv1")
+            self.bn1 = bn("bn1")
+            self.conv2 = layers.Conv2D(CHANNELS, 3, padding="same", use_bias=False,
+                                       name="conv2")
+            self.bn2 = bn("bn2")
+
+        def call(self, x, training=None):
+            y = keras.ops.relu(self.bn1(self.conv1(x), training=training))
+            return keras.ops.relu(x + self.bn2(self.conv2(y), training=training))
+
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = layers.Conv2D(CHANNELS, 3, padding="same", use_bias=False, name="stem")(inputs)
+    x = ResidualBlock(name="block")(layers.ReLU()(bn("bn")(x)))
+    x = layers.Dropout(0.25, name="drop")(layers.GlobalAveragePooling2D()(x))
+    return keras.Model(inputs, layers.Dense(CLASSES, name="head")(x), name="block_net")
+
+
+def keras_nested_net():
+    """keras_net as a base model up to its pooling, called with training=False inside a
+    functional model that adds the Dropout and the head: the transfer-learning layout."""
+    import keras
+    from keras import layers
+
+    flat = keras_net()
+    base = keras.Model(flat.inputs, flat.get_layer("drop").input, name="base")
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = layers.Dropout(0.25, name="top_drop")(base(inputs, training=False))
+    return keras.Model(inputs, layers.Dense(CLASSES, name="top_head")(x), name="nested_net")

@@ -95,7 +95,7 @@ def functional_graph(model) -> Functional:
 def refuse_subclassed(model) -> None:
     """Refuses, saying why, a Keras model that is neither functional nor Sequential: the
     validator walks a graph, which a subclassed model's call() makes only when traced on an
-    input (validate_port does that: subclassed.py)."""
+    input (validate_port does that: tracing.py)."""
     if isinstance(model, (Functional, keras.Sequential)):
         return
     held = [layer.name for layer in getattr(model, "layers", [])]

@@ -53,7 +53,7 @@ from adapters.port_validation.pairs import (  # noqa: E402
     torch_state,
 )
 from adapters.port_validation.sequences import output_view, rerun, split_layer_key  # noqa: E402
-from adapters.port_validation.subclassed import subclassed_in, traced_graph  # noqa: E402
+from adapters.port_validation.tracing import layers_to_open, traced_graph  # noqa: E402
 from adapters.port_validation.training import (  # noqa: E402
     keras_batchnorm_step,
     keras_dropout_layers,
@@ -268,8 +268,9 @@ def _checked_models(torch_model, keras_model, inputs, pytorch_weights, keras_wei
                     output: str | None, trains: bool):
     """The inputs as float32 (PyTorch's layout; token ids stay integers) and both models,
     loaded where given as specs or files, with the inputs checked against the Keras model's
-    input shape; a subclassed Keras model as the graph its call() traces (checked in training
-    mode too where the validation `trains`); with `output`, both give that output only until
+    input shape; a Keras model whose layers hide layers (subclassed, nested, a block of the
+    user's own) as the graph its call() traces (checked in training mode too where the
+    validation `trains`); with `output`, both give that output only until
     `release()`."""
     if isinstance(inputs, torch.Tensor):
         inputs = inputs.detach().cpu().numpy()
@@ -279,7 +280,7 @@ def _checked_models(torch_model, keras_model, inputs, pytorch_weights, keras_wei
         keras_x = to_keras_values(x)
     keras_model, keras_name = keras_side(keras_model, keras_weights, keras_x)
     notes = ()
-    if subclassed_in(keras_model) is not None:
+    if layers_to_open(keras_model):
         keras_model, note = traced_graph(keras_model, keras_x, trains)
         notes = (note,)
     if not output:

@@ -1,7 +1,9 @@
-"""validate_port on a subclassed Keras model (tests/user_port_models.py: keras_net written as
-a keras.Model subclass): traced through its call() on a symbolic input, checked against the
-model itself, then validated as a functional port is; refused in one line where its call()
-does not trace or traces something else than it computes."""
+"""validate_port on Keras models whose layers hide layers (tests/user_port_models.py: keras_net
+written as a keras.Model subclass, with its residual block as a layer class of its own, and
+as a base model nested in a functional one): traced through their call()s on a symbolic
+input, checked against the model itself, then validated as a flat functional port is;
+refused in one line where a call() does not trace or traces something else than it
+computes."""
 
 import os
 
@@ -25,6 +27,9 @@ def _inputs(n=2):
     return np.random.default_rng(1).normal(size=(n, 3, pair.SIZE, pair.SIZE)).astype(np.float32)
 
 
+FAST = dict(modes=("inference",), gradients=False, reference64=False, train_step=False)
+
+
 def _state(model) -> list[np.ndarray]:
     return [np.array(v.numpy()) for v in model.variables]
 
@@ -41,9 +46,9 @@ def test_a_subclassed_port_is_validated_as_its_functional_twin(validator):
     assert len(result.passes) == 4 and len(result.gradients) == len(twin.gradients) > 0
     assert [s.keras_layer for s in result.statistics] == ["bn", "bn1", "bn2"]
     assert [(d.torch_module, d.keras_layer) for d in result.dropout] == [("drop", "drop")]
-    assert ("Keras model 'subclassed_residual_net' is subclassed: validated as the graph its "
-            "call() traces on a symbolic input, over the same layers, which gave the model's "
-            "outputs in inference mode and training mode (max abs 0)") in result.notes
+    assert ("Keras model 'subclassed_residual_net' (ResidualNet, subclassed) validated as the "
+            "graph its call() traces on a symbolic input, over the same layers, which gave the "
+            "model's outputs in inference mode and training mode (max abs 0)") in result.notes
     # Its weights, moving statistics and Dropout's seed are where they were.
     assert all(np.array_equal(a, b) for a, b in zip(before, _state(model)))
 
@@ -118,5 +123,64 @@ def test_the_script_validates_a_subclassed_model_given_as_a_spec():
                            "--input-shape", f"3,{pair.SIZE},{pair.SIZE}", "--no-float64"],
                           capture_output=True, text=True, cwd=root, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert "note: Keras model 'subclassed_residual_net' is subclassed: validated" in done.stdout
+    assert ("note: Keras model 'subclassed_residual_net' (ResidualNet, subclassed) validated as "
+            "the graph its call() traces") in done.stdout
     assert done.stdout.strip().endswith("every layer agrees: the port computes the same function")
+
+
+def _port_twin(validator, keras_model):
+    """keras_model holding the correct port's weights, ported by the validator (the models
+    here have no graph port_weights could walk)."""
+    validator.validate_port(pair.torch_net(), keras_model, _inputs(), port="pytorch-to-keras",
+                            modes=("inference",), gradients=False, train_step=False)
+    return keras_model
+
+
+def test_a_block_class_of_the_users_own_is_validated_layer_by_layer(validator):
+    """Was: "no Keras layer fits PyTorch conv1 ...; the next unused Keras layer is block
+    (ResidualBlock, weights [...])": the block was one layer holding four."""
+    model = _port_twin(validator, pair.keras_block_net())
+    result = validator.validate_port(pair.torch_net(), model, _inputs())
+    assert result.passed, result.render()
+    assert [c.keras_layer for c in result.passes[0].layers] == [
+        "stem", "bn", "conv1", "bn1", "conv2", "bn2", "head"]
+    assert ("Keras model 'block_net' (through the layers in block (ResidualBlock)) validated "
+            "as the graph") in result.notes[-1]
+    conv2 = model.get_layer("block").conv2
+    conv2.kernel.assign(np.swapaxes(conv2.kernel.numpy(), 0, 1))
+    found = validator.validate_port(pair.torch_net(), model, _inputs(),
+                                    **FAST).first_divergence
+    assert (found.torch_module, found.keras_layer, found.causes[0].code) == (
+        "conv2", "conv2", "kernel_layout")
+
+
+def test_a_nested_base_model_is_validated_through_it(validator):
+    """Was: "cannot trace Keras layer 'base': it is a nested model"."""
+    model = _port_twin(validator, pair.keras_nested_net())
+    result = validator.validate_port(pair.torch_net(), model, _inputs())
+    assert result.passed, result.render()
+    assert [c.keras_layer for c in result.passes[0].layers][-2:] == ["bn2", "top_head"]
+    assert [(d.torch_module, d.keras_layer) for d in result.dropout] == [("drop", "top_drop")]
+    assert result.notes[-1].startswith(
+        "Keras model 'nested_net' (through the layers in base (Functional)) validated")
+
+
+def test_a_weight_no_layer_holds_is_named_as_not_compared(validator):
+    import keras
+
+    class Scaled(keras.Model):
+        def __init__(self):
+            super().__init__(name="scaled")
+            self.head = keras.layers.Dense(pair.CLASSES, name="head")
+            self.scale = self.add_weight(shape=(), initializer="ones", name="scale")
+
+        def call(self, x):
+            return self.head(x) * self.scale
+
+    torch_head = pair.torch_net().head
+    result = validator.validate_port(torch_head, Scaled(), np.ones((2, pair.CHANNELS),
+                                                                   np.float32),
+                                     port="pytorch-to-keras", **FAST)
+    assert result.passed
+    assert result.notes[-1].endswith("(max abs 0); scaled/scale, held by no layer in it, not "
+                                     "compared on their own")

@@ -1,0 +1,176 @@
+"""A Keras model whose layers hide other layers, as one flat graph the validator can walk: a
+subclassed model, a nested model (keras.applications' base inside a functional model, or the
+model compare.py's --output wraps a subclassed one in), or a layer class of the user's own
+that holds weighted layers (a residual block). The model's call() runs once on a symbolic
+input with each such layer run by its own call() instead of as one operation, so every
+Keras layer and keras.ops operation underneath becomes a node of a functional graph over the
+model's own layers and weights.
+
+Python code in those call()s runs once then, so the graph is run beside the model on the
+batch, in inference mode and, where the validation trains, in training mode: a call() that
+branches on a value or on `training` traces something else than what the model computes,
+and is refused as such."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+
+import numpy as np
+import torch
+
+from adapters.keras.backend import keras  # fixes the torch backend before Keras is imported
+from keras import ops, tree  # noqa: E402
+from keras.src.models.functional import Functional  # noqa: E402
+
+from comparator.errors import UsageError  # noqa: E402
+
+# The traced graph runs the model's own operations in the same order: it gives the same
+# values, bit for bit on the CPU (measured, Keras 3.15.1 on torch 2.14.1). The bound leaves
+# room for nothing but rounding.
+_SAME = 1e-6
+
+
+def is_subclassed(model) -> bool:
+    return isinstance(model, keras.Model) and not isinstance(model, (Functional,
+                                                                     keras.Sequential))
+
+
+def _holds_layers(layer) -> bool:
+    """Whether the validator must look inside this layer: a nested model, or a layer class of
+    the user's own holding weighted layers. Keras's own composite layers (LSTM and its cell,
+    Bidirectional, MultiHeadAttention) are paired whole, and stay whole."""
+    if isinstance(layer, keras.Model):
+        return True
+    return not type(layer).__module__.startswith("keras.") and any(
+        sub.weights for sub in layer._flatten_layers(include_self=False, recursive=False))
+
+
+def _opened_below(layer) -> list:
+    found = []
+    for sub in layer._flatten_layers(include_self=False, recursive=False):
+        if _holds_layers(sub):
+            found += [sub, *_opened_below(sub)]
+    return found
+
+
+def layers_to_open(model) -> list:
+    """The layers to run by their call() in the trace, outermost first; none where the
+    model's own graph is flat already."""
+    return [model] * is_subclassed(model) + _opened_below(model)
+
+
+def _call_straight(layer, *args, **kwargs):
+    """layer.call(): on symbolic inputs the layers it uses make nodes of their own."""
+    if isinstance(layer, Functional) and args:
+        # Functional.call warns unless the inputs come in the structure it was built on.
+        args = (tree.pack_sequence_as(layer._inputs_struct, tree.flatten(args[0])), *args[1:])
+    return layer.call(*args, **kwargs)
+
+
+@functools.cache
+def _opened(cls):
+    """cls with __call__ running call() straight."""
+    return type(f"Opened{cls.__name__}", (cls,), {"__call__": _call_straight})
+
+
+@contextlib.contextmanager
+def _calls_opened(layers):
+    classes = []
+    try:
+        for layer in layers:
+            classes.append((layer, type(layer)))
+            layer.__class__ = _opened(type(layer))
+        yield
+    finally:
+        for layer, cls in classes:
+            layer.__class__ = cls
+
+
+def traced_graph(model, keras_x: np.ndarray, training: bool) -> tuple[Functional, str]:
+    """The functional model over `model`'s layers that its call() traces on an input shaped
+    like keras_x (channels-last), every layer of layers_to_open run by its call(); checked
+    against the model on keras_x in inference mode and, with `training`, in training mode
+    too; and a note for the report saying so."""
+    opened = layers_to_open(model)
+    through = _through(model, opened)
+    inputs = keras.Input(keras_x.shape[1:], dtype=str(keras_x.dtype))
+    try:
+        with _calls_opened(opened):
+            graph = keras.Model(inputs, _call_straight(model, inputs), name=model.name)
+    except Exception as exc:
+        raise _refused(model, through, "its call() does not run on a symbolic Keras input "
+                                       f"({type(exc).__name__}: {_first_line(exc)})") from None
+    modes = (False, True) if training else (False,)
+    gaps = [_gap(model, graph, keras_x, mode) for mode in modes]
+    for mode, gap in zip(modes, gaps):
+        if gap is None or gap > _SAME:
+            found = ("outputs of other structures or shapes" if gap is None
+                     else f"outputs apart by max abs {gap:.3g}")
+            raise _refused(model, through, f"the graph its call() traces and the model give "
+                                           f"{found} in {_mode(mode)} mode (its Python code "
+                                           f"branches on {'training or on ' if mode else ''}"
+                                           "a value)")
+    checked = " and ".join(f"{_mode(mode)} mode" for mode in modes)
+    return graph, (f"Keras model {model.name!r} ({through}) validated as the graph its call() "
+                   "traces on a symbolic input, over the same layers, which gave the model's "
+                   f"outputs in {checked} (max abs {max(gaps):.3g})" + _loose(model, graph))
+
+
+def _loose(model, graph: Functional) -> str:
+    """The model's weights that no layer of the graph holds (a call() using a variable of
+    its own): they compute, but no pair compares them."""
+    held = {id(w) for layer in graph.layers for w in layer.weights}
+    loose = [w.path for w in model.weights if id(w) not in held]
+    return (f"; {', '.join(loose)}, held by no layer in it, not compared on their own"
+            if loose else "")
+
+
+def _through(model, opened: list) -> str:
+    inner = [f"{layer.name} ({type(layer).__name__})" for layer in opened if layer is not model]
+    subclassed = f"{type(model).__name__}, subclassed" if is_subclassed(model) else ""
+    return "; ".join(filter(None, [subclassed, inner and "through the layers in "
+                                   + ", ".join(inner[:4]) + (", ..." if len(inner) > 4
+                                                             else "")]))
+
+
+def _mode(training: bool) -> str:
+    return "training" if training else "inference"
+
+
+def _gap(model, graph: Functional, keras_x: np.ndarray, training: bool) -> float | None:
+    """Max abs difference between the model's and the graph's outputs; None where their
+    structure or shapes differ. Both runs start from the same variables (moving statistics)
+    and random state (Keras's Dropout on torch draws from torch's generator)."""
+    first, second = (_run(f, keras_x, training, model.variables) for f in (model, graph))
+    try:
+        tree.assert_same_structure(first, second)
+    except (TypeError, ValueError):
+        return None
+    pairs = list(zip(tree.flatten(first), tree.flatten(second)))
+    if any(a.shape != b.shape for a, b in pairs):
+        return None
+    return max((float(np.max(np.abs(a - b))) if a.size else 0.0 for a, b in pairs),
+               default=0.0)
+
+
+def _run(model, keras_x: np.ndarray, training: bool, variables) -> object:
+    saved = [ops.convert_to_numpy(v).copy() for v in variables]
+    rng = torch.get_rng_state()
+    try:
+        with torch.no_grad():
+            return tree.map_structure(lambda t: np.asarray(ops.convert_to_numpy(t)),
+                                      model(keras_x, training=training))
+    finally:
+        torch.set_rng_state(rng)
+        for variable, value in zip(variables, saved):
+            variable.assign(value)
+
+
+def _refused(model, through: str, why: str) -> UsageError:
+    return UsageError(f"cannot trace Keras model {model.name!r} ({through}): {why}; rebuild it "
+                      "with the functional API (compare.py still compares it as a whole)")
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [""])[0]
