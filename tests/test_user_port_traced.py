@@ -184,3 +184,19 @@ def test_a_weight_no_layer_holds_is_named_as_not_compared(validator):
     assert result.passed
     assert result.notes[-1].endswith("(max abs 0); scaled/scale, held by no layer in it, not "
                                      "compared on their own")
+
+
+def test_a_failed_port_check_on_a_nested_model_is_located_inside_it(validator):
+    """Was not located: "the port validator cannot trace this pair: cannot trace Keras layer
+    'base': it is a nested model"."""
+    import comparator
+
+    model = _port_twin(validator, pair.keras_nested_net())
+    conv2 = model.get_layer("base").get_layer("conv2")
+    conv2.kernel.assign(np.swapaxes(conv2.kernel.numpy(), 0, 1))
+    report = comparator.compare_pair(pair.torch_net(), model, _inputs(4),
+                                     recipes=("pytorch:train", "keras:train"))
+    found = report.settings["pair"]["first_divergence"]
+    assert not report.checks[0].passed
+    assert (found["located"], found["torch_module"], found["keras_layer"], found["causes"]) == (
+        True, "conv2", "conv2", ["kernel_layout"])
