@@ -344,3 +344,35 @@ def test_a_pytorch_model_that_is_one_layer_is_ported_and_compared(validator):
                                      recipes=("pytorch:train", "keras:train"))
     assert report.checks[0].passed and report.settings["pair"]["pairing"] == {
         "paired_layers": 1}
+
+
+@pytest.mark.parametrize("channels_first", [False, True])
+def test_a_dense_layer_after_a_flatten_is_ported_as_its_rows_are_ordered(validator,
+                                                                          channels_first):
+    """Keras's Flatten orders a map's values h, w, c; with Permute((3, 1, 2)) before it,
+    c, h, w as PyTorch's does, and the kernel is ported transposed only. Was: the rows of a
+    permuted model's kernel were reordered as for h, w, c, so the tool's own port failed
+    the port check and the validator found "cause unknown" at the dense layer."""
+    import keras
+    import torch
+    from torch import nn
+
+    import comparator
+
+    torch.manual_seed(0)
+    torch_model = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.ReLU(),
+                                nn.Flatten(), nn.Linear(4 * 4 * 4, 5))
+    inputs = keras.Input((pair.SIZE, pair.SIZE, 3))
+    x = keras.layers.Conv2D(4, 3, strides=2)(keras.layers.ZeroPadding2D(1)(inputs))
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.Permute((3, 1, 2))(x) if channels_first else x
+    keras_model = keras.Model(inputs, keras.layers.Dense(5, name="fc")(
+        keras.layers.Flatten()(x)))
+    x = _inputs(n=4)
+    result = validator.validate_port(torch_model, keras_model, x[:2], port="pytorch-to-keras",
+                                     **FAST)
+    assert result.passed, result.render()
+    report = comparator.compare_pair(torch_model, keras_model, x,
+                                     port_weights="pytorch-to-keras",
+                                     recipes=("pytorch:train", "keras:train"))
+    assert report.checks[0].passed, report.checks[0]

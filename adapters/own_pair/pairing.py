@@ -122,16 +122,29 @@ def keras_kind(layer) -> str:
 
 
 def flattened_from(layer) -> tuple[int, ...] | None:
-    """(h, w, c) when a Dense layer is fed by Flatten of a 4-D map (rows ordered h, w, c)."""
+    """(h, w, c) when a Dense layer is fed by Flatten of a 4-D channels-last map (rows
+    ordered h, w, c). None otherwise, a map turned channels-first before the Flatten
+    included (Permute((3, 1, 2)): rows ordered c, h, w, as PyTorch flattens)."""
     try:
-        history = layer._inbound_nodes[0].input_tensors[0]._keras_history
-        op = history.operation
-        source = op._inbound_nodes[history.node_index].input_tensors[0]
+        op, source = _producer(layer._inbound_nodes[0].input_tensors[0])
     except (AttributeError, IndexError):
         return None
-    if isinstance(op, layers.Flatten) and len(source.shape) == 4:
-        return tuple(int(d) for d in source.shape[1:])
-    return None
+    if not (isinstance(op, layers.Flatten) and len(source.shape) == 4):
+        return None
+    before, _ = _producer(source)
+    if isinstance(before, layers.Permute) and tuple(before.dims) == (3, 1, 2):
+        return None
+    return tuple(int(d) for d in source.shape[1:])
+
+
+def _producer(tensor) -> tuple:
+    """The operation that made a symbolic tensor, and that operation's first input."""
+    history = getattr(tensor, "_keras_history", None)
+    if history is None:
+        return None, None
+    op = history.operation
+    inputs = op._inbound_nodes[history.node_index].input_tensors
+    return op, (inputs[0] if inputs else None)
 
 
 def leaf_layers(model) -> list:
