@@ -200,3 +200,46 @@ def test_a_failed_port_check_on_a_nested_model_is_located_inside_it(validator):
     assert not report.checks[0].passed
     assert (found["located"], found["torch_module"], found["keras_layer"], found["causes"]) == (
         True, "conv2", "conv2", ["kernel_layout"])
+
+
+def test_compare_pairs_and_ports_the_layers_inside_a_block_class():
+    """Was: "--port-weights needs the weighted layers paired, and they are not": the block
+    counted as one Keras layer with weights against four PyTorch modules."""
+    import comparator
+
+    report = comparator.compare_pair(pair.torch_net(), pair.keras_block_net(), _inputs(4),
+                                     port_weights="pytorch-to-keras",
+                                     recipes=("pytorch:train", "keras:train"))
+    assert report.settings["pair"]["pairing"] == {"paired_layers": 7}
+    assert all(check.passed for check in report.checks), [
+        c.name for c in report.checks if not c.passed]
+
+
+def test_compare_ports_a_subclassed_models_dense_after_a_flatten_as_one():
+    """Was: the kernel transposed only, as for a Dense fed by a vector, since a subclassed
+    model's layers keep no record of what feeds them: the tool's own port failed its port
+    check and was then blamed on the user ("permute the dense kernel's rows when
+    porting")."""
+    import keras
+    import torch
+    from torch import nn
+
+    import comparator
+
+    class Flattening(keras.Model):
+        def __init__(self):
+            super().__init__(name="flattening")
+            self.conv = keras.layers.Conv2D(4, 3, padding="same", name="conv")
+            self.flat = keras.layers.Flatten()
+            self.fc = keras.layers.Dense(5, name="fc")
+
+        def call(self, x):
+            return self.fc(self.flat(keras.ops.relu(self.conv(x))))
+
+    torch.manual_seed(0)
+    torch_model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                                nn.Linear(4 * pair.SIZE * pair.SIZE, 5))
+    report = comparator.compare_pair(torch_model, Flattening(), _inputs(4),
+                                     port_weights="pytorch-to-keras",
+                                     recipes=("pytorch:train", "keras:train"))
+    assert report.checks[0].passed and "first_divergence" not in report.settings["pair"]

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from adapters.keras.backend import keras
+from adapters.port_validation.tracing import holds_layers, layers_to_open, symbolic_graph
 from comparator.zoo import attention_layout, recurrent_layout
 from comparator.zoo.portmaps import BN_SUFFIXES, LayerPort, from_keras_layout, to_keras_layout
 
@@ -148,12 +149,19 @@ def _producer(tensor) -> tuple:
 
 
 def leaf_layers(model) -> list:
-    """Every layer that is not a model, nested models walked in place, in the order of
-    `model.layers` (a functional model's graph order)."""
+    """Every layer with no layers to look into, nested models and layer classes of the
+    user's own holding weighted layers (a residual block: tracing.holds_layers) walked in
+    place, in the order of `model.layers` (a functional model's graph order)."""
     found = []
-    for layer in model.layers:
-        found += leaf_layers(layer) if isinstance(layer, keras.Model) else [layer]
+    for layer in _sublayers(model):
+        found += leaf_layers(layer) if holds_layers(layer) else [layer]
     return found
+
+
+def _sublayers(layer) -> list:
+    if isinstance(layer, keras.Model):
+        return layer.layers
+    return list(layer._flatten_layers(include_self=False, recursive=False))
 
 
 def weighted_keras_layers(model) -> list:
@@ -361,15 +369,18 @@ def reset_before(layer) -> bool:
 
 
 def pair_weights(torch_model: nn.Module, keras_model, x: np.ndarray,
-                 leave_out: tuple[str, ...] = (), keras_leave_out: tuple[str, ...] = ()
-                 ) -> Pairing:
+                 leave_out: tuple[str, ...] = (), keras_leave_out: tuple[str, ...] = (),
+                 keras_shape: tuple | None = None) -> Pairing:
     """The ports of a user pair, or the reason there are none: each PyTorch layer, in running
     order, with the first Keras layer left (in the functional graph's order) that can hold
     its weights. Keras orders layers of one depth in its graph as it likes (a key's and a
     value's projections, say), so the next one may not be the one. leave_out: PyTorch
     modules that no Keras layer stands for (another output's head, outputs.off_the_output);
     keras_leave_out: the Keras layers that no PyTorch module stands for (a subclassed model's
-    other head, outputs.keras_off_the_output)."""
+    other head, outputs.keras_off_the_output). keras_shape: one Keras input (channels-last,
+    without the batch axis), on which a model with layers that hide layers is traced first
+    (_record_calls)."""
+    _record_calls(keras_model, keras_shape, x.dtype)
     modules = dict(torch_model.named_modules())
     weighted = [name for name in _torch_order(torch_model, x) if name not in leave_out]
     order = _torch_layers(modules, weighted)
@@ -396,6 +407,19 @@ def pair_weights(torch_model: nn.Module, keras_model, x: np.ndarray,
     return Pairing(tuple(ports), tuple(matched), not_compared=tuple(
         _summed_words(biases, layer.name) for port, layer in zip(ports, matched)
         if (biases := summed_biases(port, len(layer.weights)))))
+
+
+def _record_calls(keras_model, keras_shape: tuple | None, dtype) -> None:
+    """A subclassed model's layers, or a block's, are called on tensors, which leaves no
+    record of what feeds each one: one symbolic trace of the model (tracing.symbolic_graph)
+    leaves it in the layers, so that a Dense fed by a Flatten is ported as one
+    (flattened_from). A model whose call() does not trace keeps its layers as they are."""
+    if keras_shape is None or not layers_to_open(keras_model):
+        return
+    try:
+        symbolic_graph(keras_model, keras_shape, str(dtype))
+    except Exception:
+        return
 
 
 def _port(name: str, index: int, module: nn.Module, layer) -> LayerPort | str:

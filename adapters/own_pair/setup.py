@@ -273,7 +273,7 @@ def _open(pair: UserPair, config, loaded: _Loaded) -> OpenedPair:
         _require_trained_weights_on_the_output(torch_side.model, torch_freeze, loaded.leave_out,
                                                pair.output)
     pairing = pair_weights(torch_side.model, keras_side.model, x, loaded.leave_out,
-                           loaded.keras_leave_out)
+                           loaded.keras_leave_out, loaded.keras_shape)
     if pair.port_weights:
         copy_weights(pairing, torch_side.model, pair.port_weights)
 

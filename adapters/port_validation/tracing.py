@@ -36,7 +36,7 @@ def is_subclassed(model) -> bool:
                                                                      keras.Sequential))
 
 
-def _holds_layers(layer) -> bool:
+def holds_layers(layer) -> bool:
     """Whether the validator must look inside this layer: a nested model, or a layer class of
     the user's own holding weighted layers. Keras's own composite layers (LSTM and its cell,
     Bidirectional, MultiHeadAttention) are paired whole, and stay whole."""
@@ -49,7 +49,7 @@ def _holds_layers(layer) -> bool:
 def _opened_below(layer) -> list:
     found = []
     for sub in layer._flatten_layers(include_self=False, recursive=False):
-        if _holds_layers(sub):
+        if holds_layers(sub):
             found += [sub, *_opened_below(sub)]
     return found
 
@@ -87,17 +87,24 @@ def _calls_opened(layers):
             layer.__class__ = cls
 
 
+def symbolic_graph(model, input_shape: tuple, dtype: str = "float32") -> Functional:
+    """The functional model that model's call() traces on one symbolic input (channels-last,
+    without the batch axis), every layer of layers_to_open run by its call(). Each layer
+    called keeps the node of that call: what feeds it (a Flatten, say) can be read off it
+    afterwards. Raises what the call raises."""
+    inputs = keras.Input(tuple(input_shape), dtype=dtype)
+    with _calls_opened(layers_to_open(model)):
+        return keras.Model(inputs, _call_straight(model, inputs), name=model.name)
+
+
 def traced_graph(model, keras_x: np.ndarray, training: bool) -> tuple[Functional, str]:
     """The functional model over `model`'s layers that its call() traces on an input shaped
     like keras_x (channels-last), every layer of layers_to_open run by its call(); checked
     against the model on keras_x in inference mode and, with `training`, in training mode
     too; and a note for the report saying so."""
-    opened = layers_to_open(model)
-    through = _through(model, opened)
-    inputs = keras.Input(keras_x.shape[1:], dtype=str(keras_x.dtype))
+    through = _through(model, layers_to_open(model))
     try:
-        with _calls_opened(opened):
-            graph = keras.Model(inputs, _call_straight(model, inputs), name=model.name)
+        graph = symbolic_graph(model, keras_x.shape[1:], str(keras_x.dtype))
     except Exception as exc:
         raise _refused(model, through, "its call() does not run on a symbolic Keras input "
                                        f"({type(exc).__name__}: {_first_line(exc)})") from None
