@@ -154,3 +154,50 @@ def test_an_exported_program_keeps_the_inference_side():
     assert "training-mode runs cannot be represented" in skipped["reason"]
     assert [r.id for r in report.runs] == ["keras:trainable_false"]
     assert report.checks[0].passed and report.checks[0].value < 1e-6
+
+
+def _batchnorm_pair(torch_bn, **keras_bn):
+    import keras
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    torch_model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), torch_bn, nn.ReLU(),
+                                nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+    keras_model = keras.Sequential([
+        keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, padding="same"),
+        keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, **keras_bn),
+        keras.layers.ReLU(), keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3)])
+    return torch_model, keras_model
+
+
+def _batch_statistics_seen(report) -> dict:
+    return {f"{run.framework}:{run.recipe}": run.modes.bn_batch_stats for run in report.runs}
+
+
+def test_a_batchnorm_without_weight_and_bias_is_observed_in_both_frameworks():
+    """Was: AttributeError "'NoneType' object has no attribute 'detach'" from the PyTorch
+    BatchNorm hook, on BatchNorm2d(affine=False): its weight and bias are None."""
+    from torch import nn
+
+    report = comparator.compare_pair(*_batchnorm_pair(nn.BatchNorm2d(4, affine=False),
+                                                      center=False, scale=False), X,
+                                     port_weights="pytorch-to-keras",
+                                     recipes=("pytorch:train", "pytorch:eval", "keras:train",
+                                              "keras:trainable_false"))
+    assert report.checks[0].passed and report.settings["pair"]["pairing"] == {
+        "paired_layers": 3}
+    assert _batch_statistics_seen(report) == {"pytorch:train": 1, "pytorch:eval": 0,
+                                              "keras:train": 1, "keras:trainable_false": 0}
+
+
+def test_a_batchnorm_without_running_statistics_uses_the_batch_even_in_eval():
+    """torch 2.14.1: BatchNorm2d(track_running_stats=False) normalises with the batch's
+    statistics in eval() too (its running_mean is None), and the observation says so."""
+    from torch import nn
+
+    report = comparator.compare_pair(*_batchnorm_pair(
+        nn.BatchNorm2d(4, track_running_stats=False)), X,
+        recipes=("pytorch:train", "pytorch:eval", "keras:train"))
+    seen = _batch_statistics_seen(report)
+    assert (seen["pytorch:train"], seen["pytorch:eval"]) == (1, 1)

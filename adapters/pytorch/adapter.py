@@ -353,8 +353,8 @@ class PyTorchAdapter(FrameworkAdapter):
     def _make_bn_pre_hook(self):
         def pre_hook(module, args):
             if self._observing:
-                module._xframe_stats = (module.running_mean.detach().clone(),
-                                        module.running_var.detach().clone())
+                module._xframe_stats = tuple(None if t is None else t.detach().clone()
+                                             for t in (module.running_mean, module.running_var))
         return pre_hook
 
     def _make_bn_hook(self, name):
@@ -367,8 +367,12 @@ class PyTorchAdapter(FrameworkAdapter):
                         for f in (lambda t: t, torch.square)]
             x_mean, x_square, y_mean, y_square = [s.cpu().numpy() for s in sums]
             moving_mean, moving_var = module._xframe_stats
+            if moving_mean is None:  # track_running_stats=False: batch statistics, always
+                self._bn_seen[name] = True
+                return
             as_numpy = [x_mean, variance(x_mean, x_square), y_mean, variance(y_mean, y_square)]
-            as_numpy += [t.detach().cpu().numpy() for t in
+            # affine=False: no weight or bias (used_batch_statistics takes 1 and 0).
+            as_numpy += [None if t is None else t.detach().cpu().numpy() for t in
                          (module.weight, module.bias, moving_mean, moving_var)]
             self._bn_seen[name] = used_batch_statistics(*as_numpy, eps=module.eps)
         return hook
