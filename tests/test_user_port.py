@@ -376,3 +376,48 @@ def test_a_dense_layer_after_a_flatten_is_ported_as_its_rows_are_ordered(validat
                                      port_weights="pytorch-to-keras",
                                      recipes=("pytorch:train", "keras:train"))
     assert report.checks[0].passed, report.checks[0]
+
+
+def _convnext_like_pair(keras_epsilon=1e-6):
+    """A ConvNeXt-style block: PyTorch permutes its map to N, H, W, C for a LayerNorm and two
+    Linear layers, and back; Keras runs the same layers on its channels-last map."""
+    import keras
+    import torch
+    from torch import nn
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 3, padding=1)
+            self.norm = nn.LayerNorm(8, eps=1e-6)
+            self.fc1, self.fc2 = nn.Linear(8, 16), nn.Linear(16, 8)
+            self.head = nn.Linear(8, 3)
+
+        def forward(self, x):
+            x = self.conv(x)
+            y = self.fc2(nn.functional.gelu(self.fc1(self.norm(x.permute(0, 2, 3, 1)))))
+            return self.head((x + y.permute(0, 3, 1, 2)).mean((2, 3)))
+
+    torch.manual_seed(0)
+    layers = keras.layers
+    inputs = keras.Input((pair.SIZE, pair.SIZE, 3))
+    x = layers.Conv2D(8, 3, padding="same", name="conv")(inputs)
+    y = layers.LayerNormalization(epsilon=keras_epsilon, name="norm")(x)
+    y = layers.Dense(8, name="fc2")(layers.Activation("gelu")(layers.Dense(16, name="fc1")(y)))
+    x = layers.GlobalAveragePooling2D()(layers.Add()([x, y]))
+    return Block(), keras.Model(inputs, layers.Dense(3, name="head")(x))
+
+
+def test_layers_on_a_channels_last_map_are_compared_as_they_are(validator):
+    """A Linear or LayerNorm acts on its input's last axis, so its activations are laid out
+    alike in both frameworks, here on 4-D maps. Was: moved as if channels-first, so the
+    correct port diverged at `norm`, "cause unknown"."""
+    torch_model, keras_model = _convnext_like_pair()
+    result = validator.validate_port(torch_model, keras_model, _inputs(),
+                                     port="pytorch-to-keras")
+    assert result.passed, result.render()
+    torch_model, keras_model = _convnext_like_pair(keras_epsilon=1e-2)
+    found = validator.validate_port(torch_model, keras_model, _inputs(),
+                                    port="pytorch-to-keras", **FAST).first_divergence
+    assert (found.torch_module, found.keras_layer, found.causes[0].code) == (
+        "norm", "norm", "epsilon")

@@ -50,9 +50,22 @@ def channels_move(array) -> bool:
     return array.ndim > 3 or (array.ndim == 3 and _SEQUENCES_CHANNELS_FIRST.get())
 
 
-def to_keras_values(array: np.ndarray) -> np.ndarray:
-    """An activation in PyTorch's layout (N, C, ...) in Keras's (N, ..., C)."""
-    if not channels_move(array):
+def acts_on_last_axis(module: nn.Module) -> bool:
+    """Whether a PyTorch module computes along its input's last axis, as the Keras layer it
+    pairs with does (a Linear, an Embedding's output, a LayerNorm or RMSNorm over one axis):
+    its activations are then laid out as Keras's, whatever their rank (a ConvNeXt block's
+    Linear on an N, H, W, C map)."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        return True
+    if isinstance(module, (nn.LayerNorm, nn.RMSNorm)):
+        return len(module.normalized_shape) == 1
+    return False
+
+
+def to_keras_values(array: np.ndarray, moves: bool = True) -> np.ndarray:
+    """An activation in PyTorch's layout (N, C, ...) in Keras's (N, ..., C); as it is where
+    not `moves` (a module that acts_on_last_axis)."""
+    if not (moves and channels_move(array)):
         return array
     return np.ascontiguousarray(np.moveaxis(array, 1, -1))
 

@@ -29,6 +29,7 @@ from adapters.port_validation.causes import (  # noqa: E402
 )
 from adapters.port_validation.gradients import compare_gradients  # noqa: E402
 from adapters.port_validation.graph import (  # noqa: E402
+    acts_on_last_axis,
     Failed,
     ModelFailed,
     as_float,
@@ -85,11 +86,12 @@ __all__ = ["port_weights", "validate_port", "validate_zoo_model"]
 # ----- comparing ---------------------------------------------------------------------------
 
 
-def _activated(layer, torch_output: np.ndarray, kind: str) -> np.ndarray:
-    """PyTorch's value as the Keras layer emits it: in Keras's layout, through the
-    activation Keras fuses into the layer (Conv2D(activation="relu"), ...; a recurrent
-    layer's activation is inside its steps, and PyTorch's output has been through it)."""
-    value = to_keras_values(torch_output)
+def _activated(layer, torch_output: np.ndarray, kind: str, moves: bool = True) -> np.ndarray:
+    """PyTorch's value as the Keras layer emits it: in Keras's layout (as it is where not
+    `moves`), through the activation Keras fuses into the layer (Conv2D(activation="relu"),
+    ...; a recurrent layer's activation is inside its steps, and PyTorch's output has been
+    through it)."""
+    value = to_keras_values(torch_output, moves)
     activation = None if kind in LAYER_LEVEL_KINDS else getattr(layer, "activation", None)
     if activation is None or getattr(activation, "__name__", "") == "linear":
         return value
@@ -97,7 +99,7 @@ def _activated(layer, torch_output: np.ndarray, kind: str) -> np.ndarray:
 
 
 def _compare(pair, layer, keras_value, reference, reference64, facts, isolated, mode,
-             tolerance, trace) -> LayerComparison:
+             tolerance, trace, moves=True) -> LayerComparison:
     """Keras's value of one layer against PyTorch's (both in Keras's layout here)."""
     torch_shape = tuple(trace[pair.torch_module][1].shape)
     if isinstance(keras_value, (list, tuple)):  # a layer's output and states: the output
@@ -124,10 +126,9 @@ def _compare(pair, layer, keras_value, reference, reference64, facts, isolated, 
         if isolated and flatten_order_explains(pair, layer, trace, tolerance):
             more["flatten_order"] = True
         if isolated and pair.kind != "attention":  # attention takes more than one input
-            more["alone_agrees"] = _alone_agrees(layer, trace[pair.torch_module][0],
-                                                 reference, training_of(layer,
-                                                                        mode == "training"),
-                                                 tolerance)
+            more["alone_agrees"] = _alone_agrees(layer, to_keras_values(
+                trace[pair.torch_module][0], moves), reference,
+                training_of(layer, mode == "training"), tolerance)
         if isolated and mode == "training" and one_pass_variance_explains(
                 layer, trace[pair.torch_module][0], value,
                 reference if reference64 is None else reference64, facts.get("torch_eps")):
@@ -139,12 +140,12 @@ def _compare(pair, layer, keras_value, reference, reference64, facts, isolated, 
                            noise_rel=noise.max_rel if noise else None, inconclusive=unsure)
 
 
-def _alone_agrees(layer, torch_input: np.ndarray, reference, training: bool,
+def _alone_agrees(layer, keras_input: np.ndarray, reference, training: bool,
                   tolerance) -> bool:
-    """Does the Keras layer, on the input PyTorch's module was given, give PyTorch's output?
-    Then what differs is what reaches the layer, not the layer."""
+    """Does the Keras layer, on the input PyTorch's module was given (in Keras's layout),
+    give PyTorch's output? Then what differs is what reaches the layer, not the layer."""
     try:
-        value = layer(ops.convert_to_tensor(to_keras_values(torch_input)), training=training)
+        value = layer(ops.convert_to_tensor(keras_input), training=training)
     except Exception:  # the layer takes another input than PyTorch's module: not this
         return False
     value = numpy_of(value[0] if isinstance(value, (list, tuple)) else value)
@@ -339,6 +340,9 @@ class _Setup:
         self.model64 = copy.deepcopy(torch_model).double() if reference64 else None
         self.modules64 = dict(self.model64.named_modules()) if self.model64 is not None else {}
         self.note64 = ""
+        # Whether each pair's activations change layout between the frameworks.
+        self.moves = {p.torch_module: not acts_on_last_axis(self.modules[p.torch_module])
+                      for p in pairs}
         self.views = {p.torch_module: view for p in pairs if (view := output_view(
             self.modules[p.torch_module], self.by_name[p.keras_layer])) is not None}
         self.facts = None
@@ -370,7 +374,7 @@ def _mode_passes(setup: _Setup, mode: str, isolation: bool, tolerance: float):
                                                    by_name[p.keras_layer], trace,
                                                    setup.state, setup.watch) for p in pairs}
     references = {p.keras_layer: _activated(by_name[p.keras_layer], trace[p.torch_module][1],
-                                            p.kind)
+                                            p.kind, setup.moves[p.torch_module])
                   for p in pairs}
     passes = []
     for isolated in ([False, True] if isolation else [False]):
@@ -380,7 +384,8 @@ def _mode_passes(setup: _Setup, mode: str, isolation: bool, tolerance: float):
                          if isolated else {p.torch_module: trace64[p.torch_module][1]
                                            for p in pairs})
             references64 = {p.keras_layer: _activated(by_name[p.keras_layer],
-                                                      outputs64[p.torch_module], p.kind)
+                                                      outputs64[p.torch_module], p.kind,
+                                                      setup.moves[p.torch_module])
                             for p in pairs}
         substitute = ({name: ops.convert_to_tensor(v) for name, v in references.items()}
                       if isolated else None)
@@ -390,7 +395,8 @@ def _mode_passes(setup: _Setup, mode: str, isolation: bool, tolerance: float):
             comparisons = tuple(
                 _compare(p, by_name[p.keras_layer], recorded.get(p.keras_layer),
                          references[p.keras_layer], references64.get(p.keras_layer),
-                         setup.facts[p.torch_module], isolated, mode, tolerance, trace)
+                         setup.facts[p.torch_module], isolated, mode, tolerance, trace,
+                         setup.moves[p.torch_module])
                 for p in pairs)
         if isolated:
             # The last paired layer hands PyTorch's value on: the model output says nothing
