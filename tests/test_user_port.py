@@ -380,21 +380,24 @@ def test_a_dense_layer_after_a_flatten_is_ported_as_its_rows_are_ordered(validat
 
 def _convnext_like_pair(keras_epsilon=1e-6):
     """A ConvNeXt-style block: PyTorch permutes its map to N, H, W, C for a LayerNorm and two
-    Linear layers, and back; Keras runs the same layers on its channels-last map."""
+    Linear layers, and back; Keras runs the same layers on its channels-last map. The stem's
+    torchvision LayerNorm2d takes and gives N, C, H, W, permuting inside."""
     import keras
     import torch
     from torch import nn
+    from torchvision.models.convnext import LayerNorm2d
 
     class Block(nn.Module):
         def __init__(self):
             super().__init__()
             self.conv = nn.Conv2d(3, 8, 3, padding=1)
+            self.stem_norm = LayerNorm2d(8, eps=1e-6)
             self.norm = nn.LayerNorm(8, eps=1e-6)
             self.fc1, self.fc2 = nn.Linear(8, 16), nn.Linear(16, 8)
             self.head = nn.Linear(8, 3)
 
         def forward(self, x):
-            x = self.conv(x)
+            x = self.stem_norm(self.conv(x))
             y = self.fc2(nn.functional.gelu(self.fc1(self.norm(x.permute(0, 2, 3, 1)))))
             return self.head((x + y.permute(0, 3, 1, 2)).mean((2, 3)))
 
@@ -402,6 +405,7 @@ def _convnext_like_pair(keras_epsilon=1e-6):
     layers = keras.layers
     inputs = keras.Input((pair.SIZE, pair.SIZE, 3))
     x = layers.Conv2D(8, 3, padding="same", name="conv")(inputs)
+    x = layers.LayerNormalization(epsilon=1e-6, name="stem_norm")(x)
     y = layers.LayerNormalization(epsilon=keras_epsilon, name="norm")(x)
     y = layers.Dense(8, name="fc2")(layers.Activation("gelu")(layers.Dense(16, name="fc1")(y)))
     x = layers.GlobalAveragePooling2D()(layers.Add()([x, y]))
@@ -411,7 +415,8 @@ def _convnext_like_pair(keras_epsilon=1e-6):
 def test_layers_on_a_channels_last_map_are_compared_as_they_are(validator):
     """A Linear or LayerNorm acts on its input's last axis, so its activations are laid out
     alike in both frameworks, here on 4-D maps. Was: moved as if channels-first, so the
-    correct port diverged at `norm`, "cause unknown"."""
+    correct port diverged at `norm`, "cause unknown". A subclass that permutes inside
+    (LayerNorm2d) keeps PyTorch's layout and is moved."""
     torch_model, keras_model = _convnext_like_pair()
     result = validator.validate_port(torch_model, keras_model, _inputs(),
                                      port="pytorch-to-keras")

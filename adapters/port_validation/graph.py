@@ -54,10 +54,11 @@ def acts_on_last_axis(module: nn.Module) -> bool:
     """Whether a PyTorch module computes along its input's last axis, as the Keras layer it
     pairs with does (a Linear, an Embedding's output, a LayerNorm or RMSNorm over one axis):
     its activations are then laid out as Keras's, whatever their rank (a ConvNeXt block's
-    Linear on an N, H, W, C map)."""
-    if isinstance(module, (nn.Linear, nn.Embedding)):
+    Linear on an N, H, W, C map). The classes themselves only: a subclass may move axes in
+    its forward() (torchvision's LayerNorm2d takes and gives N, C, H, W)."""
+    if type(module) in (nn.Linear, nn.Embedding):
         return True
-    if isinstance(module, (nn.LayerNorm, nn.RMSNorm)):
+    if type(module) in (nn.LayerNorm, nn.RMSNorm):
         return len(module.normalized_shape) == 1
     return False
 
