@@ -426,3 +426,36 @@ def test_layers_on_a_channels_last_map_are_compared_as_they_are(validator):
                                     port="pytorch-to-keras", **FAST).first_divergence
     assert (found.torch_module, found.keras_layer, found.causes[0].code) == (
         "norm", "norm", "epsilon")
+
+
+@pytest.mark.parametrize("direction", ["pytorch-to-keras", "keras-to-pytorch"])
+def test_a_transposed_convolution_is_paired_and_ported(validator, direction):
+    """ConvTranspose2d's (in, out, kh, kw) kernel is Conv2DTranspose's (kh, kw, out, in),
+    unflipped. Was: "the pairing knows only Conv1d, Conv2d, ...", so a decoder could be
+    neither ported nor compared array by array."""
+    import keras
+    import torch
+    from torch import nn
+
+    import comparator
+
+    torch.manual_seed(0)
+    torch_model = nn.Sequential(nn.Conv2d(3, 6, 3, stride=2, padding=1), nn.ReLU(),
+                                nn.ConvTranspose2d(6, 4, 4, stride=2, padding=1), nn.ReLU(),
+                                nn.Conv2d(4, 2, 1))
+    layers = keras.layers
+    keras_model = keras.Sequential([
+        keras.Input((pair.SIZE, pair.SIZE, 3)), layers.ZeroPadding2D(1),
+        layers.Conv2D(6, 3, strides=2), layers.ReLU(),
+        layers.Conv2DTranspose(4, 4, strides=2, padding="same", name="up"), layers.ReLU(),
+        layers.Conv2D(2, 1)])
+    result = validator.validate_port(torch_model, keras_model, _inputs(), port=direction,
+                                     **FAST)
+    assert result.passed and result.pairs == 3, result.render()
+    assert [c.kind for c in result.passes[0].layers] == ["conv", "conv_transpose", "conv"]
+    report = comparator.compare_pair(torch_model, keras_model, _inputs(4),
+                                     port_weights=direction,
+                                     recipes=("pytorch:train", "keras:train"))
+    assert report.settings["pair"]["pairing"] == {"paired_layers": 3}
+    assert all(check.passed for check in report.checks), [
+        c.name for c in report.checks if not c.passed]

@@ -46,8 +46,8 @@ _KERAS_NORMS = tuple((layer, kind) for layer, kind in (
     (layers.LayerNormalization, "layer_norm")) if layer is not None)
 NORM_KINDS = frozenset(kind for _, kind in _TORCH_NORMS)
 NORM_NAMES = {"layer_norm": "LayerNorm", "group_norm": "GroupNorm", "rms_norm": "RMSNorm"}
-KNOWN_LAYERS = ("Conv1d, Conv2d, depthwise Conv2d, Linear, Embedding, BatchNorm, LayerNorm, "
-                "GroupNorm and RMSNorm")
+KNOWN_LAYERS = ("Conv1d, Conv2d, depthwise Conv2d, ConvTranspose2d, Linear, Embedding, "
+                "BatchNorm, LayerNorm, GroupNorm and RMSNorm")
 PAIRED_LAYERS = KNOWN_LAYERS.replace(" and RMSNorm", ", RMSNorm, LSTM (without proj_size), GRU, "
                                                     "RNN and MultiheadAttention (without "
                                                     "add_bias_kv or add_zero_attn)")
@@ -78,6 +78,8 @@ def torch_kind(module: nn.Module) -> str:
         # Keras's layer has no learned key and value rows to append, nor zeros to attend to.
         plain = module.bias_k is None and not module.add_zero_attn
         return "attention" if plain else "other"
+    if isinstance(module, nn.ConvTranspose2d):
+        return "conv_transpose" if module.groups == 1 else "other"
     if isinstance(module, nn.Conv1d):
         return "conv1d" if module.groups == 1 else "other"
     if isinstance(module, nn.Conv2d):
@@ -96,6 +98,8 @@ def torch_kind(module: nn.Module) -> str:
 
 
 def keras_kind(layer) -> str:
+    if isinstance(layer, layers.Conv2DTranspose):
+        return "conv_transpose"
     if isinstance(layer, layers.DepthwiseConv2D):
         return "depthwise"
     if isinstance(layer, layers.Conv1D):

@@ -144,7 +144,7 @@ def _refuse_onnx(model) -> None:
 def _canonical_shape(kind: str, index: int, shape: tuple[int, ...]) -> tuple[int, ...]:
     if index > 0 or kind == "bn":
         return tuple(shape)
-    if kind == "conv":
+    if kind in ("conv", "conv_transpose"):
         return (shape[3], shape[2], shape[0], shape[1])
     if kind == "conv1d":
         return (shape[2], shape[1], shape[0])

@@ -73,6 +73,9 @@ def _flatten_chw(kind: str) -> tuple[int, int, int]:
 
 # Each kind's weight in Keras's layout, as a permutation of the canonical axes.
 _KERAS_AXES = {"conv": (2, 3, 1, 0),  # O,I,H,W -> H,W,I,O
+               # ConvTranspose2d I,O,H,W -> Conv2DTranspose H,W,O,I: the same permutation,
+               # no flip (measured against torch 2.14.1 on Keras 3.15.1's torch backend).
+               "conv_transpose": (2, 3, 1, 0),
                "conv1d": (2, 1, 0),  # O,I,K -> K,I,O
                "depthwise": (2, 3, 0, 1),  # C,1,H,W -> H,W,C,1
                "dense": (1, 0)}  # out,in -> in,out
@@ -95,7 +98,8 @@ def to_keras_layout(kind: str, name: str, array: np.ndarray,
                     into: np.ndarray | None = None) -> np.ndarray:
     """One canonical (PyTorch-layout) array in the layout of the Keras layer's weight.
 
-    Kinds: "conv" (O,I,H,W -> H,W,I,O), "conv1d" (O,I,K -> K,I,O), "depthwise" (C,1,H,W ->
+    Kinds: "conv" (O,I,H,W -> H,W,I,O), "conv_transpose" (I,O,H,W -> H,W,O,I), "conv1d"
+    (O,I,K -> K,I,O), "depthwise" (C,1,H,W ->
     H,W,C,1: depth multiplier 1, as in MobileNetV2), "dense" (out,in -> in,out),
     "flatten_dense:C,H,W" (a dense layer fed by a flattened C,H,W map: its input rows are
     reordered from channels-first to channels-last flattening), "bn" and the other
