@@ -459,3 +459,35 @@ def test_a_transposed_convolution_is_paired_and_ported(validator, direction):
     assert report.settings["pair"]["pairing"] == {"paired_layers": 3}
     assert all(check.passed for check in report.checks), [
         c.name for c in report.checks if not c.passed]
+
+
+def test_a_transposed_convolutions_cropping_is_named_and_a_cropping2d_after_it_counts(
+        validator):
+    """ConvTranspose2d(3, stride=2, padding=1, output_padding=1) crops its full output by 1
+    before (top, left) and 0 after; Keras's 'same' by 0 before and 1 after (measured): the
+    validator names the cropping. The port Keras can express, 'valid' then Cropping2D, is
+    compared after the Cropping2D and agrees. Was: "cause unknown", and the Cropping2D port
+    diverged by its output's shape."""
+    import keras
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    torch_model = nn.Sequential(nn.Conv2d(3, 6, 1), nn.ConvTranspose2d(
+        6, 4, 3, stride=2, padding=1, output_padding=1), nn.Conv2d(4, 2, 1))
+    layers = keras.layers
+
+    def keras_model(*upsampling):
+        return keras.Sequential([keras.Input((pair.SIZE, pair.SIZE, 3)), layers.Conv2D(6, 1),
+                                 *upsampling, layers.Conv2D(2, 1)])
+
+    same = keras_model(layers.Conv2DTranspose(4, 3, strides=2, padding="same", name="up"))
+    found = validator.validate_port(torch_model, same, _inputs(), port="pytorch-to-keras",
+                                    **FAST).first_divergence
+    assert (found.keras_layer, found.causes[0].code) == ("up", "transposed_cropping")
+    assert ("PyTorch crops the transposed conv's full output by (top 1, bottom 0, left 1, "
+            "right 0), Keras (top 0, bottom 1, left 0, right 1)") in found.text
+    cropped = keras_model(layers.Conv2DTranspose(4, 3, strides=2, name="up"),
+                          layers.Cropping2D(((1, 0), (1, 0))))
+    result = validator.validate_port(torch_model, cropped, _inputs(), port="pytorch-to-keras")
+    assert result.passed, result.render()

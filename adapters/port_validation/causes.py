@@ -71,6 +71,32 @@ def _keras_padding(layer, size) -> tuple | None:
     return tuple(tuple(p) for p in pads)
 
 
+def _torch_crop(module) -> tuple | None:
+    """What a ConvTranspose2d crops from its full output, per axis (before, after): padding
+    on both sides, less output_padding after."""
+    if not isinstance(module, nn.ConvTranspose2d) or module.padding_mode != "zeros":
+        return None
+    return tuple((p, p - op) for p, op in zip(module.padding, module.output_padding))
+
+
+def _keras_crop(layer, croppings) -> tuple | None:
+    """What a Conv2DTranspose crops from its full output, per axis (before, after), with the
+    Cropping2D layers after it: 'same' crops kernel - stride, the larger half after; 'valid'
+    nothing (measured on Keras 3.15.1's torch backend, kernel at least the stride, no
+    dilation; None otherwise)."""
+    if not isinstance(layer, layers.Conv2DTranspose) or layer.data_format != "channels_last" \
+            or layer.output_padding is not None or any(d != 1 for d in layer.dilation_rate) \
+            or any(k < s for k, s in zip(layer.kernel_size, layer.strides)):
+        return None
+    extras = [k - s for k, s in zip(layer.kernel_size, layer.strides)]
+    crops = [[e // 2, e - e // 2] if layer.padding == "same" else [0, 0] for e in extras]
+    for cropping in croppings:
+        for axis, (before, after) in enumerate(cropping.cropping):
+            crops[axis][0] += before
+            crops[axis][1] += after
+    return tuple(tuple(c) for c in crops)
+
+
 def _between(layer, paired: set[str]) -> list[str]:
     """The Keras operations between this layer and the paired layers (or inputs) before it."""
     seen, order = set(), []
@@ -86,7 +112,9 @@ def _between(layer, paired: set[str]) -> list[str]:
     return list(reversed(order))
 
 
-def layer_facts(pair: Pair, module, layer, trace, state, paired) -> dict:
+def layer_facts(pair: Pair, module, layer, trace, state, paired, croppings=()) -> dict:
+    """Facts about a pair of layers for likely_causes; croppings: the Cropping2D layers
+    the Keras layer's output goes through before it is compared (graph.croppings_after)."""
     facts = {"names": (pair.torch_module, pair.keras_layer)}
     torch_in = trace[pair.torch_module][0]
     if isinstance(module, _TORCH_CONVS) and isinstance(layer, _KERAS_CONVS):
@@ -95,6 +123,9 @@ def layer_facts(pair: Pair, module, layer, trace, state, paired) -> dict:
         size = torch_in.shape[2:]
         facts["torch_padding"] = _torch_padding(module, size)
         facts["keras_padding"] = _keras_padding(layer, size)
+    if isinstance(module, nn.ConvTranspose2d) and isinstance(layer, layers.Conv2DTranspose):
+        facts["torch_crop"] = _torch_crop(module)
+        facts["keras_crop"] = _keras_crop(layer, croppings)
     if isinstance(module, nn.modules.batchnorm._BatchNorm) and \
             isinstance(layer, layers.BatchNormalization):
         facts["torch_eps"], facts["keras_eps"] = float(module.eps), float(layer.epsilon)

@@ -141,6 +141,19 @@ def inbound(tensor):
     return op, list(node.input_tensors)
 
 
+def croppings_after(fn: Functional, layer) -> list:
+    """The Cropping2D layers that alone take a layer's output in fn, one after another: how
+    a Keras port crops a transposed conv's output where PyTorch's padding does."""
+    chain, current = [], layer
+    while True:
+        takers = [node.operation for node in graph_nodes(fn)
+                  if any(inbound(t)[0] is current for t in node.input_tensors)]
+        if len(takers) != 1 or not isinstance(takers[0], layers.Cropping2D):
+            return chain
+        current = takers[0]
+        chain.append(current)
+
+
 class ModelFailed(UsageError):
     """The PyTorch model raised on the validator's input; `cause` is its error in one line."""
 

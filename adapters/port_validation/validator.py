@@ -30,6 +30,7 @@ from adapters.port_validation.causes import (  # noqa: E402
 from adapters.port_validation.gradients import compare_gradients  # noqa: E402
 from adapters.port_validation.graph import (  # noqa: E402
     acts_on_last_axis,
+    croppings_after,
     Failed,
     ModelFailed,
     as_float,
@@ -335,7 +336,14 @@ class _Setup:
         self.modules.update({p.torch_module: self.modules[split_layer_key(p.torch_module)[0]]
                              for p in pairs})
         self.by_name = {layer.name: layer for layer in fn.layers}
-        self.watch = {p.keras_layer for p in pairs}
+        # A transposed conv is compared after the Cropping2D layers that alone take its
+        # output: a Keras port crops there what PyTorch's padding crops inside the layer.
+        self.croppings = {p.keras_layer: croppings_after(fn, self.by_name[p.keras_layer])
+                          for p in pairs if p.kind == "conv_transpose"}
+        self.output_of = {p.keras_layer: (self.croppings.get(p.keras_layer) or
+                                          [self.by_name[p.keras_layer]])[-1].name
+                          for p in pairs}
+        self.watch = {p.keras_layer for p in pairs} | set(self.output_of.values())
         self.state = torch_state(torch_model)
         self.model64 = copy.deepcopy(torch_model).double() if reference64 else None
         self.modules64 = dict(self.model64.named_modules()) if self.model64 is not None else {}
@@ -372,7 +380,9 @@ def _mode_passes(setup: _Setup, mode: str, isolation: bool, tolerance: float):
     if setup.facts is None:
         setup.facts = {p.torch_module: layer_facts(p, setup.modules[p.torch_module],
                                                    by_name[p.keras_layer], trace,
-                                                   setup.state, setup.watch) for p in pairs}
+                                                   setup.state, setup.watch,
+                                                   setup.croppings.get(p.keras_layer, ()))
+                          for p in pairs}
     references = {p.keras_layer: _activated(by_name[p.keras_layer], trace[p.torch_module][1],
                                             p.kind, setup.moves[p.torch_module])
                   for p in pairs}
@@ -387,13 +397,13 @@ def _mode_passes(setup: _Setup, mode: str, isolation: bool, tolerance: float):
                                                       outputs64[p.torch_module], p.kind,
                                                       setup.moves[p.torch_module])
                             for p in pairs}
-        substitute = ({name: ops.convert_to_tensor(v) for name, v in references.items()}
-                      if isolated else None)
+        substitute = ({setup.output_of[name]: ops.convert_to_tensor(v)
+                       for name, v in references.items()} if isolated else None)
         with keras_state_kept(setup.fn), torch.no_grad():
             recorded, keras_out = run_keras(setup.fn, to_keras_values(setup.x),
                                             mode == "training", setup.watch, substitute)
             comparisons = tuple(
-                _compare(p, by_name[p.keras_layer], recorded.get(p.keras_layer),
+                _compare(p, by_name[p.keras_layer], recorded.get(setup.output_of[p.keras_layer]),
                          references[p.keras_layer], references64.get(p.keras_layer),
                          setup.facts[p.torch_module], isolated, mode, tolerance, trace,
                          setup.moves[p.torch_module])

@@ -15,7 +15,8 @@ def likely_causes(facts: dict, isolated: bool, mode: str) -> tuple[Cause, ...]:
 
     facts (all optional): names (torch, keras), torch_stride/keras_stride,
     torch_padding/keras_padding (((top, bottom), (left, right)), or ((left, right),) for a
-    Conv1d), torch_eps/keras_eps,
+    Conv1d), torch_crop/keras_crop (what a transposed conv crops from its full output, the
+    same way), torch_eps/keras_eps,
     norm (the normalisation's name when not BatchNorm), torch_groups/keras_groups (GroupNorm),
     keras_frozen_bn, one_pass_variance (Keras's output is what E[x^2] - E[x]^2 gives),
     values_per_channel, flatten_order (a channels-first kernel explains PyTorch's
@@ -27,7 +28,8 @@ def likely_causes(facts: dict, isolated: bool, mode: str) -> tuple[Cause, ...]:
     torch_name, keras_name = facts.get("names", ("PyTorch", "Keras"))
     causes = (_structure_causes(facts, torch_name, keras_name)
               + _batchnorm_causes(facts, mode, keras_name) + _weight_causes(facts))
-    if facts.get("shape") and not any(c.code in ("stride_placement", "padding", "failed")
+    if facts.get("shape") and not any(c.code in ("stride_placement", "padding",
+                                                 "transposed_cropping", "failed")
                                       for c in causes):
         t, k = facts["shape"]
         causes.append(Cause("shape", f"output shapes differ: PyTorch {torch_name} "
@@ -68,6 +70,15 @@ def _structure_causes(facts: dict, torch_name: str, keras_name: str) -> list[Cau
             f"{_pad_text(facts['keras_padding'])}",
             "Keras 'same' pads a stride-2 conv on an even size by (0, 1), PyTorch "
             "symmetrically: pad explicitly with ZeroPadding1D or 2D and use 'valid'"))
+    if facts.get("torch_crop") is not None and facts.get("keras_crop") is not None and \
+            _pairs(facts["torch_crop"]) != _pairs(facts["keras_crop"]):
+        causes.append(Cause(
+            "transposed_cropping",
+            f"cropping: PyTorch crops the transposed conv's full output by "
+            f"{_pad_text(facts['torch_crop'])}, Keras {_pad_text(facts['keras_crop'])}",
+            "PyTorch's padding=p crops p on both sides and output_padding gives some back "
+            "after; Keras's 'same' crops kernel - stride, the larger half after: use "
+            "padding='valid' and Cropping2D with PyTorch's crops"))
     return causes
 
 
