@@ -491,3 +491,38 @@ def test_a_transposed_convolutions_cropping_is_named_and_a_cropping2d_after_it_c
                           layers.Cropping2D(((1, 0), (1, 0))))
     result = validator.validate_port(torch_model, cropped, _inputs(), port="pytorch-to-keras")
     assert result.passed, result.render()
+
+
+def test_grouped_convolutions_are_paired_and_ported(validator):
+    """A grouped kernel, (out, in / groups, ...), takes the ungrouped one's axes in Keras's
+    Conv2D and Conv1D with `groups`. Was: "the pairing knows only Conv1d, Conv2d, depthwise
+    Conv2d, ...": ResNeXt-style blocks could not be ported."""
+    import keras
+    import torch
+    from torch import nn
+
+    import comparator
+
+    torch.manual_seed(0)
+    torch_model = nn.Sequential(nn.Conv2d(3, 8, 1), nn.Conv2d(8, 12, 3, padding=1, groups=4),
+                                nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                nn.Linear(12, 3))
+    layers = keras.layers
+    keras_model = keras.Sequential([
+        keras.Input((pair.SIZE, pair.SIZE, 3)), layers.Conv2D(8, 1),
+        layers.Conv2D(12, 3, padding="same", groups=4, name="grouped"), layers.ReLU(),
+        layers.GlobalAveragePooling2D(), layers.Dense(3)])
+    result = validator.validate_port(torch_model, keras_model, _inputs(),
+                                     port="pytorch-to-keras", **FAST)
+    assert result.passed and result.pairs == 3, result.render()
+    report = comparator.compare_pair(torch_model, keras_model, _inputs(4),
+                                     port_weights="pytorch-to-keras",
+                                     recipes=("pytorch:train", "keras:train"))
+    assert report.settings["pair"]["pairing"] == {"paired_layers": 3}
+    assert all(check.passed for check in report.checks)
+    sequences = np.random.default_rng(3).normal(size=(2, 8, 10)).astype(np.float32)
+    conv1d = nn.Conv1d(8, 12, 3, padding=1, groups=4)
+    inputs = keras.Input((10, 8))
+    keras_conv1d = keras.Model(inputs, layers.Conv1D(12, 3, padding="same", groups=4)(inputs))
+    assert validator.validate_port(conv1d, keras_conv1d, sequences, port="pytorch-to-keras",
+                                   **FAST).passed

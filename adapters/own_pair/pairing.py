@@ -46,8 +46,8 @@ _KERAS_NORMS = tuple((layer, kind) for layer, kind in (
     (layers.LayerNormalization, "layer_norm")) if layer is not None)
 NORM_KINDS = frozenset(kind for _, kind in _TORCH_NORMS)
 NORM_NAMES = {"layer_norm": "LayerNorm", "group_norm": "GroupNorm", "rms_norm": "RMSNorm"}
-KNOWN_LAYERS = ("Conv1d, Conv2d, depthwise Conv2d, ConvTranspose2d, Linear, Embedding, "
-                "BatchNorm, LayerNorm, GroupNorm and RMSNorm")
+KNOWN_LAYERS = ("Conv1d, Conv2d (grouped and depthwise too), ConvTranspose2d, Linear, "
+                "Embedding, BatchNorm, LayerNorm, GroupNorm and RMSNorm")
 PAIRED_LAYERS = KNOWN_LAYERS.replace(" and RMSNorm", ", RMSNorm, LSTM (without proj_size), GRU, "
                                                     "RNN and MultiheadAttention (without "
                                                     "add_bias_kv or add_zero_attn)")
@@ -80,14 +80,14 @@ def torch_kind(module: nn.Module) -> str:
         return "attention" if plain else "other"
     if isinstance(module, nn.ConvTranspose2d):
         return "conv_transpose" if module.groups == 1 else "other"
+    # A grouped kernel, (out, in / groups, ...), takes the ungrouped one's axes in Keras's
+    # grouped Conv1D and Conv2D (measured on Keras 3.15.1's torch backend).
     if isinstance(module, nn.Conv1d):
-        return "conv1d" if module.groups == 1 else "other"
+        return "conv1d"
     if isinstance(module, nn.Conv2d):
-        if module.groups == 1:
-            return "conv"
-        if module.groups == module.in_channels == module.out_channels:
+        if module.groups > 1 and module.groups == module.in_channels == module.out_channels:
             return "depthwise"
-        return "other"
+        return "conv"
     if isinstance(module, nn.Linear):
         return "dense"
     if isinstance(module, nn.Embedding):
@@ -103,7 +103,7 @@ def keras_kind(layer) -> str:
     if isinstance(layer, layers.DepthwiseConv2D):
         return "depthwise"
     if isinstance(layer, layers.Conv1D):
-        return "conv1d" if layer.groups == 1 else "other"
+        return "conv1d"
     if isinstance(layer, layers.Conv2D):
         return "conv"
     if isinstance(layer, layers.Dense):
