@@ -80,6 +80,31 @@ def test_safe_mode_refusal_is_one_line(tmp_path):
     assert "\n" not in str(caught.value)
 
 
+def test_a_file_with_classes_keras_cannot_find_names_them(tmp_path):
+    """Was Keras's own: "<class '...Functional'> could not be deserialized properly. Please
+    ensure that components ... are explicitly deserialized in the model's from_config()"."""
+
+    class Doubling(keras.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.inner = keras.layers.Dense(4, name="inner")
+
+        def call(self, x):
+            return self.inner(x) * 2.0
+
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, Doubling(name="doubling")(inputs))
+    path = str(tmp_path / "own.keras")
+    model.save(path)
+    with pytest.raises(UsageError) as caught:
+        user_models.load_keras(path)
+    message = str(caught.value)
+    assert message == (f"cannot load {path}: it holds classes of your own that Keras cannot "
+                       f"find here, Doubling (from {__name__}); give the model as "
+                       "file.py:callable to --keras and its weights as --keras-weights "
+                       "FILE.weights.h5")
+
+
 @pytest.mark.parametrize("side, spec, message", [
     ("pytorch", "no_such_package_xyz.models:Net", "cannot import module 'no_such_package_xyz"),
     ("pytorch", "missing/file.py:Net", "no such file: missing/file.py"),

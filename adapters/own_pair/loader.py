@@ -26,7 +26,7 @@ import zipfile
 from dataclasses import dataclass
 
 from comparator.errors import FrameworkUnavailable, UsageError
-from comparator.inputs.checkpoints import keras_file_problem
+from comparator.inputs.checkpoints import keras_file_classes, keras_file_problem
 
 TORCH_EXPECTED = "a torch.nn.Module"
 KERAS_EXPECTED = "a keras.Model (functional, Sequential or subclassed)"
@@ -306,6 +306,13 @@ def _load_keras_file(path: str):
                              f"code stored in the file, e.g. a Lambda layer); give the model "
                              f"as file.py:callable to --keras and its weights as "
                              f"--keras-weights FILE.weights.h5") from None
+        unknown = [f"{name} (from {module})" for name, module in keras_file_classes(path)
+                   if keras.saving.get_registered_object(name) is None]
+        if unknown:
+            raise UsageError(f"cannot load {path}: it holds classes of your own that Keras "
+                             f"cannot find here, {', '.join(unknown)}; give the model as "
+                             "file.py:callable to --keras and its weights as --keras-weights "
+                             "FILE.weights.h5") from None
         raise UsageError(f"cannot load {path} with keras.saving.load_model: "
                          f"{_one_line(exc)}") from None
 

@@ -8,6 +8,7 @@ framework is imported, hashes files and words the errors.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import zipfile
 from dataclasses import dataclass
@@ -194,6 +195,29 @@ def keras_file_problem(path: str) -> str | None:
     if name.endswith(".h5") and not _has_hdf5_signature(path):
         return "not an HDF5 file (Keras writes .weights.h5 and .h5 files as HDF5)"
     return None
+
+
+def keras_file_classes(path: str) -> list[tuple[str, str]]:
+    """(registered name, module) of every class a .keras file's config names from outside
+    Keras: the user's own layers and models, which load only where Keras can find them."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return []
+    found, stack = [], [config]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            module = item.get("module")
+            if "class_name" in item and isinstance(module, str) and \
+                    module.split(".")[0] != "keras":
+                entry = (item.get("registered_name") or item["class_name"], module)
+                found += [entry] if entry not in found else []
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
 
 
 def _has_hdf5_signature(path: str) -> bool:
