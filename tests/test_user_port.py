@@ -526,3 +526,42 @@ def test_grouped_convolutions_are_paired_and_ported(validator):
     keras_conv1d = keras.Model(inputs, layers.Conv1D(12, 3, padding="same", groups=4)(inputs))
     assert validator.validate_port(conv1d, keras_conv1d, sequences, port="pytorch-to-keras",
                                    **FAST).passed
+
+
+def test_a_softmax_fused_into_keras_output_layer_is_named(validator):
+    """Each Keras layer is compared after its fused activation, applied to PyTorch's value
+    too, so a Dense(activation="softmax") against a PyTorch model that returns logits agreed
+    in every layer while the outputs differed. Was: "no single layer diverges, but the
+    outputs or gradients do", and compare.py's port check "not located"."""
+    import keras
+    import torch
+    from torch import nn
+
+    import comparator
+
+    def models(torch_softmax):
+        torch.manual_seed(0)
+        head = [nn.Linear(4, 5)] + ([nn.Softmax(dim=1)] if torch_softmax else [])
+        torch_model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(),
+                                    nn.AdaptiveAvgPool2d(1), nn.Flatten(), *head)
+        layers = keras.layers
+        keras_model = keras.Sequential([
+            keras.Input((pair.SIZE, pair.SIZE, 3)),
+            layers.Conv2D(4, 3, padding="same", activation="relu"),
+            layers.GlobalAveragePooling2D(), layers.Dense(5, activation="softmax", name="fc")])
+        return torch_model, keras_model
+
+    result = validator.validate_port(*models(False), _inputs(), port="pytorch-to-keras",
+                                     **FAST)
+    found = result.first_divergence
+    assert (found.torch_module, found.keras_layer, found.seen_in, found.causes[0].code) == (
+        "4", "fc", "inference, output", "output_activation")
+    assert result.to_dict()["first_divergence"]["causes"][0]["code"] == "output_activation"
+    assert validator.validate_port(*models(True), _inputs(), port="pytorch-to-keras",
+                                   **FAST).passed
+    report = comparator.compare_pair(*models(False), _inputs(4),
+                                     port_weights="pytorch-to-keras",
+                                     recipes=("pytorch:train", "keras:train"))
+    located = report.settings["pair"]["first_divergence"]
+    assert (located["located"], located["causes"]) == (True, ["output_activation"])
+    assert "Keras fc applies softmax inside the layer (activation='softmax')" in located["text"]

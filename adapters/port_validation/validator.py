@@ -36,6 +36,7 @@ from adapters.port_validation.graph import (  # noqa: E402
     as_float,
     functional_graph,
     graph_nodes,
+    inbound,
     keras_state_kept,
     numpy_of,
     run_keras,
@@ -73,6 +74,8 @@ from comparator.analysis.validation import (  # noqa: E402
     DEFAULT_GRADIENT_TOLERANCE,
     DEFAULT_TOLERANCE,
     MODES,
+    Cause,
+    Finding,
     LayerComparison,
     PassResult,
     PortValidation,
@@ -263,7 +266,8 @@ def _validated(x, torch_model, torch_name, keras_model, keras_name, fn, mapping,
         input_shape=tuple(x.shape), pairing=pairing, pairs=len(setup.pairs),
         tolerance=tolerance, gradient_tolerance=gradient_tolerance, passes=tuple(passes),
         gradients=grads, gradient_mode="training" if gradients else None, notes=tuple(notes),
-        float64_reference=setup.model64 is not None, statistics=statistics, dropout=dropout)
+        float64_reference=setup.model64 is not None, statistics=statistics, dropout=dropout,
+        output_finding=setup.output_finding)
 
 
 def _checked_models(torch_model, keras_model, inputs, pytorch_weights, keras_weights,
@@ -354,6 +358,7 @@ class _Setup:
         self.views = {p.torch_module: view for p in pairs if (view := output_view(
             self.modules[p.torch_module], self.by_name[p.keras_layer])) is not None}
         self.facts = None
+        self.output_finding = None
 
 
 def _trace64(setup: _Setup, mode: str):
@@ -416,7 +421,36 @@ def _mode_passes(setup: _Setup, mode: str, isolation: bool, tolerance: float):
         else:
             out, bad, noise = _output_comparison(keras_out, torch_out, torch_out64, tolerance)
             passes.append(PassResult(mode, False, comparisons, out, bad, noise))
+            if bad and not any(c.diverges for c in comparisons) and setup.output_finding is None:
+                setup.output_finding = _output_activation(setup, keras_out, torch_out, mode,
+                                                          tolerance)
     return trace, passes
+
+
+def _output_activation(setup: _Setup, keras_out, torch_out, mode: str, tolerance):
+    """Where the outputs differ and no layer does: is it the activation that Keras's output
+    layer applies inside itself (Dense(activation="softmax")), which the layer comparisons
+    apply to PyTorch's value too, while PyTorch's model returns that module's output
+    without it? Then Keras's output is the activation of PyTorch's."""
+    layer = inbound(setup.fn.outputs[0])[0]
+    pair = next((p for p in setup.pairs if p.keras_layer == getattr(layer, "name", None)), None)
+    activation = getattr(layer, "activation", None)
+    name = getattr(activation, "__name__", "linear")
+    if pair is None or activation is None or name == "linear" or \
+            isinstance(keras_out, Failed) or keras_out is None:
+        return None
+    moves = setup.moves[pair.torch_module]
+    expected = numpy_of(activation(torch.from_numpy(to_keras_values(torch_out, moves))))
+    value = numpy_of(keras_out)
+    if value.shape != expected.shape or diverges(metrics(value, expected), tolerance):
+        return None
+    return Finding(pair.torch_module, pair.keras_layer, f"{mode}, output", (Cause(
+        "output_activation",
+        f"Keras {pair.keras_layer} applies {name} inside the layer (activation={name!r}); "
+        f"PyTorch's model returns {pair.torch_module}'s output without it",
+        "the two models give different outputs from the same weights: give the Keras layer "
+        "no activation (a softmax belongs in the loss, from_logits=True), or apply it in "
+        "PyTorch's forward"),))
 
 
 def _statistics(modules, keras_layers, pairs, trace, tolerance):

@@ -219,11 +219,15 @@ class PortValidation(_Serialisable):
     schema: str = SCHEMA
     statistics: tuple[StatisticsComparison, ...] = ()  # BatchNorm after one training step
     dropout: tuple[DropoutComparison, ...] = ()
+    # Why the models' outputs differ where no layer does (an activation Keras fuses into
+    # the output layer that PyTorch's model does not apply), where that was found.
+    output_finding: Finding | None = None
 
     @property
     def first_divergence(self) -> Finding | None:
         """From the isolated passes first (a layer wrong by itself), then the forward ones,
-        then the training step's running statistics, then the Dropout layers."""
+        then the training step's running statistics, then the Dropout layers, then what
+        makes the outputs differ where no layer does."""
         ordered = sorted(self.passes, key=lambda p: (not p.isolated, MODES.index(p.mode)))
         for result in ordered:
             first = result.first_divergence
@@ -238,7 +242,7 @@ class PortValidation(_Serialisable):
         if drop is not None:
             return Finding(drop.torch_module or "(none)", drop.keras_layer or "(none)",
                            "Dropout layers", (Cause("dropout", drop.text),))
-        return None
+        return self.output_finding
 
     @property
     def inconclusive(self) -> int:
