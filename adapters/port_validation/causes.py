@@ -23,7 +23,7 @@ from adapters.port_validation.graph import inbound, to_keras_values  # noqa: E40
 from adapters.port_validation.pairs import as_port, module_arrays  # noqa: E402
 from comparator.analysis.kernel_layout import diagnose_arrays, diagnose_kernel  # noqa: E402
 from comparator.analysis.layer_pairing import Pair  # noqa: E402
-from comparator.analysis.validation import diverges, metrics  # noqa: E402
+from comparator.analysis.validation import Cause, Finding, diverges, metrics  # noqa: E402
 from comparator.zoo.portmaps import from_keras_layout  # noqa: E402
 
 _KERAS_CONVS = (layers.Conv1D, layers.Conv2D, layers.DepthwiseConv2D)
@@ -216,3 +216,29 @@ def one_pass_variance_explains(layer, torch_input, keras_value, reference, eps) 
         y = y + weights["beta"]
     one_pass = metrics(keras_value, y.numpy()).max_rel
     return one_pass * 10 < metrics(keras_value, reference).max_rel
+
+
+def output_activation(fn, pairs, moves: dict, keras_out: np.ndarray, torch_out: np.ndarray,
+                      mode: str, tolerance) -> Finding | None:
+    """Where the outputs differ and no layer does: is it the activation that Keras's output
+    layer applies inside itself (Dense(activation="softmax")), which the layer comparisons
+    apply to PyTorch's value too, while PyTorch's model returns that module's output
+    without it? Then Keras's output is the activation of PyTorch's. moves: whether each
+    PyTorch module's activations change layout (the validator's _Setup.moves)."""
+    layer = inbound(fn.outputs[0])[0]
+    pair = next((p for p in pairs if p.keras_layer == getattr(layer, "name", None)), None)
+    activation = getattr(layer, "activation", None)
+    name = getattr(activation, "__name__", "linear")
+    if pair is None or activation is None or name == "linear":
+        return None
+    expected = activation(torch.from_numpy(to_keras_values(torch_out, moves[pair.torch_module])))
+    expected = np.asarray(ops.convert_to_numpy(expected))
+    if keras_out.shape != expected.shape or diverges(metrics(keras_out, expected), tolerance):
+        return None
+    return Finding(pair.torch_module, pair.keras_layer, f"{mode}, output", (Cause(
+        "output_activation",
+        f"Keras {pair.keras_layer} applies {name} inside the layer (activation={name!r}); "
+        f"PyTorch's model returns {pair.torch_module}'s output without it",
+        "the two models give different outputs from the same weights: give the Keras layer "
+        "no activation (a softmax belongs in the loss, from_logits=True), or apply it in "
+        "PyTorch's forward"),))

@@ -26,6 +26,7 @@ from adapters.port_validation.causes import (  # noqa: E402
     flatten_order_explains,
     layer_facts,
     one_pass_variance_explains,
+    output_activation,
 )
 from adapters.port_validation.gradients import compare_gradients  # noqa: E402
 from adapters.port_validation.graph import (  # noqa: E402
@@ -36,7 +37,6 @@ from adapters.port_validation.graph import (  # noqa: E402
     as_float,
     functional_graph,
     graph_nodes,
-    inbound,
     keras_state_kept,
     numpy_of,
     run_keras,
@@ -74,8 +74,6 @@ from comparator.analysis.validation import (  # noqa: E402
     DEFAULT_GRADIENT_TOLERANCE,
     DEFAULT_TOLERANCE,
     MODES,
-    Cause,
-    Finding,
     LayerComparison,
     PassResult,
     PortValidation,
@@ -421,36 +419,12 @@ def _mode_passes(setup: _Setup, mode: str, isolation: bool, tolerance: float):
         else:
             out, bad, noise = _output_comparison(keras_out, torch_out, torch_out64, tolerance)
             passes.append(PassResult(mode, False, comparisons, out, bad, noise))
-            if bad and not any(c.diverges for c in comparisons) and setup.output_finding is None:
-                setup.output_finding = _output_activation(setup, keras_out, torch_out, mode,
-                                                          tolerance)
+            if out is not None and bad and not any(c.diverges for c in comparisons) \
+                    and setup.output_finding is None:
+                setup.output_finding = output_activation(
+                    setup.fn, setup.pairs, setup.moves, numpy_of(keras_out), torch_out, mode,
+                    tolerance)
     return trace, passes
-
-
-def _output_activation(setup: _Setup, keras_out, torch_out, mode: str, tolerance):
-    """Where the outputs differ and no layer does: is it the activation that Keras's output
-    layer applies inside itself (Dense(activation="softmax")), which the layer comparisons
-    apply to PyTorch's value too, while PyTorch's model returns that module's output
-    without it? Then Keras's output is the activation of PyTorch's."""
-    layer = inbound(setup.fn.outputs[0])[0]
-    pair = next((p for p in setup.pairs if p.keras_layer == getattr(layer, "name", None)), None)
-    activation = getattr(layer, "activation", None)
-    name = getattr(activation, "__name__", "linear")
-    if pair is None or activation is None or name == "linear" or \
-            isinstance(keras_out, Failed) or keras_out is None:
-        return None
-    moves = setup.moves[pair.torch_module]
-    expected = numpy_of(activation(torch.from_numpy(to_keras_values(torch_out, moves))))
-    value = numpy_of(keras_out)
-    if value.shape != expected.shape or diverges(metrics(value, expected), tolerance):
-        return None
-    return Finding(pair.torch_module, pair.keras_layer, f"{mode}, output", (Cause(
-        "output_activation",
-        f"Keras {pair.keras_layer} applies {name} inside the layer (activation={name!r}); "
-        f"PyTorch's model returns {pair.torch_module}'s output without it",
-        "the two models give different outputs from the same weights: give the Keras layer "
-        "no activation (a softmax belongs in the loss, from_logits=True), or apply it in "
-        "PyTorch's forward"),))
 
 
 def _statistics(modules, keras_layers, pairs, trace, tolerance):
