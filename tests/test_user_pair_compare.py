@@ -201,3 +201,32 @@ def test_a_batchnorm_without_running_statistics_uses_the_batch_even_in_eval():
         recipes=("pytorch:train", "pytorch:eval", "keras:train"))
     seen = _batch_statistics_seen(report)
     assert (seen["pytorch:train"], seen["pytorch:eval"]) == (1, 1)
+
+
+def test_a_keras_regularizer_is_named_with_what_it_adds_to_the_losses():
+    """Keras 3.15.1 adds a weight regularizer's penalty to the losses it reports while the
+    weight is trainable; PyTorch's loss has no such term. The report says so, with the
+    penalty, which is the gap between the two inference losses on the same function."""
+    import keras
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    torch_model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(),
+                                nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5))
+    layers = keras.layers
+    keras_model = keras.Sequential([
+        keras.Input((8, 8, 3)),
+        layers.Conv2D(4, 3, padding="same", activation="relu",
+                      kernel_regularizer=keras.regularizers.L2(0.1)),
+        layers.GlobalAveragePooling2D(), layers.Dense(5)])
+    report = comparator.compare_pair(torch_model, keras_model, X,
+                                     port_weights="pytorch-to-keras",
+                                     recipes=("pytorch:train", "keras:train"))
+    kernel = keras_model.layers[0].kernel.numpy().astype(np.float64)
+    penalty = 0.1 * np.sum(kernel ** 2)  # compare_pair leaves the ported weights in place
+    (note,) = [n for n in report.settings["notes"] if "regularizers" in n]
+    assert note.startswith("the Keras model's regularizers (sequential/conv2d/kernel) add "
+                           f"{penalty:.6g} at the starting weights")
+    losses = {run.framework: run.losses.inference_before for run in report.runs}
+    assert losses["keras"] - losses["pytorch"] == pytest.approx(penalty, rel=1e-4)

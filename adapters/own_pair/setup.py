@@ -250,6 +250,21 @@ def _outputs(torch_adapter, keras_model, x: np.ndarray, layout: str) -> tuple:
     return torch_out, outputs_layout
 
 
+def _regularization_note(model) -> str | None:
+    """What the Keras model's weight regularizers add to the losses Keras reports, at the
+    starting weights. Keras 3.15.1 adds them to fit's and evaluate's losses for trainable
+    weights only: a model set trainable=False reported the bare loss (measured)."""
+    held = [v for v in model.weights if getattr(v, "regularizer", None) is not None]
+    if not held:
+        return None
+    penalty = sum(float(keras.ops.convert_to_numpy(v.regularizer(v))) for v in held)
+    names = ", ".join(v.path for v in held[:4]) + (", ..." if len(held) > 4 else "")
+    return (f"the Keras model's regularizers ({names}) add {penalty:.6g} at the starting "
+            "weights to the losses Keras reports while those weights are trainable (not to "
+            "those of a model set trainable=False), and their gradient to its steps; "
+            "PyTorch's loss has no such term")
+
+
 def _require_trained_weights_on_the_output(torch_model, freeze: str, leave_out: tuple,
                                            output: str | None) -> None:
     """Refuses a --freeze whose trained part lies wholly off the chosen output (another
@@ -317,6 +332,9 @@ def _open(pair: UserPair, config, loaded: _Loaded) -> OpenedPair:
     if pairing.not_compared:
         settings["notes"] = [f"the weights after a step are compared across the frameworks "
                              f"on every paired array but {'; '.join(pairing.not_compared)}"]
+    penalty = _regularization_note(keras_side.model)
+    if penalty:
+        settings.setdefault("notes", []).append(penalty)
     blocked = {}
     if torch_side.inference_only:
         blocked["pytorch"] = torch_side.inference_only
