@@ -565,3 +565,41 @@ def test_a_softmax_fused_into_keras_output_layer_is_named(validator):
     located = report.settings["pair"]["first_divergence"]
     assert (located["located"], located["causes"]) == (True, ["output_activation"])
     assert "Keras fc applies softmax inside the layer (activation='softmax')" in located["text"]
+
+
+def test_a_keras_model_on_pytorchs_layout_is_validated_as_it_is(validator):
+    """A Keras model built with data_format="channels_first" takes the batch as PyTorch
+    does (compare.py's keras_layout "as_given"): no activation moves its channels. Was:
+    "inputs of shape (2, 3, 8, 8) (PyTorch layout, Keras (2, 8, 8, 3)) do not fit the
+    Keras model's input (None, 3, 8, 8)"."""
+    import keras
+    import torch
+    from torch import nn
+
+    import comparator
+
+    def models(keras_epsilon=1e-5):
+        torch.manual_seed(0)
+        torch_model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4),
+                                    nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                    nn.Linear(4, 5))
+        layers = keras.layers
+        keras_model = keras.Sequential([
+            keras.Input((3, pair.SIZE, pair.SIZE)),
+            layers.Conv2D(4, 3, padding="same", data_format="channels_first"),
+            layers.BatchNormalization(axis=1, momentum=0.9, epsilon=keras_epsilon, name="bn"),
+            layers.ReLU(), layers.GlobalAveragePooling2D(data_format="channels_first"),
+            layers.Dense(5)])
+        return torch_model, keras_model
+
+    result = validator.validate_port(*models(), _inputs(), port="pytorch-to-keras")
+    assert result.passed, result.render()
+    assert "takes PyTorch's layout (3, 8, 8): activations are compared as they are" in \
+        result.notes[-1]
+    torch_model, keras_model = models(keras_epsilon=0.5)
+    report = comparator.compare_pair(torch_model, keras_model, _inputs(4),
+                                     port_weights="pytorch-to-keras",
+                                     recipes=("pytorch:train", "keras:train"))
+    located = report.settings["pair"]["first_divergence"]
+    assert (located["located"], located["keras_layer"], located["causes"]) == (
+        True, "bn", ["epsilon"])

@@ -31,22 +31,30 @@ _TORCH_NOISE = (nn.modules.dropout._DropoutNd,)
 # Whether a 3-D activation is channels-first in PyTorch (N, C, L, as Conv1d makes it) or the
 # same array in both frameworks (N, L, F: an Embedding's, an LSTM's or attention's output).
 _SEQUENCES_CHANNELS_FIRST = contextvars.ContextVar("sequences_channels_first", default=True)
+# A Keras model built on PyTorch's own layout (Conv2D(data_format="channels_first")).
+_KERAS_AS_GIVEN = contextvars.ContextVar("keras_as_given", default=False)
 
 
 @contextlib.contextmanager
-def sequence_layout(torch_model: nn.Module):
+def sequence_layout(torch_model: nn.Module, keras_as_given: bool = False):
     """Within the block 3-D activations are channels-first as channels_first_sequences
-    (adapters/own_pair/pairing.py) says of the PyTorch model."""
-    token = _SEQUENCES_CHANNELS_FIRST.set(channels_first_sequences(torch_model))
+    (adapters/own_pair/pairing.py) says of the PyTorch model; with keras_as_given (a Keras
+    model that takes PyTorch's layout), no activation moves its channels."""
+    tokens = (_SEQUENCES_CHANNELS_FIRST.set(channels_first_sequences(torch_model)),
+              _KERAS_AS_GIVEN.set(keras_as_given))
     try:
         yield
     finally:
-        _SEQUENCES_CHANNELS_FIRST.reset(token)
+        _SEQUENCES_CHANNELS_FIRST.reset(tokens[0])
+        _KERAS_AS_GIVEN.reset(tokens[1])
 
 
 def channels_move(array) -> bool:
     """Whether this activation (numpy or torch) has its channels first in PyTorch and last
-    in Keras: images always, sequences as sequence_layout says."""
+    in Keras: images always, sequences as sequence_layout says, neither where Keras takes
+    PyTorch's layout."""
+    if _KERAS_AS_GIVEN.get():
+        return False
     return array.ndim > 3 or (array.ndim == 3 and _SEQUENCES_CHANNELS_FIRST.get())
 
 

@@ -208,7 +208,7 @@ def validate_port(torch_model: nn.Module, keras_model, inputs, *, mapping: dict 
         trains="training" in modes or gradients or train_step)
     chosen = dataclasses.replace(chosen, leave_out=(*chosen.leave_out, *leave_out))
     try:
-        with sequence_layout(torch_model):
+        with sequence_layout(torch_model, chosen.keras_as_given):
             if port is not None:
                 port_weights(torch_model, keras_model, direction=_PORTS[port], mapping=mapping,
                              pairs=pairs, leave_out=chosen.leave_out)
@@ -283,14 +283,21 @@ def _checked_models(torch_model, keras_model, inputs, pytorch_weights, keras_wei
     with sequence_layout(torch_model):
         keras_x = to_keras_values(x)
     keras_model, keras_name = keras_side(keras_model, keras_weights, keras_x)
+    # Only where PyTorch's layout is not Keras's own already (a sequence of features).
+    as_given = keras_x is not x and _takes_pytorch_layout(keras_model, x, torch_model)
     notes = ()
+    if as_given:
+        keras_x = x
+        notes = (f"Keras model {keras_name!r} takes PyTorch's layout {tuple(x.shape[1:])}: "
+                 "activations are compared as they are",)
     if layers_to_open(keras_model):
         keras_model, note = traced_graph(keras_model, keras_x, trains)
         notes = (note,)
     if not output:
         fn = functional_graph(keras_model)
         _check_fits(x, keras_x, fn)
-        return x, torch_model, torch_name, keras_model, keras_name, fn, _Chosen(notes=notes)
+        return (x, torch_model, torch_name, keras_model, keras_name, fn,
+                _Chosen(notes=notes, keras_as_given=as_given))
     if getattr(keras_model, "inputs", None):
         _check_fits(x, keras_x, keras_model)
     keras_model, release = select_outputs(torch_model, keras_model, *both_names(output),
@@ -302,18 +309,29 @@ def _checked_models(torch_model, keras_model, inputs, pytorch_weights, keras_wei
         release()
         raise
     return (x, torch_model, torch_name, keras_model, keras_name, fn,
-            _Chosen(release, tuple(leave_out), notes))
+            _Chosen(release, tuple(leave_out), notes, as_given))
 
 
 @dataclasses.dataclass(frozen=True)
 class _Chosen:
     """--output's choice: what takes the PyTorch hook off, and the PyTorch modules with
-    weights that do not reach the chosen output (not paired); and the notes on how the Keras
-    model was traced."""
+    weights that do not reach the chosen output (not paired); the notes on how the Keras
+    model was read (traced, or taking PyTorch's layout), and whether it takes PyTorch's
+    layout."""
 
     release: object = lambda: None
     leave_out: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    keras_as_given: bool = False
+
+
+def _takes_pytorch_layout(keras_model, x: np.ndarray, torch_model) -> bool:
+    """Whether the Keras model takes the batch in PyTorch's layout, as compare.py decides
+    (adapters/own_pair/setup.py: keras_layout): a declared input that fits it and not the
+    channels-last one (Conv2D(data_format="channels_first"))."""
+    from adapters.own_pair.setup import keras_layout
+
+    return keras_layout(keras_model, tuple(x.shape[1:]), torch_model) == "as_given"
 
 
 def _check_fits(x: np.ndarray, keras_x: np.ndarray, model) -> None:
