@@ -36,7 +36,7 @@ _KERAS_AS_GIVEN = contextvars.ContextVar("keras_as_given", default=False)
 
 
 @contextlib.contextmanager
-def sequence_layout(torch_model: nn.Module, keras_as_given: bool = False):
+def activation_layout(torch_model: nn.Module, keras_as_given: bool = False):
     """Within the block 3-D activations are channels-first as channels_first_sequences
     (adapters/own_pair/pairing.py) says of the PyTorch model; with keras_as_given (a Keras
     model that takes PyTorch's layout), no activation moves its channels."""
@@ -51,7 +51,7 @@ def sequence_layout(torch_model: nn.Module, keras_as_given: bool = False):
 
 def channels_move(array) -> bool:
     """Whether this activation (numpy or torch) has its channels first in PyTorch and last
-    in Keras: images always, sequences as sequence_layout says, neither where Keras takes
+    in Keras: images always, sequences as activation_layout says, neither where Keras takes
     PyTorch's layout."""
     if _KERAS_AS_GIVEN.get():
         return False

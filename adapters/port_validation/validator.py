@@ -30,17 +30,17 @@ from adapters.port_validation.causes import (  # noqa: E402
 )
 from adapters.port_validation.gradients import compare_gradients  # noqa: E402
 from adapters.port_validation.graph import (  # noqa: E402
-    acts_on_last_axis,
-    croppings_after,
     Failed,
     ModelFailed,
+    activation_layout,
+    acts_on_last_axis,
     as_float,
+    croppings_after,
     functional_graph,
     graph_nodes,
     keras_state_kept,
     numpy_of,
     run_keras,
-    sequence_layout,
     to_keras_values,
     to_torch_values,
     torch_mode,
@@ -203,26 +203,26 @@ def validate_port(torch_model: nn.Module, keras_model, inputs, *, mapping: dict 
         raise UsageError(f"modes must be among {', '.join(MODES)}, got {list(modes)}")
     if port not in (None, *_PORTS):
         raise UsageError(f"port must be one of {', '.join(_PORTS)}, not {port!r}")
-    x, torch_model, torch_name, keras_model, keras_name, fn, chosen = _checked_models(
+    x, torch_model, torch_name, keras_model, keras_name, fn, checked = _checked_models(
         torch_model, keras_model, inputs, pytorch_weights, keras_weights, output,
         trains="training" in modes or gradients or train_step)
-    chosen = dataclasses.replace(chosen, leave_out=(*chosen.leave_out, *leave_out))
+    checked = dataclasses.replace(checked, leave_out=(*checked.leave_out, *leave_out))
     try:
-        with sequence_layout(torch_model, chosen.keras_as_given):
+        with activation_layout(torch_model, checked.keras_as_given):
             if port is not None:
                 port_weights(torch_model, keras_model, direction=_PORTS[port], mapping=mapping,
-                             pairs=pairs, leave_out=chosen.leave_out)
+                             pairs=pairs, leave_out=checked.leave_out)
                 keras_name += f" (weights ported {port} by the validator)"
             result = _validated(x, torch_model, torch_name, keras_model, keras_name, fn,
                                 mapping, pairs, modes, isolation, gradients, tolerance,
                                 gradient_tolerance, reference64, seed, train_step,
-                                chosen.leave_out)
+                                checked.leave_out)
     finally:
-        chosen.release()
-    notes = chosen.notes
+        checked.release()
+    notes = checked.notes
     if output:
-        left = (f"; PyTorch's {', '.join(chosen.leave_out)}, whose weights do not reach it, "
-                "left out" if chosen.leave_out else "")
+        left = (f"; PyTorch's {', '.join(checked.leave_out)}, whose weights do not reach it, "
+                "left out" if checked.leave_out else "")
         notes += (f"output {output!r} validated{left}",)
     return dataclasses.replace(result, notes=(*result.notes, *notes))
 
@@ -280,7 +280,7 @@ def _checked_models(torch_model, keras_model, inputs, pytorch_weights, keras_wei
         inputs = inputs.detach().cpu().numpy()
     x = np.ascontiguousarray(as_float(np.asarray(inputs), np.float32))
     torch_model, torch_name = torch_side(torch_model, pytorch_weights)
-    with sequence_layout(torch_model):
+    with activation_layout(torch_model):
         keras_x = to_keras_values(x)
     keras_model, keras_name = keras_side(keras_model, keras_weights, keras_x)
     # Only where PyTorch's layout is not Keras's own already (a sequence of features).
@@ -292,12 +292,12 @@ def _checked_models(torch_model, keras_model, inputs, pytorch_weights, keras_wei
                  "activations are compared as they are",)
     if layers_to_open(keras_model):
         keras_model, note = traced_graph(keras_model, keras_x, trains)
-        notes = (note,)
+        notes += (note,)
     if not output:
         fn = functional_graph(keras_model)
         _check_fits(x, keras_x, fn)
         return (x, torch_model, torch_name, keras_model, keras_name, fn,
-                _Chosen(notes=notes, keras_as_given=as_given))
+                _Checked(notes=notes, keras_as_given=as_given))
     if getattr(keras_model, "inputs", None):
         _check_fits(x, keras_x, keras_model)
     keras_model, release = select_outputs(torch_model, keras_model, *both_names(output),
@@ -309,15 +309,15 @@ def _checked_models(torch_model, keras_model, inputs, pytorch_weights, keras_wei
         release()
         raise
     return (x, torch_model, torch_name, keras_model, keras_name, fn,
-            _Chosen(release, tuple(leave_out), notes, as_given))
+            _Checked(release, tuple(leave_out), notes, as_given))
 
 
 @dataclasses.dataclass(frozen=True)
-class _Chosen:
-    """--output's choice: what takes the PyTorch hook off, and the PyTorch modules with
-    weights that do not reach the chosen output (not paired); the notes on how the Keras
-    model was read (traced, or taking PyTorch's layout), and whether it takes PyTorch's
-    layout."""
+class _Checked:
+    """What _checked_models found besides the models: --output's choice (what takes the
+    PyTorch hook off, and the PyTorch modules with weights that do not reach the chosen
+    output, not paired), the notes on how the Keras model was read (traced, or taking
+    PyTorch's layout), and whether it takes PyTorch's layout."""
 
     release: object = lambda: None
     leave_out: tuple[str, ...] = ()
