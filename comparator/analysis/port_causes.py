@@ -62,24 +62,31 @@ def _structure_causes(facts: dict, torch_name: str, keras_name: str) -> list[Cau
             f"Keras {keras_name} {tuple(facts['keras_stride'])}",
             "ResNet v1 (keras.applications) strides the first 1x1 conv of a downsampling "
             "block, v1.5 (torchvision) its 3x3 conv: same weight shapes, another function"))
-    if facts.get("torch_padding") is not None and facts.get("keras_padding") is not None and \
-            _pairs(facts["torch_padding"]) != _pairs(facts["keras_padding"]):
+    padding = _sides_differ(facts, "padding")
+    if padding:
         causes.append(Cause(
-            "padding",
-            f"padding: PyTorch pads {_pad_text(facts['torch_padding'])}, Keras "
-            f"{_pad_text(facts['keras_padding'])}",
+            "padding", f"padding: PyTorch pads {padding[0]}, Keras {padding[1]}",
             "Keras 'same' pads a stride-2 conv on an even size by (0, 1), PyTorch "
             "symmetrically: pad explicitly with ZeroPadding1D or 2D and use 'valid'"))
-    if facts.get("torch_crop") is not None and facts.get("keras_crop") is not None and \
-            _pairs(facts["torch_crop"]) != _pairs(facts["keras_crop"]):
+    cropping = _sides_differ(facts, "crop")
+    if cropping:
         causes.append(Cause(
             "transposed_cropping",
-            f"cropping: PyTorch crops the transposed conv's full output by "
-            f"{_pad_text(facts['torch_crop'])}, Keras {_pad_text(facts['keras_crop'])}",
+            f"cropping: PyTorch crops the transposed conv's full output by {cropping[0]}, "
+            f"Keras {cropping[1]}",
             "PyTorch's padding=p crops p on both sides and output_padding gives some back "
             "after; Keras's 'same' crops kernel - stride, the larger half after: use "
             "padding='valid' and Cropping2D with PyTorch's crops"))
     return causes
+
+
+def _sides_differ(facts: dict, what: str) -> tuple[str, str] | None:
+    """PyTorch's and Keras's per-side amounts (torch_padding and keras_padding, say) in
+    words, where both are known and differ."""
+    torch_sides, keras_sides = facts.get(f"torch_{what}"), facts.get(f"keras_{what}")
+    if torch_sides is None or keras_sides is None or _pairs(torch_sides) == _pairs(keras_sides):
+        return None
+    return _pad_text(torch_sides), _pad_text(keras_sides)
 
 
 def _batchnorm_causes(facts: dict, mode: str, keras_name: str) -> list[Cause]:
