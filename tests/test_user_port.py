@@ -603,3 +603,32 @@ def test_a_keras_model_on_pytorchs_layout_is_validated_as_it_is(validator):
     located = report.settings["pair"]["first_divergence"]
     assert (located["located"], located["keras_layer"], located["causes"]) == (
         True, "bn", ["epsilon"])
+
+
+@pytest.mark.parametrize("tail", ["keras_softmax_layer", "torch_log_softmax"])
+def test_what_follows_the_last_paired_layer_is_named_where_only_it_differs(validator, tail):
+    """The isolated pass runs Keras's operations after the last paired layer on PyTorch's
+    value of it: an output that still differs is made after it. Was: "no single layer
+    diverges, but the outputs or gradients do"."""
+    import keras
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    torch_tail = [nn.LogSoftmax(dim=1)] if tail == "torch_log_softmax" else []
+    torch_model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(),
+                                nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5),
+                                *torch_tail)
+    layers = keras.layers
+    keras_tail = [layers.Softmax(name="probabilities")] if tail == "keras_softmax_layer" else []
+    keras_model = keras.Sequential([
+        keras.Input((pair.SIZE, pair.SIZE, 3)),
+        layers.Conv2D(4, 3, padding="same", activation="relu"),
+        layers.GlobalAveragePooling2D(), layers.Dense(5, name="fc"), *keras_tail])
+    found = validator.validate_port(torch_model, keras_model, _inputs(),
+                                    port="pytorch-to-keras", **FAST).first_divergence
+    assert (found.torch_module, found.keras_layer, found.seen_in, found.causes[0].code) == (
+        "4", "fc", "inference, isolated, output", "after_last_pair")
+    keras_side = ("Keras's probabilities" if keras_tail else "Keras, which does nothing there,")
+    assert (f"on PyTorch's values of fc, {keras_side} and PyTorch's forward give other "
+            "outputs") in found.text

@@ -38,7 +38,8 @@ def locate(adapters: dict, batch: Batch, leave_out: tuple[str, ...] = ()) -> dic
     if finding is None:
         return {"located": False,
                 "text": "no single layer diverges beyond the port validator's tolerance: the "
-                        "difference builds up over the layers"}
+                        "difference builds up over the layers, or arises after the last "
+                        "paired one"}
     return {"located": True, "torch_module": finding.torch_module,
             "keras_layer": finding.keras_layer, "seen_in": finding.seen_in,
             "causes": [cause.code for cause in finding.causes], "text": finding.text}

@@ -99,17 +99,25 @@ def _keras_crop(layer, croppings) -> tuple | None:
 
 def _between(layer, paired: set[str]) -> list[str]:
     """The Keras operations between this layer and the paired layers (or inputs) before it."""
-    seen, order = set(), []
-    stack = list(layer._inbound_nodes[0].input_tensors)
+    return _back_to_pairs(layer._inbound_nodes[0].input_tensors, paired)[0]
+
+
+def _back_to_pairs(tensors, paired: set[str]) -> tuple[list[str], list[str]]:
+    """The Keras operations that make these tensors, back to the paired layers (or inputs),
+    in running order, and the paired layers reached."""
+    seen, order, reached = set(), [], []
+    stack = list(tensors)
     while stack:
         op, inputs = inbound(stack.pop())
-        if op is None or op.name in seen or op.name in paired or \
-                isinstance(op, layers.InputLayer):
+        if op is None or op.name in seen or isinstance(op, layers.InputLayer):
             continue
         seen.add(op.name)
+        if op.name in paired:
+            reached.append(op.name)
+            continue
         order.append(op.name)
         stack.extend(inputs)
-    return list(reversed(order))
+    return list(reversed(order)), reached
 
 
 def layer_facts(pair: Pair, module, layer, trace, state, paired, croppings=()) -> dict:
@@ -241,4 +249,24 @@ def output_activation(fn, pairs, moves: dict, keras_out: np.ndarray, torch_out: 
         f"PyTorch's model returns {pair.torch_module}'s output without it",
         "the two models give different outputs from the same weights: give the Keras layer "
         "no activation (a softmax belongs in the loss, from_logits=True), or apply it in "
+        "PyTorch's forward"),))
+
+
+def after_the_pairs(fn, substituted: dict, mode: str) -> Finding | None:
+    """Where the outputs differ and no layer does, and the isolated pass's output differs
+    too: there Keras's operations after the last paired layers run on PyTorch's values of
+    those layers, so the output is made different after them, by those operations (a
+    Softmax layer, a pooling) or by PyTorch's forward (a log_softmax it applies there).
+    substituted: the pair whose PyTorch value the isolated pass puts in, by Keras operation."""
+    after, reached = _back_to_pairs(fn.outputs, set(substituted))
+    if not reached:
+        return None
+    last = substituted[reached[0]]
+    keras_side = (f"Keras's {', '.join(after)}" if after else
+                  "Keras, which does nothing there,")
+    return Finding(last.torch_module, last.keras_layer, f"{mode}, isolated, output", (Cause(
+        "after_last_pair",
+        f"what follows the last paired layers differs: on PyTorch's values of "
+        f"{', '.join(reached)}, {keras_side} and PyTorch's forward give other outputs",
+        "the layers agree; compare the operations after them, in Keras's model and in "
         "PyTorch's forward"),))

@@ -23,6 +23,7 @@ from keras import layers, ops, tree  # noqa: E402
 from adapters.own_pair.outputs import off_the_output, select_outputs  # noqa: E402
 from adapters.own_pair.pairing import LAYER_LEVEL_KINDS  # noqa: E402
 from adapters.port_validation.causes import (  # noqa: E402
+    after_the_pairs,
     flatten_order_explains,
     layer_facts,
     one_pass_variance_explains,
@@ -431,9 +432,14 @@ def _mode_passes(setup: _Setup, mode: str, isolation: bool, tolerance: float):
                 for p in pairs)
         if isolated:
             # The last paired layer hands PyTorch's value on: the model output says nothing
-            # in this pass.
+            # in this pass, but where it differs while no layer does.
             passes.append(PassResult(mode, True, comparisons, None, False))
             passes[-2] = _attribute(passes[-2], passes[-1])
+            if passes[-2].output_diverges and setup.output_finding is None and not any(
+                    c.diverges for c in (*comparisons, *passes[-2].layers)) and \
+                    _output_comparison(keras_out, torch_out, torch_out64, tolerance)[1]:
+                setup.output_finding = after_the_pairs(setup.fn, {
+                    setup.output_of[p.keras_layer]: p for p in pairs}, mode)
         else:
             out, bad, noise = _output_comparison(keras_out, torch_out, torch_out64, tolerance)
             passes.append(PassResult(mode, False, comparisons, out, bad, noise))
