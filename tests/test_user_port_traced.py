@@ -3,7 +3,7 @@ written as a keras.Model subclass, with its residual block as a layer class of i
 as a base model nested in a functional one): traced through their call()s on a symbolic
 input, checked against the model itself, then validated as a flat functional port is;
 refused in one line where a call() does not trace or traces something else than it
-computes."""
+computes. compare.py pairs and ports the layers inside them the same way."""
 
 import os
 
