@@ -217,16 +217,16 @@ def test_a_keras_regularizer_is_named_with_what_it_adds_to_the_losses():
     layers = keras.layers
     keras_model = keras.Sequential([
         keras.Input((8, 8, 3)),
-        layers.Conv2D(4, 3, padding="same", activation="relu",
+        layers.Conv2D(4, 3, padding="same", activation="relu", name="conv",
                       kernel_regularizer=keras.regularizers.L2(0.1)),
-        layers.GlobalAveragePooling2D(), layers.Dense(5)])
+        layers.GlobalAveragePooling2D(), layers.Dense(5)], name="regularized")
     report = comparator.compare_pair(torch_model, keras_model, X,
                                      port_weights="pytorch-to-keras",
                                      recipes=("pytorch:train", "keras:train"))
     kernel = keras_model.layers[0].kernel.numpy().astype(np.float64)
     penalty = 0.1 * np.sum(kernel ** 2)  # compare_pair leaves the ported weights in place
     (note,) = [n for n in report.settings["notes"] if "regularizers" in n]
-    assert note.startswith("the Keras model's regularizers (sequential/conv2d/kernel) add "
+    assert note.startswith("the Keras model's regularizers (regularized/conv/kernel) add "
                            f"{penalty:.6g} at the starting weights")
     losses = {run.framework: run.losses.inference_before for run in report.runs}
     assert losses["keras"] - losses["pytorch"] == pytest.approx(penalty, rel=1e-4)
