@@ -632,3 +632,34 @@ def test_what_follows_the_last_paired_layer_is_named_where_only_it_differs(valid
     keras_side = ("Keras's probabilities" if keras_tail else "Keras, which does nothing there,")
     assert (f"on PyTorch's values of fc, {keras_side} and PyTorch's forward give other "
             "outputs") in found.text
+
+
+def test_a_depthwise_conv_ported_as_a_grouped_conv2d_is_paired(validator):
+    """nn.Conv2d(C, C, groups=C) written as Keras's Conv2D(C, groups=C), as a port that
+    mirrors the modules does: a convolution's kernel layout, (kh, kw, 1, C). Was: "no Keras
+    layer fits PyTorch ... (Conv2d ...)" in the validator and "different kinds of layer" in
+    compare.py, which paired it with DepthwiseConv2D only."""
+    import keras
+    import torch
+    from torch import nn
+
+    import comparator
+
+    torch.manual_seed(0)
+    torch_model = nn.Sequential(nn.Conv2d(3, 6, 1), nn.Conv2d(6, 6, 3, padding=1, groups=6),
+                                nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                nn.Linear(6, 3))
+    layers = keras.layers
+    keras_model = keras.Sequential([
+        keras.Input((pair.SIZE, pair.SIZE, 3)), layers.Conv2D(6, 1),
+        layers.Conv2D(6, 3, padding="same", groups=6, name="depthwise"), layers.ReLU(),
+        layers.GlobalAveragePooling2D(), layers.Dense(3)])
+    result = validator.validate_port(torch_model, keras_model, _inputs(),
+                                     port="pytorch-to-keras", **FAST)
+    assert result.passed and result.pairs == 3, result.render()
+    assert [c.kind for c in result.passes[0].layers] == ["conv", "conv", "dense"]
+    report = comparator.compare_pair(torch_model, keras_model, _inputs(4),
+                                     port_weights="pytorch-to-keras",
+                                     recipes=("pytorch:train", "keras:train"))
+    assert report.settings["pair"]["pairing"] == {"paired_layers": 3}
+    assert all(check.passed for check in report.checks)

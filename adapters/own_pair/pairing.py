@@ -18,6 +18,7 @@ from torch import nn
 
 from adapters.keras.backend import keras
 from adapters.port_validation.tracing import holds_layers, layers_to_open, symbolic_graph
+from comparator.analysis.layer_pairing import kinds_fit
 from comparator.zoo import attention_layout, recurrent_layout
 from comparator.zoo.portmaps import BN_SUFFIXES, LayerPort, from_keras_layout, to_keras_layout
 
@@ -437,7 +438,7 @@ def _port(name: str, index: int, module: nn.Module, layer) -> LayerPort | str:
         return f"{both} meet in running order, and {RESET_BEFORE}"
     if "other" in (torch_kind(module), base_kind):
         return f"{both} meet in running order, and the pairing knows only {PAIRED_LAYERS}"
-    if torch_kind(module) != base_kind:
+    if not kinds_fit(torch_kind(module), base_kind):
         return f"{both} meet in running order: different kinds of layer"
     port = LayerPort(name, layer.name, kind, canonical_names(name, base_kind, module, index))
     if not _fits(port, module, layer.get_weights()):

@@ -196,8 +196,9 @@ def resolve_pairs(torch_model: nn.Module, keras_model, mapping: dict | None = No
     if pairs is None:
         matched = pair_layers([t[1] for t in torch_layers.values()],
                               [k[1] for k in keras_layers.values()], mapping)
-        return [Pair(t.name, k.name, k.kind if k.kind.startswith("flatten_dense") else t.kind,
-                     torch_layers[t.name][2]) for t, k in matched]
+        # Where the kinds differ (a Dense fed by a Flatten, a depthwise conv as a grouped
+        # Conv2D) the Keras layer's says how its weights are laid out.
+        return [Pair(t.name, k.name, k.kind, torch_layers[t.name][2]) for t, k in matched]
     missing_t = sorted(set(torch_layers) - {p.torch_module for p in pairs})
     missing_k = sorted(set(keras_layers) - {p.keras_layer for p in pairs})
     unknown = [p.keras_layer for p in pairs if p.keras_layer not in keras_layers] + \

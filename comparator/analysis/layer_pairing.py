@@ -38,6 +38,14 @@ def _base_kind(kind: str) -> str:
     return "dense" if kind.startswith("flatten_dense") else kind
 
 
+def kinds_fit(torch_kind: str, keras_kind: str) -> bool:
+    """Whether a PyTorch layer of one kind can hold a Keras layer's weights of the other: the
+    same kind, or a depthwise Conv2d ported as Conv2D(groups=channels), whose kernel has a
+    convolution's layout (the shapes then decide)."""
+    return _base_kind(torch_kind) == _base_kind(keras_kind) or (
+        torch_kind == "depthwise" and keras_kind == "conv")
+
+
 def pair_layers(torch_layers: list[LayerInfo], keras_layers: list[LayerInfo],
                 mapping: dict[str, str] | None = None) -> list[tuple[LayerInfo, LayerInfo]]:
     """Pair weighted layers: by an explicit mapping (torch name -> Keras name) that must
@@ -86,7 +94,7 @@ def pair_layers(torch_layers: list[LayerInfo], keras_layers: list[LayerInfo],
 
 
 def _fits(t: LayerInfo, k: LayerInfo) -> bool:
-    if _base_kind(t.kind) != _base_kind(k.kind):
+    if not kinds_fit(t.kind, k.kind):
         return False
     n = len(t.shapes)
     return tuple(k.shapes[:n]) == tuple(t.shapes) and len(k.shapes) in (n, n + 1)
@@ -94,7 +102,7 @@ def _fits(t: LayerInfo, k: LayerInfo) -> bool:
 
 def check_pair(t: LayerInfo, k: LayerInfo) -> None:
     """Refuse a pair whose kinds or weight shapes cannot correspond, naming both."""
-    if _base_kind(t.kind) != _base_kind(k.kind):
+    if not kinds_fit(t.kind, k.kind):
         raise UsageError(f"PyTorch {_describe(t)} cannot hold the weights of Keras "
                          f"{_describe(k)}: different kinds of layer")
     for i, shape in enumerate(t.shapes):
