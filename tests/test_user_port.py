@@ -493,33 +493,50 @@ def test_a_transposed_convolutions_cropping_is_named_and_a_cropping2d_after_it_c
     assert result.passed, result.render()
 
 
+def _grouped_pair(channels, out, groups):
+    """A 1x1 conv to `channels`, then a 3x3 conv to `out` in `groups` groups, pooled into a
+    Linear head, in PyTorch and as Keras's Conv2D(groups=...)."""
+    import keras
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    torch_model = nn.Sequential(nn.Conv2d(3, channels, 1),
+                                nn.Conv2d(channels, out, 3, padding=1, groups=groups),
+                                nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                                nn.Linear(out, 3))
+    layers = keras.layers
+    keras_model = keras.Sequential([
+        keras.Input((pair.SIZE, pair.SIZE, 3)), layers.Conv2D(channels, 1),
+        layers.Conv2D(out, 3, padding="same", groups=groups, name="grouped"), layers.ReLU(),
+        layers.GlobalAveragePooling2D(), layers.Dense(3)])
+    return torch_model, keras_model
+
+
+def _ported_and_compared(validator, torch_model, keras_model):
+    """validate_port after its own port, and compare_pair after compare.py's."""
+    import comparator
+
+    result = validator.validate_port(torch_model, keras_model, _inputs(),
+                                     port="pytorch-to-keras", **FAST)
+    report = comparator.compare_pair(torch_model, keras_model, _inputs(4),
+                                     port_weights="pytorch-to-keras",
+                                     recipes=("pytorch:train", "keras:train"))
+    return result, report
+
+
 def test_grouped_convolutions_are_paired_and_ported(validator):
     """A grouped kernel, (out, in / groups, ...), takes the ungrouped one's axes in Keras's
     Conv2D and Conv1D with `groups`. Was: "the pairing knows only Conv1d, Conv2d, depthwise
     Conv2d, ...": ResNeXt-style blocks could not be ported."""
     import keras
-    import torch
     from torch import nn
 
-    import comparator
-
-    torch.manual_seed(0)
-    torch_model = nn.Sequential(nn.Conv2d(3, 8, 1), nn.Conv2d(8, 12, 3, padding=1, groups=4),
-                                nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                                nn.Linear(12, 3))
-    layers = keras.layers
-    keras_model = keras.Sequential([
-        keras.Input((pair.SIZE, pair.SIZE, 3)), layers.Conv2D(8, 1),
-        layers.Conv2D(12, 3, padding="same", groups=4, name="grouped"), layers.ReLU(),
-        layers.GlobalAveragePooling2D(), layers.Dense(3)])
-    result = validator.validate_port(torch_model, keras_model, _inputs(),
-                                     port="pytorch-to-keras", **FAST)
+    result, report = _ported_and_compared(validator, *_grouped_pair(8, 12, groups=4))
     assert result.passed and result.pairs == 3, result.render()
-    report = comparator.compare_pair(torch_model, keras_model, _inputs(4),
-                                     port_weights="pytorch-to-keras",
-                                     recipes=("pytorch:train", "keras:train"))
     assert report.settings["pair"]["pairing"] == {"paired_layers": 3}
     assert all(check.passed for check in report.checks)
+    layers = keras.layers
     sequences = np.random.default_rng(3).normal(size=(2, 8, 10)).astype(np.float32)
     conv1d = nn.Conv1d(8, 12, 3, padding=1, groups=4)
     inputs = keras.Input((10, 8))
@@ -639,27 +656,8 @@ def test_a_depthwise_conv_ported_as_a_grouped_conv2d_is_paired(validator):
     mirrors the modules does: a convolution's kernel layout, (kh, kw, 1, C). Was: "no Keras
     layer fits PyTorch ... (Conv2d ...)" in the validator and "different kinds of layer" in
     compare.py, which paired it with DepthwiseConv2D only."""
-    import keras
-    import torch
-    from torch import nn
-
-    import comparator
-
-    torch.manual_seed(0)
-    torch_model = nn.Sequential(nn.Conv2d(3, 6, 1), nn.Conv2d(6, 6, 3, padding=1, groups=6),
-                                nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                                nn.Linear(6, 3))
-    layers = keras.layers
-    keras_model = keras.Sequential([
-        keras.Input((pair.SIZE, pair.SIZE, 3)), layers.Conv2D(6, 1),
-        layers.Conv2D(6, 3, padding="same", groups=6, name="depthwise"), layers.ReLU(),
-        layers.GlobalAveragePooling2D(), layers.Dense(3)])
-    result = validator.validate_port(torch_model, keras_model, _inputs(),
-                                     port="pytorch-to-keras", **FAST)
+    result, report = _ported_and_compared(validator, *_grouped_pair(6, 6, groups=6))
     assert result.passed and result.pairs == 3, result.render()
     assert [c.kind for c in result.passes[0].layers] == ["conv", "conv", "dense"]
-    report = comparator.compare_pair(torch_model, keras_model, _inputs(4),
-                                     port_weights="pytorch-to-keras",
-                                     recipes=("pytorch:train", "keras:train"))
     assert report.settings["pair"]["pairing"] == {"paired_layers": 3}
     assert all(check.passed for check in report.checks)
