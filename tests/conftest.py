@@ -1,6 +1,8 @@
 """Shared, session-scoped comparisons: each model is built and run once per test session."""
 
 import os
+import subprocess
+import sys
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
@@ -11,6 +13,15 @@ from comparator.config import CompareConfig  # noqa: E402
 from comparator.pipeline import compare  # noqa: E402
 
 _CACHE = {}
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def python_code(code: str, env: dict | None = None, timeout: int = 600):
+    """`code` run by a fresh Python in the project's root, the project importable (env: the
+    environment, os.environ by default); its CompletedProcess, output as text."""
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=ROOT, env={**(os.environ if env is None else env),
+                                         "PYTHONPATH": ROOT}, timeout=timeout)
 
 
 def run_once(**kwargs):

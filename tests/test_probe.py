@@ -3,15 +3,11 @@ tools/version_table.py writes into docs/behaviors-versions.md: which batch varia
 Keras's BatchNormalization updates its moving variance with, on vectors and on images."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from comparator.config.frameworks import missing_modules
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.conftest import python_code
 BIASED, UNBIASED = "biased (divided by n)", "unbiased (divided by n - 1)"
 
 
@@ -33,8 +29,7 @@ def test_tf_keras_keeps_the_unbiased_variance_on_images():
             "import tf_keras\n"
             "from adapters.keras.probe import _batch, _defaults\n"
             "print(json.dumps(_defaults(tf_keras, _batch()[0])))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT}, timeout=600)
+    result = python_code(code)
     assert result.returncode == 0, result.stderr[-2000:]
     found = json.loads(result.stdout.strip().splitlines()[-1])
     assert (found["bn_moving_variance_update"], found["bn_moving_variance_update_images"]) == (

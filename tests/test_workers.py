@@ -18,6 +18,7 @@ from comparator.schema import report_from_dict
 from comparator.config import CompareConfig
 from comparator.config.frameworks import missing_modules, threads_sleep_beside_workers
 from comparator.pipeline import compare
+from tests.conftest import python_code
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(model="tiny_cnn", batch_size=4, image_size=16)
@@ -160,8 +161,7 @@ def test_the_command_line_sets_the_wait_policy_before_torch_is_imported(framewor
             "from comparator.cli.compare import main\n"
             f"main(['tiny_cnn', '--frameworks', {frameworks!r}, '--no-onnx', '--quiet'])\n")
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            cwd=ROOT, env={**env, "PYTHONPATH": ROOT}, timeout=120)
+    result = python_code(code, env, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == expected
 
@@ -191,8 +191,7 @@ def test_a_worker_keeps_the_backend_it_never_uses_out_of_keras(backend, kept_out
             "keras.utils.set_random_seed(0)\n"
             "print(keras.backend.backend(), sorted(n for n in ('jax', 'tensorflow')"
             " if sys.modules.get(n) is not None))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT}, timeout=600)
+    result = python_code(code)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == [backend, f"['{imported}']"]
 

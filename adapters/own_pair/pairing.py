@@ -17,7 +17,12 @@ import torch
 from torch import nn
 
 from adapters.keras.backend import keras
-from adapters.port_validation.tracing import holds_layers, layers_to_open, symbolic_graph
+from adapters.port_validation.tracing import (
+    holds_layers,
+    inbound,
+    layers_to_open,
+    symbolic_graph,
+)
 from comparator.analysis.layer_pairing import kinds_fit
 from comparator.zoo import attention_layout, recurrent_layout
 from comparator.zoo.portmaps import BN_SUFFIXES, LayerPort, from_keras_layout, to_keras_layout
@@ -132,25 +137,15 @@ def flattened_from(layer) -> tuple[int, ...] | None:
     ordered h, w, c). None otherwise, a map turned channels-first before the Flatten
     included (Permute((3, 1, 2)): rows ordered c, h, w, as PyTorch flattens)."""
     try:
-        op, source = _producer(layer._inbound_nodes[0].input_tensors[0])
+        op, inputs = inbound(layer._inbound_nodes[0].input_tensors[0])
     except (AttributeError, IndexError):
         return None
-    if not (isinstance(op, layers.Flatten) and len(source.shape) == 4):
+    if not (isinstance(op, layers.Flatten) and len(inputs[0].shape) == 4):
         return None
-    before, _ = _producer(source)
+    before = inbound(inputs[0])[0]
     if isinstance(before, layers.Permute) and tuple(before.dims) == (3, 1, 2):
         return None
-    return tuple(int(d) for d in source.shape[1:])
-
-
-def _producer(tensor) -> tuple:
-    """The operation that made a symbolic tensor, and that operation's first input."""
-    history = getattr(tensor, "_keras_history", None)
-    if history is None:
-        return None, None
-    op = history.operation
-    inputs = op._inbound_nodes[history.node_index].input_tensors
-    return op, (inputs[0] if inputs else None)
+    return tuple(int(d) for d in inputs[0].shape[1:])
 
 
 def leaf_layers(model) -> list:

@@ -19,8 +19,9 @@ from adapters.own_pair.pairing import (  # noqa: E402
     flattened_from,
 )
 from adapters.own_pair.port_slips import layer_slip  # noqa: E402
-from adapters.port_validation.graph import inbound, to_keras_values  # noqa: E402
+from adapters.port_validation.graph import to_keras_values  # noqa: E402
 from adapters.port_validation.pairs import as_port, module_arrays  # noqa: E402
+from adapters.port_validation.tracing import inbound  # noqa: E402
 from comparator.analysis.kernel_layout import diagnose_arrays, diagnose_kernel  # noqa: E402
 from comparator.analysis.layer_pairing import Pair  # noqa: E402
 from comparator.analysis.validation import Cause, Finding, diverges, metrics  # noqa: E402

@@ -18,6 +18,7 @@ from keras.src.models.functional import Functional  # noqa: E402
 
 from adapters.own_pair.pairing import channels_first_sequences, step_dropping_layers  # noqa: E402
 from adapters.port_validation.sequences import split_layer_key, traced_calls  # noqa: E402
+from adapters.port_validation.tracing import inbound  # noqa: E402
 from comparator.analysis.layer_pairing import Pair  # noqa: E402
 from comparator.errors import UsageError  # noqa: E402
 
@@ -137,16 +138,6 @@ def graph_nodes(fn: Functional):
         for node in fn._nodes_by_depth[depth]:
             if node.operation is not None and not node.is_input:
                 yield node
-
-
-def inbound(tensor):
-    """The operation that produced a symbolic Keras tensor, and that operation's inputs."""
-    history = getattr(tensor, "_keras_history", None)
-    if history is None:
-        return None, []
-    op = history.operation
-    node = op._inbound_nodes[history.node_index]
-    return op, list(node.input_tensors)
 
 
 def croppings_after(fn: Functional, layer) -> list:

@@ -31,6 +31,16 @@ from comparator.errors import UsageError  # noqa: E402
 _SAME = 1e-6
 
 
+def inbound(tensor):
+    """The operation that produced a symbolic Keras tensor, and that operation's inputs."""
+    history = getattr(tensor, "_keras_history", None)
+    if history is None:
+        return None, []
+    op = history.operation
+    node = op._inbound_nodes[history.node_index]
+    return op, list(node.input_tensors)
+
+
 def is_subclassed(model) -> bool:
     return isinstance(model, keras.Model) and not isinstance(model, (Functional,
                                                                      keras.Sequential))
