@@ -374,3 +374,36 @@ def seeded(module: nn.Module) -> nn.Module:
 def keras_lstm_twin():
     """keras_recurrent_twin("lstm"), as a SPEC for compare.py."""
     return keras_recurrent_twin("lstm")
+
+
+class SlopeNet(nn.Module):
+    """An image: conv -> BatchNorm -> PReLU per channel -> depthwise conv with a depth
+    multiplier of 2 -> PReLU with one slope -> pool -> Linear (a face-recognition net's
+    pieces)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.act = nn.PReLU(4)
+        self.dw = nn.Conv2d(4, 8, 3, padding=1, groups=4)
+        self.act2 = nn.PReLU()
+        self.fc = nn.Linear(8, 3)
+
+    def forward(self, x):
+        x = self.act2(self.dw(self.act(self.bn(self.conv(x)))))
+        return self.fc(x.mean((2, 3)))
+
+
+def keras_slope_net(depthwise: bool = True, shared: bool = True):
+    """depthwise False: the depthwise conv as Conv2D(groups=4); shared False: the first
+    PReLU without shared_axes, one slope per position, as Keras defaults it."""
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    x = layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name="bn")(x)
+    x = layers.PReLU(**({"shared_axes": [1, 2]} if shared else {}), name="act")(x)
+    x = (layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2, name="dw") if depthwise
+         else layers.Conv2D(8, 3, padding="same", groups=4, name="dw"))(x)
+    x = layers.PReLU(shared_axes=[1, 2, 3], name="act2")(x)
+    x = layers.Dense(3, name="fc")(layers.GlobalAveragePooling2D()(x))
+    return keras.Model(inputs, x, name="slope_net")

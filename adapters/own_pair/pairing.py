@@ -23,7 +23,7 @@ from adapters.port_validation.tracing import (
     layers_to_open,
     symbolic_graph,
 )
-from comparator.analysis.layer_pairing import kinds_fit
+from comparator.analysis.layer_pairing import base_kind, kinds_fit
 from comparator.zoo import attention_layout, recurrent_layout
 from comparator.zoo.portmaps import BN_SUFFIXES, LayerPort, from_keras_layout, to_keras_layout
 
@@ -53,7 +53,7 @@ _KERAS_NORMS = tuple((layer, kind) for layer, kind in (
 NORM_KINDS = frozenset(kind for _, kind in _TORCH_NORMS)
 NORM_NAMES = {"layer_norm": "LayerNorm", "group_norm": "GroupNorm", "rms_norm": "RMSNorm"}
 KNOWN_LAYERS = ("Conv1d, Conv2d (grouped and depthwise too), ConvTranspose2d, Linear, "
-                "Embedding, BatchNorm, LayerNorm, GroupNorm and RMSNorm")
+                "Embedding, PReLU, BatchNorm, LayerNorm, GroupNorm and RMSNorm")
 PAIRED_LAYERS = KNOWN_LAYERS.replace(" and RMSNorm", ", RMSNorm, LSTM (without proj_size), GRU, "
                                                     "RNN and MultiheadAttention (without "
                                                     "add_bias_kv or add_zero_attn)")
@@ -91,23 +91,33 @@ def torch_kind(module: nn.Module) -> str:
     if isinstance(module, nn.Conv1d):
         return "conv1d"
     if isinstance(module, nn.Conv2d):
-        if module.groups > 1 and module.groups == module.in_channels == module.out_channels:
-            return "depthwise"
-        return "conv"
+        return "depthwise" if _depthwise(module) else "conv"
     if isinstance(module, nn.Linear):
         return "dense"
     if isinstance(module, nn.Embedding):
         return "embedding"  # (vocabulary, width) in both frameworks
     if isinstance(module, nn.modules.batchnorm._BatchNorm):
         return "bn"
+    if isinstance(module, nn.PReLU):
+        return "prelu"  # one slope, or one per channel (axis 1)
     return "other"
+
+
+def _depthwise(conv: nn.Conv2d) -> bool:
+    """A Conv2d with a group per input channel, each giving the same number of outputs
+    (its depth multiplier): Keras's DepthwiseConv2D computes it."""
+    channels = conv.in_channels
+    return 1 < conv.groups == channels and conv.out_channels % channels == 0
 
 
 def keras_kind(layer) -> str:
     if isinstance(layer, layers.Conv2DTranspose):
         return "conv_transpose"
     if isinstance(layer, layers.DepthwiseConv2D):
-        return "depthwise"
+        multiplier = int(layer.depth_multiplier)
+        return "depthwise" if multiplier == 1 else f"depthwise:{multiplier}"
+    if isinstance(layer, layers.PReLU):
+        return f"prelu:{','.join(str(int(d)) for d in layer.alpha.shape)}"
     if isinstance(layer, layers.Conv1D):
         return "conv1d"
     if isinstance(layer, layers.Conv2D):
@@ -426,19 +436,36 @@ def _port(name: str, index: int, module: nn.Module, layer) -> LayerPort | str:
     """The port of PyTorch layer `index` of module `name` into this Keras layer, or why this
     layer cannot hold that layer's weights."""
     kind = keras_kind(layer)
-    base_kind = "dense" if kind.startswith("flatten_dense") else kind
+    family = base_kind(kind)
     both = (f"PyTorch {name or 'model'} ({type(module).__name__}) and Keras {layer.name} "
             f"({type(layer).__name__})")
     if reset_before(layer):
         return f"{both} meet in running order, and {RESET_BEFORE}"
-    if "other" in (torch_kind(module), base_kind):
+    if "other" in (torch_kind(module), family):
         return f"{both} meet in running order, and the pairing knows only {PAIRED_LAYERS}"
-    if not kinds_fit(torch_kind(module), base_kind):
+    if not kinds_fit(torch_kind(module), family):
         return f"{both} meet in running order: different kinds of layer"
-    port = LayerPort(name, layer.name, kind, canonical_names(name, base_kind, module, index))
+    if (unshared := slopes_per_position(layer)) is not None:
+        return f"{both} meet in running order, and {unshared}"
+    port = LayerPort(name, layer.name, kind, canonical_names(name, family, module, index))
     if not _fits(port, module, layer.get_weights()):
         return f"PyTorch {name} and Keras {layer.name} hold weights of different shapes"
     return port
+
+
+def slopes_per_position(layer) -> str | None:
+    """Why a Keras PReLU cannot hold a PyTorch PReLU's slopes: it learns one per position
+    as well as per channel (shared_axes left out), where PyTorch's learns one per channel or
+    one in all; None for any other layer."""
+    if not isinstance(layer, layers.PReLU):
+        return None
+    shape = tuple(int(d) for d in layer.alpha.shape)
+    if sum(d > 1 for d in shape) <= 1:
+        return None
+    spatial = list(range(1, len(shape)))
+    return (f"Keras's {layer.name} learns a slope for every position, alpha {shape}, where "
+            f"PyTorch's PReLU learns one per channel: give it shared_axes for every axis but "
+            f"the channels' ({spatial} where they come last)")
 
 
 def _summed_words(biases: list, keras_layer: str) -> str:

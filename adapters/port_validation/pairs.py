@@ -22,6 +22,7 @@ from adapters.own_pair.pairing import (  # noqa: E402
     keras_weights,
     recurrent_cell,
     reset_before,
+    slopes_per_position,
     torch_arrays,
     torch_kind,
 )
@@ -148,8 +149,10 @@ def _canonical_shape(kind: str, index: int, shape: tuple[int, ...]) -> tuple[int
         return (shape[3], shape[2], shape[0], shape[1])
     if kind == "conv1d":
         return (shape[2], shape[1], shape[0])
-    if kind == "depthwise":
-        return (shape[2], shape[3], shape[0], shape[1])
+    if kind.startswith("depthwise"):  # (h, w, channels, multiplier)
+        return (shape[2] * shape[3], 1, shape[0], shape[1])
+    if kind.startswith("prelu:") and sum(d > 1 for d in shape) <= 1:
+        return (int(np.prod(shape)),)
     if kind == "dense" or kind.startswith("flatten_dense"):
         return (shape[1], shape[0])
     return tuple(shape)
@@ -170,6 +173,8 @@ def _keras_layers(fn: Functional) -> dict[str, tuple[object, LayerInfo]]:
                              "a shared layer cannot be matched to one PyTorch module")
         if reset_before(layer):
             raise UsageError(f"cannot trace Keras layer {layer.name!r}: {RESET_BEFORE}")
+        if (unshared := slopes_per_position(layer)) is not None:
+            raise UsageError(f"cannot port into Keras layer {layer.name!r}: {unshared}")
         kind = keras_kind(layer)
         if kind in LAYER_LEVEL_KINDS:
             found[layer.name] = (layer, _keras_layer_level_info(layer, kind))

@@ -34,15 +34,17 @@ def _describe(info: LayerInfo) -> str:
     return f"{info.name} ({info.type_name or info.kind}, weights {list(info.shapes)})"
 
 
-def _base_kind(kind: str) -> str:
-    return "dense" if kind.startswith("flatten_dense") else kind
+def base_kind(kind: str) -> str:
+    """The kind without the layout setting a Keras layer adds to it: flatten_dense:C,H,W is
+    dense, depthwise:M depthwise and prelu:SHAPE prelu."""
+    return "dense" if kind.startswith("flatten_dense") else kind.partition(":")[0]
 
 
 def kinds_fit(torch_kind: str, keras_kind: str) -> bool:
     """Whether a PyTorch layer of one kind can hold a Keras layer's weights of the other: the
     same kind, or a depthwise Conv2d ported as Conv2D(groups=channels), whose kernel has a
     convolution's layout (the shapes then decide)."""
-    return _base_kind(torch_kind) == _base_kind(keras_kind) or (
+    return base_kind(torch_kind) == base_kind(keras_kind) or (
         torch_kind == "depthwise" and keras_kind == "conv")
 
 

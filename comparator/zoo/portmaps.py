@@ -89,7 +89,7 @@ def keras_layout_axes(kind: str, name: str) -> tuple[int, ...] | None:
         return None
     if name.rpartition(".")[2] != "weight":  # "weight" alone: the model is the layer
         return ()
-    if kind.startswith("flatten_dense:"):
+    if ":" in kind:  # flatten_dense:C,H,W, depthwise:M and prelu:SHAPE reshape the array
         return None
     return _KERAS_AXES.get(kind, ())
 
@@ -100,7 +100,9 @@ def to_keras_layout(kind: str, name: str, array: np.ndarray,
 
     Kinds: "conv" (O,I,H,W -> H,W,I,O), "conv_transpose" (I,O,H,W -> H,W,O,I), "conv1d"
     (O,I,K -> K,I,O), "depthwise" (C,1,H,W ->
-    H,W,C,1: depth multiplier 1, as in MobileNetV2), "dense" (out,in -> in,out),
+    H,W,C,1: depth multiplier 1, as in MobileNetV2), "depthwise:M" (C*M,1,H,W -> H,W,C,M:
+    both frameworks order a channel's M outputs together), "prelu:SHAPE" (PReLU's (C,) or
+    (1,) -> Keras's alpha, SHAPE, one axis not 1 at most), "dense" (out,in -> in,out),
     "flatten_dense:C,H,W" (a dense layer fed by a flattened C,H,W map: its input rows are
     reordered from channels-first to channels-last flattening), "bn" and the other
     normalisations (vectors, unchanged), and "lstm", "gru" and "rnn"
@@ -112,6 +114,8 @@ def to_keras_layout(kind: str, name: str, array: np.ndarray,
     axes = keras_layout_axes(kind, name)
     if axes:
         return np.ascontiguousarray(array.transpose(axes))
+    if axes is None and not kind.startswith("flatten_dense:"):
+        return _reshaped_to_keras(kind, array)
     if axes is None:
         c, h, w = _flatten_chw(kind)
         out = array.shape[0]
@@ -130,9 +134,35 @@ def from_keras_layout(kind: str, name: str, array: np.ndarray) -> np.ndarray:
     axes = keras_layout_axes(kind, name)
     if axes:  # the inverse permutation
         return np.ascontiguousarray(array.transpose(np.argsort(axes)))
+    if axes is None and not kind.startswith("flatten_dense:"):
+        return _reshaped_from_keras(kind, array)
     if axes is None:
         c, h, w = _flatten_chw(kind)
         out = array.shape[1]
         return np.ascontiguousarray(
             array.reshape(h, w, c, out).transpose(3, 2, 0, 1).reshape(out, c * h * w))
     return array
+
+
+def _kind_setting(kind: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in kind.split(":", 1)[1].split(",") if v)
+
+
+def _reshaped_to_keras(kind: str, array: np.ndarray) -> np.ndarray:
+    """A depthwise kernel with a depth multiplier, or a PReLU's slopes, in Keras's shape."""
+    if kind.startswith("depthwise:"):
+        (multiplier,) = _kind_setting(kind)
+        channels, _, h, w = array.shape
+        if channels % multiplier:
+            raise ValueError(f"{channels} output channels are not a multiple of {multiplier}")
+        return np.ascontiguousarray(
+            array.transpose(2, 3, 0, 1).reshape(h, w, channels // multiplier, multiplier))
+    return np.ascontiguousarray(array.reshape(_kind_setting(kind)))  # prelu:SHAPE
+
+
+def _reshaped_from_keras(kind: str, array: np.ndarray) -> np.ndarray:
+    if kind.startswith("depthwise:"):
+        h, w, channels, multiplier = array.shape
+        return np.ascontiguousarray(
+            array.reshape(h, w, channels * multiplier, 1).transpose(2, 3, 0, 1))
+    return np.ascontiguousarray(array.reshape(-1))  # prelu:SHAPE

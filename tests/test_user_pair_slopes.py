@@ -1,0 +1,87 @@
+"""A user's pair with PReLU and a depthwise convolution with a depth multiplier: both are
+paired, ported and compared (they were refused: 'cannot port PyTorch modules of these
+kinds: act (PReLU)'), and a Keras PReLU that learns a slope per position is refused in
+words that say how to share it."""
+
+import numpy as np
+import pytest
+import torch
+
+import comparator
+from comparator.errors import UsageError
+from comparator.zoo.portmaps import from_keras_layout, to_keras_layout
+from tests import user_layer_models as models
+
+IMAGES = np.random.default_rng(3).standard_normal((4, 3, models.SIZE, models.SIZE)).astype(
+    np.float32)
+
+
+def _pair(**keras_options):
+    return models.seeded(models.SlopeNet()).eval(), models.keras_slope_net(**keras_options)
+
+
+@pytest.mark.parametrize("depthwise", [True, False])
+def test_prelu_and_a_depth_multiplier_port_and_agree_layer_by_layer(depthwise):
+    torch_model, keras_model = _pair(depthwise=depthwise)
+    comparator.port_weights(torch_model, keras_model)
+    result = comparator.validate_port(torch_model, keras_model, IMAGES)
+    assert result.passed, result.render()
+    assert result.pairs == 6
+    slopes = keras_model.get_layer("act").get_weights()[0]
+    assert slopes.shape == (1, 1, 4)
+    assert np.array_equal(slopes.ravel(), torch_model.act.weight.detach().numpy())
+
+
+def test_the_keras_depthwise_kernel_orders_each_channels_outputs_as_pytorch():
+    """Keras's DepthwiseConv2D(depth_multiplier=2) computes output c*2+j from kernel
+    [:, :, c, j], as PyTorch's grouped Conv2d does from weight[c*2+j] (measured: equal)."""
+    torch_model, keras_model = _pair()
+    comparator.port_weights(torch_model, keras_model)
+    kernel = keras_model.get_layer("dw").get_weights()[0]
+    weight = torch_model.dw.weight.detach().numpy()
+    assert kernel.shape == (3, 3, 4, 2)
+    assert np.array_equal(kernel[:, :, 1, 0], weight[2, 0])
+    assert np.array_equal(kernel[:, :, 1, 1], weight[3, 0])
+
+
+@pytest.mark.parametrize("kind, shape, keras_shape", [
+    ("depthwise:2", (8, 1, 3, 3), (3, 3, 4, 2)), ("prelu:1,1,4", (4,), (1, 1, 4)),
+    ("prelu:1,1,1", (1,), (1, 1, 1))])
+def test_the_new_layouts_go_to_keras_and_back_bit_for_bit(kind, shape, keras_shape):
+    array = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    there = to_keras_layout(kind, "m.weight", array)
+    assert there.shape == keras_shape
+    assert np.array_equal(from_keras_layout(kind, "m.weight", there), array)
+
+
+def test_the_comparison_pairs_them_and_compares_the_steps_weights():
+    torch_model, keras_model = _pair()
+    report = comparator.compare_pair(torch_model, keras_model, IMAGES,
+                                     port_weights="pytorch-to-keras",
+                                     recipes=("pytorch:train", "keras:train"))
+    assert report.checks[0].passed and report.checks[0].value < 1e-5
+    assert report.settings["pair"]["pairing"] == {"paired_layers": 6}
+    (trained,) = report.equivalences
+    assert trained.max_weight_diff < 1e-5
+    parameters = sum(p.numel() for p in torch_model.parameters())
+    assert [(r.state.trainable_params, r.state.weights_changed) for r in report.runs] == [
+        (parameters, True)] * 2
+
+
+def test_a_keras_model_ported_back_gives_pytorch_its_slopes():
+    torch_model, keras_model = _pair()
+    keras_model.get_layer("act").set_weights([np.full((1, 1, 4), 0.1, np.float32)])
+    comparator.port_weights(torch_model, keras_model, direction="keras_to_torch")
+    assert torch.equal(torch_model.act.weight, torch.full((4,), 0.1))
+
+
+def test_a_prelu_with_a_slope_per_position_is_refused_in_words_that_say_how_to_share_it():
+    torch_model, keras_model = _pair(shared=False)
+    with pytest.raises(UsageError, match=r"act learns a slope for every position, alpha "
+                                         r"\(8, 8, 4\).*shared_axes .*\[1, 2\] where"):
+        comparator.port_weights(torch_model, keras_model)
+    report = comparator.compare_pair(torch_model, keras_model, IMAGES,
+                                     recipes=("pytorch:train", "keras:train"))
+    pairing = report.settings["pair"]["pairing"]
+    assert pairing["paired_layers"] == 0
+    assert "act learns a slope for every position" in pairing["reason"]
