@@ -407,3 +407,27 @@ def keras_slope_net(depthwise: bool = True, shared: bool = True):
     x = layers.PReLU(shared_axes=[1, 2, 3], name="act2")(x)
     x = layers.Dense(3, name="fc")(layers.GlobalAveragePooling2D()(x))
     return keras.Model(inputs, x, name="slope_net")
+
+
+class InstanceNormNet(nn.Module):
+    """An image: conv -> InstanceNorm (with weights, no running statistics) -> ReLU -> pool ->
+    Linear (a style-transfer net's pieces)."""
+
+    def __init__(self, track_running_stats: bool = False):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.norm = nn.InstanceNorm2d(4, affine=True, track_running_stats=track_running_stats)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.norm(self.conv(x))).mean((2, 3)))
+
+
+def keras_instance_norm_net(groups: int = -1, epsilon: float | None = 1e-5):
+    """groups -1: one per channel, as PyTorch's InstanceNorm; epsilon None: Keras's own."""
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    x = layers.GroupNormalization(groups=groups, name="norm",
+                                  **({} if epsilon is None else {"epsilon": epsilon}))(x)
+    x = layers.Dense(3, name="fc")(layers.GlobalAveragePooling2D()(layers.ReLU()(x)))
+    return keras.Model(inputs, x, name="instance_norm_net")

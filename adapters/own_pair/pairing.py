@@ -44,16 +44,20 @@ class Pairing:
 
 # Normalisation layers other than BatchNorm hold a scale and an offset per feature, in the
 # same layout in both frameworks (Keras's gamma and beta, or RMSNormalization's scale).
+# PyTorch's InstanceNorm is Keras's GroupNormalization with a group per channel (groups=-1).
 _TORCH_NORMS = ((nn.LayerNorm, "layer_norm"), (nn.GroupNorm, "group_norm"),
-                (nn.RMSNorm, "rms_norm"))
+                (nn.RMSNorm, "rms_norm"), (nn.modules.instancenorm._InstanceNorm,
+                                           "instance_norm"))
 _KERAS_NORMS = tuple((layer, kind) for layer, kind in (
     (getattr(layers, "GroupNormalization", None), "group_norm"),
     (getattr(layers, "RMSNormalization", None), "rms_norm"),  # Keras 3.9 and later
     (layers.LayerNormalization, "layer_norm")) if layer is not None)
 NORM_KINDS = frozenset(kind for _, kind in _TORCH_NORMS)
-NORM_NAMES = {"layer_norm": "LayerNorm", "group_norm": "GroupNorm", "rms_norm": "RMSNorm"}
+NORM_NAMES = {"layer_norm": "LayerNorm", "group_norm": "GroupNorm", "rms_norm": "RMSNorm",
+              "instance_norm": "InstanceNorm"}
 KNOWN_LAYERS = ("Conv1d, Conv2d (grouped and depthwise too), ConvTranspose2d, Linear, "
-                "Embedding, PReLU, BatchNorm, LayerNorm, GroupNorm and RMSNorm")
+                "Embedding, PReLU, BatchNorm, LayerNorm, GroupNorm, InstanceNorm (without "
+                "running statistics) and RMSNorm")
 PAIRED_LAYERS = KNOWN_LAYERS.replace(" and RMSNorm", ", RMSNorm, LSTM (without proj_size), GRU, "
                                                     "RNN and MultiheadAttention (without "
                                                     "add_bias_kv or add_zero_attn)")
@@ -76,7 +80,9 @@ def channels_first_sequences(torch_model: nn.Module) -> bool:
 def torch_kind(module: nn.Module) -> str:
     for norm, kind in _TORCH_NORMS:
         if isinstance(module, norm):
-            return kind
+            # Keras's GroupNormalization keeps no running statistics to hold an
+            # InstanceNorm's (track_running_stats=True).
+            return "other" if getattr(module, "track_running_stats", False) else kind
     for recurrent, kind in _TORCH_RECURRENT:
         if isinstance(module, recurrent):
             return "other" if _projected(module) else kind

@@ -177,10 +177,12 @@ def _norm_facts(kind: str, module, layer, torch_in) -> dict:
     torch_eps = module.eps
     if torch_eps is None:
         torch_eps = torch.finfo(torch.from_numpy(torch_in[:0]).dtype).eps
-    facts = {"norm": NORM_NAMES[kind], "torch_eps": float(torch_eps),
-             "keras_eps": float(layer.epsilon)}
-    if kind == "group_norm":
-        facts["torch_groups"], facts["keras_groups"] = int(module.num_groups), int(layer.groups)
+    instance = isinstance(module, nn.modules.instancenorm._InstanceNorm)
+    facts = {"norm": NORM_NAMES["instance_norm" if instance else kind],
+             "torch_eps": float(torch_eps), "keras_eps": float(layer.epsilon)}
+    if kind == "group_norm":  # an InstanceNorm normalises each channel alone
+        groups = module.num_features if instance else module.num_groups
+        facts["torch_groups"], facts["keras_groups"] = int(groups), int(layer.groups)
     return facts
 
 

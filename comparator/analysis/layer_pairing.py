@@ -42,10 +42,11 @@ def base_kind(kind: str) -> str:
 
 def kinds_fit(torch_kind: str, keras_kind: str) -> bool:
     """Whether a PyTorch layer of one kind can hold a Keras layer's weights of the other: the
-    same kind, or a depthwise Conv2d ported as Conv2D(groups=channels), whose kernel has a
-    convolution's layout (the shapes then decide)."""
-    return base_kind(torch_kind) == base_kind(keras_kind) or (
-        torch_kind == "depthwise" and keras_kind == "conv")
+    same kind, a depthwise Conv2d ported as Conv2D(groups=channels), whose kernel has a
+    convolution's layout (the shapes then decide), or an InstanceNorm ported as
+    GroupNormalization (whose groups the port check and the validator's causes judge)."""
+    return base_kind(torch_kind) == base_kind(keras_kind) or (torch_kind, keras_kind) in (
+        ("depthwise", "conv"), ("instance_norm", "group_norm"))
 
 
 def pair_layers(torch_layers: list[LayerInfo], keras_layers: list[LayerInfo],

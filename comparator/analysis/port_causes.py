@@ -17,7 +17,8 @@ def likely_causes(facts: dict, isolated: bool, mode: str) -> tuple[Cause, ...]:
     torch_padding/keras_padding (((top, bottom), (left, right)), or ((left, right),) for a
     Conv1d), torch_crop/keras_crop (what a transposed conv crops from its full output, the
     same way), torch_eps/keras_eps,
-    norm (the normalisation's name when not BatchNorm), torch_groups/keras_groups (GroupNorm),
+    norm (the normalisation's name when not BatchNorm), torch_groups/keras_groups (GroupNorm,
+    InstanceNorm),
     keras_frozen_bn, one_pass_variance (Keras's output is what E[x^2] - E[x]^2 gives),
     values_per_channel, flatten_order (a channels-first kernel explains PyTorch's
     output), weights_max_diff, between (the Keras operations since the last pair),
@@ -101,8 +102,10 @@ def _batchnorm_causes(facts: dict, mode: str, keras_name: str) -> list[Cause]:
             "epsilon is added to the variance: it changes the function, most where "
             "variances are small"))
     if facts.get("torch_groups") != facts.get("keras_groups"):
+        alone = " (one per channel: GroupNormalization(groups=-1))" \
+            if norm == "InstanceNorm" else ""
         causes.append(Cause(
-            "groups", f"GroupNorm groups: PyTorch {facts['torch_groups']}, Keras "
+            "groups", f"{norm} groups: PyTorch {facts['torch_groups']}{alone}, Keras "
                       f"{facts['keras_groups']}",
             "the statistics are taken over other sets of channels: same weight shapes, "
             "another function"))

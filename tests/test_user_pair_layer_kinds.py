@@ -1,7 +1,7 @@
-"""A user's pair with PReLU and a depthwise convolution with a depth multiplier: both are
-paired, ported and compared (they were refused: 'cannot port PyTorch modules of these
-kinds: act (PReLU)'), and a Keras PReLU that learns a slope per position is refused in
-words that say how to share it."""
+"""A user's pair with PReLU, a depthwise convolution with a depth multiplier, or an
+InstanceNorm: each is paired, ported and compared (they were refused: 'cannot port PyTorch
+modules of these kinds: act (PReLU)'); a Keras PReLU that learns a slope per position is
+refused in words that say how to share it, and an InstanceNorm's slips are named."""
 
 import numpy as np
 import pytest
@@ -85,3 +85,43 @@ def test_a_prelu_with_a_slope_per_position_is_refused_in_words_that_say_how_to_s
     pairing = report.settings["pair"]["pairing"]
     assert pairing["paired_layers"] == 0
     assert "act learns a slope for every position" in pairing["reason"]
+
+
+def test_an_instance_norm_pairs_with_a_group_per_channel_and_steps_alike():
+    """InstanceNorm2d(affine=True) was 'other' ('cannot port PyTorch modules of these
+    kinds'); Keras's GroupNormalization(groups=-1) computes it (measured: 4.8e-7 apart)."""
+    torch_model = models.seeded(models.InstanceNormNet()).eval()
+    keras_model = models.keras_instance_norm_net()
+    comparator.port_weights(torch_model, keras_model)
+    assert comparator.validate_port(torch_model, keras_model, IMAGES).passed
+    report = comparator.compare_pair(models.seeded(models.InstanceNormNet()).eval(),
+                                     models.keras_instance_norm_net(), IMAGES,
+                                     port_weights="pytorch-to-keras",
+                                     recipes=("pytorch:train", "keras:train"))
+    assert report.checks[0].passed
+    assert report.settings["pair"]["pairing"] == {"paired_layers": 3}
+    (trained,) = report.equivalences
+    assert trained.equivalent and trained.max_weight_diff < 1e-5
+
+
+@pytest.mark.parametrize("keras_options, text", [
+    ({"groups": 2}, "InstanceNorm groups: PyTorch 4 (one per channel: "
+                    "GroupNormalization(groups=-1)), Keras 2"),
+    ({"epsilon": None}, "InstanceNorm epsilon: PyTorch 1e-05, Keras 0.001")])
+def test_an_instance_norm_slip_is_named(keras_options, text):
+    torch_model = models.seeded(models.InstanceNormNet()).eval()
+    keras_model = models.keras_instance_norm_net(**keras_options)
+    comparator.port_weights(torch_model, keras_model)
+    # Faint images: variances near epsilon, where epsilon changes the function most.
+    finding = comparator.validate_port(torch_model, keras_model, IMAGES * 0.02,
+                                       gradients=False, train_step=False).first_divergence
+    assert finding is not None and text in finding.text
+    assert (finding.torch_module, finding.keras_layer) == ("norm", "norm")
+
+
+def test_an_instance_norm_with_running_statistics_is_refused_by_name():
+    """Keras's GroupNormalization keeps none to hold them."""
+    with pytest.raises(UsageError, match=r"norm \(InstanceNorm2d\).*InstanceNorm \(without "
+                                         r"running statistics\)"):
+        comparator.port_weights(models.InstanceNormNet(track_running_stats=True),
+                                models.keras_instance_norm_net())
