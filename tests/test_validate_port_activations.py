@@ -2,8 +2,8 @@
 default slope, keras.ops.gelu's tanh form and ELU's alpha are named with both settings
 and the measured difference; a correct port gets no such cause, and where a setting cannot
 be read, PyTorch's activation is a functional call, or the rerun does not confirm it, the
-cause stays between_layers. Models and layers are named: Keras's auto-names depend on the
-models made before in the process."""
+cause stays between_layers. The pairs are tests/activation_models.py's: a conv, the
+activations, a conv."""
 
 import os
 
@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
+
+from tests.activation_models import keras_conv_act_conv, torch_conv_act_conv  # noqa: E402
 
 QUICK = dict(modes=("inference",), gradients=False, train_step=False)
 
@@ -30,40 +32,6 @@ def _x():
     return np.random.default_rng(3).normal(size=(2, 3, 8, 8)).astype(np.float32)
 
 
-def _torch_pair(fw, activation, first_scale=1.0):
-    """conv, the activation (a module, or a function run in forward()), conv."""
-    torch, nn, _, _ = fw
-
-    class ConvActConv(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv0 = nn.Conv2d(3, 4, 3, padding=1)
-            self.act = activation if isinstance(activation, nn.Module) else None
-            self.conv1 = nn.Conv2d(4, 4, 3, padding=1)
-
-        def forward(self, x):
-            x = self.conv0(x)
-            x = self.act(x) if self.act is not None else activation(x)
-            return self.conv1(x)
-
-    torch.manual_seed(0)
-    model = ConvActConv()
-    with torch.no_grad():
-        model.conv0.weight.mul_(first_scale)
-    return model.eval()
-
-
-def _keras_pair(fw, *activations):
-    """conv0, the activations (Keras layers or functions of a tensor), conv1."""
-    _, _, keras, _ = fw
-    inputs = keras.Input((8, 8, 3), name="image")
-    x = keras.layers.Conv2D(4, 3, padding="same", name="conv0")(inputs)
-    for activation in activations:
-        x = activation(x)
-    x = keras.layers.Conv2D(4, 3, padding="same", name="conv1")(x)
-    return keras.Model(inputs, x, name="conv_act_conv")
-
-
 def _validated(fw, torch_model, keras_model):
     _, _, _, layerwise = fw
     return layerwise.validate_port(torch_model, keras_model, _x(), port="pytorch-to-keras",
@@ -76,8 +44,8 @@ def _codes(finding):
 
 def test_keras_leaky_relu_default_slope_is_named_with_both_slopes(fw):
     _, nn, keras, _ = fw
-    result = _validated(fw, _torch_pair(fw, nn.LeakyReLU()),
-                        _keras_pair(fw, keras.layers.LeakyReLU(name="leaky")))
+    result = _validated(fw, torch_conv_act_conv(nn.LeakyReLU()),
+                        keras_conv_act_conv(keras.layers.LeakyReLU(name="leaky")))
     found = result.first_divergence
     assert (found.torch_module, found.keras_layer) == ("conv1", "conv1")
     assert _codes(found) == ["activation_setting"]
@@ -93,9 +61,10 @@ def test_keras_leaky_relu_default_slope_is_named_with_both_slopes(fw):
 
 def test_keras_ops_gelu_tanh_form_is_named(fw):
     _, nn, keras, _ = fw
-    # Wider activations: the tanh form is up to about 5e-4 from the exact one near |x| = 2.
-    result = _validated(fw, _torch_pair(fw, nn.GELU(), first_scale=4.0),
-                        _keras_pair(fw, keras.layers.Activation(keras.ops.gelu, name="gelu")))
+    # Wider activations: the tanh form is up to 4.7e-4 from the exact one, at |x| = 2.7.
+    gelu = keras.layers.Activation(keras.ops.gelu, name="gelu")
+    result = _validated(fw, torch_conv_act_conv(nn.GELU(), first_scale=4.0),
+                        keras_conv_act_conv(gelu))
     found = result.first_divergence
     assert found is not None and _codes(found) == ["activation_setting"], result.render()
     text = found.causes[0].text
@@ -107,8 +76,8 @@ def test_keras_ops_gelu_tanh_form_is_named(fw):
 
 def test_elu_alpha_set_on_the_pytorch_side_is_named(fw):
     _, nn, keras, _ = fw
-    result = _validated(fw, _torch_pair(fw, nn.ELU(alpha=0.5)),
-                        _keras_pair(fw, keras.layers.ELU(name="elu")))
+    result = _validated(fw, torch_conv_act_conv(nn.ELU(alpha=0.5)),
+                        keras_conv_act_conv(keras.layers.ELU(name="elu")))
     found = result.first_divergence
     assert _codes(found) == ["activation_setting"]
     assert "PyTorch act (ELU) alpha=0.5, Keras elu (ELU) alpha=1.0 (Keras's default)" \
@@ -120,8 +89,8 @@ def test_a_correct_port_has_no_divergence(fw):
     for torch_activation, keras_activation in [
             (nn.LeakyReLU(), keras.layers.LeakyReLU(negative_slope=0.01, name="leaky")),
             (nn.GELU(), keras.layers.Activation("gelu", name="gelu"))]:
-        result = _validated(fw, _torch_pair(fw, torch_activation, first_scale=4.0),
-                            _keras_pair(fw, keras_activation))
+        result = _validated(fw, torch_conv_act_conv(torch_activation, first_scale=4.0),
+                            keras_conv_act_conv(keras_activation))
         assert result.passed and result.first_divergence is None, result.render()
 
 
@@ -130,16 +99,16 @@ def test_a_correct_port_has_no_divergence(fw):
 def test_unread_or_unconfirmed_settings_stay_between_layers(fw, case):
     torch, nn, keras, _ = fw
     if case == "lambda_in_keras":  # Keras's setting cannot be read off a lambda
-        pair = (_torch_pair(fw, nn.GELU(), first_scale=4.0), _keras_pair(
-            fw, keras.layers.Activation(lambda t: keras.ops.gelu(t, approximate=True),
-                                        name="gelu")))
+        gelu = keras.layers.Activation(lambda t: keras.ops.gelu(t, approximate=True),
+                                       name="gelu")
+        pair = (torch_conv_act_conv(nn.GELU(), first_scale=4.0), keras_conv_act_conv(gelu))
     elif case == "functional_in_torch":  # no module, no hook: PyTorch's slope is not seen
-        pair = (_torch_pair(fw, torch.nn.functional.leaky_relu),
-                _keras_pair(fw, keras.layers.LeakyReLU(name="leaky")))
+        pair = (torch_conv_act_conv(torch.nn.functional.leaky_relu),
+                keras_conv_act_conv(keras.layers.LeakyReLU(name="leaky")))
     else:  # the slopes differ, but Keras's ReLU before its LeakyReLU hides it
-        pair = (_torch_pair(fw, nn.LeakyReLU()),
-                _keras_pair(fw, keras.layers.ReLU(name="relu"),
-                            keras.layers.LeakyReLU(name="leaky")))
+        pair = (torch_conv_act_conv(nn.LeakyReLU()),
+                keras_conv_act_conv(keras.layers.ReLU(name="relu"),
+                                    keras.layers.LeakyReLU(name="leaky")))
     found = _validated(fw, *pair).first_divergence
     assert found is not None and found.keras_layer == "conv1"
     assert _codes(found) == ["between_layers"]
