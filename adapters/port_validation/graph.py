@@ -246,11 +246,13 @@ def training_of(op, training: bool) -> bool:
 
 
 def run_keras(fn: Functional, x, training: bool, watch: set[str],
-              substitute: dict | None = None):
+              substitute: dict | None = None, inputs_seen: dict | None = None):
     """Run the graph node by node. Returns (outputs of watched layers, model output).
 
     `substitute` maps layer names to values that flow on instead of what the layer
-    computed (which is still recorded): the isolated pass.
+    computed (which is still recorded): the isolated pass. `inputs_seen`, where given, gets
+    the first input of each operation it has as a key (an activation whose setting may
+    be measured on it: activations.py).
     """
     values = {id(fn.inputs[0]): ops.convert_to_tensor(x)}
     recorded = {}
@@ -272,6 +274,8 @@ def run_keras(fn: Functional, x, training: bool, watch: set[str],
                 result = Failed(f"{type(exc).__name__}: {str(exc).strip().splitlines()[0]}")
         if op.name in watch:
             recorded[op.name] = result
+        if inputs_seen is not None and op.name in inputs_seen:
+            inputs_seen[op.name] = inputs[0]
         if substitute is not None and op.name in substitute:
             result = substitute[op.name]
         outputs = [result] * len(node.outputs) if isinstance(result, Failed) \

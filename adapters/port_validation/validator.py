@@ -22,6 +22,12 @@ from keras import layers, ops, tree  # noqa: E402
 
 from adapters.own_pair.outputs import off_the_output, select_outputs  # noqa: E402
 from adapters.own_pair.pairing import LAYER_LEVEL_KINDS  # noqa: E402
+from adapters.port_validation.activations import (  # noqa: E402
+    activation_setting,
+    keras_setting,
+    ran_between,
+    torch_run_order,
+)
 from adapters.port_validation.causes import (  # noqa: E402
     after_the_pairs,
     flatten_order_explains,
@@ -376,6 +382,12 @@ class _Setup:
             self.modules[p.torch_module], self.by_name[p.keras_layer])) is not None}
         self.facts = None
         self.output_finding = None
+        self.operations = {node.operation.name: node.operation for node in graph_nodes(fn)}
+        # Activations whose setting can be read: their inputs are kept in the isolated
+        # passes, to measure a setting that differs (activations.py).
+        self.setting_ops = {name for name, op in self.operations.items()
+                            if keras_setting(op) is not None}
+        self.run_orders = {}  # PyTorch's modules in running order, by mode, when needed
 
 
 def _trace64(setup: _Setup, mode: str):
@@ -421,9 +433,11 @@ def _mode_passes(setup: _Setup, mode: str, isolation: bool, tolerance: float):
                             for p in pairs}
         substitute = ({setup.output_of[name]: ops.convert_to_tensor(v)
                        for name, v in references.items()} if isolated else None)
+        inputs_seen = dict.fromkeys(setup.setting_ops) if isolated else None
         with keras_state_kept(setup.fn), torch.no_grad():
             recorded, keras_out = run_keras(setup.fn, to_keras_values(setup.x),
-                                            mode == "training", setup.watch, substitute)
+                                            mode == "training", setup.watch, substitute,
+                                            inputs_seen)
             comparisons = tuple(
                 _compare(p, by_name[p.keras_layer], recorded.get(setup.output_of[p.keras_layer]),
                          references[p.keras_layer], references64.get(p.keras_layer),
@@ -431,6 +445,7 @@ def _mode_passes(setup: _Setup, mode: str, isolation: bool, tolerance: float):
                          setup.moves[p.torch_module])
                 for p in pairs)
         if isolated:
+            comparisons = _activation_settings_named(setup, comparisons, inputs_seen, mode)
             # The last paired layer hands PyTorch's value on: the model output says nothing
             # in this pass, but where it differs while no layer does.
             passes.append(PassResult(mode, True, comparisons, None, False))
@@ -449,6 +464,35 @@ def _mode_passes(setup: _Setup, mode: str, isolation: bool, tolerance: float):
                     setup.fn, setup.pairs, setup.moves, numpy_of(keras_out), torch_out, mode,
                     tolerance)
     return trace, passes
+
+
+def _activation_settings_named(setup: _Setup, comparisons, keras_inputs: dict,
+                               mode: str) -> tuple[LayerComparison, ...]:
+    """A layer whose cause is what reaches it (between_layers) gets the activation before
+    it whose setting differs, where a rerun on the Keras activation's input measures it."""
+    named = []
+    for c in comparisons:
+        if c.diverges and [cause.code for cause in c.causes] == ["between_layers"]:
+            facts = setup.facts[c.torch_module]
+            found = activation_setting(
+                _torch_between(setup, mode, c.torch_module),
+                [setup.operations[name] for name in facts["between"]
+                 if name in setup.operations], keras_inputs)
+            if found is not None:
+                c = dataclasses.replace(c, causes=likely_causes(
+                    {**facts, "alone_agrees": True, "activation_setting": found}, True, mode))
+        named.append(c)
+    return tuple(named)
+
+
+def _torch_between(setup: _Setup, mode: str, torch_key: str) -> list[tuple[str, nn.Module]]:
+    """The PyTorch modules (without children) that ran between this paired module and the
+    paired module that ran before it."""
+    paired = {split_layer_key(p.torch_module)[0] for p in setup.pairs}
+    if mode not in setup.run_orders:
+        setup.run_orders[mode] = torch_run_order(setup.torch_model, setup.x, mode, paired)
+    names = ran_between(setup.run_orders[mode], paired, split_layer_key(torch_key)[0])
+    return [(name, setup.modules[name]) for name in names]
 
 
 def _statistics(modules, keras_layers, pairs, trace, tolerance):

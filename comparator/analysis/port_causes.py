@@ -4,10 +4,36 @@ placed differently, the normalisations' conventions, or weights in another layou
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from comparator.analysis.kernel_layout import LayoutMistake
 from comparator.analysis.validation import Cause
+
+
+@dataclass(frozen=True)
+class ActivationSetting:
+    """An activation of one family on both sides of a layer pair's input, set otherwise in
+    each framework (adapters/port_validation/activations.py reads and measures it). Values
+    are written as each framework writes them ("0.01", "'none'", "True"); keras_fix is
+    PyTorch's setting in Keras's terms. max_abs: how far PyTorch's module is from Keras's
+    operation on that operation's input; swapped_max_abs: the same with the PyTorch module
+    given Keras's setting."""
+
+    family: str
+    setting: str
+    torch_module: str
+    torch_value: str
+    torch_default: bool
+    keras_op: str
+    keras_kind: str  # "LeakyReLU", "Activation(gelu)", "keras.ops.gelu"
+    keras_value: str
+    keras_default: bool
+    keras_fix: str
+    swapped_torch_value: str  # Keras's setting as PyTorch writes it
+    max_abs: float
+    swapped_max_abs: float
 
 
 def likely_causes(facts: dict, isolated: bool, mode: str) -> tuple[Cause, ...]:
@@ -24,7 +50,9 @@ def likely_causes(facts: dict, isolated: bool, mode: str) -> tuple[Cause, ...]:
     output), weights_max_diff, between (the Keras operations since the last pair),
     failed (an error message), shape (both output shapes), alone_agrees (the Keras layer
     gives PyTorch's output on PyTorch's input), port_slip (a recurrent or
-    attention pair's slip: cause code, "weights" or "settings", the slip in words).
+    attention pair's slip: cause code, "weights" or "settings", the slip in words),
+    activation_setting (an ActivationSetting measured where the cause is otherwise
+    between_layers).
     """
     torch_name, keras_name = facts.get("names", ("PyTorch", "Keras"))
     causes = (_structure_causes(facts, torch_name, keras_name)
@@ -36,6 +64,9 @@ def likely_causes(facts: dict, isolated: bool, mode: str) -> tuple[Cause, ...]:
         causes.append(Cause("shape", f"output shapes differ: PyTorch {torch_name} "
                                      f"{tuple(t)}, Keras {keras_name} {tuple(k)}"))
     between = facts.get("between")
+    if not causes and isolated and facts.get("alone_agrees", bool(between)) and \
+            facts.get("activation_setting"):
+        causes.append(_activation_cause(facts["activation_setting"]))
     if not causes and isolated and facts.get("alone_agrees", bool(between)):
         causes.append(Cause(
             "between_layers",
@@ -48,6 +79,24 @@ def likely_causes(facts: dict, isolated: bool, mode: str) -> tuple[Cause, ...]:
         causes.append(Cause("upstream", "carried over from an earlier layer",
                             "the isolated pass shows the layer that introduces it"))
     return tuple(causes)
+
+
+def _activation_cause(found: ActivationSetting) -> Cause:
+    def side(framework: str, value: str, default: bool) -> str:
+        return f"{found.setting}={value}" + (f" ({framework}'s default)" if default else "")
+
+    return Cause(
+        "activation_setting",
+        f"{found.family} {found.setting}: PyTorch {found.torch_module} ({found.family}) "
+        f"{side('PyTorch', found.torch_value, found.torch_default)}, Keras {found.keras_op} "
+        f"({found.keras_kind}) {side('Keras', found.keras_value, found.keras_default)}; on "
+        f"the Keras operation's input PyTorch's module gives up to {found.max_abs:.3g} "
+        f"(max abs) from Keras's output, and given {found.setting}="
+        f"{found.swapped_torch_value} it gives Keras's (max abs {found.swapped_max_abs:.3g})",
+        f"this layer matches PyTorch's on its own; the activation before it is set "
+        f"otherwise: give Keras's {found.keras_op} {found.setting}={found.keras_fix}"
+        + (" (the frameworks' defaults differ)" if found.torch_default and found.keras_default
+           else ""))
 
 
 def _structure_causes(facts: dict, torch_name: str, keras_name: str) -> list[Cause]:

@@ -1,0 +1,202 @@
+"""An activation set otherwise in each framework (LeakyReLU's negative_slope, ELU's alpha,
+GELU's approximate) before a layer that agrees on PyTorch's input: the weightless PyTorch
+modules that ran between two paired modules (forward hooks, so a functional call inside
+forward() is not seen), the Keras operations between the paired layers, their settings
+where they can be read, and a rerun that measures whether the setting is what differs.
+Only a measured difference is named (comparator/analysis/port_causes.py:
+activation_setting); otherwise the cause stays between_layers."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+import inspect
+import math
+
+import torch
+from torch import nn
+
+from adapters.keras.backend import keras  # noqa: F401 (fixes the torch backend first)
+from keras import activations, layers, ops  # noqa: E402
+from keras.src.ops import nn as keras_nn  # noqa: E402
+
+from adapters.port_validation.graph import (  # noqa: E402
+    Failed,
+    numpy_of,
+    to_keras_values,
+    to_torch_values,
+    torch_mode,
+)
+from comparator.analysis.port_causes import ActivationSetting  # noqa: E402
+from comparator.analysis.tolerances import ACTIVATION_MATCH_TOLERANCE  # noqa: E402
+from comparator.analysis.validation import diverges, metrics  # noqa: E402
+
+
+@dataclasses.dataclass(frozen=True)
+class _Family:
+    """One activation and its setting: PyTorch's module class, the Keras layers and
+    keras.ops operations that keep the setting as an attribute, the functions a Keras
+    Activation layer may hold (the setting read off their signature: Keras's default, or a
+    functools.partial's), and the setting converted between the frameworks' terms."""
+
+    name: str
+    setting: str
+    torch_class: type
+    keras_classes: tuple
+    keras_functions: tuple  # (keras.activations.f, keras.ops.f)
+    to_torch: object = float  # Keras's value as PyTorch writes it
+    to_keras: object = float  # PyTorch's value as Keras writes it
+
+
+_FAMILIES = (
+    _Family("LeakyReLU", "negative_slope", nn.LeakyReLU,
+            (layers.LeakyReLU, keras_nn.LeakyRelu), (activations.leaky_relu, ops.leaky_relu)),
+    _Family("ELU", "alpha", nn.ELU, (layers.ELU, keras_nn.Elu), (activations.elu, ops.elu)),
+    # Keras's approximate=True is the tanh form, PyTorch's approximate='tanh'.
+    _Family("GELU", "approximate", nn.GELU, (keras_nn.Gelu,), (activations.gelu, ops.gelu),
+            to_torch=lambda approximate: "tanh" if approximate else "none",
+            to_keras=lambda approximate: approximate == "tanh"),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class _KerasSetting:
+    family: _Family
+    value: object
+    default: bool  # whether it is the default of the class or function that holds it
+    kind: str  # the operation in words: "LeakyReLU", "Activation(keras.ops.gelu)"
+
+
+def keras_setting(op) -> _KerasSetting | None:
+    """The activation family and setting of a Keras layer or operation, where it can be read
+    (not from a lambda or a function of the user's own)."""
+    for family in _FAMILIES:
+        if isinstance(op, family.keras_classes):
+            default = inspect.signature(type(op)).parameters[family.setting].default
+            value = getattr(op, family.setting)
+            kind = (type(op).__name__ if isinstance(op, layers.Layer) else
+                    f"keras.ops.{family.keras_functions[1].__name__}")
+            return _KerasSetting(family, value, _same(value, default), kind)
+        if isinstance(op, layers.Activation):
+            found = _held_setting(family, op.activation)
+            if found is not None:
+                return found
+    return None
+
+
+def _held_setting(family: _Family, function) -> _KerasSetting | None:
+    """The setting of a function a Keras Activation layer holds, if it is the family's."""
+    base = function
+    while isinstance(base, functools.partial):
+        base = base.func
+    if base not in family.keras_functions:
+        return None
+    parameter = inspect.signature(function).parameters.get(family.setting)
+    if parameter is None or parameter.default is inspect.Parameter.empty:
+        return None
+    value = parameter.default
+    default = inspect.signature(base).parameters[family.setting].default
+    where = "keras.activations" if base is family.keras_functions[0] else "keras.ops"
+    name = f"{where}.{base.__name__}"
+    if function is not base:
+        name = f"functools.partial({name}, ...)"
+    return _KerasSetting(family, value, _same(value, default), f"Activation({name})")
+
+
+def torch_run_order(model: nn.Module, x, mode: str, paired: set[str]) -> list[str]:
+    """The names of the modules without children (and of the paired modules) in the order
+    their calls ended, in one forward pass in this mode."""
+    order = []
+    hooks = [module.register_forward_hook(lambda *_, name=name: order.append(name))
+             for name, module in model.named_modules()
+             if name in paired or not any(True for _ in module.children())]
+    try:
+        with torch_mode(model, mode), torch.no_grad():
+            device = next(model.parameters()).device
+            model(torch.from_numpy(x).to(device))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return order
+
+
+def ran_between(order: list[str], paired: set[str], name: str) -> list[str]:
+    """The modules that ran after the paired module before `name` and before `name`."""
+    if name not in order:
+        return []
+    end = order.index(name)
+    start = max((i for i in range(end) if order[i] in paired), default=-1)
+    return order[start + 1:end]
+
+
+def activation_setting(torch_modules: list[tuple[str, nn.Module]], keras_ops: list,
+                       keras_inputs: dict) -> ActivationSetting | None:
+    """The first activation of one family on both sides (in running order) set otherwise,
+    where the rerun confirms it: on the Keras operation's input, PyTorch's module gives
+    another output than Keras's operation, and given Keras's setting it gives Keras's (both
+    judged by ACTIVATION_MATCH_TOLERANCE: finer than the layer's, since the layer after the
+    activation sums its difference)."""
+    for family in _FAMILIES:
+        torch_side = [(n, m) for n, m in torch_modules if type(m) is family.torch_class]
+        keras_side = [(op, found) for op in keras_ops
+                      if (found := keras_setting(op)) is not None and found.family is family]
+        for (name, module), (op, keras_set) in zip(torch_side, keras_side):
+            torch_value = getattr(module, family.setting)
+            if _same(family.to_keras(torch_value), keras_set.value):
+                continue
+            found = _measured(name, module, op, keras_set, keras_inputs.get(op.name))
+            if found is not None:
+                return found
+    return None
+
+
+def _measured(name: str, module: nn.Module, op, keras_set: _KerasSetting,
+              keras_input) -> ActivationSetting | None:
+    outputs = _outputs(module, op, keras_set, keras_input)
+    if outputs is None:
+        return None
+    keras_out, torch_out, swapped_out = outputs
+    apart, left = metrics(keras_out, torch_out), metrics(keras_out, swapped_out)
+    if not diverges(apart, ACTIVATION_MATCH_TOLERANCE) or \
+            diverges(left, ACTIVATION_MATCH_TOLERANCE):
+        return None
+    family = keras_set.family
+    torch_value = getattr(module, family.setting)
+    torch_default = inspect.signature(family.torch_class).parameters[family.setting].default
+    return ActivationSetting(
+        family.name, family.setting, name, repr(torch_value),
+        _same(torch_value, torch_default), op.name, keras_set.kind, repr(keras_set.value),
+        keras_set.default, repr(family.to_keras(torch_value)),
+        repr(family.to_torch(keras_set.value)), apart.max_abs, left.max_abs)
+
+
+def _outputs(module: nn.Module, op, keras_set: _KerasSetting, keras_input):
+    """On the Keras operation's input: Keras's output, PyTorch's module's, and that of the
+    module given Keras's setting; None where the input is missing or does not fit."""
+    if keras_input is None or isinstance(keras_input, Failed):
+        return None
+    x = numpy_of(keras_input)
+    try:
+        keras_out = numpy_of(op(ops.convert_to_tensor(x)))
+    except Exception:  # the operation takes more than this input: nothing measured
+        return None
+    swapped = copy.deepcopy(module)
+    setattr(swapped, keras_set.family.setting, keras_set.family.to_torch(keras_set.value))
+    torch_out, swapped_out = _run_torch(module, x), _run_torch(swapped, x)
+    if keras_out.shape != torch_out.shape:
+        return None
+    return keras_out, torch_out, swapped_out
+
+
+def _run_torch(module: nn.Module, keras_x):
+    """The module on a Keras-layout activation, moved to PyTorch's layout and back (a copy:
+    an inplace module must not change the input the next run takes)."""
+    with torch.no_grad():
+        value = module(torch.from_numpy(to_torch_values(keras_x).copy()))
+    return to_keras_values(numpy_of(value))
+
+
+def _same(a, b) -> bool:
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (a, b))
+    return math.isclose(a, b, rel_tol=1e-9, abs_tol=0.0) if numbers else a == b

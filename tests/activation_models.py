@@ -1,0 +1,51 @@
+"""Small pairs for the activation-setting tests (tests/test_validate_port_activations.py)
+and the example in docs/port-validation.md: a conv, an activation, a conv, in PyTorch and
+as a Keras functional port. Called without arguments, both use their framework's default
+LeakyReLU (PyTorch's slope 0.01, Keras's 0.3). Models and layers are named: Keras's
+auto-names depend on the models made before in the process."""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+
+def torch_conv_act_conv(activation=None, first_scale: float = 1.0):
+    """conv0, the activation (a module, or a function run in forward(); default
+    nn.LeakyReLU()), conv1; conv0's kernel times first_scale widens what the activation
+    sees."""
+    import torch
+    from torch import nn
+
+    if activation is None:
+        activation = nn.LeakyReLU()
+
+    class ConvActConv(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv0 = nn.Conv2d(3, 4, 3, padding=1)
+            self.act = activation if isinstance(activation, nn.Module) else None
+            self.conv1 = nn.Conv2d(4, 4, 3, padding=1)
+
+        def forward(self, x):
+            x = self.conv0(x)
+            x = self.act(x) if self.act is not None else activation(x)
+            return self.conv1(x)
+
+    torch.manual_seed(0)
+    model = ConvActConv()
+    with torch.no_grad():
+        model.conv0.weight.mul_(first_scale)
+    return model.eval()
+
+
+def keras_conv_act_conv(*activations):
+    """conv0, the activations (Keras layers or functions of a tensor; default one
+    LeakyReLU() named leaky), conv1, on 8 x 8 x 3 images."""
+    import keras
+
+    inputs = keras.Input((8, 8, 3), name="image")
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv0")(inputs)
+    for activation in activations or (keras.layers.LeakyReLU(name="leaky"),):
+        x = activation(x)
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv1")(x)
+    return keras.Model(inputs, x, name="conv_act_conv")

@@ -1,0 +1,114 @@
+"""An activation set otherwise in each framework (activation_setting): Keras's LeakyReLU
+default slope, keras.ops.gelu's tanh form and ELU's alpha are named with both settings
+and the measured difference; a correct port gets no such cause, and where a setting cannot
+be read, PyTorch's activation is a functional call, or the rerun does not confirm it, the
+cause stays between_layers. The pairs are tests/activation_models.py's: a conv, the
+activations, a conv."""
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+from tests.activation_models import keras_conv_act_conv, torch_conv_act_conv  # noqa: E402
+
+QUICK = dict(modes=("inference",), gradients=False, train_step=False)
+
+
+@pytest.fixture(scope="module")
+def fw():
+    import torch
+    from torch import nn
+
+    import adapters.port_validation.validator as layerwise
+    from adapters.keras.backend import keras
+
+    return torch, nn, keras, layerwise
+
+
+def _x():
+    return np.random.default_rng(3).normal(size=(2, 3, 8, 8)).astype(np.float32)
+
+
+def _validated(fw, torch_model, keras_model):
+    _, _, _, layerwise = fw
+    return layerwise.validate_port(torch_model, keras_model, _x(), port="pytorch-to-keras",
+                                   **QUICK)
+
+
+def _codes(finding):
+    return [cause.code for cause in finding.causes]
+
+
+def test_keras_leaky_relu_default_slope_is_named_with_both_slopes(fw):
+    _, nn, keras, _ = fw
+    result = _validated(fw, torch_conv_act_conv(nn.LeakyReLU()),
+                        keras_conv_act_conv(keras.layers.LeakyReLU(name="leaky")))
+    found = result.first_divergence
+    assert (found.torch_module, found.keras_layer) == ("conv1", "conv1")
+    assert _codes(found) == ["activation_setting"]
+    text = found.causes[0].text
+    assert "PyTorch act (LeakyReLU) negative_slope=0.01 (PyTorch's default)" in text
+    assert "Keras leaky (LeakyReLU) negative_slope=0.3 (Keras's default)" in text
+    assert "given negative_slope=0.3 it gives Keras's (max abs 0)" in text
+    assert "negative_slope=0.01" in found.causes[0].detail
+    # The forward pass takes the isolated pass's cause.
+    forward = result.pass_result("inference", isolated=False)
+    assert _codes(forward.first_divergence) == ["activation_setting"]
+
+
+def test_keras_ops_gelu_tanh_form_is_named(fw):
+    _, nn, keras, _ = fw
+    # Wider activations: the tanh form is up to 4.7e-4 from the exact one, at |x| = 2.7.
+    gelu = keras.layers.Activation(keras.ops.gelu, name="gelu")
+    result = _validated(fw, torch_conv_act_conv(nn.GELU(), first_scale=4.0),
+                        keras_conv_act_conv(gelu))
+    found = result.first_divergence
+    assert found is not None and _codes(found) == ["activation_setting"], result.render()
+    text = found.causes[0].text
+    assert "PyTorch act (GELU) approximate='none' (PyTorch's default)" in text
+    assert "Keras gelu (Activation(keras.ops.gelu)) approximate=True (Keras's default)" in text
+    assert "given approximate='tanh' it gives Keras's" in text
+    assert "approximate=False" in found.causes[0].detail
+
+
+def test_elu_alpha_set_on_the_pytorch_side_is_named(fw):
+    _, nn, keras, _ = fw
+    result = _validated(fw, torch_conv_act_conv(nn.ELU(alpha=0.5)),
+                        keras_conv_act_conv(keras.layers.ELU(name="elu")))
+    found = result.first_divergence
+    assert _codes(found) == ["activation_setting"]
+    assert "PyTorch act (ELU) alpha=0.5, Keras elu (ELU) alpha=1.0 (Keras's default)" \
+        in found.causes[0].text
+
+
+def test_a_correct_port_has_no_divergence(fw):
+    _, nn, keras, _ = fw
+    for torch_activation, keras_activation in [
+            (nn.LeakyReLU(), keras.layers.LeakyReLU(negative_slope=0.01, name="leaky")),
+            (nn.GELU(), keras.layers.Activation("gelu", name="gelu"))]:
+        result = _validated(fw, torch_conv_act_conv(torch_activation, first_scale=4.0),
+                            keras_conv_act_conv(keras_activation))
+        assert result.passed and result.first_divergence is None, result.render()
+
+
+@pytest.mark.parametrize("case", ["lambda_in_keras", "functional_in_torch",
+                                  "not_confirmed"])
+def test_unread_or_unconfirmed_settings_stay_between_layers(fw, case):
+    torch, nn, keras, _ = fw
+    if case == "lambda_in_keras":  # Keras's setting cannot be read off a lambda
+        gelu = keras.layers.Activation(lambda t: keras.ops.gelu(t, approximate=True),
+                                       name="gelu")
+        pair = (torch_conv_act_conv(nn.GELU(), first_scale=4.0), keras_conv_act_conv(gelu))
+    elif case == "functional_in_torch":  # no module, no hook: PyTorch's slope is not seen
+        pair = (torch_conv_act_conv(torch.nn.functional.leaky_relu),
+                keras_conv_act_conv(keras.layers.LeakyReLU(name="leaky")))
+    else:  # the slopes differ, but Keras's ReLU before its LeakyReLU hides it
+        pair = (torch_conv_act_conv(nn.LeakyReLU()),
+                keras_conv_act_conv(keras.layers.ReLU(name="relu"),
+                                    keras.layers.LeakyReLU(name="leaky")))
+    found = _validated(fw, *pair).first_divergence
+    assert found is not None and found.keras_layer == "conv1"
+    assert _codes(found) == ["between_layers"]
