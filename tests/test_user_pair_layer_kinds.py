@@ -3,6 +3,8 @@ InstanceNorm: each is paired, ported and compared (they were refused: 'cannot po
 modules of these kinds: act (PReLU)'); a Keras PReLU that learns a slope per position is
 refused in words that say how to share it, and an InstanceNorm's slips are named."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -125,3 +127,33 @@ def test_an_instance_norm_with_running_statistics_is_refused_by_name():
                                          r"running statistics\)"):
         comparator.port_weights(models.InstanceNormNet(track_running_stats=True),
                                 models.keras_instance_norm_net())
+
+
+def test_a_keras_layer_of_an_unknown_kind_is_named_with_what_would_pair():
+    """The validator said 'no Keras layer fits PyTorch depthwise ...: pass mapping=...', which
+    no mapping could mend, and the comparison only counted the layers on each side."""
+    torch_model, keras_model = models.SeparableNet(), models.keras_separable_net()
+    words = (r"Keras layers of kinds the pairing does not know: sep \(SeparableConv2D\) .*"
+             r"DepthwiseConv2D\(use_bias=False\) then a 1x1 Conv2D hold the same weights")
+    with pytest.raises(UsageError, match=words):
+        comparator.validate_port(torch_model, keras_model, IMAGES)
+    report = comparator.compare_pair(torch_model, keras_model, IMAGES,
+                                     recipes=("pytorch:train", "keras:train"))
+    pairing = report.settings["pair"]["pairing"]
+    assert pairing["paired_layers"] == 0
+    assert pairing["reason"].startswith("PyTorch has 4 modules with weights, Keras 3 layers")
+    assert re.search(words, pairing["reason"])
+
+
+def test_the_split_separable_conv_it_names_validates_and_computes_the_separable_one():
+    torch_model = models.seeded(models.SeparableNet()).eval()
+    split, separable = models.keras_separable_net(split=True), models.keras_separable_net()
+    comparator.port_weights(torch_model, split)
+    assert comparator.validate_port(torch_model, split, IMAGES).passed
+    for name in ("conv", "fc"):
+        separable.get_layer(name).set_weights(split.get_layer(name).get_weights())
+    separable.get_layer("sep").set_weights(split.get_layer("depthwise").get_weights()
+                                           + split.get_layer("pointwise").get_weights())
+    batch = IMAGES.transpose(0, 2, 3, 1)
+    assert np.array_equal(np.asarray(separable.predict(batch, verbose=0)),
+                          np.asarray(split.predict(batch, verbose=0)))

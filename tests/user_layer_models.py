@@ -431,3 +431,31 @@ def keras_instance_norm_net(groups: int = -1, epsilon: float | None = 1e-5):
                                   **({} if epsilon is None else {"epsilon": epsilon}))(x)
     x = layers.Dense(3, name="fc")(layers.GlobalAveragePooling2D()(layers.ReLU()(x)))
     return keras.Model(inputs, x, name="instance_norm_net")
+
+
+class SeparableNet(nn.Module):
+    """An image: conv -> depthwise conv without bias -> 1x1 conv -> pool -> Linear, which
+    Keras builds with one SeparableConv2D."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.depthwise = nn.Conv2d(4, 4, 3, padding=1, groups=4, bias=False)
+        self.pointwise = nn.Conv2d(4, 6, 1)
+        self.fc = nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.fc(self.pointwise(self.depthwise(self.conv(x))).mean((2, 3)))
+
+
+def keras_separable_net(split: bool = False):
+    """split: the SeparableConv2D as DepthwiseConv2D(use_bias=False) and a 1x1 Conv2D."""
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    if split:
+        x = layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="depthwise")(x)
+        x = layers.Conv2D(6, 1, name="pointwise")(x)
+    else:
+        x = layers.SeparableConv2D(6, 3, padding="same", name="sep")(x)
+    x = layers.Dense(3, name="fc")(layers.GlobalAveragePooling2D()(x))
+    return keras.Model(inputs, x, name="separable_net")

@@ -61,6 +61,15 @@ KNOWN_LAYERS = ("Conv1d, Conv2d (grouped and depthwise too), ConvTranspose2d, Li
 PAIRED_LAYERS = KNOWN_LAYERS.replace(" and RMSNorm", ", RMSNorm, LSTM (without proj_size), GRU, "
                                                     "RNN and MultiheadAttention (without "
                                                     "add_bias_kv or add_zero_attn)")
+PAIRED_KERAS_LAYERS = ("Conv1D, Conv2D (grouped too), DepthwiseConv2D, Conv2DTranspose, Dense, "
+                       "Embedding, PReLU, BatchNormalization, LayerNormalization, "
+                       "GroupNormalization, RMSNormalization, LSTM, GRU, SimpleRNN (or an RNN "
+                       "layer given their cell; in Bidirectional too) and MultiHeadAttention")
+# Keras 3.15.1's SeparableConv2D equals DepthwiseConv2D(use_bias=False) then a 1x1 Conv2D given
+# its three weights (measured: bitwise equal), which pair one for one with PyTorch's modules.
+_SEPARABLE = ("a SeparableConv2D is a depthwise and a pointwise convolution in one layer, where "
+              "PyTorch has a module for each: DepthwiseConv2D(use_bias=False) then a 1x1 Conv2D "
+              "hold the same weights and compute the same")
 # Kinds whose arrays are not one Keras weight each: ported and named layer by layer.
 LAYER_LEVEL_KINDS = recurrent_layout.RECURRENT_KINDS + ("attention",)
 _TORCH_RECURRENT = ((nn.LSTM, "lstm"), (nn.GRU, "gru"), (nn.RNN, "rnn"))
@@ -178,6 +187,18 @@ def _sublayers(layer) -> list:
     if isinstance(layer, keras.Model):
         return layer.layers
     return list(layer._flatten_layers(include_self=False, recursive=False))
+
+
+def unknown_keras_layers(keras_layers) -> str:
+    """The weighted Keras layers that no pairing kind takes, in words ("" when none)."""
+    unknown = [layer for layer in keras_layers if keras_kind(layer) == "other"]
+    if not unknown:
+        return ""
+    hint = f"; {_SEPARABLE}" if any(isinstance(layer, layers.SeparableConv2D)
+                                    for layer in unknown) else ""
+    return (f"Keras layers of kinds the pairing does not know: "
+            f"{', '.join(f'{layer.name} ({type(layer).__name__})' for layer in unknown)} "
+            f"(it knows {PAIRED_KERAS_LAYERS}){hint}")
 
 
 def weighted_keras_layers(model) -> list:
@@ -405,8 +426,10 @@ def pair_weights(torch_model: nn.Module, keras_model, x: np.ndarray,
     if len(order) != len(keras_side):
         stacked = " (a stacked recurrent module's layers counted one by one)" \
             if len(order) != len(weighted) else ""
+        unknown = unknown_keras_layers(keras_side)
         return Pairing((), (), f"PyTorch has {len(order)} modules with weights{stacked}, Keras "
-                               f"{len(keras_side)} layers with weights")
+                               f"{len(keras_side)} layers with weights"
+                               + (f"; {unknown}" if unknown else ""))
     ports, matched = [], []
     for name, index in order:
         left = [layer for layer in keras_side if not any(layer is m for m in matched)]

@@ -25,6 +25,7 @@ from adapters.own_pair.pairing import (  # noqa: E402
     slopes_per_position,
     torch_arrays,
     torch_kind,
+    unknown_keras_layers,
 )
 from adapters.port_validation.graph import functional_graph, graph_nodes  # noqa: E402
 from adapters.port_validation.sequences import layer_key, split_layer_key  # noqa: E402
@@ -199,6 +200,9 @@ def resolve_pairs(torch_model: nn.Module, keras_model, mapping: dict | None = No
         raise UsageError(f"cannot port PyTorch modules of these kinds: {', '.join(unsupported)}"
                          f"; the validator knows {PAIRED_LAYERS}")
     if pairs is None:
+        unknown = unknown_keras_layers([layer for layer, _ in keras_layers.values()])
+        if unknown:
+            raise UsageError(f"cannot port {unknown}")
         matched = pair_layers([t[1] for t in torch_layers.values()],
                               [k[1] for k in keras_layers.values()], mapping)
         # Where the kinds differ (a Dense fed by a Flatten, a depthwise conv as a grouped
