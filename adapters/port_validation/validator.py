@@ -22,9 +22,9 @@ from keras import layers, ops, tree  # noqa: E402
 
 from adapters.own_pair.outputs import off_the_output, select_outputs  # noqa: E402
 from adapters.own_pair.pairing import LAYER_LEVEL_KINDS  # noqa: E402
-from adapters.port_validation.activations import (  # noqa: E402
-    activation_setting,
+from adapters.port_validation.operation_settings import (  # noqa: E402
     keras_setting,
+    operation_setting,
     ran_between,
     torch_run_order,
 )
@@ -383,8 +383,9 @@ class _Setup:
         self.facts = None
         self.output_finding = None
         self.operations = {node.operation.name: node.operation for node in graph_nodes(fn)}
-        # Activations whose setting can be read: their inputs are kept in the isolated
-        # passes, to measure a setting that differs (activations.py).
+        # Operations whose setting can be read (or that Keras computes one way): their inputs
+        # are kept in the isolated passes, to measure a setting that differs
+        # (operation_settings.py).
         self.setting_ops = {name for name, op in self.operations.items()
                             if keras_setting(op) is not None}
         self.run_orders = {}  # PyTorch's modules in running order, by mode, when needed
@@ -445,7 +446,7 @@ def _mode_passes(setup: _Setup, mode: str, isolation: bool, tolerance: float):
                          setup.moves[p.torch_module])
                 for p in pairs)
         if isolated:
-            comparisons = _activation_settings_named(setup, comparisons, inputs_seen, mode)
+            comparisons = _operation_settings_named(setup, comparisons, inputs_seen, mode)
             # The last paired layer hands PyTorch's value on: the model output says nothing
             # in this pass, but where it differs while no layer does.
             passes.append(PassResult(mode, True, comparisons, None, False))
@@ -466,21 +467,22 @@ def _mode_passes(setup: _Setup, mode: str, isolation: bool, tolerance: float):
     return trace, passes
 
 
-def _activation_settings_named(setup: _Setup, comparisons, keras_inputs: dict,
+def _operation_settings_named(setup: _Setup, comparisons, keras_inputs: dict,
                                mode: str) -> tuple[LayerComparison, ...]:
-    """A layer whose cause is what reaches it (between_layers) gets the activation before
-    it whose setting differs, where a rerun on the Keras activation's input measures it."""
+    """A layer whose cause is what reaches it (between_layers) gets the weightless operation
+    before it whose setting differs, where a rerun on the Keras operation's input measures
+    it."""
     named = []
     for c in comparisons:
         if c.diverges and [cause.code for cause in c.causes] == ["between_layers"]:
             facts = setup.facts[c.torch_module]
-            found = activation_setting(
+            found = operation_setting(
                 _torch_between(setup, mode, c.torch_module),
                 [setup.operations[name] for name in facts["between"]
                  if name in setup.operations], keras_inputs)
             if found is not None:
                 c = dataclasses.replace(c, causes=likely_causes(
-                    {**facts, "alone_agrees": True, "activation_setting": found}, True, mode))
+                    {**facts, "alone_agrees": True, "operation_setting": found}, True, mode))
         named.append(c)
     return tuple(named)
 

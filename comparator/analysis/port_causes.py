@@ -13,23 +13,28 @@ from comparator.analysis.validation import Cause
 
 
 @dataclass(frozen=True)
-class ActivationSetting:
-    """An activation of one family on both sides of a layer pair's input, set otherwise in
-    each framework (adapters/port_validation/activations.py reads and measures it). Values
-    are written as each framework writes them ("0.01", "'none'", "True"); keras_fix is
-    PyTorch's setting in Keras's terms. max_abs: how far PyTorch's module is from Keras's
-    operation on that operation's input; swapped_max_abs: the same with the PyTorch module
-    given Keras's setting."""
+class OperationSetting:
+    """A weightless operation of one family on both sides of a layer pair's input, set
+    otherwise in each framework (adapters/port_validation/operation_settings.py reads and
+    measures it): code is the cause's (activation_setting, upsample_align_corners,
+    avgpool_count_include_pad). Values are written as each framework writes them ("0.01",
+    "'none'", "True"); where Keras has no such setting (keras_default None), keras_value is
+    what it computes, in PyTorch's terms. keras_fix: PyTorch's setting in Keras's terms, or
+    the Keras layer that computes it ("ZeroPadding2D(1)"). max_abs: how far PyTorch's module
+    is from Keras's operation on that operation's input; swapped_max_abs: the same with the
+    PyTorch module given Keras's setting."""
 
+    code: str
     family: str
     setting: str
     torch_module: str
+    torch_kind: str  # the module's class: "LeakyReLU", "UpsamplingBilinear2d"
     torch_value: str
     torch_default: bool
     keras_op: str
-    keras_kind: str  # "LeakyReLU", "Activation(gelu)", "keras.ops.gelu"
+    keras_kind: str  # "LeakyReLU", "Activation(gelu)", "keras.ops.gelu", "UpSampling2D"
     keras_value: str
-    keras_default: bool
+    keras_default: bool | None
     keras_fix: str
     swapped_torch_value: str  # Keras's setting as PyTorch writes it
     max_abs: float
@@ -51,7 +56,7 @@ def likely_causes(facts: dict, isolated: bool, mode: str) -> tuple[Cause, ...]:
     failed (an error message), shape (both output shapes), alone_agrees (the Keras layer
     gives PyTorch's output on PyTorch's input), port_slip (a recurrent or
     attention pair's slip: cause code, "weights" or "settings", the slip in words),
-    activation_setting (an ActivationSetting measured where the cause is otherwise
+    operation_setting (an OperationSetting measured where the cause is otherwise
     between_layers).
     """
     torch_name, keras_name = facts.get("names", ("PyTorch", "Keras"))
@@ -65,8 +70,8 @@ def likely_causes(facts: dict, isolated: bool, mode: str) -> tuple[Cause, ...]:
                                      f"{tuple(t)}, Keras {keras_name} {tuple(k)}"))
     between = facts.get("between")
     if not causes and isolated and facts.get("alone_agrees", bool(between)) and \
-            facts.get("activation_setting"):
-        causes.append(_activation_cause(facts["activation_setting"]))
+            facts.get("operation_setting"):
+        causes.append(_operation_setting_cause(facts["operation_setting"]))
     if not causes and isolated and facts.get("alone_agrees", bool(between)):
         causes.append(Cause(
             "between_layers",
@@ -81,22 +86,31 @@ def likely_causes(facts: dict, isolated: bool, mode: str) -> tuple[Cause, ...]:
     return tuple(causes)
 
 
-def _activation_cause(found: ActivationSetting) -> Cause:
-    def side(framework: str, value: str, default: bool) -> str:
-        return f"{found.setting}={value}" + (f" ({framework}'s default)" if default else "")
-
+def _operation_setting_cause(found: OperationSetting) -> Cause:
+    torch_side = f"{found.setting}={found.torch_value}" + (
+        " (PyTorch's default)" if found.torch_default else "")
+    keras_side = (
+        f"has no {found.setting} setting: it computes {found.setting}={found.keras_value}"
+        if found.keras_default is None else
+        f"{found.setting}={found.keras_value}" + (
+            " (Keras's default)" if found.keras_default else ""))
     return Cause(
-        "activation_setting",
-        f"{found.family} {found.setting}: PyTorch {found.torch_module} ({found.family}) "
-        f"{side('PyTorch', found.torch_value, found.torch_default)}, Keras {found.keras_op} "
-        f"({found.keras_kind}) {side('Keras', found.keras_value, found.keras_default)}; on "
-        f"the Keras operation's input PyTorch's module gives up to {found.max_abs:.3g} "
-        f"(max abs) from Keras's output, and given {found.setting}="
-        f"{found.swapped_torch_value} it gives Keras's (max abs {found.swapped_max_abs:.3g})",
-        f"this layer matches PyTorch's on its own; the activation before it is set "
-        f"otherwise: give Keras's {found.keras_op} {found.setting}={found.keras_fix}"
-        + (" (the frameworks' defaults differ)" if found.torch_default and found.keras_default
-           else ""))
+        found.code,
+        f"{found.family} {found.setting}: PyTorch {found.torch_module} ({found.torch_kind}) "
+        f"{torch_side}, Keras {found.keras_op} ({found.keras_kind}) {keras_side}; on the "
+        f"Keras operation's input PyTorch's module gives up to {found.max_abs:.3g} (max abs) "
+        f"from Keras's output, and given {found.setting}={found.swapped_torch_value} it "
+        f"gives Keras's (max abs {found.swapped_max_abs:.3g})",
+        "this layer matches PyTorch's on its own; " + _SETTING_FIXES[found.code](found))
+
+
+_SETTING_FIXES = {
+    "activation_setting": lambda found: (
+        f"the activation before it is set otherwise: give Keras's {found.keras_op} "
+        f"{found.setting}={found.keras_fix}"
+        + (" (the frameworks' defaults differ)"
+           if found.torch_default and found.keras_default else "")),
+}
 
 
 def _structure_causes(facts: dict, torch_name: str, keras_name: str) -> list[Cause]:

@@ -44,15 +44,18 @@ GRADIENT_COSINE_GAP = 1e-3
 # that rearrangement to this fraction of its largest value: a copy is exact, this only
 # absorbs a round trip through another float dtype.
 LAYOUT_MATCH_TOLERANCE = 1e-6
-# An activation's output under PyTorch's setting and under Keras's (LeakyReLU's slope,
-# GELU's exact or tanh form) differ when they are this fraction of the largest value apart,
-# and the setting explains Keras's output when the other one reproduces it within it: one
+# A weightless operation's output under PyTorch's setting and under Keras's (LeakyReLU's
+# slope, GELU's exact or tanh form, an upsampling's align_corners, an average pooling's
+# count_include_pad) differ when they are this fraction of the largest value apart, and the
+# setting explains Keras's output when the other one reproduces it within it: one
 # elementwise function in float32 rounds near 1e-7 (GELU against float64: 7e-8, measured
 # on torch 2.14.1), while GELU's tanh form is 5e-5 from the exact one on a normal sample of
-# standard deviation 3. Finer than LAYER_TOLERANCE on purpose: the layer after the
-# activation sums its differences (the tests' GELU pair: its outputs 8.7e-5 of their largest
-# value apart, the conv after it 1.3e-4).
-ACTIVATION_MATCH_TOLERANCE = 1e-6
+# standard deviation 3; bilinear upsampling without aligned corners and an average over the
+# values inside the input give Keras 3.15.1's UpSampling2D and AveragePooling2D bit for bit.
+# Finer than LAYER_TOLERANCE on purpose: the layer after the operation sums its differences
+# (the tests' GELU pair: its outputs 8.7e-5 of their largest value apart, the conv after it
+# 1.3e-4).
+SETTING_MATCH_TOLERANCE = 1e-6
 # Two BatchNorm momenta (PyTorch's convention) differ beyond this. Both are Python floats
 # read from the layers: Keras's 1 - 0.9 is PyTorch's 0.1 up to 3e-17.
 MOMENTUM_TOLERANCE = 1e-6

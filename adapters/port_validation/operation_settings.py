@@ -1,10 +1,13 @@
-"""An activation set otherwise in each framework (LeakyReLU's negative_slope, ELU's alpha,
-GELU's approximate) before a layer that agrees on PyTorch's input: the weightless PyTorch
-modules that ran between two paired modules (forward hooks, so a functional call inside
-forward() is not seen), the Keras operations between the paired layers, their settings
-where they can be read, and a rerun that measures whether the setting is what differs.
-Only a measured difference is named (comparator/analysis/port_causes.py:
-activation_setting); otherwise the cause stays between_layers."""
+"""A weightless operation set otherwise in each framework before a layer that agrees on
+PyTorch's input: an activation (LeakyReLU's negative_slope, ELU's alpha, GELU's
+approximate), a bilinear upsampling's align_corners, an average pooling's
+count_include_pad. Found from the weightless PyTorch modules that ran between two paired
+modules (forward hooks, so a functional call inside forward() is not seen), the Keras
+operations between the paired layers, their settings where they can be read (or what Keras
+computes where it has no such setting), and a rerun that measures whether the setting is
+what differs. Only a measured difference is named (comparator/analysis/port_causes.py:
+activation_setting, upsample_align_corners, avgpool_count_include_pad); otherwise the cause
+stays between_layers."""
 
 from __future__ import annotations
 
@@ -28,33 +31,45 @@ from adapters.port_validation.graph import (  # noqa: E402
     to_torch_values,
     torch_mode,
 )
-from comparator.analysis.port_causes import ActivationSetting  # noqa: E402
-from comparator.analysis.tolerances import ACTIVATION_MATCH_TOLERANCE  # noqa: E402
+from comparator.analysis.port_causes import OperationSetting  # noqa: E402
+from comparator.analysis.tolerances import SETTING_MATCH_TOLERANCE  # noqa: E402
 from comparator.analysis.validation import diverges, metrics  # noqa: E402
+
+_READ = object()  # a family whose Keras operations keep the setting as an attribute
 
 
 @dataclasses.dataclass(frozen=True)
 class _Family:
-    """One activation and its setting: PyTorch's module class, the Keras layers and
-    keras.ops operations that keep the setting as an attribute, the functions a Keras
-    Activation layer may hold (the setting read off their signature: Keras's default, or a
-    functools.partial's), and the setting converted between the frameworks' terms."""
+    """One operation and its setting: PyTorch's module classes, the Keras layers and
+    keras.ops operations that compute it, the functions a Keras Activation layer may hold
+    (the setting read off their signature: Keras's default, or a functools.partial's), and
+    the setting converted between the frameworks' terms. Where Keras has no such setting,
+    keras_computes is the value it computes, in PyTorch's terms; keras_fix gives the words
+    for the Keras side's fix from PyTorch's module, where it is not the setting."""
 
     name: str
     setting: str
-    torch_class: type
+    torch_classes: tuple
     keras_classes: tuple
-    keras_functions: tuple  # (keras.activations.f, keras.ops.f)
+    keras_functions: tuple = ()  # (keras.activations.f, keras.ops.f)
+    code: str = "activation_setting"
+    keras_computes: object = _READ
     to_torch: object = float  # Keras's value as PyTorch writes it
     to_keras: object = float  # PyTorch's value as Keras writes it
+    keras_fix: object = None
+
+    def fix_for(self, module: nn.Module) -> str:
+        if self.keras_fix is not None:
+            return self.keras_fix(module)
+        return repr(self.to_keras(getattr(module, self.setting)))
 
 
 _FAMILIES = (
-    _Family("LeakyReLU", "negative_slope", nn.LeakyReLU,
+    _Family("LeakyReLU", "negative_slope", (nn.LeakyReLU,),
             (layers.LeakyReLU, keras_nn.LeakyRelu), (activations.leaky_relu, ops.leaky_relu)),
-    _Family("ELU", "alpha", nn.ELU, (layers.ELU, keras_nn.Elu), (activations.elu, ops.elu)),
+    _Family("ELU", "alpha", (nn.ELU,), (layers.ELU, keras_nn.Elu), (activations.elu, ops.elu)),
     # Keras's approximate=True is the tanh form, PyTorch's approximate='tanh'.
-    _Family("GELU", "approximate", nn.GELU, (keras_nn.Gelu,), (activations.gelu, ops.gelu),
+    _Family("GELU", "approximate", (nn.GELU,), (keras_nn.Gelu,), (activations.gelu, ops.gelu),
             to_torch=lambda approximate: "tanh" if approximate else "none",
             to_keras=lambda approximate: approximate == "tanh"),
 )
@@ -64,19 +79,21 @@ _FAMILIES = (
 class _KerasSetting:
     family: _Family
     value: object
-    default: bool  # whether it is the default of the class or function that holds it
+    default: bool | None  # whether it is the holder's default; None: Keras has no setting
     kind: str  # the operation in words: "LeakyReLU", "Activation(keras.ops.gelu)"
 
 
 def keras_setting(op) -> _KerasSetting | None:
-    """The activation family and setting of a Keras layer or operation, where it can be read
-    (not from a lambda or a function of the user's own)."""
+    """The family and setting of a Keras layer or operation, where it can be read (not from
+    a lambda or a function of the user's own), or what it computes where it has none."""
     for family in _FAMILIES:
         if isinstance(op, family.keras_classes):
-            default = inspect.signature(type(op)).parameters[family.setting].default
-            value = getattr(op, family.setting)
             kind = (type(op).__name__ if isinstance(op, layers.Layer) else
                     f"keras.ops.{family.keras_functions[1].__name__}")
+            if family.keras_computes is not _READ:
+                return _KerasSetting(family, family.keras_computes, None, kind)
+            default = inspect.signature(type(op)).parameters[family.setting].default
+            value = getattr(op, family.setting)
             return _KerasSetting(family, value, _same(value, default), kind)
         if isinstance(op, layers.Activation):
             found = _held_setting(family, op.activation)
@@ -130,15 +147,15 @@ def ran_between(order: list[str], paired: set[str], name: str) -> list[str]:
     return order[start + 1:end]
 
 
-def activation_setting(torch_modules: list[tuple[str, nn.Module]], keras_ops: list,
-                       keras_inputs: dict) -> ActivationSetting | None:
-    """The first activation of one family on both sides (in running order) set otherwise,
+def operation_setting(torch_modules: list[tuple[str, nn.Module]], keras_ops: list,
+                      keras_inputs: dict) -> OperationSetting | None:
+    """The first operation of one family on both sides (in running order) set otherwise,
     where the rerun confirms it: on the Keras operation's input, PyTorch's module gives
     another output than Keras's operation, and given Keras's setting it gives Keras's (both
-    judged by ACTIVATION_MATCH_TOLERANCE: finer than the layer's, since the layer after the
-    activation sums its difference)."""
+    judged by SETTING_MATCH_TOLERANCE: finer than the layer's, since the layer after the
+    operation sums its difference)."""
     for family in _FAMILIES:
-        torch_side = [(n, m) for n, m in torch_modules if type(m) is family.torch_class]
+        torch_side = [(n, m) for n, m in torch_modules if isinstance(m, family.torch_classes)]
         keras_side = [(op, found) for op in keras_ops
                       if (found := keras_setting(op)) is not None and found.family is family]
         for (name, module), (op, keras_set) in zip(torch_side, keras_side):
@@ -152,23 +169,26 @@ def activation_setting(torch_modules: list[tuple[str, nn.Module]], keras_ops: li
 
 
 def _measured(name: str, module: nn.Module, op, keras_set: _KerasSetting,
-              keras_input) -> ActivationSetting | None:
+              keras_input) -> OperationSetting | None:
     outputs = _outputs(module, op, keras_set, keras_input)
     if outputs is None:
         return None
     keras_out, torch_out, swapped_out = outputs
     apart, left = metrics(keras_out, torch_out), metrics(keras_out, swapped_out)
-    if not diverges(apart, ACTIVATION_MATCH_TOLERANCE) or \
-            diverges(left, ACTIVATION_MATCH_TOLERANCE):
+    if not diverges(apart, SETTING_MATCH_TOLERANCE) or \
+            diverges(left, SETTING_MATCH_TOLERANCE):
         return None
     family = keras_set.family
     torch_value = getattr(module, family.setting)
-    torch_default = inspect.signature(family.torch_class).parameters[family.setting].default
-    return ActivationSetting(
-        family.name, family.setting, name, repr(torch_value),
-        _same(torch_value, torch_default), op.name, keras_set.kind, repr(keras_set.value),
-        keras_set.default, repr(family.to_keras(torch_value)),
-        repr(family.to_torch(keras_set.value)), apart.max_abs, left.max_abs)
+    # None where the class fixes it (nn.UpsamplingBilinear2d aligns corners)
+    torch_parameter = inspect.signature(type(module)).parameters.get(family.setting)
+    return OperationSetting(
+        family.code, family.name, family.setting, name, type(module).__name__,
+        repr(torch_value), torch_parameter is not None and _same(torch_value,
+                                                                 torch_parameter.default),
+        op.name, keras_set.kind, repr(keras_set.value), keras_set.default,
+        family.fix_for(module), repr(family.to_torch(keras_set.value)), apart.max_abs,
+        left.max_abs)
 
 
 def _outputs(module: nn.Module, op, keras_set: _KerasSetting, keras_input):
@@ -177,13 +197,13 @@ def _outputs(module: nn.Module, op, keras_set: _KerasSetting, keras_input):
     if keras_input is None or isinstance(keras_input, Failed):
         return None
     x = numpy_of(keras_input)
-    try:
-        keras_out = numpy_of(op(ops.convert_to_tensor(x)))
-    except Exception:  # the operation takes more than this input: nothing measured
-        return None
     swapped = copy.deepcopy(module)
     setattr(swapped, keras_set.family.setting, keras_set.family.to_torch(keras_set.value))
-    torch_out, swapped_out = _run_torch(module, x), _run_torch(swapped, x)
+    try:
+        keras_out = numpy_of(op(ops.convert_to_tensor(x)))
+        torch_out, swapped_out = _run_torch(module, x), _run_torch(swapped, x)
+    except Exception:  # an operation takes more than, or another, input: nothing measured
+        return None
     if keras_out.shape != torch_out.shape:
         return None
     return keras_out, torch_out, swapped_out
