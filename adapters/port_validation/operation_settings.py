@@ -72,6 +72,15 @@ _FAMILIES = (
     _Family("GELU", "approximate", (nn.GELU,), (keras_nn.Gelu,), (activations.gelu, ops.gelu),
             to_torch=lambda approximate: "tanh" if approximate else "none",
             to_keras=lambda approximate: approximate == "tanh"),
+    # UpSampling2D resizes as align_corners=False does (nearest: None, which means the same);
+    # nn.UpsamplingBilinear2d is an Upsample that aligns corners.
+    _Family("Upsample", "align_corners", (nn.Upsample,), (layers.UpSampling2D,),
+            code="upsample_align_corners", keras_computes=False, to_torch=bool, to_keras=bool,
+            keras_fix=lambda module: ""),  # no Keras setting to give: words of its own
+    # AveragePooling2D averages the values inside the input only.
+    _Family("AvgPool2d", "count_include_pad", (nn.AvgPool2d,), (layers.AveragePooling2D,),
+            code="avgpool_count_include_pad", keras_computes=False, to_torch=bool,
+            to_keras=bool, keras_fix=lambda module: f"ZeroPadding2D({module.padding!r})"),
 )
 
 

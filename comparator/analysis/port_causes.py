@@ -110,6 +110,16 @@ _SETTING_FIXES = {
         f"{found.setting}={found.keras_fix}"
         + (" (the frameworks' defaults differ)"
            if found.torch_default and found.keras_default else "")),
+    "upsample_align_corners": lambda found: (
+        f"PyTorch's {found.torch_module} aligns corners and no Keras resize can "
+        f"(UpSampling2D, Resizing and keras.ops.image.resize have no such setting and "
+        f"compute align_corners=False): interpolate with the align-corners matrices "
+        f"(keras.ops.einsum, docs/port-validation.md), or train PyTorch's model with "
+        f"align_corners=False"),
+    "avgpool_count_include_pad": lambda found: (
+        f"PyTorch's {found.torch_module} counts its zero padding in each average, Keras's "
+        f"{found.keras_op} only the values inside the input: pad with {found.keras_fix} "
+        f"and pool with padding='valid'"),
 }
 
 
