@@ -1,8 +1,10 @@
-"""Small pairs for the activation-setting tests (tests/test_validate_port_activations.py)
-and the example in docs/port-validation.md: a conv, an activation, a conv, in PyTorch and
-as a Keras functional port. Called without arguments, both use their framework's default
-LeakyReLU (PyTorch's slope 0.01, Keras's 0.3). Models and layers are named: Keras's
-auto-names depend on the models made before in the process."""
+"""Small pairs for the operation-setting tests (tests/test_validate_port_activations.py)
+and the examples in docs/port-validation.md: a conv, a weightless operation (an
+activation, an upsampling, a pooling), a conv, in PyTorch and as a Keras functional port.
+Called without arguments, the activation pair uses each framework's default LeakyReLU
+(PyTorch's slope 0.01, Keras's 0.3); the *_upsample_* and *_pool_* pairs are the
+upsampling's and pooling's slips. Models and layers are named: Keras's auto-names depend on
+the models made before in the process."""
 
 import os
 
@@ -38,14 +40,44 @@ def torch_conv_act_conv(activation=None, first_scale: float = 1.0):
     return model.eval()
 
 
-def keras_conv_act_conv(*activations):
+def keras_conv_act_conv(*activations, size: int = 8):
     """conv0, the activations (Keras layers or functions of a tensor; default one
-    LeakyReLU() named leaky), conv1, on 8 x 8 x 3 images."""
+    LeakyReLU() named leaky), conv1, on size x size x 3 images."""
     import keras
 
-    inputs = keras.Input((8, 8, 3), name="image")
+    inputs = keras.Input((size, size, 3), name="image")
     x = keras.layers.Conv2D(4, 3, padding="same", name="conv0")(inputs)
     for activation in activations or (keras.layers.LeakyReLU(name="leaky"),):
         x = activation(x)
     x = keras.layers.Conv2D(4, 3, padding="same", name="conv1")(x)
     return keras.Model(inputs, x, name="conv_act_conv")
+
+
+def torch_conv_upsample_conv():
+    """Bilinear upsampling that aligns corners, as PyTorch's models often set it."""
+    from torch import nn
+
+    return torch_conv_act_conv(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=True))
+
+
+def keras_conv_upsample_conv():
+    """Its Keras port on 5 x 5 images: UpSampling2D cannot align corners."""
+    import keras
+
+    return keras_conv_act_conv(keras.layers.UpSampling2D(2, interpolation="bilinear",
+                                                         name="up"), size=5)
+
+
+def torch_conv_pool_conv():
+    """An average pooling that counts its zero padding (count_include_pad's default)."""
+    from torch import nn
+
+    return torch_conv_act_conv(nn.AvgPool2d(3, stride=2, padding=1))
+
+
+def keras_conv_pool_conv(size: int = 5):
+    """Its Keras port: AveragePooling2D with 'same' averages the values inside the input."""
+    import keras
+
+    return keras_conv_act_conv(keras.layers.AveragePooling2D(3, strides=2, padding="same",
+                                                             name="pool"), size=size)

@@ -1,9 +1,11 @@
-"""An activation set otherwise in each framework (activation_setting): Keras's LeakyReLU
-default slope, keras.ops.gelu's tanh form and ELU's alpha are named with both settings
-and the measured difference; a correct port gets no such cause, and where a setting cannot
-be read, PyTorch's activation is a functional call, or the rerun does not confirm it, the
-cause stays between_layers. The pairs are tests/activation_models.py's: a conv, the
-activations, a conv."""
+"""A weightless operation set otherwise in each framework: Keras's LeakyReLU default
+slope, keras.ops.gelu's tanh form and ELU's alpha (activation_setting), a bilinear
+upsampling that aligns corners (upsample_align_corners) and an average pooling that counts
+its padding (avgpool_count_include_pad) are named with both settings and the measured
+difference; a correct port gets no such cause, and where a setting cannot be read,
+PyTorch's activation is a functional call, or the rerun does not confirm it, the cause
+stays between_layers. The pairs are tests/activation_models.py's: a conv, the operations,
+a conv."""
 
 import os
 
@@ -12,7 +14,14 @@ import pytest
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
-from tests.activation_models import keras_conv_act_conv, torch_conv_act_conv  # noqa: E402
+from tests.activation_models import (  # noqa: E402
+    keras_conv_act_conv,
+    keras_conv_pool_conv,
+    keras_conv_upsample_conv,
+    torch_conv_act_conv,
+    torch_conv_pool_conv,
+    torch_conv_upsample_conv,
+)
 
 QUICK = dict(modes=("inference",), gradients=False, train_step=False)
 
@@ -28,14 +37,14 @@ def fw():
     return torch, nn, keras, layerwise
 
 
-def _x():
-    return np.random.default_rng(3).normal(size=(2, 3, 8, 8)).astype(np.float32)
+def _x(size: int):
+    return np.random.default_rng(3).normal(size=(2, 3, size, size)).astype(np.float32)
 
 
-def _validated(fw, torch_model, keras_model):
+def _validated(fw, torch_model, keras_model, size: int = 8):
     _, _, _, layerwise = fw
-    return layerwise.validate_port(torch_model, keras_model, _x(), port="pytorch-to-keras",
-                                   **QUICK)
+    return layerwise.validate_port(torch_model, keras_model, _x(size),
+                                   port="pytorch-to-keras", **QUICK)
 
 
 def _codes(finding):
@@ -112,3 +121,60 @@ def test_unread_or_unconfirmed_settings_stay_between_layers(fw, case):
     found = _validated(fw, *pair).first_divergence
     assert found is not None and found.keras_layer == "conv1"
     assert _codes(found) == ["between_layers"]
+
+
+def test_upsampling_that_aligns_corners_is_named(fw):
+    result = _validated(fw, torch_conv_upsample_conv(), keras_conv_upsample_conv(), size=5)
+    found = result.first_divergence
+    assert (found.torch_module, found.keras_layer) == ("conv1", "conv1")
+    assert _codes(found) == ["upsample_align_corners"], result.render()
+    text = found.causes[0].text
+    assert "PyTorch act (Upsample) align_corners=True, Keras up (UpSampling2D) has no " \
+           "align_corners setting: it computes align_corners=False" in text
+    assert "given align_corners=False it gives Keras's (max abs 0)" in text
+    assert "no Keras resize can" in found.causes[0].detail
+
+
+def test_upsampling_bilinear_2d_aligns_corners_by_definition(fw):
+    _, nn, _, _ = fw
+    result = _validated(fw, torch_conv_act_conv(nn.UpsamplingBilinear2d(scale_factor=2)),
+                        keras_conv_upsample_conv(), size=5)
+    found = result.first_divergence
+    assert _codes(found) == ["upsample_align_corners"], result.render()
+    assert "PyTorch act (UpsamplingBilinear2d) align_corners=True, " in found.causes[0].text
+
+
+def test_average_pooling_that_counts_its_padding_is_named_on_an_odd_size(fw):
+    result = _validated(fw, torch_conv_pool_conv(), keras_conv_pool_conv(5), size=5)
+    found = result.first_divergence
+    assert (found.torch_module, found.keras_layer) == ("conv1", "conv1")
+    assert _codes(found) == ["avgpool_count_include_pad"], result.render()
+    text = found.causes[0].text
+    assert "PyTorch act (AvgPool2d) count_include_pad=True (PyTorch's default), Keras pool " \
+           "(AveragePooling2D) has no count_include_pad setting: it computes " \
+           "count_include_pad=False" in text
+    assert "given count_include_pad=False it gives Keras's (max abs 0)" in text
+    assert "pad with ZeroPadding2D(1) and pool with padding='valid'" in found.causes[0].detail
+
+
+def test_average_pooling_on_an_even_size_is_not_put_down_to_count_include_pad(fw):
+    # Keras's 'same' pads 6 x 6 by (0, 1), PyTorch by (1, 1): counting the padding or not,
+    # PyTorch's pooling is not Keras's, so the rerun does not confirm the setting.
+    found = _validated(fw, torch_conv_pool_conv(), keras_conv_pool_conv(6),
+                       size=6).first_divergence
+    assert found is not None and found.keras_layer == "conv1"
+    assert _codes(found) == ["between_layers"]
+
+
+@pytest.mark.parametrize("size", [5, 6])
+def test_correct_upsampling_and_pooling_ports_pass(fw, size):
+    _, nn, keras, _ = fw
+    for torch_operation, keras_operations in [
+            (nn.Upsample(scale_factor=2, mode="bilinear"),
+             [keras.layers.UpSampling2D(2, interpolation="bilinear", name="up")]),
+            (nn.AvgPool2d(3, stride=2, padding=1),
+             [keras.layers.ZeroPadding2D(1, name="pad"),
+              keras.layers.AveragePooling2D(3, strides=2, name="pool")])]:
+        result = _validated(fw, torch_conv_act_conv(torch_operation),
+                            keras_conv_act_conv(*keras_operations, size=size), size=size)
+        assert result.passed and result.first_divergence is None, result.render()
