@@ -81,3 +81,27 @@ def keras_conv_pool_conv(size: int = 5):
 
     return keras_conv_act_conv(keras.layers.AveragePooling2D(3, strides=2, padding="same",
                                                              name="pool"), size=size)
+
+
+def align_corners_matrix(n_in: int, n_out: int):
+    """Each output position's weights on the input positions (n_in >= 2), as bilinear
+    interpolation with align_corners=True places them: the corners on the corners."""
+    import numpy as np
+
+    position = np.arange(n_out) * (n_in - 1) / (n_out - 1)
+    low = np.minimum(np.floor(position).astype(int), n_in - 2)
+    matrix = np.zeros((n_out, n_in), np.float32)
+    matrix[np.arange(n_out), low] = 1 - (position - low)
+    matrix[np.arange(n_out), low + 1] = position - low
+    return matrix
+
+
+def keras_conv_aligned_upsample_conv(size: int = 5):
+    """The port Keras can express of torch_conv_upsample_conv: no Keras resize aligns
+    corners, so the two interpolation matrices are applied with keras.ops.einsum."""
+    import keras
+
+    rows = align_corners_matrix(size, 2 * size)
+    upsample = keras.layers.Lambda(
+        lambda t: keras.ops.einsum("hi,nijc,wj->nhwc", rows, t, rows), name="up")
+    return keras_conv_act_conv(upsample, size=size)

@@ -16,6 +16,7 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 
 from tests.activation_models import (  # noqa: E402
     keras_conv_act_conv,
+    keras_conv_aligned_upsample_conv,
     keras_conv_pool_conv,
     keras_conv_upsample_conv,
     torch_conv_act_conv,
@@ -178,3 +179,12 @@ def test_correct_upsampling_and_pooling_ports_pass(fw, size):
         result = _validated(fw, torch_conv_act_conv(torch_operation),
                             keras_conv_act_conv(*keras_operations, size=size), size=size)
         assert result.passed and result.first_divergence is None, result.render()
+
+
+@pytest.mark.parametrize("size", [5, 6])
+def test_upsampling_that_aligns_corners_ported_as_the_cause_says_passes(fw, size):
+    _, _, _, layerwise = fw
+    result = layerwise.validate_port(torch_conv_upsample_conv(),
+                                     keras_conv_aligned_upsample_conv(size), _x(size),
+                                     port="pytorch-to-keras")
+    assert result.passed and result.first_divergence is None, result.render()
