@@ -252,7 +252,7 @@ def run_keras(fn: Functional, x, training: bool, watch: set[str],
     `substitute` maps layer names to values that flow on instead of what the layer
     computed (which is still recorded): the isolated pass. `inputs_seen`, where given, gets
     the first input of each operation it has as a key (an activation whose setting may
-    be measured on it: activations.py).
+    be measured on it: operation_settings.py).
     """
     values = {id(fn.inputs[0]): ops.convert_to_tensor(x)}
     recorded = {}
