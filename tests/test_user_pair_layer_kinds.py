@@ -1,7 +1,8 @@
-"""A user's pair with PReLU, a depthwise convolution with a depth multiplier, or an
-InstanceNorm: each is paired, ported and compared (they were refused: 'cannot port PyTorch
-modules of these kinds: act (PReLU)'); a Keras PReLU that learns a slope per position is
-refused in words that say how to share it, and an InstanceNorm's slips are named."""
+"""A user's pair with PReLU, a depthwise convolution with a depth multiplier, an InstanceNorm
+or a Keras SeparableConv2D: each is paired, ported and compared (they were refused: 'cannot
+port PyTorch modules of these kinds: act (PReLU)'); a Keras PReLU that learns a slope per
+position is refused in words that say how to share it, an InstanceNorm's slips are named,
+and a Keras layer of a kind nothing pairs is named with the kinds that do."""
 
 import re
 
@@ -16,6 +17,7 @@ from tests import user_layer_models as models
 
 IMAGES = np.random.default_rng(3).standard_normal((4, 3, models.SIZE, models.SIZE)).astype(
     np.float32)
+VECTORS = np.random.default_rng(4).standard_normal((4, models.FEATURES)).astype(np.float32)
 
 
 def _pair(**keras_options):
@@ -129,23 +131,37 @@ def test_an_instance_norm_with_running_statistics_is_refused_by_name():
                                 models.keras_instance_norm_net())
 
 
-def test_a_keras_layer_of_an_unknown_kind_is_named_with_what_would_pair():
-    """The validator said 'no Keras layer fits PyTorch depthwise ...: pass mapping=...', which
-    no mapping could mend, and the comparison only counted the layers on each side."""
-    torch_model, keras_model = models.SeparableNet(), models.keras_separable_net()
-    words = (r"Keras layers of kinds the pairing does not know: sep \(SeparableConv2D\) .*"
-             r"DepthwiseConv2D\(use_bias=False\) then a 1x1 Conv2D hold the same weights")
-    with pytest.raises(UsageError, match=words):
-        comparator.validate_port(torch_model, keras_model, IMAGES)
-    report = comparator.compare_pair(torch_model, keras_model, IMAGES,
+def test_a_separable_conv_is_validated_and_compared_as_its_two_convolutions():
+    """A SeparableConv2D is one Keras layer for PyTorch's depthwise and pointwise modules: it
+    was 'no Keras layer fits PyTorch depthwise ...: pass mapping=...' in the validator and
+    'PyTorch has 4 modules with weights, Keras 3 layers' in the comparison."""
+    torch_model = models.seeded(models.SeparableNet()).eval()
+    keras_model = models.keras_separable_net()
+    result = comparator.validate_port(torch_model, keras_model, IMAGES,
+                                      port="pytorch-to-keras")
+    assert result.passed, result.render()
+    assert result.pairs == 4
+    assert any("sep (SeparableConv2D, as DepthwiseConv2D sep.depthwise then Conv2D "
+               "sep.pointwise)" in note for note in result.notes)
+    depthwise, pointwise, bias = keras_model.get_layer("sep").get_weights()
+    assert np.array_equal(depthwise[:, :, :, 0],
+                          torch_model.depthwise.weight.detach().numpy()[:, 0].transpose(1, 2, 0))
+    assert np.array_equal(pointwise[0, 0], torch_model.pointwise.weight.detach().numpy()[:, :, 0,
+                                                                                         0].T)
+    assert len(keras_model.weights) == 7  # the parts hold the layer's variables, not copies
+    report = comparator.compare_pair(models.seeded(models.SeparableNet()).eval(),
+                                     models.keras_separable_net(), IMAGES,
+                                     port_weights="pytorch-to-keras",
                                      recipes=("pytorch:train", "keras:train"))
-    pairing = report.settings["pair"]["pairing"]
-    assert pairing["paired_layers"] == 0
-    assert pairing["reason"].startswith("PyTorch has 4 modules with weights, Keras 3 layers")
-    assert re.search(words, pairing["reason"])
+    assert report.checks[0].passed
+    assert report.settings["pair"]["pairing"] == {"paired_layers": 4}
+    (trained,) = report.equivalences
+    assert trained.equivalent and trained.max_weight_diff < 1e-5
 
 
-def test_the_split_separable_conv_it_names_validates_and_computes_the_separable_one():
+def test_its_parts_compute_the_separable_conv_bit_for_bit():
+    """What the validator's parts rest on (tracing.separable_parts), as a user's split port
+    too: DepthwiseConv2D(use_bias=False) then a 1x1 Conv2D, given its weights."""
     torch_model = models.seeded(models.SeparableNet()).eval()
     split, separable = models.keras_separable_net(split=True), models.keras_separable_net()
     comparator.port_weights(torch_model, split)
@@ -157,3 +173,25 @@ def test_the_split_separable_conv_it_names_validates_and_computes_the_separable_
     batch = IMAGES.transpose(0, 2, 3, 1)
     assert np.array_equal(np.asarray(separable.predict(batch, verbose=0)),
                           np.asarray(split.predict(batch, verbose=0)))
+
+
+def test_porting_a_separable_conv_without_inputs_says_what_traces_it():
+    with pytest.raises(UsageError, match=r"sep \(SeparableConv2D\) .*validate_port\(\.\.\., "
+                                         r"port=\.\.\.\) does that"):
+        comparator.port_weights(models.SeparableNet(), models.keras_separable_net())
+
+
+def test_a_keras_layer_of_an_unknown_kind_is_named_with_what_would_pair():
+    """The validator said 'no Keras layer fits PyTorch fc1 ...: pass mapping=...', which no
+    mapping could mend, and the comparison only counted the layers on each side."""
+    torch_model, keras_model = models.VectorNet(), models.keras_einsum_net()
+    words = (r"Keras layers of kinds the pairing does not know: projection \(EinsumDense\) "
+             r"\(it knows Conv1D, .*MultiHeadAttention\)")
+    with pytest.raises(UsageError, match=words):
+        comparator.validate_port(torch_model, keras_model, VECTORS)
+    report = comparator.compare_pair(torch_model, keras_model, VECTORS,
+                                     recipes=("pytorch:train", "keras:train"))
+    pairing = report.settings["pair"]["pairing"]
+    assert pairing["paired_layers"] == 0
+    assert pairing["reason"].startswith("PyTorch has 3 modules with weights, Keras 2 layers")
+    assert re.search(words, pairing["reason"])

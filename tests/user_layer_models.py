@@ -459,3 +459,23 @@ def keras_separable_net(split: bool = False):
         x = layers.SeparableConv2D(6, 3, padding="same", name="sep")(x)
     x = layers.Dense(3, name="fc")(layers.GlobalAveragePooling2D()(x))
     return keras.Model(inputs, x, name="separable_net")
+
+
+class VectorNet(nn.Module):
+    """Vectors: three Linear layers."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2 = nn.Linear(FEATURES, 8), nn.Linear(8, 8)
+        self.fc3 = nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.fc3(torch.relu(self.fc2(torch.relu(self.fc1(x)))))
+
+
+def keras_einsum_net():
+    """A Keras model with an EinsumDense, a layer the pairing does not know."""
+    inputs = keras.Input((FEATURES,))
+    x = layers.EinsumDense("ab,bc->ac", output_shape=8, bias_axes="c", name="projection")(inputs)
+    x = layers.Dense(3, name="fc")(layers.ReLU()(x))
+    return keras.Model(inputs, x, name="einsum_net")

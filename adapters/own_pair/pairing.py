@@ -21,6 +21,7 @@ from adapters.port_validation.tracing import (
     holds_layers,
     inbound,
     layers_to_open,
+    separable_parts,
     symbolic_graph,
 )
 from comparator.analysis.layer_pairing import base_kind, kinds_fit
@@ -65,11 +66,10 @@ PAIRED_KERAS_LAYERS = ("Conv1D, Conv2D (grouped too), DepthwiseConv2D, Conv2DTra
                        "Embedding, PReLU, BatchNormalization, LayerNormalization, "
                        "GroupNormalization, RMSNormalization, LSTM, GRU, SimpleRNN (or an RNN "
                        "layer given their cell; in Bidirectional too) and MultiHeadAttention")
-# Keras 3.15.1's SeparableConv2D equals DepthwiseConv2D(use_bias=False) then a 1x1 Conv2D given
-# its three weights (measured: bitwise equal), which pair one for one with PyTorch's modules.
-_SEPARABLE = ("a SeparableConv2D is a depthwise and a pointwise convolution in one layer, where "
-              "PyTorch has a module for each: DepthwiseConv2D(use_bias=False) then a 1x1 Conv2D "
-              "hold the same weights and compute the same")
+# Where a SeparableConv2D is not traced as its two convolutions (tracing.separable_parts).
+_SEPARABLE = ("a SeparableConv2D is a depthwise and a pointwise convolution in one layer, which "
+              "pair with PyTorch's two modules once traced on an input: "
+              "validate_port(..., port=...) does that")
 # Kinds whose arrays are not one Keras weight each: ported and named layer by layer.
 LAYER_LEVEL_KINDS = recurrent_layout.RECURRENT_KINDS + ("attention",)
 _TORCH_RECURRENT = ((nn.LSTM, "lstm"), (nn.GRU, "gru"), (nn.RNN, "rnn"))
@@ -186,6 +186,8 @@ def leaf_layers(model) -> list:
 def _sublayers(layer) -> list:
     if isinstance(layer, keras.Model):
         return layer.layers
+    if isinstance(layer, layers.SeparableConv2D):
+        return list(separable_parts(layer))
     return list(layer._flatten_layers(include_self=False, recursive=False))
 
 

@@ -1,10 +1,11 @@
 """A Keras model whose layers hide other layers, as one flat graph the validator can walk: a
 subclassed model, a nested model (keras.applications' base inside a functional model, or the
 model compare.py's --output wraps a subclassed one in), or a layer class of the user's own
-that holds weighted layers (a residual block). The model's call() runs once on a symbolic
-input with each such layer run by its own call() instead of as one operation, so every
-Keras layer and keras.ops operation underneath becomes a node of a functional graph over the
-model's own layers and weights.
+that holds weighted layers (a residual block), or a SeparableConv2D (one layer for what
+PyTorch computes with two modules). The model's call() runs once on a symbolic input with
+each such layer run by its own call() instead of as one operation (a SeparableConv2D as its
+depthwise and pointwise convolutions: separable_parts), so every Keras layer and keras.ops
+operation underneath becomes a node of a functional graph over the model's own weights.
 
 Python code in those call()s runs once then, so the graph is run beside the model on the
 batch, in inference mode and, where the validation trains, in training mode: a call() that
@@ -15,12 +16,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import weakref
 
 import numpy as np
 import torch
 
 from adapters.keras.backend import keras  # fixes the torch backend before Keras is imported
-from keras import ops, tree  # noqa: E402
+from keras import layers, ops, tree  # noqa: E402
 from keras.src.models.functional import Functional  # noqa: E402
 
 from comparator.errors import UsageError  # noqa: E402
@@ -47,10 +49,12 @@ def is_subclassed(model) -> bool:
 
 
 def holds_layers(layer) -> bool:
-    """Whether the validator must look inside this layer: a nested model, or a layer class of
-    the user's own holding weighted layers. Keras's own composite layers (LSTM and its cell,
-    Bidirectional, MultiHeadAttention) are paired whole, and stay whole."""
-    if isinstance(layer, keras.Model):
+    """Whether the validator must look inside this layer: a nested model, a layer class of
+    the user's own holding weighted layers, or a built SeparableConv2D. Keras's own composite
+    layers (LSTM and its cell, Bidirectional, MultiHeadAttention) are paired whole, and stay
+    whole."""
+    if isinstance(layer, keras.Model) or (isinstance(layer, layers.SeparableConv2D)
+                                          and layer.built):
         return True
     return not type(layer).__module__.startswith("keras.") and any(
         sub.weights for sub in layer._flatten_layers(include_self=False, recursive=False))
@@ -70,8 +74,35 @@ def layers_to_open(model) -> list:
     return [model] * is_subclassed(model) + _opened_below(model)
 
 
+_PARTS = weakref.WeakKeyDictionary()
+
+
+def separable_parts(layer) -> tuple:
+    """A built SeparableConv2D as the DepthwiseConv2D (no bias) and the 1x1 Conv2D it
+    computes, holding its own variables: they give its outputs bit for bit (measured, Keras
+    3.15.1 on torch 2.14.1) and pair one for one with PyTorch's depthwise and pointwise
+    modules. The same two layers each time (kept aside, not as its sublayers, whose weights
+    Keras would then count twice)."""
+    if layer not in _PARTS:
+        depthwise = layers.DepthwiseConv2D(
+            layer.kernel_size, strides=layer.strides, padding=layer.padding,
+            depth_multiplier=layer.depth_multiplier, data_format=layer.data_format,
+            dilation_rate=layer.dilation_rate, use_bias=False, name=f"{layer.name}.depthwise")
+        pointwise = layers.Conv2D(layer.filters, 1, data_format=layer.data_format,
+                                  activation=layer.activation, use_bias=layer.use_bias,
+                                  name=f"{layer.name}.pointwise")
+        depthwise.kernel = layer.depthwise_kernel
+        pointwise._kernel, pointwise.bias = layer.pointwise_kernel, layer.bias
+        depthwise.built = pointwise.built = True
+        _PARTS[layer] = (depthwise, pointwise)
+    return _PARTS[layer]
+
+
 def _call_straight(layer, *args, **kwargs):
     """layer.call(): on symbolic inputs the layers it uses make nodes of their own."""
+    if isinstance(layer, layers.SeparableConv2D):
+        depthwise, pointwise = separable_parts(layer)
+        return pointwise(depthwise(args[0]))
     if isinstance(layer, Functional) and args:
         # Functional.call warns unless the inputs come in the structure it was built on.
         args = (tree.pack_sequence_as(layer._inputs_struct, tree.flatten(args[0])), *args[1:])
@@ -144,11 +175,19 @@ def _loose(model, graph: Functional) -> str:
 
 
 def _through(model, opened: list) -> str:
-    inner = [f"{layer.name} ({type(layer).__name__})" for layer in opened if layer is not model]
+    inner = [f"{layer.name} ({type(layer).__name__}{_as_parts(layer)})" for layer in opened
+             if layer is not model]
     subclassed = f"{type(model).__name__}, subclassed" if is_subclassed(model) else ""
     return "; ".join(filter(None, [subclassed, inner and "through the layers in "
                                    + ", ".join(inner[:4]) + (", ..." if len(inner) > 4
                                                              else "")]))
+
+
+def _as_parts(layer) -> str:
+    if not isinstance(layer, layers.SeparableConv2D):
+        return ""
+    depthwise, pointwise = separable_parts(layer)
+    return f", as DepthwiseConv2D {depthwise.name} then Conv2D {pointwise.name}"
 
 
 def _mode(training: bool) -> str:
