@@ -175,10 +175,16 @@ def test_its_parts_compute_the_separable_conv_bit_for_bit():
                           np.asarray(split.predict(batch, verbose=0)))
 
 
-def test_porting_a_separable_conv_without_inputs_says_what_traces_it():
-    with pytest.raises(UsageError, match=r"sep \(SeparableConv2D\) .*validate_port\(\.\.\., "
-                                         r"port=\.\.\.\) does that"):
-        comparator.port_weights(models.SeparableNet(), models.keras_separable_net())
+def test_a_functional_separable_conv_ports_without_inputs_both_ways():
+    """Traced on the model's declared input: the parts compute the layer exactly."""
+    torch_model = models.seeded(models.SeparableNet()).eval()
+    keras_model = models.keras_separable_net()
+    comparator.port_weights(torch_model, keras_model)
+    assert comparator.validate_port(torch_model, keras_model, IMAGES).passed
+    fresh = models.SeparableNet()
+    comparator.port_weights(fresh, keras_model, direction="keras_to_torch")
+    assert torch.equal(fresh.pointwise.weight, torch_model.pointwise.weight)
+    assert torch.equal(fresh.depthwise.weight, torch_model.depthwise.weight)
 
 
 def test_a_keras_layer_of_an_unknown_kind_is_named_with_what_would_pair():

@@ -66,7 +66,8 @@ PAIRED_KERAS_LAYERS = ("Conv1D, Conv2D (grouped too), DepthwiseConv2D, Conv2DTra
                        "Embedding, PReLU, BatchNormalization, LayerNormalization, "
                        "GroupNormalization, RMSNormalization, LSTM, GRU, SimpleRNN (or an RNN "
                        "layer given their cell; in Bidirectional too) and MultiHeadAttention")
-# Where a SeparableConv2D is not traced as its two convolutions (tracing.separable_parts).
+# Where a SeparableConv2D is not traced as its two convolutions (tracing.separable_parts):
+# in a subclassed model given no inputs.
 _SEPARABLE = ("a SeparableConv2D is a depthwise and a pointwise convolution in one layer, which "
               "pair with PyTorch's two modules once traced on an input: "
               "validate_port(..., port=...) does that")

@@ -29,6 +29,7 @@ from adapters.own_pair.pairing import (  # noqa: E402
 )
 from adapters.port_validation.graph import functional_graph, graph_nodes  # noqa: E402
 from adapters.port_validation.sequences import layer_key, split_layer_key  # noqa: E402
+from adapters.port_validation.tracing import layers_to_open, symbolic_graph  # noqa: E402
 from comparator.analysis.layer_pairing import LayerInfo, Pair, check_pair, pair_layers  # noqa: E402
 from comparator.errors import UsageError  # noqa: E402
 from comparator.zoo.portmaps import (  # noqa: E402
@@ -256,6 +257,7 @@ def port_weights(torch_model: nn.Module, keras_model, *, direction: str = "torch
     """
     if direction not in ("torch_to_keras", "keras_to_torch"):
         raise UsageError(f"direction must be torch_to_keras or keras_to_torch, not {direction!r}")
+    keras_model = _separables_opened(keras_model)
     pairs = resolve_pairs(torch_model, keras_model, mapping, pairs, leave_out)
     fn = functional_graph(keras_model)
     by_name = {layer.name: layer for layer in fn.layers}
@@ -282,6 +284,19 @@ def port_weights(torch_model: nn.Module, keras_model, *, direction: str = "torch
                 array = from_keras_layout(kind, name, value)
                 state[name].copy_(torch.from_numpy(np.ascontiguousarray(array)))
     return pairs
+
+
+def _separables_opened(keras_model):
+    """A functional or Sequential model whose only layers to open are SeparableConv2D, as the
+    graph with their parts (tracing.separable_parts), traced on its declared input: the parts
+    hold the layers' own variables and compute them exactly, so no batch need check the
+    trace. Any other model as it is (validate_port traces one on its inputs)."""
+    opened = layers_to_open(keras_model)
+    if not opened or not all(isinstance(layer, keras.layers.SeparableConv2D)
+                             for layer in opened):
+        return keras_model
+    fn = functional_graph(keras_model)
+    return symbolic_graph(fn, tuple(fn.inputs[0].shape[1:]), fn.inputs[0].dtype)
 
 
 def as_port(pair: Pair) -> LayerPort:
