@@ -18,6 +18,8 @@ from tests import user_layer_models as models
 IMAGES = np.random.default_rng(3).standard_normal((4, 3, models.SIZE, models.SIZE)).astype(
     np.float32)
 VECTORS = np.random.default_rng(4).standard_normal((4, models.FEATURES)).astype(np.float32)
+SEQUENCES = np.random.default_rng(5).standard_normal(
+    (4, models.CHANNELS, models.STEPS)).astype(np.float32)
 
 
 def _pair(**keras_options):
@@ -50,7 +52,7 @@ def test_the_keras_depthwise_kernel_orders_each_channels_outputs_as_pytorch():
 
 @pytest.mark.parametrize("kind, shape, keras_shape", [
     ("depthwise:2", (8, 1, 3, 3), (3, 3, 4, 2)), ("prelu:1,1,4", (4,), (1, 1, 4)),
-    ("prelu:1,1,1", (1,), (1, 1, 1))])
+    ("prelu:1,1,1", (1,), (1, 1, 1)), ("depthwise1d:2", (8, 1, 3), (3, 4, 2))])
 def test_the_new_layouts_go_to_keras_and_back_bit_for_bit(kind, shape, keras_shape):
     array = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     there = to_keras_layout(kind, "m.weight", array)
@@ -185,6 +187,26 @@ def test_a_functional_separable_conv_ports_without_inputs_both_ways():
     comparator.port_weights(fresh, keras_model, direction="keras_to_torch")
     assert torch.equal(fresh.pointwise.weight, torch_model.pointwise.weight)
     assert torch.equal(fresh.depthwise.weight, torch_model.depthwise.weight)
+
+
+@pytest.mark.parametrize("separable", [False, True])
+def test_a_depthwise_conv1d_pairs_with_keras_depthwise_and_separable_conv1d(separable):
+    """A depthwise Conv1d was a 'conv1d' that only Conv1D(groups) could hold; Keras's
+    DepthwiseConv1D and SeparableConv1D were of no kind the pairing knew."""
+    torch_model = models.seeded(models.DepthwiseSequenceNet()).eval()
+    keras_model = models.keras_depthwise_sequence_net(separable=separable)
+    result = comparator.validate_port(torch_model, keras_model, SEQUENCES,
+                                      port="pytorch-to-keras")
+    assert result.passed, result.render()
+    assert result.pairs == 4
+    report = comparator.compare_pair(models.seeded(models.DepthwiseSequenceNet()).eval(),
+                                     models.keras_depthwise_sequence_net(separable=separable),
+                                     SEQUENCES, port_weights="pytorch-to-keras",
+                                     recipes=("pytorch:train", "keras:train"))
+    assert report.checks[0].passed
+    assert report.settings["pair"]["pairing"] == {"paired_layers": 4}
+    (trained,) = report.equivalences
+    assert trained.equivalent and trained.max_weight_diff < 1e-5
 
 
 def test_a_keras_layer_of_an_unknown_kind_is_named_with_what_would_pair():

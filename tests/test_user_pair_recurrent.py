@@ -102,7 +102,7 @@ def test_a_users_own_recurrent_port_is_compared_on_its_kernels():
         "gru", reset_after=False), "Keras's GRU with reset_after=False applies the reset "
                                    "gate before the recurrent kernel"),
     (lambda: _projected(), lambda: models.keras_recurrent_twin("lstm"),
-     "the pairing knows only Conv1d, Conv2d (grouped and depthwise too), ConvTranspose2d, "
+     "the pairing knows only Conv1d and Conv2d (grouped and depthwise too), ConvTranspose2d, "
      "Linear, Embedding, PReLU, BatchNorm, LayerNorm, GroupNorm, InstanceNorm (without running "
      "statistics), RMSNorm, LSTM (without proj_size)"),
     (lambda: models.DeepRecurrentNet("lstm", 1, bidirectional=True),

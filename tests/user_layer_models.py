@@ -479,3 +479,32 @@ def keras_einsum_net():
     x = layers.EinsumDense("ab,bc->ac", output_shape=8, bias_axes="c", name="projection")(inputs)
     x = layers.Dense(3, name="fc")(layers.ReLU()(x))
     return keras.Model(inputs, x, name="einsum_net")
+
+
+class DepthwiseSequenceNet(nn.Module):
+    """A sequence: conv -> depthwise conv (depth multiplier 2, no bias) -> pointwise conv ->
+    mean over the steps -> Linear (a speech model's convolution block)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv1d(CHANNELS, 4, 3, padding=1)
+        self.depthwise = nn.Conv1d(4, 8, 3, padding=1, groups=4, bias=False)
+        self.pointwise = nn.Conv1d(8, 6, 1)
+        self.fc = nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.fc(self.pointwise(self.depthwise(self.conv(x))).mean(2))
+
+
+def keras_depthwise_sequence_net(separable: bool = False):
+    """separable: the depthwise and pointwise convs as one SeparableConv1D."""
+    inputs = keras.Input((STEPS, CHANNELS))
+    x = layers.Conv1D(4, 3, padding="same", name="conv")(inputs)
+    if separable:
+        x = layers.SeparableConv1D(6, 3, padding="same", depth_multiplier=2, name="sep")(x)
+    else:
+        x = layers.DepthwiseConv1D(3, padding="same", depth_multiplier=2, use_bias=False,
+                                   name="depthwise")(x)
+        x = layers.Conv1D(6, 1, name="pointwise")(x)
+    x = layers.Dense(3, name="fc")(layers.GlobalAveragePooling1D()(x))
+    return keras.Model(inputs, x, name="depthwise_sequence_net")

@@ -20,6 +20,7 @@ from adapters.keras.backend import keras
 from adapters.port_validation.tracing import (
     holds_layers,
     inbound,
+    SEPARABLE_CONVS,
     layers_to_open,
     separable_parts,
     symbolic_graph,
@@ -56,19 +57,20 @@ _KERAS_NORMS = tuple((layer, kind) for layer, kind in (
 NORM_KINDS = frozenset(kind for _, kind in _TORCH_NORMS)
 NORM_NAMES = {"layer_norm": "LayerNorm", "group_norm": "GroupNorm", "rms_norm": "RMSNorm",
               "instance_norm": "InstanceNorm"}
-KNOWN_LAYERS = ("Conv1d, Conv2d (grouped and depthwise too), ConvTranspose2d, Linear, "
+KNOWN_LAYERS = ("Conv1d and Conv2d (grouped and depthwise too), ConvTranspose2d, Linear, "
                 "Embedding, PReLU, BatchNorm, LayerNorm, GroupNorm, InstanceNorm (without "
                 "running statistics) and RMSNorm")
 PAIRED_LAYERS = KNOWN_LAYERS.replace(" and RMSNorm", ", RMSNorm, LSTM (without proj_size), GRU, "
                                                     "RNN and MultiheadAttention (without "
                                                     "add_bias_kv or add_zero_attn)")
-PAIRED_KERAS_LAYERS = ("Conv1D, Conv2D (grouped too), DepthwiseConv2D, Conv2DTranspose, Dense, "
+PAIRED_KERAS_LAYERS = ("Conv1D, Conv2D (grouped too), DepthwiseConv1D, DepthwiseConv2D, "
+                       "SeparableConv1D, SeparableConv2D, Conv2DTranspose, Dense, "
                        "Embedding, PReLU, BatchNormalization, LayerNormalization, "
                        "GroupNormalization, RMSNormalization, LSTM, GRU, SimpleRNN (or an RNN "
                        "layer given their cell; in Bidirectional too) and MultiHeadAttention")
-# Where a SeparableConv2D is not traced as its two convolutions (tracing.separable_parts):
-# in a subclassed model given no inputs.
-_SEPARABLE = ("a SeparableConv2D is a depthwise and a pointwise convolution in one layer, which "
+# Where a separable convolution is not traced as its two convolutions
+# (tracing.separable_parts): in a subclassed model given no inputs.
+_SEPARABLE = ("a separable convolution is a depthwise and a pointwise one in one layer, which "
               "pair with PyTorch's two modules once traced on an input: "
               "validate_port(..., port=...) does that")
 # Kinds whose arrays are not one Keras weight each: ported and named layer by layer.
@@ -105,7 +107,7 @@ def torch_kind(module: nn.Module) -> str:
     # A grouped kernel, (out, in / groups, ...), takes the ungrouped one's axes in Keras's
     # grouped Conv1D and Conv2D (measured on Keras 3.15.1's torch backend).
     if isinstance(module, nn.Conv1d):
-        return "conv1d"
+        return "depthwise1d" if _depthwise(module) else "conv1d"
     if isinstance(module, nn.Conv2d):
         return "depthwise" if _depthwise(module) else "conv"
     if isinstance(module, nn.Linear):
@@ -119,9 +121,9 @@ def torch_kind(module: nn.Module) -> str:
     return "other"
 
 
-def _depthwise(conv: nn.Conv2d) -> bool:
-    """A Conv2d with a group per input channel, each giving the same number of outputs
-    (its depth multiplier): Keras's DepthwiseConv2D computes it."""
+def _depthwise(conv: nn.Conv1d | nn.Conv2d) -> bool:
+    """A convolution with a group per input channel, each giving the same number of outputs
+    (its depth multiplier): Keras's DepthwiseConv1D or DepthwiseConv2D computes it."""
     channels = conv.in_channels
     return 1 < conv.groups == channels and conv.out_channels % channels == 0
 
@@ -129,9 +131,11 @@ def _depthwise(conv: nn.Conv2d) -> bool:
 def keras_kind(layer) -> str:
     if isinstance(layer, layers.Conv2DTranspose):
         return "conv_transpose"
-    if isinstance(layer, layers.DepthwiseConv2D):
-        multiplier = int(layer.depth_multiplier)
-        return "depthwise" if multiplier == 1 else f"depthwise:{multiplier}"
+    for depthwise, kind in ((layers.DepthwiseConv2D, "depthwise"),
+                            (layers.DepthwiseConv1D, "depthwise1d")):
+        if isinstance(layer, depthwise):
+            multiplier = int(layer.depth_multiplier)
+            return kind if multiplier == 1 else f"{kind}:{multiplier}"
     if isinstance(layer, layers.PReLU):
         return f"prelu:{','.join(str(int(d)) for d in layer.alpha.shape)}"
     if isinstance(layer, layers.Conv1D):
@@ -187,7 +191,7 @@ def leaf_layers(model) -> list:
 def _sublayers(layer) -> list:
     if isinstance(layer, keras.Model):
         return layer.layers
-    if isinstance(layer, layers.SeparableConv2D):
+    if isinstance(layer, SEPARABLE_CONVS):
         return list(separable_parts(layer))
     return list(layer._flatten_layers(include_self=False, recursive=False))
 
@@ -197,7 +201,7 @@ def unknown_keras_layers(keras_layers) -> str:
     unknown = [layer for layer in keras_layers if keras_kind(layer) == "other"]
     if not unknown:
         return ""
-    hint = f"; {_SEPARABLE}" if any(isinstance(layer, layers.SeparableConv2D)
+    hint = f"; {_SEPARABLE}" if any(isinstance(layer, SEPARABLE_CONVS)
                                     for layer in unknown) else ""
     return (f"Keras layers of kinds the pairing does not know: "
             f"{', '.join(f'{layer.name} ({type(layer).__name__})' for layer in unknown)} "

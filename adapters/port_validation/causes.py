@@ -27,7 +27,7 @@ from comparator.analysis.layer_pairing import Pair  # noqa: E402
 from comparator.analysis.validation import Cause, Finding, diverges, metrics  # noqa: E402
 from comparator.zoo.portmaps import from_keras_layout  # noqa: E402
 
-_KERAS_CONVS = (layers.Conv1D, layers.Conv2D, layers.DepthwiseConv2D)
+_KERAS_CONVS = (layers.Conv1D, layers.Conv2D, layers.DepthwiseConv1D, layers.DepthwiseConv2D)
 _TORCH_CONVS = (nn.Conv1d, nn.Conv2d)
 _ZERO_PADDINGS = (layers.ZeroPadding1D, layers.ZeroPadding2D)
 

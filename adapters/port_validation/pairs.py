@@ -29,7 +29,11 @@ from adapters.own_pair.pairing import (  # noqa: E402
 )
 from adapters.port_validation.graph import functional_graph, graph_nodes  # noqa: E402
 from adapters.port_validation.sequences import layer_key, split_layer_key  # noqa: E402
-from adapters.port_validation.tracing import layers_to_open, symbolic_graph  # noqa: E402
+from adapters.port_validation.tracing import (  # noqa: E402
+    SEPARABLE_CONVS,
+    layers_to_open,
+    symbolic_graph,
+)
 from comparator.analysis.layer_pairing import LayerInfo, Pair, check_pair, pair_layers  # noqa: E402
 from comparator.errors import UsageError  # noqa: E402
 from comparator.zoo.portmaps import (  # noqa: E402
@@ -151,6 +155,8 @@ def _canonical_shape(kind: str, index: int, shape: tuple[int, ...]) -> tuple[int
         return (shape[3], shape[2], shape[0], shape[1])
     if kind == "conv1d":
         return (shape[2], shape[1], shape[0])
+    if kind.startswith("depthwise1d"):  # (k, channels, multiplier)
+        return (shape[1] * shape[2], 1, shape[0])
     if kind.startswith("depthwise"):  # (h, w, channels, multiplier)
         return (shape[2] * shape[3], 1, shape[0], shape[1])
     if kind.startswith("prelu:") and sum(d > 1 for d in shape) <= 1:
@@ -287,13 +293,12 @@ def port_weights(torch_model: nn.Module, keras_model, *, direction: str = "torch
 
 
 def _separables_opened(keras_model):
-    """A functional or Sequential model whose only layers to open are SeparableConv2D, as the
+    """A functional or Sequential model whose only layers to open are separable convolutions, as the
     graph with their parts (tracing.separable_parts), traced on its declared input: the parts
     hold the layers' own variables and compute them exactly, so no batch need check the
     trace. Any other model as it is (validate_port traces one on its inputs)."""
     opened = layers_to_open(keras_model)
-    if not opened or not all(isinstance(layer, keras.layers.SeparableConv2D)
-                             for layer in opened):
+    if not opened or not all(isinstance(layer, SEPARABLE_CONVS) for layer in opened):
         return keras_model
     fn = functional_graph(keras_model)
     return symbolic_graph(fn, tuple(fn.inputs[0].shape[1:]), fn.inputs[0].dtype)

@@ -1,10 +1,10 @@
 """A Keras model whose layers hide other layers, as one flat graph the validator can walk: a
 subclassed model, a nested model (keras.applications' base inside a functional model, or the
 model compare.py's --output wraps a subclassed one in), or a layer class of the user's own
-that holds weighted layers (a residual block), or a SeparableConv2D (one layer for what
-PyTorch computes with two modules). The model's call() runs once on a symbolic input with
-each such layer run by its own call() instead of as one operation (a SeparableConv2D as its
-depthwise and pointwise convolutions: separable_parts), so every Keras layer and keras.ops
+that holds weighted layers (a residual block), or a separable convolution (one layer for
+what PyTorch computes with two modules). The model's call() runs once on a symbolic input with
+each such layer run by its own call() instead of as one operation (a separable convolution
+as its depthwise and pointwise ones: separable_parts), so every Keras layer and keras.ops
 operation underneath becomes a node of a functional graph over the model's own weights.
 
 Python code in those call()s runs once then, so the graph is run beside the model on the
@@ -50,10 +50,10 @@ def is_subclassed(model) -> bool:
 
 def holds_layers(layer) -> bool:
     """Whether the validator must look inside this layer: a nested model, a layer class of
-    the user's own holding weighted layers, or a built SeparableConv2D. Keras's own composite
+    the user's own holding weighted layers, or a built separable convolution. Keras's own composite
     layers (LSTM and its cell, Bidirectional, MultiHeadAttention) are paired whole, and stay
     whole."""
-    if isinstance(layer, keras.Model) or (isinstance(layer, layers.SeparableConv2D)
+    if isinstance(layer, keras.Model) or (isinstance(layer, SEPARABLE_CONVS)
                                           and layer.built):
         return True
     return not type(layer).__module__.startswith("keras.") and any(
@@ -74,23 +74,25 @@ def layers_to_open(model) -> list:
     return [model] * is_subclassed(model) + _opened_below(model)
 
 
+SEPARABLE_CONVS = (layers.SeparableConv1D, layers.SeparableConv2D)
 _PARTS = weakref.WeakKeyDictionary()
 
 
 def separable_parts(layer) -> tuple:
-    """A built SeparableConv2D as the DepthwiseConv2D (no bias) and the 1x1 Conv2D it
-    computes, holding its own variables: they give its outputs bit for bit (measured, Keras
-    3.15.1 on torch 2.14.1) and pair one for one with PyTorch's depthwise and pointwise
-    modules. The same two layers each time (kept aside, not as its sublayers, whose weights
-    Keras would then count twice)."""
+    """A built SeparableConv1D or SeparableConv2D as the DepthwiseConv1D or 2D (no bias)
+    and the pointwise Conv1D or 2D it computes, holding its own variables: they give its
+    outputs bit for bit (measured on the 2-D one, Keras 3.15.1 on torch 2.14.1) and pair one
+    for one with PyTorch's depthwise and pointwise modules. The same two layers each time
+    (kept aside, not as its sublayers, whose weights Keras would then count twice)."""
     if layer not in _PARTS:
-        depthwise = layers.DepthwiseConv2D(
+        flat = isinstance(layer, layers.SeparableConv1D)
+        depthwise = (layers.DepthwiseConv1D if flat else layers.DepthwiseConv2D)(
             layer.kernel_size, strides=layer.strides, padding=layer.padding,
             depth_multiplier=layer.depth_multiplier, data_format=layer.data_format,
             dilation_rate=layer.dilation_rate, use_bias=False, name=f"{layer.name}.depthwise")
-        pointwise = layers.Conv2D(layer.filters, 1, data_format=layer.data_format,
-                                  activation=layer.activation, use_bias=layer.use_bias,
-                                  name=f"{layer.name}.pointwise")
+        pointwise = (layers.Conv1D if flat else layers.Conv2D)(
+            layer.filters, 1, data_format=layer.data_format, activation=layer.activation,
+            use_bias=layer.use_bias, name=f"{layer.name}.pointwise")
         depthwise.kernel = layer.depthwise_kernel
         pointwise._kernel, pointwise.bias = layer.pointwise_kernel, layer.bias
         depthwise.built = pointwise.built = True
@@ -100,7 +102,7 @@ def separable_parts(layer) -> tuple:
 
 def _call_straight(layer, *args, **kwargs):
     """layer.call(): on symbolic inputs the layers it uses make nodes of their own."""
-    if isinstance(layer, layers.SeparableConv2D):
+    if isinstance(layer, SEPARABLE_CONVS):
         depthwise, pointwise = separable_parts(layer)
         return pointwise(depthwise(args[0]))
     if isinstance(layer, Functional) and args:
@@ -184,10 +186,11 @@ def _through(model, opened: list) -> str:
 
 
 def _as_parts(layer) -> str:
-    if not isinstance(layer, layers.SeparableConv2D):
+    if not isinstance(layer, SEPARABLE_CONVS):
         return ""
     depthwise, pointwise = separable_parts(layer)
-    return f", as DepthwiseConv2D {depthwise.name} then Conv2D {pointwise.name}"
+    return (f", as {type(depthwise).__name__} {depthwise.name} then {type(pointwise).__name__} "
+            f"{pointwise.name}")
 
 
 def _mode(training: bool) -> str:

@@ -36,17 +36,17 @@ def _describe(info: LayerInfo) -> str:
 
 def base_kind(kind: str) -> str:
     """The kind without the layout setting a Keras layer adds to it: flatten_dense:C,H,W is
-    dense, depthwise:M depthwise and prelu:SHAPE prelu."""
+    dense, depthwise:M depthwise (depthwise1d:M depthwise1d) and prelu:SHAPE prelu."""
     return "dense" if kind.startswith("flatten_dense") else kind.partition(":")[0]
 
 
 def kinds_fit(torch_kind: str, keras_kind: str) -> bool:
     """Whether a PyTorch layer of one kind can hold a Keras layer's weights of the other: the
-    same kind, a depthwise Conv2d ported as Conv2D(groups=channels), whose kernel has a
-    convolution's layout (the shapes then decide), or an InstanceNorm ported as
+    same kind, a depthwise Conv2d or Conv1d ported as Conv2D or Conv1D(groups=channels), whose
+    kernel has a convolution's layout (the shapes then decide), or an InstanceNorm ported as
     GroupNormalization (whose groups the port check and the validator's causes judge)."""
     return base_kind(torch_kind) == base_kind(keras_kind) or (torch_kind, keras_kind) in (
-        ("depthwise", "conv"), ("instance_norm", "group_norm"))
+        ("depthwise", "conv"), ("depthwise1d", "conv1d"), ("instance_norm", "group_norm"))
 
 
 def pair_layers(torch_layers: list[LayerInfo], keras_layers: list[LayerInfo],

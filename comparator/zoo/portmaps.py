@@ -78,6 +78,7 @@ _KERAS_AXES = {"conv": (2, 3, 1, 0),  # O,I,H,W -> H,W,I,O
                "conv_transpose": (2, 3, 1, 0),
                "conv1d": (2, 1, 0),  # O,I,K -> K,I,O
                "depthwise": (2, 3, 0, 1),  # C,1,H,W -> H,W,C,1
+               "depthwise1d": (2, 0, 1),  # C,1,K -> K,C,1
                "dense": (1, 0)}  # out,in -> in,out
 
 
@@ -89,7 +90,7 @@ def keras_layout_axes(kind: str, name: str) -> tuple[int, ...] | None:
         return None
     if name.rpartition(".")[2] != "weight":  # "weight" alone: the model is the layer
         return ()
-    if ":" in kind:  # flatten_dense:C,H,W, depthwise:M and prelu:SHAPE reshape the array
+    if ":" in kind:  # flatten_dense:C,H,W, depthwise:M, depthwise1d:M, prelu:SHAPE reshape
         return None
     return _KERAS_AXES.get(kind, ())
 
@@ -101,7 +102,8 @@ def to_keras_layout(kind: str, name: str, array: np.ndarray,
     Kinds: "conv" (O,I,H,W -> H,W,I,O), "conv_transpose" (I,O,H,W -> H,W,O,I), "conv1d"
     (O,I,K -> K,I,O), "depthwise" (C,1,H,W ->
     H,W,C,1: depth multiplier 1, as in MobileNetV2), "depthwise:M" (C*M,1,H,W -> H,W,C,M:
-    both frameworks order a channel's M outputs together), "prelu:SHAPE" (PReLU's (C,) or
+    both frameworks order a channel's M outputs together), "depthwise1d" and "depthwise1d:M"
+    (C*M,1,K -> K,C,M), "prelu:SHAPE" (PReLU's (C,) or
     (1,) -> Keras's alpha, SHAPE, one axis not 1 at most), "dense" (out,in -> in,out),
     "flatten_dense:C,H,W" (a dense layer fed by a flattened C,H,W map: its input rows are
     reordered from channels-first to channels-last flattening), "bn" and the other
@@ -150,19 +152,21 @@ def _kind_setting(kind: str) -> tuple[int, ...]:
 
 def _reshaped_to_keras(kind: str, array: np.ndarray) -> np.ndarray:
     """A depthwise kernel with a depth multiplier, or a PReLU's slopes, in Keras's shape."""
-    if kind.startswith("depthwise:"):
+    if kind.startswith("depthwise"):
         (multiplier,) = _kind_setting(kind)
-        channels, _, h, w = array.shape
-        if channels % multiplier:
-            raise ValueError(f"{channels} output channels are not a multiple of {multiplier}")
-        return np.ascontiguousarray(
-            array.transpose(2, 3, 0, 1).reshape(h, w, channels // multiplier, multiplier))
+        if array.shape[0] % multiplier:
+            raise ValueError(f"{array.shape[0]} output channels are not a multiple of "
+                             f"{multiplier}")
+        moved = array.transpose(_KERAS_AXES[kind.partition(":")[0]])
+        return np.ascontiguousarray(moved.reshape(
+            *moved.shape[:-2], array.shape[0] // multiplier, multiplier))
     return np.ascontiguousarray(array.reshape(_kind_setting(kind)))  # prelu:SHAPE
 
 
 def _reshaped_from_keras(kind: str, array: np.ndarray) -> np.ndarray:
-    if kind.startswith("depthwise:"):
-        h, w, channels, multiplier = array.shape
+    if kind.startswith("depthwise"):
+        *spatial, channels, multiplier = array.shape
+        axes = np.argsort(_KERAS_AXES[kind.partition(":")[0]])
         return np.ascontiguousarray(
-            array.reshape(h, w, channels * multiplier, 1).transpose(2, 3, 0, 1))
+            array.reshape(*spatial, channels * multiplier, 1).transpose(axes))
     return np.ascontiguousarray(array.reshape(-1))  # prelu:SHAPE
