@@ -345,8 +345,8 @@ def test_the_validator_traces_a_subclassed_model_and_validates_the_chosen_output
     assert [c.keras_layer for c in result.passes[0].layers] == ["conv", "bn", "classify"]
     assert result.notes[-2:] == (
         "Keras model 'subclassed_aux_twin' (KerasSegmentationWithAux, subclassed) validated as "
-        "the graph its call() traces on a symbolic input, over the same layers, which gave the "
-        "model's outputs in inference mode and training mode (max abs 0)",
+        "the graph its call() traces on a symbolic input, over the model's own weights, which "
+        "gave the model's outputs in inference mode and training mode (max abs 0)",
         "output 'out' validated; PyTorch's aux, whose weights do not reach it, left out")
     assert _returns_a_dict(torch_model)
 

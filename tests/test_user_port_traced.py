@@ -47,8 +47,9 @@ def test_a_subclassed_port_is_validated_as_its_functional_twin(validator):
     assert [s.keras_layer for s in result.statistics] == ["bn", "bn1", "bn2"]
     assert [(d.torch_module, d.keras_layer) for d in result.dropout] == [("drop", "drop")]
     assert ("Keras model 'subclassed_residual_net' (ResidualNet, subclassed) validated as the "
-            "graph its call() traces on a symbolic input, over the same layers, which gave the "
-            "model's outputs in inference mode and training mode (max abs 0)") in result.notes
+            "graph its call() traces on a symbolic input, over the model's own weights, which "
+            "gave the model's outputs in inference mode and training mode (max abs 0)"
+            ) in result.notes
     # Its weights, moving statistics and Dropout's seed are where they were.
     assert all(np.array_equal(a, b) for a, b in zip(before, _state(model)))
 

@@ -163,8 +163,9 @@ def traced_graph(model, keras_x: np.ndarray, training: bool) -> tuple[Functional
                                            "a value)")
     checked = " and ".join(f"{_mode(mode)} mode" for mode in modes)
     return graph, (f"Keras model {model.name!r} ({through}) validated as the graph its call() "
-                   "traces on a symbolic input, over the same layers, which gave the model's "
-                   f"outputs in {checked} (max abs {max(gaps):.3g})" + _loose(model, graph))
+                   "traces on a symbolic input, over the model's own weights, which gave the "
+                   f"model's outputs in {checked} (max abs {max(gaps):.3g})"
+                   + _loose(model, graph))
 
 
 def _loose(model, graph: Functional) -> str:
