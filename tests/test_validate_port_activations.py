@@ -94,11 +94,25 @@ def test_elu_alpha_set_on_the_pytorch_side_is_named(fw):
         in found.causes[0].text
 
 
+def test_relu6_ported_as_keras_plain_relu_is_named(fw):
+    """MobileNet's ReLU6 as Keras's ReLU() without max_value (Keras's default: no clip)."""
+    _, nn, keras, _ = fw
+    result = _validated(fw, torch_conv_act_conv(nn.ReLU6(), first_scale=20.0),
+                        keras_conv_act_conv(keras.layers.ReLU(name="relu")))
+    found = result.first_divergence
+    assert _codes(found) == ["activation_setting"]
+    assert ("ReLU6 max_value: PyTorch act (ReLU6) max_value=6.0, Keras relu (ReLU) "
+            "max_value=None (Keras's default)") in found.causes[0].text
+    assert "given max_value=inf it gives Keras's (max abs 0)" in found.causes[0].text
+    assert found.causes[0].detail.endswith("give Keras's relu max_value=6.0")
+
+
 def test_a_correct_port_has_no_divergence(fw):
     _, nn, keras, _ = fw
     for torch_activation, keras_activation in [
             (nn.LeakyReLU(), keras.layers.LeakyReLU(negative_slope=0.01, name="leaky")),
-            (nn.GELU(), keras.layers.Activation("gelu", name="gelu"))]:
+            (nn.GELU(), keras.layers.Activation("gelu", name="gelu")),
+            (nn.ReLU6(), keras.layers.ReLU(6.0, name="relu"))]:
         result = _validated(fw, torch_conv_act_conv(torch_activation, first_scale=4.0),
                             keras_conv_act_conv(keras_activation))
         assert result.passed and result.first_divergence is None, result.render()

@@ -57,11 +57,16 @@ class _Family:
     to_torch: object = float  # Keras's value as PyTorch writes it
     to_keras: object = float  # PyTorch's value as Keras writes it
     keras_fix: object = None
+    torch_setting: str = ""  # PyTorch's name for the setting, where it is not Keras's
+
+    @property
+    def torch_attribute(self) -> str:
+        return self.torch_setting or self.setting
 
     def fix_for(self, module: nn.Module) -> str:
         if self.keras_fix is not None:
             return self.keras_fix(module)
-        return repr(self.to_keras(getattr(module, self.setting)))
+        return repr(self.to_keras(getattr(module, self.torch_attribute)))
 
 
 _FAMILIES = (
@@ -72,6 +77,10 @@ _FAMILIES = (
     _Family("GELU", "approximate", (nn.GELU,), (keras_nn.Gelu,), (activations.gelu, ops.gelu),
             to_torch=lambda approximate: "tanh" if approximate else "none",
             to_keras=lambda approximate: approximate == "tanh"),
+    # ReLU6 is a Hardtanh whose max_val is 6; Keras's ReLU clips nowhere unless given
+    # max_value (its default None: PyTorch's max_val=inf).
+    _Family("ReLU6", "max_value", (nn.ReLU6,), (layers.ReLU,), torch_setting="max_val",
+            to_torch=lambda value: math.inf if value is None else float(value)),
     # UpSampling2D resizes as align_corners=False does (nearest: None, which means the same);
     # nn.UpsamplingBilinear2d is an Upsample that aligns corners.
     _Family("Upsample", "align_corners", (nn.Upsample,), (layers.UpSampling2D,),
@@ -168,7 +177,7 @@ def operation_setting(torch_modules: list[tuple[str, nn.Module]], keras_ops: lis
         keras_side = [(op, found) for op in keras_ops
                       if (found := keras_setting(op)) is not None and found.family is family]
         for (name, module), (op, keras_set) in zip(torch_side, keras_side):
-            torch_value = getattr(module, family.setting)
+            torch_value = getattr(module, family.torch_attribute)
             if _same(family.to_keras(torch_value), keras_set.value):
                 continue
             found = _measured(name, module, op, keras_set, keras_inputs.get(op.name))
@@ -188,9 +197,9 @@ def _measured(name: str, module: nn.Module, op, keras_set: _KerasSetting,
             diverges(left, SETTING_MATCH_TOLERANCE):
         return None
     family = keras_set.family
-    torch_value = getattr(module, family.setting)
-    # None where the class fixes it (nn.UpsamplingBilinear2d aligns corners)
-    torch_parameter = inspect.signature(type(module)).parameters.get(family.setting)
+    torch_value = getattr(module, family.torch_attribute)
+    # None where the class fixes it (nn.UpsamplingBilinear2d aligns corners, ReLU6 clips at 6)
+    torch_parameter = inspect.signature(type(module)).parameters.get(family.torch_attribute)
     return OperationSetting(
         family.code, family.name, family.setting, name, type(module).__name__,
         repr(torch_value), torch_parameter is not None and _same(torch_value,
@@ -207,7 +216,8 @@ def _outputs(module: nn.Module, op, keras_set: _KerasSetting, keras_input):
         return None
     x = numpy_of(keras_input)
     swapped = copy.deepcopy(module)
-    setattr(swapped, keras_set.family.setting, keras_set.family.to_torch(keras_set.value))
+    setattr(swapped, keras_set.family.torch_attribute,
+            keras_set.family.to_torch(keras_set.value))
     try:
         keras_out = numpy_of(op(ops.convert_to_tensor(x)))
         torch_out, swapped_out = _run_torch(module, x), _run_torch(swapped, x)
