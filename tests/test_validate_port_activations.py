@@ -172,13 +172,56 @@ def test_average_pooling_that_counts_its_padding_is_named_on_an_odd_size(fw):
     assert "pad with ZeroPadding2D(1) and pool with padding='valid'" in found.causes[0].detail
 
 
-def test_average_pooling_on_an_even_size_is_not_put_down_to_count_include_pad(fw):
+def test_average_pooling_on_an_even_size_is_put_down_to_its_padding(fw):
     # Keras's 'same' pads 6 x 6 by (0, 1), PyTorch by (1, 1): counting the padding or not,
-    # PyTorch's pooling is not Keras's, so the rerun does not confirm the setting.
+    # PyTorch's pooling is not Keras's, so count_include_pad is not named; padded as Keras
+    # pads it (the edge values repeated, on Keras 3.15.1's torch backend), it is Keras's.
     found = _validated(fw, torch_conv_pool_conv(), keras_conv_pool_conv(6),
                        size=6).first_divergence
     assert found is not None and found.keras_layer == "conv1"
-    assert _codes(found) == ["between_layers"]
+    assert _codes(found) == ["pool_padding"]
+    assert ("AvgPool2d padding: PyTorch act (AvgPool2d) padding=(1, 1), Keras pool "
+            "(AveragePooling2D) padding='same' (pads (0, 1) on this input)") in found.causes[0].text
+    assert "given padding=(0, 1) (edge values repeated, as Keras pads) it gives Keras's (max " \
+           "abs 0)" in found.causes[0].text
+
+
+def test_an_average_that_leaves_out_its_padding_has_no_keras_layer_to_port_to(fw):
+    _, nn, keras, _ = fw
+    found = _validated(fw, torch_conv_act_conv(nn.AvgPool2d(3, 2, 1, count_include_pad=False)),
+                       keras_conv_pool_conv(6), size=6).first_divergence
+    assert _codes(found) == ["pool_padding"]
+    assert found.causes[0].detail.endswith(
+        "no Keras pooling layer pads both sides and averages only the values inside")
+
+
+@pytest.mark.parametrize("size", [8, 7])
+def test_a_max_pooling_padded_as_same_is_named_on_an_even_size_only(fw, size):
+    """torchvision's ResNet stem, MaxPool2d(3, 2, padding=1), ported as MaxPooling2D(3, 2,
+    padding='same'): on an even size Keras pads (0, 1), PyTorch (1, 1)."""
+    _, nn, keras, _ = fw
+    result = _validated(fw, torch_conv_act_conv(nn.MaxPool2d(3, 2, padding=1)),
+                        keras_conv_act_conv(keras.layers.MaxPooling2D(
+                            3, 2, padding="same", name="pool"), size=size), size=size)
+    if size == 7:
+        assert result.passed and result.first_divergence is None, result.render()
+        return
+    found = result.first_divergence
+    assert _codes(found) == ["pool_padding"]
+    assert "MaxPool2d padding: PyTorch act (MaxPool2d) padding=(1, 1), Keras pool " \
+           "(MaxPooling2D) padding='same' (pads (0, 1) on this input)" in found.causes[0].text
+    assert "pad with ZeroPadding2D(1) (zeros stand for PyTorch's -inf padding where the " \
+           "input is not negative, as after a ReLU) and pool with padding='valid'" \
+           in found.causes[0].detail
+
+
+def test_a_max_pooling_after_a_relu_ported_as_the_cause_says_passes(fw):
+    _, nn, keras, _ = fw
+    result = _validated(fw, torch_conv_act_conv(nn.Sequential(
+        nn.ReLU(), nn.MaxPool2d(3, 2, padding=1))), keras_conv_act_conv(
+        keras.layers.ReLU(name="relu"), keras.layers.ZeroPadding2D(1, name="pad"),
+        keras.layers.MaxPooling2D(3, 2, name="pool"), size=8), size=8)
+    assert result.passed and result.first_divergence is None, result.render()
 
 
 @pytest.mark.parametrize("size", [5, 6])

@@ -28,6 +28,7 @@ from adapters.port_validation.operation_settings import (  # noqa: E402
     ran_between,
     torch_run_order,
 )
+from adapters.port_validation.pool_padding import keras_pooling, pool_padding  # noqa: E402
 from adapters.port_validation.causes import (  # noqa: E402
     after_the_pairs,
     flatten_order_explains,
@@ -387,7 +388,7 @@ class _Setup:
         # are kept in the isolated passes, to measure a setting that differs
         # (operation_settings.py).
         self.setting_ops = {name for name, op in self.operations.items()
-                            if keras_setting(op) is not None}
+                            if keras_setting(op) is not None or keras_pooling(op)}
         self.run_orders = {}  # PyTorch's modules in running order, by mode, when needed
 
 
@@ -476,10 +477,10 @@ def _operation_settings_named(setup: _Setup, comparisons, keras_inputs: dict,
     for c in comparisons:
         if c.diverges and [cause.code for cause in c.causes] == ["between_layers"]:
             facts = setup.facts[c.torch_module]
-            found = operation_setting(
-                _torch_between(setup, mode, c.torch_module),
-                [setup.operations[name] for name in facts["between"]
-                 if name in setup.operations], keras_inputs)
+            between = (_torch_between(setup, mode, c.torch_module),
+                       [setup.operations[name] for name in facts["between"]
+                        if name in setup.operations], keras_inputs)
+            found = operation_setting(*between) or pool_padding(*between)
             if found is not None:
                 c = dataclasses.replace(c, causes=likely_causes(
                     {**facts, "alone_agrees": True, "operation_setting": found}, True, mode))

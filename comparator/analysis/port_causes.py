@@ -15,14 +15,15 @@ from comparator.analysis.validation import Cause
 @dataclass(frozen=True)
 class OperationSetting:
     """A weightless operation of one family on both sides of a layer pair's input, set
-    otherwise in each framework (adapters/port_validation/operation_settings.py reads and
-    measures it): code is the cause's (activation_setting, upsample_align_corners,
-    avgpool_count_include_pad). Values are written as each framework writes them ("0.01",
-    "'none'", "True"); where Keras has no such setting (keras_default None), keras_value is
-    what it computes, in PyTorch's terms. keras_fix: PyTorch's setting in Keras's terms, or
-    the Keras layer that computes it ("ZeroPadding2D(1)"). max_abs: how far PyTorch's module
-    is from Keras's operation on that operation's input; swapped_max_abs: the same with the
-    PyTorch module given Keras's setting."""
+    otherwise in each framework (adapters/port_validation/operation_settings.py and
+    pool_padding.py read and measure it): code is the cause's (activation_setting,
+    upsample_align_corners, avgpool_count_include_pad, pool_padding). Values are written as
+    each framework writes them ("0.01", "'none'", "True"); where Keras has no such setting
+    (keras_default None), keras_value is what it computes, in PyTorch's terms. keras_fix:
+    PyTorch's setting in Keras's terms, or the Keras layer that computes it
+    ("ZeroPadding2D(1)"). max_abs: how far PyTorch's module is from Keras's operation on that
+    operation's input; swapped_max_abs: the same with the PyTorch module given Keras's
+    setting."""
 
     code: str
     family: str
@@ -105,6 +106,9 @@ def _operation_setting_cause(found: OperationSetting) -> Cause:
 
 
 _SETTING_FIXES = {
+    "pool_padding": lambda found: (
+        f"PyTorch's {found.torch_module} pads both sides alike, Keras's {found.keras_op} "
+        f"with 'same' what the stride leaves over, the larger half after: {found.keras_fix}"),
     "activation_setting": lambda found: (
         f"the activation before it is set otherwise: give Keras's {found.keras_op} "
         f"{found.setting}={found.keras_fix}"

@@ -1,0 +1,119 @@
+"""A pooling padded otherwise in each framework before a layer that agrees on PyTorch's
+input: PyTorch's MaxPool2d or AvgPool2d pads `padding` on both sides, Keras's MaxPooling2D
+or AveragePooling2D with 'same' pads what the stride leaves over, the larger half after
+((0, 1) for a 3 x 3 window, stride 2, on an even size: torchvision's ResNet stem ported with
+'same'). Named (comparator/analysis/port_causes.py: pool_padding) only where it is measured:
+on the Keras pooling's own input, PyTorch's module gives another output than Keras's, and
+the same pooling padded as Keras pads it gives Keras's. Where 'same' pads one side more,
+Keras 3.15.1's torch backend repeats the edge values there (torch's 'replicate' padding)
+and pools without padding: a maximum as with PyTorch's -inf padding, an average over the
+repeated values too (read from keras/src/backend/torch/nn.py, and measured: equal)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from adapters.keras.backend import keras  # noqa: F401 (fixes the torch backend first)
+from keras import layers  # noqa: E402
+
+from adapters.port_validation.graph import Failed, numpy_of, to_torch_values  # noqa: E402
+from comparator.analysis.port_causes import OperationSetting  # noqa: E402
+from comparator.analysis.tolerances import SETTING_MATCH_TOLERANCE  # noqa: E402
+from comparator.analysis.validation import diverges, metrics  # noqa: E402
+
+_POOLS = ((nn.MaxPool2d, layers.MaxPooling2D), (nn.AvgPool2d, layers.AveragePooling2D))
+
+
+def pool_padding(torch_modules: list[tuple[str, nn.Module]], keras_ops: list,
+                 keras_inputs: dict) -> OperationSetting | None:
+    """The first pooling of one kind on both sides (in running order) that Keras pads
+    otherwise than PyTorch, where the rerun confirms it."""
+    for torch_class, keras_class in _POOLS:
+        torch_side = [(n, m) for n, m in torch_modules
+                      if isinstance(m, torch_class) and _plain(m)]
+        keras_side = [op for op in keras_ops
+                      if isinstance(op, keras_class) and op.padding == "same"
+                      and op.data_format == "channels_last"]
+        for (name, module), op in zip(torch_side, keras_side):
+            found = _measured(name, module, op, keras_inputs.get(op.name))
+            if found is not None:
+                return found
+    return None
+
+
+def keras_pooling(op) -> bool:
+    """Whether pool_padding may measure this Keras operation (its input is then kept)."""
+    return isinstance(op, tuple(keras_class for _, keras_class in _POOLS))
+
+
+def _plain(module: nn.Module) -> bool:
+    """A pooling whose output Keras's can have: no ceil_mode, dilation or divisor."""
+    return not module.ceil_mode and getattr(module, "dilation", 1) in (1, (1, 1)) and \
+        getattr(module, "divisor_override", None) is None
+
+
+def _measured(name: str, module: nn.Module, op, keras_input) -> OperationSetting | None:
+    if keras_input is None or isinstance(keras_input, Failed):
+        return None
+    x = torch.from_numpy(to_torch_values(numpy_of(keras_input)).copy())
+    keras_pads = _same_pads(x.shape[2:], _pair(op.pool_size), _pair(op.strides))
+    torch_pads = tuple((p, p) for p in _pair(module.padding))
+    if keras_pads == torch_pads:
+        return None
+    with torch.no_grad():
+        keras_out = to_torch_values(numpy_of(op(numpy_of(keras_input))))
+        torch_out = module(x).numpy()
+        padded = _padded_as_keras(module, x, keras_pads).numpy()
+    if keras_out.shape != torch_out.shape or keras_out.shape != padded.shape:
+        return None
+    apart, left = metrics(keras_out, torch_out), metrics(keras_out, padded)
+    if not diverges(apart, SETTING_MATCH_TOLERANCE) or diverges(left, SETTING_MATCH_TOLERANCE):
+        return None
+    average = isinstance(module, nn.AvgPool2d)
+    return OperationSetting(
+        "pool_padding", type(module).__name__, "padding", name, type(module).__name__,
+        _pads_words(torch_pads), False, op.name, type(op).__name__,
+        f"'same' (pads {_pads_words(keras_pads)} on this input)", False,
+        _fix(module, torch_pads, average),
+        _pads_words(keras_pads) + " (edge values repeated, as Keras pads)",
+        apart.max_abs, left.max_abs)
+
+
+def _pair(value) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else tuple(value)
+
+
+def _same_pads(size, window, strides) -> tuple[tuple[int, int], ...]:
+    """What Keras's 'same' pads on each spatial axis: what the stride leaves over, the
+    larger half after."""
+    pads = []
+    for n, k, s in zip(size, window, strides):
+        total = max((math.ceil(n / s) - 1) * s + k - n, 0)
+        pads.append((total // 2, total - total // 2))
+    return tuple(pads)
+
+
+def _padded_as_keras(module: nn.Module, x: torch.Tensor, pads) -> torch.Tensor:
+    (top, bottom), (left, right) = pads
+    padded = F.pad(x, (left, right, top, bottom), mode="replicate")
+    pool = F.max_pool2d if isinstance(module, nn.MaxPool2d) else F.avg_pool2d
+    return pool(padded, module.kernel_size, module.stride)
+
+
+def _pads_words(pads) -> str:
+    return str(pads[0]) if len(set(pads)) == 1 else str(tuple(pads))
+
+
+def _fix(module: nn.Module, torch_pads, average: bool) -> str:
+    padding = torch_pads[0][0] if len(set(torch_pads)) == 1 else \
+        tuple(p for p, _ in torch_pads)
+    if average and not module.count_include_pad:
+        return "no Keras pooling layer pads both sides and averages only the values inside"
+    exact = "" if average else (" (zeros stand for PyTorch's -inf padding where the input is "
+                                "not negative, as after a ReLU)")
+    return f"pad with ZeroPadding2D({padding!r}){exact} and pool with padding='valid'"
+
