@@ -51,9 +51,10 @@ def keras_pooling(op) -> bool:
 
 
 def _plain(module: nn.Module) -> bool:
-    """A pooling whose output Keras's can have: no ceil_mode, dilation or divisor."""
+    """A pooling whose output Keras's can have: no ceil_mode, dilation, divisor or indices."""
     return not module.ceil_mode and getattr(module, "dilation", 1) in (1, (1, 1)) and \
-        getattr(module, "divisor_override", None) is None
+        getattr(module, "divisor_override", None) is None and \
+        not getattr(module, "return_indices", False)
 
 
 def _measured(name: str, module: nn.Module, op, keras_input) -> OperationSetting | None:
@@ -64,10 +65,13 @@ def _measured(name: str, module: nn.Module, op, keras_input) -> OperationSetting
     torch_pads = tuple((p, p) for p in _pair(module.padding))
     if keras_pads == torch_pads:
         return None
-    with torch.no_grad():
-        keras_out = to_torch_values(numpy_of(op(numpy_of(keras_input))))
-        torch_out = module(x).numpy()
-        padded = _padded_as_keras(module, x, keras_pads).numpy()
+    try:
+        with torch.no_grad():
+            keras_out = to_torch_values(numpy_of(op(numpy_of(keras_input))))
+            torch_out = module(x).numpy()
+            padded = _padded_as_keras(module, x, keras_pads).numpy()
+    except Exception:  # another input than a 4-D map: nothing measured
+        return None
     if keras_out.shape != torch_out.shape or keras_out.shape != padded.shape:
         return None
     apart, left = metrics(keras_out, torch_out), metrics(keras_out, padded)
