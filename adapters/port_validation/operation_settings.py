@@ -1,8 +1,9 @@
 """A weightless operation set otherwise in each framework before a layer that agrees on
 PyTorch's input: an activation (LeakyReLU's negative_slope, ELU's alpha, GELU's
-approximate), a bilinear upsampling's align_corners, an average pooling's
-count_include_pad. Found from the weightless PyTorch modules that ran between two paired
-modules (forward hooks, so a functional call inside forward() is not seen), the Keras
+approximate, ReLU6's clip), a bilinear upsampling's align_corners, an average pooling's
+count_include_pad (a pooling padded otherwise: pool_padding.py). Found from the weightless
+PyTorch modules that ran between two paired modules (forward hooks, so a functional call
+inside forward() is not seen), the Keras
 operations between the paired layers, their settings where they can be read (or what Keras
 computes where it has no such setting), and a rerun that measures whether the setting is
 what differs. Only a measured difference is named (comparator/analysis/port_causes.py:
@@ -157,7 +158,7 @@ def torch_run_order(model: nn.Module, x, mode: str, paired: set[str]) -> list[st
 
 
 def ran_between(order: list[str], paired: set[str], name: str) -> list[str]:
-    """The modules that ran after the paired module before `name` and before `name`."""
+    """The modules that ran between `name` and the last paired module to run before it."""
     if name not in order:
         return []
     end = order.index(name)
