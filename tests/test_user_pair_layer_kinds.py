@@ -26,6 +26,18 @@ def _pair(**keras_options):
     return models.seeded(models.SlopeNet()).eval(), models.keras_slope_net(**keras_options)
 
 
+def _trained_alike(torch_model, keras_model, x, paired: int) -> None:
+    """Ported by the comparison, paired layer for layer, and one train step leaves both
+    frameworks' weights equal."""
+    report = comparator.compare_pair(torch_model, keras_model, x,
+                                     port_weights="pytorch-to-keras",
+                                     recipes=("pytorch:train", "keras:train"))
+    assert report.checks[0].passed
+    assert report.settings["pair"]["pairing"] == {"paired_layers": paired}
+    (trained,) = report.equivalences
+    assert trained.equivalent and trained.max_weight_diff < 1e-5
+
+
 @pytest.mark.parametrize("depthwise", [True, False])
 def test_prelu_and_a_depth_multiplier_port_and_agree_layer_by_layer(depthwise):
     torch_model, keras_model = _pair(depthwise=depthwise)
@@ -100,14 +112,8 @@ def test_an_instance_norm_pairs_with_a_group_per_channel_and_steps_alike():
     keras_model = models.keras_instance_norm_net()
     comparator.port_weights(torch_model, keras_model)
     assert comparator.validate_port(torch_model, keras_model, IMAGES).passed
-    report = comparator.compare_pair(models.seeded(models.InstanceNormNet()).eval(),
-                                     models.keras_instance_norm_net(), IMAGES,
-                                     port_weights="pytorch-to-keras",
-                                     recipes=("pytorch:train", "keras:train"))
-    assert report.checks[0].passed
-    assert report.settings["pair"]["pairing"] == {"paired_layers": 3}
-    (trained,) = report.equivalences
-    assert trained.equivalent and trained.max_weight_diff < 1e-5
+    _trained_alike(models.seeded(models.InstanceNormNet()).eval(),
+                   models.keras_instance_norm_net(), IMAGES, paired=3)
 
 
 @pytest.mark.parametrize("keras_options, text", [
@@ -151,14 +157,8 @@ def test_a_separable_conv_is_validated_and_compared_as_its_two_convolutions():
     assert np.array_equal(pointwise[0, 0], torch_model.pointwise.weight.detach().numpy()[:, :, 0,
                                                                                          0].T)
     assert len(keras_model.weights) == 7  # the parts hold the layer's variables, not copies
-    report = comparator.compare_pair(models.seeded(models.SeparableNet()).eval(),
-                                     models.keras_separable_net(), IMAGES,
-                                     port_weights="pytorch-to-keras",
-                                     recipes=("pytorch:train", "keras:train"))
-    assert report.checks[0].passed
-    assert report.settings["pair"]["pairing"] == {"paired_layers": 4}
-    (trained,) = report.equivalences
-    assert trained.equivalent and trained.max_weight_diff < 1e-5
+    _trained_alike(models.seeded(models.SeparableNet()).eval(), models.keras_separable_net(),
+                   IMAGES, paired=4)
 
 
 def test_its_parts_compute_the_separable_conv_bit_for_bit():
@@ -199,14 +199,8 @@ def test_a_depthwise_conv1d_pairs_with_keras_depthwise_and_separable_conv1d(sepa
                                       port="pytorch-to-keras")
     assert result.passed, result.render()
     assert result.pairs == 4
-    report = comparator.compare_pair(models.seeded(models.DepthwiseSequenceNet()).eval(),
-                                     models.keras_depthwise_sequence_net(separable=separable),
-                                     SEQUENCES, port_weights="pytorch-to-keras",
-                                     recipes=("pytorch:train", "keras:train"))
-    assert report.checks[0].passed
-    assert report.settings["pair"]["pairing"] == {"paired_layers": 4}
-    (trained,) = report.equivalences
-    assert trained.equivalent and trained.max_weight_diff < 1e-5
+    _trained_alike(models.seeded(models.DepthwiseSequenceNet()).eval(),
+                   models.keras_depthwise_sequence_net(separable=separable), SEQUENCES, paired=4)
 
 
 def test_a_keras_layer_of_an_unknown_kind_is_named_with_what_would_pair():

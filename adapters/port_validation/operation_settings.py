@@ -192,11 +192,10 @@ def _measured(name: str, module: nn.Module, op, keras_set: _KerasSetting,
     outputs = _outputs(module, op, keras_set, keras_input)
     if outputs is None:
         return None
-    keras_out, torch_out, swapped_out = outputs
-    apart, left = metrics(keras_out, torch_out), metrics(keras_out, swapped_out)
-    if not diverges(apart, SETTING_MATCH_TOLERANCE) or \
-            diverges(left, SETTING_MATCH_TOLERANCE):
+    confirmed = confirmed_apart(*outputs)
+    if confirmed is None:
         return None
+    apart, left = confirmed
     family = keras_set.family
     torch_value = getattr(module, family.torch_attribute)
     # None where the class fixes it (nn.UpsamplingBilinear2d aligns corners, ReLU6 clips at 6)
@@ -208,6 +207,16 @@ def _measured(name: str, module: nn.Module, op, keras_set: _KerasSetting,
         op.name, keras_set.kind, repr(keras_set.value), keras_set.default,
         family.fix_for(module), repr(family.to_torch(keras_set.value)), apart.max_abs,
         left.max_abs)
+
+
+def confirmed_apart(keras_out, torch_out, redone):
+    """(PyTorch's module against Keras, the rerun against Keras) where the module differs
+    from Keras's operation and the rerun with Keras's setting gives Keras's output, both
+    judged by SETTING_MATCH_TOLERANCE; None otherwise."""
+    apart, left = metrics(keras_out, torch_out), metrics(keras_out, redone)
+    if not diverges(apart, SETTING_MATCH_TOLERANCE) or diverges(left, SETTING_MATCH_TOLERANCE):
+        return None
+    return apart, left
 
 
 def _outputs(module: nn.Module, op, keras_set: _KerasSetting, keras_input):

@@ -159,7 +159,7 @@ def _canonical_shape(kind: str, index: int, shape: tuple[int, ...]) -> tuple[int
         return (shape[1] * shape[2], 1, shape[0])
     if kind.startswith("depthwise"):  # (h, w, channels, multiplier)
         return (shape[2] * shape[3], 1, shape[0], shape[1])
-    if kind.startswith("prelu:") and sum(d > 1 for d in shape) <= 1:
+    if kind.startswith("prelu:"):  # one slope per channel at most: _keras_layers refuses more
         return (int(np.prod(shape)),)
     if kind == "dense" or kind.startswith("flatten_dense"):
         return (shape[1], shape[0])

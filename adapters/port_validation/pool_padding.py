@@ -21,9 +21,8 @@ from adapters.keras.backend import keras  # noqa: F401 (fixes the torch backend 
 from keras import layers  # noqa: E402
 
 from adapters.port_validation.graph import Failed, numpy_of, to_torch_values  # noqa: E402
+from adapters.port_validation.operation_settings import confirmed_apart  # noqa: E402
 from comparator.analysis.port_causes import OperationSetting  # noqa: E402
-from comparator.analysis.tolerances import SETTING_MATCH_TOLERANCE  # noqa: E402
-from comparator.analysis.validation import diverges, metrics  # noqa: E402
 
 _POOLS = ((nn.MaxPool2d, layers.MaxPooling2D), (nn.AvgPool2d, layers.AveragePooling2D))
 
@@ -74,9 +73,10 @@ def _measured(name: str, module: nn.Module, op, keras_input) -> OperationSetting
         return None
     if keras_out.shape != torch_out.shape or keras_out.shape != padded.shape:
         return None
-    apart, left = metrics(keras_out, torch_out), metrics(keras_out, padded)
-    if not diverges(apart, SETTING_MATCH_TOLERANCE) or diverges(left, SETTING_MATCH_TOLERANCE):
+    confirmed = confirmed_apart(keras_out, torch_out, padded)
+    if confirmed is None:
         return None
+    apart, left = confirmed
     average = isinstance(module, nn.AvgPool2d)
     return OperationSetting(
         "pool_padding", type(module).__name__, "padding", name, type(module).__name__,

@@ -66,11 +66,6 @@ def port_plan(namer: LayerNamer, arrays: dict[str, np.ndarray]) -> list[LayerPor
     return plan
 
 
-def _flatten_chw(kind: str) -> tuple[int, int, int]:
-    c, h, w = (int(v) for v in kind.split(":", 1)[1].split(","))
-    return c, h, w
-
-
 # Each kind's weight in Keras's layout, as a permutation of the canonical axes.
 _KERAS_AXES = {"conv": (2, 3, 1, 0),  # O,I,H,W -> H,W,I,O
                # ConvTranspose2d I,O,H,W -> Conv2DTranspose H,W,O,I: the same permutation,
@@ -119,7 +114,7 @@ def to_keras_layout(kind: str, name: str, array: np.ndarray,
     if axes is None and not kind.startswith("flatten_dense:"):
         return _reshaped_to_keras(kind, array)
     if axes is None:
-        c, h, w = _flatten_chw(kind)
+        c, h, w = _kind_setting(kind)
         out = array.shape[0]
         if array.shape[1] != c * h * w:
             raise UsageError(f"{name} has {array.shape[1]} inputs, not {c}x{h}x{w}")
@@ -139,7 +134,7 @@ def from_keras_layout(kind: str, name: str, array: np.ndarray) -> np.ndarray:
     if axes is None and not kind.startswith("flatten_dense:"):
         return _reshaped_from_keras(kind, array)
     if axes is None:
-        c, h, w = _flatten_chw(kind)
+        c, h, w = _kind_setting(kind)
         out = array.shape[1]
         return np.ascontiguousarray(
             array.reshape(h, w, c, out).transpose(3, 2, 0, 1).reshape(out, c * h * w))
@@ -147,6 +142,8 @@ def from_keras_layout(kind: str, name: str, array: np.ndarray) -> np.ndarray:
 
 
 def _kind_setting(kind: str) -> tuple[int, ...]:
+    """The numbers after a kind's colon: flatten_dense's C,H,W, depthwise's M, prelu's
+    SHAPE."""
     return tuple(int(v) for v in kind.split(":", 1)[1].split(",") if v)
 
 
