@@ -161,6 +161,15 @@ def test_a_separable_conv_is_validated_and_compared_as_its_two_convolutions():
                    IMAGES, paired=4)
 
 
+def test_inputs_that_do_not_fit_a_traced_model_are_refused_in_one_line():
+    """A model with a SeparableConv2D is traced on the inputs: a wrong size was Keras's
+    ValueError from that run (validate_port.py: 'internal error', exit 5)."""
+    with pytest.raises(UsageError, match=r"inputs of shape \(4, 3, 9, 9\) .* do not fit the "
+                                         r"Keras model's input \(None, 8, 8, 3\)"):
+        comparator.validate_port(models.SeparableNet(), models.keras_separable_net(),
+                                 np.zeros((4, 3, 9, 9), np.float32))
+
+
 def test_its_parts_compute_the_separable_conv_bit_for_bit():
     """What the validator's parts rest on (tracing.separable_parts), as a user's split port
     too: DepthwiseConv2D(use_bias=False) then a 1x1 Conv2D, given its weights."""

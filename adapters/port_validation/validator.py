@@ -298,6 +298,8 @@ def _checked_models(torch_model, keras_model, inputs, pytorch_weights, keras_wei
         keras_x = x
         notes = (f"Keras model {keras_name!r} takes PyTorch's layout {tuple(x.shape[1:])}: "
                  "activations are compared as they are",)
+    if getattr(keras_model, "inputs", None):  # before a trace runs the model on them
+        _check_fits(x, keras_x, keras_model)
     if layers_to_open(keras_model):
         keras_model, note = traced_graph(keras_model, keras_x, trains)
         notes += (note,)
@@ -306,8 +308,6 @@ def _checked_models(torch_model, keras_model, inputs, pytorch_weights, keras_wei
         _check_fits(x, keras_x, fn)
         return (x, torch_model, torch_name, keras_model, keras_name, fn,
                 _Checked(notes=notes, keras_as_given=as_given))
-    if getattr(keras_model, "inputs", None):
-        _check_fits(x, keras_x, keras_model)
     keras_model, release = select_outputs(torch_model, keras_model, *both_names(output),
                                           keras_x.shape[1:])
     try:
