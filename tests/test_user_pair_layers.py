@@ -123,8 +123,9 @@ def test_the_batch_and_input_shape_take_sequences():
     keras_x = Batch(x=SEQUENCES, y=np.zeros(4)).x_channels_last
     assert keras_x.shape == (4, models.STEPS, models.CHANNELS)
     assert np.array_equal(keras_x[:, :, 1], SEQUENCES[:, 1, :])
-    with pytest.raises(UsageError, match="C,H,W, C,L or F"):
-        parse_input_shape("1,2,3,4")
+    assert parse_input_shape("1,2,3,4") == (1, 2, 3, 4)  # C,D,H,W: a volume
+    with pytest.raises(UsageError, match="C,H,W, C,D,H,W, C,L or F"):
+        parse_input_shape("1,2,3,4,5")
 
 
 def test_a_recurrent_pair_takes_the_batch_as_given():

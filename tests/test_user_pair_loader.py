@@ -185,8 +185,8 @@ def test_objects_pass_through_the_api_and_wrong_ones_are_named():
 @pytest.mark.parametrize("arrays, message", [
     ({"images": np.zeros((2, 3, 4, 4), np.float32)}, "has no array named x .it has: images."),
     ({"x": np.zeros((2, 3, 4, 4), np.float64)}, "x is float64; it must be float32"),
-    ({"x": np.zeros((2, 3, 4, 4, 4), np.float32)},
-     r"x has shape \(2, 3, 4, 4, 4\); it must be N,C,H,W .*, N,C,L .* or N,F"),
+    ({"x": np.zeros((2, 3, 4, 4, 4, 4), np.float32)},
+     r"x has shape \(2, 3, 4, 4, 4, 4\); it must be N,C,H,W .*, N,C,D,H,W .*, N,C,L .* or N,F"),
     ({"x": np.zeros((2, 3), np.float32), "y": np.zeros(3)}, "y has shape .3,.; it needs one"),
 ])
 def test_inputs_files_are_checked(tmp_path, arrays, message):
@@ -202,8 +202,9 @@ def test_input_shapes_and_pair_options_are_checked():
     from comparator.config.pair import UserPair, check_pair, parse_input_shape
 
     assert parse_input_shape("3,16,16") == (3, 16, 16)
-    for bad in ("3,16,16,16", "3,x,4", "0,4,4"):
-        with pytest.raises(UsageError, match="--input-shape takes C,H,W, C,L or F"):
+    assert parse_input_shape("3,4,16,16") == (3, 4, 16, 16)
+    for bad in ("3,4,16,16,16", "3,x,4", "0,4,4"):
+        with pytest.raises(UsageError, match="--input-shape takes C,H,W, C,D,H,W, C,L or F"):
             parse_input_shape(bad)
     with pytest.raises(UsageError, match="--freeze takes NAME or TORCH_NAME:KERAS_NAME"):
         check_pair(UserPair(pytorch="a", keras="b", freeze="features:"))

@@ -252,7 +252,7 @@ def test_script_validates_a_keras_file_against_a_state_dict(tmp_path):
     (("--pytorch", "a.py:f"), "your own pair needs --keras SPEC"),
     (("--pytorch", "a.py:f", "--keras", "b.py:g"), "give the batch as --input-shape"),
     (("--pytorch", "a.py:f", "--keras", "b.py:g", "--input-shape", "3,x"),
-     "--input-shape takes C,H,W, C,L or F"),
+     "--input-shape takes C,H,W, C,D,H,W, C,L or F"),
     (("--pytorch", "a.py:f", "--keras", "b.py:g", "--input-shape", "3,8,8",
       "--batch-size", "1"), "batch size must be at least 2"),
     (("--pytorch", "a.py:f", "--keras", "b.py:g", "--inputs", "NOX"), "has no array named x"),

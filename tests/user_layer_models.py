@@ -15,6 +15,7 @@ from torch import nn  # noqa: E402
 
 layers = keras.layers
 FEATURES, SIZE, CHANNELS, STEPS, TOKENS, HEADS, VOCABULARY = 16, 8, 3, 32, 8, 2, 20
+DEPTH = 4  # a volume's (or a clip's) first axis: N, C, DEPTH, SIZE, SIZE
 
 
 class GroupNormNet(nn.Module):
@@ -508,3 +509,62 @@ def keras_depthwise_sequence_net(separable: bool = False):
         x = layers.Conv1D(6, 1, name="pointwise")(x)
     x = layers.Dense(3, name="fc")(layers.GlobalAveragePooling1D()(x))
     return keras.Model(inputs, x, name="depthwise_sequence_net")
+
+
+class VolumeNet(nn.Module):
+    """A volume (or a video clip), N, 2, DEPTH, SIZE, SIZE: conv -> BatchNorm -> ReLU ->
+    grouped stride-2 conv -> ReLU -> transposed conv (stride 2) -> mean -> Linear (a 3-D
+    segmentation net's pieces)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv3d(2, 4, 3, padding=1)
+        self.bn = nn.BatchNorm3d(4)
+        self.down = nn.Conv3d(4, 8, 3, stride=2, padding=1, groups=2)
+        self.up = nn.ConvTranspose3d(8, 4, 4, stride=2, padding=1)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        x = torch.relu(self.down(torch.relu(self.bn(self.conv(x)))))
+        return self.fc(self.up(x).mean((2, 3, 4)))
+
+
+def keras_volume_net(same_padding: bool = False):
+    """same_padding: the stride-2 conv with Keras's 'same', which pads (0, 1) on an even size
+    where PyTorch's padding=1 pads (1, 1); else ZeroPadding3D(1) and 'valid', as PyTorch."""
+    inputs = keras.Input((DEPTH, SIZE, SIZE, 2))
+    x = layers.Conv3D(4, 3, padding="same", name="conv")(inputs)
+    x = layers.ReLU()(layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name="bn")(x))
+    if not same_padding:
+        x = layers.ZeroPadding3D(1, name="pad")(x)
+    x = layers.Conv3D(8, 3, strides=2, padding="same" if same_padding else "valid", groups=2,
+                      name="down")(x)
+    x = layers.Conv3DTranspose(4, 4, strides=2, padding="same", name="up")(layers.ReLU()(x))
+    x = layers.Dense(3, name="fc")(layers.GlobalAveragePooling3D()(x))
+    return keras.Model(inputs, x, name="volume_net")
+
+
+class UpsamplingSequenceNet(nn.Module):
+    """A sequence: conv -> transposed conv (stride 2, doubling the steps) -> mean -> Linear (a
+    vocoder's upsampling block)."""
+
+    def __init__(self, kernel: int = 4, output_padding: int = 0):
+        super().__init__()
+        self.conv = nn.Conv1d(CHANNELS, 4, 3, padding=1)
+        self.up = nn.ConvTranspose1d(4, 6, kernel, stride=2, padding=1,
+                                     output_padding=output_padding)
+        self.fc = nn.Linear(6, 3)
+
+    def forward(self, x):
+        return self.fc(self.up(torch.relu(self.conv(x))).mean(2))
+
+
+def keras_upsampling_sequence_net(kernel: int = 4):
+    """The transposed conv with 'same' padding: PyTorch's kernel 4, padding 1 crops as it
+    does; kernel 3 with output_padding 1 does not (Keras's 'same' crops (0, 1))."""
+    inputs = keras.Input((STEPS, CHANNELS))
+    x = layers.Conv1D(4, 3, padding="same", name="conv")(inputs)
+    x = layers.Conv1DTranspose(6, kernel, strides=2, padding="same", name="up")(
+        layers.ReLU()(x))
+    x = layers.Dense(3, name="fc")(layers.GlobalAveragePooling1D()(x))
+    return keras.Model(inputs, x, name="upsampling_sequence_net")

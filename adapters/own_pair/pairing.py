@@ -57,14 +57,16 @@ _KERAS_NORMS = tuple((layer, kind) for layer, kind in (
 NORM_KINDS = frozenset(kind for _, kind in _TORCH_NORMS)
 NORM_NAMES = {"layer_norm": "LayerNorm", "group_norm": "GroupNorm", "rms_norm": "RMSNorm",
               "instance_norm": "InstanceNorm"}
-KNOWN_LAYERS = ("Conv1d and Conv2d (grouped and depthwise too), ConvTranspose2d, Linear, "
+KNOWN_LAYERS = ("Conv1d and Conv2d (grouped and depthwise too), Conv3d (grouped too), "
+                "ConvTranspose1d, ConvTranspose2d, ConvTranspose3d, Linear, "
                 "Embedding, PReLU, BatchNorm, LayerNorm, GroupNorm, InstanceNorm (without "
                 "running statistics) and RMSNorm")
 PAIRED_LAYERS = KNOWN_LAYERS.replace(" and RMSNorm", ", RMSNorm, LSTM (without proj_size), GRU, "
                                                     "RNN and MultiheadAttention (without "
                                                     "add_bias_kv or add_zero_attn)")
-PAIRED_KERAS_LAYERS = ("Conv1D, Conv2D (grouped too), DepthwiseConv1D, DepthwiseConv2D, "
-                       "SeparableConv1D, SeparableConv2D, Conv2DTranspose, Dense, "
+PAIRED_KERAS_LAYERS = ("Conv1D, Conv2D, Conv3D (grouped too), DepthwiseConv1D, "
+                       "DepthwiseConv2D, SeparableConv1D, SeparableConv2D, Conv1DTranspose, "
+                       "Conv2DTranspose, Conv3DTranspose, Dense, "
                        "Embedding, PReLU, BatchNormalization, LayerNormalization, "
                        "GroupNormalization, RMSNormalization, LSTM, GRU, SimpleRNN (or an RNN "
                        "layer given their cell; in Bidirectional too) and MultiHeadAttention")
@@ -73,6 +75,12 @@ PAIRED_KERAS_LAYERS = ("Conv1D, Conv2D (grouped too), DepthwiseConv1D, Depthwise
 _SEPARABLE = ("a separable convolution is a depthwise and a pointwise one in one layer, which "
               "pair with PyTorch's two modules once traced on an input: "
               "validate_port(..., port=...) does that")
+_TORCH_TRANSPOSED = ((nn.ConvTranspose1d, "conv_transpose1d"),
+                     (nn.ConvTranspose2d, "conv_transpose"),
+                     (nn.ConvTranspose3d, "conv_transpose3d"))
+_KERAS_TRANSPOSED = ((layers.Conv1DTranspose, "conv_transpose1d"),
+                     (layers.Conv2DTranspose, "conv_transpose"),
+                     (layers.Conv3DTranspose, "conv_transpose3d"))
 # Kinds whose arrays are not one Keras weight each: ported and named layer by layer.
 LAYER_LEVEL_KINDS = recurrent_layout.RECURRENT_KINDS + ("attention",)
 _TORCH_RECURRENT = ((nn.LSTM, "lstm"), (nn.GRU, "gru"), (nn.RNN, "rnn"))
@@ -102,14 +110,18 @@ def torch_kind(module: nn.Module) -> str:
         # Keras's layer has no learned key and value rows to append, nor zeros to attend to.
         plain = module.bias_k is None and not module.add_zero_attn
         return "attention" if plain else "other"
-    if isinstance(module, nn.ConvTranspose2d):
-        return "conv_transpose" if module.groups == 1 else "other"
+    for transposed, kind in _TORCH_TRANSPOSED:
+        if isinstance(module, transposed):
+            # Keras's transposed convolutions have no groups.
+            return kind if module.groups == 1 else "other"
     # A grouped kernel, (out, in / groups, ...), takes the ungrouped one's axes in Keras's
     # grouped Conv1D and Conv2D (measured on Keras 3.15.1's torch backend).
     if isinstance(module, nn.Conv1d):
         return "depthwise1d" if _depthwise(module) else "conv1d"
     if isinstance(module, nn.Conv2d):
         return "depthwise" if _depthwise(module) else "conv"
+    if isinstance(module, nn.Conv3d):
+        return "conv3d"  # Keras has no DepthwiseConv3D: a grouped Conv3D computes it
     if isinstance(module, nn.Linear):
         return "dense"
     if isinstance(module, nn.Embedding):
@@ -129,8 +141,9 @@ def _depthwise(conv: nn.Conv1d | nn.Conv2d) -> bool:
 
 
 def keras_kind(layer) -> str:
-    if isinstance(layer, layers.Conv2DTranspose):
-        return "conv_transpose"
+    for transposed, kind in _KERAS_TRANSPOSED:
+        if isinstance(layer, transposed):
+            return kind
     for depthwise, kind in ((layers.DepthwiseConv2D, "depthwise"),
                             (layers.DepthwiseConv1D, "depthwise1d")):
         if isinstance(layer, depthwise):
@@ -142,6 +155,8 @@ def keras_kind(layer) -> str:
         return "conv1d"
     if isinstance(layer, layers.Conv2D):
         return "conv"
+    if isinstance(layer, layers.Conv3D):
+        return "conv3d"
     if isinstance(layer, layers.Dense):
         flattened = flattened_from(layer)
         return f"flatten_dense:{flattened[2]},{flattened[0]},{flattened[1]}" if flattened \

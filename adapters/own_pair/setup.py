@@ -52,7 +52,8 @@ class OpenedPair:
 
 
 def _channels_last(shape: tuple[int, ...]) -> tuple[int, ...]:
-    """One sample's shape as Keras takes it: (C, H, W) -> (H, W, C), (C, L) -> (L, C)."""
+    """One sample's shape as Keras takes it: (C, H, W) -> (H, W, C), (C, L) -> (L, C),
+    (C, D, H, W) -> (D, H, W, C)."""
     return (*shape[1:], shape[0]) if len(shape) >= 2 else tuple(shape)
 
 
@@ -80,7 +81,7 @@ def _one_input(model) -> None:
 def keras_layout(model, sample_shape: tuple[int, ...], torch_model) -> str:
     """How Keras takes the batch: "channels_last" or "as_given". The Keras model's declared
     input shape decides where only one of the two fits it. Where both fit (a square sample,
-    or no declared shape), images go channels-last, and sequences as
+    or no declared shape), images and volumes go channels-last, and sequences as
     channels_first_sequences says."""
     if len(sample_shape) < 2:
         return "channels_last"
@@ -96,8 +97,8 @@ def keras_layout(model, sample_shape: tuple[int, ...], torch_model) -> str:
     last, given = fits(_channels_last(sample_shape)), fits(sample_shape)
     if last != given:
         return "channels_last" if last else "as_given"
-    images = len(sample_shape) == 3
-    return ("channels_last" if images or channels_first_sequences(torch_model)
+    maps = len(sample_shape) >= 3  # images, volumes
+    return ("channels_last" if maps or channels_first_sequences(torch_model)
             else "as_given")
 
 

@@ -27,9 +27,12 @@ from comparator.analysis.layer_pairing import Pair  # noqa: E402
 from comparator.analysis.validation import Cause, Finding, diverges, metrics  # noqa: E402
 from comparator.zoo.portmaps import from_keras_layout  # noqa: E402
 
-_KERAS_CONVS = (layers.Conv1D, layers.Conv2D, layers.DepthwiseConv1D, layers.DepthwiseConv2D)
-_TORCH_CONVS = (nn.Conv1d, nn.Conv2d)
-_ZERO_PADDINGS = (layers.ZeroPadding1D, layers.ZeroPadding2D)
+_KERAS_CONVS = (layers.Conv1D, layers.Conv2D, layers.Conv3D, layers.DepthwiseConv1D,
+                layers.DepthwiseConv2D)
+_TORCH_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_ZERO_PADDINGS = (layers.ZeroPadding1D, layers.ZeroPadding2D, layers.ZeroPadding3D)
+_KERAS_TRANSPOSED = (layers.Conv1DTranspose, layers.Conv2DTranspose, layers.Conv3DTranspose)
+_TORCH_TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
 
 def _torch_padding(module, size) -> tuple | None:
@@ -48,16 +51,21 @@ def _torch_padding(module, size) -> tuple | None:
     return tuple((p, p) for p in module.padding)
 
 
+def _per_axis(sides) -> tuple:
+    """A Keras padding's or cropping's (before, after) per axis: the 1-D layers hold one pair."""
+    return (tuple(sides),) if isinstance(sides[0], int) else tuple(sides)
+
+
 def _keras_padding(layer, size) -> tuple | None:
-    """Zero padding before the conv (ZeroPadding1D or 2D chain) plus its own, per side."""
+    """Zero padding before the conv (a chain of ZeroPadding1D, 2D or 3D) plus its own, per
+    side."""
     if not isinstance(layer, _KERAS_CONVS) or layer.data_format != "channels_last":
         return None
     dims = len(layer.kernel_size)
     pads = [[0, 0] for _ in range(dims)]
     op, inputs = inbound(layer._inbound_nodes[0].input_tensors[0])
     while isinstance(op, _ZERO_PADDINGS):
-        per_axis = (op.padding,) if isinstance(op, layers.ZeroPadding1D) else op.padding
-        for i, (before, after) in enumerate(per_axis):
+        for i, (before, after) in enumerate(_per_axis(op.padding)):
             pads[i][0] += before
             pads[i][1] += after
         op, inputs = inbound(inputs[0])
@@ -73,26 +81,26 @@ def _keras_padding(layer, size) -> tuple | None:
 
 
 def _torch_crop(module) -> tuple | None:
-    """What a ConvTranspose2d crops from its full output, per axis (before, after): padding
+    """What a transposed conv crops from its full output, per axis (before, after): padding
     on both sides, less output_padding after."""
-    if not isinstance(module, nn.ConvTranspose2d) or module.padding_mode != "zeros":
+    if not isinstance(module, _TORCH_TRANSPOSED) or module.padding_mode != "zeros":
         return None
     return tuple((p, p - op) for p, op in zip(module.padding, module.output_padding))
 
 
 def _keras_crop(layer, croppings) -> tuple | None:
-    """What a Conv2DTranspose crops from its full output, per axis (before, after), with the
-    Cropping2D layers after it: 'same' crops kernel - stride, the larger half after; 'valid'
-    nothing (measured on Keras 3.15.1's torch backend, kernel at least the stride, no
-    dilation; None otherwise)."""
-    if not isinstance(layer, layers.Conv2DTranspose) or layer.data_format != "channels_last" \
+    """What a Keras transposed conv crops from its full output, per axis (before, after), with
+    the cropping layers after it: 'same' crops kernel - stride, the larger half after; 'valid'
+    nothing (measured on Keras 3.15.1's torch backend for Conv1DTranspose, Conv2DTranspose and
+    Conv3DTranspose, kernel at least the stride, no dilation; None otherwise)."""
+    if not isinstance(layer, _KERAS_TRANSPOSED) or layer.data_format != "channels_last" \
             or layer.output_padding is not None or any(d != 1 for d in layer.dilation_rate) \
             or any(k < s for k, s in zip(layer.kernel_size, layer.strides)):
         return None
     extras = [k - s for k, s in zip(layer.kernel_size, layer.strides)]
     crops = [[e // 2, e - e // 2] if layer.padding == "same" else [0, 0] for e in extras]
     for cropping in croppings:
-        for axis, (before, after) in enumerate(cropping.cropping):
+        for axis, (before, after) in enumerate(_per_axis(cropping.cropping)):
             crops[axis][0] += before
             crops[axis][1] += after
     return tuple(tuple(c) for c in crops)
@@ -122,7 +130,7 @@ def _back_to_pairs(tensors, paired: set[str]) -> tuple[list[str], list[str]]:
 
 
 def layer_facts(pair: Pair, module, layer, trace, state, paired, croppings=()) -> dict:
-    """Facts about a pair of layers for likely_causes; croppings: the Cropping2D layers
+    """Facts about a pair of layers for likely_causes; croppings: the cropping layers
     the Keras layer's output goes through before it is compared (graph.croppings_after)."""
     facts = {"names": (pair.torch_module, pair.keras_layer)}
     torch_in = trace[pair.torch_module][0]
@@ -132,7 +140,7 @@ def layer_facts(pair: Pair, module, layer, trace, state, paired, croppings=()) -
         size = torch_in.shape[2:]
         facts["torch_padding"] = _torch_padding(module, size)
         facts["keras_padding"] = _keras_padding(layer, size)
-    if isinstance(module, nn.ConvTranspose2d) and isinstance(layer, layers.Conv2DTranspose):
+    if isinstance(module, _TORCH_TRANSPOSED) and isinstance(layer, _KERAS_TRANSPOSED):
         facts["torch_crop"] = _torch_crop(module)
         facts["keras_crop"] = _keras_crop(layer, croppings)
     if isinstance(module, nn.modules.batchnorm._BatchNorm) and \

@@ -140,14 +140,17 @@ def graph_nodes(fn: Functional):
                 yield node
 
 
+_CROPPINGS = (layers.Cropping1D, layers.Cropping2D, layers.Cropping3D)
+
+
 def croppings_after(fn: Functional, layer) -> list:
-    """The Cropping2D layers that alone take a layer's output in fn, one after another: how
-    a Keras port crops a transposed conv's output where PyTorch's padding does."""
+    """The cropping layers (1-D, 2-D or 3-D) that alone take a layer's output in fn, one after
+    another: how a Keras port crops a transposed conv's output where PyTorch's padding does."""
     chain, current = [], layer
     while True:
         takers = [node.operation for node in graph_nodes(fn)
                   if any(inbound(t)[0] is current for t in node.input_tensors)]
-        if len(takers) != 1 or not isinstance(takers[0], layers.Cropping2D):
+        if len(takers) != 1 or not isinstance(takers[0], _CROPPINGS):
             return chain
         current = takers[0]
         chain.append(current)

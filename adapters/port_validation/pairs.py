@@ -40,6 +40,7 @@ from comparator.zoo.portmaps import (  # noqa: E402
     BN_SUFFIXES,
     LayerPort,
     from_keras_layout,
+    keras_layout_axes,
     port_plan,
     to_keras_layout,
 )
@@ -151,17 +152,16 @@ def _refuse_onnx(model) -> None:
 def _canonical_shape(kind: str, index: int, shape: tuple[int, ...]) -> tuple[int, ...]:
     if index > 0 or kind == "bn":
         return tuple(shape)
-    if kind in ("conv", "conv_transpose"):
-        return (shape[3], shape[2], shape[0], shape[1])
-    if kind == "conv1d":
-        return (shape[2], shape[1], shape[0])
+    axes = keras_layout_axes(kind, "weight")
+    if axes:  # Keras's layout is a permutation of PyTorch's: its inverse
+        return tuple(shape[axis] for axis in np.argsort(axes))
     if kind.startswith("depthwise1d"):  # (k, channels, multiplier)
         return (shape[1] * shape[2], 1, shape[0])
     if kind.startswith("depthwise"):  # (h, w, channels, multiplier)
         return (shape[2] * shape[3], 1, shape[0], shape[1])
     if kind.startswith("prelu:"):  # one slope per channel at most: _keras_layers refuses more
         return (int(np.prod(shape)),)
-    if kind == "dense" or kind.startswith("flatten_dense"):
+    if kind.startswith("flatten_dense"):
         return (shape[1], shape[0])
     return tuple(shape)
 

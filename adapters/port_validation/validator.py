@@ -364,10 +364,10 @@ class _Setup:
         self.modules.update({p.torch_module: self.modules[split_layer_key(p.torch_module)[0]]
                              for p in pairs})
         self.by_name = {layer.name: layer for layer in fn.layers}
-        # A transposed conv is compared after the Cropping2D layers that alone take its
+        # A transposed conv is compared after the cropping layers that alone take its
         # output: a Keras port crops there what PyTorch's padding crops inside the layer.
         self.croppings = {p.keras_layer: croppings_after(fn, self.by_name[p.keras_layer])
-                          for p in pairs if p.kind == "conv_transpose"}
+                          for p in pairs if p.kind.startswith("conv_transpose")}
         self.output_of = {p.keras_layer: (self.croppings.get(p.keras_layer) or
                                           [self.by_name[p.keras_layer]])[-1].name
                           for p in pairs}

@@ -3,8 +3,9 @@
 The port validator finds a layer whose weights differ from PyTorch's; this module tries
 the layout mistakes people make when they copy arrays by hand and names the one that
 reproduces Keras's arrays exactly. Everything here is numpy, on arrays in the canonical
-(PyTorch) layout: conv (out, in, kh, kw), conv1d (out, in, k), depthwise (channels, 1, kh,
-kw), dense (out, in), BatchNorm vectors (weight, bias, running_mean, running_var).
+(PyTorch) layout: conv (out, in, kh, kw), conv1d (out, in, k), conv3d (out, in, kd, kh, kw),
+depthwise (channels, 1, kh, kw), dense (out, in), the transposed convs (in, out, ...),
+BatchNorm vectors (weight, bias, running_mean, running_var).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from comparator.analysis.tolerances import LAYOUT_MATCH_TOLERANCE
+from comparator.zoo.portmaps import keras_layout_axes
 
 _TRANSPOSE_HINT = ("PyTorch (out, in, kh, kw) goes to Keras (kh, kw, in, out) with "
                    "kernel.transpose(2, 3, 1, 0)")
@@ -28,24 +30,20 @@ class LayoutMistake:
     fix: str  # how the array should have been ported
 
 
-def _keras_shape(kind: str, shape: tuple[int, ...]) -> tuple[int, ...] | None:
-    """The Keras layout's shape of a canonical kernel shape."""
-    if kind in ("conv", "depthwise") and len(shape) == 4:
-        o, i, h, w = shape
-        return (h, w, i, o) if kind == "conv" else (h, w, o, i)
-    if kind == "conv1d" and len(shape) == 3:
-        return (shape[2], shape[1], shape[0])
-    if kind == "dense" and len(shape) == 2:
-        return (shape[1], shape[0])
-    return None
+def _keras_axes(kind: str, shape: tuple[int, ...]) -> tuple[int, ...] | None:
+    """The permutation that takes a canonical kernel of this shape to Keras's layout."""
+    axes = keras_layout_axes(kind, "weight")
+    return axes if axes and len(axes) == len(shape) else None
 
 
-def _from_keras_order(kind: str, raw: np.ndarray) -> np.ndarray:
-    if kind == "conv":
-        return raw.transpose(3, 2, 0, 1)
-    if kind == "depthwise":
-        return raw.transpose(2, 3, 0, 1)
-    return raw.T  # dense and conv1d: every axis reversed
+def _transpose_hint(kind: str, axes: tuple[int, ...]) -> str:
+    hints = {"conv": _TRANSPOSE_HINT, "conv1d": _TRANSPOSE_1D_HINT,
+             "depthwise": "PyTorch (channels, 1, kh, kw) goes to Keras (kh, kw, channels, 1) "
+                          "with kernel.transpose(2, 3, 0, 1)",
+             "dense": "PyTorch's Linear weight is (out, in), Keras's Dense kernel (in, out): "
+                      "copy weight.T"}
+    return hints.get(kind, f"PyTorch's {kind} kernel goes to Keras's layout with "
+                           f"kernel.transpose{tuple(axes)}")
 
 
 def _kernel_candidates(kind: str, torch_kernel: np.ndarray):
@@ -80,16 +78,16 @@ def _kernel_candidates(kind: str, torch_kernel: np.ndarray):
             "channels_swapped", "the kernel's input and output channels are swapped",
             f"{_TRANSPOSE_1D_HINT}; transpose(2, 0, 1) gives (k, out, in)"), \
             t.transpose(1, 0, 2)
-    raw_shape = _keras_shape(kind, t.shape)
-    if raw_shape is not None and int(np.prod(raw_shape)) == t.size:
-        fix = (_TRANSPOSE_HINT if kind == "conv" else _TRANSPOSE_1D_HINT if kind == "conv1d" else
-               "PyTorch (channels, 1, kh, kw) goes to Keras (kh, kw, channels, 1) with "
-               "kernel.transpose(2, 3, 0, 1)" if kind == "depthwise" else
-               "PyTorch's Linear weight is (out, in), Keras's Dense kernel (in, out): "
-               "copy weight.T")
+    if kind == "conv3d" and t.ndim == 5:
+        yield LayoutMistake(
+            "channels_swapped", "the kernel's input and output channels are swapped",
+            _transpose_hint(kind, (2, 3, 4, 1, 0))), t.transpose(1, 0, 2, 3, 4)
+    axes = _keras_axes(kind, t.shape)
+    if axes is not None:
+        raw_shape = tuple(t.shape[axis] for axis in axes)
         yield LayoutMistake(
             "not_transposed", "PyTorch's kernel was reshaped to Keras's shape, not transposed",
-            fix), _from_keras_order(kind, t.reshape(raw_shape))
+            _transpose_hint(kind, axes)), t.reshape(raw_shape).transpose(np.argsort(axes))
 
 
 def _same(value: np.ndarray, reference: np.ndarray) -> bool:

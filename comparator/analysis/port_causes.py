@@ -145,7 +145,8 @@ def _structure_causes(facts: dict, torch_name: str, keras_name: str) -> list[Cau
         causes.append(Cause(
             "padding", f"padding: PyTorch pads {padding[0]}, Keras {padding[1]}",
             "Keras 'same' pads a stride-2 conv on an even size by (0, 1), PyTorch "
-            "symmetrically: pad explicitly with ZeroPadding1D or 2D and use 'valid'"))
+            f"symmetrically: pad explicitly with ZeroPadding{len(facts['torch_padding'])}D "
+            "and use 'valid'"))
     cropping = _sides_differ(facts, "crop")
     if cropping:
         causes.append(Cause(
@@ -154,7 +155,7 @@ def _structure_causes(facts: dict, torch_name: str, keras_name: str) -> list[Cau
             f"Keras {cropping[1]}",
             "PyTorch's padding=p crops p on both sides and output_padding gives some back "
             "after; Keras's 'same' crops kernel - stride, the larger half after: use "
-            "padding='valid' and Cropping2D with PyTorch's crops"))
+            f"padding='valid' and Cropping{len(facts['torch_crop'])}D with PyTorch's crops"))
     return causes
 
 
@@ -244,5 +245,9 @@ def _pad_text(padding) -> str:
     if len(pairs) == 1:  # a sequence
         (left, right), = pairs
         return f"(left {left}, right {right})"
+    if len(pairs) == 3:  # a volume: depth, height, width
+        (front, back), (top, bottom), (left, right) = pairs
+        return (f"(front {front}, back {back}, top {top}, bottom {bottom}, left {left}, "
+                f"right {right})")
     (top, bottom), (left, right) = pairs
     return f"(top {top}, bottom {bottom}, left {left}, right {right})"

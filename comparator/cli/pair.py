@@ -25,10 +25,11 @@ def add_model_arguments(group) -> None:
                        help="a .weights.h5 file loaded into the Keras model")
     group.add_argument("--input-shape", metavar="C,H,W",
                        help="a seeded standard normal batch of this shape (PyTorch's order; "
-                            "C,L for sequences, F for vectors; Keras gets it channels-last)")
+                            "C,D,H,W for volumes, C,L for sequences, F for vectors; Keras gets "
+                            "it channels-last)")
     group.add_argument("--inputs", metavar="FILE.npz",
-                       help="the batch: x float32 in PyTorch's layout (N,C,H,W, N,C,L or N,F), "
-                            "optional y (labels or targets)")
+                       help="the batch: x float32 in PyTorch's layout (N,C,H,W, N,C,D,H,W, "
+                            "N,C,L or N,F), optional y (labels or targets)")
     group.add_argument("--output", metavar="KEY",
                        help="the output compared, where the models return several (a dict's "
                             "key, or a position in a tuple or a list); compare.py computes "

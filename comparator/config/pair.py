@@ -78,21 +78,22 @@ def check_pair(pair: UserPair) -> None:
 
 
 def parse_input_shape(text: str) -> tuple[int, ...]:
-    """C,H,W (images, PyTorch's order), C,L (sequences, as Conv1d takes them) or F
-    (vectors)."""
+    """C,H,W (images, PyTorch's order), C,D,H,W (volumes or video, as Conv3d takes them),
+    C,L (sequences, as Conv1d takes them) or F (vectors)."""
     try:
         shape = tuple(int(v) for v in text.split(","))
     except ValueError:
-        raise UsageError(f"--input-shape takes C,H,W, C,L or F as integers, not "
+        raise UsageError(f"--input-shape takes C,H,W, C,D,H,W, C,L or F as integers, not "
                          f"{text!r}") from None
-    if len(shape) not in (1, 2, 3) or min(shape) <= 0:
-        raise UsageError(f"--input-shape takes C,H,W, C,L or F (positive), not {text!r}")
+    if len(shape) not in (1, 2, 3, 4) or min(shape) <= 0:
+        raise UsageError(f"--input-shape takes C,H,W, C,D,H,W, C,L or F (positive), not "
+                         f"{text!r}")
     return shape
 
 
 def load_inputs(path: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """x (float32, N,C,H,W, N,C,L or N,F: as PyTorch takes it) and the optional y of an .npz
-    file."""
+    """x (float32, N,C,H,W, N,C,D,H,W, N,C,L or N,F: as PyTorch takes it) and the optional y
+    of an .npz file."""
     if not os.path.isfile(path):
         raise UsageError(f"--inputs: no such file: {path}")
     try:
@@ -119,10 +120,10 @@ def check_x(x: np.ndarray, what: str) -> None:
         raise UsageError(f"{what} is {x.dtype} of shape {x.shape}; integers are taken as token "
                          "ids, N,L: give images and sequences as float32 (uint8 pixels "
                          "normalised as the model expects)")
-    if x.ndim not in (2, 3, 4):
+    if x.ndim not in (2, 3, 4, 5):
         raise UsageError(f"{what} has shape {x.shape}; it must be N,C,H,W (images, as PyTorch "
-                         "takes them), N,C,L (sequences, as Conv1d takes them) or N,F "
-                         "(vectors)")
+                         "takes them), N,C,D,H,W (volumes or video, as Conv3d takes them), "
+                         "N,C,L (sequences, as Conv1d takes them) or N,F (vectors)")
     if len(x) == 0:
         raise UsageError(f"{what} is empty")
     if not np.all(np.isfinite(x)):

@@ -69,9 +69,13 @@ def port_plan(namer: LayerNamer, arrays: dict[str, np.ndarray]) -> list[LayerPor
 # Each kind's weight in Keras's layout, as a permutation of the canonical axes.
 _KERAS_AXES = {"conv": (2, 3, 1, 0),  # O,I,H,W -> H,W,I,O
                # ConvTranspose2d I,O,H,W -> Conv2DTranspose H,W,O,I: the same permutation,
-               # no flip (measured against torch 2.14.1 on Keras 3.15.1's torch backend).
+               # no flip (measured against torch 2.14.1 on Keras 3.15.1's torch backend; so
+               # are the 1-D and 3-D ones below).
                "conv_transpose": (2, 3, 1, 0),
                "conv1d": (2, 1, 0),  # O,I,K -> K,I,O
+               "conv_transpose1d": (2, 1, 0),  # I,O,K -> K,O,I
+               "conv3d": (2, 3, 4, 1, 0),  # O,I,D,H,W -> D,H,W,I,O
+               "conv_transpose3d": (2, 3, 4, 1, 0),  # I,O,D,H,W -> D,H,W,O,I
                "depthwise": (2, 3, 0, 1),  # C,1,H,W -> H,W,C,1
                "depthwise1d": (2, 0, 1),  # C,1,K -> K,C,1
                "dense": (1, 0)}  # out,in -> in,out
@@ -95,7 +99,8 @@ def to_keras_layout(kind: str, name: str, array: np.ndarray,
     """One canonical (PyTorch-layout) array in the layout of the Keras layer's weight.
 
     Kinds: "conv" (O,I,H,W -> H,W,I,O), "conv_transpose" (I,O,H,W -> H,W,O,I), "conv1d"
-    (O,I,K -> K,I,O), "depthwise" (C,1,H,W ->
+    (O,I,K -> K,I,O), "conv_transpose1d" (I,O,K -> K,O,I), "conv3d" (O,I,D,H,W ->
+    D,H,W,I,O), "conv_transpose3d" (I,O,D,H,W -> D,H,W,O,I), "depthwise" (C,1,H,W ->
     H,W,C,1: depth multiplier 1, as in MobileNetV2), "depthwise:M" (C*M,1,H,W -> H,W,C,M:
     both frameworks order a channel's M outputs together), "depthwise1d" and "depthwise1d:M"
     (C*M,1,K -> K,C,M), "prelu:SHAPE" (PReLU's (C,) or
