@@ -36,14 +36,27 @@ def _keras_axes(kind: str, shape: tuple[int, ...]) -> tuple[int, ...] | None:
     return axes if axes and len(axes) == len(shape) else None
 
 
+# Each kind's PyTorch layer, its kernel's axes, and the Keras layer it is ported to.
+_LAYERS = {"conv3d": ("Conv3d", ("out", "in", "kd", "kh", "kw"), "Conv3D"),
+           "conv_transpose": ("ConvTranspose2d", ("in", "out", "kh", "kw"), "Conv2DTranspose"),
+           "conv_transpose1d": ("ConvTranspose1d", ("in", "out", "k"), "Conv1DTranspose"),
+           "conv_transpose3d": ("ConvTranspose3d", ("in", "out", "kd", "kh", "kw"),
+                                "Conv3DTranspose"),
+           "depthwise1d": ("Conv1d", ("channels", "1", "k"), "DepthwiseConv1D")}
+
+
 def _transpose_hint(kind: str, axes: tuple[int, ...]) -> str:
     hints = {"conv": _TRANSPOSE_HINT, "conv1d": _TRANSPOSE_1D_HINT,
              "depthwise": "PyTorch (channels, 1, kh, kw) goes to Keras (kh, kw, channels, 1) "
                           "with kernel.transpose(2, 3, 0, 1)",
              "dense": "PyTorch's Linear weight is (out, in), Keras's Dense kernel (in, out): "
                       "copy weight.T"}
-    return hints.get(kind, f"PyTorch's {kind} kernel goes to Keras's layout with "
-                           f"kernel.transpose{tuple(axes)}")
+    if kind in hints or kind not in _LAYERS:
+        return hints.get(kind, f"kernel.transpose{tuple(axes)} gives Keras's layout")
+    torch_layer, names, keras_layer = _LAYERS[kind]
+    keras_names = tuple(names[axis] for axis in axes)
+    return (f"PyTorch's {torch_layer} ({', '.join(names)}) goes to Keras's {keras_layer} "
+            f"({', '.join(keras_names)}) with kernel.transpose{tuple(axes)}")
 
 
 def _kernel_candidates(kind: str, torch_kernel: np.ndarray):
