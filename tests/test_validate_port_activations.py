@@ -1,11 +1,13 @@
 """A weightless operation set otherwise in each framework: Keras's LeakyReLU default
-slope, keras.ops.gelu's tanh form and ELU's alpha (activation_setting), a bilinear
-upsampling that aligns corners (upsample_align_corners) and an average pooling that counts
-its padding (avgpool_count_include_pad) are named with both settings and the measured
-difference; a correct port gets no such cause, and where a setting cannot be read,
-PyTorch's activation is a functional call, or the rerun does not confirm it, the cause
-stays between_layers. The pairs are tests/activation_models.py's: a conv, the operations,
-a conv."""
+slope, keras.ops.gelu's tanh form, ELU's alpha, Softplus's beta, a ReLU clipped on one
+side only, Hardtanh's clips (activation_setting), a bilinear upsampling that aligns corners
+(upsample_align_corners), an upsampling in another mode (upsample_interpolation), an
+average pooling that counts its padding (avgpool_count_include_pad) and a pooling padded
+otherwise (pool_padding, 1-D and 2-D through a conv pair, 3-D on the pooling alone) are
+named with both settings and the measured difference; a correct port gets no such cause,
+and where a setting cannot be read, PyTorch's activation is a functional call, or the rerun
+does not confirm it, the cause stays between_layers. The pairs are
+tests/activation_models.py's: a conv, the operations, a conv."""
 
 import os
 
