@@ -3,7 +3,8 @@ and the examples in docs/port-validation.md: a conv, a weightless operation (an
 activation, an upsampling, a pooling), a conv, in PyTorch and as a Keras functional port.
 Called without arguments, the activation pair uses each framework's default LeakyReLU
 (PyTorch's slope 0.01, Keras's 0.3); the *_upsample_* and *_pool_* pairs are the
-upsampling's and pooling's slips. Models and layers are named: Keras's auto-names depend on
+upsampling's and pooling's slips. rank=1 makes the convs Conv1d and Conv1D, on sequences
+(N, 3, L). Models and layers are named: Keras's auto-names depend on
 the models made before in the process."""
 
 import os
@@ -11,7 +12,7 @@ import os
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
 
-def torch_conv_act_conv(activation=None, first_scale: float = 1.0):
+def torch_conv_act_conv(activation=None, first_scale: float = 1.0, rank: int = 2):
     """conv0, the activation (a module, or a function run in forward(); default
     nn.LeakyReLU()), conv1; conv0's kernel times first_scale widens what the activation
     sees."""
@@ -24,9 +25,10 @@ def torch_conv_act_conv(activation=None, first_scale: float = 1.0):
     class ConvActConv(nn.Module):
         def __init__(self):
             super().__init__()
-            self.conv0 = nn.Conv2d(3, 4, 3, padding=1)
+            conv = getattr(nn, f"Conv{rank}d")
+            self.conv0 = conv(3, 4, 3, padding=1)
             self.act = activation if isinstance(activation, nn.Module) else None
-            self.conv1 = nn.Conv2d(4, 4, 3, padding=1)
+            self.conv1 = conv(4, 4, 3, padding=1)
 
         def forward(self, x):
             x = self.conv0(x)
@@ -40,16 +42,18 @@ def torch_conv_act_conv(activation=None, first_scale: float = 1.0):
     return model.eval()
 
 
-def keras_conv_act_conv(*activations, size: int = 8):
+def keras_conv_act_conv(*activations, size: int = 8, rank: int = 2):
     """conv0, the activations (Keras layers or functions of a tensor; default one
-    LeakyReLU() named leaky), conv1, on size x size x 3 images."""
+    LeakyReLU() named leaky), conv1, on size x size x 3 images (size x 3 sequences at
+    rank 1)."""
     import keras
 
-    inputs = keras.Input((size, size, 3), name="image")
-    x = keras.layers.Conv2D(4, 3, padding="same", name="conv0")(inputs)
+    conv = getattr(keras.layers, f"Conv{rank}D")
+    inputs = keras.Input((size,) * rank + (3,), name="image")
+    x = conv(4, 3, padding="same", name="conv0")(inputs)
     for activation in activations or (keras.layers.LeakyReLU(name="leaky"),):
         x = activation(x)
-    x = keras.layers.Conv2D(4, 3, padding="same", name="conv1")(x)
+    x = conv(4, 3, padding="same", name="conv1")(x)
     return keras.Model(inputs, x, name="conv_act_conv")
 
 
@@ -105,3 +109,39 @@ def keras_conv_aligned_upsample_conv(size: int = 5):
     upsample = keras.layers.Lambda(
         lambda t: keras.ops.einsum("hi,nijc,wj->nhwc", rows, t, rows), name="up")
     return keras_conv_act_conv(upsample, size=size)
+
+
+def torch_sequence_pool_conv():
+    """Sequences: torchvision's stem pooling in 1-D, MaxPool1d(3, 2, padding=1)."""
+    from torch import nn
+
+    return torch_conv_act_conv(nn.MaxPool1d(3, 2, padding=1), rank=1)
+
+
+def keras_sequence_pool_conv(size: int = 8):
+    """Its Keras port with 'same', which pads an even length (0, 1)."""
+    import keras
+
+    return keras_conv_act_conv(keras.layers.MaxPooling1D(3, 2, padding="same", name="pool"),
+                               size=size, rank=1)
+
+
+def torch_conv_nearest_upsample_conv():
+    """nn.Upsample's default mode, 'nearest', where the Keras port
+    (keras_conv_upsample_conv) interpolates bilinearly."""
+    from torch import nn
+
+    return torch_conv_act_conv(nn.Upsample(scale_factor=2))
+
+
+def torch_conv_softplus_conv():
+    """A softplus of beta 2; Keras's softplus has none (keras_conv_softplus_conv)."""
+    from torch import nn
+
+    return torch_conv_act_conv(nn.Softplus(beta=2.0), first_scale=4.0)
+
+
+def keras_conv_softplus_conv():
+    import keras
+
+    return keras_conv_act_conv(keras.layers.Activation("softplus", name="softplus"))

@@ -1,14 +1,17 @@
 """A weightless operation set otherwise in each framework before a layer that agrees on
 PyTorch's input: an activation (LeakyReLU's negative_slope, ELU's alpha, GELU's
-approximate, ReLU6's clip), a bilinear upsampling's align_corners, an average pooling's
-count_include_pad (a pooling padded otherwise: pool_padding.py). Found from the weightless
+approximate, ReLU6's clip against Keras's ReLU and a plain ReLU's against ReLU(6.0),
+Softplus's beta, Hardtanh's min_val and max_val against keras.ops.hard_tanh), an
+upsampling's mode (UpSampling2D's interpolation; UpSampling1D only repeats) and a bilinear
+one's align_corners, an average pooling's count_include_pad (1-D, 2-D, 3-D; a pooling
+padded otherwise: pool_padding.py). Found from the weightless
 PyTorch modules that ran between two paired modules (forward hooks, so a functional call
 inside forward() is not seen), the Keras
 operations between the paired layers, their settings where they can be read (or what Keras
 computes where it has no such setting), and a rerun that measures whether the setting is
 what differs. Only a measured difference is named (comparator/analysis/port_causes.py:
-activation_setting, upsample_align_corners, avgpool_count_include_pad); otherwise the cause
-stays between_layers."""
+activation_setting, upsample_align_corners, upsample_interpolation,
+avgpool_count_include_pad); otherwise the cause stays between_layers."""
 
 from __future__ import annotations
 
@@ -59,16 +62,69 @@ class _Family:
     to_keras: object = float  # PyTorch's value as Keras writes it
     keras_fix: object = None
     torch_setting: str = ""  # PyTorch's name for the setting, where it is not Keras's
+    # PyTorch's module as one that keeps the setting as an attribute (nn.ReLU as a Hardtanh)
+    torch_as: object = None
 
     @property
     def torch_attribute(self) -> str:
         return self.torch_setting or self.setting
 
+    def held(self, module: nn.Module) -> nn.Module:
+        return module if self.torch_as is None else self.torch_as(module)
+
+    def torch_value(self, module: nn.Module):
+        return getattr(self.held(module), self.torch_attribute)
+
     def fix_for(self, module: nn.Module) -> str:
         if self.keras_fix is not None:
             return self.keras_fix(module)
-        return repr(self.to_keras(getattr(module, self.torch_attribute)))
+        return repr(self.to_keras(self.torch_value(module)))
 
+
+def _clip_at(value) -> float:
+    """Keras's ReLU max_value in PyTorch's terms: None clips nowhere (max_val=inf)."""
+    return math.inf if value is None else float(value)
+
+
+def _count_include_pad(rank: int) -> _Family:
+    """AveragePooling1D, 2D and 3D average the values inside the input only."""
+    return _Family(f"AvgPool{rank}d", "count_include_pad", (getattr(nn, f"AvgPool{rank}d"),),
+                   (getattr(layers, f"AveragePooling{rank}D"),),
+                   code="avgpool_count_include_pad", keras_computes=False, to_torch=bool,
+                   to_keras=bool,
+                   keras_fix=lambda module: f"ZeroPadding{rank}D({_one(module.padding)!r})")
+
+
+def _one(padding):
+    """nn.AvgPool1d keeps its padding as (1,); ZeroPadding1D takes 1."""
+    return padding[0] if isinstance(padding, tuple) and len(set(padding)) == 1 else padding
+
+
+def _without_corners(module: nn.Module) -> nn.Module:
+    # F.interpolate refuses align_corners in a nearest mode: the rerun in Keras's mode drops it
+    held = copy.deepcopy(module)
+    held.align_corners = None
+    return held
+
+
+def _sequence_upsampling_fix(module: nn.Module) -> str:
+    if module.mode != "linear":
+        return f"no Keras layer upsamples a sequence with mode={module.mode!r}"
+    return ("Reshape((length, 1, channels)), UpSampling2D((factor, 1), "
+            "interpolation='bilinear') and Reshape((length * factor, channels)) compute "
+            "mode='linear' with align_corners=False")
+
+
+def _clip_fix(module: nn.Module) -> str:
+    return f"Activation(lambda t: keras.ops.clip(t, {module.min_val!r}, {module.max_val!r}))"
+
+
+def _softplus_fix(module: nn.Module) -> str:
+    return f"Activation(lambda t: keras.ops.softplus({module.beta!r} * t) / {module.beta!r})"
+
+
+_UPSAMPLE_MODE = dict(code="upsample_interpolation", to_torch=str, to_keras=str,
+                      torch_setting="mode", torch_as=_without_corners)
 
 _FAMILIES = (
     _Family("LeakyReLU", "negative_slope", (nn.LeakyReLU,),
@@ -81,16 +137,30 @@ _FAMILIES = (
     # ReLU6 is a Hardtanh whose max_val is 6; Keras's ReLU clips nowhere unless given
     # max_value (its default None: PyTorch's max_val=inf).
     _Family("ReLU6", "max_value", (nn.ReLU6,), (layers.ReLU,), torch_setting="max_val",
-            to_torch=lambda value: math.inf if value is None else float(value)),
+            to_torch=_clip_at),
+    # The reverse: a plain ReLU clips nowhere, a Hardtanh(0, inf); Keras's ReLU(6.0) clips.
+    _Family("ReLU", "max_value", (nn.ReLU,), (layers.ReLU,), torch_setting="max_val",
+            to_torch=_clip_at, to_keras=lambda value: None if math.isinf(value) else value,
+            torch_as=lambda module: nn.Hardtanh(0.0, math.inf)),
+    # Keras's softplus has no beta (nor threshold: its torch backend's are 1 and 20).
+    _Family("Softplus", "beta", (nn.Softplus,), (keras_nn.Softplus,),
+            (activations.softplus, ops.softplus), keras_computes=1.0, keras_fix=_softplus_fix),
+    # keras.ops.hard_tanh clips at -1 and 1, Hardtanh's defaults, and takes no setting.
+    *(_Family("Hardtanh", setting, (nn.Hardtanh,), (keras_nn.HardTanh,),
+              (activations.hard_tanh, ops.hard_tanh), keras_computes=value, keras_fix=_clip_fix)
+      for setting, value in (("min_val", -1.0), ("max_val", 1.0))),
     # UpSampling2D resizes as align_corners=False does (nearest: None, which means the same);
     # nn.UpsamplingBilinear2d is an Upsample that aligns corners.
     _Family("Upsample", "align_corners", (nn.Upsample,), (layers.UpSampling2D,),
             code="upsample_align_corners", keras_computes=False, to_torch=bool, to_keras=bool,
             keras_fix=lambda module: ""),  # no Keras setting to give: words of its own
-    # AveragePooling2D averages the values inside the input only.
-    _Family("AvgPool2d", "count_include_pad", (nn.AvgPool2d,), (layers.AveragePooling2D,),
-            code="avgpool_count_include_pad", keras_computes=False, to_torch=bool,
-            to_keras=bool, keras_fix=lambda module: f"ZeroPadding2D({module.padding!r})"),
+    # UpSampling2D's interpolation is PyTorch's mode ('nearest', 'bilinear');
+    # UpSampling1D only repeats each step: mode='nearest'.
+    _Family("Upsample", "interpolation", (nn.Upsample,), (layers.UpSampling2D,),
+            **_UPSAMPLE_MODE),
+    _Family("Upsample", "interpolation", (nn.Upsample,), (layers.UpSampling1D,),
+            keras_computes="nearest", keras_fix=_sequence_upsampling_fix, **_UPSAMPLE_MODE),
+    *(_count_include_pad(rank) for rank in (1, 2, 3)),
 )
 
 
@@ -102,10 +172,11 @@ class _KerasSetting:
     kind: str  # the operation in words: "LeakyReLU", "Activation(keras.ops.gelu)"
 
 
-def keras_setting(op) -> _KerasSetting | None:
-    """The family and setting of a Keras layer or operation, where it can be read (not from
-    a lambda or a function of the user's own), or what it computes where it has none."""
-    for family in _FAMILIES:
+def keras_setting(op, families=_FAMILIES) -> _KerasSetting | None:
+    """The family and setting of a Keras layer or operation (the first of these families
+    that holds it), where it can be read (not from a lambda or a function of the user's
+    own), or what it computes where it has none."""
+    for family in families:
         if isinstance(op, family.keras_classes):
             kind = (type(op).__name__ if isinstance(op, layers.Layer) else
                     f"keras.ops.{family.keras_functions[1].__name__}")
@@ -128,15 +199,17 @@ def _held_setting(family: _Family, function) -> _KerasSetting | None:
         base = base.func
     if base not in family.keras_functions:
         return None
+    where = "keras.activations" if base is family.keras_functions[0] else "keras.ops"
+    name = f"{where}.{base.__name__}"
+    if function is not base:
+        name = f"functools.partial({name}, ...)"
+    if family.keras_computes is not _READ:
+        return _KerasSetting(family, family.keras_computes, None, f"Activation({name})")
     parameter = inspect.signature(function).parameters.get(family.setting)
     if parameter is None or parameter.default is inspect.Parameter.empty:
         return None
     value = parameter.default
     default = inspect.signature(base).parameters[family.setting].default
-    where = "keras.activations" if base is family.keras_functions[0] else "keras.ops"
-    name = f"{where}.{base.__name__}"
-    if function is not base:
-        name = f"functools.partial({name}, ...)"
     return _KerasSetting(family, value, _same(value, default), f"Activation({name})")
 
 
@@ -176,10 +249,9 @@ def operation_setting(torch_modules: list[tuple[str, nn.Module]], keras_ops: lis
     for family in _FAMILIES:
         torch_side = [(n, m) for n, m in torch_modules if isinstance(m, family.torch_classes)]
         keras_side = [(op, found) for op in keras_ops
-                      if (found := keras_setting(op)) is not None and found.family is family]
+                      if (found := keras_setting(op, (family,))) is not None]
         for (name, module), (op, keras_set) in zip(torch_side, keras_side):
-            torch_value = getattr(module, family.torch_attribute)
-            if _same(family.to_keras(torch_value), keras_set.value):
+            if _same(family.to_keras(family.torch_value(module)), keras_set.value):
                 continue
             found = _measured(name, module, op, keras_set, keras_inputs.get(op.name))
             if found is not None:
@@ -197,7 +269,7 @@ def _measured(name: str, module: nn.Module, op, keras_set: _KerasSetting,
         return None
     apart, left = confirmed
     family = keras_set.family
-    torch_value = getattr(module, family.torch_attribute)
+    torch_value = family.torch_value(module)
     # None where the class fixes it (nn.UpsamplingBilinear2d aligns corners, ReLU6 clips at 6)
     torch_parameter = inspect.signature(type(module)).parameters.get(family.torch_attribute)
     return OperationSetting(
@@ -206,7 +278,8 @@ def _measured(name: str, module: nn.Module, op, keras_set: _KerasSetting,
                                                                  torch_parameter.default),
         op.name, keras_set.kind, repr(keras_set.value), keras_set.default,
         family.fix_for(module), repr(family.to_torch(keras_set.value)), apart.max_abs,
-        left.max_abs)
+        left.max_abs, family.torch_attribute if torch_parameter is not None and
+        family.torch_attribute != family.setting else "")
 
 
 def confirmed_apart(keras_out, torch_out, redone):
@@ -225,7 +298,7 @@ def _outputs(module: nn.Module, op, keras_set: _KerasSetting, keras_input):
     if keras_input is None or isinstance(keras_input, Failed):
         return None
     x = numpy_of(keras_input)
-    swapped = copy.deepcopy(module)
+    swapped = copy.deepcopy(keras_set.family.held(module))
     setattr(swapped, keras_set.family.torch_attribute,
             keras_set.family.to_torch(keras_set.value))
     try:

@@ -1,16 +1,18 @@
 """A pooling padded otherwise in each framework before a layer that agrees on PyTorch's
-input: PyTorch's MaxPool2d or AvgPool2d pads `padding` on both sides, Keras's MaxPooling2D
-or AveragePooling2D with 'same' pads what the stride leaves over, the larger half after
-((0, 1) for a 3 x 3 window, stride 2, on an even size: torchvision's ResNet stem ported with
-'same'). Named (comparator/analysis/port_causes.py: pool_padding) only where it is measured:
-on the Keras pooling's own input, PyTorch's module gives another output than Keras's, and
-the same pooling padded as Keras pads it gives Keras's. Where 'same' pads one side more,
-Keras 3.15.1's torch backend repeats the edge values there (torch's 'replicate' padding)
-and pools without padding: a maximum as with PyTorch's -inf padding, an average over the
-repeated values too (read from keras/src/backend/torch/nn.py, and measured: equal)."""
+input: PyTorch's MaxPool or AvgPool (1d, 2d, 3d) pads `padding` on both sides, Keras's
+MaxPooling or AveragePooling (1D, 2D, 3D) with 'same' pads what the stride leaves over, the
+larger half after ((0, 1) for a window of 3, stride 2, on an even size: torchvision's ResNet
+stem ported with 'same'). Named (comparator/analysis/port_causes.py: pool_padding) only
+where it is measured: on the Keras pooling's own input, PyTorch's module gives another
+output than Keras's, and the same pooling padded as Keras pads it gives Keras's. Where
+'same' pads one side more, Keras 3.15.1's torch backend repeats the edge values there
+(torch's 'replicate' padding) and pools without padding: a maximum as with PyTorch's -inf
+padding, an average over the repeated values too (read from keras/src/backend/torch/nn.py,
+and measured: equal)."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -24,7 +26,10 @@ from adapters.port_validation.graph import Failed, numpy_of, to_torch_values  # 
 from adapters.port_validation.operation_settings import confirmed_apart  # noqa: E402
 from comparator.analysis.port_causes import OperationSetting  # noqa: E402
 
-_POOLS = ((nn.MaxPool2d, layers.MaxPooling2D), (nn.AvgPool2d, layers.AveragePooling2D))
+# Keras's torch backend pads and pools each rank by the same code (max_pool, average_pool).
+_POOLS = ((nn.MaxPool1d, layers.MaxPooling1D), (nn.AvgPool1d, layers.AveragePooling1D),
+          (nn.MaxPool2d, layers.MaxPooling2D), (nn.AvgPool2d, layers.AveragePooling2D),
+          (nn.MaxPool3d, layers.MaxPooling3D), (nn.AvgPool3d, layers.AveragePooling3D))
 
 
 def pool_padding(torch_modules: list[tuple[str, nn.Module]], keras_ops: list,
@@ -51,7 +56,7 @@ def keras_pooling(op) -> bool:
 
 def _plain(module: nn.Module) -> bool:
     """A pooling whose output Keras's can have: no ceil_mode, dilation, divisor or indices."""
-    return not module.ceil_mode and getattr(module, "dilation", 1) in (1, (1, 1)) and \
+    return not module.ceil_mode and set(_tuple(getattr(module, "dilation", 1), 1)) == {1} and \
         getattr(module, "divisor_override", None) is None and \
         not getattr(module, "return_indices", False)
 
@@ -60,8 +65,9 @@ def _measured(name: str, module: nn.Module, op, keras_input) -> OperationSetting
     if keras_input is None or isinstance(keras_input, Failed):
         return None
     x = torch.from_numpy(to_torch_values(numpy_of(keras_input)).copy())
-    keras_pads = _same_pads(x.shape[2:], _pair(op.pool_size), _pair(op.strides))
-    torch_pads = tuple((p, p) for p in _pair(module.padding))
+    rank = x.ndim - 2
+    keras_pads = _same_pads(x.shape[2:], _tuple(op.pool_size, rank), _tuple(op.strides, rank))
+    torch_pads = tuple((p, p) for p in _tuple(module.padding, rank))
     if keras_pads == torch_pads:
         return None
     try:
@@ -69,7 +75,7 @@ def _measured(name: str, module: nn.Module, op, keras_input) -> OperationSetting
             keras_out = to_torch_values(numpy_of(op(numpy_of(keras_input))))
             torch_out = module(x).numpy()
             padded = _padded_as_keras(module, x, keras_pads).numpy()
-    except Exception:  # another input than a 4-D map: nothing measured
+    except Exception:  # an input of another rank than the pooling's: nothing measured
         return None
     if keras_out.shape != torch_out.shape or keras_out.shape != padded.shape:
         return None
@@ -77,7 +83,7 @@ def _measured(name: str, module: nn.Module, op, keras_input) -> OperationSetting
     if confirmed is None:
         return None
     apart, left = confirmed
-    average = isinstance(module, nn.AvgPool2d)
+    average = hasattr(module, "count_include_pad")
     return OperationSetting(
         "pool_padding", type(module).__name__, "padding", name, type(module).__name__,
         _pads_words(torch_pads), False, op.name, type(op).__name__,
@@ -87,8 +93,8 @@ def _measured(name: str, module: nn.Module, op, keras_input) -> OperationSetting
         apart.max_abs, left.max_abs)
 
 
-def _pair(value) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else tuple(value)
+def _tuple(value, rank: int) -> tuple[int, ...]:
+    return (value,) * rank if isinstance(value, int) else tuple(value)
 
 
 def _same_pads(size, window, strides) -> tuple[tuple[int, int], ...]:
@@ -102,10 +108,11 @@ def _same_pads(size, window, strides) -> tuple[tuple[int, int], ...]:
 
 
 def _padded_as_keras(module: nn.Module, x: torch.Tensor, pads) -> torch.Tensor:
-    (top, bottom), (left, right) = pads
-    padded = F.pad(x, (left, right, top, bottom), mode="replicate")
-    pool = F.max_pool2d if isinstance(module, nn.MaxPool2d) else F.avg_pool2d
-    return pool(padded, module.kernel_size, module.stride)
+    # F.pad takes the last axis's pair first
+    padded = F.pad(x, tuple(p for pair in reversed(pads) for p in pair), mode="replicate")
+    unpadded = copy.deepcopy(module)
+    unpadded.padding = 0
+    return unpadded(padded)
 
 
 def _pads_words(pads) -> str:
@@ -119,5 +126,6 @@ def _fix(module: nn.Module, torch_pads, average: bool) -> str:
         return "no Keras pooling layer pads both sides and averages only the values inside"
     exact = "" if average else (" (zeros stand for PyTorch's -inf padding where the input is "
                                 "not negative, as after a ReLU)")
-    return f"pad with ZeroPadding2D({padding!r}){exact} and pool with padding='valid'"
+    return (f"pad with ZeroPadding{len(torch_pads)}D({padding!r}){exact} and pool with "
+            f"padding='valid'")
 

@@ -17,13 +17,15 @@ class OperationSetting:
     """A weightless operation of one family on both sides of a layer pair's input, set
     otherwise in each framework (adapters/port_validation/operation_settings.py and
     pool_padding.py read and measure it): code is the cause's (activation_setting,
-    upsample_align_corners, avgpool_count_include_pad, pool_padding). Values are written as
-    each framework writes them ("0.01", "'none'", "True"); where Keras has no such setting
-    (keras_default None), keras_value is what it computes, in PyTorch's terms. keras_fix:
-    PyTorch's setting in Keras's terms, or the Keras layer that computes it
-    ("ZeroPadding2D(1)"). max_abs: how far PyTorch's module is from Keras's operation on that
-    operation's input; swapped_max_abs: the same with the PyTorch module given Keras's
-    setting."""
+    upsample_align_corners, upsample_interpolation, avgpool_count_include_pad,
+    pool_padding). Values are written as each framework writes them ("0.01", "'none'",
+    "True"); where Keras has no such setting (keras_default None), keras_value is what it
+    computes, in PyTorch's terms. keras_fix: PyTorch's setting in Keras's terms, or the
+    Keras layer that computes it ("ZeroPadding2D(1)"). max_abs: how far PyTorch's module is
+    from Keras's operation on that operation's input; swapped_max_abs: the same with the
+    PyTorch module given Keras's setting. torch_setting: PyTorch's name for the setting
+    where its module takes it under another name than Keras's (Upsample's mode,
+    UpSampling2D's interpolation)."""
 
     code: str
     family: str
@@ -40,6 +42,7 @@ class OperationSetting:
     swapped_torch_value: str  # Keras's setting as PyTorch writes it
     max_abs: float
     swapped_max_abs: float
+    torch_setting: str = ""
 
 
 def likely_causes(facts: dict, isolated: bool, mode: str) -> tuple[Cause, ...]:
@@ -88,7 +91,8 @@ def likely_causes(facts: dict, isolated: bool, mode: str) -> tuple[Cause, ...]:
 
 
 def _operation_setting_cause(found: OperationSetting) -> Cause:
-    torch_side = f"{found.setting}={found.torch_value}" + (
+    torch_setting = found.torch_setting or found.setting
+    torch_side = f"{torch_setting}={found.torch_value}" + (
         " (PyTorch's default)" if found.torch_default else "")
     keras_side = (
         f"has no {found.setting} setting: it computes {found.setting}={found.keras_value}"
@@ -100,7 +104,7 @@ def _operation_setting_cause(found: OperationSetting) -> Cause:
         f"{found.family} {found.setting}: PyTorch {found.torch_module} ({found.torch_kind}) "
         f"{torch_side}, Keras {found.keras_op} ({found.keras_kind}) {keras_side}; on the "
         f"Keras operation's input PyTorch's module gives up to {found.max_abs:.3g} (max abs) "
-        f"from Keras's output, and given {found.setting}={found.swapped_torch_value} it "
+        f"from Keras's output, and given {torch_setting}={found.swapped_torch_value} it "
         f"gives Keras's (max abs {found.swapped_max_abs:.3g})",
         "this layer matches PyTorch's on its own; " + _SETTING_FIXES[found.code](found))
 
@@ -110,10 +114,18 @@ _SETTING_FIXES = {
         f"PyTorch's {found.torch_module} pads both sides alike, Keras's {found.keras_op} "
         f"with 'same' what the stride leaves over, the larger half after: {found.keras_fix}"),
     "activation_setting": lambda found: (
+        f"the activation before it is set otherwise and Keras's {found.keras_op} has no "
+        f"{found.setting} setting: compute PyTorch's with {found.keras_fix}"
+        if found.keras_default is None else
         f"the activation before it is set otherwise: give Keras's {found.keras_op} "
         f"{found.setting}={found.keras_fix}"
         + (" (the frameworks' defaults differ)"
            if found.torch_default and found.keras_default else "")),
+    "upsample_interpolation": lambda found: (
+        f"PyTorch's {found.torch_module} resizes with mode={found.torch_value}, Keras's "
+        f"{found.keras_op} with {found.keras_value}: "
+        + (found.keras_fix if found.keras_default is None else
+           f"give Keras's {found.keras_op} interpolation={found.keras_fix}")),
     "upsample_align_corners": lambda found: (
         f"PyTorch's {found.torch_module} aligns corners and no Keras resize can "
         f"(UpSampling2D, Resizing and keras.ops.image.resize have no such setting and "
