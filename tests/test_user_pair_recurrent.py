@@ -103,7 +103,8 @@ def test_a_users_own_recurrent_port_is_compared_on_its_kernels():
                                    "gate before the recurrent kernel"),
     (lambda: _projected(), lambda: models.keras_recurrent_twin("lstm"),
      "the pairing knows only Conv1d and Conv2d (grouped and depthwise too), Conv3d (grouped "
-     "too), ConvTranspose1d, ConvTranspose2d, ConvTranspose3d, Linear, Embedding, PReLU, BatchNorm, LayerNorm, GroupNorm, InstanceNorm (without running "
+     "too), ConvTranspose1d, ConvTranspose2d, ConvTranspose3d, Linear, Embedding, PReLU, "
+     "BatchNorm, LayerNorm, GroupNorm, InstanceNorm (without running "
      "statistics), RMSNorm, LSTM (without proj_size)"),
     (lambda: models.DeepRecurrentNet("lstm", 1, bidirectional=True),
      lambda: models.keras_deep_recurrent_twin("lstm", 1), "hold weights of different shapes"),
