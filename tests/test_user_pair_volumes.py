@@ -1,4 +1,4 @@
-"""A user's pair on volumes (N, C, D, H, W: Conv3d, BatchNorm3d, ConvTranspose3d) and a
+"""A user's pair on volumes (N, C, D, H, W: Conv3d, BatchNorm3d, ConvTranspose3d, MaxPool3d) and a
 sequence upsampled by a ConvTranspose1d: each is paired, ported, validated layer by layer and
 stepped alike (they were refused: 'cannot port PyTorch modules of these kinds: conv
 (Conv3d)', and --input-shape took no C,D,H,W); a Keras port padded or cropped otherwise
@@ -96,6 +96,21 @@ def test_a_3d_kernel_with_its_channels_swapped_is_named():
     weight = np.random.default_rng(1).standard_normal((4, 4, 3, 3, 3)).astype(np.float32)
     mistake = diagnose_kernel("conv3d", weight, weight.transpose(1, 0, 2, 3, 4))
     assert mistake is not None and mistake.code == "channels_swapped"
+
+
+@pytest.mark.parametrize("same_padding", [True, False])
+def test_a_3d_max_pooling_padded_as_same_is_named_and_its_fix_passes(same_padding):
+    torch_model, keras_model = _ported(models.seeded(models.PooledVolumeNet()).eval(),
+                                       models.keras_pooled_volume_net(same_padding))
+    result = comparator.validate_port(torch_model, keras_model, VOLUMES, modes=("inference",),
+                                      gradients=False, train_step=False)
+    if not same_padding:
+        assert result.passed, result.render()
+        return
+    found = result.first_divergence
+    assert (found.torch_module, found.keras_layer) == ("conv2", "conv2")
+    assert [cause.code for cause in found.causes] == ["pool_padding"]
+    assert "ZeroPadding3D(1)" in found.causes[0].detail
 
 
 def test_the_comparison_steps_a_volume_pair_alike():

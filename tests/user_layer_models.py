@@ -568,3 +568,32 @@ def keras_upsampling_sequence_net(kernel: int = 4):
         layers.ReLU()(x))
     x = layers.Dense(3, name="fc")(layers.GlobalAveragePooling1D()(x))
     return keras.Model(inputs, x, name="upsampling_sequence_net")
+
+
+class PooledVolumeNet(nn.Module):
+    """A volume: conv -> ReLU -> max pooling (3, stride 2, padding 1) -> conv -> mean ->
+    Linear (a video net's stem)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv3d(2, 4, 3, padding=1)
+        self.pool = nn.MaxPool3d(3, stride=2, padding=1)
+        self.conv2 = nn.Conv3d(4, 4, 1)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(self.conv2(self.pool(torch.relu(self.conv(x)))).mean((2, 3, 4)))
+
+
+def keras_pooled_volume_net(same_padding: bool = False):
+    """same_padding: MaxPooling3D with 'same', which pads (0, 1) on an even size; else
+    ZeroPadding3D(1) and 'valid' (zeros stand for PyTorch's -inf after the ReLU)."""
+    inputs = keras.Input((DEPTH, SIZE, SIZE, 2))
+    x = layers.ReLU()(layers.Conv3D(4, 3, padding="same", name="conv")(inputs))
+    if not same_padding:
+        x = layers.ZeroPadding3D(1)(x)
+    x = layers.MaxPooling3D(3, strides=2, padding="same" if same_padding else "valid",
+                            name="pool")(x)
+    x = layers.Conv3D(4, 1, name="conv2")(x)
+    x = layers.Dense(3, name="fc")(layers.GlobalAveragePooling3D()(x))
+    return keras.Model(inputs, x, name="pooled_volume_net")
