@@ -64,7 +64,10 @@ def test_the_keras_depthwise_kernel_orders_each_channels_outputs_as_pytorch():
 
 @pytest.mark.parametrize("kind, shape, keras_shape", [
     ("depthwise:2", (8, 1, 3, 3), (3, 3, 4, 2)), ("prelu:1,1,4", (4,), (1, 1, 4)),
-    ("prelu:1,1,1", (1,), (1, 1, 1)), ("depthwise1d:2", (8, 1, 3), (3, 4, 2))])
+    ("prelu:1,1,1", (1,), (1, 1, 1)), ("depthwise1d:2", (8, 1, 3), (3, 4, 2)),
+    ("conv3d", (8, 2, 3, 3, 3), (3, 3, 3, 2, 8)),
+    ("conv_transpose3d", (8, 4, 4, 4, 4), (4, 4, 4, 4, 8)),
+    ("conv_transpose1d", (4, 6, 3), (3, 6, 4))])
 def test_the_new_layouts_go_to_keras_and_back_bit_for_bit(kind, shape, keras_shape):
     array = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     there = to_keras_layout(kind, "m.weight", array)

@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 import comparator
-from comparator.zoo.portmaps import from_keras_layout, to_keras_layout
 from tests import user_layer_models as models
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -36,18 +35,6 @@ def _volume_pair(**keras_options):
 def _sequence_pair(kernel: int = 4, output_padding: int = 0):
     return _ported(models.seeded(models.UpsamplingSequenceNet(kernel, output_padding)).eval(),
                    models.keras_upsampling_sequence_net(kernel))
-
-
-@pytest.mark.parametrize("kind, shape, keras_shape", [
-    ("conv3d", (8, 2, 3, 3, 3), (3, 3, 3, 2, 8)),
-    ("conv_transpose3d", (8, 4, 4, 4, 4), (4, 4, 4, 4, 8)),
-    ("conv_transpose1d", (4, 6, 3), (3, 6, 4))])
-def test_the_3d_and_1d_transposed_layouts_go_to_keras_and_back_bit_for_bit(kind, shape,
-                                                                          keras_shape):
-    array = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-    there = to_keras_layout(kind, "m.weight", array)
-    assert there.shape == keras_shape
-    assert np.array_equal(from_keras_layout(kind, "m.weight", there), array)
 
 
 def test_a_volume_pair_ports_and_agrees_layer_by_layer():

@@ -303,7 +303,8 @@ def _outputs(module: nn.Module, op, keras_set: _KerasSetting, keras_input):
             keras_set.family.to_torch(keras_set.value))
     try:
         keras_out = numpy_of(op(ops.convert_to_tensor(x)))
-        torch_out, swapped_out = _run_torch(module, x), _run_torch(swapped, x)
+        torch_out = run_torch_on_keras_values(module, x)
+        swapped_out = run_torch_on_keras_values(swapped, x)
     except Exception:  # an operation takes more than, or another, input: nothing measured
         return None
     if keras_out.shape != torch_out.shape:
@@ -311,7 +312,7 @@ def _outputs(module: nn.Module, op, keras_set: _KerasSetting, keras_input):
     return keras_out, torch_out, swapped_out
 
 
-def _run_torch(module: nn.Module, keras_x):
+def run_torch_on_keras_values(module: nn.Module, keras_x):
     """The module on a Keras-layout activation, moved to PyTorch's layout and back (a copy:
     an inplace module must not change the input the next run takes)."""
     with torch.no_grad():

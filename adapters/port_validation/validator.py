@@ -29,6 +29,10 @@ from adapters.port_validation.operation_settings import (  # noqa: E402
     torch_run_order,
 )
 from adapters.port_validation.pool_padding import keras_pooling, pool_padding  # noqa: E402
+from adapters.port_validation.preprocessing import (  # noqa: E402
+    input_preprocessing,
+    keras_preprocessing,
+)
 from adapters.port_validation.causes import (  # noqa: E402
     after_the_pairs,
     flatten_order_explains,
@@ -388,7 +392,8 @@ class _Setup:
         # are kept in the isolated passes, to measure a setting that differs
         # (operation_settings.py).
         self.setting_ops = {name for name, op in self.operations.items()
-                            if keras_setting(op) is not None or keras_pooling(op)}
+                            if keras_setting(op) is not None or keras_pooling(op)
+                            or keras_preprocessing(op)}
         self.run_orders = {}  # PyTorch's modules in running order, by mode, when needed
 
 
@@ -471,8 +476,8 @@ def _mode_passes(setup: _Setup, mode: str, isolation: bool, tolerance: float):
 def _operation_settings_named(setup: _Setup, comparisons, keras_inputs: dict,
                                mode: str) -> tuple[LayerComparison, ...]:
     """A layer whose cause is what reaches it (between_layers) gets the weightless operation
-    before it whose setting differs, where a rerun on the Keras operation's input measures
-    it."""
+    before it whose setting differs, or (the first paired layer) the input preprocessing one
+    model does inside itself, where a rerun on the Keras operation's input measures it."""
     named = []
     for c in comparisons:
         if c.diverges and [cause.code for cause in c.causes] == ["between_layers"]:
@@ -481,11 +486,21 @@ def _operation_settings_named(setup: _Setup, comparisons, keras_inputs: dict,
                        [setup.operations[name] for name in facts["between"]
                         if name in setup.operations], keras_inputs)
             found = operation_setting(*between) or pool_padding(*between)
+            if found is None and _first_to_run(setup, mode, c.torch_module):
+                found = input_preprocessing(*between, setup.modules[c.torch_module],
+                                            setup.by_name[c.keras_layer], setup.x)
             if found is not None:
                 c = dataclasses.replace(c, causes=likely_causes(
                     {**facts, "alone_agrees": True, "operation_setting": found}, True, mode))
         named.append(c)
     return tuple(named)
+
+
+def _first_to_run(setup: _Setup, mode: str, torch_key: str) -> bool:
+    """Whether this paired module is the first to run (after _torch_between's run order)."""
+    paired = {split_layer_key(p.torch_module)[0] for p in setup.pairs}
+    first = next((name for name in setup.run_orders.get(mode, ()) if name in paired), None)
+    return first == split_layer_key(torch_key)[0]
 
 
 def _torch_between(setup: _Setup, mode: str, torch_key: str) -> list[tuple[str, nn.Module]]:

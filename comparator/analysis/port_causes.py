@@ -45,6 +45,22 @@ class OperationSetting:
     torch_setting: str = ""
 
 
+@dataclass(frozen=True)
+class Preprocessing:
+    """Input preprocessing one model does inside itself before its first paired layer and
+    the other does not (adapters/port_validation/preprocessing.py measures it): side is the
+    model that preprocesses ("keras" or "pytorch"), operations its layers or modules in
+    words, fix the same preprocessing in the other framework's terms. max_abs: how far
+    PyTorch's module is from Keras's layer; swapped_max_abs: the same with PyTorch's module
+    given the input as Keras's layer gets it."""
+
+    side: str
+    operations: str
+    fix: str
+    max_abs: float
+    swapped_max_abs: float
+
+
 def likely_causes(facts: dict, isolated: bool, mode: str) -> tuple[Cause, ...]:
     """The likely causes of a divergence, from facts about the pair of layers.
 
@@ -60,8 +76,8 @@ def likely_causes(facts: dict, isolated: bool, mode: str) -> tuple[Cause, ...]:
     failed (an error message), shape (both output shapes), alone_agrees (the Keras layer
     gives PyTorch's output on PyTorch's input), port_slip (a recurrent or
     attention pair's slip: cause code, "weights" or "settings", the slip in words),
-    operation_setting (an OperationSetting measured where the cause is otherwise
-    between_layers).
+    operation_setting (an OperationSetting or a Preprocessing measured where the cause is
+    otherwise between_layers).
     """
     torch_name, keras_name = facts.get("names", ("PyTorch", "Keras"))
     causes = (_structure_causes(facts, torch_name, keras_name)
@@ -75,7 +91,7 @@ def likely_causes(facts: dict, isolated: bool, mode: str) -> tuple[Cause, ...]:
     between = facts.get("between")
     if not causes and isolated and facts.get("alone_agrees", bool(between)) and \
             facts.get("operation_setting"):
-        causes.append(_operation_setting_cause(facts["operation_setting"]))
+        causes.append(_measured_cause(facts["operation_setting"], torch_name, keras_name))
     if not causes and isolated and facts.get("alone_agrees", bool(between)):
         causes.append(Cause(
             "between_layers",
@@ -88,6 +104,32 @@ def likely_causes(facts: dict, isolated: bool, mode: str) -> tuple[Cause, ...]:
         causes.append(Cause("upstream", "carried over from an earlier layer",
                             "the isolated pass shows the layer that introduces it"))
     return tuple(causes)
+
+
+def _measured_cause(found: OperationSetting | Preprocessing, torch_name: str,
+                   keras_name: str) -> Cause:
+    if isinstance(found, Preprocessing):
+        return _preprocessing_cause(found, torch_name, keras_name)
+    return _operation_setting_cause(found)
+
+
+def _preprocessing_cause(found: Preprocessing, torch_name: str, keras_name: str) -> Cause:
+    inside, given = (("Keras's", "PyTorch's") if found.side == "keras" else
+                     ("PyTorch's", "Keras's"))
+    rerun = ("the input preprocessed as Keras does" if found.side == "keras" else
+             "the input without PyTorch's preprocessing")
+    fix = (f"give PyTorch's model the same preprocessing ({found.fix}), or take it out of the "
+           "Keras model and preprocess outside both" if found.side == "keras" else
+           f"give the Keras model the same preprocessing at its input ({found.fix}), or take "
+           "it out of PyTorch's model and preprocess outside both")
+    return Cause(
+        "input_preprocessing",
+        f"input preprocessing: {inside} model preprocesses its input inside itself "
+        f"({found.operations}), {given} takes it as given; PyTorch's {torch_name} gives up "
+        f"to {found.max_abs:.3g} (max abs) from Keras's {keras_name}, and given {rerun} it "
+        f"gives Keras's (max abs {found.swapped_max_abs:.3g})",
+        f"this layer matches PyTorch's on its own; the models expect differently "
+        f"preprocessed inputs: {fix}")
 
 
 def _operation_setting_cause(found: OperationSetting) -> Cause:
