@@ -259,13 +259,13 @@ class Explanation(TypedDict, total=False):
 
 
 class EquivalenceCause(TypedDict, total=False):
-    cause: Annotated[str, "`bn_momentum_convention`, `bn_variance_bias`, `adam_epsilon`, `adam_epsilon_placement`, `float32_rounding` or `recurrent_bias_pair`"]
+    cause: Annotated[str, "`bn_momentum_convention`, `bn_variance_bias`, `adam_epsilon`, `adam_epsilon_placement`, `float32_rounding`, `recurrent_bias_pair` or `embedding_padding_idx`"]
     value: Annotated[float, "the difference left when a rerun removes the cause"]
     before: Annotated[float, "the difference before that rerun"]
     fraction_larger: Annotated[float, "bn_variance_bias: share of channels where PyTorch's running variance is the larger"]
     torch_float32_error: Annotated[float, "float32_rounding: PyTorch's float32 weights' distance from the float64 rerun"]
-    explains: Annotated[bool, "whether the rerun accounts for the difference (adam_epsilon, adam_epsilon_placement: the weights then agree within 1e-5; bn_momentum_convention: the running means then agree within 1e-5; float32_rounding: Keras is within 4 times PyTorch's own float32 error; recurrent_bias_pair: the inference losses after the step then agree within the loss tolerance, 1e-4 relative); a cause without it states by how much its rerun closed the gap; reports print a cause that does not explain as ruled out"]
-    parameters: Annotated[list[str], "recurrent_bias_pair: the PyTorch parameters the rerun left out of the step (each LSTM or RNN layer's bias_hh)"]
+    explains: Annotated[bool, "whether the rerun accounts for the difference (adam_epsilon, adam_epsilon_placement: the weights then agree within 1e-5; bn_momentum_convention: the running means then agree within 1e-5; float32_rounding: Keras is within 4 times PyTorch's own float32 error; recurrent_bias_pair: the inference losses after the step then agree within the loss tolerance, 1e-4 relative; embedding_padding_idx: the weights then agree within 1e-5); a cause without it states by how much its rerun closed the gap; reports print a cause that does not explain as ruled out"]
+    parameters: Annotated[list[str], "recurrent_bias_pair: the PyTorch parameters the rerun left out of the step (each LSTM or RNN layer's bias_hh); embedding_padding_idx: the Embedding weights whose padding row PyTorch keeps out of the step"]
     momenta: Annotated[dict, "bn_momentum_convention: per BatchNorm layer, read from the layers: {keras (as Keras states it), keras_as_pytorch (1 - keras), pytorch}"]
     text: Annotated[str, "the cause in a sentence, with the measured numbers"]
 

@@ -83,6 +83,7 @@ def compare_gradients(torch_model, model64, fn, pairs, x, seed, tolerance):
         target = np.random.default_rng(seed).normal(size=tuple(keras_out.shape))
         torch.mean((keras_out - torch.from_numpy(target).to(keras_out)) ** 2).backward()
     parameters = dict(torch_model.named_parameters())
+    modules = dict(torch_model.named_modules())
     results = []
     for pair in pairs:
         layer = by_name[pair.keras_layer]
@@ -101,10 +102,31 @@ def compare_gradients(torch_model, model64, fn, pairs, x, seed, tolerance):
             if grads64.get(name) is not None:
                 m64, noise = metrics(mine, grads64[name]), metrics(theirs, grads64[name])
             bad, unsure = judge_gradient(m64, noise, m, tolerance)
+            note = padding_row_note(modules.get(pair.torch_module), name, mine, theirs,
+                                    tolerance) if bad else ""
             results.append(GradientComparison(
-                name, pair.keras_layer, shape, m, bad,
+                name, pair.keras_layer, shape, m, bad, note=note,
                 float64_rel=m64.max_rel if m64 else None,
                 noise_rel=noise.max_rel if noise else None, inconclusive=unsure))
     for v in variables:
         v.value.grad = None
     return tuple(results)
+
+
+def padding_row_note(module, name: str, mine: np.ndarray, theirs: np.ndarray,
+                     tolerance: float) -> str:
+    """Where PyTorch's Embedding(padding_idx=k) takes no gradient at row k (its backward
+    leaves that row out) and Keras's Embedding, which has no padding_idx, does, while every
+    other row agrees: the words that say so; "" otherwise."""
+    row = getattr(module, "padding_idx", None)
+    if not isinstance(module, nn.Embedding) or row is None or not name.endswith("weight"):
+        return ""
+    others = mine.copy()
+    others[row] = theirs[row]
+    if not np.any(mine[row]) or judge_gradient(None, None, metrics(others, theirs),
+                                               tolerance)[0]:
+        return ""
+    return (f"PyTorch's Embedding(padding_idx={row}) takes no gradient at row {row}; Keras's "
+            f"Embedding, which has no padding_idx, does: the gradients differ at that row "
+            f"alone (Keras's: max abs {float(np.max(np.abs(mine[row]))):.3g}), so a step "
+            f"trains the padding token's vector in Keras only")

@@ -152,6 +152,25 @@ class PyTorchAdapter(FrameworkAdapter):
                 for name, _ in module.named_parameters(recurse=False)
                 if name.startswith("bias_hh")]
 
+    def padded_embeddings(self) -> dict[str, int]:
+        """{module: padding_idx} of the Embedding modules whose padding row takes no gradient,
+        where Keras's Embedding, which has no padding_idx, trains every row."""
+        return {name: module.padding_idx for name, module in self.model.named_modules()
+                if isinstance(module, nn.Embedding) and module.padding_idx is not None}
+
+    @contextlib.contextmanager
+    def embeddings_unpadded(self):
+        """Within the block every Embedding trains its padding row too, as Keras's does."""
+        padded = [(module, module.padding_idx) for module in self.model.modules()
+                  if isinstance(module, nn.Embedding) and module.padding_idx is not None]
+        for module, _ in padded:
+            module.padding_idx = None
+        try:
+            yield
+        finally:
+            for module, row in padded:
+                module.padding_idx = row
+
     @contextlib.contextmanager
     def float64(self):
         """Within the block the model and its inputs are float64: reruns that measure how far

@@ -164,6 +164,27 @@ def _recurrent_bias_causes(eq, rerun, runs) -> list[dict]:
                      f"of the step, {outcome} (they differed by {before:.2g})."}]
 
 
+def _embedding_padding_causes(eq, rerun, runs, states) -> list[dict]:
+    """Steps that computed the same loss, then left other weights: PyTorch's Embedding with a
+    padding_idx keeps that row out of the step, where Keras's Embedding, which has no
+    padding_idx, trains it. The rerun gives PyTorch's Embeddings no padding_idx."""
+    padded = getattr(rerun.adapter, "padded_embeddings", dict)()
+    if not padded or eq.max_weight_diff is None or eq.max_weight_diff <= STATE_TOLERANCE or \
+            not _same_step_function(runs[eq.a], runs[eq.b]):
+        return []
+    value = max_weight_diff(states[eq.a], rerun.unpadded_state())
+    explains = value <= STATE_TOLERANCE
+    rows = ", ".join(f"{name} row {row}" for name, row in padded.items())
+    outcome = (f"the weights after the step agree to {value:.2g}" if explains else
+               f"the weights after the step still differ by up to {value:.2g}")
+    return [{"cause": "embedding_padding_idx", "value": value, "before": eq.max_weight_diff,
+             "explains": explains, "parameters": [f"{name}.weight" for name in padded],
+             "text": f"PyTorch's Embedding with padding_idx keeps that row out of the step "
+                     f"({rows}), where Keras's Embedding, which has no padding_idx, trains it. "
+                     f"Re-run of {eq.b} with padding_idx=None, {outcome} (they differed by "
+                     f"up to {eq.max_weight_diff:.2g})."}]
+
+
 def _float32_causes(eq, rerun, states) -> list[dict]:
     """Weights that differ after the same SGD step can be float32 rounding amplified by an
     ill-conditioned gradient; a float64 rerun of the PyTorch recipe measures how far."""
@@ -204,10 +225,17 @@ class _Rerun:
         return self.adapter.inference_loss_of(state, self.batch)
 
     def float64_state(self) -> dict:
-        if "float64" not in self._states:
-            with self.adapter.float64():
-                self._states["float64"] = self.final_state()
-        return self._states["float64"]
+        return self._state_within("float64", self.adapter.float64)
+
+    def unpadded_state(self) -> dict:
+        """The final state with every Embedding training its padding row, as Keras's does."""
+        return self._state_within("unpadded embeddings", self.adapter.embeddings_unpadded)
+
+    def _state_within(self, variant: str, context) -> dict:
+        if variant not in self._states:
+            with context():
+                self._states[variant] = self.final_state()
+        return self._states[variant]
 
     def final_state(self) -> dict:
         """The state the PyTorch recipe's steps leave, under whatever the adapter is set
@@ -249,8 +277,10 @@ def explain_pair(eq, conventions, recipes, adapters, batch, config, runs, states
         recipe = {r.id: r for r in recipes}[eq.b]
         reruns[eq.b] = _Rerun(adapters["pytorch"], recipe, batch, config)
     rerun = reruns[eq.b]
-    causes = (_bn_causes(eq, conventions, rerun, runs, states)
-              + _weight_causes(eq, config, rerun, runs, states)
+    padding = _embedding_padding_causes(eq, rerun, runs, states)
+    explained = any(c["explains"] for c in padding)
+    causes = (_bn_causes(eq, conventions, rerun, runs, states) + padding
+              + ([] if explained else _weight_causes(eq, config, rerun, runs, states))
               + _recurrent_bias_causes(eq, rerun, runs))
     # Only a pair that differs in nothing but its weights after the step is the same
     # computation when those differ by rounding alone.
