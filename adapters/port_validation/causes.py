@@ -20,6 +20,7 @@ from adapters.own_pair.pairing import (  # noqa: E402
 )
 from adapters.own_pair.port_slips import layer_slip  # noqa: E402
 from adapters.port_validation.graph import to_keras_values  # noqa: E402
+from adapters.port_validation.padding_modes import module_pads, padding_mode_words  # noqa: E402
 from adapters.port_validation.pairs import as_port, module_arrays  # noqa: E402
 from adapters.port_validation.tracing import inbound  # noqa: E402
 from comparator.analysis.kernel_layout import diagnose_arrays, diagnose_kernel  # noqa: E402
@@ -35,10 +36,22 @@ _KERAS_TRANSPOSED = (layers.Conv1DTranspose, layers.Conv2DTranspose, layers.Conv
 _TORCH_TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
 
-def _torch_padding(module, size) -> tuple | None:
-    if not isinstance(module, _TORCH_CONVS):
+def _torch_padding(module, pads=()) -> tuple | None:
+    """The conv's padding per side, with that of the padding modules that ran right before
+    it (padding_modes.pads_before), whatever the values padded."""
+    own = _conv_padding(module)
+    if own is None:
         return None
-    if module.padding_mode != "zeros":
+    total = [list(side) for side in own]
+    for pad in pads:
+        for axis, (before, after) in enumerate(module_pads(pad)[-len(total):]):
+            total[axis][0] += before
+            total[axis][1] += after
+    return tuple(tuple(side) for side in total)
+
+
+def _conv_padding(module) -> tuple | None:
+    if not isinstance(module, _TORCH_CONVS):
         return None
     if isinstance(module.padding, str):
         if module.padding == "valid":
@@ -129,17 +142,23 @@ def _back_to_pairs(tensors, paired: set[str]) -> tuple[list[str], list[str]]:
     return list(reversed(order)), reached
 
 
-def layer_facts(pair: Pair, module, layer, trace, state, paired, croppings=()) -> dict:
+def layer_facts(pair: Pair, module, layer, trace, state, paired, croppings=(),
+                pads=()) -> dict:
     """Facts about a pair of layers for likely_causes; croppings: the cropping layers
-    the Keras layer's output goes through before it is compared (graph.croppings_after)."""
+    the Keras layer's output goes through before it is compared (graph.croppings_after);
+    pads: the PyTorch padding modules that ran right before it (padding_modes.pads_before)."""
     facts = {"names": (pair.torch_module, pair.keras_layer)}
     torch_in = trace[pair.torch_module][0]
     if isinstance(module, _TORCH_CONVS) and isinstance(layer, _KERAS_CONVS):
         facts["torch_stride"] = tuple(module.stride)
         facts["keras_stride"] = tuple(layer.strides)
-        size = torch_in.shape[2:]
-        facts["torch_padding"] = _torch_padding(module, size)
+        size = list(torch_in.shape[2:])  # before the padding modules
+        for pad in pads:
+            for axis, (before, after) in enumerate(module_pads(pad)[-len(size):]):
+                size[axis] -= before + after
+        facts["torch_padding"] = _torch_padding(module, pads)
         facts["keras_padding"] = _keras_padding(layer, size)
+        facts["torch_padding_mode"] = padding_mode_words(module, pads)
     if isinstance(module, _TORCH_TRANSPOSED) and isinstance(layer, _KERAS_TRANSPOSED):
         facts["torch_crop"] = _torch_crop(module)
         facts["keras_crop"] = _keras_crop(layer, croppings)

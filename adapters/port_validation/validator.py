@@ -28,6 +28,11 @@ from adapters.port_validation.operation_settings import (  # noqa: E402
     ran_between,
     torch_run_order,
 )
+from adapters.port_validation.padding_modes import (  # noqa: E402
+    has_padding_modules,
+    measured_padding_mode,
+    pads_before,
+)
 from adapters.port_validation.pool_padding import keras_pooling, pool_padding  # noqa: E402
 from adapters.port_validation.preprocessing import (  # noqa: E402
     input_preprocessing,
@@ -422,8 +427,12 @@ def _mode_passes(setup: _Setup, mode: str, isolation: bool, tolerance: float):
         setup.facts = {p.torch_module: layer_facts(p, setup.modules[p.torch_module],
                                                    by_name[p.keras_layer], trace,
                                                    setup.state, setup.watch,
-                                                   setup.croppings.get(p.keras_layer, ()))
-                          for p in pairs}
+                                                   setup.croppings.get(p.keras_layer, ()),
+                                                   _pads_before(setup, p.torch_module))
+                       for p in pairs}
+        # A conv padded otherwise than with zeros: its Keras input is kept to measure it.
+        setup.setting_ops |= {p.keras_layer for p in pairs
+                              if setup.facts[p.torch_module].get("torch_padding_mode")}
     references = {p.keras_layer: _activated(by_name[p.keras_layer], trace[p.torch_module][1],
                                             p.kind, setup.moves[p.torch_module])
                   for p in pairs}
@@ -453,6 +462,7 @@ def _mode_passes(setup: _Setup, mode: str, isolation: bool, tolerance: float):
                 for p in pairs)
         if isolated:
             comparisons = _operation_settings_named(setup, comparisons, inputs_seen, mode)
+            comparisons = _padding_modes_named(setup, comparisons, inputs_seen, trace, mode)
             # The last paired layer hands PyTorch's value on: the model output says nothing
             # in this pass, but where it differs while no layer does.
             passes.append(PassResult(mode, True, comparisons, None, False))
@@ -492,6 +502,35 @@ def _operation_settings_named(setup: _Setup, comparisons, keras_inputs: dict,
             if found is not None:
                 c = dataclasses.replace(c, causes=likely_causes(
                     {**facts, "alone_agrees": True, "operation_setting": found}, True, mode))
+        named.append(c)
+    return tuple(named)
+
+
+def _pads_before(setup: _Setup, torch_key: str) -> tuple:
+    """The PyTorch padding modules that ran right before this paired module, if any."""
+    if not has_padding_modules(setup.torch_model):
+        return ()
+    _torch_between(setup, "inference", torch_key)  # the run order, once
+    return pads_before(setup.run_orders["inference"], setup.modules,
+                       split_layer_key(torch_key)[0])
+
+
+def _padding_modes_named(setup: _Setup, comparisons, keras_inputs: dict, trace,
+                         mode: str) -> tuple[LayerComparison, ...]:
+    """A conv PyTorch pads otherwise than with zeros gets that mode as its cause, where the
+    rerun with zeros gives Keras's output (padding_modes.py)."""
+    named = []
+    for c in comparisons:
+        facts = setup.facts[c.torch_module]
+        if c.diverges and facts.get("torch_padding_mode"):
+            found = measured_padding_mode(
+                setup.modules[c.torch_module], _pads_before(setup, c.torch_module),
+                trace[c.torch_module], setup.by_name[c.keras_layer],
+                keras_inputs.get(c.keras_layer))
+            if found is not None:
+                c = dataclasses.replace(c, causes=likely_causes(
+                    {**facts, "padding_mode": (found[0].max_abs, found[1].max_abs)}, True,
+                    mode))
         named.append(c)
     return tuple(named)
 

@@ -194,6 +194,9 @@ def _structure_causes(facts: dict, torch_name: str, keras_name: str) -> list[Cau
             f"Keras {keras_name} {tuple(facts['keras_stride'])}",
             "ResNet v1 (keras.applications) strides the first 1x1 conv of a downsampling "
             "block, v1.5 (torchvision) its 3x3 conv: same weight shapes, another function"))
+    if facts.get("padding_mode"):
+        causes.append(_padding_mode_cause(facts, torch_name, keras_name))
+        return causes
     padding = _sides_differ(facts, "padding")
     if padding:
         causes.append(Cause(
@@ -211,6 +214,24 @@ def _structure_causes(facts: dict, torch_name: str, keras_name: str) -> list[Cau
             "after; Keras's 'same' crops kernel - stride, the larger half after: use "
             f"padding='valid' and Cropping{len(facts['torch_crop'])}D with PyTorch's crops"))
     return causes
+
+
+def _padding_mode_cause(facts: dict, torch_name: str, keras_name: str) -> Cause:
+    """PyTorch pads the conv's input otherwise than with zeros; Keras's ZeroPadding and
+    'same' pad zeros. facts["padding_mode"]: (PyTorch against Keras, the rerun with zeros
+    against Keras), max abs."""
+    apart, left = facts["padding_mode"]
+    mode = facts["torch_padding_mode"]
+    return Cause(
+        "padding_mode",
+        f"padding mode: PyTorch pads the input of {torch_name} with {mode}, Keras that of "
+        f"{keras_name} with zeros; PyTorch's conv gives up to {apart:.3g} (max abs) from "
+        f"Keras's, and "
+        f"given zeros of the same amounts it gives Keras's (max abs {left:.3g})",
+        "Keras's ZeroPadding layers and 'same' pad zeros only: pad in a layer of your own "
+        "with keras.ops.pad(x, pads, mode='reflect') (equal to ReflectionPad, measured on "
+        "Keras 3.15.1's torch backend, which refuses 'edge' and 'wrap': replicate and "
+        "circular padding need slices of your own) and convolve with padding='valid'")
 
 
 def _sides_differ(facts: dict, what: str) -> tuple[str, str] | None:
