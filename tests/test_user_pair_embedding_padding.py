@@ -78,10 +78,10 @@ def test_without_the_padding_token_in_the_batch_the_gradients_agree():
     assert _validated(_ids(padded=False)).passed
 
 
-def _trained(keras_model):
+def _trained(keras_model, **options):
     report = comparator.compare_pair(_padded_token_net(), keras_model, _ids(),
                                      port_weights="pytorch-to-keras",
-                                     recipes=("pytorch:train", "keras:train"))
+                                     recipes=("pytorch:train", "keras:train"), **options)
     (trained,) = report.equivalences
     return trained
 
@@ -98,3 +98,15 @@ def test_the_comparison_explains_the_weights_by_a_rerun_without_padding_idx():
 def test_a_keras_port_that_keeps_the_row_steps_alike():
     trained = _trained(_keras_token_net_keeping_the_row())
     assert trained.equivalent and trained.max_weight_diff < 1e-5
+
+
+def test_with_adam_the_epsilon_reruns_train_the_padding_row_too():
+    """Adam's epsilon conventions part the weights as well: the padding rerun alone leaves
+    them apart, and the epsilon reruns, which then train the padding row as Keras does, name
+    the one that explains the rest (Keras's epsilon placement)."""
+    causes = {c["cause"]: c for c in _trained(models.keras_token_net(),
+                                               optimizer="adam").causes}
+    assert not causes["embedding_padding_idx"]["explains"]
+    placement = causes["adam_epsilon_placement"]
+    assert placement["explains"] and placement["value"] < 1e-5
+    assert "no padding_idx as well" in placement["text"]

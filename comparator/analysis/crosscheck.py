@@ -12,6 +12,7 @@ weights or losses) get neither rerun: their differences already say why.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import numpy as np
@@ -185,6 +186,24 @@ def _embedding_padding_causes(eq, rerun, runs, states) -> list[dict]:
                      f"up to {eq.max_weight_diff:.2g})."}]
 
 
+def _weight_causes_beside(padding: list[dict], eq, config, rerun, runs, states) -> list[dict]:
+    """The optimizer's and rounding's causes, none where the padding rerun explains the
+    weights; where it closes only part of the gap, their reruns train the padding rows too,
+    as Keras does, and say so."""
+    if any(c["explains"] for c in padding):
+        return []
+    if not padding:
+        return _weight_causes(eq, config, rerun, runs, states)
+    rerun.unpadded = True
+    try:
+        causes = _weight_causes(eq, config, rerun, runs, states)
+    finally:
+        rerun.unpadded = False
+    for cause in causes:
+        cause["text"] += " (This rerun gave PyTorch's Embeddings no padding_idx as well.)"
+    return causes
+
+
 def _float32_causes(eq, rerun, states) -> list[dict]:
     """Weights that differ after the same SGD step can be float32 rounding amplified by an
     ill-conditioned gradient; a float64 rerun of the PyTorch recipe measures how far."""
@@ -209,8 +228,11 @@ class _Rerun:
     def __init__(self, adapter, recipe, batch, config):
         self.adapter, self.recipe, self.batch, self.config = adapter, recipe, batch, config
         self._states: dict = {}  # by variant
+        # Every rerun also trains the Embeddings' padding rows, as Keras does.
+        self.unpadded = False
 
     def final_state_with(self, variant: str, optimizer_overrides: dict) -> dict:
+        variant = f"{variant}, unpadded" if self.unpadded else variant
         if variant not in self._states:
             self.adapter.optimizer_overrides = optimizer_overrides
             try:
@@ -225,7 +247,8 @@ class _Rerun:
         return self.adapter.inference_loss_of(state, self.batch)
 
     def float64_state(self) -> dict:
-        return self._state_within("float64", self.adapter.float64)
+        variant = "float64, unpadded" if self.unpadded else "float64"
+        return self._state_within(variant, self.adapter.float64)
 
     def unpadded_state(self) -> dict:
         """The final state with every Embedding training its padding row, as Keras's does."""
@@ -241,8 +264,10 @@ class _Rerun:
         """The state the PyTorch recipe's steps leave, under whatever the adapter is set
         to (another momentum, epsilon or precision)."""
         c = self.config
-        return self.adapter.state_after_steps(self.recipe, self.batch, c.steps, c.lr,
-                                              c.optimizer)
+        with (self.adapter.embeddings_unpadded() if self.unpadded else
+              contextlib.nullcontext()):
+            return self.adapter.state_after_steps(self.recipe, self.batch, c.steps, c.lr,
+                                                  c.optimizer)
 
     def statistics_with_momenta(self, momenta: dict[str, float], first_step: bool) -> dict:
         """running_statistics with every BatchNorm layer's momentum set as given, run once
@@ -278,9 +303,8 @@ def explain_pair(eq, conventions, recipes, adapters, batch, config, runs, states
         reruns[eq.b] = _Rerun(adapters["pytorch"], recipe, batch, config)
     rerun = reruns[eq.b]
     padding = _embedding_padding_causes(eq, rerun, runs, states)
-    explained = any(c["explains"] for c in padding)
     causes = (_bn_causes(eq, conventions, rerun, runs, states) + padding
-              + ([] if explained else _weight_causes(eq, config, rerun, runs, states))
+              + _weight_causes_beside(padding, eq, config, rerun, runs, states)
               + _recurrent_bias_causes(eq, rerun, runs))
     # Only a pair that differs in nothing but its weights after the step is the same
     # computation when those differ by rounding alone.
