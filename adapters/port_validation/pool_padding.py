@@ -24,7 +24,9 @@ from keras import layers  # noqa: E402
 
 from adapters.port_validation.graph import Failed, numpy_of, to_torch_values  # noqa: E402
 from adapters.port_validation.operation_settings import confirmed_apart  # noqa: E402
-from comparator.analysis.port_causes import OperationSetting  # noqa: E402
+from comparator.analysis.port_causes import OperationSetting, PoolRounding  # noqa: E402
+from comparator.analysis.tolerances import SETTING_MATCH_TOLERANCE  # noqa: E402
+from comparator.analysis.validation import diverges, metrics  # noqa: E402
 
 # Keras's torch backend pads and pools each rank by the same code (max_pool, average_pool).
 _POOLS = ((nn.MaxPool1d, layers.MaxPooling1D), (nn.AvgPool1d, layers.AveragePooling1D),
@@ -129,3 +131,59 @@ def _fix(module: nn.Module, torch_pads, average: bool) -> str:
     return (f"pad with ZeroPadding{len(torch_pads)}D({padding!r}){exact} and pool with "
             f"padding='valid'")
 
+
+
+def pool_rounding(torch_modules: list[tuple[str, nn.Module]], keras_ops: list,
+                  keras_inputs: dict) -> PoolRounding | None:
+    """The first pooling of one kind that PyTorch rounds up (ceil_mode=True: GoogLeNet's and
+    SqueezeNet's) where Keras's, with 'valid', rounds down, where the rerun confirms it: on
+    the Keras pooling's input, PyTorch's module gives another output size, and given
+    ceil_mode=False it gives Keras's output."""
+    for torch_class, keras_class in _POOLS:
+        torch_side = [(n, m) for n, m in torch_modules
+                      if isinstance(m, torch_class) and m.ceil_mode]
+        keras_side = [op for op in keras_ops if isinstance(op, keras_class)
+                      and op.padding == "valid" and op.data_format == "channels_last"]
+        for (name, module), op in zip(torch_side, keras_side):
+            found = _rounding_measured(name, module, op, keras_inputs.get(op.name))
+            if found is not None:
+                return found
+    return None
+
+
+def _rounding_measured(name: str, module: nn.Module, op, keras_input) -> PoolRounding | None:
+    if keras_input is None or isinstance(keras_input, Failed):
+        return None
+    x = torch.from_numpy(to_torch_values(numpy_of(keras_input)).copy())
+    floor = copy.deepcopy(module)
+    floor.ceil_mode = False
+    try:
+        with torch.no_grad():
+            keras_out = to_torch_values(numpy_of(op(numpy_of(keras_input))))
+            torch_out, redone = module(x).numpy(), floor(x).numpy()
+    except Exception:  # an input of another rank than the pooling's: nothing measured
+        return None
+    if torch_out.shape == keras_out.shape or redone.shape != keras_out.shape:
+        return None
+    left = metrics(keras_out, redone)
+    if diverges(left, SETTING_MATCH_TOLERANCE):
+        return None
+    rank = x.ndim - 2
+    window, strides = _tuple(module.kernel_size, rank), _tuple(module.stride, rank)
+    pads = _tuple(module.padding, rank)
+    extra = tuple((out - 1) * s + k - (n + 2 * p) for out, s, k, n, p in
+                  zip(torch_out.shape[2:], strides, window, x.shape[2:], pads))
+    return PoolRounding(name, type(module).__name__, op.name, type(op).__name__,
+                        tuple(torch_out.shape[2:]), tuple(keras_out.shape[2:]), left.max_abs,
+                        _rounding_fix(module, pads, extra))
+
+
+def _rounding_fix(module: nn.Module, pads, extra) -> str:
+    """Keras's pooling has no ceil_mode: the padding that gives PyTorch's windows."""
+    if hasattr(module, "count_include_pad"):
+        return ("no Keras pooling layer pads the end of an axis and averages a window there "
+                "over the values inside only")
+    sides = tuple((p, p + e) for p, e in zip(pads, extra))
+    padding = sides[0] if len(sides) == 1 else sides
+    return (f"pad with ZeroPadding{len(sides)}D({padding!r}) (zeros stand for PyTorch's -inf "
+            "where the input is not negative, as after a ReLU) and pool with padding='valid'")

@@ -33,7 +33,11 @@ from adapters.port_validation.padding_modes import (  # noqa: E402
     measured_padding_mode,
     pads_before,
 )
-from adapters.port_validation.pool_padding import keras_pooling, pool_padding  # noqa: E402
+from adapters.port_validation.pool_padding import (  # noqa: E402
+    keras_pooling,
+    pool_padding,
+    pool_rounding,
+)
 from adapters.port_validation.preprocessing import (  # noqa: E402
     input_preprocessing,
     keras_preprocessing,
@@ -490,12 +494,14 @@ def _operation_settings_named(setup: _Setup, comparisons, keras_inputs: dict,
     model does inside itself, where a rerun on the Keras operation's input measures it."""
     named = []
     for c in comparisons:
-        if c.diverges and [cause.code for cause in c.causes] == ["between_layers"]:
+        if c.diverges and [cause.code for cause in c.causes] in (["between_layers"],
+                                                                  ["shape"]):
             facts = setup.facts[c.torch_module]
             between = (_torch_between(setup, mode, c.torch_module),
                        [setup.operations[name] for name in facts["between"]
                         if name in setup.operations], keras_inputs)
-            found = operation_setting(*between) or pool_padding(*between)
+            found = operation_setting(*between) or pool_padding(*between) or \
+                pool_rounding(*between)
             if found is None and _first_to_run(setup, mode, c.torch_module):
                 found = input_preprocessing(*between, setup.modules[c.torch_module],
                                             setup.by_name[c.keras_layer], setup.x)

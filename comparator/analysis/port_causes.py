@@ -61,6 +61,24 @@ class Preprocessing:
     swapped_max_abs: float
 
 
+@dataclass(frozen=True)
+class PoolRounding:
+    """A pooling whose output size PyTorch rounds up (ceil_mode=True) where Keras's, with
+    'valid', rounds it down (adapters/port_validation/pool_padding.py measures it): the
+    spatial sizes each gives on Keras's pooling input, how far PyTorch's module given
+    ceil_mode=False is from Keras's output (max abs), and the Keras padding that gives
+    PyTorch's windows, in words."""
+
+    torch_module: str
+    torch_kind: str
+    keras_op: str
+    keras_kind: str
+    torch_size: tuple
+    keras_size: tuple
+    swapped_max_abs: float
+    fix: str
+
+
 def likely_causes(facts: dict, isolated: bool, mode: str) -> tuple[Cause, ...]:
     """The likely causes of a divergence, from facts about the pair of layers.
 
@@ -106,11 +124,28 @@ def likely_causes(facts: dict, isolated: bool, mode: str) -> tuple[Cause, ...]:
     return tuple(causes)
 
 
-def _measured_cause(found: OperationSetting | Preprocessing, torch_name: str,
+def _measured_cause(found: OperationSetting | Preprocessing | PoolRounding, torch_name: str,
                    keras_name: str) -> Cause:
     if isinstance(found, Preprocessing):
         return _preprocessing_cause(found, torch_name, keras_name)
+    if isinstance(found, PoolRounding):
+        return _pool_rounding_cause(found)
     return _operation_setting_cause(found)
+
+
+def _pool_rounding_cause(found: PoolRounding) -> Cause:
+    def size(shape):
+        return " x ".join(map(str, shape))
+
+    return Cause(
+        "pool_ceil_mode",
+        f"pool rounding: PyTorch {found.torch_module} ({found.torch_kind}, ceil_mode=True) "
+        f"rounds its output size up, {size(found.torch_size)}, Keras {found.keras_op} "
+        f"({found.keras_kind}, padding='valid') down, {size(found.keras_size)}; on the Keras "
+        f"operation's input PyTorch's module given ceil_mode=False gives Keras's output (max "
+        f"abs {found.swapped_max_abs:.3g})",
+        f"what reaches this layer is smaller in Keras; Keras's pooling has no ceil_mode: "
+        f"{found.fix}")
 
 
 def _preprocessing_cause(found: Preprocessing, torch_name: str, keras_name: str) -> Cause:
