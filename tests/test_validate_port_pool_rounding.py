@@ -14,10 +14,9 @@ import keras  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
-import comparator  # noqa: E402
+from tests.user_layer_models import ported_and_validated  # noqa: E402
 
 layers = keras.layers
-QUICK = dict(modes=("inference",), gradients=False, train_step=False)
 X = np.random.default_rng(6).standard_normal((2, 3, 8, 8)).astype(np.float32)
 
 
@@ -49,10 +48,7 @@ def keras_rounded_net(padding: str, average: bool = False):
 
 
 def _validated(torch_model, keras_model):
-    torch.manual_seed(0)
-    torch_model = torch_model.eval()
-    comparator.port_weights(torch_model, keras_model)
-    return comparator.validate_port(torch_model, keras_model, X, **QUICK)
+    return ported_and_validated(torch_model, keras_model, X)
 
 
 @pytest.mark.parametrize("average, fix", [

@@ -372,6 +372,17 @@ def seeded(module: nn.Module) -> nn.Module:
     return module
 
 
+def ported_and_validated(torch_model: nn.Module, keras_model, x: np.ndarray, **options):
+    """The PyTorch model seeded, ported into the Keras model and validated layer by layer
+    (inference only, no gradients or training step, unless options say otherwise)."""
+    import comparator
+
+    torch_model = seeded(torch_model).eval()
+    comparator.port_weights(torch_model, keras_model)
+    quick = dict(modes=("inference",), gradients=False, train_step=False)
+    return comparator.validate_port(torch_model, keras_model, x, **{**quick, **options})
+
+
 def keras_lstm_twin():
     """keras_recurrent_twin("lstm"), as a SPEC for compare.py."""
     return keras_recurrent_twin("lstm")
