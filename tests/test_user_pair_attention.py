@@ -124,7 +124,8 @@ def test_an_attention_layer_keras_has_no_counterpart_of_says_why_it_does_not_pai
         TOKENS, recipes=STEP)
     pairing = report.settings["pair"]["pairing"]
     assert pairing["paired_layers"] == 0
-    assert "MultiheadAttention (without add_bias_kv or add_zero_attn)" in pairing["reason"]
+    assert "PyTorch's has add_bias_kv or add_zero_attn: Keras's MultiHeadAttention has no " \
+           "such rows to attend to" in pairing["reason"]
 
 
 def test_an_unpaired_attention_layer_keeps_its_sublayers_weights_apart():

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import comparator
+from adapters.keras.backend import keras
 from comparator.errors import UsageError
 from comparator.zoo.portmaps import from_keras_layout, to_keras_layout
 from tests import user_layer_models as models
@@ -136,8 +137,9 @@ def test_an_instance_norm_slip_is_named(keras_options, text):
 
 def test_an_instance_norm_with_running_statistics_is_refused_by_name():
     """Keras's GroupNormalization keeps none to hold them."""
-    with pytest.raises(UsageError, match=r"norm \(InstanceNorm2d\).*InstanceNorm \(without "
-                                         r"running statistics\)"):
+    with pytest.raises(UsageError, match=r"norm \(InstanceNorm2d, track_running_stats=True: "
+                                         r"Keras's GroupNormalization.*keeps no running "
+                                         r"statistics\)"):
         comparator.port_weights(models.InstanceNormNet(track_running_stats=True),
                                 models.keras_instance_norm_net())
 
@@ -229,3 +231,50 @@ def test_a_keras_layer_of_an_unknown_kind_is_named_with_what_would_pair():
     assert pairing["paired_layers"] == 0
     assert pairing["reason"].startswith("PyTorch has 3 modules with weights, Keras 2 layers")
     assert re.search(words, pairing["reason"])
+
+
+class _BatchStatisticsNet(torch.nn.Module):
+    """conv -> BatchNorm without running statistics -> ReLU -> pool -> Linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = torch.nn.BatchNorm2d(4, track_running_stats=False)
+        self.fc = torch.nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.bn(self.conv(x))).mean((2, 3)))
+
+
+def _keras_batch_norm_net():
+    layers = keras.layers
+    inputs = keras.Input((models.SIZE, models.SIZE, 3))
+    x = layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    x = layers.BatchNormalization(epsilon=1e-5, name="bn")(x)
+    x = layers.Dense(3, name="fc")(layers.GlobalAveragePooling2D()(layers.ReLU()(x)))
+    return keras.Model(inputs, x, name="batch_norm_net")
+
+
+def test_batchnorm_without_running_statistics_normalises_with_the_batch_in_eval_mode():
+    """What the refusal below states, measured: eval mode changes nothing."""
+    bn = torch.nn.BatchNorm2d(4, track_running_stats=False).eval()
+    x = torch.from_numpy(IMAGES[:, :1].repeat(4, axis=1))
+    mean, variance = x.mean((0, 2, 3), keepdim=True), x.var((0, 2, 3), keepdim=True,
+                                                           unbiased=False)
+    expected = (x - mean) / torch.sqrt(variance + bn.eps)
+    assert torch.allclose(bn(x), expected, atol=1e-5)
+
+
+def test_batchnorm_without_running_statistics_is_refused_with_the_reason():
+    """It was 'no Keras layer fits PyTorch bn (BatchNorm2d, weights [(4,), (4,)]) by order and
+    shape' in the validator, and 'hold weights of different shapes' in the comparison."""
+    words = r"bn \(BatchNorm2d, track_running_stats=False: it normalises with the batch's " \
+            r"statistics in eval mode too"
+    with pytest.raises(UsageError, match=words):
+        comparator.validate_port(models.seeded(_BatchStatisticsNet()).eval(),
+                                 _keras_batch_norm_net(), IMAGES)
+    report = comparator.compare_pair(models.seeded(_BatchStatisticsNet()).eval(),
+                                     _keras_batch_norm_net(), IMAGES,
+                                     recipes=("pytorch:train", "keras:train"))
+    assert "PyTorch's has track_running_stats=False" in \
+        report.settings["pair"]["pairing"]["reason"]

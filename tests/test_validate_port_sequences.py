@@ -226,7 +226,7 @@ def test_a_last_step_where_pytorch_averages_the_steps_is_named_between_the_layer
 
 @pytest.mark.parametrize("torch_model, keras_model, words", [
     (lambda: models.RecurrentNet(proj_size=4), lambda: models.keras_recurrent_twin("lstm"),
-     "lstm (LSTM)"),
+     "lstm (LSTM, proj_size=4: Keras's LSTM has no projection)"),
     (models.GatedRecurrentNet, lambda: models.keras_recurrent_twin("gru", reset_after=False),
      "Keras's GRU with reset_after=False applies the reset gate before the recurrent kernel"),
     (lambda: FinalStateNet("gru"), lambda: keras.Model(*_merged_twin(None)),

@@ -59,8 +59,8 @@ NORM_NAMES = {"layer_norm": "LayerNorm", "group_norm": "GroupNorm", "rms_norm": 
               "instance_norm": "InstanceNorm"}
 KNOWN_LAYERS = ("Conv1d and Conv2d (grouped and depthwise too), Conv3d (grouped too), "
                 "ConvTranspose1d, ConvTranspose2d, ConvTranspose3d, Linear, "
-                "Embedding, PReLU, BatchNorm, LayerNorm, GroupNorm, InstanceNorm (without "
-                "running statistics) and RMSNorm")
+                "Embedding, PReLU, BatchNorm (with running statistics), LayerNorm, GroupNorm, "
+                "InstanceNorm (without running statistics) and RMSNorm")
 PAIRED_LAYERS = KNOWN_LAYERS.replace(" and RMSNorm", ", RMSNorm, LSTM (without proj_size), GRU, "
                                                     "RNN and MultiheadAttention (without "
                                                     "add_bias_kv or add_zero_attn)")
@@ -127,10 +127,37 @@ def torch_kind(module: nn.Module) -> str:
     if isinstance(module, nn.Embedding):
         return "embedding"  # (vocabulary, width) in both frameworks
     if isinstance(module, nn.modules.batchnorm._BatchNorm):
-        return "bn"
+        return "bn" if module.track_running_stats else "other"
     if isinstance(module, nn.PReLU):
         return "prelu"  # one slope, or one per channel (axis 1)
     return "other"
+
+
+def unpaired_setting(module: nn.Module) -> str | None:
+    """Why a PyTorch module of a kind the pairing knows is not paired: a setting no Keras
+    layer computes, in words; None where no setting is the reason."""
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and not module.track_running_stats:
+        return ("track_running_stats=False: it normalises with the batch's statistics in eval "
+                "mode too and keeps none, where Keras's BatchNormalization keeps moving "
+                "statistics and normalises with them in inference")
+    if isinstance(module, nn.modules.instancenorm._InstanceNorm) and module.track_running_stats:
+        return ("track_running_stats=True: Keras's GroupNormalization, which computes an "
+                "InstanceNorm, keeps no running statistics")
+    if _projected(module):
+        return f"proj_size={module.proj_size}: Keras's LSTM has no projection"
+    if isinstance(module, nn.modules.conv._ConvTransposeNd) and module.groups > 1:
+        return f"groups={module.groups}: Keras's transposed convolutions have no groups"
+    if isinstance(module, nn.MultiheadAttention) and torch_kind(module) == "other":
+        return ("add_bias_kv or add_zero_attn: Keras's MultiHeadAttention has no such rows to "
+                "attend to")
+    return None
+
+
+def unpaired_words(name: str, module: nn.Module) -> str:
+    """A PyTorch module the pairing refuses: its name, class and the setting that makes it
+    one no Keras layer computes."""
+    setting = unpaired_setting(module)
+    return f"{name} ({type(module).__name__}{', ' + setting if setting else ''})"
 
 
 def _depthwise(conv: nn.Conv1d | nn.Conv2d) -> bool:
@@ -492,6 +519,8 @@ def _port(name: str, index: int, module: nn.Module, layer) -> LayerPort | str:
             f"({type(layer).__name__})")
     if reset_before(layer):
         return f"{both} meet in running order, and {RESET_BEFORE}"
+    if (setting := unpaired_setting(module)) is not None:
+        return f"{both} meet in running order, and PyTorch's has {setting}"
     if "other" in (torch_kind(module), family):
         return f"{both} meet in running order, and the pairing knows only {PAIRED_LAYERS}"
     if not kinds_fit(torch_kind(module), family):

@@ -26,6 +26,7 @@ from adapters.own_pair.pairing import (  # noqa: E402
     torch_arrays,
     torch_kind,
     unknown_keras_layers,
+    unpaired_words,
 )
 from adapters.port_validation.graph import functional_graph, graph_nodes  # noqa: E402
 from adapters.port_validation.sequences import layer_key, split_layer_key  # noqa: E402
@@ -201,8 +202,8 @@ def resolve_pairs(torch_model: nn.Module, keras_model, mapping: dict | None = No
     PyTorch modules left out (another output's head: outputs.off_the_output)."""
     fn = functional_graph(keras_model)
     torch_layers, keras_layers = _torch_layers(torch_model, leave_out), _keras_layers(fn)
-    unsupported = [f"{info.name} ({info.type_name})" for _, info, _ in torch_layers.values()
-                   if info.kind == "other"]
+    unsupported = [unpaired_words(info.name, module)
+                   for module, info, _ in torch_layers.values() if info.kind == "other"]
     if unsupported:
         raise UsageError(f"cannot port PyTorch modules of these kinds: {', '.join(unsupported)}"
                          f"; the validator knows {PAIRED_LAYERS}")
