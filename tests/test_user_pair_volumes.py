@@ -100,6 +100,21 @@ def test_a_3d_max_pooling_padded_as_same_is_named_and_its_fix_passes(same_paddin
     assert "ZeroPadding3D(1)" in found.causes[0].detail
 
 
+@pytest.mark.parametrize("mode", ["nearest", "trilinear"])
+def test_a_volume_upsampled_otherwise_than_keras_repeats_is_named(mode):
+    """UpSampling3D repeats each value, as mode='nearest' does (they pass); 'trilinear'
+    interpolates, which no Keras layer does."""
+    result = models.ported_and_validated(models.UpsampledVolumeNet(mode),
+                                         models.keras_upsampled_volume_net(), VOLUMES)
+    if mode == "nearest":
+        assert result.passed, result.render()
+        return
+    found = result.first_divergence
+    assert (found.torch_module, found.keras_layer) == ("conv2", "conv2")
+    assert [cause.code for cause in found.causes] == ["upsample_interpolation"]
+    assert "no Keras layer upsamples a volume with mode='trilinear'" in found.causes[0].detail
+
+
 def test_the_comparison_steps_a_volume_pair_alike():
     """Weights agree after one step; the BatchNorm3d running variance differs only as
     PyTorch's unbiased update against Keras's biased one, over 256 values per channel."""

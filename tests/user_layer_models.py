@@ -608,3 +608,26 @@ def keras_pooled_volume_net(same_padding: bool = False):
     x = layers.Conv3D(4, 1, name="conv2")(x)
     x = layers.Dense(3, name="fc")(layers.GlobalAveragePooling3D()(x))
     return keras.Model(inputs, x, name="pooled_volume_net")
+
+
+class UpsampledVolumeNet(nn.Module):
+    """A volume: conv -> Upsample (2, the given mode) -> 1x1 conv -> mean -> Linear."""
+
+    def __init__(self, mode: str = "nearest"):
+        super().__init__()
+        self.conv = nn.Conv3d(2, 4, 3, padding=1)
+        self.up = nn.Upsample(scale_factor=2, mode=mode)
+        self.conv2 = nn.Conv3d(4, 4, 1)
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(self.conv2(self.up(self.conv(x))).mean((2, 3, 4)))
+
+
+def keras_upsampled_volume_net():
+    """UpSampling3D(2): each value repeated along each axis."""
+    inputs = keras.Input((DEPTH, SIZE, SIZE, 2))
+    x = layers.UpSampling3D(2, name="up")(layers.Conv3D(4, 3, padding="same", name="conv")(inputs))
+    x = layers.Conv3D(4, 1, name="conv2")(x)
+    x = layers.Dense(3, name="fc")(layers.GlobalAveragePooling3D()(x))
+    return keras.Model(inputs, x, name="upsampled_volume_net")

@@ -2,7 +2,7 @@
 PyTorch's input: an activation (LeakyReLU's negative_slope, ELU's alpha, GELU's
 approximate, ReLU6's clip against Keras's ReLU and a plain ReLU's against ReLU(6.0),
 Softplus's beta, Hardtanh's min_val and max_val against keras.ops.hard_tanh), an
-upsampling's mode (UpSampling2D's interpolation; UpSampling1D only repeats) and a bilinear
+upsampling's mode (UpSampling2D's interpolation; UpSampling1D and 3D only repeat) and a bilinear
 one's align_corners, an average pooling's count_include_pad (1-D, 2-D, 3-D; a pooling
 padded otherwise: pool_padding.py). Found from the weightless
 PyTorch modules that ran between two paired modules (forward hooks, so a functional call
@@ -115,6 +115,11 @@ def _sequence_upsampling_fix(module: nn.Module) -> str:
             "mode='linear' with align_corners=False")
 
 
+def _volume_upsampling_fix(module: nn.Module) -> str:
+    return (f"no Keras layer upsamples a volume with mode={module.mode!r}: UpSampling3D only "
+            "repeats (mode='nearest')")
+
+
 def _clip_fix(module: nn.Module) -> str:
     return f"Activation(lambda t: keras.ops.clip(t, {module.min_val!r}, {module.max_val!r}))"
 
@@ -160,6 +165,9 @@ _FAMILIES = (
             **_UPSAMPLE_MODE),
     _Family("Upsample", "interpolation", (nn.Upsample,), (layers.UpSampling1D,),
             keras_computes="nearest", keras_fix=_sequence_upsampling_fix, **_UPSAMPLE_MODE),
+    # UpSampling3D repeats along each axis too: mode='nearest' (measured equal).
+    _Family("Upsample", "interpolation", (nn.Upsample,), (layers.UpSampling3D,),
+            keras_computes="nearest", keras_fix=_volume_upsampling_fix, **_UPSAMPLE_MODE),
     *(_count_include_pad(rank) for rank in (1, 2, 3)),
 )
 
