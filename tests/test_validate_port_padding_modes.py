@@ -27,11 +27,11 @@ class PaddedNet(nn.Module):
     (`pad`) or the conv's (`padding_mode`)."""
 
     def __init__(self, pad: nn.Module | None = None, padding_mode: str = "zeros",
-                 stride: int = 1):
+                 stride: int = 1, dilation: int = 1):
         super().__init__()
         self.pad = pad or nn.Identity()
-        self.conv = nn.Conv2d(3, 4, 3, stride=stride, padding=0 if pad else 1,
-                              padding_mode=padding_mode)
+        self.conv = nn.Conv2d(3, 4, 3, stride=stride, padding=0 if pad else dilation,
+                              padding_mode=padding_mode, dilation=dilation)
         self.fc = nn.Linear(4, 3)
 
     def forward(self, x):
@@ -45,14 +45,14 @@ class ReflectPadding(layers.Layer):
         return keras.ops.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")
 
 
-def keras_padded_net(padding: str, stride: int = 1):
+def keras_padded_net(padding: str, stride: int = 1, dilation: int = 1):
     """padding: 'same' (the conv's), 'zeros' (ZeroPadding2D then 'valid') or 'reflect' (a
     layer of its own, then 'valid')."""
     inputs = keras.Input((8, 8, 3))
     x = {"same": inputs, "zeros": layers.ZeroPadding2D(1, name="pad")(inputs),
          "reflect": ReflectPadding(name="pad")(inputs)}[padding]
     x = layers.Conv2D(4, 3, strides=stride, padding="same" if padding == "same" else "valid",
-                      name="conv")(x)
+                      dilation_rate=dilation, name="conv")(x)
     x = layers.Dense(3, name="fc")(layers.GlobalAveragePooling2D()(layers.ReLU()(x)))
     return keras.Model(inputs, x, name=f"padded_{padding}")
 
@@ -96,3 +96,24 @@ def test_a_padding_module_counts_towards_the_convs_padding():
     assert [cause.code for cause in found.causes] == ["padding"]
     assert ("PyTorch pads (top 1, bottom 1, left 1, right 1), Keras (top 0, bottom 1, left 0, "
             "right 1)") in found.causes[0].text
+
+
+def test_a_dilation_ported_without_it_is_named_and_not_put_down_to_padding():
+    """A conv dilated 2 (padding 2) ported without dilation_rate was named 'padding: PyTorch
+    pads (top 2, ...), Keras (top 1, ...)' with a stride-2 explanation; with dilation_rate=2
+    and 'same' the port passes."""
+    found = _validated(PaddedNet(dilation=2), keras_padded_net("same")).first_divergence
+    assert [cause.code for cause in found.causes] == ["dilation"]
+    assert "PyTorch conv dilates its kernel (2, 2), Keras conv (1, 1)" in found.causes[0].text
+    assert "dilation_rate=(2, 2)" in found.causes[0].detail
+    assert _validated(PaddedNet(dilation=2), keras_padded_net("same", dilation=2)).passed
+
+
+def test_padding_that_differs_otherwise_than_same_gives_pytorchs_padding_as_the_fix():
+    """A conv that pads 1 ported with ZeroPadding2D(2): no stride-2 'same' story."""
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(4, 3, name="conv")(layers.ZeroPadding2D(2)(inputs))
+    x = layers.Dense(3, name="fc")(layers.GlobalAveragePooling2D()(layers.ReLU()(x)))
+    found = _validated(PaddedNet(), keras.Model(inputs, x)).first_divergence
+    assert [cause.code for cause in found.causes] == ["padding"]
+    assert found.causes[0].detail == "pad explicitly with ZeroPadding2D(1) and use 'valid'"

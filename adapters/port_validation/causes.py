@@ -152,6 +152,8 @@ def layer_facts(pair: Pair, module, layer, trace, state, paired, croppings=(),
     if isinstance(module, _TORCH_CONVS) and isinstance(layer, _KERAS_CONVS):
         facts["torch_stride"] = tuple(module.stride)
         facts["keras_stride"] = tuple(layer.strides)
+        facts["torch_dilation"] = tuple(module.dilation)
+        facts["keras_dilation"] = tuple(layer.dilation_rate)
         size = list(torch_in.shape[2:])  # before the padding modules
         for pad in pads:
             for axis, (before, after) in enumerate(module_pads(pad)[-len(size):]):

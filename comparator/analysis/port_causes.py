@@ -100,7 +100,7 @@ def likely_causes(facts: dict, isolated: bool, mode: str) -> tuple[Cause, ...]:
     torch_name, keras_name = facts.get("names", ("PyTorch", "Keras"))
     causes = (_structure_causes(facts, torch_name, keras_name)
               + _batchnorm_causes(facts, mode, keras_name) + _weight_causes(facts))
-    if facts.get("shape") and not any(c.code in ("stride_placement", "padding",
+    if facts.get("shape") and not any(c.code in ("stride_placement", "padding", "dilation",
                                                  "transposed_cropping", "failed")
                                       for c in causes):
         t, k = facts["shape"]
@@ -229,16 +229,23 @@ def _structure_causes(facts: dict, torch_name: str, keras_name: str) -> list[Cau
             f"Keras {keras_name} {tuple(facts['keras_stride'])}",
             "ResNet v1 (keras.applications) strides the first 1x1 conv of a downsampling "
             "block, v1.5 (torchvision) its 3x3 conv: same weight shapes, another function"))
+    if facts.get("torch_dilation") is not None and \
+            tuple(facts["torch_dilation"]) != tuple(facts.get("keras_dilation") or ()):
+        # Keras's 'same' pads for its own dilation: the padding follows from this.
+        causes.append(Cause(
+            "dilation",
+            f"dilation: PyTorch {torch_name} dilates its kernel {tuple(facts['torch_dilation'])}"
+            f", Keras {keras_name} {tuple(facts['keras_dilation'])}",
+            f"give Keras's layer dilation_rate={tuple(facts['torch_dilation'])}: the same "
+            "weights then spread over the same input positions"))
+        return causes
     if facts.get("padding_mode"):
         causes.append(_padding_mode_cause(facts, torch_name, keras_name))
         return causes
     padding = _sides_differ(facts, "padding")
     if padding:
-        causes.append(Cause(
-            "padding", f"padding: PyTorch pads {padding[0]}, Keras {padding[1]}",
-            "Keras 'same' pads a stride-2 conv on an even size by (0, 1), PyTorch "
-            f"symmetrically: pad explicitly with ZeroPadding{len(facts['torch_padding'])}D "
-            "and use 'valid'"))
+        causes.append(Cause("padding", f"padding: PyTorch pads {padding[0]}, Keras {padding[1]}",
+                            _padding_fix(facts)))
     cropping = _sides_differ(facts, "crop")
     if cropping:
         causes.append(Cause(
@@ -249,6 +256,20 @@ def _structure_causes(facts: dict, torch_name: str, keras_name: str) -> list[Cau
             "after; Keras's 'same' crops kernel - stride, the larger half after: use "
             f"padding='valid' and Cropping{len(facts['torch_crop'])}D with PyTorch's crops"))
     return causes
+
+
+def _padding_fix(facts: dict) -> str:
+    """How to pad as PyTorch does; why Keras's 'same' does not, where it pads one side more."""
+    sides = _pairs(facts["torch_padding"])
+    padding = sides[0] if len(set(sides)) == 1 and sides[0][0] == sides[0][1] else sides
+    if isinstance(padding, tuple) and isinstance(padding[0], int):
+        padding = padding[0]
+    fix = (f"pad explicitly with ZeroPadding{len(sides)}D({padding!r}) and use 'valid'")
+    uneven = any(before != after for before, after in _pairs(facts["keras_padding"]))
+    if uneven and all(before == after for before, after in sides):
+        return ("Keras 'same' pads what the stride leaves over, the larger half after ((0, 1) "
+                f"for a stride-2 conv on an even size), PyTorch symmetrically: {fix}")
+    return fix
 
 
 def _padding_mode_cause(facts: dict, torch_name: str, keras_name: str) -> Cause:
