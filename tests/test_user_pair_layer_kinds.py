@@ -278,3 +278,37 @@ def test_batchnorm_without_running_statistics_is_refused_with_the_reason():
                                      recipes=("pytorch:train", "keras:train"))
     assert "PyTorch's has track_running_stats=False" in \
         report.settings["pair"]["pairing"]["reason"]
+
+
+class _BiasNet(torch.nn.Module):
+    def __init__(self, bias: bool):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1, bias=bias)
+        self.fc = torch.nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).mean((2, 3)))
+
+
+def _keras_bias_net(bias: bool):
+    layers = keras.layers
+    inputs = keras.Input((models.SIZE, models.SIZE, 3))
+    x = layers.Conv2D(4, 3, padding="same", use_bias=bias, name="conv")(inputs)
+    x = layers.Dense(3, name="fc")(layers.GlobalAveragePooling2D()(layers.ReLU()(x)))
+    return keras.Model(inputs, x, name="bias_net")
+
+
+def test_a_bias_on_one_side_only_is_named():
+    """Was 'hold weights of different shapes' in the comparison, and 'no Keras layer fits
+    ...: pass mapping=...' in the validator."""
+    with pytest.raises(UsageError, match="which has no bias where PyTorch's has one: build it "
+                                         "with use_bias=True"):
+        comparator.validate_port(models.seeded(_BiasNet(True)), _keras_bias_net(False), IMAGES)
+    for torch_bias, words in ((True, "Keras conv has no bias (use_bias=False) where PyTorch's "
+                                     "has one"),
+                              (False, "Keras conv has a bias (use_bias=True) where PyTorch's "
+                                      "has none")):
+        report = comparator.compare_pair(models.seeded(_BiasNet(torch_bias)).eval(),
+                                         _keras_bias_net(not torch_bias), IMAGES,
+                                         recipes=("pytorch:train", "keras:train"))
+        assert words in report.settings["pair"]["pairing"]["reason"]

@@ -529,8 +529,19 @@ def _port(name: str, index: int, module: nn.Module, layer) -> LayerPort | str:
         return f"{both} meet in running order, and {unshared}"
     port = LayerPort(name, layer.name, kind, canonical_names(name, family, module, index))
     if not _fits(port, module, layer.get_weights()):
-        return f"PyTorch {name} and Keras {layer.name} hold weights of different shapes"
+        return (f"PyTorch {name} and Keras {layer.name} hold weights of different shapes"
+                + _bias_words(module, layer))
     return port
+
+
+def _bias_words(module: nn.Module, layer) -> str:
+    """Where one side has a bias and the other none, in words."""
+    keras_bias, torch_bias = getattr(layer, "use_bias", None), getattr(module, "bias", False)
+    if keras_bias is False and torch_bias is not None and torch_bias is not False:
+        return f": Keras {layer.name} has no bias (use_bias=False) where PyTorch's has one"
+    if keras_bias is True and torch_bias is None:
+        return f": Keras {layer.name} has a bias (use_bias=True) where PyTorch's has none"
+    return ""
 
 
 def slopes_per_position(layer) -> str | None:

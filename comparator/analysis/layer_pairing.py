@@ -85,8 +85,12 @@ def pair_layers(torch_layers: list[LayerInfo], keras_layers: list[LayerInfo],
             remaining = [k for k in keras_layers if k.name not in used]
             nearest = f"; the next unused Keras layer is {_describe(remaining[0])}" \
                 if remaining else "; every Keras layer is taken"
+            advice = ": pass mapping={torch_name: keras_name}"
+            if remaining and _without_bias(t, remaining[0]):
+                advice = (", which has no bias where PyTorch's has one: build it with "
+                          "use_bias=True")
             raise UsageError(f"no Keras layer fits PyTorch {_describe(t)} by order and "
-                             f"shape{nearest}: pass mapping={{torch_name: keras_name}}")
+                             f"shape{nearest}{advice}")
         used.add(match.name)
         pairs.append((t, match))
     left = [k.name for k in keras_layers if k.name not in used]
@@ -101,6 +105,15 @@ def _fits(t: LayerInfo, k: LayerInfo) -> bool:
         return False
     n = len(t.shapes)
     return tuple(k.shapes[:n]) == tuple(t.shapes) and len(k.shapes) in (n, n + 1)
+
+
+def _without_bias(t: LayerInfo, k: LayerInfo) -> bool:
+    """Whether the Keras layer is the PyTorch layer's kind with its weights but the bias: a
+    convolution's or dense layer's kernel, without the vector after it."""
+    kernels = ("conv", "conv1d", "conv3d", "dense", "depthwise", "depthwise1d")
+    return (base_kind(t.kind) in kernels or t.kind.startswith("conv_transpose")) and \
+        kinds_fit(t.kind, k.kind) and len(t.shapes) == 2 and len(t.shapes[1]) == 1 and \
+        tuple(k.shapes) == tuple(t.shapes[:1])
 
 
 def check_pair(t: LayerInfo, k: LayerInfo) -> None:
