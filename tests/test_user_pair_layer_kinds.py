@@ -312,3 +312,35 @@ def test_a_bias_on_one_side_only_is_named():
                                          _keras_bias_net(not torch_bias), IMAGES,
                                          recipes=("pytorch:train", "keras:train"))
         assert words in report.settings["pair"]["pairing"]["reason"]
+
+
+class _GroupedNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+        self.conv2 = torch.nn.Conv2d(4, 8, 3, padding=1, groups=2)
+        self.fc = torch.nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.fc(self.conv2(torch.relu(self.conv(x))).mean((2, 3)))
+
+
+def _keras_ungrouped_net():
+    layers = keras.layers
+    inputs = keras.Input((models.SIZE, models.SIZE, 3))
+    x = layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    x = layers.Conv2D(8, 3, padding="same", name="conv2")(layers.ReLU()(x))
+    x = layers.Dense(3, name="fc")(layers.GlobalAveragePooling2D()(x))
+    return keras.Model(inputs, x, name="ungrouped_net")
+
+
+def test_convolutions_grouped_otherwise_are_named():
+    """Was '... pass mapping=...' in the validator and 'different shapes' in the comparison."""
+    with pytest.raises(UsageError, match=r"conv2 \(Conv2d groups=2, .*whose kernel takes 4 "
+                                         r"input channels per group where PyTorch's takes 2"):
+        comparator.validate_port(models.seeded(_GroupedNet()), _keras_ungrouped_net(), IMAGES)
+    report = comparator.compare_pair(models.seeded(_GroupedNet()).eval(),
+                                     _keras_ungrouped_net(), IMAGES,
+                                     recipes=("pytorch:train", "keras:train"))
+    assert "PyTorch's has groups=2, Keras conv2 groups=1" in \
+        report.settings["pair"]["pairing"]["reason"]

@@ -530,12 +530,17 @@ def _port(name: str, index: int, module: nn.Module, layer) -> LayerPort | str:
     port = LayerPort(name, layer.name, kind, canonical_names(name, family, module, index))
     if not _fits(port, module, layer.get_weights()):
         return (f"PyTorch {name} and Keras {layer.name} hold weights of different shapes"
-                + _bias_words(module, layer))
+                + _shape_words(module, layer))
     return port
 
 
-def _bias_words(module: nn.Module, layer) -> str:
-    """Where one side has a bias and the other none, in words."""
+def _shape_words(module: nn.Module, layer) -> str:
+    """Where one side has a bias and the other none, or convolutions are grouped otherwise,
+    in words."""
+    torch_groups, keras_groups = getattr(module, "groups", None), getattr(layer, "groups", None)
+    if isinstance(torch_groups, int) and isinstance(keras_groups, int) and \
+            torch_groups != keras_groups:
+        return f": PyTorch's has groups={torch_groups}, Keras {layer.name} groups={keras_groups}"
     keras_bias, torch_bias = getattr(layer, "use_bias", None), getattr(module, "bias", False)
     if keras_bias is False and torch_bias is not None and torch_bias is not False:
         return f": Keras {layer.name} has no bias (use_bias=False) where PyTorch's has one"

@@ -74,7 +74,7 @@ def _torch_layers(model: nn.Module, leave_out: tuple[str, ...] = ()
         ordered = [s for s in suffixes if s in own]
         names = tuple(f"{name}.{s}" if name else s for s in ordered)
         info = LayerInfo(name, kind, tuple(tuple(own[s].shape) for s in ordered),
-                         type(module).__name__)
+                         _with_groups(type(module).__name__, getattr(module, "groups", 1)))
         found[name] = (module, info, names)
     return found
 
@@ -190,8 +190,15 @@ def _keras_layers(fn: Functional) -> dict[str, tuple[object, LayerInfo]]:
             continue
         shapes = tuple(_canonical_shape(kind, i, tuple(w.shape))
                        for i, w in enumerate(layer.weights))
-        found[layer.name] = (layer, LayerInfo(layer.name, kind, shapes, type(layer).__name__))
+        found[layer.name] = (layer, LayerInfo(layer.name, kind, shapes, _with_groups(
+            type(layer).__name__, getattr(layer, "groups", 1))))
     return found
+
+
+def _with_groups(type_name: str, groups) -> str:
+    """A layer's class, with its groups where it has more than one (a grouped conv)."""
+    return f"{type_name} groups={groups}" if isinstance(groups, int) and groups > 1 \
+        else type_name
 
 
 def resolve_pairs(torch_model: nn.Module, keras_model, mapping: dict | None = None,

@@ -89,6 +89,9 @@ def pair_layers(torch_layers: list[LayerInfo], keras_layers: list[LayerInfo],
             if remaining and _without_bias(t, remaining[0]):
                 advice = (", which has no bias where PyTorch's has one: build it with "
                           "use_bias=True")
+            elif remaining and (inputs := _other_groups(t, remaining[0])):
+                advice = (f", whose kernel takes {inputs[1]} input channels per group where "
+                          f"PyTorch's takes {inputs[0]}: build it with PyTorch's groups")
             raise UsageError(f"no Keras layer fits PyTorch {_describe(t)} by order and "
                              f"shape{nearest}{advice}")
         used.add(match.name)
@@ -114,6 +117,20 @@ def _without_bias(t: LayerInfo, k: LayerInfo) -> bool:
     return (base_kind(t.kind) in kernels or t.kind.startswith("conv_transpose")) and \
         kinds_fit(t.kind, k.kind) and len(t.shapes) == 2 and len(t.shapes[1]) == 1 and \
         tuple(k.shapes) == tuple(t.shapes[:1])
+
+
+def _other_groups(t: LayerInfo, k: LayerInfo) -> tuple[int, int] | None:
+    """(PyTorch's, Keras's) input channels per group where two convolutions' kernels differ
+    in them alone, the one a multiple of the other: convolutions grouped otherwise."""
+    if not (kinds_fit(t.kind, k.kind) and base_kind(t.kind).startswith("conv")
+            and t.shapes and k.shapes):
+        return None
+    mine, theirs = tuple(t.shapes[0]), tuple(k.shapes[0])
+    if len(mine) != len(theirs) or len(mine) < 3 or mine[1] == theirs[1] or \
+            mine[:1] + mine[2:] != theirs[:1] + theirs[2:]:
+        return None
+    low, high = sorted((mine[1], theirs[1]))
+    return (mine[1], theirs[1]) if high % low == 0 else None
 
 
 def check_pair(t: LayerInfo, k: LayerInfo) -> None:
