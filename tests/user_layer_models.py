@@ -631,3 +631,39 @@ def keras_upsampled_volume_net():
     x = layers.Conv3D(4, 1, name="conv2")(x)
     x = layers.Dense(3, name="fc")(layers.GlobalAveragePooling3D()(x))
     return keras.Model(inputs, x, name="upsampled_volume_net")
+
+
+class TwoInputNet(nn.Module):
+    """An image and a vector of features (forward(image, features)): conv -> BatchNorm ->
+    ReLU -> pool, and Linear -> ReLU, concatenated -> Linear (a model that reads an image
+    with its metadata)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.meta = nn.Linear(FEATURES, 6)
+        self.fc = nn.Linear(10, 3)
+
+    def forward(self, image, features):
+        pooled = torch.relu(self.bn(self.conv(image))).mean((2, 3))
+        return self.fc(torch.cat([pooled, torch.relu(self.meta(features))], 1))
+
+
+def keras_two_input_net(epsilon: float = 1e-5, swapped: bool = False):
+    """TwoInputNet in Keras: inputs [image, features] (swapped: [features, image])."""
+    image = keras.Input((SIZE, SIZE, 3), name="image")
+    features = keras.Input((FEATURES,), name="features")
+    x = layers.Conv2D(4, 3, padding="same", name="conv")(image)
+    x = layers.BatchNormalization(momentum=0.9, epsilon=epsilon, name="bn")(x)
+    x = layers.GlobalAveragePooling2D()(layers.ReLU()(x))
+    meta = layers.Dense(6, activation="relu", name="meta")(features)
+    outputs = layers.Dense(3, name="fc")(layers.Concatenate()([x, meta]))
+    inputs = [features, image] if swapped else [image, features]
+    return keras.Model(inputs, outputs, name="two_input_net")
+
+
+def two_inputs(n: int = 4, seed: int = 7) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((n, 3, SIZE, SIZE)).astype(np.float32),
+            rng.standard_normal((n, FEATURES)).astype(np.float32))

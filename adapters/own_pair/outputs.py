@@ -98,7 +98,8 @@ def off_the_output(torch_model, x: np.ndarray) -> list[str]:
     try:
         torch_model.eval()
         reaches = _reached(list(params.values()),
-                           lambda: torch_model(torch.from_numpy(x).to(device)))
+                           lambda: torch_model(*[torch.from_numpy(v).to(device) for v in
+                                                 (x if isinstance(x, tuple) else (x,))]))
     finally:
         for module, training in modes:
             module.training = training

@@ -75,10 +75,11 @@ def _one_input(model) -> None:
     inputs = getattr(model, "inputs", None) or []
     if len(inputs) > 1:
         raise UsageError(f"the Keras model takes {len(inputs)} inputs; the comparison feeds "
-                         "both models one batch, as one input")
+                         "both models one batch, as one input (the port validator takes "
+                         "several: validate_port.py --inputs FILE.npz with x0, x1, ...)")
 
 
-def keras_layout(model, sample_shape: tuple[int, ...], torch_model) -> str:
+def keras_layout(model, sample_shape: tuple[int, ...], torch_model, index: int = 0) -> str:
     """How Keras takes the batch: "channels_last" or "as_given". The Keras model's declared
     input shape decides where only one of the two fits it. Where both fit (a square sample,
     or no declared shape), images and volumes go channels-last, and sequences as
@@ -86,7 +87,7 @@ def keras_layout(model, sample_shape: tuple[int, ...], torch_model) -> str:
     if len(sample_shape) < 2:
         return "channels_last"
     try:
-        declared = tuple(model.inputs[0].shape[1:])
+        declared = tuple(model.inputs[index].shape[1:])
     except (AttributeError, IndexError, TypeError, ValueError):
         declared = None
 

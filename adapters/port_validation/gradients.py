@@ -17,7 +17,8 @@ from adapters.port_validation.graph import (  # noqa: E402
     channels_move,
     keras_state_kept,
     run_keras,
-    to_keras_values,
+    to_keras_inputs,
+    torch_args,
     torch_mode,
 )
 from adapters.port_validation.pairs import as_port  # noqa: E402
@@ -34,7 +35,7 @@ def _torch_gradients(model: nn.Module, x: np.ndarray, seed: int) -> dict:
         p.grad = None
     with torch_mode(model, "training"):
         device = next(model.parameters()).device
-        out = model(torch.from_numpy(x).to(device))
+        out = model(*torch_args(x, device))
         target = torch.from_numpy(np.random.default_rng(seed).normal(size=tuple(out.shape)))
         torch.mean((out - target.to(out)) ** 2).backward()
     grads = {n: (p.grad.detach().cpu().numpy().copy() if p.grad is not None else None)
@@ -75,7 +76,7 @@ def compare_gradients(torch_model, model64, fn, pairs, x, seed, tolerance):
     for v in variables:
         v.value.grad = None
     with keras_state_kept(fn):
-        _, keras_out = run_keras(fn, to_keras_values(x), True, set())
+        _, keras_out = run_keras(fn, to_keras_inputs(x), True, set())
         if isinstance(keras_out, Failed) or keras_out is None:
             message = keras_out.message if keras_out is not None else "no output"
             raise UsageError(f"the Keras model failed in training mode: {message}")

@@ -86,10 +86,33 @@ def to_torch_values(array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(array, -1, 1))
 
 
-def as_float(array: np.ndarray, dtype) -> np.ndarray:
+def as_float(array, dtype):
     """An activation or input in this float precision; token ids (integers) stay as they are,
-    since an Embedding takes nothing else."""
+    since an Embedding takes nothing else. A model's several inputs (a tuple) each so."""
+    if isinstance(array, tuple):
+        return tuple(as_float(a, dtype) for a in array)
     return array if array.dtype.kind in "iu" else array.astype(dtype)
+
+
+def several(x) -> tuple:
+    """The model's inputs as a tuple: one array, or the tuple of a model that takes several
+    (forward's positional arguments, the Keras model's inputs, in the same order)."""
+    return tuple(x) if isinstance(x, (tuple, list)) else (x,)
+
+
+def torch_args(x, device) -> list[torch.Tensor]:
+    """The inputs as the PyTorch model's positional arguments, on its device."""
+    return [torch.from_numpy(v).to(device) for v in several(x)]
+
+
+def to_keras_inputs(x):
+    """The inputs in Keras's layout, each as to_keras_values moves it: one array, or a list."""
+    return to_keras_values(x) if not isinstance(x, tuple) else [to_keras_values(v) for v in x]
+
+
+def shapes_of(x) -> tuple:
+    """The input's shape, or a tuple of the shapes of several inputs."""
+    return tuple(x.shape) if not isinstance(x, tuple) else tuple(tuple(v.shape) for v in x)
 
 
 def numpy_of(value) -> np.ndarray:
@@ -106,11 +129,9 @@ def functional_graph(model) -> Functional:
                              "input yet; start it with keras.Input(shape) or build it")
         return inner
     if isinstance(model, Functional):
-        if len(model.inputs) != 1 or len(model.outputs) != 1:
+        if len(model.outputs) != 1:
             raise UsageError(f"cannot trace Keras model {model.name!r}: the validator takes "
-                             f"one input and one output, it has {len(model.inputs)} and "
-                             f"{len(model.outputs)}"
-                             + (" (--output chooses one)" if len(model.outputs) > 1 else ""))
+                             f"one output, it has {len(model.outputs)} (--output chooses one)")
         return model
     refuse_subclassed(model)
 
@@ -223,11 +244,11 @@ def torch_trace(model: nn.Module, pairs: list[Pair], x: np.ndarray, mode: str,
     try:
         with torch_mode(model, mode), torch.no_grad():
             device = next(model.parameters()).device
-            output = model(torch.from_numpy(x).to(device)).detach().cpu().numpy()
+            output = model(*torch_args(x, device)).detach().cpu().numpy()
     except UsageError:
         raise
     except Exception as exc:  # the user's model refused the input
-        raise ModelFailed(tuple(x.shape),
+        raise ModelFailed(shapes_of(x),
                           f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from None
     finally:
         for h in hooks:
@@ -257,7 +278,8 @@ def run_keras(fn: Functional, x, training: bool, watch: set[str],
     the first input of each operation it has as a key (an activation whose setting may
     be measured on it: operation_settings.py).
     """
-    values = {id(fn.inputs[0]): ops.convert_to_tensor(x)}
+    given = x if isinstance(x, (list, tuple)) else [x]
+    values = {id(tensor): ops.convert_to_tensor(v) for tensor, v in zip(fn.inputs, given)}
     recorded = {}
     for node in graph_nodes(fn):
         op = node.operation

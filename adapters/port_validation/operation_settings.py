@@ -33,6 +33,7 @@ from adapters.port_validation.graph import (  # noqa: E402
     numpy_of,
     to_keras_values,
     to_torch_values,
+    torch_args,
     torch_mode,
 )
 from comparator.analysis.port_causes import OperationSetting  # noqa: E402
@@ -231,7 +232,7 @@ def torch_run_order(model: nn.Module, x, mode: str, paired: set[str]) -> list[st
     try:
         with torch_mode(model, mode), torch.no_grad():
             device = next(model.parameters()).device
-            model(torch.from_numpy(x).to(device))
+            model(*torch_args(x, device))
     finally:
         for hook in hooks:
             hook.remove()

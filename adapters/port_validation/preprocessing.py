@@ -39,11 +39,12 @@ def input_preprocessing(torch_modules: list[tuple[str, nn.Module]], keras_ops: l
                         keras_inputs: dict, module: nn.Module, layer,
                         torch_input: np.ndarray) -> Preprocessing | None:
     """Preprocessing on one side only, before the first paired layer (module, layer), where
-    a rerun confirms it; torch_input: the model's input, in PyTorch's layout."""
+    a rerun confirms it; torch_input: the model's input, in PyTorch's layout (None where it
+    takes several)."""
     torch_modules = [(n, m) for n, m in torch_modules if not isinstance(m, nn.Identity)]
     if not torch_modules and keras_ops and all(map(keras_preprocessing, keras_ops)):
         return _in_keras(keras_ops, keras_inputs.get(keras_ops[0].name), module, layer)
-    if torch_modules and not keras_ops and all(
+    if torch_input is not None and torch_modules and not keras_ops and all(
             isinstance(m, _TORCH_PREPROCESSING) for _, m in torch_modules):
         return _in_pytorch(torch_modules, torch_input, module, layer)
     return None

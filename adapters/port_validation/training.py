@@ -18,7 +18,7 @@ from torch import nn
 from adapters.keras.backend import keras  # noqa: F401 (fixes the torch backend first)
 from keras import layers, ops  # noqa: E402
 
-from adapters.port_validation.graph import torch_mode  # noqa: E402
+from adapters.port_validation.graph import torch_args, torch_mode  # noqa: E402
 from adapters.own_pair.pairing import recurrent_cell, step_dropout  # noqa: E402
 from adapters.pytorch.user import stacked_dropout  # noqa: E402
 from comparator.analysis.training_side import (  # noqa: E402
@@ -104,7 +104,7 @@ def torch_dropout_layers(model: nn.Module, x: np.ndarray) -> list[DropoutLayer]:
     try:
         with torch_mode(model, "inference"), torch.no_grad():
             device = next(model.parameters()).device
-            model(torch.from_numpy(x).to(device))
+            model(*torch_args(x, device))
     finally:
         for h in hooks:
             h.remove()

@@ -62,6 +62,9 @@ from adapters.port_validation.graph import (  # noqa: E402
     keras_state_kept,
     numpy_of,
     run_keras,
+    several,
+    shapes_of,
+    to_keras_inputs,
     to_keras_values,
     to_torch_values,
     torch_mode,
@@ -198,7 +201,9 @@ def validate_port(torch_model: nn.Module, keras_model, inputs, *, mapping: dict 
                   port: str | None = None, output: str | None = None,
                   leave_out: tuple[str, ...] = ()) -> PortValidation:
     """Compare a PyTorch module and a Keras functional model layer by layer on `inputs`
-    (PyTorch's layout: N, C, H, W for images; Keras gets them channels-last).
+    (PyTorch's layout: N, C, H, W for images; Keras gets them channels-last). A model that
+    takes several inputs takes a tuple or list of arrays: forward()'s positional arguments,
+    the Keras model's inputs in the same order, each moved to Keras's layout on its own.
 
     Either model may be given as a SPEC instead (adapters/own_pair/loader.py: file.py:callable,
     package.module:callable, a .keras file for Keras), with a state_dict file as
@@ -282,11 +287,12 @@ def _validated(x, torch_model, torch_name, keras_model, keras_name, fn, mapping,
                      "statistics restored afterwards")
     return PortValidation(
         torch_model=torch_name, keras_model=keras_name,
-        input_shape=tuple(x.shape), pairing=pairing, pairs=len(setup.pairs),
+        input_shape=tuple(several(x)[0].shape), pairing=pairing, pairs=len(setup.pairs),
         tolerance=tolerance, gradient_tolerance=gradient_tolerance, passes=tuple(passes),
         gradients=grads, gradient_mode="training" if gradients else None, notes=tuple(notes),
         float64_reference=setup.model64 is not None, statistics=statistics, dropout=dropout,
-        output_finding=setup.output_finding)
+        output_finding=setup.output_finding,
+        input_shapes=shapes_of(x) if isinstance(x, tuple) else ())
 
 
 def _checked_models(torch_model, keras_model, inputs, pytorch_weights, keras_weights,
@@ -297,23 +303,27 @@ def _checked_models(torch_model, keras_model, inputs, pytorch_weights, keras_wei
     user's own) as the graph its call() traces (checked in training mode too where the
     validation `trains`); with `output`, both give that output only until
     `release()`."""
-    if isinstance(inputs, torch.Tensor):
-        inputs = inputs.detach().cpu().numpy()
-    x = np.ascontiguousarray(as_float(np.asarray(inputs), np.float32))
+    x = _as_inputs(inputs)
     torch_model, torch_name = torch_side(torch_model, pytorch_weights)
     with activation_layout(torch_model):
-        keras_x = to_keras_values(x)
-    keras_model, keras_name = keras_side(keras_model, keras_weights, keras_x)
+        keras_x = to_keras_inputs(x)
+    first = several(x)[0]
+    keras_model, keras_name = keras_side(keras_model, keras_weights, several(keras_x)[0])
     # Only where PyTorch's layout is not Keras's own already (a sequence of features).
-    as_given = keras_x is not x and _takes_pytorch_layout(keras_model, x, torch_model)
+    as_given = any(mine is not theirs for mine, theirs in zip(several(x), several(keras_x))) \
+        and _takes_pytorch_layout(keras_model, x, torch_model)
     notes = ()
     if as_given:
-        keras_x = x
-        notes = (f"Keras model {keras_name!r} takes PyTorch's layout {tuple(x.shape[1:])}: "
+        keras_x = x if not isinstance(x, tuple) else list(x)
+        notes = (f"Keras model {keras_name!r} takes PyTorch's layout {tuple(first.shape[1:])}: "
                  "activations are compared as they are",)
     if getattr(keras_model, "inputs", None):  # before a trace runs the model on them
         _check_fits(x, keras_x, keras_model)
     if layers_to_open(keras_model):
+        if isinstance(x, tuple):
+            raise UsageError(f"cannot trace Keras model {keras_name!r} with {len(x)} inputs: "
+                             "a subclassed or nested model is traced on one input; build it "
+                             "with the functional API")
         keras_model, note = traced_graph(keras_model, keras_x, trains)
         notes += (note,)
     if not output:
@@ -322,7 +332,7 @@ def _checked_models(torch_model, keras_model, inputs, pytorch_weights, keras_wei
         return (x, torch_model, torch_name, keras_model, keras_name, fn,
                 _Checked(notes=notes, keras_as_given=as_given))
     keras_model, release = select_outputs(torch_model, keras_model, *both_names(output),
-                                          keras_x.shape[1:])
+                                          several(keras_x)[0].shape[1:])
     try:
         fn = functional_graph(keras_model)
         leave_out = off_the_output(torch_model, x)
@@ -346,23 +356,45 @@ class _Checked:
     keras_as_given: bool = False
 
 
-def _takes_pytorch_layout(keras_model, x: np.ndarray, torch_model) -> bool:
+def _takes_pytorch_layout(keras_model, x, torch_model) -> bool:
     """Whether the Keras model takes the batch in PyTorch's layout, as compare.py decides
     (adapters/own_pair/setup.py: keras_layout): a declared input that fits it and not the
-    channels-last one (Conv2D(data_format="channels_first"))."""
+    channels-last one (Conv2D(data_format="channels_first")); of several inputs, any."""
     from adapters.own_pair.setup import keras_layout
 
-    return keras_layout(keras_model, tuple(x.shape[1:]), torch_model) == "as_given"
+    return any(keras_layout(keras_model, tuple(v.shape[1:]), torch_model, index) == "as_given"
+               for index, v in enumerate(several(x)) if v.ndim >= 3)
 
 
-def _check_fits(x: np.ndarray, keras_x: np.ndarray, model) -> None:
-    expected = tuple(model.inputs[0].shape[1:])
-    given = keras_x.shape[1:]
-    if len(expected) != len(given) or any(e is not None and e != g
-                                          for e, g in zip(expected, given)):
-        raise UsageError(f"inputs of shape {tuple(x.shape)} (PyTorch layout, Keras "
-                         f"{(x.shape[0], *given)}) do not fit the Keras model's input "
-                         f"{(None, *expected)}")
+def _check_fits(x, keras_x, model) -> None:
+    """Each input against the Keras model's declared input at its position."""
+    if len(model.inputs) != len(several(x)):
+        raise UsageError(f"the Keras model takes {len(model.inputs)} inputs and "
+                         f"{len(several(x))} were given (a model with several takes a tuple of "
+                         "arrays, in forward()'s order)")
+    for mine, theirs, declared in zip(several(x), several(keras_x), model.inputs):
+        expected, given = tuple(declared.shape[1:]), theirs.shape[1:]
+        if len(expected) != len(given) or any(e is not None and e != g
+                                              for e, g in zip(expected, given)):
+            raise UsageError(f"inputs of shape {tuple(mine.shape)} (PyTorch layout, Keras "
+                             f"{(mine.shape[0], *given)}) do not fit the Keras model's input "
+                             f"{(None, *expected)}")
+
+
+def _as_inputs(inputs):
+    """The inputs as float32 numpy (token ids stay integers): one array, or a tuple of them
+    for a model that takes several (a list or tuple given), each with the same batch."""
+    if isinstance(inputs, (list, tuple)):
+        if not inputs:
+            raise UsageError("no inputs given")
+        x = tuple(_as_inputs(v) for v in inputs)
+        if len({len(v) for v in x}) > 1:
+            rows = ", ".join(str(len(v)) for v in x)
+            raise UsageError(f"the inputs hold different batches: {rows} rows")
+        return x if len(x) > 1 else x[0]
+    if isinstance(inputs, torch.Tensor):
+        inputs = inputs.detach().cpu().numpy()
+    return np.ascontiguousarray(as_float(np.asarray(inputs), np.float32))
 
 
 class _Setup:
@@ -455,7 +487,7 @@ def _mode_passes(setup: _Setup, mode: str, isolation: bool, tolerance: float):
                        for name, v in references.items()} if isolated else None)
         inputs_seen = dict.fromkeys(setup.setting_ops) if isolated else None
         with keras_state_kept(setup.fn), torch.no_grad():
-            recorded, keras_out = run_keras(setup.fn, to_keras_values(setup.x),
+            recorded, keras_out = run_keras(setup.fn, to_keras_inputs(setup.x),
                                             mode == "training", setup.watch, substitute,
                                             inputs_seen)
             comparisons = tuple(
@@ -504,7 +536,8 @@ def _operation_settings_named(setup: _Setup, comparisons, keras_inputs: dict,
                 pool_rounding(*between)
             if found is None and _first_to_run(setup, mode, c.torch_module):
                 found = input_preprocessing(*between, setup.modules[c.torch_module],
-                                            setup.by_name[c.keras_layer], setup.x)
+                                            setup.by_name[c.keras_layer],
+                                            None if isinstance(setup.x, tuple) else setup.x)
             if found is not None:
                 c = dataclasses.replace(c, causes=likely_causes(
                     {**facts, "alone_agrees": True, "operation_setting": found}, True, mode))

@@ -222,6 +222,8 @@ class PortValidation(_Serialisable):
     # Why the models' outputs differ where no layer does (an activation Keras fuses into
     # the output layer that PyTorch's model does not apply), where that was found.
     output_finding: Finding | None = None
+    # A model that takes several inputs: each one's shape (input_shape is the first's).
+    input_shapes: tuple[tuple[int, ...], ...] = ()
 
     @property
     def first_divergence(self) -> Finding | None:
@@ -283,10 +285,15 @@ class PortValidation(_Serialisable):
         ordered["inconclusive"] = self.inconclusive
         return ordered
 
+    def _inputs_text(self) -> str:
+        if len(self.input_shapes) > 1:
+            return "inputs " + ", ".join(str(tuple(shape)) for shape in self.input_shapes)
+        return f"input {tuple(self.input_shape)}"
+
     def render(self, max_rows: int = 8) -> str:
         """A report for a terminal: one line per pass, the first divergences, the verdict."""
         lines = [f"port validation: PyTorch {self.torch_model} vs Keras {self.keras_model}",
-                 f"  input {tuple(self.input_shape)}, {self.pairs} layer pairs "
+                 f"  {self._inputs_text()}, {self.pairs} layer pairs "
                  f"({self.pairing}); a layer diverges beyond {self.tolerance:g} of the largest "
                  f"PyTorch value and {FLOAT32_FACTOR:g}x PyTorch's own float32 error"]
         for result in self.passes:
@@ -441,10 +448,11 @@ def _check_modes_and_batch(batch_size: int, options: dict) -> None:
 
 
 def pair_request_inputs(options: dict) -> tuple[np.ndarray, dict]:
-    """The batch of a validation request on the user's own pair (inputs: an .npz path,
-    or input_shape C,H,W with batch_size and seed), checked before any framework is
+    """The batch of a validation request on the user's own pair (inputs: an .npz path, whose
+    x0, x1, ... are a model's several inputs, or input_shape C,H,W with batch_size and
+    seed), checked before any framework is
     imported, and the options left for validate_port (comparator.validate_pair runs it)."""
-    from comparator.config.pair import load_inputs, seeded_inputs
+    from comparator.config.pair import load_validator_inputs, seeded_inputs
 
     options = dict(options)
     inputs, input_shape = options.pop("inputs", None), options.pop("input_shape", None)
@@ -452,9 +460,9 @@ def pair_request_inputs(options: dict) -> tuple[np.ndarray, dict]:
     if (input_shape is None) == (inputs is None):
         raise UsageError("give the batch as --input-shape C,H,W or as --inputs FILE.npz "
                          "(one of them)")
-    x = (load_inputs(inputs)[0] if inputs else
+    x = (load_validator_inputs(inputs) if inputs else
          seeded_inputs(tuple(input_shape), batch_size, options.get("seed", 0)))
-    _check_modes_and_batch(len(x), options)
+    _check_modes_and_batch(len(x[0] if isinstance(x, tuple) else x), options)
     return x, options
 
 

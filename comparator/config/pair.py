@@ -91,20 +91,43 @@ def parse_input_shape(text: str) -> tuple[int, ...]:
     return shape
 
 
-def load_inputs(path: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """x (float32, N,C,H,W, N,C,D,H,W, N,C,L or N,F: as PyTorch takes it) and the optional y
-    of an .npz file."""
+def _npz_arrays(path: str) -> dict:
     if not os.path.isfile(path):
         raise UsageError(f"--inputs: no such file: {path}")
     try:
         with np.load(path, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in data.files}
+            return {name: data[name] for name in data.files}
     except Exception as exc:
         raise UsageError(f"--inputs: cannot read {path} as .npz ({type(exc).__name__}: "
                          f"{exc})") from None
+
+
+def load_validator_inputs(path: str):
+    """The port validator's inputs of an .npz file: x, or x0, x1, ... for a model that takes
+    several (forward()'s positional arguments, the Keras model's inputs, in order)."""
+    arrays = _npz_arrays(path)
+    if "x" in arrays or "x0" not in arrays:
+        return load_inputs(path)[0]
+    inputs, index = [], 0
+    while f"x{index}" in arrays:
+        check_x(arrays[f"x{index}"], f"--inputs: {path}'s x{index}")
+        inputs.append(arrays[f"x{index}"])
+        index += 1
+    if len({len(v) for v in inputs}) > 1:
+        raise UsageError(f"--inputs: {path}'s x0, x1, ... hold different batches: "
+                         f"{', '.join(str(len(v)) for v in inputs)} rows")
+    return tuple(inputs) if len(inputs) > 1 else inputs[0]
+
+
+def load_inputs(path: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """x (float32, N,C,H,W, N,C,D,H,W, N,C,L or N,F: as PyTorch takes it) and the optional y
+    of an .npz file."""
+    arrays = _npz_arrays(path)
     if "x" not in arrays:
+        several = ("; x0, x1, ... are a model's several inputs, which the port validator "
+                   "takes and the comparison does not" if "x0" in arrays else "")
         raise UsageError(f"--inputs: {path} has no array named x (it has: "
-                         f"{', '.join(arrays) or 'nothing'})")
+                         f"{', '.join(arrays) or 'nothing'}){several}")
     x, y = arrays["x"], arrays.get("y")
     check_x(x, f"--inputs: {path}'s x")
     if y is not None and (y.ndim == 0 or len(y) != len(x)):
