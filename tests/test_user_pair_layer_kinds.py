@@ -246,13 +246,19 @@ class _BatchStatisticsNet(torch.nn.Module):
         return self.fc(torch.relu(self.bn(self.conv(x))).mean((2, 3)))
 
 
-def _keras_batch_norm_net():
+def _keras_conv_net(middle, name: str, bias: bool = True):
+    """conv (4 channels, with a bias or not) -> the given layer -> ReLU -> pool -> Dense."""
     layers = keras.layers
     inputs = keras.Input((models.SIZE, models.SIZE, 3))
-    x = layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
-    x = layers.BatchNormalization(epsilon=1e-5, name="bn")(x)
-    x = layers.Dense(3, name="fc")(layers.GlobalAveragePooling2D()(layers.ReLU()(x)))
-    return keras.Model(inputs, x, name="batch_norm_net")
+    x = layers.Conv2D(4, 3, padding="same", use_bias=bias, name="conv")(inputs)
+    x = layers.ReLU()(middle(x) if middle else x)
+    x = layers.Dense(3, name="fc")(layers.GlobalAveragePooling2D()(x))
+    return keras.Model(inputs, x, name=name)
+
+
+def _keras_batch_norm_net():
+    return _keras_conv_net(keras.layers.BatchNormalization(epsilon=1e-5, name="bn"),
+                           "batch_norm_net")
 
 
 def test_batchnorm_without_running_statistics_normalises_with_the_batch_in_eval_mode():
@@ -291,11 +297,7 @@ class _BiasNet(torch.nn.Module):
 
 
 def _keras_bias_net(bias: bool):
-    layers = keras.layers
-    inputs = keras.Input((models.SIZE, models.SIZE, 3))
-    x = layers.Conv2D(4, 3, padding="same", use_bias=bias, name="conv")(inputs)
-    x = layers.Dense(3, name="fc")(layers.GlobalAveragePooling2D()(layers.ReLU()(x)))
-    return keras.Model(inputs, x, name="bias_net")
+    return _keras_conv_net(None, "bias_net", bias)
 
 
 def test_a_bias_on_one_side_only_is_named():
@@ -326,12 +328,10 @@ class _GroupedNet(torch.nn.Module):
 
 
 def _keras_ungrouped_net():
-    layers = keras.layers
-    inputs = keras.Input((models.SIZE, models.SIZE, 3))
-    x = layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
-    x = layers.Conv2D(8, 3, padding="same", name="conv2")(layers.ReLU()(x))
-    x = layers.Dense(3, name="fc")(layers.GlobalAveragePooling2D()(x))
-    return keras.Model(inputs, x, name="ungrouped_net")
+    """_GroupedNet's layers with conv2 in one group where PyTorch's has two (the pairing
+    refuses it before anything runs)."""
+    return _keras_conv_net(lambda x: keras.layers.Conv2D(8, 3, padding="same", name="conv2")(
+        keras.layers.ReLU()(x)), "ungrouped_net")
 
 
 def test_convolutions_grouped_otherwise_are_named():

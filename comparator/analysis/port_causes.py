@@ -221,23 +221,21 @@ def _structure_causes(facts: dict, torch_name: str, keras_name: str) -> list[Cau
     causes = []
     if facts.get("failed"):
         causes.append(Cause("failed", f"Keras {keras_name} failed: {facts['failed']}"))
-    if facts.get("torch_stride") is not None and \
-            tuple(facts["torch_stride"]) != tuple(facts.get("keras_stride") or ()):
+    if (strides := _setting_differs(facts, "stride")) is not None:
         causes.append(Cause(
             "stride_placement",
-            f"stride placement: PyTorch {torch_name} strides {tuple(facts['torch_stride'])}, "
-            f"Keras {keras_name} {tuple(facts['keras_stride'])}",
+            f"stride placement: PyTorch {torch_name} strides {strides[0]}, "
+            f"Keras {keras_name} {strides[1]}",
             "ResNet v1 (keras.applications) strides the first 1x1 conv of a downsampling "
             "block, v1.5 (torchvision) its 3x3 conv: same weight shapes, another function"))
-    if facts.get("torch_dilation") is not None and \
-            tuple(facts["torch_dilation"]) != tuple(facts.get("keras_dilation") or ()):
+    if (dilations := _setting_differs(facts, "dilation")) is not None:
         # Keras's 'same' pads for its own dilation: the padding follows from this.
         causes.append(Cause(
             "dilation",
-            f"dilation: PyTorch {torch_name} dilates its kernel {tuple(facts['torch_dilation'])}"
-            f", Keras {keras_name} {tuple(facts['keras_dilation'])}",
-            f"give Keras's layer dilation_rate={tuple(facts['torch_dilation'])}: the same "
-            "weights then spread over the same input positions"))
+            f"dilation: PyTorch {torch_name} dilates its kernel {dilations[0]}, Keras "
+            f"{keras_name} {dilations[1]}",
+            f"give Keras's layer dilation_rate={dilations[0]}: the same weights then spread "
+            "over the same input positions"))
         return causes
     if facts.get("padding_mode"):
         causes.append(_padding_mode_cause(facts, torch_name, keras_name))
@@ -256,6 +254,14 @@ def _structure_causes(facts: dict, torch_name: str, keras_name: str) -> list[Cau
             "after; Keras's 'same' crops kernel - stride, the larger half after: use "
             f"padding='valid' and Cropping{len(facts['torch_crop'])}D with PyTorch's crops"))
     return causes
+
+
+def _setting_differs(facts: dict, what: str) -> tuple[tuple, tuple] | None:
+    """A conv's setting (stride, dilation) as PyTorch and Keras hold it, where they differ."""
+    if facts.get(f"torch_{what}") is None:
+        return None
+    mine, theirs = tuple(facts[f"torch_{what}"]), tuple(facts.get(f"keras_{what}") or ())
+    return (mine, theirs) if mine != theirs else None
 
 
 def _padding_fix(facts: dict) -> str:
