@@ -58,18 +58,33 @@ def test_inputs_that_do_not_fit_are_refused_in_one_line(inputs, keras_model, wor
                                  inputs)
 
 
-def test_the_command_line_takes_an_npz_files_x0_and_x1(tmp_path):
+def _script(name: str, *args):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "scripts", name), *args],
+                          capture_output=True, text=True, cwd=ROOT, timeout=600,
+                          env={**os.environ, "PYTHONPATH": ROOT})
+
+
+@pytest.mark.parametrize("given", ["npz", "shapes"])
+def test_the_command_line_takes_x0_and_x1_or_several_shapes(tmp_path, given):
     batch, report = tmp_path / "batch.npz", tmp_path / "report.json"
     np.savez(batch, x0=INPUTS[0], x1=INPUTS[1])
     models_file = os.path.join("tests", "user_layer_models.py")
-    done = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "scripts", "validate_port.py"),
-         "--pytorch", f"{models_file}:TwoInputNet", "--keras",
-         f"{models_file}:keras_two_input_net", "--port-weights", "pytorch-to-keras",
-         "--inputs", str(batch), "--modes", "inference", "--no-gradients", "--no-train-step",
-         "--json", str(report)],
-        capture_output=True, text=True, cwd=ROOT, timeout=600,
-        env={**os.environ, "PYTHONPATH": ROOT})
+    inputs = (("--inputs", str(batch)) if given == "npz" else
+              ("--input-shape", f"3,{models.SIZE},{models.SIZE};{models.FEATURES}",
+               "--batch-size", "4"))
+    done = _script("validate_port.py", "--pytorch", f"{models_file}:TwoInputNet", "--keras",
+                   f"{models_file}:keras_two_input_net", "--port-weights", "pytorch-to-keras",
+                   *inputs, "--modes", "inference", "--no-gradients", "--no-train-step",
+                   "--json", str(report))
     assert done.returncode == 0, done.stderr
     assert json.loads(report.read_text())["input_shapes"] == [list(INPUTS[0].shape),
                                                               list(INPUTS[1].shape)]
+
+
+def test_the_comparison_refuses_several_shapes_in_one_line():
+    done = _script("compare.py", "--pytorch", "a.py:f", "--keras", "b.py:g", "--input-shape",
+                   "3,8,8;16")
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "compare.py: error: --input-shape '3,8,8;16' gives several inputs' shapes; the "
+        "comparison takes models with one input (validate_port.py takes several)"]

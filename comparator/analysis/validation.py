@@ -449,8 +449,8 @@ def _check_modes_and_batch(batch_size: int, options: dict) -> None:
 
 def pair_request_inputs(options: dict) -> tuple[np.ndarray, dict]:
     """The batch of a validation request on the user's own pair (inputs: an .npz path, whose
-    x0, x1, ... are a model's several inputs, or input_shape C,H,W with batch_size and
-    seed), checked before any framework is
+    x0, x1, ... are a model's several inputs, or input_shape C,H,W, or several such shapes,
+    with batch_size and seed), checked before any framework is
     imported, and the options left for validate_port (comparator.validate_pair runs it)."""
     from comparator.config.pair import load_validator_inputs, seeded_inputs
 
@@ -460,8 +460,13 @@ def pair_request_inputs(options: dict) -> tuple[np.ndarray, dict]:
     if (input_shape is None) == (inputs is None):
         raise UsageError("give the batch as --input-shape C,H,W or as --inputs FILE.npz "
                          "(one of them)")
-    x = (load_validator_inputs(inputs) if inputs else
-         seeded_inputs(tuple(input_shape), batch_size, options.get("seed", 0)))
+    if inputs:
+        x = load_validator_inputs(inputs)
+    elif isinstance(input_shape[0], tuple):  # several inputs' shapes
+        x = tuple(seeded_inputs(shape, batch_size, options.get("seed", 0), index)
+                  for index, shape in enumerate(input_shape))
+    else:
+        x = seeded_inputs(tuple(input_shape), batch_size, options.get("seed", 0))
     _check_modes_and_batch(len(x[0] if isinstance(x, tuple) else x), options)
     return x, options
 

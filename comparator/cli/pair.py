@@ -26,7 +26,8 @@ def add_model_arguments(group) -> None:
     group.add_argument("--input-shape", metavar="C,H,W",
                        help="a seeded standard normal batch of this shape (PyTorch's order; "
                             "C,D,H,W for volumes, C,L for sequences, F for vectors; Keras gets "
-                            "it channels-last)")
+                            "it channels-last; validate_port.py: several inputs' shapes "
+                            "separated by ';')")
     group.add_argument("--inputs", metavar="FILE.npz",
                        help="the batch: x float32 in PyTorch's layout (N,C,H,W, N,C,D,H,W, "
                             "N,C,L or N,F), optional y (labels or targets)")

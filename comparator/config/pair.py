@@ -80,6 +80,9 @@ def check_pair(pair: UserPair) -> None:
 def parse_input_shape(text: str) -> tuple[int, ...]:
     """C,H,W (images, PyTorch's order), C,D,H,W (volumes or video, as Conv3d takes them),
     C,L (sequences, as Conv1d takes them) or F (vectors)."""
+    if ";" in text:
+        raise UsageError(f"--input-shape {text!r} gives several inputs' shapes; the comparison "
+                         "takes models with one input (validate_port.py takes several)")
     try:
         shape = tuple(int(v) for v in text.split(","))
     except ValueError:
@@ -119,6 +122,13 @@ def load_validator_inputs(path: str):
     return tuple(inputs) if len(inputs) > 1 else inputs[0]
 
 
+def parse_input_shapes(text: str):
+    """The port validator's --input-shape: one shape, or several inputs' shapes separated by
+    ';' (forward()'s positional arguments, in order), each as parse_input_shape takes it."""
+    shapes = tuple(parse_input_shape(part.strip()) for part in text.split(";"))
+    return shapes if len(shapes) > 1 else shapes[0]
+
+
 def load_inputs(path: str) -> tuple[np.ndarray, np.ndarray | None]:
     """x (float32, N,C,H,W, N,C,D,H,W, N,C,L or N,F: as PyTorch takes it) and the optional y
     of an .npz file."""
@@ -153,11 +163,13 @@ def check_x(x: np.ndarray, what: str) -> None:
         raise UsageError(f"{what} contains NaN or infinite values")
 
 
-def seeded_inputs(shape: tuple[int, ...], batch_size: int, seed: int) -> np.ndarray:
-    """A standard-normal batch (the scale of normalised images) of the given shape."""
+def seeded_inputs(shape: tuple[int, ...], batch_size: int, seed: int,
+                  index: int = 0) -> np.ndarray:
+    """A standard-normal batch (the scale of normalised images) of the given shape; index: a
+    model's input after its first, each drawn from a stream of its own."""
     if batch_size <= 0:
         raise UsageError(f"batch size must be positive, got {batch_size}")
-    rng = np.random.default_rng([seed, _STREAM_PAIR_INPUTS])
+    rng = np.random.default_rng([seed, _STREAM_PAIR_INPUTS, *([index] if index else [])])
     return rng.standard_normal((batch_size, *shape)).astype(np.float32)
 
 
