@@ -188,15 +188,16 @@ def _embedding_padding_causes(eq, rerun, runs, states) -> list[dict]:
 
 def _weight_causes_beside(padding: list[dict], eq, config, rerun, runs, states) -> list[dict]:
     """The optimizer's and rounding's causes, none where the padding rerun explains the
-    weights; where it closes only part of the gap, their reruns train the padding rows too,
-    as Keras does, and say so."""
+    weights. Where it closes part of the gap (Adam's conventions part the rest), the Adam
+    reruns train the padding rows too, as Keras does, and say so; where it closes none (a
+    Keras port that keeps the row as PyTorch does), they run as they would without it."""
     if any(c["explains"] for c in padding):
         return []
-    if not padding:
+    if not padding or padding[0]["value"] >= padding[0]["before"]:
         return _weight_causes(eq, config, rerun, runs, states)
     rerun.unpadded = True
     try:
-        causes = _weight_causes(eq, config, rerun, runs, states)
+        causes = _adam_causes(eq, config, rerun, states)
     finally:
         rerun.unpadded = False
     for cause in causes:
@@ -247,8 +248,7 @@ class _Rerun:
         return self.adapter.inference_loss_of(state, self.batch)
 
     def float64_state(self) -> dict:
-        variant = "float64, unpadded" if self.unpadded else "float64"
-        return self._state_within(variant, self.adapter.float64)
+        return self._state_within("float64", self.adapter.float64)
 
     def unpadded_state(self) -> dict:
         """The final state with every Embedding training its padding row, as Keras's does."""
