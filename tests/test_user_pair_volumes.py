@@ -87,10 +87,8 @@ def test_a_3d_kernel_with_its_channels_swapped_is_named():
 
 @pytest.mark.parametrize("same_padding", [True, False])
 def test_a_3d_max_pooling_padded_as_same_is_named_and_its_fix_passes(same_padding):
-    torch_model, keras_model = _ported(models.seeded(models.PooledVolumeNet()).eval(),
-                                       models.keras_pooled_volume_net(same_padding))
-    result = comparator.validate_port(torch_model, keras_model, VOLUMES, modes=("inference",),
-                                      gradients=False, train_step=False)
+    result = models.ported_and_validated(models.PooledVolumeNet(),
+                                         models.keras_pooled_volume_net(same_padding), VOLUMES)
     if not same_padding:
         assert result.passed, result.render()
         return

@@ -66,7 +66,7 @@ def _mode(module: nn.Module) -> str:
 
 
 def measured_padding_mode(conv: nn.Module, pads: tuple[nn.Module, ...], torch_io, layer,
-                          keras_input, moves: bool = True):
+                          keras_input):
     """(PyTorch against Keras, the zero-padded rerun against Keras) where PyTorch's conv
     differs from Keras's layer and, given zeros where PyTorch pads otherwise, gives Keras's
     output; None otherwise (or where Keras's layer input was not kept)."""
@@ -75,10 +75,10 @@ def measured_padding_mode(conv: nn.Module, pads: tuple[nn.Module, ...], torch_io
     torch_in, torch_out = (np.asarray(numpy_of(v)) for v in torch_io[:2])
     try:
         keras_out = numpy_of(layer(ops.convert_to_tensor(numpy_of(keras_input))))
-        redone = to_keras_values(_zero_padded(conv, pads, torch_in), moves)
+        redone = to_keras_values(_zero_padded(conv, pads, torch_in))
     except Exception:  # a layer that takes more than this input: nothing measured
         return None
-    theirs = to_keras_values(torch_out, moves)
+    theirs = to_keras_values(torch_out)
     if keras_out.shape != theirs.shape or keras_out.shape != redone.shape:
         return None
     return confirmed_apart(keras_out, theirs, redone)

@@ -549,8 +549,7 @@ def _pads_before(setup: _Setup, torch_key: str) -> tuple:
     """The PyTorch padding modules that ran right before this paired module, if any."""
     if not has_padding_modules(setup.torch_model):
         return ()
-    _torch_between(setup, "inference", torch_key)  # the run order, once
-    return pads_before(setup.run_orders["inference"], setup.modules,
+    return pads_before(_run_order(setup, "inference"), setup.modules,
                        split_layer_key(torch_key)[0])
 
 
@@ -574,20 +573,31 @@ def _padding_modes_named(setup: _Setup, comparisons, keras_inputs: dict, trace,
     return tuple(named)
 
 
+def _paired_modules(setup: _Setup) -> set[str]:
+    return {split_layer_key(p.torch_module)[0] for p in setup.pairs}
+
+
+def _run_order(setup: _Setup, mode: str) -> list[str]:
+    """PyTorch's modules without children (and the paired ones) in running order, traced
+    once per mode."""
+    if mode not in setup.run_orders:
+        setup.run_orders[mode] = torch_run_order(setup.torch_model, setup.x, mode,
+                                                 _paired_modules(setup))
+    return setup.run_orders[mode]
+
+
 def _first_to_run(setup: _Setup, mode: str, torch_key: str) -> bool:
-    """Whether this paired module is the first to run (after _torch_between's run order)."""
-    paired = {split_layer_key(p.torch_module)[0] for p in setup.pairs}
-    first = next((name for name in setup.run_orders.get(mode, ()) if name in paired), None)
+    """Whether this paired module is the first paired module to run."""
+    paired = _paired_modules(setup)
+    first = next((name for name in _run_order(setup, mode) if name in paired), None)
     return first == split_layer_key(torch_key)[0]
 
 
 def _torch_between(setup: _Setup, mode: str, torch_key: str) -> list[tuple[str, nn.Module]]:
     """The PyTorch modules (without children) that ran between this paired module and the
     paired module that ran before it."""
-    paired = {split_layer_key(p.torch_module)[0] for p in setup.pairs}
-    if mode not in setup.run_orders:
-        setup.run_orders[mode] = torch_run_order(setup.torch_model, setup.x, mode, paired)
-    names = ran_between(setup.run_orders[mode], paired, split_layer_key(torch_key)[0])
+    names = ran_between(_run_order(setup, mode), _paired_modules(setup),
+                        split_layer_key(torch_key)[0])
     return [(name, setup.modules[name]) for name in names]
 
 

@@ -169,7 +169,7 @@ def _embedding_padding_causes(eq, rerun, runs, states) -> list[dict]:
     """Steps that computed the same loss, then left other weights: PyTorch's Embedding with a
     padding_idx keeps that row out of the step, where Keras's Embedding, which has no
     padding_idx, trains it. The rerun gives PyTorch's Embeddings no padding_idx."""
-    padded = getattr(rerun.adapter, "padded_embeddings", dict)()
+    padded = rerun.adapter.padded_embeddings()
     if not padded or eq.max_weight_diff is None or eq.max_weight_diff <= STATE_TOLERANCE or \
             not _same_step_function(runs[eq.a], runs[eq.b]):
         return []
