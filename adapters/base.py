@@ -439,7 +439,7 @@ class FrameworkAdapter(Adapter):
             raise UsageError(f"expected a batch of shape (N, {width}), got {batch.x.shape}")
         if self.spec and not width and (batch.x.ndim != 4 or batch.x.shape[1] != 3):
             raise UsageError(f"expected a batch of shape (N, 3, H, W), got {batch.x.shape}")
-        if not np.all(np.isfinite(batch.x)):
+        if not all(np.all(np.isfinite(x)) for x in batch.inputs):
             raise NumericalError("the input batch contains NaN or infinite values")
 
     @staticmethod

@@ -404,7 +404,7 @@ def _not_representable(recipes, blocked: dict) -> tuple[list, list[dict]]:
 
 
 def _pair_settings(config: CompareConfig, opened) -> dict:
-    x = opened.batch.x
+    x = opened.batch.inputs[0]
     return {
         "batch_size": len(x), "image_size": int(x.shape[-1]) if x.ndim == 4 else None,
         "seed": config.seed, "steps": config.steps, "weights": "user",
@@ -505,13 +505,15 @@ def compare_pair(torch_module, keras_model, inputs, labels_or_targets=None, *,
 
     torch_module: a torch.nn.Module (or a torch.export program, or a SPEC string);
     keras_model: a keras.Model (or a SPEC string), on the torch backend in this process;
-    inputs: one batch in PyTorch's layout (N,C,H,W or N,F), numpy or a tensor; Keras gets
-    the channels-last copy. labels_or_targets: class indices (loss "logits" or
-    "probabilities"; one per position of a map or a sequence) or regression targets (loss
-    "mse"; the outputs' shape, in PyTorch's layout); default: the PyTorch model's own
-    predictions. freeze: the submodule and layer that play the frozen backbone ("NAME" or
-    "TORCH_NAME:KERAS_NAME"); default: the whole model. onnx: an ONNX file of the model,
-    run in ONNX Runtime as the referee. Weights are used as given unless port_weights
+    inputs: one batch in PyTorch's layout (N,C,H,W or N,F), numpy or a tensor, or a tuple or
+    list of them for a model that takes several (forward()'s positional arguments, the Keras
+    model's inputs, in order); Keras gets each image, volume or channels-first sequence
+    channels-last, as its own input's declared shape says. labels_or_targets: class indices
+    (loss "logits" or "probabilities"; one per position of a map or a sequence) or regression
+    targets (loss "mse"; the outputs' shape, in PyTorch's layout); default: the PyTorch
+    model's own predictions. freeze: the submodule and layer that play the frozen backbone
+    ("NAME" or "TORCH_NAME:KERAS_NAME"); default: the whole model. onnx: an ONNX file of the
+    model, run in ONNX Runtime as the referee. Weights are used as given unless port_weights
     ("pytorch-to-keras" or "keras-to-pytorch"). output: the output compared where the models
     return several ("KEY", a dict's key or a position, or "TORCH_KEY:KERAS_KEY"); the PyTorch
     module returns it alone through a forward hook until the comparison ends."""
@@ -523,7 +525,8 @@ def compare_pair(torch_module, keras_model, inputs, labels_or_targets=None, *,
                     onnx=onnx, port_weights=port_weights, dropout=dropout, x=inputs,
                     y=None if labels_or_targets is None else np.asarray(labels_or_targets))
     config = CompareConfig(model="user pair", scenario="regress" if loss == "mse" else "classify",
-                           batch_size=len(inputs), steps=steps, seed=seed, lr=lr,
+                           batch_size=len(inputs[0] if isinstance(inputs, (tuple, list))
+                                          else inputs), steps=steps, seed=seed, lr=lr,
                            recipes=tuple(recipes), device=device, optimizer=optimizer,
                            loss="logits" if loss == "mse" else loss)
     outcome = compare_user_pair(pair, config)

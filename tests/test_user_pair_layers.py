@@ -167,7 +167,8 @@ def _two_input_keras():
                               r"\(4, 8, 8, 3\) \(neither the same nor with the channel axis "
                               r"moved last\)"),
     (lambda: (models.GroupNormNet(), _two_input_keras()),
-     "the Keras model takes 2 inputs; the comparison feeds both models one batch"),
+     "the Keras model takes 2 inputs and the batch has 1: give --inputs FILE.npz with x0, "
+     "x1, ..."),
 ])
 def test_what_the_comparison_does_not_take_is_said_in_one_line(pair, message):
     from comparator.errors import UsageError

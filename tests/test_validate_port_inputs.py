@@ -79,12 +79,3 @@ def test_the_command_line_takes_x0_and_x1_or_several_shapes(tmp_path, given):
     assert done.returncode == 0, done.stderr
     assert json.loads(report.read_text())["input_shapes"] == [list(INPUTS[0].shape),
                                                               list(INPUTS[1].shape)]
-
-
-def test_the_comparison_refuses_several_shapes_in_one_line():
-    done = _script("compare.py", "--pytorch", "a.py:f", "--keras", "b.py:g", "--input-shape",
-                   "3,8,8;16")
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == [
-        "compare.py: error: --input-shape '3,8,8;16' gives several inputs' shapes; the "
-        "comparison takes models with one input (validate_port.py takes several)"]

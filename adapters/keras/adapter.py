@@ -60,6 +60,13 @@ def _inference_calls(classes):
             cls.call = original
 
 
+def _tensors(values):
+    """One array as a backend tensor, or a list of a model's several inputs as a list."""
+    if isinstance(values, list):
+        return [ops.convert_to_tensor(v) for v in values]
+    return ops.convert_to_tensor(values)
+
+
 def _in_float64(layer):
     """A fresh copy of the layer computing in float64 (for keras.models.clone_model)."""
     config = layer.get_config()
@@ -286,7 +293,7 @@ class Keras3Adapter(FrameworkAdapter):
                 return outputs
         x, _ = self._data(batch)
         return batch.outputs_as_pytorch(
-            np.asarray(self._wrappers[False].predict(x, batch_size=len(x), verbose=0)))
+            np.asarray(self._wrappers[False].predict(x, batch_size=len(batch), verbose=0)))
 
     def _evaluate_keeping_outputs(self, batch) -> tuple[np.ndarray, float] | None:
         """The inference loss's own evaluate() (`_inference_loss_impl`): its outputs and
@@ -326,7 +333,7 @@ class Keras3Adapter(FrameworkAdapter):
         x, y = self._data(batch)
         evaluator = self._evaluator()
         build_loss_from_output_spec(evaluator, y)
-        return float(evaluator.evaluate(x, y, batch_size=len(x), verbose=0))
+        return float(evaluator.evaluate(x, y, batch_size=len(batch), verbose=0))
 
     def _evaluator(self):
         """The model evaluate() runs on: the inference model over the same layers, compiled
@@ -364,7 +371,7 @@ class Keras3Adapter(FrameworkAdapter):
             observing = self._observe()
         with _inference_calls(self._forced_inference), observing, \
                 self._hooks.train_context(self._recipe):
-            history = self._fit_model.fit(inputs, y, batch_size=len(x), epochs=1,
+            history = self._fit_model.fit(inputs, y, batch_size=len(batch), epochs=1,
                                           shuffle=False, verbose=0, **extra)
         validation = history.history.get("val_loss", [None])[0]
         return float(history.history["loss"][0]), validation
@@ -379,13 +386,13 @@ class Keras3Adapter(FrameworkAdapter):
 
     def _forward_loss_impl(self, batch, bn_moving, dropout_off):
         # What fit()'s train step does before the update: call the model with training=True.
-        x, y = (ops.convert_to_tensor(a) for a in self._data(batch))
+        x, y = (_tensors(a) for a in self._data(batch))
         forced = list(self._forced_inference)
         if bn_moving:
             forced.append(self._hooks.batch_norm_class)
         if dropout_off:
             forced.extend(self._dropout_classes)
-        inputs = ops.convert_to_tensor(self._fit_inputs(self._data(batch)[0]))
+        inputs = _tensors(self._fit_inputs(self._data(batch)[0]))
         with _inference_calls(forced):
             y_pred = (self._exact_model or self._fit_model)(inputs, training=True)
         # A loss class reduces over the batch already; the probabilities loss is a function

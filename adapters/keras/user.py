@@ -12,7 +12,7 @@ import contextlib
 import numpy as np
 
 from adapters.keras.adapter import Keras3Adapter, keras, layers
-from adapters.own_pair.loader import keras_layer
+from adapters.own_pair.loader import keras_layer, symbolic_inputs
 from adapters.own_pair.pairing import (
     LAYER_LEVEL_KINDS,
     keras_weights,
@@ -44,7 +44,8 @@ class KerasUserAdapter(Keras3Adapter):
               input_shape: tuple[int, ...], pairing=None, dropout_off: bool = False,
               classes: int | None = None) -> None:
         """Take the user's model (adapters.own_pair.loader.LoadedModel) as the initial state.
-        input_shape: one input, channels-last, without the batch axis."""
+        input_shape: one input's shape, channels-last, without the batch axis, or a tuple of
+        such shapes for a model that takes several inputs."""
         self.spec, self.scenario, self._seed = None, scenario, seed
         self.user_model = loaded.model
         self.base = keras_layer(loaded.model, freeze) if freeze else loaded.model
@@ -52,7 +53,7 @@ class KerasUserAdapter(Keras3Adapter):
         self.classes = classes
         self.dropout_off = dropout_off
         self.training_false_problem = None
-        inputs = keras.Input(input_shape)
+        inputs = symbolic_inputs(input_shape)
         self._wrappers = {False: keras.Model(inputs, loaded.model(inputs)),
                           True: self._training_false_model(input_shape, freeze)}
         self._evaluators, self._evaluated = {}, None
@@ -73,7 +74,7 @@ class KerasUserAdapter(Keras3Adapter):
     def _training_false_model(self, input_shape, freeze):
         """The model with the frozen part called with training=False in its functional graph
         (the transfer-learning guide's recipe), sharing every layer with the user's model."""
-        inputs = keras.Input(input_shape)
+        inputs = symbolic_inputs(input_shape)
         if not freeze:
             return keras.Model(inputs, self.user_model(inputs, training=False))
         base = self.base

@@ -83,11 +83,21 @@ def cache_fields(*, framework: str, model: str, scenario: str, weights_sha256: s
         packages += ("tensorflow", "tf2onnx")
     return {
         "format": CACHE_FORMAT, "framework": framework, "model": model, "scenario": scenario,
-        "weights_sha256": weights_sha256, "input_shape": [int(d) for d in input_shape],
+        "weights_sha256": weights_sha256, "input_shape": _shape_field(input_shape),
         "exporter": exporter, "mode": mode, "structure": structure,
         "versions": {p: _version(p) for p in packages},
         **({"output": output} if output is not None else {}),
     }
+
+
+def _shape_field(shape) -> list:
+    """One input's shape as a list of ints, or a list of several inputs' shapes."""
+    return [_shape_field(d) if isinstance(d, (tuple, list)) else int(d) for d in shape]
+
+
+def _as_inputs(example) -> tuple:
+    """One array, or a tuple or list of a model's several inputs, as a tuple."""
+    return tuple(example) if isinstance(example, (tuple, list)) else (example,)
 
 
 _VOLATILE_KEYS = frozenset({"name", "inbound_nodes", "keras_history", "trainable",
@@ -435,7 +445,8 @@ def _without(model, kinds):
 
 def export_torch(model, example: np.ndarray, path: str, *, exporter: str = "torchscript",
                  mode: str = "eval", dropout_off: bool = True) -> dict:
-    """Export a torch module at `example`'s shape; returns notes on what was done.
+    """Export a torch module at `example`'s shape (one array, or a tuple of a model's several
+    inputs, its graph inputs then named input0, input1, ...); returns notes on what was done.
 
     mode "eval": inference mode (BatchNorm moving statistics, Dropout off).
     mode "train_forward": the module in train(); TorchScript is given
@@ -455,7 +466,9 @@ def export_torch(model, example: np.ndarray, path: str, *, exporter: str = "torc
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; known: {', '.join(MODES)}")
     device = next(model.parameters()).device
-    x = torch.from_numpy(np.ascontiguousarray(example)).to(device)
+    args = tuple(torch.from_numpy(np.ascontiguousarray(v)).to(device)
+                 for v in _as_inputs(example))
+    names = (["input"] if len(args) == 1 else [f"input{index}" for index in range(len(args))])
     dropout_kinds = nn.modules.dropout._DropoutNd
     notes = {"exporter": exporter, "mode": mode,
              "batchnorm_modules": sum(isinstance(m, nn.modules.batchnorm._BatchNorm)
@@ -467,25 +480,26 @@ def export_torch(model, example: np.ndarray, path: str, *, exporter: str = "torc
     with kept_module_modes(model), _quiet(), removed as count:
         notes["dropout_modules_removed"] = count
         model.train(mode == "train_forward")
-        common = dict(input_names=["input"], output_names=["output"])
+        common = dict(input_names=names, output_names=["output"])
         if exporter == "torchscript":
             training = (torch.onnx.TrainingMode.EVAL if mode == "eval"
                         else torch.onnx.TrainingMode.TRAINING)
-            torch.onnx.export(model, (x,), path, dynamo=False, training=training,
+            torch.onnx.export(model, args, path, dynamo=False, training=training,
                               do_constant_folding=(mode == "eval"), **common)
         else:
             # The dynamo exporter ignores training=: the module's own mode is what it traces.
-            torch.onnx.export(model, (x,), path, dynamo=True, external_data=False,
+            torch.onnx.export(model, args, path, dynamo=True, external_data=False,
                               verbose=False, **common)
     return notes
 
 
-def export_keras(model, path: str, sample: np.ndarray | None = None) -> dict:
+def export_keras(model, path: str, sample=None) -> dict:
     """Keras's own exporter, `model.export(path, format="onnx")`, default input signature: a
     batch of any size, which Keras 3.15.1 exports on torch with TorchScript. Where that fails
     and a sample batch is given, again with the sample's fixed shape, which Keras exports
     through torch.export (TorchScript refuses Keras's LayerNormalization, which reads its
-    input's shape; the fixed shape exports, measured)."""
+    input's shape; the fixed shape exports, measured). sample: one array, or a list of a
+    model's several inputs."""
     notes = {"exporter": "keras model.export(format='onnx')", "mode": "eval"}
     with kept_module_modes(model), _quiet():
         try:
@@ -497,14 +511,17 @@ def export_keras(model, path: str, sample: np.ndarray | None = None) -> dict:
             refusal = exc
         import keras
 
-        signature = [keras.InputSpec(shape=sample.shape, dtype=str(sample.dtype))]
+        signature = [keras.InputSpec(shape=v.shape, dtype=str(v.dtype))
+                     for v in _as_inputs(sample)]
         try:
             model.export(path, format="onnx", verbose=False, input_signature=signature)
         except Exception:  # noqa: BLE001 - the default export's refusal says more
             raise refusal from None
+    shapes = [v.shape for v in _as_inputs(sample)]
+    shown = _shape_field(shapes if len(shapes) > 1 else shapes[0])
     return {**notes, "input_signature": (
-        f"the batch's own shape {list(sample.shape)}, after the default signature's export "
-        f"failed ({type(refusal).__name__})")}
+        f"the batch's own shape {shown}, after the default signature's export failed "
+        f"({type(refusal).__name__})")}
 
 
 # ----- ONNX Runtime --------------------------------------------------------------------------
@@ -535,8 +552,9 @@ class RunOutput:
     note: str | None = None
 
 
-def run_onnx(path: str, x: np.ndarray, device: str = "cpu") -> RunOutput:
-    """Run the graph's first output on one input array in ONNX Runtime."""
+def run_onnx(path: str, x, device: str = "cpu") -> RunOutput:
+    """Run the graph's first output in ONNX Runtime on one input array, or on a tuple or
+    list of arrays that feed the graph's inputs in order."""
     import onnxruntime as ort
 
     providers, note = providers_for(device)
@@ -551,9 +569,9 @@ def run_onnx(path: str, x: np.ndarray, device: str = "cpu") -> RunOutput:
         # A CUDA provider that does not accept an option falls back to its defaults.
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
         session = ort.InferenceSession(path, options, providers=providers)
-    graph_input = session.get_inputs()[0]
-    dtype = _ONNX_INPUT_TYPES.get(graph_input.type, np.float32)  # token ids stay integers
-    feed = {graph_input.name: np.ascontiguousarray(x, dtype=dtype)}
+    feed = {graph_input.name: np.ascontiguousarray(  # token ids stay integers
+                value, dtype=_ONNX_INPUT_TYPES.get(graph_input.type, np.float32))
+            for graph_input, value in zip(session.get_inputs(), _as_inputs(x))}
     outputs = session.run([session.get_outputs()[0].name], feed)[0]
     seconds = time.perf_counter() - started
     provider = session.get_providers()[0]

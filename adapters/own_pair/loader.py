@@ -265,6 +265,27 @@ def _keras():
     return import_keras()
 
 
+def several_shapes(input_shape: tuple) -> bool:
+    """Whether a Keras input shape is a tuple of several inputs' shapes."""
+    return bool(input_shape) and isinstance(input_shape[0], tuple)
+
+
+def symbolic_inputs(input_shape: tuple):
+    """keras.Input of one input's shape, or a list of them for several inputs' shapes."""
+    keras = _keras()
+    if several_shapes(input_shape):
+        return [keras.Input(shape) for shape in input_shape]
+    return keras.Input(input_shape)
+
+
+def _build_on_zeros(model, input_shape: tuple) -> None:
+    """A subclassed model not called yet, called once on one sample of zeros (a list of them
+    for several inputs), so that its weights exist."""
+    zeros = _keras().ops.zeros
+    model([zeros((1, *s)) for s in input_shape] if several_shapes(input_shape)
+          else zeros((1, *input_shape)))
+
+
 def _is_keras_model(value) -> bool:
     return isinstance(value, _keras().Model)
 
@@ -275,7 +296,7 @@ def load_keras(spec: str, weights: str | None = None,
 
     input_shape (channels-last, without the batch axis) builds a subclassed model that has
     not been called yet, so its weights exist before they are loaded."""
-    keras = _keras()
+    _keras()  # the torch backend, or a refusal, before anything is loaded
     _refuse_misplaced_file(spec, "keras")
     if _suffix_of(spec) == ".keras":
         model, name = _load_keras_file(spec), os.path.basename(spec)[:-len(".keras")]
@@ -284,7 +305,7 @@ def load_keras(spec: str, weights: str | None = None,
         model = _build(target, name, _is_keras_model, KERAS_EXPECTED)
         name = name.rsplit(".", 1)[-1]
     if input_shape is not None and not model.built:
-        model(keras.ops.zeros((1, *input_shape)))
+        _build_on_zeros(model, input_shape)
     if weights:
         load_keras_weights(model, weights)
     return LoadedModel(model, "keras", name, spec, weights)
@@ -372,7 +393,7 @@ def as_keras(model_or_spec, weights: str | None = None,
         raise UsageError(f"the Keras side is a {type(model_or_spec).__name__}; expected "
                          f"{KERAS_EXPECTED} or a SPEC ({SPEC_FORMS})")
     if input_shape is not None and not model_or_spec.built:
-        model_or_spec(_keras().ops.zeros((1, *input_shape)))
+        _build_on_zeros(model_or_spec, input_shape)
     if weights:
         load_keras_weights(model_or_spec, weights)
     return LoadedModel(model_or_spec, "keras", model_or_spec.name, "<object>", weights)

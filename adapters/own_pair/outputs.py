@@ -13,6 +13,7 @@ import torch
 
 from adapters.keras.backend import keras
 from keras.src.models.functional import Functional  # noqa: E402
+from adapters.own_pair.loader import symbolic_inputs
 from adapters.own_pair.pairing import weighted_keras_layers
 from comparator.errors import UsageError
 
@@ -57,14 +58,14 @@ def select(outputs, key: str, side: str):
 def select_outputs(torch_model, keras_model, torch_key: str, keras_key: str, input_shape):
     """A Keras model over keras_model giving the chosen output only, and the function that
     takes off the hook through which torch_model now gives its own. input_shape: one Keras
-    input, channels-last, without the batch axis."""
+    input, channels-last, without the batch axis (a tuple of them for several inputs)."""
     if isinstance(keras_model, Functional) and not isinstance(keras_model, keras.Sequential):
         # The graph's own part that computes the chosen output: one flat graph, as the port
         # validator traces it.
         inputs = keras_model.inputs[0] if len(keras_model.inputs) == 1 else keras_model.inputs
         chosen = select(keras_model.output, keras_key, "Keras")
     else:
-        inputs = keras.Input(input_shape)
+        inputs = symbolic_inputs(input_shape)
         chosen = select(keras_model(inputs), keras_key, "Keras")
     wrapper = keras.Model(inputs, chosen, name=f"{keras_model.name}_{keras_key}")
     hook = torch_model.register_forward_hook(

@@ -276,7 +276,7 @@ def _torch_order(model: nn.Module, x: np.ndarray) -> list[str]:
     try:
         model.eval()  # a train() pass would move running statistics
         with torch.no_grad():
-            model(torch.from_numpy(x[:1]))
+            model(*(torch.from_numpy(v[:1]) for v in (x if isinstance(x, tuple) else (x,))))
     except Exception:  # NotImplementedError from a torch.export program, or the model's own
         order = []     # failure, which the comparison itself reports
     finally:
@@ -466,7 +466,8 @@ def pair_weights(torch_model: nn.Module, keras_model, x: np.ndarray,
     other head, outputs.keras_off_the_output). keras_shape: one Keras input (channels-last,
     without the batch axis), on which a model with layers that hide layers is traced first
     (_record_calls)."""
-    _record_calls(keras_model, keras_shape, x.dtype)
+    if not isinstance(x, tuple):  # the symbolic trace takes one input
+        _record_calls(keras_model, keras_shape, x.dtype)
     modules = dict(torch_model.named_modules())
     weighted = [name for name in _torch_order(torch_model, x) if name not in leave_out]
     order = _torch_layers(modules, weighted)

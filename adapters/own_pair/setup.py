@@ -71,12 +71,36 @@ def keras_outputs_layout(torch_out: np.ndarray, keras_out: np.ndarray) -> str | 
     return next((layout for layout, fit in fits.items() if fit), None)
 
 
-def _one_input(model) -> None:
-    inputs = getattr(model, "inputs", None) or []
-    if len(inputs) > 1:
-        raise UsageError(f"the Keras model takes {len(inputs)} inputs; the comparison feeds "
-                         "both models one batch, as one input (the port validator takes "
-                         "several: validate_port.py --inputs FILE.npz with x0, x1, ...)")
+def _inputs_given(model, x) -> None:
+    """Refuses a batch with another number of inputs than the Keras model declares."""
+    declared = len(getattr(model, "inputs", None) or []) or None
+    given = len(x) if isinstance(x, tuple) else 1
+    if declared is not None and declared != given:
+        how = ("--inputs FILE.npz with x0, x1, ... or --input-shape with one shape per input, "
+               "separated by ';'" if declared > 1 else "one input")
+        raise UsageError(f"the Keras model takes {declared} inputs and the batch has {given}: "
+                         f"give {how}")
+
+
+def _rows(x, count: int):
+    """The first rows of every input."""
+    return tuple(v[:count] for v in x) if isinstance(x, tuple) else x[:count]
+
+
+def _layouts(model, x, torch_model):
+    """keras_layout of each input (Batch.keras_layout): one, or a tuple for several."""
+    if not isinstance(x, tuple):
+        return keras_layout(model, x.shape[1:], torch_model)
+    return tuple(keras_layout(model, v.shape[1:], torch_model, index)
+                 for index, v in enumerate(x))
+
+
+def _keras_shape(x, layout) -> tuple:
+    """One sample's shape per input as Keras takes it: a shape, or a tuple of them."""
+    moved = Batch(_rows(x, 1), None, layout).x_channels_last
+    if isinstance(moved, list):
+        return tuple(tuple(v.shape[1:]) for v in moved)
+    return tuple(moved.shape[1:])
 
 
 def keras_layout(model, sample_shape: tuple[int, ...], torch_model, index: int = 0) -> str:
@@ -205,12 +229,12 @@ def open_pair(pair: UserPair, config) -> OpenedPair:
     torch_side = as_pytorch(pair.pytorch, pair.pytorch_weights)
     # The layout is read off the loaded model before a subclassed one is built in it.
     keras_side = as_keras(pair.keras)
-    layout = keras_layout(keras_side.model, x.shape[1:], torch_side.model)
-    keras_shape = Batch(x[:1], None, layout).x_channels_last.shape[1:]
+    _inputs_given(keras_side.model, x)
+    layout = _layouts(keras_side.model, x, torch_side.model)
+    keras_shape = _keras_shape(x, layout)
     keras_side = replace(keras_side, weights=as_keras(keras_side.model, pair.keras_weights,
                                                       input_shape=keras_shape).weights)
     require_keras_model_on(keras_side.model, config.device)
-    _one_input(keras_side.model)
     loaded = _Loaded(torch_side, keras_side, x, given_y, inputs_source, layout, keras_shape)
     if not pair.output:
         return _open(pair, config, loaded)
@@ -229,7 +253,7 @@ def open_pair(pair: UserPair, config) -> OpenedPair:
     return opened
 
 
-def _outputs(torch_adapter, keras_model, x: np.ndarray, layout: str) -> tuple:
+def _outputs(torch_adapter, keras_model, x, layout) -> tuple:
     """PyTorch's inference outputs on x, and how Keras's hold them (Batch.keras_outputs)."""
     try:
         torch_out = _torch_outputs(torch_adapter.predictions(x))
@@ -238,10 +262,11 @@ def _outputs(torch_adapter, keras_model, x: np.ndarray, layout: str) -> tuple:
         raise UsageError(str(exc)) from None
     except Exception as exc:
         hint = ("; an Embedding takes token ids: give them as integers, x of --inputs "
-                "FILE.npz" if x.dtype.kind == "f" and any(
+                "FILE.npz" if Batch(x, None).inputs[0].dtype.kind == "f" and any(
                     isinstance(m, torch.nn.Embedding) for m in torch_adapter.model.modules())
                 else "")
-        raise UsageError(f"the models cannot run on inputs of shape {x.shape} (PyTorch layout):"
+        shape = Batch(x, None).input_shapes
+        raise UsageError(f"the models cannot run on inputs of shape {shape} (PyTorch layout):"
                          f" {type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
                          f"{hint}") from None
     outputs_layout = keras_outputs_layout(torch_out, keras_out)
@@ -323,7 +348,8 @@ def _open(pair: UserPair, config, loaded: _Loaded) -> OpenedPair:
                            "keras_left_out": list(loaded.keras_leave_out)}}
                if pair.output else {}),
         },
-        "inputs": {"source": loaded.inputs_source, "shape": list(x.shape), "keras_layout": layout,
+        "inputs": {"source": loaded.inputs_source, "shape": Batch(x, None).input_shapes,
+                   "keras_layout": list(layout) if isinstance(layout, tuple) else layout,
                    "outputs_shape": list(torch_out.shape), "keras_outputs": outputs_layout},
         "labels_source": labels_source,
         "conventions": {"pytorch": torch_adapter.conventions(),

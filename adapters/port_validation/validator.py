@@ -310,8 +310,9 @@ def _checked_models(torch_model, keras_model, inputs, pytorch_weights, keras_wei
     first = several(x)[0]
     keras_model, keras_name = keras_side(keras_model, keras_weights, several(keras_x)[0])
     # Only where PyTorch's layout is not Keras's own already (a sequence of features).
-    as_given = any(mine is not theirs for mine, theirs in zip(several(x), several(keras_x))) \
-        and _takes_pytorch_layout(keras_model, x, torch_model)
+    moved = [index for index, (mine, theirs) in enumerate(zip(several(x), several(keras_x)))
+             if mine is not theirs]
+    as_given = _takes_pytorch_layout(keras_model, x, torch_model, moved)
     notes = ()
     if as_given:
         keras_x = x if not isinstance(x, tuple) else list(x)
@@ -356,14 +357,17 @@ class _Checked:
     keras_as_given: bool = False
 
 
-def _takes_pytorch_layout(keras_model, x, torch_model) -> bool:
+def _takes_pytorch_layout(keras_model, x, torch_model, moved: list[int]) -> bool:
     """Whether the Keras model takes the batch in PyTorch's layout, as compare.py decides
     (adapters/own_pair/setup.py: keras_layout): a declared input that fits it and not the
-    channels-last one (Conv2D(data_format="channels_first")); of several inputs, any."""
+    channels-last one (Conv2D(data_format="channels_first")); of several inputs, any of those
+    that channels-last would move (`moved`: their positions). An input that stays as it is
+    (a sequence of features beside an image) says nothing of the others."""
     from adapters.own_pair.setup import keras_layout
 
-    return any(keras_layout(keras_model, tuple(v.shape[1:]), torch_model, index) == "as_given"
-               for index, v in enumerate(several(x)) if v.ndim >= 3)
+    inputs = several(x)
+    return any(keras_layout(keras_model, tuple(inputs[index].shape[1:]), torch_model, index)
+               == "as_given" for index in moved)
 
 
 def _check_fits(x, keras_x, model) -> None:

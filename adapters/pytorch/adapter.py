@@ -267,11 +267,13 @@ class PyTorchAdapter(FrameworkAdapter):
     # ----- passes ----------------------------------------------------------------------
 
     def _tensors(self, batch: Batch):
+        """(the model's positional arguments, y): one tensor per input, on the model's device
+        and in its dtype (token ids stay integers)."""
         dtype = next(self.model.parameters()).dtype
-        x = torch.from_numpy(batch.x).to(self._torch_device)
-        x = x.to(dtype) if x.is_floating_point() else x  # token ids stay integers
+        inputs = tuple(torch.from_numpy(x).to(self._torch_device) for x in batch.inputs)
+        inputs = tuple(x.to(dtype) if x.is_floating_point() else x for x in inputs)
         y = torch.from_numpy(batch.y).to(self._torch_device)
-        return x, (y.to(dtype) if y.is_floating_point() else y)
+        return inputs, (y.to(dtype) if y.is_floating_point() else y)
 
     def _loss(self, outputs, y, batch: Batch):
         if self.scenario in REGRESSION_SCENARIOS:
@@ -284,13 +286,13 @@ class PyTorchAdapter(FrameworkAdapter):
     def _logits_impl(self, batch):
         self.model.eval()
         with torch.no_grad():
-            return self.model(self._tensors(batch)[0]).cpu().numpy()
+            return self.model(*self._tensors(batch)[0]).cpu().numpy()
 
     def _inference_loss_impl(self, batch):
         self.model.eval()
-        x, y = self._tensors(batch)
+        inputs, y = self._tensors(batch)
         with torch.no_grad():
-            return float(self._loss(self.model(x), y, batch))
+            return float(self._loss(self.model(*inputs), y, batch))
 
     def _forward_configuration_impl(self):
         # Without gradients, requires_grad flags change nothing a forward pass computes;
@@ -306,22 +308,22 @@ class PyTorchAdapter(FrameworkAdapter):
         with torch.no_grad():
             return float(self._loss(torch.from_numpy(outputs).to(y.device), y, batch))
 
-    def _forward(self, x):
+    def _forward(self, inputs: tuple):
         """The train-step forward pass; with feature extraction, the head on features that
         the frozen part computed once, in eval() and without gradients."""
         if not self._feature_extraction:
-            return self.model(x)
+            return self.model(*inputs)
         if self._features is None:
             with torch.no_grad():
-                self._features = self.frozen(x)
+                self._features = self.frozen(*inputs)
         return self.model.head(self._features)
 
     def _train_step_impl(self, batch, validate=False):
         # A standard loop: the mode the recipe set, forward, loss, backward, step.
-        x, y = self._tensors(batch)
+        inputs, y = self._tensors(batch)
         self._observing = True
         try:
-            loss = self._loss(self._forward(x), y, batch)
+            loss = self._loss(self._forward(inputs), y, batch)
         finally:
             self._observing = False
         if self._optimizer is not None:
@@ -345,12 +347,12 @@ class PyTorchAdapter(FrameworkAdapter):
         switched = [m for m in self.model.modules() if m.training and (
             (bn_moving and isinstance(m, nn.modules.batchnorm._BatchNorm))
             or (dropout_off and self._drops(m)))]
-        x, y = self._tensors(batch)
+        inputs, y = self._tensors(batch)
         try:
             for module in switched:
                 module.eval()
             with torch.no_grad():
-                return float(self._loss(self._forward(x), y, batch))
+                return float(self._loss(self._forward(inputs), y, batch))
         finally:
             for module in switched:
                 module.train()

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from adapters.pytorch.adapter import PyTorchAdapter
+from comparator.inputs.batch import Batch
 from adapters.own_pair.loader import pytorch_submodule
 
 _DROPOUTS = (nn.modules.dropout._DropoutNd,)
@@ -33,8 +34,8 @@ class _FixedModes(nn.Module):
         super().__init__()
         self.program = program
 
-    def forward(self, x):
-        return self.program(x)
+    def forward(self, *inputs):
+        return self.program(*inputs)
 
     def train(self, mode: bool = True):
         self.training = mode
@@ -109,9 +110,10 @@ class PyTorchUserAdapter(PyTorchAdapter):
         return {name[len(prefix):]: m for name, m in self.model.named_modules()
                 if isinstance(m, _BATCHNORMS)}
 
-    def predictions(self, x: np.ndarray):
-        """The model's inference outputs on x as it returns them (a tensor, or whatever else
-        a user's model returns), for the labels or targets the user did not give."""
+    def predictions(self, x):
+        """The model's inference outputs on x (one array, or a tuple of several inputs') as it
+        returns them (a tensor, or whatever else a user's model returns), for the labels or
+        targets the user did not give."""
         self.model.eval()
         with torch.no_grad():
-            return self.model(torch.from_numpy(x).to(self._torch_device))
+            return self.model(*self._tensors(Batch(x, np.zeros(0)))[0])

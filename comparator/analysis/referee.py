@@ -364,11 +364,12 @@ class _Referee:
     def _eval_plans(self) -> tuple[list, dict]:
         """(graph name, cache fields, builder, input) per inference graph to export, and the
         graphs that cannot be had, with the reason."""
-        plans = [("pytorch", self._fields("pytorch", self.exporter, "eval", self.batch.x.shape),
+        plans = [("pytorch", self._fields("pytorch", self.exporter, "eval",
+                                          self.batch.input_shapes),
                   self._torch_builder("eval"), self.batch.x)]
         x = self.batch.x_channels_last if {"keras", TF_GRAPH} & set(self.adapters) else None
         if "keras" in self.adapters:
-            plans.append(("keras", self._fields("keras", "keras", "eval", x.shape),
+            plans.append(("keras", self._fields("keras", "keras", "eval", _shapes(x)),
                           self._keras_builder(x), x))
         skipped = {}
         if TF_GRAPH in self.adapters:
@@ -377,7 +378,8 @@ class _Referee:
                 skipped[TF_GRAPH] = reason
             else:
                 plans.append((TF_GRAPH, self._fields(TF_GRAPH, "keras-tf2onnx", "eval",
-                                                     x.shape), self._worker_builder(TF_GRAPH), x))
+                                                     _shapes(x)), self._worker_builder(TF_GRAPH),
+                              x))
         return plans, skipped
 
     def _graph_outputs(self, name, fields, build, x, cache, expected) -> tuple:
@@ -420,7 +422,8 @@ class _Referee:
         """The training-mode graph's loss; `fresh`: why a cached graph is not to be used."""
         ref = {"ok": False, "error": None, "train_forward": None,
                "description": TRAIN_FORWARD_DESCRIPTION}
-        fields = self._fields("pytorch", self.exporter, "train_forward", self.batch.x.shape)
+        fields = self._fields("pytorch", self.exporter, "train_forward",
+                              self.batch.input_shapes)
         if fresh is None and "pytorch" in self.stale:
             # Whatever made the cached inference graph stale makes this one so too.
             fresh = "the cached inference graph of the same model was stale, exported again"
@@ -599,6 +602,24 @@ USER_FILE = "onnx:file"
 _KERAS_LAYOUT = "channels-last (Keras's layout)"
 
 
+def _shapes(x) -> list:
+    """An array's shape as a list, or a list of the shapes of a list of several inputs."""
+    return [list(v.shape) for v in x] if isinstance(x, list) else list(x.shape)
+
+
+def _layouts_for(graph_inputs, batch) -> tuple[object, str]:
+    """The batch as the graph takes it (one array, or a list for several inputs) and the
+    layout it took: each input as _layout_for reads it against the graph's input of the
+    same position; Keras's layout where any input took it."""
+    if len(graph_inputs) != len(batch.inputs):
+        raise UsageError(f"--onnx: the graph takes {len(graph_inputs)} inputs and the batch "
+                         f"has {len(batch.inputs)}")
+    laid = [_layout_for(shape, x) for shape, x in zip(graph_inputs, batch.inputs)]
+    layouts = [layout for _, layout in laid]
+    layout = _KERAS_LAYOUT if _KERAS_LAYOUT in layouts else layouts[0]
+    return ([x for x, _ in laid] if batch.several else laid[0][0]), layout
+
+
 def _layout_for(session_shape, x: np.ndarray) -> tuple[np.ndarray, str]:
     """x as the graph takes it: PyTorch's layout, or channels-last for a Keras export (images
     and sequences)."""
@@ -614,6 +635,13 @@ def _layout_for(session_shape, x: np.ndarray) -> tuple[np.ndarray, str]:
                      f"fits neither {list(x.shape)} nor its channels-last copy")
 
 
+def _fed_inputs(graph) -> list:
+    """The graph's inputs that are fed: not those an initializer gives (older exporters list
+    the weights among the inputs)."""
+    given = {tensor.name for tensor in graph.initializer}
+    return [graph_input for graph_input in graph.input if graph_input.name not in given]
+
+
 def referee_file(outcome, path: str, load_runtime, device: str = "cpu") -> RefereeResult:
     """The user's own ONNX file run in ONNX Runtime on the batch: its inference outputs and
     loss against both frameworks' inference outputs (the initial state). load_runtime:
@@ -622,13 +650,13 @@ def referee_file(outcome, path: str, load_runtime, device: str = "cpu") -> Refer
     started = time.perf_counter()
     try:
         model = onnxrt.load_checked(path, check=False)
-        shape = [d.dim_value or d.dim_param for d in
-                 model.graph.input[0].type.tensor_type.shape.dim]
+        shapes = [[d.dim_value or d.dim_param for d in graph_input.type.tensor_type.shape.dim]
+                  for graph_input in _fed_inputs(model.graph)]
     except Exception as exc:  # noqa: BLE001 - a file that is not an ONNX model is bad input
         raise UsageError(f"--onnx: cannot read {path} as an ONNX model ({_one_line(exc)})"
                          ) from None
     batch, report = outcome.batch, outcome.report
-    x, layout = _layout_for(shape, batch.x)
+    x, layout = _layouts_for(shapes, batch)
     try:
         run = onnxrt.run_onnx(path, x, device)
     except Exception as exc:  # noqa: BLE001

@@ -452,7 +452,7 @@ def pair_request_inputs(options: dict) -> tuple[np.ndarray, dict]:
     x0, x1, ... are a model's several inputs, or input_shape C,H,W, or several such shapes,
     with batch_size and seed), checked before any framework is
     imported, and the options left for validate_port (comparator.validate_pair runs it)."""
-    from comparator.config.pair import load_validator_inputs, seeded_inputs
+    from comparator.config.pair import load_validator_inputs, seeded_batch
 
     options = dict(options)
     inputs, input_shape = options.pop("inputs", None), options.pop("input_shape", None)
@@ -460,13 +460,8 @@ def pair_request_inputs(options: dict) -> tuple[np.ndarray, dict]:
     if (input_shape is None) == (inputs is None):
         raise UsageError("give the batch as --input-shape C,H,W or as --inputs FILE.npz "
                          "(one of them)")
-    if inputs:
-        x = load_validator_inputs(inputs)
-    elif isinstance(input_shape[0], tuple):  # several inputs' shapes
-        x = tuple(seeded_inputs(shape, batch_size, options.get("seed", 0), index)
-                  for index, shape in enumerate(input_shape))
-    else:
-        x = seeded_inputs(tuple(input_shape), batch_size, options.get("seed", 0))
+    x = (load_validator_inputs(inputs) if inputs
+         else seeded_batch(tuple(input_shape), batch_size, options.get("seed", 0)))
     _check_modes_and_batch(len(x[0] if isinstance(x, tuple) else x), options)
     return x, options
 

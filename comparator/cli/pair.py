@@ -26,11 +26,12 @@ def add_model_arguments(group) -> None:
     group.add_argument("--input-shape", metavar="C,H,W",
                        help="a seeded standard normal batch of this shape (PyTorch's order; "
                             "C,D,H,W for volumes, C,L for sequences, F for vectors; Keras gets "
-                            "it channels-last; validate_port.py: several inputs' shapes "
-                            "separated by ';')")
+                            "it channels-last; several inputs' shapes separated by ';', in "
+                            "forward()'s order)")
     group.add_argument("--inputs", metavar="FILE.npz",
                        help="the batch: x float32 in PyTorch's layout (N,C,H,W, N,C,D,H,W, "
-                            "N,C,L or N,F), optional y (labels or targets)")
+                            "N,C,L or N,F), or x0, x1, ... for several inputs, optional y "
+                            "(labels or targets)")
     group.add_argument("--output", metavar="KEY",
                        help="the output compared, where the models return several (a dict's "
                             "key, or a position in a tuple or a list); compare.py computes "
@@ -65,7 +66,7 @@ def is_pair(args) -> bool:
 
 def pair_from_args(args):
     """The UserPair the arguments describe; mixing zoo and pair options is refused."""
-    from comparator.config.pair import UserPair, parse_input_shape
+    from comparator.config.pair import UserPair, parse_input_shapes
 
     if not (args.pytorch and args.keras):
         raise UsageError("give both --pytorch SPEC and --keras SPEC")
@@ -80,7 +81,7 @@ def pair_from_args(args):
         pytorch=args.pytorch, keras=args.keras, pytorch_weights=args.pytorch_weights,
         keras_weights=args.keras_weights, freeze=args.freeze, output=args.output, onnx=args.onnx,
         port_weights=args.port_weights, dropout=args.dropout or "on", inputs=args.inputs,
-        input_shape=parse_input_shape(args.input_shape) if args.input_shape else None)
+        input_shape=parse_input_shapes(args.input_shape) if args.input_shape else None)
 
 
 def pair_input_files(args) -> dict[str, list[str]]:

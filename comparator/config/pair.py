@@ -45,8 +45,9 @@ class UserPair:
     port_weights: str | None = None  # None: the user's weights as given
     dropout: str = "on"  # "off": train steps run Dropout in inference mode in both
     inputs: str | None = None  # an .npz file with x (and y)
-    input_shape: tuple[int, ...] | None = None  # (C, H, W), (C, L) or (F,) of a seeded batch
-    x: np.ndarray | None = None  # the Python API's inputs, PyTorch layout
+    # (C, H, W), (C, L) or (F,) of a seeded batch, or a tuple of such shapes for several inputs
+    input_shape: tuple | None = None
+    x: object = None  # the Python API's inputs, PyTorch layout (a tuple or list: several)
     y: np.ndarray | None = None
 
     def freeze_names(self) -> tuple[str | None, str | None]:
@@ -80,9 +81,6 @@ def check_pair(pair: UserPair) -> None:
 def parse_input_shape(text: str) -> tuple[int, ...]:
     """C,H,W (images, PyTorch's order), C,D,H,W (volumes or video, as Conv3d takes them),
     C,L (sequences, as Conv1d takes them) or F (vectors)."""
-    if ";" in text:
-        raise UsageError(f"--input-shape {text!r} gives several inputs' shapes; the comparison "
-                         "takes models with one input (validate_port.py takes several)")
     try:
         shape = tuple(int(v) for v in text.split(","))
     except ValueError:
@@ -92,6 +90,13 @@ def parse_input_shape(text: str) -> tuple[int, ...]:
         raise UsageError(f"--input-shape takes C,H,W, C,D,H,W, C,L or F (positive), not "
                          f"{text!r}")
     return shape
+
+
+def parse_input_shapes(text: str):
+    """--input-shape: one shape, or several inputs' shapes separated by ';' (forward()'s
+    positional arguments, in order), each as parse_input_shape takes it."""
+    shapes = tuple(parse_input_shape(part.strip()) for part in text.split(";"))
+    return shapes if len(shapes) > 1 else shapes[0]
 
 
 def _npz_arrays(path: str) -> dict:
@@ -105,12 +110,7 @@ def _npz_arrays(path: str) -> dict:
                          f"{exc})") from None
 
 
-def load_validator_inputs(path: str):
-    """The port validator's inputs of an .npz file: x, or x0, x1, ... for a model that takes
-    several (forward()'s positional arguments, the Keras model's inputs, in order)."""
-    arrays = _npz_arrays(path)
-    if "x" in arrays or "x0" not in arrays:
-        return load_inputs(path)[0]
+def _several_inputs(arrays: dict, path: str) -> tuple[np.ndarray, ...]:
     inputs, index = [], 0
     while f"x{index}" in arrays:
         check_x(arrays[f"x{index}"], f"--inputs: {path}'s x{index}")
@@ -119,31 +119,33 @@ def load_validator_inputs(path: str):
     if len({len(v) for v in inputs}) > 1:
         raise UsageError(f"--inputs: {path}'s x0, x1, ... hold different batches: "
                          f"{', '.join(str(len(v)) for v in inputs)} rows")
-    return tuple(inputs) if len(inputs) > 1 else inputs[0]
+    return tuple(inputs)
 
 
-def parse_input_shapes(text: str):
-    """The port validator's --input-shape: one shape, or several inputs' shapes separated by
-    ';' (forward()'s positional arguments, in order), each as parse_input_shape takes it."""
-    shapes = tuple(parse_input_shape(part.strip()) for part in text.split(";"))
-    return shapes if len(shapes) > 1 else shapes[0]
-
-
-def load_inputs(path: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """x (float32, N,C,H,W, N,C,D,H,W, N,C,L or N,F: as PyTorch takes it) and the optional y
-    of an .npz file."""
+def load_inputs(path: str) -> tuple[object, np.ndarray | None]:
+    """x (float32, N,C,H,W, N,C,D,H,W, N,C,L or N,F: as PyTorch takes it; or x0, x1, ... for
+    a model that takes several inputs: forward()'s positional arguments, the Keras model's
+    inputs, in order, returned as a tuple) and the optional y of an .npz file."""
     arrays = _npz_arrays(path)
-    if "x" not in arrays:
-        several = ("; x0, x1, ... are a model's several inputs, which the port validator "
-                   "takes and the comparison does not" if "x0" in arrays else "")
-        raise UsageError(f"--inputs: {path} has no array named x (it has: "
-                         f"{', '.join(arrays) or 'nothing'}){several}")
-    x, y = arrays["x"], arrays.get("y")
-    check_x(x, f"--inputs: {path}'s x")
-    if y is not None and (y.ndim == 0 or len(y) != len(x)):
+    if "x" in arrays or "x0" not in arrays:
+        if "x" not in arrays:
+            raise UsageError(f"--inputs: {path} has no array named x (it has: "
+                             f"{', '.join(arrays) or 'nothing'})")
+        x = arrays["x"]
+        check_x(x, f"--inputs: {path}'s x")
+    else:
+        inputs = _several_inputs(arrays, path)
+        x = inputs if len(inputs) > 1 else inputs[0]
+    y, rows = arrays.get("y"), len(x[0] if isinstance(x, tuple) else x)
+    if y is not None and (y.ndim == 0 or len(y) != rows):
         raise UsageError(f"--inputs: {path}'s y has shape {y.shape}; it needs one entry per "
-                         f"row of x ({len(x)})")
+                         f"row of x ({rows})")
     return x, y
+
+
+def load_validator_inputs(path: str):
+    """The port validator's inputs of an .npz file: x, or a tuple of x0, x1, ...."""
+    return load_inputs(path)[0]
 
 
 def check_x(x: np.ndarray, what: str) -> None:
@@ -173,18 +175,40 @@ def seeded_inputs(shape: tuple[int, ...], batch_size: int, seed: int,
     return rng.standard_normal((batch_size, *shape)).astype(np.float32)
 
 
-def pair_inputs(pair: UserPair, batch_size: int, seed: int) -> tuple[np.ndarray, object, str]:
-    """(x, y or None, where they came from)."""
+def seeded_batch(input_shape: tuple, batch_size: int, seed: int):
+    """seeded_inputs of one shape, or a tuple of them for several inputs' shapes."""
+    if input_shape and isinstance(input_shape[0], tuple):
+        return tuple(seeded_inputs(shape, batch_size, seed, index)
+                     for index, shape in enumerate(input_shape))
+    return seeded_inputs(tuple(input_shape), batch_size, seed)
+
+
+def _given_inputs(x):
+    """The Python API's inputs as numpy: one array or tensor, or a tuple or list of them."""
+    def as_numpy(value, what):
+        value = np.asarray(value.detach().cpu().numpy() if hasattr(value, "detach") else value)
+        check_x(value, what)
+        return value
+
+    if isinstance(x, (tuple, list)):
+        inputs = tuple(as_numpy(v, f"inputs[{i}]") for i, v in enumerate(x))
+        if len({len(v) for v in inputs}) > 1:
+            raise UsageError(f"inputs hold different batches: "
+                             f"{', '.join(str(len(v)) for v in inputs)} rows")
+        return inputs if len(inputs) > 1 else inputs[0]
+    return as_numpy(x, "inputs")
+
+
+def pair_inputs(pair: UserPair, batch_size: int, seed: int) -> tuple[object, object, str]:
+    """(x, y or None, where they came from); x is a tuple for several inputs."""
     if pair.inputs is not None:
         x, y = load_inputs(pair.inputs)
         return x, y, f"file {pair.inputs}"
     if pair.x is not None:
-        x = np.asarray(pair.x.detach().cpu().numpy() if hasattr(pair.x, "detach") else pair.x)
-        check_x(x, "inputs")
-        return x, pair.y, "given"
+        return _given_inputs(pair.x), pair.y, "given"
     if pair.input_shape is None:
         raise UsageError("give --inputs FILE.npz or --input-shape C,H,W for the batch")
-    return seeded_inputs(pair.input_shape, batch_size, seed), None, "seeded standard normal"
+    return seeded_batch(pair.input_shape, batch_size, seed), None, "seeded standard normal"
 
 
 PAIR_FRAMEWORKS = ("pytorch", "keras")

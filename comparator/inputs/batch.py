@@ -60,17 +60,26 @@ def class_axis(keras_outputs: str) -> int:
     return 1 if keras_outputs == "channels_last" else -1
 
 
+def _moved_last(x: np.ndarray, layout: str) -> np.ndarray:
+    """One input as Keras takes it: its channel axis moved last, or as given."""
+    if x.ndim < 3 or layout == "as_given":
+        return x
+    return np.ascontiguousarray(np.moveaxis(x, 1, -1))
+
+
 @dataclass(frozen=True)
 class Batch:
     """The comparison batch: x exactly as fed to PyTorch (N,C,H,W; a user's pair also N,C,L
-    or N,F), y labels or targets (a user's map or sequence takes a label per position, N,H,W
-    or N,L, and targets of its outputs' shape, in PyTorch's layout). keras_layout: how Keras
-    takes x, "channels_last" (the channel axis moved last) or "as_given" (a user's Keras
-    model declared PyTorch's shape, as a recurrent model on N,L,F does)."""
+    or N,F, or a tuple of such arrays for a model that takes several inputs: forward()'s
+    positional arguments and the Keras model's inputs, in order), y labels or targets (a
+    user's map or sequence takes a label per position, N,H,W or N,L, and targets of its
+    outputs' shape, in PyTorch's layout). keras_layout: how Keras takes x, "channels_last"
+    (the channel axis moved last) or "as_given" (a user's Keras model declared PyTorch's
+    shape, as a recurrent model on N,L,F does); with several inputs, one per input."""
 
-    x: np.ndarray
+    x: np.ndarray | tuple[np.ndarray, ...]
     y: np.ndarray
-    keras_layout: str = "channels_last"
+    keras_layout: str | tuple[str, ...] = "channels_last"
     # Where Keras's outputs hold their class or channel axis: "channels_last" (last, where
     # PyTorch's hold it second: a segmentation map is N,K,H,W in PyTorch and N,H,W,K in
     # Keras) or "as_given" (where PyTorch's do: per-step outputs N,L,K in both). One row per
@@ -78,11 +87,31 @@ class Batch:
     keras_outputs: str = "channels_last"
 
     @property
-    def x_channels_last(self) -> np.ndarray:
-        """x as Keras takes it."""
-        if self.x.ndim < 3 or self.keras_layout == "as_given":
-            return self.x
-        return np.ascontiguousarray(np.moveaxis(self.x, 1, -1))
+    def inputs(self) -> tuple[np.ndarray, ...]:
+        """Every input, in order: (x,) for a model that takes one."""
+        return tuple(self.x) if isinstance(self.x, tuple) else (self.x,)
+
+    @property
+    def several(self) -> bool:
+        return isinstance(self.x, tuple)
+
+    @property
+    def input_layouts(self) -> tuple[str, ...]:
+        layouts = self.keras_layout
+        return tuple(layouts) if isinstance(layouts, tuple) else (layouts,) * len(self.inputs)
+
+    @property
+    def x_channels_last(self):
+        """x as Keras takes it: one array, or a list of a model's several inputs."""
+        if not self.several:
+            return _moved_last(self.x, self.input_layouts[0])
+        return [_moved_last(x, layout) for x, layout in zip(self.inputs, self.input_layouts)]
+
+    @property
+    def input_shapes(self) -> list:
+        """x's shape as a list, or a list of each input's where there are several."""
+        shapes = [list(x.shape) for x in self.inputs]
+        return shapes if self.several else shapes[0]
 
     @property
     def class_axis(self) -> int:
@@ -101,7 +130,7 @@ class Batch:
         return np.ascontiguousarray(np.moveaxis(outputs, -1, 1))
 
     def __len__(self) -> int:
-        return len(self.x)
+        return len(self.inputs[0])
 
 
 def make_batch(spec: ModelSpec, scenario: str, batch_size: int, image_size: int,

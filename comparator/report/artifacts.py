@@ -11,9 +11,13 @@ from comparator.io import staged_directory, write_atomic
 
 
 def write_artifacts(outcome, folder: str) -> None:
-    """batch.npz, the initial PyTorch state_dict(s) and report.json into `folder`."""
+    """batch.npz (x, or x0, x1, ... for a model's several inputs, as --inputs reads them;
+    y), the initial PyTorch state_dict(s) and report.json into `folder`."""
     buffer = io.BytesIO()
-    np.savez(buffer, x=outcome.batch.x, y=outcome.batch.y)
+    batch = outcome.batch
+    inputs = ({f"x{index}": x for index, x in enumerate(batch.inputs)} if batch.several
+              else {"x": batch.x})
+    np.savez(buffer, **inputs, y=batch.y)
     write_atomic(os.path.join(folder, "batch.npz"), buffer.getvalue())
     outcome.adapters["pytorch"].save_state_dict(folder)
     write_atomic(os.path.join(folder, "report.json"), outcome.report.to_json())

@@ -1,0 +1,50 @@
+"""Pairs of models that take several inputs (forward(image, sequence); the Keras model's
+inputs in the same order), for the comparison on several inputs."""
+
+import torch
+from torch import nn
+
+from adapters.keras.backend import keras
+from keras import layers
+
+SIZE, CHANNELS, STEPS, FEATURES = 8, 3, 6, 5
+
+
+class ImageAndSequenceNet(nn.Module):
+    """An image (N,C,H,W, which Keras takes channels-last) and a sequence (N,L,F, which an LSTM
+    takes batch-first and Keras as given): conv -> BatchNorm -> ReLU -> mean, and an LSTM's
+    last state, concatenated -> Dropout -> Linear."""
+
+    def __init__(self, dropout: float = 0.0):
+        super().__init__()
+        self.conv = nn.Conv2d(CHANNELS, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.lstm = nn.LSTM(FEATURES, 7, batch_first=True)
+        self.drop = nn.Dropout(dropout)
+        self.fc = nn.Linear(11, 3)
+
+    def forward(self, image, sequence):
+        pooled = torch.relu(self.bn(self.conv(image))).mean((2, 3))
+        _, (last, _) = self.lstm(sequence)
+        return self.fc(self.drop(torch.cat([pooled, last[0]], 1)))
+
+
+def keras_image_and_sequence_net(epsilon: float = 1e-5, dropout: float = 0.0):
+    image = keras.Input((SIZE, SIZE, CHANNELS), name="image")
+    sequence = keras.Input((STEPS, FEATURES), name="sequence")
+    x = layers.Conv2D(4, 3, padding="same", name="conv")(image)
+    x = layers.BatchNormalization(momentum=0.9, epsilon=epsilon, name="bn")(x)
+    x = layers.GlobalAveragePooling2D()(layers.ReLU()(x))
+    last = layers.LSTM(7, name="lstm")(sequence)
+    joined = layers.Dropout(dropout, name="drop")(layers.Concatenate()([x, last]))
+    outputs = layers.Dense(3, name="fc")(joined)
+    return keras.Model([image, sequence], outputs, name="image_and_sequence_net")
+
+
+def keras_image_and_sequence_net_wrong_epsilon():
+    return keras_image_and_sequence_net(epsilon=0.1)
+
+
+def seeded_image_and_sequence_net():
+    torch.manual_seed(0)
+    return ImageAndSequenceNet()
