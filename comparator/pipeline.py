@@ -404,9 +404,10 @@ def _not_representable(recipes, blocked: dict) -> tuple[list, list[dict]]:
 
 
 def _pair_settings(config: CompareConfig, opened) -> dict:
-    x = opened.batch.inputs[0]
+    x = opened.batch.x
     return {
-        "batch_size": len(x), "image_size": int(x.shape[-1]) if x.ndim == 4 else None,
+        "batch_size": len(opened.batch),
+        "image_size": int(x.shape[-1]) if not opened.batch.several and x.ndim == 4 else None,
         "seed": config.seed, "steps": config.steps, "weights": "user",
         "weights_sha256": None,
         "weights_description": opened.settings["pair"]["weights"],

@@ -49,7 +49,7 @@ def test_each_input_reaches_keras_in_its_own_layout(compared):
     assert inputs["shape"] == [[4, models.CHANNELS, models.SIZE, models.SIZE],
                                [4, models.STEPS, models.FEATURES]]
     assert inputs["keras_layout"] == ["channels_last", "as_given"]
-    assert report.settings["batch_size"] == 4
+    assert report.settings["batch_size"] == 4 and report.settings["image_size"] is None
     assert [c.name for c in report.checks if not c.passed] == []
     port = {c.name: c for c in report.checks}["port:keras_vs_pytorch_eval_logits"]
     assert port.value < 1e-5
@@ -143,13 +143,14 @@ def test_the_command_line_takes_several_inputs_and_saves_them_to_rerun(tmp_path)
 def test_seeded_inputs_on_the_command_line_with_the_referee_on_both_graphs(tmp_path):
     arguments = [a for a in _pair_arguments() if a != "--no-onnx"]
     result = _script(*arguments, "--input-shape", "3,8,8;6,5", "--batch-size", "3",
-                     "--json", str(tmp_path / "report.json"), "--quiet",
+                     "--json", str(tmp_path / "report.json"),
                      "--cache-dir", str(tmp_path / "cache"))
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "report.json").read_text())
     inputs = report["settings"]["inputs"]
     assert inputs["shape"] == [[3, 3, 8, 8], [3, 6, 5]]
     assert inputs["source"] == "seeded standard normal"
+    assert "batch 3 · inputs 3x8x8 and 6x5" in " ".join(result.stdout.split())
     checks = {c["name"]: c for c in report["checks"]}
     assert checks["referee:onnx_eval_pytorch_graph_vs_keras_graph"]["passed"]
     assert checks["referee:onnx_eval_keras_graph_vs_keras"]["passed"]
@@ -179,3 +180,16 @@ def test_several_inputs_of_different_batches_are_refused_in_one_line(tmp_path):
     result = _script(*_pair_arguments(), "--inputs", str(batch))
     assert result.returncode == 2
     assert result.stderr.strip().endswith("hold different batches: 4, 2 rows"), result.stderr
+
+
+def test_an_onnx_file_with_another_number_of_inputs_is_refused_in_one_line(tmp_path):
+    from comparator.errors import UsageError
+
+    path = str(tmp_path / "one_input.onnx")
+    torch.onnx.export(torch.nn.Linear(models.FEATURES, 3), (torch.zeros(4, models.FEATURES),),
+                      path, dynamo=False)
+    torch_model, keras_model = _pair()
+    with pytest.raises(UsageError) as caught:
+        comparator.compare_pair(torch_model, keras_model, (IMAGES, SEQUENCES), LABELS,
+                                recipes=("pytorch:eval",), onnx=path)
+    assert str(caught.value) == "--onnx: the graph takes 1 inputs and the batch has 2"

@@ -24,6 +24,8 @@ def _input_words(settings: dict) -> str:
     if settings["image_size"]:
         return f"{settings['image_size']} px"
     shape = (settings.get("inputs") or {}).get("shape") or ()
+    if shape and isinstance(shape[0], list):  # several inputs: each one's sample shape
+        return "inputs " + " and ".join("x".join(map(str, one[1:])) for one in shape)
     if len(shape) == 3 and settings["inputs"].get("keras_layout") == "as_given":
         return f"sequences of {shape[1]} steps, {shape[2]} features"  # N, L, F (an RNN's)
     if len(shape) == 3:  # N, C, L: as Conv1d takes them
