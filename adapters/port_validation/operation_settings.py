@@ -222,11 +222,18 @@ def _held_setting(family: _Family, function) -> _KerasSetting | None:
     return _KerasSetting(family, value, _same(value, default), f"Activation({name})")
 
 
-def torch_run_order(model: nn.Module, x, mode: str, paired: set[str]) -> list[str]:
+def torch_calls(model: nn.Module, x, mode: str,
+                paired: set[str]) -> list[tuple[str, tuple | None]]:
     """The names of the modules without children (and of the paired modules) in the order
-    their calls ended, in one forward pass in this mode."""
-    order = []
-    hooks = [module.register_forward_hook(lambda *_, name=name: order.append(name))
+    their calls ended, in one forward pass in this mode, each with the shape of its first
+    input (None where that is not a tensor)."""
+    calls = []
+
+    def ended(module, args, output, name):
+        first = args[0] if args else None
+        calls.append((name, tuple(first.shape) if isinstance(first, torch.Tensor) else None))
+
+    hooks = [module.register_forward_hook(functools.partial(ended, name=name))
              for name, module in model.named_modules()
              if name in paired or not any(True for _ in module.children())]
     try:
@@ -236,7 +243,7 @@ def torch_run_order(model: nn.Module, x, mode: str, paired: set[str]) -> list[st
     finally:
         for hook in hooks:
             hook.remove()
-    return order
+    return calls
 
 
 def ran_between(order: list[str], paired: set[str], name: str) -> list[str]:

@@ -26,7 +26,7 @@ from adapters.port_validation.operation_settings import (  # noqa: E402
     keras_setting,
     operation_setting,
     ran_between,
-    torch_run_order,
+    torch_calls,
 )
 from adapters.port_validation.padding_modes import (  # noqa: E402
     has_padding_modules,
@@ -435,7 +435,8 @@ class _Setup:
         self.setting_ops = {name for name, op in self.operations.items()
                             if keras_setting(op) is not None or keras_pooling(op)
                             or keras_preprocessing(op)}
-        self.run_orders = {}  # PyTorch's modules in running order, by mode, when needed
+        # PyTorch's modules in running order with their input shapes, by mode, when needed
+        self.torch_calls = {}
 
 
 def _trace64(setup: _Setup, mode: str):
@@ -577,13 +578,17 @@ def _paired_modules(setup: _Setup) -> set[str]:
     return {split_layer_key(p.torch_module)[0] for p in setup.pairs}
 
 
+def _calls(setup: _Setup, mode: str) -> list[tuple[str, tuple | None]]:
+    """PyTorch's modules without children (and the paired ones) in running order, each with
+    its input's shape, traced once per mode."""
+    if mode not in setup.torch_calls:
+        setup.torch_calls[mode] = torch_calls(setup.torch_model, setup.x, mode,
+                                              _paired_modules(setup))
+    return setup.torch_calls[mode]
+
+
 def _run_order(setup: _Setup, mode: str) -> list[str]:
-    """PyTorch's modules without children (and the paired ones) in running order, traced
-    once per mode."""
-    if mode not in setup.run_orders:
-        setup.run_orders[mode] = torch_run_order(setup.torch_model, setup.x, mode,
-                                                 _paired_modules(setup))
-    return setup.run_orders[mode]
+    return [name for name, _ in _calls(setup, mode)]
 
 
 def _first_to_run(setup: _Setup, mode: str, torch_key: str) -> bool:
