@@ -172,6 +172,18 @@ _FAMILIES = (
     *(_count_include_pad(rank) for rank in (1, 2, 3)),
 )
 
+# A softmax's axis names an axis of each framework's own layout (N, C, H, W against
+# N, H, W, C), so no conversion of the value alone ports it: these families are read here
+# (keras_setting) and measured through the layout in softmax_axis.py, not in _FAMILIES.
+SOFTMAX_FAMILIES = tuple(
+    _Family(name, "axis", (torch_class,), keras_classes, keras_functions, code="softmax_axis",
+            to_torch=None, to_keras=None, torch_setting="dim")
+    for name, torch_class, keras_classes, keras_functions in (
+        ("Softmax", nn.Softmax, (layers.Softmax, keras_nn.Softmax),
+         (activations.softmax, ops.softmax)),
+        ("LogSoftmax", nn.LogSoftmax, (keras_nn.LogSoftmax,),
+         (activations.log_softmax, ops.log_softmax))))
+
 
 @dataclasses.dataclass(frozen=True)
 class _KerasSetting:

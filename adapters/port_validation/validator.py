@@ -80,6 +80,7 @@ from adapters.port_validation.pairs import (  # noqa: E402
     torch_state,
 )
 from adapters.port_validation.sequences import output_view, rerun, split_layer_key  # noqa: E402
+from adapters.port_validation.softmax_axis import keras_softmax, softmax_axis  # noqa: E402
 from adapters.port_validation.tracing import layers_to_open, traced_graph  # noqa: E402
 from adapters.port_validation.training import (  # noqa: E402
     keras_batchnorm_step,
@@ -434,7 +435,7 @@ class _Setup:
         # (operation_settings.py).
         self.setting_ops = {name for name, op in self.operations.items()
                             if keras_setting(op) is not None or keras_pooling(op)
-                            or keras_preprocessing(op)}
+                            or keras_preprocessing(op) or keras_softmax(op)}
         # PyTorch's modules in running order with their input shapes, by mode, when needed
         self.torch_calls = {}
 
@@ -534,7 +535,7 @@ def _operation_settings_named(setup: _Setup, comparisons, keras_inputs: dict,
                        [setup.operations[name] for name in facts["between"]
                         if name in setup.operations], keras_inputs)
             found = operation_setting(*between) or pool_padding(*between) or \
-                pool_rounding(*between)
+                pool_rounding(*between) or softmax_axis(*between, _input_shapes(setup, mode))
             if found is None and _first_to_run(setup, mode, c.torch_module):
                 found = input_preprocessing(*between, setup.modules[c.torch_module],
                                             setup.by_name[c.keras_layer],
@@ -589,6 +590,14 @@ def _calls(setup: _Setup, mode: str) -> list[tuple[str, tuple | None]]:
 
 def _run_order(setup: _Setup, mode: str) -> list[str]:
     return [name for name, _ in _calls(setup, mode)]
+
+
+def _input_shapes(setup: _Setup, mode: str) -> dict[str, tuple | None]:
+    """The shape of the input each of those modules was first given."""
+    shapes = {}
+    for name, shape in _calls(setup, mode):
+        shapes.setdefault(name, shape)
+    return shapes
 
 
 def _first_to_run(setup: _Setup, mode: str, torch_key: str) -> bool:
