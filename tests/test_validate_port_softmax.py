@@ -17,8 +17,10 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 from tests.softmax_models import (  # noqa: E402
     FEATURES,
     STEPS,
+    keras_conv_softmax,
     keras_conv_softmax_conv,
     keras_sequence_softmax,
+    torch_conv_softmax,
     torch_conv_softmax_conv,
     torch_sequence_softmax,
 )
@@ -96,7 +98,19 @@ def test_sequence_softmax_over_the_steps_against_keras_features_is_named(layerwi
     assert "PyTorch's dim=1 is axis=1 in Keras's layout: give Keras's softmax axis=1" in fix
 
 
-@pytest.mark.parametrize("pair", ["width", "channels", "log_channels", "sequence"])
+def test_softmax_at_the_output_is_named_after_the_last_pair(layerwise):
+    result = _validated(layerwise, torch_conv_softmax(dim=1), keras_conv_softmax(axis=1),
+                        _images())
+    found = result.first_divergence
+    assert (found.torch_module, found.keras_layer, found.seen_in) == \
+        ("act", "softmax", "inference, isolated, output")
+    assert _codes(found) == ["softmax_axis"], result.render()
+    assert "Keras softmax (Softmax) axis=1 over axis 1 (H) of N, H, W, C" in found.causes[0].text
+    assert found.causes[0].detail.startswith("the layers agree; the outputs differ after them")
+    assert "give Keras's softmax axis=3" in found.causes[0].detail
+
+
+@pytest.mark.parametrize("pair", ["width", "channels", "log_channels", "sequence", "output"])
 def test_a_correct_port_has_no_divergence(layerwise, pair):
     torch_model, keras_model, x = {
         "width": lambda: (torch_conv_softmax_conv(dim=-1), keras_conv_softmax_conv(axis=2),
@@ -107,6 +121,7 @@ def test_a_correct_port_has_no_divergence(layerwise, pair):
                                  keras_conv_softmax_conv(axis=-1, log=True), _images()),
         "sequence": lambda: (torch_sequence_softmax(dim=1), keras_sequence_softmax(axis=1),
                              _sequences()),
+        "output": lambda: (torch_conv_softmax(dim=1), keras_conv_softmax(axis=-1), _images()),
     }[pair]()
     result = _validated(layerwise, torch_model, keras_model, x)
     assert result.passed and result.first_divergence is None, result.render()

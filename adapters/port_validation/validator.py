@@ -45,6 +45,7 @@ from adapters.port_validation.preprocessing import (  # noqa: E402
 from adapters.port_validation.causes import (  # noqa: E402
     after_the_pairs,
     flatten_order_explains,
+    keras_after_the_pairs,
     layer_facts,
     one_pass_variance_explains,
     output_activation,
@@ -94,11 +95,12 @@ from comparator.analysis.training_side import compare_dropout, compare_statistic
 from comparator.errors import UsageError  # noqa: E402
 from comparator.config.pair import both_names  # noqa: E402
 from comparator.analysis.layer_pairing import Pair  # noqa: E402
-from comparator.analysis.port_causes import likely_causes  # noqa: E402
+from comparator.analysis.port_causes import likely_causes, softmax_axis_cause  # noqa: E402
 from comparator.analysis.validation import (  # noqa: E402
     DEFAULT_GRADIENT_TOLERANCE,
     DEFAULT_TOLERANCE,
     MODES,
+    Finding,
     LayerComparison,
     PassResult,
     PortValidation,
@@ -508,8 +510,9 @@ def _mode_passes(setup: _Setup, mode: str, isolation: bool, tolerance: float):
             if passes[-2].output_diverges and setup.output_finding is None and not any(
                     c.diverges for c in (*comparisons, *passes[-2].layers)) and \
                     _output_comparison(keras_out, torch_out, torch_out64, tolerance)[1]:
-                setup.output_finding = after_the_pairs(setup.fn, {
-                    setup.output_of[p.keras_layer]: p for p in pairs}, mode)
+                setup.output_finding = _softmax_after_the_pairs(setup, inputs_seen, mode) or \
+                    after_the_pairs(setup.fn, {setup.output_of[p.keras_layer]: p for p in pairs},
+                                    mode)
         else:
             out, bad, noise = _output_comparison(keras_out, torch_out, torch_out64, tolerance)
             passes.append(PassResult(mode, False, comparisons, out, bad, noise))
@@ -545,6 +548,22 @@ def _operation_settings_named(setup: _Setup, comparisons, keras_inputs: dict,
                     {**facts, "alone_agrees": True, "operation_setting": found}, True, mode))
         named.append(c)
     return tuple(named)
+
+
+def _softmax_after_the_pairs(setup: _Setup, keras_inputs: dict, mode: str) -> Finding | None:
+    """Where the outputs differ after the last paired layers: a softmax there that
+    normalises over another axis in each framework, where the reruns measure it
+    (softmax_axis.py)."""
+    order, paired = _run_order(setup, mode), _paired_modules(setup)
+    last = max((i for i, name in enumerate(order) if name in paired), default=len(order))
+    torch_after = [(name, setup.modules[name]) for name in order[last + 1:]]
+    keras_after = [setup.operations[name] for name in
+                   keras_after_the_pairs(setup.fn, set(setup.output_of.values()))]
+    found = softmax_axis(torch_after, keras_after, keras_inputs, _input_shapes(setup, mode))
+    if found is None:
+        return None
+    return Finding(found.torch_module, found.keras_op, f"{mode}, isolated, output",
+                   (softmax_axis_cause(found, after_last_pair=True),))
 
 
 def _pads_before(setup: _Setup, torch_key: str) -> tuple:

@@ -166,12 +166,15 @@ def _measured_cause(found: OperationSetting | Preprocessing | PoolRounding | Sof
     return _operation_setting_cause(found)
 
 
-def softmax_axis_cause(found: SoftmaxAxis) -> Cause:
-    """The softmax before a layer that agrees on PyTorch's input."""
+def softmax_axis_cause(found: SoftmaxAxis, after_last_pair: bool = False) -> Cause:
+    """The softmax before a layer that agrees on PyTorch's input, or (after_last_pair) the
+    one after the last paired layers, which makes the outputs differ."""
     keras_default = " (Keras's default)" if found.keras_default else ""
     layouts = (" (the same layout in both frameworks)" if found.same_layout else
                "; each axis counts in its framework's own layout")
-    where = f"this layer matches PyTorch's on its own; the {found.family} before it"
+    where = ("the layers agree; the outputs differ after them: the {} there" if after_last_pair
+             else "this layer matches PyTorch's on its own; the {} before it").format(
+                 found.family)
     return Cause(
         "softmax_axis",
         f"{found.family} axis: PyTorch {found.torch_module} ({found.torch_kind}) "
