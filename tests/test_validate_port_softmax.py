@@ -52,20 +52,30 @@ def _codes(finding):
     return [cause.code for cause in finding.causes]
 
 
+def _softmax_cause(layerwise, torch_model, keras_model, x, where):
+    """The validation and its first divergence's one cause, which must be softmax_axis
+    found at `where` (PyTorch's module, Keras's layer, the pass)."""
+    result = _validated(layerwise, torch_model, keras_model, x)
+    found = result.first_divergence
+    assert found is not None and _codes(found) == ["softmax_axis"], result.render()
+    assert (found.torch_module, found.keras_layer, found.seen_in) == where
+    return result, found.causes[0]
+
+
+BETWEEN_CONVS = ("conv1", "conv1", "inference, isolated")
+
+
 def test_softmax_over_the_width_against_keras_channels_is_named_with_the_axis_to_use(
         layerwise):
-    result = _validated(layerwise, torch_conv_softmax_conv(dim=-1),
-                        keras_conv_softmax_conv(axis=-1), _images())
-    found = result.first_divergence
-    assert (found.torch_module, found.keras_layer) == ("conv1", "conv1")
-    assert _codes(found) == ["softmax_axis"], result.render()
-    text, fix = found.causes[0].text, found.causes[0].detail
+    result, cause = _softmax_cause(layerwise, torch_conv_softmax_conv(dim=-1),
+                                   keras_conv_softmax_conv(axis=-1), _images(), BETWEEN_CONVS)
     assert ("Softmax axis: PyTorch act (Softmax) dim=-1 normalises over axis 3 (W) of "
             "N, C, H, W (2, 4, 8, 8), Keras softmax (Softmax) axis=-1 (Keras's default) over "
-            "axis 3 (C) of N, H, W, C (2, 8, 8, 4)") in text
-    assert "given dim=1 (Keras's axis in PyTorch's layout) it gives Keras's" in text
-    assert "PyTorch's dim=-1 is axis=2 in Keras's layout: give Keras's softmax axis=2" in fix
-    assert "keras.layers.Softmax(axis=2) gives PyTorch's output" in fix
+            "axis 3 (C) of N, H, W, C (2, 8, 8, 4)") in cause.text
+    assert "given dim=1 (Keras's axis in PyTorch's layout) it gives Keras's" in cause.text
+    assert "PyTorch's dim=-1 is axis=2 in Keras's layout: give Keras's softmax axis=2" \
+        in cause.detail
+    assert "keras.layers.Softmax(axis=2) gives PyTorch's output" in cause.detail
     # The forward pass takes the isolated pass's cause.
     forward = result.pass_result("inference", isolated=False)
     assert _codes(forward.first_divergence) == ["softmax_axis"]
@@ -73,41 +83,36 @@ def test_softmax_over_the_width_against_keras_channels_is_named_with_the_axis_to
 
 def test_log_softmax_as_keras_ops_is_named_with_the_channels_axis(layerwise):
     # keras.ops.log_softmax(t, axis=1) normalises over the height of N, H, W, C.
-    found = _validated(layerwise, torch_conv_softmax_conv(dim=1, log=True),
-                       keras_conv_softmax_conv(axis=1, log=True), _images()).first_divergence
-    assert _codes(found) == ["softmax_axis"]
-    text, fix = found.causes[0].text, found.causes[0].detail
+    _, cause = _softmax_cause(layerwise, torch_conv_softmax_conv(dim=1, log=True),
+                              keras_conv_softmax_conv(axis=1, log=True), _images(),
+                              BETWEEN_CONVS)
     assert ("PyTorch act (LogSoftmax) dim=1 normalises over axis 1 (C) of N, C, H, W "
-            "(2, 4, 8, 8)") in text
-    assert "(keras.ops.log_softmax) axis=1 over axis 1 (H) of N, H, W, C (2, 8, 8, 4)" in text
-    assert "PyTorch's dim=1 is axis=3 in Keras's layout" in fix
-    assert "keras.ops.log_softmax(x, axis=3) gives PyTorch's output" in fix
+            "(2, 4, 8, 8)") in cause.text
+    assert "(keras.ops.log_softmax) axis=1 over axis 1 (H) of N, H, W, C (2, 8, 8, 4)" \
+        in cause.text
+    assert "PyTorch's dim=1 is axis=3 in Keras's layout" in cause.detail
+    assert "keras.ops.log_softmax(x, axis=3) gives PyTorch's output" in cause.detail
 
 
 def test_sequence_softmax_over_the_steps_against_keras_features_is_named(layerwise):
-    result = _validated(layerwise, torch_sequence_softmax(dim=1),
-                        keras_sequence_softmax(axis=-1), _sequences())
-    found = result.first_divergence
-    assert (found.torch_module, found.keras_layer) == ("fc1", "fc1")
-    assert _codes(found) == ["softmax_axis"], result.render()
-    text, fix = found.causes[0].text, found.causes[0].detail
+    _, cause = _softmax_cause(layerwise, torch_sequence_softmax(dim=1),
+                              keras_sequence_softmax(axis=-1), _sequences(),
+                              ("fc1", "fc1", "inference, isolated"))
     assert ("PyTorch act (Softmax) dim=1 normalises over axis 1 of (2, 5, 8), Keras softmax "
             "(Softmax) axis=-1 (Keras's default) over axis 2 of (2, 5, 8) (the same layout in "
-            "both frameworks)") in text
-    assert "given dim=2 (Keras's axis in PyTorch's layout) it gives Keras's (max abs 0)" in text
-    assert "PyTorch's dim=1 is axis=1 in Keras's layout: give Keras's softmax axis=1" in fix
+            "both frameworks)") in cause.text
+    assert "given dim=2 (Keras's axis in PyTorch's layout) it gives Keras's (max abs 0)" \
+        in cause.text
+    assert "PyTorch's dim=1 is axis=1 in Keras's layout: give Keras's softmax axis=1" \
+        in cause.detail
 
 
 def test_softmax_at_the_output_is_named_after_the_last_pair(layerwise):
-    result = _validated(layerwise, torch_conv_softmax(dim=1), keras_conv_softmax(axis=1),
-                        _images())
-    found = result.first_divergence
-    assert (found.torch_module, found.keras_layer, found.seen_in) == \
-        ("act", "softmax", "inference, isolated, output")
-    assert _codes(found) == ["softmax_axis"], result.render()
-    assert "Keras softmax (Softmax) axis=1 over axis 1 (H) of N, H, W, C" in found.causes[0].text
-    assert found.causes[0].detail.startswith("the layers agree; the outputs differ after them")
-    assert "give Keras's softmax axis=3" in found.causes[0].detail
+    _, cause = _softmax_cause(layerwise, torch_conv_softmax(dim=1), keras_conv_softmax(axis=1),
+                              _images(), ("act", "softmax", "inference, isolated, output"))
+    assert "Keras softmax (Softmax) axis=1 over axis 1 (H) of N, H, W, C" in cause.text
+    assert cause.detail.startswith("the layers agree; the outputs differ after them")
+    assert "give Keras's softmax axis=3" in cause.detail
 
 
 @pytest.mark.parametrize("pair", ["width", "channels", "log_channels", "sequence", "output"])
