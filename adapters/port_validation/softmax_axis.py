@@ -79,19 +79,11 @@ def _measured(name: str, module: nn.Module, op, keras_set, keras_input,
     fix_axis = _to_keras_axis(torch_dim, rank, moved)
     if fix_axis == keras_axis:
         return None
-    swapped = copy.deepcopy(module)
-    swapped.dim = _to_torch_axis(keras_axis, rank, moved)
-    try:
-        with torch.no_grad():
-            keras_out = numpy_of(op(ops.convert_to_tensor(x)))
-            torch_out = run_torch_on_keras_values(module, x)
-            swapped_out = run_torch_on_keras_values(swapped, x)
-            fixed_out = numpy_of(_KERAS_FUNCTIONS[keras_set.family.name](
-                ops.convert_to_tensor(x), axis=fix_axis))
-    except Exception:  # an operation takes more than, or another, input: nothing measured
+    swapped_dim = _to_torch_axis(keras_axis, rank, moved)
+    outputs = _outputs(module, swapped_dim, op, keras_set.family.name, x, fix_axis)
+    if outputs is None:
         return None
-    if keras_out.shape != torch_out.shape:
-        return None
+    keras_out, torch_out, swapped_out, fixed_out = outputs
     confirmed = confirmed_apart(keras_out, torch_out, swapped_out)
     fixed = metrics(fixed_out, torch_out)
     if confirmed is None or diverges(fixed, SETTING_MATCH_TOLERANCE):
@@ -102,8 +94,29 @@ def _measured(name: str, module: nn.Module, op, keras_set, keras_input,
         keras_set.family.name, name, type(module).__name__, repr(module.dim),
         _axis_words(torch_dim, torch_shape, torch_letters),
         op.name, keras_set.kind, repr(keras_set.value), bool(keras_set.default),
-        _axis_words(keras_axis, x.shape, keras_letters), swapped.dim, fix_axis,
+        _axis_words(keras_axis, x.shape, keras_letters), swapped_dim, fix_axis,
         _fix(keras_set, fix_axis), not moved, apart.max_abs, left.max_abs, fixed.max_abs)
+
+
+def _outputs(module: nn.Module, swapped_dim: int, op, family: str, x, fix_axis: int):
+    """On the Keras operation's input (Keras's layout), all in Keras's layout: Keras's
+    output, PyTorch's module's, the module's given swapped_dim (Keras's axis in PyTorch's
+    layout), and Keras's softmax over fix_axis (PyTorch's dim in Keras's layout); None where
+    they cannot be computed or their shapes differ."""
+    swapped = copy.deepcopy(module)
+    swapped.dim = swapped_dim
+    try:
+        with torch.no_grad():
+            keras_out = numpy_of(op(ops.convert_to_tensor(x)))
+            torch_out = run_torch_on_keras_values(module, x)
+            swapped_out = run_torch_on_keras_values(swapped, x)
+            fixed_out = numpy_of(_KERAS_FUNCTIONS[family](ops.convert_to_tensor(x),
+                                                          axis=fix_axis))
+    except Exception:  # an operation takes more than, or another, input: nothing measured
+        return None
+    if keras_out.shape != torch_out.shape:
+        return None
+    return keras_out, torch_out, swapped_out, fixed_out
 
 
 def _one_axis(axis, rank: int) -> int | None:
