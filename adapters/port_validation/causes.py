@@ -284,6 +284,12 @@ def output_activation(fn, pairs, moves: dict, keras_out: np.ndarray, torch_out: 
         "PyTorch's forward"),))
 
 
+def keras_after_the_pairs(fn, paired: set[str]) -> list[str]:
+    """The Keras operations after the last paired layers (paired: their outputs' names), in
+    running order."""
+    return _back_to_pairs(fn.outputs, paired)[0]
+
+
 def after_the_pairs(fn, substituted: dict, mode: str) -> Finding | None:
     """Where the outputs differ and no layer does, and the isolated pass's output differs
     too: there Keras's operations after the last paired layers run on PyTorch's values of

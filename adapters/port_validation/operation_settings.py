@@ -172,6 +172,18 @@ _FAMILIES = (
     *(_count_include_pad(rank) for rank in (1, 2, 3)),
 )
 
+# A softmax's axis names an axis of each framework's own layout (N, C, H, W against
+# N, H, W, C), so no conversion of the value alone ports it: these families are read here
+# (keras_setting) and measured through the layout in softmax_axis.py, not in _FAMILIES.
+SOFTMAX_FAMILIES = tuple(
+    _Family(name, "axis", (torch_class,), keras_classes, keras_functions, code="softmax_axis",
+            to_torch=None, to_keras=None, torch_setting="dim")
+    for name, torch_class, keras_classes, keras_functions in (
+        ("Softmax", nn.Softmax, (layers.Softmax, keras_nn.Softmax),
+         (activations.softmax, ops.softmax)),
+        ("LogSoftmax", nn.LogSoftmax, (keras_nn.LogSoftmax,),
+         (activations.log_softmax, ops.log_softmax))))
+
 
 @dataclasses.dataclass(frozen=True)
 class _KerasSetting:
@@ -222,11 +234,18 @@ def _held_setting(family: _Family, function) -> _KerasSetting | None:
     return _KerasSetting(family, value, _same(value, default), f"Activation({name})")
 
 
-def torch_run_order(model: nn.Module, x, mode: str, paired: set[str]) -> list[str]:
+def torch_calls(model: nn.Module, x, mode: str,
+                paired: set[str]) -> list[tuple[str, tuple | None]]:
     """The names of the modules without children (and of the paired modules) in the order
-    their calls ended, in one forward pass in this mode."""
-    order = []
-    hooks = [module.register_forward_hook(lambda *_, name=name: order.append(name))
+    their calls ended, in one forward pass in this mode, each with the shape of its first
+    input (None where that is not a tensor)."""
+    calls = []
+
+    def ended(module, args, output, name):
+        first = args[0] if args else None
+        calls.append((name, tuple(first.shape) if isinstance(first, torch.Tensor) else None))
+
+    hooks = [module.register_forward_hook(functools.partial(ended, name=name))
              for name, module in model.named_modules()
              if name in paired or not any(True for _ in module.children())]
     try:
@@ -236,7 +255,7 @@ def torch_run_order(model: nn.Module, x, mode: str, paired: set[str]) -> list[st
     finally:
         for hook in hooks:
             hook.remove()
-    return order
+    return calls
 
 
 def ran_between(order: list[str], paired: set[str], name: str) -> list[str]:

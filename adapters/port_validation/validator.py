@@ -26,7 +26,7 @@ from adapters.port_validation.operation_settings import (  # noqa: E402
     keras_setting,
     operation_setting,
     ran_between,
-    torch_run_order,
+    torch_calls,
 )
 from adapters.port_validation.padding_modes import (  # noqa: E402
     has_padding_modules,
@@ -45,6 +45,7 @@ from adapters.port_validation.preprocessing import (  # noqa: E402
 from adapters.port_validation.causes import (  # noqa: E402
     after_the_pairs,
     flatten_order_explains,
+    keras_after_the_pairs,
     layer_facts,
     one_pass_variance_explains,
     output_activation,
@@ -80,6 +81,7 @@ from adapters.port_validation.pairs import (  # noqa: E402
     torch_state,
 )
 from adapters.port_validation.sequences import output_view, rerun, split_layer_key  # noqa: E402
+from adapters.port_validation.softmax_axis import keras_softmax, softmax_axis  # noqa: E402
 from adapters.port_validation.tracing import layers_to_open, traced_graph  # noqa: E402
 from adapters.port_validation.training import (  # noqa: E402
     keras_batchnorm_step,
@@ -93,11 +95,12 @@ from comparator.analysis.training_side import compare_dropout, compare_statistic
 from comparator.errors import UsageError  # noqa: E402
 from comparator.config.pair import both_names  # noqa: E402
 from comparator.analysis.layer_pairing import Pair  # noqa: E402
-from comparator.analysis.port_causes import likely_causes  # noqa: E402
+from comparator.analysis.port_causes import likely_causes, softmax_axis_cause  # noqa: E402
 from comparator.analysis.validation import (  # noqa: E402
     DEFAULT_GRADIENT_TOLERANCE,
     DEFAULT_TOLERANCE,
     MODES,
+    Finding,
     LayerComparison,
     PassResult,
     PortValidation,
@@ -438,8 +441,9 @@ class _Setup:
         # (operation_settings.py).
         self.setting_ops = {name for name, op in self.operations.items()
                             if keras_setting(op) is not None or keras_pooling(op)
-                            or keras_preprocessing(op)}
-        self.run_orders = {}  # PyTorch's modules in running order, by mode, when needed
+                            or keras_preprocessing(op) or keras_softmax(op)}
+        # PyTorch's modules in running order with their input shapes, by mode, when needed
+        self.torch_calls = {}
 
 
 def _trace64(setup: _Setup, mode: str):
@@ -510,8 +514,9 @@ def _mode_passes(setup: _Setup, mode: str, isolation: bool, tolerance: float):
             if passes[-2].output_diverges and setup.output_finding is None and not any(
                     c.diverges for c in (*comparisons, *passes[-2].layers)) and \
                     _output_comparison(keras_out, torch_out, torch_out64, tolerance)[1]:
-                setup.output_finding = after_the_pairs(setup.fn, {
-                    setup.output_of[p.keras_layer]: p for p in pairs}, mode)
+                setup.output_finding = _softmax_after_the_pairs(setup, inputs_seen, mode) or \
+                    after_the_pairs(setup.fn, {setup.output_of[p.keras_layer]: p for p in pairs},
+                                    mode)
         else:
             out, bad, noise = _output_comparison(keras_out, torch_out, torch_out64, tolerance)
             passes.append(PassResult(mode, False, comparisons, out, bad, noise))
@@ -537,7 +542,7 @@ def _operation_settings_named(setup: _Setup, comparisons, keras_inputs: dict,
                        [setup.operations[name] for name in facts["between"]
                         if name in setup.operations], keras_inputs)
             found = operation_setting(*between) or pool_padding(*between) or \
-                pool_rounding(*between)
+                pool_rounding(*between) or softmax_axis(*between, _input_shapes(setup, mode))
             if found is None and _first_to_run(setup, mode, c.torch_module):
                 found = input_preprocessing(*between, setup.modules[c.torch_module],
                                             setup.by_name[c.keras_layer],
@@ -547,6 +552,22 @@ def _operation_settings_named(setup: _Setup, comparisons, keras_inputs: dict,
                     {**facts, "alone_agrees": True, "operation_setting": found}, True, mode))
         named.append(c)
     return tuple(named)
+
+
+def _softmax_after_the_pairs(setup: _Setup, keras_inputs: dict, mode: str) -> Finding | None:
+    """Where the outputs differ after the last paired layers: a softmax there that
+    normalises over another axis in each framework, where the reruns measure it
+    (softmax_axis.py)."""
+    order, paired = _run_order(setup, mode), _paired_modules(setup)
+    last = max((i for i, name in enumerate(order) if name in paired), default=len(order))
+    torch_after = [(name, setup.modules[name]) for name in order[last + 1:]]
+    keras_after = [setup.operations[name] for name in
+                   keras_after_the_pairs(setup.fn, set(setup.output_of.values()))]
+    found = softmax_axis(torch_after, keras_after, keras_inputs, _input_shapes(setup, mode))
+    if found is None:
+        return None
+    return Finding(found.torch_module, found.keras_op, f"{mode}, isolated, output",
+                   (softmax_axis_cause(found, after_last_pair=True),))
 
 
 def _pads_before(setup: _Setup, torch_key: str) -> tuple:
@@ -581,13 +602,25 @@ def _paired_modules(setup: _Setup) -> set[str]:
     return {split_layer_key(p.torch_module)[0] for p in setup.pairs}
 
 
+def _calls(setup: _Setup, mode: str) -> list[tuple[str, tuple | None]]:
+    """PyTorch's modules without children (and the paired ones) in running order, each with
+    its input's shape, traced once per mode."""
+    if mode not in setup.torch_calls:
+        setup.torch_calls[mode] = torch_calls(setup.torch_model, setup.x, mode,
+                                              _paired_modules(setup))
+    return setup.torch_calls[mode]
+
+
 def _run_order(setup: _Setup, mode: str) -> list[str]:
-    """PyTorch's modules without children (and the paired ones) in running order, traced
-    once per mode."""
-    if mode not in setup.run_orders:
-        setup.run_orders[mode] = torch_run_order(setup.torch_model, setup.x, mode,
-                                                 _paired_modules(setup))
-    return setup.run_orders[mode]
+    return [name for name, _ in _calls(setup, mode)]
+
+
+def _input_shapes(setup: _Setup, mode: str) -> dict[str, tuple | None]:
+    """The shape of the input each of those modules was first given."""
+    shapes = {}
+    for name, shape in _calls(setup, mode):
+        shapes.setdefault(name, shape)
+    return shapes
 
 
 def _first_to_run(setup: _Setup, mode: str, torch_key: str) -> bool:

@@ -79,6 +79,37 @@ class PoolRounding:
     fix: str
 
 
+@dataclass(frozen=True)
+class SoftmaxAxis:
+    """A softmax or log-softmax over another axis in each framework
+    (adapters/port_validation/softmax_axis.py measures it): each side's axis as it is
+    written (PyTorch's dim, Keras's axis, as repr) and in words, which axis of which layout
+    ("axis 3 (W) of N, C, H, W (2, 4, 8, 8)"); swapped_torch_dim: Keras's axis in PyTorch's
+    layout; keras_fix_axis: PyTorch's dim in Keras's layout, and keras_fix the Keras
+    operation given it. same_layout: both frameworks hold the activation alike (N, F;
+    N, L, F). max_abs: how far PyTorch's module is from Keras's operation on that
+    operation's input; swapped_max_abs: PyTorch's module given Keras's axis against Keras's;
+    fixed_max_abs: Keras's operation given PyTorch's axis against PyTorch's."""
+
+    family: str  # "Softmax", "LogSoftmax"
+    torch_module: str
+    torch_kind: str
+    torch_dim: str
+    torch_axis: str
+    keras_op: str
+    keras_kind: str
+    keras_axis: str
+    keras_default: bool
+    keras_axis_words: str
+    swapped_torch_dim: int
+    keras_fix_axis: int
+    keras_fix: str
+    same_layout: bool
+    max_abs: float
+    swapped_max_abs: float
+    fixed_max_abs: float
+
+
 def likely_causes(facts: dict, isolated: bool, mode: str) -> tuple[Cause, ...]:
     """The likely causes of a divergence, from facts about the pair of layers.
 
@@ -94,8 +125,8 @@ def likely_causes(facts: dict, isolated: bool, mode: str) -> tuple[Cause, ...]:
     failed (an error message), shape (both output shapes), alone_agrees (the Keras layer
     gives PyTorch's output on PyTorch's input), port_slip (a recurrent or
     attention pair's slip: cause code, "weights" or "settings", the slip in words),
-    operation_setting (an OperationSetting or a Preprocessing measured where the cause is
-    otherwise between_layers).
+    operation_setting (an OperationSetting, Preprocessing, PoolRounding or SoftmaxAxis
+    measured where the cause is otherwise between_layers).
     """
     torch_name, keras_name = facts.get("names", ("PyTorch", "Keras"))
     causes = (_structure_causes(facts, torch_name, keras_name)
@@ -124,13 +155,39 @@ def likely_causes(facts: dict, isolated: bool, mode: str) -> tuple[Cause, ...]:
     return tuple(causes)
 
 
-def _measured_cause(found: OperationSetting | Preprocessing | PoolRounding, torch_name: str,
-                   keras_name: str) -> Cause:
+def _measured_cause(found: OperationSetting | Preprocessing | PoolRounding | SoftmaxAxis,
+                    torch_name: str, keras_name: str) -> Cause:
     if isinstance(found, Preprocessing):
         return _preprocessing_cause(found, torch_name, keras_name)
     if isinstance(found, PoolRounding):
         return _pool_rounding_cause(found)
+    if isinstance(found, SoftmaxAxis):
+        return softmax_axis_cause(found)
     return _operation_setting_cause(found)
+
+
+def softmax_axis_cause(found: SoftmaxAxis, after_last_pair: bool = False) -> Cause:
+    """The softmax before a layer that agrees on PyTorch's input, or (after_last_pair) the
+    one after the last paired layers, which makes the outputs differ."""
+    keras_default = " (Keras's default)" if found.keras_default else ""
+    layouts = (" (the same layout in both frameworks)" if found.same_layout else
+               "; each axis counts in its framework's own layout")
+    where = ("the layers agree; the outputs differ after them: the {} there" if after_last_pair
+             else "this layer matches PyTorch's on its own; the {} before it").format(
+                 found.family)
+    return Cause(
+        "softmax_axis",
+        f"{found.family} axis: PyTorch {found.torch_module} ({found.torch_kind}) "
+        f"dim={found.torch_dim} normalises over {found.torch_axis}, Keras {found.keras_op} "
+        f"({found.keras_kind}) axis={found.keras_axis}{keras_default} over "
+        f"{found.keras_axis_words}{layouts}; on the Keras operation's input PyTorch's "
+        f"module gives up to {found.max_abs:.3g} (max abs) from Keras's output, and given "
+        f"dim={found.swapped_torch_dim} (Keras's axis in PyTorch's layout) it gives Keras's "
+        f"(max abs {found.swapped_max_abs:.3g})",
+        f"{where} normalises over another axis: PyTorch's dim={found.torch_dim} is "
+        f"axis={found.keras_fix_axis} in Keras's layout: give Keras's {found.keras_op} "
+        f"axis={found.keras_fix_axis} ({found.keras_fix} gives PyTorch's output, measured: "
+        f"max abs {found.fixed_max_abs:.3g})")
 
 
 def _pool_rounding_cause(found: PoolRounding) -> Cause:

@@ -1,0 +1,96 @@
+"""Small pairs for the softmax-axis tests (tests/test_validate_port_softmax.py) and the
+examples in docs/port-validation.md: a softmax between two paired layers on an image map
+(conv, softmax, conv: tests/activation_models.py's pair), on a sequence of features (Linear,
+softmax, Linear on N, L, F, the same layout in both frameworks) and at a map's output
+(conv, softmax: a segmentation head's class probabilities). Called without arguments, each
+pair is the slip: the same axis number on both sides. Models and layers are named: Keras's
+auto-names depend on the models made before in the process."""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+from tests.activation_models import keras_conv_act_conv, torch_conv_act_conv  # noqa: E402
+
+STEPS, FEATURES = 5, 6
+
+
+def torch_conv_softmax_conv(dim: int = -1, log: bool = False):
+    """conv0, nn.Softmax(dim) (nn.LogSoftmax with log), conv1 on N, C, H, W: dim=-1
+    normalises over the width."""
+    from torch import nn
+
+    return torch_conv_act_conv((nn.LogSoftmax if log else nn.Softmax)(dim=dim))
+
+
+def keras_conv_softmax_conv(axis: int = -1, log: bool = False):
+    """The Keras port on 8 x 8 x 3 images: keras.layers.Softmax(axis) (keras.ops.log_softmax
+    with log), where axis=-1 normalises over the channels. PyTorch's dim=1 is axis=-1 here,
+    its dim=-1 axis=2."""
+    import keras
+
+    if log:
+        return keras_conv_act_conv(lambda t: keras.ops.log_softmax(t, axis=axis))
+    return keras_conv_act_conv(keras.layers.Softmax(axis=axis, name="softmax"))
+
+
+def torch_sequence_softmax(dim: int = 1):
+    """Linear, nn.Softmax(dim), Linear on N, L, F sequences (STEPS steps of FEATURES
+    features): dim=1 normalises over the steps, as attention's weights over keys do."""
+    import torch
+    from torch import nn
+
+    class SequenceSoftmax(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc0 = nn.Linear(FEATURES, 8)
+            self.act = nn.Softmax(dim=dim)
+            self.fc1 = nn.Linear(8, 4)
+
+        def forward(self, x):
+            return self.fc1(self.act(self.fc0(x)))
+
+    torch.manual_seed(0)
+    return SequenceSoftmax().eval()
+
+
+def keras_sequence_softmax(axis: int = -1):
+    """Its Keras port, Dense, Softmax(axis), Dense: the same layout as PyTorch's, so
+    PyTorch's dim=1 is axis=1; axis=-1 (Keras's default) normalises over the features."""
+    import keras
+
+    inputs = keras.Input((STEPS, FEATURES), name="sequence")
+    x = keras.layers.Dense(8, name="fc0")(inputs)
+    x = keras.layers.Softmax(axis=axis, name="softmax")(x)
+    x = keras.layers.Dense(4, name="fc1")(x)
+    return keras.Model(inputs, x, name="sequence_softmax")
+
+
+def torch_conv_softmax(dim: int = 1):
+    """A segmentation head: conv, then nn.Softmax(dim) as the output (dim=1: the classes
+    of N, C, H, W)."""
+    import torch
+    from torch import nn
+
+    class ConvSoftmax(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+            self.act = nn.Softmax(dim=dim)
+
+        def forward(self, x):
+            return self.act(self.conv(x))
+
+    torch.manual_seed(0)
+    return ConvSoftmax().eval()
+
+
+def keras_conv_softmax(axis: int = 1, size: int = 8):
+    """Its Keras port on size x size x 3 images: axis=1 (PyTorch's number) normalises over
+    the height; the classes are axis=-1."""
+    import keras
+
+    inputs = keras.Input((size, size, 3), name="image")
+    x = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    x = keras.layers.Softmax(axis=axis, name="softmax")(x)
+    return keras.Model(inputs, x, name="conv_softmax")

@@ -1,0 +1,155 @@
+"""A softmax (or log-softmax) that normalises over another axis in each framework
+(softmax_axis): PyTorch's dim counts in N, C, H, W, Keras's axis in N, H, W, C, so the same
+number on both sides is another axis on an image map, while on N, L, F sequences the
+layouts are the same and the numbers are compared as they are. Named between two paired
+layers and after the last one (a segmentation head's output), with the Keras axis that
+ports PyTorch's dim; a correct port gets no cause, and a softmax whose input PyTorch's
+forward has laid out otherwise (permuted to N, H, W, C) is not measured and stays
+between_layers. The pairs are tests/softmax_models.py's."""
+
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("KERAS_BACKEND", "torch")
+
+from tests.softmax_models import (  # noqa: E402
+    FEATURES,
+    STEPS,
+    keras_conv_softmax,
+    keras_conv_softmax_conv,
+    keras_sequence_softmax,
+    torch_conv_softmax,
+    torch_conv_softmax_conv,
+    torch_sequence_softmax,
+)
+
+QUICK = dict(modes=("inference",), gradients=False, train_step=False)
+
+
+@pytest.fixture(scope="module")
+def layerwise():
+    import adapters.port_validation.validator as layerwise
+
+    return layerwise
+
+
+def _images():
+    return np.random.default_rng(3).normal(size=(2, 3, 8, 8)).astype(np.float32)
+
+
+def _sequences():
+    return np.random.default_rng(3).normal(size=(2, STEPS, FEATURES)).astype(np.float32)
+
+
+def _validated(layerwise, torch_model, keras_model, x):
+    return layerwise.validate_port(torch_model, keras_model, x, port="pytorch-to-keras",
+                                   **QUICK)
+
+
+def _codes(finding):
+    return [cause.code for cause in finding.causes]
+
+
+def _softmax_cause(layerwise, torch_model, keras_model, x, where):
+    """The validation and its first divergence's one cause, which must be softmax_axis
+    found at `where` (PyTorch's module, Keras's layer, the pass)."""
+    result = _validated(layerwise, torch_model, keras_model, x)
+    found = result.first_divergence
+    assert found is not None and _codes(found) == ["softmax_axis"], result.render()
+    assert (found.torch_module, found.keras_layer, found.seen_in) == where
+    return result, found.causes[0]
+
+
+BETWEEN_CONVS = ("conv1", "conv1", "inference, isolated")
+
+
+def test_softmax_over_the_width_against_keras_channels_is_named_with_the_axis_to_use(
+        layerwise):
+    result, cause = _softmax_cause(layerwise, torch_conv_softmax_conv(dim=-1),
+                                   keras_conv_softmax_conv(axis=-1), _images(), BETWEEN_CONVS)
+    assert ("Softmax axis: PyTorch act (Softmax) dim=-1 normalises over axis 3 (W) of "
+            "N, C, H, W (2, 4, 8, 8), Keras softmax (Softmax) axis=-1 (Keras's default) over "
+            "axis 3 (C) of N, H, W, C (2, 8, 8, 4)") in cause.text
+    assert "given dim=1 (Keras's axis in PyTorch's layout) it gives Keras's" in cause.text
+    assert "PyTorch's dim=-1 is axis=2 in Keras's layout: give Keras's softmax axis=2" \
+        in cause.detail
+    assert "keras.layers.Softmax(axis=2) gives PyTorch's output" in cause.detail
+    # The forward pass takes the isolated pass's cause.
+    forward = result.pass_result("inference", isolated=False)
+    assert _codes(forward.first_divergence) == ["softmax_axis"]
+
+
+def test_log_softmax_as_keras_ops_is_named_with_the_channels_axis(layerwise):
+    # keras.ops.log_softmax(t, axis=1) normalises over the height of N, H, W, C.
+    _, cause = _softmax_cause(layerwise, torch_conv_softmax_conv(dim=1, log=True),
+                              keras_conv_softmax_conv(axis=1, log=True), _images(),
+                              BETWEEN_CONVS)
+    assert ("PyTorch act (LogSoftmax) dim=1 normalises over axis 1 (C) of N, C, H, W "
+            "(2, 4, 8, 8)") in cause.text
+    assert "(keras.ops.log_softmax) axis=1 over axis 1 (H) of N, H, W, C (2, 8, 8, 4)" \
+        in cause.text
+    assert "PyTorch's dim=1 is axis=3 in Keras's layout" in cause.detail
+    assert "keras.ops.log_softmax(x, axis=3) gives PyTorch's output" in cause.detail
+
+
+def test_sequence_softmax_over_the_steps_against_keras_features_is_named(layerwise):
+    _, cause = _softmax_cause(layerwise, torch_sequence_softmax(dim=1),
+                              keras_sequence_softmax(axis=-1), _sequences(),
+                              ("fc1", "fc1", "inference, isolated"))
+    assert ("PyTorch act (Softmax) dim=1 normalises over axis 1 of (2, 5, 8), Keras softmax "
+            "(Softmax) axis=-1 (Keras's default) over axis 2 of (2, 5, 8) (the same layout in "
+            "both frameworks)") in cause.text
+    assert "given dim=2 (Keras's axis in PyTorch's layout) it gives Keras's (max abs 0)" \
+        in cause.text
+    assert "PyTorch's dim=1 is axis=1 in Keras's layout: give Keras's softmax axis=1" \
+        in cause.detail
+
+
+def test_softmax_at_the_output_is_named_after_the_last_pair(layerwise):
+    _, cause = _softmax_cause(layerwise, torch_conv_softmax(dim=1), keras_conv_softmax(axis=1),
+                              _images(), ("act", "softmax", "inference, isolated, output"))
+    assert "Keras softmax (Softmax) axis=1 over axis 1 (H) of N, H, W, C" in cause.text
+    assert cause.detail.startswith("the layers agree; the outputs differ after them")
+    assert "give Keras's softmax axis=3" in cause.detail
+
+
+@pytest.mark.parametrize("pair", ["width", "channels", "log_channels", "sequence", "output"])
+def test_a_correct_port_has_no_divergence(layerwise, pair):
+    torch_model, keras_model, x = {
+        "width": lambda: (torch_conv_softmax_conv(dim=-1), keras_conv_softmax_conv(axis=2),
+                          _images()),
+        "channels": lambda: (torch_conv_softmax_conv(dim=1), keras_conv_softmax_conv(axis=-1),
+                             _images()),
+        "log_channels": lambda: (torch_conv_softmax_conv(dim=1, log=True),
+                                 keras_conv_softmax_conv(axis=-1, log=True), _images()),
+        "sequence": lambda: (torch_sequence_softmax(dim=1), keras_sequence_softmax(axis=1),
+                             _sequences()),
+        "output": lambda: (torch_conv_softmax(dim=1), keras_conv_softmax(axis=-1), _images()),
+    }[pair]()
+    result = _validated(layerwise, torch_model, keras_model, x)
+    assert result.passed and result.first_divergence is None, result.render()
+
+
+def test_a_softmax_on_a_map_pytorch_permuted_is_not_measured(layerwise):
+    """PyTorch's forward permutes its map to N, H, W, C, takes the softmax over the last
+    axis (the channels, as Keras's axis=-1 does) and permutes back, then doubles it, which
+    the Keras port does not: the cause is what reaches conv1, not the softmax, whose input
+    in PyTorch is not the Keras input moved to PyTorch's layout."""
+    from torch import nn
+
+    class PermutedSoftmax(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.softmax = nn.Softmax(dim=-1)
+
+        def forward(self, x):
+            return self.softmax(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2) * 2.0
+
+    torch_model = torch_conv_softmax_conv()
+    torch_model.act = PermutedSoftmax()
+    found = _validated(layerwise, torch_model, keras_conv_softmax_conv(axis=-1),
+                       _images()).first_divergence
+    assert found is not None and found.keras_layer == "conv1"
+    assert _codes(found) == ["between_layers"]
