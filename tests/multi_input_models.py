@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from adapters.keras.backend import keras
-from keras import layers
+from keras import layers, ops
 
 SIZE, CHANNELS, STEPS, FEATURES = 8, 3, 6, 5
 
@@ -48,3 +48,23 @@ def keras_image_and_sequence_net_wrong_epsilon():
 def seeded_image_and_sequence_net():
     torch.manual_seed(0)
     return ImageAndSequenceNet()
+
+
+class SubclassedImageAndSequenceNet(keras.Model):
+    """keras_image_and_sequence_net as a subclassed model, whose call() takes [image,
+    sequence]."""
+
+    def __init__(self, epsilon: float = 1e-5):
+        super().__init__(name="subclassed_image_and_sequence_net")
+        self.conv = layers.Conv2D(4, 3, padding="same", name="conv")
+        self.bn = layers.BatchNormalization(momentum=0.9, epsilon=epsilon, name="bn")
+        self.pool = layers.GlobalAveragePooling2D(name="pool")
+        self.lstm = layers.LSTM(7, name="lstm")
+        self.drop = layers.Dropout(0.0, name="drop")
+        self.fc = layers.Dense(3, name="fc")
+
+    def call(self, inputs, training=None):
+        image, sequence = inputs
+        pooled = self.pool(ops.relu(self.bn(self.conv(image), training=training)))
+        joined = ops.concatenate([pooled, self.lstm(sequence)], axis=-1)
+        return self.fc(self.drop(joined, training=training))

@@ -454,7 +454,7 @@ def reset_before(layer) -> bool:
     return isinstance(cell, layers.GRUCell) and not cell.reset_after
 
 
-def pair_weights(torch_model: nn.Module, keras_model, x: np.ndarray,
+def pair_weights(torch_model: nn.Module, keras_model, x,
                  leave_out: tuple[str, ...] = (), keras_leave_out: tuple[str, ...] = (),
                  keras_shape: tuple | None = None) -> Pairing:
     """The ports of a user pair, or the reason there are none: each PyTorch layer, in running
@@ -463,11 +463,12 @@ def pair_weights(torch_model: nn.Module, keras_model, x: np.ndarray,
     value's projections, say), so the next one may not be the one. leave_out: PyTorch
     modules that no Keras layer stands for (another output's head, outputs.off_the_output);
     keras_leave_out: the Keras layers that no PyTorch module stands for (a subclassed model's
-    other head, outputs.keras_off_the_output). keras_shape: one Keras input (channels-last,
-    without the batch axis), on which a model with layers that hide layers is traced first
+    other head, outputs.keras_off_the_output). x: the batch, a tuple for several inputs.
+    keras_shape: one Keras input (channels-last, without the batch axis; a tuple of them for
+    several inputs), on which a model with layers that hide layers is traced first
     (_record_calls)."""
-    if not isinstance(x, tuple):  # the symbolic trace takes one input
-        _record_calls(keras_model, keras_shape, x.dtype)
+    _record_calls(keras_model, keras_shape,
+                  tuple(str(v.dtype) for v in x) if isinstance(x, tuple) else str(x.dtype))
     modules = dict(torch_model.named_modules())
     weighted = [name for name in _torch_order(torch_model, x) if name not in leave_out]
     order = _torch_layers(modules, weighted)
@@ -506,7 +507,7 @@ def _record_calls(keras_model, keras_shape: tuple | None, dtype) -> None:
     if keras_shape is None or not layers_to_open(keras_model):
         return
     try:
-        symbolic_graph(keras_model, keras_shape, str(dtype))
+        symbolic_graph(keras_model, keras_shape, dtype)
     except Exception:
         return
 

@@ -130,24 +130,34 @@ def _calls_opened(layers):
             layer.__class__ = cls
 
 
-def symbolic_graph(model, input_shape: tuple, dtype: str = "float32") -> Functional:
+def symbolic_graph(model, input_shape: tuple, dtype="float32") -> Functional:
     """The functional model that model's call() traces on one symbolic input (channels-last,
-    without the batch axis), every layer of layers_to_open run by its call(). Each layer
-    called keeps the node of that call: what feeds it (a Flatten, say) can be read off it
-    afterwards. Raises what the call raises."""
-    inputs = keras.Input(tuple(input_shape), dtype=dtype)
+    without the batch axis), or on a list of them where input_shape is a tuple of several
+    inputs' shapes (dtype then one per input), every layer of layers_to_open run by its
+    call(). Each layer called keeps the node of that call: what feeds it (a Flatten, say) can
+    be read off it afterwards. Raises what the call raises."""
+    if input_shape and isinstance(input_shape[0], tuple):
+        dtypes = dtype if isinstance(dtype, (tuple, list)) else (dtype,) * len(input_shape)
+        inputs = [keras.Input(tuple(shape), dtype=str(kind))
+                  for shape, kind in zip(input_shape, dtypes)]
+    else:
+        inputs = keras.Input(tuple(input_shape), dtype=str(dtype))
     with _calls_opened(layers_to_open(model)):
         return keras.Model(inputs, _call_straight(model, inputs), name=model.name)
 
 
-def traced_graph(model, keras_x: np.ndarray, training: bool) -> tuple[Functional, str]:
+def traced_graph(model, keras_x, training: bool) -> tuple[Functional, str]:
     """The functional model over `model`'s layers that its call() traces on an input shaped
-    like keras_x (channels-last), every layer of layers_to_open run by its call(); checked
-    against the model on keras_x in inference mode and, with `training`, in training mode
-    too; and a note for the report saying so."""
+    like keras_x (channels-last; a list of arrays for several inputs), every layer of
+    layers_to_open run by its call(); checked against the model on keras_x in inference mode
+    and, with `training`, in training mode too; and a note for the report saying so."""
     through = _through(model, layers_to_open(model))
+    several = isinstance(keras_x, list)
+    shape = (tuple(tuple(v.shape[1:]) for v in keras_x) if several
+             else tuple(keras_x.shape[1:]))
+    dtype = [str(v.dtype) for v in keras_x] if several else str(keras_x.dtype)
     try:
-        graph = symbolic_graph(model, keras_x.shape[1:], str(keras_x.dtype))
+        graph = symbolic_graph(model, shape, dtype)
     except Exception as exc:
         raise _refused(model, through, "its call() does not run on a symbolic Keras input "
                                        f"({type(exc).__name__}: {_first_line(exc)})") from None

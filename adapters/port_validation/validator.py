@@ -324,10 +324,6 @@ def _checked_models(torch_model, keras_model, inputs, pytorch_weights, keras_wei
     if getattr(keras_model, "inputs", None):  # before a trace runs the model on them
         _check_fits(x, keras_x, keras_model)
     if layers_to_open(keras_model):
-        if isinstance(x, tuple):
-            raise UsageError(f"cannot trace Keras model {keras_name!r} with {len(x)} inputs: "
-                             "a subclassed or nested model is traced on one input; build it "
-                             "with the functional API")
         keras_model, note = traced_graph(keras_model, keras_x, trains)
         notes += (note,)
     if not output:
