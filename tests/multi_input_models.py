@@ -29,7 +29,9 @@ class ImageAndSequenceNet(nn.Module):
         return self.fc(self.drop(torch.cat([pooled, last[0]], 1)))
 
 
-def keras_image_and_sequence_net(epsilon: float = 1e-5, dropout: float = 0.0):
+def keras_image_and_sequence_net(epsilon: float = 1e-5, dropout: float = 0.0,
+                                 swapped: bool = False):
+    """swapped: the inputs declared [sequence, image], against PyTorch's (image, sequence)."""
     image = keras.Input((SIZE, SIZE, CHANNELS), name="image")
     sequence = keras.Input((STEPS, FEATURES), name="sequence")
     x = layers.Conv2D(4, 3, padding="same", name="conv")(image)
@@ -38,11 +40,16 @@ def keras_image_and_sequence_net(epsilon: float = 1e-5, dropout: float = 0.0):
     last = layers.LSTM(7, name="lstm")(sequence)
     joined = layers.Dropout(dropout, name="drop")(layers.Concatenate()([x, last]))
     outputs = layers.Dense(3, name="fc")(joined)
-    return keras.Model([image, sequence], outputs, name="image_and_sequence_net")
+    inputs = [sequence, image] if swapped else [image, sequence]
+    return keras.Model(inputs, outputs, name="image_and_sequence_net")
 
 
 def keras_image_and_sequence_net_wrong_epsilon():
     return keras_image_and_sequence_net(epsilon=0.1)
+
+
+def keras_image_and_sequence_net_swapped():
+    return keras_image_and_sequence_net(swapped=True)
 
 
 def seeded_image_and_sequence_net():

@@ -194,6 +194,10 @@ def test_seeded_inputs_on_the_command_line_with_the_referee_on_both_graphs(tmp_p
 
 @pytest.mark.parametrize("arguments, words", [
     (["--input-shape", "3,8,8"], "the Keras model takes 2 inputs and the batch has 1"),
+    (["--input-shape", "3,8,8;6,5", "--keras", f"{MODELS}:keras_image_and_sequence_net_swapped"],
+     "inputs of shape (2, 3, 8, 8) (PyTorch layout, Keras (2, 8, 8, 3)) do not fit the Keras "
+     "model's input (None, 6, 5) (input 0, Keras's 'sequence': give the inputs in forward()'s "
+     "order, which must be the Keras model's)"),
     (["--input-shape", "3,8,8;6,5;4"], "the Keras model takes 2 inputs and the batch has 3"),
     (["--input-shape", "3,8,8;5,6"], "the models cannot run on inputs of shape "
                                      "[[2, 3, 8, 8], [2, 5, 6]]"),

@@ -82,6 +82,23 @@ def _inputs_given(model, x) -> None:
                          f"give {how}")
 
 
+def declared_inputs_fit(inputs, keras_inputs, declared) -> None:
+    """Refuses an input whose Keras-layout shape does not fit the Keras model's declared
+    input at its position; of several inputs, naming which and that their order is
+    forward()'s, which must be the Keras model's."""
+    several = len(inputs) > 1
+    for index, (mine, theirs, symbolic) in enumerate(zip(inputs, keras_inputs, declared)):
+        expected, given = tuple(symbolic.shape[1:]), tuple(theirs.shape[1:])
+        if len(expected) == len(given) and all(e is None or e == g
+                                               for e, g in zip(expected, given)):
+            continue
+        which = (f" (input {index}, Keras's {symbolic.name!r}: give the inputs in forward()'s "
+                 "order, which must be the Keras model's)" if several else "")
+        raise UsageError(f"inputs of shape {tuple(mine.shape)} (PyTorch layout, Keras "
+                         f"{(mine.shape[0], *given)}) do not fit the Keras model's input "
+                         f"{(None, *expected)}{which}")
+
+
 def _rows(x, count: int):
     """The first rows of every input."""
     return tuple(v[:count] for v in x) if isinstance(x, tuple) else x[:count]
@@ -232,6 +249,9 @@ def open_pair(pair: UserPair, config) -> OpenedPair:
     _inputs_given(keras_side.model, x)
     layout = _layouts(keras_side.model, x, torch_side.model)
     keras_shape = _keras_shape(x, layout)
+    if getattr(keras_side.model, "inputs", None):
+        batch = Batch(x, None, layout)
+        declared_inputs_fit(batch.inputs, batch.keras_inputs, keras_side.model.inputs)
     keras_side = replace(keras_side, weights=as_keras(keras_side.model, pair.keras_weights,
                                                       input_shape=keras_shape).weights)
     require_keras_model_on(keras_side.model, config.device)

@@ -80,6 +80,7 @@ from adapters.port_validation.pairs import (  # noqa: E402
     torch_side,
     torch_state,
 )
+from adapters.own_pair.setup import declared_inputs_fit  # noqa: E402
 from adapters.port_validation.sequences import output_view, rerun, split_layer_key  # noqa: E402
 from adapters.port_validation.softmax_axis import keras_softmax, softmax_axis  # noqa: E402
 from adapters.port_validation.tracing import layers_to_open, traced_graph  # noqa: E402
@@ -375,13 +376,7 @@ def _check_fits(x, keras_x, model) -> None:
         raise UsageError(f"the Keras model takes {len(model.inputs)} inputs and "
                          f"{len(several(x))} were given (a model with several takes a tuple of "
                          "arrays, in forward()'s order)")
-    for mine, theirs, declared in zip(several(x), several(keras_x), model.inputs):
-        expected, given = tuple(declared.shape[1:]), theirs.shape[1:]
-        if len(expected) != len(given) or any(e is not None and e != g
-                                              for e, g in zip(expected, given)):
-            raise UsageError(f"inputs of shape {tuple(mine.shape)} (PyTorch layout, Keras "
-                             f"{(mine.shape[0], *given)}) do not fit the Keras model's input "
-                             f"{(None, *expected)}")
+    declared_inputs_fit(several(x), several(keras_x), model.inputs)
 
 
 def _as_inputs(inputs):

@@ -101,11 +101,14 @@ class Batch:
         return tuple(layouts) if isinstance(layouts, tuple) else (layouts,) * len(self.inputs)
 
     @property
+    def keras_inputs(self) -> tuple[np.ndarray, ...]:
+        """Every input as Keras takes it, in order."""
+        return tuple(_moved_last(x, layout) for x, layout in zip(self.inputs, self.input_layouts))
+
+    @property
     def x_channels_last(self):
         """x as Keras takes it: one array, or a list of a model's several inputs."""
-        if not self.several:
-            return _moved_last(self.x, self.input_layouts[0])
-        return [_moved_last(x, layout) for x, layout in zip(self.inputs, self.input_layouts)]
+        return list(self.keras_inputs) if self.several else self.keras_inputs[0]
 
     @property
     def input_shapes(self) -> list:
