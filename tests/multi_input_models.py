@@ -48,6 +48,13 @@ def keras_image_and_sequence_net_wrong_epsilon():
     return keras_image_and_sequence_net(epsilon=0.1)
 
 
+def keras_image_and_sequence_net_on_a_dict():
+    """The same graph built on a dict of inputs, {"sequence": ..., "image": ...}."""
+    model = keras_image_and_sequence_net()
+    image, sequence = model.inputs
+    return keras.Model({"sequence": sequence, "image": image}, model.outputs[0])
+
+
 def keras_image_and_sequence_net_swapped():
     return keras_image_and_sequence_net(swapped=True)
 

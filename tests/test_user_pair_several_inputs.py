@@ -199,6 +199,10 @@ def test_seeded_inputs_on_the_command_line_with_the_referee_on_both_graphs(tmp_p
      "model's input (None, 6, 5) (input 0, Keras's 'sequence': give the inputs in forward()'s "
      "order, which must be the Keras model's)"),
     (["--input-shape", "3,8,8;6,5;4"], "the Keras model takes 2 inputs and the batch has 3"),
+    (["--input-shape", "3,8,8;6,5", "--keras",
+      f"{MODELS}:keras_image_and_sequence_net_on_a_dict"],
+     "the Keras model takes a dict of inputs (sequence, image); the comparison gives its "
+     "inputs in forward()'s order: build the Keras model on a list of inputs in that order"),
     (["--input-shape", "3,8,8;5,6"], "the models cannot run on inputs of shape "
                                      "[[2, 3, 8, 8], [2, 5, 6]]"),
 ])

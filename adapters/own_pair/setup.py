@@ -4,6 +4,7 @@ checked against each other, weighted layers paired, the batch and its labels mad
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -72,7 +73,13 @@ def keras_outputs_layout(torch_out: np.ndarray, keras_out: np.ndarray) -> str | 
 
 
 def _inputs_given(model, x) -> None:
-    """Refuses a batch with another number of inputs than the Keras model declares."""
+    """Refuses a batch with another number of inputs than the Keras model declares, and a
+    model built on a dict of inputs, whose keys say nothing of forward()'s order."""
+    structure = getattr(model, "_inputs_struct", None)
+    if isinstance(structure, dict) and len(structure) > 1:
+        raise UsageError(f"the Keras model takes a dict of inputs ({', '.join(structure)}); "
+                         "the comparison gives its inputs in forward()'s order: build the "
+                         "Keras model on a list of inputs in that order")
     declared = len(getattr(model, "inputs", None) or []) or None
     given = len(x) if isinstance(x, tuple) else 1
     if declared is not None and declared != given:
@@ -142,6 +149,10 @@ def keras_layout(model, sample_shape: tuple[int, ...], torch_model, index: int =
     maps = len(sample_shape) >= 3  # images, volumes
     return ("channels_last" if maps or channels_first_sequences(torch_model)
             else "as_given")
+
+
+# Keras styles parts of its error messages for a terminal (bold): "\x1b[1m...\x1b[0m".
+_TERMINAL_STYLE = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def _torch_outputs(outputs) -> np.ndarray:
@@ -286,8 +297,9 @@ def _outputs(torch_adapter, keras_model, x, layout) -> tuple:
                     isinstance(m, torch.nn.Embedding) for m in torch_adapter.model.modules())
                 else "")
         shape = Batch(x, None).input_shapes
+        said = " ".join(_TERMINAL_STYLE.sub("", str(exc)).split())[:200]
         raise UsageError(f"the models cannot run on inputs of shape {shape} (PyTorch layout):"
-                         f" {type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
+                         f" {type(exc).__name__}: {said}"
                          f"{hint}") from None
     outputs_layout = keras_outputs_layout(torch_out, keras_out)
     if outputs_layout is None:
