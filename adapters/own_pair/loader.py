@@ -270,12 +270,15 @@ def several_shapes(input_shape: tuple) -> bool:
     return bool(input_shape) and isinstance(input_shape[0], tuple)
 
 
-def symbolic_inputs(input_shape: tuple):
-    """keras.Input of one input's shape, or a list of them for several inputs' shapes."""
+def symbolic_inputs(input_shape: tuple, dtype="float32"):
+    """keras.Input of one input's shape, or a list of them for several inputs' shapes (dtype
+    then one for all, or one per input)."""
     keras = _keras()
-    if several_shapes(input_shape):
-        return [keras.Input(shape) for shape in input_shape]
-    return keras.Input(input_shape)
+    if not several_shapes(input_shape):
+        return keras.Input(tuple(input_shape), dtype=str(dtype))
+    dtypes = dtype if isinstance(dtype, (tuple, list)) else (dtype,) * len(input_shape)
+    return [keras.Input(tuple(shape), dtype=str(kind))
+            for shape, kind in zip(input_shape, dtypes)]
 
 
 def _build_on_zeros(model, input_shape: tuple) -> None:

@@ -119,12 +119,10 @@ def _layouts(model, x, torch_model):
                  for index, v in enumerate(x))
 
 
-def _keras_shape(x, layout) -> tuple:
+def _keras_shape(sample: Batch) -> tuple:
     """One sample's shape per input as Keras takes it: a shape, or a tuple of them."""
-    moved = Batch(_rows(x, 1), None, layout).x_channels_last
-    if isinstance(moved, list):
-        return tuple(tuple(v.shape[1:]) for v in moved)
-    return tuple(moved.shape[1:])
+    shapes = tuple(tuple(v.shape[1:]) for v in sample.keras_inputs)
+    return shapes if sample.several else shapes[0]
 
 
 def keras_layout(model, sample_shape: tuple[int, ...], torch_model, index: int = 0) -> str:
@@ -259,10 +257,10 @@ def open_pair(pair: UserPair, config) -> OpenedPair:
     keras_side = as_keras(pair.keras)
     _inputs_given(keras_side.model, x)
     layout = _layouts(keras_side.model, x, torch_side.model)
-    keras_shape = _keras_shape(x, layout)
+    sample = Batch(_rows(x, 1), None, layout)  # one row of each input, in Keras's layout
+    keras_shape = _keras_shape(sample)
     if getattr(keras_side.model, "inputs", None):
-        batch = Batch(x, None, layout)
-        declared_inputs_fit(batch.inputs, batch.keras_inputs, keras_side.model.inputs)
+        declared_inputs_fit(Batch(x, None).inputs, sample.keras_inputs, keras_side.model.inputs)
     keras_side = replace(keras_side, weights=as_keras(keras_side.model, pair.keras_weights,
                                                       input_shape=keras_shape).weights)
     require_keras_model_on(keras_side.model, config.device)

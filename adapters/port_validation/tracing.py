@@ -25,6 +25,7 @@ from adapters.keras.backend import keras  # fixes the torch backend before Keras
 from keras import layers, ops, tree  # noqa: E402
 from keras.src.models.functional import Functional  # noqa: E402
 
+from adapters.own_pair.loader import symbolic_inputs  # noqa: E402
 from comparator.errors import UsageError  # noqa: E402
 
 # The traced graph runs the model's own operations in the same order: it gives the same
@@ -136,12 +137,7 @@ def symbolic_graph(model, input_shape: tuple, dtype="float32") -> Functional:
     inputs' shapes (dtype then one per input), every layer of layers_to_open run by its
     call(). Each layer called keeps the node of that call: what feeds it (a Flatten, say) can
     be read off it afterwards. Raises what the call raises."""
-    if input_shape and isinstance(input_shape[0], tuple):
-        dtypes = dtype if isinstance(dtype, (tuple, list)) else (dtype,) * len(input_shape)
-        inputs = [keras.Input(tuple(shape), dtype=str(kind))
-                  for shape, kind in zip(input_shape, dtypes)]
-    else:
-        inputs = keras.Input(tuple(input_shape), dtype=str(dtype))
+    inputs = symbolic_inputs(input_shape, dtype)
     with _calls_opened(layers_to_open(model)):
         return keras.Model(inputs, _call_straight(model, inputs), name=model.name)
 

@@ -94,7 +94,7 @@ from adapters.port_validation.training import (  # noqa: E402
 )
 from comparator.analysis.training_side import compare_dropout, compare_statistics  # noqa: E402
 from comparator.errors import UsageError  # noqa: E402
-from comparator.config.pair import both_names  # noqa: E402
+from comparator.config.pair import both_names, same_batch  # noqa: E402
 from comparator.analysis.layer_pairing import Pair  # noqa: E402
 from comparator.analysis.port_causes import likely_causes, softmax_axis_cause  # noqa: E402
 from comparator.analysis.validation import (  # noqa: E402
@@ -386,9 +386,7 @@ def _as_inputs(inputs):
         if not inputs:
             raise UsageError("no inputs given")
         x = tuple(_as_inputs(v) for v in inputs)
-        if len({len(v) for v in x}) > 1:
-            rows = ", ".join(str(len(v)) for v in x)
-            raise UsageError(f"the inputs hold different batches: {rows} rows")
+        same_batch(x, "the inputs")
         return x if len(x) > 1 else x[0]
     if isinstance(inputs, torch.Tensor):
         inputs = inputs.detach().cpu().numpy()

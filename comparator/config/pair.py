@@ -110,15 +110,20 @@ def _npz_arrays(path: str) -> dict:
                          f"{exc})") from None
 
 
+def same_batch(inputs, what: str) -> None:
+    """Refuses several inputs that do not hold the same number of rows."""
+    if len({len(v) for v in inputs}) > 1:
+        raise UsageError(f"{what} hold different batches: "
+                         f"{', '.join(str(len(v)) for v in inputs)} rows")
+
+
 def _several_inputs(arrays: dict, path: str) -> tuple[np.ndarray, ...]:
     inputs, index = [], 0
     while f"x{index}" in arrays:
         check_x(arrays[f"x{index}"], f"--inputs: {path}'s x{index}")
         inputs.append(arrays[f"x{index}"])
         index += 1
-    if len({len(v) for v in inputs}) > 1:
-        raise UsageError(f"--inputs: {path}'s x0, x1, ... hold different batches: "
-                         f"{', '.join(str(len(v)) for v in inputs)} rows")
+    same_batch(inputs, f"--inputs: {path}'s x0, x1, ...")
     return tuple(inputs)
 
 
@@ -192,9 +197,7 @@ def _given_inputs(x):
 
     if isinstance(x, (tuple, list)):
         inputs = tuple(as_numpy(v, f"inputs[{i}]") for i, v in enumerate(x))
-        if len({len(v) for v in inputs}) > 1:
-            raise UsageError(f"inputs hold different batches: "
-                             f"{', '.join(str(len(v)) for v in inputs)} rows")
+        same_batch(inputs, "inputs")
         return inputs if len(inputs) > 1 else inputs[0]
     return as_numpy(x, "inputs")
 
