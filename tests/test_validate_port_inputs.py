@@ -3,7 +3,7 @@ two inputs) is validated layer by layer on a tuple of arrays, or on an .npz file
 each input moves to Keras's layout on its own, and a slip in one branch is named there.
 Before, the validator refused: 'the validator takes one input and one output, it has 2 and
 1'. A Keras model given another number of inputs, or its inputs in another order, is
-refused in one line."""
+refused in one line, and so is a Keras model built on a dict of inputs."""
 
 import json
 import os
@@ -45,12 +45,25 @@ def test_a_slip_in_one_branch_is_named_there():
     assert "BatchNorm epsilon: PyTorch 1e-05, Keras 0.001" in found.text
 
 
+def _on_a_dict(model):
+    """The same graph built on {"image": ..., "features": ...}, which Keras lists in its own
+    order (features, image), as compare.py refuses it too."""
+    import keras
+
+    image, features = model.inputs
+    return keras.Model({"image": image, "features": features}, model.outputs[0])
+
+
 @pytest.mark.parametrize("inputs, keras_model, words", [
     (INPUTS[:1], models.keras_two_input_net, "the Keras model takes 2 inputs and 1 were given"),
     (INPUTS, lambda: models.keras_two_input_net(swapped=True),
      r"inputs of shape \(4, 3, 8, 8\) .* do not fit the Keras model's input \(None, 16\)"),
     ((INPUTS[0], INPUTS[1][:2]), models.keras_two_input_net,
      "the inputs hold different batches: 4, 2 rows"),
+    (INPUTS, lambda: _on_a_dict(models.keras_two_input_net()),
+     r"the Keras model takes a dict of inputs \(image, features\); the comparison gives its "
+     r"inputs in forward\(\)'s order: build the Keras model on a list of inputs in that "
+     "order"),
 ])
 def test_inputs_that_do_not_fit_are_refused_in_one_line(inputs, keras_model, words):
     with pytest.raises(UsageError, match=words):

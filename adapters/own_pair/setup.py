@@ -72,14 +72,21 @@ def keras_outputs_layout(torch_out: np.ndarray, keras_out: np.ndarray) -> str | 
     return next((layout for layout, fit in fits.items() if fit), None)
 
 
-def _inputs_given(model, x) -> None:
-    """Refuses a batch with another number of inputs than the Keras model declares, and a
-    model built on a dict of inputs, whose keys say nothing of forward()'s order."""
+def refuse_a_dict_of_inputs(model) -> None:
+    """Refuses a Keras model built on a dict of several inputs: its keys say nothing of
+    forward()'s order (Keras lists the model's inputs in the keys' sorted order, not the
+    dict's, and refuses to call it on a list)."""
     structure = getattr(model, "_inputs_struct", None)
     if isinstance(structure, dict) and len(structure) > 1:
         raise UsageError(f"the Keras model takes a dict of inputs ({', '.join(structure)}); "
                          "the comparison gives its inputs in forward()'s order: build the "
                          "Keras model on a list of inputs in that order")
+
+
+def _inputs_given(model, x) -> None:
+    """Refuses a batch with another number of inputs than the Keras model declares, and a
+    model built on a dict of inputs."""
+    refuse_a_dict_of_inputs(model)
     declared = len(getattr(model, "inputs", None) or []) or None
     given = len(x) if isinstance(x, tuple) else 1
     if declared is not None and declared != given:

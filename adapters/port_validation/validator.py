@@ -80,7 +80,7 @@ from adapters.port_validation.pairs import (  # noqa: E402
     torch_side,
     torch_state,
 )
-from adapters.own_pair.setup import declared_inputs_fit  # noqa: E402
+from adapters.own_pair.setup import declared_inputs_fit, refuse_a_dict_of_inputs  # noqa: E402
 from adapters.port_validation.sequences import output_view, rerun, split_layer_key  # noqa: E402
 from adapters.port_validation.softmax_axis import keras_softmax, softmax_axis  # noqa: E402
 from adapters.port_validation.tracing import layers_to_open, traced_graph  # noqa: E402
@@ -313,6 +313,7 @@ def _checked_models(torch_model, keras_model, inputs, pytorch_weights, keras_wei
         keras_x = to_keras_inputs(x)
     first = several(x)[0]
     keras_model, keras_name = keras_side(keras_model, keras_weights, several(keras_x)[0])
+    refuse_a_dict_of_inputs(keras_model)
     # Only where PyTorch's layout is not Keras's own already (a sequence of features).
     moved = [index for index, (mine, theirs) in enumerate(zip(several(x), several(keras_x)))
              if mine is not theirs]
