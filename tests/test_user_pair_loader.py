@@ -188,6 +188,12 @@ def test_objects_pass_through_the_api_and_wrong_ones_are_named():
     ({"x": np.zeros((2, 3, 4, 4, 4, 4), np.float32)},
      r"x has shape \(2, 3, 4, 4, 4, 4\); it must be N,C,H,W .*, N,C,D,H,W .*, N,C,L .* or N,F"),
     ({"x": np.zeros((2, 3), np.float32), "y": np.zeros(3)}, "y has shape .3,.; it needs one"),
+    ({"x": np.zeros((2, 3), np.float32), "x0": np.zeros((2, 3), np.float32),
+      "x1": np.zeros((2, 4), np.float32)},
+     "has both x and x0: give one input as x, or several as x0, x1, ..."),
+    ({"x0": np.zeros((2, 3), np.float32), "x2": np.zeros((2, 4), np.float32)},
+     "has x2 but no x1: name several inputs x0, x1, ... with no gap"),
+    ({"x1": np.zeros((2, 3), np.float32)}, "has x1 but no x0"),
 ])
 def test_inputs_files_are_checked(tmp_path, arrays, message):
     from comparator.config.pair import load_inputs

@@ -7,6 +7,7 @@ objects the Python API was given; inputs are numpy arrays in PyTorch's layout.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -117,6 +118,20 @@ def same_batch(inputs, what: str) -> None:
                          f"{', '.join(str(len(v)) for v in inputs)} rows")
 
 
+def _numbered_inputs_in_order(arrays: dict, path: str) -> None:
+    """Refuses an .npz file whose inputs are not x alone or x0, x1, ... with no gap: an array
+    left out would otherwise be left out silently, and the model given another number of
+    inputs than the file holds."""
+    numbered = sorted(int(name[1:]) for name in arrays if re.fullmatch(r"x(0|[1-9]\d*)", name))
+    if "x" in arrays and numbered:
+        raise UsageError(f"--inputs: {path} has both x and x{numbered[0]}: give one input as x, "
+                         "or several as x0, x1, ...")
+    missing = next((i for i, number in enumerate(numbered) if number != i), None)
+    if missing is not None:
+        raise UsageError(f"--inputs: {path} has x{numbered[missing]} but no x{missing}: name "
+                         "several inputs x0, x1, ... with no gap")
+
+
 def _several_inputs(arrays: dict, path: str) -> tuple[np.ndarray, ...]:
     inputs, index = [], 0
     while f"x{index}" in arrays:
@@ -132,6 +147,7 @@ def load_inputs(path: str) -> tuple[object, np.ndarray | None]:
     a model that takes several inputs: forward()'s positional arguments, the Keras model's
     inputs, in order, returned as a tuple) and the optional y of an .npz file."""
     arrays = _npz_arrays(path)
+    _numbered_inputs_in_order(arrays, path)
     if "x" in arrays or "x0" not in arrays:
         if "x" not in arrays:
             raise UsageError(f"--inputs: {path} has no array named x (it has: "
