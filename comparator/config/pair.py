@@ -119,9 +119,8 @@ def same_batch(inputs, what: str) -> None:
 
 
 def _numbered_inputs_in_order(arrays: dict, path: str) -> None:
-    """Refuses an .npz file whose inputs are not x alone or x0, x1, ... with no gap: an array
-    left out would otherwise be left out silently, and the model given another number of
-    inputs than the file holds."""
+    """Refuses an .npz file whose inputs are not x alone or x0, x1, ... with no gap: the
+    arrays beside x, or after the gap, would otherwise be left out without a word."""
     numbered = sorted(int(name[1:]) for name in arrays if re.fullmatch(r"x(0|[1-9]\d*)", name))
     if "x" in arrays and numbered:
         raise UsageError(f"--inputs: {path} has both x and x{numbered[0]}: give one input as x, "
