@@ -118,10 +118,10 @@ def torch_conv_called_softmax_conv(dim: int = -1, call: str = "F.softmax"):
     return torch_conv_act_conv(softmax_function(call, dim))
 
 
-def torch_conv_called_softmax(dim: int = -1, call: str = "F.softmax"):
+def torch_conv_called_softmax(dim: int = 1, call: str = "F.softmax"):
     """A segmentation head as a module of its own, `head`, whose forward() ends with the
-    softmax function `call` over dim: F.softmax(self.conv(x), dim=-1) normalises over the
-    width."""
+    softmax function `call` over dim (dim=1: the classes of N, C, H, W; dim=-1 the
+    width)."""
     import torch
     from torch import nn
 

@@ -192,8 +192,11 @@ def test_functional_softmax_at_a_heads_output_is_named_after_the_last_pair(layer
      "keras.layers.Softmax(axis=3)"),
     ("torch.log_softmax", -1, -1, True,
      "torch.log_softmax(..., dim=-1) in forward(), call 1", "keras.ops.log_softmax(x, axis=2)"),
+    # dim=None: PyTorch's implicit choice, the channels of a 4-D map
+    ("F.softmax", None, 1, False, "torch.nn.functional.softmax(..., dim=None) in forward(), "
+     "call 1", "keras.layers.Softmax(axis=3)"),
 ])
-def test_tensor_method_and_torch_log_softmax_are_named_with_keras_fix(
+def test_tensor_method_log_softmax_and_implicit_dim_are_named_with_keras_fix(
         layerwise, call, dim, axis, log, torch_words, fix):
     _, cause = _softmax_cause(layerwise, torch_conv_called_softmax_conv(dim, call),
                               keras_conv_softmax_conv(axis, log), _images(), BETWEEN_CONVS)

@@ -241,8 +241,8 @@ class TorchCall(NamedTuple):
     """One entry of PyTorch's running order: a module's name, the shape of its first input
     (None where that is not a tensor) and the module; or a softmax forward() computes with a
     function, named for where it is called ("torch.nn.functional.softmax in
-    head.forward(), call 1": no module name has a space) with the module that computes the
-    same (softmax_calls.py)."""
+    head.forward(), call 1", which a module's dotted name would be only under modules named
+    torch, nn and functional) with the module that computes the same (softmax_calls.py)."""
 
     name: str
     input_shape: tuple | None
