@@ -2,8 +2,9 @@
 examples in docs/port-validation.md: a softmax between two paired layers on an image map
 (conv, softmax, conv: tests/activation_models.py's pair), on a sequence of features (Linear,
 softmax, Linear on N, L, F, the same layout in both frameworks) and at a map's output
-(conv, softmax: a segmentation head's class probabilities). Called without arguments, each
-pair is the slip: the same axis number on both sides. Models and layers are named: Keras's
+(conv, softmax: a segmentation head's class probabilities); the *_called_* models compute
+their softmax with a function in forward() instead of a module. Called without arguments,
+each pair is the slip: the same axis number on both sides. Models and layers are named: Keras's
 auto-names depend on the models made before in the process."""
 
 import os
@@ -94,3 +95,53 @@ def keras_conv_softmax(axis: int = 1, size: int = 8):
     x = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
     x = keras.layers.Softmax(axis=axis, name="softmax")(x)
     return keras.Model(inputs, x, name="conv_softmax")
+
+
+def softmax_function(call: str, dim: int):
+    """The softmax forward() computes without a module, written as `call` is: 'F.softmax',
+    'F.log_softmax', 'torch.softmax', 'torch.log_softmax', 'x.softmax', 'x.log_softmax'."""
+    import torch
+    import torch.nn.functional as F
+
+    return {
+        "F.softmax": lambda x: F.softmax(x, dim=dim),
+        "F.log_softmax": lambda x: F.log_softmax(x, dim=dim),
+        "torch.softmax": lambda x: torch.softmax(x, dim),
+        "torch.log_softmax": lambda x: torch.log_softmax(x, dim),
+        "x.softmax": lambda x: x.softmax(dim),
+        "x.log_softmax": lambda x: x.log_softmax(dim),
+    }[call]
+
+
+def torch_conv_called_softmax_conv(dim: int = -1, call: str = "F.softmax"):
+    """conv0, the softmax function `call` over dim in forward() (no module), conv1."""
+    return torch_conv_act_conv(softmax_function(call, dim))
+
+
+def torch_conv_called_softmax(dim: int = 1, call: str = "F.softmax"):
+    """A segmentation head as a module of its own, `head`, whose forward() ends with the
+    softmax function `call` over dim (dim=1: the classes of N, C, H, W; dim=-1 the
+    width)."""
+    import torch
+    from torch import nn
+
+    function = softmax_function(call, dim)
+
+    class Head(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+        def forward(self, x):
+            return function(self.conv(x))
+
+    class Segmenter(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.head = Head()
+
+        def forward(self, x):
+            return self.head(x)
+
+    torch.manual_seed(0)
+    return Segmenter().eval()

@@ -5,7 +5,9 @@ layouts are the same and the numbers are compared as they are. Named between two
 layers and after the last one (a segmentation head's output), with the Keras axis that
 ports PyTorch's dim; a correct port gets no cause, and a softmax whose input PyTorch's
 forward has laid out otherwise (permuted to N, H, W, C) is not measured and stays
-between_layers. The pairs are tests/softmax_models.py's."""
+between_layers. A softmax PyTorch's forward() computes with a function (F.softmax,
+torch.log_softmax, x.softmax) is measured as its module is, and named for the call. The
+pairs are tests/softmax_models.py's."""
 
 import os
 
@@ -20,6 +22,8 @@ from tests.softmax_models import (  # noqa: E402
     keras_conv_softmax,
     keras_conv_softmax_conv,
     keras_sequence_softmax,
+    torch_conv_called_softmax,
+    torch_conv_called_softmax_conv,
     torch_conv_softmax,
     torch_conv_softmax_conv,
     torch_sequence_softmax,
@@ -153,3 +157,92 @@ def test_a_softmax_on_a_map_pytorch_permuted_is_not_measured(layerwise):
                        _images()).first_divergence
     assert found is not None and found.keras_layer == "conv1"
     assert _codes(found) == ["between_layers"]
+
+
+F_SOFTMAX = "torch.nn.functional.softmax in forward(), call 1"
+
+
+def test_functional_softmax_over_the_width_between_convs_is_named_for_the_call(layerwise):
+    result, cause = _softmax_cause(layerwise, torch_conv_called_softmax_conv(dim=-1),
+                                   keras_conv_softmax_conv(axis=-1), _images(), BETWEEN_CONVS)
+    assert cause.text.startswith(
+        "Softmax axis: PyTorch torch.nn.functional.softmax(..., dim=-1) in forward(), call 1 "
+        "(no module) normalises over axis 3 (W) of N, C, H, W (2, 4, 8, 8), Keras softmax "
+        "(Softmax) axis=-1 (Keras's default) over axis 3 (C) of N, H, W, C (2, 8, 8, 4)")
+    assert "PyTorch's call gives up to" in cause.text
+    assert "give Keras's softmax axis=2 (keras.layers.Softmax(axis=2) gives PyTorch's" \
+        in cause.detail
+    forward = result.pass_result("inference", isolated=False)
+    assert _codes(forward.first_divergence) == ["softmax_axis"]
+
+
+def test_functional_softmax_at_a_heads_output_is_named_after_the_last_pair(layerwise):
+    _, cause = _softmax_cause(
+        layerwise, torch_conv_called_softmax(dim=-1), keras_conv_softmax(axis=-1), _images(),
+        ("torch.nn.functional.softmax in head.forward(), call 1", "softmax",
+         "inference, isolated, output"))
+    assert "PyTorch torch.nn.functional.softmax(..., dim=-1) in head.forward(), call 1" \
+        in cause.text
+    assert cause.detail.startswith("the layers agree; the outputs differ after them")
+    assert "give Keras's softmax axis=2" in cause.detail
+
+
+@pytest.mark.parametrize("call, dim, axis, log, torch_words, fix", [
+    ("x.softmax", 1, 1, False, "torch.Tensor.softmax(..., dim=1) in forward(), call 1",
+     "keras.layers.Softmax(axis=3)"),
+    ("torch.log_softmax", -1, -1, True,
+     "torch.log_softmax(..., dim=-1) in forward(), call 1", "keras.ops.log_softmax(x, axis=2)"),
+    # dim=None: PyTorch's implicit choice, the channels of a 4-D map
+    ("F.softmax", None, 1, False, "torch.nn.functional.softmax(..., dim=None) in forward(), "
+     "call 1", "keras.layers.Softmax(axis=3)"),
+])
+def test_tensor_method_log_softmax_and_implicit_dim_are_named_with_keras_fix(
+        layerwise, call, dim, axis, log, torch_words, fix):
+    _, cause = _softmax_cause(layerwise, torch_conv_called_softmax_conv(dim, call),
+                              keras_conv_softmax_conv(axis, log), _images(), BETWEEN_CONVS)
+    assert f"PyTorch {torch_words} (no module) normalises over" in cause.text
+    assert f"{fix} gives PyTorch's output" in cause.detail
+
+
+@pytest.mark.parametrize("pair", ["between", "output", "log_between"])
+def test_a_correct_port_of_a_functional_softmax_has_no_divergence(layerwise, pair):
+    torch_model, keras_model = {
+        "between": lambda: (torch_conv_called_softmax_conv(dim=1),
+                            keras_conv_softmax_conv(axis=-1)),
+        "output": lambda: (torch_conv_called_softmax(dim=1), keras_conv_softmax(axis=-1)),
+        "log_between": lambda: (torch_conv_called_softmax_conv(dim=-1, call="F.log_softmax"),
+                                keras_conv_softmax_conv(axis=2, log=True)),
+    }[pair]()
+    result = _validated(layerwise, torch_model, keras_model, _images())
+    assert result.passed and result.first_divergence is None, result.render()
+
+
+def test_running_order_holds_functional_softmaxes_outside_modules_only():
+    """nn.Softmax's own forward calls F.softmax: that call is the module's. A softmax
+    function called in forward() stands in the order as the module that computes it."""
+    import torch
+    from torch import nn
+
+    from adapters.port_validation.operation_settings import torch_calls
+    from adapters.port_validation.softmax_calls import CalledLogSoftmax, CalledSoftmax
+
+    class Blocks(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.act = nn.Softmax(dim=1)
+            self.head = torch_conv_called_softmax(dim=1).head
+
+        def forward(self, x):
+            x = torch.log_softmax(self.head(self.act(x)), -1)
+            return x.softmax(dim=1) + torch.softmax(x, 2, dtype=torch.float64)
+
+    calls = torch_calls(Blocks(), _images(), "inference", set())
+    assert [c.name for c in calls] == [
+        "act", "head.conv", "torch.nn.functional.softmax in head.forward(), call 1",
+        "torch.log_softmax in forward(), call 1", "torch.Tensor.softmax in forward(), call 1",
+        "torch.softmax in forward(), call 1"]
+    assert [c.input_shape for c in calls[2:]] == [(2, 4, 8, 8)] * 4
+    stand_ins = [c.module for c in calls[2:]]
+    assert [(type(m), m.dim, m.dtype) for m in stand_ins] == [
+        (CalledSoftmax, 1, None), (CalledLogSoftmax, -1, None), (CalledSoftmax, 1, None),
+        (CalledSoftmax, 2, torch.float64)]

@@ -6,7 +6,7 @@ upsampling's mode (UpSampling2D's interpolation; UpSampling1D and 3D only repeat
 one's align_corners, an average pooling's count_include_pad (1-D, 2-D, 3-D; a pooling
 padded otherwise: pool_padding.py). Found from the weightless
 PyTorch modules that ran between two paired modules (forward hooks, so a functional call
-inside forward() is not seen), the Keras
+inside forward() is not seen; a softmax's is, softmax_calls.py), the Keras
 operations between the paired layers, their settings where they can be read (or what Keras
 computes where it has no such setting), and a rerun that measures whether the setting is
 what differs. Only a measured difference is named (comparator/analysis/port_causes.py:
@@ -15,11 +15,13 @@ avgpool_count_include_pad); otherwise the cause stays between_layers."""
 
 from __future__ import annotations
 
+import collections
 import copy
 import dataclasses
 import functools
 import inspect
 import math
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -36,6 +38,7 @@ from adapters.port_validation.graph import (  # noqa: E402
     torch_args,
     torch_mode,
 )
+from adapters.port_validation.softmax_calls import SoftmaxCalls  # noqa: E402
 from comparator.analysis.port_causes import OperationSetting  # noqa: E402
 from comparator.analysis.tolerances import SETTING_MATCH_TOLERANCE  # noqa: E402
 from comparator.analysis.validation import diverges, metrics  # noqa: E402
@@ -234,28 +237,56 @@ def _held_setting(family: _Family, function) -> _KerasSetting | None:
     return _KerasSetting(family, value, _same(value, default), f"Activation({name})")
 
 
-def torch_calls(model: nn.Module, x, mode: str,
-                paired: set[str]) -> list[tuple[str, tuple | None]]:
-    """The names of the modules without children (and of the paired modules) in the order
-    their calls ended, in one forward pass in this mode, each with the shape of its first
-    input (None where that is not a tensor)."""
-    calls = []
+class TorchCall(NamedTuple):
+    """One entry of PyTorch's running order: a module's name, the shape of its first input
+    (None where that is not a tensor) and the module; or a softmax forward() computes with a
+    function, named for where it is called ("torch.nn.functional.softmax in
+    head.forward(), call 1", which a module's dotted name would be only under modules named
+    torch, nn and functional) with the module that computes the same (softmax_calls.py)."""
+
+    name: str
+    input_shape: tuple | None
+    module: nn.Module
+
+
+def torch_calls(model: nn.Module, x, mode: str, paired: set[str]) -> list[TorchCall]:
+    """The modules without children (and the paired modules) in the order their calls
+    ended, in one forward pass in this mode, and the softmax functions forward() calls
+    outside them (inside them, the call is the module's own)."""
+    calls, running, count = [], [], collections.Counter()
+    recorded = {name for name, module in model.named_modules()
+                if name in paired or not any(True for _ in module.children())}
+
+    def started(module, args, name):
+        running.append(name)
 
     def ended(module, args, output, name):
-        first = args[0] if args else None
-        calls.append((name, tuple(first.shape) if isinstance(first, torch.Tensor) else None))
+        running.pop()
+        if name in recorded:
+            calls.append(TorchCall(name, _shape(args[0] if args else None), module))
 
-    hooks = [module.register_forward_hook(functools.partial(ended, name=name))
-             for name, module in model.named_modules()
-             if name in paired or not any(True for _ in module.children())]
+    def softmax_called(function, stand_in, value):
+        if recorded.isdisjoint(running):
+            caller = f"{running[-1]}.forward()" if running and running[-1] else "forward()"
+            count[caller, function] += 1
+            calls.append(TorchCall(f"{function} in {caller}, call {count[caller, function]}",
+                                   _shape(value), stand_in))
+
+    hooks = [hook for name, module in model.named_modules() for hook in (
+        module.register_forward_pre_hook(functools.partial(started, name=name)),
+        module.register_forward_hook(functools.partial(ended, name=name), always_call=True))]
     try:
-        with torch_mode(model, mode), torch.no_grad():
+        with torch_mode(model, mode), torch.no_grad(), SoftmaxCalls(softmax_called):
             device = next(model.parameters()).device
             model(*torch_args(x, device))
     finally:
         for hook in hooks:
             hook.remove()
     return calls
+
+
+def _shape(value) -> tuple | None:
+    return tuple(value.shape) if isinstance(value, torch.Tensor) else None
 
 
 def ran_between(order: list[str], paired: set[str], name: str) -> list[str]:

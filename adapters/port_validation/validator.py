@@ -23,6 +23,7 @@ from keras import layers, ops, tree  # noqa: E402
 from adapters.own_pair.outputs import off_the_output, select_outputs  # noqa: E402
 from adapters.own_pair.pairing import LAYER_LEVEL_KINDS  # noqa: E402
 from adapters.port_validation.operation_settings import (  # noqa: E402
+    TorchCall,
     keras_setting,
     operation_setting,
     ran_between,
@@ -548,9 +549,9 @@ def _softmax_after_the_pairs(setup: _Setup, keras_inputs: dict, mode: str) -> Fi
     """Where the outputs differ after the last paired layers: a softmax there that
     normalises over another axis in each framework, where the reruns measure it
     (softmax_axis.py)."""
-    order, paired = _run_order(setup, mode), _paired_modules(setup)
-    last = max((i for i, name in enumerate(order) if name in paired), default=len(order))
-    torch_after = [(name, setup.modules[name]) for name in order[last + 1:]]
+    calls, paired = _calls(setup, mode), _paired_modules(setup)
+    last = max((i for i, call in enumerate(calls) if call.name in paired), default=len(calls))
+    torch_after = [(call.name, call.module) for call in calls[last + 1:]]
     keras_after = [setup.operations[name] for name in
                    keras_after_the_pairs(setup.fn, set(setup.output_of.values()))]
     found = softmax_axis(torch_after, keras_after, keras_inputs, _input_shapes(setup, mode))
@@ -564,7 +565,7 @@ def _pads_before(setup: _Setup, torch_key: str) -> tuple:
     """The PyTorch padding modules that ran right before this paired module, if any."""
     if not has_padding_modules(setup.torch_model):
         return ()
-    return pads_before(_run_order(setup, "inference"), setup.modules,
+    return pads_before(_run_order(setup, "inference"), _ran(setup, "inference"),
                        split_layer_key(torch_key)[0])
 
 
@@ -592,9 +593,9 @@ def _paired_modules(setup: _Setup) -> set[str]:
     return {split_layer_key(p.torch_module)[0] for p in setup.pairs}
 
 
-def _calls(setup: _Setup, mode: str) -> list[tuple[str, tuple | None]]:
-    """PyTorch's modules without children (and the paired ones) in running order, each with
-    its input's shape, traced once per mode."""
+def _calls(setup: _Setup, mode: str) -> list[TorchCall]:
+    """PyTorch's modules without children (and the paired ones) and the softmax functions
+    forward() calls, in running order, each with its input's shape, traced once per mode."""
     if mode not in setup.torch_calls:
         setup.torch_calls[mode] = torch_calls(setup.torch_model, setup.x, mode,
                                               _paired_modules(setup))
@@ -602,14 +603,20 @@ def _calls(setup: _Setup, mode: str) -> list[tuple[str, tuple | None]]:
 
 
 def _run_order(setup: _Setup, mode: str) -> list[str]:
-    return [name for name, _ in _calls(setup, mode)]
+    return [call.name for call in _calls(setup, mode)]
+
+
+def _ran(setup: _Setup, mode: str) -> dict[str, nn.Module]:
+    """Each entry of the running order's module: a softmax function's is its stand-in,
+    which setup.modules (PyTorch's own) does not hold."""
+    return {call.name: call.module for call in _calls(setup, mode)}
 
 
 def _input_shapes(setup: _Setup, mode: str) -> dict[str, tuple | None]:
     """The shape of the input each of those modules was first given."""
     shapes = {}
-    for name, shape in _calls(setup, mode):
-        shapes.setdefault(name, shape)
+    for call in _calls(setup, mode):
+        shapes.setdefault(call.name, call.input_shape)
     return shapes
 
 
@@ -621,11 +628,12 @@ def _first_to_run(setup: _Setup, mode: str, torch_key: str) -> bool:
 
 
 def _torch_between(setup: _Setup, mode: str, torch_key: str) -> list[tuple[str, nn.Module]]:
-    """The PyTorch modules (without children) that ran between this paired module and the
-    paired module that ran before it."""
+    """The PyTorch modules (without children) and softmax functions that ran between this
+    paired module and the paired module that ran before it."""
     names = ran_between(_run_order(setup, mode), _paired_modules(setup),
                         split_layer_key(torch_key)[0])
-    return [(name, setup.modules[name]) for name in names]
+    ran = _ran(setup, mode)
+    return [(name, ran[name]) for name in names]
 
 
 def _statistics(modules, keras_layers, pairs, trace, tolerance):

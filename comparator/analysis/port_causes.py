@@ -89,7 +89,11 @@ class SoftmaxAxis:
     operation given it. same_layout: both frameworks hold the activation alike (N, F;
     N, L, F). max_abs: how far PyTorch's module is from Keras's operation on that
     operation's input; swapped_max_abs: PyTorch's module given Keras's axis against Keras's;
-    fixed_max_abs: Keras's operation given PyTorch's axis against PyTorch's."""
+    fixed_max_abs: Keras's operation given PyTorch's axis against PyTorch's.
+    torch_function: where no module computes PyTorch's softmax, the function forward()
+    calls ("torch.nn.functional.softmax", "torch.Tensor.log_softmax"); torch_module then
+    names the call ("torch.nn.functional.softmax in forward(), call 1", or in
+    "head.forward()" where a module's forward() calls it) and torch_kind is the family."""
 
     family: str  # "Softmax", "LogSoftmax"
     torch_module: str
@@ -108,6 +112,7 @@ class SoftmaxAxis:
     max_abs: float
     swapped_max_abs: float
     fixed_max_abs: float
+    torch_function: str = ""
 
 
 def likely_causes(facts: dict, isolated: bool, mode: str) -> tuple[Cause, ...]:
@@ -177,17 +182,27 @@ def softmax_axis_cause(found: SoftmaxAxis, after_last_pair: bool = False) -> Cau
                  found.family)
     return Cause(
         "softmax_axis",
-        f"{found.family} axis: PyTorch {found.torch_module} ({found.torch_kind}) "
-        f"dim={found.torch_dim} normalises over {found.torch_axis}, Keras {found.keras_op} "
+        f"{found.family} axis: PyTorch {_torch_softmax_words(found)} normalises over "
+        f"{found.torch_axis}, Keras {found.keras_op} "
         f"({found.keras_kind}) axis={found.keras_axis}{keras_default} over "
         f"{found.keras_axis_words}{layouts}; on the Keras operation's input PyTorch's "
-        f"module gives up to {found.max_abs:.3g} (max abs) from Keras's output, and given "
+        f"{'call' if found.torch_function else 'module'} gives up to {found.max_abs:.3g} "
+        f"(max abs) from Keras's output, and given "
         f"dim={found.swapped_torch_dim} (Keras's axis in PyTorch's layout) it gives Keras's "
         f"(max abs {found.swapped_max_abs:.3g})",
         f"{where} normalises over another axis: PyTorch's dim={found.torch_dim} is "
         f"axis={found.keras_fix_axis} in Keras's layout: give Keras's {found.keras_op} "
         f"axis={found.keras_fix_axis} ({found.keras_fix} gives PyTorch's output, measured: "
         f"max abs {found.fixed_max_abs:.3g})")
+
+
+def _torch_softmax_words(found: SoftmaxAxis) -> str:
+    """'act (Softmax) dim=-1', or for a function forward() calls
+    'torch.nn.functional.softmax(..., dim=-1) in forward(), call 1 (no module)'."""
+    if not found.torch_function:
+        return f"{found.torch_module} ({found.torch_kind}) dim={found.torch_dim}"
+    where = found.torch_module.removeprefix(found.torch_function)
+    return f"{found.torch_function}(..., dim={found.torch_dim}){where} (no module)"
 
 
 def _pool_rounding_cause(found: PoolRounding) -> Cause:
