@@ -86,14 +86,15 @@ def torch_conv_softmax(dim: int = 1):
     return ConvSoftmax().eval()
 
 
-def keras_conv_softmax(axis: int = 1, size: int = 8):
+def keras_conv_softmax(axis: int = 1, size: int = 8, softmax=None):
     """Its Keras port on size x size x 3 images: axis=1 (PyTorch's number) normalises over
-    the height; the classes are axis=-1."""
+    the height; the classes are axis=-1. softmax: another layer in place of
+    Softmax(axis) (unread_softmax's)."""
     import keras
 
     inputs = keras.Input((size, size, 3), name="image")
     x = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
-    x = keras.layers.Softmax(axis=axis, name="softmax")(x)
+    x = (softmax or keras.layers.Softmax(axis=axis, name="softmax"))(x)
     return keras.Model(inputs, x, name="conv_softmax")
 
 
@@ -145,3 +146,30 @@ def torch_conv_called_softmax(dim: int = 1, call: str = "F.softmax"):
 
     torch.manual_seed(0)
     return Segmenter().eval()
+
+
+def unread_softmax(axis=1, holder: str = "Activation", function: str = "ops.softmax"):
+    """A Keras layer named softmax whose axis cannot be read off it: `holder` (Activation or
+    Lambda) holding a lambda that calls `function` ('ops.softmax', 'ops.log_softmax', or
+    'ops.relu', which takes no axis), or (function='by_hand') holding softmax_by_hand, a
+    function of the user's own, given the axis by functools.partial."""
+    import functools
+
+    import keras
+
+    if function == "by_hand":
+        return getattr(keras.layers, holder)(functools.partial(softmax_by_hand, axis=axis),
+                                             name="softmax")
+    call = {"ops.softmax": lambda t: keras.ops.softmax(t, axis=axis),
+            "ops.log_softmax": lambda t: keras.ops.log_softmax(t, axis=axis),
+            "ops.relu": lambda t: keras.ops.relu(t)}[function]
+    return getattr(keras.layers, holder)(call, name="softmax")
+
+
+def softmax_by_hand(t, axis=1):
+    """A softmax written out, as a port may hold one: exp of the shifted values over their
+    sum."""
+    import keras
+
+    e = keras.ops.exp(t - keras.ops.max(t, axis=axis, keepdims=True))
+    return e / keras.ops.sum(e, axis=axis, keepdims=True)

@@ -6,8 +6,10 @@ layers and after the last one (a segmentation head's output), with the Keras axi
 ports PyTorch's dim; a correct port gets no cause, and a softmax whose input PyTorch's
 forward has laid out otherwise (permuted to N, H, W, C) is not measured and stays
 between_layers. A softmax PyTorch's forward() computes with a function (F.softmax,
-torch.log_softmax, x.softmax) is measured as its module is, and named for the call. The
-pairs are tests/softmax_models.py's."""
+torch.log_softmax, x.softmax) is measured as its module is, and named for the call. A Keras
+softmax whose axis cannot be read (a lambda in an Activation or Lambda layer, a function of
+the user's own) is measured on its input; an operation that is no softmax over one axis is
+not named. The pairs are tests/softmax_models.py's."""
 
 import os
 
@@ -16,6 +18,7 @@ import pytest
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
+from tests.activation_models import keras_conv_act_conv  # noqa: E402
 from tests.softmax_models import (  # noqa: E402
     FEATURES,
     STEPS,
@@ -27,6 +30,7 @@ from tests.softmax_models import (  # noqa: E402
     torch_conv_softmax,
     torch_conv_softmax_conv,
     torch_sequence_softmax,
+    unread_softmax,
 )
 
 QUICK = dict(modes=("inference",), gradients=False, train_step=False)
@@ -246,3 +250,80 @@ def test_running_order_holds_functional_softmaxes_outside_modules_only():
     assert [(type(m), m.dim, m.dtype) for m in stand_ins] == [
         (CalledSoftmax, 1, None), (CalledLogSoftmax, -1, None), (CalledSoftmax, 1, None),
         (CalledSoftmax, 2, torch.float64)]
+
+
+OUTPUT = "inference, isolated, output"
+
+
+@pytest.mark.parametrize("torch_model, torch_module", [
+    (torch_conv_softmax, "act"),
+    (torch_conv_called_softmax, "torch.nn.functional.softmax in head.forward(), call 1"),
+])
+def test_lambda_softmax_over_the_height_at_the_output_is_named_with_the_axis_measured(
+        layerwise, torch_model, torch_module):
+    _, cause = _softmax_cause(layerwise, torch_model(dim=1),
+                              keras_conv_softmax(softmax=unread_softmax(axis=1)), _images(),
+                              (torch_module, "softmax", OUTPUT))
+    assert ("Keras softmax (Activation(<lambda>), axis measured) axis=1 over axis 1 (H) of "
+            "N, H, W, C (2, 8, 8, 4)") in cause.text
+    assert ("PyTorch's dim=1 is axis=3 in Keras's layout: give the softmax inside "
+            "Activation(<lambda>) axis=3 (keras.ops.softmax(t, axis=3) on its input gives "
+            "PyTorch's output") in cause.detail
+
+
+@pytest.mark.parametrize("holder, function, dim, axis, kind, fix", [
+    ("Lambda", "ops.softmax", 1, 1, "Lambda(<lambda>)", "keras.ops.softmax(t, axis=3)"),
+    ("Lambda", "ops.log_softmax", -1, -1, "Lambda(<lambda>)",
+     "keras.ops.log_softmax(t, axis=2)"),
+    ("Activation", "by_hand", 1, 1, "Activation(functools.partial(softmax_by_hand, ...))",
+     "keras.ops.softmax(t, axis=3)"),
+])
+def test_unread_softmax_between_convs_is_named_with_the_axis_measured(
+        layerwise, holder, function, dim, axis, kind, fix):
+    log = function == "ops.log_softmax"
+    _, cause = _softmax_cause(layerwise, torch_conv_softmax_conv(dim=dim, log=log),
+                              keras_conv_act_conv(unread_softmax(axis, holder, function)),
+                              _images(), BETWEEN_CONVS)
+    assert f"Keras softmax ({kind}, axis measured) axis={axis % 4}" in cause.text
+    assert f"give the {'log-softmax' if log else 'softmax'} inside {kind} " \
+        f"axis={fix[-2]} ({fix} on its input gives PyTorch's output" in cause.detail
+
+
+@pytest.mark.parametrize("holder, function, dim, axis, output", [
+    ("Activation", "ops.softmax", 1, -1, True),
+    ("Lambda", "ops.softmax", -1, 2, False),
+    ("Lambda", "ops.log_softmax", 1, 3, False),
+    ("Activation", "by_hand", 1, -1, False),
+])
+def test_a_correct_port_through_an_unread_softmax_has_no_divergence(
+        layerwise, holder, function, dim, axis, output):
+    layer = unread_softmax(axis, holder, function)
+    if output:
+        pair = torch_conv_softmax(dim=dim), keras_conv_softmax(softmax=layer)
+    else:
+        pair = (torch_conv_softmax_conv(dim=dim, log=function == "ops.log_softmax"),
+                keras_conv_act_conv(layer))
+    result = _validated(layerwise, *pair, _images())
+    assert result.passed and result.first_divergence is None, result.render()
+
+
+@pytest.mark.parametrize("holder, function, axis", [
+    ("Activation", "ops.relu", None),
+    ("Lambda", "ops.softmax", (1, 2)),  # over the height and width at once
+    ("Activation", "ops.softmax", (1, 2)),
+])
+def test_an_operation_that_is_no_softmax_over_one_axis_is_not_named(layerwise, holder,
+                                                                     function, axis):
+    """Against PyTorch's softmax over the channels the outputs differ; no axis of Keras's
+    input reproduces the operation, so no softmax_axis is named, between convs or at the
+    output."""
+    between = _validated(layerwise, torch_conv_softmax_conv(dim=1),
+                         keras_conv_act_conv(unread_softmax(axis, holder, function)),
+                         _images()).first_divergence
+    assert between is not None and _codes(between) == ["between_layers"]
+    at_output = _validated(layerwise, torch_conv_softmax(dim=1),
+                           keras_conv_softmax(softmax=unread_softmax(axis, holder, function)),
+                           _images())
+    assert not at_output.passed
+    found = at_output.first_divergence
+    assert found is None or "softmax_axis" not in _codes(found), at_output.render()

@@ -17,12 +17,14 @@ or within 6e-8 (4.8e-7 for a log-softmax up to 11) whichever layout holds it."""
 from __future__ import annotations
 
 import copy
+import functools
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
 from adapters.keras.backend import keras  # noqa: F401 (fixes the torch backend first)
-from keras import ops  # noqa: E402
+from keras import layers, ops  # noqa: E402
 
 from adapters.port_validation.graph import Failed, channels_move, numpy_of  # noqa: E402
 from adapters.port_validation.softmax_calls import CALLED  # noqa: E402
@@ -45,9 +47,39 @@ _MOVED_LAYOUTS = {3: ("NCL", "NLC"), 4: ("NCHW", "NHWC"), 5: ("NCDHW", "NDHWC")}
 _SAME_LAYOUTS = {2: "NF"}
 
 
+class _MeasuredSetting(NamedTuple):
+    """A softmax whose axis cannot be read off its Keras operation (a lambda, a function of
+    the user's own), as keras_setting's answer: the family and axis (from 0) that reproduce
+    the operation on its input; kind: "Activation(<lambda>), axis measured"; holder:
+    "Activation(<lambda>)", the words the fix names."""
+
+    family: object
+    value: int
+    default: None
+    kind: str
+    holder: str
+
+
 def keras_softmax(op) -> bool:
-    """Whether softmax_axis may measure this Keras operation (its input is then kept)."""
-    return keras_setting(op, SOFTMAX_FAMILIES) is not None
+    """Whether softmax_axis may measure this Keras operation (its input is then kept): a
+    softmax whose axis can be read, or an operation whose function cannot be read, which
+    may compute one."""
+    return keras_setting(op, SOFTMAX_FAMILIES) is not None or _unread_function(op) is not None
+
+
+def _unread_function(op):
+    """The function of a Lambda layer, or of an Activation that holds no function of
+    Keras's own (those are read: operation_settings.keras_setting); None for other
+    operations."""
+    if isinstance(op, layers.Lambda):
+        return op.function
+    if not isinstance(op, layers.Activation):
+        return None
+    base = op.activation
+    while isinstance(base, functools.partial):
+        base = base.func
+    return None if (getattr(base, "__module__", None) or "").startswith("keras.") else \
+        op.activation
 
 
 def softmax_axis(torch_modules: list[tuple[str, nn.Module]], keras_ops: list,
@@ -55,17 +87,65 @@ def softmax_axis(torch_modules: list[tuple[str, nn.Module]], keras_ops: list,
     """The first softmax of one family on both sides (in running order) over another axis,
     where the reruns confirm it. torch_shapes: the shape of the input each PyTorch module
     was given in PyTorch's forward, which the Keras input moved to PyTorch's layout must
-    have (a block that permutes its map to N, H, W, C before its softmax does not)."""
+    have (a block that permutes its map to N, H, W, C before its softmax does not). A
+    Keras operation whose function cannot be read counts as the softmax it is measured to
+    be (_measured_setting), only where PyTorch's side holds a softmax."""
+    if not any(isinstance(m, family.torch_classes) for _, m in torch_modules
+               for family in SOFTMAX_FAMILIES):
+        return None
+    measured = {op.name: found for op in keras_ops
+                if (found := _measured_setting(op, keras_inputs.get(op.name))) is not None}
     for family in SOFTMAX_FAMILIES:
         torch_side = [(n, m) for n, m in torch_modules if isinstance(m, family.torch_classes)]
         keras_side = [(op, found) for op in keras_ops
-                      if (found := keras_setting(op, (family,))) is not None]
+                      if (found := keras_setting(op, (family,)) or
+                          _of_family(measured.get(op.name), family)) is not None]
         for (name, module), (op, keras_set) in zip(torch_side, keras_side):
             found = _measured(name, module, op, keras_set, keras_inputs.get(op.name),
                               torch_shapes.get(name))
             if found is not None:
                 return found
     return None
+
+
+def _of_family(found: _MeasuredSetting | None, family) -> _MeasuredSetting | None:
+    return found if found is not None and found.family is family else None
+
+
+def _measured_setting(op, keras_input) -> _MeasuredSetting | None:
+    """The softmax an operation whose function cannot be read computes: the one family and
+    axis of keras.ops.softmax and log_softmax that give its output on its input within
+    SETTING_MATCH_TOLERANCE; None where no axis does (a ReLU, a softmax over two axes at
+    once) or more than one does (axes of size 1, where a softmax gives ones)."""
+    function = _unread_function(op)
+    if function is None or keras_input is None or isinstance(keras_input, Failed):
+        return None
+    x = ops.convert_to_tensor(numpy_of(keras_input))
+    try:
+        with torch.no_grad():
+            out = numpy_of(op(x))
+    except Exception:  # it takes more than, or another, input: nothing measured
+        return None
+    if out.shape != tuple(x.shape):
+        return None
+    with torch.no_grad():
+        fits = [(family, axis) for family in SOFTMAX_FAMILIES for axis in range(len(x.shape))
+                if not diverges(metrics(out, numpy_of(_KERAS_FUNCTIONS[family.name](
+                    x, axis=axis))), SETTING_MATCH_TOLERANCE)]
+    if len(fits) != 1:
+        return None
+    family, axis = fits[0]
+    holder = f"{type(op).__name__}({_function_name(function)})"
+    return _MeasuredSetting(family, axis, None, f"{holder}, axis measured", holder)
+
+
+def _function_name(function) -> str:
+    """'<lambda>', 'my_softmax', 'functools.partial(my_softmax, ...)'."""
+    base = function
+    while isinstance(base, functools.partial):
+        base = base.func
+    name = getattr(base, "__name__", type(base).__name__)
+    return name if base is function else f"functools.partial({name}, ...)"
 
 
 def _measured(name: str, module: nn.Module, op, keras_set, keras_input,
@@ -100,7 +180,8 @@ def _measured(name: str, module: nn.Module, op, keras_set, keras_input,
         op.name, keras_set.kind, repr(keras_set.value), bool(keras_set.default),
         _axis_words(keras_axis, x.shape, keras_letters), swapped_dim, fix_axis,
         _fix(keras_set, fix_axis), not moved, apart.max_abs, left.max_abs, fixed.max_abs,
-        module.function if isinstance(module, CALLED) else "")
+        module.function if isinstance(module, CALLED) else "",
+        isinstance(keras_set, _MeasuredSetting))
 
 
 def _outputs(module: nn.Module, swapped_dim: int, op, family: str, x, fix_axis: int):
@@ -180,7 +261,12 @@ def _axis_words(axis: int, shape: tuple, letters: str | None) -> str:
 
 
 def _fix(keras_set, axis: int) -> str:
-    """The Keras operation given PyTorch's axis, in the terms it is written in."""
+    """The Keras operation given PyTorch's axis, in the terms it is written in; for one
+    whose axis was measured, the softmax its function computes ('the softmax inside
+    Activation(<lambda>) axis=3')."""
+    if isinstance(keras_set, _MeasuredSetting):
+        what = "log-softmax" if keras_set.family.name == "LogSoftmax" else "softmax"
+        return f"the {what} inside {keras_set.holder} axis={axis}"
     if keras_set.kind == "Softmax":  # Keras's Softmax layer
         return f"keras.layers.Softmax(axis={axis})"
     function = _KERAS_FUNCTIONS[keras_set.family.name].__name__

@@ -93,7 +93,9 @@ class SoftmaxAxis:
     torch_function: where no module computes PyTorch's softmax, the function forward()
     calls ("torch.nn.functional.softmax", "torch.Tensor.log_softmax"); torch_module then
     names the call ("torch.nn.functional.softmax in forward(), call 1", or in
-    "head.forward()" where a module's forward() calls it) and torch_kind is the family."""
+    "head.forward()" where a module's forward() calls it) and torch_kind is the family.
+    keras_measured: Keras's axis was measured, not read (a lambda, a function of the
+    user's own); keras_fix then names the softmax inside the operation."""
 
     family: str  # "Softmax", "LogSoftmax"
     torch_module: str
@@ -113,6 +115,7 @@ class SoftmaxAxis:
     swapped_max_abs: float
     fixed_max_abs: float
     torch_function: str = ""
+    keras_measured: bool = False
 
 
 def likely_causes(facts: dict, isolated: bool, mode: str) -> tuple[Cause, ...]:
@@ -191,9 +194,18 @@ def softmax_axis_cause(found: SoftmaxAxis, after_last_pair: bool = False) -> Cau
         f"dim={found.swapped_torch_dim} (Keras's axis in PyTorch's layout) it gives Keras's "
         f"(max abs {found.swapped_max_abs:.3g})",
         f"{where} normalises over another axis: PyTorch's dim={found.torch_dim} is "
-        f"axis={found.keras_fix_axis} in Keras's layout: give Keras's {found.keras_op} "
-        f"axis={found.keras_fix_axis} ({found.keras_fix} gives PyTorch's output, measured: "
-        f"max abs {found.fixed_max_abs:.3g})")
+        f"axis={found.keras_fix_axis} in Keras's layout: {_softmax_fix_words(found)}")
+
+
+def _softmax_fix_words(found: SoftmaxAxis) -> str:
+    fixed = f"gives PyTorch's output, measured: max abs {found.fixed_max_abs:.3g}"
+    if not found.keras_measured:
+        return (f"give Keras's {found.keras_op} axis={found.keras_fix_axis} "
+                f"({found.keras_fix} {fixed})")
+    # no axis to give the operation itself: the fix is inside its function
+    function = "log_softmax" if found.family == "LogSoftmax" else "softmax"
+    return (f"give {found.keras_fix} (keras.ops.{function}(t, axis={found.keras_fix_axis}) "
+            f"on its input {fixed})")
 
 
 def _torch_softmax_words(found: SoftmaxAxis) -> str:
