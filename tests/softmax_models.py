@@ -3,9 +3,10 @@ examples in docs/port-validation.md: a softmax between two paired layers on an i
 (conv, softmax, conv: tests/activation_models.py's pair), on a sequence of features (Linear,
 softmax, Linear on N, L, F, the same layout in both frameworks) and at a map's output
 (conv, softmax: a segmentation head's class probabilities); the *_called_* models compute
-their softmax with a function in forward() instead of a module. Called without arguments,
-each pair is the slip: the same axis number on both sides. Models and layers are named: Keras's
-auto-names depend on the models made before in the process."""
+their softmax with a function in forward() instead of a module, unread_softmax's Keras
+layers with a lambda or a function of the user's own, whose axis cannot be read. Called
+without arguments, each pair is the slip: the same axis number on both sides. Models and
+layers are named: Keras's auto-names depend on the models made before in the process."""
 
 import os
 
@@ -164,6 +165,12 @@ def unread_softmax(axis=1, holder: str = "Activation", function: str = "ops.soft
             "ops.log_softmax": lambda t: keras.ops.log_softmax(t, axis=axis),
             "ops.relu": lambda t: keras.ops.relu(t)}[function]
     return getattr(keras.layers, holder)(call, name="softmax")
+
+
+def keras_conv_lambda_softmax(axis=1, holder: str = "Activation"):
+    """keras_conv_softmax with its softmax in a lambda (unread_softmax): axis=1, PyTorch's
+    number, normalises over the height."""
+    return keras_conv_softmax(softmax=unread_softmax(axis, holder))
 
 
 def softmax_by_hand(t, axis=1):

@@ -22,6 +22,7 @@ from tests.activation_models import keras_conv_act_conv  # noqa: E402
 from tests.softmax_models import (  # noqa: E402
     FEATURES,
     STEPS,
+    keras_conv_lambda_softmax,
     keras_conv_softmax,
     keras_conv_softmax_conv,
     keras_sequence_softmax,
@@ -261,9 +262,8 @@ OUTPUT = "inference, isolated, output"
 ])
 def test_lambda_softmax_over_the_height_at_the_output_is_named_with_the_axis_measured(
         layerwise, torch_model, torch_module):
-    _, cause = _softmax_cause(layerwise, torch_model(dim=1),
-                              keras_conv_softmax(softmax=unread_softmax(axis=1)), _images(),
-                              (torch_module, "softmax", OUTPUT))
+    _, cause = _softmax_cause(layerwise, torch_model(dim=1), keras_conv_lambda_softmax(axis=1),
+                              _images(), (torch_module, "softmax", OUTPUT))
     assert ("Keras softmax (Activation(<lambda>), axis measured) axis=1 over axis 1 (H) of "
             "N, H, W, C (2, 8, 8, 4)") in cause.text
     assert ("PyTorch's dim=1 is axis=3 in Keras's layout: give the softmax inside "

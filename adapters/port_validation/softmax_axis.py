@@ -7,6 +7,11 @@ N, H, W, C), and PyTorch's dim=-1 (width) Keras's axis=2: the same number on bot
 another axis. Where the layouts are the same (N, F; N, L, F sequences; a Keras model that
 takes PyTorch's layout) the numbers are compared as they are.
 
+A Keras softmax whose axis cannot be read (a Lambda layer, an Activation holding a lambda
+or a function of the user's own: Keras 3.15.1's functional graph keeps each as one
+operation) is measured instead: the one family and axis of keras.ops.softmax and
+log_softmax that give its output on its input (_measured_setting).
+
 Named (comparator/analysis/port_causes.py: softmax_axis) only where two reruns on the Keras
 operation's input measure it: PyTorch's module gives another output than Keras's
 operation, and given Keras's axis (in PyTorch's layout) it gives Keras's; and Keras's
