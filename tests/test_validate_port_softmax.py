@@ -229,7 +229,7 @@ def test_running_order_holds_functional_softmaxes_outside_modules_only():
     from torch import nn
 
     from adapters.port_validation.operation_settings import torch_calls
-    from adapters.port_validation.softmax_calls import CalledLogSoftmax, CalledSoftmax
+    from adapters.port_validation.function_calls import CalledLogSoftmax, CalledSoftmax
 
     class Blocks(nn.Module):
         def __init__(self):

@@ -5,8 +5,9 @@ Softplus's beta, Hardtanh's min_val and max_val against keras.ops.hard_tanh), an
 upsampling's mode (UpSampling2D's interpolation; UpSampling1D and 3D only repeat) and a bilinear
 one's align_corners, an average pooling's count_include_pad (1-D, 2-D, 3-D; a pooling
 padded otherwise: pool_padding.py). Found from the weightless
-PyTorch modules that ran between two paired modules (forward hooks, so a functional call
-inside forward() is not seen; a softmax's is, softmax_calls.py), the Keras
+PyTorch modules that ran between two paired modules (forward hooks; a function forward()
+calls, F.leaky_relu(x, 0.2) or F.interpolate, stands in as the module that computes the
+same: function_calls.py), the Keras
 operations between the paired layers, their settings where they can be read (or what Keras
 computes where it has no such setting), and a rerun that measures whether the setting is
 what differs. Only a measured difference is named (comparator/analysis/port_causes.py:
@@ -38,7 +39,11 @@ from adapters.port_validation.graph import (  # noqa: E402
     torch_args,
     torch_mode,
 )
-from adapters.port_validation.softmax_calls import SoftmaxCalls  # noqa: E402
+from adapters.port_validation.function_calls import (  # noqa: E402
+    FunctionCalls,
+    called_function,
+    module_kind,
+)
 from comparator.analysis.port_causes import OperationSetting  # noqa: E402
 from comparator.analysis.tolerances import SETTING_MATCH_TOLERANCE  # noqa: E402
 from comparator.analysis.validation import diverges, metrics  # noqa: E402
@@ -239,10 +244,10 @@ def _held_setting(family: _Family, function) -> _KerasSetting | None:
 
 class TorchCall(NamedTuple):
     """One entry of PyTorch's running order: a module's name, the shape of its first input
-    (None where that is not a tensor) and the module; or a softmax forward() computes with a
-    function, named for where it is called ("torch.nn.functional.softmax in
+    (None where that is not a tensor) and the module; or an operation forward() computes
+    with a function, named for where it is called ("torch.nn.functional.softmax in
     head.forward(), call 1", which a module's dotted name would be only under modules named
-    torch, nn and functional) with the module that computes the same (softmax_calls.py)."""
+    torch, nn and functional) with the module that computes the same (function_calls.py)."""
 
     name: str
     input_shape: tuple | None
@@ -251,8 +256,8 @@ class TorchCall(NamedTuple):
 
 def torch_calls(model: nn.Module, x, mode: str, paired: set[str]) -> list[TorchCall]:
     """The modules without children (and the paired modules) in the order their calls
-    ended, in one forward pass in this mode, and the softmax functions forward() calls
-    outside them (inside them, the call is the module's own)."""
+    ended, in one forward pass in this mode, and the functions of function_calls.py that
+    forward() calls outside them (inside them, the call is the module's own)."""
     calls, running, count = [], [], collections.Counter()
     recorded = {name for name, module in model.named_modules()
                 if name in paired or not any(True for _ in module.children())}
@@ -265,7 +270,7 @@ def torch_calls(model: nn.Module, x, mode: str, paired: set[str]) -> list[TorchC
         if name in recorded:
             calls.append(TorchCall(name, _shape(args[0] if args else None), module))
 
-    def softmax_called(function, stand_in, value):
+    def function_called(function, stand_in, value):
         if recorded.isdisjoint(running):
             caller = f"{running[-1]}.forward()" if running and running[-1] else "forward()"
             count[caller, function] += 1
@@ -276,7 +281,7 @@ def torch_calls(model: nn.Module, x, mode: str, paired: set[str]) -> list[TorchC
         module.register_forward_pre_hook(functools.partial(started, name=name)),
         module.register_forward_hook(functools.partial(ended, name=name), always_call=True))]
     try:
-        with torch_mode(model, mode), torch.no_grad(), SoftmaxCalls(softmax_called):
+        with torch_mode(model, mode), torch.no_grad(), FunctionCalls(function_called):
             device = next(model.parameters()).device
             model(*torch_args(x, device))
     finally:
@@ -329,16 +334,17 @@ def _measured(name: str, module: nn.Module, op, keras_set: _KerasSetting,
     apart, left = confirmed
     family = keras_set.family
     torch_value = family.torch_value(module)
-    # None where the class fixes it (nn.UpsamplingBilinear2d aligns corners, ReLU6 clips at 6)
+    # None where the class fixes it (nn.UpsamplingBilinear2d aligns corners, ReLU6 clips at 6);
+    # a stand-in's class takes the setting as its function does, with the same default.
     torch_parameter = inspect.signature(type(module)).parameters.get(family.torch_attribute)
     return OperationSetting(
-        family.code, family.name, family.setting, name, type(module).__name__,
-        repr(torch_value), torch_parameter is not None and _same(torch_value,
-                                                                 torch_parameter.default),
+        family.code, family.name, family.setting, name, module_kind(module),
+        repr(torch_value), None if torch_parameter is None else _same(
+            torch_value, torch_parameter.default),
         op.name, keras_set.kind, repr(keras_set.value), keras_set.default,
         family.fix_for(module), repr(family.to_torch(keras_set.value)), apart.max_abs,
         left.max_abs, family.torch_attribute if torch_parameter is not None and
-        family.torch_attribute != family.setting else "")
+        family.torch_attribute != family.setting else "", called_function(module))
 
 
 def confirmed_apart(keras_out, torch_out, redone):

@@ -22,6 +22,10 @@ from torch import nn
 from adapters.keras.backend import keras  # noqa: F401 (fixes the torch backend first)
 from keras import layers  # noqa: E402
 
+from adapters.port_validation.function_calls import (  # noqa: E402
+    called_function,
+    module_kind,
+)
 from adapters.port_validation.graph import Failed, numpy_of, to_torch_values  # noqa: E402
 from adapters.port_validation.operation_settings import confirmed_apart  # noqa: E402
 from comparator.analysis.port_causes import OperationSetting, PoolRounding  # noqa: E402
@@ -87,12 +91,12 @@ def _measured(name: str, module: nn.Module, op, keras_input) -> OperationSetting
     apart, left = confirmed
     average = hasattr(module, "count_include_pad")
     return OperationSetting(
-        "pool_padding", type(module).__name__, "padding", name, type(module).__name__,
+        "pool_padding", module_kind(module), "padding", name, module_kind(module),
         _pads_words(torch_pads), False, op.name, type(op).__name__,
         f"'same' (pads {_pads_words(keras_pads)} on this input)", False,
         _fix(module, torch_pads, average),
         _pads_words(keras_pads) + " (edge values repeated, as Keras pads)",
-        apart.max_abs, left.max_abs)
+        apart.max_abs, left.max_abs, torch_function=called_function(module))
 
 
 def _tuple(value, rank: int) -> tuple[int, ...]:
@@ -173,7 +177,7 @@ def _rounding_measured(name: str, module: nn.Module, op, keras_input) -> PoolRou
     pads = _tuple(module.padding, rank)
     extra = tuple((out - 1) * s + k - (n + 2 * p) for out, s, k, n, p in
                   zip(torch_out.shape[2:], strides, window, x.shape[2:], pads))
-    return PoolRounding(name, type(module).__name__, op.name, type(op).__name__,
+    return PoolRounding(name, module_kind(module), op.name, type(op).__name__,
                         tuple(torch_out.shape[2:]), tuple(keras_out.shape[2:]), left.max_abs,
                         _rounding_fix(module, pads, extra))
 

@@ -1,6 +1,6 @@
 """A softmax (or log-softmax) that normalises over another axis in each framework, before a
 layer that agrees on PyTorch's input: PyTorch's nn.Softmax or nn.LogSoftmax `dim` (or that
-of a softmax function forward() calls, softmax_calls.py) names an axis of PyTorch's layout,
+of a softmax function forward() calls, function_calls.py) names an axis of PyTorch's layout,
 Keras's Softmax layer, Activation(softmax) or keras.ops.softmax `axis` one of Keras's. On
 an image map PyTorch's dim=1 (channels of N, C, H, W) is Keras's axis=-1 (channels of
 N, H, W, C), and PyTorch's dim=-1 (width) Keras's axis=2: the same number on both sides is
@@ -32,7 +32,10 @@ from adapters.keras.backend import keras  # noqa: F401 (fixes the torch backend 
 from keras import layers, ops  # noqa: E402
 
 from adapters.port_validation.graph import Failed, channels_move, numpy_of  # noqa: E402
-from adapters.port_validation.softmax_calls import CALLED  # noqa: E402
+from adapters.port_validation.function_calls import (  # noqa: E402
+    called_function,
+    module_kind,
+)
 from adapters.port_validation.operation_settings import (  # noqa: E402
     SOFTMAX_FAMILIES,
     confirmed_apart,
@@ -179,13 +182,13 @@ def _measured(name: str, module: nn.Module, op, keras_set, keras_input,
     torch_letters, keras_letters = _layouts(rank, moved)
     return SoftmaxAxis(
         keras_set.family.name, name,
-        keras_set.family.name if isinstance(module, CALLED) else type(module).__name__,
+        module_kind(module),
         repr(module.dim),
         _axis_words(torch_dim, torch_shape, torch_letters),
         op.name, keras_set.kind, repr(keras_set.value), bool(keras_set.default),
         _axis_words(keras_axis, x.shape, keras_letters), swapped_dim, fix_axis,
         _fix(keras_set, fix_axis), not moved, apart.max_abs, left.max_abs, fixed.max_abs,
-        module.function if isinstance(module, CALLED) else "",
+        called_function(module),
         isinstance(keras_set, _MeasuredSetting))
 
 

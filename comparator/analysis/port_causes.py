@@ -25,7 +25,14 @@ class OperationSetting:
     from Keras's operation on that operation's input; swapped_max_abs: the same with the
     PyTorch module given Keras's setting. torch_setting: PyTorch's name for the setting
     where its module takes it under another name than Keras's (Upsample's mode,
-    UpSampling2D's interpolation)."""
+    UpSampling2D's interpolation). torch_default: whether PyTorch's value is its default;
+    None where the module or function has no such setting (ReLU6 clips at 6, a plain ReLU
+    nowhere) and torch_value is what it computes. torch_function: where no module computes
+    PyTorch's operation, the function forward() calls ("torch.nn.functional.leaky_relu",
+    "torch.Tensor.relu"); torch_module then names the call
+    ("torch.nn.functional.leaky_relu in forward(), call 1", or in "block.forward()" where
+    a module's forward() calls it) and torch_kind is the module class that computes the
+    same ("LeakyReLU")."""
 
     code: str
     family: str
@@ -33,7 +40,7 @@ class OperationSetting:
     torch_module: str
     torch_kind: str  # the module's class: "LeakyReLU", "UpsamplingBilinear2d"
     torch_value: str
-    torch_default: bool
+    torch_default: bool | None
     keras_op: str
     keras_kind: str  # "LeakyReLU", "Activation(gelu)", "keras.ops.gelu", "UpSampling2D"
     keras_value: str
@@ -43,6 +50,7 @@ class OperationSetting:
     max_abs: float
     swapped_max_abs: float
     torch_setting: str = ""
+    torch_function: str = ""
 
 
 @dataclass(frozen=True)
@@ -253,8 +261,6 @@ def _preprocessing_cause(found: Preprocessing, torch_name: str, keras_name: str)
 
 def _operation_setting_cause(found: OperationSetting) -> Cause:
     torch_setting = found.torch_setting or found.setting
-    torch_side = f"{torch_setting}={found.torch_value}" + (
-        " (PyTorch's default)" if found.torch_default else "")
     keras_side = (
         f"has no {found.setting} setting: it computes {found.setting}={found.keras_value}"
         if found.keras_default is None else
@@ -262,12 +268,28 @@ def _operation_setting_cause(found: OperationSetting) -> Cause:
             " (Keras's default)" if found.keras_default else ""))
     return Cause(
         found.code,
-        f"{found.family} {found.setting}: PyTorch {found.torch_module} ({found.torch_kind}) "
-        f"{torch_side}, Keras {found.keras_op} ({found.keras_kind}) {keras_side}; on the "
-        f"Keras operation's input PyTorch's module gives up to {found.max_abs:.3g} (max abs) "
+        f"{found.family} {found.setting}: PyTorch {_torch_operation_words(found)}, Keras "
+        f"{found.keras_op} ({found.keras_kind}) {keras_side}; on the Keras operation's "
+        f"input PyTorch's {'call' if found.torch_function else 'module'} gives up to "
+        f"{found.max_abs:.3g} (max abs) "
         f"from Keras's output, and given {torch_setting}={found.swapped_torch_value} it "
         f"gives Keras's (max abs {found.swapped_max_abs:.3g})",
         "this layer matches PyTorch's on its own; " + _SETTING_FIXES[found.code](found))
+
+
+def _torch_operation_words(found: OperationSetting) -> str:
+    """'act (LeakyReLU) negative_slope=0.2', or for a function forward() calls
+    'torch.nn.functional.leaky_relu(..., negative_slope=0.2) in forward(), call 1 (no
+    module)'; a setting the module or function does not take is what it computes."""
+    setting = f"{found.torch_setting or found.setting}={found.torch_value}"
+    default = " (PyTorch's default)" if found.torch_default else ""
+    if not found.torch_function:
+        return f"{found.torch_module} ({found.torch_kind}) {setting}{default}"
+    where = found.torch_module.removeprefix(found.torch_function)
+    if found.torch_default is None:
+        return f"{found.torch_function}(...){where} (no module) computes {setting}"
+    default = ", PyTorch's default" if found.torch_default else ""
+    return f"{found.torch_function}(..., {setting}){where} (no module{default})"
 
 
 _SETTING_FIXES = {
