@@ -103,6 +103,28 @@ def test_functional_average_pooling_that_counts_its_padding_is_named(fw):
     assert cause.detail.endswith("pad with ZeroPadding2D(1) and pool with padding='valid'")
 
 
+@pytest.mark.parametrize("case", ["padding", "rounding"])
+def test_functional_max_pooling_padded_or_rounded_otherwise_is_named(fw, case):
+    """torchvision's ResNet stem as a call, F.max_pool2d(x, 3, 2, 1), against 'same' (pads
+    (0, 1) on an even size); GoogLeNet's ceil_mode=True against 'valid'."""
+    _, F, keras, _ = fw
+    if case == "padding":
+        function, padding, code = (lambda t: F.max_pool2d(t, 3, 2, 1)), "same", "pool_padding"
+        words = (f"MaxPool2d padding: PyTorch torch.nn.functional.max_pool2d(..., "
+                 f"padding=(1, 1)) {CALL} (no module), Keras pool (MaxPooling2D) "
+                 "padding='same' (pads (0, 1) on this input)")
+    else:
+        function, padding, code = (lambda t: F.max_pool2d(t, 3, 2, ceil_mode=True)), "valid", \
+            "pool_ceil_mode"
+        words = (f"PyTorch torch.nn.functional.max_pool2d {CALL} (MaxPool2d, ceil_mode=True) "
+                 "rounds its output size up, 4 x 4, Keras pool (MaxPooling2D, "
+                 "padding='valid') down, 3 x 3")
+    result = _validated(fw, function, keras.layers.MaxPooling2D(3, 2, padding, name="pool"))
+    found = result.first_divergence
+    assert found is not None and [c.code for c in found.causes] == [code], result.render()
+    assert words in found.causes[0].text
+
+
 @pytest.mark.parametrize("written, function", [
     ("torch.Tensor.relu", lambda t: t.relu()),
     ("torch.nn.functional.relu", lambda t: __import__("torch").nn.functional.relu(t)),
@@ -206,6 +228,10 @@ def test_the_running_order_holds_each_call_once_as_written(fw):
     lambda F, t: F.avg_pool2d(t, (3, 2), divisor_override=2),
     lambda F, t: F.avg_pool1d(t[:, :, 0], 3, padding=1),
     lambda F, t: F.avg_pool3d(t[:, None], (1, 3, 3), 1, (0, 1, 1), count_include_pad=False),
+    lambda F, t: F.max_pool2d(t, 3, 2, 1), lambda F, t: F.max_pool2d(t, 2, ceil_mode=True),
+    lambda F, t: F.max_pool2d(t, 3, 1, 1, dilation=2),
+    lambda F, t: F.max_pool1d(t[:, :, 0], 3, 2, 1),
+    lambda F, t: F.max_pool3d(t[:, None], (1, 3, 3), 1, (0, 1, 1)),
 ])
 def test_each_stand_in_computes_its_call_bit_for_bit(fw, call):
     torch, F, _, _ = fw

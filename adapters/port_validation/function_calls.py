@@ -1,7 +1,7 @@
 """The operations PyTorch's forward() computes with a function rather than a module,
 seen through a TorchFunctionMode while operation_settings.torch_calls runs the model:
 forward hooks see modules only, and ported code calls F.leaky_relu(x, 0.2), F.interpolate
-or F.avg_pool2d in forward() all the time. Each call stands in the running order as the
+or F.max_pool2d in forward() all the time. Each call stands in the running order as the
 module that computes the same (an instance of that module's class, so the families of
 operation_settings.py, pool_padding.py and softmax_axis.py match it as they match the
 module), marked Called, with `function` the function's name in torch.
@@ -16,7 +16,8 @@ Measured on torch 2.14.1 (tests/test_validate_port_functional.py keeps it): the 
 each call once, the function forward() wrote (F.relu6, not the hardtanh it runs; F.upsample
 and F.upsample_bilinear arrive as the F.interpolate they call, and are named so); F.softmax,
 F.leaky_relu, F.elu, F.relu, F.relu6, F.hardtanh and F.interpolate arrive with their input
-alone positional and every other argument as a keyword, the functions torch implements in
+alone positional and every other argument as a keyword (F.max_pool1d/2d/3d their input and
+kernel size), the functions torch implements in
 C (F.gelu, F.softplus, F.avg_pool1d/2d/3d, the in-place F.leaky_relu_, F.elu_, F.hardtanh_,
 torch.relu_) and tensor methods as written; F.relu_ is torch.relu_ and F.avg_pool1d is
 torch.avg_pool1d (one function each, named once). It does not see the call a hooked
@@ -169,6 +170,17 @@ def _avg_pool(rank: int):
     return build
 
 
+def _max_pool(rank: int):
+    module_class = getattr(nn, f"MaxPool{rank}d")
+
+    def build(kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+              return_indices=False):
+        # with indices the call returns a pair and is max_poolNd_with_indices: unseen here
+        return None if return_indices else _called(module_class)(
+            kernel_size, stride, padding, dilation, ceil_mode=ceil_mode)
+    return build
+
+
 # Each function as torch names it, and the builder of the module it stands in as.
 _FUNCTIONS = {
     F.softmax: ("torch.nn.functional.softmax", _softmax(CalledSoftmax)),
@@ -197,6 +209,9 @@ _FUNCTIONS = {
     F.avg_pool1d: ("torch.nn.functional.avg_pool1d", _avg_pool(1)),  # also torch.avg_pool1d
     F.avg_pool2d: ("torch.nn.functional.avg_pool2d", _avg_pool(2)),
     F.avg_pool3d: ("torch.nn.functional.avg_pool3d", _avg_pool(3)),
+    F.max_pool1d: ("torch.nn.functional.max_pool1d", _max_pool(1)),
+    F.max_pool2d: ("torch.nn.functional.max_pool2d", _max_pool(2)),
+    F.max_pool3d: ("torch.nn.functional.max_pool3d", _max_pool(3)),
 }
 
 
