@@ -16,13 +16,13 @@ Measured on torch 2.14.1 (tests/test_validate_port_functional.py keeps it): the 
 each call once, the function forward() wrote (F.relu6, not the hardtanh it runs; F.upsample
 and F.upsample_bilinear arrive as the F.interpolate they call, and are named so); F.softmax,
 F.leaky_relu, F.elu, F.relu, F.relu6, F.hardtanh and F.interpolate arrive with their input
-alone positional and every other argument as a keyword (F.max_pool1d/2d/3d their input and
-kernel size), the functions torch implements in
-C (F.gelu, F.softplus, F.avg_pool1d/2d/3d, the in-place F.leaky_relu_, F.elu_, F.hardtanh_,
-torch.relu_) and tensor methods as written; F.relu_ is torch.relu_ and F.avg_pool1d is
-torch.avg_pool1d (one function each, named once). It does not see the call a hooked
-module's own forward makes (nn.LeakyReLU's F.leaky_relu): torch_calls leaves those out,
-the module is recorded. Each stand-in gives its call's output bit for bit."""
+alone positional and every other argument as a keyword, F.max_pool1d/2d/3d with their input
+and kernel size positional, the functions torch implements in C (F.gelu, F.softplus,
+F.avg_pool1d/2d/3d, the in-place F.leaky_relu_, F.elu_, F.hardtanh_, torch.relu_) and
+tensor methods as written; F.relu_ is torch.relu_ and F.avg_pool1d is torch.avg_pool1d
+(one function each, named once). The call a recorded module's own forward makes
+(nn.LeakyReLU's F.leaky_relu) is seen too, and torch_calls leaves it out: the module is
+recorded. Each stand-in gives its call's output bit for bit."""
 
 from __future__ import annotations
 
