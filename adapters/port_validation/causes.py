@@ -38,13 +38,13 @@ _TORCH_TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 
 def _torch_padding(module, pads=()) -> tuple | None:
     """The conv's padding per side, with that of the padding modules that ran right before
-    it (padding_modes.pads_before), whatever the values padded."""
+    it (padding_modes.pads_before: named), whatever the values padded."""
     own = _conv_padding(module)
     if own is None:
         return None
     total = [list(side) for side in own]
-    for pad in pads:
-        for axis, (before, after) in enumerate(module_pads(pad)[-len(total):]):
+    for _, pad in pads:
+        for axis, (before, after) in enumerate(module_pads(pad, len(total))):
             total[axis][0] += before
             total[axis][1] += after
     return tuple(tuple(side) for side in total)
@@ -146,7 +146,8 @@ def layer_facts(pair: Pair, module, layer, trace, state, paired, croppings=(),
                 pads=()) -> dict:
     """Facts about a pair of layers for likely_causes; croppings: the cropping layers
     the Keras layer's output goes through before it is compared (graph.croppings_after);
-    pads: the PyTorch padding modules that ran right before it (padding_modes.pads_before)."""
+    pads: the PyTorch padding modules (and F.pad calls' stand-ins) that ran right before it,
+    named (padding_modes.pads_before)."""
     facts = {"names": (pair.torch_module, pair.keras_layer)}
     torch_in = trace[pair.torch_module][0]
     if isinstance(module, _TORCH_CONVS) and isinstance(layer, _KERAS_CONVS):
@@ -155,8 +156,8 @@ def layer_facts(pair: Pair, module, layer, trace, state, paired, croppings=(),
         facts["torch_dilation"] = tuple(module.dilation)
         facts["keras_dilation"] = tuple(layer.dilation_rate)
         size = list(torch_in.shape[2:])  # before the padding modules
-        for pad in pads:
-            for axis, (before, after) in enumerate(module_pads(pad)[-len(size):]):
+        for _, pad in pads:
+            for axis, (before, after) in enumerate(module_pads(pad, len(size))):
                 size[axis] -= before + after
         facts["torch_padding"] = _torch_padding(module, pads)
         facts["keras_padding"] = _keras_padding(layer, size)

@@ -7,22 +7,25 @@ operation_settings.py, pool_padding.py and softmax_axis.py match it as they matc
 module), marked Called, with `function` the function's name in torch.
 
 _FUNCTIONS is the table: each function, its name, and the builder of its stand-in, whose
-parameters are the function's after its input (names and defaults), so the call's
-positional and keyword arguments bind to them as to the function; a builder returns None
-for a call no module computes (F.interpolate with antialias=True, a softmax over a named
-dimension), and that call is not recorded.
+parameters are the function's after its input (names and defaults; F.pad's builder, which
+needs the input's rank, takes the input too, as `input`), so the call's positional and
+keyword arguments bind to them as to the function; a builder returns None for a call no
+module computes (F.interpolate with antialias=True, a softmax over a named dimension, an
+F.pad that reaches the channel axis), and that call is not recorded.
 
 Measured on torch 2.14.1 (tests/test_validate_port_functional.py keeps it): the mode sees
 each call once, the function forward() wrote (F.relu6, not the hardtanh it runs; F.upsample
 and F.upsample_bilinear arrive as the F.interpolate they call, and are named so); F.softmax,
 F.leaky_relu, F.elu, F.relu, F.relu6, F.hardtanh and F.interpolate arrive with their input
 alone positional and every other argument as a keyword, F.max_pool1d/2d/3d with their input
-and kernel size positional, the functions torch implements in C (F.gelu, F.softplus,
+and kernel size positional, F.pad with its input and pad positional and mode and value as
+keywords (the torch._C._nn.pad it runs is not seen; torch.constant_pad_nd, called as
+itself, is another function), the functions torch implements in C (F.gelu, F.softplus,
 F.avg_pool1d/2d/3d, the in-place F.leaky_relu_, F.elu_, F.hardtanh_, torch.relu_) and
 tensor methods as written; F.relu_ is torch.relu_ and F.avg_pool1d is torch.avg_pool1d
 (one function each, named once). The call a recorded module's own forward makes
-(nn.LeakyReLU's F.leaky_relu) is seen too, and torch_calls leaves it out: the module is
-recorded. Each stand-in gives its call's output bit for bit."""
+(nn.LeakyReLU's F.leaky_relu, nn.ReflectionPad2d's F.pad) is seen too, and torch_calls
+leaves it out: the module is recorded. Each stand-in gives its call's output bit for bit."""
 
 from __future__ import annotations
 
@@ -170,6 +173,23 @@ def _avg_pool(rank: int):
     return build
 
 
+_PAD_KINDS = {"constant": "ConstantPad", "reflect": "ReflectionPad",
+              "replicate": "ReplicationPad", "circular": "CircularPad"}
+
+
+def _pad(input, pad, mode="constant", value=None):  # F.pad's parameters, input too
+    """The padding module of the mode and of as many axes as `pad` has pairs. Those
+    modules pad spatial axes: a pad that reaches the channel or batch axis (F.pad pads the
+    last axes, three pairs on N, C, H, W reach C) stands in as none."""
+    rank = len(pad) // 2
+    if len(pad) % 2 or not 1 <= rank <= min(3, input.ndim - 2) or mode not in _PAD_KINDS:
+        return None
+    if mode == "constant" and not value:  # nn.ZeroPadNd pads as F.pad's default value
+        return _called(getattr(nn, f"ZeroPad{rank}d"))(tuple(pad))
+    kind = _called(getattr(nn, f"{_PAD_KINDS[mode]}{rank}d"))
+    return kind(tuple(pad), value) if mode == "constant" else kind(tuple(pad))
+
+
 def _max_pool(rank: int):
     module_class = getattr(nn, f"MaxPool{rank}d")
 
@@ -212,6 +232,7 @@ _FUNCTIONS = {
     F.max_pool1d: ("torch.nn.functional.max_pool1d", _max_pool(1)),
     F.max_pool2d: ("torch.nn.functional.max_pool2d", _max_pool(2)),
     F.max_pool3d: ("torch.nn.functional.max_pool3d", _max_pool(3)),
+    F.pad: ("torch.nn.functional.pad", _pad),
 }
 
 
@@ -243,8 +264,11 @@ def stand_in(function: str, build, args, kwargs):
     x = args[0] if args else rest.pop("input", rest.pop("self", None))
     if not isinstance(x, torch.Tensor):
         return None
+    signature = _signature(build)
+    # a builder that names the input (F.pad's, which needs its rank) is given it
+    given = (x, *args[1:]) if "input" in signature.parameters else args[1:]
     try:
-        bound = _signature(build).bind(*args[1:], **rest)
+        bound = signature.bind(*given, **rest)
         module = build(*bound.args, **bound.kwargs)
     except Exception:  # arguments no module takes: recording must never stop forward()
         return None

@@ -30,7 +30,6 @@ from adapters.port_validation.operation_settings import (  # noqa: E402
     torch_calls,
 )
 from adapters.port_validation.padding_modes import (  # noqa: E402
-    has_padding_modules,
     measured_padding_mode,
     pads_before,
 )
@@ -258,6 +257,8 @@ def validate_port(torch_model: nn.Module, keras_model, inputs, *, mapping: dict 
     return dataclasses.replace(result, notes=(*result.notes, *notes))
 
 
+# The convs whose input padding padding_modes.py reads (causes.layer_facts).
+_PADDED_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _PORTS = {"pytorch-to-keras": "torch_to_keras", "keras-to-pytorch": "keras_to_torch"}
 
 
@@ -562,8 +563,11 @@ def _softmax_after_the_pairs(setup: _Setup, keras_inputs: dict, mode: str) -> Fi
 
 
 def _pads_before(setup: _Setup, torch_key: str) -> tuple:
-    """The PyTorch padding modules that ran right before this paired module, if any."""
-    if not has_padding_modules(setup.torch_model):
+    """The PyTorch padding modules and F.pad calls (their stand-ins) that ran right before
+    this paired conv, named, if any: only a conv's input padding is looked at. An F.pad
+    call is found in the running order alone, which costs the conv's model one more forward
+    pass (torch_calls)."""
+    if not isinstance(setup.modules[torch_key], _PADDED_CONVS):
         return ()
     return pads_before(_run_order(setup, "inference"), _ran(setup, "inference"),
                        split_layer_key(torch_key)[0])
