@@ -221,11 +221,17 @@ def keras_setting(op, families=_FAMILIES) -> _KerasSetting | None:
     return None
 
 
+def partial_base(function):
+    """The function a functools.partial (or a partial of one) calls; the function itself
+    otherwise."""
+    while isinstance(function, functools.partial):
+        function = function.func
+    return function
+
+
 def _held_setting(family: _Family, function) -> _KerasSetting | None:
     """The setting of a function a Keras Activation layer holds, if it is the family's."""
-    base = function
-    while isinstance(base, functools.partial):
-        base = base.func
+    base = partial_base(function)
     if base not in family.keras_functions:
         return None
     where = "keras.activations" if base is family.keras_functions[0] else "keras.ops"

@@ -22,7 +22,6 @@ or within 6e-8 (4.8e-7 for a log-softmax up to 11) whichever layout holds it."""
 from __future__ import annotations
 
 import copy
-import functools
 from typing import NamedTuple
 
 import torch
@@ -40,6 +39,7 @@ from adapters.port_validation.operation_settings import (  # noqa: E402
     SOFTMAX_FAMILIES,
     confirmed_apart,
     keras_setting,
+    partial_base,
     run_torch_on_keras_values,
 )
 from comparator.analysis.port_causes import SoftmaxAxis  # noqa: E402
@@ -83,9 +83,7 @@ def _unread_function(op):
         return op.function
     if not isinstance(op, layers.Activation):
         return None
-    base = op.activation
-    while isinstance(base, functools.partial):
-        base = base.func
+    base = partial_base(op.activation)
     return None if (getattr(base, "__module__", None) or "").startswith("keras.") else \
         op.activation
 
@@ -149,9 +147,7 @@ def _measured_setting(op, keras_input) -> _MeasuredSetting | None:
 
 def _function_name(function) -> str:
     """'<lambda>', 'my_softmax', 'functools.partial(my_softmax, ...)'."""
-    base = function
-    while isinstance(base, functools.partial):
-        base = base.func
+    base = partial_base(function)
     name = getattr(base, "__name__", type(base).__name__)
     return name if base is function else f"functools.partial({name}, ...)"
 
