@@ -85,6 +85,19 @@ def test_bad_inputs_file_is_one_line_exit_2(tmp_path):
     assert not report_path.exists()
 
 
+def test_a_model_holding_torchscript_is_one_line_exit_2(tmp_path):
+    report_path = tmp_path / "report.json"
+    result = compare("--pytorch", f"{MODELS}:scripted_block_net", "--keras",
+                     f"{MODELS}:keras_residual_net", "--input-shape", "3,8,8",
+                     "--json", str(report_path))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"compare.py: error: the PyTorch model {MODELS}:scripted_block_net holds TorchScript "
+        "modules (features), on which torch allows no forward hooks, and the comparison "
+        "observes and traces layers through them: give the nn.Module it was scripted from"]
+    assert not report_path.exists()
+
+
 def test_diverging_run_exits_1_naming_it_with_the_report_written(tmp_path):
     report_path = tmp_path / "report.json"
     result = compare("--pytorch", f"{MODELS}:seeded_torch_net", "--keras",

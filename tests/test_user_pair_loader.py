@@ -182,6 +182,25 @@ def test_objects_pass_through_the_api_and_wrong_ones_are_named():
         user_models.as_keras(module)
 
 
+def test_torchscript_modules_are_refused_in_one_line():
+    """torch refuses forward hooks on a ScriptModule; before, the first hook raised
+    'register_forward_hook is not supported on ScriptModules' inside the run."""
+    import warnings
+
+    with pytest.raises(UsageError, match=r"the PyTorch model holds TorchScript modules "
+                                         r"\(features\), on which torch allows no forward "
+                                         "hooks.*give the nn.Module it was scripted from"):
+        user_models.as_pytorch(pair.scripted_block_net())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        whole = torch.jit.script(pair.ResidualNet())
+    with pytest.raises(UsageError, match="the PyTorch model is a TorchScript module, on"):
+        user_models.as_pytorch(whole)
+    with pytest.raises(UsageError, match=f"the PyTorch model {MODELS_FILE}:scripted_block_net "
+                                         "holds TorchScript modules"):
+        user_models.load_pytorch(f"{MODELS_FILE}:scripted_block_net")
+
+
 @pytest.mark.parametrize("arrays, message", [
     ({"images": np.zeros((2, 3, 4, 4), np.float32)}, "has no array named x .it has: images."),
     ({"x": np.zeros((2, 3, 4, 4), np.float64)}, "x is float64; it must be float32"),

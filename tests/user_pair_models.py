@@ -103,3 +103,15 @@ def not_a_model():
 
 def broken_factory():
     raise ValueError("the factory needs a config file")
+
+
+def scripted_block_net():
+    """ResidualNet with its stem (conv, BN, ReLU) scripted by torch.jit.script, as some
+    repositories ship their blocks: torch refuses forward hooks on the scripted part."""
+    import warnings
+
+    model = ResidualNet()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script is deprecated
+        model.features = torch.jit.script(model.features)
+    return model

@@ -181,9 +181,29 @@ def load_pytorch(spec: str, weights: str | None = None) -> LoadedModel:
     _keep_keras_on_torch()
     target, name = resolve_callable(spec)
     model = _build(target, name, lambda m: isinstance(m, torch.nn.Module), TORCH_EXPECTED)
+    refuse_script_modules(model, f" {spec}")
     if weights:
         load_state_dict(model, weights)
     return LoadedModel(model, "pytorch", name.rsplit(".", 1)[-1], spec, weights)
+
+
+def refuse_script_modules(model, where: str = "") -> None:
+    """Refuses a model that is, or holds, TorchScript modules: torch refuses forward hooks
+    on them (torch 2.14.1: "register_forward_hook is not supported on ScriptModules"), and
+    both tools observe BatchNorm and Dropout, and trace the layers, through those hooks."""
+    script_module = _torch().jit.ScriptModule
+    scripted = [name for name, module in model.named_modules()
+                if isinstance(module, script_module)]
+    outermost = [""] if "" in scripted else [
+        name for name in scripted if not any(name.startswith(f"{other}.") for other in scripted)]
+    if not outermost:
+        return
+    what = ("is a TorchScript module" if outermost == [""] else
+            f"holds TorchScript modules ({', '.join(outermost[:3])}"
+            f"{', ...' if len(outermost) > 3 else ''})")
+    raise UsageError(f"the PyTorch model{where} {what}, on which torch allows no forward "
+                     "hooks, and the comparison observes and traces layers through them: give "
+                     "the nn.Module it was scripted from")
 
 
 PT2_INFERENCE_ONLY = ("a torch.export program fixes its BatchNorm and Dropout modes at export "
@@ -382,6 +402,7 @@ def as_pytorch(model_or_spec, weights: str | None = None) -> LoadedModel:
     if not isinstance(model_or_spec, torch.nn.Module):
         raise UsageError(f"the PyTorch side is a {type(model_or_spec).__name__}; expected "
                          f"{TORCH_EXPECTED}, a torch.export program or a SPEC ({SPEC_FORMS})")
+    refuse_script_modules(model_or_spec)
     if weights:
         load_state_dict(model_or_spec, weights)
     return LoadedModel(model_or_spec, "pytorch", type(model_or_spec).__name__, "<object>",
