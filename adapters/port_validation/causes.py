@@ -30,7 +30,7 @@ from comparator.zoo.portmaps import from_keras_layout  # noqa: E402
 
 _KERAS_CONVS = (layers.Conv1D, layers.Conv2D, layers.Conv3D, layers.DepthwiseConv1D,
                 layers.DepthwiseConv2D)
-_TORCH_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+TORCH_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _ZERO_PADDINGS = (layers.ZeroPadding1D, layers.ZeroPadding2D, layers.ZeroPadding3D)
 _KERAS_TRANSPOSED = (layers.Conv1DTranspose, layers.Conv2DTranspose, layers.Conv3DTranspose)
 _TORCH_TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
@@ -51,7 +51,7 @@ def _torch_padding(module, pads=()) -> tuple | None:
 
 
 def _conv_padding(module) -> tuple | None:
-    if not isinstance(module, _TORCH_CONVS):
+    if not isinstance(module, TORCH_CONVS):
         return None
     if isinstance(module.padding, str):
         if module.padding == "valid":
@@ -150,7 +150,7 @@ def layer_facts(pair: Pair, module, layer, trace, state, paired, croppings=(),
     named (padding_modes.pads_before)."""
     facts = {"names": (pair.torch_module, pair.keras_layer)}
     torch_in = trace[pair.torch_module][0]
-    if isinstance(module, _TORCH_CONVS) and isinstance(layer, _KERAS_CONVS):
+    if isinstance(module, TORCH_CONVS) and isinstance(layer, _KERAS_CONVS):
         facts["torch_stride"] = tuple(module.stride)
         facts["keras_stride"] = tuple(layer.strides)
         facts["torch_dilation"] = tuple(module.dilation)

@@ -43,6 +43,7 @@ from adapters.port_validation.preprocessing import (  # noqa: E402
     keras_preprocessing,
 )
 from adapters.port_validation.causes import (  # noqa: E402
+    TORCH_CONVS,
     after_the_pairs,
     flatten_order_explains,
     keras_after_the_pairs,
@@ -257,8 +258,6 @@ def validate_port(torch_model: nn.Module, keras_model, inputs, *, mapping: dict 
     return dataclasses.replace(result, notes=(*result.notes, *notes))
 
 
-# The convs whose input padding padding_modes.py reads (causes.layer_facts).
-_PADDED_CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _PORTS = {"pytorch-to-keras": "torch_to_keras", "keras-to-pytorch": "keras_to_torch"}
 
 
@@ -567,7 +566,7 @@ def _pads_before(setup: _Setup, torch_key: str) -> tuple:
     this paired conv, named, if any: only a conv's input padding is looked at. An F.pad
     call is found in the running order alone, which costs the conv's model one more forward
     pass (torch_calls)."""
-    if not isinstance(setup.modules[torch_key], _PADDED_CONVS):
+    if not isinstance(setup.modules[torch_key], TORCH_CONVS):  # what layer_facts pads
         return ()
     return pads_before(_run_order(setup, "inference"), _ran(setup, "inference"),
                        split_layer_key(torch_key)[0])
