@@ -403,6 +403,18 @@ def _not_representable(recipes, blocked: dict) -> tuple[list, list[dict]]:
     return runnable, records
 
 
+def _summed(config: CompareConfig, output: dict) -> str:
+    """The loss's description; of several outputs (--output KEY1,KEY2), as their weighted
+    sum."""
+    loss = _loss_description(config)
+    if "loss_weights" not in output:
+        return loss
+    terms = " + ".join(f"{weight:g} x {keys['pytorch']}"
+                       for weight, keys in zip(output["loss_weights"], output["keys"]))
+    same = "targets" if config.scenario in REGRESSION_SCENARIOS else "labels"
+    return f"{terms}: each output's {loss}, with the same {same}"
+
+
 def _pair_settings(config: CompareConfig, opened) -> dict:
     x = opened.batch.x
     return {
@@ -412,7 +424,7 @@ def _pair_settings(config: CompareConfig, opened) -> dict:
         "weights_sha256": None,
         "weights_description": opened.settings["pair"]["weights"],
         "optimizer": _optimizer_settings(config),
-        "loss": _loss_description(config),
+        "loss": _summed(config, opened.settings["pair"].get("output", {})),
         "loss_kind": config.loss, "scenario": config.scenario,
         "fit_validation_data": config.validate, "preset": None, "device": config.device,
         "frameworks": list(config.frameworks),
@@ -495,12 +507,20 @@ def _pair_port_check(adapters: dict, batch: Batch) -> Check:
 PAIR_LOSSES = ("logits", "probabilities", "mse")
 
 
+def _numbers(values) -> tuple[float, ...]:
+    """loss_weights as floats; anything else is refused in one line."""
+    try:
+        return tuple(float(value) for value in values)
+    except (TypeError, ValueError):
+        raise UsageError(f"loss_weights takes a number per output, not {values!r}") from None
+
+
 def compare_pair(torch_module, keras_model, inputs, labels_or_targets=None, *,
                  loss: str = "logits", recipes=(), freeze: str | None = None,
                  onnx: str | None = None, steps: int = 1, lr: float = 0.01,
                  optimizer: str = "sgd", dropout: str = "on", seed: int = 0,
                  device: str = "cpu", port_weights: str | None = None,
-                 output: str | None = None) -> Report:
+                 output: str | None = None, loss_weights=None) -> Report:
     """Compare the freezing recipes of PyTorch and Keras on your own pair; the Report of
     compare.py (same JSON schema, `model` names the pair).
 
@@ -517,12 +537,15 @@ def compare_pair(torch_module, keras_model, inputs, labels_or_targets=None, *,
     model, run in ONNX Runtime as the referee. Weights are used as given unless port_weights
     ("pytorch-to-keras" or "keras-to-pytorch"). output: the output compared where the models
     return several ("KEY", a dict's key or a position, or "TORCH_KEY:KERAS_KEY"); the PyTorch
-    module returns it alone through a forward hook until the comparison ends."""
+    module returns it alone through a forward hook until the comparison ends. Several keys
+    separated by ',' ("out,aux") compare those outputs, every loss the weighted sum of
+    theirs with the same labels, loss_weights (a number per output, default 1 each)."""
     from comparator.config.pair import UserPair
 
     if loss not in PAIR_LOSSES:
         raise UsageError(f"unknown loss {loss!r}; known: {', '.join(PAIR_LOSSES)}")
     pair = UserPair(pytorch=torch_module, keras=keras_model, freeze=freeze, output=output,
+                    loss_weights=None if loss_weights is None else _numbers(loss_weights),
                     onnx=onnx, port_weights=port_weights, dropout=dropout, x=inputs,
                     y=None if labels_or_targets is None else np.asarray(labels_or_targets))
     config = CompareConfig(model="user pair", scenario="regress" if loss == "mse" else "classify",

@@ -67,6 +67,14 @@ def _tensors(values):
     return ops.convert_to_tensor(values)
 
 
+def _joined(outputs) -> np.ndarray:
+    """One output as it is; several chosen outputs (--output KEY1,KEY2) one after another
+    along the batch axis, as the comparison holds them."""
+    if isinstance(outputs, (list, tuple)):
+        return np.concatenate([np.asarray(output) for output in outputs])
+    return np.asarray(outputs)
+
+
 def _in_float64(layer):
     """A fresh copy of the layer computing in float64 (for keras.models.clone_model)."""
     config = layer.get_config()
@@ -86,6 +94,9 @@ class Keras3Adapter(FrameworkAdapter):
     version_key = "keras"
     backend = BACKEND
     capabilities = frozenset({"optimizer_overrides", "float64_forward"})
+    # The weight of each chosen output's loss where the model returns several (a user pair's
+    # --output KEY1,KEY2 with --loss-weights); None: one output.
+    output_weights: tuple[float, ...] | None = None
     # The layers whose training-mode calls drop values: called in inference mode in the
     # Dropout-free pass.
     _dropout_classes: tuple = (layers.Dropout,)
@@ -261,6 +272,29 @@ class Keras3Adapter(FrameworkAdapter):
             return _softmax_categorical_crossentropy
         return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
+    def _loss_options(self) -> dict:
+        """compile()'s loss: one, or one per output with loss_weights, which makes the `loss`
+        that fit() and evaluate() report the weighted sum of the outputs' losses (Keras
+        3.15.1 on torch, measured: evaluate() gives [that sum, each output's unweighted
+        loss])."""
+        if self.output_weights is None:
+            return {"loss": self._loss()}
+        return {"loss": [self._loss() for _ in self.output_weights],
+                "loss_weights": list(self.output_weights)}
+
+    def _per_output(self, y):
+        """The labels as fit() and evaluate() take them: once per output, where several."""
+        return y if self.output_weights is None else [y] * len(self.output_weights)
+
+    def _forward_loss_value(self, y, y_pred) -> float:
+        """The loss of a forward pass's outputs, as compile()'s loss computes it."""
+        # A loss class reduces over the batch already; the probabilities loss is a function
+        # with one value per sample, which compile() averages the same way.
+        if self.output_weights is None:
+            return float(np.mean(ops.convert_to_numpy(self._loss()(y, y_pred))))
+        return sum(weight * float(np.mean(ops.convert_to_numpy(self._loss()(y, output))))
+                   for weight, output in zip(self.output_weights, y_pred, strict=True))
+
     def _optimizer(self, optimizer, lr):
         if optimizer == "adam":
             return keras.optimizers.Adam(learning_rate=lr, **self.optimizer_overrides)
@@ -268,7 +302,7 @@ class Keras3Adapter(FrameworkAdapter):
 
     def _prepare_optimizer_impl(self, optimizer, lr):
         for model in {id(m): m for m in (self._model, self._fit_model)}.values():
-            model.compile(optimizer=self._optimizer(optimizer, lr), loss=self._loss(),
+            model.compile(optimizer=self._optimizer(optimizer, lr), **self._loss_options(),
                           **self._hooks.compile_options())
 
     def _param_counts_impl(self):
@@ -292,8 +326,8 @@ class Keras3Adapter(FrameworkAdapter):
                 self._evaluated = (outputs, self.loss_kind, kept[1])
                 return outputs
         x, _ = self._data(batch)
-        return batch.outputs_as_pytorch(
-            np.asarray(self._wrappers[False].predict(x, batch_size=len(batch), verbose=0)))
+        outputs = self._wrappers[False].predict(x, batch_size=len(batch), verbose=0)
+        return batch.outputs_as_pytorch(_joined(outputs))
 
     def _evaluate_keeping_outputs(self, batch) -> tuple[np.ndarray, float] | None:
         """The inference loss's own evaluate() (`_inference_loss_impl`): its outputs and
@@ -307,12 +341,12 @@ class Keras3Adapter(FrameworkAdapter):
         evaluator, kept = self._evaluator(), []
         compute_metrics = evaluator.compute_metrics
 
-        def keep(outputs):
+        def keep(*outputs):
             if not kept:  # a copy: TensorFlow may reuse the buffer it lent
-                kept.append(np.array(outputs))
+                kept.append(_joined([np.array(output) for output in outputs]))
 
         def keeping_outputs(x, y, y_pred, sample_weight=None):
-            self._hooks.host(keep, y_pred)
+            self._hooks.host(keep, *(y_pred if isinstance(y_pred, (list, tuple)) else [y_pred]))
             return compute_metrics(x, y, y_pred, sample_weight)
 
         evaluator.compute_metrics = keeping_outputs
@@ -333,7 +367,9 @@ class Keras3Adapter(FrameworkAdapter):
         x, y = self._data(batch)
         evaluator = self._evaluator()
         build_loss_from_output_spec(evaluator, y)
-        return float(evaluator.evaluate(x, y, batch_size=len(batch), verbose=0))
+        found = evaluator.evaluate(x, self._per_output(y), batch_size=len(batch), verbose=0)
+        # Of several outputs, evaluate() gives [the weighted sum, each output's own loss].
+        return float(found[0] if isinstance(found, list) else found)
 
     def _evaluator(self):
         """The model evaluate() runs on: the inference model over the same layers, compiled
@@ -348,7 +384,7 @@ class Keras3Adapter(FrameworkAdapter):
         if evaluator is None:
             inference = self._wrappers[False]
             evaluator = keras.Model(inference.inputs, inference.outputs)
-            evaluator.compile(loss=self._loss(), **self._hooks.compile_options())
+            evaluator.compile(**self._loss_options(), **self._hooks.compile_options())
             self._evaluators[self.loss_kind] = evaluator
         return evaluator
 
@@ -361,7 +397,7 @@ class Keras3Adapter(FrameworkAdapter):
 
     def _train_step_impl(self, batch, validate=False):
         x, y = self._data(batch)
-        inputs = self._fit_inputs(x)
+        inputs, y = self._fit_inputs(x), self._per_output(y)
         extra = {"validation_data": (inputs, y)} if validate else {}
         build_loss_from_output_spec(self._fit_model, y)
         if self._hooks.observes_by_probe:
@@ -395,9 +431,7 @@ class Keras3Adapter(FrameworkAdapter):
         inputs = _tensors(self._fit_inputs(self._data(batch)[0]))
         with _inference_calls(forced):
             y_pred = (self._exact_model or self._fit_model)(inputs, training=True)
-        # A loss class reduces over the batch already; the probabilities loss is a function
-        # with one value per sample, which compile() averages the same way.
-        return float(np.mean(ops.convert_to_numpy(self._loss()(y, y_pred))))
+        return self._forward_loss_value(y, y_pred)
 
     @contextlib.contextmanager
     def float64(self):

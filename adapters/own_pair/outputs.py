@@ -1,5 +1,6 @@
 """--output KEY: the one output compared of a model that returns several (a dict's key, or a
-position in a tuple or a list), as torchvision's segmentation models return {"out", "aux"}.
+position in a tuple or a list), as torchvision's segmentation models return {"out", "aux"};
+--output KEY1,KEY2,...: several of them, whose losses the comparison sums with weights.
 
 The selection goes inside each model, so that every pass (the train step's too) computes its
 loss on that output alone: a forward hook on the PyTorch model, which keeps its module and
@@ -59,18 +60,38 @@ def select_outputs(torch_model, keras_model, torch_key: str, keras_key: str, inp
     """A Keras model over keras_model giving the chosen output only, and the function that
     takes off the hook through which torch_model now gives its own. input_shape: one Keras
     input, channels-last, without the batch axis (a tuple of them for several inputs)."""
+    return choose_outputs(torch_model, keras_model, [(torch_key, keras_key)], input_shape)
+
+
+def choose_outputs(torch_model, keras_model, keys: list[tuple[str, str]], input_shape):
+    """select_outputs for one or several (TORCH_KEY, KERAS_KEY): with several, the Keras
+    model returns a list of the chosen outputs and the PyTorch model a tuple, in keys' order,
+    so that each framework's own multi-output loss sees them."""
+    torch_keys, keras_keys = [t for t, _ in keys], [k for _, k in keys]
     if isinstance(keras_model, Functional) and not isinstance(keras_model, keras.Sequential):
-        # The graph's own part that computes the chosen output: one flat graph, as the port
+        # The graph's own part that computes the chosen outputs: one flat graph, as the port
         # validator traces it.
         inputs = keras_model.inputs[0] if len(keras_model.inputs) == 1 else keras_model.inputs
-        chosen = select(keras_model.output, keras_key, "Keras")
+        outputs = keras_model.output
     else:
         inputs = symbolic_inputs(input_shape)
-        chosen = select(keras_model(inputs), keras_key, "Keras")
-    wrapper = keras.Model(inputs, chosen, name=f"{keras_model.name}_{keras_key}")
-    hook = torch_model.register_forward_hook(
-        lambda module, args, outputs: select(outputs, torch_key, "PyTorch"))
-    return wrapper, hook.remove
+        outputs = keras_model(inputs)
+    chosen = [select(outputs, key, "Keras") for key in keras_keys]
+    wrapper = keras.Model(inputs, chosen if len(chosen) > 1 else chosen[0],
+                          name=f"{keras_model.name}_{'_'.join(keras_keys)}")
+
+    def chosen_by_pytorch(module, args, outputs):
+        picked = tuple(select(outputs, key, "PyTorch") for key in torch_keys)
+        return picked if len(picked) > 1 else picked[0]
+
+    return wrapper, torch_model.register_forward_hook(chosen_by_pytorch).remove
+
+
+def _total(outputs):
+    """The sum of every value of one output, or of several."""
+    if isinstance(outputs, (tuple, list)):
+        return sum(output.sum() for output in outputs)
+    return outputs.sum()
 
 
 def _reached(values: list, run) -> list[bool]:
@@ -81,7 +102,7 @@ def _reached(values: list, run) -> list[bool]:
         for value in values:
             value.requires_grad_(True)
         with torch.enable_grad():
-            grads = torch.autograd.grad(run().sum(), values, allow_unused=True)
+            grads = torch.autograd.grad(_total(run()), values, allow_unused=True)
     finally:
         for value, flag in zip(values, flags):
             value.requires_grad_(flag)
@@ -89,7 +110,7 @@ def _reached(values: list, run) -> list[bool]:
 
 
 def off_the_output(torch_model, x: np.ndarray) -> list[str]:
-    """The PyTorch modules holding weights of which none reaches the chosen output (another
+    """The PyTorch modules holding weights of which none reaches the chosen outputs (another
     output's head), in the order named_modules() lists them: Keras's part of the graph that
     computes the output has no such layers to pair them with. One inference pass through
     autograd, the modules' modes and requires_grad flags restored afterwards."""

@@ -24,10 +24,10 @@ from adapters.own_pair.loader import (
 )
 from adapters.own_pair.outputs import (
     NotOneOutput,
+    choose_outputs,
     keras_off_the_output,
     off_the_output,
     one_output,
-    select_outputs,
 )
 from adapters.own_pair.pairing import (
     channels_first_sequences,
@@ -160,13 +160,28 @@ def keras_layout(model, sample_shape: tuple[int, ...], torch_model, index: int =
 _TERMINAL_STYLE = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def _torch_outputs(outputs) -> np.ndarray:
-    return one_output("PyTorch", outputs).cpu().numpy()
+def _chosen(side: str, outputs, several: bool) -> list:
+    """The outputs compared: the chosen ones where --output chose several, else the one."""
+    return list(outputs) if several else [one_output(side, outputs)]
 
 
-def _keras_outputs(model, batch: Batch) -> np.ndarray:
-    outputs = one_output("Keras", model(batch.x_channels_last, training=False))
-    return np.asarray(keras.ops.convert_to_numpy(outputs))
+def _torch_outputs(outputs, several: bool = False) -> list[np.ndarray]:
+    return [output.cpu().numpy() for output in _chosen("PyTorch", outputs, several)]
+
+
+def _keras_outputs(model, batch: Batch, several: bool = False) -> list[np.ndarray]:
+    outputs = _chosen("Keras", model(batch.x_channels_last, training=False), several)
+    return [np.asarray(keras.ops.convert_to_numpy(output)) for output in outputs]
+
+
+def _same_labels(side: str, outputs: list[np.ndarray], output: str) -> None:
+    """Refuses several chosen outputs of different shapes: their losses take one set of
+    labels (or targets), as a model's auxiliary head trains on its main output's."""
+    shapes = [output.shape for output in outputs]
+    if len(set(shapes)) > 1:
+        raise UsageError(f"--output {output}: the chosen outputs must have one shape, to take "
+                         f"the same labels; {side}'s are "
+                         f"{', '.join(str(tuple(shape)) for shape in shapes)}")
 
 
 def copy_weights(pairing, torch_model, direction: str) -> None:
@@ -274,8 +289,8 @@ def open_pair(pair: UserPair, config) -> OpenedPair:
     loaded = _Loaded(torch_side, keras_side, x, given_y, inputs_source, layout, keras_shape)
     if not pair.output:
         return _open(pair, config, loaded)
-    wrapper, release = select_outputs(torch_side.model, keras_side.model, *pair.output_keys(),
-                                      keras_shape)
+    wrapper, release = choose_outputs(torch_side.model, keras_side.model,
+                                      pair.output_key_pairs(), keras_shape)
     try:
         keras_x = Batch(x, None, layout).x_channels_last
         opened = _open(pair, config, replace(
@@ -289,11 +304,13 @@ def open_pair(pair: UserPair, config) -> OpenedPair:
     return opened
 
 
-def _outputs(torch_adapter, keras_model, x, layout) -> tuple:
-    """PyTorch's inference outputs on x, and how Keras's hold them (Batch.keras_outputs)."""
+def _outputs(torch_adapter, keras_model, x, layout, pair: UserPair) -> tuple:
+    """PyTorch's inference outputs on x (the first chosen, where --output chose several:
+    they have one shape), and how Keras's hold them (Batch.keras_outputs)."""
+    several = pair.several_outputs
     try:
-        torch_out = _torch_outputs(torch_adapter.predictions(x))
-        keras_out = _keras_outputs(keras_model, Batch(x, None, layout))
+        torch_outs = _torch_outputs(torch_adapter.predictions(x), several)
+        keras_outs = _keras_outputs(keras_model, Batch(x, None, layout), several)
     except NotOneOutput as exc:
         raise UsageError(str(exc)) from None
     except Exception as exc:
@@ -306,12 +323,14 @@ def _outputs(torch_adapter, keras_model, x, layout) -> tuple:
         raise UsageError(f"the models cannot run on inputs of shape {shape} (PyTorch layout):"
                          f" {type(exc).__name__}: {said}"
                          f"{hint}") from None
-    outputs_layout = keras_outputs_layout(torch_out, keras_out)
-    if outputs_layout is None:
-        raise UsageError(f"the two models' outputs differ in shape: PyTorch {torch_out.shape}, "
-                         f"Keras {keras_out.shape} (neither the same nor with the channel "
-                         "axis moved last)")
-    return torch_out, outputs_layout
+    _same_labels("PyTorch", torch_outs, pair.output)
+    _same_labels("Keras", keras_outs, pair.output)
+    layouts = {keras_outputs_layout(mine, theirs) for mine, theirs in zip(torch_outs, keras_outs)}
+    if None in layouts or len(layouts) > 1:
+        raise UsageError(f"the two models' outputs differ in shape: PyTorch "
+                         f"{torch_outs[0].shape}, Keras {keras_outs[0].shape} (neither the same "
+                         "nor with the channel axis moved last)")
+    return torch_outs[0], layouts.pop()
 
 
 def _regularization_note(model) -> str | None:
@@ -342,6 +361,18 @@ def _require_trained_weights_on_the_output(torch_model, freeze: str, leave_out: 
                          "step's loss would depend on nothing it trains")
 
 
+def _output_settings(pair: UserPair, loaded: _Loaded) -> dict:
+    """settings.pair.output: the keys chosen, what is off them and, of several outputs, each
+    output's keys and its loss's weight."""
+    found = {**dict(zip(("pytorch", "keras"), pair.output_keys())),
+             "left_out": list(loaded.leave_out), "keras_left_out": list(loaded.keras_leave_out)}
+    if pair.several_outputs:
+        found["keys"] = [{"pytorch": mine, "keras": theirs}
+                         for mine, theirs in pair.output_key_pairs()]
+        found["loss_weights"] = list(pair.output_weights())
+    return found
+
+
 def _open(pair: UserPair, config, loaded: _Loaded) -> OpenedPair:
     torch_side, keras_side, x, layout = (loaded.torch_side, loaded.keras_side, loaded.x,
                                          loaded.layout)
@@ -357,14 +388,16 @@ def _open(pair: UserPair, config, loaded: _Loaded) -> OpenedPair:
         copy_weights(pairing, torch_side.model, pair.port_weights)
 
     torch_adapter = PyTorchUserAdapter(device=config.device)
+    torch_adapter.output_weights = pair.output_weights()
     torch_adapter.adopt(torch_side, torch_freeze, config.scenario, config.seed,
                         dropout_off=pair.dropout == "off")
-    torch_out, outputs_layout = _outputs(torch_adapter, keras_side.model, x, layout)
+    torch_out, outputs_layout = _outputs(torch_adapter, keras_side.model, x, layout, pair)
     axis = class_axis(outputs_layout)
     y, labels_source = _labels(config.scenario, loaded.given_y, config.labels, config.targets,
                                torch_out, axis)
     classes = torch_out.shape[axis] if torch_out.ndim >= 2 else None
     keras_adapter = KerasUserAdapter(device=config.device)
+    keras_adapter.output_weights = pair.output_weights()
     keras_adapter.adopt(keras_side, keras_freeze, config.scenario, config.seed,
                         loaded.keras_shape, pairing, pair.dropout == "off", classes)
     name = f"{torch_side.name} (PyTorch) vs {keras_side.name} (Keras)"
@@ -380,10 +413,7 @@ def _open(pair: UserPair, config, loaded: _Loaded) -> OpenedPair:
                        else "the whole model"),
             "pairing": _pairing_settings(pairing),
             "dropout": pair.dropout,
-            **({"output": {**dict(zip(("pytorch", "keras"), pair.output_keys())),
-                           "left_out": list(loaded.leave_out),
-                           "keras_left_out": list(loaded.keras_leave_out)}}
-               if pair.output else {}),
+            **({"output": _output_settings(pair, loaded)} if pair.output else {}),
         },
         "inputs": {"source": loaded.inputs_source, "shape": Batch(x, None).input_shapes,
                    "keras_layout": list(layout) if isinstance(layout, tuple) else layout,

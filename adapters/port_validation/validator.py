@@ -234,6 +234,9 @@ def validate_port(torch_model: nn.Module, keras_model, inputs, *, mapping: dict 
         raise UsageError(f"modes must be among {', '.join(MODES)}, got {list(modes)}")
     if port not in (None, *_PORTS):
         raise UsageError(f"port must be one of {', '.join(_PORTS)}, not {port!r}")
+    if output and "," in output:
+        raise UsageError(f"--output {output}: the port validator follows one output layer by "
+                         "layer; give one KEY (compare.py compares several)")
     x, torch_model, torch_name, keras_model, keras_name, fn, checked = _checked_models(
         torch_model, keras_model, inputs, pytorch_weights, keras_weights, output,
         trains="training" in modes or gradients or train_step)

@@ -30,6 +30,12 @@ def _clipped_probability_cross_entropy(logits, labels, epsilon: float = 1e-7):
     return -picked.log().mean()
 
 
+def _joined(outputs):
+    """One output as it is; several chosen outputs (--output KEY1,KEY2) one after another
+    along the batch axis, so that the comparison holds them as one array."""
+    return torch.cat(list(outputs)) if isinstance(outputs, (tuple, list)) else outputs
+
+
 def _on_cpu(state: dict) -> dict:
     return {name: tensor.detach().cpu() for name, tensor in state.items()}
 
@@ -43,6 +49,9 @@ class PyTorchAdapter(FrameworkAdapter):
     name = "pytorch"
     capabilities = frozenset({"float64", "float64_forward", "bn_momentum", "optimizer_overrides",
                               "randomise_affine", "calibrate", "save_state_dict"})
+    # The weight of each chosen output's loss where the model returns several (a user pair's
+    # --output KEY1,KEY2 with --loss-weights); None: one output.
+    output_weights: tuple[float, ...] | None = None
 
     def __init__(self, device: str = "cpu", threads: int | None = None):
         super().__init__(device)
@@ -276,6 +285,17 @@ class PyTorchAdapter(FrameworkAdapter):
         return inputs, (y.to(dtype) if y.is_floating_point() else y)
 
     def _loss(self, outputs, y, batch: Batch):
+        """The loss of one output; of several, the weighted sum of each one's loss with the
+        same labels, as a model with an auxiliary head trains (outputs: a tuple, or the
+        outputs _joined)."""
+        if self.output_weights is None:
+            return self._output_loss(outputs, y, batch)
+        chosen = (outputs if isinstance(outputs, (tuple, list))
+                  else outputs.chunk(len(self.output_weights)))
+        return sum(weight * self._output_loss(output, y, batch)
+                   for weight, output in zip(self.output_weights, chosen, strict=True))
+
+    def _output_loss(self, outputs, y, batch: Batch):
         if self.scenario in REGRESSION_SCENARIOS:
             return F.mse_loss(outputs, y)
         outputs = outputs.movedim(batch.class_axis, 1)  # where torch's cross-entropy reads it
@@ -286,7 +306,7 @@ class PyTorchAdapter(FrameworkAdapter):
     def _logits_impl(self, batch):
         self.model.eval()
         with torch.no_grad():
-            return self.model(*self._tensors(batch)[0]).cpu().numpy()
+            return _joined(self.model(*self._tensors(batch)[0])).cpu().numpy()
 
     def _inference_loss_impl(self, batch):
         self.model.eval()

@@ -101,10 +101,15 @@ def clipped_probability_cross_entropy(logits: np.ndarray, labels: np.ndarray,
 
 
 def loss_of(scenario: str, outputs: np.ndarray, y: np.ndarray, kind: str = "logits",
-            class_axis: int = 1) -> float:
+            class_axis: int = 1, weights=None) -> float:
     """The comparison's loss: mean squared error for regression scenarios, else
     cross-entropy from logits or on clipped probabilities (`kind`). class_axis: the outputs'
-    (Batch.class_axis)."""
+    (Batch.class_axis). weights: of several chosen outputs held one after another along the
+    batch axis (settings.pair.output.loss_weights), the weighted sum of each one's loss."""
+    if weights:
+        return sum(weight * loss_of(scenario, chosen, y, kind, class_axis)
+                   for weight, chosen in zip(weights, np.split(np.asarray(outputs),
+                                                               len(weights))))
     if scenario in REGRESSION_SCENARIOS:
         return mean_squared_error(outputs, np.reshape(y, np.shape(outputs)))
     if kind == "probabilities":
@@ -169,6 +174,11 @@ def _other_exporter(fields: dict) -> str:
 # ----- the referee -----------------------------------------------------------------------
 
 
+def output_weights(report: Report) -> list[float] | None:
+    """The weights of the chosen outputs' losses where --output chose several, else None."""
+    return report.settings.get("pair", {}).get("output", {}).get("loss_weights")
+
+
 class _Unavailable(Exception):
     """The referee cannot start; the message is the reason."""
 
@@ -179,6 +189,7 @@ class _Referee:
         self.adapters = dict(outcome.adapters or {})
         self.scenario = self.report.scenario
         self.loss_kind = self.report.settings.get("loss_kind", "logits")
+        self.weights = output_weights(self.report)
         self.exporter, self.device = exporter, device
         self.cache_dir = cache_dir
         self.seconds = {"export": 0.0, "run": 0.0, "framework_outputs": 0.0}
@@ -304,7 +315,8 @@ class _Referee:
                      rebuilt=export.rebuilt, exported_with=export.export_notes,
                      graph=export.facts)
         try:
-            run = self.onnxrt.run_onnx(export.path, x, self.device)
+            run = self.onnxrt.run_onnx(export.path, x, self.device,
+                                       every_output=self.weights is not None)
         except ImportError as exc:
             entry["error"] = f"ONNX Runtime cannot be imported ({_one_line(exc)})"
             return entry, None
@@ -337,7 +349,7 @@ class _Referee:
             if outputs is not None:
                 graphs[name] = outputs
                 entry["loss"] = loss_of(self.scenario, outputs, self.batch.y, self.loss_kind,
-                                        self.batch.class_axis)
+                                        self.batch.class_axis, self.weights)
                 ref["losses"][name] = entry["loss"]
             else:
                 errors.append(f"{name} graph: {entry['error']}")
@@ -463,7 +475,7 @@ class _Referee:
                               f"{facts['batchnorm_training_nodes']} of {bn_modules} "
                               "BatchNormalization nodes in training mode and no active Dropout")
         ref["train_forward"] = loss_of(self.scenario, outputs, self.batch.y, self.loss_kind,
-                                       self.batch.class_axis)
+                                       self.batch.class_axis, self.weights)
         ref["ok"] = True
         return ref
 

@@ -8,7 +8,7 @@ import os
 from comparator.errors import UsageError
 
 PAIR_ONLY = ("pytorch_weights", "keras_weights", "onnx", "input_shape", "inputs", "freeze",
-             "output", "port_weights", "dropout")
+             "output", "loss_weights", "port_weights", "dropout")
 ZOO_ONLY = ("preset", "image_size", "weights", "images")
 
 
@@ -35,7 +35,9 @@ def add_model_arguments(group) -> None:
     group.add_argument("--output", metavar="KEY",
                        help="the output compared, where the models return several (a dict's "
                             "key, or a position in a tuple or a list); compare.py computes "
-                            "the loss on it alone. TORCH_KEY:KERAS_KEY when they differ")
+                            "the loss on it alone. TORCH_KEY:KERAS_KEY when they differ. "
+                            "compare.py also takes several, KEY1,KEY2,...: every loss is then "
+                            "the weighted sum of theirs (--loss-weights)")
 
 
 def add_pair_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,6 +54,10 @@ def add_pair_arguments(parser: argparse.ArgumentParser) -> None:
                        help="the submodule (PyTorch) and layer (Keras) that play the frozen "
                             "backbone; the rest trains (default: the whole model is frozen). "
                             "TORCH_NAME:KERAS_NAME when the names differ")
+    group.add_argument("--loss-weights", metavar="W1,W2,...",
+                       help="with --output KEY1,KEY2,...: the weight of each output's loss in "
+                            "the sum every pass computes, as Keras's compile(loss_weights=...) "
+                            "(default 1 each)")
     group.add_argument("--port-weights", choices=["pytorch-to-keras", "keras-to-pytorch"],
                        help="copy one side's weights into the other first (structural port; "
                             "default: both as given)")
@@ -66,7 +72,7 @@ def is_pair(args) -> bool:
 
 def pair_from_args(args):
     """The UserPair the arguments describe; mixing zoo and pair options is refused."""
-    from comparator.config.pair import UserPair, parse_input_shapes
+    from comparator.config.pair import UserPair, parse_input_shapes, parse_loss_weights
 
     if not (args.pytorch and args.keras):
         raise UsageError("give both --pytorch SPEC and --keras SPEC")
@@ -79,7 +85,9 @@ def pair_from_args(args):
                          "--input-shape")
     return UserPair(
         pytorch=args.pytorch, keras=args.keras, pytorch_weights=args.pytorch_weights,
-        keras_weights=args.keras_weights, freeze=args.freeze, output=args.output, onnx=args.onnx,
+        keras_weights=args.keras_weights, freeze=args.freeze, output=args.output,
+        loss_weights=parse_loss_weights(args.loss_weights) if args.loss_weights else None,
+        onnx=args.onnx,
         port_weights=args.port_weights, dropout=args.dropout or "on", inputs=args.inputs,
         input_shape=parse_input_shapes(args.input_shape) if args.input_shape else None)
 

@@ -40,8 +40,10 @@ class UserPair:
     keras_weights: str | None = None
     freeze: str | None = None  # "NAME" in both, or "TORCH_NAME:KERAS_NAME"
     # The output compared of models that return several: "KEY" in both (a dict's key or a
-    # position) or "TORCH_KEY:KERAS_KEY".
+    # position) or "TORCH_KEY:KERAS_KEY"; several such keys separated by ',', whose losses
+    # are summed with loss_weights (default all 1.0), as a model with an auxiliary head trains.
     output: str | None = None
+    loss_weights: tuple[float, ...] | None = None
     onnx: str | None = None  # an ONNX file of the model: the referee's inference reference
     port_weights: str | None = None  # None: the user's weights as given
     dropout: str = "on"  # "off": train steps run Dropout in inference mode in both
@@ -54,9 +56,27 @@ class UserPair:
     def freeze_names(self) -> tuple[str | None, str | None]:
         return both_names(self.freeze)
 
-
     def output_keys(self) -> tuple[str | None, str | None]:
-        return both_names(self.output)
+        """(TORCH_KEY, KERAS_KEY) of one output; of several, each side's keys joined by ','."""
+        if not self.several_outputs:
+            return both_names(self.output)
+        torch_keys, keras_keys = zip(*self.output_key_pairs())
+        return ",".join(torch_keys), ",".join(keras_keys)
+
+    def output_key_pairs(self) -> list[tuple[str | None, str | None]]:
+        """(TORCH_KEY, KERAS_KEY) of every output --output chose, in its order."""
+        return [both_names(part) for part in (self.output or "").split(",")] \
+            if self.output else []
+
+    @property
+    def several_outputs(self) -> bool:
+        return bool(self.output) and "," in self.output
+
+    def output_weights(self) -> tuple[float, ...] | None:
+        """The weight of each chosen output's loss where several are chosen, else None."""
+        if not self.several_outputs:
+            return None
+        return self.loss_weights or (1.0,) * len(self.output_key_pairs())
 
 
 def check_pair(pair: UserPair) -> None:
@@ -75,8 +95,46 @@ def check_pair(pair: UserPair) -> None:
         raise UsageError(f"--onnx: no such file: {pair.onnx}")
     if pair.freeze is not None and not all(pair.freeze_names()):
         raise UsageError(f"--freeze takes NAME or TORCH_NAME:KERAS_NAME, not {pair.freeze!r}")
-    if pair.output is not None and not all(pair.output_keys()):
-        raise UsageError(f"--output takes KEY or TORCH_KEY:KERAS_KEY, not {pair.output!r}")
+    _check_outputs(pair)
+
+
+def _check_outputs(pair: UserPair) -> None:
+    """--output's keys and --loss-weights, before any framework loads."""
+    keys = pair.output_key_pairs()
+    if pair.output is not None and not all(all(both) for both in keys):
+        several = " (several: KEY1,KEY2,...)" if pair.several_outputs else ""
+        raise UsageError(f"--output takes KEY or TORCH_KEY:KERAS_KEY{several}, not "
+                         f"{pair.output!r}")
+    for side, chosen in zip(("PyTorch", "Keras"), zip(*keys)):
+        twice = sorted({key for key in chosen if chosen.count(key) > 1})
+        if twice:
+            raise UsageError(f"--output {pair.output}: the {side} key {twice[0]!r} is chosen "
+                             "twice; give each output once")
+    if pair.onnx is not None and pair.several_outputs:
+        raise UsageError(f"--onnx: an ONNX file's outputs carry no keys to find the outputs of "
+                         f"--output {pair.output} by: with several outputs, leave --onnx out "
+                         "and the referee exports both models")
+    if pair.loss_weights is None:
+        return
+    if not pair.several_outputs:
+        raise UsageError("--loss-weights weighs the losses of several outputs chosen with "
+                         "--output KEY1,KEY2,...; one output's loss is its own")
+    if len(pair.loss_weights) != len(keys):
+        count = len(pair.loss_weights)
+        raise UsageError(f"--loss-weights gives {count} weight{'s' * (count != 1)} for the "
+                         f"{len(keys)} outputs of --output {pair.output}: give one per output")
+    if not all(np.isfinite(w) for w in pair.loss_weights):
+        raise UsageError(f"--loss-weights takes finite numbers, not "
+                         f"{', '.join(str(w) for w in pair.loss_weights)}")
+
+
+def parse_loss_weights(text: str) -> tuple[float, ...]:
+    """--loss-weights W1,W2,...: one number per output --output chose."""
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise UsageError(f"--loss-weights takes numbers separated by ',', one per output, not "
+                         f"{text!r}") from None
 
 
 def parse_input_shape(text: str) -> tuple[int, ...]:
