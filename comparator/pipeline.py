@@ -409,7 +409,7 @@ def _summed(config: CompareConfig, output: dict) -> str:
     loss = _loss_description(config)
     if "loss_weights" not in output:
         return loss
-    terms = " + ".join(f"{weight:g} x {keys['pytorch']}"
+    terms = " + ".join(f"{weight:g} x {keys['pytorch']!r}"
                        for weight, keys in zip(output["loss_weights"], output["keys"]))
     same = "targets" if config.scenario in REGRESSION_SCENARIOS else "labels"
     return f"{terms}: each output's {loss}, with the same {same}"
