@@ -480,10 +480,17 @@ def _locate_divergence(opened, check: Check) -> None:
 
     pair = opened.settings["pair"]
     unpaired = pair["pairing"].get("reason")
-    left_out = tuple(pair.get("output", {}).get("left_out", ()))
-    found = ({"located": False, "text": f"no layer can be located, as the layers are not "
-                                        f"paired: {unpaired}"} if unpaired else
-             locate_port_divergence(opened.adapters, opened.batch, left_out))
+    output = pair.get("output", {})
+    left_out = tuple(output.get("left_out", ()))
+    if unpaired:
+        found = {"located": False, "text": f"no layer can be located, as the layers are not "
+                                           f"paired: {unpaired}"}
+    elif "keys" in output:  # the validator follows one output
+        found = {"located": False, "text": "the port validator follows one output: run "
+                                           "validate_port.py --output KEY on each of "
+                                           f"{output['pytorch']} to find the layer"}
+    else:
+        found = locate_port_divergence(opened.adapters, opened.batch, left_out)
     opened.settings["pair"]["first_divergence"] = found
     opened.settings.setdefault("notes", []).append(
         f"the port check failed: Keras's inference outputs differ from PyTorch's by up to "

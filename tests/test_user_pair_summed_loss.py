@@ -144,6 +144,9 @@ def test_the_port_check_compares_every_chosen_output():
                                    recipes=("pytorch:eval",))
     assert main_only.checks[0].passed
     assert not both.checks[0].passed and both.checks[0].value == pytest.approx(0.5, rel=1e-5)
+    assert both.settings["pair"]["first_divergence"] == {
+        "located": False, "text": "the port validator follows one output: run "
+                                  "validate_port.py --output KEY on each of 0,1 to find the layer"}
 
 
 def test_the_onnx_referee_sums_the_graphs_outputs_losses(tmp_path):
