@@ -104,3 +104,9 @@ def keras_conv_pool_conv(padding: str = "same", average: bool = False, zero_padd
     between = [keras.layers.ZeroPadding2D(zero_padding, name="pad")] \
         if zero_padding is not None else []
     return keras_conv_conv([*between, pooling(3, 2, padding=padding, name="pool")])
+
+
+def torch_conv_called_zero_pad_max_pool_conv():
+    """conv0, F.pad(x, (0, 1, 0, 1)) (zeros) in forward(), MaxPool2d(3, 2), conv1, for the
+    command-line example; keras_conv_pool_conv ('same') is its port."""
+    return torch_conv_pad_pool_conv((0, 1, 0, 1))
