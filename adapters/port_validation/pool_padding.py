@@ -2,13 +2,17 @@
 input: PyTorch's MaxPool or AvgPool (1d, 2d, 3d) pads `padding` on both sides, Keras's
 MaxPooling or AveragePooling (1D, 2D, 3D) with 'same' pads what the stride leaves over, the
 larger half after ((0, 1) for a window of 3, stride 2, on an even size: torchvision's ResNet
-stem ported with 'same'). Named (comparator/analysis/port_causes.py: pool_padding) only
-where it is measured: on the Keras pooling's own input, PyTorch's module gives another
-output than Keras's, and the same pooling padded as Keras pads it gives Keras's. Where
-'same' pads one side more, Keras 3.15.1's torch backend repeats the edge values there
-(torch's 'replicate' padding) and pools without padding: a maximum as with PyTorch's -inf
-padding, an average over the repeated values too (read from keras/src/backend/torch/nn.py,
-and measured: equal)."""
+stem ported with 'same'). A padding module or F.pad call right before PyTorch's pooling
+counts in its padding, and a ZeroPadding layer right before Keras's (then 'same' or
+'valid') in Keras's: zeros before a MaxPool2d, against 'same', which leaves its padding
+out of a maximum. Named (comparator/analysis/port_causes.py: pool_padding) only where it is
+measured: on the Keras input of the first padding (or the pooling), PyTorch's padding and
+pooling give another output than Keras's, and the same pooling padded as Keras pads it
+gives Keras's. Where 'same' pads one side more, Keras 3.15.1's torch backend repeats the
+edge values there (torch's 'replicate' padding) and pools without padding: a maximum as
+with PyTorch's -inf padding, an average over the repeated values too; where it pads both
+sides alike, it gives the pooling that padding, an average leaving it out (read from
+keras/src/backend/torch/nn.py, and measured: equal, tests/test_validate_port_pool_pads.py)."""
 
 from __future__ import annotations
 
