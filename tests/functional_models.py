@@ -1,7 +1,8 @@
 """PyTorch models that compute an operation with a function in forward(), and Keras ports:
 an activation (for the command-line example in docs/port-validation.md, against
 tests/activation_models.py's keras_conv_act_conv, Keras's default LeakyReLU, slope 0.3) and
-an F.pad between two convs (tests/test_validate_port_functional_pad.py, keras_conv_conv)."""
+an F.pad between two convs (tests/test_validate_port_functional_pad.py, keras_conv_conv), and
+an F.pad before a pooling between them (tests/test_validate_port_pool_pads.py)."""
 
 import os
 
@@ -60,3 +61,52 @@ def torch_conv_called_reflect_pad_conv():
     """conv0, F.pad(x, (1, 1, 1, 1), mode='reflect') in forward(), conv1 (no padding of its
     own), for the command-line example; keras_conv_conv is its port with 'same'."""
     return torch_conv_pad_conv(mode="reflect")
+
+
+def torch_conv_pad_pool_conv(pad=(1, 1, 1, 1), value: float | None = None,
+                             average: bool = False, padded_by_module: bool = False):
+    """conv0 (bias -1.5, so that whole windows of its output are negative), F.pad(x, pad)
+    in forward() (value `value`; an nn.ZeroPad2d(pad) module with padded_by_module), a
+    3 x 3 pooling of stride 2 (MaxPool2d, or AvgPool2d with average), conv1 padded 1."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    class ConvPadPoolConv(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv0 = nn.Conv2d(3, 4, 3, padding=1)
+            self.pad = nn.ZeroPad2d(pad) if padded_by_module else None
+            self.pool = (nn.AvgPool2d if average else nn.MaxPool2d)(3, 2)
+            self.conv1 = nn.Conv2d(4, 4, 3, padding=1)
+
+        def forward(self, x):
+            x = self.conv0(x)
+            if self.pad is not None:
+                x = self.pad(x)
+            else:
+                x = F.pad(x, pad) if value is None else F.pad(x, pad, value=value)
+            return self.conv1(self.pool(x))
+
+    torch.manual_seed(0)
+    model = ConvPadPoolConv().eval()
+    with torch.no_grad():
+        model.conv0.bias.fill_(-1.5)
+    return model
+
+
+def keras_conv_pool_conv(padding: str = "same", average: bool = False, zero_padding=None):
+    """keras_conv_conv with a 3 x 3 pooling of stride 2 (MaxPooling2D, or AveragePooling2D
+    with average) between, `padding`, after ZeroPadding2D(zero_padding) where given."""
+    import keras
+
+    pooling = keras.layers.AveragePooling2D if average else keras.layers.MaxPooling2D
+    between = [keras.layers.ZeroPadding2D(zero_padding, name="pad")] \
+        if zero_padding is not None else []
+    return keras_conv_conv([*between, pooling(3, 2, padding=padding, name="pool")])
+
+
+def torch_conv_called_zero_pad_max_pool_conv():
+    """conv0, F.pad(x, (0, 1, 0, 1)) (zeros) in forward(), MaxPool2d(3, 2), conv1, for the
+    command-line example; keras_conv_pool_conv ('same') is its port."""
+    return torch_conv_pad_pool_conv((0, 1, 0, 1))

@@ -271,10 +271,14 @@ def test_each_stand_in_class_defaults_as_its_function(fw):
 
     for name, build in _FUNCTIONS.values():
         parameters = inspect.signature(build).parameters.values()
-        given = {"input": torch.zeros(1, 1, 4, 4), "pad": (1, 1, 1, 1)}  # F.pad's
+        given = {"input": torch.zeros(1, 1, 4, 4), "pad": (1, 1, 1, 1), "min": 0}
         required = [given.get(p.name, 3) for p in parameters
                     if p.default is inspect.Parameter.empty]
-        module = build(*required, **({"scale_factor": 2} if "interpolate" in name else {}))
+        # an interpolation's size or scale, a clamp's bound (at least one each)
+        options = {"scale_factor": 2} if "interpolate" in name else \
+            {"min": 0} if name in ("torch.clamp", "torch.clip", "torch.Tensor.clamp",
+                                   "torch.Tensor.clip", "torch.Tensor.clamp_") else {}
+        module = build(*required, **options)
         assert isinstance(module, Called), name
         base = next(c for c in type(module).__mro__ if not issubclass(c, Called))
         own = inspect.signature(base).parameters
@@ -282,3 +286,62 @@ def test_each_stand_in_class_defaults_as_its_function(fw):
             if parameter.name in own and parameter.name != "inplace" and \
                     parameter.default is not inspect.Parameter.empty:
                 assert own[parameter.name].default == parameter.default, (name, parameter)
+
+
+@pytest.mark.parametrize("call", [
+    lambda F, t: F.adaptive_avg_pool2d(t, 1), lambda F, t: F.adaptive_avg_pool2d(t, (2, 3)),
+    lambda F, t: F.adaptive_avg_pool1d(t[:, :, 0], 3),
+    lambda F, t: F.adaptive_avg_pool3d(t[:, None], (1, 2, 2)),
+    lambda F, t: F.adaptive_max_pool2d(t, 3), lambda F, t: F.adaptive_max_pool1d(t[:, :, 0], 2),
+    lambda F, t: F.adaptive_max_pool3d(t[:, None], 2),
+    lambda F, t: __import__("torch").constant_pad_nd(t, (1, 0, 2, 1)),
+    lambda F, t: __import__("torch").constant_pad_nd(t, (1, 1), float("-inf")),
+    lambda F, t: t.clamp(min=0), lambda F, t: t.clamp(0), lambda F, t: t.clamp(0, 6),
+    lambda F, t: t.clamp(0.0, 6.0), lambda F, t: t.clamp(-1, 2.5), lambda F, t: t.clip(0, 6),
+    lambda F, t: t.clone().clamp_(0, 6), lambda F, t: t.clamp_min(0),
+    lambda F, t: __import__("torch").clamp(t, 0, 6),
+    lambda F, t: __import__("torch").clamp(t, min=-0.5, max=0.5),
+    lambda F, t: __import__("torch").clip(t, min=0),
+    lambda F, t: __import__("torch").clamp_min(t, 0),
+])
+def test_each_new_stand_in_computes_its_call_bit_for_bit(fw, call):
+    """Adaptive poolings, torch.constant_pad_nd (seen called as itself) and clamps at
+    numbers that an activation computes."""
+    test_each_stand_in_computes_its_call_bit_for_bit(fw, call)
+
+
+@pytest.mark.parametrize("call, stand_in", [
+    (lambda t: t.clamp(min=0), "CalledReLU"), (lambda t: t.clamp(0, 6), "CalledReLU6"),
+    (lambda t: t.clamp(-1, 1), "CalledHardtanh"),
+    (lambda t: t.clamp(t.new_zeros(())), None),  # a tensor bound
+    (lambda t: t.clamp(max=6), None), (lambda t: t.clamp(min=0.5), None),
+    (lambda t: t.clamp(2, 1), None),  # every value 1: no Hardtanh has min above max
+    (lambda t: __import__("torch").nn.functional.adaptive_max_pool2d(
+        t, 2, return_indices=True)[0], None),
+])
+def test_only_a_clamp_an_activation_computes_stands_in(fw, call, stand_in):
+    _, calls = _calls(fw, lambda self, x: call(self.block.conv(x)))
+    assert [type(c.module).__name__ for c in calls[1:]] == ([stand_in] if stand_in else [])
+
+
+@pytest.mark.parametrize("call, keras_layer, words, fix", [
+    (lambda t: t.clamp(min=0), lambda keras: keras.layers.ReLU(6.0, name="relu"),
+     f"torch.Tensor.clamp(...) {CALL} (no module) computes max_value=inf, Keras relu (ReLU) "
+     "max_value=6.0", "give Keras's relu max_value=None"),
+    (lambda t: __import__("torch").clamp(t, 0, 6), lambda keras: keras.layers.ReLU(name="relu"),
+     f"torch.clamp(...) {CALL} (no module) computes max_value=6.0, Keras relu (ReLU) "
+     "max_value=None", "give Keras's relu max_value=6.0"),
+])
+def test_a_clamp_against_a_relu_clipped_otherwise_is_named(fw, call, keras_layer, words, fix):
+    cause = _named(_validated(fw, call, keras_layer(fw[2]), first_scale=20.0),
+                   "activation_setting")
+    assert words in cause.text and cause.detail.endswith(fix)
+
+
+@pytest.mark.parametrize("call, keras_layer", [
+    (lambda t: t.clamp(0, 6), lambda keras: keras.layers.ReLU(6.0, name="relu")),
+    (lambda t: __import__("torch").clamp_min(t, 0), lambda keras: keras.layers.ReLU(name="relu")),
+])
+def test_a_clamp_ported_as_its_relu_passes(fw, call, keras_layer):
+    result = _validated(fw, call, keras_layer(fw[2]), first_scale=20.0)
+    assert result.passed and result.first_divergence is None, result.render()

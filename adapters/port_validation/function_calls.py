@@ -20,12 +20,20 @@ F.leaky_relu, F.elu, F.relu, F.relu6, F.hardtanh and F.interpolate arrive with t
 alone positional and every other argument as a keyword, F.max_pool1d/2d/3d with their input
 and kernel size positional, F.pad with its input and pad positional and mode and value as
 keywords (the torch._C._nn.pad it runs is not seen; torch.constant_pad_nd, called as
-itself, is another function), the functions torch implements in C (F.gelu, F.softplus,
-F.avg_pool1d/2d/3d, the in-place F.leaky_relu_, F.elu_, F.hardtanh_, torch.relu_) and
-tensor methods as written; F.relu_ is torch.relu_ and F.avg_pool1d is torch.avg_pool1d
-(one function each, named once). The call a recorded module's own forward makes
-(nn.LeakyReLU's F.leaky_relu, nn.ReflectionPad2d's F.pad) is seen too, and torch_calls
-leaves it out: the module is recorded. Each stand-in gives its call's output bit for bit."""
+itself, is seen as itself, its input, pad and value positional), F.adaptive_avg_pool2d/3d
+and F.adaptive_max_pool1d/2d/3d with their input and output size positional (the max ones
+return_indices as a keyword; with return_indices=True the call is
+adaptive_max_poolNd_with_indices, not in the table), the functions torch implements in C
+(F.gelu, F.softplus, F.avg_pool1d/2d/3d, F.adaptive_avg_pool1d, the in-place
+F.leaky_relu_, F.elu_, F.hardtanh_, torch.relu_), torch.clamp, torch.clip,
+torch.clamp_min and tensor methods (x.clamp(0, 6), x.clamp(min=0), x.clamp_) as written;
+F.relu_ is torch.relu_, F.avg_pool1d is torch.avg_pool1d and F.adaptive_avg_pool1d is
+torch.adaptive_avg_pool1d (one function each, named once). A clamp stands in as ReLU
+(from 0 up), ReLU6 (0 to 6) or Hardtanh (between other numbers) only: a tensor bound, a
+maximum alone or another minimum alone is no activation's, and is not recorded. The call
+a recorded module's own forward makes (nn.LeakyReLU's F.leaky_relu, nn.ReflectionPad2d's
+F.pad) is seen too, and torch_calls leaves it out: the module is recorded. Each stand-in
+gives its call's output bit for bit."""
 
 from __future__ import annotations
 
@@ -201,6 +209,42 @@ def _max_pool(rank: int):
     return build
 
 
+def _adaptive_pool(kind: str, rank: int):
+    module_class = getattr(nn, f"Adaptive{kind}Pool{rank}d")
+    if kind == "Avg":
+        return lambda output_size: _called(module_class)(output_size)
+
+    def build(output_size, return_indices=False):
+        # with indices the call is adaptive_max_poolNd_with_indices: unseen here
+        return None if return_indices else _called(module_class)(output_size)
+    return build
+
+
+def _constant_pad_nd(input, pad, value=0):  # torch.constant_pad_nd's parameters
+    return _pad(input, pad, "constant", value)
+
+
+def _clamp(min=None, max=None):
+    """A clamp at numbers, as the activation that computes it: ReLU from 0 up, ReLU6 from
+    0 to 6, Hardtanh between two others; a tensor bound, a maximum alone or a minimum other
+    than 0 alone is no activation's."""
+    if not all(bound is None or _number(bound) for bound in (min, max)) or min is None:
+        return None
+    if max is None:
+        return _called(nn.ReLU)() if min == 0 else None
+    if min == 0 and max == 6:
+        return _called(nn.ReLU6)()
+    return _called(nn.Hardtanh)(float(min), float(max)) if min < max else None
+
+
+def _clamp_min(min):
+    return _clamp(min)
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 # Each function as torch names it, and the builder of the module it stands in as.
 _FUNCTIONS = {
     F.softmax: ("torch.nn.functional.softmax", _softmax(CalledSoftmax)),
@@ -233,6 +277,21 @@ _FUNCTIONS = {
     F.max_pool2d: ("torch.nn.functional.max_pool2d", _max_pool(2)),
     F.max_pool3d: ("torch.nn.functional.max_pool3d", _max_pool(3)),
     F.pad: ("torch.nn.functional.pad", _pad),
+    torch.constant_pad_nd: ("torch.constant_pad_nd", _constant_pad_nd),
+    F.adaptive_avg_pool1d: ("torch.nn.functional.adaptive_avg_pool1d",  # torch.'s too
+                            _adaptive_pool("Avg", 1)),
+    F.adaptive_avg_pool2d: ("torch.nn.functional.adaptive_avg_pool2d", _adaptive_pool("Avg", 2)),
+    F.adaptive_avg_pool3d: ("torch.nn.functional.adaptive_avg_pool3d", _adaptive_pool("Avg", 3)),
+    F.adaptive_max_pool1d: ("torch.nn.functional.adaptive_max_pool1d", _adaptive_pool("Max", 1)),
+    F.adaptive_max_pool2d: ("torch.nn.functional.adaptive_max_pool2d", _adaptive_pool("Max", 2)),
+    F.adaptive_max_pool3d: ("torch.nn.functional.adaptive_max_pool3d", _adaptive_pool("Max", 3)),
+    torch.clamp: ("torch.clamp", _clamp),
+    torch.clip: ("torch.clip", _clamp),
+    torch.clamp_min: ("torch.clamp_min", _clamp_min),
+    torch.Tensor.clamp: ("torch.Tensor.clamp", _clamp),
+    torch.Tensor.clip: ("torch.Tensor.clip", _clamp),
+    torch.Tensor.clamp_: ("torch.Tensor.clamp_", _clamp),
+    torch.Tensor.clamp_min: ("torch.Tensor.clamp_min", _clamp_min),
 }
 
 

@@ -54,16 +54,18 @@ def padding_mode_words(conv: nn.Module, pads: tuple[tuple[str, nn.Module], ...])
     by its class and each F.pad call by its place in forward(); None where it pads with
     zeros alone."""
     rank = len(conv.kernel_size)
-    modes = [f"{_mode(p)} ({name if called_function(p) else module_kind(p)})"
+    modes = [f"{padding_fill(p)} ({name if called_function(p) else module_kind(p)})"
              for name, p in pads
-             if _mode(p) != "zeros" and any(any(side) for side in module_pads(p, rank))]
+             if padding_fill(p) != "zeros" and any(any(side) for side in module_pads(p, rank))]
     own = tuple(conv.padding) if not isinstance(conv.padding, str) else (conv.padding,)
     if conv.padding_mode != "zeros" and own not in (("valid",), (0,) * len(own)):
         modes.append(f"{conv.padding_mode} (the conv's padding_mode)")
     return ", ".join(modes) or None
 
 
-def _mode(module: nn.Module) -> str:
+def padding_fill(module: nn.Module) -> str:
+    """How a padding module (or F.pad call's stand-in) fills: 'zeros', 'constant -inf',
+    'reflect', ..."""
     kind = next(k for k in _MODES if module_kind(module).startswith(k))
     if kind == "Constant" and module.value != 0:
         return f"constant {module.value:g}"

@@ -2,17 +2,22 @@
 input: PyTorch's MaxPool or AvgPool (1d, 2d, 3d) pads `padding` on both sides, Keras's
 MaxPooling or AveragePooling (1D, 2D, 3D) with 'same' pads what the stride leaves over, the
 larger half after ((0, 1) for a window of 3, stride 2, on an even size: torchvision's ResNet
-stem ported with 'same'). Named (comparator/analysis/port_causes.py: pool_padding) only
-where it is measured: on the Keras pooling's own input, PyTorch's module gives another
-output than Keras's, and the same pooling padded as Keras pads it gives Keras's. Where
-'same' pads one side more, Keras 3.15.1's torch backend repeats the edge values there
-(torch's 'replicate' padding) and pools without padding: a maximum as with PyTorch's -inf
-padding, an average over the repeated values too (read from keras/src/backend/torch/nn.py,
-and measured: equal)."""
+stem ported with 'same'). A padding module or F.pad call right before PyTorch's pooling
+counts in its padding, and a ZeroPadding layer right before Keras's (then 'same' or
+'valid') in Keras's: zeros before a MaxPool2d, against 'same', which leaves its padding
+out of a maximum. Named (comparator/analysis/port_causes.py: pool_padding) only where it is
+measured: on the Keras input of the first padding (or the pooling), PyTorch's padding and
+pooling give another output than Keras's, and the same pooling padded as Keras pads it
+gives Keras's. Where 'same' pads one side more, Keras 3.15.1's torch backend repeats the
+edge values there (torch's 'replicate' padding) and pools without padding: a maximum as
+with PyTorch's -inf padding, an average over the repeated values too; where it pads both
+sides alike, it gives the pooling that padding, an average leaving it out (read from
+keras/src/backend/torch/nn.py, and measured: equal, tests/test_validate_port_pool_pads.py)."""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 
 import torch
@@ -28,6 +33,12 @@ from adapters.port_validation.function_calls import (  # noqa: E402
 )
 from adapters.port_validation.graph import Failed, numpy_of, to_torch_values  # noqa: E402
 from adapters.port_validation.operation_settings import confirmed_apart  # noqa: E402
+from adapters.port_validation.padding_modes import (  # noqa: E402
+    module_pads,
+    pads_before,
+    padding_fill,
+)
+from adapters.port_validation.tracing import inbound  # noqa: E402
 from comparator.analysis.port_causes import OperationSetting, PoolRounding  # noqa: E402
 from comparator.analysis.tolerances import SETTING_MATCH_TOLERANCE  # noqa: E402
 from comparator.analysis.validation import diverges, metrics  # noqa: E402
@@ -36,28 +47,34 @@ from comparator.analysis.validation import diverges, metrics  # noqa: E402
 _POOLS = ((nn.MaxPool1d, layers.MaxPooling1D), (nn.AvgPool1d, layers.AveragePooling1D),
           (nn.MaxPool2d, layers.MaxPooling2D), (nn.AvgPool2d, layers.AveragePooling2D),
           (nn.MaxPool3d, layers.MaxPooling3D), (nn.AvgPool3d, layers.AveragePooling3D))
+_ZERO_PADDINGS = (layers.ZeroPadding1D, layers.ZeroPadding2D, layers.ZeroPadding3D)
 
 
 def pool_padding(torch_modules: list[tuple[str, nn.Module]], keras_ops: list,
                  keras_inputs: dict) -> OperationSetting | None:
     """The first pooling of one kind on both sides (in running order) that Keras pads
-    otherwise than PyTorch, where the rerun confirms it."""
+    otherwise than PyTorch, where the rerun confirms it. The padding modules and F.pad
+    calls that ran right before PyTorch's pooling count in its padding, and the
+    ZeroPadding layers right before Keras's in Keras's."""
+    order, ran = [n for n, _ in torch_modules], dict(torch_modules)
     for torch_class, keras_class in _POOLS:
         torch_side = [(n, m) for n, m in torch_modules
                       if isinstance(m, torch_class) and _plain(m)]
-        keras_side = [op for op in keras_ops
-                      if isinstance(op, keras_class) and op.padding == "same"
-                      and op.data_format == "channels_last"]
+        keras_side = [op for op in keras_ops if isinstance(op, keras_class)
+                      and op.padding in ("same", "valid") and op.data_format == "channels_last"]
         for (name, module), op in zip(torch_side, keras_side):
-            found = _measured(name, module, op, keras_inputs.get(op.name))
+            torch_chain = _TorchChain(name, module, pads_before(order, ran, name))
+            keras_chain = _KerasChain(op, _zero_paddings_before(op, keras_ops))
+            found = _measured(torch_chain, keras_chain, keras_inputs.get(keras_chain.first.name))
             if found is not None:
                 return found
     return None
 
 
 def keras_pooling(op) -> bool:
-    """Whether pool_padding may measure this Keras operation (its input is then kept)."""
-    return isinstance(op, tuple(keras_class for _, keras_class in _POOLS))
+    """Whether pool_padding may measure this Keras operation or the padding before one (its
+    input is then kept)."""
+    return isinstance(op, (*(keras_class for _, keras_class in _POOLS), *_ZERO_PADDINGS))
 
 
 def _plain(module: nn.Module) -> bool:
@@ -67,20 +84,103 @@ def _plain(module: nn.Module) -> bool:
         not getattr(module, "return_indices", False)
 
 
-def _measured(name: str, module: nn.Module, op, keras_input) -> OperationSetting | None:
+@dataclasses.dataclass(frozen=True)
+class _TorchChain:
+    """PyTorch's pooling and the padding modules (or F.pad calls' stand-ins) that ran right
+    before it, in running order, each with its name there."""
+
+    name: str
+    module: nn.Module
+    pads: tuple
+
+    def run(self, x: torch.Tensor) -> torch.Tensor:
+        for _, pad in self.pads:
+            x = pad(x)
+        return self.module(x)
+
+    def own(self, rank: int):
+        return tuple((p, p) for p in _tuple(self.module.padding, rank))
+
+    def amounts(self, rank: int):
+        return _summed(*(module_pads(p, rank) for _, p in self.pads), self.own(rank))
+
+    def fills(self, rank: int) -> list[str]:
+        """How each padding fills, where it pads: 'zeros', 'constant -inf', 'reflect', ...;
+        the pooling's own as PyTorch pools it."""
+        fills = [padding_fill(p) for _, p in self.pads
+                 if any(any(side) for side in module_pads(p, rank))]
+        if any(any(side) for side in self.own(rank)):
+            fills.append("zeros" if getattr(self.module, "count_include_pad", False) else
+                         "left out" if hasattr(self.module, "count_include_pad") else
+                         "constant -inf")
+        return fills
+
+
+@dataclasses.dataclass(frozen=True)
+class _KerasChain:
+    """Keras's pooling and the ZeroPadding layers right before it, first first."""
+
+    op: object
+    paddings: tuple
+
+    @property
+    def first(self):
+        return self.paddings[0] if self.paddings else self.op
+
+    def run(self, x):
+        for padding in self.paddings:
+            x = padding(x)
+        return self.op(x)
+
+    def zeros(self, rank: int):
+        return _summed(*(_zero_padding_pads(p, rank) for p in self.paddings), ((0, 0),) * rank)
+
+
+def _zero_paddings_before(op, keras_ops: list) -> tuple:
+    """The ZeroPadding layers (channels-last) that alone lead into this operation among
+    `keras_ops` (the operations between two paired layers), first first."""
+    between, chain = {id(o) for o in keras_ops}, []
+    current = op
+    while True:
+        inputs = current._inbound_nodes[0].input_tensors if current._inbound_nodes else []
+        before = inbound(inputs[0])[0] if len(inputs) == 1 else None
+        if not (isinstance(before, _ZERO_PADDINGS) and id(before) in between
+                and before.data_format == "channels_last"):
+            return tuple(reversed(chain))
+        chain.append(before)
+        current = before
+
+
+def _zero_padding_pads(layer, rank: int):
+    padding = layer.padding
+    pairs = (tuple(padding),) if isinstance(layer, layers.ZeroPadding1D) else \
+        tuple(tuple(pair) for pair in padding)
+    return pairs if len(pairs) == rank else ((0, 0),) * rank
+
+
+def _summed(*pads):
+    return tuple((sum(p[axis][0] for p in pads), sum(p[axis][1] for p in pads))
+                 for axis in range(len(pads[-1])))
+
+
+def _measured(torch_chain: _TorchChain, keras_chain: _KerasChain,
+              keras_input) -> OperationSetting | None:
     if keras_input is None or isinstance(keras_input, Failed):
         return None
     x = torch.from_numpy(to_torch_values(numpy_of(keras_input)).copy())
-    rank = x.ndim - 2
-    keras_pads = _same_pads(x.shape[2:], _tuple(op.pool_size, rank), _tuple(op.strides, rank))
-    torch_pads = tuple((p, p) for p in _tuple(module.padding, rank))
-    if keras_pads == torch_pads:
-        return None
+    rank, op = x.ndim - 2, keras_chain.op
+    zeros = keras_chain.zeros(rank)
+    same = _same_pads([n + a + b for n, (a, b) in zip(x.shape[2:], zeros)],
+                      _tuple(op.pool_size, rank), _tuple(op.strides, rank)) \
+        if op.padding == "same" else ((0, 0),) * rank
+    plain = not torch_chain.pads and not keras_chain.paddings
+    if plain and (op.padding != "same" or _summed(zeros, same) == torch_chain.amounts(rank)):
+        return None  # without padding before either pooling, only 'same' pads otherwise
     try:
         with torch.no_grad():
-            keras_out = to_torch_values(numpy_of(op(numpy_of(keras_input))))
-            torch_out = module(x).numpy()
-            padded = _padded_as_keras(module, x, keras_pads).numpy()
+            keras_out = to_torch_values(numpy_of(keras_chain.run(numpy_of(keras_input))))
+            torch_out = torch_chain.run(x).numpy()
+            padded = _padded_as_keras(torch_chain.module, x, zeros, same).numpy()
     except Exception:  # an input of another rank than the pooling's: nothing measured
         return None
     if keras_out.shape != torch_out.shape or keras_out.shape != padded.shape:
@@ -88,15 +188,57 @@ def _measured(name: str, module: nn.Module, op, keras_input) -> OperationSetting
     confirmed = confirmed_apart(keras_out, torch_out, padded)
     if confirmed is None:
         return None
-    apart, left = confirmed
-    average = hasattr(module, "count_include_pad")
+    return _setting(torch_chain, keras_chain, rank, zeros, same, confirmed)
+
+
+def _setting(torch_chain: _TorchChain, keras_chain: _KerasChain, rank: int, zeros, same,
+             confirmed) -> OperationSetting:
+    (apart, left), module, op = confirmed, torch_chain.module, keras_chain.op
+    keras_pads = _summed(zeros, same)
+    plain = not torch_chain.pads and not keras_chain.paddings
+    fix = (f"PyTorch's {torch_chain.name} pads both sides alike, Keras's {op.name} with "
+           f"'same' what the stride leaves over, the larger half after: "
+           f"{_fix(module, torch_chain.own(rank), hasattr(module, 'count_include_pad'))}"
+           if plain else _padded_before_fix(torch_chain, keras_chain, rank, zeros, same))
     return OperationSetting(
-        "pool_padding", module_kind(module), "padding", name, module_kind(module),
-        _pads_words(torch_pads), False, op.name, type(op).__name__,
-        f"'same' (pads {_pads_words(keras_pads)} on this input)", False,
-        _fix(module, torch_pads, average),
-        _pads_words(keras_pads) + " (edge values repeated, as Keras pads)",
+        "pool_padding", module_kind(module), "padding", torch_chain.name, module_kind(module),
+        _torch_words(torch_chain, rank), False, op.name, type(op).__name__,
+        _keras_words(keras_chain, rank, same), False, fix,
+        f"{_pads_words(keras_pads)} ({_keras_fill_words(zeros, same)}, as Keras pads)",
         apart.max_abs, left.max_abs, torch_function=called_function(module))
+
+
+def _torch_words(torch_chain: _TorchChain, rank: int) -> str:
+    """'(1, 1)', or with padding before the pooling '0, after (0, 1) of zeros
+    (torch.nn.functional.pad in forward(), call 1)'."""
+    before = [f"{_pads_words(module_pads(p, rank))} of {padding_fill(p)} "
+              f"({name if called_function(p) else f'{name}, {module_kind(p)}'})"
+              for name, p in torch_chain.pads]
+    own = torch_chain.own(rank)
+    if not before:
+        return _pads_words(own)
+    return f"{_pads_words(own) if any(map(any, own)) else 0}, after {' and '.join(before)}"
+
+
+def _keras_words(keras_chain: _KerasChain, rank: int, same) -> str:
+    op = keras_chain.op
+    words = (f"'same' (pads {_pads_words(same)} on this input)" if op.padding == "same"
+             else "'valid'")
+    before = [f"{p.name} ({type(p).__name__}) {_pads_words(_zero_padding_pads(p, rank))}"
+              for p in keras_chain.paddings]
+    return f"{words}, after {' and '.join(before)}" if before else words
+
+
+def _keras_fill_words(zeros, same) -> str:
+    """How the rerun pads, as Keras does: the ZeroPadding layers' zeros, then 'same''s."""
+    fills = ["zeros"] if any(any(pair) for pair in zeros) else []
+    if any(any(pair) for pair in same):
+        fills.append("padded positions left out" if _even(same) else "edge values repeated")
+    return ", then ".join(fills) or "none"
+
+
+def _even(pads) -> bool:
+    return all(before == after for before, after in pads)
 
 
 def _tuple(value, rank: int) -> tuple[int, ...]:
@@ -113,12 +255,26 @@ def _same_pads(size, window, strides) -> tuple[tuple[int, int], ...]:
     return tuple(pads)
 
 
-def _padded_as_keras(module: nn.Module, x: torch.Tensor, pads) -> torch.Tensor:
-    # F.pad takes the last axis's pair first
-    padded = F.pad(x, tuple(p for pair in reversed(pads) for p in pair), mode="replicate")
+def _padded_as_keras(module: nn.Module, x: torch.Tensor, zeros, same) -> torch.Tensor:
+    """PyTorch's pooling without its own padding on `x` padded as Keras pads it: the
+    ZeroPadding layers' zeros, then 'same''s as Keras 3.15.1's torch backend pads
+    (keras/src/backend/torch/nn.py): where even, as the pooling's padding, an average
+    leaving it out; where one side has more, the edge values repeated."""
+    x = F.pad(x, _flat(zeros))
     unpadded = copy.deepcopy(module)
     unpadded.padding = 0
-    return unpadded(padded)
+    if _even(same):
+        unpadded.padding = tuple(before for before, _ in same)
+        if hasattr(unpadded, "count_include_pad"):
+            unpadded.count_include_pad = False
+    else:
+        x = F.pad(x, _flat(same), mode="replicate")
+    return unpadded(x)
+
+
+def _flat(pads) -> tuple[int, ...]:
+    """As F.pad takes them: the last axis's pair first."""
+    return tuple(p for pair in reversed(pads) for p in pair)
 
 
 def _pads_words(pads) -> str:
@@ -135,6 +291,48 @@ def _fix(module: nn.Module, torch_pads, average: bool) -> str:
     return (f"pad with ZeroPadding{len(torch_pads)}D({padding!r}){exact} and pool with "
             f"padding='valid'")
 
+
+def _padded_before_fix(torch_chain: _TorchChain, keras_chain: _KerasChain, rank: int,
+                       zeros, same) -> str:
+    """Why the windows differ where a padding runs before either pooling, and the ports
+    that give PyTorch's (in Keras) or keep Keras's 'same' (in PyTorch, a maximum)."""
+    torch_pads, keras_pads = torch_chain.amounts(rank), _summed(zeros, same)
+    maximum = not hasattr(torch_chain.module, "count_include_pad")
+    fills = " and ".join(dict.fromkeys(torch_chain.fills(rank))) or "nothing"
+    keras_fills = _keras_fill_words(zeros, same) + (
+        " (in a maximum, as padding with -inf)" if maximum and any(map(any, same)) else "")
+    why = (f"PyTorch pads {_pads_words(torch_pads)} in all, Keras {_pads_words(keras_pads)}: "
+           "the windows sit otherwise" if torch_pads != keras_pads else
+           f"both pad {_pads_words(torch_pads)}, PyTorch with {fills}, Keras with "
+           f"{keras_fills}")
+    fix = _keras_side_fix(torch_chain.fills(rank), torch_pads)
+    if maximum and keras_chain.op.padding == "same" and not keras_chain.paddings:
+        fix += (f"; or keep Keras's 'same' and pad in PyTorch as it does: "
+                f"F.pad(x, {_flat(keras_pads)}, value=float('-inf')) before a pooling "
+                "without padding of its own, as timm's MaxPool2dSame pads")
+    return f"{why}: {fix}"
+
+
+def _keras_side_fix(fills: list[str], torch_pads) -> str:
+    """The Keras padding that gives PyTorch's windows and values, or why none does."""
+    layer = f"ZeroPadding{len(torch_pads)}D({_zero_padding_argument(torch_pads)!r})"
+    kinds = set(fills)
+    if kinds <= {"zeros"}:
+        return f"in Keras pad with {layer} and pool with padding='valid'"
+    if kinds <= {"zeros", "constant -inf"}:
+        return (f"in Keras pad with {layer} (zeros stand for PyTorch's -inf where the input "
+                "is not negative, as after a ReLU) and pool with padding='valid'")
+    if "left out" in kinds:
+        return "no Keras pooling layer pads both sides and averages only the values inside"
+    return (f"in Keras pad {_pads_words(torch_pads)} as PyTorch does ({', '.join(kinds)}: "
+            "keras.ops.pad in a layer of your own) and pool with padding='valid'")
+
+
+def _zero_padding_argument(pads):
+    """ZeroPaddingND's argument for these pads: 1, (1, 2), ((0, 1), (0, 1))."""
+    if _even(pads):
+        return pads[0][0] if len(set(pads)) == 1 else tuple(before for before, _ in pads)
+    return pads[0] if len(pads) == 1 else tuple(pads)
 
 
 def pool_rounding(torch_modules: list[tuple[str, nn.Module]], keras_ops: list,

@@ -21,7 +21,8 @@ class OperationSetting:
     pool_padding). Values are written as each framework writes them ("0.01", "'none'",
     "True"); where Keras has no such setting (keras_default None), keras_value is what it
     computes, in PyTorch's terms. keras_fix: PyTorch's setting in Keras's terms, or the
-    Keras layer that computes it ("ZeroPadding2D(1)"). max_abs: how far PyTorch's module is
+    Keras layer that computes it ("ZeroPadding2D(1)"); for pool_padding the whole fix in
+    words, why the windows differ and the ports that agree. max_abs: how far PyTorch's module is
     from Keras's operation on that operation's input; swapped_max_abs: the same with the
     PyTorch module given Keras's setting. torch_setting: PyTorch's name for the setting
     where its module takes it under another name than Keras's (Upsample's mode,
@@ -293,9 +294,7 @@ def _torch_operation_words(found: OperationSetting) -> str:
 
 
 _SETTING_FIXES = {
-    "pool_padding": lambda found: (
-        f"PyTorch's {found.torch_module} pads both sides alike, Keras's {found.keras_op} "
-        f"with 'same' what the stride leaves over, the larger half after: {found.keras_fix}"),
+    "pool_padding": lambda found: found.keras_fix,  # pool_padding.py words why, then how
     "activation_setting": lambda found: (
         f"the activation before it is set otherwise and Keras's {found.keras_op} has no "
         f"{found.setting} setting: compute PyTorch's with {found.keras_fix}"
