@@ -130,3 +130,51 @@ def test_keras_same_pooling_is_pytorchs_padded_as_the_cause_says(size, stride):
         nn.AvgPool2d(3, stride)(F.pad(x, pads, mode="replicate"))
     assert torch.allclose(ours, average, rtol=0, atol=1e-6)
     assert not torch.allclose(nn.AvgPool2d(3, stride)(F.pad(x, pads)), average, atol=1e-3)
+
+
+class _InsideOnlyAveragePooling2D(keras.layers.AveragePooling2D):
+    """'same' average pooling as Keras 3.15.1 computes it on TensorFlow and JAX, and
+    keras-nightly 3.16.0.dev2026102704 on torch (measured, docs/port-validation.md): the
+    positions 'same' pads left out of each average, where one side has more too."""
+
+    def call(self, inputs):
+        # What the stride leaves over, the larger half after, on 8 x 8 with 3, 2: (0, 1).
+        pads = ((0, 0), (0, 1), (0, 1), (0, 0))
+        valid = dict(pool_size=self.pool_size, strides=self.strides, padding="valid")
+        total = keras.ops.average_pool(keras.ops.pad(inputs, pads), **valid)
+        counts = keras.ops.average_pool(keras.ops.pad(keras.ops.ones_like(inputs), pads),
+                                        **valid)
+        return total / counts
+
+
+def _keras_inside_only_pool_conv():
+    keras_model = keras_conv_pool_conv(average=True)
+    inputs = keras.Input((8, 8, 3))
+    x = keras_model.get_layer("conv0")(inputs)
+    x = _InsideOnlyAveragePooling2D(3, 2, padding="same", name="pool")(x)
+    return keras.Model(inputs, keras_model.get_layer("conv1")(x))
+
+
+def test_the_inside_only_keras_average_pooling_matches_tensorflows():
+    x = np.random.default_rng(0).normal(size=(1, 8, 8, 2)).astype(np.float32)
+    inside = np.zeros((1, 4, 4, 2), np.float32)
+    for i in range(4):
+        for j in range(4):
+            inside[0, i, j] = x[0, 2 * i:2 * i + 3, 2 * j:2 * j + 3].mean(axis=(0, 1))
+    ours = keras.ops.convert_to_numpy(_InsideOnlyAveragePooling2D(3, 2, padding="same")(x))
+    np.testing.assert_allclose(ours, inside, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("before, words", [
+    ((0, 1, 0, 1), "both pad (0, 1), PyTorch with zeros, Keras with padded positions left "
+                   "out"),
+    (None, "PyTorch pads (1, 1) in all, Keras (0, 1)")])
+def test_a_keras_average_that_leaves_the_uneven_padding_out_is_measured_as_such(before, words):
+    """Where 'same' pads one side more, the rerun tries both ways Keras has averaged there
+    (edge values repeated, Keras 3.15.1 on torch; padded positions left out elsewhere) and
+    names the one that gives Keras's output."""
+    torch_model = torch_conv_pad_pool_conv(before, average=True) if before else \
+        torch_conv_pad_pool_conv(average=True)
+    cause = _pool_padding(_validated(torch_model, _keras_inside_only_pool_conv()))
+    assert "given padding=(0, 1) (padded positions left out, as Keras pads)" in cause.text
+    assert words in cause.detail

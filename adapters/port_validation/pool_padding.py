@@ -12,7 +12,9 @@ gives Keras's. Where 'same' pads one side more, Keras 3.15.1's torch backend rep
 edge values there (torch's 'replicate' padding) and pools without padding: a maximum as
 with PyTorch's -inf padding, an average over the repeated values too; where it pads both
 sides alike, it gives the pooling that padding, an average leaving it out (read from
-keras/src/backend/torch/nn.py, and measured: equal, tests/test_validate_port_pool_pads.py)."""
+keras/src/backend/torch/nn.py, and measured: equal, tests/test_validate_port_pool_pads.py).
+Other backends and versions leave an uneven padding out of an average too, so that rerun
+tries both (_uneven_fills)."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import copy
 import dataclasses
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -180,31 +183,46 @@ def _measured(torch_chain: _TorchChain, keras_chain: _KerasChain,
         with torch.no_grad():
             keras_out = to_torch_values(numpy_of(keras_chain.run(numpy_of(keras_input))))
             torch_out = torch_chain.run(x).numpy()
-            padded = _padded_as_keras(torch_chain.module, x, zeros, same).numpy()
+            reruns = {fill: _padded_as_keras(torch_chain.module, x, zeros, same, fill).numpy()
+                      for fill in _uneven_fills(torch_chain.module, same)}
     except Exception:  # an input of another rank than the pooling's: nothing measured
         return None
-    if keras_out.shape != torch_out.shape or keras_out.shape != padded.shape:
+    if any(keras_out.shape != out.shape for out in (torch_out, *reruns.values())):
         return None
-    confirmed = confirmed_apart(keras_out, torch_out, padded)
+    fill = min(reruns, key=lambda f: float(np.abs(reruns[f] - keras_out).max()))
+    confirmed = confirmed_apart(keras_out, torch_out, reruns[fill])
     if confirmed is None:
         return None
-    return _setting(torch_chain, keras_chain, rank, zeros, same, confirmed)
+    return _setting(torch_chain, keras_chain, rank, zeros, same, fill, confirmed)
+
+
+# How Keras fills what 'same' pads on one side more, in an average: Keras 3.15.1 (and 3.10.0)
+# on torch repeats the edge values and counts them; on TensorFlow and JAX, and
+# keras-nightly 3.16.0.dev2026102704 on torch, the average leaves the padded positions out
+# (measured, docs/port-validation.md). The rerun tries both and keeps the one that gives
+# Keras's output.
+_EDGES, _LEFT_OUT = "edge values repeated", "padded positions left out"
+
+
+def _uneven_fills(module: nn.Module, same) -> tuple[str, ...]:
+    average = hasattr(module, "count_include_pad")
+    return (_EDGES, _LEFT_OUT) if average and not _even(same) else (_EDGES,)
 
 
 def _setting(torch_chain: _TorchChain, keras_chain: _KerasChain, rank: int, zeros, same,
-             confirmed) -> OperationSetting:
+             fill: str, confirmed) -> OperationSetting:
     (apart, left), module, op = confirmed, torch_chain.module, keras_chain.op
     keras_pads = _summed(zeros, same)
     plain = not torch_chain.pads and not keras_chain.paddings
     fix = (f"PyTorch's {torch_chain.name} pads both sides alike, Keras's {op.name} with "
            f"'same' what the stride leaves over, the larger half after: "
            f"{_fix(module, torch_chain.own(rank), hasattr(module, 'count_include_pad'))}"
-           if plain else _padded_before_fix(torch_chain, keras_chain, rank, zeros, same))
+           if plain else _padded_before_fix(torch_chain, keras_chain, rank, zeros, same, fill))
     return OperationSetting(
         "pool_padding", module_kind(module), "padding", torch_chain.name, module_kind(module),
         _torch_words(torch_chain, rank), False, op.name, type(op).__name__,
         _keras_words(keras_chain, rank, same), False, fix,
-        f"{_pads_words(keras_pads)} ({_keras_fill_words(zeros, same)}, as Keras pads)",
+        f"{_pads_words(keras_pads)} ({_keras_fill_words(zeros, same, fill)}, as Keras pads)",
         apart.max_abs, left.max_abs, torch_function=called_function(module))
 
 
@@ -229,11 +247,12 @@ def _keras_words(keras_chain: _KerasChain, rank: int, same) -> str:
     return f"{words}, after {' and '.join(before)}" if before else words
 
 
-def _keras_fill_words(zeros, same) -> str:
-    """How the rerun pads, as Keras does: the ZeroPadding layers' zeros, then 'same''s."""
+def _keras_fill_words(zeros, same, fill: str) -> str:
+    """How the rerun pads, as Keras does: the ZeroPadding layers' zeros, then 'same''s
+    (fill: how, where one side has more)."""
     fills = ["zeros"] if any(any(pair) for pair in zeros) else []
     if any(any(pair) for pair in same):
-        fills.append("padded positions left out" if _even(same) else "edge values repeated")
+        fills.append(_LEFT_OUT if _even(same) else fill)
     return ", then ".join(fills) or "none"
 
 
@@ -255,11 +274,12 @@ def _same_pads(size, window, strides) -> tuple[tuple[int, int], ...]:
     return tuple(pads)
 
 
-def _padded_as_keras(module: nn.Module, x: torch.Tensor, zeros, same) -> torch.Tensor:
+def _padded_as_keras(module: nn.Module, x: torch.Tensor, zeros, same,
+                     fill: str) -> torch.Tensor:
     """PyTorch's pooling without its own padding on `x` padded as Keras pads it: the
     ZeroPadding layers' zeros, then 'same''s as Keras 3.15.1's torch backend pads
     (keras/src/backend/torch/nn.py): where even, as the pooling's padding, an average
-    leaving it out; where one side has more, the edge values repeated."""
+    leaving it out; where one side has more, as `fill` says."""
     x = F.pad(x, _flat(zeros))
     unpadded = copy.deepcopy(module)
     unpadded.padding = 0
@@ -267,6 +287,10 @@ def _padded_as_keras(module: nn.Module, x: torch.Tensor, zeros, same) -> torch.T
         unpadded.padding = tuple(before for before, _ in same)
         if hasattr(unpadded, "count_include_pad"):
             unpadded.count_include_pad = False
+    elif fill == _LEFT_OUT:
+        # zeros add nothing to a window's sum; the same pooling of ones counts the rest
+        ones = torch.ones_like(x[:1, :1])
+        return unpadded(F.pad(x, _flat(same))) / unpadded(F.pad(ones, _flat(same)))
     else:
         x = F.pad(x, _flat(same), mode="replicate")
     return unpadded(x)
@@ -293,13 +317,13 @@ def _fix(module: nn.Module, torch_pads, average: bool) -> str:
 
 
 def _padded_before_fix(torch_chain: _TorchChain, keras_chain: _KerasChain, rank: int,
-                       zeros, same) -> str:
+                       zeros, same, fill: str) -> str:
     """Why the windows differ where a padding runs before either pooling, and the ports
     that give PyTorch's (in Keras) or keep Keras's 'same' (in PyTorch, a maximum)."""
     torch_pads, keras_pads = torch_chain.amounts(rank), _summed(zeros, same)
     maximum = not hasattr(torch_chain.module, "count_include_pad")
     fills = " and ".join(dict.fromkeys(torch_chain.fills(rank))) or "nothing"
-    keras_fills = _keras_fill_words(zeros, same) + (
+    keras_fills = _keras_fill_words(zeros, same, fill) + (
         " (in a maximum, as padding with -inf)" if maximum and any(map(any, same)) else "")
     why = (f"PyTorch pads {_pads_words(torch_pads)} in all, Keras {_pads_words(keras_pads)}: "
            "the windows sit otherwise" if torch_pads != keras_pads else
