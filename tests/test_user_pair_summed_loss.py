@@ -188,6 +188,15 @@ def test_wrong_weights_in_python_are_one_line(options, message):
     assert "\n" not in str(caught.value)
 
 
+def test_several_outputs_of_a_model_that_returns_one_are_refused_with_the_whole_option():
+    from tests import user_port_models as one_output
+
+    with pytest.raises(UsageError, match=r"^--output 0,1: the Keras model returns one output; "
+                                         r"--output chooses among several$"):
+        comparator.compare_pair(one_output.torch_net(), one_output.keras_net(), X, Y,
+                                output="0,1", recipes=("pytorch:eval",))
+
+
 def test_the_validator_refuses_several_outputs_in_one_line():
     with pytest.raises(UsageError, match=r"--output 0,1: the port validator follows one "
                                          r"output layer by layer; give one KEY") as caught:

@@ -41,8 +41,9 @@ def one_output(side: str, outputs):
     return outputs
 
 
-def select(outputs, key: str, side: str):
-    """The output named by key (a dict's key, or a tuple's or list's position)."""
+def select(outputs, key: str, side: str, given: str | None = None):
+    """The output named by key (a dict's key, or a tuple's or list's position); given: the
+    whole --output, where it names several, for the words of a refusal."""
     if isinstance(outputs, dict):
         if key in outputs:
             return outputs[key]
@@ -50,8 +51,8 @@ def select(outputs, key: str, side: str):
         if key.lstrip("-").isdigit() and -len(outputs) <= int(key) < len(outputs):
             return outputs[int(key)]
     else:
-        raise UsageError(f"--output {key}: the {side} model returns one output; --output "
-                         "chooses among several")
+        raise UsageError(f"--output {given or key}: the {side} model returns one output; "
+                         "--output chooses among several")
     raise UsageError(f"--output {key}: the {side} model returns a {type(outputs).__name__} of "
                      f"{len(outputs)} outputs; give {_keys(outputs)}")
 
@@ -76,12 +77,15 @@ def choose_outputs(torch_model, keras_model, keys: list[tuple[str, str]], input_
     else:
         inputs = symbolic_inputs(input_shape)
         outputs = keras_model(inputs)
-    chosen = [select(outputs, key, "Keras") for key in keras_keys]
+    several = len(keys) > 1
+    chosen = [select(outputs, key, "Keras", ",".join(keras_keys) if several else None)
+              for key in keras_keys]
     wrapper = keras.Model(inputs, chosen if len(chosen) > 1 else chosen[0],
                           name=f"{keras_model.name}_{'_'.join(keras_keys)}")
 
     def chosen_by_pytorch(module, args, outputs):
-        picked = tuple(select(outputs, key, "PyTorch") for key in torch_keys)
+        picked = tuple(select(outputs, key, "PyTorch", ",".join(torch_keys) if several else None)
+                       for key in torch_keys)
         return picked if len(picked) > 1 else picked[0]
 
     return wrapper, torch_model.register_forward_hook(chosen_by_pytorch).remove
