@@ -68,6 +68,18 @@ def choose_outputs(torch_model, keras_model, keys: list[tuple[str, str]], input_
     model returns a list of the chosen outputs and the PyTorch model a tuple, in keys' order,
     so that each framework's own multi-output loss sees them."""
     torch_keys, keras_keys = [t for t, _ in keys], [k for _, k in keys]
+    wrapper = keras_chosen_outputs(keras_model, keras_keys, input_shape)
+
+    def chosen_by_pytorch(module, args, outputs):
+        picked = tuple(select(outputs, key, "PyTorch") for key in torch_keys)
+        return picked if len(picked) > 1 else picked[0]
+
+    return wrapper, torch_model.register_forward_hook(chosen_by_pytorch).remove
+
+
+def keras_chosen_outputs(keras_model, keras_keys: list[str], input_shape):
+    """choose_outputs's Keras side: a model over keras_model's layers giving the chosen
+    outputs (a list of them, where several), which a worker rebuilds as well."""
     if isinstance(keras_model, Functional) and not isinstance(keras_model, keras.Sequential):
         # The graph's own part that computes the chosen outputs: one flat graph, as the port
         # validator traces it.
@@ -77,14 +89,8 @@ def choose_outputs(torch_model, keras_model, keys: list[tuple[str, str]], input_
         inputs = symbolic_inputs(input_shape)
         outputs = keras_model(inputs)
     chosen = [select(outputs, key, "Keras") for key in keras_keys]
-    wrapper = keras.Model(inputs, chosen if len(chosen) > 1 else chosen[0],
-                          name=f"{keras_model.name}_{'_'.join(keras_keys)}")
-
-    def chosen_by_pytorch(module, args, outputs):
-        picked = tuple(select(outputs, key, "PyTorch") for key in torch_keys)
-        return picked if len(picked) > 1 else picked[0]
-
-    return wrapper, torch_model.register_forward_hook(chosen_by_pytorch).remove
+    return keras.Model(inputs, chosen if len(chosen) > 1 else chosen[0],
+                       name=f"{keras_model.name}_{'_'.join(keras_keys)}")
 
 
 def _total(outputs):
