@@ -133,6 +133,50 @@ def test_keras_nightly_on_torch_trains_the_pair_as_this_keras_on_torch(report):
     ("pytorch,keras,tf-keras", "tf-keras runs Keras 2, which cannot load a user pair's Keras 3"),
     ("pytorch,keras-tensorflow", "--frameworks must include keras"),
 ])
+def _pairs():
+    from tests import user_layer_models as layer_models
+    from tests import user_pair_models as pair_models
+    from tests.test_user_pair_layers import SEQUENCES
+
+    images = np.random.default_rng(1).standard_normal((4, 3, 8, 8)).astype(np.float32)
+    tokens = np.random.default_rng(3).standard_normal(
+        (4, layer_models.TOKENS, layer_models.TOKENS)).astype(np.float32)
+    steps = np.ascontiguousarray(SEQUENCES.transpose(0, 2, 1))
+    return {
+        "batchnorm, paired": lambda: (pair_models.seeded_torch_net(),
+                                      pair_models.ported_keras_net(), images),
+        "lstm, paired": lambda: (layer_models.seeded(layer_models.RecurrentNet()),
+                                 layer_models.keras_recurrent_twin("lstm"), steps),
+        "attention, paired": lambda: (layer_models.seeded(layer_models.AttentionNet()),
+                                      layer_models.keras_attention_twin(), tokens),
+        "not paired": lambda: (layer_models.seeded(layer_models.DeepRecurrentNet("lstm", 2)),
+                               layer_models.keras_deep_recurrent_twin("lstm", 1), steps),
+    }
+
+
+@pytest.mark.parametrize("kind", list(_pairs()))
+def test_a_workers_state_is_named_as_the_in_process_keras_names_its_own(kind):
+    """No worker: a state named by position (as a worker's come back) against the same values
+    set in the in-process model and named by it, for each way the pairing names states."""
+    from adapters import open_user_pair
+    from comparator.config import CompareConfig
+    from comparator.config.pair import UserPair
+
+    torch_model, keras_model, x = _pairs()[kind]()
+    opened = open_user_pair(UserPair(pytorch=torch_model, keras=keras_model, x=x),
+                            CompareConfig(model="user pair", batch_size=len(x)))
+    keras_side = opened.adapters["keras"]
+    moved = {name: value + np.float32(0.5) for name, value in
+             keras_side.positional_arrays().items()}
+    named = keras_side.canonical_from_positions(moved)
+    keras_side.user_model.set_weights(list(moved.values()))
+    own = keras_side.canonical_weights()
+    keras_side.reset()
+    assert named.keys() == own.keys() and any("." in name for name in own)
+    assert all(np.array_equal(named[name], own[name]) for name in own)
+    assert any(name.endswith(".running_var") for name in own) == (kind == "batchnorm, paired")
+
+
 def test_what_a_pair_cannot_run_is_refused_in_one_line(tmp_path, batch_file, frameworks, words):
     path = tmp_path / "report.json"
     result = compare(*PAIR, "--inputs", batch_file, "--frameworks", frameworks, "--no-onnx",
