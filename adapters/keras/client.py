@@ -336,6 +336,8 @@ class WorkerAdapter(Adapter):
         then ended at exit (_end_live_workers)."""
         pending, thread = self._pending, self._thread
         self._pending = self._thread = None
+        if pending is None:  # no call begun since the last wait: nothing new to collect
+            return
         if thread is not None:
             while thread.is_alive():
                 thread.join(0.2)
