@@ -28,7 +28,6 @@ from adapters.own_pair.pairing import (
     torch_arrays,
     weighted_keras_layers,
 )
-from comparator.errors import UsageError
 from comparator.inputs.batch import REGRESSION_SCENARIOS
 from comparator.zoo.portmaps import to_keras_layout
 
@@ -278,15 +277,12 @@ class KerasUserAdapter(Keras3Adapter):
     def _named_layers(self, naming: dict) -> tuple[dict, dict]:
         """id(layer) -> the comparison's layer name, and -> its canonical name (naming:
         worker_naming() of the comparison's own adapter); both empty outside a worker."""
-        layers_here = self._all_layers()
-        names = naming.get("layer_names", [])
-        if names and len(names) != len(layers_here):
-            raise UsageError(f"the Keras model rebuilt here has {len(layers_here)} layers, the "
-                             f"comparison's own {len(names)}: the builder gives another model "
-                             f"on the {keras.backend.backend()} backend")
+        layers_here, names = self._all_layers(), naming.get("layer_names", [])
         canonical = naming.get("canonical_layer_names", {})
+        # Another count of layers is refused afterwards (workers.require_same_model).
         return ({id(layer): name for layer, name in zip(layers_here, names)},
-                {id(layers_here[int(position)]): name for position, name in canonical.items()})
+                {id(layers_here[int(position)]): name for position, name in canonical.items()
+                 if int(position) < len(layers_here)})
 
     def _name_of(self, layer) -> str:
         return self._names.get(id(layer), layer.name)

@@ -235,12 +235,12 @@ def _build(request: dict, directory: str):
 def _build_user(adapter, request: dict, weights: dict, arrays: dict):
     """A user pair's Keras model rebuilt here holding the comparison's weights, and its
     batch (adapters/own_pair/workers.py)."""
-    from adapters.own_pair.workers import batch_layouts, rebuild, require_same_weights
+    from adapters.own_pair.workers import batch_layouts, rebuild, require_same_model
     from comparator.inputs.batch import Batch
 
     user = request["user_model"]
     rebuild(adapter, user, request["scenario"], request["seed"])
-    require_same_weights(adapter, weights)
+    require_same_model(adapter, weights, user["naming"])
     adapter.load_weights(weights)
     several = tuple(arrays[f"x{i}"] for i in range(len(arrays) - 1)) if "x0" in arrays else None
     return Batch(x=several or arrays["x"], y=arrays["y"], **batch_layouts(user))

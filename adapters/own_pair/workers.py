@@ -76,9 +76,10 @@ def rebuild(adapter, request: dict, scenario: str, seed: int) -> None:
                   naming=request["naming"])
 
 
-def require_same_weights(adapter, given: dict) -> None:
-    """Refuses weights (named by position) that the rebuilt model cannot hold: another count
-    or other shapes than its own, as a builder that makes another model on this backend."""
+def require_same_model(adapter, given: dict, naming: dict) -> None:
+    """Refuses a rebuilt model that is not the comparison's: another count or other shapes of
+    weights (named by position in `given`), or another count of layers, as a builder that
+    makes another model on this backend or Keras version does."""
     own = adapter.positional_arrays()
     where = f"the Keras model rebuilt for {adapter.name}"
     if len(own) != len(given):
@@ -94,3 +95,7 @@ def require_same_weights(adapter, given: dict) -> None:
             raise UsageError(f"{where} holds weight {name} of shape {mine.shape}, the "
                              f"comparison's own {given[name].shape}: the builder makes another "
                              "model there")
+    layers_here, theirs = len(adapter._all_layers()), len(naming["layer_names"])
+    if layers_here != theirs:
+        raise UsageError(f"{where} has {layers_here} layers, the comparison's own {theirs}: the "
+                         "builder makes another model there")
