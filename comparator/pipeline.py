@@ -443,7 +443,7 @@ def compare_user_pair(pair, config: CompareConfig, progress=_noop) -> Outcome:
 
     clock = _Clock()
     config, recipes = resolve_pair_config(config)
-    check_pair(pair)
+    check_pair(pair, config.frameworks)
     clock.last = time.perf_counter()
     progress("loading the two models", 1)
     opened = open_user_pair(pair, config)
@@ -465,13 +465,48 @@ def _compare_opened(opened, config: CompareConfig, recipes, progress, clock) -> 
         progress("the port check failed: finding the first layer that differs", 1)
         _locate_divergence(opened, port_checks[0])
     clock.phase("port")
-    measured = _measure(recipes, adapters, batch, config, progress, clock)
+    _launch_pair_workers(recipes, adapters, batch, config, progress)
+    measured = _measure(recipes, adapters, batch, config, progress, clock,
+                        collect_workers=lambda: port_checks.extend(
+                            _collect_pair_workers(adapters, batch, progress, clock)))
     measured.unavailable[:0] = not_representable
-    report = _report(opened.name, config, _pair_settings(config, opened), adapters, measured,
-                     port_checks, clock, ())
+    settings = _pair_settings(config, opened)
+    settings["conventions"].update({name: found for name, found in measured.conventions.items()
+                                    if adapters[name].runs_in_worker})
+    report = _report(opened.name, config, settings, adapters, measured, port_checks, clock,
+                     tuple(version_findings(measured.runs.values())))
     progress("done", 1)
     return Outcome(report=report, batch=batch, adapters=adapters, bn_deltas=measured.bn_deltas,
                    release=opened.release)
+
+
+def _launch_pair_workers(recipes, adapters, batch, config, progress) -> None:
+    """Start each worker that runs the pair's Keras model on another backend or version
+    (adapters/own_pair/workers.py). The first runs beside this process's own recipes, the
+    others one after another when collected: a user's model has no size estimate that
+    would tell whether several fit in memory at once (comparator.limits)."""
+    workers = [name for name, adapter in adapters.items() if adapter.runs_in_worker]
+    for name in workers:
+        progress(f"starting {name} (a worker)", 0)
+        adapters[name].launch([r for r in recipes if r.framework == name], batch, config.steps,
+                              config.lr, config.optimizer, config.validate,
+                              background=name == workers[0])
+
+
+def _collect_pair_workers(adapters, batch, progress, clock) -> list[Check]:
+    """Wait for each worker, then check its inference outputs against PyTorch's as the
+    in-process Keras side's are checked."""
+    checks = []
+    for name, adapter in adapters.items():
+        if not adapter.runs_in_worker:
+            continue
+        progress(f"waiting for {name} (a worker)", 0)
+        adapter.wait()
+        clock.phase(f"worker:{name}")
+        if adapter.failure is None:
+            checks.append(_pair_port_check(adapters, batch, name))
+            clock.phase("port")
+    return checks
 
 
 def _locate_divergence(opened, check: Check) -> None:
@@ -498,17 +533,17 @@ def _locate_divergence(opened, check: Check) -> None:
         + found["text"][0].upper() + found["text"][1:])
 
 
-def _pair_port_check(adapters: dict, batch: Batch) -> Check:
-    """The user's port as given: inference outputs of Keras against PyTorch's. A torch.export
-    program has no float64 rerun, so its tolerance stays the fixed one."""
+def _pair_port_check(adapters: dict, batch: Batch, name: str = "keras") -> Check:
+    """The user's port as given: inference outputs of a Keras side against PyTorch's. A
+    torch.export program has no float64 rerun, so its tolerance stays the fixed one."""
     reference = adapters["pytorch"]
     if getattr(reference, "inference_only", None):
         theirs = reference.logits(batch).astype(np.float64)
-        diff = float(np.max(np.abs(theirs - adapters["keras"].logits(batch))))
-        return Check(name="port:keras_vs_pytorch_eval_logits", passed=diff <= PORT_TOLERANCE,
+        diff = float(np.max(np.abs(theirs - adapters[name].logits(batch))))
+        return Check(name=f"port:{name}_vs_pytorch_eval_logits", passed=diff <= PORT_TOLERANCE,
                      value=diff, tolerance=PORT_TOLERANCE,
                      detail="max abs difference of inference-mode outputs on the batch")
-    return _port_check("keras", reference, adapters["keras"], batch)
+    return _port_check(name, reference, adapters[name], batch)
 
 
 PAIR_LOSSES = ("logits", "probabilities", "mse")

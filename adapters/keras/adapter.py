@@ -199,10 +199,15 @@ class Keras3Adapter(FrameworkAdapter):
             raise UsageError(f"Keras layers without ported weights: {', '.join(unported[:5])}")
 
     def _canonical_impl(self):
+        return self._canonical_of(lambda layer: layer.get_weights())
+
+    def _canonical_of(self, weights_of):
+        """The canonical arrays of this model holding weights_of(layer) in each layer (its
+        get_weights(), or values a worker's copy of the model held)."""
         arrays, layer, values = {}, None, []
         for name, owner, index, kind in self._named_arrays():  # a layer's arrays in a row
             if owner is not layer:
-                layer, values = owner, owner.get_weights()
+                layer, values = owner, weights_of(owner)
             arrays[name] = from_keras_layout(kind, name, values[index])
         return arrays
 
@@ -548,7 +553,7 @@ class Keras3Adapter(FrameworkAdapter):
         rates. Layers go by the canonical name of the module ported into them."""
         names = self._canonical_layer_names()
         return {
-            "batchnorm": {names.get(id(bn), bn.name): {
+            "batchnorm": {names.get(id(bn), self._name_of(bn)): {
                 "momentum": round(1.0 - float(bn.momentum), 12),
                 "keras_momentum": float(bn.momentum), "epsilon": float(bn.epsilon),
                 "running_variance": _running_variance(bn)} for bn in self._bn_layers},
@@ -556,7 +561,12 @@ class Keras3Adapter(FrameworkAdapter):
         }
 
     def _dropout_rates(self) -> dict[str, float]:
-        return {layer.name: float(layer.rate) for layer in self._dropout_layers}
+        return {self._name_of(layer): float(layer.rate) for layer in self._dropout_layers}
+
+    def _name_of(self, layer) -> str:
+        """The name a report gives the layer: its own (a worker rebuilding a user's model
+        gives the comparison's)."""
+        return layer.name
 
     def _exportable_model_impl(self):
         """The inference-mode model (BatchNorm on moving statistics, Dropout off). Keras

@@ -8,7 +8,9 @@ thread of this process that waits on it, so that workers and this process's own
 runs overlap; `wait` collects it. Whatever goes wrong with the worker (a crash, a
 hang past the timeout, output that is not what the protocol says) becomes `failure`,
 a reason in one line; a missing optional extra becomes a `skipped` failure. Nothing here raises
-for a worker's fault, and no framework is imported in this process.
+for a worker's fault, and no framework is imported in this process. A user pair's model that
+the worker refuses to rebuild (adapters/own_pair/workers.py) is the user's input, not the
+worker's fault: `wait` raises UsageError for it.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from adapters.base import Adapter, Measurement
-from comparator.errors import Diverged
+from comparator.analysis.states import split_state
+from comparator.errors import Diverged, UsageError
 from comparator.config.flavours import parse as parse_flavour
 from comparator.config.frameworks import missing_extra_reason, missing_modules
 from comparator.io import cache_folder
@@ -41,6 +44,7 @@ PARENT_VARIABLE = "XFRAME_PARENT_PID"  # the worker ends itself when this proces
 STDERR_TAIL_BYTES = 64 * 1024
 EXIT_MISSING = 3  # adapters.keras.worker: the backend is not installed
 EXIT_UNAVAILABLE = 4  # adapters.keras.worker: this Keras cannot import or run with this backend
+EXIT_REFUSED = 5  # adapters.keras.worker: the user's model cannot be rebuilt there
 COMPILATION_CACHE = "jax-compilation"  # the cache folder of JAX's XLA compilations
 # The repository root (this file is adapters/keras/client.py): the worker imports from it.
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -49,7 +53,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 @dataclass(frozen=True)
 class WorkerFailure:
     # "skipped" (an optional extra or an overlay is missing), "unavailable" (this Keras
-    # version cannot run with the installed backend; the reason is its own message) or
+    # version cannot run with the installed backend; the reason is its own message),
+    # "refused" (a user's model the worker cannot rebuild as the comparison holds it) or
     # "failed"
     status: str
     reason: str
@@ -191,6 +196,9 @@ def _read_response(directory: str, request: dict, done) -> dict:
     if done.returncode == EXIT_UNAVAILABLE and isinstance(response, dict) \
             and response.get("status") == "unavailable":
         raise WorkerError("unavailable", str(response.get("reason")))
+    if done.returncode == EXIT_REFUSED and isinstance(response, dict) \
+            and response.get("status") == "refused":
+        raise WorkerError("refused", str(response.get("reason")))
     if done.returncode != 0:
         detail = _last_line(done.stderr)
         raise WorkerError("failed", f"{who} {_describe_exit(done.returncode)}"
@@ -249,6 +257,9 @@ class WorkerAdapter(Adapter):
         self.compilations: dict | None = None  # JAX workers: the XLA programs of the run
         self.structure: str | None = None  # by the worker: onnx.runtime.structure_fingerprint
         self._conventions: dict | None = None  # by the worker: its layers' conventions()
+        # A user pair's model: its states come back named by position, and this turns one
+        # into the names of the in-process Keras side's states (adopt_user_model).
+        self._canonical_states = None
         reason = missing_extra_reason(self.backend)
         if not reason and self.flavour.keras2 and missing_modules(["tf_keras"]):
             reason = ("tf_keras is not installed (install the optional extra: "
@@ -287,6 +298,16 @@ class WorkerAdapter(Adapter):
     def load_weights(self, arrays) -> None:
         self._weights = dict(arrays)
 
+    def adopt_user_model(self, user_model: dict, weights: dict, scenario: str, seed: int,
+                         canonical_states) -> None:
+        """A user pair's Keras model instead of a zoo model: what the worker rebuilds it from
+        (adapters.own_pair.workers.keras_side_request), the weights it then holds, named by
+        position, and the function that names the worker's states as the comparison does."""
+        self._request.update(model=None, user_model=user_model, scenario=scenario, seed=seed,
+                             image_size=None)
+        self._weights = dict(weights)
+        self._canonical_states = canonical_states
+
     def start(self, recipes, batch, steps, lr, optimizer, validate) -> None:
         """Run every recipe of this framework in one worker call (unless it cannot run)."""
         self.launch(recipes, batch, steps, lr, optimizer, validate, background=False)
@@ -315,11 +336,17 @@ class WorkerAdapter(Adapter):
         then ended at exit (_end_live_workers)."""
         pending, thread = self._pending, self._thread
         self._pending = self._thread = None
+        if pending is None:  # no call begun since the last wait: nothing new to collect
+            return
         if thread is not None:
             while thread.is_alive():
                 thread.join(0.2)
         elif pending is not None:
             self._run(*pending)
+        if self.failure is not None and self.failure.status == "refused":
+            raise UsageError(f"{self.name}: {self.failure.reason}")
+        if self._canonical_states is not None and self.failure is None:
+            self._name_states_as_compared()
 
     def _run(self, request: dict, expected: list[str]) -> None:
         try:
@@ -345,8 +372,14 @@ class WorkerAdapter(Adapter):
                 "compilation_cache": self.compilation_cache, **self._request}
 
     def _arrays(self) -> dict:
-        return {"weights.npz": self._weights,
-                "batch.npz": {"x": self._batch.x, "y": self._batch.y}}
+        return {"weights.npz": self._weights, "batch.npz": self._batch_arrays()}
+
+    def _batch_arrays(self) -> dict:
+        """x, or x0, x1, ... for a user model that takes several inputs; y."""
+        inputs = self._batch.inputs
+        x = {f"x{i}": v for i, v in enumerate(inputs)} if self._batch.several \
+            else {"x": inputs[0]}
+        return {**x, "y": self._batch.y}
 
     def _take(self, response: dict, directory: str, expected: list[str]) -> None:
         try:
@@ -392,6 +425,27 @@ class WorkerAdapter(Adapter):
         self.structure = response.get("structure")
         self._conventions = response.get("conventions")
 
+    def _name_states_as_compared(self) -> None:
+        """A user model's states, named by position, under the comparison's names; here,
+        after the worker, not in the thread that waited on it, while this process's own
+        Keras model may have been training. The Dropout-free statistics come without the
+        weights they were taken with: they are named with the final state's, then taken
+        apart again."""
+        rename = self._canonical_states
+        try:
+            for run_id, found in list(self._measurements.items()):
+                ablations = dict(found.ablations)
+                free = ablations.get("dropout_off_statistics")
+                if free:
+                    ablations["dropout_off_statistics"] = split_state(
+                        rename({**found.final_state, **free}))[1]
+                self._measurements[run_id] = Measurement(
+                    found.result, rename(found.final_state), rename(found.initial_state),
+                    ablations)
+        except (KeyError, ValueError) as exc:
+            self.failure = WorkerFailure("failed", f"the {self.name} worker's states do not "
+                                                   f"name the user model's weights ({exc!r})")
+
     def logits(self, batch) -> np.ndarray:
         if self._logits is None:
             raise WorkerError("failed", self.failure.reason if self.failure
@@ -425,10 +479,10 @@ class WorkerAdapter(Adapter):
                                          "extra: pip install -e '.[tensorflow]')")
         if self.failure is not None:
             raise WorkerError(self.failure.status, self.failure.reason)
-        response, directory = call_worker(self._base_request("export"),
-                                          {"weights.npz": self._weights,
-                                           "batch.npz": {"x": self._batch.x,
-                                                         "y": self._batch.y}},
+        if self._canonical_states is not None:
+            raise WorkerError("skipped", "a user pair's referee exports the models of the "
+                                         "comparison's own process only")
+        response, directory = call_worker(self._base_request("export"), self._arrays(),
                                           self.timeout, self._worker_env())
         try:
             shutil.copyfile(os.path.join(directory, "model.onnx"), path)

@@ -3,7 +3,12 @@
 The frozen part is the whole model, or the layer (often a nested model) named by
 --freeze. States are named as PyTorch names the paired modules (adapters.own_pair.pairing),
 so that both frameworks' weights after a step can be compared; without a pairing they keep
-Keras's layer names and are compared within Keras only."""
+Keras's layer names and are compared within Keras only.
+
+A worker (adapters.keras.worker) rebuilds the same model on another backend or Keras version
+with `naming`: its states are then named by each weight's position in the model's weights,
+which the comparison's own adapter turns into its names (`canonical_from_positions`), and its
+layers take the names the comparison's own model gives them (`worker_naming`)."""
 
 from __future__ import annotations
 
@@ -40,12 +45,17 @@ def _within(layer, variable) -> str:
 
 
 class KerasUserAdapter(Keras3Adapter):
+    _by_position = False  # a worker's copy: states named by position (_weights_by_position)
+    _names: dict = {}  # id(layer) -> the comparison's name of it, in a worker
+    _canonical_names: dict = {}  # id(layer) -> its canonical name, in a worker
+
     def adopt(self, loaded, freeze: str | None, scenario: str, seed: int,
               input_shape: tuple[int, ...], pairing=None, dropout_off: bool = False,
-              classes: int | None = None) -> None:
+              classes: int | None = None, naming: dict | None = None) -> None:
         """Take the user's model (adapters.own_pair.loader.LoadedModel) as the initial state.
         input_shape: one input's shape, channels-last, without the batch axis, or a tuple of
-        such shapes for a model that takes several inputs."""
+        such shapes for a model that takes several inputs. naming: in a worker, the
+        comparison's own adapter's worker_naming()."""
         self.spec, self.scenario, self._seed = None, scenario, seed
         self.user_model = loaded.model
         self.base = keras_layer(loaded.model, freeze) if freeze else loaded.model
@@ -59,6 +69,8 @@ class KerasUserAdapter(Keras3Adapter):
         self._evaluators, self._evaluated = {}, None
         self._index_layers()
         self._pairing = pairing if pairing is not None and pairing.paired else None
+        self._by_position = naming is not None
+        self._names, self._canonical_names = self._named_layers(naming or {})
         self.load_weights(self._canonical_impl())
 
     @property
@@ -121,9 +133,9 @@ class KerasUserAdapter(Keras3Adapter):
     def _dropout_rates(self) -> dict[str, float]:
         """Dropout layers' rates, and a recurrent layer's as `lstm (dropout)` and `lstm
         (recurrent_dropout)`."""
-        rates = {x.name: float(x.rate) for x in self._dropout_layers
+        rates = {self._name_of(x): float(x.rate) for x in self._dropout_layers
                  if isinstance(x, layers.Dropout)}
-        rates.update({f"{x.name} ({name})": rate for x in self._step_dropping
+        rates.update({f"{self._name_of(x)} ({name})": rate for x in self._step_dropping
                       for name, rate in step_dropout(x.cell).items()})
         return rates
 
@@ -166,6 +178,10 @@ class KerasUserAdapter(Keras3Adapter):
                     for index, name in enumerate(port.canonical_names):
                         yield name, layer, index, port.kind
             return
+        if self._by_position:
+            for index, (name, _) in enumerate(self._weights_by_position()):
+                yield name, self.user_model, index, "keras"
+            return
         for position, layer in enumerate(weighted_keras_layers(self.user_model)):
             prefix = f"{position}:{layer.name}"
             if isinstance(layer, layers.BatchNormalization):
@@ -177,12 +193,12 @@ class KerasUserAdapter(Keras3Adapter):
             for index, variable in enumerate(layer.weights):
                 yield f"{prefix}.{_within(layer, variable)}", layer, index, "keras"
 
-    def _canonical_impl(self):
+    def _canonical_of(self, weights_of):
         if self._pairing is None:
-            return super()._canonical_impl()
+            return super()._canonical_of(weights_of)
         arrays = {}
         for port, layer in zip(self._pairing.ports, self._pairing.keras_layers):
-            values = layer.get_weights()
+            values = weights_of(layer)
             arrays.update(torch_arrays(port, values, split_sums=False))
             for index, name in self._keras_only(port, layer):
                 arrays[name] = values[index]
@@ -217,6 +233,56 @@ class KerasUserAdapter(Keras3Adapter):
 
     def _canonical_layer_names(self) -> dict[int, str]:
         if self._pairing is None:
-            return {}
+            return dict(self._canonical_names)
         return {id(layer): port.module
                 for port, layer in zip(self._pairing.ports, self._pairing.keras_layers)}
+
+    # ----- the same model in a worker (adapters.keras.worker) -----------------------------
+
+    def _weights_by_position(self) -> list[tuple[str, object]]:
+        """(name, variable) of every weight of the model, in its weights' order, named by its
+        position there: the one name the same model rebuilt in another process shares (Keras
+        numbers a layer's default name by the layers built before it in the process). A
+        BatchNorm moving statistic ends as PyTorch's running statistics do, so that
+        comparator.analysis.states.split_state tells the worker's statistics apart."""
+        statistics = {}
+        for bn in self._bn_layers:
+            statistics[id(bn.moving_mean)] = ".running_mean"
+            statistics[id(bn.moving_variance)] = ".running_var"
+        return [(f"{index}{statistics.get(id(variable), '')}", variable)
+                for index, variable in enumerate(self.user_model.weights)]
+
+    def positional_arrays(self) -> dict[str, np.ndarray]:
+        """The weights the model holds now, named by position: a worker's initial state."""
+        names = [name for name, _ in self._weights_by_position()]
+        return dict(zip(names, self.user_model.get_weights()))
+
+    def canonical_from_positions(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """A worker's state (named by position) under the names this adapter's states have.
+        Reads no variable: it may run while this model trains."""
+        held = {id(variable): np.asarray(arrays[name])
+                for name, variable in self._weights_by_position()}
+        return self._canonical_of(lambda layer: [held[id(v)] for v in layer.weights])
+
+    def worker_naming(self) -> dict:
+        """What a worker's copy of the model names its layers by: this model's layer names
+        in _all_layers()'s order, and the canonical (PyTorch) names of the paired ones."""
+        layers_here = self._all_layers()
+        canonical = self._canonical_layer_names()
+        return {"layer_names": [layer.name for layer in layers_here],
+                "canonical_layer_names": {str(position): canonical[id(layer)]
+                                          for position, layer in enumerate(layers_here)
+                                          if id(layer) in canonical}}
+
+    def _named_layers(self, naming: dict) -> tuple[dict, dict]:
+        """id(layer) -> the comparison's layer name, and -> its canonical name (naming:
+        worker_naming() of the comparison's own adapter); both empty outside a worker."""
+        layers_here, names = self._all_layers(), naming.get("layer_names", [])
+        canonical = naming.get("canonical_layer_names", {})
+        # Another count of layers is refused afterwards (workers.require_same_model).
+        return ({id(layer): name for layer, name in zip(layers_here, names)},
+                {id(layers_here[int(position)]): name for position, name in canonical.items()
+                 if int(position) < len(layers_here)})
+
+    def _name_of(self, layer) -> str:
+        return self._names.get(id(layer), layer.name)

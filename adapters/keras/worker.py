@@ -9,7 +9,14 @@ cannot run beside the comparison's Keras-on-torch. The parent
   op by op instead of compiled, as `fit` runs them by default) and "compilation_cache"
   (a folder for JAX's compilations), and for "run" "recipes" (names), "steps", "lr",
   "optimizer", "validate"}
-* weights.npz (canonical arrays) and batch.npz (x, y);
+* weights.npz (canonical arrays) and batch.npz (x, y; x0, x1, ... for several inputs);
+
+For a user's own pair the request holds "user_model" instead of a zoo "model"
+(adapters/own_pair/workers.py: the SPEC, --output, --freeze, the layer names and how Keras
+takes the batch): the worker rebuilds that model, weights.npz holds the comparison's own
+Keras model's weights named by position, and the states it writes back are named so too.
+A user model that cannot be rebuilt as the comparison holds it (another count or shapes of
+weights, a builder that fails here) is refused: {"status": "refused", "reason"}, exit 5.
 
 and starts this module with KERAS_BACKEND set. The worker runs the same adapter
 class as the in-process Keras adapter (adapters.keras.adapter.Keras3Adapter) on its
@@ -26,8 +33,8 @@ first on PYTHONPATH (adapters/keras/overlays.py; XFRAME_KERAS_OVERLAY=1); Keras 
 
 Exit status: 0 done, 3 the backend (an optional extra) is not installed or sees no GPU
 for `--device cuda`, 4 this overlay's Keras cannot import or run with the installed
-backend (response.json has its own error), anything else a failure the parent reports
-with the worker's last stderr line.
+backend (response.json has its own error), 5 the user's model is refused (above), anything
+else a failure the parent reports with the worker's last stderr line.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ from adapters.devices import device_missing, place_backend
 FAULT_VARIABLE = "XFRAME_WORKER_FAULT"  # tests only: crash | hang | garbage
 EXIT_MISSING = 3
 EXIT_UNAVAILABLE = 4  # this Keras (an overlay's version) cannot be imported here
+EXIT_REFUSED = 5  # the user's model cannot be rebuilt here as the comparison holds it
 KERAS2_VARIABLE = "XFRAME_KERAS2"  # set by the client for tf-keras
 MODULES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
 OVERLAY_VARIABLE = "XFRAME_KERAS_OVERLAY"  # set by the client: the overlay's Keras runs here
@@ -92,7 +100,9 @@ def _import_backend(backend: str, task: str) -> str | None:
     return None
 
 
-def _adapter(framework: str, backend: str, device: str, eager: bool = False):
+def _adapter(framework: str, backend: str, device: str, eager: bool = False,
+             user: bool = False):
+    """The in-process adapter's class on this backend (with `user`, the user pair's)."""
     os.environ["KERAS_BACKEND"] = backend
     os.environ["XFRAME_KERAS_BACKEND"] = backend
     if os.environ.get(KERAS2_VARIABLE) == "1":
@@ -101,7 +111,11 @@ def _adapter(framework: str, backend: str, device: str, eager: bool = False):
         install_as_keras()
     from adapters.keras.adapter import Keras3Adapter
 
-    class WorkerKerasAdapter(Keras3Adapter):
+    base = Keras3Adapter
+    if user:
+        from adapters.keras.user import KerasUserAdapter as base
+
+    class WorkerKerasAdapter(base):
         name = framework
 
     WorkerKerasAdapter.backend = backend
@@ -203,15 +217,33 @@ def _build(request: dict, directory: str):
     from comparator.zoo import get_spec
 
     _use_compilation_cache(request)
+    user = request.get("user_model")
     adapter = _adapter(request["framework"], request["backend"], request.get("device", "cpu"),
-                       eager=bool(request.get("eager", False)))
+                       eager=bool(request.get("eager", False)), user=user is not None)
     adapter.loss_kind = request.get("loss_kind", "logits")
+    weights = _load(directory, "weights.npz")
+    if user is not None:
+        return adapter, _build_user(adapter, request, weights, _load(directory, "batch.npz"))
     spec = get_spec(request["model"])
     with _initial_values_on_host(request["backend"], ported=True):
         adapter.build(spec, request["scenario"], request["seed"], request["image_size"])
-    adapter.load_weights(_load(directory, "weights.npz"))
+    adapter.load_weights(weights)
     arrays = _load(directory, "batch.npz")
     return adapter, Batch(x=arrays["x"], y=arrays["y"])
+
+
+def _build_user(adapter, request: dict, weights: dict, arrays: dict):
+    """A user pair's Keras model rebuilt here holding the comparison's weights, and its
+    batch (adapters/own_pair/workers.py)."""
+    from adapters.own_pair.workers import batch_layouts, rebuild, require_same_model
+    from comparator.inputs.batch import Batch
+
+    user = request["user_model"]
+    rebuild(adapter, user, request["scenario"], request["seed"])
+    require_same_model(adapter, weights, user["naming"])
+    adapter.load_weights(weights)
+    several = tuple(arrays[f"x{i}"] for i in range(len(arrays) - 1)) if "x0" in arrays else None
+    return Batch(x=several or arrays["x"], y=arrays["y"], **batch_layouts(user))
 
 
 def _import_keras(request: dict) -> str | None:
@@ -366,9 +398,15 @@ def main(argv: list[str]) -> int:
             f"{unavailable}")})
         return EXIT_UNAVAILABLE
     task = {"run": run, "export": export, "probe": probe}[request["task"]]
+    from comparator.errors import UsageError
+
     try:
         response = task(request, directory)
     except Exception as exc:
+        if isinstance(exc, UsageError) and "user_model" in request:
+            # The user's model, not this Keras, is at fault: the comparison stops.
+            _write_json(directory, "response.json", {"status": "refused", "reason": str(exc)})
+            return EXIT_REFUSED
         if os.environ.get(OVERLAY_VARIABLE) != "1":
             raise
         # An older or newer Keras than the adapter was written against, on today's backend:

@@ -280,9 +280,10 @@ def pytorch_submodule(model, name: str):
 
 
 def _keras():
-    from adapters.keras.backend import import_keras  # the torch backend, or a refusal
+    # The torch backend, or a refusal; in a worker (adapters.keras.worker), its backend.
+    from adapters.keras.backend import BACKEND, WORKER_BACKEND_VARIABLE, import_keras
 
-    return import_keras()
+    return import_keras(os.environ.get(WORKER_BACKEND_VARIABLE) or BACKEND)
 
 
 def several_shapes(input_shape: tuple) -> bool:

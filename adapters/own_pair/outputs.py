@@ -69,6 +69,19 @@ def choose_outputs(torch_model, keras_model, keys: list[tuple[str, str]], input_
     model returns a list of the chosen outputs and the PyTorch model a tuple, in keys' order,
     so that each framework's own multi-output loss sees them."""
     torch_keys, keras_keys = [t for t, _ in keys], [k for _, k in keys]
+    wrapper = keras_chosen_outputs(keras_model, keras_keys, input_shape)
+    given = ",".join(torch_keys) if len(keys) > 1 else None
+
+    def chosen_by_pytorch(module, args, outputs):
+        picked = tuple(select(outputs, key, "PyTorch", given) for key in torch_keys)
+        return picked if len(picked) > 1 else picked[0]
+
+    return wrapper, torch_model.register_forward_hook(chosen_by_pytorch).remove
+
+
+def keras_chosen_outputs(keras_model, keras_keys: list[str], input_shape):
+    """choose_outputs's Keras side: a model over keras_model's layers giving the chosen
+    outputs (a list of them, where several), which a worker rebuilds as well."""
     if isinstance(keras_model, Functional) and not isinstance(keras_model, keras.Sequential):
         # The graph's own part that computes the chosen outputs: one flat graph, as the port
         # validator traces it.
@@ -77,18 +90,10 @@ def choose_outputs(torch_model, keras_model, keys: list[tuple[str, str]], input_
     else:
         inputs = symbolic_inputs(input_shape)
         outputs = keras_model(inputs)
-    several = len(keys) > 1
-    chosen = [select(outputs, key, "Keras", ",".join(keras_keys) if several else None)
-              for key in keras_keys]
-    wrapper = keras.Model(inputs, chosen if len(chosen) > 1 else chosen[0],
-                          name=f"{keras_model.name}_{'_'.join(keras_keys)}")
-
-    def chosen_by_pytorch(module, args, outputs):
-        picked = tuple(select(outputs, key, "PyTorch", ",".join(torch_keys) if several else None)
-                       for key in torch_keys)
-        return picked if len(picked) > 1 else picked[0]
-
-    return wrapper, torch_model.register_forward_hook(chosen_by_pytorch).remove
+    given = ",".join(keras_keys) if len(keras_keys) > 1 else None
+    chosen = [select(outputs, key, "Keras", given) for key in keras_keys]
+    return keras.Model(inputs, chosen if len(chosen) > 1 else chosen[0],
+                       name=f"{keras_model.name}_{'_'.join(keras_keys)}")
 
 
 def _total(outputs):

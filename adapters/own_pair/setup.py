@@ -35,6 +35,8 @@ from adapters.own_pair.pairing import (
     pair_weights,
     torch_arrays,
 )
+from adapters.own_pair.workers import keras_side_request
+from comparator.config.frameworks import runs_in_worker
 from comparator.config.pair import UserPair, pair_inputs
 from comparator.inputs.batch import REGRESSION_SCENARIOS, Batch, class_axis
 from comparator.errors import UsageError
@@ -430,11 +432,34 @@ def _open(pair: UserPair, config, loaded: _Loaded) -> OpenedPair:
     penalty = _regularization_note(keras_side.model)
     if penalty:
         settings.setdefault("notes", []).append(penalty)
+    batch = Batch(x=x, y=y, keras_layout=layout, keras_outputs=outputs_layout)
+    workers = _worker_sides(pair, config, keras_adapter, (loaded.keras_shape, classes, batch))
     blocked = {}
     if torch_side.inference_only:
         blocked["pytorch"] = torch_side.inference_only
     if keras_adapter.training_false_problem:
-        blocked["keras:training_false"] = keras_adapter.training_false_problem
-    return OpenedPair(name, {"pytorch": torch_adapter, "keras": keras_adapter},
-                      Batch(x=x, y=y, keras_layout=layout, keras_outputs=outputs_layout),
-                      settings, blocked)
+        for keras_name in ("keras", *workers):  # the same model's graph, on every backend
+            blocked[f"{keras_name}:training_false"] = keras_adapter.training_false_problem
+    return OpenedPair(name, {"pytorch": torch_adapter, "keras": keras_adapter, **workers},
+                      batch, settings, blocked)
+
+
+def _worker_sides(pair: UserPair, config, keras_adapter, opened: tuple) -> dict:
+    """The pair's Keras model on each other Keras backend or version asked for, in a worker
+    that rebuilds it (adapters/own_pair/workers.py) holding the in-process model's weights.
+    opened: the Keras input shape, the number of classes and the batch."""
+    from adapters import load_adapter
+
+    names = [name for name in config.frameworks if runs_in_worker(name)]
+    if not names:
+        return {}
+    sides = {}
+    request = keras_side_request(pair, keras_adapter, *opened)
+    weights = keras_adapter.positional_arrays()
+    for name in names:
+        side = load_adapter(name, device=config.device, worker_timeout=config.worker_timeout,
+                            cache_dir=config.cache_dir)
+        side.adopt_user_model(request, weights, config.scenario, config.seed,
+                              keras_adapter.canonical_from_positions)
+        sides[name] = side
+    return sides

@@ -289,6 +289,9 @@ class _Referee:
         failure = adapter.failure
         if failure is not None:
             return f"the {name} worker {failure.status}: {failure.reason}"
+        if "pair" in self.report.settings:  # its worker rebuilds the model for the runs only
+            return ("a user pair's referee exports the models of the comparison's own process "
+                    "only")
         from comparator.config.frameworks import ONNX_EXTRA_MODULES, missing_modules
 
         missing = missing_modules(ONNX_EXTRA_MODULES)

@@ -310,8 +310,7 @@ def _request(args):
     else:
         from comparator.config.pair import check_pair, resolve_pair_config
 
-        resolve_pair_config(config)
-        check_pair(pair)
+        check_pair(pair, resolve_pair_config(config)[0].frameworks)
     return pair, config
 
 

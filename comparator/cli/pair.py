@@ -17,7 +17,9 @@ def add_model_arguments(group) -> None:
     validate_port.py."""
     group.add_argument("--pytorch", metavar="SPEC", help="the PyTorch model")
     group.add_argument("--keras", metavar="SPEC",
-                       help="its Keras 3 counterpart (run on the torch backend in this process)")
+                       help="its Keras 3 counterpart (run on the torch backend in this "
+                            "process; --frameworks adds other Keras 3 backends and versions, "
+                            "each rebuilding it in a worker)")
     group.add_argument("--pytorch-weights", metavar="FILE",
                        help="a state_dict loaded into the PyTorch model: .pt/.pth "
                             "(read with weights_only=True) or .safetensors")

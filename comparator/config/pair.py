@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from comparator.config import LOSS_KINDS, OPTIMIZERS, SCENARIOS, CompareConfig
-from comparator.config.frameworks import resolve_frameworks
+from comparator.config.flavours import TF_KERAS
+from comparator.config.frameworks import resolve_frameworks, runs_in_worker
 from comparator.config.recipes import Recipe, select
 from comparator.errors import UsageError
 
@@ -79,8 +80,13 @@ class UserPair:
         return self.loss_weights or (1.0,) * len(self.output_key_pairs())
 
 
-def check_pair(pair: UserPair) -> None:
+def check_pair(pair: UserPair, frameworks=("pytorch", "keras")) -> None:
     """What can be checked before any framework loads."""
+    workers = [name for name in frameworks if runs_in_worker(name)]
+    if workers and not isinstance(pair.keras, (str, os.PathLike)):
+        raise UsageError(f"{', '.join(workers)} rebuild the Keras model in a worker from its "
+                         "SPEC (file.py:callable or a .keras file); a model object cannot be "
+                         "sent there")
     if pair.port_weights is not None and pair.port_weights not in PORT_DIRECTIONS:
         raise UsageError(f"--port-weights takes {' or '.join(PORT_DIRECTIONS)}, "
                          f"not {pair.port_weights!r}")
@@ -290,9 +296,25 @@ def pair_inputs(pair: UserPair, batch_size: int, seed: int) -> tuple[object, obj
 PAIR_FRAMEWORKS = ("pytorch", "keras")
 
 
+def _pair_frameworks(names) -> tuple[str, ...]:
+    """PyTorch and Keras on torch in this process, which open the pair, and any other Keras 3
+    backend or version, which runs the Keras model again in a worker; not Keras 2."""
+    frameworks = resolve_frameworks(names)
+    if TF_KERAS in frameworks:
+        raise UsageError("tf-keras runs Keras 2, which cannot load a user pair's Keras 3 model; "
+                         "a user pair runs on Keras 3 backends and versions (keras-tensorflow, "
+                         "keras-jax, keras-torch@VERSION)")
+    missing = [name for name in PAIR_FRAMEWORKS if name not in frameworks]
+    if missing:
+        raise UsageError(f"a user pair is opened by PyTorch and Keras on torch in this process: "
+                         f"--frameworks must include {' and '.join(missing)} (it has "
+                         f"{', '.join(frameworks)})")
+    return frameworks
+
+
 def resolve_pair_config(config: CompareConfig) -> tuple[CompareConfig, list[Recipe]]:
-    """The CompareConfig a user pair takes (no zoo model, no image size, Keras on torch
-    only), and its recipes."""
+    """The CompareConfig a user pair takes (no zoo model, no image size; Keras on other
+    backends and versions in workers), and its recipes."""
 
     if config.scenario not in SCENARIOS:
         raise UsageError(f"unknown scenario {config.scenario!r}; known: {', '.join(SCENARIOS)}")
@@ -309,12 +331,9 @@ def resolve_pair_config(config: CompareConfig) -> tuple[CompareConfig, list[Reci
         raise UsageError(f"learning rate must be a positive number, got {config.lr}")
     if config.device != "cpu" and not config.device.startswith("cuda"):
         raise UsageError(f"unknown device {config.device!r}; use cpu or cuda")
-    frameworks = resolve_frameworks(config.frameworks)
-    if set(frameworks) != set(PAIR_FRAMEWORKS):
-        raise UsageError("a user pair runs on PyTorch and Keras on torch in this process "
-                         f"(--frameworks pytorch,keras), not {', '.join(frameworks)}")
+    frameworks = _pair_frameworks(config.frameworks)
     # Feature extraction needs the model cut into a backbone and a head that takes its
     # features, which a user's model does not offer.
-    recipes = [r for r in select(list(config.recipes), list(PAIR_FRAMEWORKS), config.scenario)
+    recipes = [r for r in select(list(config.recipes), list(frameworks), config.scenario)
                if not r.feature_extraction]
-    return CompareConfig(**{**config.__dict__, "frameworks": PAIR_FRAMEWORKS}), recipes
+    return CompareConfig(**{**config.__dict__, "frameworks": frameworks}), recipes
