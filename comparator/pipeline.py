@@ -305,9 +305,9 @@ def _port(spec, config, recipes, adapters, prepared, progress, clock) -> list[Ch
     return checks
 
 
-def _collect_workers(adapters, prepared, progress, clock) -> list[Check]:
+def _collect_workers(adapters, progress, clock, check) -> list[Check]:
     """Wait for each worker (the phase `worker:<name>` is the time spent waiting), then
-    check its port as an in-process side's is checked."""
+    check its port as an in-process side's is checked: check(name), a Check or None."""
     checks = []
     for name, adapter in adapters.items():
         if not adapter.runs_in_worker:
@@ -316,7 +316,7 @@ def _collect_workers(adapters, prepared, progress, clock) -> list[Check]:
         adapter.wait()
         clock.phase(f"worker:{name}")
         if adapter.failure is None:
-            checks += [c for c in [_port_check_or_distance(name, adapters, prepared)] if c]
+            checks += [c for c in [check(name)] if c]
             clock.phase("port")
     return checks
 
@@ -375,8 +375,9 @@ def compare(config: CompareConfig, progress=_noop, preset: str | None = None) ->
         clock.phase("build_and_calibrate")
         port_checks = _port(spec, config, recipes, adapters, prepared, progress, clock)
         measured = _measure(recipes, adapters, prepared.batch, config, progress, clock,
-                            collect_workers=lambda: port_checks.extend(
-                                _collect_workers(adapters, prepared, progress, clock)))
+                            collect_workers=lambda: port_checks.extend(_collect_workers(
+                                adapters, progress, clock,
+                                lambda name: _port_check_or_distance(name, adapters, prepared))))
     settings = _settings(config, prepared.weights, preset)
     settings["conventions"] = measured.conventions
     settings.update(prepared.settings)
@@ -467,8 +468,9 @@ def _compare_opened(opened, config: CompareConfig, recipes, progress, clock) -> 
     clock.phase("port")
     _launch_pair_workers(recipes, adapters, batch, config, progress)
     measured = _measure(recipes, adapters, batch, config, progress, clock,
-                        collect_workers=lambda: port_checks.extend(
-                            _collect_pair_workers(adapters, batch, progress, clock)))
+                        collect_workers=lambda: port_checks.extend(_collect_workers(
+                            adapters, progress, clock,
+                            lambda name: _pair_port_check(adapters, batch, name))))
     measured.unavailable[:0] = not_representable
     settings = _pair_settings(config, opened)
     settings["conventions"].update({name: found for name, found in measured.conventions.items()
@@ -491,22 +493,6 @@ def _launch_pair_workers(recipes, adapters, batch, config, progress) -> None:
         adapters[name].launch([r for r in recipes if r.framework == name], batch, config.steps,
                               config.lr, config.optimizer, config.validate,
                               background=name == workers[0])
-
-
-def _collect_pair_workers(adapters, batch, progress, clock) -> list[Check]:
-    """Wait for each worker, then check its inference outputs against PyTorch's as the
-    in-process Keras side's are checked."""
-    checks = []
-    for name, adapter in adapters.items():
-        if not adapter.runs_in_worker:
-            continue
-        progress(f"waiting for {name} (a worker)", 0)
-        adapter.wait()
-        clock.phase(f"worker:{name}")
-        if adapter.failure is None:
-            checks.append(_pair_port_check(adapters, batch, name))
-            clock.phase("port")
-    return checks
 
 
 def _locate_divergence(opened, check: Check) -> None:
