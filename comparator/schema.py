@@ -318,12 +318,26 @@ class State(_Serialisable):
     max_bn_stat_delta: Annotated[float, "the largest absolute change of a running statistic"]
 
 
+class LayerModes(TypedDict):
+    bn_layers: Annotated[int, "BatchNorm layers among them"]
+    bn_batch_stats: Annotated[int, "of them, normalising with batch statistics in the train step"]
+    dropout_layers: Annotated[int, "Dropout layers among them"]
+    dropout_active: Annotated[int, "of them, active in the train step"]
+
+
 @dataclass(frozen=True)
 class Modes(_Serialisable):
     bn_layers: Annotated[int, "BatchNorm layers in the model"]
     bn_batch_stats: Annotated[int, "of them, normalising with batch statistics in the train step"]
     dropout_layers: Annotated[int, "Dropout layers in the model"]
     dropout_active: Annotated[int, "of them, active in the train step"]
+    outside_base: Annotated[LayerModes | None,
+                            "Keras runs: the same counts for the layers outside the frozen "
+                            "part (a zoo model's head, a user model's layers outside "
+                            "`--freeze`), already counted above; layers that `--dropout off` "
+                            "runs in inference mode are left out. Null where the frozen part "
+                            "is the whole model, for PyTorch, and in reports written before "
+                            "this key"] = field(default=None, hash=False)  # a dict: unhashable
 
 
 @dataclass(frozen=True)

@@ -538,9 +538,32 @@ class Keras3Adapter(FrameworkAdapter):
 
     def _audit_impl(self):
         modes = Modes(len(self._bn_layers), sum(self._bn_seen.values()),
-                      len(self._dropout_layers), sum(self._dropout_seen.values()))
+                      len(self._dropout_layers), sum(self._dropout_seen.values()),
+                      self._outside_base_modes())
         self._bn_seen, self._dropout_seen = {}, {}
         return modes
+
+    def _base_is_whole_model(self) -> bool:
+        return not self.head_layers
+
+    def _outside_base_modes(self) -> dict | None:
+        """The counts of Modes for the layers outside the frozen base, apart: whether a
+        recipe meant for the base (training_false) reached the layers after it is seen only
+        there. Layers forced into inference mode by a setting (--dropout off) are left out:
+        their mode says nothing about the recipe. None where the base is the whole model."""
+        if self._base_is_whole_model():
+            return None
+        in_base = {id(x) for x in self.base._flatten_layers(include_self=True, recursive=True)}
+
+        def outside(layers_of_kind):
+            return [x for x in layers_of_kind if id(x) not in in_base
+                    and not isinstance(x, tuple(self._forced_inference))]
+
+        bn, dropout = outside(self._bn_layers), outside(self._dropout_layers)
+        return {"bn_layers": len(bn),
+                "bn_batch_stats": sum(bool(self._bn_seen.get(x.name)) for x in bn),
+                "dropout_layers": len(dropout),
+                "dropout_active": sum(bool(self._dropout_seen.get(x.name)) for x in dropout)}
 
     def _canonical_layer_names(self) -> dict[int, str]:
         """id(Keras layer) -> the canonical (PyTorch) name of the module ported into it."""

@@ -208,6 +208,18 @@ def _read_response(directory: str, request: dict, done) -> dict:
     return response
 
 
+def _modes(data: dict) -> Modes:
+    """The worker's Modes; outside_base, where given, with its four counts as integers (a
+    malformed one raises KeyError, TypeError or ValueError, as other malformed keys do)."""
+    if not isinstance(data, dict):
+        raise TypeError(f"modes is {type(data).__name__}, not an object")
+    outside = data.get("outside_base")
+    if outside is not None:
+        outside = {key: int(outside[key]) for key in
+                   ("bn_layers", "bn_batch_stats", "dropout_layers", "dropout_active")}
+    return Modes(**{**data, "outside_base": outside})
+
+
 def _run_result(data: dict) -> RunResult:
     try:
         losses = data["losses"]
@@ -221,7 +233,7 @@ def _run_result(data: dict) -> RunResult:
                           float(losses["inference_after"]),
                           None if validation is None else tuple(float(v) for v in validation),
                           None if without_dropout is None else float(without_dropout)),
-            state=State(**data["state"]), modes=Modes(**data["modes"]),
+            state=State(**data["state"]), modes=_modes(data["modes"]),
             seconds=float(data["seconds"]), warnings=tuple(data.get("warnings", ())),
             backend=data.get("backend"), framework_version=data.get("framework_version"))
     except (KeyError, TypeError, ValueError) as exc:

@@ -108,6 +108,9 @@ class KerasUserAdapter(Keras3Adapter):
     def _all_layers(self):
         return list(self.user_model._flatten_layers(include_self=False, recursive=True))
 
+    def _base_is_whole_model(self) -> bool:
+        return self.base is self.user_model  # no --freeze
+
     def _frozen_layers(self):
         if not isinstance(self.base, keras.Model):
             return [self.base]
