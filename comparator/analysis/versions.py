@@ -40,13 +40,39 @@ def behaviour(run) -> str:
     """The measured behaviour of one run, in words that are equal when behaviours are."""
     modes, state = run.modes, run.state
     if run.recipe == "training_false":
-        inference = modes.bn_batch_stats == 0 and modes.dropout_active == 0
-        return "honoured" if inference and not state.bn_stats_changed else "overridden"
+        return _training_false_behaviour(modes, state)
     if not modes.bn_layers:
         return "no BatchNorm"
     stats = "batch statistics" if modes.bn_batch_stats else "moving statistics"
     moved = "moving statistics updated" if state.bn_stats_changed else "moving statistics kept"
     return f"{stats}, {moved}"
+
+
+# training_false's words where the layers outside the base ran in inference mode too: the
+# recipe asks it of the base only, and fit's training=True should still reach the rest.
+REACHING_OUTSIDE = "honoured, and reaching the layers outside the base"
+REACHING_SOME_OUTSIDE = "honoured, and reaching some of the layers outside the base"
+
+
+def _training_false_behaviour(modes, state) -> str:
+    """Whether the base ran in inference mode ("honoured") or not ("overridden"), and, where
+    the run counted the layers outside the base apart (modes.outside_base), whether
+    training=False reached them too."""
+    outside = modes.outside_base
+    if outside is None:  # the base is the whole model: its counts and statistics are the base's
+        inference = modes.bn_batch_stats == 0 and modes.dropout_active == 0
+        return "honoured" if inference and not state.bn_stats_changed else "overridden"
+    base_bn = modes.bn_batch_stats - outside["bn_batch_stats"]
+    base_dropout = modes.dropout_active - outside["dropout_active"]
+    # The whole model's moved statistics are the base's only where nothing outside has any.
+    base_moved = state.bn_stats_changed and outside["bn_layers"] == 0
+    if base_bn or base_dropout or base_moved:
+        return "overridden"
+    trained = outside["bn_batch_stats"] + outside["dropout_active"]
+    in_inference = outside["bn_layers"] + outside["dropout_layers"] - trained
+    if not in_inference:
+        return "honoured"
+    return REACHING_SOME_OUTSIDE if trained else REACHING_OUTSIDE
 
 
 def _ordered(runs) -> list:
