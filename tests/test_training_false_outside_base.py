@@ -84,7 +84,8 @@ def test_the_version_finding_says_where_training_false_reached_the_head():
     assert finding.startswith("`training=False` inside `fit` (training_false): overridden in "
                               f"3.15.1; {REACHING} in 3.16.0.dev2026102704")
     _, (row,) = side_by_side(runs)
-    assert row[0] == "training_false" and row[2].endswith(f"; {REACHING}")
+    assert row[0] == "training_false"
+    assert row[2].endswith(f"; {REACHING} (Dropout active 0/1)")
 
 
 def test_outside_counts_survive_a_report_and_older_reports_load_without_them():

@@ -162,4 +162,18 @@ def _cell(run) -> str:
     text = (f"fit {train:.4g} / eval {run.losses.inference_after:.4g}; "
             f"BN batch {run.modes.bn_batch_stats}/{run.modes.bn_layers}"
             f"{', stats moved' if run.state.bn_stats_changed else ''}")
-    return text + (f"; {behaviour(run)}" if run.recipe == "training_false" else "")
+    if run.recipe != "training_false":
+        return text
+    said = behaviour(run)
+    if said in (REACHING_OUTSIDE, REACHING_SOME_OUTSIDE):
+        said += f" ({_outside_counts(run.modes.outside_base)})"
+    return f"{text}; {said}"
+
+
+def _outside_counts(outside: dict) -> str:
+    """"BN batch 0/1, Dropout active 0/1": what the layers outside the base did, by kind."""
+    counts = [f"BN batch {outside['bn_batch_stats']}/{outside['bn_layers']}"
+              if outside["bn_layers"] else "",
+              f"Dropout active {outside['dropout_active']}/{outside['dropout_layers']}"
+              if outside["dropout_layers"] else ""]
+    return ", ".join(c for c in counts if c)
