@@ -155,6 +155,24 @@ def test_keras_3_15_trains_the_base_and_the_head_under_training_false():
     assert _run_of(report, "pytorch:eval").modes.outside_base is None  # PyTorch does not say
 
 
+def test_a_user_models_layers_outside_freeze_are_counted_and_forced_dropout_left_out():
+    """The tests' residual pair: `features` (the stem's BatchNorm) frozen; bn1, bn2 and the
+    Dropout after it. --dropout off runs the Dropout in inference mode whatever the recipe
+    asks: it says nothing about training=False, and is left out of the counts."""
+    import numpy as np
+
+    import comparator
+    from tests import user_pair_models as pair
+
+    x = np.random.default_rng(0).standard_normal((4, 3, 8, 8)).astype(np.float32)
+    report = comparator.compare_pair(
+        pair.seeded_torch_net(), pair.ported_keras_net(), x, freeze="features",
+        dropout="off", recipes=("pytorch:eval", "keras:training_false"))
+    modes = _run_of(report, "keras:training_false").modes
+    assert (modes.bn_layers, modes.bn_batch_stats, modes.dropout_layers) == (3, 3, 1)
+    assert modes.outside_base == _outside(bn=(2, 2))
+
+
 @pytest.fixture(scope="module")
 def nightly_head():
     from adapters.keras.overlays import cached_versions
