@@ -196,3 +196,16 @@ def test_the_nightly_turns_the_heads_dropout_off_and_the_finding_says_so(nightly
     assert behaviour(_run_of(nightly_head, "keras:training_false")) == "overridden"
     finding, = [f for f in nightly_head.findings if f.startswith("`training=False`")]
     assert f"{REACHING} in 3.16.0.dev" in finding
+
+
+@pytest.mark.parametrize("modes, said", [
+    (((3, 3, 1, 1), _outside(dropout=(1, 1))), "train"),  # Keras 3.15.1
+    (((3, 0, 1, 0), _outside(dropout=(0, 1))), "inference mode too"),  # keras-nightly
+    (((4, 1, 1, 0), _outside(bn=(1, 1), dropout=(0, 1))), "some in inference mode"),
+    (((3, 3, 1, 1), None), "not counted"),  # a report from before outside_base
+])
+def test_the_version_tables_head_row_says_what_the_layers_after_the_base_did(modes, said):
+    from tools.version_table import _after_base
+
+    assert _after_base(_run("keras-torch@nightly", "3.16.0", modes)) == said
+    assert _after_base(None) == "not run"

@@ -31,6 +31,9 @@ RELEASES = ("3.0.5", "3.1.1", "3.2.1", "3.3.3", "3.4.1", "3.5.0", "3.6.0", "3.7.
 DEFAULT_RELEASES = ("3.0.5", "3.2.1", "3.4.1", "3.6.0", "3.8.0", "3.10.0", "3.12.4", "3.14.1",
                 "3.15.1")
 SETTINGS = dict(model="tiny_cnn", batch_size=4, image_size=16)
+# The head scenario puts Dense(64, relu), Dropout(0.5), Dense(1) after the base
+# (comparator/zoo/head.py): whether `training=False` on the base reaches that Dropout.
+HEAD_SETTINGS = dict(SETTINGS, scenario="head")
 KERAS_RECIPES = ("training_false", "trainable_false")
 PYTORCH_RECIPES = ("pytorch:eval", "pytorch:requires_grad")
 OUT = os.path.join(ROOT, "docs", "behaviors-versions.md")
@@ -109,15 +112,33 @@ def _dropout_frozen(run) -> str:
     return "active" if run.modes.dropout_active else "off"
 
 
+def _after_base(run) -> str:
+    """What the head's layers did in the head scenario's training_false run: trained (fit's
+    training=True reached them) or ran in inference mode (the base's training=False did)."""
+    if run is None:
+        return "not run"
+    if run.framework == "pytorch":
+        return "-"
+    outside = run.modes.outside_base
+    if outside is None:
+        return "not counted"
+    trained = outside["bn_batch_stats"] + outside["dropout_active"]
+    if trained == outside["bn_layers"] + outside["dropout_layers"]:
+        return "train"
+    return "inference mode too" if not trained else "some in inference mode"
+
+
 def _momentum(probe: dict, pytorch: bool) -> str:
     value = probe["bn_momentum"]
     return f"{value:g} (Keras convention {1 - value:g})" if pytorch else f"{value:g}"
 
 
-def _columns(report, releases, probes) -> tuple[list[str], list[list[str]]]:
+def _columns(report, releases, probes, head_runs=()) -> tuple[list[str], list[list[str]]]:
+    """head_runs: the head scenario's training_false runs (_after_base)."""
     frameworks = [f for f in _frameworks(releases) if f == "pytorch" or
                   any(r.framework == f for r in report.runs)]
     runs = {(r.framework, r.recipe): r for r in report.runs}
+    after_base = {r.framework: r for r in head_runs}
     headers, columns = ["behaviour"], []
     for framework in frameworks:
         pytorch = framework == "pytorch"
@@ -129,10 +150,12 @@ def _columns(report, releases, probes) -> tuple[list[str], list[list[str]]]:
                        + version)
         columns.append([
             "eval() needed" if pytorch else _training_false(runs[(framework, "training_false")]),
+            "-" if pytorch else _after_base(after_base.get(framework)),
             _bn_frozen(frozen), _dropout_frozen(frozen), _momentum(probe, pytorch),
             f"{probe['bn_epsilon']:g}", probe["bn_moving_variance_update"],
             probe["bn_moving_variance_update_images"], probe["fit_loss"]])
     labels = ["`training=False` inside `fit`",
+              "the head after that base (head scenario)",
               "BatchNorm frozen (`trainable=False`; PyTorch: `requires_grad=False`)",
               "Dropout frozen the same way", "BatchNorm momentum default",
               "BatchNorm epsilon default", "moving variance update uses (vectors, N,F)",
@@ -141,7 +164,8 @@ def _columns(report, releases, probes) -> tuple[list[str], list[list[str]]]:
     return headers, rows
 
 
-def _markdown(headers, rows, report, unavailable, command, seconds) -> str:
+def _markdown(headers, rows, report, unavailable, command, seconds,
+              head_findings=()) -> str:
     environment = report.environment
     lines = ["# Framework versions side by side", "",
              "Generated from real runs by `" + command + "` "
@@ -157,7 +181,12 @@ def _markdown(headers, rows, report, unavailable, command, seconds) -> str:
     lines += ["", "Rows: `training=False` inside `fit` is the functional model's "
               "`base(x, training=False)` (the transfer-learning guide's recipe): honoured "
               "means its BatchNorm and Dropout stayed in inference mode inside `fit` and no "
-              "moving statistic moved. The frozen rows set `trainable = False` on the whole "
+              "moving statistic moved. The head row runs the same recipe in the head "
+              "scenario (Dense(64, relu), Dropout(0.5), Dense(1) after the base), and says "
+              "what the head's layers did in the train step: `train` where `fit`'s "
+              "training=True reached them, `inference mode too` where the base's "
+              "training=False did (`modes.outside_base` of its run). The frozen rows set "
+              "`trainable = False` on the whole "
               "base. Momentum and epsilon are `BatchNormalization()`'s as constructed; the "
               "variance rows are measured from one training-mode call on a fixed batch of "
               "8 vectors of 4 features and on one of 8 images of 2 x 2 pixels and 4 "
@@ -165,6 +194,7 @@ def _markdown(headers, rows, report, unavailable, command, seconds) -> str:
               "last row compares the loss `fit` reported with `evaluate` before and after "
               "the step.", ""]
     findings = [f for f in report.findings if "(measured in this run)" in f]
+    findings += [f"{f} (head scenario)" for f in head_findings if "(measured in this run)" in f]
     if findings:
         lines += ["Where a behaviour changed:", ""] + [f"- {f}" for f in findings] + [""]
     if unavailable:
@@ -194,6 +224,9 @@ def main(argv=None) -> int:
                                        if r.name in KERAS_RECIPES]
     report = compare(CompareConfig(**SETTINGS, frameworks=tuple(frameworks),
                                    recipes=tuple(recipes))).report
+    head = compare(CompareConfig(**HEAD_SETTINGS, frameworks=tuple(frameworks),
+                                 recipes=tuple(f"{f}:training_false" for f in frameworks[1:])
+                                 )).report
     unavailable = list(dict((r["framework"], r["reason"]) for r in report.unavailable_runs)
                        .items())
     probes = {"pytorch": _pytorch_probe()}
@@ -206,11 +239,12 @@ def main(argv=None) -> int:
     unavailable += missing
     report_runs = [r for r in report.runs if r.framework in probes]
     report = report.__class__(**{**report.__dict__, "runs": tuple(report_runs)})
-    headers, rows = _columns(report, releases, probes)
+    headers, rows = _columns(report, releases, probes,
+                             [r for r in head.runs if r.framework in probes])
     command = "python tools/version_table.py" + (f" --versions {args.versions}"
                                                   if args.versions else "")
     text = _markdown(headers, rows, report, unavailable, command,
-                     time.perf_counter() - started)
+                     time.perf_counter() - started, head.findings)
     with open(args.out, "w") as handle:
         handle.write(text)
     print(f"wrote {args.out}: {len(headers) - 1} versions, {len(unavailable)} unavailable")
