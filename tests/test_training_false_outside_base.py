@@ -7,7 +7,6 @@ The nightly runs from an overlay that `make test` builds; these tests never down
 (XFRAME_OVERLAYS_OFFLINE=1), and a missing overlay skips the worker's test with the reason.
 """
 
-import os
 
 import pytest
 
@@ -129,15 +128,9 @@ def _head_comparison(frameworks, recipes):
     from comparator.config import CompareConfig
     from comparator.pipeline import compare
 
-    previous = os.environ.get(OFFLINE_VARIABLE)
-    os.environ[OFFLINE_VARIABLE] = "1"
-    try:
+    with pytest.MonkeyPatch.context() as patch:  # offline: never download an overlay
+        patch.setenv(OFFLINE_VARIABLE, "1")
         return compare(CompareConfig(**HEAD, frameworks=frameworks, recipes=recipes)).report
-    finally:
-        if previous is None:
-            os.environ.pop(OFFLINE_VARIABLE)
-        else:
-            os.environ[OFFLINE_VARIABLE] = previous
 
 
 def _run_of(report, run_id):

@@ -7,7 +7,6 @@ with the reason.
 """
 
 import importlib.util
-import os
 
 import pytest
 
@@ -62,17 +61,11 @@ def versions_side_by_side():
                     "python -m adapters.keras.overlays keras-torch@nightly (make test does)")
     if importlib.util.find_spec("tf_keras") is None:
         pytest.skip("tf_keras is not installed: pip install -e '.[tensorflow]'")
-    previous = os.environ.get(OFFLINE_VARIABLE)
-    os.environ[OFFLINE_VARIABLE] = "1"
-    try:
+    with pytest.MonkeyPatch.context() as patch:  # offline: never download an overlay
+        patch.setenv(OFFLINE_VARIABLE, "1")
         frameworks = ("pytorch", "keras", "keras-torch@nightly", "tf-keras",
                       "keras-torch@3.99.0")
         return compare(CompareConfig(**TINY, frameworks=frameworks, recipes=RECIPES)).report
-    finally:
-        if previous is None:
-            os.environ.pop(OFFLINE_VARIABLE)
-        else:
-            os.environ[OFFLINE_VARIABLE] = previous
 
 
 def _bn_in_inference_and_untouched(run):

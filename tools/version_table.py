@@ -119,11 +119,12 @@ def _after_base(run) -> str:
         return "not run"
     if run.framework == "pytorch":
         return "-"
-    outside = run.modes.outside_base
-    if outside is None:
+    from comparator.analysis.versions import outside_layers_trained
+
+    if run.modes.outside_base is None:
         return "not counted"
-    trained = outside["bn_batch_stats"] + outside["dropout_active"]
-    if trained == outside["bn_layers"] + outside["dropout_layers"]:
+    trained, in_inference = outside_layers_trained(run.modes.outside_base)
+    if not in_inference:
         return "train"
     return "inference mode too" if not trained else "some in inference mode"
 

@@ -54,6 +54,13 @@ REACHING_OUTSIDE = "honoured, and reaching the layers outside the base"
 REACHING_SOME_OUTSIDE = "honoured, and reaching some of the layers outside the base"
 
 
+def outside_layers_trained(outside: dict) -> tuple[int, int]:
+    """Of the layers outside the base (modes.outside_base): how many trained (BatchNorm on
+    batch statistics, Dropout active) and how many ran in inference mode."""
+    trained = outside["bn_batch_stats"] + outside["dropout_active"]
+    return trained, outside["bn_layers"] + outside["dropout_layers"] - trained
+
+
 def _training_false_behaviour(modes, state) -> str:
     """Whether the base ran in inference mode ("honoured") or not ("overridden"), and, where
     the run counted the layers outside the base apart (modes.outside_base), whether
@@ -68,8 +75,7 @@ def _training_false_behaviour(modes, state) -> str:
     base_moved = state.bn_stats_changed and outside["bn_layers"] == 0
     if base_bn or base_dropout or base_moved:
         return "overridden"
-    trained = outside["bn_batch_stats"] + outside["dropout_active"]
-    in_inference = outside["bn_layers"] + outside["dropout_layers"] - trained
+    trained, in_inference = outside_layers_trained(outside)
     if not in_inference:
         return "honoured"
     return REACHING_SOME_OUTSIDE if trained else REACHING_OUTSIDE
