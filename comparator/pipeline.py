@@ -535,6 +535,19 @@ def _pair_port_check(adapters: dict, batch: Batch, name: str = "keras") -> Check
 PAIR_LOSSES = ("logits", "probabilities", "mse")
 
 
+def _names(frameworks) -> tuple[str, ...]:
+    """frameworks as a tuple of names, from a list or a comma-separated string."""
+    names = frameworks.split(",") if isinstance(frameworks, str) else frameworks
+    try:
+        names = tuple(names)
+    except TypeError:
+        names = None
+    if not names or not all(isinstance(name, str) for name in names):
+        raise UsageError(f"frameworks takes names (pytorch, keras, keras-jax, ...), not "
+                         f"{frameworks!r}")
+    return tuple(name.strip() for name in names)
+
+
 def _numbers(values) -> tuple[float, ...]:
     """loss_weights as floats; anything else is refused in one line."""
     try:
@@ -548,7 +561,8 @@ def compare_pair(torch_module, keras_model, inputs, labels_or_targets=None, *,
                  onnx: str | None = None, steps: int = 1, lr: float = 0.01,
                  optimizer: str = "sgd", dropout: str = "on", seed: int = 0,
                  device: str = "cpu", port_weights: str | None = None,
-                 output: str | None = None, loss_weights=None) -> Report:
+                 output: str | None = None, loss_weights=None,
+                 frameworks=("pytorch", "keras")) -> Report:
     """Compare the freezing recipes of PyTorch and Keras on your own pair; the Report of
     compare.py (same JSON schema, `model` names the pair).
 
@@ -567,7 +581,10 @@ def compare_pair(torch_module, keras_model, inputs, labels_or_targets=None, *,
     return several ("KEY", a dict's key or a position, or "TORCH_KEY:KERAS_KEY"); the PyTorch
     module returns it alone through a forward hook until the comparison ends. Several keys
     separated by ',' ("out,aux") compare those outputs, every loss the weighted sum of
-    theirs with the same labels, loss_weights (a number per output, default 1 each)."""
+    theirs with the same labels, loss_weights (a number per output, default 1 each).
+    frameworks: as compare.py's --frameworks (a list or "pytorch,keras,keras-jax"); a Keras
+    backend or version other than this process's runs in a worker, which rebuilds the Keras
+    model from its SPEC, so keras_model must then be a SPEC string."""
     from comparator.config.pair import UserPair
 
     if loss not in PAIR_LOSSES:
@@ -580,7 +597,8 @@ def compare_pair(torch_module, keras_model, inputs, labels_or_targets=None, *,
                            batch_size=len(inputs[0] if isinstance(inputs, (tuple, list))
                                           else inputs), steps=steps, seed=seed, lr=lr,
                            recipes=tuple(recipes), device=device, optimizer=optimizer,
-                           loss="logits" if loss == "mse" else loss)
+                           loss="logits" if loss == "mse" else loss,
+                           frameworks=_names(frameworks))
     outcome = compare_user_pair(pair, config)
     try:
         if onnx:
