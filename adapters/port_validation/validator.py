@@ -20,7 +20,7 @@ from torch import nn
 from adapters.keras.backend import keras  # fixes the torch backend before Keras is imported
 from keras import layers, ops, tree  # noqa: E402
 
-from adapters.own_pair.outputs import off_the_output, select_outputs  # noqa: E402
+from adapters.own_pair.outputs import choose_outputs, off_the_output  # noqa: E402
 from adapters.own_pair.pairing import LAYER_LEVEL_KINDS  # noqa: E402
 from adapters.port_validation.operation_settings import (  # noqa: E402
     TorchCall,
@@ -63,6 +63,8 @@ from adapters.port_validation.graph import (  # noqa: E402
     graph_nodes,
     keras_state_kept,
     numpy_of,
+    outputs_of,
+    refuse_unchosen_outputs,
     run_keras,
     several,
     shapes_of,
@@ -95,7 +97,7 @@ from adapters.port_validation.training import (  # noqa: E402
 )
 from comparator.analysis.training_side import compare_dropout, compare_statistics  # noqa: E402
 from comparator.errors import UsageError  # noqa: E402
-from comparator.config.pair import both_names, same_batch  # noqa: E402
+from comparator.config.pair import checked_output_keys, same_batch  # noqa: E402
 from comparator.analysis.layer_pairing import Pair  # noqa: E402
 from comparator.analysis.port_causes import likely_causes, softmax_axis_cause  # noqa: E402
 from comparator.analysis.validation import (  # noqa: E402
@@ -104,7 +106,9 @@ from comparator.analysis.validation import (  # noqa: E402
     MODES,
     Finding,
     LayerComparison,
+    OutputComparison,
     PassResult,
+    output_label,
     PortValidation,
     diverges,
     judge,
@@ -197,6 +201,22 @@ def _output_comparison(keras_out, torch_out, torch_out64, tolerance):
     return m, judge(metrics(value, torch_out64), noise, m, tolerance)[0], noise.max_rel
 
 
+def _outputs_compared(keys, keras_out, torch_out, torch_out64, tolerance):
+    """_output_comparison of the model's output, or of each of several (keys: their
+    (TORCH_KEY, KERAS_KEY), where --output chose several): (metrics, diverges, PyTorch's own
+    float32 error, each output's OutputComparison). Of several, the metrics and error are
+    those of the output that differs most, and the pass diverges where any does."""
+    if len(keys) < 2:
+        return (*_output_comparison(keras_out, torch_out, torch_out64, tolerance), ())
+    torch_outs64 = outputs_of(torch_out64) if torch_out64 is not None else (None,) * len(keys)
+    each = tuple(OutputComparison(mine, theirs, *_output_comparison(
+        keras, torch_, torch64, tolerance)) for (mine, theirs), keras, torch_, torch64 in zip(
+            keys, outputs_of(keras_out), outputs_of(torch_out), torch_outs64))
+    worst = max(each, key=lambda o: (o.diverges, np.inf if o.metrics is None
+                                     else o.metrics.max_rel))
+    return worst.metrics, any(o.diverges for o in each), worst.noise_rel, each
+
+
 def validate_port(torch_model: nn.Module, keras_model, inputs, *, mapping: dict | None = None,
                   pairs: list[Pair] | None = None, modes=MODES, isolation: bool = True,
                   gradients: bool = True, tolerance: float = DEFAULT_TOLERANCE,
@@ -204,7 +224,8 @@ def validate_port(torch_model: nn.Module, keras_model, inputs, *, mapping: dict 
                   reference64: bool = True, seed: int = 0, train_step: bool = True,
                   pytorch_weights: str | None = None, keras_weights: str | None = None,
                   port: str | None = None, output: str | None = None,
-                  leave_out: tuple[str, ...] = ()) -> PortValidation:
+                  leave_out: tuple[str, ...] = (),
+                  output_chosen: str | None = None) -> PortValidation:
     """Compare a PyTorch module and a Keras functional model layer by layer on `inputs`
     (PyTorch's layout: N, C, H, W for images; Keras gets them channels-last). A model that
     takes several inputs takes a tuple or list of arrays: forward()'s positional arguments,
@@ -225,21 +246,26 @@ def validate_port(torch_model: nn.Module, keras_model, inputs, *, mapping: dict 
     or "keras-to-pytorch") first copies one side's weights into the other along the pairs
     (as port_weights does, in place): then what is validated is the architecture, whatever
     the weights were. Where the models return several outputs, `output` names the one
-    validated ("KEY", a dict's key or a position, or "TORCH_KEY:KERAS_KEY"); the PyTorch
-    modules whose weights do not reach it are left out of the pairs, as are those named in
-    `leave_out` (compare.py's models, whose output was chosen before).
+    validated ("KEY", a dict's key or a position, or "TORCH_KEY:KERAS_KEY"), or several
+    ("KEY1,KEY2,...": the layers that feed any of them are walked, and each output is
+    compared at the end); the PyTorch modules whose weights reach none of them are left out
+    of the pairs, as are those named in `leave_out` (compare.py's models, whose output was
+    chosen before: `output_chosen` is then compare.py's --output where it chose several,
+    which its models already return, a tuple in PyTorch and a list in Keras, in its order).
     """
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:
         raise UsageError(f"modes must be among {', '.join(MODES)}, got {list(modes)}")
     if port not in (None, *_PORTS):
         raise UsageError(f"port must be one of {', '.join(_PORTS)}, not {port!r}")
-    if output and "," in output:
-        raise UsageError(f"--output {output}: the port validator follows one output layer by "
-                         "layer; give one KEY (compare.py compares several)")
+    if output and output_chosen:
+        raise UsageError("give output (the outputs to choose) or output_chosen (those the "
+                         "models already return), not both")
+    keys = checked_output_keys(output or output_chosen)
     x, torch_model, torch_name, keras_model, keras_name, fn, checked = _checked_models(
-        torch_model, keras_model, inputs, pytorch_weights, keras_weights, output,
-        trains="training" in modes or gradients or train_step)
+        torch_model, keras_model, inputs, pytorch_weights, keras_weights,
+        keys if output else [], trains="training" in modes or gradients or train_step,
+        chosen=len(keys) if output_chosen else 1)
     checked = dataclasses.replace(checked, leave_out=(*checked.leave_out, *leave_out))
     try:
         with activation_layout(torch_model, checked.keras_as_given):
@@ -250,15 +276,28 @@ def validate_port(torch_model: nn.Module, keras_model, inputs, *, mapping: dict 
             result = _validated(x, torch_model, torch_name, keras_model, keras_name, fn,
                                 mapping, pairs, modes, isolation, gradients, tolerance,
                                 gradient_tolerance, reference64, seed, train_step,
-                                checked.leave_out)
+                                checked.leave_out, keys)
     finally:
         checked.release()
     notes = checked.notes
     if output:
-        left = (f"; PyTorch's {', '.join(checked.leave_out)}, whose weights do not reach it, "
-                "left out" if checked.leave_out else "")
-        notes += (f"output {output!r} validated{left}",)
+        notes += (_output_note(output, keys, checked.leave_out, gradients),)
     return dataclasses.replace(result, notes=(*result.notes, *notes))
+
+
+def _output_note(output: str, keys: list, leave_out: tuple[str, ...],
+                 gradients: bool) -> str:
+    """What --output chose, and the PyTorch modules left out for it."""
+    if len(keys) < 2:
+        left = (f"; PyTorch's {', '.join(leave_out)}, whose weights do not reach it, left out"
+                if leave_out else "")
+        return f"output {output!r} validated{left}"
+    left = (f"; PyTorch's {', '.join(leave_out)}, whose weights reach none of them, left out"
+            if leave_out else "")
+    return (f"outputs {', '.join(repr(part) for part in output.split(','))} validated: the "
+            "layers that feed any of them, and each output at the end of the forward passes"
+            + ("; the gradients are those of the sum of their losses" if gradients else "")
+            + left)
 
 
 _PORTS = {"pytorch-to-keras": "torch_to_keras", "keras-to-pytorch": "keras_to_torch"}
@@ -266,12 +305,12 @@ _PORTS = {"pytorch-to-keras": "torch_to_keras", "keras-to-pytorch": "keras_to_to
 
 def _validated(x, torch_model, torch_name, keras_model, keras_name, fn, mapping, pairs, modes,
                isolation, gradients, tolerance, gradient_tolerance, reference64, seed,
-               train_step, leave_out=()) -> PortValidation:
+               train_step, leave_out=(), output_keys=()) -> PortValidation:
     pairing = "port plan" if pairs is not None else (
         "explicit mapping" if mapping is not None else "order and shape")
     setup = _Setup(torch_model, fn,
                    resolve_pairs(torch_model, keras_model, mapping, pairs, tuple(leave_out)),
-                   x, reference64)
+                   x, reference64, output_keys)
     passes, traces = [], {}
     for mode in modes:
         traces[mode], found = _mode_passes(setup, mode, isolation, tolerance)
@@ -304,13 +343,14 @@ def _validated(x, torch_model, torch_name, keras_model, keras_name, fn, mapping,
 
 
 def _checked_models(torch_model, keras_model, inputs, pytorch_weights, keras_weights,
-                    output: str | None, trains: bool):
+                    keys: list, trains: bool, chosen: int = 1):
     """The inputs as float32 (PyTorch's layout; token ids stay integers) and both models,
     loaded where given as specs or files, with the inputs checked against the Keras model's
     input shape; a Keras model whose layers hide layers (subclassed, nested, a block of the
     user's own) as the graph its call() traces (checked in training mode too where the
-    validation `trains`); with `output`, both give that output only until
-    `release()`."""
+    validation `trains`); with `keys` (--output's (TORCH_KEY, KERAS_KEY)), both give those
+    outputs only (a tuple in PyTorch and a list in Keras where several) until `release()`.
+    chosen: how many outputs the models give already (compare.py's, chosen before)."""
     x = _as_inputs(inputs)
     torch_model, torch_name = torch_side(torch_model, pytorch_weights)
     with activation_layout(torch_model):
@@ -332,12 +372,14 @@ def _checked_models(torch_model, keras_model, inputs, pytorch_weights, keras_wei
     if layers_to_open(keras_model):
         keras_model, note = traced_graph(keras_model, keras_x, trains)
         notes += (note,)
-    if not output:
+    if not keys:
         fn = functional_graph(keras_model)
+        if chosen == 1:
+            refuse_unchosen_outputs(fn)
         _check_fits(x, keras_x, fn)
         return (x, torch_model, torch_name, keras_model, keras_name, fn,
                 _Checked(notes=notes, keras_as_given=as_given))
-    keras_model, release = select_outputs(torch_model, keras_model, *both_names(output),
+    keras_model, release = choose_outputs(torch_model, keras_model, keys,
                                           several(keras_x)[0].shape[1:])
     try:
         fn = functional_graph(keras_model)
@@ -402,8 +444,11 @@ class _Setup:
     """What every pass of one validation shares: the pairs, both models' layers by name,
     PyTorch's state and its float64 copy (the rounding reference)."""
 
-    def __init__(self, torch_model, fn, pairs, x, reference64: bool):
+    def __init__(self, torch_model, fn, pairs, x, reference64: bool, output_keys=()):
         self.fn, self.pairs, self.x = fn, pairs, x
+        # (TORCH_KEY, KERAS_KEY) of each output, where --output chose several: each is
+        # compared on its own at the end of a pass, in fn.outputs' order.
+        self.output_keys = list(output_keys) if len(output_keys) > 1 else []
         self.torch_model = torch_model
         self.modules = dict(torch_model.named_modules())
         # A stacked recurrent module's layers (`lstm[1]`) are that module's.
@@ -506,20 +551,73 @@ def _mode_passes(setup: _Setup, mode: str, isolation: bool, tolerance: float):
             passes.append(PassResult(mode, True, comparisons, None, False))
             passes[-2] = _attribute(passes[-2], passes[-1])
             if passes[-2].output_diverges and setup.output_finding is None and not any(
-                    c.diverges for c in (*comparisons, *passes[-2].layers)) and \
-                    _output_comparison(keras_out, torch_out, torch_out64, tolerance)[1]:
-                setup.output_finding = _softmax_after_the_pairs(setup, inputs_seen, mode) or \
-                    after_the_pairs(setup.fn, {setup.output_of[p.keras_layer]: p for p in pairs},
-                                    mode)
+                    c.diverges for c in (*comparisons, *passes[-2].layers)):
+                setup.output_finding = _after_the_pairs_found(setup, _outputs_apart(
+                    setup, keras_out, torch_out, torch_out64, tolerance), inputs_seen, mode)
         else:
-            out, bad, noise = _output_comparison(keras_out, torch_out, torch_out64, tolerance)
-            passes.append(PassResult(mode, False, comparisons, out, bad, noise))
-            if out is not None and bad and not any(c.diverges for c in comparisons) \
+            out, bad, noise, each = _outputs_compared(setup.output_keys, keras_out, torch_out,
+                                                      torch_out64, tolerance)
+            passes.append(PassResult(mode, False, comparisons, out, bad, noise, each))
+            if bad and not any(c.diverges for c in comparisons) \
                     and setup.output_finding is None:
-                setup.output_finding = output_activation(
-                    setup.fn, setup.pairs, setup.moves, numpy_of(keras_out), torch_out, mode,
-                    tolerance)
+                setup.output_finding = _output_activation_found(setup, _outputs_apart(
+                    setup, keras_out, torch_out, torch_out64, tolerance, comparable=True),
+                    mode, tolerance)
     return trace, passes
+
+
+def _outputs_apart(setup: _Setup, keras_out, torch_out, torch_out64, tolerance,
+                   comparable: bool = False) -> list[tuple]:
+    """The outputs that diverge at the end of a pass, each as (Keras's value, PyTorch's, the
+    graph's output tensor, its --output label, None for a model's only output); where
+    `comparable`, only those of one shape in both."""
+    if setup.output_keys:
+        torch_outs64 = (outputs_of(torch_out64) if torch_out64 is not None
+                        else (None,) * len(setup.output_keys))
+        values = zip(outputs_of(keras_out), outputs_of(torch_out), torch_outs64,
+                     setup.fn.outputs, (output_label(*keys) for keys in setup.output_keys))
+    else:
+        values = [(keras_out, torch_out, torch_out64, setup.fn.outputs[0], None)]
+    apart = []
+    for keras_value, torch_value, torch_value64, tensor, label in values:
+        m, bad, _ = _output_comparison(keras_value, torch_value, torch_value64, tolerance)
+        if bad and (m is not None or not comparable):
+            apart.append((keras_value, torch_value, tensor, label))
+    return apart
+
+
+def _output_activation_found(setup: _Setup, apart: list, mode: str,
+                             tolerance) -> Finding | None:
+    """output_activation at the first output apart (of several, in --output's order) that
+    it explains."""
+    for keras_value, torch_value, tensor, label in apart:
+        found = output_activation(setup.fn, setup.pairs, setup.moves, numpy_of(keras_value),
+                                  torch_value, mode, tolerance, tensor)
+        if found is not None:
+            return _at_output(found, label)
+    return None
+
+
+def _after_the_pairs_found(setup: _Setup, apart: list, keras_inputs: dict,
+                           mode: str) -> Finding | None:
+    """Where the isolated pass's outputs differ while no layer does: what follows the last
+    paired layers of the first output apart (of several, in --output's order), a softmax
+    over another axis where the reruns measure it."""
+    substituted = {setup.output_of[p.keras_layer]: p for p in setup.pairs}
+    for _, _, tensor, label in apart:
+        found = (_softmax_after_the_pairs(setup, keras_inputs, mode, [tensor])
+                 or after_the_pairs(setup.fn, substituted, mode, [tensor]))
+        if found is not None:
+            return _at_output(found, label)
+    return None
+
+
+def _at_output(finding: Finding, label: str | None) -> Finding:
+    """A finding at the end of one of several outputs names that output where it was seen
+    ("inference, output 'aux'")."""
+    if label is None:
+        return finding
+    return dataclasses.replace(finding, seen_in=f"{finding.seen_in} {label!r}")
 
 
 def _operation_settings_named(setup: _Setup, comparisons, keras_inputs: dict,
@@ -548,15 +646,17 @@ def _operation_settings_named(setup: _Setup, comparisons, keras_inputs: dict,
     return tuple(named)
 
 
-def _softmax_after_the_pairs(setup: _Setup, keras_inputs: dict, mode: str) -> Finding | None:
+def _softmax_after_the_pairs(setup: _Setup, keras_inputs: dict, mode: str,
+                             outputs: list) -> Finding | None:
     """Where the outputs differ after the last paired layers: a softmax there that
     normalises over another axis in each framework, where the reruns measure it
-    (softmax_axis.py)."""
+    (softmax_axis.py). outputs: the graph's output tensors that differ. PyTorch's side is
+    what runs after the last paired module, whichever output it feeds."""
     calls, paired = _calls(setup, mode), _paired_modules(setup)
     last = max((i for i, call in enumerate(calls) if call.name in paired), default=len(calls))
     torch_after = [(call.name, call.module) for call in calls[last + 1:]]
     keras_after = [setup.operations[name] for name in
-                   keras_after_the_pairs(setup.fn, set(setup.output_of.values()))]
+                   keras_after_the_pairs(setup.fn, set(setup.output_of.values()), outputs)]
     found = softmax_axis(torch_after, keras_after, keras_inputs, _input_shapes(setup, mode))
     if found is None:
         return None
