@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import keras
+import numpy as np
 import pytest
 import torch
 
@@ -142,6 +143,18 @@ def test_outputs_of_different_shapes_are_validated(twin):
     assert result.passed and result.pairs == 4
     forward = result.pass_result("inference", False)
     assert [o.label for o in forward.outputs] == ["out", "aux"]
+
+
+def test_port_weights_ports_a_model_with_two_outputs():
+    """Was refused: "cannot trace Keras model 'two_heads_twin': the validator takes one
+    output, it has 2 (--output chooses one)"; every layer of both heads is ported."""
+    torch_model, twin = models.seeded(models.TwoHeads), models.keras_two_heads()
+    pairs = comparator.port_weights(torch_model, twin)
+    assert [p.keras_layer for p in pairs] == ["conv1", "bn1", "aux_fc", "conv2", "fc"]
+    with torch.no_grad():
+        expected = torch_model.eval()(torch.from_numpy(X))
+    for mine, theirs in zip(expected, twin(np.moveaxis(X, 1, -1), training=False)):
+        assert np.max(np.abs(mine.numpy() - keras.ops.convert_to_numpy(theirs))) < 1e-6
 
 
 def _validate_port(*args):
