@@ -5,7 +5,8 @@ gradients, BatchNorm's training step and the Dropout layers.
 
 Running the models lives in graph.py (recurrent and attention modules' outputs and a stacked
 module's layers in sequences.py), loading and pairing them (and `port_weights`) in pairs.py,
-the gradients in gradients.py, and the facts that name a difference's cause in causes.py.
+the gradients in gradients.py, the facts that name a difference's cause in causes.py, and
+the models' output (or each of several that --output chose) in model_outputs.py.
 """
 
 from __future__ import annotations
@@ -52,6 +53,12 @@ from adapters.port_validation.causes import (  # noqa: E402
     output_activation,
 )
 from adapters.port_validation.gradients import compare_gradients  # noqa: E402
+from adapters.port_validation.model_outputs import (  # noqa: E402
+    at_output,
+    output_note,
+    outputs_apart,
+    outputs_compared,
+)
 from adapters.port_validation.graph import (  # noqa: E402
     Failed,
     ModelFailed,
@@ -63,14 +70,12 @@ from adapters.port_validation.graph import (  # noqa: E402
     graph_nodes,
     keras_state_kept,
     numpy_of,
-    outputs_of,
     refuse_unchosen_outputs,
     run_keras,
     several,
     shapes_of,
     to_keras_inputs,
     to_keras_values,
-    to_torch_values,
     torch_mode,
     torch_trace,
     training_of,
@@ -106,9 +111,7 @@ from comparator.analysis.validation import (  # noqa: E402
     MODES,
     Finding,
     LayerComparison,
-    OutputComparison,
     PassResult,
-    output_label,
     PortValidation,
     diverges,
     judge,
@@ -187,36 +190,6 @@ def _alone_agrees(layer, keras_input: np.ndarray, reference, training: bool,
     return value.shape == reference.shape and not diverges(metrics(value, reference), tolerance)
 
 
-def _output_comparison(keras_out, torch_out, torch_out64, tolerance):
-    """(metrics against PyTorch float32, diverges, PyTorch's own float32 error)."""
-    if isinstance(keras_out, Failed) or keras_out is None:
-        return None, True, None
-    value = to_torch_values(numpy_of(keras_out))
-    if value.shape != torch_out.shape:
-        return None, True, None
-    m = metrics(value, torch_out)
-    if torch_out64 is None:
-        return m, diverges(m, tolerance), None
-    noise = metrics(torch_out, torch_out64)
-    return m, judge(metrics(value, torch_out64), noise, m, tolerance)[0], noise.max_rel
-
-
-def _outputs_compared(keys, keras_out, torch_out, torch_out64, tolerance):
-    """_output_comparison of the model's output, or of each of several (keys: their
-    (TORCH_KEY, KERAS_KEY), where --output chose several): (metrics, diverges, PyTorch's own
-    float32 error, each output's OutputComparison). Of several, the metrics and error are
-    those of the output that differs most, and the pass diverges where any does."""
-    if len(keys) < 2:
-        return (*_output_comparison(keras_out, torch_out, torch_out64, tolerance), ())
-    torch_outs64 = outputs_of(torch_out64) if torch_out64 is not None else (None,) * len(keys)
-    each = tuple(OutputComparison(mine, theirs, *_output_comparison(
-        keras, torch_, torch64, tolerance)) for (mine, theirs), keras, torch_, torch64 in zip(
-            keys, outputs_of(keras_out), outputs_of(torch_out), torch_outs64))
-    worst = max(each, key=lambda o: (o.diverges, np.inf if o.metrics is None
-                                     else o.metrics.max_rel))
-    return worst.metrics, any(o.diverges for o in each), worst.noise_rel, each
-
-
 def validate_port(torch_model: nn.Module, keras_model, inputs, *, mapping: dict | None = None,
                   pairs: list[Pair] | None = None, modes=MODES, isolation: bool = True,
                   gradients: bool = True, tolerance: float = DEFAULT_TOLERANCE,
@@ -281,23 +254,8 @@ def validate_port(torch_model: nn.Module, keras_model, inputs, *, mapping: dict 
         checked.release()
     notes = checked.notes
     if output:
-        notes += (_output_note(output, keys, checked.leave_out, gradients),)
+        notes += (output_note(output, keys, checked.leave_out, gradients),)
     return dataclasses.replace(result, notes=(*result.notes, *notes))
-
-
-def _output_note(output: str, keys: list, leave_out: tuple[str, ...],
-                 gradients: bool) -> str:
-    """What --output chose, and the PyTorch modules left out for it."""
-    if len(keys) < 2:
-        left = (f"; PyTorch's {', '.join(leave_out)}, whose weights do not reach it, left out"
-                if leave_out else "")
-        return f"output {output!r} validated{left}"
-    left = (f"; PyTorch's {', '.join(leave_out)}, whose weights reach none of them, left out"
-            if leave_out else "")
-    return (f"outputs {', '.join(repr(part) for part in output.split(','))} validated: the "
-            "layers that feed any of them, and each output at the end of the forward passes"
-            + ("; the gradients are those of the sum of their losses" if gradients else "")
-            + left)
 
 
 _PORTS = {"pytorch-to-keras": "torch_to_keras", "keras-to-pytorch": "keras_to_torch"}
@@ -552,38 +510,19 @@ def _mode_passes(setup: _Setup, mode: str, isolation: bool, tolerance: float):
             passes[-2] = _attribute(passes[-2], passes[-1])
             if passes[-2].output_diverges and setup.output_finding is None and not any(
                     c.diverges for c in (*comparisons, *passes[-2].layers)):
-                setup.output_finding = _after_the_pairs_found(setup, _outputs_apart(
-                    setup, keras_out, torch_out, torch_out64, tolerance), inputs_seen, mode)
+                setup.output_finding = _after_the_pairs_found(setup, outputs_apart(
+                    setup.output_keys, setup.fn.outputs, keras_out, torch_out, torch_out64,
+                    tolerance), inputs_seen, mode)
         else:
-            out, bad, noise, each = _outputs_compared(setup.output_keys, keras_out, torch_out,
-                                                      torch_out64, tolerance)
+            out, bad, noise, each = outputs_compared(setup.output_keys, keras_out, torch_out,
+                                                     torch_out64, tolerance)
             passes.append(PassResult(mode, False, comparisons, out, bad, noise, each))
             if bad and not any(c.diverges for c in comparisons) \
                     and setup.output_finding is None:
-                setup.output_finding = _output_activation_found(setup, _outputs_apart(
-                    setup, keras_out, torch_out, torch_out64, tolerance, comparable=True),
-                    mode, tolerance)
+                setup.output_finding = _output_activation_found(setup, outputs_apart(
+                    setup.output_keys, setup.fn.outputs, keras_out, torch_out, torch_out64,
+                    tolerance, comparable=True), mode, tolerance)
     return trace, passes
-
-
-def _outputs_apart(setup: _Setup, keras_out, torch_out, torch_out64, tolerance,
-                   comparable: bool = False) -> list[tuple]:
-    """The outputs that diverge at the end of a pass, each as (Keras's value, PyTorch's, the
-    graph's output tensor, its --output label, None for a model's only output); where
-    `comparable`, only those of one shape in both."""
-    if setup.output_keys:
-        torch_outs64 = (outputs_of(torch_out64) if torch_out64 is not None
-                        else (None,) * len(setup.output_keys))
-        values = zip(outputs_of(keras_out), outputs_of(torch_out), torch_outs64,
-                     setup.fn.outputs, (output_label(*keys) for keys in setup.output_keys))
-    else:
-        values = [(keras_out, torch_out, torch_out64, setup.fn.outputs[0], None)]
-    apart = []
-    for keras_value, torch_value, torch_value64, tensor, label in values:
-        m, bad, _ = _output_comparison(keras_value, torch_value, torch_value64, tolerance)
-        if bad and (m is not None or not comparable):
-            apart.append((keras_value, torch_value, tensor, label))
-    return apart
 
 
 def _output_activation_found(setup: _Setup, apart: list, mode: str,
@@ -594,7 +533,7 @@ def _output_activation_found(setup: _Setup, apart: list, mode: str,
         found = output_activation(setup.fn, setup.pairs, setup.moves, numpy_of(keras_value),
                                   torch_value, mode, tolerance, tensor)
         if found is not None:
-            return _at_output(found, label)
+            return at_output(found, label)
     return None
 
 
@@ -608,16 +547,8 @@ def _after_the_pairs_found(setup: _Setup, apart: list, keras_inputs: dict,
         found = (_softmax_after_the_pairs(setup, keras_inputs, mode, [tensor])
                  or after_the_pairs(setup.fn, substituted, mode, [tensor]))
         if found is not None:
-            return _at_output(found, label)
+            return at_output(found, label)
     return None
-
-
-def _at_output(finding: Finding, label: str | None) -> Finding:
-    """A finding at the end of one of several outputs names that output where it was seen
-    ("inference, output 'aux'")."""
-    if label is None:
-        return finding
-    return dataclasses.replace(finding, seen_in=f"{finding.seen_in} {label!r}")
 
 
 def _operation_settings_named(setup: _Setup, comparisons, keras_inputs: dict,
