@@ -89,9 +89,9 @@ def open_user_pair(pair, config):
     return open_pair(pair, config)
 
 
-def locate_port_divergence(adapters, batch, leave_out=()):
+def locate_port_divergence(adapters, batch, leave_out=(), output_chosen=None):
     """Where a user's pair first differs, after its port check failed
     (adapters.own_pair.divergence)."""
     from adapters.own_pair.divergence import locate
 
-    return locate(adapters, batch, leave_out)
+    return locate(adapters, batch, leave_out, output_chosen)

@@ -498,20 +498,21 @@ def _launch_pair_workers(recipes, adapters, batch, config, progress) -> None:
 def _locate_divergence(opened, check: Check) -> None:
     """Name the layer where a failed port check starts, in settings.pair and as a note."""
     from adapters import locate_port_divergence
+    from comparator.analysis.validation import output_label
 
     pair = opened.settings["pair"]
     unpaired = pair["pairing"].get("reason")
     output = pair.get("output", {})
     left_out = tuple(output.get("left_out", ()))
+    # Of several outputs, the models already return the chosen ones: the validator names
+    # them by --output's keys and follows every one of them.
+    chosen = ",".join(output_label(keys["pytorch"], keys["keras"])
+                      for keys in output.get("keys", ())) or None
     if unpaired:
         found = {"located": False, "text": f"no layer can be located, as the layers are not "
                                            f"paired: {unpaired}"}
-    elif "keys" in output:  # the validator follows one output
-        found = {"located": False, "text": "the port validator follows one output: run "
-                                           "validate_port.py --output KEY on each of "
-                                           f"{output['pytorch']} to find the layer"}
     else:
-        found = locate_port_divergence(opened.adapters, opened.batch, left_out)
+        found = locate_port_divergence(opened.adapters, opened.batch, left_out, chosen)
     opened.settings["pair"]["first_divergence"] = found
     opened.settings.setdefault("notes", []).append(
         f"the port check failed: Keras's inference outputs differ from PyTorch's by up to "

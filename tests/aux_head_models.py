@@ -46,12 +46,16 @@ class TwoHeadsDict(TwoHeads):
         return {"out": main, "aux": aux}
 
 
-def _keras_heads(inputs):
+def _keras_heads(inputs, aux_pooling=layers.GlobalAveragePooling2D, conv2_dilation=1):
+    """The twin's layers; aux_pooling and conv2_dilation other than the defaults are port
+    slips, on the aux branch (a max where PyTorch averages) and on the main branch alone (a
+    dilated conv2, whose weights have PyTorch's shape)."""
     x = layers.Conv2D(6, 3, padding="same", name="conv1")(inputs)
     x = layers.BatchNormalization(epsilon=1e-5, momentum=0.9, name="bn1")(x)
     features = layers.ReLU()(x)
-    aux = layers.Dense(CLASSES, name="aux_fc")(layers.GlobalAveragePooling2D()(features))
-    x = layers.ReLU()(layers.Conv2D(8, 3, padding="same", name="conv2")(features))
+    aux = layers.Dense(CLASSES, name="aux_fc")(aux_pooling()(features))
+    x = layers.ReLU()(layers.Conv2D(8, 3, padding="same", dilation_rate=conv2_dilation,
+                                    name="conv2")(features))
     main = layers.Dense(CLASSES, name="fc")(layers.GlobalAveragePooling2D()(x))
     return main, aux
 
@@ -67,6 +71,22 @@ def keras_two_heads_dict():
     inputs = keras.Input((SIZE, SIZE, 3))
     main, aux = _keras_heads(inputs)
     return keras.Model(inputs, {"out": main, "aux": aux}, name="two_heads_dict_twin")
+
+
+def keras_two_heads_dict_aux_slip():
+    """keras_two_heads_dict with a slip on the aux branch only: its head pools the features
+    with a maximum where PyTorch's averages them."""
+    inputs = keras.Input((SIZE, SIZE, 3))
+    main, aux = _keras_heads(inputs, aux_pooling=layers.GlobalMaxPooling2D)
+    return keras.Model(inputs, {"out": main, "aux": aux}, name="aux_slip_twin")
+
+
+def keras_two_heads_main_slip():
+    """keras_two_heads with a slip on the main branch only: conv2 dilated (2) where
+    PyTorch's is not."""
+    inputs = keras.Input((SIZE, SIZE, 3))
+    return keras.Model(inputs, list(_keras_heads(inputs, conv2_dilation=2)),
+                       name="main_slip_twin")
 
 
 def seeded(build) -> nn.Module:

@@ -144,9 +144,12 @@ def test_the_port_check_compares_every_chosen_output():
                                    recipes=("pytorch:eval",))
     assert main_only.checks[0].passed
     assert not both.checks[0].passed and both.checks[0].value == pytest.approx(0.5, rel=1e-5)
-    assert both.settings["pair"]["first_divergence"] == {
-        "located": False, "text": "the port validator follows one output: run "
-                                  "validate_port.py --output KEY on each of 0,1 to find the layer"}
+    # Was not located: "the port validator follows one output: run validate_port.py
+    # --output KEY on each of 0,1 to find the layer". It follows both now.
+    found = both.settings["pair"]["first_divergence"]
+    assert found["located"] and (found["torch_module"], found["keras_layer"]) == ("aux_fc",
+                                                                                 "aux_fc")
+    assert found["seen_in"] == "inference, isolated" and found["causes"] == ["weights"]
 
 
 def test_the_onnx_referee_sums_the_graphs_outputs_losses(tmp_path):
@@ -197,12 +200,14 @@ def test_several_outputs_of_a_model_that_returns_one_are_refused_with_the_whole_
                                 output="0,1", recipes=("pytorch:eval",))
 
 
-def test_the_validator_refuses_several_outputs_in_one_line():
-    with pytest.raises(UsageError, match=r"--output 0,1: the port validator follows one "
-                                         r"output layer by layer; give one KEY") as caught:
-        comparator.validate_port(models.seeded(models.TwoHeads), models.keras_two_heads(), X,
-                                 output="0,1")
-    assert "\n" not in str(caught.value)
+def test_the_validator_refuses_several_outputs_none_chosen_in_one_line():
+    """It refused --output 0,1 too ("the port validator follows one output layer by layer");
+    it follows several now (tests/test_validate_port_several_outputs.py), and asks for the
+    choice where none is made."""
+    with pytest.raises(UsageError, match=r"^cannot trace Keras model 'two_heads_twin': it has 2 "
+                                         r"outputs; --output chooses the one or several "
+                                         r"validated \(KEY or KEY1,KEY2,...\)$"):
+        comparator.validate_port(models.seeded(models.TwoHeads), models.keras_two_heads(), X)
 
 
 def _compare(*args):

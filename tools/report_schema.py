@@ -1,10 +1,12 @@
-"""Write docs/report-schema.md from the typed schema in comparator/schema.py.
+"""Write docs/report-schema.md from the typed schema in comparator/schema.py (and the port
+validation's passes, comparator/analysis/validation.py).
 
     python tools/report_schema.py            # rewrite docs/report-schema.md
     python tools/report_schema.py --stdout   # print it (the test compares the two)
 
-Every object reachable from `Report` gets a section with one row per key: its type and
-the one-line meaning of its `Annotated[type, "meaning"]` annotation.
+Every object reachable from `Report` (and from the port validation's `PassResult`) gets a
+section with one row per key: its type and the one-line meaning of its
+`Annotated[type, "meaning"]` annotation.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from comparator import schema  # noqa: E402
+from comparator.analysis import validation  # noqa: E402
 
 OUTPUT = os.path.join(ROOT, "docs", "report-schema.md")
 
@@ -73,7 +76,7 @@ def _type_text(hint, found: list) -> str:
 
 def _section(cls, found: list) -> list[str]:
     kind = "TypedDict" if typing.is_typeddict(cls) else "dataclass"
-    lines = [f"## {cls.__name__}", "", f"`comparator.schema.{cls.__name__}` ({kind})", "",
+    lines = [f"## {cls.__name__}", "", f"`{cls.__module__}.{cls.__name__}` ({kind})", "",
              "| key | type | meaning |", "|---|---|---|"]
     for name, hint in typing.get_type_hints(cls, include_extras=True).items():
         bare, meaning = _parts(hint)
@@ -84,10 +87,24 @@ def _section(cls, found: list) -> list[str]:
     return lines + [""]
 
 
+PASSES = f"""# The port validation's passes, `{validation.SCHEMA}`
+
+`validate_port.py --json` and `comparator.validate_port(...).to_dict()` write that schema
+(docs/port-validation.md gives its top-level keys: `passes`, `gradients`, `statistics`,
+`dropout`, `output_finding`, `first_divergence`, `passed`, ...). Each of `passes` is a
+PassResult, generated here from comparator/analysis/validation.py; its keys too are added,
+never renamed.
+"""
+
+
 def render() -> str:
     found: list = [schema.Report]
     lines = [HEADER]
     for cls in found:  # grows while sections link new objects: breadth first from Report
+        lines += _section(cls, found)
+    found = [validation.PassResult]
+    lines.append(PASSES)
+    for cls in found:
         lines += _section(cls, found)
     return "\n".join(lines)
 

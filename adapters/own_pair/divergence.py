@@ -9,10 +9,13 @@ from comparator.inputs.batch import Batch
 from comparator.errors import UsageError
 
 
-def locate(adapters: dict, batch: Batch, leave_out: tuple[str, ...] = ()) -> dict:
+def locate(adapters: dict, batch: Batch, leave_out: tuple[str, ...] = (),
+           output_chosen: str | None = None) -> dict:
     """{"located": bool, "text": str} and, where located, the layer pair, the pass it was seen
     in and its cause codes (the report's settings.pair.first_divergence). leave_out: PyTorch
-    modules off the output --output chose, which the pairing left out too."""
+    modules off the output --output chose, which the pairing left out too; output_chosen:
+    --output where it chose several, which the models return already (the validator follows
+    each)."""
     from adapters.own_pair.port_slips import find_slip
     from adapters.port_validation.validator import validate_port
 
@@ -31,7 +34,7 @@ def locate(adapters: dict, batch: Batch, leave_out: tuple[str, ...] = ()) -> dic
     try:
         result = validate_port(torch_adapter.model, keras_adapter.user_model, batch.x,
                                modes=("inference",), gradients=False, train_step=False,
-                               leave_out=leave_out)
+                               leave_out=leave_out, output_chosen=output_chosen)
     except UsageError as exc:
         return {"located": False, "text": f"the port validator cannot trace this pair: {exc}"}
     finding = result.first_divergence

@@ -260,13 +260,14 @@ def one_pass_variance_explains(layer, torch_input, keras_value, reference, eps) 
 
 
 def output_activation(fn, pairs, moves: dict, keras_out: np.ndarray, torch_out: np.ndarray,
-                      mode: str, tolerance) -> Finding | None:
+                      mode: str, tolerance, output=None) -> Finding | None:
     """Where the outputs differ and no layer does: is it the activation that Keras's output
     layer applies inside itself (Dense(activation="softmax")), which the layer comparisons
     apply to PyTorch's value too, while PyTorch's model returns that module's output
     without it? Then Keras's output is the activation of PyTorch's. moves: whether each
-    PyTorch module's activations change layout (the validator's _Setup.moves)."""
-    layer = inbound(fn.outputs[0])[0]
+    PyTorch module's activations change layout (the validator's _Setup.moves). output: the
+    graph's output tensor compared, of several (default: its only one)."""
+    layer = inbound(fn.outputs[0] if output is None else output)[0]
     pair = next((p for p in pairs if p.keras_layer == getattr(layer, "name", None)), None)
     activation = getattr(layer, "activation", None)
     name = getattr(activation, "__name__", "linear")
@@ -285,19 +286,21 @@ def output_activation(fn, pairs, moves: dict, keras_out: np.ndarray, torch_out: 
         "PyTorch's forward"),))
 
 
-def keras_after_the_pairs(fn, paired: set[str]) -> list[str]:
+def keras_after_the_pairs(fn, paired: set[str], outputs=None) -> list[str]:
     """The Keras operations after the last paired layers (paired: their outputs' names), in
-    running order."""
-    return _back_to_pairs(fn.outputs, paired)[0]
+    running order, back from the graph's outputs (or these of them)."""
+    return _back_to_pairs(fn.outputs if outputs is None else outputs, paired)[0]
 
 
-def after_the_pairs(fn, substituted: dict, mode: str) -> Finding | None:
+def after_the_pairs(fn, substituted: dict, mode: str, outputs=None) -> Finding | None:
     """Where the outputs differ and no layer does, and the isolated pass's output differs
     too: there Keras's operations after the last paired layers run on PyTorch's values of
     those layers, so the output is made different after them, by those operations (a
     Softmax layer, a pooling) or by PyTorch's forward (a log_softmax it applies there).
-    substituted: the pair whose PyTorch value the isolated pass puts in, by Keras operation."""
-    after, reached = _back_to_pairs(fn.outputs, set(substituted))
+    substituted: the pair whose PyTorch value the isolated pass puts in, by Keras operation;
+    outputs: the graph's output tensors that differ, of several (default: all)."""
+    after, reached = _back_to_pairs(fn.outputs if outputs is None else outputs,
+                                    set(substituted))
     if not reached:
         return None
     last = substituted[reached[0]]

@@ -16,6 +16,7 @@ from adapters.port_validation.graph import (  # noqa: E402
     as_float,
     channels_move,
     keras_state_kept,
+    outputs_of,
     run_keras,
     to_keras_inputs,
     torch_args,
@@ -35,14 +36,21 @@ def _torch_gradients(model: nn.Module, x: np.ndarray, seed: int) -> dict:
         p.grad = None
     with torch_mode(model, "training"):
         device = next(model.parameters()).device
-        out = model(*torch_args(x, device))
-        target = torch.from_numpy(np.random.default_rng(seed).normal(size=tuple(out.shape)))
-        torch.mean((out - target.to(out)) ** 2).backward()
+        _seeded_loss(outputs_of(model(*torch_args(x, device))), seed).backward()
     grads = {n: (p.grad.detach().cpu().numpy().copy() if p.grad is not None else None)
              for n, p in params.items()}
     for p in params.values():
         p.grad = None
     return grads
+
+
+def _seeded_loss(outputs, seed: int) -> torch.Tensor:
+    """The loss both frameworks backpropagate: each output's mean squared distance to a
+    seeded target of its shape (PyTorch's layout), summed over the outputs --output chose,
+    so that every chosen output's layers get a gradient."""
+    rng = np.random.default_rng(seed)
+    return sum(torch.mean((out - torch.from_numpy(rng.normal(size=tuple(out.shape))).to(out))
+                          ** 2) for out in outputs)
 
 
 def _keras_gradients(pair, layer) -> dict:
@@ -68,7 +76,8 @@ def _keras_gradients(pair, layer) -> dict:
 
 def compare_gradients(torch_model, model64, fn, pairs, x, seed, tolerance):
     """Parameter gradients of the same loss (mean squared distance of the outputs to a
-    seeded target) after one backward pass in training mode, Dropout off."""
+    seeded target, summed over several) after one backward pass in training mode, Dropout
+    off."""
     by_name = {layer.name: layer for layer in fn.layers}
     torch_grads = _torch_gradients(torch_model, x, seed)
     grads64 = _torch_gradients(model64, as_float(x, np.float64), seed) if model64 else {}
@@ -77,12 +86,14 @@ def compare_gradients(torch_model, model64, fn, pairs, x, seed, tolerance):
         v.value.grad = None
     with keras_state_kept(fn):
         _, keras_out = run_keras(fn, to_keras_inputs(x), True, set())
-        if isinstance(keras_out, Failed) or keras_out is None:
-            message = keras_out.message if keras_out is not None else "no output"
+        keras_outs = outputs_of(keras_out)
+        failed = next((out for out in keras_outs if isinstance(out, Failed) or out is None),
+                      False)
+        if failed is not False:
+            message = failed.message if failed is not None else "no output"
             raise UsageError(f"the Keras model failed in training mode: {message}")
-        keras_out = torch.movedim(keras_out, -1, 1) if channels_move(keras_out) else keras_out
-        target = np.random.default_rng(seed).normal(size=tuple(keras_out.shape))
-        torch.mean((keras_out - torch.from_numpy(target).to(keras_out)) ** 2).backward()
+        _seeded_loss([torch.movedim(out, -1, 1) if channels_move(out) else out
+                      for out in keras_outs], seed).backward()
     parameters = dict(torch_model.named_parameters())
     modules = dict(torch_model.named_modules())
     results = []

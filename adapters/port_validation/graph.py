@@ -129,11 +129,17 @@ def functional_graph(model) -> Functional:
                              "input yet; start it with keras.Input(shape) or build it")
         return inner
     if isinstance(model, Functional):
-        if len(model.outputs) != 1:
-            raise UsageError(f"cannot trace Keras model {model.name!r}: the validator takes "
-                             f"one output, it has {len(model.outputs)} (--output chooses one)")
         return model
     refuse_subclassed(model)
+
+
+def refuse_unchosen_outputs(fn: Functional) -> None:
+    """A graph of several outputs that --output has not chosen among: which ones the
+    validation follows is the user's choice (a dict's keys, a list's positions)."""
+    if len(fn.outputs) != 1:
+        raise UsageError(f"cannot trace Keras model {fn.name!r}: it has "
+                         f"{len(fn.outputs)} outputs; --output chooses the one or several "
+                         "validated (KEY or KEY1,KEY2,...)")
 
 
 def refuse_subclassed(model) -> None:
@@ -244,7 +250,7 @@ def torch_trace(model: nn.Module, pairs: list[Pair], x: np.ndarray, mode: str,
     try:
         with torch_mode(model, mode), torch.no_grad():
             device = next(model.parameters()).device
-            output = model(*torch_args(x, device)).detach().cpu().numpy()
+            output = _numpy_outputs(model(*torch_args(x, device)))
     except UsageError:
         raise
     except Exception as exc:  # the user's model refused the input
@@ -261,6 +267,19 @@ def torch_trace(model: nn.Module, pairs: list[Pair], x: np.ndarray, mode: str,
     return {name: calls[0] for name, calls in records.items()}, output
 
 
+def _numpy_outputs(output):
+    """PyTorch's output as numpy: one array, or a tuple of them where the model returns
+    several (--output's hook returns the chosen ones as a tuple)."""
+    if isinstance(output, (tuple, list)):
+        return tuple(value.detach().cpu().numpy() for value in output)
+    return output.detach().cpu().numpy()
+
+
+def outputs_of(value) -> tuple:
+    """One output or several (a tuple or list of them) as a tuple."""
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,)
+
+
 def training_of(op, training: bool) -> bool:
     """The training flag a Keras operation is called with in a pass: off for the random
     layers, and for a recurrent layer that drops within its steps (its training flag does
@@ -271,7 +290,8 @@ def training_of(op, training: bool) -> bool:
 
 def run_keras(fn: Functional, x, training: bool, watch: set[str],
               substitute: dict | None = None, inputs_seen: dict | None = None):
-    """Run the graph node by node. Returns (outputs of watched layers, model output).
+    """Run the graph node by node. Returns (outputs of watched layers, model output); the
+    model output is a list where the graph has several (--output chose several).
 
     `substitute` maps layer names to values that flow on instead of what the layer
     computed (which is still recorded): the isolated pass. `inputs_seen`, where given, gets
@@ -307,6 +327,8 @@ def run_keras(fn: Functional, x, training: bool, watch: set[str],
             else tree.flatten(result)
         for tensor, value in zip(node.outputs, outputs):
             values[id(tensor)] = value
+    if len(fn.outputs) > 1:
+        return recorded, [values.get(id(tensor)) for tensor in fn.outputs]
     return recorded, values.get(id(fn.outputs[0]))
 
 

@@ -5,7 +5,8 @@ gradients, BatchNorm's training step and the Dropout layers.
 
 Running the models lives in graph.py (recurrent and attention modules' outputs and a stacked
 module's layers in sequences.py), loading and pairing them (and `port_weights`) in pairs.py,
-the gradients in gradients.py, and the facts that name a difference's cause in causes.py.
+the gradients in gradients.py, the facts that name a difference's cause in causes.py, and
+the models' output (or each of several that --output chose) in model_outputs.py.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from torch import nn
 from adapters.keras.backend import keras  # fixes the torch backend before Keras is imported
 from keras import layers, ops, tree  # noqa: E402
 
-from adapters.own_pair.outputs import off_the_output, select_outputs  # noqa: E402
+from adapters.own_pair.outputs import choose_outputs, off_the_output  # noqa: E402
 from adapters.own_pair.pairing import LAYER_LEVEL_KINDS  # noqa: E402
 from adapters.port_validation.operation_settings import (  # noqa: E402
     TorchCall,
@@ -52,6 +53,12 @@ from adapters.port_validation.causes import (  # noqa: E402
     output_activation,
 )
 from adapters.port_validation.gradients import compare_gradients  # noqa: E402
+from adapters.port_validation.model_outputs import (  # noqa: E402
+    at_output,
+    output_note,
+    outputs_apart,
+    outputs_compared,
+)
 from adapters.port_validation.graph import (  # noqa: E402
     Failed,
     ModelFailed,
@@ -63,12 +70,12 @@ from adapters.port_validation.graph import (  # noqa: E402
     graph_nodes,
     keras_state_kept,
     numpy_of,
+    refuse_unchosen_outputs,
     run_keras,
     several,
     shapes_of,
     to_keras_inputs,
     to_keras_values,
-    to_torch_values,
     torch_mode,
     torch_trace,
     training_of,
@@ -95,7 +102,7 @@ from adapters.port_validation.training import (  # noqa: E402
 )
 from comparator.analysis.training_side import compare_dropout, compare_statistics  # noqa: E402
 from comparator.errors import UsageError  # noqa: E402
-from comparator.config.pair import both_names, same_batch  # noqa: E402
+from comparator.config.pair import checked_output_keys, same_batch  # noqa: E402
 from comparator.analysis.layer_pairing import Pair  # noqa: E402
 from comparator.analysis.port_causes import likely_causes, softmax_axis_cause  # noqa: E402
 from comparator.analysis.validation import (  # noqa: E402
@@ -183,20 +190,6 @@ def _alone_agrees(layer, keras_input: np.ndarray, reference, training: bool,
     return value.shape == reference.shape and not diverges(metrics(value, reference), tolerance)
 
 
-def _output_comparison(keras_out, torch_out, torch_out64, tolerance):
-    """(metrics against PyTorch float32, diverges, PyTorch's own float32 error)."""
-    if isinstance(keras_out, Failed) or keras_out is None:
-        return None, True, None
-    value = to_torch_values(numpy_of(keras_out))
-    if value.shape != torch_out.shape:
-        return None, True, None
-    m = metrics(value, torch_out)
-    if torch_out64 is None:
-        return m, diverges(m, tolerance), None
-    noise = metrics(torch_out, torch_out64)
-    return m, judge(metrics(value, torch_out64), noise, m, tolerance)[0], noise.max_rel
-
-
 def validate_port(torch_model: nn.Module, keras_model, inputs, *, mapping: dict | None = None,
                   pairs: list[Pair] | None = None, modes=MODES, isolation: bool = True,
                   gradients: bool = True, tolerance: float = DEFAULT_TOLERANCE,
@@ -204,7 +197,8 @@ def validate_port(torch_model: nn.Module, keras_model, inputs, *, mapping: dict 
                   reference64: bool = True, seed: int = 0, train_step: bool = True,
                   pytorch_weights: str | None = None, keras_weights: str | None = None,
                   port: str | None = None, output: str | None = None,
-                  leave_out: tuple[str, ...] = ()) -> PortValidation:
+                  leave_out: tuple[str, ...] = (),
+                  output_chosen: str | None = None) -> PortValidation:
     """Compare a PyTorch module and a Keras functional model layer by layer on `inputs`
     (PyTorch's layout: N, C, H, W for images; Keras gets them channels-last). A model that
     takes several inputs takes a tuple or list of arrays: forward()'s positional arguments,
@@ -225,21 +219,26 @@ def validate_port(torch_model: nn.Module, keras_model, inputs, *, mapping: dict 
     or "keras-to-pytorch") first copies one side's weights into the other along the pairs
     (as port_weights does, in place): then what is validated is the architecture, whatever
     the weights were. Where the models return several outputs, `output` names the one
-    validated ("KEY", a dict's key or a position, or "TORCH_KEY:KERAS_KEY"); the PyTorch
-    modules whose weights do not reach it are left out of the pairs, as are those named in
-    `leave_out` (compare.py's models, whose output was chosen before).
+    validated ("KEY", a dict's key or a position, or "TORCH_KEY:KERAS_KEY"), or several
+    ("KEY1,KEY2,...": the layers that feed any of them are walked, and each output is
+    compared at the end); the PyTorch modules whose weights reach none of them are left out
+    of the pairs, as are those named in `leave_out` (compare.py's models, whose output was
+    chosen before: `output_chosen` is then compare.py's --output where it chose several,
+    which its models already return, a tuple in PyTorch and a list in Keras, in its order).
     """
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:
         raise UsageError(f"modes must be among {', '.join(MODES)}, got {list(modes)}")
     if port not in (None, *_PORTS):
         raise UsageError(f"port must be one of {', '.join(_PORTS)}, not {port!r}")
-    if output and "," in output:
-        raise UsageError(f"--output {output}: the port validator follows one output layer by "
-                         "layer; give one KEY (compare.py compares several)")
+    if output and output_chosen:
+        raise UsageError("give output (the outputs to choose) or output_chosen (those the "
+                         "models already return), not both")
+    keys = checked_output_keys(output or output_chosen)
     x, torch_model, torch_name, keras_model, keras_name, fn, checked = _checked_models(
-        torch_model, keras_model, inputs, pytorch_weights, keras_weights, output,
-        trains="training" in modes or gradients or train_step)
+        torch_model, keras_model, inputs, pytorch_weights, keras_weights,
+        keys if output else [], trains="training" in modes or gradients or train_step,
+        chosen=len(keys) if output_chosen else 1)
     checked = dataclasses.replace(checked, leave_out=(*checked.leave_out, *leave_out))
     try:
         with activation_layout(torch_model, checked.keras_as_given):
@@ -250,14 +249,12 @@ def validate_port(torch_model: nn.Module, keras_model, inputs, *, mapping: dict 
             result = _validated(x, torch_model, torch_name, keras_model, keras_name, fn,
                                 mapping, pairs, modes, isolation, gradients, tolerance,
                                 gradient_tolerance, reference64, seed, train_step,
-                                checked.leave_out)
+                                checked.leave_out, keys)
     finally:
         checked.release()
     notes = checked.notes
     if output:
-        left = (f"; PyTorch's {', '.join(checked.leave_out)}, whose weights do not reach it, "
-                "left out" if checked.leave_out else "")
-        notes += (f"output {output!r} validated{left}",)
+        notes += (output_note(output, keys, checked.leave_out, gradients),)
     return dataclasses.replace(result, notes=(*result.notes, *notes))
 
 
@@ -266,12 +263,12 @@ _PORTS = {"pytorch-to-keras": "torch_to_keras", "keras-to-pytorch": "keras_to_to
 
 def _validated(x, torch_model, torch_name, keras_model, keras_name, fn, mapping, pairs, modes,
                isolation, gradients, tolerance, gradient_tolerance, reference64, seed,
-               train_step, leave_out=()) -> PortValidation:
+               train_step, leave_out=(), output_keys=()) -> PortValidation:
     pairing = "port plan" if pairs is not None else (
         "explicit mapping" if mapping is not None else "order and shape")
     setup = _Setup(torch_model, fn,
                    resolve_pairs(torch_model, keras_model, mapping, pairs, tuple(leave_out)),
-                   x, reference64)
+                   x, reference64, output_keys)
     passes, traces = [], {}
     for mode in modes:
         traces[mode], found = _mode_passes(setup, mode, isolation, tolerance)
@@ -304,13 +301,14 @@ def _validated(x, torch_model, torch_name, keras_model, keras_name, fn, mapping,
 
 
 def _checked_models(torch_model, keras_model, inputs, pytorch_weights, keras_weights,
-                    output: str | None, trains: bool):
+                    keys: list, trains: bool, chosen: int = 1):
     """The inputs as float32 (PyTorch's layout; token ids stay integers) and both models,
     loaded where given as specs or files, with the inputs checked against the Keras model's
     input shape; a Keras model whose layers hide layers (subclassed, nested, a block of the
     user's own) as the graph its call() traces (checked in training mode too where the
-    validation `trains`); with `output`, both give that output only until
-    `release()`."""
+    validation `trains`); with `keys` (--output's (TORCH_KEY, KERAS_KEY)), both give those
+    outputs only (a tuple in PyTorch and a list in Keras where several) until `release()`.
+    chosen: how many outputs the models give already (compare.py's, chosen before)."""
     x = _as_inputs(inputs)
     torch_model, torch_name = torch_side(torch_model, pytorch_weights)
     with activation_layout(torch_model):
@@ -332,12 +330,14 @@ def _checked_models(torch_model, keras_model, inputs, pytorch_weights, keras_wei
     if layers_to_open(keras_model):
         keras_model, note = traced_graph(keras_model, keras_x, trains)
         notes += (note,)
-    if not output:
+    if not keys:
         fn = functional_graph(keras_model)
+        if chosen == 1:
+            refuse_unchosen_outputs(fn)
         _check_fits(x, keras_x, fn)
         return (x, torch_model, torch_name, keras_model, keras_name, fn,
                 _Checked(notes=notes, keras_as_given=as_given))
-    keras_model, release = select_outputs(torch_model, keras_model, *both_names(output),
+    keras_model, release = choose_outputs(torch_model, keras_model, keys,
                                           several(keras_x)[0].shape[1:])
     try:
         fn = functional_graph(keras_model)
@@ -402,8 +402,11 @@ class _Setup:
     """What every pass of one validation shares: the pairs, both models' layers by name,
     PyTorch's state and its float64 copy (the rounding reference)."""
 
-    def __init__(self, torch_model, fn, pairs, x, reference64: bool):
+    def __init__(self, torch_model, fn, pairs, x, reference64: bool, output_keys=()):
         self.fn, self.pairs, self.x = fn, pairs, x
+        # (TORCH_KEY, KERAS_KEY) of each output, where --output chose several: each is
+        # compared on its own at the end of a pass, in fn.outputs' order.
+        self.output_keys = list(output_keys) if len(output_keys) > 1 else []
         self.torch_model = torch_model
         self.modules = dict(torch_model.named_modules())
         # A stacked recurrent module's layers (`lstm[1]`) are that module's.
@@ -506,20 +509,46 @@ def _mode_passes(setup: _Setup, mode: str, isolation: bool, tolerance: float):
             passes.append(PassResult(mode, True, comparisons, None, False))
             passes[-2] = _attribute(passes[-2], passes[-1])
             if passes[-2].output_diverges and setup.output_finding is None and not any(
-                    c.diverges for c in (*comparisons, *passes[-2].layers)) and \
-                    _output_comparison(keras_out, torch_out, torch_out64, tolerance)[1]:
-                setup.output_finding = _softmax_after_the_pairs(setup, inputs_seen, mode) or \
-                    after_the_pairs(setup.fn, {setup.output_of[p.keras_layer]: p for p in pairs},
-                                    mode)
+                    c.diverges for c in (*comparisons, *passes[-2].layers)):
+                setup.output_finding = _after_the_pairs_found(setup, outputs_apart(
+                    setup.output_keys, setup.fn.outputs, keras_out, torch_out, torch_out64,
+                    tolerance), inputs_seen, mode)
         else:
-            out, bad, noise = _output_comparison(keras_out, torch_out, torch_out64, tolerance)
-            passes.append(PassResult(mode, False, comparisons, out, bad, noise))
-            if out is not None and bad and not any(c.diverges for c in comparisons) \
+            out, bad, noise, each = outputs_compared(setup.output_keys, keras_out, torch_out,
+                                                     torch_out64, tolerance)
+            passes.append(PassResult(mode, False, comparisons, out, bad, noise, each))
+            if bad and not any(c.diverges for c in comparisons) \
                     and setup.output_finding is None:
-                setup.output_finding = output_activation(
-                    setup.fn, setup.pairs, setup.moves, numpy_of(keras_out), torch_out, mode,
-                    tolerance)
+                setup.output_finding = _output_activation_found(setup, outputs_apart(
+                    setup.output_keys, setup.fn.outputs, keras_out, torch_out, torch_out64,
+                    tolerance, comparable=True), mode, tolerance)
     return trace, passes
+
+
+def _output_activation_found(setup: _Setup, apart: list, mode: str,
+                             tolerance) -> Finding | None:
+    """output_activation at the first output apart (of several, in --output's order) that
+    it explains."""
+    for keras_value, torch_value, tensor, label in apart:
+        found = output_activation(setup.fn, setup.pairs, setup.moves, numpy_of(keras_value),
+                                  torch_value, mode, tolerance, tensor)
+        if found is not None:
+            return at_output(found, label)
+    return None
+
+
+def _after_the_pairs_found(setup: _Setup, apart: list, keras_inputs: dict,
+                           mode: str) -> Finding | None:
+    """Where the isolated pass's outputs differ while no layer does: what follows the last
+    paired layers of the first output apart (of several, in --output's order), a softmax
+    over another axis where the reruns measure it."""
+    substituted = {setup.output_of[p.keras_layer]: p for p in setup.pairs}
+    for _, _, tensor, label in apart:
+        found = (_softmax_after_the_pairs(setup, keras_inputs, mode, [tensor])
+                 or after_the_pairs(setup.fn, substituted, mode, [tensor]))
+        if found is not None:
+            return at_output(found, label)
+    return None
 
 
 def _operation_settings_named(setup: _Setup, comparisons, keras_inputs: dict,
@@ -548,15 +577,17 @@ def _operation_settings_named(setup: _Setup, comparisons, keras_inputs: dict,
     return tuple(named)
 
 
-def _softmax_after_the_pairs(setup: _Setup, keras_inputs: dict, mode: str) -> Finding | None:
+def _softmax_after_the_pairs(setup: _Setup, keras_inputs: dict, mode: str,
+                             outputs: list) -> Finding | None:
     """Where the outputs differ after the last paired layers: a softmax there that
     normalises over another axis in each framework, where the reruns measure it
-    (softmax_axis.py)."""
+    (softmax_axis.py). outputs: the graph's output tensors that differ. PyTorch's side is
+    what runs after the last paired module, whichever output it feeds."""
     calls, paired = _calls(setup, mode), _paired_modules(setup)
     last = max((i for i, call in enumerate(calls) if call.name in paired), default=len(calls))
     torch_after = [(call.name, call.module) for call in calls[last + 1:]]
     keras_after = [setup.operations[name] for name in
-                   keras_after_the_pairs(setup.fn, set(setup.output_of.values()))]
+                   keras_after_the_pairs(setup.fn, set(setup.output_of.values()), outputs)]
     found = softmax_axis(torch_after, keras_after, keras_inputs, _input_shapes(setup, mode))
     if found is None:
         return None

@@ -24,6 +24,7 @@ gradients of every parameter after one backward pass of the same loss.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 
@@ -51,9 +52,9 @@ class Metrics(_Serialisable):
     """How far `value` is from `reference`: max abs, max relative (to the reference's
     largest magnitude, since elementwise ratios explode at zeros) and cosine similarity."""
 
-    max_abs: float
-    max_rel: float
-    cosine: float
+    max_abs: Annotated[float, "largest absolute difference"]
+    max_rel: Annotated[float, "max_abs over the reference's (PyTorch's) largest magnitude"]
+    cosine: Annotated[float, "cosine similarity of the two, flattened"]
 
 
 _CHUNK = 1 << 22  # elements per float64 chunk: large kernels' gradients stay cheap
@@ -123,27 +124,34 @@ def judge_gradient(against64: Metrics | None, noise: Metrics | None,
 
 @dataclass(frozen=True)
 class Cause(_Serialisable):
-    code: str
-    text: str  # what differs, with the numbers
-    detail: str = ""  # why it matters and what to do
+    code: Annotated[str, "the cause's code (`weights`, `between_layers`, `dilation`, "
+                         "`output_activation`, `after_last_pair`, ...)"]
+    text: Annotated[str, "what differs, with the numbers"]
+    detail: Annotated[str, "why it matters and what to do"] = ""
 
 
 @dataclass(frozen=True)
 class LayerComparison(_Serialisable):
     """One pair of layers in one pass. Shapes are each framework's own (NCHW, NHWC)."""
 
-    torch_module: str
-    keras_layer: str
-    kind: str
-    torch_shape: tuple[int, ...]
-    keras_shape: tuple[int, ...]
-    metrics: Metrics | None  # Keras against PyTorch (float32)
-    diverges: bool
-    causes: tuple[Cause, ...] = ()
-    note: str = ""
-    float64_rel: float | None = None  # Keras against PyTorch run in float64
-    noise_rel: float | None = None  # PyTorch float32 against PyTorch float64
-    inconclusive: bool = False  # PyTorch's own float32 error above NOISE_CAP
+    torch_module: Annotated[str, "the PyTorch module (`lstm[1]`: a stacked module's layer)"]
+    keras_layer: Annotated[str, "the Keras layer paired with it"]
+    kind: Annotated[str, "the pair's kind (`conv`, `bn`, `dense`, `lstm`, ...)"]
+    torch_shape: Annotated[tuple[int, ...], "PyTorch's output shape, in its layout"]
+    keras_shape: Annotated[tuple[int, ...], "Keras's, in its layout (empty where not "
+                                            "computed)"]
+    metrics: Annotated[Metrics | None, "Keras against PyTorch float32, in Keras's layout; "
+                                       "null where not computed or of another shape"]
+    diverges: Annotated[bool, "beyond the tolerance and (with the float64 reference) 4 times "
+                              "PyTorch's own float32 error"]
+    causes: Annotated[tuple[Cause, ...], "its likely causes, where it diverges"] = ()
+    note: Annotated[str, "why Keras's value was not computed, where it was not"] = ""
+    float64_rel: Annotated[float | None, "Keras against PyTorch run in float64 (max_rel)"] \
+        = None
+    noise_rel: Annotated[float | None, "PyTorch float32 against float64 (max_rel): its own "
+                                       "rounding"] = None
+    inconclusive: Annotated[bool, "PyTorch's own float32 error is above 0.1 there: the "
+                                  "comparison proves nothing either way"] = False
 
     @property
     def label(self) -> str:
@@ -151,13 +159,50 @@ class LayerComparison(_Serialisable):
 
 
 @dataclass(frozen=True)
+class OutputComparison(_Serialisable):
+    """One of several outputs --output chose, at the end of a forward pass: Keras's against
+    PyTorch's, in PyTorch's layout."""
+
+    pytorch: Annotated[str, "the output's key in the PyTorch model (a dict's key or a "
+                            "position)"]
+    keras: Annotated[str, "its key in the Keras model"]
+    metrics: Annotated[Metrics | None, "Keras's output against PyTorch's (float32), in "
+                                       "PyTorch's layout; null where not computed or of "
+                                       "another shape"]
+    diverges: Annotated[bool, "beyond the tolerance and (with the float64 reference) 4 times "
+                              "PyTorch's own float32 error"]
+    noise_rel: Annotated[float | None, "PyTorch float32 against float64 (max_rel), null "
+                                       "without the float64 reference"] = None
+
+    @property
+    def label(self) -> str:
+        return output_label(self.pytorch, self.keras)
+
+
+def output_label(torch_key: str, keras_key: str) -> str:
+    """An output as --output names it: KEY, or TORCH_KEY:KERAS_KEY where the keys differ."""
+    return torch_key if torch_key == keras_key else f"{torch_key}:{keras_key}"
+
+
+@dataclass(frozen=True)
 class PassResult(_Serialisable):
-    mode: str  # "inference" or "training"
-    isolated: bool
-    layers: tuple[LayerComparison, ...]
-    output: Metrics | None
-    output_diverges: bool
-    output_noise_rel: float | None = None
+    mode: Annotated[str, "`inference` or `training`"]
+    isolated: Annotated[bool, "each Keras layer fed PyTorch's values of the layers before it "
+                              "(else Keras's own forward pass)"]
+    layers: Annotated[tuple[LayerComparison, ...], "every pair of layers, in order"]
+    # Of several outputs, the one that differs most (the largest relative difference among
+    # those that diverge, else among all); `outputs` has each.
+    output: Annotated[Metrics | None, "the model's output, Keras's against PyTorch's (null in "
+                                      "an isolated pass, or where not comparable); of several "
+                                      "outputs, that of the one that differs most"]
+    output_diverges: Annotated[bool, "whether the output diverges (of several, any of them)"]
+    output_noise_rel: Annotated[float | None, "PyTorch float32 against float64 at that output "
+                                              "(max_rel)"] = None
+    # Each output, where --output chose several (forward passes; an isolated pass hands
+    # PyTorch's values on to the outputs).
+    outputs: Annotated[tuple[OutputComparison, ...],
+                       "where --output chose several outputs: each one, in --output's order "
+                       "(forward passes; empty otherwise)"] = ()
 
     @property
     def name(self) -> str:
@@ -297,14 +342,14 @@ class PortValidation(_Serialisable):
                  f"({self.pairing}); a layer diverges beyond {self.tolerance:g} of the largest "
                  f"PyTorch value and {FLOAT32_FACTOR:g}x PyTorch's own float32 error"]
         for result in self.passes:
-            out = ("PyTorch's (substituted)" if result.isolated else
-                   "not comparable" if result.output is None else
-                   f"max abs {result.output.max_abs:.3g}, cos {result.output.cosine:.6f}")
+            out = ("output PyTorch's (substituted)" if result.isolated else
+                   _outputs_text(result.outputs) if result.outputs else
+                   "output " + _output_text(result.output))
             bad = result.diverging
             unsure = sum(c.inconclusive for c in result.layers)
             lines.append(f"  {result.name:22s} {len(bad):3d}/{len(result.layers)} layers "
                          f"diverge" + (f", {unsure} inconclusive" if unsure else "")
-                         + f"; output {out}")
+                         + f"; {out}")
             for comparison in bad[:max_rows]:
                 lines.append("      " + _row(comparison))
             if len(bad) > max_rows:
@@ -337,11 +382,23 @@ class PortValidation(_Serialisable):
         if finding is not None:
             lines.append(finding.text)
         elif not self.passed:
-            lines.append("no single layer diverges, but the outputs or gradients do")
+            lines.append(self._no_single_layer())
         else:
             lines.append("every layer agrees: the port computes the same function")
         return "\n".join(lines)
 
+
+    def _no_single_layer(self) -> str:
+        """The verdict where outputs or gradients differ and no layer does: of several
+        outputs, which ones."""
+        differing = list(dict.fromkeys(o.label for p in self.passes for o in p.outputs
+                                       if o.diverges))
+        if not differing:
+            return "no single layer diverges, but the outputs or gradients do"
+        named = ", ".join(repr(label) for label in differing)
+        return (f"no single layer diverges, but output{'s' * (len(differing) > 1)} {named} "
+                f"differ{'s' * (len(differing) == 1)}"
+                + (", and so do gradients" if self.gradient_divergences else ""))
 
     def _render_training_side(self, max_rows: int) -> list[str]:
         lines = []
@@ -371,6 +428,16 @@ class PortValidation(_Serialisable):
             for d in bad[:max_rows]:
                 lines.append(f"      {d.label}: {d.text}")
         return lines
+
+
+def _output_text(m: Metrics | None) -> str:
+    return "not comparable" if m is None else f"max abs {m.max_abs:.3g}, cos {m.cosine:.6f}"
+
+
+def _outputs_text(outputs: tuple[OutputComparison, ...]) -> str:
+    """Each of several outputs, named, those that diverge marked so."""
+    return "outputs " + "; ".join(f"{o.label!r} {_output_text(o.metrics)}"
+                            + (" (diverges)" if o.diverges else "") for o in outputs)
 
 
 def _metric_text(m: Metrics | None, noise: float | None = None) -> str:

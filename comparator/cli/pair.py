@@ -38,8 +38,9 @@ def add_model_arguments(group) -> None:
                        help="the output compared, where the models return several (a dict's "
                             "key, or a position in a tuple or a list); compare.py computes "
                             "the loss on it alone. TORCH_KEY:KERAS_KEY when they differ. "
-                            "compare.py also takes several, KEY1,KEY2,...: every loss is then "
-                            "the weighted sum of theirs (--loss-weights)")
+                            "Several, KEY1,KEY2,...: compare.py's every loss is then the "
+                            "weighted sum of theirs (--loss-weights), and validate_port.py "
+                            "walks the layers that feed any of them and compares each")
 
 
 def add_pair_arguments(parser: argparse.ArgumentParser) -> None:

@@ -31,6 +31,27 @@ def both_names(text: str | None) -> tuple[str | None, str | None]:
     return torch_name, (keras_name if sep else torch_name)
 
 
+def output_key_pairs(output: str | None) -> list[tuple[str | None, str | None]]:
+    """(TORCH_KEY, KERAS_KEY) of every output an --output value ("KEY", "TORCH_KEY:KERAS_KEY"
+    or several such, separated by ',') chooses, in its order; [] for none."""
+    return [both_names(part) for part in output.split(",")] if output else []
+
+
+def checked_output_keys(output: str | None) -> list[tuple[str, str]]:
+    """output_key_pairs, refusing in one line a key left empty or one given twice (compare.py
+    and the port validator read --output alike)."""
+    keys = output_key_pairs(output)
+    if output is not None and not all(all(both) for both in keys):
+        several = " (several: KEY1,KEY2,...)" if "," in output else ""
+        raise UsageError(f"--output takes KEY or TORCH_KEY:KERAS_KEY{several}, not {output!r}")
+    for side, chosen in zip(("PyTorch", "Keras"), zip(*keys)):
+        twice = sorted({key for key in chosen if chosen.count(key) > 1})
+        if twice:
+            raise UsageError(f"--output {output}: the {side} key {twice[0]!r} is chosen "
+                             "twice; give each output once")
+    return keys
+
+
 @dataclass(frozen=True)
 class UserPair:
     """Two models that should compute the same function, and how to compare them."""
@@ -66,8 +87,7 @@ class UserPair:
 
     def output_key_pairs(self) -> list[tuple[str | None, str | None]]:
         """(TORCH_KEY, KERAS_KEY) of every output --output chose, in its order."""
-        return [both_names(part) for part in (self.output or "").split(",")] \
-            if self.output else []
+        return output_key_pairs(self.output)
 
     @property
     def several_outputs(self) -> bool:
@@ -106,16 +126,7 @@ def check_pair(pair: UserPair, frameworks=("pytorch", "keras")) -> None:
 
 def _check_outputs(pair: UserPair) -> None:
     """--output's keys and --loss-weights, before any framework loads."""
-    keys = pair.output_key_pairs()
-    if pair.output is not None and not all(all(both) for both in keys):
-        several = " (several: KEY1,KEY2,...)" if pair.several_outputs else ""
-        raise UsageError(f"--output takes KEY or TORCH_KEY:KERAS_KEY{several}, not "
-                         f"{pair.output!r}")
-    for side, chosen in zip(("PyTorch", "Keras"), zip(*keys)):
-        twice = sorted({key for key in chosen if chosen.count(key) > 1})
-        if twice:
-            raise UsageError(f"--output {pair.output}: the {side} key {twice[0]!r} is chosen "
-                             "twice; give each output once")
+    keys = checked_output_keys(pair.output)
     if pair.onnx is not None and pair.several_outputs:
         raise UsageError(f"--onnx: an ONNX file's outputs carry no keys to find the outputs of "
                          f"--output {pair.output} by: with several outputs, leave --onnx out "
