@@ -10,19 +10,13 @@ import pytest
 import comparator
 from comparator.config.frameworks import missing_modules
 from comparator.errors import UsageError
-from tests.test_user_pair_workers import LR, MODELS, ROOT, STEPS, plain_keras
+from tests.test_user_pair_workers import LR, MODELS, ROOT, STEPS, batch_file, plain_keras
 from tests.user_pair_models import ported_keras_net, seeded_torch_net
 
 KERAS_SPEC = f"{os.path.join(ROOT, MODELS)}:ported_keras_net"
 
 
-@pytest.fixture(scope="module")
-def batch_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("batch") / "batch.npz"
-    rng = np.random.default_rng(3)
-    np.savez(path, x=rng.standard_normal((4, 3, 8, 8)).astype(np.float32),
-             y=np.array([0, 1, 2, 3]))
-    return str(path)
+__all__ = ["batch_file"]  # the batch tests/test_user_pair_workers.py compares on
 
 
 @pytest.mark.skipif(bool(missing_modules(["jax"])),
