@@ -89,3 +89,20 @@ def test_the_walk_looks_inside_the_layers_the_tracer_opens():
     assert answers == {kind: kind in ("nested model", "SeparableConv2D, built",
                                       "SeparableConv1D, built", "user's block")
                        for kind in given}
+
+
+def test_the_start_timer_names_the_imports_that_brought_torch_in():
+    """tools/worker_start.py reads -X importtime's lines (a module's line follows those of
+    the modules it imported, one level deeper): the chain from torch to the outermost import."""
+    from tools.worker_start import _chain
+
+    lines = """import time: self [us] | cumulative | imported package
+import time:       120 |        120 |   numpy
+import time:        40 |     160000 |       torch
+import time:        30 |     160100 |     adapters.own_pair.pairing
+import time:        20 |     160200 |   adapters.keras.user
+import time:        10 |     160300 | adapters.keras.worker
+import time:        10 |         10 | json"""
+    assert _chain(lines) == ("torch <- adapters.own_pair.pairing <- adapters.keras.user <- "
+                             "adapters.keras.worker (0.16 s under -X importtime)")
+    assert _chain(lines.replace("torch", "torchvision")) == "torch not imported"
