@@ -1,7 +1,8 @@
 """A user pair's workers on TensorFlow and JAX import no torch where the user's Keras side
 imports none: the worker rebuilds the model through adapters/own_pair and the user adapter,
 which once imported torch at module level (1.5 s of a TensorFlow worker's start,
-docs/own-models.md). Each test starts one real worker (4 to 7 s on 2 cores)."""
+docs/own-models.md). The first test starts one real worker per backend (3 to 8 s on 2
+cores)."""
 
 import numpy as np
 import pytest
