@@ -18,15 +18,19 @@ import numpy as np
 
 from adapters.keras.adapter import Keras3Adapter, keras, layers
 from adapters.own_pair.loader import keras_layer, symbolic_inputs
-from adapters.own_pair.pairing import (
-    LAYER_LEVEL_KINDS,
-    keras_weights,
+# Not adapters.own_pair.pairing, which imports torch: a worker on TensorFlow or JAX runs this
+# adapter too (adapters.own_pair.keras_layers says why).
+from adapters.own_pair.keras_layers import (
     leaf_layers,
-    named_indices,
     step_dropout,
     step_dropping_layers,
-    torch_arrays,
     weighted_keras_layers,
+)
+from adapters.own_pair.port_arrays import (
+    LAYER_LEVEL_KINDS,
+    keras_weights,
+    named_indices,
+    torch_arrays,
 )
 from comparator.inputs.batch import REGRESSION_SCENARIOS
 from comparator.zoo.portmaps import to_keras_layout

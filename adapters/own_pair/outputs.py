@@ -5,17 +5,20 @@ position in a tuple or a list), as torchvision's segmentation models return {"ou
 The selection goes inside each model, so that every pass (the train step's too) computes its
 loss on that output alone: a forward hook on the PyTorch model, which keeps its module and
 state names, and for Keras the part of its functional graph that computes the output (a
-model calling it, for a subclassed model), which shares its layers."""
+model calling it, for a subclassed model), which shares its layers.
+
+A worker on TensorFlow or JAX rebuilds the Keras side's selection (keras_chosen_outputs), so
+torch is imported only by the functions that run the PyTorch model or torch's autograd
+(adapters.own_pair.keras_layers says why)."""
 
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from adapters.keras.backend import keras
 from keras.src.models.functional import Functional  # noqa: E402
+from adapters.own_pair.keras_layers import weighted_keras_layers
 from adapters.own_pair.loader import symbolic_inputs
-from adapters.own_pair.pairing import weighted_keras_layers
 from comparator.errors import UsageError
 
 ONE_OUTPUT = ("the comparison takes models with one output: scores or values per input (N,K), "
@@ -106,6 +109,8 @@ def _total(outputs):
 def _reached(values: list, run) -> list[bool]:
     """Whether each tensor reaches the sum of run()'s outputs, by torch's autograd (on which
     the in-process Keras runs too); every requires_grad flag restored afterwards."""
+    import torch
+
     flags = [value.requires_grad for value in values]
     try:
         for value in values:
@@ -123,6 +128,8 @@ def off_the_output(torch_model, x: np.ndarray) -> list[str]:
     output's head), in the order named_modules() lists them: Keras's part of the graph that
     computes the output has no such layers to pair them with. One inference pass through
     autograd, the modules' modes and requires_grad flags restored afterwards."""
+    import torch
+
     params = dict(torch_model.named_parameters())
     modes = [(module, module.training) for module in torch_model.modules()]
     device = next(torch_model.parameters()).device

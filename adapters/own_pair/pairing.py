@@ -6,6 +6,10 @@ after a step can be compared array by array. Weighted layers are paired in the o
 run (PyTorch: forward hooks on one inference pass; Keras: the functional graph's order,
 nested models in place) and must agree in kind and shape; otherwise the comparison still
 runs and says that states could not be compared across frameworks.
+
+The Keras side's own pieces, which a worker on TensorFlow or JAX needs without torch, live
+apart: the walk over the Keras model's layers (adapters.own_pair.keras_layers) and the moves
+of a paired layer's arrays between the two frameworks' layouts (adapters.own_pair.port_arrays).
 """
 
 from __future__ import annotations
@@ -17,17 +21,29 @@ import torch
 from torch import nn
 
 from adapters.keras.backend import keras
+from adapters.own_pair.keras_layers import (  # Keras alone: a worker imports them (no torch)
+    KERAS_CELLS,
+    recurrent_cell,
+    step_dropout,  # noqa: F401  (re-exported for adapters/port_validation)
+    step_dropping_layers,  # noqa: F401  (re-exported for adapters/port_validation)
+    weighted_keras_layers,
+)
+from adapters.own_pair.port_arrays import (  # numpy alone: the Keras user adapter's too
+    LAYER_LEVEL_KINDS,  # noqa: F401  (re-exported for adapters/port_validation)
+    directions,
+    keras_weights,
+    summed_biases,
+    torch_arrays,  # noqa: F401  (re-exported for adapters/port_validation)
+)
 from adapters.port_validation.tracing import (
-    holds_layers,
     inbound,
     SEPARABLE_CONVS,
     layers_to_open,
-    separable_parts,
     symbolic_graph,
 )
 from comparator.analysis.layer_pairing import base_kind, kinds_fit
 from comparator.zoo import attention_layout, recurrent_layout
-from comparator.zoo.portmaps import BN_SUFFIXES, LayerPort, from_keras_layout, to_keras_layout
+from comparator.zoo.portmaps import BN_SUFFIXES, LayerPort
 
 layers = keras.layers
 
@@ -81,11 +97,7 @@ _TORCH_TRANSPOSED = ((nn.ConvTranspose1d, "conv_transpose1d"),
 _KERAS_TRANSPOSED = ((layers.Conv1DTranspose, "conv_transpose1d"),
                      (layers.Conv2DTranspose, "conv_transpose"),
                      (layers.Conv3DTranspose, "conv_transpose3d"))
-# Kinds whose arrays are not one Keras weight each: ported and named layer by layer.
-LAYER_LEVEL_KINDS = recurrent_layout.RECURRENT_KINDS + ("attention",)
 _TORCH_RECURRENT = ((nn.LSTM, "lstm"), (nn.GRU, "gru"), (nn.RNN, "rnn"))
-# The cells that compute Keras's LSTM, GRU and SimpleRNN layers, and an RNN layer given one.
-_KERAS_CELLS = ((layers.LSTMCell, "lstm"), (layers.GRUCell, "gru"), (layers.SimpleRNNCell, "rnn"))
 
 
 def channels_first_sequences(torch_model: nn.Module) -> bool:
@@ -195,7 +207,7 @@ def keras_kind(layer) -> str:
     if isinstance(layer, layers.MultiHeadAttention):
         return "attention"
     cell = recurrent_cell(layer)
-    for cell_type, kind in _KERAS_CELLS:
+    for cell_type, kind in KERAS_CELLS:
         if isinstance(cell, cell_type):
             return kind
     for norm, kind in _KERAS_NORMS:
@@ -220,24 +232,6 @@ def flattened_from(layer) -> tuple[int, ...] | None:
     return tuple(int(d) for d in inputs[0].shape[1:])
 
 
-def leaf_layers(model) -> list:
-    """Every layer with no layers to look into, nested models and layer classes of the
-    user's own holding weighted layers (a residual block: tracing.holds_layers) walked in
-    place, in the order of `model.layers` (a functional model's graph order)."""
-    found = []
-    for layer in _sublayers(model):
-        found += leaf_layers(layer) if holds_layers(layer) else [layer]
-    return found
-
-
-def _sublayers(layer) -> list:
-    if isinstance(layer, keras.Model):
-        return layer.layers
-    if isinstance(layer, SEPARABLE_CONVS):
-        return list(separable_parts(layer))
-    return list(layer._flatten_layers(include_self=False, recursive=False))
-
-
 def unknown_keras_layers(keras_layers) -> str:
     """The weighted Keras layers that no pairing kind takes, in words ("" when none)."""
     unknown = [layer for layer in keras_layers if keras_kind(layer) == "other"]
@@ -248,11 +242,6 @@ def unknown_keras_layers(keras_layers) -> str:
     return (f"Keras layers of kinds the pairing does not know: "
             f"{', '.join(f'{layer.name} ({type(layer).__name__})' for layer in unknown)} "
             f"(it knows {PAIRED_KERAS_LAYERS}){hint}")
-
-
-def weighted_keras_layers(model) -> list:
-    """Layers holding weights themselves, in running order for functional models."""
-    return [layer for layer in leaf_layers(model) if layer.weights]
 
 
 def _own_state(module: nn.Module) -> dict:
@@ -294,10 +283,6 @@ def _projected(module: nn.Module) -> bool:
     return bool(getattr(module, "proj_size", 0))
 
 
-def directions(port: LayerPort) -> int:
-    return 2 if any(n.endswith("_reverse") for n in port.canonical_names) else 1
-
-
 def canonical_names(name: str, kind: str, module: nn.Module, layer: int) -> tuple[str, ...]:
     own = _own_state(module)
     prefix = f"{name}." if name else ""
@@ -309,75 +294,6 @@ def canonical_names(name: str, kind: str, module: nn.Module, layer: int) -> tupl
         return tuple(f"{prefix}{s}" for s in attention_layout.SUFFIXES if s in held)
     suffixes = BN_SUFFIXES if kind == "bn" else ("weight", "bias")
     return tuple(f"{prefix}{s}" for s in suffixes if s in own)
-
-
-def keras_weight_index(port: LayerPort, name: str, position: int, weights: int) -> int:
-    """Which of the Keras layer's `weights` holds the canonical array at `position` of its
-    port (a GRU's two biases are one Keras weight; a Bidirectional layer holds the forward
-    direction's weights, then the backward's)."""
-    if port.kind in recurrent_layout.RECURRENT_KINDS:
-        return recurrent_layout.keras_index(name, weights // directions(port))
-    return position
-
-
-def summed_biases(port: LayerPort, weights: int) -> list[tuple[str, str, int]]:
-    """PyTorch's two biases of each direction of an LSTM or RNN port, which Keras holds as
-    their sum, with the index of that Keras weight ([] for other kinds or no bias)."""
-    if port.kind not in ("lstm", "rnn") or weights == 2 * directions(port):
-        return []
-    return [(ih, hh, recurrent_layout.keras_index(ih, weights // directions(port)))
-            for ih, hh in recurrent_layout.bias_pairs(port.canonical_names)]
-
-
-def keras_weights(port: LayerPort, arrays: dict, current: list) -> list:
-    """The Keras layer's weights holding the canonical `arrays` of its port (PyTorch's
-    names and layouts); `current` is the layer's weights now, whose shapes they take."""
-    if port.kind == "attention":
-        if any(name not in arrays for name in port.canonical_names):
-            return list(current)  # a state that holds other layers' arrays only
-        return attention_layout.to_keras(_by_suffix(port, arrays), current)
-    values = list(current)
-    for position, name in enumerate(port.canonical_names):
-        if name not in arrays:  # a state that holds other arrays of the layer
-            continue
-        index = keras_weight_index(port, name, position, len(current))
-        values[index] = to_keras_layout(port.kind, name, np.asarray(arrays[name]),
-                                        into=values[index])
-    for bias_ih, bias_hh, index in summed_biases(port, len(current)):
-        if bias_ih in arrays:
-            values[index] = recurrent_layout.summed_bias(
-                port.kind, np.asarray(arrays[bias_ih]), np.asarray(arrays[bias_hh]))
-    return values
-
-
-def torch_arrays(port: LayerPort, values: list, split_sums: bool = True) -> dict:
-    """The canonical arrays that the Keras layer's weights `values` give (the inverse of
-    keras_weights, but an LSTM's or RNN's one bias goes all into bias_ih, or, without
-    split_sums, into no array: it has no common name)."""
-    if port.kind == "attention":
-        prefix = f"{port.module}." if port.module else ""
-        return {f"{prefix}{suffix}": array
-                for suffix, array in attention_layout.from_keras(values).items()}
-    arrays = {name: from_keras_layout(
-        port.kind, name, values[keras_weight_index(port, name, position, len(values))])
-        for position, name in enumerate(port.canonical_names)}
-    for bias_ih, bias_hh, index in summed_biases(port, len(values)) if split_sums else ():
-        arrays[bias_ih], arrays[bias_hh] = recurrent_layout.split_bias(port.kind, values[index])
-    return arrays
-
-
-def named_indices(port: LayerPort, weights: int) -> set[int]:
-    """The indices of the Keras layer's weights that a canonical array names (all but an
-    LSTM's or RNN's one bias)."""
-    if port.kind == "attention":
-        return set(range(weights))
-    return {keras_weight_index(port, name, position, weights)
-            for position, name in enumerate(port.canonical_names)}
-
-
-def _by_suffix(port: LayerPort, arrays: dict) -> dict:
-    prefix = f"{port.module}." if port.module else ""
-    return {name[len(prefix):]: np.asarray(arrays[name]) for name in port.canonical_names}
 
 
 def _fits(port: LayerPort, module: nn.Module, current: list) -> bool:
@@ -414,34 +330,6 @@ def attention_part(name: str, modules: dict) -> bool:
     parent = name.rsplit(".", 1)[0] if "." in name else ""
     return name != "" and parent in modules and isinstance(modules[parent],
                                                           nn.MultiheadAttention)
-
-
-def recurrent_of(layer):
-    """The recurrent layer inside a Keras Bidirectional wrapper, or the layer itself."""
-    return layer.forward_layer if isinstance(layer, layers.Bidirectional) else layer
-
-
-def recurrent_cell(layer):
-    """The cell that computes a Keras recurrent layer's steps (its LSTM, GRU or SimpleRNN, or an
-    RNN layer given one such cell; in a Bidirectional wrapper, the forward layer's), which holds
-    its weights and settings; None for any other layer (an RNN of stacked cells, say)."""
-    inner = recurrent_of(layer)
-    cell = inner.cell if isinstance(inner, layers.RNN) else None
-    return cell if isinstance(cell, tuple(c for c, _ in _KERAS_CELLS)) else None
-
-
-def step_dropping_layers(layer) -> list:
-    """The recurrent layers in this Keras layer (both of a Bidirectional one) that drop within
-    their steps in training (`dropout` on the inputs, `recurrent_dropout` on the state)."""
-    inner = [layer.forward_layer, layer.backward_layer] \
-        if isinstance(layer, layers.Bidirectional) else [layer]
-    return [i for i in inner if isinstance(i, layers.RNN) and step_dropout(i.cell)]
-
-
-def step_dropout(cell) -> dict[str, float]:
-    """A Keras recurrent cell's non-zero `dropout` and `recurrent_dropout`."""
-    rates = {name: float(getattr(cell, name, 0) or 0) for name in ("dropout", "recurrent_dropout")}
-    return {name: rate for name, rate in rates.items() if rate}
 
 
 RESET_BEFORE = ("Keras's GRU with reset_after=False applies the reset gate before the recurrent "

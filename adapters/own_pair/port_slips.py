@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from adapters.own_pair.pairing import (
+from adapters.own_pair.keras_layers import recurrent_cell
+from adapters.own_pair.port_arrays import (
     directions,
     keras_weight_index,
     keras_weights,
-    recurrent_cell,
     summed_biases,
 )
 from comparator.zoo import recurrent_layout

@@ -29,12 +29,8 @@ from adapters.own_pair.outputs import (
     off_the_output,
     one_output,
 )
-from adapters.own_pair.pairing import (
-    channels_first_sequences,
-    keras_weights,
-    pair_weights,
-    torch_arrays,
-)
+from adapters.own_pair.pairing import channels_first_sequences, pair_weights
+from adapters.own_pair.port_arrays import keras_weights, torch_arrays
 from adapters.own_pair.workers import keras_side_request
 from comparator.config.frameworks import runs_in_worker
 from comparator.config.pair import UserPair, pair_inputs

@@ -1,0 +1,87 @@
+"""A user's Keras model's layers as the pairing walks them, with Keras alone.
+
+A worker (adapters.keras.worker) rebuilds a user pair's Keras model on TensorFlow or JAX and
+walks its layers as the comparison's own adapter does (adapters.keras.user: the frozen
+part's leaf layers, the recurrent layers that drop within their steps). Importing torch there
+took 1.5 s of a TensorFlow worker's start (docs/own-models.md), so this module imports no
+torch: adapters.own_pair.pairing, which pairs these layers with PyTorch's modules, does.
+"""
+
+from __future__ import annotations
+
+from adapters.keras.backend import keras
+
+layers = keras.layers
+
+SEPARABLE_CONVS = (layers.SeparableConv1D, layers.SeparableConv2D)
+# The cells that compute Keras's LSTM, GRU and SimpleRNN layers, and an RNN layer given one.
+KERAS_CELLS = ((layers.LSTMCell, "lstm"), (layers.GRUCell, "gru"), (layers.SimpleRNNCell, "rnn"))
+
+
+def holds_layers(layer) -> bool:
+    """Whether the walk looks inside this layer: a nested model, a layer class of the user's
+    own holding weighted layers, or a built separable convolution. Keras's own composite
+    layers (LSTM and its cell, Bidirectional, MultiHeadAttention) stay whole.
+
+    The port validator's tracer asks the same of a layer (adapters.port_validation.tracing
+    .holds_layers, which imports torch): tests/test_user_pair_worker_imports.py holds the two
+    to the same answers."""
+    if isinstance(layer, keras.Model) or (isinstance(layer, SEPARABLE_CONVS) and layer.built):
+        return True
+    return not type(layer).__module__.startswith("keras.") and any(
+        sub.weights for sub in layer._flatten_layers(include_self=False, recursive=False))
+
+
+def leaf_layers(model) -> list:
+    """Every layer with no layers to look into, nested models and layer classes of the
+    user's own holding weighted layers (a residual block: holds_layers) walked in place, in
+    the order of `model.layers` (a functional model's graph order)."""
+    found = []
+    for layer in _sublayers(model):
+        found += leaf_layers(layer) if holds_layers(layer) else [layer]
+    return found
+
+
+def _sublayers(layer) -> list:
+    if isinstance(layer, keras.Model):
+        return layer.layers
+    if isinstance(layer, SEPARABLE_CONVS):
+        # The tracer's own two part layers, the same ones the port validator traces: so a
+        # model holding a separable convolution imports torch here, in a worker too.
+        from adapters.port_validation.tracing import separable_parts
+
+        return list(separable_parts(layer))
+    return list(layer._flatten_layers(include_self=False, recursive=False))
+
+
+def weighted_keras_layers(model) -> list:
+    """Layers holding weights themselves, in running order for functional models."""
+    return [layer for layer in leaf_layers(model) if layer.weights]
+
+
+def recurrent_of(layer):
+    """The recurrent layer inside a Keras Bidirectional wrapper, or the layer itself."""
+    return layer.forward_layer if isinstance(layer, layers.Bidirectional) else layer
+
+
+def recurrent_cell(layer):
+    """The cell that computes a Keras recurrent layer's steps (its LSTM, GRU or SimpleRNN, or an
+    RNN layer given one such cell; in a Bidirectional wrapper, the forward layer's), which holds
+    its weights and settings; None for any other layer (an RNN of stacked cells, say)."""
+    inner = recurrent_of(layer)
+    cell = inner.cell if isinstance(inner, layers.RNN) else None
+    return cell if isinstance(cell, tuple(c for c, _ in KERAS_CELLS)) else None
+
+
+def step_dropping_layers(layer) -> list:
+    """The recurrent layers in this Keras layer (both of a Bidirectional one) that drop within
+    their steps in training (`dropout` on the inputs, `recurrent_dropout` on the state)."""
+    inner = [layer.forward_layer, layer.backward_layer] \
+        if isinstance(layer, layers.Bidirectional) else [layer]
+    return [i for i in inner if isinstance(i, layers.RNN) and step_dropout(i.cell)]
+
+
+def step_dropout(cell) -> dict[str, float]:
+    """A Keras recurrent cell's non-zero `dropout` and `recurrent_dropout`."""
+    rates = {name: float(getattr(cell, name, 0) or 0) for name in ("dropout", "recurrent_dropout")}
+    return {name: rate for name, rate in rates.items() if rate}
