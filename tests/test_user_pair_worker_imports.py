@@ -11,28 +11,50 @@ from adapters.keras import client
 from comparator.config.frameworks import missing_modules
 
 
-@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
-def test_a_worker_rebuilding_a_keras_file_imports_no_torch(tmp_path, monkeypatch, backend):
-    """The tests' residual pair, its Keras side given as a .keras file (no builder of the
-    user's to import torch), --freeze on its nested `features` model: every Keras recipe
-    runs in the worker (bn_trainable walks the frozen model's layers), which
-    tests/torch_free_worker.py fails where torch was imported."""
+def _residual_pair(tmp_path):
+    """The tests' residual pair, its Keras side as a .keras file, frozen in `features`."""
+    from tests import user_pair_models as models
+
+    keras_file = tmp_path / "residual_net.keras"
+    models.ported_keras_net().save(keras_file)
+    x = np.random.default_rng(1).standard_normal((4, 3, 8, 8)).astype(np.float32)
+    return dict(pytorch=models.seeded_torch_net(), keras=str(keras_file), x=x,
+                freeze="features")
+
+
+def _separable_pair(tmp_path):
+    """A SeparableConv2D against PyTorch's depthwise and pointwise modules, the whole model
+    frozen: the walk opens the separable convolution into its two part layers."""
+    from tests import user_layer_models as models
+
+    keras_file = tmp_path / "separable_net.keras"
+    models.keras_separable_net().save(keras_file)
+    x = np.random.default_rng(1).standard_normal(
+        (4, 3, models.SIZE, models.SIZE)).astype(np.float32)
+    return dict(pytorch=models.seeded(models.SeparableNet()), keras=str(keras_file), x=x,
+                port_weights="pytorch-to-keras")
+
+
+@pytest.mark.parametrize("backend, pair", [("tensorflow", _residual_pair),
+                                           ("jax", _residual_pair),
+                                           ("tensorflow", _separable_pair)])
+def test_a_worker_rebuilding_a_keras_file_imports_no_torch(tmp_path, monkeypatch, backend,
+                                                           pair):
+    """The Keras side given as a .keras file (no builder of the user's to import torch):
+    every Keras recipe runs in the worker (bn_trainable walks the frozen part's layers),
+    which tests/torch_free_worker.py fails where torch was imported."""
     if missing_modules([backend]):
         pytest.skip(f"{backend} is not installed: pip install -e '.[{backend}]'")
     from adapters import open_user_pair
     from comparator.config import CompareConfig
     from comparator.config.pair import UserPair
     from comparator.config.recipes import select
-    from tests import user_pair_models as models
 
-    keras_file = tmp_path / "residual_net.keras"
-    models.ported_keras_net().save(keras_file)
-    x = np.random.default_rng(1).standard_normal((4, 3, 8, 8)).astype(np.float32)
+    given = pair(tmp_path)
     worker = f"keras-{backend}"
     opened = open_user_pair(
-        UserPair(pytorch=models.seeded_torch_net(), keras=str(keras_file), x=x,
-                 freeze="features"),
-        CompareConfig(model="user pair", batch_size=len(x),
+        UserPair(**given),
+        CompareConfig(model="user pair", batch_size=len(given["x"]),
                       frameworks=("pytorch", "keras", worker)))
     side = opened.adapters[worker]
     monkeypatch.setattr(client, "WORKER_MODULE", "tests.torch_free_worker")
@@ -40,17 +62,15 @@ def test_a_worker_rebuilding_a_keras_file_imports_no_torch(tmp_path, monkeypatch
     side.start(recipes, opened.batch, 1, 0.01, "sgd", False)
     assert side.failure is None, side.failure.reason
     assert {r.name for r in recipes} >= {"train", "bn_trainable"}
-    assert side.logits(opened.batch).shape == (4, models.CLASSES)
+    assert side.logits(opened.batch).shape == opened.adapters["keras"].logits(opened.batch).shape
 
 
 def test_the_walk_looks_inside_the_layers_the_tracer_opens():
-    """adapters.own_pair.keras_layers asks the port validator's tracer's question
-    (tracing.holds_layers, in a module that imports torch) without torch: the same answer
-    for every kind of layer the walk meets."""
+    """The layers the walk (and the port validator's tracer, which takes holds_layers from
+    adapters.own_pair.keras_layers) looks inside, of every kind the walk meets."""
     import keras
 
     from adapters.own_pair.keras_layers import holds_layers
-    from adapters.port_validation import tracing
     from tests import user_pair_models as models
 
     class Block(keras.layers.Layer):  # a user's layer holding a weighted layer
@@ -86,7 +106,6 @@ def test_the_walk_looks_inside_the_layers_the_tracer_opens():
         "user's layer": built(Scale(), (1, 3)),
     }
     answers = {kind: holds_layers(layer) for kind, layer in given.items()}
-    assert answers == {kind: tracing.holds_layers(layer) for kind, layer in given.items()}
     assert answers == {kind: kind in ("nested model", "SeparableConv2D, built",
                                       "SeparableConv1D, built", "user's block")
                        for kind in given}

@@ -9,11 +9,14 @@ torch: adapters.own_pair.pairing, which pairs these layers with PyTorch's module
 
 from __future__ import annotations
 
+import weakref
+
 from adapters.keras.backend import keras
 
 layers = keras.layers
 
 SEPARABLE_CONVS = (layers.SeparableConv1D, layers.SeparableConv2D)
+_PARTS = weakref.WeakKeyDictionary()
 # The cells that compute Keras's LSTM, GRU and SimpleRNN layers, and an RNN layer given one.
 KERAS_CELLS = ((layers.LSTMCell, "lstm"), (layers.GRUCell, "gru"), (layers.SimpleRNNCell, "rnn"))
 
@@ -21,11 +24,8 @@ KERAS_CELLS = ((layers.LSTMCell, "lstm"), (layers.GRUCell, "gru"), (layers.Simpl
 def holds_layers(layer) -> bool:
     """Whether the walk looks inside this layer: a nested model, a layer class of the user's
     own holding weighted layers, or a built separable convolution. Keras's own composite
-    layers (LSTM and its cell, Bidirectional, MultiHeadAttention) stay whole.
-
-    The port validator's tracer asks the same of a layer (adapters.port_validation.tracing
-    .holds_layers, which imports torch): tests/test_user_pair_worker_imports.py holds the two
-    to the same answers."""
+    layers (LSTM and its cell, Bidirectional, MultiHeadAttention) stay whole. The port
+    validator's tracer (adapters.port_validation.tracing) opens the same layers."""
     if isinstance(layer, keras.Model) or (isinstance(layer, SEPARABLE_CONVS) and layer.built):
         return True
     return not type(layer).__module__.startswith("keras.") and any(
@@ -46,12 +46,31 @@ def _sublayers(layer) -> list:
     if isinstance(layer, keras.Model):
         return layer.layers
     if isinstance(layer, SEPARABLE_CONVS):
-        # The tracer's own two part layers, the same ones the port validator traces: so a
-        # model holding a separable convolution imports torch here, in a worker too.
-        from adapters.port_validation.tracing import separable_parts
-
         return list(separable_parts(layer))
     return list(layer._flatten_layers(include_self=False, recursive=False))
+
+
+def separable_parts(layer) -> tuple:
+    """A built SeparableConv1D or SeparableConv2D as the DepthwiseConv1D or 2D (no bias)
+    and the pointwise Conv1D or 2D it computes, holding its own variables: they give its
+    outputs bit for bit (measured on the 2-D one, Keras 3.15.1 on torch 2.14.1) and pair one
+    for one with PyTorch's depthwise and pointwise modules. The same two layers each time, for
+    the pairing and the port validator's tracer alike (kept aside, not as its sublayers, whose
+    weights Keras would then count twice)."""
+    if layer not in _PARTS:
+        flat = isinstance(layer, layers.SeparableConv1D)
+        depthwise = (layers.DepthwiseConv1D if flat else layers.DepthwiseConv2D)(
+            layer.kernel_size, strides=layer.strides, padding=layer.padding,
+            depth_multiplier=layer.depth_multiplier, data_format=layer.data_format,
+            dilation_rate=layer.dilation_rate, use_bias=False, name=f"{layer.name}.depthwise")
+        pointwise = (layers.Conv1D if flat else layers.Conv2D)(
+            layer.filters, 1, data_format=layer.data_format, activation=layer.activation,
+            use_bias=layer.use_bias, name=f"{layer.name}.pointwise")
+        depthwise.kernel = layer.depthwise_kernel
+        pointwise._kernel, pointwise.bias = layer.pointwise_kernel, layer.bias
+        depthwise.built = pointwise.built = True
+        _PARTS[layer] = (depthwise, pointwise)
+    return _PARTS[layer]
 
 
 def weighted_keras_layers(model) -> list:

@@ -16,15 +16,19 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import weakref
 
 import numpy as np
 import torch
 
 from adapters.keras.backend import keras  # fixes the torch backend before Keras is imported
-from keras import layers, ops, tree  # noqa: E402
+from keras import ops, tree  # noqa: E402
 from keras.src.models.functional import Functional  # noqa: E402
 
+from adapters.own_pair.keras_layers import (  # noqa: E402
+    SEPARABLE_CONVS,
+    holds_layers,
+    separable_parts,
+)
 from adapters.own_pair.loader import symbolic_inputs  # noqa: E402
 from comparator.errors import UsageError  # noqa: E402
 
@@ -49,18 +53,6 @@ def is_subclassed(model) -> bool:
                                                                      keras.Sequential))
 
 
-def holds_layers(layer) -> bool:
-    """Whether the validator must look inside this layer: a nested model, a layer class of
-    the user's own holding weighted layers, or a built separable convolution. Keras's own composite
-    layers (LSTM and its cell, Bidirectional, MultiHeadAttention) are paired whole, and stay
-    whole."""
-    if isinstance(layer, keras.Model) or (isinstance(layer, SEPARABLE_CONVS)
-                                          and layer.built):
-        return True
-    return not type(layer).__module__.startswith("keras.") and any(
-        sub.weights for sub in layer._flatten_layers(include_self=False, recursive=False))
-
-
 def _opened_below(layer) -> list:
     found = []
     for sub in layer._flatten_layers(include_self=False, recursive=False):
@@ -73,32 +65,6 @@ def layers_to_open(model) -> list:
     """The layers to run by their call() in the trace, outermost first; none where the
     model's own graph is flat already."""
     return [model] * is_subclassed(model) + _opened_below(model)
-
-
-SEPARABLE_CONVS = (layers.SeparableConv1D, layers.SeparableConv2D)
-_PARTS = weakref.WeakKeyDictionary()
-
-
-def separable_parts(layer) -> tuple:
-    """A built SeparableConv1D or SeparableConv2D as the DepthwiseConv1D or 2D (no bias)
-    and the pointwise Conv1D or 2D it computes, holding its own variables: they give its
-    outputs bit for bit (measured on the 2-D one, Keras 3.15.1 on torch 2.14.1) and pair one
-    for one with PyTorch's depthwise and pointwise modules. The same two layers each time
-    (kept aside, not as its sublayers, whose weights Keras would then count twice)."""
-    if layer not in _PARTS:
-        flat = isinstance(layer, layers.SeparableConv1D)
-        depthwise = (layers.DepthwiseConv1D if flat else layers.DepthwiseConv2D)(
-            layer.kernel_size, strides=layer.strides, padding=layer.padding,
-            depth_multiplier=layer.depth_multiplier, data_format=layer.data_format,
-            dilation_rate=layer.dilation_rate, use_bias=False, name=f"{layer.name}.depthwise")
-        pointwise = (layers.Conv1D if flat else layers.Conv2D)(
-            layer.filters, 1, data_format=layer.data_format, activation=layer.activation,
-            use_bias=layer.use_bias, name=f"{layer.name}.pointwise")
-        depthwise.kernel = layer.depthwise_kernel
-        pointwise._kernel, pointwise.bias = layer.pointwise_kernel, layer.bias
-        depthwise.built = pointwise.built = True
-        _PARTS[layer] = (depthwise, pointwise)
-    return _PARTS[layer]
 
 
 def _call_straight(layer, *args, **kwargs):
