@@ -158,6 +158,17 @@ def _refuse_misplaced_file(spec: str, side: str) -> None:
         raise UsageError(f"{spec} is a torch.export program: give it to --pytorch, not {flag}")
 
 
+def seed_spec_builders(pytorch, keras_side, seed: int) -> None:
+    """A SPEC's callable builds its model with the frameworks' random initialisers: seeded
+    with --seed, it builds the same weights on every run. Where both models are given as
+    objects, the caller's random states are left alone."""
+    if any(isinstance(side, (str, os.PathLike)) for side in (pytorch, keras_side)):
+        from adapters.keras.backend import keras
+
+        keras.utils.set_random_seed(seed)  # Python's, NumPy's and Keras's own
+        _torch().manual_seed(seed)
+
+
 # ----- PyTorch -----------------------------------------------------------------------------
 
 

@@ -3,7 +3,6 @@ checked against each other, weighted layers paired, the batch and its labels mad
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -21,6 +20,7 @@ from adapters.own_pair.loader import (
     as_pytorch,
     keras_layer,
     pytorch_submodule,
+    seed_spec_builders,
 )
 from adapters.own_pair.outputs import (
     NotOneOutput,
@@ -198,15 +198,6 @@ def copy_weights(pairing, torch_model, direction: str) -> None:
                 state[name].copy_(torch.from_numpy(value))
 
 
-def _seed_initialisers(pair: UserPair, seed: int) -> None:
-    """A SPEC's callable builds its model with the frameworks' random initialisers: seeded
-    with --seed, it builds the same weights on every run. Where both models are given as
-    objects, the caller's random states are left alone."""
-    if any(isinstance(side, (str, os.PathLike)) for side in (pair.pytorch, pair.keras)):
-        keras.utils.set_random_seed(seed)  # Python's, NumPy's and Keras's own
-        torch.manual_seed(seed)
-
-
 def _pairing_settings(pairing) -> dict:
     if not pairing.paired:
         return {"paired_layers": 0, "reason": pairing.reason}
@@ -271,7 +262,7 @@ class _Loaded:
 
 def open_pair(pair: UserPair, config) -> OpenedPair:
     x, given_y, inputs_source = pair_inputs(pair, config.batch_size, config.seed)
-    _seed_initialisers(pair, config.seed)
+    seed_spec_builders(pair.pytorch, pair.keras, config.seed)
     torch_side = as_pytorch(pair.pytorch, pair.pytorch_weights)
     # The layout is read off the loaded model before a subclassed one is built in it.
     keras_side = as_keras(pair.keras)

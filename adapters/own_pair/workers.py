@@ -63,7 +63,7 @@ def rebuild(adapter, request: dict, scenario: str, seed: int) -> None:
     from adapters.own_pair.loader import as_keras
     from adapters.own_pair.outputs import keras_chosen_outputs
 
-    keras.utils.set_random_seed(seed)  # as setup._seed_initialisers seeded the build there
+    keras.utils.set_random_seed(seed)  # as loader.seed_spec_builders seeded the build there
     shape = _shape(request["input_shape"])
     loaded = as_keras(request["keras"], input_shape=shape)
     if request["output"]:

@@ -21,6 +21,7 @@ from torch import nn
 from adapters.keras.backend import keras  # fixes the torch backend before Keras is imported
 from keras import layers, ops, tree  # noqa: E402
 
+from adapters.own_pair.loader import seed_spec_builders  # noqa: E402
 from adapters.own_pair.outputs import choose_outputs, off_the_output  # noqa: E402
 from adapters.own_pair.pairing import LAYER_LEVEL_KINDS  # noqa: E402
 from adapters.port_validation.operation_settings import (  # noqa: E402
@@ -235,6 +236,7 @@ def validate_port(torch_model: nn.Module, keras_model, inputs, *, mapping: dict 
         raise UsageError("give output (the outputs to choose) or output_chosen (those the "
                          "models already return), not both")
     keys = checked_output_keys(output or output_chosen)
+    seed_spec_builders(torch_model, keras_model, seed)
     x, torch_model, torch_name, keras_model, keras_name, fn, checked = _checked_models(
         torch_model, keras_model, inputs, pytorch_weights, keras_weights,
         keys if output else [], trains="training" in modes or gradients or train_step,
