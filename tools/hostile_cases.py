@@ -420,6 +420,9 @@ def model_cases() -> list[Case]:
         # The validator follows several outputs; a model with one has none to choose among.
         validate_refuses(c, "validate-several-outputs-of-a-one-output-model", *PAIR,
                          "--input-shape", "3,8,8", "--output", "0,1", base=(), setup=pair),
+        *(validate_refuses(c, f"validate-{label}", *PAIR, "--input-shape", "3,8,8", "--output",
+                           keys, base=(), setup=pair)
+          for label, keys in (("output-key-twice", "0,0"), ("output-empty-key", "0,,1"))),
         refused(c, "validate-without-a-model", "validate_port.py", ("--json", "v.json")),
         validate_refuses(c, "validate-unknown-model", base=("resnet9000",)),
         validate_refuses(c, "validate-model-and-pair", *PAIR, setup=pair),
