@@ -103,9 +103,16 @@ def estimate_peak_bytes(model: str, batch_size: int, image_size: int, channels: 
     else:
         pixels = image_size * image_size
         per_sample_in, per_sample_act = channels * pixels, activations * pixels
+    return peak_bytes(params, per_sample_act, per_sample_in, batch_size)
+
+
+def peak_bytes(params: int, activations_per_sample: int, inputs_per_sample: int,
+               batch_size: int) -> int:
+    """The estimate of one process's peak from a model's counts: its parameters, the values
+    its leaf modules output for one sample in a forward pass, and one sample's inputs."""
     return int(BASE_BYTES + 4 * (WEIGHT_COPIES * params
-                                 + batch_size * (ACTIVATION_COPIES * per_sample_act
-                                                 + BATCH_COPIES * per_sample_in)))
+                                 + batch_size * (ACTIVATION_COPIES * activations_per_sample
+                                                 + BATCH_COPIES * inputs_per_sample)))
 
 
 def machine_memory_bytes() -> int | None:
@@ -129,13 +136,19 @@ def machine_memory_bytes() -> int | None:
 
 def workers_may_overlap(model: str, batch_size: int, image_size: int, workers: int,
                         max_memory: int | None) -> bool:
+    """Whether Keras workers may run beside each other and this process (workers_fit_at_once)
+    on a zoo model's estimate."""
+    return workers_fit_at_once(estimate_peak_bytes(model, batch_size, image_size), workers,
+                               max_memory)
+
+
+def workers_fit_at_once(each: int, workers: int, max_memory: int | None) -> bool:
     """Whether Keras workers may run beside each other and this process: with two cores or
-    more, and when every process's estimated peak fits the memory at once (else they run
-    one after another, each beside this process's own runs)."""
+    more, and when every process's estimated peak (`each`) fits the memory at once (else they
+    run one after another, each beside this process's own runs)."""
     if workers == 0 or (os.cpu_count() or 1) < 2:
         return False
     limit = max_memory if max_memory is not None else machine_memory_bytes()
-    each = estimate_peak_bytes(model, batch_size, image_size)
     return limit is None or (workers + 1) * each <= limit
 
 

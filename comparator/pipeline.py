@@ -29,7 +29,7 @@ from comparator.errors import Diverged, UsageError
 from comparator.inputs.prepare import prepare
 from comparator.inputs.batch import REGRESSION_SCENARIOS, Batch
 from comparator.inputs.checkpoints import record_distance
-from comparator.limits import workers_may_overlap
+from comparator.limits import peak_bytes, workers_fit_at_once, workers_may_overlap
 from comparator.memory import collections_paused, long_lived_objects_frozen
 from comparator.schema import Check, Report
 
@@ -484,15 +484,26 @@ def _compare_opened(opened, config: CompareConfig, recipes, progress, clock) -> 
 
 def _launch_pair_workers(recipes, adapters, batch, config, progress) -> None:
     """Start each worker that runs the pair's Keras model on another backend or version
-    (adapters/own_pair/workers.py). The first runs beside this process's own recipes, the
-    others one after another when collected: a user's model has no size estimate that
-    would tell whether several fit in memory at once (comparator.limits)."""
+    (adapters/own_pair/workers.py). The first runs beside this process's own recipes; the
+    others beside it too where the estimate of every process's peak fits the memory at once
+    (comparator.limits, on the counts of the user's PyTorch model), else one after another
+    when collected."""
     workers = [name for name, adapter in adapters.items() if adapter.runs_in_worker]
+    overlap = len(workers) > 1 and _pair_workers_fit(adapters["pytorch"], batch, config,
+                                                     len(workers))
     for name in workers:
         progress(f"starting {name} (a worker)", 0)
         adapters[name].launch([r for r in recipes if r.framework == name], batch, config.steps,
                               config.lr, config.optimizer, config.validate,
-                              background=name == workers[0])
+                              background=overlap or name == workers[0])
+
+
+def _pair_workers_fit(pytorch, batch, config, workers: int) -> bool:
+    """Whether the pair's workers fit in memory beside each other and this process; not where
+    the PyTorch model cannot be counted (a torch.export program)."""
+    counts = pytorch.memory_counts(batch)
+    return counts is not None and workers_fit_at_once(
+        peak_bytes(*counts, config.batch_size), workers, config.max_memory)
 
 
 def _locate_divergence(opened, check: Check) -> None:

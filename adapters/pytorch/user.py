@@ -26,6 +26,18 @@ def stacked_dropout(module) -> int:
     return module.num_layers - 1
 
 
+def _tensors_in(output) -> list:
+    """The tensors a module returned: one, or those in its tuple, list or dict (a recurrent
+    module's output and states), however nested."""
+    if isinstance(output, torch.Tensor):
+        return [output]
+    if isinstance(output, dict):
+        output = list(output.values())
+    if isinstance(output, (tuple, list)):
+        return [t for item in output for t in _tensors_in(item)]
+    return []
+
+
 class _FixedModes(nn.Module):
     """A torch.export program, whose BatchNorm and Dropout modes were fixed at export: train()
     and eval() are recorded here and never reach it (it refuses them)."""
@@ -109,6 +121,29 @@ class PyTorchUserAdapter(PyTorchAdapter):
         prefix = "program." if self.inference_only else ""
         return {name[len(prefix):]: m for name, m in self.model.named_modules()
                 if isinstance(m, _BATCHNORMS)}
+
+    def memory_counts(self, batch: Batch) -> tuple[int, int, int] | None:
+        """(parameters and buffers, values the leaf modules output for one sample, one
+        sample's input values) of the user's model, counted as comparator.limits counted the
+        zoo's models (their outputs summed over a forward pass, here an inference pass on the
+        batch); None for a torch.export program, whose modules are not called as modules."""
+        if self.inference_only:
+            return None
+        outputs = [0]
+
+        def count(module, args, output):
+            outputs[0] += sum(t.numel() for t in _tensors_in(output))
+
+        leaves = [m for m in self.model.modules() if next(m.children(), None) is None]
+        hooks = [leaf.register_forward_hook(count) for leaf in leaves]
+        try:
+            self.predictions(batch.x)
+        finally:
+            for hook in hooks:
+                hook.remove()
+        rows = len(batch.inputs[0])
+        params = sum(t.numel() for t in self.model.state_dict().values())
+        return params, outputs[0] // rows, sum(x[0].size for x in batch.inputs)
 
     def predictions(self, x):
         """The model's inference outputs on x (one array, or a tuple of several inputs') as it
