@@ -10,7 +10,8 @@ frameworks, a multiple of the weights (model, gradients, optimizer state, the st
 each recipe keeps), one training step's activations and copies of the batch. The
 activation counts are measured, once, by summing the output sizes of every leaf module
 of each PyTorch model in training mode on one 64 x 64 image (per pixel, per sample);
-they scale with the pixel count.
+they scale with the pixel count. A user's pair is counted the same way when it runs, on its
+PyTorch model and batch (adapters.pytorch.user's memory_counts, in an inference pass).
 """
 
 from __future__ import annotations
