@@ -24,16 +24,12 @@ from adapters.keras.backend import keras
 from adapters.own_pair.keras_layers import (  # Keras alone: a worker imports them (no torch)
     KERAS_CELLS,
     recurrent_cell,
-    step_dropout,  # noqa: F401  (re-exported for adapters/port_validation)
-    step_dropping_layers,  # noqa: F401  (re-exported for adapters/port_validation)
     weighted_keras_layers,
 )
 from adapters.own_pair.port_arrays import (  # numpy alone: the Keras user adapter's too
-    LAYER_LEVEL_KINDS,  # noqa: F401  (re-exported for adapters/port_validation)
     directions,
     keras_weights,
     summed_biases,
-    torch_arrays,  # noqa: F401  (re-exported for adapters/port_validation)
 )
 from adapters.port_validation.tracing import (
     inbound,

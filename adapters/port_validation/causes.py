@@ -12,12 +12,8 @@ from torch import nn
 from adapters.keras.backend import keras  # noqa: F401 (fixes the torch backend first)
 from keras import layers, ops  # noqa: E402
 
-from adapters.own_pair.pairing import (  # noqa: E402
-    LAYER_LEVEL_KINDS,
-    NORM_KINDS,
-    NORM_NAMES,
-    flattened_from,
-)
+from adapters.own_pair.pairing import NORM_KINDS, NORM_NAMES, flattened_from  # noqa: E402
+from adapters.own_pair.port_arrays import LAYER_LEVEL_KINDS  # noqa: E402
 from adapters.own_pair.port_slips import layer_slip  # noqa: E402
 from adapters.port_validation.graph import to_keras_values  # noqa: E402
 from adapters.port_validation.padding_modes import module_pads, padding_mode_words  # noqa: E402

@@ -10,7 +10,11 @@ from torch import nn
 
 from adapters.keras.backend import keras  # noqa: F401 (fixes the torch backend first)
 
-from adapters.own_pair.pairing import LAYER_LEVEL_KINDS, summed_biases, torch_arrays  # noqa: E402
+from adapters.own_pair.port_arrays import (  # noqa: E402
+    LAYER_LEVEL_KINDS,
+    summed_biases,
+    torch_arrays,
+)
 from adapters.port_validation.graph import (  # noqa: E402
     Failed,
     as_float,

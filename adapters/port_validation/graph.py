@@ -16,7 +16,8 @@ from adapters.keras.backend import keras  # fixes the torch backend before Keras
 from keras import layers, ops, tree  # noqa: E402
 from keras.src.models.functional import Functional  # noqa: E402
 
-from adapters.own_pair.pairing import channels_first_sequences, step_dropping_layers  # noqa: E402
+from adapters.own_pair.keras_layers import step_dropping_layers  # noqa: E402
+from adapters.own_pair.pairing import channels_first_sequences  # noqa: E402
 from adapters.port_validation.sequences import split_layer_key, traced_calls  # noqa: E402
 from adapters.port_validation.tracing import inbound  # noqa: E402
 from comparator.analysis.layer_pairing import Pair  # noqa: E402

@@ -13,20 +13,22 @@ from adapters.keras.backend import keras  # fixes the torch backend before Keras
 from keras.src.models.functional import Functional  # noqa: E402
 
 from adapters.own_pair.pairing import (  # noqa: E402
-    LAYER_LEVEL_KINDS,
     PAIRED_LAYERS,
     RESET_BEFORE,
     attention_part,
     canonical_names,
     keras_kind,
-    keras_weights,
-    recurrent_cell,
     reset_before,
     slopes_per_position,
-    torch_arrays,
     torch_kind,
     unknown_keras_layers,
     unpaired_words,
+)
+from adapters.own_pair.keras_layers import recurrent_cell  # noqa: E402
+from adapters.own_pair.port_arrays import (  # noqa: E402
+    LAYER_LEVEL_KINDS,
+    keras_weights,
+    torch_arrays,
 )
 from adapters.port_validation.graph import functional_graph, graph_nodes  # noqa: E402
 from adapters.port_validation.sequences import layer_key, split_layer_key  # noqa: E402

@@ -19,7 +19,7 @@ from adapters.keras.backend import keras  # noqa: F401 (fixes the torch backend 
 from keras import layers, ops  # noqa: E402
 
 from adapters.port_validation.graph import torch_args, torch_mode  # noqa: E402
-from adapters.own_pair.pairing import recurrent_cell, step_dropout  # noqa: E402
+from adapters.own_pair.keras_layers import recurrent_cell, step_dropout  # noqa: E402
 from adapters.pytorch.user import stacked_dropout  # noqa: E402
 from comparator.analysis.training_side import (  # noqa: E402
     BatchNormStep,

@@ -23,7 +23,7 @@ from keras import layers, ops, tree  # noqa: E402
 
 from adapters.own_pair.loader import seed_spec_builders  # noqa: E402
 from adapters.own_pair.outputs import choose_outputs, off_the_output  # noqa: E402
-from adapters.own_pair.pairing import LAYER_LEVEL_KINDS  # noqa: E402
+from adapters.own_pair.port_arrays import LAYER_LEVEL_KINDS  # noqa: E402
 from adapters.port_validation.operation_settings import (  # noqa: E402
     TorchCall,
     keras_setting,
