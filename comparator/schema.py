@@ -190,7 +190,8 @@ class OnnxExport(TypedDict, total=False):
     error: Annotated[str | None, "why not, or null"]
     skipped: Annotated[bool, "the graph could not be had (an extra is missing, its worker failed)"]
     reason: Annotated[str, "why it was skipped"]
-    exporter: Annotated[str, "`torchscript`, `dynamo`, `keras` or `keras-tf2onnx`"]
+    exporter: Annotated[str, "`torchscript`, `dynamo`, `keras`, `keras-tf2onnx` (Keras on "
+                               "TensorFlow) or `tf-keras-tf2onnx` (Keras 2)"]
     file: Annotated[str, "the exported graph in the cache"]
     cached: Annotated[bool, "taken from the cache, not exported now"]
     export_seconds: Annotated[float, "seconds exporting"]
@@ -210,7 +211,8 @@ class EvalReference(TypedDict, total=False):
     inference_before: Annotated[float | None, "the inference loss of the initial weights in ONNX Runtime"]
     inference_before_from: Annotated[str, "the graph that loss comes from"]
     description: Annotated[str, "what was exported and how"]
-    exports: Annotated[dict[str, OnnxExport], "each graph by framework"]
+    exports: Annotated[dict[str, OnnxExport], "each graph by framework: `pytorch`, `keras`, "
+                                               "`keras-tensorflow`, `tf-keras` (Keras 2)"]
     losses: Annotated[dict[str, float], "each graph's loss by framework"]
     max_abs_diff: Annotated[dict[str, float], "max abs output difference, by `<graph>_graph_vs_<framework>` and `<graph>_graph_vs_<graph>_graph`"]
 

@@ -484,7 +484,8 @@ class WorkerAdapter(Adapter):
         """Nothing to reset: the worker's model lives and dies in its process."""
 
     def export_onnx(self, path: str) -> dict:
-        """Keras's ONNX export on this backend (tf2onnx on TensorFlow), in a worker call."""
+        """Keras's ONNX export on this backend (tf2onnx on TensorFlow; for Keras 2, which has
+        no ONNX export of its own, tf2onnx's from_keras), in a worker call."""
         missing = missing_modules(["tf2onnx"]) if self.backend == "tensorflow" else []
         if missing:
             raise WorkerError("skipped", "tf2onnx is not installed (install the optional "

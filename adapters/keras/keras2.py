@@ -160,3 +160,23 @@ class Keras2Hooks:
         """Keras 2 keeps BatchNormalization's axis as a list once built."""
         axis = layer.axis[0] if isinstance(layer.axis, (list, tuple)) else layer.axis
         return axis % rank
+
+
+def export_onnx(model, path: str) -> dict:
+    """The inference-mode ONNX graph of a Keras 2 model, written to `path`; the exporter's
+    notes. tf_keras 2.21's model.export writes a SavedModel only (it takes no `format`), so
+    tf2onnx converts the model itself: `tf2onnx.convert.from_keras` traces it with
+    `training=False` (BatchNorm on moving statistics, Dropout off). The batch dimension
+    stays free, as in Keras 3's own export on TensorFlow; the opset is tf2onnx's default,
+    as there too."""
+    import tensorflow as tf
+    import tf2onnx
+    import tf_keras
+
+    signature = tuple(tf.TensorSpec((None, *tensor.shape[1:]), tensor.dtype,
+                                    name="input" if len(model.inputs) == 1 else f"input{i}")
+                      for i, tensor in enumerate(model.inputs))
+    tf2onnx.convert.from_keras(model, input_signature=signature, output_path=path)
+    return {"exporter": f"tf2onnx {tf2onnx.__version__} convert.from_keras on tf_keras "
+                        f"{tf_keras.__version__} (whose model.export writes a SavedModel only)",
+            "mode": "eval"}

@@ -23,7 +23,8 @@ class as the in-process Keras adapter (adapters.keras.adapter.Keras3Adapter) on 
 backend and writes response.json ({"status": "ok" | "missing", ...}) and, for a
 run, arrays.npz (the inference outputs and each run's states before and after).
 For "export" it writes model.onnx: Keras's own ONNX export, which on the TensorFlow
-backend goes through tf2onnx.
+backend goes through tf2onnx; Keras 2 (tf-keras) has no ONNX export of its own, and
+tf2onnx converts its model (adapters/keras/keras2.py, export_onnx).
 
 For "probe" it measures this Keras's defaults (adapters/keras/probe.py).
 
@@ -314,14 +315,20 @@ def export(request: dict, directory: str) -> dict:
     model = adapter.exportable_model()
     adapter.logits(batch)  # on TensorFlow, Keras exports only a model that has been called
     adapter.reset()
+    path = os.path.join(directory, "model.onnx")
     started = time.perf_counter()
-    model.export(os.path.join(directory, "model.onnx"), format="onnx", verbose=False)
-    import tf2onnx
+    if os.environ.get(KERAS2_VARIABLE) == "1":  # Keras 2 has no ONNX format of its own
+        from adapters.keras.keras2 import export_onnx
 
+        notes = export_onnx(model, path)
+    else:
+        model.export(path, format="onnx", verbose=False)
+        import tf2onnx
+
+        notes = {"exporter": f"keras model.export(format='onnx') on the {request['backend']}"
+                             f" backend (tf2onnx {tf2onnx.__version__})", "mode": "eval"}
     return {"status": "ok", "export_seconds": round(time.perf_counter() - started, 3),
-            "structure": structure_fingerprint(model),
-            "notes": {"exporter": f"keras model.export(format='onnx') on the {request['backend']}"
-                                  f" backend (tf2onnx {tf2onnx.__version__})", "mode": "eval"}}
+            "structure": structure_fingerprint(model), "notes": notes}
 
 
 def probe(request: dict, directory: str) -> dict:

@@ -81,6 +81,8 @@ def cache_fields(*, framework: str, model: str, scenario: str, weights_sha256: s
                                                   else ())
     if framework == "keras-tensorflow":
         packages += ("tensorflow", "tf2onnx")
+    if framework == "tf-keras":  # Keras 2's graph: tf2onnx converts the tf_keras model
+        packages += ("tf_keras", "tensorflow", "tf2onnx")
     return {
         "format": CACHE_FORMAT, "framework": framework, "model": model, "scenario": scenario,
         "weights_sha256": weights_sha256, "input_shape": _shape_field(input_shape),

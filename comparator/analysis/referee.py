@@ -4,8 +4,10 @@ The PyTorch model is exported twice from the initial weights, in inference mode
 and with training=TrainingMode.TRAINING (BatchNorm with batch statistics, Dropout
 removed), and the Keras model with its own exporter (on the torch backend in this
 process; on TensorFlow, when keras-tensorflow runs, in its worker, through tf2onnx:
-a third, independently exported graph); ONNX Runtime runs the graphs
-on the comparison batch and the losses are computed here, in numpy. Then:
+a third, independently exported graph). When tf-keras runs, Keras 2's model is
+converted in its worker by tf2onnx's from_keras (Keras 2 has no ONNX export of its
+own): one graph more, held to the same checks (WORKER_GRAPHS). ONNX Runtime runs the
+graphs on the comparison batch and the losses are computed here, in numpy. Then:
 
 * the inference graphs must agree with each other and with each framework's
   inference outputs (`onnx:eval`);
@@ -42,6 +44,10 @@ EXPORTERS = ("torchscript", "dynamo")
 TRAIN_FORWARD_DESCRIPTION = "BatchNorm with batch statistics, dropout off"
 EVAL = "onnx:eval"
 TF_GRAPH = "keras-tensorflow"  # the framework whose worker exports the third graph
+TF_KERAS_GRAPH = "tf-keras"  # Keras 2: its worker converts the model with tf2onnx
+# The frameworks whose workers export a graph of their own, by the exporter the cache key
+# and the report name: each one's graph is exported, cached, verified and checked alike.
+WORKER_GRAPHS = {TF_GRAPH: "keras-tf2onnx", TF_KERAS_GRAPH: "tf-keras-tf2onnx"}
 TRAIN_FORWARD = "onnx:train_forward"
 
 
@@ -126,7 +132,7 @@ def _max_abs(a: np.ndarray, b: np.ndarray) -> float:
 
 def _graph_distances(graphs: dict, logits: dict) -> dict[str, float]:
     """Max abs difference of every graph's outputs against every framework's, and between
-    every pair of graphs (pytorch, keras, keras-tensorflow)."""
+    every pair of graphs (pytorch, keras, keras-tensorflow, tf-keras)."""
     distances = {f"{graph}_graph_vs_{framework}": _max_abs(outputs, reference)
                  for graph, outputs in graphs.items() for framework, reference in logits.items()}
     names = list(graphs)
@@ -374,7 +380,9 @@ class _Referee:
                 + (", Keras via its own model.export(format='onnx')" if "keras" in self.adapters
                    else "")
                 + (", Keras on TensorFlow via model.export(format='onnx'), which uses tf2onnx, "
-                   "in its worker" if TF_GRAPH in self.adapters else ""))
+                   "in its worker" if TF_GRAPH in self.adapters else "")
+                + (", Keras 2 (tf_keras) via tf2onnx's convert.from_keras, in its worker"
+                   if TF_KERAS_GRAPH in self.adapters else ""))
 
     def _eval_plans(self) -> tuple[list, dict]:
         """(graph name, cache fields, builder, input) per inference graph to export, and the
@@ -382,19 +390,21 @@ class _Referee:
         plans = [("pytorch", self._fields("pytorch", self.exporter, "eval",
                                           self.batch.input_shapes),
                   self._torch_builder("eval"), self.batch.x)]
-        x = self.batch.x_channels_last if {"keras", TF_GRAPH} & set(self.adapters) else None
+        x = (self.batch.x_channels_last if {"keras", *WORKER_GRAPHS} & set(self.adapters)
+             else None)
         if "keras" in self.adapters:
             plans.append(("keras", self._fields("keras", "keras", "eval", _shapes(x)),
                           self._keras_builder(x), x))
         skipped = {}
-        if TF_GRAPH in self.adapters:
-            reason = self._worker_graph_unavailable(TF_GRAPH)
+        for name, exporter in WORKER_GRAPHS.items():
+            if name not in self.adapters:
+                continue
+            reason = self._worker_graph_unavailable(name)
             if reason:
-                skipped[TF_GRAPH] = reason
+                skipped[name] = reason
             else:
-                plans.append((TF_GRAPH, self._fields(TF_GRAPH, "keras-tf2onnx", "eval",
-                                                     _shapes(x)), self._worker_builder(TF_GRAPH),
-                              x))
+                plans.append((name, self._fields(name, exporter, "eval", _shapes(x)),
+                              self._worker_builder(name), x))
         return plans, skipped
 
     def _graph_outputs(self, name, fields, build, x, cache, expected) -> tuple:

@@ -25,7 +25,8 @@ KNOWN = ("pytorch", *KERAS_BACKENDS)
 ALIASES = {"keras-torch": "keras"}
 # Backend -> (pyproject extra, the modules that extra provides and a run needs).
 EXTRAS = {"tensorflow": ("tensorflow", ("tensorflow",)), "jax": ("jax", ("jax",))}
-ONNX_EXTRA_MODULES = ("tf2onnx",)  # the third ONNX graph: Keras on TensorFlow via tf2onnx
+# The ONNX graphs of the TensorFlow workers (keras-tensorflow, tf-keras) go through tf2onnx.
+ONNX_EXTRA_MODULES = ("tf2onnx",)
 
 
 def canonical(name: str) -> str:
