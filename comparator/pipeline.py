@@ -634,6 +634,6 @@ def referee(outcome: Outcome, *, cache_dir: str | None = None, exporter: str = "
 def referee_onnx_file(outcome: Outcome, path: str, device: str = "cpu"):
     """ONNX Runtime running the user's own ONNX file on the batch (analysis.referee)."""
     from adapters import onnx_runtime
-    from comparator.analysis.referee import referee_file
+    from comparator.analysis.referee_file import referee_file
 
     return referee_file(outcome, path, onnx_runtime, device=device)

@@ -414,7 +414,8 @@ def model_cases() -> list[Case]:
               ("output-key-twice", ("--output", "0,0")),
               ("output-empty-key", ("--output", "0,,1")),
               ("several-outputs-of-a-one-output-model", ("--output", "0,1")))),
-        compare_refuses(c, "pair-onnx-file-with-several-outputs", *PAIR, "--input-shape",
+        # Several outputs are found in an ONNX file by their names; this one is no ONNX model.
+        compare_refuses(c, "pair-onnx-garbage-file-with-several-outputs", *PAIR, "--input-shape",
                         "3,8,8", "--output", "0,1", "--onnx", "m.onnx", base=("--no-onnx",),
                         setup=all_of(pair, binary_file("m.onnx", b"garbage"))),
         # The validator follows several outputs; a model with one has none to choose among.

@@ -554,10 +554,12 @@ class RunOutput:
     note: str | None = None
 
 
-def run_onnx(path: str, x, device: str = "cpu", every_output: bool = False) -> RunOutput:
+def run_onnx(path: str, x, device: str = "cpu", every_output: bool = False,
+             names: list[str] | None = None) -> RunOutput:
     """Run the graph's first output in ONNX Runtime on one input array, or on a tuple or
     list of arrays that feed the graph's inputs in order. every_output: the graph's outputs
-    one after another along the batch axis, as the comparison holds several chosen ones."""
+    one after another along the batch axis, as the comparison holds several chosen ones;
+    names: those outputs, in that order, one after another the same way."""
     import onnxruntime as ort
 
     providers, note = providers_for(device)
@@ -575,9 +577,10 @@ def run_onnx(path: str, x, device: str = "cpu", every_output: bool = False) -> R
     feed = {graph_input.name: np.ascontiguousarray(  # token ids stay integers
                 value, dtype=_ONNX_INPUT_TYPES.get(graph_input.type, np.float32))
             for graph_input, value in zip(session.get_inputs(), _as_inputs(x))}
-    outputs = session.run([output.name for output in session.get_outputs()]
-                          if every_output else [session.get_outputs()[0].name], feed)
-    outputs = np.concatenate(outputs) if every_output else outputs[0]
+    if names is None:
+        names = [output.name for output in session.get_outputs()][:None if every_output else 1]
+    outputs = session.run(names, feed)
+    outputs = outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
     seconds = time.perf_counter() - started
     provider = session.get_providers()[0]
     if device.startswith("cuda") and provider != "CUDAExecutionProvider" and note is None:

@@ -127,10 +127,6 @@ def check_pair(pair: UserPair, frameworks=("pytorch", "keras")) -> None:
 def _check_outputs(pair: UserPair) -> None:
     """--output's keys and --loss-weights, before any framework loads."""
     keys = checked_output_keys(pair.output)
-    if pair.onnx is not None and pair.several_outputs:
-        raise UsageError(f"--onnx: an ONNX file's outputs carry no keys to find the outputs of "
-                         f"--output {pair.output} by: with several outputs, leave --onnx out "
-                         "and the referee exports both models")
     if pair.loss_weights is None:
         return
     if not pair.several_outputs:
