@@ -24,6 +24,26 @@ def python_code(code: str, env: dict | None = None, timeout: int = 600):
                                          "PYTHONPATH": ROOT}, timeout=timeout)
 
 
+@pytest.fixture(autouse=True)
+def _command_line_state_given_back():
+    """compare.py's main(), run in the test process, points XFRAME_CACHE_DIR at --cache-dir
+    (where Keras version overlays are looked for) and blocks TensorFlow's and JAX's imports:
+    each test leaves both as it found them, or later tests look for overlays elsewhere."""
+    cache_dir = os.environ.get(CACHE_VARIABLE)
+    unimported = [name for name in BLOCKED_IMPORTS if name not in sys.modules]
+    yield
+    if cache_dir is None:
+        os.environ.pop(CACHE_VARIABLE, None)
+    else:
+        os.environ[CACHE_VARIABLE] = cache_dir
+    for name in unimported:
+        if name in sys.modules and sys.modules[name] is None:
+            del sys.modules[name]
+
+
+CACHE_VARIABLE, BLOCKED_IMPORTS = "XFRAME_CACHE_DIR", ("tensorflow", "jax")
+
+
 def run_once(**kwargs):
     key = tuple(sorted(kwargs.items()))
     if key not in _CACHE:

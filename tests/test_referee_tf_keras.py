@@ -179,19 +179,10 @@ def test_a_failed_conversion_is_a_failed_graph_with_the_reason(with_tf_keras, tm
     assert _eval(result)["exports"]["pytorch"]["ok"] and _eval(result)["exports"]["keras"]["ok"]
 
 
-def test_the_report_names_the_tf_keras_graph(first, cache, tmp_path, monkeypatch):
-    import sys
-
+def test_the_report_names_the_tf_keras_graph(first, cache, tmp_path):
     from comparator.cli.compare import main
     from comparator.errors import EXIT_OK
 
-    # The command line points XFRAME_CACHE_DIR at --cache-dir (where overlays are looked
-    # for) and blocks TensorFlow's and JAX's imports in its process: monkeypatch gives the
-    # test process its own back afterwards, or later tests would find no overlay built.
-    monkeypatch.setenv("XFRAME_CACHE_DIR", cache)
-    for name in ("tensorflow", "jax"):
-        if name not in sys.modules:
-            monkeypatch.setitem(sys.modules, name, None)
     report_path, markdown_path = tmp_path / "r.json", tmp_path / "r.md"
     code = main(["tiny_cnn", "--image-size", "16", "--batch-size", "4", "--frameworks",
                  ",".join(FRAMEWORKS), "--cache-dir", cache, "--json", str(report_path),
