@@ -62,6 +62,20 @@ def test_a_file_without_the_keys_is_refused_naming_its_outputs(tmp_path):
         _compare(models.TwoHeadsDict, models.keras_two_heads_dict, onnx, output="aux")
 
 
+@pytest.mark.parametrize("content, words", [
+    (None, "has no output named 'aux'"), (b"garbage", "cannot read"),
+])
+def test_a_file_that_cannot_serve_is_refused_before_the_models_load(tmp_path, content, words):
+    """Neither model can load (no such file): the refusal comes before they would."""
+    onnx = _exported(tmp_path, models.TwoHeadsDict)
+    if content is not None:
+        with open(onnx, "wb") as handle:
+            handle.write(content)
+    with pytest.raises(UsageError, match=words):
+        comparator.compare_pair("no_such_file.py:torch_net", "no_such_file.py:keras_net", X,
+                                output="aux", onnx=onnx)
+
+
 def test_a_one_output_file_takes_any_name(tmp_path):
     class MainOnly(models.TwoHeads):
         def forward(self, x):

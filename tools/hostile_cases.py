@@ -403,6 +403,9 @@ def model_cases() -> list[Case]:
                         "--freeze", "nosuchlayer", base=("--no-onnx",), setup=pair),
         compare_refuses(c, "pair-onnx-missing-file", *PAIR, "--input-shape", "3,8,8",
                         "--onnx", "nowhere.onnx", base=("--no-onnx",), setup=pair),
+        compare_refuses(c, "pair-onnx-garbage-file", *PAIR, "--input-shape", "3,8,8",
+                        "--onnx", "m.onnx", base=("--no-onnx",),
+                        setup=all_of(pair, binary_file("m.onnx", b"garbage"))),
         *(compare_refuses(c, f"pair-{label}", *PAIR, "--input-shape", "3,8,8", *args,
                           base=("--no-onnx",), setup=pair)
           for label, args in (

@@ -64,16 +64,41 @@ def _fed_inputs(graph) -> list:
     return [graph_input for graph_input in graph.input if graph_input.name not in given]
 
 
-def _chosen_outputs(names: list[str], output: dict | None, path: str) -> list[str] | None:
+def check_file(path: str, key_pairs: list[tuple[str, str]]) -> None:
+    """Before the comparison runs: the file reads as an ONNX model and holds the outputs that
+    --output chose (key_pairs: their (TORCH_KEY, KERAS_KEY)). Without the onnx package the
+    referee says so when it runs."""
+    try:
+        import onnx
+    except ImportError:
+        return
+    try:
+        model = onnx.load(path, load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - a file that is not an ONNX model is bad input
+        raise UsageError(f"--onnx: cannot read {path} as an ONNX model ({_one_line(exc)})"
+                         ) from None
+    file_outputs([output.name for output in model.graph.output], key_pairs, path)
+
+
+def file_outputs(names: list[str], key_pairs: list[tuple[str, str]],
+                 path: str) -> list[str] | None:
     """The file's outputs that hold those --output chose, in its order; None where it chose
     none (the file's first output is the model's one). One output of a file that has one is
     that output, whatever its name."""
-    if not output:
+    if not key_pairs:
         return None
-    keys = output.get("keys") or [{"pytorch": output["pytorch"], "keras": output["keras"]}]
-    if len(keys) == 1 and len(names) == 1:
+    if len(key_pairs) == 1 and len(names) == 1:
         return names
-    return [_file_output(names, pair["pytorch"], pair["keras"], path) for pair in keys]
+    return [_file_output(names, torch_key, keras_key, path)
+            for torch_key, keras_key in key_pairs]
+
+
+def _chosen_key_pairs(output: dict | None) -> list[tuple[str, str]]:
+    """(TORCH_KEY, KERAS_KEY) of each output --output chose, from settings.pair.output."""
+    if not output:
+        return []
+    keys = output.get("keys") or [{"pytorch": output["pytorch"], "keras": output["keras"]}]
+    return [(pair["pytorch"], pair["keras"]) for pair in keys]
 
 
 def _file_output(names: list[str], torch_key: str, keras_key: str, path: str) -> str:
@@ -105,8 +130,8 @@ def referee_file(outcome, path: str, load_runtime, device: str = "cpu") -> Refer
                          ) from None
     batch, report = outcome.batch, outcome.report
     x, layout = _layouts_for(shapes, batch)
-    chosen = _chosen_outputs([output.name for output in model.graph.output],
-                             report.settings.get("pair", {}).get("output"), path)
+    chosen = file_outputs([output.name for output in model.graph.output],
+                          _chosen_key_pairs(report.settings.get("pair", {}).get("output")), path)
     try:
         run = onnxrt.run_onnx(path, x, device, names=chosen)
     except Exception as exc:  # noqa: BLE001

@@ -122,6 +122,10 @@ def check_pair(pair: UserPair, frameworks=("pytorch", "keras")) -> None:
     if pair.freeze is not None and not all(pair.freeze_names()):
         raise UsageError(f"--freeze takes NAME or TORCH_NAME:KERAS_NAME, not {pair.freeze!r}")
     _check_outputs(pair)
+    if pair.onnx is not None:  # read now, not after the comparison has run
+        from comparator.analysis.referee_file import check_file
+
+        check_file(pair.onnx, pair.output_key_pairs())
 
 
 def _check_outputs(pair: UserPair) -> None:
