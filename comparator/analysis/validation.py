@@ -387,7 +387,6 @@ class PortValidation(_Serialisable):
             lines.append("every layer agrees: the port computes the same function")
         return "\n".join(lines)
 
-
     def _no_single_layer(self) -> str:
         """The verdict where outputs or gradients differ and no layer does: of several
         outputs, which ones."""
