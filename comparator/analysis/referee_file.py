@@ -8,6 +8,7 @@ numpy is imported here; adapters.onnx.runtime is imported when the referee runs.
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -67,7 +68,12 @@ def _fed_inputs(graph) -> list:
 def check_file(path: str, key_pairs: list[tuple[str, str]]) -> None:
     """Before the comparison runs: the file reads as an ONNX model and holds the outputs that
     --output chose (key_pairs: their (TORCH_KEY, KERAS_KEY)). Without the onnx package the
-    referee says so when it runs."""
+    referee says so when it runs. The command line checks a pair before it imports the
+    frameworks and the comparison again as it starts: an unchanged file is read once."""
+    stat = os.stat(path)
+    checked = (os.path.realpath(path), stat.st_mtime_ns, stat.st_size, tuple(key_pairs))
+    if checked in _CHECKED:
+        return
     try:
         import onnx
     except ImportError:
@@ -78,6 +84,10 @@ def check_file(path: str, key_pairs: list[tuple[str, str]]) -> None:
         raise UsageError(f"--onnx: cannot read {path} as an ONNX model ({_one_line(exc)})"
                          ) from None
     file_outputs([output.name for output in model.graph.output], key_pairs, path)
+    _CHECKED.add(checked)
+
+
+_CHECKED: set[tuple] = set()
 
 
 def file_outputs(names: list[str], key_pairs: list[tuple[str, str]],
