@@ -230,3 +230,18 @@ def test_a_keras_regularizer_is_named_with_what_it_adds_to_the_losses():
                            f"{penalty:.6g} at the starting weights")
     losses = {run.framework: run.losses.inference_before for run in report.runs}
     assert losses["keras"] - losses["pytorch"] == pytest.approx(penalty, rel=1e-4)
+
+
+def test_an_in_place_dropout_is_seen_acting():
+    """torchvision's MobileNetV3 head holds Dropout(inplace=True). A forward hook sees such a
+    module's input already overwritten by its output, and the run listed its Dropout as off
+    (drop 0/1), then blamed the losses' gap on Dropout acting in Keras only."""
+    torch_net = pair.seeded_torch_net()
+    torch_net.dropout.inplace = True
+    report = comparator.compare_pair(torch_net, pair.ported_keras_net(), X,
+                                     recipes=("pytorch:train", "keras:train"))
+    modes = {run.id: run.modes for run in report.runs}
+    assert modes["pytorch:train"].dropout_layers == 1
+    assert modes["pytorch:train"].dropout_active == 1
+    assert "judged on the Dropout-free passes" in \
+        equivalence(report, "keras:train", "pytorch:train").judged_on

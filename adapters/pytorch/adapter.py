@@ -389,7 +389,7 @@ class PyTorchAdapter(FrameworkAdapter):
                 module.register_forward_pre_hook(self._make_bn_pre_hook())
                 module.register_forward_hook(self._make_bn_hook(name))
             elif isinstance(module, nn.Dropout):
-                module.register_forward_hook(self._make_dropout_hook(name))
+                self._observe_dropout(name, module)
 
     def _make_bn_pre_hook(self):
         def pre_hook(module, args):
@@ -418,11 +418,21 @@ class PyTorchAdapter(FrameworkAdapter):
             self._bn_seen[name] = used_batch_statistics(*as_numpy, eps=module.eps)
         return hook
 
-    def _make_dropout_hook(self, name):
+    def _observe_dropout(self, name: str, module: nn.Module) -> None:
+        """Active means the output differs from the input. An in-place Dropout (torchvision's
+        MobileNetV3 head has one) has overwritten its input by the time a forward hook runs,
+        so its input is copied before it runs."""
+        def copy_input(module, args):
+            if self._observing and getattr(module, "inplace", False):
+                module._xframe_input = args[0].detach().clone()
+
         def hook(module, args, output):
             if self._observing:
-                self._dropout_seen[name] = not torch.equal(args[0].detach(), output.detach())
-        return hook
+                before = module.__dict__.pop("_xframe_input", None)
+                before = args[0].detach() if before is None else before
+                self._dropout_seen[name] = not torch.equal(before, output.detach())
+        module.register_forward_pre_hook(copy_input)
+        module.register_forward_hook(hook)
 
     def _audit_impl(self):
         bn_layers = sum(isinstance(m, nn.modules.batchnorm._BatchNorm)

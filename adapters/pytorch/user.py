@@ -81,7 +81,7 @@ class PyTorchUserAdapter(PyTorchAdapter):
         # Dropout between a stacked recurrent module's layers.
         for name, module in self.model.named_modules():
             if isinstance(module, _DROPOUTS) and not isinstance(module, nn.Dropout):
-                module.register_forward_hook(self._make_dropout_hook(name))
+                self._observe_dropout(name, module)
             elif stacked_dropout(module):
                 module.register_forward_hook(self._make_stacked_dropout_hook(name))
 
