@@ -67,6 +67,10 @@ class StatisticsComparison(_Serialisable):
     cause: str = ""  # momentum, frozen_batchnorm, statistics
     text: str = ""
     detail: str = ""
+    # The absolute gap between the running means that float32 rounding allows, read off
+    # the layer's input: a mean far below its input's spread (a batch mean that is zero in
+    # exact arithmetic) is rounding noise, which the relative mean_rel blows up.
+    mean_rounding: float = 0.0
 
     @property
     def label(self) -> str:
@@ -89,6 +93,18 @@ def _one_pass_error(x: np.ndarray, var64: np.ndarray) -> float:
     axes = tuple(i for i in range(x32.ndim) if i != 1)
     one_pass = np.mean(np.square(x32), axis=axes) - np.square(np.mean(x32, axis=axes))
     return _rel(one_pass, var64)
+
+
+def _mean_rounding(x: np.ndarray, step: BatchNormStep, p: float) -> float:
+    """FLOAT32_FACTOR float32 units of the running mean's update: the batch mean's (one
+    unit of the input's root mean square per channel, the scale its summands round at) and
+    the kept value's. Measured on torchvision's MobileNetV3 (32 px, batch 2): Keras's and
+    PyTorch's running means were 1e-8 to 8e-8 times momentum times the input's spread
+    apart, while relative to the means themselves, which were near zero, up to 0.7."""
+    axes = tuple(i for i in range(x.ndim) if i != 1)
+    rms = np.sqrt(np.mean(np.square(np.asarray(x, np.float64)), axis=axes))
+    unit = np.finfo(np.float32).eps * (p * rms + np.abs(step.mean_before))
+    return float(FLOAT32_FACTOR * np.max(unit)) if unit.size else 0.0
 
 
 def _rel(value, reference) -> float:
@@ -140,11 +156,16 @@ def compare_statistics(torch_step: BatchNormStep, keras_step: BatchNormStep, x: 
     kept_rel = _rel(torch_step.var_after, torch_var) if kept_torch != kept_keras else 0.0
     # Keras's one-pass variance loses float32 digits, measured here on the layer's input.
     allowed = max(tolerance, FLOAT32_FACTOR * p_keras * _one_pass_error(x, var_b))
-    bad = not (mean_rel <= allowed and variance_rel <= allowed)
+    rounding = _mean_rounding(x, torch_step, max(p_torch, p_keras))
+    mean_gap = np.max(np.abs(np.asarray(keras_step.mean_after, np.float64)
+                             - torch_step.mean_after), initial=0.0)
+    mean_agrees = mean_rel <= allowed or mean_gap <= rounding
+    bad = not (mean_agrees and variance_rel <= allowed)
     comparison = StatisticsComparison(
         torch_step.name, keras_step.name, torch_step.momentum, keras_step.momentum,
         torch_step.declared, keras_step.declared, torch_step.epsilon, keras_step.epsilon,
-        kept_torch, kept_keras, n, mean_rel, variance_rel, kept_rel, allowed, bad)
+        kept_torch, kept_keras, n, mean_rel, variance_rel, kept_rel, allowed, bad,
+        mean_rounding=rounding)
     if not bad:
         return comparison
     return _with_cause(comparison, torch_step, keras_step, p_torch, p_keras)
