@@ -245,3 +245,23 @@ def test_an_in_place_dropout_is_seen_acting():
     assert modes["pytorch:train"].dropout_active == 1
     assert "judged on the Dropout-free passes" in \
         equivalence(report, "keras:train", "pytorch:train").judged_on
+
+
+def _as_given(module):
+    return [(name, m.training, len(m._forward_hooks), len(m._forward_pre_hooks))
+            for name, m in module.named_modules()]
+
+
+@pytest.mark.parametrize("labels", [None, [0, 1, 7, 0]], ids=["ran", "bad label"])
+def test_the_users_module_is_left_as_it_was(labels):
+    """Each call left its observers on the caller's module (8 hooks on this net, piling up
+    call after call), and one refused for a bad label left the module in eval()."""
+    torch_net = pair.seeded_torch_net().train()
+    torch_net.dropout.eval()  # a mode of the caller's own, kept too
+    given = _as_given(torch_net)
+    try:
+        comparator.compare_pair(torch_net, pair.ported_keras_net(), X, labels,
+                                recipes=("pytorch:train", "keras:train"))
+    except UsageError:
+        assert labels is not None
+    assert _as_given(torch_net) == given

@@ -276,16 +276,36 @@ def open_pair(pair: UserPair, config) -> OpenedPair:
                                                       input_shape=keras_shape).weights)
     require_keras_model_on(keras_side.model, config.device)
     loaded = _Loaded(torch_side, keras_side, x, given_y, inputs_source, layout, keras_shape)
-    if not pair.output:
-        return _open(pair, config, loaded)
-    wrapper, release = choose_outputs(torch_side.model, keras_side.model,
-                                      pair.output_key_pairs(), keras_shape)
+    torch_adapter = PyTorchUserAdapter(device=config.device)
+    give_back = torch_adapter.give_back_later(torch_side.model)
     try:
-        keras_x = Batch(x, None, layout).x_channels_last
+        opened = _open_outputs(pair, config, loaded, torch_adapter)
+    except BaseException:
+        give_back()
+        raise
+    release = opened.release
+
+    def release_all() -> None:
+        release()
+        give_back()
+    opened.release = release_all
+    return opened
+
+
+def _open_outputs(pair: UserPair, config, loaded: _Loaded, torch_adapter) -> OpenedPair:
+    """The pair opened on the outputs --output chose (a hook on PyTorch's model, a cut of
+    Keras's graph, both taken back by the OpenedPair's release)."""
+    if not pair.output:
+        return _open(pair, config, loaded, torch_adapter)
+    torch_side, keras_side = loaded.torch_side, loaded.keras_side
+    wrapper, release = choose_outputs(torch_side.model, keras_side.model,
+                                      pair.output_key_pairs(), loaded.keras_shape)
+    try:
+        keras_x = Batch(loaded.x, None, loaded.layout).x_channels_last
         opened = _open(pair, config, replace(
             loaded, keras_side=replace(keras_side, model=wrapper),
-            leave_out=tuple(off_the_output(torch_side.model, x)),
-            keras_leave_out=tuple(keras_off_the_output(wrapper, keras_x))))
+            leave_out=tuple(off_the_output(torch_side.model, loaded.x)),
+            keras_leave_out=tuple(keras_off_the_output(wrapper, keras_x))), torch_adapter)
     except BaseException:
         release()
         raise
@@ -362,7 +382,7 @@ def _output_settings(pair: UserPair, loaded: _Loaded) -> dict:
     return found
 
 
-def _open(pair: UserPair, config, loaded: _Loaded) -> OpenedPair:
+def _open(pair: UserPair, config, loaded: _Loaded, torch_adapter) -> OpenedPair:
     torch_side, keras_side, x, layout = (loaded.torch_side, loaded.keras_side, loaded.x,
                                          loaded.layout)
     torch_freeze, keras_freeze = pair.freeze_names()
@@ -376,7 +396,6 @@ def _open(pair: UserPair, config, loaded: _Loaded) -> OpenedPair:
     if pair.port_weights:
         copy_weights(pairing, torch_side.model, pair.port_weights)
 
-    torch_adapter = PyTorchUserAdapter(device=config.device)
     torch_adapter.output_weights = pair.output_weights()
     torch_adapter.adopt(torch_side, torch_freeze, config.scenario, config.seed,
                         dropout_off=pair.dropout == "off")

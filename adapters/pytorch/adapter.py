@@ -383,13 +383,22 @@ class PyTorchAdapter(FrameworkAdapter):
         """Hooks are closures, never bound methods: copy.deepcopy of the model (the port
         validator's float64 copy) copies a bound method's adapter with it, and shares a
         function."""
-        self._observing = False
+        self._observing, self._observer_handles = False, []
         for name, module in self.model.named_modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                module.register_forward_pre_hook(self._make_bn_pre_hook())
-                module.register_forward_hook(self._make_bn_hook(name))
+                self._observe(module, self._make_bn_hook(name), self._make_bn_pre_hook())
             elif isinstance(module, nn.Dropout):
                 self._observe_dropout(name, module)
+
+    def _observe(self, module: nn.Module, hook, pre_hook=None) -> None:
+        if pre_hook is not None:
+            self._observer_handles.append(module.register_forward_pre_hook(pre_hook))
+        self._observer_handles.append(module.register_forward_hook(hook))
+
+    def remove_observers(self) -> None:
+        for handle in getattr(self, "_observer_handles", ()):
+            handle.remove()
+        self._observer_handles = []
 
     def _make_bn_pre_hook(self):
         def pre_hook(module, args):
@@ -431,8 +440,7 @@ class PyTorchAdapter(FrameworkAdapter):
                 before = module.__dict__.pop("_xframe_input", None)
                 before = args[0].detach() if before is None else before
                 self._dropout_seen[name] = not torch.equal(before, output.detach())
-        module.register_forward_pre_hook(copy_input)
-        module.register_forward_hook(hook)
+        self._observe(module, hook, copy_input)
 
     def _audit_impl(self):
         bn_layers = sum(isinstance(m, nn.modules.batchnorm._BatchNorm)

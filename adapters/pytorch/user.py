@@ -5,6 +5,8 @@ as the head of the zoo's head scenario does)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from torch import nn
@@ -67,6 +69,18 @@ class PyTorchUserAdapter(PyTorchAdapter):
         self._install_observers()
         self.load_weights(self._canonical_impl())
 
+    def give_back_later(self, model: nn.Module) -> Callable[[], None]:
+        """What puts the user's model back as it is now: its observers off and every
+        module's training flag as it was (the model is the caller's, and outlives the
+        comparison; a comparison that stops on bad input has switched it to eval())."""
+        flags = [(module, module.training) for module in model.modules()]
+
+        def give_back() -> None:
+            self.remove_observers()
+            for module, training in flags:
+                module.training = training
+        return give_back
+
     def _state_items(self):
         # The user's own names (the zoo adapter drops a "backbone." prefix; a user's model
         # may have a submodule of that name).
@@ -83,7 +97,7 @@ class PyTorchUserAdapter(PyTorchAdapter):
             if isinstance(module, _DROPOUTS) and not isinstance(module, nn.Dropout):
                 self._observe_dropout(name, module)
             elif stacked_dropout(module):
-                module.register_forward_hook(self._make_stacked_dropout_hook(name))
+                self._observe(module, self._make_stacked_dropout_hook(name))
 
     def _make_stacked_dropout_hook(self, name):
         def hook(module, args, output):
