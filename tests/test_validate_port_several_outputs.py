@@ -35,9 +35,10 @@ def test_a_correct_port_passes_on_every_chosen_output():
     result = comparator.validate_port(torch_model, models.keras_two_heads_dict(), X,
                                       output="out,aux", port="pytorch-to-keras")
     assert result.passed and result.first_divergence is None
-    # Both branches' layers are walked: the aux head's and the main head's.
-    assert [c.keras_layer for c in result.passes[0].layers] == ["conv1", "bn1", "aux_fc",
-                                                                "conv2", "fc"]
+    # Both branches' layers are walked: the aux head's and the main head's, in the order
+    # Keras's graph runs them.
+    assert [c.keras_layer for c in result.passes[0].layers] == ["conv1", "bn1", "conv2",
+                                                                "aux_fc", "fc"]
     assert _forward_outputs(result) == {("inference", "out"): False, ("inference", "aux"): False,
                                         ("training", "out"): False, ("training", "aux"): False}
     assert all(o.metrics.max_abs < 1e-6 for p in result.passes for o in p.outputs)

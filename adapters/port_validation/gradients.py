@@ -1,5 +1,6 @@
 """The port validator's gradients: one backward pass of the same loss in both frameworks,
-in training mode with Dropout off, each Keras gradient compared in PyTorch's name and layout
+in training mode with Dropout off (in inference mode where a framework property spoils the
+training-mode pass), each Keras gradient compared in PyTorch's name and layout
 (and against a float64 PyTorch rerun, the rounding reference)."""
 
 from __future__ import annotations
@@ -34,11 +35,11 @@ from comparator.zoo.portmaps import from_keras_layout  # noqa: E402
 from comparator.zoo.recurrent_layout import split_bias  # noqa: E402
 
 
-def _torch_gradients(model: nn.Module, x: np.ndarray, seed: int) -> dict:
+def _torch_gradients(model: nn.Module, x: np.ndarray, seed: int, mode: str) -> dict:
     params = dict(model.named_parameters())
     for p in params.values():
         p.grad = None
-    with torch_mode(model, "training"):
+    with torch_mode(model, mode):
         device = next(model.parameters()).device
         _seeded_loss(outputs_of(model(*torch_args(x, device))), seed).backward()
     grads = {n: (p.grad.detach().cpu().numpy().copy() if p.grad is not None else None)
@@ -78,24 +79,24 @@ def _keras_gradients(pair, layer) -> dict:
     return found
 
 
-def compare_gradients(torch_model, model64, fn, pairs, x, seed, tolerance):
+def compare_gradients(torch_model, model64, fn, pairs, x, seed, tolerance,
+                      mode: str = "training"):
     """Parameter gradients of the same loss (mean squared distance of the outputs to a
-    seeded target, summed over several) after one backward pass in training mode, Dropout
-    off."""
+    seeded target, summed over several) after one backward pass in `mode`, Dropout off."""
     by_name = {layer.name: layer for layer in fn.layers}
-    torch_grads = _torch_gradients(torch_model, x, seed)
-    grads64 = _torch_gradients(model64, as_float(x, np.float64), seed) if model64 else {}
+    torch_grads = _torch_gradients(torch_model, x, seed, mode)
+    grads64 = _torch_gradients(model64, as_float(x, np.float64), seed, mode) if model64 else {}
     variables = [v for layer in fn.layers for v in layer.trainable_weights]
     for v in variables:
         v.value.grad = None
     with keras_state_kept(fn):
-        _, keras_out = run_keras(fn, to_keras_inputs(x), True, set())
+        _, keras_out = run_keras(fn, to_keras_inputs(x), mode == "training", set())
         keras_outs = outputs_of(keras_out)
         failed = next((out for out in keras_outs if isinstance(out, Failed) or out is None),
                       False)
         if failed is not False:
             message = failed.message if failed is not None else "no output"
-            raise UsageError(f"the Keras model failed in training mode: {message}")
+            raise UsageError(f"the Keras model failed in {mode} mode: {message}")
         _seeded_loss([torch.movedim(out, -1, 1) if channels_move(out) else out
                       for out in keras_outs], seed).backward()
     parameters = dict(torch_model.named_parameters())
