@@ -145,7 +145,7 @@ def _config(args, pair=None):
             given = getattr(args, key)
             if given is not None:
                 values[key] = tuple(given) if isinstance(given, list) else given
-        return CompareConfig(model="user pair", **values)
+        return CompareConfig(model="user pair", scenario_given=scenario_given, **values)
     if args.preset:
         preset = get_preset(args.preset).settings
         values.update(preset)
