@@ -6,7 +6,7 @@ import os
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 
 import numpy as np
@@ -449,6 +449,8 @@ def compare_user_pair(pair, config: CompareConfig, progress=_noop) -> Outcome:
     progress("loading the two models", 1)
     opened = open_user_pair(pair, config)
     try:
+        if opened.scenario != config.scenario:  # chosen from the outputs: its own recipes
+            config, recipes = resolve_pair_config(replace(config, scenario=opened.scenario))
         return _compare_opened(opened, config, recipes, progress, clock)
     except BaseException:
         opened.release()
@@ -569,7 +571,7 @@ def _numbers(values) -> tuple[float, ...]:
 
 
 def compare_pair(torch_module, keras_model, inputs, labels_or_targets=None, *,
-                 loss: str = "logits", recipes=(), freeze: str | None = None,
+                 loss: str | None = None, recipes=(), freeze: str | None = None,
                  onnx: str | None = None, steps: int = 1, lr: float = 0.01,
                  optimizer: str = "sgd", dropout: str = "on", seed: int = 0,
                  device: str = "cpu", port_weights: str | None = None,
@@ -583,7 +585,10 @@ def compare_pair(torch_module, keras_model, inputs, labels_or_targets=None, *,
     inputs: one batch in PyTorch's layout (N,C,H,W or N,F), numpy or a tensor, or a tuple or
     list of them for a model that takes several (forward()'s positional arguments, the Keras
     model's inputs, in order); Keras gets each image, volume or channels-first sequence
-    channels-last, as its own input's declared shape says. labels_or_targets: class indices
+    channels-last, as its own input's declared shape says. loss: "logits" (cross-entropy),
+    "probabilities" or "mse" (regression); default "logits", or "mse" where the outputs have
+    one unit per example (cross-entropy over one class is 0 whatever the weights; the two
+    cross-entropies are refused on them). labels_or_targets: class indices
     (loss "logits" or "probabilities"; one per position of a map or a sequence) or regression
     targets (loss "mse"; the outputs' shape, in PyTorch's layout); default: the PyTorch
     model's own predictions. freeze: the submodule and layer that play the frozen backbone
@@ -599,17 +604,19 @@ def compare_pair(torch_module, keras_model, inputs, labels_or_targets=None, *,
     model from its SPEC, so keras_model must then be a SPEC string."""
     from comparator.config.pair import UserPair
 
-    if loss not in PAIR_LOSSES:
+    if loss is not None and loss not in PAIR_LOSSES:
         raise UsageError(f"unknown loss {loss!r}; known: {', '.join(PAIR_LOSSES)}")
     pair = UserPair(pytorch=torch_module, keras=keras_model, freeze=freeze, output=output,
                     loss_weights=None if loss_weights is None else _numbers(loss_weights),
                     onnx=onnx, port_weights=port_weights, dropout=dropout, x=inputs,
                     y=None if labels_or_targets is None else np.asarray(labels_or_targets))
+    # No loss: cross-entropy, or mean squared error on outputs with one unit (pair_scenario).
     config = CompareConfig(model="user pair", scenario="regress" if loss == "mse" else "classify",
+                           scenario_given=loss is not None,
                            batch_size=len(inputs[0] if isinstance(inputs, (tuple, list))
                                           else inputs), steps=steps, seed=seed, lr=lr,
                            recipes=tuple(recipes), device=device, optimizer=optimizer,
-                           loss="logits" if loss == "mse" else loss,
+                           loss="logits" if loss in (None, "mse") else loss,
                            frameworks=_names(frameworks))
     outcome = compare_user_pair(pair, config)
     try:

@@ -33,7 +33,7 @@ from adapters.own_pair.pairing import channels_first_sequences, pair_weights
 from adapters.own_pair.port_arrays import keras_weights, torch_arrays
 from adapters.own_pair.workers import keras_side_request
 from comparator.config.frameworks import runs_in_worker
-from comparator.config.pair import UserPair, pair_inputs
+from comparator.config.pair import UserPair, pair_inputs, pair_scenario
 from comparator.inputs.batch import REGRESSION_SCENARIOS, Batch, class_axis
 from comparator.errors import UsageError
 
@@ -48,6 +48,8 @@ class OpenedPair:
     not_representable: dict = field(default_factory=dict)
     # Takes back what the comparison put on the user's objects (--output's hook).
     release: Callable[[], None] = lambda: None
+    # The scenario run: the one asked for, or chosen from the outputs (pair_scenario).
+    scenario: str = "classify"
 
 
 def _channels_last(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -401,6 +403,10 @@ def _open(pair: UserPair, config, loaded: _Loaded, torch_adapter) -> OpenedPair:
                         dropout_off=pair.dropout == "off")
     torch_out, outputs_layout = _outputs(torch_adapter, keras_side.model, x, layout, pair)
     axis = class_axis(outputs_layout)
+    scenario, scenario_source = pair_scenario(config, loaded.given_y, torch_out.shape, axis)
+    # The scenario follows the outputs, which only the adopted model gives.
+    config = replace(config, scenario=scenario)
+    torch_adapter.scenario = scenario
     y, labels_source = _labels(config.scenario, loaded.given_y, config.labels, config.targets,
                                torch_out, axis)
     classes = torch_out.shape[axis] if torch_out.ndim >= 2 else None
@@ -427,6 +433,7 @@ def _open(pair: UserPair, config, loaded: _Loaded, torch_adapter) -> OpenedPair:
                    "keras_layout": list(layout) if isinstance(layout, tuple) else layout,
                    "outputs_shape": list(torch_out.shape), "keras_outputs": outputs_layout},
         "labels_source": labels_source,
+        "scenario_source": scenario_source,
         "conventions": {"pytorch": torch_adapter.conventions(),
                         "keras": keras_adapter.conventions(),
                         "momentum_convention": "PyTorch's: the weight of the new batch value "
@@ -447,7 +454,7 @@ def _open(pair: UserPair, config, loaded: _Loaded, torch_adapter) -> OpenedPair:
         for keras_name in ("keras", *workers):  # the same model's graph, on every backend
             blocked[f"{keras_name}:training_false"] = keras_adapter.training_false_problem
     return OpenedPair(name, {"pytorch": torch_adapter, "keras": keras_adapter, **workers},
-                      batch, settings, blocked)
+                      batch, settings, blocked, scenario=scenario)
 
 
 def _worker_sides(pair: UserPair, config, keras_adapter, opened: tuple) -> dict:

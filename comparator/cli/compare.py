@@ -67,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="classify (image models' default): whole network with its "
                              "classifier, cross-entropy; head: frozen backbone plus a new "
                              "regression head, MSE; regress (vector models' default, "
-                             "dense_mlp): MSE")
+                             "dense_mlp, and a user pair's whose outputs have one unit per "
+                             "example: cross-entropy over one class is 0): MSE")
     parser.add_argument("--batch-size", type=int, help="default 8")
     parser.add_argument("--image-size", type=int,
                         help="pixels per side (default: the model's own, 224 for DenseNet)")
@@ -145,7 +146,7 @@ def _config(args, pair=None):
             given = getattr(args, key)
             if given is not None:
                 values[key] = tuple(given) if isinstance(given, list) else given
-        return CompareConfig(model="user pair", **values)
+        return CompareConfig(model="user pair", scenario_given=scenario_given, **values)
     if args.preset:
         preset = get_preset(args.preset).settings
         values.update(preset)

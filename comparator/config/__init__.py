@@ -52,6 +52,9 @@ class CompareConfig:
     # default cache folder, comparator.io.cache_folder). Never changes a measured number.
     cache_dir: str | None = None
     max_memory: int | None = None  # bytes; None: the machine's memory (comparator/limits.py)
+    # False where no one asked for the scenario: a user pair's then follows its outputs
+    # (comparator.config.pair.pair_scenario), as cross-entropy over one class is 0.
+    scenario_given: bool = True
 
 
 def resolve(config: CompareConfig) -> tuple[ModelSpec, CompareConfig, list[Recipe]]:

@@ -338,6 +338,9 @@ def resolve_pair_config(config: CompareConfig) -> tuple[CompareConfig, list[Reci
         raise UsageError(f"unknown loss {config.loss!r}; known: {', '.join(LOSS_KINDS)}")
     if config.loss != "logits" and config.scenario != "classify":
         raise UsageError(f"the {config.loss} loss is for the classify scenario")
+    if config.labels and config.scenario != "classify":  # else left unread by the targets
+        raise UsageError(f"--labels are for the classify scenario, not {config.scenario}: "
+                         "give regression targets with --targets")
     if not (config.lr > 0 and np.isfinite(config.lr)):
         raise UsageError(f"learning rate must be a positive number, got {config.lr}")
     if config.device != "cpu" and not config.device.startswith("cuda"):
@@ -348,3 +351,48 @@ def resolve_pair_config(config: CompareConfig) -> tuple[CompareConfig, list[Reci
     recipes = [r for r in select(list(config.recipes), list(frameworks), config.scenario)
                if not r.feature_extraction]
     return CompareConfig(**{**config.__dict__, "frameworks": frameworks}), recipes
+
+
+# F.cross_entropy and Keras's SparseCategoricalCrossentropy on N,1 logits gave exactly 0.0 and
+# a zero gradient for any values (torch 2.14.1, Keras 3.15.1): the softmax of one unit is 1.
+# The probabilities loss, clipped to 1 - 1e-7, gave the constant 1.19e-7 and a zero gradient.
+def one_class_refusal(shape: tuple, loss: str) -> str:
+    """Why classify is refused on outputs with one unit, and what to use instead."""
+    where = "position" if len(shape) > 2 else "example"
+    value = "1.2e-7 (-log of its clip, 1 - 1e-7)" if loss == "probabilities" else "0"
+    return (f"the models give one output unit per {where} (outputs {shape}): cross-entropy "
+            f"over one class is {value} whatever the weights, so no weight would move; use "
+            "--scenario regress (compare_pair's loss='mse'), mean squared error")
+
+
+def _asks_for_classes(config: CompareConfig, given_y) -> str | None:
+    """What asked for the classify scenario, or None where it is only the default: --scenario,
+    a cross-entropy --loss, --labels, or integer labels y."""
+    if config.scenario_given:
+        return "given" if config.scenario == "classify" else None
+    if config.loss != "logits":
+        return f"the {config.loss} loss"
+    if config.labels:
+        return "--labels"
+    if given_y is not None and np.asarray(given_y).dtype.kind in "iu":
+        return "integer labels y"
+    return None
+
+
+def pair_scenario(config: CompareConfig, given_y, outputs_shape, axis: int) -> tuple[str, str]:
+    """The scenario a user pair runs, and why (settings.scenario_source). Where nothing asked
+    for one, outputs with one value per example (one unit on the class axis, per position of
+    a map or a sequence) regress; where classify was asked for, one unit is refused."""
+    shape = tuple(int(n) for n in outputs_shape)
+    asked = _asks_for_classes(config, given_y)
+    if asked and len(shape) >= 2 and shape[axis] == 1:
+        raise UsageError(one_class_refusal(shape, config.loss))
+    if config.scenario_given:
+        return config.scenario, "given"
+    if asked:  # outputs without a class axis are refused by the labels, in their words
+        return "classify", f"asked for by {asked}"
+    if len(shape) < 2 or shape[axis] == 1:
+        axis_is = "no class axis" if len(shape) < 2 else "one unit on the class axis"
+        return "regress", (f"default: the outputs {shape} have {axis_is}, and cross-entropy "
+                           "over one class is 0 whatever the weights")
+    return "classify", f"default: the outputs {shape} have {shape[axis]} units on the class axis"
