@@ -160,3 +160,48 @@ def test_encoder_feed_forward_gelu_fused_into_dense(fw):
     assert ("PyTorch torch.nn.functional.gelu(..., approximate='none') in block.forward(), "
             "call 1") in found.causes[0].text
     assert "Keras linear1's activation (Dense(activation=keras.ops.gelu))" in found.causes[0].text
+
+
+def _positional_pair(fw):
+    """Token and learned positional embeddings, then a Linear; the Keras port holds its
+    positional Embedding inside a layer of its own whose call() runs it on keras.ops.arange
+    (tests the refusal: the traced graph has no node for that Embedding)."""
+    torch, nn, keras, _ = fw
+
+    class Torch(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.tok, self.pos, self.fc = nn.Embedding(10, 8), nn.Embedding(4, 8), nn.Linear(8, 3)
+
+        def forward(self, ids):
+            return self.fc(self.tok(ids) + self.pos(torch.arange(ids.shape[1])))
+
+    class PositionEmbedding(keras.layers.Layer):
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            self.emb = keras.layers.Embedding(4, 8, name="pos_emb")
+
+        def build(self, input_shape):
+            self.emb.build((4,))
+
+        def call(self, x):
+            return x + self.emb(keras.ops.arange(keras.ops.shape(x)[1]))
+
+    ids = keras.Input((4,), dtype="int32")
+    x = PositionEmbedding(name="pos")(keras.layers.Embedding(10, 8, name="tok")(ids))
+    torch.manual_seed(0)
+    return Torch(), keras.Model(ids, keras.layers.Dense(3, name="fc")(x))
+
+
+def test_a_positional_embedding_inside_a_custom_layer_is_named_in_the_refusal(fw):
+    from comparator.errors import UsageError
+
+    torch_model, keras_model = _positional_pair(fw)
+    ids = np.random.default_rng(0).integers(0, 10, size=(2, 4)).astype(np.int64)
+    with pytest.raises(UsageError) as refused:
+        fw[3].validate_port(torch_model, keras_model, ids, port="pytorch-to-keras", **QUICK)
+    text = str(refused.value)
+    assert "no Keras layer fits PyTorch pos (Embedding, weights [(4, 8)])" in text
+    assert ("Keras layer pos (PositionEmbedding) holds pos_emb (Embedding, weights [(4, 8)]), "
+            "which is no node of the graph its call() traces") in text
+    assert "so the validator cannot pair it" in text
