@@ -15,6 +15,7 @@ from keras import layers, ops  # noqa: E402
 from adapters.own_pair.pairing import NORM_KINDS, NORM_NAMES, flattened_from  # noqa: E402
 from adapters.own_pair.port_arrays import LAYER_LEVEL_KINDS  # noqa: E402
 from adapters.own_pair.port_slips import layer_slip  # noqa: E402
+from adapters.port_validation.fused_activations import fused_words  # noqa: E402
 from adapters.port_validation.graph import to_keras_values  # noqa: E402
 from adapters.port_validation.padding_modes import module_pads, padding_mode_words  # noqa: E402
 from adapters.port_validation.pairs import as_port, module_arrays  # noqa: E402
@@ -115,9 +116,10 @@ def _keras_crop(layer, croppings) -> tuple | None:
     return tuple(tuple(c) for c in crops)
 
 
-def _between(layer, paired: set[str]) -> list[str]:
-    """The Keras operations between this layer and the paired layers (or inputs) before it."""
-    return _back_to_pairs(layer._inbound_nodes[0].input_tensors, paired)[0]
+def _between(layer, paired: set[str]) -> tuple[list[str], list[str]]:
+    """The Keras operations between this layer and the paired layers (or inputs) before it,
+    and those paired layers."""
+    return _back_to_pairs(layer._inbound_nodes[0].input_tensors, paired)
 
 
 def _back_to_pairs(tensors, paired: set[str]) -> tuple[list[str], list[str]]:
@@ -139,11 +141,12 @@ def _back_to_pairs(tensors, paired: set[str]) -> tuple[list[str], list[str]]:
 
 
 def layer_facts(pair: Pair, module, layer, trace, state, paired, croppings=(),
-                pads=()) -> dict:
+                pads=(), fused=None) -> dict:
     """Facts about a pair of layers for likely_causes; croppings: the cropping layers
     the Keras layer's output goes through before it is compared (graph.croppings_after);
     pads: the PyTorch padding modules (and F.pad calls' stand-ins) that ran right before it,
-    named (padding_modes.pads_before)."""
+    named (padding_modes.pads_before); fused: the paired layers' fused activations
+    (fused_activations.py), which count as operations after their layers."""
     facts = {"names": (pair.torch_module, pair.keras_layer)}
     torch_in = trace[pair.torch_module][0]
     if isinstance(module, TORCH_CONVS) and isinstance(layer, _KERAS_CONVS):
@@ -168,7 +171,8 @@ def layer_facts(pair: Pair, module, layer, trace, state, paired, croppings=(),
         facts["values_per_channel"] = int(np.prod(torch_in.shape) // torch_in.shape[1])
     if pair.kind in NORM_KINDS:
         facts.update(_norm_facts(pair.kind, module, layer, torch_in))
-    facts["between"] = _between(layer, paired)
+    facts["between"], facts["previous"] = _between(layer, paired)
+    facts["fused_before"] = fused_words(fused or {}, facts["previous"])
     if pair.kind in LAYER_LEVEL_KINDS:
         return {**facts, **_layer_level_facts(pair, module, layer, state)}
     values = layer.get_weights()

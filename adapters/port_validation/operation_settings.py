@@ -201,10 +201,30 @@ class _KerasSetting:
     kind: str  # the operation in words: "LeakyReLU", "Activation(keras.ops.gelu)"
 
 
+@dataclasses.dataclass(frozen=True)
+class FusedActivation:
+    """The activation a paired Keras layer applies inside itself (Dense(activation=...)),
+    as an operation of its own after the layer: PyTorch computes it after its Linear, as a
+    module or a call, so it is read and measured as an Activation layer would be.
+    name: "linear1's activation"; holder: "Dense"; input_of: the PyTorch module whose
+    output (in Keras's layout, moves) the isolated pass feeds this activation."""
+
+    name: str
+    activation: object
+    holder: str
+    input_of: str
+    moves: bool
+
+    def __call__(self, x):
+        return self.activation(x)
+
+
 def keras_setting(op, families=_FAMILIES) -> _KerasSetting | None:
     """The family and setting of a Keras layer or operation (the first of these families
     that holds it), where it can be read (not from a lambda or a function of the user's
     own), or what it computes where it has none."""
+    if isinstance(op, FusedActivation):
+        return _fused_setting(op, families)
     for family in families:
         if isinstance(op, family.keras_classes):
             kind = (type(op).__name__ if isinstance(op, layers.Layer) else
@@ -221,6 +241,17 @@ def keras_setting(op, families=_FAMILIES) -> _KerasSetting | None:
     return None
 
 
+def _fused_setting(op: FusedActivation, families) -> _KerasSetting | None:
+    """A fused activation's setting, worded as the layer holds it: "Dense(activation=
+    keras.ops.gelu)"; a Keras layer given as the activation is read as that layer."""
+    held = op.activation
+    if isinstance(held, layers.Layer):
+        found = keras_setting(held, families)
+        return found and dataclasses.replace(found, kind=f"{op.holder}(activation={found.kind})")
+    return next((found for family in families if (found := _held_setting(
+        family, held, f"{op.holder}(activation={{}})")) is not None), None)
+
+
 def partial_base(function):
     """The function a functools.partial (or a partial of one) calls; the function itself
     otherwise."""
@@ -229,8 +260,10 @@ def partial_base(function):
     return function
 
 
-def _held_setting(family: _Family, function) -> _KerasSetting | None:
-    """The setting of a function a Keras Activation layer holds, if it is the family's."""
+def _held_setting(family: _Family, function, holder: str = "Activation({})"
+                  ) -> _KerasSetting | None:
+    """The setting of a function a Keras Activation layer (or holder) holds, if it is the
+    family's."""
     base = partial_base(function)
     if base not in family.keras_functions:
         return None
@@ -239,13 +272,13 @@ def _held_setting(family: _Family, function) -> _KerasSetting | None:
     if function is not base:
         name = f"functools.partial({name}, ...)"
     if family.keras_computes is not _READ:
-        return _KerasSetting(family, family.keras_computes, None, f"Activation({name})")
+        return _KerasSetting(family, family.keras_computes, None, holder.format(name))
     parameter = inspect.signature(function).parameters.get(family.setting)
     if parameter is None or parameter.default is inspect.Parameter.empty:
         return None
     value = parameter.default
     default = inspect.signature(base).parameters[family.setting].default
-    return _KerasSetting(family, value, _same(value, default), f"Activation({name})")
+    return _KerasSetting(family, value, _same(value, default), holder.format(name))
 
 
 class TorchCall(NamedTuple):

@@ -36,6 +36,7 @@ from adapters.port_validation.tracing import (  # noqa: E402
     SEPARABLE_CONVS,
     layers_to_open,
     symbolic_graph,
+    untraced_words,
 )
 from comparator.analysis.layer_pairing import LayerInfo, Pair, check_pair, pair_layers  # noqa: E402
 from comparator.errors import UsageError  # noqa: E402
@@ -220,8 +221,11 @@ def resolve_pairs(torch_model: nn.Module, keras_model, mapping: dict | None = No
         unknown = unknown_keras_layers([layer for layer, _ in keras_layers.values()])
         if unknown:
             raise UsageError(f"cannot port {unknown}")
-        matched = pair_layers([t[1] for t in torch_layers.values()],
-                              [k[1] for k in keras_layers.values()], mapping)
+        try:
+            matched = pair_layers([t[1] for t in torch_layers.values()],
+                                  [k[1] for k in keras_layers.values()], mapping)
+        except UsageError as exc:  # a layer the trace could not see may be the one missing
+            raise UsageError(f"{exc}{untraced_words(fn)}") from None
         # Where the kinds differ (a Dense fed by a Flatten, a depthwise conv as a grouped
         # Conv2D) the Keras layer's says how its weights are laid out.
         return [Pair(t.name, k.name, k.kind, torch_layers[t.name][2]) for t, k in matched]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import weakref
 
 import numpy as np
 import torch
@@ -36,6 +37,8 @@ from comparator.errors import UsageError  # noqa: E402
 # values, bit for bit on the CPU (measured, Keras 3.15.1 on torch 2.14.1). The bound leaves
 # room for nothing but rounding.
 _SAME = 1e-6
+# The weighted layers inside opened layers that a traced graph has no node for, by graph.
+_UNTRACED = weakref.WeakKeyDictionary()
 
 
 def inbound(tensor):
@@ -134,10 +137,33 @@ def traced_graph(model, keras_x, training: bool) -> tuple[Functional, str]:
                                            f"branches on {'training or on ' if mode else ''}"
                                            "a value)")
     checked = " and ".join(f"{_mode(mode)} mode" for mode in modes)
+    _UNTRACED[graph] = _untraced(model, graph)
     return graph, (f"Keras model {model.name!r} ({through}) validated as the graph its call() "
                    "traces on a symbolic input, over the model's own weights, which gave the "
                    f"model's outputs in {checked} (max abs {max(gaps):.3g})"
                    + _loose(model, graph))
+
+
+def _untraced(model, graph: Functional) -> list:
+    """(holder, sublayer) for each weighted layer an opened layer holds that is no node of
+    the graph: its call() ran it on a value made without the layer's input
+    (keras.ops.arange's positions), whose output the graph then holds as a constant."""
+    held = {id(layer) for layer in graph.layers}
+    return [(holder, sub) for holder in layers_to_open(model)
+            for sub in holder._flatten_layers(include_self=False, recursive=False)
+            if sub.weights and id(sub) not in held and not holds_layers(sub)]
+
+
+def untraced_words(graph) -> str:
+    """Why the pairing cannot see such layers, for a refusal to pair; "" where none."""
+    found = _UNTRACED.get(graph) or []
+    return "".join(
+        f"; Keras layer {holder.name} ({type(holder).__name__}) holds {sub.name} "
+        f"({type(sub).__name__}, weights {[tuple(w.shape) for w in sub.weights]}), which "
+        f"is no node of the graph its call() traces (call() runs it on a value made without "
+        f"{holder.name}'s input, such as positions from keras.ops.arange, whose output the "
+        "graph then holds as a constant, or not at all), so the validator cannot pair it "
+        "(compare.py compares it from the running model)" for holder, sub in found)
 
 
 def _loose(model, graph: Functional) -> str:

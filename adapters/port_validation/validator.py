@@ -53,6 +53,7 @@ from adapters.port_validation.causes import (  # noqa: E402
     one_pass_variance_explains,
     output_activation,
 )
+from adapters.port_validation.fused_activations import fused_activations, with_fused  # noqa: E402
 from adapters.port_validation.gradients import compare_gradients  # noqa: E402
 from adapters.port_validation.model_outputs import (  # noqa: E402
     at_output,
@@ -448,6 +449,7 @@ class _Setup:
         # Whether each pair's activations change layout between the frameworks.
         self.moves = {p.torch_module: not acts_on_last_axis(self.modules[p.torch_module])
                       for p in pairs}
+        self.fused = fused_activations(pairs, self.by_name, self.moves)
         self.views = {p.torch_module: view for p in pairs if (view := output_view(
             self.modules[p.torch_module], self.by_name[p.keras_layer])) is not None}
         self.facts = None
@@ -504,7 +506,8 @@ def _mode_passes(setup: _Setup, mode: str, isolation: bool, tolerance: float):
                                                    by_name[p.keras_layer], trace,
                                                    setup.state, setup.watch,
                                                    setup.croppings.get(p.keras_layer, ()),
-                                                   _pads_before(setup, p.torch_module))
+                                                   _pads_before(setup, p.torch_module),
+                                                   setup.fused)
                        for p in pairs}
         # A conv padded otherwise than with zeros: its Keras input is kept to measure it.
         setup.setting_ops |= {p.keras_layer for p in pairs
@@ -537,7 +540,7 @@ def _mode_passes(setup: _Setup, mode: str, isolation: bool, tolerance: float):
                          setup.moves[p.torch_module])
                 for p in pairs)
         if isolated:
-            comparisons = _operation_settings_named(setup, comparisons, inputs_seen, mode)
+            comparisons = _operation_settings_named(setup, comparisons, inputs_seen, mode, trace)
             comparisons = _padding_modes_named(setup, comparisons, inputs_seen, trace, mode)
             # The last paired layer hands PyTorch's value on: the model output says nothing
             # in this pass, but where it differs while no layer does.
@@ -587,7 +590,7 @@ def _after_the_pairs_found(setup: _Setup, apart: list, keras_inputs: dict,
 
 
 def _operation_settings_named(setup: _Setup, comparisons, keras_inputs: dict,
-                               mode: str) -> tuple[LayerComparison, ...]:
+                               mode: str, trace) -> tuple[LayerComparison, ...]:
     """A layer whose cause is what reaches it (between_layers) gets the weightless operation
     before it whose setting differs, or (the first paired layer) the input preprocessing one
     model does inside itself, where a rerun on the Keras operation's input measures it."""
@@ -596,9 +599,10 @@ def _operation_settings_named(setup: _Setup, comparisons, keras_inputs: dict,
         if c.diverges and [cause.code for cause in c.causes] in (["between_layers"],
                                                                   ["shape"]):
             facts = setup.facts[c.torch_module]
-            between = (_torch_between(setup, mode, c.torch_module),
-                       [setup.operations[name] for name in facts["between"]
-                        if name in setup.operations], keras_inputs)
+            between = (_torch_between(setup, mode, c.torch_module), *with_fused(
+                setup.fused, facts["previous"], [setup.operations[name] for name in
+                                                 facts["between"] if name in setup.operations],
+                keras_inputs, trace))
             found = operation_setting(*between) or pool_padding(*between) or \
                 pool_rounding(*between) or softmax_axis(*between, _input_shapes(setup, mode))
             if found is None and _first_to_run(setup, mode, c.torch_module):

@@ -160,16 +160,27 @@ def likely_causes(facts: dict, isolated: bool, mode: str) -> tuple[Cause, ...]:
         causes.append(_measured_cause(facts["operation_setting"], torch_name, keras_name))
     if not causes and isolated and facts.get("alone_agrees", bool(between)):
         causes.append(Cause(
-            "between_layers",
-            f"the Keras operations before it differ ({', '.join(between)})" if between else
-            "what reaches it differs: Keras has no operation since the previous matched "
-            "layers, PyTorch's forward computes something there",
+            "between_layers", _between_words(between or [], facts.get("fused_before", [])),
             "this layer matches PyTorch's on its own; the padding, pooling, activation or "
             "order of the weightless operations since the previous matched layers does not"))
     if not causes and not isolated:
         causes.append(Cause("upstream", "carried over from an earlier layer",
                             "the isolated pass shows the layer that introduces it"))
     return tuple(causes)
+
+
+def _between_words(between: list[str], fused: list[tuple[str, bool]]) -> str:
+    """The Keras operations since the previous matched layers, the activations those layers
+    apply inside themselves first (fused: their words, and whether the validator can read
+    them), or that Keras has none."""
+    if not between and not fused:
+        return ("what reaches it differs: Keras has no operation since the previous matched "
+                "layers, PyTorch's forward computes something there")
+    text = f"the Keras operations before it differ ({', '.join([w for w, _ in fused] + between)})"
+    if not all(known for _, known in fused):
+        text += ("; the validator cannot read the setting of a lambda or a function of your "
+                 "own, so it does not compare that activation with PyTorch's operation there")
+    return text
 
 
 def _measured_cause(found: OperationSetting | Preprocessing | PoolRounding | SoftmaxAxis,
