@@ -18,6 +18,7 @@ def locate(adapters: dict, batch: Batch, leave_out: tuple[str, ...] = (),
     each)."""
     from adapters.own_pair.port_slips import find_slip
     from adapters.port_validation.validator import validate_port
+    from comparator.analysis.layer_pairing import without_mapping
 
     torch_adapter, keras_adapter = adapters["pytorch"], adapters["keras"]
     if getattr(torch_adapter, "inference_only", None):
@@ -32,9 +33,10 @@ def locate(adapters: dict, batch: Batch, leave_out: tuple[str, ...] = (),
         return {"located": False, "text": "the port validator runs on the CPU: run "
                                           "validate_port.py on the pair to find the layer"}
     try:
-        result = validate_port(torch_adapter.model, keras_adapter.user_model, batch.x,
-                               modes=("inference",), gradients=False, train_step=False,
-                               leave_out=leave_out, output_chosen=output_chosen)
+        with without_mapping():  # the comparison has no mapping to give the validator
+            result = validate_port(torch_adapter.model, keras_adapter.user_model, batch.x,
+                                   modes=("inference",), gradients=False, train_step=False,
+                                   leave_out=leave_out, output_chosen=output_chosen)
     except UsageError as exc:
         return {"located": False, "text": f"the port validator cannot trace this pair: {exc}"}
     finding = result.first_divergence

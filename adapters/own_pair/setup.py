@@ -31,6 +31,7 @@ from adapters.own_pair.outputs import (
 )
 from adapters.own_pair.pairing import channels_first_sequences, pair_weights
 from adapters.own_pair.port_arrays import keras_weights, torch_arrays
+from adapters.own_pair.token_ids import token_ids_hint
 from adapters.own_pair.workers import keras_side_request
 from comparator.config.frameworks import runs_in_worker
 from comparator.config.pair import UserPair, pair_inputs, pair_scenario
@@ -325,10 +326,7 @@ def _outputs(torch_adapter, keras_model, x, layout, pair: UserPair) -> tuple:
     except NotOneOutput as exc:
         raise UsageError(str(exc)) from None
     except Exception as exc:
-        hint = ("; an Embedding takes token ids: give them as integers, x of --inputs "
-                "FILE.npz" if Batch(x, None).inputs[0].dtype.kind == "f" and any(
-                    isinstance(m, torch.nn.Embedding) for m in torch_adapter.model.modules())
-                else "")
+        hint = token_ids_hint(torch_adapter.model, Batch(x, None).inputs)
         shape = Batch(x, None).input_shapes
         said = " ".join(_TERMINAL_STYLE.sub("", str(exc)).split())[:200]
         raise UsageError(f"the models cannot run on inputs of shape {shape} (PyTorch layout):"

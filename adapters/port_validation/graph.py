@@ -18,6 +18,7 @@ from keras.src.models.functional import Functional  # noqa: E402
 
 from adapters.own_pair.keras_layers import step_dropping_layers  # noqa: E402
 from adapters.own_pair.pairing import channels_first_sequences  # noqa: E402
+from adapters.own_pair.token_ids import token_ids_hint  # noqa: E402
 from adapters.port_validation.sequences import split_layer_key, traced_calls  # noqa: E402
 from adapters.port_validation.tracing import inbound  # noqa: E402
 from comparator.analysis.layer_pairing import Pair  # noqa: E402
@@ -187,8 +188,8 @@ def croppings_after(fn: Functional, layer) -> list:
 class ModelFailed(UsageError):
     """The PyTorch model raised on the validator's input; `cause` is its error in one line."""
 
-    def __init__(self, shape: tuple, cause: str):
-        super().__init__(f"the PyTorch model failed on input {shape}: {cause}")
+    def __init__(self, shape: tuple, cause: str, hint: str = ""):
+        super().__init__(f"the PyTorch model failed on input {shape}: {cause}{hint}")
         self.cause = cause
 
 
@@ -255,8 +256,8 @@ def torch_trace(model: nn.Module, pairs: list[Pair], x: np.ndarray, mode: str,
     except UsageError:
         raise
     except Exception as exc:  # the user's model refused the input
-        raise ModelFailed(shapes_of(x),
-                          f"{type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+        raise ModelFailed(shapes_of(x), f"{type(exc).__name__}: {str(exc).splitlines()[0]}",
+                          token_ids_hint(model, several(x))) from None
     finally:
         for h in hooks:
             h.remove()

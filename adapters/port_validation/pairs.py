@@ -109,9 +109,10 @@ def _keras_layer_level_info(layer, kind: str) -> LayerInfo:
                                              int(weights[2 * step].shape[0]), heads, head_width,
                                              int(step == 2)),), type_name)
     cell = recurrent_cell(layer)
-    directions = 2 if isinstance(layer, keras.layers.Bidirectional) else 1
+    bidirectional = isinstance(layer, keras.layers.Bidirectional)
     return LayerInfo(layer.name, kind, ((int(cell.get_weights()[0].shape[0]), int(cell.units),
-                                         directions, int(cell.use_bias)),), type_name)
+                                         2 if bidirectional else 1, int(cell.use_bias)),),
+                     type_name, merge_mode=str(layer.merge_mode) if bidirectional else "")
 
 
 def torch_side(model, weights: str | None):
@@ -198,6 +199,24 @@ def _keras_layers(fn: Functional) -> dict[str, tuple[object, LayerInfo]]:
     return found
 
 
+def _users_own(module: nn.Module) -> bool:
+    """A module of the user's own class (not torch's) with modules inside: one holding tensors
+    itself holds them outside any layer (a ViT's or BERT's learned positions added in
+    forward). A leaf of an unknown class is a layer of a kind the validator does not know."""
+    return not type(module).__module__.startswith("torch.") and \
+        next(module.children(), None) is not None
+
+
+def held_directly(name: str, module: nn.Module) -> str:
+    """The parameters and buffers a module holds itself, with their shapes, in words."""
+    own = [("parameter", n, t) for n, t in module.named_parameters(recurse=False)] + \
+        [("buffer", n, t) for n, t in module.named_buffers(recurse=False)
+         if n != "num_batches_tracked"]
+    held = " and ".join(f"the {what} {n} {tuple(t.shape)}" for what, n, t in own)
+    who = f"module {name} ({type(module).__name__})" if name else type(module).__name__
+    return f"PyTorch {who} holds {held} directly, outside any torch.nn layer"
+
+
 def _with_groups(type_name: str, groups) -> str:
     """A layer's class, with its groups where it has more than one (a grouped conv)."""
     return f"{type_name} groups={groups}" if isinstance(groups, int) and groups > 1 \
@@ -212,8 +231,16 @@ def resolve_pairs(torch_model: nn.Module, keras_model, mapping: dict | None = No
     PyTorch modules left out (another output's head: outputs.off_the_output)."""
     fn = functional_graph(keras_model)
     torch_layers, keras_layers = _torch_layers(torch_model, leave_out), _keras_layers(fn)
-    unsupported = [unpaired_words(info.name, module)
-                   for module, info, _ in torch_layers.values() if info.kind == "other"]
+    others = [(module, info) for module, info, _ in torch_layers.values()
+              if info.kind == "other"]
+    bare = [held_directly(info.name, module) for module, info in others
+            if _users_own(module)]
+    if bare:
+        raise UsageError(f"{'; '.join(bare)}: the validator pairs PyTorch layers with "
+                         "Keras layers, and cannot pair a bare tensor with any; compare the "
+                         "two models whole with compare.py, each with its own weights "
+                         "(--pytorch-weights, --keras-weights) rather than --port-weights")
+    unsupported = [unpaired_words(info.name or "the model", module) for module, info in others]
     if unsupported:
         raise UsageError(f"cannot port PyTorch modules of these kinds: {', '.join(unsupported)}"
                          f"; the validator knows {PAIRED_LAYERS}")

@@ -4,9 +4,26 @@ whose weights cannot correspond."""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from dataclasses import dataclass, field
 
 from comparator.errors import UsageError
+
+# Whether the pairing's caller can pass mapping=: a Python call can, a command line cannot
+# (validate_port.py and compare.py have no such option), so its refusal says what to change
+# in the Keras model instead.
+_MAPPING_GIVABLE = contextvars.ContextVar("mapping_givable", default=True)
+
+
+@contextlib.contextmanager
+def without_mapping():
+    """Pairings in here were asked for by a command line, which cannot pass mapping=."""
+    token = _MAPPING_GIVABLE.set(False)
+    try:
+        yield
+    finally:
+        _MAPPING_GIVABLE.reset(token)
 
 
 @dataclass(frozen=True)
@@ -18,6 +35,7 @@ class LayerInfo:
     kind: str
     shapes: tuple[tuple[int, ...], ...]
     type_name: str = ""
+    merge_mode: str = ""  # a Keras Bidirectional's, which decides its output's width
 
 
 @dataclass(frozen=True)
@@ -31,7 +49,24 @@ class Pair:
 
 
 def _describe(info: LayerInfo) -> str:
-    return f"{info.name} ({info.type_name or info.kind}, weights {list(info.shapes)})"
+    return f"{info.name} ({info.type_name or info.kind}, {_layout_words(info)})"
+
+
+_RECURRENT_KINDS = ("lstm", "gru", "rnn")
+
+
+def _layout_words(info: LayerInfo) -> str:
+    """Its weight shapes; for attention and recurrent layers, whose shapes are one tuple of
+    settings (adapters/port_validation/pairs.py: _layer_level_info), those settings named."""
+    if info.kind == "attention" and len(info.shapes) == 1 and len(info.shapes[0]) == 6:
+        width, kdim, vdim, heads, head_width, biased = info.shapes[0]
+        return (f"width {width}, key and value widths {kdim} and {vdim}, {heads} heads of "
+                f"{head_width}, {'with' if biased else 'no'} biases")
+    if info.kind in _RECURRENT_KINDS and len(info.shapes) == 1 and len(info.shapes[0]) == 4:
+        inputs, units, directions, biased = info.shapes[0]
+        return (f"{inputs} inputs, {units} units, {directions} direction"
+                f"{'s' if directions > 1 else ''}, {'with' if biased else 'no'} biases")
+    return f"weights {[tuple(s) for s in info.shapes]}"
 
 
 def base_kind(kind: str) -> str:
@@ -85,13 +120,7 @@ def pair_layers(torch_layers: list[LayerInfo], keras_layers: list[LayerInfo],
             remaining = [k for k in keras_layers if k.name not in used]
             nearest = f"; the next unused Keras layer is {_describe(remaining[0])}" \
                 if remaining else "; every Keras layer is taken"
-            advice = ": pass mapping={torch_name: keras_name}"
-            if remaining and _without_bias(t, remaining[0]):
-                advice = (", which has no bias where PyTorch's has one: build it with "
-                          "use_bias=True")
-            elif remaining and (inputs := _other_groups(t, remaining[0])):
-                advice = (f", whose kernel takes {inputs[1]} input channels per group where "
-                          f"PyTorch's takes {inputs[0]}: build it with PyTorch's groups")
+            advice = _advice(t, remaining[0], pairs) if remaining else _NO_FIT
             raise UsageError(f"no Keras layer fits PyTorch {_describe(t)} by order and "
                              f"shape{nearest}{advice}")
         used.add(match.name)
@@ -101,6 +130,54 @@ def pair_layers(torch_layers: list[LayerInfo], keras_layers: list[LayerInfo],
         raise UsageError(f"Keras layers with weights that no PyTorch module matches: "
                          f"{', '.join(left)}")
     return pairs
+
+
+def _advice(t: LayerInfo, k: LayerInfo, pairs: list[tuple[LayerInfo, LayerInfo]]) -> str:
+    """Why the next unused Keras layer does not fit, where a setting explains it, and what
+    to change; else how to pair the layers otherwise."""
+    if _without_bias(t, k):
+        return ", which has no bias where PyTorch's has one: build it with use_bias=True"
+    if inputs := _other_groups(t, k):
+        return (f", whose kernel takes {inputs[1]} input channels per group where PyTorch's "
+                f"takes {inputs[0]}: build it with PyTorch's groups")
+    if heads := _other_heads(t, k):
+        return heads
+    if merged := _merged_before(t, k, pairs):
+        return merged
+    return _NO_FIT if _MAPPING_GIVABLE.get() else _NO_FIT_COMMAND_LINE
+
+
+_NO_FIT = ": pass mapping={torch_name: keras_name}"
+_NO_FIT_COMMAND_LINE = (": build the Keras layer with PyTorch's weight shapes, the weighted "
+                        "layers in the order PyTorch runs them")
+
+
+def _other_heads(t: LayerInfo, k: LayerInfo) -> str | None:
+    """Two attention layers of one width that split it into heads otherwise, in words."""
+    if t.kind != "attention" or k.kind != "attention" or len(t.shapes[0]) != 6 or \
+            len(k.shapes[0]) != 6:
+        return None
+    (*widths, heads, head_width, biased), theirs = t.shapes[0], k.shapes[0]
+    if (*widths, biased) != (*theirs[:3], theirs[5]) or (heads, head_width) == theirs[3:5]:
+        return None
+    return (f", which has num_heads={theirs[3]} of key_dim={theirs[4]} where PyTorch's "
+            f"has num_heads={heads} of {head_width} (embed_dim {widths[0]} / {heads}): build "
+            f"it as MultiHeadAttention(num_heads={heads}, key_dim={head_width})")
+
+
+def _merged_before(t: LayerInfo, k: LayerInfo, pairs: list[tuple[LayerInfo, LayerInfo]]
+                   ) -> str | None:
+    """The Keras Bidirectional before, where its merge mode (sum, mul, ave: one direction's
+    width) explains a layer taking half PyTorch's inputs (which concatenates both)."""
+    before = next((k_ for _, k_ in reversed(pairs) if k_.merge_mode), None)
+    if before is None or before.merge_mode not in ("sum", "mul", "ave"):
+        return None
+    if not t.shapes or not k.shapes or len(t.shapes[0]) != len(k.shapes[0]) or \
+            not any(m == 2 * n for m, n in zip(t.shapes[0], k.shapes[0])):
+        return None
+    return (f", which takes half PyTorch's inputs: Keras {before.name} merges its two "
+            f"directions with merge_mode='{before.merge_mode}', one direction's width, where "
+            f"PyTorch concatenates them: build it with merge_mode='concat'")
 
 
 def _fits(t: LayerInfo, k: LayerInfo) -> bool:

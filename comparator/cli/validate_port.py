@@ -131,14 +131,16 @@ def _run(args) -> int:
         check_outputs({"--json": args.json}, {}, pair_input_files(args))
     if _own_pair(args):
         from comparator import validate_pair
+        from comparator.analysis.layer_pairing import without_mapping
         from comparator.config.pair import parse_input_shapes
 
-        result = validate_pair(
-            args.pytorch, args.keras, pytorch_weights=args.pytorch_weights,
-            keras_weights=args.keras_weights, inputs=args.inputs, port=args.port_weights,
-            output=args.output,
-            input_shape=parse_input_shapes(args.input_shape) if args.input_shape else None,
-            **options)
+        with without_mapping():
+            result = validate_pair(
+                args.pytorch, args.keras, pytorch_weights=args.pytorch_weights,
+                keras_weights=args.keras_weights, inputs=args.inputs, port=args.port_weights,
+                output=args.output,
+                input_shape=parse_input_shapes(args.input_shape) if args.input_shape else None,
+                **options)
     else:
         result = validate_model(args.model, image_size=args.image_size,
                                 naive=args.naive, max_memory=args.max_memory, **options)
