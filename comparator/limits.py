@@ -17,6 +17,7 @@ PyTorch model and batch (adapters.pytorch.user's memory_counts, in an inference 
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import re
 import threading
@@ -55,10 +56,23 @@ def check_seed(seed, flag: str = "--seed") -> None:
                          f"Keras seed with), got {seed}")
 
 
-def check_float32(value, label: str, *, positive: bool = False) -> None:
-    """`value` must be finite once stored as float32 (and, if asked, not round to 0)."""
+def check_count(value, label: str) -> None:
+    """`value` must be a positive integer (steps, batch size)."""
     from comparator.errors import UsageError
 
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise UsageError(f"{label} must be a positive integer, got {value!r}")
+    if value <= 0:
+        raise UsageError(f"{label} must be positive, got {value}")
+
+
+def check_float32(value, label: str, *, positive: bool = False) -> None:
+    """`value` must be a number (not a string), finite once stored as float32 (and, if
+    asked, not round to 0)."""
+    from comparator.errors import UsageError
+
+    if isinstance(value, (bool, str, bytes)):
+        raise UsageError(f"{label} must be a number, got {value!r}")
     try:
         number = float(value)
     except (TypeError, ValueError):

@@ -549,16 +549,16 @@ def _pair_port_check(adapters: dict, batch: Batch, name: str = "keras") -> Check
 PAIR_LOSSES = ("logits", "probabilities", "mse")
 
 
-def _names(frameworks) -> tuple[str, ...]:
-    """frameworks as a tuple of names, from a list or a comma-separated string."""
-    names = frameworks.split(",") if isinstance(frameworks, str) else frameworks
+def _names(values, what: str = "frameworks",
+           examples: str = "pytorch, keras, keras-jax, ...") -> tuple[str, ...]:
+    """frameworks (or recipes) as a tuple of names, from a list or a comma-separated string."""
+    names = values.split(",") if isinstance(values, str) else values
     try:
         names = tuple(names)
     except TypeError:
         names = None
-    if not names or not all(isinstance(name, str) for name in names):
-        raise UsageError(f"frameworks takes names (pytorch, keras, keras-jax, ...), not "
-                         f"{frameworks!r}")
+    if not names or not all(isinstance(name, str) and name.strip() for name in names):
+        raise UsageError(f"{what} takes names ({examples}), not {values!r}")
     return tuple(name.strip() for name in names)
 
 
@@ -615,7 +615,10 @@ def compare_pair(torch_module, keras_model, inputs, labels_or_targets=None, *,
                            scenario_given=loss is not None,
                            batch_size=len(inputs[0] if isinstance(inputs, (tuple, list))
                                           else inputs), steps=steps, seed=seed, lr=lr,
-                           recipes=tuple(recipes), device=device, optimizer=optimizer,
+                           recipes=(() if isinstance(recipes, (tuple, list)) and not recipes
+                                    else _names(recipes, "recipes",
+                                                "pytorch:eval, keras:trainable_false, ...")),
+                           device=device, optimizer=optimizer,
                            loss="logits" if loss in (None, "mse") else loss,
                            frameworks=_names(frameworks))
     outcome = compare_user_pair(pair, config)

@@ -104,6 +104,7 @@ from adapters.port_validation.training import (  # noqa: E402
 )
 from comparator.analysis.training_side import compare_dropout, compare_statistics  # noqa: E402
 from comparator.errors import UsageError  # noqa: E402
+from comparator.limits import check_seed  # noqa: E402
 from comparator.config.pair import checked_output_keys, same_batch  # noqa: E402
 from comparator.analysis.layer_pairing import Pair  # noqa: E402
 from comparator.analysis.port_causes import likely_causes, softmax_axis_cause  # noqa: E402
@@ -111,6 +112,7 @@ from comparator.analysis.validation import (  # noqa: E402
     DEFAULT_GRADIENT_TOLERANCE,
     DEFAULT_TOLERANCE,
     MODES,
+    check_tolerance,
     Finding,
     LayerComparison,
     PassResult,
@@ -238,6 +240,9 @@ def validate_port(torch_model: nn.Module, keras_model, inputs, *, mapping: dict 
         raise UsageError("give output (the outputs to choose) or output_chosen (those the "
                          "models already return), not both")
     keys = checked_output_keys(output or output_chosen)
+    check_seed(seed, "seed")
+    check_tolerance(tolerance, "tolerance")
+    check_tolerance(gradient_tolerance, "gradient_tolerance")
     seed_spec_builders(torch_model, keras_model, seed)
     x, torch_model, torch_name, keras_model, keras_name, fn, checked = _checked_models(
         torch_model, keras_model, inputs, pytorch_weights, keras_weights,

@@ -23,6 +23,7 @@ gradients of every parameter after one backward pass of the same loss.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -41,6 +42,15 @@ DEFAULT_GRADIENT_TOLERANCE = GRADIENT_TOLERANCE
 # Where PyTorch float32 is itself this far from float64 (BatchNorm on a handful of values
 # per channel, gradients through them), agreement within the noise proves nothing.
 NOISE_CAP = 0.1
+
+
+def check_tolerance(value, label: str = "--tolerance") -> None:
+    """A tolerance is a relative difference in (0, 1); anything else is refused in one line."""
+    if isinstance(value, (bool, str, bytes)) or not isinstance(value, numbers.Real) \
+            or not 0 < value < 1:
+        raise UsageError(f"{label} is a relative difference in (0, 1), got {value!r}")
+
+
 MODES = ("inference", "training")
 # Causes that are measured framework arithmetic, not a port error: Keras's training-mode
 # BatchNorm output is float32 E[x^2] - E[x]^2 exactly (port_causes.one_pass_variance).

@@ -24,7 +24,11 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 def csv(value: str) -> tuple[str, ...]:
-    return tuple(v.strip() for v in value.split(",") if v.strip())
+    """Comma-separated names; none at all is refused (it would silently mean the default)."""
+    names = tuple(v.strip() for v in value.split(",") if v.strip())
+    if not names:
+        raise argparse.ArgumentTypeError(f"takes comma-separated names, got {value!r}")
+    return names
 
 
 def size_argument(value: str) -> int:

@@ -12,14 +12,15 @@ PAIR_ONLY = ("pytorch_weights", "keras_weights", "onnx", "input_shape", "inputs"
 ZOO_ONLY = ("preset", "image_size", "weights", "images")
 
 
-def add_model_arguments(group) -> None:
+def add_model_arguments(group, frameworks: bool = True) -> None:
     """The options that name a user's pair and its batch, shared by compare.py and
-    validate_port.py."""
+    validate_port.py (frameworks=False: a parser without --frameworks)."""
     group.add_argument("--pytorch", metavar="SPEC", help="the PyTorch model")
     group.add_argument("--keras", metavar="SPEC",
                        help="its Keras 3 counterpart (run on the torch backend in this "
-                            "process; --frameworks adds other Keras 3 backends and versions, "
-                            "each rebuilding it in a worker)")
+                            "process" + ("; --frameworks adds other Keras 3 backends and "
+                                         "versions, each rebuilding it in a worker)"
+                                         if frameworks else ")"))
     group.add_argument("--pytorch-weights", metavar="FILE",
                        help="a state_dict loaded into the PyTorch model: .pt/.pth "
                             "(read with weights_only=True) or .safetensors")

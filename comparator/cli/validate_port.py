@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         "factory), or a .keras file for --keras (loaded with safe_mode)")
     from comparator.cli.pair import add_model_arguments
 
-    add_model_arguments(own)
+    add_model_arguments(own, frameworks=False)
     own.add_argument("--port-weights", choices=["pytorch-to-keras", "keras-to-pytorch"],
                      help="copy one side's weights into the other first, as compare.py "
                           "does: validates the Keras architecture, whatever your port of "
@@ -105,12 +105,11 @@ def main(argv=None) -> int:
 
 
 def _options(args) -> dict:
-    from comparator.analysis.validation import DEFAULT_TOLERANCE
+    from comparator.analysis.validation import DEFAULT_TOLERANCE, check_tolerance
     from comparator.errors import UsageError
 
-    if args.tolerance is not None and not 0 < args.tolerance < 1:
-        raise UsageError(f"--tolerance is a relative difference in (0, 1), got "
-                         f"{args.tolerance}")
+    if args.tolerance is not None:
+        check_tolerance(args.tolerance)
     if args.rows < 0:
         raise UsageError(f"--rows must be 0 or more, got {args.rows}")
     return dict(modes=tuple(m.strip() for m in args.modes.split(",") if m.strip()),

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from comparator.config.frameworks import DEFAULT as FRAMEWORKS
 from comparator.config.frameworks import resolve_frameworks
-from comparator.limits import check_memory, check_numbers
+from comparator.limits import check_count, check_memory, check_numbers
 from comparator.config.recipes import Recipe, select
 from comparator.errors import UsageError
 from comparator.inputs.prepare import check_inputs
@@ -73,8 +73,7 @@ def resolve(config: CompareConfig) -> tuple[ModelSpec, CompareConfig, list[Recip
     if not vector:
         sizes.append(("image size", image_size))
     for label, value in sizes:
-        if value <= 0:
-            raise UsageError(f"{label} must be positive, got {value}")
+        check_count(value, label)
     if config.optimizer not in OPTIMIZERS:
         raise UsageError(f"unknown optimizer {config.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
     if not vector and image_size < spec.min_image_size:

@@ -17,6 +17,7 @@ from comparator.config.flavours import TF_KERAS
 from comparator.config.frameworks import resolve_frameworks, runs_in_worker
 from comparator.config.recipes import Recipe, select
 from comparator.errors import UsageError
+from comparator.limits import check_count, check_numbers
 
 PORT_DIRECTIONS = ("pytorch-to-keras", "keras-to-pytorch")
 DROPOUT_MODES = ("on", "off")
@@ -330,8 +331,8 @@ def resolve_pair_config(config: CompareConfig) -> tuple[CompareConfig, list[Reci
     if config.scenario not in SCENARIOS:
         raise UsageError(f"unknown scenario {config.scenario!r}; known: {', '.join(SCENARIOS)}")
     for label, value in (("batch size", config.batch_size), ("steps", config.steps)):
-        if value <= 0:
-            raise UsageError(f"{label} must be positive, got {value}")
+        check_count(value, label)
+    check_numbers(config)  # seed, learning rate, worker timeout, as resolve checks them
     if config.optimizer not in OPTIMIZERS:
         raise UsageError(f"unknown optimizer {config.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
     if config.loss not in LOSS_KINDS:
@@ -341,8 +342,6 @@ def resolve_pair_config(config: CompareConfig) -> tuple[CompareConfig, list[Reci
     if config.labels and config.scenario != "classify":  # else left unread by the targets
         raise UsageError(f"--labels are for the classify scenario, not {config.scenario}: "
                          "give regression targets with --targets")
-    if not (config.lr > 0 and np.isfinite(config.lr)):
-        raise UsageError(f"learning rate must be a positive number, got {config.lr}")
     if config.device != "cpu" and not config.device.startswith("cuda"):
         raise UsageError(f"unknown device {config.device!r}; use cpu or cuda")
     frameworks = _pair_frameworks(config.frameworks)
