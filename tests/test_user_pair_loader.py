@@ -70,6 +70,21 @@ def test_exported_program_loads_as_inference_only(saved):
                                    atol=1e-6)
 
 
+@pytest.mark.parametrize("direction", ["pytorch-to-keras", "keras-to-pytorch"])
+def test_weights_are_not_ported_into_or_from_an_exported_program(saved, direction):
+    """compare.py --port-weights on a .pt2 said the PyTorch modules and Keras layers 'meet
+    in running order, and the pairing knows only Conv1d and Conv2d, ...', where the
+    program's modules are flattened into one graph: the validator's words say so."""
+    import comparator
+
+    paths, _ = saved
+    with pytest.raises(UsageError, match=r"--port-weights cannot port into or from .*net\.pt2: "
+                                         r"it is a torch.export program, whose modules are "
+                                         r"flattened"):
+        comparator.compare_pair(paths["net.pt2"], pair.ported_keras_net(), X,
+                                port_weights=direction)
+
+
 def test_safe_mode_refusal_is_one_line(tmp_path):
     inputs = keras.Input((4,))
     model = keras.Model(inputs, keras.layers.Lambda(lambda t: t * 2.0)(inputs))

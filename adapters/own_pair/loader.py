@@ -217,6 +217,13 @@ def refuse_script_modules(model, where: str = "") -> None:
                      "the nn.Module it was scripted from")
 
 
+# Why a torch.export program's layers cannot be paired with Keras's (to port weights or
+# to trace them): the port validator and compare.py --port-weights refuse it in these words.
+PT2_NO_MODULES = ("it is a torch.export program, whose modules are flattened into one graph of "
+                  "ATen operations (no Conv2d or BatchNorm module runs, so none can be paired "
+                  "with a Keras layer); give the nn.Module itself (file.py:callable, with its "
+                  "state_dict as weights)")
+
 PT2_INFERENCE_ONLY = ("a torch.export program fixes its BatchNorm and Dropout modes at export "
                       "time, so train() cannot switch them: training-mode runs cannot be "
                       "represented")

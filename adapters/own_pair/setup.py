@@ -15,6 +15,7 @@ from adapters.keras.backend import keras
 from adapters.keras.user import KerasUserAdapter
 from adapters.pytorch.user import PyTorchUserAdapter
 from adapters.own_pair.loader import (
+    PT2_NO_MODULES,
     LoadedModel,
     as_keras,
     as_pytorch,
@@ -391,6 +392,9 @@ def _open(pair: UserPair, config, loaded: _Loaded, torch_adapter) -> OpenedPair:
         keras_layer(keras_side.model, keras_freeze)
         _require_trained_weights_on_the_output(torch_side.model, torch_freeze, loaded.leave_out,
                                                pair.output)
+    if pair.port_weights and torch_side.inference_only:
+        raise UsageError(f"--port-weights cannot port into or from {torch_side.source}: "
+                         f"{PT2_NO_MODULES}")
     pairing = pair_weights(torch_side.model, keras_side.model, x, loaded.leave_out,
                            loaded.keras_leave_out, loaded.keras_shape)
     if pair.port_weights:
