@@ -244,3 +244,16 @@ def test_compare_ports_a_subclassed_models_dense_after_a_flatten_as_one():
                                      port_weights="pytorch-to-keras",
                                      recipes=("pytorch:train", "keras:train"))
     assert report.checks[0].passed and "first_divergence" not in report.settings["pair"]
+
+
+def test_port_weights_ports_into_a_nested_functional_model_without_a_batch(validator):
+    """comparator.port_weights refused it ("cannot trace Keras layer 'base': it is a nested
+    model; ... flatten it"), where validate_port(..., port=...) and compare.py --port-weights
+    ported it: a nested functional model's graph is its call, so the trace on the declared
+    input is exact."""
+    import comparator
+
+    model = pair.keras_nested_net()
+    comparator.port_weights(pair.torch_net(), model)
+    result = validator.validate_port(pair.torch_net(), model, _inputs(), **FAST)
+    assert result.passed, result.render()

@@ -117,17 +117,13 @@ def _keras_layer_level_info(layer, kind: str) -> LayerInfo:
 
 def torch_side(model, weights: str | None):
     """The PyTorch module to trace, from an object or a SPEC, and its name."""
-    from adapters.own_pair.loader import as_pytorch
+    from adapters.own_pair.loader import PT2_NO_MODULES, as_pytorch
 
     _refuse_onnx(model)
     loaded = as_pytorch(model, weights)
     if loaded.inference_only or _exported(loaded.model):
         where = f" {loaded.source}" if loaded.source != "<object>" else ""
-        raise UsageError(f"cannot trace the PyTorch model{where}: it is a torch.export program, "
-                         "whose modules are flattened into one graph of ATen operations "
-                         "(no Conv2d or BatchNorm module runs, so none can be paired with a "
-                         "Keras layer); give the nn.Module itself (file.py:callable, with "
-                         "its state_dict as weights)")
+        raise UsageError(f"cannot trace the PyTorch model{where}: {PT2_NO_MODULES}")
     return loaded.model, loaded.name
 
 
@@ -304,7 +300,7 @@ def port_weights(torch_model: nn.Module, keras_model, *, direction: str = "torch
     """
     if direction not in ("torch_to_keras", "keras_to_torch"):
         raise UsageError(f"direction must be torch_to_keras or keras_to_torch, not {direction!r}")
-    keras_model = _separables_opened(keras_model)
+    keras_model = _opened_exactly(keras_model)
     pairs = resolve_pairs(torch_model, keras_model, mapping, pairs, leave_out)
     fn = functional_graph(keras_model)
     by_name = {layer.name: layer for layer in fn.layers}
@@ -333,16 +329,25 @@ def port_weights(torch_model: nn.Module, keras_model, *, direction: str = "torch
     return pairs
 
 
-def _separables_opened(keras_model):
-    """A functional or Sequential model whose only layers to open are separable convolutions, as the
-    graph with their parts (tracing.separable_parts), traced on its declared input: the parts
-    hold the layers' own variables and compute them exactly, so no batch need check the
-    trace. Any other model as it is (validate_port traces one on its inputs)."""
+def _opened_exactly(keras_model):
+    """A functional or Sequential model of one input whose only layers to open are separable
+    convolutions and nested functional or Sequential models, as the graph traced on its
+    declared input: a separable convolution's parts (tracing.separable_parts) hold its own
+    variables and compute it exactly, and a nested model's graph is its call, so no batch
+    need check the trace. Any other model as it is (validate_port traces one on its
+    inputs)."""
     opened = layers_to_open(keras_model)
-    if not opened or not all(isinstance(layer, SEPARABLE_CONVS) for layer in opened):
+    if not opened or not all(_opens_exactly(layer) for layer in opened):
         return keras_model
     fn = functional_graph(keras_model)
+    if len(fn.inputs) != 1:
+        return keras_model
     return symbolic_graph(fn, tuple(fn.inputs[0].shape[1:]), fn.inputs[0].dtype)
+
+
+def _opens_exactly(layer) -> bool:
+    return isinstance(layer, SEPARABLE_CONVS) or (
+        type(layer) in (Functional, keras.Sequential))
 
 
 def as_port(pair: Pair) -> LayerPort:
