@@ -4,6 +4,7 @@ whose rerun leaves the difference where it was is reported as ruled out, never a
 import io
 import types
 
+import numpy as np
 import pytest
 from rich.console import Console
 
@@ -58,19 +59,39 @@ def _run(bn_batch_stats=0, trainable_params=10, first_loss=1.0):
         losses=types.SimpleNamespace(train_step=[first_loss]))
 
 
-@pytest.mark.parametrize("other", [_run(bn_batch_stats=3), _run(trainable_params=4),
-                                   _run(first_loss=1.5)])
-def test_no_optimizer_rerun_for_steps_that_computed_different_gradients(other):
-    """Different BatchNorm modes, trainable weights or first losses: the gradients differ,
-    and no optimizer constant can bring the weights together, so none is rerun."""
-    def never():
-        raise AssertionError("rerun for a pair whose steps differ")
+def _never():
+    raise AssertionError("rerun for a pair whose steps differ")
 
-    rerun = types.SimpleNamespace(adapter=types.SimpleNamespace(), final_state=never)
+
+@pytest.mark.parametrize("other", [_run(bn_batch_stats=3), _run(trainable_params=4)])
+def test_no_optimizer_rerun_for_steps_that_computed_different_gradients(other):
+    """Different BatchNorm modes or trainable weights: the gradients differ, and no
+    optimizer constant can bring the weights together, so none is rerun."""
+    rerun = types.SimpleNamespace(adapter=types.SimpleNamespace(), final_state=_never)
     eq = types.SimpleNamespace(a="keras:x", b="pytorch:y", max_weight_diff=0.01)
     config = types.SimpleNamespace(optimizer="adam", steps=1)
     runs = {"keras:x": _run(), "pytorch:y": other}
     assert _weight_causes(eq, config, rerun, runs, {}) == []
+
+
+def test_a_step_of_the_same_function_that_reported_another_loss_is_held_to_float64():
+    """The same modes and trainable weights, another first loss: float32 rounding parted the
+    losses (Keras's one-pass batch variance over two values per channel) or something else
+    did. No optimizer constant is rerun; the float64 rerun says which."""
+    exact = {"w": np.array([1.0, 2.0])}
+    rerun = types.SimpleNamespace(adapter=types.SimpleNamespace(), final_state=_never,
+                                  float64_state=lambda: exact)
+    eq = types.SimpleNamespace(a="keras:x", b="pytorch:y", max_weight_diff=0.01)
+    config = types.SimpleNamespace(optimizer="adam", steps=1)
+    runs = {"keras:x": _run(first_loss=1.5), "pytorch:y": _run()}
+    states = {"keras:x": {"w": np.array([1.0, 2.01])}, "pytorch:y": {"w": np.array([1.0, 2.02])}}
+    (cause,) = _weight_causes(eq, config, rerun, runs, states)
+    assert cause["cause"] == "float32_rounding" and cause["explains"]
+    assert cause["text"].startswith("The train-step losses differ (1.5 vs 1), and so do the "
+                                    "gradients. Re-run of pytorch:y in float64:")
+    states["keras:x"]["w"] = np.array([1.0, 2.5])
+    (cause,) = _weight_causes(eq, config, rerun, runs, states)
+    assert not cause["explains"]
 
 
 @pytest.mark.parametrize("framework", ["pytorch", "keras"])
@@ -147,3 +168,14 @@ def test_one_momentum_rerun_serves_every_keras_framework_with_those_momenta():
     rerun.statistics_with_momenta({"bn": 0.1}, first_step=False)
     rerun.statistics_with_momenta({"bn": 0.01}, first_step=True)
     assert adapter.calls == 3
+
+
+@pytest.mark.parametrize("value, before, label", [
+    (1e-6, 0.0077, "why"), (0.00022, 0.0077, "part of why"), (0.0007, 0.00089, "ruled out")])
+def test_a_rerun_that_closed_most_of_the_gap_is_not_printed_as_ruled_out(value, before, label):
+    """Adam's epsilon placement on a user's pair over one step closed 0.0077 to 0.00022 and
+    was printed as ruled out, which says the rerun left the difference where it was."""
+    from comparator.report.markdown import cause_label
+
+    cause = {"value": value, "before": before, "explains": value <= 1e-5}
+    assert cause_label(cause) == label

@@ -82,7 +82,7 @@ def _weight_causes(eq, config, rerun, runs, states) -> list[dict]:
     if eq.max_weight_diff is None or eq.max_weight_diff <= STATE_TOLERANCE:
         return []
     if not _same_step_function(runs[eq.a], runs[eq.b]):
-        return []
+        return _rounding_of_the_step(eq, rerun, runs, states)
     causes = _adam_causes(eq, config, rerun, states)
     if any(c["explains"] for c in causes):
         return causes
@@ -202,6 +202,25 @@ def _weight_causes_beside(padding: list[dict], eq, config, rerun, runs, states) 
         rerun.unpadded = False
     for cause in causes:
         cause["text"] += " (This rerun gave PyTorch's Embeddings no padding_idx as well.)"
+    return causes
+
+
+def _rounding_of_the_step(eq, rerun, runs, states) -> list[dict]:
+    """Steps of the same function (the same BatchNorm modes and trainable weights) whose
+    reported losses differ anyway: float32 rounding can part the losses and then the
+    gradients, as Keras's one-pass batch variance does over two values per channel (a
+    ResNet18 at 32 px, batch 2: train-step losses 1.86068 and 1.85821, weights up to 2.74
+    apart after a step that moved them by up to 19). The float64 rerun measures how far
+    float32 itself lands from the exact step."""
+    a, b = runs[eq.a], runs[eq.b]
+    if not (a.modes.bn_batch_stats == b.modes.bn_batch_stats
+            and a.state.trainable_params == b.state.trainable_params):
+        return []
+    causes = _float32_causes(eq, rerun, states)
+    for cause in causes:
+        cause["text"] = (f"The train-step losses differ ({a.losses.train_step[0]:.6g} vs "
+                         f"{b.losses.train_step[0]:.6g}), and so do the gradients. "
+                         + cause["text"])
     return causes
 
 
