@@ -20,7 +20,7 @@ from comparator.analysis.equivalence import (
     equivalences,
     old_keras_frozen_bn_findings,
 )
-from comparator.analysis.versions import version_findings
+from comparator.analysis.versions import saved_training_finding, version_findings
 from comparator.analysis.tolerances import (FIT_VALIDATION_TOLERANCE, FLOAT32_FACTOR,
                                              PORT_TOLERANCE)
 from comparator.config import ADAM_EPSILON, LOSS_DESCRIPTIONS, CompareConfig, resolve
@@ -477,8 +477,10 @@ def _compare_opened(opened, config: CompareConfig, recipes, progress, clock) -> 
     settings = _pair_settings(config, opened)
     settings["conventions"].update({name: found for name, found in measured.conventions.items()
                                     if adapters[name].runs_in_worker})
+    runs = measured.runs.values()
+    keras_source = settings["pair"]["keras"]["source"]
     report = _report(opened.name, config, settings, adapters, measured, port_checks, clock,
-                     tuple(version_findings(measured.runs.values())))
+                     (*version_findings(runs), *saved_training_finding(runs, keras_source)))
     progress("done", 1)
     return Outcome(report=report, batch=batch, adapters=adapters, bn_deltas=measured.bn_deltas,
                    release=opened.release)

@@ -36,8 +36,17 @@ def version_label(run) -> str:
     return version
 
 
-def behaviour(run) -> str:
-    """The measured behaviour of one run, in words that are equal when behaviours are."""
+def behaviour(run, dropout: bool = False) -> str:
+    """The measured behaviour of one run, in words that are equal when behaviours are;
+    with `dropout`, its active Dropout layers too."""
+    said = _batchnorm_behaviour(run)
+    # training_false's words count the Dropout layers already (honoured or overridden).
+    if dropout and run.modes.dropout_layers and run.recipe != "training_false":
+        said += f", Dropout active {run.modes.dropout_active}/{run.modes.dropout_layers}"
+    return said
+
+
+def _batchnorm_behaviour(run) -> str:
     modes, state = run.modes, run.state
     if run.recipe == "training_false":
         return _training_false_behaviour(modes, state)
@@ -46,6 +55,13 @@ def behaviour(run) -> str:
     stats = "batch statistics" if modes.bn_batch_stats else "moving statistics"
     moved = "moving statistics updated" if state.bn_stats_changed else "moving statistics kept"
     return f"{stats}, {moved}"
+
+
+def _dropout_differs(runs) -> bool:
+    """Whether the versions' runs of one recipe left other numbers of Dropout layers active
+    (a .keras file of Keras 3.15.1 records training=False on a functional model's Dropout
+    calls, which 3.16.0.dev2026102704 honours: Dropout active 1/1 against 0/1)."""
+    return len({r.modes.dropout_active for r in runs}) > 1
 
 
 # training_false's words where the layers outside the base ran in inference mode too: the
@@ -91,10 +107,11 @@ def _ordered(runs) -> list:
 def _groups(runs, with_backend: bool) -> list[tuple[str, list[str]]]:
     """Consecutive versions that behave alike: [(behaviour, [labels])]."""
     groups: list[tuple[str, list[str]]] = []
+    dropout = _dropout_differs(runs)
     for run in _ordered(runs):
         shown = with_backend and run.framework != "tf-keras"  # Keras 2 is TensorFlow's
         label = version_label(run) + (f" ({run.backend})" if shown else "")
-        said = behaviour(run)
+        said = behaviour(run, dropout)
         keras2 = run.framework == "tf-keras"
         if groups and groups[-1][0] == said and not keras2 and not groups[-1][2]:
             if label not in groups[-1][1]:
@@ -128,7 +145,8 @@ def version_findings(runs) -> list[str]:
     for run in runs:
         by_recipe.setdefault(run.recipe, []).append(run)
     for recipe, group in by_recipe.items():
-        if len({behaviour(r) for r in group}) < 2:
+        dropout = _dropout_differs(group)
+        if len({behaviour(r, dropout) for r in group}) < 2:
             continue
         with_backend = len({r.backend for r in group if r.framework != "tf-keras"}) > 1
         parts = [f"{said} in {_span(labels)}" for said, labels in _groups(group, with_backend)]
@@ -183,3 +201,56 @@ def _outside_counts(outside: dict) -> str:
               f"Dropout active {outside['dropout_active']}/{outside['dropout_layers']}"
               if outside["dropout_layers"] else ""]
     return ", ".join(c for c in counts if c)
+
+
+def recorded_training_calls(path: str) -> tuple[str, list[str]]:
+    """(the Keras version that saved a .keras file, the layers whose calls its config records
+    with training=False); ("", []) for anything else. Keras 3.15.1 writes training=False into
+    a functional model's Dropout calls though the model's code never passes it (measured:
+    get_config of keras.Model(i, Dropout(0.5)(Dense(8)(i)))), and 3.16.0.dev2026102704,
+    loading such a file, keeps those Dropout layers off in training."""
+    import json
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json"))
+            saved_by = json.loads(archive.read("metadata.json")).get("keras_version", "")
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return "", []
+    return str(saved_by), list(dict.fromkeys(_called_with_training_false(config)))
+
+
+def _called_with_training_false(config) -> list[str]:
+    """The names of the layers in a saved config (nested models' too) one of whose calls
+    records training=False."""
+    found = []
+    layers = config.get("config", {}).get("layers", []) if isinstance(config, dict) else []
+    for layer in layers:
+        nodes = layer.get("inbound_nodes") or []
+        if any(isinstance(node, dict) and (node.get("kwargs") or {}).get("training") is False
+               for node in nodes):
+            found.append(layer.get("config", {}).get("name") or layer.get("name", "?"))
+        found += _called_with_training_false(layer)
+    return found
+
+
+def saved_training_finding(runs, keras_source: str) -> list[str]:
+    """Where Keras versions left other numbers of Dropout layers active and the Keras model
+    came from a .keras file whose config records training=False on some calls: which."""
+    runs = [r for r in runs if is_keras(r)]
+    by_recipe: dict[str, list] = {}
+    for run in runs:
+        by_recipe.setdefault(run.recipe, []).append(run)
+    if not versions_compared(runs) or not any(_dropout_differs(g) for g in by_recipe.values()):
+        return []
+    if not str(keras_source).endswith(".keras"):
+        return []
+    saved_by, layers = recorded_training_calls(keras_source)
+    if not layers:
+        return []
+    return [f"the .keras file (saved by Keras {saved_by or 'an unknown version'}) records "
+            f"training=False on the calls of {', '.join(layers)}: a version that honours a "
+            "call's recorded arguments keeps those layers in inference mode inside fit, one "
+            "that passes fit's training=True to every layer does not (Keras 3.15.1 records it "
+            "on a functional model's Dropout calls that its code never passed)"]
