@@ -55,6 +55,7 @@ from adapters.port_validation.causes import (  # noqa: E402
 )
 from adapters.port_validation.fused_activations import fused_activations, with_fused  # noqa: E402
 from adapters.port_validation.gradients import compare_gradients  # noqa: E402
+from adapters.port_validation.layer_order import keras_ancestors, order_cause  # noqa: E402
 from adapters.port_validation.model_outputs import (  # noqa: E402
     at_output,
     output_note,
@@ -547,6 +548,7 @@ def _mode_passes(setup: _Setup, mode: str, isolation: bool, tolerance: float):
         if isolated:
             comparisons = _operation_settings_named(setup, comparisons, inputs_seen, mode, trace)
             comparisons = _padding_modes_named(setup, comparisons, inputs_seen, trace, mode)
+            comparisons = _layer_order_named(setup, comparisons, mode)
             # The last paired layer hands PyTorch's value on: the model output says nothing
             # in this pass, but where it differs while no layer does.
             passes.append(PassResult(mode, True, comparisons, None, False))
@@ -637,6 +639,30 @@ def _softmax_after_the_pairs(setup: _Setup, keras_inputs: dict, mode: str,
         return None
     return Finding(found.torch_module, found.keras_op, f"{mode}, isolated, output",
                    (softmax_axis_cause(found, after_last_pair=True),))
+
+
+def _layer_order_named(setup: _Setup, comparisons, mode: str) -> tuple[LayerComparison, ...]:
+    """A layer whose input differs with nothing else to say why (an attention pair, which
+    is not rerun alone, or one fed by no Keras operation) gets the paired layers that run
+    on the other side of it in the two models, where there are any."""
+    named = []
+    for c in comparisons:
+        codes = [cause.code for cause in c.causes]
+        if c.diverges and codes in ([], ["between_layers"]):
+            found = order_cause(c.torch_module, c.keras_layer, setup.pairs,
+                                _run_order(setup, mode), _layer_types(setup),
+                                keras_ancestors(setup.fn))
+            if found is not None:
+                c = dataclasses.replace(c, causes=(found, *c.causes))
+        named.append(c)
+    return tuple(named)
+
+
+def _layer_types(setup: _Setup) -> dict[str, dict[str, str]]:
+    return {"torch_module": {p.torch_module: type(setup.modules[p.torch_module]).__name__
+                             for p in setup.pairs},
+            "keras_layer": {p.keras_layer: type(setup.by_name[p.keras_layer]).__name__
+                            for p in setup.pairs}}
 
 
 def _pads_before(setup: _Setup, torch_key: str) -> tuple:
