@@ -124,6 +124,10 @@ def test_a_file_with_classes_keras_cannot_find_names_them(tmp_path):
     ("pytorch", "no_such_package_xyz.models:Net", "cannot import module 'no_such_package_xyz"),
     ("pytorch", "missing/file.py:Net", "no such file: missing/file.py"),
     ("pytorch", f"{MODELS_FILE}:NoSuchNet", "has no attribute 'NoSuchNet'; it defines: "),
+    # The closest of what the file defines itself, not what it imports (np, torch, keras).
+    ("pytorch", f"{MODELS_FILE}:ResidualNt",
+     r"has no attribute 'ResidualNt' \(did you mean 'ResidualNet'\?\); it defines: "
+     r"ResidualNet, another_model_off_torch, broken_factory, keras_residual_net, "),
     ("pytorch", f"{MODELS_FILE}:broken_factory",
      r"calling broken_factory\(\) raised ValueError: the factory needs a config file"),
     ("pytorch", f"{MODELS_FILE}:not_a_model",

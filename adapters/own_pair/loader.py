@@ -104,11 +104,25 @@ def resolve_callable(spec: str):
     target = module
     for part in attribute.split("."):
         if not hasattr(target, part):
-            public = sorted(n for n in vars(module) if not n.startswith("_"))
-            raise UsageError(f"{where} has no attribute {attribute!r}; it defines: "
-                             f"{', '.join(public[:12]) or 'nothing public'}")
+            raise UsageError(f"{where} has no attribute {attribute!r}"
+                             f"{_defined_words(module, attribute)}")
         target = getattr(target, part)
     return target, attribute
+
+
+def _defined_words(module, attribute: str) -> str:
+    """The classes and functions the file defines itself (not what it imports: np, torch,
+    keras), the closest to the name asked for first, twelve at most and how many more."""
+    import difflib
+
+    own = sorted(n for n, v in vars(module).items() if not n.startswith("_") and callable(v)
+                 and getattr(v, "__module__", None) == module.__name__)
+    close = difflib.get_close_matches(attribute, own, n=1)
+    said = f" (did you mean {close[0]!r}?)" if close else ""
+    if not own:
+        return f"{said}; it defines no class or function"
+    more = f", and {len(own) - 12} more" if len(own) > 12 else ""
+    return f"{said}; it defines: {', '.join(own[:12])}{more}"
 
 
 def _build(target, name: str, is_model, expected: str):
