@@ -214,11 +214,14 @@ def verdict(report: Report) -> str:
 def cause_label(cause: dict) -> str:
     """A cause a rerun tested: `why` when switching it brought the two runs together (or,
     for the BatchNorm conventions, says by how much), `part of why` when the rerun closed
-    at least half of the gap but not all of it, `ruled out` when it left the difference
+    at least half of the gap but not all of it, `inconclusive` when it could not judge
+    (float32 cannot pin an ill-conditioned step), `ruled out` when it left the difference
     about where it was. (Adam's epsilon placement on a user's pair over one step closed
     0.0077 to 0.00022: that was printed as ruled out.)"""
     if cause.get("explains", True):
         return "why"
+    if cause.get("inconclusive"):
+        return "inconclusive"
     value, before = cause.get("value"), cause.get("before")
     if isinstance(value, (int, float)) and isinstance(before, (int, float)) and \
             0 <= value <= before / 2:
