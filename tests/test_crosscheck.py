@@ -80,7 +80,7 @@ def test_a_step_of_the_same_function_that_reported_another_loss_is_held_to_float
     did. No optimizer constant is rerun; the float64 rerun says which."""
     exact = {"w": np.array([1.0, 2.0])}
     rerun = types.SimpleNamespace(adapter=types.SimpleNamespace(), final_state=_never,
-                                  float64_state=lambda: exact)
+                                  float64_state=lambda: exact, float32_errors={})
     eq = types.SimpleNamespace(a="keras:x", b="pytorch:y", max_weight_diff=0.01)
     config = types.SimpleNamespace(optimizer="adam", steps=1)
     runs = {"keras:x": _run(first_loss=1.5), "pytorch:y": _run()}
