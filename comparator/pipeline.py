@@ -12,7 +12,7 @@ from importlib import metadata
 import numpy as np
 
 from comparator.interrupts import raise_if_requested
-from comparator.analysis.crosscheck import explain_pair
+from comparator.analysis.crosscheck import explain_keras_pair, explain_pair
 from comparator.analysis.diagnosis import explain_run
 from comparator.analysis.states import bn_layer_deltas
 from comparator.analysis.equivalence import (
@@ -223,6 +223,8 @@ def _measure(recipes, adapters, batch, config, progress, clock,
                                 compared_states(runs, states, dropout_free, eq.a, eq.b)))
             found.append(explain_pair(eq, conventions, recipes, adapters, batch, config, runs,
                                       compared, reruns))
+        # Two Keras runs, once each has been held against PyTorch's reruns.
+        found = [explain_keras_pair(eq, reruns) for eq in found]
         clock.phase("diagnosis")
     checks = _divergence_checks(diverged) + _validation_checks(runs)
     return _Measured(runs, explanations, found, checks, unavailable + diverged, conventions,

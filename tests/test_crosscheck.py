@@ -80,7 +80,7 @@ def test_a_step_of_the_same_function_that_reported_another_loss_is_held_to_float
     did. No optimizer constant is rerun; the float64 rerun says which."""
     exact = {"w": np.array([1.0, 2.0])}
     rerun = types.SimpleNamespace(adapter=types.SimpleNamespace(), final_state=_never,
-                                  float64_state=lambda: exact)
+                                  float64_state=lambda: exact, float32_errors={})
     eq = types.SimpleNamespace(a="keras:x", b="pytorch:y", max_weight_diff=0.01)
     config = types.SimpleNamespace(optimizer="adam", steps=1)
     runs = {"keras:x": _run(first_loss=1.5), "pytorch:y": _run()}
@@ -189,7 +189,7 @@ def test_a_step_float32_cannot_pin_is_inconclusive_not_rounding():
 
     exact = {"w": np.array([1.0, 2.0])}
     rerun = types.SimpleNamespace(adapter=types.SimpleNamespace(), final_state=_never,
-                                  float64_state=lambda: exact)
+                                  float64_state=lambda: exact, float32_errors={})
     eq = types.SimpleNamespace(a="keras:x", b="pytorch:y", max_weight_diff=0.4)
     config = types.SimpleNamespace(optimizer="sgd", steps=1)
     runs = {"keras:x": _run(first_loss=1.5), "pytorch:y": _run()}
@@ -199,6 +199,7 @@ def test_a_step_float32_cannot_pin_is_inconclusive_not_rounding():
     assert cause["inconclusive"] and not cause["explains"]
     assert "where the step moved them by up to 2.2: float32 cannot pin this step" in cause["text"]
     assert cause_label(cause) == "inconclusive"
+    assert rerun.float32_errors == {}  # judges no pair of two Keras runs either
     runs["pytorch:y"].state.max_weight_delta = 22.0  # the same errors, a step ten times as large
     (cause,) = _weight_causes(eq, config, rerun, runs, states)
     assert cause["explains"] and "inconclusive" not in cause

@@ -83,7 +83,7 @@ def test_float32_rounding_explains_weight_differences_only_within_a_few_times_to
 
     exact = {"w": np.array([1.0, 2.0])}
     states = {"keras:x": {"w": np.array([1.0, 2.003])}, "pytorch:y": {"w": np.array([1.0, 2.002])}}
-    rerun = types.SimpleNamespace(float64_state=lambda: exact)
+    rerun = types.SimpleNamespace(float64_state=lambda: exact, float32_errors={})
     eq = types.SimpleNamespace(a="keras:x", b="pytorch:y", max_weight_diff=1e-3)
     (cause,) = _float32_causes(eq, rerun, states)
     assert cause["explains"] and cause["torch_float32_error"] == pytest.approx(2e-3)

@@ -7,7 +7,9 @@ the cause, and if it stays, the cause is reported as ruled out (`explains`).
 Weights that no optimizer constant brings together after steps that computed
 the same gradients are then held against a float64 rerun: float32 rounding, or
 not. Steps that computed different gradients (other BatchNorm modes, trainable
-weights or losses) get neither rerun: their differences already say why.
+weights or losses) get neither rerun: their differences already say why. Two Keras runs
+whose weights differ get no rerun of their own: where both were held against the same
+float64 rerun, their two distances from it say whether their difference is rounding.
 """
 
 from __future__ import annotations
@@ -243,11 +245,59 @@ def _float32_causes(eq, rerun, states, step: float | None = None) -> list[dict]:
                  "text": f"{measured}, where the step moved them by up to {step:.2g}: float32 "
                          "cannot pin this step (its gradient is ill-conditioned), so the rerun "
                          "says nothing of whether the frameworks computed the same."}]
-    within = keras_error <= max(FLOAT32_FACTOR * torch_error, STATE_TOLERANCE)
+    # Kept for the pairs of two Keras runs held against this same rerun (explain_keras_pair);
+    # an inconclusive rerun is not kept, as it judges no pair.
+    rerun.float32_errors.update({eq.a: keras_error, eq.b: torch_error})
+    within = _within_rounding(keras_error, torch_error)
     verdict = ("both frameworks are as close to the float64 result as float32 allows: the "
                "difference is rounding, not a different computation" if within else
                "Keras is further from it than float32 rounding explains")
     return [{**cause, "explains": within, "text": f"{measured}; {verdict}."}]
+
+
+def _within_rounding(error: float, torch_error: float) -> bool:
+    return error <= max(FLOAT32_FACTOR * torch_error, STATE_TOLERANCE)
+
+
+def explain_keras_pair(eq, reruns: dict):
+    """A pair of two Keras runs (backends or versions) whose weights differ, given a cause
+    where both runs were held against the float64 rerun of the same PyTorch recipe in their
+    pairs with it (explain_pair, which keeps each run's distance on the rerun): no rerun of
+    its own. The rounding explains the difference where both are as close to the float64
+    weights as float32 allows (FLOAT32_FACTOR times PyTorch's own float32 distance); and,
+    as for a Keras run against PyTorch, only a pair that differs in nothing but its weights
+    is then equivalent."""
+    if eq.a.startswith("pytorch:") or eq.b.startswith("pytorch:") or \
+            eq.max_weight_diff is None or eq.max_weight_diff <= STATE_TOLERANCE:
+        return eq
+    rerun = next((rerun for rerun in reruns.values()
+                  if eq.a in rerun.float32_errors and eq.b in rerun.float32_errors), None)
+    if rerun is None:
+        return eq
+    errors = {run: rerun.float32_errors[run] for run in (eq.a, eq.b)}
+    torch_error = rerun.float32_errors[rerun.recipe.id]
+    beyond = [run for run, error in errors.items() if not _within_rounding(error, torch_error)]
+    further = max(errors, key=errors.get)
+    numbers = (f"{eq.a} {errors[eq.a]:.2g}, {eq.b} {errors[eq.b]:.2g}; PyTorch's own float32 "
+               f"{torch_error:.2g}")
+    if not beyond:
+        verdict = (f"each is as close to it as float32 allows ({numbers}): their weights "
+                   "differ by rounding, not by a different computation")
+    elif len(beyond) == 1:
+        verdict = (f"{beyond[0]} is further from it than float32 rounding explains, the other "
+                   f"is not ({numbers}): their weights differ by more than rounding")
+    else:
+        verdict = (f"both are further from it than float32 rounding explains, {further} the "
+                   f"further ({numbers}), so it cannot tell whether their weights differ by "
+                   "rounding alone")
+    cause = {"cause": "float32_rounding", "value": errors[further],
+             "before": eq.max_weight_diff, "torch_float32_error": torch_error,
+             "float32_errors": errors, "explains": not beyond,
+             "text": f"Re-run of {rerun.recipe.id} in float64, against which both were held: "
+                     f"{verdict}."}
+    weights_only = all(d.startswith("weights after the step") for d in eq.differences)
+    return dataclasses.replace(eq, causes=(*eq.causes, cause),
+                               equivalent=eq.equivalent or (weights_only and not beyond))
 
 
 class _Rerun:
@@ -259,6 +309,9 @@ class _Rerun:
         self._states: dict = {}  # by variant
         # Every rerun also trains the Embeddings' padding rows, as Keras does.
         self.unpadded = False
+        # Each run's weights' distance from the float64 rerun's, where measured: the PyTorch
+        # recipe's own and the Keras runs held against it.
+        self.float32_errors: dict[str, float] = {}
 
     def final_state_with(self, variant: str, optimizer_overrides: dict) -> dict:
         variant = f"{variant}, unpadded" if self.unpadded else variant

@@ -21,7 +21,7 @@ from comparator.analysis.referee import (
     output_weights,
 )
 from comparator.analysis.tolerances import LOGIT_TOLERANCE
-from comparator.errors import UsageError
+from comparator.errors import UsageError, one_line
 from comparator.schema import Check, _clean
 
 USER_FILE = "onnx:file"
@@ -145,8 +145,9 @@ def referee_file(outcome, path: str, load_runtime, device: str = "cpu") -> Refer
     try:
         run = onnxrt.run_onnx(path, x, device, names=chosen)
     except Exception as exc:  # noqa: BLE001
+        # Every line: ONNX Runtime names a wrong dimension's index and size after its first.
         raise UsageError(f"--onnx: ONNX Runtime cannot run {path} on the batch "
-                         f"({_one_line(exc)})") from None
+                         f"({type(exc).__name__}: {one_line(str(exc))})") from None
     # A graph taking Keras's layout was exported from Keras: its outputs are Keras's too.
     outputs = (batch.outputs_as_pytorch(run.outputs) if layout == _KERAS_LAYOUT
                else run.outputs)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from comparator.errors import UsageError
+from comparator.errors import UsageError, one_line
 from comparator.io import why_not_a_file
 from comparator.zoo import ModelSpec
 
@@ -143,10 +143,9 @@ def missing_checkpoint(what: str, path: str, url: str, env: str, reason: str = "
 
 
 def unreadable_checkpoint(path: str, exc: BaseException) -> UsageError:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    first = " ".join(lines[:2]) or type(exc).__name__
+    reason = one_line(str(exc), 300) or type(exc).__name__
     return UsageError(f"cannot load the checkpoint {path}: truncated, corrupt or not a "
-                      f"checkpoint of this kind ({first[:200]})")
+                      f"checkpoint of this kind ({reason})")
 
 
 def refused_pickle(path: str, exc: BaseException) -> UsageError:
