@@ -293,26 +293,40 @@ class TorchCall(NamedTuple):
     module: nn.Module
 
 
-def torch_calls(model: nn.Module, x, mode: str, paired: set[str]) -> list[TorchCall]:
+def torch_calls(model: nn.Module, x, mode: str, paired: set[str],
+                keep: dict | None = None) -> list[TorchCall]:
     """The modules without children (and the paired modules) in the order their calls
     ended, in one forward pass in this mode, and the functions of function_calls.py that
-    forward() calls outside them (inside them, the call is the module's own)."""
-    calls, running, count = [], [], collections.Counter()
+    forward() calls outside them (inside them, the call is the module's own). keep: the
+    positions in that order whose input to keep (a copy, in PyTorch's layout) as values."""
+    calls, running, given, count = [], [], [], collections.Counter()
     recorded = {name for name, module in model.named_modules()
                 if name in paired or not any(True for _ in module.children())}
 
+    def kept(value):
+        # copied when the call starts: an inplace module changes its input as it runs
+        if keep is not None and isinstance(value, torch.Tensor):
+            return value.detach().cpu().numpy().copy()
+        return None
+
     def started(module, args, name):
         running.append(name)
+        given.append(kept(args[0] if args else None))
 
     def ended(module, args, output, name):
         running.pop()
+        first = given.pop()
         if name in recorded:
+            if keep is not None and len(calls) in keep:
+                keep[len(calls)] = first
             calls.append(TorchCall(name, _shape(args[0] if args else None), module))
 
     def function_called(function, stand_in, value):
         if recorded.isdisjoint(running):
             caller = f"{running[-1]}.forward()" if running and running[-1] else "forward()"
             count[caller, function] += 1
+            if keep is not None and len(calls) in keep:
+                keep[len(calls)] = kept(value)
             calls.append(TorchCall(f"{function} in {caller}, call {count[caller, function]}",
                                    _shape(value), stand_in))
 

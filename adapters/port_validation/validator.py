@@ -25,6 +25,7 @@ from adapters.own_pair.loader import seed_spec_builders  # noqa: E402
 from adapters.own_pair.outputs import choose_outputs, off_the_output  # noqa: E402
 from adapters.own_pair.port_arrays import LAYER_LEVEL_KINDS  # noqa: E402
 from adapters.port_validation.operation_settings import (  # noqa: E402
+    FusedActivation,
     TorchCall,
     keras_setting,
     operation_setting,
@@ -54,6 +55,14 @@ from adapters.port_validation.causes import (  # noqa: E402
     output_activation,
 )
 from adapters.port_validation.fused_activations import fused_activations, with_fused  # noqa: E402
+from adapters.port_validation.between_operations import (  # noqa: E402
+    activation_function,
+    candidates,
+    keras_function,
+    torch_function,
+    without_operations,
+)
+from adapters.port_validation.function_calls import called_function, module_kind  # noqa: E402,E501
 from adapters.port_validation.gradients import compare_gradients  # noqa: E402
 from adapters.port_validation.layer_order import keras_ancestors, order_cause  # noqa: E402
 from adapters.port_validation.model_outputs import (  # noqa: E402
@@ -108,7 +117,11 @@ from comparator.errors import UsageError  # noqa: E402
 from comparator.limits import check_seed  # noqa: E402
 from comparator.config.pair import checked_output_keys, same_batch  # noqa: E402
 from comparator.analysis.layer_pairing import Pair  # noqa: E402
-from comparator.analysis.port_causes import likely_causes, softmax_axis_cause  # noqa: E402
+from comparator.analysis.port_causes import (  # noqa: E402
+    MissingOperations,
+    likely_causes,
+    softmax_axis_cause,
+)
 from comparator.analysis.validation import (  # noqa: E402
     DEFAULT_GRADIENT_TOLERANCE,
     DEFAULT_TOLERANCE,
@@ -466,7 +479,8 @@ class _Setup:
         # (operation_settings.py).
         self.setting_ops = {name for name, op in self.operations.items()
                             if keras_setting(op) is not None or keras_pooling(op)
-                            or keras_preprocessing(op) or keras_softmax(op)}
+                            or keras_preprocessing(op) or keras_softmax(op)
+                            or keras_function(op) is not None}
         # PyTorch's modules in running order with their input shapes, by mode, when needed
         self.torch_calls = {}
 
@@ -548,6 +562,8 @@ def _mode_passes(setup: _Setup, mode: str, isolation: bool, tolerance: float):
         if isolated:
             comparisons = _operation_settings_named(setup, comparisons, inputs_seen, mode, trace)
             comparisons = _padding_modes_named(setup, comparisons, inputs_seen, trace, mode)
+            comparisons = _between_named(setup, comparisons, recorded, inputs_seen, mode,
+                                         trace, tolerance)
             comparisons = _layer_order_named(setup, comparisons, mode)
             # The last paired layer hands PyTorch's value on: the model output says nothing
             # in this pass, but where it differs while no layer does.
@@ -621,6 +637,136 @@ def _operation_settings_named(setup: _Setup, comparisons, keras_inputs: dict,
                     {**facts, "alone_agrees": True, "operation_setting": found}, True, mode))
         named.append(c)
     return tuple(named)
+
+
+def _between_named(setup: _Setup, comparisons, recorded: dict, keras_inputs: dict,
+                   mode: str, trace, tolerance) -> tuple[LayerComparison, ...]:
+    """A layer whose cause is still what reaches it (between_layers) gets what PyTorch
+    computes there where Keras has no operation, or the Keras activation of another
+    function than PyTorch's, each with what a rerun measures (between_operations.py).
+    The PyTorch values they need are kept in one more forward pass for all layers."""
+    plans = {}
+    for index, c in enumerate(comparisons):
+        if c.diverges and [cause.code for cause in c.causes] == ["between_layers"]:
+            facts = setup.facts[c.torch_module]
+            plan = (_function_plan(setup, c, keras_inputs, mode, trace)
+                    if facts["between"] or facts["fused_before"] else
+                    _missing_plan(setup, c, recorded, mode, trace, tolerance))
+            if plan is not None:
+                plans[index] = plan
+    kept = _kept_inputs(setup, mode, [p for positions, _ in plans.values()
+                                      for p in positions]) if plans else {}
+    named = list(comparisons)
+    for index, (_, finish) in plans.items():
+        found, c = finish(kept), comparisons[index]
+        if found is not None:
+            named[index] = dataclasses.replace(c, causes=likely_causes(
+                {**setup.facts[c.torch_module], "alone_agrees": True, **found}, True, mode))
+    return tuple(named)
+
+
+def _missing_plan(setup: _Setup, c: LayerComparison, recorded: dict, mode: str, trace,
+                  tolerance):
+    """(no positions to keep, what names the missing operations): what PyTorch ran between
+    the paired modules, where Keras has no operation."""
+    previous, between = _between_calls(setup, mode, c.torch_module)
+    if not between:
+        return None
+    missing = MissingOperations(tuple(f"{call.name} ({module_kind(call.module)})"
+                                      for _, call in between), previous, c.torch_module)
+
+    def finish(kept: dict) -> dict:
+        without = _without_value(setup, c, recorded, mode, trace, between, tolerance)
+        return {"missing": missing if without is None else dataclasses.replace(
+            missing, without_max_abs=without, with_max_abs=c.metrics.max_abs)}
+    return [], finish
+
+
+def _without_value(setup: _Setup, c: LayerComparison, recorded: dict, mode: str, trace,
+                   between: list, tolerance) -> float | None:
+    """How far PyTorch's module is from Keras's value when PyTorch's forward reruns with
+    the modules between the paired ones giving back their input, where it then gives
+    Keras's; None otherwise (a function call, which no hook can skip, is not rerun)."""
+    keras_value = recorded.get(setup.output_of[c.keras_layer])
+    if trace[c.torch_module][2] is not None or keras_value is None \
+            or isinstance(keras_value, (Failed, list, tuple)) \
+            or any(called_function(call.module) for _, call in between):
+        return None
+    order, skipped = _run_order(setup, mode), {}
+    for position, call in between:  # the module's calls counted up to this one
+        skipped.setdefault(call.name, set()).add(order[:position].count(call.name))
+    value = without_operations(setup.torch_model, setup.x, mode, skipped,
+                               split_layer_key(c.torch_module)[0])
+    if value is None:
+        return None
+    reference = _activated(setup.by_name[c.keras_layer], value, c.kind,
+                           setup.moves[c.torch_module])
+    keras_value = numpy_of(keras_value)
+    if reference.shape != keras_value.shape:
+        return None
+    found = metrics(keras_value, reference)
+    return None if diverges(found, tolerance) else found.max_abs
+
+
+def _function_plan(setup: _Setup, c: LayerComparison, keras_inputs: dict, mode: str,
+                   trace):
+    """(the positions whose inputs to keep, what measures it): a Keras activation of
+    another function than PyTorch's at the same position among the activations since
+    PyTorch's previous paired module."""
+    facts = setup.facts[c.torch_module]
+    previous, between = _between_calls(setup, mode, c.torch_module)
+    torch_acts = [(i, call.name, call.module) for i, call in between
+                  if torch_function(call.module)]
+    keras_ops, inputs = with_fused(setup.fused, facts["previous"], [
+        setup.operations[name] for name in facts["between"] if name in setup.operations],
+        keras_inputs, trace)
+    keras_acts = [(op, found) for op in _keras_after(setup, previous, keras_ops)
+                  if (found := keras_function(op)) is not None]
+    wanted = candidates(torch_acts, keras_acts)
+    if not wanted:
+        return None
+
+    def finish(kept: dict) -> dict | None:
+        found = activation_function(torch_acts, keras_acts, inputs, kept,
+                                    setup.moves[c.torch_module])
+        return None if found is None else {"operation_setting": found}
+    return wanted, finish
+
+
+def _keras_after(setup: _Setup, previous: str, keras_ops: list) -> list:
+    """The Keras operations that run after the layer paired with PyTorch's previous paired
+    module: Keras's operations between the layers reach back to every paired layer that
+    feeds them (a squeeze-excitation's multiply reaches the activation before the
+    pooling), PyTorch's running order only to the module that ran last."""
+    partner = next((p.keras_layer for p in setup.pairs
+                    if split_layer_key(p.torch_module)[0] == previous), None)
+    if partner is None:
+        return keras_ops
+    order = {name: i for i, name in enumerate(setup.operations)}
+    return [op for op in keras_ops if (
+        split_layer_key(op.input_of)[0] == previous if isinstance(op, FusedActivation)
+        else order.get(op.name, -1) > order.get(partner, len(order)))]
+
+
+def _between_calls(setup: _Setup, mode: str, torch_key: str) -> tuple[str, list]:
+    """PyTorch's previous paired module to run ("" where none) and the (position, call)
+    of each module and function call between it and this one, in running order."""
+    calls = _calls(setup, mode)
+    order = [call.name for call in calls]
+    name = split_layer_key(torch_key)[0]
+    if name not in order:
+        return "", []
+    end, paired = order.index(name), _paired_modules(setup)
+    start = max((i for i in range(end) if order[i] in paired), default=-1)
+    return (order[start] if start >= 0 else ""), [(i, calls[i]) for i in range(start + 1, end)]
+
+
+def _kept_inputs(setup: _Setup, mode: str, positions: list[int]) -> dict:
+    """The inputs (PyTorch's layout) of the calls at these positions of the running order,
+    from one more forward pass in this mode."""
+    keep = dict.fromkeys(positions)
+    torch_calls(setup.torch_model, setup.x, mode, _paired_modules(setup), keep)
+    return keep
 
 
 def _softmax_after_the_pairs(setup: _Setup, keras_inputs: dict, mode: str,

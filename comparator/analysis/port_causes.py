@@ -127,6 +127,52 @@ class SoftmaxAxis:
     keras_measured: bool = False
 
 
+@dataclass(frozen=True)
+class MissingOperations:
+    """What PyTorch's forward computes between two paired modules where Keras has no
+    operation between their layers (adapters/port_validation/between_operations.py):
+    operations in words ("layer2.1.relu (ReLU)"), the paired modules around them
+    (previous "" where none ran before). without_max_abs: how far PyTorch's module is from
+    Keras's value when PyTorch's forward reruns with those operations giving back their
+    input, where it then gives Keras's (None where that was not measured or it does not);
+    with_max_abs: how far PyTorch's own value is from Keras's."""
+
+    operations: tuple[str, ...]
+    previous: str
+    torch_module: str
+    without_max_abs: float | None = None
+    with_max_abs: float | None = None
+
+
+@dataclass(frozen=True)
+class ActivationFunction:
+    """A Keras activation between two paired layers that computes another function than
+    the PyTorch activation at the same position in running order
+    (adapters/port_validation/between_operations.py measures it). torch_function and
+    keras_function: each function's name (Keras's own, a function of the user's own where
+    not keras_readable); torch_formula: what PyTorch's computes, where worded. On the Keras
+    operation's input: torch_max_abs, how far PyTorch's activation is from PyTorch's value
+    there; keras_max_abs, how far Keras's operation is. keras_form: a known function
+    Keras's output was measured to be (form_max_abs from it), "" if none; fix: the Keras
+    function that gives PyTorch's value on that input (fix_max_abs), "" if none."""
+
+    torch_module: str
+    torch_kind: str
+    torch_function: str
+    torch_formula: str
+    keras_op: str
+    keras_kind: str
+    keras_function: str
+    keras_readable: bool
+    torch_max_abs: float
+    keras_max_abs: float
+    keras_form: str = ""
+    form_max_abs: float | None = None
+    fix: str = ""
+    fix_max_abs: float | None = None
+    keras_version: str = ""
+
+
 def likely_causes(facts: dict, isolated: bool, mode: str) -> tuple[Cause, ...]:
     """The likely causes of a divergence, from facts about the pair of layers.
 
@@ -142,8 +188,9 @@ def likely_causes(facts: dict, isolated: bool, mode: str) -> tuple[Cause, ...]:
     failed (an error message), shape (both output shapes), alone_agrees (the Keras layer
     gives PyTorch's output on PyTorch's input), port_slip (a recurrent or
     attention pair's slip: cause code, "weights" or "settings", the slip in words),
-    operation_setting (an OperationSetting, Preprocessing, PoolRounding or SoftmaxAxis
-    measured where the cause is otherwise between_layers).
+    operation_setting (an OperationSetting, Preprocessing, PoolRounding, SoftmaxAxis or
+    ActivationFunction measured where the cause is otherwise between_layers), missing (a
+    MissingOperations: what PyTorch computes where Keras has no operation).
     """
     torch_name, keras_name = facts.get("names", ("PyTorch", "Keras"))
     causes = (_structure_causes(facts, torch_name, keras_name)
@@ -159,20 +206,27 @@ def likely_causes(facts: dict, isolated: bool, mode: str) -> tuple[Cause, ...]:
             facts.get("operation_setting"):
         causes.append(_measured_cause(facts["operation_setting"], torch_name, keras_name))
     if not causes and isolated and facts.get("alone_agrees", bool(between)):
+        missing = None if between or facts.get("fused_before") else facts.get("missing")
         causes.append(Cause(
-            "between_layers", _between_words(between or [], facts.get("fused_before", [])),
-            "this layer matches PyTorch's on its own; the padding, pooling, activation or "
-            "order of the weightless operations since the previous matched layers does not"))
+            "between_layers", _between_words(between or [], facts.get("fused_before", []),
+                                             missing),
+            "this layer matches PyTorch's on its own; " + (
+                "the Keras model leaves out what PyTorch computes before it: add it there"
+                if missing else "the padding, pooling, activation or order of the weightless "
+                "operations since the previous matched layers does not")))
     if not causes and not isolated:
         causes.append(Cause("upstream", "carried over from an earlier layer",
                             "the isolated pass shows the layer that introduces it"))
     return tuple(causes)
 
 
-def _between_words(between: list[str], fused: list[tuple[str, bool]]) -> str:
+def _between_words(between: list[str], fused: list[tuple[str, bool]],
+                   missing: MissingOperations | None = None) -> str:
     """The Keras operations since the previous matched layers, the activations those layers
     apply inside themselves first (fused: their words, and whether the validator can read
-    them), or that Keras has none."""
+    them), or that Keras has none (and what PyTorch computes there, where it was traced)."""
+    if not between and not fused and missing is not None:
+        return _missing_words(missing)
     if not between and not fused:
         return ("what reaches it differs: Keras has no operation since the previous matched "
                 "layers, PyTorch's forward computes something there")
@@ -183,8 +237,45 @@ def _between_words(between: list[str], fused: list[tuple[str, bool]]) -> str:
     return text
 
 
-def _measured_cause(found: OperationSetting | Preprocessing | PoolRounding | SoftmaxAxis,
-                    torch_name: str, keras_name: str) -> Cause:
+def _missing_words(missing: MissingOperations) -> str:
+    """'PyTorch's forward computes layer2.1.relu (ReLU) between layer2.1.bn1 and
+    layer2.1.conv2, where Keras has no operation', and the rerun without it, if measured."""
+    where = (f"between {missing.previous} and {missing.torch_module}" if missing.previous
+             else f"before {missing.torch_module}")
+    text = (f"what reaches it differs: PyTorch's forward computes "
+            f"{', '.join(missing.operations)} {where}, where Keras has no operation")
+    if missing.without_max_abs is None:
+        return text
+    them, its = ("it", "its") if len(missing.operations) == 1 else ("them", "their")
+    return (f"{text}; measured to be the missing piece: with {them} giving back {its} "
+            f"input, PyTorch's forward gives Keras's value at {missing.torch_module} (max abs "
+            f"{missing.without_max_abs:.3g}; with {them} computing, {missing.with_max_abs:.3g})")
+
+
+def _activation_function_cause(found: ActivationFunction) -> Cause:
+    formula = f" ({found.torch_formula})" if found.torch_formula else ""
+    own = "" if found.keras_readable else ", a function of your own"
+    form = (f"; measured, it computes {found.keras_form} (max abs {found.form_max_abs:.3g})"
+            if found.keras_form else "")
+    return Cause(
+        "activation_function",
+        f"activation function: PyTorch {found.torch_module} ({found.torch_kind}) computes "
+        f"{found.torch_function}{formula}, Keras {found.keras_op} ({found.keras_kind}) "
+        f"computes {found.keras_function}{own}{form}; on the Keras operation's input "
+        f"PyTorch's {found.torch_kind} gives PyTorch's value there (max abs "
+        f"{found.torch_max_abs:.3g}) and Keras's operation is up to "
+        f"{found.keras_max_abs:.3g} (max abs) from it",
+        "this layer matches PyTorch's on its own; the activation before it computes another "
+        "function: " + (
+            f"use {found.fix} (Keras {found.keras_version}), which gives PyTorch's value on "
+            f"that input (max abs {found.fix_max_abs:.3g})" if found.fix else
+            f"compute PyTorch's {found.torch_function} there"))
+
+
+def _measured_cause(found: OperationSetting | Preprocessing | PoolRounding | SoftmaxAxis
+                    | ActivationFunction, torch_name: str, keras_name: str) -> Cause:
+    if isinstance(found, ActivationFunction):
+        return _activation_function_cause(found)
     if isinstance(found, Preprocessing):
         return _preprocessing_cause(found, torch_name, keras_name)
     if isinstance(found, PoolRounding):
