@@ -323,6 +323,7 @@ class FrameworkAdapter(Adapter):
             return self._canonical_impl()
 
     def _prepare_run(self, recipe: Recipe, optimizer: str, lr: float) -> None:
+        self._optimizer_settings = (optimizer, lr)  # an ablation pass prepares the same
         self._restore_impl(self._initial_state)
         self._apply_impl(recipe)
         self._prepare_optimizer_impl(optimizer, lr)
@@ -373,8 +374,9 @@ class FrameworkAdapter(Adapter):
             self._restore_impl(self._initial_state)
             self._apply_impl(recipe)
             self._reset_rng_impl()
-            found[key] = self._finite(self._forward_loss_impl(batch, bn_moving, dropout_off),
-                                      "ablation loss")
+            loss = (self._bn_moving_loss_impl(batch) if key == "bn_moving_statistics" else
+                    self._forward_loss_impl(batch, bn_moving, dropout_off))
+            found[key] = self._finite(loss, "ablation loss")
             if dropout_off:
                 found["dropout_off_statistics"] = split_state(self._canonical_impl())[1]
         if weights_and_stats_moved:
@@ -390,6 +392,12 @@ class FrameworkAdapter(Adapter):
             found["stats_update_only"] = self._inference_of(digests, batch, stats_update_only)
         self._restore_impl(self._initial_state)
         return found
+
+    def _bn_moving_loss_impl(self, batch: Batch) -> float:
+        """The train step's loss with BatchNorm on its moving statistics and the step's own
+        Dropout masks (from the state and generators the step starts from): a forward pass,
+        where it draws the masks the step draws."""
+        return self._forward_loss_impl(batch, bn_moving=True, dropout_off=False)
 
     def forward_loss(self, batch: Batch, bn_moving: bool, dropout_off: bool) -> float:
         """The loss of one train-step-mode forward pass in the current state, without an

@@ -50,6 +50,14 @@ class BackendHooks:
         return self.backend == "jax" and not self.eager
 
     @property
+    def masks_differ_outside_fit(self) -> bool:
+        """Whether a model call after the step's reset draws other Dropout masks than fit's
+        step: on torch (an eager call: 2.3750 against fit's 2.3835 on tiny_cnn at 32 px,
+        batch 4), not on TensorFlow or JAX, whose calls draw fit's (the ablation's split
+        equalled the one fit's own masks give, 2026-11-29)."""
+        return self.backend == "torch"
+
+    @property
     def evaluate_keeps_outputs(self) -> bool:
         """Whether evaluate() can hand back the outputs it computed: on torch it runs op by
         op, and a TensorFlow graph passes them out through `host`. Not on JAX: a program
