@@ -265,7 +265,7 @@ def output_activation(fn, pairs, moves: dict, keras_out: np.ndarray, torch_out: 
     layer applies inside itself (Dense(activation="softmax")), which the layer comparisons
     apply to PyTorch's value too, while PyTorch's model returns that module's output
     without it? Then Keras's output is the activation of PyTorch's. moves: whether each
-    PyTorch module's activations change layout (the validator's _Setup.moves). output: the
+    PyTorch module's activations change layout (validation_setup.Setup.moves). output: the
     graph's output tensor compared, of several (default: its only one)."""
     layer = inbound(fn.outputs[0] if output is None else output)[0]
     pair = next((p for p in pairs if p.keras_layer == getattr(layer, "name", None)), None)

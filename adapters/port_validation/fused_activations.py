@@ -2,7 +2,7 @@
 where PyTorch computes it after its module (nn.Linear then nn.GELU, or F.gelu in forward()).
 
 Each layer pair is compared after that activation, applied to PyTorch's value too
-(validator._activated), so the layer itself agrees; a difference in the activation shows at
+(layer_comparison.activated), so the layer itself agrees; a difference in the activation shows at
 the next paired layer, whose Keras input went through the fused activation and PyTorch's
 through its own. There the fused activation counts as the first Keras operation since the
 previous matched layers: its setting is read and measured as an Activation layer's is
@@ -36,7 +36,7 @@ def with_fused(fused: dict, previous: list[str], keras_ops: list, keras_inputs: 
                trace) -> tuple[list, dict]:
     """The Keras operations between two paired layers with the fused activations of the
     previous matched layers first, and their inputs: in the isolated pass each is given
-    PyTorch's output of its layer's module (what validator._activated runs it on)."""
+    PyTorch's output of its layer's module (what layer_comparison.activated runs it on)."""
     before = [fused[name] for name in previous if name in fused]
     inputs = dict(keras_inputs)
     for op in before:
