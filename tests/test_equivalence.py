@@ -135,3 +135,20 @@ def test_recipes_that_train_other_weights_differ_where_dropout_hides_the_weights
     eq = compare_runs(run, fewer, {}, {})
     assert not eq.equivalent
     assert eq.differences == (f"trainable parameters: {run.state.trainable_params:,} vs 12",)
+
+
+def test_a_pair_differing_in_dropout_alone_is_not_called_different_without_dropout():
+    """tiny_cnn, batch 4: keras:trainable_false (the head's Dropout active) against
+    pytorch:eval_requires_grad (none) agree on every Dropout-free pass; the one difference
+    is the Dropout activity, which the sweep's verdict names."""
+    from comparator.sweep.summary import _verdict
+
+    judged = "Dropout was active ..."
+    alone = {"equivalent": False, "judged_on": judged, "differences": [
+        "Dropout layers active in the train step: 1 vs 0 (reported train-step losses "
+        "2.60545 vs 2.51256)"]}
+    assert _verdict(alone) == "differs in Dropout alone (active in 1 vs 0 layers)"
+    more = {**alone, "differences": alone["differences"] + [
+        "BatchNorm running statistics after the step differ by up to 0.0263"]}
+    assert _verdict(more) == "differs without Dropout"
+    assert _verdict({"equivalent": True, "judged_on": judged}) == "equivalent without Dropout"

@@ -29,6 +29,11 @@ def losses_agree(x: float, y: float) -> bool:
     return abs(x - y) <= loss_tolerance(max(abs(x), abs(y)))
 
 
+# The difference a pair's Dropout activity makes, where one run has Dropout active and the
+# other none (the reports' `differences` text begins with it).
+DROPOUT_ACTIVE_DIFFERENCE = "Dropout layers active in the train step"
+
+
 def _dropout_judgement(a: RunResult, b: RunResult) -> str:
     """DROPOUT_JUDGEMENT, and whether the reported train-step losses agreed anyway."""
     if not (a.modes.dropout_active and b.modes.dropout_active):
@@ -81,7 +86,7 @@ def _observed_differences(a: RunResult, b: RunResult) -> tuple[list[str], float]
                            f"vs {b.modes.bn_batch_stats}")
     if bool(a.modes.dropout_active) != bool(b.modes.dropout_active):
         x, y = a.losses.train_step[0], b.losses.train_step[0]
-        differences.append(f"Dropout layers active in the train step: {a.modes.dropout_active} "
+        differences.append(f"{DROPOUT_ACTIVE_DIFFERENCE}: {a.modes.dropout_active} "
                            f"vs {b.modes.dropout_active} (reported train-step losses {x:.6g} vs "
                            f"{y:.6g})")
     return differences, max_diff

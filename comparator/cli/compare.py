@@ -80,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--loss", choices=["logits", "probabilities"],
                         help="classify: cross-entropy from logits (default) or on softmax "
                              "probabilities with a one-hot label, clipped to [1e-7, 1-1e-7] "
-                             "as Keras's CategoricalCrossentropy does")
+                             "as Keras's CategoricalCrossentropy does on torch and JAX (Keras "
+                             "on TensorFlow and tf-keras take the softmax's logits instead, "
+                             "unclipped)")
     parser.add_argument("--validate", action="store_true", default=None,
                         help="also pass the batch as fit(validation_data=...) in Keras")
     parser.add_argument("--recipes", type=_csv,

@@ -14,8 +14,8 @@ from comparator.zoo import ModelSpec, get_spec
 
 SCENARIOS = ("classify", "head", "regress")
 OPTIMIZERS = ("sgd", "adam")
-# Classification losses: cross-entropy from logits (integer labels), or on softmax
-# probabilities with a one-hot label, clipped to [1e-7, 1 - 1e-7] as Keras does.
+# Classification losses: cross-entropy from logits (integer labels), or of a softmax output
+# with a one-hot label, as Keras's CategoricalCrossentropy() computes it (probabilities).
 LOSS_KINDS = ("logits", "probabilities")
 LOSS_DESCRIPTIONS = {
     "logits": "mean cross-entropy from logits, integer labels",
@@ -23,6 +23,60 @@ LOSS_DESCRIPTIONS = {
                      "[1e-7, 1 - 1e-7], one-hot labels (Keras: softmax output and "
                      "CategoricalCrossentropy(); PyTorch: the same function written out)",
 }
+# The probabilities loss is not one function everywhere (measured 2026-11-29 on a softmax
+# Dense output compiled with CategoricalCrossentropy(), logits [40, 0, 0] and [-100, 0, 0]
+# with label 0). Keras 3.15.1 on torch and on JAX clip the probabilities: 1.19e-7 and
+# 16.118 = -ln(1e-7), gradient 0 at both bounds; PyTorch here writes that function out.
+# On TensorFlow, tf_keras 2.21 and Keras 3.15.1 take the logits the softmax was computed
+# from (the `_keras_logits` a Keras softmax leaves on its output, or a Softmax op's input
+# in a graph) and compute cross-entropy from them, unclipped: 0.0 and 100.69, gradient
+# softmax - label ([-1, 0.5, 0.5] for the wrong one), in fit, evaluate and an eager call
+# alike. Only probabilities handed over as plain values (predict()'s) are clipped there.
+PROBABILITIES_CLIPPED = ("categorical cross-entropy on the softmax probabilities clipped "
+                         "to [1e-7, 1 - 1e-7] (a saturated prediction: 1.19e-7 or "
+                         "-ln(1e-7) = 16.118, gradient 0)")
+PROBABILITIES_FROM_LOGITS = ("CategoricalCrossentropy() takes the logits the softmax was "
+                             "computed from: cross-entropy from logits, not clipped (a "
+                             "saturated prediction: 0 or the logit gap, e.g. 100.69, "
+                             "gradient softmax - label)")
+
+
+def probabilities_loss(framework: str) -> str:
+    """What the probabilities loss is in `framework` (a comparison's framework name)."""
+    from comparator.config.frameworks import backend_of
+
+    if framework == "pytorch":
+        return PROBABILITIES_CLIPPED + ", written out as Keras computes it on torch and JAX"
+    if backend_of(framework) == "tensorflow":
+        return PROBABILITIES_FROM_LOGITS
+    return PROBABILITIES_CLIPPED
+
+
+def loss_by_framework(loss: str, frameworks) -> dict[str, str] | None:
+    """Each framework's own loss function where they differ, else None."""
+    if loss != "probabilities":
+        return None
+    found = {framework: probabilities_loss(framework) for framework in frameworks}
+    return found if PROBABILITIES_FROM_LOGITS in found.values() else None
+
+
+def probabilities_description(frameworks) -> str:
+    """settings.loss for the probabilities loss: LOSS_DESCRIPTIONS's where every framework
+    clips, else which framework computes which function."""
+    by_framework = loss_by_framework("probabilities", frameworks)
+    if by_framework is None:
+        return LOSS_DESCRIPTIONS["probabilities"]
+    clipped = [name for name, text in by_framework.items() if text != PROBABILITIES_FROM_LOGITS]
+    from_logits = [name for name, text in by_framework.items()
+                   if text == PROBABILITIES_FROM_LOGITS]
+    return ("mean categorical cross-entropy of a softmax output, one-hot labels (Keras: "
+            "softmax output and CategoricalCrossentropy()), not the same function in every "
+            "framework (loss_by_framework): "
+            + (f"{', '.join(clipped)}: on the probabilities clipped to [1e-7, 1 - 1e-7]; "
+               if clipped else "")
+            + f"{', '.join(from_logits)}: from the softmax's logits, not clipped")
+
+
 # Each framework's default Adam epsilon, which this tool leaves as the framework sets it.
 ADAM_EPSILON = {"pytorch": 1e-8, "keras": 1e-7, "keras-tensorflow": 1e-7, "keras-jax": 1e-7}
 

@@ -100,8 +100,12 @@ PRESETS.update({p.name: p for p in (
         "PyTorch's eval(). Measured on the tiny CNN: tf_keras 2.21's fit passes "
         "training=True itself, so set_learning_phase(0) no longer changes it (BatchNorm on "
         "the batch's statistics, moving statistics updated, Dropout active). Cannot "
-        "reproduce the report's 16.118 (-ln(1e-7), a saturated prediction of ImageNet "
-        "weights on its photo). " + _RANDOM_WEIGHTS,
+        "reproduce the report's 16.118 whatever the weights: -ln(1e-7) is the bound of "
+        "cross-entropy on probabilities clipped to [1e-7, 1 - 1e-7], and tf_keras 2.21's "
+        "CategoricalCrossentropy() on a softmax output takes the softmax's logits instead, "
+        "unclipped (measured 2026-11-29: a saturated prediction gives 0.0 or the logit gap, "
+        "100.69 for logits [-100, 0, 0], where the clipped function gives 1.19e-7 or 16.118; "
+        "settings.loss_by_framework). " + _RANDOM_WEIGHTS,
         dict(_SINGLE_IMAGE, frameworks=_KERAS2,
              recipes=("pytorch:eval", "tf-keras:set_learning_phase",
                       "tf-keras:inference_everywhere"))),

@@ -15,6 +15,7 @@ import math
 import os
 from collections import Counter
 
+from comparator.analysis.equivalence import DROPOUT_ACTIVE_DIFFERENCE
 from comparator.io import write_atomic
 
 SCHEMA = "xframe-compare/sweep-summary/1"
@@ -46,12 +47,19 @@ WITHOUT_DROPOUT = " without Dropout"  # judged on the Dropout-free passes (judge
 
 
 def _verdict(pair: dict) -> str:
+    """`equivalent`, `differs`, with ` without Dropout` where judged on the Dropout-free
+    passes; where the one difference found is that one run had Dropout active and the other
+    none, `differs in Dropout alone (active in 1 vs 0 layers)`: the Dropout-free passes
+    agree, so `differs without Dropout` would say what was not measured."""
     judged = WITHOUT_DROPOUT if pair.get("judged_on") else ""
     if pair.get("equivalent"):
         return "equivalent" + judged
     differences = pair.get("differences") or []
     if differences and all(NOT_COMPARED in d for d in differences):
         return NOT_COMPARED
+    if len(differences) == 1 and differences[0].startswith(DROPOUT_ACTIVE_DIFFERENCE + ": "):
+        counts = differences[0][len(DROPOUT_ACTIVE_DIFFERENCE) + 2:].split(" (", 1)[0]
+        return f"differs in Dropout alone (active in {counts} layers)"
     return "differs" + judged
 
 
