@@ -74,16 +74,22 @@ def test_no_optimizer_rerun_for_steps_that_computed_different_gradients(other):
     assert _weight_causes(eq, config, rerun, runs, {}) == []
 
 
+def _held_to_float64(max_weight_diff: float):
+    """A Keras run and a PyTorch run of the same step function that reported other first
+    losses, and a rerun whose float64 weights are [1, 2]."""
+    exact = {"w": np.array([1.0, 2.0])}
+    rerun = types.SimpleNamespace(adapter=types.SimpleNamespace(), final_state=_never,
+                                  float64_state=lambda: exact, float32_errors={})
+    eq = types.SimpleNamespace(a="keras:x", b="pytorch:y", max_weight_diff=max_weight_diff)
+    return rerun, eq, {"keras:x": _run(first_loss=1.5), "pytorch:y": _run()}
+
+
 def test_a_step_of_the_same_function_that_reported_another_loss_is_held_to_float64():
     """The same modes and trainable weights, another first loss: float32 rounding parted the
     losses (Keras's one-pass batch variance over two values per channel) or something else
     did. No optimizer constant is rerun; the float64 rerun says which."""
-    exact = {"w": np.array([1.0, 2.0])}
-    rerun = types.SimpleNamespace(adapter=types.SimpleNamespace(), final_state=_never,
-                                  float64_state=lambda: exact, float32_errors={})
-    eq = types.SimpleNamespace(a="keras:x", b="pytorch:y", max_weight_diff=0.01)
+    rerun, eq, runs = _held_to_float64(max_weight_diff=0.01)
     config = types.SimpleNamespace(optimizer="adam", steps=1)
-    runs = {"keras:x": _run(first_loss=1.5), "pytorch:y": _run()}
     states = {"keras:x": {"w": np.array([1.0, 2.01])}, "pytorch:y": {"w": np.array([1.0, 2.02])}}
     (cause,) = _weight_causes(eq, config, rerun, runs, states)
     assert cause["cause"] == "float32_rounding" and cause["explains"]
@@ -187,12 +193,8 @@ def test_a_step_float32_cannot_pin_is_inconclusive_not_rounding():
     difference is rounding'. Against such noise the rerun judges nothing."""
     from comparator.report.markdown import cause_label
 
-    exact = {"w": np.array([1.0, 2.0])}
-    rerun = types.SimpleNamespace(adapter=types.SimpleNamespace(), final_state=_never,
-                                  float64_state=lambda: exact, float32_errors={})
-    eq = types.SimpleNamespace(a="keras:x", b="pytorch:y", max_weight_diff=0.4)
+    rerun, eq, runs = _held_to_float64(max_weight_diff=0.4)
     config = types.SimpleNamespace(optimizer="sgd", steps=1)
-    runs = {"keras:x": _run(first_loss=1.5), "pytorch:y": _run()}
     runs["pytorch:y"].state.max_weight_delta = 2.2
     states = {"keras:x": {"w": np.array([1.0, 2.4])}, "pytorch:y": {"w": np.array([1.0, 2.3])}}
     (cause,) = _weight_causes(eq, config, rerun, runs, states)
