@@ -200,6 +200,8 @@ def test_sigterm_keeps_finished_cells_and_ends_running_ones(tmp_path):
     ("[sweep]\nmodels = ['tiny_cnn']\nseed = 1\n", "the axis is 'seeds'"),
     ("[sweep]\nmodels = []\n", "models is an empty list"),
     ("[sweep]\nmodels = ['tiny_cnn']\nseeds = []\n", "seeds is an empty list"),
+    # Merged into one cell without a word, before.
+    ("[sweep]\nmodels = ['tiny_cnn']\nseeds = [0, 0]\n", "seeds lists 0 twice"),
     ("[sweep]\nmodels = ['tiny_cnn', 'resnet9']\n", "unknown model 'resnet9'"),
     ("[sweep]\nmodels = ['densenet121']\nimage_size = [64, 16]\n", "too small for densenet121"),
     ("[sweep]\nmodels = ['tiny_cnn']\nscenarios = ['segment']\n", "invalid choice"),

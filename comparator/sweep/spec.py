@@ -81,6 +81,9 @@ def _as_axis(key: str, value) -> list:
     for item in values:
         if isinstance(item, (list, dict)):
             raise UsageError(f"{key}: expected a single value or a list of them, got {item!r}")
+    twice = [item for index, item in enumerate(values) if item in values[:index]]
+    if twice:  # one cell would stand for both, and the sweep would count one cell fewer
+        raise UsageError(f"{key} lists {twice[0]!r} twice")
     return values
 
 
