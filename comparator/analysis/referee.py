@@ -537,10 +537,38 @@ class _Referee:
 
     # all of it ------------------------------------------------------------------------------
 
+    def eval_tolerance(self) -> tuple[float, str]:
+        """The inference checks' tolerance where two runtimes part by more than 1e-4: as the
+        port check's, FLOAT32_FACTOR times PyTorch's own float32 error on the batch (a
+        float64 rerun, once), never less than 1e-4. ResNet50 with random weights at 32 px:
+        PyTorch 0.00018 from float64, and ONNX Runtime 0.00026 from PyTorch, which failed
+        the fixed 1e-4 while the port check allowed 0.00073."""
+        if not hasattr(self, "_pytorch_eval_error"):
+            self._pytorch_eval_error = self._eval_float32_error()
+        error = self._pytorch_eval_error
+        if error is None:
+            return LOGIT_TOLERANCE, ""
+        return (max(LOGIT_TOLERANCE, FLOAT32_FACTOR * error),
+                f"; here PyTorch's own float32 outputs are {error:.2g} from float64, so the "
+                f"tolerance is {FLOAT32_FACTOR}x that")
+
+    def _eval_float32_error(self) -> float | None:
+        adapter = self.adapters.get("pytorch")
+        if adapter is None or not adapter.has("float64"):
+            return None
+        self.touched.add("pytorch")
+        try:
+            single = np.asarray(adapter.logits(self.batch), np.float64)
+            with adapter.float64():
+                exact = np.asarray(adapter.logits(self.batch), np.float64)
+        except Exception:  # noqa: BLE001 - a model that cannot run in float64: 1e-4 stands
+            return None
+        return float(np.max(np.abs(single - exact)))
+
     def _checks(self, eval_ref: dict, train_ref: dict) -> list[Check]:
         runs = self.report.runs
-        return eval_checks(eval_ref, runs) + run_checks(runs, eval_ref, train_ref,
-                                                        self.measured_tolerance)
+        return eval_checks(eval_ref, runs, self.eval_tolerance) + run_checks(
+            runs, eval_ref, train_ref, self.measured_tolerance)
 
     def run(self) -> RefereeResult:
         started = time.perf_counter()
