@@ -29,9 +29,12 @@ from comparator.analysis.training_side import (  # noqa: E402
 
 _VALUES, _CHANNELS = "single values", "whole channels"
 # What each random layer drops, by class (the first match along the class's MRO).
+# torchvision's StochasticDepth(mode="row") drops a residual branch for whole examples, as
+# a Keras Dropout with noise_shape (None, 1, ..., 1) does.
+_ROWS = "whole examples (stochastic depth)"
 _TORCH_FAMILIES = {"Dropout": _VALUES, "Dropout1d": _CHANNELS, "Dropout2d": _CHANNELS,
                    "Dropout3d": _CHANNELS, "AlphaDropout": f"{_VALUES} (alpha)",
-                   "FeatureAlphaDropout": f"{_CHANNELS} (alpha)"}
+                   "FeatureAlphaDropout": f"{_CHANNELS} (alpha)", "StochasticDepth": _ROWS}
 _KERAS_FAMILIES = {"SpatialDropout1D": _CHANNELS, "SpatialDropout2D": _CHANNELS,
                    "SpatialDropout3D": _CHANNELS, "AlphaDropout": f"{_VALUES} (alpha)",
                    "GaussianDropout": "single values (gaussian)",
@@ -110,7 +113,13 @@ def torch_dropout_layers(model: nn.Module, x: np.ndarray) -> list[DropoutLayer]:
             h.remove()
     return [layer for m in order for layer in (
         _between_layers(names[m], m) if stacked_dropout(m) else
-        [DropoutLayer(names[m], type(m).__name__, _family(m, _TORCH_FAMILIES), float(m.p))])]
+        [DropoutLayer(names[m], type(m).__name__, _torch_family(m), float(m.p))])]
+
+
+def _torch_family(module) -> str:
+    if getattr(module, "mode", "row") == "batch":  # StochasticDepth(mode="batch")
+        return "the whole batch (stochastic depth)"
+    return _family(module, _TORCH_FAMILIES)
 
 
 def _between_layers(name: str, module) -> list[DropoutLayer]:
@@ -144,8 +153,10 @@ def keras_dropout_layers(operations) -> list[DropoutLayer]:
         family = _family(op, _KERAS_FAMILIES)
         if family is None or not isinstance(op, layers.Layer):
             continue
-        if type(op).__name__ == "Dropout" and getattr(op, "noise_shape", None) is not None:
-            family = f"values along noise_shape {tuple(op.noise_shape)}"
+        shape = getattr(op, "noise_shape", None)
+        if type(op).__name__ == "Dropout" and shape is not None:
+            rows = len(shape) > 1 and all(n == 1 for n in tuple(shape)[1:])
+            family = _ROWS if rows else f"values along noise_shape {tuple(shape)}"
         rate = getattr(op, "rate", None)
         found.append(DropoutLayer(op.name, type(op).__name__, family,
                                   None if rate is None else float(rate)))

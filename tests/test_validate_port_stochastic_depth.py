@@ -1,0 +1,58 @@
+"""torchvision's StochasticDepth (EfficientNet's, ConvNeXt's residual branches) drops whole
+examples in train(). The validator left it on in its training passes, where Dropout is off
+in both frameworks: a correct EfficientNet-B0 port at 32 px failed them (6.86 at the output),
+and its Dropout check paired the Keras stochastic-depth layers with the classifier's Dropout."""
+
+import keras
+import numpy as np
+import torch
+from torch import nn
+from torchvision.ops import StochasticDepth
+
+import comparator
+
+X = np.random.default_rng(0).standard_normal((4, 3, 8, 8)).astype(np.float32)
+
+
+class ResidualDrop(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.branch = nn.Conv2d(4, 4, 3, padding=1)
+        self.drop = StochasticDepth(0.5, "row")
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = x + self.drop(self.branch(x))
+        return self.head(x.mean(dim=(2, 3)))
+
+
+def keras_residual_drop(stochastic_depth: bool = True):
+    layers = keras.layers
+    inputs = keras.Input((8, 8, 3))
+    x = layers.Conv2D(4, 3, padding="same", name="stem")(inputs)
+    branch = layers.Conv2D(4, 3, padding="same", name="branch")(x)
+    if stochastic_depth:
+        branch = layers.Dropout(0.5, noise_shape=(None, 1, 1, 1), name="drop")(branch)
+    x = layers.GlobalAveragePooling2D()(layers.Add()([x, branch]))
+    return keras.Model(inputs, layers.Dense(3, name="head")(x))
+
+
+def validated(stochastic_depth: bool):
+    torch.manual_seed(0)
+    return comparator.validate_port(ResidualDrop(), keras_residual_drop(stochastic_depth), X,
+                                    port="pytorch-to-keras")
+
+
+def test_stochastic_depth_is_off_in_the_training_passes_and_paired_as_a_dropout():
+    result = validated(stochastic_depth=True)
+    assert result.passed, result.render()
+    (pair,) = result.dropout
+    assert (pair.torch_module, pair.keras_layer, pair.diverges) == ("drop", "drop", False)
+
+
+def test_a_port_without_stochastic_depth_is_named():
+    finding = validated(stochastic_depth=False).first_divergence
+    assert finding.seen_in == "Dropout layers" and finding.torch_module == "drop"
+    assert "StochasticDepth" in finding.causes[0].text
