@@ -17,6 +17,7 @@ the models' output (or each of several that --output chose) in model_outputs.py.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 from torch import nn
 
@@ -182,8 +183,29 @@ def _validated(x, torch_model, torch_name, keras_model, keras_name, fn, mapping,
         tolerance=tolerance, gradient_tolerance=gradient_tolerance, passes=tuple(passes),
         gradients=grads, gradient_mode=gradient_mode, notes=tuple(notes),
         float64_reference=setup.model64 is not None, statistics=statistics, dropout=dropout,
+        settings_differ=tuple(_unseen_epsilons(setup, passes)),
         output_finding=setup.output_finding,
         input_shapes=shapes_of(x) if isinstance(x, tuple) else ())
+
+
+def _unseen_epsilons(setup, passes) -> list[str]:
+    """A normalisation whose epsilon differs between the two layers though every pass found
+    the layer within the tolerance on this batch (a ConvNeXt LayerNorm ported with 1e-5 for
+    PyTorch's 1e-6: 5.9e-6 at the output): a setting that differs. Within 1e-6 relative they
+    are one value written two ways (RMSNorm's eps=None is float32's 1.1920928955078125e-07,
+    given to Keras as 1.1920929e-07)."""
+    diverged = {c.torch_module for p in passes for c in p.layers if c.diverges}
+    notes = []
+    for pair in setup.pairs:
+        facts = (setup.facts or {}).get(pair.torch_module, {})
+        teps, keps = facts.get("torch_eps"), facts.get("keras_eps")
+        if pair.torch_module in diverged or teps is None or keps is None or \
+                math.isclose(teps, keps, rel_tol=1e-6, abs_tol=0.0):
+            continue
+        notes.append(f"{facts.get('norm', 'BatchNorm')} epsilon: PyTorch {pair.torch_module} "
+                     f"{teps:g}, Keras {pair.keras_layer} {keps:g} (epsilon is added to the "
+                     "variance: it matters most where variances are small)")
+    return notes
 
 
 def _gradients(setup: Setup, torch_model, fn, x, seed, tolerance, passes):

@@ -301,6 +301,10 @@ class PortValidation(_Serialisable):
     output_finding: Finding | None = None
     # A model that takes several inputs: each one's shape (input_shape is the first's).
     input_shapes: tuple[tuple[int, ...], ...] = ()
+    # Settings that differ in layers every pass found within the tolerance on this batch (a
+    # normalisation's epsilon), in words: the port does not compute the same function, though
+    # it passes the tolerance (see passed).
+    settings_differ: tuple[str, ...] = ()
 
     @property
     def first_divergence(self) -> Finding | None:
@@ -346,7 +350,9 @@ class PortValidation(_Serialisable):
     @property
     def passed(self) -> bool:
         """Nothing diverges but measured framework properties and what their passes carry
-        over from them."""
+        over from them. A setting that differs where every layer agrees within the tolerance
+        (settings_differ) is said, not failed: the zoo's DenseNet121 keeps keras.applications'
+        BatchNorm epsilon 1.001e-5 beside torchvision's 1e-5 and agrees at 224 px."""
         finding = self.first_divergence
         return ((finding is None or finding.framework_property)
                 and not any(p.output_diverges and not spoiled_by_property(p)
@@ -434,6 +440,10 @@ class PortValidation(_Serialisable):
             lines.append(finding.text)
         elif not self.passed:
             lines.append(self._no_single_layer())
+        elif self.settings_differ:
+            lines.append("every layer agrees within the tolerance on this batch, but a setting "
+                         "differs, so the port does not compute the same function: "
+                         + "; ".join(self.settings_differ))
         else:
             lines.append("every layer agrees: the port computes the same function")
         return "\n".join(lines)
