@@ -60,6 +60,9 @@ _FORMULAS = {"hard_sigmoid": "relu6(x + 3) / 6", "hard_silu": "x * relu6(x + 3) 
 _OTHER_FORMS = {
     "hard_sigmoid": (("clip(0.2 x + 0.5, 0, 1), tf.keras 2.x's hard_sigmoid",
                       lambda x: np.clip(0.2 * x + 0.5, 0.0, 1.0)),),
+    # keras.ops.gelu's default (approximate=True); PyTorch's nn.GELU() is the exact form.
+    "gelu": (("GELU's tanh approximation, keras.ops.gelu's default (approximate=True)",
+              lambda x: 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))),),
 }
 
 # Keras layers that are one activation, and the function each computes.
@@ -138,7 +141,9 @@ def _measured(name, module, op, function, kind, own, keras_input, torch_input,
     x = numpy_of(keras_input)
     try:
         torch_value = to_keras_values(_run(module, torch_input), moves)
-        torch_out = to_keras_values(_run(module, to_torch_values(x)), moves)
+        # Where the activation acts on the last axis in PyTorch too (a ConvNeXt's GELU
+        # between its Linears), Keras's input is its input as it is.
+        torch_out = to_keras_values(_run(module, to_torch_values(x) if moves else x), moves)
         keras_out = numpy_of(op(ops.convert_to_tensor(x)))
     except Exception:  # an operation that takes another input: nothing measured
         return None
