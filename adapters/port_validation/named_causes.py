@@ -269,13 +269,13 @@ def layer_order_named(setup: Setup, comparisons, mode: str) -> tuple[LayerCompar
     """A layer whose input differs with nothing else to say why (an attention pair, which
     is not rerun alone, or one fed by no Keras operation) gets the paired layers that run
     on the other side of it in the two models, where there are any."""
-    named = []
+    named, upstream = [], None
     for c in comparisons:
         codes = [cause.code for cause in c.causes]
         if c.diverges and codes in ([], ["between_layers"]):
+            upstream = keras_ancestors(setup.fn) if upstream is None else upstream  # once
             found = order_cause(c.torch_module, c.keras_layer, setup.pairs,
-                                run_order(setup, mode), _layer_types(setup),
-                                keras_ancestors(setup.fn))
+                                run_order(setup, mode), _layer_types(setup), upstream)
             if found is not None:
                 c = dataclasses.replace(c, causes=(found, *c.causes))
         named.append(c)
