@@ -154,6 +154,7 @@ class FrameworkAdapter(Adapter):
         self._inference_losses: dict[tuple, tuple[Batch, float]] = {}
         self._forward_states: dict[tuple, tuple[Batch, dict]] = {}
         self._logits: dict[int, tuple[Batch, np.ndarray]] = {}
+        self._float32_errors: dict[int, tuple[Batch, float]] = {}
         self._cache_outputs = True  # off while a rerun changes precision
 
     # ----- public API -----------------------------------------------------------------
@@ -195,6 +196,20 @@ class FrameworkAdapter(Adapter):
         if self._cache_outputs:
             self._logits[id(batch)] = (batch, outputs)  # the batch kept: its id stays unique
         return outputs
+
+    def float32_output_error(self, batch: Batch) -> float:
+        """How far the initial state's float32 inference outputs are from a float64 rerun's
+        (max abs), measured once per batch: the port check and the referee's inference
+        checks both widen their tolerance by it. Needs the `float64` capability."""
+        cached = self._float32_errors.get(id(batch))
+        if cached and cached[0] is batch:
+            return cached[1]
+        single = np.asarray(self.logits(batch), np.float64)
+        with self.float64():
+            exact = np.asarray(self.logits(batch), np.float64)
+        error = float(np.max(np.abs(single - exact)))
+        self._float32_errors[id(batch)] = (batch, error)  # the batch kept: its id stays unique
+        return error
 
     def inference_loss(self, batch: Batch) -> float:
         """The initial state's inference loss, through the framework's own inference API."""

@@ -44,6 +44,12 @@ def _command_line_state_given_back():
 CACHE_VARIABLE, BLOCKED_IMPORTS = "XFRAME_CACHE_DIR", ("tensorflow", "jax")
 
 
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory):
+    """One ONNX export cache folder per test module: its referee runs share the exports."""
+    return str(tmp_path_factory.mktemp("onnx-cache"))
+
+
 def run_once(**kwargs):
     key = tuple(sorted(kwargs.items()))
     if key not in _CACHE:

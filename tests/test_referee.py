@@ -19,11 +19,6 @@ onnxrt = pytest.importorskip("adapters.onnx.runtime")
 
 
 @pytest.fixture(scope="module")
-def shared_cache(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("onnx-cache"))
-
-
-@pytest.fixture(scope="module")
 def tiny_result(tiny_classify, shared_cache):
     return run_referee(tiny_classify, cache_dir=shared_cache)
 

@@ -34,13 +34,8 @@ def with_tf_keras():
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("onnx-cache"))
-
-
-@pytest.fixture(scope="module")
-def first(with_tf_keras, cache):
-    return run_referee(with_tf_keras, cache_dir=cache)
+def first(with_tf_keras, shared_cache):
+    return run_referee(with_tf_keras, cache_dir=shared_cache)
 
 
 def _eval(result) -> dict:
@@ -81,12 +76,13 @@ def test_its_outputs_are_the_tf_keras_runs_inference_outputs(with_tf_keras, firs
     assert _eval(first)["losses"]["tf-keras"] == pytest.approx(inference, rel=1e-4)
 
 
-def test_a_second_run_takes_the_graph_from_the_cache(with_tf_keras, first, cache, monkeypatch):
+def test_a_second_run_takes_the_graph_from_the_cache(with_tf_keras, first, shared_cache,
+                                                     monkeypatch):
     def refuse(*_args, **_kwargs):
         raise AssertionError("exported although the cache holds the graph")
 
     monkeypatch.setattr("adapters.keras.client.WorkerAdapter.export_onnx", refuse)
-    again = run_referee(with_tf_keras, cache_dir=cache)
+    again = run_referee(with_tf_keras, cache_dir=shared_cache)
     assert not again.failed, again.reasons
     export = _eval(again)["exports"]["tf-keras"]
     assert export["cached"] and export["export_seconds"] == 0
@@ -179,13 +175,13 @@ def test_a_failed_conversion_is_a_failed_graph_with_the_reason(with_tf_keras, tm
     assert _eval(result)["exports"]["pytorch"]["ok"] and _eval(result)["exports"]["keras"]["ok"]
 
 
-def test_the_report_names_the_tf_keras_graph(first, cache, tmp_path):
+def test_the_report_names_the_tf_keras_graph(first, shared_cache, tmp_path):
     from comparator.cli.compare import main
     from comparator.errors import EXIT_OK
 
     report_path, markdown_path = tmp_path / "r.json", tmp_path / "r.md"
     code = main(["tiny_cnn", "--image-size", "16", "--batch-size", "4", "--frameworks",
-                 ",".join(FRAMEWORKS), "--cache-dir", cache, "--json", str(report_path),
+                 ",".join(FRAMEWORKS), "--cache-dir", shared_cache, "--json", str(report_path),
                  "--markdown", str(markdown_path), "--quiet"])
     assert code == EXIT_OK
     referee = json.loads(report_path.read_text())["references"]["onnx:eval"]

@@ -558,12 +558,9 @@ class _Referee:
             return None
         self.touched.add("pytorch")
         try:
-            single = np.asarray(adapter.logits(self.batch), np.float64)
-            with adapter.float64():
-                exact = np.asarray(adapter.logits(self.batch), np.float64)
+            return adapter.float32_output_error(self.batch)  # the port check's, where it ran
         except Exception:  # noqa: BLE001 - a model that cannot run in float64: 1e-4 stands
             return None
-        return float(np.max(np.abs(single - exact)))
 
     def _checks(self, eval_ref: dict, train_ref: dict) -> list[Check]:
         runs = self.report.runs
