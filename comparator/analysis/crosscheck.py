@@ -69,14 +69,19 @@ def _bn_causes(eq, conventions, rerun, runs, states) -> list[dict]:
     return explain_bn_conventions(states[eq.a], states[eq.b], matched, momenta, biased)
 
 
+def _same_function(a, b) -> bool:
+    """Whether two runs' steps are steps of the same function (the same BatchNorm modes and
+    trainable weights), whatever float32 rounding made of their losses."""
+    return (a.modes.bn_batch_stats == b.modes.bn_batch_stats
+            and a.state.trainable_params == b.state.trainable_params)
+
+
 def _same_step_function(a, b) -> bool:
     """Whether two runs' first train steps computed the same loss of the same trainable
-    weights: the same BatchNorm modes, the same number of trainable parameters and the same
-    first train-step loss. Otherwise their gradients differ, and no optimizer constant can
-    bring the weights they leave together."""
-    return (a.modes.bn_batch_stats == b.modes.bn_batch_stats
-            and a.state.trainable_params == b.state.trainable_params
-            and losses_agree(a.losses.train_step[0], b.losses.train_step[0]))
+    weights: the same function and the same first train-step loss. Otherwise their gradients
+    differ, and no optimizer constant can bring the weights they leave together."""
+    return _same_function(a, b) and losses_agree(a.losses.train_step[0],
+                                                 b.losses.train_step[0])
 
 
 def _weight_causes(eq, config, rerun, runs, states) -> list[dict]:
@@ -216,8 +221,7 @@ def _rounding_of_the_step(eq, rerun, runs, states) -> list[dict]:
     apart after a step that moved them by up to 19). The float64 rerun measures how far
     float32 itself lands from the exact step."""
     a, b = runs[eq.a], runs[eq.b]
-    if not (a.modes.bn_batch_stats == b.modes.bn_batch_stats
-            and a.state.trainable_params == b.state.trainable_params):
+    if not _same_function(a, b):
         return []
     causes = _float32_causes(eq, rerun, states, b.state.max_weight_delta)
     for cause in causes:
@@ -300,6 +304,14 @@ def explain_keras_pair(eq, reruns: dict):
                                equivalent=eq.equivalent or (weights_only and not beyond))
 
 
+def _rerun_of(run_id: str, reruns: dict, recipes, adapters, batch, config) -> _Rerun:
+    """The PyTorch run's reruns, made once and shared by every pair held against them."""
+    if run_id not in reruns:
+        recipe = {r.id: r for r in recipes}[run_id]
+        reruns[run_id] = _Rerun(adapters["pytorch"], recipe, batch, config)
+    return reruns[run_id]
+
+
 class _Rerun:
     """Reruns of one PyTorch recipe. Every Keras framework's run is held against the same
     ones, so each variant is run once (a four-framework comparison ran each three times)."""
@@ -379,10 +391,7 @@ def explain_pair(eq, conventions, recipes, adapters, batch, config, runs, states
     if not _keras_against_pytorch(eq) or "pytorch" not in adapters:
         return eq
     reruns = {} if reruns is None else reruns
-    if eq.b not in reruns:
-        recipe = {r.id: r for r in recipes}[eq.b]
-        reruns[eq.b] = _Rerun(adapters["pytorch"], recipe, batch, config)
-    rerun = reruns[eq.b]
+    rerun = _rerun_of(eq.b, reruns, recipes, adapters, batch, config)
     padding = _embedding_padding_causes(eq, rerun, runs, states)
     causes = (_bn_causes(eq, conventions, rerun, runs, states) + padding
               + _weight_causes_beside(padding, eq, config, rerun, runs, states)
