@@ -225,8 +225,10 @@ def _measure(recipes, adapters, batch, config, progress, clock,
                                 compared_states(runs, states, dropout_free, eq.a, eq.b)))
             found.append(explain_pair(eq, conventions, recipes, adapters, batch, config, runs,
                                       compared, reruns))
-        # Two Keras runs, once each has been held against PyTorch's reruns.
-        found = [explain_keras_pair(eq, reruns) for eq in found]
+        # Two Keras runs, once each has been held against PyTorch's reruns; a pair that
+        # none held may need a rerun of its own PyTorch recipe of the same step.
+        found = [explain_keras_pair(eq, reruns, recipes, adapters, batch, config, runs, states)
+                 for eq in found]
         clock.phase("diagnosis")
     checks = _divergence_checks(diverged) + _validation_checks(runs)
     return _Measured(runs, explanations, found, checks, unavailable + diverged, conventions,

@@ -9,7 +9,8 @@ the same gradients are then held against a float64 rerun: float32 rounding, or
 not. Steps that computed different gradients (other BatchNorm modes, trainable
 weights or losses) get neither rerun: their differences already say why. Two Keras runs
 whose weights differ get no rerun of their own: where both were held against the same
-float64 rerun, their two distances from it say whether their difference is rounding.
+float64 rerun, their two distances from it say whether their difference is rounding; where
+none held both, the float64 rerun of a PyTorch recipe that computes the same step does.
 """
 
 from __future__ import annotations
@@ -69,14 +70,19 @@ def _bn_causes(eq, conventions, rerun, runs, states) -> list[dict]:
     return explain_bn_conventions(states[eq.a], states[eq.b], matched, momenta, biased)
 
 
+def _same_function(a, b) -> bool:
+    """Whether two runs' steps are steps of the same function (the same BatchNorm modes and
+    trainable weights), whatever float32 rounding made of their losses."""
+    return (a.modes.bn_batch_stats == b.modes.bn_batch_stats
+            and a.state.trainable_params == b.state.trainable_params)
+
+
 def _same_step_function(a, b) -> bool:
     """Whether two runs' first train steps computed the same loss of the same trainable
-    weights: the same BatchNorm modes, the same number of trainable parameters and the same
-    first train-step loss. Otherwise their gradients differ, and no optimizer constant can
-    bring the weights they leave together."""
-    return (a.modes.bn_batch_stats == b.modes.bn_batch_stats
-            and a.state.trainable_params == b.state.trainable_params
-            and losses_agree(a.losses.train_step[0], b.losses.train_step[0]))
+    weights: the same function and the same first train-step loss. Otherwise their gradients
+    differ, and no optimizer constant can bring the weights they leave together."""
+    return _same_function(a, b) and losses_agree(a.losses.train_step[0],
+                                                 b.losses.train_step[0])
 
 
 def _weight_causes(eq, config, rerun, runs, states) -> list[dict]:
@@ -216,8 +222,7 @@ def _rounding_of_the_step(eq, rerun, runs, states) -> list[dict]:
     apart after a step that moved them by up to 19). The float64 rerun measures how far
     float32 itself lands from the exact step."""
     a, b = runs[eq.a], runs[eq.b]
-    if not (a.modes.bn_batch_stats == b.modes.bn_batch_stats
-            and a.state.trainable_params == b.state.trainable_params):
+    if not _same_function(a, b):
         return []
     causes = _float32_causes(eq, rerun, states, b.state.max_weight_delta)
     for cause in causes:
@@ -259,23 +264,78 @@ def _within_rounding(error: float, torch_error: float) -> bool:
     return error <= max(FLOAT32_FACTOR * torch_error, STATE_TOLERANCE)
 
 
-def explain_keras_pair(eq, reruns: dict):
+def explain_keras_pair(eq, reruns: dict, recipes=(), adapters=None, batch=None, config=None,
+                       runs=None, states=None):
     """A pair of two Keras runs (backends or versions) whose weights differ, given a cause
     where both runs were held against the float64 rerun of the same PyTorch recipe in their
     pairs with it (explain_pair, which keeps each run's distance on the rerun): no rerun of
-    its own. The rounding explains the difference where both are as close to the float64
-    weights as float32 allows (FLOAT32_FACTOR times PyTorch's own float32 distance); and,
-    as for a Keras run against PyTorch, only a pair that differs in nothing but its weights
-    is then equivalent."""
+    its own. Where none held both, the float64 rerun of a PyTorch recipe that computes the
+    same step as both (`_same_function_run`) measures their distances instead. The
+    rounding explains the difference where both are as close to the float64 weights as
+    float32 allows (FLOAT32_FACTOR times PyTorch's own float32 distance); and, as for a
+    Keras run against PyTorch, only a pair that differs in nothing but its weights is then
+    equivalent. The other arguments are explain_pair's, states the runs' final states."""
     if eq.a.startswith("pytorch:") or eq.b.startswith("pytorch:") or \
             eq.max_weight_diff is None or eq.max_weight_diff <= STATE_TOLERANCE:
         return eq
+    cause = _held_cause(eq, reruns) or _same_function_cause(
+        eq, reruns, recipes, adapters, batch, config, runs, states)
+    if cause is None:
+        return eq
+    weights_only = all(d.startswith("weights after the step") for d in eq.differences)
+    return dataclasses.replace(eq, causes=(*eq.causes, cause),
+                               equivalent=eq.equivalent or (weights_only and cause["explains"]))
+
+
+def _held_cause(eq, reruns: dict) -> dict | None:
+    """The cause from the float64 rerun both runs were held against in their pairs."""
     rerun = next((rerun for rerun in reruns.values()
                   if eq.a in rerun.float32_errors and eq.b in rerun.float32_errors), None)
     if rerun is None:
-        return eq
+        return None
     errors = {run: rerun.float32_errors[run] for run in (eq.a, eq.b)}
-    torch_error = rerun.float32_errors[rerun.recipe.id]
+    return _keras_pair_cause(eq, errors, rerun.float32_errors[rerun.recipe.id],
+                             f"{rerun.recipe.id} in float64, against which both were held")
+
+
+def _same_function_cause(eq, reruns, recipes, adapters, batch, config, runs,
+                         states) -> dict | None:
+    """Two Keras runs whose pairs with PyTorch held neither against a float64 rerun (both
+    keras:training_false runs of a classify scenario are paired with pytorch:eval, yet step
+    as pytorch:train does), or held them against one float32 cannot pin: the float64 rerun
+    of a PyTorch recipe of the same step, its float64 state shared with its own pairs."""
+    torch = _same_function_run(eq, runs, reruns, adapters)
+    if torch is None:
+        return None
+    rerun = _rerun_of(torch, reruns, recipes, adapters, batch, config)
+    exact = rerun.float64_state()
+    errors = {run: max_weight_diff(states[run], exact) for run in (eq.a, eq.b)}
+    torch_error = max_weight_diff(states[torch], exact)
+    source = (f"{torch} in float64, which computes the same step as both (the same BatchNorm "
+              "modes and trainable weights)")
+    step = runs[torch].state.max_weight_delta
+    if step is not None and not torch_error <= NOISE_CAP * step:
+        return _inconclusive_keras_pair_cause(eq, errors, torch_error, source, step)
+    return _keras_pair_cause(eq, errors, torch_error, source)
+
+
+def _same_function_run(eq, runs, reruns, adapters) -> str | None:
+    """A PyTorch run whose step is a step of the same function as both Keras runs' (no
+    Dropout: neither Keras run had any active, or their weights would not be compared), one
+    already rerun first: its float64 state may be kept. None where there is none, or it
+    would need a rerun and no PyTorch adapter is at hand."""
+    if runs is None:
+        return None
+    found = [run_id for run_id, run in runs.items()
+             if _framework(run_id) == "pytorch" and not run.modes.dropout_active
+             and all(_same_function(run, runs[keras]) for keras in (eq.a, eq.b))
+             and (run_id in reruns or "pytorch" in (adapters or {}))]
+    return next((run_id for run_id in found if run_id in reruns), next(iter(found), None))
+
+
+def _keras_pair_cause(eq, errors: dict, torch_error: float, source: str) -> dict:
+    """The two Keras runs' distances from a float64 rerun (source: which, and why it holds
+    them), judged against PyTorch's own float32 distance from it."""
     beyond = [run for run, error in errors.items() if not _within_rounding(error, torch_error)]
     further = max(errors, key=errors.get)
     numbers = (f"{eq.a} {errors[eq.a]:.2g}, {eq.b} {errors[eq.b]:.2g}; PyTorch's own float32 "
@@ -290,14 +350,33 @@ def explain_keras_pair(eq, reruns: dict):
         verdict = (f"both are further from it than float32 rounding explains, {further} the "
                    f"further ({numbers}), so it cannot tell whether their weights differ by "
                    "rounding alone")
-    cause = {"cause": "float32_rounding", "value": errors[further],
-             "before": eq.max_weight_diff, "torch_float32_error": torch_error,
-             "float32_errors": errors, "explains": not beyond,
-             "text": f"Re-run of {rerun.recipe.id} in float64, against which both were held: "
-                     f"{verdict}."}
-    weights_only = all(d.startswith("weights after the step") for d in eq.differences)
-    return dataclasses.replace(eq, causes=(*eq.causes, cause),
-                               equivalent=eq.equivalent or (weights_only and not beyond))
+    return {"cause": "float32_rounding", "value": errors[further],
+            "before": eq.max_weight_diff, "torch_float32_error": torch_error,
+            "float32_errors": errors, "explains": not beyond,
+            "text": f"Re-run of {source}: {verdict}."}
+
+
+def _inconclusive_keras_pair_cause(eq, errors: dict, torch_error: float, source: str,
+                                   step: float) -> dict:
+    """As _float32_causes says of a Keras run against PyTorch: where PyTorch's own float32
+    is that far from float64, the rerun judges neither run."""
+    return {"cause": "float32_rounding", "value": max(errors.values()),
+            "before": eq.max_weight_diff, "torch_float32_error": torch_error,
+            "float32_errors": errors, "explains": False, "inconclusive": True,
+            "text": f"Re-run of {source}: PyTorch's float32 weights after the step are up to "
+                    f"{torch_error:.2g} from it, {eq.a}'s up to {errors[eq.a]:.2g}, {eq.b}'s "
+                    f"up to {errors[eq.b]:.2g}, where the step moved them by up to "
+                    f"{step:.2g}: float32 cannot pin this step (its gradient is "
+                    "ill-conditioned), so the rerun says nothing of whether their weights "
+                    "differ by rounding."}
+
+
+def _rerun_of(run_id: str, reruns: dict, recipes, adapters, batch, config) -> _Rerun:
+    """The PyTorch run's reruns, made once and shared by every pair held against them."""
+    if run_id not in reruns:
+        recipe = {r.id: r for r in recipes}[run_id]
+        reruns[run_id] = _Rerun(adapters["pytorch"], recipe, batch, config)
+    return reruns[run_id]
 
 
 class _Rerun:
@@ -379,10 +458,7 @@ def explain_pair(eq, conventions, recipes, adapters, batch, config, runs, states
     if not _keras_against_pytorch(eq) or "pytorch" not in adapters:
         return eq
     reruns = {} if reruns is None else reruns
-    if eq.b not in reruns:
-        recipe = {r.id: r for r in recipes}[eq.b]
-        reruns[eq.b] = _Rerun(adapters["pytorch"], recipe, batch, config)
-    rerun = reruns[eq.b]
+    rerun = _rerun_of(eq.b, reruns, recipes, adapters, batch, config)
     padding = _embedding_padding_causes(eq, rerun, runs, states)
     causes = (_bn_causes(eq, conventions, rerun, runs, states) + padding
               + _weight_causes_beside(padding, eq, config, rerun, runs, states)
