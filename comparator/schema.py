@@ -199,7 +199,7 @@ class OnnxExport(TypedDict, total=False):
     export_seconds: Annotated[float, "seconds exporting"]
     check_seconds: Annotated[float, "seconds checking the graph"]
     rebuilt: Annotated[str | None, "why a cached graph was exported again, or null"]
-    exported_with: Annotated[dict[str, Any], "the exporter's notes (exporter, mode, BatchNorm modules, Dropout modules removed)"]
+    exported_with: Annotated[dict[str, Any], "the exporter's notes (exporter, mode, BatchNorm modules, Dropout modules removed, torchvision's StochasticDepth counted among them)"]
     graph: Annotated[GraphFacts, "what the graph computes, counted from its nodes"]
     run_seconds: Annotated[float, "seconds in ONNX Runtime"]
     provider: Annotated[str, "the ONNX Runtime execution provider used"]

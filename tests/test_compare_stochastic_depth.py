@@ -4,9 +4,16 @@ ConvNeXt StochasticDepth and EfficientNet's Dropout with noise_shape (None, 1, 1
 
 compare.py counted neither StochasticDepth class as Dropout: both runs said Dropout 0/0,
 `--dropout off` left them dropping (PyTorch's train-step loss 1.1243 where the step without
-stochastic depth gives 1.1347), and no Dropout-free pass was made."""
+stochastic depth gives 1.1347), no Dropout-free pass was made, and the referee's training-mode
+graph held torchvision's random draw (RandomUniformLike: outputs 0.24 apart from run to run)."""
+
+import json
+import os
+import subprocess
+import sys
 
 import numpy as np
+import onnx
 import pytest
 import torch
 from torch.nn import functional as F
@@ -14,6 +21,7 @@ from torch.nn import functional as F
 import comparator
 from tests.stochastic_depth_models import ResidualDepth, keras_residual_depth
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 X = np.random.default_rng(0).standard_normal((4, 3, 8, 8)).astype(np.float32)
 LABELS = [0, 1, 2, 0]
 STEP = ("pytorch:train", "keras:train")
@@ -95,3 +103,33 @@ def test_a_batch_mode_stochastic_depth_is_active_whether_it_drops_or_keeps(seed)
     assert found == ("dropped" if seed == 0 else "kept")
     assert run.losses.train_step_without_dropout == pytest.approx(train_step_loss("batch"),
                                                                   abs=1e-6)
+
+
+def test_the_referee_exports_the_training_pass_without_stochastic_depth(tmp_path):
+    """compare.py's default referee: its training-mode graph holds no random node, and its
+    loss is the Dropout-free train-step pass of both frameworks."""
+    report_path = tmp_path / "report.json"
+    spec = os.path.join("tests", "stochastic_depth_models.py")
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "scripts", "compare.py"),
+         "--pytorch", f"{spec}:ResidualDepth", "--keras", f"{spec}:keras_residual_depth",
+         "--port-weights", "pytorch-to-keras", "--input-shape", "3,8,8", "--batch-size", "4",
+         "--labels", ",".join(map(str, LABELS)), "--recipes", ",".join(STEP),
+         "--cache-dir", str(tmp_path / "cache"), "--json", str(report_path)],
+        capture_output=True, text=True, cwd=ROOT, timeout=600,
+        env={**os.environ, "PYTHONPATH": ROOT})
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(report_path.read_text())
+    train = report["references"]["onnx:train_forward"]
+    assert train["export"]["exported_with"]["dropout_modules_removed"] == 1
+    for run in report["runs"]:
+        assert run["modes"]["dropout_active"] == 1
+        assert train["train_forward"] == pytest.approx(
+            run["losses"]["train_step_without_dropout"], abs=1e-5)
+    assert all(check["passed"] for check in report["checks"]), report["checks"]
+    graphs = [os.path.join(folder, name) for folder, _, names in os.walk(tmp_path / "cache")
+              for name in names if name.endswith(".onnx")]
+    assert graphs
+    for graph in graphs:
+        ops = {node.op_type for node in onnx.load(graph).graph.node}
+        assert not ops & {"RandomUniformLike", "RandomUniform", "Bernoulli"}, graph
