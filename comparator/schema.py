@@ -199,7 +199,7 @@ class OnnxExport(TypedDict, total=False):
     export_seconds: Annotated[float, "seconds exporting"]
     check_seconds: Annotated[float, "seconds checking the graph"]
     rebuilt: Annotated[str | None, "why a cached graph was exported again, or null"]
-    exported_with: Annotated[dict[str, Any], "the exporter's notes (exporter, mode, BatchNorm modules, Dropout modules removed)"]
+    exported_with: Annotated[dict[str, Any], "the exporter's notes (exporter, mode, BatchNorm modules, Dropout modules removed, torchvision's StochasticDepth counted among them)"]
     graph: Annotated[GraphFacts, "what the graph computes, counted from its nodes"]
     run_seconds: Annotated[float, "seconds in ONNX Runtime"]
     provider: Annotated[str, "the ONNX Runtime execution provider used"]
@@ -311,7 +311,7 @@ class Losses(_Serialisable):
     train_step: Annotated[tuple[float, ...], "the loss each train step reported (what fit() or the loop shows)"]
     inference_after: Annotated[float, "inference-mode loss after the steps (what evaluate() shows next)"]
     fit_validation: Annotated[tuple[float, ...] | None, "Keras's val_loss per epoch with `--validate`, else null"] = None
-    train_step_without_dropout: Annotated[float | None, "where Dropout was active: the first train step's forward pass with Dropout off (BatchNorm as the recipe set it), what the frameworks are compared on then; else null"] = None
+    train_step_without_dropout: Annotated[float | None, "where Dropout was active: the first train step's forward pass with Dropout off, stochastic depth too (`Modes.stochastic_depth_layers`; BatchNorm as the recipe set it), what the frameworks are compared on then; else null"] = None
 
 
 @dataclass(frozen=True)
@@ -327,7 +327,7 @@ class State(_Serialisable):
 class LayerModes(TypedDict):
     bn_layers: Annotated[int, "BatchNorm layers among them"]
     bn_batch_stats: Annotated[int, "of them, normalising with batch statistics in the train step"]
-    dropout_layers: Annotated[int, "Dropout layers among them"]
+    dropout_layers: Annotated[int, "Dropout layers among them, stochastic depth included (as in `Modes`)"]
     dropout_active: Annotated[int, "of them, active in the train step"]
 
 
@@ -335,7 +335,7 @@ class LayerModes(TypedDict):
 class Modes(_Serialisable):
     bn_layers: Annotated[int, "BatchNorm layers in the model"]
     bn_batch_stats: Annotated[int, "of them, normalising with batch statistics in the train step"]
-    dropout_layers: Annotated[int, "Dropout layers in the model"]
+    dropout_layers: Annotated[int, "Dropout layers in the model, stochastic depth included (`stochastic_depth_layers`)"]
     dropout_active: Annotated[int, "of them, active in the train step"]
     outside_base: Annotated[LayerModes | None,
                             "Keras runs: the same counts for the layers outside the frozen "
@@ -344,6 +344,7 @@ class Modes(_Serialisable):
                             "runs in inference mode are left out. Null where the frozen part "
                             "is the whole model, for PyTorch, and in reports written before "
                             "this key"] = field(default=None, hash=False)  # a dict: unhashable
+    stochastic_depth_layers: Annotated[int, "of the Dropout layers, those that drop a residual branch for whole examples or for the whole batch: torchvision's StochasticDepth (EfficientNet's, ConvNeXt's), a Keras layer class named StochasticDepth (keras.applications' ConvNeXt has one), a Keras Dropout with noise_shape (None, 1, ..., 1) (keras.applications' EfficientNet); 0 in reports written before this key"] = 0
 
 
 @dataclass(frozen=True)

@@ -541,8 +541,20 @@ class Keras3Adapter(FrameworkAdapter):
             hooks.host(record, *sums, gamma, beta, *moving)
             return outputs
 
-        def observed_dropout(layer, inputs, *args, **kwargs):
-            outputs = dropout_call(layer, inputs, *args, **kwargs)
+        bn_class.call = observed_bn
+        layers.Dropout.call = self._dropout_observer(dropout_call)
+        try:
+            yield
+        finally:
+            bn_class.call, layers.Dropout.call = bn_call, dropout_call
+
+    def _dropout_observer(self, call):
+        """`call` (a Dropout-like layer class's) recording whether the layer acted: whether
+        its output differs from its input."""
+        adapter, hooks = self, self._hooks
+
+        def observed(layer, inputs, *args, **kwargs):
+            outputs = call(layer, inputs, *args, **kwargs)
             if hooks.is_concrete(inputs):
                 same = ops.all(ops.equal(ops.stop_gradient(inputs), ops.stop_gradient(outputs)))
 
@@ -551,12 +563,7 @@ class Keras3Adapter(FrameworkAdapter):
 
                 hooks.host(record, same)
             return outputs
-
-        bn_class.call, layers.Dropout.call = observed_bn, observed_dropout
-        try:
-            yield
-        finally:
-            bn_class.call, layers.Dropout.call = bn_call, dropout_call
+        return observed
 
     def _audit_impl(self):
         modes = Modes(len(self._bn_layers), sum(self._bn_seen.values()),

@@ -13,6 +13,7 @@ layers take the names the comparison's own model gives them (`worker_naming`).""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 
 import numpy as np
 
@@ -21,9 +22,12 @@ from adapters.own_pair.loader import keras_layer, symbolic_inputs
 # Not adapters.own_pair.pairing, which imports torch: a worker on TensorFlow or JAX runs this
 # adapter too (adapters.own_pair.keras_layers says why).
 from adapters.own_pair.keras_layers import (
+    drops_whole_examples,
     leaf_layers,
     step_dropout,
     step_dropping_layers,
+    stochastic_depth_layer,
+    stochastic_depth_rate,
     weighted_keras_layers,
 )
 from adapters.own_pair.port_arrays import (
@@ -129,19 +133,34 @@ class KerasUserAdapter(Keras3Adapter):
         super()._index_layers()
         every = self._all_layers()
         self._step_dropping = [inner for x in every for inner in step_dropping_layers(x)]
+        self._stochastic_depth = [x for x in every if stochastic_depth_layer(x)]
+        # Their own classes, whose calls the Dropout-free passes and --dropout off force
+        # into inference mode as they force Dropout's.
+        self._stochastic_depth_classes = tuple(dict.fromkeys(
+            type(x) for x in self._stochastic_depth))
+        self._dropout_classes = type(self)._dropout_classes + self._stochastic_depth_classes
         self._dropout_layers = [x for x in every if isinstance(x, layers.Dropout)] + \
-            self._step_dropping
+            self._stochastic_depth + self._step_dropping
 
     def _apply_impl(self, recipe):
         super()._apply_impl(recipe)
+        if recipe is not None and recipe.inference_everywhere:
+            self._forced_inference = (tuple(self._forced_inference)
+                                      + self._stochastic_depth_classes)
         if self.dropout_off:  # --dropout off: the step runs Dropout in inference mode
             self._forced_inference = tuple(self._forced_inference) + self._dropout_classes
 
+    def _audit_impl(self):
+        return dataclasses.replace(super()._audit_impl(), stochastic_depth_layers=sum(
+            drops_whole_examples(x) for x in self._dropout_layers))
+
     def _dropout_rates(self) -> dict[str, float]:
-        """Dropout layers' rates, and a recurrent layer's as `lstm (dropout)` and `lstm
-        (recurrent_dropout)`."""
+        """Dropout layers' rates, a StochasticDepth layer's, and a recurrent layer's as
+        `lstm (dropout)` and `lstm (recurrent_dropout)`."""
         rates = {self._name_of(x): float(x.rate) for x in self._dropout_layers
                  if isinstance(x, layers.Dropout)}
+        rates.update({self._name_of(x): rate for x in self._stochastic_depth
+                      if (rate := stochastic_depth_rate(x)) is not None})
         rates.update({f"{self._name_of(x)} ({name})": rate for x in self._step_dropping
                       for name, rate in step_dropout(x.cell).items()})
         return rates
@@ -149,7 +168,8 @@ class KerasUserAdapter(Keras3Adapter):
     @contextlib.contextmanager
     def _observe(self):
         """Also whether each recurrent layer that drops within its steps ran in training
-        mode in the step (no Dropout layer's call shows it)."""
+        mode in the step (no Dropout layer's call shows it), and whether each StochasticDepth
+        layer acted, as a Dropout layer's observation says."""
         adapter, call = self, layers.RNN.call
 
         def observed(layer, *args, **kwargs):
@@ -159,12 +179,17 @@ class KerasUserAdapter(Keras3Adapter):
                     layer.name, bool(kwargs.get("training")) and not forced)
             return call(layer, *args, **kwargs)
 
+        depth_calls = {cls: cls.call for cls in self._stochastic_depth_classes}
         with super()._observe():
             layers.RNN.call = observed
+            for cls, depth_call in depth_calls.items():
+                cls.call = self._dropout_observer(depth_call)
             try:
                 yield
             finally:
                 layers.RNN.call = call
+                for cls, depth_call in depth_calls.items():
+                    cls.call = depth_call
 
     def _data(self, batch):
         if self.scenario in REGRESSION_SCENARIOS:

@@ -16,7 +16,8 @@ and Keras 3.15.1 on the torch backend, and what the code below does about it:
   default graph optimisations delete Dropout nodes; with them disabled it draws
   random masks. So Dropout modules are replaced by Identity for a training-mode
   export, and the graph holds no Dropout whatever the optimisation level
-  (`graph_facts` counts active Dropout nodes).
+  (`graph_facts` counts active Dropout nodes). torchvision's StochasticDepth too: in
+  train() it is written as RandomUniformLike, Less, Div and Mul, drawn anew on each run.
 * Dynamo exporter: `training=` is deprecated and ignored; a model in train() is
   traced to `aten._native_batch_norm_legit_functional(training=True)`, which
   onnxscript's torch_lib writes as an inference-mode BatchNormalization (it forces
@@ -45,7 +46,9 @@ from importlib import metadata
 
 import numpy as np
 
-CACHE_FORMAT = 1  # bump when what is written (or how it is exported) changes
+# Bump when what is written (or how it is exported) changes; 2: torchvision's StochasticDepth
+# is left out of training-mode exports, as Dropout is.
+CACHE_FORMAT = 2
 EXPORTERS = ("torchscript", "dynamo")
 MODES = ("eval", "train_forward")
 KEY_PROPERTY = "xframe_compare.cache_key"
@@ -455,13 +458,15 @@ def export_torch(model, example: np.ndarray, path: str, *, exporter: str = "torc
     training=TrainingMode.TRAINING, BatchNorm uses batch statistics. That exporter
     puts every module in train() (measured: a Dropout module left in eval() is
     switched back and exported as Dropout(training_mode=True)), so with
-    `dropout_off` the Dropout modules are replaced by Identity for the export.
+    `dropout_off` the Dropout and StochasticDepth modules are replaced by Identity for the
+    export.
     The module's train/eval flags are restored afterwards; its weights are not
     touched, but a training-mode trace runs forward passes, which move BatchNorm
     running statistics: the caller restores the state it wants.
     """
     import torch
     from torch import nn
+    from torchvision.ops import StochasticDepth
 
     if exporter not in EXPORTERS:
         raise ValueError(f"unknown exporter {exporter!r}; known: {', '.join(EXPORTERS)}")
@@ -471,7 +476,9 @@ def export_torch(model, example: np.ndarray, path: str, *, exporter: str = "torc
     args = tuple(torch.from_numpy(np.ascontiguousarray(v)).to(device)
                  for v in _as_inputs(example))
     names = (["input"] if len(args) == 1 else [f"input{index}" for index in range(len(args))])
-    dropout_kinds = nn.modules.dropout._DropoutNd
+    # torchvision's StochasticDepth in train() exports as RandomUniformLike, drawn anew on
+    # each run of the graph (measured: a residual pair's outputs 0.24 apart from run to run).
+    dropout_kinds = (nn.modules.dropout._DropoutNd, StochasticDepth)
     notes = {"exporter": exporter, "mode": mode,
              "batchnorm_modules": sum(isinstance(m, nn.modules.batchnorm._BatchNorm)
                                       for m in model.modules()),

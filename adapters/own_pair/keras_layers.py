@@ -104,3 +104,33 @@ def step_dropout(cell) -> dict[str, float]:
     """A Keras recurrent cell's non-zero `dropout` and `recurrent_dropout`."""
     rates = {name: float(getattr(cell, name, 0) or 0) for name in ("dropout", "recurrent_dropout")}
     return {name: rate for name, rate in rates.items() if rate}
+
+
+def stochastic_depth_layer(layer) -> bool:
+    """A layer of a class named StochasticDepth: keras.applications' ConvNeXt's
+    (keras/src/applications/convnext.py; no keras.layers name exports it), or one a port of
+    torchvision's ConvNeXt or EfficientNet writes after it. In training it drops its input for
+    whole examples, as torchvision's StochasticDepth does, and it is no Dropout: the Dropout
+    observation and the Dropout-free passes missed it (measured, Keras 3.15.1: a pair's Keras
+    run counted Dropout 0/0, and `--dropout off` left the layer dropping)."""
+    return not isinstance(layer, layers.Dropout) and any(
+        cls.__name__ == "StochasticDepth" for cls in type(layer).__mro__)
+
+
+def drops_whole_examples(layer) -> bool:
+    """Stochastic depth: a StochasticDepth layer, or a Dropout whose noise_shape is
+    (None, 1, ..., 1), as keras.applications' EfficientNet drops its residual branches."""
+    if stochastic_depth_layer(layer):
+        return True
+    shape = getattr(layer, "noise_shape", None) if isinstance(layer, layers.Dropout) else None
+    return shape is not None and len(shape) > 1 and all(n == 1 for n in tuple(shape)[1:])
+
+
+def stochastic_depth_rate(layer) -> float | None:
+    """A StochasticDepth layer's drop rate: `drop_path_rate` in keras.applications' ConvNeXt,
+    `rate` as a Dropout names it; None where it holds neither."""
+    for name in ("drop_path_rate", "rate"):
+        value = getattr(layer, name, None)
+        if isinstance(value, (int, float)):
+            return float(value)
+    return None

@@ -16,7 +16,10 @@ from adapters.keras.backend import keras  # fixes the torch backend before Keras
 from keras import layers, ops, tree  # noqa: E402
 from keras.src.models.functional import Functional  # noqa: E402
 
-from adapters.own_pair.keras_layers import step_dropping_layers  # noqa: E402
+from adapters.own_pair.keras_layers import (  # noqa: E402
+    step_dropping_layers,
+    stochastic_depth_layer,
+)
 from adapters.own_pair.pairing import channels_first_sequences  # noqa: E402
 from adapters.own_pair.token_ids import token_ids_hint  # noqa: E402
 from adapters.port_validation.sequences import split_layer_key, traced_calls  # noqa: E402
@@ -294,10 +297,11 @@ def outputs_of(value) -> tuple:
 
 def training_of(op, training: bool) -> bool:
     """The training flag a Keras operation is called with in a pass: off for the random
-    layers, and for a recurrent layer that drops within its steps (its training flag does
-    nothing else), since their masks cannot match PyTorch's; the Dropout comparison names
-    their rates."""
-    return training and not (isinstance(op, _NOISE) or step_dropping_layers(op))
+    layers (keras.applications' ConvNeXt's StochasticDepth among them), and for a recurrent
+    layer that drops within its steps (its training flag does nothing else), since their masks
+    cannot match PyTorch's; the Dropout comparison names their rates."""
+    return training and not (isinstance(op, _NOISE) or stochastic_depth_layer(op)
+                             or step_dropping_layers(op))
 
 
 def run_keras(fn: Functional, x, training: bool, watch: set[str],

@@ -19,7 +19,12 @@ from adapters.keras.backend import keras  # noqa: F401 (fixes the torch backend 
 from keras import layers, ops  # noqa: E402
 
 from adapters.port_validation.graph import torch_args, torch_mode  # noqa: E402
-from adapters.own_pair.keras_layers import recurrent_cell, step_dropout  # noqa: E402
+from adapters.own_pair.keras_layers import (  # noqa: E402
+    recurrent_cell,
+    step_dropout,
+    stochastic_depth_layer,
+    stochastic_depth_rate,
+)
 from adapters.pytorch.user import stacked_dropout  # noqa: E402
 from comparator.analysis.training_side import (  # noqa: E402
     BatchNormStep,
@@ -150,6 +155,10 @@ def keras_dropout_layers(operations) -> list[DropoutLayer]:
     """The random layers among Keras operations (given in the order they run)."""
     found = []
     for op in operations:
+        if stochastic_depth_layer(op):  # keras.applications' ConvNeXt's, no Dropout
+            found.append(DropoutLayer(op.name, type(op).__name__, _ROWS,
+                                      stochastic_depth_rate(op)))
+            continue
         family = _family(op, _KERAS_FAMILIES)
         if family is None or not isinstance(op, layers.Layer):
             continue

@@ -10,6 +10,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 from torch import nn
+from torchvision.ops import StochasticDepth
 
 from adapters.pytorch.adapter import PyTorchAdapter
 from comparator.inputs.batch import Batch
@@ -17,6 +18,14 @@ from adapters.own_pair.loader import pytorch_submodule
 
 _DROPOUTS = (nn.modules.dropout._DropoutNd,)
 _BATCHNORMS = (nn.modules.batchnorm._BatchNorm,)
+
+
+def stochastic_depth(module) -> bool:
+    """torchvision's StochasticDepth (EfficientNet's and ConvNeXt's residual branches): in
+    train() it drops its input for whole examples (mode "row") or for the whole batch (mode
+    "batch"), scaling what it keeps by 1 / (1 - p), a Dropout in all but its class, which is
+    no _DropoutNd; in eval() it passes its input through."""
+    return isinstance(module, StochasticDepth)
 
 
 def stacked_dropout(module) -> int:
@@ -91,10 +100,11 @@ class PyTorchUserAdapter(PyTorchAdapter):
 
     def _install_observers(self):
         super()._install_observers()
-        # Every Dropout kind (Dropout2d, AlphaDropout, ...), not nn.Dropout alone, and the
-        # Dropout between a stacked recurrent module's layers.
+        # Every Dropout kind (Dropout2d, AlphaDropout, ...), not nn.Dropout alone,
+        # StochasticDepth, and the Dropout between a stacked recurrent module's layers.
         for name, module in self.model.named_modules():
-            if isinstance(module, _DROPOUTS) and not isinstance(module, nn.Dropout):
+            if (isinstance(module, _DROPOUTS) and not isinstance(module, nn.Dropout)) \
+                    or stochastic_depth(module):
                 self._observe_dropout(name, module)
             elif stacked_dropout(module):
                 self._observe(module, self._make_stacked_dropout_hook(name))
@@ -106,23 +116,27 @@ class PyTorchUserAdapter(PyTorchAdapter):
         return hook
 
     def conventions(self) -> dict:
-        """Also the Dropout between a stacked recurrent module's layers, as `lstm (between
-        layers)`."""
+        """Also StochasticDepth's rate, and the Dropout between a stacked recurrent module's
+        layers, as `lstm (between layers)`."""
         found = super().conventions()
+        found["dropout"].update({name: float(m.p) for name, m in self.model.named_modules()
+                                 if stochastic_depth(m)})
         found["dropout"].update({f"{name} (between layers)": float(m.dropout)
                                  for name, m in self.model.named_modules()
                                  if stacked_dropout(m)})
         return found
 
     def _drops(self, module: nn.Module) -> bool:
-        return isinstance(module, _DROPOUTS) or bool(stacked_dropout(module))
+        return isinstance(module, _DROPOUTS) or stochastic_depth(module) \
+            or bool(stacked_dropout(module))
 
     def _audit_impl(self):
         modes = super()._audit_impl()
-        dropouts = sum(isinstance(m, _DROPOUTS) + stacked_dropout(m)
-                       for m in self.model.modules())
+        depth = sum(stochastic_depth(m) for m in self.model.modules())
+        dropouts = depth + sum(isinstance(m, _DROPOUTS) + stacked_dropout(m)
+                               for m in self.model.modules())
         return type(modes)(modes.bn_layers, modes.bn_batch_stats, dropouts,
-                           modes.dropout_active)
+                           modes.dropout_active, stochastic_depth_layers=depth)
 
     def _apply_impl(self, recipe):
         super()._apply_impl(recipe)

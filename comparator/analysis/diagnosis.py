@@ -51,9 +51,12 @@ def _mode_causes(run, ablations) -> list[tuple[str, float, str]]:
     bn_text = (f"{modes.bn_batch_stats} of {modes.bn_layers} BatchNorm layers normalised with "
                "this batch's statistics in the train step; with moving statistics the "
                "train-step loss would have been {alt} instead of {train}.")
-    dropout_text = (f"{modes.dropout_active} of {modes.dropout_layers} Dropout layers were "
-                    "active in the train step; without them the train-step loss would have "
-                    "been {alt} instead of {train}.")
+    # Stochastic depth counts as Dropout; named, since no class of it is called Dropout.
+    depth = (f" ({modes.stochastic_depth_layers} of them stochastic depth)"
+             if modes.stochastic_depth_layers else "")
+    dropout_text = (f"{modes.dropout_active} of {modes.dropout_layers} Dropout layers{depth} "
+                    "were active in the train step; without them the train-step loss would "
+                    "have been {alt} instead of {train}.")
     if bn and dropout:
         bn_off, dropout_off = ablations["bn_moving_statistics"], ablations["dropout_off"]
         bn_delta = 0.5 * ((bn_off - train) + (before - dropout_off))
