@@ -101,6 +101,22 @@ def _import_backend(backend: str, task: str) -> str | None:
     return None
 
 
+def _torchvision_before_tensorflow(request: dict) -> None:
+    """Import torchvision first where a user's Keras SPEC file imports it and this worker
+    runs TensorFlow. Measured 2026-11-30 (tensorflow-cpu 2.21, torchvision 0.29.1): `import
+    tensorflow; import torchvision` ends in a segmentation fault, and the other order runs;
+    a port of torchvision's ConvNeXt or EfficientNet often keeps both sides in one file."""
+    if request["backend"] != "tensorflow" or "user_model" not in request:
+        return
+    from adapters.own_pair.workers import spec_imports
+
+    if spec_imports(request["user_model"]["keras"], "torchvision"):
+        try:
+            import torchvision  # noqa: F401
+        except ImportError:
+            pass  # the user's own import will say so
+
+
 def _adapter(framework: str, backend: str, device: str, eager: bool = False,
              user: bool = False):
     """The in-process adapter's class on this backend (with `user`, the user pair's)."""
@@ -393,6 +409,7 @@ def main(argv: list[str]) -> int:
     place_backend(request["backend"], device)
     if request["task"] == "run":  # before any Keras import, an overlay's included
         _keep_other_backends_out(request)
+    _torchvision_before_tensorflow(request)
     missing = (_import_backend(request["backend"], request["task"])
                or device_missing(request["backend"], device))
     if missing:

@@ -13,6 +13,8 @@ in-process Keras side's states have.
 
 from __future__ import annotations
 
+import ast
+import importlib.util
 import os
 from dataclasses import replace
 
@@ -28,6 +30,33 @@ def portable_spec(spec: str) -> str:
     if spec.lower().endswith(".keras"):
         return os.path.abspath(spec)
     return spec
+
+
+def spec_imports(spec: str, module: str) -> bool:
+    """Whether the file of a FILE.py:callable or module:callable SPEC imports `module` (or a
+    module inside it) itself, read without running it; False for a .keras file."""
+    where, sep, _ = spec.rpartition(":")
+    if not sep:
+        return False
+    path = where if where.endswith(".py") else _module_file(where)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            tree = ast.parse(handle.read())
+    except (OSError, SyntaxError, TypeError, ValueError):
+        return False  # the worker's own import of the SPEC says what is wrong with it
+    names = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import)
+             for alias in node.names]
+    names += [node.module for node in ast.walk(tree)
+              if isinstance(node, ast.ImportFrom) and node.module and not node.level]
+    return any(name == module or name.startswith(f"{module}.") for name in names)
+
+
+def _module_file(name: str) -> str | None:
+    try:
+        found = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    return found.origin if found is not None else None
 
 
 def keras_side_request(pair, keras_adapter, keras_shape, classes, batch) -> dict:
