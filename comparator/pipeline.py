@@ -14,6 +14,7 @@ import numpy as np
 from comparator.interrupts import raise_if_requested
 from comparator.analysis.crosscheck import explain_keras_pair, explain_pair
 from comparator.analysis.diagnosis import explain_run
+from comparator.analysis.divergence import with_finite_divergence
 from comparator.analysis.states import bn_layer_deltas
 from comparator.analysis.equivalence import (
     compared_states,
@@ -140,7 +141,9 @@ def _run_recipes(recipes, adapters, batch, config, progress, clock):
                              "status": "diverged", "step": exc.step, "reason": str(exc)})
             clock.phase(f"recipe:{recipe.id}")
             continue
-        runs[recipe.id], states[recipe.id] = measurement.result, measurement.final_state
+        runs[recipe.id] = with_finite_divergence(measurement.result, measurement.initial_state,
+                                                 measurement.final_state)
+        states[recipe.id] = measurement.final_state
         if "dropout_off_statistics" in measurement.ablations:
             dropout_free[recipe.id] = {**measurement.final_state,
                                        **measurement.ablations["dropout_off_statistics"]}

@@ -286,6 +286,13 @@ class UnavailableRun(TypedDict, total=False):
     reason: Annotated[str, "why, in one line"]
 
 
+class FiniteDivergence(TypedDict, total=False):
+    largest_weight_before: Annotated[float, "the largest absolute value, before the steps, of the weights they changed"]
+    max_delta_ratio: Annotated[float, "state.max_weight_delta / largest_weight_before"]
+    norm_ratio: Annotated[float, "the L2 norm of the steps' change of those weights / their L2 norm before the steps"]
+    text: Annotated[str, "the finding in a sentence, with the measured numbers"]
+
+
 # ----- the report's objects ------------------------------------------------------------------
 
 
@@ -364,6 +371,13 @@ class RunResult(_Serialisable):
     framework_version: Annotated[str | None, "the exact version of the framework that ran: "
                                  "torch's for PyTorch, Keras's or tf_keras's for Keras "
                                  "(`3.16.0.dev2026102704` for `keras-torch@nightly`)"] = None
+    finite_divergence: Annotated[FiniteDivergence | None,
+                                 "where the steps diverged with every number finite: the "
+                                 "weights they changed moved by more than their own size "
+                                 "(max_delta_ratio or norm_ratio above 1) and the inference "
+                                 "loss rose; the losses are measured, but comparisons after "
+                                 "such a step say little. Null otherwise, and in reports "
+                                 "written before this key"] = field(default=None, hash=False)
 
 
 @dataclass(frozen=True)

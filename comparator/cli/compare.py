@@ -27,8 +27,8 @@ from comparator.cli.common import (
 )
 from comparator.cli.common import csv as _csv
 from comparator.interrupts import handled
-from comparator.config.frameworks import (diverged_runs, threads_sleep_beside_workers,
-                                          worker_problems)
+from comparator.config.frameworks import (diverged_runs, diverged_steps_named,
+                                          threads_sleep_beside_workers, worker_problems)
 
 
 DEFAULTS = dict(scenario="classify", batch_size=8, image_size=None, steps=1, seed=0, lr=0.01,
@@ -355,6 +355,7 @@ def run(args, argv: list[str], state: dict) -> int:
     report = outcome.report
     _write_reports(args, outcome, ["python", "scripts/compare.py", *argv], state)
     _show(report, args.quiet)
+    diverged_steps_named(report)  # finite numbers, measured: a warning, not a failure
     if worker_problems(report):
         return EXIT_WORKER_FAILED
     diverged_runs(report)  # named on stderr; their failed checks give exit status 1

@@ -178,3 +178,26 @@ def diverged_runs(report) -> list[str]:
         print(f"compare.py: run {record['id']} diverged at step {record['step']}: "
               f"{record['reason']}", file=sys.stderr)
     return [r["id"] for r in found]
+
+
+def diverged_steps(runs) -> list[tuple[str, str]]:
+    """(run id, the finding's text) of every run whose steps diverged with every number
+    finite (comparator.analysis.divergence); runs are RunResults or a sweep's JSON dicts."""
+    found = []
+    for run in runs:
+        record = run.get("finite_divergence") if isinstance(run, dict) else \
+            run.finite_divergence
+        if record:
+            found.append((run["id"] if isinstance(run, dict) else run.id, record["text"]))
+    return found
+
+
+def diverged_steps_named(report) -> list[str]:
+    """Tell stderr about every run whose steps diverged with finite losses, a warning that
+    leaves the exit status alone (the numbers are measured); their ids."""
+    import sys
+
+    found = diverged_steps(report.runs)
+    for run_id, text in found:
+        print(f"compare.py: warning: run {run_id}: {text}", file=sys.stderr)
+    return [run_id for run_id, _ in found]

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from html import escape
 
 from comparator.report import plots
-from comparator.config.frameworks import unavailable_lines
+from comparator.config.frameworks import diverged_steps, unavailable_lines
 from comparator.io import write_atomic
 from comparator.report.markdown import (
     LEGEND,
@@ -138,8 +138,9 @@ def _matrix(report: Report) -> str:
 
 
 def _warnings(report: Report) -> str:
-    items = [f"<li><code>{_e(run.id)}</code>: {_e(w)}</li>"
-             for run in report.runs for w in run.warnings]
+    warned = [(run.id, w) for run in report.runs for w in run.warnings]
+    items = [f"<li><code>{_e(run_id)}</code>: {_e(w)}</li>"
+             for run_id, w in warned + diverged_steps(report.runs)]
     return f"<ul class=\"notes\">{''.join(items)}</ul>" if items else ""
 
 

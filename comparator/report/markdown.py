@@ -11,7 +11,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 
-from comparator.config.frameworks import unavailable_lines
+from comparator.config.frameworks import diverged_steps, unavailable_lines
 from comparator.io import write_atomic
 from comparator.schema import Report
 
@@ -363,10 +363,10 @@ def render_markdown(report: Report, command: str | Sequence[str] | None = None) 
     unavailable = unavailable_lines(report)
     lines += [f"- not measured, {_inline(line)}" for line in unavailable]
     lines += [""] if unavailable else []
-    warned = [run for run in report.runs if run.warnings]
-    for run in warned:
-        for warning in run.warnings:
-            lines.append(f"- warning, {_code(run.id, cell=False)}: {_inline(warning)}")
+    warned = [(run.id, warning) for run in report.runs for warning in run.warnings]
+    warned += diverged_steps(report.runs)
+    for run_id, warning in warned:
+        lines.append(f"- warning, {_code(run_id, cell=False)}: {_inline(warning)}")
     if warned:
         lines.append("")
     lines += _versions(report)

@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
 
-from comparator.config.frameworks import unavailable_lines
+from comparator.config.frameworks import diverged_steps, unavailable_lines
 from comparator.report.markdown import cause_label
 from comparator.schema import Report
 
@@ -181,6 +181,8 @@ def render(report: Report, console: Console, quiet: bool = False) -> None:
         for line in unavailable_lines(report):
             console.print(line, style="red" if "failed" in line.split(":")[1] else "yellow",
                           highlight=False)
+        for run_id, text in diverged_steps(report.runs):
+            console.print(f"warning, {run_id}: {text}", style="yellow", highlight=False)
         console.print(LEGEND, style="dim", highlight=False)
         render_versions(report, console)
         console.print()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 
+from comparator.config.frameworks import diverged_steps
 from comparator.io import write_atomic
 from comparator.report.markdown import cause_label
 from comparator.sweep.summary import _verdict, build_summary, load_reports, to_markdown
@@ -81,6 +82,7 @@ def _cell_section(report: dict, entry: dict) -> list[str]:
     out += [f"* {finding}" for finding in report.get("findings", [])]
     out += [f"* `{r['id']}` {r['status']}: {r['reason']}"
             for r in report.get("unavailable_runs", [])]
+    out += [f"* `{run_id}`: {text}" for run_id, text in diverged_steps(report["runs"])]
     return out + [""]
 
 
