@@ -5,7 +5,8 @@
 # Runs, each under its own time limit: the TF32 probe; the default command cold (empty
 # cache folder) and warm; densenet121 96 px batch 4 without referee on two frameworks and
 # on four, cold and warm (ONLY=pair: a user's own pair from examples/own_pair.py instead, on
-# the GPU and on the CPU). Logs and reports go to $OUT/gpu-check.tar.gz; a table ends the output.
+# the GPU and on the CPU; ONLY=extra: the default command, then the tests' stochastic-depth
+# pair on both devices and a step that diverges with finite numbers). Logs and reports go to $OUT/gpu-check.tar.gz; a table ends the output.
 # Where nvidia-smi is there, each command's GPU memory in use is sampled every 0.2 s and its
 # largest reading (all processes on the GPU, the tool's workers included) is in the table.
 set -u
@@ -61,6 +62,19 @@ PAIR=(--pytorch examples/own_pair.py:seeded_small_resnet --keras examples/own_pa
 if [ "${ONLY:-}" = pair ]; then  # a user's own pair (examples/own_pair.py) on both devices
     step pair-gpu 90 $PY scripts/compare.py "${PAIR[@]}" --device "$DEVICE" --json "$LOGS/pair-gpu.json"
     step pair-cpu 90 $PY scripts/compare.py "${PAIR[@]}" --device cpu --json "$LOGS/pair-cpu.json"
+    echo; cat "$SUMMARY"
+    exit 0
+fi
+if [ "${ONLY:-}" = extra ]; then  # the default command, then paths added on 2026-11-30
+    step default-cold 150 $PY scripts/compare.py "$MODEL" --device "$DEVICE" --cache-dir "$CACHE" --json "$LOGS/default-cold.json"
+    step default-warm 90 $PY scripts/compare.py "$MODEL" --device "$DEVICE" --cache-dir "$CACHE" --json "$LOGS/default-warm.json"
+    DEPTH=(--pytorch tests/stochastic_depth_models.py:ResidualDepth
+           --keras tests/stochastic_depth_models.py:keras_residual_depth --port-weights pytorch-to-keras
+           --input-shape 3,8,8 --batch-size 4 --labels 0,1,2,0 --cache-dir "$CACHE")
+    step depth-gpu 90 $PY scripts/compare.py "${DEPTH[@]}" --device "$DEVICE" --json "$LOGS/depth-gpu.json"
+    step depth-off-gpu 90 $PY scripts/compare.py "${DEPTH[@]}" --dropout off --device "$DEVICE" --json "$LOGS/depth-off-gpu.json"
+    step depth-cpu 90 $PY scripts/compare.py "${DEPTH[@]}" --device cpu --json "$LOGS/depth-cpu.json"
+    step exploding 90 $PY scripts/compare.py tiny_cnn --lr 1000 --image-size 16 --batch-size 4 --no-onnx --device "$DEVICE" --cache-dir "$CACHE" --json "$LOGS/exploding.json"
     echo; cat "$SUMMARY"
     exit 0
 fi
