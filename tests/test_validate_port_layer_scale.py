@@ -210,3 +210,27 @@ def test_a_keras_port_without_the_scale_is_told_to_add_one():
                                          r"port it as a layer that holds it and multiplies "
                                          r"its input by it"):
         comparator.validate_port(Net(), keras_net(scaled=False), X, **FAST)
+
+
+class Looped(nn.Module):
+    """Runs its children in a loop: the tensor standing as one would run there too."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.stem = nn.Conv2d(3, C, 2, stride=2)
+        self.layer_scale = nn.Parameter(GAMMA.reshape(C, 1, 1).clone())
+
+    def forward(self, x):
+        for module in self.children():
+            x = module(x)
+        return (self.layer_scale * x).mean((2, 3))
+
+
+def test_a_forward_that_would_run_the_stand_in_is_refused():
+    inputs = keras.Input((SIZE, SIZE, 3))
+    x = LayerScale(C, name="layer_scale")(layers.Conv2D(C, 2, strides=2, name="stem")(inputs))
+    keras_model = keras.Model(inputs, layers.GlobalAveragePooling2D()(x))
+    with pytest.raises(UsageError, match=r"^PyTorch's forward\(\) computes something else "
+                                         r"where the validator stands layer_scale"):
+        comparator.validate_port(Looped(), keras_model, X, **FAST)

@@ -169,7 +169,7 @@ def _scales_traced(torch_model, x):
     line, where forward() does something else with one, or computes otherwise with them
     standing so (an owner that runs its children in a loop would run them too). Yields
     the report's note."""
-    args = torch_args(x, next(torch_model.parameters()).device)
+    args = torch_args(x, next(torch_model.parameters(), torch.empty(0)).device)
     try:
         uses, before = scale_uses(torch_model, args)
     except Exception as exc:  # the user's model refused the input
@@ -188,8 +188,12 @@ def _scales_traced(torch_model, x):
 
 
 def _same_outputs(before: list, after: list) -> bool:
+    """Within 1e-6 of the largest value, as a traced Keras graph is held to (tracing.py):
+    the same operations, but a device may pick another kernel from call to call."""
+    pairs = [(a.double().cpu().numpy(), b.double().cpu().numpy()) for a, b in zip(before, after)]
     return len(before) == len(after) and all(
-        a.shape == b.shape and torch.equal(a, b) for a, b in zip(before, after))
+        a.shape == b.shape and np.max(np.abs(a - b), initial=0.0) <= 1e-6 * max(
+            1.0, np.max(np.abs(a), initial=0.0)) for a, b in pairs)
 
 
 def _refusal(torch_model, name: str, words: str) -> str:
