@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import weakref
 
+import numpy as np
+
 from adapters.keras.backend import keras
 
 layers = keras.layers
@@ -134,3 +136,39 @@ def stochastic_depth_rate(layer) -> float | None:
         if isinstance(value, (int, float)):
             return float(value)
     return None
+
+
+def scales_its_input(layer) -> bool:
+    """A layer that holds one weight and gives its input times it, the weight's numbers
+    along the input's last axis (a channels-last map's channels) or one number in all:
+    keras.applications' ConvNeXt LayerScale, or such a layer of the user's own. Measured
+    on an input of the layer's own input shape, with the weight set to distinct numbers
+    for the while (a weight of ones would not tell a product from the identity)."""
+    if len(layer.weights) != 1 or not layer.built:
+        return False
+    (weight,) = layer.weights
+    shape = tuple(int(d) for d in weight.shape)
+    if any(d > 1 for d in shape[:-1]):
+        return False
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=_probe_shape(layer, shape)).astype("float32")
+    probe = rng.uniform(0.5, 1.5, size=shape).astype(weight.dtype)
+    kept = keras.ops.convert_to_numpy(weight).copy()
+    try:
+        weight.assign(probe)
+        y = np.asarray(keras.ops.convert_to_numpy(layer(x)))
+    except Exception:  # a layer that takes no such input: not a scale
+        return False
+    finally:
+        weight.assign(kept)
+    return y.shape == x.shape and np.allclose(y, x * probe, rtol=1e-5, atol=1e-6)
+
+
+def _probe_shape(layer, shape: tuple) -> tuple:
+    """The layer's input shape where a graph gives it (a batch of 2), else a batch of 2 of
+    the weight's numbers."""
+    try:
+        given = layer._inbound_nodes[0].input_tensors[0].shape
+    except (AttributeError, IndexError):
+        return (2, max(shape[-1:] or (1,)))
+    return tuple(2 if d is None else int(d) for d in given)

@@ -24,6 +24,7 @@ from adapters.keras.backend import keras
 from adapters.own_pair.keras_layers import (  # Keras alone: a worker imports them (no torch)
     KERAS_CELLS,
     recurrent_cell,
+    scales_its_input,
     weighted_keras_layers,
 )
 from adapters.own_pair.port_arrays import (  # numpy alone: the Keras user adapter's too
@@ -31,6 +32,7 @@ from adapters.own_pair.port_arrays import (  # numpy alone: the Keras user adapt
     keras_weights,
     summed_biases,
 )
+from adapters.port_validation.bare_scales import candidates, scale_kind
 from adapters.port_validation.tracing import (
     inbound,
     SEPARABLE_CONVS,
@@ -74,12 +76,17 @@ KNOWN_LAYERS = ("Conv1d and Conv2d (grouped and depthwise too), Conv3d (grouped 
                 "Embedding, PReLU, BatchNorm (with running statistics), LayerNorm, GroupNorm, "
                 "InstanceNorm (without running statistics) and RMSNorm")
 PAIRED_LAYERS = KNOWN_LAYERS.replace(" and RMSNorm", ", RMSNorm, LSTM (without proj_size), GRU, "
-                                                    "RNN and MultiheadAttention (without "
-                                                    "add_bias_kv or add_zero_attn)")
+                                                    "RNN, MultiheadAttention (without "
+                                                    "add_bias_kv or add_zero_attn) and a "
+                                                    "parameter your module holds that "
+                                                    "forward() multiplies a value by, one "
+                                                    "number per channel (ConvNeXt's "
+                                                    "layer_scale)")
 PAIRED_KERAS_LAYERS = ("Conv1D, Conv2D, Conv3D (grouped too), DepthwiseConv1D, "
                        "DepthwiseConv2D, SeparableConv1D, SeparableConv2D, Conv1DTranspose, "
-                       "Conv2DTranspose, Conv3DTranspose, Dense, "
-                       "Embedding, PReLU, BatchNormalization, LayerNormalization, "
+                       "Conv2DTranspose, Conv3DTranspose, Dense, a layer that multiplies its "
+                       "input by its one weight, one number per channel (ConvNeXt's "
+                       "LayerScale), Embedding, PReLU, BatchNormalization, LayerNormalization, "
                        "GroupNormalization, RMSNormalization, LSTM, GRU, SimpleRNN (or an RNN "
                        "layer given their cell; in Bidirectional too) and MultiHeadAttention")
 # Where a separable convolution is not traced as its two convolutions
@@ -209,7 +216,7 @@ def keras_kind(layer) -> str:
     for norm, kind in _KERAS_NORMS:
         if isinstance(layer, norm):
             return "other" if getattr(layer, "rms_scaling", False) else kind
-    return "other"
+    return "scale" if scales_its_input(layer) else "other"
 
 
 def flattened_from(layer) -> tuple[int, ...] | None:
@@ -355,7 +362,8 @@ def pair_weights(torch_model: nn.Module, keras_model, x,
                   tuple(str(v.dtype) for v in x) if isinstance(x, tuple) else str(x.dtype))
     modules = dict(torch_model.named_modules())
     weighted = [name for name in _torch_order(torch_model, x) if name not in leave_out]
-    order = _torch_layers(modules, weighted)
+    scales = candidates(torch_model)
+    order = _with_scales(_torch_layers(modules, weighted), modules, scales)
     keras_side = [layer for layer in weighted_keras_layers(keras_model)
                   if layer.name not in keras_leave_out]
     if len(order) != len(keras_side):
@@ -370,7 +378,8 @@ def pair_weights(torch_model: nn.Module, keras_model, x,
         left = [layer for layer in keras_side if not any(layer is m for m in matched)]
         first_reason = ""  # why the next Keras layer in running order does not fit
         for layer in left:
-            port = _port(name, index, modules[name], layer)
+            port = _scale_port(name, torch_model.get_parameter(name), layer) \
+                if name in scales else _port(name, index, modules[name], layer)
             if isinstance(port, LayerPort):
                 break
             first_reason = first_reason or port
@@ -381,6 +390,33 @@ def pair_weights(torch_model: nn.Module, keras_model, x,
     return Pairing(tuple(ports), tuple(matched), not_compared=tuple(
         _summed_words(biases, layer.name) for port, layer in zip(ports, matched)
         if (biases := summed_biases(port, len(layer.weights)))))
+
+
+def _with_scales(order: list, modules: dict, scales: dict) -> list[tuple[str, int]]:
+    """The running order with each module that holds tensors that can scale a value
+    (bare_scales.py), and nothing else of its own, standing as those tensors, by their
+    full names: its forward hook fires once the modules inside have run, where a Keras
+    port multiplies (after a ConvNeXt block's last Linear)."""
+    found = []
+    for name, layer in order:
+        held = [full for full, (owner, _) in scales.items() if owner is modules[name]]
+        alone = held and len(held) == len(_own_state(modules[name]))
+        found += [(full, 0) for full in held] if alone else [(name, layer)]
+    return found
+
+
+def _scale_port(name: str, tensor: torch.Tensor, layer) -> LayerPort | str:
+    """The port of a tensor that can scale a value into this Keras layer, by element
+    order, or why this layer cannot hold it."""
+    both = (f"PyTorch {name} (a parameter {tuple(tensor.shape)} held outside any layer) "
+            f"and Keras {layer.name} ({type(layer).__name__})")
+    if keras_kind(layer) != "scale":
+        return (f"{both} meet in running order, and Keras's does not multiply its input by "
+                "one weight")
+    numbers = int(np.prod(layer.weights[0].shape))
+    if numbers != tensor.numel():
+        return f"{both} hold {tensor.numel()} and {numbers} numbers"
+    return LayerPort(name, layer.name, scale_kind(tensor.shape), (name,))
 
 
 def _record_calls(keras_model, keras_shape: tuple | None, dtype) -> None:

@@ -20,7 +20,11 @@ from adapters.port_validation.graph import to_keras_values  # noqa: E402
 from adapters.port_validation.padding_modes import module_pads, padding_mode_words  # noqa: E402
 from adapters.port_validation.pairs import as_port, module_arrays  # noqa: E402
 from adapters.port_validation.tracing import inbound  # noqa: E402
-from comparator.analysis.kernel_layout import diagnose_arrays, diagnose_kernel  # noqa: E402
+from comparator.analysis.kernel_layout import (  # noqa: E402
+    diagnose_arrays,
+    diagnose_kernel,
+    diagnose_scale,
+)
 from comparator.analysis.layer_pairing import Pair  # noqa: E402
 from comparator.analysis.validation import Cause, Finding, diverges, metrics  # noqa: E402
 from comparator.zoo.portmaps import from_keras_layout  # noqa: E402
@@ -220,6 +224,8 @@ def _layout_mistake(pair: Pair, torch_arrays, keras_arrays):
     """The porting mistake that turns PyTorch's arrays into Keras's: a kernel in another
     layout when only the kernel differs, else arrays set in each other's places."""
     others_equal = all(np.array_equal(t, k) for t, k in zip(torch_arrays[1:], keras_arrays[1:]))
+    if pair.kind.startswith("scale:"):
+        return diagnose_scale(torch_arrays[0], keras_arrays[0])
     if pair.kind != "bn" and others_equal:
         return diagnose_kernel(pair.kind, torch_arrays[0], keras_arrays[0])
     return diagnose_arrays(pair.canonical_names, torch_arrays, keras_arrays)

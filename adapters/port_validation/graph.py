@@ -206,6 +206,12 @@ class ModelFailed(UsageError):
         self.cause = cause
 
 
+def model_failed(model: nn.Module, x, exc: Exception) -> ModelFailed:
+    """The PyTorch model's failure on the validator's input, in one line."""
+    return ModelFailed(shapes_of(x), f"{type(exc).__name__}: {str(exc).splitlines()[0]}",
+                       token_ids_hint(model, several(x)))
+
+
 class Failed:
     def __init__(self, message: str):
         self.message = message
@@ -269,8 +275,7 @@ def torch_trace(model: nn.Module, pairs: list[Pair], x: np.ndarray, mode: str,
     except UsageError:
         raise
     except Exception as exc:  # the user's model refused the input
-        raise ModelFailed(shapes_of(x), f"{type(exc).__name__}: {str(exc).splitlines()[0]}",
-                          token_ids_hint(model, several(x))) from None
+        raise model_failed(model, x, exc) from None
     finally:
         for h in hooks:
             h.remove()

@@ -30,6 +30,12 @@ from adapters.own_pair.port_arrays import (  # noqa: E402
     keras_weights,
     torch_arrays,
 )
+from adapters.port_validation.bare_scales import (  # noqa: E402
+    candidates,
+    holds_bare,
+    joined,
+    scale_kind,
+)
 from adapters.port_validation.graph import functional_graph, graph_nodes  # noqa: E402
 from adapters.port_validation.sequences import layer_key, split_layer_key  # noqa: E402
 from adapters.port_validation.tracing import (  # noqa: E402
@@ -56,12 +62,16 @@ def _torch_layers(model: nn.Module, leave_out: tuple[str, ...] = ()
     names). An attention layer's out_proj is in its layer's entry, as Keras holds it."""
     found = {}
     modules = dict(model.named_modules())
+    scales = candidates(model)
     for name, module in modules.items():
         if name in leave_out:
             continue
         own = {n: t for n, t in module.named_parameters(recurse=False)}
         own.update({n: t for n, t in module.named_buffers(recurse=False)
                     if n != "num_batches_tracked"})
+        for n in [n for n in own if joined(name, n) in scales]:
+            found[joined(name, n)] = (module, _scale_info(joined(name, n), own.pop(n)),
+                                      (joined(name, n),))
         if not own or attention_part(name, modules):
             continue
         kind = torch_kind(module)
@@ -75,11 +85,18 @@ def _torch_layers(model: nn.Module, leave_out: tuple[str, ...] = ()
         if set(own) - set(suffixes):
             kind = "other"
         ordered = [s for s in suffixes if s in own]
-        names = tuple(f"{name}.{s}" if name else s for s in ordered)
+        names = tuple(joined(name, s) for s in ordered)
         info = LayerInfo(name, kind, tuple(tuple(own[s].shape) for s in ordered),
                          _with_groups(type(module).__name__, getattr(module, "groups", 1)))
         found[name] = (module, info, names)
     return found
+
+
+def _scale_info(name: str, tensor: torch.Tensor) -> LayerInfo:
+    """A tensor held outside any layer that can scale a value (bare_scales.py): paired
+    with a Keras layer that holds as many numbers, whatever their shape."""
+    return LayerInfo(name, "scale", ((tensor.numel(),),),
+                     f"a parameter {tuple(tensor.shape)} forward() may scale by")
 
 
 def _layer_level_info(name: str, kind: str, module: nn.Module, layer: int) -> LayerInfo:
@@ -151,6 +168,8 @@ def _refuse_onnx(model) -> None:
 
 
 def _canonical_shape(kind: str, index: int, shape: tuple[int, ...]) -> tuple[int, ...]:
+    if kind == "scale":  # ported by element order
+        return (int(np.prod(shape)),)
     if index > 0 or kind == "bn":
         return tuple(shape)
     axes = keras_layout_axes(kind, "weight")
@@ -195,22 +214,33 @@ def _keras_layers(fn: Functional) -> dict[str, tuple[object, LayerInfo]]:
     return found
 
 
-def _users_own(module: nn.Module) -> bool:
-    """A module of the user's own class (not torch's) with modules inside: one holding tensors
-    itself holds them outside any layer (a ViT's or BERT's learned positions added in
-    forward). A leaf of an unknown class is a layer of a kind the validator does not know."""
-    return not type(module).__module__.startswith("torch.") and \
-        next(module.children(), None) is not None
-
-
-def held_directly(name: str, module: nn.Module) -> str:
-    """The parameters and buffers a module holds itself, with their shapes, in words."""
+def held_directly(name: str, module: nn.Module, only=None) -> str:
+    """The parameters and buffers a module holds itself, with their shapes, in words (those
+    named in `only`, where given)."""
     own = [("parameter", n, t) for n, t in module.named_parameters(recurse=False)] + \
         [("buffer", n, t) for n, t in module.named_buffers(recurse=False)
          if n != "num_batches_tracked"]
-    held = " and ".join(f"the {what} {n} {tuple(t.shape)}" for what, n, t in own)
+    held = " and ".join(f"the {what} {n} {tuple(t.shape)}" for what, n, t in own
+                        if only is None or n in only)
     who = f"module {name} ({type(module).__name__})" if name else type(module).__name__
     return f"PyTorch {who} holds {held} directly, outside any torch.nn layer"
+
+
+def _not_scales(name: str, module: nn.Module, scales: dict) -> set[str]:
+    """The tensors a module holds itself, but those that can scale a value."""
+    own = [*dict(module.named_parameters(recurse=False)), *dict(module.named_buffers(
+        recurse=False))]
+    return {n for n in own if joined(name, n) not in scales}
+
+
+# Why a bare tensor is refused, and what the user can still do.
+BARE_REFUSED = ("the validator pairs PyTorch layers with Keras layers, and a tensor held "
+                "so only where it is one number per channel that forward() multiplies a "
+                "value by (a ConvNeXt block's layer_scale), with a Keras layer that "
+                "multiplies its input by a weight of as many numbers (a LayerScale); it "
+                "cannot port or compare this one layer by layer. compare.py compares the "
+                "two models' outputs whole, each with the weights you ported "
+                "(--pytorch-weights, --keras-weights)")
 
 
 def _with_groups(type_name: str, groups) -> str:
@@ -229,13 +259,11 @@ def resolve_pairs(torch_model: nn.Module, keras_model, mapping: dict | None = No
     torch_layers, keras_layers = _torch_layers(torch_model, leave_out), _keras_layers(fn)
     others = [(module, info) for module, info, _ in torch_layers.values()
               if info.kind == "other"]
-    bare = [held_directly(info.name, module) for module, info in others
-            if _users_own(module)]
+    scales = candidates(torch_model)
+    bare = [held_directly(info.name, module, _not_scales(info.name, module, scales))
+            for module, info in others if holds_bare(module)]
     if bare:
-        raise UsageError(f"{'; '.join(bare)}: the validator pairs PyTorch layers with "
-                         "Keras layers, and cannot pair a bare tensor with any; compare the "
-                         "two models whole with compare.py, each with its own weights "
-                         "(--pytorch-weights, --keras-weights) rather than --port-weights")
+        raise UsageError(f"{'; '.join(bare)}: {BARE_REFUSED}")
     unsupported = [unpaired_words(info.name or "the model", module) for module, info in others]
     if unsupported:
         raise UsageError(f"cannot port PyTorch modules of these kinds: {', '.join(unsupported)}"
@@ -251,7 +279,8 @@ def resolve_pairs(torch_model: nn.Module, keras_model, mapping: dict | None = No
             raise UsageError(f"{exc}{untraced_words(fn)}") from None
         # Where the kinds differ (a Dense fed by a Flatten, a depthwise conv as a grouped
         # Conv2D) the Keras layer's says how its weights are laid out.
-        return [Pair(t.name, k.name, k.kind, torch_layers[t.name][2]) for t, k in matched]
+        return [Pair(t.name, k.name, _pair_kind(torch_model, t, k), torch_layers[t.name][2])
+                for t, k in matched]
     missing_t = sorted(set(torch_layers) - {p.torch_module for p in pairs})
     missing_k = sorted(set(keras_layers) - {p.keras_layer for p in pairs})
     unknown = [p.keras_layer for p in pairs if p.keras_layer not in keras_layers] + \
@@ -265,6 +294,14 @@ def resolve_pairs(torch_model: nn.Module, keras_model, mapping: dict | None = No
         check_pair(torch_layers[pair.torch_module][1], keras_layers[pair.keras_layer][1])
     order = list(torch_layers)
     return sorted(pairs, key=lambda p: order.index(p.torch_module))
+
+
+def _pair_kind(torch_model: nn.Module, t: LayerInfo, k: LayerInfo) -> str:
+    """A scale's port kind carries PyTorch's shape, which Keras's holds by element order
+    in its own; other kinds are the Keras layer's."""
+    if k.kind != "scale":
+        return k.kind
+    return scale_kind(torch_model.get_parameter(t.name).shape)
 
 
 def plan_pairs(layer_names, torch_model: nn.Module) -> list[Pair]:
@@ -311,9 +348,11 @@ def port_weights(torch_model: nn.Module, keras_model, *, direction: str = "torch
             _port_layer_level(pair, layer, state, direction)
             continue
         if direction == "torch_to_keras":
-            values = [to_keras_layout(kind, n, state[n].detach().cpu().numpy())
-                      for n in pair.canonical_names]
             current = layer.get_weights()
+            # a scale takes the Keras weight's shape (`into`), by element order
+            values = [to_keras_layout(kind, n, state[n].detach().cpu().numpy(),
+                                      into=current[i] if i < len(current) else None)
+                      for i, n in enumerate(pair.canonical_names)]
             values += [np.zeros_like(w) for w in current[len(values):]]
             layer.set_weights(values)
             continue

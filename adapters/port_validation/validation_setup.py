@@ -12,6 +12,7 @@ import copy
 
 from torch import nn
 
+from adapters.port_validation.bare_scales import on_last_axis
 from adapters.port_validation.between_operations import keras_function
 from adapters.port_validation.causes import TORCH_CONVS
 from adapters.port_validation.fused_activations import fused_activations
@@ -59,7 +60,8 @@ class Setup:
         self.modules64 = dict(self.model64.named_modules()) if self.model64 is not None else {}
         self.note64 = ""
         # Whether each pair's activations change layout between the frameworks.
-        self.moves = {p.torch_module: not acts_on_last_axis(self.modules[p.torch_module])
+        self.moves = {p.torch_module: not (acts_on_last_axis(self.modules[p.torch_module])
+                                           or on_last_axis(self.modules[p.torch_module]))
                       for p in pairs}
         self.fused = fused_activations(pairs, self.by_name, self.moves)
         self.views = {p.torch_module: view for p in pairs if (view := output_view(

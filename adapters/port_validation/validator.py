@@ -10,33 +10,50 @@ layer's comparison in layer_comparison.py, the causes a rerun names after a pass
 named_causes.py), and the differences a zoo entry keeps on purpose in zoo_differences.py.
 Running the models lives in graph.py (recurrent and attention modules' outputs and a stacked
 module's layers in sequences.py), loading and pairing them (and `port_weights`) in pairs.py,
-the gradients in gradients.py, the facts that name a difference's cause in causes.py, and
-the models' output (or each of several that --output chose) in model_outputs.py.
+the gradients in gradients.py, the facts that name a difference's cause in causes.py, the
+models' output (or each of several that --output chose) in model_outputs.py, and a tensor
+held outside any layer that forward() scales a value by (ConvNeXt's layer_scale), which
+stands as a layer while validated, in bare_scales.py.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 
+import numpy as np
+import torch
 from torch import nn
 
 from adapters.keras.backend import keras  # fixes the torch backend before Keras is imported
 from keras import layers  # noqa: E402
 
 from adapters.own_pair.loader import seed_spec_builders  # noqa: E402
+from adapters.port_validation.bare_scales import (  # noqa: E402
+    Scale,
+    candidates,
+    model_outputs,
+    scale_uses,
+    scales_as_layers,
+)
 from adapters.port_validation.checked_models import checked_models  # noqa: E402
 from adapters.port_validation.gradients import compare_gradients  # noqa: E402
 from adapters.port_validation.graph import (  # noqa: E402
     activation_layout,
+    channels_move,
     graph_nodes,
+    model_failed,
     several,
     shapes_of,
     to_keras_values,
+    torch_args,
     torch_trace,
 )
 from adapters.port_validation.model_outputs import output_note  # noqa: E402
 from adapters.port_validation.pairs import (  # noqa: E402
+    BARE_REFUSED,
+    held_directly,
     plan_pairs,
     port_weights,
     resolve_pairs,
@@ -124,7 +141,8 @@ def validate_port(torch_model: nn.Module, keras_model, inputs, *, mapping: dict 
         chosen=len(keys) if output_chosen else 1)
     checked = dataclasses.replace(checked, leave_out=(*checked.leave_out, *leave_out))
     try:
-        with activation_layout(torch_model, checked.keras_as_given):
+        with activation_layout(torch_model, checked.keras_as_given), \
+                _scales_traced(torch_model, x) as scale_notes:
             if port is not None:
                 port_weights(torch_model, keras_model, direction=_PORTS[port], mapping=mapping,
                              pairs=pairs, leave_out=checked.leave_out)
@@ -135,13 +153,74 @@ def validate_port(torch_model: nn.Module, keras_model, inputs, *, mapping: dict 
                                 checked.leave_out, keys)
     finally:
         checked.release()
-    notes = checked.notes
+    notes = checked.notes + scale_notes
     if output:
         notes += (output_note(output, keys, checked.leave_out, gradients),)
     return dataclasses.replace(result, notes=(*result.notes, *notes))
 
 
 _PORTS = {"pytorch-to-keras": "torch_to_keras", "keras-to-pytorch": "keras_to_torch"}
+
+
+@contextlib.contextmanager
+def _scales_traced(torch_model, x):
+    """The tensors held outside any layer that can scale a value (bare_scales.py), traced:
+    within the block each stands as a layer of its own, or the model is refused, in one
+    line, where forward() does something else with one, or computes otherwise with them
+    standing so (an owner that runs its children in a loop would run them too). Yields
+    the report's note."""
+    args = torch_args(x, next(torch_model.parameters(), torch.empty(0)).device)
+    try:
+        uses, before = scale_uses(torch_model, args)
+    except Exception as exc:  # the user's model refused the input
+        raise model_failed(torch_model, x, exc) from None
+    refused = [_refusal(torch_model, name, words) for name, use in uses.items()
+               if (words := _not_a_channel_scale(use))]
+    if refused:
+        raise UsageError(f"{'; '.join(refused)}: {BARE_REFUSED}")
+    with scales_as_layers(torch_model, uses):
+        if uses and not _same_outputs(before, model_outputs(torch_model, args)):
+            raise UsageError(f"PyTorch's forward() computes something else where the "
+                             f"validator stands {', '.join(uses)}, held outside any layer, "
+                             "as layers of their own (it runs its children in a loop, say): "
+                             f"{BARE_REFUSED}")
+        yield (_scales_note(uses),) if uses else ()
+
+
+def _same_outputs(before: list, after: list) -> bool:
+    """Within 1e-6 of the largest value, as a traced Keras graph is held to (tracing.py):
+    the same operations, but a device may pick another kernel from call to call."""
+    pairs = [(a.double().cpu().numpy(), b.double().cpu().numpy()) for a, b in zip(before, after)]
+    return len(before) == len(after) and all(
+        a.shape == b.shape and np.max(np.abs(a - b), initial=0.0) <= 1e-6 * max(
+            1.0, np.max(np.abs(a), initial=0.0)) for a, b in pairs)
+
+
+def _refusal(torch_model, name: str, words: str) -> str:
+    owner, attribute = candidates(torch_model)[name]
+    return f"{held_directly(name.rpartition('.')[0], owner, {attribute})}, and {words}"
+
+
+def _not_a_channel_scale(use: Scale | str) -> str:
+    """Why forward()'s use of a candidate is no scale of a value's channels, in words; ""
+    where it is: one number, or numbers along the value's last axis or along axis 1 where
+    the validator moves that axis last (a map)."""
+    if isinstance(use, str):
+        return use
+    if use.axis is None or use.axis == use.rank - 1 or (
+            use.axis == 1 and channels_move(np.empty((1,) * use.rank))):
+        return ""
+    return (f"forward() multiplies a {use.rank}-D value by it along axis {use.axis}, "
+            "which is not the value's channels")
+
+
+def _scales_note(uses: dict) -> str:
+    named = [f"{name} (times {use.producer}'s output)" if use.producer else name
+             for name, use in uses.items()]
+    shown = ", ".join(named[:3]) + (f" and {len(named) - 3} more" if len(named) > 3 else "")
+    return (f"PyTorch's {shown}, held outside any layer and multiplied into a value by "
+            "forward(), each validated as a layer whose input is that value and whose output "
+            "is the product (ported by element order)")
 
 
 def _validated(x, torch_model, torch_name, keras_model, keras_name, fn, mapping, pairs, modes,

@@ -146,3 +146,27 @@ def diagnose_arrays(names: tuple[str, ...], torch_arrays: list[np.ndarray],
 
 def _short(name: str) -> str:
     return name.rsplit(".", 1)[-1]
+
+
+_SCALE_FIX = ("port the numbers in PyTorch's element order: channel c of PyTorch's tensor "
+              "(tensor.reshape(-1)[c]) is Keras's weight's number c")
+
+
+def diagnose_scale(torch_scale: np.ndarray, keras_scale: np.ndarray) -> LayoutMistake | None:
+    """What a scale's Keras numbers (read back into PyTorch's shape) are of PyTorch's:
+    the same numbers in another order, or one number in every channel (a layer scale's
+    initial value, never ported); None otherwise."""
+    mine, theirs = np.ravel(keras_scale), np.ravel(torch_scale)
+    if mine.shape != theirs.shape or _same(mine, theirs) or mine.size < 2:
+        return None
+    if _same(mine, theirs[::-1]):
+        return LayoutMistake("scale_order", "Keras's numbers are PyTorch's in reverse "
+                             "order", _SCALE_FIX)
+    if _same(np.sort(mine), np.sort(theirs)):
+        return LayoutMistake("scale_order", "Keras's numbers are PyTorch's in another order",
+                             _SCALE_FIX)
+    if np.all(mine == mine[0]):
+        return LayoutMistake("scale_unported", f"Keras's weight holds {mine[0]:.3g} in every "
+                             "channel, where PyTorch's numbers differ (an initial value, "
+                             "not ported)", _SCALE_FIX)
+    return None

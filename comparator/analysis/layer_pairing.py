@@ -135,6 +135,12 @@ def pair_layers(torch_layers: list[LayerInfo], keras_layers: list[LayerInfo],
 def _advice(t: LayerInfo, k: LayerInfo, pairs: list[tuple[LayerInfo, LayerInfo]]) -> str:
     """Why the next unused Keras layer does not fit, where a setting explains it, and what
     to change; else how to pair the layers otherwise."""
+    if t.kind == "scale":
+        return (f": no Keras layer left multiplies its input by a weight of {t.shapes[0][0]} "
+                "numbers, as PyTorch's forward() multiplies a value by this tensor (a "
+                "ConvNeXt block's layer_scale): port it as a layer that holds it and "
+                "multiplies its input by it (keras.applications' ConvNeXt: LayerScale), "
+                "where PyTorch multiplies")
     if _without_bias(t, k):
         return ", which has no bias where PyTorch's has one: build it with use_bias=True"
     if inputs := _other_groups(t, k):

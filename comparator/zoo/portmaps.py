@@ -84,8 +84,9 @@ _KERAS_AXES = {"conv": (2, 3, 1, 0),  # O,I,H,W -> H,W,I,O
 def keras_layout_axes(kind: str, name: str) -> tuple[int, ...] | None:
     """The permutation of a canonical array's axes that gives its Keras layout, for
     to_keras_layout's kinds: () where the layouts are the same, None where no permutation
-    does (a flatten_dense kernel, whose rows are reordered; a recurrent layer's arrays)."""
-    if kind in recurrent_layout.RECURRENT_KINDS:
+    does (a flatten_dense kernel, whose rows are reordered; a recurrent layer's arrays; a
+    scale, reshaped)."""
+    if kind in recurrent_layout.RECURRENT_KINDS or kind.startswith("scale:"):
         return None
     if name.rpartition(".")[2] != "weight":  # "weight" alone: the model is the layer
         return ()
@@ -106,13 +107,17 @@ def to_keras_layout(kind: str, name: str, array: np.ndarray,
     (C*M,1,K -> K,C,M), "prelu:SHAPE" (PReLU's (C,) or
     (1,) -> Keras's alpha, SHAPE, one axis not 1 at most), "dense" (out,in -> in,out),
     "flatten_dense:C,H,W" (a dense layer fed by a flattened C,H,W map: its input rows are
-    reordered from channels-first to channels-last flattening), "bn" and the other
+    reordered from channels-first to channels-last flattening), "scale:SHAPE" (a tensor of
+    PyTorch's SHAPE, a ConvNeXt block's layer_scale (C, 1, 1), held in Keras as `into`'s
+    shape, (C,) without it, by element order), "bn" and the other
     normalisations (vectors, unchanged), and "lstm", "gru" and "rnn"
     (comparator/zoo/recurrent_layout.py; `into`, the Keras weight now, for a GRU bias, one
     row of Keras's).
     """
     if kind in recurrent_layout.RECURRENT_KINDS:
         return recurrent_layout.to_keras(kind, name, array, into)
+    if kind.startswith("scale:"):
+        return np.ascontiguousarray(array.reshape(-1 if into is None else into.shape))
     axes = keras_layout_axes(kind, name)
     if axes:
         return np.ascontiguousarray(array.transpose(axes))
@@ -133,6 +138,8 @@ def from_keras_layout(kind: str, name: str, array: np.ndarray) -> np.ndarray:
     """The inverse of to_keras_layout: a round trip returns the array bit for bit."""
     if kind in recurrent_layout.RECURRENT_KINDS:
         return recurrent_layout.from_keras(kind, name, array)
+    if kind.startswith("scale:"):
+        return np.ascontiguousarray(array.reshape(_kind_setting(kind)))
     axes = keras_layout_axes(kind, name)
     if axes:  # the inverse permutation
         return np.ascontiguousarray(array.transpose(np.argsort(axes)))

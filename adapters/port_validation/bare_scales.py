@@ -1,0 +1,246 @@
+"""A tensor that a PyTorch module of the user's own holds directly, outside any torch.nn
+layer, and that forward() multiplies a value by, one number per channel: torchvision's
+ConvNeXt block computes `self.layer_scale * self.block(input)`, layer_scale an
+nn.Parameter (C, 1, 1). A Keras port holds it in a layer of one weight of C numbers that
+multiplies its input by it (keras.applications' ConvNeXt: LayerScale, gamma (C,)).
+
+Such a tensor is paired by its shape (`candidates`: at most one axis longer than 1) and
+ported by element order, which is channel order on both sides where it scales the
+channels. Validating it takes one forward pass (`scale_uses`), which checks that forward()
+multiplies exactly one value by it, and along which axis of that value. While
+`scales_as_layers` is active, each such tensor stands as a ParameterScale: a module
+registered in its owner under the tensor's own name, whose output is the product. The
+owner's forward runs in a TorchFunctionMode that hands that multiplication to it, so that
+forward hooks, the running order and the reruns of the validator see it as a paired
+module whose input is the value multiplied (the block's output)."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import weakref
+
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_leaves
+
+# `a * b` reaches a TorchFunctionMode as Tensor.mul (torch 2.14.1); the others as written.
+_MULTIPLY = {torch.mul, torch.multiply, torch.Tensor.mul, torch.Tensor.multiply,
+             torch.Tensor.__mul__, torch.Tensor.__rmul__}
+
+
+def holds_bare(module: nn.Module) -> bool:
+    """A module of the user's own class (not torch's) with modules inside: a tensor it
+    holds itself it holds outside any layer (a ConvNeXt block's layer_scale, a ViT's
+    learned positions). A leaf of an unknown class is a layer of a kind the validator
+    does not know."""
+    return not type(module).__module__.startswith("torch.") and \
+        any(not isinstance(child, ParameterScale) for child in module.children())
+
+
+def joined(owner: str, name: str) -> str:
+    return f"{owner}.{name}" if owner else name
+
+
+def candidates(model: nn.Module) -> dict[str, tuple[nn.Module, str]]:
+    """(owner, attribute) of each parameter held outside any layer with at most one axis
+    longer than 1, by its full name: what a per-channel scale can be."""
+    return {joined(owner, name): (module, name)
+            for owner, module in model.named_modules() if holds_bare(module)
+            for name, p in module.named_parameters(recurse=False)
+            if sum(d > 1 for d in p.shape) <= 1}
+
+
+def scale_kind(shape) -> str:
+    """The port kind of a scale of this PyTorch shape (comparator/zoo/portmaps.py)."""
+    return "scale:" + ",".join(str(int(d)) for d in shape)
+
+
+@dataclasses.dataclass(frozen=True)
+class Scale:
+    """How forward() multiplies by a candidate: the value's rank, the axis of the value
+    the tensor's numbers lie along (None for one number), and the module whose output the
+    value is ("" where none gave it)."""
+
+    rank: int
+    axis: int | None
+    producer: str
+
+
+class ParameterScale(nn.Module):
+    """Stands for the parameter `name` of `owner`: its output is its input times it."""
+
+    def __init__(self, owner: nn.Module, name: str, scale: Scale):
+        super().__init__()
+        # held as a plain attribute: the owner holds this module, not the other way round
+        object.__setattr__(self, "owner", owner)
+        self.name, self.scale = name, scale
+
+    def forward(self, x):
+        return self.owner._parameters[self.name] * x
+
+    def extra_repr(self) -> str:
+        return f"{self.name}, axis={self.scale.axis}"
+
+
+def on_last_axis(module: nn.Module) -> bool:
+    """A ParameterScale whose numbers lie along its input's last axis (the channels of a
+    channels-last map, as in the original ConvNeXt's `self.gamma * x` before the permute):
+    its values are laid out as Keras's already, whatever their rank."""
+    if not isinstance(module, ParameterScale):
+        return False
+    scale = module.scale
+    return scale.axis is not None and scale.axis == scale.rank - 1
+
+
+class _Uses(TorchFunctionMode):
+    """Records every torch function computed with a watched tensor (by id: a live object's
+    id is its own), and which module's output each tensor is."""
+
+    def __init__(self, watched: dict[int, str], names: dict[nn.Module, str]):
+        super().__init__()
+        self.watched, self.names = watched, names
+        self.uses: dict[str, list[Scale | str]] = {name: [] for name in watched.values()}
+        self.outputs: dict[int, tuple[weakref.ref, str]] = {}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        result = func(*args, **kwargs)
+        if isinstance(result, torch.Tensor):  # not a shape or a dtype read off the tensor
+            for leaf in tree_leaves((args, kwargs)):
+                name = self.watched.get(id(leaf))
+                if name is not None:
+                    self.uses[name].append(self._use(func, args, kwargs, leaf, result))
+        return result
+
+    def _use(self, func, args, kwargs, held, result) -> Scale | str:
+        """A Scale where this call multiplies one value by the tensor, keeping its shape;
+        else what the call does with it, in words."""
+        what = getattr(func, "__name__", str(func)).strip("_")
+        if func not in _MULTIPLY or kwargs or len(args) != 2:
+            return f"computes {what} with it"
+        other = args[1] if args[0] is held else args[0]
+        if not isinstance(other, torch.Tensor) or other is held or \
+                tuple(result.shape) != tuple(other.shape):
+            return "multiplies by it a value of another shape, or no tensor"
+        long = [i for i, d in enumerate(held.shape) if d > 1]
+        axis = other.ndim - held.ndim + long[0] if long else None
+        return Scale(other.ndim, axis, self.producer(other))
+
+    def seen(self, module, args, output) -> None:
+        if isinstance(output, torch.Tensor):
+            self.outputs[id(output)] = (weakref.ref(output), self.names[module])
+
+    def producer(self, value: torch.Tensor) -> str:
+        ref, name = self.outputs.get(id(value), (lambda: None, ""))
+        return name if ref() is value else ""
+
+
+def scale_uses(model: nn.Module, args: list) -> tuple[dict[str, Scale | str], list]:
+    """For each candidate, by full name: how forward() multiplies by it (a Scale), or what
+    else it does with it, in words; and the model's outputs (its tensors) in that pass."""
+    found = candidates(model)
+    if not found:
+        return {}, []
+    watched = {id(getattr(owner, name)): full for full, (owner, name) in found.items()}
+    modules = dict(model.named_modules())
+    recorder = _Uses(watched, {module: name for name, module in modules.items()})
+    # the outermost module last: a Sequential gives its last layer's tensor as its own
+    hooks = [m.register_forward_hook(recorder.seen) for m in modules.values()]
+    try:
+        outputs = model_outputs(model, args, recorder)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return {full: _one_scale(recorder.uses[full]) for full in found}, outputs
+
+
+def model_outputs(model: nn.Module, args: list, mode=None) -> list:
+    """The tensors of the model's output in one inference pass without gradients, run
+    within `mode` where given; the model's modes given back."""
+    modes = {m: m.training for m in model.modules()}
+    try:
+        model.eval()
+        with torch.no_grad(), mode or contextlib.nullcontext():
+            return [leaf for leaf in tree_leaves(model(*args)) if isinstance(leaf, torch.Tensor)]
+    finally:
+        for module, training in modes.items():
+            module.training = training
+
+
+def _one_scale(uses: list) -> Scale | str:
+    if not uses:
+        return "forward() does not use it"
+    if len(uses) > 1:
+        return f"forward() uses it {len(uses)} times"
+    return uses[0] if isinstance(uses[0], Scale) else f"forward() {uses[0]}"
+
+
+class _Handed(TorchFunctionMode):
+    """Hands the multiplication by a tensor its owner's ParameterScale stands for to that
+    module, so that it runs as a module does (hooks and all); computes the rest as asked.
+    Multiplying two numbers is the same either way round, so the operands' order is
+    kept by none."""
+
+    def __init__(self, owner: nn.Module):
+        super().__init__()
+        self.owner = owner
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _MULTIPLY and not kwargs and len(args) == 2:
+            for held, other in (args, args[::-1]):
+                stand_in = self._stand_in(held)
+                if stand_in is not None and isinstance(other, torch.Tensor):
+                    return stand_in(other)
+        return func(*args, **kwargs)
+
+    def _stand_in(self, held) -> ParameterScale | None:
+        return next((m for name, m in self.owner._modules.items()
+                     if isinstance(m, ParameterScale)
+                     and self.owner._parameters.get(name) is held), None)
+
+
+# The modes the owners' forwards run in, by owner (a forward of a module that calls
+# itself again nests them).
+_ACTIVE: dict[int, list[_Handed]] = {}
+
+
+def _enter(owner, args) -> None:
+    mode = _Handed(owner)
+    mode.__enter__()
+    _ACTIVE.setdefault(id(owner), []).append(mode)
+
+
+def _leave(owner, args, output) -> None:
+    modes = _ACTIVE.get(id(owner))
+    if modes:
+        modes.pop().__exit__(None, None, None)
+        if not modes:
+            del _ACTIVE[id(owner)]
+
+
+@contextlib.contextmanager
+def scales_as_layers(model: nn.Module, scales: dict[str, Scale]):
+    """Within the block each of `scales` (full names) stands as a ParameterScale in its
+    owner, under the tensor's own name (attribute access still finds the tensor:
+    nn.Module looks in _parameters first), and the owner's forward hands it the
+    multiplication. A copy of the model made within the block (the float64 reference)
+    keeps them, each computing with its own owner's tensor."""
+    found = candidates(model)
+    installed, hooks = [], []
+    try:
+        for full, scale in scales.items():
+            owner, name = found[full]
+            owner._modules[name] = ParameterScale(owner, name, scale)
+            installed.append((owner, name))
+        for owner in {id(o): o for o, _ in installed}.values():
+            hooks += [owner.register_forward_pre_hook(_enter),
+                      owner.register_forward_hook(_leave, always_call=True)]
+        yield
+    finally:
+        for hook in hooks:
+            hook.remove()
+        for owner, name in installed:
+            del owner._modules[name]
