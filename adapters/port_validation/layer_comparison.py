@@ -46,6 +46,23 @@ def activated(layer, torch_output: np.ndarray, kind: str, moves: bool = True) ->
     return numpy_of(activation(torch.from_numpy(value)))  # keeps float64 references float64
 
 
+def in_keras_shape(value: np.ndarray, layer) -> np.ndarray:
+    """PyTorch's value (in Keras's layout) in the shape of the Keras layer's output, where
+    the two differ only by axes of length 1: the same numbers in the same order
+    (torchvision's ConvNeXt normalises its pooled (N, C, 1, 1) map where keras.applications'
+    normalises the pooled (N, C) vector, and the validator stopped at "output shapes
+    differ"). Otherwise as it is, and compare() names the shapes."""
+    try:
+        wanted = (value.shape[0], *tuple(layer.output.shape)[1:])
+    except (AttributeError, ValueError):  # a layer called more than once, or never
+        return value
+    if None in wanted or wanted == value.shape:
+        return value
+    if [d for d in value.shape[1:] if d != 1] != [d for d in wanted[1:] if d != 1]:
+        return value
+    return value.reshape(wanted)
+
+
 def compare(pair, layer, keras_value, reference, reference64, facts, isolated, mode,
             tolerance, trace, moves=True) -> LayerComparison:
     """Keras's value of one layer against PyTorch's (both in Keras's layout here)."""

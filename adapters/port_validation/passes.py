@@ -24,7 +24,11 @@ from adapters.port_validation.graph import (  # noqa: E402
     torch_mode,
     torch_trace,
 )
-from adapters.port_validation.layer_comparison import activated, compare  # noqa: E402
+from adapters.port_validation.layer_comparison import (  # noqa: E402
+    activated,
+    compare,
+    in_keras_shape,
+)
 from adapters.port_validation.model_outputs import outputs_apart, outputs_compared  # noqa: E402
 from adapters.port_validation.named_causes import (  # noqa: E402
     after_the_pairs_found,
@@ -72,8 +76,7 @@ def mode_passes(setup: Setup, mode: str, isolation: bool, tolerance: float):
         # A conv padded otherwise than with zeros: its Keras input is kept to measure it.
         setup.setting_ops |= {p.keras_layer for p in pairs
                               if setup.facts[p.torch_module].get("torch_padding_mode")}
-    references = {p.keras_layer: activated(by_name[p.keras_layer], trace[p.torch_module][1],
-                                           p.kind, setup.moves[p.torch_module])
+    references = {p.keras_layer: _as_keras_emits(setup, p, trace[p.torch_module][1])
                   for p in pairs}
     passes = []
     for isolated in ([False, True] if isolation else [False]):
@@ -82,9 +85,7 @@ def mode_passes(setup: Setup, mode: str, isolation: bool, tolerance: float):
             outputs64 = (_isolated64(setup, trace, mode)
                          if isolated else {p.torch_module: trace64[p.torch_module][1]
                                            for p in pairs})
-            references64 = {p.keras_layer: activated(by_name[p.keras_layer],
-                                                     outputs64[p.torch_module], p.kind,
-                                                     setup.moves[p.torch_module])
+            references64 = {p.keras_layer: _as_keras_emits(setup, p, outputs64[p.torch_module])
                             for p in pairs}
         substitute = ({setup.output_of[name]: ops.convert_to_tensor(v)
                        for name, v in references.items()} if isolated else None)
@@ -124,6 +125,14 @@ def mode_passes(setup: Setup, mode: str, isolation: bool, tolerance: float):
                     setup.output_keys, setup.fn.outputs, keras_out, torch_out, torch_out64,
                     tolerance, comparable=True), mode, tolerance)
     return trace, passes
+
+
+def _as_keras_emits(setup, pair, torch_output):
+    """PyTorch's output of a pair as its Keras layer emits it: layout, fused activation,
+    and shape where the two differ only by axes of length 1."""
+    value = activated(setup.by_name[pair.keras_layer], torch_output, pair.kind,
+                      setup.moves[pair.torch_module])
+    return in_keras_shape(value, setup.by_name[setup.output_of[pair.keras_layer]])
 
 
 def _attribute(forward: PassResult, isolated: PassResult) -> PassResult:
