@@ -1,7 +1,8 @@
 """A pair of two Keras runs (backends or versions) whose weights differ gets its cause from
 the float64 rerun of the PyTorch recipe both were held against in their pairs with it: no
 rerun of its own. Where none held both, the float64 rerun of a PyTorch recipe that computes
-the same step as both gives it."""
+the same step as both gives it; for two bn_trainable runs, which no default PyTorch recipe
+steps like, pytorch:requires_grad_except_bn is run for the pair."""
 
 import contextlib
 import os
@@ -210,15 +211,149 @@ class _NoRerun:
 
 
 @pytest.mark.parametrize("runs", [
-    # keras:bn_trainable trains BatchNorm's gamma and beta alone; no PyTorch recipe does.
-    _classify_runs(recipe="bn_trainable", trainable_params=4),
+    # Keras runs that train 4 weights where every PyTorch run trains 10 or none.
+    _classify_runs(trainable_params=4),
     # A PyTorch run with active Dropout steps another function than Keras runs without.
-    _classify_runs(recipe="bn_trainable", dropout_active=2)])
+    _classify_runs(dropout_active=2)])
 def test_no_cause_where_no_pytorch_recipe_computes_the_same_step(runs):
-    eq = explain_keras_pair(_unheld_pair(1.5e-5, recipe="bn_trainable"),
-                            {"pytorch:train": _NoRerun()}, (), {"pytorch": _NoRerun()}, None,
-                            None, runs, _states(1e-5, 1e-5, 1e-5, recipe="bn_trainable"))
+    eq = explain_keras_pair(_unheld_pair(1.5e-5), {"pytorch:train": _NoRerun()}, (),
+                            {"pytorch": _NoRerun()}, None, None, runs,
+                            _states(1e-5, 1e-5, 1e-5))
     assert eq.causes == () and not eq.equivalent
+
+
+class _BnStepAdapter:
+    """A PyTorch adapter whose pytorch:requires_grad_except_bn lands on [1.0] in float64 and
+    `torch_error` from it in float32, its float32 run measured as `measured` says."""
+
+    def __init__(self, torch_error=1.5e-5, **measured):
+        self.torch_error, self.measured = torch_error, {"trainable_params": 4,
+                                                        "max_weight_delta": 0.0011, **measured}
+        self.precision, self.calls = "float32", []
+
+    @contextlib.contextmanager
+    def float64(self):
+        self.precision = "float64"
+        try:
+            yield
+        finally:
+            self.precision = "float32"
+
+    def state_after_steps(self, recipe, batch, steps, lr, optimizer):
+        self.calls.append((recipe.id, self.precision, "steps"))
+        return {"w": np.array([1.0 if self.precision == "float64" else 1.0 + self.torch_error])}
+
+    def run_recipe(self, recipe, batch, steps, lr, optimizer, ablate=True):
+        self.calls.append((recipe.id, self.precision, f"measured, ablate={ablate}"))
+        return SimpleNamespace(result=_run(**self.measured),
+                               final_state={"w": np.array([1.0 + self.torch_error])})
+
+
+def _bn_trainable_pair(adapter, reruns=None, keras=1.6e-5, jax=1.2e-5, **runs):
+    """DenseNet121 at 96 px, batch 4, on pytorch, keras-torch and keras-jax (2026-11-30): the
+    two bn_trainable runs' weights 1.54e-05 apart, paired with pytorch:requires_grad (which
+    trains nothing), and no other run training BatchNorm's gamma and beta alone."""
+    config = SimpleNamespace(steps=1, lr=0.01, optimizer="sgd")
+    pair = Equivalence(a="keras:bn_trainable", b="keras-jax:bn_trainable", equivalent=False,
+                       max_diff=2.86e-6, expected=True, reason="the same recipe",
+                       differences=("weights after the step differ by up to 1.54e-05",),
+                       max_weight_diff=1.54e-5, max_bn_stat_diff=4.8e-7)
+    return explain_keras_pair(
+        pair, {} if reruns is None else reruns, (),
+        {"pytorch": adapter}, "batch", config,
+        _classify_runs(recipe="bn_trainable", trainable_params=4, **runs),
+        _states(keras, jax, 0.5, recipe="bn_trainable"))
+
+
+def test_two_bn_trainable_runs_are_held_against_pytorchs_recipe_of_their_step_run_for_them():
+    adapter, reruns = _BnStepAdapter(), {}
+    eq = _bn_trainable_pair(adapter, reruns)
+    (cause,) = eq.causes
+    assert cause["cause"] == "float32_rounding" and cause["explains"]
+    assert "inconclusive" not in cause
+    assert cause["float32_errors"] == pytest.approx(
+        {"keras:bn_trainable": 1.6e-5, "keras-jax:bn_trainable": 1.2e-5})
+    assert cause["torch_float32_error"] == pytest.approx(1.5e-5)
+    assert cause["value"] == pytest.approx(1.6e-5) and cause["before"] == 1.54e-5
+    # It names the recipe and says it is none of the report's runs.
+    assert cause["text"].startswith(
+        "Run of pytorch:requires_grad_except_bn in float64, made for this pair since none of "
+        "the report's runs computes their step (its float32 run, made too, measured the same "
+        "BatchNorm modes and trainable weights as both): each is as close to it as float32 "
+        "allows (keras:bn_trainable 1.6e-05, keras-jax:bn_trainable 1.2e-05; PyTorch's own "
+        "float32 1.5e-05)")
+    # One float32 run, measured without explanation passes, and one float64 run.
+    assert adapter.calls == [
+        ("pytorch:requires_grad_except_bn", "float32", "measured, ablate=False"),
+        ("pytorch:requires_grad_except_bn", "float64", "steps")]
+    assert list(reruns) == ["pytorch:requires_grad_except_bn"]
+    # The pair differs in its weights alone, by rounding: the same computation.
+    assert eq.equivalent
+
+
+def test_the_bn_trainable_step_is_run_once_for_every_pair_of_keras_backends():
+    adapter, reruns = _BnStepAdapter(), {}
+    for _ in range(3):  # keras ~ keras-jax, keras ~ keras-tensorflow, keras-jax ~ ...
+        assert _bn_trainable_pair(adapter, reruns).causes
+    assert len(adapter.calls) == 2
+
+
+def test_a_bn_trainable_run_beyond_rounding_from_the_step_is_named():
+    eq = _bn_trainable_pair(_BnStepAdapter(), keras=2e-3)
+    (cause,) = eq.causes
+    assert not cause["explains"] and not eq.equivalent
+    assert "keras:bn_trainable is further from it than float32 rounding explains" in \
+        cause["text"]
+
+
+def test_a_bn_trainable_step_float32_cannot_pin_is_inconclusive():
+    # PyTorch's own float32 further than NOISE_CAP (0.1) of the step's largest weight change,
+    # as its float32 run measured it.
+    eq = _bn_trainable_pair(_BnStepAdapter(torch_error=5e-4, max_weight_delta=0.0011))
+    (cause,) = eq.causes
+    assert cause["inconclusive"] and not cause["explains"] and not eq.equivalent
+    assert "where the step moved them by up to 0.0011: float32 cannot pin this step" in \
+        cause["text"]
+    assert cause["text"].startswith("Run of pytorch:requires_grad_except_bn in float64, made "
+                                    "for this pair")
+
+
+@pytest.mark.parametrize("measured", [
+    {"trainable_params": 6},  # a port whose BatchNorm layers Keras trains otherwise
+    {"bn_batch_stats": 120},
+    {"dropout_active": 1}])
+def test_a_bn_trainable_step_pytorch_computes_otherwise_holds_neither_run(measured):
+    adapter = _BnStepAdapter(**measured)
+    eq = _bn_trainable_pair(adapter)
+    assert eq.causes == () and not eq.equivalent
+    assert [call[1] for call in adapter.calls] == ["float32"]  # no float64 run after it
+
+
+def test_no_bn_trainable_step_where_its_run_is_in_the_report_or_pytorch_is_absent():
+    # Selected with --recipes, it is a run of the report: held in its pairs, or found as a
+    # run of the same step; a second run of it would measure the same.
+    adapter = _BnStepAdapter()
+    runs = _classify_runs(recipe="bn_trainable", trainable_params=4)
+    runs["pytorch:requires_grad_except_bn"] = _run(trainable_params=6)
+    eq = explain_keras_pair(_unheld_pair(1.54e-5, recipe="bn_trainable"), {}, (),
+                            {"pytorch": adapter}, "batch", None, runs,
+                            _states(1.6e-5, 1.2e-5, 0.5, recipe="bn_trainable"))
+    assert eq.causes == () and adapter.calls == []
+    eq = explain_keras_pair(_unheld_pair(1.54e-5, recipe="bn_trainable"), {}, (), {}, None,
+                            None, _classify_runs(recipe="bn_trainable", trainable_params=4),
+                            _states(1.6e-5, 1.2e-5, 0.5, recipe="bn_trainable"))
+    assert eq.causes == ()
+
+
+def test_a_bn_trainable_step_that_diverges_gives_no_cause():
+    from comparator.errors import Diverged
+
+    adapter = _BnStepAdapter()
+
+    def diverged(*args, **kwargs):
+        raise Diverged("the inference loss after step 1 is not finite", 1)
+    adapter.run_recipe = diverged
+    assert _bn_trainable_pair(adapter).causes == ()
 
 
 @pytest.mark.skipif(bool(missing_modules(["jax"])),

@@ -40,6 +40,13 @@ def _on_cpu(state: dict) -> dict:
     return {name: tensor.detach().cpu() for name, tensor in state.items()}
 
 
+def _batch_norm_parameters(module: nn.Module) -> set[int]:
+    """The ids of the weight and bias of the module's BatchNorm layers: what Keras's
+    bn_trainable leaves trainable in its frozen part (gamma and beta)."""
+    return {id(p) for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+            for p in m.parameters(recurse=False)}
+
+
 def _canonical_name(name: str) -> str:
     return name[len("backbone."):] if name.startswith("backbone.") else name
 
@@ -247,8 +254,9 @@ class PyTorchAdapter(FrameworkAdapter):
         if recipe is None:
             return
         if recipe.requires_grad_false or recipe.feature_extraction:
+            kept = _batch_norm_parameters(self.frozen) if recipe.bn_stays_trainable else set()
             for p in self.frozen.parameters():
-                p.requires_grad_(False)
+                p.requires_grad_(id(p) in kept)
         if recipe.eval_mode or recipe.feature_extraction:
             self.frozen.eval()
 

@@ -10,7 +10,9 @@ not. Steps that computed different gradients (other BatchNorm modes, trainable
 weights or losses) get neither rerun: their differences already say why. Two Keras runs
 whose weights differ get no rerun of their own: where both were held against the same
 float64 rerun, their two distances from it say whether their difference is rounding; where
-none held both, the float64 rerun of a PyTorch recipe that computes the same step does.
+none held both, the float64 rerun of a PyTorch recipe that computes the same step does;
+for two keras bn_trainable runs, which no default PyTorch recipe steps like, that recipe is
+pytorch:requires_grad_except_bn, run for the pair alone.
 """
 
 from __future__ import annotations
@@ -25,8 +27,14 @@ from comparator.analysis.equivalence import losses_agree
 from comparator.analysis.states import max_weight_diff
 from comparator.analysis.tolerances import FLOAT32_FACTOR, STATE_TOLERANCE
 from comparator.analysis.validation import NOISE_CAP
+from comparator.config.recipes import RECIPES
+from comparator.errors import NumericalError
 
 ADAM_BETA_2 = 0.999  # both frameworks' default
+# PyTorch's recipe of keras:bn_trainable's step (frozen weights but BatchNorm's gamma and beta,
+# BatchNorm in training mode). It is in no default comparison, so a pair of two Keras
+# bn_trainable runs whose weights differ runs it for itself.
+BN_TRAINABLE_STEP = "pytorch:requires_grad_except_bn"
 
 
 def _keras_against_pytorch(eq) -> bool:
@@ -295,7 +303,8 @@ def _held_cause(eq, reruns: dict) -> dict | None:
         return None
     errors = {run: rerun.float32_errors[run] for run in (eq.a, eq.b)}
     return _keras_pair_cause(eq, errors, rerun.float32_errors[rerun.recipe.id],
-                             f"{rerun.recipe.id} in float64, against which both were held")
+                             f"Re-run of {rerun.recipe.id} in float64, against which both "
+                             "were held")
 
 
 def _same_function_cause(eq, reruns, recipes, adapters, batch, config, runs,
@@ -306,17 +315,52 @@ def _same_function_cause(eq, reruns, recipes, adapters, batch, config, runs,
     of a PyTorch recipe of the same step, its float64 state shared with its own pairs."""
     torch = _same_function_run(eq, runs, reruns, adapters)
     if torch is None:
-        return None
+        return _bn_trainable_step_cause(eq, reruns, adapters, batch, config, runs, states)
     rerun = _rerun_of(torch, reruns, recipes, adapters, batch, config)
     exact = rerun.float64_state()
     errors = {run: max_weight_diff(states[run], exact) for run in (eq.a, eq.b)}
-    torch_error = max_weight_diff(states[torch], exact)
-    source = (f"{torch} in float64, which computes the same step as both (the same BatchNorm "
-              "modes and trainable weights)")
-    step = runs[torch].state.max_weight_delta
+    source = (f"Re-run of {torch} in float64, which computes the same step as both (the same "
+              "BatchNorm modes and trainable weights)")
+    return _judged_against(eq, errors, max_weight_diff(states[torch], exact), source,
+                           runs[torch].state.max_weight_delta)
+
+
+def _judged_against(eq, errors: dict, torch_error: float, source: str,
+                    step: float | None) -> dict:
+    """As _float32_causes judges a Keras run against PyTorch: no verdict where PyTorch's own
+    float32 cannot pin the step (step: its largest weight change)."""
     if step is not None and not torch_error <= NOISE_CAP * step:
         return _inconclusive_keras_pair_cause(eq, errors, torch_error, source, step)
     return _keras_pair_cause(eq, errors, torch_error, source)
+
+
+def _bn_trainable_step_cause(eq, reruns, adapters, batch, config, runs,
+                             states) -> dict | None:
+    """Two Keras bn_trainable runs that no run of the report steps like: BN_TRAINABLE_STEP,
+    run for them in float32, as the report's runs are measured, and in float64. Its measured
+    BatchNorm modes and trainable weights must be theirs, else it holds neither; its
+    float32 state gives PyTorch's own rounding, its weight change the step's size."""
+    if not _bn_trainable_pair(eq, runs, adapters):
+        return None
+    rerun = _rerun_of(BN_TRAINABLE_STEP, reruns, RECIPES, adapters, batch, config)
+    torch = rerun.measured_run()
+    if torch is None or torch.result.modes.dropout_active or not all(
+            _same_function(torch.result, runs[run]) for run in (eq.a, eq.b)):
+        return None
+    exact = rerun.float64_state()
+    errors = {run: max_weight_diff(states[run], exact) for run in (eq.a, eq.b)}
+    source = (f"Run of {BN_TRAINABLE_STEP} in float64, made for this pair since none of the "
+              "report's runs computes their step (its float32 run, made too, measured the "
+              "same BatchNorm modes and trainable weights as both)")
+    return _judged_against(eq, errors, max_weight_diff(torch.final_state, exact), source,
+                           torch.result.state.max_weight_delta)
+
+
+def _bn_trainable_pair(eq, runs, adapters) -> bool:
+    """Both are bn_trainable runs, and BN_TRAINABLE_STEP is none of the report's runs (one
+    would have been found, or have stepped otherwise) and can be run."""
+    return (runs is not None and "pytorch" in (adapters or {}) and BN_TRAINABLE_STEP not in runs
+            and all(run.split(":", 1)[1] == "bn_trainable" for run in (eq.a, eq.b)))
 
 
 def _same_function_run(eq, runs, reruns, adapters) -> str | None:
@@ -353,7 +397,7 @@ def _keras_pair_cause(eq, errors: dict, torch_error: float, source: str) -> dict
     return {"cause": "float32_rounding", "value": errors[further],
             "before": eq.max_weight_diff, "torch_float32_error": torch_error,
             "float32_errors": errors, "explains": not beyond,
-            "text": f"Re-run of {source}: {verdict}."}
+            "text": f"{source}: {verdict}."}
 
 
 def _inconclusive_keras_pair_cause(eq, errors: dict, torch_error: float, source: str,
@@ -363,7 +407,7 @@ def _inconclusive_keras_pair_cause(eq, errors: dict, torch_error: float, source:
     return {"cause": "float32_rounding", "value": max(errors.values()),
             "before": eq.max_weight_diff, "torch_float32_error": torch_error,
             "float32_errors": errors, "explains": False, "inconclusive": True,
-            "text": f"Re-run of {source}: PyTorch's float32 weights after the step are up to "
+            "text": f"{source}: PyTorch's float32 weights after the step are up to "
                     f"{torch_error:.2g} from it, {eq.a}'s up to {errors[eq.a]:.2g}, {eq.b}'s "
                     f"up to {errors[eq.b]:.2g}, where the step moved them by up to "
                     f"{step:.2g}: float32 cannot pin this step (its gradient is "
@@ -409,6 +453,19 @@ class _Rerun:
 
     def float64_state(self) -> dict:
         return self._state_within("float64", self.adapter.float64)
+
+    def measured_run(self):
+        """The recipe's float32 run, measured as the report's runs are but without their
+        explanation passes (its modes, trainable weights, weight change and final state), for
+        a recipe none of them ran; None where its step diverged."""
+        if "measured" not in self._states:
+            c = self.config
+            try:
+                self._states["measured"] = self.adapter.run_recipe(
+                    self.recipe, self.batch, c.steps, c.lr, c.optimizer, ablate=False)
+            except NumericalError:
+                self._states["measured"] = None
+        return self._states["measured"]
 
     def unpadded_state(self) -> dict:
         """The final state with every Embedding training its padding row, as Keras's does."""

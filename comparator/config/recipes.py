@@ -42,6 +42,12 @@ _BASE_RECIPES: tuple[Recipe, ...] = (
     Recipe("pytorch", "requires_grad",
            "frozen part's parameters get requires_grad=False; the module stays in train()",
            requires_grad_false=True),
+    # keras:bn_trainable's step in PyTorch; out of the default matrix, it is run for a pair
+    # of two Keras bn_trainable runs no other PyTorch run holds (crosscheck), or on request.
+    Recipe("pytorch", "requires_grad_except_bn",
+           "frozen part's parameters get requires_grad=False except its BatchNorm layers' "
+           "weight and bias; the module stays in train()",
+           requires_grad_false=True, bn_stays_trainable=True, in_default_matrix=False),
     Recipe("pytorch", "eval",
            "frozen part put in eval(); its parameters still require grad",
            eval_mode=True),
@@ -91,6 +97,9 @@ _KERAS_PYTORCH_PAIRS: tuple[tuple[str, str, str], ...] = (
      "the guide's intent: frozen part in inference mode, weights trainable"),
     ("keras:bn_trainable", "pytorch:requires_grad",
      "frozen weights, BatchNorm layers in training mode"),
+    ("keras:bn_trainable", "pytorch:requires_grad_except_bn",
+     "the same step: the frozen part's weights frozen except BatchNorm's gamma and beta, "
+     "BatchNorm layers in training mode"),
     ("keras:feature_extraction", "pytorch:feature_extraction",
      "features from the frozen part in inference mode; only the head trains"),
     ("keras:inference_everywhere", "pytorch:eval",
