@@ -12,7 +12,8 @@ from importlib import metadata
 import numpy as np
 
 from comparator.interrupts import raise_if_requested
-from comparator.analysis.crosscheck import explain_keras_pair, explain_pair
+from comparator.analysis.crosscheck import explain_pair
+from comparator.analysis.keras_pair_causes import explain_keras_pair
 from comparator.analysis.diagnosis import explain_run
 from comparator.analysis.divergence import with_finite_divergence
 from comparator.analysis.states import bn_layer_deltas

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import comparator
-from comparator.analysis.crosscheck import explain_keras_pair
+from comparator.analysis.keras_pair_causes import explain_keras_pair
 from comparator.config.frameworks import missing_modules
 from comparator.schema import Equivalence
 from tests.user_pair_models import seeded_torch_net

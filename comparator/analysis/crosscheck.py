@@ -8,11 +8,8 @@ Weights that no optimizer constant brings together after steps that computed
 the same gradients are then held against a float64 rerun: float32 rounding, or
 not. Steps that computed different gradients (other BatchNorm modes, trainable
 weights or losses) get neither rerun: their differences already say why. Two Keras runs
-whose weights differ get no rerun of their own: where both were held against the same
-float64 rerun, their two distances from it say whether their difference is rounding; where
-none held both, the float64 rerun of a PyTorch recipe that computes the same step does;
-for two keras bn_trainable runs, which no default PyTorch recipe steps like, that recipe is
-pytorch:requires_grad_except_bn, run for the pair alone.
+whose weights differ get no rerun of their own (keras_pair_causes.py): the float64 reruns
+made here hold them.
 """
 
 from __future__ import annotations
@@ -27,14 +24,9 @@ from comparator.analysis.equivalence import losses_agree
 from comparator.analysis.states import max_weight_diff
 from comparator.analysis.tolerances import FLOAT32_FACTOR, STATE_TOLERANCE
 from comparator.analysis.validation import NOISE_CAP
-from comparator.config.recipes import RECIPES
 from comparator.errors import NumericalError
 
 ADAM_BETA_2 = 0.999  # both frameworks' default
-# PyTorch's recipe of keras:bn_trainable's step (frozen weights but BatchNorm's gamma and beta,
-# BatchNorm in training mode). It is in no default comparison, so a pair of two Keras
-# bn_trainable runs whose weights differ runs it for itself.
-BN_TRAINABLE_STEP = "pytorch:requires_grad_except_bn"
 
 
 def _keras_against_pytorch(eq) -> bool:
@@ -78,7 +70,7 @@ def _bn_causes(eq, conventions, rerun, runs, states) -> list[dict]:
     return explain_bn_conventions(states[eq.a], states[eq.b], matched, momenta, biased)
 
 
-def _same_function(a, b) -> bool:
+def same_function(a, b) -> bool:
     """Whether two runs' steps are steps of the same function (the same BatchNorm modes and
     trainable weights), whatever float32 rounding made of their losses."""
     return (a.modes.bn_batch_stats == b.modes.bn_batch_stats
@@ -89,7 +81,7 @@ def _same_step_function(a, b) -> bool:
     """Whether two runs' first train steps computed the same loss of the same trainable
     weights: the same function and the same first train-step loss. Otherwise their gradients
     differ, and no optimizer constant can bring the weights they leave together."""
-    return _same_function(a, b) and losses_agree(a.losses.train_step[0],
+    return same_function(a, b) and losses_agree(a.losses.train_step[0],
                                                  b.losses.train_step[0])
 
 
@@ -230,7 +222,7 @@ def _rounding_of_the_step(eq, rerun, runs, states) -> list[dict]:
     apart after a step that moved them by up to 19). The float64 rerun measures how far
     float32 itself lands from the exact step."""
     a, b = runs[eq.a], runs[eq.b]
-    if not _same_function(a, b):
+    if not same_function(a, b):
         return []
     causes = _float32_causes(eq, rerun, states, b.state.max_weight_delta)
     for cause in causes:
@@ -261,161 +253,18 @@ def _float32_causes(eq, rerun, states, step: float | None = None) -> list[dict]:
     # Kept for the pairs of two Keras runs held against this same rerun (explain_keras_pair);
     # an inconclusive rerun is not kept, as it judges no pair.
     rerun.float32_errors.update({eq.a: keras_error, eq.b: torch_error})
-    within = _within_rounding(keras_error, torch_error)
+    within = within_rounding(keras_error, torch_error)
     verdict = ("both frameworks are as close to the float64 result as float32 allows: the "
                "difference is rounding, not a different computation" if within else
                "Keras is further from it than float32 rounding explains")
     return [{**cause, "explains": within, "text": f"{measured}; {verdict}."}]
 
 
-def _within_rounding(error: float, torch_error: float) -> bool:
+def within_rounding(error: float, torch_error: float) -> bool:
     return error <= max(FLOAT32_FACTOR * torch_error, STATE_TOLERANCE)
 
 
-def explain_keras_pair(eq, reruns: dict, recipes=(), adapters=None, batch=None, config=None,
-                       runs=None, states=None):
-    """A pair of two Keras runs (backends or versions) whose weights differ, given a cause
-    where both runs were held against the float64 rerun of the same PyTorch recipe in their
-    pairs with it (explain_pair, which keeps each run's distance on the rerun): no rerun of
-    its own. Where none held both, the float64 rerun of a PyTorch recipe that computes the
-    same step as both (`_same_function_run`) measures their distances instead. The
-    rounding explains the difference where both are as close to the float64 weights as
-    float32 allows (FLOAT32_FACTOR times PyTorch's own float32 distance); and, as for a
-    Keras run against PyTorch, only a pair that differs in nothing but its weights is then
-    equivalent. The other arguments are explain_pair's, states the runs' final states."""
-    if eq.a.startswith("pytorch:") or eq.b.startswith("pytorch:") or \
-            eq.max_weight_diff is None or eq.max_weight_diff <= STATE_TOLERANCE:
-        return eq
-    cause = _held_cause(eq, reruns) or _same_function_cause(
-        eq, reruns, recipes, adapters, batch, config, runs, states)
-    if cause is None:
-        return eq
-    weights_only = all(d.startswith("weights after the step") for d in eq.differences)
-    return dataclasses.replace(eq, causes=(*eq.causes, cause),
-                               equivalent=eq.equivalent or (weights_only and cause["explains"]))
-
-
-def _held_cause(eq, reruns: dict) -> dict | None:
-    """The cause from the float64 rerun both runs were held against in their pairs."""
-    rerun = next((rerun for rerun in reruns.values()
-                  if eq.a in rerun.float32_errors and eq.b in rerun.float32_errors), None)
-    if rerun is None:
-        return None
-    errors = {run: rerun.float32_errors[run] for run in (eq.a, eq.b)}
-    return _keras_pair_cause(eq, errors, rerun.float32_errors[rerun.recipe.id],
-                             f"Re-run of {rerun.recipe.id} in float64, against which both "
-                             "were held")
-
-
-def _same_function_cause(eq, reruns, recipes, adapters, batch, config, runs,
-                         states) -> dict | None:
-    """Two Keras runs whose pairs with PyTorch held neither against a float64 rerun (both
-    keras:training_false runs of a classify scenario are paired with pytorch:eval, yet step
-    as pytorch:train does), or held them against one float32 cannot pin: the float64 rerun
-    of a PyTorch recipe of the same step, its float64 state shared with its own pairs."""
-    torch = _same_function_run(eq, runs, reruns, adapters)
-    if torch is None:
-        return _bn_trainable_step_cause(eq, reruns, adapters, batch, config, runs, states)
-    rerun = _rerun_of(torch, reruns, recipes, adapters, batch, config)
-    exact = rerun.float64_state()
-    errors = {run: max_weight_diff(states[run], exact) for run in (eq.a, eq.b)}
-    source = (f"Re-run of {torch} in float64, which computes the same step as both (the same "
-              "BatchNorm modes and trainable weights)")
-    return _judged_against(eq, errors, max_weight_diff(states[torch], exact), source,
-                           runs[torch].state.max_weight_delta)
-
-
-def _judged_against(eq, errors: dict, torch_error: float, source: str,
-                    step: float | None) -> dict:
-    """As _float32_causes judges a Keras run against PyTorch: no verdict where PyTorch's own
-    float32 cannot pin the step (step: its largest weight change)."""
-    if step is not None and not torch_error <= NOISE_CAP * step:
-        return _inconclusive_keras_pair_cause(eq, errors, torch_error, source, step)
-    return _keras_pair_cause(eq, errors, torch_error, source)
-
-
-def _bn_trainable_step_cause(eq, reruns, adapters, batch, config, runs,
-                             states) -> dict | None:
-    """Two Keras bn_trainable runs that no run of the report steps like: BN_TRAINABLE_STEP,
-    run for them in float32, as the report's runs are measured, and in float64. Its measured
-    BatchNorm modes and trainable weights must be theirs, else it holds neither; its
-    float32 state gives PyTorch's own rounding, its weight change the step's size."""
-    if not _bn_trainable_pair(eq, runs, adapters):
-        return None
-    rerun = _rerun_of(BN_TRAINABLE_STEP, reruns, RECIPES, adapters, batch, config)
-    torch = rerun.measured_run()
-    if torch is None or torch.result.modes.dropout_active or not all(
-            _same_function(torch.result, runs[run]) for run in (eq.a, eq.b)):
-        return None
-    exact = rerun.float64_state()
-    errors = {run: max_weight_diff(states[run], exact) for run in (eq.a, eq.b)}
-    source = (f"Run of {BN_TRAINABLE_STEP} in float64, made for this pair since none of the "
-              "report's runs computes their step (its float32 run, made too, measured the "
-              "same BatchNorm modes and trainable weights as both)")
-    return _judged_against(eq, errors, max_weight_diff(torch.final_state, exact), source,
-                           torch.result.state.max_weight_delta)
-
-
-def _bn_trainable_pair(eq, runs, adapters) -> bool:
-    """Both are bn_trainable runs, and BN_TRAINABLE_STEP is none of the report's runs (one
-    would have been found, or have stepped otherwise) and can be run."""
-    return (runs is not None and "pytorch" in (adapters or {}) and BN_TRAINABLE_STEP not in runs
-            and all(run.split(":", 1)[1] == "bn_trainable" for run in (eq.a, eq.b)))
-
-
-def _same_function_run(eq, runs, reruns, adapters) -> str | None:
-    """A PyTorch run whose step is a step of the same function as both Keras runs' (no
-    Dropout: neither Keras run had any active, or their weights would not be compared), one
-    already rerun first: its float64 state may be kept. None where there is none, or it
-    would need a rerun and no PyTorch adapter is at hand."""
-    if runs is None:
-        return None
-    found = [run_id for run_id, run in runs.items()
-             if _framework(run_id) == "pytorch" and not run.modes.dropout_active
-             and all(_same_function(run, runs[keras]) for keras in (eq.a, eq.b))
-             and (run_id in reruns or "pytorch" in (adapters or {}))]
-    return next((run_id for run_id in found if run_id in reruns), next(iter(found), None))
-
-
-def _keras_pair_cause(eq, errors: dict, torch_error: float, source: str) -> dict:
-    """The two Keras runs' distances from a float64 rerun (source: which, and why it holds
-    them), judged against PyTorch's own float32 distance from it."""
-    beyond = [run for run, error in errors.items() if not _within_rounding(error, torch_error)]
-    further = max(errors, key=errors.get)
-    numbers = (f"{eq.a} {errors[eq.a]:.2g}, {eq.b} {errors[eq.b]:.2g}; PyTorch's own float32 "
-               f"{torch_error:.2g}")
-    if not beyond:
-        verdict = (f"each is as close to it as float32 allows ({numbers}): their weights "
-                   "differ by rounding, not by a different computation")
-    elif len(beyond) == 1:
-        verdict = (f"{beyond[0]} is further from it than float32 rounding explains, the other "
-                   f"is not ({numbers}): their weights differ by more than rounding")
-    else:
-        verdict = (f"both are further from it than float32 rounding explains, {further} the "
-                   f"further ({numbers}), so it cannot tell whether their weights differ by "
-                   "rounding alone")
-    return {"cause": "float32_rounding", "value": errors[further],
-            "before": eq.max_weight_diff, "torch_float32_error": torch_error,
-            "float32_errors": errors, "explains": not beyond,
-            "text": f"{source}: {verdict}."}
-
-
-def _inconclusive_keras_pair_cause(eq, errors: dict, torch_error: float, source: str,
-                                   step: float) -> dict:
-    """As _float32_causes says of a Keras run against PyTorch: where PyTorch's own float32
-    is that far from float64, the rerun judges neither run."""
-    return {"cause": "float32_rounding", "value": max(errors.values()),
-            "before": eq.max_weight_diff, "torch_float32_error": torch_error,
-            "float32_errors": errors, "explains": False, "inconclusive": True,
-            "text": f"{source}: PyTorch's float32 weights after the step are up to "
-                    f"{torch_error:.2g} from it, {eq.a}'s up to {errors[eq.a]:.2g}, {eq.b}'s "
-                    f"up to {errors[eq.b]:.2g}, where the step moved them by up to "
-                    f"{step:.2g}: float32 cannot pin this step (its gradient is "
-                    "ill-conditioned), so the rerun says nothing of whether their weights "
-                    "differ by rounding."}
-
-
-def _rerun_of(run_id: str, reruns: dict, recipes, adapters, batch, config) -> _Rerun:
+def rerun_of(run_id: str, reruns: dict, recipes, adapters, batch, config) -> _Rerun:
     """The PyTorch run's reruns, made once and shared by every pair held against them."""
     if run_id not in reruns:
         recipe = {r.id: r for r in recipes}[run_id]
@@ -515,7 +364,7 @@ def explain_pair(eq, conventions, recipes, adapters, batch, config, runs, states
     if not _keras_against_pytorch(eq) or "pytorch" not in adapters:
         return eq
     reruns = {} if reruns is None else reruns
-    rerun = _rerun_of(eq.b, reruns, recipes, adapters, batch, config)
+    rerun = rerun_of(eq.b, reruns, recipes, adapters, batch, config)
     padding = _embedding_padding_causes(eq, rerun, runs, states)
     causes = (_bn_causes(eq, conventions, rerun, runs, states) + padding
               + _weight_causes_beside(padding, eq, config, rerun, runs, states)
