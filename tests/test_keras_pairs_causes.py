@@ -151,11 +151,10 @@ def test_a_keras_run_beyond_rounding_from_the_same_step_is_named():
         cause["text"]
 
 
-class _Adapter:
-    """A PyTorch adapter whose steps land on [1.0] in float64 and elsewhere in float32."""
+class _Float64Switch:
+    """The precision a fake PyTorch adapter computes in, float64 within `float64()`."""
 
-    def __init__(self):
-        self.precision, self.steps = "float32", []
+    precision = "float32"
 
     @contextlib.contextmanager
     def float64(self):
@@ -164,6 +163,13 @@ class _Adapter:
             yield
         finally:
             self.precision = "float32"
+
+
+class _Adapter(_Float64Switch):
+    """A PyTorch adapter whose steps land on [1.0] in float64 and elsewhere in float32."""
+
+    def __init__(self):
+        self.steps = []
 
     def state_after_steps(self, recipe, batch, steps, lr, optimizer):
         self.steps.append((recipe.id, self.precision, steps, lr, optimizer))
@@ -222,22 +228,14 @@ def test_no_cause_where_no_pytorch_recipe_computes_the_same_step(runs):
     assert eq.causes == () and not eq.equivalent
 
 
-class _BnStepAdapter:
+class _BnStepAdapter(_Float64Switch):
     """A PyTorch adapter whose pytorch:requires_grad_except_bn lands on [1.0] in float64 and
     `torch_error` from it in float32, its float32 run measured as `measured` says."""
 
     def __init__(self, torch_error=1.5e-5, **measured):
         self.torch_error, self.measured = torch_error, {"trainable_params": 4,
                                                         "max_weight_delta": 0.0011, **measured}
-        self.precision, self.calls = "float32", []
-
-    @contextlib.contextmanager
-    def float64(self):
-        self.precision = "float64"
-        try:
-            yield
-        finally:
-            self.precision = "float32"
+        self.calls = []
 
     def state_after_steps(self, recipe, batch, steps, lr, optimizer):
         self.calls.append((recipe.id, self.precision, "steps"))
