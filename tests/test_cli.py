@@ -105,9 +105,11 @@ def test_end_to_end_json_and_artifacts(tmp_path):
     assert set(run["losses"]) >= {"inference_before", "train_step", "inference_after"}
     assert set(run["state"]) == {"trainable_params", "frozen_params", "weights_changed",
                                  "max_weight_delta", "bn_stats_changed", "max_bn_stat_delta"}
-    # Extended with outside_base (null here: the classify base is the whole model).
+    # Extended with outside_base (null here: the classify base is the whole model) and
+    # stochastic_depth_layers (0: tiny_cnn drops no residual branch).
     assert set(run["modes"]) == {"bn_layers", "bn_batch_stats", "dropout_layers",
-                                 "dropout_active", "outside_base"}
+                                 "dropout_active", "outside_base", "stochastic_depth_layers"}
+    assert run["modes"]["stochastic_depth_layers"] == 0
     assert run["modes"]["outside_base"] is None
     assert report["environment"]["keras_backend"] == "torch"
     assert set(report["references"]) == {"onnx:eval", "onnx:train_forward"}
