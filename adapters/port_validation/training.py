@@ -20,6 +20,7 @@ from keras import layers, ops  # noqa: E402
 
 from adapters.port_validation.graph import torch_args, torch_mode  # noqa: E402
 from adapters.own_pair.keras_layers import (  # noqa: E402
+    drops_whole_examples,
     recurrent_cell,
     step_dropout,
     stochastic_depth_layer,
@@ -164,8 +165,8 @@ def keras_dropout_layers(operations) -> list[DropoutLayer]:
             continue
         shape = getattr(op, "noise_shape", None)
         if type(op).__name__ == "Dropout" and shape is not None:
-            rows = len(shape) > 1 and all(n == 1 for n in tuple(shape)[1:])
-            family = _ROWS if rows else f"values along noise_shape {tuple(shape)}"
+            family = _ROWS if drops_whole_examples(op) else \
+                f"values along noise_shape {tuple(shape)}"
         rate = getattr(op, "rate", None)
         found.append(DropoutLayer(op.name, type(op).__name__, family,
                                   None if rate is None else float(rate)))
