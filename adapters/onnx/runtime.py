@@ -201,7 +201,6 @@ class ExportCache:
             notes = _stored_notes(model)
             return CachedExport(final, key, True, 0.0, round(time.perf_counter() - started, 3),
                                 None, notes, graph_facts(model))
-        import onnx
 
         os.makedirs(self.directory, exist_ok=True)
         staging = tempfile.mkdtemp(prefix=".export-", dir=self.directory)
@@ -211,26 +210,55 @@ class ExportCache:
             notes = build(raw) or {}
             export_seconds = time.perf_counter() - t
             t = time.perf_counter()
-            model = load_checked(raw)
-            _set_properties(model, {KEY_PROPERTY: key,
-                                    FIELDS_PROPERTY: json.dumps({"fields": fields,
-                                                                 "notes": notes})})
-            tmp = os.path.join(staging, "final.onnx")
-            onnx.save(model, tmp)
+            model, sha256 = _stamped(raw, {KEY_PROPERTY: key,
+                                           FIELDS_PROPERTY: json.dumps({"fields": fields,
+                                                                        "notes": notes})})
             digest = os.path.join(staging, "final.sha256")
             with open(digest, "w") as handle:
-                handle.write(_file_sha256(tmp) + "\n")
+                handle.write(sha256 + "\n")
             # Each rename is atomic; between the two a reader finds a digest that does not
             # match and rebuilds: never a wrong entry used.
             for path in (final + DIGEST_SUFFIX, final):
                 _clear_directory(path)
             os.replace(digest, final + DIGEST_SUFFIX)
-            os.replace(tmp, final)
+            os.replace(raw, final)
             check_seconds = time.perf_counter() - t
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return CachedExport(final, key, False, round(export_seconds, 3), round(check_seconds, 3),
                             problem, notes, graph_facts(model))
+
+
+def _stamped(path: str, properties: dict) -> tuple:
+    """Check the exporter's file and add `properties` to its metadata in place; returns the
+    model, properties included, and the sha256 of the file's final bytes.
+
+    The properties go at the end of the file as a second serialised ModelProto that holds
+    only them: a protobuf parser merges concatenated messages, appending repeated fields,
+    so the file reads as the export with its metadata extended, and its 30 MB are not
+    serialised and written again. A file whose tensors live beside it (external data) is
+    loaded whole and saved again, so the entry is one self-contained file."""
+    import onnx
+
+    onnx.checker.check_model(path)
+    beside = set(os.listdir(os.path.dirname(path))) - {os.path.basename(path)}
+    if beside:
+        model = onnx.load(path)
+        _set_properties(model, properties)
+        onnx.save(model, path)
+        return model, _file_sha256(path)
+    with open(path, "rb") as handle:
+        data = handle.read()
+    model = onnx.load_model_from_string(data)
+    stamp = onnx.ModelProto()
+    _set_properties(stamp, properties)
+    tail = stamp.SerializeToString()
+    with open(path, "ab") as handle:
+        handle.write(tail)
+    _set_properties(model, properties)
+    digest = hashlib.sha256(data)
+    digest.update(tail)
+    return model, digest.hexdigest()
 
 
 DIGEST_SUFFIX = ".sha256"  # beside each entry: the sha256 of the entry's bytes
