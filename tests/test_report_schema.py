@@ -80,3 +80,14 @@ def test_the_committed_schema_document_is_the_generated_one():
     with open(os.path.join(ROOT, "docs", "report-schema.md"), encoding="utf-8") as handle:
         committed = handle.read()
     assert committed == generated, "docs/report-schema.md is stale: run tools/report_schema.py"
+
+
+@pytest.mark.parametrize("argv, code", [(["--help"], 0), (["--stdot"], 2)])
+def test_the_schema_tool_writes_nothing_for_help_or_a_mistyped_argument(argv, code, monkeypatch,
+                                                                         tmp_path):
+    from tools import report_schema
+
+    target = tmp_path / "report-schema.md"
+    monkeypatch.setattr(report_schema, "OUTPUT", str(target))
+    assert report_schema.main(argv) == code
+    assert not target.exists()

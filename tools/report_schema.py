@@ -110,6 +110,13 @@ def render() -> str:
 
 
 def main(argv: list[str]) -> int:
+    if argv in (["-h"], ["--help"]):
+        sys.stdout.write(__doc__)
+        return 0
+    if argv not in ([], ["--stdout"]):
+        sys.stderr.write(f"report_schema.py: unknown arguments {' '.join(argv)}; "
+                         "takes --stdout or nothing\n")
+        return 2
     text = render()
     if "--stdout" in argv:
         sys.stdout.write(text)
