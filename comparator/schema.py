@@ -197,7 +197,7 @@ class OnnxExport(TypedDict, total=False):
     file: Annotated[str, "the exported graph in the cache"]
     cached: Annotated[bool, "taken from the cache, not exported now"]
     export_seconds: Annotated[float, "seconds exporting"]
-    check_seconds: Annotated[float, "seconds checking the graph"]
+    check_seconds: Annotated[float, "seconds checking the graph: for a new export onnx.checker, adding the cache key and the digest; for a cached one the digest and loading"]
     rebuilt: Annotated[str | None, "why a cached graph was exported again, or null"]
     exported_with: Annotated[dict[str, Any], "the exporter's notes (exporter, mode, BatchNorm modules, Dropout modules removed, torchvision's StochasticDepth counted among them)"]
     graph: Annotated[GraphFacts, "what the graph computes, counted from its nodes"]
