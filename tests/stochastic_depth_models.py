@@ -1,6 +1,7 @@
 """A residual pair whose branch is dropped by stochastic depth: torchvision's StochasticDepth
-(EfficientNet's, ConvNeXt's) in PyTorch, and in Keras the layer keras.applications' ConvNeXt
-drops with or the Dropout of whole examples its EfficientNet drops with."""
+(EfficientNet's, ConvNeXt's) or timm's DropPath (its models' drop_path_rate) in PyTorch, and in
+Keras the layer keras.applications' ConvNeXt drops with or the Dropout of whole examples its
+EfficientNet drops with."""
 
 import os
 
@@ -12,8 +13,15 @@ from torch import nn  # noqa: E402
 from torchvision.ops import StochasticDepth  # noqa: E402
 
 
+def timm_drop_path(rate: float) -> nn.Module:
+    from timm.layers import DropPath
+
+    return DropPath(rate)
+
+
 class ResidualDepth(nn.Module):
-    """stem (conv, BatchNorm, ReLU) -> x + StochasticDepth(conv(x)) -> pool -> Linear."""
+    """stem (conv, BatchNorm, ReLU) -> x + StochasticDepth(conv(x)) -> pool -> Linear; with
+    mode "timm", timm's DropPath(0.5) in place of torchvision's StochasticDepth."""
 
     def __init__(self, mode: str = "row"):
         super().__init__()
@@ -21,13 +29,17 @@ class ResidualDepth(nn.Module):
         self.stem = nn.Conv2d(3, 4, 3, padding=1)
         self.bn = nn.BatchNorm2d(4)
         self.branch = nn.Conv2d(4, 4, 3, padding=1)
-        self.drop = StochasticDepth(0.5, mode)
+        self.drop = timm_drop_path(0.5) if mode == "timm" else StochasticDepth(0.5, mode)
         self.head = nn.Linear(4, 3)
 
     def forward(self, x):
         x = torch.relu(self.bn(self.stem(x)))
         x = x + self.drop(self.branch(x))
         return self.head(x.mean(dim=(2, 3)))
+
+
+def timm_residual_depth():
+    return ResidualDepth("timm")
 
 
 def keras_residual_depth(kind: str = "convnext"):

@@ -1,6 +1,7 @@
 """Stochastic depth in a user's pair: torchvision's StochasticDepth (EfficientNet's,
-ConvNeXt's residual branches) against the Keras layers that port it, keras.applications'
-ConvNeXt StochasticDepth and EfficientNet's Dropout with noise_shape (None, 1, 1, 1).
+ConvNeXt's residual branches) and timm's DropPath against the Keras layers that port them,
+keras.applications' ConvNeXt StochasticDepth and EfficientNet's Dropout with noise_shape
+(None, 1, 1, 1).
 
 compare.py counted neither StochasticDepth class as Dropout: both runs said Dropout 0/0,
 `--dropout off` left them dropping (PyTorch's train-step loss 1.1243 where the step without
@@ -45,9 +46,18 @@ def compare(mode="row", keras_kind="convnext", recipes=STEP, **options):
                                    **options)
 
 
-@pytest.fixture(scope="module")
-def dropping():
-    return compare()
+def drop_kind(kind: str) -> str:
+    """A ResidualDepth mode: torchvision's StochasticDepth ("row"), or timm's DropPath
+    ("timm"), which compare.py did not count either (PyTorch's run: Dropout 0/0, no
+    Dropout-free pass, no rate among the conventions)."""
+    if kind == "timm":
+        pytest.importorskip("timm")
+    return kind
+
+
+@pytest.fixture(scope="module", params=["row", "timm"])
+def dropping(request):
+    return compare(drop_kind(request.param))
 
 
 def test_stochastic_depth_counts_as_dropout_in_both_frameworks(dropping):
@@ -105,14 +115,19 @@ def test_a_batch_mode_stochastic_depth_is_active_whether_it_drops_or_keeps(seed)
                                                                   abs=1e-6)
 
 
-def test_the_referee_exports_the_training_pass_without_stochastic_depth(tmp_path):
+@pytest.mark.parametrize("pytorch_model", ["ResidualDepth", "timm_residual_depth"])
+def test_the_referee_exports_the_training_pass_without_stochastic_depth(tmp_path,
+                                                                          pytorch_model):
     """compare.py's default referee: its training-mode graph holds no random node, and its
-    loss is the Dropout-free train-step pass of both frameworks."""
+    loss is the Dropout-free train-step pass of both frameworks. timm's DropPath was
+    exported as drawn (Bernoulli) before, and its run counted no Dropout."""
+    if pytorch_model.startswith("timm"):
+        drop_kind("timm")
     report_path = tmp_path / "report.json"
     spec = os.path.join("tests", "stochastic_depth_models.py")
     result = subprocess.run(
         [sys.executable, os.path.join(ROOT, "scripts", "compare.py"),
-         "--pytorch", f"{spec}:ResidualDepth", "--keras", f"{spec}:keras_residual_depth",
+         "--pytorch", f"{spec}:{pytorch_model}", "--keras", f"{spec}:keras_residual_depth",
          "--port-weights", "pytorch-to-keras", "--input-shape", "3,8,8", "--batch-size", "4",
          "--labels", ",".join(map(str, LABELS)), "--recipes", ",".join(STEP),
          "--cache-dir", str(tmp_path / "cache"), "--json", str(report_path)],

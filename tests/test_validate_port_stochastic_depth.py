@@ -11,16 +11,19 @@ from torch import nn
 from torchvision.ops import StochasticDepth
 
 import comparator
+from tests.stochastic_depth_models import timm_drop_path
 
 X = np.random.default_rng(0).standard_normal((4, 3, 8, 8)).astype(np.float32)
 
 
 class ResidualDrop(nn.Module):
-    def __init__(self):
+    """timm: the branch dropped by timm's DropPath, not torchvision's StochasticDepth."""
+
+    def __init__(self, timm: bool = False):
         super().__init__()
         self.stem = nn.Conv2d(3, 4, 3, padding=1)
         self.branch = nn.Conv2d(4, 4, 3, padding=1)
-        self.drop = StochasticDepth(0.5, "row")
+        self.drop = timm_drop_path(0.5) if timm else StochasticDepth(0.5, "row")
         self.head = nn.Linear(4, 3)
 
     def forward(self, x):
@@ -45,9 +48,9 @@ def keras_residual_drop(stochastic_depth: bool = True, convnext: bool = False):
     return keras.Model(inputs, layers.Dense(3, name="head")(x))
 
 
-def validated(stochastic_depth: bool, convnext: bool = False):
+def validated(stochastic_depth: bool, convnext: bool = False, timm: bool = False):
     torch.manual_seed(0)
-    return comparator.validate_port(ResidualDrop(),
+    return comparator.validate_port(ResidualDrop(timm),
                                     keras_residual_drop(stochastic_depth, convnext), X,
                                     port="pytorch-to-keras")
 
@@ -68,3 +71,16 @@ def test_a_port_without_stochastic_depth_is_named():
     finding = validated(stochastic_depth=False).first_divergence
     assert finding.seen_in == "Dropout layers" and finding.torch_module == "drop"
     assert "StochasticDepth" in finding.causes[0].text
+
+
+@pytest.mark.parametrize("convnext", [False, True], ids=["efficientnet", "convnext"])
+def test_timm_drop_path_is_paired_as_stochastic_depth(convnext):
+    """timm's DropPath (a timm model's drop_path_rate) is no _DropoutNd either: the validator
+    left it dropping in PyTorch's training passes and found no PyTorch counterpart to the
+    Keras layer."""
+    pytest.importorskip("timm")
+    result = validated(stochastic_depth=True, convnext=convnext, timm=True)
+    assert result.passed, result.render()
+    (pair,) = result.dropout
+    assert (pair.torch_module, pair.keras_layer, pair.diverges) == ("drop", "drop", False)
+    assert (pair.torch_rate, pair.keras_rate) == (0.5, 0.5)

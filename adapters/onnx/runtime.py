@@ -461,12 +461,13 @@ def kept_module_modes(module):
 
 
 @contextlib.contextmanager
-def _without(model, kinds):
-    """Within the block, submodules of these kinds are replaced by nn.Identity."""
+def _without(model, drops):
+    """Within the block, the submodules for which drops(module) holds are replaced by
+    nn.Identity."""
     from torch import nn
 
     swapped = [(parent, name, child) for parent in model.modules()
-               for name, child in parent.named_children() if isinstance(child, kinds)]
+               for name, child in parent.named_children() if drops(child)]
     for parent, name, _ in swapped:
         setattr(parent, name, nn.Identity())
     try:
@@ -494,7 +495,8 @@ def export_torch(model, example: np.ndarray, path: str, *, exporter: str = "torc
     """
     import torch
     from torch import nn
-    from torchvision.ops import StochasticDepth
+
+    from adapters.pytorch.user import stochastic_depth
 
     if exporter not in EXPORTERS:
         raise ValueError(f"unknown exporter {exporter!r}; known: {', '.join(EXPORTERS)}")
@@ -506,13 +508,16 @@ def export_torch(model, example: np.ndarray, path: str, *, exporter: str = "torc
     names = (["input"] if len(args) == 1 else [f"input{index}" for index in range(len(args))])
     # torchvision's StochasticDepth in train() exports as RandomUniformLike, drawn anew on
     # each run of the graph (measured: a residual pair's outputs 0.24 apart from run to run).
-    dropout_kinds = (nn.modules.dropout._DropoutNd, StochasticDepth)
+
+    def drops(module) -> bool:
+        return isinstance(module, nn.modules.dropout._DropoutNd) or stochastic_depth(module)
+
     notes = {"exporter": exporter, "mode": mode,
              "batchnorm_modules": sum(isinstance(m, nn.modules.batchnorm._BatchNorm)
                                       for m in model.modules()),
-             "dropout_modules": sum(isinstance(m, dropout_kinds) for m in model.modules()),
+             "dropout_modules": sum(drops(m) for m in model.modules()),
              "dropout_modules_removed": 0}
-    removed = _without(model, dropout_kinds) if mode == "train_forward" and dropout_off \
+    removed = _without(model, drops) if mode == "train_forward" and dropout_off \
         else contextlib.nullcontext(0)
     with kept_module_modes(model), _quiet(), removed as count:
         notes["dropout_modules_removed"] = count

@@ -26,7 +26,8 @@ from adapters.own_pair.keras_layers import (  # noqa: E402
     stochastic_depth_layer,
     stochastic_depth_rate,
 )
-from adapters.pytorch.user import stacked_dropout  # noqa: E402
+from adapters.pytorch.user import stacked_dropout, stochastic_depth  # noqa: E402
+from adapters.pytorch.user import stochastic_depth_rate as module_drop_rate  # noqa: E402
 from comparator.analysis.training_side import (  # noqa: E402
     BatchNormStep,
     DropoutComparison,
@@ -40,7 +41,8 @@ _VALUES, _CHANNELS = "single values", "whole channels"
 _ROWS = "whole examples (stochastic depth)"
 _TORCH_FAMILIES = {"Dropout": _VALUES, "Dropout1d": _CHANNELS, "Dropout2d": _CHANNELS,
                    "Dropout3d": _CHANNELS, "AlphaDropout": f"{_VALUES} (alpha)",
-                   "FeatureAlphaDropout": f"{_CHANNELS} (alpha)", "StochasticDepth": _ROWS}
+                   "FeatureAlphaDropout": f"{_CHANNELS} (alpha)", "StochasticDepth": _ROWS,
+                   "DropPath": _ROWS}
 _KERAS_FAMILIES = {"SpatialDropout1D": _CHANNELS, "SpatialDropout2D": _CHANNELS,
                    "SpatialDropout3D": _CHANNELS, "AlphaDropout": f"{_VALUES} (alpha)",
                    "GaussianDropout": "single values (gaussian)",
@@ -104,7 +106,8 @@ def torch_dropout_layers(model: nn.Module, x: np.ndarray) -> list[DropoutLayer]:
     mode). Functional calls (F.dropout) are invisible: no module holds their rate."""
     names = {m: n for n, m in model.named_modules()}
     candidates = [m for m in model.modules() if _family(m, _TORCH_FAMILIES)
-                  and isinstance(m, nn.Module) and hasattr(m, "p") or stacked_dropout(m)]
+                  and isinstance(m, nn.Module) and hasattr(m, "p") or stacked_dropout(m)
+                  or stochastic_depth(m)]
     if not candidates:
         return []
     order: list[nn.Module] = []
@@ -119,7 +122,8 @@ def torch_dropout_layers(model: nn.Module, x: np.ndarray) -> list[DropoutLayer]:
             h.remove()
     return [layer for m in order for layer in (
         _between_layers(names[m], m) if stacked_dropout(m) else
-        [DropoutLayer(names[m], type(m).__name__, _torch_family(m), float(m.p))])]
+        [DropoutLayer(names[m], type(m).__name__, _torch_family(m),
+                      module_drop_rate(m) if stochastic_depth(m) else float(m.p))])]
 
 
 def _torch_family(module) -> str:

@@ -5,6 +5,7 @@ as the head of the zoo's head scenario does)."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
 import numpy as np
@@ -20,12 +21,27 @@ _DROPOUTS = (nn.modules.dropout._DropoutNd,)
 _BATCHNORMS = (nn.modules.batchnorm._BatchNorm,)
 
 
+def _timm_drop_path():
+    """timm's DropPath class where timm is imported (a model holding one has imported it),
+    else None: timm is no dependency of this project."""
+    return getattr(sys.modules.get("timm.layers.drop"), "DropPath", None)
+
+
 def stochastic_depth(module) -> bool:
-    """torchvision's StochasticDepth (EfficientNet's and ConvNeXt's residual branches): in
-    train() it drops its input for whole examples (mode "row") or for the whole batch (mode
-    "batch"), scaling what it keeps by 1 / (1 - p), a Dropout in all but its class, which is
-    no _DropoutNd; in eval() it passes its input through."""
-    return isinstance(module, StochasticDepth)
+    """torchvision's StochasticDepth (EfficientNet's and ConvNeXt's residual branches) or
+    timm's DropPath (what a timm model's drop_path_rate puts on its residual branches): in
+    train() each drops its input for whole examples (StochasticDepth's mode "row", DropPath
+    always) or for the whole batch (mode "batch"), scaling what it keeps by 1 / (1 - p)
+    (DropPath unless scale_by_keep=False), a Dropout in all but its class, which is no
+    _DropoutNd; in eval() it passes its input through."""
+    drop_path = _timm_drop_path()
+    return isinstance(module, StochasticDepth) or (
+        drop_path is not None and isinstance(module, drop_path))
+
+
+def stochastic_depth_rate(module) -> float:
+    """A stochastic_depth module's drop rate: StochasticDepth's `p`, DropPath's `drop_prob`."""
+    return float(module.p if isinstance(module, StochasticDepth) else module.drop_prob)
 
 
 def stacked_dropout(module) -> int:
@@ -101,7 +117,7 @@ class PyTorchUserAdapter(PyTorchAdapter):
     def _install_observers(self):
         super()._install_observers()
         # Every Dropout kind (Dropout2d, AlphaDropout, ...), not nn.Dropout alone,
-        # StochasticDepth, and the Dropout between a stacked recurrent module's layers.
+        # stochastic depth, and the Dropout between a stacked recurrent module's layers.
         for name, module in self.model.named_modules():
             if (isinstance(module, _DROPOUTS) and not isinstance(module, nn.Dropout)) \
                     or stochastic_depth(module):
@@ -116,10 +132,11 @@ class PyTorchUserAdapter(PyTorchAdapter):
         return hook
 
     def conventions(self) -> dict:
-        """Also StochasticDepth's rate, and the Dropout between a stacked recurrent module's
+        """Also stochastic depth's rate, and the Dropout between a stacked recurrent module's
         layers, as `lstm (between layers)`."""
         found = super().conventions()
-        found["dropout"].update({name: float(m.p) for name, m in self.model.named_modules()
+        found["dropout"].update({name: stochastic_depth_rate(m)
+                                 for name, m in self.model.named_modules()
                                  if stochastic_depth(m)})
         found["dropout"].update({f"{name} (between layers)": float(m.dropout)
                                  for name, m in self.model.named_modules()
