@@ -121,15 +121,18 @@ def test_a_parameter_held_outside_any_layer_is_named(validator):
     assert "compare.py" in message and "these kinds" not in message
 
 
-class Scale(nn.Module):
-    """A layer of the user's own kind: it holds its tensor as a layer does."""
+class ScaleShift(nn.Module):
+    """A layer of the user's own kind: it holds its tensors as a layer does. (One tensor
+    that forward() multiplies by, as timm's LayerScale holds, is a kind the validator
+    knows since 2026-11-30: tests/test_validate_port_timm.py.)"""
 
     def __init__(self):
         super().__init__()
         self.gamma = nn.Parameter(torch.ones(4))
+        self.beta = nn.Parameter(torch.zeros(4))
 
     def forward(self, x):
-        return x * self.gamma
+        return x * self.gamma + self.beta
 
 
 def keras_dense():
@@ -138,10 +141,11 @@ def keras_dense():
 
 
 def test_a_layer_of_an_unknown_kind_is_still_named_by_kind(validator):
-    """The model itself, a leaf of an unknown kind, was ' (Scale)': no name."""
+    """The model itself, a leaf of an unknown kind, was ' (ScaleShift)': no name."""
     with pytest.raises(UsageError, match=r"^cannot port PyTorch modules of these kinds: the "
-                                         r"model \(Scale\); the validator knows "):
-        validator.validate_port(Scale(), keras_dense(), np.zeros((2, 4), np.float32), **FAST)
+                                         r"model \(ScaleShift\); the validator knows "):
+        validator.validate_port(ScaleShift(), keras_dense(), np.zeros((2, 4), np.float32),
+                                **FAST)
 
 
 def test_other_heads_are_named_with_both_counts(validator):

@@ -28,15 +28,32 @@ from torch.utils._pytree import tree_leaves
 # `a * b` reaches a TorchFunctionMode as Tensor.mul (torch 2.14.1); the others as written.
 _MULTIPLY = {torch.mul, torch.multiply, torch.Tensor.mul, torch.Tensor.multiply,
              torch.Tensor.__mul__, torch.Tensor.__rmul__}
+# What lays a tensor's numbers out in another shape, in the same order: timm's LayerScale2d
+# and ConvNeXt block multiply by `gamma.view(1, -1, 1, 1)` and `gamma.reshape(1, -1, 1, 1)`.
+_RESHAPE = {torch.reshape, torch.Tensor.reshape, torch.Tensor.view, torch.unsqueeze,
+            torch.Tensor.unsqueeze}
+
+
+def _reshaped(func, args, result) -> torch.Tensor | None:
+    """The tensor whose numbers this call laid out anew, in the same order, or None."""
+    if func in _RESHAPE and args and isinstance(args[0], torch.Tensor) and \
+            isinstance(result, torch.Tensor) and result.numel() == args[0].numel():
+        return args[0]
+    return None
 
 
 def holds_bare(module: nn.Module) -> bool:
     """A module of the user's own class (not torch's) with modules inside: a tensor it
     holds itself it holds outside any layer (a ConvNeXt block's layer_scale, a ViT's
-    learned positions). A leaf of an unknown class is a layer of a kind the validator
-    does not know."""
-    return not type(module).__module__.startswith("torch.") and \
-        any(not isinstance(child, ParameterScale) for child in module.children())
+    learned positions). Or a leaf of such a class whose whole state is one parameter (timm's
+    LayerScale and LayerScale2d: `x * self.gamma`): scale_uses then measures whether its
+    forward multiplies a value by it. Any other leaf of an unknown class is a layer of a
+    kind the validator does not know."""
+    if type(module).__module__.startswith("torch."):
+        return False
+    if any(not isinstance(child, ParameterScale) for child in module.children()):
+        return True
+    return len(module._parameters) == 1 and not module._buffers
 
 
 def joined(owner: str, name: str) -> str:
@@ -60,12 +77,14 @@ def scale_kind(shape) -> str:
 @dataclasses.dataclass(frozen=True)
 class Scale:
     """How forward() multiplies by a candidate: the value's rank, the axis of the value
-    the tensor's numbers lie along (None for one number), and the module whose output the
-    value is ("" where none gave it)."""
+    the tensor's numbers lie along (None for one number), the module whose output the
+    value is ("" where none gave it), and the shape forward() gives the tensor first (its
+    own where it multiplies by it as it is)."""
 
     rank: int
     axis: int | None
     producer: str
+    shape: tuple[int, ...] = ()
 
 
 class ParameterScale(nn.Module):
@@ -78,7 +97,10 @@ class ParameterScale(nn.Module):
         self.name, self.scale = name, scale
 
     def forward(self, x):
-        return self.owner._parameters[self.name] * x
+        scale = self.owner._parameters[self.name]
+        if self.scale.shape and tuple(scale.shape) != self.scale.shape:
+            scale = scale.reshape(self.scale.shape)
+        return scale * x
 
     def extra_repr(self) -> str:
         return f"{self.name}, axis={self.scale.axis}"
@@ -103,10 +125,17 @@ class _Uses(TorchFunctionMode):
         self.watched, self.names = watched, names
         self.uses: dict[str, list[Scale | str]] = {name: [] for name in watched.values()}
         self.outputs: dict[int, tuple[weakref.ref, str]] = {}
+        self.reshaped: list[torch.Tensor] = []  # kept alive, so that their ids stay theirs
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         result = func(*args, **kwargs)
+        source = _reshaped(func, args, result)
+        if source is not None and id(source) in self.watched:
+            # Not a use: the multiplication by the reshaped tensor is (_use).
+            self.watched[id(result)] = self.watched[id(source)]
+            self.reshaped.append(result)
+            return result
         if isinstance(result, torch.Tensor):  # not a shape or a dtype read off the tensor
             for leaf in tree_leaves((args, kwargs)):
                 name = self.watched.get(id(leaf))
@@ -126,7 +155,7 @@ class _Uses(TorchFunctionMode):
             return "multiplies by it a value of another shape, or no tensor"
         long = [i for i, d in enumerate(held.shape) if d > 1]
         axis = other.ndim - held.ndim + long[0] if long else None
-        return Scale(other.ndim, axis, self.producer(other))
+        return Scale(other.ndim, axis, self.producer(other), tuple(held.shape))
 
     def seen(self, module, args, output) -> None:
         if isinstance(output, torch.Tensor):
@@ -186,6 +215,7 @@ class _Handed(TorchFunctionMode):
     def __init__(self, owner: nn.Module):
         super().__init__()
         self.owner = owner
+        self.reshaped: dict[int, tuple[torch.Tensor, ParameterScale]] = {}
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -194,9 +224,17 @@ class _Handed(TorchFunctionMode):
                 stand_in = self._stand_in(held)
                 if stand_in is not None and isinstance(other, torch.Tensor):
                     return stand_in(other)
-        return func(*args, **kwargs)
+        result = func(*args, **kwargs)
+        source = _reshaped(func, args, result)
+        stand_in = None if source is None else self._stand_in(source)
+        if stand_in is not None:  # the tensor the multiplication will take
+            self.reshaped[id(result)] = (result, stand_in)
+        return result
 
     def _stand_in(self, held) -> ParameterScale | None:
+        kept = self.reshaped.get(id(held))
+        if kept is not None and kept[0] is held:
+            return kept[1]
         return next((m for name, m in self.owner._modules.items()
                      if isinstance(m, ParameterScale)
                      and self.owner._parameters.get(name) is held), None)

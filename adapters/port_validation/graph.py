@@ -77,13 +77,35 @@ def acts_on_last_axis(module: nn.Module) -> bool:
     """Whether a PyTorch module computes along its input's last axis, as the Keras layer it
     pairs with does (a Linear, an Embedding's output, a LayerNorm or RMSNorm over one axis):
     its activations are then laid out as Keras's, whatever their rank (a ConvNeXt block's
-    Linear on an N, H, W, C map). The classes themselves only: a subclass may move axes in
-    its forward() (torchvision's LayerNorm2d takes and gives N, C, H, W)."""
+    Linear on an N, H, W, C map). A subclass of the norms may move axes in its forward()
+    (torchvision's and timm's LayerNorm2d take and give N, C, H, W), so one counts only where
+    it gives what its base class gives on a map whose last axis it normalises (timm's
+    LayerNorm, in its ConvNeXt blocks)."""
     if type(module) in (nn.Linear, nn.Embedding):
         return True
-    if type(module) in (nn.LayerNorm, nn.RMSNorm):
-        return len(module.normalized_shape) == 1
+    for norm in (nn.LayerNorm, nn.RMSNorm):
+        if isinstance(module, norm) and len(module.normalized_shape) == 1:
+            return type(module) is norm or _computes_as(module, norm)
     return False
+
+
+def _computes_as(module: nn.Module, base: type) -> bool:
+    """Whether the module gives what `base`'s own forward gives with its weights, on a
+    seeded map (2, 3, 5, C) whose last axis C it normalises."""
+    reference = next(iter(module.parameters()), None)
+    device = reference.device if reference is not None else "cpu"
+    dtype = reference.dtype if reference is not None else torch.float32
+    generator = torch.Generator().manual_seed(0)
+    probe = torch.randn(2, 3, 5, module.normalized_shape[0], generator=generator)
+    probe = probe.to(device=device, dtype=dtype)
+    with torch.no_grad():
+        try:
+            given = module(probe)
+        except Exception:  # noqa: BLE001 - a forward that moves axes fails on this map
+            return False
+        expected = base.forward(module, probe)
+    return isinstance(given, torch.Tensor) and given.shape == expected.shape and \
+        bool(torch.allclose(given, expected, rtol=1e-5, atol=1e-6))
 
 
 def to_keras_values(array: np.ndarray, moves: bool = True) -> np.ndarray:
