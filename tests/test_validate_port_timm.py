@@ -24,12 +24,14 @@ class Scaled(nn.Module):
     """Linear -> timm LayerScale -> Linear on vectors, or conv -> timm LayerScale2d (-> ReLU
     where `relu`) -> pool -> Linear on maps; the scale drawn in [low, low + 1]."""
 
-    def __init__(self, maps: bool, relu: bool = False, low: float = 0.5):
+    def __init__(self, maps: bool, relu: bool = False, low: float = 0.5,
+                 inplace: bool = False):
         super().__init__()
         torch.manual_seed(0)
         self.maps, self.relu = maps, relu
         self.body = nn.Conv2d(3, 4, 3, padding=1) if maps else nn.Linear(6, 8)
-        self.ls = timm_layers.LayerScale2d(4, 0.5) if maps else timm_layers.LayerScale(8, 0.5)
+        self.ls = (timm_layers.LayerScale2d(4, 0.5, inplace) if maps else
+                   timm_layers.LayerScale(8, 0.5, inplace))
         self.head = nn.Linear(4 if maps else 8, 3)
         with torch.no_grad():
             self.ls.gamma.uniform_(low, low + 1.0)
@@ -60,9 +62,12 @@ def keras_scaled(maps: bool, relu_first: bool = False):
     return keras.Model(inputs, layers.Dense(3, name="head")(x))
 
 
-@pytest.mark.parametrize("maps", [False, True], ids=["LayerScale", "LayerScale2d"])
-def test_timm_layer_scale_modules_pair_with_keras_layerscale(maps):
-    result = comparator.validate_port(Scaled(maps, relu=maps), keras_scaled(maps),
+@pytest.mark.parametrize("maps, inplace", [(False, False), (False, True), (True, False)],
+                         ids=["LayerScale", "LayerScale-inplace", "LayerScale2d"])
+def test_timm_layer_scale_modules_pair_with_keras_layerscale(maps, inplace):
+    """inplace: `x.mul_(self.gamma)`, which was refused as "computes mul with it"."""
+    result = comparator.validate_port(Scaled(maps, relu=maps, inplace=inplace),
+                                      keras_scaled(maps),
                                       X_MAPS if maps else X_TOKENS, port="pytorch-to-keras")
     assert result.passed, result.render()
     assert "ls.gamma <-> ls" not in result.render()  # no pair diverged

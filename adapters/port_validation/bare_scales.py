@@ -26,8 +26,11 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_leaves
 
 # `a * b` reaches a TorchFunctionMode as Tensor.mul (torch 2.14.1); the others as written.
+# In place too (timm's LayerScale(inplace=True): `x.mul_(self.gamma)`): the stand-in gives
+# the product as a new tensor, and the model's outputs with it standing are held to its own.
 _MULTIPLY = {torch.mul, torch.multiply, torch.Tensor.mul, torch.Tensor.multiply,
-             torch.Tensor.__mul__, torch.Tensor.__rmul__}
+             torch.Tensor.__mul__, torch.Tensor.__rmul__, torch.Tensor.mul_,
+             torch.Tensor.__imul__}
 # What lays a tensor's numbers out in another shape, in the same order: timm's LayerScale2d
 # and ConvNeXt block multiply by `gamma.view(1, -1, 1, 1)` and `gamma.reshape(1, -1, 1, 1)`.
 _RESHAPE = {torch.reshape, torch.Tensor.reshape, torch.Tensor.view, torch.unsqueeze,
@@ -146,7 +149,8 @@ class _Uses(TorchFunctionMode):
     def _use(self, func, args, kwargs, held, result) -> Scale | str:
         """A Scale where this call multiplies one value by the tensor, keeping its shape;
         else what the call does with it, in words."""
-        what = getattr(func, "__name__", str(func)).strip("_")
+        what = getattr(func, "__name__", str(func))
+        what = what[2:-2] if what.startswith("__") else what
         if func not in _MULTIPLY or kwargs or len(args) != 2:
             return f"computes {what} with it"
         other = args[1] if args[0] is held else args[0]
