@@ -16,8 +16,9 @@ and Keras 3.15.1 on the torch backend, and what the code below does about it:
   default graph optimisations delete Dropout nodes; with them disabled it draws
   random masks. So Dropout modules are replaced by Identity for a training-mode
   export, and the graph holds no Dropout whatever the optimisation level
-  (`graph_facts` counts active Dropout nodes). torchvision's StochasticDepth too: in
-  train() it is written as RandomUniformLike, Less, Div and Mul, drawn anew on each run.
+  (`graph_facts` counts active Dropout nodes). torchvision's StochasticDepth and timm's
+  DropPath too: in train() each is written as RandomUniformLike, Less, Div and Mul, drawn
+  anew on each run.
 * Dynamo exporter: `training=` is deprecated and ignored; a model in train() is
   traced to `aten._native_batch_norm_legit_functional(training=True)`, which
   onnxscript's torch_lib writes as an inference-mode BatchNormalization (it forces
@@ -487,8 +488,8 @@ def export_torch(model, example: np.ndarray, path: str, *, exporter: str = "torc
     training=TrainingMode.TRAINING, BatchNorm uses batch statistics. That exporter
     puts every module in train() (measured: a Dropout module left in eval() is
     switched back and exported as Dropout(training_mode=True)), so with
-    `dropout_off` the Dropout and StochasticDepth modules are replaced by Identity for the
-    export.
+    `dropout_off` the Dropout and stochastic-depth modules (adapters.pytorch.user) are
+    replaced by Identity for the export.
     The module's train/eval flags are restored afterwards; its weights are not
     touched, but a training-mode trace runs forward passes, which move BatchNorm
     running statistics: the caller restores the state it wants.
