@@ -212,6 +212,7 @@ class EvalReference(TypedDict, total=False):
     error: Annotated[str | None, "what went wrong, or null"]
     inference_before: Annotated[float | None, "the inference loss of the initial weights in ONNX Runtime"]
     inference_before_from: Annotated[str, "the graph that loss comes from"]
+    inference_before_from_logits: Annotated[float, "the same graph's outputs' loss as Keras on TensorFlow computes the probabilities loss, from the logits, unclipped; what those frameworks are held to (settings.loss_by_framework); only where one of them ran"]
     description: Annotated[str, "what was exported and how"]
     exports: Annotated[dict[str, OnnxExport], "each graph by framework: `pytorch`, `keras`, "
                                                "`keras-tensorflow`, `tf-keras` (Keras 2)"]
@@ -223,6 +224,7 @@ class TrainForwardReference(TypedDict, total=False):
     ok: Annotated[bool, "the training-mode forward graph exported and ran"]
     error: Annotated[str | None, "what went wrong, or null"]
     train_forward: Annotated[float | None, "the loss of the training-mode forward pass (batch statistics, Dropout off)"]
+    train_forward_from_logits: Annotated[float, "that pass's loss from the logits, unclipped, as Keras on TensorFlow computes the probabilities loss; only where such a framework ran (inference_before_from_logits)"]
     description: Annotated[str, "what was exported and how"]
     export: Annotated[OnnxExport, "the PyTorch graph"]
     compared_runs: Annotated[list[str], "run ids whose train-step loss was compared with it (a run whose Dropout was active: its train-step pass with Dropout off, `train_step_without_dropout`)"]
@@ -351,7 +353,7 @@ class Modes(_Serialisable):
                             "runs in inference mode are left out. Null where the frozen part "
                             "is the whole model, for PyTorch, and in reports written before "
                             "this key"] = field(default=None, hash=False)  # a dict: unhashable
-    stochastic_depth_layers: Annotated[int, "of the Dropout layers, those that drop a residual branch for whole examples or for the whole batch: torchvision's StochasticDepth (EfficientNet's, ConvNeXt's), a Keras layer class named StochasticDepth (keras.applications' ConvNeXt has one), a Keras Dropout with noise_shape (None, 1, ..., 1) (keras.applications' EfficientNet); 0 in reports written before this key"] = 0
+    stochastic_depth_layers: Annotated[int, "of the Dropout layers, those that drop a residual branch for whole examples or for the whole batch: torchvision's StochasticDepth (EfficientNet's, ConvNeXt's), timm's DropPath, a Keras layer class named StochasticDepth (keras.applications' ConvNeXt has one), a Keras Dropout with noise_shape (None, 1, ..., 1) (keras.applications' EfficientNet); 0 in reports written before this key"] = 0
 
 
 @dataclass(frozen=True)

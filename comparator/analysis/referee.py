@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from comparator.config import PROBABILITIES_FROM_LOGITS
 from comparator.inputs.batch import REGRESSION_SCENARIOS
 from comparator.analysis.referee_checks import eval_checks, run_checks
 from comparator.analysis.tolerances import FLOAT32_FACTOR, LOGIT_TOLERANCE
@@ -195,6 +196,10 @@ class _Referee:
         self.adapters = dict(outcome.adapters or {})
         self.scenario = self.report.scenario
         self.loss_kind = self.report.settings.get("loss_kind", "logits")
+        # Frameworks whose probabilities loss is the softmax's logits' cross-entropy.
+        self.from_logits = frozenset(
+            name for name, words in (self.report.settings.get("loss_by_framework") or {}).items()
+            if words == PROBABILITIES_FROM_LOGITS)
         self.weights = output_weights(self.report)
         self.exporter, self.device = exporter, device
         self.cache_dir = cache_dir
@@ -370,6 +375,7 @@ class _Referee:
         if primary is not None:
             ref["inference_before"] = ref["losses"][primary]
             ref["inference_before_from"] = f"{primary} graph"
+            ref.update(self._from_logits("inference_before", graphs[primary]))
         ref["ok"] = not errors
         ref["error"] = "; ".join(errors) or None
         return ref, graphs
@@ -489,8 +495,18 @@ class _Referee:
                               "BatchNormalization nodes in training mode and no active Dropout")
         ref["train_forward"] = loss_of(self.scenario, outputs, self.batch.y, self.loss_kind,
                                        self.batch.class_axis, self.weights)
+        ref.update(self._from_logits("train_forward", outputs))
         ref["ok"] = True
         return ref
+
+    def _from_logits(self, key: str, outputs) -> dict:
+        """`<key>_from_logits`, the outputs' loss as Keras on TensorFlow computes the
+        probabilities loss (cross-entropy from the logits, unclipped), where a framework of
+        the report does; else nothing."""
+        if not self.from_logits or self.loss_kind != "probabilities":
+            return {}
+        return {f"{key}_from_logits": loss_of(self.scenario, outputs, self.batch.y, "logits",
+                                              self.batch.class_axis, self.weights)}
 
     def measured_tolerance(self, tolerance: float, train_ref: dict,
                            framework: str) -> tuple[float, str]:
@@ -564,8 +580,8 @@ class _Referee:
 
     def _checks(self, eval_ref: dict, train_ref: dict) -> list[Check]:
         runs = self.report.runs
-        return eval_checks(eval_ref, runs, self.eval_tolerance) + run_checks(
-            runs, eval_ref, train_ref, self.measured_tolerance)
+        return eval_checks(eval_ref, runs, self.eval_tolerance, self.from_logits) + run_checks(
+            runs, eval_ref, train_ref, self.measured_tolerance, self.from_logits)
 
     def run(self) -> RefereeResult:
         started = time.perf_counter()
