@@ -148,3 +148,28 @@ def test_the_referee_exports_the_training_pass_without_stochastic_depth(tmp_path
     for graph in graphs:
         ops = {node.op_type for node in onnx.load(graph).graph.node}
         assert not ops & {"RandomUniformLike", "RandomUniform", "Bernoulli"}, graph
+
+
+def test_timm_convnext_against_keras_convnext_counts_the_same_stochastic_depth():
+    """A real pair: timm's convnext_tiny and keras.applications' ConvNeXt, both with
+    drop_path_rate=0.1 (17 branches dropped; the first block's rate is 0 in both, which each
+    builds without the layer). timm also holds 37 Dropout modules of rate 0 in its MLPs and
+    head, counted as Dropout layers and never active."""
+    timm = pytest.importorskip("timm")
+    from keras.src.applications.convnext import ConvNeXt
+
+    torch.manual_seed(0)
+    model = timm.create_model("convnext_tiny", pretrained=False, drop_path_rate=0.1)
+    port = ConvNeXt([3, 3, 9, 3], [96, 192, 384, 768], drop_path_rate=0.1,
+                    name="convnext_tiny", include_preprocessing=False,
+                    classifier_activation=None, input_shape=(32, 32, 3))
+    x = np.random.default_rng(0).standard_normal((4, 3, 32, 32)).astype(np.float32)
+    report = comparator.compare_pair(model, port, x, LABELS, port_weights="pytorch-to-keras",
+                                     recipes=STEP)
+    torch_run, keras_run = (next(r for r in report.runs if r.id == name) for name in STEP)
+    assert (torch_run.modes.dropout_layers, torch_run.modes.dropout_active,
+            torch_run.modes.stochastic_depth_layers) == (54, 17, 17)
+    assert (keras_run.modes.dropout_layers, keras_run.modes.dropout_active,
+            keras_run.modes.stochastic_depth_layers) == (17, 17, 17)
+    assert torch_run.losses.train_step_without_dropout == pytest.approx(
+        keras_run.losses.train_step_without_dropout, abs=1e-5)
