@@ -81,7 +81,8 @@ PAIRED_LAYERS = KNOWN_LAYERS.replace(" and RMSNorm", ", RMSNorm, LSTM (without p
                                                     "parameter your module holds that "
                                                     "forward() multiplies a value by, one "
                                                     "number per channel (ConvNeXt's "
-                                                    "layer_scale)")
+                                                    "layer_scale, timm's LayerScale and "
+                                                    "gamma)")
 PAIRED_KERAS_LAYERS = ("Conv1D, Conv2D, Conv3D (grouped too), DepthwiseConv1D, "
                        "DepthwiseConv2D, SeparableConv1D, SeparableConv2D, Conv1DTranspose, "
                        "Conv2DTranspose, Conv3DTranspose, Dense, a layer that multiplies its "

@@ -236,8 +236,9 @@ def _not_scales(name: str, module: nn.Module, scales: dict) -> set[str]:
 # Why a bare tensor is refused, and what the user can still do.
 BARE_REFUSED = ("the validator pairs PyTorch layers with Keras layers, and a tensor held "
                 "so only where it is one number per channel that forward() multiplies a "
-                "value by (a ConvNeXt block's layer_scale), with a Keras layer that "
-                "multiplies its input by a weight of as many numbers (a LayerScale); it "
+                "value by (a ConvNeXt block's layer_scale, timm's LayerScale), with a "
+                "Keras layer that multiplies its input by a weight of as many numbers (a "
+                "LayerScale); it "
                 "cannot port or compare this one layer by layer. compare.py compares the "
                 "two models' outputs whole, each with the weights you ported "
                 "(--pytorch-weights, --keras-weights)")
