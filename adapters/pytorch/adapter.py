@@ -15,6 +15,7 @@ from torch import nn
 from adapters.base import FrameworkAdapter
 from adapters.devices import require_torch_device, torch_device, use_full_float32
 from adapters.pytorch.models import FEATURES, FeatureExtractor, HeadModel, build_network
+from adapters.pytorch.normalised import BatchNormOutput, does_more_than_normalise
 from comparator.inputs.batch import REGRESSION_SCENARIOS, Batch
 from comparator.errors import UsageError
 from comparator.analysis.observe import used_batch_statistics, variance
@@ -394,14 +395,18 @@ class PyTorchAdapter(FrameworkAdapter):
         self._observing, self._observer_handles = False, []
         for name, module in self.model.named_modules():
             if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                self._observe(module, self._make_bn_hook(name), self._make_bn_pre_hook())
+                self._observe(module, self._make_bn_hook(name), self._make_bn_pre_hook(),
+                              always_call=True)
             elif isinstance(module, nn.Dropout):
                 self._observe_dropout(name, module)
 
-    def _observe(self, module: nn.Module, hook, pre_hook=None) -> None:
+    def _observe(self, module: nn.Module, hook, pre_hook=None, always_call=False) -> None:
+        """always_call: the hook runs even where forward() raises (its output is then
+        None), to end what the pre-hook started."""
         if pre_hook is not None:
             self._observer_handles.append(module.register_forward_pre_hook(pre_hook))
-        self._observer_handles.append(module.register_forward_hook(hook))
+        self._observer_handles.append(module.register_forward_hook(hook,
+                                                                   always_call=always_call))
 
     def remove_observers(self) -> None:
         for handle in getattr(self, "_observer_handles", ()):
@@ -413,11 +418,19 @@ class PyTorchAdapter(FrameworkAdapter):
             if self._observing:
                 module._xframe_stats = tuple(None if t is None else t.detach().clone()
                                              for t in (module.running_mean, module.running_var))
+                if does_more_than_normalise(module):
+                    module._xframe_normalised = BatchNormOutput()
+                    module._xframe_normalised.__enter__()
         return pre_hook
 
     def _make_bn_hook(self, name):
         def hook(module, args, output):
-            if not self._observing:
+            normalised = module.__dict__.pop("_xframe_normalised", None)
+            if normalised is not None:
+                normalised.__exit__(None, None, None)
+                if normalised.output is not None:
+                    output = normalised.output
+            if not self._observing or output is None:
                 return
             dims = [d for d in range(output.ndim) if d != 1]
             with torch.no_grad():
