@@ -503,7 +503,7 @@ class _Referee:
         """`<key>_from_logits`, the outputs' loss as Keras on TensorFlow computes the
         probabilities loss (cross-entropy from the logits, unclipped), where a framework of
         the report does; else nothing."""
-        if not self.from_logits or self.loss_kind != "probabilities":
+        if not self.from_logits:  # settings.loss_by_framework: the probabilities loss only
             return {}
         return {f"{key}_from_logits": loss_of(self.scenario, outputs, self.batch.y, "logits",
                                               self.batch.class_axis, self.weights)}
