@@ -192,8 +192,10 @@ class AlongRows(Block):
 
 
 @pytest.mark.parametrize("block, words", [
-    (Added, "holds the parameter layer_scale (8, 1, 1) directly, outside any torch.nn layer, "
-            "and forward() computes add with it: "),
+    # an offset per channel since 2026-11-30 (tests/test_learned_positions.py), which the
+    # Keras port does not add
+    (Added, "no Keras layer fits PyTorch stage.layer_scale (a parameter (8, 1, 1) forward() "
+            "adds to a value, weights [(8,)]) by order and shape"),
     (AlongRows, "and forward() multiplies a 4-D value by it along axis 2, which is not the "
                 "value's channels: ")])
 def test_a_tensor_used_otherwise_is_refused_saying_how(block, words):

@@ -141,15 +141,31 @@ def stochastic_depth_rate(layer) -> float | None:
 def scales_its_input(layer) -> bool:
     """A layer that holds one weight and gives its input times it, the weight's numbers
     along the input's last axis (a channels-last map's channels) or one number in all:
-    keras.applications' ConvNeXt LayerScale, or such a layer of the user's own. Measured
-    on an input of the layer's own input shape, with the weight set to distinct numbers
-    for the while (a weight of ones would not tell a product from the identity)."""
+    keras.applications' ConvNeXt LayerScale, or such a layer of the user's own."""
+    shape = _one_weight_shape(layer)
+    return shape is not None and not any(d > 1 for d in shape[:-1]) and \
+        _gives(layer, shape, np.multiply)
+
+
+def adds_its_weight(layer) -> bool:
+    """A layer that holds one weight and gives its input plus it, broadcast as NumPy does:
+    learned positions added to a sequence's tokens (a ViT's or BERT's), or a bias of the
+    user's own."""
+    shape = _one_weight_shape(layer)
+    return shape is not None and _gives(layer, shape, np.add)
+
+
+def _one_weight_shape(layer) -> tuple[int, ...] | None:
     if len(layer.weights) != 1 or not layer.built:
-        return False
+        return None
+    return tuple(int(d) for d in layer.weights[0].shape)
+
+
+def _gives(layer, shape: tuple, operation) -> bool:
+    """Whether the layer's output is operation(input, weight), measured on an input of the
+    layer's own input shape, with the weight set to distinct numbers for the while (a
+    weight of ones or zeros would not tell a product or a sum from the identity)."""
     (weight,) = layer.weights
-    shape = tuple(int(d) for d in weight.shape)
-    if any(d > 1 for d in shape[:-1]):
-        return False
     rng = np.random.default_rng(0)
     x = rng.normal(size=_probe_shape(layer, shape)).astype("float32")
     probe = rng.uniform(0.5, 1.5, size=shape).astype(weight.dtype)
@@ -157,18 +173,20 @@ def scales_its_input(layer) -> bool:
     try:
         weight.assign(probe)
         y = np.asarray(keras.ops.convert_to_numpy(layer(x)))
-    except Exception:  # a layer that takes no such input: not a scale
+    except Exception:  # a layer that takes no such input: neither
         return False
     finally:
         weight.assign(kept)
-    return y.shape == x.shape and np.allclose(y, x * probe, rtol=1e-5, atol=1e-6)
+    return y.shape == x.shape and np.allclose(y, operation(x, probe), rtol=1e-5, atol=1e-6)
 
 
 def _probe_shape(layer, shape: tuple) -> tuple:
     """The layer's input shape where a graph gives it (a batch of 2), else a batch of 2 of
-    the weight's numbers."""
+    the weight's numbers (its last axis, or its shape after a leading axis of 1)."""
     try:
         given = layer._inbound_nodes[0].input_tensors[0].shape
     except (AttributeError, IndexError):
+        if len(shape) > 1 and sum(d > 1 for d in shape) > 1:
+            return (2, *(shape[1:] if shape[0] == 1 else shape))
         return (2, max(shape[-1:] or (1,)))
     return tuple(2 if d is None else int(d) for d in given)

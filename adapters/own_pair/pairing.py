@@ -24,6 +24,7 @@ from adapters.keras.backend import keras
 from adapters.own_pair.keras_layers import (  # Keras alone: a worker imports them (no torch)
     KERAS_CELLS,
     recurrent_cell,
+    adds_its_weight,
     scales_its_input,
     weighted_keras_layers,
 )
@@ -32,7 +33,7 @@ from adapters.own_pair.port_arrays import (  # numpy alone: the Keras user adapt
     keras_weights,
     summed_biases,
 )
-from adapters.port_validation.bare_scales import candidates, scale_kind
+from adapters.port_validation.bare_scales import bare_shape, candidates, scale_kind
 from adapters.port_validation.tracing import (
     inbound,
     SEPARABLE_CONVS,
@@ -82,12 +83,14 @@ PAIRED_LAYERS = KNOWN_LAYERS.replace(" and RMSNorm", ", RMSNorm, LSTM (without p
                                                     "forward() multiplies a value by, one "
                                                     "number per channel (ConvNeXt's "
                                                     "layer_scale, timm's LayerScale and "
-                                                    "gamma)")
+                                                    "gamma), or adds to a value (a ViT's "
+                                                    "learned positions)")
 PAIRED_KERAS_LAYERS = ("Conv1D, Conv2D, Conv3D (grouped too), DepthwiseConv1D, "
                        "DepthwiseConv2D, SeparableConv1D, SeparableConv2D, Conv1DTranspose, "
                        "Conv2DTranspose, Conv3DTranspose, Dense, a layer that multiplies its "
                        "input by its one weight, one number per channel (ConvNeXt's "
-                       "LayerScale), Embedding, PReLU, BatchNormalization, LayerNormalization, "
+                       "LayerScale), a layer that adds its one weight to its input (learned "
+                       "positions), Embedding, PReLU, BatchNormalization, LayerNormalization, "
                        "GroupNormalization, RMSNormalization, LSTM, GRU, SimpleRNN (or an RNN "
                        "layer given their cell; in Bidirectional too) and MultiHeadAttention")
 # Where a separable convolution is not traced as its two convolutions
@@ -217,7 +220,9 @@ def keras_kind(layer) -> str:
     for norm, kind in _KERAS_NORMS:
         if isinstance(layer, norm):
             return "other" if getattr(layer, "rms_scaling", False) else kind
-    return "scale" if scales_its_input(layer) else "other"
+    if scales_its_input(layer):
+        return "scale"
+    return "offset" if adds_its_weight(layer) else "other"
 
 
 def flattened_from(layer) -> tuple[int, ...] | None:
@@ -407,17 +412,22 @@ def _with_scales(order: list, modules: dict, scales: dict) -> list[tuple[str, in
 
 
 def _scale_port(name: str, tensor: torch.Tensor, layer) -> LayerPort | str:
-    """The port of a tensor that can scale a value into this Keras layer, by element
-    order, or why this layer cannot hold it."""
+    """The port of a tensor held outside any layer into this Keras layer, by element order
+    (bare_scales.bare_shape), or why this layer cannot hold it: a layer that multiplies its
+    input by one weight holds a scale, one that adds its one weight an offset."""
     both = (f"PyTorch {name} (a parameter {tuple(tensor.shape)} held outside any layer) "
             f"and Keras {layer.name} ({type(layer).__name__})")
-    if keras_kind(layer) != "scale":
-        return (f"{both} meet in running order, and Keras's does not multiply its input by "
-                "one weight")
-    numbers = int(np.prod(layer.weights[0].shape))
-    if numbers != tensor.numel():
-        return f"{both} hold {tensor.numel()} and {numbers} numbers"
-    return LayerPort(name, layer.name, scale_kind(tensor.shape), (name,))
+    kind = keras_kind(layer)
+    if kind not in ("scale", "offset"):
+        return (f"{both} meet in running order, and Keras's neither multiplies its input by "
+                "one weight nor adds one weight to it")
+    ours, theirs = bare_shape(tensor.shape), bare_shape(layer.weights[0].shape)
+    if ours != theirs:
+        return f"{both} hold arrays of shapes {ours} and {theirs}, leading axes of 1 aside"
+    return LayerPort(name, layer.name, scale_kind(tensor.shape, _OPERATION[kind]), (name,))
+
+
+_OPERATION = {"scale": "multiplies", "offset": "adds"}
 
 
 def _record_calls(keras_model, keras_shape: tuple | None, dtype) -> None:

@@ -1,18 +1,21 @@
 """A tensor that a PyTorch module of the user's own holds directly, outside any torch.nn
-layer, and that forward() multiplies a value by, one number per channel: torchvision's
-ConvNeXt block computes `self.layer_scale * self.block(input)`, layer_scale an
-nn.Parameter (C, 1, 1). A Keras port holds it in a layer of one weight of C numbers that
-multiplies its input by it (keras.applications' ConvNeXt: LayerScale, gamma (C,)).
+layer, and that forward() multiplies a value by or adds to it. torchvision's ConvNeXt block
+computes `self.layer_scale * self.block(input)`, layer_scale an nn.Parameter (C, 1, 1),
+one number per channel; a ViT or BERT adds its learned positions, (1, L, D), to its
+tokens. A Keras port holds such a tensor in a layer of one weight that multiplies its
+input by it (keras.applications' ConvNeXt: LayerScale, gamma (C,)) or adds it to its input.
 
-Such a tensor is paired by its shape (`candidates`: at most one axis longer than 1) and
-ported by element order, which is channel order on both sides where it scales the
-channels. Validating it takes one forward pass (`scale_uses`), which checks that forward()
-multiplies exactly one value by it, and along which axis of that value. While
-`scales_as_layers` is active, each such tensor stands as a ParameterScale: a module
-registered in its owner under the tensor's own name, whose output is the product. The
-owner's forward runs in a TorchFunctionMode that hands that multiplication to it, so that
-forward hooks, the running order and the reruns of the validator see it as a paired
-module whose input is the value multiplied (the block's output)."""
+Such a tensor is ported by element order (`bare_shape`): channel order on both sides where
+it has at most one axis longer than 1, and the same array, but for leading axes of 1,
+where it has more (positions over tokens, which both frameworks lay out as N, L, D).
+Validating it takes one forward pass (`scale_uses`), which checks that forward() multiplies
+exactly one value by it or adds it to exactly one, and along which axis of that value.
+While `scales_as_layers` is active, each such tensor stands as a ParameterScale (or
+ParameterOffset): a module registered in its owner under the tensor's own name, whose
+output is the product (or the sum). The owner's forward runs in a TorchFunctionMode that
+hands that operation to it, so that forward hooks, the running order and the reruns of the
+validator see it as a paired module whose input is the value multiplied (the block's
+output) or added to (the tokens)."""
 
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ import contextlib
 import dataclasses
 import weakref
 
+import numpy as np
 import torch
 from torch import nn
 from torch.overrides import TorchFunctionMode
@@ -31,6 +35,10 @@ from torch.utils._pytree import tree_leaves
 _MULTIPLY = {torch.mul, torch.multiply, torch.Tensor.mul, torch.Tensor.multiply,
              torch.Tensor.__mul__, torch.Tensor.__rmul__, torch.Tensor.mul_,
              torch.Tensor.__imul__}
+# `a + b` and `a += b` reach it as Tensor.add and Tensor.add_ (torch 2.14.1, measured).
+_ADD = {torch.add, torch.Tensor.add, torch.Tensor.__add__, torch.Tensor.__radd__,
+        torch.Tensor.add_, torch.Tensor.__iadd__}
+_OPERATIONS = {"multiplies": _MULTIPLY, "adds": _ADD}
 # What lays a tensor's numbers out in another shape, in the same order: timm's LayerScale2d
 # and ConvNeXt block multiply by `gamma.view(1, -1, 1, 1)` and `gamma.reshape(1, -1, 1, 1)`.
 _RESHAPE = {torch.reshape, torch.Tensor.reshape, torch.Tensor.view, torch.unsqueeze,
@@ -64,30 +72,46 @@ def joined(owner: str, name: str) -> str:
 
 
 def candidates(model: nn.Module) -> dict[str, tuple[nn.Module, str]]:
-    """(owner, attribute) of each parameter held outside any layer with at most one axis
-    longer than 1, by its full name: what a per-channel scale can be."""
+    """(owner, attribute) of each parameter held outside any layer, by its full name: what
+    can scale a value or be added to one."""
     return {joined(owner, name): (module, name)
             for owner, module in model.named_modules() if holds_bare(module)
-            for name, p in module.named_parameters(recurse=False)
-            if sum(d > 1 for d in p.shape) <= 1}
+            for name, p in module.named_parameters(recurse=False)}
 
 
-def scale_kind(shape) -> str:
-    """The port kind of a scale of this PyTorch shape (comparator/zoo/portmaps.py)."""
-    return "scale:" + ",".join(str(int(d)) for d in shape)
+def bare_shape(shape) -> tuple[int, ...]:
+    """What a tensor held outside any layer is ported as, in either framework: its numbers
+    in one row where at most one axis is longer than 1 (a scale's (C, 1, 1) is Keras's
+    (C,)), else its shape without its leading axes of 1 (positions (1, L, D), which Keras
+    may hold as (L, D))."""
+    shape = tuple(int(d) for d in shape)
+    if sum(d > 1 for d in shape) <= 1:
+        return (int(np.prod(shape)),)
+    while shape and shape[0] == 1:
+        shape = shape[1:]
+    return shape
+
+
+def scale_kind(shape, operation: str = "multiplies") -> str:
+    """The port kind of a scale (or, for "adds", an offset) of this PyTorch shape
+    (comparator/zoo/portmaps.py)."""
+    return ("scale:" if operation == "multiplies" else "offset:") + ",".join(
+        str(int(d)) for d in shape)
 
 
 @dataclasses.dataclass(frozen=True)
 class Scale:
-    """How forward() multiplies by a candidate: the value's rank, the axis of the value
-    the tensor's numbers lie along (None for one number), the module whose output the
-    value is ("" where none gave it), and the shape forward() gives the tensor first (its
-    own where it multiplies by it as it is)."""
+    """How forward() multiplies by a candidate, or adds it: the value's rank, the axis of
+    the value the tensor's numbers lie along (None for one number; the first of them where
+    several axes are longer than 1), the module whose output the value is ("" where none
+    gave it), the shape forward() gives the tensor first (its own where it uses it as it
+    is), and the operation, "multiplies" or "adds"."""
 
     rank: int
     axis: int | None
     producer: str
     shape: tuple[int, ...] = ()
+    operation: str = "multiplies"
 
 
 class ParameterScale(nn.Module):
@@ -100,13 +124,29 @@ class ParameterScale(nn.Module):
         self.name, self.scale = name, scale
 
     def forward(self, x):
-        scale = self.owner._parameters[self.name]
-        if self.scale.shape and tuple(scale.shape) != self.scale.shape:
-            scale = scale.reshape(self.scale.shape)
-        return scale * x
+        return self.held() * x
+
+    def held(self) -> torch.Tensor:
+        """The owner's tensor, in the shape forward() uses it in."""
+        tensor = self.owner._parameters[self.name]
+        if self.scale.shape and tuple(tensor.shape) != self.scale.shape:
+            tensor = tensor.reshape(self.scale.shape)
+        return tensor
 
     def extra_repr(self) -> str:
         return f"{self.name}, axis={self.scale.axis}"
+
+
+class ParameterOffset(ParameterScale):
+    """Stands for the parameter `name` of `owner`: its output is its input plus it."""
+
+    def forward(self, x):
+        return x + self.held()
+
+
+def stand_in_for(owner: nn.Module, name: str, scale: Scale) -> ParameterScale:
+    return (ParameterScale if scale.operation == "multiplies" else ParameterOffset)(
+        owner, name, scale)
 
 
 def on_last_axis(module: nn.Module) -> bool:
@@ -147,19 +187,22 @@ class _Uses(TorchFunctionMode):
         return result
 
     def _use(self, func, args, kwargs, held, result) -> Scale | str:
-        """A Scale where this call multiplies one value by the tensor, keeping its shape;
-        else what the call does with it, in words."""
+        """A Scale where this call multiplies one value by the tensor or adds it to one,
+        keeping the value's shape; else what the call does with it, in words."""
         what = getattr(func, "__name__", str(func))
         what = what[2:-2] if what.startswith("__") else what
-        if func not in _MULTIPLY or kwargs or len(args) != 2:
+        operation = next((op for op, funcs in _OPERATIONS.items() if func in funcs), None)
+        if operation is None or kwargs or len(args) != 2:
             return f"computes {what} with it"
         other = args[1] if args[0] is held else args[0]
         if not isinstance(other, torch.Tensor) or other is held or \
                 tuple(result.shape) != tuple(other.shape):
-            return "multiplies by it a value of another shape, or no tensor"
+            return ("multiplies by it a value of another shape, or no tensor"
+                    if operation == "multiplies" else
+                    "adds it to a value of another shape, or to no tensor")
         long = [i for i, d in enumerate(held.shape) if d > 1]
         axis = other.ndim - held.ndim + long[0] if long else None
-        return Scale(other.ndim, axis, self.producer(other), tuple(held.shape))
+        return Scale(other.ndim, axis, self.producer(other), tuple(held.shape), operation)
 
     def seen(self, module, args, output) -> None:
         if isinstance(output, torch.Tensor):
@@ -211,10 +254,10 @@ def _one_scale(uses: list) -> Scale | str:
 
 
 class _Handed(TorchFunctionMode):
-    """Hands the multiplication by a tensor its owner's ParameterScale stands for to that
-    module, so that it runs as a module does (hooks and all); computes the rest as asked.
-    Multiplying two numbers is the same either way round, so the operands' order is
-    kept by none."""
+    """Hands the multiplication by a tensor its owner's ParameterScale stands for (the
+    addition, for a ParameterOffset) to that module, so that it runs as a module does
+    (hooks and all); computes the rest as asked. Multiplying or adding two numbers is the
+    same either way round, so the operands' order is kept by none."""
 
     def __init__(self, owner: nn.Module):
         super().__init__()
@@ -223,10 +266,11 @@ class _Handed(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if func in _MULTIPLY and not kwargs and len(args) == 2:
+        if not kwargs and len(args) == 2:
             for held, other in (args, args[::-1]):
                 stand_in = self._stand_in(held)
-                if stand_in is not None and isinstance(other, torch.Tensor):
+                if stand_in is not None and isinstance(other, torch.Tensor) and \
+                        func in _OPERATIONS[stand_in.scale.operation]:
                     return stand_in(other)
         result = func(*args, **kwargs)
         source = _reshaped(func, args, result)
@@ -265,17 +309,17 @@ def _leave(owner, args, output) -> None:
 
 @contextlib.contextmanager
 def scales_as_layers(model: nn.Module, scales: dict[str, Scale]):
-    """Within the block each of `scales` (full names) stands as a ParameterScale in its
-    owner, under the tensor's own name (attribute access still finds the tensor:
-    nn.Module looks in _parameters first), and the owner's forward hands it the
-    multiplication. A copy of the model made within the block (the float64 reference)
-    keeps them, each computing with its own owner's tensor."""
+    """Within the block each of `scales` (full names) stands as a ParameterScale (or
+    ParameterOffset) in its owner, under the tensor's own name (attribute access still
+    finds the tensor: nn.Module looks in _parameters first), and the owner's forward hands
+    it the multiplication (or the addition). A copy of the model made within the block
+    (the float64 reference) keeps them, each computing with its own owner's tensor."""
     found = candidates(model)
     installed, hooks = [], []
     try:
         for full, scale in scales.items():
             owner, name = found[full]
-            owner._modules[name] = ParameterScale(owner, name, scale)
+            owner._modules[name] = stand_in_for(owner, name, scale)
             installed.append((owner, name))
         for owner in {id(o): o for o, _ in installed}.values():
             hooks += [owner.register_forward_pre_hook(_enter),

@@ -23,6 +23,7 @@ from adapters.port_validation.tracing import inbound  # noqa: E402
 from comparator.analysis.kernel_layout import (  # noqa: E402
     diagnose_arrays,
     diagnose_kernel,
+    diagnose_offset,
     diagnose_scale,
 )
 from comparator.analysis.layer_pairing import Pair  # noqa: E402
@@ -226,6 +227,8 @@ def _layout_mistake(pair: Pair, torch_arrays, keras_arrays):
     others_equal = all(np.array_equal(t, k) for t, k in zip(torch_arrays[1:], keras_arrays[1:]))
     if pair.kind.startswith("scale:"):
         return diagnose_scale(torch_arrays[0], keras_arrays[0])
+    if pair.kind.startswith("offset:"):
+        return diagnose_offset(torch_arrays[0], keras_arrays[0])
     if pair.kind != "bn" and others_equal:
         return diagnose_kernel(pair.kind, torch_arrays[0], keras_arrays[0])
     return diagnose_arrays(pair.canonical_names, torch_arrays, keras_arrays)

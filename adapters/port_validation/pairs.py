@@ -31,6 +31,9 @@ from adapters.own_pair.port_arrays import (  # noqa: E402
     torch_arrays,
 )
 from adapters.port_validation.bare_scales import (  # noqa: E402
+    ParameterOffset,
+    ParameterScale,
+    bare_shape,
     candidates,
     holds_bare,
     joined,
@@ -69,9 +72,9 @@ def _torch_layers(model: nn.Module, leave_out: tuple[str, ...] = ()
         own = {n: t for n, t in module.named_parameters(recurse=False)}
         own.update({n: t for n, t in module.named_buffers(recurse=False)
                     if n != "num_batches_tracked"})
-        for n in [n for n in own if joined(name, n) in scales]:
-            found[joined(name, n)] = (module, _scale_info(joined(name, n), own.pop(n)),
-                                      (joined(name, n),))
+        for full in [joined(name, n) for n in own if joined(name, n) in scales]:
+            found[full] = (module, _scale_info(full, own.pop(full.rpartition(".")[2]),
+                                               modules.get(full)), (full,))
         if not own or attention_part(name, modules):
             continue
         kind = torch_kind(module)
@@ -92,11 +95,17 @@ def _torch_layers(model: nn.Module, leave_out: tuple[str, ...] = ()
     return found
 
 
-def _scale_info(name: str, tensor: torch.Tensor) -> LayerInfo:
-    """A tensor held outside any layer that can scale a value (bare_scales.py): paired
-    with a Keras layer that holds as many numbers, whatever their shape."""
-    return LayerInfo(name, "scale", ((tensor.numel(),),),
-                     f"a parameter {tuple(tensor.shape)} forward() may scale by")
+def _scale_info(name: str, tensor: torch.Tensor, stand_in: nn.Module | None) -> LayerInfo:
+    """A tensor held outside any layer (bare_scales.py): paired with a Keras layer whose one
+    weight is the same array by element order (bare_shape), and that multiplies its input
+    by it where the tensor stands as a ParameterScale (forward() multiplies a value by
+    it), adds it where it stands as a ParameterOffset, and either where it stands as
+    neither (weights ported without validating, whose forward() is not measured)."""
+    kind, words = (("offset", "adds to a value") if isinstance(stand_in, ParameterOffset)
+                   else ("scale", "multiplies a value by") if isinstance(stand_in, ParameterScale)
+                   else ("bare", "may multiply a value by or add to one"))
+    return LayerInfo(name, kind, (bare_shape(tensor.shape),),
+                     f"a parameter {tuple(tensor.shape)} forward() {words}")
 
 
 def _layer_level_info(name: str, kind: str, module: nn.Module, layer: int) -> LayerInfo:
@@ -168,8 +177,8 @@ def _refuse_onnx(model) -> None:
 
 
 def _canonical_shape(kind: str, index: int, shape: tuple[int, ...]) -> tuple[int, ...]:
-    if kind == "scale":  # ported by element order
-        return (int(np.prod(shape)),)
+    if kind in ("scale", "offset"):  # ported by element order
+        return bare_shape(shape)
     if index > 0 or kind == "bn":
         return tuple(shape)
     axes = keras_layout_axes(kind, "weight")
@@ -235,13 +244,12 @@ def _not_scales(name: str, module: nn.Module, scales: dict) -> set[str]:
 
 # Why a bare tensor is refused, and what the user can still do.
 BARE_REFUSED = ("the validator pairs PyTorch layers with Keras layers, and a tensor held "
-                "so only where it is one number per channel that forward() multiplies a "
-                "value by (a ConvNeXt block's layer_scale, timm's LayerScale), with a "
-                "Keras layer that multiplies its input by a weight of as many numbers (a "
-                "LayerScale); it "
-                "cannot port or compare this one layer by layer. compare.py compares the "
-                "two models' outputs whole, each with the weights you ported "
-                "(--pytorch-weights, --keras-weights)")
+                "so only where forward() multiplies a value by it, one number per channel (a "
+                "ConvNeXt block's layer_scale, timm's LayerScale), or adds it to a value laid "
+                "out alike in both frameworks (a ViT's learned positions), with a Keras layer "
+                "that does the same with its one weight (a LayerScale); it cannot port or "
+                "compare this one layer by layer. compare.py compares the two models' outputs "
+                "whole, each with the weights you ported (--pytorch-weights, --keras-weights)")
 
 
 def _with_groups(type_name: str, groups) -> str:
@@ -298,11 +306,12 @@ def resolve_pairs(torch_model: nn.Module, keras_model, mapping: dict | None = No
 
 
 def _pair_kind(torch_model: nn.Module, t: LayerInfo, k: LayerInfo) -> str:
-    """A scale's port kind carries PyTorch's shape, which Keras's holds by element order
-    in its own; other kinds are the Keras layer's."""
-    if k.kind != "scale":
+    """A scale's or an offset's port kind carries PyTorch's shape, which Keras's holds by
+    element order in its own; other kinds are the Keras layer's."""
+    if k.kind not in ("scale", "offset"):
         return k.kind
-    return scale_kind(torch_model.get_parameter(t.name).shape)
+    return scale_kind(torch_model.get_parameter(t.name).shape,
+                      "multiplies" if k.kind == "scale" else "adds")
 
 
 def plan_pairs(layer_names, torch_model: nn.Module) -> list[Pair]:

@@ -202,25 +202,39 @@ def _refusal(torch_model, name: str, words: str) -> str:
 
 
 def _not_a_channel_scale(use: Scale | str) -> str:
-    """Why forward()'s use of a candidate is no scale of a value's channels, in words; ""
-    where it is: one number, or numbers along the value's last axis or along axis 1 where
-    the validator moves that axis last (a map)."""
+    """Why forward()'s use of a candidate is neither a scale of a value's channels nor an
+    offset laid out as Keras's value, in words; "" where it is one of them: one number, or
+    numbers along the value's last axis or along axis 1 where the validator moves that axis
+    last (a map); or, added, an array over several axes of a value whose layout the two
+    frameworks share (positions over a sequence's tokens)."""
     if isinstance(use, str):
         return use
-    if use.axis is None or use.axis == use.rank - 1 or (
-            use.axis == 1 and channels_move(np.empty((1,) * use.rank))):
+    moves = channels_move(np.empty((1,) * use.rank))
+    if sum(d > 1 for d in use.shape) > 1:
+        if use.operation == "multiplies":
+            return ("forward() multiplies a value by it, and it has more than one axis "
+                    "longer than 1 (a scale pairs as one number per channel)")
+        return (f"forward() adds it to a {use.rank}-D value that PyTorch holds channels "
+                "first and Keras channels last") if moves else ""
+    if use.axis is None or use.axis == use.rank - 1 or (use.axis == 1 and moves):
         return ""
-    return (f"forward() multiplies a {use.rank}-D value by it along axis {use.axis}, "
-            "which is not the value's channels")
+    what = f"multiplies a {use.rank}-D value by it" if use.operation == "multiplies" \
+        else f"adds it to a {use.rank}-D value"
+    return f"forward() {what} along axis {use.axis}, which is not the value's channels"
 
 
 def _scales_note(uses: dict) -> str:
-    named = [f"{name} (times {use.producer}'s output)" if use.producer else name
+    named = [f"{name} ({'times' if use.operation == 'multiplies' else 'plus'} "
+             f"{use.producer}'s output)" if use.producer else name
              for name, use in uses.items()]
     shown = ", ".join(named[:3]) + (f" and {len(named) - 3} more" if len(named) > 3 else "")
-    return (f"PyTorch's {shown}, held outside any layer and multiplied into a value by "
-            "forward(), each validated as a layer whose input is that value and whose output "
-            "is the product (ported by element order)")
+    operations = sorted({"multiplied into" if use.operation == "multiplies" else "added to"
+                         for use in uses.values()})
+    results = sorted({"product" if use.operation == "multiplies" else "sum"
+                      for use in uses.values()})
+    return (f"PyTorch's {shown}, held outside any layer and {' or '.join(operations)} a "
+            f"value by forward(), each validated as a layer whose input is that value and "
+            f"whose output is the {' or '.join(results)} (ported by element order)")
 
 
 def _validated(x, torch_model, torch_name, keras_model, keras_name, fn, mapping, pairs, modes,

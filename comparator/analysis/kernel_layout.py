@@ -170,3 +170,17 @@ def diagnose_scale(torch_scale: np.ndarray, keras_scale: np.ndarray) -> LayoutMi
                              "channel, where PyTorch's numbers differ (an initial value, "
                              "not ported)", _SCALE_FIX)
     return None
+
+
+def diagnose_offset(torch_offset: np.ndarray, keras_offset: np.ndarray) -> LayoutMistake | None:
+    """A tensor added to a value (a ViT's learned positions) whose Keras weight, read back
+    into PyTorch's shape, holds one number throughout where PyTorch's numbers differ: its
+    initial value, never ported. None otherwise."""
+    mine, theirs = np.ravel(keras_offset), np.ravel(torch_offset)
+    if mine.shape != theirs.shape or _same(mine, theirs) or mine.size < 2 or \
+            not np.all(mine == mine[0]):
+        return None
+    return LayoutMistake("offset_unported", f"Keras's weight holds {mine[0]:.3g} throughout, "
+                         "where PyTorch's numbers differ (an initial value, not ported)",
+                         "port the tensor's numbers in PyTorch's element order: the same "
+                         "array, leading axes of 1 aside")

@@ -78,10 +78,13 @@ def base_kind(kind: str) -> str:
 def kinds_fit(torch_kind: str, keras_kind: str) -> bool:
     """Whether a PyTorch layer of one kind can hold a Keras layer's weights of the other: the
     same kind, a depthwise Conv2d or Conv1d ported as Conv2D or Conv1D(groups=channels), whose
-    kernel has a convolution's layout (the shapes then decide), or an InstanceNorm ported as
-    GroupNormalization (whose groups the port check and the validator's causes judge)."""
+    kernel has a convolution's layout (the shapes then decide), an InstanceNorm ported as
+    GroupNormalization (whose groups the port check and the validator's causes judge), or a
+    tensor held outside any layer whose use was not measured ("bare") ported as a scale or
+    an offset."""
     return base_kind(torch_kind) == base_kind(keras_kind) or (torch_kind, keras_kind) in (
-        ("depthwise", "conv"), ("depthwise1d", "conv1d"), ("instance_norm", "group_norm"))
+        ("depthwise", "conv"), ("depthwise1d", "conv1d"), ("instance_norm", "group_norm"),
+        ("bare", "scale"), ("bare", "offset"))
 
 
 def pair_layers(torch_layers: list[LayerInfo], keras_layers: list[LayerInfo],
@@ -141,6 +144,15 @@ def _advice(t: LayerInfo, k: LayerInfo, pairs: list[tuple[LayerInfo, LayerInfo]]
                 "ConvNeXt block's layer_scale): port it as a layer that holds it and "
                 "multiplies its input by it (keras.applications' ConvNeXt: LayerScale), "
                 "where PyTorch multiplies")
+    shape = "x".join(str(d) for d in t.shapes[0]) + " (leading axes of 1 aside)"
+    if t.kind == "offset":
+        return (f": no Keras layer left adds a weight of shape {shape} to its input, as "
+                "PyTorch's forward() adds this tensor to a value (a ViT's learned positions): "
+                "port it as a layer that holds it and adds it to its input, where PyTorch adds")
+    if t.kind == "bare":
+        return (f": no Keras layer left multiplies its input by a weight of shape {shape} or "
+                "adds one to it: port this tensor as a layer that holds it and does with its "
+                "input what PyTorch's forward() does with the tensor")
     if _without_bias(t, k):
         return ", which has no bias where PyTorch's has one: build it with use_bias=True"
     if inputs := _other_groups(t, k):

@@ -81,12 +81,16 @@ _KERAS_AXES = {"conv": (2, 3, 1, 0),  # O,I,H,W -> H,W,I,O
                "dense": (1, 0)}  # out,in -> in,out
 
 
+# Tensors held outside any layer, which Keras holds in its own shape, by element order.
+_BY_ELEMENT_ORDER = ("scale:", "offset:")
+
+
 def keras_layout_axes(kind: str, name: str) -> tuple[int, ...] | None:
     """The permutation of a canonical array's axes that gives its Keras layout, for
     to_keras_layout's kinds: () where the layouts are the same, None where no permutation
     does (a flatten_dense kernel, whose rows are reordered; a recurrent layer's arrays; a
     scale, reshaped)."""
-    if kind in recurrent_layout.RECURRENT_KINDS or kind.startswith("scale:"):
+    if kind in recurrent_layout.RECURRENT_KINDS or kind.startswith(_BY_ELEMENT_ORDER):
         return None
     if name.rpartition(".")[2] != "weight":  # "weight" alone: the model is the layer
         return ()
@@ -109,14 +113,15 @@ def to_keras_layout(kind: str, name: str, array: np.ndarray,
     "flatten_dense:C,H,W" (a dense layer fed by a flattened C,H,W map: its input rows are
     reordered from channels-first to channels-last flattening), "scale:SHAPE" (a tensor of
     PyTorch's SHAPE, a ConvNeXt block's layer_scale (C, 1, 1), held in Keras as `into`'s
-    shape, (C,) without it, by element order), "bn" and the other
+    shape, (C,) without it, by element order), "offset:SHAPE" (the same for a tensor
+    added to a value: a ViT's learned positions (1, L, D)), "bn" and the other
     normalisations (vectors, unchanged), and "lstm", "gru" and "rnn"
     (comparator/zoo/recurrent_layout.py; `into`, the Keras weight now, for a GRU bias, one
     row of Keras's).
     """
     if kind in recurrent_layout.RECURRENT_KINDS:
         return recurrent_layout.to_keras(kind, name, array, into)
-    if kind.startswith("scale:"):
+    if kind.startswith(_BY_ELEMENT_ORDER):
         return np.ascontiguousarray(array.reshape(-1 if into is None else into.shape))
     axes = keras_layout_axes(kind, name)
     if axes:
@@ -138,7 +143,7 @@ def from_keras_layout(kind: str, name: str, array: np.ndarray) -> np.ndarray:
     """The inverse of to_keras_layout: a round trip returns the array bit for bit."""
     if kind in recurrent_layout.RECURRENT_KINDS:
         return recurrent_layout.from_keras(kind, name, array)
-    if kind.startswith("scale:"):
+    if kind.startswith(_BY_ELEMENT_ORDER):
         return np.ascontiguousarray(array.reshape(_kind_setting(kind)))
     axes = keras_layout_axes(kind, name)
     if axes:  # the inverse permutation
