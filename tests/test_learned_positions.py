@@ -51,8 +51,8 @@ class PatchPositions(nn.Module):
 
 
 class ClassToken(PatchPositions):
-    """A class token, concatenated before the tokens: no layer's weight that adds or
-    multiplies."""
+    """A class token, concatenated before the tokens after the positions are added (as
+    timm's ViTs with no_embed_class do)."""
 
     def __init__(self):
         super().__init__()
@@ -163,17 +163,23 @@ def test_the_command_line_reports_the_positions_pair(tmp_path, capsys):
         assert not pos["diverges"]
 
 
-@pytest.mark.parametrize("model, words", [
-    (ClassToken, "holds the parameter cls_token (1, 1, 8) directly, outside any torch.nn "
-                 "layer, and forward() computes expand with it"),
-    (MapPositions, "holds the parameter pos_embed (1, 8, 2, 2) directly, outside any torch.nn "
-                   "layer, and forward() adds it to a 4-D value that PyTorch holds channels "
-                   "first and Keras channels last")])
-def test_a_tensor_used_otherwise_is_still_refused_by_name(model, words):
+def test_positions_added_to_a_channels_first_map_are_still_refused_by_name():
     with pytest.raises(UsageError) as caught:
-        comparator.validate_port(model(), keras_net(), X, **FAST)
-    assert words in str(caught.value)
+        comparator.validate_port(MapPositions(), keras_net(), X, **FAST)
+    assert "holds the parameter pos_embed (1, 8, 2, 2) directly, outside any torch.nn layer, " \
+        "and forward() adds it to a 4-D value that PyTorch holds channels first and Keras " \
+        "channels last" in str(caught.value)
     assert "compare.py" in str(caught.value)
+
+
+def test_a_keras_port_without_the_class_token_is_told_to_add_one():
+    """Was refused ("... and forward() computes expand with it"); a class token pairs since
+    2026-11-30 (tests/test_validate_port_vit.py), and this Keras port has none."""
+    with pytest.raises(UsageError, match=r"no Keras layer left concatenates a weight of shape 8 "
+                                         r"\(leading axes of 1 aside\), repeated over the "
+                                         r"batch, before its input's tokens, .*: port it as a "
+                                         r"layer that holds it and concatenates it so"):
+        comparator.validate_port(ClassToken(), keras_net(), X, **FAST)
 
 
 def test_compare_ports_the_positions_and_compares_them_after_the_step():

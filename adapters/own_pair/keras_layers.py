@@ -155,6 +155,19 @@ def adds_its_weight(layer) -> bool:
     return shape is not None and _gives(layer, shape, np.add)
 
 
+def prepends_its_weight(layer) -> bool:
+    """A layer that holds one weight and gives it, repeated over the batch, before its
+    input's tokens (axis 1 of N, L, D): a ViT's class token."""
+    shape = _one_weight_shape(layer)
+    return shape is not None and _gives(layer, shape, _prepended)
+
+
+def _prepended(x: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    width = x.shape[-1]
+    tokens = weight.reshape(1, -1, width)
+    return np.concatenate([np.broadcast_to(tokens, (len(x), *tokens.shape[1:])), x], axis=1)
+
+
 def _one_weight_shape(layer) -> tuple[int, ...] | None:
     if len(layer.weights) != 1 or not layer.built:
         return None
@@ -162,7 +175,8 @@ def _one_weight_shape(layer) -> tuple[int, ...] | None:
 
 
 def _gives(layer, shape: tuple, operation) -> bool:
-    """Whether the layer's output is operation(input, weight), measured on an input of the
+    """Whether the layer's output is operation(input, weight) (of the input's shape, but
+    for a prefix), measured on an input of the
     layer's own input shape, with the weight set to distinct numbers for the while (a
     weight of ones or zeros would not tell a product or a sum from the identity)."""
     (weight,) = layer.weights
@@ -177,7 +191,12 @@ def _gives(layer, shape: tuple, operation) -> bool:
         return False
     finally:
         weight.assign(kept)
-    return y.shape == x.shape and np.allclose(y, operation(x, probe), rtol=1e-5, atol=1e-6)
+    try:
+        expected = operation(x, probe)
+    except ValueError:  # a weight that cannot be used so on this input
+        return False
+    return y.shape == expected.shape and (operation is _prepended or y.shape == x.shape) and \
+        np.allclose(y, expected, rtol=1e-5, atol=1e-6)
 
 
 def _probe_shape(layer, shape: tuple) -> tuple:

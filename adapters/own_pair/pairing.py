@@ -25,6 +25,7 @@ from adapters.own_pair.keras_layers import (  # Keras alone: a worker imports th
     KERAS_CELLS,
     recurrent_cell,
     adds_its_weight,
+    prepends_its_weight,
     scales_its_input,
     weighted_keras_layers,
 )
@@ -33,7 +34,7 @@ from adapters.own_pair.port_arrays import (  # numpy alone: the Keras user adapt
     keras_weights,
     summed_biases,
 )
-from adapters.port_validation.bare_scales import bare_shape, candidates, scale_kind
+from adapters.port_validation.bare_scales import KINDS, bare_shape, candidates, scale_kind
 from adapters.port_validation.tracing import (
     inbound,
     SEPARABLE_CONVS,
@@ -222,7 +223,9 @@ def keras_kind(layer) -> str:
             return "other" if getattr(layer, "rms_scaling", False) else kind
     if scales_its_input(layer):
         return "scale"
-    return "offset" if adds_its_weight(layer) else "other"
+    if adds_its_weight(layer):
+        return "offset"
+    return "prefix" if prepends_its_weight(layer) else "other"
 
 
 def flattened_from(layer) -> tuple[int, ...] | None:
@@ -418,16 +421,16 @@ def _scale_port(name: str, tensor: torch.Tensor, layer) -> LayerPort | str:
     both = (f"PyTorch {name} (a parameter {tuple(tensor.shape)} held outside any layer) "
             f"and Keras {layer.name} ({type(layer).__name__})")
     kind = keras_kind(layer)
-    if kind not in ("scale", "offset"):
+    if kind not in _OPERATION:
         return (f"{both} meet in running order, and Keras's neither multiplies its input by "
-                "one weight nor adds one weight to it")
+                "one weight, adds one weight to it nor concatenates one before it")
     ours, theirs = bare_shape(tensor.shape), bare_shape(layer.weights[0].shape)
     if ours != theirs:
         return f"{both} hold arrays of shapes {ours} and {theirs}, leading axes of 1 aside"
     return LayerPort(name, layer.name, scale_kind(tensor.shape, _OPERATION[kind]), (name,))
 
 
-_OPERATION = {"scale": "multiplies", "offset": "adds"}
+_OPERATION = {kind: operation for operation, kind in KINDS.items()}
 
 
 def _record_calls(keras_model, keras_shape: tuple | None, dtype) -> None:

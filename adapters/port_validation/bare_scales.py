@@ -38,7 +38,11 @@ _MULTIPLY = {torch.mul, torch.multiply, torch.Tensor.mul, torch.Tensor.multiply,
 # `a + b` and `a += b` reach it as Tensor.add and Tensor.add_ (torch 2.14.1, measured).
 _ADD = {torch.add, torch.Tensor.add, torch.Tensor.__add__, torch.Tensor.__radd__,
         torch.Tensor.add_, torch.Tensor.__iadd__}
-_OPERATIONS = {"multiplies": _MULTIPLY, "adds": _ADD}
+# A class token (timm's and torchvision's ViTs) is expanded over the batch and concatenated
+# before the tokens: `torch.cat([self.cls_token.expand(n, -1, -1), x], dim=1)`.
+_EXPAND = {torch.Tensor.expand, torch.Tensor.expand_as}
+_CONCATENATE = {torch.cat, torch.concat, torch.concatenate}
+_OPERATIONS = {"multiplies": _MULTIPLY, "adds": _ADD, "prepends": _CONCATENATE}
 # What lays a tensor's numbers out in another shape, in the same order: timm's LayerScale2d
 # and ConvNeXt block multiply by `gamma.view(1, -1, 1, 1)` and `gamma.reshape(1, -1, 1, 1)`.
 _RESHAPE = {torch.reshape, torch.Tensor.reshape, torch.Tensor.view, torch.unsqueeze,
@@ -46,11 +50,19 @@ _RESHAPE = {torch.reshape, torch.Tensor.reshape, torch.Tensor.view, torch.unsque
 
 
 def _reshaped(func, args, result) -> torch.Tensor | None:
-    """The tensor whose numbers this call laid out anew, in the same order, or None."""
-    if func in _RESHAPE and args and isinstance(args[0], torch.Tensor) and \
-            isinstance(result, torch.Tensor) and result.numel() == args[0].numel():
+    """The tensor whose numbers this call laid out anew, in the same order, or repeated
+    over the batch (expand), or None."""
+    if not (args and isinstance(args[0], torch.Tensor) and isinstance(result, torch.Tensor)):
+        return None
+    if func in _EXPAND or (func in _RESHAPE and result.numel() == args[0].numel()):
         return args[0]
     return None
+
+
+def _concatenated(args, kwargs) -> tuple[list, int]:
+    """torch.cat's tensors and axis, as given."""
+    tensors = args[0] if args else kwargs.get("tensors", ())
+    return list(tensors), (args[1] if len(args) > 1 else kwargs.get("dim", 0))
 
 
 def holds_bare(module: nn.Module) -> bool:
@@ -92,20 +104,24 @@ def bare_shape(shape) -> tuple[int, ...]:
     return shape
 
 
+# The port kind (comparator/zoo/portmaps.py) and the Keras layer's kind (own_pair/pairing.py)
+# of a tensor forward() uses so.
+KINDS = {"multiplies": "scale", "adds": "offset", "prepends": "prefix"}
+
+
 def scale_kind(shape, operation: str = "multiplies") -> str:
-    """The port kind of a scale (or, for "adds", an offset) of this PyTorch shape
-    (comparator/zoo/portmaps.py)."""
-    return ("scale:" if operation == "multiplies" else "offset:") + ",".join(
-        str(int(d)) for d in shape)
+    """The port kind of a scale (an offset, a prefix) of this PyTorch shape."""
+    return f"{KINDS[operation]}:" + ",".join(str(int(d)) for d in shape)
 
 
 @dataclasses.dataclass(frozen=True)
 class Scale:
-    """How forward() multiplies by a candidate, or adds it: the value's rank, the axis of
-    the value the tensor's numbers lie along (None for one number; the first of them where
-    several axes are longer than 1), the module whose output the value is ("" where none
-    gave it), the shape forward() gives the tensor first (its own where it uses it as it
-    is), and the operation, "multiplies" or "adds"."""
+    """How forward() multiplies by a candidate, adds it, or concatenates it before a value:
+    the value's rank, the axis of the value the tensor's numbers lie along (None for one
+    number; the first of them where several axes are longer than 1; the axis concatenated
+    along, for "prepends"), the module whose output the value is ("" where none gave it),
+    the shape forward() gives the tensor first (its own where it uses it as it is, or
+    repeats it over the batch), and the operation, "multiplies", "adds" or "prepends"."""
 
     rank: int
     axis: int | None
@@ -144,9 +160,21 @@ class ParameterOffset(ParameterScale):
         return x + self.held()
 
 
+class ParameterPrefix(ParameterScale):
+    """Stands for the parameter `name` of `owner`, a class token: its output is the tensor,
+    repeated over the batch, concatenated before its input along the scale's axis."""
+
+    def forward(self, x):
+        token = self.held()
+        return torch.cat([token.expand(x.shape[0], *token.shape[1:]), x], dim=self.scale.axis)
+
+
+_STAND_INS = {"multiplies": ParameterScale, "adds": ParameterOffset,
+              "prepends": ParameterPrefix}
+
+
 def stand_in_for(owner: nn.Module, name: str, scale: Scale) -> ParameterScale:
-    return (ParameterScale if scale.operation == "multiplies" else ParameterOffset)(
-        owner, name, scale)
+    return _STAND_INS[scale.operation](owner, name, scale)
 
 
 def on_last_axis(module: nn.Module) -> bool:
@@ -166,9 +194,11 @@ class _Uses(TorchFunctionMode):
     def __init__(self, watched: dict[int, str], names: dict[nn.Module, str]):
         super().__init__()
         self.watched, self.names = watched, names
+        self.shapes = {name: None for name in watched.values()}  # each candidate's own
         self.uses: dict[str, list[Scale | str]] = {name: [] for name in watched.values()}
         self.outputs: dict[int, tuple[weakref.ref, str]] = {}
         self.reshaped: list[torch.Tensor] = []  # kept alive, so that their ids stay theirs
+        self.expanded: set[int] = set()
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -176,8 +206,11 @@ class _Uses(TorchFunctionMode):
         source = _reshaped(func, args, result)
         if source is not None and id(source) in self.watched:
             # Not a use: the multiplication by the reshaped tensor is (_use).
-            self.watched[id(result)] = self.watched[id(source)]
+            name = self.watched[id(result)] = self.watched[id(source)]
+            self.shapes[name] = self.shapes[name] or tuple(source.shape)
             self.reshaped.append(result)
+            if func in _EXPAND or id(source) in self.expanded:
+                self.expanded.add(id(result))
             return result
         if isinstance(result, torch.Tensor):  # not a shape or a dtype read off the tensor
             for leaf in tree_leaves((args, kwargs)):
@@ -188,12 +221,17 @@ class _Uses(TorchFunctionMode):
 
     def _use(self, func, args, kwargs, held, result) -> Scale | str:
         """A Scale where this call multiplies one value by the tensor or adds it to one,
-        keeping the value's shape; else what the call does with it, in words."""
+        keeping the value's shape, or concatenates it before one; else what the call does
+        with it, in words."""
         what = getattr(func, "__name__", str(func))
         what = what[2:-2] if what.startswith("__") else what
         operation = next((op for op, funcs in _OPERATIONS.items() if func in funcs), None)
+        if operation == "prepends":
+            return self._prepended(args, kwargs, held)
         if operation is None or kwargs or len(args) != 2:
             return f"computes {what} with it"
+        if id(held) in self.expanded:
+            return f"repeats it over the batch (expand), then computes {what} with it"
         other = args[1] if args[0] is held else args[0]
         if not isinstance(other, torch.Tensor) or other is held or \
                 tuple(result.shape) != tuple(other.shape):
@@ -203,6 +241,17 @@ class _Uses(TorchFunctionMode):
         long = [i for i, d in enumerate(held.shape) if d > 1]
         axis = other.ndim - held.ndim + long[0] if long else None
         return Scale(other.ndim, axis, self.producer(other), tuple(held.shape), operation)
+
+    def _prepended(self, args, kwargs, held) -> Scale | str:
+        """A Scale where torch.cat puts the tensor, as it is or repeated over the batch,
+        before one value: a class token."""
+        tensors, axis = _concatenated(args, kwargs)
+        if len(tensors) != 2 or tensors[0] is not held:
+            return "concatenates it with other than one value after it"
+        other, own = tensors[1], self.shapes[self.watched[id(held)]] or tuple(held.shape)
+        if len(own) != other.ndim or own[0] != 1 or tuple(own[1:]) != tuple(held.shape[1:]):
+            return "concatenates it, in another shape than its own, before a value"
+        return Scale(other.ndim, axis % other.ndim, self.producer(other), own, "prepends")
 
     def seen(self, module, args, output) -> None:
         if isinstance(output, torch.Tensor):
@@ -266,6 +315,11 @@ class _Handed(TorchFunctionMode):
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
+        if func in _CONCATENATE:
+            tensors, _ = _concatenated(args, kwargs)
+            stand_in = self._stand_in(tensors[0]) if len(tensors) == 2 else None
+            if stand_in is not None and stand_in.scale.operation == "prepends":
+                return stand_in(tensors[1])
         if not kwargs and len(args) == 2:
             for held, other in (args, args[::-1]):
                 stand_in = self._stand_in(held)

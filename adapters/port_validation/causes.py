@@ -227,7 +227,7 @@ def _layout_mistake(pair: Pair, torch_arrays, keras_arrays):
     others_equal = all(np.array_equal(t, k) for t, k in zip(torch_arrays[1:], keras_arrays[1:]))
     if pair.kind.startswith("scale:"):
         return diagnose_scale(torch_arrays[0], keras_arrays[0])
-    if pair.kind.startswith("offset:"):
+    if pair.kind.startswith(("offset:", "prefix:")):
         return diagnose_offset(torch_arrays[0], keras_arrays[0])
     if pair.kind != "bn" and others_equal:
         return diagnose_kernel(pair.kind, torch_arrays[0], keras_arrays[0])

@@ -31,7 +31,7 @@ from adapters.own_pair.port_arrays import (  # noqa: E402
     torch_arrays,
 )
 from adapters.port_validation.bare_scales import (  # noqa: E402
-    ParameterOffset,
+    KINDS,
     ParameterScale,
     bare_shape,
     candidates,
@@ -57,6 +57,9 @@ from comparator.zoo.portmaps import (  # noqa: E402
     port_plan,
     to_keras_layout,
 )
+
+
+BARE_KINDS = frozenset(KINDS.values())
 
 
 def _torch_layers(model: nn.Module, leave_out: tuple[str, ...] = ()
@@ -100,12 +103,18 @@ def _scale_info(name: str, tensor: torch.Tensor, stand_in: nn.Module | None) -> 
     weight is the same array by element order (bare_shape), and that multiplies its input
     by it where the tensor stands as a ParameterScale (forward() multiplies a value by
     it), adds it where it stands as a ParameterOffset, and either where it stands as
-    neither (weights ported without validating, whose forward() is not measured)."""
-    kind, words = (("offset", "adds to a value") if isinstance(stand_in, ParameterOffset)
-                   else ("scale", "multiplies a value by") if isinstance(stand_in, ParameterScale)
-                   else ("bare", "may multiply a value by or add to one"))
+    neither (weights ported without validating, whose forward() is not measured). Likewise
+    a class token, concatenated before the tokens (ParameterPrefix)."""
+    if isinstance(stand_in, ParameterScale):
+        kind, words = KINDS[stand_in.scale.operation], _USES[stand_in.scale.operation]
+    else:
+        kind, words = "bare", "may multiply a value by, add to one or concatenate before one"
     return LayerInfo(name, kind, (bare_shape(tensor.shape),),
                      f"a parameter {tuple(tensor.shape)} forward() {words}")
+
+
+_USES = {"multiplies": "multiplies a value by", "adds": "adds to a value",
+         "prepends": "concatenates before a value"}
 
 
 def _layer_level_info(name: str, kind: str, module: nn.Module, layer: int) -> LayerInfo:
@@ -177,7 +186,7 @@ def _refuse_onnx(model) -> None:
 
 
 def _canonical_shape(kind: str, index: int, shape: tuple[int, ...]) -> tuple[int, ...]:
-    if kind in ("scale", "offset"):  # ported by element order
+    if kind in BARE_KINDS:  # ported by element order
         return bare_shape(shape)
     if index > 0 or kind == "bn":
         return tuple(shape)
@@ -308,10 +317,10 @@ def resolve_pairs(torch_model: nn.Module, keras_model, mapping: dict | None = No
 def _pair_kind(torch_model: nn.Module, t: LayerInfo, k: LayerInfo) -> str:
     """A scale's or an offset's port kind carries PyTorch's shape, which Keras's holds by
     element order in its own; other kinds are the Keras layer's."""
-    if k.kind not in ("scale", "offset"):
+    if k.kind not in BARE_KINDS:
         return k.kind
-    return scale_kind(torch_model.get_parameter(t.name).shape,
-                      "multiplies" if k.kind == "scale" else "adds")
+    operation = next(op for op, kind in KINDS.items() if kind == k.kind)
+    return scale_kind(torch_model.get_parameter(t.name).shape, operation)
 
 
 def plan_pairs(layer_names, torch_model: nn.Module) -> list[Pair]:

@@ -210,6 +210,8 @@ def _not_a_channel_scale(use: Scale | str) -> str:
     if isinstance(use, str):
         return use
     moves = channels_move(np.empty((1,) * use.rank))
+    if use.operation == "prepends":
+        return _not_a_class_token(use, moves)
     if sum(d > 1 for d in use.shape) > 1:
         if use.operation == "multiplies":
             return ("forward() multiplies a value by it, and it has more than one axis "
@@ -223,18 +225,33 @@ def _not_a_channel_scale(use: Scale | str) -> str:
     return f"forward() {what} along axis {use.axis}, which is not the value's channels"
 
 
+def _not_a_class_token(use: Scale, moves: bool) -> str:
+    """Why a tensor concatenated before a value is not a class token before a sequence's
+    tokens (axis 1 of a value the two frameworks lay out alike), in words; "" where it is."""
+    if moves:
+        return (f"forward() concatenates it before a {use.rank}-D value that PyTorch holds "
+                "channels first and Keras channels last")
+    if use.axis != 1:
+        return (f"forward() concatenates it before a {use.rank}-D value along axis "
+                f"{use.axis}, not the tokens' axis 1")
+    return ""
+
+
+# How the note names each operation: the value's relation to it, the verb, the result.
+_NOTED = {"multiplies": ("times", "multiplied into", "the product"),
+          "adds": ("plus", "added to", "the sum"),
+          "prepends": ("before", "concatenated before", "the value with it first")}
+
+
 def _scales_note(uses: dict) -> str:
-    named = [f"{name} ({'times' if use.operation == 'multiplies' else 'plus'} "
-             f"{use.producer}'s output)" if use.producer else name
-             for name, use in uses.items()]
+    named = [f"{name} ({_NOTED[use.operation][0]} {use.producer}'s output)" if use.producer
+             else name for name, use in uses.items()]
     shown = ", ".join(named[:3]) + (f" and {len(named) - 3} more" if len(named) > 3 else "")
-    operations = sorted({"multiplied into" if use.operation == "multiplies" else "added to"
-                         for use in uses.values()})
-    results = sorted({"product" if use.operation == "multiplies" else "sum"
-                      for use in uses.values()})
+    operations = sorted({_NOTED[use.operation][1] for use in uses.values()})
+    results = sorted({_NOTED[use.operation][2] for use in uses.values()})
     return (f"PyTorch's {shown}, held outside any layer and {' or '.join(operations)} a "
             f"value by forward(), each validated as a layer whose input is that value and "
-            f"whose output is the {' or '.join(results)} (ported by element order)")
+            f"whose output is {' or '.join(results)} (ported by element order)")
 
 
 def _validated(x, torch_model, torch_name, keras_model, keras_name, fn, mapping, pairs, modes,

@@ -80,11 +80,11 @@ def kinds_fit(torch_kind: str, keras_kind: str) -> bool:
     same kind, a depthwise Conv2d or Conv1d ported as Conv2D or Conv1D(groups=channels), whose
     kernel has a convolution's layout (the shapes then decide), an InstanceNorm ported as
     GroupNormalization (whose groups the port check and the validator's causes judge), or a
-    tensor held outside any layer whose use was not measured ("bare") ported as a scale or
-    an offset."""
+    tensor held outside any layer whose use was not measured ("bare") ported as a scale, an
+    offset or a prefix."""
     return base_kind(torch_kind) == base_kind(keras_kind) or (torch_kind, keras_kind) in (
         ("depthwise", "conv"), ("depthwise1d", "conv1d"), ("instance_norm", "group_norm"),
-        ("bare", "scale"), ("bare", "offset"))
+        ("bare", "scale"), ("bare", "offset"), ("bare", "prefix"))
 
 
 def pair_layers(torch_layers: list[LayerInfo], keras_layers: list[LayerInfo],
@@ -149,10 +149,16 @@ def _advice(t: LayerInfo, k: LayerInfo, pairs: list[tuple[LayerInfo, LayerInfo]]
         return (f": no Keras layer left adds a weight of shape {shape} to its input, as "
                 "PyTorch's forward() adds this tensor to a value (a ViT's learned positions): "
                 "port it as a layer that holds it and adds it to its input, where PyTorch adds")
+    if t.kind == "prefix":
+        return (f": no Keras layer left concatenates a weight of shape {shape}, repeated over "
+                "the batch, before its input's tokens, as PyTorch's forward() does with this "
+                "tensor (a ViT's class token): port it as a layer that holds it and "
+                "concatenates it so, where PyTorch concatenates")
     if t.kind == "bare":
-        return (f": no Keras layer left multiplies its input by a weight of shape {shape} or "
-                "adds one to it: port this tensor as a layer that holds it and does with its "
-                "input what PyTorch's forward() does with the tensor")
+        return (f": no Keras layer left multiplies its input by a weight of shape {shape}, "
+                "adds one to it or concatenates one before it: port this tensor as a layer "
+                "that holds it and does with its input what PyTorch's forward() does with "
+                "the tensor")
     if _without_bias(t, k):
         return ", which has no bias where PyTorch's has one: build it with use_bias=True"
     if inputs := _other_groups(t, k):

@@ -82,7 +82,7 @@ _KERAS_AXES = {"conv": (2, 3, 1, 0),  # O,I,H,W -> H,W,I,O
 
 
 # Tensors held outside any layer, which Keras holds in its own shape, by element order.
-_BY_ELEMENT_ORDER = ("scale:", "offset:")
+_BY_ELEMENT_ORDER = ("scale:", "offset:", "prefix:")
 
 
 def keras_layout_axes(kind: str, name: str) -> tuple[int, ...] | None:
@@ -114,7 +114,8 @@ def to_keras_layout(kind: str, name: str, array: np.ndarray,
     reordered from channels-first to channels-last flattening), "scale:SHAPE" (a tensor of
     PyTorch's SHAPE, a ConvNeXt block's layer_scale (C, 1, 1), held in Keras as `into`'s
     shape, (C,) without it, by element order), "offset:SHAPE" (the same for a tensor
-    added to a value: a ViT's learned positions (1, L, D)), "bn" and the other
+    added to a value: a ViT's learned positions (1, L, D)), "prefix:SHAPE" (the same for a
+    class token, concatenated before the tokens), "bn" and the other
     normalisations (vectors, unchanged), and "lstm", "gru" and "rnn"
     (comparator/zoo/recurrent_layout.py; `into`, the Keras weight now, for a GRU bias, one
     row of Keras's).
