@@ -84,14 +84,16 @@ PAIRED_LAYERS = KNOWN_LAYERS.replace(" and RMSNorm", ", RMSNorm, LSTM (without p
                                                     "forward() multiplies a value by, one "
                                                     "number per channel (ConvNeXt's "
                                                     "layer_scale, timm's LayerScale and "
-                                                    "gamma), or adds to a value (a ViT's "
-                                                    "learned positions)")
+                                                    "gamma), adds to a value (a ViT's "
+                                                    "learned positions) or concatenates "
+                                                    "before its tokens (its class token)")
 PAIRED_KERAS_LAYERS = ("Conv1D, Conv2D, Conv3D (grouped too), DepthwiseConv1D, "
                        "DepthwiseConv2D, SeparableConv1D, SeparableConv2D, Conv1DTranspose, "
                        "Conv2DTranspose, Conv3DTranspose, Dense, a layer that multiplies its "
                        "input by its one weight, one number per channel (ConvNeXt's "
                        "LayerScale), a layer that adds its one weight to its input (learned "
-                       "positions), Embedding, PReLU, BatchNormalization, LayerNormalization, "
+                       "positions) or concatenates it before its tokens (a class token), "
+                       "Embedding, PReLU, BatchNormalization, LayerNormalization, "
                        "GroupNormalization, RMSNormalization, LSTM, GRU, SimpleRNN (or an RNN "
                        "layer given their cell; in Bidirectional too) and MultiHeadAttention")
 # Where a separable convolution is not traced as its two convolutions

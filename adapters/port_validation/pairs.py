@@ -254,9 +254,10 @@ def _not_scales(name: str, module: nn.Module, scales: dict) -> set[str]:
 # Why a bare tensor is refused, and what the user can still do.
 BARE_REFUSED = ("the validator pairs PyTorch layers with Keras layers, and a tensor held "
                 "so only where forward() multiplies a value by it, one number per channel (a "
-                "ConvNeXt block's layer_scale, timm's LayerScale), or adds it to a value laid "
-                "out alike in both frameworks (a ViT's learned positions), with a Keras layer "
-                "that does the same with its one weight (a LayerScale); it cannot port or "
+                "ConvNeXt block's layer_scale, timm's LayerScale), adds it to a value laid "
+                "out alike in both frameworks (a ViT's learned positions) or concatenates it "
+                "before a sequence's tokens (its class token), with a Keras layer that does "
+                "the same with its one weight (a LayerScale); it cannot port or "
                 "compare this one layer by layer. compare.py compares the two models' outputs "
                 "whole, each with the weights you ported (--pytorch-weights, --keras-weights)")
 
