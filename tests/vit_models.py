@@ -4,6 +4,7 @@ token and concatenates it before the tokens, one that holds the learned position
 them, and each block's Dense layers (timm's attention as one qkv projection and keras.ops)
 or MultiHeadAttention (torchvision's nn.MultiheadAttention)."""
 
+import dataclasses
 import os
 
 import torch
@@ -13,8 +14,27 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 import keras  # noqa: E402
 from keras import layers, ops  # noqa: E402
 
-SIZE, PATCH, WIDTH, HEADS, DEPTH, CLASSES = 16, 4, 16, 2, 2, 5
-TOKENS = (SIZE // PATCH) ** 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Shape:
+    """A ViT's sizes: image, patch, token width, heads, blocks and classes."""
+
+    size: int = 16
+    patch: int = 4
+    width: int = 16
+    heads: int = 2
+    depth: int = 2
+    classes: int = 5
+
+    @property
+    def tokens(self) -> int:
+        return (self.size // self.patch) ** 2
+
+
+SMALL = Shape()
+VIT_B_16 = Shape(size=224, patch=16, width=768, heads=12, depth=12, classes=1000)
+SIZE, WIDTH, CLASSES = SMALL.size, SMALL.width, SMALL.classes
 
 
 def timm_vit(class_token: bool = True):
@@ -24,9 +44,10 @@ def timm_vit(class_token: bool = True):
 
     torch.manual_seed(0)
     pooled = {} if class_token else {"class_token": False, "global_pool": "avg"}
-    return timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=SIZE,
-                             patch_size=PATCH, embed_dim=WIDTH, num_heads=HEADS, depth=DEPTH,
-                             num_classes=CLASSES, **pooled)
+    return timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=SMALL.size,
+                             patch_size=SMALL.patch, embed_dim=SMALL.width,
+                             num_heads=SMALL.heads, depth=SMALL.depth,
+                             num_classes=SMALL.classes, **pooled)
 
 
 def torchvision_vit():
@@ -35,9 +56,10 @@ def torchvision_vit():
     from torchvision.models.vision_transformer import VisionTransformer
 
     torch.manual_seed(0)
-    model = VisionTransformer(image_size=SIZE, patch_size=PATCH, num_layers=DEPTH,
-                              num_heads=HEADS, hidden_dim=WIDTH, mlp_dim=4 * WIDTH,
-                              num_classes=CLASSES)
+    model = VisionTransformer(image_size=SMALL.size, patch_size=SMALL.patch,
+                              num_layers=SMALL.depth, num_heads=SMALL.heads,
+                              hidden_dim=SMALL.width, mlp_dim=4 * SMALL.width,
+                              num_classes=SMALL.classes)
     for tensor in (model.heads.head.weight, model.class_token):
         torch.nn.init.normal_(tensor)
     return model
@@ -47,11 +69,12 @@ class ClassToken(layers.Layer):
     """One weight (1, 1, D), repeated over the batch before the tokens."""
 
     def build(self, input_shape):
-        self.token = self.add_weight(shape=(1, 1, WIDTH), initializer="zeros", name="token")
+        self.token = self.add_weight(shape=(1, 1, input_shape[-1]), initializer="zeros",
+                                     name="token")
 
     def call(self, x):
-        return ops.concatenate([ops.broadcast_to(self.token, (ops.shape(x)[0], 1, WIDTH)), x],
-                               axis=1)
+        token = ops.broadcast_to(self.token, (ops.shape(x)[0], 1, ops.shape(x)[2]))
+        return ops.concatenate([token, x], axis=1)
 
 
 class AddPositions(layers.Layer):
@@ -65,55 +88,57 @@ class AddPositions(layers.Layer):
         return x + self.positions
 
 
-def _tokens(inputs, class_token: bool):
-    x = layers.Conv2D(WIDTH, PATCH, strides=PATCH, name="patch")(inputs)
-    x = layers.Reshape((TOKENS, WIDTH))(x)
+def _tokens(inputs, shape: Shape, class_token: bool):
+    x = layers.Conv2D(shape.width, shape.patch, strides=shape.patch, name="patch")(inputs)
+    x = layers.Reshape((shape.tokens, shape.width))(x)
     if class_token:
         x = ClassToken(name="class_token")(x)
     return AddPositions(name="positions")(x)
 
 
-def _timm_attention(x, block: int, tokens: int):
+def _timm_attention(x, shape: Shape, block: int):
     """timm's Attention: one qkv projection split into heads, softmax(q k^T / sqrt(d)) v."""
-    width = WIDTH // HEADS
-    qkv = layers.Dense(3 * WIDTH, name=f"block{block}_qkv")(x)
-    qkv = ops.transpose(ops.reshape(qkv, (-1, tokens, 3, HEADS, width)), (2, 0, 3, 1, 4))
+    tokens, width = x.shape[1], shape.width // shape.heads
+    qkv = layers.Dense(3 * shape.width, name=f"block{block}_qkv")(x)
+    qkv = ops.transpose(ops.reshape(qkv, (-1, tokens, 3, shape.heads, width)), (2, 0, 3, 1, 4))
     q, k, v = qkv[0], qkv[1], qkv[2]
     weights = ops.softmax(ops.matmul(q * width ** -0.5, ops.transpose(k, (0, 1, 3, 2))),
                           axis=-1)
-    x = ops.reshape(ops.transpose(ops.matmul(weights, v), (0, 2, 1, 3)), (-1, tokens, WIDTH))
-    return layers.Dense(WIDTH, name=f"block{block}_proj")(x)
+    x = ops.reshape(ops.transpose(ops.matmul(weights, v), (0, 2, 1, 3)),
+                    (-1, tokens, shape.width))
+    return layers.Dense(shape.width, name=f"block{block}_proj")(x)
 
 
-def _mlp(x, block: int):
-    x = layers.Dense(4 * WIDTH, activation="gelu", name=f"block{block}_fc1")(x)
-    return layers.Dense(WIDTH, name=f"block{block}_fc2")(x)
+def _mlp(x, shape: Shape, block: int):
+    x = layers.Dense(4 * shape.width, activation="gelu", name=f"block{block}_fc1")(x)
+    return layers.Dense(shape.width, name=f"block{block}_fc2")(x)
 
 
-def keras_timm_vit(class_token: bool = True):
-    inputs = keras.Input((SIZE, SIZE, 3))
-    x = _tokens(inputs, class_token)
-    for block in range(DEPTH):
+def keras_timm_vit(class_token: bool = True, shape: Shape = SMALL):
+    inputs = keras.Input((shape.size, shape.size, 3))
+    x = _tokens(inputs, shape, class_token)
+    for block in range(shape.depth):
         y = layers.LayerNormalization(epsilon=1e-6, name=f"block{block}_norm1")(x)
-        x = x + _timm_attention(y, block, TOKENS + int(class_token))
+        x = x + _timm_attention(y, shape, block)
         y = layers.LayerNormalization(epsilon=1e-6, name=f"block{block}_norm2")(x)
-        x = x + _mlp(y, block)
+        x = x + _mlp(y, shape, block)
     if class_token:
         x = layers.LayerNormalization(epsilon=1e-6, name="norm")(x)[:, 0]
     else:
         x = layers.LayerNormalization(epsilon=1e-6, name="fc_norm")(
             layers.GlobalAveragePooling1D()(x))
-    return keras.Model(inputs, layers.Dense(CLASSES, name="head")(x))
+    return keras.Model(inputs, layers.Dense(shape.classes, name="head")(x))
 
 
-def keras_torchvision_vit():
-    inputs = keras.Input((SIZE, SIZE, 3))
-    x = _tokens(inputs, class_token=True)
-    for block in range(DEPTH):
+def keras_torchvision_vit(shape: Shape = SMALL):
+    """torchvision's VisionTransformer of these sizes (VIT_B_16: its vit_b_16)."""
+    inputs = keras.Input((shape.size, shape.size, 3))
+    x = _tokens(inputs, shape, class_token=True)
+    for block in range(shape.depth):
         y = layers.LayerNormalization(epsilon=1e-6, name=f"block{block}_ln_1")(x)
-        x = x + layers.MultiHeadAttention(HEADS, WIDTH // HEADS,
+        x = x + layers.MultiHeadAttention(shape.heads, shape.width // shape.heads,
                                           name=f"block{block}_attention")(y, y)
         y = layers.LayerNormalization(epsilon=1e-6, name=f"block{block}_ln_2")(x)
-        x = x + _mlp(y, block)
+        x = x + _mlp(y, shape, block)
     x = layers.LayerNormalization(epsilon=1e-6, name="ln")(x)[:, 0]
-    return keras.Model(inputs, layers.Dense(CLASSES, name="head")(x))
+    return keras.Model(inputs, layers.Dense(shape.classes, name="head")(x))
