@@ -353,7 +353,7 @@ class Modes(_Serialisable):
                             "runs in inference mode are left out. Null where the frozen part "
                             "is the whole model, for PyTorch, and in reports written before "
                             "this key"] = field(default=None, hash=False)  # a dict: unhashable
-    stochastic_depth_layers: Annotated[int, "of the Dropout layers, those that drop a residual branch for whole examples or for the whole batch: torchvision's StochasticDepth (EfficientNet's, ConvNeXt's), timm's DropPath, a Keras layer class named StochasticDepth (keras.applications' ConvNeXt has one), a Keras Dropout with noise_shape (None, 1, ..., 1) (keras.applications' EfficientNet); 0 in reports written before this key"] = 0
+    stochastic_depth_layers: Annotated[int, "of the Dropout layers, those that drop a residual branch for whole examples or for the whole batch: torchvision's StochasticDepth (EfficientNet's, ConvNeXt's), timm's DropPath, a PyTorch module of the model's own class measured to drop whole examples at the rate it holds (since 2026-11-30), a Keras layer class named StochasticDepth (keras.applications' ConvNeXt has one), a Keras Dropout with noise_shape (None, 1, ..., 1) (keras.applications' EfficientNet); 0 in reports written before this key"] = 0
 
 
 @dataclass(frozen=True)

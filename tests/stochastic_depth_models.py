@@ -19,9 +19,37 @@ def timm_drop_path(rate: float) -> nn.Module:
     return DropPath(rate)
 
 
+class OwnDropPath(nn.Module):
+    """Stochastic depth as a model's own code writes it (the ConvNeXt and Swin reference
+    code keep a copy of timm's): in train(), each example's input is kept with probability
+    1 - drop_prob and scaled by 1 / (1 - drop_prob), or zeroed whole."""
+
+    def __init__(self, drop_prob: float):
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, x):
+        if not self.training or self.drop_prob == 0.0:
+            return x
+        keep = 1.0 - self.drop_prob
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        return x * mask / keep
+
+
+class OwnDropout(OwnDropPath):
+    """An element-wise Dropout of a model's own: not stochastic depth."""
+
+    def forward(self, x):
+        if not self.training:
+            return x
+        keep = 1.0 - self.drop_prob
+        return x * torch.empty_like(x).bernoulli_(keep) / keep
+
+
 class ResidualDepth(nn.Module):
     """stem (conv, BatchNorm, ReLU) -> x + StochasticDepth(conv(x)) -> pool -> Linear; with
-    mode "timm", timm's DropPath(0.5) in place of torchvision's StochasticDepth."""
+    mode "timm", timm's DropPath(0.5) in place of torchvision's StochasticDepth, and with
+    mode "own", OwnDropPath(0.5)."""
 
     def __init__(self, mode: str = "row"):
         super().__init__()
@@ -29,7 +57,8 @@ class ResidualDepth(nn.Module):
         self.stem = nn.Conv2d(3, 4, 3, padding=1)
         self.bn = nn.BatchNorm2d(4)
         self.branch = nn.Conv2d(4, 4, 3, padding=1)
-        self.drop = timm_drop_path(0.5) if mode == "timm" else StochasticDepth(0.5, mode)
+        self.drop = timm_drop_path(0.5) if mode == "timm" else OwnDropPath(0.5) \
+            if mode == "own" else StochasticDepth(0.5, mode)
         self.head = nn.Linear(4, 3)
 
     def forward(self, x):
@@ -40,6 +69,10 @@ class ResidualDepth(nn.Module):
 
 def timm_residual_depth():
     return ResidualDepth("timm")
+
+
+def own_residual_depth():
+    return ResidualDepth("own")
 
 
 def keras_residual_depth(kind: str = "convnext"):

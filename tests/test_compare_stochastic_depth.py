@@ -20,7 +20,12 @@ import torch
 from torch.nn import functional as F
 
 import comparator
-from tests.stochastic_depth_models import ResidualDepth, keras_residual_depth
+from tests.stochastic_depth_models import (
+    OwnDropout,
+    OwnDropPath,
+    ResidualDepth,
+    keras_residual_depth,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 X = np.random.default_rng(0).standard_normal((4, 3, 8, 8)).astype(np.float32)
@@ -47,15 +52,16 @@ def compare(mode="row", keras_kind="convnext", recipes=STEP, **options):
 
 
 def drop_kind(kind: str) -> str:
-    """A ResidualDepth mode: torchvision's StochasticDepth ("row"), or timm's DropPath
-    ("timm"), which compare.py did not count either (PyTorch's run: Dropout 0/0, no
-    Dropout-free pass, no rate among the conventions)."""
+    """A ResidualDepth mode: torchvision's StochasticDepth ("row"), timm's DropPath
+    ("timm"), or a drop path of the model's own class ("own"), which compare.py did not count
+    either (PyTorch's run: Dropout 0/0, no Dropout-free pass, no rate among the
+    conventions)."""
     if kind == "timm":
         pytest.importorskip("timm")
     return kind
 
 
-@pytest.fixture(scope="module", params=["row", "timm"])
+@pytest.fixture(scope="module", params=["row", "timm", "own"])
 def dropping(request):
     return compare(drop_kind(request.param))
 
@@ -115,7 +121,8 @@ def test_a_batch_mode_stochastic_depth_is_active_whether_it_drops_or_keeps(seed)
                                                                   abs=1e-6)
 
 
-@pytest.mark.parametrize("pytorch_model", ["ResidualDepth", "timm_residual_depth"])
+@pytest.mark.parametrize("pytorch_model", ["ResidualDepth", "timm_residual_depth",
+                                           "own_residual_depth"])
 def test_the_referee_exports_the_training_pass_without_stochastic_depth(tmp_path,
                                                                           pytorch_model):
     """compare.py's default referee: its training-mode graph holds no random node, and its
@@ -173,3 +180,17 @@ def test_timm_convnext_against_keras_convnext_counts_the_same_stochastic_depth()
             keras_run.modes.stochastic_depth_layers) == (17, 17, 17)
     assert torch_run.losses.train_step_without_dropout == pytest.approx(
         keras_run.losses.train_step_without_dropout, abs=1e-5)
+
+
+def test_a_drop_path_of_a_models_own_class_is_told_from_its_own_dropout():
+    """Measured, not named: a drop path zeroes whole examples at its rate (0.005 included,
+    the lowest rate of a ConvNeXt-T with drop_path_rate 0.1), an element-wise Dropout parts
+    of them; the measurement leaves torch's random state as it was."""
+    from adapters.pytorch.drop_path import stochastic_depth, stochastic_depth_rate
+
+    state = torch.random.get_rng_state()
+    for rate in (0.005, 0.5):
+        assert stochastic_depth(OwnDropPath(rate)) and stochastic_depth_rate(
+            OwnDropPath(rate)) == rate
+        assert not stochastic_depth(OwnDropout(rate))
+    assert torch.equal(torch.random.get_rng_state(), state)

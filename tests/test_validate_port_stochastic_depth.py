@@ -11,19 +11,21 @@ from torch import nn
 from torchvision.ops import StochasticDepth
 
 import comparator
-from tests.stochastic_depth_models import timm_drop_path
+from tests.stochastic_depth_models import OwnDropPath, timm_drop_path
 
 X = np.random.default_rng(0).standard_normal((4, 3, 8, 8)).astype(np.float32)
 
 
 class ResidualDrop(nn.Module):
-    """timm: the branch dropped by timm's DropPath, not torchvision's StochasticDepth."""
+    """timm: the branch dropped by timm's DropPath, not torchvision's StochasticDepth;
+    own: by a drop-path class of the model's own."""
 
-    def __init__(self, timm: bool = False):
+    def __init__(self, timm: bool = False, own: bool = False):
         super().__init__()
         self.stem = nn.Conv2d(3, 4, 3, padding=1)
         self.branch = nn.Conv2d(4, 4, 3, padding=1)
-        self.drop = timm_drop_path(0.5) if timm else StochasticDepth(0.5, "row")
+        self.drop = timm_drop_path(0.5) if timm else OwnDropPath(0.5) if own else \
+            StochasticDepth(0.5, "row")
         self.head = nn.Linear(4, 3)
 
     def forward(self, x):
@@ -48,9 +50,10 @@ def keras_residual_drop(stochastic_depth: bool = True, convnext: bool = False):
     return keras.Model(inputs, layers.Dense(3, name="head")(x))
 
 
-def validated(stochastic_depth: bool, convnext: bool = False, timm: bool = False):
+def validated(stochastic_depth: bool, convnext: bool = False, timm: bool = False,
+              own: bool = False):
     torch.manual_seed(0)
-    return comparator.validate_port(ResidualDrop(timm),
+    return comparator.validate_port(ResidualDrop(timm, own),
                                     keras_residual_drop(stochastic_depth, convnext), X,
                                     port="pytorch-to-keras")
 
@@ -80,6 +83,17 @@ def test_timm_drop_path_is_paired_as_stochastic_depth(convnext):
     Keras layer."""
     pytest.importorskip("timm")
     result = validated(stochastic_depth=True, convnext=convnext, timm=True)
+    assert result.passed, result.render()
+    (pair,) = result.dropout
+    assert (pair.torch_module, pair.keras_layer, pair.diverges) == ("drop", "drop", False)
+    assert (pair.torch_rate, pair.keras_rate) == (0.5, 0.5)
+
+
+@pytest.mark.parametrize("convnext", [False, True], ids=["efficientnet", "convnext"])
+def test_a_drop_path_of_the_models_own_class_is_paired_as_stochastic_depth(convnext):
+    """A copy of timm's DropPath in the model's own code: the validator left it dropping in
+    PyTorch's training passes, as it did timm's."""
+    result = validated(stochastic_depth=True, convnext=convnext, own=True)
     assert result.passed, result.render()
     (pair,) = result.dropout
     assert (pair.torch_module, pair.keras_layer, pair.diverges) == ("drop", "drop", False)

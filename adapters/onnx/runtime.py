@@ -497,7 +497,7 @@ def export_torch(model, example: np.ndarray, path: str, *, exporter: str = "torc
     import torch
     from torch import nn
 
-    from adapters.pytorch.user import stochastic_depth
+    from adapters.pytorch.drop_path import stochastic_depth
 
     if exporter not in EXPORTERS:
         raise ValueError(f"unknown exporter {exporter!r}; known: {', '.join(EXPORTERS)}")

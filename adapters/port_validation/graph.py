@@ -22,7 +22,7 @@ from adapters.own_pair.keras_layers import (  # noqa: E402
 )
 from adapters.own_pair.pairing import channels_first_sequences  # noqa: E402
 from adapters.own_pair.token_ids import token_ids_hint  # noqa: E402
-from adapters.pytorch.user import stochastic_depth  # noqa: E402
+from adapters.pytorch.drop_path import stochastic_depth  # noqa: E402
 from adapters.port_validation.sequences import split_layer_key, traced_calls  # noqa: E402
 from adapters.port_validation.tracing import inbound  # noqa: E402
 from comparator.analysis.layer_pairing import Pair  # noqa: E402

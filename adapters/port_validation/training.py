@@ -26,8 +26,9 @@ from adapters.own_pair.keras_layers import (  # noqa: E402
     stochastic_depth_layer,
     stochastic_depth_rate,
 )
-from adapters.pytorch.user import stacked_dropout, stochastic_depth  # noqa: E402
-from adapters.pytorch.user import stochastic_depth_rate as module_drop_rate  # noqa: E402
+from adapters.pytorch.drop_path import stochastic_depth  # noqa: E402
+from adapters.pytorch.user import stacked_dropout  # noqa: E402
+from adapters.pytorch.drop_path import stochastic_depth_rate as module_drop_rate  # noqa: E402
 from comparator.analysis.training_side import (  # noqa: E402
     BatchNormStep,
     DropoutComparison,
@@ -129,7 +130,8 @@ def torch_dropout_layers(model: nn.Module, x: np.ndarray) -> list[DropoutLayer]:
 def _torch_family(module) -> str:
     if getattr(module, "mode", "row") == "batch":  # StochasticDepth(mode="batch")
         return "the whole batch (stochastic depth)"
-    return _family(module, _TORCH_FAMILIES)
+    # a drop path of the model's own class, measured (adapters/pytorch/drop_path.py)
+    return _family(module, _TORCH_FAMILIES) or (_ROWS if stochastic_depth(module) else None)
 
 
 def _between_layers(name: str, module) -> list[DropoutLayer]:

@@ -5,43 +5,19 @@ as the head of the zoo's head scenario does)."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 
 import numpy as np
 import torch
 from torch import nn
-from torchvision.ops import StochasticDepth
 
 from adapters.pytorch.adapter import PyTorchAdapter
+from adapters.pytorch.drop_path import stochastic_depth, stochastic_depth_rate
 from comparator.inputs.batch import Batch
 from adapters.own_pair.loader import pytorch_submodule
 
 _DROPOUTS = (nn.modules.dropout._DropoutNd,)
 _BATCHNORMS = (nn.modules.batchnorm._BatchNorm,)
-
-
-def _timm_drop_path():
-    """timm's DropPath class where timm is imported (a model holding one has imported it),
-    else None: timm is no dependency of this project."""
-    return getattr(sys.modules.get("timm.layers.drop"), "DropPath", None)
-
-
-def stochastic_depth(module) -> bool:
-    """torchvision's StochasticDepth (EfficientNet's and ConvNeXt's residual branches) or
-    timm's DropPath (what a timm model's drop_path_rate puts on its residual branches): in
-    train() each drops its input for whole examples (StochasticDepth's mode "row", DropPath
-    always) or for the whole batch (mode "batch"), scaling what it keeps by 1 / (1 - p)
-    (DropPath unless scale_by_keep=False), a Dropout in all but its class, which is no
-    _DropoutNd; in eval() it passes its input through."""
-    drop_path = _timm_drop_path()
-    return isinstance(module, StochasticDepth) or (
-        drop_path is not None and isinstance(module, drop_path))
-
-
-def stochastic_depth_rate(module) -> float:
-    """A stochastic_depth module's drop rate: StochasticDepth's `p`, DropPath's `drop_prob`."""
-    return float(module.p if isinstance(module, StochasticDepth) else module.drop_prob)
 
 
 def stacked_dropout(module) -> int:
