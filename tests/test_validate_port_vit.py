@@ -29,18 +29,25 @@ def _timm():
     pytest.importorskip("timm")
 
 
-@pytest.mark.parametrize("class_token", [True, False])
-def test_timms_vit_validates_against_its_keras_port(class_token):
+@pytest.mark.parametrize("class_token, registers", [(True, 0), (False, 0), (True, 4)],
+                         ids=["class_token", "mean_token", "registers"])
+def test_timms_vit_validates_against_its_keras_port(class_token, registers):
+    """registers: `torch.cat([cls_token, reg_token, x])` (both expanded) stands as two
+    layers, the register tokens first, next to the patches."""
     _timm()
-    result = comparator.validate_port(timm_vit(class_token), keras_timm_vit(class_token), X,
+    result = comparator.validate_port(timm_vit(class_token, registers),
+                                      keras_timm_vit(class_token, registers=registers), X,
                                       port="pytorch-to-keras")
     assert result.passed, result.render()
-    held = {"cls_token", "pos_embed"} if class_token else {"pos_embed"}
+    expected = {"pos_embed": "positions"}
+    if class_token:
+        expected["cls_token"] = "class_token"
+    if registers:
+        expected["reg_token"] = "registers"
     for found in result.passes:
-        paired = {c.torch_module: c.keras_layer for c in found.layers if c.torch_module in held}
-        assert paired == {"cls_token": "class_token", "pos_embed": "positions"} if class_token \
-            else {"pos_embed": "positions"}
-    assert held <= {g.name for g in result.gradients}
+        assert {c.torch_module: c.keras_layer for c in found.layers
+                if c.torch_module in expected} == expected
+    assert set(expected) <= {g.name for g in result.gradients}
 
 
 def test_torchvisions_vit_validates_against_its_keras_port():

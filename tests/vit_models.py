@@ -37,13 +37,17 @@ VIT_B_16 = Shape(size=224, patch=16, width=768, heads=12, depth=12, classes=1000
 SIZE, WIDTH, CLASSES = SMALL.size, SMALL.width, SMALL.classes
 
 
-def timm_vit(class_token: bool = True):
+def timm_vit(class_token: bool = True, registers: int = 0):
     """timm's VisionTransformer: class token and positions over it, pooled on the token; or
-    without a class token, pooled on the mean token (pretrained=False: no download)."""
+    without a class token, pooled on the mean token; or with register tokens after the
+    class token, the positions then added to the patches alone, as its DINOv2 models with
+    registers do (pretrained=False: no download)."""
     import timm
 
     torch.manual_seed(0)
     pooled = {} if class_token else {"class_token": False, "global_pool": "avg"}
+    if registers:
+        pooled.update(reg_tokens=registers, no_embed_class=True)
     return timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=SMALL.size,
                              patch_size=SMALL.patch, embed_dim=SMALL.width,
                              num_heads=SMALL.heads, depth=SMALL.depth,
@@ -65,16 +69,21 @@ def torchvision_vit():
     return model
 
 
-class ClassToken(layers.Layer):
-    """One weight (1, 1, D), repeated over the batch before the tokens."""
+class Tokens(layers.Layer):
+    """One weight (1, count, D), repeated over the batch before the tokens: a class token,
+    or register tokens."""
+
+    def __init__(self, count: int = 1, **kwargs):
+        super().__init__(**kwargs)
+        self.count = count
 
     def build(self, input_shape):
-        self.token = self.add_weight(shape=(1, 1, input_shape[-1]), initializer="zeros",
-                                     name="token")
+        self.tokens = self.add_weight(shape=(1, self.count, input_shape[-1]),
+                                      initializer="zeros", name="tokens")
 
     def call(self, x):
-        token = ops.broadcast_to(self.token, (ops.shape(x)[0], 1, ops.shape(x)[2]))
-        return ops.concatenate([token, x], axis=1)
+        tokens = ops.broadcast_to(self.tokens, (ops.shape(x)[0], self.count, ops.shape(x)[2]))
+        return ops.concatenate([tokens, x], axis=1)
 
 
 class AddPositions(layers.Layer):
@@ -88,12 +97,16 @@ class AddPositions(layers.Layer):
         return x + self.positions
 
 
-def _tokens(inputs, shape: Shape, class_token: bool):
+def _tokens(inputs, shape: Shape, class_token: bool, registers: int = 0):
+    """Patches, then the tokens before them and the positions over all; with registers,
+    the positions over the patches alone, then the registers and the class token."""
     x = layers.Conv2D(shape.width, shape.patch, strides=shape.patch, name="patch")(inputs)
     x = layers.Reshape((shape.tokens, shape.width))(x)
+    if registers:
+        x = Tokens(registers, name="registers")(AddPositions(name="positions")(x))
     if class_token:
-        x = ClassToken(name="class_token")(x)
-    return AddPositions(name="positions")(x)
+        x = Tokens(name="class_token")(x)
+    return x if registers else AddPositions(name="positions")(x)
 
 
 def _timm_attention(x, shape: Shape, block: int):
@@ -114,9 +127,9 @@ def _mlp(x, shape: Shape, block: int):
     return layers.Dense(shape.width, name=f"block{block}_fc2")(x)
 
 
-def keras_timm_vit(class_token: bool = True, shape: Shape = SMALL):
+def keras_timm_vit(class_token: bool = True, shape: Shape = SMALL, registers: int = 0):
     inputs = keras.Input((shape.size, shape.size, 3))
-    x = _tokens(inputs, shape, class_token)
+    x = _tokens(inputs, shape, class_token, registers)
     for block in range(shape.depth):
         y = layers.LayerNormalization(epsilon=1e-6, name=f"block{block}_norm1")(x)
         x = x + _timm_attention(y, shape, block)

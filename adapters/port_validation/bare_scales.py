@@ -244,14 +244,19 @@ class _Uses(TorchFunctionMode):
 
     def _prepended(self, args, kwargs, held) -> Scale | str:
         """A Scale where torch.cat puts the tensor, as it is or repeated over the batch,
-        before one value: a class token."""
+        before one value, alone (a class token) or among other such tensors (DeiT's
+        distillation token, a ViT's register tokens: each stands before what follows it)."""
         tensors, axis = _concatenated(args, kwargs)
-        if len(tensors) != 2 or tensors[0] is not held:
+        place = next(i for i, t in enumerate(tensors) if t is held)
+        if len(tensors) < 2 or place == len(tensors) - 1 or \
+                any(id(t) in self.watched for t in tensors[-1:]) or \
+                not all(id(t) in self.watched for t in tensors[:-1]):
             return "concatenates it with other than one value after it"
-        other, own = tensors[1], self.shapes[self.watched[id(held)]] or tuple(held.shape)
+        other, own = tensors[-1], self.shapes[self.watched[id(held)]] or tuple(held.shape)
         if len(own) != other.ndim or own[0] != 1 or tuple(own[1:]) != tuple(held.shape[1:]):
             return "concatenates it, in another shape than its own, before a value"
-        return Scale(other.ndim, axis % other.ndim, self.producer(other), own, "prepends")
+        producer = self.producer(other) if place == len(tensors) - 2 else ""
+        return Scale(other.ndim, axis % other.ndim, producer, own, "prepends")
 
     def seen(self, module, args, output) -> None:
         if isinstance(output, torch.Tensor):
@@ -317,9 +322,13 @@ class _Handed(TorchFunctionMode):
         kwargs = kwargs or {}
         if func in _CONCATENATE:
             tensors, _ = _concatenated(args, kwargs)
-            stand_in = self._stand_in(tensors[0]) if len(tensors) == 2 else None
-            if stand_in is not None and stand_in.scale.operation == "prepends":
-                return stand_in(tensors[1])
+            stand_ins = [self._stand_in(t) for t in tensors[:-1]]
+            if tensors[:-1] and all(s is not None and s.scale.operation == "prepends"
+                                    for s in stand_ins):
+                value = tensors[-1]
+                for stand_in in reversed(stand_ins):  # the last token first, next to it
+                    value = stand_in(value)
+                return value
         if not kwargs and len(args) == 2:
             for held, other in (args, args[::-1]):
                 stand_in = self._stand_in(held)
