@@ -176,9 +176,9 @@ def _one_weight_shape(layer) -> tuple[int, ...] | None:
 
 def _gives(layer, shape: tuple, operation) -> bool:
     """Whether the layer's output is operation(input, weight) (of the input's shape, but
-    for a prefix), measured on an input of the
-    layer's own input shape, with the weight set to distinct numbers for the while (a
-    weight of ones or zeros would not tell a product or a sum from the identity)."""
+    for a prefix), measured on an input of the layer's own input shape, with the weight set
+    to distinct numbers for the while (a weight of ones or zeros would not tell a product or
+    a sum from the identity)."""
     (weight,) = layer.weights
     rng = np.random.default_rng(0)
     x = rng.normal(size=_probe_shape(layer, shape)).astype("float32")

@@ -23,9 +23,9 @@ from torch import nn
 from adapters.keras.backend import keras
 from adapters.own_pair.keras_layers import (  # Keras alone: a worker imports them (no torch)
     KERAS_CELLS,
-    recurrent_cell,
     adds_its_weight,
     prepends_its_weight,
+    recurrent_cell,
     scales_its_input,
     weighted_keras_layers,
 )
@@ -419,20 +419,18 @@ def _with_scales(order: list, modules: dict, scales: dict) -> list[tuple[str, in
 def _scale_port(name: str, tensor: torch.Tensor, layer) -> LayerPort | str:
     """The port of a tensor held outside any layer into this Keras layer, by element order
     (bare_scales.bare_shape), or why this layer cannot hold it: a layer that multiplies its
-    input by one weight holds a scale, one that adds its one weight an offset."""
+    input by one weight holds a scale, one that adds its one weight an offset, one that
+    concatenates it before its tokens a prefix (a class token)."""
     both = (f"PyTorch {name} (a parameter {tuple(tensor.shape)} held outside any layer) "
             f"and Keras {layer.name} ({type(layer).__name__})")
     kind = keras_kind(layer)
-    if kind not in _OPERATION:
+    if kind not in KINDS.values():
         return (f"{both} meet in running order, and Keras's neither multiplies its input by "
                 "one weight, adds one weight to it nor concatenates one before it")
     ours, theirs = bare_shape(tensor.shape), bare_shape(layer.weights[0].shape)
     if ours != theirs:
         return f"{both} hold arrays of shapes {ours} and {theirs}, leading axes of 1 aside"
-    return LayerPort(name, layer.name, scale_kind(tensor.shape, _OPERATION[kind]), (name,))
-
-
-_OPERATION = {kind: operation for operation, kind in KINDS.items()}
+    return LayerPort(name, layer.name, scale_kind(tensor.shape, kind), (name,))
 
 
 def _record_calls(keras_model, keras_shape: tuple | None, dtype) -> None:

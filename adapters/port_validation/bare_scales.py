@@ -1,21 +1,23 @@
 """A tensor that a PyTorch module of the user's own holds directly, outside any torch.nn
-layer, and that forward() multiplies a value by or adds to it. torchvision's ConvNeXt block
-computes `self.layer_scale * self.block(input)`, layer_scale an nn.Parameter (C, 1, 1),
-one number per channel; a ViT or BERT adds its learned positions, (1, L, D), to its
-tokens. A Keras port holds such a tensor in a layer of one weight that multiplies its
-input by it (keras.applications' ConvNeXt: LayerScale, gamma (C,)) or adds it to its input.
+layer, and that forward() multiplies a value by, adds to it or concatenates before it.
+torchvision's ConvNeXt block computes `self.layer_scale * self.block(input)`, layer_scale
+an nn.Parameter (C, 1, 1), one number per channel; a ViT or BERT adds its learned
+positions, (1, L, D), to its tokens; a ViT repeats its class token, (1, 1, D), over the
+batch and concatenates it before its tokens. A Keras port holds such a tensor in a layer of
+one weight that does the same with its input (keras.applications' ConvNeXt: LayerScale,
+gamma (C,), x * gamma).
 
 Such a tensor is ported by element order (`bare_shape`): channel order on both sides where
 it has at most one axis longer than 1, and the same array, but for leading axes of 1,
 where it has more (positions over tokens, which both frameworks lay out as N, L, D).
-Validating it takes one forward pass (`scale_uses`), which checks that forward() multiplies
-exactly one value by it or adds it to exactly one, and along which axis of that value.
-While `scales_as_layers` is active, each such tensor stands as a ParameterScale (or
-ParameterOffset): a module registered in its owner under the tensor's own name, whose
-output is the product (or the sum). The owner's forward runs in a TorchFunctionMode that
-hands that operation to it, so that forward hooks, the running order and the reruns of the
-validator see it as a paired module whose input is the value multiplied (the block's
-output) or added to (the tokens)."""
+Validating it takes one forward pass (`scale_uses`), which checks that forward() uses it
+so with exactly one value, and along which axis of that value. While `scales_as_layers` is
+active, each such tensor stands as a ParameterScale (ParameterOffset, ParameterPrefix): a
+module registered in its owner under the tensor's own name, whose output is the product
+(the sum, the value with the token first). The owner's forward runs in a TorchFunctionMode
+that hands that operation to it, so that forward hooks, the running order and the reruns of
+the validator see it as a paired module whose input is the value multiplied (the block's
+output), added to or concatenated after (the tokens)."""
 
 from __future__ import annotations
 
@@ -85,7 +87,7 @@ def joined(owner: str, name: str) -> str:
 
 def candidates(model: nn.Module) -> dict[str, tuple[nn.Module, str]]:
     """(owner, attribute) of each parameter held outside any layer, by its full name: what
-    can scale a value or be added to one."""
+    can scale a value, be added to one or be concatenated before one."""
     return {joined(owner, name): (module, name)
             for owner, module in model.named_modules() if holds_bare(module)
             for name, p in module.named_parameters(recurse=False)}
@@ -109,9 +111,9 @@ def bare_shape(shape) -> tuple[int, ...]:
 KINDS = {"multiplies": "scale", "adds": "offset", "prepends": "prefix"}
 
 
-def scale_kind(shape, operation: str = "multiplies") -> str:
-    """The port kind of a scale (an offset, a prefix) of this PyTorch shape."""
-    return f"{KINDS[operation]}:" + ",".join(str(int(d)) for d in shape)
+def scale_kind(shape, kind: str = "scale") -> str:
+    """The port kind of a scale (an offset, a prefix: KINDS) of this PyTorch shape."""
+    return f"{kind}:" + ",".join(str(int(d)) for d in shape)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -244,8 +246,8 @@ class _Uses(TorchFunctionMode):
 
     def _prepended(self, args, kwargs, held) -> Scale | str:
         """A Scale where torch.cat puts the tensor, as it is or repeated over the batch,
-        before one value, alone (a class token) or among other such tensors (DeiT's
-        distillation token, a ViT's register tokens: each stands before what follows it)."""
+        before one value, alone (a class token) or among other such tensors (timm's
+        register tokens after its class token: each stands before what follows it)."""
         tensors, axis = _concatenated(args, kwargs)
         place = next(i for i, t in enumerate(tensors) if t is held)
         if len(tensors) < 2 or place == len(tensors) - 1 or \
@@ -309,9 +311,10 @@ def _one_scale(uses: list) -> Scale | str:
 
 class _Handed(TorchFunctionMode):
     """Hands the multiplication by a tensor its owner's ParameterScale stands for (the
-    addition, for a ParameterOffset) to that module, so that it runs as a module does
-    (hooks and all); computes the rest as asked. Multiplying or adding two numbers is the
-    same either way round, so the operands' order is kept by none."""
+    addition, for a ParameterOffset; the concatenation before a value, for each
+    ParameterPrefix in it) to that module, so that it runs as a module does (hooks and all);
+    computes the rest as asked. Multiplying or adding two numbers is the same either way
+    round, so the operands' order is kept by none."""
 
     def __init__(self, owner: nn.Module):
         super().__init__()

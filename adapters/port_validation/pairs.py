@@ -316,12 +316,11 @@ def resolve_pairs(torch_model: nn.Module, keras_model, mapping: dict | None = No
 
 
 def _pair_kind(torch_model: nn.Module, t: LayerInfo, k: LayerInfo) -> str:
-    """A scale's or an offset's port kind carries PyTorch's shape, which Keras's holds by
-    element order in its own; other kinds are the Keras layer's."""
+    """A scale's, an offset's or a prefix's port kind carries PyTorch's shape, which
+    Keras's holds by element order in its own; other kinds are the Keras layer's."""
     if k.kind not in BARE_KINDS:
         return k.kind
-    operation = next(op for op, kind in KINDS.items() if kind == k.kind)
-    return scale_kind(torch_model.get_parameter(t.name).shape, operation)
+    return scale_kind(torch_model.get_parameter(t.name).shape, k.kind)
 
 
 def plan_pairs(layer_names, torch_model: nn.Module) -> list[Pair]:

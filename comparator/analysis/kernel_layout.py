@@ -174,9 +174,9 @@ def diagnose_scale(torch_scale: np.ndarray, keras_scale: np.ndarray) -> LayoutMi
 
 def diagnose_offset(torch_offset: np.ndarray, keras_offset: np.ndarray) -> LayoutMistake | None:
     """A tensor added to a value (a ViT's learned positions) or concatenated before one (its
-    class token) whose Keras weight, read back
-    into PyTorch's shape, holds one number throughout where PyTorch's numbers differ: its
-    initial value, never ported. None otherwise."""
+    class token) whose Keras weight, read back into PyTorch's shape, holds one number
+    throughout where PyTorch's numbers differ: its initial value, never ported. None
+    otherwise."""
     mine, theirs = np.ravel(keras_offset), np.ravel(torch_offset)
     if mine.shape != theirs.shape or _same(mine, theirs) or mine.size < 2 or \
             not np.all(mine == mine[0]):
