@@ -20,8 +20,8 @@ def timm_drop_path(rate: float) -> nn.Module:
 
 
 class OwnDropPath(nn.Module):
-    """Stochastic depth as a model's own code writes it (the ConvNeXt and Swin reference
-    code keep a copy of timm's): in train(), each example's input is kept with probability
+    """Stochastic depth as a model's own code writes it (DINOv2's reference code keeps a
+    copy of timm's): in train(), each example's input is kept with probability
     1 - drop_prob and scaled by 1 / (1 - drop_prob), or zeroed whole."""
 
     def __init__(self, drop_prob: float):

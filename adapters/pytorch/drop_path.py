@@ -1,10 +1,10 @@
 """Stochastic depth in a PyTorch model: which modules drop a residual branch for whole
 examples in train(), and at what rate.
 
-torchvision's StochasticDepth and timm's DropPath are known by their class. Many models'
-own code holds a copy of timm's DropPath under a class of its own (the ConvNeXt and Swin
-reference code do), which no class check finds: such a module is measured instead, once
-(`_measured`), on a batch of ones."""
+torchvision's StochasticDepth and timm's DropPath are known by their class. A model's own
+code may hold a copy of timm's DropPath under a class of its own (DINOv2's reference code
+does, in dinov2/layers/drop_path.py), which no class check finds: such a module is measured
+instead, once (`_measured`), on a batch of ones."""
 
 from __future__ import annotations
 
