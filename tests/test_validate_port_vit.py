@@ -16,8 +16,10 @@ from tests.vit_models import (
     CLASSES,
     SIZE,
     WIDTH,
+    keras_timm_deit_distilled,
     keras_timm_vit,
     keras_torchvision_vit,
+    timm_deit_distilled,
     timm_vit,
     torchvision_vit,
 )
@@ -48,6 +50,23 @@ def test_timms_vit_validates_against_its_keras_port(class_token, registers):
         assert {c.torch_module: c.keras_layer for c in found.layers
                 if c.torch_module in expected} == expected
     assert set(expected) <= {g.name for g in result.gradients}
+
+
+def test_deits_two_tokens_of_one_shape_pair_in_the_order_they_run():
+    """DeiT concatenates its class and distillation tokens, (1, 1, D) each, before the
+    patches. Paired by order and shape in the order PyTorch holds them, the class token took
+    the Keras layer of the distillation token (its output one token short); they pair in
+    the order they run, the distillation token first, in both tools."""
+    _timm()
+    result = comparator.validate_port(timm_deit_distilled(), keras_timm_deit_distilled(), X,
+                                      port="pytorch-to-keras")
+    assert result.passed, result.render()
+    paired = {c.torch_module: c.keras_layer for c in result.passes[0].layers}
+    assert (paired["cls_token"], paired["dist_token"]) == ("class_token", "distillation_token")
+    report = comparator.compare_pair(timm_deit_distilled(), keras_timm_deit_distilled(), X,
+                                     [0, 1], port_weights="pytorch-to-keras",
+                                     recipes=("pytorch:train", "keras:train"))
+    assert report.checks_passed, report.checks
 
 
 def test_torchvisions_vit_validates_against_its_keras_port():

@@ -54,6 +54,17 @@ def timm_vit(class_token: bool = True, registers: int = 0):
                              num_classes=SMALL.classes, **pooled)
 
 
+def timm_deit_distilled():
+    """timm's DeiT with its distillation token after the class token (pretrained=False)."""
+    import timm
+
+    torch.manual_seed(0)
+    return timm.create_model("deit_tiny_distilled_patch16_224", pretrained=False,
+                             img_size=SMALL.size, patch_size=SMALL.patch,
+                             embed_dim=SMALL.width, num_heads=SMALL.heads, depth=SMALL.depth,
+                             num_classes=SMALL.classes)
+
+
 def torchvision_vit():
     """torchvision's VisionTransformer, its head and class token drawn at random: it starts
     them at zeros, which would make every output and token the same on both sides."""
@@ -127,20 +138,38 @@ def _mlp(x, shape: Shape, block: int):
     return layers.Dense(shape.width, name=f"block{block}_fc2")(x)
 
 
-def keras_timm_vit(class_token: bool = True, shape: Shape = SMALL, registers: int = 0):
-    inputs = keras.Input((shape.size, shape.size, 3))
-    x = _tokens(inputs, shape, class_token, registers)
+def _timm_blocks(x, shape: Shape):
     for block in range(shape.depth):
         y = layers.LayerNormalization(epsilon=1e-6, name=f"block{block}_norm1")(x)
         x = x + _timm_attention(y, shape, block)
         y = layers.LayerNormalization(epsilon=1e-6, name=f"block{block}_norm2")(x)
         x = x + _mlp(y, shape, block)
+    return x
+
+
+def keras_timm_vit(class_token: bool = True, shape: Shape = SMALL, registers: int = 0):
+    inputs = keras.Input((shape.size, shape.size, 3))
+    x = _timm_blocks(_tokens(inputs, shape, class_token, registers), shape)
     if class_token:
         x = layers.LayerNormalization(epsilon=1e-6, name="norm")(x)[:, 0]
     else:
         x = layers.LayerNormalization(epsilon=1e-6, name="fc_norm")(
             layers.GlobalAveragePooling1D()(x))
     return keras.Model(inputs, layers.Dense(shape.classes, name="head")(x))
+
+
+def keras_timm_deit_distilled(shape: Shape = SMALL):
+    """The distillation token first, next to the patches, then the class token before it;
+    in inference timm's DeiT gives the mean of its two heads, on the two tokens."""
+    inputs = keras.Input((shape.size, shape.size, 3))
+    x = layers.Conv2D(shape.width, shape.patch, strides=shape.patch, name="patch")(inputs)
+    x = layers.Reshape((shape.tokens, shape.width))(x)
+    x = Tokens(name="class_token")(Tokens(name="distillation_token")(x))
+    x = _timm_blocks(AddPositions(name="positions")(x), shape)
+    x = layers.LayerNormalization(epsilon=1e-6, name="norm")(x)
+    heads = [layers.Dense(shape.classes, name=name)(x[:, token])
+             for token, name in enumerate(("head", "head_dist"))]
+    return keras.Model(inputs, (heads[0] + heads[1]) / 2)
 
 
 def keras_torchvision_vit(shape: Shape = SMALL):

@@ -34,7 +34,13 @@ from adapters.own_pair.port_arrays import (  # numpy alone: the Keras user adapt
     keras_weights,
     summed_biases,
 )
-from adapters.port_validation.bare_scales import KINDS, bare_shape, candidates, scale_kind
+from adapters.port_validation.bare_scales import (
+    KINDS,
+    bare_shape,
+    candidates,
+    scale_kind,
+    scale_uses,
+)
 from adapters.port_validation.tracing import (
     inbound,
     SEPARABLE_CONVS,
@@ -373,7 +379,7 @@ def pair_weights(torch_model: nn.Module, keras_model, x,
                   tuple(str(v.dtype) for v in x) if isinstance(x, tuple) else str(x.dtype))
     modules = dict(torch_model.named_modules())
     weighted = [name for name in _torch_order(torch_model, x) if name not in leave_out]
-    scales = candidates(torch_model)
+    scales = _bare_in_running_order(torch_model, candidates(torch_model), x)
     order = _with_scales(_torch_layers(modules, weighted), modules, scales)
     keras_side = [layer for layer in weighted_keras_layers(keras_model)
                   if layer.name not in keras_leave_out]
@@ -401,6 +407,20 @@ def pair_weights(torch_model: nn.Module, keras_model, x,
     return Pairing(tuple(ports), tuple(matched), not_compared=tuple(
         _summed_words(biases, layer.name) for port, layer in zip(ports, matched)
         if (biases := summed_biases(port, len(layer.weights)))))
+
+
+def _bare_in_running_order(model: nn.Module, found: dict, x) -> dict:
+    """`found` (bare_scales.candidates) in the order forward() uses them (scale_uses: two
+    tokens of one shape concatenated before the patches pair in that order), as found where
+    the model fails on the batch's first example (the comparison reports that)."""
+    if len(found) < 2:
+        return found
+    try:
+        uses, _ = scale_uses(model, [torch.from_numpy(v[:1])
+                                     for v in (x if isinstance(x, tuple) else (x,))])
+    except Exception:  # the model's own failure
+        return found
+    return {name: found[name] for name in uses}
 
 
 def _with_scales(order: list, modules: dict, scales: dict) -> list[tuple[str, int]]:

@@ -201,6 +201,8 @@ class _Uses(TorchFunctionMode):
         self.outputs: dict[int, tuple[weakref.ref, str]] = {}
         self.reshaped: list[torch.Tensor] = []  # kept alive, so that their ids stay theirs
         self.expanded: set[int] = set()
+        self.first_use: dict[str, tuple[int, int]] = {}  # (call, -place among its operands)
+        self._calls = 0
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -215,11 +217,19 @@ class _Uses(TorchFunctionMode):
                 self.expanded.add(id(result))
             return result
         if isinstance(result, torch.Tensor):  # not a shape or a dtype read off the tensor
-            for leaf in tree_leaves((args, kwargs)):
+            for place, leaf in enumerate(tree_leaves((args, kwargs))):
                 name = self.watched.get(id(leaf))
                 if name is not None:
                     self.uses[name].append(self._use(func, args, kwargs, leaf, result))
+                    # of tokens concatenated before one value, the last runs first
+                    self.first_use.setdefault(name, (self._calls, -place))
+        self._calls += 1
         return result
+
+    def in_running_order(self, names) -> list[str]:
+        """`names` in the order their stand-ins run: by first use, those unused last."""
+        last = (self._calls, 0)
+        return sorted(names, key=lambda name: self.first_use.get(name, last))
 
     def _use(self, func, args, kwargs, held, result) -> Scale | str:
         """A Scale where this call multiplies one value by the tensor or adds it to one,
@@ -270,8 +280,10 @@ class _Uses(TorchFunctionMode):
 
 
 def scale_uses(model: nn.Module, args: list) -> tuple[dict[str, Scale | str], list]:
-    """For each candidate, by full name: how forward() multiplies by it (a Scale), or what
-    else it does with it, in words; and the model's outputs (its tensors) in that pass."""
+    """For each candidate, by full name, in the order their stand-ins would run (several
+    of one kind and shape pair with Keras layers in that order): how forward() multiplies
+    by it, adds it or concatenates it (a Scale), or what else it does with it, in words;
+    and the model's outputs (its tensors) in that pass."""
     found = candidates(model)
     if not found:
         return {}, []
@@ -285,7 +297,8 @@ def scale_uses(model: nn.Module, args: list) -> tuple[dict[str, Scale | str], li
     finally:
         for hook in hooks:
             hook.remove()
-    return {full: _one_scale(recorder.uses[full]) for full in found}, outputs
+    return {full: _one_scale(recorder.uses[full])
+            for full in recorder.in_running_order(found)}, outputs
 
 
 def model_outputs(model: nn.Module, args: list, mode=None) -> list:

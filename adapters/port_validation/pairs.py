@@ -75,9 +75,9 @@ def _torch_layers(model: nn.Module, leave_out: tuple[str, ...] = ()
         own = {n: t for n, t in module.named_parameters(recurse=False)}
         own.update({n: t for n, t in module.named_buffers(recurse=False)
                     if n != "num_batches_tracked"})
-        for full in [joined(name, n) for n in own if joined(name, n) in scales]:
-            found[full] = (module, _scale_info(full, own.pop(full.rpartition(".")[2]),
-                                               modules.get(full)), (full,))
+        for n in _bare_in_running_order(name, module, own, scales):
+            full = joined(name, n)
+            found[full] = (module, _scale_info(full, own.pop(n), modules.get(full)), (full,))
         if not own or attention_part(name, modules):
             continue
         kind = torch_kind(module)
@@ -96,6 +96,14 @@ def _torch_layers(model: nn.Module, leave_out: tuple[str, ...] = ()
                          _with_groups(type(module).__name__, getattr(module, "groups", 1)))
         found[name] = (module, info, names)
     return found
+
+
+def _bare_in_running_order(name: str, module: nn.Module, own: dict, scales: dict) -> list:
+    """The tensors a module holds outside any layer, those standing as layers in the order
+    they were installed (bare_scales.scale_uses: the order they run), the rest as held."""
+    bare = [n for n in own if joined(name, n) in scales]
+    standing = [n for n in module._modules if n in bare]
+    return standing + [n for n in bare if n not in standing]
 
 
 def _scale_info(name: str, tensor: torch.Tensor, stand_in: nn.Module | None) -> LayerInfo:
