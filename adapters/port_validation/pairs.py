@@ -75,7 +75,7 @@ def _torch_layers(model: nn.Module, leave_out: tuple[str, ...] = ()
         own = {n: t for n, t in module.named_parameters(recurse=False)}
         own.update({n: t for n, t in module.named_buffers(recurse=False)
                     if n != "num_batches_tracked"})
-        for n in _bare_in_running_order(name, module, own, scales):
+        for n in _bare_in_stand_in_order(name, module, own, scales):
             full = joined(name, n)
             found[full] = (module, _scale_info(full, own.pop(n), modules.get(full)), (full,))
         if not own or attention_part(name, modules):
@@ -98,7 +98,7 @@ def _torch_layers(model: nn.Module, leave_out: tuple[str, ...] = ()
     return found
 
 
-def _bare_in_running_order(name: str, module: nn.Module, own: dict, scales: dict) -> list:
+def _bare_in_stand_in_order(name: str, module: nn.Module, own: dict, scales: dict) -> list:
     """The tensors a module holds outside any layer, those standing as layers in the order
     they were installed (bare_scales.scale_uses: the order they run), the rest as held."""
     bare = [n for n in own if joined(name, n) in scales]
