@@ -488,8 +488,8 @@ def export_torch(model, example: np.ndarray, path: str, *, exporter: str = "torc
     training=TrainingMode.TRAINING, BatchNorm uses batch statistics. That exporter
     puts every module in train() (measured: a Dropout module left in eval() is
     switched back and exported as Dropout(training_mode=True)), so with
-    `dropout_off` the Dropout and stochastic-depth modules (adapters.pytorch.user) are
-    replaced by Identity for the export.
+    `dropout_off` the Dropout and stochastic-depth modules (adapters/pytorch/drop_path.py)
+    are replaced by Identity for the export.
     The module's train/eval flags are restored afterwards; its weights are not
     touched, but a training-mode trace runs forward passes, which move BatchNorm
     running statistics: the caller restores the state it wants.
@@ -497,7 +497,7 @@ def export_torch(model, example: np.ndarray, path: str, *, exporter: str = "torc
     import torch
     from torch import nn
 
-    from adapters.pytorch.drop_path import stochastic_depth
+    from adapters.pytorch.drop_path import drops_at_random
 
     if exporter not in EXPORTERS:
         raise ValueError(f"unknown exporter {exporter!r}; known: {', '.join(EXPORTERS)}")
@@ -507,18 +507,14 @@ def export_torch(model, example: np.ndarray, path: str, *, exporter: str = "torc
     args = tuple(torch.from_numpy(np.ascontiguousarray(v)).to(device)
                  for v in _as_inputs(example))
     names = (["input"] if len(args) == 1 else [f"input{index}" for index in range(len(args))])
-    # torchvision's StochasticDepth in train() exports as RandomUniformLike, drawn anew on
-    # each run of the graph (measured: a residual pair's outputs 0.24 apart from run to run).
-
-    def drops(module) -> bool:
-        return isinstance(module, nn.modules.dropout._DropoutNd) or stochastic_depth(module)
-
+    # Stochastic depth in train() exports as RandomUniformLike, drawn anew on each run of the
+    # graph (measured: a residual pair's outputs 0.24 apart from run to run).
     notes = {"exporter": exporter, "mode": mode,
              "batchnorm_modules": sum(isinstance(m, nn.modules.batchnorm._BatchNorm)
                                       for m in model.modules()),
-             "dropout_modules": sum(drops(m) for m in model.modules()),
+             "dropout_modules": sum(drops_at_random(m) for m in model.modules()),
              "dropout_modules_removed": 0}
-    removed = _without(model, drops) if mode == "train_forward" and dropout_off \
+    removed = _without(model, drops_at_random) if mode == "train_forward" and dropout_off \
         else contextlib.nullcontext(0)
     with kept_module_modes(model), _quiet(), removed as count:
         notes["dropout_modules_removed"] = count

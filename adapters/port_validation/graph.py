@@ -22,7 +22,7 @@ from adapters.own_pair.keras_layers import (  # noqa: E402
 )
 from adapters.own_pair.pairing import channels_first_sequences  # noqa: E402
 from adapters.own_pair.token_ids import token_ids_hint  # noqa: E402
-from adapters.pytorch.drop_path import stochastic_depth  # noqa: E402
+from adapters.pytorch.drop_path import drops_at_random  # noqa: E402
 from adapters.port_validation.sequences import split_layer_key, traced_calls  # noqa: E402
 from adapters.port_validation.tracing import inbound  # noqa: E402
 from comparator.analysis.layer_pairing import Pair  # noqa: E402
@@ -32,15 +32,12 @@ from comparator.errors import UsageError  # noqa: E402
 _NOISE = (layers.Dropout, layers.SpatialDropout1D, layers.SpatialDropout2D,
           layers.SpatialDropout3D, layers.GaussianNoise, layers.GaussianDropout,
           layers.AlphaDropout)
-_TORCH_NOISE = (nn.modules.dropout._DropoutNd,)
-
-
 def is_noise(module: nn.Module) -> bool:
-    """A module that draws random masks in training: a Dropout of any kind, or torchvision's
-    StochasticDepth (EfficientNet's, ConvNeXt's), which drops whole examples of a residual
-    branch in train() and whose masks no Keras layer can draw alike (a correct EfficientNet-B0
-    port at 32 px failed the training passes by 6.86 at the output with it left on)."""
-    return isinstance(module, _TORCH_NOISE) or stochastic_depth(module)
+    """A module that draws random masks in training: a Dropout of any kind, or stochastic
+    depth (adapters/pytorch/drop_path.py), which drops whole examples of a residual branch in
+    train() and whose masks no Keras layer can draw alike (a correct EfficientNet-B0 port at
+    32 px failed the training passes by 6.86 at the output with it left on)."""
+    return drops_at_random(module)
 
 
 # Whether a 3-D activation is channels-first in PyTorch (N, C, L, as Conv1d makes it) or the

@@ -27,8 +27,8 @@ from adapters.own_pair.keras_layers import (  # noqa: E402
     stochastic_depth_rate,
 )
 from adapters.pytorch.drop_path import stochastic_depth  # noqa: E402
-from adapters.pytorch.user import stacked_dropout  # noqa: E402
 from adapters.pytorch.drop_path import stochastic_depth_rate as module_drop_rate  # noqa: E402
+from adapters.pytorch.user import stacked_dropout  # noqa: E402
 from comparator.analysis.training_side import (  # noqa: E402
     BatchNormStep,
     DropoutComparison,

@@ -43,6 +43,12 @@ def stochastic_depth(module) -> bool:
         drop_path is not None and isinstance(module, drop_path)) or _own_drop_path(module)
 
 
+def drops_at_random(module) -> bool:
+    """A module that draws random masks in train(): a Dropout of any kind, or stochastic
+    depth."""
+    return isinstance(module, nn.modules.dropout._DropoutNd) or stochastic_depth(module)
+
+
 def stochastic_depth_rate(module) -> float:
     """A stochastic_depth module's drop rate: StochasticDepth's `p`, DropPath's `drop_prob`,
     or the rate a module of a model's own holds."""

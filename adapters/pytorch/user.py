@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from adapters.pytorch.adapter import PyTorchAdapter
-from adapters.pytorch.drop_path import stochastic_depth, stochastic_depth_rate
+from adapters.pytorch.drop_path import drops_at_random, stochastic_depth, stochastic_depth_rate
 from comparator.inputs.batch import Batch
 from adapters.own_pair.loader import pytorch_submodule
 
@@ -120,8 +120,7 @@ class PyTorchUserAdapter(PyTorchAdapter):
         return found
 
     def _drops(self, module: nn.Module) -> bool:
-        return isinstance(module, _DROPOUTS) or stochastic_depth(module) \
-            or bool(stacked_dropout(module))
+        return drops_at_random(module) or bool(stacked_dropout(module))
 
     def _audit_impl(self):
         modes = super()._audit_impl()
