@@ -7,13 +7,14 @@ bookkeeping) and a framework implements only the `_*_impl` hooks. Arrays cross t
 boundary as numpy in the canonical layout (torchvision names, PyTorch shapes).
 
 PyTorch is the reference side: its adapter also offers the optional capabilities the
-diagnosis reruns need (`float64`, `bn_momentum`, `optimizer_overrides`) and the seeded
+diagnosis reruns need (`float64`, `bn_momentum`, `bn_epsilon`, `optimizer_overrides`) and the seeded
 weights need (`randomise_affine`, `calibrate`, `save_state_dict`), declared in
 `capabilities`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import time
 import warnings
@@ -419,6 +420,19 @@ class FrameworkAdapter(Adapter):
         update (the running statistics move, as in the step)."""
         return self._finite(self._forward_loss_impl(batch, bn_moving, dropout_off),
                             "forward loss")
+
+    def recipe_forward_loss(self, recipe: Recipe, batch: Batch, exact: bool = False) -> float:
+        """The loss of the recipe's train-step forward pass from the initial state, Dropout
+        off (with no active Dropout, the loss its first train step reports); in float64 where
+        `exact` (needs the `float64_forward` capability). The initial state is restored."""
+        self._restore_impl(self._initial_state)
+        self._apply_impl(recipe)
+        self._reset_rng_impl()
+        try:
+            with self.float64() if exact else contextlib.nullcontext():
+                return self.forward_loss(batch, bn_moving=False, dropout_off=True)
+        finally:
+            self._restore_impl(self._initial_state)
 
     def statistics_after_forward(self, recipe: Recipe, batch: Batch,
                                  dropout_off: bool = False) -> dict:

@@ -82,6 +82,28 @@ def _in_float64(layer):
     return layer.__class__.from_config(config)
 
 
+@contextlib.contextmanager
+def _promoting_to_float64():
+    """Within the block Keras keeps float64 as float64. Outside TensorFlow, Keras 3.15.1's
+    type promotion (`keras.src.backend.common.dtypes.result_type`) turns every 64-bit float
+    into float32, as JAX does by default, and BatchNormalization computes in
+    `result_type(inputs.dtype, "float32")`: a BatchNormalization layer of dtype float64 on
+    torch normalised in float32. Measured on DenseNet121 at 32 px, batch 2 (2026-11-30):
+    the float64 clone's train-step loss was 7.546308 with that promotion and 7.545610 without
+    it, where PyTorch in float64 with Keras's epsilon gives 7.545610."""
+    from keras.src.backend.common import dtypes
+
+    narrowing = getattr(dtypes, "BIT64_TO_BIT32_DTYPE", {})
+    saved = narrowing.get("float64")
+    if saved is not None:
+        narrowing["float64"] = "float64"
+    try:
+        yield
+    finally:
+        if saved is not None:
+            narrowing["float64"] = saved
+
+
 def _softmax_categorical_crossentropy(y_true, logits):
     """What a model ending in softmax compiled with CategoricalCrossentropy() computes:
     Keras renormalises the probabilities and clips them to [1e-7, 1 - 1e-7]."""
@@ -465,13 +487,16 @@ class Keras3Adapter(FrameworkAdapter):
         """Within the block, train-step forward passes run on a float64 clone of the model
         fit() trains, holding its current weights: the rerun that measures how far float32
         rounding alone moves Keras's own train-step loss (its BatchNorm variance is
-        E[x^2] - E[x]^2 on the torch backend, which cancels on few values per channel)."""
+        E[x^2] - E[x]^2 on the torch backend, which cancels on few values per channel). Keras
+        keeps float64 within the block (_promoting_to_float64); its loss classes still
+        compute in float32 (their dtype is floatx), so the loss is rounded to float32 last."""
         exact = keras.models.clone_model(self._fit_model, clone_function=_in_float64,
                                          recursive=True)
         exact.set_weights([np.asarray(w, np.float64) for w in self._fit_model.get_weights()])
         self._exact_model = exact
         try:
-            yield
+            with _promoting_to_float64():
+                yield
         finally:
             self._exact_model = None
 

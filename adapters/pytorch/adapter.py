@@ -55,8 +55,9 @@ def _canonical_name(name: str) -> str:
 class PyTorchAdapter(FrameworkAdapter):
     version_key = "torch"
     name = "pytorch"
-    capabilities = frozenset({"float64", "float64_forward", "bn_momentum", "optimizer_overrides",
-                              "randomise_affine", "calibrate", "save_state_dict"})
+    capabilities = frozenset({"float64", "float64_forward", "bn_momentum", "bn_epsilon",
+                              "optimizer_overrides", "randomise_affine", "calibrate",
+                              "save_state_dict"})
     # The weight of each chosen output's loss where the model returns several (a user pair's
     # --output KEY1,KEY2 with --loss-weights); None: one output.
     output_weights: tuple[float, ...] | None = None
@@ -218,20 +219,28 @@ class PyTorchAdapter(FrameworkAdapter):
                         if isinstance(m, nn.modules.dropout._DropoutNd)},
         }
 
-    @contextlib.contextmanager
     def bn_momentum(self, momentum):
         """Within the block every BatchNorm layer uses this (PyTorch-convention) momentum, or
         the one a {canonical layer name: momentum} dict gives it."""
+        return self._bn_setting("momentum", momentum)
+
+    def bn_epsilon(self, epsilon):
+        """Within the block every BatchNorm layer adds this epsilon to its variance, or the
+        one a {canonical layer name: epsilon} dict gives it."""
+        return self._bn_setting("eps", epsilon)
+
+    @contextlib.contextmanager
+    def _bn_setting(self, attribute: str, value):
         bns = self.bn_layers()
-        saved = {name: bn.momentum for name, bn in bns.items()}
+        saved = {name: getattr(bn, attribute) for name, bn in bns.items()}
         for name, bn in bns.items():
-            bn.momentum = (momentum.get(name, bn.momentum) if isinstance(momentum, dict)
-                           else momentum)
+            setattr(bn, attribute, value.get(name, saved[name]) if isinstance(value, dict)
+                    else value)
         try:
             yield
         finally:
             for name, bn in bns.items():
-                bn.momentum = saved[name]
+                setattr(bn, attribute, saved[name])
 
     def save_state_dict(self, directory: str) -> list[str]:
         """Files loadable with torch.load(..., weights_only=True) into plain PyTorch models,

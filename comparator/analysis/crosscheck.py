@@ -20,9 +20,10 @@ import dataclasses
 import numpy as np
 
 from comparator.analysis.diagnosis import explain_bn_conventions
-from comparator.analysis.equivalence import losses_agree
+from comparator.analysis.equivalence import losses_agree, same_function
 from comparator.analysis.states import max_weight_diff
 from comparator.analysis.tolerances import FLOAT32_FACTOR, STATE_TOLERANCE
+from comparator.analysis.train_loss_causes import train_loss_causes
 from comparator.analysis.validation import NOISE_CAP
 from comparator.errors import NumericalError
 
@@ -68,13 +69,6 @@ def _bn_causes(eq, conventions, rerun, runs, states) -> list[dict]:
     keras_layers = conventions[_framework(eq.a)]["batchnorm"].values()
     biased = all(layer["running_variance"].startswith("biased") for layer in keras_layers)
     return explain_bn_conventions(states[eq.a], states[eq.b], matched, momenta, biased)
-
-
-def same_function(a, b) -> bool:
-    """Whether two runs' steps are steps of the same function (the same BatchNorm modes and
-    trainable weights), whatever float32 rounding made of their losses."""
-    return (a.modes.bn_batch_stats == b.modes.bn_batch_stats
-            and a.state.trainable_params == b.state.trainable_params)
 
 
 def _same_step_function(a, b) -> bool:
@@ -264,11 +258,14 @@ def within_rounding(error: float, torch_error: float) -> bool:
     return error <= max(FLOAT32_FACTOR * torch_error, STATE_TOLERANCE)
 
 
+def _recipe(recipes, run_id: str):
+    return {r.id: r for r in recipes}[run_id]
+
+
 def rerun_of(run_id: str, reruns: dict, recipes, adapters, batch, config) -> _Rerun:
     """The PyTorch run's reruns, made once and shared by every pair held against them."""
     if run_id not in reruns:
-        recipe = {r.id: r for r in recipes}[run_id]
-        reruns[run_id] = _Rerun(adapters["pytorch"], recipe, batch, config)
+        reruns[run_id] = _Rerun(adapters["pytorch"], _recipe(recipes, run_id), batch, config)
     return reruns[run_id]
 
 
@@ -302,6 +299,17 @@ class _Rerun:
 
     def float64_state(self) -> dict:
         return self._state_within("float64", self.adapter.float64)
+
+    def forward_loss64(self, epsilons: dict[str, float] | None = None) -> float:
+        """The recipe's train-step forward pass in float64 (its loss), with each BatchNorm
+        layer's epsilon as `epsilons` gives it ({canonical name: epsilon}), else its own."""
+        key = ("forward64", tuple(sorted((epsilons or {}).items())))
+        if key not in self._states:
+            with (self.adapter.bn_epsilon(epsilons) if epsilons else
+                  contextlib.nullcontext()):
+                self._states[key] = self.adapter.recipe_forward_loss(self.recipe, self.batch,
+                                                                     exact=True)
+        return self._states[key]
 
     def measured_run(self):
         """The recipe's float32 run, measured as the report's runs are but without their
@@ -366,7 +374,9 @@ def explain_pair(eq, conventions, recipes, adapters, batch, config, runs, states
     reruns = {} if reruns is None else reruns
     rerun = rerun_of(eq.b, reruns, recipes, adapters, batch, config)
     padding = _embedding_padding_causes(eq, rerun, runs, states)
-    causes = (_bn_causes(eq, conventions, rerun, runs, states) + padding
+    keras = adapters.get(_framework(eq.a))
+    causes = (train_loss_causes(eq, conventions, keras, _recipe(recipes, eq.a), rerun, runs)
+              + _bn_causes(eq, conventions, rerun, runs, states) + padding
               + _weight_causes_beside(padding, eq, config, rerun, runs, states)
               + _recurrent_bias_causes(eq, rerun, runs))
     # Only a pair that differs in nothing but its weights after the step is the same

@@ -29,6 +29,13 @@ def losses_agree(x: float, y: float) -> bool:
     return abs(x - y) <= loss_tolerance(max(abs(x), abs(y)))
 
 
+def same_function(a, b) -> bool:
+    """Whether two runs' steps are steps of the same function (the same BatchNorm modes and
+    trainable weights), whatever float32 rounding made of their losses."""
+    return (a.modes.bn_batch_stats == b.modes.bn_batch_stats
+            and a.state.trainable_params == b.state.trainable_params)
+
+
 # The difference a pair's Dropout activity makes, where one run has Dropout active and the
 # other none (the reports' `differences` text begins with it).
 DROPOUT_ACTIVE_DIFFERENCE = "Dropout layers active in the train step"

@@ -12,11 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from comparator.analysis.crosscheck import (
-    rerun_of,
-    same_function,
-    within_rounding,
-)
+from comparator.analysis.crosscheck import rerun_of, within_rounding
+from comparator.analysis.equivalence import same_function
 from comparator.analysis.states import max_weight_diff
 from comparator.analysis.tolerances import STATE_TOLERANCE
 from comparator.analysis.validation import NOISE_CAP

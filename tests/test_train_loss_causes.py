@@ -1,0 +1,159 @@
+"""Two steps of one function whose train-step losses differ: float64 reruns of the forward
+pass on both sides split the gap between a BatchNorm epsilon that differs between the models
+and each framework's own float32 rounding. DenseNet121 at 32 px on two images, where BatchNorm
+over two values per channel amplifies float32 rounding (2026-11-30: train-step losses 7.53247
+in Keras and 7.54980 in PyTorch; in float64 7.54561 and 7.54809, 7.54561 for PyTorch with
+Keras's epsilon)."""
+
+import contextlib
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from comparator.analysis.train_loss_causes import train_loss_causes
+from tests.conftest import run_once
+
+
+@pytest.fixture(scope="module")
+def densenet_two_images():
+    return run_once(model="densenet121", batch_size=2, image_size=32,
+                    frameworks=("pytorch", "keras"), recipes=("pytorch:train", "keras:train"))
+
+
+def _causes(outcome):
+    (eq,) = [e for e in outcome.report.equivalences
+             if (e.a, e.b) == ("keras:train", "pytorch:train")]
+    return {c["cause"]: c for c in eq.causes}
+
+
+def _plain_torch_loss64(outcome, epsilon: float) -> float:
+    """PyTorch's train-step forward pass in float64 from the initial weights, every
+    BatchNorm's epsilon set, in plain torch code on a copy of the adapter's model."""
+    import copy
+
+    adapter = outcome.adapters["pytorch"]
+    adapter.reset()
+    model = copy.deepcopy(adapter.model).double().train()
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.eps = epsilon
+    with torch.no_grad():
+        logits = model(torch.from_numpy(outcome.batch.x).double())
+        labels = torch.from_numpy(np.asarray(outcome.batch.y)).long()
+        return float(torch.nn.functional.cross_entropy(logits, labels))
+
+
+def test_the_epsilon_and_rounding_split_a_same_function_train_step_gap(densenet_two_images):
+    runs = {r.id: r for r in densenet_two_images.report.runs}
+    keras32 = runs["keras:train"].losses.train_step[0]
+    torch32 = runs["pytorch:train"].losses.train_step[0]
+    assert abs(keras32 - torch32) > 1e-3  # far beyond the 1e-4 relative loss tolerance
+    causes = _causes(densenet_two_images)
+    epsilon, rounding = causes["bn_epsilon"], causes["float32_loss_rounding"]
+    torch64 = _plain_torch_loss64(densenet_two_images, 1e-5)
+    matched64 = _plain_torch_loss64(densenet_two_images, 1.001e-5)
+    assert rounding["float64_losses"]["pytorch:train"] == pytest.approx(torch64, rel=1e-12)
+    assert rounding["float64_with_keras_epsilon"] == pytest.approx(matched64, rel=1e-12)
+    keras64 = rounding["float64_losses"]["keras:train"]
+    # Keras's float64 rerun computes the function PyTorch computes with Keras's epsilon: its
+    # BatchNorm layers normalise in float64 (Keras narrows float64 to float32 outside
+    # TensorFlow unless told otherwise, which left them 9e-5 relative apart).
+    assert keras64 == pytest.approx(matched64, rel=1e-6)
+    assert abs(torch64 - matched64) > 1e-3  # the epsilon moves the function itself
+    assert epsilon["explains"] and epsilon["before"] == pytest.approx(abs(keras64 - torch64))
+    assert "Keras 1.001e-05, PyTorch 1e-05 on all 121 BatchNorm layers" in epsilon["text"]
+    assert rounding["explains"] and rounding["before"] == pytest.approx(abs(keras32 - torch32))
+    assert f"{keras32 - keras64:+.2g}" in rounding["text"]
+    assert "compute the same function with Keras's epsilon" in rounding["text"]
+
+
+class _Adapter:
+    """A fake adapter whose train-step forward pass gives `loss32`, or `loss64` in float64
+    (`with_epsilon` where a BatchNorm epsilon was set)."""
+
+    def __init__(self, loss64, with_epsilon=None, capabilities=("float64_forward", "bn_epsilon")):
+        self.loss64, self.with_epsilon = loss64, with_epsilon
+        self.capabilities, self.epsilons = set(capabilities), None
+
+    def has(self, capability):
+        return capability in self.capabilities
+
+    @contextlib.contextmanager
+    def bn_epsilon(self, epsilons):
+        self.epsilons = epsilons
+        try:
+            yield
+        finally:
+            self.epsilons = None
+
+    def recipe_forward_loss(self, recipe, batch, exact=False):
+        assert exact
+        return self.with_epsilon if self.epsilons else self.loss64
+
+
+class _Rerun:
+    def __init__(self, adapter):
+        self.adapter, self.batch = adapter, None
+
+    def forward_loss64(self, epsilons=None):
+        with self.adapter.bn_epsilon(epsilons) if epsilons else contextlib.nullcontext():
+            return self.adapter.recipe_forward_loss(None, None, exact=True)
+
+
+def _run(loss, dropout_active=0):
+    return SimpleNamespace(modes=SimpleNamespace(bn_batch_stats=2, dropout_active=dropout_active),
+                           state=SimpleNamespace(trainable_params=10),
+                           losses=SimpleNamespace(train_step=[loss]))
+
+
+def _conventions(keras_epsilon=1e-5):
+    return {"pytorch": {"batchnorm": {"bn": {"epsilon": 1e-5}}},
+            "keras": {"batchnorm": {"bn": {"epsilon": keras_epsilon}}}}
+
+
+_PAIR = SimpleNamespace(a="keras:train", b="pytorch:train")
+
+
+def test_float64_passes_that_still_differ_name_different_functions():
+    runs = {"keras:train": _run(2.10), "pytorch:train": _run(2.00)}
+    (cause,) = train_loss_causes(_PAIR, _conventions(), _Adapter(2.09), None,
+                                 _Rerun(_Adapter(2.01)), runs)
+    assert cause["cause"] == "float32_loss_rounding" and not cause["explains"]
+    assert cause["value"] == pytest.approx(0.08) and cause["before"] == pytest.approx(0.1)
+    assert "still differ by 0.08: they compute different functions" in cause["text"]
+    assert "float64_with_keras_epsilon" not in cause
+
+
+def test_an_epsilon_that_leaves_the_float64_passes_apart_does_not_explain():
+    runs = {"keras:train": _run(2.10), "pytorch:train": _run(2.00)}
+    epsilon, rounding = train_loss_causes(_PAIR, _conventions(1e-3), _Adapter(2.09), None,
+                                          _Rerun(_Adapter(2.01, with_epsilon=2.05)), runs)
+    assert epsilon["cause"] == "bn_epsilon" and not epsilon["explains"]
+    assert epsilon["value"] == pytest.approx(0.04) and epsilon["before"] == pytest.approx(0.08)
+    assert "Keras 0.001, PyTorch 1e-05 on all 1 BatchNorm layers" in epsilon["text"]
+    assert not rounding["explains"] and rounding["float64_with_keras_epsilon"] == 2.05
+
+
+@pytest.mark.parametrize("runs, keras", [
+    ({"keras:train": _run(2.0), "pytorch:train": _run(2.0001)}, _Adapter(2.0)),  # agree
+    ({"keras:train": _run(2.1, dropout_active=1), "pytorch:train": _run(2.0)}, _Adapter(2.0)),
+    ({"keras:train": _run(2.1), "pytorch:train": _run(2.0)}, _Adapter(2.0, capabilities=())),
+    ({"keras:train": _run(2.1), "pytorch:train": _run(2.0)}, None),
+])
+def test_no_cause_where_the_losses_agree_masks_differ_or_keras_cannot_rerun(runs, keras):
+    assert train_loss_causes(_PAIR, _conventions(), keras, None, _Rerun(_Adapter(2.0)),
+                             runs) == []
+
+
+def test_a_keras_model_that_cannot_be_cloned_in_float64_is_inconclusive():
+    class Unclonable(_Adapter):
+        def recipe_forward_loss(self, recipe, batch, exact=False):
+            raise ValueError("Could not clone the layer\nmore")
+
+    runs = {"keras:train": _run(2.1), "pytorch:train": _run(2.0)}
+    (cause,) = train_loss_causes(_PAIR, _conventions(), Unclonable(2.0), None,
+                                 _Rerun(_Adapter(2.0)), runs)
+    assert cause["inconclusive"] and not cause["explains"]
+    assert cause["text"].endswith("could not be rerun in float64 (Could not clone the layer).")
