@@ -122,7 +122,7 @@ def test_documented_specs_are_valid():
     from comparator.sweep.spec import load_spec
 
     spec = load_spec(os.path.join(ROOT, "docs", "behaviors.toml"))
-    assert len(spec.groups) == len(spec.cells) == 5
+    assert len(spec.groups) == len(spec.cells) == 6
     assert all(group["title"] for group in spec.groups)
 
 
