@@ -156,4 +156,52 @@ def test_a_keras_model_that_cannot_be_cloned_in_float64_is_inconclusive():
     (cause,) = train_loss_causes(_PAIR, _conventions(), Unclonable(2.0), None,
                                  _Rerun(_Adapter(2.0)), runs)
     assert cause["inconclusive"] and not cause["explains"]
-    assert cause["text"].endswith("could not be rerun in float64 (Could not clone the layer).")
+    assert "could not be rerun in float64 (Could not clone the layer), so neither" in \
+        cause["text"]
+
+
+def test_an_epsilon_that_alone_makes_the_gap_is_the_one_cause():
+    runs = {"keras:train": _run(2.10), "pytorch:train": _run(2.00)}
+    (epsilon,) = train_loss_causes(_PAIR, _conventions(1e-3), _Adapter(2.10), None,
+                                   _Rerun(_Adapter(2.00, with_epsilon=2.10)), runs)
+    assert epsilon["cause"] == "bn_epsilon" and epsilon["explains"]
+
+
+def _user_pair(keras_model):
+    """tests/user_port_models.py's pair on two images, Dropout off, one SGD step of each."""
+    import comparator
+    from tests.user_port_models import SIZE, torch_net
+
+    x = np.random.default_rng(0).standard_normal((2, 3, SIZE, SIZE)).astype(np.float32)
+    report = comparator.compare_pair(torch_net(), keras_model, x, np.array([1, 3]),
+                                     recipes=("keras:train", "pytorch:train"), dropout="off")
+    (eq,) = report.equivalences
+    return report, {c["cause"]: c for c in eq.causes}
+
+
+def test_keras_default_epsilon_left_in_a_port_is_named_in_the_train_step():
+    """The classic porting mistake: BatchNormalization's default epsilon, 1e-3, where
+    PyTorch's is 1e-5. Float32 rounding is no share of the gap, so it is not named."""
+    from tests.user_port_models import keras_net, ported_keras_net
+
+    report, causes = _user_pair(ported_keras_net(keras_net(epsilon=1e-3)))
+    keras32 = report.run("keras:train").losses.train_step[0]
+    torch32 = report.run("pytorch:train").losses.train_step[0]
+    epsilon = causes["bn_epsilon"]
+    assert epsilon["explains"] and epsilon["value"] <= 1e-6 * keras32
+    assert epsilon["before"] == pytest.approx(abs(keras32 - torch32), rel=1e-3)
+    assert "Keras 0.001, PyTorch 1e-05 on all 3 BatchNorm layers" in epsilon["text"]
+    assert "float32_loss_rounding" not in causes
+
+
+def test_a_subclassed_keras_model_that_cannot_be_cloned_is_inconclusive():
+    from tests.user_port_models import ported_keras_subclassed_net
+
+    _, causes = _user_pair(ported_keras_subclassed_net(epsilon=1e-3))
+    cause = causes["float32_loss_rounding"]
+    assert cause["inconclusive"] and not cause["explains"]
+    # Keras 3.15.1 rebuilds the clone from the model's config, which a subclassed model
+    # without get_config cannot give.
+    assert "could not be rerun in float64 (" in cause["text"]
+    assert "ResidualNet from its config" in cause["text"]
+    assert "bn_epsilon" not in causes

@@ -80,17 +80,19 @@ def ported_with_keras_momentum():
     return ported_keras_net(keras_net(momentum=0.99, wrong_bn="bn1"))
 
 
-def keras_subclassed_net(momentum=0.9, wrong_bn=None, training_branch=False):
-    """keras_net as a subclassed model, built; its layers are made in the order its call()
-    runs them, so its weights come in keras_net's order. training_branch: call() doubles the
-    logits in training mode only, a Python branch that a trace on a symbolic input misses."""
+def keras_subclassed_net(momentum=0.9, wrong_bn=None, training_branch=False, epsilon=1e-5):
+    """keras_net as a subclassed model (momentum and epsilon as keras_net takes them), built;
+    its layers are made in the order its call() runs them, so its weights come in keras_net's
+    order. training_branch: call() doubles the logits in training mode only, a Python branch
+    that a trace on a symbolic input misses."""
     import keras
     import numpy as np
     from keras import layers
 
     def bn(name):
         return layers.BatchNormalization(
-            momentum=momentum if wrong_bn in (None, name) else 0.9, epsilon=1e-5, name=name)
+            momentum=momentum if wrong_bn in (None, name) else 0.9,
+            epsilon=epsilon if wrong_bn in (None, name) else 1e-5, name=name)
 
     class ResidualNet(keras.Model):
         def __init__(self):
