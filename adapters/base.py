@@ -424,7 +424,8 @@ class FrameworkAdapter(Adapter):
     def recipe_forward_loss(self, recipe: Recipe, batch: Batch, exact: bool = False) -> float:
         """The loss of the recipe's train-step forward pass from the initial state, Dropout
         off (with no active Dropout, the loss its first train step reports); in float64 where
-        `exact` (needs the `float64_forward` capability). The initial state is restored."""
+        `exact` (needs the `float64_forward` capability). The initial state is restored.
+        `float64_recipe_loss` names the adapters that offer it, a worker's among them."""
         self._restore_impl(self._initial_state)
         self._apply_impl(recipe)
         self._reset_rng_impl()

@@ -80,6 +80,11 @@ def ported_with_keras_momentum():
     return ported_keras_net(keras_net(momentum=0.99, wrong_bn="bn1"))
 
 
+def ported_with_keras_default_epsilon():
+    """The other classic: BatchNormalization's default epsilon, 1e-3, where PyTorch's is 1e-5."""
+    return ported_keras_net(keras_net(epsilon=1e-3))
+
+
 def keras_subclassed_net(momentum=0.9, wrong_bn=None, training_branch=False, epsilon=1e-5):
     """keras_net as a subclassed model (momentum and epsilon as keras_net takes them), built;
     its layers are made in the order its call() runs them, so its weights come in keras_net's

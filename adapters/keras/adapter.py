@@ -76,7 +76,11 @@ def _joined(outputs) -> np.ndarray:
 
 
 def _in_float64(layer):
-    """A fresh copy of the layer computing in float64 (for keras.models.clone_model)."""
+    """A fresh copy of the layer computing in float64 (for keras.models.clone_model); a
+    nested model cloned layer by layer in turn, as Keras 3's `recursive=True` does, which
+    tf_keras's clone_model does not take."""
+    if isinstance(layer, keras.Model):
+        return keras.models.clone_model(layer, clone_function=_in_float64)
     config = layer.get_config()
     config["dtype"] = "float64"
     return layer.__class__.from_config(config)
@@ -91,8 +95,10 @@ def _promoting_to_float64():
     torch normalised in float32. Measured on DenseNet121 at 32 px, batch 2 (2026-11-30):
     the float64 clone's train-step loss was 7.546308 with that promotion and 7.545610 without
     it, where PyTorch in float64 with Keras's epsilon gives 7.545610."""
-    from keras.src.backend.common import dtypes
-
+    try:
+        from keras.src.backend.common import dtypes
+    except ImportError:  # tf_keras, which keeps float64 as TensorFlow does
+        dtypes = None
     narrowing = getattr(dtypes, "BIT64_TO_BIT32_DTYPE", {})
     saved = narrowing.get("float64")
     if saved is not None:
@@ -115,7 +121,7 @@ class Keras3Adapter(FrameworkAdapter):
     name = "keras"
     version_key = "keras"
     backend = BACKEND
-    capabilities = frozenset({"optimizer_overrides", "float64_forward"})
+    capabilities = frozenset({"optimizer_overrides", "float64_forward", "float64_recipe_loss"})
     # The weight of each chosen output's loss where the model returns several (a user pair's
     # --output KEY1,KEY2 with --loss-weights); None: one output.
     output_weights: tuple[float, ...] | None = None
@@ -490,8 +496,7 @@ class Keras3Adapter(FrameworkAdapter):
         E[x^2] - E[x]^2 on the torch backend, which cancels on few values per channel). Keras
         keeps float64 within the block (_promoting_to_float64); its loss classes still
         compute in float32 (their dtype is floatx), so the loss is rounded to float32 last."""
-        exact = keras.models.clone_model(self._fit_model, clone_function=_in_float64,
-                                         recursive=True)
+        exact = keras.models.clone_model(self._fit_model, clone_function=_in_float64)
         exact.set_weights([np.asarray(w, np.float64) for w in self._fit_model.get_weights()])
         self._exact_model = exact
         try:

@@ -278,6 +278,8 @@ class WorkerAdapter(Adapter):
                       "pip install -e '.[tensorflow]')")
         if reason:
             self.failure = WorkerFailure("skipped", reason)
+        # A train-step forward pass in float64, in a worker call of its own.
+        self.capabilities = frozenset({"float64_recipe_loss"})
 
     def _find_overlay(self) -> None:
         """A Keras version's overlay, built now if needed (adapters/keras/overlays.py)."""
@@ -482,6 +484,20 @@ class WorkerAdapter(Adapter):
 
     def reset(self) -> None:
         """Nothing to reset: the worker's model lives and dies in its process."""
+
+    def recipe_forward_loss(self, recipe, batch, exact: bool = False) -> float:
+        """The recipe's train-step forward pass in float64 from the initial state, its loss
+        (FrameworkAdapter.recipe_forward_loss), in a worker call of its own."""
+        if not exact or not self.has("float64_recipe_loss"):
+            raise UsageError(f"{self.name} reruns a train-step forward pass in float64 only")
+        if self.failure is not None:
+            raise WorkerError(self.failure.status, self.failure.reason)
+        self._batch = batch
+        response, directory = call_worker(
+            {**self._base_request("forward64"), "recipes": [recipe.name]}, self._arrays(),
+            self.timeout, self._worker_env())
+        shutil.rmtree(directory, ignore_errors=True)
+        return float(response["losses"][recipe.name])
 
     def export_onnx(self, path: str) -> dict:
         """Keras's ONNX export on this backend (tf2onnx on TensorFlow; for Keras 2, which has

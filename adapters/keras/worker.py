@@ -347,6 +347,23 @@ def export(request: dict, directory: str) -> dict:
             "structure": structure_fingerprint(model), "notes": notes}
 
 
+def forward64(request: dict, directory: str) -> dict:
+    """The recipes' train-step forward passes in float64 from the initial state, their
+    losses (FrameworkAdapter.recipe_forward_loss): what splits a gap between two train-step
+    losses of one function (comparator/analysis/train_loss_causes.py)."""
+    from comparator.config.recipes import recipes_for
+
+    if request["backend"] == "jax":  # else JAX computes float64 arrays in float32
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+    adapter, batch = _build(request, directory)
+    recipes = {r.name: r for r in recipes_for(request["framework"])}
+    return {"status": "ok", "losses": {
+        name: adapter.recipe_forward_loss(recipes[name], batch, exact=True)
+        for name in request["recipes"]}}
+
+
 def probe(request: dict, directory: str) -> dict:
     """This Keras's defaults, measured (adapters/keras/probe.py)."""
     from adapters.keras.probe import probe as measure
@@ -421,7 +438,8 @@ def main(argv: list[str]) -> int:
             f"{request['framework']} cannot run with the installed {request['backend']}: "
             f"{unavailable}")})
         return EXIT_UNAVAILABLE
-    task = {"run": run, "export": export, "probe": probe}[request["task"]]
+    task = {"run": run, "export": export, "forward64": forward64,
+            "probe": probe}[request["task"]]
     from comparator.errors import UsageError
 
     try:

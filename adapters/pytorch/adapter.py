@@ -55,9 +55,9 @@ def _canonical_name(name: str) -> str:
 class PyTorchAdapter(FrameworkAdapter):
     version_key = "torch"
     name = "pytorch"
-    capabilities = frozenset({"float64", "float64_forward", "bn_momentum", "bn_epsilon",
-                              "optimizer_overrides", "randomise_affine", "calibrate",
-                              "save_state_dict"})
+    capabilities = frozenset({"float64", "float64_forward", "float64_recipe_loss",
+                              "bn_momentum", "bn_epsilon", "optimizer_overrides",
+                              "randomise_affine", "calibrate", "save_state_dict"})
     # The weight of each chosen output's loss where the model returns several (a user pair's
     # --output KEY1,KEY2 with --loss-weights); None: one output.
     output_weights: tuple[float, ...] | None = None

@@ -52,11 +52,11 @@ def _epsilon_words(epsilons: dict, conventions: dict) -> str:
 
 def train_loss_causes(eq, conventions, keras_adapter, keras_recipe, rerun, runs) -> list[dict]:
     """The epsilon's and float32 rounding's shares of a gap between two train-step losses of
-    one function, where both adapters rerun the pass in float64 (the in-process Keras on
-    torch and PyTorch; the workers' Keras backends do not)."""
+    one function, where both adapters rerun the pass in float64 (a worker's Keras in a worker
+    call of its own)."""
     a, b = runs[eq.a], runs[eq.b]
     if not (_one_pass_apart(a, b) and keras_adapter is not None
-            and keras_adapter.has("float64_forward") and rerun.adapter.has("bn_epsilon")):
+            and keras_adapter.has("float64_recipe_loss") and rerun.adapter.has("bn_epsilon")):
         return []
     keras32, torch32 = a.losses.train_step[0], b.losses.train_step[0]
     try:
