@@ -69,7 +69,7 @@ def test_the_epsilon_and_rounding_split_a_same_function_train_step_gap(densenet_
     assert epsilon["explains"] and epsilon["before"] == pytest.approx(abs(keras64 - torch64))
     assert "Keras 1.001e-05, PyTorch 1e-05 on all 121 BatchNorm layers" in epsilon["text"]
     assert rounding["explains"] and rounding["before"] == pytest.approx(abs(keras32 - torch32))
-    assert f"{keras32 - keras64:+.2g}" in rounding["text"]
+    assert f"keras:train's by {keras32 - keras64:+.2g} ({keras32:.6g} against" in rounding["text"]
     assert "compute the same function with Keras's epsilon" in rounding["text"]
 
 
@@ -100,7 +100,7 @@ class _Adapter:
 
 class _Rerun:
     def __init__(self, adapter):
-        self.adapter, self.batch = adapter, None
+        self.adapter, self.batch, self.float64_losses = adapter, None, {}
 
     def forward_loss64(self, epsilons=None):
         with self.adapter.bn_epsilon(epsilons) if epsilons else contextlib.nullcontext():
@@ -239,17 +239,25 @@ def test_workers_rerun_their_keras_pass_in_float64_as_the_in_process_keras_does(
 
 @pytest.mark.skipif(bool(missing_modules(["tf_keras"])),
                     reason="tf_keras is needed: pip install -e '.[tensorflow]'")
-def test_keras_2_reruns_its_pass_in_float64_as_keras_3_does(densenet_two_images):
-    """tf_keras's clone_model takes no `recursive`: the float64 clone clones nested models
-    itself. Keras 2 computes what Keras 3 computes in float64 (2026-11-30: 7.54561 both),
-    where its float32 loss is another (7.54806 against Keras 3's 7.53247 on torch)."""
+def test_keras_2_against_keras_3_first_step_losses_part_by_rounding(densenet_two_images):
+    """keras-team/keras#21676's question, "the loss even in the first step" differs between
+    Keras 2 and Keras 3: Keras 2 computes what Keras 3 computes in float64, and each run's
+    float32 loss is that far from it (2026-11-30: 7.54561 in float64 for Keras 3 on torch and
+    on TensorFlow and for Keras 2; in float32 7.53247, 7.54974 and 7.54806). tf_keras's
+    clone_model takes no `recursive`: the float64 clone clones nested models itself."""
     outcome = run_once(model="densenet121", batch_size=2, image_size=32, lr=1e-4,
-                       frameworks=("pytorch", "tf-keras"),
-                       recipes=("pytorch:train", "tf-keras:train"))
-    (eq,) = outcome.report.equivalences
-    causes = {c["cause"]: c for c in eq.causes}
-    assert causes["bn_epsilon"]["explains"]
+                       frameworks=("pytorch", "keras-tensorflow", "tf-keras"),
+                       recipes=("pytorch:train", "keras-tensorflow:train", "tf-keras:train"))
+    pairs = {(e.a, e.b): {c["cause"]: c for c in e.causes} for e in outcome.report.equivalences}
+    keras2 = pairs["tf-keras:train", "pytorch:train"]
+    assert keras2["bn_epsilon"]["explains"]
     keras3 = _causes(densenet_two_images)["float32_loss_rounding"]["float64_losses"]
-    keras2 = causes["float32_loss_rounding"]["float64_losses"]
-    assert keras2["tf-keras:train"] == pytest.approx(keras3["keras:train"], rel=1e-6)
-    assert keras2["pytorch:train"] == keras3["pytorch:train"]  # one seeded batch and model
+    loss64 = keras2["float32_loss_rounding"]["float64_losses"]
+    assert loss64["tf-keras:train"] == pytest.approx(keras3["keras:train"], rel=1e-6)
+    assert loss64["pytorch:train"] == keras3["pytorch:train"]  # one seeded batch and model
+    # The two Keras runs: keras-tensorflow's float64 loss is measured for this pair (its
+    # float32 loss agreed with PyTorch's, so its own pair measured none), tf-keras's reused.
+    between = pairs["keras-tensorflow:train", "tf-keras:train"]["float32_loss_rounding"]
+    assert between["explains"] and between["value"] <= 1e-6 * 7.5
+    assert between["float64_losses"]["tf-keras:train"] == loss64["tf-keras:train"]
+    assert "compute the same function, so float32 rounding parts the rest" in between["text"]

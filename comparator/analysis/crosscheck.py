@@ -281,6 +281,9 @@ class _Rerun:
         # Each run's weights' distance from the float64 rerun's, where measured: the PyTorch
         # recipe's own and the Keras runs held against it.
         self.float32_errors: dict[str, float] = {}
+        # The train-step forward loss in float64 of each Keras run held against this recipe
+        # (train_loss_causes), for the pairs of two Keras runs.
+        self.float64_losses: dict[str, float] = {}
 
     def final_state_with(self, variant: str, optimizer_overrides: dict) -> dict:
         variant = f"{variant}, unpadded" if self.unpadded else variant

@@ -16,6 +16,7 @@ from comparator.analysis.crosscheck import rerun_of, within_rounding
 from comparator.analysis.equivalence import same_function
 from comparator.analysis.states import max_weight_diff
 from comparator.analysis.tolerances import STATE_TOLERANCE
+from comparator.analysis.train_loss_causes import keras_pair_loss_causes
 from comparator.analysis.validation import NOISE_CAP
 from comparator.config.recipes import RECIPES
 
@@ -35,17 +36,23 @@ def explain_keras_pair(eq, reruns: dict, recipes=(), adapters=None, batch=None, 
     rounding explains the difference where both are as close to the float64 weights as
     float32 allows (FLOAT32_FACTOR times PyTorch's own float32 distance); and, as for a
     Keras run against PyTorch, only a pair that differs in nothing but its weights is then
-    equivalent. The other arguments are explain_pair's, states the runs' final states."""
-    if eq.a.startswith("pytorch:") or eq.b.startswith("pytorch:") or \
-            eq.max_weight_diff is None or eq.max_weight_diff <= STATE_TOLERANCE:
+    equivalent. Two runs of one function whose train-step losses differ also get float64
+    reruns of that pass (keras_pair_loss_causes). The other arguments are explain_pair's,
+    states the runs' final states."""
+    if eq.a.startswith("pytorch:") or eq.b.startswith("pytorch:"):
         return eq
-    cause = _held_cause(eq, reruns) or _same_function_cause(
-        eq, reruns, recipes, adapters, batch, config, runs, states)
-    if cause is None:
+    causes = keras_pair_loss_causes(eq, reruns, recipes, adapters, batch, runs)
+    weights = None
+    if eq.max_weight_diff is not None and eq.max_weight_diff > STATE_TOLERANCE:
+        weights = _held_cause(eq, reruns) or _same_function_cause(
+            eq, reruns, recipes, adapters, batch, config, runs, states)
+    causes += [weights] if weights is not None else []
+    if not causes:
         return eq
     weights_only = all(d.startswith("weights after the step") for d in eq.differences)
-    return dataclasses.replace(eq, causes=(*eq.causes, cause),
-                               equivalent=eq.equivalent or (weights_only and cause["explains"]))
+    rounding = weights is not None and weights["explains"]
+    return dataclasses.replace(eq, causes=(*eq.causes, *causes),
+                               equivalent=eq.equivalent or (weights_only and rounding))
 
 
 def _held_cause(eq, reruns: dict) -> dict | None:
