@@ -74,10 +74,12 @@ def test_no_cause_without_both_runs_held_against_the_same_rerun():
 
 
 def _run(bn_batch_stats=121, trainable_params=10, dropout_active=0, max_weight_delta=0.0036):
+    """A run whose train-step loss is every other's (these pairs part only after the step)."""
     return SimpleNamespace(
         modes=SimpleNamespace(bn_batch_stats=bn_batch_stats, dropout_active=dropout_active),
         state=SimpleNamespace(trainable_params=trainable_params,
-                              max_weight_delta=max_weight_delta))
+                              max_weight_delta=max_weight_delta),
+        losses=SimpleNamespace(train_step=[6.9]))
 
 
 def _classify_runs(recipe="training_false", trainable_params=10, **torch_train) -> dict:
