@@ -7,8 +7,8 @@ bookkeeping) and a framework implements only the `_*_impl` hooks. Arrays cross t
 boundary as numpy in the canonical layout (torchvision names, PyTorch shapes).
 
 PyTorch is the reference side: its adapter also offers the optional capabilities the
-diagnosis reruns need (`float64`, `bn_momentum`, `bn_epsilon`, `optimizer_overrides`) and the seeded
-weights need (`randomise_affine`, `calibrate`, `save_state_dict`), declared in
+diagnosis reruns need (`float64`, `bn_momentum`, `bn_epsilon`, `optimizer_overrides`) and
+the seeded weights need (`randomise_affine`, `calibrate`, `save_state_dict`), declared in
 `capabilities`.
 """
 

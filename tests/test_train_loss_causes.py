@@ -172,6 +172,18 @@ def test_an_epsilon_that_alone_makes_the_gap_is_the_one_cause():
     assert epsilon["cause"] == "bn_epsilon" and epsilon["explains"]
 
 
+def test_a_pytorch_model_that_cannot_run_in_float64_is_inconclusive():
+    class NoFloat64(_Adapter):
+        def recipe_forward_loss(self, recipe, batch, exact=False):
+            raise RuntimeError("expected m1 and m2 to have the same dtype")
+
+    runs = {"keras:train": _run(2.1), "pytorch:train": _run(2.0)}
+    (cause,) = train_loss_causes(_PAIR, _conventions(), _Adapter(2.0), None,
+                                 _Rerun(NoFloat64(2.0)), runs)
+    assert cause["inconclusive"] and not cause["explains"]
+    assert "pytorch:train's model could not be rerun in float64 (expected m1" in cause["text"]
+
+
 def _user_pair(keras_model):
     """tests/user_port_models.py's pair on two images, Dropout off, one SGD step of each."""
     import comparator

@@ -246,6 +246,7 @@ class WorkerAdapter(Adapter):
     (`start`), and the pipeline reads the measurements back."""
 
     runs_in_worker = True
+    capabilities = frozenset({"float64_recipe_loss"})  # in a worker call of its own
 
     def __init__(self, name: str, device: str = "cpu", timeout: float = DEFAULT_TIMEOUT,
                  cache_dir: str | None = None, eager: bool = False):
@@ -278,8 +279,6 @@ class WorkerAdapter(Adapter):
                       "pip install -e '.[tensorflow]')")
         if reason:
             self.failure = WorkerFailure("skipped", reason)
-        # A train-step forward pass in float64, in a worker call of its own.
-        self.capabilities = frozenset({"float64_recipe_loss"})
 
     def _find_overlay(self) -> None:
         """A Keras version's overlay, built now if needed (adapters/keras/overlays.py)."""
@@ -488,7 +487,7 @@ class WorkerAdapter(Adapter):
     def recipe_forward_loss(self, recipe, batch, exact: bool = False) -> float:
         """The recipe's train-step forward pass in float64 from the initial state, its loss
         (FrameworkAdapter.recipe_forward_loss), in a worker call of its own."""
-        if not exact or not self.has("float64_recipe_loss"):
+        if not exact:
             raise UsageError(f"{self.name} reruns a train-step forward pass in float64 only")
         if self.failure is not None:
             raise WorkerError(self.failure.status, self.failure.reason)
@@ -496,8 +495,10 @@ class WorkerAdapter(Adapter):
         response, directory = call_worker(
             {**self._base_request("forward64"), "recipes": [recipe.name]}, self._arrays(),
             self.timeout, self._worker_env())
-        shutil.rmtree(directory, ignore_errors=True)
-        return float(response["losses"][recipe.name])
+        try:
+            return float(response["losses"][recipe.name])
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
 
     def export_onnx(self, path: str) -> dict:
         """Keras's ONNX export on this backend (tf2onnx on TensorFlow; for Keras 2, which has

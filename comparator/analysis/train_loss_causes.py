@@ -60,14 +60,17 @@ def train_loss_causes(eq, conventions, keras_adapter, keras_recipe, rerun, runs)
             and keras_adapter.has("float64_recipe_loss") and rerun.adapter.has("bn_epsilon")):
         return []
     loss32 = {eq.a: a.losses.train_step[0], eq.b: b.losses.train_step[0]}
+    epsilons = keras_epsilons(conventions, eq.a.split(":")[0])
     try:
         keras64 = keras_adapter.recipe_forward_loss(keras_recipe, rerun.batch, exact=True)
     except Exception as exc:  # noqa: BLE001 - a model Keras cannot clone in float64
         return [_unmeasured(loss32, eq.a, exc)]
     rerun.float64_losses[eq.a] = keras64
-    loss64 = {eq.a: keras64, eq.b: rerun.forward_loss64()}
-    epsilons = keras_epsilons(conventions, eq.a.split(":")[0])
-    matched64 = rerun.forward_loss64({name: k for name, (k, _) in epsilons.items()})
+    try:
+        loss64 = {eq.a: keras64, eq.b: rerun.forward_loss64()}
+        matched64 = rerun.forward_loss64({name: k for name, (k, _) in epsilons.items()})
+    except Exception as exc:  # noqa: BLE001 - a PyTorch module with no float64 kernel
+        return [_unmeasured(loss32, eq.b, exc)]
     causes = [_epsilon_cause(epsilons, conventions, keras64, loss64[eq.b], matched64)] \
         if epsilons else []
     # Rounding is named where it moved a loss past the loss tolerance, or where float64
