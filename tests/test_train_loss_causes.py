@@ -152,13 +152,21 @@ def test_no_cause_where_the_losses_agree_masks_differ_or_keras_cannot_rerun(runs
                              runs) == []
 
 
-def test_a_keras_model_that_cannot_be_cloned_in_float64_is_inconclusive():
-    class Unclonable(_Adapter):
-        def recipe_forward_loss(self, recipe, batch, exact=False):
-            raise ValueError("Could not clone the layer\nmore")
+class _Failing(_Adapter):
+    """A fake adapter whose float64 pass raises the error it is given."""
 
+    def __init__(self, error):
+        super().__init__(None)
+        self.error = error
+
+    def recipe_forward_loss(self, recipe, batch, exact=False):
+        raise self.error
+
+
+def test_a_keras_model_that_cannot_be_cloned_in_float64_is_inconclusive():
     runs = {"keras:train": _run(2.1), "pytorch:train": _run(2.0)}
-    (cause,) = train_loss_causes(_PAIR, _conventions(), Unclonable(2.0), None,
+    unclonable = _Failing(ValueError("Could not clone the layer\nmore"))
+    (cause,) = train_loss_causes(_PAIR, _conventions(), unclonable, None,
                                  _Rerun(_Adapter(2.0)), runs)
     assert cause["inconclusive"] and not cause["explains"]
     assert "could not be rerun in float64 (Could not clone the layer), so neither" in \
@@ -173,13 +181,10 @@ def test_an_epsilon_that_alone_makes_the_gap_is_the_one_cause():
 
 
 def test_a_pytorch_model_that_cannot_run_in_float64_is_inconclusive():
-    class NoFloat64(_Adapter):
-        def recipe_forward_loss(self, recipe, batch, exact=False):
-            raise RuntimeError("expected m1 and m2 to have the same dtype")
-
     runs = {"keras:train": _run(2.1), "pytorch:train": _run(2.0)}
+    no_float64 = _Failing(RuntimeError("expected m1 and m2 to have the same dtype"))
     (cause,) = train_loss_causes(_PAIR, _conventions(), _Adapter(2.0), None,
-                                 _Rerun(NoFloat64(2.0)), runs)
+                                 _Rerun(no_float64), runs)
     assert cause["inconclusive"] and not cause["explains"]
     assert "pytorch:train's model could not be rerun in float64 (expected m1" in cause["text"]
 
